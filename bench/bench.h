@@ -1,0 +1,152 @@
+/*
+ * bench.h -- shared plumbing of rayc-bench: options, clocks, the
+ * repetition driver, JSON output, error checks and the in-process
+ * baselines.  Only rayc-bench's own files include it.
+ */
+#ifndef RAYC_BENCH_H
+#define RAYC_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rayc.h"
+
+/* ------------------------------------------------------------------ */
+/* Options                                                              */
+/* ------------------------------------------------------------------ */
+struct bench_opts {
+	int quick;    /* --quick: short repetitions, fewer of them */
+	double rep_s; /* target length of one timed repetition, seconds */
+	int reps;     /* timed repetitions per measurement (median taken) */
+};
+
+extern struct bench_opts bench_g;
+
+/* True if the figure called name was asked for (all are, with no names). */
+int bench_want(const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Clock                                                                */
+/* ------------------------------------------------------------------ */
+/* CLOCK_MONOTONIC in seconds. */
+double bench_now(void);
+
+/* ------------------------------------------------------------------ */
+/* Errors: every rayc call is checked; a failure aborts with a sentence */
+/* ------------------------------------------------------------------ */
+void bench_fail_rayc(const char *file, int line, const char *expr, int err);
+void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
+	__attribute__((noreturn));
+
+#define BENCH_CHECK(expr)                                                      \
+	do {                                                                   \
+		int bench__e = (expr);                                         \
+		if (bench__e != RAYC_OK)                                       \
+			bench_fail_rayc(__FILE__, __LINE__, #expr, bench__e);  \
+	} while (0)
+
+/* Timeout, in ms, for any rayc_get/rayc_wait whose result should come
+ * quickly: a hang in the library then aborts with a message instead of
+ * blocking the benchmark forever. */
+#define BENCH_GET_TIMEOUT_MS 30000
+
+/* malloc that dies on failure, and one that also touches every page. */
+void *bench_xmalloc(size_t n);
+void *bench_xmalloc_touched(size_t n, int fill);
+
+/* Names the figure being measured (for the watchdog message) and arms a
+ * watchdog of `seconds`; 0 disarms it. */
+void bench_watchdog(const char *what, unsigned seconds);
+
+/* ------------------------------------------------------------------ */
+/* Repetitions                                                          */
+/* ------------------------------------------------------------------ */
+/* One timed repetition: returns the figure's value for that repetition
+ * (a rate, or a time per operation).  It should run for about
+ * bench_g.rep_s seconds. */
+typedef double (*bench_rep_fn)(void *arg);
+
+/* Runs `reps` repetitions of fn and returns the median value; prints the
+ * spread on stderr under label. */
+double bench_median_reps(const char *label, bench_rep_fn fn, void *arg,
+                         int reps);
+
+/* Runs op(arg) repeatedly, `chunk` calls between clock reads, for about
+ * `seconds`.  Returns the number of calls, and the elapsed time in
+ * *elapsed. */
+typedef void (*bench_op_fn)(void *arg);
+uint64_t bench_timed_loop(bench_op_fn op, void *arg, unsigned chunk,
+                          double seconds, double *elapsed);
+
+/* Median of n doubles (sorts v in place). */
+double bench_median(double *v, int n);
+
+/* ------------------------------------------------------------------ */
+/* Output: one JSON line per figure on stdout (if the figure is wanted) */
+/* ------------------------------------------------------------------ */
+/* baseline may be NULL (no baseline; prints nulls). */
+void bench_emit(const char *name, double value, const char *unit,
+                int higher_is_better, const char *baseline,
+                double baseline_value);
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                              */
+/* ------------------------------------------------------------------ */
+/* rayc_init with cfg (NULL = defaults), checked, and the worker count
+ * the runtime reports (for sizing the bare-pool baselines). */
+int bench_runtime_start(const rayc_config *cfg);
+void bench_runtime_stop(void);
+
+/* Name the empty task is registered under (RAYC_REMOTE in bench_tasks.c). */
+#define BENCH_NOOP_FN "bench_noop"
+
+/* Submits one call of the empty task, checked. */
+void bench_call_noop(rayc_ref *out);
+
+/* Gets ref (bounded wait), checks it is not an error, releases the view
+ * and the ref. */
+void bench_get_release(rayc_ref ref);
+
+/* ------------------------------------------------------------------ */
+/* Baselines (bench_baseline.c)                                        */
+/* ------------------------------------------------------------------ */
+typedef struct bench_pool bench_pool;
+
+/* A bare mutex/condvar thread pool with nworkers threads and room for
+ * max_tasks preallocated task nodes. */
+bench_pool *bench_pool_start(int nworkers, size_t max_tasks);
+void bench_pool_stop(bench_pool *p);
+
+/* Seconds to run ntasks empty tasks, submitted by nsubmitters threads
+ * (ntasks split evenly), until all are done.  batch > 0: each submitter
+ * submits batch tasks, waits for them, and repeats (Ray's get-a-batch
+ * form); batch == 0: submit everything, then wait. */
+double bench_pool_run(bench_pool *p, size_t ntasks, int nsubmitters,
+                      size_t batch);
+
+/* Microseconds per round trip of a two-thread ping-pong, measured for
+ * about `seconds`.  spin = 0: mutex + condvar; 1: spinning on an atomic. */
+double bench_pingpong_us(int spin, double seconds);
+
+/* GB/s (1e9 bytes/s) of memcpy(dst, src, n) into an already-touched dst,
+ * over `reps` repetitions, median. */
+double bench_memcpy_gbps(void *dst, const void *src, size_t n, int reps);
+
+/* ------------------------------------------------------------------ */
+/* Figure runners                                                      */
+/* ------------------------------------------------------------------ */
+/* Need a running runtime with default settings (bench_runtime_start). */
+void bench_fig_tasks_async(int nworkers);
+void bench_fig_tasks_batch(int nworkers);
+void bench_fig_tasks_multi(int nworkers);
+void bench_fig_tasks_sync(void);
+void bench_fig_wait_1k(void);
+/* Need a runtime whose store holds bench_store_bytes_needed(). */
+size_t bench_store_bytes_needed(void);
+void bench_fig_get_calls(void);
+void bench_fig_put_calls(void);
+void bench_fig_put_gigabytes(void);
+/* Runs its own init/shutdown cycles; no runtime may be running. */
+void bench_fig_init(void);
+
+#endif /* RAYC_BENCH_H */

@@ -1,0 +1,386 @@
+/*
+ * rayc.h -- the one public header of rayc, Ray's architecture as an
+ * embeddable C11 library.  If it is not declared here, it is not API.
+ *
+ * Conventions
+ * - Every call returns a rayc_err (0 = RAYC_OK); results come back through
+ *   out-parameters.  On error nothing is written to the out-parameters
+ *   unless stated, and nothing is lost.
+ * - rayc_errmsg() gives a human sentence about the calling thread's last
+ *   failure (for example which function name was unknown).
+ * - Every ref handed out (by rayc_call, rayc_put, ...) is released exactly
+ *   once with rayc_release().  Every view filled by rayc_get() is released
+ *   with rayc_view_release().
+ * - Thread safety is stated on each call.  "Thread-safe" calls may be made
+ *   from any thread, including from inside a running task.
+ */
+#ifndef RAYC_H
+#define RAYC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RAYC_API __attribute__((visibility("default")))
+#else
+#define RAYC_API
+#endif
+
+#define RAYC_VERSION_MAJOR 0
+#define RAYC_VERSION_MINOR 1
+#define RAYC_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ */
+/* Errors.  One table generates the enum and the messages.             */
+/* ------------------------------------------------------------------ */
+#define RAYC_ERR_MAP(X)                                                        \
+	X(OK, 0, "success")                                                    \
+	X(EINVAL, 1, "invalid argument")                                       \
+	X(ENOMEM, 2, "out of memory")                                          \
+	X(ENOFUNC, 3, "no function registered under that name")                \
+	X(ETIMEDOUT, 4, "timed out")                                           \
+	X(ETASK, 5, "the task failed (see the error object's message)")        \
+	X(ELOST, 6, "object lost and cannot be reconstructed")                 \
+	X(EOWNERDIED, 7, "the object's owner died")                            \
+	X(EACTORDIED, 8, "the actor died")                                     \
+	X(ESTOREFULL, 9, "object store full")                                  \
+	X(EAUTH, 10, "authentication failed")                                  \
+	X(EPROTO, 11, "protocol error")                                        \
+	X(ESTATE, 12, "runtime not in the right state for this call")          \
+	X(ERANGE, 13, "index out of range")                                    \
+	X(ETYPE, 14, "wrong type")                                             \
+	X(EINFEASIBLE, 15, "resource demand no peer can ever satisfy")         \
+	X(ENOTFOUND, 16, "no such object")                                     \
+	X(ETOOBIG, 17, "object larger than the object store")                  \
+	X(ESYS, 18, "operating system error")                                  \
+	X(EEXIST, 19, "already exists")
+
+typedef enum rayc_err {
+#define RAYC__ERR_ENUM(name, val, msg) RAYC_##name = val,
+	RAYC_ERR_MAP(RAYC__ERR_ENUM)
+#undef RAYC__ERR_ENUM
+} rayc_err;
+
+/* A static sentence for every code; never NULL, also for unknown codes.
+ * Thread-safe. */
+RAYC_API const char *rayc_strerror(int err);
+
+/* The calling thread's last error in detail ("unknown function 'foo'").
+ * Valid until the thread's next rayc call; never NULL.  Thread-safe. */
+RAYC_API const char *rayc_errmsg(void);
+
+/* ------------------------------------------------------------------ */
+/* Identifiers and refs                                                 */
+/* ------------------------------------------------------------------ */
+/* 128-bit object id.  Task return ids are derived from the task id, so a
+ * re-run of a task re-creates the same ids. */
+typedef struct rayc_object_id {
+	uint64_t hi, lo;
+} rayc_object_id;
+
+typedef struct rayc_task_id {
+	uint64_t hi, lo;
+} rayc_task_id;
+
+/* A ref is a future for an object (Ray's ObjectRef).  It is a plain value
+ * that names a counted reference held by this process; copy it freely but
+ * call rayc_release() once for each ref rayc handed out (or rayc_ref_dup
+ * made). */
+typedef struct rayc_ref {
+	rayc_object_id id;
+} rayc_ref;
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                        */
+/* ------------------------------------------------------------------ */
+typedef struct rayc_resource {
+	const char *name; /* "GPU", or any custom name */
+	double quantity;  /* >= 0; fractions down to 0.001 */
+} rayc_resource;
+
+enum rayc_log_level {
+	RAYC_LOG_ERROR = 0,
+	RAYC_LOG_WARN = 1,
+	RAYC_LOG_INFO = 2,
+	RAYC_LOG_DEBUG = 3,
+};
+
+/* Zero-initialise, set what you need.  A zero or NULL field takes the
+ * RAYC_* environment variable if set, else the default:
+ *   num_workers       RAYC_NUM_WORKERS         online CPUs (also the CPU total)
+ *   resources         RAYC_RESOURCES           none ("GPU=1,disk=2.5")
+ *   store_bytes       RAYC_OBJECT_STORE_BYTES  30% of physical memory
+ *   store_dir         RAYC_STORE_DIR           /dev/shm
+ *   prefault_bytes    RAYC_STORE_PREFAULT_BYTES 32 MiB populated in background
+ *   log_level         RAYC_LOG_LEVEL           warn (error|warn|info|debug)
+ */
+typedef struct rayc_config {
+	int num_workers;
+	const rayc_resource *resources;
+	int num_resources;
+	size_t store_bytes;
+	const char *store_dir;
+	size_t prefault_bytes;
+	int log_level; /* 0 = take env/default; else enum rayc_log_level + 1 */
+} rayc_config;
+
+/* Starts this process's peer: worker threads, object store, scheduler.
+ * NULL cfg: defaults and RAYC_* environment.  Returns RAYC_ESTATE if the
+ * runtime is already running.  Thread-safe, but call it once, early. */
+RAYC_API int rayc_init(const rayc_config *cfg);
+
+/* Stops the peer: waits for running tasks to finish, discards queued ones,
+ * frees every object, joins every thread, unmaps and deletes the store
+ * file.  Refs and views still held become invalid.  Must not be called
+ * from inside a task.  Returns RAYC_ESTATE if not running. */
+RAYC_API int rayc_shutdown(void);
+
+/* Replaces the logger (NULL restores the default, which writes to stderr
+ * at or below the configured level).  The callback runs on any rayc
+ * thread with no rayc lock held.  Thread-safe. */
+typedef void (*rayc_log_fn)(int level, const char *id, const char *msg,
+                            void *arg);
+RAYC_API void rayc_set_logger(rayc_log_fn fn, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Remote functions                                                     */
+/* ------------------------------------------------------------------ */
+typedef struct rayc_ctx rayc_ctx; /* a running task's context */
+typedef void (*rayc_fn)(rayc_ctx *ctx);
+
+/* Registers fn under name (copied).  Works before or after rayc_init.
+ * RAYC_EEXIST if the name is taken by another function.  Thread-safe. */
+RAYC_API int rayc_register(const char *name, rayc_fn fn);
+
+/* Registers fn under its own name at load time, before main runs. */
+#define RAYC_REMOTE(fn)                                                        \
+	__attribute__((constructor)) static void rayc__register_##fn(void)    \
+	{                                                                      \
+		(void)rayc_register(#fn, fn);                                  \
+	}
+
+/* ------------------------------------------------------------------ */
+/* Task arguments                                                       */
+/* ------------------------------------------------------------------ */
+typedef enum rayc_type {
+	RAYC_TYPE_NONE = 0,
+	RAYC_TYPE_I64 = 1,
+	RAYC_TYPE_F64 = 2,
+	RAYC_TYPE_STR = 3,   /* bytes ending in a NUL not counted in len */
+	RAYC_TYPE_BYTES = 4,
+	RAYC_TYPE_REF = 5,   /* only as a call argument */
+	RAYC_TYPE_ERROR = 6, /* an error object: data is the message */
+} rayc_type;
+
+typedef struct rayc_arg {
+	rayc_type type;
+	size_t len;
+	union {
+		int64_t i64;
+		double f64;
+		const void *ptr;
+		rayc_ref ref;
+	} v;
+} rayc_arg;
+
+#define RAYC_I64(x) ((rayc_arg){ .type = RAYC_TYPE_I64, .v.i64 = (x) })
+#define RAYC_F64(x) ((rayc_arg){ .type = RAYC_TYPE_F64, .v.f64 = (x) })
+#define RAYC_STR(s)                                                            \
+	((rayc_arg){ .type = RAYC_TYPE_STR, .len = (size_t)-1, .v.ptr = (s) })
+#define RAYC_BYTES(p, n)                                                       \
+	((rayc_arg){ .type = RAYC_TYPE_BYTES, .len = (n), .v.ptr = (p) })
+#define RAYC_REF(r) ((rayc_arg){ .type = RAYC_TYPE_REF, .v.ref = (r) })
+
+/* ------------------------------------------------------------------ */
+/* Task options                                                         */
+/* ------------------------------------------------------------------ */
+enum rayc_strategy {
+	RAYC_STRATEGY_DEFAULT = 0, /* local first, spill back when busy */
+	RAYC_STRATEGY_SPREAD = 1,
+	RAYC_STRATEGY_NODE_AFFINITY = 2,
+};
+
+typedef struct rayc_task_opts {
+	int num_returns;  /* >= 1; out must hold this many refs */
+	double num_cpus;  /* CPU demand; 0 allowed */
+	double num_gpus;  /* GPU demand */
+	const rayc_resource *resources; /* custom demands */
+	int num_resources;
+	int max_retries;      /* re-runs allowed; -1 = unlimited */
+	int retry_exceptions; /* also re-run on rayc_fail */
+	int strategy;         /* enum rayc_strategy (single peer: local) */
+} rayc_task_opts;
+
+/* Ray's defaults: one return, one CPU, three retries for system failures,
+ * application errors not retried. */
+#define RAYC_TASK_OPTS_DEFAULT                                                 \
+	((rayc_task_opts){ .num_returns = 1, .num_cpus = 1.0, .max_retries = 3 })
+
+/* ------------------------------------------------------------------ */
+/* Submitting tasks                                                     */
+/* ------------------------------------------------------------------ */
+/* Submits a call of the function registered as fn_name.  opts may be NULL
+ * (defaults).  out receives opts->num_returns refs, each released by the
+ * caller.  Argument values (I64, F64, STR, BYTES) are copied; REF
+ * arguments are resolved to their object's value before the task runs and
+ * the task waits, without holding a worker, until they are ready.
+ * Errors: RAYC_ENOFUNC (unknown name), RAYC_EINVAL (NULL, bad args, bad
+ * opts), RAYC_ENOTFOUND (a REF argument that is not a live ref),
+ * RAYC_EINFEASIBLE (more resources than this cluster has), RAYC_ESTATE
+ * (not initialised).  Thread-safe; may be called from inside tasks. */
+RAYC_API int rayc_call_array(rayc_ref *out, const char *fn_name,
+                             const rayc_task_opts *opts, const rayc_arg *args,
+                             size_t nargs);
+
+/* rayc_call(&ref, "fn", RAYC_I64(1), RAYC_REF(r), ...) */
+#define rayc_call(out, fn_name, ...)                                           \
+	rayc_call_array((out), (fn_name), NULL,                                \
+	                (const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } },      \
+	                                    __VA_ARGS__ } + 1,                 \
+	                sizeof((const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } }, \
+	                                           __VA_ARGS__ }) /             \
+	                                sizeof(rayc_arg) - 1)
+
+#define rayc_call_opts(out, fn_name, opts, ...)                                \
+	rayc_call_array((out), (fn_name), (opts),                              \
+	                (const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } },      \
+	                                    __VA_ARGS__ } + 1,                 \
+	                sizeof((const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } }, \
+	                                           __VA_ARGS__ }) /             \
+	                                sizeof(rayc_arg) - 1)
+
+/* ------------------------------------------------------------------ */
+/* Objects                                                              */
+/* ------------------------------------------------------------------ */
+/* A read-only, zero-copy view of a sealed object.  The object stays
+ * pinned in the store until rayc_view_release(). */
+typedef struct rayc_view {
+	const void *data; /* for RAYC_TYPE_ERROR: the NUL-terminated message */
+	size_t len;
+	rayc_type type;
+	void *priv_; /* private */
+} rayc_view;
+
+/* Waits up to timeout_ms (-1 = forever, 0 = poll) for the object and
+ * fills view.  A lost object with lineage is rebuilt first, transparently.
+ * Returns RAYC_OK, RAYC_ETASK (view filled with the error message; still
+ * release it), RAYC_ETIMEDOUT, RAYC_ELOST (a lost rayc_put object),
+ * RAYC_ENOTFOUND, RAYC_EINVAL; on those the view is zeroed, so releasing
+ * it is harmless.  Inside a task, a blocked get gives the
+ * task's CPU back while it waits.  Thread-safe. */
+RAYC_API int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms);
+
+/* Unpins the object.  Zeroes the view; NULL or released views are a
+ * harmless no-op.  Thread-safe. */
+RAYC_API void rayc_view_release(rayc_view *view);
+
+/* Convenience: get and copy out a scalar.  RAYC_ETYPE if the object does
+ * not hold that type.  Thread-safe. */
+RAYC_API int rayc_get_i64(rayc_ref ref, int64_t *out, int timeout_ms);
+RAYC_API int rayc_get_f64(rayc_ref ref, double *out, int timeout_ms);
+
+/* Waits until at least num_ready of the n refs are ready (sealed or
+ * failed), or timeout.  ready_flags (may be NULL) gets 1/0 per ref.
+ * *out_ready (may be NULL) gets the count.  RAYC_ETIMEDOUT if fewer were
+ * ready in time (flags still filled).  Thread-safe. */
+RAYC_API int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
+                       int timeout_ms, uint8_t *ready_flags,
+                       size_t *out_ready);
+
+/* Copies n bytes into the store as a new immutable object.  Small objects
+ * are kept inline.  RAYC_ESTOREFULL when it cannot fit now, RAYC_ETOOBIG
+ * when it can never fit.  Thread-safe. */
+RAYC_API int rayc_put(rayc_ref *out, const void *data, size_t n);
+
+/* Create + write in place + seal, for large objects with no extra copy.
+ * *data points at n writable bytes until rayc_put_seal(); other callers'
+ * rayc_get waits until sealed.  rayc_put_abort() drops an unsealed object.
+ * Thread-safe. */
+RAYC_API int rayc_put_create(rayc_ref *out, size_t n, void **data);
+RAYC_API int rayc_put_seal(rayc_ref ref);
+RAYC_API int rayc_put_abort(rayc_ref ref);
+
+/* Takes one more reference on ref (to hand to another thread that will
+ * release it).  Thread-safe. */
+RAYC_API int rayc_ref_dup(rayc_ref ref);
+
+/* Drops one reference.  When no ref, pending task argument or view needs
+ * the object it is freed.  Unknown or already-freed refs are ignored
+ * (returns RAYC_ENOTFOUND).  Thread-safe. */
+RAYC_API int rayc_release(rayc_ref ref);
+
+/* ------------------------------------------------------------------ */
+/* Inside a task (ctx is valid only during the call)                   */
+/* ------------------------------------------------------------------ */
+RAYC_API size_t rayc_arg_count(rayc_ctx *ctx);
+/* Type of argument i; REF arguments report their object's type. */
+RAYC_API rayc_type rayc_arg_type(rayc_ctx *ctx, size_t i);
+/* RAYC_ERANGE for a bad index, RAYC_ETYPE for the wrong type. */
+RAYC_API int rayc_arg_i64(rayc_ctx *ctx, size_t i, int64_t *out);
+RAYC_API int rayc_arg_f64(rayc_ctx *ctx, size_t i, double *out);
+/* Zero-copy pointer to a STR/BYTES argument (or object); valid during the
+ * task. */
+RAYC_API int rayc_arg_data(rayc_ctx *ctx, size_t i, const void **data,
+                           size_t *len);
+/* The ref an argument was passed as (RAYC_ETYPE if passed by value).  The
+ * ref is borrowed; rayc_ref_dup it to keep it past the task. */
+RAYC_API int rayc_arg_ref(rayc_ctx *ctx, size_t i, rayc_ref *out);
+
+/* Set return value idx (0 .. num_returns-1).  A return never set is an
+ * empty BYTES object.  Setting one twice replaces it. */
+RAYC_API int rayc_return_i64(rayc_ctx *ctx, size_t idx, int64_t v);
+RAYC_API int rayc_return_f64(rayc_ctx *ctx, size_t idx, double v);
+RAYC_API int rayc_return_bytes(rayc_ctx *ctx, size_t idx, const void *p,
+                               size_t n);
+RAYC_API int rayc_return_str(rayc_ctx *ctx, size_t idx, const char *s);
+/* Allocates n bytes in the store for return idx and gives a pointer to
+ * write in place (no extra copy).  RAYC_ESTOREFULL if it cannot fit. */
+RAYC_API int rayc_return_alloc(rayc_ctx *ctx, size_t idx, size_t n,
+                               void **data);
+
+/* Fails the task: every return becomes an error object carrying this
+ * message (printf-style), and tasks that depend on it fail with the same
+ * root cause.  Retried if the task was submitted with retry_exceptions.
+ * Return from the task function after calling it. */
+RAYC_API int rayc_fail(rayc_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* This task's id and attempt number (0 on the first run). */
+RAYC_API rayc_task_id rayc_task_current_id(rayc_ctx *ctx);
+RAYC_API int rayc_task_attempt(rayc_ctx *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Introspection                                                        */
+/* ------------------------------------------------------------------ */
+typedef struct rayc_stats {
+	uint64_t tasks_submitted;
+	uint64_t tasks_executed;      /* function runs, retries included */
+	uint64_t tasks_reconstructed; /* runs made to rebuild lost objects */
+	uint64_t tasks_failed;
+	uint64_t tasks_pending;       /* waiting for arguments or resources */
+	uint64_t objects;             /* live object table entries */
+	uint64_t lineage_tasks;       /* task specs retained for lineage */
+	uint64_t store_used_bytes;    /* arena bytes allocated to objects */
+	uint64_t store_capacity_bytes;
+	uint64_t store_populated_bytes;
+	uint64_t inline_bytes;        /* bytes of small objects kept inline */
+	int num_workers;              /* worker threads alive now */
+	double cpus_total, cpus_available;
+} rayc_stats;
+
+/* Thread-safe. */
+RAYC_API int rayc_stats_get(rayc_stats *out);
+
+/* Total and available quantity of a resource by name ("CPU", "GPU", or a
+ * custom one).  RAYC_ENOTFOUND if this cluster has none.  Thread-safe. */
+RAYC_API int rayc_resource_get(const char *name, double *total,
+                               double *available);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RAYC_H */

@@ -1,0 +1,683 @@
+/* api.c -- the public entry points for tasks and objects: rayc_call,
+ * rayc_get, rayc_wait, rayc_put and friends.  Each validates its input,
+ * then does its work under rt->mu through lib/lineage and lib/sched. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "registry.h"
+#include "sched/sched.h"
+
+#define ID_FMT "%016llx%016llx"
+#define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
+
+/* Spin before parking: a driver waiting for a result that is microseconds
+ * away should not pay a futex round trip; a blocked task frees its CPU so
+ * it spins less. */
+#define GET_SPIN_NS 50000
+#define TASK_GET_SPIN_NS 5000
+
+static rayc__rt *running(void)
+{
+	return rayc__g;
+}
+
+/* Builds the demand vector of opts; RAYC_EINFEASIBLE if this peer has
+ * none of a named resource. */
+static int demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
+{
+	memset(d, 0, sizeof(int64_t) * RAYC__MAX_RES);
+	if (!(o->num_cpus >= 0) || !(o->num_gpus >= 0))
+		return rayc__err(RAYC_EINVAL, "negative resource demand");
+	d[RAYC__RES_CPU] = rayc__res_from_double(o->num_cpus);
+	d[RAYC__RES_GPU] = rayc__res_from_double(o->num_gpus);
+	for (int i = 0; i < o->num_resources; i++) {
+		const rayc_resource *r = &o->resources[i];
+		if (r->name == NULL || !(r->quantity >= 0))
+			return rayc__err(RAYC_EINVAL, "bad resource demand %d", i);
+		int k;
+		for (k = 0; k < rt->nres; k++)
+			if (strcmp(rt->res_names[k], r->name) == 0)
+				break;
+		if (k == rt->nres)
+			return rayc__err(RAYC_EINFEASIBLE,
+			                 "no peer has resource '%s'", r->name);
+		d[k] += rayc__res_from_double(r->quantity);
+	}
+	if (!rayc__sched_feasible(rt, d)) {
+		for (int k = 0; k < rt->nres; k++)
+			if (d[k] > rt->res_total[k])
+				return rayc__err(
+					RAYC_EINFEASIBLE,
+					"task needs %s=%g but the cluster has %g",
+					rt->res_names[k], rayc__res_to_double(d[k]),
+					rayc__res_to_double(rt->res_total[k]));
+		return RAYC_EINFEASIBLE;
+	}
+	return RAYC_OK;
+}
+
+static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
+{
+	*extra = 0;
+	if (nargs > 0 && args == NULL)
+		return rayc__err(RAYC_EINVAL, "NULL argument array");
+	for (size_t i = 0; i < nargs; i++) {
+		const rayc_arg *a = &args[i];
+		switch (a->type) {
+		case RAYC_TYPE_I64:
+		case RAYC_TYPE_F64:
+		case RAYC_TYPE_REF:
+			break;
+		case RAYC_TYPE_STR:
+			if (a->v.ptr == NULL)
+				return rayc__err(RAYC_EINVAL,
+				                 "argument %zu: NULL string", i);
+			*extra += strlen(a->v.ptr) + 1;
+			break;
+		case RAYC_TYPE_BYTES:
+			if (a->v.ptr == NULL && a->len > 0)
+				return rayc__err(RAYC_EINVAL,
+				                 "argument %zu: NULL bytes", i);
+			*extra += a->len;
+			break;
+		default:
+			return rayc__err(RAYC_EINVAL,
+			                 "argument %zu: unknown type %d", i,
+			                 (int)a->type);
+		}
+		*extra = (*extra + 7) & ~(size_t)7;
+	}
+	return RAYC_OK;
+}
+
+/* One allocation holds the task, its args, its return pointers and the
+ * copies of by-value data. */
+static rayc__task *task_alloc(const rayc_arg *args, size_t nargs,
+                              uint32_t nret, size_t extra)
+{
+	size_t sz = sizeof(rayc__task) + nargs * sizeof(rayc__targ) +
+	            nret * sizeof(rayc__obj *) + extra;
+	rayc__task *t = calloc(1, sz);
+
+	if (t == NULL)
+		return NULL;
+	t->args = (rayc__targ *)(t + 1);
+	t->returns = (rayc__obj **)(t->args + nargs);
+	char *copy = (char *)(t->returns + nret);
+	t->nargs = (uint32_t)nargs;
+	t->nreturns = nret;
+	for (size_t i = 0; i < nargs; i++) {
+		rayc__targ *a = &t->args[i];
+		a->type = args[i].type;
+		a->task = t;
+		switch (a->type) {
+		case RAYC_TYPE_I64:
+			a->v.i64 = args[i].v.i64;
+			a->len = 8;
+			break;
+		case RAYC_TYPE_F64:
+			a->v.f64 = args[i].v.f64;
+			a->len = 8;
+			break;
+		case RAYC_TYPE_STR:
+			a->len = strlen(args[i].v.ptr);
+			memcpy(copy, args[i].v.ptr, a->len + 1);
+			a->v.ptr = copy;
+			copy += (a->len + 1 + 7) & ~(size_t)7;
+			break;
+		case RAYC_TYPE_BYTES:
+			a->len = args[i].len;
+			if (a->len > 0)
+				memcpy(copy, args[i].v.ptr, a->len);
+			a->v.ptr = copy;
+			copy += (a->len + 7) & ~(size_t)7;
+			break;
+		default:
+			break;
+		}
+	}
+	return t;
+}
+
+static rayc_task_id next_task_id(rayc__rt *rt)
+{
+	rayc_task_id id;
+	rayc_ctx *parent = rayc__cur;
+
+	if (parent != NULL && parent->task != NULL) {
+		/* Deterministic: a re-run of the parent makes the same ids. */
+		uint64_t key[3] = { parent->task->id.hi, parent->task->id.lo,
+		                    parent->task->child_counter++ };
+		XXH128_hash_t h = XXH3_128bits(key, sizeof(key));
+		id.hi = h.high64;
+		id.lo = h.low64 & ~(uint64_t)0xffff;
+	} else {
+		id.hi = rt->job;
+		id.lo = atomic_fetch_add_explicit(&rt->next_task, 1,
+		                                  memory_order_relaxed)
+		        << 16;
+	}
+	return id;
+}
+
+static rayc_object_id return_id(rayc_task_id t, uint32_t i)
+{
+	rayc_object_id id = { t.hi, t.lo | (i + 1) };
+	return id;
+}
+
+/* A nested call the parent already made in an earlier run: hand out the
+ * existing results instead of running it twice. */
+static bool dedupe_locked(rayc__rt *rt, rayc_task_id id, uint32_t nret,
+                          rayc_ref *out) RAYC_REQUIRES(rt->mu)
+{
+	rayc__obj *o = rayc__obj_find_locked(rt, return_id(id, 0));
+
+	if (o == NULL || o->task == NULL || o->task->nreturns != nret)
+		return false;
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *r = o->task->returns[i];
+		if (r == NULL)
+			return false;
+	}
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *r = o->task->returns[i];
+		rayc__obj_ref_locked(r);
+		out[i].id = r->id;
+		if (atomic_load(&r->state) == RAYC__OBJ_LOST)
+			rayc__obj_reconstruct_locked(rt, r);
+	}
+	return true;
+}
+
+int rayc_call_array(rayc_ref *out, const char *fn_name,
+                    const rayc_task_opts *opts, const rayc_arg *args,
+                    size_t nargs)
+{
+	rayc__rt *rt = running();
+	rayc_task_opts def = RAYC_TASK_OPTS_DEFAULT;
+	int64_t demand[RAYC__MAX_RES];
+	size_t extra;
+	int rc;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (out == NULL || fn_name == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_call needs out and a name");
+	if (opts == NULL)
+		opts = &def;
+	if (opts->num_returns < 1 || opts->num_returns > 4096)
+		return rayc__err(RAYC_EINVAL, "num_returns %d (1..4096)",
+		                 opts->num_returns);
+	if (opts->num_resources < 0 ||
+	    (opts->num_resources > 0 && opts->resources == NULL))
+		return rayc__err(RAYC_EINVAL, "bad resources array");
+	const rayc__fn_entry *fn = rayc__registry_find(fn_name);
+	if (fn == NULL)
+		return rayc__err(RAYC_ENOFUNC,
+		                 "unknown function '%s' (register it with "
+		                 "RAYC_REMOTE or rayc_register)", fn_name);
+	rc = check_args(args, nargs, &extra);
+	if (rc != RAYC_OK)
+		return rc;
+	rc = demand_of(rt, opts, demand);
+	if (rc != RAYC_OK)
+		return rc;
+	uint32_t nret = (uint32_t)opts->num_returns;
+	rayc__task *t = task_alloc(args, nargs, nret, extra);
+	if (t == NULL)
+		return RAYC_ENOMEM;
+	t->id = next_task_id(rt);
+	t->fn = fn;
+	t->max_retries = opts->max_retries;
+	t->retry_exceptions = opts->retry_exceptions != 0;
+
+	rayc__mutex_lock(&rt->mu);
+	if (rayc__cur != NULL && dedupe_locked(rt, t->id, nret, out)) {
+		rayc__mutex_unlock(&rt->mu);
+		free(t);
+		return RAYC_OK;
+	}
+	for (size_t i = 0; i < nargs; i++) {
+		if (args[i].type != RAYC_TYPE_REF)
+			continue;
+		rayc__obj *o = rayc__obj_find_locked(rt, args[i].v.ref.id);
+		if (o == NULL) {
+			rayc__mutex_unlock(&rt->mu);
+			free(t);
+			return rayc__err(RAYC_ENOTFOUND,
+			                 "argument %zu: ref " ID_FMT
+			                 " is not live", i,
+			                 ID_ARGS(args[i].v.ref.id));
+		}
+		t->args[i].ref = o;
+	}
+	t->sclass = rayc__sched_class_locked(rt, demand);
+	if (t->sclass == NULL) {
+		rayc__mutex_unlock(&rt->mu);
+		free(t);
+		return RAYC_ENOMEM;
+	}
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *o = rayc__obj_new_locked(rt, return_id(t->id, i));
+		if (o == NULL)
+			abort(); /* out of memory mid-submit */
+		o->task = t;
+		o->ret_idx = i;
+		o->refcnt = 1;
+		t->returns[i] = o;
+		out[i].id = o->id;
+	}
+	for (size_t i = 0; i < nargs; i++)
+		if (t->args[i].ref != NULL)
+			t->args[i].ref->lineage_cnt++;
+	t->live_returns = nret;
+	t->in_flight = true;
+	rt->nlineage++;
+	atomic_fetch_add_explicit(&rt->n_submitted, 1, memory_order_relaxed);
+	(void)rayc__task_resolve_args_locked(rt, t);
+	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+static void fill_view(rayc_view *v, rayc__obj *o)
+{
+	v->data = o->data;
+	v->len = o->len;
+	v->type = o->type;
+	v->priv_ = o;
+}
+
+static void unlink_wnode(rayc__wnode *n)
+{
+	rayc__obj *o = n->obj;
+
+	if (o == NULL)
+		return;
+	if (n->prev != NULL)
+		n->prev->next = n->next;
+	else
+		o->waiters = n->next;
+	if (n->next != NULL)
+		n->next->prev = n->prev;
+	n->obj = NULL;
+}
+
+static void link_wnode(rayc__wnode *n, rayc__obj *o, rayc__waiter *w)
+{
+	n->w = w;
+	n->obj = o;
+	n->prev = NULL;
+	n->next = o->waiters;
+	if (o->waiters != NULL)
+		o->waiters->prev = n;
+	o->waiters = n;
+}
+
+static int64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1
+	                      : rayc__now_ns() + (int64_t)timeout_ms * 1000000;
+}
+
+/* Parks the caller until w is set or the deadline.  A task gives back its
+ * CPU while parked. */
+static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc_ctx *ctx = rayc__cur;
+
+	if (ctx != NULL)
+		rayc__sched_block_locked(rt, ctx);
+	rayc__mutex_unlock(&rt->mu);
+	bool ok = rayc__event_wait(&w->ev, deadline,
+	                           ctx != NULL ? TASK_GET_SPIN_NS
+	                                       : GET_SPIN_NS);
+	rayc__mutex_lock(&rt->mu);
+	if (ctx != NULL)
+		rayc__sched_unblock_locked(rt, ctx);
+	return ok;
+}
+
+int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
+{
+	rayc__rt *rt = running();
+	int64_t deadline = deadline_of(timeout_ms);
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (view == NULL)
+		return rayc__err(RAYC_EINVAL, "NULL view");
+	memset(view, 0, sizeof(*view)); /* releasing it after an error is safe */
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o == NULL) {
+		rayc__mutex_unlock(&rt->mu);
+		return rayc__err(RAYC_ENOTFOUND, "ref " ID_FMT " is not live",
+		                 ID_ARGS(ref.id));
+	}
+	rayc__obj_ref_locked(o); /* keeps o while we wait */
+	for (;;) {
+		int st = atomic_load(&o->state);
+		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR) {
+			fill_view(view, o); /* our ref becomes the pin */
+			int err = st == RAYC__OBJ_READY ? RAYC_OK : o->err;
+			rayc__mutex_unlock(&rt->mu);
+			if (err != RAYC_OK)
+				return rayc__err(err, "%s", (char *)o->data);
+			return RAYC_OK;
+		}
+		if (rt->stopping) {
+			rayc__obj_unref_locked(rt, o);
+			rayc__mutex_unlock(&rt->mu);
+			return rayc__err(RAYC_ESTATE, "runtime shutting down");
+		}
+		if (st == RAYC__OBJ_LOST) {
+			rayc__obj_reconstruct_locked(rt, o);
+			continue;
+		}
+		if (timeout_ms == 0 ||
+		    (deadline >= 0 && rayc__now_ns() >= deadline)) {
+			rayc__obj_unref_locked(rt, o);
+			rayc__mutex_unlock(&rt->mu);
+			return rayc__err(RAYC_ETIMEDOUT, "object not ready");
+		}
+		if (rayc__cur != NULL &&
+		    rayc__sched_try_inline_locked(rt, rayc__cur, o))
+			continue;
+		rayc__waiter w = { .needed = 1 };
+		rayc__wnode n;
+		link_wnode(&n, o, &w);
+		(void)park_locked(rt, &w, deadline);
+		unlink_wnode(&n);
+	}
+}
+
+void rayc_view_release(rayc_view *view)
+{
+	rayc__rt *rt = running();
+
+	if (view == NULL || view->priv_ == NULL || rt == NULL)
+		return;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj_unref_locked(rt, view->priv_);
+	rayc__mutex_unlock(&rt->mu);
+	memset(view, 0, sizeof(*view));
+}
+
+static int get_scalar(rayc_ref ref, rayc_type type, void *out, int timeout_ms)
+{
+	rayc_view v = { 0 };
+	int rc;
+
+	if (out == NULL)
+		return rayc__err(RAYC_EINVAL, "NULL out pointer");
+	rc = rayc_get(ref, &v, timeout_ms);
+	if (rc == RAYC_OK && (v.type != type || v.len != 8))
+		rc = rayc__err(RAYC_ETYPE, "object holds type %d, not %d",
+		               (int)v.type, (int)type);
+	else if (rc == RAYC_OK)
+		memcpy(out, v.data, 8);
+	rayc_view_release(&v);
+	return rc;
+}
+
+int rayc_get_i64(rayc_ref ref, int64_t *out, int timeout_ms)
+{
+	return get_scalar(ref, RAYC_TYPE_I64, out, timeout_ms);
+}
+
+int rayc_get_f64(rayc_ref ref, double *out, int timeout_ms)
+{
+	return get_scalar(ref, RAYC_TYPE_F64, out, timeout_ms);
+}
+
+static bool is_done(const rayc__obj *o)
+{
+	int st = atomic_load(&o->state);
+	return st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR;
+}
+
+int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
+              int timeout_ms, uint8_t *ready_flags, size_t *out_ready)
+{
+	rayc__rt *rt = running();
+	int64_t deadline = deadline_of(timeout_ms);
+	rayc__obj **objs;
+	rayc__wnode *nodes;
+	size_t ready = 0;
+	int rc = RAYC_OK;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if ((refs == NULL && n > 0) || num_ready > n)
+		return rayc__err(RAYC_EINVAL, "rayc_wait: %zu of %zu refs",
+		                 num_ready, n);
+	objs = malloc(n * (sizeof(*objs) + sizeof(*nodes)) + 1);
+	if (objs == NULL)
+		return RAYC_ENOMEM;
+	nodes = (rayc__wnode *)(objs + n);
+	rayc__mutex_lock(&rt->mu);
+	for (size_t i = 0; i < n; i++) {
+		objs[i] = rayc__obj_find_locked(rt, refs[i].id);
+		if (objs[i] == NULL) {
+			for (size_t k = 0; k < i; k++)
+				rayc__obj_unref_locked(rt, objs[k]);
+			rayc__mutex_unlock(&rt->mu);
+			free(objs);
+			return rayc__err(RAYC_ENOTFOUND,
+			                 "ref %zu is not live", i);
+		}
+		rayc__obj_ref_locked(objs[i]);
+		if (atomic_load(&objs[i]->state) == RAYC__OBJ_LOST)
+			rayc__obj_reconstruct_locked(rt, objs[i]);
+	}
+	for (;;) {
+		ready = 0;
+		for (size_t i = 0; i < n; i++)
+			ready += is_done(objs[i]);
+		if (ready >= num_ready)
+			break;
+		if (rt->stopping) {
+			rc = rayc__err(RAYC_ESTATE, "runtime shutting down");
+			break;
+		}
+		if (timeout_ms == 0 ||
+		    (deadline >= 0 && rayc__now_ns() >= deadline)) {
+			rc = rayc__err(RAYC_ETIMEDOUT, "%zu of %zu ready", ready,
+			               num_ready);
+			break;
+		}
+		rayc__waiter w = { .needed = num_ready - ready };
+		for (size_t i = 0; i < n; i++)
+			if (!is_done(objs[i]))
+				link_wnode(&nodes[i], objs[i], &w);
+			else
+				nodes[i].obj = NULL;
+		(void)park_locked(rt, &w, deadline);
+		for (size_t i = 0; i < n; i++)
+			unlink_wnode(&nodes[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ready_flags != NULL)
+			ready_flags[i] = is_done(objs[i]);
+		rayc__obj_unref_locked(rt, objs[i]);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	free(objs);
+	if (out_ready != NULL)
+		*out_ready = ready;
+	return rc;
+}
+
+static rayc_object_id next_put_id(rayc__rt *rt)
+{
+	rayc_object_id id = {
+		rt->job ^ 0x8000000000000000ull,
+		atomic_fetch_add_explicit(&rt->next_put, 1,
+		                          memory_order_relaxed)
+	};
+	return id;
+}
+
+/* Space for a put: the entry's inline buffer is chosen later; heap for
+ * small objects, arena for the rest. */
+static int put_space(rayc__rt *rt, size_t n, void **p, rayc__block **b)
+{
+	*b = NULL;
+	if (n <= RAYC__INLINE_BYTES) {
+		*p = NULL;
+		return RAYC_OK;
+	}
+	if (n <= RAYC__SMALL_MAX) {
+		*p = malloc(n);
+		return *p != NULL ? RAYC_OK : RAYC_ENOMEM;
+	}
+	int rc = rayc__store_alloc(rt->store, n, b);
+	if (rc == RAYC_OK)
+		*p = rayc__store_ptr(rt->store, *b);
+	return rc;
+}
+
+static int put_new(rayc__rt *rt, rayc_ref *out, size_t n, void **data,
+                   int state)
+{
+	void *p;
+	rayc__block *b;
+	int rc = put_space(rt, n, &p, &b);
+
+	if (rc != RAYC_OK)
+		return rc;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_new_locked(rt, next_put_id(rt));
+	if (o == NULL) {
+		rayc__mutex_unlock(&rt->mu);
+		if (b != NULL)
+			rayc__store_free(rt->store, b);
+		else
+			free(p);
+		return RAYC_ENOMEM;
+	}
+	o->is_put = true;
+	o->refcnt = 1;
+	o->type = RAYC_TYPE_BYTES;
+	o->len = n;
+	o->block = b;
+	o->data = p != NULL ? p : o->inline_buf;
+	if (b == NULL && p != NULL)
+		rt->inline_bytes += n;
+	*data = o->data;
+	atomic_store(&o->state, state);
+	out->id = o->id;
+	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+int rayc_put(rayc_ref *out, const void *data, size_t n)
+{
+	rayc__rt *rt = running();
+	rayc_ref r;
+	void *dst;
+	int rc;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (out == NULL || (data == NULL && n > 0))
+		return rayc__err(RAYC_EINVAL, "rayc_put needs out and data");
+	/* Created pending, filled outside the lock, then sealed. */
+	rc = put_new(rt, &r, n, &dst, RAYC__OBJ_PENDING);
+	if (rc != RAYC_OK)
+		return rc;
+	if (n > 0)
+		memcpy(dst, data, n);
+	rc = rayc_put_seal(r);
+	if (rc == RAYC_OK)
+		*out = r;
+	return rc;
+}
+
+int rayc_put_create(rayc_ref *out, size_t n, void **data)
+{
+	rayc__rt *rt = running();
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (out == NULL || data == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_put_create needs out/data");
+	return put_new(rt, out, n, data, RAYC__OBJ_PENDING);
+}
+
+int rayc_put_seal(rayc_ref ref)
+{
+	rayc__rt *rt = running();
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o == NULL || !o->is_put ||
+	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
+		rayc__mutex_unlock(&rt->mu);
+		return rayc__err(o == NULL ? RAYC_ENOTFOUND : RAYC_ESTATE,
+		                 "not an unsealed rayc_put_create object");
+	}
+	rayc__obj_mark_ready_locked(rt, o);
+	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+int rayc_put_abort(rayc_ref ref)
+{
+	rayc__rt *rt = running();
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o == NULL || !o->is_put ||
+	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
+		rayc__mutex_unlock(&rt->mu);
+		return rayc__err(o == NULL ? RAYC_ENOTFOUND : RAYC_ESTATE,
+		                 "not an unsealed rayc_put_create object");
+	}
+	rayc__obj_fail_locked(rt, o, RAYC_ELOST, "rayc_put_abort: aborted");
+	rayc__obj_unref_locked(rt, o);
+	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+int rayc_ref_dup(rayc_ref ref)
+{
+	rayc__rt *rt = running();
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o != NULL)
+		rayc__obj_ref_locked(o);
+	rayc__mutex_unlock(&rt->mu);
+	return o != NULL ? RAYC_OK
+	                 : rayc__err(RAYC_ENOTFOUND, "ref is not live");
+}
+
+int rayc_release(rayc_ref ref)
+{
+	rayc__rt *rt = running();
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	/* An entry kept only as lineage holds no handle to drop. */
+	if (o != NULL && o->refcnt > 0) {
+		rayc__obj_unref_locked(rt, o);
+		o = (rayc__obj *)1;
+	} else {
+		o = NULL;
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return o != NULL ? RAYC_OK
+	                 : rayc__err(RAYC_ENOTFOUND, "ref is not live");
+}

@@ -1,0 +1,70 @@
+/* common.h -- shared plumbing every rayc module uses: errors, logging,
+ * annotations and small helpers.  Includes the public header, never the
+ * reverse. */
+#ifndef RAYC_COMMON_H
+#define RAYC_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rayc.h"
+
+#define RAYC__LIKELY(x) __builtin_expect(!!(x), 1)
+#define RAYC__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define RAYC__CONTAINER_OF(ptr, type, member)                                  \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Clang thread-safety annotations; they vanish on other compilers. */
+#if defined(__clang__)
+#define RAYC__TSA(x) __attribute__((x))
+#else
+#define RAYC__TSA(x)
+#endif
+#define RAYC_CAPABILITY(x) RAYC__TSA(capability(x))
+#define RAYC_GUARDED_BY(x) RAYC__TSA(guarded_by(x))
+#define RAYC_PT_GUARDED_BY(x) RAYC__TSA(pt_guarded_by(x))
+#define RAYC_REQUIRES(...) RAYC__TSA(requires_capability(__VA_ARGS__))
+#define RAYC_EXCLUDES(...) RAYC__TSA(locks_excluded(__VA_ARGS__))
+#define RAYC_ACQUIRE(...) RAYC__TSA(acquire_capability(__VA_ARGS__))
+#define RAYC_RELEASE(...) RAYC__TSA(release_capability(__VA_ARGS__))
+#define RAYC_NO_TSA RAYC__TSA(no_thread_safety_analysis)
+
+/* Records a detailed message for rayc_errmsg() on this thread and returns
+ * err, so a failing path reads `return rayc__err(RAYC_EINVAL, "...")`. */
+int rayc__err(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Clears the calling thread's message (a call that succeeded). */
+void rayc__err_clear(void);
+
+/* Logging through the embedder's logger (rayc_set_logger).  id is a
+ * stable message id like "RAYC-STORE-FULL". */
+void rayc__log(int level, const char *id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void rayc__log_set_level(int level);
+int rayc__log_parse_level(const char *s); /* -1 if unknown */
+
+/* Resource quantities are fixed point: 1000 units = 1.0. */
+#define RAYC__RES_SCALE 1000
+static inline int64_t rayc__res_from_double(double q)
+{
+	return (int64_t)(q * RAYC__RES_SCALE + 0.5);
+}
+static inline double rayc__res_to_double(int64_t q)
+{
+	return (double)q / RAYC__RES_SCALE;
+}
+
+/* Parses "GPU=1,disk=2.5" into at most max name/quantity pairs.  Names
+ * are copied into buf (bufsize bytes).  Returns count or -1 on error. */
+int rayc__parse_resources(const char *s, rayc_resource *out, int max,
+                          char *buf, size_t bufsize);
+
+static inline bool rayc__oid_eq(rayc_object_id a, rayc_object_id b)
+{
+	return a.hi == b.hi && a.lo == b.lo;
+}
+
+#endif /* RAYC_COMMON_H */

@@ -1,0 +1,62 @@
+/* lineage.h -- the owner's object table: ids to entries, reference
+ * counts, sealing and failing objects, lineage retention and release, and
+ * reconstruction of lost objects by re-running their producing tasks.
+ * All calls need rt->mu (they end in _locked). */
+#ifndef RAYC_LINEAGE_H
+#define RAYC_LINEAGE_H
+
+#include "rt.h"
+
+rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
+	RAYC_REQUIRES(rt->mu);
+/* Inserts a new PENDING entry with refcnt 0.  NULL on ENOMEM. */
+rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
+	RAYC_REQUIRES(rt->mu);
+
+static inline void rayc__obj_ref_locked(rayc__obj *o)
+{
+	o->refcnt++;
+}
+/* Drops one reference; frees the data at zero and the entry when nothing
+ * needs it (which may release lineage upstream). */
+void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
+
+/* Seals o with the value in r (ownership of r's data moves to o) and
+ * wakes waiters and dependent tasks.  If o is not pending (already
+ * rebuilt or released) r's data is freed instead. */
+void rayc__obj_seal_locked(rayc__rt *rt, rayc__obj *o, rayc__ret *r)
+	RAYC_REQUIRES(rt->mu);
+/* Seals o with the data already in it (rayc_put_seal) and wakes waiters
+ * and dependent tasks. */
+void rayc__obj_mark_ready_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
+/* Makes o an error object (err = RAYC_ETASK or RAYC_ELOST, msg copied)
+ * and fails every task that depends on it, transitively. */
+void rayc__obj_fail_locked(rayc__rt *rt, rayc__obj *o, int err,
+                           const char *msg) RAYC_REQUIRES(rt->mu);
+
+/* Makes a LOST object PENDING again by re-submitting the tasks needed,
+ * recursively.  A lost object without lineage becomes an ELOST error.
+ * No-op for objects that are not LOST. */
+void rayc__obj_reconstruct_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
+
+/* Test hook: drops o's data as if its memory were lost. */
+void rayc__obj_drop_data_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
+
+/* A task finished (ran or failed): drop its argument holds and let its
+ * spec go if none of its returns is still alive. */
+void rayc__task_done_locked(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu);
+
+/* Hooks a task's ref arguments to their objects: holds each, counts the
+ * ones not ready (task->deps_pending), starts reconstruction of lost ones.
+ * Returns false if an argument is already an error (the task has then
+ * been failed and finished). */
+bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+
+/* Frees every entry and task at shutdown. */
+void rayc__objtab_destroy_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+
+#endif /* RAYC_LINEAGE_H */

@@ -1,0 +1,462 @@
+/* objects.c -- the object table: entries, reference counts, sealing,
+ * failure propagation, lineage retention and release, reconstruction.
+ *
+ * Design notes.  Cascades (freeing a chain of lineage, failing a chain of
+ * dependents, rebuilding a chain of lost objects) run over explicit work
+ * lists, never recursion: a pipeline of 100,000 steps must not overflow a
+ * worker's stack.  Reconstruction follows Ray's ownership paper (Wang et
+ * al., NSDI'21, section 4.3): the owner re-submits the producing task of a
+ * lost object, and recursively of its lost arguments, and nothing else.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "sched/sched.h"
+
+/* A growable stack of pointers for the cascades. */
+typedef struct worklist {
+	void **v;
+	size_t n, cap;
+	void *small[32];
+} worklist;
+
+static void wl_init(worklist *w)
+{
+	w->v = w->small;
+	w->n = 0;
+	w->cap = 32;
+}
+
+static void wl_push(worklist *w, void *p)
+{
+	if (w->n == w->cap) {
+		void **nv = malloc(2 * w->cap * sizeof(void *));
+		if (nv == NULL)
+			abort(); /* cannot keep invariants without memory */
+		memcpy(nv, w->v, w->n * sizeof(void *));
+		if (w->v != w->small)
+			free(w->v);
+		w->v = nv;
+		w->cap *= 2;
+	}
+	w->v[w->n++] = p;
+}
+
+static void *wl_pop(worklist *w)
+{
+	return w->n > 0 ? w->v[--w->n] : NULL;
+}
+
+static void wl_fini(worklist *w)
+{
+	if (w->v != w->small)
+		free(w->v);
+}
+
+rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__obj *o;
+
+	HASH_FIND(hh, rt->objs, &id, sizeof(id), o);
+	return o;
+}
+
+rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__obj *o = calloc(1, sizeof(*o));
+
+	if (o == NULL)
+		return NULL;
+	o->id = id;
+	atomic_init(&o->state, RAYC__OBJ_PENDING);
+	HASH_ADD(hh, rt->objs, id, sizeof(rayc_object_id), o);
+	rt->nobjs++;
+	return o;
+}
+
+static void free_data_locked(rayc__rt *rt, rayc__obj *o)
+{
+	if (o->block != NULL)
+		rayc__store_free(rt->store, o->block);
+	else if (o->data != NULL && o->data != o->inline_buf) {
+		if (o->type != RAYC_TYPE_ERROR)
+			rt->inline_bytes -= o->len;
+		free(o->data);
+	}
+	o->block = NULL;
+	o->data = NULL;
+	o->len = 0;
+}
+
+static bool obj_alive(const rayc__obj *o)
+{
+	return o->refcnt > 0 || o->lineage_cnt > 0 ||
+	       (o->task != NULL && o->task->in_flight);
+}
+
+static void task_free_locked(rayc__rt *rt, rayc__task *t, worklist *wl)
+{
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__obj *a = t->args[i].ref;
+		if (a != NULL) {
+			a->lineage_cnt--;
+			wl_push(wl, a);
+		}
+	}
+	rt->nlineage--;
+	free(t); /* args, returns and copies share the allocation */
+}
+
+/* Frees every entry on the list (and what they release) that nothing
+ * needs any more. */
+static void collect_locked(rayc__rt *rt, worklist *wl)
+{
+	rayc__obj *o;
+
+	while ((o = wl_pop(wl)) != NULL) {
+		if (obj_alive(o))
+			continue;
+		HASH_DEL(rt->objs, o);
+		rt->nobjs--;
+		free_data_locked(rt, o);
+		rayc__task *t = o->task;
+		if (t != NULL) {
+			t->returns[o->ret_idx] = NULL;
+			if (--t->live_returns == 0 && !t->in_flight)
+				task_free_locked(rt, t, wl);
+		}
+		free(o);
+	}
+}
+
+static void collect_one_locked(rayc__rt *rt, rayc__obj *o)
+{
+	worklist wl;
+
+	wl_init(&wl);
+	wl_push(&wl, o);
+	collect_locked(rt, &wl);
+	wl_fini(&wl);
+}
+
+void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o)
+{
+	if (--o->refcnt > 0)
+		return;
+	if (atomic_load(&o->state) == RAYC__OBJ_READY) {
+		free_data_locked(rt, o);
+		atomic_store(&o->state, RAYC__OBJ_LOST);
+	}
+	collect_one_locked(rt, o);
+}
+
+static void wake_waiters_locked(rayc__obj *o)
+{
+	rayc__wnode *n = o->waiters;
+
+	while (n != NULL) {
+		rayc__wnode *next = n->next;
+		rayc__waiter *w = n->w;
+		n->prev = n->next = NULL;
+		n->obj = NULL;
+		if (++w->ready == w->needed)
+			rayc__event_set(&w->ev);
+		n = next;
+	}
+	o->waiters = NULL;
+}
+
+static void unlink_dep(rayc__targ *a)
+{
+	rayc__obj *o = a->ref;
+
+	if (a->dep_prev != NULL)
+		a->dep_prev->dep_next = a->dep_next;
+	else
+		o->deps = a->dep_next;
+	if (a->dep_next != NULL)
+		a->dep_next->dep_prev = a->dep_prev;
+	a->dep_prev = a->dep_next = NULL;
+	a->waiting = false;
+}
+
+void rayc__obj_seal_locked(rayc__rt *rt, rayc__obj *o, rayc__ret *r)
+{
+	if (atomic_load(&o->state) != RAYC__OBJ_PENDING || o->refcnt == 0) {
+		/* Nobody can read it (released, or already rebuilt). */
+		if (r->block != NULL)
+			rayc__store_free(rt->store, r->block);
+		else if (r->data != NULL && r->data != r->buf)
+			free(r->data);
+		if (atomic_load(&o->state) == RAYC__OBJ_PENDING)
+			atomic_store(&o->state, RAYC__OBJ_LOST);
+		return;
+	}
+	o->type = r->type;
+	o->len = r->len;
+	o->block = r->block;
+	if (r->data == r->buf) {
+		memcpy(o->inline_buf, r->buf, sizeof(o->inline_buf));
+		o->data = o->inline_buf;
+	} else {
+		o->data = r->data;
+		if (r->block == NULL && r->data != NULL)
+			rt->inline_bytes += r->len;
+	}
+	rayc__obj_mark_ready_locked(rt, o);
+}
+
+void rayc__obj_mark_ready_locked(rayc__rt *rt, rayc__obj *o)
+{
+	atomic_store_explicit(&o->state, RAYC__OBJ_READY,
+	                      memory_order_release);
+	wake_waiters_locked(o);
+	while (o->deps != NULL) {
+		rayc__targ *a = o->deps;
+		unlink_dep(a);
+		if (--a->task->deps_pending == 0) {
+			rt->pending_args--;
+			rayc__sched_enqueue_locked(rt, a->task);
+		}
+	}
+}
+
+/* A task that will not run: mark it finished and queue its returns to be
+ * failed.  Its argument holds are dropped later by rayc__task_done. */
+static void task_abort_locked(rayc__rt *rt, rayc__task *t, worklist *fail)
+{
+	for (uint32_t i = 0; i < t->nargs; i++)
+		if (t->args[i].waiting)
+			unlink_dep(&t->args[i]);
+	if (t->state == RAYC__TASK_PENDING_ARGS && t->deps_pending > 0)
+		rt->pending_args--;
+	t->deps_pending = 0;
+	for (uint32_t i = 0; i < t->nreturns; i++)
+		if (t->returns[i] != NULL)
+			wl_push(fail, t->returns[i]);
+}
+
+static void fail_all_locked(rayc__rt *rt, worklist *fail, int err,
+                            const char *msg)
+{
+	worklist done;
+	rayc__obj *o;
+	rayc__task *t;
+
+	wl_init(&done);
+	while ((o = wl_pop(fail)) != NULL) {
+		int st = atomic_load(&o->state);
+		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR)
+			continue;
+		free_data_locked(rt, o);
+		o->data = strdup(msg);
+		o->len = o->data != NULL ? strlen(msg) : 0;
+		o->type = RAYC_TYPE_ERROR;
+		o->err = err;
+		atomic_store_explicit(&o->state, RAYC__OBJ_ERROR,
+		                      memory_order_release);
+		wake_waiters_locked(o);
+		while (o->deps != NULL) {
+			t = o->deps->task;
+			task_abort_locked(rt, t, fail);
+			wl_push(&done, t);
+		}
+	}
+	while ((t = wl_pop(&done)) != NULL)
+		rayc__task_done_locked(rt, t);
+	wl_fini(&done);
+}
+
+void rayc__obj_fail_locked(rayc__rt *rt, rayc__obj *o, int err,
+                           const char *msg)
+{
+	worklist fail;
+	char *copy = strdup(msg); /* msg may belong to an entry we free */
+
+	wl_init(&fail);
+	wl_push(&fail, o);
+	fail_all_locked(rt, &fail, err, copy != NULL ? copy : "out of memory");
+	wl_fini(&fail);
+	free(copy);
+}
+
+/* Holds t's ref arguments and counts the pending ones; lost ones go on
+ * rebuild.  Returns the first error argument, or NULL. */
+static rayc__obj *resolve_args_locked(rayc__rt *rt, rayc__task *t,
+                                      worklist *rebuild)
+{
+	t->deps_pending = 0;
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__targ *a = &t->args[i];
+		rayc__obj *o = a->ref;
+		if (o == NULL)
+			continue;
+		if (!a->held) {
+			rayc__obj_ref_locked(o);
+			a->held = true;
+		}
+		int st = atomic_load(&o->state);
+		if (st == RAYC__OBJ_ERROR)
+			return o;
+		if (st == RAYC__OBJ_READY)
+			continue;
+		if (st == RAYC__OBJ_LOST)
+			wl_push(rebuild, o);
+		a->task = t;
+		a->dep_prev = NULL;
+		a->dep_next = o->deps;
+		if (o->deps != NULL)
+			o->deps->dep_prev = a;
+		o->deps = a;
+		a->waiting = true;
+		t->deps_pending++;
+	}
+	return NULL;
+}
+
+/* Resolves t's arguments and queues it, fails it, or leaves it waiting.
+ * Lost arguments are pushed on rebuild. */
+static bool start_task_locked(rayc__rt *rt, rayc__task *t, worklist *rebuild)
+{
+	rayc__obj *bad = resolve_args_locked(rt, t, rebuild);
+
+	if (bad != NULL) {
+		worklist fail;
+		char *msg = strdup(bad->data != NULL ? (char *)bad->data
+		                                     : "argument failed");
+		int err = bad->err;
+		wl_init(&fail);
+		t->state = RAYC__TASK_PENDING_ARGS;
+		task_abort_locked(rt, t, &fail);
+		t->deps_pending = 0;
+		fail_all_locked(rt, &fail, err, msg != NULL ? msg : "failed");
+		wl_fini(&fail);
+		free(msg);
+		rayc__task_done_locked(rt, t);
+		return false;
+	}
+	if (t->deps_pending > 0) {
+		t->state = RAYC__TASK_PENDING_ARGS;
+		rt->pending_args++;
+	} else {
+		rayc__sched_enqueue_locked(rt, t);
+	}
+	return true;
+}
+
+static void rebuild_all_locked(rayc__rt *rt, worklist *rebuild)
+{
+	rayc__obj *o;
+	char msg[160];
+
+	while ((o = wl_pop(rebuild)) != NULL) {
+		if (atomic_load(&o->state) != RAYC__OBJ_LOST)
+			continue;
+		rayc__task *t = o->task;
+		if (t == NULL) {
+			snprintf(msg, sizeof(msg),
+			         "object %016llx%016llx was made by rayc_put and "
+			         "its data is lost; it cannot be reconstructed",
+			         (unsigned long long)o->id.hi,
+			         (unsigned long long)o->id.lo);
+			rayc__obj_fail_locked(rt, o, RAYC_ELOST, msg);
+			continue;
+		}
+		atomic_store(&o->state, RAYC__OBJ_PENDING);
+		if (t->in_flight)
+			continue; /* its run in progress will seal o */
+		for (uint32_t i = 0; i < t->nreturns; i++) {
+			rayc__obj *r = t->returns[i];
+			if (r != NULL && atomic_load(&r->state) == RAYC__OBJ_LOST)
+				atomic_store(&r->state, RAYC__OBJ_PENDING);
+		}
+		t->in_flight = true;
+		t->reconstruct = true;
+		atomic_fetch_add(&rt->n_reconstructed, 1);
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-LINEAGE-REBUILD",
+		          "re-running task %s to rebuild a lost object",
+		          t->fn->name);
+		start_task_locked(rt, t, rebuild);
+	}
+}
+
+bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
+{
+	worklist rebuild;
+
+	wl_init(&rebuild);
+	bool ok = start_task_locked(rt, t, &rebuild);
+	rebuild_all_locked(rt, &rebuild);
+	wl_fini(&rebuild);
+	return ok;
+}
+
+void rayc__obj_reconstruct_locked(rayc__rt *rt, rayc__obj *o)
+{
+	worklist rebuild;
+
+	wl_init(&rebuild);
+	wl_push(&rebuild, o);
+	rebuild_all_locked(rt, &rebuild);
+	wl_fini(&rebuild);
+}
+
+void rayc__obj_drop_data_locked(rayc__rt *rt, rayc__obj *o)
+{
+	if (atomic_load(&o->state) != RAYC__OBJ_READY)
+		return;
+	free_data_locked(rt, o);
+	atomic_store(&o->state, RAYC__OBJ_LOST);
+}
+
+void rayc__task_done_locked(rayc__rt *rt, rayc__task *t)
+{
+	worklist wl;
+
+	t->in_flight = false;
+	t->reconstruct = false;
+	t->state = RAYC__TASK_FINISHED;
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__targ *a = &t->args[i];
+		if (a->held) {
+			a->held = false;
+			rayc__obj_unref_locked(rt, a->ref);
+		}
+	}
+	wl_init(&wl);
+	bool any = false;
+	for (uint32_t i = 0; i < t->nreturns; i++)
+		if (t->returns[i] != NULL) {
+			wl_push(&wl, t->returns[i]);
+			any = true;
+		}
+	if (!any)
+		task_free_locked(rt, t, &wl);
+	collect_locked(rt, &wl);
+	wl_fini(&wl);
+}
+
+void rayc__objtab_destroy_locked(rayc__rt *rt)
+{
+	rayc__obj *o, *tmp;
+	worklist tasks;
+
+	wl_init(&tasks);
+	HASH_ITER(hh, rt->objs, o, tmp) {
+		HASH_DEL(rt->objs, o);
+		free_data_locked(rt, o);
+		rayc__task *t = o->task;
+		if (t != NULL && --t->live_returns == 0)
+			wl_push(&tasks, t);
+		free(o);
+	}
+	rayc__task *t;
+	while ((t = wl_pop(&tasks)) != NULL) {
+		rt->nlineage--;
+		free(t);
+	}
+	wl_fini(&tasks);
+	rt->nobjs = 0;
+}

@@ -1,0 +1,72 @@
+/* os.h -- every platform call rayc makes: threads, locks, a futex-backed
+ * event, clocks, memory facts and shared-memory files.  Only lib/os/
+ * includes <pthread.h> or <sys/mman.h>; a port supplies this set. */
+#ifndef RAYC_OS_H
+#define RAYC_OS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* An opaque, suitably sized and aligned lock.  Initialised with
+ * rayc__mutex_init; never copied. */
+typedef struct RAYC_CAPABILITY("mutex") rayc__mutex {
+	_Alignas(16) unsigned char opaque[48];
+} rayc__mutex;
+
+void rayc__mutex_init(rayc__mutex *m);
+void rayc__mutex_fini(rayc__mutex *m);
+void rayc__mutex_lock(rayc__mutex *m) RAYC_ACQUIRE(m);
+void rayc__mutex_unlock(rayc__mutex *m) RAYC_RELEASE(m);
+
+typedef struct rayc__thread {
+	unsigned long handle;
+} rayc__thread;
+
+int rayc__thread_start(rayc__thread *t, void *(*fn)(void *), void *arg);
+void rayc__thread_join(rayc__thread *t);
+
+/* A binary event on a futex: set() wakes the one thread in wait().  The
+ * waiter spins briefly (yielding) before parking, so a reply that is
+ * imminent costs no kernel round trip.  Zero-initialised = clear. */
+typedef struct rayc__event {
+	_Atomic uint32_t state; /* 0 clear, 1 set, 2 clear with a parked waiter */
+} rayc__event;
+
+void rayc__event_set(rayc__event *e);
+void rayc__event_reset(rayc__event *e);
+/* Returns true when set, false at the deadline (ns, monotonic; -1 never).
+ * spin_ns bounds the spinning before parking.  Consumes the set. */
+bool rayc__event_wait(rayc__event *e, int64_t deadline_ns, int64_t spin_ns);
+
+int64_t rayc__now_ns(void); /* CLOCK_MONOTONIC */
+void rayc__cpu_relax(void);
+void rayc__yield(void);
+
+int rayc__ncpus(void);
+uint64_t rayc__phys_mem(void);
+uint64_t rayc__rss_bytes(void); /* this process's resident set, 0 if unknown */
+size_t rayc__page_size(void);
+
+/* A shared-memory file mapped read-write.  path is kept so the file can be
+ * unlinked at close (and, later, opened by other peers). */
+typedef struct rayc__shm {
+	int fd;
+	void *base;
+	size_t size;
+	char path[256];
+} rayc__shm;
+
+int rayc__shm_open(rayc__shm *s, const char *dir, size_t size);
+void rayc__shm_close(rayc__shm *s);
+/* Backs [off, off+len) with memory now (MADV_POPULATE_WRITE, else touch).
+ * RAYC_ESTOREFULL if the file system has no room: never SIGBUS later. */
+int rayc__shm_populate(rayc__shm *s, size_t off, size_t len);
+/* Gives the pages of [off, off+len) back to the system (test hook and
+ * shrink).  The range reads as zeros afterwards. */
+void rayc__shm_discard(rayc__shm *s, size_t off, size_t len);
+
+#endif /* RAYC_OS_H */

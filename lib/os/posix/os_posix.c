@@ -1,0 +1,265 @@
+/* os_posix.c -- Linux/POSIX implementation of lib/os/os.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "os/os.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+_Static_assert(sizeof(pthread_mutex_t) <= sizeof(((rayc__mutex *)0)->opaque),
+               "rayc__mutex too small");
+
+void rayc__mutex_init(rayc__mutex *m)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	/* Critical sections are short: spin a little before sleeping. */
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init((pthread_mutex_t *)(void *)m->opaque, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+void rayc__mutex_fini(rayc__mutex *m)
+{
+	pthread_mutex_destroy((pthread_mutex_t *)(void *)m->opaque);
+}
+
+void rayc__mutex_lock(rayc__mutex *m) RAYC_NO_TSA
+{
+	pthread_mutex_lock((pthread_mutex_t *)(void *)m->opaque);
+}
+
+void rayc__mutex_unlock(rayc__mutex *m) RAYC_NO_TSA
+{
+	pthread_mutex_unlock((pthread_mutex_t *)(void *)m->opaque);
+}
+
+int rayc__thread_start(rayc__thread *t, void *(*fn)(void *), void *arg)
+{
+	pthread_t th;
+	sigset_t all, old;
+	int rc;
+
+	/* Worker threads take no signals: the embedder's handlers run on its
+	 * own threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&th, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return rayc__err(RAYC_ESYS, "pthread_create: %s", strerror(rc));
+	t->handle = (unsigned long)th;
+	return RAYC_OK;
+}
+
+void rayc__thread_join(rayc__thread *t)
+{
+	pthread_join((pthread_t)t->handle, NULL);
+}
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val,
+                  const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+void rayc__event_set(rayc__event *e)
+{
+	if (atomic_exchange(&e->state, 1) == 2)
+		futex(&e->state, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+void rayc__event_reset(rayc__event *e)
+{
+	atomic_store(&e->state, 0);
+}
+
+bool rayc__event_wait(rayc__event *e, int64_t deadline_ns, int64_t spin_ns)
+{
+	int64_t spin_end = rayc__now_ns() + spin_ns;
+	uint32_t zero;
+	int i = 0;
+
+	for (;;) {
+		if (atomic_load_explicit(&e->state, memory_order_acquire) == 1)
+			break;
+		if (++i % 64 == 0) {
+			int64_t now = rayc__now_ns();
+			if (now >= spin_end)
+				goto park;
+			rayc__yield();
+		}
+		rayc__cpu_relax();
+	}
+	atomic_store(&e->state, 0);
+	return true;
+park:
+	for (;;) {
+		zero = 0;
+		if (!atomic_compare_exchange_strong(&e->state, &zero, 2) &&
+		    zero == 1) {
+			atomic_store(&e->state, 0);
+			return true;
+		}
+		struct timespec ts, *tp = NULL;
+		if (deadline_ns >= 0) {
+			int64_t left = deadline_ns - rayc__now_ns();
+			if (left <= 0) {
+				uint32_t two = 2;
+				if (atomic_compare_exchange_strong(&e->state,
+				                                   &two, 0))
+					return false;
+				atomic_store(&e->state, 0); /* it was set */
+				return true;
+			}
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tp = &ts;
+		}
+		futex(&e->state, FUTEX_WAIT_PRIVATE, 2, tp);
+	}
+}
+
+int64_t rayc__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void rayc__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+void rayc__yield(void)
+{
+	sched_yield();
+}
+
+int rayc__ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+uint64_t rayc__phys_mem(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	long psz = sysconf(_SC_PAGESIZE);
+	return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz
+	                            : (uint64_t)1 << 30;
+}
+
+size_t rayc__page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+uint64_t rayc__rss_bytes(void)
+{
+	unsigned long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (uint64_t)resident * rayc__page_size();
+}
+
+int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
+{
+	static _Atomic unsigned counter;
+	int fd = -1;
+
+	for (int tries = 0; tries < 16 && fd < 0; tries++) {
+		snprintf(s->path, sizeof(s->path), "%s/rayc-%d-%u", dir,
+		         (int)getpid(), atomic_fetch_add(&counter, 1));
+		fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0)
+		return rayc__err(RAYC_ESYS, "cannot create store file %s: %s",
+		                 s->path, strerror(errno));
+	if (ftruncate(fd, (off_t)size) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(s->path);
+		return rayc__err(RAYC_ESYS, "cannot size store file %s: %s",
+		                 s->path, strerror(e));
+	}
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		close(fd);
+		unlink(s->path);
+		return rayc__err(RAYC_ESYS, "cannot map store file %s: %s",
+		                 s->path, strerror(e));
+	}
+	(void)madvise(p, size, MADV_HUGEPAGE); /* honoured if shmem THP is on */
+	s->fd = fd;
+	s->base = p;
+	s->size = size;
+	return RAYC_OK;
+}
+
+void rayc__shm_close(rayc__shm *s)
+{
+	if (s->base == NULL)
+		return;
+	munmap(s->base, s->size);
+	close(s->fd);
+	unlink(s->path);
+	s->base = NULL;
+	s->fd = -1;
+}
+
+int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
+{
+	/* fallocate reserves tmpfs pages up front, so a full /dev/shm is an
+	 * error here instead of a SIGBUS at first write. */
+	if (fallocate(s->fd, 0, (off_t)off, (off_t)len) != 0 &&
+	    errno != EOPNOTSUPP)
+		return rayc__err(RAYC_ESTOREFULL,
+		                 "store file %s: cannot back %zu bytes: %s",
+		                 s->path, len, strerror(errno));
+	if (madvise((char *)s->base + off, len, MADV_POPULATE_WRITE) == 0)
+		return RAYC_OK;
+	if (errno != EINVAL)
+		return rayc__err(RAYC_ESTOREFULL, "populate: %s",
+		                 strerror(errno));
+	/* Older kernels: touch each page. */
+	size_t psz = rayc__page_size();
+	for (size_t o = 0; o < len; o += psz)
+		((volatile char *)s->base)[off + o] = 0;
+	return RAYC_OK;
+}
+
+void rayc__shm_discard(rayc__shm *s, size_t off, size_t len)
+{
+	(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	                (off_t)off, (off_t)len);
+}

@@ -1,0 +1,219 @@
+/* rt.h -- the runtime's core types: the peer (rayc__rt), object table
+ * entries (rayc__obj), task specs (rayc__task) and waiters.  Every module
+ * sees these; each module's own header declares what it does with them.
+ *
+ * Locking.  One mutex, rt->mu, guards the object table, task states,
+ * ready queues, resources and the idle-worker stack.  Critical sections
+ * are short (no user code, no allocation of arena memory, no copying of
+ * object data runs under it); functions that need it end in _locked.
+ * The store has its own lock and is never called with rt->mu held except
+ * for rayc__store_free, which is O(1).
+ *
+ * Object life.  An entry lives while refcnt > 0 (handles, pending task
+ * arguments, views) or lineage_cnt > 0 (retained task specs that take it
+ * as an argument) or its producing task is in flight.  When refcnt drops
+ * to zero the data is freed at once; the entry may stay as lineage only.
+ * A task spec lives while any of its return entries lives (that is the
+ * lineage) or while it is in flight.
+ */
+#ifndef RAYC_RT_H
+#define RAYC_RT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+/* uthash with xxh3 instead of its default Jenkins hash. */
+#define HASH_FUNCTION(keyptr, keylen, hashv)                                   \
+	((hashv) = (unsigned)XXH3_64bits((keyptr), (keylen)))
+#include <uthash.h>
+
+#include "common/common.h"
+#include "os/os.h"
+#include "store/store.h"
+
+#define RAYC__MAX_RES 16      /* CPU, GPU and up to 14 custom resources */
+#define RAYC__RES_CPU 0
+#define RAYC__RES_GPU 1
+#define RAYC__INLINE_BYTES 16 /* kept inside the entry */
+#define RAYC__SMALL_MAX 1024  /* <= this: heap, not arena */
+#define RAYC__MAX_THREADS 1024
+#define RAYC__INLINE_DEPTH 48 /* nested inline execution in blocked gets */
+
+typedef struct rayc__rt rayc__rt;
+typedef struct rayc__obj rayc__obj;
+typedef struct rayc__task rayc__task;
+typedef struct rayc__targ rayc__targ;
+typedef struct rayc__sclass rayc__sclass;
+typedef struct rayc__worker rayc__worker;
+typedef struct rayc__fn_entry rayc__fn_entry;
+
+/* Object states. */
+enum {
+	RAYC__OBJ_PENDING = 0, /* its task is queued or running; or unsealed */
+	RAYC__OBJ_READY,       /* sealed: data readable */
+	RAYC__OBJ_ERROR,       /* an error object: err + errmsg */
+	RAYC__OBJ_LOST,        /* data gone; rebuild from lineage if any */
+};
+
+/* Task states (named as in Ray's task_states). */
+enum {
+	RAYC__TASK_PENDING_ARGS = 0, /* waiting for ref arguments */
+	RAYC__TASK_QUEUED,           /* ready, waiting for resources/worker */
+	RAYC__TASK_RUNNING,
+	RAYC__TASK_FINISHED, /* ran (or failed); kept only as lineage */
+};
+
+typedef struct rayc__waiter {
+	rayc__event ev;
+	size_t needed, ready;
+} rayc__waiter;
+
+/* One (waiter, object) link. */
+typedef struct rayc__wnode {
+	rayc__waiter *w;
+	rayc__obj *obj;
+	struct rayc__wnode *prev, *next;
+} rayc__wnode;
+
+struct rayc__obj {
+	rayc_object_id id;
+	UT_hash_handle hh;
+	_Atomic int state;
+	rayc_type type;
+	int err;         /* for ERROR: RAYC_ETASK or RAYC_ELOST */
+	int32_t refcnt;  /* handles + task-argument holds + views */
+	int32_t lineage_cnt;
+	bool is_put;     /* no lineage: loss is final */
+	size_t len;
+	void *data;      /* inline_buf, heap, arena, or errmsg */
+	rayc__block *block;
+	rayc__task *task; /* producer (lineage); NULL for puts */
+	uint32_t ret_idx;
+	rayc__targ *deps;   /* task arguments waiting for this object */
+	rayc__wnode *waiters;
+	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
+};
+
+/* A task argument.  Values are copied into the task's allocation. */
+struct rayc__targ {
+	rayc_type type;
+	size_t len;
+	union {
+		int64_t i64;
+		double f64;
+		const void *ptr;
+	} v;
+	rayc__obj *ref;        /* RAYC_TYPE_REF: the argument's object */
+	rayc__task *task;      /* back pointer for dependency wake-ups */
+	rayc__targ *dep_prev, *dep_next; /* in ref->deps while waiting */
+	bool waiting;
+	bool held;             /* holds a refcnt on ref */
+};
+
+struct rayc__task {
+	rayc_task_id id;
+	const rayc__fn_entry *fn;
+	rayc__sclass *sclass;
+	int state;
+	bool in_flight;
+	bool reconstruct;   /* this run rebuilds lost objects */
+	int deps_pending;
+	int attempt, max_retries;
+	bool retry_exceptions;
+	uint32_t nargs, nreturns, live_returns;
+	uint64_t child_counter; /* ids of nested submissions */
+	rayc__targ *args;
+	rayc__obj **returns;
+	rayc__task *q_prev, *q_next; /* ready queue of its class */
+};
+
+/* Tasks with the same resource demand share a class and a FIFO. */
+struct rayc__sclass {
+	int64_t demand[RAYC__MAX_RES];
+	bool cpu_only; /* only CPU demanded: may run inline in a blocked get */
+	rayc__task *head, *tail;
+	uint64_t queued;
+	rayc__sclass *next;
+};
+
+struct rayc__worker {
+	rayc__thread th;
+	rayc__event ev;
+	rayc__worker *next_idle;
+	rayc__worker *next_all;
+	bool idle;
+	bool woken; /* counted in rt->nwaking */
+	int index;
+};
+
+struct rayc__fn_entry {
+	char *name;
+	rayc_fn fn;
+	UT_hash_handle hh;
+};
+
+/* The running task's context (rayc_ctx). */
+typedef struct rayc__ret {
+	rayc_type type;
+	size_t len;
+	void *data; /* heap or arena */
+	rayc__block *block;
+	bool set;
+	_Alignas(8) unsigned char buf[RAYC__INLINE_BYTES];
+} rayc__ret;
+
+struct rayc_ctx {
+	rayc__task *task;
+	int64_t held_cpu; /* CPU units held while running */
+	int inline_depth;
+	bool failed;
+	char *errmsg;
+	rayc__ret *rets;
+	rayc__ret ret0; /* storage when nreturns == 1 */
+};
+
+struct rayc__rt {
+	rayc__mutex mu;
+	bool stopping RAYC_GUARDED_BY(mu);
+
+	/* Resources: index 0 CPU, 1 GPU, then custom names. */
+	int nres;
+	char *res_names[RAYC__MAX_RES];
+	int64_t res_total[RAYC__MAX_RES];
+	int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);
+
+	/* Object table (lib/lineage). */
+	rayc__obj *objs RAYC_GUARDED_BY(mu);
+	uint64_t nobjs RAYC_GUARDED_BY(mu);
+	uint64_t nlineage RAYC_GUARDED_BY(mu);
+	uint64_t inline_bytes RAYC_GUARDED_BY(mu);
+
+	/* Scheduler (lib/sched). */
+	rayc__sclass *classes RAYC_GUARDED_BY(mu);
+	rayc__sclass *last_class RAYC_GUARDED_BY(mu);
+	uint64_t queued RAYC_GUARDED_BY(mu);
+	uint64_t pending_args RAYC_GUARDED_BY(mu);
+	rayc__worker *idle RAYC_GUARDED_BY(mu);
+	rayc__worker *workers RAYC_GUARDED_BY(mu);
+	int nworkers RAYC_GUARDED_BY(mu);
+	int nidle RAYC_GUARDED_BY(mu);
+	int nwaking RAYC_GUARDED_BY(mu); /* woken or new, not yet picking */
+	int nbase;
+	int64_t spin_ns;
+
+	/* Ids. */
+	uint64_t job;
+	_Atomic uint64_t next_task, next_put;
+
+	rayc__store *store;
+
+	/* Counters an HTTP page or rayc_stats_get can read. */
+	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;
+};
+
+extern rayc__rt *rayc__g;
+extern _Thread_local rayc_ctx *rayc__cur;
+
+#endif /* RAYC_RT_H */

@@ -1,0 +1,315 @@
+/* runtime.c -- rayc_init / rayc_shutdown: configuration from the struct
+ * and RAYC_* variables, resources, the store, the workers; and the
+ * introspection calls. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lineage/lineage.h"
+#include "sched/sched.h"
+#include "testing.h"
+
+rayc__rt *rayc__g;
+static atomic_flag init_lock = ATOMIC_FLAG_INIT;
+
+static void lock_init(void)
+{
+	while (atomic_flag_test_and_set(&init_lock))
+		rayc__yield();
+}
+
+static void unlock_init(void)
+{
+	atomic_flag_clear(&init_lock);
+}
+
+static int env_size(const char *name, size_t *out)
+{
+	const char *s = getenv(name);
+	char *end;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s)
+		return rayc__err(RAYC_EINVAL, "%s=%s is not a number", name, s);
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end != '\0')
+		return rayc__err(RAYC_EINVAL, "%s=%s is not a size", name, s);
+	*out = (size_t)v;
+	return 0;
+}
+
+/* The effective configuration: struct fields win, then environment, then
+ * defaults. */
+typedef struct conf {
+	int workers;
+	size_t store_bytes, prefault;
+	const char *store_dir;
+	int log_level;
+	rayc_resource res[RAYC__MAX_RES];
+	int nres;
+	char names[512];
+} conf;
+
+static int resolve_conf(const rayc_config *cfg, conf *c)
+{
+	static const rayc_config zero;
+	const char *s;
+	int rc;
+
+	if (cfg == NULL)
+		cfg = &zero;
+	memset(c, 0, sizeof(*c));
+	c->workers = cfg->num_workers;
+	if (c->workers == 0 && (s = getenv("RAYC_NUM_WORKERS")) != NULL &&
+	    *s != '\0') {
+		c->workers = atoi(s);
+		if (c->workers <= 0)
+			return rayc__err(RAYC_EINVAL,
+			                 "RAYC_NUM_WORKERS=%s must be > 0", s);
+	}
+	if (c->workers < 0 || c->workers > RAYC__MAX_THREADS / 2)
+		return rayc__err(RAYC_EINVAL, "num_workers %d out of range",
+		                 c->workers);
+	if (c->workers == 0)
+		c->workers = rayc__ncpus();
+	c->store_bytes = cfg->store_bytes;
+	if (c->store_bytes == 0 &&
+	    (rc = env_size("RAYC_OBJECT_STORE_BYTES", &c->store_bytes)) != 0)
+		return rc;
+	if (c->store_bytes == 0)
+		c->store_bytes = (size_t)(rayc__phys_mem() * 3 / 10);
+	if (c->store_bytes < ((size_t)1 << 20))
+		return rayc__err(RAYC_EINVAL, "store of %zu bytes is below 1 MiB",
+		                 c->store_bytes);
+	c->prefault = cfg->prefault_bytes;
+	if (c->prefault == 0) {
+		c->prefault = (size_t)32 << 20;
+		if ((rc = env_size("RAYC_STORE_PREFAULT_BYTES", &c->prefault)) != 0)
+			return rc;
+	}
+	c->store_dir = cfg->store_dir;
+	if (c->store_dir == NULL)
+		c->store_dir = getenv("RAYC_STORE_DIR");
+	if (c->store_dir == NULL || *c->store_dir == '\0')
+		c->store_dir = "/dev/shm";
+	c->log_level = cfg->log_level - 1;
+	if (c->log_level < 0 && (s = getenv("RAYC_LOG_LEVEL")) != NULL &&
+	    *s != '\0') {
+		c->log_level = rayc__log_parse_level(s);
+		if (c->log_level < 0)
+			return rayc__err(RAYC_EINVAL, "RAYC_LOG_LEVEL=%s: use "
+			                 "error|warn|info|debug", s);
+	}
+	if (c->log_level < 0)
+		c->log_level = RAYC_LOG_WARN;
+	if (cfg->num_resources > 0) {
+		if (cfg->resources == NULL || cfg->num_resources > RAYC__MAX_RES - 2)
+			return rayc__err(RAYC_EINVAL, "bad resources");
+		memcpy(c->res, cfg->resources,
+		       (size_t)cfg->num_resources * sizeof(rayc_resource));
+		c->nres = cfg->num_resources;
+	} else if ((s = getenv("RAYC_RESOURCES")) != NULL && *s != '\0') {
+		c->nres = rayc__parse_resources(s, c->res, RAYC__MAX_RES - 2,
+		                                c->names, sizeof(c->names));
+		if (c->nres < 0)
+			return rayc__err(RAYC_EINVAL, "RAYC_RESOURCES=%s: use "
+			                 "name=qty,name=qty", s);
+	}
+	return RAYC_OK;
+}
+
+static int add_resource(rayc__rt *rt, const char *name, double qty)
+{
+	if (name == NULL || *name == '\0' || !(qty >= 0))
+		return rayc__err(RAYC_EINVAL, "bad resource");
+	for (int k = 0; k < rt->nres; k++)
+		if (strcmp(rt->res_names[k], name) == 0) {
+			/* CPU from resources overrides the worker count's. */
+			rt->res_total[k] = rayc__res_from_double(qty);
+			return RAYC_OK;
+		}
+	if (rt->nres == RAYC__MAX_RES)
+		return rayc__err(RAYC_EINVAL, "more than %d resources",
+		                 RAYC__MAX_RES);
+	rt->res_names[rt->nres] = strdup(name);
+	if (rt->res_names[rt->nres] == NULL)
+		return RAYC_ENOMEM;
+	rt->res_total[rt->nres++] = rayc__res_from_double(qty);
+	return RAYC_OK;
+}
+
+static void rt_free(rayc__rt *rt)
+{
+	for (int k = 0; k < rt->nres; k++)
+		free(rt->res_names[k]);
+	rayc__store_close(rt->store);
+	rayc__mutex_fini(&rt->mu);
+	free(rt);
+}
+
+int rayc_init(const rayc_config *cfg)
+{
+	conf c;
+	int rc;
+
+	lock_init();
+	if (rayc__g != NULL) {
+		unlock_init();
+		return rayc__err(RAYC_ESTATE, "rayc_init: already running");
+	}
+	rc = resolve_conf(cfg, &c);
+	if (rc != RAYC_OK) {
+		unlock_init();
+		return rc;
+	}
+	rayc__log_set_level(c.log_level);
+	rayc__rt *rt = calloc(1, sizeof(*rt));
+	if (rt == NULL) {
+		unlock_init();
+		return RAYC_ENOMEM;
+	}
+	rayc__mutex_init(&rt->mu);
+	rt->spin_ns = 50000;
+	rc = add_resource(rt, "CPU", c.workers);
+	if (rc == RAYC_OK)
+		rc = add_resource(rt, "GPU", 0);
+	for (int i = 0; i < c.nres && rc == RAYC_OK; i++)
+		rc = add_resource(rt, c.res[i].name, c.res[i].quantity);
+	if (rc == RAYC_OK)
+		rc = rayc__store_open(&rt->store, c.store_dir, c.store_bytes,
+		                      c.prefault);
+	if (rc != RAYC_OK) {
+		rt_free(rt);
+		unlock_init();
+		return rc;
+	}
+	memcpy(rt->res_avail, rt->res_total, sizeof(rt->res_avail));
+	rt->job = ((uint64_t)getpid() << 32) ^ (uint64_t)rayc__now_ns();
+	atomic_init(&rt->next_task, 1);
+	atomic_init(&rt->next_put, 1);
+	rayc__g = rt;
+	rc = rayc__sched_start(rt, c.workers);
+	if (rc != RAYC_OK) {
+		rayc__sched_stop(rt);
+		rayc__g = NULL;
+		rt_free(rt);
+		unlock_init();
+		return rc;
+	}
+	rayc__log(RAYC_LOG_INFO, "RAYC-INIT",
+	          "peer up: %d workers, store %zu bytes at %s", c.workers,
+	          c.store_bytes, rayc__store_path(rt->store));
+	unlock_init();
+	rayc__err_clear();
+	return RAYC_OK;
+}
+
+int rayc_shutdown(void)
+{
+	lock_init();
+	rayc__rt *rt = rayc__g;
+	if (rt == NULL) {
+		unlock_init();
+		return rayc__err(RAYC_ESTATE, "rayc_shutdown: not running");
+	}
+	if (rayc__cur != NULL) {
+		unlock_init();
+		return rayc__err(RAYC_ESTATE, "rayc_shutdown inside a task");
+	}
+	rayc__sched_stop(rt);
+	rayc__mutex_lock(&rt->mu);
+	rayc__objtab_destroy_locked(rt);
+	rayc__sched_destroy_locked(rt);
+	rayc__mutex_unlock(&rt->mu);
+	rayc__g = NULL;
+	rt_free(rt);
+	unlock_init();
+	return RAYC_OK;
+}
+
+int rayc_stats_get(rayc_stats *st)
+{
+	rayc__rt *rt = rayc__g;
+	rayc__store_stats ss;
+
+	if (st == NULL)
+		return rayc__err(RAYC_EINVAL, "NULL stats");
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	memset(st, 0, sizeof(*st));
+	rayc__mutex_lock(&rt->mu);
+	st->tasks_pending = rt->queued + rt->pending_args;
+	st->objects = rt->nobjs;
+	st->lineage_tasks = rt->nlineage;
+	st->inline_bytes = rt->inline_bytes;
+	st->num_workers = rt->nworkers;
+	st->cpus_total = rayc__res_to_double(rt->res_total[RAYC__RES_CPU]);
+	st->cpus_available = rayc__res_to_double(rt->res_avail[RAYC__RES_CPU]);
+	rayc__mutex_unlock(&rt->mu);
+	st->tasks_submitted = atomic_load(&rt->n_submitted);
+	st->tasks_executed = atomic_load(&rt->n_executed);
+	st->tasks_reconstructed = atomic_load(&rt->n_reconstructed);
+	st->tasks_failed = atomic_load(&rt->n_failed);
+	rayc__store_stats_get(rt->store, &ss);
+	st->store_used_bytes = ss.used;
+	st->store_capacity_bytes = ss.capacity;
+	st->store_populated_bytes = ss.populated;
+	return RAYC_OK;
+}
+
+int rayc_resource_get(const char *name, double *total, double *available)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (name == NULL)
+		return rayc__err(RAYC_EINVAL, "NULL name");
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__mutex_lock(&rt->mu);
+	for (int k = 0; k < rt->nres; k++)
+		if (strcmp(rt->res_names[k], name) == 0) {
+			if (total != NULL)
+				*total = rayc__res_to_double(rt->res_total[k]);
+			if (available != NULL)
+				*available =
+					rayc__res_to_double(rt->res_avail[k]);
+			rayc__mutex_unlock(&rt->mu);
+			return RAYC_OK;
+		}
+	rayc__mutex_unlock(&rt->mu);
+	return rayc__err(RAYC_ENOTFOUND, "no resource '%s'", name);
+}
+
+int rayc__test_lose(rayc_ref ref)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return RAYC_ESTATE;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o != NULL)
+		rayc__obj_drop_data_locked(rt, o);
+	rayc__mutex_unlock(&rt->mu);
+	return o != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+}
+
+const char *rayc__test_store_path(void)
+{
+	return rayc__g != NULL ? rayc__store_path(rayc__g->store) : NULL;
+}
+
+unsigned long rayc__test_rss(void)
+{
+	return (unsigned long)rayc__rss_bytes();
+}

@@ -1,0 +1,111 @@
+/* execute.c -- running one task on the calling thread and completing it:
+ * sealing returns, failing them, or re-queueing the task for a retry. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "sched/sched.h"
+
+_Thread_local rayc_ctx *rayc__cur;
+
+static void ret_free(rayc__rt *rt, rayc__ret *r)
+{
+	if (r->block != NULL)
+		rayc__store_free(rt->store, r->block);
+	else if (r->data != NULL && r->data != r->buf)
+		free(r->data);
+	memset(r, 0, sizeof(*r));
+}
+
+/* True if every ref argument still has its data (an object can be lost
+ * between queueing and running, e.g. by the test hook).  If not, the task
+ * goes back to waiting and the lost argument is rebuilt. */
+static bool args_present_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu)
+{
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__obj *o = t->args[i].ref;
+		if (o != NULL && atomic_load(&o->state) != RAYC__OBJ_READY) {
+			(void)rayc__task_resolve_args_locked(rt, t);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void complete_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (ctx->failed) {
+		for (uint32_t i = 0; i < t->nreturns; i++)
+			ret_free(rt, &ctx->rets[i]);
+		if (t->retry_exceptions &&
+		    (t->max_retries < 0 || t->attempt < t->max_retries) &&
+		    !rt->stopping) {
+			t->attempt++;
+			t->child_counter = 0;
+			rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY",
+			          "retrying %s (attempt %d): %s", t->fn->name,
+			          t->attempt, ctx->errmsg);
+			rayc__sched_enqueue_locked(rt, t);
+			return;
+		}
+		atomic_fetch_add(&rt->n_failed, 1);
+		const char *msg = ctx->errmsg != NULL ? ctx->errmsg
+		                                      : "task failed";
+		for (uint32_t i = 0; i < t->nreturns; i++)
+			if (t->returns[i] != NULL)
+				rayc__obj_fail_locked(rt, t->returns[i],
+				                      RAYC_ETASK, msg);
+	} else {
+		for (uint32_t i = 0; i < t->nreturns; i++) {
+			rayc__ret *r = &ctx->rets[i];
+			if (!r->set) {
+				r->type = RAYC_TYPE_BYTES;
+				r->len = 0;
+				r->data = r->buf;
+			}
+			if (t->returns[i] != NULL)
+				rayc__obj_seal_locked(rt, t->returns[i], r);
+			else
+				ret_free(rt, r);
+		}
+	}
+	rayc__task_done_locked(rt, t);
+}
+
+void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
+                                int depth)
+{
+	rayc_ctx ctx;
+
+	if (!args_present_locked(rt, t))
+		return;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.task = t;
+	ctx.held_cpu = cpu;
+	ctx.inline_depth = depth;
+	ctx.rets = &ctx.ret0;
+	if (t->nreturns > 1) {
+		ctx.rets = calloc(t->nreturns, sizeof(rayc__ret));
+		if (ctx.rets == NULL) {
+			rayc__obj_fail_locked(rt, t->returns[0], RAYC_ETASK,
+			                      "out of memory for task returns");
+			rayc__task_done_locked(rt, t);
+			return;
+		}
+	}
+	rayc__mutex_unlock(&rt->mu);
+
+	rayc_ctx *prev = rayc__cur;
+	rayc__cur = &ctx;
+	t->fn->fn(&ctx);
+	rayc__cur = prev;
+	atomic_fetch_add_explicit(&rt->n_executed, 1, memory_order_relaxed);
+
+	rayc__mutex_lock(&rt->mu);
+	complete_locked(rt, t, &ctx);
+	if (ctx.rets != &ctx.ret0)
+		free(ctx.rets);
+	free(ctx.errmsg);
+}

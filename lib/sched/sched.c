@@ -1,0 +1,343 @@
+/* sched.c -- scheduling classes, ready queues, resource accounting and
+ * the dispatch rule: a queued task runs as soon as a worker is free and
+ * its class's demand fits the peer's available resources.
+ *
+ * Wake-ups.  A futex wake-up costs ~10 us on our VMs, so workers spin
+ * (yielding) for rt->spin_ns before parking, and a submitter wakes a
+ * worker only when one is idle and the new task fits.  A worker that
+ * takes a task while more fitting work is queued wakes one more idle
+ * worker (chained wake-ups), so a burst of submissions costs the
+ * submitter one wake-up, not one per task.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "sched/sched.h"
+
+static bool fits(const rayc__rt *rt, const int64_t *demand)
+	RAYC_REQUIRES(rt->mu)
+{
+	for (int i = 0; i < rt->nres; i++)
+		if (demand[i] > 0 && rt->res_avail[i] < demand[i])
+			return false;
+	return true;
+}
+
+bool rayc__sched_feasible(const rayc__rt *rt, const int64_t *demand)
+{
+	for (int i = 0; i < RAYC__MAX_RES; i++)
+		if (demand[i] > 0 && (i >= rt->nres || rt->res_total[i] < demand[i]))
+			return false;
+	return true;
+}
+
+rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
+{
+	rayc__sclass *c = rt->last_class;
+
+	if (c != NULL && memcmp(c->demand, demand, sizeof(c->demand)) == 0)
+		return c;
+	for (c = rt->classes; c != NULL; c = c->next)
+		if (memcmp(c->demand, demand, sizeof(c->demand)) == 0)
+			break;
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		memcpy(c->demand, demand, sizeof(c->demand));
+		c->cpu_only = true;
+		for (int i = 1; i < RAYC__MAX_RES; i++)
+			if (demand[i] != 0)
+				c->cpu_only = false;
+		/* Append: older classes are served first. */
+		rayc__sclass **pp = &rt->classes;
+		while (*pp != NULL)
+			pp = &(*pp)->next;
+		*pp = c;
+	}
+	rt->last_class = c;
+	return c;
+}
+
+static void acquire(rayc__rt *rt, const int64_t *d) RAYC_REQUIRES(rt->mu)
+{
+	for (int i = 0; i < rt->nres; i++)
+		rt->res_avail[i] -= d[i];
+}
+
+static void release(rayc__rt *rt, const int64_t *d) RAYC_REQUIRES(rt->mu)
+{
+	for (int i = 0; i < rt->nres; i++)
+		rt->res_avail[i] += d[i];
+}
+
+static void *worker_main(void *arg);
+
+static int spawn_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__worker *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return RAYC_ENOMEM;
+	w->index = rt->nworkers;
+	w->woken = true; /* counts as a pick on its way until it runs */
+	rt->nwaking++;
+	if (rayc__thread_start(&w->th, worker_main, w) != RAYC_OK) {
+		rt->nwaking--;
+		free(w);
+		return RAYC_ESYS;
+	}
+	w->next_all = rt->workers;
+	rt->workers = w;
+	rt->nworkers++;
+	return RAYC_OK;
+}
+
+static void wake_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__worker *w = rt->idle;
+
+	rt->idle = w->next_idle;
+	rt->nidle--;
+	w->idle = false;
+	w->woken = true;
+	rt->nwaking++;
+	rayc__event_set(&w->ev);
+}
+
+static bool any_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	if (rt->queued == 0)
+		return false;
+	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next)
+		if (c->head != NULL && fits(rt, c->demand))
+			return true;
+	return false;
+}
+
+/* Makes sure someone will run queued work that fits now: an idle worker
+ * if there is one, else (when allowed) a new thread. */
+static void kick_locked(rayc__rt *rt, bool may_spawn) RAYC_REQUIRES(rt->mu)
+{
+	if (rt->stopping || !any_fits_locked(rt))
+		return;
+	if (rt->idle != NULL)
+		wake_one_locked(rt);
+	else if (may_spawn && rt->nwaking == 0 &&
+	         rt->nworkers < RAYC__MAX_THREADS)
+		(void)spawn_locked(rt);
+}
+
+void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__sclass *c = t->sclass;
+
+	t->state = RAYC__TASK_QUEUED;
+	t->q_next = NULL;
+	t->q_prev = c->tail;
+	if (c->tail != NULL)
+		c->tail->q_next = t;
+	else
+		c->head = t;
+	c->tail = t;
+	c->queued++;
+	rt->queued++;
+	if (rt->stopping || !fits(rt, c->demand))
+		return;
+	if (rt->idle != NULL)
+		wake_one_locked(rt);
+	else if (rt->nwaking == 0 && rt->nworkers < RAYC__MAX_THREADS &&
+	         (c->demand[RAYC__RES_CPU] == 0 ||
+	          rt->res_avail[RAYC__RES_CPU] >= c->demand[RAYC__RES_CPU]))
+		/* Free CPU and nobody idle: some workers are blocked in
+		 * rayc_get (or tasks need no CPU); add a thread. */
+		(void)spawn_locked(rt);
+}
+
+void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__sclass *c = t->sclass;
+
+	if (t->q_prev != NULL)
+		t->q_prev->q_next = t->q_next;
+	else
+		c->head = t->q_next;
+	if (t->q_next != NULL)
+		t->q_next->q_prev = t->q_prev;
+	else
+		c->tail = t->q_prev;
+	t->q_prev = t->q_next = NULL;
+	c->queued--;
+	rt->queued--;
+}
+
+static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	if (rt->queued == 0 || rt->stopping)
+		return NULL;
+	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
+		if (c->head == NULL || !fits(rt, c->demand))
+			continue;
+		rayc__task *t = c->head;
+		rayc__sched_dequeue_locked(rt, t);
+		acquire(rt, c->demand);
+		t->state = RAYC__TASK_RUNNING;
+		return t;
+	}
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	rayc__worker *w = arg;
+	rayc__rt *rt = rayc__g;
+
+	rayc__mutex_lock(&rt->mu);
+	while (!rt->stopping) {
+		if (w->woken) {
+			/* Woken workers and new threads count as picks on
+			 * their way, so a burst of submissions does not spawn
+			 * a thread per task. */
+			w->woken = false;
+			rt->nwaking--;
+		}
+		rayc__task *t = pick_locked(rt);
+		if (t != NULL) {
+			if (rt->idle != NULL)
+				kick_locked(rt, false);
+			int64_t demand[RAYC__MAX_RES];
+			memcpy(demand, t->sclass->demand, sizeof(demand));
+			rayc__sched_execute_locked(rt, t,
+			                           demand[RAYC__RES_CPU], 0);
+			release(rt, demand);
+			continue;
+		}
+		w->idle = true;
+		w->next_idle = rt->idle;
+		rt->idle = w;
+		rt->nidle++;
+		rayc__mutex_unlock(&rt->mu);
+		rayc__event_wait(&w->ev, -1, rt->spin_ns);
+		rayc__mutex_lock(&rt->mu);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return NULL;
+}
+
+int rayc__sched_start(rayc__rt *rt, int nworkers)
+{
+	int rc = RAYC_OK;
+
+	rt->nbase = nworkers;
+	rayc__mutex_lock(&rt->mu);
+	for (int i = 0; i < nworkers && rc == RAYC_OK; i++)
+		rc = spawn_locked(rt);
+	rayc__mutex_unlock(&rt->mu);
+	return rc;
+}
+
+/* Wakes every thread waiting on an object so it sees rt->stopping. */
+static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__obj *o, *tmp;
+
+	HASH_ITER(hh, rt->objs, o, tmp) {
+		for (rayc__wnode *n = o->waiters; n != NULL; n = n->next)
+			rayc__event_set(&n->w->ev);
+	}
+}
+
+void rayc__sched_stop(rayc__rt *rt)
+{
+	rayc__mutex_lock(&rt->mu);
+	rt->stopping = true;
+	while (rt->idle != NULL)
+		wake_one_locked(rt);
+	wake_all_waiters_locked(rt);
+	rayc__worker *all = rt->workers;
+	rt->workers = NULL;
+	rayc__mutex_unlock(&rt->mu);
+	/* Threads spawned while we join (by blocked tasks) are on the list
+	 * again; loop until it stays empty. */
+	while (all != NULL) {
+		while (all != NULL) {
+			rayc__worker *next = all->next_all;
+			rayc__thread_join(&all->th);
+			free(all);
+			all = next;
+		}
+		rayc__mutex_lock(&rt->mu);
+		while (rt->idle != NULL)
+			wake_one_locked(rt);
+		wake_all_waiters_locked(rt);
+		all = rt->workers;
+		rt->workers = NULL;
+		rayc__mutex_unlock(&rt->mu);
+	}
+	rayc__mutex_lock(&rt->mu);
+	rt->nworkers = 0;
+	rayc__mutex_unlock(&rt->mu);
+}
+
+void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
+{
+	rt->res_avail[RAYC__RES_CPU] += ctx->held_cpu;
+	kick_locked(rt, true);
+}
+
+void rayc__sched_unblock_locked(rayc__rt *rt, rayc_ctx *ctx)
+{
+	rt->res_avail[RAYC__RES_CPU] -= ctx->held_cpu;
+}
+
+/* The queued task that o waits on, directly or through arguments of a
+ * task still waiting for them (bounded search). */
+static rayc__task *queued_producer(rayc__obj *o, int depth)
+{
+	rayc__task *t = o->task;
+
+	if (t == NULL || depth > 8)
+		return NULL;
+	if (t->state == RAYC__TASK_QUEUED)
+		return t;
+	if (t->state != RAYC__TASK_PENDING_ARGS)
+		return NULL;
+	for (uint32_t i = 0; i < t->nargs; i++)
+		if (t->args[i].waiting) {
+			rayc__task *q = queued_producer(t->args[i].ref,
+			                                depth + 1);
+			if (q != NULL)
+				return q;
+		}
+	return NULL;
+}
+
+bool rayc__sched_try_inline_locked(rayc__rt *rt, rayc_ctx *ctx, rayc__obj *o)
+{
+	rayc__task *t = queued_producer(o, 0);
+
+	if (t == NULL || rt->stopping || !t->sclass->cpu_only ||
+	    ctx->inline_depth >= RAYC__INLINE_DEPTH ||
+	    t->sclass->demand[RAYC__RES_CPU] > ctx->held_cpu)
+		return false;
+	rayc__sched_dequeue_locked(rt, t);
+	t->state = RAYC__TASK_RUNNING;
+	/* It runs on the CPU this task already holds. */
+	rayc__sched_execute_locked(rt, t, t->sclass->demand[RAYC__RES_CPU],
+	                           ctx->inline_depth + 1);
+	return true;
+}
+
+void rayc__sched_destroy_locked(rayc__rt *rt)
+{
+	rayc__sclass *c = rt->classes;
+
+	while (c != NULL) {
+		rayc__sclass *n = c->next;
+		free(c);
+		c = n;
+	}
+	rt->classes = rt->last_class = NULL;
+	rt->queued = 0;
+}

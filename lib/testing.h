@@ -1,0 +1,17 @@
+/* testing.h -- hooks for rayc's own tests, not API: they let a test
+ * simulate failures the single-peer runtime cannot otherwise produce. */
+#ifndef RAYC_TESTING_H
+#define RAYC_TESTING_H
+
+#include "rayc.h"
+
+/* Drops the data of a sealed object as if its memory were lost; the next
+ * rayc_get rebuilds it from lineage (or fails with RAYC_ELOST for puts). */
+int rayc__test_lose(rayc_ref ref);
+/* The path of this peer's arena file (NULL when not running). */
+const char *rayc__test_store_path(void);
+
+/* This process's resident set in bytes. */
+unsigned long rayc__test_rss(void);
+
+#endif

@@ -1,0 +1,409 @@
+/* test_api.c -- the public contract through rayc.h only: lifecycle,
+ * configuration, bad input, error objects and their propagation,
+ * retries. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static void echo_i64(rayc_ctx *c)
+{
+	int64_t v;
+	if (rayc_arg_i64(c, 0, &v) != RAYC_OK) {
+		rayc_fail(c, "bad arg: %s", rayc_errmsg());
+		return;
+	}
+	rayc_return_i64(c, 0, v);
+}
+RAYC_REMOTE(echo_i64)
+
+static void divide(rayc_ctx *c)
+{
+	int64_t a, b;
+	rayc_arg_i64(c, 0, &a);
+	rayc_arg_i64(c, 1, &b);
+	if (b == 0) {
+		rayc_fail(c, "division by zero (%lld/0)", (long long)a);
+		return;
+	}
+	rayc_return_i64(c, 0, a / b);
+}
+RAYC_REMOTE(divide)
+
+static void inc(rayc_ctx *c)
+{
+	int64_t a;
+	rayc_arg_i64(c, 0, &a);
+	rayc_return_i64(c, 0, a + 1);
+}
+RAYC_REMOTE(inc)
+
+/* Checks every argument accessor's error paths from inside a task and
+ * returns a bitmask of checks that passed. */
+static void probe_args(rayc_ctx *c)
+{
+	int64_t i;
+	double f;
+	const void *p;
+	size_t n;
+	rayc_ref r;
+	int ok = 0;
+
+	ok |= (rayc_arg_i64(c, 5, &i) == RAYC_ERANGE) << 0;
+	ok |= (rayc_arg_f64(c, 0, &f) == RAYC_ETYPE) << 1;
+	ok |= (rayc_arg_i64(c, 1, &i) == RAYC_ETYPE) << 2;
+	ok |= (rayc_arg_data(c, 1, &p, &n) == RAYC_OK && n == 5 &&
+	       memcmp(p, "hello", 6) == 0) << 3;
+	ok |= (rayc_arg_ref(c, 0, &r) == RAYC_ETYPE) << 4;
+	ok |= (rayc_arg_type(c, 2) == RAYC_TYPE_BYTES) << 5;
+	ok |= (rayc_arg_data(c, 2, &p, &n) == RAYC_OK && n == 3) << 6;
+	ok |= (rayc_arg_i64(c, 0, NULL) == RAYC_EINVAL) << 7;
+	ok |= (rayc_return_i64(c, 1, 0) == RAYC_ERANGE) << 8;
+	ok |= (rayc_arg_count(c) == 4) << 9;
+	ok |= (rayc_arg_f64(c, 3, &f) == RAYC_OK && f == 0.5) << 10;
+	rayc_return_i64(c, 0, ok);
+}
+RAYC_REMOTE(probe_args)
+
+TestSuite(api, .init = rt_init2, .fini = rt_stop, .timeout = 60);
+TestSuite(lifecycle, .timeout = 60);
+
+Test(lifecycle, calls_before_init_and_double_init)
+{
+	rayc_ref r;
+	rayc_view v;
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1)), RAYC_ESTATE);
+	cr_assert_eq(rayc_get(r, &v, 0), RAYC_ESTATE);
+	cr_assert_eq(rayc_put(&r, "x", 1), RAYC_ESTATE);
+	cr_assert_eq(rayc_shutdown(), RAYC_ESTATE);
+	rt_start(2);
+	cr_assert_eq(rayc_init(NULL), RAYC_ESTATE);
+	rt_stop();
+	/* And again: init after shutdown works. */
+	rt_start(1);
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1)), RAYC_OK);
+	cr_assert_eq(get_i64(r), 2);
+	rayc_release(r);
+	rt_stop();
+}
+
+Test(lifecycle, init_null_uses_environment)
+{
+	setenv("RAYC_NUM_WORKERS", "3", 1);
+	setenv("RAYC_RESOURCES", "GPU=2,disk=1.5", 1);
+	setenv("RAYC_OBJECT_STORE_BYTES", "64M", 1);
+	setenv("RAYC_LOG_LEVEL", "error", 1);
+	cr_assert_eq(rayc_init(NULL), RAYC_OK, "%s", rayc_errmsg());
+	double total, avail;
+	cr_assert_eq(rayc_resource_get("CPU", &total, &avail), RAYC_OK);
+	cr_assert_float_eq(total, 3, 1e-9);
+	cr_assert_eq(rayc_resource_get("GPU", &total, NULL), RAYC_OK);
+	cr_assert_float_eq(total, 2, 1e-9);
+	cr_assert_eq(rayc_resource_get("disk", &total, NULL), RAYC_OK);
+	cr_assert_float_eq(total, 1.5, 1e-9);
+	cr_assert_eq(rayc_resource_get("tpu", &total, NULL), RAYC_ENOTFOUND);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.store_capacity_bytes, (uint64_t)64 << 20);
+	cr_assert_eq(st.num_workers, 3);
+	rt_stop();
+}
+
+Test(lifecycle, bad_environment_is_a_clear_error)
+{
+	setenv("RAYC_RESOURCES", "GPU", 1);
+	cr_assert_eq(rayc_init(NULL), RAYC_EINVAL);
+	cr_assert(strstr(rayc_errmsg(), "RAYC_RESOURCES") != NULL);
+	unsetenv("RAYC_RESOURCES");
+	setenv("RAYC_OBJECT_STORE_BYTES", "lots", 1);
+	cr_assert_eq(rayc_init(NULL), RAYC_EINVAL);
+	unsetenv("RAYC_OBJECT_STORE_BYTES");
+	setenv("RAYC_LOG_LEVEL", "loud", 1);
+	cr_assert_eq(rayc_init(NULL), RAYC_EINVAL);
+	unsetenv("RAYC_LOG_LEVEL");
+	rayc_config c = { .store_dir = "/nonexistent/dir" };
+	cr_assert_eq(rayc_init(&c), RAYC_ESYS);
+	cr_assert(strstr(rayc_errmsg(), "/nonexistent/dir") != NULL);
+	/* Nothing half-started: a good init still works. */
+	rt_start(1);
+	rt_stop();
+}
+
+Test(api, strerror_never_null)
+{
+	for (int e = -5; e < 40; e++) {
+		cr_assert_not_null(rayc_strerror(e));
+		cr_assert_gt(strlen(rayc_strerror(e)), 0);
+	}
+	cr_assert_str_eq(rayc_strerror(RAYC_OK), "success");
+}
+
+Test(api, bad_input_gives_clear_errors)
+{
+	rayc_ref r;
+	rayc_view v;
+	cr_assert_eq(rayc_call(NULL, "inc", RAYC_I64(1)), RAYC_EINVAL);
+	cr_assert_eq(rayc_call(&r, NULL, RAYC_I64(1)), RAYC_EINVAL);
+	cr_assert_eq(rayc_call(&r, "no_such_fn", RAYC_I64(1)), RAYC_ENOFUNC);
+	cr_assert(strstr(rayc_errmsg(), "no_such_fn") != NULL, "%s",
+	          rayc_errmsg());
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_STR(NULL)), RAYC_EINVAL);
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_BYTES(NULL, 5)), RAYC_EINVAL);
+	rayc_arg weird = { .type = (rayc_type)99 };
+	cr_assert_eq(rayc_call_array(&r, "inc", NULL, &weird, 1), RAYC_EINVAL);
+	rayc_ref bogus = { { 1, 2 } };
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_REF(bogus)), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_get(bogus, &v, 0), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_release(bogus), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_get(bogus, NULL, 0), RAYC_EINVAL);
+	cr_assert_eq(rayc_put(NULL, "x", 1), RAYC_EINVAL);
+	cr_assert_eq(rayc_put(&r, NULL, 5), RAYC_EINVAL);
+	cr_assert_eq(rayc_put(&r, "x", (size_t)1 << 40), RAYC_ETOOBIG);
+	cr_assert_eq(rayc_wait(NULL, 3, 1, 0, NULL, NULL), RAYC_EINVAL);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.num_returns = 0;
+	cr_assert_eq(rayc_call_opts(&r, "inc", &o, RAYC_I64(1)), RAYC_EINVAL);
+	o = RAYC_TASK_OPTS_DEFAULT;
+	o.num_cpus = -1;
+	cr_assert_eq(rayc_call_opts(&r, "inc", &o, RAYC_I64(1)), RAYC_EINVAL);
+	cr_assert_eq(rayc_register("inc", echo_i64), RAYC_EEXIST);
+	cr_assert_eq(rayc_register("inc", inc), RAYC_OK, "same pair is fine");
+	cr_assert_eq(rayc_register(NULL, inc), RAYC_EINVAL);
+	/* Nothing leaked into the table by the failed calls. */
+	rayc_stats st;
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.tasks_submitted, 0);
+	cr_assert_eq(rayc_get_i64(bogus, NULL, 0), RAYC_EINVAL);
+}
+
+Test(api, wrong_arg_index_and_type_inside_task)
+{
+	rayc_ref r;
+	cr_assert_eq(rayc_call(&r, "probe_args", RAYC_I64(1), RAYC_STR("hello"),
+	                       RAYC_BYTES("abc", 3), RAYC_F64(0.5)),
+	             RAYC_OK);
+	cr_assert_eq(get_i64(r), 0x7ff);
+	rayc_release(r);
+	double d;
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1)), RAYC_OK);
+	cr_assert_eq(rayc_get_f64(r, &d, 5000), RAYC_ETYPE);
+	rayc_release(r);
+}
+
+Test(api, explicit_register_and_call)
+{
+	cr_assert_eq(rayc_register("explicit_inc", inc), RAYC_OK);
+	rayc_ref r;
+	cr_assert_eq(rayc_call(&r, "explicit_inc", RAYC_I64(41)), RAYC_OK);
+	cr_assert_eq(get_i64(r), 42);
+	rayc_release(r);
+}
+
+Test(api, failed_task_gives_etask_with_message)
+{
+	rayc_ref r;
+	rayc_view v;
+	cr_assert_eq(rayc_call(&r, "divide", RAYC_I64(7), RAYC_I64(0)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 5000), RAYC_ETASK);
+	cr_assert_eq(v.type, RAYC_TYPE_ERROR);
+	cr_assert(strstr(v.data, "division by zero (7/0)") != NULL, "%s",
+	          (const char *)v.data);
+	cr_assert(strstr(rayc_errmsg(), "division by zero") != NULL);
+	rayc_view_release(&v);
+	rayc_release(r);
+}
+
+/* A chain of 100 dependents of a failed task all fail with the root
+ * cause, without running. */
+Test(api, error_propagates_through_chain)
+{
+	rayc_ref root, cur;
+	cr_assert_eq(rayc_call(&root, "divide", RAYC_I64(1), RAYC_I64(0)),
+	             RAYC_OK);
+	cur = root;
+	rayc_ref_dup(cur);
+	for (int i = 0; i < 100; i++) {
+		rayc_ref next;
+		cr_assert_eq(rayc_call(&next, "inc", RAYC_REF(cur)), RAYC_OK);
+		rayc_release(cur);
+		cur = next;
+	}
+	rayc_view v;
+	cr_assert_eq(rayc_get(cur, &v, 5000), RAYC_ETASK);
+	cr_assert(strstr(v.data, "task divide failed: division by zero") !=
+	                  NULL,
+	          "%s", (const char *)v.data);
+	rayc_view_release(&v);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	cr_assert_eq(st.tasks_executed, 1, "dependents never ran");
+	cr_assert_eq(st.tasks_failed, 1);
+	/* A new dependent of the failed ref fails at once too. */
+	rayc_ref late;
+	cr_assert_eq(rayc_call(&late, "inc", RAYC_REF(root)), RAYC_OK);
+	cr_assert_eq(rayc_get(late, &v, 5000), RAYC_ETASK);
+	rayc_view_release(&v);
+	rayc_release(late);
+	rayc_release(cur);
+	rayc_release(root);
+}
+
+static atomic_int flaky_runs;
+
+static void flaky(rayc_ctx *c)
+{
+	int n = atomic_fetch_add(&flaky_runs, 1);
+	if (n < 2) {
+		rayc_fail(c, "transient failure %d", n);
+		return;
+	}
+	rayc_return_i64(c, 0, 100 * rayc_task_attempt(c) + n);
+}
+RAYC_REMOTE(flaky)
+
+Test(api, retry_exceptions_reruns_failed_task)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.retry_exceptions = 1;
+	o.max_retries = 3;
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "flaky", &o), RAYC_OK);
+	cr_assert_eq(get_i64(r), 202, "third run is attempt 2");
+	cr_assert_eq(atomic_load(&flaky_runs), 3);
+	rayc_release(r);
+}
+
+Test(api, retries_exhausted_and_not_asked)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	rayc_ref r;
+	rayc_view v;
+	/* Without retry_exceptions, application errors are final. */
+	cr_assert_eq(rayc_call_opts(&r, "flaky", &o), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 5000), RAYC_ETASK);
+	rayc_view_release(&v);
+	rayc_release(r);
+	cr_assert_eq(atomic_load(&flaky_runs), 1);
+	/* With one retry allowed: two runs, still failing. */
+	o.retry_exceptions = 1;
+	o.max_retries = 0;
+	cr_assert_eq(rayc_call_opts(&r, "flaky", &o), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 5000), RAYC_ETASK);
+	cr_assert(strstr(v.data, "transient failure 1") != NULL, "%s",
+	          (const char *)v.data);
+	rayc_view_release(&v);
+	rayc_release(r);
+	cr_assert_eq(atomic_load(&flaky_runs), 2);
+}
+
+static void spawner(rayc_ctx *c)
+{
+	int64_t n;
+	rayc_arg_i64(c, 0, &n);
+	rayc_ref rs[16];
+	int64_t sum = 0;
+	for (int64_t i = 0; i < n; i++)
+		if (rayc_call(&rs[i], "inc", RAYC_I64(i)) != RAYC_OK) {
+			rayc_fail(c, "submit");
+			return;
+		}
+	for (int64_t i = 0; i < n; i++) {
+		int64_t v;
+		if (rayc_get_i64(rs[i], &v, -1) != RAYC_OK) {
+			rayc_fail(c, "get");
+			return;
+		}
+		sum += v;
+		rayc_release(rs[i]);
+	}
+	rayc_return_i64(c, 0, sum);
+}
+RAYC_REMOTE(spawner)
+
+Test(api, tasks_submit_tasks)
+{
+	rayc_ref r[8];
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(rayc_call(&r[i], "spawner", RAYC_I64(16)), RAYC_OK);
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(get_i64(r[i]), 136);
+		rayc_release(r[i]);
+	}
+}
+
+static void big_return(rayc_ctx *c)
+{
+	int64_t n;
+	void *p;
+	rayc_arg_i64(c, 0, &n);
+	if (rayc_return_alloc(c, 0, (size_t)n, &p) != RAYC_OK) {
+		rayc_fail(c, "alloc: %s", rayc_errmsg());
+		return;
+	}
+	memset(p, 'z', (size_t)n);
+}
+RAYC_REMOTE(big_return)
+
+static void checksum(rayc_ctx *c)
+{
+	const void *p;
+	size_t n;
+	if (rayc_arg_data(c, 0, &p, &n) != RAYC_OK) {
+		rayc_fail(c, "arg");
+		return;
+	}
+	int64_t s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += ((const unsigned char *)p)[i];
+	rayc_return_i64(c, 0, s);
+}
+RAYC_REMOTE(checksum)
+
+Test(api, large_return_written_in_place_and_passed_by_ref)
+{
+	rayc_ref big, sum;
+	cr_assert_eq(rayc_call(&big, "big_return", RAYC_I64(3 << 20)), RAYC_OK);
+	cr_assert_eq(rayc_call(&sum, "checksum", RAYC_REF(big)), RAYC_OK);
+	cr_assert_eq(get_i64(sum), (int64_t)'z' * (3 << 20));
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 5000), RAYC_OK);
+	cr_assert_eq(v.len, (size_t)3 << 20);
+	rayc_view_release(&v);
+	rayc_release(big);
+	rayc_release(sum);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	cr_assert_eq(st.store_used_bytes, 0);
+	/* A return larger than the store is an error object, not a crash. */
+	cr_assert_eq(rayc_call(&big, "big_return", RAYC_I64(1LL << 40)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get(big, &v, 5000), RAYC_ETASK);
+	cr_assert(strstr(v.data, "alloc") != NULL);
+	rayc_view_release(&v);
+	rayc_release(big);
+}
+
+static int log_calls;
+static void count_log(int level, const char *id, const char *msg, void *arg)
+{
+	(void)level;
+	(void)id;
+	(void)msg;
+	*(int *)arg += 1;
+}
+
+Test(api, replaceable_logger_sees_messages)
+{
+	rayc_set_logger(count_log, &log_calls);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.retry_exceptions = 1;
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "flaky", &o), RAYC_OK);
+	get_i64(r);
+	rayc_release(r);
+	rayc_set_logger(NULL, NULL);
+	cr_assert_geq(log_calls, 2, "retries are logged");
+}
