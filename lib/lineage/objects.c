@@ -55,11 +55,23 @@ static void wl_fini(worklist *w)
 		free(w->v);
 }
 
+/* Ids made from counters (root tasks, puts) hash to neighbouring buckets,
+ * so a burst of submissions walks the table in order instead of missing
+ * the cache on every insert and lookup; the low 16 bits (return index)
+ * spread a task's returns.  (Every bucket must stay in use, or uthash
+ * stops expanding.)  Nested task ids are xxh3 output already. */
+static unsigned oid_hash(rayc_object_id id)
+{
+	return (unsigned)(id.lo >> 16) +
+	       (unsigned)(id.lo & 0xffff) * 0x9e3779b1u +
+	       (unsigned)(id.hi ^ (id.hi >> 32)) * 0x85ebca6bu;
+}
+
 rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
 {
 	rayc__obj *o;
 
-	HASH_FIND(hh, rt->objs, &id, sizeof(id), o);
+	HASH_FIND_BYHASHVALUE(hh, rt->objs, &id, sizeof(id), oid_hash(id), o);
 	return o;
 }
 
@@ -71,7 +83,8 @@ rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 		return NULL;
 	o->id = id;
 	atomic_init(&o->state, RAYC__OBJ_PENDING);
-	HASH_ADD(hh, rt->objs, id, sizeof(rayc_object_id), o);
+	HASH_ADD_BYHASHVALUE(hh, rt->objs, id, sizeof(rayc_object_id),
+	                     oid_hash(id), o);
 	rt->nobjs++;
 	return o;
 }
