@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -194,4 +195,31 @@ Test(store, shutdown_removes_arena_file)
 	cr_assert_eq(stat(path, &sb), 0, "%s exists while running", path);
 	rt_stop();
 	cr_assert_neq(stat(path, &sb), 0, "%s removed at shutdown", path);
+}
+
+/* An arena file left by a process that died without rayc_shutdown is
+ * removed by the next peer that starts in the same directory. */
+Test(store, stale_arena_of_dead_process_is_reaped)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	cr_assert_gt(pid, 0);
+	waitpid(pid, NULL, 0);
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-7", (int)pid);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	char live[64];
+	snprintf(live, sizeof(live), "/dev/shm/rayc-%d-99", (int)getpid());
+	f = fopen(live, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	rt_start(1);
+	struct stat sb;
+	cr_assert_neq(stat(path, &sb), 0, "dead process's file removed");
+	cr_assert_eq(stat(live, &sb), 0, "a live process's file is kept");
+	unlink(live);
+	rt_stop();
 }

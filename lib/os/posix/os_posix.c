@@ -1,4 +1,5 @@
 /* os_posix.c -- Linux/POSIX implementation of lib/os/os.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -188,8 +189,33 @@ uint64_t rayc__rss_bytes(void)
 	return (uint64_t)resident * rayc__page_size();
 }
 
+/* Removes arena files left in dir by rayc processes that died without
+ * shutting down (a crash cannot run rayc_shutdown). */
+static void reap_stale(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[300];
+	int pid, n;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (sscanf(e->d_name, "rayc-%d-%d", &pid, &n) != 2 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			rayc__log(RAYC_LOG_INFO, "RAYC-STORE-REAP",
+			          "removed %s left by dead process %d", path, pid);
+	}
+	closedir(d);
+}
+
 int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
 {
+	reap_stale(dir);
 	static _Atomic unsigned counter;
 	int fd = -1;
 
