@@ -608,10 +608,11 @@ int rayc_put_create(rayc_ref *out, size_t n, void **data)
 	return put_new(rt, out, n, data, RAYC__OBJ_PENDING);
 }
 
-int rayc_put_seal(rayc_ref ref)
+/* Takes rt->mu and finds the unsealed rayc_put_create object of ref; on
+ * error the lock is dropped again. */
+static int find_unsealed(rayc__rt *rt, rayc_ref ref, rayc__obj **out)
+	RAYC_NO_TSA
 {
-	rayc__rt *rt = running();
-
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__mutex_lock(&rt->mu);
@@ -622,6 +623,18 @@ int rayc_put_seal(rayc_ref ref)
 		return rayc__err(o == NULL ? RAYC_ENOTFOUND : RAYC_ESTATE,
 		                 "not an unsealed rayc_put_create object");
 	}
+	*out = o;
+	return RAYC_OK;
+}
+
+int rayc_put_seal(rayc_ref ref)
+{
+	rayc__rt *rt = running();
+	rayc__obj *o;
+	int rc = find_unsealed(rt, ref, &o);
+
+	if (rc != RAYC_OK)
+		return rc;
 	rayc__obj_mark_ready_locked(rt, o);
 	rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
@@ -630,17 +643,11 @@ int rayc_put_seal(rayc_ref ref)
 int rayc_put_abort(rayc_ref ref)
 {
 	rayc__rt *rt = running();
+	rayc__obj *o;
+	int rc = find_unsealed(rt, ref, &o);
 
-	if (rt == NULL)
-		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__mutex_lock(&rt->mu);
-	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	if (o == NULL || !o->is_put ||
-	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
-		rayc__mutex_unlock(&rt->mu);
-		return rayc__err(o == NULL ? RAYC_ENOTFOUND : RAYC_ESTATE,
-		                 "not an unsealed rayc_put_create object");
-	}
+	if (rc != RAYC_OK)
+		return rc;
 	rayc__obj_fail_locked(rt, o, RAYC_ELOST, "rayc_put_abort: aborted");
 	rayc__obj_unref_locked(rt, o);
 	rayc__mutex_unlock(&rt->mu);
