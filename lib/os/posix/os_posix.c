@@ -215,9 +215,10 @@ static void reap_stale(const char *dir)
 
 int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
 {
-	reap_stale(dir);
 	static _Atomic unsigned counter;
 	int fd = -1;
+
+	reap_stale(dir);
 
 	for (int tries = 0; tries < 16 && fd < 0; tries++) {
 		snprintf(s->path, sizeof(s->path), "%s/rayc-%d-%u", dir,
