@@ -126,12 +126,44 @@ typedef struct rayc_config {
 	const char *store_dir;
 	size_t prefault_bytes;
 	int log_level; /* 0 = take env/default; else enum rayc_log_level + 1 */
+	/* Cluster (each NULL/0 takes the RAYC_* variable, then the default).
+	 * With none of them set, the peer is a one-peer cluster and starts
+	 * no networking at all. */
+	const char *address; /* RAYC_ADDRESS: join through this peer */
+	const char *listen;  /* RAYC_LISTEN: default tcp://127.0.0.1:0 */
+	const char *token;   /* RAYC_TOKEN: cluster secret (required beyond
+	                        loopback) */
+	int local_peers;     /* RAYC_LOCAL_PEERS: start N-1 more copies of
+	                        this executable as worker peers */
+	int role;            /* RAYC_ROLE: enum rayc_role */
+	int heartbeat_timeout_ms; /* RAYC_HEARTBEAT_TIMEOUT_MS (1000) */
 } rayc_config;
 
-/* Starts this process's peer: worker threads, object store, scheduler.
- * NULL cfg: defaults and RAYC_* environment.  Returns RAYC_ESTATE if the
- * runtime is already running.  Thread-safe, but call it once, early. */
+enum rayc_role {
+	RAYC_ROLE_DEFAULT = 0, /* rayc_init returns; the program drives */
+	RAYC_ROLE_WORKER = 1,  /* rayc_init serves until the cluster shuts
+	                          down, then exits the process */
+};
+
+/* Starts this process's peer: worker threads, object store, scheduler,
+ * and (when an address, a listen address, local peers or the worker role
+ * is configured) its place in a cluster.  NULL cfg: defaults and RAYC_*
+ * environment.  Returns RAYC_ESTATE if the runtime is already running,
+ * RAYC_EAUTH if the cluster refused our token, RAYC_ETIMEDOUT if it
+ * could not be joined (or local peers did not come up) in 15 s.
+ *
+ * With local_peers = N, rayc_init starts N-1 copies of this executable
+ * (same arguments) as worker peers and returns once all N serve.  In
+ * those copies rayc_init never returns: it serves, then exits the
+ * process when the cluster shuts down.  So call rayc_init first thing in
+ * main, before side effects the copies should not repeat.
+ * Thread-safe, but call it once, early. */
 RAYC_API int rayc_init(const rayc_config *cfg);
+
+/* A worker-only peer: serves other peers' tasks until the cluster shuts
+ * down (its coordinator stops or vanishes), then returns RAYC_OK.  The
+ * caller still calls rayc_shutdown. */
+RAYC_API int rayc_serve(void);
 
 /* Stops the peer: waits for running tasks to finish, discards queued ones,
  * frees every object, joins every thread, unmaps and deletes the store
@@ -212,7 +244,10 @@ typedef struct rayc_task_opts {
 	int num_resources;
 	int max_retries;      /* re-runs allowed; -1 = unlimited */
 	int retry_exceptions; /* also re-run on rayc_fail */
-	int strategy;         /* enum rayc_strategy (single peer: local) */
+	int strategy;         /* enum rayc_strategy */
+	uint32_t node_id;     /* NODE_AFFINITY: the peer (rayc_peer_id) */
+	int soft;             /* NODE_AFFINITY: fall back to DEFAULT if that
+	                         peer is gone or cannot run it */
 } rayc_task_opts;
 
 /* Ray's defaults: one return, one CPU, three retries for system failures,
@@ -374,6 +409,40 @@ typedef struct rayc_stats {
 
 /* Thread-safe. */
 RAYC_API int rayc_stats_get(rayc_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Cluster                                                              */
+/* ------------------------------------------------------------------ */
+/* This peer's id in its cluster (1 for the founder and for a one-peer
+ * cluster; 0 before rayc_init).  Inside a task: the peer running it. */
+RAYC_API uint32_t rayc_peer_id(void);
+/* The address other peers join through (RAYC_ADDRESS=...), or NULL for
+ * a one-peer cluster without networking.  Valid until rayc_shutdown. */
+RAYC_API const char *rayc_address(void);
+
+typedef struct rayc_peer_info {
+	uint32_t id;
+	int alive;
+	int is_coordinator;
+	int pid;
+	char address[128];
+	double cpus_total, cpus_available; /* as of its last heartbeat */
+	uint64_t tasks_executed;           /* as of its last heartbeat */
+	uint64_t tasks_queued;
+} rayc_peer_info;
+
+/* The cluster view (every peer ever seen, dead ones with alive = 0):
+ * fills up to cap entries and sets *n to the number there are. */
+RAYC_API int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n);
+
+/* The cluster's key-value store, kept by the coordinator and visible
+ * from every peer.  Keys are strings up to 255 bytes, values up to
+ * 1 MiB.  rayc_kv_get returns a malloc'd copy (free it with free());
+ * RAYC_ENOTFOUND if the key is absent.  Each call is a round trip to the
+ * coordinator (5 s timeout: RAYC_ETIMEDOUT). */
+RAYC_API int rayc_kv_put(const char *key, const void *val, size_t len);
+RAYC_API int rayc_kv_get(const char *key, void **val, size_t *len);
+RAYC_API int rayc_kv_del(const char *key);
 
 /* Total and available quantity of a resource by name ("CPU", "GPU", or a
  * custom one).  RAYC_ENOTFOUND if this cluster has none.  Thread-safe. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "net/net.h"
 #include "registry.h"
 #include "sched/sched.h"
 
@@ -35,16 +36,16 @@ static int demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 		const rayc_resource *r = &o->resources[i];
 		if (r->name == NULL || !(r->quantity >= 0))
 			return rayc__err(RAYC_EINVAL, "bad resource demand %d", i);
-		int k;
-		for (k = 0; k < rt->nres; k++)
+		int k, nres = atomic_load(&rt->nres);
+		for (k = 0; k < nres; k++)
 			if (strcmp(rt->res_names[k], r->name) == 0)
 				break;
-		if (k == rt->nres)
+		if (k == nres)
 			return rayc__err(RAYC_EINFEASIBLE,
 			                 "no peer has resource '%s'", r->name);
 		d[k] += rayc__res_from_double(r->quantity);
 	}
-	if (!rayc__sched_feasible(rt, d)) {
+	if (!rayc__sched_feasible(rt, d) && !rayc__net_feasible(rt, d)) {
 		for (int k = 0; k < rt->nres; k++)
 			if (d[k] > rt->res_total[k])
 				return rayc__err(
@@ -93,8 +94,8 @@ static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 
 /* One allocation holds the task, its args, its return pointers and the
  * copies of by-value data. */
-static rayc__task *task_alloc(const rayc_arg *args, size_t nargs,
-                              uint32_t nret, size_t extra)
+rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
+                             uint32_t nret, size_t extra)
 {
 	size_t sz = sizeof(rayc__task) + nargs * sizeof(rayc__targ) +
 	            nret * sizeof(rayc__obj *) + extra;
@@ -225,13 +226,30 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	if (rc != RAYC_OK)
 		return rc;
 	uint32_t nret = (uint32_t)opts->num_returns;
-	rayc__task *t = task_alloc(args, nargs, nret, extra);
+	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
 	if (t == NULL)
 		return RAYC_ENOMEM;
 	t->id = next_task_id(rt);
 	t->fn = fn;
 	t->max_retries = opts->max_retries;
 	t->retry_exceptions = opts->retry_exceptions != 0;
+	t->strategy = (uint8_t)opts->strategy;
+	t->node_id = opts->node_id;
+	t->soft = opts->soft != 0;
+	if (opts->strategy < RAYC_STRATEGY_DEFAULT ||
+	    opts->strategy > RAYC_STRATEGY_NODE_AFFINITY) {
+		free(t);
+		return rayc__err(RAYC_EINVAL, "unknown strategy %d",
+		                 opts->strategy);
+	}
+	if (opts->strategy == RAYC_STRATEGY_NODE_AFFINITY && !t->soft &&
+	    opts->node_id != rayc_peer_id() &&
+	    !rayc__net_peer_alive(rt, opts->node_id)) {
+		free(t);
+		return rayc__err(RAYC_EINFEASIBLE,
+		                 "node affinity: peer %u is not a live peer",
+		                 opts->node_id);
+	}
 
 	rayc__mutex_lock(&rt->mu);
 	if (rayc__cur != NULL && dedupe_locked(rt, t->id, nret, out)) {
@@ -377,6 +395,10 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 			rayc__obj_reconstruct_locked(rt, o);
 			continue;
 		}
+		if (st == RAYC__OBJ_REMOTE) {
+			rayc__net_fetch_locked(rt, o); /* bytes are elsewhere */
+			continue;
+		}
 		if (timeout_ms == 0 ||
 		    (deadline >= 0 && rayc__now_ns() >= deadline)) {
 			rayc__obj_unref_locked(rt, o);
@@ -436,7 +458,8 @@ int rayc_get_f64(rayc_ref ref, double *out, int timeout_ms)
 static bool is_done(const rayc__obj *o)
 {
 	int st = atomic_load(&o->state);
-	return st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR;
+	return st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR ||
+	       st == RAYC__OBJ_REMOTE;
 }
 
 int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/net.h"
 #include "rt.h"
 
 static const rayc__targ *arg_at(rayc_ctx *ctx, size_t i)
@@ -113,6 +114,13 @@ int rayc_arg_ref(rayc_ctx *ctx, size_t i, rayc_ref *out)
 		return rayc__err(RAYC_ETYPE, "argument %zu was passed by value",
 		                 i);
 	out->id = a->ref->id;
+	if (a->ref->owner != 0) {
+		/* Another peer owns it: it must know we may keep it. */
+		rayc__rt *rt = rayc__g;
+		rayc__mutex_lock(&rt->mu);
+		rayc__net_borrow_locked(rt, a->ref);
+		rayc__mutex_unlock(&rt->mu);
+	}
 	return RAYC_OK;
 }
 

@@ -55,6 +55,7 @@ enum {
 	RAYC__OBJ_READY,       /* sealed: data readable */
 	RAYC__OBJ_ERROR,       /* an error object: err + errmsg */
 	RAYC__OBJ_LOST,        /* data gone; rebuild from lineage if any */
+	RAYC__OBJ_REMOTE,      /* sealed; the bytes are on peer obj->loc */
 };
 
 /* Task states (named as in Ray's task_states). */
@@ -92,6 +93,13 @@ struct rayc__obj {
 	rayc__task *task; /* producer (lineage); NULL for puts */
 	uint32_t ret_idx;
 	rayc__targ *deps;   /* task arguments waiting for this object */
+	/* Cluster (lib/net).  owner: the peer that owns it (0: this one);
+	 * loc: a peer with the primary copy when it is not here. */
+	uint32_t owner, loc;
+	int32_t borrowers;  /* peers holding refs (owner side) */
+	bool fetching;      /* bytes on their way here */
+	bool borrowed;      /* we told the owner we hold a ref */
+	bool held_remote;   /* a return kept here for its remote owner */
 	rayc__wnode *waiters;
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };
@@ -124,6 +132,15 @@ struct rayc__task {
 	bool retry_exceptions;
 	uint32_t nargs, nreturns, live_returns;
 	uint64_t child_counter; /* ids of nested submissions */
+	/* Placement (lib/net): strategy, affinity target, where it runs
+	 * now for its owner, and for a task run here for another peer
+	 * (foreign) who owns it. */
+	uint8_t strategy;
+	bool soft;
+	bool foreign;
+	uint32_t node_id;
+	uint32_t remote_peer;
+	uint32_t owner;
 	rayc__targ *args;
 	rayc__obj **returns;
 	rayc__task *q_prev, *q_next; /* ready queue of its class */
@@ -179,7 +196,7 @@ struct rayc__rt {
 	bool stopping RAYC_GUARDED_BY(mu);
 
 	/* Resources: index 0 CPU, 1 GPU, then custom names. */
-	int nres;
+	_Atomic int nres; /* grows (under mu) as peers name new resources */
 	char *res_names[RAYC__MAX_RES];
 	int64_t res_total[RAYC__MAX_RES];
 	int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);
@@ -208,6 +225,13 @@ struct rayc__rt {
 	_Atomic uint64_t next_task, next_put;
 
 	rayc__store *store;
+
+	/* The mesh (NULL for a one-peer cluster) and the tasks waiting for
+	 * room on another peer (PENDING_RESOURCES). */
+	struct rayc__net *net RAYC_GUARDED_BY(mu);
+	rayc__task *rwait_head RAYC_GUARDED_BY(mu);
+	rayc__task *rwait_tail RAYC_GUARDED_BY(mu);
+	uint64_t rwaiting RAYC_GUARDED_BY(mu);
 
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "lineage/lineage.h"
+#include "net/net.h"
 #include "sched/sched.h"
 #include "testing.h"
 
@@ -58,7 +59,70 @@ typedef struct conf {
 	rayc_resource res[RAYC__MAX_RES];
 	int nres;
 	char names[512];
+	rayc__net_conf net;
+	bool use_net;
 } conf;
+
+static const char *env_str(const char *name)
+{
+	const char *s = getenv(name);
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+static int resolve_net(const rayc_config *cfg, conf *c)
+{
+	const char *s;
+	rayc__net_conf *n = &c->net;
+	bool env_worker = (s = env_str("RAYC_ROLE")) != NULL &&
+	                  strcmp(s, "worker") == 0;
+
+	if (s != NULL && !env_worker && strcmp(s, "driver") != 0)
+		return rayc__err(RAYC_EINVAL, "RAYC_ROLE=%s: use worker or "
+		                 "driver", s);
+	n->worker = env_worker || cfg->role == RAYC_ROLE_WORKER;
+	/* A worker started by a founder takes its address from the
+	 * environment the founder gave it. */
+	n->address = env_worker && env_str("RAYC_ADDRESS") != NULL
+	                     ? env_str("RAYC_ADDRESS")
+	             : cfg->address != NULL ? cfg->address
+	                                    : env_str("RAYC_ADDRESS");
+	n->listen = cfg->listen != NULL && !env_worker ? cfg->listen
+	                                               : env_str("RAYC_LISTEN");
+	n->token = env_worker && env_str("RAYC_TOKEN") != NULL
+	                   ? env_str("RAYC_TOKEN")
+	           : cfg->token != NULL ? cfg->token
+	                                : env_str("RAYC_TOKEN");
+	n->local_peers = cfg->local_peers;
+	if (n->local_peers == 0 && (s = env_str("RAYC_LOCAL_PEERS")) != NULL) {
+		char *end;
+		long v = strtol(s, &end, 10);
+		if (*end != '\0' || v < 0 || v > RAYC__MAX_PEERS - 1)
+			return rayc__err(RAYC_EINVAL, "RAYC_LOCAL_PEERS=%s must be "
+			                 "0..%d", s, RAYC__MAX_PEERS - 1);
+		n->local_peers = (int)v;
+	}
+	if (n->local_peers < 0 || n->local_peers > RAYC__MAX_PEERS - 1)
+		return rayc__err(RAYC_EINVAL, "local_peers %d out of range",
+		                 n->local_peers);
+	if (env_worker || n->address != NULL)
+		n->local_peers = 0;
+	n->heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
+	if (n->heartbeat_timeout_ms == 0 &&
+	    (s = env_str("RAYC_HEARTBEAT_TIMEOUT_MS")) != NULL) {
+		n->heartbeat_timeout_ms = atoi(s);
+		if (n->heartbeat_timeout_ms < 50)
+			return rayc__err(RAYC_EINVAL, "RAYC_HEARTBEAT_TIMEOUT_MS="
+			                 "%s must be >= 50", s);
+	}
+	if (n->heartbeat_timeout_ms < 0)
+		return rayc__err(RAYC_EINVAL, "negative heartbeat timeout");
+	if (n->address != NULL && strncmp(n->address, "tcp://", 6) != 0)
+		return rayc__err(RAYC_EINVAL, "address '%s': use tcp://host:port",
+		                 n->address);
+	c->use_net = n->worker || n->address != NULL || n->listen != NULL ||
+	             n->local_peers > 1;
+	return RAYC_OK;
+}
 
 static int resolve_conf(const rayc_config *cfg, conf *c)
 {
@@ -112,6 +176,9 @@ static int resolve_conf(const rayc_config *cfg, conf *c)
 	}
 	if (c->log_level < 0)
 		c->log_level = RAYC_LOG_WARN;
+	int rc2 = resolve_net(cfg, c);
+	if (rc2 != RAYC_OK)
+		return rc2;
 	if (cfg->num_resources > 0) {
 		if (cfg->resources == NULL || cfg->num_resources > RAYC__MAX_RES - 2)
 			return rayc__err(RAYC_EINVAL, "bad resources");
@@ -132,25 +199,48 @@ static int add_resource(rayc__rt *rt, const char *name, double qty)
 {
 	if (name == NULL || *name == '\0' || !(qty >= 0))
 		return rayc__err(RAYC_EINVAL, "bad resource");
-	for (int k = 0; k < rt->nres; k++)
+	int n = atomic_load(&rt->nres);
+	for (int k = 0; k < n; k++)
 		if (strcmp(rt->res_names[k], name) == 0) {
 			/* CPU from resources overrides the worker count's. */
 			rt->res_total[k] = rayc__res_from_double(qty);
 			return RAYC_OK;
 		}
-	if (rt->nres == RAYC__MAX_RES)
+	if (n == RAYC__MAX_RES)
 		return rayc__err(RAYC_EINVAL, "more than %d resources",
 		                 RAYC__MAX_RES);
-	rt->res_names[rt->nres] = strdup(name);
-	if (rt->res_names[rt->nres] == NULL)
+	rt->res_names[n] = strdup(name);
+	if (rt->res_names[n] == NULL)
 		return RAYC_ENOMEM;
-	rt->res_total[rt->nres++] = rayc__res_from_double(qty);
+	rt->res_total[n] = rayc__res_from_double(qty);
+	atomic_store(&rt->nres, n + 1);
 	return RAYC_OK;
+}
+
+/* The local index of a resource name; with add, a name only other peers
+ * have gets an index here with a total of 0.  -1 if unknown (or full). */
+int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
+	RAYC_REQUIRES(rt->mu)
+{
+	int n = atomic_load(&rt->nres);
+
+	for (int k = 0; k < n; k++)
+		if (strcmp(rt->res_names[k], name) == 0)
+			return k;
+	if (!add || n == RAYC__MAX_RES || *name == '\0')
+		return -1;
+	rt->res_names[n] = strdup(name);
+	if (rt->res_names[n] == NULL)
+		return -1;
+	rt->res_total[n] = 0;
+	rt->res_avail[n] = 0;
+	atomic_store(&rt->nres, n + 1);
+	return n;
 }
 
 static void rt_free(rayc__rt *rt)
 {
-	for (int k = 0; k < rt->nres; k++)
+	for (int k = 0; k < atomic_load(&rt->nres); k++)
 		free(rt->res_names[k]);
 	rayc__store_close(rt->store);
 	rayc__mutex_fini(&rt->mu);
@@ -206,11 +296,44 @@ int rayc_init(const rayc_config *cfg)
 		unlock_init();
 		return rc;
 	}
+	if (c.use_net) {
+		rc = rayc__net_start(rt, &c.net);
+		if (rc != RAYC_OK) {
+			rayc__sched_stop(rt);
+			rayc__mutex_lock(&rt->mu);
+			rayc__objtab_destroy_locked(rt);
+			rayc__sched_destroy_locked(rt);
+			rayc__mutex_unlock(&rt->mu);
+			rayc__g = NULL;
+			rt_free(rt);
+			unlock_init();
+			return rc;
+		}
+	}
 	rayc__log(RAYC_LOG_INFO, "RAYC-INIT",
 	          "peer up: %d workers, store %zu bytes at %s", c.workers,
 	          c.store_bytes, rayc__store_path(rt->store));
 	unlock_init();
 	rayc__err_clear();
+	if (c.use_net && c.net.worker) {
+		/* A worker peer: serve, then end the process. */
+		rayc__net_serve(rt);
+		rayc_shutdown();
+		exit(0);
+	}
+	return RAYC_OK;
+}
+
+int rayc_serve(void)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (rt->net == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_serve: this peer is not "
+		                 "in a cluster (set RAYC_ADDRESS)");
+	rayc__net_serve(rt);
 	return RAYC_OK;
 }
 
@@ -226,6 +349,7 @@ int rayc_shutdown(void)
 		unlock_init();
 		return rayc__err(RAYC_ESTATE, "rayc_shutdown inside a task");
 	}
+	rayc__net_stop(rt);
 	rayc__sched_stop(rt);
 	rayc__mutex_lock(&rt->mu);
 	rayc__objtab_destroy_locked(rt);
@@ -248,7 +372,7 @@ int rayc_stats_get(rayc_stats *st)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	memset(st, 0, sizeof(*st));
 	rayc__mutex_lock(&rt->mu);
-	st->tasks_pending = rt->queued + rt->pending_args;
+	st->tasks_pending = rt->queued + rt->pending_args + rt->rwaiting;
 	st->objects = rt->nobjs;
 	st->lineage_tasks = rt->nlineage;
 	st->inline_bytes = rt->inline_bytes;
@@ -276,7 +400,7 @@ int rayc_resource_get(const char *name, double *total, double *available)
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__mutex_lock(&rt->mu);
-	for (int k = 0; k < rt->nres; k++)
+	for (int k = 0; k < atomic_load(&rt->nres); k++)
 		if (strcmp(rt->res_names[k], name) == 0) {
 			if (total != NULL)
 				*total = rayc__res_to_double(rt->res_total[k]);

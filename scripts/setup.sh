@@ -6,7 +6,7 @@
 # BUILD_DIR (default: build) and MESON_ARGS (extra `meson setup` arguments) may be set.
 set -eu
 
-PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev \
+PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev libsodium-dev \
 libxxhash-dev libcriterion-dev uthash-dev"
 
 cd "$(dirname "$0")/.."

@@ -30,6 +30,12 @@ void rayc__obj_seal_locked(rayc__rt *rt, rayc__obj *o, rayc__ret *r)
  * and dependent tasks. */
 void rayc__obj_mark_ready_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);
+/* Marks o available in state READY or REMOTE (sealed elsewhere) and
+ * wakes waiters and dependent tasks. */
+void rayc__obj_mark_available_locked(rayc__rt *rt, rayc__obj *o, int state)
+	RAYC_REQUIRES(rt->mu);
+/* Wakes o's waiters (they look at its state again). */
+void rayc__obj_wake_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 /* Makes o an error object (err = RAYC_ETASK or RAYC_ELOST, msg copied)
  * and fails every task that depends on it, transitively. */
 void rayc__obj_fail_locked(rayc__rt *rt, rayc__obj *o, int err,

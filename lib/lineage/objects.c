@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "net/net.h"
 #include "sched/sched.h"
 
 /* A growable stack of pointers for the cascades. */
@@ -158,8 +159,13 @@ void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o)
 {
 	if (--o->refcnt > 0)
 		return;
-	if (atomic_load(&o->state) == RAYC__OBJ_READY) {
+	if (o->loc != 0 || o->borrowed)
+		rayc__net_obj_released_locked(rt, o);
+	int st = atomic_load(&o->state);
+	if (st == RAYC__OBJ_READY) {
 		free_data_locked(rt, o);
+		atomic_store(&o->state, RAYC__OBJ_LOST);
+	} else if (st == RAYC__OBJ_REMOTE) {
 		atomic_store(&o->state, RAYC__OBJ_LOST);
 	}
 	collect_one_locked(rt, o);
@@ -221,10 +227,20 @@ void rayc__obj_seal_locked(rayc__rt *rt, rayc__obj *o, rayc__ret *r)
 	rayc__obj_mark_ready_locked(rt, o);
 }
 
+void rayc__obj_wake_locked(rayc__rt *rt, rayc__obj *o)
+{
+	(void)rt;
+	wake_waiters_locked(o);
+}
+
 void rayc__obj_mark_ready_locked(rayc__rt *rt, rayc__obj *o)
 {
-	atomic_store_explicit(&o->state, RAYC__OBJ_READY,
-	                      memory_order_release);
+	rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_READY);
+}
+
+void rayc__obj_mark_available_locked(rayc__rt *rt, rayc__obj *o, int state)
+{
+	atomic_store_explicit(&o->state, state, memory_order_release);
 	wake_waiters_locked(o);
 	while (o->deps != NULL) {
 		rayc__targ *a = o->deps;
@@ -261,7 +277,8 @@ static void fail_all_locked(rayc__rt *rt, worklist *fail, int err,
 	wl_init(&done);
 	while ((o = wl_pop(fail)) != NULL) {
 		int st = atomic_load(&o->state);
-		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR)
+		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR ||
+		    st == RAYC__OBJ_REMOTE)
 			continue;
 		free_data_locked(rt, o);
 		o->data = strdup(msg);
@@ -313,7 +330,7 @@ static rayc__obj *resolve_args_locked(rayc__rt *rt, rayc__task *t,
 		int st = atomic_load(&o->state);
 		if (st == RAYC__OBJ_ERROR)
 			return o;
-		if (st == RAYC__OBJ_READY)
+		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_REMOTE)
 			continue;
 		if (st == RAYC__OBJ_LOST)
 			wl_push(rebuild, o);
@@ -428,6 +445,8 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t)
 {
 	worklist wl;
 
+	if (t->foreign)
+		rayc__net_task_finished_locked(rt, t);
 	t->in_flight = false;
 	t->reconstruct = false;
 	t->state = RAYC__TASK_FINISHED;

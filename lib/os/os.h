@@ -45,6 +45,7 @@ bool rayc__event_wait(rayc__event *e, int64_t deadline_ns, int64_t spin_ns);
 int64_t rayc__now_ns(void); /* CLOCK_MONOTONIC */
 void rayc__cpu_relax(void);
 void rayc__yield(void);
+void rayc__sleep_ms(int ms);
 
 int rayc__ncpus(void);
 uint64_t rayc__phys_mem(void);
@@ -68,5 +69,25 @@ int rayc__shm_populate(rayc__shm *s, size_t off, size_t len);
 /* Gives the pages of [off, off+len) back to the system (test hook and
  * shrink).  The range reads as zeros afterwards. */
 void rayc__shm_discard(rayc__shm *s, size_t off, size_t len);
+
+/* Processes (local peers).  rayc__spawn_self starts /proc/self/exe with
+ * this process's argv and environment plus extra_env ("NAME=value",
+ * replacing variables of the same name), keeping keep_fd open in the
+ * child.  fork+exec semantics (posix_spawn): nothing of NNG's state is
+ * copied into a running child.  Returns the pid or -1. */
+int rayc__spawn_self(const char *const *extra_env, int keep_fd);
+/* A pipe whose read end children inherit and whose write end they do
+ * not: when this process dies, every child sees EOF.  fds[0] read end. */
+int rayc__pipe_for_children(int fds[2]);
+/* Reaps pid if it exited by the deadline (ns, monotonic); its exit code
+ * in *code (128+signal if killed). */
+bool rayc__proc_wait(int pid, int64_t deadline_ns, int *code);
+void rayc__proc_kill(int pid);
+void rayc__close_fd(int fd);
+long rayc__read_fd(int fd, void *buf, size_t n);
+int rayc__getpid(void);
+void rayc__hostname(char *buf, size_t n);
+/* Writing to a closed connection must not kill the process. */
+void rayc__ignore_sigpipe(void);
 
 #endif /* RAYC_OS_H */

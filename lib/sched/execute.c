@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "net/net.h"
 #include "sched/sched.h"
 
 _Thread_local rayc_ctx *rayc__cur;
@@ -23,14 +24,21 @@ static void ret_free(rayc__rt *rt, rayc__ret *r)
 static bool args_present_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu)
 {
+	bool ok = true;
+
 	for (uint32_t i = 0; i < t->nargs; i++) {
 		rayc__obj *o = t->args[i].ref;
-		if (o != NULL && atomic_load(&o->state) != RAYC__OBJ_READY) {
-			(void)rayc__task_resolve_args_locked(rt, t);
-			return false;
-		}
+		if (o == NULL)
+			continue;
+		int st = atomic_load(&o->state);
+		if (st == RAYC__OBJ_REMOTE)
+			rayc__net_fetch_locked(rt, o); /* bytes are elsewhere */
+		if (st != RAYC__OBJ_READY)
+			ok = false;
 	}
-	return true;
+	if (!ok)
+		(void)rayc__task_resolve_args_locked(rt, t);
+	return ok;
 }
 
 static void complete_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)

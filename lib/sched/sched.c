@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "net/net.h"
 #include "sched/sched.h"
 
 static bool fits(const rayc__rt *rt, const int64_t *demand)
@@ -130,6 +131,13 @@ static void kick_locked(rayc__rt *rt, bool may_spawn) RAYC_REQUIRES(rt->mu)
 }
 
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
+{
+	if (rt->net != NULL && !t->foreign && rayc__net_place_locked(rt, t))
+		return;
+	rayc__sched_enqueue_local_locked(rt, t);
+}
+
+void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__sclass *c = t->sclass;
 

@@ -18,9 +18,12 @@ rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 /* True if the demand fits this peer's totals at all. */
 bool rayc__sched_feasible(const rayc__rt *rt, const int64_t *demand);
 
-/* Queues a task whose arguments are ready and wakes a worker if one is
- * idle and the task fits. */
+/* A task whose arguments are ready: placement may send it to another
+ * peer (lib/net); otherwise it is queued here (enqueue_local) and a
+ * worker is woken if one is idle and the task fits. */
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 /* Removes a queued task (used for inline execution). */
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)

@@ -5,12 +5,15 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +155,14 @@ void rayc__cpu_relax(void)
 #endif
 }
 
+void rayc__sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 void rayc__yield(void)
 {
 	sched_yield();
@@ -289,4 +300,168 @@ void rayc__shm_discard(rayc__shm *s, size_t off, size_t len)
 {
 	(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	                (off_t)off, (off_t)len);
+}
+
+/* ---- processes ---- */
+
+extern char **environ;
+
+static char **self_argv(void)
+{
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (fd < 0)
+		return NULL;
+	for (;;) {
+		if (len + 4096 > cap) {
+			char *nb = realloc(buf, cap + 65536);
+			if (nb == NULL)
+				break;
+			buf = nb;
+			cap += 65536;
+		}
+		ssize_t n = read(fd, buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (buf == NULL || len == 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	size_t argc = 0;
+	for (size_t i = 0; i < len; i++)
+		argc += buf[i] == '\0';
+	/* argv array and strings in one block. */
+	char **argv = malloc((argc + 1) * sizeof(char *) + len + 1);
+	if (argv == NULL) {
+		free(buf);
+		return NULL;
+	}
+	char *strs = (char *)(argv + argc + 1);
+	memcpy(strs, buf, len + 1);
+	free(buf);
+	size_t k = 0;
+	for (size_t i = 0; i < len && k < argc; k++) {
+		argv[k] = strs + i;
+		i += strlen(strs + i) + 1;
+	}
+	argv[k] = NULL;
+	return argv;
+}
+
+int rayc__spawn_self(const char *const *extra_env, int keep_fd)
+{
+	char **argv = self_argv();
+	size_t nenv = 0, nextra = 0;
+	int pid = -1;
+
+	if (argv == NULL)
+		return -1;
+	while (environ[nenv] != NULL)
+		nenv++;
+	while (extra_env[nextra] != NULL)
+		nextra++;
+	char **envp = malloc((nenv + nextra + 1) * sizeof(char *));
+	if (envp != NULL) {
+		size_t k = 0;
+		for (size_t i = 0; i < nenv; i++) {
+			bool replaced = false;
+			for (size_t j = 0; j < nextra && !replaced; j++) {
+				const char *eq = strchr(extra_env[j], '=');
+				size_t n = eq != NULL ? (size_t)(eq - extra_env[j]) + 1
+				                      : strlen(extra_env[j]);
+				replaced = strncmp(environ[i], extra_env[j], n) == 0;
+			}
+			if (!replaced)
+				envp[k++] = environ[i];
+		}
+		for (size_t j = 0; j < nextra; j++)
+			envp[k++] = (char *)extra_env[j];
+		envp[k] = NULL;
+		posix_spawn_file_actions_t fa;
+		posix_spawn_file_actions_init(&fa);
+		(void)keep_fd; /* inherited: created without O_CLOEXEC */
+		pid_t p;
+		if (posix_spawn(&p, "/proc/self/exe", &fa, NULL, argv, envp) == 0)
+			pid = (int)p;
+		posix_spawn_file_actions_destroy(&fa);
+		free(envp);
+	}
+	free(argv);
+	return pid;
+}
+
+int rayc__pipe_for_children(int fds[2])
+{
+	if (pipe(fds) != 0)
+		return RAYC_ESYS;
+	(void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+	return RAYC_OK;
+}
+
+bool rayc__proc_wait(int pid, int64_t deadline_ns, int *code)
+{
+	for (;;) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid) {
+			if (code != NULL)
+				*code = WIFEXITED(st) ? WEXITSTATUS(st)
+				                      : 128 + WTERMSIG(st);
+			return true;
+		}
+		if (r < 0 && errno != EINTR)
+			return true; /* not our child any more */
+		if (deadline_ns >= 0 && rayc__now_ns() >= deadline_ns)
+			return false;
+		struct timespec ts = { 0, 2000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+void rayc__proc_kill(int pid)
+{
+	if (pid > 0)
+		(void)kill(pid, SIGKILL);
+}
+
+void rayc__close_fd(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+void rayc__ignore_sigpipe(void)
+{
+	struct sigaction sa;
+
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+		sa.sa_handler = SIG_IGN;
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = 0;
+		(void)sigaction(SIGPIPE, &sa, NULL);
+	}
+}
+
+long rayc__read_fd(int fd, void *buf, size_t n)
+{
+	return (long)read(fd, buf, n);
+}
+
+int rayc__getpid(void)
+{
+	return (int)getpid();
+}
+
+void rayc__hostname(char *buf, size_t n)
+{
+	if (gethostname(buf, n) != 0 && n > 0)
+		snprintf(buf, n, "localhost");
+	if (n > 0)
+		buf[n - 1] = '\0';
 }

@@ -1,0 +1,583 @@
+/* conn.c -- one connection to another peer over nng_stream (NNG's byte
+ * stream API, aio driven; measured about 2.5x faster per round trip than
+ * NNG's SP sockets here), with rayc's own framing on top.
+ *
+ * Sending.  Frames are appended to conn->out under conn->mu; if no send
+ * is in flight the caller swaps out into inflight and starts one.  The
+ * send callback swaps again while frames keep coming, so everything
+ * queued while a send runs goes out in one write (batching comes for
+ * free under load).  Object transfers are fed in, a chunk at a time, only
+ * while less than RAYC__NET_OUT_HIGH is queued: memory stays bounded and
+ * small frames are not stuck behind a gigabyte.
+ *
+ * Receiving.  One receive is outstanding per connection; its callback
+ * parses every complete frame in the buffer, checks header and xxh3, and
+ * hands each to the frame handlers.  Before the handshake ends only
+ * handshake frames of at most RAYC__WIRE_MAX_PREAUTH bytes are accepted:
+ * an unauthenticated peer can make us do nothing else.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "net/net_int.h"
+
+static void recv_cb(void *arg);
+static void send_cb(void *arg);
+static void dial_cb(void *arg);
+
+rayc__conn *rayc__conn_new(rayc__net *net)
+{
+	rayc__conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->net = net;
+	rayc__mutex_init(&c->mu);
+	atomic_init(&c->refs, 0);
+	atomic_init(&c->state, RAYC__CONN_DIALING);
+	if (nng_aio_alloc(&c->raio, recv_cb, c) != 0 ||
+	    nng_aio_alloc(&c->saio, send_cb, c) != 0 ||
+	    nng_aio_alloc(&c->daio, dial_cb, c) != 0) {
+		rayc__conn_free(c);
+		return NULL;
+	}
+	c->rcap = 64 << 10;
+	c->rbuf = malloc(c->rcap);
+	if (c->rbuf == NULL) {
+		rayc__conn_free(c);
+		return NULL;
+	}
+	randombytes_buf(c->n_mine, sizeof(c->n_mine));
+	return c;
+}
+
+void rayc__conn_free(rayc__conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->raio != NULL)
+		nng_aio_stop(c->raio);
+	if (c->saio != NULL)
+		nng_aio_stop(c->saio);
+	if (c->daio != NULL)
+		nng_aio_stop(c->daio);
+	if (c->s != NULL) {
+		nng_stream_close(c->s);
+		nng_stream_free(c->s);
+	}
+	if (c->dialer != NULL)
+		nng_stream_dialer_free(c->dialer);
+	nng_aio_free(c->raio);
+	nng_aio_free(c->saio);
+	nng_aio_free(c->daio);
+	while (c->xhead != NULL) {
+		rayc__xout *x = c->xhead;
+		c->xhead = x->next;
+		rayc__remote_xout_done(c->net, x);
+	}
+	rayc__wbuf_fini(&c->out);
+	rayc__wbuf_fini(&c->pend);
+	rayc__wbuf_fini(&c->inflight);
+	free(c->rbuf);
+	rayc__mutex_fini(&c->mu);
+	free(c);
+}
+
+void rayc__conn_unref(rayc__conn *c)
+{
+	atomic_fetch_sub(&c->refs, 1);
+}
+
+static void start_recv(rayc__conn *c)
+{
+	nng_iov iov = { c->rbuf + c->rlen, c->rcap - c->rlen };
+
+	nng_aio_set_iov(c->raio, 1, &iov);
+	nng_stream_recv(c->s, c->raio);
+}
+
+void rayc__conn_close(rayc__conn *c, const char *why)
+{
+	rayc__mutex_lock(&c->mu);
+	if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
+		rayc__mutex_unlock(&c->mu);
+		return;
+	}
+	atomic_store(&c->state, RAYC__CONN_CLOSED);
+	rayc__mutex_unlock(&c->mu);
+	if (why != NULL)
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-CLOSE",
+		          "connection to peer %u closed: %s", c->peer, why);
+	if (c->s != NULL)
+		nng_stream_close(c->s);
+	nng_aio_abort(c->daio, NNG_ECLOSED);
+	rayc__net_conn_lost(c);
+}
+
+/* Feeds chunks of pending transfers into out while it is short.  Returns
+ * the transfers finished (their last chunk queued) for the caller to let
+ * go of outside c->mu. */
+static rayc__xout *feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+{
+	rayc__xout *done = NULL;
+
+	while (c->xhead != NULL && c->out.len < RAYC__NET_OUT_HIGH &&
+	       atomic_load(&c->state) == RAYC__CONN_OPEN) {
+		rayc__xout *x = c->xhead;
+		size_t n = x->len - x->off;
+		if (n > RAYC__NET_CHUNK)
+			n = RAYC__NET_CHUNK;
+		size_t f = rayc__w_frame_begin(&c->out, RAYC__MSG_CHUNK,
+		                               c->net->self);
+		rayc__w_u64(&c->out, x->id.hi);
+		rayc__w_u64(&c->out, x->id.lo);
+		rayc__w_u64(&c->out, x->len);
+		rayc__w_u64(&c->out, x->off);
+		rayc__w_u8(&c->out, (uint8_t)x->type);
+		rayc__w_bytes(&c->out, x->data + x->off, n);
+		rayc__w_frame_end(&c->out, f);
+		x->off += n;
+		if (x->off >= x->len) {
+			c->xhead = x->next;
+			if (c->xhead == NULL)
+				c->xtail = NULL;
+			x->next = done;
+			done = x;
+		}
+	}
+	return done;
+}
+
+/* Decides under c->mu whether to start a send; the send itself starts
+ * after unlocking (kick). */
+static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+{
+	if (c->sending || c->out.len == 0 ||
+	    atomic_load(&c->state) == RAYC__CONN_CLOSED ||
+	    atomic_load(&c->state) == RAYC__CONN_DIALING)
+		return false;
+	rayc__wbuf t = c->inflight;
+	c->inflight = c->out;
+	c->out = t;
+	c->out.len = 0;
+	c->inflight_off = 0;
+	c->sending = true;
+	return true;
+}
+
+static void kick(rayc__conn *c)
+{
+	nng_iov iov = { c->inflight.p + c->inflight_off,
+		        c->inflight.len - c->inflight_off };
+
+	nng_aio_set_iov(c->saio, 1, &iov);
+	nng_stream_send(c->s, c->saio);
+}
+
+static void finish_xouts(rayc__conn *c, rayc__xout *done)
+{
+	while (done != NULL) {
+		rayc__xout *n = done->next;
+		rayc__remote_xout_done(c->net, done);
+		done = n;
+	}
+}
+
+static void send_cb(void *arg)
+{
+	rayc__conn *c = arg;
+	int rv = nng_aio_result(c->saio);
+
+	if (rv != 0) {
+		rayc__mutex_lock(&c->mu);
+		c->sending = false;
+		rayc__mutex_unlock(&c->mu);
+		rayc__conn_close(c, nng_strerror(rv));
+		return;
+	}
+	c->inflight_off += nng_aio_count(c->saio);
+	if (c->inflight_off < c->inflight.len) {
+		kick(c);
+		return;
+	}
+	rayc__mutex_lock(&c->mu);
+	c->sending = false;
+	c->inflight.len = 0;
+	rayc__xout *done = feed_locked(c);
+	bool go = want_send_locked(c);
+	bool close = !go && c->close_after_send && c->out.len == 0;
+	rayc__mutex_unlock(&c->mu);
+	finish_xouts(c, done);
+	if (go)
+		kick(c);
+	else if (close)
+		rayc__conn_close(c, "refused");
+}
+
+static void append_locked(rayc__conn *c, rayc__wbuf *dst,
+                          const rayc__wbuf *frame) RAYC_REQUIRES(c->mu)
+{
+	rayc__w_bytes(dst, frame->p, frame->len);
+}
+
+void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
+{
+	if (frame->bad || frame->len == 0)
+		return;
+	rayc__mutex_lock(&c->mu);
+	int st = atomic_load(&c->state);
+	if (st == RAYC__CONN_CLOSED) {
+		rayc__mutex_unlock(&c->mu);
+		return;
+	}
+	append_locked(c, st == RAYC__CONN_OPEN ? &c->out : &c->pend, frame);
+	bool go = want_send_locked(c);
+	rayc__mutex_unlock(&c->mu);
+	if (go)
+		kick(c);
+}
+
+/* Handshake frames go out before anything queued in pend. */
+static void send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
+{
+	rayc__mutex_lock(&c->mu);
+	append_locked(c, &c->out, frame);
+	c->close_after_send = close_after;
+	bool go = want_send_locked(c);
+	rayc__mutex_unlock(&c->mu);
+	if (go)
+		kick(c);
+}
+
+rayc__wbuf *rayc__conn_begin(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	return atomic_load(&c->state) == RAYC__CONN_OPEN ? &c->out : &c->pend;
+}
+
+void rayc__conn_end(rayc__conn *c)
+{
+	bool go = want_send_locked(c);
+	rayc__mutex_unlock(&c->mu);
+	if (go)
+		kick(c);
+}
+
+void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x)
+{
+	rayc__mutex_lock(&c->mu);
+	if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
+		rayc__mutex_unlock(&c->mu);
+		rayc__remote_xout_done(c->net, x);
+		return;
+	}
+	x->next = NULL;
+	if (c->xtail != NULL)
+		c->xtail->next = x;
+	else
+		c->xhead = x;
+	c->xtail = x;
+	rayc__xout *done = c->sending ? NULL : feed_locked(c);
+	bool go = want_send_locked(c);
+	rayc__mutex_unlock(&c->mu);
+	finish_xouts(c, done);
+	if (go)
+		kick(c);
+}
+
+/* The handshake finished: queued frames may go. */
+static void set_open(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	atomic_store(&c->state, RAYC__CONN_OPEN);
+	if (c->pend.len > 0) {
+		rayc__w_bytes(&c->out, c->pend.p, c->pend.len);
+		c->pend.len = 0;
+	}
+	rayc__xout *done = c->sending ? NULL : feed_locked(c);
+	bool go = want_send_locked(c);
+	rayc__mutex_unlock(&c->mu);
+	finish_xouts(c, done);
+	if (go)
+		kick(c);
+	rayc__net_conn_open(c);
+}
+
+static void refuse(rayc__conn *c, const char *why)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_REFUSED, 0);
+
+	rayc__w_str(&b, why);
+	rayc__w_frame_end(&b, f);
+	send_hs(c, &b, true);
+	rayc__wbuf_fini(&b);
+}
+
+/* Server side of the handshake: we said HELLO, this should be AUTH. */
+static bool on_auth(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	const unsigned char *nonce = rayc__r_bytes(rd, 32);
+	const unsigned char *mac = rayc__r_bytes(rd, 32);
+	uint32_t id = rayc__r_u32(rd);
+
+	if (rd->bad || id >= RAYC__MAX_PEERS ||
+	    !rayc__net_hmac_ok(net, "AUTH", c->n_mine, nonce, mac)) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-REFUSED",
+		          "refused a peer: authentication failed (wrong or "
+		          "missing RAYC_TOKEN?)");
+		refuse(c, "authentication failed");
+		return false;
+	}
+	memcpy(c->n_theirs, nonce, 32);
+	c->peer = id;
+	rayc__wbuf b = { 0 };
+	unsigned char mine[32];
+	rayc__net_hmac(net, "WELC", c->n_theirs, c->n_mine, mine);
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_WELCOME, net->self);
+	rayc__w_bytes(&b, mine, 32);
+	rayc__mutex_lock(&net->mu);
+	rayc__w_u32(&b, net->self);
+	rayc__w_u32(&b, net->coord);
+	rayc__w_str(&b, net->coord_url);
+	rayc__mutex_unlock(&net->mu);
+	rayc__w_frame_end(&b, f);
+	send_hs(c, &b, false);
+	rayc__wbuf_fini(&b);
+	set_open(c);
+	return true;
+}
+
+/* Client side: the server's HELLO carries its nonce; answer with AUTH. */
+static bool on_hello(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	const unsigned char *nonce = rayc__r_bytes(rd, 32);
+
+	if (rd->bad)
+		return false;
+	memcpy(c->n_theirs, nonce, 32);
+	unsigned char mac[32];
+	rayc__net_hmac(net, "AUTH", c->n_theirs, c->n_mine, mac);
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, net->self);
+	rayc__w_bytes(&b, c->n_mine, 32);
+	rayc__w_bytes(&b, mac, 32);
+	rayc__w_u32(&b, net->self);
+	rayc__w_frame_end(&b, f);
+	send_hs(c, &b, false);
+	rayc__wbuf_fini(&b);
+	return true;
+}
+
+static bool on_welcome(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	const unsigned char *mac = rayc__r_bytes(rd, 32);
+	uint32_t id = rayc__r_u32(rd);
+	uint32_t coord = rayc__r_u32(rd);
+	char curl[RAYC__URL_MAX];
+
+	rayc__r_str(rd, curl, sizeof(curl));
+	if (rd->bad ||
+	    !rayc__net_hmac_ok(net, "WELC", c->n_mine, c->n_theirs, mac)) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-BADPEER",
+		          "a peer answered without knowing the cluster token");
+		return false;
+	}
+	if (c->want_peer != 0 && id != c->want_peer) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-WRONG-PEER",
+		          "dialed peer %u but peer %u answered", c->want_peer,
+		          id);
+		return false;
+	}
+	c->peer = id;
+	if (c->joining) {
+		rayc__mutex_lock(&net->mu);
+		net->coord = coord;
+		snprintf(net->coord_url, sizeof(net->coord_url), "%s", curl);
+		rayc__mutex_unlock(&net->mu);
+	}
+	set_open(c);
+	return true;
+}
+
+/* One frame: returns false to drop the connection. */
+static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
+{
+	rayc__rd rd;
+	int st = atomic_load(&c->state);
+
+	if (XXH3_64bits(p, h->len) != h->sum) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
+		          "frame with a bad checksum from peer %u", c->peer);
+		return false;
+	}
+	rayc__rd_init(&rd, p, h->len);
+	if (h->type == RAYC__MSG_REFUSED) {
+		char why[128];
+		rayc__r_str(&rd, why, sizeof(why));
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-REFUSED",
+		          "peer refused us: %s", rd.bad ? "?" : why);
+		if (c->joining) {
+			rayc__mutex_lock(&c->net->mu);
+			c->net->join_rc = RAYC_EAUTH;
+			rayc__mutex_unlock(&c->net->mu);
+			rayc__event_set(&c->net->join_ev);
+		}
+		return false;
+	}
+	if (st == RAYC__CONN_HANDSHAKE) {
+		if (c->dialed && h->type == RAYC__MSG_HELLO)
+			return on_hello(c, &rd);
+		if (c->dialed && h->type == RAYC__MSG_WELCOME)
+			return on_welcome(c, &rd);
+		if (!c->dialed && h->type == RAYC__MSG_AUTH)
+			return on_auth(c, &rd);
+		return false;
+	}
+	if (st != RAYC__CONN_OPEN)
+		return false;
+	if (h->sender != c->peer && c->peer != 0)
+		return false;
+	rayc__net_handle(c, h->type, &rd);
+	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
+}
+
+static void recv_cb(void *arg)
+{
+	rayc__conn *c = arg;
+	int rv = nng_aio_result(c->raio);
+
+	if (rv != 0) {
+		rayc__conn_close(c, nng_strerror(rv));
+		return;
+	}
+	c->rlen += nng_aio_count(c->raio);
+	size_t off = 0;
+	while (c->rlen - off >= RAYC__WIRE_HDR) {
+		rayc__whdr h;
+		size_t max = atomic_load(&c->state) == RAYC__CONN_OPEN
+		                     ? RAYC__WIRE_MAX_FRAME
+		                     : RAYC__WIRE_MAX_PREAUTH;
+		if (!rayc__whdr_parse(c->rbuf + off, max, &h)) {
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
+			          "malformed frame header from peer %u", c->peer);
+			rayc__conn_close(c, "bad frame");
+			return;
+		}
+		size_t need = RAYC__WIRE_HDR + h.len;
+		if (c->rlen - off < need) {
+			if (need > c->rcap) {
+				/* Make room for the whole frame. */
+				memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+				c->rlen -= off;
+				off = 0;
+				uint8_t *nb = realloc(c->rbuf, need);
+				if (nb == NULL) {
+					rayc__conn_close(c, "out of memory");
+					return;
+				}
+				c->rbuf = nb;
+				c->rcap = need;
+			}
+			break;
+		}
+		if (!on_frame(c, &h, c->rbuf + off + RAYC__WIRE_HDR)) {
+			rayc__conn_close(c, "protocol");
+			return;
+		}
+		off += need;
+	}
+	if (off > 0) {
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+	}
+	if (c->rcap > (4u << 20) && c->rlen < (64u << 10)) {
+		/* Give back a buffer grown for one big frame. */
+		uint8_t *nb = realloc(c->rbuf, 64 << 10);
+		if (nb != NULL) {
+			c->rbuf = nb;
+			c->rcap = 64 << 10;
+		}
+	}
+	if (c->rcap - c->rlen < 4096) {
+		uint8_t *nb = realloc(c->rbuf, c->rcap * 2);
+		if (nb == NULL) {
+			rayc__conn_close(c, "out of memory");
+			return;
+		}
+		c->rbuf = nb;
+		c->rcap *= 2;
+	}
+	if (atomic_load(&c->state) != RAYC__CONN_CLOSED)
+		start_recv(c);
+}
+
+static void set_nodelay(nng_stream *s)
+{
+	(void)nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
+}
+
+void rayc__conn_accepted(rayc__conn *c, nng_stream *s)
+{
+	c->s = s;
+	set_nodelay(s);
+	atomic_store(&c->state, RAYC__CONN_HANDSHAKE);
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_HELLO, 0);
+	rayc__w_bytes(&b, c->n_mine, 32);
+	rayc__w_frame_end(&b, f);
+	send_hs(c, &b, false);
+	rayc__wbuf_fini(&b);
+	start_recv(c);
+}
+
+static void dial_cb(void *arg)
+{
+	rayc__conn *c = arg;
+	int rv = nng_aio_result(c->daio);
+
+	if (rv != 0) {
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-DIAL",
+		          "dial to peer %u failed: %s", c->want_peer,
+		          nng_strerror(rv));
+		if (c->joining) {
+			rayc__mutex_lock(&c->net->mu);
+			c->net->join_rc = RAYC_ESYS;
+			rayc__mutex_unlock(&c->net->mu);
+			rayc__event_set(&c->net->join_ev);
+		}
+		rayc__conn_close(c, nng_strerror(rv));
+		return;
+	}
+	c->s = nng_aio_get_output(c->daio, 0);
+	set_nodelay(c->s);
+	rayc__mutex_lock(&c->mu);
+	if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
+		rayc__mutex_unlock(&c->mu);
+		nng_stream_close(c->s);
+		return;
+	}
+	atomic_store(&c->state, RAYC__CONN_HANDSHAKE);
+	rayc__mutex_unlock(&c->mu);
+	start_recv(c);
+}
+
+int rayc__conn_dial(rayc__conn *c, const char *url)
+{
+	int rv = nng_stream_dialer_alloc(&c->dialer, url);
+
+	if (rv != 0)
+		return rayc__err(RAYC_EINVAL, "cannot dial '%s': %s", url,
+		                 nng_strerror(rv));
+	c->dialed = true;
+	nng_aio_set_timeout(c->daio, 5000);
+	nng_stream_dialer_dial(c->dialer, c->daio);
+	return RAYC_OK;
+}

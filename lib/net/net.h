@@ -1,0 +1,62 @@
+/* net.h -- the peer mesh as the rest of lib/ sees it: start and stop,
+ * placement of ready tasks on other peers, finishing tasks run for other
+ * owners, fetching objects that live elsewhere, telling owners and
+ * holders when refs go away, and the cluster view.  Implemented in
+ * lib/net (conn.c: connections and framing over nng_stream; mesh.c: join,
+ * auth, membership, heartbeats, local peers, KV; remote.c: tasks and
+ * objects between peers). */
+#ifndef RAYC_NET_H
+#define RAYC_NET_H
+
+#include "rt.h"
+
+#define RAYC__MAX_PEERS 256
+/* Objects up to this size travel inside TASK and TASK_DONE frames. */
+#define RAYC__NET_INLINE_MAX ((size_t)64 << 10)
+
+typedef struct rayc__net rayc__net;
+
+typedef struct rayc__net_conf {
+	const char *address; /* join through this peer; NULL: found a cluster */
+	const char *listen;  /* our listen URL; NULL: tcp://127.0.0.1:0 */
+	const char *token;   /* cluster token; NULL/"": none (loopback only) */
+	int local_peers;     /* founder: start this many - 1 more peers */
+	bool worker;         /* RAYC_ROLE=worker */
+	int heartbeat_timeout_ms;
+} rayc__net_conf;
+
+/* Starts the mesh (listener, loop thread), then founds or joins a
+ * cluster and, for local_peers, starts and waits for the other peers.
+ * Called by rayc_init after the scheduler is up. */
+int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf);
+/* Leaves the cluster (the founder ends it and waits for its children),
+ * closes every connection and stops the loop.  Before the scheduler
+ * stops. */
+void rayc__net_stop(rayc__rt *rt);
+/* Blocks until the cluster shuts down (worker peers). */
+void rayc__net_serve(rayc__rt *rt);
+
+/* A ready task of this owner: run it on another peer?  Returns true if
+ * the task was sent (or failed); false means queue it here. */
+bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+/* A task run here for another owner is done (returns sealed or failed):
+ * report to the owner.  Called from rayc__task_done_locked. */
+void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+/* o is REMOTE (sealed on another peer) or a copy this peer needs: start
+ * fetching its bytes; it becomes PENDING, then READY when they are in. */
+void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
+/* o's last local ref is gone: tell the holder of its primary copy to
+ * free it, or its owner that we no longer borrow it. */
+void rayc__net_obj_released_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
+/* A task running here hands out a ref to an object another peer owns:
+ * register this peer as a borrower with the owner (once per entry). */
+void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
+/* True if some live peer could ever run this demand. */
+bool rayc__net_feasible(rayc__rt *rt, const int64_t *demand);
+/* True if peer id is a live member. */
+bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
+
+#endif /* RAYC_NET_H */

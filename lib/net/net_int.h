@@ -1,0 +1,207 @@
+/* net_int.h -- the mesh's own types, shared by the files of lib/net only.
+ *
+ * Locking.  net->mu guards the peer table, the connection list, the
+ * membership view, the coordinator's KV and pending RPCs.  Each
+ * connection has its own mu for its send side.  Order: rt->mu, then
+ * net->mu, then a conn's mu; a frame handler holds none of them when it
+ * starts.  Fields marked "rt->mu" are the owner's scheduling state and
+ * are guarded by the runtime lock instead.
+ *
+ * Threads.  Frames are decoded and handled on NNG's completion threads
+ * (each connection's receive side is one serial chain of callbacks); the
+ * handlers only hand work on: queue a task, seal an object, queue bytes
+ * to send.  The event-loop thread (libevent) runs the timers: heartbeats,
+ * failure detection, the parent-death pipe, reaping closed connections.
+ */
+#ifndef RAYC_NET_INT_H
+#define RAYC_NET_INT_H
+
+#include <nng/nng.h>
+
+#include "net/net.h"
+#include "net/wire.h"
+
+#define RAYC__URL_MAX 128
+#define RAYC__NET_CHUNK ((size_t)1 << 20)   /* object transfer piece */
+#define RAYC__NET_OUT_HIGH ((size_t)4 << 20) /* queue more chunks below */
+
+typedef struct rayc__conn rayc__conn;
+typedef struct rayc__xout rayc__xout;
+typedef struct rayc__xin rayc__xin;
+typedef struct rayc__kv rayc__kv;
+typedef struct rayc__rpc rayc__rpc;
+
+enum {
+	RAYC__CONN_DIALING = 0,
+	RAYC__CONN_HANDSHAKE,
+	RAYC__CONN_OPEN,
+	RAYC__CONN_CLOSED,
+};
+
+/* An object being sent, a chunk at a time, as the send queue drains. */
+struct rayc__xout {
+	rayc_object_id id;
+	rayc__obj *obj; /* pinned (one ref) until the last chunk is queued */
+	const uint8_t *data;
+	size_t len, off;
+	rayc_type type;
+	rayc__xout *next;
+};
+
+/* An object being received: bytes land in a block of our own store and
+ * become the object when the last chunk is in. */
+struct rayc__xin {
+	rayc_object_id id;
+	UT_hash_handle hh;
+	uint32_t src;
+	rayc__block *block;
+	uint8_t *dst;
+	size_t total, got;
+	rayc_type type;
+	bool started;
+	bool dead;             /* superseded or its source died */
+	rayc__xin *next_dead;
+};
+
+struct rayc__conn {
+	rayc__net *net;
+	nng_stream *s;
+	nng_stream_dialer *dialer;
+	nng_aio *raio, *saio, *daio;
+	_Atomic int refs; /* users outside net->mu; reaped at zero */
+	rayc__mutex mu;   /* state, out, pend, xouts, sending */
+	_Atomic int state;
+	bool dialed, sending, close_after_send, joining;
+	uint32_t peer;      /* authenticated peer id, 0 while unknown */
+	uint32_t want_peer; /* who we dialed */
+	unsigned char n_mine[32], n_theirs[32];
+	rayc__wbuf out;      /* frames to send next */
+	rayc__wbuf pend;     /* frames queued before the handshake ended */
+	rayc__wbuf inflight; /* frames NNG is sending now */
+	size_t inflight_off;
+	rayc__xout *xhead, *xtail;
+	/* Receive side: only the receive callback touches these. */
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+	rayc__conn *next;
+};
+
+typedef struct rayc__peer {
+	bool known, alive, spawned;
+	uint32_t id;
+	int pid;
+	char url[RAYC__URL_MAX];
+	rayc__conn *conn;
+	int64_t total[RAYC__MAX_RES], avail[RAYC__MAX_RES]; /* local indices */
+	uint64_t executed, queued;
+	int64_t last_seen;
+	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
+	int inflight;
+	rayc__task *inflight_head;
+} rayc__peer;
+
+struct rayc__kv {
+	char *key;
+	void *val;
+	size_t len;
+	UT_hash_handle hh;
+};
+
+/* A request waiting for its reply (KV calls to the coordinator). */
+struct rayc__rpc {
+	uint64_t id;
+	rayc__event ev;
+	int rc;
+	void *val;
+	size_t len;
+	rayc__rpc *next;
+};
+
+struct rayc__net {
+	rayc__rt *rt;
+	rayc__mutex mu;
+	uint32_t self, coord;
+	bool founder, worker;
+	char url[RAYC__URL_MAX];
+	char coord_url[RAYC__URL_MAX];
+	unsigned char key[32];
+	nng_stream_listener *lst;
+	nng_aio *acc_aio;
+	rayc__conn *conns;
+	rayc__peer peers[RAYC__MAX_PEERS];
+	uint32_t next_id;
+	uint64_t epoch;
+	int64_t hb_ns, timeout_ns;
+	/* Joining. */
+	rayc__event join_ev;
+	int join_rc;
+	bool joined;
+	/* Event loop. */
+	struct event_base *base;
+	struct event *tick, *pev;
+	rayc__thread th;
+	bool th_started;
+	_Atomic bool stopping;
+	_Atomic bool leaving; /* said SHUTDOWN or LEAVE: closes are expected */
+	_Atomic bool cluster_down; /* SHUTDOWN seen or coordinator gone */
+	rayc__event down_ev;
+	/* Children started for local_peers, and the pipe they watch. */
+	int kids[RAYC__MAX_PEERS];
+	int nkids;
+	int kid_pipe_w;
+	int parent_fd;
+	/* Coordinator's KV; pending RPCs of this peer. */
+	rayc__kv *kv;
+	rayc__rpc *rpcs;
+	uint64_t next_rpc;
+	/* Incoming transfers by object id. */
+	rayc__xin *xins;
+	rayc__xin *dead_xins;
+	/* SPREAD's round-robin position (rt->mu). */
+	uint32_t rr;
+};
+
+/* conn.c */
+rayc__conn *rayc__conn_new(rayc__net *net);
+int rayc__conn_dial(rayc__conn *c, const char *url);
+void rayc__conn_accepted(rayc__conn *c, nng_stream *s);
+/* Queues one frame (copied).  Before the handshake ends, app frames wait
+ * in pend.  Never blocks on the network. */
+void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame);
+/* Appends a frame straight into the send queue while building it:
+ * begin returns the buffer locked; end unlocks and starts sending. */
+rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
+void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
+void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x);
+void rayc__conn_close(rayc__conn *c, const char *why);
+void rayc__conn_unref(rayc__conn *c);
+/* Stops and frees a closed conn (not from an NNG callback). */
+void rayc__conn_free(rayc__conn *c);
+
+/* mesh.c */
+/* The conn to peer id (dialing it if needed), with a ref; NULL if the
+ * peer is unknown or dead. */
+rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id);
+void rayc__net_conn_open(rayc__conn *c);   /* handshake finished */
+void rayc__net_conn_lost(rayc__conn *c);   /* closed */
+void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
+void rayc__net_hmac(const rayc__net *net, const char *tag,
+                    const unsigned char *a, const unsigned char *b,
+                    unsigned char out[32]);
+bool rayc__net_hmac_ok(const rayc__net *net, const char *tag,
+                       const unsigned char *a, const unsigned char *b,
+                       const unsigned char *mac);
+/* Frame helpers: send a small frame to a peer. */
+void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
+
+/* remote.c: data-plane handlers. */
+void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
+void rayc__remote_peer_died(rayc__net *net, uint32_t id);
+void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
+void rayc__remote_fini(rayc__net *net);
+
+/* kv.c: the coordinator's KV and the RPCs that reach it. */
+void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+void rayc__kv_fini(rayc__net *net);
+
+#endif /* RAYC_NET_INT_H */

@@ -1,0 +1,195 @@
+/* wire.c -- frame header and the bounds-checked codec (see wire.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "net/wire.h"
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+bool rayc__whdr_parse(const uint8_t *p, size_t max_len, rayc__whdr *h)
+{
+	h->magic = (uint32_t)get_le(p, 4);
+	h->version = p[4];
+	h->type = p[5];
+	h->flags = (uint16_t)get_le(p + 6, 2);
+	h->len = (uint32_t)get_le(p + 8, 4);
+	h->sender = (uint32_t)get_le(p + 12, 4);
+	h->sum = get_le(p + 16, 8);
+	h->spare = get_le(p + 24, 8);
+	return h->magic == RAYC__WIRE_MAGIC && h->version == RAYC__WIRE_VERSION &&
+	       h->type > 0 && h->type < RAYC__MSG_MAX_ && h->len <= max_len;
+}
+
+void rayc__wbuf_fini(rayc__wbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+bool rayc__wbuf_reserve(rayc__wbuf *b, size_t more)
+{
+	if (b->bad)
+		return false;
+	if (b->len + more <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	uint8_t *p = realloc(b->p, cap);
+	if (p == NULL) {
+		b->bad = true;
+		return false;
+	}
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+void rayc__w_bytes(rayc__wbuf *b, const void *p, size_t n)
+{
+	if (n == 0 || !rayc__wbuf_reserve(b, n))
+		return;
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+void rayc__w_u8(rayc__wbuf *b, uint8_t v)
+{
+	rayc__w_bytes(b, &v, 1);
+}
+
+void rayc__w_u32(rayc__wbuf *b, uint32_t v)
+{
+	uint8_t t[4];
+
+	put_le(t, v, 4);
+	rayc__w_bytes(b, t, 4);
+}
+
+void rayc__w_u64(rayc__wbuf *b, uint64_t v)
+{
+	uint8_t t[8];
+
+	put_le(t, v, 8);
+	rayc__w_bytes(b, t, 8);
+}
+
+void rayc__w_str(rayc__wbuf *b, const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	rayc__w_u32(b, (uint32_t)n);
+	rayc__w_bytes(b, s, n);
+}
+
+void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n)
+{
+	rayc__w_u64(b, n);
+	rayc__w_bytes(b, p, n);
+}
+
+size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender)
+{
+	size_t off = b->len;
+	uint8_t h[RAYC__WIRE_HDR] = { 0 };
+
+	put_le(h, RAYC__WIRE_MAGIC, 4);
+	h[4] = RAYC__WIRE_VERSION;
+	h[5] = (uint8_t)type;
+	put_le(h + 12, sender, 4);
+	rayc__w_bytes(b, h, sizeof(h));
+	return off;
+}
+
+void rayc__w_frame_end(rayc__wbuf *b, size_t off)
+{
+	if (b->bad)
+		return;
+	uint8_t *h = b->p + off;
+	size_t len = b->len - off - RAYC__WIRE_HDR;
+	if (len > RAYC__WIRE_MAX_FRAME) {
+		b->bad = true;
+		return;
+	}
+	put_le(h + 8, len, 4);
+	put_le(h + 16, XXH3_64bits(h + RAYC__WIRE_HDR, len), 8);
+}
+
+const void *rayc__r_bytes(rayc__rd *r, size_t n)
+{
+	if (r->bad || n > r->n - r->off) {
+		r->bad = true;
+		return NULL;
+	}
+	const void *p = r->p + r->off;
+	r->off += n;
+	return p;
+}
+
+uint8_t rayc__r_u8(rayc__rd *r)
+{
+	const uint8_t *p = rayc__r_bytes(r, 1);
+	return p != NULL ? p[0] : 0;
+}
+
+uint32_t rayc__r_u32(rayc__rd *r)
+{
+	const uint8_t *p = rayc__r_bytes(r, 4);
+	return p != NULL ? (uint32_t)get_le(p, 4) : 0;
+}
+
+uint64_t rayc__r_u64(rayc__rd *r)
+{
+	const uint8_t *p = rayc__r_bytes(r, 8);
+	return p != NULL ? get_le(p, 8) : 0;
+}
+
+void rayc__r_str(rayc__rd *r, char *out, size_t cap)
+{
+	uint32_t n = rayc__r_u32(r);
+	const char *p;
+
+	out[0] = '\0';
+	if (r->bad)
+		return;
+	if (n >= cap) {
+		r->bad = true;
+		return;
+	}
+	p = rayc__r_bytes(r, n);
+	if (p == NULL || memchr(p, '\0', n) != NULL) {
+		r->bad = true;
+		return;
+	}
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+const void *rayc__r_blob(rayc__rd *r, size_t *n)
+{
+	uint64_t len = rayc__r_u64(r);
+
+	*n = 0;
+	if (r->bad || len > r->n - r->off) {
+		r->bad = true;
+		return NULL;
+	}
+	*n = (size_t)len;
+	return rayc__r_bytes(r, (size_t)len);
+}

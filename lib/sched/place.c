@@ -1,0 +1,84 @@
+/* place.c -- the placement policy (see place.h). */
+#include "rayc.h"
+#include "sched/place.h"
+
+static bool feasible(const rayc__place_req *rq, const rayc__place_peer *p)
+{
+	for (int k = 0; k < rq->nres; k++)
+		if (rq->demand[k] > 0 && p->total[k] < rq->demand[k])
+			return false;
+	return true;
+}
+
+static bool room(const rayc__place_peer *p)
+{
+	return p->self || p->inflight < p->cap;
+}
+
+static double util(const rayc__place_req *rq, const rayc__place_peer *p)
+{
+	if (p->self)
+		return rq->local_util;
+	double tot = (double)p->total[0];
+	if (tot <= 0)
+		return 1e9;
+	double busy = (double)(p->total[0] - p->avail[0]);
+	double mine = (double)p->inflight * 1000.0; /* fixed point: 1 CPU */
+	return (busy > mine ? busy : mine) / tot;
+}
+
+static int place_default(const rayc__place_req *rq,
+                         const rayc__place_peer *peers, int n)
+{
+	int here = -1, best = -1, any = -1, loc = -1;
+	uint64_t loc_bytes = 0;
+
+	for (int i = 0; i < n; i++) {
+		const rayc__place_peer *p = &peers[i];
+		if (!feasible(rq, p))
+			continue;
+		if (p->self)
+			here = i;
+		if (p->arg_bytes >= RAYC__PLACE_LOCALITY &&
+		    p->arg_bytes > loc_bytes && room(p)) {
+			loc = i;
+			loc_bytes = p->arg_bytes;
+		}
+		if (p->self)
+			continue;
+		any = i;
+		if (room(p) && (best < 0 || util(rq, p) < util(rq, &peers[best])))
+			best = i;
+	}
+	if (loc >= 0)
+		return peers[loc].self ? RAYC__PLACE_HERE : loc;
+	if (here >= 0 && rq->local_util < RAYC__PLACE_UTIL)
+		return RAYC__PLACE_HERE;
+	if (best >= 0 && (here < 0 || util(rq, &peers[best]) < rq->local_util))
+		return best;
+	if (here >= 0)
+		return RAYC__PLACE_HERE;
+	return any >= 0 ? RAYC__PLACE_WAIT : RAYC__PLACE_NOWHERE;
+}
+
+int rayc__place(const rayc__place_req *rq, const rayc__place_peer *peers,
+                int n)
+{
+	if (rq->strategy == RAYC_STRATEGY_NODE_AFFINITY) {
+		for (int i = 0; i < n; i++)
+			if (peers[i].id == rq->node_id && feasible(rq, &peers[i]))
+				return peers[i].self ? RAYC__PLACE_HERE : i;
+		if (!rq->soft)
+			return RAYC__PLACE_NOWHERE;
+	} else if (rq->strategy == RAYC_STRATEGY_SPREAD) {
+		int cand[256], nc = 0;
+		for (int i = 0; i < n && nc < 256; i++)
+			if (feasible(rq, &peers[i]))
+				cand[nc++] = i;
+		if (nc == 0)
+			return RAYC__PLACE_NOWHERE;
+		int i = cand[(*rq->rr)++ % (uint32_t)nc];
+		return peers[i].self ? RAYC__PLACE_HERE : i;
+	}
+	return place_default(rq, peers, n);
+}
