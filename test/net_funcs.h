@@ -1,0 +1,155 @@
+/* net_funcs.h -- the remote functions the multi-peer tests run.  They
+ * are compiled into both the test driver and the peer program
+ * (net_peer.c), so every peer has them registered under the same names. */
+#ifndef RAYC_TEST_NET_FUNCS_H
+#define RAYC_TEST_NET_FUNCS_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "rayc.h"
+
+/* The bytes make_bytes writes: any test can rebuild them. */
+static inline uint8_t nf_pattern(size_t i, int64_t seed)
+{
+	return (uint8_t)(i * 131u + (uint64_t)seed + (i >> 12));
+}
+
+static void nf_leaf(rayc_ctx *c)
+{
+	int64_t a;
+	rayc_arg_i64(c, 0, &a);
+	rayc_return_i64(c, 0, a);
+}
+RAYC_REMOTE(nf_leaf)
+
+static void nf_add(rayc_ctx *c)
+{
+	int64_t a, b;
+	rayc_arg_i64(c, 0, &a);
+	rayc_arg_i64(c, 1, &b);
+	rayc_return_i64(c, 0, a + b);
+}
+RAYC_REMOTE(nf_add)
+
+static void nf_whoami(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+RAYC_REMOTE(nf_whoami)
+
+/* (n, seed) -> n bytes of nf_pattern, written in place. */
+static void nf_make_bytes(rayc_ctx *c)
+{
+	int64_t n, seed;
+	rayc_arg_i64(c, 0, &n);
+	rayc_arg_i64(c, 1, &seed);
+	uint8_t *p = NULL;
+	if (rayc_return_alloc(c, 0, (size_t)n, (void **)&p) != RAYC_OK) {
+		rayc_fail(c, "make_bytes: no room");
+		return;
+	}
+	for (size_t i = 0; i < (size_t)n; i++)
+		p[i] = nf_pattern(i, seed);
+}
+RAYC_REMOTE(nf_make_bytes)
+
+/* (ref) -> xxh3 of its bytes, and the peer that computed it in the
+ * second return. */
+static void nf_checksum(rayc_ctx *c)
+{
+	const void *p;
+	size_t n;
+	if (rayc_arg_data(c, 0, &p, &n) != RAYC_OK) {
+		rayc_fail(c, "checksum: no data");
+		return;
+	}
+	rayc_return_i64(c, 0, (int64_t)XXH3_64bits(p, n));
+	rayc_return_i64(c, 1, (int64_t)rayc_peer_id());
+}
+RAYC_REMOTE(nf_checksum)
+
+/* (key) -> the KV value, or a failure naming the error. */
+static void nf_kv_read(rayc_ctx *c)
+{
+	const void *k;
+	size_t kn;
+	void *v;
+	size_t vn;
+	rayc_arg_data(c, 0, &k, &kn);
+	int rc = rayc_kv_get(k, &v, &vn);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, rayc_strerror(rc));
+		return;
+	}
+	rayc_return_bytes(c, 0, v, vn);
+	free(v);
+}
+RAYC_REMOTE(nf_kv_read)
+
+/* (key, value) -> 0 after rayc_kv_put. */
+static void nf_kv_write(rayc_ctx *c)
+{
+	const void *k, *v;
+	size_t kn, vn;
+	rayc_arg_data(c, 0, &k, &kn);
+	rayc_arg_data(c, 1, &v, &vn);
+	rayc_return_i64(c, 0, rayc_kv_put(k, v, vn));
+}
+RAYC_REMOTE(nf_kv_write)
+
+/* A ref kept past the task (a borrower), and dropped later. */
+static rayc_ref nf_kept;
+static void nf_keep_ref(rayc_ctx *c)
+{
+	rayc_arg_ref(c, 0, &nf_kept);
+	rayc_return_i64(c, 0, rayc_ref_dup(nf_kept));
+}
+RAYC_REMOTE(nf_keep_ref)
+
+static void nf_drop_ref(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, rayc_release(nf_kept));
+}
+RAYC_REMOTE(nf_drop_ref)
+
+/* (ms) -> peer id, after sleeping. */
+static void nf_sleep(rayc_ctx *c)
+{
+	int64_t ms;
+	rayc_arg_i64(c, 0, &ms);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+RAYC_REMOTE(nf_sleep)
+
+/* (depth) -> sum over a nested tree submitted from wherever it runs. */
+static void nf_nested(rayc_ctx *c)
+{
+	int64_t d;
+	rayc_arg_i64(c, 0, &d);
+	if (d == 0) {
+		rayc_return_i64(c, 0, 1);
+		return;
+	}
+	rayc_ref a, b;
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_SPREAD;
+	rayc_call_opts(&a, "nf_nested", &o, RAYC_I64(d - 1));
+	rayc_call_opts(&b, "nf_nested", &o, RAYC_I64(d - 1));
+	int64_t x = 0, y = 0;
+	rayc_get_i64(a, &x, 30000);
+	rayc_get_i64(b, &y, 30000);
+	rayc_release(a);
+	rayc_release(b);
+	rayc_return_i64(c, 0, x + y);
+}
+RAYC_REMOTE(nf_nested)
+
+#endif /* RAYC_TEST_NET_FUNCS_H */

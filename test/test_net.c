@@ -1,0 +1,500 @@
+/* test_net.c -- multi-peer tests: real peer processes (net_peer) joined
+ * over loopback TCP with ephemeral ports to a driver peer inside the test
+ * process.  Every wait has a deadline; every process started is stopped
+ * and reaped by pid. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "net_funcs.h"
+
+extern char **environ;
+
+#define TOKEN "test-token-1"
+#define MAXP 8
+
+static pid_t kids[MAXP];
+static int nkids;
+
+static void driver_start(void)
+{
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)512 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .token = TOKEN };
+	int rc = rayc_init(&c);
+	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
+	cr_assert_not_null(rayc_address());
+}
+
+/* Starts a net_peer process joining us; extra is "NAME=value" or NULL. */
+static pid_t spawn_peer(const char *token, const char *extra)
+{
+	const char *exe = getenv("RAYC_TEST_PEER");
+	char addr[200], tok[100];
+	cr_assert_not_null(exe, "RAYC_TEST_PEER not set");
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	snprintf(tok, sizeof(tok), "RAYC_TOKEN=%s", token);
+	char *env[64];
+	int k = 0;
+	for (char **e = environ; *e != NULL && k < 50; e++)
+		if (strncmp(*e, "RAYC_", 5) != 0)
+			env[k++] = *e;
+	env[k++] = addr;
+	env[k++] = tok;
+	env[k++] = "RAYC_ROLE=worker";
+	env[k++] = "RAYC_NUM_WORKERS=2";
+	env[k++] = "RAYC_OBJECT_STORE_BYTES=512m";
+	env[k++] = "RAYC_STORE_PREFAULT_BYTES=4m";
+	if (extra != NULL)
+		env[k++] = (char *)extra;
+	env[k] = NULL;
+	char *argv[] = { (char *)exe, NULL };
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, exe, NULL, NULL, argv, env), 0);
+	kids[nkids++] = pid;
+	return pid;
+}
+
+static size_t alive_peers(void)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0, a = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	for (size_t i = 0; i < n && i < MAXP * 2; i++)
+		a += pi[i].alive;
+	return a;
+}
+
+static void wait_alive(size_t n)
+{
+	RT_WAIT_FOR(alive_peers() >= n, 20000);
+	cr_assert_eq(alive_peers(), n, "%zu of %zu peers joined",
+	             alive_peers(), n);
+}
+
+/* Waits for pid to exit (deadline ms); kills it if it does not.
+ * Returns its exit code, or -1 if it had to be killed. */
+static int reap(pid_t pid, int ms)
+{
+	int st;
+	int64_t deadline = rt_now_ms() + ms;
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (rt_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(2000);
+	}
+}
+
+/* Shuts the driver down (the cluster ends) and checks every peer left:
+ * exit code 0, no arena file of theirs or ours left in /dev/shm. */
+static void cluster_stop(void)
+{
+	pid_t me = getpid();
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	for (int i = 0; i < nkids; i++) {
+		if (kids[i] <= 0)
+			continue;
+		int code = reap(kids[i], 15000);
+		cr_expect_eq(code, 0, "peer pid %d ended with %d", kids[i], code);
+	}
+	char path[128];
+	for (int i = -1; i < nkids; i++) {
+		snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0",
+		         i < 0 ? me : kids[i]);
+		cr_expect_neq(access(path, F_OK), 0, "%s left behind", path);
+	}
+	nkids = 0;
+	rt_leak_check();
+}
+
+static rayc_task_opts on_peer(uint32_t id)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = id;
+	return o;
+}
+
+/* A peer that is not us, found by its pid. */
+static uint32_t peer_of(pid_t pid)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	for (size_t i = 0; i < n; i++)
+		if (pi[i].pid == pid && pi[i].alive)
+			return pi[i].id;
+	return 0;
+}
+
+TestSuite(net, .timeout = 120);
+
+Test(net, tree_reduce_4_peers_work_everywhere)
+{
+	driver_start();
+	for (int i = 0; i < 3; i++)
+		spawn_peer(TOKEN, NULL);
+	wait_alive(4);
+	enum { N = 100000 };
+	rayc_ref *refs = malloc(sizeof(rayc_ref) * N);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call(&refs[i], "nf_leaf", RAYC_I64(i)), 0);
+	int m = N;
+	while (m > 1) {
+		int k = 0;
+		for (int i = 0; i + 1 < m; i += 2) {
+			rayc_ref r;
+			cr_assert_eq(rayc_call(&r, "nf_add", RAYC_REF(refs[i]),
+			                       RAYC_REF(refs[i + 1])), 0);
+			rayc_release(refs[i]);
+			rayc_release(refs[i + 1]);
+			refs[k++] = r;
+		}
+		if (m % 2)
+			refs[k++] = refs[m - 1];
+		m = k;
+	}
+	cr_assert_eq(get_i64(refs[0]), (int64_t)N * (N - 1) / 2);
+	rayc_release(refs[0]);
+	free(refs);
+	/* Work observed on every peer (counts come with heartbeats). */
+	rayc_peer_info pi[8];
+	size_t n = 0, busy = 0;
+	int64_t deadline = rt_now_ms() + 10000;
+	do {
+		rayc_cluster_peers(pi, 8, &n);
+		busy = 0;
+		for (size_t i = 0; i < n; i++)
+			busy += pi[i].tasks_executed > 0;
+	} while (busy < 4 && rt_now_ms() < deadline && usleep(10000) == 0);
+	for (size_t i = 0; i < n; i++)
+		cr_log_info("peer %u ran %llu tasks", pi[i].id,
+		            (unsigned long long)pi[i].tasks_executed);
+	cr_assert_eq(busy, 4, "only %zu of 4 peers ran tasks", busy);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 0, "objects left: %llu",
+	             (unsigned long long)st.objects);
+	cluster_stop();
+}
+
+Test(net, object_64mib_both_ways_byte_exact)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)64 << 20;
+	/* Made here (peer A), consumed by a task forced onto peer B. */
+	uint8_t *buf = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = nf_pattern(i, 7);
+	rayc_ref obj, out[2];
+	cr_assert_eq(rayc_put(&obj, buf, n), 0);
+	rayc_task_opts o = on_peer(pb);
+	o.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(out, "nf_checksum", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq(get_i64(out[1]), pb, "ran on the wrong peer");
+	cr_assert_eq((uint64_t)get_i64(out[0]), XXH3_64bits(buf, n),
+	             "bytes differ after the transfer");
+	rayc_release(out[0]);
+	rayc_release(out[1]);
+	rayc_release(obj);
+	/* Made on B, read here. */
+	rayc_task_opts ob = on_peer(pb);
+	rayc_ref big;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(9)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(v.len, n);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = nf_pattern(i, 9);
+	cr_assert(memcmp(v.data, buf, n) == 0, "bytes differ");
+	rayc_view_release(&v);
+	rayc_release(big);
+	free(buf);
+	cluster_stop();
+}
+
+Test(net, custom_resource_lands_only_where_declared)
+{
+	driver_start();
+	spawn_peer(TOKEN, NULL);
+	pid_t g = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=1");
+	spawn_peer(TOKEN, NULL);
+	wait_alive(4);
+	uint32_t pg = peer_of(g);
+	cr_assert_neq(pg, 0);
+	rayc_resource acc = { "accel", 1 };
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.resources = &acc;
+	o.num_resources = 1;
+	rayc_ref r[20];
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_sleep", &o, RAYC_I64(5)),
+		             0, "%s", rayc_errmsg());
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_i64(r[i]), pg, "task %d ran elsewhere", i);
+		rayc_release(r[i]);
+	}
+	/* Nobody has 2 of them: refused at submit, not hung. */
+	acc.quantity = 2;
+	cr_assert_eq(rayc_call_opts(&r[0], "nf_sleep", &o, RAYC_I64(1)),
+	             RAYC_EINFEASIBLE);
+	rayc_resource bogus = { "no-such-thing", 1 };
+	o.resources = &bogus;
+	cr_assert_eq(rayc_call_opts(&r[0], "nf_sleep", &o, RAYC_I64(1)),
+	             RAYC_EINFEASIBLE);
+	cluster_stop();
+}
+
+Test(net, wrong_token_is_refused_and_runs_nothing)
+{
+	driver_start();
+	spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_stats before;
+	rayc_stats_get(&before);
+	pid_t bad = spawn_peer("not-the-token", NULL);
+	int code = reap(bad, 20000);
+	kids[--nkids] = 0;
+	cr_assert_eq(code, 3, "a peer with a wrong token ended with %d", code);
+	cr_assert_eq(alive_peers(), 2);
+	cr_assert_eq(peer_of(bad), 0);
+	rayc_stats after;
+	rayc_stats_get(&after);
+	cr_assert_eq(after.tasks_executed, before.tasks_executed);
+	/* Garbage on the port: dropped; the cluster still works. */
+	const char *a = rayc_address();
+	int port = atoi(strrchr(a, ':') + 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	char junk[4096];
+	memset(junk, 0x5a, sizeof(junk));
+	(void)!write(fd, junk, sizeof(junk));
+	char rb[256];
+	/* The peer says HELLO, then closes on the junk. */
+	int64_t deadline = rt_now_ms() + 5000;
+	ssize_t got;
+	while ((got = read(fd, rb, sizeof(rb))) > 0 && rt_now_ms() < deadline)
+		;
+	cr_assert_eq(got, 0, "connection not closed after junk");
+	close(fd);
+	rayc_task_opts o = on_peer(peer_of(kids[0]));
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &o), 0);
+	cr_assert_eq(get_i64(r), o.node_id);
+	rayc_release(r);
+	cluster_stop();
+}
+
+Test(net, kv_written_on_one_peer_is_read_on_all)
+{
+	driver_start();
+	pid_t p[3];
+	for (int i = 0; i < 3; i++)
+		p[i] = spawn_peer(TOKEN, NULL);
+	wait_alive(4);
+	cr_assert_eq(rayc_kv_put("color", "blue", 4), 0);
+	/* Written on a worker peer. */
+	rayc_task_opts o = on_peer(peer_of(p[2]));
+	rayc_ref w;
+	cr_assert_eq(rayc_call_opts(&w, "nf_kv_write", &o, RAYC_STR("shape"),
+	                            RAYC_STR("round")), 0);
+	cr_assert_eq(get_i64(w), 0);
+	rayc_release(w);
+	for (int i = 0; i < 3; i++) {
+		o = on_peer(peer_of(p[i]));
+		rayc_ref r[2];
+		cr_assert_eq(rayc_call_opts(&r[0], "nf_kv_read", &o,
+		                            RAYC_STR("color")), 0);
+		cr_assert_eq(rayc_call_opts(&r[1], "nf_kv_read", &o,
+		                            RAYC_STR("shape")), 0);
+		rayc_view v;
+		cr_assert_eq(rayc_get(r[0], &v, 10000), 0, "%s", rayc_errmsg());
+		cr_assert(v.len == 4 && memcmp(v.data, "blue", 4) == 0);
+		rayc_view_release(&v);
+		cr_assert_eq(rayc_get(r[1], &v, 10000), 0, "%s", rayc_errmsg());
+		cr_assert(v.len == 5 && memcmp(v.data, "round", 5) == 0);
+		rayc_view_release(&v);
+		rayc_release(r[0]);
+		rayc_release(r[1]);
+	}
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("shape", &val, &len), 0);
+	cr_assert(len == 5 && memcmp(val, "round", 5) == 0);
+	free(val);
+	cr_assert_eq(rayc_kv_del("shape"), 0);
+	cr_assert_eq(rayc_kv_get("shape", &val, &len), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_kv_del("shape"), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_kv_put("", "x", 1), RAYC_EINVAL);
+	cr_assert_eq(rayc_kv_put(NULL, "x", 1), RAYC_EINVAL);
+	/* A worker peer sees a deleted key as absent. */
+	o = on_peer(peer_of(p[0]));
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_kv_read", &o, RAYC_STR("shape")), 0);
+	int64_t x;
+	cr_assert_eq(rayc_get_i64(r, &x, 10000), RAYC_ETASK);
+	cr_assert(strstr(rayc_errmsg(), "no such") != NULL, "%s",
+	          rayc_errmsg());
+	rayc_release(r);
+	cluster_stop();
+}
+
+Test(net, borrower_keeps_object_alive_until_it_lets_go)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	uint64_t base = st.objects;
+	static uint8_t data[1 << 20];
+	memset(data, 3, sizeof(data));
+	rayc_ref obj, r;
+	cr_assert_eq(rayc_put(&obj, data, sizeof(data)), 0);
+	rayc_task_opts o = on_peer(pb);
+	cr_assert_eq(rayc_call_opts(&r, "nf_keep_ref", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	rayc_release(obj);
+	/* Peer B still holds it: the owner keeps it.  (B's BORROW_ADD came
+	 * before its TASK_DONE on the same connection.) */
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, base + 1, "object freed while borrowed");
+	cr_assert_geq(st.store_used_bytes, sizeof(data));
+	cr_assert_eq(rayc_call_opts(&r, "nf_drop_ref", &o), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	RT_WAIT_FOR((rayc_stats_get(&st), st.objects == base), 5000);
+	cr_assert_eq(st.objects, base, "object not freed after the borrower "
+	             "let go");
+	cluster_stop();
+}
+
+Test(net, nested_tasks_spread_across_peers)
+{
+	driver_start();
+	for (int i = 0; i < 2; i++)
+		spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	rayc_ref r;
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_SPREAD;
+	cr_assert_eq(rayc_call_opts(&r, "nf_nested", &o, RAYC_I64(6)), 0);
+	cr_assert_eq(get_i64(r), 64);
+	rayc_release(r);
+	/* SPREAD over 3 peers: each gets some of a batch. */
+	rayc_ref s[30];
+	int seen[MAXP * 2] = { 0 };
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(rayc_call_opts(&s[i], "nf_whoami", &o), 0);
+	for (int i = 0; i < 30; i++) {
+		int64_t who = get_i64(s[i]);
+		cr_assert(who >= 1 && who < MAXP * 2);
+		seen[who]++;
+		rayc_release(s[i]);
+	}
+	int used = 0;
+	for (int i = 0; i < MAXP * 2; i++)
+		used += seen[i] > 0;
+	cr_assert_eq(used, 3, "SPREAD used %d of 3 peers", used);
+	cluster_stop();
+}
+
+Test(net, dead_peer_is_noticed_and_its_tasks_fail_or_move)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	rayc_task_opts hard = on_peer(pb);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_sleep", &hard, RAYC_I64(5000)), 0);
+	usleep(100000);
+	int64_t t0 = rt_now_ms();
+	kill(b, SIGKILL);
+	RT_WAIT_FOR(alive_peers() == 1, 5000);
+	int64_t took = rt_now_ms() - t0;
+	cr_assert_eq(alive_peers(), 1, "death not noticed");
+	cr_log_info("death noticed in %lld ms", (long long)took);
+	int64_t v;
+	int rc = rayc_get_i64(r, &v, 10000);
+	cr_assert_eq(rc, RAYC_EINFEASIBLE, "got %s: %s", rayc_strerror(rc),
+	             rayc_errmsg());
+	rayc_release(r);
+	/* Soft affinity to the dead peer runs here instead. */
+	rayc_task_opts soft = hard;
+	soft.soft = 1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &soft), 0);
+	cr_assert_eq(get_i64(r), 1);
+	rayc_release(r);
+	/* Hard affinity to it is refused at submit. */
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &hard), RAYC_EINFEASIBLE);
+	reap(b, 5000);
+	kids[0] = 0;
+	cluster_stop();
+}
+
+Test(net, local_peers_program_runs_and_leaves_nothing)
+{
+	const char *exe = getenv("RAYC_TEST_LOCAL");
+	cr_assert_not_null(exe);
+	char out[] = "/tmp/rayc-net-local-XXXXXX";
+	int fd = mkstemp(out);
+	cr_assert_geq(fd, 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd, 1);
+	char *argv[] = { (char *)exe, NULL };
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, exe, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	int code = reap(pid, 90000);
+	char text[4096] = { 0 };
+	lseek(fd, 0, SEEK_SET);
+	(void)!read(fd, text, sizeof(text) - 1);
+	close(fd);
+	unlink(out);
+	cr_assert_eq(code, 0, "net_local exited %d:\n%s", code, text);
+	char *p = strstr(text, "pids");
+	cr_assert_not_null(p, "%s", text);
+	p += 4;
+	int npids = 0;
+	char path[64];
+	while (*p == ' ') {
+		int q = (int)strtol(p, &p, 10);
+		npids++;
+		/* Gone, and its arena file with it. */
+		int64_t deadline = rt_now_ms() + 5000;
+		while (kill(q, 0) == 0 && rt_now_ms() < deadline)
+			usleep(5000);
+		cr_assert(kill(q, 0) != 0 && errno == ESRCH, "pid %d left", q);
+		snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", q);
+		cr_assert_neq(access(path, F_OK), 0, "%s left", path);
+	}
+	cr_assert_eq(npids, 4, "%s", text);
+}
