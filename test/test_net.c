@@ -30,7 +30,10 @@ static void driver_start(void)
 		          .store_bytes = (size_t)512 << 20,
 		          .prefault_bytes = (size_t)4 << 20,
 		          .listen = "tcp://127.0.0.1:0",
-		          .token = TOKEN };
+		          .token = TOKEN,
+		          /* CI runs this under ASan on 2 loaded cores: a
+		           * missed heartbeat must not look like a death. */
+		          .heartbeat_timeout_ms = 5000 };
 	int rc = rayc_init(&c);
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 	cr_assert_not_null(rayc_address());
@@ -55,6 +58,7 @@ static pid_t spawn_peer(const char *token, const char *extra)
 	env[k++] = "RAYC_NUM_WORKERS=2";
 	env[k++] = "RAYC_OBJECT_STORE_BYTES=512m";
 	env[k++] = "RAYC_STORE_PREFAULT_BYTES=4m";
+	env[k++] = "RAYC_HEARTBEAT_TIMEOUT_MS=5000";
 	if (extra != NULL)
 		env[k++] = (char *)extra;
 	env[k] = NULL;
