@@ -42,7 +42,7 @@ deps) deps ;;
 demo)
 	deps
 	build
-	"$BUILD_DIR/examples/wordcount/wordcount"
+	"$BUILD_DIR/examples/cluster/cluster"
 	;;
 test)
 	deps

@@ -39,8 +39,12 @@ static int place_default(const rayc__place_req *rq,
 			continue;
 		if (p->self)
 			here = i;
+		/* Locality wins only where there is room: an overloaded
+		 * holder of the data still spills, as in Ray. */
+		bool free_here = p->self ? rq->local_util < RAYC__PLACE_UTIL
+		                         : room(p);
 		if (p->arg_bytes >= RAYC__PLACE_LOCALITY &&
-		    p->arg_bytes > loc_bytes && room(p)) {
+		    p->arg_bytes > loc_bytes && free_here) {
 			loc = i;
 			loc_bytes = p->arg_bytes;
 		}
