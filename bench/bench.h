@@ -148,5 +148,8 @@ void bench_fig_put_calls(void);
 void bench_fig_put_gigabytes(void);
 /* Runs its own init/shutdown cycles; no runtime may be running. */
 void bench_fig_init(void);
+void bench_fig_remote(void);
+int bench_echo_main(void);
+double bench_median(double *v, int n);
 
 #endif /* RAYC_BENCH_H */

@@ -16,6 +16,7 @@ enum group {
 	GROUP_TASKS, /* default config */
 	GROUP_STORE, /* store big enough for 1 GiB objects */
 	GROUP_INIT,  /* runs its own init/shutdown cycles */
+	GROUP_REMOTE, /* local clusters (peers are copies of rayc-bench) */
 };
 
 struct figure {
@@ -52,6 +53,20 @@ static const struct figure figures[] = {
 	{ "init_to_first_result", GROUP_INIT,
 	  "rayc_init(NULL) to the first task's result (ms)" },
 	{ "shutdown_ms", GROUP_INIT, "rayc_shutdown after that (ms)" },
+	{ "cluster_formation_4", GROUP_REMOTE,
+	  "rayc_init with local_peers = 4 until all serve (s)" },
+	{ "remote_tasks_sync", GROUP_REMOTE,
+	  "one empty task on another peer and get it (us per round trip)" },
+	{ "remote_tasks_async", GROUP_REMOTE,
+	  "submit N empty tasks to another peer, then get each (tasks/s)" },
+	{ "remote_transfer_1mib", GROUP_REMOTE,
+	  "get a 1 MiB object made on another peer (GB/s)" },
+	{ "remote_transfer_64mib", GROUP_REMOTE,
+	  "get a 64 MiB object made on another peer (GB/s)" },
+	{ "remote_transfer_1gib", GROUP_REMOTE,
+	  "get a 1 GiB object made on another peer (GB/s)" },
+	{ "baseline_nng_reqrep_us", GROUP_REMOTE,
+	  "NNG req/rep round trip between two processes (us)" },
 };
 
 #define NFIGURES (sizeof figures / sizeof figures[0])
@@ -200,6 +215,14 @@ int main(int argc, char **argv)
 {
 	double t0;
 
+	/* Copies started as cluster peers serve inside rayc_init and exit;
+	 * the echo process of the network baselines never gets further. */
+	const char *role = getenv("RAYC_ROLE");
+	if (role != NULL && strcmp(role, "worker") == 0)
+		return rayc_init(NULL) == RAYC_OK ? 0 : 1;
+	if (getenv("RAYC_BENCH_ECHO") != NULL)
+		return bench_echo_main();
+
 	parse_args(argc, argv);
 	t0 = bench_now();
 	fprintf(stderr, "rayc-bench: %s mode, %d reps of ~%.2f s each\n",
@@ -212,6 +235,11 @@ int main(int argc, char **argv)
 	if (group_wanted(GROUP_INIT)) {
 		fputs("rayc-bench: start-up figures\n", stderr);
 		bench_fig_init();
+	}
+	if (group_wanted(GROUP_REMOTE)) {
+		fputs("rayc-bench: cross-peer figures\n", stderr);
+		bench_watchdog("cross-peer figures", 300);
+		bench_fig_remote();
 	}
 	bench_watchdog("exit", 0);
 	fprintf(stderr, "rayc-bench: done in %.1f s\n", bench_now() - t0);

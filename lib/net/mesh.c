@@ -730,15 +730,17 @@ static int join(rayc__net *net, const char *address, int64_t deadline)
 static int start_local_peers(rayc__net *net, int n, const char *token)
 {
 	int fds[2];
-	char a[RAYC__URL_MAX + 16], t[160], pfd[48];
+	char a[RAYC__URL_MAX + 16], t[160], pfd[48], hb[64];
 
 	if (rayc__pipe_for_children(fds) != RAYC_OK)
 		return rayc__err(RAYC_ESYS, "pipe for local peers failed");
 	snprintf(a, sizeof(a), "RAYC_ADDRESS=%s", net->url);
 	snprintf(t, sizeof(t), "RAYC_TOKEN=%s", token);
 	snprintf(pfd, sizeof(pfd), "RAYC__PARENT_FD=%d", fds[0]);
+	snprintf(hb, sizeof(hb), "RAYC_HEARTBEAT_TIMEOUT_MS=%lld",
+	         (long long)(net->timeout_ns / 1000000));
 	const char *env[] = { "RAYC_ROLE=worker", "RAYC_LOCAL_PEERS=0", a, t,
-		              pfd, "RAYC_LISTEN=", NULL };
+		              pfd, hb, "RAYC_LISTEN=", NULL };
 	for (int i = 0; i < n; i++) {
 		int pid = rayc__spawn_self(env, fds[0]);
 		if (pid < 0) {

@@ -1,0 +1,512 @@
+/*
+ * bench_remote.c -- the cross-peer figures (remote_*, cluster_formation_4)
+ * and their same-run baselines: a raw TCP loopback round trip and raw TCP
+ * bandwidth between two processes, and NNG's own req/rep round trip and
+ * push/pull message rate.  The other process of each baseline is this
+ * executable started again with RAYC_BENCH_ECHO set (bench_echo_main);
+ * the rayc peers are copies started by cfg.local_peers (their rayc_init
+ * serves; see main()).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "bench.h"
+
+extern char **environ;
+
+#define ECHO_TCP_PORT_ENV "RAYC_BENCH_ECHO"
+
+/* ---- the baseline's other process ---- */
+
+static int listen_tcp(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(fd, 4) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+		bench_die("baseline: cannot listen: %s", strerror(errno));
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static void nodelay(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int read_full(int fd, void *p, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)p + got, n - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static long pulled;
+
+static void *pull_main(void *arg)
+{
+	nng_socket *s = arg;
+	for (;;) {
+		nng_msg *m;
+		if (nng_recvmsg(*s, &m, 0) != 0)
+			return NULL;
+		nng_msg_free(m);
+		__atomic_add_fetch(&pulled, 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* The echo process: a TCP echo (64-byte pings, and a sink that answers
+ * one byte per megabyte-stream), an NNG rep echo and an NNG pull counter.
+ * It writes its ports on stdout, then serves until stdin closes. */
+int bench_echo_main(void)
+{
+	int tport, sport;
+	int tl = listen_tcp(&tport), sl = listen_tcp(&sport);
+	nng_socket rep, pull[2];
+	char url_rep[64], url_pull[64];
+	int nport = tport + 0;
+
+	(void)nport;
+	snprintf(url_rep, sizeof(url_rep), "tcp://127.0.0.1:0");
+	if (nng_rep0_open(&rep) != 0 || nng_pull0_open(&pull[0]) != 0)
+		bench_die("echo: nng open failed");
+	nng_listener lr, lp;
+	nng_listen(rep, "tcp://127.0.0.1:0", &lr, 0);
+	nng_listen(pull[0], "tcp://127.0.0.1:0", &lp, 0);
+	int rport = 0, pport = 0;
+	nng_listener_get_int(lr, NNG_OPT_TCP_BOUND_PORT, &rport);
+	nng_listener_get_int(lp, NNG_OPT_TCP_BOUND_PORT, &pport);
+	(void)url_pull;
+	long *count = &pulled;
+	pthread_t th;
+	pthread_create(&th, NULL, pull_main, pull);
+	printf("%d %d %d %d\n", tport, sport, rport, pport);
+	fflush(stdout);
+	/* TCP ping-pong server. */
+	int c = accept(tl, NULL, NULL);
+	nodelay(c);
+	char buf[1 << 16];
+	for (;;) {
+		if (read_full(c, buf, 64) != 0)
+			break;
+		if (buf[0] == 'Q')
+			break;
+		if (write(c, buf, 64) != 64)
+			break;
+	}
+	close(c);
+	/* TCP sink: reads 8-byte length then that many bytes, acks 1 byte. */
+	c = accept(sl, NULL, NULL);
+	for (;;) {
+		uint64_t n;
+		if (read_full(c, &n, 8) != 0 || n == 0)
+			break;
+		while (n > 0) {
+			ssize_t r = read(c, buf, n < sizeof(buf) ? n : sizeof(buf));
+			if (r <= 0)
+				break;
+			n -= (uint64_t)r;
+		}
+		if (write(c, "k", 1) != 1)
+			break;
+	}
+	close(c);
+	/* NNG rep echo; a request "C<n>" waits until n pulls arrived. */
+	for (;;) {
+		nng_msg *m;
+		if (nng_recvmsg(rep, &m, 0) != 0)
+			break;
+		const char *b = nng_msg_body(m);
+		if (nng_msg_len(m) > 1 && b[0] == 'C') {
+			long want = atol(b + 1);
+			while (__atomic_load_n(count, __ATOMIC_RELAXED) < want)
+				usleep(100);
+		} else if (nng_msg_len(m) == 1 && b[0] == 'Q') {
+			nng_sendmsg(rep, m, 0);
+			break;
+		}
+		nng_sendmsg(rep, m, 0);
+	}
+	nng_close(pull[0]);
+	nng_close(rep);
+	pthread_join(th, NULL);
+	return 0;
+}
+
+/* ---- baselines, parent side ---- */
+
+struct echo {
+	pid_t pid;
+	int tport, sport, rport, pport;
+};
+
+static void echo_start(struct echo *e)
+{
+	int fds[2];
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0 || pipe(fds) != 0)
+		bench_die("baseline: cannot start echo process");
+	self[n] = '\0';
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+	posix_spawn_file_actions_addclose(&fa, fds[0]);
+	char *argv[] = { self, NULL };
+	char *env[64];
+	int k = 0;
+	for (char **p = environ; *p != NULL && k < 60; p++)
+		if (strncmp(*p, "RAYC_", 5) != 0)
+			env[k++] = *p;
+	env[k++] = ECHO_TCP_PORT_ENV "=1";
+	env[k] = NULL;
+	if (posix_spawn(&e->pid, self, &fa, NULL, argv, env) != 0)
+		bench_die("baseline: spawn failed");
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	FILE *f = fdopen(fds[0], "r");
+	if (fscanf(f, "%d %d %d %d", &e->tport, &e->sport, &e->rport,
+	           &e->pport) != 4)
+		bench_die("baseline: echo process gave no ports");
+	fclose(f);
+}
+
+static int dial_tcp(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		bench_die("baseline: connect: %s", strerror(errno));
+	nodelay(fd);
+	return fd;
+}
+
+static double tcp_rtt_rep(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[64] = { 'p' };
+	uint64_t n = 0;
+	double t0 = bench_now(), t;
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (write(fd, buf, 64) != 64 || read_full(fd, buf, 64))
+				bench_die("baseline: tcp ping failed");
+			n++;
+		}
+		t = bench_now() - t0;
+	} while (t < bench_g.rep_s);
+	return t / (double)n * 1e6;
+}
+
+struct bw {
+	int fd;
+	size_t total;
+	char *buf;
+};
+
+static double tcp_bw_rep(void *arg)
+{
+	struct bw *b = arg;
+	uint64_t n = b->total;
+	double t0 = bench_now();
+	if (write(b->fd, &n, 8) != 8)
+		bench_die("baseline: tcp sink failed");
+	size_t left = b->total;
+	while (left > 0) {
+		size_t w = left < ((size_t)1 << 20) ? left : ((size_t)1 << 20);
+		ssize_t r = write(b->fd, b->buf, w);
+		if (r <= 0)
+			bench_die("baseline: tcp write failed");
+		left -= (size_t)r;
+	}
+	char k;
+	if (read_full(b->fd, &k, 1) != 0)
+		bench_die("baseline: tcp sink ack missing");
+	return (double)b->total / (bench_now() - t0) / 1e9;
+}
+
+static double nng_rtt_rep(void *arg)
+{
+	nng_socket s = *(nng_socket *)arg;
+	uint64_t n = 0;
+	double t0 = bench_now(), t;
+	char buf[64] = { 'p' };
+	do {
+		for (int i = 0; i < 16; i++) {
+			nng_msg *m;
+			nng_msg_alloc(&m, 0);
+			nng_msg_append(m, buf, 64);
+			if (nng_sendmsg(s, m, 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
+				bench_die("baseline: nng req failed");
+			nng_msg_free(m);
+			n++;
+		}
+		t = bench_now() - t0;
+	} while (t < bench_g.rep_s);
+	return t / (double)n * 1e6;
+}
+
+struct pp {
+	nng_socket push, req;
+	long sent;
+};
+
+static double nng_push_rep(void *arg)
+{
+	struct pp *p = arg;
+	char buf[64] = { 'x' };
+	long n = bench_g.quick ? 4000 : 20000;
+	double t0 = bench_now();
+	for (long i = 0; i < n; i++)
+		if (nng_send(p->push, buf, 64, 0) != 0)
+			bench_die("baseline: nng push failed");
+	p->sent += n;
+	char q[32];
+	int ql = snprintf(q, sizeof(q), "C%ld", p->sent) + 1;
+	nng_msg *m;
+	nng_msg_alloc(&m, 0);
+	nng_msg_append(m, q, (size_t)ql);
+	if (nng_sendmsg(p->req, m, 0) != 0 || nng_recvmsg(p->req, &m, 0) != 0)
+		bench_die("baseline: nng count failed");
+	nng_msg_free(m);
+	return (double)n / (bench_now() - t0);
+}
+
+struct baselines {
+	double tcp_rtt_us, tcp_gbps, nng_rtt_us, nng_push_rate;
+};
+
+static void measure_baselines(struct baselines *bl)
+{
+	struct echo e;
+	echo_start(&e);
+	int fd = dial_tcp(e.tport);
+	bl->tcp_rtt_us = bench_median_reps("baseline raw TCP round trip (us)",
+	                                   tcp_rtt_rep, &fd, bench_g.reps);
+	char q[64] = { 'Q' };
+	(void)!write(fd, q, 64);
+	close(fd);
+	struct bw b = { dial_tcp(e.sport), (size_t)256 << 20, NULL };
+	b.buf = bench_xmalloc_touched((size_t)1 << 20, 1);
+	bl->tcp_gbps = bench_median_reps("baseline raw TCP bandwidth (GB/s)",
+	                                 tcp_bw_rep, &b, bench_g.reps);
+	uint64_t zero = 0;
+	(void)!write(b.fd, &zero, 8);
+	close(b.fd);
+	free(b.buf);
+	struct pp p = { .sent = 0 };
+	char url[64];
+	nng_req0_open(&p.req);
+	nng_push0_open(&p.push);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", e.rport);
+	if (nng_dial(p.req, url, NULL, 0) != 0)
+		bench_die("baseline: nng dial rep failed");
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", e.pport);
+	if (nng_dial(p.push, url, NULL, 0) != 0)
+		bench_die("baseline: nng dial pull failed");
+	bl->nng_rtt_us = bench_median_reps("baseline NNG req/rep (us)",
+	                                   nng_rtt_rep, &p.req, bench_g.reps);
+	bl->nng_push_rate = bench_median_reps("baseline NNG push/pull (msg/s)",
+	                                      nng_push_rep, &p, bench_g.reps);
+	nng_msg *m;
+	nng_msg_alloc(&m, 0);
+	nng_msg_append(m, "Q", 1);
+	nng_sendmsg(p.req, m, 0);
+	if (nng_recvmsg(p.req, &m, 0) == 0)
+		nng_msg_free(m);
+	nng_close(p.req);
+	nng_close(p.push);
+	int st;
+	waitpid(e.pid, &st, 0);
+}
+
+/* ---- rayc figures ---- */
+
+static uint32_t other;
+
+static void remote_noop(rayc_ref *out)
+{
+	static const rayc_arg none[1];
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = other;
+	BENCH_CHECK(rayc_call_array(out, BENCH_NOOP_FN, &o, none, 0));
+}
+
+static double remote_sync_rep(void *arg)
+{
+	(void)arg;
+	uint64_t n = 0;
+	double t0 = bench_now(), t;
+	do {
+		for (int i = 0; i < 16; i++) {
+			rayc_ref r;
+			remote_noop(&r);
+			bench_get_release(r);
+			n++;
+		}
+		t = bench_now() - t0;
+	} while (t < bench_g.rep_s);
+	return t / (double)n * 1e6;
+}
+
+static double remote_async_rep(void *arg)
+{
+	(void)arg;
+	size_t n = bench_g.quick ? 20000 : 100000;
+	rayc_ref *r = bench_xmalloc(n * sizeof(rayc_ref));
+	double t0 = bench_now();
+	for (size_t i = 0; i < n; i++)
+		remote_noop(&r[i]);
+	for (size_t i = 0; i < n; i++)
+		bench_get_release(r[i]);
+	double t = bench_now() - t0;
+	free(r);
+	return (double)n / t;
+}
+
+static size_t xfer_size;
+static double remote_xfer_rep(void *arg)
+{
+	(void)arg;
+	/* The other peer makes the object; we fetch it. */
+	rayc_ref r;
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = other;
+	BENCH_CHECK(rayc_call_opts(&r, "bench_make", &o,
+	                           RAYC_I64((int64_t)xfer_size)));
+	BENCH_CHECK(rayc_wait(&r, 1, 1, BENCH_GET_TIMEOUT_MS, NULL, NULL));
+	double t0 = bench_now();
+	rayc_view v;
+	BENCH_CHECK(rayc_get(r, &v, BENCH_GET_TIMEOUT_MS));
+	double t = bench_now() - t0;
+	if (v.len != xfer_size)
+		bench_die("transfer: got %zu bytes, not %zu", v.len, xfer_size);
+	rayc_view_release(&v);
+	BENCH_CHECK(rayc_release(r));
+	return (double)xfer_size / t / 1e9;
+}
+
+static void bench_make(rayc_ctx *ctx)
+{
+	int64_t n;
+	void *p;
+	rayc_arg_i64(ctx, 0, &n);
+	if (rayc_return_alloc(ctx, 0, (size_t)n, &p) == RAYC_OK)
+		memset(p, 0x11, (size_t)n);
+	else
+		rayc_fail(ctx, "bench_make: no room");
+}
+RAYC_REMOTE(bench_make)
+
+static int any_remote_wanted(void)
+{
+	return bench_want("remote_tasks_sync") ||
+	       bench_want("remote_tasks_async") ||
+	       bench_want("remote_transfer_1mib") ||
+	       bench_want("remote_transfer_64mib") ||
+	       bench_want("remote_transfer_1gib");
+}
+
+void bench_fig_remote(void)
+{
+	struct baselines bl;
+
+	if (bench_want("cluster_formation_4")) {
+		double best = 1e9, v[5];
+		int reps = bench_g.quick ? 3 : 5;
+		for (int i = 0; i < reps; i++) {
+			rayc_config cfg = { .local_peers = 4, .num_workers = 1,
+				            .store_bytes = (size_t)256 << 20,
+				            .prefault_bytes = (size_t)1 << 20 };
+			double t0 = bench_now();
+			BENCH_CHECK(rayc_init(&cfg));
+			v[i] = bench_now() - t0;
+			if (v[i] < best)
+				best = v[i];
+			BENCH_CHECK(rayc_shutdown());
+		}
+		double med = bench_median(v, reps);
+		fprintf(stderr, "  cluster_formation_4: median %.3f s, best "
+		        "%.3f s\n", med, best);
+		bench_emit("cluster_formation_4", med, "s", 0, NULL, 0);
+	}
+	if (!any_remote_wanted())
+		return;
+	measure_baselines(&bl);
+	size_t store = bench_want("remote_transfer_1gib") ? ((size_t)5 << 30)
+	                                                  : ((size_t)1 << 30);
+	/* Making and moving a 1 GiB object keeps these 2 cores so busy that
+	 * a 1 s heartbeat can be missed: allow 10 s here. */
+	rayc_config cfg = { .local_peers = 2, .store_bytes = store,
+		            .heartbeat_timeout_ms = 10000 };
+	BENCH_CHECK(rayc_init(&cfg));
+	other = rayc_peer_id() == 1 ? 2 : 1;
+	if (bench_want("remote_tasks_sync")) {
+		double us = bench_median_reps("remote_tasks_sync (us)",
+		                              remote_sync_rep, NULL,
+		                              bench_g.reps);
+		bench_emit("remote_tasks_sync", us, "us", 0,
+		           "raw_tcp_roundtrip_us", bl.tcp_rtt_us);
+		fprintf(stderr, "  (NNG req/rep round trip: %.1f us)\n",
+		        bl.nng_rtt_us);
+	}
+	if (bench_want("remote_tasks_async")) {
+		double r = bench_median_reps("remote_tasks_async (tasks/s)",
+		                             remote_async_rep, NULL,
+		                             bench_g.reps);
+		bench_emit("remote_tasks_async", r, "tasks/s", 1,
+		           "nng_push_pull_msgs_per_s", bl.nng_push_rate);
+	}
+	static const struct {
+		const char *name;
+		size_t n;
+	} x[] = { { "remote_transfer_1mib", (size_t)1 << 20 },
+		  { "remote_transfer_64mib", (size_t)64 << 20 },
+		  { "remote_transfer_1gib", (size_t)1 << 30 } };
+	for (size_t i = 0; i < 3; i++) {
+		if (!bench_want(x[i].name))
+			continue;
+		xfer_size = x[i].n;
+		int reps = x[i].n >= ((size_t)1 << 30) ? 3 : bench_g.reps;
+		double g = bench_median_reps(x[i].name, remote_xfer_rep, NULL,
+		                             reps);
+		bench_emit(x[i].name, g, "GB/s", 1, "raw_tcp_gbps", bl.tcp_gbps);
+	}
+	fprintf(stderr, "  baselines: raw TCP %.1f us, %.2f GB/s; NNG req/rep "
+	        "%.1f us, push/pull %.0f msg/s\n", bl.tcp_rtt_us, bl.tcp_gbps,
+	        bl.nng_rtt_us, bl.nng_push_rate);
+	bench_emit("baseline_nng_reqrep_us", bl.nng_rtt_us, "us", 0,
+	           "raw_tcp_roundtrip_us", bl.tcp_rtt_us);
+	BENCH_CHECK(rayc_shutdown());
+}
