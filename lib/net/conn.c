@@ -187,6 +187,21 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done)
 	}
 }
 
+/* Ends a critical section on c's send side: feeds pending transfers if
+ * no send runs, starts a send if anything is queued, unlocks, and lets go
+ * of finished transfers outside the lock.  True if a send started. */
+static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
+{
+	rayc__xout *done = c->sending ? NULL : feed_locked(c);
+	bool go = want_send_locked(c);
+
+	rayc__mutex_unlock(&c->mu);
+	finish_xouts(c, done);
+	if (go)
+		kick(c);
+	return go;
+}
+
 static void send_cb(void *arg)
 {
 	rayc__conn *c = arg;
@@ -207,15 +222,9 @@ static void send_cb(void *arg)
 	rayc__mutex_lock(&c->mu);
 	c->sending = false;
 	c->inflight.len = 0;
-	rayc__xout *done = feed_locked(c);
-	bool go = want_send_locked(c);
-	bool close = !go && c->close_after_send && c->out.len == 0;
-	rayc__mutex_unlock(&c->mu);
-	finish_xouts(c, done);
-	if (go)
-		kick(c);
-	else if (close)
-		rayc__conn_close(c, "refused");
+	bool close_after = c->close_after_send;
+	if (!flush_unlock(c) && close_after)
+		rayc__conn_close(c, "refused"); /* everything went out */
 }
 
 static void append_locked(rayc__conn *c, rayc__wbuf *dst,
@@ -235,10 +244,7 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 		return;
 	}
 	append_locked(c, st == RAYC__CONN_OPEN ? &c->out : &c->pend, frame);
-	bool go = want_send_locked(c);
-	rayc__mutex_unlock(&c->mu);
-	if (go)
-		kick(c);
+	(void)flush_unlock(c);
 }
 
 /* Handshake frames go out before anything queued in pend. */
@@ -247,10 +253,7 @@ static void send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
 	rayc__mutex_lock(&c->mu);
 	append_locked(c, &c->out, frame);
 	c->close_after_send = close_after;
-	bool go = want_send_locked(c);
-	rayc__mutex_unlock(&c->mu);
-	if (go)
-		kick(c);
+	(void)flush_unlock(c);
 }
 
 rayc__wbuf *rayc__conn_begin(rayc__conn *c)
@@ -261,10 +264,7 @@ rayc__wbuf *rayc__conn_begin(rayc__conn *c)
 
 void rayc__conn_end(rayc__conn *c)
 {
-	bool go = want_send_locked(c);
-	rayc__mutex_unlock(&c->mu);
-	if (go)
-		kick(c);
+	(void)flush_unlock(c);
 }
 
 void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x)
@@ -281,12 +281,7 @@ void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x)
 	else
 		c->xhead = x;
 	c->xtail = x;
-	rayc__xout *done = c->sending ? NULL : feed_locked(c);
-	bool go = want_send_locked(c);
-	rayc__mutex_unlock(&c->mu);
-	finish_xouts(c, done);
-	if (go)
-		kick(c);
+	(void)flush_unlock(c);
 }
 
 /* The handshake finished: queued frames may go. */
@@ -298,12 +293,7 @@ static void set_open(rayc__conn *c)
 		rayc__w_bytes(&c->out, c->pend.p, c->pend.len);
 		c->pend.len = 0;
 	}
-	rayc__xout *done = c->sending ? NULL : feed_locked(c);
-	bool go = want_send_locked(c);
-	rayc__mutex_unlock(&c->mu);
-	finish_xouts(c, done);
-	if (go)
-		kick(c);
+	(void)flush_unlock(c);
 	rayc__net_conn_open(c);
 }
 
