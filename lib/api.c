@@ -36,11 +36,8 @@ static int demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 		const rayc_resource *r = &o->resources[i];
 		if (r->name == NULL || !(r->quantity >= 0))
 			return rayc__err(RAYC_EINVAL, "bad resource demand %d", i);
-		int k, nres = atomic_load(&rt->nres);
-		for (k = 0; k < nres; k++)
-			if (strcmp(rt->res_names[k], r->name) == 0)
-				break;
-		if (k == nres)
+		int k = rayc__res_find(rt, r->name);
+		if (k < 0)
 			return rayc__err(RAYC_EINFEASIBLE,
 			                 "no peer has resource '%s'", r->name);
 		d[k] += rayc__res_from_double(r->quantity);
@@ -162,18 +159,12 @@ static rayc_task_id next_task_id(rayc__rt *rt)
 	return id;
 }
 
-static rayc_object_id return_id(rayc_task_id t, uint32_t i)
-{
-	rayc_object_id id = { t.hi, t.lo | (i + 1) };
-	return id;
-}
-
 /* A nested call the parent already made in an earlier run: hand out the
  * existing results instead of running it twice. */
 static bool dedupe_locked(rayc__rt *rt, rayc_task_id id, uint32_t nret,
                           rayc_ref *out) RAYC_REQUIRES(rt->mu)
 {
-	rayc__obj *o = rayc__obj_find_locked(rt, return_id(id, 0));
+	rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 
 	if (o == NULL || o->task == NULL || o->task->nreturns != nret)
 		return false;
@@ -278,7 +269,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		return RAYC_ENOMEM;
 	}
 	for (uint32_t i = 0; i < nret; i++) {
-		rayc__obj *o = rayc__obj_new_locked(rt, return_id(t->id, i));
+		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(t->id, i));
 		if (o == NULL)
 			abort(); /* out of memory mid-submit */
 		o->task = t;

@@ -240,4 +240,24 @@ struct rayc__rt {
 extern rayc__rt *rayc__g;
 extern _Thread_local rayc_ctx *rayc__cur;
 
+/* Resource names (runtime.c).  Names are only ever appended, so finding
+ * one needs no lock; _index_locked with add gives a name that only other
+ * peers have an index here (total 0).  -1: unknown, or the table is
+ * full. */
+int rayc__res_find(const rayc__rt *rt, const char *name);
+int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
+	RAYC_REQUIRES(rt->mu);
+
+/* One allocation for a task, its args, return pointers and by-value
+ * copies (api.c); also used for tasks arriving from other peers. */
+rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
+                             uint32_t nret, size_t extra);
+
+/* The id of return i of task t: re-running t re-creates the same ids. */
+static inline rayc_object_id rayc__return_id(rayc_task_id t, uint32_t i)
+{
+	rayc_object_id id = { t.hi, t.lo | (i + 1) };
+	return id;
+}
+
 #endif /* RAYC_RT_H */

@@ -195,47 +195,52 @@ static int resolve_conf(const rayc_config *cfg, conf *c)
 	return RAYC_OK;
 }
 
-static int add_resource(rayc__rt *rt, const char *name, double qty)
-{
-	if (name == NULL || *name == '\0' || !(qty >= 0))
-		return rayc__err(RAYC_EINVAL, "bad resource");
-	int n = atomic_load(&rt->nres);
-	for (int k = 0; k < n; k++)
-		if (strcmp(rt->res_names[k], name) == 0) {
-			/* CPU from resources overrides the worker count's. */
-			rt->res_total[k] = rayc__res_from_double(qty);
-			return RAYC_OK;
-		}
-	if (n == RAYC__MAX_RES)
-		return rayc__err(RAYC_EINVAL, "more than %d resources",
-		                 RAYC__MAX_RES);
-	rt->res_names[n] = strdup(name);
-	if (rt->res_names[n] == NULL)
-		return RAYC_ENOMEM;
-	rt->res_total[n] = rayc__res_from_double(qty);
-	atomic_store(&rt->nres, n + 1);
-	return RAYC_OK;
-}
-
-/* The local index of a resource name; with add, a name only other peers
- * have gets an index here with a total of 0.  -1 if unknown (or full). */
-int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
-	RAYC_REQUIRES(rt->mu)
+int rayc__res_find(const rayc__rt *rt, const char *name)
 {
 	int n = atomic_load(&rt->nres);
 
 	for (int k = 0; k < n; k++)
 		if (strcmp(rt->res_names[k], name) == 0)
 			return k;
-	if (!add || n == RAYC__MAX_RES || *name == '\0')
-		return -1;
-	rt->res_names[n] = strdup(name);
-	if (rt->res_names[n] == NULL)
+	return -1;
+}
+
+/* Appends a name with a total of 0 (at init, or under rt->mu).  -1 if
+ * the table is full or out of memory. */
+static int res_append(rayc__rt *rt, const char *name)
+{
+	int n = atomic_load(&rt->nres);
+
+	if (n == RAYC__MAX_RES || (rt->res_names[n] = strdup(name)) == NULL)
 		return -1;
 	rt->res_total[n] = 0;
 	rt->res_avail[n] = 0;
 	atomic_store(&rt->nres, n + 1);
 	return n;
+}
+
+static int add_resource(rayc__rt *rt, const char *name, double qty)
+{
+	if (name == NULL || *name == '\0' || !(qty >= 0))
+		return rayc__err(RAYC_EINVAL, "bad resource");
+	/* CPU from resources overrides the worker count's. */
+	int k = rayc__res_find(rt, name);
+	if (k < 0 && atomic_load(&rt->nres) == RAYC__MAX_RES)
+		return rayc__err(RAYC_EINVAL, "more than %d resources",
+		                 RAYC__MAX_RES);
+	if (k < 0 && (k = res_append(rt, name)) < 0)
+		return RAYC_ENOMEM;
+	rt->res_total[k] = rayc__res_from_double(qty);
+	return RAYC_OK;
+}
+
+int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
+{
+	int k = rayc__res_find(rt, name);
+
+	if (k >= 0 || !add || *name == '\0')
+		return k;
+	return res_append(rt, name);
 }
 
 static void rt_free(rayc__rt *rt)
@@ -245,6 +250,20 @@ static void rt_free(rayc__rt *rt)
 	rayc__store_close(rt->store);
 	rayc__mutex_fini(&rt->mu);
 	free(rt);
+}
+
+/* Stops and frees a runtime whose scheduler started: the mesh first,
+ * then the workers, then every object, task and class. */
+static void rt_teardown(rayc__rt *rt)
+{
+	rayc__net_stop(rt);
+	rayc__sched_stop(rt);
+	rayc__mutex_lock(&rt->mu);
+	rayc__objtab_destroy_locked(rt);
+	rayc__sched_destroy_locked(rt);
+	rayc__mutex_unlock(&rt->mu);
+	rayc__g = NULL;
+	rt_free(rt);
 }
 
 int rayc_init(const rayc_config *cfg)
@@ -289,26 +308,12 @@ int rayc_init(const rayc_config *cfg)
 	atomic_init(&rt->next_put, 1);
 	rayc__g = rt;
 	rc = rayc__sched_start(rt, c.workers);
+	if (rc == RAYC_OK && c.use_net)
+		rc = rayc__net_start(rt, &c.net);
 	if (rc != RAYC_OK) {
-		rayc__sched_stop(rt);
-		rayc__g = NULL;
-		rt_free(rt);
+		rt_teardown(rt);
 		unlock_init();
 		return rc;
-	}
-	if (c.use_net) {
-		rc = rayc__net_start(rt, &c.net);
-		if (rc != RAYC_OK) {
-			rayc__sched_stop(rt);
-			rayc__mutex_lock(&rt->mu);
-			rayc__objtab_destroy_locked(rt);
-			rayc__sched_destroy_locked(rt);
-			rayc__mutex_unlock(&rt->mu);
-			rayc__g = NULL;
-			rt_free(rt);
-			unlock_init();
-			return rc;
-		}
 	}
 	rayc__log(RAYC_LOG_INFO, "RAYC-INIT",
 	          "peer up: %d workers, store %zu bytes at %s", c.workers,
@@ -349,14 +354,7 @@ int rayc_shutdown(void)
 		unlock_init();
 		return rayc__err(RAYC_ESTATE, "rayc_shutdown inside a task");
 	}
-	rayc__net_stop(rt);
-	rayc__sched_stop(rt);
-	rayc__mutex_lock(&rt->mu);
-	rayc__objtab_destroy_locked(rt);
-	rayc__sched_destroy_locked(rt);
-	rayc__mutex_unlock(&rt->mu);
-	rayc__g = NULL;
-	rt_free(rt);
+	rt_teardown(rt);
 	unlock_init();
 	return RAYC_OK;
 }
@@ -399,19 +397,16 @@ int rayc_resource_get(const char *name, double *total, double *available)
 		return rayc__err(RAYC_EINVAL, "NULL name");
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	int k = rayc__res_find(rt, name);
+	if (k < 0)
+		return rayc__err(RAYC_ENOTFOUND, "no resource '%s'", name);
 	rayc__mutex_lock(&rt->mu);
-	for (int k = 0; k < atomic_load(&rt->nres); k++)
-		if (strcmp(rt->res_names[k], name) == 0) {
-			if (total != NULL)
-				*total = rayc__res_to_double(rt->res_total[k]);
-			if (available != NULL)
-				*available =
-					rayc__res_to_double(rt->res_avail[k]);
-			rayc__mutex_unlock(&rt->mu);
-			return RAYC_OK;
-		}
+	if (total != NULL)
+		*total = rayc__res_to_double(rt->res_total[k]);
+	if (available != NULL)
+		*available = rayc__res_to_double(rt->res_avail[k]);
 	rayc__mutex_unlock(&rt->mu);
-	return rayc__err(RAYC_ENOTFOUND, "no resource '%s'", name);
+	return RAYC_OK;
 }
 
 int rayc__test_lose(rayc_ref ref)

@@ -23,8 +23,6 @@
 #include "net/net_int.h"
 #include "sched/sched.h"
 
-int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
-	RAYC_REQUIRES(rt->mu);
 
 /* ---- authentication ---- */
 

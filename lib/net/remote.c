@@ -32,19 +32,9 @@
 #include "sched/place.h"
 #include "sched/sched.h"
 
-int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
-	RAYC_REQUIRES(rt->mu);
-rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
-                             uint32_t nret, size_t extra);
 
 #define PEER_CAP_MIN 32
 #define PEER_CAP_PER_CPU 16
-
-static rayc_object_id ret_id(rayc_task_id t, uint32_t i)
-{
-	rayc_object_id id = { t.hi, t.lo | (i + 1) };
-	return id;
-}
 
 static void w_oid(rayc__wbuf *b, rayc_object_id id)
 {
@@ -449,9 +439,7 @@ static void on_task(rayc__conn *c, rayc__rd *rd)
 	for (int k = 0; k < nd && !rd->bad; k++) {
 		rayc__r_str(rd, rname, sizeof(rname));
 		uint64_t q = rayc__r_u64(rd);
-		rayc__mutex_lock(&rt->mu);
-		int idx = rayc__res_index_locked(rt, rname, false);
-		rayc__mutex_unlock(&rt->mu);
+		int idx = rayc__res_find(rt, rname);
 		if (idx < 0 || rt->res_total[idx] < (int64_t)q)
 			feasible = false;
 		else
@@ -548,7 +536,7 @@ static void on_task(rayc__conn *c, rayc__rd *rd)
 	t->foreign = true;
 	t->owner = c->peer;
 	rayc__mutex_lock(&rt->mu);
-	if (rayc__obj_find_locked(rt, ret_id(id, 0)) != NULL) {
+	if (rayc__obj_find_locked(rt, rayc__return_id(id, 0)) != NULL) {
 		rayc__mutex_unlock(&rt->mu);
 		free(t);
 		free(args);
@@ -576,7 +564,7 @@ static void on_task(rayc__conn *c, rayc__rd *rd)
 			tofetch[nfetch++] = o;
 	}
 	for (uint32_t i = 0; i < nret; i++) {
-		rayc__obj *o = rayc__obj_new_locked(rt, ret_id(id, i));
+		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(id, i));
 		if (o == NULL)
 			abort();
 		o->refcnt = 1;
@@ -685,7 +673,7 @@ static void on_task_done(rayc__conn *c, rayc__rd *rd)
 	if (rd->bad)
 		return;
 	rayc__mutex_lock(&rt->mu);
-	rayc__obj *o0 = rayc__obj_find_locked(rt, ret_id(id, 0));
+	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
 	if (t == NULL || !t->in_flight || t->remote_peer != c->peer) {
 		rayc__mutex_unlock(&rt->mu);
@@ -753,7 +741,7 @@ static void on_task_done(rayc__conn *c, rayc__rd *rd)
 	pump_locked(rt, net, c->peer);
 	rayc__mutex_unlock(&rt->mu);
 	for (int i = 0; i < nfree; i++)
-		send_small(net, c->peer, RAYC__MSG_FREE, ret_id(tid, frees[i]), 0);
+		send_small(net, c->peer, RAYC__MSG_FREE, rayc__return_id(tid, frees[i]), 0);
 }
 
 /* ---- objects: fetch, chunks, free ---- */
