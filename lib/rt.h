@@ -143,15 +143,48 @@ struct rayc__task {
 	uint32_t owner;
 	rayc__targ *args;
 	rayc__obj **returns;
-	rayc__task *q_prev, *q_next; /* ready queue of its class */
+	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */
 };
+
+/* A FIFO of tasks linked through q_prev/q_next (a task is on at most one:
+ * its class's ready queue, the wait for remote room, or a peer's
+ * in-flight list).  n counts the tasks on it. */
+typedef struct rayc__tq {
+	rayc__task *head, *tail;
+	uint64_t n;
+} rayc__tq;
+
+static inline void rayc__tq_push(rayc__tq *q, rayc__task *t)
+{
+	t->q_next = NULL;
+	t->q_prev = q->tail;
+	if (q->tail != NULL)
+		q->tail->q_next = t;
+	else
+		q->head = t;
+	q->tail = t;
+	q->n++;
+}
+
+static inline void rayc__tq_remove(rayc__tq *q, rayc__task *t)
+{
+	if (t->q_prev != NULL)
+		t->q_prev->q_next = t->q_next;
+	else
+		q->head = t->q_next;
+	if (t->q_next != NULL)
+		t->q_next->q_prev = t->q_prev;
+	else
+		q->tail = t->q_prev;
+	t->q_prev = t->q_next = NULL;
+	q->n--;
+}
 
 /* Tasks with the same resource demand share a class and a FIFO. */
 struct rayc__sclass {
 	int64_t demand[RAYC__MAX_RES];
 	bool cpu_only; /* only CPU demanded: may run inline in a blocked get */
-	rayc__task *head, *tail;
-	uint64_t queued;
+	rayc__tq q; /* its ready queue */
 	rayc__sclass *next;
 };
 
@@ -229,9 +262,7 @@ struct rayc__rt {
 	/* The mesh (NULL for a one-peer cluster) and the tasks waiting for
 	 * room on another peer (PENDING_RESOURCES). */
 	struct rayc__net *net RAYC_GUARDED_BY(mu);
-	rayc__task *rwait_head RAYC_GUARDED_BY(mu);
-	rayc__task *rwait_tail RAYC_GUARDED_BY(mu);
-	uint64_t rwaiting RAYC_GUARDED_BY(mu);
+	rayc__tq rwait RAYC_GUARDED_BY(mu);
 
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;

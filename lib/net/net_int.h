@@ -96,8 +96,7 @@ typedef struct rayc__peer {
 	uint64_t executed, queued;
 	int64_t last_seen;
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
-	int inflight;
-	rayc__task *inflight_head;
+	rayc__tq inflight;
 } rayc__peer;
 
 struct rayc__kv {

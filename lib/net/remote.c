@@ -66,28 +66,6 @@ static void send_small(rayc__net *net, uint32_t peer, int type,
 
 /* ---- owner: placing and sending tasks ---- */
 
-static void inflight_link(rayc__peer *p, rayc__task *t)
-{
-	t->q_prev = NULL;
-	t->q_next = p->inflight_head;
-	if (p->inflight_head != NULL)
-		p->inflight_head->q_prev = t;
-	p->inflight_head = t;
-	p->inflight++;
-}
-
-static void inflight_unlink(rayc__peer *p, rayc__task *t)
-{
-	if (t->q_prev != NULL)
-		t->q_prev->q_next = t->q_next;
-	else
-		p->inflight_head = t->q_next;
-	if (t->q_next != NULL)
-		t->q_next->q_prev = t->q_prev;
-	t->q_prev = t->q_next = NULL;
-	p->inflight--;
-}
-
 static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
                         rayc__task *t) RAYC_REQUIRES(rt->mu)
 {
@@ -163,7 +141,7 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		return false;
 	t->state = RAYC__TASK_RUNNING;
 	t->remote_peer = peer;
-	inflight_link(&net->peers[peer], t);
+	rayc__tq_push(&net->peers[peer].inflight, t);
 	return true;
 }
 
@@ -202,7 +180,7 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 		q->self = i == net->self;
 		q->total = q->self ? rt->res_total : p->total;
 		q->avail = q->self ? rt->res_avail : p->avail;
-		q->inflight = p->inflight;
+		q->inflight = (int)p->inflight.n;
 		q->cap = peer_cap(p);
 		q->arg_bytes = 0;
 	}
@@ -251,28 +229,7 @@ static void fail_task_locked(rayc__rt *rt, rayc__task *t, int err,
 static void wait_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
 {
 	t->state = RAYC__TASK_QUEUED;
-	t->q_next = NULL;
-	t->q_prev = rt->rwait_tail;
-	if (rt->rwait_tail != NULL)
-		rt->rwait_tail->q_next = t;
-	else
-		rt->rwait_head = t;
-	rt->rwait_tail = t;
-	rt->rwaiting++;
-}
-
-static void wait_remove(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
-{
-	if (t->q_prev != NULL)
-		t->q_prev->q_next = t->q_next;
-	else
-		rt->rwait_head = t->q_next;
-	if (t->q_next != NULL)
-		t->q_next->q_prev = t->q_prev;
-	else
-		rt->rwait_tail = t->q_prev;
-	t->q_prev = t->q_next = NULL;
-	rt->rwaiting--;
+	rayc__tq_push(&rt->rwait, t);
 }
 
 bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
@@ -315,22 +272,22 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	RAYC_REQUIRES(rt->mu)
 {
-	rayc__task *t = rt->rwait_head;
+	rayc__task *t = rt->rwait.head;
 
 	while (t != NULL) {
 		rayc__task *next = t->q_next;
-		wait_remove(rt, t);
+		rayc__tq_remove(&rt->rwait, t);
 		if (!rayc__net_place_locked(rt, t))
 			rayc__sched_enqueue_local_locked(rt, t);
-		if (t->state == RAYC__TASK_QUEUED && rt->rwait_tail == t)
+		if (t->state == RAYC__TASK_QUEUED && rt->rwait.tail == t)
 			break; /* went back to waiting: no room anywhere */
 		t = next;
 	}
 	rayc__peer *p = &net->peers[peer];
 	int cap = peer_cap(p);
 	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
-		rayc__task *q = c->head;
-		while (q != NULL && p->alive && p->inflight < cap &&
+		rayc__task *q = c->q.head;
+		while (q != NULL && p->alive && (int)p->inflight.n < cap &&
 		       local_util_locked(rt) >= RAYC__PLACE_UTIL) {
 			rayc__task *next = q->q_next;
 			if (!q->foreign && q->strategy == RAYC_STRATEGY_DEFAULT) {
@@ -680,7 +637,7 @@ static void on_task_done(rayc__conn *c, rayc__rd *rd)
 		return; /* stale: retried elsewhere or released */
 	}
 	rayc__peer *p = &net->peers[c->peer];
-	inflight_unlink(p, t);
+	rayc__tq_remove(&p->inflight, t);
 	t->remote_peer = 0;
 	if (failed) {
 		int err = (int)rayc__r_u32(rd);
@@ -1079,9 +1036,9 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__mutex_lock(&rt->mu);
 	rayc__peer *p = &net->peers[id];
 	/* Tasks it ran for us: retry elsewhere, or fail. */
-	while (p->inflight_head != NULL) {
-		rayc__task *t = p->inflight_head;
-		inflight_unlink(p, t);
+	while (p->inflight.head != NULL) {
+		rayc__task *t = p->inflight.head;
+		rayc__tq_remove(&p->inflight, t);
 		t->remote_peer = 0;
 		if (t->max_retries < 0 || t->attempt < t->max_retries) {
 			t->attempt++;

@@ -112,7 +112,7 @@ static bool any_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	if (rt->queued == 0)
 		return false;
 	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next)
-		if (c->head != NULL && fits(rt, c->demand))
+		if (c->q.head != NULL && fits(rt, c->demand))
 			return true;
 	return false;
 }
@@ -142,14 +142,7 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	rayc__sclass *c = t->sclass;
 
 	t->state = RAYC__TASK_QUEUED;
-	t->q_next = NULL;
-	t->q_prev = c->tail;
-	if (c->tail != NULL)
-		c->tail->q_next = t;
-	else
-		c->head = t;
-	c->tail = t;
-	c->queued++;
+	rayc__tq_push(&c->q, t);
 	rt->queued++;
 	if (rt->stopping || !fits(rt, c->demand))
 		return;
@@ -165,18 +158,7 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 {
-	rayc__sclass *c = t->sclass;
-
-	if (t->q_prev != NULL)
-		t->q_prev->q_next = t->q_next;
-	else
-		c->head = t->q_next;
-	if (t->q_next != NULL)
-		t->q_next->q_prev = t->q_prev;
-	else
-		c->tail = t->q_prev;
-	t->q_prev = t->q_next = NULL;
-	c->queued--;
+	rayc__tq_remove(&t->sclass->q, t);
 	rt->queued--;
 }
 
@@ -185,9 +167,9 @@ static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	if (rt->queued == 0 || rt->stopping)
 		return NULL;
 	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
-		if (c->head == NULL || !fits(rt, c->demand))
+		if (c->q.head == NULL || !fits(rt, c->demand))
 			continue;
-		rayc__task *t = c->head;
+		rayc__task *t = c->q.head;
 		rayc__sched_dequeue_locked(rt, t);
 		acquire(rt, c->demand);
 		t->state = RAYC__TASK_RUNNING;
