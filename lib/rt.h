@@ -48,6 +48,7 @@ typedef struct rayc__targ rayc__targ;
 typedef struct rayc__sclass rayc__sclass;
 typedef struct rayc__worker rayc__worker;
 typedef struct rayc__fn_entry rayc__fn_entry;
+typedef struct rayc__kv rayc__kv;
 
 /* Object states. */
 enum {
@@ -263,6 +264,8 @@ struct rayc__rt {
 	 * room on another peer (PENDING_RESOURCES). */
 	struct rayc__net *net RAYC_GUARDED_BY(mu);
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
+	/* The cluster KV when this peer keeps it (lib/net/kv.c). */
+	rayc__kv *kv RAYC_GUARDED_BY(mu);
 
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;

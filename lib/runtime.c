@@ -261,6 +261,7 @@ static void rt_teardown(rayc__rt *rt)
 	rayc__mutex_lock(&rt->mu);
 	rayc__objtab_destroy_locked(rt);
 	rayc__sched_destroy_locked(rt);
+	rayc__kv_free_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
 	rayc__g = NULL;
 	rt_free(rt);

@@ -407,3 +407,26 @@ Test(api, replaceable_logger_sees_messages)
 	rayc_set_logger(NULL, NULL);
 	cr_assert_geq(log_calls, 2, "retries are logged");
 }
+
+/* A one-peer cluster keeps its own KV; it ends with the runtime. */
+Test(lifecycle, kv_on_one_peer)
+{
+	void *v;
+	size_t n;
+
+	rt_start(1);
+	cr_assert_eq(rayc_kv_put("k", "one", 3), RAYC_OK);
+	cr_assert_eq(rayc_kv_put("k", "two", 3), RAYC_OK);
+	cr_assert_eq(rayc_kv_get("k", &v, &n), RAYC_OK);
+	cr_assert(n == 3 && memcmp(v, "two", 3) == 0);
+	free(v);
+	cr_assert_eq(rayc_kv_get("absent", &v, &n), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_kv_get("k", NULL, &n), RAYC_EINVAL);
+	rt_stop();
+	rt_start(1);
+	cr_assert_eq(rayc_kv_get("k", &v, &n), RAYC_ENOTFOUND,
+	             "the KV outlived its runtime");
+	cr_assert_eq(rayc_kv_del("k"), RAYC_ENOTFOUND);
+	rt_stop();
+	cr_assert_eq(rayc_kv_put("k", "x", 1), RAYC_ESTATE);
+}

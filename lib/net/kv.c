@@ -1,7 +1,8 @@
 /* kv.c -- the cluster's key-value store.  The coordinator keeps it (a
- * uthash table under net->mu); other peers reach it with KV_REQ frames and
- * wait for the matching KV_REP.  On the coordinator itself the calls are
- * local.  (Replicating it with Raft is the control store's next step.) */
+ * uthash table, rt->kv, under rt->mu); other peers reach it with KV_REQ
+ * frames and wait for the matching KV_REP.  On the coordinator, and in a
+ * one-peer cluster, the calls are local.  (Replicating it with Raft is the
+ * control store's next step.) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,15 +14,22 @@
 
 enum { KV_PUT = 1, KV_GET, KV_DEL };
 
-/* The operation itself, on the coordinator (net->mu held).  For GET a
- * malloc'd copy goes to *val. */
-static int kv_apply_locked(rayc__net *net, int op, const char *key,
+struct rayc__kv {
+	char *key;
+	void *val;
+	size_t len;
+	UT_hash_handle hh;
+};
+
+/* The operation itself, on the coordinator.  For GET a malloc'd copy
+ * goes to *out. */
+static int kv_apply_locked(rayc__rt *rt, int op, const char *key,
                            const void *val, size_t len, void **out,
-                           size_t *outlen) RAYC_REQUIRES(net->mu)
+                           size_t *outlen) RAYC_REQUIRES(rt->mu)
 {
 	rayc__kv *e;
 
-	HASH_FIND_STR(net->kv, key, e);
+	HASH_FIND_STR(rt->kv, key, e);
 	switch (op) {
 	case KV_PUT: {
 		void *copy = malloc(len > 0 ? len : 1);
@@ -36,7 +44,7 @@ static int kv_apply_locked(rayc__net *net, int op, const char *key,
 				free(copy);
 				return RAYC_ENOMEM;
 			}
-			HASH_ADD_KEYPTR(hh, net->kv, e->key, strlen(e->key), e);
+			HASH_ADD_KEYPTR(hh, rt->kv, e->key, strlen(e->key), e);
 		} else {
 			free(e->val);
 		}
@@ -57,7 +65,7 @@ static int kv_apply_locked(rayc__net *net, int op, const char *key,
 	case KV_DEL:
 		if (e == NULL)
 			return RAYC_ENOTFOUND;
-		HASH_DEL(net->kv, e);
+		HASH_DEL(rt->kv, e);
 		free(e->key);
 		free(e->val);
 		free(e);
@@ -67,12 +75,12 @@ static int kv_apply_locked(rayc__net *net, int op, const char *key,
 	}
 }
 
-void rayc__kv_fini(rayc__net *net)
+void rayc__kv_free_locked(rayc__rt *rt)
 {
 	rayc__kv *e, *tmp;
 
-	HASH_ITER(hh, net->kv, e, tmp) {
-		HASH_DEL(net->kv, e);
+	HASH_ITER(hh, rt->kv, e, tmp) {
+		HASH_DEL(rt->kv, e);
 		free(e->key);
 		free(e->val);
 		free(e);
@@ -94,12 +102,13 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 			return rayc__conn_close(c, "bad KV_REQ");
 		void *out = NULL;
 		size_t outlen = 0;
-		rayc__mutex_lock(&net->mu);
+		rayc__rt *rt = net->rt;
+		rayc__mutex_lock(&rt->mu);
 		int rc = net->self == net->coord
-		                 ? kv_apply_locked(net, op, key, val, len, &out,
+		                 ? kv_apply_locked(rt, op, key, val, len, &out,
 		                                   &outlen)
 		                 : RAYC_ESTATE;
-		rayc__mutex_unlock(&net->mu);
+		rayc__mutex_unlock(&rt->mu);
 		rayc__wbuf b = { 0 };
 		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_KV_REP, net->self);
 		rayc__w_u64(&b, id);
@@ -150,24 +159,14 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 		                 KV_VAL_MAX);
 	rayc__mutex_lock(&rt->mu);
 	rayc__net *net = rt->net;
+	if (net == NULL || net->self == net->coord) {
+		/* The table is here (a one-peer cluster keeps its own). */
+		int rc = kv_apply_locked(rt, op, key, val, len, out, outlen);
+		rayc__mutex_unlock(&rt->mu);
+		return rc == RAYC_OK ? rc : rayc__err(rc, "KV '%s'", key);
+	}
 	rayc__mutex_unlock(&rt->mu);
-	if (net == NULL) {
-		/* One-peer cluster: a process-local table. */
-		static rayc__net solo;
-		static atomic_flag once = ATOMIC_FLAG_INIT;
-		if (!atomic_flag_test_and_set(&once))
-			rayc__mutex_init(&solo.mu);
-		rayc__mutex_lock(&solo.mu);
-		int rc = kv_apply_locked(&solo, op, key, val, len, out, outlen);
-		rayc__mutex_unlock(&solo.mu);
-		return rc == RAYC_OK ? rc : rayc__err(rc, "KV '%s'", key);
-	}
 	rayc__mutex_lock(&net->mu);
-	if (net->self == net->coord) {
-		int rc = kv_apply_locked(net, op, key, val, len, out, outlen);
-		rayc__mutex_unlock(&net->mu);
-		return rc == RAYC_OK ? rc : rayc__err(rc, "KV '%s'", key);
-	}
 	rayc__rpc r;
 	memset(&r, 0, sizeof(r));
 	r.id = ++net->next_rpc;

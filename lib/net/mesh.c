@@ -782,7 +782,6 @@ static void net_free(rayc__net *net)
 		nng_stream_listener_free(net->lst);
 	reap_conns(net, true);
 	rayc__remote_fini(net);
-	rayc__kv_fini(net);
 	if (net->tick != NULL)
 		event_free(net->tick);
 	if (net->pev != NULL)

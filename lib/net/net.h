@@ -56,6 +56,8 @@ void rayc__net_obj_released_locked(rayc__rt *rt, rayc__obj *o)
 void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 /* True if some live peer could ever run this demand. */
 bool rayc__net_feasible(rayc__rt *rt, const int64_t *demand);
+/* Frees the KV this peer keeps (at shutdown). */
+void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
 

@@ -1,7 +1,7 @@
 /* net_int.h -- the mesh's own types, shared by the files of lib/net only.
  *
  * Locking.  net->mu guards the peer table, the connection list, the
- * membership view, the coordinator's KV and pending RPCs.  Each
+ * membership view and pending RPCs.  Each
  * connection has its own mu for its send side.  Order: rt->mu, then
  * net->mu, then a conn's mu; a frame handler holds none of them when it
  * starts.  Fields marked "rt->mu" are the owner's scheduling state and
@@ -28,7 +28,6 @@
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
-typedef struct rayc__kv rayc__kv;
 typedef struct rayc__rpc rayc__rpc;
 
 enum {
@@ -99,13 +98,6 @@ typedef struct rayc__peer {
 	rayc__tq inflight;
 } rayc__peer;
 
-struct rayc__kv {
-	char *key;
-	void *val;
-	size_t len;
-	UT_hash_handle hh;
-};
-
 /* A request waiting for its reply (KV calls to the coordinator). */
 struct rayc__rpc {
 	uint64_t id;
@@ -149,8 +141,7 @@ struct rayc__net {
 	int nkids;
 	int kid_pipe_w;
 	int parent_fd;
-	/* Coordinator's KV; pending RPCs of this peer. */
-	rayc__kv *kv;
+	/* Pending RPCs of this peer (the KV itself is rt->kv). */
 	rayc__rpc *rpcs;
 	uint64_t next_rpc;
 	/* Incoming transfers by object id. */
@@ -201,6 +192,5 @@ void rayc__remote_fini(rayc__net *net);
 
 /* kv.c: the coordinator's KV and the RPCs that reach it. */
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
-void rayc__kv_fini(rayc__net *net);
 
 #endif /* RAYC_NET_INT_H */
