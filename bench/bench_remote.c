@@ -84,29 +84,24 @@ static void *pull_main(void *arg)
 
 /* The echo process: a TCP echo (64-byte pings, and a sink that answers
  * one byte per megabyte-stream), an NNG rep echo and an NNG pull counter.
- * It writes its ports on stdout, then serves until stdin closes. */
+ * It writes its ports on stdout, then serves each in turn until the
+ * parent says it is done with it. */
 int bench_echo_main(void)
 {
 	int tport, sport;
 	int tl = listen_tcp(&tport), sl = listen_tcp(&sport);
-	nng_socket rep, pull[2];
-	char url_rep[64], url_pull[64];
-	int nport = tport + 0;
+	nng_socket rep, pull;
 
-	(void)nport;
-	snprintf(url_rep, sizeof(url_rep), "tcp://127.0.0.1:0");
-	if (nng_rep0_open(&rep) != 0 || nng_pull0_open(&pull[0]) != 0)
+	if (nng_rep0_open(&rep) != 0 || nng_pull0_open(&pull) != 0)
 		bench_die("echo: nng open failed");
 	nng_listener lr, lp;
 	nng_listen(rep, "tcp://127.0.0.1:0", &lr, 0);
-	nng_listen(pull[0], "tcp://127.0.0.1:0", &lp, 0);
+	nng_listen(pull, "tcp://127.0.0.1:0", &lp, 0);
 	int rport = 0, pport = 0;
 	nng_listener_get_int(lr, NNG_OPT_TCP_BOUND_PORT, &rport);
 	nng_listener_get_int(lp, NNG_OPT_TCP_BOUND_PORT, &pport);
-	(void)url_pull;
-	long *count = &pulled;
 	pthread_t th;
-	pthread_create(&th, NULL, pull_main, pull);
+	pthread_create(&th, NULL, pull_main, &pull);
 	printf("%d %d %d %d\n", tport, sport, rport, pport);
 	fflush(stdout);
 	/* TCP ping-pong server. */
@@ -146,7 +141,7 @@ int bench_echo_main(void)
 		const char *b = nng_msg_body(m);
 		if (nng_msg_len(m) > 1 && b[0] == 'C') {
 			long want = atol(b + 1);
-			while (__atomic_load_n(count, __ATOMIC_RELAXED) < want)
+			while (__atomic_load_n(&pulled, __ATOMIC_RELAXED) < want)
 				usleep(100);
 		} else if (nng_msg_len(m) == 1 && b[0] == 'Q') {
 			nng_sendmsg(rep, m, 0);
@@ -154,7 +149,7 @@ int bench_echo_main(void)
 		}
 		nng_sendmsg(rep, m, 0);
 	}
-	nng_close(pull[0]);
+	nng_close(pull);
 	nng_close(rep);
 	pthread_join(th, NULL);
 	return 0;
@@ -210,21 +205,25 @@ static int dial_tcp(int port)
 	return fd;
 }
 
-static double tcp_rtt_rep(void *arg)
+/* One timed repetition of a round-trip op: microseconds per call. */
+static double us_per_call(bench_op_fn op, void *arg)
+{
+	double t;
+	uint64_t n = bench_timed_loop(op, arg, 16, bench_g.rep_s, &t);
+	return t / (double)n * 1e6;
+}
+
+static void tcp_ping(void *arg)
 {
 	int fd = *(int *)arg;
 	char buf[64] = { 'p' };
-	uint64_t n = 0;
-	double t0 = bench_now(), t;
-	do {
-		for (int i = 0; i < 64; i++) {
-			if (write(fd, buf, 64) != 64 || read_full(fd, buf, 64))
-				bench_die("baseline: tcp ping failed");
-			n++;
-		}
-		t = bench_now() - t0;
-	} while (t < bench_g.rep_s);
-	return t / (double)n * 1e6;
+	if (write(fd, buf, 64) != 64 || read_full(fd, buf, 64))
+		bench_die("baseline: tcp ping failed");
+}
+
+static double tcp_rtt_rep(void *arg)
+{
+	return us_per_call(tcp_ping, arg);
 }
 
 struct bw {
@@ -254,25 +253,21 @@ static double tcp_bw_rep(void *arg)
 	return (double)b->total / (bench_now() - t0) / 1e9;
 }
 
-static double nng_rtt_rep(void *arg)
+static void nng_ping(void *arg)
 {
 	nng_socket s = *(nng_socket *)arg;
-	uint64_t n = 0;
-	double t0 = bench_now(), t;
 	char buf[64] = { 'p' };
-	do {
-		for (int i = 0; i < 16; i++) {
-			nng_msg *m;
-			nng_msg_alloc(&m, 0);
-			nng_msg_append(m, buf, 64);
-			if (nng_sendmsg(s, m, 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
-				bench_die("baseline: nng req failed");
-			nng_msg_free(m);
-			n++;
-		}
-		t = bench_now() - t0;
-	} while (t < bench_g.rep_s);
-	return t / (double)n * 1e6;
+	nng_msg *m;
+	nng_msg_alloc(&m, 0);
+	nng_msg_append(m, buf, 64);
+	if (nng_sendmsg(s, m, 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
+		bench_die("baseline: nng req failed");
+	nng_msg_free(m);
+}
+
+static double nng_rtt_rep(void *arg)
+{
+	return us_per_call(nng_ping, arg);
 }
 
 struct pp {
@@ -362,21 +357,18 @@ static void remote_noop(rayc_ref *out)
 	BENCH_CHECK(rayc_call_array(out, BENCH_NOOP_FN, &o, none, 0));
 }
 
+static void remote_roundtrip(void *arg)
+{
+	rayc_ref r;
+
+	(void)arg;
+	remote_noop(&r);
+	bench_get_release(r);
+}
+
 static double remote_sync_rep(void *arg)
 {
-	(void)arg;
-	uint64_t n = 0;
-	double t0 = bench_now(), t;
-	do {
-		for (int i = 0; i < 16; i++) {
-			rayc_ref r;
-			remote_noop(&r);
-			bench_get_release(r);
-			n++;
-		}
-		t = bench_now() - t0;
-	} while (t < bench_g.rep_s);
-	return t / (double)n * 1e6;
+	return us_per_call(remote_roundtrip, arg);
 }
 
 static double remote_async_rep(void *arg)
