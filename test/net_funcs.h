@@ -152,4 +152,64 @@ static void nf_nested(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_nested)
 
+static inline int64_t nf_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Submits a tree reduction of 0..n-1: n nf_leaf tasks, then nf_add tasks
+ * joined pairwise by refs, all before any result is read.  *root is the
+ * last add's ref.  RAYC_OK or the first submit error. */
+static inline int nf_tree_sum(int n, rayc_ref *root)
+{
+	rayc_ref *refs = malloc(sizeof(rayc_ref) * (size_t)n);
+	int rc = refs != NULL ? RAYC_OK : RAYC_ENOMEM;
+
+	for (int i = 0; i < n && rc == RAYC_OK; i++)
+		rc = rayc_call(&refs[i], "nf_leaf", RAYC_I64(i));
+	int m = n;
+	while (m > 1 && rc == RAYC_OK) {
+		int k = 0;
+		for (int i = 0; i + 1 < m && rc == RAYC_OK; i += 2) {
+			rayc_ref r;
+			rc = rayc_call(&r, "nf_add", RAYC_REF(refs[i]),
+			               RAYC_REF(refs[i + 1]));
+			rayc_release(refs[i]);
+			rayc_release(refs[i + 1]);
+			refs[k++] = r;
+		}
+		if (m % 2)
+			refs[k++] = refs[m - 1];
+		m = k;
+	}
+	if (rc == RAYC_OK)
+		*root = refs[0];
+	free(refs);
+	return rc;
+}
+
+/* Waits up to ms until `want` live peers have run tasks (the counts come
+ * with heartbeats).  Leaves the last view in pi (*np entries) and returns
+ * how many live peers had run tasks. */
+static inline size_t nf_wait_busy_peers(size_t want, int ms,
+                                        rayc_peer_info *pi, size_t cap,
+                                        size_t *np)
+{
+	int64_t deadline = nf_now_ms() + ms;
+	size_t busy;
+
+	for (;;) {
+		rayc_cluster_peers(pi, cap, np);
+		busy = 0;
+		for (size_t i = 0; i < *np && i < cap; i++)
+			busy += pi[i].alive && pi[i].tasks_executed > 0;
+		if (busy >= want || nf_now_ms() >= deadline)
+			return busy;
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 #endif /* RAYC_TEST_NET_FUNCS_H */

@@ -156,37 +156,14 @@ Test(net, tree_reduce_4_peers_work_everywhere)
 		spawn_peer(TOKEN, NULL);
 	wait_alive(4);
 	enum { N = 100000 };
-	rayc_ref *refs = malloc(sizeof(rayc_ref) * N);
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(rayc_call(&refs[i], "nf_leaf", RAYC_I64(i)), 0);
-	int m = N;
-	while (m > 1) {
-		int k = 0;
-		for (int i = 0; i + 1 < m; i += 2) {
-			rayc_ref r;
-			cr_assert_eq(rayc_call(&r, "nf_add", RAYC_REF(refs[i]),
-			                       RAYC_REF(refs[i + 1])), 0);
-			rayc_release(refs[i]);
-			rayc_release(refs[i + 1]);
-			refs[k++] = r;
-		}
-		if (m % 2)
-			refs[k++] = refs[m - 1];
-		m = k;
-	}
-	cr_assert_eq(get_i64(refs[0]), (int64_t)N * (N - 1) / 2);
-	rayc_release(refs[0]);
-	free(refs);
-	/* Work observed on every peer (counts come with heartbeats). */
+	rayc_ref root;
+	cr_assert_eq(nf_tree_sum(N, &root), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(get_i64(root), (int64_t)N * (N - 1) / 2);
+	rayc_release(root);
+	/* Work observed on every peer. */
 	rayc_peer_info pi[8];
-	size_t n = 0, busy = 0;
-	int64_t deadline = rt_now_ms() + 10000;
-	do {
-		rayc_cluster_peers(pi, 8, &n);
-		busy = 0;
-		for (size_t i = 0; i < n; i++)
-			busy += pi[i].tasks_executed > 0;
-	} while (busy < 4 && rt_now_ms() < deadline && usleep(10000) == 0);
+	size_t n = 0;
+	size_t busy = nf_wait_busy_peers(4, 10000, pi, 8, &n);
 	for (size_t i = 0; i < n; i++)
 		cr_log_info("peer %u ran %llu tasks", pi[i].id,
 		            (unsigned long long)pi[i].tasks_executed);
