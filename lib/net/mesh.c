@@ -170,14 +170,14 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 	rayc__rt *rt = net->rt;
 	uint32_t n = 0;
 
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++)
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		n += net->peers[i].known;
 	size_t f = rayc__w_frame_begin(b, RAYC__MSG_MEMBERS, net->self);
 	rayc__w_u64(b, net->epoch);
 	rayc__w_u32(b, net->coord);
 	rayc__w_u32(b, n);
 	int nres = atomic_load(&rt->nres);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++) {
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->known)
 			continue;
@@ -223,7 +223,7 @@ static void broadcast_members(rayc__net *net)
 	me->executed = atomic_load(&net->rt->n_executed);
 	me->queued = queued;
 	encode_members_locked(net, &b);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++)
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		if (net->peers[i].alive && i != net->self)
 			to[n++] = i;
 	rayc__mutex_unlock(&net->mu);
@@ -288,10 +288,8 @@ static void on_members(rayc__net *net, rayc__rd *rd)
 		rayc__peer *p = &net->peers[id];
 		if (p->alive && !tmp.alive && id != net->self)
 			died[ndied++] = id;
-		if (!p->known || strcmp(p->url, tmp.url) != 0)
-			memcpy(p->url, tmp.url, sizeof(p->url));
-		p->known = true;
-		p->id = id;
+		memcpy(p->url, tmp.url, sizeof(p->url));
+		rayc__net_know_locked(net, id);
 		p->alive = tmp.alive;
 		p->pid = tmp.pid;
 		p->executed = tmp.executed;
@@ -339,8 +337,7 @@ static void on_join(rayc__conn *c, rayc__rd *rd)
 	uint32_t id = net->next_id++;
 	rayc__peer *p = &net->peers[id];
 	*p = tmp;
-	p->id = id;
-	p->known = p->alive = true;
+	rayc__net_know_locked(net, id)->alive = true;
 	p->last_seen = rayc__now_ns();
 	p->conn = c;
 	c->peer = id;
@@ -402,8 +399,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 			return;
 		rayc__mutex_lock(&net->mu);
 		net->self = id;
-		net->peers[id].known = net->peers[id].alive = true;
-		net->peers[id].id = id;
+		rayc__net_know_locked(net, id)->alive = true;
 		snprintf(net->peers[id].url, RAYC__URL_MAX, "%s", net->url);
 		net->coord = c->peer;
 		net->peers[c->peer].conn = c;
@@ -482,7 +478,7 @@ static void reap_conns(rayc__net *net, bool all)
 		if ((all || atomic_load(&c->state) == RAYC__CONN_CLOSED) &&
 		    atomic_load(&c->refs) == 0) {
 			*pp = c->next;
-			for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++)
+			for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 				if (net->peers[i].conn == c)
 					net->peers[i].conn = NULL;
 			c->next = dead;
@@ -514,7 +510,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	rayc__mutex_lock(&net->mu);
 	bool coord = net->self == net->coord;
 	if (coord) {
-		for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++) {
+		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 			rayc__peer *p = &net->peers[i];
 			if (p->alive && i != net->self &&
 			    now - p->last_seen > net->timeout_ns) {
@@ -758,7 +754,7 @@ static int count_alive(rayc__net *net)
 	int n = 0;
 
 	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++)
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		n += net->peers[i].alive;
 	rayc__mutex_unlock(&net->mu);
 	return n;
@@ -889,9 +885,8 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 		net->founder = true;
 		net->self = net->coord = 1;
 		snprintf(net->coord_url, sizeof(net->coord_url), "%s", net->url);
-		rayc__peer *me = &net->peers[1];
-		me->known = me->alive = true;
-		me->id = 1;
+		rayc__peer *me = rayc__net_know_locked(net, 1);
+		me->alive = true;
 		me->pid = (int)rayc__getpid();
 		snprintf(me->url, sizeof(me->url), "%s", net->url);
 		memcpy(me->total, rt->res_total, sizeof(me->total));
@@ -956,7 +951,7 @@ static void say_to_all(rayc__net *net, int type, bool only_coord)
 
 	size_t f = rayc__w_frame_begin(&b, type, net->self);
 	rayc__w_frame_end(&b, f);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++) {
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__mutex_lock(&net->mu);
 		bool want = net->peers[i].alive && i != net->self &&
 		            (!only_coord || i == net->coord);
@@ -1027,7 +1022,7 @@ bool rayc__net_feasible(rayc__rt *rt, const int64_t *d)
 	if (net == NULL)
 		return false;
 	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS && !ok; i++) {
+	for (uint32_t i = 1; i < atomic_load(&net->top) && !ok; i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->alive)
 			continue;
@@ -1092,7 +1087,7 @@ int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 	uint64_t queued;
 	self_stats(net, avail, &queued);
 	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++) {
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->known)
 			continue;

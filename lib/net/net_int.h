@@ -120,6 +120,7 @@ struct rayc__net {
 	nng_aio *acc_aio;
 	rayc__conn *conns;
 	rayc__peer peers[RAYC__MAX_PEERS];
+	_Atomic uint32_t top; /* one past the highest id known: loops stop here */
 	uint32_t next_id;
 	uint64_t epoch;
 	int64_t hb_ns, timeout_ns;
@@ -150,6 +151,19 @@ struct rayc__net {
 	/* SPREAD's round-robin position (rt->mu). */
 	uint32_t rr;
 };
+
+/* Marks peer id known (net->mu held) and returns it. */
+static inline rayc__peer *rayc__net_know_locked(rayc__net *net, uint32_t id)
+	RAYC_REQUIRES(net->mu)
+{
+	rayc__peer *p = &net->peers[id];
+
+	p->known = true;
+	p->id = id;
+	if (id + 1 > atomic_load(&net->top))
+		atomic_store(&net->top, id + 1);
+	return p;
+}
 
 /* conn.c */
 rayc__conn *rayc__conn_new(rayc__net *net);

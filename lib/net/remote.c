@@ -171,7 +171,7 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 	int n = 0;
 
 	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++) {
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->alive)
 			continue;
