@@ -163,6 +163,22 @@ void rayc__net_conn_lost(rayc__conn *c)
 
 /* ---- membership ---- */
 
+/* Writes this peer's resource names with the quantities given (avail
+ * NULL: totals only); read_res reads them back. */
+static void write_res(const rayc__rt *rt, rayc__wbuf *b, const int64_t *total,
+                      const int64_t *avail)
+{
+	int nres = atomic_load(&rt->nres);
+
+	rayc__w_u8(b, (uint8_t)nres);
+	for (int k = 0; k < nres; k++) {
+		rayc__w_str(b, rt->res_names[k]);
+		rayc__w_u64(b, (uint64_t)total[k]);
+		if (avail != NULL)
+			rayc__w_u64(b, (uint64_t)avail[k]);
+	}
+}
+
 /* The cluster view, as the coordinator broadcasts it. */
 static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 	RAYC_REQUIRES(net->mu)
@@ -176,7 +192,6 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 	rayc__w_u64(b, net->epoch);
 	rayc__w_u32(b, net->coord);
 	rayc__w_u32(b, n);
-	int nres = atomic_load(&rt->nres);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->known)
@@ -187,12 +202,7 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 		rayc__w_str(b, p->url);
 		rayc__w_u64(b, p->executed);
 		rayc__w_u64(b, p->queued);
-		rayc__w_u8(b, (uint8_t)nres);
-		for (int k = 0; k < nres; k++) {
-			rayc__w_str(b, rt->res_names[k]);
-			rayc__w_u64(b, (uint64_t)p->total[k]);
-			rayc__w_u64(b, (uint64_t)p->avail[k]);
-		}
+		write_res(rt, b, p->total, p->avail);
 	}
 	rayc__w_frame_end(b, f);
 }
@@ -234,11 +244,12 @@ static void broadcast_members(rayc__net *net)
 
 /* Reads (name, total, avail) triples into local resource indices, adding
  * names this peer has not seen (with a local total of 0). */
-static bool read_res(rayc__net *net, rayc__rd *rd, int nres, int64_t *total,
+static bool read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
                      int64_t *avail, bool with_avail)
 {
 	rayc__rt *rt = net->rt;
 	char name[64];
+	int nres = rayc__r_u8(rd);
 
 	memset(total, 0, sizeof(int64_t) * RAYC__MAX_RES);
 	memset(avail, 0, sizeof(int64_t) * RAYC__MAX_RES);
@@ -248,9 +259,12 @@ static bool read_res(rayc__net *net, rayc__rd *rd, int nres, int64_t *total,
 		uint64_t a = with_avail ? rayc__r_u64(rd) : t;
 		if (rd->bad)
 			return false;
-		rayc__mutex_lock(&rt->mu);
-		int idx = rayc__res_index_locked(rt, name, true);
-		rayc__mutex_unlock(&rt->mu);
+		int idx = rayc__res_find(rt, name);
+		if (idx < 0) {
+			rayc__mutex_lock(&rt->mu);
+			idx = rayc__res_index_locked(rt, name, true);
+			rayc__mutex_unlock(&rt->mu);
+		}
 		if (idx < 0)
 			continue; /* more names than we track: ignore */
 		total[idx] = (int64_t)t;
@@ -280,9 +294,8 @@ static void on_members(rayc__net *net, rayc__rd *rd)
 		rayc__r_str(rd, tmp.url, sizeof(tmp.url));
 		tmp.executed = rayc__r_u64(rd);
 		tmp.queued = rayc__r_u64(rd);
-		int nres = rayc__r_u8(rd);
 		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
-		    !read_res(net, rd, nres, tmp.total, tmp.avail, true))
+		    !read_res(net, rd, tmp.total, tmp.avail, true))
 			return;
 		rayc__mutex_lock(&net->mu);
 		rayc__peer *p = &net->peers[id];
@@ -317,8 +330,7 @@ static void on_join(rayc__conn *c, rayc__rd *rd)
 	memset(&tmp, 0, sizeof(tmp));
 	rayc__r_str(rd, tmp.url, sizeof(tmp.url));
 	tmp.pid = (int)rayc__r_u32(rd);
-	int nres = rayc__r_u8(rd);
-	if (rd->bad || !read_res(net, rd, nres, tmp.total, tmp.avail, false)) {
+	if (rd->bad || !read_res(net, rd, tmp.total, tmp.avail, false)) {
 		rayc__conn_close(c, "bad JOIN");
 		return;
 	}
@@ -359,10 +371,9 @@ static void on_heartbeat(rayc__conn *c, rayc__rd *rd)
 	rayc__net *net = c->net;
 	uint64_t executed = rayc__r_u64(rd);
 	uint64_t queued = rayc__r_u64(rd);
-	int nres = rayc__r_u8(rd);
 	int64_t total[RAYC__MAX_RES], avail[RAYC__MAX_RES];
 
-	if (rd->bad || !read_res(net, rd, nres, total, avail, true))
+	if (rd->bad || !read_res(net, rd, total, avail, true))
 		return;
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[c->peer];
@@ -451,13 +462,7 @@ static void send_heartbeat(rayc__net *net)
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_HEARTBEAT, net->self);
 	rayc__w_u64(&b, atomic_load(&rt->n_executed));
 	rayc__w_u64(&b, queued);
-	int nres = atomic_load(&rt->nres);
-	rayc__w_u8(&b, (uint8_t)nres);
-	for (int k = 0; k < nres; k++) {
-		rayc__w_str(&b, rt->res_names[k]);
-		rayc__w_u64(&b, (uint64_t)rt->res_total[k]);
-		rayc__w_u64(&b, (uint64_t)avail[k]);
-	}
+	write_res(rt, &b, rt->res_total, avail);
 	rayc__w_frame_end(&b, f);
 	rayc__mutex_lock(&net->mu);
 	uint32_t coord = net->coord;
@@ -701,12 +706,7 @@ static int join(rayc__net *net, const char *address, int64_t deadline)
 		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOIN, 0);
 		rayc__w_str(&b, net->url);
 		rayc__w_u32(&b, (uint32_t)rayc__getpid());
-		int nres = atomic_load(&rt->nres);
-		rayc__w_u8(&b, (uint8_t)nres);
-		for (int k = 0; k < nres; k++) {
-			rayc__w_str(&b, rt->res_names[k]);
-			rayc__w_u64(&b, (uint64_t)rt->res_total[k]);
-		}
+		write_res(rt, &b, rt->res_total, NULL);
 		rayc__w_frame_end(&b, f);
 		rayc__event_reset(&net->join_ev);
 		rayc__conn_send(c, &b);
