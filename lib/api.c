@@ -216,6 +216,16 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	rc = demand_of(rt, opts, demand);
 	if (rc != RAYC_OK)
 		return rc;
+	if (opts->strategy < RAYC_STRATEGY_DEFAULT ||
+	    opts->strategy > RAYC_STRATEGY_NODE_AFFINITY)
+		return rayc__err(RAYC_EINVAL, "unknown strategy %d",
+		                 opts->strategy);
+	if (opts->strategy == RAYC_STRATEGY_NODE_AFFINITY && !opts->soft &&
+	    opts->node_id != rayc_peer_id() &&
+	    !rayc__net_peer_alive(rt, opts->node_id))
+		return rayc__err(RAYC_EINFEASIBLE,
+		                 "node affinity: peer %u is not a live peer",
+		                 opts->node_id);
 	uint32_t nret = (uint32_t)opts->num_returns;
 	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
 	if (t == NULL)
@@ -227,20 +237,6 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	t->strategy = (uint8_t)opts->strategy;
 	t->node_id = opts->node_id;
 	t->soft = opts->soft != 0;
-	if (opts->strategy < RAYC_STRATEGY_DEFAULT ||
-	    opts->strategy > RAYC_STRATEGY_NODE_AFFINITY) {
-		free(t);
-		return rayc__err(RAYC_EINVAL, "unknown strategy %d",
-		                 opts->strategy);
-	}
-	if (opts->strategy == RAYC_STRATEGY_NODE_AFFINITY && !t->soft &&
-	    opts->node_id != rayc_peer_id() &&
-	    !rayc__net_peer_alive(rt, opts->node_id)) {
-		free(t);
-		return rayc__err(RAYC_EINFEASIBLE,
-		                 "node affinity: peer %u is not a live peer",
-		                 opts->node_id);
-	}
 
 	rayc__mutex_lock(&rt->mu);
 	if (rayc__cur != NULL && dedupe_locked(rt, t->id, nret, out)) {

@@ -419,8 +419,7 @@ bool rayc__proc_wait(int pid, int64_t deadline_ns, int *code)
 			return true; /* not our child any more */
 		if (deadline_ns >= 0 && rayc__now_ns() >= deadline_ns)
 			return false;
-		struct timespec ts = { 0, 2000000 };
-		nanosleep(&ts, NULL);
+		rayc__sleep_ms(2);
 	}
 }
 
