@@ -321,8 +321,10 @@ static bool on_auth(rayc__conn *c, rayc__rd *rd)
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-REFUSED",
 		          "refused a peer: authentication failed (wrong or "
 		          "missing RAYC_TOKEN?)");
+		/* The connection closes once REFUSED is out (send_cb);
+		 * closing now could drop it. */
 		refuse(c, "authentication failed");
-		return false;
+		return true;
 	}
 	memcpy(c->n_theirs, nonce, 32);
 	c->peer = id;
@@ -482,6 +484,8 @@ static void recv_cb(void *arg)
 			rayc__conn_close(c, "protocol");
 			return;
 		}
+		if (c->close_after_send)
+			return; /* refused: read nothing more */
 		off += need;
 	}
 	if (off > 0) {
