@@ -132,7 +132,7 @@ static void kick_locked(rayc__rt *rt, bool may_spawn) RAYC_REQUIRES(rt->mu)
 
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 {
-	if (rt->net != NULL && !t->foreign && rayc__net_place_locked(rt, t))
+	if (rt->net != NULL && rayc__net_place_locked(rt, t))
 		return;
 	rayc__sched_enqueue_local_locked(rt, t);
 }
