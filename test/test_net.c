@@ -346,12 +346,6 @@ Test(net, kv_written_on_one_peer_is_read_on_all)
 
 Test(net, borrower_keeps_object_alive_until_it_lets_go)
 {
-#ifdef RAYC_TEST_ASAN
-	/* KNOWN BUG: under ASan this test sometimes hangs in a get (30 s
-	 * timeout); not found yet (see README status).  It runs in the plain
-	 * build. */
-	cr_skip_test("intermittent hang under ASan: open bug");
-#endif
 	driver_start();
 	pid_t b = spawn_peer(TOKEN, NULL);
 	wait_alive(2);

@@ -354,15 +354,17 @@ static void on_join(rayc__conn *c, rayc__rd *rd)
 	p->conn = c;
 	c->peer = id;
 	net->epoch++;
-	rayc__mutex_unlock(&net->mu);
-	rayc__log(RAYC_LOG_INFO, "RAYC-NET-JOIN", "peer %u joined from %s",
-	          id, tmp.url);
+	/* JOINED is queued before net->mu lets anyone else see the new
+	 * peer: no MEMBERS broadcast can overtake it on this connection. */
 	rayc__wbuf b = { 0 };
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
 	rayc__w_u32(&b, id);
 	rayc__w_frame_end(&b, f);
 	rayc__conn_send(c, &b);
+	rayc__mutex_unlock(&net->mu);
 	rayc__wbuf_fini(&b);
+	rayc__log(RAYC_LOG_INFO, "RAYC-NET-JOIN", "peer %u joined from %s",
+	          id, tmp.url);
 	broadcast_members(net);
 }
 
@@ -421,8 +423,10 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_MEMBERS:
 		on_members(net, rd);
 		rayc__mutex_lock(&net->mu);
+		/* Joining ends with the first MEMBERS after JOINED. */
 		bool first = c->joining && net->joined;
-		c->joining = false;
+		if (first)
+			c->joining = false;
 		rayc__mutex_unlock(&net->mu);
 		if (first)
 			rayc__event_set(&net->join_ev);
