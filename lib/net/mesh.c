@@ -563,11 +563,16 @@ static void on_parent(evutil_socket_t fd, short what, void *arg)
 	rayc__event_set(&net->down_ev);
 }
 
+/* The loop runs a pass at a time and looks at net->stopping between
+ * passes: a loopbreak that comes before the thread first enters the loop
+ * is forgotten by libevent (the loop clears it on entry), and then the
+ * next tick, at most hb_ns later, still ends the thread. */
 static void *loop_main(void *arg)
 {
 	rayc__net *net = arg;
 
-	event_base_loop(net->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	while (!atomic_load(&net->stopping))
+		event_base_loop(net->base, EVLOOP_ONCE);
 	return NULL;
 }
 
@@ -769,6 +774,7 @@ static int count_alive(rayc__net *net)
 static void net_free(rayc__net *net)
 {
 	if (net->th_started) {
+		atomic_store(&net->stopping, true);
 		event_base_loopbreak(net->base);
 		rayc__thread_join(&net->th);
 	}
