@@ -217,6 +217,19 @@ static void self_stats(rayc__net *net, int64_t *avail, uint64_t *queued)
 	rayc__mutex_unlock(&rt->mu);
 }
 
+/* This peer's own entry in the view, from stats read (with rt->mu)
+ * before taking net->mu. */
+static void update_self_locked(rayc__net *net, const int64_t *avail,
+                               uint64_t queued) RAYC_REQUIRES(net->mu)
+{
+	rayc__peer *me = &net->peers[net->self];
+
+	memcpy(me->avail, avail, sizeof(me->avail));
+	memcpy(me->total, net->rt->res_total, sizeof(me->total));
+	me->executed = atomic_load(&net->rt->n_executed);
+	me->queued = queued;
+}
+
 static void broadcast_members(rayc__net *net)
 {
 	rayc__wbuf b = { 0 };
@@ -227,11 +240,7 @@ static void broadcast_members(rayc__net *net)
 
 	self_stats(net, avail, &queued);
 	rayc__mutex_lock(&net->mu);
-	rayc__peer *me = &net->peers[net->self];
-	memcpy(me->avail, avail, sizeof(avail));
-	memcpy(me->total, net->rt->res_total, sizeof(me->total));
-	me->executed = atomic_load(&net->rt->n_executed);
-	me->queued = queued;
+	update_self_locked(net, avail, queued);
 	encode_members_locked(net, &b);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		if (net->peers[i].alive && i != net->self)
@@ -334,6 +343,9 @@ static void on_join(rayc__conn *c, rayc__rd *rd)
 		rayc__conn_close(c, "bad JOIN");
 		return;
 	}
+	int64_t avail[RAYC__MAX_RES];
+	uint64_t queued;
+	self_stats(net, avail, &queued);
 	rayc__mutex_lock(&net->mu);
 	if (net->self != net->coord || net->next_id >= RAYC__MAX_PEERS) {
 		rayc__mutex_unlock(&net->mu);
@@ -354,12 +366,16 @@ static void on_join(rayc__conn *c, rayc__rd *rd)
 	p->conn = c;
 	c->peer = id;
 	net->epoch++;
-	/* JOINED is queued before net->mu lets anyone else see the new
-	 * peer: no MEMBERS broadcast can overtake it on this connection. */
+	/* JOINED and the view are queued before net->mu lets anyone else see
+	 * the new peer: nothing (a MEMBERS broadcast, a task for it) can
+	 * overtake them on this connection, so the new peer knows every peer
+	 * before the first task arrives. */
 	rayc__wbuf b = { 0 };
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
 	rayc__w_u32(&b, id);
 	rayc__w_frame_end(&b, f);
+	update_self_locked(net, avail, queued);
+	encode_members_locked(net, &b);
 	rayc__conn_send(c, &b);
 	rayc__mutex_unlock(&net->mu);
 	rayc__wbuf_fini(&b);
