@@ -67,8 +67,12 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id)
 		return NULL;
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[id];
-	if (!p->known || !p->alive || atomic_load(&net->stopping) ||
-	    id == net->self) {
+	/* Dead peers get nothing.  A peer missing from our view (it joined
+	 * after our last MEMBERS) is still reachable through a connection it
+	 * authenticated on; dialing needs its address from the view. */
+	bool dead = p->known && !p->alive;
+	if (dead || atomic_load(&net->stopping) || id == net->self ||
+	    (p->conn == NULL && !p->known)) {
 		rayc__mutex_unlock(&net->mu);
 		return NULL;
 	}
