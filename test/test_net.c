@@ -50,8 +50,9 @@ static pid_t spawn_peer(const char *token, const char *extra)
 	char *env[64];
 	int k = 0;
 	for (char **e = environ; *e != NULL && k < 50; e++)
-		if (strncmp(*e, "RAYC_", 5) != 0)
-			env[k++] = *e;
+		if (strncmp(*e, "RAYC_", 5) != 0 ||
+		    strncmp(*e, "RAYC_LOG_LEVEL=", 15) == 0)
+			env[k++] = *e; /* peers log at the test's level */
 	env[k++] = addr;
 	env[k++] = tok;
 	env[k++] = "RAYC_ROLE=worker";
