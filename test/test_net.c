@@ -33,7 +33,7 @@ static void driver_start(void)
 		          .token = TOKEN,
 		          /* CI runs this under ASan on 2 loaded cores: a
 		           * missed heartbeat must not look like a death. */
-		          .heartbeat_timeout_ms = 5000 };
+		          .heartbeat_timeout_ms = 6000 };
 	int rc = rayc_init(&c);
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 	cr_assert_not_null(rayc_address());
@@ -59,7 +59,7 @@ static pid_t spawn_peer(const char *token, const char *extra)
 	env[k++] = "RAYC_NUM_WORKERS=2";
 	env[k++] = "RAYC_OBJECT_STORE_BYTES=512m";
 	env[k++] = "RAYC_STORE_PREFAULT_BYTES=4m";
-	env[k++] = "RAYC_HEARTBEAT_TIMEOUT_MS=5000";
+	env[k++] = "RAYC_HEARTBEAT_TIMEOUT_MS=6000";
 	if (extra != NULL)
 		env[k++] = (char *)extra;
 	env[k] = NULL;

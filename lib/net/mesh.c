@@ -894,7 +894,10 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 		ev_threads = true;
 	}
 	net->base = event_base_new();
-	struct timeval tv = { 0, (suseconds_t)(net->hb_ns / 1000) };
+	/* libevent wants tv_usec below a second (it keeps flags in the high
+	 * bits): heartbeats of 1 s and more need tv_sec. */
+	struct timeval tv = { (time_t)(net->hb_ns / 1000000000),
+		              (suseconds_t)(net->hb_ns % 1000000000 / 1000) };
 	if (net->base == NULL ||
 	    (net->tick = event_new(net->base, -1, EV_PERSIST, on_tick, net)) ==
 	            NULL ||
