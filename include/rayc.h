@@ -161,8 +161,12 @@ enum rayc_role {
 RAYC_API int rayc_init(const rayc_config *cfg);
 
 /* A worker-only peer: serves other peers' tasks until the cluster shuts
- * down (its coordinator stops or vanishes), then returns RAYC_OK.  The
- * caller still calls rayc_shutdown. */
+ * down, then returns RAYC_OK.  The cluster shuts down when the peer that
+ * founded it calls rayc_shutdown, when the founder is gone and the last
+ * driver (a peer not started as a worker) leaves or dies, or, for a peer
+ * cut off from a majority of the voters, when no coordinator could be
+ * elected for 3 heartbeat timeouts (at least 3 s).  The caller still
+ * calls rayc_shutdown. */
 RAYC_API int rayc_serve(void);
 
 /* Stops the peer: waits for running tasks to finish, discards queued ones,
@@ -435,11 +439,36 @@ typedef struct rayc_peer_info {
  * fills up to cap entries and sets *n to the number there are. */
 RAYC_API int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n);
 
-/* The cluster's key-value store, kept by the coordinator and visible
- * from every peer.  Keys are strings up to 255 bytes, values up to
- * 1 MiB.  rayc_kv_get returns a malloc'd copy (free it with free());
- * RAYC_ENOTFOUND if the key is absent.  Each call is a round trip to the
- * coordinator (5 s timeout: RAYC_ETIMEDOUT). */
+/* The job table: every driver (a peer not started as a worker) is a job,
+ * with the driver's peer id as its id.  Kept in the replicated control
+ * store, so it survives the coordinator. */
+typedef enum rayc_job_state {
+	RAYC_JOB_RUNNING = 1,
+	RAYC_JOB_SUCCEEDED, /* its driver left cleanly */
+	RAYC_JOB_FAILED,    /* its driver died */
+} rayc_job_state;
+
+typedef struct rayc_job_info {
+	uint32_t job_id; /* = the driver's peer id */
+	int pid;
+	rayc_job_state state;
+	int64_t start_ms, end_ms; /* wall clock, ms since the epoch; end 0 */
+	char address[128];
+} rayc_job_info;
+
+/* Fills up to cap jobs, oldest first, and sets *n to the number there
+ * are.  Thread-safe. */
+RAYC_API int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n);
+
+/* The cluster's key-value store, kept in the replicated control store
+ * (Raft) and visible from every peer.  Keys are strings up to 255 bytes,
+ * values up to 1 MiB.  rayc_kv_get returns a malloc'd copy (free it with
+ * free()); RAYC_ENOTFOUND if the key is absent.  Each call is a round
+ * trip to the coordinator; a put returns once the entry is committed on
+ * a majority of voters.  During a coordinator election calls wait (5 s
+ * in all: RAYC_ETIMEDOUT); a put or delete that was in flight when the
+ * coordinator died may be applied twice (so a delete may then report
+ * RAYC_ENOTFOUND). */
 RAYC_API int rayc_kv_put(const char *key, const void *val, size_t len);
 RAYC_API int rayc_kv_get(const char *key, void **val, size_t *len);
 RAYC_API int rayc_kv_del(const char *key);

@@ -231,6 +231,7 @@ struct rayc__rt {
 
 	/* Resources: index 0 CPU, 1 GPU, then custom names. */
 	_Atomic int nres; /* grows (under mu) as peers name new resources */
+	int64_t start_wall_ms; /* when rayc_init ran (the one-peer job) */
 	char *res_names[RAYC__MAX_RES];
 	int64_t res_total[RAYC__MAX_RES];
 	int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);

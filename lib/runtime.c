@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -290,6 +291,12 @@ int rayc_init(const rayc_config *cfg)
 	}
 	rayc__mutex_init(&rt->mu);
 	rt->spin_ns = 50000;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		rt->start_wall_ms = (int64_t)ts.tv_sec * 1000 +
+		                    ts.tv_nsec / 1000000;
+	}
 	rc = add_resource(rt, "CPU", c.workers);
 	if (rc == RAYC_OK)
 		rc = add_resource(rt, "GPU", 0);

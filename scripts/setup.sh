@@ -7,7 +7,7 @@
 set -eu
 
 PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev libsodium-dev \
-libxxhash-dev libcriterion-dev uthash-dev"
+libxxhash-dev libcriterion-dev uthash-dev libraft-dev libuv1-dev"
 
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}

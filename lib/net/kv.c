@@ -1,18 +1,23 @@
-/* kv.c -- the cluster's key-value store.  The coordinator keeps it (a
- * uthash table, rt->kv, under rt->mu); other peers reach it with KV_REQ
- * frames and wait for the matching KV_REP.  On the coordinator, and in a
- * one-peer cluster, the calls are local.  (Replicating it with Raft is the
- * control store's next step.) */
+/* kv.c -- the cluster's key-value store.  Every peer holds a copy (a
+ * uthash table, rt->kv, under rt->mu) that the control store's log
+ * updates (ctl.c applies KV entries); a one-peer cluster keeps its own.
+ * Calls go to the coordinator (the Raft leader): a put or delete is a log
+ * entry it proposes and answers once applied; a get is answered from its
+ * copy, which holds every committed entry.  Other peers reach it with
+ * KV_REQ frames and wait for the matching KV_REP; an API call is handed
+ * to the loop thread, which owns Raft. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/net_int.h"
 
-#define KV_KEY_MAX 255
+#define KV_KEY_MAX RAYC__KV_KEY_MAX
 #define KV_VAL_MAX ((size_t)1 << 20)
 #define KV_TIMEOUT_MS 5000
-
-enum { KV_PUT = 1, KV_GET, KV_DEL };
+#define KV_PUT RAYC__KV_PUT
+#define KV_GET RAYC__KV_GET
+#define KV_DEL RAYC__KV_DEL
 
 struct rayc__kv {
 	char *key;
@@ -21,9 +26,9 @@ struct rayc__kv {
 	UT_hash_handle hh;
 };
 
-/* The operation itself, on the coordinator.  For GET a malloc'd copy
+/* The operation itself on this peer's copy.  For GET a malloc'd copy
  * goes to *out. */
-static int kv_apply_locked(rayc__rt *rt, int op, const char *key,
+int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                            const void *val, size_t len, void **out,
                            size_t *outlen) RAYC_REQUIRES(rt->mu)
 {
@@ -87,49 +92,27 @@ void rayc__kv_free_locked(rayc__rt *rt)
 	}
 }
 
-void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	uint64_t id = rayc__r_u64(rd);
-
-	if (type == RAYC__MSG_KV_REQ) {
-		int op = rayc__r_u8(rd);
-		char key[KV_KEY_MAX + 1];
-		size_t len;
-		rayc__r_str(rd, key, sizeof(key));
-		const void *val = rayc__r_blob(rd, &len);
-		if (rd->bad)
-			return rayc__conn_close(c, "bad KV_REQ");
-		void *out = NULL;
-		size_t outlen = 0;
-		rayc__rt *rt = net->rt;
-		rayc__mutex_lock(&rt->mu);
-		int rc = net->self == net->coord
-		                 ? kv_apply_locked(rt, op, key, val, len, &out,
-		                                   &outlen)
-		                 : RAYC_ESTATE;
-		rayc__mutex_unlock(&rt->mu);
-		rayc__wbuf b = { 0 };
-		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_KV_REP, net->self);
-		rayc__w_u64(&b, id);
-		rayc__w_u32(&b, (uint32_t)rc);
-		rayc__w_blob(&b, out, outlen);
-		rayc__w_frame_end(&b, f);
-		rayc__conn_send(c, &b);
-		rayc__wbuf_fini(&b);
-		free(out);
-		return;
-	}
-	int rc = (int)rayc__r_u32(rd);
+/* A call waiting for its answer: from this peer's API (conn NULL,
+ * answered by rpc id) or from another peer's KV_REQ (answered on conn). */
+typedef struct kv_work {
+	rayc__net *net;
+	uint64_t rpc;
+	rayc__conn *conn;
+	int op;
+	char key[KV_KEY_MAX + 1];
+	void *val;
 	size_t len;
-	const void *val = rayc__r_blob(rd, &len);
-	if (rd->bad)
-		return rayc__conn_close(c, "bad KV_REP");
+} kv_work;
+
+/* Completes this peer's pending call rpc (if it still waits). */
+static void rpc_complete(rayc__net *net, uint64_t id, int rc,
+                         const void *val, size_t len)
+{
 	rayc__mutex_lock(&net->mu);
 	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
 		if (r->id != id)
 			continue;
-		r->rc = rc < 0 || rc > RAYC_EEXIST ? RAYC_EPROTO : rc;
+		r->rc = rc;
 		if (rc == RAYC_OK && len > 0) {
 			r->val = malloc(len);
 			if (r->val == NULL)
@@ -142,6 +125,146 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 		break;
 	}
 	rayc__mutex_unlock(&net->mu);
+}
+
+static void kv_answer(rayc__net *net, kv_work *w, int rc, const void *val,
+                      size_t len)
+{
+	if (w->conn == NULL) {
+		rpc_complete(net, w->rpc, rc, val, len);
+		return;
+	}
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_KV_REP, net->self);
+	rayc__w_u64(&b, w->rpc);
+	rayc__w_u32(&b, (uint32_t)rc);
+	rayc__w_blob(&b, rc == RAYC_OK ? val : NULL, rc == RAYC_OK ? len : 0);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(w->conn, &b);
+	rayc__wbuf_fini(&b);
+}
+
+static void kv_work_free(kv_work *w)
+{
+	if (w->conn != NULL)
+		rayc__conn_unref(w->conn);
+	free(w->val);
+	free(w);
+}
+
+static void kv_applied(int rc, void *arg)
+{
+	kv_work *w = arg;
+
+	kv_answer(w->net, w, rc, NULL, 0);
+	kv_work_free(w);
+}
+
+/* On the loop thread. */
+static void run_kv(rayc__net *net, void *arg)
+{
+	kv_work *w = arg;
+
+	if (w == NULL)
+		return;
+	if (rayc__ctl_is_leader(net)) {
+		if (w->op == KV_GET) {
+			void *out = NULL;
+			size_t outlen = 0;
+			rayc__rt *rt = net->rt;
+			rayc__mutex_lock(&rt->mu);
+			int rc = rayc__kv_apply_locked(rt, KV_GET, w->key, NULL,
+			                               0, &out, &outlen);
+			rayc__mutex_unlock(&rt->mu);
+			kv_answer(net, w, rc, out, outlen);
+			free(out);
+			kv_work_free(w);
+			return;
+		}
+		rayc__wbuf b = { 0 };
+		rayc__ctl_cmd_kv(&b, w->op, w->key, w->val, w->len);
+		int rc = rayc__ctl_propose(net, &b, kv_applied, w);
+		rayc__wbuf_fini(&b);
+		if (rc == RAYC_OK)
+			return; /* kv_applied answers */
+		kv_answer(net, w, rc, NULL, 0);
+		kv_work_free(w);
+		return;
+	}
+	rayc__mutex_lock(&net->mu);
+	uint32_t coord = net->coord;
+	rayc__mutex_unlock(&net->mu);
+	if (w->conn != NULL || coord == 0 || coord == net->self) {
+		/* Not the coordinator (any more): the caller asks again. */
+		kv_answer(net, w, RAYC__RETRY, NULL, 0);
+		kv_work_free(w);
+		return;
+	}
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_KV_REQ, net->self);
+	rayc__w_u64(&b, w->rpc);
+	rayc__w_u8(&b, (uint8_t)w->op);
+	rayc__w_str(&b, w->key);
+	rayc__w_blob(&b, w->val, w->len);
+	rayc__w_frame_end(&b, f);
+	rayc__net_send_to(net, coord, &b);
+	rayc__wbuf_fini(&b);
+	kv_work_free(w);
+}
+
+static kv_work *kv_work_new(rayc__net *net, uint64_t rpc, int op, const char *key,
+                            const void *val, size_t len)
+{
+	kv_work *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->net = net;
+	w->rpc = rpc;
+	w->op = op;
+	snprintf(w->key, sizeof(w->key), "%s", key);
+	if (len > 0) {
+		w->val = malloc(len);
+		if (w->val == NULL) {
+			free(w);
+			return NULL;
+		}
+		memcpy(w->val, val, len);
+	}
+	w->len = len;
+	return w;
+}
+
+void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	uint64_t id = rayc__r_u64(rd);
+
+	if (type == RAYC__MSG_KV_REQ) {
+		int op = rayc__r_u8(rd);
+		char key[KV_KEY_MAX + 1];
+		size_t len;
+		rayc__r_str(rd, key, sizeof(key));
+		const void *val = rayc__r_blob(rd, &len);
+		if (rd->bad || op < KV_PUT || op > KV_DEL || len > KV_VAL_MAX ||
+		    key[0] == '\0')
+			return rayc__conn_close(c, "bad KV_REQ");
+		kv_work *w = kv_work_new(net, id, op, key, val, len);
+		if (w == NULL)
+			return;
+		atomic_fetch_add(&c->refs, 1);
+		w->conn = c;
+		rayc__ctl_post(net, run_kv, w);
+		return;
+	}
+	int rc = (int)rayc__r_u32(rd);
+	size_t len;
+	const void *val = rayc__r_blob(rd, &len);
+	if (rd->bad)
+		return rayc__conn_close(c, "bad KV_REP");
+	if ((rc < 0 || rc > RAYC_EEXIST) && rc != RAYC__RETRY)
+		rc = RAYC_EPROTO;
+	rpc_complete(net, id, rc, val, len);
 }
 
 static int kv_call(int op, const char *key, const void *val, size_t len,
@@ -159,57 +282,63 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 		                 KV_VAL_MAX);
 	rayc__mutex_lock(&rt->mu);
 	rayc__net *net = rt->net;
-	if (net == NULL || net->self == net->coord) {
-		/* The table is here (a one-peer cluster keeps its own). */
-		int rc = kv_apply_locked(rt, op, key, val, len, out, outlen);
+	if (net == NULL) {
+		/* A one-peer cluster keeps its own table. */
+		int rc = rayc__kv_apply_locked(rt, op, key, val, len, out,
+		                               outlen);
 		rayc__mutex_unlock(&rt->mu);
 		return rc == RAYC_OK ? rc : rayc__err(rc, "KV '%s'", key);
 	}
 	rayc__mutex_unlock(&rt->mu);
-	rayc__mutex_lock(&net->mu);
-	rayc__rpc r;
-	memset(&r, 0, sizeof(r));
-	r.id = ++net->next_rpc;
-	r.next = net->rpcs;
-	net->rpcs = &r;
-	uint32_t coord = net->coord;
-	rayc__mutex_unlock(&net->mu);
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_KV_REQ, net->self);
-	rayc__w_u64(&b, r.id);
-	rayc__w_u8(&b, (uint8_t)op);
-	rayc__w_str(&b, key);
-	rayc__w_blob(&b, val, len);
-	rayc__w_frame_end(&b, f);
-	rayc__net_send_to(net, coord, &b);
-	rayc__wbuf_fini(&b);
-	bool ok = rayc__event_wait(&r.ev,
-	                           rayc__now_ns() +
-	                                   (int64_t)KV_TIMEOUT_MS * 1000000,
-	                           20000);
-	rayc__mutex_lock(&net->mu);
-	for (rayc__rpc **pp = &net->rpcs; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == &r) {
-			*pp = r.next;
-			break;
+	int64_t deadline = rayc__now_ns() + (int64_t)KV_TIMEOUT_MS * 1000000;
+	for (;;) {
+		rayc__rpc r;
+		memset(&r, 0, sizeof(r));
+		rayc__mutex_lock(&net->mu);
+		r.id = ++net->next_rpc;
+		r.next = net->rpcs;
+		net->rpcs = &r;
+		rayc__mutex_unlock(&net->mu);
+		kv_work *w = kv_work_new(net, r.id, op, key, val, len);
+		bool ok = false;
+		if (w != NULL) {
+			rayc__ctl_post(net, run_kv, w);
+			/* A coordinator that died with our request is only
+			 * noticed by waiting: ask again after a second. */
+			int64_t until = rayc__now_ns() + 1000000000;
+			ok = rayc__event_wait(&r.ev, until < deadline ? until
+			                                              : deadline,
+			                      20000);
 		}
-	rayc__mutex_unlock(&net->mu);
-	if (!ok) {
+		rayc__mutex_lock(&net->mu);
+		for (rayc__rpc **pp = &net->rpcs; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == &r) {
+				*pp = r.next;
+				break;
+			}
+		rayc__mutex_unlock(&net->mu);
+		if (w == NULL)
+			return rayc__err(RAYC_ENOMEM, "KV '%s'", key);
+		if (ok && r.rc != RAYC__RETRY) {
+			if (r.rc != RAYC_OK) {
+				free(r.val);
+				return rayc__err(r.rc, "KV '%s'", key);
+			}
+			if (out != NULL) {
+				*out = r.val != NULL ? r.val : malloc(1);
+				*outlen = r.len;
+			} else {
+				free(r.val);
+			}
+			return RAYC_OK;
+		}
 		free(r.val);
-		return rayc__err(RAYC_ETIMEDOUT, "KV '%s': no reply from the "
-		                 "coordinator", key);
+		if (rayc__now_ns() > deadline || atomic_load(&net->stopping))
+			return rayc__err(RAYC_ETIMEDOUT, "KV '%s': no answer "
+			                 "from a coordinator", key);
+		if (ok)
+			rayc__sleep_ms(20); /* no coordinator yet */
 	}
-	if (r.rc != RAYC_OK) {
-		free(r.val);
-		return rayc__err(r.rc, "KV '%s'", key);
-	}
-	if (out != NULL) {
-		*out = r.val != NULL ? r.val : malloc(1);
-		*outlen = r.len;
-	} else {
-		free(r.val);
-	}
-	return RAYC_OK;
 }
 
 int rayc_kv_put(const char *key, const void *val, size_t len)

@@ -1,15 +1,15 @@
 /* mesh.c -- forming and keeping a cluster: the listener, joining through
- * any peer, token authentication, membership kept by the coordinator,
- * heartbeats and failure detection, starting local peers, leaving and
- * shutting the cluster down.
+ * any peer, token authentication, heartbeats and failure detection,
+ * starting local peers, leaving and shutting the cluster down.
  *
- * Coordinator.  The founding peer (the one started without an address)
- * is the coordinator: it assigns peer ids, keeps membership, resource
- * totals and free resources (from heartbeats), and the KV, and
- * broadcasts the cluster view every heartbeat.  It does not sit on the
- * data path: owners place tasks from that view and send them peer to
- * peer.  (The Raft-replicated control store that lets another peer take
- * over is not built yet; see README's status.)
+ * Coordinator.  The leader of the control store (ctl.c, Raft over this
+ * mesh) is the coordinator.  It admits joining peers (an ADD entry gives
+ * each its id), collects heartbeats (free resources, queue lengths),
+ * proposes the removal of peers that left or went silent, and broadcasts
+ * the resource view every heartbeat.  Membership itself changes only when
+ * those entries commit, on every peer.  The coordinator does not sit on
+ * the data path: owners place tasks from the view and send them peer to
+ * peer.  If it dies, the voters elect another and the cluster goes on.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,20 +123,6 @@ void rayc__net_conn_open(rayc__conn *c)
 	rayc__mutex_unlock(&net->mu);
 }
 
-static void peer_dead_locked(rayc__net *net, uint32_t id, const char *why)
-	RAYC_REQUIRES(net->mu)
-{
-	rayc__peer *p = &net->peers[id];
-
-	if (!p->alive)
-		return;
-	p->alive = false;
-	net->epoch++;
-	rayc__log(id == net->self ? RAYC_LOG_DEBUG : RAYC_LOG_WARN,
-	          "RAYC-NET-PEER-DEAD", "peer %u (%s) left the cluster: %s",
-	          id, p->url, why);
-}
-
 void rayc__net_conn_lost(rayc__conn *c)
 {
 	rayc__net *net = c->net;
@@ -147,13 +133,12 @@ void rayc__net_conn_lost(rayc__conn *c)
 	if (id != 0 && id < RAYC__MAX_PEERS) {
 		if (net->peers[id].conn == c)
 			net->peers[id].conn = NULL;
-		if (net->self == net->coord && net->peers[id].alive &&
-		    id != net->self && !atomic_load(&net->leaving) &&
-		    atomic_load(&c->state) == RAYC__CONN_CLOSED &&
-		    c->s != NULL) {
-			peer_dead_locked(net, id, "connection closed");
-			died = true;
-		}
+		/* The coordinator takes a lost connection (or a refused
+		 * dial) to a member as its death; others wait for the
+		 * committed removal. */
+		died = net->self == net->coord && net->peers[id].alive &&
+		       id != net->self && !atomic_load(&net->leaving) &&
+		       atomic_load(&c->state) == RAYC__CONN_CLOSED;
 	}
 	if (c->joining && !net->joined) {
 		if (net->join_rc == RAYC_OK)
@@ -162,14 +147,14 @@ void rayc__net_conn_lost(rayc__conn *c)
 	}
 	rayc__mutex_unlock(&net->mu);
 	if (died)
-		rayc__remote_peer_died(net, id);
+		rayc__ctl_peer_gone(net, id, false);
 }
 
 /* ---- membership ---- */
 
 /* Writes this peer's resource names with the quantities given (avail
- * NULL: totals only); read_res reads them back. */
-static void write_res(const rayc__rt *rt, rayc__wbuf *b, const int64_t *total,
+ * NULL: totals only); rayc__net_read_res reads them back. */
+void rayc__net_write_res(const rayc__rt *rt, rayc__wbuf *b, const int64_t *total,
                       const int64_t *avail)
 {
 	int nres = atomic_load(&rt->nres);
@@ -206,7 +191,7 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 		rayc__w_str(b, p->url);
 		rayc__w_u64(b, p->executed);
 		rayc__w_u64(b, p->queued);
-		write_res(rt, b, p->total, p->avail);
+		rayc__net_write_res(rt, b, p->total, p->avail);
 	}
 	rayc__w_frame_end(b, f);
 }
@@ -257,7 +242,7 @@ static void broadcast_members(rayc__net *net)
 
 /* Reads (name, total, avail) triples into local resource indices, adding
  * names this peer has not seen (with a local total of 0). */
-static bool read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
+bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
                      int64_t *avail, bool with_avail)
 {
 	rayc__rt *rt = net->rt;
@@ -286,106 +271,204 @@ static bool read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
 	return true;
 }
 
+/* The coordinator's resource view: free resources and counts of the
+ * members (membership itself comes from the control store's log). */
 static void on_members(rayc__net *net, rayc__rd *rd)
 {
-	uint64_t epoch = rayc__r_u64(rd);
-	uint32_t coord = rayc__r_u32(rd);
+	(void)rayc__r_u64(rd); /* epoch */
+	(void)rayc__r_u32(rd); /* coordinator */
 	uint32_t n = rayc__r_u32(rd);
-	uint32_t died[RAYC__MAX_PEERS];
-	int ndied = 0;
 
-	(void)epoch;
-	if (rd->bad || n > RAYC__MAX_PEERS || coord == 0 ||
-	    coord >= RAYC__MAX_PEERS)
+	if (rd->bad || n > RAYC__MAX_PEERS)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
 		rayc__peer tmp;
 		memset(&tmp, 0, sizeof(tmp));
 		uint32_t id = rayc__r_u32(rd);
-		tmp.alive = rayc__r_u8(rd) != 0;
-		tmp.pid = (int)rayc__r_u32(rd);
+		(void)rayc__r_u8(rd); /* alive */
+		(void)rayc__r_u32(rd); /* pid */
 		rayc__r_str(rd, tmp.url, sizeof(tmp.url));
 		tmp.executed = rayc__r_u64(rd);
 		tmp.queued = rayc__r_u64(rd);
 		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
-		    !read_res(net, rd, tmp.total, tmp.avail, true))
+		    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, true))
 			return;
 		rayc__mutex_lock(&net->mu);
 		rayc__peer *p = &net->peers[id];
-		if (p->alive && !tmp.alive && id != net->self)
-			died[ndied++] = id;
-		memcpy(p->url, tmp.url, sizeof(p->url));
-		rayc__net_know_locked(net, id);
-		p->alive = tmp.alive;
-		p->pid = tmp.pid;
-		p->executed = tmp.executed;
-		p->queued = tmp.queued;
-		if (id != net->self) {
-			memcpy(p->total, tmp.total, sizeof(p->total));
+		if (p->known && id != net->self) {
+			p->executed = tmp.executed;
+			p->queued = tmp.queued;
 			memcpy(p->avail, tmp.avail, sizeof(p->avail));
 		}
 		p->last_seen = rayc__now_ns();
 		rayc__mutex_unlock(&net->mu);
 	}
+}
+
+typedef struct join_arg {
+	rayc__conn *c;
+	rayc__peer tmp;
+} join_arg;
+
+/* JOINED: the new peer's id (0: not admitted, why says why) and the
+ * committed membership as of its admission, so it knows every member
+ * before the first task reaches it; the log it replays afterwards finds
+ * those entries already in place (applying them twice changes nothing). */
+static void send_joined(rayc__conn *c, rayc__net *net, uint32_t id,
+                        const char *why)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
+
+	rayc__w_u32(&b, id);
+	rayc__w_str(&b, why);
+	uint32_t n = 0;
 	rayc__mutex_lock(&net->mu);
-	net->coord = coord;
-	net->peers[coord].last_seen = rayc__now_ns();
+	for (uint32_t i = 1; i < atomic_load(&net->top) && id != 0; i++)
+		n += net->peers[i].known;
+	rayc__w_u32(&b, n);
+	for (uint32_t i = 1; i < atomic_load(&net->top) && id != 0; i++) {
+		rayc__peer *p = &net->peers[i];
+		if (!p->known)
+			continue;
+		rayc__w_u32(&b, i);
+		rayc__w_u8(&b, p->alive);
+		rayc__w_u8(&b, p->worker);
+		rayc__w_u32(&b, (uint32_t)p->pid);
+		rayc__w_u8(&b, (uint8_t)p->job_state);
+		rayc__w_u64(&b, (uint64_t)p->job_start_ms);
+		rayc__w_u64(&b, (uint64_t)p->job_end_ms);
+		rayc__w_str(&b, p->url);
+		rayc__net_write_res(net->rt, &b,
+		                    i == net->self ? net->rt->res_total
+		                                   : p->total,
+		                    NULL);
+	}
+	uint32_t next = net->next_id;
 	rayc__mutex_unlock(&net->mu);
-	for (int i = 0; i < ndied; i++)
-		rayc__remote_peer_died(net, died[i]);
+	rayc__w_u32(&b, next);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
+/* The joiner's side: installs the membership JOINED carries. */
+static bool on_joined_view(rayc__net *net, rayc__rd *rd)
+{
+	uint32_t n = rayc__r_u32(rd);
+
+	if (rd->bad || n > RAYC__MAX_PEERS)
+		return false;
+	for (uint32_t k = 0; k < n; k++) {
+		rayc__peer tmp;
+		memset(&tmp, 0, sizeof(tmp));
+		uint32_t id = rayc__r_u32(rd);
+		tmp.alive = rayc__r_u8(rd) != 0;
+		tmp.worker = rayc__r_u8(rd) != 0;
+		tmp.pid = (int)rayc__r_u32(rd);
+		tmp.job_state = rayc__r_u8(rd);
+		tmp.job_start_ms = (int64_t)rayc__r_u64(rd);
+		tmp.job_end_ms = (int64_t)rayc__r_u64(rd);
+		rayc__r_str(rd, tmp.url, sizeof(tmp.url));
+		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
+		    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
+			return false;
+		rayc__mutex_lock(&net->mu);
+		rayc__peer *p = &net->peers[id];
+		if (!p->known) {
+			rayc__conn *keep = p->conn;
+			*p = tmp;
+			p->conn = keep;
+			rayc__net_know_locked(net, id);
+			p->last_seen = rayc__now_ns();
+		}
+		rayc__mutex_unlock(&net->mu);
+	}
+	uint32_t next = rayc__r_u32(rd);
+	if (rd->bad || rayc__rd_left(rd) != 0)
+		return false;
+	rayc__mutex_lock(&net->mu);
+	if (next > net->next_id)
+		net->next_id = next;
+	rayc__mutex_unlock(&net->mu);
+	return true;
+}
+
+/* The ADD entry for a joiner committed (or did not). */
+static void join_applied(int rc, void *arg)
+{
+	join_arg *j = arg;
+	rayc__conn *c = j->c;
+	rayc__net *net = c->net;
+	uint32_t id = j->tmp.id;
+
+	if (rc == RAYC_OK) {
+		rayc__mutex_lock(&net->mu);
+		c->peer = id;
+		if (net->peers[id].conn == NULL)
+			net->peers[id].conn = c;
+		rayc__mutex_unlock(&net->mu);
+		send_joined(c, net, id, "");
+	} else {
+		send_joined(c, net, 0, "try again");
+	}
+	rayc__conn_unref(c);
+	free(j);
+}
+
+/* Loop thread: admit a joiner with an ADD entry. */
+static void run_join(rayc__net *net, void *arg)
+{
+	join_arg *j = arg;
+
+	if (j == NULL)
+		return;
+	int rc = RAYC__RETRY;
+	if (rayc__ctl_is_leader(net)) {
+		rayc__mutex_lock(&net->mu);
+		uint32_t id = net->next_id < RAYC__MAX_PEERS ? net->next_id++
+		                                             : 0;
+		rayc__mutex_unlock(&net->mu);
+		if (id == 0) {
+			send_joined(j->c, net, 0, "the cluster is full");
+			rayc__conn_close(j->c, "cluster is full");
+			rc = RAYC_EINVAL;
+		} else {
+			j->tmp.id = id;
+			rayc__wbuf b = { 0 };
+			rayc__ctl_cmd_add(net, &b, id, j->tmp.worker,
+			                  j->tmp.pid, j->tmp.url, j->tmp.total);
+			rc = rayc__ctl_propose(net, &b, join_applied, j);
+			rayc__wbuf_fini(&b);
+			if (rc == RAYC_OK)
+				return;
+		}
+	}
+	if (rc == RAYC__RETRY || rc == RAYC_ENOMEM)
+		send_joined(j->c, net, 0, "not the coordinator");
+	rayc__conn_unref(j->c);
+	free(j);
 }
 
 static void on_join(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
-	rayc__peer tmp;
+	join_arg *j = calloc(1, sizeof(*j));
 
-	memset(&tmp, 0, sizeof(tmp));
-	rayc__r_str(rd, tmp.url, sizeof(tmp.url));
-	tmp.pid = (int)rayc__r_u32(rd);
-	if (rd->bad || !read_res(net, rd, tmp.total, tmp.avail, false)) {
+	if (j == NULL)
+		return;
+	rayc__r_str(rd, j->tmp.url, sizeof(j->tmp.url));
+	j->tmp.pid = (int)rayc__r_u32(rd);
+	j->tmp.worker = rayc__r_u8(rd) != 0;
+	if (rd->bad ||
+	    !rayc__net_read_res(net, rd, j->tmp.total, j->tmp.avail, false)) {
+		free(j);
 		rayc__conn_close(c, "bad JOIN");
 		return;
 	}
-	int64_t avail[RAYC__MAX_RES];
-	uint64_t queued;
-	self_stats(net, avail, &queued);
-	rayc__mutex_lock(&net->mu);
-	if (net->self != net->coord || net->next_id >= RAYC__MAX_PEERS) {
-		rayc__mutex_unlock(&net->mu);
-		rayc__wbuf b = { 0 };
-		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_REFUSED, net->self);
-		rayc__w_str(&b, net->self != net->coord ? "not the coordinator"
-		                                        : "cluster is full");
-		rayc__w_frame_end(&b, f);
-		rayc__conn_send(c, &b);
-		rayc__wbuf_fini(&b);
-		return;
-	}
-	uint32_t id = net->next_id++;
-	rayc__peer *p = &net->peers[id];
-	*p = tmp;
-	rayc__net_know_locked(net, id)->alive = true;
-	p->last_seen = rayc__now_ns();
-	p->conn = c;
-	c->peer = id;
-	net->epoch++;
-	/* JOINED and the view are queued before net->mu lets anyone else see
-	 * the new peer: nothing (a MEMBERS broadcast, a task for it) can
-	 * overtake them on this connection, so the new peer knows every peer
-	 * before the first task arrives. */
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
-	rayc__w_u32(&b, id);
-	rayc__w_frame_end(&b, f);
-	update_self_locked(net, avail, queued);
-	encode_members_locked(net, &b);
-	rayc__conn_send(c, &b);
-	rayc__mutex_unlock(&net->mu);
-	rayc__wbuf_fini(&b);
-	rayc__log(RAYC_LOG_INFO, "RAYC-NET-JOIN", "peer %u joined from %s",
-	          id, tmp.url);
-	broadcast_members(net);
+	atomic_fetch_add(&c->refs, 1);
+	j->c = c;
+	rayc__ctl_post(net, run_join, j);
 }
 
 static void on_heartbeat(rayc__conn *c, rayc__rd *rd)
@@ -395,7 +478,7 @@ static void on_heartbeat(rayc__conn *c, rayc__rd *rd)
 	uint64_t queued = rayc__r_u64(rd);
 	int64_t total[RAYC__MAX_RES], avail[RAYC__MAX_RES];
 
-	if (rd->bad || !read_res(net, rd, total, avail, true))
+	if (rd->bad || !rayc__net_read_res(net, rd, total, avail, true))
 		return;
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[c->peer];
@@ -426,46 +509,57 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		on_join(c, rd);
 		return;
 	case RAYC__MSG_JOINED: {
+		/* Our id and the committed membership; the control
+		 * store's log follows (ctl.c). */
 		uint32_t id = rayc__r_u32(rd);
-		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
-		    !c->joining)
+		char why[64];
+		rayc__r_str(rd, why, sizeof(why));
+		if (rd->bad || id >= RAYC__MAX_PEERS || !c->joining)
 			return;
 		rayc__mutex_lock(&net->mu);
+		if (id == 0) {
+			net->join_rc = RAYC__RETRY;
+			rayc__mutex_unlock(&net->mu);
+			rayc__event_set(&net->join_ev);
+			return;
+		}
 		net->self = id;
-		rayc__net_know_locked(net, id)->alive = true;
-		snprintf(net->peers[id].url, RAYC__URL_MAX, "%s", net->url);
 		net->coord = c->peer;
 		net->peers[c->peer].conn = c;
-		net->joined = true;
 		rayc__mutex_unlock(&net->mu);
+		if (!on_joined_view(net, rd)) {
+			rayc__conn_close(c, "bad JOINED");
+			return;
+		}
+		rayc__mutex_lock(&net->mu);
+		bool in = net->peers[id].known && net->peers[id].alive;
+		net->joined = in;
+		if (!in)
+			net->join_rc = RAYC_EPROTO;
+		rayc__mutex_unlock(&net->mu);
+		if (in)
+			rayc__ctl_start(net, id);
+		rayc__event_set(&net->join_ev);
 		return;
 	}
 	case RAYC__MSG_MEMBERS:
 		on_members(net, rd);
-		rayc__mutex_lock(&net->mu);
-		/* Joining ends with the first MEMBERS after JOINED. */
-		bool first = c->joining && net->joined;
-		if (first)
-			c->joining = false;
-		rayc__mutex_unlock(&net->mu);
-		if (first)
-			rayc__event_set(&net->join_ev);
+		return;
+	case RAYC__MSG_RAFT:
+		rayc__ctl_on_raft(c, rd);
 		return;
 	case RAYC__MSG_HEARTBEAT:
 		on_heartbeat(c, rd);
 		return;
 	case RAYC__MSG_LEAVE:
-		rayc__mutex_lock(&net->mu);
-		peer_dead_locked(net, c->peer, "left");
-		rayc__mutex_unlock(&net->mu);
-		rayc__remote_peer_died(net, c->peer);
-		broadcast_members(net);
+		rayc__ctl_peer_gone(net, c->peer, true);
 		return;
 	case RAYC__MSG_SHUTDOWN:
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-SHUTDOWN",
 		          "the cluster is shutting down");
 		atomic_store(&net->cluster_down, true);
 		rayc__event_set(&net->down_ev);
+		rayc__event_set(&net->join_ev); /* a join in progress ends */
 		return;
 	default:
 		rayc__remote_handle(c, type, rd);
@@ -486,7 +580,7 @@ static void send_heartbeat(rayc__net *net)
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_HEARTBEAT, net->self);
 	rayc__w_u64(&b, atomic_load(&rt->n_executed));
 	rayc__w_u64(&b, queued);
-	write_res(rt, &b, rt->res_total, avail);
+	rayc__net_write_res(rt, &b, rt->res_total, avail);
 	rayc__w_frame_end(&b, f);
 	rayc__mutex_lock(&net->mu);
 	uint32_t coord = net->coord;
@@ -528,39 +622,16 @@ static void reap_conns(rayc__net *net, bool all)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
-	int64_t now = rayc__now_ns();
-	uint32_t died[RAYC__MAX_PEERS];
-	int ndied = 0;
 
 	(void)fd;
 	(void)what;
 	if (atomic_load(&net->stopping))
 		return;
+	/* Failure detection and the no-coordinator deadline (ctl.c). */
+	rayc__ctl_tick(net);
 	rayc__mutex_lock(&net->mu);
-	bool coord = net->self == net->coord;
-	if (coord) {
-		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-			rayc__peer *p = &net->peers[i];
-			if (p->alive && i != net->self &&
-			    now - p->last_seen > net->timeout_ns) {
-				peer_dead_locked(net, i, "no heartbeat");
-				died[ndied++] = i;
-			}
-		}
-	} else if (net->joined &&
-	           now - net->peers[net->coord].last_seen > net->timeout_ns &&
-	           !atomic_load(&net->cluster_down)) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-COORD-LOST",
-		          "no word from the coordinator (peer %u) for %lld ms",
-		          net->coord,
-		          (long long)((now - net->peers[net->coord].last_seen) /
-		                      1000000));
-		atomic_store(&net->cluster_down, true);
-		rayc__event_set(&net->down_ev);
-	}
+	bool coord = net->self == net->coord && net->self != 0;
 	rayc__mutex_unlock(&net->mu);
-	for (int i = 0; i < ndied; i++)
-		rayc__remote_peer_died(net, died[i]);
 	if (coord)
 		broadcast_members(net);
 	else if (net->joined)
@@ -688,6 +759,9 @@ static int wait_join(rayc__net *net, int64_t deadline)
 	return rc;
 }
 
+/* Joins through the peer at address: the handshake's WELCOME names the
+ * coordinator; JOIN goes there.  While there is none (an election), or
+ * the coordinator changed, start over after a pause. */
 static int join(rayc__net *net, const char *address, int64_t deadline)
 {
 	rayc__rt *rt = net->rt;
@@ -695,7 +769,10 @@ static int join(rayc__net *net, const char *address, int64_t deadline)
 	int rc = RAYC_OK;
 
 	snprintf(url, sizeof(url), "%s", address);
-	for (int hop = 0; hop < 3; hop++) {
+	for (;;) {
+		if (rayc__now_ns() > deadline)
+			return rayc__err(RAYC_ETIMEDOUT, "joining the cluster "
+			                 "at %s timed out: no coordinator", address);
 		rayc__conn *c = rayc__conn_new(net);
 		if (c == NULL)
 			return RAYC_ENOMEM;
@@ -703,6 +780,7 @@ static int join(rayc__net *net, const char *address, int64_t deadline)
 		rayc__event_reset(&net->join_ev);
 		rayc__mutex_lock(&net->mu);
 		net->join_rc = RAYC_OK;
+		net->coord_url[0] = '\0';
 		conn_link_locked(net, c);
 		rayc__mutex_unlock(&net->mu);
 		rc = rayc__conn_dial(c, url);
@@ -723,29 +801,53 @@ static int join(rayc__net *net, const char *address, int64_t deadline)
 			                 "prove it knows the token", url);
 		rayc__mutex_lock(&net->mu);
 		bool at_coord = c->peer == net->coord;
-		snprintf(url, sizeof(url), "%s", net->coord_url);
+		bool none = net->coord == 0 || net->coord_url[0] == '\0';
+		if (!none)
+			snprintf(url, sizeof(url), "%s", net->coord_url);
 		rayc__mutex_unlock(&net->mu);
-		if (!at_coord) {
+		if (!at_coord || none) {
 			c->joining = false;
 			rayc__conn_close(c, "redirected to the coordinator");
+			if (none) {
+				snprintf(url, sizeof(url), "%s", address);
+				rayc__sleep_ms(50);
+			}
 			continue;
 		}
-		/* JOIN: our address, pid and resources. */
+		/* JOIN: our address, pid, role and resources. */
 		rayc__wbuf b = { 0 };
 		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOIN, 0);
 		rayc__w_str(&b, net->url);
 		rayc__w_u32(&b, (uint32_t)rayc__getpid());
-		write_res(rt, &b, rt->res_total, NULL);
+		rayc__w_u8(&b, net->worker);
+		rayc__net_write_res(rt, &b, rt->res_total, NULL);
 		rayc__w_frame_end(&b, f);
 		rayc__event_reset(&net->join_ev);
 		rayc__conn_send(c, &b);
 		rayc__wbuf_fini(&b);
 		rc = wait_join(net, deadline);
+		if (atomic_load(&net->cluster_down) && !net->joined) {
+			/* The cluster ended while we joined: a worker has
+			 * nothing to serve (it exits 0); a driver fails. */
+			c->joining = false;
+			if (net->worker)
+				return RAYC_OK;
+			return rayc__err(RAYC_ESTATE, "the cluster shut down "
+			                 "while this peer joined");
+		}
+		if (rc == RAYC__RETRY) {
+			/* Not (or no longer) the coordinator: start over. */
+			c->joining = false;
+			rayc__conn_close(c, "join again");
+			snprintf(url, sizeof(url), "%s", address);
+			rayc__sleep_ms(50);
+			continue;
+		}
+		c->joining = false;
 		if (rc == RAYC_OK && !net->joined)
 			rc = rayc__err(RAYC_EPROTO, "no JOINED reply");
 		return rc;
 	}
-	return rayc__err(RAYC_EPROTO, "could not find the coordinator");
 }
 
 /* ---- local peers ---- */
@@ -798,6 +900,7 @@ static void net_free(rayc__net *net)
 		event_base_loopbreak(net->base);
 		rayc__thread_join(&net->th);
 	}
+	rayc__ctl_fini(net);
 	if (net->lst != NULL)
 		nng_stream_listener_close(net->lst);
 	if (net->acc_aio != NULL) {
@@ -901,7 +1004,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	if (net->base == NULL ||
 	    (net->tick = event_new(net->base, -1, EV_PERSIST, on_tick, net)) ==
 	            NULL ||
-	    event_add(net->tick, &tv) != 0) {
+	    event_add(net->tick, &tv) != 0 || rayc__ctl_init(net) != RAYC_OK) {
 		net_free(net);
 		return rayc__err(RAYC_ESYS, "libevent failed to start");
 	}
@@ -914,17 +1017,10 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 			(void)event_add(net->pev, NULL);
 	}
 	if (conf->address == NULL) {
-		/* Founder and coordinator. */
+		/* Founder: peer 1, the control store's first voter; it is a
+		 * member once its own ADD entry applies. */
 		net->founder = true;
-		net->self = net->coord = 1;
-		snprintf(net->coord_url, sizeof(net->coord_url), "%s", net->url);
-		rayc__peer *me = rayc__net_know_locked(net, 1);
-		me->alive = true;
-		me->pid = (int)rayc__getpid();
-		snprintf(me->url, sizeof(me->url), "%s", net->url);
-		memcpy(me->total, rt->res_total, sizeof(me->total));
-		memcpy(me->avail, rt->res_total, sizeof(me->avail));
-		net->joined = true;
+		net->self = 1;
 	}
 	net->worker = conf->worker;
 	rc = rayc__thread_start(&net->th, loop_main, net);
@@ -939,7 +1035,15 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	int64_t deadline = rayc__now_ns() + 15 * (int64_t)1000000000;
 	if (conf->address != NULL) {
 		rc = join(net, conf->address, deadline);
-	} else if (conf->local_peers > 1) {
+	} else {
+		rayc__event_reset(&net->join_ev);
+		rayc__ctl_start(net, 1);
+		rc = wait_join(net, deadline);
+		if (rc == RAYC_OK && !net->joined)
+			rc = rayc__err(RAYC_ESYS, "the control store did not "
+			               "start");
+	}
+	if (rc == RAYC_OK && conf->address == NULL && conf->local_peers > 1) {
 		rc = start_local_peers(net, conf->local_peers - 1, token);
 		while (rc == RAYC_OK && count_alive(net) < conf->local_peers) {
 			if (rayc__now_ns() > deadline)
@@ -1011,11 +1115,27 @@ void rayc__net_stop(rayc__rt *rt)
 
 	if (net == NULL)
 		return;
-	atomic_store(&net->leaving, true);
-	if (net->self == net->coord && net->self != 0)
+	/* The founder ends the cluster; so does the last driver once the
+	 * founder is gone.  Anyone else leaves, handing the coordinator's
+	 * role on first if it holds it. */
+	bool drivers = false;
+	rayc__mutex_lock(&net->mu);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
+		if (i != net->self && net->peers[i].alive &&
+		    !net->peers[i].worker)
+			drivers = true;
+	rayc__mutex_unlock(&net->mu);
+	bool end = net->joined && (net->founder || (!net->worker && !drivers));
+	if (end) {
+		atomic_store(&net->leaving, true);
 		say_to_all(net, RAYC__MSG_SHUTDOWN, false);
-	else if (net->joined && !atomic_load(&net->cluster_down))
+	} else if (net->joined && !atomic_load(&net->cluster_down)) {
+		rayc__ctl_hand_over(net);
+		atomic_store(&net->leaving, true);
 		say_to_all(net, RAYC__MSG_LEAVE, true);
+	}
+	atomic_store(&net->leaving, true);
+	rayc__ctl_stop(net);
 	atomic_store(&net->stopping, true);
 	if (net->nkids > 0)
 		stop_kids(net);
@@ -1141,6 +1261,50 @@ int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 			o->tasks_executed =
 				me ? atomic_load(&rt->n_executed) : p->executed;
 			o->tasks_queued = me ? queued : p->queued;
+		}
+		k++;
+	}
+	rayc__mutex_unlock(&net->mu);
+	*n = k;
+	return RAYC_OK;
+}
+
+int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n)
+{
+	rayc__rt *rt = rayc__g;
+	size_t k = 0;
+
+	if (n == NULL || (out == NULL && cap > 0))
+		return rayc__err(RAYC_EINVAL, "NULL argument");
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__net *net = rt->net;
+	if (net == NULL) {
+		/* A one-peer cluster: this program is the one job. */
+		if (cap > 0) {
+			memset(&out[0], 0, sizeof(out[0]));
+			out[0].job_id = 1;
+			out[0].pid = (int)rayc__getpid();
+			out[0].state = RAYC_JOB_RUNNING;
+			out[0].start_ms = rt->start_wall_ms;
+		}
+		*n = 1;
+		return RAYC_OK;
+	}
+	rayc__mutex_lock(&net->mu);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+		rayc__peer *p = &net->peers[i];
+		if (!p->known || p->worker)
+			continue;
+		if (k < cap) {
+			rayc_job_info *o = &out[k];
+			memset(o, 0, sizeof(*o));
+			o->job_id = i;
+			o->pid = p->pid;
+			o->state = (rayc_job_state)p->job_state;
+			o->start_ms = p->job_start_ms;
+			o->end_ms = p->job_end_ms;
+			snprintf(o->address, sizeof(o->address), "%s", p->url);
 		}
 		k++;
 	}

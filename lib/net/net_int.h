@@ -29,6 +29,11 @@ typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
+typedef struct rayc__ctl rayc__ctl;
+
+/* Internal result: not now (no coordinator yet, or not this peer): ask
+ * again shortly.  Never returned to users. */
+#define RAYC__RETRY 100
 
 enum {
 	RAYC__CONN_DIALING = 0,
@@ -86,7 +91,12 @@ struct rayc__conn {
 };
 
 typedef struct rayc__peer {
-	bool known, alive, spawned;
+	/* Committed (set by the control store's log): */
+	bool known, alive, worker;
+	int job_state; /* drivers: rayc_job_state */
+	int64_t job_start_ms, job_end_ms;
+	/* From heartbeats and connections: */
+	bool del_sent; /* leader: its removal is proposed */
 	uint32_t id;
 	int pid;
 	char url[RAYC__URL_MAX];
@@ -111,8 +121,10 @@ struct rayc__rpc {
 struct rayc__net {
 	rayc__rt *rt;
 	rayc__mutex mu;
-	uint32_t self, coord;
+	uint32_t self, coord; /* coord: the Raft leader, as last seen */
 	bool founder, worker;
+	rayc__ctl *ctl;       /* the control store (ctl.c) */
+	int64_t no_leader_since;
 	char url[RAYC__URL_MAX];
 	char coord_url[RAYC__URL_MAX];
 	unsigned char key[32];
@@ -204,7 +216,47 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
 void rayc__remote_fini(rayc__net *net);
 
-/* kv.c: the coordinator's KV and the RPCs that reach it. */
+/* Resource (name, total[, avail]) lists in frames and log entries. */
+void rayc__net_write_res(const rayc__rt *rt, rayc__wbuf *b,
+                         const int64_t *total, const int64_t *avail);
+bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
+                        int64_t *avail, bool with_avail);
+
+/* kv.c: the KV table (replicated by the control store) and the calls
+ * that reach the coordinator. */
+#define RAYC__KV_KEY_MAX 255
+enum { RAYC__KV_PUT = 1, RAYC__KV_GET, RAYC__KV_DEL };
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
+                          const void *val, size_t len, void **out,
+                          size_t *outlen) RAYC_REQUIRES(rt->mu);
+
+/* ctl.c: the control store (Raft over the mesh; see ctl.c). */
+typedef void (*rayc__ctl_done)(int rc, void *arg);
+int rayc__ctl_init(rayc__net *net);   /* before the loop thread starts */
+void rayc__ctl_start(rayc__net *net, uint32_t id); /* once our id is known */
+void rayc__ctl_stop(rayc__net *net);  /* closes raft; loop still running */
+/* If this peer is the coordinator, asks Raft to hand the role to another
+ * voter and waits (at most 2 s) for it to move. */
+void rayc__ctl_hand_over(rayc__net *net);
+void rayc__ctl_fini(rayc__net *net);  /* after the loop thread ended */
+/* Runs fn(net, arg) on the loop thread (fn(net, NULL) if out of memory). */
+void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
+                    void *arg);
+void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd);
+void rayc__ctl_tick(rayc__net *net);   /* loop thread, every heartbeat */
+/* The leader proposes removing peer id (it left, or it looks dead). */
+void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left);
+/* Loop thread only.  Appends cmd to the log if this peer leads; done
+ * (may be NULL) gets the entry's result once applied, RAYC__RETRY if it
+ * lost leadership first.  Returns RAYC__RETRY if not the leader. */
+int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
+                      rayc__ctl_done done, void *arg);
+bool rayc__ctl_is_leader(rayc__net *net);
+void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
+                       bool worker, int pid, const char *url,
+                       const int64_t *total);
+void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, const char *key,
+                      const void *val, size_t len);
 
 #endif /* RAYC_NET_INT_H */

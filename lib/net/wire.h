@@ -44,6 +44,7 @@ enum rayc__msg {
 	RAYC__MSG_BORROW_DEL,
 	RAYC__MSG_KV_REQ,
 	RAYC__MSG_KV_REP,
+	RAYC__MSG_RAFT,      /* a Raft message of the control store */
 	RAYC__MSG_MAX_
 };
 

@@ -1,0 +1,1264 @@
+/* ctl.c -- the control store: membership, resource totals, the job table
+ * and the user KV, replicated with Raft (libraft) among up to 5 voter
+ * peers.  The Raft leader is the coordinator.
+ *
+ * Raft runs on the mesh's event-loop thread, over the mesh itself: this
+ * file is libraft's I/O backend (struct raft_io).  Raft messages travel
+ * as RAFT frames on the same authenticated connections as everything
+ * else, so the control plane needs no second port, no second transport
+ * and no second trust model.  The log lives in memory only: a peer that
+ * dies never comes back under the same id (a restarted process joins as
+ * a new peer), so losing its log is the same as losing the server, which
+ * Raft tolerates while a majority of voters lives; the leader removes
+ * the dead voter and promotes a standby.
+ *
+ * Threads.  Only the loop thread touches struct raft.  Other threads
+ * (NNG's completion threads, API callers) hand work over with
+ * rayc__ctl_post, a locked FIFO drained by a libevent event.  Raft's
+ * I/O callbacks (send and append done) are also posted, so they never
+ * run inside the raft call that started them.
+ *
+ * Only committed state is acted on: a peer is a member, is dead, has a
+ * KV key, when the entry saying so is applied (fsm_apply), on every peer
+ * in log order.  Every peer is in the Raft configuration (voters, then
+ * standbys, which replicate the log without voting), so every peer holds
+ * the whole committed view.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <raft.h>
+#include <sodium.h>
+
+#include "net/net_int.h"
+
+#define CTL_MAX_VOTERS 5
+
+enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
+
+typedef struct work {
+	void (*fn)(rayc__net *net, void *arg);
+	void *arg;
+	struct work *next;
+} work;
+
+struct rayc__ctl {
+	rayc__net *net;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_fsm fsm;
+	bool inited, started, closing;
+	struct event *wake, *rtick;
+	raft_io_tick_cb tick_cb;
+	raft_io_recv_cb recv_cb;
+	raft_io_close_cb io_close_cb;
+	/* "Persistent" state, kept only for load() after bootstrap. */
+	struct raft_buffer boot;
+	raft_term term;
+	raft_id vote;
+	/* Posted work. */
+	rayc__mutex mu;
+	work *head, *tail;
+	/* Leader duties. */
+	struct raft_change change;
+	bool changing;
+	struct raft_transfer transfer;
+	_Atomic bool no_transfer;
+	rayc__event closed_ev;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- posting work to the loop thread ---- */
+
+void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
+                    void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+	work *w = malloc(sizeof(*w));
+
+	if (w == NULL) {
+		/* Dropping control work is not safe to ignore silently. */
+		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-NOMEM",
+		          "out of memory posting control work; dropped");
+		fn(net, NULL);
+		return;
+	}
+	w->fn = fn;
+	w->arg = arg;
+	w->next = NULL;
+	rayc__mutex_lock(&ctl->mu);
+	if (ctl->tail != NULL)
+		ctl->tail->next = w;
+	else
+		ctl->head = w;
+	ctl->tail = w;
+	rayc__mutex_unlock(&ctl->mu);
+	event_active(ctl->wake, EV_READ, 0);
+}
+
+static void after(rayc__net *net);
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	rayc__net *net = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	(void)fd;
+	(void)what;
+	for (;;) {
+		rayc__mutex_lock(&ctl->mu);
+		work *w = ctl->head;
+		ctl->head = ctl->tail = NULL;
+		rayc__mutex_unlock(&ctl->mu);
+		if (w == NULL)
+			break;
+		while (w != NULL) {
+			work *n = w->next;
+			w->fn(net, w->arg);
+			free(w);
+			w = n;
+		}
+	}
+	after(net);
+}
+
+/* ---- raft_io over the mesh ---- */
+
+typedef struct done_arg {
+	int kind; /* 0 send, 1 append, 2 io close */
+	void *req;
+	int status;
+} done_arg;
+
+static void run_done(rayc__net *net, void *arg)
+{
+	done_arg *d = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	if (d == NULL)
+		return;
+	int st = ctl->closing && d->kind != 2 ? RAFT_CANCELED : d->status;
+	if (d->kind == 0) {
+		struct raft_io_send *r = d->req;
+		if (r->cb != NULL)
+			r->cb(r, st);
+	} else if (d->kind == 1) {
+		struct raft_io_append *r = d->req;
+		if (r->cb != NULL)
+			r->cb(r, st);
+	} else if (ctl->io_close_cb != NULL) {
+		raft_io_close_cb cb = ctl->io_close_cb;
+		ctl->io_close_cb = NULL;
+		cb(&ctl->io);
+	}
+	free(d);
+}
+
+static int post_done(rayc__net *net, int kind, void *req, int status)
+{
+	done_arg *d = malloc(sizeof(*d));
+
+	if (d == NULL)
+		return RAFT_NOMEM;
+	d->kind = kind;
+	d->req = req;
+	d->status = status;
+	rayc__ctl_post(net, run_done, d);
+	return 0;
+}
+
+static int io_init(struct raft_io *io, raft_id id, const char *address)
+{
+	(void)io;
+	(void)id;
+	(void)address;
+	return 0;
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl->rtick != NULL)
+		event_del(ctl->rtick);
+	ctl->io_close_cb = cb;
+	if (post_done(net, 2, NULL, 0) != 0 && cb != NULL) {
+		ctl->io_close_cb = NULL;
+		cb(io);
+	}
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry **entries, size_t *n_entries)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	*term = ctl->term;
+	*voted_for = ctl->vote;
+	*snapshot = NULL;
+	*start_index = 1;
+	*entries = NULL;
+	*n_entries = 0;
+	if (ctl->boot.base == NULL)
+		return 0;
+	struct raft_entry *e = raft_malloc(sizeof(*e));
+	void *buf = raft_malloc(ctl->boot.len);
+	if (e == NULL || buf == NULL) {
+		raft_free(e);
+		raft_free(buf);
+		return RAFT_NOMEM;
+	}
+	memcpy(buf, ctl->boot.base, ctl->boot.len);
+	e->term = 1;
+	e->type = RAFT_CHANGE;
+	e->buf.base = buf;
+	e->buf.len = ctl->boot.len;
+	e->batch = buf;
+	*entries = e;
+	*n_entries = 1;
+	return 0;
+}
+
+static void on_rtick(evutil_socket_t fd, short what, void *arg)
+{
+	rayc__net *net = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	(void)fd;
+	(void)what;
+	if (ctl->tick_cb != NULL && !ctl->closing)
+		ctl->tick_cb(&ctl->io);
+	after(net);
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                    raft_io_recv_cb recv)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+	struct timeval tv = { (time_t)(msecs / 1000),
+		              (suseconds_t)(msecs % 1000) * 1000 };
+
+	ctl->tick_cb = tick;
+	ctl->recv_cb = recv;
+	ctl->rtick = event_new(net->base, -1, EV_PERSIST, on_rtick, net);
+	if (ctl->rtick == NULL || event_add(ctl->rtick, &tv) != 0)
+		return RAFT_NOMEM;
+	return 0;
+}
+
+static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl->term != 0)
+		return RAFT_CANTBOOTSTRAP;
+	int rv = raft_configuration_encode(conf, &ctl->boot);
+	if (rv != 0)
+		return rv;
+	ctl->term = 1;
+	return 0;
+}
+
+static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
+{
+	(void)io;
+	(void)conf;
+	return RAFT_NOTFOUND;
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+	rayc__net *net = io->impl;
+
+	net->ctl->term = term;
+	net->ctl->vote = 0;
+	return 0;
+}
+
+static int io_set_vote(struct raft_io *io, raft_id id)
+{
+	rayc__net *net = io->impl;
+
+	net->ctl->vote = id;
+	return 0;
+}
+
+/* A raft message as a RAFT frame. */
+static bool encode_msg(rayc__wbuf *b, uint32_t self,
+                       const struct raft_message *m)
+{
+	size_t f = rayc__w_frame_begin(b, RAYC__MSG_RAFT, self);
+
+	rayc__w_u8(b, (uint8_t)m->type);
+	switch (m->type) {
+	case RAFT_IO_REQUEST_VOTE: {
+		const struct raft_request_vote *a = &m->request_vote;
+		rayc__w_u64(b, a->term);
+		rayc__w_u64(b, a->candidate_id);
+		rayc__w_u64(b, a->last_log_index);
+		rayc__w_u64(b, a->last_log_term);
+		rayc__w_u8(b, a->disrupt_leader);
+		rayc__w_u8(b, a->pre_vote);
+		break;
+	}
+	case RAFT_IO_REQUEST_VOTE_RESULT: {
+		const struct raft_request_vote_result *a =
+			&m->request_vote_result;
+		rayc__w_u64(b, a->term);
+		rayc__w_u8(b, a->vote_granted);
+		rayc__w_u8(b, (uint8_t)a->pre_vote);
+		break;
+	}
+	case RAFT_IO_APPEND_ENTRIES: {
+		const struct raft_append_entries *a = &m->append_entries;
+		rayc__w_u64(b, a->term);
+		rayc__w_u64(b, a->prev_log_index);
+		rayc__w_u64(b, a->prev_log_term);
+		rayc__w_u64(b, a->leader_commit);
+		rayc__w_u32(b, a->n_entries);
+		for (unsigned i = 0; i < a->n_entries; i++) {
+			rayc__w_u64(b, a->entries[i].term);
+			rayc__w_u8(b, (uint8_t)a->entries[i].type);
+			rayc__w_blob(b, a->entries[i].buf.base,
+			             a->entries[i].buf.len);
+		}
+		break;
+	}
+	case RAFT_IO_APPEND_ENTRIES_RESULT: {
+		const struct raft_append_entries_result *a =
+			&m->append_entries_result;
+		rayc__w_u64(b, a->term);
+		rayc__w_u64(b, a->rejected);
+		rayc__w_u64(b, a->last_log_index);
+		break;
+	}
+	case RAFT_IO_TIMEOUT_NOW: {
+		const struct raft_timeout_now *a = &m->timeout_now;
+		rayc__w_u64(b, a->term);
+		rayc__w_u64(b, a->last_log_index);
+		rayc__w_u64(b, a->last_log_term);
+		break;
+	}
+	default:
+		/* InstallSnapshot: the log is never compacted (threshold
+		 * off), so raft never sends one. */
+		return false;
+	}
+	rayc__w_frame_end(b, f);
+	return !b->bad;
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req,
+                   const struct raft_message *m, raft_io_send_cb cb)
+{
+	rayc__net *net = io->impl;
+	rayc__wbuf b = { 0 };
+	int status = 0;
+
+	req->cb = cb;
+	if (!encode_msg(&b, net->self, m)) {
+		status = RAFT_IOERR;
+	} else {
+		rayc__conn *c = m->server_id < RAYC__MAX_PEERS
+		                        ? rayc__net_conn_to(net,
+		                                            (uint32_t)m->server_id)
+		                        : NULL;
+		if (c == NULL) {
+			status = RAFT_NOCONNECTION;
+		} else {
+			rayc__conn_send(c, &b);
+			rayc__conn_unref(c);
+		}
+	}
+	rayc__wbuf_fini(&b);
+	return post_done(net, 0, req, status);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n,
+                     raft_io_append_cb cb)
+{
+	(void)entries;
+	(void)n;
+	req->cb = cb;
+	/* Raft keeps every entry in its own in-memory log; nothing else
+	 * would ever read a copy (see the top of this file). */
+	return post_done(io->impl, 1, req, 0);
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+	(void)io;
+	(void)index;
+	return 0;
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb)
+{
+	(void)io;
+	(void)trailing;
+	(void)req;
+	(void)snapshot;
+	(void)cb;
+	return RAFT_IOERR;
+}
+
+static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                           raft_io_snapshot_get_cb cb)
+{
+	(void)io;
+	(void)req;
+	(void)cb;
+	return RAFT_IOERR;
+}
+
+static raft_time io_time(struct raft_io *io)
+{
+	(void)io;
+	return (raft_time)(rayc__now_ns() / 1000000);
+}
+
+static int io_random(struct raft_io *io, int min, int max)
+{
+	(void)io;
+	if (max <= min)
+		return min;
+	return min + (int)randombytes_uniform((uint32_t)(max - min));
+}
+
+/* ---- receiving raft messages ---- */
+
+typedef struct rmsg {
+	struct raft_message m;
+} rmsg;
+
+static void free_msg(struct raft_message *m)
+{
+	if (m->type == RAFT_IO_APPEND_ENTRIES &&
+	    m->append_entries.entries != NULL) {
+		if (m->append_entries.n_entries > 0)
+			raft_free(m->append_entries.entries[0].batch);
+		raft_free(m->append_entries.entries);
+	}
+}
+
+static void run_recv(rayc__net *net, void *arg)
+{
+	rmsg *r = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	if (r == NULL)
+		return;
+	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL) {
+		/* raft owns the entries from here on. */
+		ctl->recv_cb(&ctl->io, &r->m);
+	} else {
+		free_msg(&r->m);
+	}
+	free(r);
+}
+
+/* Decodes AppendEntries' entries into one raft_malloc'd batch (raft
+ * frees entries[0].batch and the array). */
+static bool decode_entries(rayc__rd *rd, struct raft_append_entries *a)
+{
+	uint32_t n = rayc__r_u32(rd);
+	size_t start = rd->off, total = 0;
+
+	a->entries = NULL;
+	a->n_entries = 0;
+	if (rd->bad || n > rayc__rd_left(rd) / 17)
+		return false;
+	if (n == 0)
+		return true;
+	for (uint32_t i = 0; i < n; i++) {
+		size_t len;
+		(void)rayc__r_u64(rd);
+		(void)rayc__r_u8(rd);
+		(void)rayc__r_blob(rd, &len);
+		if (rd->bad)
+			return false;
+		total += len;
+	}
+	struct raft_entry *es = raft_calloc(n, sizeof(*es));
+	uint8_t *batch = raft_malloc(total > 0 ? total : 1);
+	if (es == NULL || batch == NULL) {
+		raft_free(es);
+		raft_free(batch);
+		return false;
+	}
+	rd->off = start;
+	size_t off = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		size_t len;
+		es[i].term = rayc__r_u64(rd);
+		es[i].type = rayc__r_u8(rd);
+		const void *p = rayc__r_blob(rd, &len);
+		if (len > 0)
+			memcpy(batch + off, p, len);
+		es[i].buf.base = batch + off;
+		es[i].buf.len = len;
+		es[i].batch = batch;
+		off += len;
+	}
+	a->entries = es;
+	a->n_entries = n;
+	return true;
+}
+
+void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rmsg *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return;
+	struct raft_message *m = &r->m;
+	m->type = rayc__r_u8(rd);
+	m->server_id = c->peer;
+	m->server_address = net->peers[c->peer].url;
+	bool ok = true;
+	switch (m->type) {
+	case RAFT_IO_REQUEST_VOTE: {
+		struct raft_request_vote *a = &m->request_vote;
+		a->term = rayc__r_u64(rd);
+		a->candidate_id = rayc__r_u64(rd);
+		a->last_log_index = rayc__r_u64(rd);
+		a->last_log_term = rayc__r_u64(rd);
+		a->disrupt_leader = rayc__r_u8(rd) != 0;
+		a->pre_vote = rayc__r_u8(rd) != 0;
+		break;
+	}
+	case RAFT_IO_REQUEST_VOTE_RESULT: {
+		struct raft_request_vote_result *a = &m->request_vote_result;
+		a->term = rayc__r_u64(rd);
+		a->vote_granted = rayc__r_u8(rd) != 0;
+		uint8_t pv = rayc__r_u8(rd);
+		a->pre_vote = pv <= raft_tribool_false ? (raft_tribool)pv
+		                                       : raft_tribool_unknown;
+		break;
+	}
+	case RAFT_IO_APPEND_ENTRIES: {
+		struct raft_append_entries *a = &m->append_entries;
+		a->term = rayc__r_u64(rd);
+		a->prev_log_index = rayc__r_u64(rd);
+		a->prev_log_term = rayc__r_u64(rd);
+		a->leader_commit = rayc__r_u64(rd);
+		ok = decode_entries(rd, a);
+		break;
+	}
+	case RAFT_IO_APPEND_ENTRIES_RESULT: {
+		struct raft_append_entries_result *a =
+			&m->append_entries_result;
+		a->term = rayc__r_u64(rd);
+		a->rejected = rayc__r_u64(rd);
+		a->last_log_index = rayc__r_u64(rd);
+		break;
+	}
+	case RAFT_IO_TIMEOUT_NOW: {
+		struct raft_timeout_now *a = &m->timeout_now;
+		a->term = rayc__r_u64(rd);
+		a->last_log_index = rayc__r_u64(rd);
+		a->last_log_term = rayc__r_u64(rd);
+		break;
+	}
+	default:
+		ok = false;
+	}
+	if (!ok || rd->bad || rayc__rd_left(rd) != 0) {
+		free_msg(m);
+		free(r);
+		rayc__conn_close(c, "bad RAFT frame");
+		return;
+	}
+	rayc__ctl_post(net, run_recv, r);
+}
+
+/* ---- the state machine ---- */
+
+static void cluster_ends(rayc__net *net, const char *why)
+{
+	if (atomic_load(&net->cluster_down))
+		return;
+	rayc__log(RAYC_LOG_INFO, "RAYC-NET-CLUSTER-ENDS", "%s", why);
+	atomic_store(&net->cluster_down, true);
+	rayc__event_set(&net->down_ev);
+}
+
+static int apply_add(rayc__net *net, rayc__rd *rd)
+{
+	rayc__peer tmp;
+
+	memset(&tmp, 0, sizeof(tmp));
+	uint32_t id = rayc__r_u32(rd);
+	tmp.worker = rayc__r_u8(rd) != 0;
+	tmp.pid = (int)rayc__r_u32(rd);
+	tmp.job_start_ms = (int64_t)rayc__r_u64(rd);
+	rayc__r_str(rd, tmp.url, sizeof(tmp.url));
+	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
+	    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
+		return RAYC_EPROTO;
+	rayc__mutex_lock(&net->mu);
+	rayc__peer *p = &net->peers[id];
+	if (p->known) {
+		rayc__mutex_unlock(&net->mu);
+		return RAYC_EEXIST;
+	}
+	rayc__conn *keep = p->conn;
+	*p = tmp;
+	p->conn = keep;
+	rayc__net_know_locked(net, id)->alive = true;
+	p->last_seen = rayc__now_ns();
+	p->job_state = p->worker ? 0 : RAYC_JOB_RUNNING;
+	if (id >= net->next_id)
+		net->next_id = id + 1;
+	net->epoch++;
+	bool me = id == net->self && net->self != 0;
+	if (me)
+		net->joined = true;
+	bool lead = net->self == net->coord;
+	rayc__mutex_unlock(&net->mu);
+	rayc__log(lead ? RAYC_LOG_INFO : RAYC_LOG_DEBUG, "RAYC-NET-JOIN",
+	          "peer %u joined from %s (%s)", id, tmp.url,
+	          tmp.worker ? "worker" : "driver");
+	if (me)
+		rayc__event_set(&net->join_ev);
+	return RAYC_OK;
+}
+
+static int apply_del(rayc__net *net, rayc__rd *rd)
+{
+	uint32_t id = rayc__r_u32(rd);
+	bool left = rayc__r_u8(rd) != 0;
+	int64_t t = (int64_t)rayc__r_u64(rd);
+
+	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS)
+		return RAYC_EPROTO;
+	rayc__mutex_lock(&net->mu);
+	rayc__peer *p = &net->peers[id];
+	if (!p->known || !p->alive) {
+		rayc__mutex_unlock(&net->mu);
+		return RAYC_ENOTFOUND;
+	}
+	p->alive = false;
+	if (!p->worker) {
+		p->job_state = left ? RAYC_JOB_SUCCEEDED : RAYC_JOB_FAILED;
+		p->job_end_ms = t;
+	}
+	net->epoch++;
+	bool drivers = false;
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
+		if (net->peers[i].alive && !net->peers[i].worker)
+			drivers = true;
+	bool me = id == net->self;
+	rayc__mutex_unlock(&net->mu);
+	rayc__log(me || left ? RAYC_LOG_INFO : RAYC_LOG_WARN,
+	          "RAYC-NET-PEER-DEAD", "peer %u (%s) left the cluster: %s", id,
+	          p->url, left ? "left" : "died");
+	if (me) {
+		if (!atomic_load(&net->leaving))
+			cluster_ends(net, "the cluster declared this peer dead");
+		return RAYC_OK;
+	}
+	rayc__remote_peer_died(net, id);
+	if (!drivers)
+		cluster_ends(net, "no driver is left: the cluster ends");
+	return RAYC_OK;
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+	rayc__net *net = fsm->data;
+	rayc__rd rd;
+	int rc;
+
+	rayc__rd_init(&rd, buf->base, buf->len);
+	switch (rayc__r_u8(&rd)) {
+	case CMD_ADD:
+		rc = apply_add(net, &rd);
+		break;
+	case CMD_DEL:
+		rc = apply_del(net, &rd);
+		break;
+	case CMD_KV_PUT:
+	case CMD_KV_DEL: {
+		char key[RAYC__KV_KEY_MAX + 1];
+		size_t len = 0;
+		const void *val = NULL;
+		bool put = ((const uint8_t *)buf->base)[0] == CMD_KV_PUT;
+		rayc__r_str(&rd, key, sizeof(key));
+		if (put)
+			val = rayc__r_blob(&rd, &len);
+		if (rd.bad) {
+			rc = RAYC_EPROTO;
+			break;
+		}
+		rayc__mutex_lock(&net->rt->mu);
+		rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT
+		                                        : RAYC__KV_DEL,
+		                           key, val, len, NULL, NULL);
+		rayc__mutex_unlock(&net->rt->mu);
+		break;
+	}
+	default:
+		rc = RAYC_EPROTO;
+	}
+	if (rc == RAYC_EPROTO)
+		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-BAD-ENTRY",
+		          "a control log entry did not decode; skipped");
+	*result = (void *)(intptr_t)rc;
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n)
+{
+	(void)fsm;
+	(void)bufs;
+	(void)n;
+	return RAFT_IOERR; /* never asked: the snapshot threshold is off */
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	(void)fsm;
+	(void)buf;
+	return RAFT_IOERR;
+}
+
+/* ---- proposing ---- */
+
+typedef struct prop {
+	struct raft_apply req;
+	rayc__ctl_done done;
+	void *arg;
+} prop;
+
+static void prop_cb(struct raft_apply *req, int status, void *result)
+{
+	prop *p = req->data;
+
+	if (p->done != NULL)
+		p->done(status == 0 ? (int)(intptr_t)result : RAYC__RETRY,
+		        p->arg);
+	free(p);
+}
+
+int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
+                      rayc__ctl_done done, void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (!ctl->started || ctl->closing ||
+	    raft_state(&ctl->raft) != RAFT_LEADER)
+		return RAYC__RETRY;
+	if (cmd->bad)
+		return RAYC_ENOMEM;
+	prop *p = calloc(1, sizeof(*p));
+	struct raft_buffer b = { raft_malloc(cmd->len), cmd->len };
+	if (p == NULL || b.base == NULL) {
+		free(p);
+		raft_free(b.base);
+		return RAYC_ENOMEM;
+	}
+	memcpy(b.base, cmd->p, cmd->len);
+	p->req.data = p;
+	p->done = done;
+	p->arg = arg;
+	int rv = raft_apply(&ctl->raft, &p->req, &b, 1, prop_cb);
+	if (rv != 0) {
+		raft_free(b.base);
+		free(p);
+		return rv == RAFT_NOTLEADER || rv == RAFT_LEADERSHIPLOST
+		               ? RAYC__RETRY
+		               : RAYC_ENOMEM;
+	}
+	return RAYC_OK;
+}
+
+bool rayc__ctl_is_leader(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	return ctl != NULL && ctl->started && !ctl->closing &&
+	       raft_state(&ctl->raft) == RAFT_LEADER;
+}
+
+void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
+                       bool worker, int pid, const char *url,
+                       const int64_t *total)
+{
+	rayc__w_u8(b, CMD_ADD);
+	rayc__w_u32(b, id);
+	rayc__w_u8(b, worker);
+	rayc__w_u32(b, (uint32_t)pid);
+	rayc__w_u64(b, (uint64_t)wall_ms());
+	rayc__w_str(b, url);
+	rayc__net_write_res(net->rt, b, total, NULL);
+}
+
+static void propose_del(rayc__net *net, uint32_t id, bool left)
+{
+	rayc__wbuf b = { 0 };
+
+	rayc__w_u8(&b, CMD_DEL);
+	rayc__w_u32(&b, id);
+	rayc__w_u8(&b, left);
+	rayc__w_u64(&b, (uint64_t)wall_ms());
+	if (rayc__ctl_propose(net, &b, NULL, NULL) == RAYC_OK) {
+		rayc__mutex_lock(&net->mu);
+		net->peers[id].del_sent = true;
+		rayc__mutex_unlock(&net->mu);
+	}
+	rayc__wbuf_fini(&b);
+}
+
+void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, const char *key,
+                      const void *val, size_t len)
+{
+	rayc__w_u8(b, op == RAYC__KV_PUT ? CMD_KV_PUT : CMD_KV_DEL);
+	rayc__w_str(b, key);
+	if (op == RAYC__KV_PUT)
+		rayc__w_blob(b, val, len);
+}
+
+/* ---- the leader's duties: the Raft configuration follows membership ---- */
+
+static void change_cb(struct raft_change *req, int status)
+{
+	rayc__net *net = req->data;
+
+	if (status != 0)
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
+		          "configuration change failed: %s",
+		          raft_strerror(status));
+	net->ctl->changing = false;
+}
+
+static bool alive_member(rayc__net *net, raft_id id)
+{
+	if (id == 0 || id >= RAYC__MAX_PEERS)
+		return false;
+	rayc__mutex_lock(&net->mu);
+	bool a = net->peers[id].known && net->peers[id].alive;
+	rayc__mutex_unlock(&net->mu);
+	return a;
+}
+
+/* One step towards: every live member in the configuration, dead ones
+ * out, an odd number of voters (at most 5; an even count tolerates no
+ * more failures than the odd one below it), the rest standbys. */
+static void reconcile(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	struct raft *r = &ctl->raft;
+	const struct raft_configuration *conf = &r->configuration;
+	int rv = 0;
+
+	if (ctl->changing || !rayc__ctl_is_leader(net) ||
+	    r->configuration_uncommitted_index != 0)
+		return;
+	ctl->change.data = net;
+	/* Dead servers out. */
+	for (unsigned i = 0; i < conf->n; i++) {
+		raft_id id = conf->servers[i].id;
+		if (id != r->id && !alive_member(net, id)) {
+			rv = raft_remove(r, &ctl->change, id, change_cb);
+			goto done;
+		}
+	}
+	/* Live members in. */
+	uint32_t live = 0, add = 0;
+	rayc__mutex_lock(&net->mu);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+		rayc__peer *p = &net->peers[i];
+		if (!p->known || !p->alive)
+			continue;
+		live++;
+		bool in = false;
+		for (unsigned k = 0; k < conf->n && !in; k++)
+			in = conf->servers[k].id == i;
+		if (!in && add == 0)
+			add = i;
+	}
+	char url[RAYC__URL_MAX];
+	if (add != 0)
+		snprintf(url, sizeof(url), "%s", net->peers[add].url);
+	rayc__mutex_unlock(&net->mu);
+	if (add != 0) {
+		rv = raft_add(r, &ctl->change, add, url, change_cb);
+		goto done;
+	}
+	uint32_t want = live > CTL_MAX_VOTERS ? CTL_MAX_VOTERS : live;
+	if (want % 2 == 0 && want > 0)
+		want--;
+	if (want == 0)
+		want = 1;
+	uint32_t voters = 0;
+	for (unsigned i = 0; i < conf->n; i++)
+		voters += conf->servers[i].role == RAFT_VOTER;
+	for (unsigned i = 0; i < conf->n; i++) {
+		const struct raft_server *s = &conf->servers[i];
+		if (voters < want && s->role != RAFT_VOTER) {
+			rv = raft_assign(r, &ctl->change, s->id, RAFT_VOTER,
+			                 change_cb);
+			goto done;
+		}
+		if (voters > want && s->role == RAFT_VOTER && s->id != r->id) {
+			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
+			                 change_cb);
+			goto done;
+		}
+		if (s->role == RAFT_SPARE) {
+			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
+			                 change_cb);
+			goto done;
+		}
+	}
+	return;
+done:
+	if (rv == 0)
+		ctl->changing = true;
+	else
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
+		          "configuration change refused: %s", raft_strerror(rv));
+}
+
+/* Called after every batch of raft work: follow the leader. */
+static void after(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	raft_id lid = 0;
+	const char *laddr = NULL;
+
+	if (!ctl->started || ctl->closing)
+		return;
+	raft_leader(&ctl->raft, &lid, &laddr);
+	int64_t now = rayc__now_ns();
+	rayc__mutex_lock(&net->mu);
+	if (lid == 0) {
+		if (net->no_leader_since == 0)
+			net->no_leader_since = now;
+	} else {
+		net->no_leader_since = 0;
+	}
+	bool became = false;
+	if (lid != 0 && lid < RAYC__MAX_PEERS && lid != net->coord) {
+		net->coord = (uint32_t)lid;
+		snprintf(net->coord_url, sizeof(net->coord_url), "%s",
+		         laddr != NULL ? laddr : "");
+		became = lid == net->self;
+		if (became) {
+			/* A fresh leader gives everyone a full timeout to
+			 * send it a heartbeat. */
+			for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+				net->peers[i].last_seen = now;
+				net->peers[i].del_sent = false;
+			}
+		}
+	}
+	bool admit_self = became && net->founder && !net->joined;
+	rayc__mutex_unlock(&net->mu);
+	if (became)
+		rayc__log(RAYC_LOG_INFO, "RAYC-NET-COORD",
+		          "this peer (%u) is the coordinator now (term %llu)",
+		          net->self, (unsigned long long)ctl->raft.current_term);
+	if (admit_self) {
+		/* The founder's own entry: it is a member like any other. */
+		rayc__wbuf b = { 0 };
+		rayc__ctl_cmd_add(net, &b, net->self, net->worker,
+		                  (int)rayc__getpid(), net->url,
+		                  net->rt->res_total);
+		if (rayc__ctl_propose(net, &b, NULL, NULL) != RAYC_OK)
+			cluster_ends(net, "the control store did not accept "
+			                  "the founder");
+		rayc__wbuf_fini(&b);
+	}
+	reconcile(net);
+}
+
+/* ---- the loop's side of the mesh ---- */
+
+void rayc__ctl_tick(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	int64_t now = rayc__now_ns();
+	uint32_t dead[RAYC__MAX_PEERS];
+	int n = 0;
+
+	if (ctl == NULL || !ctl->started || ctl->closing)
+		return;
+	after(net);
+	rayc__mutex_lock(&net->mu);
+	bool lead = net->self == net->coord && rayc__ctl_is_leader(net);
+	if (lead) {
+		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+			rayc__peer *p = &net->peers[i];
+			if (p->alive && i != net->self && !p->del_sent &&
+			    now - p->last_seen > net->timeout_ns)
+				dead[n++] = i;
+		}
+	}
+	int64_t lost = net->no_leader_since;
+	rayc__mutex_unlock(&net->mu);
+	for (int i = 0; i < n; i++) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-SILENT",
+		          "no heartbeat from peer %u for %lld ms", dead[i],
+		          (long long)(net->timeout_ns / 1000000));
+		propose_del(net, dead[i], false);
+	}
+	int64_t limit = 3 * net->timeout_ns;
+	if (limit < (int64_t)3000000000)
+		limit = 3000000000;
+	if (net->joined && lost != 0 && now - lost > limit &&
+	    !atomic_load(&net->leaving))
+		cluster_ends(net, "no coordinator could be elected (a majority "
+		                  "of the voters is gone)");
+}
+
+typedef struct gone_arg {
+	uint32_t id;
+	bool left;
+} gone_arg;
+
+static void run_gone(rayc__net *net, void *arg)
+{
+	gone_arg *g = arg;
+
+	if (g == NULL)
+		return;
+	rayc__mutex_lock(&net->mu);
+	rayc__peer *p = &net->peers[g->id];
+	bool want = p->known && p->alive && !p->del_sent && g->id != net->self;
+	rayc__mutex_unlock(&net->mu);
+	if (want && rayc__ctl_is_leader(net))
+		propose_del(net, g->id, g->left);
+	free(g);
+}
+
+void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left)
+{
+	gone_arg *g;
+
+	if (net->ctl == NULL || id == 0 || id >= RAYC__MAX_PEERS ||
+	    (g = malloc(sizeof(*g))) == NULL)
+		return;
+	g->id = id;
+	g->left = left;
+	rayc__ctl_post(net, run_gone, g);
+}
+
+/* ---- handing the coordinator's role over before leaving ---- */
+
+static void transfer_cb(struct raft_transfer *req)
+{
+	(void)req;
+}
+
+static void run_transfer(rayc__net *net, void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	(void)arg;
+	if (!rayc__ctl_is_leader(net) || ctl->raft.transfer != NULL) {
+		atomic_store(&ctl->no_transfer, true);
+		return;
+	}
+	int rv = raft_transfer(&ctl->raft, &ctl->transfer, 0, transfer_cb);
+	if (rv != 0)
+		atomic_store(&ctl->no_transfer, true);
+	if (rv != 0)
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-TRANSFER",
+		          "no voter to hand the coordinator's role to: %s",
+		          raft_strerror(rv));
+}
+
+void rayc__ctl_hand_over(rayc__net *net)
+{
+	int64_t deadline = rayc__now_ns() + 2 * (int64_t)1000000000;
+
+	if (net->ctl == NULL)
+		return;
+	rayc__ctl_post(net, run_transfer, NULL);
+	/* Bounded: if no voter takes over, the others elect one after we
+	 * are gone. */
+	while (rayc__now_ns() < deadline) {
+		rayc__mutex_lock(&net->mu);
+		bool still = net->coord == net->self;
+		rayc__mutex_unlock(&net->mu);
+		if (!still || atomic_load(&net->ctl->no_transfer))
+			return;
+		rayc__sleep_ms(2);
+	}
+}
+
+/* ---- start and stop ---- */
+
+static void close_cb(struct raft *r)
+{
+	rayc__net *net = r->data;
+
+	rayc__event_set(&net->ctl->closed_ev);
+}
+
+static void run_start(rayc__net *net, void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+	struct raft *r = &ctl->raft;
+	int rv;
+
+	if (ctl->inited || ctl->closing)
+		return;
+	ctl->io.version = 1;
+	ctl->io.impl = net;
+	ctl->io.init = io_init;
+	ctl->io.close = io_close;
+	ctl->io.load = io_load;
+	ctl->io.start = io_start;
+	ctl->io.bootstrap = io_bootstrap;
+	ctl->io.recover = io_recover;
+	ctl->io.set_term = io_set_term;
+	ctl->io.set_vote = io_set_vote;
+	ctl->io.send = io_send;
+	ctl->io.append = io_append;
+	ctl->io.truncate = io_truncate;
+	ctl->io.snapshot_put = io_snapshot_put;
+	ctl->io.snapshot_get = io_snapshot_get;
+	ctl->io.time = io_time;
+	ctl->io.random = io_random;
+	ctl->fsm.version = 1;
+	ctl->fsm.data = net;
+	ctl->fsm.apply = fsm_apply;
+	ctl->fsm.snapshot = fsm_snapshot;
+	ctl->fsm.restore = fsm_restore;
+	rv = raft_init(r, &ctl->io, &ctl->fsm, id, net->url);
+	if (rv != 0)
+		goto fail;
+	r->data = net;
+	ctl->inited = true;
+	/* Election after half the heartbeat timeout (randomised up to
+	 * twice that by raft), leader heartbeats ten times as often. */
+	unsigned et = (unsigned)(net->timeout_ns / 2000000);
+	if (et < 100)
+		et = 100;
+	raft_set_election_timeout(r, et);
+	raft_set_heartbeat_timeout(r, et / 10 > 10 ? et / 10 : 10);
+	raft_set_snapshot_threshold(r, UINT32_MAX);
+	raft_set_pre_vote(r, true);
+	if (id == 1) {
+		struct raft_configuration conf;
+		raft_configuration_init(&conf);
+		rv = raft_configuration_add(&conf, id, net->url, RAFT_VOTER);
+		if (rv == 0)
+			rv = raft_bootstrap(r, &conf);
+		raft_configuration_close(&conf);
+		if (rv != 0)
+			goto fail;
+	}
+	rv = raft_start(r);
+	if (rv != 0)
+		goto fail;
+	ctl->started = true;
+	return;
+fail:
+	rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-START",
+	          "the control store did not start: %s",
+	          ctl->inited ? raft_errmsg(r) : raft_strerror(rv));
+	cluster_ends(net, "the control store failed");
+}
+
+void rayc__ctl_start(rayc__net *net, uint32_t id)
+{
+	rayc__ctl_post(net, run_start, (void *)(uintptr_t)id);
+}
+
+int rayc__ctl_init(rayc__net *net)
+{
+	rayc__ctl *ctl = calloc(1, sizeof(*ctl));
+
+	if (ctl == NULL)
+		return RAYC_ENOMEM;
+	ctl->net = net;
+	rayc__mutex_init(&ctl->mu);
+	ctl->wake = event_new(net->base, -1, 0, on_wake, net);
+	if (ctl->wake == NULL) {
+		rayc__mutex_fini(&ctl->mu);
+		free(ctl);
+		return RAYC_ENOMEM;
+	}
+	net->ctl = ctl;
+	return RAYC_OK;
+}
+
+static void run_close(rayc__net *net, void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	(void)arg;
+	if (ctl->closing)
+		return;
+	ctl->closing = true;
+	if (ctl->inited)
+		raft_close(&ctl->raft, close_cb);
+	else
+		rayc__event_set(&ctl->closed_ev);
+}
+
+void rayc__ctl_stop(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl == NULL)
+		return;
+	rayc__ctl_post(net, run_close, NULL);
+	if (!rayc__event_wait(&ctl->closed_ev,
+	                      rayc__now_ns() + 2 * (int64_t)1000000000, 0))
+		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-STOP",
+		          "the control store did not close in 2 s");
+}
+
+void rayc__ctl_fini(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl == NULL)
+		return;
+	/* The loop has stopped: run what is left (raft is closed, so the
+	 * callbacks only free their requests). */
+	ctl->closing = true;
+	work *w = ctl->head;
+	ctl->head = ctl->tail = NULL;
+	while (w != NULL) {
+		work *n = w->next;
+		w->fn(net, w->arg);
+		free(w);
+		w = n;
+	}
+	if (ctl->rtick != NULL)
+		event_free(ctl->rtick);
+	event_free(ctl->wake);
+	raft_free(ctl->boot.base);
+	rayc__mutex_fini(&ctl->mu);
+	free(ctl);
+	net->ctl = NULL;
+}
