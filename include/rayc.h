@@ -428,6 +428,7 @@ typedef struct rayc_peer_info {
 	uint32_t id;
 	int alive;
 	int is_coordinator;
+	int is_voter; /* votes in the control store (else a standby) */
 	int pid;
 	char address[128];
 	double cpus_total, cpus_available; /* as of its last heartbeat */

@@ -2,15 +2,34 @@
  * the test functions and joins the cluster named by RAYC_ADDRESS as a
  * worker (RAYC_ROLE=worker).  rayc_init serves and exits 0 when the
  * cluster shuts down; if it returns, joining failed: exit 3 with the
- * reason on stderr. */
+ * reason on stderr.
+ *
+ * With NET_PEER_ADDR_FILE set it is a founder instead (a driver that
+ * serves): it founds a cluster on RAYC_LISTEN, writes its address to
+ * that file, serves until the cluster ends and exits 0. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "net_funcs.h"
 
 int main(void)
 {
+	const char *file = getenv("NET_PEER_ADDR_FILE");
 	int rc = rayc_init(NULL);
 
+	if (rc == RAYC_OK && file != NULL) {
+		char tmp[512];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+		FILE *f = fopen(tmp, "w");
+		if (f == NULL || fprintf(f, "%s\n", rayc_address()) < 0 ||
+		    fclose(f) != 0 || rename(tmp, file) != 0) {
+			perror("net_peer: address file");
+			return 4;
+		}
+		rayc_serve();
+		rayc_shutdown();
+		return 0;
+	}
 	fprintf(stderr, "net_peer: rayc_init: %s (%s)\n", rayc_strerror(rc),
 	        rayc_errmsg());
 	if (rc == RAYC_OK)

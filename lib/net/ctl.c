@@ -961,6 +961,14 @@ static void after(rayc__net *net)
 	} else {
 		net->no_leader_since = 0;
 	}
+	/* Mirror the configuration's voters for rayc_cluster_peers. */
+	const struct raft_configuration *conf = &ctl->raft.configuration;
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
+		net->peers[i].voter = false;
+	for (unsigned i = 0; i < conf->n; i++)
+		if (conf->servers[i].id < RAYC__MAX_PEERS &&
+		    conf->servers[i].role == RAFT_VOTER)
+			net->peers[conf->servers[i].id].voter = true;
 	bool became = false;
 	if (lid != 0 && lid < RAYC__MAX_PEERS && lid != net->coord) {
 		net->coord = (uint32_t)lid;

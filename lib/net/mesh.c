@@ -1228,6 +1228,7 @@ int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 			out[0].id = 1;
 			out[0].alive = 1;
 			out[0].is_coordinator = 1;
+			out[0].is_voter = 1;
 			out[0].pid = (int)rayc__getpid();
 			out[0].cpus_total = st.cpus_total;
 			out[0].cpus_available = st.cpus_available;
@@ -1250,6 +1251,7 @@ int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 			o->id = i;
 			o->alive = p->alive;
 			o->is_coordinator = i == net->coord;
+			o->is_voter = p->voter;
 			o->pid = p->pid;
 			snprintf(o->address, sizeof(o->address), "%s", p->url);
 			bool me = i == net->self;

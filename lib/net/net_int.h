@@ -97,6 +97,7 @@ typedef struct rayc__peer {
 	int64_t job_start_ms, job_end_ms;
 	/* From heartbeats and connections: */
 	bool del_sent; /* leader: its removal is proposed */
+	bool voter;    /* in the Raft configuration as a voter */
 	uint32_t id;
 	int pid;
 	char url[RAYC__URL_MAX];

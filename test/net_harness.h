@@ -1,0 +1,167 @@
+/* net_harness.h -- starting and stopping multi-peer clusters for the
+ * tests: a driver peer inside the test process, net_peer processes
+ * joined over loopback TCP with ephemeral ports.  Every wait has a
+ * deadline; every process started is stopped and reaped by pid. */
+#ifndef RAYC_TEST_NET_HARNESS_H
+#define RAYC_TEST_NET_HARNESS_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "net_funcs.h"
+
+extern char **environ;
+
+#define TOKEN "test-token-1"
+#define MAXP 8
+
+static pid_t kids[MAXP];
+static int nkids;
+
+/* The driver: this test process, founding a cluster (address NULL) or
+ * joining the one at address. */
+static void driver_start_at(const char *address)
+{
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)512 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .address = address,
+		          .token = TOKEN,
+		          /* CI runs this under ASan on 2 loaded cores: a
+		           * missed heartbeat must not look like a death. */
+		          .heartbeat_timeout_ms = 6000 };
+	int rc = rayc_init(&c);
+	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
+	cr_assert_not_null(rayc_address());
+}
+
+static void driver_start(void)
+{
+	driver_start_at(NULL);
+}
+
+/* Starts a net_peer process; env holds its RAYC_* settings on top of the
+ * common ones. */
+static pid_t spawn_with(const char *token, const char *const *extra)
+{
+	const char *exe = getenv("RAYC_TEST_PEER");
+	char tok[100];
+	cr_assert_not_null(exe, "RAYC_TEST_PEER not set");
+	snprintf(tok, sizeof(tok), "RAYC_TOKEN=%s", token);
+	char *env[64];
+	int k = 0;
+	for (char **e = environ; *e != NULL && k < 48; e++)
+		if (strncmp(*e, "RAYC_", 5) != 0 ||
+		    strncmp(*e, "RAYC_LOG_LEVEL=", 15) == 0)
+			env[k++] = *e; /* peers log at the test's level */
+	env[k++] = tok;
+	env[k++] = "RAYC_NUM_WORKERS=2";
+	env[k++] = "RAYC_OBJECT_STORE_BYTES=512m";
+	env[k++] = "RAYC_STORE_PREFAULT_BYTES=4m";
+	env[k++] = "RAYC_HEARTBEAT_TIMEOUT_MS=6000";
+	for (int i = 0; extra != NULL && extra[i] != NULL && k < 62; i++)
+		env[k++] = (char *)extra[i];
+	env[k] = NULL;
+	char *argv[] = { (char *)exe, NULL };
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, exe, NULL, NULL, argv, env), 0);
+	cr_assert_lt(nkids, MAXP);
+	kids[nkids++] = pid;
+	return pid;
+}
+
+/* Starts a worker peer joining us; extra is "NAME=value" or NULL. */
+static pid_t spawn_peer(const char *token, const char *extra)
+{
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *env[] = { addr, "RAYC_ROLE=worker", extra, NULL };
+	return spawn_with(token, env);
+}
+
+static size_t alive_peers(void)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0, a = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	for (size_t i = 0; i < n && i < MAXP * 2; i++)
+		a += pi[i].alive;
+	return a;
+}
+
+static void wait_alive(size_t n)
+{
+	RT_WAIT_FOR(alive_peers() >= n, 20000);
+	cr_assert_eq(alive_peers(), n, "%zu of %zu peers joined",
+	             alive_peers(), n);
+}
+
+/* Waits for pid to exit (deadline ms); kills it if it does not.
+ * Returns its exit code, or -1 if it had to be killed. */
+static int reap(pid_t pid, int ms)
+{
+	int st;
+	int64_t deadline = rt_now_ms() + ms;
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (rt_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(2000);
+	}
+}
+
+/* Shuts the driver down (the cluster ends) and checks every peer left:
+ * exit code 0, no arena file of theirs or ours left in /dev/shm. */
+static void cluster_stop(void)
+{
+	pid_t me = getpid();
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	for (int i = 0; i < nkids; i++) {
+		if (kids[i] <= 0)
+			continue;
+		int code = reap(kids[i], 15000);
+		cr_expect_eq(code, 0, "peer pid %d ended with %d", kids[i], code);
+	}
+	char path[128];
+	for (int i = -1; i < nkids; i++) {
+		snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0",
+		         i < 0 ? me : kids[i]);
+		cr_expect_neq(access(path, F_OK), 0, "%s left behind", path);
+	}
+	nkids = 0;
+	rt_leak_check();
+}
+
+static rayc_task_opts on_peer(uint32_t id)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = id;
+	return o;
+}
+
+/* A peer that is not us, found by its pid. */
+static uint32_t peer_of(pid_t pid)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	for (size_t i = 0; i < n; i++)
+		if (pi[i].pid == pid && pi[i].alive)
+			return pi[i].id;
+	return 0;
+}
+
+#endif /* RAYC_TEST_NET_HARNESS_H */

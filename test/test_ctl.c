@@ -1,0 +1,211 @@
+/* test_ctl.c -- the control store across real peer processes: the
+ * coordinator (Raft leader) is killed and another takes over with the
+ * committed state; a killed voter is replaced by a standby. */
+#include <sys/stat.h>
+
+#include "net_harness.h"
+
+TestSuite(ctl, .timeout = 150);
+
+static int count_voters(uint32_t *coord)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	int v = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	if (coord != NULL)
+		*coord = 0;
+	for (size_t i = 0; i < n && i < MAXP * 2; i++) {
+		v += pi[i].alive && pi[i].is_voter;
+		if (coord != NULL && pi[i].alive && pi[i].is_coordinator)
+			*coord = pi[i].id;
+	}
+	return v;
+}
+
+static const rayc_peer_info *find_peer(rayc_peer_info *pi, size_t n,
+                                       uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pi[i].id == id)
+			return &pi[i];
+	return NULL;
+}
+
+static void kv_read_on(uint32_t peer, const char *key, const char *want)
+{
+	rayc_task_opts o = on_peer(peer);
+	rayc_ref r;
+	rayc_view v;
+	cr_assert_eq(rayc_call_opts(&r, "nf_kv_read", &o, RAYC_STR(key)), 0);
+	cr_assert_eq(rayc_get(r, &v, 10000), 0, "%s", rayc_errmsg());
+	cr_assert(v.len == strlen(want) && memcmp(v.data, want, v.len) == 0,
+	          "peer %u read %.*s for %s", peer, (int)v.len,
+	          (const char *)v.data, key);
+	rayc_view_release(&v);
+	rayc_release(r);
+}
+
+/* A process killed with SIGKILL leaves its arena file (the next rayc_init
+ * on the machine reaps it); a test cleans up after its own kill. */
+static void reap_killed(int slot)
+{
+	int code = reap(kids[slot], 10000);
+	cr_assert_eq(code, 128 + SIGKILL, "killed peer ended with %d", code);
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", kids[slot]);
+	unlink(path);
+	kids[slot] = 0;
+}
+
+Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
+{
+	char dir[] = "/tmp/rayc-ctl-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[128], fenv[160];
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0", NULL };
+	pid_t f = spawn_with(TOKEN, fe);
+	char addr[200] = { 0 };
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
+	cr_assert_not_null(fp, "the founder did not come up");
+	cr_assert_not_null(fgets(addr, sizeof(addr), fp));
+	fclose(fp);
+	unlink(file);
+	rmdir(dir);
+	addr[strcspn(addr, "\n")] = '\0';
+
+	driver_start_at(addr);
+	pid_t w[3];
+	for (int i = 0; i < 3; i++)
+		w[i] = spawn_peer(TOKEN, NULL);
+	wait_alive(5);
+	uint32_t pf = peer_of(f), coord = 0;
+	cr_assert_eq(pf, 1, "the founder is peer 1");
+	RT_WAIT_FOR(count_voters(&coord) == 5, 20000);
+	cr_assert_eq(count_voters(&coord), 5, "5 peers: 5 voters");
+	cr_assert_eq(coord, pf, "the founder leads at first");
+
+	cr_assert_eq(rayc_kv_put("before", "kept", 4), 0, "%s", rayc_errmsg());
+	rayc_job_info jobs[8];
+	size_t nj = 0;
+	cr_assert_eq(rayc_cluster_jobs(jobs, 8, &nj), 0);
+	cr_assert_eq(nj, 2, "the founder and this driver are jobs");
+	cr_assert_eq(jobs[0].job_id, pf);
+	cr_assert_eq(jobs[0].state, RAYC_JOB_RUNNING);
+	cr_assert_eq(jobs[1].job_id, rayc_peer_id());
+
+	/* A task running on a worker while the coordinator dies. */
+	uint32_t p0 = peer_of(w[0]);
+	rayc_task_opts o = on_peer(p0);
+	rayc_ref slow;
+	cr_assert_eq(rayc_call_opts(&slow, "nf_sleep", &o, RAYC_I64(3000)), 0);
+
+	int64_t t0 = rt_now_ms();
+	kill(f, SIGKILL);
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	int64_t elected = -1;
+	int64_t deadline = rt_now_ms() + 30000;
+	for (;;) {
+		(void)count_voters(&coord);
+		if (elected < 0 && coord != 0 && coord != pf)
+			elected = rt_now_ms() - t0;
+		rayc_cluster_peers(pi, MAXP * 2, &n);
+		const rayc_peer_info *fi = find_peer(pi, n, pf);
+		if (elected >= 0 && fi != NULL && !fi->alive)
+			break;
+		cr_assert_lt(rt_now_ms(), deadline,
+		             "no new coordinator removed the old one");
+		usleep(2000);
+	}
+	cr_log_info("new coordinator %u elected in %lld ms, old one removed "
+	            "in %lld ms", coord, (long long)elected,
+	            (long long)(rt_now_ms() - t0));
+	reap_killed(0);
+
+	/* Committed state survived; new writes commit. */
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("before", &val, &len), 0, "%s", rayc_errmsg());
+	cr_assert(len == 4 && memcmp(val, "kept", 4) == 0);
+	free(val);
+	cr_assert_eq(rayc_kv_put("after", "new", 3), 0, "%s", rayc_errmsg());
+	for (int i = 0; i < 3; i++)
+		kv_read_on(peer_of(w[i]), "after", "new");
+	kv_read_on(peer_of(w[1]), "before", "kept");
+
+	/* The running task finished where it ran. */
+	int64_t who;
+	cr_assert_eq(rayc_get_i64(slow, &who, 20000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(who, p0);
+	rayc_release(slow);
+
+	/* Work goes on on the 4 peers left. */
+	rayc_ref root;
+	cr_assert_eq(nf_tree_sum(5000, &root), 0);
+	int64_t sum;
+	cr_assert_eq(rayc_get_i64(root, &sum, 60000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(sum, (int64_t)5000 * 4999 / 2);
+	rayc_release(root);
+
+	/* The job table records the founder's death; 4 peers keep 3
+	 * voters. */
+	cr_assert_eq(rayc_cluster_jobs(jobs, 8, &nj), 0);
+	cr_assert_eq(nj, 2);
+	cr_assert_eq(jobs[0].state, RAYC_JOB_FAILED);
+	cr_assert_gt(jobs[0].end_ms, 0);
+	cr_assert_eq(jobs[1].state, RAYC_JOB_RUNNING);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+
+	/* The founder is gone, so this driver, the last, ends the
+	 * cluster: every worker exits 0. */
+	cluster_stop();
+}
+
+Test(ctl, killed_voter_is_replaced_by_a_standby)
+{
+	driver_start();
+	pid_t w[3];
+	for (int i = 0; i < 3; i++)
+		w[i] = spawn_peer(TOKEN, NULL);
+	wait_alive(4);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3, "4 peers: 3 voters");
+	cr_assert_eq(rayc_kv_put("k", "v", 1), 0);
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	int victim = -1;
+	uint32_t standby = 0;
+	for (int i = 0; i < 3; i++) {
+		const rayc_peer_info *p = find_peer(pi, n, peer_of(w[i]));
+		cr_assert_not_null(p);
+		if (p->is_voter && victim < 0)
+			victim = i;
+		if (!p->is_voter)
+			standby = p->id;
+	}
+	cr_assert_geq(victim, 0);
+	cr_assert_neq(standby, 0);
+	kill(w[victim], SIGKILL);
+	RT_WAIT_FOR(alive_peers() == 3, 30000);
+	cr_assert_eq(alive_peers(), 3, "the killed voter was not removed");
+	reap_killed(victim);
+	/* 3 peers: 3 voters, the standby among them. */
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	cr_assert(find_peer(pi, n, standby)->is_voter, "standby %u promoted",
+	          standby);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("k", &val, &len), 0);
+	cr_assert(len == 1 && memcmp(val, "v", 1) == 0);
+	free(val);
+	cr_assert_eq(rayc_kv_put("k2", "w", 1), 0);
+	cluster_stop();
+}
