@@ -149,6 +149,8 @@ void bench_fig_put_gigabytes(void);
 /* Runs its own init/shutdown cycles; no runtime may be running. */
 void bench_fig_init(void);
 void bench_fig_remote(void);
+/* The founder process of coordinator_failover (RAYC_BENCH_FOUNDER_FILE). */
+int bench_founder_main(void);
 int bench_echo_main(void);
 double bench_median(double *v, int n);
 

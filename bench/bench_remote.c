@@ -1,5 +1,6 @@
 /*
- * bench_remote.c -- the cross-peer figures (remote_*, cluster_formation_4)
+ * bench_remote.c -- the cross-peer figures (remote_*, cluster_formation_4,
+ * coordinator_failover)
  * and their same-run baselines: a raw TCP loopback round trip and raw TCP
  * bandwidth between two processes, and NNG's own req/rep round trip and
  * push/pull message rate.  The other process of each baseline is this
@@ -421,6 +422,132 @@ static void bench_make(rayc_ctx *ctx)
 }
 RAYC_REMOTE(bench_make)
 
+/* ---- coordinator failover ---- */
+
+int bench_founder_main(void)
+{
+	const char *file = getenv("RAYC_BENCH_FOUNDER_FILE");
+	char tmp[512];
+
+	if (rayc_init(NULL) != RAYC_OK)
+		return 1;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL || fprintf(f, "%s\n", rayc_address()) < 0 ||
+	    fclose(f) != 0 || rename(tmp, file) != 0)
+		return 1;
+	rayc_serve();
+	rayc_shutdown();
+	return 0;
+}
+
+static pid_t spawn_env(const char *const *extra)
+{
+	char *env[96];
+	int k = 0;
+	for (char **e = environ; *e != NULL && k < 80; e++)
+		if (strncmp(*e, "RAYC_", 5) != 0)
+			env[k++] = *e;
+	for (int i = 0; extra[i] != NULL; i++)
+		env[k++] = (char *)extra[i];
+	env[k] = NULL;
+	char exe[512];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	char *argv[] = { exe, NULL };
+	pid_t pid;
+	return posix_spawn(&pid, exe, NULL, NULL, argv, env) == 0 ? pid : -1;
+}
+
+static uint32_t coordinator(int *voters)
+{
+	rayc_peer_info pi[8];
+	size_t n = 0;
+	uint32_t c = 0;
+	*voters = 0;
+	rayc_cluster_peers(pi, 8, &n);
+	for (size_t i = 0; i < n && i < 8; i++) {
+		if (pi[i].alive && pi[i].is_coordinator)
+			c = pi[i].id;
+		*voters += pi[i].alive && pi[i].is_voter;
+	}
+	return c;
+}
+
+/* One run: a founder process, this driver and a worker process (3
+ * voters); SIGKILL the founder (the coordinator) and time until another
+ * peer leads (*elected) and until a KV put commits again (returned), in
+ * ms; -1 on failure. */
+static double failover_once(double *elected)
+{
+	char dir[] = "/tmp/rayc-bench-XXXXXX", file[128], fenv[160], aenv[200];
+	double result = -1;
+	pid_t f = -1, w = -1;
+
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "RAYC_BENCH_FOUNDER_FILE=%s", file);
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
+		             "RAYC_NUM_WORKERS=1",
+		             "RAYC_OBJECT_STORE_BYTES=64m", NULL };
+	f = spawn_env(fe);
+	char addr[200] = { 0 };
+	double t = bench_now();
+	FILE *fp = NULL;
+	while (f > 0 && (fp = fopen(file, "r")) == NULL && bench_now() - t < 20)
+		usleep(2000);
+	if (fp == NULL || fgets(addr, sizeof(addr), fp) == NULL)
+		goto out;
+	addr[strcspn(addr, "\n")] = '\0';
+	rayc_config cfg = { .address = addr, .listen = "tcp://127.0.0.1:0",
+		            .num_workers = 1, .store_bytes = (size_t)64 << 20 };
+	if (rayc_init(&cfg) != RAYC_OK)
+		goto out;
+	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", addr);
+	const char *we[] = { aenv, "RAYC_ROLE=worker", "RAYC_NUM_WORKERS=1",
+		             "RAYC_OBJECT_STORE_BYTES=64m", NULL };
+	w = spawn_env(we);
+	int voters = 0;
+	t = bench_now();
+	while ((coordinator(&voters) != 1 || voters < 3) &&
+	       bench_now() - t < 20)
+		usleep(1000);
+	if (voters < 3 || rayc_kv_put("bench", "x", 1) != RAYC_OK)
+		goto stop;
+	double t0 = bench_now();
+	kill(f, SIGKILL);
+	uint32_t c;
+	while (((c = coordinator(&voters)) == 1 || c == 0) &&
+	       bench_now() - t0 < 20)
+		usleep(500);
+	*elected = (bench_now() - t0) * 1e3;
+	if (rayc_kv_put("bench", "y", 1) == RAYC_OK)
+		result = (bench_now() - t0) * 1e3;
+stop:
+	rayc_shutdown(); /* the last driver: the worker exits too */
+out:
+	if (f > 0) {
+		kill(f, SIGKILL);
+		waitpid(f, NULL, 0);
+		char shm[64];
+		snprintf(shm, sizeof(shm), "/dev/shm/rayc-%d-0", (int)f);
+		unlink(shm);
+	}
+	if (w > 0) {
+		double tw = bench_now();
+		while (waitpid(w, NULL, WNOHANG) == 0 && bench_now() - tw < 10)
+			usleep(2000);
+		kill(w, SIGKILL);
+		waitpid(w, NULL, 0);
+	}
+	unlink(file);
+	rmdir(dir);
+	return result;
+}
+
 static int any_remote_wanted(void)
 {
 	return bench_want("remote_tasks_sync") ||
@@ -452,6 +579,30 @@ void bench_fig_remote(void)
 		fprintf(stderr, "  cluster_formation_4: median %.3f s, best "
 		        "%.3f s\n", med, best);
 		bench_emit("cluster_formation_4", med, "s", 0, NULL, 0);
+	}
+	if (bench_want("coordinator_failover")) {
+		int reps = bench_g.quick ? 3 : 5, ok = 0;
+		double v[5], e[5];
+		for (int i = 0; i < reps; i++) {
+			double el = -1, r = failover_once(&el);
+			if (r < 0)
+				continue;
+			e[ok] = el;
+			v[ok++] = r;
+			fprintf(stderr, "  coordinator_failover: new coordinator "
+			        "in %.0f ms, KV put committed at %.0f ms\n", el,
+			        r);
+		}
+		if (ok > 0) {
+			fprintf(stderr, "  coordinator_failover: median %.0f ms "
+			        "(election median %.0f ms; heartbeat timeout "
+			        "1000 ms)\n", bench_median(v, ok),
+			        bench_median(e, ok));
+			bench_emit("coordinator_failover", bench_median(v, ok),
+			           "ms", 0, "heartbeat_timeout_ms", 1000);
+		} else {
+			fprintf(stderr, "  coordinator_failover: FAILED\n");
+		}
 	}
 	if (!any_remote_wanted())
 		return;

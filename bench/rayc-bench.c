@@ -55,6 +55,9 @@ static const struct figure figures[] = {
 	{ "shutdown_ms", GROUP_INIT, "rayc_shutdown after that (ms)" },
 	{ "cluster_formation_4", GROUP_REMOTE,
 	  "rayc_init with local_peers = 4 until all serve (s)" },
+	{ "coordinator_failover", GROUP_REMOTE,
+	  "kill the coordinator of 3 voters: until a KV put commits again "
+	  "(ms)" },
 	{ "remote_tasks_sync", GROUP_REMOTE,
 	  "one empty task on another peer and get it (us per round trip)" },
 	{ "remote_tasks_async", GROUP_REMOTE,
@@ -222,6 +225,8 @@ int main(int argc, char **argv)
 		return rayc_init(NULL) == RAYC_OK ? 0 : 1;
 	if (getenv("RAYC_BENCH_ECHO") != NULL)
 		return bench_echo_main();
+	if (getenv("RAYC_BENCH_FOUNDER_FILE") != NULL)
+		return bench_founder_main();
 
 	parse_args(argc, argv);
 	t0 = bench_now();

@@ -62,6 +62,7 @@ struct rayc__ctl {
 	/* Posted work. */
 	rayc__mutex mu;
 	work *head, *tail;
+	bool inline_posts; /* the loop is gone: run posted work at once */
 	/* Leader duties. */
 	struct raft_change change;
 	bool changing;
@@ -97,6 +98,13 @@ void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
 	w->arg = arg;
 	w->next = NULL;
 	rayc__mutex_lock(&ctl->mu);
+	if (ctl->inline_posts) {
+		/* Shutting down, raft closed: the work only cleans up. */
+		rayc__mutex_unlock(&ctl->mu);
+		free(w);
+		fn(net, arg);
+		return;
+	}
 	if (ctl->tail != NULL)
 		ctl->tail->next = w;
 	else
@@ -1164,9 +1172,10 @@ static void run_start(rayc__net *net, void *arg)
 		goto fail;
 	r->data = net;
 	ctl->inited = true;
-	/* Election after half the heartbeat timeout (randomised up to
-	 * twice that by raft), leader heartbeats ten times as often. */
-	unsigned et = (unsigned)(net->timeout_ns / 2000000);
+	/* Election after a third of the heartbeat timeout (randomised up
+	 * to twice that by raft; pre-vote keeps a slow follower from
+	 * deposing a live leader), leader heartbeats ten times as often. */
+	unsigned et = (unsigned)(net->timeout_ns / 3000000);
 	if (et < 100)
 		et = 100;
 	raft_set_election_timeout(r, et);
@@ -1245,23 +1254,37 @@ void rayc__ctl_stop(rayc__net *net)
 		          "the control store did not close in 2 s");
 }
 
-void rayc__ctl_fini(rayc__net *net)
+void rayc__ctl_drain(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
 
 	if (ctl == NULL)
 		return;
 	/* The loop has stopped: run what is left (raft is closed, so the
-	 * callbacks only free their requests). */
+	 * work only frees and answers), and from now on run posted work at
+	 * once (connections may still deliver frames until they are
+	 * freed). */
 	ctl->closing = true;
+	rayc__mutex_lock(&ctl->mu);
 	work *w = ctl->head;
 	ctl->head = ctl->tail = NULL;
+	ctl->inline_posts = true;
+	rayc__mutex_unlock(&ctl->mu);
 	while (w != NULL) {
 		work *n = w->next;
 		w->fn(net, w->arg);
 		free(w);
 		w = n;
 	}
+}
+
+void rayc__ctl_fini(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl == NULL)
+		return;
+	rayc__ctl_drain(net);
 	if (ctl->rtick != NULL)
 		event_free(ctl->rtick);
 	event_free(ctl->wake);

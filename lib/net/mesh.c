@@ -900,7 +900,7 @@ static void net_free(rayc__net *net)
 		event_base_loopbreak(net->base);
 		rayc__thread_join(&net->th);
 	}
-	rayc__ctl_fini(net);
+	rayc__ctl_drain(net);
 	if (net->lst != NULL)
 		nng_stream_listener_close(net->lst);
 	if (net->acc_aio != NULL) {
@@ -911,6 +911,7 @@ static void net_free(rayc__net *net)
 		nng_stream_listener_free(net->lst);
 	reap_conns(net, true);
 	rayc__remote_fini(net);
+	rayc__ctl_fini(net);
 	if (net->tick != NULL)
 		event_free(net->tick);
 	if (net->pev != NULL)

@@ -240,7 +240,10 @@ void rayc__ctl_stop(rayc__net *net);  /* closes raft; loop still running */
 /* If this peer is the coordinator, asks Raft to hand the role to another
  * voter and waits (at most 2 s) for it to move. */
 void rayc__ctl_hand_over(rayc__net *net);
-void rayc__ctl_fini(rayc__net *net);  /* after the loop thread ended */
+/* After the loop thread ended: runs what is left; later posts run at
+ * once.  fini (after every connection is freed) frees it. */
+void rayc__ctl_drain(rayc__net *net);
+void rayc__ctl_fini(rayc__net *net);
 /* Runs fn(net, arg) on the loop thread (fn(net, NULL) if out of memory). */
 void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
                     void *arg);
