@@ -97,7 +97,10 @@ struct rayc__obj {
 	/* Cluster (lib/net).  owner: the peer that owns it (0: this one);
 	 * loc: a peer with the primary copy when it is not here. */
 	uint32_t owner, loc;
-	int32_t borrowers;  /* peers holding refs (owner side) */
+	/* Owner side: peers holding refs, one object ref each (a peer that
+	 * dies lets go of its borrows). */
+	uint32_t *borrowers;
+	uint16_t nborrowers, borrowers_cap;
 	bool fetching;      /* bytes on their way here */
 	bool borrowed;      /* we told the owner we hold a ref */
 	bool held_remote;   /* a return kept here for its remote owner */

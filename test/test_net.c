@@ -237,6 +237,89 @@ Test(net, borrower_keeps_object_alive_until_it_lets_go)
 	cluster_stop();
 }
 
+Test(net, borrower_that_dies_lets_go)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL); /* keeps the cluster's majority */
+	wait_alive(3);
+	uint32_t pb = peer_of(b);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	uint64_t base = st.objects;
+	static uint8_t data[1 << 20];
+	memset(data, 5, sizeof(data));
+	rayc_ref obj, r;
+	cr_assert_eq(rayc_put(&obj, data, sizeof(data)), 0);
+	rayc_task_opts o = on_peer(pb);
+	cr_assert_eq(rayc_call_opts(&r, "nf_keep_ref", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	rayc_release(obj);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, base + 1, "object freed while borrowed");
+	kill(b, SIGKILL);
+	RT_WAIT_FOR(alive_peers() == 2, 30000);
+	cr_assert_eq(alive_peers(), 2, "death not noticed");
+	RT_WAIT_FOR((rayc_stats_get(&st), st.objects == base), 5000);
+	cr_assert_eq(st.objects, base, "a dead borrower still pins the object");
+	reap(b, 5000);
+	kids[0] = 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", b);
+	unlink(path);
+	cluster_stop();
+}
+
+Test(net, tasks_waiting_for_a_dead_peer_fail_instead_of_hanging)
+{
+	driver_start();
+	pid_t g = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=1");
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pg = peer_of(g);
+	rayc_resource acc = { "accel", 1 };
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.resources = &acc;
+	o.num_resources = 1;
+	o.max_retries = 0;
+	/* More than the peer takes in flight (32): the rest wait here for
+	 * room on it, the only peer that can run them. */
+	enum { N = 48 };
+	rayc_ref r[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_sleep", &o,
+		                            RAYC_I64(100)), 0, "%s",
+		             rayc_errmsg());
+	int64_t first;
+	cr_assert_eq(rayc_get_i64(r[0], &first, 20000), 0, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(first, pg);
+	kill(g, SIGKILL);
+	int failed = 0, ran = 1;
+	for (int i = 1; i < N; i++) {
+		int64_t v;
+		int rc = rayc_get_i64(r[i], &v, 30000);
+		cr_assert(rc == RAYC_OK || rc == RAYC_EINFEASIBLE ||
+		          rc == RAYC_ELOST, "task %d: %s (%s)", i,
+		          rayc_strerror(rc), rayc_errmsg());
+		if (rc == RAYC_OK)
+			ran++;
+		else
+			failed++;
+	}
+	for (int i = 0; i < N; i++)
+		rayc_release(r[i]);
+	cr_log_info("%d ran before the kill, %d failed after it", ran, failed);
+	cr_assert_gt(failed, 0);
+	reap(g, 5000);
+	kids[0] = 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", g);
+	unlink(path);
+	cluster_stop();
+}
+
 Test(net, nested_tasks_spread_across_peers)
 {
 	driver_start();

@@ -141,6 +141,7 @@ static void collect_locked(rayc__rt *rt, worklist *wl)
 			if (--t->live_returns == 0 && !t->in_flight)
 				task_free_locked(rt, t, wl);
 		}
+		free(o->borrowers);
 		free(o);
 	}
 }
@@ -482,6 +483,7 @@ void rayc__objtab_destroy_locked(rayc__rt *rt)
 		rayc__task *t = o->task;
 		if (t != NULL && --t->live_returns == 0)
 			wl_push(&tasks, t);
+		free(o->borrowers);
 		free(o);
 	}
 	rayc__task *t;

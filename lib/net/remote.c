@@ -970,6 +970,37 @@ void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o)
 	send_small(net, o->owner, RAYC__MSG_BORROW_ADD, o->id, 0);
 }
 
+/* Owner side: peer starts or stops borrowing o (one ref per borrower). */
+static void borrow_add_locked(rayc__rt *rt, rayc__obj *o, uint32_t peer)
+	RAYC_REQUIRES(rt->mu)
+{
+	for (uint16_t i = 0; i < o->nborrowers; i++)
+		if (o->borrowers[i] == peer)
+			return;
+	if (o->nborrowers == o->borrowers_cap) {
+		uint16_t cap = o->borrowers_cap ? o->borrowers_cap * 2 : 4;
+		uint32_t *b = realloc(o->borrowers, cap * sizeof(*b));
+		if (b == NULL)
+			return; /* not counted: freed when the owner lets go */
+		o->borrowers = b;
+		o->borrowers_cap = cap;
+	}
+	o->borrowers[o->nborrowers++] = peer;
+	rayc__obj_ref_locked(o);
+}
+
+static void borrow_del_locked(rayc__rt *rt, rayc__obj *o, uint32_t peer)
+	RAYC_REQUIRES(rt->mu)
+{
+	for (uint16_t i = 0; i < o->nborrowers; i++) {
+		if (o->borrowers[i] != peer)
+			continue;
+		o->borrowers[i] = o->borrowers[--o->nborrowers];
+		rayc__obj_unref_locked(rt, o);
+		return;
+	}
+}
+
 static void on_ref_msg(rayc__conn *c, int type, rayc__rd *rd)
 {
 	rayc__rt *rt = c->net->rt;
@@ -984,11 +1015,9 @@ static void on_ref_msg(rayc__conn *c, int type, rayc__rd *rd)
 			o->held_remote = false;
 			rayc__obj_unref_locked(rt, o);
 		} else if (type == RAYC__MSG_BORROW_ADD) {
-			rayc__obj_ref_locked(o);
-			o->borrowers++;
-		} else if (type == RAYC__MSG_BORROW_DEL && o->borrowers > 0) {
-			o->borrowers--;
-			rayc__obj_unref_locked(rt, o);
+			borrow_add_locked(rt, o, c->peer);
+		} else if (type == RAYC__MSG_BORROW_DEL) {
+			borrow_del_locked(rt, o, c->peer);
 		}
 	}
 	rayc__mutex_unlock(&rt->mu);
@@ -1057,23 +1086,53 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 			rayc__task_done_locked(rt, t);
 		}
 	}
-	/* Objects whose only copy was there; copies held for it. */
+	/* Tasks waiting for room: the dead peer may have been the only
+	 * one that could run some of them (those fail now). */
+	for (size_t n = rt->rwait.n; n > 0 && rt->rwait.head != NULL; n--) {
+		rayc__task *t = rt->rwait.head;
+		rayc__tq_remove(&rt->rwait, t);
+		if (!rayc__net_place_locked(rt, t))
+			rayc__sched_enqueue_local_locked(rt, t);
+	}
+	/* Objects whose only copy was there; copies held for it; its
+	 * borrows of our objects.  Refs are dropped after the walk (a drop
+	 * may free objects); a hold and a borrow are a ref each. */
 	rayc__obj *o, *tmp;
-	rayc__obj *drop[256];
-	int ndrop = 0;
+	rayc__obj **drop = NULL;
+	size_t ndrop = 0, cap = 0;
 	HASH_ITER(hh, rt->objs, o, tmp) {
 		if (o->loc == id) {
 			o->loc = 0;
 			if (atomic_load(&o->state) == RAYC__OBJ_REMOTE)
 				atomic_store(&o->state, RAYC__OBJ_LOST);
 		}
-		if (o->owner == id && o->held_remote && ndrop < 256) {
+		int refs = 0;
+		if (o->owner == id && o->held_remote) {
 			o->held_remote = false;
+			refs++;
+		}
+		for (uint16_t i = 0; i < o->nborrowers; i++) {
+			if (o->borrowers[i] == id) {
+				o->borrowers[i] = o->borrowers[--o->nborrowers];
+				refs++;
+				break;
+			}
+		}
+		while (refs-- > 0) {
+			if (ndrop == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				rayc__obj **d = realloc(drop, nc * sizeof(*d));
+				if (d == NULL)
+					break; /* kept alive: a leak, not a crash */
+				drop = d;
+				cap = nc;
+			}
 			drop[ndrop++] = o;
 		}
 	}
-	for (int i = 0; i < ndrop; i++)
+	for (size_t i = 0; i < ndrop; i++)
 		rayc__obj_unref_locked(rt, drop[i]);
+	free(drop);
 	rayc__mutex_unlock(&rt->mu);
 	/* Transfers from it will not finish. */
 	rayc__xin *x, *xt, *failed = NULL;
