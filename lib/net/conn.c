@@ -8,7 +8,10 @@
  * queued while a send runs goes out in one write (batching comes for
  * free under load).  Object transfers are fed in, a chunk at a time, only
  * while less than RAYC__NET_OUT_HIGH is queued: memory stays bounded and
- * small frames are not stuck behind a gigabyte.
+ * small frames are not stuck behind a gigabyte.  A CHUNK's payload is
+ * not copied: the batch is a buffer of frame bytes with the payloads
+ * spliced in (out_ext) as extra iovs pointing into the pinned object,
+ * and the object is let go only when its last piece has been sent.
  *
  * Receiving.  One receive is outstanding per connection; its callback
  * parses every complete frame in the buffer, checks header and xxh3, and
@@ -28,6 +31,7 @@
 static void recv_cb(void *arg);
 static void send_cb(void *arg);
 static void dial_cb(void *arg);
+static void finish_xouts(rayc__conn *c, rayc__xout *done);
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {
@@ -79,6 +83,8 @@ void rayc__conn_free(rayc__conn *c)
 		c->xhead = x->next;
 		rayc__remote_xout_done(c->net, x);
 	}
+	finish_xouts(c, c->out_done);
+	finish_xouts(c, c->inflight_done);
 	rayc__wbuf_fini(&c->out);
 	rayc__wbuf_fini(&c->pend);
 	rayc__wbuf_fini(&c->inflight);
@@ -118,14 +124,16 @@ void rayc__conn_close(rayc__conn *c, const char *why)
 	rayc__net_conn_lost(c);
 }
 
-/* Feeds chunks of pending transfers into out while it is short.  Returns
- * the transfers finished (their last chunk queued) for the caller to let
- * go of outside c->mu. */
-static rayc__xout *feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+/* Feeds chunks of pending transfers into out while it is short.  Only
+ * each CHUNK's header is written into out; its payload is spliced in
+ * from the object's memory (out_ext) and sent from there.  A transfer
+ * whose last chunk is queued moves to out_done: it stays pinned until
+ * that batch is sent (send_cb). */
+static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 {
-	rayc__xout *done = NULL;
-
-	while (c->xhead != NULL && c->out.len < RAYC__NET_OUT_HIGH &&
+	while (c->xhead != NULL &&
+	       c->out.len + c->out_ext_bytes < RAYC__NET_OUT_HIGH &&
+	       c->n_out_ext < RAYC__CONN_EXT_MAX &&
 	       atomic_load(&c->state) == RAYC__CONN_OPEN) {
 		rayc__xout *x = c->xhead;
 		size_t n = x->len - x->off;
@@ -138,18 +146,23 @@ static rayc__xout *feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		rayc__w_u64(&c->out, x->len);
 		rayc__w_u64(&c->out, x->off);
 		rayc__w_u8(&c->out, (uint8_t)x->type);
-		rayc__w_bytes(&c->out, x->data + x->off, n);
-		rayc__w_frame_end(&c->out, f);
+		rayc__w_frame_end_ext(&c->out, f, x->data + x->off, n);
+		if (n > 0) {
+			rayc__ext *e = &c->out_ext[c->n_out_ext++];
+			e->at = c->out.len;
+			e->p = x->data + x->off;
+			e->n = n;
+			c->out_ext_bytes += n;
+		}
 		x->off += n;
 		if (x->off >= x->len) {
 			c->xhead = x->next;
 			if (c->xhead == NULL)
 				c->xtail = NULL;
-			x->next = done;
-			done = x;
+			x->next = c->out_done;
+			c->out_done = x;
 		}
 	}
-	return done;
 }
 
 /* Decides under c->mu whether to start a send; the send itself starts
@@ -165,16 +178,55 @@ static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	c->out = t;
 	c->out.len = 0;
 	c->inflight_off = 0;
+	memcpy(c->inflight_ext, c->out_ext,
+	       (size_t)c->n_out_ext * sizeof(rayc__ext));
+	c->n_inflight_ext = c->n_out_ext;
+	c->inflight_ext_bytes = c->out_ext_bytes;
+	c->n_out_ext = 0;
+	c->out_ext_bytes = 0;
+	c->inflight_done = c->out_done; /* send_cb emptied it */
+	c->out_done = NULL;
 	c->sending = true;
 	return true;
 }
 
+/* Adds one piece to iov unless it was sent already (*skip bytes of the
+ * batch were).  False when iov is full. */
+static bool iov_add(nng_iov *iov, unsigned *n, size_t *skip,
+                    const uint8_t *p, size_t len)
+{
+	if (*skip >= len) {
+		*skip -= len;
+		return true;
+	}
+	if (*n == RAYC__CONN_IOV_MAX)
+		return false;
+	iov[*n].iov_buf = (void *)(p + *skip);
+	iov[*n].iov_len = len - *skip;
+	(*n)++;
+	*skip = 0;
+	return true;
+}
+
+/* Sends what is left of the batch in flight: the buffer with the arena
+ * pieces spliced in, as many pieces as one aio takes. */
 static void kick(rayc__conn *c)
 {
-	nng_iov iov = { c->inflight.p + c->inflight_off,
-		        c->inflight.len - c->inflight_off };
+	nng_iov iov[RAYC__CONN_IOV_MAX];
+	unsigned n = 0;
+	size_t skip = c->inflight_off, pos = 0;
+	bool room = true;
 
-	nng_aio_set_iov(c->saio, 1, &iov);
+	for (int i = 0; room && i <= c->n_inflight_ext; i++) {
+		bool last = i == c->n_inflight_ext;
+		size_t end = last ? c->inflight.len : c->inflight_ext[i].at;
+		room = iov_add(iov, &n, &skip, c->inflight.p + pos, end - pos);
+		pos = end;
+		if (room && !last)
+			room = iov_add(iov, &n, &skip, c->inflight_ext[i].p,
+			               c->inflight_ext[i].n);
+	}
+	(void)nng_aio_set_iov(c->saio, n, iov);
 	nng_stream_send(c->s, c->saio);
 }
 
@@ -188,15 +240,15 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done)
 }
 
 /* Ends a critical section on c's send side: feeds pending transfers if
- * no send runs, starts a send if anything is queued, unlocks, and lets go
- * of finished transfers outside the lock.  True if a send started. */
+ * no send runs, starts a send if anything is queued, unlocks.  True if
+ * a send started. */
 static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
-	rayc__xout *done = c->sending ? NULL : feed_locked(c);
+	if (!c->sending)
+		feed_locked(c);
 	bool go = want_send_locked(c);
 
 	rayc__mutex_unlock(&c->mu);
-	finish_xouts(c, done);
 	if (go)
 		kick(c);
 	return go;
@@ -208,6 +260,7 @@ static void send_cb(void *arg)
 	int rv = nng_aio_result(c->saio);
 
 	if (rv != 0) {
+		/* The batch's transfers stay pinned until conn_free. */
 		rayc__mutex_lock(&c->mu);
 		c->sending = false;
 		rayc__mutex_unlock(&c->mu);
@@ -215,15 +268,21 @@ static void send_cb(void *arg)
 		return;
 	}
 	c->inflight_off += nng_aio_count(c->saio);
-	if (c->inflight_off < c->inflight.len) {
+	if (c->inflight_off < c->inflight.len + c->inflight_ext_bytes) {
 		kick(c);
 		return;
 	}
 	rayc__mutex_lock(&c->mu);
 	c->sending = false;
 	c->inflight.len = 0;
+	c->n_inflight_ext = 0;
+	c->inflight_ext_bytes = 0;
+	rayc__xout *done = c->inflight_done; /* every byte of them is out */
+	c->inflight_done = NULL;
 	bool close_after = c->close_after_send;
-	if (!flush_unlock(c) && close_after)
+	bool went = flush_unlock(c);
+	finish_xouts(c, done);
+	if (!went && close_after)
 		rayc__conn_close(c, "refused"); /* everything went out */
 }
 

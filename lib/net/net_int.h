@@ -24,6 +24,8 @@
 #define RAYC__URL_MAX 128
 #define RAYC__NET_CHUNK ((size_t)1 << 20)   /* object transfer piece */
 #define RAYC__NET_OUT_HIGH ((size_t)4 << 20) /* queue more chunks below */
+#define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
+#define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
 
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
@@ -42,10 +44,19 @@ enum {
 	RAYC__CONN_CLOSED,
 };
 
-/* An object being sent, a chunk at a time, as the send queue drains. */
+/* Bytes sent from outside a connection's buffer (see rayc__conn). */
+typedef struct rayc__ext {
+	size_t at;
+	const uint8_t *p;
+	size_t n;
+} rayc__ext;
+
+/* An object being sent, a chunk at a time, as the send queue drains.
+ * CHUNK payloads are not copied: they go out from the object's own
+ * memory, so the object stays pinned until NNG has sent its last byte. */
 struct rayc__xout {
 	rayc_object_id id;
-	rayc__obj *obj; /* pinned (one ref) until the last chunk is queued */
+	rayc__obj *obj; /* pinned (one ref) until the last chunk is sent */
 	const uint8_t *data;
 	size_t len, off;
 	rayc_type type;
@@ -82,7 +93,16 @@ struct rayc__conn {
 	rayc__wbuf out;      /* frames to send next */
 	rayc__wbuf pend;     /* frames queued before the handshake ended */
 	rayc__wbuf inflight; /* frames NNG is sending now */
-	size_t inflight_off;
+	size_t inflight_off; /* counts the spliced pieces too */
+	/* CHUNK payloads spliced into out / inflight: piece i goes out
+	 * right after the first ext[i].at bytes of the buffer.  done: the
+	 * transfers whose last piece is in that batch, let go once it is
+	 * sent. */
+	rayc__ext out_ext[RAYC__CONN_EXT_MAX];
+	rayc__ext inflight_ext[RAYC__CONN_EXT_MAX];
+	int n_out_ext, n_inflight_ext;
+	size_t out_ext_bytes, inflight_ext_bytes;
+	rayc__xout *out_done, *inflight_done;
 	rayc__xout *xhead, *xtail;
 	/* Receive side: only the receive callback touches these. */
 	uint8_t *rbuf;

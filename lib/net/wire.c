@@ -131,6 +131,34 @@ void rayc__w_frame_end(rayc__wbuf *b, size_t off)
 	put_le(h + 16, XXH3_64bits(h + RAYC__WIRE_HDR, len), 8);
 }
 
+void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
+                           size_t n)
+{
+	if (b->bad)
+		return;
+	uint8_t *h = b->p + off;
+	size_t in = b->len - off - RAYC__WIRE_HDR;
+	if (in > RAYC__WIRE_MAX_FRAME || n > RAYC__WIRE_MAX_FRAME - in) {
+		b->bad = true;
+		return;
+	}
+	put_le(h + 8, in + n, 4);
+	put_le(h + 16, rayc__wire_sum2(h + RAYC__WIRE_HDR, in, ext, n), 8);
+}
+
+uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
+                         size_t bn)
+{
+	XXH3_state_t st;
+
+	if (bn == 0)
+		return XXH3_64bits(a, an);
+	(void)XXH3_64bits_reset(&st);
+	(void)XXH3_64bits_update(&st, a, an);
+	(void)XXH3_64bits_update(&st, b, bn);
+	return XXH3_64bits_digest(&st);
+}
+
 const void *rayc__r_bytes(rayc__rd *r, size_t n)
 {
 	if (r->bad || n > r->n - r->off) {

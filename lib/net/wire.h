@@ -81,6 +81,14 @@ void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n); /* u64 len */
 size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender);
 /* Fills in length and checksum of the frame started at off. */
 void rayc__w_frame_end(rayc__wbuf *b, size_t off);
+/* The same for a frame whose payload goes on with n bytes at ext that
+ * are sent from where they are (not copied into b). */
+void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
+                           size_t n);
+/* xxh3 of the concatenation of two byte ranges (a frame's checksum when
+ * its payload arrived in two places). */
+uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
+                         size_t bn);
 
 /* A bounds-checked reader over one payload. */
 typedef struct rayc__rd {
