@@ -32,6 +32,7 @@ static void recv_cb(void *arg);
 static void send_cb(void *arg);
 static void dial_cb(void *arg);
 static void finish_xouts(rayc__conn *c, rayc__xout *done);
+static void rx_abort(rayc__conn *c);
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {
@@ -78,6 +79,7 @@ void rayc__conn_free(rayc__conn *c)
 	nng_aio_free(c->raio);
 	nng_aio_free(c->saio);
 	nng_aio_free(c->daio);
+	rx_abort(c);
 	while (c->xhead != NULL) {
 		rayc__xout *x = c->xhead;
 		c->xhead = x->next;
@@ -98,12 +100,30 @@ void rayc__conn_unref(rayc__conn *c)
 	atomic_fetch_sub(&c->refs, 1);
 }
 
+/* Receives into the buffer, or, while a CHUNK's payload is landing in
+ * place, into its destination and then the buffer (whatever follows). */
 static void start_recv(rayc__conn *c)
 {
-	nng_iov iov = { c->rbuf + c->rlen, c->rcap - c->rlen };
+	nng_iov iov[2];
+	unsigned n = 0;
 
-	nng_aio_set_iov(c->raio, 1, &iov);
+	if (c->rx_x != NULL) {
+		iov[n].iov_buf = c->rx_dst + c->rx_got;
+		iov[n++].iov_len = c->rx_n - c->rx_got;
+	}
+	iov[n].iov_buf = c->rbuf + c->rlen;
+	iov[n++].iov_len = c->rcap - c->rlen;
+	nng_aio_set_iov(c->raio, n, iov);
 	nng_stream_recv(c->s, c->raio);
+}
+
+/* The payload received in place will not be completed. */
+static void rx_abort(rayc__conn *c)
+{
+	if (c->rx_x != NULL) {
+		rayc__remote_chunk_end(c, c->rx_x, 0, false);
+		c->rx_x = NULL;
+	}
 }
 
 void rayc__conn_close(rayc__conn *c, const char *why)
@@ -500,16 +520,89 @@ static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
 	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
 }
 
+/* A large CHUNK whose sub-header is in the buffer at off (its header
+ * parsed into h) but whose payload is not all there: asks remote.c where
+ * the payload goes and, if it has a place, receives it there instead of
+ * into the buffer.  1: switched (the frame's bytes left the buffer); 0:
+ * receive it into the buffer as usual; -1: bad frame. */
+static int try_direct(rayc__conn *c, const rayc__whdr *h, size_t off)
+{
+	size_t have = c->rlen - off - RAYC__WIRE_HDR;
+	const uint8_t *sub = c->rbuf + off + RAYC__WIRE_HDR;
+	size_t n = h->len - RAYC__CHUNK_SUB;
+	uint8_t *dst;
+	rayc__xin *x;
+
+	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	if (r != 1)
+		return r;
+	if (have > RAYC__CHUNK_SUB)
+		memcpy(dst, sub + RAYC__CHUNK_SUB, have - RAYC__CHUNK_SUB);
+	c->rx_x = x;
+	c->rx_dst = dst;
+	c->rx_n = n;
+	c->rx_got = have - RAYC__CHUNK_SUB;
+	c->rx_h = *h;
+	memcpy(c->rx_sub, sub, RAYC__CHUNK_SUB);
+	return 1;
+}
+
+/* Is the incomplete frame at off (header h) a CHUNK to receive in place,
+ * once its sub-header is in? */
+static bool direct_candidate(rayc__conn *c, const rayc__whdr *h)
+{
+	return h->type == RAYC__MSG_CHUNK &&
+	       atomic_load(&c->state) == RAYC__CONN_OPEN &&
+	       (h->sender == c->peer || c->peer == 0) &&
+	       h->len >= RAYC__CHUNK_SUB + RAYC__CHUNK_DIRECT_MIN;
+}
+
+/* The payload received in place is complete: checks the frame's xxh3
+ * (sub-header, then the payload where it landed) and hands it on.
+ * False if the connection is closed. */
+static bool rx_finish(rayc__conn *c)
+{
+	rayc__xin *x = c->rx_x;
+	bool ok = rayc__wire_sum2(c->rx_sub, RAYC__CHUNK_SUB, c->rx_dst,
+	                          c->rx_n) == c->rx_h.sum;
+
+	c->rx_x = NULL;
+	rayc__remote_chunk_end(c, x, c->rx_n, ok);
+	if (!ok) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
+		          "frame with a bad checksum from peer %u", c->peer);
+		rayc__conn_close(c, "protocol");
+		return false;
+	}
+	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
+}
+
 static void recv_cb(void *arg)
 {
 	rayc__conn *c = arg;
 	int rv = nng_aio_result(c->raio);
 
 	if (rv != 0) {
+		rx_abort(c);
 		rayc__conn_close(c, nng_strerror(rv));
 		return;
 	}
-	c->rlen += nng_aio_count(c->raio);
+	size_t got = nng_aio_count(c->raio);
+	if (c->rx_x != NULL) {
+		size_t take = c->rx_n - c->rx_got;
+		if (take > got)
+			take = got;
+		c->rx_got += take;
+		c->rlen += got - take; /* what followed, in the buffer */
+		if (c->rx_got < c->rx_n) {
+			start_recv(c);
+			return;
+		}
+		if (!rx_finish(c))
+			return;
+	} else {
+		c->rlen += got;
+	}
 	size_t off = 0;
 	while (c->rlen - off >= RAYC__WIRE_HDR) {
 		rayc__whdr h;
@@ -524,7 +617,21 @@ static void recv_cb(void *arg)
 		}
 		size_t need = RAYC__WIRE_HDR + h.len;
 		if (c->rlen - off < need) {
-			if (need > c->rcap) {
+			bool cand = direct_candidate(c, &h);
+			if (cand && c->rlen - off >=
+			                    RAYC__WIRE_HDR + RAYC__CHUNK_SUB) {
+				int r = try_direct(c, &h, off);
+				if (r < 0) {
+					rayc__conn_close(c, "bad CHUNK");
+					return;
+				}
+				if (r == 1) {
+					c->rlen = off; /* now at rx_dst */
+					break;
+				}
+				cand = false; /* unwanted: into the buffer */
+			}
+			if (need > c->rcap && !cand) {
 				/* Make room for the whole frame. */
 				memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 				c->rlen -= off;
@@ -562,6 +669,7 @@ static void recv_cb(void *arg)
 	if (c->rcap - c->rlen < 4096) {
 		uint8_t *nb = realloc(c->rbuf, c->rcap * 2);
 		if (nb == NULL) {
+			rx_abort(c);
 			rayc__conn_close(c, "out of memory");
 			return;
 		}
@@ -570,6 +678,8 @@ static void recv_cb(void *arg)
 	}
 	if (atomic_load(&c->state) != RAYC__CONN_CLOSED)
 		start_recv(c);
+	else
+		rx_abort(c);
 }
 
 static void set_nodelay(nng_stream *s)

@@ -24,6 +24,11 @@
 #define RAYC__URL_MAX 128
 #define RAYC__NET_CHUNK ((size_t)1 << 20)   /* object transfer piece */
 #define RAYC__NET_OUT_HIGH ((size_t)4 << 20) /* queue more chunks below */
+/* A CHUNK's payload starts with this sub-header: object id (16 bytes),
+ * total length, offset (8 each), type (1).  Payloads of at least
+ * RAYC__CHUNK_DIRECT_MIN after it are received in place. */
+#define RAYC__CHUNK_SUB 33
+#define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
 
@@ -64,18 +69,26 @@ struct rayc__xout {
 };
 
 /* An object being received: bytes land in a block of our own store and
- * become the object when the last chunk is in. */
+ * become the object when the last chunk is in.
+ *
+ * Ownership (all under net->mu).  While x is in net->xins the table owns
+ * it; whoever takes it out ends it (seals or fails the entry) and frees
+ * it.  A receiver writing into dst marks it busy (rayc__remote_chunk_begin
+ * to _end) and meanwhile owns the fields below `busy`; a thread that
+ * takes a busy x out of the table only marks it dead, and the receiver
+ * frees it when its bytes are in, so NNG never writes into freed memory. */
 struct rayc__xin {
 	rayc_object_id id;
 	UT_hash_handle hh;
 	uint32_t src;
+	bool busy;             /* a receiver is writing into dst */
+	bool dead;             /* out of the table while busy */
 	rayc__block *block;
 	uint8_t *dst;
 	size_t total, got;
 	rayc_type type;
 	bool started;
-	bool dead;             /* superseded or its source died */
-	rayc__xin *next_dead;
+	rayc__xin *next_dead;  /* link while being failed */
 };
 
 struct rayc__conn {
@@ -107,6 +120,13 @@ struct rayc__conn {
 	/* Receive side: only the receive callback touches these. */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
+	/* A large CHUNK's payload being received straight into its
+	 * destination (rx_x busy): its header, sub-header and progress. */
+	rayc__xin *rx_x;
+	uint8_t *rx_dst;
+	size_t rx_n, rx_got;
+	rayc__whdr rx_h;
+	uint8_t rx_sub[RAYC__CHUNK_SUB];
 	rayc__conn *next;
 };
 
@@ -180,7 +200,6 @@ struct rayc__net {
 	uint64_t next_rpc;
 	/* Incoming transfers by object id. */
 	rayc__xin *xins;
-	rayc__xin *dead_xins;
 	/* SPREAD's round-robin position (rt->mu). */
 	uint32_t rr;
 };
@@ -235,6 +254,16 @@ void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
+/* Receive thread of c: where the payload of an arriving CHUNK goes.
+ * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
+ * after it.  1: into *dst (n bytes, within the object), and *x is busy
+ * until rayc__remote_chunk_end; 0: nobody wants it (receive it anywhere
+ * and drop it); -1: a malformed CHUNK (close the connection). */
+int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                             uint8_t **dst, rayc__xin **x);
+/* The payload is in (ok) or will not come (checksum failed, connection
+ * closed): x is no longer busy. */
+void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok);
 void rayc__remote_fini(rayc__net *net);
 
 /* Resource (name, total[, avail]) lists in frames and log entries. */

@@ -703,6 +703,8 @@ static void on_task_done(rayc__conn *c, rayc__rd *rd)
 
 /* ---- objects: fetch, chunks, free ---- */
 
+static void xin_release(rayc__net *net, rayc__xin *x);
+
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 {
 	rayc__net *net = rt->net;
@@ -730,15 +732,17 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 	x->src = src;
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *old;
+	bool free_old = false;
 	HASH_FIND(hh, net->xins, &o->id, sizeof(o->id), old);
 	if (old != NULL) {
-		HASH_DEL(net->xins, old);
-		old->dead = true; /* freed by its receive path or at stop */
-		old->next_dead = net->dead_xins;
-		net->dead_xins = old;
+		HASH_DEL(net->xins, old); /* superseded */
+		free_old = !old->busy;
+		old->dead = true; /* if busy, its receiver frees it */
 	}
 	HASH_ADD(hh, net->xins, id, sizeof(x->id), x);
 	rayc__mutex_unlock(&net->mu);
+	if (free_old)
+		xin_release(net, old);
 	o->fetching = true;
 	atomic_store(&o->state, RAYC__OBJ_PENDING);
 	send_small(net, src, RAYC__MSG_FETCH, o->id, 0);
@@ -799,29 +803,44 @@ static void xin_release(rayc__net *net, rayc__xin *x)
 	free(x);
 }
 
+/* Takes x out of the table if it is still there: the caller then owns
+ * its ending. */
+static bool xin_take_locked(rayc__net *net, rayc__xin *x)
+	RAYC_REQUIRES(net->mu)
+{
+	rayc__xin *cur;
+
+	HASH_FIND(hh, net->xins, &x->id, sizeof(x->id), cur);
+	if (cur != x)
+		return false;
+	HASH_DEL(net->xins, x);
+	return true;
+}
+
+/* Frees x, taken out of the table, or leaves that to its receiver. */
+static void xin_drop(rayc__net *net, rayc__xin *x)
+{
+	rayc__mutex_lock(&net->mu);
+	bool busy = x->busy;
+	x->dead = true;
+	rayc__mutex_unlock(&net->mu);
+	if (!busy)
+		xin_release(net, x);
+}
+
 /* A transfer ended (all bytes in, or failed): hand the bytes to the
- * entry if it still wants them. */
+ * entry if it still wants them.  The caller took x out of the table. */
 static void xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
                        const char *msg)
 {
 	rayc__rt *rt = net->rt;
 
-	rayc__mutex_lock(&net->mu);
-	rayc__xin *cur;
-	HASH_FIND(hh, net->xins, &x->id, sizeof(x->id), cur);
-	if (cur == x)
-		HASH_DEL(net->xins, x);
-	rayc__mutex_unlock(&net->mu);
-	if (cur != x) {
-		xin_release(net, x); /* superseded by a newer fetch */
-		return;
-	}
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, x->id);
 	if (o == NULL || !o->fetching ||
 	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
 		rayc__mutex_unlock(&rt->mu);
-		xin_release(net, x);
+		xin_drop(net, x);
 		return;
 	}
 	o->fetching = false;
@@ -851,60 +870,129 @@ static void xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
 		rayc__obj_fail_locked(rt, o, err, msg);
 	}
 	rayc__mutex_unlock(&rt->mu);
-	xin_release(net, x);
+	xin_drop(net, x);
 }
 
-static void on_chunk(rayc__conn *c, rayc__rd *rd)
+/* Gives the destination of a transfer's first chunk: a block of our
+ * store (small objects: the heap).  x is busy. */
+static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
+                     rayc_type type)
+{
+	x->total = total;
+	x->type = type;
+	if (total <= RAYC__SMALL_MAX) {
+		x->dst = malloc(total > 0 ? total : 1);
+		if (x->dst == NULL)
+			abort();
+	} else {
+		int rc = rayc__store_alloc(net->rt->store, total, &x->block);
+		if (rc != RAYC_OK) {
+			x->block = NULL;
+			x->total = 0;
+			return rc;
+		}
+		x->dst = rayc__store_ptr(net->rt->store, x->block);
+	}
+	x->started = true;
+	return RAYC_OK;
+}
+
+int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                             uint8_t **dst, rayc__xin **out)
 {
 	rayc__net *net = c->net;
-	rayc_object_id id = r_oid(rd);
-	uint64_t total = rayc__r_u64(rd);
-	uint64_t off = rayc__r_u64(rd);
-	rayc_type type = (rayc_type)rayc__r_u8(rd);
-	size_t n = rayc__rd_left(rd);
-	const uint8_t *data = rayc__r_bytes(rd, n);
+	rayc__rd rd;
 
-	if (rd->bad)
-		return;
+	rayc__rd_init(&rd, sub, RAYC__CHUNK_SUB);
+	rayc_object_id id = r_oid(&rd);
+	uint64_t total = rayc__r_u64(&rd);
+	uint64_t off = rayc__r_u64(&rd);
+	rayc_type type = (rayc_type)rayc__r_u8(&rd);
+	if (rd.bad)
+		return -1;
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
+	if (x == NULL || x->src != c->peer || x->busy) {
+		rayc__mutex_unlock(&net->mu);
+		return 0; /* nobody wants it any more */
+	}
+	x->busy = true;
 	rayc__mutex_unlock(&net->mu);
-	if (x == NULL || x->src != c->peer)
-		return; /* nobody wants it any more */
+	int r = 1;
 	if (!x->started) {
-		if (off != 0)
-			return; /* the tail of an abandoned transfer */
-		x->started = true;
-		x->total = total;
-		x->type = type;
-		if (total <= RAYC__SMALL_MAX) {
-			x->dst = malloc(total > 0 ? total : 1);
-			if (x->dst == NULL)
-				abort();
+		if (off != 0) {
+			r = 0; /* the tail of an abandoned transfer */
 		} else {
-			int rc = rayc__store_alloc(net->rt->store, total,
-			                           &x->block);
+			int rc = xin_start(net, x, total, type);
 			if (rc != RAYC_OK) {
-				x->block = NULL;
-				x->total = 0;
-				xin_finish(net, x, false, rc,
-				           "no room in this peer's object store "
-				           "for a fetched object");
-				return;
+				rayc__mutex_lock(&net->mu);
+				x->busy = false;
+				bool mine = !x->dead && xin_take_locked(net, x);
+				bool dead = x->dead;
+				rayc__mutex_unlock(&net->mu);
+				if (mine)
+					xin_finish(net, x, false, rc,
+					           "no room in this peer's object "
+					           "store for a fetched object");
+				else if (dead)
+					xin_release(net, x);
+				return 0;
 			}
-			x->dst = rayc__store_ptr(net->rt->store, x->block);
 		}
 	}
-	if (total != x->total || n > x->total - x->got)
-		return rayc__conn_close(c, "bad CHUNK");
-	if (off != x->got)
-		return; /* a piece of an earlier, abandoned transfer */
-	if (n > 0)
-		memcpy(x->dst + off, data, n);
-	x->got += n;
-	if (x->got == x->total)
+	if (r == 1 && (total != x->total || off > x->total ||
+	               n > x->total - x->got))
+		r = -1;
+	else if (r == 1 && off != x->got)
+		r = 0; /* a piece of an earlier, abandoned transfer */
+	if (r != 1) {
+		rayc__remote_chunk_end(c, x, 0, false);
+		return r;
+	}
+	*dst = x->dst + off;
+	*out = x;
+	return 1;
+}
+
+void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
+{
+	rayc__net *net = c->net;
+
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	if (x->dead) {
+		rayc__mutex_unlock(&net->mu);
+		xin_release(net, x); /* taken out while we wrote */
+		return;
+	}
+	if (ok)
+		x->got += n;
+	bool done = ok && x->got == x->total && xin_take_locked(net, x);
+	rayc__mutex_unlock(&net->mu);
+	if (done)
 		xin_finish(net, x, true, RAYC_OK, NULL);
+}
+
+/* A CHUNK that arrived whole in the receive buffer. */
+static void on_chunk(rayc__conn *c, rayc__rd *rd)
+{
+	const uint8_t *sub = rayc__r_bytes(rd, RAYC__CHUNK_SUB);
+	size_t n = rayc__rd_left(rd);
+	const uint8_t *data = rayc__r_bytes(rd, n);
+	uint8_t *dst;
+	rayc__xin *x;
+
+	if (rd->bad)
+		return rayc__conn_close(c, "bad CHUNK");
+	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	if (r < 0)
+		return rayc__conn_close(c, "bad CHUNK");
+	if (r == 0)
+		return;
+	if (n > 0)
+		memcpy(dst, data, n);
+	rayc__remote_chunk_end(c, x, n, true);
 }
 
 static void on_missing(rayc__conn *c, rayc__rd *rd)
@@ -919,13 +1007,13 @@ static void on_missing(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
-	rayc__mutex_unlock(&net->mu);
-	if (x == NULL || x->src != c->peer)
-		return;
-	if (redirect != 0 && redirect != c->peer) {
-		rayc__mutex_lock(&net->mu);
-		HASH_DEL(net->xins, x);
+	if (x == NULL || x->src != c->peer) {
 		rayc__mutex_unlock(&net->mu);
+		return;
+	}
+	HASH_DEL(net->xins, x); /* ours to end */
+	rayc__mutex_unlock(&net->mu);
+	if (redirect != 0 && redirect != c->peer) {
 		rayc__mutex_lock(&rt->mu);
 		rayc__obj *o = rayc__obj_find_locked(rt, id);
 		if (o != NULL && o->fetching) {
@@ -934,7 +1022,7 @@ static void on_missing(rayc__conn *c, rayc__rd *rd)
 			rayc__net_fetch_locked(rt, o);
 		}
 		rayc__mutex_unlock(&rt->mu);
-		xin_release(net, x);
+		xin_drop(net, x);
 		return;
 	}
 	char msg[128];
@@ -1080,6 +1168,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__mutex_lock(&net->mu);
 	HASH_ITER(hh, net->xins, x, xt) {
 		if (x->src == id) {
+			HASH_DEL(net->xins, x); /* ours to end */
 			x->next_dead = failed;
 			failed = x;
 		}
@@ -1098,13 +1187,9 @@ void rayc__remote_fini(rayc__net *net)
 {
 	rayc__xin *x, *xt;
 
+	/* Every connection is freed: no receiver writes into these. */
 	HASH_ITER(hh, net->xins, x, xt) {
 		HASH_DEL(net->xins, x);
-		xin_release(net, x);
-	}
-	while (net->dead_xins != NULL) {
-		x = net->dead_xins;
-		net->dead_xins = x->next_dead;
 		xin_release(net, x);
 	}
 }
