@@ -23,8 +23,6 @@
 #include <string.h>
 
 #include <sodium.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "net/net_int.h"
 
@@ -259,18 +257,23 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done)
 	}
 }
 
-/* Ends a critical section on c's send side: feeds pending transfers if
- * no send runs, starts a send if anything is queued, unlocks.  True if
+/* Ends a critical section on c's send side: feeds pending transfers,
+ * starts a send if anything is queued and none runs, unlocks.  True if
  * a send started. */
 static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
-	if (!c->sending)
-		feed_locked(c);
+	feed_locked(c);
 	bool go = want_send_locked(c);
 
 	rayc__mutex_unlock(&c->mu);
-	if (go)
+	if (go) {
 		kick(c);
+		/* Prepare the next batch (its checksums) while NNG sends
+		 * this one, so the socket does not idle between batches. */
+		rayc__mutex_lock(&c->mu);
+		feed_locked(c);
+		rayc__mutex_unlock(&c->mu);
+	}
 	return go;
 }
 
@@ -484,7 +487,7 @@ static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
 	rayc__rd rd;
 	int st = atomic_load(&c->state);
 
-	if (XXH3_64bits(p, h->len) != h->sum) {
+	if (rayc__wire_sum(p, h->len) != h->sum) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
 		          "frame with a bad checksum from peer %u", c->peer);
 		return false;

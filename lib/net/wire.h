@@ -85,10 +85,15 @@ void rayc__w_frame_end(rayc__wbuf *b, size_t off);
  * are sent from where they are (not copied into b). */
 void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
                            size_t n);
-/* xxh3 of the concatenation of two byte ranges (a frame's checksum when
- * its payload arrived in two places). */
+/* A frame's checksum: xxh3 of its payload (AVX2 where the CPU has it). */
+uint64_t rayc__wire_sum(const void *p, size_t n);
+/* The same over two byte ranges one after the other (a payload that
+ * arrived in two places). */
 uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
                          size_t bn);
+/* Copies n bytes and returns the xxh3 of them, hashing each piece of the
+ * destination while it is still in cache. */
+uint64_t rayc__wire_copy_sum(void *dst, const void *src, size_t n);
 
 /* A bounds-checked reader over one payload. */
 typedef struct rayc__rd {
