@@ -28,6 +28,8 @@
  * total length, offset (8 each), type (1).  Payloads of at least
  * RAYC__CHUNK_DIRECT_MIN after it are received in place. */
 #define RAYC__CHUNK_SUB 33
+/* FETCH flags. */
+#define RAYC__FETCH_SAME_HOST 1u /* may answer with SHM_OFFER */
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
@@ -88,8 +90,19 @@ struct rayc__xin {
 	size_t total, got;
 	rayc_type type;
 	bool started;
+	bool shm_wait;         /* copied from the holder's arena: SUM next */
+	uint64_t shm_sum;      /* xxh3 of what was copied */
 	rayc__xin *next_dead;  /* link while being failed */
 };
+
+/* An object of ours pinned while a peer on this host copies it out of
+ * our arena (SHM_OFFER until its SHM_DONE or its death); net->mu. */
+typedef struct rayc__pin {
+	uint32_t peer;
+	rayc_object_id id;
+	rayc__obj *obj;
+	struct rayc__pin *next;
+} rayc__pin;
 
 struct rayc__conn {
 	rayc__net *net;
@@ -200,6 +213,13 @@ struct rayc__net {
 	uint64_t next_rpc;
 	/* Incoming transfers by object id. */
 	rayc__xin *xins;
+	/* Same-host copies (remote.c): each peer's arena mapped read-only
+	 * (opened at its first SHM_OFFER, released when it dies), peers
+	 * whose arena could not be used (they send over TCP), and our
+	 * objects pinned for peers copying them. */
+	rayc__store_view *views[RAYC__MAX_PEERS];
+	bool no_shm[RAYC__MAX_PEERS];
+	rayc__pin *pins;
 	/* SPREAD's round-robin position (rt->mu). */
 	uint32_t rr;
 };
