@@ -11,6 +11,11 @@ int rayc__test_lose(rayc_ref ref);
 /* The path of this peer's arena file (NULL when not running). */
 const char *rayc__test_store_path(void);
 
+/* Runs fn (NULL: nothing) on the fetching peer's receive thread right
+ * before each same-host copy out of another peer's arena, with no lock
+ * held: a test can kill the holder there. */
+void rayc__test_set_shm_copy_hook(void (*fn)(void));
+
 /* This process's resident set in bytes. */
 unsigned long rayc__test_rss(void);
 

@@ -5,8 +5,10 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <stdatomic.h>
 
 #include "net_harness.h"
+#include "testing.h"
 
 TestSuite(net, .timeout = 120);
 
@@ -36,10 +38,20 @@ Test(net, tree_reduce_4_peers_work_everywhere)
 	cluster_stop();
 }
 
-Test(net, object_64mib_both_ways_byte_exact)
+/* Same-host copies the driver made (it fetches in the second half). */
+static _Atomic int shm_copies;
+static void count_shm_copy(void)
+{
+	atomic_fetch_add(&shm_copies, 1);
+}
+
+/* A 64 MiB object made here and read by a task on peer B, then one made
+ * on B and read here; every byte checked.  peer_env: B's extra setting. */
+static void both_ways_64mib(const char *peer_env)
 {
 	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
+	rayc__test_set_shm_copy_hook(count_shm_copy);
+	pid_t b = spawn_peer(TOKEN, peer_env);
 	wait_alive(2);
 	uint32_t pb = peer_of(b);
 	cr_assert_neq(pb, 0);
@@ -73,6 +85,83 @@ Test(net, object_64mib_both_ways_byte_exact)
 	rayc_view_release(&v);
 	rayc_release(big);
 	free(buf);
+	rayc__test_set_shm_copy_hook(NULL);
+	cluster_stop();
+}
+
+/* Peers on one host: the object is copied out of the holder's arena. */
+Test(net, object_64mib_both_ways_byte_exact)
+{
+	both_ways_64mib(NULL);
+	cr_assert_geq(atomic_load(&shm_copies), 1, "the same-host path was "
+	              "not used");
+}
+
+/* RAYC_SAME_HOST_COPY=0 on both: the bytes stream over TCP. */
+Test(net, object_64mib_both_ways_byte_exact_over_tcp)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	both_ways_64mib("RAYC_SAME_HOST_COPY=0");
+	cr_assert_eq(atomic_load(&shm_copies), 0, "copied out of an arena "
+	             "with RAYC_SAME_HOST_COPY=0");
+}
+
+/* The holder of the object being copied, and whether the fetcher had
+ * noticed its death before the copy went on. */
+static pid_t doomed;
+static _Atomic int death_seen;
+
+/* Runs on the fetcher's receive thread before the copy: SIGKILL the
+ * holder and wait (bounded) until this peer has taken it for dead, so
+ * the copy then runs while the mapping's peer is gone. */
+static void kill_holder(void)
+{
+	if (doomed <= 0)
+		return;
+	kill(doomed, SIGKILL);
+	waitpid(doomed, NULL, 0);
+	int64_t deadline = rt_now_ms() + 20000;
+	while (alive_peers() != 1 && rt_now_ms() < deadline)
+		usleep(2000);
+	atomic_store(&death_seen, alive_peers() == 1);
+	doomed = 0;
+}
+
+Test(net, holder_killed_during_same_host_copy_leaves_fetcher_whole)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)64 << 20;
+	/* Soft affinity: made on B, and rebuilt here once B is gone. */
+	rayc_task_opts ob = on_peer(pb);
+	ob.soft = 1;
+	rayc_ref big;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(5)), 0);
+	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	doomed = b;
+	rayc__test_set_shm_copy_hook(kill_holder);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 60000), 0, "%s", rayc_errmsg());
+	rayc__test_set_shm_copy_hook(NULL);
+	cr_assert_eq(doomed, 0, "the same-host copy never started");
+	cr_assert(atomic_load(&death_seen), "the holder's death was not "
+	          "noticed within 20 s");
+	cr_assert_eq(v.len, n);
+	uint8_t *want = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		want[i] = nf_pattern(i, 5);
+	cr_assert(memcmp(v.data, want, n) == 0, "bytes differ");
+	free(want);
+	rayc_view_release(&v);
+	rayc_release(big);
+	kids[0] = 0; /* reaped by the hook */
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", (int)b);
+	unlink(path); /* SIGKILL left its arena file */
 	cluster_stop();
 }
 

@@ -8,7 +8,10 @@
  * queued while a send runs goes out in one write (batching comes for
  * free under load).  Object transfers are fed in, a chunk at a time, only
  * while less than RAYC__NET_OUT_HIGH is queued: memory stays bounded and
- * small frames are not stuck behind a gigabyte.
+ * small frames are not stuck behind a gigabyte.  A CHUNK's payload is
+ * not copied: the batch is a buffer of frame bytes with the payloads
+ * spliced in (out_ext) as extra iovs pointing into the pinned object,
+ * and the object is let go only when its last piece has been sent.
  *
  * Receiving.  One receive is outstanding per connection; its callback
  * parses every complete frame in the buffer, checks header and xxh3, and
@@ -20,14 +23,14 @@
 #include <string.h>
 
 #include <sodium.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "net/net_int.h"
 
 static void recv_cb(void *arg);
 static void send_cb(void *arg);
 static void dial_cb(void *arg);
+static void finish_xouts(rayc__conn *c, rayc__xout *done);
+static void rx_abort(rayc__conn *c);
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {
@@ -74,11 +77,14 @@ void rayc__conn_free(rayc__conn *c)
 	nng_aio_free(c->raio);
 	nng_aio_free(c->saio);
 	nng_aio_free(c->daio);
+	rx_abort(c);
 	while (c->xhead != NULL) {
 		rayc__xout *x = c->xhead;
 		c->xhead = x->next;
 		rayc__remote_xout_done(c->net, x);
 	}
+	finish_xouts(c, c->out_done);
+	finish_xouts(c, c->inflight_done);
 	rayc__wbuf_fini(&c->out);
 	rayc__wbuf_fini(&c->pend);
 	rayc__wbuf_fini(&c->inflight);
@@ -92,12 +98,30 @@ void rayc__conn_unref(rayc__conn *c)
 	atomic_fetch_sub(&c->refs, 1);
 }
 
+/* Receives into the buffer, or, while a CHUNK's payload is landing in
+ * place, into its destination and then the buffer (whatever follows). */
 static void start_recv(rayc__conn *c)
 {
-	nng_iov iov = { c->rbuf + c->rlen, c->rcap - c->rlen };
+	nng_iov iov[2];
+	unsigned n = 0;
 
-	nng_aio_set_iov(c->raio, 1, &iov);
+	if (c->rx_x != NULL) {
+		iov[n].iov_buf = c->rx_dst + c->rx_got;
+		iov[n++].iov_len = c->rx_n - c->rx_got;
+	}
+	iov[n].iov_buf = c->rbuf + c->rlen;
+	iov[n++].iov_len = c->rcap - c->rlen;
+	nng_aio_set_iov(c->raio, n, iov);
 	nng_stream_recv(c->s, c->raio);
+}
+
+/* The payload received in place will not be completed. */
+static void rx_abort(rayc__conn *c)
+{
+	if (c->rx_x != NULL) {
+		rayc__remote_chunk_end(c, c->rx_x, 0, false);
+		c->rx_x = NULL;
+	}
 }
 
 void rayc__conn_close(rayc__conn *c, const char *why)
@@ -118,14 +142,16 @@ void rayc__conn_close(rayc__conn *c, const char *why)
 	rayc__net_conn_lost(c);
 }
 
-/* Feeds chunks of pending transfers into out while it is short.  Returns
- * the transfers finished (their last chunk queued) for the caller to let
- * go of outside c->mu. */
-static rayc__xout *feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+/* Feeds chunks of pending transfers into out while it is short.  Only
+ * each CHUNK's header is written into out; its payload is spliced in
+ * from the object's memory (out_ext) and sent from there.  A transfer
+ * whose last chunk is queued moves to out_done: it stays pinned until
+ * that batch is sent (send_cb). */
+static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 {
-	rayc__xout *done = NULL;
-
-	while (c->xhead != NULL && c->out.len < RAYC__NET_OUT_HIGH &&
+	while (c->xhead != NULL &&
+	       c->out.len + c->out_ext_bytes < RAYC__NET_OUT_HIGH &&
+	       c->n_out_ext < RAYC__CONN_EXT_MAX &&
 	       atomic_load(&c->state) == RAYC__CONN_OPEN) {
 		rayc__xout *x = c->xhead;
 		size_t n = x->len - x->off;
@@ -138,18 +164,23 @@ static rayc__xout *feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		rayc__w_u64(&c->out, x->len);
 		rayc__w_u64(&c->out, x->off);
 		rayc__w_u8(&c->out, (uint8_t)x->type);
-		rayc__w_bytes(&c->out, x->data + x->off, n);
-		rayc__w_frame_end(&c->out, f);
+		rayc__w_frame_end_ext(&c->out, f, x->data + x->off, n);
+		if (n > 0) {
+			rayc__ext *e = &c->out_ext[c->n_out_ext++];
+			e->at = c->out.len;
+			e->p = x->data + x->off;
+			e->n = n;
+			c->out_ext_bytes += n;
+		}
 		x->off += n;
 		if (x->off >= x->len) {
 			c->xhead = x->next;
 			if (c->xhead == NULL)
 				c->xtail = NULL;
-			x->next = done;
-			done = x;
+			x->next = c->out_done;
+			c->out_done = x;
 		}
 	}
-	return done;
 }
 
 /* Decides under c->mu whether to start a send; the send itself starts
@@ -165,16 +196,55 @@ static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	c->out = t;
 	c->out.len = 0;
 	c->inflight_off = 0;
+	memcpy(c->inflight_ext, c->out_ext,
+	       (size_t)c->n_out_ext * sizeof(rayc__ext));
+	c->n_inflight_ext = c->n_out_ext;
+	c->inflight_ext_bytes = c->out_ext_bytes;
+	c->n_out_ext = 0;
+	c->out_ext_bytes = 0;
+	c->inflight_done = c->out_done; /* send_cb emptied it */
+	c->out_done = NULL;
 	c->sending = true;
 	return true;
 }
 
+/* Adds one piece to iov unless it was sent already (*skip bytes of the
+ * batch were).  False when iov is full. */
+static bool iov_add(nng_iov *iov, unsigned *n, size_t *skip,
+                    const uint8_t *p, size_t len)
+{
+	if (*skip >= len) {
+		*skip -= len;
+		return true;
+	}
+	if (*n == RAYC__CONN_IOV_MAX)
+		return false;
+	iov[*n].iov_buf = (void *)(p + *skip);
+	iov[*n].iov_len = len - *skip;
+	(*n)++;
+	*skip = 0;
+	return true;
+}
+
+/* Sends what is left of the batch in flight: the buffer with the arena
+ * pieces spliced in, as many pieces as one aio takes. */
 static void kick(rayc__conn *c)
 {
-	nng_iov iov = { c->inflight.p + c->inflight_off,
-		        c->inflight.len - c->inflight_off };
+	nng_iov iov[RAYC__CONN_IOV_MAX];
+	unsigned n = 0;
+	size_t skip = c->inflight_off, pos = 0;
+	bool room = true;
 
-	nng_aio_set_iov(c->saio, 1, &iov);
+	for (int i = 0; room && i <= c->n_inflight_ext; i++) {
+		bool last = i == c->n_inflight_ext;
+		size_t end = last ? c->inflight.len : c->inflight_ext[i].at;
+		room = iov_add(iov, &n, &skip, c->inflight.p + pos, end - pos);
+		pos = end;
+		if (room && !last)
+			room = iov_add(iov, &n, &skip, c->inflight_ext[i].p,
+			               c->inflight_ext[i].n);
+	}
+	(void)nng_aio_set_iov(c->saio, n, iov);
 	nng_stream_send(c->s, c->saio);
 }
 
@@ -187,18 +257,23 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done)
 	}
 }
 
-/* Ends a critical section on c's send side: feeds pending transfers if
- * no send runs, starts a send if anything is queued, unlocks, and lets go
- * of finished transfers outside the lock.  True if a send started. */
+/* Ends a critical section on c's send side: feeds pending transfers,
+ * starts a send if anything is queued and none runs, unlocks.  True if
+ * a send started. */
 static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
-	rayc__xout *done = c->sending ? NULL : feed_locked(c);
+	feed_locked(c);
 	bool go = want_send_locked(c);
 
 	rayc__mutex_unlock(&c->mu);
-	finish_xouts(c, done);
-	if (go)
+	if (go) {
 		kick(c);
+		/* Prepare the next batch (its checksums) while NNG sends
+		 * this one, so the socket does not idle between batches. */
+		rayc__mutex_lock(&c->mu);
+		feed_locked(c);
+		rayc__mutex_unlock(&c->mu);
+	}
 	return go;
 }
 
@@ -208,6 +283,7 @@ static void send_cb(void *arg)
 	int rv = nng_aio_result(c->saio);
 
 	if (rv != 0) {
+		/* The batch's transfers stay pinned until conn_free. */
 		rayc__mutex_lock(&c->mu);
 		c->sending = false;
 		rayc__mutex_unlock(&c->mu);
@@ -215,15 +291,21 @@ static void send_cb(void *arg)
 		return;
 	}
 	c->inflight_off += nng_aio_count(c->saio);
-	if (c->inflight_off < c->inflight.len) {
+	if (c->inflight_off < c->inflight.len + c->inflight_ext_bytes) {
 		kick(c);
 		return;
 	}
 	rayc__mutex_lock(&c->mu);
 	c->sending = false;
 	c->inflight.len = 0;
+	c->n_inflight_ext = 0;
+	c->inflight_ext_bytes = 0;
+	rayc__xout *done = c->inflight_done; /* every byte of them is out */
+	c->inflight_done = NULL;
 	bool close_after = c->close_after_send;
-	if (!flush_unlock(c) && close_after)
+	bool went = flush_unlock(c);
+	finish_xouts(c, done);
+	if (!went && close_after)
 		rayc__conn_close(c, "refused"); /* everything went out */
 }
 
@@ -405,7 +487,7 @@ static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
 	rayc__rd rd;
 	int st = atomic_load(&c->state);
 
-	if (XXH3_64bits(p, h->len) != h->sum) {
+	if (rayc__wire_sum(p, h->len) != h->sum) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
 		          "frame with a bad checksum from peer %u", c->peer);
 		return false;
@@ -441,16 +523,89 @@ static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
 	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
 }
 
+/* A large CHUNK whose sub-header is in the buffer at off (its header
+ * parsed into h) but whose payload is not all there: asks remote.c where
+ * the payload goes and, if it has a place, receives it there instead of
+ * into the buffer.  1: switched (the frame's bytes left the buffer); 0:
+ * receive it into the buffer as usual; -1: bad frame. */
+static int try_direct(rayc__conn *c, const rayc__whdr *h, size_t off)
+{
+	size_t have = c->rlen - off - RAYC__WIRE_HDR;
+	const uint8_t *sub = c->rbuf + off + RAYC__WIRE_HDR;
+	size_t n = h->len - RAYC__CHUNK_SUB;
+	uint8_t *dst;
+	rayc__xin *x;
+
+	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	if (r != 1)
+		return r;
+	if (have > RAYC__CHUNK_SUB)
+		memcpy(dst, sub + RAYC__CHUNK_SUB, have - RAYC__CHUNK_SUB);
+	c->rx_x = x;
+	c->rx_dst = dst;
+	c->rx_n = n;
+	c->rx_got = have - RAYC__CHUNK_SUB;
+	c->rx_h = *h;
+	memcpy(c->rx_sub, sub, RAYC__CHUNK_SUB);
+	return 1;
+}
+
+/* Is the incomplete frame at off (header h) a CHUNK to receive in place,
+ * once its sub-header is in? */
+static bool direct_candidate(rayc__conn *c, const rayc__whdr *h)
+{
+	return h->type == RAYC__MSG_CHUNK &&
+	       atomic_load(&c->state) == RAYC__CONN_OPEN &&
+	       (h->sender == c->peer || c->peer == 0) &&
+	       h->len >= RAYC__CHUNK_SUB + RAYC__CHUNK_DIRECT_MIN;
+}
+
+/* The payload received in place is complete: checks the frame's xxh3
+ * (sub-header, then the payload where it landed) and hands it on.
+ * False if the connection is closed. */
+static bool rx_finish(rayc__conn *c)
+{
+	rayc__xin *x = c->rx_x;
+	bool ok = rayc__wire_sum2(c->rx_sub, RAYC__CHUNK_SUB, c->rx_dst,
+	                          c->rx_n) == c->rx_h.sum;
+
+	c->rx_x = NULL;
+	rayc__remote_chunk_end(c, x, c->rx_n, ok);
+	if (!ok) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
+		          "frame with a bad checksum from peer %u", c->peer);
+		rayc__conn_close(c, "protocol");
+		return false;
+	}
+	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
+}
+
 static void recv_cb(void *arg)
 {
 	rayc__conn *c = arg;
 	int rv = nng_aio_result(c->raio);
 
 	if (rv != 0) {
+		rx_abort(c);
 		rayc__conn_close(c, nng_strerror(rv));
 		return;
 	}
-	c->rlen += nng_aio_count(c->raio);
+	size_t got = nng_aio_count(c->raio);
+	if (c->rx_x != NULL) {
+		size_t take = c->rx_n - c->rx_got;
+		if (take > got)
+			take = got;
+		c->rx_got += take;
+		c->rlen += got - take; /* what followed, in the buffer */
+		if (c->rx_got < c->rx_n) {
+			start_recv(c);
+			return;
+		}
+		if (!rx_finish(c))
+			return;
+	} else {
+		c->rlen += got;
+	}
 	size_t off = 0;
 	while (c->rlen - off >= RAYC__WIRE_HDR) {
 		rayc__whdr h;
@@ -465,7 +620,21 @@ static void recv_cb(void *arg)
 		}
 		size_t need = RAYC__WIRE_HDR + h.len;
 		if (c->rlen - off < need) {
-			if (need > c->rcap) {
+			bool cand = direct_candidate(c, &h);
+			if (cand && c->rlen - off >=
+			                    RAYC__WIRE_HDR + RAYC__CHUNK_SUB) {
+				int r = try_direct(c, &h, off);
+				if (r < 0) {
+					rayc__conn_close(c, "bad CHUNK");
+					return;
+				}
+				if (r == 1) {
+					c->rlen = off; /* now at rx_dst */
+					break;
+				}
+				cand = false; /* unwanted: into the buffer */
+			}
+			if (need > c->rcap && !cand) {
 				/* Make room for the whole frame. */
 				memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 				c->rlen -= off;
@@ -503,6 +672,7 @@ static void recv_cb(void *arg)
 	if (c->rcap - c->rlen < 4096) {
 		uint8_t *nb = realloc(c->rbuf, c->rcap * 2);
 		if (nb == NULL) {
+			rx_abort(c);
 			rayc__conn_close(c, "out of memory");
 			return;
 		}
@@ -511,6 +681,8 @@ static void recv_cb(void *arg)
 	}
 	if (atomic_load(&c->state) != RAYC__CONN_CLOSED)
 		start_recv(c);
+	else
+		rx_abort(c);
 }
 
 static void set_nodelay(nng_stream *s)

@@ -24,6 +24,15 @@
 #define RAYC__URL_MAX 128
 #define RAYC__NET_CHUNK ((size_t)1 << 20)   /* object transfer piece */
 #define RAYC__NET_OUT_HIGH ((size_t)4 << 20) /* queue more chunks below */
+/* A CHUNK's payload starts with this sub-header: object id (16 bytes),
+ * total length, offset (8 each), type (1).  Payloads of at least
+ * RAYC__CHUNK_DIRECT_MIN after it are received in place. */
+#define RAYC__CHUNK_SUB 33
+/* FETCH flags. */
+#define RAYC__FETCH_SAME_HOST 1u /* may answer with SHM_OFFER */
+#define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
+#define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
+#define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
 
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
@@ -42,10 +51,19 @@ enum {
 	RAYC__CONN_CLOSED,
 };
 
-/* An object being sent, a chunk at a time, as the send queue drains. */
+/* Bytes sent from outside a connection's buffer (see rayc__conn). */
+typedef struct rayc__ext {
+	size_t at;
+	const uint8_t *p;
+	size_t n;
+} rayc__ext;
+
+/* An object being sent, a chunk at a time, as the send queue drains.
+ * CHUNK payloads are not copied: they go out from the object's own
+ * memory, so the object stays pinned until NNG has sent its last byte. */
 struct rayc__xout {
 	rayc_object_id id;
-	rayc__obj *obj; /* pinned (one ref) until the last chunk is queued */
+	rayc__obj *obj; /* pinned (one ref) until the last chunk is sent */
 	const uint8_t *data;
 	size_t len, off;
 	rayc_type type;
@@ -53,19 +71,38 @@ struct rayc__xout {
 };
 
 /* An object being received: bytes land in a block of our own store and
- * become the object when the last chunk is in. */
+ * become the object when the last chunk is in.
+ *
+ * Ownership (all under net->mu).  While x is in net->xins the table owns
+ * it; whoever takes it out ends it (seals or fails the entry) and frees
+ * it.  A receiver writing into dst marks it busy (rayc__remote_chunk_begin
+ * to _end) and meanwhile owns the fields below `busy`; a thread that
+ * takes a busy x out of the table only marks it dead, and the receiver
+ * frees it when its bytes are in, so NNG never writes into freed memory. */
 struct rayc__xin {
 	rayc_object_id id;
 	UT_hash_handle hh;
 	uint32_t src;
+	bool busy;             /* a receiver is writing into dst */
+	bool dead;             /* out of the table while busy */
 	rayc__block *block;
 	uint8_t *dst;
 	size_t total, got;
 	rayc_type type;
 	bool started;
-	bool dead;             /* superseded or its source died */
-	rayc__xin *next_dead;
+	bool shm_wait;         /* copied from the holder's arena: SUM next */
+	uint64_t shm_sum;      /* xxh3 of what was copied */
+	rayc__xin *next_dead;  /* link while being failed */
 };
+
+/* An object of ours pinned while a peer on this host copies it out of
+ * our arena (SHM_OFFER until its SHM_DONE or its death); net->mu. */
+typedef struct rayc__pin {
+	uint32_t peer;
+	rayc_object_id id;
+	rayc__obj *obj;
+	struct rayc__pin *next;
+} rayc__pin;
 
 struct rayc__conn {
 	rayc__net *net;
@@ -82,11 +119,27 @@ struct rayc__conn {
 	rayc__wbuf out;      /* frames to send next */
 	rayc__wbuf pend;     /* frames queued before the handshake ended */
 	rayc__wbuf inflight; /* frames NNG is sending now */
-	size_t inflight_off;
+	size_t inflight_off; /* counts the spliced pieces too */
+	/* CHUNK payloads spliced into out / inflight: piece i goes out
+	 * right after the first ext[i].at bytes of the buffer.  done: the
+	 * transfers whose last piece is in that batch, let go once it is
+	 * sent. */
+	rayc__ext out_ext[RAYC__CONN_EXT_MAX];
+	rayc__ext inflight_ext[RAYC__CONN_EXT_MAX];
+	int n_out_ext, n_inflight_ext;
+	size_t out_ext_bytes, inflight_ext_bytes;
+	rayc__xout *out_done, *inflight_done;
 	rayc__xout *xhead, *xtail;
 	/* Receive side: only the receive callback touches these. */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
+	/* A large CHUNK's payload being received straight into its
+	 * destination (rx_x busy): its header, sub-header and progress. */
+	rayc__xin *rx_x;
+	uint8_t *rx_dst;
+	size_t rx_n, rx_got;
+	rayc__whdr rx_h;
+	uint8_t rx_sub[RAYC__CHUNK_SUB];
 	rayc__conn *next;
 };
 
@@ -160,7 +213,13 @@ struct rayc__net {
 	uint64_t next_rpc;
 	/* Incoming transfers by object id. */
 	rayc__xin *xins;
-	rayc__xin *dead_xins;
+	/* Same-host copies (remote.c): each peer's arena mapped read-only
+	 * (opened at its first SHM_OFFER, released when it dies), peers
+	 * whose arena could not be used (they send over TCP), and our
+	 * objects pinned for peers copying them. */
+	rayc__store_view *views[RAYC__MAX_PEERS];
+	bool no_shm[RAYC__MAX_PEERS];
+	rayc__pin *pins;
 	/* SPREAD's round-robin position (rt->mu). */
 	uint32_t rr;
 };
@@ -215,6 +274,16 @@ void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
+/* Receive thread of c: where the payload of an arriving CHUNK goes.
+ * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
+ * after it.  1: into *dst (n bytes, within the object), and *x is busy
+ * until rayc__remote_chunk_end; 0: nobody wants it (receive it anywhere
+ * and drop it); -1: a malformed CHUNK (close the connection). */
+int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                             uint8_t **dst, rayc__xin **x);
+/* The payload is in (ok) or will not come (checksum failed, connection
+ * closed): x is no longer busy. */
+void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok);
 void rayc__remote_fini(rayc__net *net);
 
 /* Resource (name, total[, avail]) lists in frames and log entries. */

@@ -703,6 +703,14 @@ static void on_task_done(rayc__conn *c, rayc__rd *rd)
 
 /* ---- objects: fetch, chunks, free ---- */
 
+static void xin_release(rayc__net *net, rayc__xin *x);
+static bool same_host_on(void);
+static bool looks_local_locked(rayc__net *net, uint32_t peer)
+	RAYC_REQUIRES(net->mu);
+static void offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
+                  const void *data, size_t len, rayc_type type,
+                  uint64_t off);
+
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 {
 	rayc__net *net = rt->net;
@@ -730,18 +738,24 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 	x->src = src;
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *old;
+	bool free_old = false;
 	HASH_FIND(hh, net->xins, &o->id, sizeof(o->id), old);
 	if (old != NULL) {
-		HASH_DEL(net->xins, old);
-		old->dead = true; /* freed by its receive path or at stop */
-		old->next_dead = net->dead_xins;
-		net->dead_xins = old;
+		HASH_DEL(net->xins, old); /* superseded */
+		free_old = !old->busy;
+		old->dead = true; /* if busy, its receiver frees it */
 	}
 	HASH_ADD(hh, net->xins, id, sizeof(x->id), x);
+	uint32_t flags = same_host_on() && !net->no_shm[src] &&
+	                                 looks_local_locked(net, src)
+	                         ? RAYC__FETCH_SAME_HOST
+	                         : 0;
 	rayc__mutex_unlock(&net->mu);
+	if (free_old)
+		xin_release(net, old);
 	o->fetching = true;
 	atomic_store(&o->state, RAYC__OBJ_PENDING);
-	send_small(net, src, RAYC__MSG_FETCH, o->id, 0);
+	send_small(net, src, RAYC__MSG_FETCH, o->id, flags);
 }
 
 static void on_fetch(rayc__conn *c, rayc__rd *rd)
@@ -749,12 +763,28 @@ static void on_fetch(rayc__conn *c, rayc__rd *rd)
 	rayc__net *net = c->net;
 	rayc__rt *rt = net->rt;
 	rayc_object_id id = r_oid(rd);
+	uint32_t flags = rayc__r_u32(rd);
 
 	if (rd->bad)
 		return;
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, id);
 	int st = o != NULL ? atomic_load(&o->state) : -1;
+	if (st == RAYC__OBJ_READY && (flags & RAYC__FETCH_SAME_HOST) &&
+	    o->block != NULL && o->len >= RAYC__NET_INLINE_MAX &&
+	    same_host_on()) {
+		/* A peer on this host: it copies straight out of our
+		 * arena; pinned until it says SHM_DONE or dies. */
+		rayc__obj_ref_locked(o);
+		rayc__store *store = rt->store;
+		uint64_t off = rayc__store_block_offset(o->block) +
+		               (uint64_t)((const uint8_t *)o->data -
+		                          (const uint8_t *)rayc__store_ptr(
+		                                  store, o->block));
+		rayc__mutex_unlock(&rt->mu);
+		offer(c, o, id, o->data, o->len, o->type, off);
+		return;
+	}
 	if (st == RAYC__OBJ_READY) {
 		rayc__obj_ref_locked(o); /* pinned while we send */
 		rayc__mutex_unlock(&rt->mu);
@@ -799,29 +829,44 @@ static void xin_release(rayc__net *net, rayc__xin *x)
 	free(x);
 }
 
+/* Takes x out of the table if it is still there: the caller then owns
+ * its ending. */
+static bool xin_take_locked(rayc__net *net, rayc__xin *x)
+	RAYC_REQUIRES(net->mu)
+{
+	rayc__xin *cur;
+
+	HASH_FIND(hh, net->xins, &x->id, sizeof(x->id), cur);
+	if (cur != x)
+		return false;
+	HASH_DEL(net->xins, x);
+	return true;
+}
+
+/* Frees x, taken out of the table, or leaves that to its receiver. */
+static void xin_drop(rayc__net *net, rayc__xin *x)
+{
+	rayc__mutex_lock(&net->mu);
+	bool busy = x->busy;
+	x->dead = true;
+	rayc__mutex_unlock(&net->mu);
+	if (!busy)
+		xin_release(net, x);
+}
+
 /* A transfer ended (all bytes in, or failed): hand the bytes to the
- * entry if it still wants them. */
+ * entry if it still wants them.  The caller took x out of the table. */
 static void xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
                        const char *msg)
 {
 	rayc__rt *rt = net->rt;
 
-	rayc__mutex_lock(&net->mu);
-	rayc__xin *cur;
-	HASH_FIND(hh, net->xins, &x->id, sizeof(x->id), cur);
-	if (cur == x)
-		HASH_DEL(net->xins, x);
-	rayc__mutex_unlock(&net->mu);
-	if (cur != x) {
-		xin_release(net, x); /* superseded by a newer fetch */
-		return;
-	}
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, x->id);
 	if (o == NULL || !o->fetching ||
 	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
 		rayc__mutex_unlock(&rt->mu);
-		xin_release(net, x);
+		xin_drop(net, x);
 		return;
 	}
 	o->fetching = false;
@@ -851,60 +896,135 @@ static void xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
 		rayc__obj_fail_locked(rt, o, err, msg);
 	}
 	rayc__mutex_unlock(&rt->mu);
-	xin_release(net, x);
+	xin_drop(net, x);
 }
 
-static void on_chunk(rayc__conn *c, rayc__rd *rd)
+/* Ends a busy transfer whose destination could not be had. */
+static void xin_fail_busy(rayc__net *net, rayc__xin *x, int rc)
+{
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	bool dead = x->dead;
+	bool mine = !dead && xin_take_locked(net, x);
+	rayc__mutex_unlock(&net->mu);
+	if (mine)
+		xin_finish(net, x, false, rc,
+		           "no room in this peer's object store for a fetched "
+		           "object");
+	else if (dead)
+		xin_release(net, x);
+}
+
+/* Gives the destination of a transfer's first chunk: a block of our
+ * store (small objects: the heap).  x is busy. */
+static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
+                     rayc_type type)
+{
+	x->total = total;
+	x->type = type;
+	if (total <= RAYC__SMALL_MAX) {
+		x->dst = malloc(total > 0 ? total : 1);
+		if (x->dst == NULL)
+			abort();
+	} else {
+		int rc = rayc__store_alloc(net->rt->store, total, &x->block);
+		if (rc != RAYC_OK) {
+			x->block = NULL;
+			x->total = 0;
+			return rc;
+		}
+		x->dst = rayc__store_ptr(net->rt->store, x->block);
+	}
+	x->started = true;
+	return RAYC_OK;
+}
+
+int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                             uint8_t **dst, rayc__xin **out)
 {
 	rayc__net *net = c->net;
-	rayc_object_id id = r_oid(rd);
-	uint64_t total = rayc__r_u64(rd);
-	uint64_t off = rayc__r_u64(rd);
-	rayc_type type = (rayc_type)rayc__r_u8(rd);
-	size_t n = rayc__rd_left(rd);
-	const uint8_t *data = rayc__r_bytes(rd, n);
+	rayc__rd rd;
 
-	if (rd->bad)
-		return;
+	rayc__rd_init(&rd, sub, RAYC__CHUNK_SUB);
+	rayc_object_id id = r_oid(&rd);
+	uint64_t total = rayc__r_u64(&rd);
+	uint64_t off = rayc__r_u64(&rd);
+	rayc_type type = (rayc_type)rayc__r_u8(&rd);
+	if (rd.bad)
+		return -1;
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
+	if (x == NULL || x->src != c->peer || x->busy) {
+		rayc__mutex_unlock(&net->mu);
+		return 0; /* nobody wants it any more */
+	}
+	x->busy = true;
 	rayc__mutex_unlock(&net->mu);
-	if (x == NULL || x->src != c->peer)
-		return; /* nobody wants it any more */
+	int r = 1;
 	if (!x->started) {
-		if (off != 0)
-			return; /* the tail of an abandoned transfer */
-		x->started = true;
-		x->total = total;
-		x->type = type;
-		if (total <= RAYC__SMALL_MAX) {
-			x->dst = malloc(total > 0 ? total : 1);
-			if (x->dst == NULL)
-				abort();
+		if (off != 0) {
+			r = 0; /* the tail of an abandoned transfer */
 		} else {
-			int rc = rayc__store_alloc(net->rt->store, total,
-			                           &x->block);
+			int rc = xin_start(net, x, total, type);
 			if (rc != RAYC_OK) {
-				x->block = NULL;
-				x->total = 0;
-				xin_finish(net, x, false, rc,
-				           "no room in this peer's object store "
-				           "for a fetched object");
-				return;
+				xin_fail_busy(net, x, rc);
+				return 0;
 			}
-			x->dst = rayc__store_ptr(net->rt->store, x->block);
 		}
 	}
-	if (total != x->total || n > x->total - x->got)
-		return rayc__conn_close(c, "bad CHUNK");
-	if (off != x->got)
-		return; /* a piece of an earlier, abandoned transfer */
-	if (n > 0)
-		memcpy(x->dst + off, data, n);
-	x->got += n;
-	if (x->got == x->total)
+	if (r == 1 && (total != x->total || off > x->total ||
+	               n > x->total - x->got))
+		r = -1;
+	else if (r == 1 && off != x->got)
+		r = 0; /* a piece of an earlier, abandoned transfer */
+	if (r != 1) {
+		rayc__remote_chunk_end(c, x, 0, false);
+		return r;
+	}
+	*dst = x->dst + off;
+	*out = x;
+	return 1;
+}
+
+void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
+{
+	rayc__net *net = c->net;
+
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	if (x->dead) {
+		rayc__mutex_unlock(&net->mu);
+		xin_release(net, x); /* taken out while we wrote */
+		return;
+	}
+	if (ok)
+		x->got += n;
+	bool done = ok && x->got == x->total && xin_take_locked(net, x);
+	rayc__mutex_unlock(&net->mu);
+	if (done)
 		xin_finish(net, x, true, RAYC_OK, NULL);
+}
+
+/* A CHUNK that arrived whole in the receive buffer. */
+static void on_chunk(rayc__conn *c, rayc__rd *rd)
+{
+	const uint8_t *sub = rayc__r_bytes(rd, RAYC__CHUNK_SUB);
+	size_t n = rayc__rd_left(rd);
+	const uint8_t *data = rayc__r_bytes(rd, n);
+	uint8_t *dst;
+	rayc__xin *x;
+
+	if (rd->bad)
+		return rayc__conn_close(c, "bad CHUNK");
+	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	if (r < 0)
+		return rayc__conn_close(c, "bad CHUNK");
+	if (r == 0)
+		return;
+	if (n > 0)
+		memcpy(dst, data, n);
+	rayc__remote_chunk_end(c, x, n, true);
 }
 
 static void on_missing(rayc__conn *c, rayc__rd *rd)
@@ -919,13 +1039,13 @@ static void on_missing(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
-	rayc__mutex_unlock(&net->mu);
-	if (x == NULL || x->src != c->peer)
-		return;
-	if (redirect != 0 && redirect != c->peer) {
-		rayc__mutex_lock(&net->mu);
-		HASH_DEL(net->xins, x);
+	if (x == NULL || x->src != c->peer) {
 		rayc__mutex_unlock(&net->mu);
+		return;
+	}
+	HASH_DEL(net->xins, x); /* ours to end */
+	rayc__mutex_unlock(&net->mu);
+	if (redirect != 0 && redirect != c->peer) {
 		rayc__mutex_lock(&rt->mu);
 		rayc__obj *o = rayc__obj_find_locked(rt, id);
 		if (o != NULL && o->fetching) {
@@ -934,7 +1054,7 @@ static void on_missing(rayc__conn *c, rayc__rd *rd)
 			rayc__net_fetch_locked(rt, o);
 		}
 		rayc__mutex_unlock(&rt->mu);
-		xin_release(net, x);
+		xin_drop(net, x);
 		return;
 	}
 	char msg[128];
@@ -942,6 +1062,306 @@ static void on_missing(rayc__conn *c, rayc__rd *rd)
 	         "no copy", (unsigned long long)id.hi,
 	         (unsigned long long)id.lo, c->peer);
 	xin_finish(net, x, false, RAYC_ELOST, msg);
+}
+
+/* ---- objects on one host: copying out of the holder's arena ----
+ *
+ * A fetcher that believes the holder shares its host (a loopback or
+ * equal address) sets RAYC__FETCH_SAME_HOST in FETCH.  The holder pins
+ * the object and answers SHM_OFFER (where the object lies in its arena
+ * file, the file's path and identity, its host name), then computes the
+ * xxh3 of the object and sends it as SHM_SUM: the fetcher's copy and the
+ * holder's hashing run at the same time.  The fetcher maps the arena
+ * read-only (one mapping per peer, kept until the peer dies), copies the
+ * object into a block of its own store while hashing it, and says
+ * SHM_DONE (the holder unpins; it also unpins when the fetcher dies).
+ * On SHM_SUM it seals the object if the sums agree.  A host name that
+ * differs, a file that cannot be opened or is not the one announced, or
+ * a sum that differs: the object is fetched again over TCP, and that
+ * peer is not offered this path again. */
+
+static void (*_Atomic shm_copy_hook)(void);
+
+void rayc__test_set_shm_copy_hook(void (*fn)(void))
+{
+	atomic_store(&shm_copy_hook, fn);
+}
+
+/* RAYC_SAME_HOST_COPY=0 turns the path off, for asking and offering.
+ * Read at each fetch, so one process can measure both paths. */
+static bool same_host_on(void)
+{
+	const char *e = getenv("RAYC_SAME_HOST_COPY");
+
+	return e == NULL || strcmp(e, "0") != 0;
+}
+
+/* The host part of "tcp://host:port". */
+static bool url_host(const char *url, char *out, size_t cap)
+{
+	if (strncmp(url, "tcp://", 6) != 0)
+		return false;
+	const char *h = url + 6, *colon = strrchr(h, ':');
+	size_t n = colon != NULL ? (size_t)(colon - h) : strlen(h);
+	if (n == 0 || n >= cap)
+		return false;
+	memcpy(out, h, n);
+	out[n] = '\0';
+	return true;
+}
+
+/* Does the peer listen on a loopback address, or on our host? */
+static bool looks_local_locked(rayc__net *net, uint32_t peer)
+{
+	char a[RAYC__URL_MAX], b[RAYC__URL_MAX];
+
+	if (!url_host(net->peers[peer].url, a, sizeof(a)))
+		return false;
+	if (strncmp(a, "127.", 4) == 0 || strcmp(a, "localhost") == 0 ||
+	    strcmp(a, "[::1]") == 0)
+		return true;
+	return url_host(net->url, b, sizeof(b)) && strcmp(a, b) == 0;
+}
+
+static void send_oid(rayc__conn *c, int type, rayc_object_id id,
+                     const uint64_t *val)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, type, c->net->self);
+
+	w_oid(&b, id);
+	if (val != NULL)
+		rayc__w_u64(&b, *val);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
+/* Holder: o is pinned for c's peer (one ref); data, len lie at off in
+ * our arena. */
+static void offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
+                  const void *data, size_t len, rayc_type type,
+                  uint64_t off)
+{
+	rayc__net *net = c->net;
+	rayc__pin *p = malloc(sizeof(*p));
+	rayc__store_ident si;
+	char host[256];
+
+	if (p == NULL)
+		abort();
+	p->peer = c->peer;
+	p->id = id;
+	p->obj = o;
+	rayc__mutex_lock(&net->mu);
+	p->next = net->pins;
+	net->pins = p;
+	rayc__mutex_unlock(&net->mu);
+	rayc__store_ident_get(net->rt->store, &si);
+	rayc__hostname(host, sizeof(host));
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_SHM_OFFER, net->self);
+	w_oid(&b, id);
+	rayc__w_u8(&b, (uint8_t)type);
+	rayc__w_u64(&b, len);
+	rayc__w_u64(&b, off);
+	rayc__w_str(&b, si.path);
+	rayc__w_u64(&b, si.size);
+	rayc__w_u64(&b, si.dev);
+	rayc__w_u64(&b, si.ino);
+	rayc__w_str(&b, host);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+	/* While the fetcher copies. */
+	uint64_t sum = rayc__wire_sum(data, len);
+	send_oid(c, RAYC__MSG_SHM_SUM, id, &sum);
+}
+
+/* Holder: lets go of the pins for peer (of object *id only, or all). */
+static void unpin(rayc__net *net, uint32_t peer, const rayc_object_id *id)
+{
+	rayc__pin *got = NULL;
+
+	rayc__mutex_lock(&net->mu);
+	rayc__pin **pp = &net->pins;
+	while (*pp != NULL) {
+		rayc__pin *p = *pp;
+		if (p->peer == peer &&
+		    (id == NULL || (p->id.hi == id->hi && p->id.lo == id->lo))) {
+			*pp = p->next;
+			p->next = got;
+			got = p;
+			if (id != NULL)
+				break;
+		} else {
+			pp = &p->next;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	if (got == NULL)
+		return;
+	rayc__mutex_lock(&net->rt->mu);
+	for (rayc__pin *p = got; p != NULL; p = p->next)
+		rayc__obj_unref_locked(net->rt, p->obj);
+	rayc__mutex_unlock(&net->rt->mu);
+	while (got != NULL) {
+		rayc__pin *n = got->next;
+		free(got);
+		got = n;
+	}
+}
+
+/* Fetcher: the read-only mapping of peer's arena (held for the caller),
+ * opened or reopened if it is not the one si names; NULL if it cannot
+ * be mapped. */
+static rayc__store_view *peer_view(rayc__net *net, uint32_t peer,
+                                   const rayc__store_ident *si)
+{
+	rayc__mutex_lock(&net->mu);
+	rayc__store_view *v = net->views[peer];
+	if (v != NULL && rayc__store_view_is(v, si)) {
+		rayc__store_view_hold(v);
+		rayc__mutex_unlock(&net->mu);
+		return v;
+	}
+	rayc__mutex_unlock(&net->mu);
+	if (rayc__store_view_open(&v, si) != RAYC_OK) {
+		rayc__log(RAYC_LOG_INFO, "RAYC-NET-SAMEHOST-OFF",
+		          "cannot map peer %u's arena, objects from it come over "
+		          "TCP: %s", peer, rayc_errmsg());
+		return NULL;
+	}
+	rayc__mutex_lock(&net->mu);
+	rayc__store_view *old = NULL;
+	if (net->peers[peer].alive) { /* dropped when it dies */
+		old = net->views[peer];
+		net->views[peer] = v;
+		rayc__store_view_hold(v);
+	}
+	rayc__mutex_unlock(&net->mu);
+	rayc__store_view_release(old);
+	return v;
+}
+
+/* Fetcher: x (busy, not started) is fetched over TCP instead. */
+static void refetch_tcp(rayc__conn *c, rayc__xin *x)
+{
+	rayc__net *net = c->net;
+
+	rayc__mutex_lock(&net->mu);
+	net->no_shm[c->peer] = true;
+	x->busy = false;
+	bool dead = x->dead;
+	rayc__mutex_unlock(&net->mu);
+	if (dead) {
+		xin_release(net, x);
+		return;
+	}
+	send_small(net, c->peer, RAYC__MSG_FETCH, x->id, 0);
+}
+
+static void on_shm_offer(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc_object_id id = r_oid(rd);
+	rayc_type type = (rayc_type)rayc__r_u8(rd);
+	uint64_t len = rayc__r_u64(rd);
+	uint64_t off = rayc__r_u64(rd);
+	rayc__store_ident si;
+	char host[256], me[256];
+
+	rayc__r_str(rd, si.path, sizeof(si.path));
+	si.size = rayc__r_u64(rd);
+	si.dev = rayc__r_u64(rd);
+	si.ino = rayc__r_u64(rd);
+	rayc__r_str(rd, host, sizeof(host));
+	if (rd->bad)
+		return rayc__conn_close(c, "bad SHM_OFFER");
+	rayc__mutex_lock(&net->mu);
+	rayc__xin *x;
+	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
+	if (x == NULL || x->src != c->peer || x->busy || x->started) {
+		rayc__mutex_unlock(&net->mu);
+		send_oid(c, RAYC__MSG_SHM_DONE, id, NULL); /* not wanted */
+		return;
+	}
+	x->busy = true;
+	rayc__mutex_unlock(&net->mu);
+	rayc__store_view *v = NULL;
+	const void *src = NULL;
+	rayc__hostname(me, sizeof(me));
+	if (strcmp(me, host) == 0 && len > 0 &&
+	    (v = peer_view(net, c->peer, &si)) != NULL)
+		src = rayc__store_view_range(v, off, len);
+	if (src == NULL) {
+		rayc__store_view_release(v);
+		send_oid(c, RAYC__MSG_SHM_DONE, id, NULL);
+		refetch_tcp(c, x);
+		return;
+	}
+	int rc = xin_start(net, x, len, type);
+	if (rc != RAYC_OK) {
+		rayc__store_view_release(v);
+		send_oid(c, RAYC__MSG_SHM_DONE, id, NULL);
+		xin_fail_busy(net, x, rc);
+		return;
+	}
+	void (*hook)(void) = atomic_load(&shm_copy_hook);
+	if (hook != NULL)
+		hook();
+	x->shm_sum = rayc__wire_copy_sum(x->dst, src, len);
+	x->shm_wait = true;
+	rayc__store_view_release(v);
+	send_oid(c, RAYC__MSG_SHM_DONE, id, NULL);
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	bool dead = x->dead;
+	rayc__mutex_unlock(&net->mu);
+	if (dead)
+		xin_release(net, x); /* taken out while we copied */
+}
+
+static void on_shm_sum(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc_object_id id = r_oid(rd);
+	uint64_t sum = rayc__r_u64(rd);
+
+	if (rd->bad)
+		return rayc__conn_close(c, "bad SHM_SUM");
+	rayc__mutex_lock(&net->mu);
+	rayc__xin *x;
+	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
+	if (x == NULL || x->src != c->peer || x->busy || !x->shm_wait) {
+		rayc__mutex_unlock(&net->mu);
+		return;
+	}
+	x->shm_wait = false;
+	bool ok = x->shm_sum == sum;
+	if (ok) {
+		x->got = x->total;
+		HASH_DEL(net->xins, x); /* ours to end */
+	} else {
+		x->busy = true; /* ours to reset */
+	}
+	rayc__mutex_unlock(&net->mu);
+	if (ok) {
+		xin_finish(net, x, true, RAYC_OK, NULL);
+		return;
+	}
+	rayc__log(RAYC_LOG_WARN, "RAYC-NET-SAMEHOST-SUM",
+	          "object copied from peer %u's arena has the wrong checksum; "
+	          "fetching it over TCP", c->peer);
+	if (x->block != NULL)
+		rayc__store_free(net->rt->store, x->block);
+	else
+		free(x->dst);
+	x->block = NULL;
+	x->dst = NULL;
+	x->started = false;
+	x->total = x->got = 0;
+	refetch_tcp(c, x);
 }
 
 void rayc__net_obj_released_locked(rayc__rt *rt, rayc__obj *o)
@@ -1050,6 +1470,18 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_KV_REP:
 		rayc__kv_handle(c, type, rd);
 		break;
+	case RAYC__MSG_SHM_OFFER:
+		on_shm_offer(c, rd);
+		break;
+	case RAYC__MSG_SHM_SUM:
+		on_shm_sum(c, rd);
+		break;
+	case RAYC__MSG_SHM_DONE: {
+		rayc_object_id id = r_oid(rd);
+		if (!rd->bad)
+			unpin(c->net, c->peer, &id);
+		break;
+	}
 	default:
 		rayc__conn_close(c, "unexpected frame");
 	}
@@ -1139,6 +1571,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__mutex_lock(&net->mu);
 	HASH_ITER(hh, net->xins, x, xt) {
 		if (x->src == id) {
+			HASH_DEL(net->xins, x); /* ours to end */
 			x->next_dead = failed;
 			failed = x;
 		}
@@ -1151,19 +1584,27 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 		         "object", id);
 		xin_finish(net, x, false, RAYC_ELOST, msg);
 	}
+	/* Its arena, and our objects it was copying. */
+	rayc__mutex_lock(&net->mu);
+	rayc__store_view *v = net->views[id];
+	net->views[id] = NULL;
+	rayc__mutex_unlock(&net->mu);
+	rayc__store_view_release(v); /* a copy running keeps its own hold */
+	unpin(net, id, NULL);
 }
 
 void rayc__remote_fini(rayc__net *net)
 {
 	rayc__xin *x, *xt;
 
+	/* Every connection is freed: no receiver writes into these. */
 	HASH_ITER(hh, net->xins, x, xt) {
 		HASH_DEL(net->xins, x);
 		xin_release(net, x);
 	}
-	while (net->dead_xins != NULL) {
-		x = net->dead_xins;
-		net->dead_xins = x->next_dead;
-		xin_release(net, x);
+	for (uint32_t i = 0; i < RAYC__MAX_PEERS; i++) {
+		rayc__store_view_release(net->views[i]);
+		net->views[i] = NULL;
+		unpin(net, i, NULL);
 	}
 }

@@ -128,7 +128,66 @@ void rayc__w_frame_end(rayc__wbuf *b, size_t off)
 		return;
 	}
 	put_le(h + 8, len, 4);
-	put_le(h + 16, XXH3_64bits(h + RAYC__WIRE_HDR, len), 8);
+	put_le(h + 16, rayc__wire_sum(h + RAYC__WIRE_HDR, len), 8);
+}
+
+void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
+                           size_t n)
+{
+	if (b->bad)
+		return;
+	uint8_t *h = b->p + off;
+	size_t in = b->len - off - RAYC__WIRE_HDR;
+	if (in > RAYC__WIRE_MAX_FRAME || n > RAYC__WIRE_MAX_FRAME - in) {
+		b->bad = true;
+		return;
+	}
+	put_le(h + 8, in + n, 4);
+	put_le(h + 16, rayc__wire_sum2(h + RAYC__WIRE_HDR, in, ext, n), 8);
+}
+
+/* In wire_sum.c: the same built for AVX2. */
+bool rayc__wire_have_avx2(void);
+uint64_t rayc__wire_sum2_avx2(const void *a, size_t an, const void *b,
+                              size_t bn);
+uint64_t rayc__wire_copy_sum_avx2(void *dst, const void *src, size_t n);
+
+/* Copies in pieces small enough to be hashed while still in cache. */
+#define COPY_PIECE ((size_t)256 << 10)
+
+uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
+                         size_t bn)
+{
+	XXH3_state_t st;
+
+	if (an + bn >= 4096 && rayc__wire_have_avx2())
+		return rayc__wire_sum2_avx2(a, an, b, bn);
+	if (bn == 0)
+		return XXH3_64bits(a, an);
+	(void)XXH3_64bits_reset(&st);
+	(void)XXH3_64bits_update(&st, a, an);
+	(void)XXH3_64bits_update(&st, b, bn);
+	return XXH3_64bits_digest(&st);
+}
+
+uint64_t rayc__wire_sum(const void *p, size_t n)
+{
+	return rayc__wire_sum2(p, n, NULL, 0);
+}
+
+uint64_t rayc__wire_copy_sum(void *dst, const void *src, size_t n)
+{
+	XXH3_state_t st;
+
+	if (rayc__wire_have_avx2())
+		return rayc__wire_copy_sum_avx2(dst, src, n);
+	(void)XXH3_64bits_reset(&st);
+	for (size_t off = 0; off < n; off += COPY_PIECE) {
+		size_t k = n - off < COPY_PIECE ? n - off : COPY_PIECE;
+		memcpy((uint8_t *)dst + off, (const uint8_t *)src + off, k);
+		(void)XXH3_64bits_update(&st, (uint8_t *)dst + off, k);
+	}
+	return XXH3_64bits_digest(&st);
 }
 
 const void *rayc__r_bytes(rayc__rd *r, size_t n)

@@ -45,6 +45,10 @@ enum rayc__msg {
 	RAYC__MSG_KV_REQ,
 	RAYC__MSG_KV_REP,
 	RAYC__MSG_RAFT,      /* a Raft message of the control store */
+	RAYC__MSG_SHM_OFFER, /* holder -> fetcher on one host: the object is
+	                        pinned at (offset, len) in my arena file */
+	RAYC__MSG_SHM_SUM,   /* holder -> fetcher: that object's xxh3 */
+	RAYC__MSG_SHM_DONE,  /* fetcher -> holder: copied (or not): unpin */
 	RAYC__MSG_MAX_
 };
 
@@ -81,6 +85,19 @@ void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n); /* u64 len */
 size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender);
 /* Fills in length and checksum of the frame started at off. */
 void rayc__w_frame_end(rayc__wbuf *b, size_t off);
+/* The same for a frame whose payload goes on with n bytes at ext that
+ * are sent from where they are (not copied into b). */
+void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
+                           size_t n);
+/* A frame's checksum: xxh3 of its payload (AVX2 where the CPU has it). */
+uint64_t rayc__wire_sum(const void *p, size_t n);
+/* The same over two byte ranges one after the other (a payload that
+ * arrived in two places). */
+uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
+                         size_t bn);
+/* Copies n bytes and returns the xxh3 of them, hashing each piece of the
+ * destination while it is still in cache. */
+uint64_t rayc__wire_copy_sum(void *dst, const void *src, size_t n);
 
 /* A bounds-checked reader over one payload. */
 typedef struct rayc__rd {

@@ -69,6 +69,20 @@ int rayc__shm_populate(rayc__shm *s, size_t off, size_t len);
 /* Gives the pages of [off, off+len) back to the system (test hook and
  * shrink).  The range reads as zeros afterwards. */
 void rayc__shm_discard(rayc__shm *s, size_t off, size_t len);
+/* The file's identity (device and inode), so another process can tell
+ * the file it opens by path is this one. */
+void rayc__shm_ident(const rayc__shm *s, uint64_t *dev, uint64_t *ino);
+/* Maps another process's shared-memory file read-only.  RAYC_ESYS
+ * unless path is a regular file of exactly size bytes with that device
+ * and inode (not a namesake in another mount namespace).  The mapping
+ * stays valid after the owner unlinks the file or dies. */
+int rayc__shm_open_ro(rayc__shm *s, const char *path, size_t size,
+                      uint64_t dev, uint64_t ino);
+/* Unmaps a file opened with rayc__shm_open_ro; the file stays. */
+void rayc__shm_close_ro(rayc__shm *s);
+/* Asks for the pages of [off, off+len) of a read-only mapping to be
+ * mapped now, in one call instead of one fault per page. */
+void rayc__shm_prefetch(const rayc__shm *s, size_t off, size_t len);
 
 /* Processes (local peers).  rayc__spawn_self starts /proc/self/exe with
  * this process's argv and environment plus extra_env ("NAME=value",

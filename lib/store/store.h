@@ -5,6 +5,7 @@
 #ifndef RAYC_STORE_H
 #define RAYC_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +37,29 @@ typedef struct rayc__store_stats {
 } rayc__store_stats;
 void rayc__store_stats_get(rayc__store *s, rayc__store_stats *st);
 const char *rayc__store_path(const rayc__store *s);
+
+/* Where another process on this host finds this store's arena: the
+ * file's path, size and identity (device, inode). */
+typedef struct rayc__store_ident {
+	char path[256];
+	uint64_t size, dev, ino;
+} rayc__store_ident;
+void rayc__store_ident_get(const rayc__store *s, rayc__store_ident *id);
+
+/* Another peer's arena on this host, mapped read-only (view.c).  open:
+ * RAYC_ESYS if the file is missing or is not the one id names.  The view
+ * starts with one reference; hold adds one, release drops one and
+ * unmaps at the last.  Thread-safe. */
+typedef struct rayc__store_view rayc__store_view;
+int rayc__store_view_open(rayc__store_view **out,
+                          const rayc__store_ident *id);
+bool rayc__store_view_is(const rayc__store_view *v,
+                         const rayc__store_ident *id);
+/* [off, off+len) of the other arena (its pages asked for now), NULL if
+ * outside it.  Valid while the view is held. */
+const void *rayc__store_view_range(rayc__store_view *v, uint64_t off,
+                                   uint64_t len);
+void rayc__store_view_hold(rayc__store_view *v);
+void rayc__store_view_release(rayc__store_view *v); /* NULL-safe */
 
 #endif /* RAYC_STORE_H */

@@ -22,6 +22,9 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(((rayc__mutex *)0)->opaque),
                "rayc__mutex too small");
@@ -300,6 +303,64 @@ void rayc__shm_discard(rayc__shm *s, size_t off, size_t len)
 {
 	(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	                (off_t)off, (off_t)len);
+}
+
+void rayc__shm_ident(const rayc__shm *s, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+
+	*dev = 0;
+	*ino = 0;
+	if (s->fd >= 0 && fstat(s->fd, &st) == 0) {
+		*dev = (uint64_t)st.st_dev;
+		*ino = (uint64_t)st.st_ino;
+	}
+}
+
+int rayc__shm_open_ro(rayc__shm *s, const char *path, size_t size,
+                      uint64_t dev, uint64_t ino)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	if (fd < 0)
+		return rayc__err(RAYC_ESYS, "cannot open %s: %s", path,
+		                 strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != size || (uint64_t)st.st_dev != dev ||
+	    (uint64_t)st.st_ino != ino || size == 0) {
+		close(fd);
+		return rayc__err(RAYC_ESYS, "%s is not the arena announced",
+		                 path);
+	}
+	void *p = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd,
+	               0);
+	close(fd); /* the mapping keeps the file */
+	if (p == MAP_FAILED)
+		return rayc__err(RAYC_ESYS, "cannot map %s: %s", path,
+		                 strerror(errno));
+	s->base = p;
+	s->size = size;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	return RAYC_OK;
+}
+
+void rayc__shm_close_ro(rayc__shm *s)
+{
+	if (s->base != NULL)
+		munmap(s->base, s->size);
+	s->base = NULL;
+}
+
+void rayc__shm_prefetch(const rayc__shm *s, size_t off, size_t len)
+{
+	size_t start = off & ~(rayc__page_size() - 1);
+
+	len += off - start;
+	if (madvise((char *)s->base + start, len, MADV_POPULATE_READ) != 0)
+		(void)madvise((char *)s->base + start, len, MADV_WILLNEED);
 }
 
 /* ---- processes ---- */
