@@ -409,6 +409,9 @@ typedef struct rayc_stats {
 	uint64_t inline_bytes;        /* bytes of small objects kept inline */
 	int num_workers;              /* worker threads alive now */
 	double cpus_total, cpus_available;
+	uint64_t objects_fetched;     /* fetches of objects from other peers */
+	uint64_t cached_copy_bytes;   /* other peers' objects kept here for
+	                                 reuse, evicted when room is needed */
 } rayc_stats;
 
 /* Thread-safe. */

@@ -544,7 +544,7 @@ static int put_space(rayc__rt *rt, size_t n, void **p, rayc__block **b)
 		*p = malloc(n);
 		return *p != NULL ? RAYC_OK : RAYC_ENOMEM;
 	}
-	int rc = rayc__store_alloc(rt->store, n, b);
+	int rc = rayc__obj_alloc_block(rt, n, b);
 	if (rc == RAYC_OK)
 		*p = rayc__store_ptr(rt->store, *b);
 	return rc;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lineage/lineage.h"
 #include "net/net.h"
 #include "rt.h"
 
@@ -152,7 +153,7 @@ static int ret_space(rayc__ret *r, size_t n, void **p)
 		if (r->data == NULL)
 			return rayc__err(RAYC_ENOMEM, "return of %zu bytes", n);
 	} else {
-		int rc = rayc__store_alloc(rayc__g->store, n, &r->block);
+		int rc = rayc__obj_alloc_block(rayc__g, n, &r->block);
 		if (rc != RAYC_OK)
 			return rc;
 		r->data = rayc__store_ptr(rayc__g->store, r->block);

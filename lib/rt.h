@@ -104,6 +104,10 @@ struct rayc__obj {
 	bool fetching;      /* bytes on their way here */
 	bool borrowed;      /* we told the owner we hold a ref */
 	bool held_remote;   /* a return kept here for its remote owner */
+	/* A secondary copy (another peer owns it) kept after its last local
+	 * ref went, in rt's LRU cache until evicted or wanted again. */
+	bool cached;
+	rayc__obj *lru_prev, *lru_next;
 	rayc__wnode *waiters;
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };
@@ -235,6 +239,10 @@ struct rayc__rt {
 	/* Resources: index 0 CPU, 1 GPU, then custom names. */
 	_Atomic int nres; /* grows (under mu) as peers name new resources */
 	int64_t start_wall_ms; /* when rayc_init ran (the one-peer job) */
+	/* Cached secondary copies, least recently used first (mu). */
+	rayc__obj *cache_head, *cache_tail;
+	size_t cache_bytes, cache_cap;
+	uint64_t n_fetches;
 	char *res_names[RAYC__MAX_RES];
 	int64_t res_total[RAYC__MAX_RES];
 	int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);

@@ -305,6 +305,7 @@ int rayc_init(const rayc_config *cfg)
 	if (rc == RAYC_OK)
 		rc = rayc__store_open(&rt->store, c.store_dir, c.store_bytes,
 		                      c.prefault);
+	rt->cache_cap = c.store_bytes / 2;
 	if (rc != RAYC_OK) {
 		rt_free(rt);
 		unlock_init();
@@ -382,6 +383,8 @@ int rayc_stats_get(rayc_stats *st)
 	st->objects = rt->nobjs;
 	st->lineage_tasks = rt->nlineage;
 	st->inline_bytes = rt->inline_bytes;
+	st->cached_copy_bytes = rt->cache_bytes;
+	st->objects_fetched = rt->n_fetches;
 	st->num_workers = rt->nworkers;
 	st->cpus_total = rayc__res_to_double(rt->res_total[RAYC__RES_CPU]);
 	st->cpus_available = rayc__res_to_double(rt->res_avail[RAYC__RES_CPU]);

@@ -103,6 +103,16 @@ static void nf_kv_write(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_kv_write)
 
+/* () -> (objects fetched so far, cached secondary copy bytes) here. */
+static void nf_fetch_stats(rayc_ctx *c)
+{
+	rayc_stats st;
+	rayc_stats_get(&st);
+	rayc_return_i64(c, 0, (int64_t)st.objects_fetched);
+	rayc_return_i64(c, 1, (int64_t)st.cached_copy_bytes);
+}
+RAYC_REMOTE(nf_fetch_stats)
+
 /* A ref kept past the task (a borrower), and dropped later. */
 static rayc_ref nf_kept;
 static void nf_keep_ref(rayc_ctx *c)

@@ -61,13 +61,14 @@ static pid_t spawn_with(const char *token, const char *const *extra)
 		if (strncmp(*e, "RAYC_", 5) != 0 ||
 		    strncmp(*e, "RAYC_LOG_LEVEL=", 15) == 0)
 			env[k++] = *e; /* peers log at the test's level */
+	/* extra first: the first of two settings of a name wins. */
+	for (int i = 0; extra != NULL && extra[i] != NULL && k < 56; i++)
+		env[k++] = (char *)extra[i];
 	env[k++] = tok;
 	env[k++] = "RAYC_NUM_WORKERS=2";
 	env[k++] = "RAYC_OBJECT_STORE_BYTES=512m";
 	env[k++] = "RAYC_STORE_PREFAULT_BYTES=4m";
 	env[k++] = "RAYC_HEARTBEAT_TIMEOUT_MS=6000";
-	for (int i = 0; extra != NULL && extra[i] != NULL && k < 62; i++)
-		env[k++] = (char *)extra[i];
 	env[k] = NULL;
 	char *argv[] = { (char *)exe, NULL };
 	pid_t pid;

@@ -409,6 +409,91 @@ Test(net, tasks_waiting_for_a_dead_peer_fail_instead_of_hanging)
 	cluster_stop();
 }
 
+static void fetch_stats(uint32_t peer, int64_t *fetched, int64_t *cached)
+{
+	rayc_task_opts o = on_peer(peer);
+	o.num_returns = 2;
+	rayc_ref r[2];
+	cr_assert_eq(rayc_call_opts(r, "nf_fetch_stats", &o), 0);
+	*fetched = get_i64(r[0]);
+	*cached = get_i64(r[1]);
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+}
+
+/* nf_checksum of obj on peer, checked against want. */
+static void checksum_on(uint32_t peer, rayc_ref obj, uint64_t want)
+{
+	rayc_task_opts o = on_peer(peer);
+	o.num_returns = 2;
+	rayc_ref r[2];
+	cr_assert_eq(rayc_call_opts(r, "nf_checksum", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq((uint64_t)get_i64(r[0]), want, "bytes differ on %u",
+	             peer);
+	cr_assert_eq(get_i64(r[1]), peer);
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+}
+
+Test(net, secondary_copies_are_cached_and_evicted)
+{
+	driver_start();
+	/* B's store: 64 MiB, so its cache (half) holds 4 of 8 MiB. */
+	pid_t b = spawn_peer(TOKEN, "RAYC_OBJECT_STORE_BYTES=64m");
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	const size_t n = (size_t)8 << 20;
+	uint8_t *buf = malloc(n);
+	enum { K = 10 };
+	rayc_ref obj[K];
+	uint64_t sum[K];
+	for (int k = 0; k < K; k++) {
+		for (size_t i = 0; i < n; i++)
+			buf[i] = nf_pattern(i, 20 + k);
+		sum[k] = XXH3_64bits(buf, n);
+		cr_assert_eq(rayc_put(&obj[k], buf, n), 0);
+	}
+	int64_t f0, f1, f2, cached;
+	fetch_stats(pb, &f0, &cached);
+	checksum_on(pb, obj[0], sum[0]);
+	fetch_stats(pb, &f1, &cached);
+	cr_assert_eq(f1, f0 + 1, "the first use fetches");
+	/* The task is over; its copy stays for the next one. */
+	RT_WAIT_FOR((fetch_stats(pb, &f1, &cached), cached >= (int64_t)n),
+	            5000);
+	cr_assert_geq(cached, (int64_t)n, "no copy kept");
+	checksum_on(pb, obj[0], sum[0]);
+	fetch_stats(pb, &f2, &cached);
+	cr_assert_eq(f2, f1, "the cached copy was fetched again");
+	/* More than fits: old copies make room, every read is exact. */
+	for (int k = 1; k < K; k++)
+		checksum_on(pb, obj[k], sum[k]);
+	fetch_stats(pb, &f2, &cached);
+	cr_assert_eq(f2, f1 + K - 1);
+	cr_assert_leq(cached, (int64_t)32 << 20, "cache over half the store");
+	checksum_on(pb, obj[0], sum[0]); /* evicted: fetched again */
+	fetch_stats(pb, &f1, &cached);
+	cr_assert_eq(f1, f2 + 1);
+	/* A 40 MiB result on B needs room the cache holds: it is evicted
+	 * (the store is 64 MiB), and the result reads back exact. */
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref big;
+	const size_t bn = (size_t)40 << 20;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &o,
+	                            RAYC_I64((int64_t)bn), RAYC_I64(4)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(v.len, bn);
+	for (size_t i = 0; i < bn; i += 4093)
+		cr_assert_eq(((const uint8_t *)v.data)[i], nf_pattern(i, 4));
+	rayc_view_release(&v);
+	rayc_release(big);
+	for (int k = 0; k < K; k++)
+		rayc_release(obj[k]);
+	free(buf);
+	cluster_stop();
+}
+
 Test(net, nested_tasks_spread_across_peers)
 {
 	driver_start();

@@ -13,10 +13,21 @@ rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
 rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 	RAYC_REQUIRES(rt->mu);
 
+/* A cached secondary copy wanted again leaves the cache. */
+void rayc__cache_take_locked(rayc__obj *o);
+
 static inline void rayc__obj_ref_locked(rayc__obj *o)
 {
-	o->refcnt++;
+	if (o->refcnt++ == 0 && o->cached)
+		rayc__cache_take_locked(o);
 }
+
+/* Allocates n bytes of the store for an object, evicting cached
+ * secondary copies (least recently used first) if the store is full.
+ * Called without rt->mu. */
+int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out);
+/* Frees every cached secondary copy (at shutdown). */
+void rayc__cache_clear_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* Drops one reference; frees the data at zero and the entry when nothing
  * needs it (which may release lineage upstream). */
 void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);

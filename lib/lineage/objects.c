@@ -90,6 +90,8 @@ rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 	return o;
 }
 
+static void collect_one_locked(rayc__rt *rt, rayc__obj *o);
+
 static void free_data_locked(rayc__rt *rt, rayc__obj *o)
 {
 	if (o->block != NULL)
@@ -106,8 +108,101 @@ static void free_data_locked(rayc__rt *rt, rayc__obj *o)
 
 static bool obj_alive(const rayc__obj *o)
 {
-	return o->refcnt > 0 || o->lineage_cnt > 0 ||
+	return o->refcnt > 0 || o->lineage_cnt > 0 || o->cached ||
 	       (o->task != NULL && o->task->in_flight);
+}
+
+/* ---- the cache of secondary copies ----
+ *
+ * A copy of another peer's object, fetched for a task here, stays in the
+ * store after its last local ref goes: the next task here that needs it
+ * finds it READY and fetches nothing (Ray keeps secondary copies the same
+ * way).  The cache holds at most half the store; beyond that, and
+ * whenever the store is full, the least recently used copies go.  A
+ * cached copy is never a borrow: the owner may free the object, and the
+ * copy stays valid (objects never change) until evicted. */
+
+static void lru_unlink(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
+{
+	if (o->lru_prev != NULL)
+		o->lru_prev->lru_next = o->lru_next;
+	else
+		rt->cache_head = o->lru_next;
+	if (o->lru_next != NULL)
+		o->lru_next->lru_prev = o->lru_prev;
+	else
+		rt->cache_tail = o->lru_prev;
+	o->lru_prev = o->lru_next = NULL;
+	o->cached = false;
+	rt->cache_bytes -= o->len;
+}
+
+void rayc__cache_take_locked(rayc__obj *o)
+{
+	lru_unlink(rayc__g, o);
+}
+
+/* Evicts the least recently used copy; false if the cache is empty. */
+static bool evict_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__obj *o = rt->cache_head;
+
+	if (o == NULL)
+		return false;
+	lru_unlink(rt, o);
+	free_data_locked(rt, o);
+	atomic_store(&o->state, RAYC__OBJ_LOST);
+	collect_one_locked(rt, o);
+	return true;
+}
+
+/* o (a READY secondary copy in the store) lost its last ref: keep it. */
+static bool cache_put_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
+{
+	if (rt->net == NULL || o->owner == 0 || o->block == NULL ||
+	    o->held_remote || atomic_load(&o->state) != RAYC__OBJ_READY ||
+	    o->len > rt->cache_cap)
+		return false;
+	while (rt->cache_bytes + o->len > rt->cache_cap &&
+	       evict_one_locked(rt))
+		;
+	o->cached = true;
+	o->lru_prev = rt->cache_tail;
+	o->lru_next = NULL;
+	if (rt->cache_tail != NULL)
+		rt->cache_tail->lru_next = o;
+	else
+		rt->cache_head = o;
+	rt->cache_tail = o;
+	rt->cache_bytes += o->len;
+	return true;
+}
+
+void rayc__cache_clear_locked(rayc__rt *rt)
+{
+	while (evict_one_locked(rt))
+		;
+}
+
+int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)
+{
+	for (;;) {
+		int rc = rayc__store_alloc(rt->store, n, out);
+		if (rc != RAYC_ESTOREFULL)
+			return rc;
+		rayc__mutex_lock(&rt->mu);
+		bool evicted = false;
+		/* Free a bit more than asked: fragments of the arena need
+		 * not join up. */
+		size_t want = n + n / 4, got = 0;
+		while (got < want && rt->cache_head != NULL) {
+			got += rt->cache_head->len;
+			evicted = evict_one_locked(rt);
+		}
+		rayc__mutex_unlock(&rt->mu);
+		if (!evicted)
+			return rc;
+	}
 }
 
 static void task_free_locked(rayc__rt *rt, rayc__task *t, worklist *wl)
@@ -162,6 +257,8 @@ void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	if (o->loc != 0 || o->borrowed)
 		rayc__net_obj_released_locked(rt, o);
+	if (cache_put_locked(rt, o))
+		return;
 	int st = atomic_load(&o->state);
 	if (st == RAYC__OBJ_READY) {
 		free_data_locked(rt, o);

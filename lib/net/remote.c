@@ -717,6 +717,7 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 
 	if (o->fetching)
 		return;
+	rt->n_fetches++;
 	uint32_t src = o->loc;
 	if (net == NULL || src == 0 || src == net->self ||
 	    !rayc__net_peer_alive(rt, src)) {
@@ -927,7 +928,7 @@ static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
 		if (x->dst == NULL)
 			abort();
 	} else {
-		int rc = rayc__store_alloc(net->rt->store, total, &x->block);
+		int rc = rayc__obj_alloc_block(net->rt, total, &x->block);
 		if (rc != RAYC_OK) {
 			x->block = NULL;
 			x->total = 0;
