@@ -166,6 +166,81 @@ Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
 	cluster_stop();
 }
 
+/* A founder process whose address is read back from a file. */
+static pid_t spawn_founder(char *addr, size_t cap)
+{
+	char dir[] = "/tmp/rayc-ctl-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[128], fenv[160];
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0", NULL };
+	pid_t f = spawn_with(TOKEN, fe);
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
+	cr_assert_not_null(fp, "the founder did not come up");
+	cr_assert_not_null(fgets(addr, (int)cap, fp));
+	fclose(fp);
+	unlink(file);
+	rmdir(dir);
+	addr[strcspn(addr, "\n")] = '\0';
+	return f;
+}
+
+/* A coordinator cut off (stopped) while the others go on: the majority
+ * elects another and removes it; when it wakes it is in a minority of
+ * one, cannot commit anything, learns it is out and leaves by itself. */
+Test(ctl, cut_off_coordinator_is_replaced_and_leaves_when_it_wakes)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_founder(addr, sizeof(addr));
+	driver_start_at(addr);
+	for (int i = 0; i < 3; i++)
+		spawn_peer(TOKEN, NULL);
+	wait_alive(5);
+	uint32_t coord = 0;
+	RT_WAIT_FOR(count_voters(&coord) == 5, 20000);
+	cr_assert_eq(coord, 1);
+	cr_assert_eq(rayc_kv_put("a", "1", 1), 0);
+	kill(f, SIGSTOP);
+	int64_t t0 = rt_now_ms();
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	bool out = false;
+	while (!out && rt_now_ms() - t0 < 40000) {
+		rayc_cluster_peers(pi, MAXP * 2, &n);
+		const rayc_peer_info *fi = find_peer(pi, n, 1);
+		(void)count_voters(&coord);
+		out = fi != NULL && !fi->alive && coord != 0 && coord != 1;
+		usleep(5000);
+	}
+	cr_assert(out, "the stopped coordinator was not replaced");
+	cr_log_info("replaced in %lld ms", (long long)(rt_now_ms() - t0));
+	cr_assert_eq(rayc_kv_put("b", "2", 1), 0, "%s", rayc_errmsg());
+	kill(f, SIGCONT);
+	/* It serves until it sees it is out (no leader it can reach for 3
+	 * heartbeat timeouts, or its own removal), then exits 0. */
+	int code = reap(f, 60000);
+	cr_assert_eq(code, 0, "the woken founder ended with %d", code);
+	kids[0] = 0;
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("a", &val, &len), 0);
+	free(val);
+	cr_assert_eq(rayc_kv_get("b", &val, &len), 0);
+	cr_assert(len == 1 && memcmp(val, "2", 1) == 0);
+	free(val);
+	(void)count_voters(&coord);
+	cr_assert_neq(coord, 1, "the old coordinator leads again");
+	rayc_ref root;
+	cr_assert_eq(nf_tree_sum(1000, &root), 0);
+	int64_t sum;
+	cr_assert_eq(rayc_get_i64(root, &sum, 60000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(sum, (int64_t)1000 * 999 / 2);
+	rayc_release(root);
+	cluster_stop();
+}
+
 Test(ctl, killed_voter_is_replaced_by_a_standby)
 {
 	driver_start();

@@ -338,6 +338,11 @@ static void send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
 	(void)flush_unlock(c);
 }
 
+void rayc__conn_send_close(rayc__conn *c, rayc__wbuf *frame)
+{
+	send_hs(c, frame, true);
+}
+
 rayc__wbuf *rayc__conn_begin(rayc__conn *c)
 {
 	rayc__mutex_lock(&c->mu);

@@ -683,7 +683,10 @@ static int apply_del(rayc__net *net, rayc__rd *rd)
 	          p->url, left ? "left" : "died");
 	if (me) {
 		if (!atomic_load(&net->leaving))
+		{
+			atomic_store(&net->cut_off, true);
 			cluster_ends(net, "the cluster declared this peer dead");
+		}
 		return RAYC_OK;
 	}
 	rayc__remote_peer_died(net, id);
@@ -1046,9 +1049,11 @@ void rayc__ctl_tick(rayc__net *net)
 	if (limit < (int64_t)3000000000)
 		limit = 3000000000;
 	if (net->joined && lost != 0 && now - lost > limit &&
-	    !atomic_load(&net->leaving))
+	    !atomic_load(&net->leaving)) {
+		atomic_store(&net->cut_off, true);
 		cluster_ends(net, "no coordinator could be elected (a majority "
 		                  "of the voters is gone)");
+	}
 }
 
 typedef struct gone_arg {

@@ -500,6 +500,35 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		rayc__conn_close(c, "frame before JOIN");
 		return;
 	}
+	if (type == RAYC__MSG_REMOVED) {
+		/* The cluster went on without us (we were silent too long,
+		 * or cut off): never come back under this id. */
+		atomic_store(&net->cut_off, true);
+		if (!atomic_load(&net->cluster_down)) {
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-REMOVED",
+			          "peer %u says this peer was removed from the "
+			          "cluster; stopping", c->peer);
+			atomic_store(&net->cluster_down, true);
+			rayc__event_set(&net->down_ev);
+		}
+		return;
+	}
+	if (c->peer < RAYC__MAX_PEERS && c->peer != net->self) {
+		/* A frame from a peer the committed view removed: tell it. */
+		rayc__mutex_lock(&net->mu);
+		bool gone = net->peers[c->peer].known &&
+		            !net->peers[c->peer].alive && net->joined;
+		rayc__mutex_unlock(&net->mu);
+		if (gone) {
+			rayc__wbuf b = { 0 };
+			size_t f = rayc__w_frame_begin(&b, RAYC__MSG_REMOVED,
+			                               net->self);
+			rayc__w_frame_end(&b, f);
+			rayc__conn_send_close(c, &b);
+			rayc__wbuf_fini(&b);
+			return;
+		}
+	}
 	switch (type) {
 	case RAYC__MSG_JOIN:
 		if (c->peer != 0 || c->dialed) {
@@ -1126,8 +1155,12 @@ void rayc__net_stop(rayc__rt *rt)
 		    !net->peers[i].worker)
 			drivers = true;
 	rayc__mutex_unlock(&net->mu);
-	bool end = net->joined && (net->founder || (!net->worker && !drivers));
-	if (end) {
+	bool out = atomic_load(&net->cut_off);
+	bool end = net->joined && !out &&
+	           (net->founder || (!net->worker && !drivers));
+	if (out) {
+		/* Cut off: the others have gone on without us. */
+	} else if (end) {
 		atomic_store(&net->leaving, true);
 		say_to_all(net, RAYC__MSG_SHUTDOWN, false);
 	} else if (net->joined && !atomic_load(&net->cluster_down)) {

@@ -202,6 +202,9 @@ struct rayc__net {
 	_Atomic bool stopping;
 	_Atomic bool leaving; /* said SHUTDOWN or LEAVE: closes are expected */
 	_Atomic bool cluster_down; /* SHUTDOWN seen or coordinator gone */
+	/* Out of the cluster (removed, or cut off from the voters): leaves
+	 * without a word, and never ends the cluster it was cut from. */
+	_Atomic bool cut_off;
 	rayc__event down_ev;
 	/* Children started for local_peers, and the pipe they watch. */
 	int kids[RAYC__MAX_PEERS];
@@ -249,6 +252,8 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame);
 rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x);
+/* Queues one last frame, then closes once it is sent. */
+void rayc__conn_send_close(rayc__conn *c, rayc__wbuf *frame);
 void rayc__conn_close(rayc__conn *c, const char *why);
 void rayc__conn_unref(rayc__conn *c);
 /* Stops and frees a closed conn (not from an NNG callback). */

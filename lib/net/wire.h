@@ -45,6 +45,7 @@ enum rayc__msg {
 	RAYC__MSG_KV_REQ,
 	RAYC__MSG_KV_REP,
 	RAYC__MSG_RAFT,      /* a Raft message of the control store */
+	RAYC__MSG_REMOVED,   /* to a peer the cluster removed: you are out */
 	RAYC__MSG_SHM_OFFER, /* holder -> fetcher on one host: the object is
 	                        pinned at (offset, len) in my arena file */
 	RAYC__MSG_SHM_SUM,   /* holder -> fetcher: that object's xxh3 */
