@@ -155,7 +155,11 @@ static void run_done(rayc__net *net, void *arg)
 
 	if (d == NULL)
 		return;
-	int st = ctl->closing && d->kind != 2 ? RAFT_CANCELED : d->status;
+	/* A send cancelled by close is fine to report; an append never
+	 * fails (there is no disk), and libraft 0.15's leader append
+	 * callback walks leader state that raft_close has already torn down
+	 * when given an error, so appends always succeed. */
+	int st = ctl->closing && d->kind == 0 ? RAFT_CANCELED : d->status;
 	if (d->kind == 0) {
 		struct raft_io_send *r = d->req;
 		if (r->cb != NULL)
