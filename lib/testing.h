@@ -16,6 +16,12 @@ const char *rayc__test_store_path(void);
  * held: a test can kill the holder there. */
 void rayc__test_set_shm_copy_hook(void (*fn)(void));
 
+/* Snapshots of the control store this peer stored (taken or installed);
+ * *restored (may be NULL) gets how many it restored from another peer. */
+uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
+/* This peer's own copy of a KV key (the API asks the coordinator). */
+int rayc__test_kv_local(const char *key, void **val, size_t *len);
+
 /* This process's resident set in bytes. */
 unsigned long rayc__test_rss(void);
 

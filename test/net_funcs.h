@@ -13,6 +13,7 @@
 #include <xxhash.h>
 
 #include "rayc.h"
+#include "testing.h"
 
 /* The bytes make_bytes writes: any test can rebuild them. */
 static inline uint8_t nf_pattern(size_t i, int64_t seed)
@@ -112,6 +113,36 @@ static void nf_fetch_stats(rayc_ctx *c)
 	rayc_return_i64(c, 1, (int64_t)st.cached_copy_bytes);
 }
 RAYC_REMOTE(nf_fetch_stats)
+
+/* (key) -> this peer's own copy of the KV value (not the coordinator's). */
+static void nf_kv_local(rayc_ctx *c)
+{
+	const void *key;
+	size_t n;
+	void *val;
+	size_t len;
+	if (rayc_arg_data(c, 0, &key, &n) != RAYC_OK) {
+		rayc_fail(c, "kv_local: no key");
+		return;
+	}
+	int rc = rayc__test_kv_local(key, &val, &len);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "kv_local: %s", rayc_strerror(rc));
+		return;
+	}
+	rayc_return_bytes(c, 0, val, len);
+	free(val);
+}
+RAYC_REMOTE(nf_kv_local)
+
+/* () -> control store snapshots this peer restored from another. */
+static void nf_ctl_restored(rayc_ctx *c)
+{
+	uint64_t restored = 0;
+	(void)rayc__test_ctl_snapshots(&restored);
+	rayc_return_i64(c, 0, (int64_t)restored);
+}
+RAYC_REMOTE(nf_ctl_restored)
 
 /* A ref kept past the task (a borrower), and dropped later. */
 static rayc_ref nf_kept;

@@ -241,6 +241,70 @@ Test(ctl, cut_off_coordinator_is_replaced_and_leaves_when_it_wakes)
 	cluster_stop();
 }
 
+/* peer's own copy of key equals want (NULL: absent). */
+static bool local_kv_is(uint32_t peer, const char *key, const char *want)
+{
+	rayc_task_opts o = on_peer(peer);
+	rayc_ref r;
+	rayc_view v;
+	if (rayc_call_opts(&r, "nf_kv_local", &o, RAYC_STR(key)) != 0)
+		return false;
+	int rc = rayc_get(r, &v, 10000);
+	bool ok;
+	if (want == NULL) {
+		ok = rc == RAYC_ETASK && strstr(rayc_errmsg(), "no such") != NULL;
+	} else {
+		ok = rc == 0 && v.len == strlen(want) &&
+		     memcmp(v.data, want, v.len) == 0;
+	}
+	if (rc == 0 || rc == RAYC_ETASK)
+		rayc_view_release(&v);
+	rayc_release(r);
+	return ok;
+}
+
+Test(ctl, log_is_compacted_and_a_late_joiner_gets_the_snapshot)
+{
+	/* A snapshot every 32 entries (1024 by default). */
+	setenv("RAYC__SNAPSHOT_ENTRIES", "32", 1);
+	driver_start();
+	const char *snap = "RAYC__SNAPSHOT_ENTRIES=32";
+	spawn_peer(TOKEN, snap);
+	spawn_peer(TOKEN, snap);
+	wait_alive(3);
+	char key[32], val[32];
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		cr_assert_eq(rayc_kv_put(key, val, strlen(val)), 0, "%s",
+		             rayc_errmsg());
+	}
+	cr_assert_eq(rayc_kv_del("k5"), 0);
+	uint64_t restored = 0;
+	uint64_t taken = rayc__test_ctl_snapshots(&restored);
+	cr_assert_geq(taken, 5, "%llu snapshots for 300+ entries",
+	              (unsigned long long)taken);
+	/* A peer joining now finds the log's start gone: it gets the
+	 * snapshot, then the entries after it. */
+	pid_t late = spawn_peer(TOKEN, snap);
+	wait_alive(4);
+	uint32_t pl = peer_of(late);
+	RT_WAIT_FOR(local_kv_is(pl, "k299", "v299"), 20000);
+	cr_assert(local_kv_is(pl, "k299", "v299"), "the late peer's copy");
+	cr_assert(local_kv_is(pl, "k0", "v0"));
+	cr_assert(local_kv_is(pl, "k5", NULL), "a deleted key came back");
+	rayc_task_opts o = on_peer(pl);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_ctl_restored", &o), 0);
+	cr_assert_geq(get_i64(r), 1, "the late peer restored no snapshot");
+	rayc_release(r);
+	/* And it follows the log from there. */
+	cr_assert_eq(rayc_kv_put("after", "yes", 3), 0);
+	RT_WAIT_FOR(local_kv_is(pl, "after", "yes"), 10000);
+	cr_assert(local_kv_is(pl, "after", "yes"));
+	cluster_stop();
+}
+
 Test(ctl, killed_voter_is_replaced_by_a_standby)
 {
 	driver_start();

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "net/net_int.h"
+#include "testing.h"
 
 #define KV_KEY_MAX RAYC__KV_KEY_MAX
 #define KV_VAL_MAX ((size_t)1 << 20)
@@ -78,6 +79,51 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 	default:
 		return RAYC_EPROTO;
 	}
+}
+
+void rayc__kv_write_all_locked(rayc__rt *rt, rayc__wbuf *b)
+{
+	rayc__kv *e, *tmp;
+
+	rayc__w_u32(b, HASH_COUNT(rt->kv));
+	HASH_ITER(hh, rt->kv, e, tmp) {
+		rayc__w_str(b, e->key);
+		rayc__w_blob(b, e->val, e->len);
+	}
+}
+
+bool rayc__kv_read_all_locked(rayc__rt *rt, rayc__rd *rd, bool apply)
+{
+	uint32_t n = rayc__r_u32(rd);
+
+	if (rd->bad)
+		return false;
+	if (apply)
+		rayc__kv_free_locked(rt);
+	for (uint32_t i = 0; i < n; i++) {
+		char key[KV_KEY_MAX + 1];
+		size_t len;
+		rayc__r_str(rd, key, sizeof(key));
+		const void *val = rayc__r_blob(rd, &len);
+		if (rd->bad || key[0] == '\0' || len > KV_VAL_MAX)
+			return false;
+		if (apply && rayc__kv_apply_locked(rt, KV_PUT, key, val, len,
+		                                   NULL, NULL) != RAYC_OK)
+			return false;
+	}
+	return true;
+}
+
+int rayc__test_kv_local(const char *key, void **val, size_t *len)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return RAYC_ESTATE;
+	rayc__mutex_lock(&rt->mu);
+	int rc = rayc__kv_apply_locked(rt, KV_GET, key, NULL, 0, val, len);
+	rayc__mutex_unlock(&rt->mu);
+	return rc;
 }
 
 void rayc__kv_free_locked(rayc__rt *rt)

@@ -305,6 +305,12 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                           const void *val, size_t len, void **out,
                           size_t *outlen) RAYC_REQUIRES(rt->mu);
+/* The whole table into a snapshot, and back (apply false: only checks
+ * it decodes; true: replaces the table). */
+void rayc__kv_write_all_locked(rayc__rt *rt, rayc__wbuf *b)
+	RAYC_REQUIRES(rt->mu);
+bool rayc__kv_read_all_locked(rayc__rt *rt, rayc__rd *rd, bool apply)
+	RAYC_REQUIRES(rt->mu);
 
 /* ctl.c: the control store (Raft over the mesh; see ctl.c). */
 typedef void (*rayc__ctl_done)(int rc, void *arg);
