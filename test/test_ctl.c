@@ -58,7 +58,8 @@ static void reap_killed(int slot)
 	kids[slot] = 0;
 }
 
-Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
+/* A founder process whose address is read back from a file. */
+static pid_t spawn_founder(char *addr, size_t cap)
 {
 	char dir[] = "/tmp/rayc-ctl-XXXXXX";
 	cr_assert_not_null(mkdtemp(dir));
@@ -67,16 +68,21 @@ Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
 	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
 	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0", NULL };
 	pid_t f = spawn_with(TOKEN, fe);
-	char addr[200] = { 0 };
 	FILE *fp = NULL;
 	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
 	cr_assert_not_null(fp, "the founder did not come up");
-	cr_assert_not_null(fgets(addr, sizeof(addr), fp));
+	cr_assert_not_null(fgets(addr, (int)cap, fp));
 	fclose(fp);
 	unlink(file);
 	rmdir(dir);
 	addr[strcspn(addr, "\n")] = '\0';
+	return f;
+}
 
+Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_founder(addr, sizeof(addr));
 	driver_start_at(addr);
 	pid_t w[3];
 	for (int i = 0; i < 3; i++)
@@ -164,27 +170,6 @@ Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
 	/* The founder is gone, so this driver, the last, ends the
 	 * cluster: every worker exits 0. */
 	cluster_stop();
-}
-
-/* A founder process whose address is read back from a file. */
-static pid_t spawn_founder(char *addr, size_t cap)
-{
-	char dir[] = "/tmp/rayc-ctl-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
-	char file[128], fenv[160];
-	snprintf(file, sizeof(file), "%s/addr", dir);
-	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
-	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0", NULL };
-	pid_t f = spawn_with(TOKEN, fe);
-	FILE *fp = NULL;
-	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
-	cr_assert_not_null(fp, "the founder did not come up");
-	cr_assert_not_null(fgets(addr, (int)cap, fp));
-	fclose(fp);
-	unlink(file);
-	rmdir(dir);
-	addr[strcspn(addr, "\n")] = '\0';
-	return f;
 }
 
 /* A coordinator cut off (stopped) while the others go on: the majority

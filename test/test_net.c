@@ -294,12 +294,10 @@ Test(net, kv_written_on_one_peer_is_read_on_all)
 	cluster_stop();
 }
 
-Test(net, borrower_keeps_object_alive_until_it_lets_go)
+/* Puts a 1 MiB object, has peer pb keep a ref to it and drops ours:
+ * pb is its only holder now.  Returns the object count before the put. */
+static uint64_t lend_to(uint32_t pb)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(2);
-	uint32_t pb = peer_of(b);
 	rayc_stats st;
 	rayc_stats_get(&st);
 	uint64_t base = st.objects;
@@ -317,6 +315,19 @@ Test(net, borrower_keeps_object_alive_until_it_lets_go)
 	rayc_stats_get(&st);
 	cr_assert_eq(st.objects, base + 1, "object freed while borrowed");
 	cr_assert_geq(st.store_used_bytes, sizeof(data));
+	return base;
+}
+
+Test(net, borrower_keeps_object_alive_until_it_lets_go)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	uint64_t base = lend_to(pb);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	rayc_stats st;
 	cr_assert_eq(rayc_call_opts(&r, "nf_drop_ref", &o), 0);
 	cr_assert_eq(get_i64(r), 0);
 	rayc_release(r);
@@ -333,20 +344,8 @@ Test(net, borrower_that_dies_lets_go)
 	spawn_peer(TOKEN, NULL); /* keeps the cluster's majority */
 	wait_alive(3);
 	uint32_t pb = peer_of(b);
+	uint64_t base = lend_to(pb);
 	rayc_stats st;
-	rayc_stats_get(&st);
-	uint64_t base = st.objects;
-	static uint8_t data[1 << 20];
-	memset(data, 5, sizeof(data));
-	rayc_ref obj, r;
-	cr_assert_eq(rayc_put(&obj, data, sizeof(data)), 0);
-	rayc_task_opts o = on_peer(pb);
-	cr_assert_eq(rayc_call_opts(&r, "nf_keep_ref", &o, RAYC_REF(obj)), 0);
-	cr_assert_eq(get_i64(r), 0);
-	rayc_release(r);
-	rayc_release(obj);
-	rayc_stats_get(&st);
-	cr_assert_eq(st.objects, base + 1, "object freed while borrowed");
 	kill(b, SIGKILL);
 	RT_WAIT_FOR(alive_peers() == 2, 30000);
 	cr_assert_eq(alive_peers(), 2, "death not noticed");

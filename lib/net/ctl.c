@@ -928,27 +928,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 
 	rayc__w_u32(&b, SNAP_MAGIC);
 	rayc__mutex_lock(&net->mu);
-	rayc__w_u32(&b, net->next_id);
-	uint32_t k = 0;
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		k += net->peers[i].known;
-	rayc__w_u32(&b, k);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->known)
-			continue;
-		rayc__w_u32(&b, i);
-		rayc__w_u8(&b, p->alive);
-		rayc__w_u8(&b, p->worker);
-		rayc__w_u32(&b, (uint32_t)p->pid);
-		rayc__w_u8(&b, (uint8_t)p->job_state);
-		rayc__w_u64(&b, (uint64_t)p->job_start_ms);
-		rayc__w_u64(&b, (uint64_t)p->job_end_ms);
-		rayc__w_str(&b, p->url);
-		rayc__net_write_res(rt, &b, i == net->self ? rt->res_total
-		                                           : p->total,
-		                    NULL);
-	}
+	rayc__net_write_members_locked(net, &b);
 	rayc__mutex_unlock(&net->mu);
 	rayc__mutex_lock(&rt->mu);
 	rayc__kv_write_all_locked(rt, &b);
@@ -975,65 +955,20 @@ static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
 {
 	rayc__rt *rt = net->rt;
 	rayc__rd rd;
-	uint32_t dead[RAYC__MAX_PEERS];
-	bool dead_left[RAYC__MAX_PEERS];
-	int64_t dead_t[RAYC__MAX_PEERS];
-	int ndead = 0;
+	rayc__gone gone[RAYC__MAX_PEERS];
+	int ngone = 0;
 
 	rayc__rd_init(&rd, buf->base, buf->len);
-	if (rayc__r_u32(&rd) != SNAP_MAGIC)
+	if (rayc__r_u32(&rd) != SNAP_MAGIC ||
+	    rayc__net_read_members(net, &rd, apply, gone, &ngone) != 0)
 		return false;
-	uint32_t next = rayc__r_u32(&rd);
-	uint32_t n = rayc__r_u32(&rd);
-	if (rd.bad || n > RAYC__MAX_PEERS)
-		return false;
-	for (uint32_t k = 0; k < n; k++) {
-		rayc__peer tmp;
-		memset(&tmp, 0, sizeof(tmp));
-		uint32_t id = rayc__r_u32(&rd);
-		tmp.alive = rayc__r_u8(&rd) != 0;
-		tmp.worker = rayc__r_u8(&rd) != 0;
-		tmp.pid = (int)rayc__r_u32(&rd);
-		tmp.job_state = rayc__r_u8(&rd);
-		tmp.job_start_ms = (int64_t)rayc__r_u64(&rd);
-		tmp.job_end_ms = (int64_t)rayc__r_u64(&rd);
-		rayc__r_str(&rd, tmp.url, sizeof(tmp.url));
-		if (rd.bad || id == 0 || id >= RAYC__MAX_PEERS ||
-		    !rayc__net_read_res(net, &rd, tmp.total, tmp.avail, false))
-			return false;
-		if (!apply)
-			continue;
-		/* Merge, never go back: this peer may already know newer
-		 * members (from JOINED) than an older snapshot does; the
-		 * log after the snapshot brings the rest. */
-		rayc__mutex_lock(&net->mu);
-		rayc__peer *p = &net->peers[id];
-		if (!p->known) {
-			rayc__conn *keep = p->conn;
-			*p = tmp;
-			p->conn = keep;
-			rayc__net_know_locked(net, id);
-			p->last_seen = rayc__now_ns();
-		} else if (p->alive && !tmp.alive) {
-			dead[ndead] = id;
-			dead_left[ndead] = tmp.job_state == RAYC_JOB_SUCCEEDED;
-			dead_t[ndead++] = tmp.job_end_ms;
-		}
-		rayc__mutex_unlock(&net->mu);
-	}
-	if (apply) {
-		rayc__mutex_lock(&net->mu);
-		if (next > net->next_id)
-			net->next_id = next;
-		rayc__mutex_unlock(&net->mu);
-	}
 	rayc__mutex_lock(&rt->mu);
 	bool ok = rayc__kv_read_all_locked(rt, &rd, apply);
 	rayc__mutex_unlock(&rt->mu);
 	if (!ok || rayc__rd_left(&rd) != 0)
 		return false;
-	for (int i = 0; i < ndead; i++)
-		(void)mark_dead(net, dead[i], dead_left[i], dead_t[i]);
+	for (int i = 0; i < ngone; i++)
+		(void)mark_dead(net, gone[i].id, gone[i].left, gone[i].end);
 	return true;
 }
 

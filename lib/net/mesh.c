@@ -310,55 +310,44 @@ typedef struct join_arg {
 	rayc__peer tmp;
 } join_arg;
 
-/* JOINED: the new peer's id (0: not admitted, why says why) and the
- * committed membership as of its admission, so it knows every member
- * before the first task reaches it; the log it replays afterwards finds
- * those entries already in place (applying them twice changes nothing). */
-static void send_joined(rayc__conn *c, rayc__net *net, uint32_t id,
-                        const char *why)
+/* The committed members as JOINED and snapshots carry them: the next id,
+ * then each known peer (id, alive, role, pid, job, address, totals). */
+void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
 {
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
-
-	rayc__w_u32(&b, id);
-	rayc__w_str(&b, why);
 	uint32_t n = 0;
-	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < atomic_load(&net->top) && id != 0; i++)
+
+	rayc__w_u32(b, net->next_id);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		n += net->peers[i].known;
-	rayc__w_u32(&b, n);
-	for (uint32_t i = 1; i < atomic_load(&net->top) && id != 0; i++) {
+	rayc__w_u32(b, n);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->known)
 			continue;
-		rayc__w_u32(&b, i);
-		rayc__w_u8(&b, p->alive);
-		rayc__w_u8(&b, p->worker);
-		rayc__w_u32(&b, (uint32_t)p->pid);
-		rayc__w_u8(&b, (uint8_t)p->job_state);
-		rayc__w_u64(&b, (uint64_t)p->job_start_ms);
-		rayc__w_u64(&b, (uint64_t)p->job_end_ms);
-		rayc__w_str(&b, p->url);
-		rayc__net_write_res(net->rt, &b,
+		rayc__w_u32(b, i);
+		rayc__w_u8(b, p->alive);
+		rayc__w_u8(b, p->worker);
+		rayc__w_u32(b, (uint32_t)p->pid);
+		rayc__w_u8(b, (uint8_t)p->job_state);
+		rayc__w_u64(b, (uint64_t)p->job_start_ms);
+		rayc__w_u64(b, (uint64_t)p->job_end_ms);
+		rayc__w_str(b, p->url);
+		rayc__net_write_res(net->rt, b,
 		                    i == net->self ? net->rt->res_total
 		                                   : p->total,
 		                    NULL);
 	}
-	uint32_t next = net->next_id;
-	rayc__mutex_unlock(&net->mu);
-	rayc__w_u32(&b, next);
-	rayc__w_frame_end(&b, f);
-	rayc__conn_send(c, &b);
-	rayc__wbuf_fini(&b);
 }
 
-/* The joiner's side: installs the membership JOINED carries. */
-static bool on_joined_view(rayc__net *net, rayc__rd *rd)
+int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
+                           rayc__gone *gone, int *ngone)
 {
+	uint32_t next = rayc__r_u32(rd);
 	uint32_t n = rayc__r_u32(rd);
 
+	*ngone = 0;
 	if (rd->bad || n > RAYC__MAX_PEERS)
-		return false;
+		return -1;
 	for (uint32_t k = 0; k < n; k++) {
 		rayc__peer tmp;
 		memset(&tmp, 0, sizeof(tmp));
@@ -372,7 +361,11 @@ static bool on_joined_view(rayc__net *net, rayc__rd *rd)
 		rayc__r_str(rd, tmp.url, sizeof(tmp.url));
 		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
 		    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
-			return false;
+			return -1;
+		if (!apply)
+			continue;
+		/* Merge, never go back: entries already here may be newer
+		 * than these; the log brings the rest in order. */
 		rayc__mutex_lock(&net->mu);
 		rayc__peer *p = &net->peers[id];
 		if (!p->known) {
@@ -381,17 +374,54 @@ static bool on_joined_view(rayc__net *net, rayc__rd *rd)
 			p->conn = keep;
 			rayc__net_know_locked(net, id);
 			p->last_seen = rayc__now_ns();
+		} else if (p->alive && !tmp.alive) {
+			rayc__gone *g = &gone[(*ngone)++];
+			g->id = id;
+			g->left = tmp.job_state == RAYC_JOB_SUCCEEDED;
+			g->end = tmp.job_end_ms;
 		}
 		rayc__mutex_unlock(&net->mu);
 	}
-	uint32_t next = rayc__r_u32(rd);
-	if (rd->bad || rayc__rd_left(rd) != 0)
-		return false;
-	rayc__mutex_lock(&net->mu);
-	if (next > net->next_id)
-		net->next_id = next;
-	rayc__mutex_unlock(&net->mu);
-	return true;
+	if (apply) {
+		rayc__mutex_lock(&net->mu);
+		if (next > net->next_id)
+			net->next_id = next;
+		rayc__mutex_unlock(&net->mu);
+	}
+	return 0;
+}
+
+/* JOINED: the new peer's id (0: not admitted, why says why) and the
+ * committed membership as of its admission, so it knows every member
+ * before the first task reaches it; the log it replays afterwards finds
+ * those entries already in place (applying them twice changes nothing). */
+static void send_joined(rayc__conn *c, rayc__net *net, uint32_t id,
+                        const char *why)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
+
+	rayc__w_u32(&b, id);
+	rayc__w_str(&b, why);
+	if (id != 0) {
+		rayc__mutex_lock(&net->mu);
+		rayc__net_write_members_locked(net, &b);
+		rayc__mutex_unlock(&net->mu);
+	}
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
+/* The joiner's side: installs the membership JOINED carries (a fresh
+ * peer has no members of its own that could be marked gone). */
+static bool on_joined_view(rayc__net *net, rayc__rd *rd)
+{
+	rayc__gone gone[RAYC__MAX_PEERS];
+	int ngone;
+
+	return rayc__net_read_members(net, rd, true, gone, &ngone) == 0 &&
+	       rayc__rd_left(rd) == 0;
 }
 
 /* The ADD entry for a joiner committed (or did not). */

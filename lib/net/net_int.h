@@ -296,6 +296,20 @@ void rayc__net_write_res(const rayc__rt *rt, rayc__wbuf *b,
                          const int64_t *total, const int64_t *avail);
 bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
                         int64_t *avail, bool with_avail);
+/* The committed members, as JOINED and snapshots carry them. */
+void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
+	RAYC_REQUIRES(net->mu);
+/* Reads them back (apply false: only checks they decode).  Applying
+ * merges: unknown members are added; members alive here but dead there
+ * go to gone[] (*ngone of them) for the caller to mark dead.  Returns 0,
+ * or -1 if they do not decode. */
+typedef struct rayc__gone {
+	uint32_t id;
+	bool left;   /* a driver that left cleanly */
+	int64_t end; /* its job's end (wall ms) */
+} rayc__gone;
+int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
+                           rayc__gone *gone, int *ngone);
 
 /* kv.c: the KV table (replicated by the control store) and the calls
  * that reach the coordinator. */
