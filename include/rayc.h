@@ -470,9 +470,8 @@ RAYC_API int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n);
  * free()); RAYC_ENOTFOUND if the key is absent.  Each call is a round
  * trip to the coordinator; a put returns once the entry is committed on
  * a majority of voters.  During a coordinator election calls wait (5 s
- * in all: RAYC_ETIMEDOUT); a put or delete that was in flight when the
- * coordinator died may be applied twice (so a delete may then report
- * RAYC_ENOTFOUND). */
+ * in all: RAYC_ETIMEDOUT); a put or delete retried after the coordinator
+ * died is applied once. */
 RAYC_API int rayc_kv_put(const char *key, const void *val, size_t len);
 RAYC_API int rayc_kv_get(const char *key, void **val, size_t *len);
 RAYC_API int rayc_kv_del(const char *key);

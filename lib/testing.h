@@ -3,6 +3,8 @@
 #ifndef RAYC_TESTING_H
 #define RAYC_TESTING_H
 
+#include <stdbool.h>
+
 #include "rayc.h"
 
 /* Drops the data of a sealed object as if its memory were lost; the next
@@ -19,6 +21,10 @@ void rayc__test_set_shm_copy_hook(void (*fn)(void));
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
+/* A KV put (or delete) sent as write number req of this peer: sending
+ * the same req again is what a retry after a failover does. */
+int rayc__test_kv_write(bool put, const char *key, const void *val,
+                        size_t len, uint64_t req);
 /* This peer's own copy of a KV key (the API asks the coordinator). */
 int rayc__test_kv_local(const char *key, void **val, size_t *len);
 

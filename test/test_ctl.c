@@ -290,6 +290,35 @@ Test(ctl, log_is_compacted_and_a_late_joiner_gets_the_snapshot)
 	cluster_stop();
 }
 
+/* A write retried with the same request id (what a caller does when the
+ * coordinator died before answering) is applied once. */
+Test(ctl, a_retried_kv_write_is_applied_once)
+{
+	driver_start();
+	spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	const uint64_t req = (uint64_t)1 << 40; /* far from the API's ids */
+	cr_assert_eq(rayc__test_kv_write(true, "x", "first", 5, req), 0);
+	cr_assert_eq(rayc__test_kv_write(true, "x", "second", 6, req), 0);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("x", &val, &len), 0);
+	cr_assert(len == 5 && memcmp(val, "first", 5) == 0,
+	          "the retry was applied again");
+	free(val);
+	/* A delete retried after it took effect still reports success. */
+	cr_assert_eq(rayc__test_kv_write(false, "x", NULL, 0, req + 1), 0);
+	cr_assert_eq(rayc__test_kv_write(false, "x", NULL, 0, req + 1), 0);
+	cr_assert_eq(rayc_kv_get("x", &val, &len), RAYC_ENOTFOUND);
+	/* A new write is a new request. */
+	cr_assert_eq(rayc_kv_put("x", "third", 5), 0);
+	cr_assert_eq(rayc_kv_get("x", &val, &len), 0);
+	cr_assert(len == 5 && memcmp(val, "third", 5) == 0);
+	free(val);
+	cluster_stop();
+}
+
 Test(ctl, killed_voter_is_replaced_by_a_standby)
 {
 	driver_start();

@@ -747,6 +747,10 @@ int rayc__conn_dial(rayc__conn *c, const char *url)
 	if (rv != 0)
 		return rayc__err(RAYC_EINVAL, "cannot dial '%s': %s", url,
 		                 nng_strerror(rv));
+	/* As on the listener: streams frame nothing themselves, our
+	 * reader bounds every frame, and the transport gets the limit too. */
+	(void)nng_stream_dialer_set_size(c->dialer, NNG_OPT_RECVMAXSZ,
+	                                 RAYC__WIRE_MAX_FRAME);
 	c->dialed = true;
 	nng_aio_set_timeout(c->daio, 5000);
 	nng_stream_dialer_dial(c->dialer, c->daio);

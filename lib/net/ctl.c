@@ -40,6 +40,23 @@
 
 enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
 
+/* KV writes applied, by (client peer, request id): a write retried after
+ * the coordinator died is answered with its first result instead of being
+ * applied twice (Raft dissertation, 6.3).  The newest DEDUP_MAX are kept,
+ * dropped oldest first in log order, so every peer keeps the same ones. */
+#define DEDUP_MAX 4096
+
+typedef struct dedup_key {
+	uint64_t req;
+	uint32_t client, pad;
+} dedup_key;
+
+typedef struct dedup {
+	dedup_key k;
+	int rc;
+	UT_hash_handle hh;
+} dedup;
+
 typedef struct work {
 	void (*fn)(rayc__net *net, void *arg);
 	void *arg;
@@ -64,6 +81,10 @@ struct rayc__ctl {
 	bool has_snap;
 	struct raft_snapshot snap; /* one buffer */
 	_Atomic uint64_t n_snapshots, n_restored;
+	/* Applied KV writes (loop thread only). */
+	dedup *seen;
+	dedup *ring[DEDUP_MAX]; /* oldest at ring_head */
+	unsigned ring_head, ring_n;
 	/* Posted work. */
 	rayc__mutex mu;
 	work *head, *tail;
@@ -863,6 +884,77 @@ static int apply_del(rayc__net *net, rayc__rd *rd)
 	return mark_dead(net, id, left, t);
 }
 
+static bool dedup_find(rayc__ctl *ctl, const dedup_key *k, int *rc)
+{
+	dedup *d;
+
+	HASH_FIND(hh, ctl->seen, k, sizeof(*k), d);
+	if (d != NULL)
+		*rc = d->rc;
+	return d != NULL;
+}
+
+static void dedup_add(rayc__ctl *ctl, const dedup_key *k, int rc)
+{
+	dedup *d;
+
+	if (ctl->ring_n == DEDUP_MAX) {
+		d = ctl->ring[ctl->ring_head];
+		HASH_DEL(ctl->seen, d);
+		ctl->ring_head = (ctl->ring_head + 1) % DEDUP_MAX;
+		ctl->ring_n--;
+	} else if ((d = malloc(sizeof(*d))) == NULL) {
+		return; /* forgotten: a retry of it would apply again */
+	}
+	memset(d, 0, sizeof(*d));
+	d->k = *k;
+	d->rc = rc;
+	HASH_ADD(hh, ctl->seen, k, sizeof(d->k), d);
+	ctl->ring[(ctl->ring_head + ctl->ring_n) % DEDUP_MAX] = d;
+	ctl->ring_n++;
+}
+
+static void dedup_clear(rayc__ctl *ctl)
+{
+	HASH_CLEAR(hh, ctl->seen);
+	for (unsigned i = 0; i < ctl->ring_n; i++)
+		free(ctl->ring[(ctl->ring_head + i) % DEDUP_MAX]);
+	ctl->ring_head = ctl->ring_n = 0;
+}
+
+/* In snapshots: oldest first, so a restore rebuilds the same ring. */
+static void dedup_write(rayc__ctl *ctl, rayc__wbuf *b)
+{
+	rayc__w_u32(b, ctl->ring_n);
+	for (unsigned i = 0; i < ctl->ring_n; i++) {
+		dedup *d = ctl->ring[(ctl->ring_head + i) % DEDUP_MAX];
+		rayc__w_u32(b, d->k.client);
+		rayc__w_u64(b, d->k.req);
+		rayc__w_u32(b, (uint32_t)d->rc);
+	}
+}
+
+static bool dedup_read(rayc__ctl *ctl, rayc__rd *rd, bool apply)
+{
+	uint32_t n = rayc__r_u32(rd);
+
+	if (rd->bad || n > DEDUP_MAX)
+		return false;
+	if (apply)
+		dedup_clear(ctl);
+	for (uint32_t i = 0; i < n; i++) {
+		dedup_key k = { 0 };
+		k.client = rayc__r_u32(rd);
+		k.req = rayc__r_u64(rd);
+		int rc = (int)rayc__r_u32(rd);
+		if (rd->bad)
+			return false;
+		if (apply)
+			dedup_add(ctl, &k, rc);
+	}
+	return true;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
@@ -884,6 +976,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		size_t len = 0;
 		const void *val = NULL;
 		bool put = ((const uint8_t *)buf->base)[0] == CMD_KV_PUT;
+		dedup_key k = { 0 };
+		k.client = rayc__r_u32(&rd);
+		k.req = rayc__r_u64(&rd);
 		rayc__r_str(&rd, key, sizeof(key));
 		if (put)
 			val = rayc__r_blob(&rd, &len);
@@ -891,11 +986,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 			rc = RAYC_EPROTO;
 			break;
 		}
+		if (dedup_find(net->ctl, &k, &rc))
+			break; /* a retry of a write already applied */
 		rayc__mutex_lock(&net->rt->mu);
 		rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT
 		                                        : RAYC__KV_DEL,
 		                           key, val, len, NULL, NULL);
 		rayc__mutex_unlock(&net->rt->mu);
+		dedup_add(net->ctl, &k, rc);
 		break;
 	}
 	default:
@@ -917,7 +1015,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
  * that joins after the log was cut, gets the snapshot (InstallSnapshot)
  * and restores it. */
 
-#define SNAP_MAGIC 0x314e5352u /* "RSN1" */
+#define SNAP_MAGIC 0x324e5352u /* "RSN2" */
 
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n)
@@ -933,6 +1031,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	rayc__mutex_lock(&rt->mu);
 	rayc__kv_write_all_locked(rt, &b);
 	rayc__mutex_unlock(&rt->mu);
+	dedup_write(net->ctl, &b);
 	struct raft_buffer *out = b.bad ? NULL : raft_malloc(sizeof(*out));
 	void *data = out != NULL ? raft_malloc(b.len) : NULL;
 	if (data == NULL) {
@@ -965,7 +1064,7 @@ static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
 	rayc__mutex_lock(&rt->mu);
 	bool ok = rayc__kv_read_all_locked(rt, &rd, apply);
 	rayc__mutex_unlock(&rt->mu);
-	if (!ok || rayc__rd_left(&rd) != 0)
+	if (!ok || !dedup_read(net->ctl, &rd, apply) || rayc__rd_left(&rd) != 0)
 		return false;
 	for (int i = 0; i < ngone; i++)
 		(void)mark_dead(net, gone[i].id, gone[i].left, gone[i].end);
@@ -1078,10 +1177,12 @@ static void propose_del(rayc__net *net, uint32_t id, bool left)
 	rayc__wbuf_fini(&b);
 }
 
-void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, const char *key,
-                      const void *val, size_t len)
+void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
+                      const char *key, const void *val, size_t len)
 {
 	rayc__w_u8(b, op == RAYC__KV_PUT ? CMD_KV_PUT : CMD_KV_DEL);
+	rayc__w_u32(b, client);
+	rayc__w_u64(b, req);
 	rayc__w_str(b, key);
 	if (op == RAYC__KV_PUT)
 		rayc__w_blob(b, val, len);
@@ -1535,6 +1636,7 @@ void rayc__ctl_fini(rayc__net *net)
 	event_free(ctl->wake);
 	raft_free(ctl->boot.base);
 	snap_clear(ctl);
+	dedup_clear(ctl);
 	rayc__mutex_fini(&ctl->mu);
 	free(ctl);
 	net->ctl = NULL;

@@ -143,6 +143,8 @@ void rayc__kv_free_locked(rayc__rt *rt)
 typedef struct kv_work {
 	rayc__net *net;
 	uint64_t rpc;
+	uint32_t client; /* whose call (a peer id) */
+	uint64_t req;    /* its id there, the same in every retry */
 	rayc__conn *conn;
 	int op;
 	char key[KV_KEY_MAX + 1];
@@ -228,7 +230,8 @@ static void run_kv(rayc__net *net, void *arg)
 			return;
 		}
 		rayc__wbuf b = { 0 };
-		rayc__ctl_cmd_kv(&b, w->op, w->key, w->val, w->len);
+		rayc__ctl_cmd_kv(&b, w->op, w->client, w->req, w->key, w->val,
+		                 w->len);
 		int rc = rayc__ctl_propose(net, &b, kv_applied, w);
 		rayc__wbuf_fini(&b);
 		if (rc == RAYC_OK)
@@ -249,6 +252,7 @@ static void run_kv(rayc__net *net, void *arg)
 	rayc__wbuf b = { 0 };
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_KV_REQ, net->self);
 	rayc__w_u64(&b, w->rpc);
+	rayc__w_u64(&b, w->req);
 	rayc__w_u8(&b, (uint8_t)w->op);
 	rayc__w_str(&b, w->key);
 	rayc__w_blob(&b, w->val, w->len);
@@ -287,6 +291,7 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 	uint64_t id = rayc__r_u64(rd);
 
 	if (type == RAYC__MSG_KV_REQ) {
+		uint64_t req = rayc__r_u64(rd);
 		int op = rayc__r_u8(rd);
 		char key[KV_KEY_MAX + 1];
 		size_t len;
@@ -298,6 +303,8 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 		kv_work *w = kv_work_new(net, id, op, key, val, len);
 		if (w == NULL)
 			return;
+		w->client = c->peer;
+		w->req = req;
 		atomic_fetch_add(&c->refs, 1);
 		w->conn = c;
 		rayc__ctl_post(net, run_kv, w);
@@ -313,8 +320,9 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 	rpc_complete(net, id, rc, val, len);
 }
 
+/* req: the write's id (0: a new one). */
 static int kv_call(int op, const char *key, const void *val, size_t len,
-                   void **out, size_t *outlen)
+                   void **out, size_t *outlen, uint64_t req)
 {
 	rayc__rt *rt = rayc__g;
 
@@ -337,6 +345,10 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 	}
 	rayc__mutex_unlock(&rt->mu);
 	int64_t deadline = rayc__now_ns() + (int64_t)KV_TIMEOUT_MS * 1000000;
+	rayc__mutex_lock(&net->mu);
+	if (req == 0)
+		req = ++net->next_req;
+	rayc__mutex_unlock(&net->mu);
 	for (;;) {
 		rayc__rpc r;
 		memset(&r, 0, sizeof(r));
@@ -348,6 +360,8 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 		kv_work *w = kv_work_new(net, r.id, op, key, val, len);
 		bool ok = false;
 		if (w != NULL) {
+			w->client = net->self;
+			w->req = req;
 			rayc__ctl_post(net, run_kv, w);
 			/* A coordinator that died with our request is only
 			 * noticed by waiting: ask again after a second. */
@@ -389,7 +403,7 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 
 int rayc_kv_put(const char *key, const void *val, size_t len)
 {
-	return kv_call(KV_PUT, key, val, len, NULL, NULL);
+	return kv_call(KV_PUT, key, val, len, NULL, NULL, 0);
 }
 
 int rayc_kv_get(const char *key, void **val, size_t *len)
@@ -398,10 +412,16 @@ int rayc_kv_get(const char *key, void **val, size_t *len)
 		return rayc__err(RAYC_EINVAL, "NULL out pointer");
 	*val = NULL;
 	*len = 0;
-	return kv_call(KV_GET, key, NULL, 0, val, len);
+	return kv_call(KV_GET, key, NULL, 0, val, len, 0);
 }
 
 int rayc_kv_del(const char *key)
 {
-	return kv_call(KV_DEL, key, NULL, 0, NULL, NULL);
+	return kv_call(KV_DEL, key, NULL, 0, NULL, NULL, 0);
+}
+
+int rayc__test_kv_write(bool put, const char *key, const void *val,
+                        size_t len, uint64_t req)
+{
+	return kv_call(put ? KV_PUT : KV_DEL, key, val, len, NULL, NULL, req);
 }

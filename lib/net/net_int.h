@@ -214,6 +214,7 @@ struct rayc__net {
 	/* Pending RPCs of this peer (the KV itself is rt->kv). */
 	rayc__rpc *rpcs;
 	uint64_t next_rpc;
+	uint64_t next_req; /* KV writes: one id per call, kept across retries */
 	/* Incoming transfers by object id. */
 	rayc__xin *xins;
 	/* Same-host copies (remote.c): each peer's arena mapped read-only
@@ -354,7 +355,9 @@ bool rayc__ctl_is_leader(rayc__net *net);
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        bool worker, int pid, const char *url,
                        const int64_t *total);
-void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, const char *key,
-                      const void *val, size_t len);
+/* A KV write by client (peer id) as its request req: a retried write
+ * (same client and req) is applied once. */
+void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
+                      const char *key, const void *val, size_t len);
 
 #endif /* RAYC_NET_INT_H */
