@@ -466,8 +466,9 @@ RAYC_API int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n);
 
 /* The cluster's key-value store, kept in the replicated control store
  * (Raft) and visible from every peer.  Keys are strings up to 255 bytes,
- * values up to 1 MiB.  rayc_kv_get returns a malloc'd copy (free it with
- * free()); RAYC_ENOTFOUND if the key is absent.  Each call is a round
+ * values up to 1 MiB, 128 MiB in all (RAYC_ESTOREFULL beyond).
+ * rayc_kv_get returns a malloc'd copy (free it with free());
+ * RAYC_ENOTFOUND if the key is absent.  Each call is a round
  * trip to the coordinator; a put returns once the entry is committed on
  * a majority of voters.  During a coordinator election calls wait (5 s
  * in all: RAYC_ETIMEDOUT); a put or delete retried after the coordinator

@@ -278,6 +278,7 @@ struct rayc__rt {
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
 	/* The cluster KV when this peer keeps it (lib/net/kv.c). */
 	rayc__kv *kv RAYC_GUARDED_BY(mu);
+	size_t kv_bytes RAYC_GUARDED_BY(mu); /* keys + values */
 
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;

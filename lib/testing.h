@@ -25,6 +25,9 @@ uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
  * the same req again is what a retry after a failover does. */
 int rayc__test_kv_write(bool put, const char *key, const void *val,
                         size_t len, uint64_t req);
+/* Asks this peer, if it is the coordinator, to hand the role to peer
+ * `to` (made a voter first if it is not one; asynchronous). */
+int rayc__test_ctl_transfer(uint32_t to);
 /* This peer's own copy of a KV key (the API asks the coordinator). */
 int rayc__test_kv_local(const char *key, void **val, size_t *len);
 

@@ -144,6 +144,16 @@ static void nf_ctl_restored(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_restored)
 
+/* (peer id) -> 0 after asking this peer to hand the coordinator's role
+ * to that peer. */
+static void nf_ctl_transfer(rayc_ctx *c)
+{
+	int64_t to;
+	rayc_arg_i64(c, 0, &to);
+	rayc_return_i64(c, 0, rayc__test_ctl_transfer((uint32_t)to));
+}
+RAYC_REMOTE(nf_ctl_transfer)
+
 /* A ref kept past the task (a borrower), and dropped later. */
 static rayc_ref nf_kept;
 static void nf_keep_ref(rayc_ctx *c)

@@ -123,6 +123,22 @@ static int reap(pid_t pid, int ms)
 	}
 }
 
+/* A test's .fini: a failed test stops here without cluster_stop; stop
+ * what it started (by pid) so nothing outlives it. */
+static void kill_kids(void)
+{
+	char path[64];
+	for (int i = 0; i < nkids; i++) {
+		if (kids[i] <= 0)
+			continue;
+		kill(kids[i], SIGKILL);
+		waitpid(kids[i], NULL, 0);
+		snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", kids[i]);
+		unlink(path);
+	}
+	nkids = 0;
+}
+
 /* Shuts the driver down (the cluster ends) and checks every peer left:
  * exit code 0, no arena file of theirs or ours left in /dev/shm. */
 static void cluster_stop(void)

@@ -3,6 +3,7 @@
  * retries. */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -427,6 +428,23 @@ Test(lifecycle, kv_on_one_peer)
 	cr_assert_eq(rayc_kv_get("k", &v, &n), RAYC_ENOTFOUND,
 	             "the KV outlived its runtime");
 	cr_assert_eq(rayc_kv_del("k"), RAYC_ENOTFOUND);
+	/* 128 MiB in all: the 129th MiB is refused and loses nothing. */
+	static char big[1 << 20];
+	char key[16];
+	int i, rc = RAYC_OK;
+	for (i = 0; i < 200 && rc == RAYC_OK; i++) {
+		snprintf(key, sizeof(key), "b%d", i);
+		big[0] = (char)i;
+		rc = rayc_kv_put(key, big, sizeof(big));
+	}
+	cr_assert_eq(rc, RAYC_ESTOREFULL, "%s", rayc_strerror(rc));
+	cr_assert_eq(i, 128, "refused at put %d", i);
+	cr_assert_eq(rayc_kv_get("b127", &v, &n), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_kv_get("b3", &v, &n), RAYC_OK);
+	cr_assert(n == sizeof(big) && ((char *)v)[0] == 3);
+	free(v);
+	cr_assert_eq(rayc_kv_del("b3"), RAYC_OK);
+	cr_assert_eq(rayc_kv_put("b127", big, sizeof(big)), RAYC_OK);
 	rt_stop();
 	cr_assert_eq(rayc_kv_put("k", "x", 1), RAYC_ESTATE);
 }

@@ -5,7 +5,7 @@
 
 #include "net_harness.h"
 
-TestSuite(ctl, .timeout = 150);
+TestSuite(ctl, .timeout = 150, .fini = kill_kids);
 
 static int count_voters(uint32_t *coord)
 {
@@ -317,6 +317,81 @@ Test(ctl, a_retried_kv_write_is_applied_once)
 	cr_assert(len == 5 && memcmp(val, "third", 5) == 0);
 	free(val);
 	cluster_stop();
+}
+
+/* Two peers left keep one voter.  When that voter leaves cleanly while
+ * another driver stays, it first makes the other a voter and hands it
+ * the coordinator's role, so the cluster goes on without it. */
+Test(ctl, the_only_voter_leaving_hands_over)
+{
+	char addr[200] = { 0 }, paddr[200] = { 0 };
+	pid_t f = spawn_founder(addr, sizeof(addr));
+	driver_start_at(addr);
+	/* A second driver (a founder-mode net_peer joining us). */
+	char dir[] = "/tmp/rayc-ctl-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[128], fenv[160], aenv[240];
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
+	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", rayc_address());
+	const char *pe[] = { fenv, aenv, NULL };
+	pid_t p = spawn_with(TOKEN, pe);
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
+	cr_assert_not_null(fp);
+	cr_assert_not_null(fgets(paddr, sizeof(paddr), fp));
+	fclose(fp);
+	unlink(file);
+	rmdir(dir);
+	paddr[strcspn(paddr, "\n")] = '\0';
+	wait_alive(3);
+	uint32_t me = rayc_peer_id(), pp = peer_of(p), coord = 0;
+	RT_WAIT_FOR(count_voters(&coord) == 3, 20000);
+	cr_assert_eq(rayc_kv_put("kept", "yes", 3), 0);
+	kill(f, SIGKILL);
+	reap_killed(0);
+	/* Two live peers: one voter.  Make it this peer. */
+	RT_WAIT_FOR(alive_peers() == 2 && count_voters(&coord) == 1 &&
+	                    coord != 0, 30000);
+	cr_assert_eq(count_voters(&coord), 1);
+	if (coord != me) {
+		rayc_task_opts o = on_peer(pp);
+		rayc_ref r;
+		cr_assert_eq(rayc_call_opts(&r, "nf_ctl_transfer", &o,
+		                            RAYC_I64(me)), 0);
+		cr_assert_eq(get_i64(r), 0);
+		rayc_release(r);
+	}
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	RT_WAIT_FOR((count_voters(&coord), coord == me) &&
+	                    (rayc_cluster_peers(pi, MAXP * 2, &n),
+	                     find_peer(pi, n, me)->is_voter &&
+	                     !find_peer(pi, n, pp)->is_voter),
+	            30000);
+	cr_assert_eq(coord, me, "this peer did not become the coordinator");
+	cr_assert(!find_peer(pi, n, pp)->is_voter, "the other is a voter");
+	/* Leave: the other driver stays, so the cluster does not end. */
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	/* The peer that stayed leads: a new driver joins it, and the KV is
+	 * there. */
+	driver_start_at(paddr);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("kept", &val, &len), 0, "%s", rayc_errmsg());
+	cr_assert(len == 3 && memcmp(val, "yes", 3) == 0);
+	free(val);
+	(void)count_voters(&coord);
+	cr_assert_eq(coord, pp, "the peer that stayed is not the coordinator");
+	/* This driver leaves; the other one serves on: stop it by pid. */
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	kill(p, SIGTERM);
+	int code = reap(p, 10000);
+	cr_assert_eq(code, 128 + SIGTERM);
+	char shm[64];
+	snprintf(shm, sizeof(shm), "/dev/shm/rayc-%d-0", p);
+	unlink(shm);
+	nkids = 0;
 }
 
 Test(ctl, killed_voter_is_replaced_by_a_standby)

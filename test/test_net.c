@@ -10,7 +10,7 @@
 #include "net_harness.h"
 #include "testing.h"
 
-TestSuite(net, .timeout = 120);
+TestSuite(net, .timeout = 120, .fini = kill_kids);
 
 Test(net, tree_reduce_4_peers_work_everywhere)
 {

@@ -26,6 +26,9 @@ static inline void rayc__obj_ref_locked(rayc__obj *o)
  * secondary copies (least recently used first) if the store is full.
  * Called without rt->mu. */
 int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out);
+/* If o is a cached secondary copy, evicts it (o may be freed) and
+ * returns true. */
+bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 /* Frees every cached secondary copy (at shutdown). */
 void rayc__cache_clear_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* Drops one reference; frees the data at zero and the entry when nothing

@@ -178,6 +178,17 @@ static bool cache_put_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
 	return true;
 }
 
+bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o)
+{
+	if (!o->cached)
+		return false;
+	lru_unlink(rt, o);
+	free_data_locked(rt, o);
+	atomic_store(&o->state, RAYC__OBJ_LOST);
+	collect_one_locked(rt, o);
+	return true;
+}
+
 void rayc__cache_clear_locked(rayc__rt *rt)
 {
 	while (evict_one_locked(rt))

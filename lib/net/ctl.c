@@ -37,6 +37,7 @@
 #include "testing.h"
 
 #define CTL_MAX_VOTERS 5
+#define RAFT_MSG_CAP ((size_t)64 << 20) /* log bytes in one AppendEntries */
 
 enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
 
@@ -94,6 +95,13 @@ struct rayc__ctl {
 	bool changing;
 	struct raft_transfer transfer;
 	_Atomic bool no_transfer;
+	bool handing_over; /* leaving as the coordinator */
+	raft_id handover_to; /* 0: any live peer */
+	/* A new leader's state may trail what its predecessor committed and
+	 * answered: it answers reads and admits peers only once a barrier
+	 * of its own term is applied. */
+	struct raft_barrier barrier;
+	bool barrier_pending, ready;
 	rayc__event closed_ev;
 };
 
@@ -374,12 +382,21 @@ static bool encode_msg(rayc__wbuf *b, uint32_t self,
 	}
 	case RAFT_IO_APPEND_ENTRIES: {
 		const struct raft_append_entries *a = &m->append_entries;
+		/* raft sends a lagging peer everything it lacks in one
+		 * message; send the first 64 MiB of it (at least one
+		 * entry).  The follower answers how far it got, and the
+		 * leader sends on from there. */
+		unsigned n = 0;
+		size_t bytes = 0;
+		while (n < a->n_entries &&
+		       (n == 0 || bytes + a->entries[n].buf.len <= RAFT_MSG_CAP))
+			bytes += a->entries[n++].buf.len;
 		rayc__w_u64(b, a->term);
 		rayc__w_u64(b, a->prev_log_index);
 		rayc__w_u64(b, a->prev_log_term);
 		rayc__w_u64(b, a->leader_commit);
-		rayc__w_u32(b, a->n_entries);
-		for (unsigned i = 0; i < a->n_entries; i++) {
+		rayc__w_u32(b, n);
+		for (unsigned i = 0; i < n; i++) {
 			rayc__w_u64(b, a->entries[i].term);
 			rayc__w_u8(b, (uint8_t)a->entries[i].type);
 			rayc__w_blob(b, a->entries[i].buf.base,
@@ -1148,6 +1165,20 @@ bool rayc__ctl_is_leader(rayc__net *net)
 	       raft_state(&ctl->raft) == RAFT_LEADER;
 }
 
+bool rayc__ctl_ready(rayc__net *net)
+{
+	return rayc__ctl_is_leader(net) && net->ctl->ready;
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+	rayc__net *net = req->data;
+	rayc__ctl *ctl = net->ctl;
+
+	ctl->barrier_pending = false;
+	ctl->ready = status == 0 && rayc__ctl_is_leader(net);
+}
+
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        bool worker, int pid, const char *url,
                        const int64_t *total)
@@ -1221,7 +1252,7 @@ static void reconcile(rayc__net *net)
 	const struct raft_configuration *conf = &r->configuration;
 	int rv = 0;
 
-	if (ctl->changing || !rayc__ctl_is_leader(net) ||
+	if (ctl->changing || ctl->handing_over || !rayc__ctl_is_leader(net) ||
 	    r->configuration_uncommitted_index != 0)
 		return;
 	ctl->change.data = net;
@@ -1290,6 +1321,8 @@ done:
 		          "configuration change refused: %s", raft_strerror(rv));
 }
 
+static void hand_over_step(rayc__net *net);
+
 /* Called after every batch of raft work: follow the leader. */
 static void after(rayc__net *net)
 {
@@ -1319,6 +1352,7 @@ static void after(rayc__net *net)
 	bool became = false;
 	if (lid != 0 && lid < RAYC__MAX_PEERS && lid != net->coord) {
 		net->coord = (uint32_t)lid;
+		net->coord_seen = now;
 		snprintf(net->coord_url, sizeof(net->coord_url), "%s",
 		         laddr != NULL ? laddr : "");
 		became = lid == net->self;
@@ -1333,10 +1367,18 @@ static void after(rayc__net *net)
 	}
 	bool admit_self = became && net->founder && !net->joined;
 	rayc__mutex_unlock(&net->mu);
+	if (raft_state(&ctl->raft) != RAFT_LEADER) {
+		ctl->ready = false;
+	} else if (!ctl->ready && !ctl->barrier_pending) {
+		ctl->barrier.data = net;
+		if (raft_barrier(&ctl->raft, &ctl->barrier, barrier_cb) == 0)
+			ctl->barrier_pending = true;
+	}
 	if (became)
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-COORD",
 		          "this peer (%u) is the coordinator now (term %llu)",
 		          net->self, (unsigned long long)ctl->raft.current_term);
+	hand_over_step(net);
 	if (admit_self) {
 		/* The founder's own entry: it is a member like any other. */
 		rayc__wbuf b = { 0 };
@@ -1374,6 +1416,11 @@ void rayc__ctl_tick(rayc__net *net)
 		}
 	}
 	int64_t lost = net->no_leader_since;
+	/* A standby or a peer still being added never starts an election,
+	 * so raft keeps naming a leader that may be long gone: silence from
+	 * the coordinator counts as much as having none. */
+	int64_t seen = net->coord_seen;
+	bool silent = !lead && net->coord != net->self && seen != 0;
 	rayc__mutex_unlock(&net->mu);
 	for (int i = 0; i < n; i++) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-SILENT",
@@ -1384,11 +1431,13 @@ void rayc__ctl_tick(rayc__net *net)
 	int64_t limit = 3 * net->timeout_ns;
 	if (limit < (int64_t)3000000000)
 		limit = 3000000000;
-	if (net->joined && lost != 0 && now - lost > limit &&
-	    !atomic_load(&net->leaving)) {
+	if (net->joined && !atomic_load(&net->leaving) &&
+	    ((lost != 0 && now - lost > limit) ||
+	     (silent && now - seen > limit))) {
 		atomic_store(&net->cut_off, true);
-		cluster_ends(net, "no coordinator could be elected (a majority "
-		                  "of the voters is gone)");
+		cluster_ends(net, "no coordinator for 3 heartbeat timeouts (a "
+		                  "majority of the voters is gone, or this peer "
+		                  "is cut off from it)");
 	}
 }
 
@@ -1431,22 +1480,72 @@ static void transfer_cb(struct raft_transfer *req)
 	(void)req;
 }
 
+/* One step of handing over (loop thread, from after()): transfer to
+ * another voter; if this peer is the only one (2 live peers keep 1),
+ * first make a live standby a voter, so the peers that stay keep a
+ * majority. */
+static void hand_over_step(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	struct raft *r = &ctl->raft;
+	const struct raft_configuration *conf = &r->configuration;
+	raft_id voter = 0, standby = 0;
+	int rv;
+
+	if (!ctl->handing_over || ctl->changing ||
+	    r->configuration_uncommitted_index != 0)
+		return;
+	if (!rayc__ctl_is_leader(net) || r->transfer != NULL) {
+		/* Not the leader any more (handed over), or a transfer of
+		 * raft's own is under way: nothing more to do here. */
+		ctl->handing_over = false;
+		return;
+	}
+	for (unsigned i = 0; i < conf->n; i++) {
+		raft_id id = conf->servers[i].id;
+		if (id == r->id || !alive_member(net, id) ||
+		    (ctl->handover_to != 0 && id != ctl->handover_to))
+			continue;
+		if (conf->servers[i].role == RAFT_VOTER && voter == 0)
+			voter = id;
+		else if (standby == 0)
+			standby = id;
+	}
+	if (voter != 0) {
+		ctl->handing_over = false;
+		rv = raft_transfer(r, &ctl->transfer, voter, transfer_cb);
+	} else if (standby != 0) {
+		ctl->change.data = net;
+		rv = raft_assign(r, &ctl->change, standby, RAFT_VOTER, change_cb);
+		if (rv == 0) {
+			ctl->changing = true;
+			return; /* transfer once it is a voter */
+		}
+		ctl->handing_over = false;
+	} else {
+		ctl->handing_over = false;
+		rv = RAFT_NOTFOUND;
+	}
+	if (rv != 0) {
+		atomic_store(&ctl->no_transfer, true);
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-TRANSFER",
+		          "cannot hand the coordinator's role over: %s",
+		          raft_strerror(rv));
+	}
+}
+
 static void run_transfer(rayc__net *net, void *arg)
 {
 	rayc__ctl *ctl = net->ctl;
 
 	(void)arg;
-	if (!rayc__ctl_is_leader(net) || ctl->raft.transfer != NULL) {
+	if (!rayc__ctl_is_leader(net)) {
 		atomic_store(&ctl->no_transfer, true);
 		return;
 	}
-	int rv = raft_transfer(&ctl->raft, &ctl->transfer, 0, transfer_cb);
-	if (rv != 0)
-		atomic_store(&ctl->no_transfer, true);
-	if (rv != 0)
-		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-TRANSFER",
-		          "no voter to hand the coordinator's role to: %s",
-		          raft_strerror(rv));
+	ctl->handing_over = true;
+	ctl->handover_to = 0;
+	hand_over_step(net);
 }
 
 void rayc__ctl_hand_over(rayc__net *net)
@@ -1658,4 +1757,25 @@ uint64_t rayc__test_ctl_snapshots(uint64_t *restored)
 	if (restored != NULL)
 		*restored = rt->net->ctl->n_restored;
 	return n;
+}
+
+static void run_test_transfer(rayc__net *net, void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (!rayc__ctl_is_leader(net))
+		return;
+	ctl->handing_over = true;
+	ctl->handover_to = (raft_id)(uintptr_t)arg;
+	hand_over_step(net);
+}
+
+int rayc__test_ctl_transfer(uint32_t to)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
+		return RAYC_ESTATE;
+	rayc__ctl_post(rt->net, run_test_transfer, (void *)(uintptr_t)to);
+	return RAYC_OK;
 }

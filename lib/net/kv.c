@@ -15,6 +15,9 @@
 
 #define KV_KEY_MAX RAYC__KV_KEY_MAX
 #define KV_VAL_MAX ((size_t)1 << 20)
+/* All keys and values together: a snapshot of the control store must fit
+ * in one frame (256 MiB). */
+#define KV_TOTAL_MAX ((size_t)128 << 20)
 #define KV_TIMEOUT_MS 5000
 #define KV_PUT RAYC__KV_PUT
 #define KV_GET RAYC__KV_GET
@@ -36,8 +39,12 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 	rayc__kv *e;
 
 	HASH_FIND_STR(rt->kv, key, e);
+	size_t klen = strlen(key);
 	switch (op) {
 	case KV_PUT: {
+		size_t was = e != NULL ? klen + e->len : 0;
+		if (rt->kv_bytes - was + klen + len > KV_TOTAL_MAX)
+			return RAYC_ESTOREFULL; /* the same on every peer */
 		void *copy = malloc(len > 0 ? len : 1);
 		if (copy == NULL)
 			return RAYC_ENOMEM;
@@ -56,6 +63,7 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 		}
 		e->val = copy;
 		e->len = len;
+		rt->kv_bytes = rt->kv_bytes - was + klen + len;
 		return RAYC_OK;
 	}
 	case KV_GET:
@@ -71,6 +79,7 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 	case KV_DEL:
 		if (e == NULL)
 			return RAYC_ENOTFOUND;
+		rt->kv_bytes -= klen + e->len;
 		HASH_DEL(rt->kv, e);
 		free(e->key);
 		free(e->val);
@@ -136,6 +145,7 @@ void rayc__kv_free_locked(rayc__rt *rt)
 		free(e->val);
 		free(e);
 	}
+	rt->kv_bytes = 0;
 }
 
 /* A call waiting for its answer: from this peer's API (conn NULL,
@@ -215,7 +225,7 @@ static void run_kv(rayc__net *net, void *arg)
 
 	if (w == NULL)
 		return;
-	if (rayc__ctl_is_leader(net)) {
+	if (rayc__ctl_ready(net)) {
 		if (w->op == KV_GET) {
 			void *out = NULL;
 			size_t outlen = 0;
@@ -320,6 +330,10 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 	rpc_complete(net, id, rc, val, len);
 }
 
+static int kv_call_net(rayc__net *net, int op, const char *key,
+                       const void *val, size_t len, void **out,
+                       size_t *outlen, uint64_t req);
+
 /* req: the write's id (0: a new one). */
 static int kv_call(int op, const char *key, const void *val, size_t len,
                    void **out, size_t *outlen, uint64_t req)
@@ -334,22 +348,33 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 	if (len > KV_VAL_MAX || (val == NULL && len > 0))
 		return rayc__err(RAYC_EINVAL, "KV value must be 0..%zu bytes",
 		                 KV_VAL_MAX);
-	rayc__mutex_lock(&rt->mu);
-	rayc__net *net = rt->net;
+	rayc__net *net = rayc__net_get(rt);
 	if (net == NULL) {
 		/* A one-peer cluster keeps its own table. */
+		rayc__mutex_lock(&rt->mu);
 		int rc = rayc__kv_apply_locked(rt, op, key, val, len, out,
 		                               outlen);
 		rayc__mutex_unlock(&rt->mu);
 		return rc == RAYC_OK ? rc : rayc__err(rc, "KV '%s'", key);
 	}
-	rayc__mutex_unlock(&rt->mu);
+	int rc = kv_call_net(net, op, key, val, len, out, outlen, req);
+	rayc__net_put(net);
+	return rc;
+}
+
+static int kv_call_net(rayc__net *net, int op, const char *key,
+                       const void *val, size_t len, void **out,
+                       size_t *outlen, uint64_t req)
+{
 	int64_t deadline = rayc__now_ns() + (int64_t)KV_TIMEOUT_MS * 1000000;
 	rayc__mutex_lock(&net->mu);
 	if (req == 0)
 		req = ++net->next_req;
 	rayc__mutex_unlock(&net->mu);
 	for (;;) {
+		if (atomic_load(&net->stopping))
+			return rayc__err(RAYC_ESTATE, "KV '%s': the peer is "
+			                 "shutting down", key);
 		rayc__rpc r;
 		memset(&r, 0, sizeof(r));
 		rayc__mutex_lock(&net->mu);

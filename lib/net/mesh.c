@@ -454,7 +454,7 @@ static void run_join(rayc__net *net, void *arg)
 	if (j == NULL)
 		return;
 	int rc = RAYC__RETRY;
-	if (rayc__ctl_is_leader(net)) {
+	if (rayc__ctl_ready(net)) {
 		rayc__mutex_lock(&net->mu);
 		uint32_t id = net->next_id < RAYC__MAX_PEERS ? net->next_id++
 		                                             : 0;
@@ -584,6 +584,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		}
 		net->self = id;
 		net->coord = c->peer;
+		net->coord_seen = rayc__now_ns();
 		net->peers[c->peer].conn = c;
 		rayc__mutex_unlock(&net->mu);
 		if (!on_joined_view(net, rd)) {
@@ -602,10 +603,15 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		return;
 	}
 	case RAYC__MSG_MEMBERS:
-		on_members(net, rd);
-		return;
 	case RAYC__MSG_RAFT:
-		rayc__ctl_on_raft(c, rd);
+		rayc__mutex_lock(&net->mu);
+		if (c->peer == net->coord)
+			net->coord_seen = rayc__now_ns();
+		rayc__mutex_unlock(&net->mu);
+		if (type == RAYC__MSG_MEMBERS)
+			on_members(net, rd);
+		else
+			rayc__ctl_on_raft(c, rd);
 		return;
 	case RAYC__MSG_HEARTBEAT:
 		on_heartbeat(c, rd);
@@ -1206,7 +1212,28 @@ void rayc__net_stop(rayc__rt *rt)
 	rayc__mutex_lock(&rt->mu);
 	rt->net = NULL;
 	rayc__mutex_unlock(&rt->mu);
+	/* API calls still using it (a task's KV call, a cluster query) see
+	 * stopping and return; wait for them (bounded) before freeing. */
+	int64_t deadline = rayc__now_ns() + 10 * (int64_t)1000000000;
+	while (atomic_load(&net->users) > 0 && rayc__now_ns() < deadline)
+		rayc__sleep_ms(1);
 	net_free(net);
+}
+
+rayc__net *rayc__net_get(rayc__rt *rt)
+{
+	rayc__mutex_lock(&rt->mu);
+	rayc__net *net = rt->net;
+	if (net != NULL)
+		atomic_fetch_add(&net->users, 1);
+	rayc__mutex_unlock(&rt->mu);
+	return net;
+}
+
+void rayc__net_put(rayc__net *net)
+{
+	if (net != NULL)
+		atomic_fetch_sub(&net->users, 1);
 }
 
 void rayc__net_serve(rayc__rt *rt)
@@ -1261,8 +1288,10 @@ uint32_t rayc_peer_id(void)
 
 	if (rt == NULL)
 		return 0;
-	rayc__net *net = rt->net;
-	return net != NULL ? net->self : 1;
+	rayc__net *net = rayc__net_get(rt);
+	uint32_t id = net != NULL ? net->self : 1;
+	rayc__net_put(net);
+	return id;
 }
 
 const char *rayc_address(void)
@@ -1283,7 +1312,7 @@ int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 		return rayc__err(RAYC_EINVAL, "NULL argument");
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__net *net = rt->net;
+	rayc__net *net = rayc__net_get(rt);
 	if (net == NULL) {
 		if (cap > 0) {
 			rayc_stats st;
@@ -1331,6 +1360,7 @@ int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 		k++;
 	}
 	rayc__mutex_unlock(&net->mu);
+	rayc__net_put(net);
 	*n = k;
 	return RAYC_OK;
 }
@@ -1344,7 +1374,7 @@ int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n)
 		return rayc__err(RAYC_EINVAL, "NULL argument");
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__net *net = rt->net;
+	rayc__net *net = rayc__net_get(rt);
 	if (net == NULL) {
 		/* A one-peer cluster: this program is the one job. */
 		if (cap > 0) {
@@ -1375,6 +1405,7 @@ int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n)
 		k++;
 	}
 	rayc__mutex_unlock(&net->mu);
+	rayc__net_put(net);
 	*n = k;
 	return RAYC_OK;
 }

@@ -58,6 +58,10 @@ void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 bool rayc__net_feasible(rayc__rt *rt, const int64_t *demand);
 /* Frees the KV this peer keeps (at shutdown). */
 void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+/* The mesh for an API call made from any thread (a task, the user's), or
+ * NULL: rayc__net_stop waits for every get to be put before freeing. */
+rayc__net *rayc__net_get(rayc__rt *rt);
+void rayc__net_put(rayc__net *net);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
 

@@ -179,6 +179,7 @@ struct rayc__net {
 	bool founder, worker;
 	rayc__ctl *ctl;       /* the control store (ctl.c) */
 	int64_t no_leader_since;
+	int64_t coord_seen; /* last frame from the coordinator (net->mu) */
 	char url[RAYC__URL_MAX];
 	char coord_url[RAYC__URL_MAX];
 	unsigned char key[32];
@@ -200,6 +201,7 @@ struct rayc__net {
 	rayc__thread th;
 	bool th_started;
 	_Atomic bool stopping;
+	_Atomic int users; /* API calls using it (rayc__net_get) */
 	_Atomic bool leaving; /* said SHUTDOWN or LEAVE: closes are expected */
 	_Atomic bool cluster_down; /* SHUTDOWN seen or coordinator gone */
 	/* Out of the cluster (removed, or cut off from the voters): leaves
@@ -352,6 +354,9 @@ void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left);
 int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
                       rayc__ctl_done done, void *arg);
 bool rayc__ctl_is_leader(rayc__net *net);
+/* The leader, with every entry of earlier terms applied here: fit to
+ * answer reads and admit peers. */
+bool rayc__ctl_ready(rayc__net *net);
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        bool worker, int pid, const char *url,
                        const int64_t *total);

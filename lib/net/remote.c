@@ -493,7 +493,17 @@ static void on_task(rayc__conn *c, rayc__rd *rd)
 	t->foreign = true;
 	t->owner = c->peer;
 	rayc__mutex_lock(&rt->mu);
-	if (rayc__obj_find_locked(rt, rayc__return_id(id, 0)) != NULL) {
+	/* Cached copies of this task's returns (fetched before the owner lost
+	 * them and ran the task again, here) make way for the new run. */
+	bool dup = false;
+	for (uint32_t i = 0; i < nret && !dup; i++) {
+		rayc_object_id rid = rayc__return_id(id, i);
+		rayc__obj *o = rayc__obj_find_locked(rt, rid);
+		if (o != NULL && rayc__cache_drop_locked(rt, o))
+			o = rayc__obj_find_locked(rt, rid); /* still lineage? */
+		dup = o != NULL;
+	}
+	if (dup) {
 		rayc__mutex_unlock(&rt->mu);
 		free(t);
 		free(args);
@@ -590,12 +600,14 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 		rayc__net_send_to(net, t->owner, &b);
 		rayc__wbuf_fini(&b);
 	}
+	/* An owner that died meanwhile will never say FREE. */
+	bool owner_alive = rayc__net_peer_alive(rt, t->owner);
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		t->returns[i] = NULL;
 		if (o == NULL)
 			continue;
-		if (keep[i])
+		if (keep[i] && owner_alive)
 			o->held_remote = true; /* until the owner says FREE */
 		else
 			rayc__obj_unref_locked(rt, o);
