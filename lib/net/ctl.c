@@ -69,7 +69,7 @@ struct rayc__ctl {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_fsm fsm;
-	bool inited, started, closing;
+	bool inited, started, closing, close_called;
 	struct event *wake, *rtick;
 	raft_io_tick_cb tick_cb;
 	raft_io_recv_cb recv_cb;
@@ -1677,8 +1677,9 @@ static void run_close(rayc__net *net, void *arg)
 	rayc__ctl *ctl = net->ctl;
 
 	(void)arg;
-	if (ctl->closing)
+	if (ctl->close_called)
 		return;
+	ctl->close_called = true;
 	ctl->closing = true;
 	if (ctl->inited)
 		raft_close(&ctl->raft, close_cb);
@@ -1705,21 +1706,27 @@ void rayc__ctl_drain(rayc__net *net)
 
 	if (ctl == NULL)
 		return;
-	/* The loop has stopped: run what is left (raft is closed, so the
-	 * work only frees and answers), and from now on run posted work at
-	 * once (connections may still deliver frames until they are
-	 * freed). */
-	ctl->closing = true;
-	rayc__mutex_lock(&ctl->mu);
-	work *w = ctl->head;
-	ctl->head = ctl->tail = NULL;
-	ctl->inline_posts = true;
-	rayc__mutex_unlock(&ctl->mu);
-	while (w != NULL) {
-		work *n = w->next;
-		w->fn(net, w->arg);
-		free(w);
-		w = n;
+	/* The loop has stopped.  Close raft if ctl_stop could not (its
+	 * callbacks then fail what was pending: proposals answer, their
+	 * connections are let go), run what is left until nothing is, and
+	 * from now on run posted work at once (connections may still deliver
+	 * frames until they are freed). */
+	run_close(net, NULL);
+	for (;;) {
+		rayc__mutex_lock(&ctl->mu);
+		work *w = ctl->head;
+		ctl->head = ctl->tail = NULL;
+		if (w == NULL)
+			ctl->inline_posts = true;
+		rayc__mutex_unlock(&ctl->mu);
+		if (w == NULL)
+			break;
+		while (w != NULL) {
+			work *n = w->next;
+			w->fn(net, w->arg);
+			free(w);
+			w = n;
+		}
 	}
 }
 
