@@ -187,10 +187,13 @@ int main(int argc, char **argv)
 	struct timespec ts = { 0, 300000000 };
 	nanosleep(&ts, NULL);
 	rayc_cluster_peers(peers, 64, &np);
-	printf("peer  pid      address                  tasks run\n");
+	printf("peer  pid      address                  role         tasks run\n");
 	for (size_t i = 0; i < np; i++)
-		printf("%-5u %-8d %-24s %llu%s\n", peers[i].id, peers[i].pid,
-		       peers[i].address,
+		printf("%-5u %-8d %-24s %-12s %llu%s\n", peers[i].id,
+		       peers[i].pid, peers[i].address,
+		       peers[i].is_coordinator ? "coordinator"
+		       : peers[i].is_voter     ? "voter"
+		                               : "standby",
 		       (unsigned long long)(peers[i].tasks_executed - before[i]),
 		       peers[i].id == rayc_peer_id() ? "  (driver)" : "");
 	for (long i = 0; i < ntasks; i++)
