@@ -108,6 +108,11 @@ struct rayc__obj {
 	 * ref went, in rt's LRU cache until evicted or wanted again. */
 	bool cached;
 	rayc__obj *lru_prev, *lru_next;
+	/* Same host, zero-copy: data lies in peer view_src's arena, mapped
+	 * read-only (view, held); that peer keeps it pinned until we say
+	 * SHM_DONE, when this entry's data goes. */
+	struct rayc__store_view *view;
+	uint32_t view_src;
 	rayc__wnode *waiters;
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };

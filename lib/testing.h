@@ -14,7 +14,7 @@ int rayc__test_lose(rayc_ref ref);
 const char *rayc__test_store_path(void);
 
 /* Runs fn (NULL: nothing) on the fetching peer's receive thread right
- * before each same-host copy out of another peer's arena, with no lock
+ * before each same-host read of another peer's arena, with no lock
  * held: a test can kill the holder there. */
 void rayc__test_set_shm_copy_hook(void (*fn)(void));
 

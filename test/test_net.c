@@ -437,8 +437,15 @@ static void checksum_on(uint32_t peer, rayc_ref obj, uint64_t want)
 Test(net, secondary_copies_are_cached_and_evicted)
 {
 	driver_start();
-	/* B's store: 64 MiB, so its cache (half) holds 4 of 8 MiB. */
-	pid_t b = spawn_peer(TOKEN, "RAYC_OBJECT_STORE_BYTES=64m");
+	/* B's store: 64 MiB, so its cache (half) holds 4 of 8 MiB.  Copies
+	 * go into B's store only over TCP: on one host B would read them
+	 * in place in our arena instead (nothing to cache). */
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *be[] = { addr, "RAYC_ROLE=worker",
+		             "RAYC_OBJECT_STORE_BYTES=64m",
+		             "RAYC_SAME_HOST_COPY=0", NULL };
+	pid_t b = spawn_with(TOKEN, be);
 	wait_alive(2);
 	uint32_t pb = peer_of(b);
 	const size_t n = (size_t)8 << 20;

@@ -94,7 +94,9 @@ static void collect_one_locked(rayc__rt *rt, rayc__obj *o);
 
 static void free_data_locked(rayc__rt *rt, rayc__obj *o)
 {
-	if (o->block != NULL)
+	if (o->view != NULL)
+		rayc__net_view_done_locked(rt, o);
+	else if (o->block != NULL)
 		rayc__store_free(rt->store, o->block);
 	else if (o->data != NULL && o->data != o->inline_buf) {
 		if (o->type != RAYC_TYPE_ERROR)

@@ -62,6 +62,10 @@ void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
  * NULL: rayc__net_stop waits for every get to be put before freeing. */
 rayc__net *rayc__net_get(rayc__rt *rt);
 void rayc__net_put(rayc__net *net);
+/* o's data lay in another peer's arena (same host, zero-copy) and goes
+ * now: let go of the mapping and tell that peer to unpin it. */
+void rayc__net_view_done_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
 

@@ -90,7 +90,8 @@ struct rayc__xin {
 	size_t total, got;
 	rayc_type type;
 	bool started;
-	bool shm_wait;         /* copied from the holder's arena: SUM next */
+	bool shm_wait;         /* read in the holder's arena: SUM next */
+	rayc__store_view *view; /* same host: dst points into it (held) */
 	uint64_t shm_sum;      /* xxh3 of what was copied */
 	rayc__xin *next_dead;  /* link while being failed */
 };

@@ -833,13 +833,47 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x)
 	free(x);
 }
 
+/* We are done reading object id in peer's arena: it may unpin it. */
+static void send_shm_done(rayc__net *net, uint32_t peer, rayc_object_id id)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_SHM_DONE, net->self);
+
+	w_oid(&b, id);
+	rayc__w_frame_end(&b, f);
+	rayc__net_send_to(net, peer, &b);
+	rayc__wbuf_fini(&b);
+}
+
+/* Lets go of what x's destination is: a block, heap, or (same host) the
+ * holder's arena. */
+static void xin_free_dst(rayc__net *net, rayc__xin *x)
+{
+	if (x->view != NULL) {
+		rayc__store_view_release(x->view);
+		send_shm_done(net, x->src, x->id);
+		x->view = NULL;
+	} else if (x->block != NULL) {
+		rayc__store_free(net->rt->store, x->block);
+	} else {
+		free(x->dst);
+	}
+	x->block = NULL;
+	x->dst = NULL;
+}
+
 static void xin_release(rayc__net *net, rayc__xin *x)
 {
-	if (x->block != NULL)
-		rayc__store_free(net->rt->store, x->block);
-	else
-		free(x->dst);
+	xin_free_dst(net, x);
 	free(x);
+}
+
+void rayc__net_view_done_locked(rayc__rt *rt, rayc__obj *o)
+{
+	rayc__store_view_release(o->view);
+	o->view = NULL;
+	if (rt->net != NULL)
+		send_shm_done(rt->net, o->view_src, o->id);
 }
 
 /* Takes x out of the table if it is still there: the caller then owns
@@ -883,7 +917,18 @@ static void xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
 		return;
 	}
 	o->fetching = false;
-	if (ok) {
+	if (ok && x->view != NULL) {
+		/* Read in place in the holder's arena. */
+		o->type = x->type;
+		o->len = x->total;
+		o->block = NULL;
+		o->data = x->dst;
+		o->view = x->view;
+		o->view_src = x->src;
+		x->view = NULL;
+		x->dst = NULL;
+		rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_READY);
+	} else if (ok) {
 		o->type = x->type;
 		o->len = x->total;
 		o->block = x->block;
@@ -1077,18 +1122,19 @@ static void on_missing(rayc__conn *c, rayc__rd *rd)
 	xin_finish(net, x, false, RAYC_ELOST, msg);
 }
 
-/* ---- objects on one host: copying out of the holder's arena ----
+/* ---- objects on one host: read in place in the holder's arena ----
  *
  * A fetcher that believes the holder shares its host (a loopback or
  * equal address) sets RAYC__FETCH_SAME_HOST in FETCH.  The holder pins
  * the object and answers SHM_OFFER (where the object lies in its arena
  * file, the file's path and identity, its host name), then computes the
- * xxh3 of the object and sends it as SHM_SUM: the fetcher's copy and the
- * holder's hashing run at the same time.  The fetcher maps the arena
- * read-only (one mapping per peer, kept until the peer dies), copies the
- * object into a block of its own store while hashing it, and says
- * SHM_DONE (the holder unpins; it also unpins when the fetcher dies).
- * On SHM_SUM it seals the object if the sums agree.  A host name that
+ * xxh3 of the object and sends it as SHM_SUM: the fetcher's check and
+ * the holder's hashing run at the same time.  The fetcher maps the arena
+ * read-only (one mapping per peer, held by every object read from it),
+ * hashes the object where it lies, and on SHM_SUM, if the sums agree,
+ * makes it its object's data: no copy at all.  When that entry's data
+ * goes (rayc__net_view_done_locked) it says SHM_DONE and the holder
+ * unpins (it also unpins when the fetcher dies).  A host name that
  * differs, a file that cannot be opened or is not the one announced, or
  * a sum that differs: the object is fetched again over TCP, and that
  * peer is not offered this path again. */
@@ -1313,20 +1359,19 @@ static void on_shm_offer(rayc__conn *c, rayc__rd *rd)
 		refetch_tcp(c, x);
 		return;
 	}
-	int rc = xin_start(net, x, len, type);
-	if (rc != RAYC_OK) {
-		rayc__store_view_release(v);
-		send_oid(c, RAYC__MSG_SHM_DONE, id, NULL);
-		xin_fail_busy(net, x, rc);
-		return;
-	}
+	/* Zero-copy: the object will be read where it lies, in the holder's
+	 * arena, which keeps it pinned until we say SHM_DONE (when our entry
+	 * lets go of it).  Check it first: hash it in place. */
 	void (*hook)(void) = atomic_load(&shm_copy_hook);
 	if (hook != NULL)
 		hook();
-	x->shm_sum = rayc__wire_copy_sum(x->dst, src, len);
+	x->view = v; /* our hold */
+	x->dst = (uint8_t *)(uintptr_t)src;
+	x->total = len;
+	x->type = type;
+	x->started = true;
+	x->shm_sum = rayc__wire_sum(src, len);
 	x->shm_wait = true;
-	rayc__store_view_release(v);
-	send_oid(c, RAYC__MSG_SHM_DONE, id, NULL);
 	rayc__mutex_lock(&net->mu);
 	x->busy = false;
 	bool dead = x->dead;
@@ -1366,12 +1411,7 @@ static void on_shm_sum(rayc__conn *c, rayc__rd *rd)
 	rayc__log(RAYC_LOG_WARN, "RAYC-NET-SAMEHOST-SUM",
 	          "object copied from peer %u's arena has the wrong checksum; "
 	          "fetching it over TCP", c->peer);
-	if (x->block != NULL)
-		rayc__store_free(net->rt->store, x->block);
-	else
-		free(x->dst);
-	x->block = NULL;
-	x->dst = NULL;
+	xin_free_dst(net, x);
 	x->started = false;
 	x->total = x->got = 0;
 	refetch_tcp(c, x);

@@ -150,10 +150,6 @@ void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
 bool rayc__wire_have_avx2(void);
 uint64_t rayc__wire_sum2_avx2(const void *a, size_t an, const void *b,
                               size_t bn);
-uint64_t rayc__wire_copy_sum_avx2(void *dst, const void *src, size_t n);
-
-/* Copies in pieces small enough to be hashed while still in cache. */
-#define COPY_PIECE ((size_t)256 << 10)
 
 uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
                          size_t bn)
@@ -173,21 +169,6 @@ uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
 uint64_t rayc__wire_sum(const void *p, size_t n)
 {
 	return rayc__wire_sum2(p, n, NULL, 0);
-}
-
-uint64_t rayc__wire_copy_sum(void *dst, const void *src, size_t n)
-{
-	XXH3_state_t st;
-
-	if (rayc__wire_have_avx2())
-		return rayc__wire_copy_sum_avx2(dst, src, n);
-	(void)XXH3_64bits_reset(&st);
-	for (size_t off = 0; off < n; off += COPY_PIECE) {
-		size_t k = n - off < COPY_PIECE ? n - off : COPY_PIECE;
-		memcpy((uint8_t *)dst + off, (const uint8_t *)src + off, k);
-		(void)XXH3_64bits_update(&st, (uint8_t *)dst + off, k);
-	}
-	return XXH3_64bits_digest(&st);
 }
 
 const void *rayc__r_bytes(rayc__rd *r, size_t n)

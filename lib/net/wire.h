@@ -96,9 +96,6 @@ uint64_t rayc__wire_sum(const void *p, size_t n);
  * arrived in two places). */
 uint64_t rayc__wire_sum2(const void *a, size_t an, const void *b,
                          size_t bn);
-/* Copies n bytes and returns the xxh3 of them, hashing each piece of the
- * destination while it is still in cache. */
-uint64_t rayc__wire_copy_sum(void *dst, const void *src, size_t n);
 
 /* A bounds-checked reader over one payload. */
 typedef struct rayc__rd {

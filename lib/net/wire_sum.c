@@ -19,9 +19,6 @@
 
 #include "net/wire.h"
 
-/* Pieces small enough to be hashed while still in cache after copying. */
-#define COPY_PIECE ((size_t)256 << 10)
-
 static uint64_t sum2_impl(const void *a, size_t an, const void *b, size_t bn)
 {
 	XXH3_state_t st;
@@ -31,19 +28,6 @@ static uint64_t sum2_impl(const void *a, size_t an, const void *b, size_t bn)
 	(void)XXH3_64bits_reset(&st);
 	(void)XXH3_64bits_update(&st, a, an);
 	(void)XXH3_64bits_update(&st, b, bn);
-	return XXH3_64bits_digest(&st);
-}
-
-static uint64_t copy_sum_impl(void *dst, const void *src, size_t n)
-{
-	XXH3_state_t st;
-
-	(void)XXH3_64bits_reset(&st);
-	for (size_t off = 0; off < n; off += COPY_PIECE) {
-		size_t k = n - off < COPY_PIECE ? n - off : COPY_PIECE;
-		memcpy((uint8_t *)dst + off, (const uint8_t *)src + off, k);
-		(void)XXH3_64bits_update(&st, (uint8_t *)dst + off, k);
-	}
 	return XXH3_64bits_digest(&st);
 }
 
@@ -64,9 +48,4 @@ uint64_t rayc__wire_sum2_avx2(const void *a, size_t an, const void *b,
                               size_t bn)
 {
 	return sum2_impl(a, an, b, bn);
-}
-
-uint64_t rayc__wire_copy_sum_avx2(void *dst, const void *src, size_t n)
-{
-	return copy_sum_impl(dst, src, n);
 }
