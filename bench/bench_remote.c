@@ -634,7 +634,7 @@ void bench_fig_remote(void)
 	}
 	/* The remote_transfer_* figures measure the TCP path (as before
 	 * the same-host path existed, so they compare across commits);
-	 * _samehost lets the fetch copy out of the holder's arena.  This
+	 * _samehost lets the fetcher read in the holder's arena.  This
 	 * process fetches, and reads RAYC_SAME_HOST_COPY at each fetch;
 	 * the peers were started with it unset, so they offer. */
 	static const struct {

@@ -29,8 +29,6 @@ int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out);
 /* If o is a cached secondary copy, evicts it (o may be freed) and
  * returns true. */
 bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
-/* Frees every cached secondary copy (at shutdown). */
-void rayc__cache_clear_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* Drops one reference; frees the data at zero and the entry when nothing
  * needs it (which may release lineage upstream). */
 void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);

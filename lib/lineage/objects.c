@@ -147,15 +147,8 @@ void rayc__cache_take_locked(rayc__obj *o)
 /* Evicts the least recently used copy; false if the cache is empty. */
 static bool evict_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
-	rayc__obj *o = rt->cache_head;
-
-	if (o == NULL)
-		return false;
-	lru_unlink(rt, o);
-	free_data_locked(rt, o);
-	atomic_store(&o->state, RAYC__OBJ_LOST);
-	collect_one_locked(rt, o);
-	return true;
+	return rt->cache_head != NULL &&
+	       rayc__cache_drop_locked(rt, rt->cache_head);
 }
 
 /* o (a READY secondary copy in the store) lost its last ref: keep it. */
@@ -189,12 +182,6 @@ bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o)
 	atomic_store(&o->state, RAYC__OBJ_LOST);
 	collect_one_locked(rt, o);
 	return true;
-}
-
-void rayc__cache_clear_locked(rayc__rt *rt)
-{
-	while (evict_one_locked(rt))
-		;
 }
 
 int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)

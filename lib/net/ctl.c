@@ -176,11 +176,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 /* ---- raft_io over the mesh ---- */
 
+/* A raft I/O request completed, its callback to run on the loop. */
+enum { DONE_SEND, DONE_APPEND, DONE_CLOSE, DONE_SNAP_PUT, DONE_SNAP_GET };
+
 typedef struct done_arg {
-	int kind; /* 0 send, 1 append, 2 io close, 3 snapshot put, 4 get */
+	int kind;
 	void *req;
 	int status;
-	struct raft_snapshot *snap; /* 4 */
+	struct raft_snapshot *snap; /* DONE_SNAP_GET */
 } done_arg;
 
 static void run_done(rayc__net *net, void *arg)
@@ -194,20 +197,21 @@ static void run_done(rayc__net *net, void *arg)
 	 * fails (there is no disk), and libraft 0.15's leader append
 	 * callback walks leader state that raft_close has already torn down
 	 * when given an error, so appends always succeed. */
-	int st = ctl->closing && d->kind == 0 ? RAFT_CANCELED : d->status;
-	if (d->kind == 0) {
+	int st = ctl->closing && d->kind == DONE_SEND ? RAFT_CANCELED
+	                                              : d->status;
+	if (d->kind == DONE_SEND) {
 		struct raft_io_send *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, st);
-	} else if (d->kind == 1) {
+	} else if (d->kind == DONE_APPEND) {
 		struct raft_io_append *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, st);
-	} else if (d->kind == 3) {
+	} else if (d->kind == DONE_SNAP_PUT) {
 		struct raft_io_snapshot_put *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, st);
-	} else if (d->kind == 4) {
+	} else if (d->kind == DONE_SNAP_GET) {
 		struct raft_io_snapshot_get *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, d->snap, st);
@@ -219,7 +223,8 @@ static void run_done(rayc__net *net, void *arg)
 	free(d);
 }
 
-static int post_done(rayc__net *net, int kind, void *req, int status)
+static int post_done(rayc__net *net, int kind, void *req, int status,
+                     struct raft_snapshot *snap)
 {
 	done_arg *d = malloc(sizeof(*d));
 
@@ -228,7 +233,7 @@ static int post_done(rayc__net *net, int kind, void *req, int status)
 	d->kind = kind;
 	d->req = req;
 	d->status = status;
-	d->snap = NULL;
+	d->snap = snap;
 	rayc__ctl_post(net, run_done, d);
 	return 0;
 }
@@ -249,7 +254,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 	if (ctl->rtick != NULL)
 		event_del(ctl->rtick);
 	ctl->io_close_cb = cb;
-	if (post_done(net, 2, NULL, 0) != 0 && cb != NULL) {
+	if (post_done(net, DONE_CLOSE, NULL, 0, NULL) != 0 && cb != NULL) {
 		ctl->io_close_cb = NULL;
 		cb(io);
 	}
@@ -464,7 +469,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 		}
 	}
 	rayc__wbuf_fini(&b);
-	return post_done(net, 0, req, status);
+	return post_done(net, DONE_SEND, req, status, NULL);
 }
 
 static int io_append(struct raft_io *io, struct raft_io_append *req,
@@ -476,7 +481,7 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 	req->cb = cb;
 	/* Raft keeps every entry in its own in-memory log; nothing else
 	 * would ever read a copy (see the top of this file). */
-	return post_done(io->impl, 1, req, 0);
+	return post_done(io->impl, DONE_APPEND, req, 0, NULL);
 }
 
 static int io_truncate(struct raft_io *io, raft_index index)
@@ -502,14 +507,42 @@ static int conf_copy(const struct raft_configuration *src,
 	return 0;
 }
 
-static void snap_clear(rayc__ctl *ctl)
+/* A snapshot with its buffers joined into one, and its own copy of the
+ * configuration; every piece from raft's allocator, as raft frees it. */
+static int snap_copy(const struct raft_snapshot *src, struct raft_snapshot *dst)
 {
-	if (!ctl->has_snap)
-		return;
-	raft_configuration_close(&ctl->snap.configuration);
-	raft_free(ctl->snap.bufs[0].base);
-	raft_free(ctl->snap.bufs);
-	ctl->has_snap = false;
+	size_t len = 0, off = 0;
+
+	memset(dst, 0, sizeof(*dst));
+	for (unsigned i = 0; i < src->n_bufs; i++)
+		len += src->bufs[i].len;
+	dst->bufs = raft_malloc(sizeof(*dst->bufs));
+	void *data = raft_malloc(len > 0 ? len : 1);
+	if (dst->bufs == NULL || data == NULL ||
+	    conf_copy(&src->configuration, &dst->configuration) != 0) {
+		raft_free(dst->bufs);
+		raft_free(data);
+		return RAFT_NOMEM;
+	}
+	for (unsigned i = 0; i < src->n_bufs; i++) {
+		memcpy((uint8_t *)data + off, src->bufs[i].base,
+		       src->bufs[i].len);
+		off += src->bufs[i].len;
+	}
+	dst->index = src->index;
+	dst->term = src->term;
+	dst->configuration_index = src->configuration_index;
+	dst->bufs[0].base = data;
+	dst->bufs[0].len = len;
+	dst->n_bufs = 1;
+	return 0;
+}
+
+static void snap_free(struct raft_snapshot *s)
+{
+	raft_configuration_close(&s->configuration);
+	raft_free(s->bufs[0].base);
+	raft_free(s->bufs);
 }
 
 /* Keeps a copy of the snapshot (raft frees its own when done); raft then
@@ -522,38 +555,17 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
 	rayc__net *net = io->impl;
 	rayc__ctl *ctl = net->ctl;
 	struct raft_snapshot s;
-	size_t len = 0;
 
 	(void)trailing;
-	memset(&s, 0, sizeof(s));
-	for (unsigned i = 0; i < snapshot->n_bufs; i++)
-		len += snapshot->bufs[i].len;
-	s.index = snapshot->index;
-	s.term = snapshot->term;
-	s.configuration_index = snapshot->configuration_index;
-	s.bufs = raft_malloc(sizeof(*s.bufs));
-	void *data = raft_malloc(len > 0 ? len : 1);
-	if (s.bufs == NULL || data == NULL ||
-	    conf_copy(&snapshot->configuration, &s.configuration) != 0) {
-		raft_free(s.bufs);
-		raft_free(data);
+	if (snap_copy(snapshot, &s) != 0)
 		return RAFT_NOMEM;
-	}
-	size_t off = 0;
-	for (unsigned i = 0; i < snapshot->n_bufs; i++) {
-		memcpy((uint8_t *)data + off, snapshot->bufs[i].base,
-		       snapshot->bufs[i].len);
-		off += snapshot->bufs[i].len;
-	}
-	s.bufs[0].base = data;
-	s.bufs[0].len = len;
-	s.n_bufs = 1;
-	snap_clear(ctl);
+	if (ctl->has_snap)
+		snap_free(&ctl->snap);
 	ctl->snap = s;
 	ctl->has_snap = true;
 	ctl->n_snapshots++;
 	req->cb = cb;
-	return post_done(net, 3, req, 0);
+	return post_done(net, DONE_SNAP_PUT, req, 0, NULL);
 }
 
 static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
@@ -564,38 +576,17 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 
 	if (!ctl->has_snap)
 		return RAFT_NOTFOUND;
-	struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
-	struct raft_buffer *b = raft_malloc(sizeof(*b));
-	void *data = raft_malloc(ctl->snap.bufs[0].len + 1);
-	if (s == NULL || b == NULL || data == NULL ||
-	    conf_copy(&ctl->snap.configuration, &s->configuration) != 0) {
-		raft_free(s);
-		raft_free(b);
-		raft_free(data);
-		return RAFT_NOMEM;
-	}
-	memcpy(data, ctl->snap.bufs[0].base, ctl->snap.bufs[0].len);
-	b->base = data;
-	b->len = ctl->snap.bufs[0].len;
-	s->index = ctl->snap.index;
-	s->term = ctl->snap.term;
-	s->configuration_index = ctl->snap.configuration_index;
-	s->bufs = b;
-	s->n_bufs = 1;
-	done_arg *d = malloc(sizeof(*d));
-	if (d == NULL) {
-		raft_configuration_close(&s->configuration);
-		raft_free(data);
-		raft_free(b);
+	struct raft_snapshot *s = raft_malloc(sizeof(*s));
+	if (s == NULL || snap_copy(&ctl->snap, s) != 0) {
 		raft_free(s);
 		return RAFT_NOMEM;
 	}
 	req->cb = cb;
-	d->kind = 4;
-	d->req = req;
-	d->status = 0;
-	d->snap = s;
-	rayc__ctl_post(net, run_done, d);
+	if (post_done(net, DONE_SNAP_GET, req, 0, s) != 0) {
+		snap_free(s);
+		raft_free(s);
+		return RAFT_NOMEM;
+	}
 	return 0;
 }
 
@@ -839,7 +830,6 @@ static int apply_add(rayc__net *net, rayc__rd *rd)
 	p->job_state = p->worker ? 0 : RAYC_JOB_RUNNING;
 	if (id >= net->next_id)
 		net->next_id = id + 1;
-	net->epoch++;
 	bool me = id == net->self && net->self != 0;
 	if (me)
 		net->joined = true;
@@ -867,7 +857,6 @@ static int mark_dead(rayc__net *net, uint32_t id, bool left, int64_t t)
 		p->job_state = left ? RAYC_JOB_SUCCEEDED : RAYC_JOB_FAILED;
 		p->job_end_ms = t;
 	}
-	net->epoch++;
 	bool drivers = false;
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		if (net->peers[i].alive && !net->peers[i].worker)
@@ -972,6 +961,32 @@ static bool dedup_read(rayc__ctl *ctl, rayc__rd *rd, bool apply)
 	return true;
 }
 
+/* A KV write; a retry of one already applied gets its first result. */
+static int apply_kv(rayc__net *net, rayc__rd *rd, bool put)
+{
+	char key[RAYC__KV_KEY_MAX + 1];
+	size_t len = 0;
+	const void *val = NULL;
+	dedup_key k = { 0 };
+	int rc;
+
+	k.client = rayc__r_u32(rd);
+	k.req = rayc__r_u64(rd);
+	rayc__r_str(rd, key, sizeof(key));
+	if (put)
+		val = rayc__r_blob(rd, &len);
+	if (rd->bad)
+		return RAYC_EPROTO;
+	if (dedup_find(net->ctl, &k, &rc))
+		return rc;
+	rayc__mutex_lock(&net->rt->mu);
+	rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT : RAYC__KV_DEL,
+	                           key, val, len, NULL, NULL);
+	rayc__mutex_unlock(&net->rt->mu);
+	dedup_add(net->ctl, &k, rc);
+	return rc;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
@@ -988,31 +1003,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		rc = apply_del(net, &rd);
 		break;
 	case CMD_KV_PUT:
-	case CMD_KV_DEL: {
-		char key[RAYC__KV_KEY_MAX + 1];
-		size_t len = 0;
-		const void *val = NULL;
-		bool put = ((const uint8_t *)buf->base)[0] == CMD_KV_PUT;
-		dedup_key k = { 0 };
-		k.client = rayc__r_u32(&rd);
-		k.req = rayc__r_u64(&rd);
-		rayc__r_str(&rd, key, sizeof(key));
-		if (put)
-			val = rayc__r_blob(&rd, &len);
-		if (rd.bad) {
-			rc = RAYC_EPROTO;
-			break;
-		}
-		if (dedup_find(net->ctl, &k, &rc))
-			break; /* a retry of a write already applied */
-		rayc__mutex_lock(&net->rt->mu);
-		rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT
-		                                        : RAYC__KV_DEL,
-		                           key, val, len, NULL, NULL);
-		rayc__mutex_unlock(&net->rt->mu);
-		dedup_add(net->ctl, &k, rc);
+		rc = apply_kv(net, &rd, true);
 		break;
-	}
+	case CMD_KV_DEL:
+		rc = apply_kv(net, &rd, false);
+		break;
 	default:
 		rc = RAYC_EPROTO;
 	}
@@ -1741,7 +1736,8 @@ void rayc__ctl_fini(rayc__net *net)
 		event_free(ctl->rtick);
 	event_free(ctl->wake);
 	raft_free(ctl->boot.base);
-	snap_clear(ctl);
+	if (ctl->has_snap)
+		snap_free(&ctl->snap);
 	dedup_clear(ctl);
 	rayc__mutex_fini(&ctl->mu);
 	free(ctl);

@@ -176,19 +176,14 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 	uint32_t n = 0;
 
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		n += net->peers[i].known;
+		n += net->peers[i].known && net->peers[i].alive;
 	size_t f = rayc__w_frame_begin(b, RAYC__MSG_MEMBERS, net->self);
-	rayc__w_u64(b, net->epoch);
-	rayc__w_u32(b, net->coord);
 	rayc__w_u32(b, n);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
-		if (!p->known)
+		if (!p->known || !p->alive)
 			continue;
 		rayc__w_u32(b, i);
-		rayc__w_u8(b, p->alive);
-		rayc__w_u32(b, (uint32_t)p->pid);
-		rayc__w_str(b, p->url);
 		rayc__w_u64(b, p->executed);
 		rayc__w_u64(b, p->queued);
 		rayc__net_write_res(rt, b, p->total, p->avail);
@@ -275,8 +270,6 @@ bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
  * members (membership itself comes from the control store's log). */
 static void on_members(rayc__net *net, rayc__rd *rd)
 {
-	(void)rayc__r_u64(rd); /* epoch */
-	(void)rayc__r_u32(rd); /* coordinator */
 	uint32_t n = rayc__r_u32(rd);
 
 	if (rd->bad || n > RAYC__MAX_PEERS)
@@ -285,9 +278,6 @@ static void on_members(rayc__net *net, rayc__rd *rd)
 		rayc__peer tmp;
 		memset(&tmp, 0, sizeof(tmp));
 		uint32_t id = rayc__r_u32(rd);
-		(void)rayc__r_u8(rd); /* alive */
-		(void)rayc__r_u32(rd); /* pid */
-		rayc__r_str(rd, tmp.url, sizeof(tmp.url));
 		tmp.executed = rayc__r_u64(rd);
 		tmp.queued = rayc__r_u64(rd);
 		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
@@ -300,7 +290,6 @@ static void on_members(rayc__net *net, rayc__rd *rd)
 			p->queued = tmp.queued;
 			memcpy(p->avail, tmp.avail, sizeof(p->avail));
 		}
-		p->last_seen = rayc__now_ns();
 		rayc__mutex_unlock(&net->mu);
 	}
 }

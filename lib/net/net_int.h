@@ -96,7 +96,7 @@ struct rayc__xin {
 	rayc__xin *next_dead;  /* link while being failed */
 };
 
-/* An object of ours pinned while a peer on this host copies it out of
+/* An object of ours pinned while a peer on this host reads it in
  * our arena (SHM_OFFER until its SHM_DONE or its death); net->mu. */
 typedef struct rayc__pin {
 	uint32_t peer;
@@ -190,7 +190,6 @@ struct rayc__net {
 	rayc__peer peers[RAYC__MAX_PEERS];
 	_Atomic uint32_t top; /* one past the highest id known: loops stop here */
 	uint32_t next_id;
-	uint64_t epoch;
 	int64_t hb_ns, timeout_ns;
 	/* Joining. */
 	rayc__event join_ev;

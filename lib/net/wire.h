@@ -30,7 +30,7 @@ enum rayc__msg {
 	RAYC__MSG_REFUSED,   /* either side: reason, then close */
 	RAYC__MSG_JOIN,      /* new peer -> coordinator */
 	RAYC__MSG_JOINED,    /* coordinator -> new peer: its id */
-	RAYC__MSG_MEMBERS,   /* coordinator -> all: the cluster view */
+	RAYC__MSG_MEMBERS,   /* coordinator -> all: live members' load */
 	RAYC__MSG_HEARTBEAT, /* peer -> coordinator: free resources, counts */
 	RAYC__MSG_LEAVE,     /* peer -> coordinator: clean exit */
 	RAYC__MSG_SHUTDOWN,  /* coordinator -> all: the cluster ends */
