@@ -123,6 +123,17 @@ static int reap(pid_t pid, int ms)
 	}
 }
 
+/* A tree reduce of n leaves over the cluster gives the exact sum. */
+static void assert_tree_sum(int n)
+{
+	rayc_ref root;
+	int64_t sum;
+	cr_assert_eq(nf_tree_sum(n, &root), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(root, &sum, 60000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(sum, (int64_t)n * (n - 1) / 2);
+	rayc_release(root);
+}
+
 /* A test's .fini: a failed test stops here without cluster_stop; stop
  * what it started (by pid) so nothing outlives it. */
 static void kill_kids(void)

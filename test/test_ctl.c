@@ -59,24 +59,34 @@ static void reap_killed(int slot)
 }
 
 /* A founder process whose address is read back from a file. */
-static pid_t spawn_founder(char *addr, size_t cap)
+/* A driver process that serves (net_peer with NET_PEER_ADDR_FILE):
+ * founding a cluster (join NULL) or joining the one at join.  Its
+ * address is read back from the file it writes. */
+static pid_t spawn_serving(char *addr, size_t cap, const char *join)
 {
 	char dir[] = "/tmp/rayc-ctl-XXXXXX";
 	cr_assert_not_null(mkdtemp(dir));
-	char file[128], fenv[160];
+	char file[128], fenv[160], aenv[240];
 	snprintf(file, sizeof(file), "%s/addr", dir);
 	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
-	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0", NULL };
+	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", join ? join : "");
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
+		             join != NULL ? aenv : NULL, NULL };
 	pid_t f = spawn_with(TOKEN, fe);
 	FILE *fp = NULL;
 	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
-	cr_assert_not_null(fp, "the founder did not come up");
+	cr_assert_not_null(fp, "the serving driver did not come up");
 	cr_assert_not_null(fgets(addr, (int)cap, fp));
 	fclose(fp);
 	unlink(file);
 	rmdir(dir);
 	addr[strcspn(addr, "\n")] = '\0';
 	return f;
+}
+
+static pid_t spawn_founder(char *addr, size_t cap)
+{
+	return spawn_serving(addr, cap, NULL);
 }
 
 Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
@@ -150,12 +160,7 @@ Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
 	rayc_release(slow);
 
 	/* Work goes on on the 4 peers left. */
-	rayc_ref root;
-	cr_assert_eq(nf_tree_sum(5000, &root), 0);
-	int64_t sum;
-	cr_assert_eq(rayc_get_i64(root, &sum, 60000), 0, "%s", rayc_errmsg());
-	cr_assert_eq(sum, (int64_t)5000 * 4999 / 2);
-	rayc_release(root);
+	assert_tree_sum(5000);
 
 	/* The job table records the founder's death; 4 peers keep 3
 	 * voters. */
@@ -217,12 +222,7 @@ Test(ctl, cut_off_coordinator_is_replaced_and_leaves_when_it_wakes)
 	free(val);
 	(void)count_voters(&coord);
 	cr_assert_neq(coord, 1, "the old coordinator leads again");
-	rayc_ref root;
-	cr_assert_eq(nf_tree_sum(1000, &root), 0);
-	int64_t sum;
-	cr_assert_eq(rayc_get_i64(root, &sum, 60000), 0, "%s", rayc_errmsg());
-	cr_assert_eq(sum, (int64_t)1000 * 999 / 2);
-	rayc_release(root);
+	assert_tree_sum(1000);
 	cluster_stop();
 }
 
@@ -327,23 +327,8 @@ Test(ctl, the_only_voter_leaving_hands_over)
 	char addr[200] = { 0 }, paddr[200] = { 0 };
 	pid_t f = spawn_founder(addr, sizeof(addr));
 	driver_start_at(addr);
-	/* A second driver (a founder-mode net_peer joining us). */
-	char dir[] = "/tmp/rayc-ctl-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
-	char file[128], fenv[160], aenv[240];
-	snprintf(file, sizeof(file), "%s/addr", dir);
-	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
-	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", rayc_address());
-	const char *pe[] = { fenv, aenv, NULL };
-	pid_t p = spawn_with(TOKEN, pe);
-	FILE *fp = NULL;
-	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
-	cr_assert_not_null(fp);
-	cr_assert_not_null(fgets(paddr, sizeof(paddr), fp));
-	fclose(fp);
-	unlink(file);
-	rmdir(dir);
-	paddr[strcspn(paddr, "\n")] = '\0';
+	/* A second driver that serves, joining us. */
+	pid_t p = spawn_serving(paddr, sizeof(paddr), rayc_address());
 	wait_alive(3);
 	uint32_t me = rayc_peer_id(), pp = peer_of(p), coord = 0;
 	RT_WAIT_FOR(count_voters(&coord) == 3, 20000);

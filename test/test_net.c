@@ -18,11 +18,7 @@ Test(net, tree_reduce_4_peers_work_everywhere)
 	for (int i = 0; i < 3; i++)
 		spawn_peer(TOKEN, NULL);
 	wait_alive(4);
-	enum { N = 100000 };
-	rayc_ref root;
-	cr_assert_eq(nf_tree_sum(N, &root), RAYC_OK, "%s", rayc_errmsg());
-	cr_assert_eq(get_i64(root), (int64_t)N * (N - 1) / 2);
-	rayc_release(root);
+	assert_tree_sum(100000);
 	/* Work observed on every peer. */
 	rayc_peer_info pi[8];
 	size_t n = 0;
