@@ -409,6 +409,39 @@ Test(api, replaceable_logger_sees_messages)
 	cr_assert_geq(log_calls, 2, "retries are logged");
 }
 
+/* rayc.h promises the logger never runs with a rayc lock held: one that
+ * calls back into rayc (here rayc_stats_get, which takes the runtime
+ * lock) must not deadlock.  The retry message is logged while the task is
+ * completed under that lock. */
+static atomic_int reentrant_calls;
+
+static void reentrant_log(int level, const char *id, const char *msg,
+                          void *arg)
+{
+	rayc_stats st;
+
+	(void)level;
+	(void)id;
+	(void)msg;
+	(void)arg;
+	if (rayc_stats_get(&st) == RAYC_OK)
+		atomic_fetch_add(&reentrant_calls, 1);
+}
+
+Test(api, logger_may_call_rayc, .timeout = 20)
+{
+	rayc_set_logger(reentrant_log, NULL);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.retry_exceptions = 1;
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "flaky", &o), RAYC_OK);
+	cr_assert_eq(get_i64(r), 202);
+	rayc_release(r);
+	rayc_set_logger(NULL, NULL);
+	cr_assert_geq(atomic_load(&reentrant_calls), 2,
+	              "both retries reached the logger");
+}
+
 /* A one-peer cluster keeps its own KV; it ends with the runtime. */
 Test(lifecycle, kv_on_one_peer)
 {

@@ -48,6 +48,24 @@ void rayc__log(int level, const char *id, const char *fmt, ...)
 void rayc__log_set_level(int level);
 int rayc__log_parse_level(const char *s); /* -1 if unknown */
 
+/* The logger is user code: it must never run with a rayc lock held (a
+ * logger that calls rayc_stats_get would deadlock).  The lock wrappers in
+ * lib/os count the locks this thread holds; rayc__log under a lock only
+ * formats the message and queues it, and the last unlock hands the queue
+ * to the logger. */
+extern _Thread_local int rayc__locks_held;
+extern _Thread_local bool rayc__log_deferred;
+void rayc__log_flush(void);
+static inline void rayc__locks_enter(void)
+{
+	rayc__locks_held++;
+}
+static inline void rayc__locks_exit(void)
+{
+	if (--rayc__locks_held == 0 && RAYC__UNLIKELY(rayc__log_deferred))
+		rayc__log_flush();
+}
+
 /* Resource quantities are fixed point: 1000 units = 1.0. */
 #define RAYC__RES_SCALE 1000
 static inline int64_t rayc__res_from_double(double q)

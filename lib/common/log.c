@@ -2,6 +2,7 @@
  * it; the default writes to stderr at or below the configured level. */
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,6 +13,21 @@ static _Atomic(rayc_log_fn) log_fn;
 static void *_Atomic log_arg;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+_Thread_local int rayc__locks_held;
+_Thread_local bool rayc__log_deferred;
+
+/* Messages logged under a lock, oldest first, until the last unlock.  ids
+ * are string literals, so only the message is copied. */
+#define DEFER_MAX 64
+typedef struct deferred {
+	struct deferred *next;
+	int level;
+	const char *id;
+	char msg[];
+} deferred;
+static _Thread_local deferred *defer_head, *defer_tail;
+static _Thread_local int defer_n, defer_dropped;
 
 void rayc_set_logger(rayc_log_fn fn, void *arg)
 {
@@ -34,21 +50,73 @@ int rayc__log_parse_level(const char *s)
 	return -1;
 }
 
-void rayc__log(int level, const char *id, const char *fmt, ...)
+static void emit(int level, const char *id, const char *msg)
 {
-	char msg[512];
-	va_list ap;
 	rayc_log_fn fn = atomic_load(&log_fn);
 
-	if (fn == NULL && level > atomic_load(&log_level))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (fn != NULL) {
 		fn(level, id, msg, atomic_load(&log_arg));
 		return;
 	}
 	fprintf(stderr, "rayc %s %s: %s\n",
 	        level_names[level < 0 ? 0 : level > 3 ? 3 : level], id, msg);
+}
+
+static void defer(int level, const char *id, const char *msg)
+{
+	size_t n = strlen(msg) + 1;
+	deferred *d = defer_n < DEFER_MAX ? malloc(sizeof(*d) + n) : NULL;
+
+	rayc__log_deferred = true;
+	if (d == NULL) {
+		defer_dropped++;
+		return;
+	}
+	d->next = NULL;
+	d->level = level;
+	d->id = id;
+	memcpy(d->msg, msg, n);
+	if (defer_tail != NULL)
+		defer_tail->next = d;
+	else
+		defer_head = d;
+	defer_tail = d;
+	defer_n++;
+}
+
+void rayc__log_flush(void)
+{
+	/* Take the queue first: the logger may log, or take rayc locks. */
+	deferred *d = defer_head;
+	int dropped = defer_dropped;
+
+	defer_head = defer_tail = NULL;
+	defer_n = defer_dropped = 0;
+	rayc__log_deferred = false;
+	while (d != NULL) {
+		deferred *next = d->next;
+		emit(d->level, d->id, d->msg);
+		free(d);
+		d = next;
+	}
+	if (dropped > 0)
+		rayc__log(RAYC_LOG_WARN, "RAYC-LOG-DROPPED",
+		          "%d log messages dropped (more than %d while a lock "
+		          "was held)", dropped, DEFER_MAX);
+}
+
+void rayc__log(int level, const char *id, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (atomic_load(&log_fn) == NULL && level > atomic_load(&log_level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rayc__locks_held > 0)
+		defer(level, id, msg); /* the last unlock emits it */
+	else
+		emit(level, id, msg);
 }

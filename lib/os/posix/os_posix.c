@@ -48,11 +48,13 @@ void rayc__mutex_fini(rayc__mutex *m)
 void rayc__mutex_lock(rayc__mutex *m) RAYC_NO_TSA
 {
 	pthread_mutex_lock((pthread_mutex_t *)(void *)m->opaque);
+	rayc__locks_enter();
 }
 
 void rayc__mutex_unlock(rayc__mutex *m) RAYC_NO_TSA
 {
 	pthread_mutex_unlock((pthread_mutex_t *)(void *)m->opaque);
+	rayc__locks_exit();
 }
 
 int rayc__thread_start(rayc__thread *t, void *(*fn)(void *), void *arg)
