@@ -157,6 +157,7 @@ struct rayc__task {
 	rayc__targ *args;
 	rayc__obj **returns;
 	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */
+	uint64_t qseq; /* when it was queued here: older runs first */
 };
 
 /* A FIFO of tasks linked through q_prev/q_next (a task is on at most one:
@@ -198,6 +199,9 @@ struct rayc__sclass {
 	int64_t demand[RAYC__MAX_RES];
 	bool cpu_only; /* only CPU demanded: may run inline in a blocked get */
 	rayc__tq q; /* its ready queue */
+	/* Times a younger task of another class ran while this class's head
+	 * waited for resources (reset when the head leaves); see pick_locked. */
+	uint32_t passed;
 	rayc__sclass *next;
 };
 
@@ -262,6 +266,7 @@ struct rayc__rt {
 	rayc__sclass *classes RAYC_GUARDED_BY(mu);
 	rayc__sclass *last_class RAYC_GUARDED_BY(mu);
 	uint64_t queued RAYC_GUARDED_BY(mu);
+	uint64_t qseq RAYC_GUARDED_BY(mu); /* next task's queue order */
 	uint64_t pending_args RAYC_GUARDED_BY(mu);
 	rayc__worker *idle RAYC_GUARDED_BY(mu);
 	rayc__worker *workers RAYC_GUARDED_BY(mu);

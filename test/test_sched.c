@@ -286,3 +286,62 @@ Test(sched, get_times_out_on_slow_task)
 	cr_assert_eq(get_i64(r), 1);
 	rayc_release(r);
 }
+
+/* A task that needs both CPUs must not starve behind a stream of 1-CPU
+ * tasks submitted after it (each free CPU used to go to the stream,
+ * whose class is older, so both were never free at once). */
+static atomic_int stream_done;
+static atomic_bool stream_active;
+static atomic_bool wide_ran_in_stream;
+
+static void narrow(rayc_ctx *c)
+{
+	(void)c;
+	struct timespec ts = { 0, 2000000 };
+	nanosleep(&ts, NULL);
+	atomic_fetch_add(&stream_done, 1);
+}
+RAYC_REMOTE(narrow)
+
+static void wide(rayc_ctx *c)
+{
+	(void)c;
+	atomic_store(&wide_ran_in_stream, atomic_load(&stream_active));
+}
+RAYC_REMOTE(wide)
+
+Test(resources, wide_task_is_not_starved_by_a_stream, .timeout = 60)
+{
+	rt_start(2);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.num_cpus = 2;
+	rayc_ref w, r;
+	int submitted = 0;
+	atomic_store(&stream_active, true);
+	/* Keep a few narrow tasks queued at every moment for 3 s. */
+	int64_t end = rt_now_ms() + 3000;
+	bool wide_sent = false;
+	while (rt_now_ms() < end) {
+		if (submitted - atomic_load(&stream_done) >= 6) {
+			struct timespec ts = { 0, 200000 };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		cr_assert_eq(rayc_call(&r, "narrow"), RAYC_OK);
+		rayc_release(r);
+		if (++submitted == 20) {
+			cr_assert_eq(rayc_call_opts(&w, "wide", &o), RAYC_OK);
+			wide_sent = true;
+		}
+	}
+	atomic_store(&stream_active, false);
+	cr_assert(wide_sent);
+	rayc_view v;
+	cr_assert_eq(rayc_get(w, &v, 30000), RAYC_OK);
+	rayc_view_release(&v);
+	rayc_release(w);
+	cr_assert(atomic_load(&wide_ran_in_stream),
+	          "the 2-CPU task ran only after the stream of 1-CPU tasks "
+	          "ended (%d of them ran)", atomic_load(&stream_done));
+	rt_stop();
+}

@@ -8,6 +8,12 @@
  * takes a task while more fitting work is queued wakes one more idle
  * worker (chained wake-ups), so a burst of submissions costs the
  * submitter one wake-up, not one per task.
+ *
+ * Fairness.  A worker takes the oldest queued task that fits.  A task
+ * whose demand does not fit yet (2 CPUs while a stream of 1-CPU tasks
+ * keeps one busy) would wait for ever if younger tasks kept taking what it
+ * needs, so once younger tasks have passed it RAYC__STARVE_PASSES times,
+ * nothing that needs a resource it lacks starts until it has run.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +21,8 @@
 #include "lineage/lineage.h"
 #include "net/net.h"
 #include "sched/sched.h"
+
+#define RAYC__STARVE_PASSES 16
 
 static bool fits(const rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu)
@@ -51,7 +59,7 @@ rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 		for (int i = 1; i < RAYC__MAX_RES; i++)
 			if (demand[i] != 0)
 				c->cpu_only = false;
-		/* Append: older classes are served first. */
+		/* Append (pick_locked serves the oldest task, not class). */
 		rayc__sclass **pp = &rt->classes;
 		while (*pp != NULL)
 			pp = &(*pp)->next;
@@ -142,6 +150,7 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	rayc__sclass *c = t->sclass;
 
 	t->state = RAYC__TASK_QUEUED;
+	t->qseq = rt->qseq++;
 	rayc__tq_push(&c->q, t);
 	rt->queued++;
 	if (rt->stopping || !fits(rt, c->demand))
@@ -158,24 +167,67 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 {
+	if (t->sclass->q.head == t)
+		t->sclass->passed = 0;
 	rayc__tq_remove(&t->sclass->q, t);
 	rt->queued--;
 }
 
+/* True if c needs a resource the starving class s is short of now. */
+static bool competes(const rayc__rt *rt, const rayc__sclass *s,
+                     const rayc__sclass *c) RAYC_REQUIRES(rt->mu)
+{
+	for (int i = 0; i < rt->nres; i++)
+		if (s->demand[i] > rt->res_avail[i] && c->demand[i] > 0)
+			return true;
+	return false;
+}
+
+/* The class whose head is oldest among those that fit now and, if
+ * starving is set, do not compete with it. */
+static rayc__sclass *oldest_fitting(rayc__rt *rt, const rayc__sclass *starving)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__sclass *best = NULL;
+
+	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
+		if (c->q.head == NULL || !fits(rt, c->demand) ||
+		    (starving != NULL && competes(rt, starving, c)))
+			continue;
+		if (best == NULL || c->q.head->qseq < best->q.head->qseq)
+			best = c;
+	}
+	return best;
+}
+
 static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
+	rayc__sclass *oldest = NULL;
+
 	if (rt->queued == 0 || rt->stopping)
 		return NULL;
-	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
-		if (c->q.head == NULL || !fits(rt, c->demand))
-			continue;
-		rayc__task *t = c->q.head;
-		rayc__sched_dequeue_locked(rt, t);
-		acquire(rt, c->demand);
-		t->state = RAYC__TASK_RUNNING;
-		return t;
+	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next)
+		if (c->q.head != NULL &&
+		    (oldest == NULL || c->q.head->qseq < oldest->q.head->qseq))
+			oldest = c;
+	rayc__sclass *c = oldest_fitting(rt, NULL);
+	if (c == NULL)
+		return NULL;
+	if (c != oldest) {
+		/* The oldest task waits for resources: younger ones may pass
+		 * it only so often. */
+		if (oldest->passed >= RAYC__STARVE_PASSES)
+			c = oldest_fitting(rt, oldest);
+		else
+			oldest->passed++;
+		if (c == NULL)
+			return NULL;
 	}
-	return NULL;
+	rayc__task *t = c->q.head;
+	rayc__sched_dequeue_locked(rt, t);
+	acquire(rt, c->demand);
+	t->state = RAYC__TASK_RUNNING;
+	return t;
 }
 
 static void *worker_main(void *arg)
