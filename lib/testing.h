@@ -31,6 +31,14 @@ int rayc__test_ctl_transfer(uint32_t to);
 /* This peer's own copy of a KV key (the API asks the coordinator). */
 int rayc__test_kv_local(const char *key, void **val, size_t *len);
 
+/* Fault injection: the next count passes of site fail as if memory ran
+ * out there (count 0 disarms).  rayc__fault(site) is the check. */
+enum {
+	RAYC__FAULT_TASK_RETURNS, /* the table of a task's returns */
+	RAYC__FAULT_NSITES
+};
+void rayc__test_fault(int site, int count);
+
 /* This process's resident set in bytes. */
 unsigned long rayc__test_rss(void);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "testing.h"
 
 static void echo_i64(rayc_ctx *c)
 {
@@ -480,4 +481,31 @@ Test(lifecycle, kv_on_one_peer)
 	cr_assert_eq(rayc_kv_put("b127", big, sizeof(big)), RAYC_OK);
 	rt_stop();
 	cr_assert_eq(rayc_kv_put("k", "x", 1), RAYC_ESTATE);
+}
+
+static void three_ret(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, 1);
+	rayc_return_i64(c, 1, 2);
+	rayc_return_i64(c, 2, 3);
+}
+RAYC_REMOTE(three_ret)
+
+/* Out of memory for a task's table of returns fails every return, not
+ * only the first (the others were waited on for ever). */
+Test(api, oom_fails_every_return, .timeout = 30)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.num_returns = 3;
+	rayc_ref r[3];
+	rayc__test_fault(RAYC__FAULT_TASK_RETURNS, 1);
+	cr_assert_eq(rayc_call_opts(r, "three_ret", &o), RAYC_OK);
+	for (int i = 0; i < 3; i++) {
+		rayc_view v;
+		int rc = rayc_get(r[i], &v, 10000);
+		cr_assert_eq(rc, RAYC_ENOMEM, "return %d: %s", i,
+		             rayc_strerror(rc));
+		rayc_release(r[i]);
+	}
+	rayc__test_fault(RAYC__FAULT_TASK_RETURNS, 0);
 }

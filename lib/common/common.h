@@ -5,6 +5,7 @@
 #define RAYC_COMMON_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,17 @@ static inline void rayc__locks_exit(void)
 {
 	if (--rayc__locks_held == 0 && RAYC__UNLIKELY(rayc__log_deferred))
 		rayc__log_flush();
+}
+
+/* Fault injection (lib/testing.h names the sites): true if a test asked
+ * this pass of site to fail.  One relaxed load when nothing is armed. */
+extern _Atomic int rayc__faults[8];
+bool rayc__fault_take(int site);
+static inline bool rayc__fault(int site)
+{
+	return RAYC__UNLIKELY(atomic_load_explicit(&rayc__faults[site],
+	                                           memory_order_relaxed) > 0) &&
+	       rayc__fault_take(site);
 }
 
 /* Resource quantities are fixed point: 1000 units = 1.0. */

@@ -1,5 +1,8 @@
 /* err.c -- the error table's messages and the per-thread detail message. */
+#include <stdatomic.h>
 #include <stdio.h>
+
+#include "testing.h"
 
 #include "common/common.h"
 
@@ -36,4 +39,22 @@ int rayc__err(int err, const char *fmt, ...)
 void rayc__err_clear(void)
 {
 	errbuf[0] = '\0';
+}
+
+_Atomic int rayc__faults[8];
+
+bool rayc__fault_take(int site)
+{
+	int n = atomic_load(&rayc__faults[site]);
+
+	while (n > 0)
+		if (atomic_compare_exchange_weak(&rayc__faults[site], &n, n - 1))
+			return true;
+	return false;
+}
+
+void rayc__test_fault(int site, int count)
+{
+	if (site >= 0 && site < 8)
+		atomic_store(&rayc__faults[site], count);
 }

@@ -1,11 +1,13 @@
 /* execute.c -- running one task on the calling thread and completing it:
  * sealing returns, failing them, or re-queueing the task for a retry. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lineage/lineage.h"
 #include "net/net.h"
 #include "sched/sched.h"
+#include "testing.h"
 
 _Thread_local rayc_ctx *rayc__cur;
 
@@ -95,10 +97,20 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 	ctx.inline_depth = depth;
 	ctx.rets = &ctx.ret0;
 	if (t->nreturns > 1) {
-		ctx.rets = calloc(t->nreturns, sizeof(rayc__ret));
+		ctx.rets = rayc__fault(RAYC__FAULT_TASK_RETURNS)
+		                   ? NULL
+		                   : calloc(t->nreturns, sizeof(rayc__ret));
 		if (ctx.rets == NULL) {
-			rayc__obj_fail_locked(rt, t->returns[0], RAYC_ETASK,
-			                      "out of memory for task returns");
+			/* Every return fails: one left pending would be
+			 * waited on for ever. */
+			char msg[160];
+			snprintf(msg, sizeof(msg), "task %s: out of memory for "
+			         "its %u returns", t->fn->name, t->nreturns);
+			for (uint32_t i = 0; i < t->nreturns; i++)
+				if (t->returns[i] != NULL)
+					rayc__obj_fail_locked(rt, t->returns[i],
+					                      RAYC_ENOMEM, msg);
+			atomic_fetch_add(&rt->n_failed, 1);
 			rayc__task_done_locked(rt, t);
 			return;
 		}
