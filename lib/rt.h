@@ -285,6 +285,7 @@ struct rayc__rt {
 	/* The mesh (NULL for a one-peer cluster) and the tasks waiting for
 	 * room on another peer (PENDING_RESOURCES). */
 	struct rayc__net *net RAYC_GUARDED_BY(mu);
+	const struct rayc__cluster_hooks *hooks;
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
 	/* The cluster KV when this peer keeps it (lib/net/kv.c). */
 	rayc__kv *kv RAYC_GUARDED_BY(mu);
@@ -293,6 +294,26 @@ struct rayc__rt {
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;
 };
+
+/* What the cluster layer (lib/net) does for the rooms below it, so that
+ * lib/sched and lib/lineage never call into the net: installed by
+ * rayc_init before the mesh starts (rt->hooks; NULL for a one-peer
+ * cluster, and then nothing here ever needs them).  All run under
+ * rt->mu. */
+typedef struct rayc__cluster_hooks {
+	/* A ready task of this owner: sent to another peer (or failed, or
+	 * waiting for room there): true; run it here: false. */
+	bool (*place)(rayc__rt *rt, rayc__task *t);
+	/* A task run here for another owner (t->foreign) is done. */
+	void (*task_finished)(rayc__rt *rt, rayc__task *t);
+	/* o's bytes are on another peer (REMOTE): fetch them. */
+	void (*fetch)(rayc__rt *rt, rayc__obj *o);
+	/* o's last local ref went and it lives or is owned elsewhere (o->loc
+	 * or o->borrowed): tell the holder or owner. */
+	void (*obj_released)(rayc__rt *rt, rayc__obj *o);
+	/* o's data lay in another peer's arena (o->view) and goes now. */
+	void (*view_done)(rayc__rt *rt, rayc__obj *o);
+} rayc__cluster_hooks;
 
 extern rayc__rt *rayc__g;
 extern _Thread_local rayc_ctx *rayc__cur;

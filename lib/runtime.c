@@ -317,8 +317,10 @@ int rayc_init(const rayc_config *cfg)
 	atomic_init(&rt->next_put, 1);
 	rayc__g = rt;
 	rc = rayc__sched_start(rt, c.workers);
-	if (rc == RAYC_OK && c.use_net)
+	if (rc == RAYC_OK && c.use_net) {
+		rt->hooks = &rayc__net_hooks;
 		rc = rayc__net_start(rt, &c.net);
+	}
 	if (rc != RAYC_OK) {
 		rt_teardown(rt);
 		unlock_init();

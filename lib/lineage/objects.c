@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
-#include "net/net.h"
 #include "sched/sched.h"
 
 /* A growable stack of pointers for the cascades. */
@@ -95,7 +94,7 @@ static void collect_one_locked(rayc__rt *rt, rayc__obj *o);
 static void free_data_locked(rayc__rt *rt, rayc__obj *o)
 {
 	if (o->view != NULL)
-		rayc__net_view_done_locked(rt, o);
+		rt->hooks->view_done(rt, o);
 	else if (o->block != NULL)
 		rayc__store_free(rt->store, o->block);
 	else if (o->data != NULL && o->data != o->inline_buf) {
@@ -255,8 +254,8 @@ void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o)
 {
 	if (--o->refcnt > 0)
 		return;
-	if (o->loc != 0 || o->borrowed)
-		rayc__net_obj_released_locked(rt, o);
+	if ((o->loc != 0 || o->borrowed) && rt->hooks != NULL)
+		rt->hooks->obj_released(rt, o);
 	if (cache_put_locked(rt, o))
 		return;
 	int st = atomic_load(&o->state);
@@ -544,7 +543,7 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t)
 	worklist wl;
 
 	if (t->foreign)
-		rayc__net_task_finished_locked(rt, t);
+		rt->hooks->task_finished(rt, t);
 	t->in_flight = false;
 	t->reconstruct = false;
 	t->state = RAYC__TASK_FINISHED;

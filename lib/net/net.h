@@ -36,6 +36,10 @@ void rayc__net_stop(rayc__rt *rt);
 /* Blocks until the cluster shuts down (worker peers). */
 void rayc__net_serve(rayc__rt *rt);
 
+/* The net's side of rayc__cluster_hooks (lib/net/hooks.c): the five
+ * calls below that sched and lineage make. */
+extern const rayc__cluster_hooks rayc__net_hooks;
+
 /* A ready task of this owner: run it on another peer?  Returns true if
  * the task was sent (or failed); false means queue it here. */
 bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)

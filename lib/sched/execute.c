@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
-#include "net/net.h"
 #include "sched/sched.h"
 #include "testing.h"
 
@@ -34,7 +33,7 @@ static bool args_present_locked(rayc__rt *rt, rayc__task *t)
 			continue;
 		int st = atomic_load(&o->state);
 		if (st == RAYC__OBJ_REMOTE)
-			rayc__net_fetch_locked(rt, o); /* bytes are elsewhere */
+			rt->hooks->fetch(rt, o); /* bytes are elsewhere */
 		if (st != RAYC__OBJ_READY)
 			ok = false;
 	}

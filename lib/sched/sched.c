@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
-#include "net/net.h"
 #include "sched/sched.h"
 
 #define RAYC__STARVE_PASSES 16
@@ -140,7 +139,7 @@ static void kick_locked(rayc__rt *rt, bool may_spawn) RAYC_REQUIRES(rt->mu)
 
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 {
-	if (rt->net != NULL && rayc__net_place_locked(rt, t))
+	if (rt->hooks != NULL && rt->hooks->place(rt, t))
 		return;
 	rayc__sched_enqueue_local_locked(rt, t);
 }
