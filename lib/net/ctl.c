@@ -2,8 +2,8 @@
  * and the user KV, replicated with Raft (libraft) among up to 5 voter
  * peers.  The Raft leader is the coordinator.
  *
- * Raft runs on the mesh's event-loop thread, over the mesh itself: this
- * file is libraft's I/O backend (struct raft_io).  Raft messages travel
+ * Raft runs on the mesh's event-loop thread, over the mesh itself:
+ * ctl_io.c is libraft's I/O backend (struct raft_io).  Raft messages travel
  * as RAFT frames on the same authenticated connections as everything
  * else, so the control plane needs no second port, no second transport
  * and no second trust model.  The log lives in memory only: a peer that
@@ -23,6 +23,13 @@
  * in log order.  Every peer is in the Raft configuration (voters, then
  * standbys, which replicate the log without voting), so every peer holds
  * the whole committed view.
+ *
+ * Files.  ctl.c (this one): proposing, the leader's duties (the Raft
+ * configuration follows membership, silent peers are declared dead, the
+ * role is handed over before leaving), start and stop.  ctl_io.c: the
+ * raft_io backend and the queue of posted work.  ctl_codec.c: raft
+ * messages as RAFT frames.  ctl_fsm.c: the state machine (fsm_apply) and
+ * its snapshots.  ctl_int.h: what they share.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,79 +38,11 @@
 
 #include <event2/event.h>
 #include <raft.h>
-#include <sodium.h>
 
-#include "net/net_int.h"
+#include "net/ctl_int.h"
 #include "testing.h"
 
 #define CTL_MAX_VOTERS 5
-#define RAFT_MSG_CAP ((size_t)64 << 20) /* log bytes in one AppendEntries */
-
-enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
-
-/* KV writes applied, by (client peer, request id): a write retried after
- * the coordinator died is answered with its first result instead of being
- * applied twice (Raft dissertation, 6.3).  The newest DEDUP_MAX are kept,
- * dropped oldest first in log order, so every peer keeps the same ones. */
-#define DEDUP_MAX 4096
-
-typedef struct dedup_key {
-	uint64_t req;
-	uint32_t client, pad;
-} dedup_key;
-
-typedef struct dedup {
-	dedup_key k;
-	int rc;
-	UT_hash_handle hh;
-} dedup;
-
-typedef struct work {
-	void (*fn)(rayc__net *net, void *arg);
-	void *arg;
-	struct work *next;
-} work;
-
-struct rayc__ctl {
-	rayc__net *net;
-	struct raft raft;
-	struct raft_io io;
-	struct raft_fsm fsm;
-	bool inited, started, closing, close_called;
-	struct event *wake, *rtick;
-	raft_io_tick_cb tick_cb;
-	raft_io_recv_cb recv_cb;
-	raft_io_close_cb io_close_cb;
-	/* "Persistent" state, kept only for load() after bootstrap. */
-	struct raft_buffer boot;
-	raft_term term;
-	raft_id vote;
-	/* The last snapshot stored (snapshot_put), for snapshot_get. */
-	bool has_snap;
-	struct raft_snapshot snap; /* one buffer */
-	_Atomic uint64_t n_snapshots, n_restored;
-	/* Applied KV writes (loop thread only). */
-	dedup *seen;
-	dedup *ring[DEDUP_MAX]; /* oldest at ring_head */
-	unsigned ring_head, ring_n;
-	/* Posted work. */
-	rayc__mutex mu;
-	work *head, *tail;
-	bool inline_posts; /* the loop is gone: run posted work at once */
-	/* Leader duties. */
-	struct raft_change change;
-	bool changing;
-	struct raft_transfer transfer;
-	_Atomic bool no_transfer;
-	bool handing_over; /* leaving as the coordinator */
-	raft_id handover_to; /* 0: any live peer */
-	/* A new leader's state may trail what its predecessor committed and
-	 * answered: it answers reads and admits peers only once a barrier
-	 * of its own term is applied. */
-	struct raft_barrier barrier;
-	bool barrier_pending, ready;
-	rayc__event closed_ev;
-};
 
 static int64_t wall_ms(void)
 {
@@ -111,995 +50,6 @@ static int64_t wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- posting work to the loop thread ---- */
-
-void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
-                    void *arg)
-{
-	rayc__ctl *ctl = net->ctl;
-	work *w = malloc(sizeof(*w));
-
-	if (w == NULL) {
-		/* Dropping control work is not safe to ignore silently. */
-		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-NOMEM",
-		          "out of memory posting control work; dropped");
-		fn(net, NULL);
-		return;
-	}
-	w->fn = fn;
-	w->arg = arg;
-	w->next = NULL;
-	rayc__mutex_lock(&ctl->mu);
-	if (ctl->inline_posts) {
-		/* Shutting down, raft closed: the work only cleans up. */
-		rayc__mutex_unlock(&ctl->mu);
-		free(w);
-		fn(net, arg);
-		return;
-	}
-	if (ctl->tail != NULL)
-		ctl->tail->next = w;
-	else
-		ctl->head = w;
-	ctl->tail = w;
-	rayc__mutex_unlock(&ctl->mu);
-	event_active(ctl->wake, EV_READ, 0);
-}
-
-static void after(rayc__net *net);
-
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-	rayc__net *net = arg;
-	rayc__ctl *ctl = net->ctl;
-
-	(void)fd;
-	(void)what;
-	for (;;) {
-		rayc__mutex_lock(&ctl->mu);
-		work *w = ctl->head;
-		ctl->head = ctl->tail = NULL;
-		rayc__mutex_unlock(&ctl->mu);
-		if (w == NULL)
-			break;
-		while (w != NULL) {
-			work *n = w->next;
-			w->fn(net, w->arg);
-			free(w);
-			w = n;
-		}
-	}
-	after(net);
-}
-
-/* ---- raft_io over the mesh ---- */
-
-/* A raft I/O request completed, its callback to run on the loop. */
-enum { DONE_SEND, DONE_APPEND, DONE_CLOSE, DONE_SNAP_PUT, DONE_SNAP_GET };
-
-typedef struct done_arg {
-	int kind;
-	void *req;
-	int status;
-	struct raft_snapshot *snap; /* DONE_SNAP_GET */
-} done_arg;
-
-static void run_done(rayc__net *net, void *arg)
-{
-	done_arg *d = arg;
-	rayc__ctl *ctl = net->ctl;
-
-	if (d == NULL)
-		return;
-	/* A send cancelled by close is fine to report; an append never
-	 * fails (there is no disk), and libraft 0.15's leader append
-	 * callback walks leader state that raft_close has already torn down
-	 * when given an error, so appends always succeed. */
-	int st = ctl->closing && d->kind == DONE_SEND ? RAFT_CANCELED
-	                                              : d->status;
-	if (d->kind == DONE_SEND) {
-		struct raft_io_send *r = d->req;
-		if (r->cb != NULL)
-			r->cb(r, st);
-	} else if (d->kind == DONE_APPEND) {
-		struct raft_io_append *r = d->req;
-		if (r->cb != NULL)
-			r->cb(r, st);
-	} else if (d->kind == DONE_SNAP_PUT) {
-		struct raft_io_snapshot_put *r = d->req;
-		if (r->cb != NULL)
-			r->cb(r, st);
-	} else if (d->kind == DONE_SNAP_GET) {
-		struct raft_io_snapshot_get *r = d->req;
-		if (r->cb != NULL)
-			r->cb(r, d->snap, st);
-	} else if (ctl->io_close_cb != NULL) {
-		raft_io_close_cb cb = ctl->io_close_cb;
-		ctl->io_close_cb = NULL;
-		cb(&ctl->io);
-	}
-	free(d);
-}
-
-static int post_done(rayc__net *net, int kind, void *req, int status,
-                     struct raft_snapshot *snap)
-{
-	done_arg *d = malloc(sizeof(*d));
-
-	if (d == NULL)
-		return RAFT_NOMEM;
-	d->kind = kind;
-	d->req = req;
-	d->status = status;
-	d->snap = snap;
-	rayc__ctl_post(net, run_done, d);
-	return 0;
-}
-
-static int io_init(struct raft_io *io, raft_id id, const char *address)
-{
-	(void)io;
-	(void)id;
-	(void)address;
-	return 0;
-}
-
-static void io_close(struct raft_io *io, raft_io_close_cb cb)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl->rtick != NULL)
-		event_del(ctl->rtick);
-	ctl->io_close_cb = cb;
-	if (post_done(net, DONE_CLOSE, NULL, 0, NULL) != 0 && cb != NULL) {
-		ctl->io_close_cb = NULL;
-		cb(io);
-	}
-}
-
-static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
-                   struct raft_snapshot **snapshot, raft_index *start_index,
-                   struct raft_entry **entries, size_t *n_entries)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-
-	*term = ctl->term;
-	*voted_for = ctl->vote;
-	*snapshot = NULL;
-	*start_index = 1;
-	*entries = NULL;
-	*n_entries = 0;
-	if (ctl->boot.base == NULL)
-		return 0;
-	struct raft_entry *e = raft_malloc(sizeof(*e));
-	void *buf = raft_malloc(ctl->boot.len);
-	if (e == NULL || buf == NULL) {
-		raft_free(e);
-		raft_free(buf);
-		return RAFT_NOMEM;
-	}
-	memcpy(buf, ctl->boot.base, ctl->boot.len);
-	e->term = 1;
-	e->type = RAFT_CHANGE;
-	e->buf.base = buf;
-	e->buf.len = ctl->boot.len;
-	e->batch = buf;
-	*entries = e;
-	*n_entries = 1;
-	return 0;
-}
-
-static void on_rtick(evutil_socket_t fd, short what, void *arg)
-{
-	rayc__net *net = arg;
-	rayc__ctl *ctl = net->ctl;
-
-	(void)fd;
-	(void)what;
-	if (ctl->tick_cb != NULL && !ctl->closing)
-		ctl->tick_cb(&ctl->io);
-	after(net);
-}
-
-static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
-                    raft_io_recv_cb recv)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-	struct timeval tv = { (time_t)(msecs / 1000),
-		              (suseconds_t)(msecs % 1000) * 1000 };
-
-	ctl->tick_cb = tick;
-	ctl->recv_cb = recv;
-	ctl->rtick = event_new(net->base, -1, EV_PERSIST, on_rtick, net);
-	if (ctl->rtick == NULL || event_add(ctl->rtick, &tv) != 0)
-		return RAFT_NOMEM;
-	return 0;
-}
-
-static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl->term != 0)
-		return RAFT_CANTBOOTSTRAP;
-	int rv = raft_configuration_encode(conf, &ctl->boot);
-	if (rv != 0)
-		return rv;
-	ctl->term = 1;
-	return 0;
-}
-
-static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
-{
-	(void)io;
-	(void)conf;
-	return RAFT_NOTFOUND;
-}
-
-static int io_set_term(struct raft_io *io, raft_term term)
-{
-	rayc__net *net = io->impl;
-
-	net->ctl->term = term;
-	net->ctl->vote = 0;
-	return 0;
-}
-
-static int io_set_vote(struct raft_io *io, raft_id id)
-{
-	rayc__net *net = io->impl;
-
-	net->ctl->vote = id;
-	return 0;
-}
-
-/* A raft message as a RAFT frame. */
-static bool encode_msg(rayc__wbuf *b, uint32_t self,
-                       const struct raft_message *m)
-{
-	size_t f = rayc__w_frame_begin(b, RAYC__MSG_RAFT, self);
-
-	rayc__w_u8(b, (uint8_t)m->type);
-	switch (m->type) {
-	case RAFT_IO_REQUEST_VOTE: {
-		const struct raft_request_vote *a = &m->request_vote;
-		rayc__w_u64(b, a->term);
-		rayc__w_u64(b, a->candidate_id);
-		rayc__w_u64(b, a->last_log_index);
-		rayc__w_u64(b, a->last_log_term);
-		rayc__w_u8(b, a->disrupt_leader);
-		rayc__w_u8(b, a->pre_vote);
-		break;
-	}
-	case RAFT_IO_REQUEST_VOTE_RESULT: {
-		const struct raft_request_vote_result *a =
-			&m->request_vote_result;
-		rayc__w_u64(b, a->term);
-		rayc__w_u8(b, a->vote_granted);
-		rayc__w_u8(b, (uint8_t)a->pre_vote);
-		break;
-	}
-	case RAFT_IO_APPEND_ENTRIES: {
-		const struct raft_append_entries *a = &m->append_entries;
-		/* raft sends a lagging peer everything it lacks in one
-		 * message; send the first 64 MiB of it (at least one
-		 * entry).  The follower answers how far it got, and the
-		 * leader sends on from there. */
-		unsigned n = 0;
-		size_t bytes = 0;
-		while (n < a->n_entries &&
-		       (n == 0 || bytes + a->entries[n].buf.len <= RAFT_MSG_CAP))
-			bytes += a->entries[n++].buf.len;
-		rayc__w_u64(b, a->term);
-		rayc__w_u64(b, a->prev_log_index);
-		rayc__w_u64(b, a->prev_log_term);
-		rayc__w_u64(b, a->leader_commit);
-		rayc__w_u32(b, n);
-		for (unsigned i = 0; i < n; i++) {
-			rayc__w_u64(b, a->entries[i].term);
-			rayc__w_u8(b, (uint8_t)a->entries[i].type);
-			rayc__w_blob(b, a->entries[i].buf.base,
-			             a->entries[i].buf.len);
-		}
-		break;
-	}
-	case RAFT_IO_APPEND_ENTRIES_RESULT: {
-		const struct raft_append_entries_result *a =
-			&m->append_entries_result;
-		rayc__w_u64(b, a->term);
-		rayc__w_u64(b, a->rejected);
-		rayc__w_u64(b, a->last_log_index);
-		break;
-	}
-	case RAFT_IO_TIMEOUT_NOW: {
-		const struct raft_timeout_now *a = &m->timeout_now;
-		rayc__w_u64(b, a->term);
-		rayc__w_u64(b, a->last_log_index);
-		rayc__w_u64(b, a->last_log_term);
-		break;
-	}
-	case RAFT_IO_INSTALL_SNAPSHOT: {
-		const struct raft_install_snapshot *a = &m->install_snapshot;
-		rayc__w_u64(b, a->term);
-		rayc__w_u64(b, a->last_index);
-		rayc__w_u64(b, a->last_term);
-		rayc__w_u64(b, a->conf_index);
-		rayc__w_u32(b, a->conf.n);
-		for (unsigned i = 0; i < a->conf.n; i++) {
-			rayc__w_u64(b, a->conf.servers[i].id);
-			rayc__w_u8(b, (uint8_t)a->conf.servers[i].role);
-			rayc__w_str(b, a->conf.servers[i].address);
-		}
-		rayc__w_blob(b, a->data.base, a->data.len);
-		break;
-	}
-	default:
-		return false;
-	}
-	rayc__w_frame_end(b, f);
-	return !b->bad;
-}
-
-static int io_send(struct raft_io *io, struct raft_io_send *req,
-                   const struct raft_message *m, raft_io_send_cb cb)
-{
-	rayc__net *net = io->impl;
-	rayc__wbuf b = { 0 };
-	int status = 0;
-
-	req->cb = cb;
-	if (!encode_msg(&b, net->self, m)) {
-		status = RAFT_IOERR;
-	} else {
-		rayc__conn *c = m->server_id < RAYC__MAX_PEERS
-		                        ? rayc__net_conn_to(net,
-		                                            (uint32_t)m->server_id)
-		                        : NULL;
-		if (c == NULL) {
-			status = RAFT_NOCONNECTION;
-		} else {
-			rayc__conn_send(c, &b);
-			rayc__conn_unref(c);
-		}
-	}
-	rayc__wbuf_fini(&b);
-	return post_done(net, DONE_SEND, req, status, NULL);
-}
-
-static int io_append(struct raft_io *io, struct raft_io_append *req,
-                     const struct raft_entry entries[], unsigned n,
-                     raft_io_append_cb cb)
-{
-	(void)entries;
-	(void)n;
-	req->cb = cb;
-	/* Raft keeps every entry in its own in-memory log; nothing else
-	 * would ever read a copy (see the top of this file). */
-	return post_done(io->impl, DONE_APPEND, req, 0, NULL);
-}
-
-static int io_truncate(struct raft_io *io, raft_index index)
-{
-	(void)io;
-	(void)index;
-	return 0;
-}
-
-static int conf_copy(const struct raft_configuration *src,
-                     struct raft_configuration *dst)
-{
-	raft_configuration_init(dst);
-	for (unsigned i = 0; i < src->n; i++) {
-		int rv = raft_configuration_add(dst, src->servers[i].id,
-		                                src->servers[i].address,
-		                                src->servers[i].role);
-		if (rv != 0) {
-			raft_configuration_close(dst);
-			return rv;
-		}
-	}
-	return 0;
-}
-
-/* A snapshot with its buffers joined into one, and its own copy of the
- * configuration; every piece from raft's allocator, as raft frees it. */
-static int snap_copy(const struct raft_snapshot *src, struct raft_snapshot *dst)
-{
-	size_t len = 0, off = 0;
-
-	memset(dst, 0, sizeof(*dst));
-	for (unsigned i = 0; i < src->n_bufs; i++)
-		len += src->bufs[i].len;
-	dst->bufs = raft_malloc(sizeof(*dst->bufs));
-	void *data = raft_malloc(len > 0 ? len : 1);
-	if (dst->bufs == NULL || data == NULL ||
-	    conf_copy(&src->configuration, &dst->configuration) != 0) {
-		raft_free(dst->bufs);
-		raft_free(data);
-		return RAFT_NOMEM;
-	}
-	for (unsigned i = 0; i < src->n_bufs; i++) {
-		memcpy((uint8_t *)data + off, src->bufs[i].base,
-		       src->bufs[i].len);
-		off += src->bufs[i].len;
-	}
-	dst->index = src->index;
-	dst->term = src->term;
-	dst->configuration_index = src->configuration_index;
-	dst->bufs[0].base = data;
-	dst->bufs[0].len = len;
-	dst->n_bufs = 1;
-	return 0;
-}
-
-static void snap_free(struct raft_snapshot *s)
-{
-	raft_configuration_close(&s->configuration);
-	raft_free(s->bufs[0].base);
-	raft_free(s->bufs);
-}
-
-/* Keeps a copy of the snapshot (raft frees its own when done); raft then
- * drops the log before it itself. */
-static int io_snapshot_put(struct raft_io *io, unsigned trailing,
-                           struct raft_io_snapshot_put *req,
-                           const struct raft_snapshot *snapshot,
-                           raft_io_snapshot_put_cb cb)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-	struct raft_snapshot s;
-
-	(void)trailing;
-	if (snap_copy(snapshot, &s) != 0)
-		return RAFT_NOMEM;
-	if (ctl->has_snap)
-		snap_free(&ctl->snap);
-	ctl->snap = s;
-	ctl->has_snap = true;
-	ctl->n_snapshots++;
-	req->cb = cb;
-	return post_done(net, DONE_SNAP_PUT, req, 0, NULL);
-}
-
-static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
-                           raft_io_snapshot_get_cb cb)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-
-	if (!ctl->has_snap)
-		return RAFT_NOTFOUND;
-	struct raft_snapshot *s = raft_malloc(sizeof(*s));
-	if (s == NULL || snap_copy(&ctl->snap, s) != 0) {
-		raft_free(s);
-		return RAFT_NOMEM;
-	}
-	req->cb = cb;
-	if (post_done(net, DONE_SNAP_GET, req, 0, s) != 0) {
-		snap_free(s);
-		raft_free(s);
-		return RAFT_NOMEM;
-	}
-	return 0;
-}
-
-static raft_time io_time(struct raft_io *io)
-{
-	(void)io;
-	return (raft_time)(rayc__now_ns() / 1000000);
-}
-
-static int io_random(struct raft_io *io, int min, int max)
-{
-	(void)io;
-	if (max <= min)
-		return min;
-	return min + (int)randombytes_uniform((uint32_t)(max - min));
-}
-
-/* ---- receiving raft messages ---- */
-
-typedef struct rmsg {
-	struct raft_message m;
-} rmsg;
-
-static void free_msg(struct raft_message *m)
-{
-	if (m->type == RAFT_IO_APPEND_ENTRIES &&
-	    m->append_entries.entries != NULL) {
-		if (m->append_entries.n_entries > 0)
-			raft_free(m->append_entries.entries[0].batch);
-		raft_free(m->append_entries.entries);
-	}
-	if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
-		raft_configuration_close(&m->install_snapshot.conf);
-		raft_free(m->install_snapshot.data.base);
-		m->install_snapshot.data.base = NULL;
-	}
-}
-
-/* InstallSnapshot's configuration and data (raft owns both after). */
-static bool decode_snapshot(rayc__rd *rd, struct raft_install_snapshot *a)
-{
-	raft_configuration_init(&a->conf);
-	a->data.base = NULL;
-	a->data.len = 0;
-	a->term = rayc__r_u64(rd);
-	a->last_index = rayc__r_u64(rd);
-	a->last_term = rayc__r_u64(rd);
-	a->conf_index = rayc__r_u64(rd);
-	uint32_t n = rayc__r_u32(rd);
-	if (rd->bad || n > RAYC__MAX_PEERS)
-		return false;
-	for (uint32_t i = 0; i < n; i++) {
-		char addr[RAYC__URL_MAX];
-		uint64_t id = rayc__r_u64(rd);
-		int role = rayc__r_u8(rd);
-		rayc__r_str(rd, addr, sizeof(addr));
-		if (rd->bad || id == 0 || role > RAFT_SPARE ||
-		    raft_configuration_add(&a->conf, id, addr, role) != 0)
-			return false;
-	}
-	size_t len;
-	const void *p = rayc__r_blob(rd, &len);
-	if (rd->bad || (a->data.base = raft_malloc(len > 0 ? len : 1)) == NULL)
-		return false;
-	if (len > 0)
-		memcpy(a->data.base, p, len);
-	a->data.len = len;
-	return true;
-}
-
-static void run_recv(rayc__net *net, void *arg)
-{
-	rmsg *r = arg;
-	rayc__ctl *ctl = net->ctl;
-
-	if (r == NULL)
-		return;
-	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL) {
-		/* raft owns the entries from here on. */
-		ctl->recv_cb(&ctl->io, &r->m);
-	} else {
-		free_msg(&r->m);
-	}
-	free(r);
-}
-
-/* Decodes AppendEntries' entries into one raft_malloc'd batch (raft
- * frees entries[0].batch and the array). */
-static bool decode_entries(rayc__rd *rd, struct raft_append_entries *a)
-{
-	uint32_t n = rayc__r_u32(rd);
-	size_t start = rd->off, total = 0;
-
-	a->entries = NULL;
-	a->n_entries = 0;
-	if (rd->bad || n > rayc__rd_left(rd) / 17)
-		return false;
-	if (n == 0)
-		return true;
-	for (uint32_t i = 0; i < n; i++) {
-		size_t len;
-		(void)rayc__r_u64(rd);
-		(void)rayc__r_u8(rd);
-		(void)rayc__r_blob(rd, &len);
-		if (rd->bad)
-			return false;
-		total += len;
-	}
-	struct raft_entry *es = raft_calloc(n, sizeof(*es));
-	uint8_t *batch = raft_malloc(total > 0 ? total : 1);
-	if (es == NULL || batch == NULL) {
-		raft_free(es);
-		raft_free(batch);
-		return false;
-	}
-	rd->off = start;
-	size_t off = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		size_t len;
-		es[i].term = rayc__r_u64(rd);
-		es[i].type = rayc__r_u8(rd);
-		const void *p = rayc__r_blob(rd, &len);
-		if (len > 0)
-			memcpy(batch + off, p, len);
-		es[i].buf.base = batch + off;
-		es[i].buf.len = len;
-		es[i].batch = batch;
-		off += len;
-	}
-	a->entries = es;
-	a->n_entries = n;
-	return true;
-}
-
-void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	rmsg *r = calloc(1, sizeof(*r));
-
-	if (r == NULL)
-		return;
-	struct raft_message *m = &r->m;
-	m->type = rayc__r_u8(rd);
-	m->server_id = c->peer;
-	m->server_address = net->peers[c->peer].url;
-	bool ok = true;
-	switch (m->type) {
-	case RAFT_IO_REQUEST_VOTE: {
-		struct raft_request_vote *a = &m->request_vote;
-		a->term = rayc__r_u64(rd);
-		a->candidate_id = rayc__r_u64(rd);
-		a->last_log_index = rayc__r_u64(rd);
-		a->last_log_term = rayc__r_u64(rd);
-		a->disrupt_leader = rayc__r_u8(rd) != 0;
-		a->pre_vote = rayc__r_u8(rd) != 0;
-		break;
-	}
-	case RAFT_IO_REQUEST_VOTE_RESULT: {
-		struct raft_request_vote_result *a = &m->request_vote_result;
-		a->term = rayc__r_u64(rd);
-		a->vote_granted = rayc__r_u8(rd) != 0;
-		uint8_t pv = rayc__r_u8(rd);
-		a->pre_vote = pv <= raft_tribool_false ? (raft_tribool)pv
-		                                       : raft_tribool_unknown;
-		break;
-	}
-	case RAFT_IO_APPEND_ENTRIES: {
-		struct raft_append_entries *a = &m->append_entries;
-		a->term = rayc__r_u64(rd);
-		a->prev_log_index = rayc__r_u64(rd);
-		a->prev_log_term = rayc__r_u64(rd);
-		a->leader_commit = rayc__r_u64(rd);
-		ok = decode_entries(rd, a);
-		break;
-	}
-	case RAFT_IO_APPEND_ENTRIES_RESULT: {
-		struct raft_append_entries_result *a =
-			&m->append_entries_result;
-		a->term = rayc__r_u64(rd);
-		a->rejected = rayc__r_u64(rd);
-		a->last_log_index = rayc__r_u64(rd);
-		break;
-	}
-	case RAFT_IO_TIMEOUT_NOW: {
-		struct raft_timeout_now *a = &m->timeout_now;
-		a->term = rayc__r_u64(rd);
-		a->last_log_index = rayc__r_u64(rd);
-		a->last_log_term = rayc__r_u64(rd);
-		break;
-	}
-	case RAFT_IO_INSTALL_SNAPSHOT:
-		ok = decode_snapshot(rd, &m->install_snapshot);
-		break;
-	default:
-		ok = false;
-	}
-	if (!ok || rd->bad || rayc__rd_left(rd) != 0) {
-		free_msg(m);
-		free(r);
-		rayc__conn_close(c, "bad RAFT frame");
-		return;
-	}
-	rayc__ctl_post(net, run_recv, r);
-}
-
-/* ---- the state machine ---- */
-
-static void cluster_ends(rayc__net *net, const char *why)
-{
-	if (atomic_load(&net->cluster_down))
-		return;
-	rayc__log(RAYC_LOG_INFO, "RAYC-NET-CLUSTER-ENDS", "%s", why);
-	atomic_store(&net->cluster_down, true);
-	rayc__event_set(&net->down_ev);
-}
-
-static int apply_add(rayc__net *net, rayc__rd *rd)
-{
-	rayc__peer tmp;
-
-	memset(&tmp, 0, sizeof(tmp));
-	uint32_t id = rayc__r_u32(rd);
-	tmp.worker = rayc__r_u8(rd) != 0;
-	tmp.pid = (int)rayc__r_u32(rd);
-	tmp.job_start_ms = (int64_t)rayc__r_u64(rd);
-	rayc__r_str(rd, tmp.url, sizeof(tmp.url));
-	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
-	    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
-		return RAYC_EPROTO;
-	rayc__mutex_lock(&net->mu);
-	rayc__peer *p = &net->peers[id];
-	if (p->known) {
-		rayc__mutex_unlock(&net->mu);
-		return RAYC_EEXIST;
-	}
-	rayc__conn *keep = p->conn;
-	*p = tmp;
-	p->conn = keep;
-	rayc__net_know_locked(net, id)->alive = true;
-	p->last_seen = rayc__now_ns();
-	p->job_state = p->worker ? 0 : RAYC_JOB_RUNNING;
-	if (id >= net->next_id)
-		net->next_id = id + 1;
-	bool me = id == net->self && net->self != 0;
-	if (me)
-		net->joined = true;
-	bool lead = net->self == net->coord;
-	rayc__mutex_unlock(&net->mu);
-	rayc__log(lead ? RAYC_LOG_INFO : RAYC_LOG_DEBUG, "RAYC-NET-JOIN",
-	          "peer %u joined from %s (%s)", id, tmp.url,
-	          tmp.worker ? "worker" : "driver");
-	if (me)
-		rayc__event_set(&net->join_ev);
-	return RAYC_OK;
-}
-
-/* Member id is gone (it left, or died) as of wall time t. */
-static int mark_dead(rayc__net *net, uint32_t id, bool left, int64_t t)
-{
-	rayc__mutex_lock(&net->mu);
-	rayc__peer *p = &net->peers[id];
-	if (!p->known || !p->alive) {
-		rayc__mutex_unlock(&net->mu);
-		return RAYC_ENOTFOUND;
-	}
-	p->alive = false;
-	if (!p->worker) {
-		p->job_state = left ? RAYC_JOB_SUCCEEDED : RAYC_JOB_FAILED;
-		p->job_end_ms = t;
-	}
-	bool drivers = false;
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		if (net->peers[i].alive && !net->peers[i].worker)
-			drivers = true;
-	bool me = id == net->self;
-	rayc__mutex_unlock(&net->mu);
-	rayc__log(me || left ? RAYC_LOG_INFO : RAYC_LOG_WARN,
-	          "RAYC-NET-PEER-DEAD", "peer %u (%s) left the cluster: %s", id,
-	          p->url, left ? "left" : "died");
-	if (me) {
-		if (!atomic_load(&net->leaving)) {
-			atomic_store(&net->cut_off, true);
-			cluster_ends(net, "the cluster declared this peer dead");
-		}
-		return RAYC_OK;
-	}
-	rayc__remote_peer_died(net, id);
-	if (!drivers)
-		cluster_ends(net, "no driver is left: the cluster ends");
-	return RAYC_OK;
-}
-
-static int apply_del(rayc__net *net, rayc__rd *rd)
-{
-	uint32_t id = rayc__r_u32(rd);
-	bool left = rayc__r_u8(rd) != 0;
-	int64_t t = (int64_t)rayc__r_u64(rd);
-
-	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS)
-		return RAYC_EPROTO;
-	return mark_dead(net, id, left, t);
-}
-
-static bool dedup_find(rayc__ctl *ctl, const dedup_key *k, int *rc)
-{
-	dedup *d;
-
-	HASH_FIND(hh, ctl->seen, k, sizeof(*k), d);
-	if (d != NULL)
-		*rc = d->rc;
-	return d != NULL;
-}
-
-static void dedup_add(rayc__ctl *ctl, const dedup_key *k, int rc)
-{
-	dedup *d;
-
-	if (ctl->ring_n == DEDUP_MAX) {
-		d = ctl->ring[ctl->ring_head];
-		HASH_DEL(ctl->seen, d);
-		ctl->ring_head = (ctl->ring_head + 1) % DEDUP_MAX;
-		ctl->ring_n--;
-	} else if ((d = malloc(sizeof(*d))) == NULL) {
-		return; /* forgotten: a retry of it would apply again */
-	}
-	memset(d, 0, sizeof(*d));
-	d->k = *k;
-	d->rc = rc;
-	HASH_ADD(hh, ctl->seen, k, sizeof(d->k), d);
-	ctl->ring[(ctl->ring_head + ctl->ring_n) % DEDUP_MAX] = d;
-	ctl->ring_n++;
-}
-
-static void dedup_clear(rayc__ctl *ctl)
-{
-	HASH_CLEAR(hh, ctl->seen);
-	for (unsigned i = 0; i < ctl->ring_n; i++)
-		free(ctl->ring[(ctl->ring_head + i) % DEDUP_MAX]);
-	ctl->ring_head = ctl->ring_n = 0;
-}
-
-/* In snapshots: oldest first, so a restore rebuilds the same ring. */
-static void dedup_write(rayc__ctl *ctl, rayc__wbuf *b)
-{
-	rayc__w_u32(b, ctl->ring_n);
-	for (unsigned i = 0; i < ctl->ring_n; i++) {
-		dedup *d = ctl->ring[(ctl->ring_head + i) % DEDUP_MAX];
-		rayc__w_u32(b, d->k.client);
-		rayc__w_u64(b, d->k.req);
-		rayc__w_u32(b, (uint32_t)d->rc);
-	}
-}
-
-static bool dedup_read(rayc__ctl *ctl, rayc__rd *rd, bool apply)
-{
-	uint32_t n = rayc__r_u32(rd);
-
-	if (rd->bad || n > DEDUP_MAX)
-		return false;
-	if (apply)
-		dedup_clear(ctl);
-	for (uint32_t i = 0; i < n; i++) {
-		dedup_key k = { 0 };
-		k.client = rayc__r_u32(rd);
-		k.req = rayc__r_u64(rd);
-		int rc = (int)rayc__r_u32(rd);
-		if (rd->bad)
-			return false;
-		if (apply)
-			dedup_add(ctl, &k, rc);
-	}
-	return true;
-}
-
-/* A KV write; a retry of one already applied gets its first result. */
-static int apply_kv(rayc__net *net, rayc__rd *rd, bool put)
-{
-	char key[RAYC__KV_KEY_MAX + 1];
-	size_t len = 0;
-	const void *val = NULL;
-	dedup_key k = { 0 };
-	int rc;
-
-	k.client = rayc__r_u32(rd);
-	k.req = rayc__r_u64(rd);
-	rayc__r_str(rd, key, sizeof(key));
-	if (put)
-		val = rayc__r_blob(rd, &len);
-	if (rd->bad)
-		return RAYC_EPROTO;
-	if (dedup_find(net->ctl, &k, &rc))
-		return rc;
-	rayc__mutex_lock(&net->rt->mu);
-	rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT : RAYC__KV_DEL,
-	                           key, val, len, NULL, NULL);
-	rayc__mutex_unlock(&net->rt->mu);
-	dedup_add(net->ctl, &k, rc);
-	return rc;
-}
-
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
-                     void **result)
-{
-	rayc__net *net = fsm->data;
-	rayc__rd rd;
-	int rc;
-
-	rayc__rd_init(&rd, buf->base, buf->len);
-	switch (rayc__r_u8(&rd)) {
-	case CMD_ADD:
-		rc = apply_add(net, &rd);
-		break;
-	case CMD_DEL:
-		rc = apply_del(net, &rd);
-		break;
-	case CMD_KV_PUT:
-		rc = apply_kv(net, &rd, true);
-		break;
-	case CMD_KV_DEL:
-		rc = apply_kv(net, &rd, false);
-		break;
-	default:
-		rc = RAYC_EPROTO;
-	}
-	if (rc == RAYC_EPROTO)
-		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-BAD-ENTRY",
-		          "a control log entry did not decode; skipped");
-	*result = (void *)(intptr_t)rc;
-	return 0;
-}
-
-/* ---- snapshots: the whole state as one buffer ----
- *
- * Every RAYC__SNAPSHOT_ENTRIES applied entries (1024 by default) each peer
- * writes its state (members, jobs, the next id, the KV) into a snapshot and
- * raft drops the log before it (keeping a trailing half), so the log stays
- * bounded however many KV writes there are.  A peer too far behind, or one
- * that joins after the log was cut, gets the snapshot (InstallSnapshot)
- * and restores it. */
-
-#define SNAP_MAGIC 0x324e5352u /* "RSN2" */
-
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                        unsigned *n)
-{
-	rayc__net *net = fsm->data;
-	rayc__rt *rt = net->rt;
-	rayc__wbuf b = { 0 };
-
-	rayc__w_u32(&b, SNAP_MAGIC);
-	rayc__mutex_lock(&net->mu);
-	rayc__net_write_members_locked(net, &b);
-	rayc__mutex_unlock(&net->mu);
-	rayc__mutex_lock(&rt->mu);
-	rayc__kv_write_all_locked(rt, &b);
-	rayc__mutex_unlock(&rt->mu);
-	dedup_write(net->ctl, &b);
-	struct raft_buffer *out = b.bad ? NULL : raft_malloc(sizeof(*out));
-	void *data = out != NULL ? raft_malloc(b.len) : NULL;
-	if (data == NULL) {
-		raft_free(out);
-		rayc__wbuf_fini(&b);
-		return RAFT_NOMEM;
-	}
-	memcpy(data, b.p, b.len);
-	out->base = data;
-	out->len = b.len;
-	rayc__wbuf_fini(&b);
-	*bufs = out;
-	*n = 1;
-	return 0;
-}
-
-/* Reads (apply false: checks) a snapshot's members and KV. */
-static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
-                         bool apply)
-{
-	rayc__rt *rt = net->rt;
-	rayc__rd rd;
-	rayc__gone gone[RAYC__MAX_PEERS];
-	int ngone = 0;
-
-	rayc__rd_init(&rd, buf->base, buf->len);
-	if (rayc__r_u32(&rd) != SNAP_MAGIC ||
-	    rayc__net_read_members(net, &rd, apply, gone, &ngone) != 0)
-		return false;
-	rayc__mutex_lock(&rt->mu);
-	bool ok = rayc__kv_read_all_locked(rt, &rd, apply);
-	rayc__mutex_unlock(&rt->mu);
-	if (!ok || !dedup_read(net->ctl, &rd, apply) || rayc__rd_left(&rd) != 0)
-		return false;
-	for (int i = 0; i < ngone; i++)
-		(void)mark_dead(net, gone[i].id, gone[i].left, gone[i].end);
-	return true;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-	rayc__net *net = fsm->data;
-
-	/* Check it all before changing anything. */
-	if (!restore_pass(net, buf, false)) {
-		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-BAD-SNAPSHOT",
-		          "a control store snapshot did not decode; refused");
-		return RAFT_CORRUPT;
-	}
-	(void)restore_pass(net, buf, true);
-	net->ctl->n_restored++;
-	rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-RESTORE",
-	          "restored the control store from a snapshot (%zu bytes)",
-	          buf->len);
-	raft_free(buf->base); /* ours on success */
-	return 0;
 }
 
 /* ---- proposing ---- */
@@ -1319,7 +269,7 @@ done:
 static void hand_over_step(rayc__net *net);
 
 /* Called after every batch of raft work: follow the leader. */
-static void after(rayc__net *net)
+void rayc__ctl_after(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
 	raft_id lid = 0;
@@ -1381,8 +331,8 @@ static void after(rayc__net *net)
 		                  (int)rayc__getpid(), net->url,
 		                  net->rt->res_total);
 		if (rayc__ctl_propose(net, &b, NULL, NULL) != RAYC_OK)
-			cluster_ends(net, "the control store did not accept "
-			                  "the founder");
+			rayc__ctl_cluster_ends(net, "the control store did not "
+			                            "accept the founder");
 		rayc__wbuf_fini(&b);
 	}
 	reconcile(net);
@@ -1399,7 +349,7 @@ void rayc__ctl_tick(rayc__net *net)
 
 	if (ctl == NULL || !ctl->started || ctl->closing)
 		return;
-	after(net);
+	rayc__ctl_after(net);
 	rayc__mutex_lock(&net->mu);
 	bool lead = net->self == net->coord && rayc__ctl_is_leader(net);
 	if (lead) {
@@ -1430,9 +380,10 @@ void rayc__ctl_tick(rayc__net *net)
 	    ((lost != 0 && now - lost > limit) ||
 	     (silent && now - seen > limit))) {
 		atomic_store(&net->cut_off, true);
-		cluster_ends(net, "no coordinator for 3 heartbeat timeouts (a "
-		                  "majority of the voters is gone, or this peer "
-		                  "is cut off from it)");
+		rayc__ctl_cluster_ends(net, "no coordinator for 3 heartbeat "
+		                            "timeouts (a majority of the voters "
+		                            "is gone, or this peer is cut off "
+		                            "from it)");
 	}
 }
 
@@ -1475,10 +426,10 @@ static void transfer_cb(struct raft_transfer *req)
 	(void)req;
 }
 
-/* One step of handing over (loop thread, from after()): transfer to
- * another voter; if this peer is the only one (2 live peers keep 1),
- * first make a live standby a voter, so the peers that stay keep a
- * majority. */
+/* One step of handing over (loop thread, from rayc__ctl_after()):
+ * transfer to another voter; if this peer is the only one (2 live peers
+ * keep 1), first make a live standby a voter, so the peers that stay keep
+ * a majority. */
 static void hand_over_step(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
@@ -1580,28 +531,8 @@ static void run_start(rayc__net *net, void *arg)
 
 	if (ctl->inited || ctl->closing)
 		return;
-	ctl->io.version = 1;
-	ctl->io.impl = net;
-	ctl->io.init = io_init;
-	ctl->io.close = io_close;
-	ctl->io.load = io_load;
-	ctl->io.start = io_start;
-	ctl->io.bootstrap = io_bootstrap;
-	ctl->io.recover = io_recover;
-	ctl->io.set_term = io_set_term;
-	ctl->io.set_vote = io_set_vote;
-	ctl->io.send = io_send;
-	ctl->io.append = io_append;
-	ctl->io.truncate = io_truncate;
-	ctl->io.snapshot_put = io_snapshot_put;
-	ctl->io.snapshot_get = io_snapshot_get;
-	ctl->io.time = io_time;
-	ctl->io.random = io_random;
-	ctl->fsm.version = 1;
-	ctl->fsm.data = net;
-	ctl->fsm.apply = fsm_apply;
-	ctl->fsm.snapshot = fsm_snapshot;
-	ctl->fsm.restore = fsm_restore;
+	rayc__ctl_io_setup(net);
+	rayc__ctl_fsm_setup(net);
 	rv = raft_init(r, &ctl->io, &ctl->fsm, id, net->url);
 	if (rv != 0)
 		goto fail;
@@ -1641,7 +572,7 @@ fail:
 	rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-START",
 	          "the control store did not start: %s",
 	          ctl->inited ? raft_errmsg(r) : raft_strerror(rv));
-	cluster_ends(net, "the control store failed");
+	rayc__ctl_cluster_ends(net, "the control store failed");
 }
 
 void rayc__ctl_start(rayc__net *net, uint32_t id)
@@ -1657,7 +588,7 @@ int rayc__ctl_init(rayc__net *net)
 		return RAYC_ENOMEM;
 	ctl->net = net;
 	rayc__mutex_init(&ctl->mu);
-	ctl->wake = event_new(net->base, -1, 0, on_wake, net);
+	ctl->wake = event_new(net->base, -1, 0, rayc__ctl_on_wake, net);
 	if (ctl->wake == NULL) {
 		rayc__mutex_fini(&ctl->mu);
 		free(ctl);
@@ -1737,8 +668,8 @@ void rayc__ctl_fini(rayc__net *net)
 	event_free(ctl->wake);
 	raft_free(ctl->boot.base);
 	if (ctl->has_snap)
-		snap_free(&ctl->snap);
-	dedup_clear(ctl);
+		rayc__ctl_snap_free(&ctl->snap);
+	rayc__ctl_dedup_clear(ctl);
 	rayc__mutex_fini(&ctl->mu);
 	free(ctl);
 	net->ctl = NULL;

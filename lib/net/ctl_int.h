@@ -1,0 +1,108 @@
+/* ctl_int.h -- the control store's shared state, private to its files:
+ * ctl.c (overview, proposing, leader duties, start and stop), ctl_io.c
+ * (libraft's I/O backend over the mesh), ctl_codec.c (raft messages as
+ * RAFT frames) and ctl_fsm.c (the state machine).
+ */
+#ifndef RAYC_NET_CTL_INT_H
+#define RAYC_NET_CTL_INT_H
+
+#include <event2/event.h>
+#include <raft.h>
+
+#include "net/net_int.h"
+
+/* Control log entries: the first byte of each (built in ctl.c, applied in
+ * ctl_fsm.c). */
+enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
+
+/* KV writes applied, by (client peer, request id): a write retried after
+ * the coordinator died is answered with its first result instead of being
+ * applied twice (Raft dissertation, 6.3).  The newest DEDUP_MAX are kept,
+ * dropped oldest first in log order, so every peer keeps the same ones. */
+#define DEDUP_MAX 4096
+
+typedef struct dedup_key {
+	uint64_t req;
+	uint32_t client, pad;
+} dedup_key;
+
+typedef struct dedup {
+	dedup_key k;
+	int rc;
+	UT_hash_handle hh;
+} dedup;
+
+typedef struct work {
+	void (*fn)(rayc__net *net, void *arg);
+	void *arg;
+	struct work *next;
+} work;
+
+struct rayc__ctl {
+	rayc__net *net;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_fsm fsm;
+	bool inited, started, closing, close_called;
+	struct event *wake, *rtick;
+	raft_io_tick_cb tick_cb;
+	raft_io_recv_cb recv_cb;
+	raft_io_close_cb io_close_cb;
+	/* "Persistent" state, kept only for load() after bootstrap. */
+	struct raft_buffer boot;
+	raft_term term;
+	raft_id vote;
+	/* The last snapshot stored (snapshot_put), for snapshot_get. */
+	bool has_snap;
+	struct raft_snapshot snap; /* one buffer */
+	_Atomic uint64_t n_snapshots, n_restored;
+	/* Applied KV writes (loop thread only). */
+	dedup *seen;
+	dedup *ring[DEDUP_MAX]; /* oldest at ring_head */
+	unsigned ring_head, ring_n;
+	/* Posted work. */
+	rayc__mutex mu;
+	work *head, *tail;
+	bool inline_posts; /* the loop is gone: run posted work at once */
+	/* Leader duties. */
+	struct raft_change change;
+	bool changing;
+	struct raft_transfer transfer;
+	_Atomic bool no_transfer;
+	bool handing_over; /* leaving as the coordinator */
+	raft_id handover_to; /* 0: any live peer */
+	/* A new leader's state may trail what its predecessor committed and
+	 * answered: it answers reads and admits peers only once a barrier
+	 * of its own term is applied. */
+	struct raft_barrier barrier;
+	bool barrier_pending, ready;
+	rayc__event closed_ev;
+};
+
+/* A received raft message, decoded (ctl_codec.c) and handed to raft on
+ * the loop thread (ctl_io.c). */
+typedef struct rmsg {
+	struct raft_message m;
+} rmsg;
+
+/* ctl.c */
+void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
+
+/* ctl_io.c */
+/* ctl->wake's callback: runs the posted work. */
+void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg);
+void rayc__ctl_io_setup(rayc__net *net); /* fills ctl->io */
+void rayc__ctl_run_recv(rayc__net *net, void *arg); /* posted: an rmsg */
+void rayc__ctl_snap_free(struct raft_snapshot *s);
+
+/* ctl_codec.c */
+bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
+                          const struct raft_message *m);
+void rayc__ctl_free_msg(struct raft_message *m);
+
+/* ctl_fsm.c */
+void rayc__ctl_fsm_setup(rayc__net *net); /* fills ctl->fsm */
+void rayc__ctl_cluster_ends(rayc__net *net, const char *why);
+void rayc__ctl_dedup_clear(rayc__ctl *ctl);
+
+#endif

@@ -1,0 +1,462 @@
+/* ctl_io.c -- libraft's I/O backend (struct raft_io) over the mesh: the
+ * queue of work posted to the loop thread, raft's tick, its in-memory
+ * "persistent" state and snapshot, sending messages as RAFT frames and
+ * handing received ones to raft.  See ctl.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <raft.h>
+#include <sodium.h>
+
+#include "net/ctl_int.h"
+
+/* ---- posting work to the loop thread ---- */
+
+void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
+                    void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+	work *w = malloc(sizeof(*w));
+
+	if (w == NULL) {
+		/* Dropping control work is not safe to ignore silently. */
+		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-NOMEM",
+		          "out of memory posting control work; dropped");
+		fn(net, NULL);
+		return;
+	}
+	w->fn = fn;
+	w->arg = arg;
+	w->next = NULL;
+	rayc__mutex_lock(&ctl->mu);
+	if (ctl->inline_posts) {
+		/* Shutting down, raft closed: the work only cleans up. */
+		rayc__mutex_unlock(&ctl->mu);
+		free(w);
+		fn(net, arg);
+		return;
+	}
+	if (ctl->tail != NULL)
+		ctl->tail->next = w;
+	else
+		ctl->head = w;
+	ctl->tail = w;
+	rayc__mutex_unlock(&ctl->mu);
+	event_active(ctl->wake, EV_READ, 0);
+}
+
+void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	rayc__net *net = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	(void)fd;
+	(void)what;
+	for (;;) {
+		rayc__mutex_lock(&ctl->mu);
+		work *w = ctl->head;
+		ctl->head = ctl->tail = NULL;
+		rayc__mutex_unlock(&ctl->mu);
+		if (w == NULL)
+			break;
+		while (w != NULL) {
+			work *n = w->next;
+			w->fn(net, w->arg);
+			free(w);
+			w = n;
+		}
+	}
+	rayc__ctl_after(net);
+}
+
+/* ---- raft_io over the mesh ---- */
+
+/* A raft I/O request completed, its callback to run on the loop. */
+enum { DONE_SEND, DONE_APPEND, DONE_CLOSE, DONE_SNAP_PUT, DONE_SNAP_GET };
+
+typedef struct done_arg {
+	int kind;
+	void *req;
+	int status;
+	struct raft_snapshot *snap; /* DONE_SNAP_GET */
+} done_arg;
+
+static void run_done(rayc__net *net, void *arg)
+{
+	done_arg *d = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	if (d == NULL)
+		return;
+	/* A send cancelled by close is fine to report; an append never
+	 * fails (there is no disk), and libraft 0.15's leader append
+	 * callback walks leader state that raft_close has already torn down
+	 * when given an error, so appends always succeed. */
+	int st = ctl->closing && d->kind == DONE_SEND ? RAFT_CANCELED
+	                                              : d->status;
+	if (d->kind == DONE_SEND) {
+		struct raft_io_send *r = d->req;
+		if (r->cb != NULL)
+			r->cb(r, st);
+	} else if (d->kind == DONE_APPEND) {
+		struct raft_io_append *r = d->req;
+		if (r->cb != NULL)
+			r->cb(r, st);
+	} else if (d->kind == DONE_SNAP_PUT) {
+		struct raft_io_snapshot_put *r = d->req;
+		if (r->cb != NULL)
+			r->cb(r, st);
+	} else if (d->kind == DONE_SNAP_GET) {
+		struct raft_io_snapshot_get *r = d->req;
+		if (r->cb != NULL)
+			r->cb(r, d->snap, st);
+	} else if (ctl->io_close_cb != NULL) {
+		raft_io_close_cb cb = ctl->io_close_cb;
+		ctl->io_close_cb = NULL;
+		cb(&ctl->io);
+	}
+	free(d);
+}
+
+static int post_done(rayc__net *net, int kind, void *req, int status,
+                     struct raft_snapshot *snap)
+{
+	done_arg *d = malloc(sizeof(*d));
+
+	if (d == NULL)
+		return RAFT_NOMEM;
+	d->kind = kind;
+	d->req = req;
+	d->status = status;
+	d->snap = snap;
+	rayc__ctl_post(net, run_done, d);
+	return 0;
+}
+
+static int io_init(struct raft_io *io, raft_id id, const char *address)
+{
+	(void)io;
+	(void)id;
+	(void)address;
+	return 0;
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl->rtick != NULL)
+		event_del(ctl->rtick);
+	ctl->io_close_cb = cb;
+	if (post_done(net, DONE_CLOSE, NULL, 0, NULL) != 0 && cb != NULL) {
+		ctl->io_close_cb = NULL;
+		cb(io);
+	}
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry **entries, size_t *n_entries)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	*term = ctl->term;
+	*voted_for = ctl->vote;
+	*snapshot = NULL;
+	*start_index = 1;
+	*entries = NULL;
+	*n_entries = 0;
+	if (ctl->boot.base == NULL)
+		return 0;
+	struct raft_entry *e = raft_malloc(sizeof(*e));
+	void *buf = raft_malloc(ctl->boot.len);
+	if (e == NULL || buf == NULL) {
+		raft_free(e);
+		raft_free(buf);
+		return RAFT_NOMEM;
+	}
+	memcpy(buf, ctl->boot.base, ctl->boot.len);
+	e->term = 1;
+	e->type = RAFT_CHANGE;
+	e->buf.base = buf;
+	e->buf.len = ctl->boot.len;
+	e->batch = buf;
+	*entries = e;
+	*n_entries = 1;
+	return 0;
+}
+
+static void on_rtick(evutil_socket_t fd, short what, void *arg)
+{
+	rayc__net *net = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	(void)fd;
+	(void)what;
+	if (ctl->tick_cb != NULL && !ctl->closing)
+		ctl->tick_cb(&ctl->io);
+	rayc__ctl_after(net);
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                    raft_io_recv_cb recv)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+	struct timeval tv = { (time_t)(msecs / 1000),
+		              (suseconds_t)(msecs % 1000) * 1000 };
+
+	ctl->tick_cb = tick;
+	ctl->recv_cb = recv;
+	ctl->rtick = event_new(net->base, -1, EV_PERSIST, on_rtick, net);
+	if (ctl->rtick == NULL || event_add(ctl->rtick, &tv) != 0)
+		return RAFT_NOMEM;
+	return 0;
+}
+
+static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl->term != 0)
+		return RAFT_CANTBOOTSTRAP;
+	int rv = raft_configuration_encode(conf, &ctl->boot);
+	if (rv != 0)
+		return rv;
+	ctl->term = 1;
+	return 0;
+}
+
+static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
+{
+	(void)io;
+	(void)conf;
+	return RAFT_NOTFOUND;
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+	rayc__net *net = io->impl;
+
+	net->ctl->term = term;
+	net->ctl->vote = 0;
+	return 0;
+}
+
+static int io_set_vote(struct raft_io *io, raft_id id)
+{
+	rayc__net *net = io->impl;
+
+	net->ctl->vote = id;
+	return 0;
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req,
+                   const struct raft_message *m, raft_io_send_cb cb)
+{
+	rayc__net *net = io->impl;
+	rayc__wbuf b = { 0 };
+	int status = 0;
+
+	req->cb = cb;
+	if (!rayc__ctl_encode_msg(&b, net->self, m)) {
+		status = RAFT_IOERR;
+	} else {
+		rayc__conn *c = m->server_id < RAYC__MAX_PEERS
+		                        ? rayc__net_conn_to(net,
+		                                            (uint32_t)m->server_id)
+		                        : NULL;
+		if (c == NULL) {
+			status = RAFT_NOCONNECTION;
+		} else {
+			rayc__conn_send(c, &b);
+			rayc__conn_unref(c);
+		}
+	}
+	rayc__wbuf_fini(&b);
+	return post_done(net, DONE_SEND, req, status, NULL);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n,
+                     raft_io_append_cb cb)
+{
+	(void)entries;
+	(void)n;
+	req->cb = cb;
+	/* Raft keeps every entry in its own in-memory log; nothing else
+	 * would ever read a copy (see the top of ctl.c). */
+	return post_done(io->impl, DONE_APPEND, req, 0, NULL);
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+	(void)io;
+	(void)index;
+	return 0;
+}
+
+static int conf_copy(const struct raft_configuration *src,
+                     struct raft_configuration *dst)
+{
+	raft_configuration_init(dst);
+	for (unsigned i = 0; i < src->n; i++) {
+		int rv = raft_configuration_add(dst, src->servers[i].id,
+		                                src->servers[i].address,
+		                                src->servers[i].role);
+		if (rv != 0) {
+			raft_configuration_close(dst);
+			return rv;
+		}
+	}
+	return 0;
+}
+
+/* A snapshot with its buffers joined into one, and its own copy of the
+ * configuration; every piece from raft's allocator, as raft frees it. */
+static int snap_copy(const struct raft_snapshot *src, struct raft_snapshot *dst)
+{
+	size_t len = 0, off = 0;
+
+	memset(dst, 0, sizeof(*dst));
+	for (unsigned i = 0; i < src->n_bufs; i++)
+		len += src->bufs[i].len;
+	dst->bufs = raft_malloc(sizeof(*dst->bufs));
+	void *data = raft_malloc(len > 0 ? len : 1);
+	if (dst->bufs == NULL || data == NULL ||
+	    conf_copy(&src->configuration, &dst->configuration) != 0) {
+		raft_free(dst->bufs);
+		raft_free(data);
+		return RAFT_NOMEM;
+	}
+	for (unsigned i = 0; i < src->n_bufs; i++) {
+		memcpy((uint8_t *)data + off, src->bufs[i].base,
+		       src->bufs[i].len);
+		off += src->bufs[i].len;
+	}
+	dst->index = src->index;
+	dst->term = src->term;
+	dst->configuration_index = src->configuration_index;
+	dst->bufs[0].base = data;
+	dst->bufs[0].len = len;
+	dst->n_bufs = 1;
+	return 0;
+}
+
+void rayc__ctl_snap_free(struct raft_snapshot *s)
+{
+	raft_configuration_close(&s->configuration);
+	raft_free(s->bufs[0].base);
+	raft_free(s->bufs);
+}
+
+/* Keeps a copy of the snapshot (raft frees its own when done); raft then
+ * drops the log before it itself. */
+static int io_snapshot_put(struct raft_io *io, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+	struct raft_snapshot s;
+
+	(void)trailing;
+	if (snap_copy(snapshot, &s) != 0)
+		return RAFT_NOMEM;
+	if (ctl->has_snap)
+		rayc__ctl_snap_free(&ctl->snap);
+	ctl->snap = s;
+	ctl->has_snap = true;
+	ctl->n_snapshots++;
+	req->cb = cb;
+	return post_done(net, DONE_SNAP_PUT, req, 0, NULL);
+}
+
+static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                           raft_io_snapshot_get_cb cb)
+{
+	rayc__net *net = io->impl;
+	rayc__ctl *ctl = net->ctl;
+
+	if (!ctl->has_snap)
+		return RAFT_NOTFOUND;
+	struct raft_snapshot *s = raft_malloc(sizeof(*s));
+	if (s == NULL || snap_copy(&ctl->snap, s) != 0) {
+		raft_free(s);
+		return RAFT_NOMEM;
+	}
+	req->cb = cb;
+	if (post_done(net, DONE_SNAP_GET, req, 0, s) != 0) {
+		rayc__ctl_snap_free(s);
+		raft_free(s);
+		return RAFT_NOMEM;
+	}
+	return 0;
+}
+
+static raft_time io_time(struct raft_io *io)
+{
+	(void)io;
+	return (raft_time)(rayc__now_ns() / 1000000);
+}
+
+static int io_random(struct raft_io *io, int min, int max)
+{
+	(void)io;
+	if (max <= min)
+		return min;
+	return min + (int)randombytes_uniform((uint32_t)(max - min));
+}
+
+/* ---- handing received raft messages to raft ---- */
+
+/* A message decoded by rayc__ctl_on_raft (ctl_codec.c). */
+void rayc__ctl_run_recv(rayc__net *net, void *arg)
+{
+	rmsg *r = arg;
+	rayc__ctl *ctl = net->ctl;
+
+	if (r == NULL)
+		return;
+	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL) {
+		/* raft owns the entries from here on. */
+		ctl->recv_cb(&ctl->io, &r->m);
+	} else {
+		rayc__ctl_free_msg(&r->m);
+	}
+	free(r);
+}
+
+/* ---- the raft_io table ---- */
+
+/* libraft's I/O backend: the functions above (run_start, before
+ * raft_init). */
+void rayc__ctl_io_setup(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	ctl->io.version = 1;
+	ctl->io.impl = net;
+	ctl->io.init = io_init;
+	ctl->io.close = io_close;
+	ctl->io.load = io_load;
+	ctl->io.start = io_start;
+	ctl->io.bootstrap = io_bootstrap;
+	ctl->io.recover = io_recover;
+	ctl->io.set_term = io_set_term;
+	ctl->io.set_vote = io_set_vote;
+	ctl->io.send = io_send;
+	ctl->io.append = io_append;
+	ctl->io.truncate = io_truncate;
+	ctl->io.snapshot_put = io_snapshot_put;
+	ctl->io.snapshot_get = io_snapshot_get;
+	ctl->io.time = io_time;
+	ctl->io.random = io_random;
+}
