@@ -1,0 +1,323 @@
+/* executor.c -- running tasks for other owners.
+ *
+ * Executor side.  A TASK becomes an ordinary local task marked foreign:
+ * its ref arguments become local entries, sealed from the inline bytes
+ * or fetched (FETCH, then CHUNKs) from the peer named in the spec; it is
+ * never placed again.  When it finishes, TASK_DONE goes to the owner and
+ * the executor keeps only the large returns, for the owner, until FREE.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "net/remote_int.h"
+#include "registry.h"
+#include "sched/sched.h"
+
+
+typedef struct refarg {
+	rayc_object_id id;
+	uint32_t owner, loc;
+	bool inl;
+	rayc_type type;
+	const void *data;
+	size_t len;
+} refarg;
+
+static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
+                        int err, const char *msg)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE, net->self);
+
+	rayc__w_u64(&b, id.hi);
+	rayc__w_u64(&b, id.lo);
+	rayc__w_u8(&b, 1);
+	rayc__w_u32(&b, (uint32_t)err);
+	rayc__w_str(&b, msg);
+	rayc__w_frame_end(&b, f);
+	rayc__net_send_to(net, owner, &b);
+	rayc__wbuf_fini(&b);
+}
+
+/* Makes a local entry for a ref argument of a foreign task. */
+static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
+                                   const refarg *ra, bool *fetch)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__obj *o = rayc__obj_find_locked(rt, ra->id);
+
+	*fetch = false;
+	if (o != NULL) {
+		*fetch = atomic_load(&o->state) == RAYC__OBJ_REMOTE;
+		return o;
+	}
+	if (ra->owner == net->self)
+		return NULL; /* ours, and gone */
+	o = rayc__obj_new_locked(rt, ra->id);
+	if (o == NULL)
+		return NULL;
+	o->owner = ra->owner;
+	o->loc = ra->loc;
+	if (ra->inl) {
+		o->type = ra->type;
+		o->len = ra->len;
+		if (ra->len <= RAYC__INLINE_BYTES) {
+			memcpy(o->inline_buf, ra->data, ra->len);
+			o->data = o->inline_buf;
+		} else {
+			o->data = malloc(ra->len);
+			if (o->data == NULL)
+				abort();
+			memcpy(o->data, ra->data, ra->len);
+			rt->inline_bytes += ra->len;
+		}
+		atomic_store(&o->state, RAYC__OBJ_READY);
+	} else {
+		*fetch = true;
+	}
+	return o;
+}
+
+void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc__rt *rt = net->rt;
+	rayc_task_id id;
+	char fname[256];
+	char msg[320];
+
+	id.hi = rayc__r_u64(rd);
+	id.lo = rayc__r_u64(rd);
+	rayc__r_str(rd, fname, sizeof(fname));
+	int attempt = (int)rayc__r_u32(rd);
+	int max_retries = (int)rayc__r_u32(rd);
+	bool retry_exc = rayc__r_u8(rd) != 0;
+	uint32_t nret = rayc__r_u32(rd);
+	int nd = rayc__r_u8(rd);
+	int64_t demand[RAYC__MAX_RES] = { 0 };
+	bool feasible = true;
+	char rname[64];
+	for (int k = 0; k < nd && !rd->bad; k++) {
+		rayc__r_str(rd, rname, sizeof(rname));
+		uint64_t q = rayc__r_u64(rd);
+		int idx = rayc__res_find(rt, rname);
+		if (idx < 0 || rt->res_total[idx] < (int64_t)q)
+			feasible = false;
+		else
+			demand[idx] += (int64_t)q;
+	}
+	uint32_t nargs = rayc__r_u32(rd);
+	if (rd->bad || nret == 0 || nret > 4096 ||
+	    nargs > rayc__rd_left(rd) / 9 + 1) {
+		rayc__conn_close(c, "bad TASK");
+		return;
+	}
+	rayc_arg *args = calloc(nargs + 1, sizeof(rayc_arg));
+	refarg *refs = calloc(nargs + 1, sizeof(refarg));
+	size_t extra = 0;
+	if (args == NULL || refs == NULL)
+		abort();
+	for (uint32_t i = 0; i < nargs && !rd->bad; i++) {
+		rayc_arg *a = &args[i];
+		a->type = (rayc_type)rayc__r_u8(rd);
+		const void *p;
+		size_t n;
+		switch (a->type) {
+		case RAYC_TYPE_I64:
+		case RAYC_TYPE_F64:
+			p = rayc__r_bytes(rd, 8);
+			if (p != NULL)
+				memcpy(&a->v, p, 8);
+			break;
+		case RAYC_TYPE_STR:
+		case RAYC_TYPE_BYTES:
+			p = rayc__r_blob(rd, &n);
+			a->v.ptr = p != NULL ? p : "";
+			a->len = n;
+			if (a->type == RAYC_TYPE_STR) {
+				/* by-value strings are copied NUL-terminated */
+				if (p == NULL || memchr(p, '\0', n) != NULL)
+					rd->bad = true;
+				a->type = RAYC_TYPE_BYTES;
+				refs[i].type = RAYC_TYPE_STR;
+			}
+			extra += ((n + 1 + 7) & ~(size_t)7);
+			break;
+		case RAYC_TYPE_REF: {
+			refarg *ra = &refs[i];
+			ra->id = rayc__r_oid(rd);
+			ra->owner = rayc__r_u32(rd);
+			ra->loc = rayc__r_u32(rd);
+			ra->inl = rayc__r_u8(rd) != 0;
+			if (ra->inl) {
+				ra->type = (rayc_type)rayc__r_u8(rd);
+				ra->data = rayc__r_blob(rd, &ra->len);
+			}
+			if (ra->owner == 0 || ra->owner >= RAYC__MAX_PEERS ||
+			    ra->loc >= RAYC__MAX_PEERS)
+				rd->bad = true;
+			break;
+		}
+		default:
+			rd->bad = true;
+		}
+	}
+	if (rd->bad) {
+		free(args);
+		free(refs);
+		rayc__conn_close(c, "bad TASK arguments");
+		return;
+	}
+	const rayc__fn_entry *fn = rayc__registry_find(fname);
+	if (fn == NULL || !feasible) {
+		snprintf(msg, sizeof(msg),
+		         fn == NULL ? "function '%s' is not registered on peer %u"
+		                    : "task %s: peer %u lacks its resources",
+		         fname, net->self);
+		free(args);
+		free(refs);
+		reply_error(net, c->peer, id,
+		            fn == NULL ? RAYC_ENOFUNC : RAYC_EINFEASIBLE, msg);
+		return;
+	}
+	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
+	if (t == NULL)
+		abort();
+	for (uint32_t i = 0; i < nargs; i++)
+		if (refs[i].type == RAYC_TYPE_STR) {
+			/* restore the type; the copy is NUL-terminated */
+			((char *)t->args[i].v.ptr)[t->args[i].len] = '\0';
+			t->args[i].type = RAYC_TYPE_STR;
+		}
+	t->id = id;
+	t->fn = fn;
+	t->attempt = attempt;
+	t->max_retries = max_retries;
+	t->retry_exceptions = retry_exc;
+	t->foreign = true;
+	t->owner = c->peer;
+	rayc__mutex_lock(&rt->mu);
+	/* Cached copies of this task's returns (fetched before the owner lost
+	 * them and ran the task again, here) make way for the new run. */
+	bool dup = false;
+	for (uint32_t i = 0; i < nret && !dup; i++) {
+		rayc_object_id rid = rayc__return_id(id, i);
+		rayc__obj *o = rayc__obj_find_locked(rt, rid);
+		if (o != NULL && rayc__cache_drop_locked(rt, o))
+			o = rayc__obj_find_locked(rt, rid); /* still lineage? */
+		dup = o != NULL;
+	}
+	if (dup) {
+		rayc__mutex_unlock(&rt->mu);
+		free(t);
+		free(args);
+		free(refs);
+		return; /* a duplicate of a task already here */
+	}
+	t->sclass = rayc__sched_class_locked(rt, demand);
+	if (t->sclass == NULL)
+		abort();
+	bool lost = false;
+	rayc__obj *tofetch[64];
+	int nfetch = 0;
+	for (uint32_t i = 0; i < nargs; i++) {
+		if (args[i].type != RAYC_TYPE_REF)
+			continue;
+		bool fetch;
+		rayc__obj *o = arg_entry_locked(rt, net, &refs[i], &fetch);
+		if (o == NULL) {
+			lost = true;
+			continue;
+		}
+		t->args[i].ref = o;
+		o->lineage_cnt++;
+		if (fetch && nfetch < 64)
+			tofetch[nfetch++] = o;
+	}
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(id, i));
+		if (o == NULL)
+			abort();
+		o->refcnt = 1;
+		o->owner = c->peer;
+		t->returns[i] = o;
+	}
+	t->live_returns = nret;
+	t->in_flight = true;
+	rt->nlineage++;
+	if (lost) {
+		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST,
+		                              "an argument of this task "
+		                              "was lost");
+	} else {
+		for (int i = 0; i < nfetch; i++)
+			rayc__net_fetch_locked(rt, tofetch[i]);
+		(void)rayc__task_resolve_args_locked(rt, t);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	free(args);
+	free(refs);
+}
+
+void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__net *net = rt->net;
+	rayc__wbuf b = { 0 };
+	bool keep[4096];
+	rayc__obj *err = NULL;
+
+	for (uint32_t i = 0; i < t->nreturns; i++) {
+		rayc__obj *o = t->returns[i];
+		keep[i] = false;
+		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
+		    err == NULL)
+			err = o;
+	}
+	if (net != NULL) {
+		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE,
+		                               net->self);
+		rayc__w_u64(&b, t->id.hi);
+		rayc__w_u64(&b, t->id.lo);
+		rayc__w_u8(&b, err != NULL);
+		if (err != NULL) {
+			rayc__w_u32(&b, (uint32_t)err->err);
+			rayc__w_str(&b, err->data != NULL ? (char *)err->data
+			                                  : "task failed");
+		} else {
+			rayc__w_u32(&b, t->nreturns);
+			for (uint32_t i = 0; i < t->nreturns; i++) {
+				rayc__obj *o = t->returns[i];
+				bool ok = o != NULL &&
+				          atomic_load(&o->state) == RAYC__OBJ_READY;
+				bool inl = !ok || o->len <= RAYC__NET_INLINE_MAX;
+				rayc__w_u8(&b, inl);
+				rayc__w_u8(&b, ok ? (uint8_t)o->type
+				                  : (uint8_t)RAYC_TYPE_BYTES);
+				if (inl)
+					rayc__w_blob(&b, ok ? o->data : NULL,
+					             ok ? o->len : 0);
+				else
+					rayc__w_u64(&b, o->len);
+				keep[i] = !inl;
+			}
+		}
+		rayc__w_frame_end(&b, f);
+		rayc__net_send_to(net, t->owner, &b);
+		rayc__wbuf_fini(&b);
+	}
+	/* An owner that died meanwhile will never say FREE. */
+	bool owner_alive = rayc__net_peer_alive(rt, t->owner);
+	for (uint32_t i = 0; i < t->nreturns; i++) {
+		rayc__obj *o = t->returns[i];
+		t->returns[i] = NULL;
+		if (o == NULL)
+			continue;
+		if (keep[i] && owner_alive)
+			o->held_remote = true; /* until the owner says FREE */
+		else
+			rayc__obj_unref_locked(rt, o);
+	}
+	t->live_returns = 0;
+}

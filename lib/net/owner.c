@@ -1,0 +1,368 @@
+/* owner.c -- the owner side of tasks run on other peers.
+ *
+ * Owner side.  A ready task goes through rayc__net_place_locked: the
+ * placement policy (lib/sched/place.c) picks this peer or another from
+ * the coordinator's view, corrected by the tasks this owner already has
+ * in flight there (at most `cap` per peer; the rest wait here and are
+ * pumped out as TASK_DONEs come back).  The TASK frame carries the spec:
+ * function name, demand by resource name, and arguments by value; ref
+ * arguments carry the object id, its owner, a peer holding a copy, and
+ * the bytes themselves when small.  TASK_DONE brings small returns back
+ * inline; large ones stay where they were made (the primary copy) and
+ * the owner marks them REMOTE with that location.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "net/remote_int.h"
+#include "sched/place.h"
+#include "sched/sched.h"
+
+
+#define PEER_CAP_MIN 32
+#define PEER_CAP_PER_CPU 16
+
+/* ---- owner: placing and sending tasks ---- */
+
+static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
+                        rayc__task *t) RAYC_REQUIRES(rt->mu)
+{
+	size_t f = rayc__w_frame_begin(b, RAYC__MSG_TASK, net->self);
+
+	rayc__w_u64(b, t->id.hi);
+	rayc__w_u64(b, t->id.lo);
+	rayc__w_str(b, t->fn->name);
+	rayc__w_u32(b, (uint32_t)t->attempt);
+	rayc__w_u32(b, (uint32_t)t->max_retries);
+	rayc__w_u8(b, t->retry_exceptions);
+	rayc__w_u32(b, t->nreturns);
+	int nres = atomic_load(&rt->nres), nd = 0;
+	for (int k = 0; k < nres; k++)
+		nd += t->sclass->demand[k] != 0;
+	rayc__w_u8(b, (uint8_t)nd);
+	for (int k = 0; k < nres; k++)
+		if (t->sclass->demand[k] != 0) {
+			rayc__w_str(b, rt->res_names[k]);
+			rayc__w_u64(b, (uint64_t)t->sclass->demand[k]);
+		}
+	rayc__w_u32(b, t->nargs);
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__targ *a = &t->args[i];
+		rayc__w_u8(b, (uint8_t)a->type);
+		switch (a->type) {
+		case RAYC_TYPE_I64:
+		case RAYC_TYPE_F64:
+			rayc__w_bytes(b, &a->v, 8);
+			break;
+		case RAYC_TYPE_STR:
+		case RAYC_TYPE_BYTES:
+			rayc__w_blob(b, a->v.ptr, a->len);
+			break;
+		default: {
+			rayc__obj *o = a->ref;
+			int st = atomic_load(&o->state);
+			bool here = st == RAYC__OBJ_READY;
+			rayc__w_oid(b, o->id);
+			rayc__w_u32(b, o->owner != 0 ? o->owner : net->self);
+			rayc__w_u32(b, here ? net->self : o->loc);
+			bool inl = here && o->len <= RAYC__NET_INLINE_MAX;
+			rayc__w_u8(b, inl);
+			if (inl) {
+				rayc__w_u8(b, (uint8_t)o->type);
+				rayc__w_blob(b, o->data, o->len);
+			}
+			break;
+		}
+		}
+	}
+	rayc__w_frame_end(b, f);
+}
+
+static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
+                             uint32_t peer) RAYC_REQUIRES(rt->mu)
+{
+	rayc__conn *c = rayc__net_conn_to(net, peer);
+
+	if (c == NULL)
+		return false;
+	rayc__wbuf *b = rayc__conn_begin(c);
+	size_t before = b->len;
+	encode_task(rt, net, b, t);
+	bool bad = b->bad;
+	if (bad) {
+		b->len = before;
+		b->bad = false;
+	}
+	rayc__conn_end(c);
+	rayc__conn_unref(c);
+	if (bad)
+		return false;
+	t->state = RAYC__TASK_RUNNING;
+	t->remote_peer = peer;
+	rayc__tq_push(&net->peers[peer].inflight, t);
+	return true;
+}
+
+static double local_util_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	int64_t tot = rt->res_total[RAYC__RES_CPU];
+	if (tot <= 0)
+		return 1e9;
+	int64_t busy = tot - rt->res_avail[RAYC__RES_CPU];
+	return ((double)busy + (double)rt->queued * RAYC__RES_SCALE) /
+	       (double)tot;
+}
+
+static int peer_cap(const rayc__peer *p)
+{
+	int cpus = (int)(p->total[RAYC__RES_CPU] / RAYC__RES_SCALE);
+	int cap = cpus * PEER_CAP_PER_CPU;
+	return cap < PEER_CAP_MIN ? PEER_CAP_MIN : cap;
+}
+
+/* Decides where t runs: returns the peer id, 0 for here, or a negative
+ * RAYC__PLACE_ code. */
+static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__place_peer pp[RAYC__MAX_PEERS];
+	int n = 0;
+
+	rayc__mutex_lock(&net->mu);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+		rayc__peer *p = &net->peers[i];
+		if (!p->alive)
+			continue;
+		rayc__place_peer *q = &pp[n++];
+		q->id = i;
+		q->self = i == net->self;
+		q->total = q->self ? rt->res_total : p->total;
+		q->avail = q->self ? rt->res_avail : p->avail;
+		q->inflight = (int)p->inflight.n;
+		q->cap = peer_cap(p);
+		q->arg_bytes = 0;
+	}
+	uint32_t self = net->self;
+	rayc__mutex_unlock(&net->mu);
+	if (n <= 1 && t->strategy != RAYC_STRATEGY_NODE_AFFINITY)
+		return 0;
+	/* Locality: where the large ref arguments are. */
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__obj *o = t->args[i].ref;
+		if (o == NULL || o->len < (64u << 10))
+			continue;
+		int st = atomic_load(&o->state);
+		uint32_t at = st == RAYC__OBJ_READY ? self
+		              : st == RAYC__OBJ_REMOTE ? o->loc : 0;
+		for (int k = 0; k < n; k++)
+			if (pp[k].id == at)
+				pp[k].arg_bytes += o->len;
+	}
+	rayc__place_req rq = {
+		.demand = t->sclass->demand,
+		.nres = atomic_load(&rt->nres),
+		.strategy = t->strategy,
+		.node_id = t->node_id,
+		.soft = t->soft,
+		.local_util = local_util_locked(rt),
+		.rr = &net->rr,
+	};
+	int r = rayc__place(&rq, pp, n);
+	if (r >= 0)
+		return pp[r].id;
+	return r == RAYC__PLACE_HERE ? 0 : r;
+}
+
+void rayc__remote_fail_task_locked(rayc__rt *rt, rayc__task *t, int err,
+                                   const char *msg)
+{
+	t->in_flight = true;
+	for (uint32_t i = 0; i < t->nreturns; i++)
+		if (t->returns[i] != NULL)
+			rayc__obj_fail_locked(rt, t->returns[i], err, msg);
+	atomic_fetch_add(&rt->n_failed, 1);
+	rayc__task_done_locked(rt, t);
+}
+
+static void wait_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
+{
+	t->state = RAYC__TASK_QUEUED;
+	rayc__tq_push(&rt->rwait, t);
+}
+
+bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__net *net = rt->net;
+
+	if (net == NULL || t->foreign || atomic_load(&net->stopping) ||
+	    !net->joined)
+		return false;
+	int64_t where = decide_locked(rt, net, t);
+	if (where == 0)
+		return false;
+	if (where == RAYC__PLACE_NOWHERE) {
+		char msg[160];
+		if (t->strategy == RAYC_STRATEGY_NODE_AFFINITY)
+			snprintf(msg, sizeof(msg), "task %s: peer %u (hard node "
+			         "affinity) is not alive or cannot run it",
+			         t->fn->name, t->node_id);
+		else
+			snprintf(msg, sizeof(msg), "task %s: no live peer has "
+			         "the resources it needs", t->fn->name);
+		rayc__remote_fail_task_locked(rt, t, RAYC_EINFEASIBLE, msg);
+		return true;
+	}
+	if (where == RAYC__PLACE_WAIT) {
+		wait_push(rt, t);
+		return true;
+	}
+	if (send_task_locked(rt, net, t, (uint32_t)where))
+		return true;
+	/* Could not reach that peer: run here if we can, else wait. */
+	if (rayc__sched_feasible(rt, t->sclass->demand))
+		return false;
+	wait_push(rt, t);
+	return true;
+}
+
+/* Capacity came free on peer: send it tasks waiting for remote room,
+ * then queued local work while this peer is over the threshold. */
+static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__task *t = rt->rwait.head;
+
+	while (t != NULL) {
+		rayc__task *next = t->q_next;
+		rayc__tq_remove(&rt->rwait, t);
+		if (!rayc__net_place_locked(rt, t))
+			rayc__sched_enqueue_local_locked(rt, t);
+		if (t->state == RAYC__TASK_QUEUED && rt->rwait.tail == t)
+			break; /* went back to waiting: no room anywhere */
+		t = next;
+	}
+	rayc__peer *p = &net->peers[peer];
+	int cap = peer_cap(p);
+	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
+		rayc__task *q = c->q.head;
+		while (q != NULL && p->alive && (int)p->inflight.n < cap &&
+		       local_util_locked(rt) >= RAYC__PLACE_UTIL) {
+			rayc__task *next = q->q_next;
+			if (!q->foreign && q->strategy == RAYC_STRATEGY_DEFAULT) {
+				bool ok = true;
+				for (int k = 0; k < atomic_load(&rt->nres); k++)
+					if (c->demand[k] > p->total[k])
+						ok = false;
+				if (!ok)
+					break;
+				rayc__sched_dequeue_locked(rt, q);
+				if (!send_task_locked(rt, net, q, peer)) {
+					rayc__sched_enqueue_local_locked(rt, q);
+					return;
+				}
+			}
+			q = next;
+		}
+	}
+}
+
+/* ---- owner: results coming back ---- */
+
+static void mark_remote_locked(rayc__rt *rt, rayc__obj *o, uint32_t at,
+                               rayc_type type, size_t len)
+	RAYC_REQUIRES(rt->mu)
+{
+	o->type = type;
+	o->len = len;
+	o->loc = at;
+	rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_REMOTE);
+}
+
+void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc__rt *rt = net->rt;
+	rayc_task_id id;
+	char msg[1024];
+	uint32_t frees[4096];
+	int nfree = 0;
+
+	id.hi = rayc__r_u64(rd);
+	id.lo = rayc__r_u64(rd);
+	bool failed = rayc__r_u8(rd) != 0;
+	if (rd->bad)
+		return;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
+	rayc__task *t = o0 != NULL ? o0->task : NULL;
+	if (t == NULL || !t->in_flight || t->remote_peer != c->peer) {
+		rayc__mutex_unlock(&rt->mu);
+		return; /* stale: retried elsewhere or released */
+	}
+	rayc__peer *p = &net->peers[c->peer];
+	rayc__tq_remove(&p->inflight, t);
+	t->remote_peer = 0;
+	if (failed) {
+		int err = (int)rayc__r_u32(rd);
+		rayc__r_str(rd, msg, sizeof(msg));
+		if (rd->bad)
+			snprintf(msg, sizeof(msg), "task failed on peer %u",
+			         c->peer);
+		if (err <= 0 || err > RAYC_EEXIST)
+			err = RAYC_ETASK;
+		atomic_fetch_add(&rt->n_failed, 1);
+		for (uint32_t i = 0; i < t->nreturns; i++)
+			if (t->returns[i] != NULL)
+				rayc__obj_fail_locked(rt, t->returns[i], err, msg);
+	} else {
+		uint32_t n = rayc__r_u32(rd);
+		for (uint32_t i = 0; i < n && !rd->bad; i++) {
+			bool inl = rayc__r_u8(rd) != 0;
+			rayc_type type = (rayc_type)rayc__r_u8(rd);
+			rayc__obj *o = i < t->nreturns ? t->returns[i] : NULL;
+			if (inl) {
+				size_t len;
+				const void *d = rayc__r_blob(rd, &len);
+				if (rd->bad || o == NULL)
+					break;
+				rayc__ret r;
+				memset(&r, 0, sizeof(r));
+				r.type = type;
+				r.len = len;
+				r.set = true;
+				if (len <= RAYC__INLINE_BYTES) {
+					memcpy(r.buf, d, len);
+					r.data = r.buf;
+				} else {
+					r.data = malloc(len);
+					if (r.data == NULL)
+						abort();
+					memcpy(r.data, d, len);
+				}
+				rayc__obj_seal_locked(rt, o, &r);
+			} else {
+				uint64_t len = rayc__r_u64(rd);
+				if (rd->bad || o == NULL)
+					break;
+				if (o->refcnt == 0 ||
+				    atomic_load(&o->state) != RAYC__OBJ_PENDING)
+					frees[nfree++] = i;
+				else
+					mark_remote_locked(rt, o, c->peer, type,
+					                   (size_t)len);
+			}
+		}
+		if (rd->bad)
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
+			          "bad TASK_DONE from peer %u", c->peer);
+	}
+	rayc_task_id tid = t->id;
+	rayc__task_done_locked(rt, t);
+	pump_locked(rt, net, c->peer);
+	rayc__mutex_unlock(&rt->mu);
+	for (int i = 0; i < nfree; i++)
+		rayc__remote_send_small(net, c->peer, RAYC__MSG_FREE,
+		                        rayc__return_id(tid, frees[i]), 0);
+}

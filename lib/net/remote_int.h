@@ -1,0 +1,65 @@
+/* remote_int.h -- what the files of tasks and objects between peers share
+ * (remote.c, owner.c, executor.c, xfer.c, samehost.c, refs.c); lib/net
+ * only.  Their frames come in through rayc__remote_handle (remote.c).
+ */
+#ifndef RAYC_NET_REMOTE_INT_H
+#define RAYC_NET_REMOTE_INT_H
+
+#include "net/net_int.h"
+
+static inline void rayc__w_oid(rayc__wbuf *b, rayc_object_id id)
+{
+	rayc__w_u64(b, id.hi);
+	rayc__w_u64(b, id.lo);
+}
+
+static inline rayc_object_id rayc__r_oid(rayc__rd *rd)
+{
+	rayc_object_id id;
+
+	id.hi = rayc__r_u64(rd);
+	id.lo = rayc__r_u64(rd);
+	return id;
+}
+
+/* remote.c */
+/* Sends peer a frame of type carrying an object id and a u32. */
+void rayc__remote_send_small(rayc__net *net, uint32_t peer, int type,
+                             rayc_object_id id, uint32_t extra);
+
+/* owner.c */
+/* Fails every return of t (err, msg) and ends it. */
+void rayc__remote_fail_task_locked(rayc__rt *rt, rayc__task *t, int err,
+                                   const char *msg) RAYC_REQUIRES(rt->mu);
+void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd);
+
+/* executor.c */
+void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd);
+
+/* xfer.c */
+void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd);
+void rayc__remote_on_chunk(rayc__conn *c, rayc__rd *rd);
+void rayc__remote_on_missing(rayc__conn *c, rayc__rd *rd);
+void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x);
+void rayc__remote_xin_release(rayc__net *net, rayc__xin *x);
+void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
+                             const char *msg);
+
+/* samehost.c */
+bool rayc__remote_same_host_on(void);
+bool rayc__remote_looks_local_locked(rayc__net *net, uint32_t peer)
+	RAYC_REQUIRES(net->mu);
+void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
+                        const void *data, size_t len, rayc_type type,
+                        uint64_t off);
+void rayc__remote_unpin(rayc__net *net, uint32_t peer,
+                        const rayc_object_id *id);
+void rayc__remote_send_shm_done(rayc__net *net, uint32_t peer,
+                                rayc_object_id id);
+void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd);
+void rayc__remote_on_shm_sum(rayc__conn *c, rayc__rd *rd);
+
+/* refs.c */
+void rayc__remote_on_ref_msg(rayc__conn *c, int type, rayc__rd *rd);
+
+#endif /* RAYC_NET_REMOTE_INT_H */

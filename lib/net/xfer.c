@@ -1,0 +1,391 @@
+/* xfer.c -- objects between peers: FETCH, answered by CHUNKs (or
+ * MISSING, perhaps naming a peer that holds a copy), and the transfers
+ * coming in (rayc__xin; ownership rules in net_int.h).  A holder on the
+ * same host may answer with SHM_OFFER instead (samehost.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "net/remote_int.h"
+
+
+void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
+{
+	rayc__net *net = rt->net;
+
+	if (o->fetching)
+		return;
+	rt->n_fetches++;
+	uint32_t src = o->loc;
+	if (net == NULL || src == 0 || src == net->self ||
+	    !rayc__net_peer_alive(rt, src)) {
+		/* Nowhere to get it from. */
+		o->loc = 0;
+		if (o->owner == 0) {
+			atomic_store(&o->state, RAYC__OBJ_LOST);
+		} else {
+			atomic_store(&o->state, RAYC__OBJ_PENDING);
+			rayc__obj_fail_locked(rt, o, RAYC_ELOST,
+			                      "object lost: no live peer holds it");
+		}
+		return;
+	}
+	rayc__xin *x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		abort();
+	x->id = o->id;
+	x->src = src;
+	rayc__mutex_lock(&net->mu);
+	rayc__xin *old;
+	bool free_old = false;
+	HASH_FIND(hh, net->xins, &o->id, sizeof(o->id), old);
+	if (old != NULL) {
+		HASH_DEL(net->xins, old); /* superseded */
+		free_old = !old->busy;
+		old->dead = true; /* if busy, its receiver frees it */
+	}
+	HASH_ADD(hh, net->xins, id, sizeof(x->id), x);
+	uint32_t flags = rayc__remote_same_host_on() && !net->no_shm[src] &&
+	                         rayc__remote_looks_local_locked(net, src)
+	                         ? RAYC__FETCH_SAME_HOST
+	                         : 0;
+	rayc__mutex_unlock(&net->mu);
+	if (free_old)
+		rayc__remote_xin_release(net, old);
+	o->fetching = true;
+	atomic_store(&o->state, RAYC__OBJ_PENDING);
+	rayc__remote_send_small(net, src, RAYC__MSG_FETCH, o->id, flags);
+}
+
+void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc__rt *rt = net->rt;
+	rayc_object_id id = rayc__r_oid(rd);
+	uint32_t flags = rayc__r_u32(rd);
+
+	if (rd->bad)
+		return;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, id);
+	int st = o != NULL ? atomic_load(&o->state) : -1;
+	if (st == RAYC__OBJ_READY && (flags & RAYC__FETCH_SAME_HOST) &&
+	    o->block != NULL && o->len >= RAYC__NET_INLINE_MAX &&
+	    rayc__remote_same_host_on()) {
+		/* A peer on this host: it copies straight out of our
+		 * arena; pinned until it says SHM_DONE or dies. */
+		rayc__obj_ref_locked(o);
+		rayc__store *store = rt->store;
+		uint64_t off = rayc__store_block_offset(o->block) +
+		               (uint64_t)((const uint8_t *)o->data -
+		                          (const uint8_t *)rayc__store_ptr(
+		                                  store, o->block));
+		rayc__mutex_unlock(&rt->mu);
+		rayc__remote_offer(c, o, id, o->data, o->len, o->type, off);
+		return;
+	}
+	if (st == RAYC__OBJ_READY) {
+		rayc__obj_ref_locked(o); /* pinned while we send */
+		rayc__mutex_unlock(&rt->mu);
+		rayc__xout *x = calloc(1, sizeof(*x));
+		if (x == NULL)
+			abort();
+		x->id = id;
+		x->obj = o;
+		x->data = o->data;
+		x->len = o->len;
+		x->type = o->type;
+		rayc__conn_add_xout(c, x);
+		return;
+	}
+	uint32_t redirect = st == RAYC__OBJ_REMOTE ? o->loc : 0;
+	rayc__mutex_unlock(&rt->mu);
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_MISSING, net->self);
+	rayc__w_oid(&b, id);
+	rayc__w_u32(&b, redirect);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
+void rayc__remote_xout_done(rayc__net *net, rayc__xout *x)
+{
+	rayc__rt *rt = net->rt;
+
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj_unref_locked(rt, x->obj);
+	rayc__mutex_unlock(&rt->mu);
+	free(x);
+}
+
+/* Lets go of what x's destination is: a block, heap, or (same host) the
+ * holder's arena. */
+void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x)
+{
+	if (x->view != NULL) {
+		rayc__store_view_release(x->view);
+		rayc__remote_send_shm_done(net, x->src, x->id);
+		x->view = NULL;
+	} else if (x->block != NULL) {
+		rayc__store_free(net->rt->store, x->block);
+	} else {
+		free(x->dst);
+	}
+	x->block = NULL;
+	x->dst = NULL;
+}
+
+void rayc__remote_xin_release(rayc__net *net, rayc__xin *x)
+{
+	rayc__remote_xin_free_dst(net, x);
+	free(x);
+}
+
+/* Takes x out of the table if it is still there: the caller then owns
+ * its ending. */
+static bool xin_take_locked(rayc__net *net, rayc__xin *x)
+	RAYC_REQUIRES(net->mu)
+{
+	rayc__xin *cur;
+
+	HASH_FIND(hh, net->xins, &x->id, sizeof(x->id), cur);
+	if (cur != x)
+		return false;
+	HASH_DEL(net->xins, x);
+	return true;
+}
+
+/* Frees x, taken out of the table, or leaves that to its receiver. */
+static void xin_drop(rayc__net *net, rayc__xin *x)
+{
+	rayc__mutex_lock(&net->mu);
+	bool busy = x->busy;
+	x->dead = true;
+	rayc__mutex_unlock(&net->mu);
+	if (!busy)
+		rayc__remote_xin_release(net, x);
+}
+
+/* A transfer ended (all bytes in, or failed): hand the bytes to the
+ * entry if it still wants them.  The caller took x out of the table. */
+void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
+                             const char *msg)
+{
+	rayc__rt *rt = net->rt;
+
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, x->id);
+	if (o == NULL || !o->fetching ||
+	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
+		rayc__mutex_unlock(&rt->mu);
+		xin_drop(net, x);
+		return;
+	}
+	o->fetching = false;
+	if (ok && x->view != NULL) {
+		/* Read in place in the holder's arena. */
+		o->type = x->type;
+		o->len = x->total;
+		o->block = NULL;
+		o->data = x->dst;
+		o->view = x->view;
+		o->view_src = x->src;
+		x->view = NULL;
+		x->dst = NULL;
+		rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_READY);
+	} else if (ok) {
+		o->type = x->type;
+		o->len = x->total;
+		o->block = x->block;
+		if (x->block == NULL && x->total <= RAYC__INLINE_BYTES) {
+			if (x->total > 0)
+				memcpy(o->inline_buf, x->dst, x->total);
+			free(x->dst);
+			o->data = o->inline_buf;
+		} else {
+			o->data = x->dst;
+			if (x->block == NULL)
+				rt->inline_bytes += x->total;
+		}
+		x->block = NULL;
+		x->dst = NULL;
+		rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_READY);
+	} else if (o->owner == 0 && err == RAYC_ELOST) {
+		o->loc = 0;
+		atomic_store(&o->state, RAYC__OBJ_LOST);
+		/* Anyone waiting rebuilds it from lineage. */
+		rayc__obj_wake_locked(rt, o);
+	} else {
+		rayc__obj_fail_locked(rt, o, err, msg);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	xin_drop(net, x);
+}
+
+/* Ends a busy transfer whose destination could not be had. */
+static void xin_fail_busy(rayc__net *net, rayc__xin *x, int rc)
+{
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	bool dead = x->dead;
+	bool mine = !dead && xin_take_locked(net, x);
+	rayc__mutex_unlock(&net->mu);
+	if (mine)
+		rayc__remote_xin_finish(net, x, false, rc,
+		                        "no room in this peer's object store "
+		                        "for a fetched object");
+	else if (dead)
+		rayc__remote_xin_release(net, x);
+}
+
+/* Gives the destination of a transfer's first chunk: a block of our
+ * store (small objects: the heap).  x is busy. */
+static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
+                     rayc_type type)
+{
+	x->total = total;
+	x->type = type;
+	if (total <= RAYC__SMALL_MAX) {
+		x->dst = malloc(total > 0 ? total : 1);
+		if (x->dst == NULL)
+			abort();
+	} else {
+		int rc = rayc__obj_alloc_block(net->rt, total, &x->block);
+		if (rc != RAYC_OK) {
+			x->block = NULL;
+			x->total = 0;
+			return rc;
+		}
+		x->dst = rayc__store_ptr(net->rt->store, x->block);
+	}
+	x->started = true;
+	return RAYC_OK;
+}
+
+int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                             uint8_t **dst, rayc__xin **out)
+{
+	rayc__net *net = c->net;
+	rayc__rd rd;
+
+	rayc__rd_init(&rd, sub, RAYC__CHUNK_SUB);
+	rayc_object_id id = rayc__r_oid(&rd);
+	uint64_t total = rayc__r_u64(&rd);
+	uint64_t off = rayc__r_u64(&rd);
+	rayc_type type = (rayc_type)rayc__r_u8(&rd);
+	if (rd.bad)
+		return -1;
+	rayc__mutex_lock(&net->mu);
+	rayc__xin *x;
+	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
+	if (x == NULL || x->src != c->peer || x->busy) {
+		rayc__mutex_unlock(&net->mu);
+		return 0; /* nobody wants it any more */
+	}
+	x->busy = true;
+	rayc__mutex_unlock(&net->mu);
+	int r = 1;
+	if (!x->started) {
+		if (off != 0) {
+			r = 0; /* the tail of an abandoned transfer */
+		} else {
+			int rc = xin_start(net, x, total, type);
+			if (rc != RAYC_OK) {
+				xin_fail_busy(net, x, rc);
+				return 0;
+			}
+		}
+	}
+	if (r == 1 && (total != x->total || off > x->total ||
+	               n > x->total - x->got))
+		r = -1;
+	else if (r == 1 && off != x->got)
+		r = 0; /* a piece of an earlier, abandoned transfer */
+	if (r != 1) {
+		rayc__remote_chunk_end(c, x, 0, false);
+		return r;
+	}
+	*dst = x->dst + off;
+	*out = x;
+	return 1;
+}
+
+void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
+{
+	rayc__net *net = c->net;
+
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	if (x->dead) {
+		rayc__mutex_unlock(&net->mu);
+		rayc__remote_xin_release(net, x); /* taken out while we wrote */
+		return;
+	}
+	if (ok)
+		x->got += n;
+	bool done = ok && x->got == x->total && xin_take_locked(net, x);
+	rayc__mutex_unlock(&net->mu);
+	if (done)
+		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
+}
+
+/* A CHUNK that arrived whole in the receive buffer. */
+void rayc__remote_on_chunk(rayc__conn *c, rayc__rd *rd)
+{
+	const uint8_t *sub = rayc__r_bytes(rd, RAYC__CHUNK_SUB);
+	size_t n = rayc__rd_left(rd);
+	const uint8_t *data = rayc__r_bytes(rd, n);
+	uint8_t *dst;
+	rayc__xin *x;
+
+	if (rd->bad)
+		return rayc__conn_close(c, "bad CHUNK");
+	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	if (r < 0)
+		return rayc__conn_close(c, "bad CHUNK");
+	if (r == 0)
+		return;
+	if (n > 0)
+		memcpy(dst, data, n);
+	rayc__remote_chunk_end(c, x, n, true);
+}
+
+void rayc__remote_on_missing(rayc__conn *c, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc__rt *rt = net->rt;
+	rayc_object_id id = rayc__r_oid(rd);
+	uint32_t redirect = rayc__r_u32(rd);
+
+	if (rd->bad || redirect >= RAYC__MAX_PEERS)
+		return;
+	rayc__mutex_lock(&net->mu);
+	rayc__xin *x;
+	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
+	if (x == NULL || x->src != c->peer) {
+		rayc__mutex_unlock(&net->mu);
+		return;
+	}
+	HASH_DEL(net->xins, x); /* ours to end */
+	rayc__mutex_unlock(&net->mu);
+	if (redirect != 0 && redirect != c->peer) {
+		rayc__mutex_lock(&rt->mu);
+		rayc__obj *o = rayc__obj_find_locked(rt, id);
+		if (o != NULL && o->fetching) {
+			o->fetching = false;
+			o->loc = redirect;
+			rayc__net_fetch_locked(rt, o);
+		}
+		rayc__mutex_unlock(&rt->mu);
+		xin_drop(net, x);
+		return;
+	}
+	char msg[128];
+	snprintf(msg, sizeof(msg), "object %016llx%016llx is lost: peer %u has "
+	         "no copy", (unsigned long long)id.hi,
+	         (unsigned long long)id.lo, c->peer);
+	rayc__remote_xin_finish(net, x, false, RAYC_ELOST, msg);
+}
