@@ -227,6 +227,35 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 	return true;
 }
 
+typedef struct pump_arg {
+	rayc__net *net;
+	uint32_t peer;
+} pump_arg;
+
+/* A task queued here, offered by the scheduler: send it to a->peer while
+ * that peer has room and this one is over the threshold. */
+static int pump_one(rayc__rt *rt, rayc__task *q, const int64_t *demand,
+                    void *arg) RAYC_REQUIRES(rt->mu)
+{
+	pump_arg *a = arg;
+	rayc__peer *p = &a->net->peers[a->peer];
+
+	if (!p->alive || (int)p->inflight.n >= peer_cap(p) ||
+	    local_util_locked(rt) < RAYC__PLACE_UTIL)
+		return RAYC__OFFER_STOP;
+	if (q->foreign || q->strategy != RAYC_STRATEGY_DEFAULT)
+		return RAYC__OFFER_NEXT;
+	for (int k = 0; k < atomic_load(&rt->nres); k++)
+		if (demand[k] > p->total[k])
+			return RAYC__OFFER_NEXT_CLASS;
+	rayc__sched_dequeue_locked(rt, q);
+	if (!send_task_locked(rt, a->net, q, a->peer)) {
+		rayc__sched_enqueue_local_locked(rt, q);
+		return RAYC__OFFER_STOP;
+	}
+	return RAYC__OFFER_NEXT;
+}
+
 /* Capacity came free on peer: send it tasks waiting for remote room,
  * then queued local work while this peer is over the threshold. */
 static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
@@ -243,29 +272,8 @@ static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 			break; /* went back to waiting: no room anywhere */
 		t = next;
 	}
-	rayc__peer *p = &net->peers[peer];
-	int cap = peer_cap(p);
-	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
-		rayc__task *q = c->q.head;
-		while (q != NULL && p->alive && (int)p->inflight.n < cap &&
-		       local_util_locked(rt) >= RAYC__PLACE_UTIL) {
-			rayc__task *next = q->q_next;
-			if (!q->foreign && q->strategy == RAYC_STRATEGY_DEFAULT) {
-				bool ok = true;
-				for (int k = 0; k < atomic_load(&rt->nres); k++)
-					if (c->demand[k] > p->total[k])
-						ok = false;
-				if (!ok)
-					break;
-				rayc__sched_dequeue_locked(rt, q);
-				if (!send_task_locked(rt, net, q, peer)) {
-					rayc__sched_enqueue_local_locked(rt, q);
-					return;
-				}
-			}
-			q = next;
-		}
-	}
+	pump_arg a = { net, peer };
+	rayc__sched_offer_locked(rt, pump_one, &a);
 }
 
 /* ---- owner: results coming back ---- */

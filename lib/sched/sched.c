@@ -172,6 +172,25 @@ void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 	rt->queued--;
 }
 
+void rayc__sched_offer_locked(rayc__rt *rt,
+                              int (*fn)(rayc__rt *rt, rayc__task *t,
+                                        const int64_t *demand, void *arg),
+                              void *arg)
+{
+	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
+		rayc__task *t = c->q.head;
+		while (t != NULL) {
+			rayc__task *next = t->q_next;
+			int r = fn(rt, t, c->demand, arg);
+			if (r == RAYC__OFFER_STOP)
+				return;
+			if (r == RAYC__OFFER_NEXT_CLASS)
+				break;
+			t = next;
+		}
+	}
+}
+
 /* True if c needs a resource the starving class s is short of now. */
 static bool competes(const rayc__rt *rt, const rayc__sclass *s,
                      const rayc__sclass *c) RAYC_REQUIRES(rt->mu)

@@ -29,6 +29,19 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 
+/* Offers queued tasks to fn, oldest class first, each class in FIFO
+ * order (the mesh sends some of them to another peer).  fn may dequeue
+ * the task it is given (rayc__sched_dequeue_locked) and returns one of: */
+enum {
+	RAYC__OFFER_NEXT,       /* go on with the next task */
+	RAYC__OFFER_NEXT_CLASS, /* skip the rest of this class */
+	RAYC__OFFER_STOP,       /* done */
+};
+void rayc__sched_offer_locked(rayc__rt *rt,
+                              int (*fn)(rayc__rt *rt, rayc__task *t,
+                                        const int64_t *demand, void *arg),
+                              void *arg) RAYC_REQUIRES(rt->mu);
+
 /* Runs t on the calling thread (unlocks around user code).  t is
  * RUNNING with its resources accounted for by the caller. */
 void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
