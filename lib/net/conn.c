@@ -330,7 +330,7 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 }
 
 /* Handshake frames go out before anything queued in pend. */
-static void send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
+void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
 {
 	rayc__mutex_lock(&c->mu);
 	append_locked(c, &c->out, frame);
@@ -340,7 +340,7 @@ static void send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
 
 void rayc__conn_send_close(rayc__conn *c, rayc__wbuf *frame)
 {
-	send_hs(c, frame, true);
+	rayc__conn_send_hs(c, frame, true);
 }
 
 rayc__wbuf *rayc__conn_begin(rayc__conn *c)
@@ -372,7 +372,7 @@ void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x)
 }
 
 /* The handshake finished: queued frames may go. */
-static void set_open(rayc__conn *c)
+void rayc__conn_set_open(rayc__conn *c)
 {
 	rayc__mutex_lock(&c->mu);
 	atomic_store(&c->state, RAYC__CONN_OPEN);
@@ -382,108 +382,6 @@ static void set_open(rayc__conn *c)
 	}
 	(void)flush_unlock(c);
 	rayc__net_conn_open(c);
-}
-
-static void refuse(rayc__conn *c, const char *why)
-{
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_REFUSED, 0);
-
-	rayc__w_str(&b, why);
-	rayc__w_frame_end(&b, f);
-	send_hs(c, &b, true);
-	rayc__wbuf_fini(&b);
-}
-
-/* Server side of the handshake: we said HELLO, this should be AUTH. */
-static bool on_auth(rayc__conn *c, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	const unsigned char *nonce = rayc__r_bytes(rd, 32);
-	const unsigned char *mac = rayc__r_bytes(rd, 32);
-	uint32_t id = rayc__r_u32(rd);
-
-	if (rd->bad || id >= RAYC__MAX_PEERS ||
-	    !rayc__net_hmac_ok(net, "AUTH", c->n_mine, nonce, mac)) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-REFUSED",
-		          "refused a peer: authentication failed (wrong or "
-		          "missing RAYC_TOKEN?)");
-		/* The connection closes once REFUSED is out (send_cb);
-		 * closing now could drop it. */
-		refuse(c, "authentication failed");
-		return true;
-	}
-	memcpy(c->n_theirs, nonce, 32);
-	c->peer = id;
-	rayc__wbuf b = { 0 };
-	unsigned char mine[32];
-	rayc__net_hmac(net, "WELC", c->n_theirs, c->n_mine, mine);
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_WELCOME, net->self);
-	rayc__w_bytes(&b, mine, 32);
-	rayc__mutex_lock(&net->mu);
-	rayc__w_u32(&b, net->self);
-	rayc__w_u32(&b, net->coord);
-	rayc__w_str(&b, net->coord_url);
-	rayc__mutex_unlock(&net->mu);
-	rayc__w_frame_end(&b, f);
-	send_hs(c, &b, false);
-	rayc__wbuf_fini(&b);
-	set_open(c);
-	return true;
-}
-
-/* Client side: the server's HELLO carries its nonce; answer with AUTH. */
-static bool on_hello(rayc__conn *c, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	const unsigned char *nonce = rayc__r_bytes(rd, 32);
-
-	if (rd->bad)
-		return false;
-	memcpy(c->n_theirs, nonce, 32);
-	unsigned char mac[32];
-	rayc__net_hmac(net, "AUTH", c->n_theirs, c->n_mine, mac);
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, net->self);
-	rayc__w_bytes(&b, c->n_mine, 32);
-	rayc__w_bytes(&b, mac, 32);
-	rayc__w_u32(&b, net->self);
-	rayc__w_frame_end(&b, f);
-	send_hs(c, &b, false);
-	rayc__wbuf_fini(&b);
-	return true;
-}
-
-static bool on_welcome(rayc__conn *c, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	const unsigned char *mac = rayc__r_bytes(rd, 32);
-	uint32_t id = rayc__r_u32(rd);
-	uint32_t coord = rayc__r_u32(rd);
-	char curl[RAYC__URL_MAX];
-
-	rayc__r_str(rd, curl, sizeof(curl));
-	if (rd->bad ||
-	    !rayc__net_hmac_ok(net, "WELC", c->n_mine, c->n_theirs, mac)) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-BADPEER",
-		          "a peer answered without knowing the cluster token");
-		return false;
-	}
-	if (c->want_peer != 0 && id != c->want_peer) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-WRONG-PEER",
-		          "dialed peer %u but peer %u answered", c->want_peer,
-		          id);
-		return false;
-	}
-	c->peer = id;
-	if (c->joining) {
-		rayc__mutex_lock(&net->mu);
-		net->coord = coord;
-		snprintf(net->coord_url, sizeof(net->coord_url), "%s", curl);
-		rayc__mutex_unlock(&net->mu);
-	}
-	set_open(c);
-	return true;
 }
 
 /* One frame: returns false to drop the connection. */
@@ -513,11 +411,11 @@ static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
 	}
 	if (st == RAYC__CONN_HANDSHAKE) {
 		if (c->dialed && h->type == RAYC__MSG_HELLO)
-			return on_hello(c, &rd);
+			return rayc__hs_on_hello(c, &rd);
 		if (c->dialed && h->type == RAYC__MSG_WELCOME)
-			return on_welcome(c, &rd);
+			return rayc__hs_on_welcome(c, &rd);
 		if (!c->dialed && h->type == RAYC__MSG_AUTH)
-			return on_auth(c, &rd);
+			return rayc__hs_on_auth(c, &rd);
 		return false;
 	}
 	if (st != RAYC__CONN_OPEN)
@@ -704,7 +602,7 @@ void rayc__conn_accepted(rayc__conn *c, nng_stream *s)
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_HELLO, 0);
 	rayc__w_bytes(&b, c->n_mine, 32);
 	rayc__w_frame_end(&b, f);
-	send_hs(c, &b, false);
+	rayc__conn_send_hs(c, &b, false);
 	rayc__wbuf_fini(&b);
 	start_recv(c);
 }

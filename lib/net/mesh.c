@@ -1,6 +1,9 @@
-/* mesh.c -- forming and keeping a cluster: the listener, joining through
- * any peer, token authentication, heartbeats and failure detection,
- * starting local peers, leaving and shutting the cluster down.
+/* mesh.c -- forming and keeping a cluster: the listener, the connection
+ * table, the frame dispatcher, the event-loop thread and its timers
+ * (heartbeats, failure detection, reaping closed connections), starting,
+ * leaving and shutting the cluster down.  Membership and joining are in
+ * members.c, local peers in local.c, the handshake (token
+ * authentication) in handshake.c, the public cluster calls in cluster.c.
  *
  * Coordinator.  The leader of the control store (ctl.c, Raft over this
  * mesh) is the coordinator.  It admits joining peers (an ADD entry gives
@@ -24,35 +27,9 @@
 #include "sched/sched.h"
 
 
-/* ---- authentication ---- */
-
-void rayc__net_hmac(const rayc__net *net, const char *tag,
-                    const unsigned char *a, const unsigned char *b,
-                    unsigned char out[32])
-{
-	unsigned char msg[4 + 64];
-
-	memcpy(msg, tag, 4);
-	memcpy(msg + 4, a, 32);
-	memcpy(msg + 36, b, 32);
-	crypto_auth_hmacsha256(out, msg, sizeof(msg), net->key);
-}
-
-bool rayc__net_hmac_ok(const rayc__net *net, const char *tag,
-                       const unsigned char *a, const unsigned char *b,
-                       const unsigned char *mac)
-{
-	unsigned char want[32];
-
-	if (a == NULL || b == NULL || mac == NULL)
-		return false;
-	rayc__net_hmac(net, tag, a, b, want);
-	return sodium_memcmp(want, mac, 32) == 0;
-}
-
 /* ---- connections ---- */
 
-static void conn_link_locked(rayc__net *net, rayc__conn *c)
+void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 	RAYC_REQUIRES(net->mu)
 {
 	c->next = net->conns;
@@ -86,7 +63,7 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id)
 				rayc__conn_free(c);
 				c = NULL;
 			} else {
-				conn_link_locked(net, c);
+				rayc__net_conn_link_locked(net, c);
 				p->conn = c;
 			}
 		}
@@ -150,367 +127,6 @@ void rayc__net_conn_lost(rayc__conn *c)
 		rayc__ctl_peer_gone(net, id, false);
 }
 
-/* ---- membership ---- */
-
-/* Writes this peer's resource names with the quantities given (avail
- * NULL: totals only); rayc__net_read_res reads them back. */
-void rayc__net_write_res(const rayc__rt *rt, rayc__wbuf *b, const int64_t *total,
-                      const int64_t *avail)
-{
-	int nres = atomic_load(&rt->nres);
-
-	rayc__w_u8(b, (uint8_t)nres);
-	for (int k = 0; k < nres; k++) {
-		rayc__w_str(b, rt->res_names[k]);
-		rayc__w_u64(b, (uint64_t)total[k]);
-		if (avail != NULL)
-			rayc__w_u64(b, (uint64_t)avail[k]);
-	}
-}
-
-/* The cluster view, as the coordinator broadcasts it. */
-static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
-	RAYC_REQUIRES(net->mu)
-{
-	rayc__rt *rt = net->rt;
-	uint32_t n = 0;
-
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		n += net->peers[i].known && net->peers[i].alive;
-	size_t f = rayc__w_frame_begin(b, RAYC__MSG_MEMBERS, net->self);
-	rayc__w_u32(b, n);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->known || !p->alive)
-			continue;
-		rayc__w_u32(b, i);
-		rayc__w_u64(b, p->executed);
-		rayc__w_u64(b, p->queued);
-		rayc__net_write_res(rt, b, p->total, p->avail);
-	}
-	rayc__w_frame_end(b, f);
-}
-
-static void self_stats(rayc__net *net, int64_t *avail, uint64_t *queued)
-{
-	rayc__rt *rt = net->rt;
-
-	rayc__mutex_lock(&rt->mu);
-	memcpy(avail, rt->res_avail, sizeof(int64_t) * RAYC__MAX_RES);
-	*queued = rt->queued + rt->pending_args;
-	rayc__mutex_unlock(&rt->mu);
-}
-
-/* This peer's own entry in the view, from stats read (with rt->mu)
- * before taking net->mu. */
-static void update_self_locked(rayc__net *net, const int64_t *avail,
-                               uint64_t queued) RAYC_REQUIRES(net->mu)
-{
-	rayc__peer *me = &net->peers[net->self];
-
-	memcpy(me->avail, avail, sizeof(me->avail));
-	memcpy(me->total, net->rt->res_total, sizeof(me->total));
-	me->executed = atomic_load(&net->rt->n_executed);
-	me->queued = queued;
-}
-
-static void broadcast_members(rayc__net *net)
-{
-	rayc__wbuf b = { 0 };
-	uint32_t to[RAYC__MAX_PEERS];
-	int n = 0;
-	int64_t avail[RAYC__MAX_RES];
-	uint64_t queued;
-
-	self_stats(net, avail, &queued);
-	rayc__mutex_lock(&net->mu);
-	update_self_locked(net, avail, queued);
-	encode_members_locked(net, &b);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		if (net->peers[i].alive && i != net->self)
-			to[n++] = i;
-	rayc__mutex_unlock(&net->mu);
-	for (int i = 0; i < n; i++)
-		rayc__net_send_to(net, to[i], &b);
-	rayc__wbuf_fini(&b);
-}
-
-/* Reads (name, total, avail) triples into local resource indices, adding
- * names this peer has not seen (with a local total of 0). */
-bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
-                     int64_t *avail, bool with_avail)
-{
-	rayc__rt *rt = net->rt;
-	char name[64];
-	int nres = rayc__r_u8(rd);
-
-	memset(total, 0, sizeof(int64_t) * RAYC__MAX_RES);
-	memset(avail, 0, sizeof(int64_t) * RAYC__MAX_RES);
-	for (int k = 0; k < nres; k++) {
-		rayc__r_str(rd, name, sizeof(name));
-		uint64_t t = rayc__r_u64(rd);
-		uint64_t a = with_avail ? rayc__r_u64(rd) : t;
-		if (rd->bad)
-			return false;
-		int idx = rayc__res_find(rt, name);
-		if (idx < 0) {
-			rayc__mutex_lock(&rt->mu);
-			idx = rayc__res_index_locked(rt, name, true);
-			rayc__mutex_unlock(&rt->mu);
-		}
-		if (idx < 0)
-			continue; /* more names than we track: ignore */
-		total[idx] = (int64_t)t;
-		avail[idx] = (int64_t)a;
-	}
-	return true;
-}
-
-/* The coordinator's resource view: free resources and counts of the
- * members (membership itself comes from the control store's log). */
-static void on_members(rayc__net *net, rayc__rd *rd)
-{
-	uint32_t n = rayc__r_u32(rd);
-
-	if (rd->bad || n > RAYC__MAX_PEERS)
-		return;
-	for (uint32_t i = 0; i < n; i++) {
-		rayc__peer tmp;
-		memset(&tmp, 0, sizeof(tmp));
-		uint32_t id = rayc__r_u32(rd);
-		tmp.executed = rayc__r_u64(rd);
-		tmp.queued = rayc__r_u64(rd);
-		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
-		    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, true))
-			return;
-		rayc__mutex_lock(&net->mu);
-		rayc__peer *p = &net->peers[id];
-		if (p->known && id != net->self) {
-			p->executed = tmp.executed;
-			p->queued = tmp.queued;
-			memcpy(p->avail, tmp.avail, sizeof(p->avail));
-		}
-		rayc__mutex_unlock(&net->mu);
-	}
-}
-
-typedef struct join_arg {
-	rayc__conn *c;
-	rayc__peer tmp;
-} join_arg;
-
-/* The committed members as JOINED and snapshots carry them: the next id,
- * then each known peer (id, alive, role, pid, job, address, totals). */
-void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
-{
-	uint32_t n = 0;
-
-	rayc__w_u32(b, net->next_id);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		n += net->peers[i].known;
-	rayc__w_u32(b, n);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->known)
-			continue;
-		rayc__w_u32(b, i);
-		rayc__w_u8(b, p->alive);
-		rayc__w_u8(b, p->worker);
-		rayc__w_u32(b, (uint32_t)p->pid);
-		rayc__w_u8(b, (uint8_t)p->job_state);
-		rayc__w_u64(b, (uint64_t)p->job_start_ms);
-		rayc__w_u64(b, (uint64_t)p->job_end_ms);
-		rayc__w_str(b, p->url);
-		rayc__net_write_res(net->rt, b,
-		                    i == net->self ? net->rt->res_total
-		                                   : p->total,
-		                    NULL);
-	}
-}
-
-int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
-                           rayc__gone *gone, int *ngone)
-{
-	uint32_t next = rayc__r_u32(rd);
-	uint32_t n = rayc__r_u32(rd);
-
-	*ngone = 0;
-	if (rd->bad || n > RAYC__MAX_PEERS)
-		return -1;
-	for (uint32_t k = 0; k < n; k++) {
-		rayc__peer tmp;
-		memset(&tmp, 0, sizeof(tmp));
-		uint32_t id = rayc__r_u32(rd);
-		tmp.alive = rayc__r_u8(rd) != 0;
-		tmp.worker = rayc__r_u8(rd) != 0;
-		tmp.pid = (int)rayc__r_u32(rd);
-		tmp.job_state = rayc__r_u8(rd);
-		tmp.job_start_ms = (int64_t)rayc__r_u64(rd);
-		tmp.job_end_ms = (int64_t)rayc__r_u64(rd);
-		rayc__r_str(rd, tmp.url, sizeof(tmp.url));
-		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
-		    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
-			return -1;
-		if (!apply)
-			continue;
-		/* Merge, never go back: entries already here may be newer
-		 * than these; the log brings the rest in order. */
-		rayc__mutex_lock(&net->mu);
-		rayc__peer *p = &net->peers[id];
-		if (!p->known) {
-			rayc__conn *keep = p->conn;
-			*p = tmp;
-			p->conn = keep;
-			rayc__net_know_locked(net, id);
-			p->last_seen = rayc__now_ns();
-		} else if (p->alive && !tmp.alive) {
-			rayc__gone *g = &gone[(*ngone)++];
-			g->id = id;
-			g->left = tmp.job_state == RAYC_JOB_SUCCEEDED;
-			g->end = tmp.job_end_ms;
-		}
-		rayc__mutex_unlock(&net->mu);
-	}
-	if (apply) {
-		rayc__mutex_lock(&net->mu);
-		if (next > net->next_id)
-			net->next_id = next;
-		rayc__mutex_unlock(&net->mu);
-	}
-	return 0;
-}
-
-/* JOINED: the new peer's id (0: not admitted, why says why) and the
- * committed membership as of its admission, so it knows every member
- * before the first task reaches it; the log it replays afterwards finds
- * those entries already in place (applying them twice changes nothing). */
-static void send_joined(rayc__conn *c, rayc__net *net, uint32_t id,
-                        const char *why)
-{
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
-
-	rayc__w_u32(&b, id);
-	rayc__w_str(&b, why);
-	if (id != 0) {
-		rayc__mutex_lock(&net->mu);
-		rayc__net_write_members_locked(net, &b);
-		rayc__mutex_unlock(&net->mu);
-	}
-	rayc__w_frame_end(&b, f);
-	rayc__conn_send(c, &b);
-	rayc__wbuf_fini(&b);
-}
-
-/* The joiner's side: installs the membership JOINED carries (a fresh
- * peer has no members of its own that could be marked gone). */
-static bool on_joined_view(rayc__net *net, rayc__rd *rd)
-{
-	rayc__gone gone[RAYC__MAX_PEERS];
-	int ngone;
-
-	return rayc__net_read_members(net, rd, true, gone, &ngone) == 0 &&
-	       rayc__rd_left(rd) == 0;
-}
-
-/* The ADD entry for a joiner committed (or did not). */
-static void join_applied(int rc, void *arg)
-{
-	join_arg *j = arg;
-	rayc__conn *c = j->c;
-	rayc__net *net = c->net;
-	uint32_t id = j->tmp.id;
-
-	if (rc == RAYC_OK) {
-		rayc__mutex_lock(&net->mu);
-		c->peer = id;
-		if (net->peers[id].conn == NULL)
-			net->peers[id].conn = c;
-		rayc__mutex_unlock(&net->mu);
-		send_joined(c, net, id, "");
-	} else {
-		send_joined(c, net, 0, "try again");
-	}
-	rayc__conn_unref(c);
-	free(j);
-}
-
-/* Loop thread: admit a joiner with an ADD entry. */
-static void run_join(rayc__net *net, void *arg)
-{
-	join_arg *j = arg;
-
-	if (j == NULL)
-		return;
-	int rc = RAYC__RETRY;
-	if (rayc__ctl_ready(net)) {
-		rayc__mutex_lock(&net->mu);
-		uint32_t id = net->next_id < RAYC__MAX_PEERS ? net->next_id++
-		                                             : 0;
-		rayc__mutex_unlock(&net->mu);
-		if (id == 0) {
-			send_joined(j->c, net, 0, "the cluster is full");
-			rayc__conn_close(j->c, "cluster is full");
-			rc = RAYC_EINVAL;
-		} else {
-			j->tmp.id = id;
-			rayc__wbuf b = { 0 };
-			rayc__ctl_cmd_add(net, &b, id, j->tmp.worker,
-			                  j->tmp.pid, j->tmp.url, j->tmp.total);
-			rc = rayc__ctl_propose(net, &b, join_applied, j);
-			rayc__wbuf_fini(&b);
-			if (rc == RAYC_OK)
-				return;
-		}
-	}
-	if (rc == RAYC__RETRY || rc == RAYC_ENOMEM)
-		send_joined(j->c, net, 0, "not the coordinator");
-	rayc__conn_unref(j->c);
-	free(j);
-}
-
-static void on_join(rayc__conn *c, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	join_arg *j = calloc(1, sizeof(*j));
-
-	if (j == NULL)
-		return;
-	rayc__r_str(rd, j->tmp.url, sizeof(j->tmp.url));
-	j->tmp.pid = (int)rayc__r_u32(rd);
-	j->tmp.worker = rayc__r_u8(rd) != 0;
-	if (rd->bad ||
-	    !rayc__net_read_res(net, rd, j->tmp.total, j->tmp.avail, false)) {
-		free(j);
-		rayc__conn_close(c, "bad JOIN");
-		return;
-	}
-	atomic_fetch_add(&c->refs, 1);
-	j->c = c;
-	rayc__ctl_post(net, run_join, j);
-}
-
-static void on_heartbeat(rayc__conn *c, rayc__rd *rd)
-{
-	rayc__net *net = c->net;
-	uint64_t executed = rayc__r_u64(rd);
-	uint64_t queued = rayc__r_u64(rd);
-	int64_t total[RAYC__MAX_RES], avail[RAYC__MAX_RES];
-
-	if (rd->bad || !rayc__net_read_res(net, rd, total, avail, true))
-		return;
-	rayc__mutex_lock(&net->mu);
-	rayc__peer *p = &net->peers[c->peer];
-	if (p->known) {
-		p->executed = executed;
-		p->queued = queued;
-		memcpy(p->total, total, sizeof(total));
-		memcpy(p->avail, avail, sizeof(avail));
-		p->last_seen = rayc__now_ns();
-	}
-	rayc__mutex_unlock(&net->mu);
-}
-
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -554,7 +170,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 			rayc__conn_close(c, "unexpected JOIN");
 			return;
 		}
-		on_join(c, rd);
+		rayc__net_on_join(c, rd);
 		return;
 	case RAYC__MSG_JOINED: {
 		/* Our id and the committed membership; the control
@@ -576,7 +192,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		net->coord_seen = rayc__now_ns();
 		net->peers[c->peer].conn = c;
 		rayc__mutex_unlock(&net->mu);
-		if (!on_joined_view(net, rd)) {
+		if (!rayc__net_on_joined_view(net, rd)) {
 			rayc__conn_close(c, "bad JOINED");
 			return;
 		}
@@ -598,12 +214,12 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 			net->coord_seen = rayc__now_ns();
 		rayc__mutex_unlock(&net->mu);
 		if (type == RAYC__MSG_MEMBERS)
-			on_members(net, rd);
+			rayc__net_on_members(net, rd);
 		else
 			rayc__ctl_on_raft(c, rd);
 		return;
 	case RAYC__MSG_HEARTBEAT:
-		on_heartbeat(c, rd);
+		rayc__net_on_heartbeat(c, rd);
 		return;
 	case RAYC__MSG_LEAVE:
 		rayc__ctl_peer_gone(net, c->peer, true);
@@ -630,7 +246,7 @@ static void send_heartbeat(rayc__net *net)
 	uint64_t queued;
 	rayc__wbuf b = { 0 };
 
-	self_stats(net, avail, &queued);
+	rayc__net_self_stats(net, avail, &queued);
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_HEARTBEAT, net->self);
 	rayc__w_u64(&b, atomic_load(&rt->n_executed));
 	rayc__w_u64(&b, queued);
@@ -687,7 +303,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	bool coord = net->self == net->coord && net->self != 0;
 	rayc__mutex_unlock(&net->mu);
 	if (coord)
-		broadcast_members(net);
+		rayc__net_broadcast_members(net);
 	else if (net->joined)
 		send_heartbeat(net);
 	reap_conns(net, false);
@@ -744,7 +360,7 @@ static void accept_cb(void *arg)
 		nng_stream_free(s);
 	} else {
 		rayc__mutex_lock(&net->mu);
-		conn_link_locked(net, c);
+		rayc__net_conn_link_locked(net, c);
 		rayc__mutex_unlock(&net->mu);
 		rayc__conn_accepted(c, s);
 	}
@@ -801,150 +417,6 @@ static int listen_on(rayc__net *net, const char *url)
 	return RAYC_OK;
 }
 
-/* ---- joining ---- */
-
-static int wait_join(rayc__net *net, int64_t deadline)
-{
-	if (!rayc__event_wait(&net->join_ev, deadline, 0))
-		return rayc__err(RAYC_ETIMEDOUT, "joining the cluster timed out");
-	rayc__mutex_lock(&net->mu);
-	int rc = net->join_rc;
-	rayc__mutex_unlock(&net->mu);
-	return rc;
-}
-
-/* Joins through the peer at address: the handshake's WELCOME names the
- * coordinator; JOIN goes there.  While there is none (an election), or
- * the coordinator changed, start over after a pause. */
-static int join(rayc__net *net, const char *address, int64_t deadline)
-{
-	rayc__rt *rt = net->rt;
-	char url[RAYC__URL_MAX];
-	int rc = RAYC_OK;
-
-	snprintf(url, sizeof(url), "%s", address);
-	for (;;) {
-		if (rayc__now_ns() > deadline)
-			return rayc__err(RAYC_ETIMEDOUT, "joining the cluster "
-			                 "at %s timed out: no coordinator", address);
-		rayc__conn *c = rayc__conn_new(net);
-		if (c == NULL)
-			return RAYC_ENOMEM;
-		c->joining = true;
-		rayc__event_reset(&net->join_ev);
-		rayc__mutex_lock(&net->mu);
-		net->join_rc = RAYC_OK;
-		net->coord_url[0] = '\0';
-		conn_link_locked(net, c);
-		rayc__mutex_unlock(&net->mu);
-		rc = rayc__conn_dial(c, url);
-		if (rc != RAYC_OK)
-			return rc;
-		rc = wait_join(net, deadline);
-		if (rc == RAYC_ESYS)
-			return rayc__err(RAYC_ESYS, "cannot reach a peer at %s",
-			                 url);
-		if (rc == RAYC_EAUTH)
-			return rayc__err(RAYC_EAUTH, "the cluster at %s refused "
-			                 "this peer: wrong or missing RAYC_TOKEN",
-			                 url);
-		if (rc != RAYC_OK)
-			return rc;
-		if (atomic_load(&c->state) != RAYC__CONN_OPEN)
-			return rayc__err(RAYC_EAUTH, "the peer at %s did not "
-			                 "prove it knows the token", url);
-		rayc__mutex_lock(&net->mu);
-		bool at_coord = c->peer == net->coord;
-		bool none = net->coord == 0 || net->coord_url[0] == '\0';
-		if (!none)
-			snprintf(url, sizeof(url), "%s", net->coord_url);
-		rayc__mutex_unlock(&net->mu);
-		if (!at_coord || none) {
-			c->joining = false;
-			rayc__conn_close(c, "redirected to the coordinator");
-			if (none) {
-				snprintf(url, sizeof(url), "%s", address);
-				rayc__sleep_ms(50);
-			}
-			continue;
-		}
-		/* JOIN: our address, pid, role and resources. */
-		rayc__wbuf b = { 0 };
-		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOIN, 0);
-		rayc__w_str(&b, net->url);
-		rayc__w_u32(&b, (uint32_t)rayc__getpid());
-		rayc__w_u8(&b, net->worker);
-		rayc__net_write_res(rt, &b, rt->res_total, NULL);
-		rayc__w_frame_end(&b, f);
-		rayc__event_reset(&net->join_ev);
-		rayc__conn_send(c, &b);
-		rayc__wbuf_fini(&b);
-		rc = wait_join(net, deadline);
-		if (atomic_load(&net->cluster_down) && !net->joined) {
-			/* The cluster ended while we joined: a worker has
-			 * nothing to serve (it exits 0); a driver fails. */
-			c->joining = false;
-			if (net->worker)
-				return RAYC_OK;
-			return rayc__err(RAYC_ESTATE, "the cluster shut down "
-			                 "while this peer joined");
-		}
-		if (rc == RAYC__RETRY) {
-			/* Not (or no longer) the coordinator: start over. */
-			c->joining = false;
-			rayc__conn_close(c, "join again");
-			snprintf(url, sizeof(url), "%s", address);
-			rayc__sleep_ms(50);
-			continue;
-		}
-		c->joining = false;
-		if (rc == RAYC_OK && !net->joined)
-			rc = rayc__err(RAYC_EPROTO, "no JOINED reply");
-		return rc;
-	}
-}
-
-/* ---- local peers ---- */
-
-static int start_local_peers(rayc__net *net, int n, const char *token)
-{
-	int fds[2];
-	char a[RAYC__URL_MAX + 16], t[160], pfd[48], hb[64];
-
-	if (rayc__pipe_for_children(fds) != RAYC_OK)
-		return rayc__err(RAYC_ESYS, "pipe for local peers failed");
-	snprintf(a, sizeof(a), "RAYC_ADDRESS=%s", net->url);
-	snprintf(t, sizeof(t), "RAYC_TOKEN=%s", token);
-	snprintf(pfd, sizeof(pfd), "RAYC__PARENT_FD=%d", fds[0]);
-	snprintf(hb, sizeof(hb), "RAYC_HEARTBEAT_TIMEOUT_MS=%lld",
-	         (long long)(net->timeout_ns / 1000000));
-	const char *env[] = { "RAYC_ROLE=worker", "RAYC_LOCAL_PEERS=0", a, t,
-		              pfd, hb, "RAYC_LISTEN=", NULL };
-	for (int i = 0; i < n; i++) {
-		int pid = rayc__spawn_self(env, fds[0]);
-		if (pid < 0) {
-			rayc__close_fd(fds[0]);
-			rayc__close_fd(fds[1]);
-			return rayc__err(RAYC_ESYS, "cannot start local peer");
-		}
-		net->kids[net->nkids++] = pid;
-	}
-	rayc__close_fd(fds[0]);
-	net->kid_pipe_w = fds[1];
-	return RAYC_OK;
-}
-
-static int count_alive(rayc__net *net)
-{
-	int n = 0;
-
-	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		n += net->peers[i].alive;
-	rayc__mutex_unlock(&net->mu);
-	return n;
-}
-
 /* ---- start and stop ---- */
 
 static void net_free(rayc__net *net)
@@ -976,29 +448,6 @@ static void net_free(rayc__net *net)
 	rayc__close_fd(net->kid_pipe_w);
 	rayc__mutex_fini(&net->mu);
 	free(net);
-}
-
-static void stop_kids(rayc__net *net)
-{
-	int64_t deadline = rayc__now_ns() + 10 * (int64_t)1000000000;
-
-	rayc__close_fd(net->kid_pipe_w);
-	net->kid_pipe_w = -1;
-	for (int i = 0; i < net->nkids; i++) {
-		int code = 0;
-		if (!rayc__proc_wait(net->kids[i], deadline, &code)) {
-			rayc__log(RAYC_LOG_WARN, "RAYC-NET-KILL",
-			          "local peer pid %d did not stop; killing it",
-			          net->kids[i]);
-			rayc__proc_kill(net->kids[i]);
-			(void)rayc__proc_wait(net->kids[i], -1, &code);
-		} else if (code != 0) {
-			rayc__log(RAYC_LOG_WARN, "RAYC-NET-KID-EXIT",
-			          "local peer pid %d exited with %d",
-			          net->kids[i], code);
-		}
-	}
-	net->nkids = 0;
 }
 
 int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
@@ -1089,22 +538,25 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	rayc__mutex_unlock(&rt->mu);
 	int64_t deadline = rayc__now_ns() + 15 * (int64_t)1000000000;
 	if (conf->address != NULL) {
-		rc = join(net, conf->address, deadline);
+		rc = rayc__net_join(net, conf->address, deadline);
 	} else {
 		rayc__event_reset(&net->join_ev);
 		rayc__ctl_start(net, 1);
-		rc = wait_join(net, deadline);
+		rc = rayc__net_wait_join(net, deadline);
 		if (rc == RAYC_OK && !net->joined)
 			rc = rayc__err(RAYC_ESYS, "the control store did not "
 			               "start");
 	}
 	if (rc == RAYC_OK && conf->address == NULL && conf->local_peers > 1) {
-		rc = start_local_peers(net, conf->local_peers - 1, token);
-		while (rc == RAYC_OK && count_alive(net) < conf->local_peers) {
+		rc = rayc__net_start_local_peers(net, conf->local_peers - 1,
+		                                 token);
+		while (rc == RAYC_OK &&
+		       rayc__net_count_alive(net) < conf->local_peers) {
 			if (rayc__now_ns() > deadline)
 				rc = rayc__err(RAYC_ETIMEDOUT,
 				               "only %d of %d local peers joined",
-				               count_alive(net), conf->local_peers);
+				               rayc__net_count_alive(net),
+				               conf->local_peers);
 			else
 				rayc__sleep_ms(1);
 		}
@@ -1197,7 +649,7 @@ void rayc__net_stop(rayc__rt *rt)
 	rayc__ctl_stop(net);
 	atomic_store(&net->stopping, true);
 	if (net->nkids > 0)
-		stop_kids(net);
+		rayc__net_stop_kids(net);
 	rayc__mutex_lock(&rt->mu);
 	rt->net = NULL;
 	rayc__mutex_unlock(&rt->mu);
@@ -1233,168 +685,4 @@ void rayc__net_serve(rayc__rt *rt)
 		return;
 	while (!atomic_load(&net->cluster_down))
 		(void)rayc__event_wait(&net->down_ev, -1, 0);
-}
-
-bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id)
-{
-	rayc__net *net = rt->net;
-
-	if (net == NULL || id == 0 || id >= RAYC__MAX_PEERS)
-		return false;
-	rayc__mutex_lock(&net->mu);
-	bool alive = net->peers[id].alive;
-	rayc__mutex_unlock(&net->mu);
-	return alive;
-}
-
-bool rayc__net_feasible(rayc__rt *rt, const int64_t *d)
-{
-	rayc__net *net = rt->net;
-	bool ok = false;
-
-	if (net == NULL)
-		return false;
-	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < atomic_load(&net->top) && !ok; i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->alive)
-			continue;
-		const int64_t *tot = i == net->self ? rt->res_total : p->total;
-		ok = true;
-		for (int k = 0; k < RAYC__MAX_RES; k++)
-			if (d[k] > 0 && tot[k] < d[k])
-				ok = false;
-	}
-	rayc__mutex_unlock(&net->mu);
-	return ok;
-}
-
-/* ---- public calls ---- */
-
-uint32_t rayc_peer_id(void)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL)
-		return 0;
-	rayc__net *net = rayc__net_get(rt);
-	uint32_t id = net != NULL ? net->self : 1;
-	rayc__net_put(net);
-	return id;
-}
-
-const char *rayc_address(void)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL || rt->net == NULL)
-		return NULL;
-	return rt->net->url;
-}
-
-int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
-{
-	rayc__rt *rt = rayc__g;
-	size_t k = 0;
-
-	if (n == NULL || (out == NULL && cap > 0))
-		return rayc__err(RAYC_EINVAL, "NULL argument");
-	if (rt == NULL)
-		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__net *net = rayc__net_get(rt);
-	if (net == NULL) {
-		if (cap > 0) {
-			rayc_stats st;
-			memset(&out[0], 0, sizeof(out[0]));
-			rayc_stats_get(&st);
-			out[0].id = 1;
-			out[0].alive = 1;
-			out[0].is_coordinator = 1;
-			out[0].is_voter = 1;
-			out[0].pid = (int)rayc__getpid();
-			out[0].cpus_total = st.cpus_total;
-			out[0].cpus_available = st.cpus_available;
-			out[0].tasks_executed = st.tasks_executed;
-		}
-		*n = 1;
-		return RAYC_OK;
-	}
-	int64_t avail[RAYC__MAX_RES];
-	uint64_t queued;
-	self_stats(net, avail, &queued);
-	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->known)
-			continue;
-		if (k < cap) {
-			rayc_peer_info *o = &out[k];
-			memset(o, 0, sizeof(*o));
-			o->id = i;
-			o->alive = p->alive;
-			o->is_coordinator = i == net->coord;
-			o->is_voter = p->voter;
-			o->pid = p->pid;
-			snprintf(o->address, sizeof(o->address), "%s", p->url);
-			bool me = i == net->self;
-			o->cpus_total = rayc__res_to_double(
-				me ? rt->res_total[RAYC__RES_CPU]
-				   : p->total[RAYC__RES_CPU]);
-			o->cpus_available = rayc__res_to_double(
-				me ? avail[RAYC__RES_CPU] : p->avail[RAYC__RES_CPU]);
-			o->tasks_executed =
-				me ? atomic_load(&rt->n_executed) : p->executed;
-			o->tasks_queued = me ? queued : p->queued;
-		}
-		k++;
-	}
-	rayc__mutex_unlock(&net->mu);
-	rayc__net_put(net);
-	*n = k;
-	return RAYC_OK;
-}
-
-int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n)
-{
-	rayc__rt *rt = rayc__g;
-	size_t k = 0;
-
-	if (n == NULL || (out == NULL && cap > 0))
-		return rayc__err(RAYC_EINVAL, "NULL argument");
-	if (rt == NULL)
-		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__net *net = rayc__net_get(rt);
-	if (net == NULL) {
-		/* A one-peer cluster: this program is the one job. */
-		if (cap > 0) {
-			memset(&out[0], 0, sizeof(out[0]));
-			out[0].job_id = 1;
-			out[0].pid = (int)rayc__getpid();
-			out[0].state = RAYC_JOB_RUNNING;
-			out[0].start_ms = rt->start_wall_ms;
-		}
-		*n = 1;
-		return RAYC_OK;
-	}
-	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->known || p->worker)
-			continue;
-		if (k < cap) {
-			rayc_job_info *o = &out[k];
-			memset(o, 0, sizeof(*o));
-			o->job_id = i;
-			o->pid = p->pid;
-			o->state = (rayc_job_state)p->job_state;
-			o->start_ms = p->job_start_ms;
-			o->end_ms = p->job_end_ms;
-			snprintf(o->address, sizeof(o->address), "%s", p->url);
-		}
-		k++;
-	}
-	rayc__mutex_unlock(&net->mu);
-	rayc__net_put(net);
-	*n = k;
-	return RAYC_OK;
 }

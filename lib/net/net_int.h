@@ -261,6 +261,25 @@ void rayc__conn_close(rayc__conn *c, const char *why);
 void rayc__conn_unref(rayc__conn *c);
 /* Stops and frees a closed conn (not from an NNG callback). */
 void rayc__conn_free(rayc__conn *c);
+/* Queues a handshake frame ahead of what waits in pend (close_after:
+ * close once it is sent). */
+void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after);
+/* The handshake finished: the connection opens and pend goes out. */
+void rayc__conn_set_open(rayc__conn *c);
+
+/* handshake.c */
+void rayc__net_hmac(const rayc__net *net, const char *tag,
+                    const unsigned char *a, const unsigned char *b,
+                    unsigned char out[32]);
+bool rayc__net_hmac_ok(const rayc__net *net, const char *tag,
+                       const unsigned char *a, const unsigned char *b,
+                       const unsigned char *mac);
+/* Handshake frames (conn.c, before the connection opens): AUTH on the
+ * accepting side, HELLO and WELCOME on the dialing side.  False drops
+ * the connection. */
+bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd);
+bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd);
+bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd);
 
 /* mesh.c */
 /* The conn to peer id (dialing it if needed), with a ref; NULL if the
@@ -269,14 +288,11 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id);
 void rayc__net_conn_open(rayc__conn *c);   /* handshake finished */
 void rayc__net_conn_lost(rayc__conn *c);   /* closed */
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
-void rayc__net_hmac(const rayc__net *net, const char *tag,
-                    const unsigned char *a, const unsigned char *b,
-                    unsigned char out[32]);
-bool rayc__net_hmac_ok(const rayc__net *net, const char *tag,
-                       const unsigned char *a, const unsigned char *b,
-                       const unsigned char *mac);
 /* Frame helpers: send a small frame to a peer. */
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
+/* Adds c to the connection list, where reaping finds it. */
+void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
+	RAYC_REQUIRES(net->mu);
 
 /* remote.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
@@ -294,6 +310,7 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok);
 void rayc__remote_fini(rayc__net *net);
 
+/* members.c */
 /* Resource (name, total[, avail]) lists in frames and log entries. */
 void rayc__net_write_res(const rayc__rt *rt, rayc__wbuf *b,
                          const int64_t *total, const int64_t *avail);
@@ -313,6 +330,24 @@ typedef struct rayc__gone {
 } rayc__gone;
 int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
                            rayc__gone *gone, int *ngone);
+/* This peer's free resources and queue length (takes rt->mu). */
+void rayc__net_self_stats(rayc__net *net, int64_t *avail, uint64_t *queued);
+/* The coordinator's resource view, to every live member. */
+void rayc__net_broadcast_members(rayc__net *net);
+/* Frames (rayc__net_handle): MEMBERS, JOIN, HEARTBEAT; and JOINED's
+ * members (false if they do not decode). */
+void rayc__net_on_members(rayc__net *net, rayc__rd *rd);
+void rayc__net_on_join(rayc__conn *c, rayc__rd *rd);
+void rayc__net_on_heartbeat(rayc__conn *c, rayc__rd *rd);
+bool rayc__net_on_joined_view(rayc__net *net, rayc__rd *rd);
+/* Waits for join_ev (bounded) and returns join_rc. */
+int rayc__net_wait_join(rayc__net *net, int64_t deadline);
+int rayc__net_join(rayc__net *net, const char *address, int64_t deadline);
+int rayc__net_count_alive(rayc__net *net);
+
+/* local.c */
+int rayc__net_start_local_peers(rayc__net *net, int n, const char *token);
+void rayc__net_stop_kids(rayc__net *net);
 
 /* kv.c: the KV table (replicated by the control store) and the calls
  * that reach the coordinator. */
