@@ -2,9 +2,7 @@
  * placement of ready tasks on other peers, finishing tasks run for other
  * owners, fetching objects that live elsewhere, telling owners and
  * holders when refs go away, and the cluster view.  Implemented in
- * lib/net (conn.c: connections and framing over nng_stream; mesh.c: join,
- * auth, membership, heartbeats, local peers, KV; remote.c: tasks and
- * objects between peers). */
+ * lib/net, one file per job (ARCHITECTURE.md's module map lists them). */
 #ifndef RAYC_NET_H
 #define RAYC_NET_H
 

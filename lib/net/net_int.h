@@ -219,7 +219,7 @@ struct rayc__net {
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
 	/* Incoming transfers by object id. */
 	rayc__xin *xins;
-	/* Same-host copies (remote.c): each peer's arena mapped read-only
+	/* Same-host copies (samehost.c): each peer's arena mapped read-only
 	 * (opened at its first SHM_OFFER, released when it dies), peers
 	 * whose arena could not be used (they send over TCP), and our
 	 * objects pinned for peers copying them. */
@@ -294,7 +294,7 @@ void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
 void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 	RAYC_REQUIRES(net->mu);
 
-/* remote.c: data-plane handlers. */
+/* remote.c, xfer.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
