@@ -130,13 +130,22 @@ typedef struct rayc_config {
 	 * With none of them set, the peer is a one-peer cluster and starts
 	 * no networking at all. */
 	const char *address; /* RAYC_ADDRESS: join through this peer */
-	const char *listen;  /* RAYC_LISTEN: default tcp://127.0.0.1:0 */
+	const char *listen;  /* RAYC_LISTEN: default tcp://127.0.0.1:0, or
+	                        tcp://0.0.0.0:0 when joining an address
+	                        beyond loopback */
 	const char *token;   /* RAYC_TOKEN: cluster secret (required beyond
 	                        loopback) */
 	int local_peers;     /* RAYC_LOCAL_PEERS: start N-1 more copies of
 	                        this executable as worker peers */
 	int role;            /* RAYC_ROLE: enum rayc_role */
 	int heartbeat_timeout_ms; /* RAYC_HEARTBEAT_TIMEOUT_MS (1000) */
+	/* RAYC_ADVERTISE: the tcp://host[:port] other peers dial to reach
+	 * this one (behind NAT, several interfaces).  Default: the listen
+	 * address; a wildcard host (0.0.0.0, empty) becomes the address this
+	 * host reaches the join address from.  Joining a cluster beyond
+	 * loopback while other peers would be told a loopback address is a
+	 * clear RAYC_EINVAL. */
+	const char *advertise;
 } rayc_config;
 
 enum rayc_role {

@@ -89,6 +89,9 @@ static int resolve_net(const rayc_config *cfg, conf *c)
 	                                    : env_str("RAYC_ADDRESS");
 	n->listen = cfg->listen != NULL && !env_worker ? cfg->listen
 	                                               : env_str("RAYC_LISTEN");
+	n->advertise = cfg->advertise != NULL && !env_worker
+	                       ? cfg->advertise
+	                       : env_str("RAYC_ADVERTISE");
 	n->token = env_worker && env_str("RAYC_TOKEN") != NULL
 	                   ? env_str("RAYC_TOKEN")
 	           : cfg->token != NULL ? cfg->token

@@ -261,6 +261,23 @@ static void send_joined(rayc__conn *c, rayc__net *net, uint32_t id,
 	rayc__wbuf_fini(&b);
 }
 
+/* Refuses a joiner for good: JOINED(0) with the reason and a rayc_err,
+ * which its rayc_init returns (a JOINED(0) without one means: try
+ * again). */
+static void refuse_join(rayc__conn *c, rayc__net *net, int err,
+                        const char *why)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_JOINED, net->self);
+
+	rayc__w_u32(&b, 0);
+	rayc__w_str(&b, why);
+	rayc__w_u32(&b, (uint32_t)err);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send_close(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
 /* The joiner's side: installs the membership JOINED carries (a fresh
  * peer has no members of its own that could be marked gone). */
 bool rayc__net_on_joined_view(rayc__net *net, rayc__rd *rd)
@@ -344,6 +361,20 @@ void rayc__net_on_join(rayc__conn *c, rayc__rd *rd)
 		rayc__conn_close(c, "bad JOIN");
 		return;
 	}
+	if (rayc__url_is_loopback(j->tmp.url) &&
+	    !rayc__url_is_loopback(net->url)) {
+		/* Other hosts would dial 127.0.0.1 and reach themselves. */
+		char why[sizeof(net->join_why)];
+		snprintf(why, sizeof(why), "this peer says it is reached at %s "
+		         "(loopback), which other hosts of the cluster at %s "
+		         "cannot dial: set RAYC_LISTEN or RAYC_ADVERTISE",
+		         j->tmp.url, net->url);
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-JOIN-REFUSED",
+		          "refused a joiner (pid %d): %s", j->tmp.pid, why);
+		refuse_join(c, net, RAYC_EINVAL, why);
+		free(j);
+		return;
+	}
 	atomic_fetch_add(&c->refs, 1);
 	j->c = c;
 	rayc__ctl_post(net, run_join, j);
@@ -378,7 +409,11 @@ int rayc__net_wait_join(rayc__net *net, int64_t deadline)
 		return rayc__err(RAYC_ETIMEDOUT, "joining the cluster timed out");
 	rayc__mutex_lock(&net->mu);
 	int rc = net->join_rc;
+	char why[sizeof(net->join_why)];
+	memcpy(why, net->join_why, sizeof(why));
 	rayc__mutex_unlock(&net->mu);
+	if (why[0] != '\0' && rc != RAYC_OK && rc != RAYC__RETRY)
+		return rayc__err(rc, "the cluster refused this peer: %s", why);
 	return rc;
 }
 

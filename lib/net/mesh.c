@@ -176,13 +176,21 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		/* Our id and the committed membership; the control
 		 * store's log follows (ctl.c). */
 		uint32_t id = rayc__r_u32(rd);
-		char why[64];
+		char why[sizeof(net->join_why)];
 		rayc__r_str(rd, why, sizeof(why));
+		/* A refusal for good carries a rayc_err after the reason. */
+		int err = id == 0 && !rd->bad && rayc__rd_left(rd) >= 4
+		                  ? (int)rayc__r_u32(rd)
+		                  : 0;
 		if (rd->bad || id >= RAYC__MAX_PEERS || !c->joining)
 			return;
 		rayc__mutex_lock(&net->mu);
 		if (id == 0) {
 			net->join_rc = RAYC__RETRY;
+			if (err > 0 && err < RAYC__RETRY) {
+				net->join_rc = err;
+				memcpy(net->join_why, why, sizeof(why));
+			}
 			rayc__mutex_unlock(&net->mu);
 			rayc__event_set(&net->join_ev);
 			return;
@@ -367,18 +375,103 @@ static void accept_cb(void *arg)
 	nng_stream_listener_accept(net->lst, net->acc_aio);
 }
 
-static bool is_loopback(const char *url)
+/* Splits tcp://host:port (host may be [v6], empty or missing a port)
+ * into host (brackets dropped) and port ("" if none). */
+static bool url_split(const char *url, char *host, size_t hcap, char *port,
+                      size_t pcap)
 {
-	const char *h = strstr(url, "://");
+	const char *h, *end, *colon;
 
-	if (h == NULL)
+	if (strncmp(url, "tcp://", 6) != 0)
 		return false;
-	h += 3;
-	return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
-	       strncmp(h, "[::1]", 5) == 0;
+	h = url + 6;
+	if (*h == '[') {
+		end = strchr(h, ']');
+		if (end == NULL)
+			return false;
+		h++;
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] != '\0' && colon == NULL)
+			return false;
+	} else {
+		colon = strrchr(h, ':');
+		end = colon != NULL ? colon : h + strlen(h);
+	}
+	if ((size_t)(end - h) >= hcap ||
+	    (colon != NULL && strlen(colon + 1) >= pcap))
+		return false;
+	memcpy(host, h, (size_t)(end - h));
+	host[end - h] = '\0';
+	snprintf(port, pcap, "%s", colon != NULL ? colon + 1 : "");
+	/* A '/', '@' or space is not part of a host we dial or bind. */
+	return strpbrk(host, "/@ ") == NULL && strpbrk(port, "/@ ") == NULL;
 }
 
-static int listen_on(rayc__net *net, const char *url)
+static bool host_is_any(const char *h)
+{
+	return *h == '\0' || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 ||
+	       strcmp(h, "*") == 0;
+}
+
+/* True if url names only this host's loopback (resolved, not by its
+ * spelling). */
+bool rayc__url_is_loopback(const char *url)
+{
+	char h[RAYC__URL_MAX], p[16];
+
+	return url_split(url, h, sizeof(h), p, sizeof(p)) && !host_is_any(h) &&
+	       rayc__host_is_loopback(h);
+}
+
+/* What other peers dial to reach us: the advertise address if given;
+ * else the listen address, where a wildcard host (tcp://0.0.0.0:P,
+ * tcp://:P) becomes the address this host reaches the join address from
+ * (or, for a founder, its default route's source).  Port 0 or none: the
+ * port bound. */
+static int set_advertised(rayc__net *net, const char *listen,
+                          const char *adv, const char *join, int port)
+{
+	char h[RAYC__URL_MAX], p[16], jh[RAYC__URL_MAX], jp[16];
+	const char *from = adv != NULL ? adv : listen;
+
+	if (!url_split(from, h, sizeof(h), p, sizeof(p)))
+		return rayc__err(RAYC_EINVAL, "%s address '%s': use "
+		                 "tcp://host:port", adv != NULL ? "advertise"
+		                 : "listen", from);
+	if (host_is_any(h)) {
+		if (adv != NULL)
+			return rayc__err(RAYC_EINVAL, "advertise address '%s' "
+			                 "must name a host others can dial", adv);
+		bool j = join != NULL &&
+		         url_split(join, jh, sizeof(jh), jp, sizeof(jp));
+		if (!rayc__route_source(j ? jh : NULL, j ? jp : NULL, h,
+		                        sizeof(h))) {
+			if (j)
+				return rayc__err(RAYC_ESYS, "no route to %s: "
+				                 "cannot tell this peer's own "
+				                 "address (set RAYC_ADVERTISE)",
+				                 join);
+			snprintf(h, sizeof(h), "127.0.0.1"); /* no network */
+		}
+	}
+	int n = snprintf(net->url, sizeof(net->url),
+	                 strchr(h, ':') != NULL ? "tcp://[%s]:%d" : "tcp://%s:%d",
+	                 h, *p != '\0' && strcmp(p, "0") != 0 ? atoi(p) : port);
+	if (n < 0 || (size_t)n >= sizeof(net->url))
+		return rayc__err(RAYC_EINVAL, "address '%s' is too long", from);
+	/* A peer others could not dial must not join them. */
+	if (join != NULL && !rayc__url_is_loopback(join) &&
+	    rayc__url_is_loopback(net->url))
+		return rayc__err(RAYC_EINVAL, "this peer would tell the cluster "
+		                 "at %s to reach it at %s (loopback), which no "
+		                 "other host can dial: set RAYC_LISTEN to a "
+		                 "routable address (or tcp://0.0.0.0:PORT), or "
+		                 "RAYC_ADVERTISE", join, net->url);
+	return RAYC_OK;
+}
+
+static int listen_on(rayc__net *net, const char *url,
+                     const rayc__net_conf *conf)
 {
 	int rv, port = 0;
 
@@ -398,19 +491,9 @@ static int listen_on(rayc__net *net, const char *url)
 		                 nng_strerror(rv));
 	(void)nng_stream_listener_get_int(net->lst, NNG_OPT_TCP_BOUND_PORT,
 	                                  &port);
-	/* Our address as others dial it: the host part, the bound port. */
-	const char *h = url + 6;
-	const char *colon = strrchr(h, ':');
-	int hl = colon != NULL ? (int)(colon - h) : (int)strlen(h);
-	if (hl == 0 || (hl == 7 && strncmp(h, "0.0.0.0", 7) == 0)) {
-		char host[64] = "127.0.0.1";
-		if (hl != 0)
-			rayc__hostname(host, sizeof(host));
-		snprintf(net->url, sizeof(net->url), "tcp://%s:%d", host, port);
-	} else {
-		snprintf(net->url, sizeof(net->url), "tcp://%.*s:%d", hl, h,
-		         port);
-	}
+	int rc = set_advertised(net, url, conf->advertise, conf->address, port);
+	if (rc != RAYC_OK)
+		return rc;
 	if (nng_aio_alloc(&net->acc_aio, accept_cb, net) != 0)
 		return RAYC_ENOMEM;
 	nng_stream_listener_accept(net->lst, net->acc_aio);
@@ -463,8 +546,13 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 		return rayc__err(RAYC_EINVAL, "RAYC_ROLE=worker needs "
 		                 "RAYC_ADDRESS (a peer to join)");
 	if (listen == NULL || *listen == '\0')
-		listen = "tcp://127.0.0.1:0";
-	if (!is_loopback(listen) && *token == '\0')
+		/* Joining a cluster beyond this host: listen where its peers
+		 * can reach us (set_advertised says where). */
+		listen = conf->address != NULL &&
+		                         !rayc__url_is_loopback(conf->address)
+		                 ? "tcp://0.0.0.0:0"
+		                 : "tcp://127.0.0.1:0";
+	if (!rayc__url_is_loopback(listen) && *token == '\0')
 		return rayc__err(RAYC_EINVAL, "listening on %s (beyond "
 		                 "loopback) needs a cluster token: set "
 		                 "RAYC_TOKEN", listen);
@@ -490,7 +578,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->hb_ns = net->timeout_ns / 5;
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
-	rc = listen_on(net, listen);
+	rc = listen_on(net, listen, conf);
 	if (rc != RAYC_OK) {
 		net_free(net);
 		return rc;

@@ -16,7 +16,9 @@ typedef struct rayc__net rayc__net;
 
 typedef struct rayc__net_conf {
 	const char *address; /* join through this peer; NULL: found a cluster */
-	const char *listen;  /* our listen URL; NULL: tcp://127.0.0.1:0 */
+	const char *listen;  /* our listen URL; NULL: tcp://127.0.0.1:0, or
+	                        tcp://0.0.0.0:0 when joining beyond loopback */
+	const char *advertise; /* what others dial; NULL: from listen */
 	const char *token;   /* cluster token; NULL/"": none (loopback only) */
 	int local_peers;     /* founder: start this many - 1 more peers */
 	bool worker;         /* RAYC_ROLE=worker */

@@ -194,6 +194,7 @@ struct rayc__net {
 	/* Joining. */
 	rayc__event join_ev;
 	int join_rc;
+	char join_why[400]; /* why the cluster refused us for good */
 	bool joined;
 	/* Event loop. */
 	struct event_base *base;
@@ -282,6 +283,8 @@ bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd);
 bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd);
 
 /* mesh.c */
+/* True if url (tcp://host:port) names only this host's loopback. */
+bool rayc__url_is_loopback(const char *url);
 /* The conn to peer id (dialing it if needed), with a ref; NULL if the
  * peer is unknown or dead. */
 rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id);

@@ -101,6 +101,14 @@ void rayc__close_fd(int fd);
 long rayc__read_fd(int fd, void *buf, size_t n);
 int rayc__getpid(void);
 void rayc__hostname(char *buf, size_t n);
+/* The address (numeric, IPv4 or IPv6) this host would send from to reach
+ * host:port (NULL host: the default route), found without sending
+ * anything; falls back to the first non-loopback interface address.
+ * False if the host has none. */
+bool rayc__route_source(const char *host, const char *port, char *out,
+                        size_t cap);
+/* True if host (a name or numeric address) resolves only to loopback. */
+bool rayc__host_is_loopback(const char *host);
 /* Writing to a closed connection must not kill the process. */
 void rayc__ignore_sigpipe(void);
 

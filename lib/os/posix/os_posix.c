@@ -2,6 +2,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -11,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -526,4 +531,80 @@ void rayc__hostname(char *buf, size_t n)
 		snprintf(buf, n, "localhost");
 	if (n > 0)
 		buf[n - 1] = '\0';
+}
+
+static bool sa_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+		        in6->sin6_addr.s6_addr[12] == 127);
+	}
+	return false;
+}
+
+static bool sa_numeric(const struct sockaddr *sa, socklen_t len, char *out,
+                       size_t cap)
+{
+	return getnameinfo(sa, len, out, (socklen_t)cap, NULL, 0,
+	                   NI_NUMERICHOST) == 0;
+}
+
+bool rayc__route_source(const char *host, const char *port, char *out,
+                        size_t cap)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *ai = NULL;
+	bool ok = false;
+
+	/* A UDP connect only picks a route and a source address; nothing
+	 * goes on the wire.  192.0.2.1 (TEST-NET-1) stands for "anywhere"
+	 * when there is no host to reach. */
+	if (getaddrinfo(host != NULL ? host : "192.0.2.1", port != NULL ? port
+	                : "9", &hints, &ai) == 0) {
+		for (struct addrinfo *a = ai; a != NULL && !ok; a = a->ai_next) {
+			int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			if (fd < 0)
+				continue;
+			if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+			    getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+			    (host != NULL || !sa_is_loopback((void *)&ss)))
+				ok = sa_numeric((struct sockaddr *)&ss, sl, out,
+				                cap);
+			close(fd);
+		}
+		freeaddrinfo(ai);
+	}
+	if (ok || host != NULL)
+		return ok;
+	struct ifaddrs *ifs = NULL;
+	if (getifaddrs(&ifs) != 0)
+		return false;
+	for (struct ifaddrs *i = ifs; i != NULL && !ok; i = i->ifa_next)
+		if (i->ifa_addr != NULL && i->ifa_addr->sa_family == AF_INET &&
+		    !sa_is_loopback(i->ifa_addr))
+			ok = sa_numeric(i->ifa_addr, sizeof(struct sockaddr_in),
+			                out, cap);
+	freeifaddrs(ifs);
+	return ok;
+}
+
+bool rayc__host_is_loopback(const char *host)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	bool lo = true;
+
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0)
+		return false;
+	for (struct addrinfo *a = ai; a != NULL; a = a->ai_next)
+		if (!sa_is_loopback(a->ai_addr))
+			lo = false;
+	freeaddrinfo(ai);
+	return lo;
 }
