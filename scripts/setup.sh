@@ -7,7 +7,7 @@
 set -eu
 
 PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev libsodium-dev \
-libxxhash-dev libcriterion-dev uthash-dev libraft-dev libuv1-dev"
+libxxhash-dev libcriterion-dev uthash-dev libraft-dev libuv1-dev iproute2"
 
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
