@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,9 +20,10 @@
 extern char **environ;
 
 #define TOKEN "test-token-1"
-#define MAXP 8
+#define MAXP 8     /* peers a test usually starts */
+#define MAXKIDS 64 /* processes a test may start in all */
 
-static pid_t kids[MAXP];
+static pid_t kids[MAXKIDS];
 static int nkids;
 
 /* The driver: this test process, founding a cluster (address NULL) or
@@ -73,7 +75,7 @@ static pid_t spawn_with(const char *token, const char *const *extra)
 	char *argv[] = { (char *)exe, NULL };
 	pid_t pid;
 	cr_assert_eq(posix_spawn(&pid, exe, NULL, NULL, argv, env), 0);
-	cr_assert_lt(nkids, MAXP);
+	cr_assert_lt(nkids, MAXKIDS);
 	kids[nkids++] = pid;
 	return pid;
 }
@@ -190,6 +192,43 @@ static uint32_t peer_of(pid_t pid)
 		if (pi[i].pid == pid && pi[i].alive)
 			return pi[i].id;
 	return 0;
+}
+
+/* A driver process that serves (net_peer with NET_PEER_ADDR_FILE):
+ * founding a cluster (join NULL) or joining the one at join.  Its
+ * address is read back from the file it writes. */
+static inline pid_t spawn_serving_with(char *addr, size_t cap,
+                                       const char *join, const char *extra)
+{
+	char dir[] = "/tmp/rayc-ctl-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[128], fenv[160], aenv[240];
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
+	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", join ? join : "");
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
+		             join != NULL ? aenv : extra,
+		             join != NULL ? extra : NULL, NULL };
+	pid_t f = spawn_with(TOKEN, fe);
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
+	cr_assert_not_null(fp, "the serving driver did not come up");
+	cr_assert_not_null(fgets(addr, (int)cap, fp));
+	fclose(fp);
+	unlink(file);
+	rmdir(dir);
+	addr[strcspn(addr, "\n")] = '\0';
+	return f;
+}
+
+static inline pid_t spawn_serving(char *addr, size_t cap, const char *join)
+{
+	return spawn_serving_with(addr, cap, join, NULL);
+}
+
+static inline pid_t spawn_founder(char *addr, size_t cap)
+{
+	return spawn_serving(addr, cap, NULL);
 }
 
 #endif /* RAYC_TEST_NET_HARNESS_H */

@@ -1,8 +1,6 @@
 /* test_ctl.c -- the control store across real peer processes: the
  * coordinator (Raft leader) is killed and another takes over with the
  * committed state; a killed voter is replaced by a standby. */
-#include <sys/stat.h>
-
 #include "net_harness.h"
 
 TestSuite(ctl, .timeout = 150, .fini = kill_kids);
@@ -56,37 +54,6 @@ static void reap_killed(int slot)
 	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", kids[slot]);
 	unlink(path);
 	kids[slot] = 0;
-}
-
-/* A founder process whose address is read back from a file. */
-/* A driver process that serves (net_peer with NET_PEER_ADDR_FILE):
- * founding a cluster (join NULL) or joining the one at join.  Its
- * address is read back from the file it writes. */
-static pid_t spawn_serving(char *addr, size_t cap, const char *join)
-{
-	char dir[] = "/tmp/rayc-ctl-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
-	char file[128], fenv[160], aenv[240];
-	snprintf(file, sizeof(file), "%s/addr", dir);
-	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
-	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", join ? join : "");
-	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
-		             join != NULL ? aenv : NULL, NULL };
-	pid_t f = spawn_with(TOKEN, fe);
-	FILE *fp = NULL;
-	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
-	cr_assert_not_null(fp, "the serving driver did not come up");
-	cr_assert_not_null(fgets(addr, (int)cap, fp));
-	fclose(fp);
-	unlink(file);
-	rmdir(dir);
-	addr[strcspn(addr, "\n")] = '\0';
-	return f;
-}
-
-static pid_t spawn_founder(char *addr, size_t cap)
-{
-	return spawn_serving(addr, cap, NULL);
 }
 
 Test(ctl, coordinator_killed_another_takes_over_with_committed_state)
