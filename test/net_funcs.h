@@ -5,6 +5,7 @@
 #define RAYC_TEST_NET_FUNCS_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -210,23 +211,78 @@ static inline int64_t nf_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Submits a tree reduction of 0..n-1: n nf_leaf tasks, then nf_add tasks
- * joined pairwise by refs, all before any result is read.  *root is the
- * last add's ref.  RAYC_OK or the first submit error. */
-static inline int nf_tree_sum(int n, rayc_ref *root)
+/* A value padded to pad bytes (at least 8): with pad over 64 KiB it is
+ * kept where it was made, so a chain of them lives on many peers. */
+static void nf_pad_return(rayc_ctx *c, int64_t v, int64_t pad)
+{
+	uint8_t *p = NULL;
+	if (pad < 8)
+		pad = 8;
+	if (rayc_return_alloc(c, 0, (size_t)pad, (void **)&p) != RAYC_OK) {
+		rayc_fail(c, "pad: no room");
+		return;
+	}
+	memset(p, 0x5a, (size_t)pad);
+	memcpy(p, &v, sizeof(v));
+}
+
+static int nf_pad_value(rayc_ctx *c, size_t i, int64_t *v)
+{
+	const void *p;
+	size_t n;
+	if (rayc_arg_data(c, i, &p, &n) != RAYC_OK || n < sizeof(*v))
+		return -1;
+	memcpy(v, p, sizeof(*v));
+	return 0;
+}
+
+/* (i, pad) -> i padded. */
+static void nf_pleaf(rayc_ctx *c)
+{
+	int64_t i, pad;
+	rayc_arg_i64(c, 0, &i);
+	rayc_arg_i64(c, 1, &pad);
+	nf_pad_return(c, i, pad);
+}
+RAYC_REMOTE(nf_pleaf)
+
+/* (a, b, pad) -> a + b padded. */
+static void nf_padd(rayc_ctx *c)
+{
+	int64_t a, b, pad;
+	if (nf_pad_value(c, 0, &a) != 0 || nf_pad_value(c, 1, &b) != 0) {
+		rayc_fail(c, "padd: bad argument");
+		return;
+	}
+	rayc_arg_i64(c, 2, &pad);
+	nf_pad_return(c, a + b, pad);
+}
+RAYC_REMOTE(nf_padd)
+
+/* Submits a tree reduction of 0..n-1: n leaf tasks, then add tasks
+ * joined pairwise by refs, all before any result is read.  pad 0: the
+ * results are i64s (nf_leaf, nf_add); else each is padded to pad bytes
+ * (nf_pleaf, nf_padd).  *root is the last add's ref.  RAYC_OK or the
+ * first submit error. */
+static inline int nf_tree_sum_pad(int n, int64_t pad, rayc_ref *root)
 {
 	rayc_ref *refs = malloc(sizeof(rayc_ref) * (size_t)n);
 	int rc = refs != NULL ? RAYC_OK : RAYC_ENOMEM;
 
 	for (int i = 0; i < n && rc == RAYC_OK; i++)
-		rc = rayc_call(&refs[i], "nf_leaf", RAYC_I64(i));
+		rc = pad == 0 ? rayc_call(&refs[i], "nf_leaf", RAYC_I64(i))
+		              : rayc_call(&refs[i], "nf_pleaf", RAYC_I64(i),
+		                          RAYC_I64(pad));
 	int m = n;
 	while (m > 1 && rc == RAYC_OK) {
 		int k = 0;
 		for (int i = 0; i + 1 < m && rc == RAYC_OK; i += 2) {
 			rayc_ref r;
-			rc = rayc_call(&r, "nf_add", RAYC_REF(refs[i]),
-			               RAYC_REF(refs[i + 1]));
+			rc = pad == 0 ? rayc_call(&r, "nf_add", RAYC_REF(refs[i]),
+			                          RAYC_REF(refs[i + 1]))
+			              : rayc_call(&r, "nf_padd", RAYC_REF(refs[i]),
+			                          RAYC_REF(refs[i + 1]),
+			                          RAYC_I64(pad));
 			rayc_release(refs[i]);
 			rayc_release(refs[i + 1]);
 			refs[k++] = r;
@@ -239,6 +295,54 @@ static inline int nf_tree_sum(int n, rayc_ref *root)
 		*root = refs[0];
 	free(refs);
 	return rc;
+}
+
+/* (path, key, ms) -> reads written: reads the KV key in a loop for ms,
+ * appending "start_ns end_ns rc value" per read to the file at path, so
+ * what a peer saw survives it being cut off.  CLOCK_MONOTONIC is one
+ * clock for every process of the host, so the test can compare these
+ * times with its writer's. */
+static void nf_kv_reader(rayc_ctx *c)
+{
+	const void *path, *key;
+	size_t pn, kn;
+	int64_t ms, reads = 0;
+	rayc_arg_data(c, 0, &path, &pn);
+	rayc_arg_data(c, 1, &key, &kn);
+	rayc_arg_i64(c, 2, &ms);
+	FILE *f = fopen(path, "a");
+	if (f == NULL) {
+		rayc_fail(c, "kv_reader: cannot open %s", (const char *)path);
+		return;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t end = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 + ms;
+	for (;;) {
+		void *v = NULL;
+		size_t vn = 0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if ((int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 > end)
+			break;
+		int rc = rayc_kv_get(key, &v, &vn);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		fprintf(f, "%lld %lld %d %.*s\n",
+		        (long long)t0.tv_sec * 1000000000LL + t0.tv_nsec,
+		        (long long)t1.tv_sec * 1000000000LL + t1.tv_nsec, rc,
+		        rc == RAYC_OK ? (int)vn : 1, rc == RAYC_OK ? (char *)v
+		                                                   : "-");
+		free(v);
+		reads++;
+	}
+	fclose(f);
+	rayc_return_i64(c, 0, reads);
+}
+RAYC_REMOTE(nf_kv_reader)
+
+static inline int nf_tree_sum(int n, rayc_ref *root)
+{
+	return nf_tree_sum_pad(n, 0, root);
 }
 
 /* Waits up to ms until `want` live peers have run tasks (the counts come

@@ -27,8 +27,8 @@ static pid_t kids[MAXKIDS];
 static int nkids;
 
 /* The driver: this test process, founding a cluster (address NULL) or
- * joining the one at address. */
-static void driver_start_at(const char *address)
+ * joining the one at address, with a heartbeat timeout of hb_ms. */
+static inline void driver_start_hb(const char *address, int hb_ms)
 {
 	rayc_config c = { .num_workers = 2,
 		          .store_bytes = (size_t)512 << 20,
@@ -36,22 +36,27 @@ static void driver_start_at(const char *address)
 		          .listen = "tcp://127.0.0.1:0",
 		          .address = address,
 		          .token = TOKEN,
-		          /* CI runs this under ASan on 2 loaded cores: a
-		           * missed heartbeat must not look like a death. */
-		          .heartbeat_timeout_ms = 6000 };
+		          .heartbeat_timeout_ms = hb_ms };
 	int rc = rayc_init(&c);
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 	cr_assert_not_null(rayc_address());
 }
 
-static void driver_start(void)
+static inline void driver_start_at(const char *address)
+{
+	/* CI runs this under ASan on 2 loaded cores: a missed heartbeat
+	 * must not look like a death. */
+	driver_start_hb(address, 6000);
+}
+
+static inline void driver_start(void)
 {
 	driver_start_at(NULL);
 }
 
 /* Starts a net_peer process; env holds its RAYC_* settings on top of the
  * common ones. */
-static pid_t spawn_with(const char *token, const char *const *extra)
+static inline pid_t spawn_with(const char *token, const char *const *extra)
 {
 	const char *exe = getenv("RAYC_TEST_PEER");
 	char tok[100];
@@ -81,7 +86,7 @@ static pid_t spawn_with(const char *token, const char *const *extra)
 }
 
 /* Starts a worker peer joining us; extra is "NAME=value" or NULL. */
-static pid_t spawn_peer(const char *token, const char *extra)
+static inline pid_t spawn_peer(const char *token, const char *extra)
 {
 	char addr[200];
 	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
@@ -89,7 +94,7 @@ static pid_t spawn_peer(const char *token, const char *extra)
 	return spawn_with(token, env);
 }
 
-static size_t alive_peers(void)
+static inline size_t alive_peers(void)
 {
 	rayc_peer_info pi[MAXP * 2];
 	size_t n = 0, a = 0;
@@ -99,7 +104,7 @@ static size_t alive_peers(void)
 	return a;
 }
 
-static void wait_alive(size_t n)
+static inline void wait_alive(size_t n)
 {
 	RT_WAIT_FOR(alive_peers() >= n, 20000);
 	cr_assert_eq(alive_peers(), n, "%zu of %zu peers joined",
@@ -108,7 +113,7 @@ static void wait_alive(size_t n)
 
 /* Waits for pid to exit (deadline ms); kills it if it does not.
  * Returns its exit code, or -1 if it had to be killed. */
-static int reap(pid_t pid, int ms)
+static inline int reap(pid_t pid, int ms)
 {
 	int st;
 	int64_t deadline = rt_now_ms() + ms;
@@ -126,7 +131,7 @@ static int reap(pid_t pid, int ms)
 }
 
 /* A tree reduce of n leaves over the cluster gives the exact sum. */
-static void assert_tree_sum(int n)
+static inline void assert_tree_sum(int n)
 {
 	rayc_ref root;
 	int64_t sum;
@@ -138,7 +143,7 @@ static void assert_tree_sum(int n)
 
 /* A test's .fini: a failed test stops here without cluster_stop; stop
  * what it started (by pid) so nothing outlives it. */
-static void kill_kids(void)
+static inline void kill_kids(void)
 {
 	char path[64];
 	for (int i = 0; i < nkids; i++) {
@@ -154,7 +159,7 @@ static void kill_kids(void)
 
 /* Shuts the driver down (the cluster ends) and checks every peer left:
  * exit code 0, no arena file of theirs or ours left in /dev/shm. */
-static void cluster_stop(void)
+static inline void cluster_stop(void)
 {
 	pid_t me = getpid();
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
@@ -174,7 +179,7 @@ static void cluster_stop(void)
 	rt_leak_check();
 }
 
-static rayc_task_opts on_peer(uint32_t id)
+static inline rayc_task_opts on_peer(uint32_t id)
 {
 	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
 	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
@@ -183,7 +188,7 @@ static rayc_task_opts on_peer(uint32_t id)
 }
 
 /* A peer that is not us, found by its pid. */
-static uint32_t peer_of(pid_t pid)
+static inline uint32_t peer_of(pid_t pid)
 {
 	rayc_peer_info pi[MAXP * 2];
 	size_t n = 0;
