@@ -117,6 +117,7 @@ enum rayc_log_level {
  *   store_dir         RAYC_STORE_DIR           /dev/shm
  *   prefault_bytes    RAYC_STORE_PREFAULT_BYTES 32 MiB populated in background
  *   log_level         RAYC_LOG_LEVEL           warn (error|warn|info|debug)
+ *   driver_tasks      RAYC_DRIVER_TASKS        auto (auto|on|off): see below
  */
 typedef struct rayc_config {
 	int num_workers;
@@ -137,7 +138,26 @@ typedef struct rayc_config {
 	                        this executable as worker peers */
 	int role;            /* RAYC_ROLE: enum rayc_role */
 	int heartbeat_timeout_ms; /* RAYC_HEARTBEAT_TIMEOUT_MS (1000) */
+	int driver_tasks;    /* RAYC_DRIVER_TASKS: enum rayc_driver_tasks */
 } rayc_config;
+
+/* Whether a driver runs tasks in its own process.  Tasks run on threads
+ * of the peer that runs them, so a task that crashes (SIGSEGV, abort)
+ * takes that peer's whole process with it.  A driver that runs no tasks
+ * survives its tasks' crashes: they kill worker peers, and are retried
+ * or quarantined (see rayc_task_opts.max_retries).  Such a driver offers
+ * no resources to the cluster (rayc_resource_get reports 0 here); its
+ * tasks, and calls nested in them, run on other peers, and wait, or fail
+ * with RAYC_EINFEASIBLE as any task no live peer can run, rather than
+ * run here.  Worker peers always run tasks and ignore the setting. */
+enum rayc_driver_tasks {
+	/* Off with local_peers > 1 (rayc_init has started other peers to
+	 * run them), on otherwise. */
+	RAYC_DRIVER_TASKS_AUTO = 0,
+	RAYC_DRIVER_TASKS_ON = 1,
+	/* Needs a cluster: RAYC_EINVAL for a one-peer cluster. */
+	RAYC_DRIVER_TASKS_OFF = 2,
+};
 
 enum rayc_role {
 	RAYC_ROLE_DEFAULT = 0, /* rayc_init returns; the program drives */
