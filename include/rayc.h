@@ -57,7 +57,9 @@ extern "C" {
 	X(ENOTFOUND, 16, "no such object")                                     \
 	X(ETOOBIG, 17, "object larger than the object store")                  \
 	X(ESYS, 18, "operating system error")                                  \
-	X(EEXIST, 19, "already exists")
+	X(EEXIST, 19, "already exists")                                        \
+	X(EPEERDIED, 20, "the peer running the task died (no retries left, "  \
+	                 "or it killed 3 peers)")
 
 typedef enum rayc_err {
 #define RAYC__ERR_ENUM(name, val, msg) RAYC_##name = val,

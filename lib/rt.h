@@ -142,6 +142,7 @@ struct rayc__task {
 	bool reconstruct;   /* this run rebuilds lost objects */
 	int deps_pending;
 	int attempt, max_retries;
+	uint8_t deaths; /* peers that died running it (quarantine) */
 	bool retry_exceptions;
 	uint32_t nargs, nreturns, live_returns;
 	uint64_t child_counter; /* ids of nested submissions */

@@ -2,12 +2,77 @@
  * die under their borrowers, and what the driver's log says meanwhile;
  * real peer processes (net_peer) on loopback.  Every wait has a
  * deadline; every process started is stopped and reaped by pid. */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "crash_funcs.h"
 #include "net_harness.h"
 
 TestSuite(crash, .timeout = 150, .fini = kill_kids);
 
+/* ---- log capture (rayc_set_logger) ---- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[64 * 1024];
+static size_t log_len;
+static int log_lines;
+
+static void capture(int level, const char *id, const char *msg, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&log_mu);
+	int n = snprintf(log_text + log_len, sizeof(log_text) - log_len,
+	                 "%d %s %s\n", level, id, msg);
+	if (n > 0 && (size_t)n < sizeof(log_text) - log_len)
+		log_len += (size_t)n;
+	log_lines++;
+	pthread_mutex_unlock(&log_mu);
+}
+
+/* Lines captured whose id is id (and whose text holds has, if not
+ * NULL). */
+static int count_logged(const char *id, const char *has)
+{
+	int n = 0;
+	pthread_mutex_lock(&log_mu);
+	for (const char *p = log_text; p < log_text + log_len;) {
+		const char *end = strchr(p, '\n');
+		char line[1024];
+		size_t len = (size_t)(end - p);
+		snprintf(line, sizeof(line), "%.*s", (int)len, p);
+		char *sp = strchr(line, ' ');
+		if (sp != NULL && strncmp(sp + 1, id, strlen(id)) == 0 &&
+		    sp[1 + strlen(id)] == ' ' &&
+		    (has == NULL || strstr(line, has) != NULL))
+			n++;
+		p = end + 1;
+	}
+	pthread_mutex_unlock(&log_mu);
+	return n;
+}
+
+static void log_dump(void)
+{
+	pthread_mutex_lock(&log_mu);
+	cr_log_info("driver log (%d lines):\n%.*s", log_lines,
+	            (int)(log_len > 4000 ? 4000 : log_len), log_text);
+	pthread_mutex_unlock(&log_mu);
+}
+
 /* ---- peers ---- */
+
+/* Waits for the peer in slot to end, checks it died of sig, and cleans
+ * up after it (a killed peer leaves its arena file). */
+static void reap_dead(int slot, int sig)
+{
+	int code = reap(kids[slot], 20000);
+	cr_assert_eq(code, 128 + sig, "peer pid %d ended with %d", kids[slot],
+	             code);
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", kids[slot]);
+	unlink(path);
+	kids[slot] = 0;
+}
 
 /* True if the peer in slot has exited (it is reaped then). */
 static bool gone(int slot, int *code)
@@ -23,6 +88,24 @@ static bool gone(int slot, int *code)
 	unlink(path);
 	kids[slot] = 0;
 	return true;
+}
+
+static void wait_voters(int want)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	int v = 0;
+	int64_t deadline = rt_now_ms() + 20000;
+	do {
+		v = 0;
+		rayc_cluster_peers(pi, MAXP * 2, &n);
+		for (size_t i = 0; i < n && i < MAXP * 2; i++)
+			v += pi[i].alive && pi[i].is_voter;
+		if (v == want)
+			return;
+		usleep(5000);
+	} while (rt_now_ms() < deadline);
+	cr_assert_eq(v, want, "%d voters, not %d", v, want);
 }
 
 /* How many of n SPREAD calls of nf_whoami made here ran on peer. */
@@ -78,7 +161,7 @@ Test(crash, driver_with_tasks_off_survives_an_aborting_task)
 	once.max_retries = 0;
 	cr_assert_eq(rayc_call_opts(&r, "cf_abort", &once), 0);
 	int rc = rayc_get_i64(r, &v, 60000);
-	cr_assert_eq(rc, RAYC_ELOST, "got %s: %s", rayc_strerror(rc),
+	cr_assert_eq(rc, RAYC_EPEERDIED, "got %s: %s", rayc_strerror(rc),
 	             rayc_errmsg());
 	cr_assert(strstr(rayc_errmsg(), "cf_abort") != NULL, "%s",
 	          rayc_errmsg());
@@ -137,5 +220,76 @@ Test(crash, driver_tasks_setting_is_checked)
 	cr_assert_eq(rc, RAYC_EINFEASIBLE, "a 0-CPU task: %s",
 	             rayc_strerror(rc));
 	cluster_stop();
+}
+
+/* ---- poison-pill quarantine ---- */
+
+Test(crash, poison_task_is_quarantined_after_3_peer_deaths)
+{
+	rayc_set_logger(capture, NULL);
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)256 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .token = TOKEN,
+		          .heartbeat_timeout_ms = 6000,
+		          .driver_tasks = RAYC_DRIVER_TASKS_OFF };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "%s", rayc_errmsg());
+	/* The driver and 4 workers are the 5 voters; 4 more workers, the
+	 * only ones with `poison`, are standbys: their deaths never cost
+	 * the cluster its majority. */
+	for (int i = 0; i < 4; i++)
+		spawn_peer(TOKEN, NULL);
+	wait_alive(5);
+	wait_voters(5);
+	for (int i = 0; i < 4; i++)
+		spawn_peer(TOKEN, "RAYC_RESOURCES=poison=1");
+	wait_alive(9);
+	rayc_resource poison = { "poison", 1 };
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.max_retries = -1;
+	o.resources = &poison;
+	o.num_resources = 1;
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "cf_abort", &o), 0, "%s",
+	             rayc_errmsg());
+	int64_t v;
+	int rc = rayc_get_i64(r, &v, 90000);
+	log_dump();
+	cr_assert_eq(rc, RAYC_EPEERDIED, "got %s: %s", rayc_strerror(rc),
+	             rayc_errmsg());
+	const char *msg = rayc_errmsg();
+	cr_log_info("quarantined: %s", msg);
+	cr_assert(strstr(msg, "cf_abort") != NULL && strstr(msg, "3 ") != NULL,
+	          "the error names neither the function nor the deaths: %s",
+	          msg);
+	rayc_release(r);
+	/* Exactly 3 poison peers died (of the abort); the 4th lives. */
+	RT_WAIT_FOR(alive_peers() == 6, 20000);
+	cr_assert_eq(alive_peers(), 6);
+	int died = 0;
+	for (int i = 4; i < 8; i++) {
+		int code = 0;
+		int64_t deadline = rt_now_ms() + 5000;
+		bool g;
+		while (!(g = gone(i, &code)) && rt_now_ms() < deadline &&
+		       died < 3)
+			usleep(2000);
+		if (g) {
+			cr_assert_eq(code, 128 + SIGABRT, "peer %d ended %d", i,
+			             code);
+			died++;
+		}
+	}
+	cr_assert_eq(died, 3, "%d peers died", died);
+	cr_assert_eq(count_logged("RAYC-TASK-QUARANTINE", "cf_abort"), 1);
+	/* The driver lives and the cluster still serves, the surviving
+	 * poison peer included. */
+	assert_tree_sum(2000);
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &o), 0);
+	cr_assert_gt(get_i64(r), 1);
+	rayc_release(r);
+	cluster_stop();
+	rayc_set_logger(NULL, NULL);
 }
 

@@ -319,7 +319,7 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 		if (rd->bad)
 			snprintf(msg, sizeof(msg), "task failed on peer %u",
 			         c->peer);
-		if (err <= 0 || err > RAYC_EEXIST)
+		if (err <= 0 || err > RAYC__ERR_LAST)
 			err = RAYC_ETASK;
 		atomic_fetch_add(&rt->n_failed, 1);
 		for (uint32_t i = 0; i < t->nreturns; i++)

@@ -72,6 +72,51 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 
 /* ---- a peer died ---- */
 
+/* A task is run again after the peer running it died at most this many
+ * times in all, whatever its max_retries (-1 included): a task that
+ * crashes its peer (a poison pill) would otherwise kill peer after peer,
+ * and with them the cluster's majority.  Ray retries a crashed worker's
+ * task max_retries times, then raises WorkerCrashedError. */
+#define RAYC__TASK_MAX_DEATHS 3
+
+/* t ran for us on peer id, which died: run it again elsewhere, or fail
+ * it (RAYC_EPEERDIED) once its retries or the death limit are used up. */
+static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
+	RAYC_REQUIRES(rt->mu)
+{
+	char msg[256];
+
+	if (t->deaths < UINT8_MAX)
+		t->deaths++;
+	bool quarantine = t->deaths >= RAYC__TASK_MAX_DEATHS;
+	if (!quarantine &&
+	    (t->max_retries < 0 || t->attempt < t->max_retries)) {
+		t->attempt++;
+		t->child_counter = 0;
+		rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY",
+		          "retrying %s: peer %u died", t->fn->name, id);
+		rayc__sched_enqueue_locked(rt, t);
+		return;
+	}
+	if (quarantine)
+		snprintf(msg, sizeof(msg), "task %s quarantined: %d peers died "
+		         "while running it (the last was peer %u); it is not "
+		         "run again", t->fn->name, t->deaths, id);
+	else
+		snprintf(msg, sizeof(msg), "task %s: peer %u died while "
+		         "running it and no retries are left (max_retries %d, "
+		         "%d peer deaths)", t->fn->name, id, t->max_retries,
+		         t->deaths);
+	if (quarantine)
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-QUARANTINE", "%s", msg);
+	atomic_fetch_add(&rt->n_failed, 1);
+	for (uint32_t i = 0; i < t->nreturns; i++)
+		if (t->returns[i] != NULL)
+			rayc__obj_fail_locked(rt, t->returns[i], RAYC_EPEERDIED,
+			                      msg);
+	rayc__task_done_locked(rt, t);
+}
+
 void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 {
 	rayc__rt *rt = net->rt;
@@ -84,22 +129,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 		rayc__task *t = p->inflight.head;
 		rayc__tq_remove(&p->inflight, t);
 		t->remote_peer = 0;
-		if (t->max_retries < 0 || t->attempt < t->max_retries) {
-			t->attempt++;
-			t->child_counter = 0;
-			rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY",
-			          "retrying %s: peer %u died", t->fn->name, id);
-			rayc__sched_enqueue_locked(rt, t);
-		} else {
-			snprintf(msg, sizeof(msg), "task %s: peer %u died while "
-			         "running it (no retries left)", t->fn->name, id);
-			atomic_fetch_add(&rt->n_failed, 1);
-			for (uint32_t i = 0; i < t->nreturns; i++)
-				if (t->returns[i] != NULL)
-					rayc__obj_fail_locked(rt, t->returns[i],
-					                      RAYC_ELOST, msg);
-			rayc__task_done_locked(rt, t);
-		}
+		task_peer_died_locked(rt, t, id);
 	}
 	/* Tasks waiting for room: the dead peer may have been the only
 	 * one that could run some of them (those fail now). */
