@@ -293,3 +293,41 @@ Test(crash, poison_task_is_quarantined_after_3_peer_deaths)
 	rayc_set_logger(NULL, NULL);
 }
 
+/* ---- what the log says ---- */
+
+Test(crash, killed_worker_logs_one_retry_summary)
+{
+	rayc_set_logger(capture, NULL);
+	setenv("RAYC_DRIVER_TASKS", "off", 1);
+	driver_start();
+	unsetenv("RAYC_DRIVER_TASKS");
+	pid_t a = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	enum { N = 40 };
+	rayc_ref r[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call(&r[i], "nf_sleep", RAYC_I64(200)), 0);
+	/* Half of them are in flight there (placed at submit). */
+	kill(a, SIGKILL);
+	for (int i = 0; i < N; i++) {
+		cr_assert_gt(get_i64(r[i]), 1, "a task ran on the driver");
+		rayc_release(r[i]);
+	}
+	log_dump();
+	int lines = count_logged("RAYC-TASK-RETRY", NULL);
+	cr_assert_eq(lines, 1, "%d RAYC-TASK-RETRY lines for one death", lines);
+	cr_assert_eq(count_logged("RAYC-TASK-RETRY", "all retried"), 1);
+	pthread_mutex_lock(&log_mu);
+	const char *p = strstr(log_text, "RAYC-TASK-RETRY peer ");
+	unsigned peer = 0, inflight = 0;
+	int got = p != NULL ? sscanf(p, "RAYC-TASK-RETRY peer %u died running "
+	                             "%u", &peer, &inflight)
+	                    : 0;
+	pthread_mutex_unlock(&log_mu);
+	cr_assert_eq(got, 2);
+	cr_assert_geq(inflight, 2, "only %u tasks were in flight", inflight);
+	reap_dead(0, SIGKILL);
+	cluster_stop();
+	rayc_set_logger(NULL, NULL);
+}

@@ -79,10 +79,17 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
  * task max_retries times, then raises WorkerCrashedError. */
 #define RAYC__TASK_MAX_DEATHS 3
 
+/* What a peer's death did to the tasks it ran for us: one log line per
+ * death, not one per task (a worker may die with thousands in flight). */
+typedef struct death_tally {
+	uint64_t retried, failed, quarantined;
+	char failed_msg[256], quarantined_msg[256];
+} death_tally;
+
 /* t ran for us on peer id, which died: run it again elsewhere, or fail
  * it (RAYC_EPEERDIED) once its retries or the death limit are used up. */
-static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
-	RAYC_REQUIRES(rt->mu)
+static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id,
+                                  death_tally *n) RAYC_REQUIRES(rt->mu)
 {
 	char msg[256];
 
@@ -93,8 +100,7 @@ static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	    (t->max_retries < 0 || t->attempt < t->max_retries)) {
 		t->attempt++;
 		t->child_counter = 0;
-		rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY",
-		          "retrying %s: peer %u died", t->fn->name, id);
+		n->retried++;
 		rayc__sched_enqueue_locked(rt, t);
 		return;
 	}
@@ -107,8 +113,12 @@ static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 		         "running it and no retries are left (max_retries %d, "
 		         "%d peer deaths)", t->fn->name, id, t->max_retries,
 		         t->deaths);
-	if (quarantine)
-		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-QUARANTINE", "%s", msg);
+	n->failed++;
+	if (quarantine && n->quarantined++ == 0)
+		snprintf(n->quarantined_msg, sizeof(n->quarantined_msg), "%s",
+		         msg);
+	else if (!quarantine && n->failed - n->quarantined == 1)
+		snprintf(n->failed_msg, sizeof(n->failed_msg), "%s", msg);
 	atomic_fetch_add(&rt->n_failed, 1);
 	for (uint32_t i = 0; i < t->nreturns; i++)
 		if (t->returns[i] != NULL)
@@ -117,10 +127,36 @@ static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	rayc__task_done_locked(rt, t);
 }
 
+static void log_tally(uint32_t id, const death_tally *n)
+{
+	uint64_t all = n->retried + n->failed;
+
+	if (all == 0)
+		return;
+	if (n->failed == 0)
+		rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY", "peer %u died "
+		          "running %llu of this peer's tasks: all retried "
+		          "elsewhere", id, (unsigned long long)all);
+	else
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-RETRY", "peer %u died "
+		          "running %llu of this peer's tasks: %llu retried "
+		          "elsewhere, %llu failed (%llu quarantined)%s%s", id,
+		          (unsigned long long)all,
+		          (unsigned long long)n->retried,
+		          (unsigned long long)n->failed,
+		          (unsigned long long)n->quarantined,
+		          n->failed_msg[0] != '\0' ? "; " : "", n->failed_msg);
+	if (n->quarantined > 0)
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-QUARANTINE", "%s%s",
+		          n->quarantined_msg,
+		          n->quarantined > 1 ? " (and others like it)" : "");
+}
+
 void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 {
 	rayc__rt *rt = net->rt;
 	char msg[160];
+	death_tally tally = { 0 };
 
 	rayc__mutex_lock(&rt->mu);
 	rayc__peer *p = &net->peers[id];
@@ -129,7 +165,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 		rayc__task *t = p->inflight.head;
 		rayc__tq_remove(&p->inflight, t);
 		t->remote_peer = 0;
-		task_peer_died_locked(rt, t, id);
+		task_peer_died_locked(rt, t, id, &tally);
 	}
 	/* Tasks waiting for room: the dead peer may have been the only
 	 * one that could run some of them (those fail now). */
@@ -204,6 +240,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__mutex_unlock(&net->mu);
 	rayc__store_view_release(v); /* a copy running keeps its own hold */
 	rayc__remote_unpin(net, id, NULL);
+	log_tally(id, &tally);
 }
 
 void rayc__remote_fini(rayc__net *net)
