@@ -328,10 +328,13 @@ typedef struct rayc_view {
 
 /* Waits up to timeout_ms (-1 = forever, 0 = poll) for the object and
  * fills view.  A lost object with lineage is rebuilt first, transparently.
- * Returns RAYC_OK, RAYC_ETASK (view filled with the error message; still
- * release it), RAYC_ETIMEDOUT, RAYC_ELOST (a lost rayc_put object),
- * RAYC_ENOTFOUND, RAYC_EINVAL; on those the view is zeroed, so releasing
- * it is harmless.  Inside a task, a blocked get gives the
+ * Returns RAYC_OK; a failed object's code, with the view holding its
+ * message: RAYC_ETASK, RAYC_ELOST (a lost rayc_put object),
+ * RAYC_EPEERDIED (the peers running its task died), RAYC_EOWNERDIED (a
+ * ref this peer borrowed from another peer, which died, even if a copy
+ * is here; views taken before stay valid); or RAYC_ETIMEDOUT,
+ * RAYC_ENOTFOUND, RAYC_EINVAL.  Release the view after any return:
+ * where it holds nothing it is zeroed, and releasing it is harmless.  Inside a task, a blocked get gives the
  * task's CPU back while it waits.  Thread-safe. */
 RAYC_API int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms);
 

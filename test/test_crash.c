@@ -293,6 +293,58 @@ Test(crash, poison_task_is_quarantined_after_3_peer_deaths)
 	rayc_set_logger(NULL, NULL);
 }
 
+/* ---- an owner dies under its borrower ---- */
+
+Test(crash, borrower_whose_owner_died_gets_eownerdied)
+{
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL); /* keeps the majority when a dies */
+	wait_alive(3);
+	uint32_t pa = peer_of(a), me = rayc_peer_id();
+	/* A puts 1 MiB and has a task here keep a ref: A owns it, this
+	 * peer borrows it. */
+	rayc_task_opts on_a = on_peer(pa);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "cf_lend_put", &on_a,
+	                            RAYC_I64(1 << 20), RAYC_I64(3),
+	                            RAYC_I64(me)), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	rayc_view view;
+	cr_assert_eq(rayc_get(nf_kept, &view, 10000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(view.len, (size_t)1 << 20);
+	cr_assert_eq(((const uint8_t *)view.data)[5], (uint8_t)(5 * 7 + 3));
+	/* A view taken before stays valid through the owner's death. */
+	kill(a, SIGKILL);
+	RT_WAIT_FOR(alive_peers() == 2, 30000);
+	cr_assert_eq(alive_peers(), 2, "A's death was not noticed");
+	cr_assert_eq(((const uint8_t *)view.data)[(1 << 20) - 1],
+	             (uint8_t)(((1 << 20) - 1) * 7 + 3));
+	rayc_view_release(&view);
+	rayc_view v2;
+	int rc = rayc_get(nf_kept, &v2, 10000);
+	cr_assert_eq(rc, RAYC_EOWNERDIED, "got %s: %s", rayc_strerror(rc),
+	             rayc_errmsg());
+	char want[32];
+	snprintf(want, sizeof(want), "peer %u", pa);
+	cr_assert(strstr(rayc_errmsg(), want) != NULL, "%s", rayc_errmsg());
+	rayc_view_release(&v2);
+	/* A task given it fails the same way, and does not run. */
+	rayc_ref t[2];
+	rayc_task_opts two = RAYC_TASK_OPTS_DEFAULT;
+	two.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(t, "nf_checksum", &two, RAYC_REF(nf_kept)),
+	             0);
+	int64_t x;
+	cr_assert_eq(rayc_get_i64(t[0], &x, 10000), RAYC_EOWNERDIED);
+	rayc_release(t[0]);
+	rayc_release(t[1]);
+	cr_assert_eq(rayc_release(nf_kept), 0);
+	reap_dead(0, SIGKILL);
+	cluster_stop();
+}
+
 /* ---- what the log says ---- */
 
 Test(crash, killed_worker_logs_one_retry_summary)

@@ -152,6 +152,21 @@ static void log_tally(uint32_t id, const death_tally *n)
 		          n->quarantined > 1 ? " (and others like it)" : "");
 }
 
+/* Appends o to a growable list; false if out of memory. */
+static bool obj_push(rayc__obj ***v, size_t *n, size_t *cap, rayc__obj *o)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 64;
+		rayc__obj **d = realloc(*v, nc * sizeof(*d));
+		if (d == NULL)
+			return false;
+		*v = d;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = o;
+	return true;
+}
+
 void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 {
 	rayc__rt *rt = net->rt;
@@ -176,11 +191,13 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 			rayc__sched_enqueue_local_locked(rt, t);
 	}
 	/* Objects whose only copy was there; copies held for it; its
-	 * borrows of our objects.  Refs are dropped after the walk (a drop
-	 * may free objects); a hold and a borrow are a ref each. */
+	 * borrows of our objects; its objects we borrow or hold copies of
+	 * (orphans: they fail with RAYC_EOWNERDIED).  Refs are dropped and
+	 * orphans failed after the walk (either may free objects); a hold
+	 * and a borrow are a ref each, and each orphan is held meanwhile. */
 	rayc__obj *o, *tmp;
-	rayc__obj **drop = NULL;
-	size_t ndrop = 0, cap = 0;
+	rayc__obj **drop = NULL, **orphans = NULL;
+	size_t ndrop = 0, cap = 0, norphans = 0, ocap = 0;
 	HASH_ITER(hh, rt->objs, o, tmp) {
 		if (o->loc == id) {
 			o->loc = 0;
@@ -199,18 +216,21 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 				break;
 			}
 		}
-		while (refs-- > 0) {
-			if (ndrop == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				rayc__obj **d = realloc(drop, nc * sizeof(*d));
-				if (d == NULL)
-					break; /* kept alive: a leak, not a crash */
-				drop = d;
-				cap = nc;
-			}
-			drop[ndrop++] = o;
+		while (refs-- > 0)
+			if (!obj_push(&drop, &ndrop, &cap, o))
+				break; /* kept alive: a leak, not a crash */
+		if (o->owner == id && o->task == NULL && !o->owner_died) {
+			if (obj_push(&orphans, &norphans, &ocap, o))
+				rayc__obj_ref_locked(o);
+			else
+				o->owner_died = true; /* refused when read */
 		}
 	}
+	for (size_t i = 0; i < norphans; i++) {
+		rayc__obj_owner_died_locked(rt, orphans[i]);
+		rayc__obj_unref_locked(rt, orphans[i]);
+	}
+	free(orphans);
 	for (size_t i = 0; i < ndrop; i++)
 		rayc__obj_unref_locked(rt, drop[i]);
 	free(drop);
