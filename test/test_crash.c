@@ -383,3 +383,57 @@ Test(crash, killed_worker_logs_one_retry_summary)
 	cluster_stop();
 	rayc_set_logger(NULL, NULL);
 }
+
+/* A driver that joined leaves while the cluster goes on: no warning.
+ * Its frames after the LEAVE (heartbeats, Raft replies) met its committed
+ * removal in about 1 of 3 leaves at the default heartbeat; here it
+ * lingers 500 ms after its LEAVE, so they always do. */
+Test(crash, clean_leave_logs_no_removed_warning)
+{
+	rayc_set_logger(capture, NULL);
+	char addr[200];
+	/* The founder: a driver process that serves. */
+	char dir[] = "/tmp/rayc-crash-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[128], fenv[160];
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
+		             "RAYC_HEARTBEAT_TIMEOUT_MS=1000", NULL };
+	spawn_with(TOKEN, fe);
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
+	cr_assert_not_null(fp, "the founder did not come up");
+	cr_assert_not_null(fgets(addr, sizeof(addr), fp));
+	fclose(fp);
+	unlink(file);
+	rmdir(dir);
+	addr[strcspn(addr, "\n")] = '\0';
+	char aenv[240];
+	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", addr);
+	const char *we[] = { aenv, "RAYC_ROLE=worker",
+		             "RAYC_HEARTBEAT_TIMEOUT_MS=1000", NULL };
+	spawn_with(TOKEN, we);
+	rayc_config dc = { .num_workers = 2,
+		           .store_bytes = (size_t)64 << 20,
+		           .prefault_bytes = (size_t)1 << 20,
+		           .listen = "tcp://127.0.0.1:0",
+		           .address = addr,
+		           .token = TOKEN,
+		           .heartbeat_timeout_ms = 1000 };
+	rayc__test_set_leave_linger(500);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(rayc_init(&dc), RAYC_OK, "%s", rayc_errmsg());
+		wait_alive(3);
+		assert_tree_sum(2000);
+		/* Leave while the others go on. */
+		cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	}
+	rayc__test_set_leave_linger(0);
+	log_dump();
+	cr_assert_eq(count_logged("RAYC-NET-REMOVED", NULL), 0,
+	             "a clean leave was logged as a removal");
+	/* End the cluster: only processes this test started, by pid. */
+	rayc_set_logger(NULL, NULL);
+	kill_kids();
+}
