@@ -268,7 +268,10 @@ typedef struct rayc_task_opts {
 	double num_gpus;  /* GPU demand */
 	const rayc_resource *resources; /* custom demands */
 	int num_resources;
-	int max_retries;      /* re-runs allowed; -1 = unlimited */
+	int max_retries;      /* re-runs allowed; -1 = unlimited.  Whatever
+	                         it says, a task is not run again once 3
+	                         peers died running it (a poison pill):
+	                         its refs give RAYC_EPEERDIED */
 	int retry_exceptions; /* also re-run on rayc_fail */
 	int strategy;         /* enum rayc_strategy */
 	uint32_t node_id;     /* NODE_AFFINITY: the peer (rayc_peer_id) */
@@ -334,8 +337,9 @@ typedef struct rayc_view {
  * ref this peer borrowed from another peer, which died, even if a copy
  * is here; views taken before stay valid); or RAYC_ETIMEDOUT,
  * RAYC_ENOTFOUND, RAYC_EINVAL.  Release the view after any return:
- * where it holds nothing it is zeroed, and releasing it is harmless.  Inside a task, a blocked get gives the
- * task's CPU back while it waits.  Thread-safe. */
+ * where it holds nothing it is zeroed, and releasing it is harmless.
+ * Inside a task, a blocked get gives the task's CPU back while it waits.
+ * Thread-safe. */
 RAYC_API int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms);
 
 /* Unpins the object.  Zeroes the view; NULL or released views are a
