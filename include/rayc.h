@@ -57,7 +57,9 @@ extern "C" {
 	X(ENOTFOUND, 16, "no such object")                                     \
 	X(ETOOBIG, 17, "object larger than the object store")                  \
 	X(ESYS, 18, "operating system error")                                  \
-	X(EEXIST, 19, "already exists")
+	X(EEXIST, 19, "already exists")                                        \
+	X(EPEERDIED, 20, "the peer running the task died (no retries left, "  \
+	                 "or it killed 3 peers)")
 
 typedef enum rayc_err {
 #define RAYC__ERR_ENUM(name, val, msg) RAYC_##name = val,
@@ -117,6 +119,7 @@ enum rayc_log_level {
  *   store_dir         RAYC_STORE_DIR           /dev/shm
  *   prefault_bytes    RAYC_STORE_PREFAULT_BYTES 32 MiB populated in background
  *   log_level         RAYC_LOG_LEVEL           warn (error|warn|info|debug)
+ *   driver_tasks      RAYC_DRIVER_TASKS        auto (auto|on|off): see below
  */
 typedef struct rayc_config {
 	int num_workers;
@@ -139,6 +142,7 @@ typedef struct rayc_config {
 	                        this executable as worker peers */
 	int role;            /* RAYC_ROLE: enum rayc_role */
 	int heartbeat_timeout_ms; /* RAYC_HEARTBEAT_TIMEOUT_MS (1000) */
+	int driver_tasks;    /* RAYC_DRIVER_TASKS: enum rayc_driver_tasks */
 	/* RAYC_ADVERTISE: the tcp://host[:port] other peers dial to reach
 	 * this one (behind NAT, several interfaces).  Default: the listen
 	 * address; a wildcard host (0.0.0.0, empty) becomes the address this
@@ -147,6 +151,24 @@ typedef struct rayc_config {
 	 * clear RAYC_EINVAL. */
 	const char *advertise;
 } rayc_config;
+
+/* Whether a driver runs tasks in its own process.  Tasks run on threads
+ * of the peer that runs them, so a task that crashes (SIGSEGV, abort)
+ * takes that peer's whole process with it.  A driver that runs no tasks
+ * survives its tasks' crashes: they kill worker peers, and are retried
+ * or quarantined (see rayc_task_opts.max_retries).  Such a driver offers
+ * no resources to the cluster (rayc_resource_get reports 0 here); its
+ * tasks, and calls nested in them, run on other peers, and wait, or fail
+ * with RAYC_EINFEASIBLE as any task no live peer can run, rather than
+ * run here.  Worker peers always run tasks and ignore the setting. */
+enum rayc_driver_tasks {
+	/* Off with local_peers > 1 (rayc_init has started other peers to
+	 * run them), on otherwise. */
+	RAYC_DRIVER_TASKS_AUTO = 0,
+	RAYC_DRIVER_TASKS_ON = 1,
+	/* Needs a cluster: RAYC_EINVAL for a one-peer cluster. */
+	RAYC_DRIVER_TASKS_OFF = 2,
+};
 
 enum rayc_role {
 	RAYC_ROLE_DEFAULT = 0, /* rayc_init returns; the program drives */
@@ -255,7 +277,10 @@ typedef struct rayc_task_opts {
 	double num_gpus;  /* GPU demand */
 	const rayc_resource *resources; /* custom demands */
 	int num_resources;
-	int max_retries;      /* re-runs allowed; -1 = unlimited */
+	int max_retries;      /* re-runs allowed; -1 = unlimited.  Whatever
+	                         it says, a task is not run again once 3
+	                         peers died running it (a poison pill):
+	                         its refs give RAYC_EPEERDIED */
 	int retry_exceptions; /* also re-run on rayc_fail */
 	int strategy;         /* enum rayc_strategy */
 	uint32_t node_id;     /* NODE_AFFINITY: the peer (rayc_peer_id) */
@@ -315,11 +340,15 @@ typedef struct rayc_view {
 
 /* Waits up to timeout_ms (-1 = forever, 0 = poll) for the object and
  * fills view.  A lost object with lineage is rebuilt first, transparently.
- * Returns RAYC_OK, RAYC_ETASK (view filled with the error message; still
- * release it), RAYC_ETIMEDOUT, RAYC_ELOST (a lost rayc_put object),
- * RAYC_ENOTFOUND, RAYC_EINVAL; on those the view is zeroed, so releasing
- * it is harmless.  Inside a task, a blocked get gives the
- * task's CPU back while it waits.  Thread-safe. */
+ * Returns RAYC_OK; a failed object's code, with the view holding its
+ * message: RAYC_ETASK, RAYC_ELOST (a lost rayc_put object),
+ * RAYC_EPEERDIED (the peers running its task died), RAYC_EOWNERDIED (a
+ * ref this peer borrowed from another peer, which died, even if a copy
+ * is here; views taken before stay valid); or RAYC_ETIMEDOUT,
+ * RAYC_ENOTFOUND, RAYC_EINVAL.  Release the view after any return:
+ * where it holds nothing it is zeroed, and releasing it is harmless.
+ * Inside a task, a blocked get gives the task's CPU back while it waits.
+ * Thread-safe. */
 RAYC_API int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms);
 
 /* Unpins the object.  Zeroes the view; NULL or released views are a

@@ -365,6 +365,13 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 	rayc__obj_ref_locked(o); /* keeps o while we wait */
 	for (;;) {
 		int st = atomic_load(&o->state);
+		if (st == RAYC__OBJ_READY && o->owner_died) {
+			char msg[160];
+			rayc__obj_owner_died_msg(o, msg, sizeof(msg));
+			rayc__obj_unref_locked(rt, o);
+			rayc__mutex_unlock(&rt->mu);
+			return rayc__err(RAYC_EOWNERDIED, "%s", msg);
+		}
 		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR) {
 			fill_view(view, o); /* our ref becomes the pin */
 			int err = st == RAYC__OBJ_READY ? RAYC_OK : o->err;

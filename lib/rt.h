@@ -84,7 +84,7 @@ struct rayc__obj {
 	UT_hash_handle hh;
 	_Atomic int state;
 	rayc_type type;
-	int err;         /* for ERROR: RAYC_ETASK or RAYC_ELOST */
+	int err;         /* for ERROR: the rayc_err its readers get */
 	int32_t refcnt;  /* handles + task-argument holds + views */
 	int32_t lineage_cnt;
 	bool is_put;     /* no lineage: loss is final */
@@ -104,6 +104,10 @@ struct rayc__obj {
 	bool fetching;      /* bytes on their way here */
 	bool borrowed;      /* we told the owner we hold a ref */
 	bool held_remote;   /* a return kept here for its remote owner */
+	/* Its owner (another peer) died: nothing can rebuild it or say
+	 * where copies are, so it is RAYC_EOWNERDIED to every new reader
+	 * (views taken before stay valid: the data is freed as usual). */
+	bool owner_died;
 	/* A secondary copy (another peer owns it) kept after its last local
 	 * ref went, in rt's LRU cache until evicted or wanted again. */
 	bool cached;
@@ -142,6 +146,7 @@ struct rayc__task {
 	bool reconstruct;   /* this run rebuilds lost objects */
 	int deps_pending;
 	int attempt, max_retries;
+	uint8_t deaths; /* peers that died running it (quarantine) */
 	bool retry_exceptions;
 	uint32_t nargs, nreturns, live_returns;
 	uint64_t child_counter; /* ids of nested submissions */

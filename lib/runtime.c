@@ -62,12 +62,46 @@ typedef struct conf {
 	char names[512];
 	rayc__net_conf net;
 	bool use_net;
+	bool no_tasks; /* a driver that keeps tasks off its process */
 } conf;
 
 static const char *env_str(const char *name)
 {
 	const char *s = getenv(name);
 	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* Whether this driver runs tasks (enum rayc_driver_tasks).  Off by
+ * default only where rayc_init itself starts the peers that run them
+ * (local_peers): there the program is the driver, and a task that
+ * crashes must not take it, and with it the whole local cluster, down. */
+static int resolve_driver_tasks(const rayc_config *cfg, conf *c)
+{
+	const char *s;
+	int v = cfg->driver_tasks;
+
+	if (v < RAYC_DRIVER_TASKS_AUTO || v > RAYC_DRIVER_TASKS_OFF)
+		return rayc__err(RAYC_EINVAL, "driver_tasks %d: use "
+		                 "RAYC_DRIVER_TASKS_AUTO, _ON or _OFF", v);
+	if (v == RAYC_DRIVER_TASKS_AUTO &&
+	    (s = env_str("RAYC_DRIVER_TASKS")) != NULL) {
+		if (strcmp(s, "on") == 0 || strcmp(s, "1") == 0)
+			v = RAYC_DRIVER_TASKS_ON;
+		else if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0)
+			v = RAYC_DRIVER_TASKS_OFF;
+		else if (strcmp(s, "auto") != 0)
+			return rayc__err(RAYC_EINVAL, "RAYC_DRIVER_TASKS=%s: "
+			                 "use auto, on or off", s);
+	}
+	if (c->net.worker)
+		return RAYC_OK; /* a worker peer is there to run tasks */
+	c->no_tasks = v == RAYC_DRIVER_TASKS_OFF ||
+	              (v == RAYC_DRIVER_TASKS_AUTO && c->net.local_peers > 1);
+	if (c->no_tasks && !c->use_net)
+		return rayc__err(RAYC_EINVAL, "driver_tasks off: a one-peer "
+		                 "cluster has no other peer to run tasks (set "
+		                 "local_peers, an address or a listen address)");
+	return RAYC_OK;
 }
 
 static int resolve_net(const rayc_config *cfg, conf *c)
@@ -125,7 +159,7 @@ static int resolve_net(const rayc_config *cfg, conf *c)
 		                 n->address);
 	c->use_net = n->worker || n->address != NULL || n->listen != NULL ||
 	             n->local_peers > 1;
-	return RAYC_OK;
+	return resolve_driver_tasks(cfg, c);
 }
 
 static int resolve_conf(const rayc_config *cfg, conf *c)
@@ -309,6 +343,14 @@ int rayc_init(const rayc_config *cfg)
 		rc = rayc__store_open(&rt->store, c.store_dir, c.store_bytes,
 		                      c.prefault);
 	rt->cache_cap = c.store_bytes / 2;
+	if (c.no_tasks) {
+		/* A driver that runs no tasks offers nothing: every peer
+		 * (placement, feasibility, other owners through the
+		 * membership and heartbeats) sees a peer with no resources,
+		 * and such a peer runs no task at all. */
+		for (int k = 0; k < atomic_load(&rt->nres); k++)
+			rt->res_total[k] = 0;
+	}
 	if (rc != RAYC_OK) {
 		rt_free(rt);
 		unlock_init();

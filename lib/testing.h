@@ -39,6 +39,11 @@ enum {
 };
 void rayc__test_fault(int site, int count);
 
+/* Makes a peer that leaves the cluster (rayc_shutdown of a peer that
+ * does not end it) wait ms after its LEAVE before it stops, so frames it
+ * sends meanwhile meet its committed removal (0: no wait). */
+void rayc__test_set_leave_linger(int ms);
+
 /* This process's resident set in bytes. */
 unsigned long rayc__test_rss(void);
 

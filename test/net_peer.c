@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "crash_funcs.h"
 #include "net_funcs.h"
 
 int main(void)

@@ -385,7 +385,7 @@ Test(net, tasks_waiting_for_a_dead_peer_fail_instead_of_hanging)
 		int64_t v;
 		int rc = rayc_get_i64(r[i], &v, 30000);
 		cr_assert(rc == RAYC_OK || rc == RAYC_EINFEASIBLE ||
-		          rc == RAYC_ELOST, "task %d: %s (%s)", i,
+		          rc == RAYC_EPEERDIED, "task %d: %s (%s)", i,
 		          rayc_strerror(rc), rayc_errmsg());
 		if (rc == RAYC_OK)
 			ran++;

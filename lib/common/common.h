@@ -35,6 +35,9 @@
 #define RAYC_RELEASE(...) RAYC__TSA(release_capability(__VA_ARGS__))
 #define RAYC_NO_TSA RAYC__TSA(no_thread_safety_analysis)
 
+/* The highest rayc_err (codes a peer sends are checked against it). */
+#define RAYC__ERR_LAST RAYC_EPEERDIED
+
 /* Records a detailed message for rayc_errmsg() on this thread and returns
  * err, so a failing path reads `return rayc__err(RAYC_EINVAL, "...")`. */
 int rayc__err(int err, const char *fmt, ...)

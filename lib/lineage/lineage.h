@@ -48,13 +48,23 @@ void rayc__obj_mark_available_locked(rayc__rt *rt, rayc__obj *o, int state)
 	RAYC_REQUIRES(rt->mu);
 /* Wakes o's waiters (they look at its state again). */
 void rayc__obj_wake_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
-/* Makes o an error object (err = RAYC_ETASK or RAYC_ELOST, msg copied)
+/* Makes o an error object (err: RAYC_ETASK, RAYC_ELOST, ...; msg copied)
  * and fails every task that depends on it, transitively. */
 void rayc__obj_fail_locked(rayc__rt *rt, rayc__obj *o, int err,
                            const char *msg) RAYC_REQUIRES(rt->mu);
 
+/* o's owner, peer o->owner, died (o is a borrowed ref or a copy of
+ * another peer's object, not a return of a task here): marks it
+ * owner_died, and fails it with RAYC_EOWNERDIED now unless its data is
+ * here (readers already holding a view keep it). */
+void rayc__obj_owner_died_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
+/* The message a reader of an owner_died object gets. */
+void rayc__obj_owner_died_msg(const rayc__obj *o, char *buf, size_t n);
+
 /* Makes a LOST object PENDING again by re-submitting the tasks needed,
- * recursively.  A lost object without lineage becomes an ELOST error.
+ * recursively.  A lost object without lineage becomes an ELOST error
+ * (EOWNERDIED if it was borrowed from a peer that died).
  * No-op for objects that are not LOST. */
 void rayc__obj_reconstruct_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);

@@ -154,7 +154,8 @@ static bool evict_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 static bool cache_put_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
 {
 	if (rt->net == NULL || o->owner == 0 || o->block == NULL ||
-	    o->held_remote || atomic_load(&o->state) != RAYC__OBJ_READY ||
+	    o->held_remote || o->owner_died ||
+	    atomic_load(&o->state) != RAYC__OBJ_READY ||
 	    o->len > rt->cache_cap)
 		return false;
 	while (rt->cache_bytes + o->len > rt->cache_cap &&
@@ -409,8 +410,32 @@ void rayc__obj_fail_locked(rayc__rt *rt, rayc__obj *o, int err,
 	free(copy);
 }
 
+void rayc__obj_owner_died_msg(const rayc__obj *o, char *buf, size_t n)
+{
+	snprintf(buf, n, "object %016llx%016llx: its owner, peer %u, died; "
+	         "an object does not outlive its owner",
+	         (unsigned long long)o->id.hi, (unsigned long long)o->id.lo,
+	         o->owner);
+}
+
+void rayc__obj_owner_died_locked(rayc__rt *rt, rayc__obj *o)
+{
+	char msg[160];
+	int st = atomic_load(&o->state);
+
+	o->owner_died = true;
+	if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR)
+		return; /* readers are refused in rayc_get and at task start */
+	if (st == RAYC__OBJ_PENDING && !o->fetching)
+		return; /* a return of a task running here: sealed, then
+		           refused */
+	rayc__obj_owner_died_msg(o, msg, sizeof(msg));
+	rayc__obj_fail_locked(rt, o, RAYC_EOWNERDIED, msg);
+}
+
 /* Holds t's ref arguments and counts the pending ones; lost ones go on
- * rebuild.  Returns the first error argument, or NULL. */
+ * rebuild.  Returns the first error argument (or one whose owner died),
+ * or NULL. */
 static rayc__obj *resolve_args_locked(rayc__rt *rt, rayc__task *t,
                                       worklist *rebuild)
 {
@@ -425,7 +450,7 @@ static rayc__obj *resolve_args_locked(rayc__rt *rt, rayc__task *t,
 			a->held = true;
 		}
 		int st = atomic_load(&o->state);
-		if (st == RAYC__OBJ_ERROR)
+		if (st == RAYC__OBJ_ERROR || o->owner_died)
 			return o;
 		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_REMOTE)
 			continue;
@@ -451,9 +476,15 @@ static bool start_task_locked(rayc__rt *rt, rayc__task *t, worklist *rebuild)
 
 	if (bad != NULL) {
 		worklist fail;
-		char *msg = strdup(bad->data != NULL ? (char *)bad->data
-		                                     : "argument failed");
+		char why[160] = "argument failed";
 		int err = bad->err;
+		if (atomic_load(&bad->state) != RAYC__OBJ_ERROR) {
+			rayc__obj_owner_died_msg(bad, why, sizeof(why));
+			err = RAYC_EOWNERDIED;
+		} else if (bad->data != NULL) {
+			snprintf(why, sizeof(why), "%s", (char *)bad->data);
+		}
+		char *msg = strdup(why);
 		wl_init(&fail);
 		t->state = RAYC__TASK_PENDING_ARGS;
 		task_abort_locked(rt, t, &fail);
@@ -482,12 +513,26 @@ static void rebuild_all_locked(rayc__rt *rt, worklist *rebuild)
 		if (atomic_load(&o->state) != RAYC__OBJ_LOST)
 			continue;
 		rayc__task *t = o->task;
+		if (t == NULL && o->owner_died) {
+			rayc__obj_owner_died_msg(o, msg, sizeof(msg));
+			rayc__obj_fail_locked(rt, o, RAYC_EOWNERDIED, msg);
+			continue;
+		}
 		if (t == NULL) {
-			snprintf(msg, sizeof(msg),
-			         "object %016llx%016llx was made by rayc_put and "
-			         "its data is lost; it cannot be reconstructed",
-			         (unsigned long long)o->id.hi,
-			         (unsigned long long)o->id.lo);
+			if (o->owner != 0)
+				snprintf(msg, sizeof(msg), "object "
+				         "%016llx%016llx, borrowed from peer %u, "
+				         "is lost here; only its owner could "
+				         "rebuild it",
+				         (unsigned long long)o->id.hi,
+				         (unsigned long long)o->id.lo, o->owner);
+			else
+				snprintf(msg, sizeof(msg), "object "
+				         "%016llx%016llx was made by rayc_put and "
+				         "its data is lost; it cannot be "
+				         "reconstructed",
+				         (unsigned long long)o->id.hi,
+				         (unsigned long long)o->id.lo);
 			rayc__obj_fail_locked(rt, o, RAYC_ELOST, msg);
 			continue;
 		}

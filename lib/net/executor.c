@@ -108,6 +108,8 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		else
 			demand[idx] += (int64_t)q;
 	}
+	if (!rayc__sched_feasible(rt, demand))
+		feasible = false; /* this peer runs no tasks at all */
 	uint32_t nargs = rayc__r_u32(rd);
 	if (rd->bad || nret == 0 || nret > 4096 ||
 	    nargs > rayc__rd_left(rd) / 9 + 1) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "net/net_int.h"
+#include "sched/place.h"
 
 /* ---- membership ---- */
 
@@ -546,7 +547,7 @@ bool rayc__net_feasible(rayc__rt *rt, const int64_t *d)
 		if (!p->alive)
 			continue;
 		const int64_t *tot = i == net->self ? rt->res_total : p->total;
-		ok = true;
+		ok = rayc__place_offers(tot, atomic_load(&rt->nres));
 		for (int k = 0; k < RAYC__MAX_RES; k++)
 			if (d[k] > 0 && tot[k] < d[k])
 				ok = false;

@@ -25,6 +25,7 @@
 #include "lineage/lineage.h"
 #include "net/net_int.h"
 #include "sched/sched.h"
+#include "testing.h"
 
 
 /* ---- connections ---- */
@@ -137,9 +138,15 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	}
 	if (type == RAYC__MSG_REMOVED) {
 		/* The cluster went on without us (we were silent too long,
-		 * or cut off): never come back under this id. */
+		 * or cut off): never come back under this id.  While we
+		 * leave, it only confirms our LEAVE: frames we sent after
+		 * it met our committed removal. */
 		atomic_store(&net->cut_off, true);
-		if (!atomic_load(&net->cluster_down)) {
+		if (atomic_load(&net->leaving)) {
+			rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-LEFT", "peer %u "
+			          "confirms this peer left the cluster",
+			          c->peer);
+		} else if (!atomic_load(&net->cluster_down)) {
 			rayc__log(RAYC_LOG_WARN, "RAYC-NET-REMOVED",
 			          "peer %u says this peer was removed from the "
 			          "cluster; stopping", c->peer);
@@ -704,6 +711,13 @@ static void say_to_all(rayc__net *net, int type, bool only_coord)
 	rayc__wbuf_fini(&b);
 }
 
+static _Atomic int leave_linger_ms;
+
+void rayc__test_set_leave_linger(int ms)
+{
+	atomic_store(&leave_linger_ms, ms);
+}
+
 void rayc__net_stop(rayc__rt *rt)
 {
 	rayc__net *net = rt->net;
@@ -732,6 +746,9 @@ void rayc__net_stop(rayc__rt *rt)
 		rayc__ctl_hand_over(net);
 		atomic_store(&net->leaving, true);
 		say_to_all(net, RAYC__MSG_LEAVE, true);
+		int linger = atomic_load(&leave_linger_ms);
+		if (linger > 0)
+			rayc__sleep_ms(linger);
 	}
 	atomic_store(&net->leaving, true);
 	rayc__ctl_stop(net);

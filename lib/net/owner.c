@@ -146,8 +146,9 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 	}
 	uint32_t self = net->self;
 	rayc__mutex_unlock(&net->mu);
-	if (n <= 1 && t->strategy != RAYC_STRATEGY_NODE_AFFINITY)
-		return 0;
+	if (n <= 1 && t->strategy != RAYC_STRATEGY_NODE_AFFINITY &&
+	    rayc__place_offers(rt->res_total, atomic_load(&rt->nres)))
+		return 0; /* alone (a driver that runs no tasks: nowhere) */
 	/* Locality: where the large ref arguments are. */
 	for (uint32_t i = 0; i < t->nargs; i++) {
 		rayc__obj *o = t->args[i].ref;
@@ -318,7 +319,7 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 		if (rd->bad)
 			snprintf(msg, sizeof(msg), "task failed on peer %u",
 			         c->peer);
-		if (err <= 0 || err > RAYC_EEXIST)
+		if (err <= 0 || err > RAYC__ERR_LAST)
 			err = RAYC_ETASK;
 		atomic_fetch_add(&rt->n_failed, 1);
 		for (uint32_t i = 0; i < t->nreturns; i++)

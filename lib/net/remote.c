@@ -72,10 +72,106 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 
 /* ---- a peer died ---- */
 
+/* A task is run again after the peer running it died at most this many
+ * times in all, whatever its max_retries (-1 included): a task that
+ * crashes its peer (a poison pill) would otherwise kill peer after peer,
+ * and with them the cluster's majority.  Ray retries a crashed worker's
+ * task max_retries times, then raises WorkerCrashedError. */
+#define RAYC__TASK_MAX_DEATHS 3
+
+/* What a peer's death did to the tasks it ran for us: one log line per
+ * death, not one per task (a worker may die with thousands in flight). */
+typedef struct death_tally {
+	uint64_t retried, failed, quarantined;
+	char failed_msg[256], quarantined_msg[256];
+} death_tally;
+
+/* t ran for us on peer id, which died: run it again elsewhere, or fail
+ * it (RAYC_EPEERDIED) once its retries or the death limit are used up. */
+static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id,
+                                  death_tally *n) RAYC_REQUIRES(rt->mu)
+{
+	char msg[256];
+
+	if (t->deaths < UINT8_MAX)
+		t->deaths++;
+	bool quarantine = t->deaths >= RAYC__TASK_MAX_DEATHS;
+	if (!quarantine &&
+	    (t->max_retries < 0 || t->attempt < t->max_retries)) {
+		t->attempt++;
+		t->child_counter = 0;
+		n->retried++;
+		rayc__sched_enqueue_locked(rt, t);
+		return;
+	}
+	if (quarantine)
+		snprintf(msg, sizeof(msg), "task %s quarantined: %d peers died "
+		         "while running it (the last was peer %u); it is not "
+		         "run again", t->fn->name, t->deaths, id);
+	else
+		snprintf(msg, sizeof(msg), "task %s: peer %u died while "
+		         "running it and no retries are left (max_retries %d, "
+		         "%d peer deaths)", t->fn->name, id, t->max_retries,
+		         t->deaths);
+	n->failed++;
+	if (quarantine && n->quarantined++ == 0)
+		snprintf(n->quarantined_msg, sizeof(n->quarantined_msg), "%s",
+		         msg);
+	else if (!quarantine && n->failed - n->quarantined == 1)
+		snprintf(n->failed_msg, sizeof(n->failed_msg), "%s", msg);
+	atomic_fetch_add(&rt->n_failed, 1);
+	for (uint32_t i = 0; i < t->nreturns; i++)
+		if (t->returns[i] != NULL)
+			rayc__obj_fail_locked(rt, t->returns[i], RAYC_EPEERDIED,
+			                      msg);
+	rayc__task_done_locked(rt, t);
+}
+
+static void log_tally(uint32_t id, const death_tally *n)
+{
+	uint64_t all = n->retried + n->failed;
+
+	if (all == 0)
+		return;
+	if (n->failed == 0)
+		rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY", "peer %u died "
+		          "running %llu of this peer's tasks: all retried "
+		          "elsewhere", id, (unsigned long long)all);
+	else
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-RETRY", "peer %u died "
+		          "running %llu of this peer's tasks: %llu retried "
+		          "elsewhere, %llu failed (%llu quarantined)%s%s", id,
+		          (unsigned long long)all,
+		          (unsigned long long)n->retried,
+		          (unsigned long long)n->failed,
+		          (unsigned long long)n->quarantined,
+		          n->failed_msg[0] != '\0' ? "; " : "", n->failed_msg);
+	if (n->quarantined > 0)
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-QUARANTINE", "%s%s",
+		          n->quarantined_msg,
+		          n->quarantined > 1 ? " (and others like it)" : "");
+}
+
+/* Appends o to a growable list; false if out of memory. */
+static bool obj_push(rayc__obj ***v, size_t *n, size_t *cap, rayc__obj *o)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 64;
+		rayc__obj **d = realloc(*v, nc * sizeof(*d));
+		if (d == NULL)
+			return false;
+		*v = d;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = o;
+	return true;
+}
+
 void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 {
 	rayc__rt *rt = net->rt;
 	char msg[160];
+	death_tally tally = { 0 };
 
 	rayc__mutex_lock(&rt->mu);
 	rayc__peer *p = &net->peers[id];
@@ -84,22 +180,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 		rayc__task *t = p->inflight.head;
 		rayc__tq_remove(&p->inflight, t);
 		t->remote_peer = 0;
-		if (t->max_retries < 0 || t->attempt < t->max_retries) {
-			t->attempt++;
-			t->child_counter = 0;
-			rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY",
-			          "retrying %s: peer %u died", t->fn->name, id);
-			rayc__sched_enqueue_locked(rt, t);
-		} else {
-			snprintf(msg, sizeof(msg), "task %s: peer %u died while "
-			         "running it (no retries left)", t->fn->name, id);
-			atomic_fetch_add(&rt->n_failed, 1);
-			for (uint32_t i = 0; i < t->nreturns; i++)
-				if (t->returns[i] != NULL)
-					rayc__obj_fail_locked(rt, t->returns[i],
-					                      RAYC_ELOST, msg);
-			rayc__task_done_locked(rt, t);
-		}
+		task_peer_died_locked(rt, t, id, &tally);
 	}
 	/* Tasks waiting for room: the dead peer may have been the only
 	 * one that could run some of them (those fail now). */
@@ -110,11 +191,13 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 			rayc__sched_enqueue_local_locked(rt, t);
 	}
 	/* Objects whose only copy was there; copies held for it; its
-	 * borrows of our objects.  Refs are dropped after the walk (a drop
-	 * may free objects); a hold and a borrow are a ref each. */
+	 * borrows of our objects; its objects we borrow or hold copies of
+	 * (orphans: they fail with RAYC_EOWNERDIED).  Refs are dropped and
+	 * orphans failed after the walk (either may free objects); a hold
+	 * and a borrow are a ref each, and each orphan is held meanwhile. */
 	rayc__obj *o, *tmp;
-	rayc__obj **drop = NULL;
-	size_t ndrop = 0, cap = 0;
+	rayc__obj **drop = NULL, **orphans = NULL;
+	size_t ndrop = 0, cap = 0, norphans = 0, ocap = 0;
 	HASH_ITER(hh, rt->objs, o, tmp) {
 		if (o->loc == id) {
 			o->loc = 0;
@@ -133,18 +216,21 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 				break;
 			}
 		}
-		while (refs-- > 0) {
-			if (ndrop == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				rayc__obj **d = realloc(drop, nc * sizeof(*d));
-				if (d == NULL)
-					break; /* kept alive: a leak, not a crash */
-				drop = d;
-				cap = nc;
-			}
-			drop[ndrop++] = o;
+		while (refs-- > 0)
+			if (!obj_push(&drop, &ndrop, &cap, o))
+				break; /* kept alive: a leak, not a crash */
+		if (o->owner == id && o->task == NULL && !o->owner_died) {
+			if (obj_push(&orphans, &norphans, &ocap, o))
+				rayc__obj_ref_locked(o);
+			else
+				o->owner_died = true; /* refused when read */
 		}
 	}
+	for (size_t i = 0; i < norphans; i++) {
+		rayc__obj_owner_died_locked(rt, orphans[i]);
+		rayc__obj_unref_locked(rt, orphans[i]);
+	}
+	free(orphans);
 	for (size_t i = 0; i < ndrop; i++)
 		rayc__obj_unref_locked(rt, drop[i]);
 	free(drop);
@@ -174,6 +260,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__mutex_unlock(&net->mu);
 	rayc__store_view_release(v); /* a copy running keeps its own hold */
 	rayc__remote_unpin(net, id, NULL);
+	log_tally(id, &tally);
 }
 
 void rayc__remote_fini(rayc__net *net)

@@ -2,8 +2,18 @@
 #include "rayc.h"
 #include "sched/place.h"
 
+bool rayc__place_offers(const int64_t *total, int nres)
+{
+	for (int k = 0; k < nres; k++)
+		if (total[k] > 0)
+			return true;
+	return false;
+}
+
 static bool feasible(const rayc__place_req *rq, const rayc__place_peer *p)
 {
+	if (!rayc__place_offers(p->total, rq->nres))
+		return false;
 	for (int k = 0; k < rq->nres; k++)
 		if (rq->demand[k] > 0 && p->total[k] < rq->demand[k])
 			return false;

@@ -35,6 +35,11 @@ typedef struct rayc__place_req {
 	uint32_t *rr;      /* SPREAD's position */
 } rayc__place_req;
 
+/* True if a peer with these totals (nres of them) offers any resource.
+ * A peer that offers none (a driver that keeps tasks off its process)
+ * runs no task at all, not even one that demands nothing. */
+bool rayc__place_offers(const int64_t *total, int nres);
+
 /* Index into peers, or one of RAYC__PLACE_*. */
 int rayc__place(const rayc__place_req *rq, const rayc__place_peer *peers,
                 int n);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "sched/place.h"
 #include "sched/sched.h"
 
 #define RAYC__STARVE_PASSES 16
@@ -34,6 +35,8 @@ static bool fits(const rayc__rt *rt, const int64_t *demand)
 
 bool rayc__sched_feasible(const rayc__rt *rt, const int64_t *demand)
 {
+	if (!rayc__place_offers(rt->res_total, rt->nres))
+		return false; /* a driver that keeps tasks off this process */
 	for (int i = 0; i < RAYC__MAX_RES; i++)
 		if (demand[i] > 0 && (i >= rt->nres || rt->res_total[i] < demand[i]))
 			return false;

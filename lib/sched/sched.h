@@ -15,7 +15,8 @@ void rayc__sched_stop(rayc__rt *rt);
 /* Finds or makes the class for a demand vector.  NULL on ENOMEM. */
 rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu);
-/* True if the demand fits this peer's totals at all. */
+/* True if the demand fits this peer's totals at all (never for a peer
+ * that offers no resources: a driver that runs no tasks). */
 bool rayc__sched_feasible(const rayc__rt *rt, const int64_t *demand);
 
 /* A task whose arguments are ready: placement may send it to another
