@@ -349,6 +349,12 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 		return rayc__err(RAYC_EINVAL, "KV value must be 0..%zu bytes",
 		                 KV_VAL_MAX);
 	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL && rt->hooks != NULL)
+		/* This peer was in a cluster and has left it (rayc_shutdown
+		 * is under way): its own table is a copy about to be thrown
+		 * away, and a write acknowledged into it would be lost. */
+		return rayc__err(RAYC_ESTATE, "KV '%s': this peer has left "
+		                 "the cluster", key);
 	if (net == NULL) {
 		/* A one-peer cluster keeps its own table. */
 		rayc__mutex_lock(&rt->mu);
@@ -362,6 +368,25 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 	return rc;
 }
 
+/* RAYC_ESTATE if this peer cannot reach the cluster's KV any more: it is
+ * leaving or left, was removed, is cut off from the voters, or the
+ * cluster ended.  Its own copy may miss committed writes, and nothing it
+ * holds would reach the cluster. */
+static int kv_out_of_cluster(rayc__net *net, const char *key)
+{
+	if (atomic_load(&net->stopping))
+		return rayc__err(RAYC_ESTATE, "KV '%s': the peer is shutting "
+		                 "down", key);
+	if (atomic_load(&net->cut_off))
+		return rayc__err(RAYC_ESTATE, "KV '%s': this peer is out of "
+		                 "the cluster (removed, or cut off from its "
+		                 "coordinator)", key);
+	if (atomic_load(&net->cluster_down))
+		return rayc__err(RAYC_ESTATE, "KV '%s': the cluster has shut "
+		                 "down", key);
+	return RAYC_OK;
+}
+
 static int kv_call_net(rayc__net *net, int op, const char *key,
                        const void *val, size_t len, void **out,
                        size_t *outlen, uint64_t req)
@@ -372,9 +397,9 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		req = ++net->next_req;
 	rayc__mutex_unlock(&net->mu);
 	for (;;) {
-		if (atomic_load(&net->stopping))
-			return rayc__err(RAYC_ESTATE, "KV '%s': the peer is "
-			                 "shutting down", key);
+		int rc = kv_out_of_cluster(net, key);
+		if (rc != RAYC_OK)
+			return rc;
 		rayc__rpc r;
 		memset(&r, 0, sizeof(r));
 		rayc__mutex_lock(&net->mu);
@@ -412,13 +437,18 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 			if (out != NULL) {
 				*out = r.val != NULL ? r.val : malloc(1);
 				*outlen = r.len;
+				if (*out == NULL)
+					return rayc__err(RAYC_ENOMEM, "KV '%s'",
+					                 key);
 			} else {
 				free(r.val);
 			}
 			return RAYC_OK;
 		}
 		free(r.val);
-		if (rayc__now_ns() > deadline || atomic_load(&net->stopping))
+		if (kv_out_of_cluster(net, key) != RAYC_OK)
+			continue; /* says why at the top */
+		if (rayc__now_ns() > deadline)
 			return rayc__err(RAYC_ETIMEDOUT, "KV '%s': no answer "
 			                 "from a coordinator", key);
 		if (ok)

@@ -1,0 +1,167 @@
+/* test_ctl_faults.c -- the control store under faults, with real peer
+ * processes on loopback: no acknowledged KV write is lost when a peer
+ * leaves, no read is stale after a coordinator is replaced, a peer cut
+ * off from its cluster fails its waits instead of hanging, joins and
+ * membership changes ride out failovers. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "net_harness.h"
+
+TestSuite(ctl_faults, .timeout = 150, .fini = kill_kids);
+
+static int count_voters(uint32_t *coord)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	int v = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	if (coord != NULL)
+		*coord = 0;
+	for (size_t i = 0; i < n && i < MAXP * 2; i++) {
+		v += pi[i].alive && pi[i].is_voter;
+		if (coord != NULL && pi[i].alive && pi[i].is_coordinator)
+			*coord = pi[i].id;
+	}
+	return v;
+}
+
+/* A driver process that serves (net_peer with NET_PEER_ADDR_FILE):
+ * founding a cluster (join NULL) or joining the one at join.  Its
+ * address is read back from the file it writes. */
+static pid_t spawn_serving(char *addr, size_t cap, const char *join)
+{
+	char dir[] = "/tmp/rayc-ctlf-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char file[128], fenv[160], aenv[240];
+	snprintf(file, sizeof(file), "%s/addr", dir);
+	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
+	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", join ? join : "");
+	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
+		             join != NULL ? aenv : NULL, NULL };
+	pid_t f = spawn_with(TOKEN, fe);
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
+	cr_assert_not_null(fp, "the serving driver did not come up");
+	cr_assert_not_null(fgets(addr, (int)cap, fp));
+	fclose(fp);
+	unlink(file);
+	rmdir(dir);
+	addr[strcspn(addr, "\n")] = '\0';
+	return f;
+}
+
+/* Stops a process this test started (by pid) and removes its arena. */
+static void stop_kid(int slot, int sig)
+{
+	if (kids[slot] <= 0)
+		return;
+	kill(kids[slot], sig);
+	(void)reap(kids[slot], 15000);
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", kids[slot]);
+	unlink(path);
+	kids[slot] = 0;
+}
+
+/* ---- acknowledged writes survive a peer leaving ---- */
+
+#define W_MAX (1 << 17)
+static _Atomic bool w_ok[W_MAX]; /* key w<i> was acknowledged */
+static _Atomic int w_n;          /* keys tried */
+static _Atomic int w_acked, w_failed;
+static _Atomic bool w_shutting;  /* the driver is shutting down */
+static _Atomic int w_err;        /* the last error a write got */
+
+/* Runs here (in the driver): writes w0, w1, ... until 3 s after the
+ * driver started shutting down, going on after errors as a client that
+ * retries would. */
+static void cf_writer(rayc_ctx *c)
+{
+	int64_t stop_at = 0;
+	char key[32];
+
+	for (int i = 0; i < W_MAX; i++) {
+		if (atomic_load(&w_shutting)) {
+			if (stop_at == 0)
+				stop_at = rt_now_ms() + 3000;
+			else if (rt_now_ms() > stop_at)
+				break;
+		}
+		snprintf(key, sizeof(key), "w%d", i);
+		int rc = rayc_kv_put(key, key, strlen(key));
+		atomic_store(&w_n, i + 1);
+		if (rc != RAYC_OK) {
+			atomic_store(&w_err, rc);
+			atomic_fetch_add(&w_failed, 1);
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		atomic_store(&w_ok[i], true);
+		atomic_fetch_add(&w_acked, 1);
+	}
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(cf_writer)
+
+/* A driver leaves (rayc_shutdown) while one of its tasks keeps writing:
+ * every write it acknowledged is in the cluster's KV afterwards; the
+ * writes after it left fail instead of landing in a table nobody will
+ * ever read. */
+Test(ctl_faults, acknowledged_kv_writes_survive_a_leaving_driver)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_serving(addr, sizeof(addr), NULL);
+	(void)f;
+	driver_start_at(addr);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	for (int i = 0; i < W_MAX; i++)
+		atomic_store(&w_ok[i], false);
+	atomic_store(&w_n, 0);
+	atomic_store(&w_acked, 0);
+	atomic_store(&w_failed, 0);
+	atomic_store(&w_shutting, false);
+	atomic_store(&w_err, 0);
+	rayc_task_opts o = on_peer(rayc_peer_id());
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "cf_writer", &o), 0);
+	RT_WAIT_FOR(atomic_load(&w_acked) >= 50, 20000);
+	cr_assert_geq(atomic_load(&w_acked), 50, "the writer is stuck (%s)",
+	              rayc_strerror(atomic_load(&w_err)));
+	atomic_store(&w_shutting, true);
+	/* The founder stays: this driver leaves, the cluster goes on. */
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	int n = atomic_load(&w_n);
+	cr_log_info("%d writes: %d acknowledged, %d failed (last: %s)", n,
+	            atomic_load(&w_acked), atomic_load(&w_failed),
+	            rayc_strerror(atomic_load(&w_err)));
+	cr_assert_gt(atomic_load(&w_failed), 0,
+	             "writes went on succeeding after the peer left");
+	/* Back in as a new peer: every acknowledged write is there. */
+	driver_start_at(addr);
+	char key[32];
+	int lost = 0, first = -1;
+	for (int i = 0; i < n; i++) {
+		void *val;
+		size_t len;
+		if (!atomic_load(&w_ok[i]))
+			continue;
+		snprintf(key, sizeof(key), "w%d", i);
+		int rc = rayc_kv_get(key, &val, &len);
+		if (rc != RAYC_OK) {
+			lost++;
+			if (first < 0)
+				first = i;
+			continue;
+		}
+		cr_assert(len == strlen(key) && memcmp(val, key, len) == 0);
+		free(val);
+	}
+	cr_assert_eq(lost, 0, "%d of %d acknowledged writes lost (first w%d)",
+	             lost, atomic_load(&w_acked), first);
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	kill_kids();
+}
