@@ -165,3 +165,88 @@ Test(ctl_faults, acknowledged_kv_writes_survive_a_leaving_driver)
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
 	kill_kids();
 }
+
+/* ---- no stale reads from a coordinator that was replaced ---- */
+
+static const rayc_peer_info *find_peer(rayc_peer_info *pi, size_t n,
+                                       uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pi[i].id == id)
+			return &pi[i];
+	return NULL;
+}
+
+static bool peer_removed(uint32_t id)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	const rayc_peer_info *p = find_peer(pi, n, id);
+	return p != NULL && !p->alive;
+}
+
+/* The coordinator is stopped (SIGSTOP); the others elect another, remove
+ * the old one and commit a new value; the old one is continued and at
+ * once reads the key on its own peer.  It still takes itself for the
+ * leader, but it must not answer from its copy: the read gives the new
+ * value or an error, never the old value. */
+Test(ctl_faults, a_replaced_coordinator_never_serves_a_stale_read)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_serving(addr, sizeof(addr), NULL);
+	driver_start_at(addr);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t coord = 0;
+	RT_WAIT_FOR(count_voters(&coord) == 3 && coord == 1, 20000);
+	cr_assert_eq(coord, 1, "the founder leads at first");
+	cr_assert_eq(rayc_kv_put("x", "old", 3), 0, "%s", rayc_errmsg());
+
+	char dir[] = "/tmp/rayc-stale-XXXXXX", path[128], started[160];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/read", dir);
+	snprintf(started, sizeof(started), "%s.started", path);
+	rayc_task_opts o = on_peer(1);
+	o.max_retries = 0;
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_read_after_cont", &o, RAYC_STR("x"),
+	                            RAYC_STR(path)), 0);
+	RT_WAIT_FOR(access(started, F_OK) == 0, 20000);
+	cr_assert_eq(access(started, F_OK), 0, "the reader did not start");
+
+	kill(f, SIGSTOP);
+	RT_WAIT_FOR((count_voters(&coord), coord != 0 && coord != 1), 30000);
+	cr_assert(coord != 0 && coord != 1, "no new coordinator");
+	cr_assert_eq(rayc_kv_put("x", "new", 3), 0, "%s", rayc_errmsg());
+	/* Out of the configuration too: nobody will tell it anything. */
+	RT_WAIT_FOR(peer_removed(1), 30000);
+	cr_assert(peer_removed(1), "the stopped coordinator was not removed");
+	kill(f, SIGCONT);
+
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(path, "r")) != NULL, 30000);
+	cr_assert_not_null(fp, "the old coordinator's read never returned");
+	char got[600] = { 0 };
+	cr_assert_not_null(fgets(got, sizeof(got), fp));
+	fclose(fp);
+	unlink(path);
+	unlink(started);
+	rmdir(dir);
+	cr_log_info("the old coordinator's read: %s", got);
+	cr_assert(strcmp(got, "OK:old") != 0,
+	          "the replaced coordinator served a stale read");
+	cr_assert(strcmp(got, "OK:new") == 0 || strncmp(got, "ERR:", 4) == 0,
+	          "unexpected answer %s", got);
+	/* The old coordinator sees it is out and leaves by itself. */
+	int code = reap(f, 60000);
+	cr_assert_eq(code, 0, "the old coordinator ended with %d", code);
+	kids[0] = 0;
+	rayc_release(r);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("x", &val, &len), 0);
+	cr_assert(len == 3 && memcmp(val, "new", 3) == 0);
+	free(val);
+	cluster_stop();
+}

@@ -32,6 +32,13 @@ typedef struct dedup {
 	UT_hash_handle hh;
 } dedup;
 
+/* A linearizable read waiting for a quorum round (rayc__ctl_read). */
+typedef struct read_req {
+	rayc__ctl_done done;
+	void *arg;
+	struct read_req *next;
+} read_req;
+
 typedef struct work {
 	void (*fn)(rayc__net *net, void *arg);
 	void *arg;
@@ -76,6 +83,16 @@ struct rayc__ctl {
 	 * of its own term is applied. */
 	struct raft_barrier barrier;
 	bool barrier_pending, ready;
+	/* Reads (Raft dissertation 6.4, the read index): a leader answers
+	 * from its copy only after a barrier appended after the read came
+	 * in has committed, which a majority of voters must accept in this
+	 * leader's term; a deposed leader that does not know it yet never
+	 * gets there.  Reads that come in while a barrier is in flight
+	 * (reads_wait) wait for the next one (reads_next), one barrier per
+	 * batch. */
+	struct raft_barrier read_barrier;
+	bool read_pending;
+	read_req *reads_next, *reads_wait;
 	rayc__event closed_ev;
 };
 

@@ -3,9 +3,11 @@
  * updates (ctl.c applies KV entries); a one-peer cluster keeps its own.
  * Calls go to the coordinator (the Raft leader): a put or delete is a log
  * entry it proposes and answers once applied; a get is answered from its
- * copy, which holds every committed entry.  Other peers reach it with
- * KV_REQ frames and wait for the matching KV_REP; an API call is handed
- * to the loop thread, which owns Raft. */
+ * copy once a quorum round begun after the get arrived has confirmed it
+ * still leads (rayc__ctl_read), so a deposed coordinator that does not
+ * know it yet never answers with a value that was since overwritten.
+ * Other peers reach it with KV_REQ frames and wait for the matching
+ * KV_REP; an API call is handed to the loop thread, which owns Raft. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +220,26 @@ static void kv_applied(int rc, void *arg)
 	kv_work_free(w);
 }
 
+/* A GET at the coordinator, confirmed by a quorum round (rc RAYC_OK):
+ * our copy holds every write acknowledged before the read came in. */
+static void kv_read(int rc, void *arg)
+{
+	kv_work *w = arg;
+	void *out = NULL;
+	size_t outlen = 0;
+
+	if (rc == RAYC_OK) {
+		rayc__rt *rt = w->net->rt;
+		rayc__mutex_lock(&rt->mu);
+		rc = rayc__kv_apply_locked(rt, KV_GET, w->key, NULL, 0, &out,
+		                           &outlen);
+		rayc__mutex_unlock(&rt->mu);
+	}
+	kv_answer(w->net, w, rc, out, outlen);
+	free(out);
+	kv_work_free(w);
+}
+
 /* On the loop thread. */
 static void run_kv(rayc__net *net, void *arg)
 {
@@ -227,15 +249,13 @@ static void run_kv(rayc__net *net, void *arg)
 		return;
 	if (rayc__ctl_ready(net)) {
 		if (w->op == KV_GET) {
-			void *out = NULL;
-			size_t outlen = 0;
-			rayc__rt *rt = net->rt;
-			rayc__mutex_lock(&rt->mu);
-			int rc = rayc__kv_apply_locked(rt, KV_GET, w->key, NULL,
-			                               0, &out, &outlen);
-			rayc__mutex_unlock(&rt->mu);
-			kv_answer(net, w, rc, out, outlen);
-			free(out);
+			/* Not from our copy yet: we may have been deposed
+			 * without knowing it (a stopped process, a cut
+			 * link).  kv_read answers once a quorum confirmed. */
+			int rc = rayc__ctl_read(net, kv_read, w);
+			if (rc == RAYC_OK)
+				return;
+			kv_answer(net, w, rc, NULL, 0);
 			kv_work_free(w);
 			return;
 		}

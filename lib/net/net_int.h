@@ -390,8 +390,14 @@ int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
                       rayc__ctl_done done, void *arg);
 bool rayc__ctl_is_leader(rayc__net *net);
 /* The leader, with every entry of earlier terms applied here: fit to
- * answer reads and admit peers. */
+ * admit peers and to take reads. */
 bool rayc__ctl_ready(rayc__net *net);
+/* Loop thread only.  A linearizable read: done(RAYC_OK, arg) once a
+ * quorum round that began after this call confirmed this peer still
+ * leads (its copy then holds every write acknowledged before the call),
+ * done(RAYC__RETRY, arg) if it lost leadership first.  Returns
+ * RAYC__RETRY (not ready) or RAYC_ENOMEM without calling done. */
+int rayc__ctl_read(rayc__net *net, rayc__ctl_done done, void *arg);
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        bool worker, int pid, const char *url,
                        const int64_t *total);
