@@ -250,3 +250,81 @@ Test(ctl_faults, a_replaced_coordinator_never_serves_a_stale_read)
 	free(val);
 	cluster_stop();
 }
+
+/* ---- a peer cut off from its cluster fails its waits ---- */
+
+typedef struct get_arg {
+	rayc_ref r;
+	_Atomic bool done;
+	int rc;
+	char msg[512];
+} get_arg;
+
+static void *get_forever(void *arg)
+{
+	get_arg *g = arg;
+	rayc_view v;
+	g->rc = rayc_get(g->r, &v, -1);
+	snprintf(g->msg, sizeof(g->msg), "%s", rayc_errmsg());
+	if (g->rc == RAYC_OK || g->rc == RAYC_ETASK)
+		rayc_view_release(&v);
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+/* Three voters (this driver and two workers); both workers are killed,
+ * so no majority is left and no removal can ever commit.  The driver,
+ * cut off, must give up on the task that ran on a killed worker: a
+ * rayc_get(-1) on it returns a clear error instead of blocking for ever,
+ * and a KV call fails at once. */
+Test(ctl_faults, a_peer_cut_off_from_its_majority_fails_its_waits)
+{
+	/* A shorter heartbeat timeout: cut off after 3 of them. */
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)256 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .token = TOKEN,
+		          .heartbeat_timeout_ms = 3000 };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "%s", rayc_errmsg());
+	const char *hb = "RAYC_HEARTBEAT_TIMEOUT_MS=3000";
+	pid_t a = spawn_peer(TOKEN, hb);
+	spawn_peer(TOKEN, hb);
+	wait_alive(3);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+	rayc_task_opts o = on_peer(peer_of(a));
+	o.max_retries = 0;
+	get_arg g = { 0 };
+	cr_assert_eq(rayc_call_opts(&g.r, "nf_sleep", &o, RAYC_I64(120000)), 0);
+	/* It runs there: the worker's heartbeat shows it busy. */
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	RT_WAIT_FOR((rayc_cluster_peers(pi, MAXP * 2, &n),
+	             find_peer(pi, n, peer_of(a)) != NULL &&
+	                     find_peer(pi, n, peer_of(a))->cpus_available < 2),
+	            20000);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, get_forever, &g), 0);
+	kill(kids[0], SIGKILL);
+	kill(kids[1], SIGKILL);
+	int64_t t0 = rt_now_ms();
+	RT_WAIT_FOR(atomic_load(&g.done), 60000);
+	cr_assert(atomic_load(&g.done), "rayc_get(-1) still blocked after 60 s");
+	pthread_join(th, NULL);
+	cr_log_info("rayc_get returned after %lld ms: %s (%s)",
+	            (long long)(rt_now_ms() - t0), rayc_strerror(g.rc), g.msg);
+	cr_assert_eq(g.rc, RAYC_ELOST, "%s (%s)", rayc_strerror(g.rc), g.msg);
+	cr_assert_not_null(strstr(g.msg, "lost its cluster"), "%s", g.msg);
+	rayc_release(g.r);
+	void *val;
+	size_t len;
+	int64_t t1 = rt_now_ms();
+	cr_assert_eq(rayc_kv_get("x", &val, &len), RAYC_ESTATE, "%s",
+	             rayc_errmsg());
+	cr_assert_lt(rt_now_ms() - t1, 1000, "the KV call waited");
+	for (int i = 0; i < 2; i++)
+		stop_kid(i, SIGKILL);
+	nkids = 0;
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+}

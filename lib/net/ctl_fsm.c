@@ -13,11 +13,10 @@
 
 void rayc__ctl_cluster_ends(rayc__net *net, const char *why)
 {
-	if (atomic_load(&net->cluster_down))
+	if (atomic_exchange(&net->cluster_down, true))
 		return;
 	rayc__log(RAYC_LOG_INFO, "RAYC-NET-CLUSTER-ENDS", "%s", why);
-	atomic_store(&net->cluster_down, true);
-	rayc__event_set(&net->down_ev);
+	rayc__net_lost_cluster(net, why);
 }
 
 static int apply_add(rayc__net *net, rayc__rd *rd)

@@ -187,6 +187,16 @@ static void rpc_complete(rayc__net *net, uint64_t id, int rc,
 	rayc__mutex_unlock(&net->mu);
 }
 
+void rayc__kv_wake_all(rayc__net *net)
+{
+	rayc__mutex_lock(&net->mu);
+	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
+		r->rc = RAYC__RETRY;
+		rayc__event_set(&r->ev);
+	}
+	rayc__mutex_unlock(&net->mu);
+}
+
 static void kv_answer(rayc__net *net, kv_work *w, int rc, const void *val,
                       size_t len)
 {

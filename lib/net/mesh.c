@@ -139,12 +139,12 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		/* The cluster went on without us (we were silent too long,
 		 * or cut off): never come back under this id. */
 		atomic_store(&net->cut_off, true);
-		if (!atomic_load(&net->cluster_down)) {
+		if (!atomic_exchange(&net->cluster_down, true)) {
 			rayc__log(RAYC_LOG_WARN, "RAYC-NET-REMOVED",
 			          "peer %u says this peer was removed from the "
 			          "cluster; stopping", c->peer);
-			atomic_store(&net->cluster_down, true);
-			rayc__event_set(&net->down_ev);
+			rayc__net_lost_cluster(net, "this peer was removed "
+			                            "from the cluster");
 		}
 		return;
 	}
@@ -227,8 +227,8 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_SHUTDOWN:
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-SHUTDOWN",
 		          "the cluster is shutting down");
-		atomic_store(&net->cluster_down, true);
-		rayc__event_set(&net->down_ev);
+		if (!atomic_exchange(&net->cluster_down, true))
+			rayc__net_lost_cluster(net, "the cluster shut down");
 		rayc__event_set(&net->join_ev); /* a join in progress ends */
 		return;
 	default:
@@ -320,8 +320,20 @@ static void on_parent(evutil_socket_t fd, short what, void *arg)
 	rayc__log(RAYC_LOG_INFO, "RAYC-NET-PARENT-GONE",
 	          "the peer that started this one is gone; stopping");
 	event_del(net->pev);
-	atomic_store(&net->cluster_down, true);
+	if (!atomic_exchange(&net->cluster_down, true))
+		rayc__net_lost_cluster(net, "the peer that started this one "
+		                            "is gone");
+}
+
+/* Whoever sets net->cluster_down first calls this: the peer is out of
+ * its cluster for good (cut off, removed, the cluster ended, its parent
+ * died), so nothing another peer owes it will come any more.  Fail what
+ * waits on them now instead of leaving callers blocked for ever. */
+void rayc__net_lost_cluster(rayc__net *net, const char *why)
+{
 	rayc__event_set(&net->down_ev);
+	rayc__remote_cluster_lost(net, why);
+	rayc__kv_wake_all(net);
 }
 
 /* The loop runs a pass at a time and looks at net->stopping between

@@ -288,6 +288,10 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id);
 void rayc__net_conn_open(rayc__conn *c);   /* handshake finished */
 void rayc__net_conn_lost(rayc__conn *c);   /* closed */
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* The peer is out of its cluster for good; called once, by whoever set
+ * net->cluster_down: wakes rayc__net_serve and fails every task, fetch
+ * and KV call waiting on other peers (why says what happened). */
+void rayc__net_lost_cluster(rayc__net *net, const char *why);
 /* Frame helpers: send a small frame to a peer. */
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
 /* Adds c to the connection list, where reaping finds it. */
@@ -297,6 +301,10 @@ void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 /* remote.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
+/* This peer lost its cluster (rayc__net_lost_cluster): fails the tasks
+ * other peers run for it, the tasks waiting for room there and the
+ * fetches from them; later fetches and placements fail or stay here. */
+void rayc__remote_cluster_lost(rayc__net *net, const char *why);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
@@ -354,6 +362,9 @@ void rayc__net_stop_kids(rayc__net *net);
 #define RAYC__KV_KEY_MAX 255
 enum { RAYC__KV_PUT = 1, RAYC__KV_GET, RAYC__KV_DEL };
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* Wakes every KV call of this peer waiting for an answer (it asks again
+ * and sees why it cannot). */
+void rayc__kv_wake_all(rayc__net *net);
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                           const void *val, size_t len, void **out,
                           size_t *outlen) RAYC_REQUIRES(rt->mu);
