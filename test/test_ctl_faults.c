@@ -328,3 +328,74 @@ Test(ctl_faults, a_peer_cut_off_from_its_majority_fails_its_waits)
 	nkids = 0;
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
 }
+
+/* ---- membership changes do not stall behind a promotee ---- */
+
+static void driver_start_hb(int hb_ms)
+{
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)256 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .token = TOKEN,
+		          .heartbeat_timeout_ms = hb_ms };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "%s", rayc_errmsg());
+}
+
+static bool is_voter(uint32_t id)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	const rayc_peer_info *p = find_peer(pi, n, id);
+	return p != NULL && p->alive && p->is_voter;
+}
+
+static bool running(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* Four peers (3 voters, 1 standby); a fifth joins that never answers
+ * the control store (RAYC__DEAF_RAFT: it is stuck in every promotion),
+ * and right after it a sixth.  The coordinator lives throughout: the
+ * sixth must neither stop itself for want of a coordinator nor wait for
+ * ever behind the stuck promotion; when the stuck one is SIGKILLed every
+ * healthy peer is still there, five of them voters. */
+Test(ctl_faults, churn_behind_a_stuck_promotion_stops_no_healthy_peer)
+{
+	const char *hb = "RAYC_HEARTBEAT_TIMEOUT_MS=3000";
+	driver_start_hb(3000);
+	pid_t w[5];
+	for (int i = 0; i < 3; i++)
+		w[i] = spawn_peer(TOKEN, hb);
+	wait_alive(4);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *deaf[] = { addr, "RAYC_ROLE=worker", hb,
+		               "RAYC__DEAF_RAFT=1", NULL };
+	w[3] = spawn_with(TOKEN, deaf);
+	wait_alive(5);
+	w[4] = spawn_peer(TOKEN, hb);
+	wait_alive(6);
+	uint32_t p6 = peer_of(w[4]);
+	int64_t t0 = rt_now_ms();
+	RT_WAIT_FOR(is_voter(p6) || !running(w[4]), 40000);
+	cr_assert(running(w[4]), "the newest peer stopped itself");
+	cr_assert(is_voter(p6), "the newest peer was never made a voter");
+	cr_log_info("the newest peer became a voter in %lld ms",
+	            (long long)(rt_now_ms() - t0));
+	stop_kid(3, SIGKILL);
+	RT_WAIT_FOR(alive_peers() == 5 && count_voters(NULL) == 5, 30000);
+	cr_assert_eq(alive_peers(), 5);
+	cr_assert_eq(count_voters(NULL), 5);
+	for (int i = 0; i < 5; i++)
+		if (i != 3)
+			cr_assert(running(w[i]), "healthy peer %d stopped", i);
+	cr_assert_eq(rayc_kv_put("k", "v", 1), 0, "%s", rayc_errmsg());
+	assert_tree_sum(2000);
+	/* stop_kid left slot 3 empty; cluster_stop skips it. */
+	cluster_stop();
+}

@@ -237,12 +237,17 @@ void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
 static void change_cb(struct raft_change *req, int status)
 {
 	rayc__net *net = req->data;
+	rayc__ctl *ctl = net->ctl;
 
-	if (status != 0)
+	if (status != 0) {
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
 		          "configuration change failed: %s",
 		          raft_strerror(status));
-	net->ctl->changing = false;
+		if (ctl->promoting != 0)
+			ctl->promote_failed[ctl->promoting] = rayc__now_ns();
+	}
+	ctl->promoting = 0;
+	ctl->changing = false;
 }
 
 static bool alive_member(rayc__net *net, raft_id id)
@@ -255,9 +260,38 @@ static bool alive_member(rayc__net *net, raft_id id)
 	return a;
 }
 
+/* The standby to make a voter: a live one whose last promotion failed
+ * longest ago (never, first); none whose promotion failed within the
+ * last heartbeat timeout, so that one stuck or dying peer does not hold
+ * every other change up (each try blocks changes until libraft gives up
+ * on its catch-up, one heartbeat timeout). */
+static raft_id promotee(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	const struct raft_configuration *conf = &ctl->raft.configuration;
+	int64_t now = rayc__now_ns();
+	raft_id best = 0;
+
+	for (unsigned i = 0; i < conf->n; i++) {
+		const struct raft_server *s = &conf->servers[i];
+		if (s->role != RAFT_STANDBY || !alive_member(net, s->id))
+			continue;
+		int64_t f = ctl->promote_failed[s->id];
+		if (f != 0 && now - f < net->timeout_ns)
+			continue;
+		if (best == 0 || f < ctl->promote_failed[best])
+			best = s->id;
+	}
+	return best;
+}
+
 /* One step towards: every live member in the configuration, dead ones
  * out, an odd number of voters (at most 5; an even count tolerates no
- * more failures than the odd one below it), the rest standbys. */
+ * more failures than the odd one below it), the rest standbys.  In that
+ * order of urgency: removals, then additions (as spares, libraft's
+ * raft_add), then spares to standbys (a standby gets the log, so it has
+ * caught up before it is promoted and a new peer hears from the leader
+ * at once), then the voters' count. */
 static void reconcile(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
@@ -299,6 +333,14 @@ static void reconcile(rayc__net *net)
 		rv = raft_add(r, &ctl->change, add, url, change_cb);
 		goto done;
 	}
+	/* Spares get the log. */
+	for (unsigned i = 0; i < conf->n; i++) {
+		if (conf->servers[i].role == RAFT_SPARE) {
+			rv = raft_assign(r, &ctl->change, conf->servers[i].id,
+			                 RAFT_STANDBY, change_cb);
+			goto done;
+		}
+	}
 	uint32_t want = live > CTL_MAX_VOTERS ? CTL_MAX_VOTERS : live;
 	if (want % 2 == 0 && want > 0)
 		want--;
@@ -307,19 +349,18 @@ static void reconcile(rayc__net *net)
 	uint32_t voters = 0;
 	for (unsigned i = 0; i < conf->n; i++)
 		voters += conf->servers[i].role == RAFT_VOTER;
-	for (unsigned i = 0; i < conf->n; i++) {
+	if (voters < want) {
+		raft_id id = promotee(net);
+		if (id == 0)
+			return;
+		rv = raft_assign(r, &ctl->change, id, RAFT_VOTER, change_cb);
+		if (rv == 0)
+			ctl->promoting = (uint32_t)id;
+		goto done;
+	}
+	for (unsigned i = 0; i < conf->n && voters > want; i++) {
 		const struct raft_server *s = &conf->servers[i];
-		if (voters < want && s->role != RAFT_VOTER) {
-			rv = raft_assign(r, &ctl->change, s->id, RAFT_VOTER,
-			                 change_cb);
-			goto done;
-		}
-		if (voters > want && s->role == RAFT_VOTER && s->id != r->id) {
-			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
-			                 change_cb);
-			goto done;
-		}
-		if (s->role == RAFT_SPARE) {
+		if (s->role == RAFT_VOTER && s->id != r->id) {
 			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
 			                 change_cb);
 			goto done;
@@ -346,14 +387,9 @@ void rayc__ctl_after(rayc__net *net)
 	if (!ctl->started || ctl->closing)
 		return;
 	raft_leader(&ctl->raft, &lid, &laddr);
+	uint64_t term = ctl->raft.current_term;
 	int64_t now = rayc__now_ns();
 	rayc__mutex_lock(&net->mu);
-	if (lid == 0) {
-		if (net->no_leader_since == 0)
-			net->no_leader_since = now;
-	} else {
-		net->no_leader_since = 0;
-	}
 	/* Mirror the configuration's voters for rayc_cluster_peers. */
 	const struct raft_configuration *conf = &ctl->raft.configuration;
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
@@ -363,7 +399,11 @@ void rayc__ctl_after(rayc__net *net)
 		    conf->servers[i].role == RAFT_VOTER)
 			net->peers[conf->servers[i].id].voter = true;
 	bool became = false;
-	if (lid != 0 && lid < RAYC__MAX_PEERS && lid != net->coord) {
+	/* raft names the leader it last heard of in its current term; a
+	 * MEMBERS broadcast may already have told of a newer one. */
+	bool current = lid != 0 && lid < RAYC__MAX_PEERS &&
+	               term >= net->coord_term;
+	if (current && lid != net->coord) {
 		net->coord = (uint32_t)lid;
 		net->coord_seen = now;
 		snprintf(net->coord_url, sizeof(net->coord_url), "%s",
@@ -378,6 +418,12 @@ void rayc__ctl_after(rayc__net *net)
 			}
 		}
 	}
+	if (current)
+		net->coord_term = term;
+	/* Leading is a sign of life: libraft steps a leader down once it has
+	 * not heard from a majority for an election timeout. */
+	if (lid == net->self && raft_state(&ctl->raft) == RAFT_LEADER)
+		net->coord_seen = now;
 	bool admit_self = became && net->founder && !net->joined;
 	rayc__mutex_unlock(&net->mu);
 	if (raft_state(&ctl->raft) != RAFT_LEADER) {
@@ -429,12 +475,13 @@ void rayc__ctl_tick(rayc__net *net)
 				dead[n++] = i;
 		}
 	}
-	int64_t lost = net->no_leader_since;
-	/* A standby or a peer still being added never starts an election,
-	 * so raft keeps naming a leader that may be long gone: silence from
-	 * the coordinator counts as much as having none. */
+	/* Cut off when no sign of a live coordinator came for 3 heartbeat
+	 * timeouts.  Raft alone cannot tell: a standby never starts an
+	 * election, so raft keeps naming a leader that may be long gone,
+	 * and a peer not yet in the configuration (being added, or waiting
+	 * behind another change) hears of no leader at all while the
+	 * coordinator lives and broadcasts MEMBERS to it. */
 	int64_t seen = net->coord_seen;
-	bool silent = !lead && net->coord != net->self && seen != 0;
 	rayc__mutex_unlock(&net->mu);
 	for (int i = 0; i < n; i++) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-SILENT",
@@ -445,9 +492,8 @@ void rayc__ctl_tick(rayc__net *net)
 	int64_t limit = 3 * net->timeout_ns;
 	if (limit < (int64_t)3000000000)
 		limit = 3000000000;
-	if (net->joined && !atomic_load(&net->leaving) &&
-	    ((lost != 0 && now - lost > limit) ||
-	     (silent && now - seen > limit))) {
+	if (net->joined && !atomic_load(&net->leaving) && seen != 0 &&
+	    now - seen > limit) {
 		atomic_store(&net->cut_off, true);
 		rayc__ctl_cluster_ends(net, "no coordinator for 3 heartbeat "
 		                            "timeouts (a majority of the voters "
@@ -615,6 +661,12 @@ static void run_start(rayc__net *net, void *arg)
 		et = 100;
 	raft_set_election_timeout(r, et);
 	raft_set_heartbeat_timeout(r, et / 10 > 10 ? et / 10 : 10);
+	/* A standby being promoted that cannot finish a catch-up round in
+	 * a heartbeat timeout is as good as dead: give up on it then (the
+	 * default, 5 s, held every other configuration change up meanwhile,
+	 * newer peers included). */
+	raft_set_max_catch_up_round_duration(r,
+	                                     (unsigned)(net->timeout_ns / 1000000));
 	unsigned every = 1024;
 	const char *se = getenv("RAYC__SNAPSHOT_ENTRIES"); /* tests only */
 	if (se != NULL && atoi(se) > 0)
@@ -656,6 +708,8 @@ int rayc__ctl_init(rayc__net *net)
 	if (ctl == NULL)
 		return RAYC_ENOMEM;
 	ctl->net = net;
+	const char *deaf = getenv("RAYC__DEAF_RAFT"); /* tests only */
+	ctl->deaf = deaf != NULL && *deaf == '1';
 	rayc__mutex_init(&ctl->mu);
 	ctl->wake = event_new(net->base, -1, 0, rayc__ctl_on_wake, net);
 	if (ctl->wake == NULL) {

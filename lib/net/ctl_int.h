@@ -51,6 +51,7 @@ struct rayc__ctl {
 	struct raft_io io;
 	struct raft_fsm fsm;
 	bool inited, started, closing, close_called;
+	bool deaf; /* tests only (RAYC__DEAF_RAFT): drops every RAFT frame */
 	struct event *wake, *rtick;
 	raft_io_tick_cb tick_cb;
 	raft_io_recv_cb recv_cb;
@@ -74,6 +75,9 @@ struct rayc__ctl {
 	/* Leader duties. */
 	struct raft_change change;
 	bool changing;
+	uint32_t promoting; /* the change is this standby's promotion */
+	/* When each peer's last promotion failed (0: never; loop thread). */
+	int64_t promote_failed[RAYC__MAX_PEERS];
 	struct raft_transfer transfer;
 	_Atomic bool no_transfer;
 	bool handing_over; /* leaving as the coordinator */

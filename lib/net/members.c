@@ -37,6 +37,7 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		n += net->peers[i].known && net->peers[i].alive;
 	size_t f = rayc__w_frame_begin(b, RAYC__MSG_MEMBERS, net->self);
+	rayc__w_u64(b, net->coord_term);
 	rayc__w_u32(b, n);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
@@ -73,6 +74,8 @@ static void update_self_locked(rayc__net *net, const int64_t *avail,
 	me->queued = queued;
 }
 
+/* Loop thread, this peer leading (rayc__ctl_after keeps coord_term at
+ * its term). */
 void rayc__net_broadcast_members(rayc__net *net)
 {
 	rayc__wbuf b = { 0 };
@@ -126,12 +129,37 @@ bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
 }
 
 /* The coordinator's resource view: free resources and counts of the
- * members (membership itself comes from the control store's log). */
-void rayc__net_on_members(rayc__net *net, rayc__rd *rd)
+ * members (membership itself comes from the control store's log).
+ *
+ * It is also the coordinator's heartbeat to every member, those not (yet)
+ * in the Raft configuration included: a peer being added, or waiting
+ * behind another configuration change, hears from no leader through Raft
+ * and would take itself for cut off.  The sender of the highest term is
+ * the coordinator: a newer one (elected while this peer was not in the
+ * configuration) is followed at once; a deposed one that does not know
+ * it yet (an older term) is ignored. */
+void rayc__net_on_members(rayc__conn *c, rayc__rd *rd)
 {
+	rayc__net *net = c->net;
+	uint64_t term = rayc__r_u64(rd);
 	uint32_t n = rayc__r_u32(rd);
 
-	if (rd->bad || n > RAYC__MAX_PEERS)
+	if (rd->bad || n > RAYC__MAX_PEERS || c->peer >= RAYC__MAX_PEERS)
+		return;
+	rayc__mutex_lock(&net->mu);
+	bool current = term > net->coord_term ||
+	               (term == net->coord_term && c->peer == net->coord);
+	if (current) {
+		if (c->peer != net->coord) {
+			net->coord = c->peer;
+			snprintf(net->coord_url, sizeof(net->coord_url), "%s",
+			         net->peers[c->peer].url);
+		}
+		net->coord_term = term;
+		net->coord_seen = rayc__now_ns();
+	}
+	rayc__mutex_unlock(&net->mu);
+	if (!current)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
 		rayc__peer tmp;

@@ -208,15 +208,14 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		return;
 	}
 	case RAYC__MSG_MEMBERS:
+		rayc__net_on_members(c, rd);
+		return;
 	case RAYC__MSG_RAFT:
 		rayc__mutex_lock(&net->mu);
 		if (c->peer == net->coord)
 			net->coord_seen = rayc__now_ns();
 		rayc__mutex_unlock(&net->mu);
-		if (type == RAYC__MSG_MEMBERS)
-			rayc__net_on_members(net, rd);
-		else
-			rayc__ctl_on_raft(c, rd);
+		rayc__ctl_on_raft(c, rd);
 		return;
 	case RAYC__MSG_HEARTBEAT:
 		rayc__net_on_heartbeat(c, rd);
@@ -299,9 +298,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	/* Failure detection and the no-coordinator deadline (ctl.c). */
 	rayc__ctl_tick(net);
-	rayc__mutex_lock(&net->mu);
-	bool coord = net->self == net->coord && net->self != 0;
-	rayc__mutex_unlock(&net->mu);
+	/* Only a leader speaks as the coordinator: one that stepped down
+	 * must not keep the others believing it lives. */
+	bool coord = rayc__ctl_is_leader(net);
 	if (coord)
 		rayc__net_broadcast_members(net);
 	else if (net->joined)

@@ -179,8 +179,13 @@ struct rayc__net {
 	uint32_t self, coord; /* coord: the Raft leader, as last seen */
 	bool founder, worker;
 	rayc__ctl *ctl;       /* the control store (ctl.c) */
-	int64_t no_leader_since;
-	int64_t coord_seen; /* last frame from the coordinator (net->mu) */
+	/* coord's Raft term: the coordinator of the highest term heard of,
+	 * from Raft or from a MEMBERS broadcast, is the one (net->mu). */
+	uint64_t coord_term;
+	/* The last sign that the coordinator lives: a MEMBERS or RAFT frame
+	 * from it, or this peer leading (net->mu).  A peer hearing none for
+	 * 3 heartbeat timeouts is cut off (ctl.c). */
+	int64_t coord_seen;
 	char url[RAYC__URL_MAX];
 	char coord_url[RAYC__URL_MAX];
 	unsigned char key[32];
@@ -344,7 +349,7 @@ void rayc__net_self_stats(rayc__net *net, int64_t *avail, uint64_t *queued);
 void rayc__net_broadcast_members(rayc__net *net);
 /* Frames (rayc__net_handle): MEMBERS, JOIN, HEARTBEAT; and JOINED's
  * members (false if they do not decode). */
-void rayc__net_on_members(rayc__net *net, rayc__rd *rd);
+void rayc__net_on_members(rayc__conn *c, rayc__rd *rd);
 void rayc__net_on_join(rayc__conn *c, rayc__rd *rd);
 void rayc__net_on_heartbeat(rayc__conn *c, rayc__rd *rd);
 bool rayc__net_on_joined_view(rayc__net *net, rayc__rd *rd);
