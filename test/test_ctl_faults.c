@@ -11,6 +11,11 @@
 
 TestSuite(ctl_faults, .timeout = 150, .fini = kill_kids);
 
+/* The harness's founder-driver start; these tests join a serving founder
+ * or set their own heartbeat timeout. */
+static void (*const unused_driver_start)(void) __attribute__((unused)) =
+	driver_start;
+
 static int count_voters(uint32_t *coord)
 {
 	rayc_peer_info pi[MAXP * 2];
@@ -397,5 +402,44 @@ Test(ctl_faults, churn_behind_a_stuck_promotion_stops_no_healthy_peer)
 	cr_assert_eq(rayc_kv_put("k", "v", 1), 0, "%s", rayc_errmsg());
 	assert_tree_sum(2000);
 	/* stop_kid left slot 3 empty; cluster_stop skips it. */
+	cluster_stop();
+}
+
+/* ---- a join during a failover ---- */
+
+/* The coordinator is killed and a new peer joins at once through a
+ * surviving one, which still names the dead coordinator: the join must
+ * go on trying (the surviving peer, then the coordinator it names once
+ * one is elected) until its deadline, and succeed. */
+Test(ctl_faults, a_join_during_a_failover_finds_the_new_coordinator)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_serving(addr, sizeof(addr), NULL);
+	driver_start_at(addr);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t coord = 0;
+	RT_WAIT_FOR(count_voters(&coord) == 3 && coord == 1, 20000);
+	cr_assert_eq(coord, 1, "the founder leads at first");
+	kill(f, SIGKILL);
+	/* Joins through this driver, which still names peer 1. */
+	pid_t n = spawn_peer(TOKEN, NULL);
+	RT_WAIT_FOR(peer_of(n) != 0 || !running(n), 30000);
+	cr_assert(running(n), "the new peer gave up joining");
+	cr_assert_neq(peer_of(n), 0, "the new peer did not join");
+	RT_WAIT_FOR(peer_removed(1) && alive_peers() == 3, 30000);
+	cr_assert_eq(alive_peers(), 3);
+	stop_kid(0, SIGKILL);
+	/* It works: a task there writes the KV, we read it. */
+	rayc_task_opts o = on_peer(peer_of(n));
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_kv_write", &o, RAYC_STR("j"),
+	                            RAYC_STR("yes")), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("j", &val, &len), 0, "%s", rayc_errmsg());
+	free(val);
 	cluster_stop();
 }

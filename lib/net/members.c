@@ -410,20 +410,33 @@ int rayc__net_wait_join(rayc__net *net, int64_t deadline)
 	return rc;
 }
 
+/* Ends a join attempt's connection (it stays listed until reaped). */
+static void join_drop(rayc__conn *c, const char *why)
+{
+	c->joining = false;
+	rayc__conn_close(c, why);
+}
+
 /* Joins through the peer at address: the handshake's WELCOME names the
  * coordinator; JOIN goes there.  While there is none (an election), or
- * the coordinator changed, start over after a pause. */
+ * the coordinator changed, start over after a pause.  Once any peer of
+ * the cluster has answered, a failure (the named coordinator is dead and
+ * refuses the dial, a connection lost, no answer within a heartbeat
+ * timeout) only means a failover is under way: start over from address
+ * until the deadline.  Only an address that never answered fails at
+ * once. */
 int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 {
 	rayc__rt *rt = net->rt;
-	char url[RAYC__URL_MAX];
+	char url[RAYC__URL_MAX], last[RAYC__URL_MAX + 64] = "no coordinator";
+	bool reached = false;
 	int rc = RAYC_OK;
 
 	snprintf(url, sizeof(url), "%s", address);
 	for (;;) {
 		if (rayc__now_ns() > deadline)
 			return rayc__err(RAYC_ETIMEDOUT, "joining the cluster "
-			                 "at %s timed out: no coordinator", address);
+			                 "at %s timed out: %s", address, last);
 		rayc__conn *c = rayc__conn_new(net);
 		if (c == NULL)
 			return RAYC_ENOMEM;
@@ -434,22 +447,40 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 		net->coord_url[0] = '\0';
 		rayc__net_conn_link_locked(net, c);
 		rayc__mutex_unlock(&net->mu);
+		bool given = strcmp(url, address) == 0;
 		rc = rayc__conn_dial(c, url);
-		if (rc != RAYC_OK)
+		if (rc != RAYC_OK && given)
 			return rc;
-		rc = rayc__net_wait_join(net, deadline);
-		if (rc == RAYC_ESYS)
-			return rayc__err(RAYC_ESYS, "cannot reach a peer at %s",
-			                 url);
+		/* A peer that may be dead gets a heartbeat timeout to answer. */
+		int64_t until = deadline;
+		if (reached || !given) {
+			int64_t t = rayc__now_ns() + net->timeout_ns;
+			until = t < deadline ? t : deadline;
+		}
+		if (rc == RAYC_OK)
+			rc = rayc__net_wait_join(net, until);
 		if (rc == RAYC_EAUTH)
 			return rayc__err(RAYC_EAUTH, "the cluster at %s refused "
 			                 "this peer: wrong or missing RAYC_TOKEN",
 			                 url);
-		if (rc != RAYC_OK)
-			return rc;
-		if (atomic_load(&c->state) != RAYC__CONN_OPEN)
+		if (rc == RAYC_OK && atomic_load(&c->state) != RAYC__CONN_OPEN)
 			return rayc__err(RAYC_EAUTH, "the peer at %s did not "
 			                 "prove it knows the token", url);
+		if (rc != RAYC_OK && !reached && given) {
+			if (rc == RAYC_ESYS)
+				return rayc__err(RAYC_ESYS, "cannot reach a peer "
+				                 "at %s", url);
+			return rc;
+		}
+		if (rc != RAYC_OK) {
+			/* Failing over: the coordinator named may be dead. */
+			snprintf(last, sizeof(last), "no answer from %s", url);
+			join_drop(c, "no answer");
+			snprintf(url, sizeof(url), "%s", address);
+			rayc__sleep_ms(50);
+			continue;
+		}
+		reached = true;
 		rayc__mutex_lock(&net->mu);
 		bool at_coord = c->peer == net->coord;
 		bool none = net->coord == 0 || net->coord_url[0] == '\0';
@@ -457,8 +488,7 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 			snprintf(url, sizeof(url), "%s", net->coord_url);
 		rayc__mutex_unlock(&net->mu);
 		if (!at_coord || none) {
-			c->joining = false;
-			rayc__conn_close(c, "redirected to the coordinator");
+			join_drop(c, "redirected to the coordinator");
 			if (none) {
 				snprintf(url, sizeof(url), "%s", address);
 				rayc__sleep_ms(50);
@@ -486,10 +516,12 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 			return rayc__err(RAYC_ESTATE, "the cluster shut down "
 			                 "while this peer joined");
 		}
-		if (rc == RAYC__RETRY) {
-			/* Not (or no longer) the coordinator: start over. */
-			c->joining = false;
-			rayc__conn_close(c, "join again");
+		if (rc == RAYC__RETRY || rc == RAYC_ESYS) {
+			/* Not (or no longer) the coordinator, or it died
+			 * before answering: start over. */
+			snprintf(last, sizeof(last), "the coordinator at %s "
+			         "did not admit this peer", url);
+			join_drop(c, "join again");
 			snprintf(url, sizeof(url), "%s", address);
 			rayc__sleep_ms(50);
 			continue;
