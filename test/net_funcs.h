@@ -157,6 +157,18 @@ static void nf_ctl_transfer(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_transfer)
 
+/* (site, count) -> 0 after arming fault site `site` for count passes on
+ * this peer (lib/testing.h). */
+static void nf_fault(rayc_ctx *c)
+{
+	int64_t site, count;
+	rayc_arg_i64(c, 0, &site);
+	rayc_arg_i64(c, 1, &count);
+	rayc__test_fault((int)site, (int)count);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(nf_fault)
+
 /* A ref kept past the task (a borrower), and dropped later. */
 static rayc_ref nf_kept;
 static void nf_keep_ref(rayc_ctx *c)

@@ -443,3 +443,53 @@ Test(ctl_faults, a_join_during_a_failover_finds_the_new_coordinator)
 	free(val);
 	cluster_stop();
 }
+
+/* ---- a replica that cannot apply an entry does not differ silently ---- */
+
+/* peer's own copy of key equals want. */
+static bool local_kv_is(uint32_t peer, const char *key, const char *want)
+{
+	rayc_task_opts o = on_peer(peer);
+	o.max_retries = 0;
+	rayc_ref r;
+	rayc_view v;
+	if (rayc_call_opts(&r, "nf_kv_local", &o, RAYC_STR(key)) != 0)
+		return false;
+	int rc = rayc_get(r, &v, 10000);
+	bool ok = rc == 0 && v.len == strlen(want) &&
+	          memcmp(v.data, want, v.len) == 0;
+	if (rc == 0 || rc == RAYC_ETASK)
+		rayc_view_release(&v);
+	rayc_release(r);
+	return ok;
+}
+
+/* A worker runs out of memory applying a committed KV write (fault
+ * injection): it must not go on with a copy that lacks the write; it
+ * leaves the cluster with a clear log, and the others go on. */
+Test(ctl_faults, a_replica_that_cannot_apply_a_write_leaves)
+{
+	driver_start_at(NULL);
+	pid_t a = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	uint32_t pa = peer_of(a);
+	rayc_task_opts o = on_peer(pa);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_fault", &o,
+	                            RAYC_I64(RAYC__FAULT_KV_APPLY), RAYC_I64(1)),
+	             0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	cr_assert_eq(rayc_kv_put("d", "v", 1), 0, "%s", rayc_errmsg());
+	RT_WAIT_FOR(!running(a) || local_kv_is(pa, "d", "v"), 10000);
+	cr_assert(!running(a) || local_kv_is(pa, "d", "v"),
+	          "peer %u's copy lacks a committed write and it serves on", pa);
+	kids[0] = 0; /* reaped by running() */
+	RT_WAIT_FOR(alive_peers() == 2, 20000);
+	cr_assert_eq(alive_peers(), 2, "the peer that left was not removed");
+	cr_assert_eq(rayc_kv_put("e", "w", 1), 0, "%s", rayc_errmsg());
+	assert_tree_sum(1000);
+	cluster_stop();
+}

@@ -503,6 +503,7 @@ void rayc__ctl_tick(rayc__net *net)
 }
 
 typedef struct gone_arg {
+	rayc__ctl_work post;
 	uint32_t id;
 	bool left;
 } gone_arg;
@@ -511,8 +512,6 @@ static void run_gone(rayc__net *net, void *arg)
 {
 	gone_arg *g = arg;
 
-	if (g == NULL)
-		return;
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[g->id];
 	bool want = p->known && p->alive && !p->del_sent && g->id != net->self;
@@ -526,12 +525,19 @@ void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left)
 {
 	gone_arg *g;
 
-	if (net->ctl == NULL || id == 0 || id >= RAYC__MAX_PEERS ||
-	    (g = malloc(sizeof(*g))) == NULL)
+	if (net->ctl == NULL || id == 0 || id >= RAYC__MAX_PEERS)
 		return;
+	if ((g = malloc(sizeof(*g))) == NULL) {
+		/* Not lost: the coordinator's failure detection removes a
+		 * peer that left or died once it has been silent for a
+		 * heartbeat timeout. */
+		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-NOMEM", "out of memory: "
+		          "peer %u's end is left to failure detection", id);
+		return;
+	}
 	g->id = id;
 	g->left = left;
-	rayc__ctl_post(net, run_gone, g);
+	rayc__ctl_post(net, &g->post, run_gone, g);
 }
 
 /* ---- handing the coordinator's role over before leaving ---- */
@@ -615,7 +621,7 @@ void rayc__ctl_hand_over(rayc__net *net)
 
 	if (net->ctl == NULL)
 		return;
-	rayc__ctl_post(net, run_transfer, NULL);
+	rayc__ctl_post_once(net, &net->ctl->transfer_work, run_transfer, NULL);
 	/* Bounded: if no voter takes over, the others elect one after we
 	 * are gone. */
 	while (rayc__now_ns() < deadline) {
@@ -698,7 +704,8 @@ fail:
 
 void rayc__ctl_start(rayc__net *net, uint32_t id)
 {
-	rayc__ctl_post(net, run_start, (void *)(uintptr_t)id);
+	rayc__ctl_post_once(net, &net->ctl->start_work, run_start,
+	                    (void *)(uintptr_t)id);
 }
 
 int rayc__ctl_init(rayc__net *net)
@@ -707,6 +714,11 @@ int rayc__ctl_init(rayc__net *net)
 
 	if (ctl == NULL)
 		return RAYC_ENOMEM;
+	ctl->ring = calloc(DEDUP_MAX, sizeof(*ctl->ring));
+	if (ctl->ring == NULL) {
+		free(ctl);
+		return RAYC_ENOMEM;
+	}
 	ctl->net = net;
 	const char *deaf = getenv("RAYC__DEAF_RAFT"); /* tests only */
 	ctl->deaf = deaf != NULL && *deaf == '1';
@@ -714,6 +726,7 @@ int rayc__ctl_init(rayc__net *net)
 	ctl->wake = event_new(net->base, -1, 0, rayc__ctl_on_wake, net);
 	if (ctl->wake == NULL) {
 		rayc__mutex_fini(&ctl->mu);
+		free(ctl->ring);
 		free(ctl);
 		return RAYC_ENOMEM;
 	}
@@ -746,7 +759,7 @@ void rayc__ctl_stop(rayc__net *net)
 
 	if (ctl == NULL)
 		return;
-	rayc__ctl_post(net, run_close, NULL);
+	rayc__ctl_post_once(net, &ctl->close_work, run_close, NULL);
 	if (!rayc__event_wait(&ctl->closed_ev,
 	                      rayc__now_ns() + 2 * (int64_t)1000000000, 0))
 		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-STOP",
@@ -765,22 +778,7 @@ void rayc__ctl_drain(rayc__net *net)
 	 * from now on run posted work at once (connections may still deliver
 	 * frames until they are freed). */
 	run_close(net, NULL);
-	for (;;) {
-		rayc__mutex_lock(&ctl->mu);
-		work *w = ctl->head;
-		ctl->head = ctl->tail = NULL;
-		if (w == NULL)
-			ctl->inline_posts = true;
-		rayc__mutex_unlock(&ctl->mu);
-		if (w == NULL)
-			break;
-		while (w != NULL) {
-			work *n = w->next;
-			w->fn(net, w->arg);
-			free(w);
-			w = n;
-		}
-	}
+	rayc__ctl_run_posted(net, true);
 }
 
 void rayc__ctl_fini(rayc__net *net)
@@ -797,6 +795,7 @@ void rayc__ctl_fini(rayc__net *net)
 	if (ctl->has_snap)
 		rayc__ctl_snap_free(&ctl->snap);
 	rayc__ctl_dedup_clear(ctl);
+	free(ctl->ring);
 	rayc__mutex_fini(&ctl->mu);
 	free(ctl);
 	net->ctl = NULL;
@@ -820,15 +819,22 @@ uint64_t rayc__test_ctl_snapshots(uint64_t *restored)
 	return n;
 }
 
+typedef struct test_transfer {
+	rayc__ctl_work post;
+	raft_id to;
+} test_transfer;
+
 static void run_test_transfer(rayc__net *net, void *arg)
 {
 	rayc__ctl *ctl = net->ctl;
+	test_transfer *t = arg;
 
-	if (!rayc__ctl_is_leader(net))
-		return;
-	ctl->handing_over = true;
-	ctl->handover_to = (raft_id)(uintptr_t)arg;
-	hand_over_step(net);
+	if (rayc__ctl_is_leader(net)) {
+		ctl->handing_over = true;
+		ctl->handover_to = t->to;
+		hand_over_step(net);
+	}
+	free(t);
 }
 
 int rayc__test_ctl_transfer(uint32_t to)
@@ -837,6 +843,10 @@ int rayc__test_ctl_transfer(uint32_t to)
 
 	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
 		return RAYC_ESTATE;
-	rayc__ctl_post(rt->net, run_test_transfer, (void *)(uintptr_t)to);
+	test_transfer *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return RAYC_ENOMEM;
+	t->to = to;
+	rayc__ctl_post(rt->net, &t->post, run_test_transfer, t);
 	return RAYC_OK;
 }

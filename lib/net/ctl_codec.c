@@ -265,5 +265,5 @@ void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
 		rayc__conn_close(c, "bad RAFT frame");
 		return;
 	}
-	rayc__ctl_post(net, rayc__ctl_run_recv, r);
+	rayc__ctl_post(net, &r->post, rayc__ctl_run_recv, r);
 }

@@ -18,7 +18,9 @@ enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
 /* KV writes applied, by (client peer, request id): a write retried after
  * the coordinator died is answered with its first result instead of being
  * applied twice (Raft dissertation, 6.3).  The newest DEDUP_MAX are kept,
- * dropped oldest first in log order, so every peer keeps the same ones. */
+ * dropped oldest first in log order, so every peer keeps the same ones.
+ * Their room is taken once, at start: a replica that could not record one
+ * would apply a retry the others refuse, and differ from them. */
 #define DEDUP_MAX 4096
 
 typedef struct dedup_key {
@@ -38,12 +40,6 @@ typedef struct read_req {
 	void *arg;
 	struct read_req *next;
 } read_req;
-
-typedef struct work {
-	void (*fn)(rayc__net *net, void *arg);
-	void *arg;
-	struct work *next;
-} work;
 
 struct rayc__ctl {
 	rayc__net *net;
@@ -66,12 +62,13 @@ struct rayc__ctl {
 	_Atomic uint64_t n_snapshots, n_restored;
 	/* Applied KV writes (loop thread only). */
 	dedup *seen;
-	dedup *ring[DEDUP_MAX]; /* oldest at ring_head */
+	dedup *ring; /* DEDUP_MAX slots, oldest at ring_head */
 	unsigned ring_head, ring_n;
-	/* Posted work. */
+	/* Posted work, and the fixed pieces of it posted at most once. */
 	rayc__mutex mu;
-	work *head, *tail;
+	rayc__ctl_work *head, *tail;
 	bool inline_posts; /* the loop is gone: run posted work at once */
+	rayc__ctl_work start_work, close_work, transfer_work;
 	/* Leader duties. */
 	struct raft_change change;
 	bool changing;
@@ -103,6 +100,7 @@ struct rayc__ctl {
 /* A received raft message, decoded (ctl_codec.c) and handed to raft on
  * the loop thread (ctl_io.c). */
 typedef struct rmsg {
+	rayc__ctl_work post;
 	struct raft_message m;
 } rmsg;
 
@@ -112,6 +110,9 @@ void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
 /* ctl_io.c */
 /* ctl->wake's callback: runs the posted work. */
 void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg);
+/* Runs posted work until none is left; with then_inline, later posts
+ * run at once (the loop is gone). */
+void rayc__ctl_run_posted(rayc__net *net, bool then_inline);
 void rayc__ctl_io_setup(rayc__net *net); /* fills ctl->io */
 void rayc__ctl_run_recv(rayc__net *net, void *arg); /* posted: an rmsg */
 void rayc__ctl_snap_free(struct raft_snapshot *s);

@@ -47,7 +47,9 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 		size_t was = e != NULL ? klen + e->len : 0;
 		if (rt->kv_bytes - was + klen + len > KV_TOTAL_MAX)
 			return RAYC_ESTOREFULL; /* the same on every peer */
-		void *copy = malloc(len > 0 ? len : 1);
+		void *copy = rayc__fault(RAYC__FAULT_KV_APPLY)
+		                     ? NULL
+		                     : malloc(len > 0 ? len : 1);
 		if (copy == NULL)
 			return RAYC_ENOMEM;
 		if (len > 0)
@@ -153,6 +155,7 @@ void rayc__kv_free_locked(rayc__rt *rt)
 /* A call waiting for its answer: from this peer's API (conn NULL,
  * answered by rpc id) or from another peer's KV_REQ (answered on conn). */
 typedef struct kv_work {
+	rayc__ctl_work post;
 	rayc__net *net;
 	uint64_t rpc;
 	uint32_t client; /* whose call (a peer id) */
@@ -255,8 +258,6 @@ static void run_kv(rayc__net *net, void *arg)
 {
 	kv_work *w = arg;
 
-	if (w == NULL)
-		return;
 	if (rayc__ctl_ready(net)) {
 		if (w->op == KV_GET) {
 			/* Not from our copy yet: we may have been deposed
@@ -341,13 +342,17 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 		    key[0] == '\0')
 			return rayc__conn_close(c, "bad KV_REQ");
 		kv_work *w = kv_work_new(net, id, op, key, val, len);
-		if (w == NULL)
+		if (w == NULL) {
+			/* The caller gets the error rather than a silence. */
+			kv_work nomem = { .rpc = id, .conn = c };
+			kv_answer(net, &nomem, RAYC_ENOMEM, NULL, 0);
 			return;
+		}
 		w->client = c->peer;
 		w->req = req;
 		atomic_fetch_add(&c->refs, 1);
 		w->conn = c;
-		rayc__ctl_post(net, run_kv, w);
+		rayc__ctl_post(net, &w->post, run_kv, w);
 		return;
 	}
 	int rc = (int)rayc__r_u32(rd);
@@ -442,7 +447,7 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		if (w != NULL) {
 			w->client = net->self;
 			w->req = req;
-			rayc__ctl_post(net, run_kv, w);
+			rayc__ctl_post(net, &w->post, run_kv, w);
 			/* A coordinator that died with our request is only
 			 * noticed by waiting: ask again after a second. */
 			int64_t until = rayc__now_ns() + 1000000000;

@@ -182,6 +182,7 @@ void rayc__net_on_members(rayc__conn *c, rayc__rd *rd)
 }
 
 typedef struct join_arg {
+	rayc__ctl_work post;
 	rayc__conn *c;
 	rayc__peer tmp;
 } join_arg;
@@ -327,8 +328,6 @@ static void run_join(rayc__net *net, void *arg)
 {
 	join_arg *j = arg;
 
-	if (j == NULL)
-		return;
 	int rc = RAYC__RETRY;
 	if (rayc__ctl_ready(net)) {
 		rayc__mutex_lock(&net->mu);
@@ -361,8 +360,11 @@ void rayc__net_on_join(rayc__conn *c, rayc__rd *rd)
 	rayc__net *net = c->net;
 	join_arg *j = calloc(1, sizeof(*j));
 
-	if (j == NULL)
+	if (j == NULL) {
+		/* The joiner starts over when the connection goes. */
+		rayc__conn_close(c, "out of memory admitting a peer");
 		return;
+	}
 	rayc__r_str(rd, j->tmp.url, sizeof(j->tmp.url));
 	j->tmp.pid = (int)rayc__r_u32(rd);
 	j->tmp.worker = rayc__r_u8(rd) != 0;
@@ -374,7 +376,7 @@ void rayc__net_on_join(rayc__conn *c, rayc__rd *rd)
 	}
 	atomic_fetch_add(&c->refs, 1);
 	j->c = c;
-	rayc__ctl_post(net, run_join, j);
+	rayc__ctl_post(net, &j->post, run_join, j);
 }
 
 void rayc__net_on_heartbeat(rayc__conn *c, rayc__rd *rd)

@@ -40,6 +40,14 @@ typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
 typedef struct rayc__ctl rayc__ctl;
 
+/* Work for the loop thread (rayc__ctl_post). */
+typedef struct rayc__ctl_work {
+	void (*fn)(rayc__net *net, void *arg);
+	void *arg;
+	struct rayc__ctl_work *next;
+	bool queued; /* posted and not yet started (ctl->mu) */
+} rayc__ctl_work;
+
 /* Internal result: not now (no coordinator yet, or not this peer): ask
  * again shortly.  Never returned to users. */
 #define RAYC__RETRY 100
@@ -392,9 +400,16 @@ void rayc__ctl_hand_over(rayc__net *net);
  * once.  fini (after every connection is freed) frees it. */
 void rayc__ctl_drain(rayc__net *net);
 void rayc__ctl_fini(rayc__net *net);
-/* Runs fn(net, arg) on the loop thread (fn(net, NULL) if out of memory). */
-void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
-                    void *arg);
+/* Runs fn(net, arg) on the loop thread.  The poster provides w, inside
+ * the work's own allocation, so a post never allocates and is never
+ * lost; w is the poster's again once fn starts. */
+void rayc__ctl_post(rayc__net *net, rayc__ctl_work *w,
+                    void (*fn)(rayc__net *, void *), void *arg);
+/* The same with a fixed w (zeroed at first) for work wanted once: while
+ * w is queued, posting it again does nothing (close, say, may be asked
+ * for twice). */
+void rayc__ctl_post_once(rayc__net *net, rayc__ctl_work *w,
+                         void (*fn)(rayc__net *, void *), void *arg);
 void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd);
 void rayc__ctl_tick(rayc__net *net);   /* loop thread, every heartbeat */
 /* The leader proposes removing peer id (it left, or it looks dead). */
