@@ -26,10 +26,11 @@
  *
  * Files.  ctl.c (this one): proposing, the leader's duties (the Raft
  * configuration follows membership, silent peers are declared dead, the
- * role is handed over before leaving), start and stop.  ctl_io.c: the
- * raft_io backend and the queue of posted work.  ctl_codec.c: raft
- * messages as RAFT frames.  ctl_fsm.c: the state machine (fsm_apply) and
- * its snapshots.  ctl_int.h: what they share.
+ * role is handed over before leaving), start and stop.  ctl_read.c:
+ * linearizable reads.  ctl_io.c: the raft_io backend and the queue of
+ * posted work.  ctl_codec.c: raft messages as RAFT frames.  ctl_fsm.c:
+ * the state machine (fsm_apply) and its snapshots.  ctl_int.h: what they
+ * share.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,74 +114,6 @@ bool rayc__ctl_is_leader(rayc__net *net)
 bool rayc__ctl_ready(rayc__net *net)
 {
 	return rayc__ctl_is_leader(net) && net->ctl->ready;
-}
-
-/* ---- linearizable reads (see ctl_int.h) ---- */
-
-static void reads_answer(read_req *l, int rc)
-{
-	while (l != NULL) {
-		read_req *n = l->next;
-		l->done(rc, l->arg);
-		free(l);
-		l = n;
-	}
-}
-
-static void read_barrier_cb(struct raft_barrier *req, int status)
-{
-	rayc__net *net = req->data;
-	rayc__ctl *ctl = net->ctl;
-	read_req *l = ctl->reads_wait;
-
-	ctl->reads_wait = NULL;
-	ctl->read_pending = false;
-	/* Committed in our term: we led after every read in l arrived, and
-	 * (the callback runs once the barrier is applied) our copy holds
-	 * every write acknowledged before it. */
-	reads_answer(l, status == 0 ? RAYC_OK : RAYC__RETRY);
-}
-
-/* From rayc__ctl_after: one barrier for the reads that came in since the
- * last one. */
-static void reads_step(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl->reads_next == NULL || ctl->read_pending)
-		return;
-	read_req *l = ctl->reads_next;
-	ctl->reads_next = NULL;
-	int rv = RAFT_NOTLEADER;
-	if (rayc__ctl_is_leader(net)) {
-		ctl->reads_wait = l;
-		ctl->read_pending = true;
-		ctl->read_barrier.data = net;
-		rv = raft_barrier(&ctl->raft, &ctl->read_barrier,
-		                  read_barrier_cb);
-		if (rv != 0) {
-			ctl->reads_wait = NULL;
-			ctl->read_pending = false;
-		}
-	}
-	if (rv != 0)
-		reads_answer(l, rv == RAFT_NOMEM ? RAYC_ENOMEM : RAYC__RETRY);
-}
-
-int rayc__ctl_read(rayc__net *net, rayc__ctl_done done, void *arg)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (!rayc__ctl_ready(net))
-		return RAYC__RETRY;
-	read_req *q = malloc(sizeof(*q));
-	if (q == NULL)
-		return RAYC_ENOMEM;
-	q->done = done;
-	q->arg = arg;
-	q->next = ctl->reads_next;
-	ctl->reads_next = q;
-	return RAYC_OK; /* rayc__ctl_after starts the barrier */
 }
 
 static void barrier_cb(struct raft_barrier *req, int status)
@@ -437,7 +370,7 @@ void rayc__ctl_after(rayc__net *net)
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-COORD",
 		          "this peer (%u) is the coordinator now (term %llu)",
 		          net->self, (unsigned long long)ctl->raft.current_term);
-	reads_step(net);
+	rayc__ctl_reads_step(net);
 	hand_over_step(net);
 	if (admit_self) {
 		/* The founder's own entry: it is a member like any other. */
@@ -743,10 +676,7 @@ static void run_close(rayc__net *net, void *arg)
 		return;
 	ctl->close_called = true;
 	ctl->closing = true;
-	/* Reads not yet behind a barrier; raft fails the one in flight. */
-	read_req *l = ctl->reads_next;
-	ctl->reads_next = NULL;
-	reads_answer(l, RAYC__RETRY);
+	rayc__ctl_reads_close(net);
 	if (ctl->inited)
 		raft_close(&ctl->raft, close_cb);
 	else

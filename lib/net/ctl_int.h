@@ -1,7 +1,8 @@
 /* ctl_int.h -- the control store's shared state, private to its files:
- * ctl.c (overview, proposing, leader duties, start and stop), ctl_io.c
- * (libraft's I/O backend over the mesh), ctl_codec.c (raft messages as
- * RAFT frames) and ctl_fsm.c (the state machine).
+ * ctl.c (overview, proposing, leader duties, start and stop), ctl_read.c
+ * (linearizable reads), ctl_io.c (libraft's I/O backend over the mesh),
+ * ctl_codec.c (raft messages as RAFT frames) and ctl_fsm.c (the state
+ * machine).
  */
 #ifndef RAYC_NET_CTL_INT_H
 #define RAYC_NET_CTL_INT_H
@@ -106,6 +107,13 @@ typedef struct rmsg {
 
 /* ctl.c */
 void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
+
+/* ctl_read.c */
+/* From rayc__ctl_after: one barrier for the reads that came in since
+ * the last one. */
+void rayc__ctl_reads_step(rayc__net *net);
+/* Closing: answers the reads not yet behind a barrier (RAYC__RETRY). */
+void rayc__ctl_reads_close(rayc__net *net);
 
 /* ctl_io.c */
 /* ctl->wake's callback: runs the posted work. */
