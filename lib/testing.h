@@ -35,6 +35,7 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
  * out there (count 0 disarms).  rayc__fault(site) is the check. */
 enum {
 	RAYC__FAULT_TASK_RETURNS, /* the table of a task's returns */
+	RAYC__FAULT_KV_APPLY,     /* a KV value's copy in this peer's table */
 	RAYC__FAULT_NSITES
 };
 void rayc__test_fault(int site, int count);

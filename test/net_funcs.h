@@ -4,6 +4,8 @@
 #ifndef RAYC_TEST_NET_FUNCS_H
 #define RAYC_TEST_NET_FUNCS_H
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +157,18 @@ static void nf_ctl_transfer(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_transfer)
 
+/* (site, count) -> 0 after arming fault site `site` for count passes on
+ * this peer (lib/testing.h). */
+static void nf_fault(rayc_ctx *c)
+{
+	int64_t site, count;
+	rayc_arg_i64(c, 0, &site);
+	rayc_arg_i64(c, 1, &count);
+	rayc__test_fault((int)site, (int)count);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(nf_fault)
+
 /* A ref kept past the task (a borrower), and dropped later. */
 static rayc_ref nf_kept;
 static void nf_keep_ref(rayc_ctx *c)
@@ -210,6 +224,69 @@ static inline int64_t nf_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* (key, path): reads key the moment this peer's process is continued
+ * after a SIGSTOP, and writes what it got to path: "OK:<value>" or
+ * "ERR:<error>".  path.started appears once it waits.  Gives up after a
+ * minute.  Run with max_retries 0: only the stopped peer may answer. */
+static _Atomic bool nf_continued;
+static void nf_on_cont(int sig)
+{
+	(void)sig;
+	atomic_store(&nf_continued, true);
+}
+
+static void nf_write_file(const char *path, const char *text, size_t n)
+{
+	char tmp[600];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL)
+		return;
+	fwrite(text, 1, n, f);
+	if (fclose(f) == 0)
+		rename(tmp, path);
+}
+
+static void nf_read_after_cont(rayc_ctx *c)
+{
+	const void *k, *p;
+	size_t kn, pn;
+	char path[512], out[600];
+	rayc_arg_data(c, 0, &k, &kn);
+	rayc_arg_data(c, 1, &p, &pn);
+	snprintf(path, sizeof(path), "%s", (const char *)p);
+	atomic_store(&nf_continued, false);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = nf_on_cont;
+	sigaction(SIGCONT, &sa, NULL);
+	snprintf(out, sizeof(out), "%s.started", path);
+	nf_write_file(out, "", 0);
+	int64_t deadline = nf_now_ms() + 60000;
+	while (!atomic_load(&nf_continued) && nf_now_ms() < deadline) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	if (!atomic_load(&nf_continued)) {
+		rayc_return_i64(c, 0, -1);
+		return;
+	}
+	void *v = NULL;
+	size_t vn = 0;
+	int rc = rayc_kv_get(k, &v, &vn);
+	int n = rc == RAYC_OK
+	                ? snprintf(out, sizeof(out), "OK:%.*s", (int)vn,
+	                           (const char *)v)
+	                : snprintf(out, sizeof(out), "ERR:%s (%s)",
+	                           rayc_strerror(rc), rayc_errmsg());
+	free(v);
+	nf_write_file(path, out, (size_t)n < sizeof(out) ? (size_t)n
+	                                                 : sizeof(out) - 1);
+	rayc_return_i64(c, 0, rc);
+}
+RAYC_REMOTE(nf_read_after_cont)
+
 
 /* A value padded to pad bytes (at least 8): with pad over 64 KiB it is
  * kept where it was made, so a chain of them lives on many peers. */

@@ -26,10 +26,11 @@
  *
  * Files.  ctl.c (this one): proposing, the leader's duties (the Raft
  * configuration follows membership, silent peers are declared dead, the
- * role is handed over before leaving), start and stop.  ctl_io.c: the
- * raft_io backend and the queue of posted work.  ctl_codec.c: raft
- * messages as RAFT frames.  ctl_fsm.c: the state machine (fsm_apply) and
- * its snapshots.  ctl_int.h: what they share.
+ * role is handed over before leaving), start and stop.  ctl_read.c:
+ * linearizable reads.  ctl_io.c: the raft_io backend and the queue of
+ * posted work.  ctl_codec.c: raft messages as RAFT frames.  ctl_fsm.c:
+ * the state machine (fsm_apply) and its snapshots.  ctl_int.h: what they
+ * share.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,12 +170,17 @@ void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
 static void change_cb(struct raft_change *req, int status)
 {
 	rayc__net *net = req->data;
+	rayc__ctl *ctl = net->ctl;
 
-	if (status != 0)
+	if (status != 0) {
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
 		          "configuration change failed: %s",
 		          raft_strerror(status));
-	net->ctl->changing = false;
+		if (ctl->promoting != 0)
+			ctl->promote_failed[ctl->promoting] = rayc__now_ns();
+	}
+	ctl->promoting = 0;
+	ctl->changing = false;
 }
 
 static bool alive_member(rayc__net *net, raft_id id)
@@ -187,9 +193,38 @@ static bool alive_member(rayc__net *net, raft_id id)
 	return a;
 }
 
+/* The standby to make a voter: a live one whose last promotion failed
+ * longest ago (never, first); none whose promotion failed within the
+ * last heartbeat timeout, so that one stuck or dying peer does not hold
+ * every other change up (each try blocks changes until libraft gives up
+ * on its catch-up, one heartbeat timeout). */
+static raft_id promotee(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	const struct raft_configuration *conf = &ctl->raft.configuration;
+	int64_t now = rayc__now_ns();
+	raft_id best = 0;
+
+	for (unsigned i = 0; i < conf->n; i++) {
+		const struct raft_server *s = &conf->servers[i];
+		if (s->role != RAFT_STANDBY || !alive_member(net, s->id))
+			continue;
+		int64_t f = ctl->promote_failed[s->id];
+		if (f != 0 && now - f < net->timeout_ns)
+			continue;
+		if (best == 0 || f < ctl->promote_failed[best])
+			best = s->id;
+	}
+	return best;
+}
+
 /* One step towards: every live member in the configuration, dead ones
  * out, an odd number of voters (at most 5; an even count tolerates no
- * more failures than the odd one below it), the rest standbys. */
+ * more failures than the odd one below it), the rest standbys.  In that
+ * order of urgency: removals, then additions (as spares, libraft's
+ * raft_add), then spares to standbys (a standby gets the log, so it has
+ * caught up before it is promoted and a new peer hears from the leader
+ * at once), then the voters' count. */
 static void reconcile(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
@@ -231,6 +266,14 @@ static void reconcile(rayc__net *net)
 		rv = raft_add(r, &ctl->change, add, url, change_cb);
 		goto done;
 	}
+	/* Spares get the log. */
+	for (unsigned i = 0; i < conf->n; i++) {
+		if (conf->servers[i].role == RAFT_SPARE) {
+			rv = raft_assign(r, &ctl->change, conf->servers[i].id,
+			                 RAFT_STANDBY, change_cb);
+			goto done;
+		}
+	}
 	uint32_t want = live > CTL_MAX_VOTERS ? CTL_MAX_VOTERS : live;
 	if (want % 2 == 0 && want > 0)
 		want--;
@@ -239,19 +282,18 @@ static void reconcile(rayc__net *net)
 	uint32_t voters = 0;
 	for (unsigned i = 0; i < conf->n; i++)
 		voters += conf->servers[i].role == RAFT_VOTER;
-	for (unsigned i = 0; i < conf->n; i++) {
+	if (voters < want) {
+		raft_id id = promotee(net);
+		if (id == 0)
+			return;
+		rv = raft_assign(r, &ctl->change, id, RAFT_VOTER, change_cb);
+		if (rv == 0)
+			ctl->promoting = (uint32_t)id;
+		goto done;
+	}
+	for (unsigned i = 0; i < conf->n && voters > want; i++) {
 		const struct raft_server *s = &conf->servers[i];
-		if (voters < want && s->role != RAFT_VOTER) {
-			rv = raft_assign(r, &ctl->change, s->id, RAFT_VOTER,
-			                 change_cb);
-			goto done;
-		}
-		if (voters > want && s->role == RAFT_VOTER && s->id != r->id) {
-			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
-			                 change_cb);
-			goto done;
-		}
-		if (s->role == RAFT_SPARE) {
+		if (s->role == RAFT_VOTER && s->id != r->id) {
 			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
 			                 change_cb);
 			goto done;
@@ -278,14 +320,9 @@ void rayc__ctl_after(rayc__net *net)
 	if (!ctl->started || ctl->closing)
 		return;
 	raft_leader(&ctl->raft, &lid, &laddr);
+	uint64_t term = ctl->raft.current_term;
 	int64_t now = rayc__now_ns();
 	rayc__mutex_lock(&net->mu);
-	if (lid == 0) {
-		if (net->no_leader_since == 0)
-			net->no_leader_since = now;
-	} else {
-		net->no_leader_since = 0;
-	}
 	/* Mirror the configuration's voters for rayc_cluster_peers. */
 	const struct raft_configuration *conf = &ctl->raft.configuration;
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
@@ -295,7 +332,11 @@ void rayc__ctl_after(rayc__net *net)
 		    conf->servers[i].role == RAFT_VOTER)
 			net->peers[conf->servers[i].id].voter = true;
 	bool became = false;
-	if (lid != 0 && lid < RAYC__MAX_PEERS && lid != net->coord) {
+	/* raft names the leader it last heard of in its current term; a
+	 * MEMBERS broadcast may already have told of a newer one. */
+	bool current = lid != 0 && lid < RAYC__MAX_PEERS &&
+	               term >= net->coord_term;
+	if (current && lid != net->coord) {
 		net->coord = (uint32_t)lid;
 		net->coord_seen = now;
 		snprintf(net->coord_url, sizeof(net->coord_url), "%s",
@@ -310,6 +351,12 @@ void rayc__ctl_after(rayc__net *net)
 			}
 		}
 	}
+	if (current)
+		net->coord_term = term;
+	/* Leading is a sign of life: libraft steps a leader down once it has
+	 * not heard from a majority for an election timeout. */
+	if (lid == net->self && raft_state(&ctl->raft) == RAFT_LEADER)
+		net->coord_seen = now;
 	bool admit_self = became && net->founder && !net->joined;
 	rayc__mutex_unlock(&net->mu);
 	if (raft_state(&ctl->raft) != RAFT_LEADER) {
@@ -323,6 +370,7 @@ void rayc__ctl_after(rayc__net *net)
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-COORD",
 		          "this peer (%u) is the coordinator now (term %llu)",
 		          net->self, (unsigned long long)ctl->raft.current_term);
+	rayc__ctl_reads_step(net);
 	hand_over_step(net);
 	if (admit_self) {
 		/* The founder's own entry: it is a member like any other. */
@@ -360,12 +408,13 @@ void rayc__ctl_tick(rayc__net *net)
 				dead[n++] = i;
 		}
 	}
-	int64_t lost = net->no_leader_since;
-	/* A standby or a peer still being added never starts an election,
-	 * so raft keeps naming a leader that may be long gone: silence from
-	 * the coordinator counts as much as having none. */
+	/* Cut off when no sign of a live coordinator came for 3 heartbeat
+	 * timeouts.  Raft alone cannot tell: a standby never starts an
+	 * election, so raft keeps naming a leader that may be long gone,
+	 * and a peer not yet in the configuration (being added, or waiting
+	 * behind another change) hears of no leader at all while the
+	 * coordinator lives and broadcasts MEMBERS to it. */
 	int64_t seen = net->coord_seen;
-	bool silent = !lead && net->coord != net->self && seen != 0;
 	rayc__mutex_unlock(&net->mu);
 	for (int i = 0; i < n; i++) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-SILENT",
@@ -376,9 +425,8 @@ void rayc__ctl_tick(rayc__net *net)
 	int64_t limit = 3 * net->timeout_ns;
 	if (limit < (int64_t)3000000000)
 		limit = 3000000000;
-	if (net->joined && !atomic_load(&net->leaving) &&
-	    ((lost != 0 && now - lost > limit) ||
-	     (silent && now - seen > limit))) {
+	if (net->joined && !atomic_load(&net->leaving) && seen != 0 &&
+	    now - seen > limit) {
 		atomic_store(&net->cut_off, true);
 		rayc__ctl_cluster_ends(net, "no coordinator for 3 heartbeat "
 		                            "timeouts (a majority of the voters "
@@ -388,6 +436,7 @@ void rayc__ctl_tick(rayc__net *net)
 }
 
 typedef struct gone_arg {
+	rayc__ctl_work post;
 	uint32_t id;
 	bool left;
 } gone_arg;
@@ -396,8 +445,6 @@ static void run_gone(rayc__net *net, void *arg)
 {
 	gone_arg *g = arg;
 
-	if (g == NULL)
-		return;
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[g->id];
 	bool want = p->known && p->alive && !p->del_sent && g->id != net->self;
@@ -411,12 +458,19 @@ void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left)
 {
 	gone_arg *g;
 
-	if (net->ctl == NULL || id == 0 || id >= RAYC__MAX_PEERS ||
-	    (g = malloc(sizeof(*g))) == NULL)
+	if (net->ctl == NULL || id == 0 || id >= RAYC__MAX_PEERS)
 		return;
+	if ((g = malloc(sizeof(*g))) == NULL) {
+		/* Not lost: the coordinator's failure detection removes a
+		 * peer that left or died once it has been silent for a
+		 * heartbeat timeout. */
+		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-NOMEM", "out of memory: "
+		          "peer %u's end is left to failure detection", id);
+		return;
+	}
 	g->id = id;
 	g->left = left;
-	rayc__ctl_post(net, run_gone, g);
+	rayc__ctl_post(net, &g->post, run_gone, g);
 }
 
 /* ---- handing the coordinator's role over before leaving ---- */
@@ -500,7 +554,7 @@ void rayc__ctl_hand_over(rayc__net *net)
 
 	if (net->ctl == NULL)
 		return;
-	rayc__ctl_post(net, run_transfer, NULL);
+	rayc__ctl_post_once(net, &net->ctl->transfer_work, run_transfer, NULL);
 	/* Bounded: if no voter takes over, the others elect one after we
 	 * are gone. */
 	while (rayc__now_ns() < deadline) {
@@ -546,6 +600,12 @@ static void run_start(rayc__net *net, void *arg)
 		et = 100;
 	raft_set_election_timeout(r, et);
 	raft_set_heartbeat_timeout(r, et / 10 > 10 ? et / 10 : 10);
+	/* A standby being promoted that cannot finish a catch-up round in
+	 * a heartbeat timeout is as good as dead: give up on it then (the
+	 * default, 5 s, held every other configuration change up meanwhile,
+	 * newer peers included). */
+	raft_set_max_catch_up_round_duration(r,
+	                                     (unsigned)(net->timeout_ns / 1000000));
 	unsigned every = 1024;
 	const char *se = getenv("RAYC__SNAPSHOT_ENTRIES"); /* tests only */
 	if (se != NULL && atoi(se) > 0)
@@ -577,7 +637,8 @@ fail:
 
 void rayc__ctl_start(rayc__net *net, uint32_t id)
 {
-	rayc__ctl_post(net, run_start, (void *)(uintptr_t)id);
+	rayc__ctl_post_once(net, &net->ctl->start_work, run_start,
+	                    (void *)(uintptr_t)id);
 }
 
 int rayc__ctl_init(rayc__net *net)
@@ -586,11 +647,19 @@ int rayc__ctl_init(rayc__net *net)
 
 	if (ctl == NULL)
 		return RAYC_ENOMEM;
+	ctl->ring = calloc(DEDUP_MAX, sizeof(*ctl->ring));
+	if (ctl->ring == NULL) {
+		free(ctl);
+		return RAYC_ENOMEM;
+	}
 	ctl->net = net;
+	const char *deaf = getenv("RAYC__DEAF_RAFT"); /* tests only */
+	ctl->deaf = deaf != NULL && *deaf == '1';
 	rayc__mutex_init(&ctl->mu);
 	ctl->wake = event_new(net->base, -1, 0, rayc__ctl_on_wake, net);
 	if (ctl->wake == NULL) {
 		rayc__mutex_fini(&ctl->mu);
+		free(ctl->ring);
 		free(ctl);
 		return RAYC_ENOMEM;
 	}
@@ -607,6 +676,7 @@ static void run_close(rayc__net *net, void *arg)
 		return;
 	ctl->close_called = true;
 	ctl->closing = true;
+	rayc__ctl_reads_close(net);
 	if (ctl->inited)
 		raft_close(&ctl->raft, close_cb);
 	else
@@ -619,7 +689,7 @@ void rayc__ctl_stop(rayc__net *net)
 
 	if (ctl == NULL)
 		return;
-	rayc__ctl_post(net, run_close, NULL);
+	rayc__ctl_post_once(net, &ctl->close_work, run_close, NULL);
 	if (!rayc__event_wait(&ctl->closed_ev,
 	                      rayc__now_ns() + 2 * (int64_t)1000000000, 0))
 		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-STOP",
@@ -638,22 +708,7 @@ void rayc__ctl_drain(rayc__net *net)
 	 * from now on run posted work at once (connections may still deliver
 	 * frames until they are freed). */
 	run_close(net, NULL);
-	for (;;) {
-		rayc__mutex_lock(&ctl->mu);
-		work *w = ctl->head;
-		ctl->head = ctl->tail = NULL;
-		if (w == NULL)
-			ctl->inline_posts = true;
-		rayc__mutex_unlock(&ctl->mu);
-		if (w == NULL)
-			break;
-		while (w != NULL) {
-			work *n = w->next;
-			w->fn(net, w->arg);
-			free(w);
-			w = n;
-		}
-	}
+	rayc__ctl_run_posted(net, true);
 }
 
 void rayc__ctl_fini(rayc__net *net)
@@ -670,6 +725,7 @@ void rayc__ctl_fini(rayc__net *net)
 	if (ctl->has_snap)
 		rayc__ctl_snap_free(&ctl->snap);
 	rayc__ctl_dedup_clear(ctl);
+	free(ctl->ring);
 	rayc__mutex_fini(&ctl->mu);
 	free(ctl);
 	net->ctl = NULL;
@@ -693,15 +749,22 @@ uint64_t rayc__test_ctl_snapshots(uint64_t *restored)
 	return n;
 }
 
+typedef struct test_transfer {
+	rayc__ctl_work post;
+	raft_id to;
+} test_transfer;
+
 static void run_test_transfer(rayc__net *net, void *arg)
 {
 	rayc__ctl *ctl = net->ctl;
+	test_transfer *t = arg;
 
-	if (!rayc__ctl_is_leader(net))
-		return;
-	ctl->handing_over = true;
-	ctl->handover_to = (raft_id)(uintptr_t)arg;
-	hand_over_step(net);
+	if (rayc__ctl_is_leader(net)) {
+		ctl->handing_over = true;
+		ctl->handover_to = t->to;
+		hand_over_step(net);
+	}
+	free(t);
 }
 
 int rayc__test_ctl_transfer(uint32_t to)
@@ -710,6 +773,10 @@ int rayc__test_ctl_transfer(uint32_t to)
 
 	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
 		return RAYC_ESTATE;
-	rayc__ctl_post(rt->net, run_test_transfer, (void *)(uintptr_t)to);
+	test_transfer *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return RAYC_ENOMEM;
+	t->to = to;
+	rayc__ctl_post(rt->net, &t->post, run_test_transfer, t);
 	return RAYC_OK;
 }

@@ -11,13 +11,27 @@
 
 /* ---- the state machine ---- */
 
+/* A committed entry this peer cannot apply (out of memory): its copy would
+ * differ from every other peer's from here on, silently.  It leaves the
+ * cluster instead, as if cut off; the others go on without it. */
+static int cannot_apply(rayc__net *net, const char *what)
+{
+	rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-CANNOT-APPLY",
+	          "out of memory applying %s: this peer's copy of the "
+	          "control store would differ from the others'; it leaves "
+	          "the cluster", what);
+	atomic_store(&net->cut_off, true);
+	rayc__ctl_cluster_ends(net, "this peer could not apply the control "
+	                            "store's log (out of memory)");
+	return RAFT_NOMEM;
+}
+
 void rayc__ctl_cluster_ends(rayc__net *net, const char *why)
 {
-	if (atomic_load(&net->cluster_down))
+	if (atomic_exchange(&net->cluster_down, true))
 		return;
 	rayc__log(RAYC_LOG_INFO, "RAYC-NET-CLUSTER-ENDS", "%s", why);
-	atomic_store(&net->cluster_down, true);
-	rayc__event_set(&net->down_ev);
+	rayc__net_lost_cluster(net, why);
 }
 
 static int apply_add(rayc__net *net, rayc__rd *rd)
@@ -124,26 +138,22 @@ static void dedup_add(rayc__ctl *ctl, const dedup_key *k, int rc)
 	dedup *d;
 
 	if (ctl->ring_n == DEDUP_MAX) {
-		d = ctl->ring[ctl->ring_head];
+		d = &ctl->ring[ctl->ring_head];
 		HASH_DEL(ctl->seen, d);
 		ctl->ring_head = (ctl->ring_head + 1) % DEDUP_MAX;
 		ctl->ring_n--;
-	} else if ((d = malloc(sizeof(*d))) == NULL) {
-		return; /* forgotten: a retry of it would apply again */
 	}
+	d = &ctl->ring[(ctl->ring_head + ctl->ring_n) % DEDUP_MAX];
 	memset(d, 0, sizeof(*d));
 	d->k = *k;
 	d->rc = rc;
 	HASH_ADD(hh, ctl->seen, k, sizeof(d->k), d);
-	ctl->ring[(ctl->ring_head + ctl->ring_n) % DEDUP_MAX] = d;
 	ctl->ring_n++;
 }
 
 void rayc__ctl_dedup_clear(rayc__ctl *ctl)
 {
 	HASH_CLEAR(hh, ctl->seen);
-	for (unsigned i = 0; i < ctl->ring_n; i++)
-		free(ctl->ring[(ctl->ring_head + i) % DEDUP_MAX]);
 	ctl->ring_head = ctl->ring_n = 0;
 }
 
@@ -152,7 +162,7 @@ static void dedup_write(rayc__ctl *ctl, rayc__wbuf *b)
 {
 	rayc__w_u32(b, ctl->ring_n);
 	for (unsigned i = 0; i < ctl->ring_n; i++) {
-		dedup *d = ctl->ring[(ctl->ring_head + i) % DEDUP_MAX];
+		dedup *d = &ctl->ring[(ctl->ring_head + i) % DEDUP_MAX];
 		rayc__w_u32(b, d->k.client);
 		rayc__w_u64(b, d->k.req);
 		rayc__w_u32(b, (uint32_t)d->rc);
@@ -202,7 +212,8 @@ static int apply_kv(rayc__net *net, rayc__rd *rd, bool put)
 	rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT : RAYC__KV_DEL,
 	                           key, val, len, NULL, NULL);
 	rayc__mutex_unlock(&net->rt->mu);
-	dedup_add(net->ctl, &k, rc);
+	if (rc != RAYC_ENOMEM) /* not applied: the peer leaves (fsm_apply) */
+		dedup_add(net->ctl, &k, rc);
 	return rc;
 }
 
@@ -230,6 +241,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	default:
 		rc = RAYC_EPROTO;
 	}
+	if (rc == RAYC_ENOMEM)
+		/* Not applied: raft applies nothing after it either. */
+		return cannot_apply(net, "a committed entry");
 	if (rc == RAYC_EPROTO)
 		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-BAD-ENTRY",
 		          "a control log entry did not decode; skipped");
@@ -312,7 +326,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		          "a control store snapshot did not decode; refused");
 		return RAFT_CORRUPT;
 	}
-	(void)restore_pass(net, buf, true);
+	if (!restore_pass(net, buf, true))
+		/* It decoded, so only memory can have run out. */
+		return cannot_apply(net, "a snapshot");
 	net->ctl->n_restored++;
 	rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-RESTORE",
 	          "restored the control store from a snapshot (%zu bytes)",

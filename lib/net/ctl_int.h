@@ -1,7 +1,8 @@
 /* ctl_int.h -- the control store's shared state, private to its files:
- * ctl.c (overview, proposing, leader duties, start and stop), ctl_io.c
- * (libraft's I/O backend over the mesh), ctl_codec.c (raft messages as
- * RAFT frames) and ctl_fsm.c (the state machine).
+ * ctl.c (overview, proposing, leader duties, start and stop), ctl_read.c
+ * (linearizable reads), ctl_io.c (libraft's I/O backend over the mesh),
+ * ctl_codec.c (raft messages as RAFT frames) and ctl_fsm.c (the state
+ * machine).
  */
 #ifndef RAYC_NET_CTL_INT_H
 #define RAYC_NET_CTL_INT_H
@@ -18,7 +19,9 @@ enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
 /* KV writes applied, by (client peer, request id): a write retried after
  * the coordinator died is answered with its first result instead of being
  * applied twice (Raft dissertation, 6.3).  The newest DEDUP_MAX are kept,
- * dropped oldest first in log order, so every peer keeps the same ones. */
+ * dropped oldest first in log order, so every peer keeps the same ones.
+ * Their room is taken once, at start: a replica that could not record one
+ * would apply a retry the others refuse, and differ from them. */
 #define DEDUP_MAX 4096
 
 typedef struct dedup_key {
@@ -32,11 +35,12 @@ typedef struct dedup {
 	UT_hash_handle hh;
 } dedup;
 
-typedef struct work {
-	void (*fn)(rayc__net *net, void *arg);
+/* A linearizable read waiting for a quorum round (rayc__ctl_read). */
+typedef struct read_req {
+	rayc__ctl_done done;
 	void *arg;
-	struct work *next;
-} work;
+	struct read_req *next;
+} read_req;
 
 struct rayc__ctl {
 	rayc__net *net;
@@ -44,6 +48,7 @@ struct rayc__ctl {
 	struct raft_io io;
 	struct raft_fsm fsm;
 	bool inited, started, closing, close_called;
+	bool deaf; /* tests only (RAYC__DEAF_RAFT): drops every RAFT frame */
 	struct event *wake, *rtick;
 	raft_io_tick_cb tick_cb;
 	raft_io_recv_cb recv_cb;
@@ -58,15 +63,19 @@ struct rayc__ctl {
 	_Atomic uint64_t n_snapshots, n_restored;
 	/* Applied KV writes (loop thread only). */
 	dedup *seen;
-	dedup *ring[DEDUP_MAX]; /* oldest at ring_head */
+	dedup *ring; /* DEDUP_MAX slots, oldest at ring_head */
 	unsigned ring_head, ring_n;
-	/* Posted work. */
+	/* Posted work, and the fixed pieces of it posted at most once. */
 	rayc__mutex mu;
-	work *head, *tail;
+	rayc__ctl_work *head, *tail;
 	bool inline_posts; /* the loop is gone: run posted work at once */
+	rayc__ctl_work start_work, close_work, transfer_work;
 	/* Leader duties. */
 	struct raft_change change;
 	bool changing;
+	uint32_t promoting; /* the change is this standby's promotion */
+	/* When each peer's last promotion failed (0: never; loop thread). */
+	int64_t promote_failed[RAYC__MAX_PEERS];
 	struct raft_transfer transfer;
 	_Atomic bool no_transfer;
 	bool handing_over; /* leaving as the coordinator */
@@ -76,21 +85,42 @@ struct rayc__ctl {
 	 * of its own term is applied. */
 	struct raft_barrier barrier;
 	bool barrier_pending, ready;
+	/* Reads (Raft dissertation 6.4, the read index): a leader answers
+	 * from its copy only after a barrier appended after the read came
+	 * in has committed, which a majority of voters must accept in this
+	 * leader's term; a deposed leader that does not know it yet never
+	 * gets there.  Reads that come in while a barrier is in flight
+	 * (reads_wait) wait for the next one (reads_next), one barrier per
+	 * batch. */
+	struct raft_barrier read_barrier;
+	bool read_pending;
+	read_req *reads_next, *reads_wait;
 	rayc__event closed_ev;
 };
 
 /* A received raft message, decoded (ctl_codec.c) and handed to raft on
  * the loop thread (ctl_io.c). */
 typedef struct rmsg {
+	rayc__ctl_work post;
 	struct raft_message m;
 } rmsg;
 
 /* ctl.c */
 void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
 
+/* ctl_read.c */
+/* From rayc__ctl_after: one barrier for the reads that came in since
+ * the last one. */
+void rayc__ctl_reads_step(rayc__net *net);
+/* Closing: answers the reads not yet behind a barrier (RAYC__RETRY). */
+void rayc__ctl_reads_close(rayc__net *net);
+
 /* ctl_io.c */
 /* ctl->wake's callback: runs the posted work. */
 void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg);
+/* Runs posted work until none is left; with then_inline, later posts
+ * run at once (the loop is gone). */
+void rayc__ctl_run_posted(rayc__net *net, bool then_inline);
 void rayc__ctl_io_setup(rayc__net *net); /* fills ctl->io */
 void rayc__ctl_run_recv(rayc__net *net, void *arg); /* posted: an rmsg */
 void rayc__ctl_snap_free(struct raft_snapshot *s);

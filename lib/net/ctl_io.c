@@ -15,30 +15,26 @@
 
 /* ---- posting work to the loop thread ---- */
 
-void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
-                    void *arg)
+static void post(rayc__net *net, rayc__ctl_work *w,
+                 void (*fn)(rayc__net *, void *), void *arg, bool once)
 {
 	rayc__ctl *ctl = net->ctl;
-	work *w = malloc(sizeof(*w));
 
-	if (w == NULL) {
-		/* Dropping control work is not safe to ignore silently. */
-		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-NOMEM",
-		          "out of memory posting control work; dropped");
-		fn(net, NULL);
+	rayc__mutex_lock(&ctl->mu);
+	if (once && w->queued) {
+		rayc__mutex_unlock(&ctl->mu);
 		return;
 	}
 	w->fn = fn;
 	w->arg = arg;
 	w->next = NULL;
-	rayc__mutex_lock(&ctl->mu);
 	if (ctl->inline_posts) {
 		/* Shutting down, raft closed: the work only cleans up. */
 		rayc__mutex_unlock(&ctl->mu);
-		free(w);
 		fn(net, arg);
 		return;
 	}
+	w->queued = true;
 	if (ctl->tail != NULL)
 		ctl->tail->next = w;
 	else
@@ -48,27 +44,51 @@ void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
 	event_active(ctl->wake, EV_READ, 0);
 }
 
+void rayc__ctl_post(rayc__net *net, rayc__ctl_work *w,
+                    void (*fn)(rayc__net *, void *), void *arg)
+{
+	post(net, w, fn, arg, false);
+}
+
+void rayc__ctl_post_once(rayc__net *net, rayc__ctl_work *w,
+                         void (*fn)(rayc__net *, void *), void *arg)
+{
+	post(net, w, fn, arg, true);
+}
+
+/* One piece at a time: a fixed piece may be posted again (and linked
+ * anew) as soon as it is off the queue, and a piece's fn may free it. */
+void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	for (;;) {
+		rayc__mutex_lock(&ctl->mu);
+		rayc__ctl_work *w = ctl->head;
+		if (w == NULL) {
+			if (then_inline)
+				ctl->inline_posts = true;
+			rayc__mutex_unlock(&ctl->mu);
+			return;
+		}
+		ctl->head = w->next;
+		if (ctl->head == NULL)
+			ctl->tail = NULL;
+		w->queued = false;
+		void (*fn)(rayc__net *, void *) = w->fn;
+		void *arg = w->arg;
+		rayc__mutex_unlock(&ctl->mu);
+		fn(net, arg);
+	}
+}
+
 void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
-	rayc__ctl *ctl = net->ctl;
 
 	(void)fd;
 	(void)what;
-	for (;;) {
-		rayc__mutex_lock(&ctl->mu);
-		work *w = ctl->head;
-		ctl->head = ctl->tail = NULL;
-		rayc__mutex_unlock(&ctl->mu);
-		if (w == NULL)
-			break;
-		while (w != NULL) {
-			work *n = w->next;
-			w->fn(net, w->arg);
-			free(w);
-			w = n;
-		}
-	}
+	rayc__ctl_run_posted(net, false);
 	rayc__ctl_after(net);
 }
 
@@ -78,6 +98,7 @@ void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg)
 enum { DONE_SEND, DONE_APPEND, DONE_CLOSE, DONE_SNAP_PUT, DONE_SNAP_GET };
 
 typedef struct done_arg {
+	rayc__ctl_work post;
 	int kind;
 	void *req;
 	int status;
@@ -89,8 +110,6 @@ static void run_done(rayc__net *net, void *arg)
 	done_arg *d = arg;
 	rayc__ctl *ctl = net->ctl;
 
-	if (d == NULL)
-		return;
 	/* A send cancelled by close is fine to report; an append never
 	 * fails (there is no disk), and libraft 0.15's leader append
 	 * callback walks leader state that raft_close has already torn down
@@ -132,7 +151,7 @@ static int post_done(rayc__net *net, int kind, void *req, int status,
 	d->req = req;
 	d->status = status;
 	d->snap = snap;
-	rayc__ctl_post(net, run_done, d);
+	rayc__ctl_post(net, &d->post, run_done, d);
 	return 0;
 }
 
@@ -423,8 +442,6 @@ void rayc__ctl_run_recv(rayc__net *net, void *arg)
 	rmsg *r = arg;
 	rayc__ctl *ctl = net->ctl;
 
-	if (r == NULL)
-		return;
 	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL) {
 		/* raft owns the entries from here on. */
 		ctl->recv_cb(&ctl->io, &r->m);

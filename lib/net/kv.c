@@ -3,9 +3,11 @@
  * updates (ctl.c applies KV entries); a one-peer cluster keeps its own.
  * Calls go to the coordinator (the Raft leader): a put or delete is a log
  * entry it proposes and answers once applied; a get is answered from its
- * copy, which holds every committed entry.  Other peers reach it with
- * KV_REQ frames and wait for the matching KV_REP; an API call is handed
- * to the loop thread, which owns Raft. */
+ * copy once a quorum round begun after the get arrived has confirmed it
+ * still leads (rayc__ctl_read), so a deposed coordinator that does not
+ * know it yet never answers with a value that was since overwritten.
+ * Other peers reach it with KV_REQ frames and wait for the matching
+ * KV_REP; an API call is handed to the loop thread, which owns Raft. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,9 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 		size_t was = e != NULL ? klen + e->len : 0;
 		if (rt->kv_bytes - was + klen + len > KV_TOTAL_MAX)
 			return RAYC_ESTOREFULL; /* the same on every peer */
-		void *copy = malloc(len > 0 ? len : 1);
+		void *copy = rayc__fault(RAYC__FAULT_KV_APPLY)
+		                     ? NULL
+		                     : malloc(len > 0 ? len : 1);
 		if (copy == NULL)
 			return RAYC_ENOMEM;
 		if (len > 0)
@@ -151,6 +155,7 @@ void rayc__kv_free_locked(rayc__rt *rt)
 /* A call waiting for its answer: from this peer's API (conn NULL,
  * answered by rpc id) or from another peer's KV_REQ (answered on conn). */
 typedef struct kv_work {
+	rayc__ctl_work post;
 	rayc__net *net;
 	uint64_t rpc;
 	uint32_t client; /* whose call (a peer id) */
@@ -181,6 +186,16 @@ static void rpc_complete(rayc__net *net, uint64_t id, int rc,
 		r->len = len;
 		rayc__event_set(&r->ev);
 		break;
+	}
+	rayc__mutex_unlock(&net->mu);
+}
+
+void rayc__kv_wake_all(rayc__net *net)
+{
+	rayc__mutex_lock(&net->mu);
+	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
+		r->rc = RAYC__RETRY;
+		rayc__event_set(&r->ev);
 	}
 	rayc__mutex_unlock(&net->mu);
 }
@@ -218,24 +233,40 @@ static void kv_applied(int rc, void *arg)
 	kv_work_free(w);
 }
 
+/* A GET at the coordinator, confirmed by a quorum round (rc RAYC_OK):
+ * our copy holds every write acknowledged before the read came in. */
+static void kv_read(int rc, void *arg)
+{
+	kv_work *w = arg;
+	void *out = NULL;
+	size_t outlen = 0;
+
+	if (rc == RAYC_OK) {
+		rayc__rt *rt = w->net->rt;
+		rayc__mutex_lock(&rt->mu);
+		rc = rayc__kv_apply_locked(rt, KV_GET, w->key, NULL, 0, &out,
+		                           &outlen);
+		rayc__mutex_unlock(&rt->mu);
+	}
+	kv_answer(w->net, w, rc, out, outlen);
+	free(out);
+	kv_work_free(w);
+}
+
 /* On the loop thread. */
 static void run_kv(rayc__net *net, void *arg)
 {
 	kv_work *w = arg;
 
-	if (w == NULL)
-		return;
 	if (rayc__ctl_ready(net)) {
 		if (w->op == KV_GET) {
-			void *out = NULL;
-			size_t outlen = 0;
-			rayc__rt *rt = net->rt;
-			rayc__mutex_lock(&rt->mu);
-			int rc = rayc__kv_apply_locked(rt, KV_GET, w->key, NULL,
-			                               0, &out, &outlen);
-			rayc__mutex_unlock(&rt->mu);
-			kv_answer(net, w, rc, out, outlen);
-			free(out);
+			/* Not from our copy yet: we may have been deposed
+			 * without knowing it (a stopped process, a cut
+			 * link).  kv_read answers once a quorum confirmed. */
+			int rc = rayc__ctl_read(net, kv_read, w);
+			if (rc == RAYC_OK)
+				return;
+			kv_answer(net, w, rc, NULL, 0);
 			kv_work_free(w);
 			return;
 		}
@@ -311,13 +342,17 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 		    key[0] == '\0')
 			return rayc__conn_close(c, "bad KV_REQ");
 		kv_work *w = kv_work_new(net, id, op, key, val, len);
-		if (w == NULL)
+		if (w == NULL) {
+			/* The caller gets the error rather than a silence. */
+			kv_work nomem = { .rpc = id, .conn = c };
+			kv_answer(net, &nomem, RAYC_ENOMEM, NULL, 0);
 			return;
+		}
 		w->client = c->peer;
 		w->req = req;
 		atomic_fetch_add(&c->refs, 1);
 		w->conn = c;
-		rayc__ctl_post(net, run_kv, w);
+		rayc__ctl_post(net, &w->post, run_kv, w);
 		return;
 	}
 	int rc = (int)rayc__r_u32(rd);
@@ -349,6 +384,12 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 		return rayc__err(RAYC_EINVAL, "KV value must be 0..%zu bytes",
 		                 KV_VAL_MAX);
 	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL && rt->hooks != NULL)
+		/* This peer was in a cluster and has left it (rayc_shutdown
+		 * is under way): its own table is a copy about to be thrown
+		 * away, and a write acknowledged into it would be lost. */
+		return rayc__err(RAYC_ESTATE, "KV '%s': this peer has left "
+		                 "the cluster", key);
 	if (net == NULL) {
 		/* A one-peer cluster keeps its own table. */
 		rayc__mutex_lock(&rt->mu);
@@ -362,6 +403,25 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 	return rc;
 }
 
+/* RAYC_ESTATE if this peer cannot reach the cluster's KV any more: it is
+ * leaving or left, was removed, is cut off from the voters, or the
+ * cluster ended.  Its own copy may miss committed writes, and nothing it
+ * holds would reach the cluster. */
+static int kv_out_of_cluster(rayc__net *net, const char *key)
+{
+	if (atomic_load(&net->stopping))
+		return rayc__err(RAYC_ESTATE, "KV '%s': the peer is shutting "
+		                 "down", key);
+	if (atomic_load(&net->cut_off))
+		return rayc__err(RAYC_ESTATE, "KV '%s': this peer is out of "
+		                 "the cluster (removed, or cut off from its "
+		                 "coordinator)", key);
+	if (atomic_load(&net->cluster_down))
+		return rayc__err(RAYC_ESTATE, "KV '%s': the cluster has shut "
+		                 "down", key);
+	return RAYC_OK;
+}
+
 static int kv_call_net(rayc__net *net, int op, const char *key,
                        const void *val, size_t len, void **out,
                        size_t *outlen, uint64_t req)
@@ -372,9 +432,9 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		req = ++net->next_req;
 	rayc__mutex_unlock(&net->mu);
 	for (;;) {
-		if (atomic_load(&net->stopping))
-			return rayc__err(RAYC_ESTATE, "KV '%s': the peer is "
-			                 "shutting down", key);
+		int rc = kv_out_of_cluster(net, key);
+		if (rc != RAYC_OK)
+			return rc;
 		rayc__rpc r;
 		memset(&r, 0, sizeof(r));
 		rayc__mutex_lock(&net->mu);
@@ -387,7 +447,7 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		if (w != NULL) {
 			w->client = net->self;
 			w->req = req;
-			rayc__ctl_post(net, run_kv, w);
+			rayc__ctl_post(net, &w->post, run_kv, w);
 			/* A coordinator that died with our request is only
 			 * noticed by waiting: ask again after a second. */
 			int64_t until = rayc__now_ns() + 1000000000;
@@ -412,13 +472,18 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 			if (out != NULL) {
 				*out = r.val != NULL ? r.val : malloc(1);
 				*outlen = r.len;
+				if (*out == NULL)
+					return rayc__err(RAYC_ENOMEM, "KV '%s'",
+					                 key);
 			} else {
 				free(r.val);
 			}
 			return RAYC_OK;
 		}
 		free(r.val);
-		if (rayc__now_ns() > deadline || atomic_load(&net->stopping))
+		if (kv_out_of_cluster(net, key) != RAYC_OK)
+			continue; /* says why at the top */
+		if (rayc__now_ns() > deadline)
 			return rayc__err(RAYC_ETIMEDOUT, "KV '%s': no answer "
 			                 "from a coordinator", key);
 		if (ok)

@@ -38,6 +38,7 @@ static void encode_members_locked(rayc__net *net, rayc__wbuf *b)
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		n += net->peers[i].known && net->peers[i].alive;
 	size_t f = rayc__w_frame_begin(b, RAYC__MSG_MEMBERS, net->self);
+	rayc__w_u64(b, net->coord_term);
 	rayc__w_u32(b, n);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
@@ -74,6 +75,8 @@ static void update_self_locked(rayc__net *net, const int64_t *avail,
 	me->queued = queued;
 }
 
+/* Loop thread, this peer leading (rayc__ctl_after keeps coord_term at
+ * its term). */
 void rayc__net_broadcast_members(rayc__net *net)
 {
 	rayc__wbuf b = { 0 };
@@ -127,12 +130,37 @@ bool rayc__net_read_res(rayc__net *net, rayc__rd *rd, int64_t *total,
 }
 
 /* The coordinator's resource view: free resources and counts of the
- * members (membership itself comes from the control store's log). */
-void rayc__net_on_members(rayc__net *net, rayc__rd *rd)
+ * members (membership itself comes from the control store's log).
+ *
+ * It is also the coordinator's heartbeat to every member, those not (yet)
+ * in the Raft configuration included: a peer being added, or waiting
+ * behind another configuration change, hears from no leader through Raft
+ * and would take itself for cut off.  The sender of the highest term is
+ * the coordinator: a newer one (elected while this peer was not in the
+ * configuration) is followed at once; a deposed one that does not know
+ * it yet (an older term) is ignored. */
+void rayc__net_on_members(rayc__conn *c, rayc__rd *rd)
 {
+	rayc__net *net = c->net;
+	uint64_t term = rayc__r_u64(rd);
 	uint32_t n = rayc__r_u32(rd);
 
-	if (rd->bad || n > RAYC__MAX_PEERS)
+	if (rd->bad || n > RAYC__MAX_PEERS || c->peer >= RAYC__MAX_PEERS)
+		return;
+	rayc__mutex_lock(&net->mu);
+	bool current = term > net->coord_term ||
+	               (term == net->coord_term && c->peer == net->coord);
+	if (current) {
+		if (c->peer != net->coord) {
+			net->coord = c->peer;
+			snprintf(net->coord_url, sizeof(net->coord_url), "%s",
+			         net->peers[c->peer].url);
+		}
+		net->coord_term = term;
+		net->coord_seen = rayc__now_ns();
+	}
+	rayc__mutex_unlock(&net->mu);
+	if (!current)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
 		rayc__peer tmp;
@@ -155,6 +183,7 @@ void rayc__net_on_members(rayc__net *net, rayc__rd *rd)
 }
 
 typedef struct join_arg {
+	rayc__ctl_work post;
 	rayc__conn *c;
 	rayc__peer tmp;
 } join_arg;
@@ -317,8 +346,6 @@ static void run_join(rayc__net *net, void *arg)
 {
 	join_arg *j = arg;
 
-	if (j == NULL)
-		return;
 	int rc = RAYC__RETRY;
 	if (rayc__ctl_ready(net)) {
 		rayc__mutex_lock(&net->mu);
@@ -351,8 +378,11 @@ void rayc__net_on_join(rayc__conn *c, rayc__rd *rd)
 	rayc__net *net = c->net;
 	join_arg *j = calloc(1, sizeof(*j));
 
-	if (j == NULL)
+	if (j == NULL) {
+		/* The joiner starts over when the connection goes. */
+		rayc__conn_close(c, "out of memory admitting a peer");
 		return;
+	}
 	rayc__r_str(rd, j->tmp.url, sizeof(j->tmp.url));
 	j->tmp.pid = (int)rayc__r_u32(rd);
 	j->tmp.worker = rayc__r_u8(rd) != 0;
@@ -378,7 +408,7 @@ void rayc__net_on_join(rayc__conn *c, rayc__rd *rd)
 	}
 	atomic_fetch_add(&c->refs, 1);
 	j->c = c;
-	rayc__ctl_post(net, run_join, j);
+	rayc__ctl_post(net, &j->post, run_join, j);
 }
 
 void rayc__net_on_heartbeat(rayc__conn *c, rayc__rd *rd)
@@ -418,20 +448,33 @@ int rayc__net_wait_join(rayc__net *net, int64_t deadline)
 	return rc;
 }
 
+/* Ends a join attempt's connection (it stays listed until reaped). */
+static void join_drop(rayc__conn *c, const char *why)
+{
+	c->joining = false;
+	rayc__conn_close(c, why);
+}
+
 /* Joins through the peer at address: the handshake's WELCOME names the
  * coordinator; JOIN goes there.  While there is none (an election), or
- * the coordinator changed, start over after a pause. */
+ * the coordinator changed, start over after a pause.  Once any peer of
+ * the cluster has answered, a failure (the named coordinator is dead and
+ * refuses the dial, a connection lost, no answer within a heartbeat
+ * timeout) only means a failover is under way: start over from address
+ * until the deadline.  Only an address that never answered fails at
+ * once. */
 int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 {
 	rayc__rt *rt = net->rt;
-	char url[RAYC__URL_MAX];
+	char url[RAYC__URL_MAX], last[RAYC__URL_MAX + 64] = "no coordinator";
+	bool reached = false;
 	int rc = RAYC_OK;
 
 	snprintf(url, sizeof(url), "%s", address);
 	for (;;) {
 		if (rayc__now_ns() > deadline)
 			return rayc__err(RAYC_ETIMEDOUT, "joining the cluster "
-			                 "at %s timed out: no coordinator", address);
+			                 "at %s timed out: %s", address, last);
 		rayc__conn *c = rayc__conn_new(net);
 		if (c == NULL)
 			return RAYC_ENOMEM;
@@ -442,22 +485,40 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 		net->coord_url[0] = '\0';
 		rayc__net_conn_link_locked(net, c);
 		rayc__mutex_unlock(&net->mu);
+		bool given = strcmp(url, address) == 0;
 		rc = rayc__conn_dial(c, url);
-		if (rc != RAYC_OK)
+		if (rc != RAYC_OK && given)
 			return rc;
-		rc = rayc__net_wait_join(net, deadline);
-		if (rc == RAYC_ESYS)
-			return rayc__err(RAYC_ESYS, "cannot reach a peer at %s",
-			                 url);
+		/* A peer that may be dead gets a heartbeat timeout to answer. */
+		int64_t until = deadline;
+		if (reached || !given) {
+			int64_t t = rayc__now_ns() + net->timeout_ns;
+			until = t < deadline ? t : deadline;
+		}
+		if (rc == RAYC_OK)
+			rc = rayc__net_wait_join(net, until);
 		if (rc == RAYC_EAUTH)
 			return rayc__err(RAYC_EAUTH, "the cluster at %s refused "
 			                 "this peer: wrong or missing RAYC_TOKEN",
 			                 url);
-		if (rc != RAYC_OK)
-			return rc;
-		if (atomic_load(&c->state) != RAYC__CONN_OPEN)
+		if (rc == RAYC_OK && atomic_load(&c->state) != RAYC__CONN_OPEN)
 			return rayc__err(RAYC_EAUTH, "the peer at %s did not "
 			                 "prove it knows the token", url);
+		if (rc != RAYC_OK && !reached && given) {
+			if (rc == RAYC_ESYS)
+				return rayc__err(RAYC_ESYS, "cannot reach a peer "
+				                 "at %s", url);
+			return rc;
+		}
+		if (rc != RAYC_OK) {
+			/* Failing over: the coordinator named may be dead. */
+			snprintf(last, sizeof(last), "no answer from %s", url);
+			join_drop(c, "no answer");
+			snprintf(url, sizeof(url), "%s", address);
+			rayc__sleep_ms(50);
+			continue;
+		}
+		reached = true;
 		rayc__mutex_lock(&net->mu);
 		bool at_coord = c->peer == net->coord;
 		bool none = net->coord == 0 || net->coord_url[0] == '\0';
@@ -465,8 +526,7 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 			snprintf(url, sizeof(url), "%s", net->coord_url);
 		rayc__mutex_unlock(&net->mu);
 		if (!at_coord || none) {
-			c->joining = false;
-			rayc__conn_close(c, "redirected to the coordinator");
+			join_drop(c, "redirected to the coordinator");
 			if (none) {
 				snprintf(url, sizeof(url), "%s", address);
 				rayc__sleep_ms(50);
@@ -494,10 +554,12 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 			return rayc__err(RAYC_ESTATE, "the cluster shut down "
 			                 "while this peer joined");
 		}
-		if (rc == RAYC__RETRY) {
-			/* Not (or no longer) the coordinator: start over. */
-			c->joining = false;
-			rayc__conn_close(c, "join again");
+		if (rc == RAYC__RETRY || rc == RAYC_ESYS) {
+			/* Not (or no longer) the coordinator, or it died
+			 * before answering: start over. */
+			snprintf(last, sizeof(last), "the coordinator at %s "
+			         "did not admit this peer", url);
+			join_drop(c, "join again");
 			snprintf(url, sizeof(url), "%s", address);
 			rayc__sleep_ms(50);
 			continue;

@@ -146,12 +146,12 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 			rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-LEFT", "peer %u "
 			          "confirms this peer left the cluster",
 			          c->peer);
-		} else if (!atomic_load(&net->cluster_down)) {
+		} else if (!atomic_exchange(&net->cluster_down, true)) {
 			rayc__log(RAYC_LOG_WARN, "RAYC-NET-REMOVED",
 			          "peer %u says this peer was removed from the "
 			          "cluster; stopping", c->peer);
-			atomic_store(&net->cluster_down, true);
-			rayc__event_set(&net->down_ev);
+			rayc__net_lost_cluster(net, "this peer was removed "
+			                            "from the cluster");
 		}
 		return;
 	}
@@ -223,15 +223,14 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		return;
 	}
 	case RAYC__MSG_MEMBERS:
+		rayc__net_on_members(c, rd);
+		return;
 	case RAYC__MSG_RAFT:
 		rayc__mutex_lock(&net->mu);
 		if (c->peer == net->coord)
 			net->coord_seen = rayc__now_ns();
 		rayc__mutex_unlock(&net->mu);
-		if (type == RAYC__MSG_MEMBERS)
-			rayc__net_on_members(net, rd);
-		else
-			rayc__ctl_on_raft(c, rd);
+		rayc__ctl_on_raft(c, rd);
 		return;
 	case RAYC__MSG_HEARTBEAT:
 		rayc__net_on_heartbeat(c, rd);
@@ -242,8 +241,8 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_SHUTDOWN:
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-SHUTDOWN",
 		          "the cluster is shutting down");
-		atomic_store(&net->cluster_down, true);
-		rayc__event_set(&net->down_ev);
+		if (!atomic_exchange(&net->cluster_down, true))
+			rayc__net_lost_cluster(net, "the cluster shut down");
 		rayc__event_set(&net->join_ev); /* a join in progress ends */
 		return;
 	default:
@@ -314,9 +313,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	/* Failure detection and the no-coordinator deadline (ctl.c). */
 	rayc__ctl_tick(net);
-	rayc__mutex_lock(&net->mu);
-	bool coord = net->self == net->coord && net->self != 0;
-	rayc__mutex_unlock(&net->mu);
+	/* Only a leader speaks as the coordinator: one that stepped down
+	 * must not keep the others believing it lives. */
+	bool coord = rayc__ctl_is_leader(net);
 	if (coord)
 		rayc__net_broadcast_members(net);
 	else if (net->joined)
@@ -335,8 +334,20 @@ static void on_parent(evutil_socket_t fd, short what, void *arg)
 	rayc__log(RAYC_LOG_INFO, "RAYC-NET-PARENT-GONE",
 	          "the peer that started this one is gone; stopping");
 	event_del(net->pev);
-	atomic_store(&net->cluster_down, true);
+	if (!atomic_exchange(&net->cluster_down, true))
+		rayc__net_lost_cluster(net, "the peer that started this one "
+		                            "is gone");
+}
+
+/* Whoever sets net->cluster_down first calls this: the peer is out of
+ * its cluster for good (cut off, removed, the cluster ended, its parent
+ * died), so nothing another peer owes it will come any more.  Fail what
+ * waits on them now instead of leaving callers blocked for ever. */
+void rayc__net_lost_cluster(rayc__net *net, const char *why)
+{
 	rayc__event_set(&net->down_ev);
+	rayc__remote_cluster_lost(net, why);
+	rayc__kv_wake_all(net);
 }
 
 /* The loop runs a pass at a time and looks at net->stopping between

@@ -40,6 +40,14 @@ typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
 typedef struct rayc__ctl rayc__ctl;
 
+/* Work for the loop thread (rayc__ctl_post). */
+typedef struct rayc__ctl_work {
+	void (*fn)(rayc__net *net, void *arg);
+	void *arg;
+	struct rayc__ctl_work *next;
+	bool queued; /* posted and not yet started (ctl->mu) */
+} rayc__ctl_work;
+
 /* Internal result: not now (no coordinator yet, or not this peer): ask
  * again shortly.  Never returned to users. */
 #define RAYC__RETRY 100
@@ -179,8 +187,13 @@ struct rayc__net {
 	uint32_t self, coord; /* coord: the Raft leader, as last seen */
 	bool founder, worker;
 	rayc__ctl *ctl;       /* the control store (ctl.c) */
-	int64_t no_leader_since;
-	int64_t coord_seen; /* last frame from the coordinator (net->mu) */
+	/* coord's Raft term: the coordinator of the highest term heard of,
+	 * from Raft or from a MEMBERS broadcast, is the one (net->mu). */
+	uint64_t coord_term;
+	/* The last sign that the coordinator lives: a MEMBERS or RAFT frame
+	 * from it, or this peer leading (net->mu).  A peer hearing none for
+	 * 3 heartbeat timeouts is cut off (ctl.c). */
+	int64_t coord_seen;
 	char url[RAYC__URL_MAX];
 	char coord_url[RAYC__URL_MAX];
 	unsigned char key[32];
@@ -291,6 +304,10 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id);
 void rayc__net_conn_open(rayc__conn *c);   /* handshake finished */
 void rayc__net_conn_lost(rayc__conn *c);   /* closed */
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* The peer is out of its cluster for good; called once, by whoever set
+ * net->cluster_down: wakes rayc__net_serve and fails every task, fetch
+ * and KV call waiting on other peers (why says what happened). */
+void rayc__net_lost_cluster(rayc__net *net, const char *why);
 /* Frame helpers: send a small frame to a peer. */
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
 /* Adds c to the connection list, where reaping finds it. */
@@ -300,6 +317,10 @@ void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 /* remote.c, xfer.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
+/* This peer lost its cluster (rayc__net_lost_cluster): fails the tasks
+ * other peers run for it, the tasks waiting for room there and the
+ * fetches from them; later fetches and placements fail or stay here. */
+void rayc__remote_cluster_lost(rayc__net *net, const char *why);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
@@ -339,7 +360,7 @@ void rayc__net_self_stats(rayc__net *net, int64_t *avail, uint64_t *queued);
 void rayc__net_broadcast_members(rayc__net *net);
 /* Frames (rayc__net_handle): MEMBERS, JOIN, HEARTBEAT; and JOINED's
  * members (false if they do not decode). */
-void rayc__net_on_members(rayc__net *net, rayc__rd *rd);
+void rayc__net_on_members(rayc__conn *c, rayc__rd *rd);
 void rayc__net_on_join(rayc__conn *c, rayc__rd *rd);
 void rayc__net_on_heartbeat(rayc__conn *c, rayc__rd *rd);
 bool rayc__net_on_joined_view(rayc__net *net, rayc__rd *rd);
@@ -357,6 +378,9 @@ void rayc__net_stop_kids(rayc__net *net);
 #define RAYC__KV_KEY_MAX 255
 enum { RAYC__KV_PUT = 1, RAYC__KV_GET, RAYC__KV_DEL };
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* Wakes every KV call of this peer waiting for an answer (it asks again
+ * and sees why it cannot). */
+void rayc__kv_wake_all(rayc__net *net);
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                           const void *val, size_t len, void **out,
                           size_t *outlen) RAYC_REQUIRES(rt->mu);
@@ -379,9 +403,16 @@ void rayc__ctl_hand_over(rayc__net *net);
  * once.  fini (after every connection is freed) frees it. */
 void rayc__ctl_drain(rayc__net *net);
 void rayc__ctl_fini(rayc__net *net);
-/* Runs fn(net, arg) on the loop thread (fn(net, NULL) if out of memory). */
-void rayc__ctl_post(rayc__net *net, void (*fn)(rayc__net *, void *),
-                    void *arg);
+/* Runs fn(net, arg) on the loop thread.  The poster provides w, inside
+ * the work's own allocation, so a post never allocates and is never
+ * lost; w is the poster's again once fn starts. */
+void rayc__ctl_post(rayc__net *net, rayc__ctl_work *w,
+                    void (*fn)(rayc__net *, void *), void *arg);
+/* The same with a fixed w (zeroed at first) for work wanted once: while
+ * w is queued, posting it again does nothing (close, say, may be asked
+ * for twice). */
+void rayc__ctl_post_once(rayc__net *net, rayc__ctl_work *w,
+                         void (*fn)(rayc__net *, void *), void *arg);
 void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd);
 void rayc__ctl_tick(rayc__net *net);   /* loop thread, every heartbeat */
 /* The leader proposes removing peer id (it left, or it looks dead). */
@@ -393,8 +424,14 @@ int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
                       rayc__ctl_done done, void *arg);
 bool rayc__ctl_is_leader(rayc__net *net);
 /* The leader, with every entry of earlier terms applied here: fit to
- * answer reads and admit peers. */
+ * admit peers and to take reads. */
 bool rayc__ctl_ready(rayc__net *net);
+/* Loop thread only.  A linearizable read: done(RAYC_OK, arg) once a
+ * quorum round that began after this call confirmed this peer still
+ * leads (its copy then holds every write acknowledged before the call),
+ * done(RAYC__RETRY, arg) if it lost leadership first.  Returns
+ * RAYC__RETRY (not ready) or RAYC_ENOMEM without calling done. */
+int rayc__ctl_read(rayc__net *net, rayc__ctl_done done, void *arg);
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        bool worker, int pid, const char *url,
                        const int64_t *total);

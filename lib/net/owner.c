@@ -200,6 +200,18 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 	if (net == NULL || t->foreign || atomic_load(&net->stopping) ||
 	    !net->joined)
 		return false;
+	if (atomic_load(&net->cluster_down)) {
+		/* Out of the cluster: only this peer is left to run it. */
+		bool elsewhere = t->strategy == RAYC_STRATEGY_NODE_AFFINITY &&
+		                 !t->soft && t->node_id != net->self;
+		if (!elsewhere && rayc__sched_feasible(rt, t->sclass->demand))
+			return false;
+		char msg[160];
+		snprintf(msg, sizeof(msg), "task %s: this peer lost its "
+		         "cluster and cannot run it itself", t->fn->name);
+		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST, msg);
+		return true;
+	}
 	int64_t where = decide_locked(rt, net, t);
 	if (where == 0)
 		return false;

@@ -263,6 +263,62 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	log_tally(id, &tally);
 }
 
+/* ---- this peer lost its cluster ----
+ *
+ * From then on it works alone: what other peers owed it fails with
+ * RAYC_ELOST saying so; what it can do by itself it still does (a new
+ * task runs here if it can, an object of its own whose bytes were
+ * elsewhere is rebuilt here from lineage, see xfer.c and owner.c). */
+
+void rayc__remote_cluster_lost(rayc__net *net, const char *why)
+{
+	rayc__rt *rt = net->rt;
+	char msg[512];
+
+	rayc__mutex_lock(&rt->mu);
+	/* Tasks other peers run for us: no TASK_DONE will come back.  They
+	 * fail rather than run again here: the peer may well be alive on
+	 * the other side of the cut, still running them. */
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+		rayc__peer *p = &net->peers[i];
+		while (p->inflight.head != NULL) {
+			rayc__task *t = p->inflight.head;
+			rayc__tq_remove(&p->inflight, t);
+			t->remote_peer = 0;
+			snprintf(msg, sizeof(msg), "task %s: this peer lost its "
+			         "cluster while peer %u ran it (%s)", t->fn->name,
+			         i, why);
+			rayc__remote_fail_task_locked(rt, t, RAYC_ELOST, msg);
+		}
+	}
+	/* Tasks waiting for room on other peers. */
+	while (rt->rwait.head != NULL) {
+		rayc__task *t = rt->rwait.head;
+		rayc__tq_remove(&rt->rwait, t);
+		snprintf(msg, sizeof(msg), "task %s: this peer lost its cluster "
+		         "while the task waited for room on another peer (%s)",
+		         t->fn->name, why);
+		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST, msg);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	/* Transfers from other peers will not finish. */
+	rayc__xin *x, *xt, *failed = NULL;
+	rayc__mutex_lock(&net->mu);
+	HASH_ITER(hh, net->xins, x, xt) {
+		HASH_DEL(net->xins, x); /* ours to end */
+		x->next_dead = failed;
+		failed = x;
+	}
+	rayc__mutex_unlock(&net->mu);
+	snprintf(msg, sizeof(msg), "this peer lost its cluster while fetching "
+	         "an object (%s)", why);
+	while (failed != NULL) {
+		x = failed;
+		failed = x->next_dead;
+		rayc__remote_xin_finish(net, x, false, RAYC_ELOST, msg);
+	}
+}
+
 void rayc__remote_fini(rayc__net *net)
 {
 	rayc__xin *x, *xt;

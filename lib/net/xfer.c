@@ -19,7 +19,8 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	rt->n_fetches++;
 	uint32_t src = o->loc;
-	if (net == NULL || src == 0 || src == net->self ||
+	bool alone = net != NULL && atomic_load(&net->cluster_down);
+	if (net == NULL || src == 0 || src == net->self || alone ||
 	    !rayc__net_peer_alive(rt, src)) {
 		/* Nowhere to get it from. */
 		o->loc = 0;
@@ -28,7 +29,10 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		} else {
 			atomic_store(&o->state, RAYC__OBJ_PENDING);
 			rayc__obj_fail_locked(rt, o, RAYC_ELOST,
-			                      "object lost: no live peer holds it");
+			                      alone ? "object lost: this peer "
+			                              "lost its cluster"
+			                            : "object lost: no live "
+			                              "peer holds it");
 		}
 		return;
 	}

@@ -1,0 +1,459 @@
+/* test_ctl_faults.c -- the control store under faults, with real peer
+ * processes on loopback: no acknowledged KV write is lost when a peer
+ * leaves, no read is stale after a coordinator is replaced, a peer cut
+ * off from its cluster fails its waits instead of hanging, joins and
+ * membership changes ride out failovers. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "net_harness.h"
+
+TestSuite(ctl_faults, .timeout = 150, .fini = kill_kids);
+
+/* The harness's founder-driver start; these tests join a serving founder
+ * or set their own heartbeat timeout. */
+static void (*const unused_driver_start)(void) __attribute__((unused)) =
+	driver_start;
+
+static int count_voters(uint32_t *coord)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	int v = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	if (coord != NULL)
+		*coord = 0;
+	for (size_t i = 0; i < n && i < MAXP * 2; i++) {
+		v += pi[i].alive && pi[i].is_voter;
+		if (coord != NULL && pi[i].alive && pi[i].is_coordinator)
+			*coord = pi[i].id;
+	}
+	return v;
+}
+
+/* Stops a process this test started (by pid) and removes its arena. */
+static void stop_kid(int slot, int sig)
+{
+	if (kids[slot] <= 0)
+		return;
+	kill(kids[slot], sig);
+	(void)reap(kids[slot], 15000);
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", kids[slot]);
+	unlink(path);
+	kids[slot] = 0;
+}
+
+/* ---- acknowledged writes survive a peer leaving ---- */
+
+#define W_MAX (1 << 17)
+static _Atomic bool w_ok[W_MAX]; /* key w<i> was acknowledged */
+static _Atomic int w_n;          /* keys tried */
+static _Atomic int w_acked, w_failed;
+static _Atomic bool w_shutting;  /* the driver is shutting down */
+static _Atomic int w_err;        /* the last error a write got */
+
+/* Runs here (in the driver): writes w0, w1, ... until 3 s after the
+ * driver started shutting down, going on after errors as a client that
+ * retries would. */
+static void cf_writer(rayc_ctx *c)
+{
+	int64_t stop_at = 0;
+	char key[32];
+
+	for (int i = 0; i < W_MAX; i++) {
+		if (atomic_load(&w_shutting)) {
+			if (stop_at == 0)
+				stop_at = rt_now_ms() + 3000;
+			else if (rt_now_ms() > stop_at)
+				break;
+		}
+		snprintf(key, sizeof(key), "w%d", i);
+		int rc = rayc_kv_put(key, key, strlen(key));
+		atomic_store(&w_n, i + 1);
+		if (rc != RAYC_OK) {
+			atomic_store(&w_err, rc);
+			atomic_fetch_add(&w_failed, 1);
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		atomic_store(&w_ok[i], true);
+		atomic_fetch_add(&w_acked, 1);
+	}
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(cf_writer)
+
+/* A driver leaves (rayc_shutdown) while one of its tasks keeps writing:
+ * every write it acknowledged is in the cluster's KV afterwards; the
+ * writes after it left fail instead of landing in a table nobody will
+ * ever read. */
+Test(ctl_faults, acknowledged_kv_writes_survive_a_leaving_driver)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_serving(addr, sizeof(addr), NULL);
+	(void)f;
+	driver_start_at(addr);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	for (int i = 0; i < W_MAX; i++)
+		atomic_store(&w_ok[i], false);
+	atomic_store(&w_n, 0);
+	atomic_store(&w_acked, 0);
+	atomic_store(&w_failed, 0);
+	atomic_store(&w_shutting, false);
+	atomic_store(&w_err, 0);
+	rayc_task_opts o = on_peer(rayc_peer_id());
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "cf_writer", &o), 0);
+	RT_WAIT_FOR(atomic_load(&w_acked) >= 50, 20000);
+	cr_assert_geq(atomic_load(&w_acked), 50, "the writer is stuck (%s)",
+	              rayc_strerror(atomic_load(&w_err)));
+	atomic_store(&w_shutting, true);
+	/* The founder stays: this driver leaves, the cluster goes on. */
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	int n = atomic_load(&w_n);
+	cr_log_info("%d writes: %d acknowledged, %d failed (last: %s)", n,
+	            atomic_load(&w_acked), atomic_load(&w_failed),
+	            rayc_strerror(atomic_load(&w_err)));
+	cr_assert_gt(atomic_load(&w_failed), 0,
+	             "writes went on succeeding after the peer left");
+	/* Back in as a new peer: every acknowledged write is there. */
+	driver_start_at(addr);
+	char key[32];
+	int lost = 0, first = -1;
+	for (int i = 0; i < n; i++) {
+		void *val;
+		size_t len;
+		if (!atomic_load(&w_ok[i]))
+			continue;
+		snprintf(key, sizeof(key), "w%d", i);
+		int rc = rayc_kv_get(key, &val, &len);
+		if (rc != RAYC_OK) {
+			lost++;
+			if (first < 0)
+				first = i;
+			continue;
+		}
+		cr_assert(len == strlen(key) && memcmp(val, key, len) == 0);
+		free(val);
+	}
+	cr_assert_eq(lost, 0, "%d of %d acknowledged writes lost (first w%d)",
+	             lost, atomic_load(&w_acked), first);
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	kill_kids();
+}
+
+/* ---- no stale reads from a coordinator that was replaced ---- */
+
+static const rayc_peer_info *find_peer(rayc_peer_info *pi, size_t n,
+                                       uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pi[i].id == id)
+			return &pi[i];
+	return NULL;
+}
+
+static bool peer_removed(uint32_t id)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	const rayc_peer_info *p = find_peer(pi, n, id);
+	return p != NULL && !p->alive;
+}
+
+/* The coordinator is stopped (SIGSTOP); the others elect another, remove
+ * the old one and commit a new value; the old one is continued and at
+ * once reads the key on its own peer.  It still takes itself for the
+ * leader, but it must not answer from its copy: the read gives the new
+ * value or an error, never the old value. */
+Test(ctl_faults, a_replaced_coordinator_never_serves_a_stale_read)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_serving(addr, sizeof(addr), NULL);
+	driver_start_at(addr);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t coord = 0;
+	RT_WAIT_FOR(count_voters(&coord) == 3 && coord == 1, 20000);
+	cr_assert_eq(coord, 1, "the founder leads at first");
+	cr_assert_eq(rayc_kv_put("x", "old", 3), 0, "%s", rayc_errmsg());
+
+	char dir[] = "/tmp/rayc-stale-XXXXXX", path[128], started[160];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/read", dir);
+	snprintf(started, sizeof(started), "%s.started", path);
+	rayc_task_opts o = on_peer(1);
+	o.max_retries = 0;
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_read_after_cont", &o, RAYC_STR("x"),
+	                            RAYC_STR(path)), 0);
+	RT_WAIT_FOR(access(started, F_OK) == 0, 20000);
+	cr_assert_eq(access(started, F_OK), 0, "the reader did not start");
+
+	kill(f, SIGSTOP);
+	RT_WAIT_FOR((count_voters(&coord), coord != 0 && coord != 1), 30000);
+	cr_assert(coord != 0 && coord != 1, "no new coordinator");
+	cr_assert_eq(rayc_kv_put("x", "new", 3), 0, "%s", rayc_errmsg());
+	/* Out of the configuration too: nobody will tell it anything. */
+	RT_WAIT_FOR(peer_removed(1), 30000);
+	cr_assert(peer_removed(1), "the stopped coordinator was not removed");
+	kill(f, SIGCONT);
+
+	FILE *fp = NULL;
+	RT_WAIT_FOR((fp = fopen(path, "r")) != NULL, 30000);
+	cr_assert_not_null(fp, "the old coordinator's read never returned");
+	char got[600] = { 0 };
+	cr_assert_not_null(fgets(got, sizeof(got), fp));
+	fclose(fp);
+	unlink(path);
+	unlink(started);
+	rmdir(dir);
+	cr_log_info("the old coordinator's read: %s", got);
+	cr_assert(strcmp(got, "OK:old") != 0,
+	          "the replaced coordinator served a stale read");
+	cr_assert(strcmp(got, "OK:new") == 0 || strncmp(got, "ERR:", 4) == 0,
+	          "unexpected answer %s", got);
+	/* The old coordinator sees it is out and leaves by itself. */
+	int code = reap(f, 60000);
+	cr_assert_eq(code, 0, "the old coordinator ended with %d", code);
+	kids[0] = 0;
+	rayc_release(r);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("x", &val, &len), 0);
+	cr_assert(len == 3 && memcmp(val, "new", 3) == 0);
+	free(val);
+	cluster_stop();
+}
+
+/* ---- a peer cut off from its cluster fails its waits ---- */
+
+typedef struct get_arg {
+	rayc_ref r;
+	_Atomic bool done;
+	int rc;
+	char msg[512];
+} get_arg;
+
+static void *get_forever(void *arg)
+{
+	get_arg *g = arg;
+	rayc_view v;
+	g->rc = rayc_get(g->r, &v, -1);
+	snprintf(g->msg, sizeof(g->msg), "%s", rayc_errmsg());
+	if (g->rc == RAYC_OK || g->rc == RAYC_ETASK)
+		rayc_view_release(&v);
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+/* Three voters (this driver and two workers); both workers are killed,
+ * so no majority is left and no removal can ever commit.  The driver,
+ * cut off, must give up on the task that ran on a killed worker: a
+ * rayc_get(-1) on it returns a clear error instead of blocking for ever,
+ * and a KV call fails at once. */
+Test(ctl_faults, a_peer_cut_off_from_its_majority_fails_its_waits)
+{
+	/* A shorter heartbeat timeout: cut off after 3 of them. */
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)256 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .token = TOKEN,
+		          .heartbeat_timeout_ms = 3000 };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "%s", rayc_errmsg());
+	const char *hb = "RAYC_HEARTBEAT_TIMEOUT_MS=3000";
+	pid_t a = spawn_peer(TOKEN, hb);
+	spawn_peer(TOKEN, hb);
+	wait_alive(3);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+	rayc_task_opts o = on_peer(peer_of(a));
+	o.max_retries = 0;
+	get_arg g = { 0 };
+	cr_assert_eq(rayc_call_opts(&g.r, "nf_sleep", &o, RAYC_I64(120000)), 0);
+	/* It runs there: the worker's heartbeat shows it busy. */
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	RT_WAIT_FOR((rayc_cluster_peers(pi, MAXP * 2, &n),
+	             find_peer(pi, n, peer_of(a)) != NULL &&
+	                     find_peer(pi, n, peer_of(a))->cpus_available < 2),
+	            20000);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, get_forever, &g), 0);
+	kill(kids[0], SIGKILL);
+	kill(kids[1], SIGKILL);
+	int64_t t0 = rt_now_ms();
+	RT_WAIT_FOR(atomic_load(&g.done), 60000);
+	cr_assert(atomic_load(&g.done), "rayc_get(-1) still blocked after 60 s");
+	pthread_join(th, NULL);
+	cr_log_info("rayc_get returned after %lld ms: %s (%s)",
+	            (long long)(rt_now_ms() - t0), rayc_strerror(g.rc), g.msg);
+	cr_assert_eq(g.rc, RAYC_ELOST, "%s (%s)", rayc_strerror(g.rc), g.msg);
+	cr_assert_not_null(strstr(g.msg, "lost its cluster"), "%s", g.msg);
+	rayc_release(g.r);
+	void *val;
+	size_t len;
+	int64_t t1 = rt_now_ms();
+	cr_assert_eq(rayc_kv_get("x", &val, &len), RAYC_ESTATE, "%s",
+	             rayc_errmsg());
+	cr_assert_lt(rt_now_ms() - t1, 1000, "the KV call waited");
+	for (int i = 0; i < 2; i++)
+		stop_kid(i, SIGKILL);
+	nkids = 0;
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+}
+
+/* ---- membership changes do not stall behind a promotee ---- */
+
+static bool is_voter(uint32_t id)
+{
+	rayc_peer_info pi[MAXP * 2];
+	size_t n = 0;
+	rayc_cluster_peers(pi, MAXP * 2, &n);
+	const rayc_peer_info *p = find_peer(pi, n, id);
+	return p != NULL && p->alive && p->is_voter;
+}
+
+static bool running(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* Four peers (3 voters, 1 standby); a fifth joins that never answers
+ * the control store (RAYC__DEAF_RAFT: it is stuck in every promotion),
+ * and right after it a sixth.  The coordinator lives throughout: the
+ * sixth must neither stop itself for want of a coordinator nor wait for
+ * ever behind the stuck promotion; when the stuck one is SIGKILLed every
+ * healthy peer is still there, five of them voters. */
+Test(ctl_faults, churn_behind_a_stuck_promotion_stops_no_healthy_peer)
+{
+	const char *hb = "RAYC_HEARTBEAT_TIMEOUT_MS=3000";
+	driver_start_hb(NULL, 3000);
+	pid_t w[5];
+	for (int i = 0; i < 3; i++)
+		w[i] = spawn_peer(TOKEN, hb);
+	wait_alive(4);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *deaf[] = { addr, "RAYC_ROLE=worker", hb,
+		               "RAYC__DEAF_RAFT=1", NULL };
+	w[3] = spawn_with(TOKEN, deaf);
+	wait_alive(5);
+	w[4] = spawn_peer(TOKEN, hb);
+	wait_alive(6);
+	uint32_t p6 = peer_of(w[4]);
+	int64_t t0 = rt_now_ms();
+	RT_WAIT_FOR(is_voter(p6) || !running(w[4]), 40000);
+	cr_assert(running(w[4]), "the newest peer stopped itself");
+	cr_assert(is_voter(p6), "the newest peer was never made a voter");
+	cr_log_info("the newest peer became a voter in %lld ms",
+	            (long long)(rt_now_ms() - t0));
+	stop_kid(3, SIGKILL);
+	RT_WAIT_FOR(alive_peers() == 5 && count_voters(NULL) == 5, 30000);
+	cr_assert_eq(alive_peers(), 5);
+	cr_assert_eq(count_voters(NULL), 5);
+	for (int i = 0; i < 5; i++)
+		if (i != 3)
+			cr_assert(running(w[i]), "healthy peer %d stopped", i);
+	cr_assert_eq(rayc_kv_put("k", "v", 1), 0, "%s", rayc_errmsg());
+	assert_tree_sum(2000);
+	/* stop_kid left slot 3 empty; cluster_stop skips it. */
+	cluster_stop();
+}
+
+/* ---- a join during a failover ---- */
+
+/* The coordinator is killed and a new peer joins at once through a
+ * surviving one, which still names the dead coordinator: the join must
+ * go on trying (the surviving peer, then the coordinator it names once
+ * one is elected) until its deadline, and succeed. */
+Test(ctl_faults, a_join_during_a_failover_finds_the_new_coordinator)
+{
+	char addr[200] = { 0 };
+	pid_t f = spawn_serving(addr, sizeof(addr), NULL);
+	driver_start_at(addr);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t coord = 0;
+	RT_WAIT_FOR(count_voters(&coord) == 3 && coord == 1, 20000);
+	cr_assert_eq(coord, 1, "the founder leads at first");
+	kill(f, SIGKILL);
+	/* Joins through this driver, which still names peer 1. */
+	pid_t n = spawn_peer(TOKEN, NULL);
+	RT_WAIT_FOR(peer_of(n) != 0 || !running(n), 30000);
+	cr_assert(running(n), "the new peer gave up joining");
+	cr_assert_neq(peer_of(n), 0, "the new peer did not join");
+	RT_WAIT_FOR(peer_removed(1) && alive_peers() == 3, 30000);
+	cr_assert_eq(alive_peers(), 3);
+	stop_kid(0, SIGKILL);
+	/* It works: a task there writes the KV, we read it. */
+	rayc_task_opts o = on_peer(peer_of(n));
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_kv_write", &o, RAYC_STR("j"),
+	                            RAYC_STR("yes")), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	void *val;
+	size_t len;
+	cr_assert_eq(rayc_kv_get("j", &val, &len), 0, "%s", rayc_errmsg());
+	free(val);
+	cluster_stop();
+}
+
+/* ---- a replica that cannot apply an entry does not differ silently ---- */
+
+/* peer's own copy of key equals want. */
+static bool local_kv_is(uint32_t peer, const char *key, const char *want)
+{
+	rayc_task_opts o = on_peer(peer);
+	o.max_retries = 0;
+	rayc_ref r;
+	rayc_view v;
+	if (rayc_call_opts(&r, "nf_kv_local", &o, RAYC_STR(key)) != 0)
+		return false;
+	int rc = rayc_get(r, &v, 10000);
+	bool ok = rc == 0 && v.len == strlen(want) &&
+	          memcmp(v.data, want, v.len) == 0;
+	if (rc == 0 || rc == RAYC_ETASK)
+		rayc_view_release(&v);
+	rayc_release(r);
+	return ok;
+}
+
+/* A worker runs out of memory applying a committed KV write (fault
+ * injection): it must not go on with a copy that lacks the write; it
+ * leaves the cluster with a clear log, and the others go on. */
+Test(ctl_faults, a_replica_that_cannot_apply_a_write_leaves)
+{
+	driver_start_at(NULL);
+	pid_t a = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	uint32_t pa = peer_of(a);
+	rayc_task_opts o = on_peer(pa);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_fault", &o,
+	                            RAYC_I64(RAYC__FAULT_KV_APPLY), RAYC_I64(1)),
+	             0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	cr_assert_eq(rayc_kv_put("d", "v", 1), 0, "%s", rayc_errmsg());
+	RT_WAIT_FOR(!running(a) || local_kv_is(pa, "d", "v"), 10000);
+	cr_assert(!running(a) || local_kv_is(pa, "d", "v"),
+	          "peer %u's copy lacks a committed write and it serves on", pa);
+	kids[0] = 0; /* reaped by running() */
+	RT_WAIT_FOR(alive_peers() == 2, 20000);
+	cr_assert_eq(alive_peers(), 2, "the peer that left was not removed");
+	cr_assert_eq(rayc_kv_put("e", "w", 1), 0, "%s", rayc_errmsg());
+	assert_tree_sum(1000);
+	cluster_stop();
+}
