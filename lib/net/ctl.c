@@ -338,6 +338,7 @@ void rayc__ctl_after(rayc__net *net)
 	               term >= net->coord_term;
 	if (current && lid != net->coord) {
 		net->coord = (uint32_t)lid;
+		rayc__kv_coord_changed_locked(net);
 		net->coord_seen = now;
 		snprintf(net->coord_url, sizeof(net->coord_url), "%s",
 		         laddr != NULL ? laddr : "");

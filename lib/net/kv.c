@@ -175,6 +175,7 @@ static void rpc_complete(rayc__net *net, uint64_t id, int rc,
 	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
 		if (r->id != id)
 			continue;
+		r->answered = true;
 		r->rc = rc;
 		if (rc == RAYC_OK && len > 0) {
 			r->val = malloc(len);
@@ -188,6 +189,15 @@ static void rpc_complete(rayc__net *net, uint64_t id, int rc,
 		break;
 	}
 	rayc__mutex_unlock(&net->mu);
+}
+
+void rayc__kv_coord_changed_locked(rayc__net *net)
+{
+	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next)
+		if (!r->answered) {
+			r->rc = RAYC__RETRY;
+			rayc__event_set(&r->ev);
+		}
 }
 
 void rayc__kv_wake_all(rayc__net *net)
@@ -448,8 +458,9 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 			w->client = net->self;
 			w->req = req;
 			rayc__ctl_post(net, &w->post, run_kv, w);
-			/* A coordinator that died with our request is only
-			 * noticed by waiting: ask again after a second. */
+			/* A new coordinator wakes us (ask it again at once);
+			 * an old one that died with our request and no new
+			 * one yet: ask again after a second. */
 			int64_t until = rayc__now_ns() + 1000000000;
 			ok = rayc__event_wait(&r.ev, until < deadline ? until
 			                                              : deadline,

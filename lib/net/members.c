@@ -153,6 +153,7 @@ void rayc__net_on_members(rayc__conn *c, rayc__rd *rd)
 	if (current) {
 		if (c->peer != net->coord) {
 			net->coord = c->peer;
+			rayc__kv_coord_changed_locked(net);
 			snprintf(net->coord_url, sizeof(net->coord_url), "%s",
 			         net->peers[c->peer].url);
 		}

@@ -175,6 +175,7 @@ typedef struct rayc__peer {
 struct rayc__rpc {
 	uint64_t id;
 	rayc__event ev;
+	bool answered; /* rc (and val) came from the coordinator */
 	int rc;
 	void *val;
 	size_t len;
@@ -381,6 +382,9 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
 /* Wakes every KV call of this peer waiting for an answer (it asks again
  * and sees why it cannot). */
 void rayc__kv_wake_all(rayc__net *net);
+/* net->coord changed: KV calls still waiting for the old coordinator's
+ * answer ask the new one at once (a retried write applies once). */
+void rayc__kv_coord_changed_locked(rayc__net *net) RAYC_REQUIRES(net->mu);
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                           const void *val, size_t len, void **out,
                           size_t *outlen) RAYC_REQUIRES(rt->mu);
