@@ -154,6 +154,10 @@ struct rayc__task {
 	uint32_t node_id;
 	uint32_t remote_peer;
 	uint32_t owner;
+	/* Owner: counts the times it was sent (a TASK sent again after a
+	 * lost connection keeps its number; an answer with an older one is
+	 * stale).  Executor: the number of the TASK it runs. */
+	uint32_t dispatch;
 	rayc__targ *args;
 	rayc__obj **returns;
 	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */

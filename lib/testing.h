@@ -18,6 +18,17 @@ const char *rayc__test_store_path(void);
  * held: a test can kill the holder there. */
 void rayc__test_set_shm_copy_hook(void (*fn)(void));
 
+/* Closes every connection this peer has to peer id `peer`, as a network
+ * fault would.  With lose > 0, the next lose frames this peer sends it
+ * over an open connection are thrown away, each closing the connection
+ * it was queued on (a frame lost with its connection). */
+int rayc__test_drop_conn(uint32_t peer, int lose);
+/* True if this peer has an open connection to peer id `peer`. */
+bool rayc__test_conn_open(uint32_t peer);
+/* Runs fn(src) (NULL: nothing) on the receive thread after each piece
+ * of a CHUNK from peer src lands, with no lock held. */
+void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
+
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);

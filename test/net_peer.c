@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "net_funcs.h"
+#include "recover_funcs.h"
 
 int main(void)
 {

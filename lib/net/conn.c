@@ -376,6 +376,7 @@ void rayc__conn_set_open(rayc__conn *c)
 {
 	rayc__mutex_lock(&c->mu);
 	atomic_store(&c->state, RAYC__CONN_OPEN);
+	atomic_store(&c->opened, true);
 	if (c->pend.len > 0) {
 		rayc__w_bytes(&c->out, c->pend.p, c->pend.len);
 		c->pend.len = 0;

@@ -26,18 +26,14 @@ typedef struct refarg {
 } refarg;
 
 static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
-                        int err, const char *msg)
+                        uint32_t dispatch, int err, const char *msg)
 {
 	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE, net->self);
 
-	rayc__w_u64(&b, id.hi);
-	rayc__w_u64(&b, id.lo);
 	rayc__w_u8(&b, 1);
 	rayc__w_u32(&b, (uint32_t)err);
 	rayc__w_str(&b, msg);
-	rayc__w_frame_end(&b, f);
-	rayc__net_send_to(net, owner, &b);
+	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len);
 	rayc__wbuf_fini(&b);
 }
 
@@ -90,6 +86,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
+	uint32_t dispatch = rayc__r_u32(rd);
 	rayc__r_str(rd, fname, sizeof(fname));
 	int attempt = (int)rayc__r_u32(rd);
 	int max_retries = (int)rayc__r_u32(rd);
@@ -178,7 +175,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		         fname, net->self);
 		free(args);
 		free(refs);
-		reply_error(net, c->peer, id,
+		reply_error(net, c->peer, id, dispatch,
 		            fn == NULL ? RAYC_ENOFUNC : RAYC_EINFEASIBLE, msg);
 		return;
 	}
@@ -198,24 +195,42 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->retry_exceptions = retry_exc;
 	t->foreign = true;
 	t->owner = c->peer;
+	t->dispatch = dispatch;
 	rayc__mutex_lock(&rt->mu);
+	/* Sent again (a lost connection) or asked for anew: never two runs
+	 * at once, never one run twice for one dispatch. */
+	rayc__xrec *rec = rayc__xrec_find_locked(net, id);
+	bool dup = rec != NULL &&
+	           rayc__xrec_again_locked(rt, net, rec, c->peer, dispatch);
 	/* Cached copies of this task's returns (fetched before the owner lost
 	 * them and ran the task again, here) make way for the new run. */
-	bool dup = false;
-	for (uint32_t i = 0; i < nret && !dup; i++) {
+	bool here = false;
+	for (uint32_t i = 0; i < nret && !dup && !here; i++) {
 		rayc_object_id rid = rayc__return_id(id, i);
 		rayc__obj *o = rayc__obj_find_locked(rt, rid);
 		if (o != NULL && rayc__cache_drop_locked(rt, o))
 			o = rayc__obj_find_locked(rt, rid); /* still lineage? */
-		dup = o != NULL;
+		here = o != NULL;
 	}
-	if (dup) {
+	if (here && !rayc__xrec_answer_entries_locked(rt, net, c->peer, id,
+	                                              dispatch, nret)) {
+		/* Results of an earlier run still in use here, not all of
+		 * them whole: a new run cannot have their ids. */
+		snprintf(msg, sizeof(msg), "task %s: peer %u still holds "
+		         "part of an earlier run's results", fname, net->self);
+		reply_error(net, c->peer, id, dispatch, RAYC_ELOST, msg);
+	}
+	if (dup || here) {
 		rayc__mutex_unlock(&rt->mu);
 		free(t);
 		free(args);
 		free(refs);
-		return; /* a duplicate of a task already here */
+		return;
 	}
+	if (rayc__xrec_start_locked(net, id, c->peer, dispatch) == NULL)
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-NOMEM", "no memory to "
+		          "record task %s: if its owner sends it again it "
+		          "runs again", fname);
 	t->sclass = rayc__sched_class_locked(rt, demand);
 	if (t->sclass == NULL)
 		abort();
@@ -267,6 +282,8 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	rayc__wbuf b = { 0 };
 	bool keep[4096];
 	rayc__obj *err = NULL;
+	rayc__xrec *rec = net != NULL ? rayc__xrec_find_locked(net, t->id)
+	                              : NULL;
 
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
@@ -276,10 +293,7 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 			err = o;
 	}
 	if (net != NULL) {
-		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE,
-		                               net->self);
-		rayc__w_u64(&b, t->id.hi);
-		rayc__w_u64(&b, t->id.lo);
+		/* The answer's body; the record keeps it for a resend. */
 		rayc__w_u8(&b, err != NULL);
 		if (err != NULL) {
 			rayc__w_u32(&b, (uint32_t)err->err);
@@ -303,8 +317,22 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 				keep[i] = !inl;
 			}
 		}
-		rayc__w_frame_end(&b, f);
-		rayc__net_send_to(net, t->owner, &b);
+		uint32_t dispatch = rec != NULL ? rec->dispatch : t->dispatch;
+		if (b.bad) {
+			/* No memory for the answer: say so (small), or the
+			 * owner would wait for ever. */
+			rayc__wbuf_fini(&b);
+			rayc__w_u8(&b, 1);
+			rayc__w_u32(&b, RAYC_ENOMEM);
+			rayc__w_str(&b, "no memory for the task's answer");
+			for (uint32_t i = 0; i < t->nreturns; i++)
+				keep[i] = false;
+		}
+		rayc__xrec_send(net, t->owner, t->id, dispatch, b.p, b.len);
+		if (rec != NULL && !b.bad)
+			rayc__xrec_done_locked(net, rec, &b);
+		else if (rec != NULL)
+			rayc__xrec_drop_locked(net, rec);
 		rayc__wbuf_fini(&b);
 	}
 	/* An owner that died meanwhile will never say FREE. */

@@ -114,6 +114,7 @@ struct rayc__conn {
 	rayc__mutex mu;   /* state, out, pend, xouts, sending */
 	_Atomic int state;
 	bool dialed, sending, close_after_send, joining;
+	_Atomic bool opened; /* its handshake finished (it carried frames) */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint32_t want_peer; /* who we dialed */
 	unsigned char n_mine[32], n_theirs[32];
@@ -162,6 +163,31 @@ typedef struct rayc__peer {
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
 	rayc__tq inflight;
 } rayc__peer;
+
+/* What lost connections to one peer left to do (relink.c); net->mu.
+ * Kept apart from rayc__peer, which a committed ADD overwrites. */
+typedef struct rayc__link {
+	bool lost;          /* an open connection closed: resend, refetch */
+	bool gave_up;       /* unreachable: its work went elsewhere */
+	int64_t lost_since; /* no connection has opened since (0: one has) */
+	int64_t last_pass;  /* when relink last ran for it */
+	rayc__wbuf orphan;  /* frames of our dials that never opened */
+	int lose;           /* test: open-connection frames to throw away */
+} rayc__link;
+
+/* A task this peer runs or ran for another owner (xrec.c), by id: a
+ * TASK sent again (after a lost connection) is not run twice, and is
+ * answered again once done.  Guarded by rt->mu. */
+typedef struct rayc__xrec {
+	rayc_task_id id;
+	UT_hash_handle hh;
+	uint32_t owner, dispatch;
+	bool done;
+	uint8_t *body; /* the TASK_DONE payload after (id, dispatch) */
+	size_t len;
+	int64_t done_at;
+	struct rayc__xrec *prev, *next; /* done ones, oldest first */
+} rayc__xrec;
 
 /* A request waiting for its reply (KV calls to the coordinator). */
 struct rayc__rpc {
@@ -228,6 +254,13 @@ struct rayc__net {
 	rayc__pin *pins;
 	/* SPREAD's round-robin position (rt->mu). */
 	uint32_t rr;
+	/* Lost connections (relink.c): per peer, and the loop event that
+	 * runs what they left to do. */
+	rayc__link links[RAYC__MAX_PEERS];
+	struct event *relink_ev;
+	/* Tasks run here for other owners (xrec.c; rt->mu). */
+	rayc__xrec *xrecs, *xrec_head, *xrec_tail;
+	size_t xrec_bytes, xrec_done;
 };
 
 /* Marks peer id known (net->mu held) and returns it. */
@@ -290,6 +323,37 @@ void rayc__net_conn_lost(rayc__conn *c);   /* closed */
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
 /* Frame helpers: send a small frame to a peer. */
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
+
+/* relink.c: what a lost connection to a live peer leaves to do.  An open
+ * connection that closes loses what was queued on it, and both ends see
+ * it close: the owner sends its tasks in flight there again (the
+ * executor answers a task it ran from its record, xrec.c), the fetcher
+ * asks again for what was coming, the coordinator dials to see whether
+ * the peer lives.  Frames queued on a dial that never opened only the
+ * sender knows about: they go out again on the next connection.  A peer
+ * no connection reaches for a heartbeat timeout gets no more waiting:
+ * its tasks are placed elsewhere and its transfers fail. */
+int rayc__relink_init(rayc__net *net); /* before the loop thread starts */
+void rayc__relink_fini(rayc__net *net);
+/* c (to c->peer) closed; any thread, any locks. */
+void rayc__relink_conn_lost(rayc__net *net, rayc__conn *c);
+/* A connection to peer opened. */
+void rayc__relink_conn_open(rayc__net *net, uint32_t peer);
+/* c (dialed, never opened) is being freed: keep its queued frames. */
+void rayc__relink_orphans(rayc__net *net, rayc__conn *c);
+void rayc__relink_tick(rayc__net *net); /* loop thread */
+/* Runs relink for peer again soon (what it sent did not go out). */
+void rayc__relink_retry(rayc__net *net, uint32_t peer);
+/* True if this peer gave up reaching peer (net->mu). */
+static inline bool rayc__relink_unreachable_locked(rayc__net *net,
+                                                   uint32_t peer)
+	RAYC_REQUIRES(net->mu)
+{
+	return net->links[peer].gave_up;
+}
+/* Test loss (rayc__test_drop_conn): true if frame must be thrown away
+ * (c is then closed). */
+bool rayc__relink_test_lose(rayc__net *net, rayc__conn *c);
 /* Adds c to the connection list, where reaping finds it. */
 void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 	RAYC_REQUIRES(net->mu);
@@ -297,6 +361,9 @@ void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 /* remote.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
+/* Loop thread: a connection to live peer id was lost (resend, refetch);
+ * give_up: none reached it for a heartbeat timeout (move its work). */
+void rayc__remote_relink(rayc__net *net, uint32_t id, bool give_up);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes

@@ -33,6 +33,7 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 
 	rayc__w_u64(b, t->id.hi);
 	rayc__w_u64(b, t->id.lo);
+	rayc__w_u32(b, t->dispatch);
 	rayc__w_str(b, t->fn->name);
 	rayc__w_u32(b, (uint32_t)t->attempt);
 	rayc__w_u32(b, (uint32_t)t->max_retries);
@@ -89,6 +90,7 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		return false;
 	rayc__wbuf *b = rayc__conn_begin(c);
 	size_t before = b->len;
+	t->dispatch++; /* a new run: answers to earlier ones are stale */
 	encode_task(rt, net, b, t);
 	bool bad = b->bad;
 	if (bad) {
@@ -103,6 +105,46 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 	t->remote_peer = peer;
 	rayc__tq_push(&net->peers[peer].inflight, t);
 	return true;
+}
+
+void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
+{
+	rayc__peer *p = &net->peers[peer];
+
+	if (p->inflight.head == NULL)
+		return;
+	rayc__conn *c = rayc__net_conn_to(net, peer);
+	if (c == NULL)
+		return; /* dead: its death retries them */
+	rayc__wbuf *b = rayc__conn_begin(c);
+	bool bad = false;
+	for (rayc__task *t = p->inflight.head; t != NULL && !bad;
+	     t = t->q_next) {
+		size_t before = b->len;
+		encode_task(rt, net, b, t);
+		if (b->bad) {
+			b->len = before;
+			b->bad = false;
+			bad = true;
+		}
+	}
+	rayc__conn_end(c);
+	rayc__conn_unref(c);
+	if (bad)
+		rayc__relink_retry(net, peer); /* out of memory: later */
+}
+
+void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
+{
+	rayc__peer *p = &net->peers[peer];
+
+	while (p->inflight.head != NULL) {
+		rayc__task *t = p->inflight.head;
+		rayc__tq_remove(&p->inflight, t);
+		t->remote_peer = 0;
+		t->child_counter = 0;
+		rayc__sched_enqueue_locked(rt, t);
+	}
 }
 
 static double local_util_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
@@ -133,7 +175,7 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 	rayc__mutex_lock(&net->mu);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
-		if (!p->alive)
+		if (!p->alive || rayc__relink_unreachable_locked(net, i))
 			continue;
 		rayc__place_peer *q = &pp[n++];
 		q->id = i;
@@ -288,6 +330,31 @@ static void mark_remote_locked(rayc__rt *rt, rayc__obj *o, uint32_t at,
 	rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_REMOTE);
 }
 
+/* A stale answer's large returns, kept for us on peer: the ones we do
+ * not have there (frees[], as return indices) are freed. */
+static int stale_frees_locked(rayc__rt *rt, uint32_t peer, rayc_task_id id,
+                              rayc__rd *rd, uint32_t *frees)
+	RAYC_REQUIRES(rt->mu)
+{
+	uint32_t n = rayc__r_u32(rd);
+	int nfree = 0;
+
+	for (uint32_t i = 0; i < n && !rd->bad && nfree < 4096; i++) {
+		bool inl = rayc__r_u8(rd) != 0;
+		(void)rayc__r_u8(rd);
+		size_t len;
+		if (inl) {
+			(void)rayc__r_blob(rd, &len);
+			continue;
+		}
+		(void)rayc__r_u64(rd);
+		rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, i));
+		if (!rd->bad && (o == NULL || o->loc != peer))
+			frees[nfree++] = i;
+	}
+	return nfree;
+}
+
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -299,15 +366,26 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
+	uint32_t dispatch = rayc__r_u32(rd);
 	bool failed = rayc__r_u8(rd) != 0;
 	if (rd->bad)
 		return;
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
-	if (t == NULL || !t->in_flight || t->remote_peer != c->peer) {
+	if (t == NULL || !t->in_flight || t->remote_peer != c->peer ||
+	    t->dispatch != dispatch) {
+		/* Stale: an answer sent again, or to an earlier dispatch
+		 * (placed elsewhere since, or released). */
+		if (!failed && !(t != NULL && t->in_flight &&
+		                 t->remote_peer == c->peer))
+			nfree = stale_frees_locked(rt, c->peer, id, rd, frees);
 		rayc__mutex_unlock(&rt->mu);
-		return; /* stale: retried elsewhere or released */
+		for (int i = 0; i < nfree; i++)
+			rayc__remote_send_small(net, c->peer, RAYC__MSG_FREE,
+			                        rayc__return_id(id, frees[i]),
+			                        0);
+		return;
 	}
 	rayc__peer *p = &net->peers[c->peer];
 	rayc__tq_remove(&p->inflight, t);

@@ -9,7 +9,19 @@
 
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
+#include "testing.h"
 
+
+/* A live member some connection reaches (relink.c gives up on those
+ * none has reached for a heartbeat timeout). */
+static bool reachable(rayc__net *net, uint32_t src)
+{
+	rayc__mutex_lock(&net->mu);
+	bool ok = src < RAYC__MAX_PEERS && net->peers[src].alive &&
+	          !rayc__relink_unreachable_locked(net, src);
+	rayc__mutex_unlock(&net->mu);
+	return ok;
+}
 
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 {
@@ -19,8 +31,7 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	rt->n_fetches++;
 	uint32_t src = o->loc;
-	if (net == NULL || src == 0 || src == net->self ||
-	    !rayc__net_peer_alive(rt, src)) {
+	if (net == NULL || src == 0 || src == net->self || !reachable(net, src)) {
 		/* Nowhere to get it from. */
 		o->loc = 0;
 		if (o->owner == 0) {
@@ -313,9 +324,17 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 	return 1;
 }
 
+static void (*_Atomic chunk_hook)(uint32_t src);
+
+void rayc__test_set_chunk_hook(void (*fn)(uint32_t src))
+{
+	atomic_store(&chunk_hook, fn);
+}
+
 void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
 {
 	rayc__net *net = c->net;
+	void (*hook)(uint32_t) = atomic_load(&chunk_hook);
 
 	rayc__mutex_lock(&net->mu);
 	x->busy = false;
@@ -330,6 +349,8 @@ void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
 	rayc__mutex_unlock(&net->mu);
 	if (done)
 		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
+	if (ok && n > 0 && hook != NULL)
+		hook(c->peer);
 }
 
 /* A CHUNK that arrived whole in the receive buffer. */
@@ -388,4 +409,43 @@ void rayc__remote_on_missing(rayc__conn *c, rayc__rd *rd)
 	         "no copy", (unsigned long long)id.hi,
 	         (unsigned long long)id.lo, c->peer);
 	rayc__remote_xin_finish(net, x, false, RAYC_ELOST, msg);
+}
+
+void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail)
+{
+	rayc__rt *rt = net->rt;
+	rayc__xin *x, *xt, *list = NULL;
+	char msg[128];
+
+	rayc__mutex_lock(&net->mu);
+	HASH_ITER(hh, net->xins, x, xt) {
+		if (x->src == peer) {
+			HASH_DEL(net->xins, x); /* ours to end */
+			x->next_dead = list;
+			list = x;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	snprintf(msg, sizeof(msg), "object lost: peer %u, which holds it, "
+	         "cannot be reached", peer);
+	while (list != NULL) {
+		x = list;
+		list = x->next_dead;
+		if (fail) {
+			rayc__remote_xin_finish(net, x, false, RAYC_ELOST, msg);
+			continue;
+		}
+		/* What was coming went with the connection: ask again. */
+		rayc__mutex_lock(&rt->mu);
+		rayc__obj *o = rayc__obj_find_locked(rt, x->id);
+		if (o != NULL && o->fetching &&
+		    atomic_load(&o->state) == RAYC__OBJ_PENDING) {
+			o->fetching = false;
+			o->loc = peer;
+			rt->n_fetches--; /* the same fetch */
+			rayc__net_fetch_locked(rt, o);
+		}
+		rayc__mutex_unlock(&rt->mu);
+		xin_drop(net, x);
+	}
 }

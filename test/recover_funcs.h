@@ -1,0 +1,146 @@
+/* recover_funcs.h -- remote functions of the recovery tests
+ * (test_recover.c): lost connections, lost arguments, new peers, many
+ * arguments.  Compiled into the driver and net_peer alike, so every peer
+ * has them registered under the same names. */
+#ifndef RAYC_TEST_RECOVER_FUNCS_H
+#define RAYC_TEST_RECOVER_FUNCS_H
+
+#include <stdatomic.h>
+
+#include "net_funcs.h"
+
+static rayc_task_opts rf_on(int64_t peer)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)peer;
+	return o;
+}
+
+/* (owner) -> 1 once a connection to the owner is open again after this
+ * peer dropped its connections to it and armed the loss of the next
+ * frame to it: this task's own TASK_DONE goes with the connection. */
+static void rf_lose_done(rayc_ctx *c)
+{
+	int64_t owner;
+	rayc_arg_i64(c, 0, &owner);
+	if (rayc__test_drop_conn((uint32_t)owner, 1) != RAYC_OK) {
+		rayc_fail(c, "lose_done: %s", rayc_errmsg());
+		return;
+	}
+	int64_t deadline = nf_now_ms() + 20000;
+	while (!rayc__test_conn_open((uint32_t)owner) &&
+	       nf_now_ms() < deadline) {
+		struct timespec ts = { 0, 2000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, rayc__test_conn_open((uint32_t)owner));
+}
+RAYC_REMOTE(rf_lose_done)
+
+/* (peer) -> 1 once peer is a live member in this peer's view (waits
+ * up to 20 s). */
+static void rf_knows(rayc_ctx *c)
+{
+	int64_t peer;
+	rayc_arg_i64(c, 0, &peer);
+	int64_t deadline = nf_now_ms() + 20000;
+	for (;;) {
+		rayc_peer_info pi[64];
+		size_t n = 0;
+		rayc_cluster_peers(pi, 64, &n);
+		for (size_t i = 0; i < n && i < 64; i++)
+			if (pi[i].id == (uint32_t)peer && pi[i].alive) {
+				rayc_return_i64(c, 0, 1);
+				return;
+			}
+		if (nf_now_ms() > deadline)
+			break;
+		struct timespec ts = { 0, 2000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(rf_knows)
+
+/* The chunk hook: the second piece from rf_target drops the
+ * connections to it. */
+static _Atomic uint32_t rf_target;
+static _Atomic int rf_chunks;
+static void rf_chunk_drop(uint32_t src)
+{
+	if (src == atomic_load(&rf_target) &&
+	    atomic_fetch_add(&rf_chunks, 1) == 1)
+		(void)rayc__test_drop_conn(src, 0);
+}
+
+/* (peer, n, k) -> 1 if the connection was dropped mid-fetch.  With k
+ * sleeping tasks in flight to peer, fetches an n-byte object made there
+ * while the connection to it is dropped, then runs rf_lose_done there;
+ * fails if any result is not exact or does not come. */
+static void rf_chaos(rayc_ctx *c)
+{
+	int64_t peer, n, k;
+	rayc_arg_i64(c, 0, &peer);
+	rayc_arg_i64(c, 1, &n);
+	rayc_arg_i64(c, 2, &k);
+	rayc_task_opts o = rf_on(peer);
+	rayc_ref big, s[64], lose;
+	if (k > 64 || rayc_call_opts(&big, "nf_make_bytes", &o, RAYC_I64(n),
+	                             RAYC_I64(13)) != RAYC_OK ||
+	    rayc_wait(&big, 1, 1, 30000, NULL, NULL) != RAYC_OK) {
+		rayc_fail(c, "chaos: make: %s", rayc_errmsg());
+		return;
+	}
+	for (int64_t i = 0; i < k; i++)
+		if (rayc_call_opts(&s[i], "nf_sleep", &o, RAYC_I64(300)) != 0) {
+			rayc_fail(c, "chaos: sleep: %s", rayc_errmsg());
+			return;
+		}
+	atomic_store(&rf_chunks, 0);
+	atomic_store(&rf_target, (uint32_t)peer);
+	rayc__test_set_chunk_hook(rf_chunk_drop);
+	rayc_view v;
+	int rc = rayc_get(big, &v, 30000);
+	rayc__test_set_chunk_hook(NULL);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "chaos: fetch: %s (%s)", rayc_strerror(rc),
+		          rayc_errmsg());
+		return;
+	}
+	bool same = v.len == (size_t)n;
+	for (size_t i = 0; same && i < v.len; i++)
+		same = ((const uint8_t *)v.data)[i] == nf_pattern(i, 13);
+	rayc_view_release(&v);
+	rayc_release(big);
+	if (!same) {
+		rayc_fail(c, "chaos: the fetched bytes differ");
+		return;
+	}
+	for (int64_t i = 0; i < k; i++) {
+		int64_t who = -1;
+		rc = rayc_get_i64(s[i], &who, 30000);
+		rayc_release(s[i]);
+		if (rc != RAYC_OK || who != peer) {
+			rayc_fail(c, "chaos: sleep %lld: %s, ran on %lld",
+			          (long long)i, rayc_strerror(rc),
+			          (long long)who);
+			return;
+		}
+	}
+	int64_t reopened = 0;
+	if (rayc_call_opts(&lose, "rf_lose_done", &o,
+	                   RAYC_I64(rayc_peer_id())) != RAYC_OK ||
+	    (rc = rayc_get_i64(lose, &reopened, 30000)) != RAYC_OK ||
+	    reopened != 1) {
+		rayc_fail(c, "chaos: lost TASK_DONE: %s (%s), reopened %lld",
+		          rayc_strerror(rc), rayc_errmsg(),
+		          (long long)reopened);
+		return;
+	}
+	rayc_release(lose);
+	rayc_return_i64(c, 0, atomic_load(&rf_chunks) >= 2);
+}
+RAYC_REMOTE(rf_chaos)
+
+#endif /* RAYC_TEST_RECOVER_FUNCS_H */

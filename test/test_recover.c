@@ -1,0 +1,72 @@
+/* test_recover.c -- tasks and objects survive faults between live
+ * peers: lost connections, lost arguments, peers that just joined, many
+ * arguments, and out-of-memory paths.  Real peer processes (net_peer)
+ * on loopback, as in test_net.c. */
+#include "net_harness.h"
+#include "recover_funcs.h"
+
+TestSuite(recover, .timeout = 150, .fini = kill_kids);
+
+#define NOSHM "RAYC_SAME_HOST_COPY=0"
+
+/* Waits until peer `on` sees peer `at` as a live member. */
+static void knows(uint32_t on, uint32_t at)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "rf_knows", &o, RAYC_I64(at)), 0);
+	cr_assert_eq(get_i64(r), 1, "peer %u does not see peer %u", on, at);
+	rayc_release(r);
+}
+
+/* Runs rf_chaos on peer `on` against peer `at` and checks it. */
+static void chaos(uint32_t on, uint32_t at)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t dropped = -1;
+	knows(on, at);
+	cr_assert_eq(rayc_call_opts(&r, "rf_chaos", &o, RAYC_I64(at),
+	                            RAYC_I64((int64_t)32 << 20), RAYC_I64(8)),
+	             0);
+	int rc = rayc_get_i64(r, &dropped, 120000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	cr_assert_eq(dropped, 1, "the connection was not dropped mid-fetch");
+	rayc_release(r);
+}
+
+/* Two workers: B's connections to C drop while B has tasks in flight
+ * there and is fetching from there, and C loses an answer to B with its
+ * connection.  Everything completes, exact. */
+Test(recover, lost_connection_between_workers_loses_no_work)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NOSHM);
+	pid_t c = spawn_peer(TOKEN, NOSHM);
+	wait_alive(3);
+	uint32_t pb = peer_of(b), pc = peer_of(c);
+	cr_assert(pb != 0 && pc != 0);
+	chaos(pb, pc);
+	cr_assert_eq(alive_peers(), 3);
+	assert_tree_sum(2000);
+	cluster_stop();
+}
+
+/* The same with the coordinator as the owner: a dropped connection is
+ * not a death; C stays a member. */
+Test(recover, coordinator_keeps_a_peer_whose_connection_dropped)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	spawn_peer(TOKEN, NOSHM);
+	pid_t c = spawn_peer(TOKEN, NOSHM);
+	wait_alive(3);
+	uint32_t pc = peer_of(c);
+	cr_assert(pc != 0);
+	chaos(rayc_peer_id(), pc);
+	cr_assert_eq(peer_of(c), pc, "peer %u was removed", pc);
+	cr_assert_eq(alive_peers(), 3);
+	assert_tree_sum(2000);
+	cluster_stop();
+}
