@@ -158,6 +158,9 @@ struct rayc__task {
 	 * lost connection keeps its number; an answer with an older one is
 	 * stale).  Executor: the number of the TASK it runs. */
 	uint32_t dispatch;
+	/* Owner: times it was sent again because an argument was lost on
+	 * the way (rebuilt from lineage first); bounded. */
+	uint8_t arg_redo;
 	rayc__targ *args;
 	rayc__obj **returns;
 	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */

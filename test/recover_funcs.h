@@ -5,6 +5,7 @@
 #ifndef RAYC_TEST_RECOVER_FUNCS_H
 #define RAYC_TEST_RECOVER_FUNCS_H
 
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "net_funcs.h"
@@ -73,6 +74,32 @@ static void rf_chunk_drop(uint32_t src)
 	    atomic_fetch_add(&rf_chunks, 1) == 1)
 		(void)rayc__test_drop_conn(src, 0);
 }
+
+/* The chunk hook: the first piece from rf_kill_src SIGKILLs process
+ * rf_kill_pid (the peer sending it), once. */
+static _Atomic uint32_t rf_kill_src;
+static _Atomic int rf_kill_pid;
+static void rf_chunk_kill(uint32_t src)
+{
+	if (src != atomic_load(&rf_kill_src))
+		return;
+	int pid = atomic_exchange(&rf_kill_pid, 0);
+	if (pid > 0)
+		kill(pid, SIGKILL);
+}
+
+/* (peer, pid) -> 0: arms rf_chunk_kill here. */
+static void rf_arm_kill(rayc_ctx *c)
+{
+	int64_t peer, pid;
+	rayc_arg_i64(c, 0, &peer);
+	rayc_arg_i64(c, 1, &pid);
+	atomic_store(&rf_kill_src, (uint32_t)peer);
+	atomic_store(&rf_kill_pid, (int)pid);
+	rayc__test_set_chunk_hook(rf_chunk_kill);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(rf_arm_kill)
 
 /* (peer, n, k) -> 1 if the connection was dropped mid-fetch.  With k
  * sleeping tasks in flight to peer, fetches an n-byte object made there

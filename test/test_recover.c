@@ -70,3 +70,62 @@ Test(recover, coordinator_keeps_a_peer_whose_connection_dropped)
 	assert_tree_sum(2000);
 	cluster_stop();
 }
+
+/* A process this test SIGKILLed: reaped, its arena file removed. */
+static void reap_killed(pid_t pid)
+{
+	int code = reap(pid, 15000);
+	cr_assert_eq(code, 128 + SIGKILL, "killed peer ended with %d", code);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", (int)pid);
+	unlink(path);
+}
+
+/* A chain a -> checksum(a): a (32 MiB, kept where it ran, on B) loses
+ * its only copy while C fetches it for the dependent task (C kills B at
+ * the first piece).  The owner rebuilds a from lineage and sends the
+ * task again: the result is exact. */
+Test(recover, lost_argument_is_rebuilt_by_its_owner)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NOSHM);
+	pid_t c = spawn_peer(TOKEN, NOSHM);
+	spawn_peer(TOKEN, NOSHM); /* a majority stays after the kill */
+	wait_alive(4);
+	uint32_t pb = peer_of(b), pc = peer_of(c);
+	cr_assert(pb != 0 && pc != 0);
+	knows(pc, pb);
+	const int64_t n = (int64_t)32 << 20;
+	rayc_task_opts ob = on_peer(pb);
+	ob.soft = 1; /* rebuilt elsewhere once B is gone */
+	rayc_ref a, r[2], arm;
+	cr_assert_eq(rayc_call_opts(&a, "nf_make_bytes", &ob, RAYC_I64(n),
+	                            RAYC_I64(21)), 0);
+	cr_assert_eq(rayc_wait(&a, 1, 1, 30000, NULL, NULL), 0);
+	rayc_task_opts oc = on_peer(pc);
+	cr_assert_eq(rayc_call_opts(&arm, "rf_arm_kill", &oc, RAYC_I64(pb),
+	                            RAYC_I64(b)), 0);
+	cr_assert_eq(get_i64(arm), 0);
+	rayc_release(arm);
+	oc.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(r, "nf_checksum", &oc, RAYC_REF(a)), 0);
+	int64_t sum = 0;
+	int rc = rayc_get_i64(r[0], &sum, 90000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	uint8_t *want = malloc((size_t)n);
+	for (size_t i = 0; i < (size_t)n; i++)
+		want[i] = nf_pattern(i, 21);
+	cr_assert_eq((uint64_t)sum, XXH3_64bits(want, (size_t)n),
+	             "checksum differs");
+	free(want);
+	cr_assert_eq(get_i64(r[1]), pc);
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+	rayc_release(a);
+	reap_killed(b);
+	cluster_stop();
+}

@@ -45,15 +45,36 @@ static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
 	rayc__obj *o = rayc__obj_find_locked(rt, ra->id);
 
 	*fetch = false;
-	if (o != NULL) {
+	if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
+	    o->err == RAYC_ELOST && o->owner != 0 && ra->owner == o->owner &&
+	    (ra->inl || ra->loc != 0)) {
+		/* Lost here before, and its owner has it again (rebuilt):
+		 * this entry waits for the new copy. */
+		free(o->data);
+		o->data = NULL;
+		o->len = 0;
+		o->err = 0;
+		o->fetching = false;
+		atomic_store(&o->state, RAYC__OBJ_PENDING);
+	} else if (o != NULL) {
 		*fetch = atomic_load(&o->state) == RAYC__OBJ_REMOTE;
 		return o;
+	} else {
+		o = rayc__obj_new_locked(rt, ra->id);
+		if (o == NULL)
+			return NULL;
 	}
-	if (ra->owner == net->self)
-		return NULL; /* ours, and gone */
-	o = rayc__obj_new_locked(rt, ra->id);
-	if (o == NULL)
-		return NULL;
+	if (ra->owner == net->self) {
+		/* Ours, and gone: the task fails naming it (its owner, this
+		 * peer, cannot rebuild it any more). */
+		char msg[128];
+		snprintf(msg, sizeof(msg), "object %016llx%016llx is lost: its "
+		         "owner, peer %u, no longer has it",
+		         (unsigned long long)ra->id.hi,
+		         (unsigned long long)ra->id.lo, net->self);
+		rayc__obj_fail_locked(rt, o, RAYC_ELOST, msg);
+		return o;
+	}
 	o->owner = ra->owner;
 	o->loc = ra->loc;
 	if (ra->inl) {
@@ -276,6 +297,28 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	free(refs);
 }
 
+static bool arg_lost(const rayc__targ *a)
+{
+	return a->type == RAYC_TYPE_REF && a->ref != NULL &&
+	       atomic_load(&a->ref->state) == RAYC__OBJ_ERROR &&
+	       a->ref->err == RAYC_ELOST;
+}
+
+/* A task that failed with RAYC_ELOST names the arguments that were lost
+ * (none: its own failure): their owner may rebuild them and send the
+ * task again. */
+static void write_lost_args(rayc__wbuf *b, const rayc__task *t, int err)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < t->nargs && err == RAYC_ELOST; i++)
+		n += arg_lost(&t->args[i]);
+	rayc__w_u32(b, n);
+	for (uint32_t i = 0; i < t->nargs && n > 0; i++)
+		if (arg_lost(&t->args[i]))
+			rayc__w_oid(b, t->args[i].ref->id);
+}
+
 void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__net *net = rt->net;
@@ -299,6 +342,7 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 			rayc__w_u32(&b, (uint32_t)err->err);
 			rayc__w_str(&b, err->data != NULL ? (char *)err->data
 			                                  : "task failed");
+			write_lost_args(&b, t, err->err);
 		} else {
 			rayc__w_u32(&b, t->nreturns);
 			for (uint32_t i = 0; i < t->nreturns; i++) {

@@ -22,6 +22,8 @@
 
 
 #define PEER_CAP_MIN 32
+/* Times a task is sent again after losing arguments on the way. */
+#define RAYC__ARG_REDO_MAX 16
 #define PEER_CAP_PER_CPU 16
 
 /* ---- owner: placing and sending tasks ---- */
@@ -355,6 +357,45 @@ static int stale_frees_locked(rayc__rt *rt, uint32_t peer, rayc_task_id id,
 	return nfree;
 }
 
+/* t failed on peer because arguments (listed in rd) were lost there.
+ * If they are all ours, rebuild the lost ones from lineage and send t
+ * again once they are back, as a local rayc_get would; true if so. */
+static bool rebuild_args_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
+                                rayc__rd *rd, uint32_t peer)
+	RAYC_REQUIRES(rt->mu)
+{
+	uint32_t n = rayc__r_u32(rd);
+
+	if (rd->bad || n == 0 || n > t->nargs ||
+	    t->arg_redo >= RAYC__ARG_REDO_MAX)
+		return false;
+	for (uint32_t k = 0; k < n; k++) {
+		rayc_object_id id = rayc__r_oid(rd);
+		rayc__obj *o = NULL;
+		for (uint32_t i = 0; i < t->nargs && o == NULL && !rd->bad; i++)
+			if (t->args[i].ref != NULL &&
+			    t->args[i].ref->id.hi == id.hi &&
+			    t->args[i].ref->id.lo == id.lo)
+				o = t->args[i].ref;
+		if (o == NULL || o->owner != 0)
+			return false; /* not ours to rebuild */
+		if (atomic_load(&o->state) != RAYC__OBJ_REMOTE)
+			continue; /* here, lost already, or being rebuilt */
+		/* The executor found no copy where we thought one was. */
+		uint32_t at = o->loc;
+		o->loc = 0;
+		atomic_store(&o->state, RAYC__OBJ_LOST);
+		if (at != 0 && at != net->self)
+			rayc__remote_send_small(net, at, RAYC__MSG_FREE, o->id, 0);
+	}
+	t->arg_redo++;
+	rayc__log(RAYC_LOG_DEBUG, "RAYC-TASK-ARG-LOST", "task %s: an argument "
+	          "was lost on peer %u; rebuilding it and sending the task "
+	          "again", t->fn->name, peer);
+	(void)rayc__task_resolve_args_locked(rt, t);
+	return true;
+}
+
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -398,6 +439,12 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 			         c->peer);
 		if (err <= 0 || err > RAYC_EEXIST)
 			err = RAYC_ETASK;
+		if (err == RAYC_ELOST && !rd->bad &&
+		    rebuild_args_locked(rt, net, t, rd, c->peer)) {
+			pump_locked(rt, net, c->peer);
+			rayc__mutex_unlock(&rt->mu);
+			return;
+		}
 		atomic_fetch_add(&rt->n_failed, 1);
 		for (uint32_t i = 0; i < t->nreturns; i++)
 			if (t->returns[i] != NULL)
