@@ -129,3 +129,50 @@ Test(recover, lost_argument_is_rebuilt_by_its_owner)
 	reap_killed(b);
 	cluster_stop();
 }
+
+/* Peers that just joined: tasks sent at once to a newcomer (and to an
+ * older peer) with arguments held by another newcomer, which the
+ * executor may not know yet.  Unknown is not dead: all succeed. */
+Test(recover, new_peers_first_tasks_find_their_arguments)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t d = spawn_peer(TOKEN, NOSHM);
+	wait_alive(2);
+	uint32_t pd = peer_of(d);
+	pid_t e = spawn_peer(TOKEN, NOSHM);
+	pid_t f = spawn_peer(TOKEN, NOSHM);
+	RT_WAIT_FOR(peer_of(e) != 0 && peer_of(f) != 0, 20000);
+	uint32_t pe = peer_of(e), pf = peer_of(f);
+	cr_assert(pe != 0 && pf != 0, "the new peers did not join");
+	enum { K = 8 };
+	const int64_t n = 100 << 10;
+	rayc_ref obj[K], r[2 * K][2];
+	rayc_task_opts oe = on_peer(pe);
+	for (int k = 0; k < K; k++)
+		cr_assert_eq(rayc_call_opts(&obj[k], "nf_make_bytes", &oe,
+		                            RAYC_I64(n), RAYC_I64(30 + k)), 0);
+	cr_assert_eq(rayc_wait(obj, K, K, 30000, NULL, NULL), 0);
+	for (int k = 0; k < 2 * K; k++) {
+		rayc_task_opts o = on_peer(k % 2 ? pf : pd);
+		o.num_returns = 2;
+		cr_assert_eq(rayc_call_opts(r[k], "nf_checksum", &o,
+		                            RAYC_REF(obj[k / 2])), 0);
+	}
+	uint8_t *want = malloc((size_t)n);
+	for (int k = 0; k < 2 * K; k++) {
+		for (size_t i = 0; i < (size_t)n; i++)
+			want[i] = nf_pattern(i, 30 + k / 2);
+		int64_t sum = 0;
+		int rc = rayc_get_i64(r[k][0], &sum, 30000);
+		cr_assert_eq(rc, RAYC_OK, "task %d on peer %u: %s: %s", k,
+		             k % 2 ? pf : pd, rayc_strerror(rc), rayc_errmsg());
+		cr_assert_eq((uint64_t)sum, XXH3_64bits(want, (size_t)n));
+		rayc_release(r[k][0]);
+		rayc_release(r[k][1]);
+	}
+	free(want);
+	for (int k = 0; k < K; k++)
+		rayc_release(obj[k]);
+	cluster_stop();
+}

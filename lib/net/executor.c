@@ -297,6 +297,18 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	free(refs);
 }
 
+/* A member that died.  An owner not in our view yet joined moments ago
+ * (it reached us over a connection it authenticated): it is alive. */
+static bool owner_dead(rayc__net *net, uint32_t owner)
+{
+	if (owner == 0 || owner >= RAYC__MAX_PEERS)
+		return true;
+	rayc__mutex_lock(&net->mu);
+	bool dead = net->peers[owner].known && !net->peers[owner].alive;
+	rayc__mutex_unlock(&net->mu);
+	return dead;
+}
+
 static bool arg_lost(const rayc__targ *a)
 {
 	return a->type == RAYC_TYPE_REF && a->ref != NULL &&
@@ -380,7 +392,7 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 		rayc__wbuf_fini(&b);
 	}
 	/* An owner that died meanwhile will never say FREE. */
-	bool owner_alive = rayc__net_peer_alive(rt, t->owner);
+	bool owner_alive = net != NULL && !owner_dead(net, t->owner);
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		t->returns[i] = NULL;

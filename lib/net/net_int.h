@@ -93,6 +93,10 @@ struct rayc__xin {
 	bool shm_wait;         /* read in the holder's arena: SUM next */
 	rayc__store_view *view; /* same host: dst points into it (held) */
 	uint64_t shm_sum;      /* xxh3 of what was copied */
+	/* src is not in our view yet (it joined moments ago): FETCH goes
+	 * once it is, or the transfer fails at wait_until. */
+	bool wait_member;
+	int64_t wait_until;
 	rayc__xin *next_dead;  /* link while being failed */
 };
 
@@ -243,8 +247,10 @@ struct rayc__net {
 	rayc__rpc *rpcs;
 	uint64_t next_rpc;
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
-	/* Incoming transfers by object id. */
+	/* Incoming transfers by object id; some may wait for their source
+	 * to be in our view (wait_member). */
 	rayc__xin *xins;
+	bool fetch_waiting;
 	/* Same-host copies (remote.c): each peer's arena mapped read-only
 	 * (opened at its first SHM_OFFER, released when it dies), peers
 	 * whose arena could not be used (they send over TCP), and our
@@ -342,6 +348,8 @@ void rayc__relink_conn_open(rayc__net *net, uint32_t peer);
 /* c (dialed, never opened) is being freed: keep its queued frames. */
 void rayc__relink_orphans(rayc__net *net, rayc__conn *c);
 void rayc__relink_tick(rayc__net *net); /* loop thread */
+/* Runs the pass soon: transfers wait for a peer to be in our view. */
+void rayc__relink_soon(rayc__net *net);
 /* Runs relink for peer again soon (what it sent did not go out). */
 void rayc__relink_retry(rayc__net *net, uint32_t peer);
 /* True if this peer gave up reaching peer (net->mu). */

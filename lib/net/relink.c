@@ -34,6 +34,7 @@
 #include "testing.h"
 
 #define RELINK_GAP_NS ((int64_t)100 * 1000000)
+#define MEMBER_POLL_NS ((int64_t)10 * 1000000)
 #define ORPHAN_MAX ((size_t)64 << 20)
 
 static _Atomic int test_lose_armed;
@@ -139,6 +140,9 @@ static void pass(rayc__net *net)
 		if (w > 0 && (next == 0 || w < next))
 			next = w;
 	}
+	if (rayc__remote_fetch_waiting(net) &&
+	    (next == 0 || next > MEMBER_POLL_NS))
+		next = MEMBER_POLL_NS;
 	if (next > 0)
 		kick(net, next);
 }
@@ -193,6 +197,11 @@ void rayc__relink_conn_open(rayc__net *net, uint32_t peer)
 	net->links[peer].lost_since = 0;
 	net->links[peer].gave_up = false;
 	rayc__mutex_unlock(&net->mu);
+}
+
+void rayc__relink_soon(rayc__net *net)
+{
+	kick(net, MEMBER_POLL_NS);
 }
 
 void rayc__relink_retry(rayc__net *net, uint32_t peer)

@@ -77,6 +77,10 @@ void rayc__remote_on_missing(rayc__conn *c, rayc__rd *rd);
 /* Transfers coming from peer are asked for again (fail: fail them, as
  * if it had no copy). */
 void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail);
+/* Loop thread: transfers waiting for their source to be in our view go
+ * (or fail: it is dead, or was not heard of in time).  True if some
+ * still wait. */
+bool rayc__remote_fetch_waiting(rayc__net *net);
 void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x);
 void rayc__remote_xin_release(rayc__net *net, rayc__xin *x);
 void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,

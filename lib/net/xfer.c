@@ -12,15 +12,32 @@
 #include "testing.h"
 
 
-/* A live member some connection reaches (relink.c gives up on those
- * none has reached for a heartbeat timeout). */
-static bool reachable(rayc__net *net, uint32_t src)
+enum { SRC_OK, SRC_WAIT, SRC_NONE };
+
+/* Can we fetch from src?  A live member some connection reaches (relink.c
+ * gives up on those none has reached for a heartbeat timeout): yes.  A
+ * peer not in our view yet: wait, it joined moments ago (whoever named
+ * it to us knows it; unknown is not dead).  Else no. */
+static int src_state_locked(rayc__net *net, uint32_t src)
+	RAYC_REQUIRES(net->mu)
 {
-	rayc__mutex_lock(&net->mu);
-	bool ok = src < RAYC__MAX_PEERS && net->peers[src].alive &&
-	          !rayc__relink_unreachable_locked(net, src);
-	rayc__mutex_unlock(&net->mu);
-	return ok;
+	if (src == 0 || src >= RAYC__MAX_PEERS || src == net->self)
+		return SRC_NONE;
+	rayc__peer *p = &net->peers[src];
+	if (!p->known)
+		return SRC_WAIT;
+	return p->alive && !rayc__relink_unreachable_locked(net, src)
+	               ? SRC_OK
+	               : SRC_NONE;
+}
+
+static uint32_t fetch_flags_locked(rayc__net *net, uint32_t src)
+	RAYC_REQUIRES(net->mu)
+{
+	return rayc__remote_same_host_on() && !net->no_shm[src] &&
+	                       rayc__remote_looks_local_locked(net, src)
+	               ? RAYC__FETCH_SAME_HOST
+	               : 0;
 }
 
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
@@ -31,7 +48,13 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	rt->n_fetches++;
 	uint32_t src = o->loc;
-	if (net == NULL || src == 0 || src == net->self || !reachable(net, src)) {
+	int where = SRC_NONE;
+	if (net != NULL) {
+		rayc__mutex_lock(&net->mu);
+		where = src_state_locked(net, src);
+		rayc__mutex_unlock(&net->mu);
+	}
+	if (where == SRC_NONE) {
 		/* Nowhere to get it from. */
 		o->loc = 0;
 		if (o->owner == 0) {
@@ -48,6 +71,10 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		abort();
 	x->id = o->id;
 	x->src = src;
+	if (where == SRC_WAIT) {
+		x->wait_member = true;
+		x->wait_until = rayc__now_ns() + net->timeout_ns;
+	}
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *old;
 	bool free_old = false;
@@ -58,16 +85,88 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		old->dead = true; /* if busy, its receiver frees it */
 	}
 	HASH_ADD(hh, net->xins, id, sizeof(x->id), x);
-	uint32_t flags = rayc__remote_same_host_on() && !net->no_shm[src] &&
-	                         rayc__remote_looks_local_locked(net, src)
-	                         ? RAYC__FETCH_SAME_HOST
-	                         : 0;
+	uint32_t flags = fetch_flags_locked(net, src);
+	if (where == SRC_WAIT)
+		net->fetch_waiting = true;
 	rayc__mutex_unlock(&net->mu);
 	if (free_old)
 		rayc__remote_xin_release(net, old);
 	o->fetching = true;
 	atomic_store(&o->state, RAYC__OBJ_PENDING);
-	rayc__remote_send_small(net, src, RAYC__MSG_FETCH, o->id, flags);
+	if (where == SRC_WAIT)
+		rayc__relink_soon(net);
+	else
+		rayc__remote_send_small(net, src, RAYC__MSG_FETCH, o->id, flags);
+}
+
+/* A FETCH that waited for its source to be in our view. */
+typedef struct waited {
+	rayc_object_id id;
+	uint32_t src, flags;
+	bool go;
+	rayc__xin *x; /* !go: taken out of the table, to fail */
+} waited;
+
+bool rayc__remote_fetch_waiting(rayc__net *net)
+{
+	rayc__xin *x, *xt;
+	waited *w = NULL;
+	size_t n = 0, cap = 0;
+	bool still = false;
+	int64_t now = rayc__now_ns();
+	char msg[160];
+
+	rayc__mutex_lock(&net->mu);
+	if (!net->fetch_waiting) {
+		rayc__mutex_unlock(&net->mu);
+		return false;
+	}
+	HASH_ITER(hh, net->xins, x, xt) {
+		if (!x->wait_member)
+			continue;
+		int where = src_state_locked(net, x->src);
+		if (where == SRC_WAIT && now < x->wait_until) {
+			still = true;
+			continue;
+		}
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			waited *nw = realloc(w, nc * sizeof(*w));
+			if (nw == NULL) {
+				still = true; /* the next pass */
+				break;
+			}
+			w = nw;
+			cap = nc;
+		}
+		waited *e = &w[n++];
+		e->id = x->id;
+		e->src = x->src;
+		e->go = where == SRC_OK;
+		e->x = NULL;
+		x->wait_member = false;
+		if (e->go) {
+			e->flags = fetch_flags_locked(net, x->src);
+		} else {
+			HASH_DEL(net->xins, x); /* ours to end */
+			e->x = x;
+		}
+	}
+	net->fetch_waiting = still;
+	rayc__mutex_unlock(&net->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].go) {
+			rayc__remote_send_small(net, w[i].src, RAYC__MSG_FETCH,
+			                        w[i].id, w[i].flags);
+			continue;
+		}
+		snprintf(msg, sizeof(msg), "object lost: peer %u, which holds "
+		         "it, is not a member (dead, or never heard of here "
+		         "within the heartbeat timeout)", w[i].src);
+		rayc__remote_xin_finish(net, w[i].x, false, RAYC_ELOST, msg);
+	}
+	free(w);
+	return still;
 }
 
 void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
