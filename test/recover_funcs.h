@@ -101,6 +101,23 @@ static void rf_arm_kill(rayc_ctx *c)
 }
 RAYC_REMOTE(rf_arm_kill)
 
+/* (refs...) -> the sum of the xxh3 of every argument's bytes. */
+static void rf_sum_all(rayc_ctx *c)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < rayc_arg_count(c); i++) {
+		const void *p;
+		size_t n;
+		if (rayc_arg_data(c, i, &p, &n) != RAYC_OK) {
+			rayc_fail(c, "sum_all: argument %zu: no data", i);
+			return;
+		}
+		sum += XXH3_64bits(p, n);
+	}
+	rayc_return_i64(c, 0, (int64_t)sum);
+}
+RAYC_REMOTE(rf_sum_all)
+
 /* (peer, n, k) -> 1 if the connection was dropped mid-fetch.  With k
  * sleeping tasks in flight to peer, fetches an n-byte object made there
  * while the connection to it is dropped, then runs rf_lose_done there;

@@ -176,3 +176,39 @@ Test(recover, new_peers_first_tasks_find_their_arguments)
 		rayc_release(obj[k]);
 	cluster_stop();
 }
+
+/* A task on another peer with 100 ref arguments of 100 KiB each (more
+ * than the 64 an executor used to fetch): it runs, and its sum is exact. */
+Test(recover, task_with_100_large_ref_arguments_runs)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	enum { N = 100 };
+	const size_t n = 100 << 10;
+	uint8_t *buf = malloc(n);
+	rayc_ref obj[N];
+	rayc_arg args[N];
+	uint64_t want = 0;
+	for (int k = 0; k < N; k++) {
+		for (size_t i = 0; i < n; i++)
+			buf[i] = nf_pattern(i, 100 + k);
+		want += XXH3_64bits(buf, n);
+		cr_assert_eq(rayc_put(&obj[k], buf, n), 0);
+		args[k] = RAYC_REF(obj[k]);
+	}
+	free(buf);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_array(&r, "rf_sum_all", &o, args, N), 0, "%s",
+	             rayc_errmsg());
+	int64_t sum = 0;
+	int rc = rayc_get_i64(r, &sum, 30000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	cr_assert_eq((uint64_t)sum, want);
+	rayc_release(r);
+	for (int k = 0; k < N; k++)
+		rayc_release(obj[k]);
+	cluster_stop();
+}

@@ -20,6 +20,7 @@ typedef struct refarg {
 	rayc_object_id id;
 	uint32_t owner, loc;
 	bool inl;
+	bool fetch; /* its bytes are to be fetched */
 	rayc_type type;
 	const void *data;
 	size_t len;
@@ -256,21 +257,17 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	if (t->sclass == NULL)
 		abort();
 	bool lost = false;
-	rayc__obj *tofetch[64];
-	int nfetch = 0;
 	for (uint32_t i = 0; i < nargs; i++) {
 		if (args[i].type != RAYC_TYPE_REF)
 			continue;
-		bool fetch;
-		rayc__obj *o = arg_entry_locked(rt, net, &refs[i], &fetch);
+		rayc__obj *o = arg_entry_locked(rt, net, &refs[i],
+		                                &refs[i].fetch);
 		if (o == NULL) {
 			lost = true;
 			continue;
 		}
 		t->args[i].ref = o;
 		o->lineage_cnt++;
-		if (fetch && nfetch < 64)
-			tofetch[nfetch++] = o;
 	}
 	for (uint32_t i = 0; i < nret; i++) {
 		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(id, i));
@@ -288,8 +285,11 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		                              "an argument of this task "
 		                              "was lost");
 	} else {
-		for (int i = 0; i < nfetch; i++)
-			rayc__net_fetch_locked(rt, tofetch[i]);
+		/* Every argument to fetch starts now (a fetch that fails at
+		 * once fails only its entry; the task sees it below). */
+		for (uint32_t i = 0; i < nargs; i++)
+			if (refs[i].fetch && t->args[i].ref != NULL)
+				rayc__net_fetch_locked(rt, t->args[i].ref);
 		(void)rayc__task_resolve_args_locked(rt, t);
 	}
 	rayc__mutex_unlock(&rt->mu);
