@@ -25,6 +25,9 @@ void rayc__test_set_shm_copy_hook(void (*fn)(void));
 int rayc__test_drop_conn(uint32_t peer, int lose);
 /* True if this peer has an open connection to peer id `peer`. */
 bool rayc__test_conn_open(uint32_t peer);
+/* Sends peer a frame of type (a RAYC__MSG_ number) with payload p, n:
+ * what a faulty or hostile peer could send. */
+int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n);
 /* Runs fn(src) (NULL: nothing) on the receive thread after each piece
  * of a CHUNK from peer src lands, with no lock held. */
 void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
@@ -46,6 +49,9 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
  * out there (count 0 disarms).  rayc__fault(site) is the check. */
 enum {
 	RAYC__FAULT_TASK_RETURNS, /* the table of a task's returns */
+	RAYC__FAULT_CONN_SEND,    /* queueing a frame on a connection */
+	RAYC__FAULT_TASK_IN,      /* the tables of a task from another peer */
+	RAYC__FAULT_BORROW,       /* recording a borrower of an object */
 	RAYC__FAULT_NSITES
 };
 void rayc__test_fault(int site, int count);

@@ -101,6 +101,17 @@ static void rf_arm_kill(rayc_ctx *c)
 }
 RAYC_REMOTE(rf_arm_kill)
 
+/* (site, count) -> 0: arms fault injection here (lib/testing.h). */
+static void rf_fault(rayc_ctx *c)
+{
+	int64_t site, count;
+	rayc_arg_i64(c, 0, &site);
+	rayc_arg_i64(c, 1, &count);
+	rayc__test_fault((int)site, (int)count);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(rf_fault)
+
 /* (refs...) -> the sum of the xxh3 of every argument's bytes. */
 static void rf_sum_all(rayc_ctx *c)
 {

@@ -212,3 +212,119 @@ Test(recover, task_with_100_large_ref_arguments_runs)
 		rayc_release(obj[k]);
 	cluster_stop();
 }
+
+/* Arms fault injection on peer (count passes of site fail). */
+static void fault_on(uint32_t peer, int site, int count)
+{
+	rayc_task_opts o = on_peer(peer);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "rf_fault", &o, RAYC_I64(site),
+	                            RAYC_I64(count)), 0);
+	/* Armed by the task itself: its own answer may be what fails. */
+	int64_t v = -1;
+	int rc = rayc_get_i64(r, &v, 30000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	cr_assert_eq(v, 0);
+	rayc_release(r);
+}
+
+static void whoami_is(uint32_t peer)
+{
+	rayc_task_opts o = on_peer(peer);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &o), 0);
+	cr_assert_eq(get_i64(r), peer);
+	rayc_release(r);
+}
+
+/* Out of memory queueing a frame: the executor's own TASK_DONE (the
+ * next frame it queues after arming) cannot be queued.  The connection
+ * closes instead of dropping it, and the owner gets its answer. */
+Test(recover, answer_that_cannot_be_queued_still_arrives)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pb = peer_of(b);
+	fault_on(pb, RAYC__FAULT_CONN_SEND, 1);
+	whoami_is(pb);
+	cr_assert_eq(alive_peers(), 3);
+	assert_tree_sum(2000);
+	cluster_stop();
+}
+
+/* Out of memory for a task arriving from its owner: it fails with
+ * RAYC_ENOMEM, the peer lives on.  A TASK with an absurd argument count
+ * closes only that connection. */
+Test(recover, executor_out_of_memory_or_bad_count_fails_only_that_task)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pb = peer_of(b);
+	fault_on(pb, RAYC__FAULT_TASK_IN, 1);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t v;
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &o), 0);
+	int rc = rayc_get_i64(r, &v, 30000);
+	cr_assert_eq(rc, RAYC_ENOMEM, "%s: %s", rayc_strerror(rc),
+	             rayc_errmsg());
+	cr_assert(strstr(rayc_errmsg(), "no memory") != NULL, "%s",
+	          rayc_errmsg());
+	rayc_release(r);
+	whoami_is(pb);
+	/* TASK: id, dispatch, name, attempt, retries, flags, nret 1, no
+	 * demand, then 2^31 arguments in a few bytes. */
+	uint8_t bad[64] = { 0 };
+	size_t k = 16 + 4;
+	uint32_t len = 6;
+	memcpy(bad + k, &len, 4);
+	memcpy(bad + k + 4, "nf_add", 6);
+	k += 10 + 4 + 4 + 1;
+	uint32_t one = 1, huge = 0x80000000u;
+	memcpy(bad + k, &one, 4);
+	k += 4 + 1;
+	memcpy(bad + k, &huge, 4);
+	k += 4;
+	cr_assert_eq(rayc__test_send_raw(pb, 11 /* RAYC__MSG_TASK */, bad, k),
+	             0);
+	whoami_is(pb);
+	cr_assert_eq(alive_peers(), 3);
+	cluster_stop();
+}
+
+/* Out of memory recording a borrower: the owner keeps the object rather
+ * than free it while the borrower holds it. */
+Test(recover, borrow_that_cannot_be_recorded_keeps_the_object)
+{
+	/* Over TCP: a same-host reader pins the object in our arena, which
+	 * would keep it anyway. */
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NOSHM);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	uint64_t base = st.objects;
+	static uint8_t data[1 << 20];
+	memset(data, 5, sizeof(data));
+	rayc_ref obj, r;
+	cr_assert_eq(rayc_put(&obj, data, sizeof(data)), 0);
+	rayc__test_fault(RAYC__FAULT_BORROW, 1);
+	rayc_task_opts o = on_peer(pb);
+	cr_assert_eq(rayc_call_opts(&r, "nf_keep_ref", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	rayc__test_fault(RAYC__FAULT_BORROW, 0);
+	rayc_release(obj);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, base + 1, "object freed while borrowed");
+	cr_assert_eq(rayc_call_opts(&r, "nf_drop_ref", &o), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	cluster_stop();
+}

@@ -14,6 +14,7 @@
 #include "net/remote_int.h"
 #include "registry.h"
 #include "sched/sched.h"
+#include "testing.h"
 
 
 typedef struct refarg {
@@ -47,7 +48,8 @@ static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
 
 	*fetch = false;
 	if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
-	    o->err == RAYC_ELOST && o->owner != 0 && ra->owner == o->owner &&
+	    (o->err == RAYC_ELOST || o->err == RAYC_ENOMEM) && o->owner != 0 &&
+	    ra->owner == o->owner &&
 	    (ra->inl || ra->loc != 0)) {
 		/* Lost here before, and its owner has it again (rebuilt):
 		 * this entry waits for the new copy. */
@@ -86,8 +88,13 @@ static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
 			o->data = o->inline_buf;
 		} else {
 			o->data = malloc(ra->len);
-			if (o->data == NULL)
-				abort();
+			if (o->data == NULL) {
+				o->len = 0;
+				rayc__obj_fail_locked(rt, o, RAYC_ENOMEM,
+				                      "no memory for an argument "
+				                      "sent with its task");
+				return o;
+			}
 			memcpy(o->data, ra->data, ra->len);
 			rt->inline_bytes += ra->len;
 		}
@@ -133,11 +140,21 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		rayc__conn_close(c, "bad TASK");
 		return;
 	}
-	rayc_arg *args = calloc(nargs + 1, sizeof(rayc_arg));
-	refarg *refs = calloc(nargs + 1, sizeof(refarg));
+	/* nargs is bounded by the frame (an argument takes 9 bytes at
+	 * least); memory for them may still run out. */
+	rayc_arg *args = rayc__fault(RAYC__FAULT_TASK_IN)
+	                         ? NULL
+	                         : calloc(nargs + 1, sizeof(rayc_arg));
+	refarg *refs = args != NULL ? calloc(nargs + 1, sizeof(refarg)) : NULL;
 	size_t extra = 0;
-	if (args == NULL || refs == NULL)
-		abort();
+	if (args == NULL || refs == NULL) {
+		free(args);
+		free(refs);
+		snprintf(msg, sizeof(msg), "task %s: peer %u has no memory for "
+		         "its %u arguments", fname, net->self, nargs);
+		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
+		return;
+	}
 	for (uint32_t i = 0; i < nargs && !rd->bad; i++) {
 		rayc_arg *a = &args[i];
 		a->type = (rayc_type)rayc__r_u8(rd);
@@ -202,8 +219,14 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		return;
 	}
 	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
-	if (t == NULL)
-		abort();
+	if (t == NULL) {
+		free(args);
+		free(refs);
+		snprintf(msg, sizeof(msg), "task %s: peer %u has no memory for "
+		         "it", fname, net->self);
+		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
+		return;
+	}
 	for (uint32_t i = 0; i < nargs; i++)
 		if (refs[i].type == RAYC_TYPE_STR) {
 			/* restore the type; the copy is NUL-terminated */
@@ -253,37 +276,41 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-NOMEM", "no memory to "
 		          "record task %s: if its owner sends it again it "
 		          "runs again", fname);
+	/* Out of memory from here on, the task fails with RAYC_ENOMEM
+	 * through the usual path (its owner gets the answer). */
 	t->sclass = rayc__sched_class_locked(rt, demand);
-	if (t->sclass == NULL)
-		abort();
-	bool lost = false;
+	bool oom = t->sclass == NULL;
 	for (uint32_t i = 0; i < nargs; i++) {
 		if (args[i].type != RAYC_TYPE_REF)
 			continue;
 		rayc__obj *o = arg_entry_locked(rt, net, &refs[i],
 		                                &refs[i].fetch);
 		if (o == NULL) {
-			lost = true;
+			oom = true;
 			continue;
 		}
 		t->args[i].ref = o;
 		o->lineage_cnt++;
 	}
+	uint32_t made = 0;
 	for (uint32_t i = 0; i < nret; i++) {
 		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(id, i));
-		if (o == NULL)
-			abort();
+		if (o == NULL) {
+			oom = true;
+			continue; /* answered as a failure (task_finished) */
+		}
 		o->refcnt = 1;
 		o->owner = c->peer;
 		t->returns[i] = o;
+		made++;
 	}
-	t->live_returns = nret;
+	t->live_returns = made;
 	t->in_flight = true;
 	rt->nlineage++;
-	if (lost) {
-		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST,
-		                              "an argument of this task "
-		                              "was lost");
+	if (oom) {
+		snprintf(msg, sizeof(msg), "task %s: peer %u ran out of memory "
+		         "setting it up", fname, net->self);
+		rayc__remote_fail_task_locked(rt, t, RAYC_ENOMEM, msg);
 	} else {
 		/* Every argument to fetch starts now (a fetch that fails at
 		 * once fails only its entry; the task sees it below). */
@@ -340,17 +367,23 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	rayc__xrec *rec = net != NULL ? rayc__xrec_find_locked(net, t->id)
 	                              : NULL;
 
+	bool missing = false; /* a return we had no memory for */
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		keep[i] = false;
+		missing |= o == NULL;
 		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
 		    err == NULL)
 			err = o;
 	}
 	if (net != NULL) {
 		/* The answer's body; the record keeps it for a resend. */
-		rayc__w_u8(&b, err != NULL);
-		if (err != NULL) {
+		rayc__w_u8(&b, err != NULL || missing);
+		if (err == NULL && missing) {
+			rayc__w_u32(&b, RAYC_ENOMEM);
+			rayc__w_str(&b, "no memory for the task's returns");
+			rayc__w_u32(&b, 0);
+		} else if (err != NULL) {
 			rayc__w_u32(&b, (uint32_t)err->err);
 			rayc__w_str(&b, err->data != NULL ? (char *)err->data
 			                                  : "task failed");

@@ -119,6 +119,7 @@ struct rayc__conn {
 	_Atomic int state;
 	bool dialed, sending, close_after_send, joining;
 	_Atomic bool opened; /* its handshake finished (it carried frames) */
+	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint32_t want_peer; /* who we dialed */
 	unsigned char n_mine[32], n_theirs[32];
@@ -287,7 +288,9 @@ rayc__conn *rayc__conn_new(rayc__net *net);
 int rayc__conn_dial(rayc__conn *c, const char *url);
 void rayc__conn_accepted(rayc__conn *c, nng_stream *s);
 /* Queues one frame (copied).  Before the handshake ends, app frames wait
- * in pend.  Never blocks on the network. */
+ * in pend.  Never blocks on the network.  Out of memory, an open
+ * connection is closed (its peer then sends again what it lost, see
+ * relink.c), never left to drop frames silently. */
 void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame);
 /* Appends a frame straight into the send queue while building it:
  * begin returns the buffer locked; end unlocks and starts sending. */

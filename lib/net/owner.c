@@ -470,8 +470,13 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 					r.data = r.buf;
 				} else {
 					r.data = malloc(len);
-					if (r.data == NULL)
-						abort();
+					if (r.data == NULL) {
+						rayc__obj_fail_locked(
+						        rt, o, RAYC_ENOMEM,
+						        "no memory for a value "
+						        "a task returned");
+						continue;
+					}
 					memcpy(r.data, d, len);
 				}
 				rayc__obj_seal_locked(rt, o, &r);

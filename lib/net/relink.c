@@ -206,6 +206,8 @@ void rayc__relink_soon(rayc__net *net)
 
 void rayc__relink_retry(rayc__net *net, uint32_t peer)
 {
+	if (peer == 0 || peer >= RAYC__MAX_PEERS)
+		return;
 	rayc__mutex_lock(&net->mu);
 	net->links[peer].lost = true;
 	rayc__mutex_unlock(&net->mu);
@@ -305,6 +307,26 @@ int rayc__test_drop_conn(uint32_t peer, int lose)
 	}
 	rayc__net_put(net);
 	return RAYC_OK;
+}
+
+int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return RAYC_ESTATE;
+	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL)
+		return RAYC_ESTATE;
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, type, net->self);
+	rayc__w_bytes(&b, p, n);
+	rayc__w_frame_end(&b, f);
+	int rc = b.bad ? RAYC_ENOMEM : RAYC_OK;
+	rayc__net_send_to(net, peer, &b);
+	rayc__wbuf_fini(&b);
+	rayc__net_put(net);
+	return rc;
 }
 
 bool rayc__test_conn_open(uint32_t peer)

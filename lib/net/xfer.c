@@ -67,8 +67,12 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	}
 	rayc__xin *x = calloc(1, sizeof(*x));
-	if (x == NULL)
-		abort();
+	if (x == NULL) {
+		atomic_store(&o->state, RAYC__OBJ_PENDING);
+		rayc__obj_fail_locked(rt, o, RAYC_ENOMEM,
+		                      "no memory to fetch the object");
+		return;
+	}
 	x->id = o->id;
 	x->src = src;
 	if (where == SRC_WAIT) {
@@ -200,8 +204,14 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 		rayc__obj_ref_locked(o); /* pinned while we send */
 		rayc__mutex_unlock(&rt->mu);
 		rayc__xout *x = calloc(1, sizeof(*x));
-		if (x == NULL)
-			abort();
+		if (x == NULL) {
+			/* The fetcher asks again once this closes. */
+			rayc__mutex_lock(&rt->mu);
+			rayc__obj_unref_locked(rt, o);
+			rayc__mutex_unlock(&rt->mu);
+			rayc__conn_close(c, "out of memory");
+			return;
+		}
 		x->id = id;
 		x->obj = o;
 		x->data = o->data;
@@ -360,8 +370,10 @@ static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
 	x->type = type;
 	if (total <= RAYC__SMALL_MAX) {
 		x->dst = malloc(total > 0 ? total : 1);
-		if (x->dst == NULL)
-			abort();
+		if (x->dst == NULL) {
+			x->total = 0;
+			return RAYC_ENOMEM;
+		}
 	} else {
 		int rc = rayc__obj_alloc_block(net->rt, total, &x->block);
 		if (rc != RAYC_OK) {
