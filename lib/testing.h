@@ -52,6 +52,7 @@ enum {
 	RAYC__FAULT_CONN_SEND,    /* queueing a frame on a connection */
 	RAYC__FAULT_TASK_IN,      /* the tables of a task from another peer */
 	RAYC__FAULT_BORROW,       /* recording a borrower of an object */
+	RAYC__FAULT_ANSWER_CUT,   /* a TASK_DONE goes out one byte short */
 	RAYC__FAULT_NSITES
 };
 void rayc__test_fault(int site, int count);

@@ -328,3 +328,39 @@ Test(recover, borrow_that_cannot_be_recorded_keeps_the_object)
 	rayc_release(r);
 	cluster_stop();
 }
+
+/* A malformed answer (cut one byte short) fails the returns it does not
+ * cover instead of leaving them pending for ever. */
+Test(recover, malformed_answer_fails_the_returns_it_misses)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r[2];
+	int64_t v = -1;
+	/* Armed for two answers: rf_fault's own, then nf_checksum's. */
+	cr_assert_eq(rayc_call_opts(r, "rf_fault", &o,
+	                            RAYC_I64(RAYC__FAULT_ANSWER_CUT),
+	                            RAYC_I64(2)), 0);
+	int rc = rayc_get_i64(r[0], &v, 10000);
+	cr_assert_eq(rc, RAYC_EPROTO, "%s: %s", rayc_strerror(rc),
+	             rayc_errmsg());
+	cr_assert(strstr(rayc_errmsg(), "malformed") != NULL, "%s",
+	          rayc_errmsg());
+	rayc_release(r[0]);
+	o.num_returns = 2;
+	rayc_ref obj;
+	cr_assert_eq(rayc_put(&obj, "abc", 3), 0);
+	cr_assert_eq(rayc_call_opts(r, "nf_checksum", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq((uint64_t)get_i64(r[0]), XXH3_64bits("abc", 3));
+	rc = rayc_get_i64(r[1], &v, 10000);
+	cr_assert_eq(rc, RAYC_EPROTO, "%s: %s", rayc_strerror(rc),
+	             rayc_errmsg());
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+	rayc_release(obj);
+	whoami_is(pb);
+	cluster_stop();
+}

@@ -450,8 +450,8 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 			if (t->returns[i] != NULL)
 				rayc__obj_fail_locked(rt, t->returns[i], err, msg);
 	} else {
-		uint32_t n = rayc__r_u32(rd);
-		for (uint32_t i = 0; i < n && !rd->bad; i++) {
+		uint32_t n = rayc__r_u32(rd), i;
+		for (i = 0; i < n && !rd->bad; i++) {
 			bool inl = rayc__r_u8(rd) != 0;
 			rayc_type type = (rayc_type)rayc__r_u8(rd);
 			rayc__obj *o = i < t->nreturns ? t->returns[i] : NULL;
@@ -492,9 +492,20 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 					                   (size_t)len);
 			}
 		}
-		if (rd->bad)
-			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
-			          "bad TASK_DONE from peer %u", c->peer);
+		if (rd->bad || n < t->nreturns) {
+			/* Returns the answer did not cover (from the one being
+			 * decoded on) would stay pending for ever: they fail. */
+			snprintf(msg, sizeof(msg), "task %s: peer %u sent a "
+			         "malformed answer", t->fn->name, c->peer);
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO", "%s", msg);
+			for (; i < t->nreturns; i++) {
+				rayc__obj *o = t->returns[i];
+				if (o != NULL && atomic_load(&o->state) ==
+				                         RAYC__OBJ_PENDING)
+					rayc__obj_fail_locked(rt, o, RAYC_EPROTO,
+					                      msg);
+			}
+		}
 	}
 	rayc_task_id tid = t->id;
 	rayc__task_done_locked(rt, t);
