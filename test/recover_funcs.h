@@ -112,6 +112,29 @@ static void rf_fault(rayc_ctx *c)
 }
 RAYC_REMOTE(rf_fault)
 
+/* (to, id.hi, id.lo, redirect) -> 0 after sending peer `to` a MISSING
+ * for that object naming `redirect` as a holder. */
+static void rf_send_missing(rayc_ctx *c)
+{
+	int64_t to, hi, lo, redirect;
+	rayc_arg_i64(c, 0, &to);
+	rayc_arg_i64(c, 1, &hi);
+	rayc_arg_i64(c, 2, &lo);
+	rayc_arg_i64(c, 3, &redirect);
+	uint8_t p[20];
+	uint32_t r = (uint32_t)redirect;
+	for (int i = 0; i < 8; i++) {
+		p[i] = (uint8_t)((uint64_t)hi >> (8 * i));
+		p[8 + i] = (uint8_t)((uint64_t)lo >> (8 * i));
+	}
+	for (int i = 0; i < 4; i++)
+		p[16 + i] = (uint8_t)(r >> (8 * i));
+	rayc_return_i64(c, 0, rayc__test_send_raw((uint32_t)to,
+	                                          15 /* RAYC__MSG_MISSING */,
+	                                          p, sizeof(p)));
+}
+RAYC_REMOTE(rf_send_missing)
+
 /* (refs...) -> the sum of the xxh3 of every argument's bytes. */
 static void rf_sum_all(rayc_ctx *c)
 {

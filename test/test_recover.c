@@ -2,6 +2,8 @@
  * peers: lost connections, lost arguments, peers that just joined, many
  * arguments, and out-of-memory paths.  Real peer processes (net_peer)
  * on loopback, as in test_net.c. */
+#include <pthread.h>
+
 #include "net_harness.h"
 #include "recover_funcs.h"
 
@@ -362,5 +364,76 @@ Test(recover, malformed_answer_fails_the_returns_it_misses)
 	rayc_release(r[1]);
 	rayc_release(obj);
 	whoami_is(pb);
+	cluster_stop();
+}
+
+static rayc_ref lw_ref;
+static _Atomic int lw_rc = -1;
+static _Atomic int lw_chunks;
+static _Atomic uint32_t lw_src;
+
+/* Slows the transfer from lw_src down (10 ms a piece): the MISSING
+ * comes while it is still on its way. */
+static void lw_chunk(uint32_t src)
+{
+	if (src != atomic_load(&lw_src))
+		return;
+	atomic_fetch_add(&lw_chunks, 1);
+	struct timespec ts = { 0, 10000000 };
+	nanosleep(&ts, NULL);
+}
+
+static void *lw_getter(void *arg)
+{
+	rayc_view v;
+	int rc = rayc_get(lw_ref, &v, 30000);
+	(void)arg;
+	if (rc == RAYC_OK) {
+		for (size_t i = 0; i < v.len && rc == RAYC_OK; i += 4093)
+			if (((const uint8_t *)v.data)[i] != nf_pattern(i, 41))
+				rc = -2;
+		if (v.len != (size_t)64 << 20)
+			rc = -3;
+	}
+	rayc_view_release(&v);
+	atomic_store(&lw_rc, rc);
+	return NULL;
+}
+
+/* A fetch answered MISSING, naming a peer with no copy either: the
+ * object is lost, and the thread waiting for it must wake and rebuild it
+ * (it slept on). */
+Test(recover, object_found_lost_wakes_its_getter)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NOSHM);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	rayc_task_opts o = on_peer(pb);
+	cr_assert_eq(rayc_call_opts(&lw_ref, "nf_make_bytes", &o,
+	                            RAYC_I64((int64_t)64 << 20),
+	                            RAYC_I64(41)), 0);
+	cr_assert_eq(rayc_wait(&lw_ref, 1, 1, 30000, NULL, NULL), 0);
+	atomic_store(&lw_src, pb);
+	rayc__test_set_chunk_hook(lw_chunk);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, lw_getter, NULL), 0);
+	RT_WAIT_FOR(atomic_load(&lw_chunks) > 0, 20000);
+	cr_assert_gt(atomic_load(&lw_chunks), 0, "the fetch did not start");
+	/* B: "no copy here; try peer 1" (this peer, which has none). */
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "rf_send_missing", &o,
+	                            RAYC_I64(rayc_peer_id()),
+	                            RAYC_I64((int64_t)lw_ref.id.hi),
+	                            RAYC_I64((int64_t)lw_ref.id.lo),
+	                            RAYC_I64(rayc_peer_id())), 0);
+	cr_assert_eq(get_i64(r), 0);
+	rayc_release(r);
+	pthread_join(th, NULL);
+	rayc__test_set_chunk_hook(NULL);
+	cr_assert_eq(atomic_load(&lw_rc), RAYC_OK, "get: %d (%s)",
+	             atomic_load(&lw_rc), rayc_strerror(atomic_load(&lw_rc)));
+	rayc_release(lw_ref);
 	cluster_stop();
 }

@@ -58,7 +58,9 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		/* Nowhere to get it from. */
 		o->loc = 0;
 		if (o->owner == 0) {
+			/* Waiters rebuild it (rayc_get does on LOST). */
 			atomic_store(&o->state, RAYC__OBJ_LOST);
+			rayc__obj_wake_locked(rt, o);
 		} else {
 			atomic_store(&o->state, RAYC__OBJ_PENDING);
 			rayc__obj_fail_locked(rt, o, RAYC_ELOST,
