@@ -23,6 +23,10 @@ void rayc__test_set_shm_copy_hook(void (*fn)(void));
  * over an open connection are thrown away, each closing the connection
  * it was queued on (a frame lost with its connection). */
 int rayc__test_drop_conn(uint32_t peer, int lose);
+/* While block is true, connections between this peer and peer id
+ * `peer` close as soon as they open (those open now close): the peer is
+ * a member this one cannot reach. */
+int rayc__test_block_peer(uint32_t peer, bool block);
 /* True if this peer has an open connection to peer id `peer`. */
 bool rayc__test_conn_open(uint32_t peer);
 /* Sends peer a frame of type (a RAYC__MSG_ number) with payload p, n:

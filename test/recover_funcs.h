@@ -135,6 +135,44 @@ static void rf_send_missing(rayc_ctx *c)
 }
 RAYC_REMOTE(rf_send_missing)
 
+/* (peer) -> how many of 4 tasks sent to peer (soft affinity) ran
+ * elsewhere, after this peer stopped reaching it while they ran there
+ * (it stays a member: the coordinator reaches it). */
+static void rf_unreachable(rayc_ctx *c)
+{
+	int64_t peer;
+	rayc_arg_i64(c, 0, &peer);
+	rayc_task_opts o = rf_on(peer);
+	o.soft = 1;
+	rayc_ref s[4];
+	for (int i = 0; i < 4; i++)
+		if (rayc_call_opts(&s[i], "nf_sleep", &o, RAYC_I64(1500)) != 0) {
+			rayc_fail(c, "unreachable: %s", rayc_errmsg());
+			return;
+		}
+	struct timespec ts = { 0, 300000000 };
+	nanosleep(&ts, NULL);
+	(void)rayc__test_block_peer((uint32_t)peer, true);
+	int64_t elsewhere = 0;
+	int bad = 0;
+	for (int i = 0; i < 4; i++) {
+		int64_t who = -1;
+		if (rayc_get_i64(s[i], &who, 60000) != RAYC_OK)
+			bad++;
+		else
+			elsewhere += who != peer;
+		rayc_release(s[i]);
+	}
+	(void)rayc__test_block_peer((uint32_t)peer, false);
+	if (bad > 0) {
+		rayc_fail(c, "unreachable: %d of 4 tasks failed: %s", bad,
+		          rayc_errmsg());
+		return;
+	}
+	rayc_return_i64(c, 0, elsewhere);
+}
+RAYC_REMOTE(rf_unreachable)
+
 /* (refs...) -> the sum of the xxh3 of every argument's bytes. */
 static void rf_sum_all(rayc_ctx *c)
 {

@@ -437,3 +437,29 @@ Test(recover, object_found_lost_wakes_its_getter)
 	rayc_release(lw_ref);
 	cluster_stop();
 }
+
+/* A member this peer cannot reach (the coordinator can: it stays a
+ * member): after a heartbeat timeout its tasks in flight there run
+ * elsewhere instead of waiting. */
+Test(recover, tasks_on_an_unreachable_member_run_elsewhere)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	pid_t c = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pb = peer_of(b), pc = peer_of(c);
+	knows(pb, pc);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "rf_unreachable", &o, RAYC_I64(pc)),
+	             0);
+	int64_t moved = -1;
+	int rc = rayc_get_i64(r, &moved, 90000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	cr_assert_eq(moved, 4, "%lld of 4 tasks ran elsewhere",
+	             (long long)moved);
+	rayc_release(r);
+	cr_assert_eq(peer_of(c), pc, "peer %u was removed", pc);
+	assert_tree_sum(2000);
+	cluster_stop();
+}

@@ -97,6 +97,12 @@ void rayc__net_conn_open(rayc__conn *c)
 		rayc__event_set(&net->join_ev);
 		return;
 	}
+	rayc__mutex_unlock(&net->mu);
+	if (rayc__relink_test_blocked(net, c->peer)) {
+		rayc__conn_close(c, "test: peer blocked");
+		return;
+	}
+	rayc__mutex_lock(&net->mu);
 	if (c->peer != 0 && c->peer < RAYC__MAX_PEERS &&
 	    net->peers[c->peer].conn == NULL)
 		net->peers[c->peer].conn = c;

@@ -178,6 +178,7 @@ typedef struct rayc__link {
 	int64_t last_pass;  /* when relink last ran for it */
 	rayc__wbuf orphan;  /* frames of our dials that never opened */
 	int lose;           /* test: open-connection frames to throw away */
+	bool blocked;       /* test: connections close as they open */
 } rayc__link;
 
 /* A task this peer runs or ran for another owner (xrec.c), by id: a
@@ -365,6 +366,8 @@ static inline bool rayc__relink_unreachable_locked(rayc__net *net,
 /* Test loss (rayc__test_drop_conn): true if frame must be thrown away
  * (c is then closed). */
 bool rayc__relink_test_lose(rayc__net *net, rayc__conn *c);
+/* Test (rayc__test_block_peer): connections to peer may not open. */
+bool rayc__relink_test_blocked(rayc__net *net, uint32_t peer);
 /* Adds c to the connection list, where reaping finds it. */
 void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 	RAYC_REQUIRES(net->mu);

@@ -276,6 +276,37 @@ bool rayc__relink_test_lose(rayc__net *net, rayc__conn *c)
 
 /* ---- test hooks ---- */
 
+static _Atomic int test_blocks;
+
+bool rayc__relink_test_blocked(rayc__net *net, uint32_t peer)
+{
+	if (atomic_load_explicit(&test_blocks, memory_order_relaxed) == 0 ||
+	    peer == 0 || peer >= RAYC__MAX_PEERS)
+		return false;
+	rayc__mutex_lock(&net->mu);
+	bool b = net->links[peer].blocked;
+	rayc__mutex_unlock(&net->mu);
+	return b;
+}
+
+int rayc__test_block_peer(uint32_t peer, bool block)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL || peer == 0 || peer >= RAYC__MAX_PEERS)
+		return RAYC_EINVAL;
+	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL)
+		return RAYC_ESTATE;
+	rayc__mutex_lock(&net->mu);
+	if (net->links[peer].blocked != block)
+		atomic_fetch_add(&test_blocks, block ? 1 : -1);
+	net->links[peer].blocked = block;
+	rayc__mutex_unlock(&net->mu);
+	rayc__net_put(net);
+	return block ? rayc__test_drop_conn(peer, 0) : RAYC_OK;
+}
+
 int rayc__test_drop_conn(uint32_t peer, int lose)
 {
 	rayc__rt *rt = rayc__g;
