@@ -159,6 +159,13 @@ struct rayc__task {
 	uint32_t node_id;
 	uint32_t remote_peer;
 	uint32_t owner;
+	/* Owner: counts the times it was sent (a TASK sent again after a
+	 * lost connection keeps its number; an answer with an older one is
+	 * stale).  Executor: the number of the TASK it runs. */
+	uint32_t dispatch;
+	/* Owner: times it was sent again because an argument was lost on
+	 * the way (rebuilt from lineage first); bounded. */
+	uint8_t arg_redo;
 	rayc__targ *args;
 	rayc__obj **returns;
 	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */

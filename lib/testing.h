@@ -18,6 +18,24 @@ const char *rayc__test_store_path(void);
  * held: a test can kill the holder there. */
 void rayc__test_set_shm_copy_hook(void (*fn)(void));
 
+/* Closes every connection this peer has to peer id `peer`, as a network
+ * fault would.  With lose > 0, the next lose frames this peer sends it
+ * over an open connection are thrown away, each closing the connection
+ * it was queued on (a frame lost with its connection). */
+int rayc__test_drop_conn(uint32_t peer, int lose);
+/* While block is true, connections between this peer and peer id
+ * `peer` close as soon as they open (those open now close): the peer is
+ * a member this one cannot reach. */
+int rayc__test_block_peer(uint32_t peer, bool block);
+/* True if this peer has an open connection to peer id `peer`. */
+bool rayc__test_conn_open(uint32_t peer);
+/* Sends peer a frame of type (a RAYC__MSG_ number) with payload p, n:
+ * what a faulty or hostile peer could send. */
+int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n);
+/* Runs fn(src) (NULL: nothing) on the receive thread after each piece
+ * of a CHUNK from peer src lands, with no lock held. */
+void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
+
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
@@ -36,6 +54,10 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
 enum {
 	RAYC__FAULT_TASK_RETURNS, /* the table of a task's returns */
 	RAYC__FAULT_KV_APPLY,     /* a KV value's copy in this peer's table */
+	RAYC__FAULT_CONN_SEND,    /* queueing a frame on a connection */
+	RAYC__FAULT_TASK_IN,      /* the tables of a task from another peer */
+	RAYC__FAULT_BORROW,       /* recording a borrower of an object */
+	RAYC__FAULT_ANSWER_CUT,   /* a TASK_DONE goes out one byte short */
 	RAYC__FAULT_NSITES
 };
 void rayc__test_fault(int site, int count);

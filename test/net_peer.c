@@ -12,6 +12,7 @@
 
 #include "crash_funcs.h"
 #include "net_funcs.h"
+#include "recover_funcs.h"
 
 int main(void)
 {

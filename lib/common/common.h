@@ -72,7 +72,7 @@ static inline void rayc__locks_exit(void)
 
 /* Fault injection (lib/testing.h names the sites): true if a test asked
  * this pass of site to fail.  One relaxed load when nothing is armed. */
-extern _Atomic int rayc__faults[8];
+extern _Atomic int rayc__faults[16];
 bool rayc__fault_take(int site);
 static inline bool rayc__fault(int site)
 {

@@ -41,7 +41,7 @@ void rayc__err_clear(void)
 	errbuf[0] = '\0';
 }
 
-_Atomic int rayc__faults[8];
+_Atomic int rayc__faults[16];
 
 bool rayc__fault_take(int site)
 {
@@ -55,6 +55,6 @@ bool rayc__fault_take(int site)
 
 void rayc__test_fault(int site, int count)
 {
-	if (site >= 0 && site < 8)
+	if (site >= 0 && site < 16)
 		atomic_store(&rayc__faults[site], count);
 }

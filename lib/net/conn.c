@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "net/net_int.h"
+#include "testing.h"
 
 static void recv_cb(void *arg);
 static void send_cb(void *arg);
@@ -165,6 +166,14 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		rayc__w_u64(&c->out, x->off);
 		rayc__w_u8(&c->out, (uint8_t)x->type);
 		rayc__w_frame_end_ext(&c->out, f, x->data + x->off, n);
+		if (c->out.bad) {
+			/* No memory for the header: the fetcher asks again
+			 * once this connection is closed. */
+			c->out.len = f;
+			c->out.bad = false;
+			c->oom = true;
+			break;
+		}
 		if (n > 0) {
 			rayc__ext *e = &c->out_ext[c->n_out_ext++];
 			e->at = c->out.len;
@@ -264,8 +273,16 @@ static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
 	feed_locked(c);
 	bool go = want_send_locked(c);
+	bool oom = c->oom && atomic_load(&c->state) == RAYC__CONN_OPEN;
 
 	rayc__mutex_unlock(&c->mu);
+	if (oom) {
+		rayc__log(RAYC_LOG_ERROR, "RAYC-NET-NOMEM", "no memory to queue "
+		          "a frame for peer %u: closing the connection (each "
+		          "side sends again what was lost with it)", c->peer);
+		rayc__conn_close(c, "out of memory");
+		return false;
+	}
 	if (go) {
 		kick(c);
 		/* Prepare the next batch (its checksums) while NNG sends
@@ -309,10 +326,23 @@ static void send_cb(void *arg)
 		rayc__conn_close(c, "refused"); /* everything went out */
 }
 
-static void append_locked(rayc__conn *c, rayc__wbuf *dst,
+/* Appends frame to dst, or nothing if out of memory (c->oom: an open
+ * connection closes rather than go on without the frame). */
+static bool append_locked(rayc__conn *c, rayc__wbuf *dst,
                           const rayc__wbuf *frame) RAYC_REQUIRES(c->mu)
 {
-	rayc__w_bytes(dst, frame->p, frame->len);
+	size_t before = dst->len;
+
+	if (rayc__fault(RAYC__FAULT_CONN_SEND))
+		dst->bad = true;
+	else
+		rayc__w_bytes(dst, frame->p, frame->len);
+	if (!dst->bad)
+		return true;
+	dst->len = before;
+	dst->bad = false;
+	c->oom = true;
+	return false;
 }
 
 void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
@@ -325,17 +355,31 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 		rayc__mutex_unlock(&c->mu);
 		return;
 	}
-	append_locked(c, st == RAYC__CONN_OPEN ? &c->out : &c->pend, frame);
+	bool ok = append_locked(c, st == RAYC__CONN_OPEN ? &c->out : &c->pend,
+	                        frame);
+	if (!ok && st != RAYC__CONN_OPEN)
+		c->oom = false; /* not open: nothing was lost with it yet */
 	(void)flush_unlock(c);
+	if (!ok && st != RAYC__CONN_OPEN) {
+		/* Only we know: send our own work there again. */
+		rayc__log(RAYC_LOG_ERROR, "RAYC-NET-NOMEM", "no memory to queue "
+		          "a frame for peer %u: it is lost; resending this "
+		          "peer's tasks there",
+		          c->peer != 0 ? c->peer : c->want_peer);
+		rayc__relink_retry(c->net, c->peer != 0 ? c->peer
+		                                        : c->want_peer);
+	}
 }
 
 /* Handshake frames go out before anything queued in pend. */
 void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after)
 {
 	rayc__mutex_lock(&c->mu);
-	append_locked(c, &c->out, frame);
+	bool ok = append_locked(c, &c->out, frame);
 	c->close_after_send = close_after;
 	(void)flush_unlock(c);
+	if (!ok)
+		rayc__conn_close(c, "out of memory"); /* cannot shake hands */
 }
 
 void rayc__conn_send_close(rayc__conn *c, rayc__wbuf *frame)
@@ -376,6 +420,7 @@ void rayc__conn_set_open(rayc__conn *c)
 {
 	rayc__mutex_lock(&c->mu);
 	atomic_store(&c->state, RAYC__CONN_OPEN);
+	atomic_store(&c->opened, true);
 	if (c->pend.len > 0) {
 		rayc__w_bytes(&c->out, c->pend.p, c->pend.len);
 		c->pend.len = 0;

@@ -14,30 +14,28 @@
 #include "net/remote_int.h"
 #include "registry.h"
 #include "sched/sched.h"
+#include "testing.h"
 
 
 typedef struct refarg {
 	rayc_object_id id;
 	uint32_t owner, loc;
 	bool inl;
+	bool fetch; /* its bytes are to be fetched */
 	rayc_type type;
 	const void *data;
 	size_t len;
 } refarg;
 
 static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
-                        int err, const char *msg)
+                        uint32_t dispatch, int err, const char *msg)
 {
 	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE, net->self);
 
-	rayc__w_u64(&b, id.hi);
-	rayc__w_u64(&b, id.lo);
 	rayc__w_u8(&b, 1);
 	rayc__w_u32(&b, (uint32_t)err);
 	rayc__w_str(&b, msg);
-	rayc__w_frame_end(&b, f);
-	rayc__net_send_to(net, owner, &b);
+	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len);
 	rayc__wbuf_fini(&b);
 }
 
@@ -49,15 +47,37 @@ static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
 	rayc__obj *o = rayc__obj_find_locked(rt, ra->id);
 
 	*fetch = false;
-	if (o != NULL) {
+	if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
+	    (o->err == RAYC_ELOST || o->err == RAYC_ENOMEM) && o->owner != 0 &&
+	    ra->owner == o->owner &&
+	    (ra->inl || ra->loc != 0)) {
+		/* Lost here before, and its owner has it again (rebuilt):
+		 * this entry waits for the new copy. */
+		free(o->data);
+		o->data = NULL;
+		o->len = 0;
+		o->err = 0;
+		o->fetching = false;
+		atomic_store(&o->state, RAYC__OBJ_PENDING);
+	} else if (o != NULL) {
 		*fetch = atomic_load(&o->state) == RAYC__OBJ_REMOTE;
 		return o;
+	} else {
+		o = rayc__obj_new_locked(rt, ra->id);
+		if (o == NULL)
+			return NULL;
 	}
-	if (ra->owner == net->self)
-		return NULL; /* ours, and gone */
-	o = rayc__obj_new_locked(rt, ra->id);
-	if (o == NULL)
-		return NULL;
+	if (ra->owner == net->self) {
+		/* Ours, and gone: the task fails naming it (its owner, this
+		 * peer, cannot rebuild it any more). */
+		char msg[128];
+		snprintf(msg, sizeof(msg), "object %016llx%016llx is lost: its "
+		         "owner, peer %u, no longer has it",
+		         (unsigned long long)ra->id.hi,
+		         (unsigned long long)ra->id.lo, net->self);
+		rayc__obj_fail_locked(rt, o, RAYC_ELOST, msg);
+		return o;
+	}
 	o->owner = ra->owner;
 	o->loc = ra->loc;
 	if (ra->inl) {
@@ -68,8 +88,13 @@ static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
 			o->data = o->inline_buf;
 		} else {
 			o->data = malloc(ra->len);
-			if (o->data == NULL)
-				abort();
+			if (o->data == NULL) {
+				o->len = 0;
+				rayc__obj_fail_locked(rt, o, RAYC_ENOMEM,
+				                      "no memory for an argument "
+				                      "sent with its task");
+				return o;
+			}
 			memcpy(o->data, ra->data, ra->len);
 			rt->inline_bytes += ra->len;
 		}
@@ -90,6 +115,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
+	uint32_t dispatch = rayc__r_u32(rd);
 	rayc__r_str(rd, fname, sizeof(fname));
 	int attempt = (int)rayc__r_u32(rd);
 	int max_retries = (int)rayc__r_u32(rd);
@@ -116,11 +142,21 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		rayc__conn_close(c, "bad TASK");
 		return;
 	}
-	rayc_arg *args = calloc(nargs + 1, sizeof(rayc_arg));
-	refarg *refs = calloc(nargs + 1, sizeof(refarg));
+	/* nargs is bounded by the frame (an argument takes 9 bytes at
+	 * least); memory for them may still run out. */
+	rayc_arg *args = rayc__fault(RAYC__FAULT_TASK_IN)
+	                         ? NULL
+	                         : calloc(nargs + 1, sizeof(rayc_arg));
+	refarg *refs = args != NULL ? calloc(nargs + 1, sizeof(refarg)) : NULL;
 	size_t extra = 0;
-	if (args == NULL || refs == NULL)
-		abort();
+	if (args == NULL || refs == NULL) {
+		free(args);
+		free(refs);
+		snprintf(msg, sizeof(msg), "task %s: peer %u has no memory for "
+		         "its %u arguments", fname, net->self, nargs);
+		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
+		return;
+	}
 	for (uint32_t i = 0; i < nargs && !rd->bad; i++) {
 		rayc_arg *a = &args[i];
 		a->type = (rayc_type)rayc__r_u8(rd);
@@ -180,13 +216,19 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		         fname, net->self);
 		free(args);
 		free(refs);
-		reply_error(net, c->peer, id,
+		reply_error(net, c->peer, id, dispatch,
 		            fn == NULL ? RAYC_ENOFUNC : RAYC_EINFEASIBLE, msg);
 		return;
 	}
 	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
-	if (t == NULL)
-		abort();
+	if (t == NULL) {
+		free(args);
+		free(refs);
+		snprintf(msg, sizeof(msg), "task %s: peer %u has no memory for "
+		         "it", fname, net->self);
+		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
+		return;
+	}
 	for (uint32_t i = 0; i < nargs; i++)
 		if (refs[i].type == RAYC_TYPE_STR) {
 			/* restore the type; the copy is NUL-terminated */
@@ -200,67 +242,122 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->retry_exceptions = retry_exc;
 	t->foreign = true;
 	t->owner = c->peer;
+	t->dispatch = dispatch;
 	rayc__mutex_lock(&rt->mu);
+	/* Sent again (a lost connection) or asked for anew: never two runs
+	 * at once, never one run twice for one dispatch. */
+	rayc__xrec *rec = rayc__xrec_find_locked(net, id);
+	bool dup = rec != NULL &&
+	           rayc__xrec_again_locked(rt, net, rec, c->peer, dispatch);
 	/* Cached copies of this task's returns (fetched before the owner lost
 	 * them and ran the task again, here) make way for the new run. */
-	bool dup = false;
-	for (uint32_t i = 0; i < nret && !dup; i++) {
+	bool here = false;
+	for (uint32_t i = 0; i < nret && !dup && !here; i++) {
 		rayc_object_id rid = rayc__return_id(id, i);
 		rayc__obj *o = rayc__obj_find_locked(rt, rid);
 		if (o != NULL && rayc__cache_drop_locked(rt, o))
 			o = rayc__obj_find_locked(rt, rid); /* still lineage? */
-		dup = o != NULL;
+		here = o != NULL;
 	}
-	if (dup) {
+	if (here && !rayc__xrec_answer_entries_locked(rt, net, c->peer, id,
+	                                              dispatch, nret)) {
+		/* Results of an earlier run still in use here, not all of
+		 * them whole: a new run cannot have their ids. */
+		snprintf(msg, sizeof(msg), "task %s: peer %u still holds "
+		         "part of an earlier run's results", fname, net->self);
+		reply_error(net, c->peer, id, dispatch, RAYC_ELOST, msg);
+	}
+	if (dup || here) {
 		rayc__mutex_unlock(&rt->mu);
 		free(t);
 		free(args);
 		free(refs);
-		return; /* a duplicate of a task already here */
+		return;
 	}
+	if (rayc__xrec_start_locked(net, id, c->peer, dispatch) == NULL)
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-NOMEM", "no memory to "
+		          "record task %s: if its owner sends it again it "
+		          "runs again", fname);
+	/* Out of memory from here on, the task fails with RAYC_ENOMEM
+	 * through the usual path (its owner gets the answer). */
 	t->sclass = rayc__sched_class_locked(rt, demand);
-	if (t->sclass == NULL)
-		abort();
-	bool lost = false;
-	rayc__obj *tofetch[64];
-	int nfetch = 0;
+	bool oom = t->sclass == NULL;
 	for (uint32_t i = 0; i < nargs; i++) {
 		if (args[i].type != RAYC_TYPE_REF)
 			continue;
-		bool fetch;
-		rayc__obj *o = arg_entry_locked(rt, net, &refs[i], &fetch);
+		rayc__obj *o = arg_entry_locked(rt, net, &refs[i],
+		                                &refs[i].fetch);
 		if (o == NULL) {
-			lost = true;
+			oom = true;
 			continue;
 		}
 		t->args[i].ref = o;
 		o->lineage_cnt++;
-		if (fetch && nfetch < 64)
-			tofetch[nfetch++] = o;
 	}
+	uint32_t made = 0;
 	for (uint32_t i = 0; i < nret; i++) {
 		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(id, i));
-		if (o == NULL)
-			abort();
+		if (o == NULL) {
+			oom = true;
+			continue; /* answered as a failure (task_finished) */
+		}
 		o->refcnt = 1;
 		o->owner = c->peer;
 		t->returns[i] = o;
+		made++;
 	}
-	t->live_returns = nret;
+	t->live_returns = made;
 	t->in_flight = true;
 	rt->nlineage++;
-	if (lost) {
-		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST,
-		                              "an argument of this task "
-		                              "was lost");
+	if (oom) {
+		snprintf(msg, sizeof(msg), "task %s: peer %u ran out of memory "
+		         "setting it up", fname, net->self);
+		rayc__remote_fail_task_locked(rt, t, RAYC_ENOMEM, msg);
 	} else {
-		for (int i = 0; i < nfetch; i++)
-			rayc__net_fetch_locked(rt, tofetch[i]);
+		/* Every argument to fetch starts now (a fetch that fails at
+		 * once fails only its entry; the task sees it below). */
+		for (uint32_t i = 0; i < nargs; i++)
+			if (refs[i].fetch && t->args[i].ref != NULL)
+				rayc__net_fetch_locked(rt, t->args[i].ref);
 		(void)rayc__task_resolve_args_locked(rt, t);
 	}
 	rayc__mutex_unlock(&rt->mu);
 	free(args);
 	free(refs);
+}
+
+/* A member that died.  An owner not in our view yet joined moments ago
+ * (it reached us over a connection it authenticated): it is alive. */
+static bool owner_dead(rayc__net *net, uint32_t owner)
+{
+	if (owner == 0 || owner >= RAYC__MAX_PEERS)
+		return true;
+	rayc__mutex_lock(&net->mu);
+	bool dead = net->peers[owner].known && !net->peers[owner].alive;
+	rayc__mutex_unlock(&net->mu);
+	return dead;
+}
+
+static bool arg_lost(const rayc__targ *a)
+{
+	return a->type == RAYC_TYPE_REF && a->ref != NULL &&
+	       atomic_load(&a->ref->state) == RAYC__OBJ_ERROR &&
+	       a->ref->err == RAYC_ELOST;
+}
+
+/* A task that failed with RAYC_ELOST names the arguments that were lost
+ * (none: its own failure): their owner may rebuild them and send the
+ * task again. */
+static void write_lost_args(rayc__wbuf *b, const rayc__task *t, int err)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < t->nargs && err == RAYC_ELOST; i++)
+		n += arg_lost(&t->args[i]);
+	rayc__w_u32(b, n);
+	for (uint32_t i = 0; i < t->nargs && n > 0; i++)
+		if (arg_lost(&t->args[i]))
+			rayc__w_oid(b, t->args[i].ref->id);
 }
 
 void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
@@ -269,24 +366,30 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	rayc__wbuf b = { 0 };
 	bool keep[4096];
 	rayc__obj *err = NULL;
+	rayc__xrec *rec = net != NULL ? rayc__xrec_find_locked(net, t->id)
+	                              : NULL;
 
+	bool missing = false; /* a return we had no memory for */
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		keep[i] = false;
+		missing |= o == NULL;
 		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
 		    err == NULL)
 			err = o;
 	}
 	if (net != NULL) {
-		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE,
-		                               net->self);
-		rayc__w_u64(&b, t->id.hi);
-		rayc__w_u64(&b, t->id.lo);
-		rayc__w_u8(&b, err != NULL);
-		if (err != NULL) {
+		/* The answer's body; the record keeps it for a resend. */
+		rayc__w_u8(&b, err != NULL || missing);
+		if (err == NULL && missing) {
+			rayc__w_u32(&b, RAYC_ENOMEM);
+			rayc__w_str(&b, "no memory for the task's returns");
+			rayc__w_u32(&b, 0);
+		} else if (err != NULL) {
 			rayc__w_u32(&b, (uint32_t)err->err);
 			rayc__w_str(&b, err->data != NULL ? (char *)err->data
 			                                  : "task failed");
+			write_lost_args(&b, t, err->err);
 		} else {
 			rayc__w_u32(&b, t->nreturns);
 			for (uint32_t i = 0; i < t->nreturns; i++) {
@@ -305,12 +408,28 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 				keep[i] = !inl;
 			}
 		}
-		rayc__w_frame_end(&b, f);
-		rayc__net_send_to(net, t->owner, &b);
+		uint32_t dispatch = rec != NULL ? rec->dispatch : t->dispatch;
+		if (b.len > 1 && rayc__fault(RAYC__FAULT_ANSWER_CUT))
+			b.len--; /* a test's malformed answer */
+		if (b.bad) {
+			/* No memory for the answer: say so (small), or the
+			 * owner would wait for ever. */
+			rayc__wbuf_fini(&b);
+			rayc__w_u8(&b, 1);
+			rayc__w_u32(&b, RAYC_ENOMEM);
+			rayc__w_str(&b, "no memory for the task's answer");
+			for (uint32_t i = 0; i < t->nreturns; i++)
+				keep[i] = false;
+		}
+		rayc__xrec_send(net, t->owner, t->id, dispatch, b.p, b.len);
+		if (rec != NULL && !b.bad)
+			rayc__xrec_done_locked(net, rec, &b);
+		else if (rec != NULL)
+			rayc__xrec_drop_locked(net, rec);
 		rayc__wbuf_fini(&b);
 	}
 	/* An owner that died meanwhile will never say FREE. */
-	bool owner_alive = rayc__net_peer_alive(rt, t->owner);
+	bool owner_alive = net != NULL && !owner_dead(net, t->owner);
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		t->returns[i] = NULL;

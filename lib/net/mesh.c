@@ -81,7 +81,10 @@ void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame)
 
 	if (c == NULL)
 		return;
-	rayc__conn_send(c, frame);
+	if (rayc__relink_test_lose(net, c))
+		rayc__conn_close(c, "test: a frame lost with its connection");
+	else
+		rayc__conn_send(c, frame);
 	rayc__conn_unref(c);
 }
 
@@ -95,10 +98,17 @@ void rayc__net_conn_open(rayc__conn *c)
 		rayc__event_set(&net->join_ev);
 		return;
 	}
+	rayc__mutex_unlock(&net->mu);
+	if (rayc__relink_test_blocked(net, c->peer)) {
+		rayc__conn_close(c, "test: peer blocked");
+		return;
+	}
+	rayc__mutex_lock(&net->mu);
 	if (c->peer != 0 && c->peer < RAYC__MAX_PEERS &&
 	    net->peers[c->peer].conn == NULL)
 		net->peers[c->peer].conn = c;
 	rayc__mutex_unlock(&net->mu);
+	rayc__relink_conn_open(net, c->peer);
 }
 
 void rayc__net_conn_lost(rayc__conn *c)
@@ -111,11 +121,14 @@ void rayc__net_conn_lost(rayc__conn *c)
 	if (id != 0 && id < RAYC__MAX_PEERS) {
 		if (net->peers[id].conn == c)
 			net->peers[id].conn = NULL;
-		/* The coordinator takes a lost connection (or a refused
-		 * dial) to a member as its death; others wait for the
-		 * committed removal. */
+		/* The coordinator takes a failed dial to a member as its
+		 * death; others wait for the committed removal.  An open
+		 * connection that closed says nothing about the peer:
+		 * relink sends again what was on it, and the coordinator
+		 * dials the peer, which tells. */
 		died = net->self == net->coord && net->peers[id].alive &&
 		       id != net->self && !atomic_load(&net->leaving) &&
+		       c->dialed && !atomic_load(&c->opened) &&
 		       atomic_load(&c->state) == RAYC__CONN_CLOSED;
 	}
 	if (c->joining && !net->joined) {
@@ -124,6 +137,8 @@ void rayc__net_conn_lost(rayc__conn *c)
 		rayc__event_set(&net->join_ev);
 	}
 	rayc__mutex_unlock(&net->mu);
+	if (atomic_load(&c->opened))
+		rayc__relink_conn_lost(net, c);
 	if (died)
 		rayc__ctl_peer_gone(net, id, false);
 }
@@ -298,6 +313,7 @@ static void reap_conns(rayc__net *net, bool all)
 	while (dead != NULL) {
 		rayc__conn *n = dead->next;
 		rayc__conn_close(dead, NULL);
+		rayc__relink_orphans(net, dead);
 		rayc__conn_free(dead);
 		dead = n;
 	}
@@ -321,6 +337,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	else if (net->joined)
 		send_heartbeat(net);
 	reap_conns(net, false);
+	rayc__relink_tick(net);
 }
 
 static void on_parent(evutil_socket_t fd, short what, void *arg)
@@ -538,6 +555,7 @@ static void net_free(rayc__net *net)
 		nng_stream_listener_free(net->lst);
 	reap_conns(net, true);
 	rayc__remote_fini(net);
+	rayc__relink_fini(net);
 	rayc__ctl_fini(net);
 	if (net->tick != NULL)
 		event_free(net->tick);
@@ -614,7 +632,8 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	if (net->base == NULL ||
 	    (net->tick = event_new(net->base, -1, EV_PERSIST, on_tick, net)) ==
 	            NULL ||
-	    event_add(net->tick, &tv) != 0 || rayc__ctl_init(net) != RAYC_OK) {
+	    event_add(net->tick, &tv) != 0 || rayc__ctl_init(net) != RAYC_OK ||
+	    rayc__relink_init(net) != RAYC_OK) {
 		net_free(net);
 		return rayc__err(RAYC_ESYS, "libevent failed to start");
 	}

@@ -101,6 +101,10 @@ struct rayc__xin {
 	bool shm_wait;         /* read in the holder's arena: SUM next */
 	rayc__store_view *view; /* same host: dst points into it (held) */
 	uint64_t shm_sum;      /* xxh3 of what was copied */
+	/* src is not in our view yet (it joined moments ago): FETCH goes
+	 * once it is, or the transfer fails at wait_until. */
+	bool wait_member;
+	int64_t wait_until;
 	rayc__xin *next_dead;  /* link while being failed */
 };
 
@@ -122,6 +126,8 @@ struct rayc__conn {
 	rayc__mutex mu;   /* state, out, pend, xouts, sending */
 	_Atomic int state;
 	bool dialed, sending, close_after_send, joining;
+	_Atomic bool opened; /* its handshake finished (it carried frames) */
+	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint32_t want_peer; /* who we dialed */
 	unsigned char n_mine[32], n_theirs[32];
@@ -170,6 +176,32 @@ typedef struct rayc__peer {
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
 	rayc__tq inflight;
 } rayc__peer;
+
+/* What lost connections to one peer left to do (relink.c); net->mu.
+ * Kept apart from rayc__peer, which a committed ADD overwrites. */
+typedef struct rayc__link {
+	bool lost;          /* an open connection closed: resend, refetch */
+	bool gave_up;       /* unreachable: its work went elsewhere */
+	int64_t lost_since; /* no connection has opened since (0: one has) */
+	int64_t last_pass;  /* when relink last ran for it */
+	rayc__wbuf orphan;  /* frames of our dials that never opened */
+	int lose;           /* test: open-connection frames to throw away */
+	bool blocked;       /* test: connections close as they open */
+} rayc__link;
+
+/* A task this peer runs or ran for another owner (xrec.c), by id: a
+ * TASK sent again (after a lost connection) is not run twice, and is
+ * answered again once done.  Guarded by rt->mu. */
+typedef struct rayc__xrec {
+	rayc_task_id id;
+	UT_hash_handle hh;
+	uint32_t owner, dispatch;
+	bool done;
+	uint8_t *body; /* the TASK_DONE payload after (id, dispatch) */
+	size_t len;
+	int64_t done_at;
+	struct rayc__xrec *prev, *next; /* done ones, oldest first */
+} rayc__xrec;
 
 /* A request waiting for its reply (KV calls to the coordinator). */
 struct rayc__rpc {
@@ -232,8 +264,10 @@ struct rayc__net {
 	rayc__rpc *rpcs;
 	uint64_t next_rpc;
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
-	/* Incoming transfers by object id. */
+	/* Incoming transfers by object id; some may wait for their source
+	 * to be in our view (wait_member). */
 	rayc__xin *xins;
+	bool fetch_waiting;
 	/* Same-host copies (samehost.c): each peer's arena mapped read-only
 	 * (opened at its first SHM_OFFER, released when it dies), peers
 	 * whose arena could not be used (they send over TCP), and our
@@ -243,6 +277,13 @@ struct rayc__net {
 	rayc__pin *pins;
 	/* SPREAD's round-robin position (rt->mu). */
 	uint32_t rr;
+	/* Lost connections (relink.c): per peer, and the loop event that
+	 * runs what they left to do. */
+	rayc__link links[RAYC__MAX_PEERS];
+	struct event *relink_ev;
+	/* Tasks run here for other owners (xrec.c; rt->mu). */
+	rayc__xrec *xrecs, *xrec_head, *xrec_tail;
+	size_t xrec_bytes, xrec_done;
 };
 
 /* Marks peer id known (net->mu held) and returns it. */
@@ -263,7 +304,9 @@ rayc__conn *rayc__conn_new(rayc__net *net);
 int rayc__conn_dial(rayc__conn *c, const char *url);
 void rayc__conn_accepted(rayc__conn *c, nng_stream *s);
 /* Queues one frame (copied).  Before the handshake ends, app frames wait
- * in pend.  Never blocks on the network. */
+ * in pend.  Never blocks on the network.  Out of memory, an open
+ * connection is closed (its peer then sends again what it lost, see
+ * relink.c), never left to drop frames silently. */
 void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame);
 /* Appends a frame straight into the send queue while building it:
  * begin returns the buffer locked; end unlocks and starts sending. */
@@ -311,6 +354,41 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
 void rayc__net_lost_cluster(rayc__net *net, const char *why);
 /* Frame helpers: send a small frame to a peer. */
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
+
+/* relink.c: what a lost connection to a live peer leaves to do.  An open
+ * connection that closes loses what was queued on it, and both ends see
+ * it close: the owner sends its tasks in flight there again (the
+ * executor answers a task it ran from its record, xrec.c), the fetcher
+ * asks again for what was coming, the coordinator dials to see whether
+ * the peer lives.  Frames queued on a dial that never opened only the
+ * sender knows about: they go out again on the next connection.  A peer
+ * no connection reaches for a heartbeat timeout gets no more waiting:
+ * its tasks are placed elsewhere and its transfers fail. */
+int rayc__relink_init(rayc__net *net); /* before the loop thread starts */
+void rayc__relink_fini(rayc__net *net);
+/* c (to c->peer) closed; any thread, any locks. */
+void rayc__relink_conn_lost(rayc__net *net, rayc__conn *c);
+/* A connection to peer opened. */
+void rayc__relink_conn_open(rayc__net *net, uint32_t peer);
+/* c (dialed, never opened) is being freed: keep its queued frames. */
+void rayc__relink_orphans(rayc__net *net, rayc__conn *c);
+void rayc__relink_tick(rayc__net *net); /* loop thread */
+/* Runs the pass soon: transfers wait for a peer to be in our view. */
+void rayc__relink_soon(rayc__net *net);
+/* Runs relink for peer again soon (what it sent did not go out). */
+void rayc__relink_retry(rayc__net *net, uint32_t peer);
+/* True if this peer gave up reaching peer (net->mu). */
+static inline bool rayc__relink_unreachable_locked(rayc__net *net,
+                                                   uint32_t peer)
+	RAYC_REQUIRES(net->mu)
+{
+	return net->links[peer].gave_up;
+}
+/* Test loss (rayc__test_drop_conn): true if frame must be thrown away
+ * (c is then closed). */
+bool rayc__relink_test_lose(rayc__net *net, rayc__conn *c);
+/* Test (rayc__test_block_peer): connections to peer may not open. */
+bool rayc__relink_test_blocked(rayc__net *net, uint32_t peer);
 /* Adds c to the connection list, where reaping finds it. */
 void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 	RAYC_REQUIRES(net->mu);
@@ -322,6 +400,9 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id);
  * other peers run for it, the tasks waiting for room there and the
  * fetches from them; later fetches and placements fail or stay here. */
 void rayc__remote_cluster_lost(rayc__net *net, const char *why);
+/* Loop thread: a connection to live peer id was lost (resend, refetch);
+ * give_up: none reached it for a heartbeat timeout (move its work). */
+void rayc__remote_relink(rayc__net *net, uint32_t id, bool give_up);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes

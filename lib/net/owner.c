@@ -22,6 +22,8 @@
 
 
 #define PEER_CAP_MIN 32
+/* Times a task is sent again after losing arguments on the way. */
+#define RAYC__ARG_REDO_MAX 16
 #define PEER_CAP_PER_CPU 16
 
 /* ---- owner: placing and sending tasks ---- */
@@ -33,6 +35,7 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 
 	rayc__w_u64(b, t->id.hi);
 	rayc__w_u64(b, t->id.lo);
+	rayc__w_u32(b, t->dispatch);
 	rayc__w_str(b, t->fn->name);
 	rayc__w_u32(b, (uint32_t)t->attempt);
 	rayc__w_u32(b, (uint32_t)t->max_retries);
@@ -89,6 +92,7 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		return false;
 	rayc__wbuf *b = rayc__conn_begin(c);
 	size_t before = b->len;
+	t->dispatch++; /* a new run: answers to earlier ones are stale */
 	encode_task(rt, net, b, t);
 	bool bad = b->bad;
 	if (bad) {
@@ -103,6 +107,46 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 	t->remote_peer = peer;
 	rayc__tq_push(&net->peers[peer].inflight, t);
 	return true;
+}
+
+void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
+{
+	rayc__peer *p = &net->peers[peer];
+
+	if (p->inflight.head == NULL)
+		return;
+	rayc__conn *c = rayc__net_conn_to(net, peer);
+	if (c == NULL)
+		return; /* dead: its death retries them */
+	rayc__wbuf *b = rayc__conn_begin(c);
+	bool bad = false;
+	for (rayc__task *t = p->inflight.head; t != NULL && !bad;
+	     t = t->q_next) {
+		size_t before = b->len;
+		encode_task(rt, net, b, t);
+		if (b->bad) {
+			b->len = before;
+			b->bad = false;
+			bad = true;
+		}
+	}
+	rayc__conn_end(c);
+	rayc__conn_unref(c);
+	if (bad)
+		rayc__relink_retry(net, peer); /* out of memory: later */
+}
+
+void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
+{
+	rayc__peer *p = &net->peers[peer];
+
+	while (p->inflight.head != NULL) {
+		rayc__task *t = p->inflight.head;
+		rayc__tq_remove(&p->inflight, t);
+		t->remote_peer = 0;
+		t->child_counter = 0;
+		rayc__sched_enqueue_locked(rt, t);
+	}
 }
 
 static double local_util_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
@@ -133,7 +177,7 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 	rayc__mutex_lock(&net->mu);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
-		if (!p->alive)
+		if (!p->alive || rayc__relink_unreachable_locked(net, i))
 			continue;
 		rayc__place_peer *q = &pp[n++];
 		q->id = i;
@@ -301,6 +345,70 @@ static void mark_remote_locked(rayc__rt *rt, rayc__obj *o, uint32_t at,
 	rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_REMOTE);
 }
 
+/* A stale answer's large returns, kept for us on peer: the ones we do
+ * not have there (frees[], as return indices) are freed. */
+static int stale_frees_locked(rayc__rt *rt, uint32_t peer, rayc_task_id id,
+                              rayc__rd *rd, uint32_t *frees)
+	RAYC_REQUIRES(rt->mu)
+{
+	uint32_t n = rayc__r_u32(rd);
+	int nfree = 0;
+
+	for (uint32_t i = 0; i < n && !rd->bad && nfree < 4096; i++) {
+		bool inl = rayc__r_u8(rd) != 0;
+		(void)rayc__r_u8(rd);
+		size_t len;
+		if (inl) {
+			(void)rayc__r_blob(rd, &len);
+			continue;
+		}
+		(void)rayc__r_u64(rd);
+		rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, i));
+		if (!rd->bad && (o == NULL || o->loc != peer))
+			frees[nfree++] = i;
+	}
+	return nfree;
+}
+
+/* t failed on peer because arguments (listed in rd) were lost there.
+ * If they are all ours, rebuild the lost ones from lineage and send t
+ * again once they are back, as a local rayc_get would; true if so. */
+static bool rebuild_args_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
+                                rayc__rd *rd, uint32_t peer)
+	RAYC_REQUIRES(rt->mu)
+{
+	uint32_t n = rayc__r_u32(rd);
+
+	if (rd->bad || n == 0 || n > t->nargs ||
+	    t->arg_redo >= RAYC__ARG_REDO_MAX)
+		return false;
+	for (uint32_t k = 0; k < n; k++) {
+		rayc_object_id id = rayc__r_oid(rd);
+		rayc__obj *o = NULL;
+		for (uint32_t i = 0; i < t->nargs && o == NULL && !rd->bad; i++)
+			if (t->args[i].ref != NULL &&
+			    t->args[i].ref->id.hi == id.hi &&
+			    t->args[i].ref->id.lo == id.lo)
+				o = t->args[i].ref;
+		if (o == NULL || o->owner != 0)
+			return false; /* not ours to rebuild */
+		if (atomic_load(&o->state) != RAYC__OBJ_REMOTE)
+			continue; /* here, lost already, or being rebuilt */
+		/* The executor found no copy where we thought one was. */
+		uint32_t at = o->loc;
+		o->loc = 0;
+		atomic_store(&o->state, RAYC__OBJ_LOST);
+		if (at != 0 && at != net->self)
+			rayc__remote_send_small(net, at, RAYC__MSG_FREE, o->id, 0);
+	}
+	t->arg_redo++;
+	rayc__log(RAYC_LOG_DEBUG, "RAYC-TASK-ARG-LOST", "task %s: an argument "
+	          "was lost on peer %u; rebuilding it and sending the task "
+	          "again", t->fn->name, peer);
+	(void)rayc__task_resolve_args_locked(rt, t);
+	return true;
+}
+
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -312,15 +420,26 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
+	uint32_t dispatch = rayc__r_u32(rd);
 	bool failed = rayc__r_u8(rd) != 0;
 	if (rd->bad)
 		return;
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
-	if (t == NULL || !t->in_flight || t->remote_peer != c->peer) {
+	if (t == NULL || !t->in_flight || t->remote_peer != c->peer ||
+	    t->dispatch != dispatch) {
+		/* Stale: an answer sent again, or to an earlier dispatch
+		 * (placed elsewhere since, or released). */
+		if (!failed && !(t != NULL && t->in_flight &&
+		                 t->remote_peer == c->peer))
+			nfree = stale_frees_locked(rt, c->peer, id, rd, frees);
 		rayc__mutex_unlock(&rt->mu);
-		return; /* stale: retried elsewhere or released */
+		for (int i = 0; i < nfree; i++)
+			rayc__remote_send_small(net, c->peer, RAYC__MSG_FREE,
+			                        rayc__return_id(id, frees[i]),
+			                        0);
+		return;
 	}
 	rayc__peer *p = &net->peers[c->peer];
 	rayc__tq_remove(&p->inflight, t);
@@ -333,13 +452,19 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 			         c->peer);
 		if (err <= 0 || err > RAYC__ERR_LAST)
 			err = RAYC_ETASK;
+		if (err == RAYC_ELOST && !rd->bad &&
+		    rebuild_args_locked(rt, net, t, rd, c->peer)) {
+			pump_locked(rt, net, c->peer);
+			rayc__mutex_unlock(&rt->mu);
+			return;
+		}
 		atomic_fetch_add(&rt->n_failed, 1);
 		for (uint32_t i = 0; i < t->nreturns; i++)
 			if (t->returns[i] != NULL)
 				rayc__obj_fail_locked(rt, t->returns[i], err, msg);
 	} else {
-		uint32_t n = rayc__r_u32(rd);
-		for (uint32_t i = 0; i < n && !rd->bad; i++) {
+		uint32_t n = rayc__r_u32(rd), i;
+		for (i = 0; i < n && !rd->bad; i++) {
 			bool inl = rayc__r_u8(rd) != 0;
 			rayc_type type = (rayc_type)rayc__r_u8(rd);
 			rayc__obj *o = i < t->nreturns ? t->returns[i] : NULL;
@@ -358,8 +483,13 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 					r.data = r.buf;
 				} else {
 					r.data = malloc(len);
-					if (r.data == NULL)
-						abort();
+					if (r.data == NULL) {
+						rayc__obj_fail_locked(
+						        rt, o, RAYC_ENOMEM,
+						        "no memory for a value "
+						        "a task returned");
+						continue;
+					}
 					memcpy(r.data, d, len);
 				}
 				rayc__obj_seal_locked(rt, o, &r);
@@ -375,9 +505,20 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 					                   (size_t)len);
 			}
 		}
-		if (rd->bad)
-			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
-			          "bad TASK_DONE from peer %u", c->peer);
+		if (rd->bad || n < t->nreturns) {
+			/* Returns the answer did not cover (from the one being
+			 * decoded on) would stay pending for ever: they fail. */
+			snprintf(msg, sizeof(msg), "task %s: peer %u sent a "
+			         "malformed answer", t->fn->name, c->peer);
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO", "%s", msg);
+			for (; i < t->nreturns; i++) {
+				rayc__obj *o = t->returns[i];
+				if (o != NULL && atomic_load(&o->state) ==
+				                         RAYC__OBJ_PENDING)
+					rayc__obj_fail_locked(rt, o, RAYC_EPROTO,
+					                      msg);
+			}
+		}
 	}
 	rayc_task_id tid = t->id;
 	rayc__task_done_locked(rt, t);

@@ -10,6 +10,7 @@
 
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
+#include "testing.h"
 
 
 void rayc__net_obj_released_locked(rayc__rt *rt, rayc__obj *o)
@@ -48,9 +49,20 @@ static void borrow_add_locked(rayc__rt *rt, rayc__obj *o, uint32_t peer)
 			return;
 	if (o->nborrowers == o->borrowers_cap) {
 		uint16_t cap = o->borrowers_cap ? o->borrowers_cap * 2 : 4;
-		uint32_t *b = realloc(o->borrowers, cap * sizeof(*b));
-		if (b == NULL)
-			return; /* not counted: freed when the owner lets go */
+		uint32_t *b = rayc__fault(RAYC__FAULT_BORROW)
+		                      ? NULL
+		                      : realloc(o->borrowers, cap * sizeof(*b));
+		if (b == NULL) {
+			/* Not counted, it would go while the peer holds it:
+			 * kept instead (a leak until shutdown, not a loss). */
+			rayc__obj_ref_locked(o);
+			rayc__log(RAYC_LOG_ERROR, "RAYC-NET-NOMEM", "no memory to "
+			          "record peer %u as a borrower of object "
+			          "%016llx%016llx: it is kept until shutdown",
+			          peer, (unsigned long long)o->id.hi,
+			          (unsigned long long)o->id.lo);
+			return;
+		}
 		o->borrowers = b;
 		o->borrowers_cap = cap;
 	}

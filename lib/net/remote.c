@@ -323,6 +323,7 @@ void rayc__remote_fini(rayc__net *net)
 {
 	rayc__xin *x, *xt;
 
+	rayc__xrec_fini(net);
 	/* Every connection is freed: no receiver writes into these. */
 	HASH_ITER(hh, net->xins, x, xt) {
 		HASH_DEL(net->xins, x);

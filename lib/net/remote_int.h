@@ -32,14 +32,55 @@ void rayc__remote_send_small(rayc__net *net, uint32_t peer, int type,
 void rayc__remote_fail_task_locked(rayc__rt *rt, rayc__task *t, int err,
                                    const char *msg) RAYC_REQUIRES(rt->mu);
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd);
+/* A connection to peer was lost: send it our tasks in flight there
+ * again (their dispatch numbers unchanged). */
+void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
+	RAYC_REQUIRES(rt->mu);
+/* Peer cannot be reached: its tasks in flight go back to be placed
+ * elsewhere (a new dispatch; not a retry of theirs). */
+void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net,
+                                 uint32_t peer) RAYC_REQUIRES(rt->mu);
 
 /* executor.c */
 void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd);
+
+/* xrec.c: tasks run here for other owners (see there). */
+rayc__xrec *rayc__xrec_find_locked(rayc__net *net, rayc_task_id id);
+/* A record of a run starting (NULL: out of memory). */
+rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
+                                    uint32_t owner, uint32_t dispatch);
+/* The run ended and answered body (moved into the record). */
+void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r, rayc__wbuf *body);
+void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r);
+void rayc__xrec_sweep_locked(rayc__net *net, int64_t now);
+/* A TASK for a task with record r came: true if it was handled (the
+ * run answers it, or the answer went again); false: r is gone, run it. */
+bool rayc__xrec_again_locked(rayc__rt *rt, rayc__net *net, rayc__xrec *r,
+                             uint32_t owner, uint32_t dispatch)
+	RAYC_REQUIRES(rt->mu);
+/* A task with no record whose returns are here (its record went, or
+ * they outlived it): true if handled (still running: the run answers;
+ * all sealed: answered from them). */
+bool rayc__xrec_answer_entries_locked(rayc__rt *rt, rayc__net *net,
+                                      uint32_t owner, rayc_task_id id,
+                                      uint32_t dispatch, uint32_t nret)
+	RAYC_REQUIRES(rt->mu);
+/* TASK_DONE: header, task id, dispatch, then body. */
+void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
+                     uint32_t dispatch, const void *body, size_t len);
+void rayc__xrec_fini(rayc__net *net);
 
 /* xfer.c */
 void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd);
 void rayc__remote_on_chunk(rayc__conn *c, rayc__rd *rd);
 void rayc__remote_on_missing(rayc__conn *c, rayc__rd *rd);
+/* Transfers coming from peer are asked for again (fail: fail them, as
+ * if it had no copy). */
+void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail);
+/* Loop thread: transfers waiting for their source to be in our view go
+ * (or fail: it is dead, or was not heard of in time).  True if some
+ * still wait. */
+bool rayc__remote_fetch_waiting(rayc__net *net);
 void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x);
 void rayc__remote_xin_release(rayc__net *net, rayc__xin *x);
 void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,

@@ -91,8 +91,14 @@ void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
 	rayc__store_ident si;
 	char host[256];
 
-	if (p == NULL)
-		abort();
+	if (p == NULL) {
+		/* The fetcher asks again once this closes. */
+		rayc__mutex_lock(&net->rt->mu);
+		rayc__obj_unref_locked(net->rt, o);
+		rayc__mutex_unlock(&net->rt->mu);
+		rayc__conn_close(c, "out of memory");
+		return;
+	}
 	p->peer = c->peer;
 	p->id = id;
 	p->obj = o;

@@ -9,7 +9,36 @@
 
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
+#include "testing.h"
 
+
+enum { SRC_OK, SRC_WAIT, SRC_NONE };
+
+/* Can we fetch from src?  A live member some connection reaches (relink.c
+ * gives up on those none has reached for a heartbeat timeout): yes.  A
+ * peer not in our view yet: wait, it joined moments ago (whoever named
+ * it to us knows it; unknown is not dead).  Else no. */
+static int src_state_locked(rayc__net *net, uint32_t src)
+	RAYC_REQUIRES(net->mu)
+{
+	if (src == 0 || src >= RAYC__MAX_PEERS || src == net->self)
+		return SRC_NONE;
+	rayc__peer *p = &net->peers[src];
+	if (!p->known)
+		return SRC_WAIT;
+	return p->alive && !rayc__relink_unreachable_locked(net, src)
+	               ? SRC_OK
+	               : SRC_NONE;
+}
+
+static uint32_t fetch_flags_locked(rayc__net *net, uint32_t src)
+	RAYC_REQUIRES(net->mu)
+{
+	return rayc__remote_same_host_on() && !net->no_shm[src] &&
+	                       rayc__remote_looks_local_locked(net, src)
+	               ? RAYC__FETCH_SAME_HOST
+	               : 0;
+}
 
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 {
@@ -20,12 +49,19 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 	rt->n_fetches++;
 	uint32_t src = o->loc;
 	bool alone = net != NULL && atomic_load(&net->cluster_down);
-	if (net == NULL || src == 0 || src == net->self || alone ||
-	    !rayc__net_peer_alive(rt, src)) {
+	int where = SRC_NONE;
+	if (net != NULL && !alone) {
+		rayc__mutex_lock(&net->mu);
+		where = src_state_locked(net, src);
+		rayc__mutex_unlock(&net->mu);
+	}
+	if (where == SRC_NONE) {
 		/* Nowhere to get it from. */
 		o->loc = 0;
 		if (o->owner == 0) {
+			/* Waiters rebuild it (rayc_get does on LOST). */
 			atomic_store(&o->state, RAYC__OBJ_LOST);
+			rayc__obj_wake_locked(rt, o);
 		} else {
 			atomic_store(&o->state, RAYC__OBJ_PENDING);
 			rayc__obj_fail_locked(rt, o, RAYC_ELOST,
@@ -37,10 +73,18 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	}
 	rayc__xin *x = calloc(1, sizeof(*x));
-	if (x == NULL)
-		abort();
+	if (x == NULL) {
+		atomic_store(&o->state, RAYC__OBJ_PENDING);
+		rayc__obj_fail_locked(rt, o, RAYC_ENOMEM,
+		                      "no memory to fetch the object");
+		return;
+	}
 	x->id = o->id;
 	x->src = src;
+	if (where == SRC_WAIT) {
+		x->wait_member = true;
+		x->wait_until = rayc__now_ns() + net->timeout_ns;
+	}
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *old;
 	bool free_old = false;
@@ -51,16 +95,88 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		old->dead = true; /* if busy, its receiver frees it */
 	}
 	HASH_ADD(hh, net->xins, id, sizeof(x->id), x);
-	uint32_t flags = rayc__remote_same_host_on() && !net->no_shm[src] &&
-	                         rayc__remote_looks_local_locked(net, src)
-	                         ? RAYC__FETCH_SAME_HOST
-	                         : 0;
+	uint32_t flags = fetch_flags_locked(net, src);
+	if (where == SRC_WAIT)
+		net->fetch_waiting = true;
 	rayc__mutex_unlock(&net->mu);
 	if (free_old)
 		rayc__remote_xin_release(net, old);
 	o->fetching = true;
 	atomic_store(&o->state, RAYC__OBJ_PENDING);
-	rayc__remote_send_small(net, src, RAYC__MSG_FETCH, o->id, flags);
+	if (where == SRC_WAIT)
+		rayc__relink_soon(net);
+	else
+		rayc__remote_send_small(net, src, RAYC__MSG_FETCH, o->id, flags);
+}
+
+/* A FETCH that waited for its source to be in our view. */
+typedef struct waited {
+	rayc_object_id id;
+	uint32_t src, flags;
+	bool go;
+	rayc__xin *x; /* !go: taken out of the table, to fail */
+} waited;
+
+bool rayc__remote_fetch_waiting(rayc__net *net)
+{
+	rayc__xin *x, *xt;
+	waited *w = NULL;
+	size_t n = 0, cap = 0;
+	bool still = false;
+	int64_t now = rayc__now_ns();
+	char msg[160];
+
+	rayc__mutex_lock(&net->mu);
+	if (!net->fetch_waiting) {
+		rayc__mutex_unlock(&net->mu);
+		return false;
+	}
+	HASH_ITER(hh, net->xins, x, xt) {
+		if (!x->wait_member)
+			continue;
+		int where = src_state_locked(net, x->src);
+		if (where == SRC_WAIT && now < x->wait_until) {
+			still = true;
+			continue;
+		}
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			waited *nw = realloc(w, nc * sizeof(*w));
+			if (nw == NULL) {
+				still = true; /* the next pass */
+				break;
+			}
+			w = nw;
+			cap = nc;
+		}
+		waited *e = &w[n++];
+		e->id = x->id;
+		e->src = x->src;
+		e->go = where == SRC_OK;
+		e->x = NULL;
+		x->wait_member = false;
+		if (e->go) {
+			e->flags = fetch_flags_locked(net, x->src);
+		} else {
+			HASH_DEL(net->xins, x); /* ours to end */
+			e->x = x;
+		}
+	}
+	net->fetch_waiting = still;
+	rayc__mutex_unlock(&net->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].go) {
+			rayc__remote_send_small(net, w[i].src, RAYC__MSG_FETCH,
+			                        w[i].id, w[i].flags);
+			continue;
+		}
+		snprintf(msg, sizeof(msg), "object lost: peer %u, which holds "
+		         "it, is not a member (dead, or never heard of here "
+		         "within the heartbeat timeout)", w[i].src);
+		rayc__remote_xin_finish(net, w[i].x, false, RAYC_ELOST, msg);
+	}
+	free(w);
+	return still;
 }
 
 void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
@@ -94,8 +210,14 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 		rayc__obj_ref_locked(o); /* pinned while we send */
 		rayc__mutex_unlock(&rt->mu);
 		rayc__xout *x = calloc(1, sizeof(*x));
-		if (x == NULL)
-			abort();
+		if (x == NULL) {
+			/* The fetcher asks again once this closes. */
+			rayc__mutex_lock(&rt->mu);
+			rayc__obj_unref_locked(rt, o);
+			rayc__mutex_unlock(&rt->mu);
+			rayc__conn_close(c, "out of memory");
+			return;
+		}
 		x->id = id;
 		x->obj = o;
 		x->data = o->data;
@@ -254,8 +376,10 @@ static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
 	x->type = type;
 	if (total <= RAYC__SMALL_MAX) {
 		x->dst = malloc(total > 0 ? total : 1);
-		if (x->dst == NULL)
-			abort();
+		if (x->dst == NULL) {
+			x->total = 0;
+			return RAYC_ENOMEM;
+		}
 	} else {
 		int rc = rayc__obj_alloc_block(net->rt, total, &x->block);
 		if (rc != RAYC_OK) {
@@ -317,9 +441,17 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 	return 1;
 }
 
+static void (*_Atomic chunk_hook)(uint32_t src);
+
+void rayc__test_set_chunk_hook(void (*fn)(uint32_t src))
+{
+	atomic_store(&chunk_hook, fn);
+}
+
 void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
 {
 	rayc__net *net = c->net;
+	void (*hook)(uint32_t) = atomic_load(&chunk_hook);
 
 	rayc__mutex_lock(&net->mu);
 	x->busy = false;
@@ -334,6 +466,8 @@ void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
 	rayc__mutex_unlock(&net->mu);
 	if (done)
 		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
+	if (ok && n > 0 && hook != NULL)
+		hook(c->peer);
 }
 
 /* A CHUNK that arrived whole in the receive buffer. */
@@ -392,4 +526,43 @@ void rayc__remote_on_missing(rayc__conn *c, rayc__rd *rd)
 	         "no copy", (unsigned long long)id.hi,
 	         (unsigned long long)id.lo, c->peer);
 	rayc__remote_xin_finish(net, x, false, RAYC_ELOST, msg);
+}
+
+void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail)
+{
+	rayc__rt *rt = net->rt;
+	rayc__xin *x, *xt, *list = NULL;
+	char msg[128];
+
+	rayc__mutex_lock(&net->mu);
+	HASH_ITER(hh, net->xins, x, xt) {
+		if (x->src == peer) {
+			HASH_DEL(net->xins, x); /* ours to end */
+			x->next_dead = list;
+			list = x;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	snprintf(msg, sizeof(msg), "object lost: peer %u, which holds it, "
+	         "cannot be reached", peer);
+	while (list != NULL) {
+		x = list;
+		list = x->next_dead;
+		if (fail) {
+			rayc__remote_xin_finish(net, x, false, RAYC_ELOST, msg);
+			continue;
+		}
+		/* What was coming went with the connection: ask again. */
+		rayc__mutex_lock(&rt->mu);
+		rayc__obj *o = rayc__obj_find_locked(rt, x->id);
+		if (o != NULL && o->fetching &&
+		    atomic_load(&o->state) == RAYC__OBJ_PENDING) {
+			o->fetching = false;
+			o->loc = peer;
+			rt->n_fetches--; /* the same fetch */
+			rayc__net_fetch_locked(rt, o);
+		}
+		rayc__mutex_unlock(&rt->mu);
+		xin_drop(net, x);
+	}
 }

@@ -1,0 +1,215 @@
+/* xrec.c -- the executor's record of tasks it runs or ran for other
+ * owners, so that a TASK sent again is never run twice.
+ *
+ * An owner sends a task again, with the same dispatch number, when the
+ * connection it went out on (or its answer came back on) was lost
+ * (relink.c).  Here a record per task id says what became of it: still
+ * running (the run answers when it ends, to the latest dispatch number
+ * asked for), or done, with the TASK_DONE payload it answered, which is
+ * sent again.  A TASK with a new dispatch number is the owner asking for
+ * a new run (it lost the results, or an argument): a done record answers
+ * it only if it was a success whose results are all still here.
+ *
+ * Done records are kept while young (RETAIN, at least twice the
+ * heartbeat timeout: an owner sends again as soon as it sees the
+ * connection close) and while they fit (RETAIN_BYTES, RETAIN_MAX); an
+ * older TASK sent again finds none and runs again, as a retry would.
+ * All under rt->mu.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "net/remote_int.h"
+
+#define RETAIN_NS ((int64_t)10 * 1000000000)
+#define RETAIN_BYTES ((size_t)32 << 20)
+#define RETAIN_MAX ((size_t)200000)
+
+rayc__xrec *rayc__xrec_find_locked(rayc__net *net, rayc_task_id id)
+{
+	rayc__xrec *r;
+
+	HASH_FIND(hh, net->xrecs, &id, sizeof(id), r);
+	return r;
+}
+
+static void unlink_done(rayc__net *net, rayc__xrec *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		net->xrec_head = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	else
+		net->xrec_tail = r->prev;
+	r->prev = r->next = NULL;
+	net->xrec_bytes -= r->len;
+	net->xrec_done--;
+}
+
+void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r)
+{
+	if (r->done)
+		unlink_done(net, r);
+	HASH_DEL(net->xrecs, r);
+	free(r->body);
+	free(r);
+}
+
+rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
+                                    uint32_t owner, uint32_t dispatch)
+{
+	rayc__xrec *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->id = id;
+	r->owner = owner;
+	r->dispatch = dispatch;
+	HASH_ADD(hh, net->xrecs, id, sizeof(r->id), r);
+	return r;
+}
+
+/* Lets go of done records past their time or over the limits. */
+void rayc__xrec_sweep_locked(rayc__net *net, int64_t now)
+{
+	int64_t keep = 2 * net->timeout_ns;
+
+	if (keep < RETAIN_NS)
+		keep = RETAIN_NS;
+	while (net->xrec_head != NULL &&
+	       (net->xrec_bytes > RETAIN_BYTES || net->xrec_done > RETAIN_MAX ||
+	        now - net->xrec_head->done_at > keep))
+		rayc__xrec_drop_locked(net, net->xrec_head);
+}
+
+void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r, rayc__wbuf *body)
+{
+	r->done = true;
+	r->body = body->p; /* ours now */
+	r->len = body->len;
+	memset(body, 0, sizeof(*body));
+	r->done_at = rayc__now_ns();
+	r->prev = net->xrec_tail;
+	r->next = NULL;
+	if (net->xrec_tail != NULL)
+		net->xrec_tail->next = r;
+	else
+		net->xrec_head = r;
+	net->xrec_tail = r;
+	net->xrec_bytes += r->len;
+	net->xrec_done++;
+	rayc__xrec_sweep_locked(net, r->done_at);
+}
+
+void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
+                     uint32_t dispatch, const void *body, size_t len)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE, net->self);
+
+	rayc__w_u64(&b, id.hi);
+	rayc__w_u64(&b, id.lo);
+	rayc__w_u32(&b, dispatch);
+	rayc__w_bytes(&b, body, len);
+	rayc__w_frame_end(&b, f);
+	rayc__net_send_to(net, owner, &b);
+	rayc__wbuf_fini(&b);
+}
+
+/* A success whose large results are all still kept here for the owner. */
+static bool still_good_locked(rayc__rt *rt, const rayc__xrec *r)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__rd rd;
+
+	rayc__rd_init(&rd, r->body, r->len);
+	if (rayc__r_u8(&rd) != 0)
+		return false;
+	uint32_t n = rayc__r_u32(&rd);
+	for (uint32_t i = 0; i < n && !rd.bad; i++) {
+		bool inl = rayc__r_u8(&rd) != 0;
+		size_t len;
+		(void)rayc__r_u8(&rd);
+		if (inl) {
+			(void)rayc__r_blob(&rd, &len);
+			continue;
+		}
+		(void)rayc__r_u64(&rd);
+		rayc__obj *o = rayc__obj_find_locked(rt,
+		                                     rayc__return_id(r->id, i));
+		if (o == NULL || !o->held_remote ||
+		    atomic_load(&o->state) != RAYC__OBJ_READY)
+			return false;
+	}
+	return !rd.bad;
+}
+
+bool rayc__xrec_again_locked(rayc__rt *rt, rayc__net *net, rayc__xrec *r,
+                             uint32_t owner, uint32_t dispatch)
+{
+	if (r->owner != owner)
+		return true; /* not its owner's: ignore it */
+	if (!r->done) {
+		r->dispatch = dispatch; /* the run answers this one */
+		return true;
+	}
+	if (dispatch == r->dispatch || still_good_locked(rt, r)) {
+		r->dispatch = dispatch;
+		rayc__xrec_send(net, owner, r->id, dispatch, r->body, r->len);
+		return true;
+	}
+	rayc__xrec_drop_locked(net, r); /* a new run is wanted */
+	return false;
+}
+
+void rayc__xrec_fini(rayc__net *net)
+{
+	rayc__xrec *r, *tmp;
+
+	HASH_ITER(hh, net->xrecs, r, tmp) {
+		HASH_DEL(net->xrecs, r);
+		free(r->body);
+		free(r);
+	}
+	net->xrec_head = net->xrec_tail = NULL;
+	net->xrec_bytes = net->xrec_done = 0;
+}
+
+bool rayc__xrec_answer_entries_locked(rayc__rt *rt, rayc__net *net,
+                                      uint32_t owner, rayc_task_id id,
+                                      uint32_t dispatch, uint32_t nret)
+{
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, i));
+		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_PENDING)
+			return true; /* running here: that run answers */
+		if (o == NULL || atomic_load(&o->state) != RAYC__OBJ_READY)
+			return false;
+	}
+	rayc__wbuf b = { 0 };
+	rayc__w_u8(&b, 0);
+	rayc__w_u32(&b, nret);
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, i));
+		rayc__w_u8(&b, 0);
+		rayc__w_u8(&b, (uint8_t)o->type);
+		rayc__w_u64(&b, o->len);
+	}
+	if (b.bad) {
+		rayc__wbuf_fini(&b);
+		return false;
+	}
+	for (uint32_t i = 0; i < nret; i++) {
+		rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, i));
+		if (!o->held_remote) {
+			rayc__obj_ref_locked(o); /* until the owner says FREE */
+			o->held_remote = true;
+		}
+	}
+	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len);
+	rayc__wbuf_fini(&b);
+	return true;
+}
