@@ -159,6 +159,7 @@ struct rayc__task {
 	uint32_t node_id;
 	uint32_t remote_peer;
 	uint32_t owner;
+	uint64_t owner_gen; /* foreign: the owner's incarnation (lib/net) */
 	/* Owner: counts the times it was sent (a TASK sent again after a
 	 * lost connection keeps its number; an answer with an older one is
 	 * stale).  Executor: the number of the TASK it runs. */

@@ -126,11 +126,12 @@ static void barrier_cb(struct raft_barrier *req, int status)
 }
 
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
-                       bool worker, int pid, const char *url,
+                       uint64_t gen, bool worker, int pid, const char *url,
                        const int64_t *total)
 {
 	rayc__w_u8(b, CMD_ADD);
 	rayc__w_u32(b, id);
+	rayc__w_u64(b, gen);
 	rayc__w_u8(b, worker);
 	rayc__w_u32(b, (uint32_t)pid);
 	rayc__w_u64(b, (uint64_t)wall_ms());
@@ -142,8 +143,12 @@ static void propose_del(rayc__net *net, uint32_t id, bool left)
 {
 	rayc__wbuf b = { 0 };
 
+	rayc__mutex_lock(&net->mu);
+	uint64_t gen = net->peers[id].gen;
+	rayc__mutex_unlock(&net->mu);
 	rayc__w_u8(&b, CMD_DEL);
 	rayc__w_u32(&b, id);
+	rayc__w_u64(&b, gen); /* an old incarnation's DEL spares a newer one */
 	rayc__w_u8(&b, left);
 	rayc__w_u64(&b, (uint64_t)wall_ms());
 	if (rayc__ctl_propose(net, &b, NULL, NULL) == RAYC_OK) {
@@ -181,6 +186,28 @@ static void change_cb(struct raft_change *req, int status)
 	}
 	ctl->promoting = 0;
 	ctl->changing = false;
+}
+
+void rayc__ctl_slot_reset(rayc__net *net, uint32_t id)
+{
+	if (net->ctl != NULL)
+		net->ctl->promote_failed[id] = 0;
+}
+
+bool rayc__ctl_slot_free(rayc__net *net, uint32_t id, bool *later)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	*later = true;
+	if (ctl == NULL || !ctl->started || ctl->changing ||
+	    ctl->raft.configuration_uncommitted_index != 0)
+		return false;
+	const struct raft_configuration *conf = &ctl->raft.configuration;
+	for (unsigned i = 0; i < conf->n; i++)
+		if (conf->servers[i].id == id)
+			return false; /* reconcile removes it soon */
+	*later = false;
+	return true;
 }
 
 static bool alive_member(rayc__net *net, raft_id id)
@@ -241,6 +268,8 @@ static void reconcile(rayc__net *net)
 		raft_id id = conf->servers[i].id;
 		if (id != r->id && !alive_member(net, id)) {
 			rv = raft_remove(r, &ctl->change, id, change_cb);
+			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
+			          "removing server %llu", (unsigned long long)id);
 			goto done;
 		}
 	}
@@ -264,6 +293,8 @@ static void reconcile(rayc__net *net)
 	rayc__mutex_unlock(&net->mu);
 	if (add != 0) {
 		rv = raft_add(r, &ctl->change, add, url, change_cb);
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE", "adding server %u",
+		          add);
 		goto done;
 	}
 	/* Spares get the log. */
@@ -287,6 +318,8 @@ static void reconcile(rayc__net *net)
 		if (id == 0)
 			return;
 		rv = raft_assign(r, &ctl->change, id, RAFT_VOTER, change_cb);
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
+		          "promoting server %llu", (unsigned long long)id);
 		if (rv == 0)
 			ctl->promoting = (uint32_t)id;
 		goto done;
@@ -296,6 +329,9 @@ static void reconcile(rayc__net *net)
 		if (s->role == RAFT_VOTER && s->id != r->id) {
 			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
 			                 change_cb);
+			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
+			          "demoting server %llu",
+			          (unsigned long long)s->id);
 			goto done;
 		}
 	}
@@ -376,7 +412,7 @@ void rayc__ctl_after(rayc__net *net)
 	if (admit_self) {
 		/* The founder's own entry: it is a member like any other. */
 		rayc__wbuf b = { 0 };
-		rayc__ctl_cmd_add(net, &b, net->self, net->worker,
+		rayc__ctl_cmd_add(net, &b, net->self, 1, net->worker,
 		                  (int)rayc__getpid(), net->url,
 		                  net->rt->res_total);
 		if (rayc__ctl_propose(net, &b, NULL, NULL) != RAYC_OK)

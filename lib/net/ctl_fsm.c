@@ -40,20 +40,32 @@ static int apply_add(rayc__net *net, rayc__rd *rd)
 
 	memset(&tmp, 0, sizeof(tmp));
 	uint32_t id = rayc__r_u32(rd);
+	tmp.gen = rayc__r_u64(rd);
 	tmp.worker = rayc__r_u8(rd) != 0;
 	tmp.pid = (int)rayc__r_u32(rd);
 	tmp.job_start_ms = (int64_t)rayc__r_u64(rd);
 	rayc__r_str(rd, tmp.url, sizeof(tmp.url));
-	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
+	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS || tmp.gen == 0 ||
 	    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
 		return RAYC_EPROTO;
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[id];
-	if (p->known) {
+	if (tmp.gen >= net->next_gen)
+		net->next_gen = tmp.gen + 1;
+	/* Applied already (JOINED or a snapshot brought it), or an older
+	 * incarnation than the slot's. */
+	if (p->known && (p->alive || p->gen >= tmp.gen)) {
 		rayc__mutex_unlock(&net->mu);
 		return RAYC_EEXIST;
 	}
-	rayc__conn *keep = p->conn;
+	/* A slot given again: nothing of its dead holder may stick to the
+	 * newcomer (its connections closed when it was removed). */
+	rayc__conn *keep = !p->known || (p->conn != NULL &&
+	                                 p->conn->gen == tmp.gen)
+	                           ? p->conn
+	                           : NULL;
+	if (p->known)
+		rayc__net_slot_reset_locked(net, id);
 	*p = tmp;
 	p->conn = keep;
 	rayc__net_know_locked(net, id)->alive = true;
@@ -74,16 +86,30 @@ static int apply_add(rayc__net *net, rayc__rd *rd)
 	return RAYC_OK;
 }
 
-/* Member id is gone (it left, or died) as of wall time t. */
-static int mark_dead(rayc__net *net, uint32_t id, bool left, int64_t t)
+/* Member id (incarnation gen) is gone (it left, or died) as of wall
+ * time t.  Its connections close: whatever it still says (a peer
+ * removed while alive) comes on a new one, and is answered REMOVED. */
+static int mark_dead(rayc__net *net, uint32_t id, uint64_t gen, bool left,
+                     int64_t t)
 {
+	rayc__conn *close[8];
+	int nclose = 0;
+
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[id];
-	if (!p->known || !p->alive) {
+	if (!p->known || !p->alive || p->gen != gen) {
 		rayc__mutex_unlock(&net->mu);
 		return RAYC_ENOTFOUND;
 	}
 	p->alive = false;
+	if (id != net->self)
+		for (rayc__conn *c = net->conns; c != NULL && nclose < 8;
+		     c = c->next)
+			if (c->peer == id && c->gen <= gen &&
+			    atomic_load(&c->state) != RAYC__CONN_CLOSED) {
+				atomic_fetch_add(&c->refs, 1);
+				close[nclose++] = c;
+			}
 	if (!p->worker) {
 		p->job_state = left ? RAYC_JOB_SUCCEEDED : RAYC_JOB_FAILED;
 		p->job_end_ms = t;
@@ -94,6 +120,10 @@ static int mark_dead(rayc__net *net, uint32_t id, bool left, int64_t t)
 			drivers = true;
 	bool me = id == net->self;
 	rayc__mutex_unlock(&net->mu);
+	for (int i = 0; i < nclose; i++) {
+		rayc__conn_close(close[i], "peer removed");
+		rayc__conn_unref(close[i]);
+	}
 	rayc__log(me || left ? RAYC_LOG_INFO : RAYC_LOG_WARN,
 	          "RAYC-NET-PEER-DEAD", "peer %u (%s) left the cluster: %s", id,
 	          p->url, left ? "left" : "died");
@@ -115,12 +145,13 @@ static int mark_dead(rayc__net *net, uint32_t id, bool left, int64_t t)
 static int apply_del(rayc__net *net, rayc__rd *rd)
 {
 	uint32_t id = rayc__r_u32(rd);
+	uint64_t gen = rayc__r_u64(rd);
 	bool left = rayc__r_u8(rd) != 0;
 	int64_t t = (int64_t)rayc__r_u64(rd);
 
 	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS)
 		return RAYC_EPROTO;
-	return mark_dead(net, id, left, t);
+	return mark_dead(net, id, gen, left, t);
 }
 
 static bool dedup_find(rayc__ctl *ctl, const dedup_key *k, int *rc)
@@ -303,16 +334,27 @@ static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
 	int ngone = 0;
 
 	rayc__rd_init(&rd, buf->base, buf->len);
-	if (rayc__r_u32(&rd) != SNAP_MAGIC ||
-	    rayc__net_read_members(net, &rd, apply, gone, &ngone) != 0)
+	if (rayc__r_u32(&rd) != SNAP_MAGIC)
+		return false;
+	rayc__rd members = rd;
+	if (rayc__net_read_members(net, &rd, apply, gone, &ngone) != 0)
 		return false;
 	rayc__mutex_lock(&rt->mu);
 	bool ok = rayc__kv_read_all_locked(rt, &rd, apply);
 	rayc__mutex_unlock(&rt->mu);
 	if (!ok || !dedup_read(net->ctl, &rd, apply) || rayc__rd_left(&rd) != 0)
 		return false;
-	for (int i = 0; i < ngone; i++)
-		(void)mark_dead(net, gone[i].id, gone[i].left, gone[i].end);
+	bool reused = false;
+	for (int i = 0; i < ngone; i++) {
+		(void)mark_dead(net, gone[i].id, gone[i].gen, gone[i].left,
+		                gone[i].end);
+		reused |= gone[i].reused;
+	}
+	/* Slots the snapshot gives to newer peers: now that their old
+	 * holders are dead here, take the newcomers in. */
+	if (reused && rayc__net_read_members(net, &members, true, gone,
+	                                     &ngone) != 0)
+		return false;
 	return true;
 }
 

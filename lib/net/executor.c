@@ -242,6 +242,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->retry_exceptions = retry_exc;
 	t->foreign = true;
 	t->owner = c->peer;
+	t->owner_gen = c->gen;
 	t->dispatch = dispatch;
 	rayc__mutex_lock(&rt->mu);
 	/* Sent again (a lost connection) or asked for anew: never two runs
@@ -328,12 +329,12 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 
 /* A member that died.  An owner not in our view yet joined moments ago
  * (it reached us over a connection it authenticated): it is alive. */
-static bool owner_dead(rayc__net *net, uint32_t owner)
+static bool owner_dead(rayc__net *net, uint32_t owner, uint64_t gen)
 {
 	if (owner == 0 || owner >= RAYC__MAX_PEERS)
 		return true;
 	rayc__mutex_lock(&net->mu);
-	bool dead = net->peers[owner].known && !net->peers[owner].alive;
+	bool dead = rayc__net_gone_locked(net, owner, gen);
 	rayc__mutex_unlock(&net->mu);
 	return dead;
 }
@@ -429,7 +430,7 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 		rayc__wbuf_fini(&b);
 	}
 	/* An owner that died meanwhile will never say FREE. */
-	bool owner_alive = net != NULL && !owner_dead(net, t->owner);
+	bool owner_alive = net != NULL && !owner_dead(net, t->owner, t->owner_gen);
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		t->returns[i] = NULL;

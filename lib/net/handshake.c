@@ -58,6 +58,7 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	const unsigned char *nonce = rayc__r_bytes(rd, 32);
 	const unsigned char *mac = rayc__r_bytes(rd, 32);
 	uint32_t id = rayc__r_u32(rd);
+	uint64_t gen = rayc__r_u64(rd);
 
 	if (rd->bad || id >= RAYC__MAX_PEERS ||
 	    !rayc__net_hmac_ok(net, "AUTH", c->n_mine, nonce, mac)) {
@@ -71,6 +72,7 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	}
 	memcpy(c->n_theirs, nonce, 32);
 	c->peer = id;
+	c->gen = gen; /* an older one than its slot's is told REMOVED */
 	rayc__wbuf b = { 0 };
 	unsigned char mine[32];
 	rayc__net_hmac(net, "WELC", c->n_theirs, c->n_mine, mine);
@@ -78,6 +80,7 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	rayc__w_bytes(&b, mine, 32);
 	rayc__mutex_lock(&net->mu);
 	rayc__w_u32(&b, net->self);
+	rayc__w_u64(&b, net->peers[net->self].gen);
 	rayc__w_u32(&b, net->coord);
 	rayc__w_str(&b, net->coord_url);
 	rayc__mutex_unlock(&net->mu);
@@ -103,7 +106,10 @@ bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd)
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, net->self);
 	rayc__w_bytes(&b, c->n_mine, 32);
 	rayc__w_bytes(&b, mac, 32);
+	rayc__mutex_lock(&net->mu);
 	rayc__w_u32(&b, net->self);
+	rayc__w_u64(&b, net->self != 0 ? net->peers[net->self].gen : 0);
+	rayc__mutex_unlock(&net->mu);
 	rayc__w_frame_end(&b, f);
 	rayc__conn_send_hs(c, &b, false);
 	rayc__wbuf_fini(&b);
@@ -115,11 +121,12 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 	rayc__net *net = c->net;
 	const unsigned char *mac = rayc__r_bytes(rd, 32);
 	uint32_t id = rayc__r_u32(rd);
+	uint64_t gen = rayc__r_u64(rd);
 	uint32_t coord = rayc__r_u32(rd);
 	char curl[RAYC__URL_MAX];
 
 	rayc__r_str(rd, curl, sizeof(curl));
-	if (rd->bad ||
+	if (rd->bad || id >= RAYC__MAX_PEERS || coord >= RAYC__MAX_PEERS ||
 	    !rayc__net_hmac_ok(net, "WELC", c->n_mine, c->n_theirs, mac)) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-BADPEER",
 		          "a peer answered without knowing the cluster token");
@@ -131,7 +138,21 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		          id);
 		return false;
 	}
+	if (c->want_peer != 0) {
+		/* The slot's holder we know, not an older one left at its
+		 * address. */
+		rayc__mutex_lock(&net->mu);
+		uint64_t want = net->peers[id].gen;
+		rayc__mutex_unlock(&net->mu);
+		if (gen < want) {
+			rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-WRONG-PEER",
+			          "dialed peer %u but an older holder of its "
+			          "slot answered", id);
+			return false;
+		}
+	}
 	c->peer = id;
+	c->gen = gen;
 	if (c->joining) {
 		rayc__mutex_lock(&net->mu);
 		net->coord = coord;

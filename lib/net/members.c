@@ -189,13 +189,15 @@ typedef struct join_arg {
 	rayc__peer tmp;
 } join_arg;
 
-/* The committed members as JOINED and snapshots carry them: the next id,
- * then each known peer (id, alive, role, pid, job, address, totals). */
+/* The committed members as JOINED and snapshots carry them: the next
+ * id and incarnation, then each known peer (id, gen, alive, role, pid,
+ * job, address, totals). */
 void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
 {
 	uint32_t n = 0;
 
 	rayc__w_u32(b, net->next_id);
+	rayc__w_u64(b, net->next_gen);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		n += net->peers[i].known;
 	rayc__w_u32(b, n);
@@ -204,6 +206,7 @@ void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
 		if (!p->known)
 			continue;
 		rayc__w_u32(b, i);
+		rayc__w_u64(b, p->gen);
 		rayc__w_u8(b, p->alive);
 		rayc__w_u8(b, p->worker);
 		rayc__w_u32(b, (uint32_t)p->pid);
@@ -222,6 +225,7 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
                            rayc__gone *gone, int *ngone)
 {
 	uint32_t next = rayc__r_u32(rd);
+	uint64_t next_gen = rayc__r_u64(rd);
 	uint32_t n = rayc__r_u32(rd);
 
 	*ngone = 0;
@@ -231,6 +235,7 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
 		rayc__peer tmp;
 		memset(&tmp, 0, sizeof(tmp));
 		uint32_t id = rayc__r_u32(rd);
+		tmp.gen = rayc__r_u64(rd);
 		tmp.alive = rayc__r_u8(rd) != 0;
 		tmp.worker = rayc__r_u8(rd) != 0;
 		tmp.pid = (int)rayc__r_u32(rd);
@@ -247,17 +252,30 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
 		 * than these; the log brings the rest in order. */
 		rayc__mutex_lock(&net->mu);
 		rayc__peer *p = &net->peers[id];
-		if (!p->known) {
-			rayc__conn *keep = p->conn;
+		bool newer = p->known && tmp.gen > p->gen;
+		if (!p->known || (newer && !p->alive)) {
+			/* New here, or a slot given again (its old holder
+			 * is dead here already). */
+			rayc__conn *keep = !p->known || (p->conn != NULL &&
+			                                 p->conn->gen == tmp.gen)
+			                           ? p->conn
+			                           : NULL;
+			if (p->known)
+				rayc__net_slot_reset_locked(net, id);
 			*p = tmp;
 			p->conn = keep;
 			rayc__net_know_locked(net, id);
 			p->last_seen = rayc__now_ns();
-		} else if (p->alive && !tmp.alive) {
+		} else if (p->alive && (newer || (tmp.gen == p->gen &&
+		                                  !tmp.alive))) {
+			/* Gone there: marked dead by the caller (and a newer
+			 * holder of the slot taken in on a second read). */
 			rayc__gone *g = &gone[(*ngone)++];
 			g->id = id;
-			g->left = tmp.job_state == RAYC_JOB_SUCCEEDED;
-			g->end = tmp.job_end_ms;
+			g->gen = p->gen;
+			g->left = !newer && tmp.job_state == RAYC_JOB_SUCCEEDED;
+			g->end = newer ? 0 : tmp.job_end_ms;
+			g->reused = newer;
 		}
 		rayc__mutex_unlock(&net->mu);
 	}
@@ -265,6 +283,8 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
 		rayc__mutex_lock(&net->mu);
 		if (next > net->next_id)
 			net->next_id = next;
+		if (next_gen > net->next_gen)
+			net->next_gen = next_gen;
 		rayc__mutex_unlock(&net->mu);
 	}
 	return 0;
@@ -328,9 +348,13 @@ static void join_applied(int rc, void *arg)
 	rayc__net *net = c->net;
 	uint32_t id = j->tmp.id;
 
+	rayc__mutex_lock(&net->mu);
+	net->slot_pending[id] = false;
+	rayc__mutex_unlock(&net->mu);
 	if (rc == RAYC_OK) {
 		rayc__mutex_lock(&net->mu);
 		c->peer = id;
+		c->gen = j->tmp.gen;
 		if (net->peers[id].conn == NULL)
 			net->peers[id].conn = c;
 		rayc__mutex_unlock(&net->mu);
@@ -342,34 +366,88 @@ static void join_applied(int rc, void *arg)
 	free(j);
 }
 
+/* Loop thread, coordinator: a slot for a joiner: one never used, else
+ * the one whose dead holder joined longest ago among those free to give
+ * again (rayc__ctl_slot_free).  0: none now; *later says whether one
+ * frees soon (else every slot holds a member). */
+static uint32_t pick_slot_locked(rayc__net *net, bool *later)
+	RAYC_REQUIRES(net->mu)
+{
+	uint32_t best = 0;
+
+	*later = false;
+	if (net->next_id < RAYC__MAX_PEERS)
+		return net->next_id++;
+	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++) {
+		rayc__peer *p = &net->peers[i];
+		bool soon;
+		if (!p->known || p->alive || i == net->self)
+			continue;
+		if (net->slot_pending[i] || !rayc__ctl_slot_free(net, i, &soon)) {
+			*later |= net->slot_pending[i] || soon;
+			continue;
+		}
+		if (best == 0 || p->gen < net->peers[best].gen)
+			best = i;
+	}
+	return best;
+}
+
+/* Resets what this peer keeps per slot, for the slot's next holder. */
+void rayc__net_slot_reset_locked(rayc__net *net, uint32_t id)
+{
+	rayc__link *l = &net->links[id];
+
+	rayc__wbuf_fini(&l->orphan);
+	memset(l, 0, sizeof(*l));
+	net->no_shm[id] = false;
+	net->slot_pending[id] = false;
+	rayc__ctl_slot_reset(net, id);
+}
+
 /* Loop thread: admit a joiner with an ADD entry. */
 static void run_join(rayc__net *net, void *arg)
 {
 	join_arg *j = arg;
 
 	int rc = RAYC__RETRY;
+	const char *why = "not the coordinator";
 	if (rayc__ctl_ready(net)) {
 		rayc__mutex_lock(&net->mu);
-		uint32_t id = net->next_id < RAYC__MAX_PEERS ? net->next_id++
-		                                             : 0;
+		bool later;
+		uint32_t id = pick_slot_locked(net, &later);
+		uint64_t gen = net->next_gen;
+		if (id != 0) {
+			net->next_gen++;
+			net->slot_pending[id] = true;
+		}
 		rayc__mutex_unlock(&net->mu);
-		if (id == 0) {
-			send_joined(j->c, net, 0, "the cluster is full");
-			rayc__conn_close(j->c, "cluster is full");
-			rc = RAYC_EINVAL;
+		if (id == 0 && later) {
+			rc = RAYC__RETRY; /* a slot frees soon: try again */
+			why = "no free place yet: try again";
+		} else if (id == 0) {
+			refuse_join(j->c, net, RAYC_ESTATE, "the cluster is "
+			            "full: 255 peers are members (a place frees "
+			            "once a member has left or died and is out "
+			            "of the control store)");
+			rc = RAYC_ESTATE;
 		} else {
 			j->tmp.id = id;
+			j->tmp.gen = gen;
 			rayc__wbuf b = { 0 };
-			rayc__ctl_cmd_add(net, &b, id, j->tmp.worker,
+			rayc__ctl_cmd_add(net, &b, id, gen, j->tmp.worker,
 			                  j->tmp.pid, j->tmp.url, j->tmp.total);
 			rc = rayc__ctl_propose(net, &b, join_applied, j);
 			rayc__wbuf_fini(&b);
 			if (rc == RAYC_OK)
 				return;
+			rayc__mutex_lock(&net->mu);
+			net->slot_pending[id] = false;
+			rayc__mutex_unlock(&net->mu);
 		}
 	}
 	if (rc == RAYC__RETRY || rc == RAYC_ENOMEM)
-		send_joined(j->c, net, 0, "not the coordinator");
+		send_joined(j->c, net, 0, why);
 	rayc__conn_unref(j->c);
 	free(j);
 }

@@ -105,7 +105,8 @@ void rayc__net_conn_open(rayc__conn *c)
 	}
 	rayc__mutex_lock(&net->mu);
 	if (c->peer != 0 && c->peer < RAYC__MAX_PEERS &&
-	    net->peers[c->peer].conn == NULL)
+	    net->peers[c->peer].conn == NULL &&
+	    !rayc__net_gone_locked(net, c->peer, c->gen))
 		net->peers[c->peer].conn = c;
 	rayc__mutex_unlock(&net->mu);
 	rayc__relink_conn_open(net, c->peer);
@@ -173,8 +174,8 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	if (c->peer < RAYC__MAX_PEERS && c->peer != net->self) {
 		/* A frame from a peer the committed view removed: tell it. */
 		rayc__mutex_lock(&net->mu);
-		bool gone = net->peers[c->peer].known &&
-		            !net->peers[c->peer].alive && net->joined;
+		bool gone = rayc__net_gone_locked(net, c->peer, c->gen) &&
+		            net->joined;
 		rayc__mutex_unlock(&net->mu);
 		if (gone) {
 			rayc__wbuf b = { 0 };
@@ -608,6 +609,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->parent_fd = -1;
 	net->kid_pipe_w = -1;
 	net->next_id = 2;
+	net->next_gen = 2; /* the founder is peer 1 of gen 1 */
 	int tmo = conf->heartbeat_timeout_ms > 0 ? conf->heartbeat_timeout_ms
 	                                         : 1000;
 	net->timeout_ns = (int64_t)tmo * 1000000;

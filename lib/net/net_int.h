@@ -129,6 +129,7 @@ struct rayc__conn {
 	_Atomic bool opened; /* its handshake finished (it carried frames) */
 	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
+	uint64_t gen;       /* and its incarnation (rayc__peer.gen) */
 	uint32_t want_peer; /* who we dialed */
 	unsigned char n_mine[32], n_theirs[32];
 	rayc__wbuf out;      /* frames to send next */
@@ -167,6 +168,11 @@ typedef struct rayc__peer {
 	bool del_sent; /* leader: its removal is proposed */
 	bool voter;    /* in the Raft configuration as a voter */
 	uint32_t id;
+	/* Its incarnation (committed with its ADD, unique in the cluster's
+	 * life): a slot (id) of a peer that is gone and out of the Raft
+	 * configuration is given to a later joiner with a higher gen, so
+	 * ids never run out; a frame from an older gen is a dead peer's. */
+	uint64_t gen;
 	int pid;
 	char url[RAYC__URL_MAX];
 	rayc__conn *conn;
@@ -235,7 +241,10 @@ struct rayc__net {
 	rayc__conn *conns;
 	rayc__peer peers[RAYC__MAX_PEERS];
 	_Atomic uint32_t top; /* one past the highest id known: loops stop here */
-	uint32_t next_id;
+	uint32_t next_id;   /* the next slot never used */
+	uint64_t next_gen;  /* the next incarnation (committed ADDs + 1) */
+	/* Coordinator: slots an ADD is proposed for (not yet applied). */
+	bool slot_pending[RAYC__MAX_PEERS];
 	int64_t hb_ns, timeout_ns;
 	/* Joining. */
 	rayc__event join_ev;
@@ -431,8 +440,11 @@ void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
  * or -1 if they do not decode. */
 typedef struct rayc__gone {
 	uint32_t id;
+	uint64_t gen;
 	bool left;   /* a driver that left cleanly */
 	int64_t end; /* its job's end (wall ms) */
+	bool reused; /* its slot holds a newer peer there: read them again
+	              * once it is marked dead */
 } rayc__gone;
 int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
                            rayc__gone *gone, int *ngone);
@@ -518,8 +530,29 @@ bool rayc__ctl_ready(rayc__net *net);
  * RAYC__RETRY (not ready) or RAYC_ENOMEM without calling done. */
 int rayc__ctl_read(rayc__net *net, rayc__ctl_done done, void *arg);
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
-                       bool worker, int pid, const char *url,
+                       uint64_t gen, bool worker, int pid, const char *url,
                        const int64_t *total);
+/* Coordinator, loop thread: may the slot id of a gone peer be given to a
+ * new one?  Only once it is out of the Raft configuration and no change
+ * of the configuration is under way (a server id is never reused while
+ * a configuration, committed or not, may still name its old holder).
+ * false with *later: it may be soon. */
+bool rayc__ctl_slot_free(rayc__net *net, uint32_t id, bool *later);
+/* Slot id goes to a new peer: forget what the control store kept of its
+ * old holder (loop thread). */
+void rayc__ctl_slot_reset(rayc__net *net, uint32_t id);
+/* The same for the mesh's per-slot state (net->mu held). */
+void rayc__net_slot_reset_locked(rayc__net *net, uint32_t id)
+	RAYC_REQUIRES(net->mu);
+/* Is the peer at slot id, as a connection or frame of incarnation gen
+ * sees it, dead?  A newer gen than the slot's is a peer that joined
+ * moments ago (not applied here yet): alive. */
+static inline bool rayc__net_gone_locked(rayc__net *net, uint32_t id,
+                                         uint64_t gen) RAYC_REQUIRES(net->mu)
+{
+	const rayc__peer *p = &net->peers[id];
+	return p->known && (gen < p->gen || (gen == p->gen && !p->alive));
+}
 /* A KV write by client (peer id) as its request req: a retried write
  * (same client and req) is applied once. */
 void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
