@@ -514,7 +514,9 @@ Test(chaos, sigstop_coordinator_and_peer_no_stale_read)
 	void *g = NULL;
 	size_t gn = 0;
 	cr_assert_eq(rayc_kv_get("ctr", &g, &gn), RAYC_OK, "%s", rayc_errmsg());
-	int last = atoi((char *)g);
+	char lastbuf[32] = ""; /* a KV value has no terminating NUL */
+	memcpy(lastbuf, g, gn < sizeof(lastbuf) ? gn : sizeof(lastbuf) - 1);
+	int last = atoi(lastbuf);
 	free(g);
 	cr_log_info("chaos sigstop: %d writes acknowledged (%d failed), reads "
 	            "on the stopped coordinator %d (stale %d), on the other "
