@@ -67,6 +67,10 @@ void rayc__test_fault(int site, int count);
  * sends meanwhile meet its committed removal (0: no wait). */
 void rayc__test_set_leave_linger(int ms);
 
+/* Prints (stderr) what this peer still waits for: unfinished tasks
+ * and their arguments, unsealed objects, transfers in flight. */
+void rayc__test_dump_pending(const char *tag);
+
 /* This process's resident set in bytes. */
 unsigned long rayc__test_rss(void);
 

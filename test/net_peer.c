@@ -7,6 +7,8 @@
  * With NET_PEER_ADDR_FILE set it is a founder instead (a driver that
  * serves): it founds a cluster on RAYC_LISTEN, writes its address to
  * that file, serves until the cluster ends and exits 0. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,9 +16,29 @@
 #include "net_funcs.h"
 #include "recover_funcs.h"
 
+/* SIGUSR1: prints what this peer still waits for (a test whose wait
+ * timed out asks its peers). */
+static void *dump_main(void *arg)
+{
+	sigset_t *set = arg;
+	int sig;
+
+	while (sigwait(set, &sig) == 0)
+		rayc__test_dump_pending("SIGUSR1");
+	return NULL;
+}
+
 int main(void)
 {
 	const char *file = getenv("NET_PEER_ADDR_FILE");
+	static sigset_t set;
+	pthread_t th;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (pthread_create(&th, NULL, dump_main, &set) == 0)
+		pthread_detach(th);
 	int rc = rayc_init(NULL);
 
 	if (rc == RAYC_OK && file != NULL) {

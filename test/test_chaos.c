@@ -167,6 +167,16 @@ static void killer_stop(killer *k)
 
 /* ---- a tree reduce while peers die ---- */
 
+/* What this driver and its peers still wait for (stderr). */
+static void dump_all(const char *why)
+{
+	rayc__test_dump_pending(why);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0)
+			kill(kids[i], SIGUSR1);
+	sleep_ms(2000); /* diagnostics only: let them print */
+}
+
 /* Tree reduces of n leaves, one after another, each checked exact,
  * until the killer has killed `kills` peers. */
 static void tree_under_kills(int n, int64_t pad, int kills)
@@ -184,8 +194,10 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 		             rayc_errmsg());
 		rayc_view v;
 		int rc = rayc_get(root, &v, 120000 * SLOW);
-		if (rc != RAYC_OK)
+		if (rc != RAYC_OK) {
 			killer_stop(&k);
+			dump_all("get timed out");
+		}
 		cr_assert_eq(rc, RAYC_OK, "round %d failed after %d kills: %s "
 		             "(%s)", rounds, atomic_load(&k.kills),
 		             rayc_strerror(rc), rayc_errmsg());
@@ -502,7 +514,9 @@ Test(chaos, sigstop_coordinator_and_peer_no_stale_read)
 	void *g = NULL;
 	size_t gn = 0;
 	cr_assert_eq(rayc_kv_get("ctr", &g, &gn), RAYC_OK, "%s", rayc_errmsg());
-	int last = atoi((char *)g);
+	char lastbuf[32] = ""; /* a KV value has no terminating NUL */
+	memcpy(lastbuf, g, gn < sizeof(lastbuf) ? gn : sizeof(lastbuf) - 1);
+	int last = atoi(lastbuf);
 	free(g);
 	cr_log_info("chaos sigstop: %d writes acknowledged (%d failed), reads "
 	            "on the stopped coordinator %d (stale %d), on the other "

@@ -161,6 +161,57 @@ Test(net, holder_killed_during_same_host_copy_leaves_fetcher_whole)
 	cluster_stop();
 }
 
+/* A task that runs here waits for its argument's bytes to come from B,
+ * and B dies during the copy: the argument is rebuilt from lineage and
+ * the task runs (it used to wait for ever in PENDING_ARGS: the failed
+ * transfer marked the argument LOST and woke only rayc_get's waiters,
+ * not the tasks depending on it, so nobody rebuilt it). */
+Test(net, local_task_whose_argument_holder_dies_mid_copy_runs)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)8 << 20;
+	/* Soft affinity: made on B, and rebuilt here once B is gone. */
+	rayc_task_opts ob = on_peer(pb);
+	ob.soft = 1;
+	rayc_ref big;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(6)), 0);
+	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	doomed = b;
+	atomic_store(&death_seen, 0);
+	rayc__test_set_shm_copy_hook(kill_holder);
+	rayc_task_opts oh = on_peer(rayc_peer_id());
+	oh.num_returns = 2;
+	rayc_ref out[2];
+	cr_assert_eq(rayc_call_opts(out, "nf_checksum", &oh, RAYC_REF(big)),
+	             0);
+	int64_t sum = -1;
+	int rc = rayc_get_i64(out[0], &sum, 30000);
+	rayc__test_set_shm_copy_hook(NULL);
+	cr_assert_eq(rc, RAYC_OK, "%s (%s)", rayc_strerror(rc), rayc_errmsg());
+	cr_assert_eq(doomed, 0, "the same-host copy never started");
+	cr_assert(atomic_load(&death_seen), "the holder's death was not "
+	          "noticed within 20 s");
+	uint8_t *want = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		want[i] = nf_pattern(i, 6);
+	cr_assert_eq((uint64_t)sum, XXH3_64bits(want, n), "bytes differ");
+	free(want);
+	cr_assert_eq(get_i64(out[1]), rayc_peer_id(), "ran on the wrong peer");
+	rayc_release(out[0]);
+	rayc_release(out[1]);
+	rayc_release(big);
+	kids[0] = 0; /* reaped by the hook */
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", (int)b);
+	unlink(path); /* SIGKILL left its arena file */
+	cluster_stop();
+}
+
 Test(net, custom_resource_lands_only_where_declared)
 {
 	driver_start();

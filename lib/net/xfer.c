@@ -14,6 +14,20 @@
 
 enum { SRC_OK, SRC_WAIT, SRC_NONE };
 
+/* o, ours, has no copy left that we can reach: LOST.  A rayc_get
+ * waiting for it rebuilds it when woken; tasks waiting for it as an
+ * argument (o->deps, a task run here whose argument was being fetched)
+ * cannot, and nothing else would: rebuild it for them now, or they
+ * wait in PENDING_ARGS for ever. */
+static void mark_lost_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
+{
+	o->loc = 0;
+	atomic_store(&o->state, RAYC__OBJ_LOST);
+	rayc__obj_wake_locked(rt, o);
+	if (o->deps != NULL)
+		rayc__obj_reconstruct_locked(rt, o);
+}
+
 /* Can we fetch from src?  A live member some connection reaches (relink.c
  * gives up on those none has reached for a heartbeat timeout): yes.  A
  * peer not in our view yet: wait, it joined moments ago (whoever named
@@ -59,9 +73,7 @@ void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
 		/* Nowhere to get it from. */
 		o->loc = 0;
 		if (o->owner == 0) {
-			/* Waiters rebuild it (rayc_get does on LOST). */
-			atomic_store(&o->state, RAYC__OBJ_LOST);
-			rayc__obj_wake_locked(rt, o);
+			mark_lost_locked(rt, o);
 		} else {
 			atomic_store(&o->state, RAYC__OBJ_PENDING);
 			rayc__obj_fail_locked(rt, o, RAYC_ELOST,
@@ -340,10 +352,7 @@ void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
 		x->dst = NULL;
 		rayc__obj_mark_available_locked(rt, o, RAYC__OBJ_READY);
 	} else if (o->owner == 0 && err == RAYC_ELOST) {
-		o->loc = 0;
-		atomic_store(&o->state, RAYC__OBJ_LOST);
-		/* Anyone waiting rebuilds it from lineage. */
-		rayc__obj_wake_locked(rt, o);
+		mark_lost_locked(rt, o); /* rebuilt from lineage */
 	} else {
 		rayc__obj_fail_locked(rt, o, err, msg);
 	}
