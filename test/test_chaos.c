@@ -285,10 +285,10 @@ static int64_t first_ack_after(writer *w, int64_t t, int64_t deadline_ms)
 
 static uint32_t coordinator(pid_t *pid)
 {
-	rayc_peer_info pi[MAXP * 4];
+	static rayc_peer_info pi[VIEW_MAX];
 	size_t n = 0;
-	rayc_cluster_peers(pi, MAXP * 4, &n);
-	for (size_t i = 0; i < n && i < MAXP * 4; i++)
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
 		if (pi[i].alive && pi[i].is_coordinator) {
 			*pid = pi[i].pid;
 			return pi[i].id;
@@ -299,10 +299,10 @@ static uint32_t coordinator(pid_t *pid)
 /* A live voter other than this driver. */
 static uint32_t other_voter(void)
 {
-	rayc_peer_info pi[MAXP * 4];
+	static rayc_peer_info pi[VIEW_MAX];
 	size_t n = 0;
-	rayc_cluster_peers(pi, MAXP * 4, &n);
-	for (size_t i = 0; i < n && i < MAXP * 4; i++)
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
 		if (pi[i].alive && pi[i].is_voter && pi[i].id != rayc_peer_id())
 			return pi[i].id;
 	return 0;
