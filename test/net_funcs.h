@@ -147,6 +147,28 @@ static void nf_ctl_restored(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_restored)
 
+/* () -> the voters of the control store as this peer's configuration
+ * has them, one bit per peer id (-1 if an id does not fit in 63 bits). */
+static void nf_voters(rayc_ctx *c)
+{
+	size_t n = 0, cap = 256;
+	int64_t mask = 0;
+	rayc_peer_info *pi = calloc(cap, sizeof(*pi));
+	if (pi == NULL || rayc_cluster_peers(pi, cap, &n) != RAYC_OK)
+		mask = -1;
+	for (size_t i = 0; i < n && i < cap && mask >= 0; i++) {
+		if (!pi[i].is_voter)
+			continue;
+		if (pi[i].id >= 63)
+			mask = -1;
+		else
+			mask |= (int64_t)1 << pi[i].id;
+	}
+	free(pi);
+	rayc_return_i64(c, 0, mask);
+}
+RAYC_REMOTE(nf_voters)
+
 /* (peer id) -> 0 after asking this peer to hand the coordinator's role
  * to that peer. */
 static void nf_ctl_transfer(rayc_ctx *c)

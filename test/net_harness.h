@@ -94,12 +94,16 @@ static inline pid_t spawn_peer(const char *token, const char *extra)
 	return spawn_with(token, env);
 }
 
+/* Room for the whole cluster view: it lists every peer ever seen, dead
+ * ones too, so a cluster that replaced peers holds more than MAXP. */
+#define VIEW_MAX 256
+
 static inline size_t alive_peers(void)
 {
-	rayc_peer_info pi[MAXP * 2];
+	rayc_peer_info pi[VIEW_MAX];
 	size_t n = 0, a = 0;
-	rayc_cluster_peers(pi, MAXP * 2, &n);
-	for (size_t i = 0; i < n && i < MAXP * 2; i++)
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
 		a += pi[i].alive;
 	return a;
 }
@@ -190,10 +194,10 @@ static inline rayc_task_opts on_peer(uint32_t id)
 /* A peer that is not us, found by its pid. */
 static inline uint32_t peer_of(pid_t pid)
 {
-	rayc_peer_info pi[MAXP * 2];
+	rayc_peer_info pi[VIEW_MAX];
 	size_t n = 0;
-	rayc_cluster_peers(pi, MAXP * 2, &n);
-	for (size_t i = 0; i < n; i++)
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
 		if (pi[i].pid == pid && pi[i].alive)
 			return pi[i].id;
 	return 0;

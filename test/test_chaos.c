@@ -4,7 +4,9 @@
  *   coordinator included) every ~2 s and starts a replacement that joins
  *   by address, with small and with 80 KiB intermediate results;
  * - coordinator kills under a continuous KV writer: every acknowledged
- *   write reads back, and the time to the first commit after each kill;
+ *   write reads back, and the time to the first commit after each kill
+ *   (each kill once the control store's configuration has settled, see
+ *   wait_settled);
  * - the coordinator and one other peer SIGSTOPped for 5 s under readers
  *   and writers: no stale read, no lost write, the stopped pair leaves;
  * - hundreds of joins and leaves over one cluster's life.
@@ -249,7 +251,7 @@ typedef struct writer {
 	atomic_bool stop;
 	atomic_int next; /* keys 0..next-1 were attempted */
 	bool acked[KV_MAX];
-	int64_t ack_ns[KV_MAX];
+	int64_t start_ns[KV_MAX], ack_ns[KV_MAX];
 	atomic_int errors;
 	int last_err;
 } writer;
@@ -263,6 +265,7 @@ static void *writer_main(void *arg)
 		int i = atomic_load(&w->next);
 		snprintf(key, sizeof(key), "k%d", i);
 		snprintf(val, sizeof(val), "v%d", i);
+		w->start_ns[i] = now_ns();
 		int rc = rayc_kv_put(key, val, strlen(val));
 		if (rc == RAYC_OK) {
 			w->ack_ns[i] = now_ns();
@@ -276,19 +279,20 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-/* The first write acknowledged after t (ns), or -1 by the deadline. */
+/* When the first write begun after t (ns) was acknowledged, or -1 by the
+ * deadline.  Begun after: a write the old coordinator committed just
+ * before it died may be acknowledged just after the kill, which says
+ * nothing of the failover (the write in flight at the kill ends with
+ * the failover, and the next one begins then). */
 static int64_t first_ack_after(writer *w, int64_t t, int64_t deadline_ms)
 {
 	for (;;) {
-		int n = atomic_load(&w->next);
-		for (int i = n - 1; i >= 0 && i > n - 64; i--)
-			if (w->acked[i] && w->ack_ns[i] > t) {
-				int64_t first = w->ack_ns[i];
-				for (int j = i - 1; j >= 0 && w->acked[j] &&
-				                    w->ack_ns[j] > t; j--)
-					first = w->ack_ns[j];
-				return first;
-			}
+		int n = atomic_load(&w->next), first = -1;
+		for (int i = n - 1; i >= 0 && w->start_ns[i] > t; i--)
+			if (w->acked[i])
+				first = i;
+		if (first >= 0)
+			return w->ack_ns[first];
 		if (rt_now_ms() > deadline_ms)
 			return -1;
 		sleep_ms(1);
@@ -297,10 +301,10 @@ static int64_t first_ack_after(writer *w, int64_t t, int64_t deadline_ms)
 
 static uint32_t coordinator(pid_t *pid)
 {
-	rayc_peer_info pi[MAXP * 4];
+	static rayc_peer_info pi[VIEW_MAX];
 	size_t n = 0;
-	rayc_cluster_peers(pi, MAXP * 4, &n);
-	for (size_t i = 0; i < n && i < MAXP * 4; i++)
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
 		if (pi[i].alive && pi[i].is_coordinator) {
 			*pid = pi[i].pid;
 			return pi[i].id;
@@ -311,10 +315,10 @@ static uint32_t coordinator(pid_t *pid)
 /* A live voter other than this driver. */
 static uint32_t other_voter(void)
 {
-	rayc_peer_info pi[MAXP * 4];
+	static rayc_peer_info pi[VIEW_MAX];
 	size_t n = 0;
-	rayc_cluster_peers(pi, MAXP * 4, &n);
-	for (size_t i = 0; i < n && i < MAXP * 4; i++)
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
 		if (pi[i].alive && pi[i].is_voter && pi[i].id != rayc_peer_id())
 			return pi[i].id;
 	return 0;
@@ -340,6 +344,110 @@ static int coordinator_slot(void)
 	}
 }
 
+/* ---- a settled control-store configuration ---- */
+
+/* Whether pid is this driver or a process of ours not killed. */
+static bool pid_lives(int pid)
+{
+	return pid == (int)getpid() || (pid > 0 && slot_of(pid) >= 0);
+}
+
+/* The voters a cluster of n live peers settles on: all of them up to 5,
+ * an odd number (ctl.c's reconcile). */
+static int voters_for(int n)
+{
+	int v = n > 5 ? 5 : n;
+	return v % 2 == 0 && v > 0 ? v - 1 : v;
+}
+
+/* This driver's view is settled for `want` live peers: exactly those are
+ * alive (none this test killed is still taken for alive), as many voters
+ * as reconcile keeps, all of them live; *mask gets the voters.  why says
+ * what is missing. */
+static bool view_settled(int want, int64_t *mask, char *why, size_t len)
+{
+	static rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	int alive = 0, voters = 0;
+	*mask = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++) {
+		if (pi[i].alive && !pid_lives(pi[i].pid)) {
+			snprintf(why, len, "peer %u (pid %d) was killed but is "
+			         "still a member", pi[i].id, pi[i].pid);
+			return false;
+		}
+		if (pi[i].is_voter && !pi[i].alive) {
+			snprintf(why, len, "peer %u is a dead voter", pi[i].id);
+			return false;
+		}
+		alive += pi[i].alive != 0;
+		if (pi[i].is_voter) {
+			voters++;
+			cr_assert_lt(pi[i].id, 63, "peer ids outgrew the mask");
+			*mask |= (int64_t)1 << pi[i].id;
+		}
+	}
+	if (alive != want || voters != voters_for(want)) {
+		snprintf(why, len, "%d live peers (want %d), %d voters (want "
+		         "%d)", alive, want, voters, voters_for(want));
+		return false;
+	}
+	return true;
+}
+
+/* Whether every other live peer's configuration has the voters mask. */
+static bool views_agree(int64_t mask, char *why, size_t len)
+{
+	static rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++) {
+		if (!pi[i].alive || pi[i].id == rayc_peer_id())
+			continue;
+		rayc_task_opts o = on_peer(pi[i].id);
+		rayc_ref r;
+		int64_t theirs = 0;
+		if (rayc_call_opts(&r, "nf_voters", &o) != RAYC_OK) {
+			snprintf(why, len, "cannot ask peer %u", pi[i].id);
+			return false;
+		}
+		int rc = rayc_get_i64(r, &theirs, 5000 * SLOW);
+		rayc_release(r);
+		if (rc != RAYC_OK || theirs != mask) {
+			snprintf(why, len, "peer %u's voters %#llx, ours %#llx "
+			         "(%s)", pi[i].id, (unsigned long long)theirs,
+			         (unsigned long long)mask, rayc_strerror(rc));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Waits until the control store's configuration has settled on `want`
+ * live peers: every live peer is a member, no dead voter is left, as many
+ * voters as there can be, and every live peer sees the same voters.
+ * Only then does killing the coordinator leave a majority of the voters
+ * alive: killed before, it may take the one voter that a configuration
+ * still being built (2 of 2) or a dead voter not yet removed (2 of 4)
+ * cannot spare, and then no coordinator can ever be elected (Raft needs
+ * a majority of the configuration's voters).  Returns the ms it took. */
+static int64_t wait_settled(int want)
+{
+	int64_t t0 = rt_now_ms(), deadline = t0 + 30000 * SLOW;
+	char why[200] = "";
+	for (;;) {
+		int64_t mask = 0;
+		if (view_settled(want, &mask, why, sizeof(why)) &&
+		    views_agree(mask, why, sizeof(why)))
+			return rt_now_ms() - t0;
+		reap_exited();
+		cr_assert_lt(rt_now_ms(), deadline, "the configuration did not "
+		             "settle in %d ms: %s", 30000 * SLOW, why);
+		sleep_ms(10);
+	}
+}
+
 static int cmp64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -354,13 +462,15 @@ Test(chaos, kv_writes_survive_coordinator_kills)
 	chaos_cluster(5);
 	memset(&kvw, 0, sizeof(kvw));
 	cr_assert_eq(pthread_create(&kvw.th, NULL, writer_main, &kvw), 0);
-	int64_t failover[64];
+	int64_t failover[64], settle[64];
+	int64_t formed = wait_settled(5);
 	for (int k = 0; k < kills; k++) {
 		/* Writes flow before each kill. */
 		cr_assert_geq(first_ack_after(&kvw, now_ns(),
 		                              rt_now_ms() + 30000 * SLOW), 0,
 		              "no write commits before kill %d", k);
 		int slot = coordinator_slot();
+		uint32_t victim = peer_of(kids[slot]);
 		int64_t t = now_ns();
 		kill_slot(slot);
 		int64_t first = first_ack_after(&kvw, t,
@@ -368,8 +478,15 @@ Test(chaos, kv_writes_survive_coordinator_kills)
 		cr_assert_geq(first, 0, "no write committed after kill %d", k);
 		failover[k] = (first - t) / 1000000;
 		spawn_peer(TOKEN, hb_env());
-		RT_WAIT_FOR(alive_peers() >= 5, 30000 * SLOW);
-		reap_exited();
+		/* The next kill only once the configuration has settled again
+		 * (wait_settled says why); how long that takes is a figure. */
+		wait_settled(5);
+		settle[k] = rt_now_ms() - t / 1000000;
+		cr_log_info("chaos kv: kill %d (coordinator %u, at %lld ms): "
+		            "first commit after %lld ms, configuration settled "
+		            "after %lld ms", k, victim,
+		            (long long)(t / 1000000), (long long)failover[k],
+		            (long long)settle[k]);
 	}
 	atomic_store(&kvw.stop, true);
 	pthread_join(kvw.th, NULL);
@@ -391,14 +508,19 @@ Test(chaos, kv_writes_survive_coordinator_kills)
 		free(v);
 	}
 	qsort(failover, (size_t)kills, sizeof(failover[0]), cmp64);
+	qsort(settle, (size_t)kills, sizeof(settle[0]), cmp64);
 	cr_log_info("chaos kv: %d coordinator kills, %d writes acknowledged, "
 	            "%d lost, %d calls failed (last %s); failover to the "
-	            "first commit: p50 %lld ms, p99 %lld ms, max %lld ms",
+	            "first commit: p50 %lld ms, p99 %lld ms, max %lld ms; "
+	            "configuration settled (5 live voters) %lld ms after "
+	            "forming, after a kill p50 %lld ms, max %lld ms",
 	            kills, acked, lost, atomic_load(&kvw.errors),
 	            rayc_strerror(kvw.last_err),
 	            (long long)failover[kills / 2],
 	            (long long)failover[(kills * 99) / 100],
-	            (long long)failover[kills - 1]);
+	            (long long)failover[kills - 1], (long long)formed,
+	            (long long)settle[kills / 2],
+	            (long long)settle[kills - 1]);
 	cr_assert_eq(lost, 0, "%d of %d acknowledged writes lost", lost, acked);
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
 }

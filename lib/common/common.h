@@ -50,6 +50,8 @@ void rayc__err_clear(void);
 void rayc__log(int level, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void rayc__log_set_level(int level);
+/* Whether a message at level would go anywhere (skip costly ones). */
+bool rayc__log_enabled(int level);
 int rayc__log_parse_level(const char *s); /* -1 if unknown */
 
 /* The logger is user code: it must never run with a rayc lock held (a

@@ -40,6 +40,11 @@ void rayc__log_set_level(int level)
 	atomic_store(&log_level, level);
 }
 
+bool rayc__log_enabled(int level)
+{
+	return atomic_load(&log_fn) != NULL || level <= atomic_load(&log_level);
+}
+
 int rayc__log_parse_level(const char *s)
 {
 	for (int i = 0; i < 4; i++)

@@ -29,8 +29,8 @@
  * role is handed over before leaving), start and stop.  ctl_read.c:
  * linearizable reads.  ctl_io.c: the raft_io backend and the queue of
  * posted work.  ctl_codec.c: raft messages as RAFT frames.  ctl_fsm.c:
- * the state machine (fsm_apply) and its snapshots.  ctl_int.h: what they
- * share.
+ * the state machine (fsm_apply) and its snapshots.  ctl_trace.c: the Raft
+ * state in the log.  ctl_int.h: what they share.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +355,7 @@ void rayc__ctl_after(rayc__net *net)
 
 	if (!ctl->started || ctl->closing)
 		return;
+	rayc__ctl_trace(net);
 	raft_leader(&ctl->raft, &lid, &laddr);
 	uint64_t term = ctl->raft.current_term;
 	int64_t now = rayc__now_ns();
@@ -464,6 +465,19 @@ void rayc__ctl_tick(rayc__net *net)
 		limit = 3000000000;
 	if (net->joined && !atomic_load(&net->leaving) && seen != 0 &&
 	    now - seen > limit) {
+		if (!atomic_load(&net->cluster_down)) {
+			/* Which voters this peer waited for, and which of
+			 * them it knows dead: a majority was gone, or
+			 * unreachable from here. */
+			char conf[256];
+			rayc__ctl_conf_desc(net, conf, sizeof(conf));
+			rayc__log(RAYC_LOG_INFO, "RAYC-CTL-CUT-OFF",
+			          "peer %u: no coordinator for %lld ms (term "
+			          "%llu); its configuration: %s", net->self,
+			          (long long)((now - seen) / 1000000),
+			          (unsigned long long)ctl->raft.current_term,
+			          conf);
+		}
 		atomic_store(&net->cut_off, true);
 		rayc__ctl_cluster_ends(net, "no coordinator for 3 heartbeat "
 		                            "timeouts (a majority of the voters "

@@ -1,8 +1,8 @@
 /* ctl_int.h -- the control store's shared state, private to its files:
  * ctl.c (overview, proposing, leader duties, start and stop), ctl_read.c
  * (linearizable reads), ctl_io.c (libraft's I/O backend over the mesh),
- * ctl_codec.c (raft messages as RAFT frames) and ctl_fsm.c (the state
- * machine).
+ * ctl_codec.c (raft messages as RAFT frames), ctl_fsm.c (the state
+ * machine) and ctl_trace.c (the Raft state in the log).
  */
 #ifndef RAYC_NET_CTL_INT_H
 #define RAYC_NET_CTL_INT_H
@@ -41,6 +41,15 @@ typedef struct read_req {
 	void *arg;
 	struct read_req *next;
 } read_req;
+
+/* What rayc__ctl_trace last told (ctl_trace.c). */
+typedef struct rayc__ctl_seen {
+	raft_term term;
+	raft_id leader;
+	raft_index conf, unc;
+	int state;
+	bool changing;
+} rayc__ctl_seen;
 
 struct rayc__ctl {
 	rayc__net *net;
@@ -96,6 +105,7 @@ struct rayc__ctl {
 	bool read_pending;
 	read_req *reads_next, *reads_wait;
 	rayc__event closed_ev;
+	rayc__ctl_seen traced;
 };
 
 /* A received raft message, decoded (ctl_codec.c) and handed to raft on
@@ -114,6 +124,12 @@ void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
 void rayc__ctl_reads_step(rayc__net *net);
 /* Closing: answers the reads not yet behind a barrier (RAYC__RETRY). */
 void rayc__ctl_reads_close(rayc__net *net);
+
+/* ctl_trace.c */
+/* The configuration in words: "voters 2,3(dead) standbys 4". */
+void rayc__ctl_conf_desc(rayc__net *net, char *buf, size_t len);
+/* At debug level: what changed in term, role, leader, configuration. */
+void rayc__ctl_trace(rayc__net *net);
 
 /* ctl_io.c */
 /* ctl->wake's callback: runs the posted work. */
