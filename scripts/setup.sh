@@ -3,7 +3,8 @@
 #   scripts/setup.sh demo   install what is missing, build, run the main demo
 #   scripts/setup.sh test   install what is missing, build, run the whole test suite
 #   scripts/setup.sh deps   only install the Debian packages
-# BUILD_DIR (default: build) and MESON_ARGS (extra `meson setup` arguments) may be set.
+# BUILD_DIR (default: build), MESON_ARGS (extra `meson setup` arguments) and
+# MESON_TEST_ARGS (extra `meson test` arguments) may be set.
 set -eu
 
 PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev libsodium-dev \
@@ -47,7 +48,9 @@ demo)
 test)
 	deps
 	build
-	meson test -C "$BUILD_DIR" --print-errorlogs --timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}"
+	# shellcheck disable=SC2086
+	meson test -C "$BUILD_DIR" --print-errorlogs --timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}" \
+		${MESON_TEST_ARGS:-}
 	;;
 *)
 	echo "usage: $0 demo|test|deps" >&2
