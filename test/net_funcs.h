@@ -147,25 +147,33 @@ static void nf_ctl_restored(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_restored)
 
-/* () -> the voters of the control store as this peer's configuration
- * has them, one bit per peer id (-1 if an id does not fit in 63 bits). */
-static void nf_voters(rayc_ctx *c)
+/* The voters of the control store in a cluster view (as
+ * rayc_cluster_peers lists it, in id order) as one number: a hash of
+ * their ids, 0 for none. */
+static inline int64_t nf_voters_of(const rayc_peer_info *pi, size_t n)
 {
-	size_t n = 0, cap = 256;
-	int64_t mask = 0;
-	rayc_peer_info *pi = calloc(cap, sizeof(*pi));
-	if (pi == NULL || rayc_cluster_peers(pi, cap, &n) != RAYC_OK)
-		mask = -1;
-	for (size_t i = 0; i < n && i < cap && mask >= 0; i++) {
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	bool any = false;
+	for (size_t i = 0; i < n; i++) {
 		if (!pi[i].is_voter)
 			continue;
-		if (pi[i].id >= 63)
-			mask = -1;
-		else
-			mask |= (int64_t)1 << pi[i].id;
+		h = (h ^ pi[i].id) * 1099511628211ull;
+		any = true;
 	}
+	return any ? (int64_t)(h >> 1) : 0;
+}
+
+/* () -> nf_voters_of this peer's view (-1 if it cannot tell). */
+static void nf_voters(rayc_ctx *c)
+{
+	size_t n = 0, cap = 1024;
+	int64_t v = -1;
+	rayc_peer_info *pi = calloc(cap, sizeof(*pi));
+	if (pi != NULL && rayc_cluster_peers(pi, cap, &n) == RAYC_OK &&
+	    n <= cap)
+		v = nf_voters_of(pi, n);
 	free(pi);
-	rayc_return_i64(c, 0, mask);
+	rayc_return_i64(c, 0, v);
 }
 RAYC_REMOTE(nf_voters)
 

@@ -105,18 +105,128 @@ static pid_t chaos_cluster(int peers)
 	return f;
 }
 
+/* ---- a settled control-store configuration ---- */
+
+/* Whether pid is this driver or a process of ours not killed. */
+static bool pid_lives(int pid)
+{
+	return pid == (int)getpid() || (pid > 0 && slot_of(pid) >= 0);
+}
+
+/* The voters a cluster of n live peers settles on: all of them up to 5,
+ * an odd number (ctl.c's reconcile). */
+static int voters_for(int n)
+{
+	int v = n > 5 ? 5 : n;
+	return v % 2 == 0 && v > 0 ? v - 1 : v;
+}
+
+/* This driver's view is settled for `want` live peers: exactly those are
+ * alive (none this test killed is still taken for alive), as many voters
+ * as reconcile keeps, all of them live; *voters gets nf_voters_of the
+ * view.  why says what is missing.  Any thread (the killer's too). */
+static bool view_settled(int want, int64_t *voters, char *why, size_t len)
+{
+	rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	int alive = 0, nvoters = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	if (n > VIEW_MAX) {
+		snprintf(why, len, "%zu peers in the view, more than %d", n,
+		         VIEW_MAX);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (pi[i].alive && !pid_lives(pi[i].pid)) {
+			snprintf(why, len, "peer %u (pid %d) was killed but is "
+			         "still a member", pi[i].id, pi[i].pid);
+			return false;
+		}
+		if (pi[i].is_voter && !pi[i].alive) {
+			snprintf(why, len, "peer %u is a dead voter", pi[i].id);
+			return false;
+		}
+		alive += pi[i].alive != 0;
+		nvoters += pi[i].is_voter != 0;
+	}
+	if (alive != want || nvoters != voters_for(want)) {
+		snprintf(why, len, "%d live peers (want %d), %d voters (want "
+		         "%d)", alive, want, nvoters, voters_for(want));
+		return false;
+	}
+	*voters = nf_voters_of(pi, n);
+	return true;
+}
+
+/* Whether every other live peer's configuration has the same voters
+ * (nf_voters_of) as this driver's. */
+static bool views_agree(int64_t voters, char *why, size_t len)
+{
+	static rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++) {
+		if (!pi[i].alive || pi[i].id == rayc_peer_id())
+			continue;
+		rayc_task_opts o = on_peer(pi[i].id);
+		rayc_ref r;
+		int64_t theirs = 0;
+		if (rayc_call_opts(&r, "nf_voters", &o) != RAYC_OK) {
+			snprintf(why, len, "cannot ask peer %u", pi[i].id);
+			return false;
+		}
+		int rc = rayc_get_i64(r, &theirs, 5000 * SLOW);
+		rayc_release(r);
+		if (rc != RAYC_OK || theirs != voters) {
+			snprintf(why, len, "peer %u sees other voters than this "
+			         "driver (%s)", pi[i].id, rayc_strerror(rc));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Waits until the control store's configuration has settled on `want`
+ * live peers: every live peer is a member, no dead voter is left, as many
+ * voters as there can be, and every live peer sees the same voters.
+ * Only then does killing the coordinator leave a majority of the voters
+ * alive: killed before, it may take the one voter that a configuration
+ * still being built (2 of 2) or a dead voter not yet removed (2 of 4)
+ * cannot spare, and then no coordinator can ever be elected (Raft needs
+ * a majority of the configuration's voters).  Returns the ms it took. */
+static int64_t wait_settled(int want)
+{
+	int64_t t0 = rt_now_ms(), deadline = t0 + 30000 * SLOW;
+	char why[200] = "";
+	for (;;) {
+		int64_t voters = 0;
+		if (view_settled(want, &voters, why, sizeof(why)) &&
+		    views_agree(voters, why, sizeof(why)))
+			return rt_now_ms() - t0;
+		reap_exited();
+		cr_assert_lt(rt_now_ms(), deadline, "the configuration did not "
+		             "settle in %d ms: %s", 30000 * SLOW, why);
+		sleep_ms(10);
+	}
+}
+
 /* ---- the killer ---- */
 
 typedef struct killer {
 	pthread_t th;
 	atomic_bool stop;
-	int every_ms, want_alive;
+	int every_ms, want_alive, max_kills;
 	atomic_int kills, replaced, restore_timeouts;
 } killer;
 
-/* Every ~every_ms: once the cluster is back to want_alive peers, SIGKILL
- * a random one of ours and start a replacement that joins through this
- * driver's address. */
+/* Every ~every_ms: once the cluster is back to want_alive peers and its
+ * configuration has settled (view_settled: none killed still a member,
+ * as many voters as there can be, all alive; killed sooner, a second
+ * death could take a majority of a configuration still short of voters,
+ * see wait_settled), SIGKILL a random one of ours and start a
+ * replacement that joins through this driver's address; max_kills in
+ * all (a round still running at the last kill finishes without more, so
+ * a stuck round fails as such, instead of the killer using up kids[]). */
 static void *killer_main(void *arg)
 {
 	killer *k = arg;
@@ -126,11 +236,13 @@ static void *killer_main(void *arg)
 		int wait = k->every_ms / 2 + (int)(rand_r(&seed) % (unsigned)k->every_ms);
 		for (int t = 0; t < wait && !atomic_load(&k->stop); t += 10)
 			sleep_ms(10);
-		int64_t deadline = rt_now_ms() + 30000 * SLOW;
-		while (!atomic_load(&k->stop) &&
-		       alive_peers() < (size_t)k->want_alive &&
-		       rt_now_ms() < deadline) {
-			if (reap_exited() > 0) {
+		int64_t deadline = rt_now_ms() + 30000 * SLOW, voters;
+		char why[200];
+		bool settled;
+		while (!(settled = view_settled(k->want_alive, &voters, why,
+		                                sizeof(why))) &&
+		       !atomic_load(&k->stop) && rt_now_ms() < deadline) {
+			if (reap_exited() > 0 && nkids < MAXKIDS) {
 				spawn_peer(TOKEN, hb_env());
 				atomic_fetch_add(&k->replaced, 1);
 			}
@@ -138,8 +250,10 @@ static void *killer_main(void *arg)
 		}
 		if (atomic_load(&k->stop))
 			break;
-		if (alive_peers() < (size_t)k->want_alive)
+		if (!settled)
 			atomic_fetch_add(&k->restore_timeouts, 1);
+		if (atomic_load(&k->kills) >= k->max_kills || nkids >= MAXKIDS)
+			continue;
 		int live[MAXKIDS], n = 0;
 		for (int i = 0; i < nkids; i++)
 			if (kids[i] > 0)
@@ -153,11 +267,13 @@ static void *killer_main(void *arg)
 	return NULL;
 }
 
-static void killer_start(killer *k, int every_ms, int want_alive)
+static void killer_start(killer *k, int every_ms, int want_alive,
+                         int max_kills)
 {
 	memset(k, 0, sizeof(*k));
 	k->every_ms = every_ms;
 	k->want_alive = want_alive;
+	k->max_kills = max_kills;
 	cr_assert_eq(pthread_create(&k->th, NULL, killer_main, k), 0);
 }
 
@@ -189,7 +305,7 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 	killer k;
 	int64_t t0 = rt_now_ms();
 	int rounds = 0;
-	killer_start(&k, 2000 * SLOW, 5);
+	killer_start(&k, 2000 * SLOW, 5, kills);
 	while (atomic_load(&k.kills) < kills) {
 		rayc_ref root;
 		cr_assert_eq(nf_tree_sum_pad(n, pad, &root), RAYC_OK, "%s",
@@ -220,7 +336,7 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 	rayc_stats_get(&st1);
 	cr_log_info("chaos tree n=%d pad=%lld: %d exact rounds in %lld ms, "
 	            "%d kills, %d replaced after exiting by themselves, %d "
-	            "times the cluster was not whole 30 s after a kill, %llu "
+	            "times the cluster had not settled 30 s after a kill, %llu "
 	            "tasks reconstructed, %llu failed",
 	            n, (long long)pad, rounds, (long long)took,
 	            atomic_load(&k.kills), atomic_load(&k.replaced),
@@ -341,110 +457,6 @@ static int coordinator_slot(void)
 		}
 		cr_assert_lt(rt_now_ms(), deadline, "no coordinator to kill");
 		sleep_ms(20);
-	}
-}
-
-/* ---- a settled control-store configuration ---- */
-
-/* Whether pid is this driver or a process of ours not killed. */
-static bool pid_lives(int pid)
-{
-	return pid == (int)getpid() || (pid > 0 && slot_of(pid) >= 0);
-}
-
-/* The voters a cluster of n live peers settles on: all of them up to 5,
- * an odd number (ctl.c's reconcile). */
-static int voters_for(int n)
-{
-	int v = n > 5 ? 5 : n;
-	return v % 2 == 0 && v > 0 ? v - 1 : v;
-}
-
-/* This driver's view is settled for `want` live peers: exactly those are
- * alive (none this test killed is still taken for alive), as many voters
- * as reconcile keeps, all of them live; *mask gets the voters.  why says
- * what is missing. */
-static bool view_settled(int want, int64_t *mask, char *why, size_t len)
-{
-	static rayc_peer_info pi[VIEW_MAX];
-	size_t n = 0;
-	int alive = 0, voters = 0;
-	*mask = 0;
-	rayc_cluster_peers(pi, VIEW_MAX, &n);
-	for (size_t i = 0; i < n && i < VIEW_MAX; i++) {
-		if (pi[i].alive && !pid_lives(pi[i].pid)) {
-			snprintf(why, len, "peer %u (pid %d) was killed but is "
-			         "still a member", pi[i].id, pi[i].pid);
-			return false;
-		}
-		if (pi[i].is_voter && !pi[i].alive) {
-			snprintf(why, len, "peer %u is a dead voter", pi[i].id);
-			return false;
-		}
-		alive += pi[i].alive != 0;
-		if (pi[i].is_voter) {
-			voters++;
-			cr_assert_lt(pi[i].id, 63, "peer ids outgrew the mask");
-			*mask |= (int64_t)1 << pi[i].id;
-		}
-	}
-	if (alive != want || voters != voters_for(want)) {
-		snprintf(why, len, "%d live peers (want %d), %d voters (want "
-		         "%d)", alive, want, voters, voters_for(want));
-		return false;
-	}
-	return true;
-}
-
-/* Whether every other live peer's configuration has the voters mask. */
-static bool views_agree(int64_t mask, char *why, size_t len)
-{
-	static rayc_peer_info pi[VIEW_MAX];
-	size_t n = 0;
-	rayc_cluster_peers(pi, VIEW_MAX, &n);
-	for (size_t i = 0; i < n && i < VIEW_MAX; i++) {
-		if (!pi[i].alive || pi[i].id == rayc_peer_id())
-			continue;
-		rayc_task_opts o = on_peer(pi[i].id);
-		rayc_ref r;
-		int64_t theirs = 0;
-		if (rayc_call_opts(&r, "nf_voters", &o) != RAYC_OK) {
-			snprintf(why, len, "cannot ask peer %u", pi[i].id);
-			return false;
-		}
-		int rc = rayc_get_i64(r, &theirs, 5000 * SLOW);
-		rayc_release(r);
-		if (rc != RAYC_OK || theirs != mask) {
-			snprintf(why, len, "peer %u's voters %#llx, ours %#llx "
-			         "(%s)", pi[i].id, (unsigned long long)theirs,
-			         (unsigned long long)mask, rayc_strerror(rc));
-			return false;
-		}
-	}
-	return true;
-}
-
-/* Waits until the control store's configuration has settled on `want`
- * live peers: every live peer is a member, no dead voter is left, as many
- * voters as there can be, and every live peer sees the same voters.
- * Only then does killing the coordinator leave a majority of the voters
- * alive: killed before, it may take the one voter that a configuration
- * still being built (2 of 2) or a dead voter not yet removed (2 of 4)
- * cannot spare, and then no coordinator can ever be elected (Raft needs
- * a majority of the configuration's voters).  Returns the ms it took. */
-static int64_t wait_settled(int want)
-{
-	int64_t t0 = rt_now_ms(), deadline = t0 + 30000 * SLOW;
-	char why[200] = "";
-	for (;;) {
-		int64_t mask = 0;
-		if (view_settled(want, &mask, why, sizeof(why)) &&
-		    views_agree(mask, why, sizeof(why)))
-			return rt_now_ms() - t0;
-		reap_exited();
-		cr_assert_lt(rt_now_ms(), deadline, "the configuration did not "
-		             "settle in %d ms: %s", 30000 * SLOW, why);
-		sleep_ms(10);
 	}
 }
 
