@@ -39,6 +39,9 @@ void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
+/* This peer's control store term as last seen by its loop thread: it
+ * grows with every election. */
+uint64_t rayc__test_ctl_term(void);
 /* A KV put (or delete) sent as write number req of this peer: sending
  * the same req again is what a retry after a failover does. */
 int rayc__test_kv_write(bool put, const char *key, const void *val,

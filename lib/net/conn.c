@@ -484,9 +484,9 @@ static int try_direct(rayc__conn *c, const rayc__whdr *h, size_t off)
 	uint8_t *dst;
 	rayc__xin *x;
 
-	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	int r = rayc__remote_chunk_begin(c, sub, n, NULL, &dst, &x);
 	if (r != 1)
-		return r;
+		return r < 0 ? -1 : 0; /* 2: taken, the rest is dropped */
 	if (have > RAYC__CHUNK_SUB)
 		memcpy(dst, sub + RAYC__CHUNK_SUB, have - RAYC__CHUNK_SUB);
 	c->rx_x = x;

@@ -358,6 +358,7 @@ void rayc__ctl_after(rayc__net *net)
 	rayc__ctl_trace(net);
 	raft_leader(&ctl->raft, &lid, &laddr);
 	uint64_t term = ctl->raft.current_term;
+	atomic_store(&ctl->term_seen, term);
 	int64_t now = rayc__now_ns();
 	rayc__mutex_lock(&net->mu);
 	/* Mirror the configuration's voters for rayc_cluster_peers. */
@@ -783,6 +784,15 @@ void rayc__ctl_fini(rayc__net *net)
 }
 
 /* ---- test hooks (lib/testing.h) ---- */
+
+uint64_t rayc__test_ctl_term(void)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
+		return 0;
+	return atomic_load(&rt->net->ctl->term_seen);
+}
 
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored)
 {

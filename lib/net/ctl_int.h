@@ -70,6 +70,7 @@ struct rayc__ctl {
 	bool has_snap;
 	struct raft_snapshot snap; /* one buffer */
 	_Atomic uint64_t n_snapshots, n_restored;
+	_Atomic uint64_t term_seen; /* raft's current term, for tests */
 	/* Applied KV writes (loop thread only). */
 	dedup *seen;
 	dedup *ring; /* DEDUP_MAX slots, oldest at ring_head */

@@ -555,6 +555,7 @@ static void net_free(rayc__net *net)
 	if (net->lst != NULL)
 		nng_stream_listener_free(net->lst);
 	reap_conns(net, true);
+	rayc__bulk_stop(net);
 	rayc__remote_fini(net);
 	rayc__relink_fini(net);
 	rayc__ctl_fini(net);
@@ -616,6 +617,11 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->hb_ns = net->timeout_ns / 5;
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
+	rc = rayc__bulk_start(net);
+	if (rc != RAYC_OK) {
+		net_free(net);
+		return rc;
+	}
 	rc = listen_on(net, listen, conf);
 	if (rc != RAYC_OK) {
 		net_free(net);

@@ -30,6 +30,9 @@
 #define RAYC__CHUNK_SUB 33
 /* FETCH flags. */
 #define RAYC__FETCH_SAME_HOST 1u /* may answer with SHM_OFFER */
+/* Room is made: send the bytes.  Without it an object of more than one
+ * CHUNK is answered with its size alone (a CHUNK with no payload). */
+#define RAYC__FETCH_GO 2u
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
@@ -39,6 +42,15 @@ typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
 typedef struct rayc__ctl rayc__ctl;
+
+/* A piece of bulk work (bulk.c), embedded in the poster's own struct.
+ * fn runs on the bulk thread; cancel: the net is stopping, only let go
+ * of what the job holds. */
+typedef struct rayc__bulk_job rayc__bulk_job;
+struct rayc__bulk_job {
+	void (*fn)(rayc__net *net, rayc__bulk_job *job, bool cancel);
+	rayc__bulk_job *next;
+};
 
 /* Work for the loop thread (rayc__ctl_post). */
 typedef struct rayc__ctl_work {
@@ -100,7 +112,10 @@ struct rayc__xin {
 	bool started;
 	bool shm_wait;         /* read in the holder's arena: SUM next */
 	rayc__store_view *view; /* same host: dst points into it (held) */
-	uint64_t shm_sum;      /* xxh3 of what was copied */
+	/* The sums of a same-host object: ours of what we see, the
+	 * holder's (SHM_SUM); compared once both are in. */
+	uint64_t shm_sum, shm_peer_sum;
+	bool shm_have_mine, shm_have_peer;
 	/* src is not in our view yet (it joined moments ago): FETCH goes
 	 * once it is, or the transfer fails at wait_until. */
 	bool wait_member;
@@ -293,6 +308,15 @@ struct rayc__net {
 	/* Tasks run here for other owners (xrec.c; rt->mu). */
 	rayc__xrec *xrecs, *xrec_head, *xrec_tail;
 	size_t xrec_bytes, xrec_done;
+	/* Work that takes time in proportion to an object's size (bulk.c):
+	 * never on a connection's receive callback, where the frames behind
+	 * it (heartbeats, Raft) would wait. */
+	rayc__mutex bulk_mu;
+	rayc__bulk_job *bulk_head, *bulk_tail;
+	rayc__event bulk_ev;
+	rayc__thread bulk_th;
+	bool bulk_started;
+	_Atomic bool bulk_stop;
 };
 
 /* Marks peer id known (net->mu held) and returns it. */
@@ -307,6 +331,15 @@ static inline rayc__peer *rayc__net_know_locked(rayc__net *net, uint32_t id)
 		atomic_store(&net->top, id + 1);
 	return p;
 }
+
+/* bulk.c: one thread per net for work proportional to an object's size
+ * (making room for an incoming object, hashing one in place).  Jobs run
+ * in the order posted. */
+int rayc__bulk_start(rayc__net *net);
+void rayc__bulk_post(rayc__net *net, rayc__bulk_job *job);
+/* Joins the thread; jobs still queued are cancelled.  After every
+ * connection is freed (nothing posts any more). */
+void rayc__bulk_stop(rayc__net *net);
 
 /* conn.c */
 rayc__conn *rayc__conn_new(rayc__net *net);
@@ -415,11 +448,15 @@ void rayc__remote_relink(rayc__net *net, uint32_t id, bool give_up);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
- * after it.  1: into *dst (n bytes, within the object), and *x is busy
- * until rayc__remote_chunk_end; 0: nobody wants it (receive it anywhere
- * and drop it); -1: a malformed CHUNK (close the connection). */
+ * after it, payload those bytes if they are in (else NULL).  1: into
+ * *dst (n bytes, within the object), and *x is busy until
+ * rayc__remote_chunk_end; 0: nobody wants it here (receive it anywhere
+ * and drop it; without payload, call again once it is in); 2: taken,
+ * the bulk thread makes room for the object (bulk.c) and copies
+ * payload; -1: a malformed CHUNK (close the connection). */
 int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
-                             uint8_t **dst, rayc__xin **x);
+                             const uint8_t *payload, uint8_t **dst,
+                             rayc__xin **x);
 /* The payload is in (ok) or will not come (checksum failed, connection
  * closed): x is no longer busy. */
 void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok);

@@ -6,10 +6,11 @@
  * the object and answers SHM_OFFER (where the object lies in its arena
  * file, the file's path and identity, its host name), then computes the
  * xxh3 of the object and sends it as SHM_SUM: the fetcher's check and
- * the holder's hashing run at the same time.  The fetcher maps the arena
+ * the holder's hashing run at the same time (both on the bulk thread,
+ * bulk.c, never on a receive callback).  The fetcher maps the arena
  * read-only (one mapping per peer, held by every object read from it),
- * hashes the object where it lies, and on SHM_SUM, if the sums agree,
- * makes it its object's data: no copy at all.  When that entry's data
+ * hashes the object where it lies, and once both sums are in, if they
+ * agree, makes it its object's data: no copy at all.  When that entry's data
  * goes (rayc__net_view_done_locked) it says SHM_DONE and the holder
  * unpins (it also unpins when the fetcher dies).  A host name that
  * differs, a file that cannot be opened or is not the one announced, or
@@ -80,6 +81,36 @@ static void send_oid(rayc__conn *c, int type, rayc_object_id id,
 	rayc__wbuf_fini(&b);
 }
 
+/* Holder: the sum of an offered object, sent as SHM_SUM. */
+typedef struct sum_job {
+	rayc__bulk_job job;
+	uint32_t peer;
+	rayc_object_id id;
+	rayc__obj *obj; /* one ref of the job's own */
+	const void *data;
+	size_t len;
+} sum_job;
+
+static void sum_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
+{
+	sum_job *j = (sum_job *)job;
+
+	if (!cancel) {
+		uint64_t sum = rayc__wire_sum(j->data, j->len);
+		rayc__wbuf b = { 0 };
+		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_SHM_SUM, net->self);
+		rayc__w_oid(&b, j->id);
+		rayc__w_u64(&b, sum);
+		rayc__w_frame_end(&b, f);
+		rayc__net_send_to(net, j->peer, &b);
+		rayc__wbuf_fini(&b);
+	}
+	rayc__mutex_lock(&net->rt->mu);
+	rayc__obj_unref_locked(net->rt, j->obj);
+	rayc__mutex_unlock(&net->rt->mu);
+	free(j);
+}
+
 /* Holder: o is pinned for c's peer (one ref); data, len lie at off in
  * our arena. */
 void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
@@ -122,9 +153,24 @@ void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
 	rayc__w_frame_end(&b, f);
 	rayc__conn_send(c, &b);
 	rayc__wbuf_fini(&b);
-	/* While the fetcher copies. */
-	uint64_t sum = rayc__wire_sum(data, len);
-	send_oid(c, RAYC__MSG_SHM_SUM, id, &sum);
+	/* While the fetcher hashes its view of it, on the bulk thread: the
+	 * frames behind this FETCH must not wait for a gigabyte's hash. */
+	sum_job *j = malloc(sizeof(*j));
+	if (j == NULL) {
+		uint64_t sum = rayc__wire_sum(data, len);
+		send_oid(c, RAYC__MSG_SHM_SUM, id, &sum);
+		return;
+	}
+	rayc__mutex_lock(&net->rt->mu);
+	rayc__obj_ref_locked(o); /* the pin may go before the job ends */
+	rayc__mutex_unlock(&net->rt->mu);
+	j->job.fn = sum_run;
+	j->peer = c->peer;
+	j->id = id;
+	j->obj = o;
+	j->data = data;
+	j->len = len;
+	rayc__bulk_post(net, &j->job);
 }
 
 /* Holder: lets go of the pins for peer (of object *id only, or all). */
@@ -195,12 +241,10 @@ static rayc__store_view *peer_view(rayc__net *net, uint32_t peer,
 }
 
 /* Fetcher: x (busy, not started) is fetched over TCP instead. */
-static void refetch_tcp(rayc__conn *c, rayc__xin *x)
+static void refetch_tcp(rayc__net *net, uint32_t peer, rayc__xin *x)
 {
-	rayc__net *net = c->net;
-
 	rayc__mutex_lock(&net->mu);
-	net->no_shm[c->peer] = true;
+	net->no_shm[peer] = true;
 	x->busy = false;
 	bool dead = x->dead;
 	rayc__mutex_unlock(&net->mu);
@@ -208,7 +252,66 @@ static void refetch_tcp(rayc__conn *c, rayc__xin *x)
 		rayc__remote_xin_release(net, x);
 		return;
 	}
-	rayc__remote_send_small(net, c->peer, RAYC__MSG_FETCH, x->id, 0);
+	rayc__remote_send_small(net, peer, RAYC__MSG_FETCH, x->id, 0);
+}
+
+/* Fetcher: both sums of x are in (net->mu held, x not busy, in the
+ * table): the object is ours if they agree, else it comes over TCP. */
+static void shm_settle(rayc__net *net, rayc__xin *x) RAYC_RELEASE(net->mu)
+{
+	uint32_t src = x->src;
+
+	x->shm_wait = false;
+	bool ok = x->shm_sum == x->shm_peer_sum;
+	if (ok) {
+		x->got = x->total;
+		HASH_DEL(net->xins, x); /* ours to end */
+	} else {
+		x->busy = true; /* ours to reset */
+	}
+	rayc__mutex_unlock(&net->mu);
+	if (ok) {
+		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
+		return;
+	}
+	rayc__log(RAYC_LOG_WARN, "RAYC-NET-SAMEHOST-SUM",
+	          "object copied from peer %u's arena has the wrong checksum; "
+	          "fetching it over TCP", src);
+	rayc__remote_xin_free_dst(net, x);
+	x->started = false;
+	x->total = x->got = 0;
+	refetch_tcp(net, src, x);
+}
+
+/* Fetcher: the sum of the object where it lies in the holder's arena. */
+typedef struct check_job {
+	rayc__bulk_job job;
+	rayc__xin *x; /* busy: ours until the job ends */
+} check_job;
+
+static void check_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
+{
+	rayc__xin *x = ((check_job *)job)->x;
+	uint64_t sum = cancel ? 0 : rayc__wire_sum(x->dst, x->total);
+
+	free(job);
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	if (x->dead) {
+		rayc__mutex_unlock(&net->mu);
+		rayc__remote_xin_release(net, x); /* taken out meanwhile */
+		return;
+	}
+	if (cancel) {
+		rayc__mutex_unlock(&net->mu); /* the table frees it */
+		return;
+	}
+	x->shm_sum = sum;
+	x->shm_have_mine = true;
+	if (x->shm_have_peer)
+		shm_settle(net, x);
+	else
+		rayc__mutex_unlock(&net->mu);
 }
 
 void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd)
@@ -247,7 +350,7 @@ void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd)
 	if (src == NULL) {
 		rayc__store_view_release(v);
 		send_oid(c, RAYC__MSG_SHM_DONE, id, NULL);
-		refetch_tcp(c, x);
+		refetch_tcp(net, c->peer, x);
 		return;
 	}
 	/* Zero-copy: the object will be read where it lies, in the holder's
@@ -261,15 +364,28 @@ void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd)
 	x->total = len;
 	x->type = type;
 	x->started = true;
-	x->shm_sum = rayc__wire_sum(src, len);
+	x->shm_have_mine = x->shm_have_peer = false;
+	rayc__mutex_lock(&net->mu);
 	x->shm_wait = true;
+	rayc__mutex_unlock(&net->mu);
+	/* Hashed on the bulk thread (x stays busy until then): the frames
+	 * behind this one must not wait for a gigabyte's hash. */
+	check_job *j = malloc(sizeof(*j));
+	if (j != NULL) {
+		j->job.fn = check_run;
+		j->x = x;
+		rayc__bulk_post(net, &j->job);
+		return;
+	}
 	rayc__mutex_lock(&net->mu);
 	x->busy = false;
 	bool dead = x->dead;
 	rayc__mutex_unlock(&net->mu);
-	if (dead)
-		/* taken out while we copied */
+	if (dead) {
 		rayc__remote_xin_release(net, x);
+		return;
+	}
+	rayc__conn_close(c, "out of memory"); /* the fetch is asked again */
 }
 
 void rayc__remote_on_shm_sum(rayc__conn *c, rayc__rd *rd)
@@ -283,30 +399,16 @@ void rayc__remote_on_shm_sum(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
-	if (x == NULL || x->src != c->peer || x->busy || !x->shm_wait) {
+	if (x == NULL || x->src != c->peer || !x->shm_wait) {
 		rayc__mutex_unlock(&net->mu);
 		return;
 	}
-	x->shm_wait = false;
-	bool ok = x->shm_sum == sum;
-	if (ok) {
-		x->got = x->total;
-		HASH_DEL(net->xins, x); /* ours to end */
-	} else {
-		x->busy = true; /* ours to reset */
-	}
-	rayc__mutex_unlock(&net->mu);
-	if (ok) {
-		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
-		return;
-	}
-	rayc__log(RAYC_LOG_WARN, "RAYC-NET-SAMEHOST-SUM",
-	          "object copied from peer %u's arena has the wrong checksum; "
-	          "fetching it over TCP", c->peer);
-	rayc__remote_xin_free_dst(net, x);
-	x->started = false;
-	x->total = x->got = 0;
-	refetch_tcp(c, x);
+	x->shm_peer_sum = sum;
+	x->shm_have_peer = true;
+	if (x->busy || !x->shm_have_mine)
+		rayc__mutex_unlock(&net->mu); /* settled when ours is in */
+	else
+		shm_settle(net, x);
 }
 
 /* We are done reading object id in peer's arena: it may unpin it. */

@@ -218,6 +218,24 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 		rayc__remote_offer(c, o, id, o->data, o->len, o->type, off);
 		return;
 	}
+	if (st == RAYC__OBJ_READY && o->len > RAYC__NET_CHUNK &&
+	    !(flags & RAYC__FETCH_GO)) {
+		/* Its size first: the fetcher makes room, then asks for the
+		 * bytes (rayc__remote_chunk_begin). */
+		size_t len = o->len;
+		rayc_type type = o->type;
+		rayc__mutex_unlock(&rt->mu);
+		rayc__wbuf b = { 0 };
+		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_CHUNK, net->self);
+		rayc__w_oid(&b, id);
+		rayc__w_u64(&b, len);
+		rayc__w_u64(&b, 0);
+		rayc__w_u8(&b, (uint8_t)type);
+		rayc__w_frame_end(&b, f);
+		rayc__conn_send(c, &b);
+		rayc__wbuf_fini(&b);
+		return;
+	}
 	if (st == RAYC__OBJ_READY) {
 		rayc__obj_ref_locked(o); /* pinned while we send */
 		rayc__mutex_unlock(&rt->mu);
@@ -377,9 +395,11 @@ static void xin_fail_busy(rayc__net *net, rayc__xin *x, int rc)
 }
 
 /* Gives the destination of a transfer's first chunk: a block of our
- * store (small objects: the heap).  x is busy. */
+ * store (small objects: the heap).  x is busy.  Unless wait, only from
+ * memory the store has ready (RAYC_ESTOREFULL if it would have to
+ * populate more, or evict): a receive callback must not wait for that. */
 static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
-                     rayc_type type)
+                     rayc_type type, bool wait)
 {
 	x->total = total;
 	x->type = type;
@@ -390,7 +410,9 @@ static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
 			return RAYC_ENOMEM;
 		}
 	} else {
-		int rc = rayc__obj_alloc_block(net->rt, total, &x->block);
+		int rc = wait ? rayc__obj_alloc_block(net->rt, total, &x->block)
+		              : rayc__store_try_alloc(net->rt->store, total,
+		                                      &x->block);
 		if (rc != RAYC_OK) {
 			x->block = NULL;
 			x->total = 0;
@@ -402,8 +424,94 @@ static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
 	return RAYC_OK;
 }
 
+/* Asks src for the bytes of an object we have made room for. */
+static void send_go(rayc__net *net, uint32_t src, rayc_object_id id)
+{
+	rayc__remote_send_small(net, src, RAYC__MSG_FETCH, id,
+	                        RAYC__FETCH_GO);
+}
+
+/* x (busy) took n more bytes (ok), or none will come: no longer busy.
+ * Ends the transfer when it is complete.  False if x is gone. */
+static bool xin_end(rayc__net *net, rayc__xin *x, size_t n, bool ok)
+{
+	rayc__mutex_lock(&net->mu);
+	x->busy = false;
+	if (x->dead) {
+		rayc__mutex_unlock(&net->mu);
+		rayc__remote_xin_release(net, x); /* taken out while we wrote */
+		return false;
+	}
+	if (ok)
+		x->got += n;
+	bool done = ok && x->got == x->total && xin_take_locked(net, x);
+	rayc__mutex_unlock(&net->mu);
+	if (done)
+		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
+	return !done;
+}
+
+/* Making room for an incoming object on the bulk thread: populating
+ * the arena for it, or evicting cached copies, can take seconds. */
+typedef struct room_job {
+	rayc__bulk_job job;
+	rayc__xin *x; /* busy: ours until the job ends */
+	uint64_t total;
+	rayc_type type;
+	uint8_t *bytes; /* the whole object, if it came in one frame */
+	size_t n;
+} room_job;
+
+static void room_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
+{
+	room_job *r = (room_job *)job;
+	rayc__xin *x = r->x;
+	rayc_object_id id = x->id;
+	uint32_t src = x->src;
+
+	if (cancel) {
+		/* Stopping: the table (rayc__remote_fini) frees x. */
+		(void)xin_end(net, x, 0, false);
+	} else {
+		int rc = xin_start(net, x, r->total, r->type, true);
+		if (rc != RAYC_OK) {
+			xin_fail_busy(net, x, rc);
+		} else {
+			if (r->n > 0)
+				memcpy(x->dst, r->bytes, r->n);
+			if (xin_end(net, x, r->n, true) && r->n == 0)
+				send_go(net, src, id);
+		}
+	}
+	free(r->bytes);
+	free(r);
+}
+
+/* Hands x (busy, not started) to the bulk thread to make room for it;
+ * bytes (n, may be NULL) are the whole object, copied.  False if out of
+ * memory (x is still busy). */
+static bool post_room(rayc__net *net, rayc__xin *x, uint64_t total,
+                      rayc_type type, const uint8_t *bytes, size_t n)
+{
+	room_job *r = calloc(1, sizeof(*r));
+	if (r == NULL || (n > 0 && (r->bytes = malloc(n)) == NULL)) {
+		free(r);
+		return false;
+	}
+	if (n > 0)
+		memcpy(r->bytes, bytes, n);
+	r->job.fn = room_run;
+	r->x = x;
+	r->total = total;
+	r->type = type;
+	r->n = n;
+	rayc__bulk_post(net, &r->job);
+	return true;
+}
+
 int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
-                             uint8_t **dst, rayc__xin **out)
+                             const uint8_t *payload, uint8_t **dst,
+                             rayc__xin **out)
 {
 	rayc__net *net = c->net;
 	rayc__rd rd;
@@ -425,16 +533,28 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 	x->busy = true;
 	rayc__mutex_unlock(&net->mu);
 	int r = 1;
-	if (!x->started) {
-		if (off != 0) {
-			r = 0; /* the tail of an abandoned transfer */
-		} else {
-			int rc = xin_start(net, x, total, type);
-			if (rc != RAYC_OK) {
-				xin_fail_busy(net, x, rc);
-				return 0;
-			}
-		}
+	bool go = false;
+	if (!x->started && off != 0) {
+		r = 0; /* the tail of an abandoned transfer */
+	} else if (!x->started) {
+		/* The first frame: the whole object (n == total), or, for
+		 * one of several chunks, its size alone (n == 0), after
+		 * which the holder waits for FETCH with RAYC__FETCH_GO. */
+		if (n > total)
+			r = -1;
+		else if (xin_start(net, x, total, type, false) == RAYC_OK)
+			go = n == 0 && total > 0;
+		else if (n > 0 && n == total && payload == NULL)
+			r = 0; /* into the receive buffer; here again then */
+		else if (post_room(net, x, total, type, payload,
+		                   n == total ? n : 0))
+			return 2; /* the bulk thread's now */
+		else
+			r = -2;
+	}
+	if (r == -2) {
+		xin_fail_busy(net, x, RAYC_ENOMEM);
+		return 0;
 	}
 	if (r == 1 && (total != x->total || off > x->total ||
 	               n > x->total - x->got))
@@ -445,6 +565,8 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 		rayc__remote_chunk_end(c, x, 0, false);
 		return r;
 	}
+	if (go)
+		send_go(net, c->peer, id);
 	*dst = x->dst + off;
 	*out = x;
 	return 1;
@@ -459,22 +581,9 @@ void rayc__test_set_chunk_hook(void (*fn)(uint32_t src))
 
 void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
 {
-	rayc__net *net = c->net;
 	void (*hook)(uint32_t) = atomic_load(&chunk_hook);
 
-	rayc__mutex_lock(&net->mu);
-	x->busy = false;
-	if (x->dead) {
-		rayc__mutex_unlock(&net->mu);
-		rayc__remote_xin_release(net, x); /* taken out while we wrote */
-		return;
-	}
-	if (ok)
-		x->got += n;
-	bool done = ok && x->got == x->total && xin_take_locked(net, x);
-	rayc__mutex_unlock(&net->mu);
-	if (done)
-		rayc__remote_xin_finish(net, x, true, RAYC_OK, NULL);
+	(void)xin_end(c->net, x, n, ok);
 	if (ok && n > 0 && hook != NULL)
 		hook(c->peer);
 }
@@ -490,10 +599,10 @@ void rayc__remote_on_chunk(rayc__conn *c, rayc__rd *rd)
 
 	if (rd->bad)
 		return rayc__conn_close(c, "bad CHUNK");
-	int r = rayc__remote_chunk_begin(c, sub, n, &dst, &x);
+	int r = rayc__remote_chunk_begin(c, sub, n, data, &dst, &x);
 	if (r < 0)
 		return rayc__conn_close(c, "bad CHUNK");
-	if (r == 0)
+	if (r != 1)
 		return;
 	if (n > 0)
 		memcpy(dst, data, n);

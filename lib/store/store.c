@@ -135,6 +135,22 @@ int rayc__store_alloc(rayc__store *s, size_t n, rayc__block **out)
 	}
 }
 
+int rayc__store_try_alloc(rayc__store *s, size_t n, rayc__block **out)
+{
+	size_t size = round_up(n == 0 ? 1 : n,
+	                       (size_t)1 << RAYC__ALIGN_LOG2);
+
+	if (n > s->shm.size || size > s->shm.size)
+		return RAYC_ETOOBIG;
+	rayc__mutex_lock(&s->mu);
+	rayc__block *b = rayc__alloc_locked(s, size);
+	rayc__mutex_unlock(&s->mu);
+	if (b == NULL)
+		return RAYC_ESTOREFULL;
+	*out = b;
+	return RAYC_OK;
+}
+
 void rayc__store_free(rayc__store *s, rayc__block *b)
 {
 	if (b == NULL)

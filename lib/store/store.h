@@ -26,6 +26,10 @@ void rayc__store_close(rayc__store *s);
  * RAYC_ETOOBIG if n can never fit, RAYC_ESTOREFULL if not now.
  * Thread-safe (the store has its own lock). */
 int rayc__store_alloc(rayc__store *s, size_t n, rayc__block **out);
+/* The same from memory already populated only: never populates, never
+ * waits for a thread that does (RAYC_ESTOREFULL then).  For threads that
+ * must stay quick, such as a connection's receive callback. */
+int rayc__store_try_alloc(rayc__store *s, size_t n, rayc__block **out);
 void rayc__store_free(rayc__store *s, rayc__block *b);
 void *rayc__store_ptr(const rayc__store *s, const rayc__block *b);
 size_t rayc__store_block_size(const rayc__block *b);

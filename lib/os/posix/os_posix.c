@@ -285,6 +285,8 @@ void rayc__shm_close(rayc__shm *s)
 	s->fd = -1;
 }
 
+#define POPULATE_STEP ((size_t)4 << 20)
+
 int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
 {
 	/* fallocate reserves tmpfs pages up front, so a full /dev/shm is an
@@ -294,9 +296,23 @@ int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
 		return rayc__err(RAYC_ESTOREFULL,
 		                 "store file %s: cannot back %zu bytes: %s",
 		                 s->path, len, strerror(errno));
-	if (madvise((char *)s->base + off, len, MADV_POPULATE_WRITE) == 0)
+	/* In steps: the kernel holds the process's mmap lock for the whole
+	 * of one MADV_POPULATE_WRITE, and every other thread's mmap (a
+	 * malloc) waits behind it.  One call over 1 GiB stalled them for
+	 * 1.9 s on a VM that charges for first touches, long enough for a
+	 * peer to be taken for dead; 4 MiB steps: at most 4 ms. */
+	size_t done = 0;
+	while (done < len) {
+		size_t n = len - done < POPULATE_STEP ? len - done
+		                                      : POPULATE_STEP;
+		if (madvise((char *)s->base + off + done, n,
+		            MADV_POPULATE_WRITE) != 0)
+			break;
+		done += n;
+	}
+	if (done == len)
 		return RAYC_OK;
-	if (errno != EINVAL)
+	if (errno != EINVAL || done > 0)
 		return rayc__err(RAYC_ESTOREFULL, "populate: %s",
 		                 strerror(errno));
 	/* Older kernels: touch each page. */

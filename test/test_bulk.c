@@ -1,0 +1,117 @@
+/* test_bulk.c -- bulk work must not starve control traffic: objects of
+ * hundreds of MiB move both ways between two real peers, over TCP and
+ * by the same-host path, at the default 1 s heartbeat, and nobody is
+ * taken for dead and no election happens.  Before, the fetcher made room
+ * for the object (populating it, seconds on a VM that charges for first
+ * touches) and hashed same-host objects on NNG's receive thread, so the
+ * frames behind them, heartbeats and Raft's among them, waited past the
+ * heartbeat timeout. */
+#include <xxhash.h>
+
+#include "net_harness.h"
+
+TestSuite(bulk, .timeout = 600, .fini = kill_kids);
+
+#define BIG ((int64_t)1 << 30)
+
+/* The driver, founding a cluster at the default heartbeat, with room for
+ * the objects. */
+static void driver_big(void)
+{
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)3 << 30,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .token = TOKEN };
+	int rc = rayc_init(&c);
+	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
+}
+
+/* Dead entries in the view: peers taken for dead at any time. */
+static size_t dead_peers(void)
+{
+	rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0, d = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
+		d += !pi[i].alive;
+	return d;
+}
+
+/* xxh3 of ref's bytes as peer `on` computes it (fetching it there). */
+static int64_t sum_on(uint32_t on, rayc_ref ref)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r[2];
+	int64_t v = 0;
+	o.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(r, "nf_checksum", &o, RAYC_REF(ref)), 0);
+	int rc = rayc_get_i64(r[0], &v, 300000);
+	cr_assert_eq(rc, RAYC_OK, "checksum on %u: %s", on, rayc_errmsg());
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+	return v;
+}
+
+/* Peer `on` makes BIG bytes (seed). */
+static rayc_ref make_on(uint32_t on, int64_t seed)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_make_bytes", &o, RAYC_I64(BIG),
+	                            RAYC_I64(seed)),
+	             0);
+	return r;
+}
+
+/* One object each way: made on the worker and read here, made here and
+ * read on the worker; checked against the maker's own sum. */
+static void both_ways(uint32_t w, int64_t seed)
+{
+	rayc_ref a = make_on(w, seed);
+	rayc_view v = { 0 };
+	int rc = rayc_get(a, &v, 300000);
+	cr_assert_eq(rc, RAYC_OK, "fetch from %u: %s", w, rayc_errmsg());
+	cr_assert_eq(v.len, (size_t)BIG);
+	cr_assert_eq((int64_t)XXH3_64bits(v.data, v.len), sum_on(w, a),
+	             "object from peer %u arrived changed", w);
+	rayc_view_release(&v);
+	rayc_release(a);
+
+	rayc_ref b = make_on(rayc_peer_id(), seed + 1);
+	cr_assert_eq(sum_on(w, b), sum_on(rayc_peer_id(), b),
+	             "object read on peer %u differs", w);
+	rayc_release(b);
+}
+
+Test(bulk, big_transfers_at_the_default_heartbeat_declare_nobody_dead)
+{
+	driver_big();
+	const char *env[] = { NULL, "RAYC_ROLE=worker",
+		              "RAYC_OBJECT_STORE_BYTES=3g",
+		              "RAYC_HEARTBEAT_TIMEOUT_MS=1000", NULL };
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	env[0] = addr;
+	pid_t pid = spawn_with(TOKEN, env);
+	wait_alive(2);
+	uint32_t w = peer_of(pid);
+	cr_assert(w != 0);
+	uint64_t term = rayc__test_ctl_term();
+	cr_assert(term > 0);
+
+	/* Over TCP (neither side asks for or offers the same-host path:
+	 * the worker asks, but we do not offer), then on one host. */
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	both_ways(w, 1);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	both_ways(w, 3);
+
+	cr_assert_eq(dead_peers(), 0, "a busy peer was taken for dead");
+	cr_assert_eq(peer_of(pid), w);
+	cr_assert_eq(rayc__test_ctl_term(), term,
+	             "an election happened (term %llu -> %llu)",
+	             (unsigned long long)term,
+	             (unsigned long long)rayc__test_ctl_term());
+	cluster_stop();
+}
