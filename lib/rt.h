@@ -300,9 +300,13 @@ struct rayc__rt {
 	struct rayc__net *net RAYC_GUARDED_BY(mu);
 	const struct rayc__cluster_hooks *hooks;
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
-	/* The cluster KV when this peer keeps it (lib/net/kv.c). */
-	rayc__kv *kv RAYC_GUARDED_BY(mu);
-	size_t kv_bytes RAYC_GUARDED_BY(mu); /* keys + values */
+	/* The cluster KV when this peer keeps it (lib/net/kv.c), under its
+	 * own lock: a snapshot copies all of it (up to 128 MiB) on the loop
+	 * thread, and nothing else need wait for that.  kv_mu is a leaf:
+	 * nothing else is taken under it. */
+	rayc__mutex kv_mu;
+	rayc__kv *kv RAYC_GUARDED_BY(kv_mu);
+	size_t kv_bytes RAYC_GUARDED_BY(kv_mu); /* keys + values */
 
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;

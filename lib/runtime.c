@@ -286,6 +286,7 @@ static void rt_free(rayc__rt *rt)
 	for (int k = 0; k < atomic_load(&rt->nres); k++)
 		free(rt->res_names[k]);
 	rayc__store_close(rt->store);
+	rayc__mutex_fini(&rt->kv_mu);
 	rayc__mutex_fini(&rt->mu);
 	free(rt);
 }
@@ -299,8 +300,10 @@ static void rt_teardown(rayc__rt *rt)
 	rayc__mutex_lock(&rt->mu);
 	rayc__objtab_destroy_locked(rt);
 	rayc__sched_destroy_locked(rt);
-	rayc__kv_free_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
+	rayc__mutex_lock(&rt->kv_mu);
+	rayc__kv_free_locked(rt);
+	rayc__mutex_unlock(&rt->kv_mu);
 	rayc__g = NULL;
 	rt_free(rt);
 }
@@ -327,6 +330,7 @@ int rayc_init(const rayc_config *cfg)
 		return RAYC_ENOMEM;
 	}
 	rayc__mutex_init(&rt->mu);
+	rayc__mutex_init(&rt->kv_mu);
 	rt->spin_ns = 50000;
 	{
 		struct timespec ts;

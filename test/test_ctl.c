@@ -1,6 +1,9 @@
 /* test_ctl.c -- the control store across real peer processes: the
  * coordinator (Raft leader) is killed and another takes over with the
  * committed state; a killed voter is replaced by a standby. */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "net_harness.h"
 
 TestSuite(ctl, .timeout = 150, .fini = kill_kids);
@@ -254,6 +257,79 @@ Test(ctl, log_is_compacted_and_a_late_joiner_gets_the_snapshot)
 	cr_assert_eq(rayc_kv_put("after", "yes", 3), 0);
 	RT_WAIT_FOR(local_kv_is(pl, "after", "yes"), 10000);
 	cr_assert(local_kv_is(pl, "after", "yes"));
+	cluster_stop();
+}
+
+/* The KV hook's hand-shake: the snapshot's writer holds the KV while
+ * another thread makes calls that need the runtime lock. */
+enum { KVW_IDLE, KVW_IN_SNAPSHOT, KVW_CALLS_DONE };
+static _Atomic int kvw_state;
+static _Atomic bool kvw_gave_up;
+
+/* In the first snapshot's KV write: wait (10 s at most) for the calls. */
+static void kvw_hook(void)
+{
+	int idle = KVW_IDLE;
+	if (!atomic_compare_exchange_strong(&kvw_state, &idle,
+	                                    KVW_IN_SNAPSHOT))
+		return;
+	RT_WAIT_FOR(atomic_load(&kvw_state) == KVW_CALLS_DONE, 10000);
+	if (atomic_load(&kvw_state) != KVW_CALLS_DONE)
+		atomic_store(&kvw_gave_up, true);
+}
+
+/* Once a snapshot writes the KV: calls that take the runtime lock. */
+static void *kvw_caller(void *arg)
+{
+	int *rc = arg;
+	rayc_stats st;
+	rayc_ref r;
+	rayc_view v;
+
+	RT_WAIT_FOR(atomic_load(&kvw_state) == KVW_IN_SNAPSHOT, 60000);
+	rc[0] = rayc_stats_get(&st);
+	rc[1] = rayc_put(&r, "abc", 3);
+	if (rc[1] == RAYC_OK) {
+		rc[2] = rayc_get(r, &v, 10000);
+		if (rc[2] == RAYC_OK)
+			rayc_view_release(&v);
+		rayc_release(r);
+	}
+	atomic_store(&kvw_state, KVW_CALLS_DONE);
+	return NULL;
+}
+
+/* A snapshot copies the whole KV (up to 128 MiB) on the loop thread; the
+ * rest of the runtime (task calls, stats, heartbeats) must not wait for
+ * it.  The hook holds the snapshot inside its KV copy until calls that
+ * take the runtime lock have returned: if the copy held that lock too,
+ * they could not, and the hook gives up after 10 s. */
+Test(ctl, a_snapshot_writing_the_kv_does_not_hold_the_runtime_lock)
+{
+	setenv("RAYC__SNAPSHOT_ENTRIES", "8", 1);
+	driver_start(); /* one voter: snapshots here too */
+	rayc__test_set_kv_write_hook(kvw_hook);
+	int rc[3] = { -1, -1, -1 };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, kvw_caller, rc), 0);
+	char key[32];
+	int put_rc = RAYC_OK;
+	for (int i = 0; i < 64 && atomic_load(&kvw_state) == KVW_IDLE; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		int prc = rayc_kv_put(key, "v", 1);
+		if (put_rc == RAYC_OK)
+			put_rc = prc;
+	}
+	RT_WAIT_FOR(atomic_load(&kvw_state) != KVW_IDLE, 20000);
+	cr_assert_neq(atomic_load(&kvw_state), KVW_IDLE, "no snapshot");
+	pthread_join(th, NULL);
+	rayc__test_set_kv_write_hook(NULL);
+	cr_assert(!atomic_load(&kvw_gave_up), "a snapshot's KV copy held "
+	          "calls that need the runtime lock for 10 s");
+	cr_assert_eq(rc[0], RAYC_OK);
+	cr_assert_eq(rc[1], RAYC_OK);
+	cr_assert_eq(rc[2], RAYC_OK);
+	cr_assert_eq(put_rc, RAYC_OK, "a KV put: %d", put_rc);
 	cluster_stop();
 }
 

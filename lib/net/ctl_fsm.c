@@ -239,10 +239,10 @@ static int apply_kv(rayc__net *net, rayc__rd *rd, bool put)
 		return RAYC_EPROTO;
 	if (dedup_find(net->ctl, &k, &rc))
 		return rc;
-	rayc__mutex_lock(&net->rt->mu);
+	rayc__mutex_lock(&net->rt->kv_mu);
 	rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT : RAYC__KV_DEL,
 	                           key, val, len, NULL, NULL);
-	rayc__mutex_unlock(&net->rt->mu);
+	rayc__mutex_unlock(&net->rt->kv_mu);
 	if (rc != RAYC_ENOMEM) /* not applied: the peer leaves (fsm_apply) */
 		dedup_add(net->ctl, &k, rc);
 	return rc;
@@ -304,9 +304,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	rayc__mutex_lock(&net->mu);
 	rayc__net_write_members_locked(net, &b);
 	rayc__mutex_unlock(&net->mu);
-	rayc__mutex_lock(&rt->mu);
+	/* The KV's own lock, not rt->mu: copying up to 128 MiB holds up
+	 * only KV calls, not tasks. */
+	rayc__mutex_lock(&rt->kv_mu);
 	rayc__kv_write_all_locked(rt, &b);
-	rayc__mutex_unlock(&rt->mu);
+	rayc__mutex_unlock(&rt->kv_mu);
 	dedup_write(net->ctl, &b);
 	struct raft_buffer *out = b.bad ? NULL : raft_malloc(sizeof(*out));
 	void *data = out != NULL ? raft_malloc(b.len) : NULL;
@@ -339,9 +341,9 @@ static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
 	rayc__rd members = rd;
 	if (rayc__net_read_members(net, &rd, apply, gone, &ngone) != 0)
 		return false;
-	rayc__mutex_lock(&rt->mu);
+	rayc__mutex_lock(&rt->kv_mu);
 	bool ok = rayc__kv_read_all_locked(rt, &rd, apply);
-	rayc__mutex_unlock(&rt->mu);
+	rayc__mutex_unlock(&rt->kv_mu);
 	if (!ok || !dedup_read(net->ctl, &rd, apply) || rayc__rd_left(&rd) != 0)
 		return false;
 	bool reused = false;

@@ -1,6 +1,7 @@
 /* kv.c -- the cluster's key-value store.  Every peer holds a copy (a
- * uthash table, rt->kv, under rt->mu) that the control store's log
- * updates (ctl.c applies KV entries); a one-peer cluster keeps its own.
+ * uthash table, rt->kv, under its own lock rt->kv_mu, a leaf) that the
+ * control store's log updates (ctl.c applies KV entries); a one-peer
+ * cluster keeps its own.
  * Calls go to the coordinator (the Raft leader): a put or delete is a log
  * entry it proposes and answers once applied; a get is answered from its
  * copy once a quorum round begun after the get arrived has confirmed it
@@ -36,7 +37,7 @@ struct rayc__kv {
  * goes to *out. */
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                            const void *val, size_t len, void **out,
-                           size_t *outlen) RAYC_REQUIRES(rt->mu)
+                           size_t *outlen) RAYC_REQUIRES(rt->kv_mu)
 {
 	rayc__kv *e;
 
@@ -94,10 +95,20 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 	}
 }
 
+static void (*_Atomic kv_write_hook)(void);
+
+void rayc__test_set_kv_write_hook(void (*fn)(void))
+{
+	atomic_store(&kv_write_hook, fn);
+}
+
 void rayc__kv_write_all_locked(rayc__rt *rt, rayc__wbuf *b)
 {
 	rayc__kv *e, *tmp;
+	void (*hook)(void) = atomic_load(&kv_write_hook);
 
+	if (hook != NULL)
+		hook();
 	rayc__w_u32(b, HASH_COUNT(rt->kv));
 	HASH_ITER(hh, rt->kv, e, tmp) {
 		rayc__w_str(b, e->key);
@@ -133,9 +144,9 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len)
 
 	if (rt == NULL)
 		return RAYC_ESTATE;
-	rayc__mutex_lock(&rt->mu);
+	rayc__mutex_lock(&rt->kv_mu);
 	int rc = rayc__kv_apply_locked(rt, KV_GET, key, NULL, 0, val, len);
-	rayc__mutex_unlock(&rt->mu);
+	rayc__mutex_unlock(&rt->kv_mu);
 	return rc;
 }
 
@@ -253,10 +264,10 @@ static void kv_read(int rc, void *arg)
 
 	if (rc == RAYC_OK) {
 		rayc__rt *rt = w->net->rt;
-		rayc__mutex_lock(&rt->mu);
+		rayc__mutex_lock(&rt->kv_mu);
 		rc = rayc__kv_apply_locked(rt, KV_GET, w->key, NULL, 0, &out,
 		                           &outlen);
-		rayc__mutex_unlock(&rt->mu);
+		rayc__mutex_unlock(&rt->kv_mu);
 	}
 	kv_answer(w->net, w, rc, out, outlen);
 	free(out);
@@ -402,10 +413,10 @@ static int kv_call(int op, const char *key, const void *val, size_t len,
 		                 "the cluster", key);
 	if (net == NULL) {
 		/* A one-peer cluster keeps its own table. */
-		rayc__mutex_lock(&rt->mu);
+		rayc__mutex_lock(&rt->kv_mu);
 		int rc = rayc__kv_apply_locked(rt, op, key, val, len, out,
 		                               outlen);
-		rayc__mutex_unlock(&rt->mu);
+		rayc__mutex_unlock(&rt->kv_mu);
 		return rc == RAYC_OK ? rc : rayc__err(rc, "KV '%s'", key);
 	}
 	int rc = kv_call_net(net, op, key, val, len, out, outlen, req);

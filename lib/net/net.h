@@ -61,7 +61,7 @@ void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 /* True if some live peer could ever run this demand. */
 bool rayc__net_feasible(rayc__rt *rt, const int64_t *demand);
 /* Frees the KV this peer keeps (at shutdown). */
-void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->kv_mu);
 /* The mesh for an API call made from any thread (a task, the user's), or
  * NULL: rayc__net_stop waits for every get to be put before freeing. */
 rayc__net *rayc__net_get(rayc__rt *rt);

@@ -5,7 +5,8 @@
  * connection has its own mu for its send side.  Order: rt->mu, then
  * net->mu, then a conn's mu; a frame handler holds none of them when it
  * starts.  Fields marked "rt->mu" are the owner's scheduling state and
- * are guarded by the runtime lock instead.
+ * are guarded by the runtime lock instead.  The KV table has its own
+ * rt->kv_mu, a leaf: taken with none of these held, none taken under it.
  *
  * Threads.  Frames are decoded and handled on NNG's completion threads
  * (each connection's receive side is one serial chain of callbacks); the
@@ -505,7 +506,7 @@ int rayc__net_start_local_peers(rayc__net *net, int n, const char *token);
 void rayc__net_stop_kids(rayc__net *net);
 
 /* kv.c: the KV table (replicated by the control store) and the calls
- * that reach the coordinator. */
+ * that reach the coordinator.  The table is under rt->kv_mu, a leaf. */
 #define RAYC__KV_KEY_MAX 255
 enum { RAYC__KV_PUT = 1, RAYC__KV_GET, RAYC__KV_DEL };
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
@@ -517,13 +518,13 @@ void rayc__kv_wake_all(rayc__net *net);
 void rayc__kv_coord_changed_locked(rayc__net *net) RAYC_REQUIRES(net->mu);
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                           const void *val, size_t len, void **out,
-                          size_t *outlen) RAYC_REQUIRES(rt->mu);
+                          size_t *outlen) RAYC_REQUIRES(rt->kv_mu);
 /* The whole table into a snapshot, and back (apply false: only checks
  * it decodes; true: replaces the table). */
 void rayc__kv_write_all_locked(rayc__rt *rt, rayc__wbuf *b)
-	RAYC_REQUIRES(rt->mu);
+	RAYC_REQUIRES(rt->kv_mu);
 bool rayc__kv_read_all_locked(rayc__rt *rt, rayc__rd *rd, bool apply)
-	RAYC_REQUIRES(rt->mu);
+	RAYC_REQUIRES(rt->kv_mu);
 
 /* ctl.c: the control store (Raft over the mesh; see ctl.c). */
 typedef void (*rayc__ctl_done)(int rc, void *arg);
