@@ -39,6 +39,9 @@ void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
+/* Sends this process started while holding a rayc lock (each a write
+ * that another thread needing that lock waited behind); 0 is the goal. */
+uint64_t rayc__test_sends_under_lock(void);
 /* This peer's control store term as last seen by its loop thread: it
  * grows with every election. */
 uint64_t rayc__test_ctl_term(void);

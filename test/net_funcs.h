@@ -41,6 +41,13 @@ static void nf_add(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_add)
 
+/* () -> writes this peer started with a rayc lock held. */
+static void nf_sends_locked(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc__test_sends_under_lock());
+}
+RAYC_REMOTE(nf_sends_locked)
+
 static void nf_whoami(rayc_ctx *c)
 {
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

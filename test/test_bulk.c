@@ -115,3 +115,43 @@ Test(bulk, big_transfers_at_the_default_heartbeat_declare_nobody_dead)
 	             (unsigned long long)rayc__test_ctl_term());
 	cluster_stop();
 }
+
+/* The rayc_call thread used to write frames to the socket, and hash the
+ * chunks of transfers queued behind them, while holding rt->mu, which
+ * every other call and the heartbeat need.  Frames queued under a lock
+ * now go out at the thread's last unlock: none is written with a rayc
+ * lock held, on either side, over tasks both ways and transfers. */
+Test(bulk, no_frame_is_written_with_a_lock_held)
+{
+	driver_start();
+	pid_t pid = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t w = peer_of(pid);
+	cr_assert(w != 0);
+	assert_tree_sum(20000);
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	for (int i = 0; i < 2; i++) {
+		uint32_t at = i == 0 ? w : rayc_peer_id();
+		rayc_task_opts o = on_peer(at);
+		rayc_ref r;
+		cr_assert_eq(rayc_call_opts(&r, "nf_make_bytes", &o,
+		                            RAYC_I64((int64_t)8 << 20),
+		                            RAYC_I64(i)),
+		             0);
+		cr_assert_eq(sum_on(w, r), sum_on(rayc_peer_id(), r));
+		rayc_release(r);
+	}
+	unsetenv("RAYC_SAME_HOST_COPY");
+	rayc_task_opts o = on_peer(w);
+	rayc_ref r;
+	int64_t theirs = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_sends_locked", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &theirs, 60000), RAYC_OK);
+	rayc_release(r);
+	cr_assert_eq(rayc__test_sends_under_lock(), 0,
+	             "the driver wrote %llu times with a lock held",
+	             (unsigned long long)rayc__test_sends_under_lock());
+	cr_assert_eq(theirs, 0, "the worker wrote %lld times with a lock held",
+	             (long long)theirs);
+	cluster_stop();
+}

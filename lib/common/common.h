@@ -62,14 +62,22 @@ int rayc__log_parse_level(const char *s); /* -1 if unknown */
 extern _Thread_local int rayc__locks_held;
 extern _Thread_local bool rayc__log_deferred;
 void rayc__log_flush(void);
+/* The same for other work that must not run under a lock (the net's
+ * sends: a thread holding rt->mu only queues its frames): whoever defers
+ * such work sets rayc__unlock_pending, and the thread's last unlock runs
+ * the hook the higher room registered. */
+extern _Thread_local bool rayc__unlock_pending;
+void rayc__set_unlock_hook(void (*fn)(void));
+void rayc__unlocked(void);
 static inline void rayc__locks_enter(void)
 {
 	rayc__locks_held++;
 }
 static inline void rayc__locks_exit(void)
 {
-	if (--rayc__locks_held == 0 && RAYC__UNLIKELY(rayc__log_deferred))
-		rayc__log_flush();
+	if (--rayc__locks_held == 0 &&
+	    RAYC__UNLIKELY(rayc__log_deferred || rayc__unlock_pending))
+		rayc__unlocked();
 }
 
 /* Fault injection (lib/testing.h names the sites): true if a test asked

@@ -16,6 +16,26 @@ static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
 _Thread_local int rayc__locks_held;
 _Thread_local bool rayc__log_deferred;
+_Thread_local bool rayc__unlock_pending;
+static void (*_Atomic unlock_hook)(void);
+
+void rayc__set_unlock_hook(void (*fn)(void))
+{
+	atomic_store(&unlock_hook, fn);
+}
+
+/* This thread's last rayc lock was let go: what waited for that. */
+void rayc__unlocked(void)
+{
+	if (rayc__unlock_pending) {
+		rayc__unlock_pending = false;
+		void (*fn)(void) = atomic_load(&unlock_hook);
+		if (fn != NULL)
+			fn();
+	}
+	if (rayc__log_deferred)
+		rayc__log_flush();
+}
 
 /* Messages logged under a lock, oldest first, until the last unlock.  ids
  * are string literals, so only the message is copied. */

@@ -235,10 +235,20 @@ static bool iov_add(nng_iov *iov, unsigned *n, size_t *skip,
 	return true;
 }
 
+static _Atomic uint64_t sends_locked;
+
+uint64_t rayc__test_sends_under_lock(void)
+{
+	return atomic_load(&sends_locked);
+}
+
 /* Sends what is left of the batch in flight: the buffer with the arena
  * pieces spliced in, as many pieces as one aio takes. */
 static void kick(rayc__conn *c)
 {
+	if (rayc__locks_held > 0)
+		atomic_fetch_add_explicit(&sends_locked, 1,
+		                          memory_order_relaxed);
 	nng_iov iov[RAYC__CONN_IOV_MAX];
 	unsigned n = 0;
 	size_t skip = c->inflight_off, pos = 0;
@@ -266,11 +276,55 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done)
 	}
 }
 
+/* Sends queued by a thread that holds another rayc lock (a rayc_call
+ * holding rt->mu, say) are only queued: feeding transfers (hashing
+ * their chunks) and the write itself wait for the thread's last unlock,
+ * so no lock anybody else needs is held across them.  Per thread, each
+ * conn with a ref and the net counted as used until then. */
+#define DEFER_MAX 8
+static _Thread_local rayc__conn *deferred[DEFER_MAX];
+static _Thread_local int ndeferred;
+
+static bool defer_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+{
+	for (int i = 0; i < ndeferred; i++)
+		if (deferred[i] == c)
+			return true;
+	if (ndeferred == DEFER_MAX)
+		return false; /* send now */
+	atomic_fetch_add(&c->refs, 1);
+	atomic_fetch_add(&c->net->users, 1);
+	deferred[ndeferred++] = c;
+	rayc__unlock_pending = true;
+	return true;
+}
+
+static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu);
+
+/* The unlock hook (rayc__set_unlock_hook): sends what this thread
+ * queued while it held a lock. */
+void rayc__conn_flush_deferred(void)
+{
+	while (ndeferred > 0) {
+		rayc__conn *c = deferred[--ndeferred];
+		rayc__net *net = c->net;
+		rayc__mutex_lock(&c->mu);
+		(void)flush_unlock(c);
+		rayc__conn_unref(c);
+		atomic_fetch_sub(&net->users, 1);
+	}
+}
+
 /* Ends a critical section on c's send side: feeds pending transfers,
- * starts a send if anything is queued and none runs, unlocks.  True if
- * a send started. */
+ * starts a send if anything is queued and none runs, unlocks (with
+ * another lock held: leaves that to the last unlock).  True if a send
+ * started. */
 static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
+	if (rayc__locks_held > 1 && defer_locked(c)) {
+		rayc__mutex_unlock(&c->mu);
+		return false;
+	}
 	feed_locked(c);
 	bool go = want_send_locked(c);
 	bool oom = c->oom && atomic_load(&c->state) == RAYC__CONN_OPEN;

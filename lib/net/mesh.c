@@ -617,6 +617,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->hb_ns = net->timeout_ns / 5;
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
+	rayc__set_unlock_hook(rayc__conn_flush_deferred);
 	rc = rayc__bulk_start(net);
 	if (rc != RAYC_OK) {
 		net_free(net);

@@ -351,6 +351,9 @@ void rayc__conn_accepted(rayc__conn *c, nng_stream *s);
  * connection is closed (its peer then sends again what it lost, see
  * relink.c), never left to drop frames silently. */
 void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame);
+/* Sends what this thread queued while holding a lock (the unlock hook,
+ * registered at rayc__net_start). */
+void rayc__conn_flush_deferred(void);
 /* Appends a frame straight into the send queue while building it:
  * begin returns the buffer locked; end unlocks and starts sending. */
 rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
