@@ -95,7 +95,7 @@ static void nf_kv_read(rayc_ctx *c)
 	rayc_arg_data(c, 0, &k, &kn);
 	int rc = rayc_kv_get(k, &v, &vn);
 	if (rc != RAYC_OK) {
-		rayc_fail(c, rayc_strerror(rc));
+		rayc_fail(c, "%s", rayc_strerror(rc));
 		return;
 	}
 	rayc_return_bytes(c, 0, v, vn);

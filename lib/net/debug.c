@@ -17,7 +17,8 @@ static const char *st_name(const char *const *v, int n, int s)
 	return s >= 0 && s < n ? v[s] : "?";
 }
 
-static void dump_task(FILE *m, rayc__task *t) RAYC_REQUIRES(rt->mu)
+static void dump_task(rayc__rt *rt, FILE *m, rayc__task *t)
+	RAYC_REQUIRES(rt->mu)
 {
 	fprintf(m, "  task %016llx%016llx %s: %s in_flight %d reconstruct %d "
 	        "foreign %d owner %u remote_peer %u deps_pending %d "
@@ -76,7 +77,7 @@ void rayc__test_dump_pending(const char *tag)
 		rayc__task *t = o->task;
 		if (t != NULL && t->state != RAYC__TASK_FINISHED &&
 		    o->ret_idx == 0)
-			dump_task(m, t);
+			dump_task(rt, m, t);
 		else if ((st == RAYC__OBJ_PENDING || st == RAYC__OBJ_LOST) &&
 		         o->refcnt > 0) /* not lineage only */
 			fprintf(m, "  obj %016llx%016llx %s loc %u owner %u "
