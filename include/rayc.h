@@ -450,6 +450,9 @@ typedef struct rayc_stats {
 	uint64_t objects_fetched;     /* fetches of objects from other peers */
 	uint64_t cached_copy_bytes;   /* other peers' objects kept here for
 	                                 reuse, evicted when room is needed */
+	uint64_t tasks_retried;       /* of this peer's tasks, runs started
+	                                 again after a failure (retry_exceptions)
+	                                 or the death of the peer running them */
 } rayc_stats;
 
 /* Thread-safe. */

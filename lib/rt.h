@@ -310,6 +310,7 @@ struct rayc__rt {
 
 	/* Counters an HTTP page or rayc_stats_get can read. */
 	_Atomic uint64_t n_submitted, n_executed, n_reconstructed, n_failed;
+	_Atomic uint64_t n_retried;
 };
 
 /* What the cluster layer (lib/net) does for the rooms below it, so that

@@ -444,6 +444,7 @@ int rayc_stats_get(rayc_stats *st)
 	st->tasks_executed = atomic_load(&rt->n_executed);
 	st->tasks_reconstructed = atomic_load(&rt->n_reconstructed);
 	st->tasks_failed = atomic_load(&rt->n_failed);
+	st->tasks_retried = atomic_load(&rt->n_retried);
 	rayc__store_stats_get(rt->store, &ss);
 	st->store_used_bytes = ss.used;
 	st->store_capacity_bytes = ss.capacity;

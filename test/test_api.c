@@ -275,6 +275,10 @@ Test(api, retry_exceptions_reruns_failed_task)
 	cr_assert_eq(rayc_call_opts(&r, "flaky", &o), RAYC_OK);
 	cr_assert_eq(get_i64(r), 202, "third run is attempt 2");
 	cr_assert_eq(atomic_load(&flaky_runs), 3);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.tasks_retried, 2, "%llu retries counted",
+	             (unsigned long long)st.tasks_retried);
 	rayc_release(r);
 }
 

@@ -210,6 +210,12 @@ static int64_t wait_settled(int want)
 	}
 }
 
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
 /* ---- the killer ---- */
 
 typedef struct killer {
@@ -301,6 +307,24 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 {
 	chaos_cluster(5);
 	rayc_stats st0, st1;
+	/* The same rounds without faults first: what kills cost. */
+	int64_t base[5];
+	int nbase = chaos_long() ? 5 : 2;
+	for (int i = 0; i < nbase; i++) {
+		int64_t b0 = rt_now_ms();
+		rayc_ref root;
+		int64_t sum = -1;
+		cr_assert_eq(nf_tree_sum_pad(n, pad, &root), RAYC_OK);
+		rayc_view v;
+		cr_assert_eq(rayc_get(root, &v, 120000 * SLOW), RAYC_OK, "%s",
+		             rayc_errmsg());
+		memcpy(&sum, v.data, sizeof(sum));
+		rayc_view_release(&v);
+		rayc_release(root);
+		cr_assert_eq(sum, (int64_t)n * (n - 1) / 2);
+		base[i] = rt_now_ms() - b0;
+	}
+	qsort(base, (size_t)nbase, sizeof(base[0]), cmp64);
 	rayc_stats_get(&st0);
 	killer k;
 	int64_t t0 = rt_now_ms();
@@ -334,15 +358,26 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 	int64_t took = rt_now_ms() - t0;
 	killer_stop(&k);
 	rayc_stats_get(&st1);
-	cr_log_info("chaos tree n=%d pad=%lld: %d exact rounds in %lld ms, "
-	            "%d kills, %d replaced after exiting by themselves, %d "
-	            "times the cluster had not settled 30 s after a kill, %llu "
-	            "tasks reconstructed, %llu failed",
+	int nk = atomic_load(&k.kills);
+	cr_log_info("chaos tree n=%d pad=%lld: %d exact rounds in %lld ms "
+	            "(%lld ms a round; fault-free %lld ms, median of %d), %d "
+	            "kills, %d replaced after exiting by themselves, %d times "
+	            "the cluster had not settled 30 s after a kill, %llu tasks "
+	            "retried and %llu reconstructed (%.0f and %.0f a kill), "
+	            "%llu failed",
 	            n, (long long)pad, rounds, (long long)took,
-	            atomic_load(&k.kills), atomic_load(&k.replaced),
+	            (long long)(rounds > 0 ? took / rounds : 0),
+	            (long long)base[nbase / 2], nbase, nk,
+	            atomic_load(&k.replaced),
 	            atomic_load(&k.restore_timeouts),
+	            (unsigned long long)(st1.tasks_retried - st0.tasks_retried),
 	            (unsigned long long)(st1.tasks_reconstructed -
 	                                 st0.tasks_reconstructed),
+	            nk > 0 ? (double)(st1.tasks_retried - st0.tasks_retried) / nk
+	                   : 0.0,
+	            nk > 0 ? (double)(st1.tasks_reconstructed -
+	                              st0.tasks_reconstructed) / nk
+	                   : 0.0,
 	            (unsigned long long)(st1.tasks_failed - st0.tasks_failed));
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
 }
@@ -458,12 +493,6 @@ static int coordinator_slot(void)
 		cr_assert_lt(rt_now_ms(), deadline, "no coordinator to kill");
 		sleep_ms(20);
 	}
-}
-
-static int cmp64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
 }
 
 static writer kvw; /* 3 MB: not on the stack */

@@ -101,6 +101,7 @@ static void task_peer_died_locked(rayc__rt *rt, rayc__task *t, uint32_t id,
 		t->attempt++;
 		t->child_counter = 0;
 		n->retried++;
+		atomic_fetch_add(&rt->n_retried, 1);
 		rayc__sched_enqueue_locked(rt, t);
 		return;
 	}

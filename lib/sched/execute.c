@@ -53,6 +53,7 @@ static void complete_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 		    !rt->stopping) {
 			t->attempt++;
 			t->child_counter = 0;
+			atomic_fetch_add(&rt->n_retried, 1);
 			rayc__log(RAYC_LOG_INFO, "RAYC-TASK-RETRY",
 			          "retrying %s (attempt %d): %s", t->fn->name,
 			          t->attempt, ctx->errmsg);
