@@ -364,7 +364,7 @@ void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd)
 	x->total = len;
 	x->type = type;
 	x->started = true;
-	x->shm_have_mine = x->shm_have_peer = false;
+	x->shm_have_mine = false;
 	rayc__mutex_lock(&net->mu);
 	x->shm_wait = true;
 	rayc__mutex_unlock(&net->mu);
@@ -399,16 +399,19 @@ void rayc__remote_on_shm_sum(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
-	if (x == NULL || x->src != c->peer || !x->shm_wait) {
+	if (x == NULL || x->src != c->peer) {
 		rayc__mutex_unlock(&net->mu);
 		return;
 	}
+	/* The holder's bulk thread sends this on whichever connection
+	 * reaches us, so it may come before its SHM_OFFER: kept either
+	 * way, and settled once ours is in. */
 	x->shm_peer_sum = sum;
 	x->shm_have_peer = true;
-	if (x->busy || !x->shm_have_mine)
-		rayc__mutex_unlock(&net->mu); /* settled when ours is in */
-	else
+	if (x->shm_wait && !x->busy && x->shm_have_mine)
 		shm_settle(net, x);
+	else
+		rayc__mutex_unlock(&net->mu);
 }
 
 /* We are done reading object id in peer's arena: it may unpin it. */
