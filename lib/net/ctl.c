@@ -26,7 +26,8 @@
  *
  * Files.  ctl.c (this one): proposing, the leader's duties (the Raft
  * configuration follows membership, silent peers are declared dead, the
- * role is handed over before leaving), start and stop.  ctl_read.c:
+ * role is handed over before leaving), a leaving voter staying until the
+ * others can commit without it, start and stop.  ctl_read.c:
  * linearizable reads.  ctl_io.c: the raft_io backend and the queue of
  * posted work.  ctl_codec.c: raft messages as RAFT frames.  ctl_fsm.c:
  * the state machine (fsm_apply) and its snapshots.  ctl_trace.c: the Raft
@@ -345,6 +346,7 @@ done:
 }
 
 static void hand_over_step(rayc__net *net);
+static void leave_check(rayc__net *net);
 
 /* Called after every batch of raft work: follow the leader. */
 void rayc__ctl_after(rayc__net *net)
@@ -409,6 +411,8 @@ void rayc__ctl_after(rayc__net *net)
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-COORD",
 		          "this peer (%u) is the coordinator now (term %llu)",
 		          net->self, (unsigned long long)ctl->raft.current_term);
+	if (became && ctl->stall_ms > 0)
+		rayc__sleep_ms(ctl->stall_ms); /* tests only: a loaded host */
 	rayc__ctl_reads_step(net);
 	hand_over_step(net);
 	if (admit_self) {
@@ -423,6 +427,7 @@ void rayc__ctl_after(rayc__net *net)
 		rayc__wbuf_fini(&b);
 	}
 	reconcile(net);
+	leave_check(net);
 }
 
 /* ---- the loop's side of the mesh ---- */
@@ -619,6 +624,97 @@ void rayc__ctl_hand_over(rayc__net *net)
 	}
 }
 
+/* ---- staying a voter until the others can do without it ---- */
+
+/* Whether the peers that stay need this one, leaving, to go on answering
+ * Raft (loop thread): it is a voter and the live voters besides it are
+ * no majority, so without it they commit nothing, not even its removal.
+ * The usual case is the hand-over above: the other of two voters leads
+ * now, and until it has made this peer a standby it needs this peer's
+ * acknowledgements (libraft 0.15 counts a new leader's copies of older
+ * entries only at its last stored index, so once its barrier is stored
+ * not even the promotion commits without us).  Not needed once this
+ * peer's demotion or removal is committed, or its own DEL is applied
+ * (the leader then removes it with a configuration that does not count
+ * it); nor when no other live member is there to strand, nor while it
+ * leads with no hand-over under way (then nothing would change). */
+static bool still_needed(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	struct raft *r = &ctl->raft;
+	const struct raft_configuration *conf = &r->configuration;
+	unsigned voters = 0, others = 0;
+	bool in = false, voter = false, anyone = false;
+
+	if (!ctl->started || ctl->closing || !alive_member(net, r->id))
+		return false;
+	if (raft_state(r) == RAFT_LEADER && !ctl->handing_over &&
+	    r->transfer == NULL)
+		return false;
+	for (unsigned i = 0; i < conf->n; i++) {
+		const struct raft_server *s = &conf->servers[i];
+		bool self = s->id == r->id;
+		bool live = !self && alive_member(net, s->id);
+		in = in || self;
+		anyone = anyone || live;
+		if (s->role != RAFT_VOTER)
+			continue;
+		voters++;
+		voter = voter || self;
+		others += live;
+	}
+	if (!in)
+		return false;
+	if (!voter)
+		return r->configuration_uncommitted_index != 0;
+	return anyone && others * 2 <= voters;
+}
+
+static void leave_check(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl->leave_wait)
+		atomic_store(&ctl->needed, still_needed(net));
+}
+
+static void run_leave_wait(rayc__net *net, void *arg)
+{
+	(void)arg;
+	net->ctl->leave_wait = true;
+	leave_check(net);
+}
+
+void rayc__ctl_leave_wait(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl == NULL)
+		return;
+	/* At most a heartbeat timeout: the others wait that long for a
+	 * silent peer anyway before they declare it dead. */
+	int64_t t0 = rayc__now_ns(), deadline = t0 + net->timeout_ns;
+	atomic_store(&ctl->needed, true); /* until the loop has looked */
+	rayc__ctl_post_once(net, &ctl->leave_work, run_leave_wait, NULL);
+	while (rayc__now_ns() < deadline) {
+		/* Also done when a peer answered REMOVED (our removal is
+		 * committed there), or when the cluster is gone. */
+		if (!atomic_load(&ctl->needed) || atomic_load(&net->cut_off) ||
+		    atomic_load(&net->cluster_down)) {
+			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-LEAVE",
+			          "the peers that stay can do without this "
+			          "one (waited %lld ms)",
+			          (long long)((rayc__now_ns() - t0) / 1000000));
+			return;
+		}
+		rayc__sleep_ms(2);
+	}
+	rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LEAVE",
+	          "leaving while the peers that stay may still need this "
+	          "peer's vote (no demotion or removal committed in %lld ms)",
+	          (long long)(net->timeout_ns / 1000000));
+}
+
 /* ---- start and stop ---- */
 
 static void close_cb(struct raft *r)
@@ -707,6 +803,9 @@ int rayc__ctl_init(rayc__net *net)
 	ctl->net = net;
 	const char *deaf = getenv("RAYC__DEAF_RAFT"); /* tests only */
 	ctl->deaf = deaf != NULL && *deaf == '1';
+	const char *stall = getenv("RAYC__LEADER_STALL_MS"); /* tests only */
+	if (stall != NULL && atoi(stall) > 0)
+		ctl->stall_ms = atoi(stall);
 	rayc__mutex_init(&ctl->mu);
 	ctl->wake = event_new(net->base, -1, 0, rayc__ctl_on_wake, net);
 	if (ctl->wake == NULL) {

@@ -58,6 +58,10 @@ struct rayc__ctl {
 	struct raft_fsm fsm;
 	bool inited, started, closing, close_called;
 	bool deaf; /* tests only (RAYC__DEAF_RAFT): drops every RAFT frame */
+	/* Tests only (RAYC__LEADER_STALL_MS): a new leader's loop stalls
+	 * this long once it has sent its first heartbeats and appended its
+	 * barrier, as on a loaded host. */
+	int stall_ms;
 	struct event *wake, *rtick;
 	raft_io_tick_cb tick_cb;
 	raft_io_recv_cb recv_cb;
@@ -79,7 +83,7 @@ struct rayc__ctl {
 	rayc__mutex mu;
 	rayc__ctl_work *head, *tail;
 	bool inline_posts; /* the loop is gone: run posted work at once */
-	rayc__ctl_work start_work, close_work, transfer_work;
+	rayc__ctl_work start_work, close_work, transfer_work, leave_work;
 	/* Leader duties. */
 	struct raft_change change;
 	bool changing;
@@ -90,6 +94,11 @@ struct rayc__ctl {
 	_Atomic bool no_transfer;
 	bool handing_over; /* leaving as the coordinator */
 	raft_id handover_to; /* 0: any live peer */
+	/* Leaving: whether the peers that stay still need this one's vote
+	 * (rayc__ctl_leave_wait; recomputed after every batch of raft work
+	 * once leave_wait is set). */
+	bool leave_wait;
+	_Atomic bool needed;
 	/* A new leader's state may trail what its predecessor committed and
 	 * answered: it answers reads and admits peers only once a barrier
 	 * of its own term is applied. */

@@ -785,6 +785,7 @@ void rayc__net_stop(rayc__rt *rt)
 		rayc__ctl_hand_over(net);
 		atomic_store(&net->leaving, true);
 		say_to_all(net, RAYC__MSG_LEAVE, true);
+		rayc__ctl_leave_wait(net);
 		int linger = atomic_load(&leave_linger_ms);
 		if (linger > 0)
 			rayc__sleep_ms(linger);

@@ -537,6 +537,10 @@ void rayc__ctl_stop(rayc__net *net);  /* closes raft; loop still running */
 /* If this peer is the coordinator, asks Raft to hand the role to another
  * voter and waits (at most 2 s) for it to move. */
 void rayc__ctl_hand_over(rayc__net *net);
+/* Leaving, after the LEAVE: waits (at most a heartbeat timeout) while
+ * the peers that stay still need this peer's vote to commit, so Raft
+ * goes on answering until it is a standby or removed. */
+void rayc__ctl_leave_wait(rayc__net *net);
 /* After the loop thread ended: runs what is left; later posts run at
  * once.  fini (after every connection is freed) frees it. */
 void rayc__ctl_drain(rayc__net *net);
