@@ -28,10 +28,11 @@ static int nkids;
 
 /* The driver: this test process, founding a cluster (address NULL) or
  * joining the one at address, with a heartbeat timeout of hb_ms. */
-static inline void driver_start_hb(const char *address, int hb_ms)
+static inline void driver_start_store(const char *address, int hb_ms,
+                                      size_t store)
 {
 	rayc_config c = { .num_workers = 2,
-		          .store_bytes = (size_t)512 << 20,
+		          .store_bytes = store,
 		          .prefault_bytes = (size_t)4 << 20,
 		          .listen = "tcp://127.0.0.1:0",
 		          .address = address,
@@ -40,6 +41,11 @@ static inline void driver_start_hb(const char *address, int hb_ms)
 	int rc = rayc_init(&c);
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 	cr_assert_not_null(rayc_address());
+}
+
+static inline void driver_start_hb(const char *address, int hb_ms)
+{
+	driver_start_store(address, hb_ms, (size_t)512 << 20);
 }
 
 static inline void driver_start_at(const char *address)
@@ -206,8 +212,9 @@ static inline uint32_t peer_of(pid_t pid)
 /* A driver process that serves (net_peer with NET_PEER_ADDR_FILE):
  * founding a cluster (join NULL) or joining the one at join.  Its
  * address is read back from the file it writes. */
-static inline pid_t spawn_serving_with(char *addr, size_t cap,
-                                       const char *join, const char *extra)
+static inline pid_t spawn_serving_env(char *addr, size_t cap,
+                                      const char *join,
+                                      const char *const *extra)
 {
 	char dir[] = "/tmp/rayc-ctl-XXXXXX";
 	cr_assert_not_null(mkdtemp(dir));
@@ -215,9 +222,12 @@ static inline pid_t spawn_serving_with(char *addr, size_t cap,
 	snprintf(file, sizeof(file), "%s/addr", dir);
 	snprintf(fenv, sizeof(fenv), "NET_PEER_ADDR_FILE=%s", file);
 	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", join ? join : "");
-	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
-		             join != NULL ? aenv : extra,
-		             join != NULL ? extra : NULL, NULL };
+	const char *fe[8] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0" };
+	int k = 2;
+	if (join != NULL)
+		fe[k++] = aenv;
+	for (int i = 0; extra != NULL && extra[i] != NULL && k < 7; i++)
+		fe[k++] = extra[i];
 	pid_t f = spawn_with(TOKEN, fe);
 	FILE *fp = NULL;
 	RT_WAIT_FOR((fp = fopen(file, "r")) != NULL, 20000);
@@ -228,6 +238,13 @@ static inline pid_t spawn_serving_with(char *addr, size_t cap,
 	rmdir(dir);
 	addr[strcspn(addr, "\n")] = '\0';
 	return f;
+}
+
+static inline pid_t spawn_serving_with(char *addr, size_t cap,
+                                       const char *join, const char *extra)
+{
+	const char *e[] = { extra, NULL };
+	return spawn_serving_env(addr, cap, join, e);
 }
 
 static inline pid_t spawn_serving(char *addr, size_t cap, const char *join)

@@ -94,13 +94,36 @@ static int reap_exited(void)
 /* A cluster of `peers` peers: a serving founder (a process, so that the
  * coordinator can be killed), this test process as the driver joined to
  * it, and worker processes. */
+/* Every peer's object store (MiB): the long 80 KiB tree reduce keeps
+ * its 50,000 leaves' results (4 GB) alive at once, and rayc does not
+ * spill to disk. */
+static int store_mib = 512;
+
+static const char *store_env(void)
+{
+	static char env[64];
+	snprintf(env, sizeof(env), "RAYC_OBJECT_STORE_BYTES=%dm", store_mib);
+	return env;
+}
+
+/* A worker joining through this driver. */
+static pid_t chaos_peer(void)
+{
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *env[] = { addr, "RAYC_ROLE=worker", hb_env(), store_env(),
+		              NULL };
+	return spawn_with(TOKEN, env);
+}
+
 static pid_t chaos_cluster(int peers)
 {
 	char addr[200];
-	pid_t f = spawn_serving_with(addr, sizeof(addr), NULL, hb_env());
-	driver_start_hb(addr, hb_ms());
+	const char *env[] = { hb_env(), store_env(), NULL };
+	pid_t f = spawn_serving_env(addr, sizeof(addr), NULL, env);
+	driver_start_store(addr, hb_ms(), (size_t)store_mib << 20);
 	for (int i = 2; i < peers; i++)
-		spawn_peer(TOKEN, hb_env());
+		chaos_peer();
 	wait_alive((size_t)peers);
 	return f;
 }
@@ -249,7 +272,7 @@ static void *killer_main(void *arg)
 		                                sizeof(why))) &&
 		       !atomic_load(&k->stop) && rt_now_ms() < deadline) {
 			if (reap_exited() > 0 && nkids < MAXKIDS) {
-				spawn_peer(TOKEN, hb_env());
+				chaos_peer();
 				atomic_fetch_add(&k->replaced, 1);
 			}
 			sleep_ms(10);
@@ -268,7 +291,7 @@ static void *killer_main(void *arg)
 			continue;
 		kill_slot(live[rand_r(&seed) % (unsigned)n]);
 		atomic_fetch_add(&k->kills, 1);
-		spawn_peer(TOKEN, hb_env());
+		chaos_peer();
 	}
 	return NULL;
 }
@@ -396,7 +419,10 @@ Test(chaos, tree_reduce_small_results_under_kills)
 
 Test(chaos, tree_reduce_80k_results_under_kills)
 {
-	tree_under_kills(chaos_long() ? 20000 : 3000, 80 << 10,
+	/* Long form: 100,000 tasks (50,000 leaves). */
+	if (chaos_long())
+		store_mib = 2048;
+	tree_under_kills(chaos_long() ? 50000 : 3000, 80 << 10,
 	                 chaos_long() ? 25 : 3);
 }
 
@@ -525,7 +551,7 @@ Test(chaos, kv_writes_survive_coordinator_kills)
 		                                rt_now_ms() + 30000 * SLOW);
 		cr_assert_geq(first, 0, "no write committed after kill %d", k);
 		failover[k] = (first - t) / 1000000;
-		spawn_peer(TOKEN, hb_env());
+		chaos_peer();
 		/* The next kill only once the configuration has settled again
 		 * (wait_settled says why); how long that takes is a figure. */
 		wait_settled(5);
