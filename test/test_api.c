@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "helpers.h"
 #include "testing.h"
@@ -512,4 +513,52 @@ Test(api, oom_fails_every_return, .timeout = 30)
 		rayc_release(r[i]);
 	}
 	rayc__test_fault(RAYC__FAULT_TASK_RETURNS, 0);
+}
+
+static atomic_int gate_open;
+
+/* Holds its worker until gate_open. */
+static void gate(rayc_ctx *c)
+{
+	struct timespec ts = { 0, 1000000 };
+	while (!atomic_load(&gate_open))
+		nanosleep(&ts, NULL);
+	rayc_return_i64(c, 0, 1);
+}
+RAYC_REMOTE(gate)
+
+static void two_args(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, 2);
+}
+RAYC_REMOTE(two_args)
+
+/* A task whose first argument is still being made and whose second has
+ * failed fails at once; the count of tasks waiting for arguments must not
+ * go below zero (it wrapped to 2^64-1, which the heartbeat then reported
+ * as this peer's queue). */
+Test(api, a_failed_argument_after_a_pending_one_keeps_counts_sane)
+{
+	rayc_ref slow, bad, r;
+	rayc_view v;
+	atomic_store(&gate_open, 0);
+	cr_assert_eq(rayc_call(&slow, "gate"), RAYC_OK);
+	cr_assert_eq(rayc_call(&bad, "divide", RAYC_I64(1), RAYC_I64(0)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get(bad, &v, 5000), RAYC_ETASK);
+	rayc_view_release(&v);
+	cr_assert_eq(rayc_call(&r, "two_args", RAYC_REF(slow), RAYC_REF(bad)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 5000), RAYC_ETASK);
+	rayc_view_release(&v);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_lt(st.tasks_pending, 10, "tasks_pending %llu",
+	             (unsigned long long)st.tasks_pending);
+	atomic_store(&gate_open, 1);
+	cr_assert_eq(rayc_get(slow, &v, 5000), RAYC_OK);
+	rayc_view_release(&v);
+	rayc_release(slow);
+	rayc_release(bad);
+	rayc_release(r);
 }

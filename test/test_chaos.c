@@ -421,7 +421,7 @@ Test(chaos, tree_reduce_80k_results_under_kills)
 {
 	/* Long form: 100,000 tasks (50,000 leaves). */
 	if (chaos_long())
-		store_mib = 2048;
+		store_mib = 3072;
 	tree_under_kills(chaos_long() ? 50000 : 3000, 80 << 10,
 	                 chaos_long() ? 25 : 3);
 }

@@ -487,6 +487,10 @@ static bool start_task_locked(rayc__rt *rt, rayc__task *t, worklist *rebuild)
 		char *msg = strdup(why);
 		wl_init(&fail);
 		t->state = RAYC__TASK_PENDING_ARGS;
+		/* Counted as waiting for the arguments linked before the bad
+		 * one, as task_abort_locked expects (it uncounts it). */
+		if (t->deps_pending > 0)
+			rt->pending_args++;
 		task_abort_locked(rt, t, &fail);
 		t->deps_pending = 0;
 		fail_all_locked(rt, &fail, err, msg != NULL ? msg : "failed");
