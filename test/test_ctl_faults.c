@@ -606,10 +606,11 @@ Test(ctl_faults, a_newcomer_killed_while_promoted_stops_no_stable_peer)
 		             "founder lost its leadership", round);
 		cr_assert_lt(rt_now_ms() - t0, 5 * hb, "round %d: %lld ms to "
 		             "recover", round, (long long)(rt_now_ms() - t0));
+		const char *when = promoting ? "in its promotion"
+		                   : voter   ? "as a new voter"
+		                             : "once a member";
 		cr_log_info("round %d: peer %u killed %s; %lld ms to recover",
-		            round, nid, promoting ? "in its promotion"
-		                        : voter ? "as a new voter" : "once a member",
-		            (long long)(rt_now_ms() - t0));
+		            round, nid, when, (long long)(rt_now_ms() - t0));
 	}
 	/* A new peer joins and stays: three voters. */
 	pid_t n = spawn_with(TOKEN, env);
