@@ -45,6 +45,11 @@ uint64_t rayc__test_sends_under_lock(void);
 /* This peer's control store term as last seen by its loop thread: it
  * grows with every election. */
 uint64_t rayc__test_ctl_term(void);
+/* The peer this peer, as the coordinator, is making a voter now (from
+ * the request until the change commits or fails), 0 if none. */
+uint32_t rayc__test_ctl_promoting(void);
+/* Whether this peer's Raft configuration holds peer id (any role). */
+bool rayc__test_ctl_in_conf(uint32_t id);
 /* A KV put (or delete) sent as write number req of this peer: sending
  * the same req again is what a retry after a failover does. */
 int rayc__test_kv_write(bool put, const char *key, const void *val,

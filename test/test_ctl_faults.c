@@ -471,3 +471,156 @@ Test(ctl_faults, a_replica_that_cannot_apply_a_write_leaves)
 	assert_tree_sum(1000);
 	cluster_stop();
 }
+
+/* ---- a newcomer that dies while it is being made a voter ---- */
+
+/* Peer id's entry in the whole cluster view (every peer ever seen, so
+ * more than MAXP * 2 once many came and went); false if not there. */
+static bool view_of(uint32_t id, rayc_peer_info *out)
+{
+	static rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
+		if (pi[i].id == id) {
+			*out = pi[i];
+			return true;
+		}
+	return false;
+}
+
+static bool voter_now(uint32_t id)
+{
+	rayc_peer_info p;
+	return view_of(id, &p) && p.alive && p.is_voter;
+}
+
+static bool gone_now(uint32_t id)
+{
+	rayc_peer_info p;
+	return view_of(id, &p) && !p.alive;
+}
+
+/* The coordinator in this peer's view (0: none). */
+static uint32_t coord_now(void)
+{
+	static rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
+		if (pi[i].alive && pi[i].is_coordinator)
+			return pi[i].id;
+	return 0;
+}
+
+/* A KV write from a task on peer commits: that peer follows a live
+ * coordinator.  Returns the put's result (or the call's error). */
+static int kv_put_on(uint32_t peer, const char *key)
+{
+	rayc_task_opts o = on_peer(peer);
+	o.max_retries = 0;
+	rayc_ref r;
+	int64_t v = -1;
+	if (rayc_call_opts(&r, "nf_kv_write", &o, RAYC_STR(key),
+	                   RAYC_STR("1")) != 0)
+		return -1;
+	int rc = rayc_get_i64(r, &v, 10000);
+	rayc_release(r);
+	return rc != 0 ? rc : (int)v;
+}
+
+/* Two stable peers (this driver, the founder, and one worker) at the
+ * default 1000 ms heartbeat timeout: one voter and one standby.  Again
+ * and again a third peer joins, so the coordinator makes voters up to
+ * three, and is SIGKILLed while it is being promoted (in turn: as soon as
+ * it is a member, during its promotion, once counted a voter).  Each
+ * time, within five heartbeat timeouts of the kill, both stable peers
+ * commit KV writes, neither stops itself, the founder still leads in the
+ * same term (it never lost its majority), and the dead peer is out of
+ * the membership and, within half a heartbeat timeout, out of the Raft
+ * configuration; at the end a new peer joins and becomes a voter. */
+Test(ctl_faults, a_newcomer_killed_while_promoted_stops_no_stable_peer)
+{
+	const int hb = 1000, rounds = 12;
+	const char *hbe = "RAYC_HEARTBEAT_TIMEOUT_MS=1000";
+	char addr[200];
+	driver_start_hb(NULL, hb);
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *env[] = { hbe, addr, "RAYC_ROLE=worker", NULL };
+	pid_t w = spawn_with(TOKEN, env);
+	wait_alive(2);
+	uint32_t wid = peer_of(w);
+	cr_assert_neq(wid, 0);
+	uint64_t term = rayc__test_ctl_term();
+	for (int round = 0; round < rounds; round++) {
+		pid_t n = spawn_with(TOKEN, env);
+		int slot = nkids - 1;
+		uint32_t nid = 0;
+		RT_WAIT_FOR((nid = peer_of(n)) != 0 || !running(n), 20000);
+		cr_assert_neq(nid, 0, "round %d: the newcomer did not join",
+		              round);
+		int mode = round % 3;
+		if (mode == 1)
+			RT_WAIT_FOR(rayc__test_ctl_promoting() == nid ||
+			            voter_now(nid), 20000);
+		else if (mode == 2)
+			RT_WAIT_FOR(voter_now(nid), 20000);
+		bool promoting = rayc__test_ctl_promoting() == nid;
+		bool voter = voter_now(nid);
+		kill(n, SIGKILL);
+		int64_t t0 = rt_now_ms();
+		cr_assert(mode == 0 || promoting || voter,
+		          "round %d: peer %u was never promoted", round, nid);
+		stop_kid(slot, SIGKILL);
+		char key[32];
+		snprintf(key, sizeof(key), "d%d", round);
+		int rc = -1;
+		while (rt_now_ms() - t0 < 5 * hb &&
+		       (rc = rayc_kv_put(key, "1", 1)) != RAYC_OK)
+			;
+		cr_assert_eq(rc, RAYC_OK, "round %d: the driver's KV put: %s",
+		             round, rayc_errmsg());
+		snprintf(key, sizeof(key), "w%d", round);
+		rc = -1;
+		while (rt_now_ms() - t0 < 5 * hb && running(w) &&
+		       (rc = kv_put_on(wid, key)) != RAYC_OK)
+			;
+		cr_assert(running(w), "round %d: the stable worker stopped",
+		          round);
+		cr_assert_eq(rc, RAYC_OK, "round %d: the worker's KV put: %s",
+		             round, rayc_strerror(rc));
+		RT_WAIT_FOR(gone_now(nid), 5 * hb);
+		cr_assert(gone_now(nid), "round %d: peer %u not removed", round,
+		          nid);
+		/* Out of the Raft configuration well before libraft would
+		 * give up on a promotee's catch-up (one heartbeat timeout):
+		 * meanwhile no other change could be made. */
+		RT_WAIT_FOR(!rayc__test_ctl_in_conf(nid), hb / 2);
+		cr_assert(!rayc__test_ctl_in_conf(nid), "round %d: dead peer "
+		          "%u still in the configuration after %lld ms", round,
+		          nid, (long long)(rt_now_ms() - t0));
+		uint32_t coord = coord_now();
+		cr_assert_eq(coord, 1, "round %d: the founder does not lead "
+		             "(%u does)", round, coord);
+		cr_assert_eq(rayc__test_ctl_term(), term, "round %d: the "
+		             "founder lost its leadership", round);
+		cr_assert_lt(rt_now_ms() - t0, 5 * hb, "round %d: %lld ms to "
+		             "recover", round, (long long)(rt_now_ms() - t0));
+		const char *when = promoting ? "in its promotion"
+		                   : voter   ? "as a new voter"
+		                             : "once a member";
+		cr_log_info("round %d: peer %u killed %s; %lld ms to recover",
+		            round, nid, when, (long long)(rt_now_ms() - t0));
+	}
+	/* A new peer joins and stays: three voters. */
+	pid_t n = spawn_with(TOKEN, env);
+	int64_t t0 = rt_now_ms();
+	RT_WAIT_FOR(peer_of(n) != 0 && voter_now(peer_of(n)), 5 * hb);
+	cr_assert(peer_of(n) != 0 && voter_now(peer_of(n)),
+	          "the last newcomer was not made a voter in %d ms", 5 * hb);
+	cr_log_info("the last newcomer became a voter in %lld ms",
+	            (long long)(rt_now_ms() - t0));
+	cr_assert(running(w), "the stable worker stopped");
+	cr_assert_eq(rayc_kv_put("end", "1", 1), RAYC_OK, "%s", rayc_errmsg());
+	cluster_stop();
+}

@@ -191,8 +191,10 @@ static void change_cb(struct raft_change *req, int status)
 
 void rayc__ctl_slot_reset(rayc__net *net, uint32_t id)
 {
-	if (net->ctl != NULL)
+	if (net->ctl != NULL) {
 		net->ctl->promote_failed[id] = 0;
+		net->ctl->standby_since[id] = 0;
+	}
 }
 
 bool rayc__ctl_slot_free(rayc__net *net, uint32_t id, bool *later)
@@ -221,29 +223,102 @@ static bool alive_member(rayc__net *net, raft_id id)
 	return a;
 }
 
-/* The standby to make a voter: a live one whose last promotion failed
- * longest ago (never, first); none whose promotion failed within the
- * last heartbeat timeout, so that one stuck or dying peer does not hold
- * every other change up (each try blocks changes until libraft gives up
- * on its catch-up, one heartbeat timeout). */
-static raft_id promotee(rayc__net *net)
+/* A standby is made a voter only once it has been a live standby for a
+ * while: a peer that dies or leaves right after joining never enters the
+ * voters (its death there would cost them a vote until it is removed). */
+static int64_t settle_ns(rayc__net *net)
+{
+	int64_t t = net->timeout_ns / 4;
+
+	return t < (int64_t)500000000 ? t : (int64_t)500000000;
+}
+
+/* Notes when each live standby was first seen as one (loop thread, on
+ * every reconcile, so the time counts while no promotion is wanted). */
+static void track_standbys(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
 	const struct raft_configuration *conf = &ctl->raft.configuration;
 	int64_t now = rayc__now_ns();
-	raft_id best = 0;
 
 	for (unsigned i = 0; i < conf->n; i++) {
 		const struct raft_server *s = &conf->servers[i];
+		if (s->id >= RAYC__MAX_PEERS)
+			continue;
 		if (s->role != RAFT_STANDBY || !alive_member(net, s->id))
+			ctl->standby_since[s->id] = 0;
+		else if (ctl->standby_since[s->id] == 0)
+			ctl->standby_since[s->id] = now;
+	}
+}
+
+/* The standby to make a voter, 0 for none now: a live one that has been
+ * a standby for settle_ns() and has the whole log (then raft_assign
+ * appends the new configuration at once, with no catch-up rounds that
+ * would hold every other change up if it died meanwhile; one still
+ * behind after a heartbeat timeout but answering goes through them, as
+ * under a steady stream of writes), none whose promotion failed within
+ * the last heartbeat timeout; of those, the one that has been a standby
+ * longest.  Making the voters even (2 or 4) takes two such standbys, so
+ * that the next promotion follows at once: two voters one of which dies
+ * have no majority left, not even to remove it. */
+static raft_id promotee(rayc__net *net, uint32_t voters)
+{
+	rayc__ctl *ctl = net->ctl;
+	struct raft *r = &ctl->raft;
+	const struct raft_configuration *conf = &r->configuration;
+	const struct raft_progress *pr = r->leader_state.progress;
+	raft_index last = raft_last_index(r);
+	int64_t now = rayc__now_ns();
+	raft_id best = 0;
+	unsigned ready = 0;
+
+	for (unsigned i = 0; i < conf->n && pr != NULL; i++) {
+		const struct raft_server *s = &conf->servers[i];
+		if (s->id >= RAYC__MAX_PEERS || s->role != RAFT_STANDBY)
 			continue;
+		int64_t since = ctl->standby_since[s->id];
 		int64_t f = ctl->promote_failed[s->id];
-		if (f != 0 && now - f < net->timeout_ns)
+		if (since == 0 || now - since < settle_ns(net) ||
+		    (f != 0 && now - f < net->timeout_ns))
 			continue;
-		if (best == 0 || f < ctl->promote_failed[best])
+		if (pr[i].match_index < last &&
+		    (now - since < net->timeout_ns || !pr[i].recent_recv))
+			continue;
+		ready++;
+		if (best == 0 || since < ctl->standby_since[best])
 			best = s->id;
 	}
+	if (voters % 2 == 1 && ready < 2)
+		return 0;
 	return best;
+}
+
+/* The standby being promoted is dead (its removal is applied) while
+ * libraft still waits for it to catch up: give the promotion up now, as
+ * libraft itself would only after a catch-up round's limit, so that the
+ * dead server's removal and every other change need not wait. */
+static void drop_dead_promotion(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+	struct raft *r = &ctl->raft;
+	uint32_t id = atomic_load(&ctl->promoting);
+
+	if (!ctl->changing || id == 0 || alive_member(net, id) ||
+	    raft_state(r) != RAFT_LEADER ||
+	    r->leader_state.promotee_id != id ||
+	    r->leader_state.change != &ctl->change)
+		return;
+	/* What libraft's tickLeader does when a promotee is unresponsive
+	 * (libraft 0.15): no entry was appended yet, nothing to undo. */
+	r->leader_state.promotee_id = 0;
+	r->leader_state.round_index = 0;
+	r->leader_state.round_number = 0;
+	r->leader_state.round_start = 0;
+	r->leader_state.change = NULL;
+	rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
+	          "promotion of server %u given up: it is dead", id);
+	change_cb(&ctl->change, RAFT_NOCONNECTION);
 }
 
 /* One step towards: every live member in the configuration, dead ones
@@ -260,7 +335,12 @@ static void reconcile(rayc__net *net)
 	const struct raft_configuration *conf = &r->configuration;
 	int rv = 0;
 
-	if (ctl->changing || ctl->handing_over || !rayc__ctl_is_leader(net) ||
+	if (ctl->changing)
+		drop_dead_promotion(net);
+	if (!rayc__ctl_is_leader(net))
+		return;
+	track_standbys(net);
+	if (ctl->changing || ctl->handing_over ||
 	    r->configuration_uncommitted_index != 0)
 		return;
 	ctl->change.data = net;
@@ -315,7 +395,7 @@ static void reconcile(rayc__net *net)
 	for (unsigned i = 0; i < conf->n; i++)
 		voters += conf->servers[i].role == RAFT_VOTER;
 	if (voters < want) {
-		raft_id id = promotee(net);
+		raft_id id = promotee(net, voters);
 		if (id == 0)
 			return;
 		rv = raft_assign(r, &ctl->change, id, RAFT_VOTER, change_cb);
@@ -367,10 +447,17 @@ void rayc__ctl_after(rayc__net *net)
 	const struct raft_configuration *conf = &ctl->raft.configuration;
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
 		net->peers[i].voter = false;
-	for (unsigned i = 0; i < conf->n; i++)
-		if (conf->servers[i].id < RAYC__MAX_PEERS &&
-		    conf->servers[i].role == RAFT_VOTER)
-			net->peers[conf->servers[i].id].voter = true;
+	uint32_t has[RAYC__MAX_PEERS / 32] = { 0 };
+	for (unsigned i = 0; i < conf->n; i++) {
+		raft_id id = conf->servers[i].id;
+		if (id >= RAYC__MAX_PEERS)
+			continue;
+		has[id / 32] |= (uint32_t)1 << (id % 32);
+		if (conf->servers[i].role == RAFT_VOTER)
+			net->peers[id].voter = true;
+	}
+	for (unsigned i = 0; i < RAYC__MAX_PEERS / 32; i++)
+		atomic_store(&ctl->conf_seen[i], has[i]);
 	bool became = false;
 	/* raft names the leader it last heard of in its current term; a
 	 * MEMBERS broadcast may already have told of a newer one. */
@@ -891,6 +978,25 @@ uint64_t rayc__test_ctl_term(void)
 	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
 		return 0;
 	return atomic_load(&rt->net->ctl->term_seen);
+}
+
+uint32_t rayc__test_ctl_promoting(void)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
+		return 0;
+	return atomic_load(&rt->net->ctl->promoting);
+}
+
+bool rayc__test_ctl_in_conf(uint32_t id)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL ||
+	    id >= RAYC__MAX_PEERS)
+		return false;
+	return atomic_load(&rt->net->ctl->conf_seen[id / 32]) >> (id % 32) & 1;
 }
 
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored)

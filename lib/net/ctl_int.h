@@ -75,6 +75,9 @@ struct rayc__ctl {
 	struct raft_snapshot snap; /* one buffer */
 	_Atomic uint64_t n_snapshots, n_restored;
 	_Atomic uint64_t term_seen; /* raft's current term, for tests */
+	/* Which ids raft's configuration holds, as last seen by the loop
+	 * thread (a bit per id), for tests. */
+	_Atomic uint32_t conf_seen[RAYC__MAX_PEERS / 32];
 	/* Applied KV writes (loop thread only). */
 	dedup *seen;
 	dedup *ring; /* DEDUP_MAX slots, oldest at ring_head */
@@ -87,9 +90,14 @@ struct rayc__ctl {
 	/* Leader duties. */
 	struct raft_change change;
 	bool changing;
-	uint32_t promoting; /* the change is this standby's promotion */
+	/* The change is this standby's promotion (written by the loop
+	 * thread only; atomic for rayc__test_ctl_promoting). */
+	_Atomic uint32_t promoting;
 	/* When each peer's last promotion failed (0: never; loop thread). */
 	int64_t promote_failed[RAYC__MAX_PEERS];
+	/* When this leader first saw each peer as a live standby (0: not
+	 * yet; loop thread): how long it has been one. */
+	int64_t standby_since[RAYC__MAX_PEERS];
 	struct raft_transfer transfer;
 	_Atomic bool no_transfer;
 	bool handing_over; /* leaving as the coordinator */
