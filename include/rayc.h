@@ -480,6 +480,13 @@ typedef struct rayc_peer_info {
 	uint64_t tasks_queued;
 } rayc_peer_info;
 
+/* The cluster's token, NUL-terminated, into out (cap bytes; 65 is enough
+ * for one rayc made).  A founder started without RAYC_TOKEN makes a
+ * random one, so nobody who does not know it can join (closed by
+ * default); give it to the peers that should join.  RAYC_ESTATE outside
+ * a cluster, RAYC_EINVAL if cap is too small.  Thread-safe. */
+RAYC_API int rayc_cluster_token(char *out, size_t cap);
+
 /* The cluster view (every peer ever seen, dead ones with alive = 0):
  * fills up to cap entries and sets *n to the number there are. */
 RAYC_API int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n);

@@ -287,6 +287,45 @@ Test(net, wrong_token_is_refused_and_runs_nothing)
 	cluster_stop();
 }
 
+/* Closed by default: a founder started without a token makes a random
+ * one; a peer without it is refused (before: the key was BLAKE2b("") and
+ * any local user could join), a peer given it by the program joins. */
+Test(net, a_founder_without_token_admits_only_who_it_tells)
+{
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)256 << 20,
+		          .listen = "tcp://127.0.0.1:0",
+		          .heartbeat_timeout_ms = 6000 };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "%s", rayc_errmsg());
+	char tok[80];
+	cr_assert_eq(rayc_cluster_token(tok, sizeof(tok)), RAYC_OK);
+	cr_assert_eq(strlen(tok), 32, "token '%s'", tok);
+	char small[8];
+	cr_assert_eq(rayc_cluster_token(small, sizeof(small)), RAYC_EINVAL);
+	pid_t bad = spawn_peer("", NULL);
+	int code = reap(bad, 20000);
+	kids[--nkids] = 0;
+	cr_assert_eq(code, 3, "a peer without the token ended with %d", code);
+	cr_assert_eq(alive_peers(), 1);
+	spawn_peer(tok, NULL);
+	wait_alive(2);
+	cluster_stop();
+}
+
+/* Listening beyond loopback needs a token; this URL binds every
+ * interface.  Refused by the URL's parse already, and now also by the
+ * address the listener actually bound (bound_loopback). */
+Test(net, a_url_that_binds_every_interface_needs_a_token)
+{
+	rayc_config c = { .num_workers = 1,
+		          .listen = "tcp://127.0.0.1@0.0.0.0:0" };
+	int rc = rayc_init(&c);
+	if (rc == RAYC_OK)
+		rayc_shutdown();
+	cr_assert_eq(rc, RAYC_EINVAL, "rayc_init gave %d: %s", rc,
+	             rayc_errmsg());
+}
+
 Test(net, kv_written_on_one_peer_is_read_on_all)
 {
 	driver_start();

@@ -29,6 +29,27 @@ const char *rayc_address(void)
 	return rt->net->url;
 }
 
+int rayc_cluster_token(char *out, size_t cap)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (out == NULL || cap == 0)
+		return rayc__err(RAYC_EINVAL, "NULL or empty buffer");
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL)
+		return rayc__err(RAYC_ESTATE, "this peer is not in a cluster");
+	size_t n = strlen(net->token);
+	int rc = RAYC_OK;
+	if (n + 1 > cap)
+		rc = rayc__err(RAYC_EINVAL, "the token needs %zu bytes", n + 1);
+	else
+		memcpy(out, net->token, n + 1);
+	rayc__net_put(net);
+	return rc;
+}
+
 int rayc_cluster_peers(rayc_peer_info *out, size_t cap, size_t *n)
 {
 	rayc__rt *rt = rayc__g;

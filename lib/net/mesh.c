@@ -506,8 +506,28 @@ static int set_advertised(rayc__net *net, const char *listen,
 	return RAYC_OK;
 }
 
+/* Is the address the listener actually bound loopback?  Decided from
+ * the socket, not the URL's text (tcp://127.0.0.1@0.0.0.0:0 binds every
+ * interface). */
+static bool bound_loopback(nng_stream_listener *lst)
+{
+	nng_sockaddr sa;
+
+	if (nng_stream_listener_get_addr(lst, NNG_OPT_LOCADDR, &sa) != 0)
+		return false;
+	if (sa.s_family == NNG_AF_INET) {
+		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+		return a[0] == 127; /* network byte order */
+	}
+	if (sa.s_family == NNG_AF_INET6) {
+		static const uint8_t lo[16] = { [15] = 1 };
+		return memcmp(sa.s_in6.sa_addr, lo, 16) == 0;
+	}
+	return false;
+}
+
 static int listen_on(rayc__net *net, const char *url,
-                     const rayc__net_conf *conf)
+                     const rayc__net_conf *conf, bool no_token)
 {
 	int rv, port = 0;
 
@@ -525,6 +545,10 @@ static int listen_on(rayc__net *net, const char *url,
 	if (rv != 0)
 		return rayc__err(RAYC_ESYS, "cannot listen on '%s': %s", url,
 		                 nng_strerror(rv));
+	if (no_token && !bound_loopback(net->lst))
+		return rayc__err(RAYC_EINVAL, "listen address '%s' is bound "
+		                 "beyond loopback: that needs a cluster token "
+		                 "(RAYC_TOKEN)", url);
 	(void)nng_stream_listener_get_int(net->lst, NNG_OPT_TCP_BOUND_PORT,
 	                                  &port);
 	int rc = set_advertised(net, url, conf->advertise, conf->address, port);
@@ -567,6 +591,9 @@ static void net_free(rayc__net *net)
 		event_base_free(net->base);
 	rayc__close_fd(net->parent_fd);
 	rayc__close_fd(net->kid_pipe_w);
+	if (net->token != NULL)
+		sodium_memzero(net->token, strlen(net->token));
+	free(net->token);
 	rayc__mutex_fini(&net->mu);
 	free(net);
 }
@@ -594,8 +621,11 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 		return rayc__err(RAYC_EINVAL, "listening on %s (beyond "
 		                 "loopback) needs a cluster token: set "
 		                 "RAYC_TOKEN", listen);
-	if (conf->local_peers > 1 && *token == '\0') {
-		/* A local cluster gets a fresh token nobody else knows. */
+	bool no_token = *token == '\0';
+	if (conf->address == NULL && no_token) {
+		/* Closed by default: a founder without a token makes a fresh
+		 * one that nobody else knows; its local peers get it privately
+		 * (their environment), the program by rayc_cluster_token. */
 		unsigned char raw[16];
 		randombytes_buf(raw, sizeof(raw));
 		sodium_bin2hex(token_buf, sizeof(token_buf), raw, sizeof(raw));
@@ -617,13 +647,17 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->hb_ns = net->timeout_ns / 5;
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
+	if ((net->token = strdup(token)) == NULL) {
+		net_free(net);
+		return RAYC_ENOMEM;
+	}
 	rayc__set_unlock_hook(rayc__conn_flush_deferred);
 	rc = rayc__bulk_start(net);
 	if (rc != RAYC_OK) {
 		net_free(net);
 		return rc;
 	}
-	rc = listen_on(net, listen, conf);
+	rc = listen_on(net, listen, conf, no_token);
 	if (rc != RAYC_OK) {
 		net_free(net);
 		return rc;

@@ -251,6 +251,7 @@ struct rayc__net {
 	int64_t coord_seen;
 	char url[RAYC__URL_MAX];
 	char coord_url[RAYC__URL_MAX];
+	char *token; /* the cluster's (made here if the founder had none) */
 	unsigned char key[32];
 	nng_stream_listener *lst;
 	nng_aio *acc_aio;
