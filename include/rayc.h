@@ -301,10 +301,11 @@ typedef struct rayc_task_opts {
  * caller.  Argument values (I64, F64, STR, BYTES) are copied; REF
  * arguments are resolved to their object's value before the task runs and
  * the task waits, without holding a worker, until they are ready.
- * Errors: RAYC_ENOFUNC (unknown name), RAYC_EINVAL (NULL, bad args, bad
- * opts), RAYC_ENOTFOUND (a REF argument that is not a live ref),
- * RAYC_EINFEASIBLE (more resources than this cluster has), RAYC_ESTATE
- * (not initialised).  Thread-safe; may be called from inside tasks. */
+ * Errors: RAYC_ENOFUNC (unknown name), RAYC_EINVAL (NULL, bad args,
+ * by-value lengths whose sum overflows a size_t, bad opts), RAYC_ENOTFOUND
+ * (a REF argument that is not a live ref), RAYC_EINFEASIBLE (more
+ * resources than this cluster has), RAYC_ESTATE (not initialised).
+ * Thread-safe; may be called from inside tasks. */
 RAYC_API int rayc_call_array(rayc_ref *out, const char *fn_name,
                              const rayc_task_opts *opts, const rayc_arg *args,
                              size_t nargs);

@@ -1,6 +1,7 @@
 /* api.c -- the public entry points for tasks and objects: rayc_call,
  * rayc_get, rayc_wait, rayc_put and friends.  Each validates its input,
  * then does its work under rt->mu through lib/lineage and lib/sched. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,21 @@ static int demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 	return RAYC_OK;
 }
 
+/* *sum += n rounded up to 8; false, leaving *sum, if that overflows. */
+static bool add_copy_len(size_t *sum, size_t n)
+{
+	if (n > SIZE_MAX - 7)
+		return false;
+	n = (n + 7) & ~(size_t)7;
+	if (*sum > SIZE_MAX - n)
+		return false;
+	*sum += n;
+	return true;
+}
+
+/* Checks the arguments and sums the space their by-value copies take
+ * (*extra), refusing lengths whose sum would overflow: they would wrap
+ * to a small allocation and the copy would run past it. */
 static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 {
 	*extra = 0;
@@ -71,32 +87,42 @@ static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 			if (a->v.ptr == NULL)
 				return rayc__err(RAYC_EINVAL,
 				                 "argument %zu: NULL string", i);
-			*extra += strlen(a->v.ptr) + 1;
+			if (!add_copy_len(extra, strlen(a->v.ptr) + 1))
+				return rayc__err(RAYC_EINVAL, "argument %zu: "
+				                 "string too long", i);
 			break;
 		case RAYC_TYPE_BYTES:
 			if (a->v.ptr == NULL && a->len > 0)
 				return rayc__err(RAYC_EINVAL,
 				                 "argument %zu: NULL bytes", i);
-			*extra += a->len;
+			if (!add_copy_len(extra, a->len))
+				return rayc__err(
+					RAYC_EINVAL, "argument %zu: %zu "
+					"bytes (with the arguments before "
+					"it, more than memory can hold)",
+					i, a->len);
 			break;
 		default:
 			return rayc__err(RAYC_EINVAL,
 			                 "argument %zu: unknown type %d", i,
 			                 (int)a->type);
 		}
-		*extra = (*extra + 7) & ~(size_t)7;
 	}
 	return RAYC_OK;
 }
 
 /* One allocation holds the task, its args, its return pointers and the
- * copies of by-value data. */
+ * copies of by-value data.  NULL if out of memory, or if the size
+ * overflows (callers check each argument's length first). */
 rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
                              uint32_t nret, size_t extra)
 {
-	size_t sz = sizeof(rayc__task) + nargs * sizeof(rayc__targ) +
-	            nret * sizeof(rayc__obj *) + extra;
-	rayc__task *t = calloc(1, sz);
+	size_t fixed = sizeof(rayc__task) + nret * sizeof(rayc__obj *);
+
+	if (nargs > (SIZE_MAX - fixed) / sizeof(rayc__targ) ||
+	    extra > SIZE_MAX - fixed - nargs * sizeof(rayc__targ))
+		return NULL;
+	rayc__task *t = calloc(1, fixed + nargs * sizeof(rayc__targ) + extra);
 
 	if (t == NULL)
 		return NULL;

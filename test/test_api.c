@@ -513,3 +513,31 @@ Test(api, oom_fails_every_return, .timeout = 30)
 	}
 	rayc__test_fault(RAYC__FAULT_TASK_RETURNS, 0);
 }
+
+/* A by-value argument whose length overflows the task's size arithmetic
+ * is refused at submit; it used to wrap to a small allocation and crash
+ * in the copy. */
+Test(api, huge_bytes_argument_is_einval)
+{
+	static const char p[8] = "abcdefg";
+	rayc_ref r;
+
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_BYTES(p, (size_t)-1)),
+	             RAYC_EINVAL);
+	cr_assert(strstr(rayc_errmsg(), "argument 0") != NULL, "%s",
+	          rayc_errmsg());
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_BYTES(p, (size_t)-7)),
+	             RAYC_EINVAL);
+	/* Each fits alone; together they wrap. */
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1),
+	                       RAYC_BYTES(p, SIZE_MAX / 2),
+	                       RAYC_BYTES(p, SIZE_MAX / 2)),
+	             RAYC_EINVAL);
+	cr_assert(strstr(rayc_errmsg(), "argument 2") != NULL, "%s",
+	          rayc_errmsg());
+	cr_assert_eq(rayc_put(&r, p, SIZE_MAX), RAYC_ETOOBIG);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.tasks_submitted, 0);
+}
