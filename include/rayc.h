@@ -387,8 +387,10 @@ RAYC_API int rayc_put_abort(rayc_ref ref);
 RAYC_API int rayc_ref_dup(rayc_ref ref);
 
 /* Drops one reference.  When no ref, pending task argument or view needs
- * the object it is freed.  Unknown or already-freed refs are ignored
- * (returns RAYC_ENOTFOUND).  Thread-safe. */
+ * the object it is freed.  RAYC_ENOTFOUND, changing nothing, for a ref
+ * this process holds no reference on: unknown, released as many times as
+ * it was handed out already, or borrowed (rayc_arg_ref) and never
+ * rayc_ref_dup'ed.  Thread-safe. */
 RAYC_API int rayc_release(rayc_ref ref);
 
 /* ------------------------------------------------------------------ */

@@ -202,6 +202,7 @@ static bool dedupe_locked(rayc__rt *rt, rayc_task_id id, uint32_t nret,
 	for (uint32_t i = 0; i < nret; i++) {
 		rayc__obj *r = o->task->returns[i];
 		rayc__obj_ref_locked(r);
+		r->handles++;
 		out[i].id = r->id;
 		if (atomic_load(&r->state) == RAYC__OBJ_LOST)
 			rayc__obj_reconstruct_locked(rt, r);
@@ -297,6 +298,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		o->task = t;
 		o->ret_idx = i;
 		o->refcnt = 1;
+		o->handles = 1;
 		t->returns[i] = o;
 		out[i].id = o->id;
 	}
@@ -604,6 +606,7 @@ static int put_new(rayc__rt *rt, rayc_ref *out, size_t n, void **data,
 	}
 	o->is_put = true;
 	o->refcnt = 1;
+	o->handles = 1;
 	o->type = RAYC_TYPE_BYTES;
 	o->len = n;
 	o->block = b;
@@ -692,7 +695,10 @@ int rayc_put_abort(rayc_ref ref)
 	if (rc != RAYC_OK)
 		return rc;
 	rayc__obj_fail_locked(rt, o, RAYC_ELOST, "rayc_put_abort: aborted");
-	rayc__obj_unref_locked(rt, o);
+	if (o->handles > 0) { /* the creator's ref goes with it */
+		o->handles--;
+		rayc__obj_unref_locked(rt, o);
+	}
 	rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
 }
@@ -705,8 +711,10 @@ int rayc_ref_dup(rayc_ref ref)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	if (o != NULL)
+	if (o != NULL) {
 		rayc__obj_ref_locked(o);
+		o->handles++;
+	}
 	rayc__mutex_unlock(&rt->mu);
 	return o != NULL ? RAYC_OK
 	                 : rayc__err(RAYC_ENOTFOUND, "ref is not live");
@@ -720,14 +728,18 @@ int rayc_release(rayc_ref ref)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	/* An entry kept only as lineage holds no handle to drop. */
-	if (o != NULL && o->refcnt > 0) {
+	/* Views, task arguments and the cluster hold it too, but only a
+	 * handle is the program's to drop: an entry kept for those, or
+	 * only as lineage, holds none. */
+	bool held = o != NULL && o->handles > 0;
+	if (held) {
+		o->handles--;
 		rayc__obj_unref_locked(rt, o);
-		o = (rayc__obj *)1;
-	} else {
-		o = NULL;
 	}
 	rayc__mutex_unlock(&rt->mu);
-	return o != NULL ? RAYC_OK
-	                 : rayc__err(RAYC_ENOTFOUND, "ref is not live");
+	return held ? RAYC_OK
+	            : rayc__err(RAYC_ENOTFOUND, "ref " ID_FMT " is not held "
+	                        "(released already, or borrowed: "
+	                        "rayc_ref_dup a borrowed ref to keep it)",
+	                        ID_ARGS(ref.id));
 }

@@ -541,3 +541,79 @@ Test(api, huge_bytes_argument_is_einval)
 	cr_assert_eq(st.objects, 0);
 	cr_assert_eq(st.tasks_submitted, 0);
 }
+
+static atomic_int driver_released;
+
+/* Once the driver let go of its handle, releases its REF argument
+ * without a rayc_ref_dup: the ref is only borrowed, so that must be
+ * RAYC_ENOTFOUND and leave the task's hold. */
+static void release_borrowed(rayc_ctx *c)
+{
+	rayc_ref r;
+	RT_WAIT_FOR(atomic_load(&driver_released), 10000);
+	int rc = rayc_arg_ref(c, 0, &r);
+	if (rc == RAYC_OK)
+		rc = rayc_release(r);
+	rayc_view v;
+	if (rc == RAYC_ENOTFOUND && rayc_get(r, &v, 0) == RAYC_OK &&
+	    v.len == 64 << 10 && ((const char *)v.data)[v.len - 1] == 0x5a)
+		rc = 0x5a; /* and the data is still there */
+	rayc_view_release(&v);
+	rayc_return_i64(c, 0, rc);
+}
+RAYC_REMOTE(release_borrowed)
+
+/* rayc_release of a handle no longer held is RAYC_ENOTFOUND and touches
+ * nothing: a second release used to drop the pin of a view taken in
+ * between, freeing the data under the reader. */
+Test(api, release_of_a_handle_not_held_is_enotfound)
+{
+	static char big[64 << 10];
+	rayc_ref r;
+	rayc_view v;
+	rayc_stats st;
+
+	memset(big, 0x5a, sizeof(big));
+	cr_assert_eq(rayc_put(&r, big, sizeof(big)), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 1000), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 1, "the view still pins the object");
+	cr_assert_geq(st.store_used_bytes, sizeof(big));
+	/* Another put must not be handed the viewed block. */
+	rayc_ref r2;
+	char other[sizeof(big)];
+	memset(other, 0x11, sizeof(other));
+	cr_assert_eq(rayc_put(&r2, other, sizeof(other)), RAYC_OK);
+	cr_assert_eq(memcmp(v.data, big, sizeof(big)), 0);
+	rayc_view_release(&v);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 1);
+	cr_assert_eq(rayc_release(r2), RAYC_OK);
+
+	/* Each dup is one more handle, each released once. */
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1)), RAYC_OK);
+	cr_assert_eq(rayc_ref_dup(r), RAYC_OK);
+	cr_assert_eq(get_i64(r), 2);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 1000), RAYC_OK, "one handle left");
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	cr_assert_eq(*(const int64_t *)v.data, 2);
+	rayc_view_release(&v);
+
+	/* A borrowed argument ref is no handle of the task's (in one
+	 * process, only once the driver's own handle is gone). */
+	cr_assert_eq(rayc_put(&r, big, sizeof(big)), RAYC_OK);
+	rayc_ref out;
+	cr_assert_eq(rayc_call(&out, "release_borrowed", RAYC_REF(r)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	atomic_store(&driver_released, 1);
+	cr_assert_eq(get_i64(out), 0x5a);
+	cr_assert_eq(rayc_release(out), RAYC_OK);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 0);
+}
