@@ -120,6 +120,10 @@ enum rayc_log_level {
  *   prefault_bytes    RAYC_STORE_PREFAULT_BYTES 32 MiB populated in background
  *   log_level         RAYC_LOG_LEVEL           warn (error|warn|info|debug)
  *   driver_tasks      RAYC_DRIVER_TASKS        auto (auto|on|off): see below
+ * A value out of range (README's configuration table lists the ranges:
+ * num_workers 1..512, store_bytes 1 MiB..1 PiB, a store_dir of at most
+ * 228 bytes, a token of at most 1024, ...) makes rayc_init fail with
+ * RAYC_EINVAL and rayc_errmsg() naming the field or variable and value.
  */
 typedef struct rayc_config {
 	int num_workers;

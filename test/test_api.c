@@ -617,3 +617,169 @@ Test(api, release_of_a_handle_not_held_is_enotfound)
 	rayc_stats_get(&st);
 	cr_assert_eq(st.objects, 0);
 }
+
+/* "/dev/shm/./././..." names /dev/shm but leaves no room in a path of
+ * 255 bytes for the store file's name. */
+static const char *long_dir(void)
+{
+	static char d[260];
+	if (d[0] == '\0') {
+		strcpy(d, "/dev/shm");
+		while (strlen(d) < 248)
+			strcat(d, "/.");
+	}
+	return d;
+}
+
+static const char *long_token(size_t n)
+{
+	static char t[2048];
+	memset(t, 'k', n);
+	t[n] = '\0';
+	return t;
+}
+
+/* Every numeric or limited RAYC_* variable: each bad value is a
+ * RAYC_EINVAL from rayc_init whose message names the variable and the
+ * value, and good values still start the peer. */
+Test(lifecycle, each_bad_environment_value_is_named)
+{
+	static const struct {
+		const char *var, *val;
+	} bad[] = {
+		{ "RAYC_OBJECT_STORE_BYTES", "99999999999999999999g" },
+		{ "RAYC_OBJECT_STORE_BYTES", "20000000000000t" },
+		{ "RAYC_OBJECT_STORE_BYTES", "18014398509481984k" },
+		{ "RAYC_OBJECT_STORE_BYTES", "16777216T" },
+		{ "RAYC_OBJECT_STORE_BYTES", "-5" },
+		{ "RAYC_OBJECT_STORE_BYTES", "64mb" },
+		{ "RAYC_OBJECT_STORE_BYTES", " 64m" },
+		{ "RAYC_OBJECT_STORE_BYTES", "0x10m" },
+		{ "RAYC_OBJECT_STORE_BYTES", "1023k" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "-5" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "1x" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "99999999999999999999" },
+		{ "RAYC_NUM_WORKERS", "4abc" },
+		{ "RAYC_NUM_WORKERS", "0" },
+		{ "RAYC_NUM_WORKERS", "-1" },
+		{ "RAYC_NUM_WORKERS", "4294967298" },
+		{ "RAYC_NUM_WORKERS", "99999" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "4294967346" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "49" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "50ms" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "-1000" },
+		{ "RAYC_LOCAL_PEERS", "2x" },
+		{ "RAYC_LOCAL_PEERS", "-1" },
+		{ "RAYC_LOCAL_PEERS", "18446744073709551617" },
+		{ "RAYC_LOCAL_PEERS", "256" },
+		{ "RAYC_RESOURCES", "GPU=" },
+		{ "RAYC_RESOURCES", "GPU=nan" },
+		{ "RAYC_RESOURCES", "GPU=inf" },
+		{ "RAYC_RESOURCES", "GPU=1e300" },
+		{ "RAYC_LOG_LEVEL", "loud" },
+		{ "RAYC_ROLE", "boss" },
+		{ "RAYC_DRIVER_TASKS", "maybe" },
+		{ "RAYC_STORE_DIR", NULL }, /* long_dir() */
+		{ "RAYC_TOKEN", NULL }, /* long_token(1025): not shown */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *val = bad[i].val;
+		bool secret = false;
+		if (val == NULL && strcmp(bad[i].var, "RAYC_STORE_DIR") == 0)
+			val = long_dir();
+		else if (val == NULL) {
+			val = long_token(1025);
+			secret = true;
+		}
+		setenv(bad[i].var, val, 1);
+		int rc = rayc_init(NULL);
+		if (rc == RAYC_OK)
+			rayc_shutdown();
+		unsetenv(bad[i].var);
+		cr_expect_eq(rc, RAYC_EINVAL, "%s=%.40s: %s (%s)", bad[i].var,
+		             val, rayc_strerror(rc), rayc_errmsg());
+		if (rc == RAYC_OK)
+			continue;
+		/* "VAR=value" (its first 40 bytes), or for the secret
+		 * token the limit and not the token. */
+		const char *m = strstr(rayc_errmsg(), bad[i].var);
+		size_t vn = strlen(val) < 40 ? strlen(val) : 40;
+		if (secret)
+			cr_expect(m != NULL && strstr(m, "1024") != NULL &&
+			          strstr(m, "kkkk") == NULL,
+			          "token message '%s'", rayc_errmsg());
+		else
+			cr_expect(m != NULL && m[strlen(bad[i].var)] == '=' &&
+			          strncmp(m + strlen(bad[i].var) + 1, val,
+			                  vn) == 0,
+			          "%s=%.40s: message '%s'", bad[i].var, val,
+			          rayc_errmsg());
+	}
+	static const struct {
+		const char *var, *val;
+	} good[] = {
+		{ "RAYC_OBJECT_STORE_BYTES", "1m" },
+		{ "RAYC_OBJECT_STORE_BYTES", "1024K" },
+		{ "RAYC_OBJECT_STORE_BYTES", "1g" },
+		{ "RAYC_OBJECT_STORE_BYTES", "67108864" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "0" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "1t" },
+		{ "RAYC_NUM_WORKERS", "1" },
+		{ "RAYC_NUM_WORKERS", "4" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "50" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "3600000" },
+		{ "RAYC_LOCAL_PEERS", "1" },
+		{ "RAYC_RESOURCES", "GPU=0,disk=2.5" },
+		{ "RAYC_STORE_DIR", "/dev/shm/" },
+		{ "RAYC_TOKEN", NULL }, /* long_token(1024) */
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		const char *val = good[i].val != NULL ? good[i].val
+		                                      : long_token(1024);
+		setenv(good[i].var, val, 1);
+		if (strcmp(good[i].var, "RAYC_OBJECT_STORE_BYTES") != 0)
+			setenv("RAYC_OBJECT_STORE_BYTES", "64m", 1);
+		int rc = rayc_init(NULL);
+		unsetenv(good[i].var);
+		unsetenv("RAYC_OBJECT_STORE_BYTES");
+		cr_expect_eq(rc, RAYC_OK, "%s=%.40s: %s (%s)", good[i].var,
+		             val, rayc_strerror(rc), rayc_errmsg());
+		if (rc == RAYC_OK)
+			cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	}
+}
+
+/* The same limits hold for rayc_config fields, named in the message. */
+Test(lifecycle, each_bad_config_field_is_named)
+{
+	const rayc_resource inf_gpu = { "GPU", 1.0 / 0.0 };
+	const struct {
+		const char *field;
+		rayc_config c;
+	} bad[] = {
+		{ "store_bytes", { .store_bytes = SIZE_MAX } },
+		{ "store_bytes", { .store_bytes = (size_t)1 << 60 } },
+		{ "store_bytes", { .store_bytes = 1000 } },
+		{ "num_workers", { .num_workers = -1 } },
+		{ "num_workers", { .num_workers = 100000 } },
+		{ "heartbeat_timeout_ms", { .heartbeat_timeout_ms = 10 } },
+		{ "heartbeat_timeout_ms", { .heartbeat_timeout_ms = -5 } },
+		{ "local_peers", { .local_peers = 300 } },
+		{ "log_level", { .log_level = 99 } },
+		{ "role", { .role = 7 } },
+		{ "store_dir", { .store_dir = long_dir() } },
+		{ "token", { .token = long_token(1025) } },
+		{ "resources", { .resources = &inf_gpu, .num_resources = 1 } },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = rayc_init(&bad[i].c);
+		if (rc == RAYC_OK)
+			rayc_shutdown();
+		cr_expect_eq(rc, RAYC_EINVAL, "%s: %s (%s)", bad[i].field,
+		             rayc_strerror(rc), rayc_errmsg());
+		if (rc != RAYC_OK)
+			cr_expect(strstr(rayc_errmsg(), bad[i].field) != NULL,
+			          "%s: message '%s'", bad[i].field,
+			          rayc_errmsg());
+	}
+}
