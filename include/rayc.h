@@ -120,6 +120,10 @@ enum rayc_log_level {
  *   prefault_bytes    RAYC_STORE_PREFAULT_BYTES 32 MiB populated in background
  *   log_level         RAYC_LOG_LEVEL           warn (error|warn|info|debug)
  *   driver_tasks      RAYC_DRIVER_TASKS        auto (auto|on|off): see below
+ * A value out of range (README's configuration table lists the ranges:
+ * num_workers 1..512, store_bytes 1 MiB..1 PiB, a store_dir of at most
+ * 228 bytes, a token of at most 1024, ...) makes rayc_init fail with
+ * RAYC_EINVAL and rayc_errmsg() naming the field or variable and value.
  */
 typedef struct rayc_config {
 	int num_workers;
@@ -301,10 +305,11 @@ typedef struct rayc_task_opts {
  * caller.  Argument values (I64, F64, STR, BYTES) are copied; REF
  * arguments are resolved to their object's value before the task runs and
  * the task waits, without holding a worker, until they are ready.
- * Errors: RAYC_ENOFUNC (unknown name), RAYC_EINVAL (NULL, bad args, bad
- * opts), RAYC_ENOTFOUND (a REF argument that is not a live ref),
- * RAYC_EINFEASIBLE (more resources than this cluster has), RAYC_ESTATE
- * (not initialised).  Thread-safe; may be called from inside tasks. */
+ * Errors: RAYC_ENOFUNC (unknown name), RAYC_EINVAL (NULL, bad args,
+ * by-value lengths whose sum overflows a size_t, bad opts), RAYC_ENOTFOUND
+ * (a REF argument that is not a live ref), RAYC_EINFEASIBLE (more
+ * resources than this cluster has), RAYC_ESTATE (not initialised).
+ * Thread-safe; may be called from inside tasks. */
 RAYC_API int rayc_call_array(rayc_ref *out, const char *fn_name,
                              const rayc_task_opts *opts, const rayc_arg *args,
                              size_t nargs);
@@ -386,8 +391,10 @@ RAYC_API int rayc_put_abort(rayc_ref ref);
 RAYC_API int rayc_ref_dup(rayc_ref ref);
 
 /* Drops one reference.  When no ref, pending task argument or view needs
- * the object it is freed.  Unknown or already-freed refs are ignored
- * (returns RAYC_ENOTFOUND).  Thread-safe. */
+ * the object it is freed.  RAYC_ENOTFOUND, changing nothing, for a ref
+ * this process holds no reference on: unknown, released as many times as
+ * it was handed out already, or borrowed (rayc_arg_ref) and never
+ * rayc_ref_dup'ed.  Thread-safe. */
 RAYC_API int rayc_release(rayc_ref ref);
 
 /* ------------------------------------------------------------------ */

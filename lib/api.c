@@ -1,6 +1,7 @@
 /* api.c -- the public entry points for tasks and objects: rayc_call,
  * rayc_get, rayc_wait, rayc_put and friends.  Each validates its input,
  * then does its work under rt->mu through lib/lineage and lib/sched. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,21 @@ static int demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 	return RAYC_OK;
 }
 
+/* *sum += n rounded up to 8; false, leaving *sum, if that overflows. */
+static bool add_copy_len(size_t *sum, size_t n)
+{
+	if (n > SIZE_MAX - 7)
+		return false;
+	n = (n + 7) & ~(size_t)7;
+	if (*sum > SIZE_MAX - n)
+		return false;
+	*sum += n;
+	return true;
+}
+
+/* Checks the arguments and sums the space their by-value copies take
+ * (*extra), refusing lengths whose sum would overflow: they would wrap
+ * to a small allocation and the copy would run past it. */
 static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 {
 	*extra = 0;
@@ -71,32 +87,42 @@ static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 			if (a->v.ptr == NULL)
 				return rayc__err(RAYC_EINVAL,
 				                 "argument %zu: NULL string", i);
-			*extra += strlen(a->v.ptr) + 1;
+			if (!add_copy_len(extra, strlen(a->v.ptr) + 1))
+				return rayc__err(RAYC_EINVAL, "argument %zu: "
+				                 "string too long", i);
 			break;
 		case RAYC_TYPE_BYTES:
 			if (a->v.ptr == NULL && a->len > 0)
 				return rayc__err(RAYC_EINVAL,
 				                 "argument %zu: NULL bytes", i);
-			*extra += a->len;
+			if (!add_copy_len(extra, a->len))
+				return rayc__err(
+					RAYC_EINVAL, "argument %zu: %zu "
+					"bytes (with the arguments before "
+					"it, more than memory can hold)",
+					i, a->len);
 			break;
 		default:
 			return rayc__err(RAYC_EINVAL,
 			                 "argument %zu: unknown type %d", i,
 			                 (int)a->type);
 		}
-		*extra = (*extra + 7) & ~(size_t)7;
 	}
 	return RAYC_OK;
 }
 
 /* One allocation holds the task, its args, its return pointers and the
- * copies of by-value data. */
+ * copies of by-value data.  NULL if out of memory, or if the size
+ * overflows (callers check each argument's length first). */
 rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
                              uint32_t nret, size_t extra)
 {
-	size_t sz = sizeof(rayc__task) + nargs * sizeof(rayc__targ) +
-	            nret * sizeof(rayc__obj *) + extra;
-	rayc__task *t = calloc(1, sz);
+	size_t fixed = sizeof(rayc__task) + nret * sizeof(rayc__obj *);
+
+	if (nargs > (SIZE_MAX - fixed) / sizeof(rayc__targ) ||
+	    extra > SIZE_MAX - fixed - nargs * sizeof(rayc__targ))
+		return NULL;
+	rayc__task *t = calloc(1, fixed + nargs * sizeof(rayc__targ) + extra);
 
 	if (t == NULL)
 		return NULL;
@@ -176,6 +202,7 @@ static bool dedupe_locked(rayc__rt *rt, rayc_task_id id, uint32_t nret,
 	for (uint32_t i = 0; i < nret; i++) {
 		rayc__obj *r = o->task->returns[i];
 		rayc__obj_ref_locked(r);
+		r->handles++;
 		out[i].id = r->id;
 		if (atomic_load(&r->state) == RAYC__OBJ_LOST)
 			rayc__obj_reconstruct_locked(rt, r);
@@ -271,6 +298,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		o->task = t;
 		o->ret_idx = i;
 		o->refcnt = 1;
+		o->handles = 1;
 		t->returns[i] = o;
 		out[i].id = o->id;
 	}
@@ -578,6 +606,7 @@ static int put_new(rayc__rt *rt, rayc_ref *out, size_t n, void **data,
 	}
 	o->is_put = true;
 	o->refcnt = 1;
+	o->handles = 1;
 	o->type = RAYC_TYPE_BYTES;
 	o->len = n;
 	o->block = b;
@@ -666,7 +695,10 @@ int rayc_put_abort(rayc_ref ref)
 	if (rc != RAYC_OK)
 		return rc;
 	rayc__obj_fail_locked(rt, o, RAYC_ELOST, "rayc_put_abort: aborted");
-	rayc__obj_unref_locked(rt, o);
+	if (o->handles > 0) { /* the creator's ref goes with it */
+		o->handles--;
+		rayc__obj_unref_locked(rt, o);
+	}
 	rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
 }
@@ -679,8 +711,10 @@ int rayc_ref_dup(rayc_ref ref)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	if (o != NULL)
+	if (o != NULL) {
 		rayc__obj_ref_locked(o);
+		o->handles++;
+	}
 	rayc__mutex_unlock(&rt->mu);
 	return o != NULL ? RAYC_OK
 	                 : rayc__err(RAYC_ENOTFOUND, "ref is not live");
@@ -694,14 +728,18 @@ int rayc_release(rayc_ref ref)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	/* An entry kept only as lineage holds no handle to drop. */
-	if (o != NULL && o->refcnt > 0) {
+	/* Views, task arguments and the cluster hold it too, but only a
+	 * handle is the program's to drop: an entry kept for those, or
+	 * only as lineage, holds none. */
+	bool held = o != NULL && o->handles > 0;
+	if (held) {
+		o->handles--;
 		rayc__obj_unref_locked(rt, o);
-		o = (rayc__obj *)1;
-	} else {
-		o = NULL;
 	}
 	rayc__mutex_unlock(&rt->mu);
-	return o != NULL ? RAYC_OK
-	                 : rayc__err(RAYC_ENOTFOUND, "ref is not live");
+	return held ? RAYC_OK
+	            : rayc__err(RAYC_ENOTFOUND, "ref " ID_FMT " is not held "
+	                        "(released already, or borrowed: "
+	                        "rayc_ref_dup a borrowed ref to keep it)",
+	                        ID_ARGS(ref.id));
 }

@@ -10,8 +10,9 @@
  * for rayc__store_free, which is O(1).
  *
  * Object life.  An entry lives while refcnt > 0 (handles, pending task
- * arguments, views) or lineage_cnt > 0 (retained task specs that take it
- * as an argument) or its producing task is in flight.  When refcnt drops
+ * arguments, views, the cluster's pins) or lineage_cnt > 0 (retained
+ * task specs that take it as an argument) or its producing task is in
+ * flight.  When refcnt drops
  * to zero the data is freed at once; the entry may stay as lineage only.
  * A task spec lives while any of its return entries lives (that is the
  * lineage) or while it is in flight.
@@ -85,7 +86,12 @@ struct rayc__obj {
 	_Atomic int state;
 	rayc_type type;
 	int err;         /* for ERROR: the rayc_err its readers get */
-	int32_t refcnt;  /* handles + task-argument holds + views */
+	int32_t refcnt;  /* handles + task-argument holds + views + pins */
+	/* The refs the program holds (rayc_call, rayc_put, rayc_ref_dup),
+	 * each also counted in refcnt: rayc_release drops only these, so a
+	 * release too many is RAYC_ENOTFOUND instead of dropping a view's
+	 * or a task's hold. */
+	int32_t handles;
 	int32_t lineage_cnt;
 	bool is_put;     /* no lineage: loss is final */
 	size_t len;

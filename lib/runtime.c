@@ -1,7 +1,9 @@
 /* runtime.c -- rayc_init / rayc_shutdown: configuration from the struct
  * and RAYC_* variables, resources, the store, the workers; and the
  * introspection calls. */
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -27,27 +29,107 @@ static void unlock_init(void)
 	atomic_flag_clear(&init_lock);
 }
 
-static int env_size(const char *name, size_t *out)
+/* Limits of the configuration (README's table lists them).  A store
+ * beyond 1 PiB leaves room to round its size up and to pass it as an
+ * off_t; the heartbeat timeout is counted in ms and scaled to ns. */
+#define STORE_MIN ((uint64_t)1 << 20)
+#define STORE_MAX ((uint64_t)1 << 50)
+#define HEARTBEAT_MIN_MS 50
+#define HEARTBEAT_MAX_MS 3600000
+#define RES_MAX 1e12 /* per resource: 1e15 milli-units fit an int64_t */
+
+static const char *env_str(const char *name)
 {
 	const char *s = getenv(name);
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* Writes v as the largest unit that divides it ("1M", "1024T"). */
+static const char *fmt_size(uint64_t v, char *buf, size_t n)
+{
+	static const char units[] = "KMGT";
+	int u = 0;
+
+	while (u < 4 && v != 0 && v % 1024 == 0) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, n, "%llu%.*s", (unsigned long long)v, u > 0,
+	         u > 0 ? &units[u - 1] : "");
+	return buf;
+}
+
+/* Decimal digits only (no sign, blank or base prefix), for a size
+ * optionally followed by one of k, m, g, t (KiB .. TiB); false if the
+ * string is anything else or the value overflows 64 bits. */
+static bool parse_u64(const char *s, bool size, uint64_t *out)
+{
+	static const char units[] = "kmgt";
+	unsigned shift = 0;
 	char *end;
 
-	if (s == NULL || *s == '\0')
-		return 0;
+	if (*s < '0' || *s > '9')
+		return false;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s)
-		return rayc__err(RAYC_EINVAL, "%s=%s is not a number", name, s);
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+	if (errno != 0)
+		return false;
+	if (size && *end != '\0') {
+		const char *u = strchr(units, tolower((unsigned char)*end));
+		if (u == NULL)
+			return false;
+		shift = 10 * (unsigned)(u - units + 1);
+		end++;
 	}
-	if (*end != '\0')
-		return rayc__err(RAYC_EINVAL, "%s=%s is not a size", name, s);
-	*out = (size_t)v;
-	return 0;
+	if (*end != '\0' || v > (UINT64_MAX >> shift))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
+/* The one reader of numeric RAYC_* variables: the whole value must parse
+ * (parse_u64) and lie in [min, max].  Unset or empty leaves *out alone.
+ * RAYC_EINVAL names the variable, its value and the range. */
+static int env_num(const char *name, bool size, uint64_t min, uint64_t max,
+                   uint64_t *out)
+{
+	const char *s = env_str(name);
+	char a[32], b[32];
+	uint64_t v;
+
+	if (s == NULL)
+		return RAYC_OK;
+	if (parse_u64(s, size, &v) && v >= min && v <= max) {
+		*out = v;
+		return RAYC_OK;
+	}
+	if (size)
+		return rayc__err(RAYC_EINVAL, "%s=%s: use a size in bytes from "
+		                 "%s to %s (digits, then k, m, g or t for KiB "
+		                 "to TiB)", name, s,
+		                 fmt_size(min, a, sizeof(a)),
+		                 fmt_size(max, b, sizeof(b)));
+	return rayc__err(RAYC_EINVAL, "%s=%s: use a whole number from %llu "
+	                 "to %llu", name, s, (unsigned long long)min,
+	                 (unsigned long long)max);
+}
+
+/* A string the runtime must pass on whole: the store directory (with
+ * the file name it must fit the 255 bytes of a path) and the token
+ * (local peers get it in their environment).  The token is a secret:
+ * only its length is named. */
+static int check_len(const char *what, const char *s, size_t max,
+                     bool secret)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	if (n <= max)
+		return RAYC_OK;
+	if (secret)
+		return rayc__err(RAYC_EINVAL, "%s is %zu bytes long: at most "
+		                 "%zu", what, n, max);
+	return rayc__err(RAYC_EINVAL, "%s=%s is %zu bytes long: at most %zu",
+	                 what, s, n, max);
 }
 
 /* The effective configuration: struct fields win, then environment, then
@@ -64,12 +146,6 @@ typedef struct conf {
 	bool use_net;
 	bool no_tasks; /* a driver that keeps tasks off its process */
 } conf;
-
-static const char *env_str(const char *name)
-{
-	const char *s = getenv(name);
-	return s != NULL && *s != '\0' ? s : NULL;
-}
 
 /* Whether this driver runs tasks (enum rayc_driver_tasks).  Off by
  * default only where rayc_init itself starts the peers that run them
@@ -108,6 +184,8 @@ static int resolve_net(const rayc_config *cfg, conf *c)
 {
 	const char *s;
 	rayc__net_conf *n = &c->net;
+	uint64_t v;
+	int rc;
 	bool env_worker = (s = env_str("RAYC_ROLE")) != NULL &&
 	                  strcmp(s, "worker") == 0;
 
@@ -130,30 +208,36 @@ static int resolve_net(const rayc_config *cfg, conf *c)
 	                   ? env_str("RAYC_TOKEN")
 	           : cfg->token != NULL ? cfg->token
 	                                : env_str("RAYC_TOKEN");
-	n->local_peers = cfg->local_peers;
-	if (n->local_peers == 0 && (s = env_str("RAYC_LOCAL_PEERS")) != NULL) {
-		char *end;
-		long v = strtol(s, &end, 10);
-		if (*end != '\0' || v < 0 || v > RAYC__MAX_PEERS - 1)
-			return rayc__err(RAYC_EINVAL, "RAYC_LOCAL_PEERS=%s must be "
-			                 "0..%d", s, RAYC__MAX_PEERS - 1);
-		n->local_peers = (int)v;
-	}
-	if (n->local_peers < 0 || n->local_peers > RAYC__MAX_PEERS - 1)
-		return rayc__err(RAYC_EINVAL, "local_peers %d out of range",
-		                 n->local_peers);
+	rc = check_len(cfg->token != NULL && n->token == cfg->token
+	                       ? "token" : "RAYC_TOKEN",
+	               n->token, RAYC__TOKEN_MAX, true);
+	if (rc != RAYC_OK)
+		return rc;
+	if (cfg->role != RAYC_ROLE_DEFAULT && cfg->role != RAYC_ROLE_WORKER)
+		return rayc__err(RAYC_EINVAL, "role %d: use RAYC_ROLE_DEFAULT "
+		                 "or RAYC_ROLE_WORKER", cfg->role);
+	if (cfg->local_peers < 0 || cfg->local_peers > RAYC__MAX_PEERS - 1)
+		return rayc__err(RAYC_EINVAL, "local_peers %d: use 0 to %d",
+		                 cfg->local_peers, RAYC__MAX_PEERS - 1);
+	v = (uint64_t)cfg->local_peers;
+	if (v == 0 && (rc = env_num("RAYC_LOCAL_PEERS", false, 0,
+	                            RAYC__MAX_PEERS - 1, &v)) != RAYC_OK)
+		return rc;
+	n->local_peers = (int)v;
 	if (env_worker || n->address != NULL)
 		n->local_peers = 0;
-	n->heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
-	if (n->heartbeat_timeout_ms == 0 &&
-	    (s = env_str("RAYC_HEARTBEAT_TIMEOUT_MS")) != NULL) {
-		n->heartbeat_timeout_ms = atoi(s);
-		if (n->heartbeat_timeout_ms < 50)
-			return rayc__err(RAYC_EINVAL, "RAYC_HEARTBEAT_TIMEOUT_MS="
-			                 "%s must be >= 50", s);
-	}
-	if (n->heartbeat_timeout_ms < 0)
-		return rayc__err(RAYC_EINVAL, "negative heartbeat timeout");
+	if (cfg->heartbeat_timeout_ms != 0 &&
+	    (cfg->heartbeat_timeout_ms < HEARTBEAT_MIN_MS ||
+	     cfg->heartbeat_timeout_ms > HEARTBEAT_MAX_MS))
+		return rayc__err(RAYC_EINVAL, "heartbeat_timeout_ms %d: use %d "
+		                 "to %d", cfg->heartbeat_timeout_ms,
+		                 HEARTBEAT_MIN_MS, HEARTBEAT_MAX_MS);
+	v = (uint64_t)cfg->heartbeat_timeout_ms;
+	if (v == 0 && (rc = env_num("RAYC_HEARTBEAT_TIMEOUT_MS", false,
+	                            HEARTBEAT_MIN_MS, HEARTBEAT_MAX_MS, &v)) !=
+	                      RAYC_OK)
+		return rc;
+	n->heartbeat_timeout_ms = (int)v;
 	if (n->address != NULL && strncmp(n->address, "tcp://", 6) != 0)
 		return rayc__err(RAYC_EINVAL, "address '%s': use tcp://host:port",
 		                 n->address);
@@ -162,51 +246,89 @@ static int resolve_net(const rayc_config *cfg, conf *c)
 	return resolve_driver_tasks(cfg, c);
 }
 
-static int resolve_conf(const rayc_config *cfg, conf *c)
+/* Quantities a resource table can count (rayc__res_from_double). */
+static int check_resources(const conf *c, const char *env)
 {
-	static const rayc_config zero;
-	const char *s;
+	for (int i = 0; i < c->nres; i++) {
+		const rayc_resource *r = &c->res[i];
+		if (r->name != NULL && *r->name != '\0' &&
+		    r->quantity >= 0 && r->quantity <= RES_MAX)
+			continue;
+		if (env != NULL)
+			return rayc__err(RAYC_EINVAL,
+			                 "RAYC_RESOURCES=%s: %s=%g: use "
+			                 "quantities from 0 to %g", env,
+			                 r->name, r->quantity, RES_MAX);
+		return rayc__err(RAYC_EINVAL, "resources[%d] %s=%g: use a name "
+		                 "and a quantity from 0 to %g", i,
+		                 r->name != NULL ? r->name : "(null)",
+		                 r->quantity, RES_MAX);
+	}
+	return RAYC_OK;
+}
+
+static int resolve_store(const rayc_config *cfg, conf *c)
+{
+	char a[32], b[32];
+	uint64_t v = cfg->store_bytes;
 	int rc;
 
-	if (cfg == NULL)
-		cfg = &zero;
-	memset(c, 0, sizeof(*c));
-	c->workers = cfg->num_workers;
-	if (c->workers == 0 && (s = getenv("RAYC_NUM_WORKERS")) != NULL &&
-	    *s != '\0') {
-		c->workers = atoi(s);
-		if (c->workers <= 0)
-			return rayc__err(RAYC_EINVAL,
-			                 "RAYC_NUM_WORKERS=%s must be > 0", s);
-	}
-	if (c->workers < 0 || c->workers > RAYC__MAX_THREADS / 2)
-		return rayc__err(RAYC_EINVAL, "num_workers %d out of range",
-		                 c->workers);
-	if (c->workers == 0)
-		c->workers = rayc__ncpus();
-	c->store_bytes = cfg->store_bytes;
-	if (c->store_bytes == 0 &&
-	    (rc = env_size("RAYC_OBJECT_STORE_BYTES", &c->store_bytes)) != 0)
+	if (v != 0 && (v < STORE_MIN || v > STORE_MAX))
+		return rayc__err(RAYC_EINVAL, "store_bytes %llu: use %s to %s",
+		                 (unsigned long long)v,
+		                 fmt_size(STORE_MIN, a, sizeof(a)),
+		                 fmt_size(STORE_MAX, b, sizeof(b)));
+	if (v == 0 && (rc = env_num("RAYC_OBJECT_STORE_BYTES", true, STORE_MIN,
+	                            STORE_MAX, &v)) != RAYC_OK)
 		return rc;
-	if (c->store_bytes == 0)
-		c->store_bytes = (size_t)(rayc__phys_mem() * 3 / 10);
-	if (c->store_bytes < ((size_t)1 << 20))
-		return rayc__err(RAYC_EINVAL, "store of %zu bytes is below 1 MiB",
-		                 c->store_bytes);
-	c->prefault = cfg->prefault_bytes;
-	if (c->prefault == 0) {
-		c->prefault = (size_t)32 << 20;
-		if ((rc = env_size("RAYC_STORE_PREFAULT_BYTES", &c->prefault)) != 0)
+	if (v == 0)
+		v = rayc__phys_mem() * 3 / 10;
+	c->store_bytes = (size_t)(v < STORE_MIN ? STORE_MIN : v);
+	/* More than the store populates all of it. */
+	v = cfg->prefault_bytes;
+	if (v == 0) {
+		v = (uint64_t)32 << 20;
+		if ((rc = env_num("RAYC_STORE_PREFAULT_BYTES", true, 0,
+		                  STORE_MAX, &v)) != RAYC_OK)
 			return rc;
 	}
+	c->prefault = (size_t)v;
 	c->store_dir = cfg->store_dir;
 	if (c->store_dir == NULL)
 		c->store_dir = getenv("RAYC_STORE_DIR");
 	if (c->store_dir == NULL || *c->store_dir == '\0')
 		c->store_dir = "/dev/shm";
+	return check_len(c->store_dir == cfg->store_dir ? "store_dir"
+	                                                : "RAYC_STORE_DIR",
+	                 c->store_dir, RAYC__SHM_DIR_MAX, false);
+}
+
+static int resolve_conf(const rayc_config *cfg, conf *c)
+{
+	static const rayc_config zero;
+	const char *s;
+	uint64_t v;
+	int rc;
+
+	if (cfg == NULL)
+		cfg = &zero;
+	memset(c, 0, sizeof(*c));
+	if (cfg->num_workers < 0 || cfg->num_workers > RAYC__MAX_THREADS / 2)
+		return rayc__err(RAYC_EINVAL, "num_workers %d: use 1 to %d",
+		                 cfg->num_workers, RAYC__MAX_THREADS / 2);
+	v = (uint64_t)cfg->num_workers;
+	if (v == 0 && (rc = env_num("RAYC_NUM_WORKERS", false, 1,
+	                            RAYC__MAX_THREADS / 2, &v)) != RAYC_OK)
+		return rc;
+	c->workers = v != 0 ? (int)v : rayc__ncpus();
+	if ((rc = resolve_store(cfg, c)) != RAYC_OK)
+		return rc;
+	if (cfg->log_level < 0 || cfg->log_level > RAYC_LOG_DEBUG + 1)
+		return rayc__err(RAYC_EINVAL, "log_level %d: use 0 (the "
+		                 "environment) or a rayc_log_level + 1",
+		                 cfg->log_level);
 	c->log_level = cfg->log_level - 1;
-	if (c->log_level < 0 && (s = getenv("RAYC_LOG_LEVEL")) != NULL &&
-	    *s != '\0') {
+	if (c->log_level < 0 && (s = env_str("RAYC_LOG_LEVEL")) != NULL) {
 		c->log_level = rayc__log_parse_level(s);
 		if (c->log_level < 0)
 			return rayc__err(RAYC_EINVAL, "RAYC_LOG_LEVEL=%s: use "
@@ -214,23 +336,26 @@ static int resolve_conf(const rayc_config *cfg, conf *c)
 	}
 	if (c->log_level < 0)
 		c->log_level = RAYC_LOG_WARN;
-	int rc2 = resolve_net(cfg, c);
-	if (rc2 != RAYC_OK)
-		return rc2;
+	if ((rc = resolve_net(cfg, c)) != RAYC_OK)
+		return rc;
+	s = NULL;
 	if (cfg->num_resources > 0) {
 		if (cfg->resources == NULL || cfg->num_resources > RAYC__MAX_RES - 2)
-			return rayc__err(RAYC_EINVAL, "bad resources");
+			return rayc__err(RAYC_EINVAL,
+			                 "resources: %d of at most %d",
+			                 cfg->num_resources,
+			                 RAYC__MAX_RES - 2);
 		memcpy(c->res, cfg->resources,
 		       (size_t)cfg->num_resources * sizeof(rayc_resource));
 		c->nres = cfg->num_resources;
-	} else if ((s = getenv("RAYC_RESOURCES")) != NULL && *s != '\0') {
+	} else if ((s = env_str("RAYC_RESOURCES")) != NULL) {
 		c->nres = rayc__parse_resources(s, c->res, RAYC__MAX_RES - 2,
 		                                c->names, sizeof(c->names));
 		if (c->nres < 0)
 			return rayc__err(RAYC_EINVAL, "RAYC_RESOURCES=%s: use "
 			                 "name=qty,name=qty", s);
 	}
-	return RAYC_OK;
+	return check_resources(c, s);
 }
 
 int rayc__res_find(const rayc__rt *rt, const char *name)

@@ -561,4 +561,273 @@ Test(api, a_failed_argument_after_a_pending_one_keeps_counts_sane)
 	rayc_release(slow);
 	rayc_release(bad);
 	rayc_release(r);
+
+/* A by-value argument whose length overflows the task's size arithmetic
+ * is refused at submit; it used to wrap to a small allocation and crash
+ * in the copy. */
+Test(api, huge_bytes_argument_is_einval)
+{
+	static const char p[8] = "abcdefg";
+	rayc_ref r;
+
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_BYTES(p, (size_t)-1)),
+	             RAYC_EINVAL);
+	cr_assert(strstr(rayc_errmsg(), "argument 0") != NULL, "%s",
+	          rayc_errmsg());
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_BYTES(p, (size_t)-7)),
+	             RAYC_EINVAL);
+	/* Each fits alone; together they wrap. */
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1),
+	                       RAYC_BYTES(p, SIZE_MAX / 2),
+	                       RAYC_BYTES(p, SIZE_MAX / 2)),
+	             RAYC_EINVAL);
+	cr_assert(strstr(rayc_errmsg(), "argument 2") != NULL, "%s",
+	          rayc_errmsg());
+	cr_assert_eq(rayc_put(&r, p, SIZE_MAX), RAYC_ETOOBIG);
+	rayc_stats st;
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 0);
+	cr_assert_eq(st.tasks_submitted, 0);
+}
+
+static atomic_int driver_released;
+
+/* Once the driver let go of its handle, releases its REF argument
+ * without a rayc_ref_dup: the ref is only borrowed, so that must be
+ * RAYC_ENOTFOUND and leave the task's hold. */
+static void release_borrowed(rayc_ctx *c)
+{
+	rayc_ref r;
+	RT_WAIT_FOR(atomic_load(&driver_released), 10000);
+	int rc = rayc_arg_ref(c, 0, &r);
+	if (rc == RAYC_OK)
+		rc = rayc_release(r);
+	rayc_view v;
+	if (rc == RAYC_ENOTFOUND && rayc_get(r, &v, 0) == RAYC_OK &&
+	    v.len == 64 << 10 && ((const char *)v.data)[v.len - 1] == 0x5a)
+		rc = 0x5a; /* and the data is still there */
+	rayc_view_release(&v);
+	rayc_return_i64(c, 0, rc);
+}
+RAYC_REMOTE(release_borrowed)
+
+/* rayc_release of a handle no longer held is RAYC_ENOTFOUND and touches
+ * nothing: a second release used to drop the pin of a view taken in
+ * between, freeing the data under the reader. */
+Test(api, release_of_a_handle_not_held_is_enotfound)
+{
+	static char big[64 << 10];
+	rayc_ref r;
+	rayc_view v;
+	rayc_stats st;
+
+	memset(big, 0x5a, sizeof(big));
+	cr_assert_eq(rayc_put(&r, big, sizeof(big)), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 1000), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 1, "the view still pins the object");
+	cr_assert_geq(st.store_used_bytes, sizeof(big));
+	/* Another put must not be handed the viewed block. */
+	rayc_ref r2;
+	char other[sizeof(big)];
+	memset(other, 0x11, sizeof(other));
+	cr_assert_eq(rayc_put(&r2, other, sizeof(other)), RAYC_OK);
+	cr_assert_eq(memcmp(v.data, big, sizeof(big)), 0);
+	rayc_view_release(&v);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 1);
+	cr_assert_eq(rayc_release(r2), RAYC_OK);
+
+	/* Each dup is one more handle, each released once. */
+	cr_assert_eq(rayc_call(&r, "inc", RAYC_I64(1)), RAYC_OK);
+	cr_assert_eq(rayc_ref_dup(r), RAYC_OK);
+	cr_assert_eq(get_i64(r), 2);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 1000), RAYC_OK, "one handle left");
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	cr_assert_eq(*(const int64_t *)v.data, 2);
+	rayc_view_release(&v);
+
+	/* A borrowed argument ref is no handle of the task's (in one
+	 * process, only once the driver's own handle is gone). */
+	cr_assert_eq(rayc_put(&r, big, sizeof(big)), RAYC_OK);
+	rayc_ref out;
+	cr_assert_eq(rayc_call(&out, "release_borrowed", RAYC_REF(r)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	atomic_store(&driver_released, 1);
+	cr_assert_eq(get_i64(out), 0x5a);
+	cr_assert_eq(rayc_release(out), RAYC_OK);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, 0);
+}
+
+/* "/dev/shm/./././..." names /dev/shm but leaves no room in a path of
+ * 255 bytes for the store file's name. */
+static const char *long_dir(void)
+{
+	static char d[260];
+	if (d[0] == '\0') {
+		strcpy(d, "/dev/shm");
+		while (strlen(d) < 248)
+			strcat(d, "/.");
+	}
+	return d;
+}
+
+static const char *long_token(size_t n)
+{
+	static char t[2048];
+	memset(t, 'k', n);
+	t[n] = '\0';
+	return t;
+}
+
+/* Every numeric or limited RAYC_* variable: each bad value is a
+ * RAYC_EINVAL from rayc_init whose message names the variable and the
+ * value, and good values still start the peer. */
+Test(lifecycle, each_bad_environment_value_is_named)
+{
+	static const struct {
+		const char *var, *val;
+	} bad[] = {
+		{ "RAYC_OBJECT_STORE_BYTES", "99999999999999999999g" },
+		{ "RAYC_OBJECT_STORE_BYTES", "20000000000000t" },
+		{ "RAYC_OBJECT_STORE_BYTES", "18014398509481984k" },
+		{ "RAYC_OBJECT_STORE_BYTES", "16777216T" },
+		{ "RAYC_OBJECT_STORE_BYTES", "-5" },
+		{ "RAYC_OBJECT_STORE_BYTES", "64mb" },
+		{ "RAYC_OBJECT_STORE_BYTES", " 64m" },
+		{ "RAYC_OBJECT_STORE_BYTES", "0x10m" },
+		{ "RAYC_OBJECT_STORE_BYTES", "1023k" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "-5" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "1x" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "99999999999999999999" },
+		{ "RAYC_NUM_WORKERS", "4abc" },
+		{ "RAYC_NUM_WORKERS", "0" },
+		{ "RAYC_NUM_WORKERS", "-1" },
+		{ "RAYC_NUM_WORKERS", "4294967298" },
+		{ "RAYC_NUM_WORKERS", "99999" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "4294967346" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "49" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "50ms" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "-1000" },
+		{ "RAYC_LOCAL_PEERS", "2x" },
+		{ "RAYC_LOCAL_PEERS", "-1" },
+		{ "RAYC_LOCAL_PEERS", "18446744073709551617" },
+		{ "RAYC_LOCAL_PEERS", "256" },
+		{ "RAYC_RESOURCES", "GPU=" },
+		{ "RAYC_RESOURCES", "GPU=nan" },
+		{ "RAYC_RESOURCES", "GPU=inf" },
+		{ "RAYC_RESOURCES", "GPU=1e300" },
+		{ "RAYC_LOG_LEVEL", "loud" },
+		{ "RAYC_ROLE", "boss" },
+		{ "RAYC_DRIVER_TASKS", "maybe" },
+		{ "RAYC_STORE_DIR", NULL }, /* long_dir() */
+		{ "RAYC_TOKEN", NULL }, /* long_token(1025): not shown */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *val = bad[i].val;
+		bool secret = false;
+		if (val == NULL && strcmp(bad[i].var, "RAYC_STORE_DIR") == 0)
+			val = long_dir();
+		else if (val == NULL) {
+			val = long_token(1025);
+			secret = true;
+		}
+		setenv(bad[i].var, val, 1);
+		int rc = rayc_init(NULL);
+		if (rc == RAYC_OK)
+			rayc_shutdown();
+		unsetenv(bad[i].var);
+		cr_expect_eq(rc, RAYC_EINVAL, "%s=%.40s: %s (%s)", bad[i].var,
+		             val, rayc_strerror(rc), rayc_errmsg());
+		if (rc == RAYC_OK)
+			continue;
+		/* "VAR=value" (its first 40 bytes), or for the secret
+		 * token the limit and not the token. */
+		const char *m = strstr(rayc_errmsg(), bad[i].var);
+		size_t vn = strlen(val) < 40 ? strlen(val) : 40;
+		if (secret)
+			cr_expect(m != NULL && strstr(m, "1024") != NULL &&
+			          strstr(m, "kkkk") == NULL,
+			          "token message '%s'", rayc_errmsg());
+		else
+			cr_expect(m != NULL && m[strlen(bad[i].var)] == '=' &&
+			          strncmp(m + strlen(bad[i].var) + 1, val,
+			                  vn) == 0,
+			          "%s=%.40s: message '%s'", bad[i].var, val,
+			          rayc_errmsg());
+	}
+	static const struct {
+		const char *var, *val;
+	} good[] = {
+		{ "RAYC_OBJECT_STORE_BYTES", "1m" },
+		{ "RAYC_OBJECT_STORE_BYTES", "1024K" },
+		{ "RAYC_OBJECT_STORE_BYTES", "1g" },
+		{ "RAYC_OBJECT_STORE_BYTES", "67108864" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "0" },
+		{ "RAYC_STORE_PREFAULT_BYTES", "1t" },
+		{ "RAYC_NUM_WORKERS", "1" },
+		{ "RAYC_NUM_WORKERS", "4" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "50" },
+		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "3600000" },
+		{ "RAYC_LOCAL_PEERS", "1" },
+		{ "RAYC_RESOURCES", "GPU=0,disk=2.5" },
+		{ "RAYC_STORE_DIR", "/dev/shm/" },
+		{ "RAYC_TOKEN", NULL }, /* long_token(1024) */
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		const char *val = good[i].val != NULL ? good[i].val
+		                                      : long_token(1024);
+		setenv(good[i].var, val, 1);
+		if (strcmp(good[i].var, "RAYC_OBJECT_STORE_BYTES") != 0)
+			setenv("RAYC_OBJECT_STORE_BYTES", "64m", 1);
+		int rc = rayc_init(NULL);
+		unsetenv(good[i].var);
+		unsetenv("RAYC_OBJECT_STORE_BYTES");
+		cr_expect_eq(rc, RAYC_OK, "%s=%.40s: %s (%s)", good[i].var,
+		             val, rayc_strerror(rc), rayc_errmsg());
+		if (rc == RAYC_OK)
+			cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	}
+}
+
+/* The same limits hold for rayc_config fields, named in the message. */
+Test(lifecycle, each_bad_config_field_is_named)
+{
+	const rayc_resource inf_gpu = { "GPU", 1.0 / 0.0 };
+	const struct {
+		const char *field;
+		rayc_config c;
+	} bad[] = {
+		{ "store_bytes", { .store_bytes = SIZE_MAX } },
+		{ "store_bytes", { .store_bytes = (size_t)1 << 60 } },
+		{ "store_bytes", { .store_bytes = 1000 } },
+		{ "num_workers", { .num_workers = -1 } },
+		{ "num_workers", { .num_workers = 100000 } },
+		{ "heartbeat_timeout_ms", { .heartbeat_timeout_ms = 10 } },
+		{ "heartbeat_timeout_ms", { .heartbeat_timeout_ms = -5 } },
+		{ "local_peers", { .local_peers = 300 } },
+		{ "log_level", { .log_level = 99 } },
+		{ "role", { .role = 7 } },
+		{ "store_dir", { .store_dir = long_dir() } },
+		{ "token", { .token = long_token(1025) } },
+		{ "resources", { .resources = &inf_gpu, .num_resources = 1 } },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = rayc_init(&bad[i].c);
+		if (rc == RAYC_OK)
+			rayc_shutdown();
+		cr_expect_eq(rc, RAYC_EINVAL, "%s: %s (%s)", bad[i].field,
+		             rayc_strerror(rc), rayc_errmsg());
+		if (rc != RAYC_OK)
+			cr_expect(strstr(rayc_errmsg(), bad[i].field) != NULL,
+			          "%s: message '%s'", bad[i].field,
+			          rayc_errmsg());
+	}
 }

@@ -26,7 +26,7 @@ int rayc__parse_resources(const char *s, rayc_resource *out, int max,
 		memcpy(buf + used, s, nl);
 		buf[used + nl] = '\0';
 		double q = strtod(eq + 1, &qend);
-		if (qend != end || q < 0)
+		if (qend == eq + 1 || qend != end || !(q >= 0))
 			return -1;
 		out[n].name = buf + used;
 		out[n].quantity = q;

@@ -5,6 +5,7 @@
  * them (bounded) and kills those that do not end.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "net/net_int.h"
 
@@ -13,8 +14,13 @@
 int rayc__net_start_local_peers(rayc__net *net, int n, const char *token)
 {
 	int fds[2];
-	char a[RAYC__URL_MAX + 16], t[160], pfd[48], hb[64];
+	char a[RAYC__URL_MAX + 16], t[sizeof("RAYC_TOKEN=") + RAYC__TOKEN_MAX];
+	char pfd[48], hb[64];
 
+	if (strlen(token) > RAYC__TOKEN_MAX) /* rayc_init refused it */
+		return rayc__err(RAYC_EINVAL, "the cluster token is %zu bytes "
+		                 "long: at most %d", strlen(token),
+		                 RAYC__TOKEN_MAX);
 	if (rayc__pipe_for_children(fds) != RAYC_OK)
 		return rayc__err(RAYC_ESYS, "pipe for local peers failed");
 	snprintf(a, sizeof(a), "RAYC_ADDRESS=%s", net->url);

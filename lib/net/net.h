@@ -9,6 +9,10 @@
 #include "rt.h"
 
 #define RAYC__MAX_PEERS 256
+/* The longest cluster token: local peers get it in their environment
+ * (local.c sizes its buffer from this), and rayc_init refuses a longer
+ * one rather than hand them a token cut short. */
+#define RAYC__TOKEN_MAX 1024
 /* Objects up to this size travel inside TASK and TASK_DONE frames. */
 #define RAYC__NET_INLINE_MAX ((size_t)64 << 10)
 

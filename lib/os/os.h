@@ -54,11 +54,16 @@ size_t rayc__page_size(void);
 
 /* A shared-memory file mapped read-write.  path is kept so the file can be
  * unlinked at close (and, later, opened by other peers). */
+#define RAYC__SHM_PATH_MAX 256
+/* The longest directory rayc__shm_open takes: its file, "/rayc-PID-N"
+ * (an int and an unsigned of 10 digits each), must fit the path with
+ * its NUL.  A longer one is RAYC_EINVAL, never a path cut short. */
+#define RAYC__SHM_DIR_MAX (RAYC__SHM_PATH_MAX - 1 - 27)
 typedef struct rayc__shm {
 	int fd;
 	void *base;
 	size_t size;
-	char path[256];
+	char path[RAYC__SHM_PATH_MAX];
 } rayc__shm;
 
 int rayc__shm_open(rayc__shm *s, const char *dir, size_t size);

@@ -216,7 +216,7 @@ static void reap_stale(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
-	char path[300];
+	char path[RAYC__SHM_PATH_MAX];
 	int pid, n;
 
 	if (d == NULL)
@@ -226,7 +226,9 @@ static void reap_stale(const char *dir)
 			continue;
 		if (kill(pid, 0) == 0 || errno != ESRCH)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		int len = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (len < 0 || (size_t)len >= sizeof(path))
+			continue; /* not ours: never unlink a path cut short */
 		if (unlink(path) == 0)
 			rayc__log(RAYC_LOG_INFO, "RAYC-STORE-REAP",
 			          "removed %s left by dead process %d", path, pid);
@@ -239,11 +241,20 @@ int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
 	static _Atomic unsigned counter;
 	int fd = -1;
 
+	if (strlen(dir) > RAYC__SHM_DIR_MAX)
+		return rayc__err(RAYC_EINVAL, "store directory %s is %zu bytes "
+		                 "long: at most %d", dir, strlen(dir),
+		                 RAYC__SHM_DIR_MAX);
 	reap_stale(dir);
 
 	for (int tries = 0; tries < 16 && fd < 0; tries++) {
-		snprintf(s->path, sizeof(s->path), "%s/rayc-%d-%u", dir,
-		         (int)getpid(), atomic_fetch_add(&counter, 1));
+		int len = snprintf(s->path, sizeof(s->path), "%s/rayc-%d-%u",
+		                   dir, (int)getpid(),
+		                   atomic_fetch_add(&counter, 1));
+		if (len < 0 || (size_t)len >= sizeof(s->path))
+			return rayc__err(RAYC_EINVAL, "store directory %s: the "
+			                 "store file's path is longer than %zu "
+			                 "bytes", dir, sizeof(s->path) - 1);
 		fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST)
 			break;
