@@ -561,6 +561,7 @@ Test(api, a_failed_argument_after_a_pending_one_keeps_counts_sane)
 	rayc_release(slow);
 	rayc_release(bad);
 	rayc_release(r);
+}
 
 /* A by-value argument whose length overflows the task's size arithmetic
  * is refused at submit; it used to wrap to a small allocation and crash
