@@ -10,6 +10,7 @@
 #include <sys/sysmacros.h>
 
 #include "net_harness.h"
+#include "os/os.h"
 #include "testing.h"
 
 TestSuite(net, .timeout = 120, .fini = kill_kids);
@@ -102,6 +103,47 @@ Test(net, object_64mib_both_ways_byte_exact_over_tcp)
 	both_ways_64mib("RAYC_SAME_HOST_COPY=0");
 	cr_assert_eq(atomic_load(&shm_copies), 0, "copied out of an arena "
 	             "with RAYC_SAME_HOST_COPY=0");
+}
+
+/* Peers of one host joined over a non-loopback address of it still
+ * read in place: "same host" is both ends of the connection having one
+ * address (which no other host can fake), not loopback only. */
+Test(net, same_host_copy_over_a_host_address)
+{
+	char ip[64], listen[100], peer_listen[120];
+	if (!rayc__route_source(NULL, NULL, ip, sizeof(ip)) ||
+	    strchr(ip, ':') != NULL)
+		cr_skip_test("no IPv4 address besides loopback");
+	snprintf(listen, sizeof(listen), "tcp://%s:0", ip);
+	snprintf(peer_listen, sizeof(peer_listen), "RAYC_LISTEN=%s", listen);
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)512 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = listen,
+		          .token = TOKEN,
+		          .heartbeat_timeout_ms = 6000 };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "rayc_init: %s", rayc_errmsg());
+	rayc__test_set_shm_copy_hook(count_shm_copy);
+	pid_t b = spawn_peer(TOKEN, peer_listen);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)1 << 20;
+	rayc_task_opts ob = on_peer(pb);
+	rayc_ref big;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(4)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(v.len, n);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(((const uint8_t *)v.data)[i], nf_pattern(i, 4));
+	rayc_view_release(&v);
+	rayc_release(big);
+	rayc__test_set_shm_copy_hook(NULL);
+	cr_assert_geq(atomic_load(&shm_copies), 1, "the same-host path was "
+	              "not used");
+	cluster_stop();
 }
 
 /* A holder that names something else than its arena in SHM_OFFER
