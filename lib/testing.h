@@ -18,6 +18,11 @@ const char *rayc__test_store_path(void);
  * held: a test can kill the holder there. */
 void rayc__test_set_shm_copy_hook(void (*fn)(void));
 
+/* Makes this peer a hostile holder (NULL: an honest one again): its
+ * same-host offers name the node at path (taken, not followed, if it is
+ * a symlink) instead of its arena.  The caller keeps path alive. */
+void rayc__test_set_offer_path(const char *path);
+
 /* Closes every connection this peer has to peer id `peer`, as a network
  * fault would.  With lose > 0, the next lose frames this peer sends it
  * over an open connection are thrown away, each closing the connection

@@ -6,8 +6,11 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdatomic.h>
+#include <sys/inotify.h>
+#include <sys/sysmacros.h>
 
 #include "net_harness.h"
+#include "os/os.h"
 #include "testing.h"
 
 TestSuite(net, .timeout = 120, .fini = kill_kids);
@@ -100,6 +103,148 @@ Test(net, object_64mib_both_ways_byte_exact_over_tcp)
 	both_ways_64mib("RAYC_SAME_HOST_COPY=0");
 	cr_assert_eq(atomic_load(&shm_copies), 0, "copied out of an arena "
 	             "with RAYC_SAME_HOST_COPY=0");
+}
+
+/* Peers of one host joined over a non-loopback address of it still
+ * read in place: "same host" is both ends of the connection having one
+ * address (which no other host can fake), not loopback only. */
+Test(net, same_host_copy_over_a_host_address)
+{
+	char ip[64], listen[100], peer_listen[120];
+	if (!rayc__route_source(NULL, NULL, ip, sizeof(ip)) ||
+	    strchr(ip, ':') != NULL)
+		cr_skip_test("no IPv4 address besides loopback");
+	snprintf(listen, sizeof(listen), "tcp://%s:0", ip);
+	snprintf(peer_listen, sizeof(peer_listen), "RAYC_LISTEN=%s", listen);
+	rayc_config c = { .num_workers = 2,
+		          .store_bytes = (size_t)512 << 20,
+		          .prefault_bytes = (size_t)4 << 20,
+		          .listen = listen,
+		          .token = TOKEN,
+		          .heartbeat_timeout_ms = 6000 };
+	cr_assert_eq(rayc_init(&c), RAYC_OK, "rayc_init: %s", rayc_errmsg());
+	rayc__test_set_shm_copy_hook(count_shm_copy);
+	pid_t b = spawn_peer(TOKEN, peer_listen);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)1 << 20;
+	rayc_task_opts ob = on_peer(pb);
+	rayc_ref big;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(4)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(v.len, n);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(((const uint8_t *)v.data)[i], nf_pattern(i, 4));
+	rayc_view_release(&v);
+	rayc_release(big);
+	rayc__test_set_shm_copy_hook(NULL);
+	cr_assert_geq(atomic_load(&shm_copies), 1, "the same-host path was "
+	              "not used");
+	cluster_stop();
+}
+
+/* A holder that names something else than its arena in SHM_OFFER
+ * (node): the fetcher, peer B, must not open it (inotify sees no open,
+ * and a FIFO's open would hang B's receive thread for ever), and gets
+ * the object over TCP instead. */
+static void hostile_offer(const char *node)
+{
+	int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	cr_assert_geq(in, 0);
+	cr_assert_geq(inotify_add_watch(in, node, IN_OPEN), 0, "%s", node);
+	driver_start();
+	rayc__test_set_offer_path(node);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)1 << 20;
+	uint8_t *buf = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = nf_pattern(i, 3);
+	rayc_ref obj, out[2];
+	cr_assert_eq(rayc_put(&obj, buf, n), 0);
+	rayc_task_opts o = on_peer(pb);
+	o.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(out, "nf_checksum", &o, RAYC_REF(obj)), 0);
+	int64_t sum = 0;
+	cr_assert_eq(rayc_get_i64(out[0], &sum, 20000), 0,
+	             "the fetcher never got the object: %s", rayc_errmsg());
+	cr_assert_eq((uint64_t)sum, XXH3_64bits(buf, n), "bytes differ");
+	char ev[4096];
+	cr_assert_leq(read(in, ev, sizeof(ev)), 0, "the fetcher opened %s",
+	              node);
+	close(in);
+	rayc_release(out[0]);
+	rayc_release(out[1]);
+	rayc_release(obj);
+	free(buf);
+	cluster_stop();
+	rayc__test_set_offer_path(NULL);
+}
+
+static char odir[64];
+
+static void offer_dir(void)
+{
+	snprintf(odir, sizeof(odir), "/tmp/rayc-offer-XXXXXX");
+	cr_assert_not_null(mkdtemp(odir));
+}
+
+static void offer_dir_rm(const char **names)
+{
+	char p[128];
+	for (int i = 0; names[i] != NULL; i++) {
+		snprintf(p, sizeof(p), "%s/%s", odir, names[i]);
+		if (unlink(p) != 0)
+			rmdir(p);
+	}
+	rmdir(odir);
+}
+
+Test(net, same_host_offer_of_a_fifo_is_refused)
+{
+	char node[128];
+	offer_dir();
+	snprintf(node, sizeof(node), "%s/fifo", odir);
+	cr_assert_eq(mkfifo(node, 0600), 0);
+	hostile_offer(node);
+	offer_dir_rm((const char *[]){ "fifo", NULL });
+}
+
+Test(net, same_host_offer_of_a_device_is_refused)
+{
+	char node[128];
+	offer_dir();
+	snprintf(node, sizeof(node), "%s/null", odir);
+	if (mknod(node, S_IFCHR | 0600, makedev(1, 3)) != 0) {
+		offer_dir_rm((const char *[]){ NULL });
+		cr_skip_test("mknod needs root");
+	}
+	hostile_offer(node);
+	offer_dir_rm((const char *[]){ "null", NULL });
+}
+
+/* A path through a symlinked directory to a regular file of ours. */
+Test(net, same_host_offer_through_a_symlink_is_refused)
+{
+	char real[128], link[128], node[160];
+	offer_dir();
+	snprintf(real, sizeof(real), "%s/real", odir);
+	snprintf(link, sizeof(link), "%s/link", odir);
+	snprintf(node, sizeof(node), "%s/file", link);
+	cr_assert_eq(mkdir(real, 0700), 0);
+	cr_assert_eq(symlink(real, link), 0);
+	int fd = open(node, O_RDWR | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)64 << 20), 0);
+	close(fd);
+	hostile_offer(node);
+	unlink(node);
+	offer_dir_rm((const char *[]){ "link", "real", NULL });
 }
 
 /* The holder of the object being copied, and whether the fetcher had

@@ -1,9 +1,15 @@
 /* test_store.c -- the object store: TLSF arena allocation, growth,
  * coalescing, full and oversize stores, zero-copy gets, and 1,000,000
  * put/release cycles that leave usage and RSS at baseline. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -193,33 +199,218 @@ Test(store, shutdown_removes_arena_file)
 	snprintf(path, sizeof(path), "%s", rayc__test_store_path());
 	struct stat sb;
 	cr_assert_eq(stat(path, &sb), 0, "%s exists while running", path);
+	ino_t ino = sb.st_ino;
 	rt_stop();
-	cr_assert_neq(stat(path, &sb), 0, "%s removed at shutdown", path);
+	cr_assert(stat(path, &sb) != 0 || sb.st_ino != ino,
+	          "%s removed at shutdown", path);
 }
 
-/* An arena file left by a process that died without rayc_shutdown is
- * removed by the next peer that starts in the same directory. */
-Test(store, stale_arena_of_dead_process_is_reaped)
+/* A byte from fd within 20 s ('T' if none came). */
+static char read_byte(int fd)
 {
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c = 'T';
+	if (poll(&p, 1, 20000) == 1 && read(fd, &c, 1) != 1)
+		c = 'E';
+	return c;
+}
+
+static bool shm_has_file_of(pid_t pid)
+{
+	char pre[64];
+	snprintf(pre, sizeof(pre), "rayc-%d-", (int)pid);
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	bool found = false;
+	while (d != NULL && (e = readdir(d)) != NULL)
+		found |= strncmp(e->d_name, pre, strlen(pre)) == 0;
+	if (d != NULL)
+		closedir(d);
+	return found;
+}
+
+/* A crash cannot run rayc_shutdown: the arena must not outlive its
+ * process anyway (nothing is left for anyone to reap). */
+Test(store, arena_of_a_killed_process_leaves_no_file)
+{
+	int up[2];
+	cr_assert_eq(pipe(up), 0);
 	pid_t pid = fork();
-	if (pid == 0)
-		_exit(0);
-	cr_assert_gt(pid, 0);
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		rayc__store *s;
+		char r = rayc__store_open(&s, dir, (size_t)8 << 20, 0) ==
+		                         RAYC_OK
+		                 ? 'R'
+		                 : 'F';
+		(void)!write(up[1], &r, 1);
+		for (;;)
+			pause();
+	}
+	close(up[1]);
+	cr_assert_eq(read_byte(up[0]), 'R');
+	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-7", (int)pid);
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f);
-	fclose(f);
-	char live[64];
-	snprintf(live, sizeof(live), "/dev/shm/rayc-%d-99", (int)getpid());
-	f = fopen(live, "w");
-	cr_assert_not_null(f);
-	fclose(f);
-	rt_start(1);
+	close(up[0]);
+	cr_assert_not(shm_has_file_of(pid), "the killed process's arena "
+	              "file is left in /dev/shm");
+}
+
+/* Names of ours in the shared directory, made first by someone else
+ * (here: made by us, given to another user), do not stop a peer. */
+Test(store, squatted_arena_names_do_not_stop_a_peer)
+{
+	char p[64];
+	int me = (int)getpid();
+	for (int i = 0; i < 32; i++) {
+		snprintf(p, sizeof(p), "/dev/shm/rayc-%d-%d", me, i);
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		cr_assert_geq(fd, 0, "%s", p);
+		(void)!fchown(fd, 65534, 65534);
+		close(fd);
+	}
+	rayc__store *s = NULL;
+	int rc = rayc__store_open(&s, dir, (size_t)8 << 20, 0);
+	for (int i = 0; i < 32; i++) {
+		snprintf(p, sizeof(p), "/dev/shm/rayc-%d-%d", me, i);
+		unlink(p);
+	}
+	cr_assert_eq(rc, RAYC_OK, "%s", rayc_errmsg());
+	rayc__store_close(s);
+}
+
+/* A file whose name only starts like an arena's is not ours to delete. */
+Test(store, files_that_look_like_arenas_are_kept)
+{
+	const char *p = "/dev/shm/rayc-99999999-1.important-backup.tar";
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	rayc__store *s;
+	cr_assert_eq(rayc__store_open(&s, dir, (size_t)8 << 20, 0), RAYC_OK);
 	struct stat sb;
-	cr_assert_neq(stat(path, &sb), 0, "dead process's file removed");
-	cr_assert_eq(stat(live, &sb), 0, "a live process's file is kept");
-	unlink(live);
-	rt_stop();
+	int kept = stat(p, &sb);
+	unlink(p);
+	rayc__store_close(s);
+	cr_assert_eq(kept, 0, "%s was deleted", p);
+}
+
+/* A live peer in another PID namespace (a container sharing /dev/shm)
+ * whose pid there is dead here keeps its arena when a peer starts
+ * here: pids lie across namespaces. */
+Test(store, live_peer_in_another_pid_namespace_keeps_its_arena)
+{
+	pid_t dead = fork(); /* a pid no process has here */
+	if (dead == 0)
+		_exit(0);
+	cr_assert_gt(dead, 1);
+	waitpid(dead, NULL, 0);
+	int up[2], go[2];
+	cr_assert_eq(pipe(up), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid_t c = fork();
+	cr_assert_geq(c, 0);
+	if (c == 0) {
+		close(up[0]);
+		close(go[1]);
+		if (unshare(CLONE_NEWPID) != 0)
+			_exit(write(up[1], "S", 1) != 1);
+		pid_t init = fork(); /* pid 1 there */
+		if (init == 0) {
+			int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
+			if (fd >= 0) {
+				dprintf(fd, "%d", (int)dead - 1);
+				close(fd);
+			}
+			pid_t p = fork();
+			if (p == 0) {
+				rayc__store *s;
+				struct stat a, b;
+				if (getpid() != dead ||
+				    rayc__store_open(&s, dir, (size_t)8 << 20,
+				                     0) != RAYC_OK ||
+				    stat(rayc__store_path(s), &a) != 0)
+					_exit(write(up[1], "S", 1) != 1);
+				(void)!write(up[1], "R", 1);
+				char x = read_byte(go[0]);
+				bool ok = x == 'g' &&
+				          stat(rayc__store_path(s), &b) == 0 &&
+				          b.st_ino == a.st_ino &&
+				          b.st_nlink == a.st_nlink;
+				(void)!write(up[1], ok ? "K" : "L", 1);
+				rayc__store_close(s);
+				_exit(0);
+			}
+			waitpid(p, NULL, 0);
+			_exit(0);
+		}
+		waitpid(init, NULL, 0);
+		_exit(0);
+	}
+	close(up[1]);
+	close(go[0]);
+	char r = read_byte(up[0]);
+	if (r == 'S') {
+		waitpid(c, NULL, 0);
+		cr_skip_test("no PID namespace (needs root)");
+	}
+	cr_assert_eq(r, 'R', "the peer in the other namespace did not start");
+	rayc__store *s;
+	cr_assert_eq(rayc__store_open(&s, dir, (size_t)8 << 20, 0), RAYC_OK);
+	(void)!write(go[1], "g", 1);
+	r = read_byte(up[0]);
+	rayc__store_close(s);
+	waitpid(c, NULL, 0);
+	cr_assert_eq(r, 'K', "the live peer's arena was removed");
+}
+
+/* A fetcher maps only a sealed arena: an unsealed memfd of ours, which
+ * whoever holds it could shrink under the reader, is refused. */
+Test(store, view_refuses_an_unsealed_file)
+{
+	const size_t n = (size_t)1 << 20;
+	int fd = memfd_create("rayc-unsealed", MFD_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fchmod(fd, 0600), 0);
+	cr_assert_eq(ftruncate(fd, (off_t)n), 0);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	rayc__store_ident id = { .pid = (int32_t)getpid(), .fd = fd,
+		                 .size = n, .dev = (uint64_t)st.st_dev,
+		                 .ino = (uint64_t)st.st_ino };
+	rayc__store_view *v = NULL;
+	cr_assert_eq(rayc__store_view_open(&v, &id), RAYC_ESYS);
+	close(fd);
+}
+
+/* Whoever can reach a peer's arena file must not be able to shrink it
+ * under a reader that maps it: that reader would die of SIGBUS. */
+Test(store, truncating_an_arena_under_a_reader_cannot_kill_it)
+{
+	rayc__store *s;
+	rayc__block *b;
+	const size_t n = (size_t)1 << 20;
+
+	cr_assert_eq(rayc__store_open(&s, dir, (size_t)8 << 20, 0), RAYC_OK);
+	cr_assert_eq(rayc__store_alloc(s, n, &b), RAYC_OK);
+	memset(rayc__store_ptr(s, b), 7, n);
+	rayc__store_ident id;
+	rayc__store_ident_get(s, &id);
+	rayc__store_view *v;
+	cr_assert_eq(rayc__store_view_open(&v, &id), RAYC_OK, "%s",
+	             rayc_errmsg());
+	const volatile uint8_t *p =
+	        rayc__store_view_range(v, rayc__store_block_offset(b), n);
+	cr_assert_not_null(p);
+	int fd = open(rayc__store_path(s), O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "%s", rayc__store_path(s));
+	(void)!ftruncate(fd, 0);
+	close(fd);
+	size_t sevens = 0;
+	for (size_t i = 0; i < n; i++)
+		sevens += p[i] == 7;
+	cr_assert_eq(sevens, n);
+	rayc__store_view_release(v);
+	rayc__store_free(s, b);
+	rayc__store_close(s);
 }

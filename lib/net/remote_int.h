@@ -88,6 +88,8 @@ void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
 
 /* samehost.c */
 bool rayc__remote_same_host_on(void);
+/* Is c's other end on this host (its addresses say so)? */
+bool rayc__remote_conn_local(rayc__conn *c);
 bool rayc__remote_looks_local_locked(rayc__net *net, uint32_t peer)
 	RAYC_REQUIRES(net->mu);
 void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,

@@ -2,20 +2,29 @@
  * arena.
  *
  * A fetcher that believes the holder shares its host (a loopback or
- * equal address) sets RAYC__FETCH_SAME_HOST in FETCH.  The holder pins
- * the object and answers SHM_OFFER (where the object lies in its arena
- * file, the file's path and identity, its host name), then computes the
- * xxh3 of the object and sends it as SHM_SUM: the fetcher's check and
+ * equal address) sets RAYC__FETCH_SAME_HOST in FETCH.  The holder, if
+ * the connection really is local (rayc__remote_conn_local) and its
+ * arena is a sealed memfd, pins the object and answers SHM_OFFER (where
+ * the object lies in its arena; its pid and the arena's fd; the arena's
+ * size and identity), then computes the xxh3 of the object and sends
+ * it as SHM_SUM: the fetcher's check and
  * the holder's hashing run at the same time (both on the bulk thread,
  * bulk.c, never on a receive callback).  The fetcher maps the arena
  * read-only (one mapping per peer, held by every object read from it),
  * hashes the object where it lies, and once both sums are in, if they
  * agree, makes it its object's data: no copy at all.  When that entry's data
  * goes (rayc__net_view_done_locked) it says SHM_DONE and the holder
- * unpins (it also unpins when the fetcher dies).  A host name that
- * differs, a file that cannot be opened or is not the one announced, or
- * a sum that differs: the object is fetched again over TCP, and that
- * peer is not offered this path again.
+ * unpins (it also unpins when the fetcher dies).  A connection that is
+ * not local, an arena that cannot be reached or is not the one
+ * announced, or a sum that differs: the object is fetched again over
+ * TCP, and that peer is not offered this path again.
+ *
+ * Trust: the offer names no path.  The fetcher builds /proc/<pid>/fd/<fd>
+ * itself, looks at what it leads to without opening it (O_PATH), and
+ * opens only a sealed memfd of its own user (rayc__shm_open_ro): a FIFO,
+ * a device, a symlink or any named file is refused before any open, and
+ * nobody can shrink the arena under the reader (SIGBUS).  "Same host"
+ * comes from the connection's addresses, not from what the peer says.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +34,18 @@
 
 
 static void (*_Atomic shm_copy_hook)(void);
+static _Atomic int offer_fd = -1; /* test: a hostile holder's fd */
 
 void rayc__test_set_shm_copy_hook(void (*fn)(void))
 {
 	atomic_store(&shm_copy_hook, fn);
+}
+
+void rayc__test_set_offer_path(const char *path)
+{
+	int fd = path != NULL ? rayc__path_handle(path) : -1;
+
+	rayc__close_fd(atomic_exchange(&offer_fd, fd));
 }
 
 /* RAYC_SAME_HOST_COPY=0 turns the path off, for asking and offering.
@@ -65,6 +82,38 @@ bool rayc__remote_looks_local_locked(rayc__net *net, uint32_t peer)
 	    strcmp(a, "[::1]") == 0)
 		return true;
 	return url_host(net->url, b, sizeof(b)) && strcmp(a, b) == 0;
+}
+
+/* Is c's other end on this host?  Told by the connection itself, which
+ * a peer on another host cannot forge: a loopback address, a unix
+ * socket, or its address equal to ours (the kernel drops packets from
+ * outside that carry one of our addresses as their source). */
+bool rayc__remote_conn_local(rayc__conn *c)
+{
+	nng_sockaddr ra, la;
+
+	if (c->s == NULL ||
+	    nng_stream_get_addr(c->s, NNG_OPT_REMADDR, &ra) != 0)
+		return false;
+	if (ra.s_family == NNG_AF_IPC)
+		return true;
+	if (nng_stream_get_addr(c->s, NNG_OPT_LOCADDR, &la) != 0)
+		la.s_family = NNG_AF_UNSPEC;
+	if (ra.s_family == NNG_AF_INET) {
+		const uint8_t *a = (const uint8_t *)&ra.s_in.sa_addr;
+		return a[0] == 127 || (la.s_family == NNG_AF_INET &&
+		                       la.s_in.sa_addr == ra.s_in.sa_addr);
+	}
+	if (ra.s_family == NNG_AF_INET6) {
+		static const uint8_t lo[16] = { [15] = 1 };
+		static const uint8_t v4[12] = { [10] = 0xff, [11] = 0xff };
+		const uint8_t *a = ra.s_in6.sa_addr;
+		return memcmp(a, lo, 16) == 0 ||
+		       (memcmp(a, v4, 12) == 0 && a[12] == 127) ||
+		       (la.s_family == NNG_AF_INET6 &&
+		        memcmp(la.s_in6.sa_addr, a, 16) == 0);
+	}
+	return false;
 }
 
 static void send_oid(rayc__conn *c, int type, rayc_object_id id,
@@ -120,7 +169,6 @@ void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
 	rayc__net *net = c->net;
 	rayc__pin *p = malloc(sizeof(*p));
 	rayc__store_ident si;
-	char host[256];
 
 	if (p == NULL) {
 		/* The fetcher asks again once this closes. */
@@ -138,18 +186,22 @@ void rayc__remote_offer(rayc__conn *c, rayc__obj *o, rayc_object_id id,
 	net->pins = p;
 	rayc__mutex_unlock(&net->mu);
 	rayc__store_ident_get(net->rt->store, &si);
-	rayc__hostname(host, sizeof(host));
+	int hostile = atomic_load(&offer_fd);
+	if (hostile >= 0) {
+		si.fd = hostile;
+		rayc__fd_ident(hostile, &si.size, &si.dev, &si.ino);
+	}
 	rayc__wbuf b = { 0 };
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_SHM_OFFER, net->self);
 	rayc__w_oid(&b, id);
 	rayc__w_u8(&b, (uint8_t)type);
 	rayc__w_u64(&b, len);
 	rayc__w_u64(&b, off);
-	rayc__w_str(&b, si.path);
+	rayc__w_u32(&b, (uint32_t)si.pid);
+	rayc__w_u32(&b, (uint32_t)si.fd);
 	rayc__w_u64(&b, si.size);
 	rayc__w_u64(&b, si.dev);
 	rayc__w_u64(&b, si.ino);
-	rayc__w_str(&b, host);
 	rayc__w_frame_end(&b, f);
 	rayc__conn_send(c, &b);
 	rayc__wbuf_fini(&b);
@@ -322,13 +374,12 @@ void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd)
 	uint64_t len = rayc__r_u64(rd);
 	uint64_t off = rayc__r_u64(rd);
 	rayc__store_ident si;
-	char host[256], me[256];
 
-	rayc__r_str(rd, si.path, sizeof(si.path));
+	si.pid = (int32_t)rayc__r_u32(rd);
+	si.fd = (int32_t)rayc__r_u32(rd);
 	si.size = rayc__r_u64(rd);
 	si.dev = rayc__r_u64(rd);
 	si.ino = rayc__r_u64(rd);
-	rayc__r_str(rd, host, sizeof(host));
 	if (rd->bad)
 		return rayc__conn_close(c, "bad SHM_OFFER");
 	rayc__mutex_lock(&net->mu);
@@ -343,8 +394,7 @@ void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_unlock(&net->mu);
 	rayc__store_view *v = NULL;
 	const void *src = NULL;
-	rayc__hostname(me, sizeof(me));
-	if (strcmp(me, host) == 0 && len > 0 &&
+	if (rayc__remote_conn_local(c) && len > 0 &&
 	    (v = peer_view(net, c->peer, &si)) != NULL)
 		src = rayc__store_view_range(v, off, len);
 	if (src == NULL) {

@@ -47,7 +47,8 @@ enum rayc__msg {
 	RAYC__MSG_RAFT,      /* a Raft message of the control store */
 	RAYC__MSG_REMOVED,   /* to a peer the cluster removed: you are out */
 	RAYC__MSG_SHM_OFFER, /* holder -> fetcher on one host: the object is
-	                        pinned at (offset, len) in my arena file */
+	                        pinned at (offset, len) in my arena, reached
+	                        as /proc/<pid>/fd/<fd> (samehost.c) */
 	RAYC__MSG_SHM_SUM,   /* holder -> fetcher: that object's xxh3 */
 	RAYC__MSG_SHM_DONE,  /* fetcher -> holder: copied (or not): unpin */
 	RAYC__MSG_MAX_

@@ -205,7 +205,8 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 	int st = o != NULL ? atomic_load(&o->state) : -1;
 	if (st == RAYC__OBJ_READY && (flags & RAYC__FETCH_SAME_HOST) &&
 	    o->block != NULL && o->len >= RAYC__NET_INLINE_MAX &&
-	    rayc__remote_same_host_on()) {
+	    rayc__remote_same_host_on() &&
+	    rayc__store_shareable(rt->store) && rayc__remote_conn_local(c)) {
 		/* A peer on this host: it copies straight out of our
 		 * arena; pinned until it says SHM_DONE or dies. */
 		rayc__obj_ref_locked(o);

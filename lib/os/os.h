@@ -52,21 +52,21 @@ uint64_t rayc__phys_mem(void);
 uint64_t rayc__rss_bytes(void); /* this process's resident set, 0 if unknown */
 size_t rayc__page_size(void);
 
-/* A shared-memory file mapped read-write.  path is kept so the file can be
- * unlinked at close (and, later, opened by other peers). */
-#define RAYC__SHM_PATH_MAX 256
-/* The longest directory rayc__shm_open takes: its file, "/rayc-PID-N"
- * (an int and an unsigned of 10 digits each), must fit the path with
- * its NUL.  A longer one is RAYC_EINVAL, never a path cut short. */
-#define RAYC__SHM_DIR_MAX (RAYC__SHM_PATH_MAX - 1 - 27)
+/* The longest store directory rayc takes (RAYC_EINVAL beyond). */
+#define RAYC__SHM_DIR_MAX 228
+/* A shared-memory file mapped read-write: a sealed memfd (no name)
+ * when the store directory is tmpfs, else an unnamed file in it.  path
+ * is where this process reaches it (/proc/self/fd/N), for messages. */
 typedef struct rayc__shm {
 	int fd;
 	void *base;
 	size_t size;
-	char path[RAYC__SHM_PATH_MAX];
+	bool shared; /* sealed: peers on this host may map it */
+	char path[64];
 } rayc__shm;
 
 int rayc__shm_open(rayc__shm *s, const char *dir, size_t size);
+/* Unmaps and closes: nothing is left (no name to unlink). */
 void rayc__shm_close(rayc__shm *s);
 /* Backs [off, off+len) with memory now (MADV_POPULATE_WRITE, else touch).
  * RAYC_ESTOREFULL if the file system has no room: never SIGBUS later. */
@@ -75,13 +75,21 @@ int rayc__shm_populate(rayc__shm *s, size_t off, size_t len);
  * shrink).  The range reads as zeros afterwards. */
 void rayc__shm_discard(rayc__shm *s, size_t off, size_t len);
 /* The file's identity (device and inode), so another process can tell
- * the file it opens by path is this one. */
+ * the file it reaches is this one. */
 void rayc__shm_ident(const rayc__shm *s, uint64_t *dev, uint64_t *ino);
-/* Maps another process's shared-memory file read-only.  RAYC_ESYS
- * unless path is a regular file of exactly size bytes with that device
- * and inode (not a namesake in another mount namespace).  The mapping
- * stays valid after the owner unlinks the file or dies. */
-int rayc__shm_open_ro(rayc__shm *s, const char *path, size_t size,
+/* Size and identity of what fd refers to (zeros if it cannot tell). */
+void rayc__fd_ident(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino);
+/* A handle on path that opens nothing (O_PATH, a symlink not followed),
+ * -1 on error.  For tests that play a hostile peer. */
+int rayc__path_handle(const char *path);
+/* Maps read-only the arena that process pid (same host, same user,
+ * same PID namespace) holds as fd, reached as /proc/pid/fd/fd.  It is
+ * checked before it is opened, so nothing else (a FIFO, a device, a
+ * file by a name) is ever opened, and refused (RAYC_ESYS) unless it is
+ * a memfd of our user, mode 0600, sealed against shrinking and growing,
+ * of exactly size bytes with that device and inode.  The mapping stays
+ * valid after the owner closes it or dies. */
+int rayc__shm_open_ro(rayc__shm *s, int pid, int fd, size_t size,
                       uint64_t dev, uint64_t ino);
 /* Unmaps a file opened with rayc__shm_open_ro; the file stays. */
 void rayc__shm_close_ro(rayc__shm *s);

@@ -189,3 +189,8 @@ const char *rayc__store_path(const rayc__store *s)
 {
 	return s->shm.path;
 }
+
+bool rayc__store_shareable(const rayc__store *s)
+{
+	return s->shm.shared;
+}

@@ -14,12 +14,13 @@
 typedef struct rayc__store rayc__store;
 typedef struct rayc__block rayc__block; /* one allocation in the arena */
 
-/* Creates the arena file in dir (capacity bytes, sparse) and starts
+/* Creates the arena (capacity bytes, sparse): a sealed memfd if dir is
+ * tmpfs (the default /dev/shm), else an unnamed file in dir; and starts
  * populating its first prefault bytes in the background. */
 int rayc__store_open(rayc__store **out, const char *dir, size_t capacity,
                      size_t prefault);
-/* Unmaps and deletes the arena file.  Every block must have been freed
- * or is forgotten.  NULL-safe. */
+/* Unmaps and closes the arena (it has no name to delete).  Every
+ * block must have been freed or is forgotten.  NULL-safe. */
 void rayc__store_close(rayc__store *s);
 
 /* Allocates n bytes (n > 0), 64-byte aligned, backed by real memory.
@@ -40,18 +41,23 @@ typedef struct rayc__store_stats {
 	uint64_t used, capacity, populated, blocks;
 } rayc__store_stats;
 void rayc__store_stats_get(rayc__store *s, rayc__store_stats *st);
+/* Where this process reaches its arena (/proc/self/fd/N). */
 const char *rayc__store_path(const rayc__store *s);
+/* True if peers on this host may map the arena (a sealed memfd). */
+bool rayc__store_shareable(const rayc__store *s);
 
-/* Where another process on this host finds this store's arena: the
- * file's path, size and identity (device, inode). */
+/* Where another process of our user on this host finds this store's
+ * arena: our pid and the arena's fd (it opens /proc/pid/fd/fd), its
+ * size and identity (device, inode). */
 typedef struct rayc__store_ident {
-	char path[256];
+	int32_t pid, fd;
 	uint64_t size, dev, ino;
 } rayc__store_ident;
 void rayc__store_ident_get(const rayc__store *s, rayc__store_ident *id);
 
 /* Another peer's arena on this host, mapped read-only (view.c).  open:
- * RAYC_ESYS if the file is missing or is not the one id names.  The view
+ * RAYC_ESYS unless id names a sealed arena of our user
+ * (rayc__shm_open_ro: nothing else is even opened).  The view
  * starts with one reference; hold adds one, release drops one and
  * unmaps at the last.  Thread-safe. */
 typedef struct rayc__store_view rayc__store_view;

@@ -1,7 +1,10 @@
 /* store_int.h -- structures only lib/store sees.
  *
- * Layout.  The arena is one file (default /dev/shm/rayc-<pid>-<n>) mapped
- * MAP_SHARED, sparse at first.  Only [0, populated) is handed out: that
+ * Layout.  The arena is one file, mapped MAP_SHARED, sparse at first: a
+ * memfd sealed against shrinking and growing when the store directory is
+ * tmpfs (the default /dev/shm; no name to squat or reap, and no one can
+ * truncate it under a peer that maps it), else an unnamed O_TMPFILE file
+ * in the directory (not shared).  Only [0, populated) is handed out: that
  * prefix has been fallocate'd and prefaulted (MADV_POPULATE_WRITE), because
  * a first touch costs ~14 us per 4 KiB page on our VMs while populated
  * memory copies at ~17 GB/s.  The prefix grows on demand (at least

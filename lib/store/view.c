@@ -17,7 +17,8 @@ struct rayc__store_view {
 void rayc__store_ident_get(const rayc__store *s, rayc__store_ident *id)
 {
 	memset(id, 0, sizeof(*id));
-	snprintf(id->path, sizeof(id->path), "%s", s->shm.path);
+	id->pid = rayc__getpid();
+	id->fd = s->shm.fd;
 	id->size = s->shm.size;
 	rayc__shm_ident(&s->shm, &id->dev, &id->ino);
 }
@@ -28,7 +29,7 @@ int rayc__store_view_open(rayc__store_view **out, const rayc__store_ident *id)
 
 	if (v == NULL)
 		return RAYC_ENOMEM;
-	int rc = rayc__shm_open_ro(&v->shm, id->path, (size_t)id->size,
+	int rc = rayc__shm_open_ro(&v->shm, id->pid, id->fd, (size_t)id->size,
 	                           id->dev, id->ino);
 	if (rc != RAYC_OK) {
 		free(v);
@@ -44,7 +45,8 @@ bool rayc__store_view_is(const rayc__store_view *v,
                          const rayc__store_ident *id)
 {
 	return v->id.size == id->size && v->id.dev == id->dev &&
-	       v->id.ino == id->ino && strcmp(v->id.path, id->path) == 0;
+	       v->id.ino == id->ino && v->id.pid == id->pid &&
+	       v->id.fd == id->fd;
 }
 
 const void *rayc__store_view_range(rayc__store_view *v, uint64_t off,

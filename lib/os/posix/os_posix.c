@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <linux/futex.h>
+#include <linux/magic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <spawn.h>
@@ -17,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -210,78 +212,71 @@ uint64_t rayc__rss_bytes(void)
 	return (uint64_t)resident * rayc__page_size();
 }
 
-/* Removes arena files left in dir by rayc processes that died without
- * shutting down (a crash cannot run rayc_shutdown). */
-static void reap_stale(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char path[RAYC__SHM_PATH_MAX];
-	int pid, n;
+/* The arena is a memfd when dir is memory (tmpfs, as /dev/shm is): a
+ * file with no name, so nothing can squat it, nothing is left behind by
+ * a crash (no reaper, whose pid checks lie across PID namespaces), and
+ * it can be sealed so no one can shrink it under a peer that maps it
+ * (that peer would die of SIGBUS).  Peers of the same user on this host
+ * reach it through /proc/<pid>/fd/<fd> (rayc__shm_open_ro).  Elsewhere
+ * (a disk) it is an unnamed O_TMPFILE file in dir, kept to itself. */
+#define ARENA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
-	if (d == NULL)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		if (sscanf(e->d_name, "rayc-%d-%d", &pid, &n) != 2 || pid <= 0)
-			continue;
-		if (kill(pid, 0) == 0 || errno != ESRCH)
-			continue;
-		int len = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (len < 0 || (size_t)len >= sizeof(path))
-			continue; /* not ours: never unlink a path cut short */
-		if (unlink(path) == 0)
-			rayc__log(RAYC_LOG_INFO, "RAYC-STORE-REAP",
-			          "removed %s left by dead process %d", path, pid);
+static int arena_fd(const char *dir, bool *sealable)
+{
+	struct statfs sf;
+
+	*sealable = false;
+	if (statfs(dir, &sf) != 0)
+		return -1;
+	if (sf.f_type == TMPFS_MAGIC) {
+		int fd = memfd_create("rayc-arena",
+		                      MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fd >= 0) {
+			*sealable = true;
+			return fd;
+		}
 	}
-	closedir(d);
+	return open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
 }
 
 int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
 {
-	static _Atomic unsigned counter;
-	int fd = -1;
+	bool sealable;
 
 	if (strlen(dir) > RAYC__SHM_DIR_MAX)
 		return rayc__err(RAYC_EINVAL, "store directory %s is %zu bytes "
 		                 "long: at most %d", dir, strlen(dir),
 		                 RAYC__SHM_DIR_MAX);
-	reap_stale(dir);
-
-	for (int tries = 0; tries < 16 && fd < 0; tries++) {
-		int len = snprintf(s->path, sizeof(s->path), "%s/rayc-%d-%u",
-		                   dir, (int)getpid(),
-		                   atomic_fetch_add(&counter, 1));
-		if (len < 0 || (size_t)len >= sizeof(s->path))
-			return rayc__err(RAYC_EINVAL, "store directory %s: the "
-			                 "store file's path is longer than %zu "
-			                 "bytes", dir, sizeof(s->path) - 1);
-		fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 && errno != EEXIST)
-			break;
-	}
+	int fd = arena_fd(dir, &sealable);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
 	if (fd < 0)
-		return rayc__err(RAYC_ESYS, "cannot create store file %s: %s",
-		                 s->path, strerror(errno));
-	if (ftruncate(fd, (off_t)size) != 0) {
+		return rayc__err(RAYC_ESYS,
+		                 "cannot create store file in %s: %s", dir,
+		                 strerror(errno));
+	/* A memfd starts 0777; readers check for 0600. */
+	if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0 ||
+	    (sealable &&
+	     fcntl(fd, F_ADD_SEALS, ARENA_SEALS | F_SEAL_SEAL) != 0)) {
 		int e = errno;
 		close(fd);
-		unlink(s->path);
-		return rayc__err(RAYC_ESYS, "cannot size store file %s: %s",
-		                 s->path, strerror(e));
+		return rayc__err(RAYC_ESYS, "cannot size store file in %s: %s",
+		                 dir, strerror(e));
 	}
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 	               MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (p == MAP_FAILED) {
 		int e = errno;
 		close(fd);
-		unlink(s->path);
-		return rayc__err(RAYC_ESYS, "cannot map store file %s: %s",
-		                 s->path, strerror(e));
+		return rayc__err(RAYC_ESYS, "cannot map store file in %s: %s",
+		                 dir, strerror(e));
 	}
 	(void)madvise(p, size, MADV_HUGEPAGE); /* honoured if shmem THP is on */
 	s->fd = fd;
 	s->base = p;
 	s->size = size;
+	s->shared = sealable;
+	snprintf(s->path, sizeof(s->path), "/proc/self/fd/%d", fd);
 	return RAYC_OK;
 }
 
@@ -290,8 +285,7 @@ void rayc__shm_close(rayc__shm *s)
 	if (s->base == NULL)
 		return;
 	munmap(s->base, s->size);
-	close(s->fd);
-	unlink(s->path);
+	close(s->fd); /* the last reference frees the memfd's memory */
 	s->base = NULL;
 	s->fd = -1;
 }
@@ -341,43 +335,105 @@ void rayc__shm_discard(rayc__shm *s, size_t off, size_t len)
 
 void rayc__shm_ident(const rayc__shm *s, uint64_t *dev, uint64_t *ino)
 {
+	uint64_t size;
+
+	rayc__fd_ident(s->fd, &size, dev, ino);
+}
+
+void rayc__fd_ident(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino)
+{
 	struct stat st;
 
-	*dev = 0;
-	*ino = 0;
-	if (s->fd >= 0 && fstat(s->fd, &st) == 0) {
+	*size = *dev = *ino = 0;
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		*size = (uint64_t)st.st_size;
 		*dev = (uint64_t)st.st_dev;
 		*ino = (uint64_t)st.st_ino;
 	}
 }
 
-int rayc__shm_open_ro(rayc__shm *s, const char *path, size_t size,
+int rayc__path_handle(const char *path)
+{
+	return open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* The device of the kernel's internal tmpfs, where every memfd lives. */
+static uint64_t memfd_dev(void)
+{
+	static _Atomic uint64_t dev = UINT64_MAX;
+	uint64_t d = atomic_load(&dev), size, ino;
+
+	if (d != UINT64_MAX)
+		return d;
+	int fd = memfd_create("rayc-probe", MFD_CLOEXEC);
+	if (fd < 0)
+		return UINT64_MAX - 1; /* matches nothing */
+	rayc__fd_ident(fd, &size, &d, &ino);
+	close(fd);
+	atomic_store(&dev, d);
+	return d;
+}
+
+/* Only a peer's arena as rayc__shm_open makes it: a memfd (no name,
+ * on the internal tmpfs) of our user, 0600, of the size and identity
+ * announced. */
+static bool is_arena(const struct stat *st, size_t size, uint64_t dev,
+                     uint64_t ino)
+{
+	return S_ISREG(st->st_mode) && st->st_uid == geteuid() &&
+	       (st->st_mode & 0077) == 0 && st->st_nlink == 0 &&
+	       (uint64_t)st->st_dev == memfd_dev() &&
+	       (uint64_t)st->st_dev == dev && (uint64_t)st->st_ino == ino &&
+	       (uint64_t)st->st_size == size && size > 0;
+}
+
+int rayc__shm_open_ro(rayc__shm *s, int pid, int fd, size_t size,
                       uint64_t dev, uint64_t ino)
 {
+	char p[64], self[64];
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
-	if (fd < 0)
-		return rayc__err(RAYC_ESYS, "cannot open %s: %s", path,
+	if (pid <= 0 || fd < 0)
+		return rayc__err(RAYC_ESYS, "no arena named");
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", pid, fd);
+	/* O_PATH opens nothing (no driver's open, no FIFO to block on):
+	 * the node is checked first, and opened only if it is an arena.
+	 * The kernel lets us follow the link only into a process we could
+	 * ptrace (our user's). */
+	int h = open(p, O_PATH | O_CLOEXEC);
+	if (h < 0)
+		return rayc__err(RAYC_ESYS, "cannot reach %s: %s", p,
 		                 strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size != size || (uint64_t)st.st_dev != dev ||
-	    (uint64_t)st.st_ino != ino || size == 0) {
-		close(fd);
+	if (fstat(h, &st) != 0 || !is_arena(&st, size, dev, ino)) {
+		close(h);
 		return rayc__err(RAYC_ESYS, "%s is not the arena announced",
-		                 path);
+		                 p);
 	}
-	void *p = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd,
-	               0);
-	close(fd); /* the mapping keeps the file */
-	if (p == MAP_FAILED)
-		return rayc__err(RAYC_ESYS, "cannot map %s: %s", path,
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", h);
+	int rfd = open(self, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	close(h);
+	if (rfd < 0)
+		return rayc__err(RAYC_ESYS, "cannot open %s: %s", p,
 		                 strerror(errno));
-	s->base = p;
+	/* Unsealed, its holder (or anyone it gave it to) could shrink it
+	 * while we read it: SIGBUS. */
+	int seals = fcntl(rfd, F_GET_SEALS);
+	if (fstat(rfd, &st) != 0 || !is_arena(&st, size, dev, ino) ||
+	    seals < 0 || (seals & ARENA_SEALS) != ARENA_SEALS) {
+		close(rfd);
+		return rayc__err(RAYC_ESYS, "%s is not a sealed arena", p);
+	}
+	void *m = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, rfd,
+	               0);
+	close(rfd); /* the mapping keeps the file */
+	if (m == MAP_FAILED)
+		return rayc__err(RAYC_ESYS, "cannot map %s: %s", p,
+		                 strerror(errno));
+	s->base = m;
 	s->size = size;
-	snprintf(s->path, sizeof(s->path), "%s", path);
+	snprintf(s->path, sizeof(s->path), "%s", p);
 	return RAYC_OK;
 }
 
