@@ -287,6 +287,50 @@ Test(net, wrong_token_is_refused_and_runs_nothing)
 	cluster_stop();
 }
 
+/* Runs nf_add(7, 35) on the peer whose next TASK from us is tampered
+ * with (how: RAYC__TEST_FLIP or _REPLAY) after its tag is computed.  The
+ * peer refuses the frame and closes the connection; the task goes again
+ * on the next one and gives the right sum, run once. */
+static void tampered_task(int how)
+{
+	driver_start();
+	pid_t p = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(p));
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_add", &o, RAYC_I64(1),
+	                            RAYC_I64(2)), 0);
+	cr_assert_eq(get_i64(r), 3); /* the connection is open */
+	rayc_release(r);
+	cr_assert_eq(rayc__test_tamper_next(o.node_id, 11 /* RAYC__MSG_TASK */,
+	                                    how), 0);
+	cr_assert_eq(rayc_call_opts(&r, "nf_add", &o, RAYC_I64(7),
+	                            RAYC_I64(35)), 0);
+	/* FLIP changes the last byte: 35 + 2^56 if it got through. */
+	cr_assert_eq(get_i64(r), 42);
+	rayc_release(r);
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(get_i64(r), 1, "the peer refused %lld frames",
+	             (long long)get_i64(r));
+	rayc_release(r);
+	cluster_stop();
+}
+
+/* One bit of a TASK flipped on the way, and the xxh3 that frames
+ * carried before they had tags fixed up to match, as anyone on the path
+ * could: the tag catches it. */
+Test(net, tampered_frame_closes_the_connection_and_work_completes)
+{
+	tampered_task(RAYC__TEST_FLIP);
+}
+
+/* A TASK sent again verbatim (a replay) fails its tag: its number in
+ * the direction is taken. */
+Test(net, replayed_frame_is_refused_and_work_completes)
+{
+	tampered_task(RAYC__TEST_REPLAY);
+}
+
 Test(net, kv_written_on_one_peer_is_read_on_all)
 {
 	driver_start();
