@@ -599,6 +599,8 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 	rayc__rd rd;
 	int st = atomic_load(&c->state);
 
+	if (st == RAYC__CONN_CLOSED)
+		return false; /* closed meanwhile: nothing more is read */
 	if (st == RAYC__CONN_OPEN) {
 		if (!rayc__wire_check(&c->rx, hdr, p, h->len, NULL, 0)) {
 			refused(c, "tag");
