@@ -6,7 +6,11 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdatomic.h>
+#include <sys/time.h>
 
+#include <sodium.h>
+
+#include "net/wire.h"
 #include "net_harness.h"
 #include "testing.h"
 
@@ -329,6 +333,81 @@ Test(net, tampered_frame_closes_the_connection_and_work_completes)
 Test(net, replayed_frame_is_refused_and_work_completes)
 {
 	tampered_task(RAYC__TEST_REPLAY);
+}
+
+/* Reads one frame from fd (5 s deadline): its type, payload into p. */
+static int read_frame(int fd, uint8_t *p, size_t cap, size_t *n)
+{
+	uint8_t h[RAYC__WIRE_HDR];
+	rayc__whdr wh;
+	size_t got = 0;
+	while (got < sizeof(h)) {
+		ssize_t r = read(fd, h + got, sizeof(h) - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	if (!rayc__whdr_parse(h, cap, &wh))
+		return -1;
+	for (got = 0; got < wh.len;) {
+		ssize_t r = read(fd, p + got, wh.len - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	*n = wh.len;
+	return wh.type;
+}
+
+static void write_frame(int fd, int type, const void *p, size_t n)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, type, 0);
+	rayc__w_bytes(&b, p, n);
+	rayc__w_frame_end(&b, f);
+	cr_assert(!b.bad);
+	cr_assert_eq(write(fd, b.p, b.len), (ssize_t)b.len);
+	rayc__wbuf_fini(&b);
+}
+
+/* A dialer without the token, speaking the protocol by hand: it gets
+ * HELLO and, for its share, a WELCOME (the acceptor cannot tell before
+ * the key confirmation), but its CONFIRM (a guess) is refused, the
+ * connection closes, and nothing it sends after is run: one guess per
+ * connection, and no connection opens on a guess. */
+Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
+{
+	driver_start();
+	const char *a = rayc_address();
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)atoi(
+		                          strrchr(a, ':') + 1)) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	uint8_t p[512];
+	size_t n;
+	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_HELLO);
+	cr_assert_eq(n, 32);
+	/* AUTH: nonce, a share (any valid point), id 0, gen 0. */
+	uint8_t auth[32 + 32 + 4 + 8] = { 0 };
+	randombytes_buf(auth, 32);
+	crypto_core_ristretto255_random(auth + 32);
+	write_frame(fd, RAYC__MSG_AUTH, auth, sizeof(auth));
+	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_WELCOME);
+	uint8_t guess[32];
+	randombytes_buf(guess, sizeof(guess));
+	write_frame(fd, RAYC__MSG_CONFIRM, guess, sizeof(guess));
+	/* A JOIN right behind it must not be read. */
+	write_frame(fd, RAYC__MSG_JOIN, guess, 8);
+	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_REFUSED);
+	ssize_t got = read(fd, p, sizeof(p));
+	cr_assert_eq(got, 0, "connection not closed after a wrong CONFIRM");
+	close(fd);
+	cr_assert_eq(alive_peers(), 1);
+	cluster_stop();
 }
 
 Test(net, kv_written_on_one_peer_is_read_on_all)
