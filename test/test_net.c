@@ -372,7 +372,8 @@ static void write_frame(int fd, int type, const void *p, size_t n)
 
 /* A dialer without the token, speaking the protocol by hand: it gets
  * HELLO and, for its share, a WELCOME (the acceptor cannot tell before
- * the key confirmation), but its CONFIRM (a guess) is refused, the
+ * the key confirmation) whose cluster fields it cannot read, but its
+ * CONFIRM (a guess) is refused, the
  * connection closes, and nothing it sends after is run: one guess per
  * connection, and no connection opens on a guess. */
 Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
@@ -397,6 +398,8 @@ Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
 	crypto_core_ristretto255_random(auth + 32);
 	write_frame(fd, RAYC__MSG_AUTH, auth, sizeof(auth));
 	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_WELCOME);
+	/* What it says about the cluster is hidden from us. */
+	cr_assert_null(memmem(p, n, "tcp://", 6), "WELCOME shows a url");
 	uint8_t guess[32];
 	randombytes_buf(guess, sizeof(guess));
 	write_frame(fd, RAYC__MSG_CONFIRM, guess, sizeof(guess));

@@ -11,7 +11,7 @@ static const char GEN_LABEL[] = "rayc-cpace-v2 generator";
 static const char ISK_LABEL[] = "rayc-cpace-v2 session";
 static const char KDF_CTX[crypto_kdf_CONTEXTBYTES] = "raycsess";
 
-enum { KEY_A2D = 1, KEY_D2A, KEY_CONF_A, KEY_CONF_D };
+enum { KEY_A2D = 1, KEY_D2A, KEY_CONF_A, KEY_CONF_D, KEY_HIDE };
 
 bool rayc__cpace_start(rayc__cpace *s, const unsigned char key[32],
                        const unsigned char na[32],
@@ -68,6 +68,7 @@ bool rayc__cpace_finish(rayc__cpace *s, const unsigned char *theirs,
 	crypto_kdf_derive_from_key(k->d2a, 32, KEY_D2A, KDF_CTX, isk);
 	crypto_kdf_derive_from_key(k->conf_a, 32, KEY_CONF_A, KDF_CTX, isk);
 	crypto_kdf_derive_from_key(k->conf_d, 32, KEY_CONF_D, KDF_CTX, isk);
+	crypto_kdf_derive_from_key(k->hide, 32, KEY_HIDE, KDF_CTX, isk);
 	sodium_memzero(kp, sizeof(kp));
 	sodium_memzero(isk, sizeof(isk));
 	sodium_memzero(&st, sizeof(st));
@@ -79,6 +80,14 @@ void rayc__cpace_mac(const unsigned char ck[32],
                      unsigned char mac[RAYC__CPACE_MAC])
 {
 	crypto_generichash(mac, RAYC__CPACE_MAC, th, RAYC__CPACE_TH, ck, 32);
+}
+
+void rayc__cpace_hide(const unsigned char key[32], unsigned char *p,
+                      size_t n)
+{
+	static const unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+
+	crypto_stream_chacha20_ietf_xor(p, p, n, nonce, key);
 }
 
 bool rayc__cpace_mac_ok(const unsigned char *a, const unsigned char *b)

@@ -12,10 +12,12 @@
  * learns only whether that one guess was right (the key confirmation
  * fails otherwise): one guess per connection.
  *
- * From K and the hash of the handshake's transcript (th) come four
- * keys: one per direction for the frames (wire.h, rayc__wauth) and one
- * per side to confirm the key (WELCOME's MAC from the acceptor,
- * CONFIRM's from the dialer).  Functions here are pure (no network),
+ * From K and the hash of the handshake's transcript up to the acceptor's
+ * share (th1) come five keys: one per direction for the frames (wire.h,
+ * rayc__wauth), one per side to confirm the key (WELCOME's MAC from the
+ * acceptor, CONFIRM's from the dialer, both over the whole transcript),
+ * and one that hides what WELCOME says about the cluster from a dialer
+ * without the token.  Functions here are pure (no network),
  * so they can be tested alone.
  */
 #ifndef RAYC_NET_CPACE_H
@@ -37,6 +39,7 @@ typedef struct rayc__cpace_keys {
 	unsigned char a2d[32], d2a[32];       /* frames: acceptor to dialer,
 	                                         dialer to acceptor */
 	unsigned char conf_a[32], conf_d[32]; /* key confirmation */
+	unsigned char hide[32];               /* WELCOME's cluster fields */
 } rayc__cpace_keys;
 
 /* Derives G from key and the nonces of the acceptor (na, in HELLO) and
@@ -45,7 +48,7 @@ typedef struct rayc__cpace_keys {
 bool rayc__cpace_start(rayc__cpace *s, const unsigned char key[32],
                        const unsigned char na[32],
                        const unsigned char nd[32]);
-/* K = y * theirs, then the keys from K and th.  False (keys zeroed) if
+/* K = y * theirs, then the keys from K and th (th1 above).  False (keys zeroed) if
  * theirs is not a valid ristretto255 encoding or K is the identity (a
  * hostile share).  Wipes s either way. */
 bool rayc__cpace_finish(rayc__cpace *s, const unsigned char *theirs,
@@ -56,6 +59,10 @@ bool rayc__cpace_finish(rayc__cpace *s, const unsigned char *theirs,
 void rayc__cpace_mac(const unsigned char ck[32],
                      const unsigned char th[RAYC__CPACE_TH],
                      unsigned char mac[RAYC__CPACE_MAC]);
+/* Hides (or shows again) n bytes at p in place with the hide key:
+ * ChaCha20 with nonce 0, used once per session. */
+void rayc__cpace_hide(const unsigned char key[32], unsigned char *p,
+                      size_t n);
 /* Constant-time comparison of two MACs. */
 bool rayc__cpace_mac_ok(const unsigned char *a, const unsigned char *b);
 /* Wipes secrets (sodium_memzero). */

@@ -4,17 +4,22 @@
  *   acceptor                             dialer
  *   HELLO   na                     ->
  *                                  <-    AUTH     nd, Yd, id, gen
- *   WELCOME Ya, id, gen, coordinator,
- *           url, MAC(conf_a, th)   ->    (checks the MAC: the acceptor
+ *   WELCOME Ya, hidden(id, gen,
+ *           coordinator, url),
+ *           MAC(conf_a, th)        ->    (checks the MAC: the acceptor
  *                                         knows the token)
  *                                  <-    CONFIRM  MAC(conf_d, th)
  *   (checks it: the dialer knows the token; opens)  (opens)
  *
  * th is the BLAKE2b-512 of every handshake payload so far (each with
- * its type and length), WELCOME's up to its MAC: the keys and both MACs
- * bind the ids, generations and coordinator url to the session.  A side
- * whose check fails says REFUSED and closes; the dialer's join then
- * fails with RAYC_EAUTH.  Only after this does the connection open
+ * its type and length), WELCOME's up to its MAC; the keys come from th1,
+ * the same up to Ya.  Both MACs cover th, so they bind the ids,
+ * generations and coordinator url of both sides to the session.  The
+ * acceptor cannot know whether the dialer holds the token before
+ * CONFIRM, so WELCOME's cluster fields go hidden under a key from the
+ * exchange (cpace.h): a dialer without the token learns nothing but
+ * "refused".  A side whose check fails says REFUSED and closes; the
+ * dialer's join then fails with RAYC_EAUTH.  Only after this does the connection open
  * (conn.c) and carry other frames, each tagged with the session keys
  * (wire.h).  The acceptor opens only on CONFIRM, so its first tagged
  * frame never reaches a dialer that has not proven the token.
@@ -83,6 +88,18 @@ static void th_add(rayc__hs *hs, int type, const void *p, size_t n)
 	crypto_generichash_update(&hs->th, t, sizeof(t));
 	crypto_generichash_update(&hs->th, p, n);
 }
+
+/* The transcript hash so far, leaving the running one to go on. */
+static void th_now(const rayc__hs *hs, unsigned char th[RAYC__CPACE_TH])
+{
+	crypto_generichash_state t = hs->th;
+
+	crypto_generichash_final(&t, th, RAYC__CPACE_TH);
+	sodium_memzero(&t, sizeof(t));
+}
+
+/* Tells the two parts of WELCOME apart in the transcript. */
+#define TH_HIDDEN 0x80
 
 /* The payload of the frame started at f in b, so far. */
 static const uint8_t *payload(const rayc__wbuf *b, size_t f, size_t *n)
@@ -185,21 +202,10 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	if (!rayc__cpace_start(&hs->cp, net->key, hs->n_mine, nonce))
 		return false;
 	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_WELCOME, net->self), n;
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_WELCOME, net->self);
 	rayc__w_bytes(&b, hs->cp.share, RAYC__CPACE_SHARE);
-	rayc__mutex_lock(&net->mu);
-	rayc__w_u32(&b, net->self);
-	rayc__w_u64(&b, net->peers[net->self].gen);
-	rayc__w_u32(&b, net->coord);
-	rayc__w_str(&b, net->coord_url);
-	rayc__mutex_unlock(&net->mu);
-	if (b.bad) {
-		rayc__wbuf_fini(&b);
-		return false;
-	}
-	const uint8_t *p = payload(&b, f, &n);
-	th_add(hs, RAYC__MSG_WELCOME, p, n);
-	crypto_generichash_final(&hs->th, th, sizeof(th));
+	th_add(hs, RAYC__MSG_WELCOME, hs->cp.share, RAYC__CPACE_SHARE);
+	th_now(hs, th);
 	/* A share that is no valid point (or gives the identity) is
 	 * hostile: no keys come of it. */
 	if (!rayc__cpace_finish(&hs->cp, share, th, &k)) {
@@ -209,6 +215,21 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 		refuse(c, "authentication failed");
 		return true;
 	}
+	size_t at = b.len;
+	rayc__mutex_lock(&net->mu);
+	rayc__w_u32(&b, net->self);
+	rayc__w_u64(&b, net->peers[net->self].gen);
+	rayc__w_u32(&b, net->coord);
+	rayc__w_str(&b, net->coord_url);
+	rayc__mutex_unlock(&net->mu);
+	if (b.bad) {
+		rayc__cpace_wipe(&k, sizeof(k));
+		rayc__wbuf_fini(&b);
+		return false;
+	}
+	rayc__cpace_hide(k.hide, b.p + at, b.len - at);
+	th_add(hs, RAYC__MSG_WELCOME | TH_HIDDEN, b.p + at, b.len - at);
+	crypto_generichash_final(&hs->th, th, sizeof(th));
 	rayc__cpace_mac(k.conf_a, th, mac);
 	rayc__cpace_mac(k.conf_d, th, hs->want);
 	set_keys(c, &k);
@@ -252,25 +273,44 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 	rayc__net *net = c->net;
 	rayc__hs *hs = c->hs;
 	const unsigned char *share = rayc__r_bytes(rd, RAYC__CPACE_SHARE);
-	uint32_t id = rayc__r_u32(rd);
-	uint64_t gen = rayc__r_u64(rd);
-	uint32_t coord = rayc__r_u32(rd);
-	char curl[RAYC__URL_MAX];
+	size_t hn = rayc__rd_left(rd) >= RAYC__CPACE_MAC
+	                    ? rayc__rd_left(rd) - RAYC__CPACE_MAC
+	                    : 0;
+	const unsigned char *hidden = rayc__r_bytes(rd, hn);
+	const unsigned char *mac = rayc__r_bytes(rd, RAYC__CPACE_MAC);
 	unsigned char th[RAYC__CPACE_TH], want[RAYC__CPACE_MAC];
+	unsigned char shown[RAYC__WIRE_MAX_PREAUTH];
 	rayc__cpace_keys k;
 
-	rayc__r_str(rd, curl, sizeof(curl));
-	const unsigned char *mac = rayc__r_bytes(rd, RAYC__CPACE_MAC);
-	if (rd->bad || rayc__rd_left(rd) != 0 || id >= RAYC__MAX_PEERS ||
-	    coord >= RAYC__MAX_PEERS || hs == NULL ||
-	    hs->step != HS_AUTH_SENT)
+	if (rd->bad || hs == NULL || hs->step != HS_AUTH_SENT)
 		return false;
-	th_add(hs, RAYC__MSG_WELCOME, rd->p, rd->n - RAYC__CPACE_MAC);
-	crypto_generichash_final(&hs->th, th, sizeof(th));
+	th_add(hs, RAYC__MSG_WELCOME, share, RAYC__CPACE_SHARE);
+	th_now(hs, th);
 	bool ok = rayc__cpace_finish(&hs->cp, share, th, &k);
+	th_add(hs, RAYC__MSG_WELCOME | TH_HIDDEN, hidden, hn);
+	crypto_generichash_final(&hs->th, th, sizeof(th));
 	if (ok) {
 		rayc__cpace_mac(k.conf_a, th, want);
 		ok = rayc__cpace_mac_ok(mac, want);
+	}
+	/* Only what the acceptor proved it said is shown and parsed. */
+	uint32_t id = 0, coord = 0;
+	uint64_t gen = 0;
+	char curl[RAYC__URL_MAX];
+	if (ok) {
+		rayc__rd sr;
+		memcpy(shown, hidden, hn);
+		rayc__cpace_hide(k.hide, shown, hn);
+		rayc__rd_init(&sr, shown, hn);
+		id = rayc__r_u32(&sr);
+		gen = rayc__r_u64(&sr);
+		coord = rayc__r_u32(&sr);
+		rayc__r_str(&sr, curl, sizeof(curl));
+		if (sr.bad || rayc__rd_left(&sr) != 0 ||
+		    id >= RAYC__MAX_PEERS || coord >= RAYC__MAX_PEERS) {
+			rayc__cpace_wipe(&k, sizeof(k));
+			return false; /* said by a peer with the token */
+		}
 	}
 	if (!ok) {
 		rayc__cpace_wipe(&k, sizeof(k));

@@ -46,7 +46,8 @@ enum rayc__msg {
 	/* The handshake (handshake.c, cpace.h): */
 	RAYC__MSG_HELLO = 1, /* server: nonce */
 	RAYC__MSG_AUTH,      /* client: nonce, CPace share, peer id, gen */
-	RAYC__MSG_WELCOME,   /* server: share, ids, coordinator url, MAC */
+	RAYC__MSG_WELCOME,   /* server: share, hidden ids and coordinator
+	                        url, MAC */
 	RAYC__MSG_REFUSED,   /* either side: reason, then close */
 	RAYC__MSG_JOIN,      /* new peer -> coordinator */
 	RAYC__MSG_JOINED,    /* coordinator -> new peer: its id */
