@@ -25,9 +25,10 @@
  *
  * Receiving.  One receive is outstanding per connection; its callback
  * parses every complete frame in the buffer, checks header and tag (xxh3
- * in the handshake), and hands each to the frame handlers.  Before the handshake ends only
- * handshake frames of at most RAYC__WIRE_MAX_PREAUTH bytes are accepted:
- * an unauthenticated peer can make us do nothing else.
+ * in the handshake), and hands each to the frame handlers.  Before the
+ * handshake ends only handshake frames of at most RAYC__WIRE_MAX_PREAUTH
+ * bytes are accepted: an unauthenticated peer can make us do nothing
+ * else.
  */
 #include <stdlib.h>
 #include <string.h>

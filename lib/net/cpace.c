@@ -85,7 +85,8 @@ void rayc__cpace_mac(const unsigned char ck[32],
 void rayc__cpace_hide(const unsigned char key[32], unsigned char *p,
                       size_t n)
 {
-	static const unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+	static const unsigned char
+		nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
 
 	crypto_stream_chacha20_ietf_xor(p, p, n, nonce, key);
 }

@@ -48,9 +48,9 @@ typedef struct rayc__cpace_keys {
 bool rayc__cpace_start(rayc__cpace *s, const unsigned char key[32],
                        const unsigned char na[32],
                        const unsigned char nd[32]);
-/* K = y * theirs, then the keys from K and th (th1 above).  False (keys zeroed) if
- * theirs is not a valid ristretto255 encoding or K is the identity (a
- * hostile share).  Wipes s either way. */
+/* K = y * theirs, then the keys from K and th (th1 above).  False
+ * (keys zeroed) if theirs is not a valid ristretto255 encoding or K is
+ * the identity (a hostile share).  Wipes s either way. */
 bool rayc__cpace_finish(rayc__cpace *s, const unsigned char *theirs,
                         const unsigned char th[RAYC__CPACE_TH],
                         rayc__cpace_keys *k);

@@ -19,10 +19,11 @@
  * CONFIRM, so WELCOME's cluster fields go hidden under a key from the
  * exchange (cpace.h): a dialer without the token learns nothing but
  * "refused".  A side whose check fails says REFUSED and closes; the
- * dialer's join then fails with RAYC_EAUTH.  Only after this does the connection open
- * (conn.c) and carry other frames, each tagged with the session keys
- * (wire.h).  The acceptor opens only on CONFIRM, so its first tagged
- * frame never reaches a dialer that has not proven the token.
+ * dialer's join then fails with RAYC_EAUTH.  Only after this does the
+ * connection open (conn.c) and carry other frames, each tagged with the
+ * session keys (wire.h).  The acceptor opens only on CONFIRM, so its
+ * first tagged frame never reaches a dialer that has not proven the
+ * token.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +83,8 @@ static void hs_done(rayc__conn *c)
 static void th_add(rayc__hs *hs, int type, const void *p, size_t n)
 {
 	unsigned char t[5] = { (unsigned char)type, (unsigned char)n,
-		               (unsigned char)(n >> 8), (unsigned char)(n >> 16),
+		               (unsigned char)(n >> 8),
+		               (unsigned char)(n >> 16),
 		               (unsigned char)(n >> 24) };
 
 	crypto_generichash_update(&hs->th, t, sizeof(t));
@@ -316,7 +318,8 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		rayc__cpace_wipe(&k, sizeof(k));
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-BADPEER",
 		          "authentication with the peer at the other end "
-		          "failed: one of us has a wrong or missing RAYC_TOKEN");
+		          "failed: one of us has a wrong or missing "
+		          "RAYC_TOKEN");
 		if (c->joining) {
 			rayc__mutex_lock(&net->mu);
 			net->join_rc = RAYC_EAUTH;

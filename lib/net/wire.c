@@ -133,21 +133,6 @@ void rayc__w_frame_end(rayc__wbuf *b, size_t off)
 	put_le(h + 16, rayc__wire_sum(h + RAYC__WIRE_HDR, len), 8);
 }
 
-void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
-                           size_t n)
-{
-	if (b->bad)
-		return;
-	uint8_t *h = b->p + off;
-	size_t in = b->len - off - RAYC__WIRE_HDR;
-	if (in > RAYC__WIRE_MAX_FRAME || n > RAYC__WIRE_MAX_FRAME - in) {
-		b->bad = true;
-		return;
-	}
-	put_le(h + 8, in + n, 4);
-	put_le(h + 16, rayc__wire_sum2(h + RAYC__WIRE_HDR, in, ext, n), 8);
-}
-
 void rayc__w_frame_end_len(rayc__wbuf *b, size_t off, size_t n)
 {
 	if (b->bad)

@@ -22,9 +22,11 @@
  * The tag is computed over pieces in order (header, then the payload
  * where it lies: in the batch, or spliced from an object, or received
  * straight into its destination), so nothing is copied for it.  Frames
- * are authenticated, not encrypted.  The writer grows a buffer; the reader never trusts a length:
- * each get checks what is left and marks the reader bad instead of
- * reading past the end, so a handler decodes everything first, checks
+ * are authenticated, not encrypted.
+ *
+ * The writer grows a buffer; the reader never trusts a length: each get
+ * checks what is left and marks the reader bad instead of reading past
+ * the end, so a handler decodes everything first, checks
  * rd->bad once, and only then acts.
  */
 #ifndef RAYC_NET_WIRE_H
@@ -128,12 +130,9 @@ void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n); /* u64 len */
 size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender);
 /* Fills in length and checksum of the frame started at off. */
 void rayc__w_frame_end(rayc__wbuf *b, size_t off);
-/* The same for a frame whose payload goes on with n bytes at ext that
- * are sent from where they are (not copied into b). */
-void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
-                           size_t n);
-/* The same, without the checksum: the frame is sealed (tagged) later,
- * which overwrites it anyway. */
+/* Fills in only the length of a frame whose payload goes on with n bytes
+ * sent from where they are (not copied into b), for a frame tagged
+ * (rayc__wire_seal) over its pieces. */
 void rayc__w_frame_end_len(rayc__wbuf *b, size_t off, size_t n);
 /* A frame's checksum: xxh3 of its payload (AVX2 where the CPU has it). */
 uint64_t rayc__wire_sum(const void *p, size_t n);
