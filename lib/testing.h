@@ -37,6 +37,18 @@ bool rayc__test_conn_open(uint32_t peer);
 /* Sends peer a frame of type (a RAYC__MSG_ number) with payload p, n:
  * what a faulty or hostile peer could send. */
 int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n);
+/* Tampers with the next frame of type (a RAYC__MSG_ number) this peer
+ * sends peer id `peer`, after its tag is computed, as an attacker on the
+ * path could: RAYC__TEST_FLIP flips a bit of its last payload byte and
+ * writes the payload's xxh3 where frames carried it before they had
+ * tags; RAYC__TEST_REPLAY sends the frame twice.  One frame, then it
+ * disarms.  CHUNKs whose payload is spliced from an object are never
+ * chosen. */
+enum { RAYC__TEST_FLIP = 1, RAYC__TEST_REPLAY };
+int rayc__test_tamper_next(uint32_t peer, int type, int how);
+/* Frames this peer refused for a bad tag or checksum (each closed its
+ * connection). */
+uint64_t rayc__test_frames_refused(void);
 /* Runs fn(src) (NULL: nothing) on the receive thread after each piece
  * of a CHUNK from peer src lands, with no lock held. */
 void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));

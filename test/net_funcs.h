@@ -48,6 +48,13 @@ static void nf_sends_locked(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_sends_locked)
 
+/* () -> frames this peer refused for a bad tag or checksum. */
+static void nf_frames_refused(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc__test_frames_refused());
+}
+RAYC_REMOTE(nf_frames_refused)
+
 static void nf_whoami(rayc_ctx *c)
 {
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

@@ -8,7 +8,11 @@
 #include <stdatomic.h>
 #include <sys/inotify.h>
 #include <sys/sysmacros.h>
+#include <sys/time.h>
 
+#include <sodium.h>
+
+#include "net/wire.h"
 #include "net_harness.h"
 #include "os/os.h"
 #include "testing.h"
@@ -469,6 +473,128 @@ Test(net, a_url_that_binds_every_interface_needs_a_token)
 		rayc_shutdown();
 	cr_assert_eq(rc, RAYC_EINVAL, "rayc_init gave %d: %s", rc,
 	             rayc_errmsg());
+}
+
+/* Runs nf_add(7, 35) on the peer whose next TASK from us is tampered
+ * with (how: RAYC__TEST_FLIP or _REPLAY) after its tag is computed.  The
+ * peer refuses the frame and closes the connection; the task goes again
+ * on the next one and gives the right sum, run once. */
+static void tampered_task(int how)
+{
+	driver_start();
+	pid_t p = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(p));
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_add", &o, RAYC_I64(1),
+	                            RAYC_I64(2)), 0);
+	cr_assert_eq(get_i64(r), 3); /* the connection is open */
+	rayc_release(r);
+	cr_assert_eq(rayc__test_tamper_next(o.node_id, 11 /* RAYC__MSG_TASK */,
+	                                    how), 0);
+	cr_assert_eq(rayc_call_opts(&r, "nf_add", &o, RAYC_I64(7),
+	                            RAYC_I64(35)), 0);
+	/* FLIP changes the last byte: 35 + 2^56 if it got through. */
+	cr_assert_eq(get_i64(r), 42);
+	rayc_release(r);
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(get_i64(r), 1, "the peer refused %lld frames",
+	             (long long)get_i64(r));
+	rayc_release(r);
+	cluster_stop();
+}
+
+/* One bit of a TASK flipped on the way, and the xxh3 that frames
+ * carried before they had tags fixed up to match, as anyone on the path
+ * could: the tag catches it. */
+Test(net, tampered_frame_closes_the_connection_and_work_completes)
+{
+	tampered_task(RAYC__TEST_FLIP);
+}
+
+/* A TASK sent again verbatim (a replay) fails its tag: its number in
+ * the direction is taken. */
+Test(net, replayed_frame_is_refused_and_work_completes)
+{
+	tampered_task(RAYC__TEST_REPLAY);
+}
+
+/* Reads one frame from fd (5 s deadline): its type, payload into p. */
+static int read_frame(int fd, uint8_t *p, size_t cap, size_t *n)
+{
+	uint8_t h[RAYC__WIRE_HDR];
+	rayc__whdr wh;
+	size_t got = 0;
+	while (got < sizeof(h)) {
+		ssize_t r = read(fd, h + got, sizeof(h) - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	if (!rayc__whdr_parse(h, cap, &wh))
+		return -1;
+	for (got = 0; got < wh.len;) {
+		ssize_t r = read(fd, p + got, wh.len - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	*n = wh.len;
+	return wh.type;
+}
+
+static void write_frame(int fd, int type, const void *p, size_t n)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, type, 0);
+	rayc__w_bytes(&b, p, n);
+	rayc__w_frame_end(&b, f);
+	cr_assert(!b.bad);
+	cr_assert_eq(write(fd, b.p, b.len), (ssize_t)b.len);
+	rayc__wbuf_fini(&b);
+}
+
+/* A dialer without the token, speaking the protocol by hand: it gets
+ * HELLO and, for its share, a WELCOME (the acceptor cannot tell before
+ * the key confirmation) whose cluster fields it cannot read, but its
+ * CONFIRM (a guess) is refused, the
+ * connection closes, and nothing it sends after is run: one guess per
+ * connection, and no connection opens on a guess. */
+Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
+{
+	driver_start();
+	const char *a = rayc_address();
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)atoi(
+		                          strrchr(a, ':') + 1)) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	uint8_t p[512];
+	size_t n;
+	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_HELLO);
+	cr_assert_eq(n, 32);
+	/* AUTH: nonce, a share (any valid point), id 0, gen 0. */
+	uint8_t auth[32 + 32 + 4 + 8] = { 0 };
+	randombytes_buf(auth, 32);
+	crypto_core_ristretto255_random(auth + 32);
+	write_frame(fd, RAYC__MSG_AUTH, auth, sizeof(auth));
+	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_WELCOME);
+	/* What it says about the cluster is hidden from us. */
+	cr_assert_null(memmem(p, n, "tcp://", 6), "WELCOME shows a url");
+	uint8_t guess[32];
+	randombytes_buf(guess, sizeof(guess));
+	write_frame(fd, RAYC__MSG_CONFIRM, guess, sizeof(guess));
+	/* A JOIN right behind it must not be read. */
+	write_frame(fd, RAYC__MSG_JOIN, guess, 8);
+	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_REFUSED);
+	ssize_t got = read(fd, p, sizeof(p));
+	cr_assert_eq(got, 0, "connection not closed after a wrong CONFIRM");
+	close(fd);
+	cr_assert_eq(alive_peers(), 1);
+	cluster_stop();
 }
 
 Test(net, kv_written_on_one_peer_is_read_on_all)

@@ -13,11 +13,22 @@
  * spliced in (out_ext) as extra iovs pointing into the pinned object,
  * and the object is let go only when its last piece has been sent.
  *
+ * Authentication (wire.h).  Once the handshake (handshake.c) opened the
+ * connection, every frame carries a Poly1305 tag under the session key
+ * of its direction and its number in that direction.  Frames are tagged
+ * in the order they sit in out, under conn->mu, just before a batch goes
+ * (seal_locked): CHUNKs as they are fed in (over their header, then the
+ * object's bytes where they lie), the rest when the batch is swapped
+ * into inflight.  The receiver checks each frame in the order it
+ * arrives; a bad tag (tampered, replayed, reordered, dropped) closes the
+ * connection, and relink.c sends again what was lost with it.
+ *
  * Receiving.  One receive is outstanding per connection; its callback
- * parses every complete frame in the buffer, checks header and xxh3, and
- * hands each to the frame handlers.  Before the handshake ends only
- * handshake frames of at most RAYC__WIRE_MAX_PREAUTH bytes are accepted:
- * an unauthenticated peer can make us do nothing else.
+ * parses every complete frame in the buffer, checks header and tag (xxh3
+ * in the handshake), and hands each to the frame handlers.  Before the
+ * handshake ends only handshake frames of at most RAYC__WIRE_MAX_PREAUTH
+ * bytes are accepted: an unauthenticated peer can make us do nothing
+ * else.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,11 +62,11 @@ rayc__conn *rayc__conn_new(rayc__net *net)
 	}
 	c->rcap = 64 << 10;
 	c->rbuf = malloc(c->rcap);
-	if (c->rbuf == NULL) {
+	c->hs = rayc__hs_new();
+	if (c->rbuf == NULL || c->hs == NULL) {
 		rayc__conn_free(c);
 		return NULL;
 	}
-	randombytes_buf(c->n_mine, sizeof(c->n_mine));
 	return c;
 }
 
@@ -90,6 +101,9 @@ void rayc__conn_free(rayc__conn *c)
 	rayc__wbuf_fini(&c->pend);
 	rayc__wbuf_fini(&c->inflight);
 	free(c->rbuf);
+	rayc__hs_free(c->hs);
+	sodium_memzero(&c->tx, sizeof(c->tx));
+	sodium_memzero(&c->rx, sizeof(c->rx));
 	rayc__mutex_fini(&c->mu);
 	free(c);
 }
@@ -143,6 +157,92 @@ void rayc__conn_close(rayc__conn *c, const char *why)
 	rayc__net_conn_lost(c);
 }
 
+static _Atomic uint64_t frames_refused;
+
+uint64_t rayc__test_frames_refused(void)
+{
+	return atomic_load(&frames_refused);
+}
+
+/* A frame failed its tag or checksum: the connection closes. */
+static void refused(rayc__conn *c, const char *what)
+{
+	atomic_fetch_add(&frames_refused, 1);
+	rayc__log(RAYC_LOG_WARN, "RAYC-NET-BADFRAME",
+	          "frame with a bad %s from peer %u: closing the connection",
+	          what, c->peer);
+}
+
+/* Test tampering (rayc__test_tamper_next), armed for one frame. */
+static _Atomic int tamper_how;
+static _Atomic uint32_t tamper_peer;
+static _Atomic int tamper_type;
+
+int rayc__test_tamper_next(uint32_t peer, int type, int how)
+{
+	atomic_store(&tamper_peer, peer);
+	atomic_store(&tamper_type, type);
+	atomic_store(&tamper_how, how);
+	return RAYC_OK;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* Tampers with the frame just sealed at out[at] if a test asked for it
+ * (after its tag: what an attacker on the path could do).  Returns the
+ * bytes it added after the frame (a replayed copy). */
+static size_t tamper_locked(rayc__conn *c, size_t at) RAYC_REQUIRES(c->mu)
+{
+	uint8_t *h = c->out.p + at;
+	size_t len = le32(h + 8), end = at + RAYC__WIRE_HDR + len;
+	int how = atomic_load(&tamper_how);
+
+	if (c->peer != atomic_load(&tamper_peer) ||
+	    h[5] != atomic_load(&tamper_type) || len == 0 ||
+	    !atomic_compare_exchange_strong(&tamper_how, &how, 0))
+		return 0;
+	if (how == RAYC__TEST_FLIP) {
+		/* Flip a bit, and fix the xxh3 frames carried before they
+		 * had tags, as anyone could. */
+		h[RAYC__WIRE_HDR + len - 1] ^= 1;
+		uint64_t sum = rayc__wire_sum(h + RAYC__WIRE_HDR, len);
+		for (int i = 0; i < 8; i++)
+			h[16 + i] = (uint8_t)(sum >> (8 * i));
+		return 0;
+	}
+	size_t n = RAYC__WIRE_HDR + len; /* replay: the same bytes again */
+	if (!rayc__wbuf_reserve(&c->out, n))
+		return 0;
+	memmove(c->out.p + end + n, c->out.p + end, c->out.len - end);
+	memcpy(c->out.p + end, c->out.p + at, n);
+	c->out.len += n;
+	return n;
+}
+
+/* Tags the frames in out that are not yet (see the top of the file):
+ * whole frames in the buffer; CHUNKs with spliced payloads are tagged
+ * in feed_locked, before any later frame. */
+static void seal_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+{
+	if (atomic_load(&c->state) != RAYC__CONN_OPEN)
+		return;
+	while (c->out.len - c->out_sealed >= RAYC__WIRE_HDR) {
+		size_t at = c->out_sealed;
+		uint8_t *h = c->out.p + at;
+		size_t len = le32(h + 8);
+		if (len > c->out.len - at - RAYC__WIRE_HDR)
+			break; /* not whole: cannot happen */
+		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR, len, NULL, 0);
+		c->out_sealed = at + RAYC__WIRE_HDR + len;
+		if (atomic_load_explicit(&tamper_how, memory_order_relaxed))
+			c->out_sealed += tamper_locked(c, at);
+	}
+}
+
 /* Feeds chunks of pending transfers into out while it is short.  Only
  * each CHUNK's header is written into out; its payload is spliced in
  * from the object's memory (out_ext) and sent from there.  A transfer
@@ -158,6 +258,7 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		size_t n = x->len - x->off;
 		if (n > RAYC__NET_CHUNK)
 			n = RAYC__NET_CHUNK;
+		seal_locked(c); /* what came before it first */
 		size_t f = rayc__w_frame_begin(&c->out, RAYC__MSG_CHUNK,
 		                               c->net->self);
 		rayc__w_u64(&c->out, x->id.hi);
@@ -165,7 +266,7 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		rayc__w_u64(&c->out, x->len);
 		rayc__w_u64(&c->out, x->off);
 		rayc__w_u8(&c->out, (uint8_t)x->type);
-		rayc__w_frame_end_ext(&c->out, f, x->data + x->off, n);
+		rayc__w_frame_end_len(&c->out, f, n);
 		if (c->out.bad) {
 			/* No memory for the header: the fetcher asks again
 			 * once this connection is closed. */
@@ -174,6 +275,11 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 			c->oom = true;
 			break;
 		}
+		uint8_t *h = c->out.p + f;
+		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
+		                c->out.len - f - RAYC__WIRE_HDR,
+		                x->data + x->off, n);
+		c->out_sealed = c->out.len;
 		if (n > 0) {
 			rayc__ext *e = &c->out_ext[c->n_out_ext++];
 			e->at = c->out.len;
@@ -200,10 +306,12 @@ static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	    atomic_load(&c->state) == RAYC__CONN_CLOSED ||
 	    atomic_load(&c->state) == RAYC__CONN_DIALING)
 		return false;
+	seal_locked(c);
 	rayc__wbuf t = c->inflight;
 	c->inflight = c->out;
 	c->out = t;
 	c->out.len = 0;
+	c->out_sealed = 0;
 	c->inflight_off = 0;
 	memcpy(c->inflight_ext, c->out_ext,
 	       (size_t)c->n_out_ext * sizeof(rayc__ext));
@@ -475,6 +583,7 @@ void rayc__conn_set_open(rayc__conn *c)
 	rayc__mutex_lock(&c->mu);
 	atomic_store(&c->state, RAYC__CONN_OPEN);
 	atomic_store(&c->opened, true);
+	c->out_sealed = c->out.len; /* handshake frames: not tagged */
 	if (c->pend.len > 0) {
 		rayc__w_bytes(&c->out, c->pend.p, c->pend.len);
 		c->pend.len = 0;
@@ -483,23 +592,36 @@ void rayc__conn_set_open(rayc__conn *c)
 	rayc__net_conn_open(c);
 }
 
-/* One frame: returns false to drop the connection. */
-static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
+/* One frame (its header raw at hdr, parsed in h; payload at p):
+ * returns false to drop the connection. */
+static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
+                     const uint8_t *p)
 {
 	rayc__rd rd;
 	int st = atomic_load(&c->state);
 
-	if (rayc__wire_sum(p, h->len) != h->sum) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
-		          "frame with a bad checksum from peer %u", c->peer);
+	if (st == RAYC__CONN_CLOSED)
+		return false; /* closed meanwhile: nothing more is read */
+	if (st == RAYC__CONN_OPEN) {
+		if (!rayc__wire_check(&c->rx, hdr, p, h->len, NULL, 0)) {
+			refused(c, "tag");
+			return false;
+		}
+	} else if (rayc__wire_sum(p, h->len) != h->sum) {
+		refused(c, "checksum");
 		return false;
 	}
 	rayc__rd_init(&rd, p, h->len);
 	if (h->type == RAYC__MSG_REFUSED) {
 		char why[128];
 		rayc__r_str(&rd, why, sizeof(why));
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-REFUSED",
-		          "peer refused us: %s", rd.bad ? "?" : why);
+		if (st == RAYC__CONN_HANDSHAKE && !c->dialed)
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-AUTH-REFUSED",
+			          "refused a peer: authentication failed "
+			          "(wrong or missing RAYC_TOKEN?)");
+		else
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-REFUSED",
+			          "peer refused us: %s", rd.bad ? "?" : why);
 		if (c->joining) {
 			rayc__mutex_lock(&c->net->mu);
 			c->net->join_rc = RAYC_EAUTH;
@@ -515,6 +637,8 @@ static bool on_frame(rayc__conn *c, const rayc__whdr *h, const uint8_t *p)
 			return rayc__hs_on_welcome(c, &rd);
 		if (!c->dialed && h->type == RAYC__MSG_AUTH)
 			return rayc__hs_on_auth(c, &rd);
+		if (!c->dialed && h->type == RAYC__MSG_CONFIRM)
+			return rayc__hs_on_confirm(c, &rd);
 		return false;
 	}
 	if (st != RAYC__CONN_OPEN)
@@ -547,7 +671,7 @@ static int try_direct(rayc__conn *c, const rayc__whdr *h, size_t off)
 	c->rx_dst = dst;
 	c->rx_n = n;
 	c->rx_got = have - RAYC__CHUNK_SUB;
-	c->rx_h = *h;
+	memcpy(c->rx_hdr, c->rbuf + off, RAYC__WIRE_HDR);
 	memcpy(c->rx_sub, sub, RAYC__CHUNK_SUB);
 	return 1;
 }
@@ -562,20 +686,19 @@ static bool direct_candidate(rayc__conn *c, const rayc__whdr *h)
 	       h->len >= RAYC__CHUNK_SUB + RAYC__CHUNK_DIRECT_MIN;
 }
 
-/* The payload received in place is complete: checks the frame's xxh3
- * (sub-header, then the payload where it landed) and hands it on.
- * False if the connection is closed. */
+/* The payload received in place is complete: checks the frame's tag
+ * (header, sub-header, then the payload where it landed) and hands it
+ * on.  False if the connection is closed. */
 static bool rx_finish(rayc__conn *c)
 {
 	rayc__xin *x = c->rx_x;
-	bool ok = rayc__wire_sum2(c->rx_sub, RAYC__CHUNK_SUB, c->rx_dst,
-	                          c->rx_n) == c->rx_h.sum;
+	bool ok = rayc__wire_check(&c->rx, c->rx_hdr, c->rx_sub,
+	                           RAYC__CHUNK_SUB, c->rx_dst, c->rx_n);
 
 	c->rx_x = NULL;
 	rayc__remote_chunk_end(c, x, c->rx_n, ok);
 	if (!ok) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-NET-CHECKSUM",
-		          "frame with a bad checksum from peer %u", c->peer);
+		refused(c, "tag");
 		rayc__conn_close(c, "protocol");
 		return false;
 	}
@@ -651,7 +774,8 @@ static void recv_cb(void *arg)
 			}
 			break;
 		}
-		if (!on_frame(c, &h, c->rbuf + off + RAYC__WIRE_HDR)) {
+		if (!on_frame(c, c->rbuf + off, &h,
+		              c->rbuf + off + RAYC__WIRE_HDR)) {
 			rayc__conn_close(c, "protocol");
 			return;
 		}
@@ -697,12 +821,7 @@ void rayc__conn_accepted(rayc__conn *c, nng_stream *s)
 	c->s = s;
 	set_nodelay(s);
 	atomic_store(&c->state, RAYC__CONN_HANDSHAKE);
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_HELLO, 0);
-	rayc__w_bytes(&b, c->n_mine, 32);
-	rayc__w_frame_end(&b, f);
-	rayc__conn_send_hs(c, &b, false);
-	rayc__wbuf_fini(&b);
+	rayc__hs_hello(c);
 	start_recv(c);
 }
 

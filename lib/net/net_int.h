@@ -42,6 +42,7 @@ typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
+typedef struct rayc__hs rayc__hs;
 typedef struct rayc__ctl rayc__ctl;
 
 /* A piece of bulk work (bulk.c), embedded in the poster's own struct.
@@ -147,7 +148,13 @@ struct rayc__conn {
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint64_t gen;       /* and its incarnation (rayc__peer.gen) */
 	uint32_t want_peer; /* who we dialed */
-	unsigned char n_mine[32], n_theirs[32];
+	rayc__hs *hs;        /* handshake state; NULL once it ended */
+	/* Frame keys and counters (wire.h) from the handshake: tx under
+	 * mu, rx on the receive callback; used once the connection is open.
+	 * Frames in out before out_sealed are tagged (or handshake frames,
+	 * which are not); the rest are tagged before they are sent. */
+	rayc__wauth tx, rx;
+	size_t out_sealed;
 	rayc__wbuf out;      /* frames to send next */
 	rayc__wbuf pend;     /* frames queued before the handshake ended */
 	rayc__wbuf inflight; /* frames NNG is sending now */
@@ -170,7 +177,7 @@ struct rayc__conn {
 	rayc__xin *rx_x;
 	uint8_t *rx_dst;
 	size_t rx_n, rx_got;
-	rayc__whdr rx_h;
+	uint8_t rx_hdr[RAYC__WIRE_HDR];
 	uint8_t rx_sub[RAYC__CHUNK_SUB];
 	rayc__conn *next;
 };
@@ -372,17 +379,18 @@ void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after);
 /* The handshake finished: the connection opens and pend goes out. */
 void rayc__conn_set_open(rayc__conn *c);
 
-/* handshake.c */
-void rayc__net_hmac(const rayc__net *net, const char *tag,
-                    const unsigned char *a, const unsigned char *b,
-                    unsigned char out[32]);
-bool rayc__net_hmac_ok(const rayc__net *net, const char *tag,
-                       const unsigned char *a, const unsigned char *b,
-                       const unsigned char *mac);
-/* Handshake frames (conn.c, before the connection opens): AUTH on the
- * accepting side, HELLO and WELCOME on the dialing side.  False drops
- * the connection. */
+/* handshake.c: a connection's handshake state (its nonce, CPace
+ * secret, transcript), made with the conn, wiped and freed when the
+ * handshake ends or the conn is freed. */
+rayc__hs *rayc__hs_new(void);
+void rayc__hs_free(rayc__hs *hs);
+/* The accepting side's first frame. */
+void rayc__hs_hello(rayc__conn *c);
+/* Handshake frames (conn.c, before the connection opens): AUTH and
+ * CONFIRM on the accepting side, HELLO and WELCOME on the dialing side.
+ * False drops the connection. */
 bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd);
+bool rayc__hs_on_confirm(rayc__conn *c, rayc__rd *rd);
 bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd);
 bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd);
 

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -131,8 +133,7 @@ void rayc__w_frame_end(rayc__wbuf *b, size_t off)
 	put_le(h + 16, rayc__wire_sum(h + RAYC__WIRE_HDR, len), 8);
 }
 
-void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
-                           size_t n)
+void rayc__w_frame_end_len(rayc__wbuf *b, size_t off, size_t n)
 {
 	if (b->bad)
 		return;
@@ -143,7 +144,43 @@ void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
 		return;
 	}
 	put_le(h + 8, in + n, 4);
-	put_le(h + 16, rayc__wire_sum2(h + RAYC__WIRE_HDR, in, ext, n), 8);
+}
+
+/* ---- frame tags (see the top of wire.h) ---- */
+
+static void tag_of(rayc__wauth *w, const uint8_t *hdr, const void *a,
+                   size_t an, const void *b, size_t bn,
+                   unsigned char tag[RAYC__WIRE_TAG])
+{
+	unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = { 0 };
+	unsigned char otk[crypto_onetimeauth_poly1305_KEYBYTES];
+	crypto_onetimeauth_poly1305_state st;
+
+	put_le(nonce + 4, w->ctr++, 8);
+	crypto_stream_chacha20_ietf(otk, sizeof(otk), nonce, w->key);
+	crypto_onetimeauth_poly1305_init(&st, otk);
+	crypto_onetimeauth_poly1305_update(&st, hdr, RAYC__WIRE_TAG_AT);
+	if (an > 0)
+		crypto_onetimeauth_poly1305_update(&st, a, an);
+	if (bn > 0)
+		crypto_onetimeauth_poly1305_update(&st, b, bn);
+	crypto_onetimeauth_poly1305_final(&st, tag);
+	sodium_memzero(otk, sizeof(otk));
+}
+
+void rayc__wire_seal(rayc__wauth *w, uint8_t *hdr, const void *a,
+                     size_t an, const void *b, size_t bn)
+{
+	tag_of(w, hdr, a, an, b, bn, hdr + RAYC__WIRE_TAG_AT);
+}
+
+bool rayc__wire_check(rayc__wauth *w, const uint8_t *hdr, const void *a,
+                      size_t an, const void *b, size_t bn)
+{
+	unsigned char tag[RAYC__WIRE_TAG];
+
+	tag_of(w, hdr, a, an, b, bn, tag);
+	return crypto_verify_16(tag, hdr + RAYC__WIRE_TAG_AT) == 0;
 }
 
 /* In wire_sum.c: the same built for AVX2. */

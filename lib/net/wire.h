@@ -1,11 +1,32 @@
 /* wire.h -- rayc's one framing and its codec.
  *
- * Every message between peers is a frame: a 32-byte header (magic,
- * version, type, flags, payload length, sender peer id, xxh3 of the
- * payload, a spare 64-bit field) and the payload.  Integers are little
- * endian.  The writer grows a buffer; the reader never trusts a length:
- * each get checks what is left and marks the reader bad instead of
- * reading past the end, so a handler decodes everything first, checks
+ * Every message between peers is a frame: a 32-byte header and the
+ * payload.  Integers are little endian.  The header:
+ *
+ *   0  magic "RYC1"     4  version   5  type   6  flags (u16)
+ *   8  payload length (u32)          12 sender peer id (u32)
+ *   16 check (16 bytes)
+ *
+ * The check depends on where the connection stands.  Handshake frames
+ * (HELLO, AUTH, WELCOME, CONFIRM, REFUSED before the connection opens)
+ * carry the xxh3 of the payload in bytes 16-23 and zeros in 24-31: it
+ * catches accidents, not attackers, and nothing in them needs more
+ * (cpace.h: the handshake's own MACs prove who is talking).  Every frame
+ * after the handshake carries a Poly1305 tag in bytes 16-31, over header
+ * bytes 0-15 and the payload, with a one-time key as in RFC 8439 2.6:
+ * the first 32 bytes of ChaCha20(key of the direction, nonce = 4 zero
+ * bytes and the frame's number, u64 LE).  The number is not sent: each
+ * side counts the frames of a direction from 0, so a frame tampered
+ * with, replayed, dropped or reordered fails its tag, and the
+ * connection closes (the peers send again what was lost, relink.c).
+ * The tag is computed over pieces in order (header, then the payload
+ * where it lies: in the batch, or spliced from an object, or received
+ * straight into its destination), so nothing is copied for it.  Frames
+ * are authenticated, not encrypted.
+ *
+ * The writer grows a buffer; the reader never trusts a length: each get
+ * checks what is left and marks the reader bad instead of reading past
+ * the end, so a handler decodes everything first, checks
  * rd->bad once, and only then acts.
  */
 #ifndef RAYC_NET_WIRE_H
@@ -16,7 +37,7 @@
 #include <stdint.h>
 
 #define RAYC__WIRE_MAGIC 0x31435952u /* "RYC1" */
-#define RAYC__WIRE_VERSION 1
+#define RAYC__WIRE_VERSION 2 /* 2: CPace handshake, tagged frames */
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */
@@ -24,9 +45,11 @@
 #define RAYC__WIRE_MAX_PREAUTH 512
 
 enum rayc__msg {
+	/* The handshake (handshake.c, cpace.h): */
 	RAYC__MSG_HELLO = 1, /* server: nonce */
-	RAYC__MSG_AUTH,      /* client: nonce, mac, peer id, url */
-	RAYC__MSG_WELCOME,   /* server: mac, ids, coordinator url */
+	RAYC__MSG_AUTH,      /* client: nonce, CPace share, peer id, gen */
+	RAYC__MSG_WELCOME,   /* server: share, hidden ids and coordinator
+	                        url, MAC */
 	RAYC__MSG_REFUSED,   /* either side: reason, then close */
 	RAYC__MSG_JOIN,      /* new peer -> coordinator */
 	RAYC__MSG_JOINED,    /* coordinator -> new peer: its id */
@@ -51,6 +74,7 @@ enum rayc__msg {
 	                        as /proc/<pid>/fd/<fd> (samehost.c) */
 	RAYC__MSG_SHM_SUM,   /* holder -> fetcher: that object's xxh3 */
 	RAYC__MSG_SHM_DONE,  /* fetcher -> holder: copied (or not): unpin */
+	RAYC__MSG_CONFIRM,   /* client: its key confirmation MAC */
 	RAYC__MSG_MAX_
 };
 
@@ -60,9 +84,29 @@ typedef struct rayc__whdr {
 	uint16_t flags;
 	uint32_t len;
 	uint32_t sender;
-	uint64_t sum;
-	uint64_t spare;
+	uint64_t sum;   /* handshake frames: xxh3 of the payload */
+	uint64_t spare; /* (after it: sum and spare hold the tag) */
 } rayc__whdr;
+
+#define RAYC__WIRE_TAG 16   /* bytes of a frame's Poly1305 tag */
+#define RAYC__WIRE_TAG_AT 16 /* where the tag sits in the header */
+
+/* One direction of an open connection: its key (from the handshake)
+ * and the number of the next frame. */
+typedef struct rayc__wauth {
+	unsigned char key[32];
+	uint64_t ctr;
+} rayc__wauth;
+
+/* Writes the tag of the frame whose header (length filled in) is at hdr
+ * and whose payload is a (an bytes) followed by b (bn bytes) into the
+ * header, and counts the frame. */
+void rayc__wire_seal(rayc__wauth *w, uint8_t *hdr, const void *a,
+                     size_t an, const void *b, size_t bn);
+/* Checks a received frame the same way and counts it; false if its tag
+ * is not the one its number and bytes give. */
+bool rayc__wire_check(rayc__wauth *w, const uint8_t *hdr, const void *a,
+                      size_t an, const void *b, size_t bn);
 
 /* Parses and checks a header (magic, version, type, len <= max). */
 bool rayc__whdr_parse(const uint8_t *p, size_t max_len, rayc__whdr *h);
@@ -87,10 +131,10 @@ void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n); /* u64 len */
 size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender);
 /* Fills in length and checksum of the frame started at off. */
 void rayc__w_frame_end(rayc__wbuf *b, size_t off);
-/* The same for a frame whose payload goes on with n bytes at ext that
- * are sent from where they are (not copied into b). */
-void rayc__w_frame_end_ext(rayc__wbuf *b, size_t off, const void *ext,
-                           size_t n);
+/* Fills in only the length of a frame whose payload goes on with n bytes
+ * sent from where they are (not copied into b), for a frame tagged
+ * (rayc__wire_seal) over its pieces. */
+void rayc__w_frame_end_len(rayc__wbuf *b, size_t off, size_t n);
 /* A frame's checksum: xxh3 of its payload (AVX2 where the CPU has it). */
 uint64_t rayc__wire_sum(const void *p, size_t n);
 /* The same over two byte ranges one after the other (a payload that
