@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -131,6 +132,15 @@ static void nf_fetch_stats(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_fetch_stats)
 
+/* () -> this peer's rayc_stats, as bytes. */
+static void nf_stats(rayc_ctx *c)
+{
+	rayc_stats st;
+	rayc_stats_get(&st);
+	rayc_return_bytes(c, 0, &st, sizeof(st));
+}
+RAYC_REMOTE(nf_stats)
+
 /* (key) -> this peer's own copy of the KV value (not the coordinator's). */
 static void nf_kv_local(rayc_ctx *c)
 {
@@ -239,6 +249,27 @@ static void nf_sleep(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_sleep)
 
+/* (path) -> peer id, once a file exists at path (at most 60 s): a task
+ * that holds its worker until the test lets it go. */
+static void nf_wait_file(rayc_ctx *c)
+{
+	const void *path;
+	size_t n;
+	char p[256];
+	if (rayc_arg_data(c, 0, &path, &n) != RAYC_OK || n >= sizeof(p)) {
+		rayc_fail(c, "wait_file: no path");
+		return;
+	}
+	memcpy(p, path, n);
+	p[n] = '\0';
+	for (int i = 0; i < 60000 && access(p, F_OK) != 0; i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+RAYC_REMOTE(nf_wait_file)
+
 /* (depth) -> sum over a nested tree submitted from wherever it runs. */
 static void nf_nested(rayc_ctx *c)
 {
@@ -339,8 +370,20 @@ static void nf_pad_return(rayc_ctx *c, int64_t v, int64_t pad)
 	uint8_t *p = NULL;
 	if (pad < 8)
 		pad = 8;
-	if (rayc_return_alloc(c, 0, (size_t)pad, (void **)&p) != RAYC_OK) {
-		rayc_fail(c, "pad: no room");
+	int rc = rayc_return_alloc(c, 0, (size_t)pad, (void **)&p);
+	if (rc != RAYC_OK) {
+		/* Where, and how full: a full store is a figure to read. */
+		rayc_stats st;
+		rayc_stats_get(&st);
+		rayc_fail(c, "pad: no room (%s) on peer %u: %llu of %llu MiB "
+		          "used, %llu MiB of it cached copies, %llu objects, "
+		          "%llu tasks pending", rayc_strerror(rc),
+		          rayc_peer_id(),
+		          (unsigned long long)(st.store_used_bytes >> 20),
+		          (unsigned long long)(st.store_capacity_bytes >> 20),
+		          (unsigned long long)(st.cached_copy_bytes >> 20),
+		          (unsigned long long)st.objects,
+		          (unsigned long long)st.tasks_pending);
 		return;
 	}
 	memset(p, 0x5a, (size_t)pad);

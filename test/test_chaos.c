@@ -314,6 +314,57 @@ static void killer_stop(killer *k)
 
 /* ---- a tree reduce while peers die ---- */
 
+/* Every live peer's store use (stderr): where the arenas' bytes are
+ * when a round ends or fails. */
+static void print_stats(const char *when)
+{
+	static rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	fprintf(stderr, "stats %s:\n", when);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++) {
+		if (!pi[i].alive)
+			continue;
+		rayc_stats st;
+		int rc = RAYC_OK;
+		if (pi[i].id == rayc_peer_id()) {
+			rayc_stats_get(&st);
+		} else {
+			rayc_task_opts o = on_peer(pi[i].id);
+			rayc_ref r;
+			rayc_view v = { 0 };
+			rc = rayc_call_opts(&r, "nf_stats", &o);
+			if (rc == RAYC_OK) {
+				rc = rayc_get(r, &v, 5000 * SLOW);
+				if (rc == RAYC_OK && v.len == sizeof(st))
+					memcpy(&st, v.data, sizeof(st));
+				else if (rc == RAYC_OK)
+					rc = RAYC_EPROTO;
+				if (v.data != NULL)
+					rayc_view_release(&v);
+				rayc_release(r);
+			}
+		}
+		if (rc != RAYC_OK) {
+			fprintf(stderr, "  peer %u pid %d: %s\n", pi[i].id,
+			        pi[i].pid, rayc_strerror(rc));
+			continue;
+		}
+		fprintf(stderr, "  peer %u pid %d: used %llu MiB of %llu, "
+		        "objects %llu, cached %llu MiB, pending %llu, lineage "
+		        "%llu, executed %llu, fetched %llu\n", pi[i].id,
+		        pi[i].pid,
+		        (unsigned long long)(st.store_used_bytes >> 20),
+		        (unsigned long long)(st.store_capacity_bytes >> 20),
+		        (unsigned long long)st.objects,
+		        (unsigned long long)(st.cached_copy_bytes >> 20),
+		        (unsigned long long)st.tasks_pending,
+		        (unsigned long long)st.lineage_tasks,
+		        (unsigned long long)st.tasks_executed,
+		        (unsigned long long)st.objects_fetched);
+	}
+}
+
 /* What this driver and its peers still wait for (stderr). */
 static void dump_all(const char *why)
 {
@@ -328,6 +379,14 @@ static void dump_all(const char *why)
  * until the killer has killed `kills` peers. */
 static void tree_under_kills(int n, int64_t pad, int kills)
 {
+	/* Diagnostics: RAYC_CHAOS_KILLS overrides the kills, and
+	 * RAYC_CHAOS_ROUNDS runs at least that many rounds (with 0 kills:
+	 * whether store use grows round over round without faults). */
+	const char *ek = getenv("RAYC_CHAOS_KILLS");
+	const char *er = getenv("RAYC_CHAOS_ROUNDS");
+	int min_rounds = er != NULL ? atoi(er) : 0;
+	if (ek != NULL)
+		kills = atoi(ek);
 	chaos_cluster(5);
 	rayc_stats st0, st1;
 	rayc_stats_get(&st0);
@@ -335,7 +394,7 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 	int64_t t0 = rt_now_ms();
 	int rounds = 0;
 	killer_start(&k, 2000 * SLOW, 5, kills);
-	while (atomic_load(&k.kills) < kills) {
+	while (atomic_load(&k.kills) < kills || rounds < min_rounds) {
 		rayc_ref root;
 		cr_assert_eq(nf_tree_sum_pad(n, pad, &root), RAYC_OK, "%s",
 		             rayc_errmsg());
@@ -343,6 +402,7 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 		int rc = rayc_get(root, &v, 120000 * SLOW);
 		if (rc != RAYC_OK) {
 			killer_stop(&k);
+			print_stats("at the failure");
 			dump_all("get timed out");
 		}
 		cr_assert_eq(rc, RAYC_OK, "round %d failed after %d kills: %s "
@@ -359,6 +419,12 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 		             "after %d kills", rounds, (long long)sum,
 		             atomic_load(&k.kills));
 		rounds++;
+		if (getenv("RAYC_CHAOS_STATS") != NULL) {
+			char when[64];
+			snprintf(when, sizeof(when), "after round %d, %d kills",
+			         rounds, atomic_load(&k.kills));
+			print_stats(when);
+		}
 	}
 	int64_t took = rt_now_ms() - t0;
 	killer_stop(&k);

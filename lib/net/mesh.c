@@ -339,6 +339,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		send_heartbeat(net);
 	reap_conns(net, false);
 	rayc__relink_tick(net);
+	rayc__remote_pump_idle(net);
 }
 
 static void on_parent(evutil_socket_t fd, short what, void *arg)

@@ -459,6 +459,11 @@ void rayc__remote_cluster_lost(rayc__net *net, const char *why);
  * give_up: none reached it for a heartbeat timeout (move its work). */
 void rayc__remote_relink(rayc__net *net, uint32_t id, bool give_up);
 void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
+/* Loop thread, each tick: sends work queued here (over the threshold)
+ * or waiting for remote room to every live peer with room.  Queued work
+ * otherwise moves only on a TASK_DONE from the peer that freed room, and
+ * a peer that joined while it was queued has none to send. */
+void rayc__remote_pump_idle(rayc__net *net);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
  * after it, payload those bytes if they are in (else NULL).  1: into

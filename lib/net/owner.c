@@ -4,7 +4,9 @@
  * placement policy (lib/sched/place.c) picks this peer or another from
  * the coordinator's view, corrected by the tasks this owner already has
  * in flight there (at most `cap` per peer; the rest wait here and are
- * pumped out as TASK_DONEs come back).  The TASK frame carries the spec:
+ * pumped out as TASK_DONEs come back, and at every tick to peers with
+ * room, since a peer that joined after they were queued has no TASK_DONE
+ * to send).  The TASK frame carries the spec:
  * function name, demand by resource name, and arguments by value; ref
  * arguments carry the object id, its owner, a peer holding a copy, and
  * the bytes themselves when small.  TASK_DONE brings small returns back
@@ -331,6 +333,34 @@ static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	}
 	pump_arg a = { net, peer };
 	rayc__sched_offer_locked(rt, pump_one, &a);
+}
+
+void rayc__remote_pump_idle(rayc__net *net)
+{
+	rayc__rt *rt = net->rt;
+	uint32_t want[RAYC__MAX_PEERS];
+	int n = 0;
+
+	rayc__mutex_lock(&rt->mu);
+	if ((rt->queued == 0 && rt->rwait.head == NULL) ||
+	    atomic_load(&net->stopping) || !net->joined ||
+	    atomic_load(&net->cluster_down)) {
+		rayc__mutex_unlock(&rt->mu);
+		return;
+	}
+	rayc__mutex_lock(&net->mu);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+		rayc__peer *p = &net->peers[i];
+		if (i != net->self && p->alive &&
+		    p->total[RAYC__RES_CPU] > 0 &&
+		    (int)p->inflight.n < peer_cap(p) &&
+		    !rayc__relink_unreachable_locked(net, i))
+			want[n++] = i;
+	}
+	rayc__mutex_unlock(&net->mu);
+	for (int k = 0; k < n; k++)
+		pump_locked(rt, net, want[k]);
+	rayc__mutex_unlock(&rt->mu);
 }
 
 /* ---- owner: results coming back ---- */
