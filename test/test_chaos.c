@@ -485,11 +485,19 @@ Test(chaos, tree_reduce_small_results_under_kills)
 
 Test(chaos, tree_reduce_80k_results_under_kills)
 {
-	/* Long form: 100,000 tasks (50,000 leaves). */
-	if (chaos_long())
+	/* Long form: 100,000 tasks (50,000 leaves, 4 GB of results alive at
+	 * once).  The driver runs no task there: running locally is so much
+	 * cheaper than a round trip that it ran 70-85 % of them, kept every
+	 * result (it owns them, none is an evictable cache copy) and filled
+	 * its store ("pad: no room"); rayc has no spilling or backpressure on
+	 * a full store yet (README, Status). */
+	if (chaos_long()) {
 		store_mib = 3072;
+		setenv("RAYC_DRIVER_TASKS", "off", 1);
+	}
 	tree_under_kills(chaos_long() ? 50000 : 3000, 80 << 10,
 	                 chaos_long() ? 25 : 3);
+	unsetenv("RAYC_DRIVER_TASKS");
 }
 
 /* ---- KV writes across coordinator kills ---- */
