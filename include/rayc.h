@@ -185,7 +185,8 @@ enum rayc_role {
  * is configured) its place in a cluster.  NULL cfg: defaults and RAYC_*
  * environment.  Returns RAYC_ESTATE if the runtime is already running,
  * RAYC_EAUTH if the cluster refused our token, RAYC_ETIMEDOUT if it
- * could not be joined (or local peers did not come up) in 15 s.
+ * could not be joined (or local peers did not come up) in 15 s, or
+ * 4 heartbeat timeouts if that is longer (a join may wait out a failover).
  *
  * With local_peers = N, rayc_init starts N-1 copies of this executable
  * (same arguments) as worker peers and returns once all N serve.  In

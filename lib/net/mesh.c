@@ -705,7 +705,12 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	rayc__mutex_lock(&rt->mu);
 	rt->net = net;
 	rayc__mutex_unlock(&rt->mu);
-	int64_t deadline = rayc__now_ns() + 15 * (int64_t)1000000000;
+	/* A join may have to wait out a failover: the coordinator's death
+	 * is noticed after a heartbeat timeout, then an election. */
+	int64_t wait = 15 * (int64_t)1000000000;
+	if (wait < 4 * net->timeout_ns)
+		wait = 4 * net->timeout_ns;
+	int64_t deadline = rayc__now_ns() + wait;
 	if (conf->address != NULL) {
 		rc = rayc__net_join(net, conf->address, deadline);
 	} else {
