@@ -85,6 +85,7 @@ struct rayc__ctl {
 	/* Posted work, and the fixed pieces of it posted at most once. */
 	rayc__mutex mu;
 	rayc__ctl_work *head, *tail;
+	bool woken; /* wake is active or armed, or its callback runs */
 	bool inline_posts; /* the loop is gone: run posted work at once */
 	rayc__ctl_work start_work, close_work, transfer_work, leave_work;
 	/* Leader duties. */

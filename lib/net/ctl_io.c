@@ -40,8 +40,12 @@ static void post(rayc__net *net, rayc__ctl_work *w,
 	else
 		ctl->head = w;
 	ctl->tail = w;
+	/* One wake-up at a time (see rayc__ctl_on_wake). */
+	bool wake = !ctl->woken;
+	ctl->woken = true;
 	rayc__mutex_unlock(&ctl->mu);
-	event_active(ctl->wake, EV_READ, 0);
+	if (wake)
+		event_active(ctl->wake, EV_READ, 0);
 }
 
 void rayc__ctl_post(rayc__net *net, rayc__ctl_work *w,
@@ -57,8 +61,10 @@ void rayc__ctl_post_once(rayc__net *net, rayc__ctl_work *w,
 }
 
 /* One piece at a time: a fixed piece may be posted again (and linked
- * anew) as soon as it is off the queue, and a piece's fn may free it. */
-void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
+ * anew) as soon as it is off the queue, and a piece's fn may free it.
+ * With until (a rayc__now_ns time, 0: none) it stops there; true if
+ * work is left (ctl->woken then stays set). */
+static bool run_posted_until(rayc__net *net, bool then_inline, int64_t until)
 {
 	rayc__ctl *ctl = net->ctl;
 
@@ -68,8 +74,13 @@ void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
 		if (w == NULL) {
 			if (then_inline)
 				ctl->inline_posts = true;
+			ctl->woken = false;
 			rayc__mutex_unlock(&ctl->mu);
-			return;
+			return false;
+		}
+		if (until != 0 && rayc__now_ns() > until) {
+			rayc__mutex_unlock(&ctl->mu);
+			return true;
 		}
 		ctl->head = w->next;
 		if (ctl->head == NULL)
@@ -82,13 +93,38 @@ void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
 	}
 }
 
+void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
+{
+	(void)run_posted_until(net, then_inline, 0);
+}
+
+/* Posted work gets the loop a slice at a time (RAYC__CTL_SLICE_NS): a
+ * follower sent megabytes of entries, or a coordinator given many KV
+ * writes, has a queue that can take the loop for seconds, and the
+ * loop's timers (this peer's heartbeats, raft's tick, which sends the
+ * leader's) must not wait behind it, or a busy peer looks dead.
+ *
+ * libevent runs every callback activated while it runs callbacks before
+ * it looks at its timers again, so an event activated by each post
+ * (NNG's threads post every frame) would keep the timers waiting for as
+ * long as posts come in.  Hence one wake-up at a time: ctl->woken is set
+ * by the post that activates the event and cleared only when the queue
+ * is found empty; a slice that leaves work arms the event as a timer
+ * that expires now instead, and libevent runs it after the timers that
+ * expired before it (a late heartbeat). */
+#define RAYC__CTL_SLICE_NS ((int64_t)20 * 1000000)
+
 void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
+	rayc__ctl *ctl = net->ctl;
+	static const struct timeval now = { 0, 0 };
 
 	(void)fd;
 	(void)what;
-	rayc__ctl_run_posted(net, false);
+	if (run_posted_until(net, false, rayc__now_ns() + RAYC__CTL_SLICE_NS) &&
+	    event_add(ctl->wake, &now) != 0) /* after the timers due */
+		event_active(ctl->wake, EV_READ, 0); /* at once, rather */
 	rayc__ctl_after(net);
 }
 
