@@ -164,6 +164,8 @@ static void propose_del(rayc__net *net, uint32_t id, bool left)
 void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
                       const char *key, const void *val, size_t len)
 {
+	/* In one allocation (a value may be 1 MiB). */
+	(void)rayc__wbuf_reserve(b, 1 + 4 + 8 + 4 + strlen(key) + 8 + len);
 	rayc__w_u8(b, op == RAYC__KV_PUT ? CMD_KV_PUT : CMD_KV_DEL);
 	rayc__w_u32(b, client);
 	rayc__w_u64(b, req);

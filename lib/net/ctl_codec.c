@@ -75,6 +75,9 @@ bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
 		while (n < a->n_entries &&
 		       (n == 0 || bytes + a->entries[n].buf.len <= RAFT_MSG_CAP))
 			bytes += a->entries[n++].buf.len;
+		/* In one allocation: a buffer grown by doubling copies
+		 * megabytes of entries over and over (on the loop). */
+		(void)rayc__wbuf_reserve(b, 8 * 4 + 4 + (size_t)n * 17 + bytes);
 		rayc__w_u64(b, a->term);
 		rayc__w_u64(b, a->prev_log_index);
 		rayc__w_u64(b, a->prev_log_term);
