@@ -307,8 +307,9 @@ struct rayc__rt {
 	const struct rayc__cluster_hooks *hooks;
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
 	/* The cluster KV when this peer keeps it (lib/net/kv.c), under its
-	 * own lock: a snapshot copies all of it (up to 128 MiB) on the loop
-	 * thread, and nothing else need wait for that.  kv_mu is a leaf:
+	 * own lock: a snapshot takes a hold on every entry under it (and
+	 * writes them out, up to 128 MiB, on a thread of its own with no
+	 * lock), and nothing else need wait for that.  kv_mu is a leaf:
 	 * nothing else is taken under it. */
 	rayc__mutex kv_mu;
 	rayc__kv *kv RAYC_GUARDED_BY(kv_mu);

@@ -75,7 +75,7 @@ int rayc__test_kv_write(bool put, const char *key, const void *val,
  * `to` (made a voter first if it is not one; asynchronous). */
 int rayc__test_ctl_transfer(uint32_t to);
 /* Runs fn (NULL: nothing) on the loop thread each time a snapshot of the
- * control store writes this peer's KV table, with the table's own lock
+ * control store captures this peer's KV table, with the table's own lock
  * (rt->kv_mu) held and no other: a test can check what waits for it. */
 void rayc__test_set_kv_write_hook(void (*fn)(void));
 /* This peer's own copy of a KV key (the API asks the coordinator). */

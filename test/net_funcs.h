@@ -171,6 +171,13 @@ static void nf_ctl_restored(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_restored)
 
+/* () -> control store snapshots this peer stored (taken or installed). */
+static void nf_ctl_snapshots(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc__test_ctl_snapshots(NULL));
+}
+RAYC_REMOTE(nf_ctl_snapshots)
+
 /* The voters of the control store in a cluster view (as
  * rayc_cluster_peers lists it, in id order) as one number: a hash of
  * their ids, 0 for none. */

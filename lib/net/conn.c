@@ -11,7 +11,9 @@
  * small frames are not stuck behind a gigabyte.  A CHUNK's payload is
  * not copied: the batch is a buffer of frame bytes with the payloads
  * spliced in (out_ext) as extra iovs pointing into the pinned object,
- * and the object is let go only when its last piece has been sent.
+ * and the object is let go only when its last piece has been sent.  A
+ * control store snapshot (InstallSnapshot, up to 128 MiB) goes out the
+ * same way (rayc__conn_send_ext), one frame from where it is held.
  *
  * Authentication (wire.h).  Once the handshake (handshake.c) opened the
  * connection, every frame carries a Poly1305 tag under the session key
@@ -379,7 +381,10 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done)
 {
 	while (done != NULL) {
 		rayc__xout *n = done->next;
-		rayc__remote_xout_done(c->net, done);
+		if (done->release != NULL)
+			done->release(done);
+		else
+			rayc__remote_xout_done(c->net, done);
 		done = n;
 	}
 }
@@ -531,6 +536,42 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 		rayc__relink_retry(c->net, c->peer != 0 ? c->peer
 		                                        : c->want_peer);
 	}
+}
+
+bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,
+                         const void *ext, size_t n, rayc__xout *x)
+{
+	if (head->bad || head->len == 0)
+		return false;
+	rayc__mutex_lock(&c->mu);
+	if (atomic_load(&c->state) != RAYC__CONN_OPEN ||
+	    c->n_out_ext == RAYC__CONN_EXT_MAX) {
+		rayc__mutex_unlock(&c->mu);
+		return false;
+	}
+	seal_locked(c); /* what came before it first */
+	size_t f = c->out.len;
+	if (!append_locked(c, &c->out, head)) {
+		(void)flush_unlock(c); /* closes it: a frame is lost */
+		return false;
+	}
+	/* Tagged now, over its bytes where they lie, like a CHUNK. */
+	uint8_t *h = c->out.p + f;
+	rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
+	                c->out.len - f - RAYC__WIRE_HDR, ext, n);
+	c->out_sealed = c->out.len;
+	if (n > 0) {
+		rayc__ext *e = &c->out_ext[c->n_out_ext++];
+		e->at = c->out.len;
+		e->p = ext;
+		e->n = n;
+		c->out_ext_bytes += n;
+	}
+	/* Finished with the batch that sends it (send_cb). */
+	x->next = c->out_done;
+	c->out_done = x;
+	(void)flush_unlock(c);
+	return true;
 }
 
 /* Handshake frames go out before anything queued in pend. */

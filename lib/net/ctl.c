@@ -28,10 +28,11 @@
  * configuration follows membership, silent peers are declared dead, the
  * role is handed over before leaving), a leaving voter staying until the
  * others can commit without it, start and stop.  ctl_read.c:
- * linearizable reads.  ctl_io.c: the raft_io backend and the queue of
- * posted work.  ctl_codec.c: raft messages as RAFT frames.  ctl_fsm.c:
- * the state machine (fsm_apply) and its snapshots.  ctl_trace.c: the Raft
- * state in the log.  ctl_int.h: what they share.
+ * linearizable reads.  ctl_io.c: the raft_io backend, the queue of
+ * posted work and jobs off the loop thread.  ctl_snap.c: the snapshot
+ * stored, sent and installed.  ctl_codec.c: raft messages as RAFT frames.
+ * ctl_fsm.c: the state machine (fsm_apply) and its snapshots.
+ * ctl_trace.c: the Raft state in the log.  ctl_int.h: what they share.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,8 @@ static void propose_del(rayc__net *net, uint32_t id, bool left)
 void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
                       const char *key, const void *val, size_t len)
 {
+	/* In one allocation (a value may be 1 MiB). */
+	(void)rayc__wbuf_reserve(b, 1 + 4 + 8 + 4 + strlen(key) + 8 + len);
 	rayc__w_u8(b, op == RAYC__KV_PUT ? CMD_KV_PUT : CMD_KV_DEL);
 	rayc__w_u32(b, client);
 	rayc__w_u64(b, req);
@@ -942,10 +945,11 @@ void rayc__ctl_drain(rayc__net *net)
 		return;
 	/* The loop has stopped.  Close raft if ctl_stop could not (its
 	 * callbacks then fail what was pending: proposals answer, their
-	 * connections are let go), run what is left until nothing is, and
-	 * from now on run posted work at once (connections may still deliver
-	 * frames until they are freed). */
+	 * connections are let go), wait for the jobs' threads, run what is
+	 * left until nothing is, and from now on run posted work at once
+	 * (connections may still deliver frames until they are freed). */
 	run_close(net, NULL);
+	rayc__ctl_jobs_join(net);
 	rayc__ctl_run_posted(net, true);
 }
 
@@ -960,8 +964,8 @@ void rayc__ctl_fini(rayc__net *net)
 		event_free(ctl->rtick);
 	event_free(ctl->wake);
 	raft_free(ctl->boot.base);
-	if (ctl->has_snap)
-		rayc__ctl_snap_free(&ctl->snap);
+	rayc__ctl_snap_drop(ctl);
+	rayc__ctl_fsm_prep_drop(net);
 	rayc__ctl_dedup_clear(ctl);
 	free(ctl->ring);
 	rayc__mutex_fini(&ctl->mu);

@@ -11,6 +11,33 @@
 
 #define RAFT_MSG_CAP ((size_t)64 << 20) /* log bytes in one AppendEntries */
 
+/* InstallSnapshot up to its data. */
+static void snapshot_head(rayc__wbuf *b, const struct raft_install_snapshot *a)
+{
+	rayc__w_u64(b, a->term);
+	rayc__w_u64(b, a->last_index);
+	rayc__w_u64(b, a->last_term);
+	rayc__w_u64(b, a->conf_index);
+	rayc__w_u32(b, a->conf.n);
+	for (unsigned i = 0; i < a->conf.n; i++) {
+		rayc__w_u64(b, a->conf.servers[i].id);
+		rayc__w_u8(b, (uint8_t)a->conf.servers[i].role);
+		rayc__w_str(b, a->conf.servers[i].address);
+	}
+}
+
+bool rayc__ctl_encode_snapshot_head(rayc__wbuf *b, uint32_t self,
+                                    const struct raft_message *m, size_t n)
+{
+	size_t f = rayc__w_frame_begin(b, RAYC__MSG_RAFT, self);
+
+	rayc__w_u8(b, (uint8_t)m->type);
+	snapshot_head(b, &m->install_snapshot);
+	rayc__w_u64(b, n);
+	rayc__w_frame_end_len(b, f, n);
+	return !b->bad;
+}
+
 /* A raft message as a RAFT frame. */
 bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
                           const struct raft_message *m)
@@ -48,6 +75,9 @@ bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
 		while (n < a->n_entries &&
 		       (n == 0 || bytes + a->entries[n].buf.len <= RAFT_MSG_CAP))
 			bytes += a->entries[n++].buf.len;
+		/* In one allocation: a buffer grown by doubling copies
+		 * megabytes of entries over and over (on the loop). */
+		(void)rayc__wbuf_reserve(b, 8 * 4 + 4 + (size_t)n * 17 + bytes);
 		rayc__w_u64(b, a->term);
 		rayc__w_u64(b, a->prev_log_index);
 		rayc__w_u64(b, a->prev_log_term);
@@ -78,16 +108,7 @@ bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
 	}
 	case RAFT_IO_INSTALL_SNAPSHOT: {
 		const struct raft_install_snapshot *a = &m->install_snapshot;
-		rayc__w_u64(b, a->term);
-		rayc__w_u64(b, a->last_index);
-		rayc__w_u64(b, a->last_term);
-		rayc__w_u64(b, a->conf_index);
-		rayc__w_u32(b, a->conf.n);
-		for (unsigned i = 0; i < a->conf.n; i++) {
-			rayc__w_u64(b, a->conf.servers[i].id);
-			rayc__w_u8(b, (uint8_t)a->conf.servers[i].role);
-			rayc__w_str(b, a->conf.servers[i].address);
-		}
+		snapshot_head(b, a);
 		rayc__w_blob(b, a->data.base, a->data.len);
 		break;
 	}

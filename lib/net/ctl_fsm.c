@@ -289,63 +289,215 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
  * raft drops the log before it (keeping a trailing half), so the log stays
  * bounded however many KV writes there are.  A peer too far behind, or one
  * that joins after the log was cut, gets the snapshot (InstallSnapshot)
- * and restores it. */
+ * and restores it.
+ *
+ * The KV may hold 128 MiB.  Copying that on the loop thread (1.2-1.7 s on
+ * a VM where first touches of fresh memory cost ~0.3 GB/s) kept the
+ * leader from sending Raft heartbeats past the election timeout and every
+ * peer from sending its own: elections, and busy peers declared dead.  So
+ * snapshots are asynchronous (libraft's fsm version 3): fsm_snapshot, on
+ * the loop thread, only writes the small parts (members, the dedup table)
+ * and takes a hold on each KV entry (entries never change: a put makes a
+ * new one); fsm_snapshot_async writes it all into one buffer of the right
+ * size on a job's thread (ctl_io.c) while the loop applies entries on, and
+ * snapshot_put keeps that buffer rather than copying it.  Installing one
+ * likewise reads its KV back on a job's thread (rayc__ctl_fsm_prepare)
+ * while the put is under way; fsm_restore then swaps the table in.
+ *
+ * Layout: magic, members (u64 length first), KV (u64 length first: a
+ * job's thread finds it without decoding the members), dedup table. */
 
-#define SNAP_MAGIC 0x324e5352u /* "RSN2" */
+#define SNAP_MAGIC 0x334e5352u /* "RSN3" */
 
+/* On the loop thread: the state as of the last applied entry. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n)
 {
 	rayc__net *net = fsm->data;
 	rayc__rt *rt = net->rt;
-	rayc__wbuf b = { 0 };
+	rayc__ctl_take *t = &net->ctl->take;
+	int64_t t0 = rayc__now_ns();
 
-	rayc__w_u32(&b, SNAP_MAGIC);
+	memset(t, 0, sizeof(*t));
 	rayc__mutex_lock(&net->mu);
-	rayc__net_write_members_locked(net, &b);
+	rayc__net_write_members_locked(net, &t->members);
 	rayc__mutex_unlock(&net->mu);
-	/* The KV's own lock, not rt->mu: copying up to 128 MiB holds up
-	 * only KV calls, not tasks. */
+	dedup_write(net->ctl, &t->dedup);
+	/* Holds, not copies: the loop never waits for the KV's bytes. */
 	rayc__mutex_lock(&rt->kv_mu);
-	rayc__kv_write_all_locked(rt, &b);
+	int rc = rayc__kv_snap_take_locked(rt, &t->kv);
 	rayc__mutex_unlock(&rt->kv_mu);
-	dedup_write(net->ctl, &b);
-	struct raft_buffer *out = b.bad ? NULL : raft_malloc(sizeof(*out));
-	void *data = out != NULL ? raft_malloc(b.len) : NULL;
-	if (data == NULL) {
+	struct raft_buffer *out = raft_malloc(sizeof(*out));
+	if (rc != RAYC_OK || out == NULL || t->members.bad || t->dedup.bad) {
 		raft_free(out);
-		rayc__wbuf_fini(&b);
+		rayc__kv_snap_release(rt, &t->kv);
+		rayc__wbuf_fini(&t->members);
+		rayc__wbuf_fini(&t->dedup);
 		return RAFT_NOMEM;
 	}
-	memcpy(data, b.p, b.len);
-	out->base = data;
-	out->len = b.len;
-	rayc__wbuf_fini(&b);
+	/* Filled in by fsm_snapshot_async. */
+	out->base = NULL;
+	out->len = 0;
 	*bufs = out;
 	*n = 1;
+	t->loop_ns = rayc__now_ns() - t0;
 	return 0;
 }
 
-/* Reads (apply false: checks) a snapshot's members and KV. */
-static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
-                         bool apply)
+/* On a job's thread (the loop applies entries meanwhile): the snapshot
+ * fsm_snapshot captured, written into one buffer of its exact size. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n)
 {
-	rayc__rt *rt = net->rt;
+	rayc__net *net = fsm->data;
+	rayc__ctl *ctl = net->ctl;
+	rayc__ctl_take *t = &ctl->take;
+	int64_t t0 = rayc__now_ns();
+	size_t total = 4 + 8 + t->members.len + 8 + t->kv.bytes + t->dedup.len;
+
+	(void)n;
+	/* A buffer with room for exactly this much never grows, so it
+	 * stays raft_malloc's (that is, it never moves). */
+	rayc__wbuf b = { .p = raft_malloc(total), .cap = total };
+	if (b.p == NULL) {
+		rayc__kv_snap_release(net->rt, &t->kv);
+		return RAFT_NOMEM;
+	}
+	rayc__w_u32(&b, SNAP_MAGIC);
+	rayc__w_u64(&b, t->members.len);
+	rayc__w_bytes(&b, t->members.p, t->members.len);
+	rayc__w_u64(&b, t->kv.bytes);
+	bool ok = rayc__kv_snap_write(&t->kv, &b, &ctl->stop_jobs);
+	rayc__w_bytes(&b, t->dedup.p, t->dedup.len);
+	/* Replaced entries can go now rather than when the put is done. */
+	rayc__kv_snap_release(net->rt, &t->kv);
+	if (!ok || b.bad || b.len != total) {
+		raft_free(b.p);
+		return atomic_load(&ctl->stop_jobs) ? RAFT_CANCELED
+		                                    : RAFT_NOMEM;
+	}
+	(*bufs)[0].base = b.p;
+	(*bufs)[0].len = total;
+	ctl->give = b.p;
+	t->job_ns = rayc__now_ns() - t0;
+	return 0;
+}
+
+/* On the loop thread, once the snapshot is stored (or failed). */
+static int fsm_snapshot_finalize(struct raft_fsm *fsm,
+                                 struct raft_buffer *bufs[], unsigned *n)
+{
+	rayc__net *net = fsm->data;
+	rayc__ctl *ctl = net->ctl;
+	rayc__ctl_take *t = &ctl->take;
+
+	rayc__kv_snap_release(net->rt, &t->kv); /* if never written */
+	if (*bufs != NULL) {
+		if ((*bufs)[0].base != NULL) {
+			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-SNAPSHOT",
+			          "took a snapshot of %zu bytes: %.1f ms on the "
+			          "loop thread, %.1f ms on its own",
+			          (*bufs)[0].len, (double)t->loop_ns / 1e6,
+			          (double)t->job_ns / 1e6);
+			/* Not kept by snapshot_put (it failed). */
+			if ((*bufs)[0].base == ctl->give)
+				raft_free((*bufs)[0].base);
+		}
+		raft_free(*bufs);
+	}
+	ctl->give = NULL;
+	rayc__wbuf_fini(&t->members);
+	rayc__wbuf_fini(&t->dedup);
+	memset(t, 0, sizeof(*t));
+	*bufs = NULL;
+	*n = 0;
+	return 0;
+}
+
+/* A snapshot's sections; false if they are not all there. */
+static bool snap_split(const struct raft_buffer *buf, rayc__rd *members,
+                       rayc__rd *kv, rayc__rd *dedup)
+{
 	rayc__rd rd;
-	rayc__gone gone[RAYC__MAX_PEERS];
-	int ngone = 0;
 
 	rayc__rd_init(&rd, buf->base, buf->len);
 	if (rayc__r_u32(&rd) != SNAP_MAGIC)
 		return false;
-	rayc__rd members = rd;
-	if (rayc__net_read_members(net, &rd, apply, gone, &ngone) != 0)
+	size_t mlen = (size_t)rayc__r_u64(&rd);
+	const void *m = rayc__r_bytes(&rd, mlen);
+	size_t kvlen = (size_t)rayc__r_u64(&rd);
+	const void *k = rayc__r_bytes(&rd, kvlen);
+	if (rd.bad)
 		return false;
+	rayc__rd_init(members, m, mlen);
+	rayc__rd_init(kv, k, kvlen);
+	rayc__rd_init(dedup, rd.p + rd.off, rayc__rd_left(&rd));
+	return true;
+}
+
+/* A snapshot's KV as a table of its own: RAYC_EPROTO, RAYC_ENOMEM. */
+static int kv_read(const struct raft_buffer *buf, rayc__kv_table *t)
+{
+	rayc__rd m, k, d;
+
+	t->h = NULL;
+	t->bytes = 0;
+	if (!snap_split(buf, &m, &k, &d))
+		return RAYC_EPROTO;
+	int rc = rayc__kv_table_read(&k, t);
+	if (rc == RAYC_OK && rayc__rd_left(&k) != 0) {
+		rayc__kv_table_free(t);
+		rc = RAYC_EPROTO;
+	}
+	return rc;
+}
+
+int rayc__ctl_fsm_prepare(rayc__net *net, const struct raft_buffer *buf)
+{
+	rayc__ctl_prep *p = &net->ctl->prep;
+
+	p->base = buf->base;
+	p->len = buf->len;
+	p->rc = kv_read(buf, &p->kv);
+	p->ready = true;
+	return 0;
+}
+
+void rayc__ctl_fsm_prep_drop(rayc__net *net)
+{
+	rayc__ctl_prep *p = &net->ctl->prep;
+
+	if (p->ready)
+		rayc__kv_table_free(&p->kv);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Members and dedup table decode (changing nothing). */
+static bool restore_check(rayc__net *net, rayc__rd m, rayc__rd d)
+{
+	rayc__gone gone[RAYC__MAX_PEERS];
+	int ngone = 0;
+
+	return rayc__net_read_members(net, &m, false, gone, &ngone) == 0 &&
+	       rayc__rd_left(&m) == 0 && dedup_read(net->ctl, &d, false) &&
+	       rayc__rd_left(&d) == 0;
+}
+
+/* The checked snapshot replaces this peer's state; *kv gets the table
+ * it replaced. */
+static void restore_apply(rayc__net *net, rayc__rd m, rayc__rd d,
+                          rayc__kv_table *kv)
+{
+	rayc__rt *rt = net->rt;
+	rayc__gone gone[RAYC__MAX_PEERS];
+	int ngone = 0;
+	rayc__rd members = m;
+
+	(void)rayc__net_read_members(net, &m, true, gone, &ngone);
 	rayc__mutex_lock(&rt->kv_mu);
-	bool ok = rayc__kv_read_all_locked(rt, &rd, apply);
+	rayc__kv_table_swap_locked(rt, kv);
 	rayc__mutex_unlock(&rt->kv_mu);
-	if (!ok || !dedup_read(net->ctl, &rd, apply) || rayc__rd_left(&rd) != 0)
-		return false;
+	(void)dedup_read(net->ctl, &d, true);
 	bool reused = false;
 	for (int i = 0; i < ngone; i++) {
 		(void)mark_dead(net, gone[i].id, gone[i].gen, gone[i].left,
@@ -354,30 +506,48 @@ static bool restore_pass(rayc__net *net, const struct raft_buffer *buf,
 	}
 	/* Slots the snapshot gives to newer peers: now that their old
 	 * holders are dead here, take the newcomers in. */
-	if (reused && rayc__net_read_members(net, &members, true, gone,
-	                                     &ngone) != 0)
-		return false;
-	return true;
+	if (reused)
+		(void)rayc__net_read_members(net, &members, true, gone, &ngone);
 }
 
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	rayc__net *net = fsm->data;
+	rayc__ctl *ctl = net->ctl;
+	rayc__ctl_prep *p = &ctl->prep;
+	rayc__kv_table kv = { 0 };
+	rayc__rd m, k, d;
+	int rc = RAYC_EPROTO;
+	int64_t t0 = rayc__now_ns();
 
-	/* Check it all before changing anything. */
-	if (!restore_pass(net, buf, false)) {
+	/* Check it all before changing anything.  The KV was read on a
+	 * job's thread while the snapshot was put, unless that failed. */
+	bool prepared = p->ready && p->base == buf->base && p->len == buf->len;
+	if (snap_split(buf, &m, &k, &d) && restore_check(net, m, d)) {
+		if (prepared) {
+			rc = p->rc;
+			kv = p->kv;
+			memset(p, 0, sizeof(*p));
+		} else {
+			rc = kv_read(buf, &kv);
+		}
+	}
+	if (rc == RAYC_EPROTO) {
 		rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-BAD-SNAPSHOT",
 		          "a control store snapshot did not decode; refused");
 		return RAFT_CORRUPT;
 	}
-	if (!restore_pass(net, buf, true))
-		/* It decoded, so only memory can have run out. */
+	if (rc != RAYC_OK)
 		return cannot_apply(net, "a snapshot");
+	restore_apply(net, m, d, &kv);
+	rayc__kv_table_release(net->rt, &kv); /* the table it replaced */
 	net->ctl->n_restored++;
 	rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-RESTORE",
-	          "restored the control store from a snapshot (%zu bytes)",
-	          buf->len);
-	raft_free(buf->base); /* ours on success */
+	          "restored the control store from a snapshot (%zu bytes) "
+	          "in %.1f ms on the loop thread (its KV %s)", buf->len,
+	          (double)(rayc__now_ns() - t0) / 1e6,
+	          prepared ? "read on its own thread" : "read here");
+	rayc__ctl_snap_restored(net, buf); /* ours on success */
 	return 0;
 }
 
@@ -387,9 +557,11 @@ void rayc__ctl_fsm_setup(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
 
-	ctl->fsm.version = 1;
+	ctl->fsm.version = 3;
 	ctl->fsm.data = net;
 	ctl->fsm.apply = fsm_apply;
 	ctl->fsm.snapshot = fsm_snapshot;
 	ctl->fsm.restore = fsm_restore;
+	ctl->fsm.snapshot_finalize = fsm_snapshot_finalize;
+	ctl->fsm.snapshot_async = fsm_snapshot_async;
 }

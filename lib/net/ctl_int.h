@@ -1,8 +1,9 @@
 /* ctl_int.h -- the control store's shared state, private to its files:
  * ctl.c (overview, proposing, leader duties, start and stop), ctl_read.c
  * (linearizable reads), ctl_io.c (libraft's I/O backend over the mesh),
- * ctl_codec.c (raft messages as RAFT frames), ctl_fsm.c (the state
- * machine) and ctl_trace.c (the Raft state in the log).
+ * ctl_snap.c (its snapshots), ctl_codec.c (raft messages as RAFT
+ * frames), ctl_fsm.c (the state machine) and ctl_trace.c (the Raft state
+ * in the log).
  */
 #ifndef RAYC_NET_CTL_INT_H
 #define RAYC_NET_CTL_INT_H
@@ -42,6 +43,29 @@ typedef struct read_req {
 	struct read_req *next;
 } read_req;
 
+/* Work done off the loop thread, on a thread of its own (ctl_io.c). */
+typedef struct rayc__ctl_job rayc__ctl_job;
+/* A stored snapshot's data, counted (ctl_snap.c). */
+typedef struct rayc__ctl_sdata rayc__ctl_sdata;
+
+/* A snapshot being taken (ctl_fsm.c): what fsm_snapshot captured on the
+ * loop thread, for fsm_snapshot_async to write out on a job's thread. */
+typedef struct rayc__ctl_take {
+	rayc__wbuf members, dedup;
+	rayc__kv_snap kv;
+	int64_t loop_ns, job_ns; /* time it took on each thread */
+} rayc__ctl_take;
+
+/* A snapshot's KV read back on a job's thread while it is installed
+ * (ctl_io.c starts it, ctl_fsm.c reads and uses it). */
+typedef struct rayc__ctl_prep {
+	bool ready;
+	const void *base; /* the data it was read from */
+	size_t len;
+	int rc;           /* RAYC_OK, RAYC_EPROTO, RAYC_ENOMEM */
+	rayc__kv_table kv;
+} rayc__ctl_prep;
+
 /* What rayc__ctl_trace last told (ctl_trace.c). */
 typedef struct rayc__ctl_seen {
 	raft_term term;
@@ -70,9 +94,29 @@ struct rayc__ctl {
 	struct raft_buffer boot;
 	raft_term term;
 	raft_id vote;
-	/* The last snapshot stored (snapshot_put), for snapshot_get. */
+	/* The last snapshot stored (snapshot_put), for snapshot_get and
+	 * InstallSnapshot: its description (no buffers) and its data
+	 * (ctl_snap.c). */
 	bool has_snap;
-	struct raft_snapshot snap; /* one buffer */
+	struct raft_snapshot snap;
+	rayc__ctl_sdata *sdata;
+	/* Jobs running (loop thread); stop_jobs asks them to give up (the
+	 * store closes); close_waits: io_close waits for them to end. */
+	rayc__ctl_job *jobs;
+	_Atomic bool stop_jobs;
+	bool close_waits;
+	/* A snapshot being taken, and its data once written: snapshot_put
+	 * keeps that buffer (setting give NULL) instead of copying it;
+	 * fsm_snapshot_finalize frees it if it is still here. */
+	rayc__ctl_take take;
+	void *give;
+	/* A snapshot being installed (sent by the leader): what its put
+	 * stored, whose data stays raft's until fsm_restore takes it (then
+	 * it becomes snap), and its KV read back meanwhile. */
+	bool has_inst;
+	struct raft_snapshot inst; /* no buffers */
+	const void *inst_base;     /* its data */
+	rayc__ctl_prep prep;
 	_Atomic uint64_t n_snapshots, n_restored;
 	_Atomic uint64_t term_seen; /* raft's current term, for tests */
 	/* Which ids raft's configuration holds, as last seen by the loop
@@ -85,6 +129,7 @@ struct rayc__ctl {
 	/* Posted work, and the fixed pieces of it posted at most once. */
 	rayc__mutex mu;
 	rayc__ctl_work *head, *tail;
+	bool woken; /* wake is active or armed, or its callback runs */
 	bool inline_posts; /* the loop is gone: run posted work at once */
 	rayc__ctl_work start_work, close_work, transfer_work, leave_work;
 	/* Leader duties. */
@@ -157,16 +202,62 @@ void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg);
 void rayc__ctl_run_posted(rayc__net *net, bool then_inline);
 void rayc__ctl_io_setup(rayc__net *net); /* fills ctl->io */
 void rayc__ctl_run_recv(rayc__net *net, void *arg); /* posted: an rmsg */
-void rayc__ctl_snap_free(struct raft_snapshot *s);
+/* A raft request done: its callback runs on the loop (kind: one of
+ * these; snap for a get). */
+enum {
+	RAYC__DONE_SEND,
+	RAYC__DONE_APPEND,
+	RAYC__DONE_CLOSE,
+	RAYC__DONE_SNAP_PUT,
+	RAYC__DONE_SNAP_GET
+};
+int rayc__ctl_post_done(rayc__net *net, int kind, void *req, int status,
+                        struct raft_snapshot *snap);
+/* Runs work(net, arg) on a thread of its own, then done(net, arg, what
+ * work returned) on the loop; close waits for it.  RAFT_CANCELED
+ * (closing) or RAFT_NOMEM: neither runs. */
+int rayc__ctl_job_start(rayc__net *net, int (*work)(rayc__net *, void *),
+                        void (*done)(rayc__net *, void *, int), void *arg);
+/* The store closes with the loop stopped: waits for the jobs' threads
+ * (told to give up); their ends are then posted. */
+void rayc__ctl_jobs_join(rayc__net *net);
+
+/* ctl_snap.c */
+int rayc__ctl_io_snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot,
+                              raft_io_snapshot_put_cb cb);
+int rayc__ctl_io_snapshot_get(struct raft_io *io,
+                              struct raft_io_snapshot_get *req,
+                              raft_io_snapshot_get_cb cb);
+/* io_send's InstallSnapshot: the stored data of m's index and term, sent
+ * from where it is.  0: req's callback runs later; else a RAFT_ error
+ * (io_send reports it). */
+int rayc__ctl_snap_send(rayc__net *net, struct raft_io_send *req,
+                        const struct raft_message *m);
+/* From fsm_restore: the restored data buf (ours now) is the installed
+ * snapshot's, kept as the one stored; anything else is freed. */
+void rayc__ctl_snap_restored(rayc__net *net, struct raft_buffer *buf);
+/* Lets the stored snapshot go (closing). */
+void rayc__ctl_snap_drop(rayc__ctl *ctl);
 
 /* ctl_codec.c */
 bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
                           const struct raft_message *m);
+/* An InstallSnapshot whose data (n bytes, in place of m's) is sent from
+ * where it is (rayc__conn_send_ext): b gets the frame up to it. */
+bool rayc__ctl_encode_snapshot_head(rayc__wbuf *b, uint32_t self,
+                                    const struct raft_message *m, size_t n);
 void rayc__ctl_free_msg(struct raft_message *m);
 
 /* ctl_fsm.c */
 void rayc__ctl_fsm_setup(rayc__net *net); /* fills ctl->fsm */
 void rayc__ctl_cluster_ends(rayc__net *net, const char *why);
 void rayc__ctl_dedup_clear(rayc__ctl *ctl);
+/* On a job's thread: reads an installed snapshot's KV into ctl->prep,
+ * for fsm_restore. */
+int rayc__ctl_fsm_prepare(rayc__net *net, const struct raft_buffer *buf);
+/* Frees what ctl->prep holds if fsm_restore did not use it. */
+void rayc__ctl_fsm_prep_drop(rayc__net *net);
 
 #endif

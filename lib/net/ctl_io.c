@@ -1,7 +1,8 @@
 /* ctl_io.c -- libraft's I/O backend (struct raft_io) over the mesh: the
- * queue of work posted to the loop thread, raft's tick, its in-memory
- * "persistent" state and snapshot, sending messages as RAFT frames and
- * handing received ones to raft.  See ctl.c.
+ * queue of work posted to the loop thread, jobs run on threads of their
+ * own (snapshots), raft's tick, its in-memory "persistent" state, sending
+ * messages as RAFT frames and handing received ones to raft.  Snapshots
+ * stored and sent: ctl_snap.c.  See ctl.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +41,12 @@ static void post(rayc__net *net, rayc__ctl_work *w,
 	else
 		ctl->head = w;
 	ctl->tail = w;
+	/* One wake-up at a time (see rayc__ctl_on_wake). */
+	bool wake = !ctl->woken;
+	ctl->woken = true;
 	rayc__mutex_unlock(&ctl->mu);
-	event_active(ctl->wake, EV_READ, 0);
+	if (wake)
+		event_active(ctl->wake, EV_READ, 0);
 }
 
 void rayc__ctl_post(rayc__net *net, rayc__ctl_work *w,
@@ -57,8 +62,10 @@ void rayc__ctl_post_once(rayc__net *net, rayc__ctl_work *w,
 }
 
 /* One piece at a time: a fixed piece may be posted again (and linked
- * anew) as soon as it is off the queue, and a piece's fn may free it. */
-void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
+ * anew) as soon as it is off the queue, and a piece's fn may free it.
+ * With until (a rayc__now_ns time, 0: none) it stops there; true if
+ * work is left (ctl->woken then stays set). */
+static bool run_posted_until(rayc__net *net, bool then_inline, int64_t until)
 {
 	rayc__ctl *ctl = net->ctl;
 
@@ -68,8 +75,13 @@ void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
 		if (w == NULL) {
 			if (then_inline)
 				ctl->inline_posts = true;
+			ctl->woken = false;
 			rayc__mutex_unlock(&ctl->mu);
-			return;
+			return false;
+		}
+		if (until != 0 && rayc__now_ns() > until) {
+			rayc__mutex_unlock(&ctl->mu);
+			return true;
 		}
 		ctl->head = w->next;
 		if (ctl->head == NULL)
@@ -82,27 +94,142 @@ void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
 	}
 }
 
+void rayc__ctl_run_posted(rayc__net *net, bool then_inline)
+{
+	(void)run_posted_until(net, then_inline, 0);
+}
+
+/* Posted work gets the loop a slice at a time (RAYC__CTL_SLICE_NS): a
+ * follower sent megabytes of entries, or a coordinator given many KV
+ * writes, has a queue that can take the loop for seconds, and the
+ * loop's timers (this peer's heartbeats, raft's tick, which sends the
+ * leader's) must not wait behind it, or a busy peer looks dead.
+ *
+ * libevent runs every callback activated while it runs callbacks before
+ * it looks at its timers again, so an event activated by each post
+ * (NNG's threads post every frame) would keep the timers waiting for as
+ * long as posts come in.  Hence one wake-up at a time: ctl->woken is set
+ * by the post that activates the event and cleared only when the queue
+ * is found empty; a slice that leaves work arms the event as a timer
+ * that expires now instead, and libevent runs it after the timers that
+ * expired before it (a late heartbeat). */
+#define RAYC__CTL_SLICE_NS ((int64_t)20 * 1000000)
+
 void rayc__ctl_on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
+	rayc__ctl *ctl = net->ctl;
+	static const struct timeval now = { 0, 0 };
 
 	(void)fd;
 	(void)what;
-	rayc__ctl_run_posted(net, false);
+	if (run_posted_until(net, false, rayc__now_ns() + RAYC__CTL_SLICE_NS) &&
+	    event_add(ctl->wake, &now) != 0) /* after the timers due */
+		event_active(ctl->wake, EV_READ, 0); /* at once, rather */
 	rayc__ctl_after(net);
+}
+
+/* ---- jobs: work off the loop thread ----
+ *
+ * A snapshot written out or read back (up to 128 MiB) runs on a thread of
+ * its own, so the loop goes on sending heartbeats and Raft's messages.
+ * Snapshots are rare (every 1024 entries), so a thread per job costs
+ * nothing worth keeping a pool for.  The job's end is posted back to the
+ * loop, where its done runs.  Raft never has two at once (it takes no
+ * snapshot while installing one, and the reverse), but nothing here
+ * relies on it. */
+
+struct rayc__ctl_job {
+	rayc__ctl_work post;
+	rayc__net *net;
+	rayc__thread th;
+	bool joined;
+	int (*work)(rayc__net *net, void *arg); /* on the job's thread */
+	void (*done)(rayc__net *net, void *arg, int status); /* on the loop */
+	void *arg;
+	int status;
+	rayc__ctl_job *next;
+};
+
+static void post_close(rayc__net *net);
+
+static void job_end(rayc__net *net, void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+	rayc__ctl_job *j = arg;
+
+	if (!j->joined)
+		rayc__thread_join(&j->th); /* it is returning */
+	for (rayc__ctl_job **pp = &ctl->jobs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	j->done(net, j->arg, j->status);
+	free(j);
+	if (ctl->jobs == NULL && ctl->close_waits) {
+		ctl->close_waits = false;
+		post_close(net);
+	}
+}
+
+static void *job_main(void *arg)
+{
+	rayc__ctl_job *j = arg;
+
+	j->status = j->work(j->net, j->arg);
+	/* Never run inline here: rayc__ctl_drain joins every job before
+	 * posts run inline. */
+	rayc__ctl_post(j->net, &j->post, job_end, j);
+	return NULL;
+}
+
+int rayc__ctl_job_start(rayc__net *net, int (*work)(rayc__net *, void *),
+                        void (*done)(rayc__net *, void *, int), void *arg)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (ctl->closing)
+		return RAFT_CANCELED;
+	rayc__ctl_job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return RAFT_NOMEM;
+	j->net = net;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	j->next = ctl->jobs;
+	ctl->jobs = j;
+	if (rayc__thread_start(&j->th, job_main, j) != 0) {
+		ctl->jobs = j->next;
+		free(j);
+		return RAFT_NOMEM;
+	}
+	return 0;
+}
+
+void rayc__ctl_jobs_join(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	atomic_store(&ctl->stop_jobs, true);
+	for (rayc__ctl_job *j = ctl->jobs; j != NULL; j = j->next)
+		if (!j->joined) {
+			rayc__thread_join(&j->th);
+			j->joined = true;
+		}
 }
 
 /* ---- raft_io over the mesh ---- */
 
-/* A raft I/O request completed, its callback to run on the loop. */
-enum { DONE_SEND, DONE_APPEND, DONE_CLOSE, DONE_SNAP_PUT, DONE_SNAP_GET };
-
+/* A raft I/O request completed (RAYC__DONE_*), its callback to run on
+ * the loop. */
 typedef struct done_arg {
 	rayc__ctl_work post;
 	int kind;
 	void *req;
 	int status;
-	struct raft_snapshot *snap; /* DONE_SNAP_GET */
+	struct raft_snapshot *snap; /* RAYC__DONE_SNAP_GET */
 } done_arg;
 
 static void run_done(rayc__net *net, void *arg)
@@ -114,21 +241,21 @@ static void run_done(rayc__net *net, void *arg)
 	 * fails (there is no disk), and libraft 0.15's leader append
 	 * callback walks leader state that raft_close has already torn down
 	 * when given an error, so appends always succeed. */
-	int st = ctl->closing && d->kind == DONE_SEND ? RAFT_CANCELED
-	                                              : d->status;
-	if (d->kind == DONE_SEND) {
+	int st = ctl->closing && d->kind == RAYC__DONE_SEND ? RAFT_CANCELED
+	                                                    : d->status;
+	if (d->kind == RAYC__DONE_SEND) {
 		struct raft_io_send *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, st);
-	} else if (d->kind == DONE_APPEND) {
+	} else if (d->kind == RAYC__DONE_APPEND) {
 		struct raft_io_append *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, st);
-	} else if (d->kind == DONE_SNAP_PUT) {
+	} else if (d->kind == RAYC__DONE_SNAP_PUT) {
 		struct raft_io_snapshot_put *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, st);
-	} else if (d->kind == DONE_SNAP_GET) {
+	} else if (d->kind == RAYC__DONE_SNAP_GET) {
 		struct raft_io_snapshot_get *r = d->req;
 		if (r->cb != NULL)
 			r->cb(r, d->snap, st);
@@ -140,8 +267,8 @@ static void run_done(rayc__net *net, void *arg)
 	free(d);
 }
 
-static int post_done(rayc__net *net, int kind, void *req, int status,
-                     struct raft_snapshot *snap)
+int rayc__ctl_post_done(rayc__net *net, int kind, void *req, int status,
+                        struct raft_snapshot *snap)
 {
 	done_arg *d = malloc(sizeof(*d));
 
@@ -171,9 +298,24 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 	if (ctl->rtick != NULL)
 		event_del(ctl->rtick);
 	ctl->io_close_cb = cb;
-	if (post_done(net, DONE_CLOSE, NULL, 0, NULL) != 0 && cb != NULL) {
+	/* Raft's state lives on until cb: the jobs' ends (told to give up
+	 * now) must come first. */
+	atomic_store(&ctl->stop_jobs, true);
+	if (ctl->jobs != NULL)
+		ctl->close_waits = true;
+	else
+		post_close(net);
+}
+
+static void post_close(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	if (rayc__ctl_post_done(net, RAYC__DONE_CLOSE, NULL, 0, NULL) != 0 &&
+	    ctl->io_close_cb != NULL) {
+		raft_io_close_cb cb = ctl->io_close_cb;
 		ctl->io_close_cb = NULL;
-		cb(io);
+		cb(&ctl->io);
 	}
 }
 
@@ -284,7 +426,12 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 	int status = 0;
 
 	req->cb = cb;
-	if (!rayc__ctl_encode_msg(&b, net->self, m)) {
+	if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
+		/* Its data is the stored snapshot's (ctl_snap.c). */
+		status = rayc__ctl_snap_send(net, req, m);
+		if (status == 0)
+			return 0;
+	} else if (!rayc__ctl_encode_msg(&b, net->self, m)) {
 		status = RAFT_IOERR;
 	} else {
 		rayc__conn *c = m->server_id < RAYC__MAX_PEERS
@@ -299,7 +446,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 		}
 	}
 	rayc__wbuf_fini(&b);
-	return post_done(net, DONE_SEND, req, status, NULL);
+	return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status, NULL);
 }
 
 static int io_append(struct raft_io *io, struct raft_io_append *req,
@@ -311,7 +458,7 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 	req->cb = cb;
 	/* Raft keeps every entry in its own in-memory log; nothing else
 	 * would ever read a copy (see the top of ctl.c). */
-	return post_done(io->impl, DONE_APPEND, req, 0, NULL);
+	return rayc__ctl_post_done(io->impl, RAYC__DONE_APPEND, req, 0, NULL);
 }
 
 static int io_truncate(struct raft_io *io, raft_index index)
@@ -321,103 +468,29 @@ static int io_truncate(struct raft_io *io, raft_index index)
 	return 0;
 }
 
-static int conf_copy(const struct raft_configuration *src,
-                     struct raft_configuration *dst)
+/* ---- raft's asynchronous work: a snapshot written out ---- */
+
+static int async_run(rayc__net *net, void *arg)
 {
-	raft_configuration_init(dst);
-	for (unsigned i = 0; i < src->n; i++) {
-		int rv = raft_configuration_add(dst, src->servers[i].id,
-		                                src->servers[i].address,
-		                                src->servers[i].role);
-		if (rv != 0) {
-			raft_configuration_close(dst);
-			return rv;
-		}
-	}
-	return 0;
+	struct raft_io_async_work *req = arg;
+
+	(void)net;
+	return req->work(req);
 }
 
-/* A snapshot with its buffers joined into one, and its own copy of the
- * configuration; every piece from raft's allocator, as raft frees it. */
-static int snap_copy(const struct raft_snapshot *src, struct raft_snapshot *dst)
+static void async_done(rayc__net *net, void *arg, int status)
 {
-	size_t len = 0, off = 0;
+	struct raft_io_async_work *req = arg;
 
-	memset(dst, 0, sizeof(*dst));
-	for (unsigned i = 0; i < src->n_bufs; i++)
-		len += src->bufs[i].len;
-	dst->bufs = raft_malloc(sizeof(*dst->bufs));
-	void *data = raft_malloc(len > 0 ? len : 1);
-	if (dst->bufs == NULL || data == NULL ||
-	    conf_copy(&src->configuration, &dst->configuration) != 0) {
-		raft_free(dst->bufs);
-		raft_free(data);
-		return RAFT_NOMEM;
-	}
-	for (unsigned i = 0; i < src->n_bufs; i++) {
-		memcpy((uint8_t *)data + off, src->bufs[i].base,
-		       src->bufs[i].len);
-		off += src->bufs[i].len;
-	}
-	dst->index = src->index;
-	dst->term = src->term;
-	dst->configuration_index = src->configuration_index;
-	dst->bufs[0].base = data;
-	dst->bufs[0].len = len;
-	dst->n_bufs = 1;
-	return 0;
+	/* Closing: raft only cleans up (nothing is put). */
+	req->cb(req, net->ctl->closing ? RAFT_CANCELED : status);
 }
 
-void rayc__ctl_snap_free(struct raft_snapshot *s)
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
 {
-	raft_configuration_close(&s->configuration);
-	raft_free(s->bufs[0].base);
-	raft_free(s->bufs);
-}
-
-/* Keeps a copy of the snapshot (raft frees its own when done); raft then
- * drops the log before it itself. */
-static int io_snapshot_put(struct raft_io *io, unsigned trailing,
-                           struct raft_io_snapshot_put *req,
-                           const struct raft_snapshot *snapshot,
-                           raft_io_snapshot_put_cb cb)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-	struct raft_snapshot s;
-
-	(void)trailing;
-	if (snap_copy(snapshot, &s) != 0)
-		return RAFT_NOMEM;
-	if (ctl->has_snap)
-		rayc__ctl_snap_free(&ctl->snap);
-	ctl->snap = s;
-	ctl->has_snap = true;
-	ctl->n_snapshots++;
 	req->cb = cb;
-	return post_done(net, DONE_SNAP_PUT, req, 0, NULL);
-}
-
-static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
-                           raft_io_snapshot_get_cb cb)
-{
-	rayc__net *net = io->impl;
-	rayc__ctl *ctl = net->ctl;
-
-	if (!ctl->has_snap)
-		return RAFT_NOTFOUND;
-	struct raft_snapshot *s = raft_malloc(sizeof(*s));
-	if (s == NULL || snap_copy(&ctl->snap, s) != 0) {
-		raft_free(s);
-		return RAFT_NOMEM;
-	}
-	req->cb = cb;
-	if (post_done(net, DONE_SNAP_GET, req, 0, s) != 0) {
-		rayc__ctl_snap_free(s);
-		raft_free(s);
-		return RAFT_NOMEM;
-	}
-	return 0;
+	return rayc__ctl_job_start(io->impl, async_run, async_done, req);
 }
 
 static raft_time io_time(struct raft_io *io)
@@ -459,7 +532,7 @@ void rayc__ctl_io_setup(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
 
-	ctl->io.version = 1;
+	ctl->io.version = 2;
 	ctl->io.impl = net;
 	ctl->io.init = io_init;
 	ctl->io.close = io_close;
@@ -472,8 +545,9 @@ void rayc__ctl_io_setup(rayc__net *net)
 	ctl->io.send = io_send;
 	ctl->io.append = io_append;
 	ctl->io.truncate = io_truncate;
-	ctl->io.snapshot_put = io_snapshot_put;
-	ctl->io.snapshot_get = io_snapshot_get;
+	ctl->io.snapshot_put = rayc__ctl_io_snapshot_put;
+	ctl->io.snapshot_get = rayc__ctl_io_snapshot_get;
 	ctl->io.time = io_time;
 	ctl->io.random = io_random;
+	ctl->io.async_work = io_async_work;
 }

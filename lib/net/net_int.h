@@ -90,6 +90,10 @@ struct rayc__xout {
 	size_t len, off;
 	rayc_type type;
 	rayc__xout *next;
+	/* Not an object: a frame given to rayc__conn_send_ext, whose
+	 * release (any thread) lets its bytes go once they are sent or
+	 * the connection is freed. */
+	void (*release)(rayc__xout *x);
 };
 
 /* An object being received: bytes land in a block of our own store and
@@ -159,10 +163,10 @@ struct rayc__conn {
 	rayc__wbuf pend;     /* frames queued before the handshake ended */
 	rayc__wbuf inflight; /* frames NNG is sending now */
 	size_t inflight_off; /* counts the spliced pieces too */
-	/* CHUNK payloads spliced into out / inflight: piece i goes out
-	 * right after the first ext[i].at bytes of the buffer.  done: the
-	 * transfers whose last piece is in that batch, let go once it is
-	 * sent. */
+	/* CHUNK payloads (and rayc__conn_send_ext's) spliced into out /
+	 * inflight: piece i goes out right after the first ext[i].at bytes
+	 * of the buffer.  done: the transfers whose last piece is in that
+	 * batch, let go once it is sent. */
 	rayc__ext out_ext[RAYC__CONN_EXT_MAX];
 	rayc__ext inflight_ext[RAYC__CONN_EXT_MAX];
 	int n_out_ext, n_inflight_ext;
@@ -367,6 +371,15 @@ void rayc__conn_flush_deferred(void);
 rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x);
+/* Queues a frame whose payload ends with n bytes at ext, sent from where
+ * they are, not copied: head holds the frame up to them (ended with
+ * rayc__w_frame_end_len).  Its tag is computed here, under c->mu, over
+ * ext as well (Poly1305: some 30 ms a 100 MiB).  x->release(x) runs once
+ * they went out or the connection is freed.  False (x untouched) if the
+ * connection is not open, has no room for another piece, or no
+ * memory. */
+bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,
+                         const void *ext, size_t n, rayc__xout *x);
 /* Queues one last frame, then closes once it is sent. */
 void rayc__conn_send_close(rayc__conn *c, rayc__wbuf *frame);
 void rayc__conn_close(rayc__conn *c, const char *why);
@@ -536,12 +549,43 @@ void rayc__kv_coord_changed_locked(rayc__net *net) RAYC_REQUIRES(net->mu);
 int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
                           const void *val, size_t len, void **out,
                           size_t *outlen) RAYC_REQUIRES(rt->kv_mu);
-/* The whole table into a snapshot, and back (apply false: only checks
- * it decodes; true: replaces the table). */
-void rayc__kv_write_all_locked(rayc__rt *rt, rayc__wbuf *b)
+/* The whole table in a snapshot of the control store.  Taking one only
+ * captures the entries (a hold on each, no copy) on the loop thread;
+ * writing them out, up to 128 MiB, is done on a thread of its own with no
+ * lock (entries never change), and the snapshot then lets them go. */
+typedef struct rayc__kv_snap {
+	rayc__kv **e;
+	size_t n;
+	size_t bytes; /* what rayc__kv_snap_write writes */
+} rayc__kv_snap;
+/* RAYC_ENOMEM: nothing captured. */
+int rayc__kv_snap_take_locked(rayc__rt *rt, rayc__kv_snap *s)
 	RAYC_REQUIRES(rt->kv_mu);
-bool rayc__kv_read_all_locked(rayc__rt *rt, rayc__rd *rd, bool apply)
+/* Any thread, no lock.  False if *stop became true (b is then cut
+ * short) or b is bad. */
+bool rayc__kv_snap_write(const rayc__kv_snap *s, rayc__wbuf *b,
+                         _Atomic bool *stop);
+/* Lets the entries go (takes rt->kv_mu; frees those only held here). */
+void rayc__kv_snap_release(rayc__rt *rt, rayc__kv_snap *s)
+	RAYC_EXCLUDES(rt->kv_mu);
+/* A table read back from a snapshot, apart from this peer's until it is
+ * swapped in: building it (a copy of every value) needs no lock, so it
+ * can be done off the loop thread. */
+typedef struct rayc__kv_table {
+	rayc__kv *h;
+	size_t bytes;
+} rayc__kv_table;
+/* RAYC_EPROTO (it does not decode) or RAYC_ENOMEM: t is left empty. */
+int rayc__kv_table_read(rayc__rd *rd, rayc__kv_table *t);
+/* t becomes this peer's table, and t gets the one it replaced. */
+void rayc__kv_table_swap_locked(rayc__rt *rt, rayc__kv_table *t)
 	RAYC_REQUIRES(rt->kv_mu);
+/* Lets a table that was this peer's go (a snapshot may still hold some
+ * of its entries; takes rt->kv_mu). */
+void rayc__kv_table_release(rayc__rt *rt, rayc__kv_table *t)
+	RAYC_EXCLUDES(rt->kv_mu);
+/* Frees a table that never was this peer's (any thread, no lock). */
+void rayc__kv_table_free(rayc__kv_table *t);
 
 /* ctl.c: the control store (Raft over the mesh; see ctl.c). */
 typedef void (*rayc__ctl_done)(int rc, void *arg);
