@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <stdatomic.h>
 #include <sys/inotify.h>
+#include <poll.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 
@@ -593,6 +594,86 @@ Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
 	ssize_t got = read(fd, p, sizeof(p));
 	cr_assert_eq(got, 0, "connection not closed after a wrong CONFIRM");
 	close(fd);
+	cr_assert_eq(alive_peers(), 1);
+	cluster_stop();
+}
+
+/* A raw TCP connection to the peer at address (tcp://host:port on
+ * loopback); -1 if connect fails. */
+static int raw_connect(const char *address)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)atoi(
+		                          strrchr(address, ':') + 1)) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads and drops what fd gets until the peer closes it (0), an error
+ * (-1), or the deadline (-2). */
+static int wait_closed(int fd, int64_t deadline_ms)
+{
+	uint8_t buf[512];
+	for (;;) {
+		int left = (int)(deadline_ms - rt_now_ms());
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (left <= 0)
+			return -2;
+		if (poll(&pf, 1, left) <= 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r <= 0)
+			return r == 0 ? 0 : -1;
+	}
+}
+
+/* A connection that never finishes its handshake -- one that says
+ * nothing after connecting, one that trickles a byte a second -- is
+ * closed by the peer after the handshake deadline (max(5 s, heartbeat
+ * timeout); the driver's is 6 s) instead of holding a descriptor for
+ * ever. */
+Test(net, handshake_that_never_ends_is_closed)
+{
+	driver_start();
+	const char *a = rayc_address();
+	int idle = raw_connect(a);
+	int slow = raw_connect(a);
+	cr_assert(idle >= 0 && slow >= 0);
+	int64_t t0 = rt_now_ms(), deadline = t0 + 20000;
+	/* The slow one: a well-formed AUTH, a byte a second (it would
+	 * take over a minute to be whole). */
+	uint8_t auth[32 + 32 + 4 + 8] = { 0 };
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, 0);
+	rayc__w_bytes(&b, auth, sizeof(auth));
+	rayc__w_frame_end(&b, f);
+	cr_assert(!b.bad);
+	int slow_rc = -2;
+	for (size_t i = 0; slow_rc == -2 && rt_now_ms() < deadline; i++) {
+		if (i >= b.len || write(slow, b.p + i, 1) != 1) {
+			slow_rc = -1;
+			break;
+		}
+		slow_rc = wait_closed(slow, rt_now_ms() + 1000);
+	}
+	int64_t slow_ms = rt_now_ms() - t0;
+	rayc__wbuf_fini(&b);
+	int idle_rc = wait_closed(idle, deadline);
+	int64_t idle_ms = rt_now_ms() - t0;
+	cr_log_info("closed after %lld ms (idle), %lld ms (trickling)",
+	            (long long)idle_ms, (long long)slow_ms);
+	cr_assert_eq(slow_rc, 0, "a trickling handshake was not closed");
+	cr_assert_eq(idle_rc, 0, "an idle handshake was not closed");
+	cr_assert_geq(slow_ms, 5000, "closed before the deadline");
+	close(idle);
+	close(slow);
 	cr_assert_eq(alive_peers(), 1);
 	cluster_stop();
 }

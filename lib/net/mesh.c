@@ -320,6 +320,38 @@ static void reap_conns(rayc__net *net, bool all)
 	}
 }
 
+/* Closes connections whose handshake did not finish in time: an idle or
+ * trickling dialer must not hold a descriptor and a buffer for ever.  A
+ * dialed one that hangs is as good as a failed dial.  The deadline is
+ * never shorter than the heartbeat timeout, which already bounds how long
+ * a live peer may stay silent. */
+static void close_stale_handshakes(rayc__net *net)
+{
+	enum { BATCH = 64 };
+	rayc__conn *stale[BATCH];
+	int n = 0;
+	int64_t wait = net->timeout_ns > RAYC__HS_DEADLINE_NS
+	                       ? net->timeout_ns
+	                       : RAYC__HS_DEADLINE_NS;
+	int64_t now = rayc__now_ns();
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__conn *c = net->conns; c != NULL && n < BATCH; c = c->next) {
+		int st = atomic_load(&c->state);
+		if (st != RAYC__CONN_CLOSED && !atomic_load(&c->opened) &&
+		    now - c->born > wait) {
+			atomic_fetch_add(&c->refs, 1);
+			stale[n++] = c;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	/* Closing takes net->mu (rayc__net_conn_lost): not under it. */
+	for (int i = 0; i < n; i++) {
+		rayc__conn_close(stale[i], "handshake timed out");
+		rayc__conn_unref(stale[i]);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
@@ -337,6 +369,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		rayc__net_broadcast_members(net);
 	else if (net->joined)
 		send_heartbeat(net);
+	close_stale_handshakes(net);
 	reap_conns(net, false);
 	rayc__relink_tick(net);
 	rayc__remote_pump_idle(net);

@@ -37,6 +37,9 @@
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
+/* An unauthenticated peer costs a descriptor and a buffer: a handshake
+ * must finish within this (or the heartbeat timeout, if longer). */
+#define RAYC__HS_DEADLINE_NS ((int64_t)5 * 1000000000)
 
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
@@ -149,6 +152,7 @@ struct rayc__conn {
 	uint64_t gen;       /* and its incarnation (rayc__peer.gen) */
 	uint32_t want_peer; /* who we dialed */
 	rayc__hs *hs;        /* handshake state; NULL once it ended */
+	int64_t born;        /* made (rayc__now_ns): the handshake deadline */
 	/* Frame keys and counters (wire.h) from the handshake: tx under
 	 * mu, rx on the receive callback; used once the connection is open.
 	 * Frames in out before out_sealed are tagged (or handshake frames,
