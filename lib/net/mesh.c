@@ -320,11 +320,12 @@ static void reap_conns(rayc__net *net, bool all)
 	}
 }
 
-/* Closes connections whose handshake did not finish in time: an idle or
- * trickling dialer must not hold a descriptor and a buffer for ever.  A
- * dialed one that hangs is as good as a failed dial.  The deadline is
- * never shorter than the heartbeat timeout, which already bounds how long
- * a live peer may stay silent. */
+/* Closes accepted connections whose handshake did not finish in time: an
+ * idle or trickling dialer must not hold a descriptor and a buffer for
+ * ever.  The deadline is never shorter than the heartbeat timeout, which
+ * already bounds how long a live peer may stay silent.  Our own dials are
+ * left alone: their time may go waiting in a busy peer's accept queue,
+ * and whoever dialed has its own deadline (a join's 15 s, relink's). */
 static void close_stale_handshakes(rayc__net *net)
 {
 	enum { BATCH = 64 };
@@ -338,8 +339,8 @@ static void close_stale_handshakes(rayc__net *net)
 	rayc__mutex_lock(&net->mu);
 	for (rayc__conn *c = net->conns; c != NULL && n < BATCH; c = c->next) {
 		int st = atomic_load(&c->state);
-		if (st != RAYC__CONN_CLOSED && !atomic_load(&c->opened) &&
-		    now - c->born > wait) {
+		if (!c->dialed && st != RAYC__CONN_CLOSED &&
+		    !atomic_load(&c->opened) && now - c->born > wait) {
 			atomic_fetch_add(&c->refs, 1);
 			stale[n++] = c;
 		}
