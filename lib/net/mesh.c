@@ -418,22 +418,87 @@ static void *loop_main(void *arg)
 
 /* ---- accepting ---- */
 
+/* Makes room for one more handshaking connection: with RAYC__HS_MAX of
+ * them accepted and not yet open, the oldest is closed.  Whoever floods
+ * us with idle connections then only pushes out their own (and a real
+ * peer, whose handshake takes milliseconds, is rarely among them), and
+ * never takes every descriptor. */
+static void cap_handshakes(rayc__net *net)
+{
+	rayc__conn *oldest = NULL;
+	int n = 0;
+
+	rayc__mutex_lock(&net->mu);
+	/* Newest first: the last one counted is the oldest. */
+	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
+		if (c->dialed || atomic_load(&c->opened) ||
+		    atomic_load(&c->state) == RAYC__CONN_CLOSED)
+			continue;
+		n++;
+		oldest = c;
+	}
+	if (n < RAYC__HS_MAX)
+		oldest = NULL;
+	if (oldest != NULL)
+		atomic_fetch_add(&oldest->refs, 1);
+	rayc__mutex_unlock(&net->mu);
+	if (oldest != NULL) {
+		rayc__conn_close(oldest, "too many handshakes at once");
+		rayc__conn_unref(oldest);
+	}
+}
+
+static void accept_next(rayc__net *net)
+{
+	if (!atomic_load(&net->stopping))
+		nng_stream_listener_accept(net->lst, net->acc_aio);
+}
+
+/* The wait after an accept error ended. */
+static void accept_sleep_cb(void *arg)
+{
+	rayc__net *net = arg;
+
+	if (nng_aio_result(net->acc_sleep) == 0)
+		accept_next(net);
+}
+
 static void accept_cb(void *arg)
 {
 	rayc__net *net = arg;
 	int rv = nng_aio_result(net->acc_aio);
 
 	if (rv != 0) {
-		if (rv != NNG_ECLOSED && rv != NNG_ECANCELED &&
-		    !atomic_load(&net->stopping))
-			nng_stream_listener_accept(net->lst, net->acc_aio);
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED ||
+		    atomic_load(&net->stopping))
+			return;
+		/* Out of descriptors, say: the listener stays readable, so
+		 * trying again at once spins.  Wait 100 ms, doubling to 1 s
+		 * while it lasts; say so at most once a second. */
+		net->acc_wait_ms = net->acc_wait_ms == 0 ? 100
+		                   : net->acc_wait_ms >= 500 ? 1000
+		                                             : net->acc_wait_ms * 2;
+		net->acc_errs++;
+		int64_t now = rayc__now_ns();
+		if (now - net->acc_logged >= 1000000000) {
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-ACCEPT",
+			          "accepting a connection failed (%llu times "
+			          "since the last report): %s; waiting %d ms",
+			          (unsigned long long)net->acc_errs,
+			          nng_strerror(rv), net->acc_wait_ms);
+			net->acc_errs = 0;
+			net->acc_logged = now;
+		}
+		nng_sleep_aio(net->acc_wait_ms, net->acc_sleep);
 		return;
 	}
+	net->acc_wait_ms = 0;
 	nng_stream *s = nng_aio_get_output(net->acc_aio, 0);
 	if (atomic_load(&net->stopping)) {
 		nng_stream_free(s);
 		return;
 	}
+	cap_handshakes(net);
 	rayc__conn *c = rayc__conn_new(net);
 	if (c == NULL) {
 		nng_stream_free(s);
@@ -443,7 +508,7 @@ static void accept_cb(void *arg)
 		rayc__mutex_unlock(&net->mu);
 		rayc__conn_accepted(c, s);
 	}
-	nng_stream_listener_accept(net->lst, net->acc_aio);
+	accept_next(net);
 }
 
 /* Splits tcp://host:port (host may be [v6], empty or missing a port)
@@ -589,7 +654,8 @@ static int listen_on(rayc__net *net, const char *url,
 	int rc = set_advertised(net, url, conf->advertise, conf->address, port);
 	if (rc != RAYC_OK)
 		return rc;
-	if (nng_aio_alloc(&net->acc_aio, accept_cb, net) != 0)
+	if (nng_aio_alloc(&net->acc_aio, accept_cb, net) != 0 ||
+	    nng_aio_alloc(&net->acc_sleep, accept_sleep_cb, net) != 0)
 		return RAYC_ENOMEM;
 	nng_stream_listener_accept(net->lst, net->acc_aio);
 	return RAYC_OK;
@@ -605,11 +671,20 @@ static void net_free(rayc__net *net)
 		rayc__thread_join(&net->th);
 	}
 	rayc__ctl_drain(net);
+	/* No accept starts after this (accept_next); a wait after an
+	 * accept error ends before the accept it would start is stopped. */
+	atomic_store(&net->stopping, true);
+	if (net->acc_sleep != NULL)
+		nng_aio_stop(net->acc_sleep);
 	if (net->lst != NULL)
 		nng_stream_listener_close(net->lst);
 	if (net->acc_aio != NULL) {
 		nng_aio_stop(net->acc_aio);
 		nng_aio_free(net->acc_aio);
+	}
+	if (net->acc_sleep != NULL) {
+		nng_aio_stop(net->acc_sleep);
+		nng_aio_free(net->acc_sleep);
 	}
 	if (net->lst != NULL)
 		nng_stream_listener_free(net->lst);

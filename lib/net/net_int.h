@@ -38,8 +38,10 @@
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
 /* An unauthenticated peer costs a descriptor and a buffer: a handshake
- * must finish within this (or the heartbeat timeout, if longer). */
+ * must finish within this (or the heartbeat timeout, if longer), and at
+ * most this many accepted connections may be handshaking at once. */
 #define RAYC__HS_DEADLINE_NS ((int64_t)5 * 1000000000)
+#define RAYC__HS_MAX 64
 
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
@@ -266,6 +268,13 @@ struct rayc__net {
 	unsigned char key[32];
 	nng_stream_listener *lst;
 	nng_aio *acc_aio;
+	/* Accept errors (out of descriptors, say) wait acc_wait before the
+	 * next accept (acc_sleep), and are logged at most once a second;
+	 * only accept_cb and its sleep touch these. */
+	nng_aio *acc_sleep;
+	int acc_wait_ms;
+	uint64_t acc_errs;
+	int64_t acc_logged;
 	rayc__conn *conns;
 	rayc__peer peers[RAYC__MAX_PEERS];
 	_Atomic uint32_t top; /* one past the highest id known: loops stop here */
