@@ -803,6 +803,28 @@ Test(net, accept_out_of_descriptors_backs_off)
 	kill_kids();
 }
 
+/* A connection carries one JOIN: a second one on it (this driver sends
+ * its JOIN twice) closes it before anything is admitted on it, and the
+ * joiner, like any whose connection was lost, joins again on a new one:
+ * one JOINED with an id.  Before, both JOINs were admitted: two ADDs,
+ * two JOINED with different ids for one peer. */
+Test(net, second_join_on_a_connection_closes_it)
+{
+	char addr[200] = { 0 };
+	spawn_founder(addr, sizeof(addr));
+	int before = rayc__test_joined_ids();
+	rayc__test_join_twice();
+	driver_start_at(addr);
+	/* A write commits after any second ADD, and its answer comes on
+	 * the connection any second JOINED came on, after it. */
+	cr_assert_eq(rayc_kv_put("k", "v", 1), 0, "%s", rayc_errmsg());
+	int ids = rayc__test_joined_ids() - before;
+	cr_assert_eq(ids, 1, "%d JOINED with an id for one join", ids);
+	cr_assert_neq(rayc_peer_id(), 0);
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	kill_kids();
+}
+
 Test(net, kv_written_on_one_peer_is_read_on_all)
 {
 	driver_start();

@@ -542,6 +542,19 @@ static void join_drop(rayc__conn *c, const char *why)
  * timeout) only means a failover is under way: start over from address
  * until the deadline.  Only an address that never answered fails at
  * once. */
+static _Atomic bool join_twice;
+_Atomic int rayc__joined_ids;
+
+void rayc__test_join_twice(void)
+{
+	atomic_store(&join_twice, true);
+}
+
+int rayc__test_joined_ids(void)
+{
+	return atomic_load(&rayc__joined_ids);
+}
+
 int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 {
 	rayc__rt *rt = net->rt;
@@ -622,6 +635,8 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 		rayc__w_frame_end(&b, f);
 		rayc__event_reset(&net->join_ev);
 		rayc__conn_send(c, &b);
+		if (atomic_exchange(&join_twice, false))
+			rayc__conn_send(c, &b);
 		rayc__wbuf_fini(&b);
 		rc = rayc__net_wait_join(net, deadline);
 		if (atomic_load(&net->cluster_down) && !net->joined) {

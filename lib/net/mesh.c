@@ -189,10 +189,13 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	}
 	switch (type) {
 	case RAYC__MSG_JOIN:
-		if (c->peer != 0 || c->dialed) {
+		/* One per connection: a second would be admitted again
+		 * (another ADD, another id for the same peer). */
+		if (c->peer != 0 || c->dialed || c->join_seen) {
 			rayc__conn_close(c, "unexpected JOIN");
 			return;
 		}
+		c->join_seen = true;
 		rayc__net_on_join(c, rd);
 		return;
 	case RAYC__MSG_JOINED: {
@@ -205,6 +208,8 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		int err = id == 0 && !rd->bad && rayc__rd_left(rd) >= 4
 		                  ? (int)rayc__r_u32(rd)
 		                  : 0;
+		if (!rd->bad && id != 0)
+			atomic_fetch_add(&rayc__joined_ids, 1);
 		if (rd->bad || id >= RAYC__MAX_PEERS || !c->joining)
 			return;
 		rayc__mutex_lock(&net->mu);

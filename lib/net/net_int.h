@@ -43,6 +43,9 @@
 #define RAYC__HS_DEADLINE_NS ((int64_t)5 * 1000000000)
 #define RAYC__HS_MAX 64
 
+/* JOINED frames with an id received (rayc__test_joined_ids). */
+extern _Atomic int rayc__joined_ids;
+
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
@@ -148,6 +151,7 @@ struct rayc__conn {
 	rayc__mutex mu;   /* state, out, pend, xouts, sending */
 	_Atomic int state;
 	bool dialed, sending, close_after_send, joining;
+	bool join_seen; /* a JOIN came on it (receive side only): one only */
 	_Atomic bool opened; /* its handshake finished (it carried frames) */
 	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
