@@ -633,10 +633,14 @@ int rayc__net_join(rayc__net *net, const char *address, int64_t deadline)
 		rayc__w_u8(&b, net->worker);
 		rayc__net_write_res(rt, &b, rt->res_total, NULL);
 		rayc__w_frame_end(&b, f);
+		if (atomic_exchange(&join_twice, false) &&
+		    rayc__wbuf_reserve(&b, b.len)) {
+			/* Both in one write: read in one go. */
+			memcpy(b.p + b.len, b.p, b.len);
+			b.len *= 2;
+		}
 		rayc__event_reset(&net->join_ev);
 		rayc__conn_send(c, &b);
-		if (atomic_exchange(&join_twice, false))
-			rayc__conn_send(c, &b);
 		rayc__wbuf_fini(&b);
 		rc = rayc__net_wait_join(net, deadline);
 		if (atomic_load(&net->cluster_down) && !net->joined) {
