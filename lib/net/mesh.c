@@ -480,9 +480,8 @@ static void accept_cb(void *arg)
 		/* Out of descriptors, say: the listener stays readable, so
 		 * trying again at once spins.  Wait 100 ms, doubling to 1 s
 		 * while it lasts; say so at most once a second. */
-		net->acc_wait_ms = net->acc_wait_ms == 0 ? 100
-		                   : net->acc_wait_ms >= 500 ? 1000
-		                                             : net->acc_wait_ms * 2;
+		int w = net->acc_wait_ms * 2;
+		net->acc_wait_ms = w < 100 ? 100 : w > 1000 ? 1000 : w;
 		net->acc_errs++;
 		int64_t now = rayc__now_ns();
 		if (now - net->acc_logged >= 1000000000) {
