@@ -99,6 +99,12 @@ void rayc__test_fault(int site, int count);
  * sends meanwhile meet its committed removal (0: no wait). */
 void rayc__test_set_leave_linger(int ms);
 
+/* Makes this peer's next join send its JOIN twice on one connection (as
+ * a confused or hostile peer could); rayc__test_joined_ids counts the
+ * JOINED frames giving this peer an id that it has received. */
+void rayc__test_join_twice(void);
+int rayc__test_joined_ids(void);
+
 /* Prints (stderr) what this peer still waits for: unfinished tasks
  * and their arguments, unsealed objects, transfers in flight. */
 void rayc__test_dump_pending(const char *tag);

@@ -53,6 +53,7 @@ rayc__conn *rayc__conn_new(rayc__net *net)
 	if (c == NULL)
 		return NULL;
 	c->net = net;
+	c->born = rayc__now_ns();
 	rayc__mutex_init(&c->mu);
 	atomic_init(&c->refs, 0);
 	atomic_init(&c->state, RAYC__CONN_DIALING);

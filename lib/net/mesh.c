@@ -189,10 +189,13 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	}
 	switch (type) {
 	case RAYC__MSG_JOIN:
-		if (c->peer != 0 || c->dialed) {
+		/* One per connection: a second would be admitted again
+		 * (another ADD, another id for the same peer). */
+		if (c->peer != 0 || c->dialed || c->join_seen) {
 			rayc__conn_close(c, "unexpected JOIN");
 			return;
 		}
+		c->join_seen = true;
 		rayc__net_on_join(c, rd);
 		return;
 	case RAYC__MSG_JOINED: {
@@ -205,6 +208,8 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		int err = id == 0 && !rd->bad && rayc__rd_left(rd) >= 4
 		                  ? (int)rayc__r_u32(rd)
 		                  : 0;
+		if (!rd->bad && id != 0)
+			atomic_fetch_add(&rayc__joined_ids, 1);
 		if (rd->bad || id >= RAYC__MAX_PEERS || !c->joining)
 			return;
 		rayc__mutex_lock(&net->mu);
@@ -320,6 +325,39 @@ static void reap_conns(rayc__net *net, bool all)
 	}
 }
 
+/* Closes accepted connections whose handshake did not finish in time: an
+ * idle or trickling dialer must not hold a descriptor and a buffer for
+ * ever.  The deadline is never shorter than the heartbeat timeout, which
+ * already bounds how long a live peer may stay silent.  Our own dials are
+ * left alone: their time may go waiting in a busy peer's accept queue,
+ * and whoever dialed has its own deadline (a join's 15 s, relink's). */
+static void close_stale_handshakes(rayc__net *net)
+{
+	enum { BATCH = 64 };
+	rayc__conn *stale[BATCH];
+	int n = 0;
+	int64_t wait = net->timeout_ns > RAYC__HS_DEADLINE_NS
+	                       ? net->timeout_ns
+	                       : RAYC__HS_DEADLINE_NS;
+	int64_t now = rayc__now_ns();
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__conn *c = net->conns; c != NULL && n < BATCH; c = c->next) {
+		int st = atomic_load(&c->state);
+		if (!c->dialed && st != RAYC__CONN_CLOSED &&
+		    !atomic_load(&c->opened) && now - c->born > wait) {
+			atomic_fetch_add(&c->refs, 1);
+			stale[n++] = c;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	/* Closing takes net->mu (rayc__net_conn_lost): not under it. */
+	for (int i = 0; i < n; i++) {
+		rayc__conn_close(stale[i], "handshake timed out");
+		rayc__conn_unref(stale[i]);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
@@ -337,6 +375,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		rayc__net_broadcast_members(net);
 	else if (net->joined)
 		send_heartbeat(net);
+	close_stale_handshakes(net);
 	reap_conns(net, false);
 	rayc__relink_tick(net);
 	rayc__remote_pump_idle(net);
@@ -384,22 +423,86 @@ static void *loop_main(void *arg)
 
 /* ---- accepting ---- */
 
+/* Makes room for one more handshaking connection: with RAYC__HS_MAX of
+ * them accepted and not yet open, the oldest is closed.  Whoever floods
+ * us with idle connections then only pushes out their own (and a real
+ * peer, whose handshake takes milliseconds, is rarely among them), and
+ * never takes every descriptor. */
+static void cap_handshakes(rayc__net *net)
+{
+	rayc__conn *oldest = NULL;
+	int n = 0;
+
+	rayc__mutex_lock(&net->mu);
+	/* Newest first: the last one counted is the oldest. */
+	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
+		if (c->dialed || atomic_load(&c->opened) ||
+		    atomic_load(&c->state) == RAYC__CONN_CLOSED)
+			continue;
+		n++;
+		oldest = c;
+	}
+	if (n < RAYC__HS_MAX)
+		oldest = NULL;
+	if (oldest != NULL)
+		atomic_fetch_add(&oldest->refs, 1);
+	rayc__mutex_unlock(&net->mu);
+	if (oldest != NULL) {
+		rayc__conn_close(oldest, "too many handshakes at once");
+		rayc__conn_unref(oldest);
+	}
+}
+
+static void accept_next(rayc__net *net)
+{
+	if (!atomic_load(&net->stopping))
+		nng_stream_listener_accept(net->lst, net->acc_aio);
+}
+
+/* The wait after an accept error ended. */
+static void accept_sleep_cb(void *arg)
+{
+	rayc__net *net = arg;
+
+	if (nng_aio_result(net->acc_sleep) == 0)
+		accept_next(net);
+}
+
 static void accept_cb(void *arg)
 {
 	rayc__net *net = arg;
 	int rv = nng_aio_result(net->acc_aio);
 
 	if (rv != 0) {
-		if (rv != NNG_ECLOSED && rv != NNG_ECANCELED &&
-		    !atomic_load(&net->stopping))
-			nng_stream_listener_accept(net->lst, net->acc_aio);
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED ||
+		    atomic_load(&net->stopping))
+			return;
+		/* Out of descriptors, say: the listener stays readable, so
+		 * trying again at once spins.  Wait 100 ms, doubling to 1 s
+		 * while it lasts; say so at most once a second. */
+		int w = net->acc_wait_ms * 2;
+		net->acc_wait_ms = w < 100 ? 100 : w > 1000 ? 1000 : w;
+		net->acc_errs++;
+		int64_t now = rayc__now_ns();
+		if (now - net->acc_logged >= 1000000000) {
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-ACCEPT",
+			          "accepting a connection failed (%llu times "
+			          "since the last report): %s; waiting %d ms",
+			          (unsigned long long)net->acc_errs,
+			          nng_strerror(rv), net->acc_wait_ms);
+			net->acc_errs = 0;
+			net->acc_logged = now;
+		}
+		nng_sleep_aio(net->acc_wait_ms, net->acc_sleep);
 		return;
 	}
+	net->acc_wait_ms = 0;
 	nng_stream *s = nng_aio_get_output(net->acc_aio, 0);
 	if (atomic_load(&net->stopping)) {
 		nng_stream_free(s);
 		return;
 	}
+	cap_handshakes(net);
 	rayc__conn *c = rayc__conn_new(net);
 	if (c == NULL) {
 		nng_stream_free(s);
@@ -409,7 +512,7 @@ static void accept_cb(void *arg)
 		rayc__mutex_unlock(&net->mu);
 		rayc__conn_accepted(c, s);
 	}
-	nng_stream_listener_accept(net->lst, net->acc_aio);
+	accept_next(net);
 }
 
 /* Splits tcp://host:port (host may be [v6], empty or missing a port)
@@ -555,7 +658,8 @@ static int listen_on(rayc__net *net, const char *url,
 	int rc = set_advertised(net, url, conf->advertise, conf->address, port);
 	if (rc != RAYC_OK)
 		return rc;
-	if (nng_aio_alloc(&net->acc_aio, accept_cb, net) != 0)
+	if (nng_aio_alloc(&net->acc_aio, accept_cb, net) != 0 ||
+	    nng_aio_alloc(&net->acc_sleep, accept_sleep_cb, net) != 0)
 		return RAYC_ENOMEM;
 	nng_stream_listener_accept(net->lst, net->acc_aio);
 	return RAYC_OK;
@@ -571,11 +675,20 @@ static void net_free(rayc__net *net)
 		rayc__thread_join(&net->th);
 	}
 	rayc__ctl_drain(net);
+	/* No accept starts after this (accept_next); a wait after an
+	 * accept error ends before the accept it would start is stopped. */
+	atomic_store(&net->stopping, true);
+	if (net->acc_sleep != NULL)
+		nng_aio_stop(net->acc_sleep);
 	if (net->lst != NULL)
 		nng_stream_listener_close(net->lst);
 	if (net->acc_aio != NULL) {
 		nng_aio_stop(net->acc_aio);
 		nng_aio_free(net->acc_aio);
+	}
+	if (net->acc_sleep != NULL) {
+		nng_aio_stop(net->acc_sleep);
+		nng_aio_free(net->acc_sleep);
 	}
 	if (net->lst != NULL)
 		nng_stream_listener_free(net->lst);

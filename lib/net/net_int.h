@@ -37,6 +37,14 @@
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
+/* An unauthenticated peer costs a descriptor and a buffer: a handshake
+ * must finish within this (or the heartbeat timeout, if longer), and at
+ * most this many accepted connections may be handshaking at once. */
+#define RAYC__HS_DEADLINE_NS ((int64_t)5 * 1000000000)
+#define RAYC__HS_MAX 64
+
+/* JOINED frames with an id received (rayc__test_joined_ids). */
+extern _Atomic int rayc__joined_ids;
 
 typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
@@ -147,12 +155,14 @@ struct rayc__conn {
 	rayc__mutex mu;   /* state, out, pend, xouts, sending */
 	_Atomic int state;
 	bool dialed, sending, close_after_send, joining;
+	bool join_seen; /* a JOIN came on it (receive side only): one only */
 	_Atomic bool opened; /* its handshake finished (it carried frames) */
 	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint64_t gen;       /* and its incarnation (rayc__peer.gen) */
 	uint32_t want_peer; /* who we dialed */
 	rayc__hs *hs;        /* handshake state; NULL once it ended */
+	int64_t born;        /* made (rayc__now_ns): the handshake deadline */
 	/* Frame keys and counters (wire.h) from the handshake: tx under
 	 * mu, rx on the receive callback; used once the connection is open.
 	 * Frames in out before out_sealed are tagged (or handshake frames,
@@ -266,6 +276,13 @@ struct rayc__net {
 	unsigned char key[32];
 	nng_stream_listener *lst;
 	nng_aio *acc_aio;
+	/* Accept errors (out of descriptors, say) wait acc_wait before the
+	 * next accept (acc_sleep), and are logged at most once a second;
+	 * only accept_cb and its sleep touch these. */
+	nng_aio *acc_sleep;
+	int acc_wait_ms;
+	uint64_t acc_errs;
+	int64_t acc_logged;
 	rayc__conn *conns;
 	rayc__peer peers[RAYC__MAX_PEERS];
 	_Atomic uint32_t top; /* one past the highest id known: loops stop here */
