@@ -168,10 +168,9 @@ static inline void kill_kids(void)
 }
 
 /* Shuts the driver down (the cluster ends) and checks every peer left:
- * exit code 0, no arena file of theirs or ours left in /dev/shm. */
+ * exit code 0. */
 static inline void cluster_stop(void)
 {
-	pid_t me = getpid();
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
 	for (int i = 0; i < nkids; i++) {
 		if (kids[i] <= 0)
@@ -179,12 +178,9 @@ static inline void cluster_stop(void)
 		int code = reap(kids[i], 15000);
 		cr_expect_eq(code, 0, "peer pid %d ended with %d", kids[i], code);
 	}
-	char path[128];
-	for (int i = -1; i < nkids; i++) {
-		snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0",
-		         i < 0 ? me : kids[i]);
-		cr_expect_neq(access(path, F_OK), 0, "%s left behind", path);
-	}
+	/* Arenas are memfds: nothing of theirs is left in /dev/shm (a file
+	 * named like an old arena there is an older build's, and says
+	 * nothing of this run). */
 	nkids = 0;
 	rt_leak_check();
 }
