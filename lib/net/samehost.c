@@ -354,8 +354,13 @@ static void check_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
 		rayc__remote_xin_release(net, x); /* taken out meanwhile */
 		return;
 	}
-	if (cancel) {
-		rayc__mutex_unlock(&net->mu); /* the table frees it */
+	rayc__xin *cur;
+	HASH_FIND(hh, net->xins, &x->id, sizeof(x->id), cur);
+	if (cancel || cur != x) {
+		/* Stopping (the table frees it), or taken out of the table
+		 * by a thread that has not marked it dead yet: that thread
+		 * ends it, and frees it now that it is not busy. */
+		rayc__mutex_unlock(&net->mu);
 		return;
 	}
 	x->shm_sum = sum;
