@@ -114,6 +114,17 @@ static inline size_t alive_peers(void)
 	return a;
 }
 
+/* Dead entries in the view: peers taken for dead at any time. */
+static inline size_t dead_peers(void)
+{
+	rayc_peer_info pi[VIEW_MAX];
+	size_t n = 0, d = 0;
+	rayc_cluster_peers(pi, VIEW_MAX, &n);
+	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
+		d += !pi[i].alive;
+	return d;
+}
+
 static inline void wait_alive(size_t n)
 {
 	RT_WAIT_FOR(alive_peers() >= n, 20000);

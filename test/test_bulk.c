@@ -27,17 +27,6 @@ static void driver_big(void)
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 }
 
-/* Dead entries in the view: peers taken for dead at any time. */
-static size_t dead_peers(void)
-{
-	rayc_peer_info pi[VIEW_MAX];
-	size_t n = 0, d = 0;
-	rayc_cluster_peers(pi, VIEW_MAX, &n);
-	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
-		d += !pi[i].alive;
-	return d;
-}
-
 /* xxh3 of ref's bytes as peer `on` computes it (fetching it there). */
 static int64_t sum_on(uint32_t on, rayc_ref ref)
 {

@@ -529,17 +529,6 @@ Test(ctl, killed_voter_is_replaced_by_a_standby)
 	cluster_stop();
 }
 
-/* Dead entries in the view: peers taken for dead at any time. */
-static size_t dead_peers(void)
-{
-	rayc_peer_info pi[VIEW_MAX];
-	size_t n = 0, d = 0;
-	rayc_cluster_peers(pi, VIEW_MAX, &n);
-	for (size_t i = 0; i < n && i < VIEW_MAX; i++)
-		d += !pi[i].alive;
-	return d;
-}
-
 static int64_t snapshots_on(uint32_t peer)
 {
 	rayc_task_opts o = on_peer(peer);
