@@ -45,6 +45,7 @@ static void send_cb(void *arg);
 static void dial_cb(void *arg);
 static void finish_xouts(rayc__conn *c, rayc__xout *done);
 static void rx_abort(rayc__conn *c);
+static void rx_run(rayc__conn *c);
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {
@@ -773,6 +774,14 @@ static void recv_cb(void *arg)
 	} else {
 		c->rlen += got;
 	}
+	rx_run(c);
+}
+
+/* Reads the frames in the receive buffer, then receives more (unless
+ * the connection closed or waits: rayc__conn_park).  The one reader: the
+ * receive callback, or rayc__conn_unpark's while no receive is out. */
+static void rx_run(rayc__conn *c)
+{
 	size_t off = 0;
 	while (c->rlen - off >= RAYC__WIRE_HDR) {
 		rayc__whdr h;
