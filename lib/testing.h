@@ -37,6 +37,14 @@ bool rayc__test_conn_open(uint32_t peer);
 /* Sends peer a frame of type (a RAYC__MSG_ number) with payload p, n:
  * what a faulty or hostile peer could send. */
 int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n);
+/* Dials peer `to` on a connection of its own claiming to be peer `as`
+ * of incarnation gen (0: the one this peer knows it by; a member
+ * holding the token posing as another),
+ * and once the handshake is done sends it a frame of type with payload
+ * p, n under that id.  RAYC_OK once `to` closed the connection (within
+ * wait_ms), RAYC_ETIMEDOUT if it was still open then. */
+int rayc__test_send_as(uint32_t to, uint32_t as, uint64_t gen, int type,
+                       const void *p, size_t n, int wait_ms);
 /* Tampers with the next frame of type (a RAYC__MSG_ number) this peer
  * sends peer id `peer`, after its tag is computed, as an attacker on the
  * path could: RAYC__TEST_FLIP flips a bit of its last payload byte and

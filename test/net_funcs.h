@@ -16,6 +16,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <raft.h>
+
+#include "net/wire.h"
 #include "rayc.h"
 #include "testing.h"
 
@@ -55,6 +58,41 @@ static void nf_frames_refused(rayc_ctx *c)
 	rayc_return_i64(c, 0, (int64_t)rayc__test_frames_refused());
 }
 RAYC_REMOTE(nf_frames_refused)
+
+/* (to, as, gen, kind, term) -> rayc__test_send_as's answer: a
+ * connection to peer `to` claiming to be peer `as` of incarnation gen
+ * carries a LEAVE (kind 0) or a Raft AppendEntries of that term with no
+ * entries (kind 1), the message a new leader sends first. */
+static void nf_send_as(rayc_ctx *c)
+{
+	int64_t to, as, gen, kind, term;
+	uint8_t p[64];
+	size_t n = 0;
+
+	rayc_arg_i64(c, 0, &to);
+	rayc_arg_i64(c, 1, &as);
+	rayc_arg_i64(c, 2, &gen);
+	rayc_arg_i64(c, 3, &kind);
+	rayc_arg_i64(c, 4, &term);
+	if (kind == 1) {
+		/* type, term, prev index, prev term, commit, no entries:
+		 * little-endian, as the wire codec writes them. */
+		uint64_t f[4] = { (uint64_t)term, 0, 0, 0 };
+		p[n++] = RAFT_IO_APPEND_ENTRIES;
+		for (int i = 0; i < 4; i++)
+			for (int k = 0; k < 8; k++)
+				p[n++] = (uint8_t)(f[i] >> (8 * k));
+		memset(p + n, 0, 4);
+		n += 4;
+	}
+	int rc = rayc__test_send_as((uint32_t)to, (uint32_t)as,
+	                            (uint64_t)gen,
+	                            kind == 1 ? RAYC__MSG_RAFT
+	                                      : RAYC__MSG_LEAVE,
+	                            p, n, 20000);
+	rayc_return_i64(c, 0, rc);
+}
+RAYC_REMOTE(nf_send_as)
 
 static void nf_whoami(rayc_ctx *c)
 {

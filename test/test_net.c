@@ -522,6 +522,70 @@ Test(net, replayed_frame_is_refused_and_work_completes)
 	tampered_task(RAYC__TEST_REPLAY);
 }
 
+/* Has peer `from` send peer `to` a LEAVE (kind 0) or Raft message
+ * (kind 1, of term) on a connection of its own claiming to be peer as
+ * (gen 0: the incarnation it knows it by): rayc__test_send_as's rc. */
+static int64_t send_as(uint32_t from, uint32_t to, uint32_t as, int64_t gen,
+                       int kind, int64_t term)
+{
+	rayc_task_opts o = on_peer(from);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_send_as", &o, RAYC_I64(to),
+	                            RAYC_I64(as), RAYC_I64(gen),
+	                            RAYC_I64(kind), RAYC_I64(term)),
+	             0);
+	int64_t rc = get_i64(r);
+	rayc_release(r);
+	return rc;
+}
+
+/* A member holding the token dials the coordinator claiming another
+ * member's id and says LEAVE for it.  Before, the id in AUTH was taken
+ * on trust and the real member was evicted; now the claim must be
+ * proven with that member's key, committed with its admission: refused,
+ * the connection closed, the member stays. */
+Test(net, a_member_posing_as_another_is_refused)
+{
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	cr_assert_eq(send_as(pb, rayc_peer_id(), pa, 0, 0, 0), RAYC_OK,
+	             "the coordinator kept a connection that claimed peer "
+	             "%u's id", pa);
+	/* A write commits after any removal the LEAVE made the coordinator
+	 * propose: once it is in, the view has it. */
+	cr_assert_eq(rayc_kv_put("after", "x", 1), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(alive_peers(), 3, "peer %u was evicted by a LEAVE "
+	             "another member sent in its name", pa);
+	assert_tree_sum(16);
+	cluster_stop();
+}
+
+/* A Raft message from a peer id that is no member (claimed by one that
+ * holds the token): before, it reached libraft and an AppendEntries of a
+ * higher term deposed the coordinator; now frames of a claimed id wait
+ * until a committed admission proves it, and the connection closes at
+ * its handshake deadline without any of them read. */
+Test(net, raft_frames_from_a_non_member_are_refused)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint64_t term = rayc__test_ctl_term();
+	int64_t forged = (int64_t)term + 1000;
+	cr_assert_eq(send_as(peer_of(b), rayc_peer_id(), 200, 7, 1, forged),
+	             RAYC_OK, "the coordinator kept a connection that "
+	             "claimed to be peer 200, no member");
+	cr_assert_lt(rayc__test_ctl_term(), (uint64_t)forged,
+	             "a non-member's AppendEntries set the term");
+	cr_assert_eq(rayc_kv_put("after", "x", 1), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cluster_stop();
+}
+
 /* Reads one frame from fd (5 s deadline): its type, payload into p. */
 static int read_frame(int fd, uint8_t *p, size_t cap, size_t *n)
 {
@@ -587,7 +651,8 @@ Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
 	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_WELCOME);
 	/* What it says about the cluster is hidden from us. */
 	cr_assert_null(memmem(p, n, "tcp://", 6), "WELCOME shows a url");
-	uint8_t guess[32];
+	/* CONFIRM: a guessed MAC, then a key and signature of its own. */
+	uint8_t guess[32 + 32 + 64];
 	randombytes_buf(guess, sizeof(guess));
 	write_frame(fd, RAYC__MSG_CONFIRM, guess, sizeof(guess));
 	/* A JOIN right behind it must not be read. */

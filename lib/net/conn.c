@@ -46,6 +46,7 @@ static void dial_cb(void *arg);
 static void finish_xouts(rayc__conn *c, rayc__xout *done);
 static void rx_abort(rayc__conn *c);
 static void rx_run(rayc__conn *c);
+static void unpark_cb(void *arg);
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {
@@ -60,7 +61,8 @@ rayc__conn *rayc__conn_new(rayc__net *net)
 	atomic_init(&c->state, RAYC__CONN_DIALING);
 	if (nng_aio_alloc(&c->raio, recv_cb, c) != 0 ||
 	    nng_aio_alloc(&c->saio, send_cb, c) != 0 ||
-	    nng_aio_alloc(&c->daio, dial_cb, c) != 0) {
+	    nng_aio_alloc(&c->daio, dial_cb, c) != 0 ||
+	    nng_aio_alloc(&c->paio, unpark_cb, c) != 0) {
 		rayc__conn_free(c);
 		return NULL;
 	}
@@ -84,6 +86,8 @@ void rayc__conn_free(rayc__conn *c)
 		nng_aio_stop(c->saio);
 	if (c->daio != NULL)
 		nng_aio_stop(c->daio);
+	if (c->paio != NULL)
+		nng_aio_stop(c->paio);
 	if (c->s != NULL) {
 		nng_stream_close(c->s);
 		nng_stream_free(c->s);
@@ -93,6 +97,7 @@ void rayc__conn_free(rayc__conn *c)
 	nng_aio_free(c->raio);
 	nng_aio_free(c->saio);
 	nng_aio_free(c->daio);
+	nng_aio_free(c->paio);
 	rx_abort(c);
 	while (c->xhead != NULL) {
 		rayc__xout *x = c->xhead;
@@ -645,7 +650,13 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 
 	if (st == RAYC__CONN_CLOSED)
 		return false; /* closed meanwhile: nothing more is read */
-	if (st == RAYC__CONN_OPEN) {
+	/* A dialer opens on sending CONFIRM; the acceptor may still refuse
+	 * it (its claimed id, handshake.c), and does so, like any refusal
+	 * in the handshake, untagged: as the first frame only. */
+	bool refusal = st == RAYC__CONN_OPEN && c->dialed && c->rx.ctr == 0 &&
+	               h->type == RAYC__MSG_REFUSED &&
+	               rayc__wire_sum(p, h->len) == h->sum;
+	if (st == RAYC__CONN_OPEN && !refusal) {
 		if (!rayc__wire_check(&c->rx, hdr, p, h->len, NULL, 0)) {
 			refused(c, "tag");
 			return false;
@@ -688,6 +699,20 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 		return false;
 	if (h->sender != c->peer && c->peer != 0)
 		return false;
+	if (c->probe)
+		return true; /* a test's dial of its own: what it hears is no
+		                news for this peer (rayc__test_send_as) */
+	if (c->peer != 0 && !atomic_load(&c->verified)) {
+		/* An older incarnation of a slot (handshake.c): it may only
+		 * learn that it is gone. */
+		rayc__wbuf b = { 0 };
+		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_REMOVED,
+		                               c->net->self);
+		rayc__w_frame_end(&b, f);
+		rayc__conn_send_close(c, &b);
+		rayc__wbuf_fini(&b);
+		return true;
+	}
 	rayc__net_handle(c, h->type, &rd);
 	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
 }
@@ -833,6 +858,8 @@ static void rx_run(rayc__conn *c)
 		if (c->close_after_send)
 			return; /* refused: read nothing more */
 		off += need;
+		if (atomic_load(&c->parking))
+			break; /* the rest waits for the claim (handshake.c) */
 	}
 	if (off > 0) {
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
@@ -856,10 +883,47 @@ static void rx_run(rayc__conn *c)
 		c->rbuf = nb;
 		c->rcap *= 2;
 	}
-	if (atomic_load(&c->state) != RAYC__CONN_CLOSED)
-		start_recv(c);
-	else
+	if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
 		rx_abort(c);
+	} else if (atomic_load(&c->parking)) {
+		rayc__mutex_lock(&c->mu);
+		c->rx_parked = true;
+		rayc__mutex_unlock(&c->mu);
+		/* The view may have settled it meanwhile.  Last: settling
+		 * may start the reader again on another thread. */
+		(void)rayc__hs_settle(c);
+	} else {
+		start_recv(c);
+	}
+}
+
+bool rayc__conn_parked(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	bool parked = c->rx_parked;
+	rayc__mutex_unlock(&c->mu);
+	return parked;
+}
+
+void rayc__conn_unpark(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	bool was = c->rx_parked;
+	c->rx_parked = false;
+	atomic_store(&c->parking, false);
+	rayc__mutex_unlock(&c->mu);
+	if (was)
+		nng_sleep_aio(0, c->paio); /* rx_run, on an NNG thread */
+}
+
+static void unpark_cb(void *arg)
+{
+	rayc__conn *c = arg;
+
+	if (nng_aio_result(c->paio) != 0 ||
+	    atomic_load(&c->state) == RAYC__CONN_CLOSED)
+		return;
+	rx_run(c);
 }
 
 static void set_nodelay(nng_stream *s)

@@ -129,7 +129,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
 
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        uint64_t gen, bool worker, int pid, const char *url,
-                       const int64_t *total)
+                       const int64_t *total, const unsigned char *pk)
 {
 	rayc__w_u8(b, CMD_ADD);
 	rayc__w_u32(b, id);
@@ -139,6 +139,7 @@ void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
 	rayc__w_u64(b, (uint64_t)wall_ms());
 	rayc__w_str(b, url);
 	rayc__net_write_res(net->rt, b, total, NULL);
+	rayc__w_bytes(b, pk, RAYC__ID_PK);
 }
 
 static void propose_del(rayc__net *net, uint32_t id, bool left)
@@ -510,7 +511,7 @@ void rayc__ctl_after(rayc__net *net)
 		rayc__wbuf b = { 0 };
 		rayc__ctl_cmd_add(net, &b, net->self, 1, net->worker,
 		                  (int)rayc__getpid(), net->url,
-		                  net->rt->res_total);
+		                  net->rt->res_total, net->id_pk);
 		if (rayc__ctl_propose(net, &b, NULL, NULL) != RAYC_OK)
 			rayc__ctl_cluster_ends(net, "the control store did not "
 			                            "accept the founder");

@@ -280,7 +280,16 @@ void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
 	default:
 		ok = false;
 	}
-	if (!ok || rd->bad || rayc__rd_left(rd) != 0) {
+	/* A candidate votes for itself under the id it proved, and only
+	 * members (c->peer is bound to one) speak Raft at all. */
+	if (ok && m->type == RAFT_IO_REQUEST_VOTE &&
+	    m->request_vote.candidate_id != c->peer)
+		ok = false;
+	rayc__mutex_lock(&net->mu);
+	bool member = c->peer != 0 && net->peers[c->peer].known &&
+	              atomic_load(&c->verified);
+	rayc__mutex_unlock(&net->mu);
+	if (!ok || !member || rd->bad || rayc__rd_left(rd) != 0) {
 		rayc__ctl_free_msg(m);
 		free(r);
 		rayc__conn_close(c, "bad RAFT frame");

@@ -48,6 +48,10 @@ static int apply_add(rayc__net *net, rayc__rd *rd)
 	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS || tmp.gen == 0 ||
 	    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
 		return RAYC_EPROTO;
+	const unsigned char *pk = rayc__r_bytes(rd, RAYC__ID_PK);
+	if (rd->bad)
+		return RAYC_EPROTO;
+	memcpy(tmp.pk, pk, RAYC__ID_PK);
 	rayc__mutex_lock(&net->mu);
 	rayc__peer *p = &net->peers[id];
 	if (tmp.gen >= net->next_gen)
@@ -83,6 +87,7 @@ static int apply_add(rayc__net *net, rayc__rd *rd)
 	          tmp.worker ? "worker" : "driver");
 	if (me)
 		rayc__event_set(&net->join_ev);
+	rayc__net_settle_parked(net); /* a claim of this id may wait */
 	return RAYC_OK;
 }
 
@@ -307,7 +312,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
  * Layout: magic, members (u64 length first), KV (u64 length first: a
  * job's thread finds it without decoding the members), dedup table. */
 
-#define SNAP_MAGIC 0x334e5352u /* "RSN3" */
+#define SNAP_MAGIC 0x344e5352u /* "RSN4" */
 
 /* On the loop thread: the state as of the last applied entry. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],

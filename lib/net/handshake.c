@@ -5,11 +5,15 @@
  *   HELLO   na                     ->
  *                                  <-    AUTH     nd, Yd, id, gen
  *   WELCOME Ya, hidden(id, gen,
- *           coordinator, url),
+ *           coordinator, url, pk,
+ *           SIG(th1)),
  *           MAC(conf_a, th)        ->    (checks the MAC: the acceptor
- *                                         knows the token)
- *                                  <-    CONFIRM  MAC(conf_d, th)
- *   (checks it: the dialer knows the token; opens)  (opens)
+ *                                         knows the token; and SIG: it
+ *                                         is the member it says)
+ *                                  <-    CONFIRM  MAC(conf_d, th), pk,
+ *                                                 SIG(th)
+ *   (checks them: the dialer knows the token and holds pk; opens once
+ *    the committed view binds its id to pk)           (opens)
  *
  * th is the BLAKE2b-512 of every handshake payload so far (each with
  * its type and length), WELCOME's up to its MAC; the keys come from th1,
@@ -24,6 +28,20 @@
  * session keys (wire.h).  The acceptor opens only on CONFIRM, so its
  * first tagged frame never reaches a dialer that has not proven the
  * token.
+ *
+ * Identity: the token only says "one of us".  Each peer also has an
+ * Ed25519 key pair of its own, made at start, whose public half (pk) is
+ * committed with its admission (the ADD entry) and so known to every
+ * member.  Each side signs the transcript of this session (the acceptor
+ * th1, the dialer th: both cover the nonces and CPace shares, so no
+ * signature serves in another session) and the other checks the
+ * signature against the key committed for the id claimed: a member
+ * holding the token cannot speak as another.  A joiner has no id yet: it
+ * may only send JOIN, and its admission commits the key it proved here.
+ * An acceptor that does not know the claimed id (or incarnation) yet,
+ * because its admission is not applied here, parks the connection:
+ * nothing more is read from it until the view settles the claim
+ * (rayc__hs_settle), or the handshake deadline closes it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,9 +65,43 @@ struct rayc__hs {
 	rayc__cpace cp;
 	crypto_generichash_state th;
 	unsigned char want[RAYC__CPACE_MAC]; /* acceptor: CONFIRM's MAC */
+	unsigned char thf[RAYC__CPACE_TH];   /* acceptor: th CONFIRM signs */
 };
 
-static const char TH_LABEL[] = "rayc-handshake-v2";
+static const char TH_LABEL[] = "rayc-handshake-v3";
+
+_Static_assert(RAYC__ID_PK == crypto_sign_PUBLICKEYBYTES &&
+                       RAYC__ID_SK == crypto_sign_SECRETKEYBYTES &&
+                       RAYC__ID_SIG == crypto_sign_BYTES,
+               "identity key sizes");
+
+/* What each side signs: its role's label, then a transcript hash. */
+static void id_msg(bool dialer, const unsigned char th[RAYC__CPACE_TH],
+                   unsigned char m[16 + RAYC__CPACE_TH])
+{
+	memcpy(m, dialer ? "rayc-id-dialer\0\0" : "rayc-id-accept\0\0", 16);
+	memcpy(m + 16, th, RAYC__CPACE_TH);
+}
+
+static void id_sign(const rayc__net *net, bool dialer,
+                    const unsigned char th[RAYC__CPACE_TH],
+                    unsigned char sig[RAYC__ID_SIG])
+{
+	unsigned char m[16 + RAYC__CPACE_TH];
+
+	id_msg(dialer, th, m);
+	crypto_sign_detached(sig, NULL, m, sizeof(m), net->id_sk);
+}
+
+static bool id_check(const unsigned char *pk, bool dialer,
+                     const unsigned char th[RAYC__CPACE_TH],
+                     const unsigned char *sig)
+{
+	unsigned char m[16 + RAYC__CPACE_TH];
+
+	id_msg(dialer, th, m);
+	return crypto_sign_verify_detached(sig, m, sizeof(m), pk) == 0;
+}
 
 rayc__hs *rayc__hs_new(void)
 {
@@ -163,14 +215,17 @@ bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd)
 	th_add(hs, RAYC__MSG_HELLO, rd->p, rd->n);
 	if (!rayc__cpace_start(&hs->cp, net->key, nonce, hs->n_mine))
 		return false;
+	rayc__mutex_lock(&net->mu);
+	uint32_t me = c->probe ? c->claim : net->self;
+	uint64_t gen = c->probe ? c->claim_gen
+	                        : me != 0 ? net->peers[me].gen : 0;
+	rayc__mutex_unlock(&net->mu);
 	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, net->self), n;
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, me), n;
 	rayc__w_bytes(&b, hs->n_mine, 32);
 	rayc__w_bytes(&b, hs->cp.share, RAYC__CPACE_SHARE);
-	rayc__mutex_lock(&net->mu);
-	rayc__w_u32(&b, net->self);
-	rayc__w_u64(&b, net->self != 0 ? net->peers[net->self].gen : 0);
-	rayc__mutex_unlock(&net->mu);
+	rayc__w_u32(&b, me);
+	rayc__w_u64(&b, gen);
 	rayc__w_frame_end(&b, f);
 	if (b.bad) {
 		rayc__wbuf_fini(&b);
@@ -218,12 +273,16 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 		return true;
 	}
 	size_t at = b.len;
+	unsigned char sig[RAYC__ID_SIG];
+	id_sign(net, false, th, sig);
 	rayc__mutex_lock(&net->mu);
 	rayc__w_u32(&b, net->self);
 	rayc__w_u64(&b, net->peers[net->self].gen);
 	rayc__w_u32(&b, net->coord);
 	rayc__w_str(&b, net->coord_url);
 	rayc__mutex_unlock(&net->mu);
+	rayc__w_bytes(&b, net->id_pk, RAYC__ID_PK);
+	rayc__w_bytes(&b, sig, sizeof(sig));
 	if (b.bad) {
 		rayc__cpace_wipe(&k, sizeof(k));
 		rayc__wbuf_fini(&b);
@@ -232,6 +291,7 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	rayc__cpace_hide(k.hide, b.p + at, b.len - at);
 	th_add(hs, RAYC__MSG_WELCOME | TH_HIDDEN, b.p + at, b.len - at);
 	crypto_generichash_final(&hs->th, th, sizeof(th));
+	memcpy(hs->thf, th, sizeof(th));
 	rayc__cpace_mac(k.conf_a, th, mac);
 	rayc__cpace_mac(k.conf_d, th, hs->want);
 	set_keys(c, &k);
@@ -248,10 +308,72 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 
 /* Acceptor: the dialer's key confirmation.  Right: the connection opens;
  * wrong: it did not derive our key, so it does not hold the token. */
+enum { CLAIM_OK, CLAIM_JOINER, CLAIM_STALE, CLAIM_WRONG, CLAIM_WAIT };
+
+/* Acceptor: what the committed view says of the id the dialer claims
+ * (c->peer, c->gen) and the key it proved (c->pk). */
+static int claim_of(rayc__conn *c)
+{
+	rayc__net *net = c->net;
+	int r;
+
+	if (c->peer == 0)
+		return CLAIM_JOINER;
+	rayc__mutex_lock(&net->mu);
+	rayc__peer *p = &net->peers[c->peer];
+	if (!p->known || c->gen > p->gen)
+		r = CLAIM_WAIT; /* its admission is not applied here yet */
+	else if (c->gen < p->gen)
+		r = CLAIM_STALE; /* an older holder of the slot: gone */
+	else if (sodium_memcmp(p->pk, c->pk, RAYC__ID_PK) == 0)
+		r = CLAIM_OK;
+	else
+		r = CLAIM_WRONG;
+	rayc__mutex_unlock(&net->mu);
+	return r;
+}
+
+/* Acts on a settled claim: the connection opens (frames under the id
+ * once it is bound; a joiner's only JOIN, a stale incarnation's only
+ * REMOVED back) or is refused. */
+static void claim_settled(rayc__conn *c, int r)
+{
+	if (r == CLAIM_WRONG) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-ID-REFUSED",
+		          "refused a peer claiming to be peer %u: it does not "
+		          "hold that member's key", c->peer);
+		refuse(c, "identity refused");
+		return;
+	}
+	atomic_store(&c->verified, r == CLAIM_OK);
+	hs_done(c);
+	rayc__conn_set_open(c);
+}
+
+bool rayc__hs_settle(rayc__conn *c)
+{
+	if (!rayc__conn_parked(c) || atomic_exchange(&c->settling, true))
+		return false;
+	int r = claim_of(c);
+	if (r == CLAIM_WAIT) {
+		atomic_store(&c->settling, false);
+		return false;
+	}
+	claim_settled(c, r);
+	if (r != CLAIM_WRONG)
+		rayc__conn_unpark(c);
+	return true;
+}
+
+/* Acceptor: the dialer's key confirmation and identity proof.  A wrong
+ * MAC: it did not derive our key, so it does not hold the token.  Then
+ * the id it claims must be bound to the key it proved. */
 bool rayc__hs_on_confirm(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__hs *hs = c->hs;
 	const unsigned char *mac = rayc__r_bytes(rd, RAYC__CPACE_MAC);
+	const unsigned char *pk = rayc__r_bytes(rd, RAYC__ID_PK);
+	const unsigned char *sig = rayc__r_bytes(rd, RAYC__ID_SIG);
 
 	if (rd->bad || rayc__rd_left(rd) != 0 || hs == NULL ||
 	    hs->step != HS_WELCOME_SENT)
@@ -263,8 +385,26 @@ bool rayc__hs_on_confirm(rayc__conn *c, rayc__rd *rd)
 		refuse(c, "authentication failed");
 		return true;
 	}
-	hs_done(c);
-	rayc__conn_set_open(c);
+	if (!id_check(pk, true, hs->thf, sig)) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-ID-REFUSED",
+		          "refused a peer claiming to be peer %u: its identity "
+		          "signature is not valid", c->peer);
+		refuse(c, "identity refused");
+		return true;
+	}
+	memcpy(c->pk, pk, RAYC__ID_PK);
+	int r = claim_of(c);
+	if (r == CLAIM_WAIT) {
+		/* The reader stops after this frame (conn.c) and the claim
+		 * is settled once the view can (rayc__net_settle_parked). */
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-ID-WAIT",
+		          "a peer claims id %u (incarnation %llu), not known "
+		          "here yet: waiting for its admission", c->peer,
+		          (unsigned long long)c->gen);
+		atomic_store(&c->parking, true);
+		return true;
+	}
+	claim_settled(c, r);
 	return true;
 }
 
@@ -280,15 +420,17 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 	                    : 0;
 	const unsigned char *hidden = rayc__r_bytes(rd, hn);
 	const unsigned char *mac = rayc__r_bytes(rd, RAYC__CPACE_MAC);
-	unsigned char th[RAYC__CPACE_TH], want[RAYC__CPACE_MAC];
+	unsigned char th[RAYC__CPACE_TH], th1[RAYC__CPACE_TH];
+	unsigned char want[RAYC__CPACE_MAC];
 	unsigned char shown[RAYC__WIRE_MAX_PREAUTH];
+	unsigned char pk[RAYC__ID_PK], sig[RAYC__ID_SIG];
 	rayc__cpace_keys k;
 
 	if (rd->bad || hs == NULL || hs->step != HS_AUTH_SENT)
 		return false;
 	th_add(hs, RAYC__MSG_WELCOME, share, RAYC__CPACE_SHARE);
-	th_now(hs, th);
-	bool ok = rayc__cpace_finish(&hs->cp, share, th, &k);
+	th_now(hs, th1);
+	bool ok = rayc__cpace_finish(&hs->cp, share, th1, &k);
 	th_add(hs, RAYC__MSG_WELCOME | TH_HIDDEN, hidden, hn);
 	crypto_generichash_final(&hs->th, th, sizeof(th));
 	if (ok) {
@@ -308,11 +450,15 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		gen = rayc__r_u64(&sr);
 		coord = rayc__r_u32(&sr);
 		rayc__r_str(&sr, curl, sizeof(curl));
+		const unsigned char *kp = rayc__r_bytes(&sr, RAYC__ID_PK);
+		const unsigned char *ks = rayc__r_bytes(&sr, RAYC__ID_SIG);
 		if (sr.bad || rayc__rd_left(&sr) != 0 ||
 		    id >= RAYC__MAX_PEERS || coord >= RAYC__MAX_PEERS) {
 			rayc__cpace_wipe(&k, sizeof(k));
 			return false; /* said by a peer with the token */
 		}
+		memcpy(pk, kp, sizeof(pk));
+		memcpy(sig, ks, sizeof(sig));
 	}
 	if (!ok) {
 		rayc__cpace_wipe(&k, sizeof(k));
@@ -335,24 +481,45 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		          id);
 		return false;
 	}
+	if (!id_check(pk, false, th1, sig)) {
+		rayc__cpace_wipe(&k, sizeof(k));
+		rayc__log(RAYC_LOG_WARN, "RAYC-NET-WRONG-PEER",
+		          "peer %u's identity signature is not valid", id);
+		return false;
+	}
 	if (c->want_peer != 0) {
-		/* The slot's holder we know, not an older one left at its
-		 * address. */
+		/* The slot's holder we know, with the key committed for it:
+		 * not an older holder left at its address, nor a member
+		 * posing as it.  One newer than our view knows is dialed
+		 * again once the view has it. */
 		rayc__mutex_lock(&net->mu);
-		uint64_t wgen = net->peers[id].gen;
+		rayc__peer *p = &net->peers[id];
+		uint64_t wgen = p->gen;
+		bool same = p->known &&
+		            sodium_memcmp(p->pk, pk, RAYC__ID_PK) == 0;
 		rayc__mutex_unlock(&net->mu);
-		if (gen < wgen) {
+		if (gen != wgen || !same) {
 			rayc__cpace_wipe(&k, sizeof(k));
-			rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-WRONG-PEER",
-			          "dialed peer %u but an older holder of its "
-			          "slot answered", id);
+			rayc__log(gen != wgen ? RAYC_LOG_DEBUG : RAYC_LOG_WARN,
+			          "RAYC-NET-WRONG-PEER",
+			          "dialed peer %u but %s answered", id,
+			          gen < wgen   ? "an older holder of its slot"
+			          : gen > wgen ? "a newer holder of its slot"
+			                       : "a peer without its key");
 			return false;
 		}
 	}
+	/* A joiner knows no keys yet: it keeps this one and checks it
+	 * against the view its JOINED brings (mesh.c). */
+	memcpy(c->pk, pk, RAYC__ID_PK);
+	atomic_store(&c->verified, true);
 	rayc__wbuf b = { 0 };
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_CONFIRM, net->self);
 	rayc__cpace_mac(k.conf_d, th, want);
 	rayc__w_bytes(&b, want, sizeof(want));
+	id_sign(net, true, th, sig);
+	rayc__w_bytes(&b, net->id_pk, RAYC__ID_PK);
+	rayc__w_bytes(&b, sig, sizeof(sig));
 	rayc__w_frame_end(&b, f);
 	set_keys(c, &k);
 	rayc__cpace_wipe(&k, sizeof(k));

@@ -218,6 +218,7 @@ void rayc__net_write_members_locked(rayc__net *net, rayc__wbuf *b)
 		                    i == net->self ? net->rt->res_total
 		                                   : p->total,
 		                    NULL);
+		rayc__w_bytes(b, p->pk, RAYC__ID_PK);
 	}
 }
 
@@ -246,6 +247,10 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
 		if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS ||
 		    !rayc__net_read_res(net, rd, tmp.total, tmp.avail, false))
 			return -1;
+		const unsigned char *pk = rayc__r_bytes(rd, RAYC__ID_PK);
+		if (rd->bad)
+			return -1;
+		memcpy(tmp.pk, pk, RAYC__ID_PK);
 		if (!apply)
 			continue;
 		/* Merge, never go back: entries already here may be newer
@@ -286,6 +291,7 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
 		if (next_gen > net->next_gen)
 			net->next_gen = next_gen;
 		rayc__mutex_unlock(&net->mu);
+		rayc__net_settle_parked(net);
 	}
 	return 0;
 }
@@ -353,8 +359,10 @@ static void join_applied(int rc, void *arg)
 	rayc__mutex_unlock(&net->mu);
 	if (rc == RAYC_OK) {
 		rayc__mutex_lock(&net->mu);
+		/* Its key (proven in the handshake) is committed with id. */
 		c->peer = id;
 		c->gen = j->tmp.gen;
+		c->verified = true;
 		if (net->peers[id].conn == NULL)
 			net->peers[id].conn = c;
 		rayc__mutex_unlock(&net->mu);
@@ -436,7 +444,8 @@ static void run_join(rayc__net *net, void *arg)
 			j->tmp.gen = gen;
 			rayc__wbuf b = { 0 };
 			rayc__ctl_cmd_add(net, &b, id, gen, j->tmp.worker,
-			                  j->tmp.pid, j->tmp.url, j->tmp.total);
+			                  j->tmp.pid, j->tmp.url, j->tmp.total,
+			                  j->c->pk);
 			rc = rayc__ctl_propose(net, &b, join_applied, j);
 			rayc__wbuf_fini(&b);
 			if (rc == RAYC_OK)

@@ -92,6 +92,8 @@ void rayc__net_conn_open(rayc__conn *c)
 {
 	rayc__net *net = c->net;
 
+	if (c->probe)
+		return;
 	rayc__mutex_lock(&net->mu);
 	if (c->joining) {
 		rayc__mutex_unlock(&net->mu);
@@ -118,6 +120,8 @@ void rayc__net_conn_lost(rayc__conn *c)
 	bool died = false;
 	uint32_t id = c->peer;
 
+	if (c->probe)
+		return;
 	rayc__mutex_lock(&net->mu);
 	if (id != 0 && id < RAYC__MAX_PEERS) {
 		if (net->peers[id].conn == c)
@@ -234,6 +238,15 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		}
 		rayc__mutex_lock(&net->mu);
 		bool in = net->peers[id].known && net->peers[id].alive;
+		/* The peer that admitted us proved a key in the handshake:
+		 * it must be the one the cluster committed for its id. */
+		bool coord_ok = sodium_memcmp(net->peers[c->peer].pk, c->pk,
+		                              RAYC__ID_PK) == 0;
+		if (!coord_ok)
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-WRONG-PEER",
+			          "the peer that admitted this one does not hold "
+			          "the key the cluster has for peer %u", c->peer);
+		in = in && coord_ok;
 		net->joined = in;
 		if (!in)
 			net->join_rc = RAYC_EPROTO;
@@ -358,6 +371,29 @@ static void close_stale_handshakes(rayc__net *net)
 	}
 }
 
+void rayc__net_settle_parked(rayc__net *net)
+{
+	rayc__conn *v[RAYC__HS_MAX + 8];
+	int n = 0;
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
+		if (n == (int)(sizeof(v) / sizeof(v[0])))
+			break; /* the rest at the next tick */
+		if (atomic_load(&c->parking) &&
+		    atomic_load(&c->state) != RAYC__CONN_CLOSED) {
+			atomic_fetch_add(&c->refs, 1);
+			v[n++] = c;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	/* Settling opens connections, which takes net->mu. */
+	for (int i = 0; i < n; i++) {
+		(void)rayc__hs_settle(v[i]);
+		rayc__conn_unref(v[i]);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
@@ -375,6 +411,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		rayc__net_broadcast_members(net);
 	else if (net->joined)
 		send_heartbeat(net);
+	rayc__net_settle_parked(net);
 	close_stale_handshakes(net);
 	reap_conns(net, false);
 	rayc__relink_tick(net);
@@ -708,6 +745,7 @@ static void net_free(rayc__net *net)
 	if (net->token != NULL)
 		sodium_memzero(net->token, strlen(net->token));
 	free(net->token);
+	sodium_memzero(net->id_sk, sizeof(net->id_sk));
 	rayc__mutex_fini(&net->mu);
 	free(net);
 }
@@ -761,6 +799,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->hb_ns = net->timeout_ns / 5;
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
+	crypto_sign_keypair(net->id_pk, net->id_sk);
 	if ((net->token = strdup(token)) == NULL) {
 		net_free(net);
 		return RAYC_ENOMEM;

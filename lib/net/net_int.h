@@ -23,6 +23,11 @@
 #include "net/wire.h"
 
 #define RAYC__URL_MAX 128
+/* A peer identity's Ed25519 public and secret key, and a signature
+ * (libsodium's crypto_sign sizes; handshake.c checks they agree). */
+#define RAYC__ID_PK 32
+#define RAYC__ID_SK 64
+#define RAYC__ID_SIG 64
 #define RAYC__NET_CHUNK ((size_t)1 << 20)   /* object transfer piece */
 #define RAYC__NET_OUT_HIGH ((size_t)4 << 20) /* queue more chunks below */
 /* A CHUNK's payload starts with this sub-header: object id (16 bytes),
@@ -161,6 +166,24 @@ struct rayc__conn {
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint64_t gen;       /* and its incarnation (rayc__peer.gen) */
 	uint32_t want_peer; /* who we dialed */
+	/* Identity (handshake.c): the key the other side proved it holds in
+	 * the handshake, and whether the id it claims is bound to it by the
+	 * committed view (verified: frames may be read under c->peer).  A
+	 * claim the view cannot settle yet (an admission not applied here)
+	 * parks the connection: nothing more is read (rx_parked once the
+	 * reader stopped) until it is settled, or the handshake deadline. */
+	unsigned char pk[RAYC__ID_PK];
+	_Atomic bool verified;
+	_Atomic bool parking;
+	_Atomic bool settling; /* one thread settles a parked claim */
+	bool rx_parked;        /* under mu */
+	nng_aio *paio;  /* resumes the reader (rayc__conn_unpark) */
+	/* Test (rayc__test_send_as): a dial of its own, claiming to be peer
+	 * claim of incarnation claim_gen, as a hostile member could; the
+	 * mesh neither registers it nor resends anything when it closes. */
+	bool probe;
+	uint32_t claim;
+	uint64_t claim_gen;
 	rayc__hs *hs;        /* handshake state; NULL once it ended */
 	int64_t born;        /* made (rayc__now_ns): the handshake deadline */
 	/* Frame keys and counters (wire.h) from the handshake: tx under
@@ -212,6 +235,7 @@ typedef struct rayc__peer {
 	uint64_t gen;
 	int pid;
 	char url[RAYC__URL_MAX];
+	unsigned char pk[RAYC__ID_PK]; /* committed: its identity key */
 	rayc__conn *conn;
 	int64_t total[RAYC__MAX_RES], avail[RAYC__MAX_RES]; /* local indices */
 	uint64_t executed, queued;
@@ -274,6 +298,10 @@ struct rayc__net {
 	char coord_url[RAYC__URL_MAX];
 	char *token; /* the cluster's (made here if the founder had none) */
 	unsigned char key[32];
+	/* This peer's identity (Ed25519), made at start: the public half is
+	 * committed with its admission (ADD), and every handshake proves the
+	 * id it claims with the secret half (handshake.c). */
+	unsigned char id_pk[RAYC__ID_PK], id_sk[RAYC__ID_SK];
 	nng_stream_listener *lst;
 	nng_aio *acc_aio;
 	/* Accept errors (out of descriptors, say) wait acc_wait before the
@@ -423,8 +451,19 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd);
 bool rayc__hs_on_confirm(rayc__conn *c, rayc__rd *rd);
 bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd);
 bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd);
+/* Settles a parked connection's claim if the committed view now can:
+ * it opens, or is refused.  False: still waiting. */
+bool rayc__hs_settle(rayc__conn *c);
+/* conn.c: the reader of a parked connection that rayc__hs_settle opened
+ * goes on (on an NNG thread). */
+void rayc__conn_unpark(rayc__conn *c);
+/* True if c's reader has stopped for its claim to be settled. */
+bool rayc__conn_parked(rayc__conn *c);
 
 /* mesh.c */
+/* Settles the claims of parked connections the committed view now can
+ * (rayc__hs_settle); called once it changed.  Any thread, no lock. */
+void rayc__net_settle_parked(rayc__net *net);
 /* True if url (tcp://host:port) names only this host's loopback. */
 bool rayc__url_is_loopback(const char *url);
 /* The conn to peer id (dialing it if needed), with a ref; NULL if the
@@ -651,7 +690,8 @@ bool rayc__ctl_ready(rayc__net *net);
 int rayc__ctl_read(rayc__net *net, rayc__ctl_done done, void *arg);
 void rayc__ctl_cmd_add(rayc__net *net, rayc__wbuf *b, uint32_t id,
                        uint64_t gen, bool worker, int pid, const char *url,
-                       const int64_t *total);
+                       const int64_t *total,
+                       const unsigned char *pk);
 /* Coordinator, loop thread: may the slot id of a gone peer be given to a
  * new one?  Only once it is out of the Raft configuration and no change
  * of the configuration is under way (a server id is never reused while

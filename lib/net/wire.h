@@ -37,7 +37,7 @@
 #include <stdint.h>
 
 #define RAYC__WIRE_MAGIC 0x31435952u /* "RYC1" */
-#define RAYC__WIRE_VERSION 2 /* 2: CPace handshake, tagged frames */
+#define RAYC__WIRE_VERSION 3 /* 2: CPace, tagged frames; 3: peer keys */
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */
