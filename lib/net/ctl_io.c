@@ -515,7 +515,15 @@ void rayc__ctl_run_recv(rayc__net *net, void *arg)
 	rmsg *r = arg;
 	rayc__ctl *ctl = net->ctl;
 
-	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL) {
+	/* Raft speaks only to the servers of its configuration (a peer that
+	 * has none yet is being added and hears its leader): a member
+	 * outside it has nothing to say to raft, and an AppendEntries from
+	 * one crashed libraft (fuzz_msgs). */
+	const struct raft_configuration *conf = &ctl->raft.configuration;
+	bool in = conf->n == 0;
+	for (unsigned i = 0; i < conf->n && !in; i++)
+		in = conf->servers[i].id == r->m.server_id;
+	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL && in) {
 		/* raft owns the entries from here on. */
 		ctl->recv_cb(&ctl->io, &r->m);
 	} else {
