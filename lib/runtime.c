@@ -358,6 +358,13 @@ static int resolve_conf(const rayc_config *cfg, conf *c)
 	return check_resources(c, s);
 }
 
+int rayc__test_conf_check(const rayc_config *cfg)
+{
+	conf c;
+
+	return resolve_conf(cfg, &c);
+}
+
 int rayc__res_find(const rayc__rt *rt, const char *name)
 {
 	int n = atomic_load(&rt->nres);

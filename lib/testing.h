@@ -61,6 +61,27 @@ uint64_t rayc__test_frames_refused(void);
  * of a CHUNK from peer src lands, with no lock held. */
 void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
 
+/* Runs this peer's frame reader (lib/net/conn.c) over the n bytes at p
+ * as if a connection had received them, in pieces of at most piece
+ * bytes (0: all at once), for fuzz targets and wire tests.  No stream
+ * backs the connection: what it would send is dropped with it.  how:
+ * RAYC__TEST_RX_ACCEPTOR, a connection accepted (its HELLO sent);
+ * RAYC__TEST_RX_DIALER, one dialed to peer (waiting for HELLO);
+ * RAYC__TEST_RX_OPEN, one opened by peer id peer whose frames are tagged
+ * (wire.h, numbered from 0) under key.  Returns 1 if the reader closed
+ * the connection, 0 if it is still open, RAYC_ESTATE without a
+ * networked runtime, RAYC_ENOMEM. */
+enum {
+	RAYC__TEST_RX_ACCEPTOR,
+	RAYC__TEST_RX_DIALER,
+	RAYC__TEST_RX_OPEN,
+};
+int rayc__test_rx(int how, uint32_t peer, const unsigned char key[32],
+                  const void *p, size_t n, size_t piece);
+/* Checks the configuration cfg and the RAYC_* environment give, as
+ * rayc_init would (RAYC_OK or its error), without starting anything. */
+int rayc__test_conf_check(const rayc_config *cfg);
+
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);

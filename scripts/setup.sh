@@ -3,6 +3,9 @@
 #   scripts/setup.sh demo   install what is missing, build, run the main demo
 #   scripts/setup.sh test   install what is missing, build, run the whole test suite
 #   scripts/setup.sh deps   only install the Debian packages
+#   scripts/setup.sh fuzz   also install clang and libFuzzer, build fuzz/'s
+#                           targets (build-fuzz) and run each for
+#                           FUZZ_SECONDS (default 20) over its seeds
 # BUILD_DIR (default: build), MESON_ARGS (extra `meson setup` arguments) and
 # MESON_TEST_ARGS (extra `meson test` arguments) may be set.
 set -eu
@@ -10,12 +13,15 @@ set -eu
 PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev libsodium-dev \
 libxxhash-dev libcriterion-dev uthash-dev libraft-dev libuv1-dev iproute2"
 
+# For `fuzz` only: clang 14 and its libFuzzer/sanitizer runtimes.
+FUZZ_PKGS="clang libclang-rt-14-dev"
+
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 
 deps() {
 	missing=""
-	for p in $PKGS; do
+	for p in $PKGS ${EXTRA_PKGS:-}; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 			missing="$missing $p"
 	done
@@ -52,8 +58,33 @@ test)
 	meson test -C "$BUILD_DIR" --print-errorlogs --timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}" \
 		${MESON_TEST_ARGS:-}
 	;;
+fuzz)
+	EXTRA_PKGS=$FUZZ_PKGS deps
+	if [ ! -f build-fuzz/build.ninja ]; then
+		CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
+			-Dbench=false -Dexamples=false
+	fi
+	ninja -C build-fuzz
+	# New inputs go to a scratch directory: the checked-in seeds stay
+	# as fuzz/make_seeds.sh wrote them.
+	scratch=$(mktemp -d)
+	trap 'rm -rf "$scratch"' EXIT
+	for t in wire frames msgs decode env; do
+		mkdir -p "$scratch/$t"
+		echo "rayc: fuzz_$t for ${FUZZ_SECONDS:-20} s"
+		build-fuzz/fuzz/fuzz_"$t" -max_total_time="${FUZZ_SECONDS:-20}" \
+			-timeout=25 -print_final_stats=1 -artifact_prefix="$scratch/" \
+			"$scratch/$t" "fuzz/corpus/$t" 2>&1 |
+			grep -E '^#[0-9]+ +DONE|ERROR|SUMMARY|stat::number_of_executed'
+		[ -z "$(ls "$scratch" | grep -E '^(crash|leak|timeout|oom)-')" ] || {
+			echo "rayc: fuzz_$t found a failing input" >&2
+			ls "$scratch" >&2
+			exit 1
+		}
+	done
+	;;
 *)
-	echo "usage: $0 demo|test|deps" >&2
+	echo "usage: $0 demo|test|deps|fuzz" >&2
 	exit 2
 	;;
 esac

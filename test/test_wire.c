@@ -146,3 +146,18 @@ Test(wire, tag_catches_tampering_replay_and_reordering)
 	r.key[0] ^= 1;
 	cr_assert(!rayc__wire_check(&r, f1, f1 + RAYC__WIRE_HDR, 11, NULL, 0));
 }
+
+/* A reader over no bytes at all (NULL, 0), as over an empty buffer that
+ * was never allocated: a read of nothing succeeds, any more fails, and
+ * nothing is computed from the NULL pointer (UBSan: "applying zero
+ * offset to null pointer", found by fuzz_wire). */
+Test(wire, reader_over_no_bytes_reads_nothing)
+{
+	rayc__rd rd;
+
+	rayc__rd_init(&rd, NULL, 0);
+	cr_assert_not_null(rayc__r_bytes(&rd, 0));
+	cr_assert_not(rd.bad);
+	cr_assert_null(rayc__r_bytes(&rd, 1));
+	cr_assert(rd.bad);
+}

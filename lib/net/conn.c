@@ -315,6 +315,8 @@ static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	    atomic_load(&c->state) == RAYC__CONN_CLOSED ||
 	    atomic_load(&c->state) == RAYC__CONN_DIALING)
 		return false;
+	if (c->s == NULL)
+		return false; /* no stream (rayc__conn_rx_feed): kept in out */
 	seal_locked(c);
 	rayc__wbuf t = c->inflight;
 	c->inflight = c->out;
@@ -892,7 +894,7 @@ static void rx_run(rayc__conn *c)
 		/* The view may have settled it meanwhile.  Last: settling
 		 * may start the reader again on another thread. */
 		(void)rayc__hs_settle(c);
-	} else {
+	} else if (c->s != NULL) { /* NULL: fed by rayc__conn_rx_feed */
 		start_recv(c);
 	}
 }
@@ -924,6 +926,23 @@ static void unpark_cb(void *arg)
 	    atomic_load(&c->state) == RAYC__CONN_CLOSED)
 		return;
 	rx_run(c);
+}
+
+bool rayc__conn_rx_feed(rayc__conn *c, const void *p, size_t n)
+{
+	if (c->rcap - c->rlen < n) {
+		uint8_t *nb = realloc(c->rbuf, c->rlen + n);
+		if (nb == NULL) {
+			rayc__conn_close(c, "out of memory");
+			return false;
+		}
+		c->rbuf = nb;
+		c->rcap = c->rlen + n;
+	}
+	memcpy(c->rbuf + c->rlen, p, n);
+	c->rlen += n;
+	rx_run(c);
+	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
 }
 
 static void set_nodelay(nng_stream *s)

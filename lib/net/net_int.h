@@ -436,6 +436,11 @@ void rayc__conn_free(rayc__conn *c);
 void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after);
 /* The handshake finished: the connection opens and pend goes out. */
 void rayc__conn_set_open(rayc__conn *c);
+/* Reads n bytes at p as if c had received them, for a connection no
+ * stream backs (c->s NULL: fuzz targets and tests, fuzz.c): c sends
+ * nothing (its frames stay in out) and starts no receive.  False once c
+ * is closed. */
+bool rayc__conn_rx_feed(rayc__conn *c, const void *p, size_t n);
 
 /* handshake.c: a connection's handshake state (its nonce, CPace
  * secret, transcript), made with the conn, wiped and freed when the

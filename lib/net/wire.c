@@ -210,11 +210,15 @@ uint64_t rayc__wire_sum(const void *p, size_t n)
 
 const void *rayc__r_bytes(rayc__rd *r, size_t n)
 {
+	static const uint8_t none[1];
+
 	if (r->bad || n > r->n - r->off) {
 		r->bad = true;
 		return NULL;
 	}
-	const void *p = r->p + r->off;
+	/* A reader over no buffer (NULL, 0) reads nothing from somewhere:
+	 * NULL + 0 is undefined, and NULL means "short" to callers. */
+	const void *p = r->p != NULL ? r->p + r->off : none;
 	r->off += n;
 	return p;
 }
