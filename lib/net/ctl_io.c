@@ -519,11 +519,12 @@ void rayc__ctl_run_recv(rayc__net *net, void *arg)
 	 * has none yet is being added and hears its leader): a member
 	 * outside it has nothing to say to raft, and an AppendEntries from
 	 * one crashed libraft (fuzz_msgs). */
+	bool live = ctl->started && !ctl->closing && ctl->recv_cb != NULL;
 	const struct raft_configuration *conf = &ctl->raft.configuration;
-	bool in = conf->n == 0;
-	for (unsigned i = 0; i < conf->n && !in; i++)
+	bool in = live && conf->n == 0;
+	for (unsigned i = 0; live && i < conf->n && !in; i++)
 		in = conf->servers[i].id == r->m.server_id;
-	if (ctl->started && !ctl->closing && ctl->recv_cb != NULL && in) {
+	if (live && in) {
 		/* raft owns the entries from here on. */
 		ctl->recv_cb(&ctl->io, &r->m);
 	} else {
