@@ -45,6 +45,13 @@ int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n);
  * wait_ms), RAYC_ETIMEDOUT if it was still open then. */
 int rayc__test_send_as(uint32_t to, uint32_t as, uint64_t gen, int type,
                        const void *p, size_t n, int wait_ms);
+/* Opens nconn connections of its own (at most 16) to peer `to`, claiming
+ * to be peer as (this peer's own id, or 0: a joiner), and on each sends a frame header claiming 2 * bytes of payload
+ * followed by bytes of it: frames that never end, each held by the
+ * receiver.  Returns how many of them `to` closed, once want have or
+ * wait_ms passed. */
+int rayc__test_hold_frames(uint32_t to, uint32_t as, int nconn,
+                           size_t bytes, int want, int wait_ms);
 /* Tampers with the next frame of type (a RAYC__MSG_ number) this peer
  * sends peer id `peer`, after its tag is computed, as an attacker on the
  * path could: RAYC__TEST_FLIP flips a bit of its last payload byte and

@@ -94,6 +94,24 @@ static void nf_send_as(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_send_as)
 
+/* (to, joiner, nconn, bytes, want) -> rayc__test_hold_frames's answer
+ * (20 s), as this peer or (joiner 1) as a joiner. */
+static void nf_hold_frames(rayc_ctx *c)
+{
+	int64_t to, joiner, nconn, bytes, want;
+
+	rayc_arg_i64(c, 0, &to);
+	rayc_arg_i64(c, 1, &joiner);
+	rayc_arg_i64(c, 2, &nconn);
+	rayc_arg_i64(c, 3, &bytes);
+	rayc_arg_i64(c, 4, &want);
+	uint32_t as = joiner ? 0 : rayc_peer_id();
+	rayc_return_i64(c, 0, rayc__test_hold_frames((uint32_t)to, as,
+	                                             (int)nconn, (size_t)bytes,
+	                                             (int)want, 20000));
+}
+RAYC_REMOTE(nf_hold_frames)
+
 static void nf_whoami(rayc_ctx *c)
 {
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

@@ -586,6 +586,57 @@ Test(net, raft_frames_from_a_non_member_are_refused)
 	cluster_stop();
 }
 
+/* Has peer `from` hold frames on this peer (rayc__test_hold_frames). */
+static int64_t hold_frames(uint32_t from, bool joiner, int nconn,
+                           int64_t bytes, int want)
+{
+	rayc_task_opts o = on_peer(from);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_hold_frames", &o,
+	                            RAYC_I64(rayc_peer_id()), RAYC_I64(joiner),
+	                            RAYC_I64(nconn), RAYC_I64(bytes),
+	                            RAYC_I64(want)),
+	             0);
+	int64_t closed = get_i64(r);
+	rayc_release(r);
+	return closed;
+}
+
+/* A member opening connection after connection, each holding a frame it
+ * never finishes: before, each could make this peer hold up to 256 MiB
+ * (4 connections held 1 GB).  Now what one member's frames make another
+ * peer hold is bounded (RAYC__PEER_RX_MAX, 16 MiB here, 260 MiB by
+ * default), and so is the number of connections it may keep: 6
+ * connections of 6 MiB each (claiming 12 MiB), all but the first closed. */
+Test(net, unfinished_frames_of_one_member_are_bounded)
+{
+	cr_assert_eq(setenv("RAYC__PEER_RX_MAX", "16777216", 1), 0);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	int64_t closed = hold_frames(peer_of(b), false, 6, 6 << 20, 5);
+	cr_assert_geq(closed, 5, "only %lld of 6 connections holding 12 MiB "
+	              "frames were closed", (long long)closed);
+	/* The member itself is still served. */
+	assert_tree_sum(16);
+	cluster_stop();
+}
+
+/* A connection that is no member's yet (a joiner: it holds the token,
+ * has no id) may only send JOIN: a frame of more than 64 KiB closes it
+ * at its header.  Before, it could hold a 256 MiB frame, on as many
+ * connections as it opened. */
+Test(net, a_joiner_may_not_send_a_large_frame)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	int64_t closed = hold_frames(peer_of(b), true, 1, 1 << 20, 1);
+	cr_assert_eq(closed, 1, "a joiner's connection holding a 2 MiB frame "
+	             "stayed open");
+	cluster_stop();
+}
+
 /* Reads one frame from fd (5 s deadline): its type, payload into p. */
 static int read_frame(int fd, uint8_t *p, size_t cap, size_t *n)
 {

@@ -66,7 +66,7 @@ rayc__conn *rayc__conn_new(rayc__net *net)
 		rayc__conn_free(c);
 		return NULL;
 	}
-	c->rcap = 64 << 10;
+	c->rcap = RAYC__RX_BASE;
 	c->rbuf = malloc(c->rcap);
 	c->hs = rayc__hs_new();
 	if (c->rbuf == NULL || c->hs == NULL) {
@@ -99,6 +99,9 @@ void rayc__conn_free(rayc__conn *c)
 	nng_aio_free(c->daio);
 	nng_aio_free(c->paio);
 	rx_abort(c);
+	if (c->rx_charged > 0)
+		atomic_fetch_sub(&c->net->rx_held[c->rx_charged_to],
+		                 c->rx_charged);
 	while (c->xhead != NULL) {
 		rayc__xout *x = c->xhead;
 		c->xhead = x->next;
@@ -804,6 +807,58 @@ static void recv_cb(void *arg)
 	rx_run(c);
 }
 
+/* Makes the receive buffer cap bytes (keeping what it holds), counting
+ * what it takes beyond RAYC__RX_BASE against the member the connection
+ * is bound to.  False (and the buffer as it was) if that member would
+ * hold more than net->rx_max, or memory ran out. */
+static bool rx_resize(rayc__conn *c, size_t cap)
+{
+	rayc__net *net = c->net;
+	size_t want = cap > RAYC__RX_BASE ? cap - RAYC__RX_BASE : 0;
+	uint32_t id = c->peer < RAYC__MAX_PEERS ? c->peer : 0;
+	size_t add = want;
+
+	if (c->rx_charged_to == id)
+		add = want > c->rx_charged ? want - c->rx_charged : 0;
+	if (add > 0 && id != 0) {
+		size_t was = atomic_fetch_add(&net->rx_held[id], add);
+		if (was + add > net->rx_max) {
+			atomic_fetch_sub(&net->rx_held[id], add);
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-RX-LIMIT",
+			          "peer %u would make this peer hold %zu bytes "
+			          "of frames (at most %zu): closing that "
+			          "connection", id, was + add, net->rx_max);
+			return false;
+		}
+	}
+	uint8_t *nb = realloc(c->rbuf, cap);
+	if (nb == NULL) {
+		if (add > 0 && id != 0)
+			atomic_fetch_sub(&net->rx_held[id], add);
+		return false;
+	}
+	c->rbuf = nb;
+	c->rcap = cap;
+	/* What was counted before (to this or an earlier id) goes back. */
+	size_t back = c->rx_charged_to == id ? c->rx_charged + add - want
+	                                     : c->rx_charged;
+	if (back > 0 && c->rx_charged_to != 0)
+		atomic_fetch_sub(&net->rx_held[c->rx_charged_to], back);
+	c->rx_charged = id != 0 ? want : 0;
+	c->rx_charged_to = id;
+	return true;
+}
+
+/* The largest frame c may carry now. */
+static size_t rx_max_frame(const rayc__conn *c)
+{
+	if (atomic_load(&c->state) != RAYC__CONN_OPEN)
+		return RAYC__WIRE_MAX_PREAUTH;
+	if (c->peer == 0 && !c->dialed)
+		return RAYC__WIRE_MAX_JOIN; /* a joiner: JOIN only */
+	return RAYC__WIRE_MAX_FRAME;
+}
+
 /* Reads the frames in the receive buffer, then receives more (unless
  * the connection closed or waits: rayc__conn_park).  The one reader: the
  * receive callback, or rayc__conn_unpark's while no receive is out. */
@@ -812,10 +867,7 @@ static void rx_run(rayc__conn *c)
 	size_t off = 0;
 	while (c->rlen - off >= RAYC__WIRE_HDR) {
 		rayc__whdr h;
-		size_t max = atomic_load(&c->state) == RAYC__CONN_OPEN
-		                     ? RAYC__WIRE_MAX_FRAME
-		                     : RAYC__WIRE_MAX_PREAUTH;
-		if (!rayc__whdr_parse(c->rbuf + off, max, &h)) {
+		if (!rayc__whdr_parse(c->rbuf + off, rx_max_frame(c), &h)) {
 			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
 			          "malformed frame header from peer %u", c->peer);
 			rayc__conn_close(c, "bad frame");
@@ -842,13 +894,10 @@ static void rx_run(rayc__conn *c)
 				memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 				c->rlen -= off;
 				off = 0;
-				uint8_t *nb = realloc(c->rbuf, need);
-				if (nb == NULL) {
-					rayc__conn_close(c, "out of memory");
+				if (!rx_resize(c, need)) {
+					rayc__conn_close(c, "no room for a frame");
 					return;
 				}
-				c->rbuf = nb;
-				c->rcap = need;
 			}
 			break;
 		}
@@ -867,23 +916,13 @@ static void rx_run(rayc__conn *c)
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
 	}
-	if (c->rcap > (4u << 20) && c->rlen < (64u << 10)) {
+	if (c->rcap > (4u << 20) && c->rlen < RAYC__RX_BASE)
 		/* Give back a buffer grown for one big frame. */
-		uint8_t *nb = realloc(c->rbuf, 64 << 10);
-		if (nb != NULL) {
-			c->rbuf = nb;
-			c->rcap = 64 << 10;
-		}
-	}
-	if (c->rcap - c->rlen < 4096) {
-		uint8_t *nb = realloc(c->rbuf, c->rcap * 2);
-		if (nb == NULL) {
-			rx_abort(c);
-			rayc__conn_close(c, "out of memory");
-			return;
-		}
-		c->rbuf = nb;
-		c->rcap *= 2;
+		(void)rx_resize(c, RAYC__RX_BASE);
+	if (c->rcap - c->rlen < 4096 && !rx_resize(c, c->rcap * 2)) {
+		rx_abort(c);
+		rayc__conn_close(c, "no room for a frame");
+		return;
 	}
 	if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
 		rx_abort(c);
@@ -930,14 +969,9 @@ static void unpark_cb(void *arg)
 
 bool rayc__conn_rx_feed(rayc__conn *c, const void *p, size_t n)
 {
-	if (c->rcap - c->rlen < n) {
-		uint8_t *nb = realloc(c->rbuf, c->rlen + n);
-		if (nb == NULL) {
-			rayc__conn_close(c, "out of memory");
-			return false;
-		}
-		c->rbuf = nb;
-		c->rcap = c->rlen + n;
+	if (c->rcap - c->rlen < n && !rx_resize(c, c->rlen + n)) {
+		rayc__conn_close(c, "no room for a frame");
+		return false;
 	}
 	memcpy(c->rbuf + c->rlen, p, n);
 	c->rlen += n;

@@ -110,7 +110,33 @@ void rayc__net_conn_open(rayc__conn *c)
 	    net->peers[c->peer].conn == NULL &&
 	    !rayc__net_gone_locked(net, c->peer, c->gen))
 		net->peers[c->peer].conn = c;
+	/* At most RAYC__CONN_PER_PEER accepted from one member: a member
+	 * opening more (each could hold a frame's worth) loses its oldest,
+	 * as a peer that reconnects does not need it. */
+	rayc__conn *oldest = NULL;
+	int n = 0;
+	for (rayc__conn *o = net->conns; o != NULL && !c->dialed &&
+	                                 c->peer != 0;
+	     o = o->next) {
+		if (o->dialed || o->peer != c->peer ||
+		    !atomic_load(&o->opened) ||
+		    atomic_load(&o->state) == RAYC__CONN_CLOSED)
+			continue;
+		n++;
+		oldest = o; /* newest first: the last is the oldest */
+	}
+	if (n <= RAYC__CONN_PER_PEER || oldest == c)
+		oldest = NULL;
+	if (oldest != NULL)
+		atomic_fetch_add(&oldest->refs, 1);
 	rayc__mutex_unlock(&net->mu);
+	if (oldest != NULL) {
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-CONN-LIMIT",
+		          "peer %u has more than %d connections to this one: "
+		          "closing its oldest", c->peer, RAYC__CONN_PER_PEER);
+		rayc__conn_close(oldest, "too many connections from one peer");
+		rayc__conn_unref(oldest);
+	}
 	rayc__relink_conn_open(net, c->peer);
 }
 
@@ -473,7 +499,8 @@ static void cap_handshakes(rayc__net *net)
 	rayc__mutex_lock(&net->mu);
 	/* Newest first: the last one counted is the oldest. */
 	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
-		if (c->dialed || atomic_load(&c->opened) ||
+		/* A joiner's open connection counts until it is admitted. */
+		if (c->dialed || (atomic_load(&c->opened) && c->peer != 0) ||
 		    atomic_load(&c->state) == RAYC__CONN_CLOSED)
 			continue;
 		n++;
@@ -800,6 +827,10 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
 	crypto_sign_keypair(net->id_pk, net->id_sk);
+	net->rx_max = RAYC__PEER_RX_MAX;
+	const char *rm = getenv("RAYC__PEER_RX_MAX"); /* tests only */
+	if (rm != NULL && strtoull(rm, NULL, 10) > 0)
+		net->rx_max = (size_t)strtoull(rm, NULL, 10);
 	if ((net->token = strdup(token)) == NULL) {
 		net_free(net);
 		return RAYC_ENOMEM;

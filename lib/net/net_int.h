@@ -47,6 +47,19 @@
  * most this many accepted connections may be handshaking at once. */
 #define RAYC__HS_DEADLINE_NS ((int64_t)5 * 1000000000)
 #define RAYC__HS_MAX 64
+/* What one peer can make this one hold on receive: each connection keeps
+ * a RAYC__RX_BASE buffer; what frames need beyond it, over every
+ * connection bound to one member, at most RAYC__PEER_RX_MAX (one frame of
+ * the largest size and some; RAYC__PEER_RX_MAX in the environment lowers
+ * it, tests only).  At most RAYC__CONN_PER_PEER accepted connections per
+ * member (the oldest closes for a new one).  A connection not yet bound
+ * to a member (a joiner's, until it is admitted) may only send JOIN: its
+ * frames are at most RAYC__WIRE_MAX_JOIN bytes, and it counts among the
+ * RAYC__HS_MAX handshaking ones. */
+#define RAYC__RX_BASE ((size_t)64 << 10)
+#define RAYC__PEER_RX_MAX (RAYC__WIRE_MAX_FRAME + ((size_t)4 << 20))
+#define RAYC__CONN_PER_PEER 4
+#define RAYC__WIRE_MAX_JOIN ((size_t)64 << 10)
 
 /* JOINED frames with an id received (rayc__test_joined_ids). */
 extern _Atomic int rayc__joined_ids;
@@ -209,6 +222,8 @@ struct rayc__conn {
 	/* Receive side: only the receive callback touches these. */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
+	size_t rx_charged;     /* of rcap, counted in net->rx_held[..] */
+	uint32_t rx_charged_to; /* to that member */
 	/* A large CHUNK's payload being received straight into its
 	 * destination (rx_x busy): its header, sub-header and progress. */
 	rayc__xin *rx_x;
@@ -302,6 +317,10 @@ struct rayc__net {
 	 * committed with its admission (ADD), and every handshake proves the
 	 * id it claims with the secret half (handshake.c). */
 	unsigned char id_pk[RAYC__ID_PK], id_sk[RAYC__ID_SK];
+	/* Receive buffers beyond RAYC__RX_BASE held for each member, and
+	 * the most allowed (conn.c). */
+	_Atomic size_t rx_held[RAYC__MAX_PEERS];
+	size_t rx_max;
 	nng_stream_listener *lst;
 	nng_aio *acc_aio;
 	/* Accept errors (out of descriptors, say) wait acc_wait before the

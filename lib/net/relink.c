@@ -360,68 +360,6 @@ int rayc__test_send_raw(uint32_t peer, int type, const void *p, size_t n)
 	return rc;
 }
 
-int rayc__test_send_as(uint32_t to, uint32_t as, uint64_t gen, int type,
-                       const void *p, size_t n, int wait_ms)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL || to == 0 || to >= RAYC__MAX_PEERS)
-		return RAYC_EINVAL;
-	rayc__net *net = rayc__net_get(rt);
-	if (net == NULL)
-		return RAYC_ESTATE;
-	char url[RAYC__URL_MAX];
-	int64_t until = rayc__now_ns() + (int64_t)wait_ms * 1000000;
-	for (;;) {
-		/* The incarnation of as that this peer's view will have once
-		 * the membership reaches it. */
-		rayc__mutex_lock(&net->mu);
-		snprintf(url, sizeof(url), "%s", net->peers[to].url);
-		uint64_t g = as < RAYC__MAX_PEERS ? net->peers[as].gen : 0;
-		rayc__mutex_unlock(&net->mu);
-		if (gen != 0 || g != 0 || rayc__now_ns() > until) {
-			gen = gen != 0 ? gen : g;
-			break;
-		}
-		rayc__sleep_ms(10);
-	}
-	rayc__conn *c = rayc__conn_new(net);
-	if (c == NULL) {
-		rayc__net_put(net);
-		return RAYC_ENOMEM;
-	}
-	c->probe = true;
-	c->claim = as;
-	c->claim_gen = gen;
-	c->want_peer = to;
-	c->peer = to;
-	atomic_fetch_add(&c->refs, 1);
-	rayc__mutex_lock(&net->mu);
-	rayc__net_conn_link_locked(net, c);
-	rayc__mutex_unlock(&net->mu);
-	int rc = rayc__conn_dial(c, url);
-	if (rc == RAYC_OK) {
-		/* Queued until the handshake ends, then sent under as. */
-		rayc__wbuf b = { 0 };
-		size_t f = rayc__w_frame_begin(&b, type, as);
-		rayc__w_bytes(&b, p, n);
-		rayc__w_frame_end(&b, f);
-		rayc__conn_send(c, &b);
-		rayc__wbuf_fini(&b);
-		until = rayc__now_ns() + (int64_t)wait_ms * 1000000;
-		while (atomic_load(&c->state) != RAYC__CONN_CLOSED &&
-		       rayc__now_ns() < until)
-			rayc__sleep_ms(10);
-		rc = atomic_load(&c->state) == RAYC__CONN_CLOSED
-		             ? RAYC_OK
-		             : RAYC_ETIMEDOUT;
-	}
-	rayc__conn_close(c, "test: probe done");
-	rayc__conn_unref(c);
-	rayc__net_put(net);
-	return rc;
-}
-
 bool rayc__test_conn_open(uint32_t peer)
 {
 	rayc__rt *rt = rayc__g;

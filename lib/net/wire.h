@@ -89,6 +89,7 @@ typedef struct rayc__whdr {
 } rayc__whdr;
 
 #define RAYC__WIRE_TAG 16   /* bytes of a frame's Poly1305 tag */
+#define RAYC__WIRE_LEN_AT 8  /* where the payload length sits */
 #define RAYC__WIRE_TAG_AT 16 /* where the tag sits in the header */
 
 /* One direction of an open connection: its key (from the handshake)
