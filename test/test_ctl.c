@@ -858,3 +858,61 @@ Test(ctl, big_kv_writes_keep_every_peers_memory_bounded, .timeout = 300)
 	}
 	cluster_stop();
 }
+
+#define BUSY_WRITERS 4
+#define BUSY_WRITES 8
+
+static uint8_t busy_vals[BUSY_WRITERS][(size_t)1 << 20];
+
+/* Writer i puts BUSY_WRITES values of 1 MiB to key "bw<i>" (the last
+ * filled with byte i * 16 + BUSY_WRITES - 1); returns the first error. */
+static void *busy_writer(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	char key[16];
+	snprintf(key, sizeof(key), "bw%d", i);
+	for (int k = 0; k < BUSY_WRITES; k++) {
+		memset(busy_vals[i], i * 16 + k, sizeof(busy_vals[i]));
+		int rc = rayc_kv_put(key, busy_vals[i], sizeof(busy_vals[i]));
+		if (rc != RAYC_OK)
+			return (void *)(intptr_t)rc;
+	}
+	return NULL;
+}
+
+/* The coordinator proposes a KV write only while the writes it proposed
+ * and has not applied stay within a byte bound (32 MiB; 1 byte here: one
+ * at a time), so callers writing at once cannot make it hold their values
+ * without end while commits lag: the others are answered BUSY and try
+ * again.  Every write still succeeds, once, in order per caller. */
+Test(ctl, kv_writes_beyond_the_proposal_bound_wait_and_succeed)
+{
+	setenv("RAYC__PROPOSE_BYTES", "1", 1);
+	driver_start();
+	unsetenv("RAYC__PROPOSE_BYTES");
+	pid_t w = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	pthread_t th[BUSY_WRITERS];
+	for (int i = 0; i < BUSY_WRITERS; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, busy_writer,
+		                            (void *)(intptr_t)i), 0);
+	for (int i = 0; i < BUSY_WRITERS; i++) {
+		void *rc;
+		pthread_join(th[i], &rc);
+		cr_assert_eq((int)(intptr_t)rc, 0, "writer %d: %s", i,
+		             rayc_strerror((int)(intptr_t)rc));
+	}
+	cr_assert_gt(rayc__test_ctl_busy(), 0, "no write had to wait");
+	cr_log_info("%llu writes answered BUSY",
+	            (unsigned long long)rayc__test_ctl_busy());
+	uint32_t pw = peer_of(w);
+	char key[16];
+	for (int i = 0; i < BUSY_WRITERS; i++) {
+		snprintf(key, sizeof(key), "bw%d", i);
+		uint8_t want = (uint8_t)(i * 16 + BUSY_WRITES - 1);
+		RT_WAIT_FOR(local_val_is(pw, key, want), 10000);
+		cr_assert(local_val_is(pw, key, want), "worker's %s", key);
+	}
+	cluster_stop();
+}

@@ -185,7 +185,8 @@ struct rayc__ctl {
 	 * the last commands' sizes (oldest at recent_head); bytes of the
 	 * proposals not yet applied or failed (ctl.c). */
 	unsigned snap_every;
-	uint64_t snap_bytes;
+	uint64_t snap_bytes, prop_max;
+	_Atomic uint64_t n_busy; /* writes answered RAYC__BUSY, for tests */
 	uint64_t applied_bytes, taken_mark, stored_mark;
 	rayc__ctl_sized recent[RAYC__CTL_RECENT];
 	unsigned recent_head, recent_n;

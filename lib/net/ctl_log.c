@@ -39,6 +39,7 @@
 #include <raft.h>
 
 #include "net/ctl_int.h"
+#include "testing.h"
 
 #define RAYC__CTL_SNAP_BYTES ((uint64_t)64 << 20)
 #define RAYC__CTL_TRAIL_BYTES ((uint64_t)16 << 20)
@@ -51,6 +52,7 @@ void rayc__ctl_log_setup(rayc__net *net)
 	unsigned every = 1024;
 	const char *se = getenv("RAYC__SNAPSHOT_ENTRIES"); /* tests only */
 	const char *sb = getenv("RAYC__SNAPSHOT_BYTES");   /* tests only */
+	const char *pb = getenv("RAYC__PROPOSE_BYTES");    /* tests only */
 
 	if (se != NULL && atoi(se) > 0)
 		every = (unsigned)atoi(se);
@@ -58,6 +60,9 @@ void rayc__ctl_log_setup(rayc__net *net)
 	ctl->snap_bytes = RAYC__CTL_SNAP_BYTES;
 	if (sb != NULL && atoll(sb) > 0)
 		ctl->snap_bytes = (uint64_t)atoll(sb);
+	ctl->prop_max = RAYC__CTL_PROP_BYTES;
+	if (pb != NULL && atoll(pb) > 0)
+		ctl->prop_max = (uint64_t)atoll(pb);
 	raft_set_snapshot_threshold(r, every);
 	raft_set_snapshot_trailing(r, every / 2 > 0 ? every / 2 : 1);
 }
@@ -144,9 +149,19 @@ int rayc__ctl_log_room(rayc__net *net, size_t len)
 	rayc__ctl *ctl = net->ctl;
 	uint64_t behind = ctl->applied_bytes - ctl->stored_mark;
 
-	if (ctl->prop_bytes > 0 && ctl->prop_bytes + len > RAYC__CTL_PROP_BYTES)
+	if ((ctl->prop_bytes > 0 && ctl->prop_bytes + len > ctl->prop_max) ||
+	    behind > 2 * ctl->snap_bytes) {
+		atomic_fetch_add(&ctl->n_busy, 1);
 		return RAYC__BUSY;
-	if (behind > 2 * ctl->snap_bytes)
-		return RAYC__BUSY;
+	}
 	return RAYC_OK;
+}
+
+uint64_t rayc__test_ctl_busy(void)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
+		return 0;
+	return atomic_load(&rt->net->ctl->n_busy);
 }
