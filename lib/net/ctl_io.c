@@ -475,20 +475,27 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 	int status = 0;
 
 	req->cb = cb;
-	if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
-		/* Its data is the stored snapshot's (ctl_snap.c). */
-		status = rayc__ctl_snap_send(net, req, m);
-		if (status == 0)
-			return 0;
-		return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status,
-		                           NULL);
-	}
 	rayc__conn *c = m->server_id < RAYC__MAX_PEERS
 	                        ? rayc__net_conn_to(net, (uint32_t)m->server_id)
 	                        : NULL;
 	if (c == NULL)
 		return rayc__ctl_post_done(net, RAYC__DONE_SEND, req,
 		                           RAFT_NOCONNECTION, NULL);
+	if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
+		/* Its data is the stored snapshot's (ctl_snap.c).  Not
+		 * while much is queued to the follower: an earlier snapshot
+		 * still going out there (raft sends another once the first
+		 * times out) holds its own data, up to 128 MiB, until
+		 * sent. */
+		status = conn_queued(c) >= RAYC__CTL_SEND_BYTES
+		                 ? RAFT_NOCONNECTION
+		                 : rayc__ctl_snap_send(net, req, m);
+		rayc__conn_unref(c);
+		if (status == 0)
+			return 0;
+		return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status,
+		                           NULL);
+	}
 	if (backlogged(net->ctl, c, m))
 		status = RAFT_NOCONNECTION;
 	else if (!rayc__ctl_encode_msg(&b, net->self, m))

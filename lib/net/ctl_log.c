@@ -24,7 +24,9 @@
  *  - ctl_io.c sends no AppendEntries with entries to a follower being
  *    probed that has RAYC__CTL_SEND_BYTES queued already (such a
  *    follower is sent the whole log from where it may be, every
- *    heartbeat until it answers), nor to any with four times that.
+ *    heartbeat until it answers), nor to any with four times that; and
+ *    no InstallSnapshot to one with RAYC__CTL_SEND_BYTES queued (each
+ *    snapshot going out holds its own data until sent).
  *
  * So each peer holds at most: the KV (128 MiB), the stored snapshot (its
  * size), one being taken or installed (the same), and a log of
