@@ -528,7 +528,9 @@ RAYC_API int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n);
  * trip to the coordinator; a put returns once the entry is committed on
  * a majority of voters.  During a coordinator election calls wait (5 s
  * in all: RAYC_ETIMEDOUT); a put or delete retried after the coordinator
- * died is applied once. */
+ * died is applied once.  Puts and deletes also wait while the
+ * coordinator's log is at its bound (32 MiB of writes not yet committed,
+ * or 128 MiB not yet in a snapshot): RAYC_ETIMEDOUT if that lasts 5 s. */
 RAYC_API int rayc_kv_put(const char *key, const void *val, size_t len);
 RAYC_API int rayc_kv_get(const char *key, void **val, size_t *len);
 RAYC_API int rayc_kv_del(const char *key);

@@ -92,6 +92,9 @@ int rayc__test_conf_check(const rayc_config *cfg);
 /* Snapshots of the control store this peer stored (taken or installed);
  * *restored (may be NULL) gets how many it restored from another peer. */
 uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
+/* KV writes this peer, as the coordinator, answered BUSY (its control
+ * log had no room for them yet: lib/net/ctl_log.c). */
+uint64_t rayc__test_ctl_busy(void);
 /* Sends this process started while holding a rayc lock (each a write
  * that another thread needing that lock waited behind); 0 is the goal. */
 uint64_t rayc__test_sends_under_lock(void);

@@ -234,6 +234,29 @@ static void nf_ctl_snapshots(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_ctl_snapshots)
 
+/* This process's peak resident memory (VmHWM), in bytes; 0 if unknown. */
+static inline int64_t nf_peak_rss(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	int64_t kb = 0;
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmHWM: %lld kB", (long long *)&kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+/* () -> (resident bytes now, peak resident bytes) of this peer. */
+static void nf_mem(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc__test_rss());
+	rayc_return_i64(c, 1, nf_peak_rss());
+}
+RAYC_REMOTE(nf_mem)
+
 /* The voters of the control store in a cluster view (as
  * rayc_cluster_peers lists it, in id order) as one number: a hash of
  * their ids, 0 for none. */

@@ -61,12 +61,15 @@ typedef struct prop {
 	struct raft_apply req;
 	rayc__ctl_done done;
 	void *arg;
+	rayc__net *net;
+	size_t len; /* counted in ctl->prop_bytes until it is done */
 } prop;
 
 static void prop_cb(struct raft_apply *req, int status, void *result)
 {
 	prop *p = req->data;
 
+	p->net->ctl->prop_bytes -= p->len;
 	if (p->done != NULL)
 		p->done(status == 0 ? (int)(intptr_t)result : RAYC__RETRY,
 		        p->arg);
@@ -94,6 +97,8 @@ int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
 	p->req.data = p;
 	p->done = done;
 	p->arg = arg;
+	p->net = net;
+	p->len = cmd->len;
 	int rv = raft_apply(&ctl->raft, &p->req, &b, 1, prop_cb);
 	if (rv != 0) {
 		raft_free(b.base);
@@ -102,6 +107,7 @@ int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
 		               ? RAYC__RETRY
 		               : RAYC_ENOMEM;
 	}
+	ctl->prop_bytes += cmd->len;
 	return RAYC_OK;
 }
 
@@ -845,12 +851,8 @@ static void run_start(rayc__net *net, void *arg)
 	 * newer peers included). */
 	raft_set_max_catch_up_round_duration(r,
 	                                     (unsigned)(net->timeout_ns / 1000000));
-	unsigned every = 1024;
-	const char *se = getenv("RAYC__SNAPSHOT_ENTRIES"); /* tests only */
-	if (se != NULL && atoi(se) > 0)
-		every = (unsigned)atoi(se);
-	raft_set_snapshot_threshold(r, every);
-	raft_set_snapshot_trailing(r, every / 2 > 0 ? every / 2 : 1);
+	/* Snapshots by entry count and by bytes (ctl_log.c). */
+	rayc__ctl_log_setup(net);
 	raft_set_pre_vote(r, true);
 	if (id == 1) {
 		struct raft_configuration conf;

@@ -260,6 +260,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	rayc__rd rd;
 	int rc;
 
+	rayc__ctl_log_applied(net, buf->len); /* its byte bound */
 	rayc__rd_init(&rd, buf->base, buf->len);
 	switch (rayc__r_u8(&rd)) {
 	case CMD_ADD:
@@ -289,12 +290,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
 /* ---- snapshots: the whole state as one buffer ----
  *
- * Every RAYC__SNAPSHOT_ENTRIES applied entries (1024 by default) each peer
- * writes its state (members, jobs, the next id, the KV) into a snapshot and
- * raft drops the log before it (keeping a trailing half), so the log stays
- * bounded however many KV writes there are.  A peer too far behind, or one
- * that joins after the log was cut, gets the snapshot (InstallSnapshot)
- * and restores it.
+ * Every RAYC__SNAPSHOT_ENTRIES applied entries (1024 by default), and every
+ * 64 MiB of them (ctl_log.c), each peer writes its state (members, jobs,
+ * the next id, the KV) into a snapshot and raft drops the log before it
+ * (keeping a trailing half, or 16 MiB, whichever is less), so the log
+ * stays bounded however many KV writes there are.  A peer too far behind,
+ * or one that joins after the log was cut, gets the snapshot
+ * (InstallSnapshot) and restores it.
  *
  * The KV may hold 128 MiB.  Copying that on the loop thread (1.2-1.7 s on
  * a VM where first touches of fresh memory cost ~0.3 GB/s) kept the
@@ -346,6 +348,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	*bufs = out;
 	*n = 1;
 	t->loop_ns = rayc__now_ns() - t0;
+	rayc__ctl_log_taking(net);
 	return 0;
 }
 
@@ -553,6 +556,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	          (double)(rayc__now_ns() - t0) / 1e6,
 	          prepared ? "read on its own thread" : "read here");
 	rayc__ctl_snap_restored(net, buf); /* ours on success */
+	rayc__ctl_log_stored(net, true);   /* the log before it is gone */
 	return 0;
 }
 

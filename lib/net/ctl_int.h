@@ -66,6 +66,16 @@ typedef struct rayc__ctl_prep {
 	rayc__kv_table kv;
 } rayc__ctl_prep;
 
+/* An applied command's size, by its index (ctl_log.c). */
+typedef struct rayc__ctl_sized {
+	raft_index index;
+	size_t len;
+} rayc__ctl_sized;
+
+/* Applied commands whose sizes are kept: more than raft ever keeps
+ * behind a snapshot (half RAYC__SNAPSHOT_ENTRIES, 512). */
+#define RAYC__CTL_RECENT 1024
+
 /* What rayc__ctl_trace last told (ctl_trace.c). */
 typedef struct rayc__ctl_seen {
 	raft_term term;
@@ -169,6 +179,18 @@ struct rayc__ctl {
 	read_req *reads_next, *reads_wait;
 	rayc__event closed_ev;
 	rayc__ctl_seen traced;
+	/* The log's byte bound (ctl_log.c; loop thread): entries between
+	 * snapshots, bytes between byte-driven ones; command bytes applied
+	 * in all, and as of the last snapshot taken and the last stored;
+	 * the last commands' sizes (oldest at recent_head); bytes of the
+	 * proposals not yet applied or failed (ctl.c). */
+	unsigned snap_every;
+	uint64_t snap_bytes, prop_max;
+	_Atomic uint64_t n_busy; /* writes answered RAYC__BUSY, for tests */
+	uint64_t applied_bytes, taken_mark, stored_mark;
+	rayc__ctl_sized recent[RAYC__CTL_RECENT];
+	unsigned recent_head, recent_n;
+	uint64_t prop_bytes;
 };
 
 /* A received raft message, decoded (ctl_codec.c) and handed to raft on
@@ -180,6 +202,21 @@ typedef struct rmsg {
 
 /* ctl.c */
 void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
+
+/* ctl_log.c */
+/* Queued to a follower, beyond which AppendEntries with entries are not
+ * sent to it (ctl_io.c). */
+#define RAYC__CTL_SEND_BYTES ((size_t)16 << 20)
+/* Sets raft's snapshot thresholds (run_start, after raft_init). */
+void rayc__ctl_log_setup(rayc__net *net);
+/* From fsm_apply: a command of len bytes is being applied. */
+void rayc__ctl_log_applied(rayc__net *net, size_t len);
+/* From fsm_snapshot, once it succeeded: a snapshot of everything applied
+ * is being taken. */
+void rayc__ctl_log_taking(rayc__net *net);
+/* A snapshot is stored: the one being taken, or one installed from the
+ * leader (the log is gone). */
+void rayc__ctl_log_stored(rayc__net *net, bool installed);
 
 /* ctl_read.c */
 /* From rayc__ctl_after: one barrier for the reads that came in since

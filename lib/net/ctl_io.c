@@ -418,6 +418,55 @@ static int io_set_vote(struct raft_io *io, raft_id id)
 	return 0;
 }
 
+/* Bytes queued on c and not yet sent. */
+static size_t conn_queued(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	size_t n = c->out.len + c->pend.len + c->out_ext_bytes;
+	size_t in = c->inflight.len + c->inflight_ext_bytes;
+	if (c->sending && in > c->inflight_off)
+		n += in - c->inflight_off; /* the batch being sent */
+	rayc__mutex_unlock(&c->mu);
+	return n;
+}
+
+/* Whether the leader probes server id (libraft 0.15: PROGRESS__PROBE is
+ * 0). */
+static bool probing(rayc__ctl *ctl, raft_id id)
+{
+	struct raft *r = &ctl->raft;
+	const struct raft_configuration *conf = &r->configuration;
+
+	if (raft_state(r) != RAFT_LEADER || r->leader_state.progress == NULL)
+		return false;
+	for (unsigned i = 0; i < conf->n; i++)
+		if (conf->servers[i].id == id)
+			return r->leader_state.progress[i].state == 0;
+	return false;
+}
+
+/* Whether AppendEntries m to c is not sent (the byte bound, ctl_log.c):
+ * it carries entries and c has RAYC__CTL_SEND_BYTES queued already, or
+ * four times that for a follower not being probed.  The send fails, as
+ * if the message were lost; raft probes the follower (again) from what
+ * it acknowledged.  A follower being probed is sent every entry from
+ * there on, in each AppendEntries, every heartbeat until it answers, so
+ * one slow to read would pile up copies of the log here; one being sent
+ * only new entries piles up every entry committed without it.  Only
+ * dropping a message is safe: one cut short would be answered with the
+ * follower's last index (libraft 0.15), and a stale tail it still holds
+ * beyond the cut would count as replicated. */
+static bool backlogged(rayc__ctl *ctl, rayc__conn *c,
+                       const struct raft_message *m)
+{
+	if (m->type != RAFT_IO_APPEND_ENTRIES ||
+	    m->append_entries.n_entries == 0)
+		return false; /* heartbeats go: a few bytes */
+	size_t q = conn_queued(c);
+	return q >= 4 * RAYC__CTL_SEND_BYTES ||
+	       (q >= RAYC__CTL_SEND_BYTES && probing(ctl, m->server_id));
+}
+
 static int io_send(struct raft_io *io, struct raft_io_send *req,
                    const struct raft_message *m, raft_io_send_cb cb)
 {
@@ -426,25 +475,34 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 	int status = 0;
 
 	req->cb = cb;
+	rayc__conn *c = m->server_id < RAYC__MAX_PEERS
+	                        ? rayc__net_conn_to(net, (uint32_t)m->server_id)
+	                        : NULL;
+	if (c == NULL)
+		return rayc__ctl_post_done(net, RAYC__DONE_SEND, req,
+		                           RAFT_NOCONNECTION, NULL);
 	if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
-		/* Its data is the stored snapshot's (ctl_snap.c). */
-		status = rayc__ctl_snap_send(net, req, m);
+		/* Its data is the stored snapshot's (ctl_snap.c).  Not
+		 * while much is queued to the follower: an earlier snapshot
+		 * still going out there (raft sends another once the first
+		 * times out) holds its own data, up to 128 MiB, until
+		 * sent. */
+		status = conn_queued(c) >= RAYC__CTL_SEND_BYTES
+		                 ? RAFT_NOCONNECTION
+		                 : rayc__ctl_snap_send(net, req, m);
+		rayc__conn_unref(c);
 		if (status == 0)
 			return 0;
-	} else if (!rayc__ctl_encode_msg(&b, net->self, m)) {
-		status = RAFT_IOERR;
-	} else {
-		rayc__conn *c = m->server_id < RAYC__MAX_PEERS
-		                        ? rayc__net_conn_to(net,
-		                                            (uint32_t)m->server_id)
-		                        : NULL;
-		if (c == NULL) {
-			status = RAFT_NOCONNECTION;
-		} else {
-			rayc__conn_send(c, &b);
-			rayc__conn_unref(c);
-		}
+		return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status,
+		                           NULL);
 	}
+	if (backlogged(net->ctl, c, m))
+		status = RAFT_NOCONNECTION;
+	else if (!rayc__ctl_encode_msg(&b, net->self, m))
+		status = RAFT_IOERR;
+	else
+		rayc__conn_send(c, &b);
+	rayc__conn_unref(c);
 	rayc__wbuf_fini(&b);
 	return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status, NULL);
 }

@@ -241,6 +241,7 @@ int rayc__ctl_io_snapshot_put(struct raft_io *io, unsigned trailing,
 	if (d->base == ctl->give)
 		ctl->give = NULL; /* ours now: finalize leaves it */
 	snap_store(ctl, &desc, d);
+	rayc__ctl_log_stored(net, false);
 	req->cb = cb;
 	return rayc__ctl_post_done(net, RAYC__DONE_SNAP_PUT, req, 0, NULL);
 }

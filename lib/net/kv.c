@@ -437,7 +437,10 @@ static void run_kv(rayc__net *net, void *arg)
 		rayc__wbuf b = { 0 };
 		rayc__ctl_cmd_kv(&b, w->op, w->client, w->req, w->key, w->val,
 		                 w->len);
-		int rc = rayc__ctl_propose(net, &b, kv_applied, w);
+		/* Within the log's byte bound, or the writer waits. */
+		int rc = rayc__ctl_log_room(net, b.len);
+		if (rc == RAYC_OK)
+			rc = rayc__ctl_propose(net, &b, kv_applied, w);
 		rayc__wbuf_fini(&b);
 		if (rc == RAYC_OK)
 			return; /* kv_applied answers */
@@ -524,7 +527,8 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 	const void *val = rayc__r_blob(rd, &len);
 	if (rd->bad)
 		return rayc__conn_close(c, "bad KV_REP");
-	if ((rc < 0 || rc > RAYC_EEXIST) && rc != RAYC__RETRY)
+	if ((rc < 0 || rc > RAYC_EEXIST) && rc != RAYC__RETRY &&
+	    rc != RAYC__BUSY)
 		rc = RAYC_EPROTO;
 	rpc_complete(net, id, rc, val, len);
 }
@@ -591,6 +595,7 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
                        size_t *outlen, uint64_t req)
 {
 	int64_t deadline = rayc__now_ns() + (int64_t)KV_TIMEOUT_MS * 1000000;
+	bool busy = false;
 	rayc__mutex_lock(&net->mu);
 	if (req == 0)
 		req = ++net->next_req;
@@ -629,7 +634,8 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		rayc__mutex_unlock(&net->mu);
 		if (w == NULL)
 			return rayc__err(RAYC_ENOMEM, "KV '%s'", key);
-		if (ok && r.rc != RAYC__RETRY) {
+		busy = ok && r.rc == RAYC__BUSY;
+		if (ok && r.rc != RAYC__RETRY && !busy) {
 			if (r.rc != RAYC_OK) {
 				free(r.val);
 				return rayc__err(r.rc, "KV '%s'", key);
@@ -648,11 +654,17 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		free(r.val);
 		if (kv_out_of_cluster(net, key) != RAYC_OK)
 			continue; /* says why at the top */
+		if (rayc__now_ns() > deadline && busy)
+			return rayc__err(RAYC_ETIMEDOUT, "KV '%s': the "
+			                 "coordinator's control log stayed "
+			                 "full (too many bytes of writes "
+			                 "waiting to commit or to be "
+			                 "snapshotted)", key);
 		if (rayc__now_ns() > deadline)
 			return rayc__err(RAYC_ETIMEDOUT, "KV '%s': no answer "
 			                 "from a coordinator", key);
 		if (ok)
-			rayc__sleep_ms(20); /* no coordinator yet */
+			rayc__sleep_ms(20); /* no coordinator yet, or busy */
 	}
 }
 

@@ -91,6 +91,9 @@ typedef struct rayc__ctl_work {
 /* Internal result: not now (no coordinator yet, or not this peer): ask
  * again shortly.  Never returned to users. */
 #define RAYC__RETRY 100
+/* The coordinator's control log has no room for the write now (ctl_log.c):
+ * the caller waits a little and tries again. */
+#define RAYC__BUSY 101
 
 enum {
 	RAYC__CONN_DIALING = 0,
@@ -702,6 +705,11 @@ void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left);
  * lost leadership first.  Returns RAYC__RETRY if not the leader. */
 int rayc__ctl_propose(rayc__net *net, const rayc__wbuf *cmd,
                       rayc__ctl_done done, void *arg);
+/* Loop thread only, on the leader: RAYC_OK if a KV write of len bytes
+ * may be proposed now, RAYC__BUSY if the log has no room for it yet (the
+ * writes proposed and not applied, or the log since the last snapshot,
+ * are at their bound: ctl_log.c). */
+int rayc__ctl_log_room(rayc__net *net, size_t len);
 bool rayc__ctl_is_leader(rayc__net *net);
 /* The leader, with every entry of earlier terms applied here: fit to
  * admit peers and to take reads. */
