@@ -81,7 +81,14 @@ bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
 		rayc__w_u64(b, a->term);
 		rayc__w_u64(b, a->prev_log_index);
 		rayc__w_u64(b, a->prev_log_term);
-		rayc__w_u64(b, a->leader_commit);
+		/* A follower commits up to leader_commit within what it
+		 * stores, which past the entries sent may be a stale tail
+		 * of an old term: with fewer entries sent, commit no
+		 * further than the last of them. */
+		uint64_t commit = a->leader_commit;
+		if (n < a->n_entries && commit > a->prev_log_index + n)
+			commit = a->prev_log_index + n;
+		rayc__w_u64(b, commit);
 		rayc__w_u32(b, n);
 		for (unsigned i = 0; i < n; i++) {
 			rayc__w_u64(b, a->entries[i].term);
