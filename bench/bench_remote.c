@@ -424,6 +424,8 @@ RAYC_REMOTE(bench_make)
 
 /* ---- coordinator failover ---- */
 
+#define FAILOVER_TOKEN "rayc-bench-failover"
+
 int bench_founder_main(void)
 {
 	const char *file = getenv("RAYC_BENCH_FOUNDER_FILE");
@@ -490,7 +492,9 @@ static double failover_once(double *elected)
 		return -1;
 	snprintf(file, sizeof(file), "%s/addr", dir);
 	snprintf(fenv, sizeof(fenv), "RAYC_BENCH_FOUNDER_FILE=%s", file);
+	/* Clusters are closed by default: the three share a token. */
 	const char *fe[] = { fenv, "RAYC_LISTEN=tcp://127.0.0.1:0",
+		             "RAYC_TOKEN=" FAILOVER_TOKEN,
 		             "RAYC_NUM_WORKERS=1",
 		             "RAYC_OBJECT_STORE_BYTES=64m", NULL };
 	f = spawn_env(fe);
@@ -503,11 +507,13 @@ static double failover_once(double *elected)
 		goto out;
 	addr[strcspn(addr, "\n")] = '\0';
 	rayc_config cfg = { .address = addr, .listen = "tcp://127.0.0.1:0",
-		            .num_workers = 1, .store_bytes = (size_t)64 << 20 };
+		            .num_workers = 1, .store_bytes = (size_t)64 << 20,
+		            .token = FAILOVER_TOKEN };
 	if (rayc_init(&cfg) != RAYC_OK)
 		goto out;
 	snprintf(aenv, sizeof(aenv), "RAYC_ADDRESS=%s", addr);
 	const char *we[] = { aenv, "RAYC_ROLE=worker", "RAYC_NUM_WORKERS=1",
+		             "RAYC_TOKEN=" FAILOVER_TOKEN,
 		             "RAYC_OBJECT_STORE_BYTES=64m", NULL };
 	w = spawn_env(we);
 	int voters = 0;
@@ -532,9 +538,6 @@ out:
 	if (f > 0) {
 		kill(f, SIGKILL);
 		waitpid(f, NULL, 0);
-		char shm[64];
-		snprintf(shm, sizeof(shm), "/dev/shm/rayc-%d-0", (int)f);
-		unlink(shm);
 	}
 	if (w > 0) {
 		double tw = bench_now();

@@ -423,9 +423,10 @@ static size_t conn_queued(rayc__conn *c)
 {
 	rayc__mutex_lock(&c->mu);
 	size_t n = c->out.len + c->pend.len + c->out_ext_bytes;
-	size_t in = c->inflight.len + c->inflight_ext_bytes;
-	if (c->sending && in > c->inflight_off)
-		n += in - c->inflight_off; /* the batch being sent */
+	/* The whole batch being sent (how far it got is the send
+	 * callback's alone to know). */
+	if (c->sending)
+		n += c->inflight.len + c->inflight_ext_bytes;
 	rayc__mutex_unlock(&c->mu);
 	return n;
 }
