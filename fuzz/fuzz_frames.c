@@ -39,15 +39,19 @@ static void seeds(const char *dir)
 	memset(nonce, 0x4e, sizeof(nonce));
 	memset(mac, 0x4d, sizeof(mac));
 	share(sh);
-	/* Accepted: AUTH (nonce, share, id, gen), CONFIRM (MAC). */
+	/* Accepted: AUTH (nonce, share, id, gen, encryption), CONFIRM (MAC,
+	 * key, signature). */
 	rayc__w_u8(&b, 0);
 	rayc__w_bytes(&p, nonce, 32);
 	rayc__w_bytes(&p, sh, sizeof(sh));
 	rayc__w_u32(&p, 0);
 	rayc__w_u64(&p, 0);
+	rayc__w_u8(&p, 0);
 	fuzz_frame(&b, NULL, RAYC__MSG_AUTH, 0, p.p, p.len);
 	fuzz_seed(dir, "acceptor_auth", b.p, b.len);
-	fuzz_frame(&b, NULL, RAYC__MSG_CONFIRM, 0, mac, sizeof(mac));
+	unsigned char confirm[RAYC__CPACE_MAC + 32 + 64];
+	memset(confirm, 0x4d, sizeof(confirm));
+	fuzz_frame(&b, NULL, RAYC__MSG_CONFIRM, 0, confirm, sizeof(confirm));
 	fuzz_seed(dir, "acceptor_auth_confirm", b.p, b.len);
 	b.p[0] = 6; /* the same in pieces of 3 bytes */
 	fuzz_seed(dir, "acceptor_pieces", b.p, b.len);

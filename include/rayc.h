@@ -154,7 +154,21 @@ typedef struct rayc_config {
 	 * loopback while other peers would be told a loopback address is a
 	 * clear RAYC_EINVAL. */
 	const char *advertise;
+	/* RAYC_ENCRYPT (on|off, default off): enum rayc_encrypt.  Frames
+	 * are always authenticated (tampering, replay and reordering are
+	 * refused); on, their payloads are also encrypted (ChaCha20 under
+	 * keys only the two ends of a connection hold).  A peer that meets
+	 * a peer encrypting (joining its cluster) encrypts from then on, so
+	 * setting it on the founder covers the cluster.  Costs a copy of
+	 * each transfer and the cipher (docs/benchmarks.md). */
+	int encrypt;
 } rayc_config;
+
+enum rayc_encrypt {
+	RAYC_ENCRYPT_DEFAULT = 0, /* RAYC_ENCRYPT, else off */
+	RAYC_ENCRYPT_ON = 1,
+	RAYC_ENCRYPT_OFF = 2,
+};
 
 /* Whether a driver runs tasks in its own process.  Tasks run on threads
  * of the peer that runs them, so a task that crashes (SIGSEGV, abort)

@@ -243,6 +243,19 @@ static int resolve_net(const rayc_config *cfg, conf *c)
 		                 n->address);
 	c->use_net = n->worker || n->address != NULL || n->listen != NULL ||
 	             n->local_peers > 1;
+	if (cfg->encrypt < RAYC_ENCRYPT_DEFAULT || cfg->encrypt > RAYC_ENCRYPT_OFF)
+		return rayc__err(RAYC_EINVAL, "encrypt %d: use "
+		                 "RAYC_ENCRYPT_DEFAULT, _ON or _OFF",
+		                 cfg->encrypt);
+	n->encrypt = cfg->encrypt == RAYC_ENCRYPT_ON;
+	if (cfg->encrypt == RAYC_ENCRYPT_DEFAULT &&
+	    (s = env_str("RAYC_ENCRYPT")) != NULL) {
+		if (strcmp(s, "on") == 0 || strcmp(s, "1") == 0)
+			n->encrypt = true;
+		else if (strcmp(s, "off") != 0 && strcmp(s, "0") != 0)
+			return rayc__err(RAYC_EINVAL, "RAYC_ENCRYPT=%s: use on "
+			                 "or off", s);
+	}
 	return resolve_driver_tasks(cfg, c);
 }
 

@@ -52,6 +52,13 @@ int rayc__test_send_as(uint32_t to, uint32_t as, uint64_t gen, int type,
  * wait_ms passed. */
 int rayc__test_hold_frames(uint32_t to, uint32_t as, int nconn,
                            size_t bytes, int want, int wait_ms);
+/* From now on counts (from 0) the batches of bytes this peer hands its
+ * sockets (after tagging, and encrypting if it does) that hold marker
+ * (NULL: stop looking, keeping the count); rayc__test_tap_hits says how
+ * many did.  The caller keeps
+ * marker alive. */
+void rayc__test_tap(const char *marker);
+uint64_t rayc__test_tap_hits(void);
 /* Tampers with the next frame of type (a RAYC__MSG_ number) this peer
  * sends peer id `peer`, after its tag is computed, as an attacker on the
  * path could: RAYC__TEST_FLIP flips a bit of its last payload byte and

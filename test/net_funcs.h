@@ -112,6 +112,37 @@ static void nf_hold_frames(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_hold_frames)
 
+/* (bytes) -> the same bytes. */
+static void nf_echo(rayc_ctx *c)
+{
+	const void *p;
+	size_t n;
+
+	if (rayc_arg_data(c, 0, &p, &n) == RAYC_OK)
+		rayc_return_bytes(c, 0, p, n);
+}
+RAYC_REMOTE(nf_echo)
+
+/* (marker bytes, or none) -> batches this peer sent holding the marker
+ * since it was armed; arms the tap with a marker, disarms it without. */
+static char nf_tap_marker[128];
+static void nf_tap(rayc_ctx *c)
+{
+	const void *p;
+	size_t n = 0;
+
+	rayc_return_i64(c, 0, (int64_t)rayc__test_tap_hits());
+	if (rayc_arg_count(c) > 0 && rayc_arg_data(c, 0, &p, &n) == RAYC_OK &&
+	    n > 0 && n < sizeof(nf_tap_marker)) {
+		memcpy(nf_tap_marker, p, n);
+		nf_tap_marker[n] = '\0';
+		rayc__test_tap(nf_tap_marker);
+	} else {
+		rayc__test_tap(NULL);
+	}
+}
+RAYC_REMOTE(nf_tap)
+
 static void nf_whoami(rayc_ctx *c)
 {
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

@@ -728,6 +728,7 @@ Test(lifecycle, each_bad_environment_value_is_named)
 		{ "RAYC_LOG_LEVEL", "loud" },
 		{ "RAYC_ROLE", "boss" },
 		{ "RAYC_DRIVER_TASKS", "maybe" },
+		{ "RAYC_ENCRYPT", "yes" },
 		{ "RAYC_STORE_DIR", NULL }, /* long_dir() */
 		{ "RAYC_TOKEN", NULL }, /* long_token(1025): not shown */
 	};
@@ -778,6 +779,8 @@ Test(lifecycle, each_bad_environment_value_is_named)
 		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "50" },
 		{ "RAYC_HEARTBEAT_TIMEOUT_MS", "3600000" },
 		{ "RAYC_LOCAL_PEERS", "1" },
+		{ "RAYC_ENCRYPT", "on" },
+		{ "RAYC_ENCRYPT", "off" },
 		{ "RAYC_RESOURCES", "GPU=0,disk=2.5" },
 		{ "RAYC_STORE_DIR", "/dev/shm/" },
 		{ "RAYC_TOKEN", NULL }, /* long_token(1024) */
@@ -816,6 +819,7 @@ Test(lifecycle, each_bad_config_field_is_named)
 		{ "local_peers", { .local_peers = 300 } },
 		{ "log_level", { .log_level = 99 } },
 		{ "role", { .role = 7 } },
+		{ "encrypt", { .encrypt = 3 } },
 		{ "store_dir", { .store_dir = long_dir() } },
 		{ "token", { .token = long_token(1025) } },
 		{ "resources", { .resources = &inf_gpu, .num_resources = 1 } },

@@ -53,7 +53,8 @@ static void count_shm_copy(void)
 
 /* A 64 MiB object made here and read by a task on peer B, then one made
  * on B and read here; every byte checked.  peer_env: B's extra setting. */
-static void both_ways_64mib(const char *peer_env)
+/* mid (NULL: none) runs once the peer is up. */
+static void both_ways_64mib_then(const char *peer_env, void (*mid)(uint32_t))
 {
 	driver_start();
 	rayc__test_set_shm_copy_hook(count_shm_copy);
@@ -61,6 +62,8 @@ static void both_ways_64mib(const char *peer_env)
 	wait_alive(2);
 	uint32_t pb = peer_of(b);
 	cr_assert_neq(pb, 0);
+	if (mid != NULL)
+		mid(pb);
 	const size_t n = (size_t)64 << 20;
 	/* Made here (peer A), consumed by a task forced onto peer B. */
 	uint8_t *buf = malloc(n);
@@ -95,6 +98,11 @@ static void both_ways_64mib(const char *peer_env)
 	cluster_stop();
 }
 
+static void both_ways_64mib(const char *peer_env)
+{
+	both_ways_64mib_then(peer_env, NULL);
+}
+
 /* Peers on one host: the object is copied out of the holder's arena. */
 Test(net, object_64mib_both_ways_byte_exact)
 {
@@ -110,6 +118,74 @@ Test(net, object_64mib_both_ways_byte_exact_over_tcp)
 	both_ways_64mib("RAYC_SAME_HOST_COPY=0");
 	cr_assert_eq(atomic_load(&shm_copies), 0, "copied out of an arena "
 	             "with RAYC_SAME_HOST_COPY=0");
+}
+
+/* Sends peer `to` a task whose argument (and so its answer) holds a
+ * marker and checks the answer; *here and *there get how many batches
+ * this peer and that one handed their sockets with the marker in. */
+static void marker_hits(uint32_t to, int64_t *here, int64_t *there)
+{
+	static const char marker[] = "rayc-test-marker-7f3a9c-plaintext";
+	char arg[256];
+	snprintf(arg, sizeof(arg), "<%s>", marker);
+	rayc_task_opts o = on_peer(to);
+	rayc_ref r;
+	/* Armed there first: this call carries the marker too. */
+	cr_assert_eq(rayc_call_opts(&r, "nf_tap", &o,
+	                            RAYC_BYTES(marker, strlen(marker))), 0);
+	get_i64(r);
+	rayc_release(r);
+	rayc__test_tap(marker);
+	cr_assert_eq(rayc_call_opts(&r, "nf_echo", &o,
+	                            RAYC_BYTES(arg, strlen(arg))), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(r, &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(v.len, strlen(arg));
+	cr_assert(memcmp(v.data, arg, v.len) == 0, "echo differs");
+	rayc_view_release(&v);
+	rayc_release(r);
+	rayc__test_tap(NULL);
+	*here = (int64_t)rayc__test_tap_hits();
+	cr_assert_eq(rayc_call_opts(&r, "nf_tap", &o), 0);
+	*there = get_i64(r);
+	rayc_release(r);
+}
+
+static void expect_clear(uint32_t pb)
+{
+	int64_t here, there;
+	marker_hits(pb, &here, &there);
+	cr_assert(here > 0 && there > 0, "the taps saw the marker sent in "
+	          "clear %lld times here, %lld there", (long long)here,
+	          (long long)there);
+}
+
+static void expect_sealed(uint32_t pb)
+{
+	int64_t here, there;
+	marker_hits(pb, &here, &there);
+	cr_assert(here == 0 && there == 0, "with RAYC_ENCRYPT=on the marker "
+	          "left in clear %lld times here, %lld there",
+	          (long long)here, (long long)there);
+}
+
+/* Without encryption a task's argument goes out as it is (the control
+ * for the test below: the tap sees what is sent). */
+Test(net, an_unencrypted_cluster_sends_arguments_as_they_are)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	both_ways_64mib_then("RAYC_SAME_HOST_COPY=0", expect_clear);
+}
+
+/* RAYC_ENCRYPT=on on the founder only (peers get no RAYC_* of the test
+ * process): the peer that joins encrypts too, no argument leaves in
+ * clear, and 64 MiB objects still cross both ways byte-exact over TCP
+ * (their chunks copied and encrypted, and decrypted where they land). */
+Test(net, an_encrypted_cluster_sends_no_plaintext)
+{
+	setenv("RAYC_ENCRYPT", "on", 1);
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	both_ways_64mib_then("RAYC_SAME_HOST_COPY=0", expect_sealed);
 }
 
 /* Peers of one host joined over a non-loopback address of it still
@@ -694,8 +770,8 @@ Test(net, dialer_without_the_key_is_refused_at_its_confirmation)
 	size_t n;
 	cr_assert_eq(read_frame(fd, p, sizeof(p), &n), RAYC__MSG_HELLO);
 	cr_assert_eq(n, 32);
-	/* AUTH: nonce, a share (any valid point), id 0, gen 0. */
-	uint8_t auth[32 + 32 + 4 + 8] = { 0 };
+	/* AUTH: nonce, a share (any valid point), id 0, gen 0, flag 0. */
+	uint8_t auth[32 + 32 + 4 + 8 + 1] = { 0 }; /* ..., no encryption */
 	randombytes_buf(auth, 32);
 	crypto_core_ristretto255_random(auth + 32);
 	write_frame(fd, RAYC__MSG_AUTH, auth, sizeof(auth));
@@ -767,7 +843,7 @@ Test(net, handshake_that_never_ends_is_closed)
 	int64_t t0 = rt_now_ms(), deadline = t0 + 20000;
 	/* The slow one: a well-formed AUTH, a byte a second (it would
 	 * take over a minute to be whole). */
-	uint8_t auth[32 + 32 + 4 + 8] = { 0 };
+	uint8_t auth[32 + 32 + 4 + 8 + 1] = { 0 }; /* ..., no encryption */
 	rayc__wbuf b = { 0 };
 	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_AUTH, 0);
 	rayc__w_bytes(&b, auth, sizeof(auth));

@@ -248,7 +248,7 @@ static void seal_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		size_t len = le32(h + 8);
 		if (len > c->out.len - at - RAYC__WIRE_HDR)
 			break; /* not whole: cannot happen */
-		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR, len, NULL, 0);
+		rayc__wire_seal_x(&c->tx, h, h + RAYC__WIRE_HDR, len);
 		c->out_sealed = at + RAYC__WIRE_HDR + len;
 		if (atomic_load_explicit(&tamper_how, memory_order_relaxed))
 			c->out_sealed += tamper_locked(c, at);
@@ -278,7 +278,12 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		rayc__w_u64(&c->out, x->len);
 		rayc__w_u64(&c->out, x->off);
 		rayc__w_u8(&c->out, (uint8_t)x->type);
-		rayc__w_frame_end_len(&c->out, f, n);
+		/* Encrypted, a payload cannot go out from the object's own
+		 * memory: it is copied, and sealed with the rest. */
+		bool copy = c->tx.enc;
+		if (copy)
+			rayc__w_bytes(&c->out, x->data + x->off, n);
+		rayc__w_frame_end_len(&c->out, f, copy ? 0 : n);
 		if (c->out.bad) {
 			/* No memory for the header: the fetcher asks again
 			 * once this connection is closed. */
@@ -288,11 +293,15 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 			break;
 		}
 		uint8_t *h = c->out.p + f;
-		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
-		                c->out.len - f - RAYC__WIRE_HDR,
-		                x->data + x->off, n);
+		if (copy)
+			rayc__wire_seal_x(&c->tx, h, h + RAYC__WIRE_HDR,
+			                  c->out.len - f - RAYC__WIRE_HDR);
+		else
+			rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
+			                c->out.len - f - RAYC__WIRE_HDR,
+			                x->data + x->off, n);
 		c->out_sealed = c->out.len;
-		if (n > 0) {
+		if (n > 0 && !copy) {
 			rayc__ext *e = &c->out_ext[c->n_out_ext++];
 			e->at = c->out.len;
 			e->p = x->data + x->off;
@@ -308,6 +317,40 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 			c->out_done = x;
 		}
 	}
+}
+
+/* Test (rayc__test_tap): the bytes to look for in what is sent, and
+ * how many batches held them. */
+static _Atomic(const char *) tap_marker;
+static _Atomic uint64_t tap_hits;
+
+void rayc__test_tap(const char *marker)
+{
+	if (marker != NULL)
+		atomic_store(&tap_hits, 0);
+	atomic_store(&tap_marker, marker);
+}
+
+uint64_t rayc__test_tap_hits(void)
+{
+	return atomic_load(&tap_hits);
+}
+
+/* Test: does the batch about to be sent hold the marker?  In the buffer
+ * or in a spliced piece (each searched alone). */
+static void tap_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
+{
+	const char *m = atomic_load_explicit(&tap_marker,
+	                                     memory_order_relaxed);
+	if (m == NULL)
+		return;
+	size_t n = strlen(m);
+	bool hit = memmem(c->inflight.p, c->inflight.len, m, n) != NULL;
+	for (int i = 0; i < c->n_inflight_ext && !hit; i++)
+		hit = memmem(c->inflight_ext[i].p, c->inflight_ext[i].n, m, n) !=
+		      NULL;
+	if (hit)
+		atomic_fetch_add(&tap_hits, 1);
 }
 
 /* Decides under c->mu whether to start a send; the send itself starts
@@ -336,6 +379,7 @@ static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	c->inflight_done = c->out_done; /* send_cb emptied it */
 	c->out_done = NULL;
 	c->sending = true;
+	tap_locked(c);
 	return true;
 }
 
@@ -563,16 +607,24 @@ bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,
 	}
 	seal_locked(c); /* what came before it first */
 	size_t f = c->out.len;
-	if (!append_locked(c, &c->out, head)) {
+	bool copy = c->tx.enc; /* encrypted: copied, as a CHUNK's payload */
+	if (!append_locked(c, &c->out, head) ||
+	    (copy && n > 0 && !rayc__wbuf_reserve(&c->out, n))) {
 		(void)flush_unlock(c); /* closes it: a frame is lost */
 		return false;
 	}
+	if (copy)
+		rayc__w_bytes(&c->out, ext, n);
 	/* Tagged now, over its bytes where they lie, like a CHUNK. */
 	uint8_t *h = c->out.p + f;
-	rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
-	                c->out.len - f - RAYC__WIRE_HDR, ext, n);
+	if (copy)
+		rayc__wire_seal_x(&c->tx, h, h + RAYC__WIRE_HDR,
+		                  c->out.len - f - RAYC__WIRE_HDR);
+	else
+		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
+		                c->out.len - f - RAYC__WIRE_HDR, ext, n);
 	c->out_sealed = c->out.len;
-	if (n > 0) {
+	if (n > 0 && !copy) {
 		rayc__ext *e = &c->out_ext[c->n_out_ext++];
 		e->at = c->out.len;
 		e->p = ext;
@@ -662,7 +714,8 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 	               h->type == RAYC__MSG_REFUSED &&
 	               rayc__wire_sum(p, h->len) == h->sum;
 	if (st == RAYC__CONN_OPEN && !refusal) {
-		if (!rayc__wire_check(&c->rx, hdr, p, h->len, NULL, 0)) {
+		if (!rayc__wire_open(&c->rx, hdr, (uint8_t *)p, h->len, NULL,
+		                     0)) {
 			refused(c, "tag");
 			return false;
 		}
@@ -735,7 +788,13 @@ static int try_direct(rayc__conn *c, const rayc__whdr *h, size_t off)
 	uint8_t *dst;
 	rayc__xin *x;
 
-	int r = rayc__remote_chunk_begin(c, sub, n, NULL, &dst, &x);
+	/* Encrypted, the sub-header is read from a decrypted copy; the
+	 * frame is checked, and its payload decrypted where it landed, once
+	 * it is all in (rx_finish). */
+	uint8_t plain[RAYC__CHUNK_SUB];
+	memcpy(plain, sub, sizeof(plain));
+	rayc__wire_peek(&c->rx, plain, sizeof(plain), 0);
+	int r = rayc__remote_chunk_begin(c, plain, n, NULL, &dst, &x);
 	if (r != 1)
 		return r < 0 ? -1 : 0; /* 2: taken, the rest is dropped */
 	if (have > RAYC__CHUNK_SUB)
@@ -765,8 +824,8 @@ static bool direct_candidate(rayc__conn *c, const rayc__whdr *h)
 static bool rx_finish(rayc__conn *c)
 {
 	rayc__xin *x = c->rx_x;
-	bool ok = rayc__wire_check(&c->rx, c->rx_hdr, c->rx_sub,
-	                           RAYC__CHUNK_SUB, c->rx_dst, c->rx_n);
+	bool ok = rayc__wire_open(&c->rx, c->rx_hdr, c->rx_sub,
+	                          RAYC__CHUNK_SUB, c->rx_dst, c->rx_n);
 
 	c->rx_x = NULL;
 	rayc__remote_chunk_end(c, x, c->rx_n, ok);

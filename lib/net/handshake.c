@@ -3,10 +3,10 @@
  *
  *   acceptor                             dialer
  *   HELLO   na                     ->
- *                                  <-    AUTH     nd, Yd, id, gen
+ *                                  <-    AUTH     nd, Yd, id, gen, enc
  *   WELCOME Ya, hidden(id, gen,
  *           coordinator, url, pk,
- *           SIG(th1)),
+ *           SIG(th1), enc),
  *           MAC(conf_a, th)        ->    (checks the MAC: the acceptor
  *                                         knows the token; and SIG: it
  *                                         is the member it says)
@@ -42,6 +42,12 @@
  * because its admission is not applied here, parks the connection:
  * nothing more is read from it until the view settles the claim
  * (rayc__hs_settle), or the handshake deadline closes it.
+ *
+ * enc: whether that side encrypts (RAYC_ENCRYPT).  The connection
+ * encrypts if either does; both flags are in the transcript the MACs
+ * cover, so no one on the path can clear them.  A dialer told by the
+ * acceptor that it encrypts encrypts from then on (a cluster set up to
+ * encrypt at its founder stays so as peers join).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,13 +182,17 @@ static void refuse(rayc__conn *c, const char *why)
 	hs_done(c);
 }
 
-/* Sets the frame keys of both directions from the CPace keys. */
-static void set_keys(rayc__conn *c, const rayc__cpace_keys *k)
+/* Sets the frame keys of both directions from the CPace keys; enc: the
+ * payloads are encrypted too (either side asked, and both said so
+ * inside the transcript, so no one on the path can turn it off). */
+static void set_keys(rayc__conn *c, const rayc__cpace_keys *k, bool enc)
 {
 	memcpy(c->tx.key, c->dialed ? k->d2a : k->a2d, 32);
 	memcpy(c->rx.key, c->dialed ? k->a2d : k->d2a, 32);
 	c->tx.ctr = 0;
 	c->rx.ctr = 0;
+	c->tx.enc = enc;
+	c->rx.enc = enc;
 }
 
 /* Acceptor: the connection came in; say HELLO with our nonce. */
@@ -226,6 +236,7 @@ bool rayc__hs_on_hello(rayc__conn *c, rayc__rd *rd)
 	rayc__w_bytes(&b, hs->cp.share, RAYC__CPACE_SHARE);
 	rayc__w_u32(&b, me);
 	rayc__w_u64(&b, gen);
+	rayc__w_u8(&b, atomic_load(&net->encrypt));
 	rayc__w_frame_end(&b, f);
 	if (b.bad) {
 		rayc__wbuf_fini(&b);
@@ -249,11 +260,12 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	const unsigned char *share = rayc__r_bytes(rd, RAYC__CPACE_SHARE);
 	uint32_t id = rayc__r_u32(rd);
 	uint64_t gen = rayc__r_u64(rd);
+	uint8_t enc = rayc__r_u8(rd);
 	unsigned char th[RAYC__CPACE_TH], mac[RAYC__CPACE_MAC];
 	rayc__cpace_keys k;
 
-	if (rd->bad || id >= RAYC__MAX_PEERS || hs == NULL ||
-	    hs->step != HS_HELLO_SENT)
+	if (rd->bad || rayc__rd_left(rd) != 0 || id >= RAYC__MAX_PEERS ||
+	    enc > 1 || hs == NULL || hs->step != HS_HELLO_SENT)
 		return false;
 	th_add(hs, RAYC__MSG_AUTH, rd->p, rd->n);
 	if (!rayc__cpace_start(&hs->cp, net->key, hs->n_mine, nonce))
@@ -283,6 +295,8 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_unlock(&net->mu);
 	rayc__w_bytes(&b, net->id_pk, RAYC__ID_PK);
 	rayc__w_bytes(&b, sig, sizeof(sig));
+	bool mine = atomic_load(&net->encrypt);
+	rayc__w_u8(&b, mine);
 	if (b.bad) {
 		rayc__cpace_wipe(&k, sizeof(k));
 		rayc__wbuf_fini(&b);
@@ -294,7 +308,7 @@ bool rayc__hs_on_auth(rayc__conn *c, rayc__rd *rd)
 	memcpy(hs->thf, th, sizeof(th));
 	rayc__cpace_mac(k.conf_a, th, mac);
 	rayc__cpace_mac(k.conf_d, th, hs->want);
-	set_keys(c, &k);
+	set_keys(c, &k, mine || enc);
 	rayc__cpace_wipe(&k, sizeof(k));
 	rayc__w_bytes(&b, mac, sizeof(mac));
 	rayc__w_frame_end(&b, f);
@@ -438,6 +452,7 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		ok = rayc__cpace_mac_ok(mac, want);
 	}
 	/* Only what the acceptor proved it said is shown and parsed. */
+	uint8_t their_enc = 0;
 	uint32_t id = 0, coord = 0;
 	uint64_t gen = 0;
 	char curl[RAYC__URL_MAX];
@@ -452,7 +467,8 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		rayc__r_str(&sr, curl, sizeof(curl));
 		const unsigned char *kp = rayc__r_bytes(&sr, RAYC__ID_PK);
 		const unsigned char *ks = rayc__r_bytes(&sr, RAYC__ID_SIG);
-		if (sr.bad || rayc__rd_left(&sr) != 0 ||
+		their_enc = rayc__r_u8(&sr);
+		if (sr.bad || rayc__rd_left(&sr) != 0 || their_enc > 1 ||
 		    id >= RAYC__MAX_PEERS || coord >= RAYC__MAX_PEERS) {
 			rayc__cpace_wipe(&k, sizeof(k));
 			return false; /* said by a peer with the token */
@@ -521,7 +537,11 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 	rayc__w_bytes(&b, net->id_pk, RAYC__ID_PK);
 	rayc__w_bytes(&b, sig, sizeof(sig));
 	rayc__w_frame_end(&b, f);
-	set_keys(c, &k);
+	/* A cluster that encrypts makes every peer that meets it encrypt
+	 * all its connections from then on. */
+	if (their_enc)
+		atomic_store(&net->encrypt, true);
+	set_keys(c, &k, their_enc || atomic_load(&net->encrypt));
 	rayc__cpace_wipe(&k, sizeof(k));
 	c->peer = id;
 	c->gen = gen;

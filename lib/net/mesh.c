@@ -827,6 +827,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	crypto_generichash(net->key, sizeof(net->key),
 	                   (const unsigned char *)token, strlen(token), NULL, 0);
 	crypto_sign_keypair(net->id_pk, net->id_sk);
+	atomic_init(&net->encrypt, conf->encrypt);
 	net->rx_max = RAYC__PEER_RX_MAX;
 	const char *rm = getenv("RAYC__PEER_RX_MAX"); /* tests only */
 	if (rm != NULL && strtoull(rm, NULL, 10) > 0)

@@ -27,6 +27,7 @@ typedef struct rayc__net_conf {
 	int local_peers;     /* founder: start this many - 1 more peers */
 	bool worker;         /* RAYC_ROLE=worker */
 	int heartbeat_timeout_ms;
+	bool encrypt;        /* RAYC_ENCRYPT=on */
 } rayc__net_conf;
 
 /* Starts the mesh (listener, loop thread), then founds or joins a

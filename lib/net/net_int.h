@@ -320,6 +320,9 @@ struct rayc__net {
 	 * committed with its admission (ADD), and every handshake proves the
 	 * id it claims with the secret half (handshake.c). */
 	unsigned char id_pk[RAYC__ID_PK], id_sk[RAYC__ID_SK];
+	/* Encrypt frame payloads (RAYC_ENCRYPT, or a peer of the cluster
+	 * met in a handshake did): each connection then encrypts. */
+	_Atomic bool encrypt;
 	/* Receive buffers beyond RAYC__RX_BASE held for each member, and
 	 * the most allowed (conn.c). */
 	_Atomic size_t rx_held[RAYC__MAX_PEERS];

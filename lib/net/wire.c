@@ -183,6 +183,61 @@ bool rayc__wire_check(rayc__wauth *w, const uint8_t *hdr, const void *a,
 	return crypto_verify_16(tag, hdr + RAYC__WIRE_TAG_AT) == 0;
 }
 
+/* XORs n bytes at p, which sit at offset off of the payload of frame
+ * number ctr, with that frame's keystream (ChaCha20 from block 1). */
+static void xor_at(const unsigned char key[32], uint64_t ctr, uint8_t *p,
+                   size_t n, size_t off)
+{
+	unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = { 0 };
+
+	put_le(nonce + 4, ctr, 8);
+	size_t skip = off % 64;
+	uint64_t blk = 1 + off / 64;
+	if (skip != 0 && n > 0) {
+		/* A piece that starts inside a block: that block first. */
+		uint8_t ks[64] = { 0 };
+		crypto_stream_chacha20_ietf_xor_ic(ks, ks, sizeof(ks), nonce,
+		                                   (uint32_t)blk, key);
+		size_t k = 64 - skip < n ? 64 - skip : n;
+		for (size_t i = 0; i < k; i++)
+			p[i] ^= ks[skip + i];
+		sodium_memzero(ks, sizeof(ks));
+		p += k;
+		n -= k;
+		blk++;
+	}
+	if (n > 0)
+		crypto_stream_chacha20_ietf_xor_ic(p, p, n, nonce, (uint32_t)blk,
+		                                   key);
+}
+
+void rayc__wire_seal_x(rayc__wauth *w, uint8_t *hdr, uint8_t *a, size_t an)
+{
+	if (w->enc)
+		xor_at(w->key, w->ctr, a, an, 0);
+	tag_of(w, hdr, a, an, NULL, 0, hdr + RAYC__WIRE_TAG_AT);
+}
+
+bool rayc__wire_open(rayc__wauth *w, const uint8_t *hdr, uint8_t *a,
+                     size_t an, uint8_t *b, size_t bn)
+{
+	uint64_t ctr = w->ctr;
+
+	if (!rayc__wire_check(w, hdr, a, an, b, bn))
+		return false;
+	if (w->enc) {
+		xor_at(w->key, ctr, a, an, 0);
+		xor_at(w->key, ctr, b, bn, an);
+	}
+	return true;
+}
+
+void rayc__wire_peek(const rayc__wauth *w, uint8_t *p, size_t n, size_t off)
+{
+	if (w->enc)
+		xor_at(w->key, w->ctr, p, n, off);
+}
+
 /* In wire_sum.c: the same built for AVX2. */
 bool rayc__wire_have_avx2(void);
 uint64_t rayc__wire_sum2_avx2(const void *a, size_t an, const void *b,

@@ -21,8 +21,13 @@
  * connection closes (the peers send again what was lost, relink.c).
  * The tag is computed over pieces in order (header, then the payload
  * where it lies: in the batch, or spliced from an object, or received
- * straight into its destination), so nothing is copied for it.  Frames
- * are authenticated, not encrypted.
+ * straight into its destination), so nothing is copied for it.  On a
+ * connection that encrypts (RAYC_ENCRYPT, handshake.c) the payload is
+ * first encrypted in place with the same ChaCha20 stream from block 1 on
+ * (RFC 8439's AEAD construction without its length block: the length is
+ * in the tagged header) and the tag covers the ciphertext; payloads that
+ * would be spliced are copied into the batch for it.  The header is
+ * never encrypted.
  *
  * The writer grows a buffer; the reader never trusts a length: each get
  * checks what is left and marks the reader bad instead of reading past
@@ -97,6 +102,7 @@ typedef struct rayc__whdr {
 typedef struct rayc__wauth {
 	unsigned char key[32];
 	uint64_t ctr;
+	bool enc; /* payloads encrypted too (the handshake chose it) */
 } rayc__wauth;
 
 /* Writes the tag of the frame whose header (length filled in) is at hdr
@@ -108,6 +114,22 @@ void rayc__wire_seal(rayc__wauth *w, uint8_t *hdr, const void *a,
  * is not the one its number and bytes give. */
 bool rayc__wire_check(rayc__wauth *w, const uint8_t *hdr, const void *a,
                       size_t an, const void *b, size_t bn);
+
+/* The same for a connection that may encrypt (w->enc): the payload is
+ * encrypted in place (ChaCha20 under the direction's key, the frame's
+ * number as nonce, from block 1: block 0 gives the tag's one-time key),
+ * then tagged; all of it in one piece, a. */
+void rayc__wire_seal_x(rayc__wauth *w, uint8_t *hdr, uint8_t *a, size_t an);
+/* Checks a received frame (its payload a then b), counts it and, on a
+ * connection that encrypts, decrypts both pieces in place. */
+bool rayc__wire_open(rayc__wauth *w, const uint8_t *hdr, uint8_t *a,
+                     size_t an, uint8_t *b, size_t bn);
+/* Decrypts n bytes at p, which sit at offset off of the payload of the
+ * next frame to be received (not counted, not checked: only to read a
+ * CHUNK's sub-header before its payload arrives).  Nothing to do unless
+ * w->enc. */
+void rayc__wire_peek(const rayc__wauth *w, uint8_t *p, size_t n,
+                     size_t off);
 
 /* Parses and checks a header (magic, version, type, len <= max). */
 bool rayc__whdr_parse(const uint8_t *p, size_t max_len, rayc__whdr *h);
