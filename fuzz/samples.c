@@ -133,8 +133,8 @@ static void data_samples(rayc__rt *rt, fuzz_sample *s, int *n, int max,
 	fuzz_sample *x;
 
 	if ((x = add(s, n, max, RAYC__MSG_TASK, "task")) != NULL) {
-		rayc__w_u64(&x->p, 11); /* task id */
-		rayc__w_u64(&x->p, 12);
+		rayc__w_u64(&x->p, 11); /* task id (its low 16 bits clear) */
+		rayc__w_u64(&x->p, (uint64_t)12 << 16);
 		rayc__w_u32(&x->p, 1);  /* dispatch */
 		rayc__w_str(&x->p, FUZZ_TASK_FN);
 		rayc__w_u32(&x->p, 0);  /* attempt */

@@ -123,3 +123,32 @@ Test(frames, a_frame_with_a_bad_tag_closes_the_connection)
 	}
 	fuzz_samples_free(s, n);
 }
+
+/* A TASK whose id has any of the low 16 bits set (those of its returns'
+ * ids) is refused: its returns would share one id, and the object table
+ * held that id thousands of times (fuzz_msgs: uthash then doubled its
+ * buckets up to a 2 GiB allocation).  Before, this TASK was run; the same
+ * one with a proper id still is. */
+Test(frames, a_task_whose_returns_would_share_an_id_is_refused)
+{
+	fuzz_sample s[64];
+	int n = fuzz_samples(s, 64, FUZZ_PEER);
+	int task = -1;
+
+	for (int i = 0; i < n && task < 0; i++)
+		if (strcmp(s[i].name, "task") == 0)
+			task = i;
+	cr_assert_geq(task, 0);
+	uint8_t *q = malloc(s[task].p.len);
+	cr_assert_not_null(q);
+	memcpy(q, s[task].p.p, s[task].p.len);
+	cr_assert_eq(feed(RAYC__MSG_TASK, q, s[task].p.len), 0,
+	             "a proper TASK was refused");
+	/* Task id: hi (8 bytes), then lo: its lowest byte set. */
+	q[8] = 0xff;
+	cr_assert_eq(feed(RAYC__MSG_TASK, q, s[task].p.len), 1,
+	             "a TASK whose returns share an id was taken");
+	free(q);
+	fuzz_samples_free(s, n);
+	still_works();
+}
