@@ -135,7 +135,7 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 		rayc__targ *a = &t->args[i];
 		a->type = args[i].type;
 		a->task = t;
-		switch (a->type) {
+		switch ((int)a->type) { /* RAYC__TYPE_STRN is no rayc_type */
 		case RAYC_TYPE_I64:
 			a->v.i64 = args[i].v.i64;
 			a->len = 8;
@@ -143,6 +143,17 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 		case RAYC_TYPE_F64:
 			a->v.f64 = args[i].v.f64;
 			a->len = 8;
+			break;
+		case RAYC__TYPE_STRN:
+			/* A string of len bytes, not terminated (from the
+			 * wire): copied and terminated. */
+			a->type = RAYC_TYPE_STR;
+			a->len = args[i].len;
+			if (a->len > 0)
+				memcpy(copy, args[i].v.ptr, a->len);
+			copy[a->len] = '\0';
+			a->v.ptr = copy;
+			copy += (a->len + 1 + 7) & ~(size_t)7;
 			break;
 		case RAYC_TYPE_STR:
 			a->len = strlen(args[i].v.ptr);

@@ -352,7 +352,10 @@ int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
 	RAYC_REQUIRES(rt->mu);
 
 /* One allocation for a task, its args, return pointers and by-value
- * copies (api.c); also used for tasks arriving from other peers. */
+ * copies (api.c); also used for tasks arriving from other peers, whose
+ * strings come as RAYC__TYPE_STRN: len bytes, not NUL-terminated, copied
+ * and terminated into len + 1 of extra (rounded up to 8). */
+#define RAYC__TYPE_STRN ((rayc_type)100)
 rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
                              uint32_t nret, size_t extra);
 

@@ -112,6 +112,20 @@ static void nf_hold_frames(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_hold_frames)
 
+/* (str, bytes) -> the string, then the bytes, as the task saw them. */
+static void nf_str_then_bytes(rayc_ctx *c)
+{
+	const void *s, *b;
+	size_t sn, bn;
+
+	if (rayc_arg_data(c, 0, &s, &sn) == RAYC_OK &&
+	    rayc_arg_data(c, 1, &b, &bn) == RAYC_OK) {
+		rayc_return_bytes(c, 0, s, strlen(s));
+		rayc_return_bytes(c, 1, b, bn);
+	}
+}
+RAYC_REMOTE(nf_str_then_bytes)
+
 /* (bytes) -> the same bytes. */
 static void nf_echo(rayc_ctx *c)
 {

@@ -152,3 +152,30 @@ Test(frames, a_task_whose_returns_would_share_an_id_is_refused)
 	fuzz_samples_free(s, n);
 	still_works();
 }
+
+/* A TASK whose argument is a ref sent inline with the type of a string:
+ * before, the executor took it for a by-value string and wrote a
+ * terminator through the ref's null pointer (fuzz_msgs: UBSan, then
+ * SIGSEGV).  Now it is handled like any inline ref. */
+Test(frames, a_task_with_an_inline_ref_typed_as_a_string_is_handled)
+{
+	fuzz_sample s[64];
+	int n = fuzz_samples(s, 64, FUZZ_PEER);
+	int task = -1;
+
+	for (int i = 0; i < n && task < 0; i++)
+		if (strcmp(s[i].name, "task") == 0)
+			task = i;
+	cr_assert_geq(task, 0);
+	size_t len = s[task].p.len;
+	uint8_t *q = malloc(len);
+	cr_assert_not_null(q);
+	memcpy(q, s[task].p.p, len);
+	/* The sample ends with the inline ref: type, blob (u64, "inline"). */
+	cr_assert_eq(q[len - 15], RAYC_TYPE_BYTES);
+	q[len - 15] = RAYC_TYPE_STR;
+	(void)feed(RAYC__MSG_TASK, q, len);
+	free(q);
+	fuzz_samples_free(s, n);
+	still_works();
+}

@@ -169,6 +169,38 @@ static void expect_sealed(uint32_t pb)
 	          (long long)here, (long long)there);
 }
 
+/* A string argument of a multiple of 8 bytes, then another by-value
+ * argument, run on another peer: both arrive whole.  Before, the
+ * string's terminator was written after both were copied, over the next
+ * argument's first byte ("xyz" arrived as "\0yz"). */
+Test(net, a_remote_task_gets_its_string_and_the_argument_after_it)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(b));
+	o.num_returns = 2;
+	rayc_ref r[2];
+	cr_assert_eq(rayc_call_opts(r, "nf_str_then_bytes", &o,
+	                            RAYC_STR("abcdefgh"),
+	                            RAYC_BYTES("xyz", 3)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(r[0], &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert(v.len == 8 && memcmp(v.data, "abcdefgh", 8) == 0,
+	          "the string arrived as %.*s", (int)v.len,
+	          (const char *)v.data);
+	rayc_view_release(&v);
+	cr_assert_eq(rayc_get(r[1], &v, 30000), 0, "%s", rayc_errmsg());
+	cr_assert(v.len == 3 && memcmp(v.data, "xyz", 3) == 0,
+	          "the bytes after it arrived as %02x%02x%02x",
+	          ((const uint8_t *)v.data)[0], ((const uint8_t *)v.data)[1],
+	          ((const uint8_t *)v.data)[2]);
+	rayc_view_release(&v);
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+	cluster_stop();
+}
+
 /* Without encryption a task's argument goes out as it is (the control
  * for the test below: the tap sees what is sent). */
 Test(net, an_unencrypted_cluster_sends_arguments_as_they_are)

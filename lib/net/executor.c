@@ -22,7 +22,7 @@ typedef struct refarg {
 	uint32_t owner, loc;
 	bool inl;
 	bool fetch; /* its bytes are to be fetched */
-	rayc_type type;
+	rayc_type type; /* an inline ref's object type */
 	const void *data;
 	size_t len;
 } refarg;
@@ -182,8 +182,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 				/* by-value strings are copied NUL-terminated */
 				if (p == NULL || memchr(p, '\0', n) != NULL)
 					rd->bad = true;
-				a->type = RAYC_TYPE_BYTES;
-				refs[i].type = RAYC_TYPE_STR;
+				a->type = RAYC__TYPE_STRN;
 			}
 			extra += ((n + 1 + 7) & ~(size_t)7);
 			break;
@@ -233,12 +232,6 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
 		return;
 	}
-	for (uint32_t i = 0; i < nargs; i++)
-		if (refs[i].type == RAYC_TYPE_STR) {
-			/* restore the type; the copy is NUL-terminated */
-			((char *)t->args[i].v.ptr)[t->args[i].len] = '\0';
-			t->args[i].type = RAYC_TYPE_STR;
-		}
 	t->id = id;
 	t->fn = fn;
 	t->attempt = attempt;
