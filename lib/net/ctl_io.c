@@ -574,13 +574,15 @@ void rayc__ctl_run_recv(rayc__net *net, void *arg)
 	rmsg *r = arg;
 	rayc__ctl *ctl = net->ctl;
 
-	/* Raft speaks only to the servers of its configuration (a peer that
-	 * has none yet is being added and hears its leader): a member
-	 * outside it has nothing to say to raft, and an AppendEntries from
-	 * one crashed libraft (fuzz_msgs). */
+	/* A leader hears only the servers of its configuration: a member
+	 * outside it has nothing to tell a leader, and an AppendEntries from
+	 * one crashed libraft (fuzz_msgs).  Others hear any member: a
+	 * follower behind a configuration change that added the leader must
+	 * still take its entries to learn of it. */
 	bool live = ctl->started && !ctl->closing && ctl->recv_cb != NULL;
 	const struct raft_configuration *conf = &ctl->raft.configuration;
-	bool in = live && conf->n == 0;
+	bool in = live && (conf->n == 0 ||
+	                   raft_state(&ctl->raft) != RAFT_LEADER);
 	for (unsigned i = 0; live && i < conf->n && !in; i++)
 		in = conf->servers[i].id == r->m.server_id;
 	if (live && in) {

@@ -253,7 +253,6 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 			rayc__event_set(&net->join_ev);
 			return;
 		}
-		net->self = id;
 		net->coord = c->peer;
 		net->coord_seen = rayc__now_ns();
 		net->peers[c->peer].conn = c;
@@ -263,6 +262,10 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 			return;
 		}
 		rayc__mutex_lock(&net->mu);
+		/* Our id only with its incarnation in the view: a dial made
+		 * in between claims (id, gen 0), which others take for a
+		 * dead holder of the slot and answer REMOVED. */
+		net->self = id;
 		bool in = net->peers[id].known && net->peers[id].alive;
 		/* The peer that admitted us proved a key in the handshake:
 		 * it must be the one the cluster committed for its id. */
