@@ -18,6 +18,7 @@ struct bench_opts {
 	int quick;    /* --quick: short repetitions, fewer of them */
 	double rep_s; /* target length of one timed repetition, seconds */
 	int reps;     /* timed repetitions per measurement (median taken) */
+	int costs;    /* --costs: syscalls, faults, switches per unit */
 };
 
 extern struct bench_opts bench_g;
@@ -89,6 +90,54 @@ void bench_emit(const char *name, double value, const char *unit,
                 int higher_is_better, const char *baseline,
                 double baseline_value);
 
+/* Prints v as a JSON number, or null if it is not finite. */
+void bench_put_num(double v);
+
+/* ------------------------------------------------------------------ */
+/* Costs (--costs; bench_costs.c)                                       */
+/* ------------------------------------------------------------------ */
+#define BENCH_COST_KIDS 16
+
+/* Counts at the start of an interval (internal to bench_costs.c). */
+struct bench_cost_snap {
+	uint64_t sys, faults, ctxsw;
+	int sys_ok, nkids;
+	long kid[BENCH_COST_KIDS];
+	uint64_t kid_faults[BENCH_COST_KIDS], kid_ctxsw[BENCH_COST_KIDS];
+};
+
+/* Kernel costs summed over the timed intervals of one measurement (a
+ * figure's, or its baseline's, repetitions).  Zero-initialise. */
+struct bench_cost {
+	double units;            /* work done: tasks, round trips, MiB */
+	double syscalls, faults, ctxsw;
+	int sys_ok;              /* every interval had a syscall count */
+	int peers;               /* most child processes counted at once */
+	int intervals;
+	struct bench_cost_snap at;
+};
+
+/* Opens the syscall counter; call before any thread or child process
+ * exists (it counts those created later).  Says on stderr why syscalls
+ * are n/a if it cannot. */
+void bench_costs_open(void);
+
+/* Brackets one timed interval; no-ops without --costs or with c NULL.
+ * units: the work done in the interval. */
+void bench_cost_begin(struct bench_cost *c);
+void bench_cost_end(struct bench_cost *c, double units);
+
+/* Where bench_timed_loop adds its interval (and its call count as the
+ * units), and rep functions that time themselves theirs; NULL: none. */
+extern struct bench_cost *bench_cost_cur;
+
+/* Costs the next bench_emit prints (per: the unit's name, "task"...);
+ * either may be NULL (printed as null). */
+void bench_costs_next(const char *per, const struct bench_cost *fig,
+                      const struct bench_cost *base);
+/* For bench_emit. */
+void bench_costs_put(const char *name, const char *baseline);
+
 /* ------------------------------------------------------------------ */
 /* Runtime                                                              */
 /* ------------------------------------------------------------------ */
@@ -127,6 +176,7 @@ double bench_pool_run(bench_pool *p, size_t ntasks, int nsubmitters,
 /* Microseconds per round trip of a two-thread ping-pong, measured for
  * about `seconds`.  spin = 0: mutex + condvar; 1: spinning on an atomic. */
 double bench_pingpong_us(int spin, double seconds);
+/* (bench_timed_loop inside counts into bench_cost_cur, per round trip.) */
 
 /* GB/s (1e9 bytes/s) of memcpy(dst, src, n) into an already-touched dst,
  * over `reps` repetitions, median. */

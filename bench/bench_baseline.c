@@ -354,12 +354,15 @@ double bench_memcpy_gbps(void *dst, const void *src, size_t n, int reps)
 	if (reps > 64)
 		reps = 64;
 	for (i = 0; i < reps; i++) {
-		double t0 = bench_now(), t1;
+		double t0, t1;
 
+		bench_cost_begin(bench_cost_cur);
+		t0 = bench_now();
 		memcpy(dst, src, n);
 		/* Keep the copy from being optimised away. */
 		__asm__ __volatile__("" : : "r"(dst) : "memory");
 		t1 = bench_now();
+		bench_cost_end(bench_cost_cur, (double)n / (1 << 20));
 		v[i] = (double)n / (t1 - t0) / 1e9;
 	}
 	return bench_median(v, reps);

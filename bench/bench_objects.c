@@ -50,6 +50,7 @@ static void get_figure(const char *name, size_t bytes)
 	void *buf;
 	rayc_ref ref;
 	rayc_view v;
+	struct bench_cost c = { 0 };
 	double r;
 
 	if (!bench_want(name))
@@ -65,8 +66,11 @@ static void get_figure(const char *name, size_t bytes)
 	if (((const unsigned char *)v.data)[bytes - 1] != 0x5a)
 		bench_die("%s: rayc_get gave wrong contents", name);
 	rayc_view_release(&v);
+	bench_cost_cur = &c;
 	r = bench_median_reps(name, get_rep, &ref, bench_g.reps);
+	bench_cost_cur = NULL;
 	BENCH_CHECK(rayc_release(ref));
+	bench_costs_next("call", &c, NULL);
 	bench_emit(name, r, "calls/s", 1, NULL, 0);
 }
 
@@ -105,6 +109,7 @@ static void put_calls_figure(const char *name, size_t bytes)
 {
 	static unsigned char buf[KIB_BYTES];
 	struct put_arg a = { buf, bytes };
+	struct bench_cost c = { 0 };
 	double r;
 	int i;
 
@@ -114,7 +119,10 @@ static void put_calls_figure(const char *name, size_t bytes)
 	memset(buf, 0x33, sizeof buf);
 	for (i = 0; i < 256; i++)
 		put_once(&a); /* warm-up */
+	bench_cost_cur = &c;
 	r = bench_median_reps(name, put_rep, &a, bench_g.reps);
+	bench_cost_cur = NULL;
+	bench_costs_next("call", &c, NULL);
 	bench_emit(name, r, "calls/s", 1, NULL, 0);
 }
 
@@ -131,11 +139,14 @@ void bench_fig_put_calls(void)
 static double put_seconds(const void *src, size_t n)
 {
 	rayc_ref ref;
-	double t0 = bench_now(), t1;
+	double t0, t1;
 
+	bench_cost_begin(bench_cost_cur);
+	t0 = bench_now();
 	BENCH_CHECK(rayc_put(&ref, src, n));
 	BENCH_CHECK(rayc_release(ref));
 	t1 = bench_now();
+	bench_cost_end(bench_cost_cur, (double)n / (1 << 20));
 	return t1 - t0;
 }
 
@@ -171,6 +182,7 @@ static void put_bandwidth(const char *name, const char *base, size_t n,
                           int reps)
 {
 	void *src, *dst;
+	struct bench_cost rc = { 0 }, mc = { 0 };
 	double rv[64], mv[64], r, m;
 	int i;
 
@@ -182,9 +194,12 @@ static void put_bandwidth(const char *name, const char *base, size_t n,
 	/* First touch of store pages is slow on VMs; keep it out. */
 	(void)put_seconds(src, n);
 	for (i = 0; i < reps; i++) {
+		bench_cost_cur = &mc;
 		mv[i] = memcpy_gbps_for(dst, src, n, bench_g.rep_s);
+		bench_cost_cur = &rc;
 		rv[i] = put_gbps(src, n, bench_g.rep_s);
 	}
+	bench_cost_cur = NULL;
 	free(dst);
 	free(src);
 	m = bench_median(mv, reps);
@@ -192,6 +207,7 @@ static void put_bandwidth(const char *name, const char *base, size_t n,
 	fprintf(stderr, "  %s: rayc_put %.4g GB/s [%.4g..%.4g], memcpy %.4g "
 	        "GB/s [%.4g..%.4g], %d reps\n",
 	        name, r, rv[0], rv[reps - 1], m, mv[0], mv[reps - 1], reps);
+	bench_costs_next("MiB", &rc, &mc);
 	bench_emit(name, r, "GB/s", 1, base, m);
 }
 

@@ -237,6 +237,7 @@ static double tcp_bw_rep(void *arg)
 {
 	struct bw *b = arg;
 	uint64_t n = b->total;
+	bench_cost_begin(bench_cost_cur);
 	double t0 = bench_now();
 	if (write(b->fd, &n, 8) != 8)
 		bench_die("baseline: tcp sink failed");
@@ -251,7 +252,9 @@ static double tcp_bw_rep(void *arg)
 	char k;
 	if (read_full(b->fd, &k, 1) != 0)
 		bench_die("baseline: tcp sink ack missing");
-	return (double)b->total / (bench_now() - t0) / 1e9;
+	double t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)b->total / (1 << 20));
+	return (double)b->total / t / 1e9;
 }
 
 static void nng_ping(void *arg)
@@ -281,6 +284,7 @@ static double nng_push_rep(void *arg)
 	struct pp *p = arg;
 	char buf[64] = { 'x' };
 	long n = bench_g.quick ? 4000 : 20000;
+	bench_cost_begin(bench_cost_cur);
 	double t0 = bench_now();
 	for (long i = 0; i < n; i++)
 		if (nng_send(p->push, buf, 64, 0) != 0)
@@ -294,11 +298,15 @@ static double nng_push_rep(void *arg)
 	if (nng_sendmsg(p->req, m, 0) != 0 || nng_recvmsg(p->req, &m, 0) != 0)
 		bench_die("baseline: nng count failed");
 	nng_msg_free(m);
-	return (double)n / (bench_now() - t0);
+	double t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)n);
+	return (double)n / t;
 }
 
 struct baselines {
 	double tcp_rtt_us, tcp_gbps, nng_rtt_us, nng_push_rate;
+	/* --costs: per round trip, per MiB, per round trip, per message */
+	struct bench_cost tcp_rtt_c, tcp_bw_c, nng_rtt_c, nng_push_c;
 };
 
 static void measure_baselines(struct baselines *bl)
@@ -306,6 +314,8 @@ static void measure_baselines(struct baselines *bl)
 	struct echo e;
 	echo_start(&e);
 	int fd = dial_tcp(e.tport);
+	memset(bl, 0, sizeof *bl);
+	bench_cost_cur = &bl->tcp_rtt_c;
 	bl->tcp_rtt_us = bench_median_reps("baseline raw TCP round trip (us)",
 	                                   tcp_rtt_rep, &fd, bench_g.reps);
 	char q[64] = { 'Q' };
@@ -313,6 +323,7 @@ static void measure_baselines(struct baselines *bl)
 	close(fd);
 	struct bw b = { dial_tcp(e.sport), (size_t)256 << 20, NULL };
 	b.buf = bench_xmalloc_touched((size_t)1 << 20, 1);
+	bench_cost_cur = &bl->tcp_bw_c;
 	bl->tcp_gbps = bench_median_reps("baseline raw TCP bandwidth (GB/s)",
 	                                 tcp_bw_rep, &b, bench_g.reps);
 	uint64_t zero = 0;
@@ -329,10 +340,13 @@ static void measure_baselines(struct baselines *bl)
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", e.pport);
 	if (nng_dial(p.push, url, NULL, 0) != 0)
 		bench_die("baseline: nng dial pull failed");
+	bench_cost_cur = &bl->nng_rtt_c;
 	bl->nng_rtt_us = bench_median_reps("baseline NNG req/rep (us)",
 	                                   nng_rtt_rep, &p.req, bench_g.reps);
+	bench_cost_cur = &bl->nng_push_c;
 	bl->nng_push_rate = bench_median_reps("baseline NNG push/pull (msg/s)",
 	                                      nng_push_rep, &p, bench_g.reps);
+	bench_cost_cur = NULL;
 	nng_msg *m;
 	nng_msg_alloc(&m, 0);
 	nng_msg_append(m, "Q", 1);
@@ -377,12 +391,14 @@ static double remote_async_rep(void *arg)
 	(void)arg;
 	size_t n = bench_g.quick ? 20000 : 100000;
 	rayc_ref *r = bench_xmalloc(n * sizeof(rayc_ref));
+	bench_cost_begin(bench_cost_cur);
 	double t0 = bench_now();
 	for (size_t i = 0; i < n; i++)
 		remote_noop(&r[i]);
 	for (size_t i = 0; i < n; i++)
 		bench_get_release(r[i]);
 	double t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)n);
 	free(r);
 	return (double)n / t;
 }
@@ -399,10 +415,12 @@ static double remote_xfer_rep(void *arg)
 	BENCH_CHECK(rayc_call_opts(&r, "bench_make", &o,
 	                           RAYC_I64((int64_t)xfer_size)));
 	BENCH_CHECK(rayc_wait(&r, 1, 1, BENCH_GET_TIMEOUT_MS, NULL, NULL));
+	bench_cost_begin(bench_cost_cur);
 	double t0 = bench_now();
 	rayc_view v;
 	BENCH_CHECK(rayc_get(r, &v, BENCH_GET_TIMEOUT_MS));
 	double t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)xfer_size / (1 << 20));
 	if (v.len != xfer_size)
 		bench_die("transfer: got %zu bytes, not %zu", v.len, xfer_size);
 	rayc_view_release(&v);
@@ -582,6 +600,12 @@ void bench_fig_remote(void)
 		double med = bench_median(v, reps);
 		fprintf(stderr, "  cluster_formation_4: median %.3f s, best "
 		        "%.3f s\n", med, best);
+		/* Its peers start and exit inside each interval, so
+		 * their faults and switches cannot be read in /proc. */
+		if (bench_g.costs)
+			fputs("  cluster_formation_4: costs not measured (the "
+			      "peers start and stop inside the timed part)\n",
+			      stderr);
 		bench_emit("cluster_formation_4", med, "s", 0, NULL, 0);
 	}
 	if (bench_want("coordinator_failover")) {
@@ -602,6 +626,10 @@ void bench_fig_remote(void)
 			        "(election median %.0f ms; heartbeat timeout "
 			        "1000 ms)\n", bench_median(v, ok),
 			        bench_median(e, ok));
+			if (bench_g.costs)
+				fputs("  coordinator_failover: costs not "
+				      "measured (its processes are killed "
+				      "and restarted)\n", stderr);
 			bench_emit("coordinator_failover", bench_median(v, ok),
 			           "ms", 0, "heartbeat_timeout_ms", 1000);
 		} else {
@@ -619,18 +647,26 @@ void bench_fig_remote(void)
 	BENCH_CHECK(rayc_init(&cfg));
 	other = rayc_peer_id() == 1 ? 2 : 1;
 	if (bench_want("remote_tasks_sync")) {
+		struct bench_cost c = { 0 };
+		bench_cost_cur = &c;
 		double us = bench_median_reps("remote_tasks_sync (us)",
 		                              remote_sync_rep, NULL,
 		                              bench_g.reps);
+		bench_cost_cur = NULL;
+		bench_costs_next("round trip", &c, &bl.tcp_rtt_c);
 		bench_emit("remote_tasks_sync", us, "us", 0,
 		           "raw_tcp_roundtrip_us", bl.tcp_rtt_us);
 		fprintf(stderr, "  (NNG req/rep round trip: %.1f us)\n",
 		        bl.nng_rtt_us);
 	}
 	if (bench_want("remote_tasks_async")) {
+		struct bench_cost c = { 0 };
+		bench_cost_cur = &c;
 		double r = bench_median_reps("remote_tasks_async (tasks/s)",
 		                             remote_async_rep, NULL,
 		                             bench_g.reps);
+		bench_cost_cur = NULL;
+		bench_costs_next("task", &c, &bl.nng_push_c);
 		bench_emit("remote_tasks_async", r, "tasks/s", 1,
 		           "nng_push_pull_msgs_per_s", bl.nng_push_rate);
 	}
@@ -656,14 +692,19 @@ void bench_fig_remote(void)
 			setenv("RAYC_SAME_HOST_COPY", "0", 1);
 		xfer_size = x[i].n;
 		int reps = x[i].n >= ((size_t)1 << 30) ? 3 : bench_g.reps;
+		struct bench_cost c = { 0 };
+		bench_cost_cur = &c;
 		double g = bench_median_reps(x[i].name, remote_xfer_rep, NULL,
 		                             reps);
+		bench_cost_cur = NULL;
+		bench_costs_next("MiB", &c, &bl.tcp_bw_c);
 		bench_emit(x[i].name, g, "GB/s", 1, "raw_tcp_gbps", bl.tcp_gbps);
 	}
 	unsetenv("RAYC_SAME_HOST_COPY");
 	fprintf(stderr, "  baselines: raw TCP %.1f us, %.2f GB/s; NNG req/rep "
 	        "%.1f us, push/pull %.0f msg/s\n", bl.tcp_rtt_us, bl.tcp_gbps,
 	        bl.nng_rtt_us, bl.nng_push_rate);
+	bench_costs_next("round trip", &bl.nng_rtt_c, &bl.tcp_rtt_c);
 	bench_emit("baseline_nng_reqrep_us", bl.nng_rtt_us, "us", 0,
 	           "raw_tcp_roundtrip_us", bl.tcp_rtt_us);
 	BENCH_CHECK(rayc_shutdown());

@@ -88,7 +88,8 @@ static size_t calibrate_ntasks(const char *name,
 /* Runs reps alternating rayc and bare-pool repetitions; medians in
  * tasks/s. */
 static void alternate(const char *name, int nworkers, int batch_form,
-                      double *rayc_rate, double *pool_rate)
+                      double *rayc_rate, double *pool_rate,
+                      struct bench_cost *rc, struct bench_cost *pc)
 {
 	rayc_ref *refs =
 		bench_xmalloc_touched(MAX_ASYNC_TASKS * sizeof *refs, 0);
@@ -100,9 +101,15 @@ static void alternate(const char *name, int nworkers, int batch_form,
 
 	(void)bench_pool_run(pool, n < 10000 ? n : 10000, 1, 0); /* warm */
 	for (i = 0; i < reps; i++) {
-		double tp = bench_pool_run(pool, n, 1, batch_form ? BATCH : 0);
-		double tr = batch_form ? rayc_batch_run(refs, n)
-		                       : rayc_async_run(refs, n);
+		double tp, tr;
+
+		bench_cost_begin(pc);
+		tp = bench_pool_run(pool, n, 1, batch_form ? BATCH : 0);
+		bench_cost_end(pc, (double)n);
+		bench_cost_begin(rc);
+		tr = batch_form ? rayc_batch_run(refs, n)
+		                : rayc_async_run(refs, n);
+		bench_cost_end(rc, (double)n);
 
 		pv[i] = (double)n / tp;
 		rv[i] = (double)n / tr;
@@ -120,24 +127,28 @@ static void alternate(const char *name, int nworkers, int batch_form,
 void bench_fig_tasks_async(int nworkers)
 {
 	static const char name[] = "single_client_tasks_async";
+	struct bench_cost rc = { 0 }, pc = { 0 };
 	double r, p;
 
 	if (!bench_want(name))
 		return;
 	bench_watchdog(name, bench_g.quick ? 60 : 300);
-	alternate(name, nworkers, 0, &r, &p);
+	alternate(name, nworkers, 0, &r, &p, &rc, &pc);
+	bench_costs_next("task", &rc, &pc);
 	bench_emit(name, r, "tasks/s", 1, "bare_pool_prealloc", p);
 }
 
 void bench_fig_tasks_batch(int nworkers)
 {
 	static const char name[] = "single_client_tasks_and_get_batch";
+	struct bench_cost rc = { 0 }, pc = { 0 };
 	double r, p;
 
 	if (!bench_want(name))
 		return;
 	bench_watchdog(name, bench_g.quick ? 60 : 300);
-	alternate(name, nworkers, 1, &r, &p);
+	alternate(name, nworkers, 1, &r, &p, &rc, &pc);
+	bench_costs_next("task", &rc, &pc);
 	bench_emit(name, r, "tasks/s", 1, "bare_pool_prealloc", p);
 }
 
@@ -191,6 +202,7 @@ void bench_fig_tasks_multi(int nworkers)
 	static const char name[] = "multi_client_tasks_async";
 	rayc_ref *refs;
 	bench_pool *pool;
+	struct bench_cost rc = { 0 }, pc = { 0 };
 	double rv[64], pv[64], r, p;
 	size_t n;
 	int i, reps = bench_g.reps;
@@ -204,8 +216,12 @@ void bench_fig_tasks_multi(int nworkers)
 	pool = bench_pool_start(nworkers, n);
 	(void)bench_pool_run(pool, 4 * BATCH, MULTI_CLIENTS, 0);
 	for (i = 0; i < reps; i++) {
+		bench_cost_begin(&pc);
 		pv[i] = (double)n / bench_pool_run(pool, n, MULTI_CLIENTS, 0);
+		bench_cost_end(&pc, (double)n);
+		bench_cost_begin(&rc);
 		rv[i] = (double)n / rayc_multi_run(refs, n);
+		bench_cost_end(&rc, (double)n);
 	}
 	bench_pool_stop(pool);
 	free(refs);
@@ -214,6 +230,7 @@ void bench_fig_tasks_multi(int nworkers)
 	fprintf(stderr, "  %s: rayc %.4g tasks/s [%.4g..%.4g], bare pool "
 	        "%.4g tasks/s [%.4g..%.4g], %zu tasks x %d reps\n",
 	        name, r, rv[0], rv[reps - 1], p, pv[0], pv[reps - 1], n, reps);
+	bench_costs_next("task", &rc, &pc);
 	bench_emit(name, r, "tasks/s", 1, "bare_pool_prealloc_multi", p);
 }
 
@@ -250,27 +267,36 @@ void bench_fig_tasks_sync(void)
 	int i, reps = bench_g.reps;
 
 	if (bench_want(name)) {
+		struct bench_cost rc = { 0 }, cc = { 0 };
 		double rv[64], cv[64], r, c;
 
 		bench_watchdog(name, bench_g.quick ? 60 : 300);
 		for (i = 0; i < 64; i++)
 			sync_once(NULL); /* warm-up */
 		for (i = 0; i < reps; i++) {
+			bench_cost_cur = &cc;
 			cv[i] = bench_pingpong_us(0, bench_g.rep_s);
+			bench_cost_cur = &rc;
 			rv[i] = sync_rep_us(NULL);
 		}
+		bench_cost_cur = NULL;
 		c = bench_median(cv, reps);
 		r = bench_median(rv, reps);
 		fprintf(stderr, "  %s: rayc %.4g us [%.4g..%.4g], condvar "
 		        "ping-pong %.4g us [%.4g..%.4g]\n",
 		        name, r, rv[0], rv[reps - 1], c, cv[0], cv[reps - 1]);
+		bench_costs_next("round trip", &rc, &cc);
 		bench_emit(name, r, "us", 0, "condvar_pingpong", c);
 	}
 	if (bench_want(spin)) {
+		struct bench_cost sc = { 0 };
 		double s;
 
 		bench_watchdog(spin, bench_g.quick ? 60 : 300);
+		bench_cost_cur = &sc;
 		s = bench_median_reps(spin, spin_rep_us, NULL, reps);
+		bench_cost_cur = NULL;
+		bench_costs_next("round trip", &sc, NULL);
 		bench_emit(spin, s, "us", 0, NULL, 0);
 	}
 }
@@ -305,6 +331,7 @@ static double wait1k_rep(void *arg)
 void bench_fig_wait_1k(void)
 {
 	static const char name[] = "single_client_wait_1k_refs";
+	struct bench_cost wc = { 0 };
 	struct wait1k *w;
 	double v;
 	size_t i;
@@ -316,9 +343,12 @@ void bench_fig_wait_1k(void)
 	for (i = 0; i < 1000; i++)
 		bench_call_noop(&w->refs[i]);
 	wait1k_once(w); /* all ready before timing */
+	bench_cost_cur = &wc;
 	v = bench_median_reps(name, wait1k_rep, w, bench_g.reps);
+	bench_cost_cur = NULL;
 	for (i = 0; i < 1000; i++)
 		BENCH_CHECK(rayc_release(w->refs[i]));
 	free(w);
+	bench_costs_next("wait", &wc, NULL);
 	bench_emit(name, v, "waits/s", 1, NULL, 0);
 }

@@ -13,7 +13,8 @@
 
 #include "bench.h"
 
-struct bench_opts bench_g = { .quick = 0, .rep_s = 0.3, .reps = 5 };
+struct bench_opts bench_g = { .quick = 0, .rep_s = 0.3, .reps = 5,
+                              .costs = 0 };
 
 double bench_now(void)
 {
@@ -142,18 +143,22 @@ double bench_median_reps(const char *label, bench_rep_fn fn, void *arg,
 uint64_t bench_timed_loop(bench_op_fn op, void *arg, unsigned chunk,
                           double seconds, double *elapsed)
 {
-	double t0 = bench_now(), t;
+	struct bench_cost *c = bench_cost_cur;
+	double t0, t;
 	uint64_t n = 0;
 	unsigned i;
 
 	if (chunk == 0)
 		chunk = 1;
+	bench_cost_begin(c);
+	t0 = bench_now();
 	do {
 		for (i = 0; i < chunk; i++)
 			op(arg);
 		n += chunk;
 		t = bench_now();
 	} while (t - t0 < seconds);
+	bench_cost_end(c, (double)n);
 	*elapsed = t - t0;
 	return n;
 }
@@ -161,7 +166,7 @@ uint64_t bench_timed_loop(bench_op_fn op, void *arg, unsigned chunk,
 /* ------------------------------------------------------------------ */
 /* JSON output                                                          */
 /* ------------------------------------------------------------------ */
-static void put_num(double v)
+void bench_put_num(double v)
 {
 	if (isfinite(v))
 		printf("%.6g", v);
@@ -173,23 +178,28 @@ void bench_emit(const char *name, double value, const char *unit,
                 int higher_is_better, const char *baseline,
                 double baseline_value)
 {
-	if (!bench_want(name))
+	if (!bench_want(name)) {
+		bench_costs_next(NULL, NULL, NULL);
 		return;
+	}
 	printf("{\"name\":\"%s\",\"value\":", name);
-	put_num(value);
+	bench_put_num(value);
 	printf(",\"unit\":\"%s\",\"higher_is_better\":%s,", unit,
 	       higher_is_better ? "true" : "false");
 	if (baseline == NULL) {
 		fputs("\"baseline\":null,\"baseline_value\":null,"
-		      "\"ratio\":null}\n",
+		      "\"ratio\":null",
 		      stdout);
 	} else {
 		printf("\"baseline\":\"%s\",\"baseline_value\":", baseline);
-		put_num(baseline_value);
+		bench_put_num(baseline_value);
 		fputs(",\"ratio\":", stdout);
-		put_num(baseline_value != 0 ? value / baseline_value : NAN);
-		fputs("}\n", stdout);
+		bench_put_num(baseline_value != 0 ? value / baseline_value
+		                                  : NAN);
 	}
+	if (bench_g.costs)
+		bench_costs_put(name, baseline);
+	fputs("}\n", stdout);
 	fflush(stdout);
 }
 

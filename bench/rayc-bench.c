@@ -102,9 +102,11 @@ static void usage(FILE *f)
 {
 	size_t i;
 
-	fputs("usage: rayc-bench [--quick] [NAME...]\n"
+	fputs("usage: rayc-bench [--quick] [--costs] [NAME...]\n"
 	      "  Runs the named figures (all with no NAME), one JSON line\n"
 	      "  each on stdout.  --quick: short runs, all in under a minute.\n"
+	      "  --costs: also syscalls, page faults and context switches\n"
+	      "  per unit of work, over the timed repetitions.\n"
 	      "  --list: print the figure names.\n"
 	      "figures:\n",
 	      f);
@@ -120,6 +122,8 @@ static void parse_args(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0) {
 			bench_g.quick = 1;
+		} else if (strcmp(argv[i], "--costs") == 0) {
+			bench_g.costs = 1;
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		           strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
@@ -231,6 +235,9 @@ int main(int argc, char **argv)
 		return bench_founder_main();
 
 	parse_args(argc, argv);
+	/* Before any thread or child exists: the counter follows them. */
+	if (bench_g.costs)
+		bench_costs_open();
 	t0 = bench_now();
 	fprintf(stderr, "rayc-bench: %s mode, %d reps of ~%.2f s each\n",
 	        bench_g.quick ? "quick" : "full", bench_g.reps, bench_g.rep_s);
