@@ -124,6 +124,26 @@ Test(frames, a_frame_with_a_bad_tag_closes_the_connection)
 	fuzz_samples_free(s, n);
 }
 
+/* A copy of the sample TASK's payload (free it), *len bytes. */
+static uint8_t *task_sample(size_t *len)
+{
+	fuzz_sample s[64];
+	int n = fuzz_samples(s, 64, FUZZ_PEER);
+	uint8_t *q = NULL;
+
+	for (int i = 0; i < n && q == NULL; i++) {
+		if (strcmp(s[i].name, "task") != 0)
+			continue;
+		*len = s[i].p.len;
+		q = malloc(*len);
+		cr_assert_not_null(q);
+		memcpy(q, s[i].p.p, *len);
+	}
+	fuzz_samples_free(s, n);
+	cr_assert_not_null(q, "no sample TASK");
+	return q;
+}
+
 /* A TASK whose id has any of the low 16 bits set (those of its returns'
  * ids) is refused: its returns would share one id, and the object table
  * held that id thousands of times (fuzz_msgs: uthash then doubled its
@@ -131,25 +151,16 @@ Test(frames, a_frame_with_a_bad_tag_closes_the_connection)
  * one with a proper id still is. */
 Test(frames, a_task_whose_returns_would_share_an_id_is_refused)
 {
-	fuzz_sample s[64];
-	int n = fuzz_samples(s, 64, FUZZ_PEER);
-	int task = -1;
+	size_t len;
+	uint8_t *q = task_sample(&len);
 
-	for (int i = 0; i < n && task < 0; i++)
-		if (strcmp(s[i].name, "task") == 0)
-			task = i;
-	cr_assert_geq(task, 0);
-	uint8_t *q = malloc(s[task].p.len);
-	cr_assert_not_null(q);
-	memcpy(q, s[task].p.p, s[task].p.len);
-	cr_assert_eq(feed(RAYC__MSG_TASK, q, s[task].p.len), 0,
+	cr_assert_eq(feed(RAYC__MSG_TASK, q, len), 0,
 	             "a proper TASK was refused");
 	/* Task id: hi (8 bytes), then lo: its lowest byte set. */
 	q[8] = 0xff;
-	cr_assert_eq(feed(RAYC__MSG_TASK, q, s[task].p.len), 1,
+	cr_assert_eq(feed(RAYC__MSG_TASK, q, len), 1,
 	             "a TASK whose returns share an id was taken");
 	free(q);
-	fuzz_samples_free(s, n);
 	still_works();
 }
 
@@ -159,23 +170,13 @@ Test(frames, a_task_whose_returns_would_share_an_id_is_refused)
  * SIGSEGV).  Now it is handled like any inline ref. */
 Test(frames, a_task_with_an_inline_ref_typed_as_a_string_is_handled)
 {
-	fuzz_sample s[64];
-	int n = fuzz_samples(s, 64, FUZZ_PEER);
-	int task = -1;
+	size_t len;
+	uint8_t *q = task_sample(&len);
 
-	for (int i = 0; i < n && task < 0; i++)
-		if (strcmp(s[i].name, "task") == 0)
-			task = i;
-	cr_assert_geq(task, 0);
-	size_t len = s[task].p.len;
-	uint8_t *q = malloc(len);
-	cr_assert_not_null(q);
-	memcpy(q, s[task].p.p, len);
 	/* The sample ends with the inline ref: type, blob (u64, "inline"). */
 	cr_assert_eq(q[len - 15], RAYC_TYPE_BYTES);
 	q[len - 15] = RAYC_TYPE_STR;
 	(void)feed(RAYC__MSG_TASK, q, len);
 	free(q);
-	fuzz_samples_free(s, n);
 	still_works();
 }

@@ -255,6 +255,30 @@ static void seal_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	}
 }
 
+/* Tags the frame at f, the last in out, whose payload goes on with the n
+ * bytes at ext: copied into out already (copy: the connection encrypts)
+ * or, if not, sent from where they lie (spliced in as an out_ext piece
+ * right after it). */
+static void seal_ext_locked(rayc__conn *c, size_t f, const void *ext,
+                            size_t n, bool copy) RAYC_REQUIRES(c->mu)
+{
+	uint8_t *h = c->out.p + f;
+	size_t in = c->out.len - f - RAYC__WIRE_HDR;
+
+	if (copy)
+		rayc__wire_seal_x(&c->tx, h, h + RAYC__WIRE_HDR, in);
+	else
+		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR, in, ext, n);
+	c->out_sealed = c->out.len;
+	if (n > 0 && !copy) {
+		rayc__ext *e = &c->out_ext[c->n_out_ext++];
+		e->at = c->out.len;
+		e->p = ext;
+		e->n = n;
+		c->out_ext_bytes += n;
+	}
+}
+
 /* Feeds chunks of pending transfers into out while it is short.  Only
  * each CHUNK's header is written into out; its payload is spliced in
  * from the object's memory (out_ext) and sent from there.  A transfer
@@ -292,22 +316,7 @@ static void feed_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 			c->oom = true;
 			break;
 		}
-		uint8_t *h = c->out.p + f;
-		if (copy)
-			rayc__wire_seal_x(&c->tx, h, h + RAYC__WIRE_HDR,
-			                  c->out.len - f - RAYC__WIRE_HDR);
-		else
-			rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
-			                c->out.len - f - RAYC__WIRE_HDR,
-			                x->data + x->off, n);
-		c->out_sealed = c->out.len;
-		if (n > 0 && !copy) {
-			rayc__ext *e = &c->out_ext[c->n_out_ext++];
-			e->at = c->out.len;
-			e->p = x->data + x->off;
-			e->n = n;
-			c->out_ext_bytes += n;
-		}
+		seal_ext_locked(c, f, x->data + x->off, n, copy);
 		x->off += n;
 		if (x->off >= x->len) {
 			c->xhead = x->next;
@@ -616,21 +625,7 @@ bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,
 	if (copy)
 		rayc__w_bytes(&c->out, ext, n);
 	/* Tagged now, over its bytes where they lie, like a CHUNK. */
-	uint8_t *h = c->out.p + f;
-	if (copy)
-		rayc__wire_seal_x(&c->tx, h, h + RAYC__WIRE_HDR,
-		                  c->out.len - f - RAYC__WIRE_HDR);
-	else
-		rayc__wire_seal(&c->tx, h, h + RAYC__WIRE_HDR,
-		                c->out.len - f - RAYC__WIRE_HDR, ext, n);
-	c->out_sealed = c->out.len;
-	if (n > 0 && !copy) {
-		rayc__ext *e = &c->out_ext[c->n_out_ext++];
-		e->at = c->out.len;
-		e->p = ext;
-		e->n = n;
-		c->out_ext_bytes += n;
-	}
+	seal_ext_locked(c, f, ext, n, copy);
 	/* Finished with the batch that sends it (send_cb). */
 	x->next = c->out_done;
 	c->out_done = x;
