@@ -122,8 +122,17 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 	if (nargs > (SIZE_MAX - fixed) / sizeof(rayc__targ) ||
 	    extra > SIZE_MAX - fixed - nargs * sizeof(rayc__targ))
 		return NULL;
-	rayc__task *t = calloc(1, fixed + nargs * sizeof(rayc__targ) + extra);
+	size_t total = fixed + nargs * sizeof(rayc__targ) + extra;
+	rayc__rt *rt = rayc__g;
+	rayc__task *t;
 
+	if (total <= RAYC__TASK_SLAB_BYTES && rt != NULL) {
+		t = rayc__slab_alloc(&rt->task_slab);
+		if (t != NULL)
+			t->in_slab = true;
+	} else {
+		t = calloc(1, total);
+	}
 	if (t == NULL)
 		return NULL;
 	t->args = (rayc__targ *)(t + 1);
@@ -196,31 +205,6 @@ static rayc_task_id next_task_id(rayc__rt *rt)
 	return id;
 }
 
-/* A nested call the parent already made in an earlier run: hand out the
- * existing results instead of running it twice. */
-static bool dedupe_locked(rayc__rt *rt, rayc_task_id id, uint32_t nret,
-                          rayc_ref *out) RAYC_REQUIRES(rt->mu)
-{
-	rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
-
-	if (o == NULL || o->task == NULL || o->task->nreturns != nret)
-		return false;
-	for (uint32_t i = 0; i < nret; i++) {
-		rayc__obj *r = o->task->returns[i];
-		if (r == NULL)
-			return false;
-	}
-	for (uint32_t i = 0; i < nret; i++) {
-		rayc__obj *r = o->task->returns[i];
-		rayc__obj_ref_locked(r);
-		r->handles++;
-		out[i].id = r->id;
-		if (atomic_load(&r->state) == RAYC__OBJ_LOST)
-			rayc__obj_reconstruct_locked(rt, r);
-	}
-	return true;
-}
-
 int rayc_call_array(rayc_ref *out, const char *fn_name,
                     const rayc_task_opts *opts, const rayc_arg *args,
                     size_t nargs)
@@ -276,19 +260,27 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	t->node_id = opts->node_id;
 	t->soft = opts->soft != 0;
 
-	rayc__mutex_lock(&rt->mu);
-	if (rayc__cur != NULL && dedupe_locked(rt, t->id, nret, out)) {
-		rayc__mutex_unlock(&rt->mu);
-		free(t);
+	t->nested = rayc__cur != NULL;
+	for (uint32_t i = 0; i < nret; i++)
+		out[i].id = rayc__return_id(t->id, i);
+	atomic_fetch_add_explicit(&rt->n_submitted, 1, memory_order_relaxed);
+
+	bool refs = false;
+	for (size_t i = 0; i < nargs && !refs; i++)
+		refs = args[i].type == RAYC_TYPE_REF;
+	if (!refs && (t->sclass = rayc__sched_class_find(rt, demand)) != NULL) {
+		rayc__sched_submit(rt, t); /* no wait for rt->mu */
 		return RAYC_OK;
 	}
+	rayc__rt_lock(rt); /* earlier submissions are recorded first */
 	for (size_t i = 0; i < nargs; i++) {
 		if (args[i].type != RAYC_TYPE_REF)
 			continue;
 		rayc__obj *o = rayc__obj_find_locked(rt, args[i].v.ref.id);
 		if (o == NULL) {
 			rayc__mutex_unlock(&rt->mu);
-			free(t);
+			rayc__task_free(t);
+			atomic_fetch_sub(&rt->n_submitted, 1);
 			return rayc__err(RAYC_ENOTFOUND,
 			                 "argument %zu: ref " ID_FMT
 			                 " is not live", i,
@@ -299,28 +291,11 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	t->sclass = rayc__sched_class_locked(rt, demand);
 	if (t->sclass == NULL) {
 		rayc__mutex_unlock(&rt->mu);
-		free(t);
+		rayc__task_free(t);
+		atomic_fetch_sub(&rt->n_submitted, 1);
 		return RAYC_ENOMEM;
 	}
-	for (uint32_t i = 0; i < nret; i++) {
-		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(t->id, i));
-		if (o == NULL)
-			abort(); /* out of memory mid-submit */
-		o->task = t;
-		o->ret_idx = i;
-		o->refcnt = 1;
-		o->handles = 1;
-		t->returns[i] = o;
-		out[i].id = o->id;
-	}
-	for (size_t i = 0; i < nargs; i++)
-		if (t->args[i].ref != NULL)
-			t->args[i].ref->lineage_cnt++;
-	t->live_returns = nret;
-	t->in_flight = true;
-	rt->nlineage++;
-	atomic_fetch_add_explicit(&rt->n_submitted, 1, memory_order_relaxed);
-	(void)rayc__task_resolve_args_locked(rt, t);
+	rayc__task_record_locked(rt, t);
 	rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
 }
@@ -394,7 +369,7 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 	if (view == NULL)
 		return rayc__err(RAYC_EINVAL, "NULL view");
 	memset(view, 0, sizeof(*view)); /* releasing it after an error is safe */
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o == NULL) {
 		rayc__mutex_unlock(&rt->mu);
@@ -514,7 +489,7 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 	if (objs == NULL)
 		return RAYC_ENOMEM;
 	nodes = (rayc__wnode *)(objs + n);
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	for (size_t i = 0; i < n; i++) {
 		objs[i] = rayc__obj_find_locked(rt, refs[i].id);
 		if (objs[i] == NULL) {
@@ -672,7 +647,7 @@ static int find_unsealed(rayc__rt *rt, rayc_ref ref, rayc__obj **out)
 {
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o == NULL || !o->is_put ||
 	    atomic_load(&o->state) != RAYC__OBJ_PENDING) {
@@ -720,7 +695,7 @@ int rayc_ref_dup(rayc_ref ref)
 
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o != NULL) {
 		rayc__obj_ref_locked(o);
@@ -737,7 +712,7 @@ int rayc_release(rayc_ref ref)
 
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	/* Views, task arguments and the cluster hold it too, but only a
 	 * handle is the program's to drop: an entry kept for those, or

@@ -30,7 +30,10 @@
 	((hashv) = (unsigned)XXH3_64bits((keyptr), (keylen)))
 #include <uthash.h>
 
+#include <stdlib.h>
+
 #include "common/common.h"
+#include "common/slab.h"
 #include "os/os.h"
 #include "store/store.h"
 
@@ -154,6 +157,8 @@ struct rayc__task {
 	int attempt, max_retries;
 	uint8_t deaths; /* peers that died running it (quarantine) */
 	bool retry_exceptions;
+	bool nested;  /* submitted by a running task (its ids repeat) */
+	bool in_slab; /* allocated from rt->task_slab */
 	uint32_t nargs, nreturns, live_returns;
 	uint64_t child_counter; /* ids of nested submissions */
 	/* Placement (lib/net): strategy, affinity target, where it runs
@@ -275,8 +280,16 @@ struct rayc__rt {
 	int64_t res_total[RAYC__MAX_RES];
 	int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);
 
-	/* Object table (lib/lineage). */
+	/* Entries and task specs of up to RAYC__TASK_SLAB_BYTES (most
+	 * tasks) come from slabs: no malloc per task, memory kept warm. */
+	rayc__slab obj_slab, task_slab;
+
+	/* Object table (lib/lineage).  objs_anchor stays in it from init to
+	 * shutdown, never found and skipped by every walk: uthash frees its
+	 * buckets when a table empties, and growing them back for the next
+	 * burst of tasks faulted in fresh pages every time. */
 	rayc__obj *objs RAYC_GUARDED_BY(mu);
+	rayc__obj objs_anchor;
 	uint64_t nobjs RAYC_GUARDED_BY(mu);
 	uint64_t nlineage RAYC_GUARDED_BY(mu);
 	uint64_t inline_bytes RAYC_GUARDED_BY(mu);
@@ -356,8 +369,19 @@ int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
  * strings come as RAYC__TYPE_STRN: len bytes, not NUL-terminated, copied
  * and terminated into len + 1 of extra (rounded up to 8). */
 #define RAYC__TYPE_STRN ((rayc_type)100)
+#define RAYC__TASK_SLAB_BYTES 384 /* a task, one return, three arguments */
 rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
                              uint32_t nret, size_t extra);
+
+/* Frees a task from rayc__task_alloc (its args, returns and copies share
+ * the allocation). */
+static inline void rayc__task_free(rayc__task *t)
+{
+	if (t != NULL && t->in_slab)
+		rayc__slab_free(t);
+	else
+		free(t);
+}
 
 /* The id of return i of task t: re-running t re-creates the same ids. */
 static inline rayc_object_id rayc__return_id(rayc_task_id t, uint32_t i)

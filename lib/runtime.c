@@ -431,6 +431,8 @@ static void rt_free(rayc__rt *rt)
 	for (int k = 0; k < atomic_load(&rt->nres); k++)
 		free(rt->res_names[k]);
 	rayc__store_close(rt->store);
+	rayc__slab_fini(&rt->task_slab);
+	rayc__slab_fini(&rt->obj_slab);
 	rayc__mutex_fini(&rt->kv_mu);
 	rayc__mutex_fini(&rt->mu);
 	free(rt);
@@ -443,6 +445,7 @@ static void rt_teardown(rayc__rt *rt)
 	rayc__net_stop(rt);
 	rayc__sched_stop(rt);
 	rayc__mutex_lock(&rt->mu);
+	rayc__sched_drain_locked(rt); /* submitted at the last moment */
 	rayc__objtab_destroy_locked(rt);
 	rayc__sched_destroy_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
@@ -476,6 +479,10 @@ int rayc_init(const rayc_config *cfg)
 	}
 	rayc__mutex_init(&rt->mu);
 	rayc__mutex_init(&rt->kv_mu);
+	/* Kept warm: 4 MiB of each whatever the recent use. */
+	rayc__slab_init(&rt->obj_slab, sizeof(rayc__obj), 4u << 20);
+	rayc__slab_init(&rt->task_slab, RAYC__TASK_SLAB_BYTES, 4u << 20);
+	rayc__sched_submit_init();
 	rt->spin_ns = 50000;
 	{
 		struct timespec ts;
@@ -506,6 +513,9 @@ int rayc_init(const rayc_config *cfg)
 		return rc;
 	}
 	memcpy(rt->res_avail, rt->res_total, sizeof(rt->res_avail));
+	rayc__mutex_lock(&rt->mu);
+	rayc__objtab_init_locked(rt);
+	rayc__mutex_unlock(&rt->mu);
 	rt->job = ((uint64_t)getpid() << 32) ^ (uint64_t)rayc__now_ns();
 	atomic_init(&rt->next_task, 1);
 	atomic_init(&rt->next_put, 1);
@@ -574,7 +584,7 @@ int rayc_stats_get(rayc_stats *st)
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	memset(st, 0, sizeof(*st));
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	st->tasks_pending = rt->queued + rt->pending_args + rt->rwait.n;
 	st->objects = rt->nobjs;
 	st->lineage_tasks = rt->nlineage;
@@ -623,12 +633,42 @@ int rayc__test_lose(rayc_ref ref)
 
 	if (rt == NULL)
 		return RAYC_ESTATE;
-	rayc__mutex_lock(&rt->mu);
+	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o != NULL)
 		rayc__obj_drop_data_locked(rt, o);
 	rayc__mutex_unlock(&rt->mu);
 	return o != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+}
+
+int rayc__test_hold_lock(bool hold) RAYC_NO_TSA
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return RAYC_ESTATE;
+	if (hold)
+		rayc__mutex_lock(&rt->mu);
+	else
+		rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+void rayc__test_slab_chunks(size_t *tasks, size_t *objs)
+{
+	rayc__rt *rt = rayc__g;
+
+	*tasks = *objs = 0;
+	if (rt == NULL)
+		return;
+	while (atomic_flag_test_and_set(&rt->task_slab.lock))
+		;
+	*tasks = rt->task_slab.nchunks;
+	atomic_flag_clear(&rt->task_slab.lock);
+	while (atomic_flag_test_and_set(&rt->obj_slab.lock))
+		;
+	*objs = rt->obj_slab.nchunks;
+	atomic_flag_clear(&rt->obj_slab.lock);
 }
 
 const char *rayc__test_store_path(void)

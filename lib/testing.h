@@ -155,6 +155,12 @@ int rayc__test_joined_ids(void);
  * and their arguments, unsealed objects, transfers in flight. */
 void rayc__test_dump_pending(const char *tag);
 
+/* Takes (hold) or lets go of the runtime's lock rt->mu on the calling
+ * thread, as a worker or a receive callback would hold it. */
+int rayc__test_hold_lock(bool hold);
+/* The chunks the task-spec and entry slabs hold now. */
+void rayc__test_slab_chunks(size_t *tasks, size_t *objs);
+
 /* This process's resident set in bytes. */
 unsigned long rayc__test_rss(void);
 

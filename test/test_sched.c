@@ -1,11 +1,14 @@
 /* test_sched.c -- the local scheduler: dataflow, nested tasks, blocked
  * gets that give their CPU back, resource-aware dispatch. */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
+#include "testing.h"
 
 static void add(rayc_ctx *c)
 {
@@ -344,4 +347,145 @@ Test(resources, wide_task_is_not_starved_by_a_stream, .timeout = 60)
 	          "the 2-CPU task ran only after the stream of 1-CPU tasks "
 	          "ended (%d of them ran)", atomic_load(&stream_done));
 	rt_stop();
+}
+
+/* ------------------------------------------------------------------ */
+/* Submitting without waiting for the runtime's lock (sched/submit.c)   */
+/* ------------------------------------------------------------------ */
+#define HELD_SUBMITS 1000
+
+static atomic_int hold_state; /* 0 start, 1 lock held, 2 submits done */
+static atomic_bool hold_timed_out;
+
+static void *hold_lock_thread(void *arg)
+{
+	(void)arg;
+	rayc__test_hold_lock(true);
+	atomic_store(&hold_state, 1);
+	int64_t end = rt_now_ms() + 5000;
+	while (atomic_load(&hold_state) != 2) {
+		if (rt_now_ms() > end) {
+			atomic_store(&hold_timed_out, true);
+			break;
+		}
+		sched_yield();
+	}
+	rayc__test_hold_lock(false);
+	return NULL;
+}
+
+/* A worker, a receive callback or a getter holding rt->mu made every
+ * rayc_call wait for it (they all took the lock).  Now a task with no ref
+ * arguments is handed over and recorded by the holder when it lets go. */
+Test(sched, submit_does_not_wait_while_another_thread_holds_the_lock)
+{
+	static rayc_ref refs[HELD_SUBMITS];
+	pthread_t th;
+
+	/* The first task of a demand makes its class, under the lock. */
+	int64_t v0;
+	cr_assert_eq(rayc_call(&refs[0], "ident", RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(refs[0], &v0, 10000), RAYC_OK);
+	rayc_release(refs[0]);
+	atomic_store(&hold_state, 0);
+	atomic_store(&hold_timed_out, false);
+	cr_assert_eq(pthread_create(&th, NULL, hold_lock_thread, NULL), 0);
+	while (atomic_load(&hold_state) != 1)
+		sched_yield();
+	for (int i = 0; i < HELD_SUBMITS; i++)
+		cr_assert_eq(rayc_call(&refs[i], "ident", RAYC_I64(i)), RAYC_OK);
+	atomic_store(&hold_state, 2);
+	pthread_join(th, NULL);
+	cr_assert(!atomic_load(&hold_timed_out),
+	          "rayc_call waited for the lock another thread held");
+	for (int i = 0; i < HELD_SUBMITS; i++) {
+		int64_t v;
+		cr_assert_eq(rayc_get_i64(refs[i], &v, 10000), RAYC_OK);
+		cr_assert_eq(v, i);
+		cr_assert_eq(rayc_release(refs[i]), RAYC_OK);
+	}
+}
+
+/* Refs made on one thread and got on another: a ref is usable by any
+ * thread as soon as rayc_call returned it, however busy the lock. */
+#define XT_THREADS 4
+#define XT_TASKS 5000
+static rayc_ref xt_refs[XT_THREADS][XT_TASKS];
+static atomic_int xt_ready[XT_THREADS];
+
+static void *xt_thread(void *arg)
+{
+	int k = (int)(intptr_t)arg, from = (k + 1) % XT_THREADS;
+	intptr_t bad = 0;
+
+	for (int i = 0; i < XT_TASKS; i++) {
+		if (rayc_call(&xt_refs[k][i], "ident",
+		              RAYC_I64(k * XT_TASKS + i)) != RAYC_OK)
+			return (void *)1;
+		atomic_store_explicit(&xt_ready[k], i + 1,
+		                      memory_order_release);
+	}
+	for (int i = 0; i < XT_TASKS; i++) {
+		int64_t v = -1;
+		while (atomic_load_explicit(&xt_ready[from],
+		                            memory_order_acquire) <= i)
+			sched_yield();
+		if (rayc_get_i64(xt_refs[from][i], &v, 20000) != RAYC_OK ||
+		    v != from * XT_TASKS + i)
+			bad++;
+		rayc_release(xt_refs[from][i]);
+	}
+	return (void *)bad;
+}
+
+Test(sched, refs_submitted_on_one_thread_are_got_on_another)
+{
+	pthread_t th[XT_THREADS];
+
+	for (int k = 0; k < XT_THREADS; k++)
+		atomic_store(&xt_ready[k], 0);
+	for (int k = 0; k < XT_THREADS; k++)
+		cr_assert_eq(pthread_create(&th[k], NULL, xt_thread,
+		                            (void *)(intptr_t)k), 0);
+	for (int k = 0; k < XT_THREADS; k++) {
+		void *bad;
+		pthread_join(th[k], &bad);
+		cr_assert_eq((intptr_t)bad, 0, "thread %d: %ld wrong results",
+		             k, (long)(intptr_t)bad);
+	}
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.objects, 0, "%llu entries left",
+	             (unsigned long long)st.objects);
+}
+
+/* Task specs and entries come from slabs that keep their chunks: a
+ * second burst of tasks reuses the first one's memory (warm) instead of
+ * faulting fresh pages in. */
+Test(sched, a_second_burst_of_tasks_reuses_the_first_ones_memory)
+{
+	enum { N = 20000 };
+	static rayc_ref refs[N];
+	size_t t1, o1, t2, o2;
+
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_call(&refs[i], "ident", RAYC_I64(i)),
+			             RAYC_OK);
+		for (int i = 0; i < N; i++) {
+			int64_t v;
+			cr_assert_eq(rayc_get_i64(refs[i], &v, 10000), RAYC_OK);
+			cr_assert_eq(v, i);
+			rayc_release(refs[i]);
+		}
+		if (round == 0)
+			rayc__test_slab_chunks(&t1, &o1);
+	}
+	rayc__test_slab_chunks(&t2, &o2);
+	/* 20,000 specs of 384 bytes and entries of 240 are more than a
+	 * hundred 64 KiB chunks: kept, and no more made. */
+	cr_assert_geq(t1, 100);
+	cr_assert_geq(o1, 60);
+	cr_assert_eq(t2, t1, "task chunks %zu then %zu", t1, t2);
+	cr_assert_eq(o2, o1, "entry chunks %zu then %zu", o1, o2);
 }

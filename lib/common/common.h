@@ -69,15 +69,38 @@ void rayc__log_flush(void);
 extern _Thread_local bool rayc__unlock_pending;
 void rayc__set_unlock_hook(void (*fn)(void));
 void rayc__unlocked(void);
+/* Work queued without any lock for whoever next lets go of its last
+ * lock: tasks submitted while rt->mu was busy (lib/sched/submit.c keeps
+ * its stack here, newest first; one runtime per process).  A submitter
+ * pushes, then tries the lock; a holder lets go, then looks here: with a
+ * full fence between on both sides, one of them sees the other. */
+extern void *_Atomic rayc__handoff;
+void rayc__set_handoff_hook(void (*fn)(void));
+void rayc__handoff_run(void);
+/* The fence of that protocol.  On x86 the locked instruction that pushed
+ * or unlocked is one already. */
+static inline void rayc__fence_store_load(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(memory_order_seq_cst);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
 static inline void rayc__locks_enter(void)
 {
 	rayc__locks_held++;
 }
 static inline void rayc__locks_exit(void)
 {
-	if (--rayc__locks_held == 0 &&
-	    RAYC__UNLIKELY(rayc__log_deferred || rayc__unlock_pending))
-		rayc__unlocked();
+	if (--rayc__locks_held == 0) {
+		if (RAYC__UNLIKELY(rayc__log_deferred || rayc__unlock_pending))
+			rayc__unlocked();
+		rayc__fence_store_load();
+		if (RAYC__UNLIKELY(atomic_load_explicit(
+			    &rayc__handoff, memory_order_relaxed) != NULL))
+			rayc__handoff_run();
+	}
 }
 
 /* Fault injection (lib/testing.h names the sites): true if a test asked

@@ -24,6 +24,26 @@ void rayc__set_unlock_hook(void (*fn)(void))
 	atomic_store(&unlock_hook, fn);
 }
 
+void *_Atomic rayc__handoff;
+static void (*_Atomic handoff_hook)(void);
+
+void rayc__set_handoff_hook(void (*fn)(void))
+{
+	atomic_store(&handoff_hook, fn);
+}
+
+void rayc__handoff_run(void)
+{
+	static _Thread_local bool running;
+	void (*fn)(void) = atomic_load(&handoff_hook);
+
+	if (running || fn == NULL)
+		return; /* the hook's own unlocks */
+	running = true;
+	fn();
+	running = false;
+}
+
 /* This thread's last rayc lock was let go: what waited for that. */
 void rayc__unlocked(void)
 {

@@ -84,6 +84,8 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu);
 bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 
+/* Sets up the object table (its anchor: see rt.h) at init. */
+void rayc__objtab_init_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* Frees every entry and task at shutdown. */
 void rayc__objtab_destroy_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 

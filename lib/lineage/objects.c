@@ -72,12 +72,21 @@ rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
 	rayc__obj *o;
 
 	HASH_FIND_BYHASHVALUE(hh, rt->objs, &id, sizeof(id), oid_hash(id), o);
-	return o;
+	return o != &rt->objs_anchor ? o : NULL;
+}
+
+void rayc__objtab_init_locked(rayc__rt *rt)
+{
+	rayc__obj *o = &rt->objs_anchor;
+
+	memset(o, 0, sizeof(*o)); /* id 0:0, never a real object's */
+	HASH_ADD_BYHASHVALUE(hh, rt->objs, id, sizeof(rayc_object_id),
+	                     oid_hash(o->id), o);
 }
 
 rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 {
-	rayc__obj *o = calloc(1, sizeof(*o));
+	rayc__obj *o = rayc__slab_alloc(&rt->obj_slab);
 
 	if (o == NULL)
 		return NULL;
@@ -215,7 +224,7 @@ static void task_free_locked(rayc__rt *rt, rayc__task *t, worklist *wl)
 		}
 	}
 	rt->nlineage--;
-	free(t); /* args, returns and copies share the allocation */
+	rayc__task_free(t);
 }
 
 /* Frees every entry on the list (and what they release) that nothing
@@ -237,7 +246,7 @@ static void collect_locked(rayc__rt *rt, worklist *wl)
 				task_free_locked(rt, t, wl);
 		}
 		free(o->borrowers);
-		free(o);
+		rayc__slab_free(o);
 	}
 }
 
@@ -624,17 +633,19 @@ void rayc__objtab_destroy_locked(rayc__rt *rt)
 	wl_init(&tasks);
 	HASH_ITER(hh, rt->objs, o, tmp) {
 		HASH_DEL(rt->objs, o);
+		if (o == &rt->objs_anchor)
+			continue;
 		free_data_locked(rt, o);
 		rayc__task *t = o->task;
 		if (t != NULL && --t->live_returns == 0)
 			wl_push(&tasks, t);
 		free(o->borrowers);
-		free(o);
+		rayc__slab_free(o);
 	}
 	rayc__task *t;
 	while ((t = wl_pop(&tasks)) != NULL) {
 		rt->nlineage--;
-		free(t);
+		rayc__task_free(t);
 	}
 	wl_fini(&tasks);
 	rt->nobjs = 0;

@@ -71,6 +71,8 @@ void rayc__test_dump_pending(const char *tag)
 	uint64_t cnt[5] = { 0 };
 	rayc__obj *o, *tmp;
 	HASH_ITER(hh, rt->objs, o, tmp) {
+		if (o == &rt->objs_anchor)
+			continue;
 		int st = atomic_load(&o->state);
 		if (st >= 0 && st < 5)
 			cnt[st]++;

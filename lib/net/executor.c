@@ -267,7 +267,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	}
 	if (dup || here) {
 		rayc__mutex_unlock(&rt->mu);
-		free(t);
+		rayc__task_free(t);
 		free(args);
 		free(refs);
 		return;

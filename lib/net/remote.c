@@ -200,6 +200,8 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__obj **drop = NULL, **orphans = NULL;
 	size_t ndrop = 0, cap = 0, norphans = 0, ocap = 0;
 	HASH_ITER(hh, rt->objs, o, tmp) {
+		if (o == &rt->objs_anchor)
+			continue;
 		if (o->loc == id) {
 			o->loc = 0;
 			if (atomic_load(&o->state) == RAYC__OBJ_REMOTE)

@@ -21,6 +21,8 @@ void rayc__mutex_init(rayc__mutex *m);
 void rayc__mutex_fini(rayc__mutex *m);
 void rayc__mutex_lock(rayc__mutex *m) RAYC_ACQUIRE(m);
 void rayc__mutex_unlock(rayc__mutex *m) RAYC_RELEASE(m);
+/* Takes m if it is free; never waits. */
+bool rayc__mutex_trylock(rayc__mutex *m) RAYC__TSA(try_acquire_capability(true, m));
 
 typedef struct rayc__thread {
 	unsigned long handle;

@@ -61,14 +61,25 @@ rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 		for (int i = 1; i < RAYC__MAX_RES; i++)
 			if (demand[i] != 0)
 				c->cpu_only = false;
-		/* Append (pick_locked serves the oldest task, not class). */
+		/* Append (pick_locked serves the oldest task, not class);
+		 * published for rayc__sched_class_find. */
 		rayc__sclass **pp = &rt->classes;
 		while (*pp != NULL)
 			pp = &(*pp)->next;
-		*pp = c;
+		__atomic_store_n(pp, c, __ATOMIC_RELEASE);
 	}
 	rt->last_class = c;
 	return c;
+}
+
+rayc__sclass *rayc__sched_class_find(const rayc__rt *rt, const int64_t *demand)
+{
+	rayc__sclass *c = __atomic_load_n(&rt->classes, __ATOMIC_ACQUIRE);
+
+	for (; c != NULL; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE))
+		if (memcmp(c->demand, demand, sizeof(c->demand)) == 0)
+			return c;
+	return NULL;
 }
 
 static void acquire(rayc__rt *rt, const int64_t *d) RAYC_REQUIRES(rt->mu)
@@ -265,6 +276,9 @@ static void *worker_main(void *arg)
 			w->woken = false;
 			rt->nwaking--;
 		}
+		if (atomic_load_explicit(&rayc__handoff,
+		                         memory_order_relaxed) != NULL)
+			rayc__sched_drain_locked(rt);
 		rayc__task *t = pick_locked(rt);
 		if (t != NULL) {
 			if (rt->idle != NULL)
@@ -306,6 +320,8 @@ static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	rayc__obj *o, *tmp;
 
 	HASH_ITER(hh, rt->objs, o, tmp) {
+		if (o == &rt->objs_anchor)
+			continue;
 		for (rayc__wnode *n = o->waiters; n != NULL; n = n->next)
 			rayc__event_set(&n->w->ev);
 	}

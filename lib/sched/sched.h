@@ -12,9 +12,32 @@ int rayc__sched_start(rayc__rt *rt, int nworkers);
  * caller afterwards. */
 void rayc__sched_stop(rayc__rt *rt);
 
+/* Submitting (submit.c).  rayc__sched_submit hands over a task with no
+ * ref arguments, its class set, without waiting for rt->mu; _record_locked
+ * records one under the lock (entries for its returns, lineage, argument
+ * holds; queued or placed when its arguments are ready; a nested call made
+ * already by an earlier run of its parent hands out those results and t is
+ * freed).  _drain_locked records every task handed over so far, oldest
+ * first; rayc__rt_lock takes rt->mu and does that, for every caller that
+ * looks an id up. */
+void rayc__sched_submit_init(void);
+void rayc__sched_submit(rayc__rt *rt, rayc__task *t);
+void rayc__task_record_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+void rayc__sched_drain_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+static inline void rayc__rt_lock(rayc__rt *rt) RAYC_ACQUIRE(rt->mu)
+{
+	rayc__mutex_lock(&rt->mu);
+	if (atomic_load_explicit(&rayc__handoff, memory_order_relaxed) != NULL)
+		rayc__sched_drain_locked(rt);
+}
+
 /* Finds or makes the class for a demand vector.  NULL on ENOMEM. */
 rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu);
+/* The class of a demand if there is one already; needs no lock (classes
+ * are only ever appended, and never change, until shutdown). */
+rayc__sclass *rayc__sched_class_find(const rayc__rt *rt, const int64_t *demand);
 /* True if the demand fits this peer's totals at all (never for a peer
  * that offers no resources: a driver that runs no tasks). */
 bool rayc__sched_feasible(const rayc__rt *rt, const int64_t *demand);

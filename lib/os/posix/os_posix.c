@@ -58,6 +58,14 @@ void rayc__mutex_lock(rayc__mutex *m) RAYC_NO_TSA
 	rayc__locks_enter();
 }
 
+bool rayc__mutex_trylock(rayc__mutex *m) RAYC_NO_TSA
+{
+	if (pthread_mutex_trylock((pthread_mutex_t *)(void *)m->opaque) != 0)
+		return false;
+	rayc__locks_enter();
+	return true;
+}
+
 void rayc__mutex_unlock(rayc__mutex *m) RAYC_NO_TSA
 {
 	pthread_mutex_unlock((pthread_mutex_t *)(void *)m->opaque);

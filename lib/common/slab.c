@@ -1,0 +1,178 @@
+/* slab.c -- fixed-size blocks from 64 KiB chunks (see slab.h).
+ *
+ * A chunk is one malloc: this header, then blocks of s->size bytes, each a
+ * 16-byte header naming its chunk followed by the caller's bytes.  Blocks
+ * are carved in order as they are first needed (a chunk's untouched tail
+ * costs no page faults), and a freed block goes on its chunk's free list.
+ * s->partial lists the chunks with a free block, the one freed into last
+ * first, so the next allocation reuses warm memory. */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/slab.h"
+#include "os/os.h"
+
+#define CHUNK_BYTES (64 * 1024)
+#define HDR 16 /* a block's header: its chunk, padded for alignment */
+#define WINDOW_NS (10 * 1000000000LL)
+
+struct rayc__slab_chunk {
+	rayc__slab *slab;
+	rayc__slab_chunk *prev, *next;   /* s->all */
+	rayc__slab_chunk *pprev, *pnext; /* s->partial */
+	void *free;                      /* this chunk's free blocks */
+	uint32_t used, carved;
+	bool on_partial;
+};
+
+#define FIRST_BLOCK ((sizeof(rayc__slab_chunk) + 15) & ~(size_t)15)
+
+static void lock(rayc__slab *s)
+{
+	unsigned n = 0;
+
+	while (atomic_flag_test_and_set_explicit(&s->lock,
+	                                         memory_order_acquire)) {
+		if (++n % 64 == 0)
+			rayc__yield(); /* the holder may have been preempted */
+		else
+			rayc__cpu_relax();
+	}
+}
+
+static void unlock(rayc__slab *s)
+{
+	atomic_flag_clear_explicit(&s->lock, memory_order_release);
+}
+
+void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes)
+{
+	memset(s, 0, sizeof(*s));
+	atomic_flag_clear(&s->lock);
+	s->size = (uint32_t)((size + HDR + 15) & ~(size_t)15);
+	s->per_chunk = (uint32_t)((CHUNK_BYTES - FIRST_BLOCK) / s->size);
+	s->floor = floor_bytes / s->size;
+	s->window_ns = rayc__now_ns();
+}
+
+void rayc__slab_fini(rayc__slab *s)
+{
+	rayc__slab_chunk *c = s->all;
+
+	while (c != NULL) {
+		rayc__slab_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
+	s->all = s->partial = NULL;
+	s->nchunks = s->used = 0;
+}
+
+static void partial_add(rayc__slab *s, rayc__slab_chunk *c)
+{
+	c->pprev = NULL;
+	c->pnext = s->partial;
+	if (s->partial != NULL)
+		s->partial->pprev = c;
+	s->partial = c;
+	c->on_partial = true;
+}
+
+static void partial_del(rayc__slab *s, rayc__slab_chunk *c)
+{
+	if (c->pprev != NULL)
+		c->pprev->pnext = c->pnext;
+	else
+		s->partial = c->pnext;
+	if (c->pnext != NULL)
+		c->pnext->pprev = c->pprev;
+	c->pprev = c->pnext = NULL;
+	c->on_partial = false;
+}
+
+void *rayc__slab_alloc(rayc__slab *s)
+{
+	rayc__slab_chunk *c;
+	char *b;
+
+	lock(s);
+	if (s->partial == NULL) {
+		unlock(s);
+		c = malloc(CHUNK_BYTES); /* no lock held across malloc */
+		if (c == NULL)
+			return NULL;
+		memset(c, 0, sizeof(*c));
+		c->slab = s;
+		lock(s);
+		c->prev = NULL;
+		c->next = s->all;
+		if (s->all != NULL)
+			s->all->prev = c;
+		s->all = c;
+		s->nchunks++;
+		partial_add(s, c);
+	}
+	c = s->partial;
+	if (c->free != NULL) {
+		b = c->free;
+		c->free = *(void **)(void *)(b + HDR);
+	} else {
+		b = (char *)c + FIRST_BLOCK + (size_t)c->carved * s->size;
+		c->carved++;
+		*(rayc__slab_chunk **)(void *)b = c;
+	}
+	if (++c->used == s->per_chunk)
+		partial_del(s, c);
+	if (++s->used > s->hw)
+		s->hw = s->used;
+	unlock(s);
+	memset(b + HDR, 0, s->size - HDR);
+	return b + HDR;
+}
+
+void rayc__slab_free(void *p)
+{
+	if (p == NULL)
+		return;
+	char *b = (char *)p - HDR;
+	rayc__slab_chunk *c = *(rayc__slab_chunk **)(void *)b;
+	rayc__slab *s = c->slab;
+
+	lock(s);
+	*(void **)p = c->free;
+	c->free = b;
+	c->used--;
+	s->used--;
+	if (c->on_partial)
+		partial_del(s, c);
+	partial_add(s, c); /* warm: allocated from next */
+	if (c->used == 0) {
+		/* An empty chunk goes back only while the free blocks left
+		 * would still cover the floor and the recent high-water
+		 * mark (rare: the clock is read only here). */
+		int64_t now = rayc__now_ns();
+		if (now - s->window_ns > WINDOW_NS) {
+			s->hw_prev = s->hw;
+			s->hw = s->used;
+			s->window_ns = now;
+		}
+		size_t keep = s->hw > s->hw_prev ? s->hw : s->hw_prev;
+		if (keep < s->floor)
+			keep = s->floor;
+		if ((s->nchunks - 1) * (size_t)s->per_chunk >= keep) {
+			partial_del(s, c);
+			if (c->prev != NULL)
+				c->prev->next = c->next;
+			else
+				s->all = c->next;
+			if (c->next != NULL)
+				c->next->prev = c->prev;
+			s->nchunks--;
+			unlock(s);
+			free(c);
+			return;
+		}
+	}
+	unlock(s);
+}

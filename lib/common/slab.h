@@ -1,0 +1,47 @@
+/* slab.h -- fixed-size blocks carved from 64 KiB chunks, for what the
+ * runtime allocates per task (object entries, task specs).
+ *
+ * Why not malloc: glibc hands a burst of tasks fresh heap and gives it back
+ * (trims the top) when they are freed, so the next burst faults every page
+ * in again (~0.1 page faults per task measured; a first touch costs ~12 us
+ * per page on some VMs).  A slab keeps its memory: freed blocks go back to
+ * their chunk, the chunk most recently freed into is allocated from first
+ * (its memory is warm), and an empty chunk goes back to malloc only while
+ * the slab holds more free blocks than the most it had in use lately (the
+ * high-water mark of the last 10-20 s) and than its floor.
+ *
+ * Thread safety: each slab has its own spinlock (a leaf: nothing is called
+ * under it), so blocks may be allocated on one thread and freed on
+ * another, with or without other locks held. */
+#ifndef RAYC_SLAB_H
+#define RAYC_SLAB_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rayc__slab_chunk rayc__slab_chunk;
+
+typedef struct rayc__slab {
+	atomic_flag lock;
+	uint32_t size;      /* block size with its header, a multiple of 16 */
+	uint32_t per_chunk; /* blocks in a chunk */
+	rayc__slab_chunk *all;     /* every chunk */
+	rayc__slab_chunk *partial; /* chunks with a free block, warm first */
+	size_t nchunks, used;
+	size_t floor;              /* free blocks always kept */
+	size_t hw, hw_prev;        /* most used this window and the last */
+	int64_t window_ns;         /* when this window began */
+} rayc__slab;
+
+/* Blocks of size bytes (any size up to 16 KiB); floor_bytes of free
+ * blocks are kept whatever the recent use. */
+void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes);
+/* Frees every chunk, blocks still allocated included. */
+void rayc__slab_fini(rayc__slab *s);
+/* A zeroed block; NULL when out of memory. */
+void *rayc__slab_alloc(rayc__slab *s);
+/* Gives back a block from rayc__slab_alloc (any slab; NULL is a no-op). */
+void rayc__slab_free(void *p);
+
+#endif /* RAYC_SLAB_H */
