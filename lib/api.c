@@ -197,10 +197,20 @@ static rayc_task_id next_task_id(rayc__rt *rt)
 		id.hi = h.high64;
 		id.lo = h.low64 & ~(uint64_t)0xffff;
 	} else {
+		/* Numbers are taken 64 at a time: threads submitting at once
+		 * do not all write one counter's cache line per task.  The
+		 * job tells this runtime's block from an earlier one's. */
+		static _Thread_local struct {
+			uint64_t job, next, end;
+		} blk;
+		if (blk.job != rt->job || blk.next == blk.end) {
+			blk.job = rt->job;
+			blk.next = atomic_fetch_add_explicit(
+				&rt->next_task, 64, memory_order_relaxed);
+			blk.end = blk.next + 64;
+		}
 		id.hi = rt->job;
-		id.lo = atomic_fetch_add_explicit(&rt->next_task, 1,
-		                                  memory_order_relaxed)
-		        << 16;
+		id.lo = blk.next++ << 16;
 	}
 	return id;
 }

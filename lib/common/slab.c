@@ -46,9 +46,39 @@ static void unlock(rayc__slab *s)
 	atomic_flag_clear_explicit(&s->lock, memory_order_release);
 }
 
+/* This thread's magazines: blocks of the slabs it used last, freed to it
+ * or taken from the slab MAG_BATCH at a time. */
+#define MAG_SLOTS 2
+#define MAG_MAX 32
+#define MAG_BATCH 16
+typedef struct mag {
+	rayc__slab *s;
+	uint64_t gen;
+	int n;
+	void *b[MAG_MAX]; /* block headers */
+} mag;
+static _Thread_local mag mags[MAG_SLOTS];
+static _Atomic uint64_t slab_gens;
+
+/* s's magazine on this thread.  Each slab has a slot (by its gen); a slot
+ * holding another slab's blocks (one shut down, whose memory is gone) is
+ * emptied without looking at them. */
+static mag *mag_of(rayc__slab *s)
+{
+	mag *m = &mags[s->gen % MAG_SLOTS];
+
+	if (m->s != s || m->gen != s->gen) {
+		m->s = s;
+		m->gen = s->gen;
+		m->n = 0;
+	}
+	return m;
+}
+
 void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes)
 {
 	memset(s, 0, sizeof(*s));
+	s->gen = atomic_fetch_add(&slab_gens, 1) + 1;
 	atomic_flag_clear(&s->lock);
 	s->size = (uint32_t)((size + HDR + 15) & ~(size_t)15);
 	s->per_chunk = (uint32_t)((CHUNK_BYTES - FIRST_BLOCK) / s->size);
@@ -59,6 +89,13 @@ void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes)
 void rayc__slab_fini(rayc__slab *s)
 {
 	rayc__slab_chunk *c = s->all;
+
+	/* Other threads' magazines are told apart by gen; this one's goes. */
+	for (int i = 0; i < MAG_SLOTS; i++)
+		if (mags[i].s == s) {
+			mags[i].s = NULL;
+			mags[i].n = 0;
+		}
 
 	while (c != NULL) {
 		rayc__slab_chunk *next = c->next;
@@ -91,20 +128,21 @@ static void partial_del(rayc__slab *s, rayc__slab_chunk *c)
 	c->on_partial = false;
 }
 
-void *rayc__slab_alloc(rayc__slab *s)
+/* Takes one block (its header) with s locked; may let go of the lock
+ * around a malloc.  NULL when out of memory. */
+static char *take_locked(rayc__slab *s)
 {
 	rayc__slab_chunk *c;
 	char *b;
 
-	lock(s);
 	if (s->partial == NULL) {
 		unlock(s);
 		c = malloc(CHUNK_BYTES); /* no lock held across malloc */
+		lock(s);
 		if (c == NULL)
 			return NULL;
 		memset(c, 0, sizeof(*c));
 		c->slab = s;
-		lock(s);
 		c->prev = NULL;
 		c->next = s->all;
 		if (s->all != NULL)
@@ -126,20 +164,17 @@ void *rayc__slab_alloc(rayc__slab *s)
 		partial_del(s, c);
 	if (++s->used > s->hw)
 		s->hw = s->used;
-	unlock(s);
-	memset(b + HDR, 0, s->size - HDR);
-	return b + HDR;
+	return b;
 }
 
-void rayc__slab_free(void *p)
+/* Gives block b (its header) back with s locked; true if it emptied a
+ * chunk that goes back to malloc: *gone is then to be freed once s is
+ * unlocked. */
+static void give_locked(rayc__slab *s, char *b, rayc__slab_chunk **gone)
 {
-	if (p == NULL)
-		return;
-	char *b = (char *)p - HDR;
 	rayc__slab_chunk *c = *(rayc__slab_chunk **)(void *)b;
-	rayc__slab *s = c->slab;
+	void *p = b + HDR;
 
-	lock(s);
 	*(void **)p = c->free;
 	c->free = b;
 	c->used--;
@@ -169,10 +204,67 @@ void rayc__slab_free(void *p)
 			if (c->next != NULL)
 				c->next->prev = c->prev;
 			s->nchunks--;
-			unlock(s);
-			free(c);
-			return;
+			c->next = *gone; /* freed by the caller, unlocked */
+			*gone = c;
 		}
 	}
+}
+
+static void free_chunks(rayc__slab_chunk *gone)
+{
+	while (gone != NULL) {
+		rayc__slab_chunk *next = gone->next;
+		free(gone);
+		gone = next;
+	}
+}
+
+void *rayc__slab_alloc(rayc__slab *s)
+{
+	mag *m = mag_of(s);
+	char *b;
+
+	if (m->n > 0) {
+		b = m->b[--m->n];
+	} else {
+		lock(s);
+		b = take_locked(s);
+		/* Refill the magazine while the lock is held anyway. */
+		while (b != NULL && m->n < MAG_BATCH) {
+			char *x = take_locked(s);
+			if (x == NULL)
+				break;
+			m->b[m->n++] = x;
+		}
+		unlock(s);
+		if (b == NULL)
+			return NULL;
+	}
+	memset(b + HDR, 0, s->size - HDR);
+	return b + HDR;
+}
+
+void rayc__slab_free(void *p)
+{
+	if (p == NULL)
+		return;
+	char *b = (char *)p - HDR;
+	rayc__slab *s = (*(rayc__slab_chunk **)(void *)b)->slab;
+	rayc__slab_chunk *gone = NULL;
+	mag *m = mag_of(s);
+
+	if (m->n < MAG_MAX) {
+		m->b[m->n++] = b;
+		return;
+	}
+	lock(s);
+	give_locked(s, b, &gone);
+	/* A full magazine gives back its older half too. */
+	for (int i = 0; i < MAG_BATCH; i++)
+		give_locked(s, m->b[i], &gone);
+	memmove(m->b, m->b + MAG_BATCH,
+	        (size_t)(m->n - MAG_BATCH) * sizeof(m->b[0]));
+	m->n -= MAG_BATCH;
 	unlock(s);
+	free_chunks(gone);
 }
