@@ -98,12 +98,20 @@ void bench_put_num(double v);
 /* ------------------------------------------------------------------ */
 #define BENCH_COST_KIDS 16
 
+/* One thread of a child process and its context switches. */
+struct bench_thr {
+	long tid;
+	uint64_t n;
+};
+
 /* Counts at the start of an interval (internal to bench_costs.c). */
 struct bench_cost_snap {
 	uint64_t sys, faults, ctxsw;
 	int sys_ok, nkids;
 	long kid[BENCH_COST_KIDS];
-	uint64_t kid_faults[BENCH_COST_KIDS], kid_ctxsw[BENCH_COST_KIDS];
+	uint64_t kid_faults[BENCH_COST_KIDS];
+	struct bench_thr *kid_thr[BENCH_COST_KIDS]; /* malloc'd, per thread */
+	int kid_nthr[BENCH_COST_KIDS];
 };
 
 /* Kernel costs summed over the timed intervals of one measurement (a
