@@ -93,6 +93,22 @@ void bench_emit(const char *name, double value, const char *unit,
 /* Prints v as a JSON number, or null if it is not finite. */
 void bench_put_num(double v);
 
+/* Another same-run comparison for the next bench_emit (at most
+ * BENCH_EXTRAS): after the ratio its line gets "<key>":"<label>",
+ * "<key>_value" and "<key>_ratio" (the figure's value over this one), and
+ * with --costs "<key>_syscalls_per_unit" and the rest of the cost fields.
+ * label NULL: not measured (not built in); every field is then null.
+ * key and label must outlive the bench_emit. */
+#define BENCH_EXTRAS 4
+struct bench_cost;
+struct bench_extra {
+	const char *key, *label;
+	double value;
+	const struct bench_cost *cost; /* may be NULL */
+};
+void bench_emit_extra(const char *key, const char *label, double value,
+                      const struct bench_cost *cost);
+
 /* ------------------------------------------------------------------ */
 /* Costs (--costs; bench_costs.c)                                       */
 /* ------------------------------------------------------------------ */
@@ -144,7 +160,8 @@ extern struct bench_cost *bench_cost_cur;
 void bench_costs_next(const char *per, const struct bench_cost *fig,
                       const struct bench_cost *base);
 /* For bench_emit. */
-void bench_costs_put(const char *name, const char *baseline);
+void bench_costs_put(const char *name, const char *baseline,
+                     const struct bench_extra *ex, int nex);
 
 /* ------------------------------------------------------------------ */
 /* Runtime                                                              */

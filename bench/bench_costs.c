@@ -388,9 +388,12 @@ static void say_cost(const char *what, const struct bench_cost *c,
 }
 
 /* Called by bench_emit, inside the JSON object, when --costs is on. */
-void bench_costs_put(const char *name, const char *baseline)
+void bench_costs_put(const char *name, const char *baseline,
+                     const struct bench_extra *ex, int nex)
 {
 	const char *unit = next_unit != NULL ? next_unit : "unit";
+	char prefix[64];
+	int i;
 
 	if (next_unit != NULL)
 		printf(",\"cost_unit\":\"%s\"", next_unit);
@@ -399,10 +402,17 @@ void bench_costs_put(const char *name, const char *baseline)
 	put_cost("", next_fig);
 	if (baseline != NULL)
 		put_cost("baseline_", next_base);
+	for (i = 0; i < nex; i++) {
+		snprintf(prefix, sizeof prefix, "%s_", ex[i].key);
+		put_cost(prefix, ex[i].cost);
+	}
 	fprintf(stderr, "  costs of %s:\n", name);
 	say_cost(name, next_fig, unit);
 	if (baseline != NULL)
 		say_cost(baseline, next_base, unit);
+	for (i = 0; i < nex; i++)
+		if (ex[i].label != NULL)
+			say_cost(ex[i].label, ex[i].cost, unit);
 	next_unit = NULL;
 	next_fig = next_base = NULL;
 }
