@@ -208,6 +208,45 @@ double bench_pingpong_us(int spin, double seconds);
 double bench_memcpy_gbps(void *dst, const void *src, size_t n, int reps);
 
 /* ------------------------------------------------------------------ */
+/* Network baselines (bench_netbase.c)                                 */
+/* ------------------------------------------------------------------ */
+/* The other end of the network baselines: this executable started again
+ * with RAYC_BENCH_ECHO set (bench_echo_main), up until bench_net_stop.
+ * Start it before rayc_init: it is then a child process that --costs
+ * counts (process+peers), and not a copy of the rayc peers' sockets. */
+typedef struct bench_net bench_net;
+bench_net *bench_net_start(void);
+void bench_net_stop(bench_net *n);
+
+/* Each is one timed repetition and brackets its timed part for
+ * bench_cost_cur.  Microseconds per round trip of 64 bytes each way,
+ * over about bench_g.rep_s (raw TCP; NNG req/rep): */
+double bench_net_tcp_rtt_us(bench_net *n);
+double bench_net_nng_rtt_us(bench_net *n);
+
+/* The wire size of an empty task's TASK frame and of its TASK_DONE
+ * answer (32-byte header each; lib/net/owner.c encode_task, xrec.c
+ * rayc__xrec_send and executor.c), for BENCH_NOOP_FN with 1 CPU: TASK
+ * id 16, dispatch 4, name 4+10, attempt 4, retries 4, retry_exceptions
+ * 1, nreturns 4, one demand 1+(4+3)+8, nargs 4 = 67 bytes of payload;
+ * TASK_DONE id 16, dispatch 4, status 1, nreturns 4, inline 1, type 1,
+ * empty blob 8 = 35.  Checked on the wire (strace of both peers over
+ * 60,000 tasks: 99.6 and 67.3 bytes per task, heartbeats included). */
+#define BENCH_TASK_FRAME_BYTES 99
+#define BENCH_DONE_FRAME_BYTES 67
+
+/* Messages per second: count requests of BENCH_TASK_FRAME_BYTES, each
+ * answered with BENCH_DONE_FRAME_BYTES, at most window unanswered; both
+ * sides write every batch they can in one write() (see bench/README.md). */
+double bench_net_tcp_msgs(bench_net *n, size_t count, int window);
+
+/* GB/s of one transfer of bytes into the other process, in 1 MiB writes,
+ * read straight into fresh anonymous memory (fresh) or into one buffer
+ * the other process keeps per size (its first use is touched first,
+ * untimed). */
+double bench_net_tcp_bulk(bench_net *n, size_t bytes, int fresh);
+
+/* ------------------------------------------------------------------ */
 /* Figure runners                                                      */
 /* ------------------------------------------------------------------ */
 /* Need a running runtime with default settings (bench_runtime_start). */
