@@ -93,17 +93,41 @@ void bench_emit(const char *name, double value, const char *unit,
 /* Prints v as a JSON number, or null if it is not finite. */
 void bench_put_num(double v);
 
+/* Another same-run comparison for the next bench_emit (at most
+ * BENCH_EXTRAS): after the ratio its line gets "<key>":"<label>",
+ * "<key>_value" and "<key>_ratio" (the figure's value over this one), and
+ * with --costs "<key>_syscalls_per_unit" and the rest of the cost fields.
+ * label NULL: not measured (not built in); every field is then null.
+ * key and label must outlive the bench_emit. */
+#define BENCH_EXTRAS 4
+struct bench_cost;
+struct bench_extra {
+	const char *key, *label;
+	double value;
+	const struct bench_cost *cost; /* may be NULL */
+};
+void bench_emit_extra(const char *key, const char *label, double value,
+                      const struct bench_cost *cost);
+
 /* ------------------------------------------------------------------ */
 /* Costs (--costs; bench_costs.c)                                       */
 /* ------------------------------------------------------------------ */
 #define BENCH_COST_KIDS 16
+
+/* One thread of a child process and its context switches. */
+struct bench_thr {
+	long tid;
+	uint64_t n;
+};
 
 /* Counts at the start of an interval (internal to bench_costs.c). */
 struct bench_cost_snap {
 	uint64_t sys, faults, ctxsw;
 	int sys_ok, nkids;
 	long kid[BENCH_COST_KIDS];
-	uint64_t kid_faults[BENCH_COST_KIDS], kid_ctxsw[BENCH_COST_KIDS];
+	uint64_t kid_faults[BENCH_COST_KIDS];
+	struct bench_thr *kid_thr[BENCH_COST_KIDS]; /* malloc'd, per thread */
+	int kid_nthr[BENCH_COST_KIDS];
 };
 
 /* Kernel costs summed over the timed intervals of one measurement (a
@@ -136,7 +160,8 @@ extern struct bench_cost *bench_cost_cur;
 void bench_costs_next(const char *per, const struct bench_cost *fig,
                       const struct bench_cost *base);
 /* For bench_emit. */
-void bench_costs_put(const char *name, const char *baseline);
+void bench_costs_put(const char *name, const char *baseline,
+                     const struct bench_extra *ex, int nex);
 
 /* ------------------------------------------------------------------ */
 /* Runtime                                                              */
@@ -181,6 +206,45 @@ double bench_pingpong_us(int spin, double seconds);
 /* GB/s (1e9 bytes/s) of memcpy(dst, src, n) into an already-touched dst,
  * over `reps` repetitions, median. */
 double bench_memcpy_gbps(void *dst, const void *src, size_t n, int reps);
+
+/* ------------------------------------------------------------------ */
+/* Network baselines (bench_netbase.c)                                 */
+/* ------------------------------------------------------------------ */
+/* The other end of the network baselines: this executable started again
+ * with RAYC_BENCH_ECHO set (bench_echo_main), up until bench_net_stop.
+ * Start it before rayc_init: it is then a child process that --costs
+ * counts (process+peers), and not a copy of the rayc peers' sockets. */
+typedef struct bench_net bench_net;
+bench_net *bench_net_start(void);
+void bench_net_stop(bench_net *n);
+
+/* Each is one timed repetition and brackets its timed part for
+ * bench_cost_cur.  Microseconds per round trip of 64 bytes each way,
+ * over about bench_g.rep_s (raw TCP; NNG req/rep): */
+double bench_net_tcp_rtt_us(bench_net *n);
+double bench_net_nng_rtt_us(bench_net *n);
+
+/* The wire size of an empty task's TASK frame and of its TASK_DONE
+ * answer (32-byte header each; lib/net/owner.c encode_task, xrec.c
+ * rayc__xrec_send and executor.c), for BENCH_NOOP_FN with 1 CPU: TASK
+ * id 16, dispatch 4, name 4+10, attempt 4, retries 4, retry_exceptions
+ * 1, nreturns 4, one demand 1+(4+3)+8, nargs 4 = 67 bytes of payload;
+ * TASK_DONE id 16, dispatch 4, status 1, nreturns 4, inline 1, type 1,
+ * empty blob 8 = 35.  Checked on the wire (strace of both peers over
+ * 60,000 tasks: 99.6 and 67.3 bytes per task, heartbeats included). */
+#define BENCH_TASK_FRAME_BYTES 99
+#define BENCH_DONE_FRAME_BYTES 67
+
+/* Messages per second: count requests of BENCH_TASK_FRAME_BYTES, each
+ * answered with BENCH_DONE_FRAME_BYTES, at most window unanswered; both
+ * sides write every batch they can in one write() (see bench/README.md). */
+double bench_net_tcp_msgs(bench_net *n, size_t count, int window);
+
+/* GB/s of one transfer of bytes into the other process, in 1 MiB writes,
+ * read straight into fresh anonymous memory (fresh) or into one buffer
+ * the other process keeps per size (its first use is touched first,
+ * untimed). */
+double bench_net_tcp_bulk(bench_net *n, size_t bytes, int fresh);
 
 /* ------------------------------------------------------------------ */
 /* Figure runners                                                      */

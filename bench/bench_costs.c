@@ -147,51 +147,77 @@ static int stat_fields(const char *path, long *ppid, uint64_t *faults)
 	return 0;
 }
 
-/* Voluntary + involuntary switches, summed over the process's threads
- * (/proc/<pid>/status gives its main thread's only). */
-static uint64_t child_ctxsw(long pid)
+/* Voluntary + involuntary switches of one thread of pid; -1 if it is
+ * gone. */
+static int thread_ctxsw(long pid, const char *tid, uint64_t *n)
 {
 	char path[96], line[256];
-	struct dirent *d;
-	uint64_t sum = 0;
 	unsigned long long v;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/task/%.20s/status", pid, tid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	*n = 0;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+		    sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+			*n += v;
+	fclose(f);
+	return 0;
+}
+
+/* Switches of pid's threads, counted per thread (/proc/<pid>/status
+ * gives its main thread's only, and a sum over the threads alive would
+ * drop whatever a thread that ends took).  With before == NULL: the
+ * counts now, recorded into *out (malloc'd; *nout of them).  Else the
+ * switches since before: what each thread seen then did since, and all
+ * of a thread started since.  A thread that ended in between loses its
+ * last ones: /proc keeps them for no one. */
+static uint64_t child_ctxsw(long pid, const struct bench_thr *before,
+                            int nbefore, struct bench_thr **out, int *nout)
+{
+	char path[64];
+	struct dirent *d;
+	uint64_t sum = 0, n;
+	int cap = 0, i;
 	DIR *dir;
 
+	if (out != NULL) {
+		*out = NULL;
+		*nout = 0;
+	}
 	snprintf(path, sizeof path, "/proc/%ld/task", pid);
 	dir = opendir(path);
 	if (dir == NULL)
 		return 0;
 	while ((d = readdir(dir)) != NULL) {
-		FILE *f;
+		long tid;
 
-		if (!isdigit((unsigned char)d->d_name[0]))
+		if (!isdigit((unsigned char)d->d_name[0]) ||
+		    thread_ctxsw(pid, d->d_name, &n) != 0)
 			continue;
-		snprintf(path, sizeof path, "/proc/%ld/task/%.20s/status", pid,
-		         d->d_name);
-		if ((f = fopen(path, "r")) == NULL)
+		tid = atol(d->d_name);
+		if (out != NULL) {
+			if (*nout == cap) {
+				cap = cap ? 2 * cap : 32;
+				*out = realloc(*out, (size_t)cap * sizeof **out);
+				if (*out == NULL)
+					bench_die("out of memory");
+			}
+			(*out)[(*nout)++] = (struct bench_thr){ tid, n };
+			sum += n;
 			continue;
-		while (fgets(line, sizeof line, f) != NULL)
-			if (sscanf(line, "voluntary_ctxt_switches: %llu",
-			           &v) == 1 ||
-			    sscanf(line, "nonvoluntary_ctxt_switches: %llu",
-			           &v) == 1)
-				sum += v;
-		fclose(f);
+		}
+		for (i = 0; i < nbefore && before[i].tid != tid; i++)
+			;
+		if (i == nbefore)
+			sum += n;
+		else if (n > before[i].n)
+			sum += n - before[i].n;
 	}
 	closedir(dir);
 	return sum;
-}
-
-static int child_read(long pid, uint64_t *faults, uint64_t *ctxsw)
-{
-	char path[64];
-	long pp;
-
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	if (stat_fields(path, &pp, faults) != 0)
-		return -1;
-	*ctxsw = child_ctxsw(pid);
-	return 0;
 }
 
 /* The children of this process now, and their counts. */
@@ -217,7 +243,8 @@ static void children_snap(struct bench_cost_snap *s)
 			continue;
 		s->kid[s->nkids] = pid;
 		s->kid_faults[s->nkids] = f;
-		s->kid_ctxsw[s->nkids] = child_ctxsw(pid);
+		(void)child_ctxsw(pid, NULL, 0, &s->kid_thr[s->nkids],
+		                  &s->kid_nthr[s->nkids]);
 		s->nkids++;
 	}
 	closedir(dir);
@@ -269,14 +296,23 @@ void bench_cost_end(struct bench_cost *c, double units)
 	c->faults += (double)(e.faults - s->faults);
 	c->ctxsw += (double)(e.ctxsw - s->ctxsw);
 	for (i = 0; i < s->nkids; i++) {
-		uint64_t f, x;
+		char path[64];
+		uint64_t f;
+		long pp;
 
-		/* A child gone since the start: its counts are lost. */
-		if (child_read(s->kid[i], &f, &x) != 0)
-			continue;
-		c->faults += (double)(f - s->kid_faults[i]);
-		c->ctxsw += (double)(x - s->kid_ctxsw[i]);
-		kids++;
+		/* A child gone since the start: its counts are lost.
+		 * Faults in /proc/<pid>/stat include ended threads'. */
+		snprintf(path, sizeof path, "/proc/%ld/stat", s->kid[i]);
+		if (stat_fields(path, &pp, &f) == 0) {
+			c->faults += (double)(f - s->kid_faults[i]);
+			c->ctxsw += (double)child_ctxsw(s->kid[i],
+			                                s->kid_thr[i],
+			                                s->kid_nthr[i], NULL,
+			                                NULL);
+			kids++;
+		}
+		free(s->kid_thr[i]);
+		s->kid_thr[i] = NULL;
 	}
 	if (kids > c->peers)
 		c->peers = kids;
@@ -352,9 +388,12 @@ static void say_cost(const char *what, const struct bench_cost *c,
 }
 
 /* Called by bench_emit, inside the JSON object, when --costs is on. */
-void bench_costs_put(const char *name, const char *baseline)
+void bench_costs_put(const char *name, const char *baseline,
+                     const struct bench_extra *ex, int nex)
 {
 	const char *unit = next_unit != NULL ? next_unit : "unit";
+	char prefix[64];
+	int i;
 
 	if (next_unit != NULL)
 		printf(",\"cost_unit\":\"%s\"", next_unit);
@@ -363,10 +402,17 @@ void bench_costs_put(const char *name, const char *baseline)
 	put_cost("", next_fig);
 	if (baseline != NULL)
 		put_cost("baseline_", next_base);
+	for (i = 0; i < nex; i++) {
+		snprintf(prefix, sizeof prefix, "%s_", ex[i].key);
+		put_cost(prefix, ex[i].cost);
+	}
 	fprintf(stderr, "  costs of %s:\n", name);
 	say_cost(name, next_fig, unit);
 	if (baseline != NULL)
 		say_cost(baseline, next_base, unit);
+	for (i = 0; i < nex; i++)
+		if (ex[i].label != NULL)
+			say_cost(ex[i].label, ex[i].cost, unit);
 	next_unit = NULL;
 	next_fig = next_base = NULL;
 }

@@ -2,14 +2,18 @@
  * bench_tasks.c -- task figures: empty tasks submitted asynchronously
  * (one client, batches, four clients), synchronous round trips, and
  * rayc_wait on 1000 ready refs.  Each is measured in alternation with its
- * baseline so both see the same machine noise.
+ * baselines (the bare pool; for the three async forms oneTBB and OpenMP
+ * as well) so all see the same machine noise.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
+#include "bench_rivals.h"
 
 /* The empty task every figure submits: no arguments, nothing returned
  * (its return is rayc's empty BYTES object). */
@@ -85,73 +89,6 @@ static size_t calibrate_ntasks(const char *name,
 	return k;
 }
 
-/* Runs reps alternating rayc and bare-pool repetitions; medians in
- * tasks/s. */
-static void alternate(const char *name, int nworkers, int batch_form,
-                      double *rayc_rate, double *pool_rate,
-                      struct bench_cost *rc, struct bench_cost *pc)
-{
-	rayc_ref *refs =
-		bench_xmalloc_touched(MAX_ASYNC_TASKS * sizeof *refs, 0);
-	double rv[64], pv[64];
-	size_t n = calibrate_ntasks(
-		name, batch_form ? rayc_batch_run : rayc_async_run, refs, BATCH);
-	bench_pool *pool = bench_pool_start(nworkers, n);
-	int i, reps = bench_g.reps;
-
-	(void)bench_pool_run(pool, n < 10000 ? n : 10000, 1, 0); /* warm */
-	for (i = 0; i < reps; i++) {
-		double tp, tr;
-
-		bench_cost_begin(pc);
-		tp = bench_pool_run(pool, n, 1, batch_form ? BATCH : 0);
-		bench_cost_end(pc, (double)n);
-		bench_cost_begin(rc);
-		tr = batch_form ? rayc_batch_run(refs, n)
-		                : rayc_async_run(refs, n);
-		bench_cost_end(rc, (double)n);
-
-		pv[i] = (double)n / tp;
-		rv[i] = (double)n / tr;
-	}
-	bench_pool_stop(pool);
-	free(refs);
-	*pool_rate = bench_median(pv, reps);
-	*rayc_rate = bench_median(rv, reps);
-	fprintf(stderr, "  %s: rayc %.4g tasks/s [%.4g..%.4g], bare pool "
-	        "%.4g tasks/s [%.4g..%.4g], %zu tasks x %d reps\n",
-	        name, *rayc_rate, rv[0], rv[reps - 1], *pool_rate, pv[0],
-	        pv[reps - 1], n, reps);
-}
-
-void bench_fig_tasks_async(int nworkers)
-{
-	static const char name[] = "single_client_tasks_async";
-	struct bench_cost rc = { 0 }, pc = { 0 };
-	double r, p;
-
-	if (!bench_want(name))
-		return;
-	bench_watchdog(name, bench_g.quick ? 60 : 300);
-	alternate(name, nworkers, 0, &r, &p, &rc, &pc);
-	bench_costs_next("task", &rc, &pc);
-	bench_emit(name, r, "tasks/s", 1, "bare_pool_prealloc", p);
-}
-
-void bench_fig_tasks_batch(int nworkers)
-{
-	static const char name[] = "single_client_tasks_and_get_batch";
-	struct bench_cost rc = { 0 }, pc = { 0 };
-	double r, p;
-
-	if (!bench_want(name))
-		return;
-	bench_watchdog(name, bench_g.quick ? 60 : 300);
-	alternate(name, nworkers, 1, &r, &p, &rc, &pc);
-	bench_costs_next("task", &rc, &pc);
-	bench_emit(name, r, "tasks/s", 1, "bare_pool_prealloc", p);
-}
-
 /* ------------------------------------------------------------------ */
 /* Four clients                                                         */
 /* ------------------------------------------------------------------ */
@@ -159,6 +96,7 @@ struct client {
 	rayc_ref *refs;
 	size_t n;
 	pthread_barrier_t *go;
+	double t0; /* when it left the barrier */
 };
 
 static void *client_main(void *arg)
@@ -166,6 +104,7 @@ static void *client_main(void *arg)
 	struct client *c = arg;
 
 	pthread_barrier_wait(c->go);
+	c->t0 = bench_now();
 	(void)rayc_async_run(c->refs, c->n);
 	return NULL;
 }
@@ -194,44 +133,177 @@ static double rayc_multi_run(rayc_ref *refs, size_t n)
 	for (i = 0; i < MULTI_CLIENTS; i++)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&go);
+	/* From the first client's start: this thread may be preempted
+	 * after the barrier while the clients run (as in bench_pool_run). */
+	for (i = 0; i < MULTI_CLIENTS; i++)
+		if (cl[i].t0 < t0)
+			t0 = cl[i].t0;
 	return bench_now() - t0;
 }
 
-void bench_fig_tasks_multi(int nworkers)
+/* ------------------------------------------------------------------ */
+/* Alternation: rayc and every baseline in turn, in each repetition     */
+/* ------------------------------------------------------------------ */
+enum side { S_POOL, S_TBB, S_OMP, S_RAYC, S_N };
+
+static const char *const side_name[S_N] = { "bare pool", "oneTBB", "OpenMP",
+	                                    "rayc" };
+
+/* How a figure submits: by how many threads, in batches or not, and
+ * rayc's side of it. */
+struct form {
+	int nsub;
+	size_t batch;
+	double (*rayc)(rayc_ref *refs, size_t n);
+};
+
+struct sides {
+	int on[S_N];
+	double v[S_N][64]; /* tasks/s, one per repetition */
+	double med[S_N];
+	struct bench_cost c[S_N];
+	size_t inlined[S_N]; /* tasks run on a submitting thread, all reps */
+};
+
+/* Lets the threads of the side that just ran go idle (TBB's and
+ * OpenMP's spin a while before they sleep, rayc's 50 us) so they do not
+ * take the CPUs from the next side.  Outside the timed part. */
+static void settle(void)
 {
-	static const char name[] = "multi_client_tasks_async";
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Seconds for one run of side k; *inlined: tasks that ran on a
+ * submitting thread (never, for the bare pool and rayc). */
+static double run_side(int k, const struct form *f, bench_pool *pool,
+                       bench_tbb *tbb, int nworkers, rayc_ref *refs, size_t n,
+                       size_t *inlined)
+{
+	*inlined = 0;
+	switch (k) {
+	case S_POOL:
+		return bench_pool_run(pool, n, f->nsub, f->batch);
+	case S_TBB:
+		return bench_tbb_run(tbb, n, f->nsub, f->batch, inlined);
+	case S_OMP:
+		return bench_omp_run(nworkers, n, f->nsub, f->batch, inlined);
+	default:
+		return f->rayc(refs, n);
+	}
+}
+
+/* bench_g.reps repetitions of n tasks, each running every side once in
+ * turn (bare pool, oneTBB, OpenMP, rayc); medians in tasks/s. */
+static void alternate(const char *name, int nworkers, const struct form *f,
+                      rayc_ref *refs, size_t n, struct sides *s)
+{
+	bench_pool *pool = bench_pool_start(nworkers, n);
+	bench_tbb *tbb = bench_tbb_start(nworkers, f->nsub);
+	size_t warm = f->nsub > 1 ? (size_t)f->nsub * BATCH
+	                          : (n < 10000 ? n : 10000);
+	int i, k, reps = bench_g.reps;
+	size_t inl;
+
+	memset(s, 0, sizeof *s);
+	s->on[S_POOL] = s->on[S_RAYC] = 1;
+	s->on[S_TBB] = tbb != NULL;
+	s->on[S_OMP] = bench_omp_built();
+	for (k = 0; k < S_RAYC; k++) /* threads started, pools filled */
+		if (s->on[k])
+			(void)run_side(k, f, pool, tbb, nworkers, refs, warm,
+			               &inl);
+	for (i = 0; i < reps; i++)
+		for (k = 0; k < S_N; k++) {
+			double t;
+
+			if (!s->on[k])
+				continue;
+			settle();
+			bench_cost_begin(&s->c[k]);
+			t = run_side(k, f, pool, tbb, nworkers, refs, n, &inl);
+			bench_cost_end(&s->c[k], (double)n);
+			s->v[k][i] = (double)n / t;
+			s->inlined[k] += inl;
+		}
+	bench_tbb_stop(tbb);
+	bench_pool_stop(pool);
+	fprintf(stderr, "  %s: %zu tasks x %d reps, alternating:\n", name, n,
+	        reps);
+	for (k = 0; k < S_N; k++) {
+		if (!s->on[k]) {
+			fprintf(stderr, "    %-9s not built in (see bench/README.md)"
+			        "\n", side_name[k]);
+			s->med[k] = NAN;
+			continue;
+		}
+		s->med[k] = bench_median(s->v[k], reps);
+		fprintf(stderr, "    %-9s %.4g tasks/s [%.4g..%.4g]", side_name[k],
+		        s->med[k], s->v[k][0], s->v[k][reps - 1]);
+		if (k == S_TBB || k == S_OMP)
+			fprintf(stderr, ", %.0f%% of the tasks ran on the "
+			        "submitting thread%s", 100.0 *
+			        (double)s->inlined[k] / ((double)n * reps),
+			        f->nsub > 1 ? "s" : "");
+		fputc('\n', stderr);
+	}
+}
+
+/* The figure's line: rayc against the bare pool, oneTBB and OpenMP as
+ * extra fields. */
+static void emit(const char *name, const char *pool_label, struct sides *s)
+{
+	bench_costs_next("task", &s->c[S_RAYC], &s->c[S_POOL]);
+	bench_emit_extra("tbb", s->on[S_TBB] ? "onetbb_task_group" : NULL,
+	                 s->med[S_TBB], &s->c[S_TBB]);
+	bench_emit_extra("omp", s->on[S_OMP] ? "openmp_task" : NULL,
+	                 s->med[S_OMP], &s->c[S_OMP]);
+	bench_emit(name, s->med[S_RAYC], "tasks/s", 1, pool_label,
+	           s->med[S_POOL]);
+}
+
+static void fig(const char *name, int nworkers, const struct form *f,
+                size_t unit, const char *pool_label)
+{
 	rayc_ref *refs;
-	bench_pool *pool;
-	struct bench_cost rc = { 0 }, pc = { 0 };
-	double rv[64], pv[64], r, p;
+	struct sides *s;
 	size_t n;
-	int i, reps = bench_g.reps;
 
 	if (!bench_want(name))
 		return;
 	bench_watchdog(name, bench_g.quick ? 60 : 300);
 	refs = bench_xmalloc_touched(MAX_ASYNC_TASKS * sizeof *refs, 0);
-	n = calibrate_ntasks(name, rayc_multi_run, refs,
-	                     MULTI_CLIENTS * BATCH);
-	pool = bench_pool_start(nworkers, n);
-	(void)bench_pool_run(pool, 4 * BATCH, MULTI_CLIENTS, 0);
-	for (i = 0; i < reps; i++) {
-		bench_cost_begin(&pc);
-		pv[i] = (double)n / bench_pool_run(pool, n, MULTI_CLIENTS, 0);
-		bench_cost_end(&pc, (double)n);
-		bench_cost_begin(&rc);
-		rv[i] = (double)n / rayc_multi_run(refs, n);
-		bench_cost_end(&rc, (double)n);
-	}
-	bench_pool_stop(pool);
+	s = bench_xmalloc(sizeof *s);
+	n = calibrate_ntasks(name, f->rayc, refs, unit);
+	alternate(name, nworkers, f, refs, n, s);
+	emit(name, pool_label, s);
+	free(s);
 	free(refs);
-	p = bench_median(pv, reps);
-	r = bench_median(rv, reps);
-	fprintf(stderr, "  %s: rayc %.4g tasks/s [%.4g..%.4g], bare pool "
-	        "%.4g tasks/s [%.4g..%.4g], %zu tasks x %d reps\n",
-	        name, r, rv[0], rv[reps - 1], p, pv[0], pv[reps - 1], n, reps);
-	bench_costs_next("task", &rc, &pc);
-	bench_emit(name, r, "tasks/s", 1, "bare_pool_prealloc_multi", p);
+}
+
+void bench_fig_tasks_async(int nworkers)
+{
+	static const struct form f = { 1, 0, rayc_async_run };
+
+	fig("single_client_tasks_async", nworkers, &f, BATCH,
+	    "bare_pool_prealloc");
+}
+
+void bench_fig_tasks_batch(int nworkers)
+{
+	static const struct form f = { 1, BATCH, rayc_batch_run };
+
+	fig("single_client_tasks_and_get_batch", nworkers, &f, BATCH,
+	    "bare_pool_prealloc");
+}
+
+void bench_fig_tasks_multi(int nworkers)
+{
+	static const struct form f = { MULTI_CLIENTS, 0, rayc_multi_run };
+
+	fig("multi_client_tasks_async", nworkers, &f, MULTI_CLIENTS * BATCH,
+	    "bare_pool_prealloc_multi");
 }
 
 /* ------------------------------------------------------------------ */

@@ -174,12 +174,47 @@ void bench_put_num(double v)
 		fputs("null", stdout);
 }
 
+static struct bench_extra extras[BENCH_EXTRAS];
+static int nextras;
+
+void bench_emit_extra(const char *key, const char *label, double value,
+                      const struct bench_cost *cost)
+{
+	if (nextras == BENCH_EXTRAS)
+		bench_die("internal: more than %d extras on one line",
+		          BENCH_EXTRAS);
+	extras[nextras].key = key;
+	extras[nextras].label = label;
+	extras[nextras].value = label != NULL ? value : NAN;
+	extras[nextras].cost = label != NULL ? cost : NULL;
+	nextras++;
+}
+
+static void put_extras(double value)
+{
+	int i;
+
+	for (i = 0; i < nextras; i++) {
+		const struct bench_extra *x = &extras[i];
+
+		if (x->label != NULL)
+			printf(",\"%s\":\"%s\"", x->key, x->label);
+		else
+			printf(",\"%s\":null", x->key);
+		printf(",\"%s_value\":", x->key);
+		bench_put_num(x->value);
+		printf(",\"%s_ratio\":", x->key);
+		bench_put_num(x->value != 0 ? value / x->value : NAN);
+	}
+}
+
 void bench_emit(const char *name, double value, const char *unit,
                 int higher_is_better, const char *baseline,
                 double baseline_value)
 {
 	if (!bench_want(name)) {
 		bench_costs_next(NULL, NULL, NULL);
+		nextras = 0;
 		return;
 	}
 	printf("{\"name\":\"%s\",\"value\":", name);
@@ -197,8 +232,10 @@ void bench_emit(const char *name, double value, const char *unit,
 		bench_put_num(baseline_value != 0 ? value / baseline_value
 		                                  : NAN);
 	}
+	put_extras(value);
 	if (bench_g.costs)
-		bench_costs_put(name, baseline);
+		bench_costs_put(name, baseline, extras, nextras);
+	nextras = 0;
 	fputs("}\n", stdout);
 	fflush(stdout);
 }

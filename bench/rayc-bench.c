@@ -63,13 +63,25 @@ static const struct figure figures[] = {
 	{ "remote_tasks_async", GROUP_REMOTE,
 	  "submit N empty tasks to another peer, then get each (tasks/s)" },
 	{ "remote_transfer_1mib", GROUP_REMOTE,
-	  "get a 1 MiB object made on another peer, over TCP (GB/s)" },
+	  "get a 1 MiB object made on another peer, over TCP, into recycled "
+	  "memory (GB/s)" },
+	{ "remote_transfer_1mib_cold", GROUP_REMOTE,
+	  "the same, first fetch in a fresh cluster (GB/s)" },
 	{ "remote_transfer_64mib", GROUP_REMOTE,
-	  "get a 64 MiB object made on another peer, over TCP (GB/s)" },
+	  "get a 64 MiB object made on another peer, over TCP, into recycled "
+	  "memory (GB/s)" },
+	{ "remote_transfer_64mib_cold", GROUP_REMOTE,
+	  "the same, first fetch in a fresh cluster (GB/s)" },
 	{ "remote_transfer_1gib", GROUP_REMOTE,
-	  "get a 1 GiB object made on another peer, over TCP (GB/s)" },
+	  "get a 1 GiB object made on another peer, over TCP, into recycled "
+	  "memory (GB/s)" },
+	{ "remote_transfer_1gib_cold", GROUP_REMOTE,
+	  "the same, first fetch in a fresh cluster (GB/s)" },
 	{ "remote_transfer_64mib_samehost", GROUP_REMOTE,
-	  "the same 64 MiB, copied out of the other peer's arena (GB/s)" },
+	  "64 MiB read in place in the other peer's arena, same host "
+	  "(GB/s)" },
+	{ "remote_transfer_64mib_samehost_cold", GROUP_REMOTE,
+	  "the same, first fetch in a fresh cluster (GB/s)" },
 	{ "baseline_nng_reqrep_us", GROUP_REMOTE,
 	  "NNG req/rep round trip between two processes (us)" },
 };
@@ -98,6 +110,27 @@ static int group_wanted(enum group g)
 	return 0;
 }
 
+/* Wants the figure at index j, and its pair: X and X_cold are one
+ * measurement, so naming either prints both. */
+static void want_pair(size_t j)
+{
+	const char *name = figures[j].name;
+	size_t len = strlen(name), k;
+	static const char sfx[] = "_cold";
+
+	wanted[j] = 1;
+	for (k = 0; k < NFIGURES; k++) {
+		const char *o = figures[k].name;
+		size_t ol = strlen(o);
+
+		if ((ol == len + sizeof sfx - 1 && strncmp(o, name, len) == 0 &&
+		     strcmp(o + len, sfx) == 0) ||
+		    (len == ol + sizeof sfx - 1 && strncmp(name, o, ol) == 0 &&
+		     strcmp(name + ol, sfx) == 0))
+			wanted[k] = 1;
+	}
+}
+
 static void usage(FILE *f)
 {
 	size_t i;
@@ -107,11 +140,12 @@ static void usage(FILE *f)
 	      "  each on stdout.  --quick: short runs, all in under a minute.\n"
 	      "  --costs: also syscalls, page faults and context switches\n"
 	      "  per unit of work, over the timed repetitions.\n"
+	      "  Naming X or X_cold runs and prints both.\n"
 	      "  --list: print the figure names.\n"
 	      "figures:\n",
 	      f);
 	for (i = 0; i < NFIGURES; i++)
-		fprintf(f, "  %-34s %s\n", figures[i].name, figures[i].what);
+		fprintf(f, "  %-36s %s\n", figures[i].name, figures[i].what);
 }
 
 static void parse_args(int argc, char **argv)
@@ -147,7 +181,7 @@ static void parse_args(int argc, char **argv)
 				usage(stderr);
 				exit(2);
 			}
-			wanted[j] = 1;
+			want_pair(j);
 			named = 1;
 		}
 	}

@@ -1,0 +1,485 @@
+/*
+ * bench_netbase.c -- the network baselines of the cross-peer figures and
+ * the process at their other end: raw TCP round trips, a pipelined raw TCP
+ * message stream sized like rayc's TASK and TASK_DONE frames, raw TCP bulk
+ * transfers into fresh or reused memory, and NNG req/rep round trips.
+ *
+ * The other end is this executable started again with RAYC_BENCH_ECHO set
+ * (bench_echo_main).  It stays up through all the cross-peer figures and
+ * serves each connection on its own thread, so every baseline can run
+ * alternately with the rayc repetitions it is compared with.  All sockets
+ * of this side are close-on-exec: the rayc peers started meanwhile must
+ * not hold them open.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "bench.h"
+
+extern char **environ;
+
+#define PING_BYTES 64
+#define CHUNK_WRITE ((size_t)1 << 20) /* the bulk sender's write size */
+#define MSG_READ (64 * 1024)          /* the message stream's read size */
+
+/* A connection's first byte says what it is for. */
+enum { MODE_PING = 'P', MODE_MSGS = 'M', MODE_SINK = 'S', MODE_QUIT = 'Q' };
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                              */
+/* ------------------------------------------------------------------ */
+static int read_full(int fd, void *p, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)p + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *p, size_t n)
+{
+	size_t put = 0;
+
+	while (put < n) {
+		ssize_t r = write(fd, (const char *)p + put, n - put);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		put += (size_t)r;
+	}
+	return 0;
+}
+
+static void nodelay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int listen_tcp(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof sa;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+	    listen(fd, 16) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+		bench_die("baseline: cannot listen: %s", strerror(errno));
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static int dial_tcp(int port, char mode)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)port) };
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+		bench_die("baseline: connect: %s", strerror(errno));
+	nodelay(fd);
+	if (write_full(fd, &mode, 1) != 0)
+		bench_die("baseline: cannot start a connection");
+	return fd;
+}
+
+/* Fresh anonymous memory: nothing of it is touched yet. */
+static char *map_fresh(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		bench_die("baseline: mmap of %zu bytes: %s", n, strerror(errno));
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* The other process                                                    */
+/* ------------------------------------------------------------------ */
+/* 64-byte pings, echoed. */
+static void serve_ping(int c)
+{
+	char buf[PING_BYTES];
+
+	while (read_full(c, buf, sizeof buf) == 0)
+		if (write_full(c, buf, sizeof buf) != 0)
+			break;
+}
+
+/* After a header (request and reply sizes, u32 each): reads whatever has
+ * arrived, up to MSG_READ bytes, and answers every whole request in it
+ * with one write of that many replies. */
+static void serve_msgs(int c)
+{
+	uint32_t sz[2];
+	size_t carry = 0;
+	char *in, *out;
+
+	if (read_full(c, sz, sizeof sz) != 0 || sz[0] == 0 || sz[1] == 0 ||
+	    sz[0] > MSG_READ || sz[1] > MSG_READ)
+		return;
+	in = bench_xmalloc(MSG_READ);
+	out = bench_xmalloc_touched((MSG_READ / sz[0] + 1) * sz[1], 0x44);
+	for (;;) {
+		ssize_t r = read(c, in, MSG_READ);
+		size_t k;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		carry += (size_t)r;
+		k = carry / sz[0];
+		carry -= k * sz[0];
+		if (k > 0 && write_full(c, out, k * sz[1]) != 0)
+			break;
+	}
+	free(out);
+	free(in);
+}
+
+/* Per request (u64 length, u64 fresh): a destination of that length,
+ * fresh anonymous memory (fresh != 0, unmapped afterwards) or one buffer
+ * kept and reused (touched when made); 'r' when it is ready, then the
+ * bytes are read straight into it, as much per read() as has arrived,
+ * and 'k' after the last. */
+static void serve_sink(int c)
+{
+	char *warm = NULL, *dst;
+	size_t warm_n = 0;
+	uint64_t h[2];
+
+	while (read_full(c, h, sizeof h) == 0 && h[0] > 0) {
+		size_t n = (size_t)h[0];
+
+		if (h[1]) {
+			dst = map_fresh(n);
+		} else {
+			if (warm_n != n) {
+				if (warm != NULL)
+					munmap(warm, warm_n);
+				warm = map_fresh(n);
+				memset(warm, 0x22, n);
+				warm_n = n;
+			}
+			dst = warm;
+		}
+		if (write_full(c, "r", 1) != 0 || read_full(c, dst, n) != 0 ||
+		    write_full(c, "k", 1) != 0)
+			break;
+		if (h[1])
+			munmap(dst, n);
+	}
+	if (warm != NULL)
+		munmap(warm, warm_n);
+}
+
+static void *serve_main(void *arg)
+{
+	int c = (int)(intptr_t)arg;
+	char mode;
+
+	if (read_full(c, &mode, 1) == 0) {
+		if (mode == MODE_PING)
+			serve_ping(c);
+		else if (mode == MODE_MSGS)
+			serve_msgs(c);
+		else if (mode == MODE_SINK)
+			serve_sink(c);
+	}
+	close(c);
+	return NULL;
+}
+
+static void *rep_main(void *arg)
+{
+	nng_socket *s = arg;
+	nng_msg *m;
+
+	while (nng_recvmsg(*s, &m, 0) == 0)
+		if (nng_sendmsg(*s, m, 0) != 0)
+			nng_msg_free(m);
+	return NULL;
+}
+
+/* The other process: prints its TCP and NNG ports on stdout, then serves
+ * each TCP connection on a thread of its own and NNG req/rep as an echo,
+ * until a connection says MODE_QUIT. */
+int bench_echo_main(void)
+{
+	int port, rport = 0, l = listen_tcp(&port);
+	nng_socket rep;
+	nng_listener lr;
+	pthread_t th;
+
+	if (nng_rep0_open(&rep) != 0 ||
+	    nng_listen(rep, "tcp://127.0.0.1:0", &lr, 0) != 0 ||
+	    nng_listener_get_int(lr, NNG_OPT_TCP_BOUND_PORT, &rport) != 0)
+		bench_die("echo: cannot serve NNG req/rep");
+	if (pthread_create(&th, NULL, rep_main, &rep) != 0)
+		bench_die("echo: no thread");
+	printf("%d %d\n", port, rport);
+	fflush(stdout);
+	for (;;) {
+		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		char mode;
+		pthread_t t;
+
+		if (c < 0 && errno == EINTR)
+			continue;
+		if (c < 0)
+			bench_die("echo: accept: %s", strerror(errno));
+		nodelay(c);
+		if (recv(c, &mode, 1, MSG_PEEK) == 1 && mode == MODE_QUIT) {
+			close(c);
+			break;
+		}
+		if (pthread_create(&t, NULL, serve_main, (void *)(intptr_t)c) != 0)
+			bench_die("echo: no thread");
+		pthread_detach(t);
+	}
+	nng_close(rep);
+	pthread_join(th, NULL);
+	close(l);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* This side                                                            */
+/* ------------------------------------------------------------------ */
+struct bench_net {
+	pid_t pid;
+	int port, nng_port;
+	int ping_fd, msgs_fd, sink_fd; /* -1 until first used */
+	nng_socket req;
+	int req_open;
+	char *src; /* the bulk sender's source, touched */
+	size_t src_n;
+	char *out; /* the message stream's requests */
+	size_t out_n;
+};
+
+bench_net *bench_net_start(void)
+{
+	bench_net *n = bench_xmalloc(sizeof *n);
+	int fds[2], k = 0;
+	char self[4096], *env[64], *argv[2];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+	posix_spawn_file_actions_t fa;
+	FILE *f;
+
+	memset(n, 0, sizeof *n);
+	n->ping_fd = n->msgs_fd = n->sink_fd = -1;
+	if (len <= 0 || pipe2(fds, O_CLOEXEC) != 0)
+		bench_die("baseline: cannot start the echo process");
+	self[len] = '\0';
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+	for (char **p = environ; *p != NULL && k < 60; p++)
+		if (strncmp(*p, "RAYC_", 5) != 0)
+			env[k++] = *p;
+	env[k++] = "RAYC_BENCH_ECHO=1";
+	env[k] = NULL;
+	argv[0] = self;
+	argv[1] = NULL;
+	if (posix_spawn(&n->pid, self, &fa, NULL, argv, env) != 0)
+		bench_die("baseline: spawn failed");
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	f = fdopen(fds[0], "r");
+	if (f == NULL || fscanf(f, "%d %d", &n->port, &n->nng_port) != 2)
+		bench_die("baseline: the echo process gave no ports");
+	fclose(f);
+	return n;
+}
+
+void bench_net_stop(bench_net *n)
+{
+	int st;
+
+	if (n == NULL)
+		return;
+	if (n->req_open)
+		nng_close(n->req);
+	if (n->ping_fd >= 0)
+		close(n->ping_fd);
+	if (n->msgs_fd >= 0)
+		close(n->msgs_fd);
+	if (n->sink_fd >= 0)
+		close(n->sink_fd);
+	close(dial_tcp(n->port, MODE_QUIT));
+	if (waitpid(n->pid, &st, 0) != n->pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		fprintf(stderr, "  WARNING: the baselines' echo process did "
+		        "not exit cleanly (status %d)\n", st);
+	free(n->src);
+	free(n->out);
+	free(n);
+}
+
+/* ---- round trips ---- */
+static void tcp_ping(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[PING_BYTES] = { 'p' };
+
+	if (write_full(fd, buf, sizeof buf) != 0 ||
+	    read_full(fd, buf, sizeof buf) != 0)
+		bench_die("baseline: tcp ping failed");
+}
+
+double bench_net_tcp_rtt_us(bench_net *n)
+{
+	double el;
+	uint64_t k;
+
+	if (n->ping_fd < 0) {
+		n->ping_fd = dial_tcp(n->port, MODE_PING);
+		tcp_ping(&n->ping_fd);
+	}
+	k = bench_timed_loop(tcp_ping, &n->ping_fd, 16, bench_g.rep_s, &el);
+	return el / (double)k * 1e6;
+}
+
+static void nng_ping(void *arg)
+{
+	nng_socket s = *(nng_socket *)arg;
+	char buf[PING_BYTES] = { 'p' };
+	nng_msg *m;
+
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, sizeof buf) ||
+	    nng_sendmsg(s, m, 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
+		bench_die("baseline: nng req failed");
+	nng_msg_free(m);
+}
+
+double bench_net_nng_rtt_us(bench_net *n)
+{
+	char url[64];
+	double el;
+	uint64_t k;
+
+	if (!n->req_open) {
+		snprintf(url, sizeof url, "tcp://127.0.0.1:%d", n->nng_port);
+		if (nng_req0_open(&n->req) != 0 ||
+		    nng_dial(n->req, url, NULL, 0) != 0)
+			bench_die("baseline: nng dial failed");
+		n->req_open = 1;
+		nng_ping(&n->req);
+	}
+	k = bench_timed_loop(nng_ping, &n->req, 16, bench_g.rep_s, &el);
+	return el / (double)k * 1e6;
+}
+
+/* ---- the pipelined message stream ---- */
+double bench_net_tcp_msgs(bench_net *n, size_t count, int window)
+{
+	uint32_t sz[2] = { BENCH_TASK_FRAME_BYTES, BENCH_DONE_FRAME_BYTES };
+	size_t req = sz[0], rep = sz[1], sent, got = 0, carry = 0, first;
+	char in[MSG_READ];
+	double t0, t;
+
+	if (window < 1)
+		window = 1;
+	if (n->msgs_fd < 0) {
+		n->msgs_fd = dial_tcp(n->port, MODE_MSGS);
+		if (write_full(n->msgs_fd, sz, sizeof sz) != 0)
+			bench_die("baseline: message stream failed");
+	}
+	if (n->out_n < (size_t)window * req) {
+		free(n->out);
+		n->out_n = (size_t)window * req;
+		n->out = bench_xmalloc_touched(n->out_n, 0x33);
+	}
+	bench_cost_begin(bench_cost_cur);
+	t0 = bench_now();
+	first = count < (size_t)window ? count : (size_t)window;
+	if (write_full(n->msgs_fd, n->out, first * req) != 0)
+		bench_die("baseline: message stream write failed");
+	sent = first;
+	while (got < count) {
+		ssize_t r = read(n->msgs_fd, in, sizeof in);
+		size_t k, more;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			bench_die("baseline: message stream read failed");
+		carry += (size_t)r;
+		k = carry / rep;
+		carry -= k * rep;
+		got += k;
+		more = k < count - sent ? k : count - sent;
+		if (more > 0 &&
+		    write_full(n->msgs_fd, n->out, more * req) != 0)
+			bench_die("baseline: message stream write failed");
+		sent += more;
+	}
+	t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)count);
+	return (double)count / t;
+}
+
+/* ---- bulk ---- */
+double bench_net_tcp_bulk(bench_net *n, size_t bytes, int fresh)
+{
+	uint64_t h[2] = { bytes, fresh != 0 };
+	size_t off;
+	char k;
+	double t0, t;
+
+	if (n->sink_fd < 0)
+		n->sink_fd = dial_tcp(n->port, MODE_SINK);
+	if (n->src_n != bytes) {
+		free(n->src);
+		n->src = bench_xmalloc_touched(bytes, 0x11);
+		n->src_n = bytes;
+	}
+	if (write_full(n->sink_fd, h, sizeof h) != 0 ||
+	    read_full(n->sink_fd, &k, 1) != 0 || k != 'r')
+		bench_die("baseline: tcp sink not ready");
+	bench_cost_begin(bench_cost_cur);
+	t0 = bench_now();
+	for (off = 0; off < bytes; off += CHUNK_WRITE) {
+		size_t w = bytes - off < CHUNK_WRITE ? bytes - off : CHUNK_WRITE;
+
+		if (write_full(n->sink_fd, n->src + off, w) != 0)
+			bench_die("baseline: tcp write failed");
+	}
+	if (read_full(n->sink_fd, &k, 1) != 0 || k != 'k')
+		bench_die("baseline: tcp sink ack missing");
+	t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)bytes / (1 << 20));
+	return (double)bytes / t / 1e9;
+}
