@@ -101,6 +101,10 @@ void rayc__sched_submit(rayc__rt *rt, rayc__task *t)
  * on the stack. */
 static void drain_hook(void)
 {
+	/* The acquire orders this after the push, and so after whatever
+	 * the pusher saw: the runtime it pushed to, rayc__g, included. */
+	if (atomic_load_explicit(&rayc__handoff, memory_order_acquire) == NULL)
+		return;
 	rayc__rt *rt = rayc__g;
 
 	if (rt == NULL)
