@@ -124,6 +124,12 @@ int rayc__test_ctl_transfer(uint32_t to);
  * control store captures this peer's KV table, with the table's own lock
  * (rt->kv_mu) held and no other: a test can check what waits for it. */
 void rayc__test_set_kv_write_hook(void (*fn)(void));
+/* While hold is true, a snapshot from the coordinator that this peer
+ * starts installing is held (its put under way, before its KV is read)
+ * until the control store closes; rayc__test_installs_held counts those
+ * held. */
+void rayc__test_hold_installs(bool hold);
+uint64_t rayc__test_installs_held(void);
 /* This peer's own copy of a KV key (the API asks the coordinator). */
 int rayc__test_kv_local(const char *key, void **val, size_t *len);
 
