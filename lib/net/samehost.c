@@ -155,7 +155,7 @@ static void sum_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
 		rayc__wbuf_fini(&b);
 	}
 	rayc__mutex_lock(&net->rt->mu);
-	rayc__obj_unref_locked(net->rt, j->obj);
+	rayc__remote_unref_locked(net->rt, j->obj);
 	rayc__mutex_unlock(&net->rt->mu);
 	free(j);
 }
@@ -251,7 +251,7 @@ void rayc__remote_unpin(rayc__net *net, uint32_t peer,
 		return;
 	rayc__mutex_lock(&net->rt->mu);
 	for (rayc__pin *p = got; p != NULL; p = p->next)
-		rayc__obj_unref_locked(net->rt, p->obj);
+		rayc__remote_unref_locked(net->rt, p->obj);
 	rayc__mutex_unlock(&net->rt->mu);
 	while (got != NULL) {
 		rayc__pin *n = got->next;

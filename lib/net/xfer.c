@@ -273,7 +273,7 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x)
 	rayc__rt *rt = net->rt;
 
 	rayc__mutex_lock(&rt->mu);
-	rayc__obj_unref_locked(rt, x->obj);
+	rayc__remote_unref_locked(rt, x->obj);
 	rayc__mutex_unlock(&rt->mu);
 	free(x);
 }
