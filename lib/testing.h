@@ -23,6 +23,11 @@ void rayc__test_set_shm_copy_hook(void (*fn)(void));
  * a symlink) instead of its arena.  The caller keeps path alive. */
 void rayc__test_set_offer_path(const char *path);
 
+/* on = false: every frame tag is computed with libsodium's Poly1305,
+ * as in a build without libcrypto (true: big frames use OpenSSL's, if
+ * this build has it). */
+void rayc__test_wire_big_mac(bool on);
+
 /* Closes every connection this peer has to peer id `peer`, as a network
  * fault would.  With lose > 0, the next lose frames this peer sends it
  * over an open connection are thrown away, each closing the connection
