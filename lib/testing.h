@@ -22,6 +22,10 @@ void rayc__test_set_shm_copy_hook(void (*fn)(void));
  * same-host offers name the node at path (taken, not followed, if it is
  * a symlink) instead of its arena.  The caller keeps path alive. */
 void rayc__test_set_offer_path(const char *path);
+/* Makes this peer's same-host offers announce the object `bytes` further
+ * on in its arena than it lies (0: where it lies), as a holder with a
+ * bug would. */
+void rayc__test_set_offer_skew(int64_t bytes);
 
 /* on = false: every frame tag is computed with libsodium's Poly1305,
  * as in a build without libcrypto (true: big frames use OpenSSL's, if
