@@ -149,11 +149,12 @@ Test(wire, tag_catches_tampering_replay_and_reordering)
 	cr_assert(!rayc__wire_check(&r, f1, f1 + RAYC__WIRE_HDR, 11, NULL, 0));
 }
 
-/* Big frames are tagged with OpenSSL's Poly1305 where rayc is built
- * with libcrypto, small ones with libsodium's: the same function, so a
- * tag checks whichever library computed it, on either side (a peer
- * built without libcrypto talks to one built with it), however the
- * frame's payload lies in pieces. */
+/* Big frames are tagged (and encrypted, if the connection encrypts)
+ * with OpenSSL's Poly1305 (and ChaCha20) where rayc is built with
+ * libcrypto, small ones with libsodium's: the same functions, so a frame
+ * opens whichever library sealed it, on either side (a peer built
+ * without libcrypto talks to one built with it), however its payload
+ * lies in pieces. */
 Test(wire, big_frame_tags_are_the_same_from_either_library)
 {
 	const size_t sizes[] = { 100, (16 << 10) - 17, 16 << 10,
@@ -187,6 +188,35 @@ Test(wire, big_frame_tags_are_the_same_from_either_library)
 		r = key;
 		cr_assert(!rayc__wire_check(&r, h2, p, n, NULL, 0));
 		p[n / 2] ^= 0x10;
+		/* Encrypting (ChaCha20 from OpenSSL for big payloads too):
+		 * the same ciphertext and tag from either, and each opens
+		 * with the other. */
+		uint8_t *e1 = malloc(n), *e2 = malloc(n);
+		cr_assert(e1 != NULL && e2 != NULL);
+		memcpy(e1, p, n);
+		memcpy(e2, p, n);
+		t1 = t2 = key;
+		t1.enc = t2.enc = true;
+		rayc__test_wire_big_mac(true);
+		rayc__wire_seal_x(&t1, h1, e1, n);
+		rayc__test_wire_big_mac(false);
+		rayc__wire_seal_x(&t2, h2, e2, n);
+		cr_assert(memcmp(e1, e2, n) == 0, "ciphertexts of %zu bytes "
+		          "differ", n);
+		cr_assert(memcmp(h1 + RAYC__WIRE_TAG_AT, h2 + RAYC__WIRE_TAG_AT,
+		                 RAYC__WIRE_TAG) == 0);
+		r = key;
+		r.enc = true;
+		cr_assert(rayc__wire_open(&r, h1, e1, cut, e1 + cut, n - cut));
+		cr_assert(memcmp(e1, p, n) == 0, "%zu bytes: not the plaintext",
+		          n);
+		rayc__test_wire_big_mac(true);
+		r = key;
+		r.enc = true;
+		cr_assert(rayc__wire_open(&r, h2, e2, n, NULL, 0));
+		cr_assert(memcmp(e2, p, n) == 0);
+		free(e1);
+		free(e2);
 	}
 	free(p);
 }

@@ -160,7 +160,9 @@ void rayc__w_frame_end_len(rayc__wbuf *b, size_t off, size_t n)
  * most of what a 64 MiB transfer cost (0.8 GB/s with libsodium, 1.3-1.5
  * with libcrypto, same machine and run).  The same function (RFC 8439),
  * so a tag is the same whichever library computes it and each side
- * chooses alone.  Small frames keep libsodium: no context to set up. */
+ * chooses alone.  Small frames keep libsodium: no context to set up.
+ * The same for ChaCha20 over big payloads of encrypting connections
+ * (libsodium 1.0 GB/s, OpenSSL 2.5 GB/s here). */
 #define BIG_MAC ((size_t)16 << 10)
 
 static _Atomic bool big_mac_off; /* test: libsodium for every frame */
@@ -171,6 +173,59 @@ void rayc__test_wire_big_mac(bool on)
 }
 
 #ifdef RAYC_HAVE_LIBCRYPTO
+/* OpenSSL's ChaCha20 (RFC 8439's: a 32-bit block counter, then the
+ * 96-bit nonce), fetched once; NULL if this OpenSSL has none. */
+static EVP_CIPHER *big_cipher(void)
+{
+	static EVP_CIPHER *_Atomic ciph;
+	static _Atomic bool none;
+	EVP_CIPHER *e = atomic_load(&ciph), *was = NULL;
+
+	if (e != NULL || atomic_load(&none))
+		return e;
+	e = EVP_CIPHER_fetch(NULL, "ChaCha20", NULL);
+	if (e == NULL) {
+		atomic_store(&none, true);
+		return NULL;
+	}
+	if (!atomic_compare_exchange_strong(&ciph, &was, e)) {
+		EVP_CIPHER_free(e);
+		e = was;
+	}
+	return e;
+}
+
+/* XORs n bytes at p with the keystream of key and nonce from block blk
+ * on, in pieces of whole blocks; returns how many bytes it did (all of
+ * them, unless OpenSSL could not). */
+static size_t xor_big(const unsigned char *key, const unsigned char *nonce,
+                      uint32_t blk, uint8_t *p, size_t n)
+{
+	EVP_CIPHER *e = big_cipher();
+	EVP_CIPHER_CTX *x = e != NULL ? EVP_CIPHER_CTX_new() : NULL;
+	unsigned char iv[16];
+	size_t done = 0;
+
+	put_le(iv, blk, 4);
+	memcpy(iv + 4, nonce, 12);
+	if (x != NULL && EVP_EncryptInit_ex2(x, e, key, iv, NULL) == 1) {
+		while (done < n) {
+			int k = n - done > ((size_t)1 << 30) ? 1 << 30
+			                                      : (int)(n - done);
+			int out = 0;
+			/* In place: a stream cipher's output may be its
+			 * input. */
+			if (EVP_EncryptUpdate(x, p + done, &out, p + done,
+			                      k) != 1 ||
+			    out != k)
+				break;
+			done += (size_t)k;
+		}
+	}
+	EVP_CIPHER_CTX_free(x); /* clears the key schedule */
+	return done;
+}
+
 /* OpenSSL's Poly1305, fetched once; NULL if this OpenSSL has none (a
  * FIPS-only configuration, say): libsodium then. */
 static EVP_MAC *big_mac(void)
@@ -213,6 +268,12 @@ static bool tag_big(const unsigned char *otk, const uint8_t *hdr,
 	return ok;
 }
 #else
+static size_t xor_big(const unsigned char *key, const unsigned char *nonce,
+                      uint32_t blk, uint8_t *p, size_t n)
+{
+	return 0;
+}
+
 static bool tag_big(const unsigned char *otk, const uint8_t *hdr,
                     const void *a, size_t an, const void *b, size_t bn,
                     unsigned char tag[RAYC__WIRE_TAG])
@@ -283,6 +344,13 @@ static void xor_at(const unsigned char key[32], uint64_t ctr, uint8_t *p,
 		p += k;
 		n -= k;
 		blk++;
+	}
+	if (n >= BIG_MAC && !atomic_load(&big_mac_off)) {
+		/* Whole pieces of 2^30 bytes, a multiple of the block. */
+		size_t k = xor_big(key, nonce, (uint32_t)blk, p, n);
+		p += k;
+		n -= k;
+		blk += k / 64;
 	}
 	if (n > 0)
 		crypto_stream_chacha20_ietf_xor_ic(p, p, n, nonce, (uint32_t)blk,
