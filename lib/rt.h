@@ -113,6 +113,7 @@ struct rayc__obj {
 	bool fetching;      /* bytes on their way here */
 	bool borrowed;      /* we told the owner we hold a ref */
 	bool held_remote;   /* a return kept here for its remote owner */
+	bool let_go;        /* that owner said FREE: not worth caching */
 	/* Its owner (another peer) died: nothing can rebuild it or say
 	 * where copies are, so it is RAYC_EOWNERDIED to every new reader
 	 * (views taken before stay valid: the data is freed as usual). */

@@ -22,6 +22,15 @@ void rayc__test_set_shm_copy_hook(void (*fn)(void));
  * same-host offers name the node at path (taken, not followed, if it is
  * a symlink) instead of its arena.  The caller keeps path alive. */
 void rayc__test_set_offer_path(const char *path);
+/* Makes this peer's same-host offers announce the object `bytes` further
+ * on in its arena than it lies (0: where it lies), as a holder with a
+ * bug would. */
+void rayc__test_set_offer_skew(int64_t bytes);
+
+/* on = false: every frame tag is computed with libsodium's Poly1305,
+ * as in a build without libcrypto (true: big frames use OpenSSL's, if
+ * this build has it). */
+void rayc__test_wire_big_mac(bool on);
 
 /* Closes every connection this peer has to peer id `peer`, as a network
  * fault would.  With lose > 0, the next lose frames this peer sends it

@@ -14,7 +14,7 @@
 set -eu
 
 PKGS="build-essential meson ninja-build pkg-config libevent-dev libnng-dev libsodium-dev \
-libxxhash-dev libcriterion-dev uthash-dev libraft-dev libuv1-dev iproute2 libtbb-dev"
+libxxhash-dev libcriterion-dev uthash-dev libraft-dev libuv1-dev iproute2 libtbb-dev libssl-dev"
 
 # For `fuzz` only: clang 14 and its libFuzzer/sanitizer runtimes.
 FUZZ_PKGS="clang libclang-rt-14-dev"

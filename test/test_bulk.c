@@ -1,11 +1,12 @@
-/* test_bulk.c -- bulk work must not starve control traffic: objects of
- * hundreds of MiB move both ways between two real peers, over TCP and
- * by the same-host path, at the default 1 s heartbeat, and nobody is
- * taken for dead and no election happens.  Before, the fetcher made room
- * for the object (populating it, seconds on a VM that charges for first
- * touches) and hashed same-host objects on NNG's receive thread, so the
- * frames behind them, heartbeats and Raft's among them, waited past the
- * heartbeat timeout. */
+/* test_bulk.c -- big objects between real peers.  Bulk work must not
+ * starve control traffic: objects of hundreds of MiB move both ways
+ * between two real peers, over TCP and by the same-host path, at the
+ * default 1 s heartbeat, and nobody is taken for dead and no election
+ * happens.  Before, the fetcher made room for the object (populating it,
+ * seconds on a VM that charges for first touches) and hashed same-host
+ * objects on NNG's receive thread, so the frames behind them, heartbeats
+ * and Raft's among them, waited past the heartbeat timeout.  And the
+ * memory of objects nobody needs any more is used again, warm. */
 #include <xxhash.h>
 
 #include "net_harness.h"
@@ -142,5 +143,69 @@ Test(bulk, no_frame_is_written_with_a_lock_held)
 	             (unsigned long long)rayc__test_sends_under_lock());
 	cr_assert_eq(theirs, 0, "the worker wrote %lld times with a lock held",
 	             (long long)theirs);
+	cluster_stop();
+}
+
+/* Peer `on`'s rayc_stats. */
+static rayc_stats stats_of(uint32_t on)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_stats st = { 0 };
+	rayc_view v = { 0 };
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_stats", &o), 0);
+	int rc = rayc_get(r, &v, 30000);
+	cr_assert_eq(rc, RAYC_OK, "stats of %u: %s", on, rayc_errmsg());
+	cr_assert_eq(v.len, sizeof(st));
+	memcpy(&st, v.data, sizeof(st));
+	rayc_view_release(&v);
+	rayc_release(r);
+	return st;
+}
+
+/* A task's result made on a worker for us stays there (held for its
+ * owner) until we let go of it.  Then the worker frees it: it used to
+ * keep it as a cached copy, though nobody could ask for it again, so
+ * every result after it took fresh memory (populated then, a first
+ * touch per page) until the cache filled half the store. */
+Test(bulk, a_result_its_owner_freed_leaves_the_store_where_it_was_made)
+{
+	driver_start();
+	pid_t pid = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t w = peer_of(pid);
+	cr_assert(w != 0);
+	const int64_t n = (int64_t)16 << 20;
+	for (int i = 0; i < 4; i++) {
+		/* Read over TCP (sent: pinned until the last chunk is
+		 * out), then in place (pinned until we are done). */
+		if (i % 2 == 0)
+			setenv("RAYC_SAME_HOST_COPY", "0", 1);
+		else
+			unsetenv("RAYC_SAME_HOST_COPY");
+		rayc_task_opts o = on_peer(w);
+		rayc_ref r;
+		cr_assert_eq(rayc_call_opts(&r, "nf_make_bytes", &o,
+		                            RAYC_I64(n), RAYC_I64(i)),
+		             0);
+		rayc_view v = { 0 };
+		int rc = rayc_get(r, &v, 60000);
+		cr_assert_eq(rc, RAYC_OK, "fetch: %s", rayc_errmsg());
+		cr_assert_eq(v.len, (size_t)n);
+		rayc_view_release(&v);
+		cr_assert_geq(stats_of(w).store_used_bytes, (uint64_t)n,
+		              "the result is not held where it was made");
+		rayc_release(r);
+		rayc_stats st = { 0 };
+		RT_WAIT_FOR((st = stats_of(w), st.store_used_bytes < (uint64_t)n),
+		            10000);
+		cr_assert_lt(st.store_used_bytes, (uint64_t)n,
+		             "result %d still in the worker's store (%llu "
+		             "bytes used, %llu cached) after its owner let go",
+		             i, (unsigned long long)st.store_used_bytes,
+		             (unsigned long long)st.cached_copy_bytes);
+		cr_assert_eq(st.cached_copy_bytes, 0);
+	}
+	unsetenv("RAYC_SAME_HOST_COPY");
 	cluster_stop();
 }

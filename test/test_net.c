@@ -362,6 +362,37 @@ Test(net, same_host_offer_through_a_symlink_is_refused)
 	offer_dir_rm((const char *[]){ "link", "real", NULL });
 }
 
+/* A holder whose offer names its arena but not where the object lies
+ * (a bug in its arithmetic): the fetcher's fingerprint check catches it
+ * and the object comes over TCP, byte-exact.  Unchecked, peer B would
+ * read the bytes 4 KiB further on. */
+Test(net, same_host_offer_of_the_wrong_range_is_caught)
+{
+	driver_start();
+	rayc__test_set_offer_skew(4096);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)1 << 20;
+	uint8_t *buf = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = nf_pattern(i, 5);
+	rayc_ref obj, out[2];
+	cr_assert_eq(rayc_put(&obj, buf, n), 0);
+	rayc_task_opts o = on_peer(pb);
+	o.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(out, "nf_checksum", &o, RAYC_REF(obj)), 0);
+	cr_assert_eq((uint64_t)get_i64(out[0]), XXH3_64bits(buf, n),
+	             "the fetcher read the wrong bytes");
+	rayc_release(out[0]);
+	rayc_release(out[1]);
+	rayc_release(obj);
+	free(buf);
+	cluster_stop();
+	rayc__test_set_offer_skew(0);
+}
+
 /* The holder of the object being copied, and whether the fetcher had
  * noticed its death before the copy went on. */
 static pid_t doomed;

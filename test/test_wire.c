@@ -1,10 +1,12 @@
 /* test_wire.c -- the wire's cryptography without a network: CPace (the
  * handshake's key exchange) and the frame tags of open connections. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
 #include "net/cpace.h"
 #include "net/wire.h"
+#include "testing.h"
 
 TestSuite(wire, .timeout = 60);
 
@@ -145,6 +147,78 @@ Test(wire, tag_catches_tampering_replay_and_reordering)
 	r = rx;
 	r.key[0] ^= 1;
 	cr_assert(!rayc__wire_check(&r, f1, f1 + RAYC__WIRE_HDR, 11, NULL, 0));
+}
+
+/* Big frames are tagged (and encrypted, if the connection encrypts)
+ * with OpenSSL's Poly1305 (and ChaCha20) where rayc is built with
+ * libcrypto, small ones with libsodium's: the same functions, so a frame
+ * opens whichever library sealed it, on either side (a peer built
+ * without libcrypto talks to one built with it), however its payload
+ * lies in pieces. */
+Test(wire, big_frame_tags_are_the_same_from_either_library)
+{
+	const size_t sizes[] = { 100, (16 << 10) - 17, 16 << 10,
+		                 (16 << 10) + 1, (1 << 20) + 13 };
+	const size_t big = (1 << 20) + 13;
+	uint8_t *p = malloc(big);
+	rayc__wauth key = { .ctr = 5 };
+
+	cr_assert_not_null(p);
+	memset(key.key, 0x5a, sizeof(key.key));
+	for (size_t i = 0; i < big; i++)
+		p[i] = (uint8_t)(i * 7 + (i >> 9));
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i], cut = n / 3 + 1;
+		uint8_t h1[RAYC__WIRE_HDR] = { 0 }, h2[RAYC__WIRE_HDR] = { 0 };
+		rayc__wauth t1 = key, t2 = key, r = key;
+		h1[5] = h2[5] = RAYC__MSG_CHUNK;
+		rayc__test_wire_big_mac(true);
+		rayc__wire_seal(&t1, h1, p, cut, p + cut, n - cut);
+		rayc__test_wire_big_mac(false);
+		rayc__wire_seal(&t2, h2, p, n, NULL, 0);
+		cr_assert_eq(memcmp(h1 + RAYC__WIRE_TAG_AT, h2 + RAYC__WIRE_TAG_AT,
+		                    RAYC__WIRE_TAG),
+		             0, "tags of %zu bytes differ", n);
+		cr_assert(rayc__wire_check(&r, h1, p, n - 1, p + n - 1, 1));
+		rayc__test_wire_big_mac(true);
+		r = key;
+		cr_assert(rayc__wire_check(&r, h2, p, 1, p + 1, n - 1));
+		/* And a changed byte fails on the fast path too. */
+		p[n / 2] ^= 0x10;
+		r = key;
+		cr_assert(!rayc__wire_check(&r, h2, p, n, NULL, 0));
+		p[n / 2] ^= 0x10;
+		/* Encrypting (ChaCha20 from OpenSSL for big payloads too):
+		 * the same ciphertext and tag from either, and each opens
+		 * with the other. */
+		uint8_t *e1 = malloc(n), *e2 = malloc(n);
+		cr_assert(e1 != NULL && e2 != NULL);
+		memcpy(e1, p, n);
+		memcpy(e2, p, n);
+		t1 = t2 = key;
+		t1.enc = t2.enc = true;
+		rayc__test_wire_big_mac(true);
+		rayc__wire_seal_x(&t1, h1, e1, n);
+		rayc__test_wire_big_mac(false);
+		rayc__wire_seal_x(&t2, h2, e2, n);
+		cr_assert(memcmp(e1, e2, n) == 0, "ciphertexts of %zu bytes "
+		          "differ", n);
+		cr_assert(memcmp(h1 + RAYC__WIRE_TAG_AT, h2 + RAYC__WIRE_TAG_AT,
+		                 RAYC__WIRE_TAG) == 0);
+		r = key;
+		r.enc = true;
+		cr_assert(rayc__wire_open(&r, h1, e1, cut, e1 + cut, n - cut));
+		cr_assert(memcmp(e1, p, n) == 0, "%zu bytes: not the plaintext",
+		          n);
+		rayc__test_wire_big_mac(true);
+		r = key;
+		r.enc = true;
+		cr_assert(rayc__wire_open(&r, h2, e2, n, NULL, 0));
+		cr_assert(memcmp(e2, p, n) == 0);
+		free(e1);
+		free(e2);
+	}
+	free(p);
 }
 
 /* A reader over no bytes at all (NULL, 0), as over an empty buffer that

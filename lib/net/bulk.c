@@ -8,7 +8,7 @@
  * peer's heartbeats and Raft messages past the heartbeat timeout, and a
  * busy peer was taken for dead.  Such handlers post a job here instead
  * and return; the job ends the work and sends what follows (FETCH to
- * go on, SHM_SUM).  One thread, jobs in posting order. */
+ * go on).  One thread, jobs in posting order. */
 #include "net/net_int.h"
 
 static void *bulk_main(void *arg)

@@ -110,12 +110,10 @@ void rayc__test_dump_pending(const char *tag)
 	rayc__xin *x, *xt;
 	HASH_ITER(hh, net->xins, x, xt)
 		fprintf(m, "  xin %016llx%016llx src %u got %zu/%zu started %d "
-		        "busy %d shm_wait %d (sums: ours %d, holder's %d) "
-		        "wait_member %d\n",
+		        "busy %d in place %d wait_member %d\n",
 		        (unsigned long long)x->id.hi,
 		        (unsigned long long)x->id.lo, x->src, x->got, x->total,
-		        x->started, x->busy, x->shm_wait, x->shm_have_mine,
-		        x->shm_have_peer, x->wait_member);
+		        x->started, x->busy, x->view != NULL, x->wait_member);
 	rayc__mutex_unlock(&net->mu);
 	rayc__mutex_unlock(&rt->mu);
 	rayc__net_put(net);

@@ -145,12 +145,7 @@ struct rayc__xin {
 	size_t total, got;
 	rayc_type type;
 	bool started;
-	bool shm_wait;         /* read in the holder's arena: SUM next */
 	rayc__store_view *view; /* same host: dst points into it (held) */
-	/* The sums of a same-host object: ours of what we see, the
-	 * holder's (SHM_SUM); compared once both are in. */
-	uint64_t shm_sum, shm_peer_sum;
-	bool shm_have_mine, shm_have_peer;
 	/* src is not in our view yet (it joined moments ago): FETCH goes
 	 * once it is, or the transfer fails at wait_until. */
 	bool wait_member;

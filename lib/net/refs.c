@@ -29,6 +29,20 @@ void rayc__net_obj_released_locked(rayc__rt *rt, rayc__obj *o)
 	o->loc = 0;
 }
 
+void rayc__remote_unref_locked(rayc__rt *rt, rayc__obj *o)
+{
+	bool let_go = o->let_go;
+	rayc_object_id id = o->id;
+
+	rayc__obj_unref_locked(rt, o);
+	if (!let_go)
+		return;
+	o = rayc__obj_find_locked(rt, id); /* gone, unless still held or
+	                                      cached */
+	if (o != NULL && o->cached)
+		(void)rayc__cache_drop_locked(rt, o);
+}
+
 void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o)
 {
 	rayc__net *net = rt->net;
@@ -94,7 +108,8 @@ void rayc__remote_on_ref_msg(rayc__conn *c, int type, rayc__rd *rd)
 	if (o != NULL) {
 		if (type == RAYC__MSG_FREE && o->held_remote) {
 			o->held_remote = false;
-			rayc__obj_unref_locked(rt, o);
+			o->let_go = true; /* sends and offers may still pin it */
+			rayc__remote_unref_locked(rt, o);
 		} else if (type == RAYC__MSG_BORROW_ADD) {
 			borrow_add_locked(rt, o, c->peer);
 		} else if (type == RAYC__MSG_BORROW_DEL) {

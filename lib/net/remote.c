@@ -56,9 +56,6 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_SHM_OFFER:
 		rayc__remote_on_shm_offer(c, rd);
 		break;
-	case RAYC__MSG_SHM_SUM:
-		rayc__remote_on_shm_sum(c, rd);
-		break;
 	case RAYC__MSG_SHM_DONE: {
 		rayc_object_id id = rayc__r_oid(rd);
 		if (!rd->bad)

@@ -83,6 +83,10 @@ void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail);
 bool rayc__remote_fetch_waiting(rayc__net *net);
 void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x);
 void rayc__remote_xin_release(rayc__net *net, rayc__xin *x);
+/* x (busy) took n more bytes (ok), or none will come: no longer busy.
+ * Ends the transfer when it is complete (all total bytes in); a dead x
+ * is freed.  False if x is gone. */
+bool rayc__remote_xin_end(rayc__net *net, rayc__xin *x, size_t n, bool ok);
 void rayc__remote_xin_finish(rayc__net *net, rayc__xin *x, bool ok, int err,
                              const char *msg);
 
@@ -100,9 +104,16 @@ void rayc__remote_unpin(rayc__net *net, uint32_t peer,
 void rayc__remote_send_shm_done(rayc__net *net, uint32_t peer,
                                 rayc_object_id id);
 void rayc__remote_on_shm_offer(rayc__conn *c, rayc__rd *rd);
-void rayc__remote_on_shm_sum(rayc__conn *c, rayc__rd *rd);
 
 /* refs.c */
 void rayc__remote_on_ref_msg(rayc__conn *c, int type, rayc__rd *rd);
+/* Drops a ref the mesh holds on o (for its owner, or while sending or
+ * offering it).  A result made here for another owner that said FREE
+ * (o->let_go) is freed once nothing holds it, never kept as a cached
+ * copy: nobody will ask for it again, and its memory is what the next
+ * object here should get, warm, instead of memory never touched (a
+ * first touch per page; on some VMs ~95 ms per 64 MiB). */
+void rayc__remote_unref_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
 
 #endif /* RAYC_NET_REMOTE_INT_H */

@@ -42,7 +42,9 @@
 #include <stdint.h>
 
 #define RAYC__WIRE_MAGIC 0x31435952u /* "RYC1" */
-#define RAYC__WIRE_VERSION 3 /* 2: CPace, tagged frames; 3: peer keys */
+/* 2: CPace, tagged frames; 3: peer keys; 4: SHM_OFFER carries the
+ * object's fingerprint, no SHM_SUM. */
+#define RAYC__WIRE_VERSION 4
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */
@@ -76,8 +78,9 @@ enum rayc__msg {
 	RAYC__MSG_REMOVED,   /* to a peer the cluster removed: you are out */
 	RAYC__MSG_SHM_OFFER, /* holder -> fetcher on one host: the object is
 	                        pinned at (offset, len) in my arena, reached
-	                        as /proc/<pid>/fd/<fd> (samehost.c) */
-	RAYC__MSG_SHM_SUM,   /* holder -> fetcher: that object's xxh3 */
+	                        as /proc/<pid>/fd/<fd>, with this fingerprint
+	                        (samehost.c) */
+	RAYC__MSG_SHM_SUM,   /* retired (version 4): refused */
 	RAYC__MSG_SHM_DONE,  /* fetcher -> holder: copied (or not): unpin */
 	RAYC__MSG_CONFIRM,   /* client: its key confirmation MAC */
 	RAYC__MSG_MAX_

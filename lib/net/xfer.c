@@ -273,7 +273,7 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x)
 	rayc__rt *rt = net->rt;
 
 	rayc__mutex_lock(&rt->mu);
-	rayc__obj_unref_locked(rt, x->obj);
+	rayc__remote_unref_locked(rt, x->obj);
 	rayc__mutex_unlock(&rt->mu);
 	free(x);
 }
@@ -432,9 +432,7 @@ static void send_go(rayc__net *net, uint32_t src, rayc_object_id id)
 	                        RAYC__FETCH_GO);
 }
 
-/* x (busy) took n more bytes (ok), or none will come: no longer busy.
- * Ends the transfer when it is complete.  False if x is gone. */
-static bool xin_end(rayc__net *net, rayc__xin *x, size_t n, bool ok)
+bool rayc__remote_xin_end(rayc__net *net, rayc__xin *x, size_t n, bool ok)
 {
 	rayc__mutex_lock(&net->mu);
 	x->busy = false;
@@ -472,7 +470,7 @@ static void room_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
 
 	if (cancel) {
 		/* Stopping: the table (rayc__remote_fini) frees x. */
-		(void)xin_end(net, x, 0, false);
+		(void)rayc__remote_xin_end(net, x, 0, false);
 	} else {
 		int rc = xin_start(net, x, r->total, r->type, true);
 		if (rc != RAYC_OK) {
@@ -480,7 +478,7 @@ static void room_run(rayc__net *net, rayc__bulk_job *job, bool cancel)
 		} else {
 			if (r->n > 0)
 				memcpy(x->dst, r->bytes, r->n);
-			if (xin_end(net, x, r->n, true) && r->n == 0)
+			if (rayc__remote_xin_end(net, x, r->n, true) && r->n == 0)
 				send_go(net, src, id);
 		}
 	}
@@ -584,7 +582,7 @@ void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok)
 {
 	void (*hook)(uint32_t) = atomic_load(&chunk_hook);
 
-	(void)xin_end(c->net, x, n, ok);
+	(void)rayc__remote_xin_end(c->net, x, n, ok);
 	if (ok && n > 0 && hook != NULL)
 		hook(c->peer);
 }

@@ -207,6 +207,7 @@ bool rayc__xrec_answer_entries_locked(rayc__rt *rt, rayc__net *net,
 		if (!o->held_remote) {
 			rayc__obj_ref_locked(o); /* until the owner says FREE */
 			o->held_remote = true;
+			o->let_go = false;
 		}
 	}
 	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len);
