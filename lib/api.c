@@ -360,9 +360,11 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 	if (ctx != NULL)
 		rayc__sched_block_locked(rt, ctx);
 	rayc__mutex_unlock(&rt->mu);
-	bool ok = rayc__event_wait(&w->ev, deadline,
-	                           ctx != NULL ? TASK_GET_SPIN_NS
-	                                       : GET_SPIN_NS);
+	static _Thread_local rayc__spin spin;
+	bool ok = ctx != NULL
+	                  ? rayc__event_wait(&w->ev, deadline, TASK_GET_SPIN_NS)
+	                  : rayc__event_wait_learn(&w->ev, deadline,
+	                                           GET_SPIN_NS, &spin);
 	rayc__mutex_lock(&rt->mu);
 	if (ctx != NULL)
 		rayc__sched_unblock_locked(rt, ctx);

@@ -233,6 +233,7 @@ struct rayc__sclass {
 struct rayc__worker {
 	rayc__thread th;
 	rayc__event ev;
+	rayc__spin spin;
 	rayc__worker *next_idle;
 	rayc__worker *next_all;
 	bool idle;

@@ -114,6 +114,19 @@ uint64_t rayc__test_ctl_busy(void);
 /* Sends this process started while holding a rayc lock (each a write
  * that another thread needing that lock waited behind); 0 is the goal. */
 uint64_t rayc__test_sends_under_lock(void);
+/* Sends this process started from the queueing thread (conn.c, kick),
+ * by the send callback, of the former those the socket took in part,
+ * and those it turned away (full for FAST_WAIT_MS). */
+typedef struct rayc__test_sends {
+	uint64_t fast, slow, parts, timeouts;
+} rayc__test_sends;
+void rayc__test_conn_sends(rayc__test_sends *s);
+/* The answers this peer keeps for tasks it ran for others (xrec.c):
+ * their bytes, and the heap memory holding them. */
+void rayc__test_xrec_held(size_t *len, size_t *held);
+/* Every send tries the queueing thread first, whatever its size and
+ * even where the last one found the socket filling up. */
+void rayc__test_fast_always(bool on);
 /* This peer's control store term as last seen by its loop thread: it
  * grows with every election. */
 uint64_t rayc__test_ctl_term(void);

@@ -157,6 +157,17 @@ static void nf_tap(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_tap)
 
+/* () -> the bytes of the answers this peer keeps for others' tasks, and
+ * the heap memory they take. */
+static void nf_xrec_held(rayc_ctx *c)
+{
+	size_t len, held;
+	rayc__test_xrec_held(&len, &held);
+	rayc_return_i64(c, 0, (int64_t)len);
+	rayc_return_i64(c, 1, (int64_t)held);
+}
+RAYC_REMOTE(nf_xrec_held)
+
 static void nf_whoami(rayc_ctx *c)
 {
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

@@ -201,6 +201,162 @@ Test(net, a_remote_task_gets_its_string_and_the_argument_after_it)
 	cluster_stop();
 }
 
+/* Sync round trips of small tasks: each frame is written by the thread
+ * that queued it (conn.c, kick), not handed to NNG's task threads by a
+ * send callback. */
+Test(net, small_frames_go_from_the_thread_that_queued_them)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(b));
+	rayc__test_sends s0, s1;
+	rayc__test_conn_sends(&s0);
+	for (int i = 0; i < 200; i++) {
+		rayc_ref r;
+		int64_t v;
+		cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &o), 0);
+		cr_assert_eq(rayc_get_i64(r, &v, 30000), 0, "%s",
+		             rayc_errmsg());
+		cr_assert_eq(v, (int64_t)peer_of(b));
+		rayc_release(r);
+	}
+	rayc__test_conn_sends(&s1);
+	cr_assert_geq(s1.fast - s0.fast, 200, "%llu of 200 tasks sent at once",
+	              (unsigned long long)(s1.fast - s0.fast));
+	cr_assert_leq(s1.slow - s0.slow, 20, "%llu batches went by the "
+	              "callback", (unsigned long long)(s1.slow - s0.slow));
+	cr_assert_eq(s1.parts + s1.timeouts, s0.parts + s0.timeouts);
+	cluster_stop();
+}
+
+/* The answers an executor keeps (so a task sent again is not run
+ * twice) take memory of their size: before, each kept the page-sized
+ * buffer it was built in, a page fault per task and forty times the
+ * bytes counted against the limit. */
+Test(net, kept_answers_take_the_memory_they_count)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(b));
+	enum { N = 500 };
+	static rayc_ref r[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_whoami", &o), 0);
+	for (int i = 0; i < N; i++) {
+		int64_t v;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), 0, "%s",
+		             rayc_errmsg());
+		rayc_release(r[i]);
+	}
+	o.num_returns = 2;
+	rayc_ref q[2];
+	int64_t len, held;
+	cr_assert_eq(rayc_call_opts(q, "nf_xrec_held", &o), 0);
+	cr_assert_eq(rayc_get_i64(q[0], &len, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(q[1], &held, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_geq(len, N * 8, "%lld bytes kept for %d answers",
+	              (long long)len, N);
+	cr_assert_leq(held, 2 * len + N * 32, "%lld bytes of answers kept "
+	              "in %lld bytes of memory", (long long)len,
+	              (long long)held);
+	rayc_release(q[0]);
+	rayc_release(q[1]);
+	cluster_stop();
+}
+
+/* Submits tasks echoing 32 KiB to a stopped peer until sends of the
+ * kind counted by what() happened; returns how many were submitted. */
+static int flood_until(rayc_ref *r, int n, int max, const rayc_task_opts *o,
+                       uint64_t (*what)(const rayc__test_sends *))
+{
+	static uint8_t arg[32 << 10];
+	rayc__test_sends s0, s1;
+
+	rayc__test_conn_sends(&s0);
+	s1 = s0;
+	while (n < max && what(&s1) == what(&s0)) {
+		for (size_t i = 0; i < sizeof(arg); i++)
+			arg[i] = nf_pattern(i, n);
+		cr_assert_eq(rayc_call_opts(&r[n], "nf_echo", o,
+		                            RAYC_BYTES(arg, sizeof(arg))), 0);
+		n++;
+		rayc__test_conn_sends(&s1);
+	}
+	cr_assert_gt(what(&s1), what(&s0), "%d tasks of 32 KiB to a stopped "
+	             "peer and none of the sends awaited", n);
+	return n;
+}
+
+static uint64_t parts_of(const rayc__test_sends *s)
+{
+	return s->parts;
+}
+
+static uint64_t timeouts_of(const rayc__test_sends *s)
+{
+	return s->timeouts;
+}
+
+/* Gets the n echoes of flood_until, each whole. */
+static void echoes_whole(rayc_ref *r, int n)
+{
+	for (int k = 0; k < n; k++) {
+		rayc_view v;
+		cr_assert_eq(rayc_get(r[k], &v, 60000), 0, "task %d: %s", k,
+		             rayc_errmsg());
+		cr_assert_eq(v.len, 32 << 10);
+		const uint8_t *p = v.data;
+		for (size_t i = 0; i < v.len; i += 997)
+			cr_assert_eq(p[i], nf_pattern(i, k), "task %d byte %zu",
+			             k, i);
+		rayc_view_release(&v);
+		rayc_release(r[k]);
+	}
+}
+
+/* The peer stops reading (SIGSTOP) while tasks with 32 KiB arguments
+ * keep coming: the socket fills, a send from the queueing thread is
+ * taken in part and the callback goes on with it.  Again, with every
+ * send tried from the queueing thread (rayc__test_fast_always): one on
+ * the full socket is turned away after FAST_WAIT_MS having written
+ * nothing.  Each time the peer runs again every task's result comes
+ * back whole; then small frames go at once again. */
+Test(net, a_full_socket_sends_by_the_callback_and_loses_nothing)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(b));
+	enum { N = 2000 };
+	static rayc_ref r[N];
+	rayc__test_sends s0, s1;
+
+	for (int round = 0; round < 2; round++) {
+		rayc__test_fast_always(round == 1);
+		cr_assert_eq(kill(b, SIGSTOP), 0);
+		int n = flood_until(r, 0, N, &o,
+		                    round == 0 ? parts_of : timeouts_of);
+		rayc__test_fast_always(false);
+		cr_assert_eq(kill(b, SIGCONT), 0);
+		echoes_whole(r, n);
+	}
+	rayc__test_conn_sends(&s0);
+	for (int i = 0; i < 50; i++) {
+		rayc_ref q;
+		int64_t v;
+		cr_assert_eq(rayc_call_opts(&q, "nf_whoami", &o), 0);
+		cr_assert_eq(rayc_get_i64(q, &v, 30000), 0, "%s",
+		             rayc_errmsg());
+		rayc_release(q);
+	}
+	rayc__test_conn_sends(&s1);
+	cr_assert_geq(s1.fast - s0.fast, 40, "after the stall %llu of 50 "
+	              "went at once", (unsigned long long)(s1.fast - s0.fast));
+	cluster_stop();
+}
+
 /* Without encryption a task's argument goes out as it is (the control
  * for the test below: the tap sees what is sent). */
 Test(net, an_unencrypted_cluster_sends_arguments_as_they_are)

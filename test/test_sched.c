@@ -6,8 +6,10 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "helpers.h"
+#include "os/os.h"
 #include "testing.h"
 
 static void add(rayc_ctx *c)
@@ -488,4 +490,39 @@ Test(sched, a_second_burst_of_tasks_reuses_the_first_ones_memory)
 	cr_assert_geq(o1, 60);
 	cr_assert_eq(t2, t1, "task chunks %zu then %zu", t1, t2);
 	cr_assert_eq(o2, o1, "entry chunks %zu then %zu", o1, o2);
+}
+
+/* rayc__event_wait_learn: a waiter whose waits outlast its spin (a reply
+ * from another peer) learns to park at once; once its waits are short
+ * again (the event set before it looks) it spins again. */
+static rayc__event late_ev;
+
+static void *set_late(void *arg)
+{
+	(void)arg;
+	struct timespec ts = { 0, 2000000 }; /* 2 ms: 40 times the spin */
+	nanosleep(&ts, NULL);
+	rayc__event_set(&late_ev);
+	return NULL;
+}
+
+Test(sched, a_waiter_whose_waits_run_long_parks_at_once)
+{
+	const int64_t spin = 50000;
+	rayc__spin s = { 0 };
+
+	for (int i = 0; i < 8; i++) {
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, set_late, NULL), 0);
+		cr_assert(rayc__event_wait_learn(&late_ev, -1, spin, &s));
+		pthread_join(th, NULL);
+	}
+	cr_assert_gt(s.avg_ns, spin, "after 8 waits of 2 ms it would spin "
+	             "(average %lld ns)", (long long)s.avg_ns);
+	for (int i = 0; i < 8; i++) {
+		rayc__event_set(&late_ev);
+		cr_assert(rayc__event_wait_learn(&late_ev, -1, spin, &s));
+	}
+	cr_assert_leq(s.avg_ns, spin, "after 8 waits of nothing it would "
+	              "park (average %lld ns)", (long long)s.avg_ns);
 }

@@ -6,7 +6,10 @@
  * is in flight the caller swaps out into inflight and starts one.  The
  * send callback swaps again while frames keep coming, so everything
  * queued while a send runs goes out in one write (batching comes for
- * free under load).  Object transfers are fed in, a chunk at a time, only
+ * free under load).  A small batch is written by the thread that queued
+ * it, without a send callback (kick, FAST_MAX): the callback would cost a
+ * hand-off to one of NNG's task threads on every frame.  Object
+ * transfers are fed in, a chunk at a time, only
  * while less than RAYC__NET_OUT_HIGH is queued: memory stays bounded and
  * small frames are not stuck behind a gigabyte.  A CHUNK's payload is
  * not copied: the batch is a buffer of frame bytes with the payloads
@@ -47,6 +50,16 @@ static void finish_xouts(rayc__conn *c, rayc__xout *done);
 static void rx_abort(rayc__conn *c);
 static void rx_run(rayc__conn *c);
 static void unpark_cb(void *arg);
+static bool batch_sent(rayc__conn *c);
+
+/* A batch of at most FAST_MAX bytes is first written by the thread that
+ * queued it, through c->faio (no callback: NNG 1.5 then completes it
+ * inline, without waking one of its task threads, and again when the
+ * send callback would have run).  A socket too full to take it at once
+ * holds that thread at most FAST_WAIT_MS (NNG's timer), then the send
+ * goes the callback way; so does the rest of a batch written in part. */
+#define FAST_MAX (64 * 1024)
+#define FAST_WAIT_MS 10
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {
@@ -62,10 +75,13 @@ rayc__conn *rayc__conn_new(rayc__net *net)
 	if (nng_aio_alloc(&c->raio, recv_cb, c) != 0 ||
 	    nng_aio_alloc(&c->saio, send_cb, c) != 0 ||
 	    nng_aio_alloc(&c->daio, dial_cb, c) != 0 ||
-	    nng_aio_alloc(&c->paio, unpark_cb, c) != 0) {
+	    nng_aio_alloc(&c->paio, unpark_cb, c) != 0 ||
+	    nng_aio_alloc(&c->faio, NULL, NULL) != 0) {
 		rayc__conn_free(c);
 		return NULL;
 	}
+	nng_aio_set_timeout(c->faio, FAST_WAIT_MS);
+	c->fast = true;
 	c->rcap = RAYC__RX_BASE;
 	c->rbuf = malloc(c->rcap);
 	c->hs = rayc__hs_new();
@@ -88,6 +104,8 @@ void rayc__conn_free(rayc__conn *c)
 		nng_aio_stop(c->daio);
 	if (c->paio != NULL)
 		nng_aio_stop(c->paio);
+	if (c->faio != NULL)
+		nng_aio_stop(c->faio);
 	if (c->s != NULL) {
 		nng_stream_close(c->s);
 		nng_stream_free(c->s);
@@ -98,6 +116,7 @@ void rayc__conn_free(rayc__conn *c)
 	nng_aio_free(c->saio);
 	nng_aio_free(c->daio);
 	nng_aio_free(c->paio);
+	nng_aio_free(c->faio);
 	rx_abort(c);
 	if (c->rx_charged > 0)
 		atomic_fetch_sub(&c->net->rx_held[c->rx_charged_to],
@@ -417,29 +436,90 @@ uint64_t rayc__test_sends_under_lock(void)
 	return atomic_load(&sends_locked);
 }
 
+static _Atomic uint64_t fast_sends, slow_sends, fast_parts, fast_timeouts;
+static _Atomic bool fast_always;
+
+void rayc__test_conn_sends(rayc__test_sends *s)
+{
+	s->fast = atomic_load(&fast_sends);
+	s->slow = atomic_load(&slow_sends);
+	s->parts = atomic_load(&fast_parts);
+	s->timeouts = atomic_load(&fast_timeouts);
+}
+
+void rayc__test_fast_always(bool on)
+{
+	atomic_store(&fast_always, on);
+}
+
 /* Sends what is left of the batch in flight: the buffer with the arena
- * pieces spliced in, as many pieces as one aio takes. */
+ * pieces spliced in, as many pieces as one aio takes.  A small batch
+ * goes from this thread (FAST_MAX), then the next one queued meanwhile,
+ * and so on; otherwise the send callback goes on with it. */
 static void kick(rayc__conn *c)
 {
 	if (rayc__locks_held > 0)
 		atomic_fetch_add_explicit(&sends_locked, 1,
 		                          memory_order_relaxed);
-	nng_iov iov[RAYC__CONN_IOV_MAX];
-	unsigned n = 0;
-	size_t skip = c->inflight_off, pos = 0;
-	bool room = true;
+	for (;;) {
+		nng_iov iov[RAYC__CONN_IOV_MAX];
+		unsigned n = 0;
+		size_t skip = c->inflight_off, pos = 0;
+		size_t total = c->inflight.len + c->inflight_ext_bytes;
+		bool room = true;
 
-	for (int i = 0; room && i <= c->n_inflight_ext; i++) {
-		bool last = i == c->n_inflight_ext;
-		size_t end = last ? c->inflight.len : c->inflight_ext[i].at;
-		room = iov_add(iov, &n, &skip, c->inflight.p + pos, end - pos);
-		pos = end;
-		if (room && !last)
-			room = iov_add(iov, &n, &skip, c->inflight_ext[i].p,
-			               c->inflight_ext[i].n);
+		for (int i = 0; room && i <= c->n_inflight_ext; i++) {
+			bool last = i == c->n_inflight_ext;
+			size_t end = last ? c->inflight.len
+			                  : c->inflight_ext[i].at;
+			room = iov_add(iov, &n, &skip, c->inflight.p + pos,
+			               end - pos);
+			pos = end;
+			if (room && !last)
+				room = iov_add(iov, &n, &skip,
+				               c->inflight_ext[i].p,
+				               c->inflight_ext[i].n);
+		}
+		bool fast = c->fast && total - c->inflight_off <= FAST_MAX;
+		if (atomic_load_explicit(&fast_always, memory_order_relaxed))
+			fast = true;
+		if (!fast || rayc__locks_held > 0) {
+			atomic_fetch_add_explicit(&slow_sends, 1,
+			                          memory_order_relaxed);
+			(void)nng_aio_set_iov(c->saio, n, iov);
+			nng_stream_send(c->s, c->saio);
+			return;
+		}
+		atomic_fetch_add_explicit(&fast_sends, 1, memory_order_relaxed);
+		(void)nng_aio_set_iov(c->faio, n, iov);
+		nng_stream_send(c->s, c->faio);
+		nng_aio_wait(c->faio);
+		int rv = nng_aio_result(c->faio);
+		if (rv == NNG_ETIMEDOUT) {
+			/* Nothing written (NNG completes a stream send at
+			 * its first bytes): the slow way. */
+			atomic_fetch_add_explicit(&fast_timeouts, 1,
+			                          memory_order_relaxed);
+			c->fast = false;
+			continue;
+		}
+		if (rv != 0) {
+			rayc__mutex_lock(&c->mu);
+			c->sending = false;
+			rayc__mutex_unlock(&c->mu);
+			rayc__conn_close(c, nng_strerror(rv));
+			return;
+		}
+		c->inflight_off += nng_aio_count(c->faio);
+		if (c->inflight_off < total) {
+			atomic_fetch_add_explicit(&fast_parts, 1,
+			                          memory_order_relaxed);
+			c->fast = false; /* the socket is filling up */
+			continue;
+		}
+		if (!batch_sent(c))
+			return;
 	}
-	(void)nng_aio_set_iov(c->saio, n, iov);
-	nng_stream_send(c->s, c->saio);
 }
 
 static void finish_xouts(rayc__conn *c, rayc__xout *done)
@@ -494,10 +574,10 @@ void rayc__conn_flush_deferred(void)
 }
 
 /* Ends a critical section on c's send side: feeds pending transfers,
- * starts a send if anything is queued and none runs, unlocks (with
- * another lock held: leaves that to the last unlock).  True if a send
- * started. */
-static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
+ * swaps in a batch to send if anything is queued and none runs, unlocks
+ * (with another lock held: leaves that to the last unlock).  True if
+ * the caller is to send it (kick). */
+static bool settle_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
 	if (rayc__locks_held > 1 && defer_locked(c)) {
 		rayc__mutex_unlock(&c->mu);
@@ -515,6 +595,14 @@ static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 		rayc__conn_close(c, "out of memory");
 		return false;
 	}
+	return go;
+}
+
+/* settle_unlock, then the send.  True if a send started. */
+static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
+{
+	bool go = settle_unlock(c);
+
 	if (go) {
 		kick(c);
 		/* Prepare the next batch (its checksums) while NNG sends
@@ -523,6 +611,26 @@ static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 		feed_locked(c);
 		rayc__mutex_unlock(&c->mu);
 	}
+	return go;
+}
+
+/* The batch in flight went out: lets its transfers go and swaps in the
+ * next one.  True if that one is for the caller to send (kick). */
+static bool batch_sent(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	c->sending = false;
+	c->inflight.len = 0;
+	c->n_inflight_ext = 0;
+	c->inflight_ext_bytes = 0;
+	rayc__xout *done = c->inflight_done; /* every byte of them is out */
+	c->inflight_done = NULL;
+	bool close_after = c->close_after_send;
+	bool go = settle_unlock(c);
+
+	finish_xouts(c, done);
+	if (!go && close_after)
+		rayc__conn_close(c, "refused"); /* everything went out */
 	return go;
 }
 
@@ -540,22 +648,15 @@ static void send_cb(void *arg)
 		return;
 	}
 	c->inflight_off += nng_aio_count(c->saio);
-	if (c->inflight_off < c->inflight.len + c->inflight_ext_bytes) {
+	size_t total = c->inflight.len + c->inflight_ext_bytes;
+	if (c->inflight_off < total) {
 		kick(c);
 		return;
 	}
-	rayc__mutex_lock(&c->mu);
-	c->sending = false;
-	c->inflight.len = 0;
-	c->n_inflight_ext = 0;
-	c->inflight_ext_bytes = 0;
-	rayc__xout *done = c->inflight_done; /* every byte of them is out */
-	c->inflight_done = NULL;
-	bool close_after = c->close_after_send;
-	bool went = flush_unlock(c);
-	finish_xouts(c, done);
-	if (!went && close_after)
-		rayc__conn_close(c, "refused"); /* everything went out */
+	/* A small batch that went whole: the socket takes writes again. */
+	c->fast = total <= FAST_MAX && nng_aio_count(c->saio) == total;
+	if (batch_sent(c))
+		kick(c);
 }
 
 /* Appends frame to dst, or nothing if out of memory (c->oom: an open

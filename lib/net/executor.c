@@ -421,7 +421,7 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 		}
 		rayc__xrec_send(net, t->owner, t->id, dispatch, b.p, b.len);
 		if (rec != NULL && !b.bad)
-			rayc__xrec_done_locked(net, rec, &b);
+			rayc__xrec_done_locked(net, rec, b.p, b.len);
 		else if (rec != NULL)
 			rayc__xrec_drop_locked(net, rec);
 		rayc__wbuf_fini(&b);

@@ -167,6 +167,12 @@ struct rayc__conn {
 	nng_stream *s;
 	nng_stream_dialer *dialer;
 	nng_aio *raio, *saio, *daio;
+	/* A send aio without callback: NNG completes it on the thread that
+	 * started it when the socket takes the batch at once (no hand-off
+	 * to NNG's task threads; conn.c, kick).  fast: whether the next
+	 * small batch tries it; only the sender (sending set) touches it. */
+	nng_aio *faio;
+	bool fast;
 	_Atomic int refs; /* users outside net->mu; reaped at zero */
 	rayc__mutex mu;   /* state, out, pend, xouts, sending */
 	_Atomic int state;

@@ -50,7 +50,8 @@ rayc__xrec *rayc__xrec_find_locked(rayc__net *net, rayc_task_id id);
 rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
                                     uint32_t owner, uint32_t dispatch);
 /* The run ended and answered body (moved into the record). */
-void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r, rayc__wbuf *body);
+void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
+                            const void *body, size_t len);
 void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r);
 void rayc__xrec_sweep_locked(rayc__net *net, int64_t now);
 /* A TASK for a task with record r came: true if it was handled (the

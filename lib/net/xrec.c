@@ -16,6 +16,7 @@
  * older TASK sent again finds none and runs again, as a retry would.
  * All under rt->mu.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,20 @@ rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
 }
 
 /* Lets go of done records past their time or over the limits. */
+void rayc__test_xrec_held(size_t *len, size_t *held)
+{
+	*len = *held = 0;
+	rayc__rt *rt = rayc__g;
+	if (rt == NULL || rt->net == NULL)
+		return;
+	rayc__mutex_lock(&rt->mu);
+	for (rayc__xrec *r = rt->net->xrec_head; r != NULL; r = r->next) {
+		*len += r->len;
+		*held += malloc_usable_size(r->body);
+	}
+	rayc__mutex_unlock(&rt->mu);
+}
+
 void rayc__xrec_sweep_locked(rayc__net *net, int64_t now)
 {
 	int64_t keep = 2 * net->timeout_ns;
@@ -85,12 +100,20 @@ void rayc__xrec_sweep_locked(rayc__net *net, int64_t now)
 		rayc__xrec_drop_locked(net, net->xrec_head);
 }
 
-void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r, rayc__wbuf *body)
+void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
+                            const void *body, size_t len)
 {
+	/* A copy of its size: the answer was built in a buffer of at least
+	 * a page, and a page per record kept would be a page fault per
+	 * task and forty times the bytes counted against RETAIN_BYTES. */
+	r->body = malloc(len > 0 ? len : 1);
+	if (r->body == NULL) {
+		rayc__xrec_drop_locked(net, r); /* sent again: runs again */
+		return;
+	}
+	memcpy(r->body, body, len);
 	r->done = true;
-	r->body = body->p; /* ours now */
-	r->len = body->len;
-	memset(body, 0, sizeof(*body));
+	r->len = len;
 	r->done_at = rayc__now_ns();
 	r->prev = net->xrec_tail;
 	r->next = NULL;

@@ -44,6 +44,20 @@ void rayc__event_reset(rayc__event *e);
  * spin_ns bounds the spinning before parking.  Consumes the set. */
 bool rayc__event_wait(rayc__event *e, int64_t deadline_ns, int64_t spin_ns);
 
+/* What a waiter learnt of its own recent waits (zero-initialised).  A
+ * wait that outlasts the spin costs a string of yields for nothing (a
+ * reply from another peer, a worker idle between remote tasks), so a
+ * waiter whose recent waits ran longer than its spin parks at once, and
+ * spins again once they are short. */
+typedef struct rayc__spin {
+	int64_t avg_ns; /* moving average of the waits, capped */
+} rayc__spin;
+
+/* rayc__event_wait spinning up to max_spin_ns as s advises, and s
+ * taught how long this wait took. */
+bool rayc__event_wait_learn(rayc__event *e, int64_t deadline_ns,
+                            int64_t max_spin_ns, rayc__spin *s);
+
 int64_t rayc__now_ns(void); /* CLOCK_MONOTONIC */
 void rayc__cpu_relax(void);
 void rayc__yield(void);

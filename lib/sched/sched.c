@@ -295,7 +295,7 @@ static void *worker_main(void *arg)
 		rt->idle = w;
 		rt->nidle++;
 		rayc__mutex_unlock(&rt->mu);
-		rayc__event_wait(&w->ev, -1, rt->spin_ns);
+		rayc__event_wait_learn(&w->ev, -1, rt->spin_ns, &w->spin);
 		rayc__mutex_lock(&rt->mu);
 	}
 	rayc__mutex_unlock(&rt->mu);

@@ -158,6 +158,22 @@ park:
 	}
 }
 
+bool rayc__event_wait_learn(rayc__event *e, int64_t deadline_ns,
+                            int64_t max_spin_ns, rayc__spin *s)
+{
+	int64_t start = rayc__now_ns();
+	bool ok = rayc__event_wait(e, deadline_ns,
+	                           s->avg_ns <= max_spin_ns ? max_spin_ns : 0);
+	int64_t took = rayc__now_ns() - start;
+
+	/* Capped, so a long idle spell is forgotten after a few short
+	 * waits. */
+	if (took > 4 * max_spin_ns)
+		took = 4 * max_spin_ns;
+	s->avg_ns += (took - s->avg_ns) / 4;
+	return ok;
+}
+
 int64_t rayc__now_ns(void)
 {
 	struct timespec ts;
