@@ -273,6 +273,7 @@ typedef struct rayc_arg {
 	} v;
 } rayc_arg;
 
+#ifndef __cplusplus
 #define RAYC_I64(x) ((rayc_arg){ .type = RAYC_TYPE_I64, .v.i64 = (x) })
 #define RAYC_F64(x) ((rayc_arg){ .type = RAYC_TYPE_F64, .v.f64 = (x) })
 #define RAYC_STR(s)                                                            \
@@ -280,6 +281,46 @@ typedef struct rayc_arg {
 #define RAYC_BYTES(p, n)                                                       \
 	((rayc_arg){ .type = RAYC_TYPE_BYTES, .len = (n), .v.ptr = (p) })
 #define RAYC_REF(r) ((rayc_arg){ .type = RAYC_TYPE_REF, .v.ref = (r) })
+#else
+/* C++ (11 and later) has neither compound literals nor nested
+ * designators: the same values from inline functions. */
+static inline rayc_arg rayc__arg(rayc_type type, size_t len)
+{
+	rayc_arg a = {};
+	a.type = type;
+	a.len = len;
+	return a;
+}
+static inline rayc_arg rayc__arg_i64(int64_t x)
+{
+	rayc_arg a = rayc__arg(RAYC_TYPE_I64, 0);
+	a.v.i64 = x;
+	return a;
+}
+static inline rayc_arg rayc__arg_f64(double x)
+{
+	rayc_arg a = rayc__arg(RAYC_TYPE_F64, 0);
+	a.v.f64 = x;
+	return a;
+}
+static inline rayc_arg rayc__arg_ptr(rayc_type type, const void *p, size_t n)
+{
+	rayc_arg a = rayc__arg(type, n);
+	a.v.ptr = p;
+	return a;
+}
+static inline rayc_arg rayc__arg_ref(rayc_ref r)
+{
+	rayc_arg a = rayc__arg(RAYC_TYPE_REF, 0);
+	a.v.ref = r;
+	return a;
+}
+#define RAYC_I64(x) rayc__arg_i64(x)
+#define RAYC_F64(x) rayc__arg_f64(x)
+#define RAYC_STR(s) rayc__arg_ptr(RAYC_TYPE_STR, (s), (size_t)-1)
+#define RAYC_BYTES(p, n) rayc__arg_ptr(RAYC_TYPE_BYTES, (p), (n))
+#define RAYC_REF(r) rayc__arg_ref(r)
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Task options                                                         */
@@ -309,8 +350,20 @@ typedef struct rayc_task_opts {
 
 /* Ray's defaults: one return, one CPU, three retries for system failures,
  * application errors not retried. */
+#ifndef __cplusplus
 #define RAYC_TASK_OPTS_DEFAULT                                                 \
 	((rayc_task_opts){ .num_returns = 1, .num_cpus = 1.0, .max_retries = 3 })
+#else
+static inline rayc_task_opts rayc__task_opts_default(void)
+{
+	rayc_task_opts o = {};
+	o.num_returns = 1;
+	o.num_cpus = 1.0;
+	o.max_retries = 3;
+	return o;
+}
+#define RAYC_TASK_OPTS_DEFAULT rayc__task_opts_default()
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Submitting tasks                                                     */
@@ -329,7 +382,15 @@ RAYC_API int rayc_call_array(rayc_ref *out, const char *fn_name,
                              const rayc_task_opts *opts, const rayc_arg *args,
                              size_t nargs);
 
-/* rayc_call(&ref, "fn", RAYC_I64(1), RAYC_REF(r), ...) */
+/* rayc_call(&ref, "fn", RAYC_I64(1), RAYC_REF(r), ...); the same in C
+ * and in C++ (11 and later: a std::initializer_list there, see the end
+ * of this header). */
+#ifdef __cplusplus
+#define rayc_call(out, fn_name, ...)                                           \
+	rayc__call_list((out), (fn_name), NULL, { __VA_ARGS__ })
+#define rayc_call_opts(out, fn_name, opts, ...)                                \
+	rayc__call_list((out), (fn_name), (opts), { __VA_ARGS__ })
+#else
 #define rayc_call(out, fn_name, ...)                                           \
 	rayc_call_array((out), (fn_name), NULL,                                \
 	                (const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } },      \
@@ -345,6 +406,7 @@ RAYC_API int rayc_call_array(rayc_ref *out, const char *fn_name,
 	                sizeof((const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } }, \
 	                                           __VA_ARGS__ }) /             \
 	                                sizeof(rayc_arg) - 1)
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Objects                                                              */
@@ -381,9 +443,12 @@ RAYC_API int rayc_get_i64(rayc_ref ref, int64_t *out, int timeout_ms);
 RAYC_API int rayc_get_f64(rayc_ref ref, double *out, int timeout_ms);
 
 /* Waits until at least num_ready of the n refs are ready (sealed or
- * failed), or timeout.  ready_flags (may be NULL) gets 1/0 per ref.
- * *out_ready (may be NULL) gets the count.  RAYC_ETIMEDOUT if fewer were
- * ready in time (flags still filled).  Thread-safe. */
+ * failed), or timeout.  As ray.wait, at most num_ready are reported:
+ * ready_flags (may be NULL) gets 1 for the first num_ready ready refs in
+ * the order given, 0 for the others; *out_ready (may be NULL) gets how
+ * many were flagged.  RAYC_ETIMEDOUT if fewer were ready in time (those
+ * flagged, all of them).  RAYC_EINVAL if a ref is given twice or
+ * num_ready > n.  Thread-safe. */
 RAYC_API int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
                        int timeout_ms, uint8_t *ready_flags,
                        size_t *out_ready);
@@ -555,6 +620,16 @@ RAYC_API int rayc_resource_get(const char *name, double *total,
                                double *available);
 
 #ifdef __cplusplus
+}
+
+#include <initializer_list>
+
+/* rayc_call and rayc_call_opts in C++: the arguments as a list. */
+inline int rayc__call_list(rayc_ref *out, const char *fn_name,
+                           const rayc_task_opts *opts,
+                           std::initializer_list<rayc_arg> args)
+{
+	return rayc_call_array(out, fn_name, opts, args.begin(), args.size());
 }
 #endif
 #endif /* RAYC_H */

@@ -482,6 +482,29 @@ static bool is_done(const rayc__obj *o)
 	       st == RAYC__OBJ_REMOTE;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	const rayc_object_id *x = a, *y = b;
+
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* RAYC_EINVAL if a ref comes twice (ray.wait refuses that too); tmp
+ * holds n ids. */
+static int check_distinct(const rayc_ref *refs, size_t n, rayc_object_id *tmp)
+{
+	for (size_t i = 0; i < n; i++)
+		tmp[i] = refs[i].id;
+	qsort(tmp, n, sizeof(*tmp), cmp_id);
+	for (size_t i = 1; i < n; i++)
+		if (cmp_id(&tmp[i - 1], &tmp[i]) == 0)
+			return rayc__err(RAYC_EINVAL, "rayc_wait: ref " ID_FMT
+			                 " given twice", ID_ARGS(tmp[i]));
+	return RAYC_OK;
+}
+
 int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
               int timeout_ms, uint8_t *ready_flags, size_t *out_ready)
 {
@@ -501,6 +524,11 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 	if (objs == NULL)
 		return RAYC_ENOMEM;
 	nodes = (rayc__wnode *)(objs + n);
+	rc = check_distinct(refs, n, (rayc_object_id *)(void *)nodes);
+	if (rc != RAYC_OK) {
+		free(objs);
+		return rc;
+	}
 	rayc__rt_lock(rt);
 	for (size_t i = 0; i < n; i++) {
 		objs[i] = rayc__obj_find_locked(rt, refs[i].id);
@@ -542,15 +570,20 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 		for (size_t i = 0; i < n; i++)
 			unlink_wnode(&nodes[i]);
 	}
+	/* As ray.wait: at most num_ready reported, the first ready ones in
+	 * the order given (all that are ready when fewer). */
+	size_t told = 0, most = rc == RAYC_OK ? num_ready : n;
 	for (size_t i = 0; i < n; i++) {
+		bool r = told < most && is_done(objs[i]);
+		told += r;
 		if (ready_flags != NULL)
-			ready_flags[i] = is_done(objs[i]);
+			ready_flags[i] = r;
 		rayc__obj_unref_locked(rt, objs[i]);
 	}
 	rayc__mutex_unlock(&rt->mu);
 	free(objs);
 	if (out_ready != NULL)
-		*out_ready = ready;
+		*out_ready = told;
 	return rc;
 }
 

@@ -277,6 +277,36 @@ Test(sched, wait_returns_when_enough_ready)
 		rayc_release(r[i]);
 }
 
+/* As ray.wait: with 6 ready, num_ready = 2 reports the first 2 ready in
+ * the order given, not all 6; a ref given twice is refused.  Before, every
+ * ready ref was flagged and counted, and duplicates were accepted. */
+Test(sched, wait_reports_at_most_num_ready_in_order_and_refuses_duplicates)
+{
+	rayc_ref r[8];
+	atomic_store(&gate_open, 0);
+	cr_assert_eq(rayc_call(&r[0], "gated"), RAYC_OK);
+	for (int i = 1; i < 7; i++)
+		cr_assert_eq(rayc_call(&r[i], "ident", RAYC_I64(i)), RAYC_OK);
+	cr_assert_eq(rayc_call(&r[7], "gated"), RAYC_OK);
+	for (int i = 1; i < 7; i++)
+		cr_assert_eq(get_i64(r[i]), i); /* 1..6 are ready */
+	uint8_t flags[8];
+	size_t nready = 99;
+	cr_assert_eq(rayc_wait(r, 8, 2, 10000, flags, &nready), RAYC_OK);
+	cr_assert_eq(nready, 2);
+	uint8_t want[8] = { 0, 1, 1, 0, 0, 0, 0, 0 };
+	cr_assert_arr_eq(flags, want, 8);
+	/* Timed out: every ready one is reported (fewer than asked). */
+	cr_assert_eq(rayc_wait(r, 8, 7, 20, flags, &nready), RAYC_ETIMEDOUT);
+	cr_assert_eq(nready, 6);
+	cr_assert_eq(flags[0] + flags[7], 0);
+	rayc_ref dup[3] = { r[1], r[2], r[1] };
+	cr_assert_eq(rayc_wait(dup, 3, 1, 0, NULL, NULL), RAYC_EINVAL);
+	atomic_store(&gate_open, 1);
+	for (int i = 0; i < 8; i++)
+		rayc_release(r[i]);
+}
+
 Test(sched, get_times_out_on_slow_task)
 {
 	rayc_ref r;
