@@ -202,7 +202,7 @@ Test(net, a_remote_task_gets_its_string_and_the_argument_after_it)
 }
 
 /* Sync round trips of small tasks: each frame is written by the thread
- * that queued it (conn.c, kick), not handed to NNG's task threads by a
+ * that queued it (conn_tx.c, kick), not handed to NNG's task threads by a
  * send callback. */
 Test(net, small_frames_go_from_the_thread_that_queued_them)
 {

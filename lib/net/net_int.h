@@ -42,6 +42,9 @@
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
+/* The longest a full socket holds a thread sending the fast way
+ * (conn_tx.c, kick). */
+#define RAYC__CONN_FAST_WAIT_MS 10
 /* An unauthenticated peer costs a descriptor and a buffer: a handshake
  * must finish within this (or the heartbeat timeout, if longer), and at
  * most this many accepted connections may be handshaking at once. */
@@ -169,7 +172,7 @@ struct rayc__conn {
 	nng_aio *raio, *saio, *daio;
 	/* A send aio without callback: NNG completes it on the thread that
 	 * started it when the socket takes the batch at once (no hand-off
-	 * to NNG's task threads; conn.c, kick).  fast: whether the next
+	 * to NNG's task threads; conn_tx.c, kick).  fast: whether the next
 	 * small batch tries it; only the sender (sending set) touches it. */
 	nng_aio *faio;
 	bool fast;
@@ -425,7 +428,7 @@ void rayc__bulk_post(rayc__net *net, rayc__bulk_job *job);
  * connection is freed (nothing posts any more). */
 void rayc__bulk_stop(rayc__net *net);
 
-/* conn.c */
+/* conn.c and conn_tx.c (sending) */
 rayc__conn *rayc__conn_new(rayc__net *net);
 int rayc__conn_dial(rayc__conn *c, const char *url);
 void rayc__conn_accepted(rayc__conn *c, nng_stream *s);
@@ -462,6 +465,10 @@ void rayc__conn_free(rayc__conn *c);
 void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after);
 /* The handshake finished: the connection opens and pend goes out. */
 void rayc__conn_set_open(rayc__conn *c);
+/* conn_tx.c: the send aio's callback, and letting go of the transfers
+ * whose last piece went out (or that a freed connection held). */
+void rayc__conn_send_cb(void *arg);
+void rayc__conn_finish_xouts(rayc__conn *c, rayc__xout *done);
 /* Reads n bytes at p as if c had received them, for a connection no
  * stream backs (c->s NULL: fuzz targets and tests, fuzz.c): c sends
  * nothing (its frames stay in out) and starts no receive.  False once c
