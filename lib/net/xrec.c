@@ -73,7 +73,6 @@ rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
 	return r;
 }
 
-/* Lets go of done records past their time or over the limits. */
 void rayc__test_xrec_held(size_t *len, size_t *held)
 {
 	*len = *held = 0;
@@ -88,6 +87,7 @@ void rayc__test_xrec_held(size_t *len, size_t *held)
 	rayc__mutex_unlock(&rt->mu);
 }
 
+/* Lets go of done records past their time or over the limits. */
 void rayc__xrec_sweep_locked(rayc__net *net, int64_t now)
 {
 	int64_t keep = 2 * net->timeout_ns;
