@@ -325,8 +325,10 @@ static void echoes_whole(rayc_ref *r, int n)
  * back whole; then small frames go at once again. */
 Test(net, a_full_socket_sends_by_the_callback_and_loses_nothing)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
+	/* The flood may take seconds under ASan on loaded cores: the
+	 * stopped peer must not be taken for dead meanwhile. */
+	driver_start_hb(NULL, 60000);
+	pid_t b = spawn_peer(TOKEN, "RAYC_HEARTBEAT_TIMEOUT_MS=60000");
 	wait_alive(2);
 	rayc_task_opts o = on_peer(peer_of(b));
 	enum { N = 2000 };

@@ -450,17 +450,19 @@ static bool settle_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 /* settle_unlock, then the send.  True if a send started. */
 static bool flush_unlock(rayc__conn *c) RAYC_RELEASE(c->mu)
 {
-	bool go = settle_unlock(c);
+	bool go = settle_unlock(c), went = go;
 
-	if (go) {
+	while (go) {
 		kick(c);
 		/* Prepare the next batch (its checksums) while NNG sends
-		 * this one, so the socket does not idle between batches. */
+		 * this one, so the socket does not idle between batches;
+		 * if this one went already (the fast way), send it. */
 		rayc__mutex_lock(&c->mu);
 		feed_locked(c);
+		go = want_send_locked(c);
 		rayc__mutex_unlock(&c->mu);
 	}
-	return go;
+	return went;
 }
 
 /* The batch in flight went out: lets its transfers go and swaps in the
