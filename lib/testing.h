@@ -125,7 +125,9 @@ void rayc__test_conn_sends(rayc__test_sends *s);
  * their bytes, and the heap memory holding them. */
 void rayc__test_xrec_held(size_t *len, size_t *held);
 /* Every send tries the queueing thread first, whatever its size and
- * even where the last one found the socket filling up. */
+ * even where the last one found the socket filling up (once: a try
+ * turned away by a full socket goes by the callback, or a stopped peer
+ * would hold that thread for ever). */
 void rayc__test_fast_always(bool on);
 /* This peer's control store term as last seen by its loop thread: it
  * grows with every election. */

@@ -310,6 +310,8 @@ void rayc__test_fast_always(bool on)
  * and so on; otherwise the send callback goes on with it. */
 static void kick(rayc__conn *c)
 {
+	bool turned_away = false; /* even the test hook goes slow then */
+
 	if (rayc__locks_held > 0)
 		atomic_fetch_add_explicit(&sends_locked, 1,
 		                          memory_order_relaxed);
@@ -333,7 +335,8 @@ static void kick(rayc__conn *c)
 				               c->inflight_ext[i].n);
 		}
 		bool fast = c->fast && total - c->inflight_off <= FAST_MAX;
-		if (atomic_load_explicit(&fast_always, memory_order_relaxed))
+		if (atomic_load_explicit(&fast_always, memory_order_relaxed) &&
+		    !turned_away)
 			fast = true;
 		if (!fast || rayc__locks_held > 0) {
 			atomic_fetch_add_explicit(&slow_sends, 1,
@@ -353,6 +356,7 @@ static void kick(rayc__conn *c)
 			atomic_fetch_add_explicit(&fast_timeouts, 1,
 			                          memory_order_relaxed);
 			c->fast = false;
+			turned_away = true;
 			continue;
 		}
 		if (rv != 0) {
