@@ -311,6 +311,8 @@ static bool rx_finish(rayc__conn *c)
 static void recv_cb(void *arg)
 {
 	rayc__conn *c = arg;
+
+	rayc__nng_thread = true;
 	int rv = nng_aio_result(c->raio);
 
 	if (rv != 0) {
@@ -491,6 +493,8 @@ static void unpark_cb(void *arg)
 {
 	rayc__conn *c = arg;
 
+	rayc__nng_thread = true;
+
 	if (nng_aio_result(c->paio) != 0 ||
 	    atomic_load(&c->state) == RAYC__CONN_CLOSED)
 		return;
@@ -526,6 +530,8 @@ void rayc__conn_accepted(rayc__conn *c, nng_stream *s)
 static void dial_cb(void *arg)
 {
 	rayc__conn *c = arg;
+
+	rayc__nng_thread = true;
 	int rv = nng_aio_result(c->daio);
 
 	if (rv != 0) {

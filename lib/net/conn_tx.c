@@ -38,9 +38,10 @@
 static bool batch_sent(rayc__conn *c);
 
 /* A batch of at most FAST_MAX bytes is first written by the thread that
- * queued it, through c->faio (no callback: NNG 1.5 then completes it
- * inline, without waking one of its task threads, and again when the
- * send callback would have run).  A socket too full to take it at once
+ * queued it, unless that is one of NNG's (rayc__nng_thread), through
+ * c->faio (no callback: NNG 1.5 then completes it inline, without waking
+ * one of its task threads, and again when the send callback would have
+ * run).  A socket too full to take it at once
  * holds that thread at most RAYC__CONN_FAST_WAIT_MS (NNG's timer), then
  * the send goes the callback way; so does the rest of a batch written
  * in part. */
@@ -288,6 +289,8 @@ static void send_failed(rayc__conn *c, int rv)
 	rayc__conn_close(c, nng_strerror(rv));
 }
 
+_Thread_local bool rayc__nng_thread;
+
 static _Atomic uint64_t fast_sends, slow_sends, fast_parts, fast_timeouts;
 static _Atomic bool fast_always;
 
@@ -338,7 +341,7 @@ static void kick(rayc__conn *c)
 		if (atomic_load_explicit(&fast_always, memory_order_relaxed) &&
 		    !turned_away)
 			fast = true;
-		if (!fast || rayc__locks_held > 0) {
+		if (!fast || rayc__locks_held > 0 || rayc__nng_thread) {
 			atomic_fetch_add_explicit(&slow_sends, 1,
 			                          memory_order_relaxed);
 			(void)nng_aio_set_iov(c->saio, n, iov);
@@ -494,6 +497,7 @@ void rayc__conn_send_cb(void *arg)
 	rayc__conn *c = arg;
 	int rv = nng_aio_result(c->saio);
 
+	rayc__nng_thread = true;
 	if (rv != 0) {
 		send_failed(c, rv);
 		return;

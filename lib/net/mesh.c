@@ -529,6 +529,7 @@ static void accept_next(rayc__net *net)
 /* The wait after an accept error ended. */
 static void accept_sleep_cb(void *arg)
 {
+	rayc__nng_thread = true;
 	rayc__net *net = arg;
 
 	if (nng_aio_result(net->acc_sleep) == 0)
@@ -537,6 +538,7 @@ static void accept_sleep_cb(void *arg)
 
 static void accept_cb(void *arg)
 {
+	rayc__nng_thread = true;
 	rayc__net *net = arg;
 	int rv = nng_aio_result(net->acc_aio);
 

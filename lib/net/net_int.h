@@ -468,6 +468,10 @@ void rayc__conn_set_open(rayc__conn *c);
 /* conn_tx.c: the send aio's callback, and letting go of the transfers
  * whose last piece went out (or that a freed connection held). */
 void rayc__conn_send_cb(void *arg);
+/* Set by every NNG callback of ours on the thread it runs on (an NNG
+ * thread runs nothing else): such a thread never waits for a socket
+ * (conn_tx.c, kick), so NNG's own threads are never held. */
+extern _Thread_local bool rayc__nng_thread;
 void rayc__conn_finish_xouts(rayc__conn *c, rayc__xout *done);
 /* Reads n bytes at p as if c had received them, for a connection no
  * stream backs (c->s NULL: fuzz targets and tests, fuzz.c): c sends
