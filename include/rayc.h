@@ -260,6 +260,7 @@ typedef enum rayc_type {
 	RAYC_TYPE_BYTES = 4,
 	RAYC_TYPE_REF = 5,   /* only as a call argument */
 	RAYC_TYPE_ERROR = 6, /* an error object: data is the message */
+	RAYC_TYPE_ACTOR = 7, /* an actor handle, only as a call argument */
 } rayc_type;
 
 typedef struct rayc_arg {
@@ -518,6 +519,220 @@ RAYC_API rayc_task_id rayc_task_current_id(rayc_ctx *ctx);
 RAYC_API int rayc_task_attempt(rayc_ctx *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Actors                                                               */
+/* ------------------------------------------------------------------ */
+/* An actor is a stateful instance of a registered class (Ray's actor):
+ * memory rayc allocates (state_size bytes, zeroed), set up by the
+ * constructor, handed to every method, and torn down by the destructor.
+ * Methods are rayc_fn functions: they read arguments and set returns
+ * exactly as a task does, and find the state with rayc_actor_state.
+ *
+ * Order (Ray's rule for actors): calls made through one peer run in the
+ * order they were made, one at a time.  A call whose REF arguments are not
+ * ready yet waits for them, and the calls made after it wait behind it
+ * (as in Ray, a call never overtakes an earlier one from its caller).
+ * With max_concurrency = N > 1, up to N calls run at once on different
+ * threads, started in that order but finishing in any: the methods then
+ * share the state and must synchronise their own access to it.
+ *
+ * Where it runs: this version places an actor on the peer that creates
+ * it, with its resources reserved there from the constructor's start to
+ * its death; calls run on that peer's worker threads.  (Placement on
+ * other peers, calls between peers, the cluster-wide name registry and
+ * restarts after a peer dies are not done yet: see README.) */
+typedef struct rayc_actor {
+	uint64_t hi, lo;
+} rayc_actor;
+
+typedef struct rayc_actor_method {
+	const char *name;
+	rayc_fn fn;
+} rayc_actor_method;
+
+typedef struct rayc_actor_class {
+	const char *name;     /* unique among classes */
+	size_t state_size;    /* bytes of state (0 allowed), zeroed */
+	/* Runs with the creation arguments and the fresh state; rayc_fail
+	 * in it kills the actor: every call then fails with
+	 * RAYC_EACTORDIED and its message.  NULL: nothing to set up. */
+	rayc_fn init;
+	/* Runs once, when the actor goes (its last handle released, killed,
+	 * before a restart, or at rayc_shutdown), never while a method
+	 * runs, and only if init succeeded.  NULL: nothing to tear down. */
+	void (*fini)(void *state);
+	const rayc_actor_method *methods;
+	size_t nmethods;
+} rayc_actor_class;
+
+/* Registers a class (the name, methods and sizes are copied).
+ * RAYC_EEXIST if another class has the name; registering the same class
+ * again is RAYC_OK.  Works before or after rayc_init.  Thread-safe. */
+RAYC_API int rayc_actor_class_register(const rayc_actor_class *cls);
+
+/* Registers cls (a rayc_actor_class variable) at load time. */
+#define RAYC_ACTOR_CLASS(cls)                                                  \
+	__attribute__((constructor)) static void rayc__register_class_##cls(  \
+		void)                                                          \
+	{                                                                      \
+		(void)rayc_actor_class_register(&(cls));                       \
+	}
+
+enum rayc_actor_lifetime {
+	/* Destroyed once every handle is released (and the calls made
+	 * before have run), as Ray's default. */
+	RAYC_LIFETIME_DEFAULT = 0,
+	/* Lives until rayc_actor_kill or rayc_shutdown, handles or not;
+	 * find it again by name. */
+	RAYC_LIFETIME_DETACHED = 1,
+};
+
+typedef struct rayc_actor_opts {
+	double num_cpus; /* reserved while the actor lives; Ray's default 0 */
+	double num_gpus;
+	const rayc_resource *resources; /* custom, reserved likewise */
+	int num_resources;
+	const char *name;  /* NULL: anonymous; else unique (RAYC_EEXIST) */
+	int get_if_exists; /* name taken: a handle to that actor instead */
+	int lifetime;      /* enum rayc_actor_lifetime */
+	int max_restarts;  /* restarts allowed (-1 = unlimited), default 0 */
+	int max_task_retries; /* retries of a call lost with its actor */
+	int max_concurrency;  /* calls running at once; 0 means 1 */
+	int strategy;      /* enum rayc_strategy (a hint, see above) */
+	uint32_t node_id;
+	int soft;
+} rayc_actor_opts;
+
+/* Creates an actor of class cls_name with constructor arguments (copied
+ * as rayc_call's; REF arguments are waited for).  Returns at once: the
+ * constructor runs on a worker thread, and calls made meanwhile wait
+ * for it.  *out is a handle to release with rayc_actor_release.
+ * Errors: RAYC_ENOFUNC (no such class), RAYC_EEXIST (the name is taken,
+ * without get_if_exists), RAYC_EINFEASIBLE (this peer cannot hold the
+ * resources, or runs no tasks: a driver with driver_tasks off),
+ * RAYC_EINVAL, RAYC_ENOTFOUND (a REF argument not live), RAYC_ESTATE.
+ * Thread-safe; may be called from inside tasks and methods. */
+RAYC_API int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
+                                     const rayc_actor_opts *opts,
+                                     const rayc_arg *args, size_t nargs);
+
+typedef struct rayc_method_opts {
+	int num_returns; /* 0 .. 4096; 0: no returns (out may be NULL) */
+} rayc_method_opts;
+
+#ifndef __cplusplus
+#define RAYC_METHOD_OPTS_DEFAULT ((rayc_method_opts){ .num_returns = 1 })
+#else
+static inline rayc_method_opts rayc__method_opts_default(void)
+{
+	rayc_method_opts o = {};
+	o.num_returns = 1;
+	return o;
+}
+#define RAYC_METHOD_OPTS_DEFAULT rayc__method_opts_default()
+#endif
+
+/* Calls method on the actor h: out gets num_returns refs (one with NULL
+ * opts; none with 0, as Ray's num_returns=0), usable as any ref (rayc_get, rayc_wait, as task arguments),
+ * each released by the caller.  A method that fails (rayc_fail) fails
+ * its own call only (RAYC_ETASK); a call to an actor that is dead, or
+ * dies before the call runs, fails with RAYC_EACTORDIED and a message
+ * saying why.  Errors at the call itself: RAYC_ENOTFOUND (no live handle
+ * h here), RAYC_ENOFUNC (no such method), RAYC_EINVAL, RAYC_ESTATE.
+ * Thread-safe; may be called from inside tasks and methods. */
+RAYC_API int rayc_actor_call_array(rayc_ref *out, rayc_actor h,
+                                   const char *method,
+                                   const rayc_method_opts *opts,
+                                   const rayc_arg *args, size_t nargs);
+
+/* A handle to the live actor named name (one more handle: release it).
+ * RAYC_ENOTFOUND if none.  Thread-safe. */
+RAYC_API int rayc_actor_get_named(rayc_actor *out, const char *name);
+
+/* One more handle on h / one handle less.  The last release of an actor
+ * that is not detached destroys it once the calls already made have
+ * run.  RAYC_ENOTFOUND for a handle this process holds no more of.
+ * Thread-safe. */
+RAYC_API int rayc_actor_dup(rayc_actor h);
+RAYC_API int rayc_actor_release(rayc_actor h);
+
+/* Kills the actor (Ray's ray.kill).  Calls not yet started fail with
+ * RAYC_EACTORDIED, or, with no_restart = 0 while max_restarts allows,
+ * wait for the restarted actor (its constructor runs again on fresh
+ * state).  Calls already running finish (a thread is not interrupted);
+ * then the destructor runs.  Handles stay valid and must still be
+ * released.  From inside one of its own methods, the actor goes once
+ * that method returns.  Thread-safe. */
+RAYC_API int rayc_actor_kill(rayc_actor h, int no_restart);
+
+/* Inside a constructor or method: the actor's state; NULL in a task. */
+RAYC_API void *rayc_actor_state(rayc_ctx *ctx);
+
+/* A handle as a call argument: the receiver gets it with rayc_arg_actor
+ * (borrowed for the call; rayc_actor_dup it to keep it). */
+#ifndef __cplusplus
+#define RAYC_ACTOR(h)                                                          \
+	((rayc_arg){ .type = RAYC_TYPE_ACTOR,                                  \
+	             .v.ref = { .id = { (h).hi, (h).lo } } })
+#else
+static inline rayc_arg rayc__arg_actor(rayc_actor h)
+{
+	rayc_arg a = rayc__arg(RAYC_TYPE_ACTOR, 0);
+	a.v.ref.id.hi = h.hi;
+	a.v.ref.id.lo = h.lo;
+	return a;
+}
+#define RAYC_ACTOR(h) rayc__arg_actor(h)
+#endif
+RAYC_API int rayc_arg_actor(rayc_ctx *ctx, size_t i, rayc_actor *out);
+
+typedef enum rayc_actor_state_kind {
+	RAYC_ACTOR_PENDING = 1, /* constructor not run yet */
+	RAYC_ACTOR_ALIVE,
+	RAYC_ACTOR_RESTARTING,
+	RAYC_ACTOR_DEAD,
+} rayc_actor_state_kind;
+
+typedef struct rayc_actor_info {
+	rayc_actor id;
+	char class_name[64];
+	char name[64]; /* "" if anonymous */
+	rayc_actor_state_kind state;
+	uint32_t peer;     /* where it lives */
+	int restarts;
+	uint64_t queued_calls;  /* made, not yet started */
+	uint64_t running_calls;
+	char death[160];   /* why it died; "" while not dead */
+} rayc_actor_info;
+
+/* The actors this peer knows (live ones and dead ones still held by a
+ * handle), up to cap, and *n = how many there are.  Thread-safe. */
+RAYC_API int rayc_actor_list(rayc_actor_info *out, size_t cap, size_t *n);
+
+#ifdef __cplusplus
+#define rayc_actor_create(out, cls_name, opts, ...)                            \
+	rayc__actor_create_list((out), (cls_name), (opts), { __VA_ARGS__ })
+#define rayc_actor_call(out, h, method, ...)                                   \
+	rayc__actor_call_list((out), (h), (method), NULL, { __VA_ARGS__ })
+#define rayc_actor_call_opts(out, h, method, opts, ...)                        \
+	rayc__actor_call_list((out), (h), (method), (opts), { __VA_ARGS__ })
+#else
+#define RAYC__ARGV(...)                                                        \
+	(const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } }, __VA_ARGS__ } + 1,   \
+		sizeof((const rayc_arg[]){ { RAYC_TYPE_NONE, 0, { 0 } },       \
+		                           __VA_ARGS__ }) /                    \
+				sizeof(rayc_arg) - 1
+#define rayc_actor_create(out, cls_name, opts, ...)                            \
+	rayc_actor_create_array((out), (cls_name), (opts),                     \
+	                        RAYC__ARGV(__VA_ARGS__))
+#define rayc_actor_call(out, h, method, ...)                                   \
+	rayc_actor_call_array((out), (h), (method), NULL,                      \
+	                      RAYC__ARGV(__VA_ARGS__))
+#define rayc_actor_call_opts(out, h, method, opts, ...)                        \
+	rayc_actor_call_array((out), (h), (method), (opts),                    \
+	                      RAYC__ARGV(__VA_ARGS__))
+#endif
+
+/* ------------------------------------------------------------------ */
 /* Introspection                                                        */
 /* ------------------------------------------------------------------ */
 typedef struct rayc_stats {
@@ -630,6 +845,23 @@ inline int rayc__call_list(rayc_ref *out, const char *fn_name,
                            std::initializer_list<rayc_arg> args)
 {
 	return rayc_call_array(out, fn_name, opts, args.begin(), args.size());
+}
+
+/* The actor calls in C++: the arguments as a list. */
+inline int rayc__actor_create_list(rayc_actor *out, const char *cls_name,
+                                   const rayc_actor_opts *opts,
+                                   std::initializer_list<rayc_arg> args)
+{
+	return rayc_actor_create_array(out, cls_name, opts, args.begin(),
+	                               args.size());
+}
+inline int rayc__actor_call_list(rayc_ref *out, rayc_actor h,
+                                 const char *method,
+                                 const rayc_method_opts *opts,
+                                 std::initializer_list<rayc_arg> args)
+{
+	return rayc_actor_call_array(out, h, method, opts, args.begin(),
+	                             args.size());
 }
 #endif
 #endif /* RAYC_H */

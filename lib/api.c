@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_int.h"
 #include "lineage/lineage.h"
 #include "net/net.h"
 #include "registry.h"
+#include "sched/actor.h"
 #include "sched/sched.h"
 
 #define ID_FMT "%016llx%016llx"
@@ -26,7 +28,7 @@ static rayc__rt *running(void)
 
 /* Builds the demand vector of opts; RAYC_EINFEASIBLE if this peer has
  * none of a named resource. */
-static int demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
+int rayc__demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 {
 	memset(d, 0, sizeof(int64_t) * RAYC__MAX_RES);
 	if (!(o->num_cpus >= 0) || !(o->num_gpus >= 0))
@@ -71,7 +73,7 @@ static bool add_copy_len(size_t *sum, size_t n)
 /* Checks the arguments and sums the space their by-value copies take
  * (*extra), refusing lengths whose sum would overflow: they would wrap
  * to a small allocation and the copy would run past it. */
-static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
+int rayc__check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 {
 	*extra = 0;
 	if (nargs > 0 && args == NULL)
@@ -82,6 +84,7 @@ static int check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 		case RAYC_TYPE_I64:
 		case RAYC_TYPE_F64:
 		case RAYC_TYPE_REF:
+		case RAYC_TYPE_ACTOR:
 			break;
 		case RAYC_TYPE_STR:
 			if (a->v.ptr == NULL)
@@ -184,12 +187,12 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 	return t;
 }
 
-static rayc_task_id next_task_id(rayc__rt *rt)
+rayc_task_id rayc__next_task_id(rayc__rt *rt, bool fresh)
 {
 	rayc_task_id id;
 	rayc_ctx *parent = rayc__cur;
 
-	if (parent != NULL && parent->task != NULL) {
+	if (!fresh && parent != NULL && parent->task != NULL) {
 		/* Deterministic: a re-run of the parent makes the same ids. */
 		uint64_t key[3] = { parent->task->id.hi, parent->task->id.lo,
 		                    parent->task->child_counter++ };
@@ -242,10 +245,10 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		return rayc__err(RAYC_ENOFUNC,
 		                 "unknown function '%s' (register it with "
 		                 "RAYC_REMOTE or rayc_register)", fn_name);
-	rc = check_args(args, nargs, &extra);
+	rc = rayc__check_args(args, nargs, &extra);
 	if (rc != RAYC_OK)
 		return rc;
-	rc = demand_of(rt, opts, demand);
+	rc = rayc__demand_of(rt, opts, demand);
 	if (rc != RAYC_OK)
 		return rc;
 	if (opts->strategy < RAYC_STRATEGY_DEFAULT ||
@@ -262,7 +265,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
 	if (t == NULL)
 		return RAYC_ENOMEM;
-	t->id = next_task_id(rt);
+	t->id = rayc__next_task_id(rt, false);
 	t->fn = fn;
 	t->max_retries = opts->max_retries;
 	t->retry_exceptions = opts->retry_exceptions != 0;
@@ -277,29 +280,27 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 
 	bool refs = false;
 	for (size_t i = 0; i < nargs && !refs; i++)
-		refs = args[i].type == RAYC_TYPE_REF;
+		refs = args[i].type == RAYC_TYPE_REF ||
+		       args[i].type == RAYC_TYPE_ACTOR;
 	if (!refs && (t->sclass = rayc__sched_class_find(rt, demand)) != NULL) {
 		rayc__sched_submit(rt, t); /* no wait for rt->mu */
 		return RAYC_OK;
 	}
 	rayc__rt_lock(rt); /* earlier submissions are recorded first */
-	for (size_t i = 0; i < nargs; i++) {
-		if (args[i].type != RAYC_TYPE_REF)
-			continue;
-		rayc__obj *o = rayc__obj_find_locked(rt, args[i].v.ref.id);
-		if (o == NULL) {
-			rayc__mutex_unlock(&rt->mu);
-			rayc__task_free(t);
-			atomic_fetch_sub(&rt->n_submitted, 1);
-			return rayc__err(RAYC_ENOTFOUND,
-			                 "argument %zu: ref " ID_FMT
-			                 " is not live", i,
-			                 ID_ARGS(args[i].v.ref.id));
-		}
-		t->args[i].ref = o;
+	rc = rayc__args_resolve_locked(rt, t, args, nargs);
+	if (rc != RAYC_OK) {
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		atomic_fetch_sub(&rt->n_submitted, 1);
+		return rc;
 	}
-	t->sclass = rayc__sched_class_locked(rt, demand);
+	/* A task taking a handle runs here: handles do not cross peers in
+	 * this version. */
+	t->sclass = t->has_actor_args
+	                    ? rayc__sched_class_ex_locked(rt, demand, true)
+	                    : rayc__sched_class_locked(rt, demand);
 	if (t->sclass == NULL) {
+		rayc__actor_args_free_locked(rt, t);
 		rayc__mutex_unlock(&rt->mu);
 		rayc__task_free(t);
 		atomic_fetch_sub(&rt->n_submitted, 1);
@@ -307,6 +308,40 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	}
 	rayc__task_record_locked(rt, t);
 	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+int rayc__args_resolve_locked(rayc__rt *rt, rayc__task *t,
+                              const rayc_arg *args, size_t nargs)
+{
+	for (size_t i = 0; i < nargs; i++) {
+		if (args[i].type == RAYC_TYPE_REF) {
+			rayc__obj *o = rayc__obj_find_locked(rt,
+			                                     args[i].v.ref.id);
+			if (o == NULL) {
+				rayc__actor_args_free_locked(rt, t);
+				return rayc__err(RAYC_ENOTFOUND,
+				                 "argument %zu: ref " ID_FMT
+				                 " is not live", i,
+				                 ID_ARGS(args[i].v.ref.id));
+			}
+			t->args[i].ref = o;
+		} else if (args[i].type == RAYC_TYPE_ACTOR) {
+			rayc_actor id = { args[i].v.ref.id.hi,
+			                  args[i].v.ref.id.lo };
+			rayc__actor *a = rayc__actor_find_locked(rt, id);
+			if (a == NULL || a->refcnt == 0) {
+				rayc__actor_args_free_locked(rt, t);
+				return rayc__err(RAYC_ENOTFOUND,
+				                 "argument %zu: actor " ID_FMT
+				                 " has no live handle here", i,
+				                 ID_ARGS(id));
+			}
+			rayc__actor_hold_locked(a);
+			t->args[i].v.ptr = a;
+			t->has_actor_args = true;
+		}
+	}
 	return RAYC_OK;
 }
 

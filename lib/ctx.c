@@ -9,6 +9,7 @@
 #include "lineage/lineage.h"
 #include "net/net.h"
 #include "rt.h"
+#include "sched/actor.h"
 
 static const rayc__targ *arg_at(rayc_ctx *ctx, size_t i)
 {
@@ -95,10 +96,27 @@ int rayc_arg_data(rayc_ctx *ctx, size_t i, const void **data, size_t *len)
 		return rayc__err(RAYC_ERANGE, "argument %zu of %zu", i,
 		                 rayc_arg_count(ctx));
 	arg_value(a, &type, &p, &n);
-	if (type == RAYC_TYPE_ERROR || type == RAYC_TYPE_NONE)
+	if (type == RAYC_TYPE_ERROR || type == RAYC_TYPE_NONE ||
+	    type == RAYC_TYPE_ACTOR)
 		return rayc__err(RAYC_ETYPE, "argument %zu has no data", i);
 	*data = p;
 	*len = n;
+	return RAYC_OK;
+}
+
+int rayc_arg_actor(rayc_ctx *ctx, size_t i, rayc_actor *out)
+{
+	const rayc__targ *a = arg_at(ctx, i);
+
+	if (out == NULL)
+		return rayc__err(RAYC_EINVAL, "NULL out pointer");
+	if (a == NULL)
+		return rayc__err(RAYC_ERANGE, "argument %zu of %zu", i,
+		                 rayc_arg_count(ctx));
+	if (a->type != RAYC_TYPE_ACTOR || a->v.ptr == NULL)
+		return rayc__err(RAYC_ETYPE, "argument %zu is no actor handle",
+		                 i);
+	*out = ((const rayc__actor *)a->v.ptr)->id;
 	return RAYC_OK;
 }
 

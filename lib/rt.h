@@ -53,6 +53,8 @@ typedef struct rayc__sclass rayc__sclass;
 typedef struct rayc__worker rayc__worker;
 typedef struct rayc__fn_entry rayc__fn_entry;
 typedef struct rayc__kv rayc__kv;
+typedef struct rayc__actor rayc__actor;
+typedef struct rayc__aclass rayc__aclass;
 
 /* Object states. */
 enum {
@@ -69,6 +71,15 @@ enum {
 	RAYC__TASK_QUEUED,           /* ready, waiting for resources/worker */
 	RAYC__TASK_RUNNING,
 	RAYC__TASK_FINISHED, /* ran (or failed); kept only as lineage */
+	RAYC__TASK_MAILBOX,  /* an actor call, ready, waiting for its turn */
+};
+
+/* What a task is to an actor (sched/actor.c). */
+enum {
+	RAYC__AK_NONE = 0,
+	RAYC__AK_CTOR, /* runs the class's constructor */
+	RAYC__AK_CALL, /* a method call */
+	RAYC__AK_FINI, /* runs the destructor (no returns, no lineage) */
 };
 
 typedef struct rayc__waiter {
@@ -140,7 +151,9 @@ struct rayc__targ {
 		double f64;
 		const void *ptr;
 	} v;
-	rayc__obj *ref;        /* RAYC_TYPE_REF: the argument's object */
+	rayc__obj *ref;        /* RAYC_TYPE_REF: the argument's object
+	                          (RAYC_TYPE_ACTOR: v.ptr is the actor, held
+	                          while the task spec lives) */
 	rayc__task *task;      /* back pointer for dependency wake-ups */
 	rayc__targ *dep_prev, *dep_next; /* in ref->deps while waiting */
 	bool waiting;
@@ -179,6 +192,15 @@ struct rayc__task {
 	/* Owner: times it was sent again because an argument was lost on
 	 * the way (rebuilt from lineage first); bounded. */
 	uint8_t arg_redo;
+	/* Actors: the actor a constructor, call or destructor run belongs
+	 * to (akind), its place in the actor's mailbox (calls made, not yet
+	 * started, in order), and whether an argument is a handle. */
+	uint8_t akind;
+	bool mb_ready;   /* in the mailbox with its arguments ready */
+	bool in_mailbox;
+	bool has_actor_args;
+	rayc__actor *actor;
+	rayc__task *mb_prev, *mb_next;
 	rayc__targ *args;
 	rayc__obj **returns;
 	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */
@@ -223,6 +245,10 @@ static inline void rayc__tq_remove(rayc__tq *q, rayc__task *t)
 struct rayc__sclass {
 	int64_t demand[RAYC__MAX_RES];
 	bool cpu_only; /* only CPU demanded: may run inline in a blocked get */
+	/* Its tasks run on this peer only, never offered to another:
+	 * actor constructors, calls and destructors, and tasks that take a
+	 * handle.  Never found by a plain demand lookup. */
+	bool pinned;
 	rayc__tq q; /* its ready queue */
 	/* Times a younger task of another class ran while this class's head
 	 * waited for resources (reset when the head leaves); see pick_locked. */
@@ -310,6 +336,14 @@ struct rayc__rt {
 	int nbase;
 	int64_t spin_ns;
 
+	/* Actors (sched/actor.c): by id and, the live named ones, by name;
+	 * call_class is the pinned class of no demand their calls and
+	 * destructors run in (the constructor held the resources). */
+	rayc__actor *actors RAYC_GUARDED_BY(mu);
+	rayc__actor *actor_names RAYC_GUARDED_BY(mu);
+	rayc__sclass *call_class RAYC_GUARDED_BY(mu);
+	uint64_t nactors RAYC_GUARDED_BY(mu);
+
 	/* Ids. */
 	uint64_t job;
 	_Atomic uint64_t next_task, next_put;
@@ -371,7 +405,7 @@ int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
  * strings come as RAYC__TYPE_STRN: len bytes, not NUL-terminated, copied
  * and terminated into len + 1 of extra (rounded up to 8). */
 #define RAYC__TYPE_STRN ((rayc_type)100)
-#define RAYC__TASK_SLAB_BYTES 384 /* a task, one return, three arguments */
+#define RAYC__TASK_SLAB_BYTES 416 /* a task, one return, three arguments */
 rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
                              uint32_t nret, size_t extra);
 

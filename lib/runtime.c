@@ -12,6 +12,7 @@
 
 #include "lineage/lineage.h"
 #include "net/net.h"
+#include "sched/actor.h"
 #include "sched/sched.h"
 #include "testing.h"
 
@@ -444,6 +445,7 @@ static void rt_teardown(rayc__rt *rt)
 {
 	rayc__net_stop(rt);
 	rayc__sched_stop(rt);
+	rayc__actors_teardown(rt);
 	rayc__mutex_lock(&rt->mu);
 	rayc__sched_drain_locked(rt); /* submitted at the last moment */
 	rayc__objtab_destroy_locked(rt);
@@ -514,8 +516,15 @@ int rayc_init(const rayc_config *cfg)
 	}
 	memcpy(rt->res_avail, rt->res_total, sizeof(rt->res_avail));
 	rayc__mutex_lock(&rt->mu);
-	rayc__objtab_init_locked(rt);
+	rc = rayc__actors_init_locked(rt); /* first: nothing to undo */
+	if (rc == RAYC_OK)
+		rayc__objtab_init_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
+	if (rc != RAYC_OK) {
+		rt_free(rt);
+		unlock_init();
+		return rc;
+	}
 	rt->job = ((uint64_t)getpid() << 32) ^ (uint64_t)rayc__now_ns();
 	atomic_init(&rt->next_task, 1);
 	atomic_init(&rt->next_put, 1);

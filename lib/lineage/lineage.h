@@ -69,6 +69,14 @@ void rayc__obj_owner_died_msg(const rayc__obj *o, char *buf, size_t n);
 void rayc__obj_reconstruct_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);
 
+/* Runs a finished task again on purpose (an actor's constructor, for a
+ * restart): its returns become PENDING, their data freed. */
+void rayc__task_rerun_locked(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu);
+/* Fails a task that is not running (waiting for arguments, or for its
+ * turn): its returns become errors (err, msg) and it is finished. */
+void rayc__task_fail_locked(rayc__rt *rt, rayc__task *t, int err,
+                            const char *msg) RAYC_REQUIRES(rt->mu);
+
 /* Test hook: drops o's data as if its memory were lost. */
 void rayc__obj_drop_data_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "sched/actor.h"
 #include "sched/sched.h"
 
 /* A growable stack of pointers for the cascades. */
@@ -216,6 +217,8 @@ int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)
 
 static void task_free_locked(rayc__rt *rt, rayc__task *t, worklist *wl)
 {
+	if (t->has_actor_args)
+		rayc__actor_args_free_locked(rt, t);
 	for (uint32_t i = 0; i < t->nargs; i++) {
 		rayc__obj *a = t->args[i].ref;
 		if (a != NULL) {
@@ -526,6 +529,14 @@ static void rebuild_all_locked(rayc__rt *rt, worklist *rebuild)
 		if (atomic_load(&o->state) != RAYC__OBJ_LOST)
 			continue;
 		rayc__task *t = o->task;
+		if (t != NULL && t->akind == RAYC__AK_CALL) {
+			snprintf(msg, sizeof(msg), "a result of actor call %s "
+			         "is lost; results of actor calls are not "
+			         "rebuilt (the call changed the actor's state)",
+			         t->fn->name);
+			rayc__obj_fail_locked(rt, o, RAYC_ELOST, msg);
+			continue;
+		}
 		if (t == NULL && o->owner_died) {
 			rayc__obj_owner_died_msg(o, msg, sizeof(msg));
 			rayc__obj_fail_locked(rt, o, RAYC_EOWNERDIED, msg);
@@ -578,6 +589,35 @@ bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
 	return ok;
 }
 
+void rayc__task_rerun_locked(rayc__rt *rt, rayc__task *t)
+{
+	for (uint32_t i = 0; i < t->nreturns; i++) {
+		rayc__obj *r = t->returns[i];
+		if (r == NULL)
+			continue;
+		free_data_locked(rt, r);
+		r->type = RAYC_TYPE_NONE;
+		r->err = 0;
+		atomic_store(&r->state, RAYC__OBJ_PENDING);
+	}
+	t->in_flight = true;
+	(void)rayc__task_resolve_args_locked(rt, t);
+}
+
+void rayc__task_fail_locked(rayc__rt *rt, rayc__task *t, int err,
+                            const char *msg)
+{
+	worklist fail;
+	char *copy = strdup(msg);
+
+	wl_init(&fail);
+	task_abort_locked(rt, t, &fail);
+	fail_all_locked(rt, &fail, err, copy != NULL ? copy : "out of memory");
+	wl_fini(&fail);
+	free(copy);
+	rayc__task_done_locked(rt, t);
+}
+
 void rayc__obj_reconstruct_locked(rayc__rt *rt, rayc__obj *o)
 {
 	worklist rebuild;
@@ -602,6 +642,8 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t)
 
 	if (t->foreign)
 		rt->hooks->task_finished(rt, t);
+	if (t->akind == RAYC__AK_CALL)
+		rayc__actor_call_done_locked(rt, t);
 	t->in_flight = false;
 	t->reconstruct = false;
 	t->state = RAYC__TASK_FINISHED;

@@ -1,10 +1,12 @@
 /* execute.c -- running one task on the calling thread and completing it:
- * sealing returns, failing them, or re-queueing the task for a retry. */
+ * sealing returns, failing them, or re-queueing the task for a retry; an
+ * actor's constructor and destructor runs report to sched/actor.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "sched/actor.h"
 #include "sched/sched.h"
 #include "testing.h"
 
@@ -45,6 +47,12 @@ static bool args_present_locked(rayc__rt *rt, rayc__task *t)
 static void complete_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 	RAYC_REQUIRES(rt->mu)
 {
+	if (t->akind == RAYC__AK_FINI) {
+		rayc__actor_fini_done_locked(rt, t);
+		return;
+	}
+	if (t->akind == RAYC__AK_CTOR) /* fails its return itself */
+		rayc__actor_ctor_done_locked(rt, t, !ctx->failed, ctx->errmsg);
 	if (ctx->failed) {
 		for (uint32_t i = 0; i < t->nreturns; i++)
 			ret_free(rt, &ctx->rets[i]);

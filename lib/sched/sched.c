@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "sched/actor.h"
 #include "sched/place.h"
 #include "sched/sched.h"
 
@@ -49,13 +50,26 @@ rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 
 	if (c != NULL && memcmp(c->demand, demand, sizeof(c->demand)) == 0)
 		return c;
+	c = rayc__sched_class_ex_locked(rt, demand, false);
+	if (c != NULL)
+		rt->last_class = c;
+	return c;
+}
+
+rayc__sclass *rayc__sched_class_ex_locked(rayc__rt *rt, const int64_t *demand,
+                                          bool pinned)
+{
+	rayc__sclass *c;
+
 	for (c = rt->classes; c != NULL; c = c->next)
-		if (memcmp(c->demand, demand, sizeof(c->demand)) == 0)
+		if (c->pinned == pinned &&
+		    memcmp(c->demand, demand, sizeof(c->demand)) == 0)
 			break;
 	if (c == NULL) {
 		c = calloc(1, sizeof(*c));
 		if (c == NULL)
 			return NULL;
+		c->pinned = pinned;
 		memcpy(c->demand, demand, sizeof(c->demand));
 		c->cpu_only = true;
 		for (int i = 1; i < RAYC__MAX_RES; i++)
@@ -68,7 +82,6 @@ rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 			pp = &(*pp)->next;
 		__atomic_store_n(pp, c, __ATOMIC_RELEASE);
 	}
-	rt->last_class = c;
 	return c;
 }
 
@@ -77,7 +90,8 @@ rayc__sclass *rayc__sched_class_find(const rayc__rt *rt, const int64_t *demand)
 	rayc__sclass *c = __atomic_load_n(&rt->classes, __ATOMIC_ACQUIRE);
 
 	for (; c != NULL; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE))
-		if (memcmp(c->demand, demand, sizeof(c->demand)) == 0)
+		if (!c->pinned &&
+		    memcmp(c->demand, demand, sizeof(c->demand)) == 0)
 			return c;
 	return NULL;
 }
@@ -151,9 +165,24 @@ static void kick_locked(rayc__rt *rt, bool may_spawn) RAYC_REQUIRES(rt->mu)
 		(void)spawn_locked(rt);
 }
 
+void rayc__sched_hold_locked(rayc__rt *rt, const int64_t *demand)
+{
+	acquire(rt, demand);
+}
+
+void rayc__sched_unhold_locked(rayc__rt *rt, const int64_t *demand)
+{
+	release(rt, demand);
+	kick_locked(rt, true);
+}
+
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 {
-	if (rt->hooks != NULL && rt->hooks->place(rt, t))
+	if (t->actor != NULL) {
+		rayc__actor_route_locked(rt, t);
+		return;
+	}
+	if (!t->sclass->pinned && rt->hooks != NULL && rt->hooks->place(rt, t))
 		return;
 	rayc__sched_enqueue_local_locked(rt, t);
 }
@@ -192,6 +221,8 @@ void rayc__sched_offer_locked(rayc__rt *rt,
                               void *arg)
 {
 	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next) {
+		if (c->pinned)
+			continue;
 		rayc__task *t = c->q.head;
 		while (t != NULL) {
 			rayc__task *next = t->q_next;
@@ -281,8 +312,10 @@ static void *worker_main(void *arg)
 			rayc__sched_drain_locked(rt);
 		rayc__task *t = pick_locked(rt);
 		if (t != NULL) {
-			if (rt->idle != NULL)
-				kick_locked(rt, false);
+			/* More work fits: wake a worker, or add a thread when
+			 * none is idle (the others block in rayc_get, or run
+			 * work of no CPU demand: an actor's calls). */
+			kick_locked(rt, true);
 			int64_t demand[RAYC__MAX_RES];
 			memcpy(demand, t->sclass->demand, sizeof(demand));
 			rayc__sched_execute_locked(rt, t,

@@ -35,19 +35,30 @@ static inline void rayc__rt_lock(rayc__rt *rt) RAYC_ACQUIRE(rt->mu)
 /* Finds or makes the class for a demand vector.  NULL on ENOMEM. */
 rayc__sclass *rayc__sched_class_locked(rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu);
-/* The class of a demand if there is one already; needs no lock (classes
+/* The same, pinned or not (see rayc__sclass.pinned). */
+rayc__sclass *rayc__sched_class_ex_locked(rayc__rt *rt, const int64_t *demand,
+                                          bool pinned) RAYC_REQUIRES(rt->mu);
+/* The class of a demand if there is one already (never a pinned one);
+ * needs no lock (classes
  * are only ever appended, and never change, until shutdown). */
 rayc__sclass *rayc__sched_class_find(const rayc__rt *rt, const int64_t *demand);
 /* True if the demand fits this peer's totals at all (never for a peer
  * that offers no resources: a driver that runs no tasks). */
 bool rayc__sched_feasible(const rayc__rt *rt, const int64_t *demand);
 
-/* A task whose arguments are ready: placement may send it to another
- * peer (lib/net); otherwise it is queued here (enqueue_local) and a
- * worker is woken if one is idle and the task fits. */
+/* A task whose arguments are ready: an actor's goes to its actor
+ * (sched/actor.c); placement may send another to another peer (lib/net)
+ * unless its class is pinned; otherwise it is queued here (enqueue_local)
+ * and a worker is woken if one is idle and the task fits. */
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+/* Takes resources for something that holds them beyond one task run
+ * (an actor, for its life) and gives them back (waking workers). */
+void rayc__sched_hold_locked(rayc__rt *rt, const int64_t *demand)
+	RAYC_REQUIRES(rt->mu);
+void rayc__sched_unhold_locked(rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu);
 /* Removes a queued task (used for inline execution). */
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)

@@ -1,0 +1,272 @@
+/* actor_api.c -- the public actor calls: create, call, names, handles,
+ * kill, list.  Each checks its input, then does its work under rt->mu
+ * through sched/actor.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_int.h"
+#include "registry.h"
+#include "sched/actor.h"
+#include "sched/sched.h"
+
+#define ID_FMT "%016llx%016llx"
+#define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
+#define NAME_MAX_LEN 255
+
+static int check_opts(const rayc_actor_opts *o)
+{
+	if (o->num_resources < 0 ||
+	    (o->num_resources > 0 && o->resources == NULL))
+		return rayc__err(RAYC_EINVAL, "bad resources array");
+	if (o->name != NULL &&
+	    (o->name[0] == '\0' || strlen(o->name) > NAME_MAX_LEN))
+		return rayc__err(RAYC_EINVAL, "an actor name is 1..%d bytes",
+		                 NAME_MAX_LEN);
+	if (o->lifetime != RAYC_LIFETIME_DEFAULT &&
+	    o->lifetime != RAYC_LIFETIME_DETACHED)
+		return rayc__err(RAYC_EINVAL, "unknown lifetime %d",
+		                 o->lifetime);
+	if (o->max_restarts < -1 || o->max_task_retries < -1)
+		return rayc__err(RAYC_EINVAL, "max_restarts and "
+		                 "max_task_retries are -1 (unlimited) or more");
+	if (o->max_concurrency < 0 || o->max_concurrency > 1024)
+		return rayc__err(RAYC_EINVAL, "max_concurrency %d (0..1024)",
+		                 o->max_concurrency);
+	if (o->strategy < RAYC_STRATEGY_DEFAULT ||
+	    o->strategy > RAYC_STRATEGY_NODE_AFFINITY)
+		return rayc__err(RAYC_EINVAL, "unknown strategy %d",
+		                 o->strategy);
+	return RAYC_OK;
+}
+
+int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
+                            const rayc_actor_opts *opts, const rayc_arg *args,
+                            size_t nargs)
+{
+	rayc__rt *rt = rayc__g;
+	rayc_actor_opts def;
+	int64_t demand[RAYC__MAX_RES];
+	size_t extra;
+	int rc;
+
+	memset(&def, 0, sizeof(def));
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (out == NULL || cls_name == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_actor_create needs out "
+		                 "and a class name");
+	if (opts == NULL)
+		opts = &def;
+	if ((rc = check_opts(opts)) != RAYC_OK)
+		return rc;
+	const rayc__aclass *cls = rayc__aclass_find(cls_name);
+	if (cls == NULL)
+		return rayc__err(RAYC_ENOFUNC, "unknown actor class '%s' "
+		                 "(register it with RAYC_ACTOR_CLASS or "
+		                 "rayc_actor_class_register)", cls_name);
+	if ((rc = rayc__check_args(args, nargs, &extra)) != RAYC_OK)
+		return rc;
+	rayc_task_opts t_opts = RAYC_TASK_OPTS_DEFAULT;
+	t_opts.num_cpus = opts->num_cpus;
+	t_opts.num_gpus = opts->num_gpus;
+	t_opts.resources = opts->resources;
+	t_opts.num_resources = opts->num_resources;
+	if ((rc = rayc__demand_of(rt, &t_opts, demand)) != RAYC_OK)
+		return rc;
+	if (!rayc__sched_feasible(rt, demand))
+		return rayc__err(RAYC_EINFEASIBLE, "actor %s: this version "
+		                 "places an actor on the peer that creates it, "
+		                 "and this peer cannot hold its resources (or "
+		                 "runs no tasks: driver_tasks off)", cls_name);
+	rayc__task *t = rayc__task_alloc(args, nargs, 1, extra);
+	if (t == NULL)
+		return RAYC_ENOMEM;
+	t->id = rayc__next_task_id(rt, true);
+
+	rayc__actor_params p = {
+		.cls = cls,
+		.name = opts->name,
+		.get_if_exists = opts->get_if_exists != 0,
+		.detached = opts->lifetime == RAYC_LIFETIME_DETACHED,
+		.max_restarts = opts->max_restarts,
+		.max_task_retries = opts->max_task_retries,
+		.max_conc = opts->max_concurrency,
+		.demand = demand,
+	};
+	rayc__actor *a = NULL;
+	rayc__rt_lock(rt);
+	rc = rayc__args_resolve_locked(rt, t, args, nargs);
+	if (rc != RAYC_OK) {
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		return rc;
+	}
+	rc = rayc__actor_create_locked(rt, t, &p, &a);
+	if (rc == RAYC_OK)
+		*out = a->id;
+	rayc__mutex_unlock(&rt->mu);
+	return rc;
+}
+
+int rayc_actor_call_array(rayc_ref *out, rayc_actor h, const char *method,
+                          const rayc_method_opts *opts, const rayc_arg *args,
+                          size_t nargs)
+{
+	rayc__rt *rt = rayc__g;
+	size_t extra;
+	int rc;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	int nret = opts != NULL ? opts->num_returns : 1;
+	if (nret < 0 || nret > 4096)
+		return rayc__err(RAYC_EINVAL, "num_returns %d (0..4096)", nret);
+	if ((out == NULL && nret > 0) || method == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_actor_call needs out and "
+		                 "a method name");
+	if ((rc = rayc__check_args(args, nargs, &extra)) != RAYC_OK)
+		return rc;
+	rayc__task *t = rayc__task_alloc(args, nargs, (uint32_t)nret, extra);
+	if (t == NULL)
+		return RAYC_ENOMEM;
+	t->id = rayc__next_task_id(rt, true);
+
+	rayc__rt_lock(rt);
+	rayc__actor *a = rayc__actor_find_locked(rt, h);
+	if (a == NULL || a->refcnt == 0) {
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		return rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT " has no "
+		                 "live handle here", ID_ARGS(h));
+	}
+	t->fn = rayc__aclass_method(a->cls, method);
+	if (t->fn == NULL) {
+		const char *cname = a->cls->name;
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		return rayc__err(RAYC_ENOFUNC, "actor class %s has no method "
+		                 "'%s'", cname, method);
+	}
+	rc = rayc__args_resolve_locked(rt, t, args, nargs);
+	if (rc != RAYC_OK) {
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		return rc;
+	}
+	for (int i = 0; i < nret; i++)
+		out[i].id = rayc__return_id(t->id, (uint32_t)i);
+	atomic_fetch_add_explicit(&rt->n_submitted, 1, memory_order_relaxed);
+	rayc__actor_call_locked(rt, a, t);
+	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}
+
+int rayc_actor_get_named(rayc_actor *out, const char *name)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if (out == NULL || name == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_actor_get_named needs out "
+		                 "and a name");
+	rayc__rt_lock(rt);
+	rayc__actor *a = rayc__actor_named_locked(rt, name);
+	if (a != NULL) {
+		rayc__actor_hold_locked(a);
+		a->handles++;
+		*out = a->id;
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return a != NULL ? RAYC_OK
+	                 : rayc__err(RAYC_ENOTFOUND, "no live actor is "
+	                             "named '%s'", name);
+}
+
+/* The actor of handle h with a hold the caller may count on; NULL
+ * (rayc_errmsg set) if none. */
+static rayc__actor *held_locked(rayc__rt *rt, rayc_actor h)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, h);
+
+	if (a == NULL || a->refcnt == 0) {
+		(void)rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT " has no live "
+		                "handle here", ID_ARGS(h));
+		return NULL;
+	}
+	return a;
+}
+
+int rayc_actor_dup(rayc_actor h)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__rt_lock(rt);
+	rayc__actor *a = held_locked(rt, h);
+	if (a != NULL) {
+		rayc__actor_hold_locked(a);
+		a->handles++;
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return a != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+}
+
+int rayc_actor_release(rayc_actor h)
+{
+	rayc__rt *rt = rayc__g;
+	int rc = RAYC_OK;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__rt_lock(rt);
+	rayc__actor *a = rayc__actor_find_locked(rt, h);
+	if (a == NULL || a->handles == 0) {
+		rc = rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT ": this "
+		               "process holds no handle to release",
+		               ID_ARGS(h));
+	} else {
+		a->handles--;
+		rayc__actor_unhold_locked(rt, a);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return rc;
+}
+
+int rayc_actor_kill(rayc_actor h, int no_restart)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	rayc__rt_lock(rt);
+	rayc__actor *a = held_locked(rt, h);
+	if (a != NULL)
+		rayc__actor_kill_locked(rt, a, no_restart != 0);
+	rayc__mutex_unlock(&rt->mu);
+	return a != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+}
+
+void *rayc_actor_state(rayc_ctx *ctx)
+{
+	if (ctx == NULL || ctx->task == NULL || ctx->task->actor == NULL)
+		return NULL;
+	return ctx->task->actor->state;
+}
+
+int rayc_actor_list(rayc_actor_info *out, size_t cap, size_t *n)
+{
+	rayc__rt *rt = rayc__g;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if ((out == NULL && cap > 0) || n == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_actor_list needs n");
+	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
+	rayc__rt_lock(rt);
+	*n = rayc__actor_list_locked(rt, out, cap, self);
+	rayc__mutex_unlock(&rt->mu);
+	return RAYC_OK;
+}

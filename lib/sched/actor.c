@@ -1,0 +1,536 @@
+/* actor.c -- actors on this peer (see actor.h for the shape).
+ *
+ * Life.  PENDING until the constructor has run, then ALIVE; a kill with a
+ * restart allowed makes it RESTARTING, a kill without one, a failing
+ * constructor, or its last hold going (not detached) make it DEAD.  What
+ * has to happen for a change (calls running to finish, the destructor to
+ * run, the constructor to run again) is driven by settle_locked, called
+ * after every event: it never waits, it does the next step whose
+ * conditions hold and returns; the event that ends the wait (a call
+ * done, the destructor done) calls it again.
+ *
+ * Order.  Calls enter the mailbox in the order they are made (under
+ * rt->mu) and leave it from the head only, when the head's arguments are
+ * ready and fewer than max_concurrency calls have started: a call waiting
+ * for an argument holds back the calls made after it, as in Ray. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "registry.h"
+#include "sched/actor.h"
+#include "sched/sched.h"
+
+#define ID_FMT "%016llx%016llx"
+#define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
+
+enum {
+	WANT_NONE = 0,
+	WANT_RESTART, /* destructor, then the constructor again */
+	WANT_DIE,     /* destructor, then dead */
+};
+
+static void ctor_run(rayc_ctx *ctx)
+{
+	rayc__actor *a = ctx->task->actor;
+
+	if (a->cls->init != NULL)
+		a->cls->init(ctx);
+}
+
+static void fini_run(rayc_ctx *ctx)
+{
+	rayc__actor *a = ctx->task->actor;
+
+	if (a->cls->fini != NULL)
+		a->cls->fini(a->state);
+}
+
+static rayc__fn_entry ctor_entry = { .name = "actor constructor",
+	                             .fn = ctor_run };
+static rayc__fn_entry fini_entry = { .name = "actor destructor",
+	                             .fn = fini_run };
+
+rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
+{
+	rayc__actor *a;
+
+	HASH_FIND(hh, rt->actors, &id, sizeof(id), a);
+	return a;
+}
+
+rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
+{
+	rayc__actor *a;
+
+	HASH_FIND(hh_name, rt->actor_names, name, strlen(name), a);
+	return a;
+}
+
+static void unname_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+{
+	if (a->name != NULL && rayc__actor_named_locked(rt, a->name) == a)
+		HASH_DELETE(hh_name, rt->actor_names, a);
+}
+
+static void mb_unlink(rayc__actor *a, rayc__task *t)
+{
+	if (t->mb_prev != NULL)
+		t->mb_prev->mb_next = t->mb_next;
+	else
+		a->mb_head = t->mb_next;
+	if (t->mb_next != NULL)
+		t->mb_next->mb_prev = t->mb_prev;
+	else
+		a->mb_tail = t->mb_prev;
+	t->mb_prev = t->mb_next = NULL;
+	t->in_mailbox = false;
+	a->mb_n--;
+}
+
+static void mb_push(rayc__actor *a, rayc__task *t)
+{
+	t->mb_next = NULL;
+	t->mb_prev = a->mb_tail;
+	if (a->mb_tail != NULL)
+		a->mb_tail->mb_next = t;
+	else
+		a->mb_head = t;
+	a->mb_tail = t;
+	t->in_mailbox = true;
+	t->mb_ready = false;
+	a->mb_n++;
+}
+
+static void settle_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu);
+
+static void release_res_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (!a->holds_res)
+		return;
+	a->holds_res = false;
+	rayc__sched_unhold_locked(rt, a->demand);
+}
+
+static void free_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+{
+	rayc__obj *c = a->cobj;
+
+	HASH_DELETE(hh, rt->actors, a);
+	unname_locked(rt, a);
+	rt->nactors--;
+	release_res_locked(rt, a);
+	free(a->state);
+	free(a->name);
+	free(a);
+	if (c != NULL)
+		rayc__obj_unref_locked(rt, c); /* may free the constructor spec */
+}
+
+/* Fails every call still in the mailbox with the actor's death. */
+static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu)
+{
+	char msg[320];
+
+	if (a->mb_head == NULL)
+		return;
+	snprintf(msg, sizeof(msg), "actor %s " ID_FMT "%s%s%s is dead: %s",
+	         a->cls->name, ID_ARGS(a->id), a->name != NULL ? " (\"" : "",
+	         a->name != NULL ? a->name : "", a->name != NULL ? "\")" : "",
+	         a->death);
+	/* Each failure finishes the call, which unlinks it
+	 * (rayc__actor_call_done_locked). */
+	while (a->mb_head != NULL)
+		rayc__task_fail_locked(rt, a->mb_head, RAYC_EACTORDIED, msg);
+}
+
+static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+{
+	while (a->running < a->max_conc && a->mb_head != NULL &&
+	       a->mb_head->mb_ready) {
+		rayc__task *t = a->mb_head;
+		mb_unlink(a, t);
+		a->running++;
+		rayc__sched_enqueue_local_locked(rt, t);
+	}
+}
+
+static void queue_fini_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__task *t = rayc__task_alloc(NULL, 0, 0, 0);
+
+	if (t == NULL) {
+		/* The destructor cannot be queued: it is skipped, said. */
+		rayc__log(RAYC_LOG_ERROR, "RAYC-ACTOR-FINI", "actor %s " ID_FMT
+		          ": out of memory to run its destructor; skipped",
+		          a->cls->name, ID_ARGS(a->id));
+		a->ctor_ok = false;
+		release_res_locked(rt, a);
+		return;
+	}
+	t->id = a->ctor->id;
+	t->fn = &fini_entry;
+	t->actor = a;
+	t->akind = RAYC__AK_FINI;
+	t->sclass = rt->call_class;
+	a->fini = t;
+	a->fini_queued = true;
+	rayc__sched_enqueue_local_locked(rt, t);
+}
+
+/* The constructor's spec ended without running (an argument failed):
+ * the same as a constructor that failed. */
+static void ctor_check_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (!a->ctor_running ||
+	    atomic_load(&a->cobj->state) != RAYC__OBJ_ERROR)
+		return;
+	a->ctor_running = false;
+	a->want = WANT_NONE;
+	a->st = RAYC_ACTOR_DEAD;
+	unname_locked(rt, a);
+	snprintf(a->death, sizeof(a->death), "an argument of its "
+	         "constructor failed: %s",
+	         a->cobj->data != NULL ? (char *)a->cobj->data : "?");
+}
+
+static void restart_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+{
+	memset(a->state, 0, a->cls->state_size);
+	a->st = RAYC_ACTOR_RESTARTING;
+	a->ctor_running = true;
+	rayc__log(RAYC_LOG_INFO, "RAYC-ACTOR-RESTART", "restarting actor %s "
+	          ID_FMT " (restart %d)", a->cls->name, ID_ARGS(a->id),
+	          a->restarts);
+	rayc__task_rerun_locked(rt, a->ctor);
+	ctor_check_locked(rt, a);
+}
+
+/* One step; true if a was freed. */
+static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+{
+	bool unowned = a->refcnt == 0 && !a->detached;
+
+	if (unowned && a->want == WANT_NONE &&
+	    (a->st == RAYC_ACTOR_ALIVE || a->st == RAYC_ACTOR_PENDING ||
+	     a->st == RAYC_ACTOR_RESTARTING)) {
+		a->want = WANT_DIE;
+		unname_locked(rt, a); /* the name is free at once */
+		snprintf(a->death, sizeof(a->death),
+		         "its last handle was released");
+	}
+	if (unowned && a->want == WANT_RESTART)
+		a->want = WANT_DIE;
+	if (a->st == RAYC_ACTOR_DEAD)
+		fail_mailbox_locked(rt, a);
+	if (a->ctor_running || a->fini_queued)
+		return false;
+	if (a->want != WANT_NONE) {
+		if (a->running > 0)
+			return false;
+		if (a->ctor_ok) {
+			queue_fini_locked(rt, a);
+			if (a->fini_queued)
+				return false;
+		}
+		if (a->want == WANT_RESTART) {
+			a->want = WANT_NONE;
+			restart_locked(rt, a);
+			if (a->ctor_running)
+				return false;
+		}
+		a->want = WANT_NONE;
+		a->st = RAYC_ACTOR_DEAD;
+		unname_locked(rt, a);
+		fail_mailbox_locked(rt, a);
+	}
+	if (a->st == RAYC_ACTOR_DEAD) {
+		if (a->refcnt == 0 && a->running == 0 && a->mb_head == NULL) {
+			free_locked(rt, a);
+			return true;
+		}
+		return false;
+	}
+	if (a->st == RAYC_ACTOR_ALIVE)
+		dispatch_locked(rt, a);
+	return false;
+}
+
+static void settle_locked(rayc__rt *rt, rayc__actor *a)
+{
+	if (a->settling) {
+		a->resettle = true;
+		return;
+	}
+	a->settling = true;
+	do {
+		a->resettle = false;
+		if (settle_once(rt, a))
+			return; /* freed */
+	} while (a->resettle);
+	a->settling = false;
+}
+
+void rayc__actor_hold_locked(rayc__actor *a)
+{
+	a->refcnt++;
+}
+
+void rayc__actor_unhold_locked(rayc__rt *rt, rayc__actor *a)
+{
+	if (--a->refcnt == 0)
+		settle_locked(rt, a);
+}
+
+int rayc__actor_create_locked(rayc__rt *rt, rayc__task *ctor,
+                              const rayc__actor_params *p, rayc__actor **out)
+{
+	rayc__actor *a;
+
+	if (p->name != NULL && (a = rayc__actor_named_locked(rt, p->name))) {
+		if (p->get_if_exists) {
+			a->refcnt++;
+			a->handles++;
+			*out = a;
+			rayc__actor_args_free_locked(rt, ctor);
+			rayc__task_free(ctor);
+			return RAYC_OK;
+		}
+		rayc__actor_args_free_locked(rt, ctor);
+		rayc__task_free(ctor);
+		return rayc__err(RAYC_EEXIST, "an actor named '%s' exists "
+		                 "(class %s)", p->name, a->cls->name);
+	}
+	rayc__sclass *c = rayc__sched_class_ex_locked(rt, p->demand, true);
+	a = calloc(1, sizeof(*a));
+	if (c == NULL || a == NULL ||
+	    (a->state = calloc(1, p->cls->state_size + 1)) == NULL ||
+	    (p->name != NULL && (a->name = strdup(p->name)) == NULL)) {
+		if (a != NULL)
+			free(a->state);
+		free(a);
+		rayc__actor_args_free_locked(rt, ctor);
+		rayc__task_free(ctor);
+		return RAYC_ENOMEM;
+	}
+	a->id.hi = ctor->id.hi;
+	a->id.lo = ctor->id.lo;
+	a->cls = p->cls;
+	a->st = RAYC_ACTOR_PENDING;
+	a->refcnt = a->handles = 1;
+	a->detached = p->detached;
+	a->max_restarts = p->max_restarts;
+	a->max_task_retries = p->max_task_retries;
+	a->max_conc = p->max_conc > 0 ? p->max_conc : 1;
+	memcpy(a->demand, p->demand, sizeof(a->demand));
+	HASH_ADD(hh, rt->actors, id, sizeof(a->id), a);
+	if (a->name != NULL)
+		HASH_ADD_KEYPTR(hh_name, rt->actor_names, a->name,
+		                strlen(a->name), a);
+	rt->nactors++;
+
+	ctor->fn = &ctor_entry;
+	ctor->actor = a;
+	ctor->akind = RAYC__AK_CTOR;
+	ctor->sclass = c;
+	ctor->max_retries = 0;
+	ctor->retry_exceptions = false;
+	ctor->nested = false;
+	a->ctor = ctor;
+	a->ctor_running = true;
+	rayc__task_record_locked(rt, ctor);
+	/* The creation object: the actor's hold only (no handle a program
+	 * could release), keeping the spec a restart runs again. */
+	a->cobj = ctor->returns[0];
+	a->cobj->handles = 0;
+	ctor_check_locked(rt, a);
+	*out = a;
+	return RAYC_OK;
+}
+
+void rayc__actor_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
+{
+	t->actor = a;
+	t->akind = RAYC__AK_CALL;
+	t->sclass = rt->call_class;
+	t->max_retries = 0;
+	t->retry_exceptions = false;
+	t->nested = false;
+	a->refcnt++;
+	mb_push(a, t);
+	rayc__task_record_locked(rt, t);
+	settle_locked(rt, a);
+}
+
+void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__actor *a = t->actor;
+
+	if (t->akind != RAYC__AK_CALL) {
+		rayc__sched_enqueue_local_locked(rt, t);
+		return;
+	}
+	t->mb_ready = true;
+	t->state = RAYC__TASK_MAILBOX;
+	settle_locked(rt, a);
+}
+
+void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
+                                  const char *msg)
+{
+	rayc__actor *a = t->actor;
+	char why[320];
+
+	a->ctor_running = false;
+	if (!ok) {
+		snprintf(a->death, sizeof(a->death), "its constructor failed: "
+		         "%s", msg != NULL ? msg : "rayc_fail");
+		snprintf(why, sizeof(why), "actor %s " ID_FMT ": %s",
+		         a->cls->name, ID_ARGS(a->id), a->death);
+		a->want = WANT_NONE;
+		a->st = RAYC_ACTOR_DEAD;
+		unname_locked(rt, a);
+		rayc__obj_fail_locked(rt, a->cobj, RAYC_EACTORDIED, why);
+	} else {
+		a->ctor_ok = true;
+		a->holds_res = true;
+		rayc__sched_hold_locked(rt, a->demand);
+		if (a->want == WANT_NONE)
+			a->st = RAYC_ACTOR_ALIVE;
+	}
+	settle_locked(rt, a);
+}
+
+void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__actor *a = t->actor;
+
+	rayc__task_free(t);
+	a->fini = NULL;
+	a->fini_queued = false;
+	a->ctor_ok = false;
+	release_res_locked(rt, a);
+	settle_locked(rt, a);
+}
+
+void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__actor *a = t->actor;
+
+	if (t->in_mailbox)
+		mb_unlink(a, t);
+	else if (t->state == RAYC__TASK_RUNNING ||
+	         t->state == RAYC__TASK_QUEUED)
+		a->running--;
+	t->state = RAYC__TASK_FINISHED;
+	settle_locked(rt, a); /* the next call's turn */
+	rayc__actor_unhold_locked(rt, a);
+}
+
+void rayc__actor_args_free_locked(rayc__rt *rt, rayc__task *t)
+{
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		rayc__targ *g = &t->args[i];
+		if (g->type == RAYC_TYPE_ACTOR && g->v.ptr != NULL) {
+			rayc__actor *a = (rayc__actor *)g->v.ptr;
+			g->v.ptr = NULL;
+			rayc__actor_unhold_locked(rt, a);
+		}
+	}
+	t->has_actor_args = false;
+}
+
+void rayc__actor_kill_locked(rayc__rt *rt, rayc__actor *a, bool no_restart)
+{
+	if (a->st == RAYC_ACTOR_DEAD || a->want == WANT_DIE)
+		return;
+	bool restart = !no_restart &&
+	               (a->max_restarts < 0 || a->restarts < a->max_restarts);
+	if (restart) {
+		if (a->want == WANT_RESTART)
+			return; /* one is under way */
+		a->want = WANT_RESTART;
+		a->restarts++;
+		a->st = RAYC_ACTOR_RESTARTING;
+	} else {
+		a->want = WANT_DIE;
+		a->st = RAYC_ACTOR_DEAD;
+		unname_locked(rt, a);
+		snprintf(a->death, sizeof(a->death), "killed by "
+		         "rayc_actor_kill%s", no_restart ? "" :
+		         " (no restarts left)");
+	}
+	settle_locked(rt, a);
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
+size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
+                               uint32_t self)
+{
+	rayc__actor *a, *tmp;
+	size_t n = 0;
+
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (n < cap) {
+			rayc_actor_info *i = &out[n];
+			memset(i, 0, sizeof(*i));
+			i->id = a->id;
+			copy_str(i->class_name, sizeof(i->class_name),
+			         a->cls->name);
+			copy_str(i->name, sizeof(i->name), a->name);
+			i->state = (rayc_actor_state_kind)a->st;
+			i->peer = self;
+			i->restarts = a->restarts;
+			i->queued_calls = a->mb_n;
+			i->running_calls = (uint64_t)a->running;
+			if (a->st == RAYC_ACTOR_DEAD)
+				copy_str(i->death, sizeof(i->death), a->death);
+		}
+		n++;
+	}
+	return n;
+}
+
+int rayc__actors_init_locked(rayc__rt *rt)
+{
+	int64_t none[RAYC__MAX_RES] = { 0 };
+
+	rt->call_class = rayc__sched_class_ex_locked(rt, none, true);
+	return rt->call_class != NULL ? RAYC_OK : RAYC_ENOMEM;
+}
+
+void rayc__actors_teardown(rayc__rt *rt)
+{
+	rayc__actor *all = NULL, *a, *tmp;
+
+	rayc__mutex_lock(&rt->mu);
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		HASH_DELETE(hh, rt->actors, a);
+		unname_locked(rt, a);
+		a->hh.next = all; /* a list of our own from here */
+		all = a;
+	}
+	rt->nactors = 0;
+	rayc__mutex_unlock(&rt->mu);
+	/* No worker runs any more: the destructors owed run here, with no
+	 * lock held (one may call rayc_release on refs its state kept). */
+	while (all != NULL) {
+		a = all;
+		all = a->hh.next;
+		if (a->ctor_ok && a->cls->fini != NULL)
+			a->cls->fini(a->state);
+		rayc__task_free(a->fini);
+		free(a->state);
+		free(a->name);
+		free(a);
+	}
+}

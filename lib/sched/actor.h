@@ -1,0 +1,116 @@
+/* actor.h -- actors on this peer: instances of registered classes, their
+ * mailboxes (calls in the order made, each started once its arguments
+ * are ready and its turn has come), their life (constructor, restarts,
+ * destructor) and the resources they hold.
+ *
+ * Every task of an actor is an ordinary task spec with t->actor set:
+ * the constructor run (RAYC__AK_CTOR; its one return, the creation
+ * object, is held by the actor and keeps the spec as the lineage a
+ * restart re-runs), method calls (RAYC__AK_CALL, owned like any task:
+ * their returns are ordinary objects) and the destructor run
+ * (RAYC__AK_FINI, no returns, no lineage).  They run on the worker
+ * threads in pinned classes, never offered to another peer.  All calls
+ * need rt->mu. */
+#ifndef RAYC_SCHED_ACTOR_H
+#define RAYC_SCHED_ACTOR_H
+
+#include "rt.h"
+
+struct rayc__actor {
+	rayc_actor id;
+	UT_hash_handle hh;      /* rt->actors */
+	UT_hash_handle hh_name; /* rt->actor_names, while named and alive */
+	const rayc__aclass *cls;
+	char *name;
+	void *state;
+	int st;      /* rayc_actor_state_kind */
+	int want;    /* what settle_locked is bringing about (actor.c) */
+	/* Holds: the program's handles, each call made and not finished,
+	 * each task spec taking it as an argument.  handles is the part
+	 * rayc_actor_release may drop. */
+	int32_t refcnt, handles;
+	bool detached;
+	bool ctor_running; /* the constructor is queued or running */
+	bool ctor_ok;      /* it succeeded and the destructor is owed */
+	bool fini_queued;
+	bool holds_res;
+	bool settling, resettle;
+	int max_restarts, restarts, max_task_retries, max_conc;
+	int running; /* calls started (queued on call_class or running) */
+	int64_t demand[RAYC__MAX_RES];
+	rayc__task *mb_head, *mb_tail;
+	uint64_t mb_n;
+	rayc__task *ctor; /* the constructor's spec (kept by cobj) */
+	rayc__obj *cobj;  /* its return, held by the actor */
+	rayc__task *fini; /* the destructor run while queued */
+	char death[160];
+};
+
+/* An actor by id; NULL if none (or freed). */
+rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
+	RAYC_REQUIRES(rt->mu);
+/* The live actor named name, or NULL. */
+rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
+	RAYC_REQUIRES(rt->mu);
+
+/* Makes an actor around its constructor spec ctor (args resolved, class
+ * and demand set; its id gives the actor's) and records ctor.  *out gets
+ * the actor, holding one handle.  RAYC_EEXIST for a name taken (out gets
+ * that actor if get_if_exists, holding one more handle, and ctor is
+ * freed).  On any error ctor is freed. */
+typedef struct rayc__actor_params {
+	const rayc__aclass *cls;
+	const char *name;
+	bool get_if_exists, detached;
+	int max_restarts, max_task_retries, max_conc;
+	const int64_t *demand;
+} rayc__actor_params;
+int rayc__actor_create_locked(rayc__rt *rt, rayc__task *ctor,
+                              const rayc__actor_params *p, rayc__actor **out)
+	RAYC_REQUIRES(rt->mu);
+
+/* Appends call t (args resolved, akind CALL) to a's mailbox and records
+ * it; the call holds a until it finishes. */
+void rayc__actor_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+
+/* Holds: one more / one less (the last one of an actor that is not
+ * detached brings it down). */
+void rayc__actor_hold_locked(rayc__actor *a);
+void rayc__actor_unhold_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu);
+
+/* rayc_actor_kill. */
+void rayc__actor_kill_locked(rayc__rt *rt, rayc__actor *a, bool no_restart)
+	RAYC_REQUIRES(rt->mu);
+
+/* From the scheduler: a task of an actor has its arguments ready. */
+void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+/* From execute.c: constructor run t ended (ok, or msg says why not),
+ * before its return is sealed or failed; a destructor run t ended (t is
+ * freed). */
+void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
+                                  const char *msg) RAYC_REQUIRES(rt->mu);
+void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+/* From lineage: call t is finished (ran, failed, or failed unrun). */
+void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+/* From lineage: spec t, which takes handles as arguments, is freed. */
+void rayc__actor_args_free_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+
+/* Fills up to cap entries and returns how many actors there are (self:
+ * this peer's id, taken before rt->mu). */
+size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
+                               uint32_t self) RAYC_REQUIRES(rt->mu);
+
+/* Sets up the pinned call class (init). */
+int rayc__actors_init_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+/* At shutdown, with every worker stopped and no lock held: runs the
+ * destructors owed and frees every actor (their task specs go with the
+ * object table after). */
+void rayc__actors_teardown(rayc__rt *rt);
+
+#endif /* RAYC_SCHED_ACTOR_H */
