@@ -255,6 +255,8 @@ void bench_fig_tasks_batch(int nworkers);
 void bench_fig_tasks_multi(int nworkers);
 void bench_fig_tasks_sync(void);
 void bench_fig_wait_1k(void);
+/* Actor figures (bench_actors.c), same runtime. */
+void bench_fig_actors(int nworkers);
 /* Need a runtime whose store holds bench_store_bytes_needed(). */
 size_t bench_store_bytes_needed(void);
 void bench_fig_get_calls(void);

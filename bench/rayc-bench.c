@@ -38,6 +38,19 @@ static const struct figure figures[] = {
 	  "two threads ping-pong by spinning (us per round trip)" },
 	{ "single_client_wait_1k_refs", GROUP_TASKS,
 	  "rayc_wait on 1000 ready refs (waits/s)" },
+	{ "1_1_actor_calls_sync", GROUP_TASKS,
+	  "call an actor's method and get the result, one at a time "
+	  "(calls/s)" },
+	{ "1_1_actor_calls_async", GROUP_TASKS,
+	  "make N calls to one actor, then get each (calls/s)" },
+	{ "1_1_actor_calls_concurrent", GROUP_TASKS,
+	  "the same, to an actor with max_concurrency 4 (calls/s)" },
+	{ "1_n_actor_calls_async", GROUP_TASKS,
+	  "one caller, N calls spread over one actor per worker (calls/s)" },
+	{ "n_n_actor_calls_async", GROUP_TASKS,
+	  "4 threads each call their own actor N/4 times (calls/s)" },
+	{ "n_n_actor_calls_with_arg_async", GROUP_TASKS,
+	  "the same, each call taking a ref to an 8-byte object (calls/s)" },
 	{ "single_client_get_calls", GROUP_STORE,
 	  "rayc_get + view release of an 8-byte object (calls/s)" },
 	{ "single_client_get_calls_large", GROUP_STORE,
@@ -232,6 +245,7 @@ static void run_tasks_group(void)
 	bench_fig_tasks_multi(nworkers);
 	bench_fig_tasks_sync();
 	bench_fig_wait_1k();
+	bench_fig_actors(nworkers);
 	check_stats("task figures");
 	bench_watchdog("rayc_shutdown after the task figures", 60);
 	bench_runtime_stop();

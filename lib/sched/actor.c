@@ -371,7 +371,10 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__actor *a = t->actor;
 
-	if (t->akind != RAYC__AK_CALL) {
+	if (t->akind != RAYC__AK_CALL || !t->in_mailbox) {
+		/* A constructor or destructor run, or a call that had its
+		 * turn and went back to wait for an argument lost on the way
+		 * (execute.c): queued at once. */
 		rayc__sched_enqueue_local_locked(rt, t);
 		return;
 	}
@@ -424,10 +427,8 @@ void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
 
 	if (t->in_mailbox)
 		mb_unlink(a, t);
-	else if (t->state == RAYC__TASK_RUNNING ||
-	         t->state == RAYC__TASK_QUEUED)
+	else /* it had its turn (dispatch_locked) */
 		a->running--;
-	t->state = RAYC__TASK_FINISHED;
 	settle_locked(rt, a); /* the next call's turn */
 	rayc__actor_unhold_locked(rt, a);
 }
