@@ -10,6 +10,7 @@
  * the actors could use and as many submitting threads.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +21,13 @@
 #define NCALLERS 4
 #define CONCURRENCY 4
 
-/* The actor: a counter. */
+/* The actor: a counter (atomic: with max_concurrency > 1 calls share
+ * the state at once). */
 static void bactor_add(rayc_ctx *ctx)
 {
-	int64_t *n = rayc_actor_state(ctx);
+	_Atomic int64_t *n = rayc_actor_state(ctx);
 
-	(*n)++;
+	atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
 }
 
 static const rayc_actor_method bactor_methods[] = { { "add", bactor_add } };
