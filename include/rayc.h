@@ -376,8 +376,13 @@ static inline rayc_task_opts rayc__task_opts_default(void)
  * the task waits, without holding a worker, until they are ready.
  * Errors: RAYC_ENOFUNC (unknown name), RAYC_EINVAL (NULL, bad args,
  * by-value lengths whose sum overflows a size_t, bad opts), RAYC_ENOTFOUND
- * (a REF argument that is not a live ref), RAYC_EINFEASIBLE (more
- * resources than this cluster has), RAYC_ESTATE (not initialised).
+ * (a REF argument that is not a live ref), RAYC_EINFEASIBLE (a one-peer
+ * cluster, which no peer can join, asked for more than it has; or hard
+ * node affinity to a peer that is not alive), RAYC_ESTATE (not
+ * initialised).  In a cluster, a demand no live peer can meet is not an
+ * error (Ray's rule): the task waits, counted in tasks_pending, with one
+ * warning (RAYC-TASK-INFEASIBLE) per demand in the log, until a peer that
+ * can run it joins; the caller's own rayc_get timeout bounds the wait.
  * Thread-safe; may be called from inside tasks. */
 RAYC_API int rayc_call_array(rayc_ref *out, const char *fn_name,
                              const rayc_task_opts *opts, const rayc_arg *args,

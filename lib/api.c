@@ -26,10 +26,16 @@ static rayc__rt *running(void)
 	return rayc__g;
 }
 
-/* Builds the demand vector of opts; RAYC_EINFEASIBLE if this peer has
- * none of a named resource. */
+/* Builds the demand vector of opts.  In a cluster a demand no live peer
+ * meets is not refused: the task waits for a peer that can run it
+ * (lib/net: owner.c), and a resource name nobody has yet gets its index
+ * here.  A one-peer cluster, which nobody can join, refuses it with
+ * RAYC_EINFEASIBLE. */
 int rayc__demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 {
+	/* Set at init, before any call can come, and never changed after. */
+	bool cluster = rt->net != NULL;
+
 	memset(d, 0, sizeof(int64_t) * RAYC__MAX_RES);
 	if (!(o->num_cpus >= 0) || !(o->num_gpus >= 0))
 		return rayc__err(RAYC_EINVAL, "negative resource demand");
@@ -40,12 +46,19 @@ int rayc__demand_of(rayc__rt *rt, const rayc_task_opts *o, int64_t *d)
 		if (r->name == NULL || !(r->quantity >= 0))
 			return rayc__err(RAYC_EINVAL, "bad resource demand %d", i);
 		int k = rayc__res_find(rt, r->name);
+		if (k < 0 && cluster) {
+			rayc__mutex_lock(&rt->mu);
+			k = rayc__res_index_locked(rt, r->name, true);
+			rayc__mutex_unlock(&rt->mu);
+		}
 		if (k < 0)
 			return rayc__err(RAYC_EINFEASIBLE,
-			                 "no peer has resource '%s'", r->name);
+			                 "no peer has resource '%s'%s", r->name,
+			                 cluster ? " (and no room to name more)"
+			                         : "");
 		d[k] += rayc__res_from_double(r->quantity);
 	}
-	if (!rayc__sched_feasible(rt, d) && !rayc__net_feasible(rt, d)) {
+	if (!cluster && !rayc__sched_feasible(rt, d)) {
 		for (int k = 0; k < rt->nres; k++)
 			if (d[k] > rt->res_total[k])
 				return rayc__err(

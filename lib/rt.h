@@ -72,6 +72,9 @@ enum {
 	RAYC__TASK_RUNNING,
 	RAYC__TASK_FINISHED, /* ran (or failed); kept only as lineage */
 	RAYC__TASK_MAILBOX,  /* an actor call, ready, waiting for its turn */
+	/* Its demand is more than any live peer has: it waits, on
+	 * rt->infeasible, until a peer that can run it joins (lib/net). */
+	RAYC__TASK_INFEASIBLE,
 };
 
 /* What a task is to an actor (sched/actor.c). */
@@ -245,6 +248,7 @@ static inline void rayc__tq_remove(rayc__tq *q, rayc__task *t)
 struct rayc__sclass {
 	int64_t demand[RAYC__MAX_RES];
 	bool cpu_only; /* only CPU demanded: may run inline in a blocked get */
+	bool warned; /* its demand was said to be infeasible (once) */
 	/* Its tasks run on this peer only, never offered to another:
 	 * actor constructors, calls and destructors, and tasks that take a
 	 * handle.  Never found by a plain demand lookup. */
@@ -355,6 +359,9 @@ struct rayc__rt {
 	struct rayc__net *net RAYC_GUARDED_BY(mu);
 	const struct rayc__cluster_hooks *hooks;
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
+	/* Tasks whose demand no live peer can meet (INFEASIBLE), placed
+	 * again on the loop's tick while peers come and go. */
+	rayc__tq infeasible RAYC_GUARDED_BY(mu);
 	/* The cluster KV when this peer keeps it (lib/net/kv.c), under its
 	 * own lock: a snapshot takes a hold on every entry under it (and
 	 * writes them out, up to 128 MiB, on a thread of its own with no

@@ -594,7 +594,8 @@ int rayc_stats_get(rayc_stats *st)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	memset(st, 0, sizeof(*st));
 	rayc__rt_lock(rt);
-	st->tasks_pending = rt->queued + rt->pending_args + rt->rwait.n;
+	st->tasks_pending = rt->queued + rt->pending_args + rt->rwait.n +
+	                    rt->infeasible.n;
 	st->objects = rt->nobjs;
 	st->lineage_tasks = rt->nlineage;
 	st->inline_bytes = rt->inline_bytes;

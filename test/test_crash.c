@@ -200,25 +200,45 @@ Test(crash, driver_tasks_setting_is_checked)
 	c.driver_tasks = 0;
 	cr_assert_eq(rayc_init(&c), RAYC_EINVAL);
 	unsetenv("RAYC_DRIVER_TASKS");
-	/* In a cluster whose only other peer leaves: tasks fail clearly
-	 * (nobody can run them), never run here. */
+	/* Alone in a cluster: tasks wait, visibly, for a peer that can run
+	 * them (as Ray's infeasible tasks), never run here, and run once
+	 * one joins.  One warning per demand. */
 	c.listen = "tcp://127.0.0.1:0";
 	c.token = TOKEN;
 	c.heartbeat_timeout_ms = 6000;
 	c.driver_tasks = RAYC_DRIVER_TASKS_OFF;
+	rayc_set_logger(capture, NULL);
 	cr_assert_eq(rayc_init(&c), RAYC_OK, "%s", rayc_errmsg());
-	rayc_ref r;
-	cr_assert_eq(rayc_call(&r, "nf_whoami"), RAYC_EINFEASIBLE);
+	uint32_t me = rayc_peer_id();
+	rayc_ref r[4];
 	rayc_task_opts zero = RAYC_TASK_OPTS_DEFAULT;
 	zero.num_cpus = 0;
-	int rc = rayc_call_opts(&r, "nf_whoami", &zero);
-	if (rc == RAYC_OK) {
-		int64_t v;
-		rc = rayc_get_i64(r, &v, 10000);
-		rayc_release(r);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(rayc_call(&r[2 * i], "nf_whoami"), RAYC_OK, "%s",
+		             rayc_errmsg());
+		cr_assert_eq(rayc_call_opts(&r[2 * i + 1], "nf_whoami", &zero),
+		             RAYC_OK, "a 0-CPU task: %s", rayc_errmsg());
 	}
-	cr_assert_eq(rc, RAYC_EINFEASIBLE, "a 0-CPU task: %s",
-	             rayc_strerror(rc));
+	int64_t v;
+	cr_assert_eq(rayc_get_i64(r[0], &v, 300), RAYC_ETIMEDOUT);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_geq(st.tasks_pending, 4, "pending tasks not visible: %llu",
+	              (unsigned long long)st.tasks_pending);
+	cr_assert_eq(count_logged("RAYC-TASK-INFEASIBLE", NULL), 2,
+	             "one warning per demand expected:\n%s", log_text);
+	cr_assert_eq(count_logged("RAYC-TASK-INFEASIBLE", "CPU=1"), 1);
+	pid_t w = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pw = peer_of(w);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(rayc_get_i64(r[i], &v, 20000), RAYC_OK,
+		             "task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, pw, "task %d ran on %lld (driver %u)", i,
+		             (long long)v, me);
+		rayc_release(r[i]);
+	}
+	rayc_set_logger(NULL, NULL);
 	cluster_stop();
 }
 

@@ -682,14 +682,28 @@ Test(net, custom_resource_lands_only_where_declared)
 		cr_assert_eq(get_i64(r[i]), pg, "task %d ran elsewhere", i);
 		rayc_release(r[i]);
 	}
-	/* Nobody has 2 of them: refused at submit, not hung. */
+	/* Nobody has 2 of them, nor any "no-such-thing": not refused (a
+	 * peer that has them may join, as in Ray), pending meanwhile, and
+	 * run as soon as one joins. */
 	acc.quantity = 2;
-	cr_assert_eq(rayc_call_opts(&r[0], "nf_sleep", &o, RAYC_I64(1)),
-	             RAYC_EINFEASIBLE);
+	cr_assert_eq(rayc_call_opts(&r[0], "nf_sleep", &o, RAYC_I64(1)), 0,
+	             "%s", rayc_errmsg());
 	rayc_resource bogus = { "no-such-thing", 1 };
 	o.resources = &bogus;
-	cr_assert_eq(rayc_call_opts(&r[0], "nf_sleep", &o, RAYC_I64(1)),
-	             RAYC_EINFEASIBLE);
+	cr_assert_eq(rayc_call_opts(&r[1], "nf_sleep", &o, RAYC_I64(1)), 0,
+	             "%s", rayc_errmsg());
+	int64_t v;
+	cr_assert_eq(rayc_get_i64(r[0], &v, 300), RAYC_ETIMEDOUT);
+	cr_assert_eq(rayc_get_i64(r[1], &v, 10), RAYC_ETIMEDOUT);
+	pid_t big = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=2,no-such-thing=1");
+	wait_alive(5);
+	uint32_t pbig = peer_of(big);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(rayc_get_i64(r[i], &v, 20000), RAYC_OK, "%s",
+		             rayc_errmsg());
+		cr_assert_eq(v, pbig, "ran on %lld", (long long)v);
+		rayc_release(r[i]);
+	}
 	cluster_stop();
 }
 
@@ -1368,7 +1382,7 @@ Test(net, borrower_that_dies_lets_go)
 	cluster_stop();
 }
 
-Test(net, tasks_waiting_for_a_dead_peer_fail_instead_of_hanging)
+Test(net, tasks_waiting_for_a_dead_peer_wait_for_one_that_can_run_them)
 {
 	driver_start();
 	pid_t g = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=1");
@@ -1393,22 +1407,36 @@ Test(net, tasks_waiting_for_a_dead_peer_fail_instead_of_hanging)
 	             rayc_errmsg());
 	cr_assert_eq(first, pg);
 	kill(g, SIGKILL);
-	int failed = 0, ran = 1;
+	/* Those running there fail (no retries); those waiting for room
+	 * there wait on, visibly, for a peer that can run them (Ray's
+	 * infeasible tasks), and run when one joins. */
+	RT_WAIT_FOR(alive_peers() == 2, 10000);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_gt(st.tasks_pending, 0, "no task left waiting");
+	pid_t g2 = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=1");
+	wait_alive(3);
+	uint32_t pg2 = peer_of(g2);
+	int failed = 0, ran = 1, later = 0;
 	for (int i = 1; i < N; i++) {
 		int64_t v;
 		int rc = rayc_get_i64(r[i], &v, 30000);
-		cr_assert(rc == RAYC_OK || rc == RAYC_EINFEASIBLE ||
-		          rc == RAYC_EPEERDIED, "task %d: %s (%s)", i,
-		          rayc_strerror(rc), rayc_errmsg());
-		if (rc == RAYC_OK)
+		cr_assert(rc == RAYC_OK || rc == RAYC_EPEERDIED,
+		          "task %d: %s (%s)", i, rayc_strerror(rc),
+		          rayc_errmsg());
+		if (rc == RAYC_OK && v == pg2)
+			later++;
+		else if (rc == RAYC_OK)
 			ran++;
 		else
 			failed++;
 	}
 	for (int i = 0; i < N; i++)
 		rayc_release(r[i]);
-	cr_log_info("%d ran before the kill, %d failed after it", ran, failed);
+	cr_log_info("%d ran before the kill, %d failed with it, %d ran on "
+	            "the peer that joined after", ran, failed, later);
 	cr_assert_gt(failed, 0);
+	cr_assert_gt(later, 0);
 	reap(g, 5000);
 	kids[0] = 0;
 	char path[64];

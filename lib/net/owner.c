@@ -193,8 +193,9 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 	uint32_t self = net->self;
 	rayc__mutex_unlock(&net->mu);
 	if (n <= 1 && t->strategy != RAYC_STRATEGY_NODE_AFFINITY &&
-	    rayc__place_offers(rt->res_total, atomic_load(&rt->nres)))
-		return 0; /* alone (a driver that runs no tasks: nowhere) */
+	    rayc__sched_feasible(rt, t->sclass->demand))
+		return 0; /* alone (a driver that runs no tasks, or a demand
+		             this peer cannot meet: nowhere, for now) */
 	/* Locality: where the large ref arguments are. */
 	for (uint32_t i = 0; i < t->nargs; i++) {
 		rayc__obj *o = t->args[i].ref;
@@ -239,6 +240,36 @@ static void wait_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
 	rayc__tq_push(&rt->rwait, t);
 }
 
+/* No live peer can meet t's demand: t waits, visibly, for one that can
+ * (Ray's infeasible tasks); said once per demand. */
+static void infeasible_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
+{
+	rayc__sclass *c = t->sclass;
+
+	if (!c->warned) {
+		char need[256];
+		size_t o = 0;
+		need[0] = '\0';
+		for (int k = 0; k < atomic_load(&rt->nres) && o < sizeof(need);
+		     k++)
+			if (c->demand[k] > 0)
+				o += (size_t)snprintf(need + o, sizeof(need) - o,
+				                      "%s%s=%g", o > 0 ? "," : "",
+				                      rt->res_names[k],
+				                      rayc__res_to_double(
+				                              c->demand[k]));
+		c->warned = true;
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-INFEASIBLE", "task %s "
+		          "needs %s, which no live peer has: it waits until a "
+		          "peer that can run it joins (tasks of the same demand "
+		          "are not reported again)",
+		          t->fn->name, need[0] != '\0' ? need : "a peer that "
+		          "runs tasks");
+	}
+	t->state = RAYC__TASK_INFEASIBLE;
+	rayc__tq_push(&rt->infeasible, t);
+}
+
 bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__net *net = rt->net;
@@ -261,16 +292,17 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 	int64_t where = decide_locked(rt, net, t);
 	if (where == 0)
 		return false;
-	if (where == RAYC__PLACE_NOWHERE) {
+	if (where == RAYC__PLACE_NOWHERE &&
+	    t->strategy == RAYC_STRATEGY_NODE_AFFINITY && !t->soft) {
 		char msg[160];
-		if (t->strategy == RAYC_STRATEGY_NODE_AFFINITY)
-			snprintf(msg, sizeof(msg), "task %s: peer %u (hard node "
-			         "affinity) is not alive or cannot run it",
-			         t->fn->name, t->node_id);
-		else
-			snprintf(msg, sizeof(msg), "task %s: no live peer has "
-			         "the resources it needs", t->fn->name);
+		snprintf(msg, sizeof(msg), "task %s: peer %u (hard node "
+		         "affinity) is not alive or cannot run it",
+		         t->fn->name, t->node_id);
 		rayc__remote_fail_task_locked(rt, t, RAYC_EINFEASIBLE, msg);
+		return true;
+	}
+	if (where == RAYC__PLACE_NOWHERE) {
+		infeasible_push(rt, t);
 		return true;
 	}
 	if (where == RAYC__PLACE_WAIT) {
@@ -335,6 +367,39 @@ static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	rayc__sched_offer_locked(rt, pump_one, &a);
 }
 
+/* Infeasible tasks placed again (a peer that can run them may have
+ * joined): one try per demand class each tick, the rest of a class that
+ * is still infeasible left waiting in order. */
+static void replace_infeasible_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__sclass *stuck[16];
+	int nstuck = 0;
+	rayc__tq again = { 0 };
+
+	while (rt->infeasible.head != NULL) {
+		rayc__task *t = rt->infeasible.head;
+		rayc__tq_remove(&rt->infeasible, t);
+		bool skip = false;
+		for (int i = 0; i < nstuck && !skip; i++)
+			skip = stuck[i] == t->sclass;
+		if (skip) {
+			rayc__tq_push(&again, t);
+			continue;
+		}
+		size_t before = rt->infeasible.n;
+		if (!rayc__net_place_locked(rt, t))
+			rayc__sched_enqueue_local_locked(rt, t);
+		if (rt->infeasible.n > before) {
+			/* Back on the list (its tail): still nowhere. */
+			rayc__tq_remove(&rt->infeasible, t);
+			rayc__tq_push(&again, t);
+			if (nstuck < 16)
+				stuck[nstuck++] = t->sclass;
+		}
+	}
+	rt->infeasible = again;
+}
+
 void rayc__remote_pump_idle(rayc__net *net)
 {
 	rayc__rt *rt = net->rt;
@@ -342,12 +407,14 @@ void rayc__remote_pump_idle(rayc__net *net)
 	int n = 0;
 
 	rayc__mutex_lock(&rt->mu);
-	if ((rt->queued == 0 && rt->rwait.head == NULL) ||
+	if ((rt->queued == 0 && rt->rwait.head == NULL &&
+	     rt->infeasible.head == NULL) ||
 	    atomic_load(&net->stopping) || !net->joined ||
 	    atomic_load(&net->cluster_down)) {
 		rayc__mutex_unlock(&rt->mu);
 		return;
 	}
+	replace_infeasible_locked(rt);
 	rayc__mutex_lock(&net->mu);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];

@@ -300,6 +300,15 @@ void rayc__remote_cluster_lost(rayc__net *net, const char *why)
 		         t->fn->name, why);
 		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST, msg);
 	}
+	/* Tasks waiting for a peer that can run them. */
+	while (rt->infeasible.head != NULL) {
+		rayc__task *t = rt->infeasible.head;
+		rayc__tq_remove(&rt->infeasible, t);
+		snprintf(msg, sizeof(msg), "task %s: this peer lost its cluster "
+		         "while the task waited for a peer that can run it "
+		         "(%s)", t->fn->name, why);
+		rayc__remote_fail_task_locked(rt, t, RAYC_ELOST, msg);
+	}
 	rayc__mutex_unlock(&rt->mu);
 	/* Transfers from other peers will not finish. */
 	rayc__xin *x, *xt, *failed = NULL;
