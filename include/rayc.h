@@ -333,7 +333,9 @@ enum rayc_strategy {
 };
 
 typedef struct rayc_task_opts {
-	int num_returns;  /* >= 1; out must hold this many refs */
+	int num_returns;  /* 0..4096; out must hold this many refs (0: a
+	                     task run for its effect, returning nothing;
+	                     out may be NULL) */
 	double num_cpus;  /* CPU demand; 0 allowed */
 	double num_gpus;  /* GPU demand */
 	const rayc_resource *resources; /* custom demands */

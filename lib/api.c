@@ -243,13 +243,13 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	if (out == NULL || fn_name == NULL)
-		return rayc__err(RAYC_EINVAL, "rayc_call needs out and a name");
 	if (opts == NULL)
 		opts = &def;
-	if (opts->num_returns < 1 || opts->num_returns > 4096)
-		return rayc__err(RAYC_EINVAL, "num_returns %d (1..4096)",
+	if (opts->num_returns < 0 || opts->num_returns > 4096)
+		return rayc__err(RAYC_EINVAL, "num_returns %d (0..4096)",
 		                 opts->num_returns);
+	if ((out == NULL && opts->num_returns > 0) || fn_name == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_call needs out and a name");
 	if (opts->num_resources < 0 ||
 	    (opts->num_resources > 0 && opts->resources == NULL))
 		return rayc__err(RAYC_EINVAL, "bad resources array");

@@ -165,7 +165,9 @@ Test(api, bad_input_gives_clear_errors)
 	cr_assert_eq(rayc_put(&r, "x", (size_t)1 << 40), RAYC_ETOOBIG);
 	cr_assert_eq(rayc_wait(NULL, 3, 1, 0, NULL, NULL), RAYC_EINVAL);
 	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
-	o.num_returns = 0;
+	o.num_returns = -1;
+	cr_assert_eq(rayc_call_opts(&r, "inc", &o, RAYC_I64(1)), RAYC_EINVAL);
+	o.num_returns = 4097;
 	cr_assert_eq(rayc_call_opts(&r, "inc", &o, RAYC_I64(1)), RAYC_EINVAL);
 	o = RAYC_TASK_OPTS_DEFAULT;
 	o.num_cpus = -1;

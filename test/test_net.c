@@ -661,6 +661,51 @@ Test(net, local_task_whose_argument_holder_dies_mid_copy_runs)
 	cluster_stop();
 }
 
+Test(net, tasks_of_no_returns_run_on_another_peer_and_free_its_room)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	rayc_task_opts o = on_peer(pb);
+	o.num_returns = 0;
+	enum { N = 48 };
+	char key[32], val[32];
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "zero-%d", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		cr_assert_eq(rayc_call_opts(NULL, "nf_kv_write", &o,
+		                            RAYC_STR(key), RAYC_STR(val)),
+		             0, "%s", rayc_errmsg());
+	}
+	rayc_task_opts one = on_peer(pb);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_whoami", &one), 0);
+	int64_t v;
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(v, pb);
+	rayc_release(r);
+	for (int i = 0; i < N; i++) {
+		void *got = NULL;
+		size_t n = 0;
+		snprintf(key, sizeof(key), "zero-%d", i);
+		RT_WAIT_FOR(rayc_kv_get(key, &got, &n) == RAYC_OK, 20000);
+		cr_assert_neq(got, NULL, "task %d never ran", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		cr_assert(n == strlen(val) && memcmp(got, val, n) == 0,
+		          "task %d wrote %.*s", i, (int)n, (char *)got);
+		free(got);
+	}
+	/* Each answer was matched to its task: none is left in flight
+	 * (its spec kept, to be sent again if the peer died). */
+	rayc_stats st;
+	RT_WAIT_FOR((rayc_stats_get(&st), st.lineage_tasks == 0), 10000);
+	cr_assert_eq(st.lineage_tasks, 0, "%llu tasks still in flight",
+	             (unsigned long long)st.lineage_tasks);
+	cluster_stop();
+}
+
 Test(net, custom_resource_lands_only_where_declared)
 {
 	driver_start();

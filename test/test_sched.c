@@ -556,3 +556,33 @@ Test(sched, a_waiter_whose_waits_run_long_parks_at_once)
 	cr_assert_leq(s.avg_ns, spin, "after 8 waits of nothing it would "
 	              "park (average %lld ns)", (long long)s.avg_ns);
 }
+
+static atomic_int zero_ran;
+static void zero_ret(rayc_ctx *c)
+{
+	(void)c;
+	atomic_fetch_add(&zero_ran, 1);
+}
+RAYC_REMOTE(zero_ret)
+
+Test(sched, a_task_of_no_returns_runs_for_its_effect)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	rayc_stats st;
+
+	atomic_store(&zero_ran, 0);
+	o.num_returns = 0;
+	for (int i = 0; i < 1000; i++)
+		cr_assert_eq(rayc_call_opts(NULL, "zero_ret", &o), RAYC_OK,
+		             "%s", rayc_errmsg());
+	RT_WAIT_FOR(atomic_load(&zero_ran) == 1000, 20000);
+	cr_assert_eq(atomic_load(&zero_ran), 1000);
+	/* Nothing left behind: no entry, no spec. */
+	RT_WAIT_FOR((rayc_stats_get(&st), st.lineage_tasks == 0), 5000);
+	cr_assert_eq(st.lineage_tasks, 0);
+	cr_assert_eq(st.objects, 0);
+	o.num_returns = -1;
+	cr_assert_eq(rayc_call_opts(NULL, "zero_ret", &o), RAYC_EINVAL);
+	o.num_returns = 1;
+	cr_assert_eq(rayc_call_opts(NULL, "zero_ret", &o), RAYC_EINVAL);
+}

@@ -141,7 +141,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	 * (rayc__return_id): with any set, returns would share an id, and
 	 * the object table would hold one id many times (uthash then grew
 	 * its buckets to 2 GiB: fuzz_msgs). */
-	if (rd->bad || nret == 0 || nret > 4096 || (id.lo & 0xffff) != 0 ||
+	if (rd->bad || nret > 4096 || (id.lo & 0xffff) != 0 ||
 	    nargs > rayc__rd_left(rd) / 9 + 1) {
 		rayc__conn_close(c, "bad TASK");
 		return;

@@ -506,6 +506,17 @@ static bool rebuild_args_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 	return true;
 }
 
+/* The task of id on a peer's in-flight list (the tasks sent to it and not
+ * answered): how a task of no returns, which has no entry to find it by,
+ * is found. */
+static rayc__task *inflight_find_locked(rayc__tq *q, rayc_task_id id)
+{
+	for (rayc__task *t = q->head; t != NULL; t = t->q_next)
+		if (t->nreturns == 0 && t->id.hi == id.hi && t->id.lo == id.lo)
+			return t;
+	return NULL;
+}
+
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -524,6 +535,8 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
+	if (o0 == NULL) /* a task of no returns (num_returns = 0)? */
+		t = inflight_find_locked(&net->peers[c->peer].inflight, id);
 	if (t == NULL || !t->in_flight || t->remote_peer != c->peer ||
 	    t->dispatch != dispatch) {
 		/* Stale: an answer sent again, or to an earlier dispatch
