@@ -163,13 +163,20 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 {
 	rayc__peer *p = &net->peers[peer];
+	rayc__task *t = p->inflight.head;
 
-	while (p->inflight.head != NULL) {
-		rayc__task *t = p->inflight.head;
-		rayc__tq_remove(&p->inflight, t);
-		t->remote_peer = 0;
-		t->child_counter = 0;
-		rayc__sched_enqueue_locked(rt, t);
+	while (t != NULL) {
+		rayc__task *next = t->q_next;
+		/* An actor's call or destructor run can only run where the
+		 * actor is: it stays, sent again if the peer comes back, or
+		 * dealt with by its death. */
+		if (t->actor == NULL || t->akind == RAYC__AK_CTOR) {
+			rayc__tq_remove(&p->inflight, t);
+			t->remote_peer = 0;
+			t->child_counter = 0;
+			rayc__sched_enqueue_locked(rt, t);
+		}
+		t = next;
 	}
 }
 

@@ -23,6 +23,8 @@
 #include "sched/sched.h"
 
 #define ID_FMT "%016llx%016llx"
+/* Calls in flight to an actor on another peer (see dispatch_locked). */
+#define RAYC__ACTOR_WINDOW 64
 #define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
 
 enum {
@@ -167,7 +169,14 @@ static void start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 
 static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
-	while (a->st == RAYC_ACTOR_ALIVE && a->running < a->max_conc &&
+	/* Calls to an actor on another peer are sent ahead, up to a window:
+	 * its host keeps them in its own mailbox, in the order they arrive
+	 * (one connection, in order), and runs max_concurrency at once. */
+	int limit = a->loc == 0 ? a->max_conc
+	            : a->max_conc > RAYC__ACTOR_WINDOW ? a->max_conc
+	                                                : RAYC__ACTOR_WINDOW;
+
+	while (a->st == RAYC_ACTOR_ALIVE && a->running < limit &&
 	       a->mb_head != NULL && a->mb_head->mb_ready) {
 		rayc__task *t = a->mb_head;
 		mb_unlink(a, t);
@@ -639,7 +648,7 @@ bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
 		t->fn = &fini_entry;
 	} else {
 		a->refcnt++; /* until the call is done */
-		a->running++;
+		mb_push(a, t); /* in the order they arrive */
 	}
 	return true;
 }
