@@ -432,6 +432,45 @@ static void alternate(int reps, struct side *b, struct side *f)
 	finish(b, reps);
 }
 
+/* ---- actor calls across peers ---- */
+
+static void actor_call_rt(void *arg)
+{
+	rayc_ref r;
+
+	BENCH_CHECK(rayc_actor_call(&r, *(rayc_actor *)arg, "add"));
+	bench_get_release(r);
+}
+
+static double actor_sync_rep(void *arg)
+{
+	double t;
+	uint64_t n = bench_timed_loop(actor_call_rt, arg, 16, bench_g.rep_s,
+	                              &t);
+	return (double)n / t;
+}
+
+static double actor_async_rep(void *arg)
+{
+	size_t n = async_count();
+	rayc_ref *r = bench_xmalloc(n * sizeof(rayc_ref));
+	bench_cost_begin(bench_cost_cur);
+	double t0 = bench_now();
+	for (size_t i = 0; i < n; i++)
+		BENCH_CHECK(rayc_actor_call(&r[i], *(rayc_actor *)arg, "add"));
+	for (size_t i = 0; i < n; i++)
+		bench_get_release(r[i]);
+	double t = bench_now() - t0;
+	bench_cost_end(bench_cost_cur, (double)n);
+	free(r);
+	return (double)n / t;
+}
+
+static double tcp_rtt_rate_rep(void *arg)
+{
+	return 1e6 / bench_net_tcp_rtt_us(arg);
+}
+
 /* ---- round trips and message rates ---- */
 
 static double tcp_rtt_rep(void *arg)
@@ -511,6 +550,50 @@ static void fig_async(bench_net *net)
 	bench_costs_next("task", &f.c, &b.c);
 	bench_emit(name, f.med, "tasks/s", 1, "raw_tcp_pipelined_msgs_per_s",
 	           b.med);
+}
+
+/* One actor on the other peer (node affinity), called from here. */
+static void fig_actors(bench_net *net)
+{
+	static const char sync_name[] = "1_1_actor_calls_sync_across_peers";
+	static const char async_name[] = "1_1_actor_calls_async_across_peers";
+	rayc_actor_opts o;
+	rayc_actor h;
+
+	memset(&o, 0, sizeof o);
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = other;
+	BENCH_CHECK(rayc_actor_create(&h, "BenchCounter", &o));
+	for (int i = 0; i < 64; i++)
+		actor_call_rt(&h); /* warm-up, and it is alive */
+	if (bench_want(sync_name)) {
+		struct side b = { "raw TCP round trips (/s)", tcp_rtt_rate_rep,
+			          net };
+		struct side f = { "actor calls, sync (/s)", actor_sync_rep, &h };
+		bench_watchdog(sync_name, bench_g.quick ? 60 : 300);
+		fprintf(stderr, "  %s, alternating with its baseline:\n",
+		        sync_name);
+		alternate(bench_g.reps, &b, &f);
+		bench_costs_next("call", &f.c, &b.c);
+		bench_emit(sync_name, f.med, "calls/s", 1,
+		           "raw_tcp_roundtrips_per_s", b.med);
+	}
+	if (bench_want(async_name)) {
+		struct msgs m = { net, 64 };
+		struct side b = { "raw TCP pipelined (msgs/s)", tcp_msgs_rep,
+			          &m };
+		struct side f = { "actor calls, async (/s)", actor_async_rep,
+			          &h };
+		bench_watchdog(async_name, bench_g.quick ? 60 : 300);
+		fprintf(stderr, "  %s: %zu calls per repetition; baseline "
+		        "window 64 (rayc's calls in flight to an actor), "
+		        "alternating:\n", async_name, async_count());
+		alternate(bench_g.reps, &b, &f);
+		bench_costs_next("call", &f.c, &b.c);
+		bench_emit(async_name, f.med, "calls/s", 1,
+		           "raw_tcp_pipelined_msgs_per_s", b.med);
+	}
+	BENCH_CHECK(rayc_actor_release(h));
 }
 
 static void fig_nng(bench_net *net)
@@ -628,8 +711,10 @@ static int xfer_wanted(const struct xfer *x)
 
 void bench_fig_remote(void)
 {
+	int actors = bench_want("1_1_actor_calls_sync_across_peers") ||
+	             bench_want("1_1_actor_calls_async_across_peers");
 	int tasks = bench_want("remote_tasks_sync") ||
-	            bench_want("remote_tasks_async");
+	            bench_want("remote_tasks_async") || actors;
 	int any = tasks || bench_want("baseline_nng_reqrep_us");
 	bench_net *net;
 
@@ -649,6 +734,8 @@ void bench_fig_remote(void)
 			fig_sync(net);
 		if (bench_want("remote_tasks_async"))
 			fig_async(net);
+		if (actors)
+			fig_actors(net);
 		remote_down();
 	}
 	if (bench_want("baseline_nng_reqrep_us"))

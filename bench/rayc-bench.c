@@ -75,6 +75,11 @@ static const struct figure figures[] = {
 	  "one empty task on another peer and get it (us per round trip)" },
 	{ "remote_tasks_async", GROUP_REMOTE,
 	  "submit N empty tasks to another peer, then get each (tasks/s)" },
+	{ "1_1_actor_calls_sync_across_peers", GROUP_REMOTE,
+	  "call an actor on another peer and get the result (calls/s)" },
+	{ "1_1_actor_calls_async_across_peers", GROUP_REMOTE,
+	  "make N calls to an actor on another peer, then get each "
+	  "(calls/s)" },
 	{ "remote_transfer_1mib", GROUP_REMOTE,
 	  "get a 1 MiB object made on another peer, over TCP, into recycled "
 	  "memory (GB/s)" },

@@ -140,6 +140,7 @@ static void data_samples(rayc__rt *rt, fuzz_sample *s, int *n, int max,
 		rayc__w_u32(&x->p, 0);  /* attempt */
 		rayc__w_u32(&x->p, 0);  /* max retries */
 		rayc__w_u8(&x->p, 0);
+		rayc__w_u8(&x->p, 0);   /* not an actor's */
 		rayc__w_u32(&x->p, 1);  /* returns */
 		rayc__w_u8(&x->p, 1);   /* demands */
 		rayc__w_str(&x->p, "CPU");

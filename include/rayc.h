@@ -542,11 +542,20 @@ RAYC_API int rayc_task_attempt(rayc_ctx *ctx);
  * threads, started in that order but finishing in any: the methods then
  * share the state and must synchronise their own access to it.
  *
- * Where it runs: this version places an actor on the peer that creates
- * it, with its resources reserved there from the constructor's start to
- * its death; calls run on that peer's worker threads.  (Placement on
- * other peers, calls between peers, the cluster-wide name registry and
- * restarts after a peer dies are not done yet: see README.) */
+ * Where it runs: its constructor is placed like a task of the actor's
+ * resources and strategy (this peer, another one, or, in a cluster where
+ * no live peer has them, waiting until one that does joins); the
+ * resources stay reserved there until the actor dies, and its calls and
+ * destructor run on that peer's worker threads.  The peer that created
+ * it (its owner) keeps its handles, order and life: calls are made
+ * through the owner (from its threads, or from tasks that take the
+ * handle, which run on the owner's peer); names are the owner's; the
+ * actor dies with its owner.  If the peer it lives on dies, it is
+ * restarted on another while max_restarts allows (constructor again,
+ * fresh state), and calls that were running there are sent again while
+ * max_task_retries allows, else fail with RAYC_EACTORDIED.  (Handles
+ * used from other peers and a cluster-wide name registry are not done
+ * yet: see README.) */
 typedef struct rayc_actor {
 	uint64_t hi, lo;
 } rayc_actor;
@@ -602,9 +611,10 @@ typedef struct rayc_actor_opts {
 	int get_if_exists; /* name taken: a handle to that actor instead */
 	int lifetime;      /* enum rayc_actor_lifetime */
 	int max_restarts;  /* restarts allowed (-1 = unlimited), default 0 */
-	int max_task_retries; /* retries of a call lost with its actor */
+	int max_task_retries; /* re-sends of a call whose peer died while it
+	                         ran (-1 = unlimited), default 0 */
 	int max_concurrency;  /* calls running at once; 0 means 1 */
-	int strategy;      /* enum rayc_strategy (a hint, see above) */
+	int strategy;      /* enum rayc_strategy, as for tasks */
 	uint32_t node_id;
 	int soft;
 } rayc_actor_opts;
@@ -614,8 +624,8 @@ typedef struct rayc_actor_opts {
  * constructor runs on a worker thread, and calls made meanwhile wait
  * for it.  *out is a handle to release with rayc_actor_release.
  * Errors: RAYC_ENOFUNC (no such class), RAYC_EEXIST (the name is taken,
- * without get_if_exists), RAYC_EINFEASIBLE (this peer cannot hold the
- * resources, or runs no tasks: a driver with driver_tasks off),
+ * without get_if_exists), RAYC_EINFEASIBLE (as rayc_call: a one-peer
+ * cluster without the resources, hard affinity to a dead peer),
  * RAYC_EINVAL, RAYC_ENOTFOUND (a REF argument not live), RAYC_ESTATE.
  * Thread-safe; may be called from inside tasks and methods. */
 RAYC_API int rayc_actor_create_array(rayc_actor *out, const char *cls_name,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api_int.h"
+#include "net/net.h"
 #include "registry.h"
 #include "sched/actor.h"
 #include "sched/sched.h"
@@ -73,15 +74,18 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 	t_opts.num_resources = opts->num_resources;
 	if ((rc = rayc__demand_of(rt, &t_opts, demand)) != RAYC_OK)
 		return rc;
-	if (!rayc__sched_feasible(rt, demand))
-		return rayc__err(RAYC_EINFEASIBLE, "actor %s: this version "
-		                 "places an actor on the peer that creates it, "
-		                 "and this peer cannot hold its resources (or "
-		                 "runs no tasks: driver_tasks off)", cls_name);
+	if (opts->strategy == RAYC_STRATEGY_NODE_AFFINITY && !opts->soft &&
+	    opts->node_id != rayc_peer_id() &&
+	    !rayc__net_peer_alive(rt, opts->node_id))
+		return rayc__err(RAYC_EINFEASIBLE, "node affinity: peer %u is "
+		                 "not a live peer", opts->node_id);
 	rayc__task *t = rayc__task_alloc(args, nargs, 1, extra);
 	if (t == NULL)
 		return RAYC_ENOMEM;
 	t->id = rayc__next_task_id(rt, true);
+	t->strategy = (uint8_t)opts->strategy;
+	t->node_id = opts->node_id;
+	t->soft = opts->soft != 0;
 
 	rayc__actor_params p = {
 		.cls = cls,

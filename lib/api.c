@@ -309,6 +309,15 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	}
 	/* A task taking a handle runs here: handles do not cross peers in
 	 * this version. */
+	if (t->has_actor_args && !rayc__sched_feasible(rt, demand)) {
+		rayc__actor_args_free_locked(rt, t);
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		atomic_fetch_sub(&rt->n_submitted, 1);
+		return rayc__err(RAYC_EINFEASIBLE, "a task taking an actor "
+		                 "handle runs on the peer that holds the handle "
+		                 "(this version), and this one cannot run it");
+	}
 	t->sclass = t->has_actor_args
 	                    ? rayc__sched_class_ex_locked(rt, demand, true)
 	                    : rayc__sched_class_locked(rt, demand);

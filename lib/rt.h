@@ -394,6 +394,9 @@ typedef struct rayc__cluster_hooks {
 	void (*obj_released)(rayc__rt *rt, rayc__obj *o);
 	/* o's data lay in another peer's arena (o->view) and goes now. */
 	void (*view_done)(rayc__rt *rt, rayc__obj *o);
+	/* Sends t (an actor's call or destructor run) to peer, where its
+	 * actor lives; false if that peer cannot be reached. */
+	bool (*send)(rayc__rt *rt, rayc__task *t, uint32_t peer);
 } rayc__cluster_hooks;
 
 extern rayc__rt *rayc__g;

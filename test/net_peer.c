@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "actor_funcs.h"
 #include "crash_funcs.h"
 #include "net_funcs.h"
 #include "recover_funcs.h"

@@ -642,7 +642,7 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t)
 
 	if (t->foreign)
 		rt->hooks->task_finished(rt, t);
-	if (t->akind == RAYC__AK_CALL)
+	if (t->akind == RAYC__AK_CALL && t->actor != NULL)
 		rayc__actor_call_done_locked(rt, t);
 	t->in_flight = false;
 	t->reconstruct = false;

@@ -13,6 +13,7 @@
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
 #include "registry.h"
+#include "sched/actor.h"
 #include "sched/sched.h"
 #include "testing.h"
 
@@ -120,6 +121,15 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	int attempt = (int)rayc__r_u32(rd);
 	int max_retries = (int)rayc__r_u32(rd);
 	bool retry_exc = rayc__r_u8(rd) != 0;
+	/* An actor's task: its kind, actor and concurrency. */
+	int akind = rayc__r_u8(rd);
+	rayc_actor actor = { 0, 0 };
+	int max_conc = 1;
+	if (akind != RAYC__AK_NONE) {
+		actor.hi = rayc__r_u64(rd);
+		actor.lo = rayc__r_u64(rd);
+		max_conc = (int)rayc__r_u32(rd);
+	}
 	uint32_t nret = rayc__r_u32(rd);
 	int nd = rayc__r_u8(rd);
 	int64_t demand[RAYC__MAX_RES] = { 0 };
@@ -142,7 +152,9 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	 * the object table would hold one id many times (uthash then grew
 	 * its buckets to 2 GiB: fuzz_msgs). */
 	if (rd->bad || nret > 4096 || (id.lo & 0xffff) != 0 ||
-	    nargs > rayc__rd_left(rd) / 9 + 1) {
+	    nargs > rayc__rd_left(rd) / 9 + 1 || akind > RAYC__AK_FINI ||
+	    max_conc < 1 || max_conc > 1024 ||
+	    (akind == RAYC__AK_FINI && nret != 0)) {
 		rayc__conn_close(c, "bad TASK");
 		return;
 	}
@@ -211,7 +223,25 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		rayc__conn_close(c, "bad TASK arguments");
 		return;
 	}
-	const rayc__fn_entry *fn = rayc__registry_find(fname);
+	const rayc__fn_entry *fn = NULL;
+	const rayc__aclass *cls = NULL;
+	if (akind == RAYC__AK_NONE) {
+		fn = rayc__registry_find(fname);
+	} else {
+		/* "Class" for a constructor or destructor run, else
+		 * "Class.method". */
+		char cname[256];
+		snprintf(cname, sizeof(cname), "%s", fname);
+		char *dot = strchr(cname, '.');
+		if (dot != NULL)
+			*dot = '\0';
+		cls = rayc__aclass_find(cname);
+		if (cls != NULL)
+			fn = akind == RAYC__AK_CTOR   ? rayc__actor_ctor_fn()
+			     : akind == RAYC__AK_FINI ? rayc__actor_fini_fn()
+			     : dot != NULL ? rayc__aclass_method(cls, dot + 1)
+			                   : NULL;
+	}
 	if (fn == NULL || !feasible) {
 		snprintf(msg, sizeof(msg),
 		         fn == NULL ? "function '%s' is not registered on peer %u"
@@ -241,6 +271,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->owner = c->peer;
 	t->owner_gen = c->gen;
 	t->dispatch = dispatch;
+	t->akind = (uint8_t)akind;
 	rayc__mutex_lock(&rt->mu);
 	/* Sent again (a lost connection) or asked for anew: never two runs
 	 * at once, never one run twice for one dispatch. */
@@ -280,6 +311,20 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	 * through the usual path (its owner gets the answer). */
 	t->sclass = rayc__sched_class_locked(rt, demand);
 	bool oom = t->sclass == NULL;
+	if (akind != RAYC__AK_NONE && !oom &&
+	    !rayc__actor_host_locked(rt, t, actor, cls, max_conc, msg,
+	                             sizeof(msg))) {
+		/* Not here (any more): the owner hears why. */
+		rayc__xrec *r = rayc__xrec_find_locked(net, id);
+		if (r != NULL)
+			rayc__xrec_drop_locked(net, r);
+		rayc__mutex_unlock(&rt->mu);
+		rayc__task_free(t);
+		free(args);
+		free(refs);
+		reply_error(net, c->peer, id, dispatch, RAYC_EACTORDIED, msg);
+		return;
+	}
 	for (uint32_t i = 0; i < nargs; i++) {
 		if (args[i].type != RAYC_TYPE_REF)
 			continue;

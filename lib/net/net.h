@@ -75,6 +75,9 @@ void rayc__net_put(rayc__net *net);
  * now: let go of the mapping and tell that peer to unpin it. */
 void rayc__net_view_done_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);
+/* Sends t (an actor's call or destructor run) to peer: rt->hooks->send. */
+bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
+	RAYC_REQUIRES(rt->mu);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
 

@@ -19,6 +19,8 @@
 
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
+#include "registry.h"
+#include "sched/actor.h"
 #include "sched/place.h"
 #include "sched/sched.h"
 
@@ -38,10 +40,20 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 	rayc__w_u64(b, t->id.hi);
 	rayc__w_u64(b, t->id.lo);
 	rayc__w_u32(b, t->dispatch);
-	rayc__w_str(b, t->fn->name);
+	/* An actor's constructor and destructor run go by its class name;
+	 * a call by "Class.method". */
+	rayc__w_str(b, t->akind == RAYC__AK_CTOR || t->akind == RAYC__AK_FINI
+	                       ? t->actor->cls->name
+	                       : t->fn->name);
 	rayc__w_u32(b, (uint32_t)t->attempt);
 	rayc__w_u32(b, (uint32_t)t->max_retries);
 	rayc__w_u8(b, t->retry_exceptions);
+	rayc__w_u8(b, t->akind);
+	if (t->akind != RAYC__AK_NONE) {
+		rayc__w_u64(b, t->actor->id.hi);
+		rayc__w_u64(b, t->actor->id.lo);
+		rayc__w_u32(b, (uint32_t)t->actor->max_conc);
+	}
 	rayc__w_u32(b, t->nreturns);
 	int nres = atomic_load(&rt->nres), nd = 0;
 	for (int k = 0; k < nres; k++)
@@ -111,6 +123,16 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 	return true;
 }
 
+bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
+{
+	rayc__net *net = rt->net;
+
+	if (net == NULL || peer == 0 || peer >= RAYC__MAX_PEERS ||
+	    atomic_load(&net->stopping))
+		return false;
+	return send_task_locked(rt, net, t, peer);
+}
+
 void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 {
 	rayc__peer *p = &net->peers[peer];
@@ -141,13 +163,20 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 {
 	rayc__peer *p = &net->peers[peer];
+	rayc__task *t = p->inflight.head;
 
-	while (p->inflight.head != NULL) {
-		rayc__task *t = p->inflight.head;
-		rayc__tq_remove(&p->inflight, t);
-		t->remote_peer = 0;
-		t->child_counter = 0;
-		rayc__sched_enqueue_locked(rt, t);
+	while (t != NULL) {
+		rayc__task *next = t->q_next;
+		/* An actor's call or destructor run can only run where the
+		 * actor is: it stays, sent again if the peer comes back, or
+		 * dealt with by its death. */
+		if (t->actor == NULL || t->akind == RAYC__AK_CTOR) {
+			rayc__tq_remove(&p->inflight, t);
+			t->remote_peer = 0;
+			t->child_counter = 0;
+			rayc__sched_enqueue_locked(rt, t);
+		}
+		t = next;
 	}
 }
 
@@ -259,12 +288,13 @@ static void infeasible_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
 				                      rayc__res_to_double(
 				                              c->demand[k]));
 		c->warned = true;
-		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-INFEASIBLE", "task %s "
+		bool ctor = t->akind == RAYC__AK_CTOR;
+		rayc__log(RAYC_LOG_WARN, "RAYC-TASK-INFEASIBLE", "%s %s "
 		          "needs %s, which no live peer has: it waits until a "
 		          "peer that can run it joins (tasks of the same demand "
-		          "are not reported again)",
-		          t->fn->name, need[0] != '\0' ? need : "a peer that "
-		          "runs tasks");
+		          "are not reported again)", ctor ? "actor" : "task",
+		          ctor ? t->actor->cls->name : t->fn->name,
+		          need[0] != '\0' ? need : "a peer that runs tasks");
 	}
 	t->state = RAYC__TASK_INFEASIBLE;
 	rayc__tq_push(&rt->infeasible, t);
@@ -554,6 +584,12 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 	rayc__peer *p = &net->peers[c->peer];
 	rayc__tq_remove(&p->inflight, t);
 	t->remote_peer = 0;
+	if (t->akind == RAYC__AK_FINI) {
+		/* An actor's destructor ran there: the instance is gone. */
+		rayc__actor_fini_done_locked(rt, t);
+		rayc__mutex_unlock(&rt->mu);
+		return;
+	}
 	if (failed) {
 		int err = (int)rayc__r_u32(rd);
 		rayc__r_str(rd, msg, sizeof(msg));
@@ -568,11 +604,15 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 			rayc__mutex_unlock(&rt->mu);
 			return;
 		}
+		if (t->akind == RAYC__AK_CTOR)
+			rayc__actor_ctor_done_locked(rt, t, false, msg, c->peer);
 		atomic_fetch_add(&rt->n_failed, 1);
 		for (uint32_t i = 0; i < t->nreturns; i++)
 			if (t->returns[i] != NULL)
 				rayc__obj_fail_locked(rt, t->returns[i], err, msg);
 	} else {
+		if (t->akind == RAYC__AK_CTOR)
+			rayc__actor_ctor_done_locked(rt, t, true, NULL, c->peer);
 		uint32_t n = rayc__r_u32(rd), i;
 		for (i = 0; i < n && !rd->bad; i++) {
 			bool inl = rayc__r_u8(rd) != 0;

@@ -10,6 +10,7 @@
 
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
+#include "sched/actor.h"
 #include "sched/sched.h"
 
 
@@ -178,10 +179,17 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 		rayc__task *t = p->inflight.head;
 		rayc__tq_remove(&p->inflight, t);
 		t->remote_peer = 0;
+		if (t->actor != NULL) { /* its actor restarts, or dies */
+			rayc__actor_task_lost_locked(rt, t, id);
+			continue;
+		}
 		task_peer_died_locked(rt, t, id, &tally);
 	}
+	/* Actors that lived there restart elsewhere or die; those run
+	 * here for it (its own) go. */
+	rayc__actors_peer_died_locked(rt, id);
 	/* Tasks waiting for room: the dead peer may have been the only
-	 * one that could run some of them (those fail now). */
+	 * one that could run some of them (those wait for another). */
 	for (size_t n = rt->rwait.n; n > 0 && rt->rwait.head != NULL; n--) {
 		rayc__task *t = rt->rwait.head;
 		rayc__tq_remove(&rt->rwait, t);

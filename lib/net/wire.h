@@ -43,8 +43,9 @@
 
 #define RAYC__WIRE_MAGIC 0x31435952u /* "RYC1" */
 /* 2: CPace, tagged frames; 3: peer keys; 4: SHM_OFFER carries the
- * object's fingerprint, no SHM_SUM. */
-#define RAYC__WIRE_VERSION 4
+ * object's fingerprint, no SHM_SUM; 5: TASK says what it is to an actor
+ * (kind, actor id, concurrency). */
+#define RAYC__WIRE_VERSION 5
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */

@@ -23,6 +23,8 @@
 #include "sched/sched.h"
 
 #define ID_FMT "%016llx%016llx"
+/* Calls in flight to an actor on another peer (see dispatch_locked). */
+#define RAYC__ACTOR_WINDOW 64
 #define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
 
 enum {
@@ -147,14 +149,38 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 		rayc__task_fail_locked(rt, a->mb_head, RAYC_EACTORDIED, msg);
 }
 
+/* Its turn: queued here, or sent to the peer the actor lives on. */
+static void start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
+	RAYC_REQUIRES(rt->mu)
+{
+	char msg[200];
+
+	a->running++;
+	if (a->loc == 0) {
+		rayc__sched_enqueue_local_locked(rt, t);
+		return;
+	}
+	if (rt->hooks != NULL && rt->hooks->send(rt, t, a->loc))
+		return;
+	snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u cannot "
+	         "be reached", a->cls->name, ID_ARGS(a->id), a->loc);
+	rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg);
+}
+
 static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
-	while (a->running < a->max_conc && a->mb_head != NULL &&
-	       a->mb_head->mb_ready) {
+	/* Calls to an actor on another peer are sent ahead, up to a window:
+	 * its host keeps them in its own mailbox, in the order they arrive
+	 * (one connection, in order), and runs max_concurrency at once. */
+	int limit = a->loc == 0 ? a->max_conc
+	            : a->max_conc > RAYC__ACTOR_WINDOW ? a->max_conc
+	                                                : RAYC__ACTOR_WINDOW;
+
+	while (a->st == RAYC_ACTOR_ALIVE && a->running < limit &&
+	       a->mb_head != NULL && a->mb_head->mb_ready) {
 		rayc__task *t = a->mb_head;
 		mb_unlink(a, t);
-		a->running++;
-		rayc__sched_enqueue_local_locked(rt, t);
+		start_call_locked(rt, a, t);
 	}
 }
 
@@ -172,11 +198,27 @@ static void queue_fini_locked(rayc__rt *rt, rayc__actor *a)
 		release_res_locked(rt, a);
 		return;
 	}
-	t->id = a->ctor->id;
+	/* An id of its own: a peer that ran the constructor keeps a record
+	 * of that id, and would take this run for a repeat of it. */
+	t->id.hi = rt->job;
+	t->id.lo = atomic_fetch_add_explicit(&rt->next_task, 1,
+	                                     memory_order_relaxed) << 16;
 	t->fn = &fini_entry;
 	t->actor = a;
 	t->akind = RAYC__AK_FINI;
+	t->in_flight = true; /* its answer from another peer is awaited */
 	t->sclass = rt->call_class;
+	if (a->loc != 0) {
+		/* Run where the instance lives; its answer ends it here. */
+		if (rt->hooks == NULL || !rt->hooks->send(rt, t, a->loc)) {
+			rayc__task_free(t); /* unreachable: gone with it */
+			a->ctor_ok = false;
+			return;
+		}
+		a->fini = t;
+		a->fini_queued = true;
+		return;
+	}
 	a->fini = t;
 	a->fini_queued = true;
 	rayc__sched_enqueue_local_locked(rt, t);
@@ -187,7 +229,7 @@ static void queue_fini_locked(rayc__rt *rt, rayc__actor *a)
 static void ctor_check_locked(rayc__rt *rt, rayc__actor *a)
 	RAYC_REQUIRES(rt->mu)
 {
-	if (!a->ctor_running ||
+	if (!a->ctor_running || a->cobj == NULL ||
 	    atomic_load(&a->cobj->state) != RAYC__OBJ_ERROR)
 		return;
 	a->ctor_running = false;
@@ -306,7 +348,9 @@ int rayc__actor_create_locked(rayc__rt *rt, rayc__task *ctor,
 		return rayc__err(RAYC_EEXIST, "an actor named '%s' exists "
 		                 "(class %s)", p->name, a->cls->name);
 	}
-	rayc__sclass *c = rayc__sched_class_ex_locked(rt, p->demand, true);
+	/* Its constructor is placed like a task of its demand (here, on
+	 * another peer, or waiting for one that can hold it). */
+	rayc__sclass *c = rayc__sched_class_locked(rt, p->demand);
 	a = calloc(1, sizeof(*a));
 	if (c == NULL || a == NULL ||
 	    (a->state = calloc(1, p->cls->state_size + 1)) == NULL ||
@@ -362,6 +406,7 @@ void rayc__actor_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	t->retry_exceptions = false;
 	t->nested = false;
 	a->refcnt++;
+	t->qseq = a->next_seq++;
 	mb_push(a, t);
 	rayc__task_record_locked(rt, t);
 	settle_locked(rt, a);
@@ -371,6 +416,14 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__actor *a = t->actor;
 
+	if (t->akind == RAYC__AK_CTOR && !t->foreign && rt->hooks != NULL) {
+		/* Placed like a task: here, on another peer, or waiting for
+		 * one that can hold it; or failed (then the actor is dead). */
+		if (rt->hooks->place(rt, t)) {
+			ctor_check_locked(rt, a);
+			return;
+		}
+	}
 	if (t->akind != RAYC__AK_CALL || !t->in_mailbox) {
 		/* A constructor or destructor run, or a call that had its
 		 * turn and went back to wait for an argument lost on the way
@@ -384,12 +437,31 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 }
 
 void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
-                                  const char *msg)
+                                  const char *msg, uint32_t host)
 {
 	rayc__actor *a = t->actor;
 	char why[320];
 
 	a->ctor_running = false;
+	if (a->hosted) {
+		if (!ok) {
+			/* Its owner hears of it from the task's answer and
+			 * sends no destructor run: its hold goes now. */
+			a->st = RAYC_ACTOR_DEAD;
+			snprintf(a->death, sizeof(a->death), "its constructor "
+			         "failed");
+			if (!a->owner_gone) {
+				a->owner_gone = true;
+				rayc__actor_unhold_locked(rt, a);
+			}
+			return;
+		}
+		a->ctor_ok = true;
+		a->holds_res = true;
+		rayc__sched_hold_locked(rt, a->demand);
+		a->st = RAYC_ACTOR_ALIVE;
+		return;
+	}
 	if (!ok) {
 		snprintf(a->death, sizeof(a->death), "its constructor failed: "
 		         "%s", msg != NULL ? msg : "rayc_fail");
@@ -401,8 +473,11 @@ void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
 		rayc__obj_fail_locked(rt, a->cobj, RAYC_EACTORDIED, why);
 	} else {
 		a->ctor_ok = true;
-		a->holds_res = true;
-		rayc__sched_hold_locked(rt, a->demand);
+		a->loc = host;
+		if (host == 0) { /* here: its resources are held here */
+			a->holds_res = true;
+			rayc__sched_hold_locked(rt, a->demand);
+		}
 		if (a->want == WANT_NONE)
 			a->st = RAYC_ACTOR_ALIVE;
 	}
@@ -413,6 +488,19 @@ void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__actor *a = t->actor;
 
+	if (t->foreign) {
+		/* Hosted: the owner's destructor run.  Answer it, then drop
+		 * the owner's hold (the instance goes with it). */
+		a->ctor_ok = false;
+		a->st = RAYC_ACTOR_DEAD;
+		release_res_locked(rt, a);
+		rayc__task_done_locked(rt, t);
+		if (!a->owner_gone) {
+			a->owner_gone = true;
+			rayc__actor_unhold_locked(rt, a);
+		}
+		return;
+	}
 	rayc__task_free(t);
 	a->fini = NULL;
 	a->fini_queued = false;
@@ -489,7 +577,7 @@ size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
 			         a->cls->name);
 			copy_str(i->name, sizeof(i->name), a->name);
 			i->state = (rayc_actor_state_kind)a->st;
-			i->peer = self;
+			i->peer = a->loc != 0 ? a->loc : self;
 			i->restarts = a->restarts;
 			i->queued_calls = a->mb_n;
 			i->running_calls = (uint64_t)a->running;
@@ -499,6 +587,172 @@ size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
 		n++;
 	}
 	return n;
+}
+
+const rayc__fn_entry *rayc__actor_ctor_fn(void)
+{
+	return &ctor_entry;
+}
+
+const rayc__fn_entry *rayc__actor_fini_fn(void)
+{
+	return &fini_entry;
+}
+
+bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
+                             const rayc__aclass *cls, int max_conc,
+                             char *msg, size_t n)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+
+	if (t->akind == RAYC__AK_CTOR) {
+		if (a != NULL) {
+			snprintf(msg, n, "actor %s " ID_FMT ": an instance is "
+			         "still on the peer asked to run it", cls->name,
+			         ID_ARGS(id));
+			return false;
+		}
+		a = calloc(1, sizeof(*a));
+		if (a == NULL ||
+		    (a->state = calloc(1, cls->state_size + 1)) == NULL) {
+			free(a);
+			snprintf(msg, n, "actor %s: no memory for it on the "
+			         "peer asked to run it", cls->name);
+			return false;
+		}
+		a->id = id;
+		a->cls = cls;
+		a->hosted = true;
+		a->owner = t->owner;
+		a->st = RAYC_ACTOR_PENDING;
+		a->refcnt = 1; /* the owner's */
+		a->max_conc = max_conc > 0 ? max_conc : 1;
+		memcpy(a->demand, t->sclass->demand, sizeof(a->demand));
+		a->ctor_running = true;
+		HASH_ADD(hh, rt->actors, id, sizeof(a->id), a);
+		rt->nactors++;
+		t->actor = a;
+		t->fn = &ctor_entry;
+		return true;
+	}
+	if (a == NULL || !a->hosted || a->owner != t->owner ||
+	    a->owner_gone || a->st != RAYC_ACTOR_ALIVE) {
+		snprintf(msg, n, "actor " ID_FMT " is not on the peer the call "
+		         "was sent to (restarted elsewhere, or gone)",
+		         ID_ARGS(id));
+		return false;
+	}
+	t->actor = a;
+	t->sclass = rt->call_class;
+	if (t->akind == RAYC__AK_FINI) {
+		t->fn = &fini_entry;
+	} else {
+		a->refcnt++; /* until the call is done */
+		mb_push(a, t); /* in the order they arrive */
+	}
+	return true;
+}
+
+void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
+{
+	rayc__actor *a = t->actor;
+	char msg[320];
+
+	a->host_lost = true;
+	switch (t->akind) {
+	case RAYC__AK_CTOR:
+		a->ctor_running = false;
+		break;
+	case RAYC__AK_FINI:
+		a->fini = NULL;
+		a->fini_queued = false;
+		a->ctor_ok = false;
+		rayc__task_free(t);
+		break;
+	default:
+		if (a->max_task_retries < 0 ||
+		    t->attempt < a->max_task_retries) {
+			/* Back in the mailbox, in the order made, ahead of the
+			 * calls made after it; sent again once restarted. */
+			t->attempt++;
+			a->running--;
+			rayc__task *at = a->mb_head;
+			while (at != NULL && at->qseq < t->qseq)
+				at = at->mb_next;
+			t->in_mailbox = true;
+			t->mb_ready = true;
+			t->state = RAYC__TASK_MAILBOX;
+			t->mb_next = at;
+			t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
+			if (t->mb_prev != NULL)
+				t->mb_prev->mb_next = t;
+			else
+				a->mb_head = t;
+			if (at != NULL)
+				at->mb_prev = t;
+			else
+				a->mb_tail = t;
+			a->mb_n++;
+			break;
+		}
+		snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u "
+		         "died while %s ran (max_task_retries %d)",
+		         a->cls->name, ID_ARGS(a->id), id, t->fn->name,
+		         a->max_task_retries);
+		rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg);
+		break;
+	}
+}
+
+void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
+{
+	rayc__actor *a, *tmp;
+
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (a->hosted) {
+			if (a->owner != id || a->owner_gone)
+				continue;
+			/* Bound to its owner: it goes (destructor, then
+			 * freed once no call of the owner's runs). */
+			a->owner_gone = true;
+			if (a->want == WANT_NONE && a->st != RAYC_ACTOR_DEAD) {
+				a->want = WANT_DIE;
+				snprintf(a->death, sizeof(a->death), "its owner, "
+				         "peer %u, died", id);
+			}
+			rayc__actor_unhold_locked(rt, a);
+			continue;
+		}
+		if (a->loc == id && a->loc != 0)
+			a->host_lost = true;
+		if (!a->host_lost)
+			continue;
+		a->host_lost = false;
+		a->loc = 0;
+		a->ctor_ok = false; /* the instance went with its peer */
+		if (a->want == WANT_DIE || a->st == RAYC_ACTOR_DEAD ||
+		    (a->refcnt == 0 && !a->detached)) {
+			a->want = WANT_NONE;
+			a->st = RAYC_ACTOR_DEAD;
+			unname_locked(rt, a);
+		} else if (a->want == WANT_RESTART || a->max_restarts < 0 ||
+		           a->restarts < a->max_restarts) {
+			if (a->want != WANT_RESTART)
+				a->restarts++;
+			a->want = WANT_NONE;
+			rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-PEER-DIED", "actor "
+			          "%s " ID_FMT ": its peer %u died; restarting it "
+			          "(restart %d)", a->cls->name, ID_ARGS(a->id), id,
+			          a->restarts);
+			restart_locked(rt, a);
+		} else {
+			a->st = RAYC_ACTOR_DEAD;
+			unname_locked(rt, a);
+			snprintf(a->death, sizeof(a->death), "its peer %u died "
+			         "(max_restarts %d)", id, a->max_restarts);
+		}
+		settle_locked(rt, a);
+	}
 }
 
 int rayc__actors_init_locked(rayc__rt *rt)
@@ -527,8 +781,8 @@ void rayc__actors_teardown(rayc__rt *rt)
 	while (all != NULL) {
 		a = all;
 		all = a->hh.next;
-		if (a->ctor_ok && a->cls->fini != NULL)
-			a->cls->fini(a->state);
+		if (a->ctor_ok && a->loc == 0 && a->cls->fini != NULL)
+			a->cls->fini(a->state); /* an instance here */
 		rayc__task_free(a->fini);
 		free(a->state);
 		free(a->name);

@@ -35,6 +35,18 @@ struct rayc__actor {
 	bool fini_queued;
 	bool holds_res;
 	bool settling, resettle;
+	/* Placement: the peer the instance lives on (0: this one); set when
+	 * its constructor has run.  host_lost: that peer died (set while its
+	 * death is being dealt with). */
+	uint32_t loc;
+	bool host_lost;
+	/* A hosted instance: this peer runs the actor for its owner, peer
+	 * owner, which keeps the record (handles, mailbox, life); the owner
+	 * holds one hold until it sends the destructor run or dies. */
+	bool hosted;
+	bool owner_gone; /* hosted: its owner died (its hold dropped) */
+	uint32_t owner;
+	uint64_t next_seq; /* calls' order (t->qseq), for resending */
 	int max_restarts, restarts, max_task_retries, max_conc;
 	int running; /* calls started (queued on call_class or running) */
 	int64_t demand[RAYC__MAX_RES];
@@ -91,7 +103,8 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
  * before its return is sealed or failed; a destructor run t ended (t is
  * freed). */
 void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
-                                  const char *msg) RAYC_REQUIRES(rt->mu);
+                                  const char *msg, uint32_t host)
+	RAYC_REQUIRES(rt->mu);
 void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 /* From lineage: call t is finished (ran, failed, or failed unrun). */
@@ -99,6 +112,26 @@ void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 /* From lineage: spec t, which takes handles as arguments, is freed. */
 void rayc__actor_args_free_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
+
+/* lib/net, on the peer that runs an actor for its owner: a task of the
+ * actor arrived (t->foreign, akind set): a constructor makes the hosted
+ * instance; a call or destructor run finds it.  False, msg set, if it is
+ * not here. */
+bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
+                             const rayc__aclass *cls, int max_conc,
+                             char *msg, size_t n) RAYC_REQUIRES(rt->mu);
+/* The function entries a constructor and destructor run use. */
+const rayc__fn_entry *rayc__actor_ctor_fn(void);
+const rayc__fn_entry *rayc__actor_fini_fn(void);
+/* lib/net, on the owner: task t of an actor was in flight on peer id,
+ * which died (call: sent again after the restart while max_task_retries
+ * allows, else failed).  Then rayc__actors_peer_died_locked decides for
+ * every actor: those living there restart or die, instances hosted here
+ * for an owner that died go. */
+void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
+	RAYC_REQUIRES(rt->mu);
+void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 
 /* Fills up to cap entries and returns how many actors there are (self:

@@ -52,7 +52,8 @@ static void complete_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 		return;
 	}
 	if (t->akind == RAYC__AK_CTOR) /* fails its return itself */
-		rayc__actor_ctor_done_locked(rt, t, !ctx->failed, ctx->errmsg);
+		rayc__actor_ctor_done_locked(rt, t, !ctx->failed, ctx->errmsg,
+		                             0);
 	if (ctx->failed) {
 		for (uint32_t i = 0; i < t->nreturns; i++)
 			ret_free(rt, &ctx->rets[i]);

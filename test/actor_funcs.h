@@ -1,0 +1,113 @@
+/* actor_funcs.h -- the actor classes of the multi-peer actor tests,
+ * registered in the test driver and in every net_peer process. */
+#ifndef RAYC_TEST_ACTOR_FUNCS_H
+#define RAYC_TEST_ACTOR_FUNCS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "rayc.h"
+
+/* NetCounter(tag): add(i) checks order, where() says the peer, the
+ * count, the inits; sleep_add(ms, i) sleeps first.  Its destructor
+ * counts itself in the KV under "fini/<tag>". */
+typedef struct net_counter {
+	int64_t next, wrong, inits;
+	char tag[32];
+} net_counter;
+
+static void nc_init(rayc_ctx *c)
+{
+	net_counter *s = rayc_actor_state(c);
+	const void *p;
+	size_t n;
+
+	if (rayc_arg_data(c, 0, &p, &n) == RAYC_OK && n < sizeof(s->tag))
+		memcpy(s->tag, p, n);
+	s->inits++;
+}
+
+static void nc_fini(void *state)
+{
+	net_counter *s = state;
+	char key[64];
+	void *old = NULL;
+	size_t n = 0;
+	int64_t count = 1;
+
+	snprintf(key, sizeof(key), "fini/%s", s->tag);
+	if (rayc_kv_get(key, &old, &n) == RAYC_OK && n == sizeof(count)) {
+		memcpy(&count, old, sizeof(count));
+		count++;
+	}
+	free(old);
+	(void)rayc_kv_put(key, &count, sizeof(count));
+}
+
+static void nc_add(rayc_ctx *c)
+{
+	net_counter *s = rayc_actor_state(c);
+	int64_t i;
+
+	rayc_arg_i64(c, 0, &i);
+	if (i != s->next)
+		s->wrong++;
+	s->next = i + 1;
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+
+static void nc_sleep_add(rayc_ctx *c)
+{
+	int64_t ms;
+
+	rayc_arg_i64(c, 0, &ms);
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+	net_counter *s = rayc_actor_state(c);
+	s->next++;
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+
+/* -> peer, next, wrong, inits */
+static void nc_where(rayc_ctx *c)
+{
+	net_counter *s = rayc_actor_state(c);
+
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+	rayc_return_i64(c, 1, s->next);
+	rayc_return_i64(c, 2, s->wrong);
+	rayc_return_i64(c, 3, s->inits);
+}
+
+static void nc_bad_init(rayc_ctx *c)
+{
+	rayc_fail(c, "refusing to start on peer %u", rayc_peer_id());
+}
+
+static const rayc_actor_method nc_methods[] = {
+	{ "add", nc_add },
+	{ "sleep_add", nc_sleep_add },
+	{ "where", nc_where },
+};
+static rayc_actor_class nc_class = {
+	.name = "NetCounter",
+	.state_size = sizeof(net_counter),
+	.init = nc_init,
+	.fini = nc_fini,
+	.methods = nc_methods,
+	.nmethods = 3,
+};
+RAYC_ACTOR_CLASS(nc_class)
+
+static rayc_actor_class nc_bad_class = {
+	.name = "NetBad",
+	.state_size = sizeof(net_counter),
+	.init = nc_bad_init,
+	.methods = nc_methods,
+	.nmethods = 3,
+};
+RAYC_ACTOR_CLASS(nc_bad_class)
+
+#endif

@@ -1,0 +1,277 @@
+/* test_actor_net.c -- actors across peers: placed by their resources on
+ * another peer, pending until one that can hold them joins, called from
+ * their owner, restarted elsewhere when their peer is SIGKILLed (or dead
+ * for good with max_restarts = 0), calls in flight retried or failed,
+ * the destructor run once on the peer that hosts them.  Real peer
+ * processes (net_peer) on loopback; every wait has a deadline. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor_funcs.h"
+#include "net_harness.h"
+
+TestSuite(actor_net, .timeout = 240, .fini = kill_kids);
+
+struct where {
+	int64_t peer, next, wrong, inits;
+};
+
+static int where_is(rayc_actor h, struct where *w, int timeout_ms)
+{
+	rayc_ref r[4];
+	rayc_method_opts four = { .num_returns = 4 };
+	int64_t *v[4] = { &w->peer, &w->next, &w->wrong, &w->inits };
+	int rc;
+
+	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK,
+	             "%s", rayc_errmsg());
+	rc = rayc_get_i64(r[0], v[0], timeout_ms);
+	for (int i = 1; i < 4 && rc == RAYC_OK; i++)
+		rc = rayc_get_i64(r[i], v[i], timeout_ms);
+	for (int i = 0; i < 4; i++)
+		rayc_release(r[i]);
+	return rc;
+}
+
+static rayc_actor_info info_of(rayc_actor h)
+{
+	rayc_actor_info all[16];
+	size_t n = 0;
+
+	cr_assert_eq(rayc_actor_list(all, 16, &n), RAYC_OK);
+	for (size_t i = 0; i < n && i < 16; i++)
+		if (all[i].id.hi == h.hi && all[i].id.lo == h.lo)
+			return all[i];
+	cr_assert_fail("actor not listed");
+	return all[0];
+}
+
+static int64_t fini_count(const char *tag)
+{
+	char key[64];
+	void *v = NULL;
+	size_t n = 0;
+	int64_t count = 0;
+
+	snprintf(key, sizeof(key), "fini/%s", tag);
+	if (rayc_kv_get(key, &v, &n) == RAYC_OK && n == sizeof(count))
+		memcpy(&count, v, sizeof(count));
+	free(v);
+	return count;
+}
+
+Test(actor_net, an_actor_needing_accel_waits_for_a_peer_with_it_and_runs_there)
+{
+	rayc_resource acc = { "accel", 1 };
+	rayc_actor_opts o = { .resources = &acc, .num_resources = 1 };
+	rayc_actor h;
+	struct where w;
+
+	driver_start();
+	spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("acc")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	/* Nobody has accel: pending, visibly, calls waiting. */
+	cr_assert_eq(where_is(h, &w, 300), RAYC_ETIMEDOUT);
+	cr_assert_eq(info_of(h).state, RAYC_ACTOR_PENDING);
+	pid_t g = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=1");
+	wait_alive(3);
+	uint32_t pg = peer_of(g);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(w.peer, pg, "the actor runs on %lld, not on %u",
+	             (long long)w.peer, pg);
+	rayc_actor_info i = info_of(h);
+	cr_assert_eq(i.state, RAYC_ACTOR_ALIVE);
+	cr_assert_eq(i.peer, pg);
+	/* 2,000 calls made at once run there in order, exactly. */
+	rayc_ref last;
+	for (int64_t k = 0; k < 2000; k++) {
+		cr_assert_eq(rayc_actor_call(&last, h, "add", RAYC_I64(k)), 0);
+		if (k < 1999)
+			rayc_release(last);
+	}
+	int64_t at;
+	cr_assert_eq(rayc_get_i64(last, &at, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(at, pg);
+	rayc_release(last);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	cr_assert_eq(w.next, 2000);
+	cr_assert_eq(w.wrong, 0);
+	/* The last handle: the destructor runs there, once. */
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	RT_WAIT_FOR(fini_count("acc") >= 1, 20000);
+	cr_assert_eq(fini_count("acc"), 1);
+	size_t n;
+	RT_WAIT_FOR((rayc_actor_list(NULL, 0, &n), n == 0), 10000);
+	cr_assert_eq(n, 0, "the record outlived its destructor");
+	cluster_stop();
+}
+
+/* Two peers with a "slot"; the actor needs one, so it lives on one of
+ * them; that one is SIGKILLed. */
+static void kill_host(int max_restarts, int max_task_retries,
+                      rayc_actor *h, pid_t *kids2, uint32_t *killed)
+{
+	rayc_resource slot = { "slot", 1 };
+	rayc_actor_opts o = { .resources = &slot, .num_resources = 1,
+		              .max_restarts = max_restarts,
+		              .max_task_retries = max_task_retries };
+	struct where w;
+
+	driver_start();
+	kids2[0] = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	kids2[1] = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	wait_alive(3);
+	cr_assert_eq(rayc_actor_create(h, "NetCounter", &o, RAYC_STR("k")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	rayc_ref r;
+	for (int64_t k = 0; k < 10; k++) {
+		cr_assert_eq(rayc_actor_call(&r, *h, "add", RAYC_I64(k)), 0);
+		rayc_release(r);
+	}
+	cr_assert_eq(where_is(*h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(w.next, 10);
+	*killed = (uint32_t)w.peer;
+	pid_t victim = *killed == peer_of(kids2[0]) ? kids2[0] : kids2[1];
+	cr_assert_eq(peer_of(victim), *killed, "the actor is on the driver");
+	kill(victim, SIGKILL);
+	reap(victim, 5000);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == victim)
+			kids[i] = 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", victim);
+	unlink(path);
+}
+
+Test(actor_net, its_peer_sigkilled_it_restarts_elsewhere_on_fresh_state)
+{
+	rayc_actor h;
+	pid_t p[2];
+	uint32_t killed;
+	struct where w;
+
+	kill_host(1, 0, &h, p, &killed);
+	/* Later calls succeed on the other slot peer, after the
+	 * constructor ran again (fresh state: 0 calls seen, 1 init). */
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_neq(w.peer, killed);
+	cr_assert_neq(w.peer, rayc_peer_id());
+	cr_assert_eq(w.next, 0, "state carried over: %lld", (long long)w.next);
+	cr_assert_eq(w.inits, 1);
+	rayc_actor_info i = info_of(h);
+	cr_assert_eq(i.restarts, 1);
+	cr_assert_eq(i.state, RAYC_ACTOR_ALIVE);
+	rayc_ref r;
+	int64_t at;
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(0)), 0);
+	cr_assert_eq(rayc_get_i64(r, &at, 30000), RAYC_OK);
+	cr_assert_eq(at, w.peer);
+	rayc_release(r);
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
+Test(actor_net, with_max_restarts_0_its_peer_dying_kills_it)
+{
+	rayc_actor h;
+	pid_t p[2];
+	uint32_t killed;
+	rayc_ref r;
+	rayc_view v;
+
+	kill_host(0, 0, &h, p, &killed);
+	RT_WAIT_FOR(info_of(h).state == RAYC_ACTOR_DEAD, 20000);
+	cr_assert_eq(info_of(h).state, RAYC_ACTOR_DEAD);
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(10)), 0);
+	cr_assert_eq(rayc_get(r, &v, 30000), RAYC_EACTORDIED);
+	cr_assert(strstr(v.data, "died") != NULL, "%s", (const char *)v.data);
+	rayc_view_release(&v);
+	rayc_release(r);
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
+/* A call running when its peer dies: sent again to the restarted actor
+ * while max_task_retries allows, else RAYC_EACTORDIED. */
+static void call_in_flight(int retries)
+{
+	rayc_resource slot = { "slot", 1 };
+	rayc_actor_opts o = { .resources = &slot, .num_resources = 1,
+		              .max_restarts = 1,
+		              .max_task_retries = retries };
+	rayc_actor h;
+	struct where w;
+	rayc_ref slow;
+	int64_t at;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	pid_t b = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	wait_alive(3);
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("f")),
+	             RAYC_OK);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	pid_t victim = (uint32_t)w.peer == peer_of(a) ? a : b;
+	cr_assert_eq(rayc_actor_call(&slow, h, "sleep_add", RAYC_I64(3000)),
+	             0);
+	struct timespec ts = { 0, 300000000 }; /* it is running there */
+	nanosleep(&ts, NULL);
+	kill(victim, SIGKILL);
+	int rc = rayc_get_i64(slow, &at, 60000);
+	if (retries > 0) {
+		cr_assert_eq(rc, RAYC_OK, "%s", rayc_errmsg());
+		cr_assert_neq(at, w.peer, "ran again where it died");
+	} else {
+		cr_assert_eq(rc, RAYC_EACTORDIED);
+	}
+	rayc_release(slow);
+	/* Either way the actor itself was restarted. */
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(w.next, retries > 0 ? 1 : 0);
+	reap(victim, 5000);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == victim)
+			kids[i] = 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", victim);
+	unlink(path);
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
+Test(actor_net, a_call_in_flight_is_retried_with_max_task_retries)
+{
+	call_in_flight(1);
+}
+
+Test(actor_net, a_call_in_flight_fails_without_max_task_retries)
+{
+	call_in_flight(0);
+}
+
+Test(actor_net, a_constructor_failing_on_another_peer_fails_every_call)
+{
+	rayc_resource slot = { "slot", 1 };
+	rayc_actor_opts o = { .resources = &slot, .num_resources = 1 };
+	rayc_actor h;
+	rayc_ref r;
+	rayc_view v;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	wait_alive(2);
+	cr_assert_eq(rayc_actor_create(&h, "NetBad", &o), RAYC_OK);
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(0)), 0);
+	cr_assert_eq(rayc_get(r, &v, 30000), RAYC_EACTORDIED);
+	char want[64];
+	snprintf(want, sizeof(want), "refusing to start on peer %u",
+	         peer_of(a));
+	cr_assert(strstr(v.data, want) != NULL, "%s", (const char *)v.data);
+	rayc_view_release(&v);
+	rayc_release(r);
+	rayc_actor_release(h);
+	cluster_stop();
+}
