@@ -345,6 +345,9 @@ struct rayc__rt {
 	 * destructors run in (the constructor held the resources). */
 	rayc__actor *actors RAYC_GUARDED_BY(mu);
 	rayc__actor *actor_names RAYC_GUARDED_BY(mu);
+	/* Handles to actors other peers own, received as task arguments:
+	 * their calls go to the owner (hh of rayc__actor). */
+	rayc__actor *actor_proxies RAYC_GUARDED_BY(mu);
 	rayc__sclass *call_class RAYC_GUARDED_BY(mu);
 	uint64_t nactors RAYC_GUARDED_BY(mu);
 

@@ -275,3 +275,47 @@ Test(actor_net, a_constructor_failing_on_another_peer_fails_every_call)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+Test(actor_net, a_handle_passed_through_two_tasks_on_other_peers_calls_it)
+{
+	rayc_actor h;
+	struct where w;
+	rayc_ref r;
+	int64_t at;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Owned here, hosted on b; handed to a task on a, which calls it
+	 * and hands it to a task on b, which calls it too. */
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("p")),
+	             RAYC_OK);
+	rayc_task_opts on_a = on_peer(pa);
+	cr_assert_eq(rayc_call_opts(&r, "af_pass_on", &on_a, RAYC_ACTOR(h),
+	                            RAYC_I64(0), RAYC_I64(pb)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(r, &at, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(at, pb, "the actor ran on %lld", (long long)at);
+	/* 500 calls made at once from a task on a, in its order. */
+	cr_assert_eq(rayc_call_opts(&r, "af_calls_via", &on_a, RAYC_ACTOR(h),
+	                            RAYC_I64(2), RAYC_I64(500)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r, &at, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	cr_assert_eq(w.next, 502);
+	cr_assert_eq(w.wrong, 0, "%lld calls out of order",
+	             (long long)w.wrong);
+	cr_assert_eq(w.peer, pb);
+	rayc_actor_release(h);
+	RT_WAIT_FOR(fini_count("p") >= 1, 20000);
+	cr_assert_eq(fini_count("p"), 1);
+	cluster_stop();
+}

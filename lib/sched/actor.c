@@ -62,6 +62,43 @@ rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
 	return a;
 }
 
+rayc__actor *rayc__actor_handle_locked(rayc__rt *rt, rayc_actor id)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+
+	if (a != NULL && !a->hosted)
+		return a;
+	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
+	return a;
+}
+
+rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
+                                      uint32_t owner, const rayc__aclass *cls,
+                                      uint32_t self)
+{
+	rayc__actor *a;
+
+	if (owner == self) {
+		a = rayc__actor_find_locked(rt, id);
+		return a != NULL && !a->hosted ? a : NULL;
+	}
+	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
+	if (a != NULL)
+		return a;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	a->id = id;
+	a->cls = cls;
+	a->proxy = true;
+	a->owner = owner;
+	a->loc = owner; /* its calls go there */
+	a->st = RAYC_ACTOR_ALIVE;
+	a->max_conc = 1;
+	HASH_ADD(hh, rt->actor_proxies, id, sizeof(a->id), a);
+	return a;
+}
+
 rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 {
 	rayc__actor *a;
@@ -257,6 +294,20 @@ static void restart_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
 	bool unowned = a->refcnt == 0 && !a->detached;
+
+	if (a->proxy) {
+		/* Sends calls on; goes with its last hold.  The actor's life
+		 * is its owner's to decide. */
+		if (a->st == RAYC_ACTOR_DEAD)
+			fail_mailbox_locked(rt, a);
+		dispatch_locked(rt, a);
+		if (a->refcnt == 0 && a->running == 0 && a->mb_head == NULL) {
+			HASH_DELETE(hh, rt->actor_proxies, a);
+			free(a);
+			return true;
+		}
+		return false;
+	}
 
 	if (unowned && a->want == WANT_NONE &&
 	    (a->st == RAYC_ACTOR_ALIVE || a->st == RAYC_ACTOR_PENDING ||
@@ -635,6 +686,18 @@ bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
 		t->fn = &ctor_entry;
 		return true;
 	}
+	if (a != NULL && !a->hosted && t->akind == RAYC__AK_CALL) {
+		/* A call made on another peer through a handle it was given:
+		 * this peer owns the actor, and the call takes its place in
+		 * the mailbox in the order it arrives.  Its answer goes back
+		 * from here (the usual answer of a task run for that peer). */
+		t->actor = a;
+		t->sclass = rt->call_class;
+		a->refcnt++;
+		t->qseq = a->next_seq++;
+		mb_push(a, t);
+		return true;
+	}
 	if (a == NULL || !a->hosted || a->owner != t->owner ||
 	    a->owner_gone || a->st != RAYC_ACTOR_ALIVE) {
 		snprintf(msg, n, "actor " ID_FMT " is not on the peer the call "
@@ -768,6 +831,10 @@ void rayc__actors_teardown(rayc__rt *rt)
 	rayc__actor *all = NULL, *a, *tmp;
 
 	rayc__mutex_lock(&rt->mu);
+	HASH_ITER(hh, rt->actor_proxies, a, tmp) {
+		HASH_DELETE(hh, rt->actor_proxies, a);
+		free(a);
+	}
 	HASH_ITER(hh, rt->actors, a, tmp) {
 		HASH_DELETE(hh, rt->actors, a);
 		unname_locked(rt, a);

@@ -45,6 +45,10 @@ struct rayc__actor {
 	 * holds one hold until it sends the destructor run or dies. */
 	bool hosted;
 	bool owner_gone; /* hosted: its owner died (its hold dropped) */
+	/* A proxy: a handle here to an actor peer owner owns (in
+	 * rt->actor_proxies); its calls, in this peer's order, go to the
+	 * owner (loc = owner), which puts them in the actor's mailbox. */
+	bool proxy;
 	uint32_t owner;
 	uint64_t next_seq; /* calls' order (t->qseq), for resending */
 	int max_restarts, restarts, max_task_retries, max_conc;
@@ -58,9 +62,20 @@ struct rayc__actor {
 	char death[160];
 };
 
-/* An actor by id; NULL if none (or freed). */
+/* An actor record by id (owned here, or hosted here); NULL if none. */
 rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
 	RAYC_REQUIRES(rt->mu);
+/* What a handle with this id names here: an actor this peer owns, else
+ * a proxy to another peer's; NULL if neither (a hosted instance is
+ * never called directly). */
+rayc__actor *rayc__actor_handle_locked(rayc__rt *rt, rayc_actor id)
+	RAYC_REQUIRES(rt->mu);
+/* The handle here for an actor peer owner owns, of class cls (from a
+ * task's argument): the actor itself if this is its owner, else a
+ * proxy, made if need be.  NULL when out of memory. */
+rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
+                                      uint32_t owner, const rayc__aclass *cls,
+                                      uint32_t self) RAYC_REQUIRES(rt->mu);
 /* The live actor named name, or NULL. */
 rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 	RAYC_REQUIRES(rt->mu);
