@@ -154,8 +154,11 @@ Test(actor_net, its_peer_sigkilled_it_restarts_elsewhere_on_fresh_state)
 	struct where w;
 
 	kill_host(1, 0, &h, p, &killed);
-	/* Later calls succeed on the other slot peer, after the
-	 * constructor ran again (fresh state: 0 calls seen, 1 init). */
+	/* Once its death is known (a call made before that could be in
+	 * flight there, and fail: max_task_retries 0), later calls succeed
+	 * on the other slot peer, after the constructor ran again (fresh
+	 * state: 0 calls seen, 1 init). */
+	RT_WAIT_FOR(info_of(h).restarts == 1, 20000);
 	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
 	cr_assert_neq(w.peer, killed);
 	cr_assert_neq(w.peer, rayc_peer_id());

@@ -160,8 +160,10 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 {
 	rayc__peer *p = &net->peers[peer];
 
-	if (p->inflight.head == NULL)
+	if (p->inflight.head == NULL) {
+		rayc__actors_peer_back_locked(rt, peer); /* calls waiting */
 		return;
+	}
 	rayc__conn *c = rayc__net_conn_to(net, peer);
 	if (c == NULL)
 		return; /* dead: its death retries them */
@@ -181,6 +183,8 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	rayc__conn_unref(c);
 	if (bad)
 		rayc__relink_retry(net, peer); /* out of memory: later */
+	else /* after those sent before them */
+		rayc__actors_peer_back_locked(rt, peer);
 }
 
 void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)

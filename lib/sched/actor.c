@@ -186,8 +186,9 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 		rayc__task_fail_locked(rt, a->mb_head, RAYC_EACTORDIED, msg);
 }
 
-/* Its turn: queued here, or sent to the peer the actor lives on. */
-static void start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
+/* Its turn: queued here, or sent to the peer the actor lives on.  False
+ * if it could not be sent (the actor stalls, t is back at the head). */
+static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	RAYC_REQUIRES(rt->mu)
 {
 	char msg[200];
@@ -195,13 +196,31 @@ static void start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	a->running++;
 	if (a->loc == 0) {
 		rayc__sched_enqueue_local_locked(rt, t);
-		return;
+		return true;
 	}
 	if (rt->hooks != NULL && rt->hooks->send(rt, t, a->loc))
-		return;
-	snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u cannot "
-	         "be reached", a->cls->name, ID_ARGS(a->id), a->loc);
-	rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg);
+		return true;
+	if (!a->proxy) {
+		a->running--;
+		/* Its peer is gone or going: wait for the verdict (back, or
+		 * dead and the actor restarted elsewhere). */
+		a->stalled = true;
+		t->mb_next = a->mb_head;
+		t->mb_prev = NULL;
+		if (a->mb_head != NULL)
+			a->mb_head->mb_prev = t;
+		else
+			a->mb_tail = t;
+		a->mb_head = t;
+		t->in_mailbox = true;
+		a->mb_n++;
+		return false;
+	}
+	/* A proxy's owner cannot be reached: the actor dies with it. */
+	snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its owner, peer %u, "
+	         "cannot be reached", a->cls->name, ID_ARGS(a->id), a->loc);
+	rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg); /* running-- */
+	return true;
 }
 
 static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
@@ -213,11 +232,12 @@ static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 	            : a->max_conc > RAYC__ACTOR_WINDOW ? a->max_conc
 	                                                : RAYC__ACTOR_WINDOW;
 
-	while (a->st == RAYC_ACTOR_ALIVE && a->running < limit &&
+	while (a->st == RAYC_ACTOR_ALIVE && !a->stalled && a->running < limit &&
 	       a->mb_head != NULL && a->mb_head->mb_ready) {
 		rayc__task *t = a->mb_head;
 		mb_unlink(a, t);
-		start_call_locked(rt, a, t);
+		if (!start_call_locked(rt, a, t))
+			break;
 	}
 }
 
@@ -788,6 +808,8 @@ void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 		}
 		if (a->loc == id && a->loc != 0)
 			a->host_lost = true;
+		if (a->loc == id)
+			a->stalled = false;
 		if (!a->host_lost)
 			continue;
 		a->host_lost = false;
@@ -814,6 +836,18 @@ void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 			snprintf(a->death, sizeof(a->death), "its peer %u died "
 			         "(max_restarts %d)", id, a->max_restarts);
 		}
+		settle_locked(rt, a);
+	}
+}
+
+void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
+{
+	rayc__actor *a, *tmp;
+
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (!a->stalled || a->loc != id)
+			continue;
+		a->stalled = false;
 		settle_locked(rt, a);
 	}
 }

@@ -40,6 +40,10 @@ struct rayc__actor {
 	 * death is being dealt with). */
 	uint32_t loc;
 	bool host_lost;
+	/* A call could not be sent to loc: calls wait in the mailbox until
+	 * that peer is back (rayc__actors_peer_back_locked) or its death
+	 * restarts the actor elsewhere. */
+	bool stalled;
 	/* A hosted instance: this peer runs the actor for its owner, peer
 	 * owner, which keeps the record (handles, mailbox, life); the owner
 	 * holds one hold until it sends the destructor run or dies. */
@@ -147,6 +151,9 @@ const rayc__fn_entry *rayc__actor_fini_fn(void);
 void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
+	RAYC_REQUIRES(rt->mu);
+/* lib/net: peer id can be sent to again (a connection came back). */
+void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 
 /* Fills up to cap entries and returns how many actors there are (self:
