@@ -1,16 +1,18 @@
-/* actor.h -- actors on this peer: instances of registered classes, their
- * mailboxes (calls in the order made, each started once its arguments
- * are ready and its turn has come), their life (constructor, restarts,
- * destructor) and the resources they hold.
+/* actor.h -- actors: the owner's record of each actor it created (handles,
+ * mailbox: calls in the order made, each started once its arguments are
+ * ready and its turn has come; life: constructor, restarts, destructor;
+ * where it lives), the instance a peer hosts for another peer's actor,
+ * and proxies for handles to actors other peers own.
  *
  * Every task of an actor is an ordinary task spec with t->actor set:
- * the constructor run (RAYC__AK_CTOR; its one return, the creation
- * object, is held by the actor and keeps the spec as the lineage a
- * restart re-runs), method calls (RAYC__AK_CALL, owned like any task:
- * their returns are ordinary objects) and the destructor run
- * (RAYC__AK_FINI, no returns, no lineage).  They run on the worker
- * threads in pinned classes, never offered to another peer.  All calls
- * need rt->mu. */
+ * the constructor run (RAYC__AK_CTOR, placed like a task; its one
+ * return, the creation object, is held by the actor and keeps the spec
+ * as the lineage a restart re-runs), method calls (RAYC__AK_CALL, owned
+ * like any task: their returns are ordinary objects) and the destructor
+ * run (RAYC__AK_FINI, no returns, no lineage).  Calls and destructor runs
+ * run on the worker threads of the peer the actor lives on, in its
+ * pinned class rt->call_class, or are sent there (lib/net, through
+ * rt->hooks->send).  All calls need rt->mu. */
 #ifndef RAYC_SCHED_ACTOR_H
 #define RAYC_SCHED_ACTOR_H
 
