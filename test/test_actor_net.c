@@ -109,6 +109,19 @@ Test(actor_net, an_actor_needing_accel_waits_for_a_peer_with_it_and_runs_there)
 	cluster_stop();
 }
 
+/* A peer this test SIGKILLed: reaped, and left out of cluster_stop. */
+static void forget_kid(pid_t pid)
+{
+	char path[64];
+
+	reap(pid, 5000);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", pid);
+	unlink(path);
+}
+
 /* Two peers with a "slot"; the actor needs one, so it lives on one of
  * them; that one is SIGKILLed. */
 static void kill_host(int max_restarts, int max_task_retries,
@@ -137,13 +150,7 @@ static void kill_host(int max_restarts, int max_task_retries,
 	pid_t victim = *killed == peer_of(kids2[0]) ? kids2[0] : kids2[1];
 	cr_assert_eq(peer_of(victim), *killed, "the actor is on the driver");
 	kill(victim, SIGKILL);
-	reap(victim, 5000);
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == victim)
-			kids[i] = 0;
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", victim);
-	unlink(path);
+	forget_kid(victim);
 }
 
 Test(actor_net, its_peer_sigkilled_it_restarts_elsewhere_on_fresh_state)
@@ -234,13 +241,7 @@ static void call_in_flight(int retries)
 	/* Either way the actor itself was restarted. */
 	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
 	cr_assert_eq(w.next, retries > 0 ? 1 : 0);
-	reap(victim, 5000);
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == victim)
-			kids[i] = 0;
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", victim);
-	unlink(path);
+	forget_kid(victim);
 	rayc_actor_release(h);
 	cluster_stop();
 }

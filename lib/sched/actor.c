@@ -128,18 +128,27 @@ static void mb_unlink(rayc__actor *a, rayc__task *t)
 	a->mb_n--;
 }
 
-static void mb_push(rayc__actor *a, rayc__task *t)
+/* Puts t in a's mailbox before at (NULL: at the tail). */
+static void mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at)
 {
-	t->mb_next = NULL;
-	t->mb_prev = a->mb_tail;
-	if (a->mb_tail != NULL)
-		a->mb_tail->mb_next = t;
+	t->mb_next = at;
+	t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
+	if (t->mb_prev != NULL)
+		t->mb_prev->mb_next = t;
 	else
 		a->mb_head = t;
-	a->mb_tail = t;
+	if (at != NULL)
+		at->mb_prev = t;
+	else
+		a->mb_tail = t;
 	t->in_mailbox = true;
-	t->mb_ready = false;
 	a->mb_n++;
+}
+
+static void mb_push(rayc__actor *a, rayc__task *t)
+{
+	t->mb_ready = false;
+	mb_insert(a, t, NULL);
 }
 
 static void settle_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu);
@@ -205,15 +214,7 @@ static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 		/* Its peer is gone or going: wait for the verdict (back, or
 		 * dead and the actor restarted elsewhere). */
 		a->stalled = true;
-		t->mb_next = a->mb_head;
-		t->mb_prev = NULL;
-		if (a->mb_head != NULL)
-			a->mb_head->mb_prev = t;
-		else
-			a->mb_tail = t;
-		a->mb_head = t;
-		t->in_mailbox = true;
-		a->mb_n++;
+		mb_insert(a, t, a->mb_head);
 		return false;
 	}
 	/* A proxy's owner cannot be reached: the actor dies with it. */
@@ -762,20 +763,9 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 			rayc__task *at = a->mb_head;
 			while (at != NULL && at->qseq < t->qseq)
 				at = at->mb_next;
-			t->in_mailbox = true;
 			t->mb_ready = true;
 			t->state = RAYC__TASK_MAILBOX;
-			t->mb_next = at;
-			t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
-			if (t->mb_prev != NULL)
-				t->mb_prev->mb_next = t;
-			else
-				a->mb_head = t;
-			if (at != NULL)
-				at->mb_prev = t;
-			else
-				a->mb_tail = t;
-			a->mb_n++;
+			mb_insert(a, t, at);
 			break;
 		}
 		snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u "
