@@ -547,15 +547,16 @@ RAYC_API int rayc_task_attempt(rayc_ctx *ctx);
  * no live peer has them, waiting until one that does joins); the
  * resources stay reserved there until the actor dies, and its calls and
  * destructor run on that peer's worker threads.  The peer that created
- * it (its owner) keeps its handles, order and life: calls are made
- * through the owner (from its threads, or from tasks that take the
- * handle, which run on the owner's peer); names are the owner's; the
- * actor dies with its owner.  If the peer it lives on dies, it is
- * restarted on another while max_restarts allows (constructor again,
+ * it (its owner) keeps its handles, order and life; names are the
+ * owner's; the actor dies with its owner.  A handle given to a task that
+ * runs on another peer works there too: that peer's calls, in its order,
+ * go through the owner, which queues them with the others (their
+ * results over 64 KiB are refused with RAYC_ETOOBIG when the actor lives
+ * on a third peer: not relayed yet).  If the peer it lives on dies, it
+ * is restarted on another while max_restarts allows (constructor again,
  * fresh state), and calls that were running there are sent again while
- * max_task_retries allows, else fail with RAYC_EACTORDIED.  (Handles
- * used from other peers and a cluster-wide name registry are not done
- * yet: see README.) */
+ * max_task_retries allows, else fail with RAYC_EACTORDIED.  (A
+ * cluster-wide name registry is not done yet: see README.) */
 typedef struct rayc_actor {
 	uint64_t hi, lo;
 } rayc_actor;
@@ -685,7 +686,10 @@ RAYC_API int rayc_actor_kill(rayc_actor h, int no_restart);
 RAYC_API void *rayc_actor_state(rayc_ctx *ctx);
 
 /* A handle as a call argument: the receiver gets it with rayc_arg_actor
- * (borrowed for the call; rayc_actor_dup it to keep it). */
+ * (borrowed for the call; rayc_actor_dup it to keep it), on any peer.
+ * A task spec that takes a handle keeps the actor alive while the spec
+ * lives (its results, which a rebuild would need); a handle dup'ed on
+ * another peer than the owner's does not keep it alive. */
 #ifndef __cplusplus
 #define RAYC_ACTOR(h)                                                          \
 	((rayc_arg){ .type = RAYC_TYPE_ACTOR,                                  \

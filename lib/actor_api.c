@@ -136,7 +136,7 @@ int rayc_actor_call_array(rayc_ref *out, rayc_actor h, const char *method,
 	t->id = rayc__next_task_id(rt, true);
 
 	rayc__rt_lock(rt);
-	rayc__actor *a = rayc__actor_find_locked(rt, h);
+	rayc__actor *a = rayc__actor_handle_locked(rt, h);
 	if (a == NULL || a->refcnt == 0) {
 		rayc__mutex_unlock(&rt->mu);
 		rayc__task_free(t);
@@ -192,7 +192,7 @@ int rayc_actor_get_named(rayc_actor *out, const char *name)
 static rayc__actor *held_locked(rayc__rt *rt, rayc_actor h)
 	RAYC_REQUIRES(rt->mu)
 {
-	rayc__actor *a = rayc__actor_find_locked(rt, h);
+	rayc__actor *a = rayc__actor_handle_locked(rt, h);
 
 	if (a == NULL || a->refcnt == 0) {
 		(void)rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT " has no live "
@@ -226,7 +226,7 @@ int rayc_actor_release(rayc_actor h)
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__rt_lock(rt);
-	rayc__actor *a = rayc__actor_find_locked(rt, h);
+	rayc__actor *a = rayc__actor_handle_locked(rt, h);
 	if (a == NULL || a->handles == 0) {
 		rc = rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT ": this "
 		               "process holds no handle to release",
@@ -247,10 +247,15 @@ int rayc_actor_kill(rayc_actor h, int no_restart)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	rayc__rt_lock(rt);
 	rayc__actor *a = held_locked(rt, h);
-	if (a != NULL)
+	int rc = a != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+	if (a != NULL && a->proxy)
+		rc = rayc__err(RAYC_EINVAL, "actor " ID_FMT ": kill it from "
+		               "the peer that created it (this version)",
+		               ID_ARGS(h));
+	else if (a != NULL)
 		rayc__actor_kill_locked(rt, a, no_restart != 0);
 	rayc__mutex_unlock(&rt->mu);
-	return a != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+	return rc;
 }
 
 void *rayc_actor_state(rayc_ctx *ctx)

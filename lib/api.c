@@ -307,20 +307,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		atomic_fetch_sub(&rt->n_submitted, 1);
 		return rc;
 	}
-	/* A task taking a handle runs here: handles do not cross peers in
-	 * this version. */
-	if (t->has_actor_args && !rayc__sched_feasible(rt, demand)) {
-		rayc__actor_args_free_locked(rt, t);
-		rayc__mutex_unlock(&rt->mu);
-		rayc__task_free(t);
-		atomic_fetch_sub(&rt->n_submitted, 1);
-		return rayc__err(RAYC_EINFEASIBLE, "a task taking an actor "
-		                 "handle runs on the peer that holds the handle "
-		                 "(this version), and this one cannot run it");
-	}
-	t->sclass = t->has_actor_args
-	                    ? rayc__sched_class_ex_locked(rt, demand, true)
-	                    : rayc__sched_class_locked(rt, demand);
+	t->sclass = rayc__sched_class_locked(rt, demand);
 	if (t->sclass == NULL) {
 		rayc__actor_args_free_locked(rt, t);
 		rayc__mutex_unlock(&rt->mu);
@@ -351,7 +338,7 @@ int rayc__args_resolve_locked(rayc__rt *rt, rayc__task *t,
 		} else if (args[i].type == RAYC_TYPE_ACTOR) {
 			rayc_actor id = { args[i].v.ref.id.hi,
 			                  args[i].v.ref.id.lo };
-			rayc__actor *a = rayc__actor_find_locked(rt, id);
+			rayc__actor *a = rayc__actor_handle_locked(rt, id);
 			if (a == NULL || a->refcnt == 0) {
 				rayc__actor_args_free_locked(rt, t);
 				return rayc__err(RAYC_ENOTFOUND,

@@ -249,9 +249,9 @@ struct rayc__sclass {
 	int64_t demand[RAYC__MAX_RES];
 	bool cpu_only; /* only CPU demanded: may run inline in a blocked get */
 	bool warned; /* its demand was said to be infeasible (once) */
-	/* Its tasks run on this peer only, never offered to another:
-	 * actor constructors, calls and destructors, and tasks that take a
-	 * handle.  Never found by a plain demand lookup. */
+	/* Its tasks run on this peer only, never offered to another: an
+	 * actor's calls and destructor runs here (rt->call_class).  Never
+	 * found by a plain demand lookup. */
 	bool pinned;
 	rayc__tq q; /* its ready queue */
 	/* Times a younger task of another class ran while this class's head
@@ -345,6 +345,9 @@ struct rayc__rt {
 	 * destructors run in (the constructor held the resources). */
 	rayc__actor *actors RAYC_GUARDED_BY(mu);
 	rayc__actor *actor_names RAYC_GUARDED_BY(mu);
+	/* Handles to actors other peers own, received as task arguments:
+	 * their calls go to the owner (hh of rayc__actor). */
+	rayc__actor *actor_proxies RAYC_GUARDED_BY(mu);
 	rayc__sclass *call_class RAYC_GUARDED_BY(mu);
 	uint64_t nactors RAYC_GUARDED_BY(mu);
 

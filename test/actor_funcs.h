@@ -110,4 +110,83 @@ static rayc_actor_class nc_bad_class = {
 };
 RAYC_ACTOR_CLASS(nc_bad_class)
 
+/* (handle, first, count) -> the peer the last call ran on, after count
+ * calls add(first), add(first + 1), ... made through the handle, from
+ * whatever peer runs this task. */
+static void af_calls_via(rayc_ctx *c)
+{
+	rayc_actor h;
+	int64_t first, count, at = -1;
+
+	if (rayc_arg_actor(c, 0, &h) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &first) != RAYC_OK ||
+	    rayc_arg_i64(c, 2, &count) != RAYC_OK || count < 1) {
+		rayc_fail(c, "af_calls_via(handle, first, count): %s",
+		          rayc_errmsg());
+		return;
+	}
+	rayc_ref last = { { 0, 0 } };
+	for (int64_t k = 0; k < count; k++) {
+		rayc_ref r;
+		int rc = rayc_actor_call(&r, h, "add", RAYC_I64(first + k));
+		if (rc != RAYC_OK) {
+			rayc_fail(c, "call: %s", rayc_errmsg());
+			return;
+		}
+		if (k > 0)
+			rayc_release(last);
+		last = r;
+	}
+	int rc = rayc_get_i64(last, &at, 30000);
+	rayc_release(last);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "get: %s", rayc_strerror(rc));
+		return;
+	}
+	rayc_return_i64(c, 0, at);
+}
+RAYC_REMOTE(af_calls_via)
+
+/* (handle, first, peer) -> a call add(first) here, then af_calls_via of
+ * add(first + 1) on peer; returns the peer that call ran on. */
+static void af_pass_on(rayc_ctx *c)
+{
+	rayc_actor h;
+	int64_t first, peer, at;
+
+	if (rayc_arg_actor(c, 0, &h) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &first) != RAYC_OK ||
+	    rayc_arg_i64(c, 2, &peer) != RAYC_OK) {
+		rayc_fail(c, "af_pass_on(handle, first, peer)");
+		return;
+	}
+	rayc_ref r;
+	if (rayc_actor_call(&r, h, "add", RAYC_I64(first)) != RAYC_OK ||
+	    rayc_get_i64(r, &at, 30000) != RAYC_OK) {
+		rayc_fail(c, "first call: %s", rayc_errmsg());
+		return;
+	}
+	rayc_release(r);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)peer;
+	/* This peer may not have heard of that one yet: wait (10 s). */
+	int rc = RAYC_EINFEASIBLE;
+	for (int tries = 0; tries < 1000 && rc == RAYC_EINFEASIBLE; tries++) {
+		rc = rayc_call_opts(&r, "af_calls_via", &o, RAYC_ACTOR(h),
+		                    RAYC_I64(first + 1), RAYC_I64(1));
+		if (rc == RAYC_EINFEASIBLE) {
+			struct timespec ts = { 0, 10000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (rc != RAYC_OK || rayc_get_i64(r, &at, 30000) != RAYC_OK) {
+		rayc_fail(c, "second task: %s", rayc_errmsg());
+		return;
+	}
+	rayc_release(r);
+	rayc_return_i64(c, 0, at);
+}
+RAYC_REMOTE(af_pass_on)
+
 #endif

@@ -109,6 +109,19 @@ Test(actor_net, an_actor_needing_accel_waits_for_a_peer_with_it_and_runs_there)
 	cluster_stop();
 }
 
+/* A peer this test SIGKILLed: reaped, and left out of cluster_stop. */
+static void forget_kid(pid_t pid)
+{
+	char path[64];
+
+	reap(pid, 5000);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", pid);
+	unlink(path);
+}
+
 /* Two peers with a "slot"; the actor needs one, so it lives on one of
  * them; that one is SIGKILLed. */
 static void kill_host(int max_restarts, int max_task_retries,
@@ -137,13 +150,7 @@ static void kill_host(int max_restarts, int max_task_retries,
 	pid_t victim = *killed == peer_of(kids2[0]) ? kids2[0] : kids2[1];
 	cr_assert_eq(peer_of(victim), *killed, "the actor is on the driver");
 	kill(victim, SIGKILL);
-	reap(victim, 5000);
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == victim)
-			kids[i] = 0;
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", victim);
-	unlink(path);
+	forget_kid(victim);
 }
 
 Test(actor_net, its_peer_sigkilled_it_restarts_elsewhere_on_fresh_state)
@@ -154,8 +161,11 @@ Test(actor_net, its_peer_sigkilled_it_restarts_elsewhere_on_fresh_state)
 	struct where w;
 
 	kill_host(1, 0, &h, p, &killed);
-	/* Later calls succeed on the other slot peer, after the
-	 * constructor ran again (fresh state: 0 calls seen, 1 init). */
+	/* Once its death is known (a call made before that could be in
+	 * flight there, and fail: max_task_retries 0), later calls succeed
+	 * on the other slot peer, after the constructor ran again (fresh
+	 * state: 0 calls seen, 1 init). */
+	RT_WAIT_FOR(info_of(h).restarts == 1, 20000);
 	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
 	cr_assert_neq(w.peer, killed);
 	cr_assert_neq(w.peer, rayc_peer_id());
@@ -231,13 +241,7 @@ static void call_in_flight(int retries)
 	/* Either way the actor itself was restarted. */
 	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
 	cr_assert_eq(w.next, retries > 0 ? 1 : 0);
-	reap(victim, 5000);
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == victim)
-			kids[i] = 0;
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", victim);
-	unlink(path);
+	forget_kid(victim);
 	rayc_actor_release(h);
 	cluster_stop();
 }
@@ -273,5 +277,49 @@ Test(actor_net, a_constructor_failing_on_another_peer_fails_every_call)
 	rayc_view_release(&v);
 	rayc_release(r);
 	rayc_actor_release(h);
+	cluster_stop();
+}
+
+Test(actor_net, a_handle_passed_through_two_tasks_on_other_peers_calls_it)
+{
+	rayc_actor h;
+	struct where w;
+	rayc_ref r;
+	int64_t at;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Owned here, hosted on b; handed to a task on a, which calls it
+	 * and hands it to a task on b, which calls it too. */
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("p")),
+	             RAYC_OK);
+	rayc_task_opts on_a = on_peer(pa);
+	cr_assert_eq(rayc_call_opts(&r, "af_pass_on", &on_a, RAYC_ACTOR(h),
+	                            RAYC_I64(0), RAYC_I64(pb)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(r, &at, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(at, pb, "the actor ran on %lld", (long long)at);
+	/* 500 calls made at once from a task on a, in its order. */
+	cr_assert_eq(rayc_call_opts(&r, "af_calls_via", &on_a, RAYC_ACTOR(h),
+	                            RAYC_I64(2), RAYC_I64(500)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r, &at, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	cr_assert_eq(w.next, 502);
+	cr_assert_eq(w.wrong, 0, "%lld calls out of order",
+	             (long long)w.wrong);
+	cr_assert_eq(w.peer, pb);
+	rayc_actor_release(h);
+	RT_WAIT_FOR(fini_count("p") >= 1, 20000);
+	cr_assert_eq(fini_count("p"), 1);
 	cluster_stop();
 }

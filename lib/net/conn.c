@@ -103,6 +103,15 @@ void rayc__conn_free(rayc__conn *c)
 	free(c);
 }
 
+void rayc__conn_stop(rayc__conn *c)
+{
+	rayc__conn_close(c, NULL);
+	nng_aio *aios[] = { c->raio, c->saio, c->daio, c->paio, c->faio };
+	for (size_t i = 0; i < sizeof(aios) / sizeof(aios[0]); i++)
+		if (aios[i] != NULL)
+			nng_aio_stop(aios[i]);
+}
+
 void rayc__conn_unref(rayc__conn *c)
 {
 	atomic_fetch_sub(&c->refs, 1);

@@ -26,6 +26,7 @@ typedef struct refarg {
 	rayc_type type; /* an inline ref's object type */
 	const void *data;
 	size_t len;
+	const rayc__aclass *cls; /* an actor handle's class */
 } refarg;
 
 static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
@@ -133,7 +134,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	uint32_t nret = rayc__r_u32(rd);
 	int nd = rayc__r_u8(rd);
 	int64_t demand[RAYC__MAX_RES] = { 0 };
-	bool feasible = true;
+	bool feasible = true, no_class = false;
 	char rname[64];
 	for (int k = 0; k < nd && !rd->bad; k++) {
 		rayc__r_str(rd, rname, sizeof(rname));
@@ -198,6 +199,20 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 			}
 			extra += ((n + 1 + 7) & ~(size_t)7);
 			break;
+		case RAYC_TYPE_ACTOR: {
+			/* A handle: the actor, its owner, its class. */
+			refarg *ra = &refs[i];
+			char cn[256];
+			ra->id.hi = rayc__r_u64(rd);
+			ra->id.lo = rayc__r_u64(rd);
+			ra->owner = rayc__r_u32(rd);
+			rayc__r_str(rd, cn, sizeof(cn));
+			if (ra->owner == 0 || ra->owner >= RAYC__MAX_PEERS)
+				rd->bad = true;
+			else if ((ra->cls = rayc__aclass_find(cn)) == NULL)
+				no_class = true;
+			break;
+		}
 		case RAYC_TYPE_REF: {
 			refarg *ra = &refs[i];
 			ra->id = rayc__r_oid(rd);
@@ -221,6 +236,15 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		free(args);
 		free(refs);
 		rayc__conn_close(c, "bad TASK arguments");
+		return;
+	}
+	if (no_class) {
+		free(args);
+		free(refs);
+		snprintf(msg, sizeof(msg), "task %.200s: an actor handle "
+		         "argument's "
+		         "class is not registered on peer %u", fname, net->self);
+		reply_error(net, c->peer, id, dispatch, RAYC_ENOFUNC, msg);
 		return;
 	}
 	const rayc__fn_entry *fn = NULL;
@@ -337,6 +361,25 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		t->args[i].ref = o;
 		o->lineage_cnt++;
 	}
+	/* Handles: the actor itself if we own it, else a proxy that sends
+	 * its calls to the owner; held while the spec lives. */
+	bool gone = false;
+	for (uint32_t i = 0; i < nargs && !oom; i++) {
+		if (args[i].type != RAYC_TYPE_ACTOR)
+			continue;
+		rayc_actor aid = { refs[i].id.hi, refs[i].id.lo };
+		rayc__actor *h = rayc__actor_proxy_locked(rt, aid,
+		                                          refs[i].owner,
+		                                          refs[i].cls,
+		                                          net->self);
+		if (h == NULL) {
+			gone = true;
+			continue;
+		}
+		rayc__actor_hold_locked(h);
+		t->args[i].v.ptr = h;
+		t->has_actor_args = true;
+	}
 	uint32_t made = 0;
 	for (uint32_t i = 0; i < nret; i++) {
 		rayc__obj *o = rayc__obj_new_locked(rt, rayc__return_id(id, i));
@@ -352,7 +395,12 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->live_returns = made;
 	t->in_flight = true;
 	rt->nlineage++;
-	if (oom) {
+	if (gone && !oom) {
+		snprintf(msg, sizeof(msg), "task %.200s: an actor handle "
+		         "argument names an actor peer %u no longer has", fname,
+		         net->self);
+		rayc__remote_fail_task_locked(rt, t, RAYC_EACTORDIED, msg);
+	} else if (oom) {
 		snprintf(msg, sizeof(msg), "task %s: peer %u ran out of memory "
 		         "setting it up", fname, net->self);
 		rayc__remote_fail_task_locked(rt, t, RAYC_ENOMEM, msg);
@@ -413,20 +461,31 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	                              : NULL;
 
 	bool missing = false; /* a return we had no memory for */
+	/* A call forwarded to the peer its actor lives on, whose result
+	 * stayed there (over 64 KiB): not relayed (yet). */
+	bool far = false;
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
 		keep[i] = false;
 		missing |= o == NULL;
+		far |= o != NULL && atomic_load(&o->state) == RAYC__OBJ_REMOTE;
 		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
 		    err == NULL)
 			err = o;
 	}
 	if (net != NULL) {
 		/* The answer's body; the record keeps it for a resend. */
-		rayc__w_u8(&b, err != NULL || missing);
+		rayc__w_u8(&b, err != NULL || missing || far);
 		if (err == NULL && missing) {
 			rayc__w_u32(&b, RAYC_ENOMEM);
 			rayc__w_str(&b, "no memory for the task's returns");
+			rayc__w_u32(&b, 0);
+		} else if (err == NULL && far) {
+			rayc__w_u32(&b, RAYC_ETOOBIG);
+			rayc__w_str(&b, "a result of an actor call made on "
+			            "another peer than the actor's owner and "
+			            "host is over 64 KiB: not relayed in this "
+			            "version (call it from its owner's peer)");
 			rayc__w_u32(&b, 0);
 		} else if (err != NULL) {
 			rayc__w_u32(&b, (uint32_t)err->err);

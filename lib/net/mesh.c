@@ -761,7 +761,28 @@ static void net_free(rayc__net *net)
 	}
 	if (net->lst != NULL)
 		nng_stream_listener_free(net->lst);
+	/* Connections still held (a dial or receive callback on its way)
+	 * are stopped first: no callback of theirs may run once net is
+	 * freed (one did, under ASan: a dial to a peer SIGKILLed just
+	 * before the driver's shutdown ended after it). */
+	rayc__mutex_lock(&net->mu);
+	rayc__conn *held[256];
+	int nheld = 0;
+	for (rayc__conn *c = net->conns; c != NULL && nheld < 256; c = c->next)
+		if (atomic_load(&c->refs) > 0) {
+			atomic_fetch_add(&c->refs, 1);
+			held[nheld++] = c;
+		}
+	rayc__mutex_unlock(&net->mu);
+	for (int i = 0; i < nheld; i++) {
+		rayc__conn_stop(held[i]);
+		rayc__conn_unref(held[i]);
+	}
 	reap_conns(net, true);
+	for (int waited = 0; net->conns != NULL && waited < 5000; waited++) {
+		rayc__sleep_ms(1); /* refs dropped by callbacks ending */
+		reap_conns(net, true);
+	}
 	rayc__bulk_stop(net);
 	rayc__remote_fini(net);
 	rayc__relink_fini(net);

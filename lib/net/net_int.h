@@ -460,6 +460,9 @@ void rayc__conn_close(rayc__conn *c, const char *why);
 void rayc__conn_unref(rayc__conn *c);
 /* Stops and frees a closed conn (not from an NNG callback). */
 void rayc__conn_free(rayc__conn *c);
+/* At teardown: closes c and waits for any callback of its to end; none
+ * runs after (NNG refuses operations on a stopped aio). */
+void rayc__conn_stop(rayc__conn *c);
 /* Queues a handshake frame ahead of what waits in pend (close_after:
  * close once it is sent). */
 void rayc__conn_send_hs(rayc__conn *c, rayc__wbuf *frame, bool close_after);

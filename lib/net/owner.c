@@ -32,13 +32,27 @@
 
 /* ---- owner: placing and sending tasks ---- */
 
+/* The id a task goes by on the wire.  A call another peer made to an
+ * actor owned here, sent on to the peer the actor lives on, goes by its
+ * id with the top bit flipped: that peer may be the caller itself, whose
+ * own entries for the call's returns have the call's ids. */
+static rayc_task_id wire_id(const rayc__task *t)
+{
+	rayc_task_id id = t->id;
+
+	if (t->foreign && t->akind == RAYC__AK_CALL)
+		id.hi ^= (uint64_t)1 << 63;
+	return id;
+}
+
 static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
                         rayc__task *t) RAYC_REQUIRES(rt->mu)
 {
 	size_t f = rayc__w_frame_begin(b, RAYC__MSG_TASK, net->self);
+	rayc_task_id wid = wire_id(t);
 
-	rayc__w_u64(b, t->id.hi);
-	rayc__w_u64(b, t->id.lo);
+	rayc__w_u64(b, wid.hi);
+	rayc__w_u64(b, wid.lo);
 	rayc__w_u32(b, t->dispatch);
 	/* An actor's constructor and destructor run go by its class name;
 	 * a call by "Class.method". */
@@ -77,6 +91,15 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 		case RAYC_TYPE_BYTES:
 			rayc__w_blob(b, a->v.ptr, a->len);
 			break;
+		case RAYC_TYPE_ACTOR: {
+			/* A handle: the actor, its owner, its class. */
+			const rayc__actor *h = a->v.ptr;
+			rayc__w_u64(b, h->id.hi);
+			rayc__w_u64(b, h->id.lo);
+			rayc__w_u32(b, h->proxy ? h->owner : net->self);
+			rayc__w_str(b, h->cls->name);
+			break;
+		}
 		default: {
 			rayc__obj *o = a->ref;
 			int st = atomic_load(&o->state);
@@ -137,8 +160,10 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 {
 	rayc__peer *p = &net->peers[peer];
 
-	if (p->inflight.head == NULL)
+	if (p->inflight.head == NULL) {
+		rayc__actors_peer_back_locked(rt, peer); /* calls waiting */
 		return;
+	}
 	rayc__conn *c = rayc__net_conn_to(net, peer);
 	if (c == NULL)
 		return; /* dead: its death retries them */
@@ -158,6 +183,8 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	rayc__conn_unref(c);
 	if (bad)
 		rayc__relink_retry(net, peer); /* out of memory: later */
+	else /* after those sent before them */
+		rayc__actors_peer_back_locked(rt, peer);
 }
 
 void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
@@ -538,12 +565,16 @@ static bool rebuild_args_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 
 /* The task of id on a peer's in-flight list (the tasks sent to it and not
  * answered): how a task of no returns, which has no entry to find it by,
- * is found. */
+ * is found, and a call another peer made to an actor owned here and sent
+ * on to the peer it lives on (its returns are that peer's, with no
+ * lineage here). */
 static rayc__task *inflight_find_locked(rayc__tq *q, rayc_task_id id)
 {
-	for (rayc__task *t = q->head; t != NULL; t = t->q_next)
-		if (t->nreturns == 0 && t->id.hi == id.hi && t->id.lo == id.lo)
+	for (rayc__task *t = q->head; t != NULL; t = t->q_next) {
+		rayc_task_id w = wire_id(t);
+		if (w.hi == id.hi && w.lo == id.lo)
 			return t;
+	}
 	return NULL;
 }
 
@@ -565,7 +596,7 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
-	if (o0 == NULL) /* a task of no returns (num_returns = 0)? */
+	if (t == NULL) /* no returns, or a call sent on (see above) */
 		t = inflight_find_locked(&net->peers[c->peer].inflight, id);
 	if (t == NULL || !t->in_flight || t->remote_peer != c->peer ||
 	    t->dispatch != dispatch) {
@@ -670,7 +701,7 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 			}
 		}
 	}
-	rayc_task_id tid = t->id;
+	rayc_task_id tid = wire_id(t); /* the ids the peer knows */
 	rayc__task_done_locked(rt, t);
 	pump_locked(rt, net, c->peer);
 	rayc__mutex_unlock(&rt->mu);

@@ -62,6 +62,43 @@ rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
 	return a;
 }
 
+rayc__actor *rayc__actor_handle_locked(rayc__rt *rt, rayc_actor id)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+
+	if (a != NULL && !a->hosted)
+		return a;
+	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
+	return a;
+}
+
+rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
+                                      uint32_t owner, const rayc__aclass *cls,
+                                      uint32_t self)
+{
+	rayc__actor *a;
+
+	if (owner == self) {
+		a = rayc__actor_find_locked(rt, id);
+		return a != NULL && !a->hosted ? a : NULL;
+	}
+	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
+	if (a != NULL)
+		return a;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	a->id = id;
+	a->cls = cls;
+	a->proxy = true;
+	a->owner = owner;
+	a->loc = owner; /* its calls go there */
+	a->st = RAYC_ACTOR_ALIVE;
+	a->max_conc = 1;
+	HASH_ADD(hh, rt->actor_proxies, id, sizeof(a->id), a);
+	return a;
+}
+
 rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 {
 	rayc__actor *a;
@@ -91,18 +128,27 @@ static void mb_unlink(rayc__actor *a, rayc__task *t)
 	a->mb_n--;
 }
 
-static void mb_push(rayc__actor *a, rayc__task *t)
+/* Puts t in a's mailbox before at (NULL: at the tail). */
+static void mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at)
 {
-	t->mb_next = NULL;
-	t->mb_prev = a->mb_tail;
-	if (a->mb_tail != NULL)
-		a->mb_tail->mb_next = t;
+	t->mb_next = at;
+	t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
+	if (t->mb_prev != NULL)
+		t->mb_prev->mb_next = t;
 	else
 		a->mb_head = t;
-	a->mb_tail = t;
+	if (at != NULL)
+		at->mb_prev = t;
+	else
+		a->mb_tail = t;
 	t->in_mailbox = true;
-	t->mb_ready = false;
 	a->mb_n++;
+}
+
+static void mb_push(rayc__actor *a, rayc__task *t)
+{
+	t->mb_ready = false;
+	mb_insert(a, t, NULL);
 }
 
 static void settle_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu);
@@ -149,8 +195,9 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 		rayc__task_fail_locked(rt, a->mb_head, RAYC_EACTORDIED, msg);
 }
 
-/* Its turn: queued here, or sent to the peer the actor lives on. */
-static void start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
+/* Its turn: queued here, or sent to the peer the actor lives on.  False
+ * if it could not be sent (the actor stalls, t is back at the head). */
+static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	RAYC_REQUIRES(rt->mu)
 {
 	char msg[200];
@@ -158,13 +205,23 @@ static void start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	a->running++;
 	if (a->loc == 0) {
 		rayc__sched_enqueue_local_locked(rt, t);
-		return;
+		return true;
 	}
 	if (rt->hooks != NULL && rt->hooks->send(rt, t, a->loc))
-		return;
-	snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u cannot "
-	         "be reached", a->cls->name, ID_ARGS(a->id), a->loc);
-	rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg);
+		return true;
+	if (!a->proxy) {
+		a->running--;
+		/* Its peer is gone or going: wait for the verdict (back, or
+		 * dead and the actor restarted elsewhere). */
+		a->stalled = true;
+		mb_insert(a, t, a->mb_head);
+		return false;
+	}
+	/* A proxy's owner cannot be reached: the actor dies with it. */
+	snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its owner, peer %u, "
+	         "cannot be reached", a->cls->name, ID_ARGS(a->id), a->loc);
+	rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg); /* running-- */
+	return true;
 }
 
 static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
@@ -176,11 +233,12 @@ static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 	            : a->max_conc > RAYC__ACTOR_WINDOW ? a->max_conc
 	                                                : RAYC__ACTOR_WINDOW;
 
-	while (a->st == RAYC_ACTOR_ALIVE && a->running < limit &&
+	while (a->st == RAYC_ACTOR_ALIVE && !a->stalled && a->running < limit &&
 	       a->mb_head != NULL && a->mb_head->mb_ready) {
 		rayc__task *t = a->mb_head;
 		mb_unlink(a, t);
-		start_call_locked(rt, a, t);
+		if (!start_call_locked(rt, a, t))
+			break;
 	}
 }
 
@@ -257,6 +315,20 @@ static void restart_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
 	bool unowned = a->refcnt == 0 && !a->detached;
+
+	if (a->proxy) {
+		/* Sends calls on; goes with its last hold.  The actor's life
+		 * is its owner's to decide. */
+		if (a->st == RAYC_ACTOR_DEAD)
+			fail_mailbox_locked(rt, a);
+		dispatch_locked(rt, a);
+		if (a->refcnt == 0 && a->running == 0 && a->mb_head == NULL) {
+			HASH_DELETE(hh, rt->actor_proxies, a);
+			free(a);
+			return true;
+		}
+		return false;
+	}
 
 	if (unowned && a->want == WANT_NONE &&
 	    (a->st == RAYC_ACTOR_ALIVE || a->st == RAYC_ACTOR_PENDING ||
@@ -635,6 +707,18 @@ bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
 		t->fn = &ctor_entry;
 		return true;
 	}
+	if (a != NULL && !a->hosted && t->akind == RAYC__AK_CALL) {
+		/* A call made on another peer through a handle it was given:
+		 * this peer owns the actor, and the call takes its place in
+		 * the mailbox in the order it arrives.  Its answer goes back
+		 * from here (the usual answer of a task run for that peer). */
+		t->actor = a;
+		t->sclass = rt->call_class;
+		a->refcnt++;
+		t->qseq = a->next_seq++;
+		mb_push(a, t);
+		return true;
+	}
 	if (a == NULL || !a->hosted || a->owner != t->owner ||
 	    a->owner_gone || a->st != RAYC_ACTOR_ALIVE) {
 		snprintf(msg, n, "actor " ID_FMT " is not on the peer the call "
@@ -679,20 +763,9 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 			rayc__task *at = a->mb_head;
 			while (at != NULL && at->qseq < t->qseq)
 				at = at->mb_next;
-			t->in_mailbox = true;
 			t->mb_ready = true;
 			t->state = RAYC__TASK_MAILBOX;
-			t->mb_next = at;
-			t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
-			if (t->mb_prev != NULL)
-				t->mb_prev->mb_next = t;
-			else
-				a->mb_head = t;
-			if (at != NULL)
-				at->mb_prev = t;
-			else
-				a->mb_tail = t;
-			a->mb_n++;
+			mb_insert(a, t, at);
 			break;
 		}
 		snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u "
@@ -725,6 +798,8 @@ void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 		}
 		if (a->loc == id && a->loc != 0)
 			a->host_lost = true;
+		if (a->loc == id)
+			a->stalled = false;
 		if (!a->host_lost)
 			continue;
 		a->host_lost = false;
@@ -755,6 +830,18 @@ void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 	}
 }
 
+void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
+{
+	rayc__actor *a, *tmp;
+
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (!a->stalled || a->loc != id)
+			continue;
+		a->stalled = false;
+		settle_locked(rt, a);
+	}
+}
+
 int rayc__actors_init_locked(rayc__rt *rt)
 {
 	int64_t none[RAYC__MAX_RES] = { 0 };
@@ -768,6 +855,10 @@ void rayc__actors_teardown(rayc__rt *rt)
 	rayc__actor *all = NULL, *a, *tmp;
 
 	rayc__mutex_lock(&rt->mu);
+	HASH_ITER(hh, rt->actor_proxies, a, tmp) {
+		HASH_DELETE(hh, rt->actor_proxies, a);
+		free(a);
+	}
 	HASH_ITER(hh, rt->actors, a, tmp) {
 		HASH_DELETE(hh, rt->actors, a);
 		unname_locked(rt, a);

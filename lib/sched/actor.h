@@ -1,16 +1,18 @@
-/* actor.h -- actors on this peer: instances of registered classes, their
- * mailboxes (calls in the order made, each started once its arguments
- * are ready and its turn has come), their life (constructor, restarts,
- * destructor) and the resources they hold.
+/* actor.h -- actors: the owner's record of each actor it created (handles,
+ * mailbox: calls in the order made, each started once its arguments are
+ * ready and its turn has come; life: constructor, restarts, destructor;
+ * where it lives), the instance a peer hosts for another peer's actor,
+ * and proxies for handles to actors other peers own.
  *
  * Every task of an actor is an ordinary task spec with t->actor set:
- * the constructor run (RAYC__AK_CTOR; its one return, the creation
- * object, is held by the actor and keeps the spec as the lineage a
- * restart re-runs), method calls (RAYC__AK_CALL, owned like any task:
- * their returns are ordinary objects) and the destructor run
- * (RAYC__AK_FINI, no returns, no lineage).  They run on the worker
- * threads in pinned classes, never offered to another peer.  All calls
- * need rt->mu. */
+ * the constructor run (RAYC__AK_CTOR, placed like a task; its one
+ * return, the creation object, is held by the actor and keeps the spec
+ * as the lineage a restart re-runs), method calls (RAYC__AK_CALL, owned
+ * like any task: their returns are ordinary objects) and the destructor
+ * run (RAYC__AK_FINI, no returns, no lineage).  Calls and destructor runs
+ * run on the worker threads of the peer the actor lives on, in its
+ * pinned class rt->call_class, or are sent there (lib/net, through
+ * rt->hooks->send).  All calls need rt->mu. */
 #ifndef RAYC_SCHED_ACTOR_H
 #define RAYC_SCHED_ACTOR_H
 
@@ -40,11 +42,19 @@ struct rayc__actor {
 	 * death is being dealt with). */
 	uint32_t loc;
 	bool host_lost;
+	/* A call could not be sent to loc: calls wait in the mailbox until
+	 * that peer is back (rayc__actors_peer_back_locked) or its death
+	 * restarts the actor elsewhere. */
+	bool stalled;
 	/* A hosted instance: this peer runs the actor for its owner, peer
 	 * owner, which keeps the record (handles, mailbox, life); the owner
 	 * holds one hold until it sends the destructor run or dies. */
 	bool hosted;
 	bool owner_gone; /* hosted: its owner died (its hold dropped) */
+	/* A proxy: a handle here to an actor peer owner owns (in
+	 * rt->actor_proxies); its calls, in this peer's order, go to the
+	 * owner (loc = owner), which puts them in the actor's mailbox. */
+	bool proxy;
 	uint32_t owner;
 	uint64_t next_seq; /* calls' order (t->qseq), for resending */
 	int max_restarts, restarts, max_task_retries, max_conc;
@@ -58,9 +68,20 @@ struct rayc__actor {
 	char death[160];
 };
 
-/* An actor by id; NULL if none (or freed). */
+/* An actor record by id (owned here, or hosted here); NULL if none. */
 rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
 	RAYC_REQUIRES(rt->mu);
+/* What a handle with this id names here: an actor this peer owns, else
+ * a proxy to another peer's; NULL if neither (a hosted instance is
+ * never called directly). */
+rayc__actor *rayc__actor_handle_locked(rayc__rt *rt, rayc_actor id)
+	RAYC_REQUIRES(rt->mu);
+/* The handle here for an actor peer owner owns, of class cls (from a
+ * task's argument): the actor itself if this is its owner, else a
+ * proxy, made if need be.  NULL when out of memory. */
+rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
+                                      uint32_t owner, const rayc__aclass *cls,
+                                      uint32_t self) RAYC_REQUIRES(rt->mu);
 /* The live actor named name, or NULL. */
 rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 	RAYC_REQUIRES(rt->mu);
@@ -132,6 +153,9 @@ const rayc__fn_entry *rayc__actor_fini_fn(void);
 void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
+	RAYC_REQUIRES(rt->mu);
+/* lib/net: peer id can be sent to again (a connection came back). */
+void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 
 /* Fills up to cap entries and returns how many actors there are (self:
