@@ -312,10 +312,15 @@ static void *worker_main(void *arg)
 			rayc__sched_drain_locked(rt);
 		rayc__task *t = pick_locked(rt);
 		if (t != NULL) {
-			/* More work fits: wake a worker, or add a thread when
-			 * none is idle (the others block in rayc_get, or run
-			 * work of no CPU demand: an actor's calls). */
-			kick_locked(rt, true);
+			/* More work fits: wake a worker; or, for an actor's
+			 * calls waiting (no CPU demand, at most
+			 * max_concurrency each), add a thread when none is
+			 * idle: the others may run calls that wait for
+			 * these. */
+			bool calls = rt->call_class != NULL &&
+			             rt->call_class->q.head != NULL;
+			if (rt->idle != NULL || calls)
+				kick_locked(rt, calls);
 			int64_t demand[RAYC__MAX_RES];
 			memcpy(demand, t->sclass->demand, sizeof(demand));
 			rayc__sched_execute_locked(rt, t,
