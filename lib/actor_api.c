@@ -1,10 +1,12 @@
 /* actor_api.c -- the public actor calls: create, call, names, handles,
- * kill, list.  Each checks its input, then does its work under rt->mu
- * through sched/actor.c. */
+ * kill, list; and resolving the ref and handle arguments of any call
+ * (rayc__args_resolve_locked, api_int.h).  Each checks its input, then
+ * does its work under rt->mu through sched/actor.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api_int.h"
+#include "lineage/lineage.h"
 #include "net/net.h"
 #include "registry.h"
 #include "sched/actor.h"
@@ -13,6 +15,40 @@
 #define ID_FMT "%016llx%016llx"
 #define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
 #define NAME_MAX_LEN 255
+
+int rayc__args_resolve_locked(rayc__rt *rt, rayc__task *t,
+                              const rayc_arg *args, size_t nargs)
+{
+	for (size_t i = 0; i < nargs; i++) {
+		if (args[i].type == RAYC_TYPE_REF) {
+			rayc__obj *o = rayc__obj_find_locked(rt,
+			                                     args[i].v.ref.id);
+			if (o == NULL) {
+				rayc__actor_args_free_locked(rt, t);
+				return rayc__err(RAYC_ENOTFOUND,
+				                 "argument %zu: ref " ID_FMT
+				                 " is not live", i,
+				                 ID_ARGS(args[i].v.ref.id));
+			}
+			t->args[i].ref = o;
+		} else if (args[i].type == RAYC_TYPE_ACTOR) {
+			rayc_actor id = { args[i].v.ref.id.hi,
+			                  args[i].v.ref.id.lo };
+			rayc__actor *a = rayc__actor_handle_locked(rt, id);
+			if (a == NULL || a->refcnt == 0) {
+				rayc__actor_args_free_locked(rt, t);
+				return rayc__err(RAYC_ENOTFOUND,
+				                 "argument %zu: actor " ID_FMT
+				                 " has no live handle here", i,
+				                 ID_ARGS(id));
+			}
+			rayc__actor_hold_locked(a);
+			t->args[i].v.ptr = a;
+			t->has_actor_args = true;
+		}
+	}
+	return RAYC_OK;
+}
 
 static int check_opts(const rayc_actor_opts *o)
 {

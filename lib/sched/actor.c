@@ -20,18 +20,10 @@
 #include "lineage/lineage.h"
 #include "registry.h"
 #include "sched/actor.h"
+#include "sched/actor_int.h"
 #include "sched/sched.h"
 
-#define ID_FMT "%016llx%016llx"
-/* Calls in flight to an actor on another peer (see dispatch_locked). */
-#define RAYC__ACTOR_WINDOW 64
-#define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
 
-enum {
-	WANT_NONE = 0,
-	WANT_RESTART, /* destructor, then the constructor again */
-	WANT_DIE,     /* destructor, then dead */
-};
 
 static void ctor_run(rayc_ctx *ctx)
 {
@@ -62,43 +54,6 @@ rayc__actor *rayc__actor_find_locked(rayc__rt *rt, rayc_actor id)
 	return a;
 }
 
-rayc__actor *rayc__actor_handle_locked(rayc__rt *rt, rayc_actor id)
-{
-	rayc__actor *a = rayc__actor_find_locked(rt, id);
-
-	if (a != NULL && !a->hosted)
-		return a;
-	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
-	return a;
-}
-
-rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
-                                      uint32_t owner, const rayc__aclass *cls,
-                                      uint32_t self)
-{
-	rayc__actor *a;
-
-	if (owner == self) {
-		a = rayc__actor_find_locked(rt, id);
-		return a != NULL && !a->hosted ? a : NULL;
-	}
-	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
-	if (a != NULL)
-		return a;
-	a = calloc(1, sizeof(*a));
-	if (a == NULL)
-		return NULL;
-	a->id = id;
-	a->cls = cls;
-	a->proxy = true;
-	a->owner = owner;
-	a->loc = owner; /* its calls go there */
-	a->st = RAYC_ACTOR_ALIVE;
-	a->max_conc = 1;
-	HASH_ADD(hh, rt->actor_proxies, id, sizeof(a->id), a);
-	return a;
-}
-
 rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 {
 	rayc__actor *a;
@@ -107,7 +62,7 @@ rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 	return a;
 }
 
-static void unname_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+void rayc__actor_unname_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
 	if (a->name != NULL && rayc__actor_named_locked(rt, a->name) == a)
 		HASH_DELETE(hh_name, rt->actor_names, a);
@@ -129,7 +84,7 @@ static void mb_unlink(rayc__actor *a, rayc__task *t)
 }
 
 /* Puts t in a's mailbox before at (NULL: at the tail). */
-static void mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at)
+void rayc__actor_mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at)
 {
 	t->mb_next = at;
 	t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
@@ -145,13 +100,11 @@ static void mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at)
 	a->mb_n++;
 }
 
-static void mb_push(rayc__actor *a, rayc__task *t)
+void rayc__actor_mb_push(rayc__actor *a, rayc__task *t)
 {
 	t->mb_ready = false;
-	mb_insert(a, t, NULL);
+	rayc__actor_mb_insert(a, t, NULL);
 }
-
-static void settle_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu);
 
 static void release_res_locked(rayc__rt *rt, rayc__actor *a)
 	RAYC_REQUIRES(rt->mu)
@@ -167,7 +120,7 @@ static void free_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 	rayc__obj *c = a->cobj;
 
 	HASH_DELETE(hh, rt->actors, a);
-	unname_locked(rt, a);
+	rayc__actor_unname_locked(rt, a);
 	rt->nactors--;
 	release_res_locked(rt, a);
 	free(a->state);
@@ -214,7 +167,7 @@ static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 		/* Its peer is gone or going: wait for the verdict (back, or
 		 * dead and the actor restarted elsewhere). */
 		a->stalled = true;
-		mb_insert(a, t, a->mb_head);
+		rayc__actor_mb_insert(a, t, a->mb_head);
 		return false;
 	}
 	/* A proxy's owner cannot be reached: the actor dies with it. */
@@ -293,13 +246,13 @@ static void ctor_check_locked(rayc__rt *rt, rayc__actor *a)
 	a->ctor_running = false;
 	a->want = WANT_NONE;
 	a->st = RAYC_ACTOR_DEAD;
-	unname_locked(rt, a);
+	rayc__actor_unname_locked(rt, a);
 	snprintf(a->death, sizeof(a->death), "an argument of its "
 	         "constructor failed: %s",
 	         a->cobj->data != NULL ? (char *)a->cobj->data : "?");
 }
 
-static void restart_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+void rayc__actor_restart_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
 	memset(a->state, 0, a->cls->state_size);
 	a->st = RAYC_ACTOR_RESTARTING;
@@ -334,7 +287,7 @@ static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 	    (a->st == RAYC_ACTOR_ALIVE || a->st == RAYC_ACTOR_PENDING ||
 	     a->st == RAYC_ACTOR_RESTARTING)) {
 		a->want = WANT_DIE;
-		unname_locked(rt, a); /* the name is free at once */
+		rayc__actor_unname_locked(rt, a); /* the name is free at once */
 		snprintf(a->death, sizeof(a->death),
 		         "its last handle was released");
 	}
@@ -354,13 +307,13 @@ static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 		}
 		if (a->want == WANT_RESTART) {
 			a->want = WANT_NONE;
-			restart_locked(rt, a);
+			rayc__actor_restart_locked(rt, a);
 			if (a->ctor_running)
 				return false;
 		}
 		a->want = WANT_NONE;
 		a->st = RAYC_ACTOR_DEAD;
-		unname_locked(rt, a);
+		rayc__actor_unname_locked(rt, a);
 		fail_mailbox_locked(rt, a);
 	}
 	if (a->st == RAYC_ACTOR_DEAD) {
@@ -375,7 +328,7 @@ static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 	return false;
 }
 
-static void settle_locked(rayc__rt *rt, rayc__actor *a)
+void rayc__actor_settle_locked(rayc__rt *rt, rayc__actor *a)
 {
 	if (a->settling) {
 		a->resettle = true;
@@ -398,7 +351,7 @@ void rayc__actor_hold_locked(rayc__actor *a)
 void rayc__actor_unhold_locked(rayc__rt *rt, rayc__actor *a)
 {
 	if (--a->refcnt == 0)
-		settle_locked(rt, a);
+		rayc__actor_settle_locked(rt, a);
 }
 
 int rayc__actor_create_locked(rayc__rt *rt, rayc__task *ctor,
@@ -479,9 +432,9 @@ void rayc__actor_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	t->nested = false;
 	a->refcnt++;
 	t->qseq = a->next_seq++;
-	mb_push(a, t);
+	rayc__actor_mb_push(a, t);
 	rayc__task_record_locked(rt, t);
-	settle_locked(rt, a);
+	rayc__actor_settle_locked(rt, a);
 }
 
 void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
@@ -505,7 +458,7 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 	}
 	t->mb_ready = true;
 	t->state = RAYC__TASK_MAILBOX;
-	settle_locked(rt, a);
+	rayc__actor_settle_locked(rt, a);
 }
 
 void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
@@ -541,7 +494,7 @@ void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
 		         a->cls->name, ID_ARGS(a->id), a->death);
 		a->want = WANT_NONE;
 		a->st = RAYC_ACTOR_DEAD;
-		unname_locked(rt, a);
+		rayc__actor_unname_locked(rt, a);
 		rayc__obj_fail_locked(rt, a->cobj, RAYC_EACTORDIED, why);
 	} else {
 		a->ctor_ok = true;
@@ -553,7 +506,7 @@ void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
 		if (a->want == WANT_NONE)
 			a->st = RAYC_ACTOR_ALIVE;
 	}
-	settle_locked(rt, a);
+	rayc__actor_settle_locked(rt, a);
 }
 
 void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
@@ -578,7 +531,7 @@ void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
 	a->fini_queued = false;
 	a->ctor_ok = false;
 	release_res_locked(rt, a);
-	settle_locked(rt, a);
+	rayc__actor_settle_locked(rt, a);
 }
 
 void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
@@ -589,7 +542,7 @@ void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
 		mb_unlink(a, t);
 	else /* it had its turn (dispatch_locked) */
 		a->running--;
-	settle_locked(rt, a); /* the next call's turn */
+	rayc__actor_settle_locked(rt, a); /* the next call's turn */
 	rayc__actor_unhold_locked(rt, a);
 }
 
@@ -621,12 +574,12 @@ void rayc__actor_kill_locked(rayc__rt *rt, rayc__actor *a, bool no_restart)
 	} else {
 		a->want = WANT_DIE;
 		a->st = RAYC_ACTOR_DEAD;
-		unname_locked(rt, a);
+		rayc__actor_unname_locked(rt, a);
 		snprintf(a->death, sizeof(a->death), "killed by "
 		         "rayc_actor_kill%s", no_restart ? "" :
 		         " (no restarts left)");
 	}
-	settle_locked(rt, a);
+	rayc__actor_settle_locked(rt, a);
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -671,177 +624,6 @@ const rayc__fn_entry *rayc__actor_fini_fn(void)
 	return &fini_entry;
 }
 
-bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
-                             const rayc__aclass *cls, int max_conc,
-                             char *msg, size_t n)
-{
-	rayc__actor *a = rayc__actor_find_locked(rt, id);
-
-	if (t->akind == RAYC__AK_CTOR) {
-		if (a != NULL) {
-			snprintf(msg, n, "actor %s " ID_FMT ": an instance is "
-			         "still on the peer asked to run it", cls->name,
-			         ID_ARGS(id));
-			return false;
-		}
-		a = calloc(1, sizeof(*a));
-		if (a == NULL ||
-		    (a->state = calloc(1, cls->state_size + 1)) == NULL) {
-			free(a);
-			snprintf(msg, n, "actor %s: no memory for it on the "
-			         "peer asked to run it", cls->name);
-			return false;
-		}
-		a->id = id;
-		a->cls = cls;
-		a->hosted = true;
-		a->owner = t->owner;
-		a->st = RAYC_ACTOR_PENDING;
-		a->refcnt = 1; /* the owner's */
-		a->max_conc = max_conc > 0 ? max_conc : 1;
-		memcpy(a->demand, t->sclass->demand, sizeof(a->demand));
-		a->ctor_running = true;
-		HASH_ADD(hh, rt->actors, id, sizeof(a->id), a);
-		rt->nactors++;
-		t->actor = a;
-		t->fn = &ctor_entry;
-		return true;
-	}
-	if (a != NULL && !a->hosted && t->akind == RAYC__AK_CALL) {
-		/* A call made on another peer through a handle it was given:
-		 * this peer owns the actor, and the call takes its place in
-		 * the mailbox in the order it arrives.  Its answer goes back
-		 * from here (the usual answer of a task run for that peer). */
-		t->actor = a;
-		t->sclass = rt->call_class;
-		a->refcnt++;
-		t->qseq = a->next_seq++;
-		mb_push(a, t);
-		return true;
-	}
-	if (a == NULL || !a->hosted || a->owner != t->owner ||
-	    a->owner_gone || a->st != RAYC_ACTOR_ALIVE) {
-		snprintf(msg, n, "actor " ID_FMT " is not on the peer the call "
-		         "was sent to (restarted elsewhere, or gone)",
-		         ID_ARGS(id));
-		return false;
-	}
-	t->actor = a;
-	t->sclass = rt->call_class;
-	if (t->akind == RAYC__AK_FINI) {
-		t->fn = &fini_entry;
-	} else {
-		a->refcnt++; /* until the call is done */
-		mb_push(a, t); /* in the order they arrive */
-	}
-	return true;
-}
-
-void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
-{
-	rayc__actor *a = t->actor;
-	char msg[320];
-
-	a->host_lost = true;
-	switch (t->akind) {
-	case RAYC__AK_CTOR:
-		a->ctor_running = false;
-		break;
-	case RAYC__AK_FINI:
-		a->fini = NULL;
-		a->fini_queued = false;
-		a->ctor_ok = false;
-		rayc__task_free(t);
-		break;
-	default:
-		if (a->max_task_retries < 0 ||
-		    t->attempt < a->max_task_retries) {
-			/* Back in the mailbox, in the order made, ahead of the
-			 * calls made after it; sent again once restarted. */
-			t->attempt++;
-			a->running--;
-			rayc__task *at = a->mb_head;
-			while (at != NULL && at->qseq < t->qseq)
-				at = at->mb_next;
-			t->mb_ready = true;
-			t->state = RAYC__TASK_MAILBOX;
-			mb_insert(a, t, at);
-			break;
-		}
-		snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u "
-		         "died while %s ran (max_task_retries %d)",
-		         a->cls->name, ID_ARGS(a->id), id, t->fn->name,
-		         a->max_task_retries);
-		rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg);
-		break;
-	}
-}
-
-void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
-{
-	rayc__actor *a, *tmp;
-
-	HASH_ITER(hh, rt->actors, a, tmp) {
-		if (a->hosted) {
-			if (a->owner != id || a->owner_gone)
-				continue;
-			/* Bound to its owner: it goes (destructor, then
-			 * freed once no call of the owner's runs). */
-			a->owner_gone = true;
-			if (a->want == WANT_NONE && a->st != RAYC_ACTOR_DEAD) {
-				a->want = WANT_DIE;
-				snprintf(a->death, sizeof(a->death), "its owner, "
-				         "peer %u, died", id);
-			}
-			rayc__actor_unhold_locked(rt, a);
-			continue;
-		}
-		if (a->loc == id && a->loc != 0)
-			a->host_lost = true;
-		if (a->loc == id)
-			a->stalled = false;
-		if (!a->host_lost)
-			continue;
-		a->host_lost = false;
-		a->loc = 0;
-		a->ctor_ok = false; /* the instance went with its peer */
-		if (a->want == WANT_DIE || a->st == RAYC_ACTOR_DEAD ||
-		    (a->refcnt == 0 && !a->detached)) {
-			a->want = WANT_NONE;
-			a->st = RAYC_ACTOR_DEAD;
-			unname_locked(rt, a);
-		} else if (a->want == WANT_RESTART || a->max_restarts < 0 ||
-		           a->restarts < a->max_restarts) {
-			if (a->want != WANT_RESTART)
-				a->restarts++;
-			a->want = WANT_NONE;
-			rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-PEER-DIED", "actor "
-			          "%s " ID_FMT ": its peer %u died; restarting it "
-			          "(restart %d)", a->cls->name, ID_ARGS(a->id), id,
-			          a->restarts);
-			restart_locked(rt, a);
-		} else {
-			a->st = RAYC_ACTOR_DEAD;
-			unname_locked(rt, a);
-			snprintf(a->death, sizeof(a->death), "its peer %u died "
-			         "(max_restarts %d)", id, a->max_restarts);
-		}
-		settle_locked(rt, a);
-	}
-}
-
-void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
-{
-	rayc__actor *a, *tmp;
-
-	HASH_ITER(hh, rt->actors, a, tmp) {
-		if (!a->stalled || a->loc != id)
-			continue;
-		a->stalled = false;
-		settle_locked(rt, a);
-	}
-}
-
 int rayc__actors_init_locked(rayc__rt *rt)
 {
 	int64_t none[RAYC__MAX_RES] = { 0 };
@@ -861,7 +643,7 @@ void rayc__actors_teardown(rayc__rt *rt)
 	}
 	HASH_ITER(hh, rt->actors, a, tmp) {
 		HASH_DELETE(hh, rt->actors, a);
-		unname_locked(rt, a);
+		rayc__actor_unname_locked(rt, a);
 		a->hh.next = all; /* a list of our own from here */
 		all = a;
 	}

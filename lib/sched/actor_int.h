@@ -1,0 +1,35 @@
+/* actor_int.h -- what actor.c (an actor's record, mailbox and life)
+ * and actor_peers.c (hosted instances, proxies, peers dying) share.  All
+ * need rt->mu. */
+#ifndef RAYC_SCHED_ACTOR_INT_H
+#define RAYC_SCHED_ACTOR_INT_H
+
+#include "sched/actor.h"
+
+#define ID_FMT "%016llx%016llx"
+#define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
+/* Calls in flight to an actor on another peer (actor.c: dispatch). */
+#define RAYC__ACTOR_WINDOW 64
+
+/* What rayc__actor_settle_locked is bringing about (rayc__actor.want). */
+enum {
+	WANT_NONE = 0,
+	WANT_RESTART, /* destructor, then the constructor again */
+	WANT_DIE,     /* destructor, then dead */
+};
+
+/* Runs the next steps of a's life whose conditions hold (actor.c). */
+void rayc__actor_settle_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu);
+/* Its name is free again. */
+void rayc__actor_unname_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu);
+/* Puts t in a's mailbox before at (NULL: at the tail); _push: at the
+ * tail, not ready yet. */
+void rayc__actor_mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at);
+void rayc__actor_mb_push(rayc__actor *a, rayc__task *t);
+/* The constructor again, on zeroed state. */
+void rayc__actor_restart_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu);
+
+#endif

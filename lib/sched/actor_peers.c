@@ -1,0 +1,221 @@
+/* actor_peers.c -- actors between peers: the handle a peer holds for an
+ * actor another peer owns (a proxy, whose calls go to the owner), the
+ * instance a peer hosts for its owner (constructor, calls and destructor
+ * arriving as TASK frames), and what a peer's death does to both. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "registry.h"
+#include "sched/actor_int.h"
+#include "sched/sched.h"
+
+rayc__actor *rayc__actor_handle_locked(rayc__rt *rt, rayc_actor id)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+
+	if (a != NULL && !a->hosted)
+		return a;
+	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
+	return a;
+}
+
+rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
+                                      uint32_t owner, const rayc__aclass *cls,
+                                      uint32_t self)
+{
+	rayc__actor *a;
+
+	if (owner == self) {
+		a = rayc__actor_find_locked(rt, id);
+		return a != NULL && !a->hosted ? a : NULL;
+	}
+	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
+	if (a != NULL)
+		return a;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	a->id = id;
+	a->cls = cls;
+	a->proxy = true;
+	a->owner = owner;
+	a->loc = owner; /* its calls go there */
+	a->st = RAYC_ACTOR_ALIVE;
+	a->max_conc = 1;
+	HASH_ADD(hh, rt->actor_proxies, id, sizeof(a->id), a);
+	return a;
+}
+
+bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
+                             const rayc__aclass *cls, int max_conc,
+                             char *msg, size_t n)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+
+	if (t->akind == RAYC__AK_CTOR) {
+		if (a != NULL) {
+			snprintf(msg, n, "actor %s " ID_FMT ": an instance is "
+			         "still on the peer asked to run it", cls->name,
+			         ID_ARGS(id));
+			return false;
+		}
+		a = calloc(1, sizeof(*a));
+		if (a == NULL ||
+		    (a->state = calloc(1, cls->state_size + 1)) == NULL) {
+			free(a);
+			snprintf(msg, n, "actor %s: no memory for it on the "
+			         "peer asked to run it", cls->name);
+			return false;
+		}
+		a->id = id;
+		a->cls = cls;
+		a->hosted = true;
+		a->owner = t->owner;
+		a->st = RAYC_ACTOR_PENDING;
+		a->refcnt = 1; /* the owner's */
+		a->max_conc = max_conc > 0 ? max_conc : 1;
+		memcpy(a->demand, t->sclass->demand, sizeof(a->demand));
+		a->ctor_running = true;
+		HASH_ADD(hh, rt->actors, id, sizeof(a->id), a);
+		rt->nactors++;
+		t->actor = a;
+		t->fn = rayc__actor_ctor_fn();
+		return true;
+	}
+	if (a != NULL && !a->hosted && t->akind == RAYC__AK_CALL) {
+		/* A call made on another peer through a handle it was given:
+		 * this peer owns the actor, and the call takes its place in
+		 * the mailbox in the order it arrives.  Its answer goes back
+		 * from here (the usual answer of a task run for that peer). */
+		t->actor = a;
+		t->sclass = rt->call_class;
+		a->refcnt++;
+		t->qseq = a->next_seq++;
+		rayc__actor_mb_push(a, t);
+		return true;
+	}
+	if (a == NULL || !a->hosted || a->owner != t->owner ||
+	    a->owner_gone || a->st != RAYC_ACTOR_ALIVE) {
+		snprintf(msg, n, "actor " ID_FMT " is not on the peer the call "
+		         "was sent to (restarted elsewhere, or gone)",
+		         ID_ARGS(id));
+		return false;
+	}
+	t->actor = a;
+	t->sclass = rt->call_class;
+	if (t->akind == RAYC__AK_FINI) {
+		t->fn = rayc__actor_fini_fn();
+	} else {
+		a->refcnt++; /* until the call is done */
+		rayc__actor_mb_push(a, t); /* in the order they arrive */
+	}
+	return true;
+}
+
+void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
+{
+	rayc__actor *a = t->actor;
+	char msg[320];
+
+	a->host_lost = true;
+	switch (t->akind) {
+	case RAYC__AK_CTOR:
+		a->ctor_running = false;
+		break;
+	case RAYC__AK_FINI:
+		a->fini = NULL;
+		a->fini_queued = false;
+		a->ctor_ok = false;
+		rayc__task_free(t);
+		break;
+	default:
+		if (a->max_task_retries < 0 ||
+		    t->attempt < a->max_task_retries) {
+			/* Back in the mailbox, in the order made, ahead of the
+			 * calls made after it; sent again once restarted. */
+			t->attempt++;
+			a->running--;
+			rayc__task *at = a->mb_head;
+			while (at != NULL && at->qseq < t->qseq)
+				at = at->mb_next;
+			t->mb_ready = true;
+			t->state = RAYC__TASK_MAILBOX;
+			rayc__actor_mb_insert(a, t, at);
+			break;
+		}
+		snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its peer %u "
+		         "died while %s ran (max_task_retries %d)",
+		         a->cls->name, ID_ARGS(a->id), id, t->fn->name,
+		         a->max_task_retries);
+		rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg);
+		break;
+	}
+}
+
+void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
+{
+	rayc__actor *a, *tmp;
+
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (a->hosted) {
+			if (a->owner != id || a->owner_gone)
+				continue;
+			/* Bound to its owner: it goes (destructor, then
+			 * freed once no call of the owner's runs). */
+			a->owner_gone = true;
+			if (a->want == WANT_NONE && a->st != RAYC_ACTOR_DEAD) {
+				a->want = WANT_DIE;
+				snprintf(a->death, sizeof(a->death), "its owner, "
+				         "peer %u, died", id);
+			}
+			rayc__actor_unhold_locked(rt, a);
+			continue;
+		}
+		if (a->loc == id && a->loc != 0)
+			a->host_lost = true;
+		if (a->loc == id)
+			a->stalled = false;
+		if (!a->host_lost)
+			continue;
+		a->host_lost = false;
+		a->loc = 0;
+		a->ctor_ok = false; /* the instance went with its peer */
+		if (a->want == WANT_DIE || a->st == RAYC_ACTOR_DEAD ||
+		    (a->refcnt == 0 && !a->detached)) {
+			a->want = WANT_NONE;
+			a->st = RAYC_ACTOR_DEAD;
+			rayc__actor_unname_locked(rt, a);
+		} else if (a->want == WANT_RESTART || a->max_restarts < 0 ||
+		           a->restarts < a->max_restarts) {
+			if (a->want != WANT_RESTART)
+				a->restarts++;
+			a->want = WANT_NONE;
+			rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-PEER-DIED", "actor "
+			          "%s " ID_FMT ": its peer %u died; restarting it "
+			          "(restart %d)", a->cls->name, ID_ARGS(a->id), id,
+			          a->restarts);
+			rayc__actor_restart_locked(rt, a);
+		} else {
+			a->st = RAYC_ACTOR_DEAD;
+			rayc__actor_unname_locked(rt, a);
+			snprintf(a->death, sizeof(a->death), "its peer %u died "
+			         "(max_restarts %d)", id, a->max_restarts);
+		}
+		rayc__actor_settle_locked(rt, a);
+	}
+}
+
+void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
+{
+	rayc__actor *a, *tmp;
+
+	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (!a->stalled || a->loc != id)
+			continue;
+		a->stalled = false;
+		rayc__actor_settle_locked(rt, a);
+	}
+}
+
