@@ -131,19 +131,32 @@ static size_t async_count(void)
 	return bench_g.quick ? 20000 : 100000;
 }
 
-static double remote_async_run(size_t n)
+/* n submissions (each by submit), then each got; per second. */
+static double async_run(size_t n, void (*submit)(rayc_ref *, void *),
+                        void *arg)
 {
 	rayc_ref *r = bench_xmalloc(n * sizeof(rayc_ref));
 	bench_cost_begin(bench_cost_cur);
 	double t0 = bench_now();
 	for (size_t i = 0; i < n; i++)
-		remote_noop(&r[i]);
+		submit(&r[i], arg);
 	for (size_t i = 0; i < n; i++)
 		bench_get_release(r[i]);
 	double t = bench_now() - t0;
 	bench_cost_end(bench_cost_cur, (double)n);
 	free(r);
 	return (double)n / t;
+}
+
+static void noop_submit(rayc_ref *r, void *arg)
+{
+	(void)arg;
+	remote_noop(r);
+}
+
+static double remote_async_run(size_t n)
+{
+	return async_run(n, noop_submit, NULL);
 }
 
 static double remote_async_rep(void *arg)
@@ -450,20 +463,14 @@ static double actor_sync_rep(void *arg)
 	return (double)n / t;
 }
 
+static void call_submit(rayc_ref *r, void *arg)
+{
+	BENCH_CHECK(rayc_actor_call(r, *(rayc_actor *)arg, "add"));
+}
+
 static double actor_async_rep(void *arg)
 {
-	size_t n = async_count();
-	rayc_ref *r = bench_xmalloc(n * sizeof(rayc_ref));
-	bench_cost_begin(bench_cost_cur);
-	double t0 = bench_now();
-	for (size_t i = 0; i < n; i++)
-		BENCH_CHECK(rayc_actor_call(&r[i], *(rayc_actor *)arg, "add"));
-	for (size_t i = 0; i < n; i++)
-		bench_get_release(r[i]);
-	double t = bench_now() - t0;
-	bench_cost_end(bench_cost_cur, (double)n);
-	free(r);
-	return (double)n / t;
+	return async_run(async_count(), call_submit, arg);
 }
 
 static double tcp_rtt_rate_rep(void *arg)
