@@ -176,9 +176,9 @@ enum rayc_encrypt {
  * survives its tasks' crashes: they kill worker peers, and are retried
  * or quarantined (see rayc_task_opts.max_retries).  Such a driver offers
  * no resources to the cluster (rayc_resource_get reports 0 here); its
- * tasks, and calls nested in them, run on other peers, and wait, or fail
- * with RAYC_EINFEASIBLE as any task no live peer can run, rather than
- * run here.  Worker peers always run tasks and ignore the setting. */
+ * tasks, and calls nested in them, run on other peers, and wait, as any
+ * task no live peer can run yet, rather than run here.  Worker peers
+ * always run tasks and ignore the setting. */
 enum rayc_driver_tasks {
 	/* Off with local_peers > 1 (rayc_init has started other peers to
 	 * run them), on otherwise. */
