@@ -148,6 +148,21 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 	return rc;
 }
 
+/* The actor of handle h with a hold the caller may count on; NULL
+ * (rayc_errmsg set) if none. */
+static rayc__actor *held_locked(rayc__rt *rt, rayc_actor h)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__actor *a = rayc__actor_handle_locked(rt, h);
+
+	if (a == NULL || a->refcnt == 0) {
+		(void)rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT " has no live "
+		                "handle here", ID_ARGS(h));
+		return NULL;
+	}
+	return a;
+}
+
 int rayc_actor_call_array(rayc_ref *out, rayc_actor h, const char *method,
                           const rayc_method_opts *opts, const rayc_arg *args,
                           size_t nargs)
@@ -172,12 +187,11 @@ int rayc_actor_call_array(rayc_ref *out, rayc_actor h, const char *method,
 	t->id = rayc__next_task_id(rt, true);
 
 	rayc__rt_lock(rt);
-	rayc__actor *a = rayc__actor_handle_locked(rt, h);
-	if (a == NULL || a->refcnt == 0) {
+	rayc__actor *a = held_locked(rt, h);
+	if (a == NULL) {
 		rayc__mutex_unlock(&rt->mu);
 		rayc__task_free(t);
-		return rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT " has no "
-		                 "live handle here", ID_ARGS(h));
+		return RAYC_ENOTFOUND;
 	}
 	t->fn = rayc__aclass_method(a->cls, method);
 	if (t->fn == NULL) {
@@ -221,21 +235,6 @@ int rayc_actor_get_named(rayc_actor *out, const char *name)
 	return a != NULL ? RAYC_OK
 	                 : rayc__err(RAYC_ENOTFOUND, "no live actor is "
 	                             "named '%s'", name);
-}
-
-/* The actor of handle h with a hold the caller may count on; NULL
- * (rayc_errmsg set) if none. */
-static rayc__actor *held_locked(rayc__rt *rt, rayc_actor h)
-	RAYC_REQUIRES(rt->mu)
-{
-	rayc__actor *a = rayc__actor_handle_locked(rt, h);
-
-	if (a == NULL || a->refcnt == 0) {
-		(void)rayc__err(RAYC_ENOTFOUND, "actor " ID_FMT " has no live "
-		                "handle here", ID_ARGS(h));
-		return NULL;
-	}
-	return a;
 }
 
 int rayc_actor_dup(rayc_actor h)

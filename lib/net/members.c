@@ -703,24 +703,3 @@ bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id)
 	return alive;
 }
 
-bool rayc__net_feasible(rayc__rt *rt, const int64_t *d)
-{
-	rayc__net *net = rt->net;
-	bool ok = false;
-
-	if (net == NULL)
-		return false;
-	rayc__mutex_lock(&net->mu);
-	for (uint32_t i = 1; i < atomic_load(&net->top) && !ok; i++) {
-		rayc__peer *p = &net->peers[i];
-		if (!p->alive)
-			continue;
-		const int64_t *tot = i == net->self ? rt->res_total : p->total;
-		ok = rayc__place_offers(tot, atomic_load(&rt->nres));
-		for (int k = 0; k < RAYC__MAX_RES; k++)
-			if (d[k] > 0 && tot[k] < d[k])
-				ok = false;
-	}
-	rayc__mutex_unlock(&net->mu);
-	return ok;
-}

@@ -63,8 +63,6 @@ void rayc__net_obj_released_locked(rayc__rt *rt, rayc__obj *o)
 /* A task running here hands out a ref to an object another peer owns:
  * register this peer as a borrower with the owner (once per entry). */
 void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
-/* True if some live peer could ever run this demand. */
-bool rayc__net_feasible(rayc__rt *rt, const int64_t *demand);
 /* Frees the KV this peer keeps (at shutdown). */
 void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->kv_mu);
 /* The mesh for an API call made from any thread (a task, the user's), or

@@ -283,11 +283,8 @@ void rayc__remote_fail_task_locked(rayc__rt *rt, rayc__task *t, int err,
                                    const char *msg)
 {
 	t->in_flight = true;
-	for (uint32_t i = 0; i < t->nreturns; i++)
-		if (t->returns[i] != NULL)
-			rayc__obj_fail_locked(rt, t->returns[i], err, msg);
 	atomic_fetch_add(&rt->n_failed, 1);
-	rayc__task_done_locked(rt, t);
+	rayc__task_fail_locked(rt, t, err, msg);
 }
 
 static void wait_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
