@@ -608,7 +608,8 @@ typedef struct rayc_actor_opts {
 	double num_gpus;
 	const rayc_resource *resources; /* custom, reserved likewise */
 	int num_resources;
-	const char *name;  /* NULL: anonymous; else unique (RAYC_EEXIST) */
+	const char *name;  /* NULL: anonymous; else 1..240 bytes, unique in
+	                      the cluster (RAYC_EEXIST) */
 	int get_if_exists; /* name taken: a handle to that actor instead */
 	int lifetime;      /* enum rayc_actor_lifetime */
 	int max_restarts;  /* restarts allowed (-1 = unlimited), default 0 */
@@ -628,6 +629,9 @@ typedef struct rayc_actor_opts {
  * without get_if_exists), RAYC_EINFEASIBLE (as rayc_call: a one-peer
  * cluster without the resources, hard affinity to a dead peer),
  * RAYC_EINVAL, RAYC_ENOTFOUND (a REF argument not live), RAYC_ESTATE.
+ * In a cluster a name is claimed in the control store first (a round
+ * trip to the coordinator; its errors, e.g. RAYC_ETIMEDOUT, come back);
+ * with get_if_exists the actor found may be another peer's.
  * Thread-safe; may be called from inside tasks and methods. */
 RAYC_API int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
                                      const rayc_actor_opts *opts,
@@ -662,8 +666,12 @@ RAYC_API int rayc_actor_call_array(rayc_ref *out, rayc_actor h,
                                    const rayc_method_opts *opts,
                                    const rayc_arg *args, size_t nargs);
 
-/* A handle to the live actor named name (one more handle: release it).
- * RAYC_ENOTFOUND if none.  Thread-safe. */
+/* A handle to the live actor named name (one more handle: release it),
+ * wherever in the cluster it was made: names are kept in the replicated
+ * control store.  RAYC_ENOTFOUND if none; RAYC_ENOFUNC if its class is
+ * not registered in this process; the KV's errors (RAYC_ETIMEDOUT,
+ * RAYC_ESTATE) in a cluster.  Blocking (a round trip to the coordinator
+ * for an actor another peer made).  Thread-safe. */
 RAYC_API int rayc_actor_get_named(rayc_actor *out, const char *name);
 
 /* One more handle on h / one handle less.  The last release of an actor
@@ -836,7 +844,9 @@ typedef struct rayc_job_info {
 RAYC_API int rayc_cluster_jobs(rayc_job_info *out, size_t cap, size_t *n);
 
 /* The cluster's key-value store, kept in the replicated control store
- * (Raft) and visible from every peer.  Keys are strings up to 255 bytes,
+ * (Raft) and visible from every peer.  Keys beginning with "rayc." are
+ * the library's own (actor names): rayc_kv_put and rayc_kv_del refuse
+ * them (RAYC_EINVAL).  Keys are strings up to 255 bytes,
  * values up to 1 MiB, 128 MiB in all (RAYC_ESTOREFULL beyond).
  * rayc_kv_get returns a malloc'd copy (free it with free());
  * RAYC_ENOTFOUND if the key is absent.  Each call is a round

@@ -2,6 +2,7 @@
  * kill, list; and resolving the ref and handle arguments of any call
  * (rayc__args_resolve_locked, api_int.h).  Each checks its input, then
  * does its work under rt->mu through sched/actor.c. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,10 @@
 
 #define ID_FMT "%016llx%016llx"
 #define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
-#define NAME_MAX_LEN 255
+/* A name and the KV's prefix fit in a KV key (lib/net/names.c). */
+#define NAME_MAX_LEN 240
+/* What claim_name came to. */
+enum { CLAIMED = 1, FOUND };
 
 int rayc__args_resolve_locked(rayc__rt *rt, rayc__task *t,
                               const rayc_arg *args, size_t nargs)
@@ -76,6 +80,90 @@ static int check_opts(const rayc_actor_opts *o)
 	return RAYC_OK;
 }
 
+/* A handle to the actor of record r (rec's owner: self, or another
+ * peer, then through a proxy), one more handle held.  RAYC_ENOTFOUND
+ * for a record of ours whose actor is gone (its name being given back):
+ * *stale then says so. */
+static int handle_for(rayc__rt *rt, const char *name, const rayc__name_rec *r,
+                      uint32_t self, rayc_actor *out, bool *stale)
+{
+	rayc__actor *a;
+	int rc = RAYC_OK;
+
+	*stale = false;
+	const rayc__aclass *cls = rayc__aclass_find(r->cls);
+	rayc__rt_lock(rt);
+	if (r->owner == self) {
+		a = rayc__actor_named_locked(rt, name);
+		if (a == NULL || a->id.hi != r->id.hi || a->id.lo != r->id.lo) {
+			*stale = true;
+			a = NULL;
+			rc = rayc__err(RAYC_ENOTFOUND, "no live actor is named "
+			               "'%s'", name);
+		}
+	} else if (cls == NULL) {
+		a = NULL;
+		rc = rayc__err(RAYC_ENOFUNC, "actor '%s' is of class %s, "
+		               "which this process has not registered", name,
+		               r->cls);
+	} else if ((a = rayc__actor_proxy_locked(rt, r->id, r->owner, cls,
+	                                         self)) == NULL) {
+		rc = rayc__err(RAYC_ENOMEM, "actor '%s'", name);
+	}
+	if (a != NULL) {
+		rayc__actor_hold_locked(a);
+		a->handles++;
+		*out = a->id;
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return rc;
+}
+
+/* In a cluster, with rt->name_mu held: claims name for the actor id of
+ * class cls in the control store (lib/net/names.c).  CLAIMED: make it;
+ * FOUND: *out is a handle to the actor holding the name (get_if_exists);
+ * else an error (RAYC_EEXIST: taken). */
+static int claim_name(rayc__rt *rt, const char *name, rayc_actor id,
+                      const rayc__aclass *cls, bool get_if_exists,
+                      rayc_actor *out)
+{
+	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
+	rayc__name_rec mine = { .id = id, .owner = self }, theirs;
+	bool stale;
+	int rc = RAYC_EEXIST;
+
+	snprintf(mine.cls, sizeof(mine.cls), "%s", cls->name);
+	for (int tries = 0; tries < 8; tries++) {
+		rc = rayc__net_name_claim(name, &mine, &theirs);
+		if (rc == RAYC_OK)
+			return CLAIMED;
+		if (rc == RAYC_ENOTFOUND)
+			continue; /* given back meanwhile */
+		if (rc != RAYC_EEXIST)
+			return rc;
+		if (!get_if_exists && theirs.owner != self)
+			return rayc__err(RAYC_EEXIST, "an actor named '%s' "
+			                 "exists (class %s, owned by peer %u)",
+			                 name, theirs.cls, theirs.owner);
+		rc = handle_for(rt, name, &theirs, self, out, &stale);
+		if (rc == RAYC_OK && get_if_exists)
+			return FOUND;
+		if (rc == RAYC_OK) { /* ours and alive: taken */
+			rayc_actor_release(*out);
+			return rayc__err(RAYC_EEXIST, "an actor named '%s' "
+			                 "exists (class %s)", name, theirs.cls);
+		}
+		if (!stale)
+			return rc;
+		/* One of ours that died, its name still on its way back:
+		 * give it back now. */
+		if ((rc = rayc__net_name_drop(name, &theirs)) != RAYC_OK)
+			return rc;
+	}
+	return rayc__err(rc, "actor name '%s': claimed and given back by "
+	                 "others 8 times over; try again", name);
+}
+
 int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
                             const rayc_actor_opts *opts, const rayc_arg *args,
                             size_t nargs)
@@ -123,9 +211,25 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 	t->node_id = opts->node_id;
 	t->soft = opts->soft != 0;
 
+	/* In a cluster a name is the cluster's: claimed before the actor
+	 * is made, one named creation at a time on this peer (so that a
+	 * record of ours found here with no live actor is a stale one). */
+	bool global = opts->name != NULL && rt->hooks != NULL;
+	rayc_actor aid = { t->id.hi, t->id.lo }; /* the actor's id */
+	if (global) {
+		rayc__mutex_lock(&rt->name_mu);
+		rc = claim_name(rt, opts->name, aid, cls,
+		                opts->get_if_exists != 0, out);
+		if (rc != CLAIMED) {
+			rayc__mutex_unlock(&rt->name_mu);
+			rayc__task_free(t);
+			return rc == FOUND ? RAYC_OK : rc;
+		}
+	}
 	rayc__actor_params p = {
 		.cls = cls,
 		.name = opts->name,
+		.name_global = global,
 		.get_if_exists = opts->get_if_exists != 0,
 		.detached = opts->lifetime == RAYC_LIFETIME_DETACHED,
 		.max_restarts = opts->max_restarts,
@@ -136,15 +240,28 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 	rayc__actor *a = NULL;
 	rayc__rt_lock(rt);
 	rc = rayc__args_resolve_locked(rt, t, args, nargs);
-	if (rc != RAYC_OK) {
-		rayc__mutex_unlock(&rt->mu);
+	if (rc != RAYC_OK)
 		rayc__task_free(t);
-		return rc;
-	}
-	rc = rayc__actor_create_locked(rt, t, &p, &a);
+	else
+		rc = rayc__actor_create_locked(rt, t, &p, &a);
 	if (rc == RAYC_OK)
 		*out = a->id;
 	rayc__mutex_unlock(&rt->mu);
+	if (global && rc != RAYC_OK) {
+		/* Not made: the name goes back (rayc_errmsg keeps why). */
+		rayc__name_rec mine = { .id = aid, .owner = rayc_peer_id() };
+		snprintf(mine.cls, sizeof(mine.cls), "%s", cls->name);
+		char why[256];
+		snprintf(why, sizeof(why), "%s", rayc_errmsg());
+		if (rayc__net_name_drop(opts->name, &mine) != RAYC_OK)
+			rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-NAME",
+			          "actor '%s' was not made and its name could "
+			          "not be given back: %s", opts->name,
+			          rayc_errmsg());
+		(void)rayc__err(rc, "%s", why);
+	}
+	if (global)
+		rayc__mutex_unlock(&rt->name_mu);
 	return rc;
 }
 
@@ -232,9 +349,18 @@ int rayc_actor_get_named(rayc_actor *out, const char *name)
 		*out = a->id;
 	}
 	rayc__mutex_unlock(&rt->mu);
-	return a != NULL ? RAYC_OK
-	                 : rayc__err(RAYC_ENOTFOUND, "no live actor is "
-	                             "named '%s'", name);
+	if (a != NULL)
+		return RAYC_OK;
+	if (rt->hooks == NULL || strlen(name) > NAME_MAX_LEN)
+		return rayc__err(RAYC_ENOTFOUND, "no live actor is named '%s'",
+		                 name);
+	/* Not one of ours: the cluster's registry. */
+	rayc__name_rec r;
+	bool stale;
+	int rc = rayc__net_name_lookup(name, &r);
+	if (rc != RAYC_OK)
+		return rc;
+	return handle_for(rt, name, &r, rayc_peer_id(), out, &stale);
 }
 
 int rayc_actor_dup(rayc_actor h)

@@ -350,6 +350,10 @@ struct rayc__rt {
 	rayc__actor *actor_proxies RAYC_GUARDED_BY(mu);
 	rayc__sclass *call_class RAYC_GUARDED_BY(mu);
 	uint64_t nactors RAYC_GUARDED_BY(mu);
+	/* In a cluster, named actors are made one at a time here (the
+	 * name claimed in the control store, then the actor made; taken
+	 * before mu, held across the KV's round trips: actor_api.c). */
+	rayc__mutex name_mu;
 
 	/* Ids. */
 	uint64_t job;
@@ -400,6 +404,10 @@ typedef struct rayc__cluster_hooks {
 	/* Sends t (an actor's call or destructor run) to peer, where its
 	 * actor lives; false if that peer cannot be reached. */
 	bool (*send)(rayc__rt *rt, rayc__task *t, uint32_t peer);
+	/* Actor id (class cls), owned here, gives its cluster-wide name
+	 * back (it died). */
+	void (*name_gone)(rayc__rt *rt, const char *name, rayc_actor id,
+	                  const char *cls);
 } rayc__cluster_hooks;
 
 extern rayc__rt *rayc__g;

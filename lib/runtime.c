@@ -435,6 +435,7 @@ static void rt_free(rayc__rt *rt)
 	rayc__slab_fini(&rt->task_slab);
 	rayc__slab_fini(&rt->obj_slab);
 	rayc__mutex_fini(&rt->kv_mu);
+	rayc__mutex_fini(&rt->name_mu);
 	rayc__mutex_fini(&rt->mu);
 	free(rt);
 }
@@ -481,6 +482,7 @@ int rayc_init(const rayc_config *cfg)
 	}
 	rayc__mutex_init(&rt->mu);
 	rayc__mutex_init(&rt->kv_mu);
+	rayc__mutex_init(&rt->name_mu);
 	/* Kept warm: 4 MiB of each whatever the recent use. */
 	rayc__slab_init(&rt->obj_slab, sizeof(rayc__obj), 4u << 20);
 	rayc__slab_init(&rt->task_slab, RAYC__TASK_SLAB_BYTES, 4u << 20);

@@ -3,7 +3,9 @@
 #ifndef RAYC_TEST_ACTOR_FUNCS_H
 #define RAYC_TEST_ACTOR_FUNCS_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -110,6 +112,30 @@ static rayc_actor_class nc_bad_class = {
 };
 RAYC_ACTOR_CLASS(nc_bad_class)
 
+/* count calls add(first), add(first + 1), ... through h; *at gets the
+ * peer the last ran on.  Fails c (and returns false) on an error. */
+static bool calls_through(rayc_ctx *c, rayc_actor h, int64_t first,
+                          int64_t count, int64_t *at)
+{
+	rayc_ref last = { { 0, 0 } };
+	for (int64_t k = 0; k < count; k++) {
+		rayc_ref r;
+		int rc = rayc_actor_call(&r, h, "add", RAYC_I64(first + k));
+		if (rc != RAYC_OK) {
+			rayc_fail(c, "call: %s", rayc_errmsg());
+			return false;
+		}
+		if (k > 0)
+			rayc_release(last);
+		last = r;
+	}
+	int rc = rayc_get_i64(last, at, 30000);
+	rayc_release(last);
+	if (rc != RAYC_OK)
+		rayc_fail(c, "get: %s (%s)", rayc_strerror(rc), rayc_errmsg());
+	return rc == RAYC_OK;
+}
+
 /* (handle, first, count) -> the peer the last call ran on, after count
  * calls add(first), add(first + 1), ... made through the handle, from
  * whatever peer runs this task. */
@@ -125,25 +151,8 @@ static void af_calls_via(rayc_ctx *c)
 		          rayc_errmsg());
 		return;
 	}
-	rayc_ref last = { { 0, 0 } };
-	for (int64_t k = 0; k < count; k++) {
-		rayc_ref r;
-		int rc = rayc_actor_call(&r, h, "add", RAYC_I64(first + k));
-		if (rc != RAYC_OK) {
-			rayc_fail(c, "call: %s", rayc_errmsg());
-			return;
-		}
-		if (k > 0)
-			rayc_release(last);
-		last = r;
-	}
-	int rc = rayc_get_i64(last, &at, 30000);
-	rayc_release(last);
-	if (rc != RAYC_OK) {
-		rayc_fail(c, "get: %s", rayc_strerror(rc));
-		return;
-	}
-	rayc_return_i64(c, 0, at);
+	if (calls_through(c, h, first, count, &at))
+		rayc_return_i64(c, 0, at);
 }
 RAYC_REMOTE(af_calls_via)
 
@@ -188,5 +197,68 @@ static void af_pass_on(rayc_ctx *c)
 	rayc_return_i64(c, 0, at);
 }
 RAYC_REMOTE(af_pass_on)
+
+/* Argument i as a NUL-terminated string into buf. */
+static bool arg_name(rayc_ctx *c, size_t i, char *buf, size_t cap)
+{
+	const void *p;
+	size_t n;
+
+	if (rayc_arg_data(c, i, &p, &n) != RAYC_OK || n >= cap)
+		return false;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return true;
+}
+
+/* (name, first, count) -> the peer the last call ran on, after count
+ * calls add(first), ... through a handle found by name on whatever peer
+ * runs this task. */
+static void af_named_calls(rayc_ctx *c)
+{
+	char name[64];
+	int64_t first, count, at = -1;
+	rayc_actor h;
+
+	if (!arg_name(c, 0, name, sizeof(name)) ||
+	    rayc_arg_i64(c, 1, &first) != RAYC_OK ||
+	    rayc_arg_i64(c, 2, &count) != RAYC_OK || count < 1) {
+		rayc_fail(c, "af_named_calls(name, first, count)");
+		return;
+	}
+	if (rayc_actor_get_named(&h, name) != RAYC_OK) {
+		rayc_fail(c, "get_named: %s", rayc_errmsg());
+		return;
+	}
+	bool ok = calls_through(c, h, first, count, &at);
+	rayc_actor_release(h);
+	if (ok)
+		rayc_return_i64(c, 0, at);
+}
+RAYC_REMOTE(af_named_calls)
+
+/* (name, get_if_exists) -> what rayc_actor_create of a detached
+ * NetCounter named name (tag: the name) returned here; its handle is
+ * let go at once. */
+static void af_named_create(rayc_ctx *c)
+{
+	char name[64];
+	int64_t gie;
+	rayc_actor h;
+
+	if (!arg_name(c, 0, name, sizeof(name)) ||
+	    rayc_arg_i64(c, 1, &gie) != RAYC_OK) {
+		rayc_fail(c, "af_named_create(name, get_if_exists)");
+		return;
+	}
+	rayc_actor_opts o = { .name = name,
+		              .get_if_exists = (int)gie,
+		              .lifetime = RAYC_LIFETIME_DETACHED };
+	int rc = rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(name));
+	if (rc == RAYC_OK)
+		rayc_actor_release(h);
+	rayc_return_i64(c, 0, rc);
+}
+RAYC_REMOTE(af_named_create)
 
 #endif

@@ -323,3 +323,197 @@ Test(actor_net, a_handle_passed_through_two_tasks_on_other_peers_calls_it)
 	cr_assert_eq(fini_count("p"), 1);
 	cluster_stop();
 }
+
+/* What a task running af_named_create(name, gie) on peer got. */
+static int64_t create_on(uint32_t peer, const char *name, int gie)
+{
+	rayc_task_opts o = on_peer(peer);
+	rayc_ref r;
+	int64_t rc = -1;
+
+	cr_assert_eq(rayc_call_opts(&r, "af_named_create", &o, RAYC_STR(name),
+	                            RAYC_I64(gie)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(r, &rc, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	return rc;
+}
+
+/* The peer the last of count calls ran on, through a handle a task on
+ * peer found by name (-1: that task failed). */
+static int64_t named_calls_on(uint32_t peer, const char *name, int64_t first,
+                              int64_t count)
+{
+	rayc_task_opts o = on_peer(peer);
+	rayc_ref r;
+	int64_t at = -1;
+
+	cr_assert_eq(rayc_call_opts(&r, "af_named_calls", &o, RAYC_STR(name),
+	                            RAYC_I64(first), RAYC_I64(count)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	rayc_view v;
+	int rc = rayc_get_i64(r, &at, 60000);
+	if (rc != RAYC_OK) {
+		cr_log_error("af_named_calls on %u: %s (%s)", peer,
+		             rayc_strerror(rc), rayc_errmsg());
+		at = -1;
+		if (rayc_get(r, &v, 0) == RAYC_ETASK) {
+			cr_log_error("af_named_calls on %u: %.*s", peer,
+			             (int)v.len, (const char *)v.data);
+			rayc_view_release(&v);
+		}
+	}
+	rayc_release(r);
+	return at;
+}
+
+static bool name_free(const char *name)
+{
+	rayc_actor h;
+	int rc = rayc_actor_get_named(&h, name);
+
+	if (rc == RAYC_OK)
+		rayc_actor_release(h);
+	return rc == RAYC_ENOTFOUND;
+}
+
+Test(actor_net, a_named_actor_is_found_and_called_from_a_task_on_another_peer)
+{
+	rayc_actor h, g;
+	struct where w;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Owned here, hosted on b, named: a task on a finds it by name
+	 * and calls it 100 times, in order. */
+	rayc_actor_opts o = { .name = "registry-1",
+		              .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("r1")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(named_calls_on(pa, "registry-1", 0, 100), pb);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	cr_assert_eq(w.next, 100);
+	cr_assert_eq(w.wrong, 0);
+	/* The name is taken cluster-wide: on a, without get_if_exists,
+	 * RAYC_EEXIST; with it, the same actor (nothing made). */
+	cr_assert_eq(create_on(pa, "registry-1", 0), RAYC_EEXIST);
+	cr_assert_eq(create_on(pa, "registry-1", 1), RAYC_OK);
+	cr_assert_eq(rayc_actor_create(&g, "NetCounter", &o, RAYC_STR("x")),
+	             RAYC_EEXIST);
+	cr_assert_eq(named_calls_on(pa, "registry-1", 100, 1), pb);
+	/* It is the library's key: a program may read it, not write it. */
+	void *v = NULL;
+	size_t n = 0;
+	cr_assert_eq(rayc_kv_get("rayc.actor/registry-1", &v, &n), RAYC_OK);
+	free(v);
+	cr_assert_eq(rayc_kv_put("rayc.actor/registry-1", "x", 1), RAYC_EINVAL);
+	cr_assert_eq(rayc_kv_del("rayc.actor/registry-1"), RAYC_EINVAL);
+
+	/* Made by a task on a (owned there): found and called from here. */
+	cr_assert_eq(create_on(pa, "made-on-a", 0), RAYC_OK);
+	cr_assert_eq(rayc_actor_get_named(&g, "made-on-a"), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_ref r;
+	int64_t at;
+	cr_assert_eq(rayc_actor_call(&r, g, "add", RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r, &at, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+
+	/* Two peers claiming one name at once: exactly one gets it. */
+	rayc_task_opts oa = on_peer(pa), ob = on_peer(pb);
+	rayc_ref ra, rb;
+	int64_t ca, cb;
+	cr_assert_eq(rayc_call_opts(&ra, "af_named_create", &oa,
+	                            RAYC_STR("race"), RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(rayc_call_opts(&rb, "af_named_create", &ob,
+	                            RAYC_STR("race"), RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(ra, &ca, 60000), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(rb, &cb, 60000), RAYC_OK);
+	rayc_release(ra);
+	rayc_release(rb);
+	cr_assert((ca == RAYC_OK && cb == RAYC_EEXIST) ||
+	          (ca == RAYC_EEXIST && cb == RAYC_OK),
+	          "the two claims got %lld and %lld", (long long)ca,
+	          (long long)cb);
+
+	/* Its last handle gone, the actor dies and its name is free
+	 * again, for a peer that did not own it. */
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	RT_WAIT_FOR(name_free("registry-1"), 20000);
+	cr_assert(name_free("registry-1"), "the name outlived its actor");
+	cr_assert_eq(create_on(pa, "registry-1", 0), RAYC_OK);
+	cr_assert_gt(named_calls_on(pb, "registry-1", 0, 5), 0);
+
+	/* Its owner SIGKILLed: every name a owned goes with it. */
+	kill(a, SIGKILL);
+	forget_kid(a);
+	RT_WAIT_FOR(name_free("registry-1") && name_free("made-on-a"), 30000);
+	cr_assert(name_free("registry-1") && name_free("made-on-a"),
+	          "names outlived their owner");
+	cr_assert_eq(create_on(pb, "made-on-a", 0), RAYC_OK);
+	/* The handle found before: its actor died with its owner. */
+	rayc_view v2;
+	cr_assert_eq(rayc_actor_call(&r, g, "add", RAYC_I64(1)), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v2, 30000), RAYC_EACTORDIED);
+	cr_log_info("%.*s", (int)v2.len, (const char *)v2.data);
+	rayc_view_release(&v2);
+	rayc_release(r);
+	cr_assert_eq(rayc_actor_release(g), RAYC_OK);
+	cluster_stop();
+}
+
+Test(actor_net, a_name_survives_the_coordinator)
+{
+	char addr[200] = { 0 };
+	rayc_actor h;
+
+	pid_t f = spawn_founder(addr, sizeof(addr));
+	driver_start_at(addr);
+	pid_t a = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), self = rayc_peer_id();
+	rayc_peer_info pi[8];
+	size_t n = 0, voters = 0;
+	/* 3 voters, so that 2 elect another coordinator. */
+	for (int64_t until = rt_now_ms() + 20000;
+	     voters < 3 && rt_now_ms() < until; usleep(2000)) {
+		cr_assert_eq(rayc_cluster_peers(pi, 8, &n), RAYC_OK);
+		voters = 0;
+		for (size_t i = 0; i < n && i < 8; i++)
+			voters += pi[i].alive && pi[i].is_voter;
+	}
+	cr_assert_eq(voters, 3);
+	for (size_t i = 0; i < n; i++)
+		if (pi[i].is_coordinator)
+			cr_assert_eq(pi[i].id, peer_of(f), "the founder leads");
+	rayc_actor_opts o = { .name = "survivor",
+		              .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = self };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("s")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(named_calls_on(pa, "survivor", 0, 10), self);
+	/* The coordinator, which applied the claim first, dies. */
+	kill(f, SIGKILL);
+	forget_kid(f);
+	RT_WAIT_FOR(alive_peers() == 2, 30000);
+	cr_assert_eq(alive_peers(), 2);
+	cr_assert_eq(named_calls_on(pa, "survivor", 10, 10), self);
+	/* New names are claimed through the new coordinator. */
+	cr_assert_eq(create_on(pa, "after", 0), RAYC_OK);
+	cr_assert_eq(create_on(pa, "after", 0), RAYC_EEXIST);
+	rayc_actor g = { 0, 0 };
+	cr_assert_eq(rayc_actor_create(&g, "NetCounter", &o, RAYC_STR("s")),
+	             RAYC_EEXIST);
+	struct where w;
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	cr_assert_eq(w.next, 20);
+	cr_assert_eq(w.wrong, 0);
+	rayc_actor_release(h);
+	cluster_stop();
+}

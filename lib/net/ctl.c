@@ -173,11 +173,14 @@ void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
 {
 	/* In one allocation (a value may be 1 MiB). */
 	(void)rayc__wbuf_reserve(b, 1 + 4 + 8 + 4 + strlen(key) + 8 + len);
-	rayc__w_u8(b, op == RAYC__KV_PUT ? CMD_KV_PUT : CMD_KV_DEL);
+	rayc__w_u8(b, op == RAYC__KV_PUT     ? CMD_KV_PUT
+	              : op == RAYC__KV_PUTNX ? CMD_KV_PUTNX
+	              : op == RAYC__KV_DELEQ ? CMD_KV_DELEQ
+	                                     : CMD_KV_DEL);
 	rayc__w_u32(b, client);
 	rayc__w_u64(b, req);
 	rayc__w_str(b, key);
-	if (op == RAYC__KV_PUT)
+	if (op != RAYC__KV_DEL)
 		rayc__w_blob(b, val, len);
 }
 

@@ -156,7 +156,10 @@ static int apply_del(rayc__net *net, rayc__rd *rd)
 
 	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS)
 		return RAYC_EPROTO;
-	return mark_dead(net, id, gen, left, t);
+	int rc = mark_dead(net, id, gen, left, t);
+	if (rc == RAYC_OK)
+		rayc__names_sweep(net, id); /* its actors' names are free */
+	return rc;
 }
 
 static bool dedup_find(rayc__ctl *ctl, const dedup_key *k, int *rc)
@@ -226,8 +229,9 @@ static bool dedup_read(rayc__ctl *ctl, rayc__rd *rd, bool apply)
 	return true;
 }
 
-/* A KV write; a retry of one already applied gets its first result. */
-static int apply_kv(rayc__net *net, rayc__rd *rd, bool put)
+/* A KV write (op: RAYC__KV_PUT, _DEL, _PUTNX, _DELEQ); a retry of one
+ * already applied gets its first result. */
+static int apply_kv(rayc__net *net, rayc__rd *rd, int op)
 {
 	char key[RAYC__KV_KEY_MAX + 1];
 	size_t len = 0;
@@ -238,16 +242,23 @@ static int apply_kv(rayc__net *net, rayc__rd *rd, bool put)
 	k.client = rayc__r_u32(rd);
 	k.req = rayc__r_u64(rd);
 	rayc__r_str(rd, key, sizeof(key));
-	if (put)
+	if (op != RAYC__KV_DEL)
 		val = rayc__r_blob(rd, &len);
 	if (rd->bad)
 		return RAYC_EPROTO;
 	if (dedup_find(net->ctl, &k, &rc))
 		return rc;
-	rayc__mutex_lock(&net->rt->kv_mu);
-	rc = rayc__kv_apply_locked(net->rt, put ? RAYC__KV_PUT : RAYC__KV_DEL,
-	                           key, val, len, NULL, NULL);
-	rayc__mutex_unlock(&net->rt->kv_mu);
+	/* An actor's name only while its owner is a member: a claim that
+	 * reaches the log after its owner's removal would never be
+	 * swept (rayc__names_sweep). */
+	if (op == RAYC__KV_PUTNX && !rayc__names_owner_alive(net, key, val, len))
+		rc = RAYC_ESTATE;
+	else {
+		rayc__mutex_lock(&net->rt->kv_mu);
+		rc = rayc__kv_apply_locked(net->rt, op, key, val, len, NULL,
+		                           NULL);
+		rayc__mutex_unlock(&net->rt->kv_mu);
+	}
 	if (rc != RAYC_ENOMEM) /* not applied: the peer leaves (fsm_apply) */
 		dedup_add(net->ctl, &k, rc);
 	return rc;
@@ -270,10 +281,16 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		rc = apply_del(net, &rd);
 		break;
 	case CMD_KV_PUT:
-		rc = apply_kv(net, &rd, true);
+		rc = apply_kv(net, &rd, RAYC__KV_PUT);
 		break;
 	case CMD_KV_DEL:
-		rc = apply_kv(net, &rd, false);
+		rc = apply_kv(net, &rd, RAYC__KV_DEL);
+		break;
+	case CMD_KV_PUTNX:
+		rc = apply_kv(net, &rd, RAYC__KV_PUTNX);
+		break;
+	case CMD_KV_DELEQ:
+		rc = apply_kv(net, &rd, RAYC__KV_DELEQ);
 		break;
 	default:
 		rc = RAYC_EPROTO;

@@ -15,7 +15,7 @@
 
 /* Control log entries: the first byte of each (built in ctl.c, applied in
  * ctl_fsm.c). */
-enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL };
+enum { CMD_ADD = 1, CMD_DEL, CMD_KV_PUT, CMD_KV_DEL, CMD_KV_PUTNX, CMD_KV_DELEQ };
 
 /* KV writes applied, by (client peer, request id): a write retried after
  * the coordinator died is answered with its first result instead of being

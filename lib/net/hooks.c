@@ -9,4 +9,5 @@ const rayc__cluster_hooks rayc__net_hooks = {
 	.obj_released = rayc__net_obj_released_locked,
 	.view_done = rayc__net_view_done_locked,
 	.send = rayc__net_send_task_locked,
+	.name_gone = rayc__net_name_gone_locked,
 };

@@ -25,6 +25,8 @@
 #define KV_PUT RAYC__KV_PUT
 #define KV_GET RAYC__KV_GET
 #define KV_DEL RAYC__KV_DEL
+#define KV_PUTNX RAYC__KV_PUTNX
+#define KV_DELEQ RAYC__KV_DELEQ
 
 /* One key and its value in one block: the key, its NUL, then the value.
  * An entry never changes once in the table (a put makes a new one), so a
@@ -80,6 +82,10 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 	HASH_FIND_STR(rt->kv, key, e);
 	size_t klen = strlen(key);
 	switch (op) {
+	case KV_PUTNX:
+		if (e != NULL)
+			return RAYC_EEXIST;
+		/* fall through */
 	case KV_PUT: {
 		size_t was = e != NULL ? klen + e->len : 0;
 		if (rt->kv_bytes - was + klen + len > KV_TOTAL_MAX)
@@ -108,6 +114,12 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 			memcpy(*out, kv_val(e), e->len);
 		*outlen = e->len;
 		return RAYC_OK;
+	case KV_DELEQ:
+		/* Only the entry holding exactly this value. */
+		if (e != NULL && (e->len != len ||
+		                  (len > 0 && memcmp(kv_val(e), val, len) != 0)))
+			return RAYC_ENOTFOUND;
+		/* fall through */
 	case KV_DEL:
 		if (e == NULL)
 			return RAYC_ENOTFOUND;
@@ -118,6 +130,25 @@ int rayc__kv_apply_locked(rayc__rt *rt, int op, const char *key,
 		return RAYC_OK;
 	default:
 		return RAYC_EPROTO;
+	}
+}
+
+void rayc__kv_del_matching_locked(rayc__rt *rt, const char *prefix,
+                                  bool (*match)(const void *val, size_t len,
+                                                void *arg),
+                                  void *arg)
+{
+	rayc__kv *e, *tmp;
+	size_t plen = strlen(prefix);
+
+	HASH_ITER(hh, rt->kv, e, tmp) {
+		if (e->klen < plen || memcmp(e->key, prefix, plen) != 0 ||
+		    !match(kv_val(e), e->len, arg))
+			continue;
+		rt->kv_bytes -= e->klen + e->len;
+		HASH_DEL(rt->kv, e);
+		if (kv_unref_locked(e))
+			free(e);
 	}
 }
 
@@ -340,8 +371,11 @@ static void rpc_complete(rayc__net *net, uint64_t id, int rc,
 		}
 		r->len = len;
 		rayc__event_set(&r->ev);
-		break;
+		rayc__mutex_unlock(&net->mu);
+		return;
 	}
+	/* No caller waits: an actor name's delete (names.c). */
+	rayc__names_answered_locked(net, id, rc);
 	rayc__mutex_unlock(&net->mu);
 }
 
@@ -352,6 +386,7 @@ void rayc__kv_coord_changed_locked(rayc__net *net)
 			r->rc = RAYC__RETRY;
 			rayc__event_set(&r->ev);
 		}
+	rayc__names_answered_locked(net, 0, RAYC__RETRY);
 }
 
 void rayc__kv_wake_all(rayc__net *net)
@@ -493,6 +528,18 @@ static kv_work *kv_work_new(rayc__net *net, uint64_t rpc, int op, const char *ke
 	return w;
 }
 
+void rayc__kv_send_async(rayc__net *net, uint64_t rpc, uint64_t req, int op,
+                         const char *key, const void *val, size_t len)
+{
+	kv_work *w = kv_work_new(net, rpc, op, key, val, len);
+
+	if (w == NULL)
+		return; /* the sender's tick tries again */
+	w->client = net->self;
+	w->req = req;
+	rayc__ctl_post(net, &w->post, run_kv, w);
+}
+
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -505,7 +552,7 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 		size_t len;
 		rayc__r_str(rd, key, sizeof(key));
 		const void *val = rayc__r_blob(rd, &len);
-		if (rd->bad || op < KV_PUT || op > KV_DEL || len > KV_VAL_MAX ||
+		if (rd->bad || op < KV_PUT || op > KV_DELEQ || len > KV_VAL_MAX ||
 		    key[0] == '\0')
 			return rayc__conn_close(c, "bad KV_REQ");
 		kv_work *w = kv_work_new(net, id, op, key, val, len);
@@ -668,9 +715,28 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 	}
 }
 
+int rayc__kv_call(int op, const char *key, const void *val, size_t len,
+                  void **out, size_t *outlen)
+{
+	return kv_call(op, key, val, len, out, outlen, 0);
+}
+
+/* Keys under RAYC__KV_OWN are the library's (actor names): a program
+ * may read them, not write them. */
+static int kv_own(const char *key)
+{
+	if (key != NULL &&
+	    strncmp(key, RAYC__KV_OWN, strlen(RAYC__KV_OWN)) == 0)
+		return rayc__err(RAYC_EINVAL, "KV '%s': keys beginning with "
+		                 "\"%s\" are rayc's own", key, RAYC__KV_OWN);
+	return RAYC_OK;
+}
+
 int rayc_kv_put(const char *key, const void *val, size_t len)
 {
-	return kv_call(KV_PUT, key, val, len, NULL, NULL, 0);
+	int rc = kv_own(key);
+
+	return rc != RAYC_OK ? rc : kv_call(KV_PUT, key, val, len, NULL, NULL, 0);
 }
 
 int rayc_kv_get(const char *key, void **val, size_t *len)
@@ -684,7 +750,9 @@ int rayc_kv_get(const char *key, void **val, size_t *len)
 
 int rayc_kv_del(const char *key)
 {
-	return kv_call(KV_DEL, key, NULL, 0, NULL, NULL, 0);
+	int rc = kv_own(key);
+
+	return rc != RAYC_OK ? rc : kv_call(KV_DEL, key, NULL, 0, NULL, NULL, 0);
 }
 
 int rayc__test_kv_write(bool put, const char *key, const void *val,

@@ -444,6 +444,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	close_stale_handshakes(net);
 	reap_conns(net, false);
 	rayc__relink_tick(net);
+	rayc__names_tick(net);
+	rayc__remote_actors_tick(net);
 	rayc__remote_pump_idle(net);
 }
 
@@ -787,6 +789,7 @@ static void net_free(rayc__net *net)
 	rayc__remote_fini(net);
 	rayc__relink_fini(net);
 	rayc__ctl_fini(net);
+	rayc__names_free(net);
 	if (net->tick != NULL)
 		event_free(net->tick);
 	if (net->pev != NULL)

@@ -41,7 +41,7 @@ void rayc__net_stop(rayc__rt *rt);
 /* Blocks until the cluster shuts down (worker peers). */
 void rayc__net_serve(rayc__rt *rt);
 
-/* The net's side of rayc__cluster_hooks (lib/net/hooks.c): the five
+/* The net's side of rayc__cluster_hooks (lib/net/hooks.c): the
  * calls below that sched and lineage make. */
 extern const rayc__cluster_hooks rayc__net_hooks;
 
@@ -75,6 +75,29 @@ void rayc__net_view_done_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);
 /* Sends t (an actor's call or destructor run) to peer: rt->hooks->send. */
 bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
+	RAYC_REQUIRES(rt->mu);
+/* Actor names across the cluster (names.c), for the API (actor_api.c):
+ * a name's record says which actor it is, which peer owns it and its
+ * class. */
+typedef struct rayc__name_rec {
+	rayc_actor id;
+	uint32_t owner;
+	char cls[256];
+} rayc__name_rec;
+/* Claims name for mine: RAYC_OK; RAYC_EEXIST with the record that holds
+ * it in *theirs; RAYC_ENOTFOUND if that record went before it could be
+ * read (try again); else the KV's error.  Blocking (a KV round trip). */
+int rayc__net_name_claim(const char *name, const rayc__name_rec *mine,
+                         rayc__name_rec *theirs);
+/* The record of name: RAYC_OK, RAYC_ENOTFOUND, or the KV's error. */
+int rayc__net_name_lookup(const char *name, rayc__name_rec *out);
+/* Gives name back if r still holds it, and waits for that. */
+int rayc__net_name_drop(const char *name, const rayc__name_rec *r);
+/* rt->hooks->name_gone: actor id (of class cls), owned here, died and
+ * gives name back; sent at once, and again from the loop's tick until
+ * the coordinator answers. */
+void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
+                                rayc_actor id, const char *cls)
 	RAYC_REQUIRES(rt->mu);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);

@@ -71,6 +71,7 @@ typedef struct rayc__conn rayc__conn;
 typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
+typedef struct rayc__name_del rayc__name_del;
 typedef struct rayc__hs rayc__hs;
 typedef struct rayc__ctl rayc__ctl;
 
@@ -375,6 +376,7 @@ struct rayc__net {
 	rayc__rpc *rpcs;
 	uint64_t next_rpc;
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
+	rayc__name_del *name_dels; /* actor names being given back (names.c) */
 	/* Incoming transfers by object id; some may wait for their source
 	 * to be in our view (wait_member). */
 	rayc__xin *xins;
@@ -578,6 +580,9 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
  * otherwise moves only on a TASK_DONE from the peer that freed room, and
  * a peer that joined while it was queued has none to send. */
 void rayc__remote_pump_idle(rayc__net *net);
+/* The loop's tick: calls through proxies that wait for their owner to
+ * be reachable try again (rayc__actors_retry_locked). */
+void rayc__remote_actors_tick(rayc__net *net);
 /* Receive thread of c: where the payload of an arriving CHUNK goes.
  * sub is its sub-header (RAYC__CHUNK_SUB bytes), n the payload bytes
  * after it, payload those bytes if they are in (else NULL).  1: into
@@ -639,8 +644,33 @@ void rayc__net_stop_kids(rayc__net *net);
 /* kv.c: the KV table (replicated by the control store) and the calls
  * that reach the coordinator.  The table is under rt->kv_mu, a leaf. */
 #define RAYC__KV_KEY_MAX 255
-enum { RAYC__KV_PUT = 1, RAYC__KV_GET, RAYC__KV_DEL };
+/* PUTNX: put only if absent (RAYC_EEXIST); DELEQ: delete only if the
+ * value is exactly the one given (RAYC_ENOTFOUND). */
+enum {
+	RAYC__KV_PUT = 1,
+	RAYC__KV_GET,
+	RAYC__KV_DEL,
+	RAYC__KV_PUTNX,
+	RAYC__KV_DELEQ
+};
+/* Keys beginning with this are the library's own: programs may not
+ * write them (names.c keeps actor names under RAYC__KV_OWN "actor/"). */
+#define RAYC__KV_OWN "rayc."
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* A KV operation from this process, as rayc_kv_put and the others (a
+ * blocking round trip to the coordinator; any key). */
+int rayc__kv_call(int op, const char *key, const void *val, size_t len,
+                  void **out, size_t *outlen);
+/* A write sent without waiting: its answer (KV_REP, or a local one) is
+ * matched by rpc in rayc__names_answered_locked. */
+void rayc__kv_send_async(rayc__net *net, uint64_t rpc, uint64_t req, int op,
+                         const char *key, const void *val, size_t len);
+/* Deletes (on this peer's copy) every entry under prefix whose value
+ * match accepts: the same on every replica, in log order. */
+void rayc__kv_del_matching_locked(rayc__rt *rt, const char *prefix,
+                                  bool (*match)(const void *val, size_t len,
+                                                void *arg),
+                                  void *arg) RAYC_REQUIRES(rt->kv_mu);
 /* Wakes every KV call of this peer waiting for an answer (it asks again
  * and sees why it cannot). */
 void rayc__kv_wake_all(rayc__net *net);
@@ -687,6 +717,25 @@ void rayc__kv_table_release(rayc__rt *rt, rayc__kv_table *t)
 	RAYC_EXCLUDES(rt->kv_mu);
 /* Frees a table that never was this peer's (any thread, no lock). */
 void rayc__kv_table_free(rayc__kv_table *t);
+
+/* names.c: actor names in the KV (see names.c; the calls the API makes
+ * are in net.h).  The record's largest encoding. */
+#define RAYC__NAME_PREFIX RAYC__KV_OWN "actor/"
+#define RAYC__NAME_REC_MAX (1 + 8 + 8 + 4 + 4 + 255)
+/* Sends the deletes of names given back that are not waiting for an
+ * answer (the loop's tick). */
+void rayc__names_tick(rayc__net *net);
+/* The answer to write rpc (0: every one sent: a new coordinator) came
+ * with rc: done, or to be sent again. */
+void rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
+	RAYC_REQUIRES(net->mu);
+void rayc__names_free(rayc__net *net);
+/* Applying the log: a claim of a name (key under RAYC__NAME_PREFIX) is
+ * only taken while its owner is a member; other keys: true. */
+bool rayc__names_owner_alive(rayc__net *net, const char *key,
+                             const void *val, size_t len);
+/* Applying the log: member dead died or left; its names go. */
+void rayc__names_sweep(rayc__net *net, uint32_t dead);
 
 /* ctl.c: the control store (Raft over the mesh; see ctl.c). */
 typedef void (*rayc__ctl_done)(int rc, void *arg);

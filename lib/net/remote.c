@@ -166,6 +166,27 @@ static bool obj_push(rayc__obj ***v, size_t *n, size_t *cap, rayc__obj *o)
 	return true;
 }
 
+static bool peer_dead(rayc__rt *rt, uint32_t id) RAYC_REQUIRES(rt->mu)
+{
+	rayc__net *net = rt->net;
+
+	if (net == NULL || id == 0 || id >= RAYC__MAX_PEERS)
+		return true;
+	rayc__mutex_lock(&net->mu);
+	bool dead = net->peers[id].known && !net->peers[id].alive;
+	rayc__mutex_unlock(&net->mu);
+	return dead;
+}
+
+void rayc__remote_actors_tick(rayc__net *net)
+{
+	rayc__rt *rt = net->rt;
+
+	rayc__mutex_lock(&rt->mu);
+	rayc__actors_retry_locked(rt, peer_dead);
+	rayc__mutex_unlock(&rt->mu);
+}
+
 void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 {
 	rayc__rt *rt = net->rt;

@@ -44,8 +44,9 @@
 #define RAYC__WIRE_MAGIC 0x31435952u /* "RYC1" */
 /* 2: CPace, tagged frames; 3: peer keys; 4: SHM_OFFER carries the
  * object's fingerprint, no SHM_SUM; 5: TASK says what it is to an actor
- * (kind, actor id, concurrency). */
-#define RAYC__WIRE_VERSION 5
+ * (kind, actor id, concurrency); 6: KV_REQ and the control log have
+ * put-if-absent and delete-if-equal (actor names). */
+#define RAYC__WIRE_VERSION 6
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */

@@ -64,8 +64,12 @@ rayc__actor *rayc__actor_named_locked(rayc__rt *rt, const char *name)
 
 void rayc__actor_unname_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
-	if (a->name != NULL && rayc__actor_named_locked(rt, a->name) == a)
-		HASH_DELETE(hh_name, rt->actor_names, a);
+	if (a->name == NULL || rayc__actor_named_locked(rt, a->name) != a)
+		return;
+	HASH_DELETE(hh_name, rt->actor_names, a);
+	if (a->name_global && rt->hooks != NULL)
+		/* Given back in the cluster too, without waiting. */
+		rt->hooks->name_gone(rt, a->name, a->id, a->cls->name);
 }
 
 static void mb_unlink(rayc__actor *a, rayc__task *t)
@@ -153,8 +157,6 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	RAYC_REQUIRES(rt->mu)
 {
-	char msg[200];
-
 	a->running++;
 	if (a->loc == 0) {
 		rayc__sched_enqueue_local_locked(rt, t);
@@ -162,19 +164,14 @@ static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	}
 	if (rt->hooks != NULL && rt->hooks->send(rt, t, a->loc))
 		return true;
-	if (!a->proxy) {
-		a->running--;
-		/* Its peer is gone or going: wait for the verdict (back, or
-		 * dead and the actor restarted elsewhere). */
-		a->stalled = true;
-		rayc__actor_mb_insert(a, t, a->mb_head);
-		return false;
-	}
-	/* A proxy's owner cannot be reached: the actor dies with it. */
-	snprintf(msg, sizeof(msg), "actor %s " ID_FMT ": its owner, peer %u, "
-	         "cannot be reached", a->cls->name, ID_ARGS(a->id), a->loc);
-	rayc__task_fail_locked(rt, t, RAYC_EACTORDIED, msg); /* running-- */
-	return true;
+	/* Its peer (a proxy's: the owner) is gone or going, or not in this
+	 * peer's view yet: wait for the verdict (back, or dead and the
+	 * actor restarted elsewhere or dead with its owner;
+	 * rayc__actors_retry_locked). */
+	a->running--;
+	a->stalled = true;
+	rayc__actor_mb_insert(a, t, a->mb_head);
+	return false;
 }
 
 static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
@@ -393,6 +390,7 @@ int rayc__actor_create_locked(rayc__rt *rt, rayc__task *ctor,
 	a->st = RAYC_ACTOR_PENDING;
 	a->refcnt = a->handles = 1;
 	a->detached = p->detached;
+	a->name_global = p->name_global && a->name != NULL;
 	a->max_restarts = p->max_restarts;
 	a->max_task_retries = p->max_task_retries;
 	a->max_conc = p->max_conc > 0 ? p->max_conc : 1;

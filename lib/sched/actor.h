@@ -32,6 +32,7 @@ struct rayc__actor {
 	 * rayc_actor_release may drop. */
 	int32_t refcnt, handles;
 	bool detached;
+	bool name_global; /* its name is claimed in the cluster's KV */
 	bool ctor_running; /* the constructor is queued or running */
 	bool ctor_ok;      /* it succeeded and the destructor is owed */
 	bool fini_queued;
@@ -95,6 +96,7 @@ typedef struct rayc__actor_params {
 	const rayc__aclass *cls;
 	const char *name;
 	bool get_if_exists, detached;
+	bool name_global; /* name claimed in the cluster (actor_api.c) */
 	int max_restarts, max_task_retries, max_conc;
 	const int64_t *demand;
 } rayc__actor_params;
@@ -156,6 +158,12 @@ void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 /* lib/net: peer id can be sent to again (a connection came back). */
 void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
+	RAYC_REQUIRES(rt->mu);
+/* lib/net, on its tick: proxies whose calls wait because their owner
+ * could not be reached (not in this peer's view yet, say) try again,
+ * or, their owner dead (dead says so), die with it. */
+void rayc__actors_retry_locked(rayc__rt *rt,
+                               bool (*dead)(rayc__rt *rt, uint32_t peer))
 	RAYC_REQUIRES(rt->mu);
 
 /* Fills up to cap entries and returns how many actors there are (self:

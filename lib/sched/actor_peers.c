@@ -154,10 +154,26 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	}
 }
 
+/* Proxy a's owner died: so did the actor (it dies with its owner). */
+static void proxy_orphaned_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu)
+{
+	a->stalled = false;
+	if (a->st == RAYC_ACTOR_DEAD)
+		return;
+	a->st = RAYC_ACTOR_DEAD;
+	snprintf(a->death, sizeof(a->death), "its owner, peer %u, died",
+	         a->owner);
+	rayc__actor_settle_locked(rt, a);
+}
+
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 {
 	rayc__actor *a, *tmp;
 
+	HASH_ITER(hh, rt->actor_proxies, a, tmp)
+		if (a->owner == id)
+			proxy_orphaned_locked(rt, a);
 	HASH_ITER(hh, rt->actors, a, tmp) {
 		if (a->hosted) {
 			if (a->owner != id || a->owner_gone)
@@ -214,6 +230,33 @@ void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
 	HASH_ITER(hh, rt->actors, a, tmp) {
 		if (!a->stalled || a->loc != id)
 			continue;
+		a->stalled = false;
+		rayc__actor_settle_locked(rt, a);
+	}
+	HASH_ITER(hh, rt->actor_proxies, a, tmp) {
+		if (!a->stalled || a->loc != id)
+			continue;
+		a->stalled = false;
+		rayc__actor_settle_locked(rt, a);
+	}
+}
+
+void rayc__actors_retry_locked(rayc__rt *rt,
+                               bool (*dead)(rayc__rt *rt, uint32_t peer))
+{
+	rayc__actor *a, *tmp;
+
+	/* Only proxies with nothing in flight: calls in flight on a lost
+	 * connection are sent again first (rayc__actors_peer_back_locked
+	 * follows), and those waiting must not overtake them.  An owner
+	 * this peer has not heard of yet is tried again here. */
+	HASH_ITER(hh, rt->actor_proxies, a, tmp) {
+		if (!a->stalled || a->running > 0)
+			continue;
+		if (dead(rt, a->owner)) {
+			proxy_orphaned_locked(rt, a);
+			continue;
+		}
 		a->stalled = false;
 		rayc__actor_settle_locked(rt, a);
 	}

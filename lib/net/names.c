@@ -1,0 +1,256 @@
+/* names.c -- actor names, cluster-wide: one KV entry per named actor
+ * (key RAYC__NAME_PREFIX + name; value: format, actor id, owner peer,
+ * class name), so a name is found from any peer and survives the
+ * coordinator with the rest of the control store.
+ *
+ * Claiming a name is a put-if-absent (KV_PUTNX) committed through Raft:
+ * of two peers creating the same name at once one wins, the other gets
+ * RAYC_EEXIST and the winner's record.  A name is given back with a
+ * delete of exactly that record (KV_DELEQ, so a late delete never takes
+ * a newer actor's name), sent when the actor dies without waiting for
+ * it: the delete is queued here and re-sent on the loop's tick until the
+ * coordinator answers (the same request id each time, applied once).
+ * When the owner itself dies or leaves, every replica drops its names as
+ * it applies the removal (rayc__names_sweep), and a claim committed
+ * after its owner's removal is refused, so no name outlives its owner. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/ctl_int.h"
+#include "net/net_int.h"
+
+#define NAME_FORMAT 1
+#define RESEND_NS ((int64_t)2 * 1000000000) /* no answer: send again */
+
+/* A delete waiting for the coordinator's answer (net->name_dels). */
+struct rayc__name_del {
+	rayc__name_del *next;
+	uint64_t rpc;    /* this send's id (0: not sent) */
+	uint64_t req;    /* the write's id, the same in every send */
+	int64_t sent_ns; /* when sent */
+	size_t len;
+	char key[RAYC__KV_KEY_MAX + 1];
+	unsigned char val[];
+};
+
+static void name_key(char *key, const char *name)
+{
+	snprintf(key, RAYC__KV_KEY_MAX + 1, "%s%s", RAYC__NAME_PREFIX, name);
+}
+
+static void rec_write(rayc__wbuf *b, const rayc__name_rec *r)
+{
+	rayc__w_u8(b, NAME_FORMAT);
+	rayc__w_u64(b, r->id.hi);
+	rayc__w_u64(b, r->id.lo);
+	rayc__w_u32(b, r->owner);
+	rayc__w_str(b, r->cls);
+}
+
+static bool rec_read(const void *val, size_t len, rayc__name_rec *r)
+{
+	rayc__rd rd;
+
+	rayc__rd_init(&rd, val, len);
+	int format = rayc__r_u8(&rd);
+	r->id.hi = rayc__r_u64(&rd);
+	r->id.lo = rayc__r_u64(&rd);
+	r->owner = rayc__r_u32(&rd);
+	rayc__r_str(&rd, r->cls, sizeof(r->cls));
+	return !rd.bad && format == NAME_FORMAT && rayc__rd_left(&rd) == 0 &&
+	       r->owner != 0 && r->owner < RAYC__MAX_PEERS;
+}
+
+int rayc__net_name_claim(const char *name, const rayc__name_rec *mine,
+                         rayc__name_rec *theirs)
+{
+	char key[RAYC__KV_KEY_MAX + 1];
+	rayc__wbuf b = { 0 };
+
+	name_key(key, name);
+	rec_write(&b, mine);
+	if (b.bad) {
+		rayc__wbuf_fini(&b);
+		return rayc__err(RAYC_ENOMEM, "actor name '%s'", name);
+	}
+	int rc = rayc__kv_call(RAYC__KV_PUTNX, key, b.p, b.len, NULL, NULL);
+	rayc__wbuf_fini(&b);
+	if (rc == RAYC_EEXIST) {
+		rc = rayc__net_name_lookup(name, theirs);
+		return rc == RAYC_OK ? RAYC_EEXIST : rc;
+	}
+	if (rc == RAYC_ESTATE)
+		return rayc__err(rc, "actor name '%s': this peer is not a "
+		                 "member of the cluster (any more)", name);
+	return rc;
+}
+
+int rayc__net_name_lookup(const char *name, rayc__name_rec *out)
+{
+	char key[RAYC__KV_KEY_MAX + 1];
+	void *val = NULL;
+	size_t len = 0;
+
+	name_key(key, name);
+	int rc = rayc__kv_call(RAYC__KV_GET, key, NULL, 0, &val, &len);
+	if (rc == RAYC_ENOTFOUND)
+		return rayc__err(rc, "no live actor is named '%s'", name);
+	if (rc != RAYC_OK)
+		return rc;
+	bool ok = rec_read(val, len, out);
+	free(val);
+	return ok ? RAYC_OK
+	          : rayc__err(RAYC_EPROTO, "actor name '%s': its record "
+	                      "does not decode", name);
+}
+
+int rayc__net_name_drop(const char *name, const rayc__name_rec *r)
+{
+	char key[RAYC__KV_KEY_MAX + 1];
+	rayc__wbuf b = { 0 };
+
+	name_key(key, name);
+	rec_write(&b, r);
+	if (b.bad) {
+		rayc__wbuf_fini(&b);
+		return rayc__err(RAYC_ENOMEM, "actor name '%s'", name);
+	}
+	int rc = rayc__kv_call(RAYC__KV_DELEQ, key, b.p, b.len, NULL, NULL);
+	rayc__wbuf_fini(&b);
+	return rc == RAYC_ENOTFOUND ? RAYC_OK : rc; /* gone either way */
+}
+
+void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
+                                rayc_actor id, const char *cls)
+{
+	rayc__net *net = rt->net;
+	rayc__wbuf b = { 0 };
+	rayc__name_rec r = { .id = id };
+
+	if (net == NULL || atomic_load(&net->stopping))
+		return; /* leaving: the removal sweeps our names */
+	rayc__mutex_lock(&net->mu);
+	r.owner = net->self;
+	rayc__mutex_unlock(&net->mu);
+	snprintf(r.cls, sizeof(r.cls), "%s", cls);
+	rec_write(&b, &r);
+	rayc__name_del *d = b.bad || b.len > RAYC__NAME_REC_MAX
+	                            ? NULL
+	                            : malloc(sizeof(*d) + b.len);
+	if (d == NULL) {
+		rayc__wbuf_fini(&b);
+		rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-NAME",
+		          "no memory to give back the name '%s': it stays "
+		          "taken until this peer leaves", name);
+		return;
+	}
+	name_key(d->key, name);
+	d->len = b.len;
+	memcpy(d->val, b.p, b.len);
+	rayc__wbuf_fini(&b);
+	d->rpc = 0;
+	d->sent_ns = 0;
+	rayc__mutex_lock(&net->mu);
+	d->req = ++net->next_req;
+	d->next = net->name_dels;
+	net->name_dels = d;
+	rayc__mutex_unlock(&net->mu);
+	rayc__names_tick(net); /* sent now, not at the next tick */
+}
+
+void rayc__names_tick(rayc__net *net)
+{
+	/* Copies: an answer may free a delete as soon as net->mu is let
+	 * go, and the send (which may run inline while the loop stops, and
+	 * take net->mu) must not hold it. */
+	struct {
+		uint64_t rpc, req;
+		size_t len;
+		char key[RAYC__KV_KEY_MAX + 1];
+		unsigned char val[RAYC__NAME_REC_MAX];
+	} send[8];
+	int n = 0;
+	int64_t now = rayc__now_ns();
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__name_del *d = net->name_dels; d != NULL && n < 8;
+	     d = d->next) {
+		if (d->rpc != 0 && now - d->sent_ns < RESEND_NS)
+			continue;
+		d->rpc = ++net->next_rpc;
+		d->sent_ns = now;
+		send[n].rpc = d->rpc;
+		send[n].req = d->req;
+		send[n].len = d->len;
+		memcpy(send[n].key, d->key, sizeof(d->key));
+		memcpy(send[n++].val, d->val, d->len);
+	}
+	rayc__mutex_unlock(&net->mu);
+	for (int i = 0; i < n; i++)
+		rayc__kv_send_async(net, send[i].rpc, send[i].req,
+		                    RAYC__KV_DELEQ, send[i].key, send[i].val,
+		                    send[i].len);
+}
+
+void rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
+{
+	for (rayc__name_del **pp = &net->name_dels; *pp != NULL;) {
+		rayc__name_del *d = *pp;
+		if (rpc == 0 || d->rpc == rpc) {
+			if (rc == RAYC__RETRY || rc == RAYC__BUSY) {
+				d->rpc = 0; /* again at the next tick */
+			} else {
+				/* Applied (or the name was no longer this
+				 * actor's): done. */
+				*pp = d->next;
+				free(d);
+				continue;
+			}
+			if (rpc != 0)
+				return;
+		}
+		pp = &d->next;
+	}
+}
+
+void rayc__names_free(rayc__net *net)
+{
+	while (net->name_dels != NULL) {
+		rayc__name_del *d = net->name_dels;
+		net->name_dels = d->next;
+		free(d);
+	}
+}
+
+bool rayc__names_owner_alive(rayc__net *net, const char *key,
+                             const void *val, size_t len)
+{
+	rayc__name_rec r;
+
+	if (strncmp(key, RAYC__NAME_PREFIX, strlen(RAYC__NAME_PREFIX)) != 0)
+		return true;
+	if (!rec_read(val, len, &r))
+		return false;
+	rayc__mutex_lock(&net->mu);
+	bool alive = net->peers[r.owner].known && net->peers[r.owner].alive;
+	rayc__mutex_unlock(&net->mu);
+	return alive;
+}
+
+static bool owned_by(const void *val, size_t len, void *arg)
+{
+	rayc__name_rec r;
+
+	/* A record that does not decode has no owner to give it back. */
+	return !rec_read(val, len, &r) || r.owner == *(const uint32_t *)arg;
+}
+
+void rayc__names_sweep(rayc__net *net, uint32_t dead)
+{
+	rayc__rt *rt = net->rt;
+
+	rayc__mutex_lock(&rt->kv_mu);
+	rayc__kv_del_matching_locked(rt, RAYC__NAME_PREFIX, owned_by, &dead);
+	rayc__mutex_unlock(&rt->kv_mu);
+}
