@@ -254,6 +254,24 @@ static void member_samples(rayc__net *net, fuzz_sample *s, int *n, int max)
 		rayc__w_u32(&x->p, RAYC_OK);
 		rayc__w_blob(&x->p, "value", 5);
 	}
+	if ((x = add(s, n, max, RAYC__MSG_KV_REQ, "kv_putnx")) != NULL) {
+		rayc__w_u64(&x->p, 3);
+		rayc__w_u64(&x->p, 2);
+		rayc__w_u8(&x->p, RAYC__KV_PUTNX);
+		rayc__w_str(&x->p, RAYC__NAME_PREFIX "n");
+		rayc__w_blob(&x->p, "value", 5);
+	}
+	if ((x = add(s, n, max, RAYC__MSG_ACTOR_CTL, "actor_ctl")) != NULL) {
+		rayc__w_u64(&x->p, 1); /* rpc */
+		rayc__w_u8(&x->p, RAYC__ACTOR_CTL_KILL);
+		rayc__w_u64(&x->p, 1); /* actor id */
+		rayc__w_u64(&x->p, 2);
+	}
+	if ((x = add(s, n, max, RAYC__MSG_ACTOR_CTL_REP, "actor_ctl_rep")) !=
+	    NULL) {
+		rayc__w_u64(&x->p, 1);
+		rayc__w_u32(&x->p, RAYC_OK);
+	}
 	if ((x = add(s, n, max, RAYC__MSG_REFUSED, "refused")) != NULL)
 		rayc__w_str(&x->p, "no");
 }

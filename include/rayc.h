@@ -687,7 +687,10 @@ RAYC_API int rayc_actor_release(rayc_actor h);
  * state).  Calls already running finish (a thread is not interrupted);
  * then the destructor runs.  Handles stay valid and must still be
  * released.  From inside one of its own methods, the actor goes once
- * that method returns.  Thread-safe. */
+ * that method returns.  Works from any peer holding a handle: from
+ * another peer than the actor's owner it asks the owner and waits for
+ * its answer (RAYC_ETIMEDOUT after 5 s without one; an actor already
+ * dead, or dead with its owner, is RAYC_OK).  Thread-safe. */
 RAYC_API int rayc_actor_kill(rayc_actor h, int no_restart);
 
 /* Inside a constructor or method: the actor's state; NULL in a task. */

@@ -409,13 +409,19 @@ int rayc_actor_kill(rayc_actor h, int no_restart)
 	rayc__rt_lock(rt);
 	rayc__actor *a = held_locked(rt, h);
 	int rc = a != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+	uint32_t owner = 0;
 	if (a != NULL && a->proxy)
-		rc = rayc__err(RAYC_EINVAL, "actor " ID_FMT ": kill it from "
-		               "the peer that created it (this version)",
-		               ID_ARGS(h));
+		owner = a->owner; /* its owner decides: asked below */
 	else if (a != NULL)
 		rayc__actor_kill_locked(rt, a, no_restart != 0);
 	rayc__mutex_unlock(&rt->mu);
+	if (owner == 0)
+		return rc;
+	rc = rayc__net_actor_ctl(rt, owner, h,
+	                         no_restart ? RAYC__ACTOR_CTL_KILL_NO_RESTART
+	                                    : RAYC__ACTOR_CTL_KILL);
+	if (rc == RAYC_EACTORDIED || rc == RAYC_ENOTFOUND)
+		return RAYC_OK; /* dead already (with its owner, or gone) */
 	return rc;
 }
 

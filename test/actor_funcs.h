@@ -261,4 +261,27 @@ static void af_named_create(rayc_ctx *c)
 }
 RAYC_REMOTE(af_named_create)
 
+/* (name, no_restart) -> what rayc_actor_kill through a handle found by
+ * name here returned. */
+static void af_kill_named(rayc_ctx *c)
+{
+	char name[64];
+	int64_t no_restart;
+	rayc_actor h;
+
+	if (!arg_name(c, 0, name, sizeof(name)) ||
+	    rayc_arg_i64(c, 1, &no_restart) != RAYC_OK) {
+		rayc_fail(c, "af_kill_named(name, no_restart)");
+		return;
+	}
+	if (rayc_actor_get_named(&h, name) != RAYC_OK) {
+		rayc_fail(c, "get_named: %s", rayc_errmsg());
+		return;
+	}
+	int rc = rayc_actor_kill(h, (int)no_restart);
+	rayc_actor_release(h);
+	rayc_return_i64(c, 0, rc);
+}
+RAYC_REMOTE(af_kill_named)
+
 #endif

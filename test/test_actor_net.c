@@ -517,3 +517,57 @@ Test(actor_net, a_name_survives_the_coordinator)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+Test(actor_net, a_peer_that_does_not_own_an_actor_kills_it)
+{
+	rayc_actor h;
+	struct where w;
+	rayc_task_opts oa;
+	rayc_ref r;
+	int64_t rc;
+	rayc_view v;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	oa = on_peer(pa);
+	/* Owned here, hosted on b, killed by a task on a. */
+	rayc_actor_opts o = { .name = "victim", .max_restarts = 1,
+		              .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("v")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(named_calls_on(pa, "victim", 0, 10), pb);
+	/* With restart: the constructor runs again, on fresh state. */
+	cr_assert_eq(rayc_call_opts(&r, "af_kill_named", &oa,
+	                            RAYC_STR("victim"), RAYC_I64(0)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r, &rc, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(rc, RAYC_OK, "kill from peer %u: %lld", pa,
+	             (long long)rc);
+	RT_WAIT_FOR(info_of(h).restarts == 1, 20000);
+	cr_assert_eq(info_of(h).restarts, 1);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(w.next, 0, "state carried over: %lld", (long long)w.next);
+	/* Without: dead; its calls fail, its name is free again. */
+	cr_assert_eq(rayc_call_opts(&r, "af_kill_named", &oa,
+	                            RAYC_STR("victim"), RAYC_I64(1)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r, &rc, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(rc, RAYC_OK);
+	RT_WAIT_FOR(info_of(h).state == RAYC_ACTOR_DEAD, 20000);
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 30000), RAYC_EACTORDIED);
+	rayc_view_release(&v);
+	rayc_release(r);
+	RT_WAIT_FOR(name_free("victim"), 20000);
+	cr_assert(name_free("victim"));
+	rayc_actor_release(h);
+	cluster_stop();
+}

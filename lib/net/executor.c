@@ -41,6 +41,31 @@ static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
 	rayc__wbuf_fini(&b);
 }
 
+/* An actor's constructor run again where it ran before (the actor was
+ * killed with restart, and its placement chose this peer again): the
+ * record of the last run, and its creation object if still held here
+ * for the owner, are stale, as if the owner had freed them, so the
+ * constructor runs anew instead of being answered from them.  The same
+ * dispatch sent again (a lost connection) is answered from the record,
+ * as for any task. */
+static void ctor_again_locked(rayc__rt *rt, rayc__net *net, uint32_t owner,
+                              rayc_task_id id, uint32_t dispatch)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__xrec *rec = rayc__xrec_find_locked(net, id);
+
+	if (rec == NULL || !rec->done || rec->owner != owner ||
+	    rec->dispatch >= dispatch)
+		return;
+	rayc__xrec_drop_locked(net, rec);
+	rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
+	if (o != NULL && o->held_remote && o->owner == owner) {
+		o->held_remote = false;
+		o->let_go = true;
+		rayc__remote_unref_locked(rt, o);
+	}
+}
+
 /* Makes a local entry for a ref argument of a foreign task. */
 static rayc__obj *arg_entry_locked(rayc__rt *rt, rayc__net *net,
                                    const refarg *ra, bool *fetch)
@@ -297,6 +322,8 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->dispatch = dispatch;
 	t->akind = (uint8_t)akind;
 	rayc__mutex_lock(&rt->mu);
+	if (akind == RAYC__AK_CTOR)
+		ctor_again_locked(rt, net, c->peer, id, dispatch);
 	/* Sent again (a lost connection) or asked for anew: never two runs
 	 * at once, never one run twice for one dispatch. */
 	rayc__xrec *rec = rayc__xrec_find_locked(net, id);

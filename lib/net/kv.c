@@ -352,9 +352,8 @@ typedef struct kv_work {
 	size_t len;
 } kv_work;
 
-/* Completes this peer's pending call rpc (if it still waits). */
-static void rpc_complete(rayc__net *net, uint64_t id, int rc,
-                         const void *val, size_t len)
+void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
+                        size_t len)
 {
 	rayc__mutex_lock(&net->mu);
 	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
@@ -403,7 +402,7 @@ static void kv_answer(rayc__net *net, kv_work *w, int rc, const void *val,
                       size_t len)
 {
 	if (w->conn == NULL) {
-		rpc_complete(net, w->rpc, rc, val, len);
+		rayc__rpc_complete(net, w->rpc, rc, val, len);
 		return;
 	}
 	rayc__wbuf b = { 0 };
@@ -577,7 +576,7 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd)
 	if ((rc < 0 || rc > RAYC_EEXIST) && rc != RAYC__RETRY &&
 	    rc != RAYC__BUSY)
 		rc = RAYC_EPROTO;
-	rpc_complete(net, id, rc, val, len);
+	rayc__rpc_complete(net, id, rc, val, len);
 }
 
 static int kv_call_net(rayc__net *net, int op, const char *key,

@@ -99,6 +99,13 @@ int rayc__net_name_drop(const char *name, const rayc__name_rec *r);
 void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
                                 rayc_actor id, const char *cls)
 	RAYC_REQUIRES(rt->mu);
+/* Asks owner, which owns actor id, to act on it (actor_ctl.c), and
+ * waits for its answer: RAYC_OK; RAYC_ENOTFOUND (not an actor it owns
+ * any more); RAYC_EACTORDIED (the owner died, and the actor with it);
+ * RAYC_ETIMEDOUT (no answer in 5 s); RAYC_ESTATE (out of the cluster).
+ * Blocking; no lock held. */
+enum { RAYC__ACTOR_CTL_KILL = 1, RAYC__ACTOR_CTL_KILL_NO_RESTART };
+int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
 

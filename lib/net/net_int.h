@@ -657,6 +657,12 @@ enum {
  * write them (names.c keeps actor names under RAYC__KV_OWN "actor/"). */
 #define RAYC__KV_OWN "rayc."
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* Completes this peer's pending call id (net->rpcs) if it still waits,
+ * else a name's delete waiting for it (names.c). */
+void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
+                        size_t len);
+/* actor_ctl.c: ACTOR_CTL and ACTOR_CTL_REP frames. */
+void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd);
 /* A KV operation from this process, as rayc_kv_put and the others (a
  * blocking round trip to the coordinator; any key). */
 int rayc__kv_call(int op, const char *key, const void *val, size_t len,

@@ -54,6 +54,10 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_KV_REP:
 		rayc__kv_handle(c, type, rd);
 		break;
+	case RAYC__MSG_ACTOR_CTL:
+	case RAYC__MSG_ACTOR_CTL_REP:
+		rayc__actor_ctl_handle(c, type, rd);
+		break;
 	case RAYC__MSG_SHM_OFFER:
 		rayc__remote_on_shm_offer(c, rd);
 		break;

@@ -45,7 +45,7 @@
 /* 2: CPace, tagged frames; 3: peer keys; 4: SHM_OFFER carries the
  * object's fingerprint, no SHM_SUM; 5: TASK says what it is to an actor
  * (kind, actor id, concurrency); 6: KV_REQ and the control log have
- * put-if-absent and delete-if-equal (actor names). */
+ * put-if-absent and delete-if-equal (actor names), ACTOR_CTL. */
 #define RAYC__WIRE_VERSION 6
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
@@ -85,6 +85,8 @@ enum rayc__msg {
 	RAYC__MSG_SHM_SUM,   /* retired (version 4): refused */
 	RAYC__MSG_SHM_DONE,  /* fetcher -> holder: copied (or not): unpin */
 	RAYC__MSG_CONFIRM,   /* client: its key confirmation MAC */
+	RAYC__MSG_ACTOR_CTL, /* -> an actor's owner: kill it (actor_ctl.c) */
+	RAYC__MSG_ACTOR_CTL_REP, /* owner -> asker: done, or not ours */
 	RAYC__MSG_MAX_
 };
 

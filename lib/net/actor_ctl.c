@@ -1,0 +1,142 @@
+/* actor_ctl.c -- asking an actor's owner to act on it from another peer
+ * (ACTOR_CTL, answered by ACTOR_CTL_REP): kill it, with or without
+ * restart, through a handle held here (a proxy).  The owner keeps the
+ * actor's record, so it alone decides; the caller waits for its answer
+ * (at most 5 s) so that an error is never lost.  A kill is sent once:
+ * sent again after a lost connection it could restart the actor twice. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/net_int.h"
+#include "sched/actor.h"
+
+#define CTL_TIMEOUT_NS ((int64_t)5 * 1000000000)
+
+static void reply(rayc__conn *c, uint64_t rpc, int rc)
+{
+	rayc__net *net = c->net;
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_ACTOR_CTL_REP, net->self);
+
+	rayc__w_u64(&b, rpc);
+	rayc__w_u32(&b, (uint32_t)rc);
+	rayc__w_frame_end(&b, f);
+	rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
+void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
+{
+	rayc__net *net = c->net;
+	rayc__rt *rt = net->rt;
+	uint64_t rpc = rayc__r_u64(rd);
+
+	if (type == RAYC__MSG_ACTOR_CTL_REP) {
+		int rc = (int)rayc__r_u32(rd);
+		if (rd->bad)
+			return rayc__conn_close(c, "bad ACTOR_CTL_REP");
+		if (rc != RAYC_OK && rc != RAYC_ENOTFOUND)
+			rc = RAYC_EPROTO;
+		rayc__rpc_complete(net, rpc, rc, NULL, 0);
+		return;
+	}
+	int op = rayc__r_u8(rd);
+	rayc_actor id;
+	id.hi = rayc__r_u64(rd);
+	id.lo = rayc__r_u64(rd);
+	if (rd->bad || (op != RAYC__ACTOR_CTL_KILL &&
+	                op != RAYC__ACTOR_CTL_KILL_NO_RESTART))
+		return rayc__conn_close(c, "bad ACTOR_CTL");
+	rayc__mutex_lock(&rt->mu);
+	/* Only an actor this peer owns (not an instance it hosts). */
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+	bool ours = a != NULL && !a->hosted;
+	if (ours)
+		rayc__actor_kill_locked(rt, a,
+		                        op == RAYC__ACTOR_CTL_KILL_NO_RESTART);
+	rayc__mutex_unlock(&rt->mu);
+	reply(c, rpc, ours ? RAYC_OK : RAYC_ENOTFOUND);
+}
+
+/* Sends the request; false if owner cannot be reached now (not in our
+ * view yet, or its connection is down). */
+static bool send_ctl(rayc__net *net, uint32_t owner, uint64_t rpc, int op,
+                     rayc_actor id)
+{
+	rayc__conn *c = rayc__net_conn_to(net, owner);
+
+	if (c == NULL)
+		return false;
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_ACTOR_CTL, net->self);
+	rayc__w_u64(&b, rpc);
+	rayc__w_u8(&b, (uint8_t)op);
+	rayc__w_u64(&b, id.hi);
+	rayc__w_u64(&b, id.lo);
+	rayc__w_frame_end(&b, f);
+	bool ok = !b.bad;
+	if (ok)
+		rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+	rayc__conn_unref(c);
+	return ok;
+}
+
+int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op)
+{
+	rayc__net *net = rayc__net_get(rt);
+
+	if (net == NULL)
+		return rayc__err(RAYC_ESTATE, "this peer has left the cluster");
+	int64_t deadline = rayc__now_ns() + CTL_TIMEOUT_NS;
+	rayc__rpc r;
+	memset(&r, 0, sizeof(r));
+	rayc__mutex_lock(&net->mu);
+	r.id = ++net->next_rpc;
+	r.next = net->rpcs;
+	net->rpcs = &r;
+	rayc__mutex_unlock(&net->mu);
+	bool sent = false;
+	int rc;
+	for (;;) {
+		if (atomic_load(&net->stopping) || atomic_load(&net->cut_off) ||
+		    atomic_load(&net->cluster_down)) {
+			rc = rayc__err(RAYC_ESTATE, "this peer is out of the "
+			               "cluster");
+			break;
+		}
+		if (!sent)
+			sent = send_ctl(net, owner, r.id, op, id);
+		(void)rayc__event_wait(&r.ev, rayc__now_ns() + 20000000, 0);
+		rayc__mutex_lock(&net->mu);
+		bool answered = r.answered;
+		bool dead = net->peers[owner].known && !net->peers[owner].alive;
+		rayc__mutex_unlock(&net->mu);
+		if (answered) {
+			rc = r.rc;
+			break;
+		}
+		if (dead) {
+			/* The actor died with its owner. */
+			rc = RAYC_EACTORDIED;
+			break;
+		}
+		if (rayc__now_ns() > deadline) {
+			rc = rayc__err(RAYC_ETIMEDOUT, "actor " "%016llx%016llx"
+			               ": no answer from its owner, peer %u, "
+			               "in 5 s", (unsigned long long)id.hi,
+			               (unsigned long long)id.lo, owner);
+			break;
+		}
+	}
+	rayc__mutex_lock(&net->mu);
+	for (rayc__rpc **pp = &net->rpcs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == &r) {
+			*pp = r.next;
+			break;
+		}
+	rayc__mutex_unlock(&net->mu);
+	free(r.val);
+	rayc__net_put(net);
+	return rc;
+}
