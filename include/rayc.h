@@ -699,8 +699,12 @@ RAYC_API void *rayc_actor_state(rayc_ctx *ctx);
 /* A handle as a call argument: the receiver gets it with rayc_arg_actor
  * (borrowed for the call; rayc_actor_dup it to keep it), on any peer.
  * A task spec that takes a handle keeps the actor alive while the spec
- * lives (its results, which a rebuild would need); a handle dup'ed on
- * another peer than the owner's does not keep it alive. */
+ * lives (its results, which a rebuild would need).  Handles a program
+ * holds on another peer than the actor's owner (dup'ed there, or from
+ * rayc_actor_get_named) keep the actor alive too: the first one is
+ * registered with the owner (rayc_actor_dup and rayc_actor_get_named
+ * wait for its answer), the last release tells it, and the holder's
+ * death counts as its release. */
 #ifndef __cplusplus
 #define RAYC_ACTOR(h)                                                          \
 	((rayc_arg){ .type = RAYC_TYPE_ACTOR,                                  \

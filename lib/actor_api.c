@@ -80,6 +80,44 @@ static int check_opts(const rayc_actor_opts *o)
 	return RAYC_OK;
 }
 
+/* One more handle of this process on a (and a hold).  The first own
+ * handle on a proxy returns its owner, to register with (borrow_from)
+ * once rt->mu is let go: an owner keeps an actor alive for the handles
+ * other peers hold.  Else 0. */
+static uint32_t take_handle_locked(rayc__actor *a)
+{
+	rayc__actor_hold_locked(a);
+	if (a->handles++ == 0 && a->proxy && !a->borrowing) {
+		a->borrowing = true;
+		return a->owner;
+	}
+	return 0;
+}
+
+/* Registers this peer's handles to id with its owner (take_handle_locked
+ * said to).  RAYC_OK; RAYC_ENOTFOUND if the actor is dead (the handle
+ * stays, its calls fail); else the error, and the handle just taken is
+ * let go. */
+static int borrow_from(rayc__rt *rt, uint32_t owner, rayc_actor id)
+{
+	if (owner == 0)
+		return RAYC_OK;
+	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW);
+	if (rc == RAYC_OK)
+		return RAYC_OK;
+	rayc__rt_lock(rt);
+	rayc__actor *a = rayc__actor_handle_locked(rt, id);
+	if (a != NULL && a->proxy)
+		a->borrowing = false; /* nothing to drop at the owner */
+	if (rc != RAYC_ENOTFOUND && rc != RAYC_EACTORDIED && a != NULL &&
+	    a->handles > 0) {
+		a->handles--;
+		rayc__actor_unhold_locked(rt, a);
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return rc == RAYC_EACTORDIED ? RAYC_ENOTFOUND : rc;
+}
+
 /* A handle to the actor of record r (rec's owner: self, or another
  * peer, then through a proxy), one more handle held.  RAYC_ENOTFOUND
  * for a record of ours whose actor is gone (its name being given back):
@@ -89,6 +127,7 @@ static int handle_for(rayc__rt *rt, const char *name, const rayc__name_rec *r,
 {
 	rayc__actor *a;
 	int rc = RAYC_OK;
+	uint32_t borrow = 0;
 
 	*stale = false;
 	const rayc__aclass *cls = rayc__aclass_find(r->cls);
@@ -111,11 +150,16 @@ static int handle_for(rayc__rt *rt, const char *name, const rayc__name_rec *r,
 		rc = rayc__err(RAYC_ENOMEM, "actor '%s'", name);
 	}
 	if (a != NULL) {
-		rayc__actor_hold_locked(a);
-		a->handles++;
+		borrow = take_handle_locked(a);
 		*out = a->id;
 	}
 	rayc__mutex_unlock(&rt->mu);
+	if (rc == RAYC_OK && (rc = borrow_from(rt, borrow, r->id)) != RAYC_OK) {
+		if (rc == RAYC_ENOTFOUND) /* dead: not what a name finds */
+			(void)rayc_actor_release(r->id);
+		rc = rayc__err(rc, "actor '%s': %s", name,
+		               rc == RAYC_ENOTFOUND ? "dead" : rayc_errmsg());
+	}
 	return rc;
 }
 
@@ -369,14 +413,16 @@ int rayc_actor_dup(rayc_actor h)
 
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	uint32_t borrow = 0;
 	rayc__rt_lock(rt);
 	rayc__actor *a = held_locked(rt, h);
-	if (a != NULL) {
-		rayc__actor_hold_locked(a);
-		a->handles++;
-	}
+	if (a != NULL)
+		borrow = take_handle_locked(a);
 	rayc__mutex_unlock(&rt->mu);
-	return a != NULL ? RAYC_OK : RAYC_ENOTFOUND;
+	if (a == NULL)
+		return RAYC_ENOTFOUND;
+	int rc = borrow_from(rt, borrow, h);
+	return rc == RAYC_ENOTFOUND ? RAYC_OK : rc; /* a dead actor's */
 }
 
 int rayc_actor_release(rayc_actor h)
@@ -393,7 +439,11 @@ int rayc_actor_release(rayc_actor h)
 		               "process holds no handle to release",
 		               ID_ARGS(h));
 	} else {
-		a->handles--;
+		if (--a->handles == 0 && a->proxy && a->borrowing) {
+			/* Its owner need not keep it alive for us now. */
+			a->borrowing = false;
+			rayc__net_actor_unborrow_locked(rt, a->owner, a->id);
+		}
 		rayc__actor_unhold_locked(rt, a);
 	}
 	rayc__mutex_unlock(&rt->mu);

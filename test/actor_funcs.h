@@ -284,4 +284,57 @@ static void af_kill_named(rayc_ctx *c)
 }
 RAYC_REMOTE(af_kill_named)
 
+/* A handle this process keeps between tasks (af_keep_named, then
+ * af_kept_calls and af_let_go). */
+static rayc_actor kept_handle;
+
+/* (name) -> 0: finds the actor by name and keeps the handle. */
+static void af_keep_named(rayc_ctx *c)
+{
+	char name[64];
+
+	if (!arg_name(c, 0, name, sizeof(name)) ||
+	    rayc_actor_get_named(&kept_handle, name) != RAYC_OK) {
+		rayc_fail(c, "af_keep_named: %s", rayc_errmsg());
+		return;
+	}
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(af_keep_named)
+
+/* (handle) -> 0: keeps a dup of the handle given. */
+static void af_keep_dup(rayc_ctx *c)
+{
+	if (rayc_arg_actor(c, 0, &kept_handle) != RAYC_OK ||
+	    rayc_actor_dup(kept_handle) != RAYC_OK) {
+		rayc_fail(c, "af_keep_dup: %s", rayc_errmsg());
+		return;
+	}
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(af_keep_dup)
+
+/* (first, count) -> the peer the last of count calls add(first), ...
+ * through the kept handle ran on. */
+static void af_kept_calls(rayc_ctx *c)
+{
+	int64_t first, count, at = -1;
+
+	if (rayc_arg_i64(c, 0, &first) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &count) != RAYC_OK) {
+		rayc_fail(c, "af_kept_calls(first, count)");
+		return;
+	}
+	if (calls_through(c, kept_handle, first, count, &at))
+		rayc_return_i64(c, 0, at);
+}
+RAYC_REMOTE(af_kept_calls)
+
+/* () -> what releasing the kept handle returned. */
+static void af_let_go(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, rayc_actor_release(kept_handle));
+}
+RAYC_REMOTE(af_let_go)
+
 #endif

@@ -571,3 +571,65 @@ Test(actor_net, a_peer_that_does_not_own_an_actor_kills_it)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+/* What a task fn(args) on peer returned (an i64), failing the test on
+ * an error. */
+#define I64_ON(peer, fn, ...)                                                  \
+	({                                                                     \
+		rayc_task_opts o_ = on_peer(peer);                             \
+		rayc_ref r_;                                                   \
+		int64_t v_ = -1;                                               \
+		cr_assert_eq(rayc_call_opts(&r_, fn, &o_, __VA_ARGS__),        \
+		             RAYC_OK, "%s", rayc_errmsg());                    \
+		cr_assert_eq(rayc_get_i64(r_, &v_, 60000), RAYC_OK, "%s: %s",  \
+		             fn, rayc_errmsg());                               \
+		rayc_release(r_);                                              \
+		v_;                                                            \
+	})
+
+Test(actor_net, handles_held_on_other_peers_keep_the_actor_alive)
+{
+	rayc_actor h;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Owned here, hosted on b; a finds it by name and keeps the
+	 * handle; this driver lets go of its own. */
+	rayc_actor_opts o = { .name = "lent",
+		              .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("l")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(I64_ON(pa, "af_keep_named", RAYC_STR("lent")), 0);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	/* a's handle keeps it alive: its calls run, in order. */
+	cr_assert_eq(I64_ON(pa, "af_kept_calls", RAYC_I64(0), RAYC_I64(50)),
+	             pb);
+	cr_assert_eq(fini_count("l"), 0, "destroyed under a's handle");
+	cr_assert_eq(I64_ON(pa, "af_kept_calls", RAYC_I64(50), RAYC_I64(1)),
+	             pb);
+	/* a lets go: the last handle anywhere, so it goes, once. */
+	cr_assert_eq(I64_ON(pa, "af_let_go", RAYC_I64(0)), RAYC_OK);
+	RT_WAIT_FOR(fini_count("l") >= 1, 20000);
+	cr_assert_eq(fini_count("l"), 1);
+	RT_WAIT_FOR(name_free("lent"), 20000);
+	cr_assert(name_free("lent"));
+
+	/* A handle given to a task on a and dup'ed there keeps it alive
+	 * too, until a dies. */
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("m")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(I64_ON(pa, "af_keep_dup", RAYC_ACTOR(h)), 0);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	cr_assert_eq(I64_ON(pa, "af_kept_calls", RAYC_I64(0), RAYC_I64(10)),
+	             pb);
+	cr_assert_eq(fini_count("m"), 0);
+	kill(a, SIGKILL);
+	forget_kid(a);
+	RT_WAIT_FOR(fini_count("m") >= 1, 30000);
+	cr_assert_eq(fini_count("m"), 1, "outlived the peer holding it");
+	cluster_stop();
+}

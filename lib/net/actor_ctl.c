@@ -1,9 +1,14 @@
 /* actor_ctl.c -- asking an actor's owner to act on it from another peer
- * (ACTOR_CTL, answered by ACTOR_CTL_REP): kill it, with or without
- * restart, through a handle held here (a proxy).  The owner keeps the
- * actor's record, so it alone decides; the caller waits for its answer
- * (at most 5 s) so that an error is never lost.  A kill is sent once:
- * sent again after a lost connection it could restart the actor twice. */
+ * (ACTOR_CTL, answered by ACTOR_CTL_REP), through a handle held here (a
+ * proxy): kill it, with or without restart; register this peer's own
+ * handles to it (BORROW: the owner then keeps it alive for them) and
+ * drop them (UNBORROW).  The owner keeps the actor's record, so it alone
+ * decides.  A kill or a BORROW waits for the answer (at most 5 s), so an
+ * error is never lost; a kill is sent once (sent again after a lost
+ * connection it could restart the actor twice).  An UNBORROW is sent
+ * without waiting, and again from the loop's tick until answered (it is
+ * idempotent); a BORROW of the same actor cancels one still pending, and
+ * goes after it on the same connection. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +16,31 @@
 #include "sched/actor.h"
 
 #define CTL_TIMEOUT_NS ((int64_t)5 * 1000000000)
+#define RESEND_NS ((int64_t)2 * 1000000000)
+
+/* Sends the request; false if owner cannot be reached now (not in our
+ * view yet, or its connection is down). */
+static bool send_ctl(rayc__net *net, uint32_t owner, uint64_t rpc, int op,
+                     rayc_actor id)
+{
+	rayc__conn *c = rayc__net_conn_to(net, owner);
+
+	if (c == NULL)
+		return false;
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_ACTOR_CTL, net->self);
+	rayc__w_u64(&b, rpc);
+	rayc__w_u8(&b, (uint8_t)op);
+	rayc__w_u64(&b, id.hi);
+	rayc__w_u64(&b, id.lo);
+	rayc__w_frame_end(&b, f);
+	bool ok = !b.bad;
+	if (ok)
+		rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+	rayc__conn_unref(c);
+	return ok;
+}
 
 static void reply(rayc__conn *c, uint64_t rpc, int rc)
 {
@@ -44,42 +74,141 @@ void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
 	rayc_actor id;
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
-	if (rd->bad || (op != RAYC__ACTOR_CTL_KILL &&
-	                op != RAYC__ACTOR_CTL_KILL_NO_RESTART))
+	if (rd->bad || op < RAYC__ACTOR_CTL_KILL ||
+	    op > RAYC__ACTOR_CTL_UNBORROW || c->peer == 0 ||
+	    c->peer >= RAYC__MAX_PEERS)
 		return rayc__conn_close(c, "bad ACTOR_CTL");
 	rayc__mutex_lock(&rt->mu);
 	/* Only an actor this peer owns (not an instance it hosts). */
 	rayc__actor *a = rayc__actor_find_locked(rt, id);
 	bool ours = a != NULL && !a->hosted;
-	if (ours)
+	if (!ours)
+		;
+	else if (op == RAYC__ACTOR_CTL_BORROW || op == RAYC__ACTOR_CTL_UNBORROW)
+		ours = rayc__actor_borrow_locked(rt, id, c->peer,
+		                                 op == RAYC__ACTOR_CTL_BORROW);
+	else
 		rayc__actor_kill_locked(rt, a,
 		                        op == RAYC__ACTOR_CTL_KILL_NO_RESTART);
 	rayc__mutex_unlock(&rt->mu);
 	reply(c, rpc, ours ? RAYC_OK : RAYC_ENOTFOUND);
 }
 
-/* Sends the request; false if owner cannot be reached now (not in our
- * view yet, or its connection is down). */
-static bool send_ctl(rayc__net *net, uint32_t owner, uint64_t rpc, int op,
-                     rayc_actor id)
-{
-	rayc__conn *c = rayc__net_conn_to(net, owner);
+/* An UNBORROW waiting for its answer (net->unborrows). */
+struct rayc__unborrow {
+	rayc__unborrow *next;
+	rayc_actor id;
+	uint32_t owner;
+	uint64_t rpc; /* this send's (0: not sent) */
+	int64_t sent_ns;
+};
 
-	if (c == NULL)
-		return false;
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_ACTOR_CTL, net->self);
-	rayc__w_u64(&b, rpc);
-	rayc__w_u8(&b, (uint8_t)op);
-	rayc__w_u64(&b, id.hi);
-	rayc__w_u64(&b, id.lo);
-	rayc__w_frame_end(&b, f);
-	bool ok = !b.bad;
-	if (ok)
-		rayc__conn_send(c, &b);
-	rayc__wbuf_fini(&b);
-	rayc__conn_unref(c);
-	return ok;
+/* Sends the UNBORROWs due (never sent, or unanswered for 2 s); drops
+ * those whose owner died (the actor went with it). */
+static void unborrow_send_due(rayc__net *net)
+{
+	struct {
+		rayc_actor id;
+		uint32_t owner;
+		uint64_t rpc;
+	} due[16];
+	int n = 0;
+	int64_t now = rayc__now_ns();
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__unborrow **pp = &net->unborrows; *pp != NULL;) {
+		rayc__unborrow *u = *pp;
+		rayc__peer *p = &net->peers[u->owner];
+		if (p->known && !p->alive) {
+			*pp = u->next;
+			free(u);
+			continue;
+		}
+		if (n < 16 && (u->rpc == 0 || now - u->sent_ns > RESEND_NS)) {
+			u->rpc = ++net->next_rpc;
+			u->sent_ns = now;
+			due[n].id = u->id;
+			due[n].owner = u->owner;
+			due[n++].rpc = u->rpc;
+		}
+		pp = &u->next;
+	}
+	rayc__mutex_unlock(&net->mu);
+	for (int i = 0; i < n; i++)
+		(void)send_ctl(net, due[i].owner, due[i].rpc,
+		               RAYC__ACTOR_CTL_UNBORROW, due[i].id);
+}
+
+void rayc__net_actor_unborrow_locked(rayc__rt *rt, uint32_t owner,
+                                     rayc_actor id)
+{
+	rayc__net *net = rt->net;
+
+	if (net == NULL || atomic_load(&net->stopping) || owner == 0 ||
+	    owner >= RAYC__MAX_PEERS)
+		return; /* leaving: our death or departure drops our holds */
+	rayc__unborrow *u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-HANDLE", "no memory to tell "
+		          "peer %u that this peer let go of its handles to "
+		          "actor %016llx%016llx: it lives on until this peer "
+		          "leaves", owner, (unsigned long long)id.hi,
+		          (unsigned long long)id.lo);
+		return;
+	}
+	u->id = id;
+	u->owner = owner;
+	rayc__mutex_lock(&net->mu);
+	u->next = net->unborrows;
+	net->unborrows = u;
+	rayc__mutex_unlock(&net->mu);
+	unborrow_send_due(net);
+}
+
+/* A BORROW of id: an UNBORROW of it still pending is void (sent before
+ * it on the same connection, or lost with an earlier one). */
+static void unborrow_cancel(rayc__net *net, uint32_t owner, rayc_actor id)
+{
+	rayc__mutex_lock(&net->mu);
+	for (rayc__unborrow **pp = &net->unborrows; *pp != NULL;) {
+		rayc__unborrow *u = *pp;
+		if (u->owner == owner && u->id.hi == id.hi &&
+		    u->id.lo == id.lo) {
+			*pp = u->next;
+			free(u);
+			continue;
+		}
+		pp = &u->next;
+	}
+	rayc__mutex_unlock(&net->mu);
+}
+
+bool rayc__actor_ctl_answered_locked(rayc__net *net, uint64_t rpc)
+{
+	for (rayc__unborrow **pp = &net->unborrows; *pp != NULL;
+	     pp = &(*pp)->next) {
+		rayc__unborrow *u = *pp;
+		if (u->rpc == rpc) {
+			*pp = u->next;
+			free(u);
+			return true;
+		}
+	}
+	return false;
+}
+
+void rayc__actor_ctl_tick(rayc__net *net)
+{
+	unborrow_send_due(net);
+}
+
+void rayc__actor_ctl_free(rayc__net *net)
+{
+	while (net->unborrows != NULL) {
+		rayc__unborrow *u = net->unborrows;
+		net->unborrows = u->next;
+		free(u);
+	}
 }
 
 int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op)
@@ -96,6 +225,8 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op)
 	r.next = net->rpcs;
 	net->rpcs = &r;
 	rayc__mutex_unlock(&net->mu);
+	if (op == RAYC__ACTOR_CTL_BORROW)
+		unborrow_cancel(net, owner, id);
 	bool sent = false;
 	int rc;
 	for (;;) {

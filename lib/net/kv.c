@@ -373,8 +373,10 @@ void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
 		rayc__mutex_unlock(&net->mu);
 		return;
 	}
-	/* No caller waits: an actor name's delete (names.c). */
-	rayc__names_answered_locked(net, id, rc);
+	/* No caller waits: an UNBORROW (actor_ctl.c) or an actor name's
+	 * delete (names.c). */
+	if (!rayc__actor_ctl_answered_locked(net, id))
+		rayc__names_answered_locked(net, id, rc);
 	rayc__mutex_unlock(&net->mu);
 }
 

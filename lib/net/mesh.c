@@ -445,6 +445,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	reap_conns(net, false);
 	rayc__relink_tick(net);
 	rayc__names_tick(net);
+	rayc__actor_ctl_tick(net);
 	rayc__remote_actors_tick(net);
 	rayc__remote_pump_idle(net);
 }
@@ -790,6 +791,7 @@ static void net_free(rayc__net *net)
 	rayc__relink_fini(net);
 	rayc__ctl_fini(net);
 	rayc__names_free(net);
+	rayc__actor_ctl_free(net);
 	if (net->tick != NULL)
 		event_free(net->tick);
 	if (net->pev != NULL)

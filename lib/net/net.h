@@ -104,8 +104,17 @@ void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
  * any more); RAYC_EACTORDIED (the owner died, and the actor with it);
  * RAYC_ETIMEDOUT (no answer in 5 s); RAYC_ESTATE (out of the cluster).
  * Blocking; no lock held. */
-enum { RAYC__ACTOR_CTL_KILL = 1, RAYC__ACTOR_CTL_KILL_NO_RESTART };
+enum {
+	RAYC__ACTOR_CTL_KILL = 1,
+	RAYC__ACTOR_CTL_KILL_NO_RESTART,
+	RAYC__ACTOR_CTL_BORROW,  /* this peer holds handles of its own */
+	RAYC__ACTOR_CTL_UNBORROW /* not any more (rayc__net_actor_unborrow) */
+};
 int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op);
+/* This peer let go of its last own handle to actor id, which owner
+ * owns: tells it, without waiting (sent again until answered). */
+void rayc__net_actor_unborrow_locked(rayc__rt *rt, uint32_t owner,
+                                     rayc_actor id) RAYC_REQUIRES(rt->mu);
 /* True if peer id is a live member. */
 bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id);
 

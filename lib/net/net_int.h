@@ -72,6 +72,7 @@ typedef struct rayc__xout rayc__xout;
 typedef struct rayc__xin rayc__xin;
 typedef struct rayc__rpc rayc__rpc;
 typedef struct rayc__name_del rayc__name_del;
+typedef struct rayc__unborrow rayc__unborrow;
 typedef struct rayc__hs rayc__hs;
 typedef struct rayc__ctl rayc__ctl;
 
@@ -377,6 +378,7 @@ struct rayc__net {
 	uint64_t next_rpc;
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
 	rayc__name_del *name_dels; /* actor names being given back (names.c) */
+	rayc__unborrow *unborrows; /* handles let go, unanswered (actor_ctl.c) */
 	/* Incoming transfers by object id; some may wait for their source
 	 * to be in our view (wait_member). */
 	rayc__xin *xins;
@@ -661,8 +663,14 @@ void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
  * else a name's delete waiting for it (names.c). */
 void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
                         size_t len);
-/* actor_ctl.c: ACTOR_CTL and ACTOR_CTL_REP frames. */
+/* actor_ctl.c: ACTOR_CTL and ACTOR_CTL_REP frames; the UNBORROWs not
+ * answered yet: the answer to rpc (true if it was one), sent again on
+ * the loop's tick, freed with the net. */
 void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd);
+bool rayc__actor_ctl_answered_locked(rayc__net *net, uint64_t rpc)
+	RAYC_REQUIRES(net->mu);
+void rayc__actor_ctl_tick(rayc__net *net);
+void rayc__actor_ctl_free(rayc__net *net);
 /* A KV operation from this process, as rayc_kv_put and the others (a
  * blocking round trip to the coordinator; any key). */
 int rayc__kv_call(int op, const char *key, const void *val, size_t len,

@@ -18,6 +18,9 @@
 
 #include "rt.h"
 
+/* Words of a borrower bitmap: one bit per peer id (RAYC__MAX_PEERS). */
+#define RAYC__ACTOR_PEER_WORDS 4
+
 struct rayc__actor {
 	rayc_actor id;
 	UT_hash_handle hh;      /* rt->actors */
@@ -57,6 +60,12 @@ struct rayc__actor {
 	 * owner (loc = owner), which puts them in the actor's mailbox. */
 	bool proxy;
 	uint32_t owner;
+	/* Owner: the peers holding handles of their own to it (a proxy's
+	 * program handles registered here, rayc__actor_borrow_locked),
+	 * one hold each, dropped when that peer lets go or dies.  A
+	 * proxy: borrowing says it is registered with the owner. */
+	uint64_t borrowers[RAYC__ACTOR_PEER_WORDS];
+	bool borrowing;
 	uint64_t next_seq; /* calls' order (t->qseq), for resending */
 	int max_restarts, restarts, max_task_retries, max_conc;
 	int running; /* calls started (queued on call_class or running) */
@@ -156,6 +165,11 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 	RAYC_REQUIRES(rt->mu);
+/* lib/net, on the owner: peer registers (add) or drops its own handles
+ * to actor id.  False if id is not an actor owned here, or (add) it is
+ * dead. */
+bool rayc__actor_borrow_locked(rayc__rt *rt, rayc_actor id, uint32_t peer,
+                               bool add) RAYC_REQUIRES(rt->mu);
 /* lib/net: peer id can be sent to again (a connection came back). */
 void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
 	RAYC_REQUIRES(rt->mu);

@@ -167,9 +167,57 @@ static void proxy_orphaned_locked(rayc__rt *rt, rayc__actor *a)
 	rayc__actor_settle_locked(rt, a);
 }
 
+bool rayc__actor_borrow_locked(rayc__rt *rt, rayc_actor id, uint32_t peer,
+                               bool add)
+{
+	rayc__actor *a = rayc__actor_find_locked(rt, id);
+
+	if (a == NULL || a->hosted || peer >= 64 * RAYC__ACTOR_PEER_WORDS)
+		return false;
+	uint64_t bit = (uint64_t)1 << (peer % 64);
+	uint64_t *w = &a->borrowers[peer / 64];
+	if (add) {
+		if (a->st == RAYC_ACTOR_DEAD || a->want == WANT_DIE)
+			return false;
+		if ((*w & bit) == 0) {
+			*w |= bit;
+			rayc__actor_hold_locked(a);
+		}
+	} else if ((*w & bit) != 0) {
+		*w &= ~bit;
+		rayc__actor_unhold_locked(rt, a); /* may free it */
+	}
+	return true;
+}
+
+/* Peer id died: its registered handles go.  One at a time, looking
+ * again after each: letting go of one actor may free others. */
+static void borrowers_died_locked(rayc__rt *rt, uint32_t id)
+	RAYC_REQUIRES(rt->mu)
+{
+	uint64_t bit = (uint64_t)1 << (id % 64);
+
+	if (id >= 64 * RAYC__ACTOR_PEER_WORDS)
+		return;
+	for (;;) {
+		rayc__actor *a, *tmp, *found = NULL;
+		HASH_ITER(hh, rt->actors, a, tmp)
+			if (!a->hosted && (a->borrowers[id / 64] & bit)) {
+				found = a;
+				break;
+			}
+		if (found == NULL)
+			return;
+		found->borrowers[id / 64] &= ~bit;
+		rayc__actor_unhold_locked(rt, found);
+	}
+}
+
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 {
 	rayc__actor *a, *tmp;
+
+	borrowers_died_locked(rt, id);
 
 	HASH_ITER(hh, rt->actor_proxies, a, tmp)
 		if (a->owner == id)
