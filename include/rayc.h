@@ -738,11 +738,22 @@ typedef struct rayc_actor_info {
 	uint64_t queued_calls;  /* made, not yet started */
 	uint64_t running_calls;
 	char death[160];   /* why it died; "" while not dead */
+	uint32_t owner;    /* the peer that made it and keeps its record */
 } rayc_actor_info;
 
-/* The actors this peer knows (live ones and dead ones still held by a
- * handle), up to cap, and *n = how many there are.  Thread-safe. */
+/* The actors this peer knows (those it made, and those it runs for
+ * other peers; live ones and dead ones still held by a handle), up to
+ * cap, and *n = how many there are.  Thread-safe. */
 RAYC_API int rayc_actor_list(rayc_actor_info *out, size_t cap, size_t *n);
+
+/* Every actor in the cluster, each once, as its owner sees it (state,
+ * the peer it lives on, restarts, queued calls), up to cap, and *n = how
+ * many there are.  Asks each live peer (a round trip each, 5 s at most):
+ * RAYC_ETIMEDOUT, with what the others said filled in, if one did not
+ * answer; the actors of a peer that dies meanwhile died with it and are
+ * left out.  In a one-peer cluster, the actors rayc_actor_list lists.
+ * Thread-safe; blocking. */
+RAYC_API int rayc_cluster_actors(rayc_actor_info *out, size_t cap, size_t *n);
 
 #ifdef __cplusplus
 #define rayc_actor_create(out, cls_name, opts, ...)                            \

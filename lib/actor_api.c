@@ -102,7 +102,8 @@ static int borrow_from(rayc__rt *rt, uint32_t owner, rayc_actor id)
 {
 	if (owner == 0)
 		return RAYC_OK;
-	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW);
+	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW, NULL,
+	                             NULL);
 	if (rc == RAYC_OK)
 		return RAYC_OK;
 	rayc__rt_lock(rt);
@@ -469,7 +470,8 @@ int rayc_actor_kill(rayc_actor h, int no_restart)
 		return rc;
 	rc = rayc__net_actor_ctl(rt, owner, h,
 	                         no_restart ? RAYC__ACTOR_CTL_KILL_NO_RESTART
-	                                    : RAYC__ACTOR_CTL_KILL);
+	                                    : RAYC__ACTOR_CTL_KILL,
+	                         NULL, NULL);
 	if (rc == RAYC_EACTORDIED || rc == RAYC_ENOTFOUND)
 		return RAYC_OK; /* dead already (with its owner, or gone) */
 	return rc;
@@ -492,7 +494,51 @@ int rayc_actor_list(rayc_actor_info *out, size_t cap, size_t *n)
 		return rayc__err(RAYC_EINVAL, "rayc_actor_list needs n");
 	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
 	rayc__rt_lock(rt);
-	*n = rayc__actor_list_locked(rt, out, cap, self);
+	*n = rayc__actor_list_locked(rt, out, cap, self, false);
 	rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
+}
+
+int rayc_cluster_actors(rayc_actor_info *out, size_t cap, size_t *n)
+{
+	rayc__rt *rt = rayc__g;
+	rayc_peer_info *peers = NULL;
+	size_t np = 0, total = 0;
+	int rc = RAYC_OK;
+
+	if (rt == NULL)
+		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
+	if ((out == NULL && cap > 0) || n == NULL)
+		return rayc__err(RAYC_EINVAL, "rayc_cluster_actors needs n");
+	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
+	rayc__rt_lock(rt);
+	total = rayc__actor_list_locked(rt, out, cap, self, rt->hooks != NULL);
+	rayc__mutex_unlock(&rt->mu);
+	if (rt->hooks != NULL) {
+		peers = malloc(RAYC__MAX_PEERS * sizeof(*peers));
+		if (peers == NULL)
+			return rayc__err(RAYC_ENOMEM, "rayc_cluster_actors");
+		if (rayc_cluster_peers(peers, RAYC__MAX_PEERS, &np) != RAYC_OK)
+			np = 0;
+	}
+	for (size_t k = 0; k < np && k < RAYC__MAX_PEERS; k++) {
+		if (!peers[k].alive || peers[k].id == self)
+			continue;
+		size_t got = 0;
+		int prc = rayc__net_actor_list(rt, peers[k].id,
+		                               total < cap ? out + total : NULL,
+		                               total < cap ? cap - total : 0,
+		                               &got);
+		if (prc == RAYC_EACTORDIED)
+			continue; /* it died: its actors with it */
+		if (prc != RAYC_OK) {
+			rc = rayc__err(prc, "peer %u did not list its actors: "
+			               "%s", peers[k].id, rayc_errmsg());
+			continue;
+		}
+		total += got;
+	}
+	free(peers);
+	*n = total;
+	return rc;
 }

@@ -633,3 +633,61 @@ Test(actor_net, handles_held_on_other_peers_keep_the_actor_alive)
 	cr_assert_eq(fini_count("m"), 1, "outlived the peer holding it");
 	cluster_stop();
 }
+
+static const rayc_actor_info *listed(const rayc_actor_info *v, size_t n,
+                                     const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+Test(actor_net, the_cluster_lists_every_actor_once_as_its_owner_sees_it)
+{
+	rayc_actor h;
+	rayc_actor_info v[16];
+	size_t n = 0;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b), self = rayc_peer_id();
+	rayc_actor_opts o = { .name = "here-owned",
+		              .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("c")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(create_on(pa, "a-owned", 0), RAYC_OK);
+	struct where w;
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	/* Made here and on a, living on b and wherever a's was placed:
+	 * each listed once, by its owner. */
+	RT_WAIT_FOR((rayc_cluster_actors(v, 16, &n) == RAYC_OK && n == 2 &&
+	             listed(v, n, "a-owned") != NULL &&
+	             listed(v, n, "a-owned")->state == RAYC_ACTOR_ALIVE),
+	            20000);
+	cr_assert_eq(rayc_cluster_actors(v, 16, &n), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(n, 2);
+	const rayc_actor_info *x = listed(v, n, "here-owned");
+	const rayc_actor_info *y = listed(v, n, "a-owned");
+	cr_assert(x != NULL && y != NULL);
+	cr_assert_eq(x->owner, self);
+	cr_assert_eq(x->peer, pb);
+	cr_assert_eq(x->state, RAYC_ACTOR_ALIVE);
+	cr_assert_str_eq(x->class_name, "NetCounter");
+	cr_assert_eq(y->owner, pa);
+	cr_assert_eq(y->state, RAYC_ACTOR_ALIVE);
+	cr_assert(y->peer != 0);
+	/* Its owner dead, a's actor is gone from the list. */
+	kill(a, SIGKILL);
+	forget_kid(a);
+	RT_WAIT_FOR((rayc_cluster_actors(v, 16, &n) == RAYC_OK && n == 1), 30000);
+	cr_assert_eq(rayc_cluster_actors(v, 16, &n), RAYC_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(v[0].name, "here-owned");
+	rayc_actor_release(h);
+	cluster_stop();
+}

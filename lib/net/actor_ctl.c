@@ -42,7 +42,8 @@ static bool send_ctl(rayc__net *net, uint32_t owner, uint64_t rpc, int op,
 	return ok;
 }
 
-static void reply(rayc__conn *c, uint64_t rpc, int rc)
+/* body: what the answer carries (LIST's actors), or NULL. */
+static void reply(rayc__conn *c, uint64_t rpc, int rc, const rayc__wbuf *body)
 {
 	rayc__net *net = c->net;
 	rayc__wbuf b = { 0 };
@@ -50,9 +51,76 @@ static void reply(rayc__conn *c, uint64_t rpc, int rc)
 
 	rayc__w_u64(&b, rpc);
 	rayc__w_u32(&b, (uint32_t)rc);
+	rayc__w_blob(&b, body != NULL ? body->p : NULL,
+	             body != NULL ? body->len : 0);
 	rayc__w_frame_end(&b, f);
 	rayc__conn_send(c, &b);
 	rayc__wbuf_fini(&b);
+}
+
+/* LIST: the actors this peer owns, as rayc_actor_info (at most
+ * LIST_MAX of them; the count says how many there are). */
+#define LIST_MAX 4096
+
+static void write_info(rayc__wbuf *b, const rayc_actor_info *i)
+{
+	rayc__w_u64(b, i->id.hi);
+	rayc__w_u64(b, i->id.lo);
+	rayc__w_str(b, i->class_name);
+	rayc__w_str(b, i->name);
+	rayc__w_u8(b, (uint8_t)i->state);
+	rayc__w_u32(b, i->peer);
+	rayc__w_u32(b, (uint32_t)i->restarts);
+	rayc__w_u64(b, i->queued_calls);
+	rayc__w_u64(b, i->running_calls);
+	rayc__w_str(b, i->death);
+	rayc__w_u32(b, i->owner);
+}
+
+static bool read_info(rayc__rd *rd, rayc_actor_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	i->id.hi = rayc__r_u64(rd);
+	i->id.lo = rayc__r_u64(rd);
+	rayc__r_str(rd, i->class_name, sizeof(i->class_name));
+	rayc__r_str(rd, i->name, sizeof(i->name));
+	i->state = (rayc_actor_state_kind)rayc__r_u8(rd);
+	i->peer = rayc__r_u32(rd);
+	i->restarts = (int)rayc__r_u32(rd);
+	i->queued_calls = rayc__r_u64(rd);
+	i->running_calls = rayc__r_u64(rd);
+	rayc__r_str(rd, i->death, sizeof(i->death));
+	i->owner = rayc__r_u32(rd);
+	return !rd->bad && i->state >= RAYC_ACTOR_PENDING &&
+	       i->state <= RAYC_ACTOR_DEAD;
+}
+
+static void list_owned(rayc__net *net, rayc__wbuf *body)
+{
+	rayc__rt *rt = net->rt;
+	size_t cap = 64, n;
+	rayc_actor_info *v = NULL;
+
+	for (;;) {
+		rayc_actor_info *nv = realloc(v, cap * sizeof(*v));
+		if (nv == NULL) {
+			free(v);
+			body->bad = true;
+			return;
+		}
+		v = nv;
+		rayc__mutex_lock(&rt->mu);
+		n = rayc__actor_list_locked(rt, v, cap, net->self, true);
+		rayc__mutex_unlock(&rt->mu);
+		if (n <= cap || cap >= LIST_MAX)
+			break;
+		cap = n < LIST_MAX ? n : LIST_MAX;
+	}
+	rayc__w_u32(body, (uint32_t)n);
+	rayc__w_u32(body, (uint32_t)(n < cap ? n : cap));
+	for (size_t i = 0; i < n && i < cap; i++)
+		write_info(body, &v[i]);
+	free(v);
 }
 
 void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
@@ -63,11 +131,13 @@ void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
 
 	if (type == RAYC__MSG_ACTOR_CTL_REP) {
 		int rc = (int)rayc__r_u32(rd);
+		size_t len;
+		const void *val = rayc__r_blob(rd, &len);
 		if (rd->bad)
 			return rayc__conn_close(c, "bad ACTOR_CTL_REP");
-		if (rc != RAYC_OK && rc != RAYC_ENOTFOUND)
+		if (rc != RAYC_OK && rc != RAYC_ENOTFOUND && rc != RAYC_ENOMEM)
 			rc = RAYC_EPROTO;
-		rayc__rpc_complete(net, rpc, rc, NULL, 0);
+		rayc__rpc_complete(net, rpc, rc, val, len);
 		return;
 	}
 	int op = rayc__r_u8(rd);
@@ -75,9 +145,16 @@ void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
 	if (rd->bad || op < RAYC__ACTOR_CTL_KILL ||
-	    op > RAYC__ACTOR_CTL_UNBORROW || c->peer == 0 ||
+	    op > RAYC__ACTOR_CTL_LIST || c->peer == 0 ||
 	    c->peer >= RAYC__MAX_PEERS)
 		return rayc__conn_close(c, "bad ACTOR_CTL");
+	if (op == RAYC__ACTOR_CTL_LIST) {
+		rayc__wbuf body = { 0 };
+		list_owned(net, &body);
+		reply(c, rpc, body.bad ? RAYC_ENOMEM : RAYC_OK, &body);
+		rayc__wbuf_fini(&body);
+		return;
+	}
 	rayc__mutex_lock(&rt->mu);
 	/* Only an actor this peer owns (not an instance it hosts). */
 	rayc__actor *a = rayc__actor_find_locked(rt, id);
@@ -91,7 +168,7 @@ void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
 		rayc__actor_kill_locked(rt, a,
 		                        op == RAYC__ACTOR_CTL_KILL_NO_RESTART);
 	rayc__mutex_unlock(&rt->mu);
-	reply(c, rpc, ours ? RAYC_OK : RAYC_ENOTFOUND);
+	reply(c, rpc, ours ? RAYC_OK : RAYC_ENOTFOUND, NULL);
 }
 
 /* An UNBORROW waiting for its answer (net->unborrows). */
@@ -211,7 +288,8 @@ void rayc__actor_ctl_free(rayc__net *net)
 	}
 }
 
-int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op)
+int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
+                        void **val, size_t *len)
 {
 	rayc__net *net = rayc__net_get(rt);
 
@@ -245,6 +323,11 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op)
 		rayc__mutex_unlock(&net->mu);
 		if (answered) {
 			rc = r.rc;
+			if (rc == RAYC_OK && val != NULL) {
+				*val = r.val;
+				*len = r.len;
+				r.val = NULL;
+			}
 			break;
 		}
 		if (dead) {
@@ -270,4 +353,31 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op)
 	free(r.val);
 	rayc__net_put(net);
 	return rc;
+}
+
+int rayc__net_actor_list(rayc__rt *rt, uint32_t peer, rayc_actor_info *out,
+                         size_t cap, size_t *n)
+{
+	void *val = NULL;
+	size_t len = 0;
+	rayc_actor none = { 0, 0 };
+	rayc__rd rd;
+
+	int rc = rayc__net_actor_ctl(rt, peer, none, RAYC__ACTOR_CTL_LIST, &val,
+	                             &len);
+	if (rc != RAYC_OK) {
+		free(val);
+		return rc;
+	}
+	rayc__rd_init(&rd, val, len);
+	uint32_t total = rayc__r_u32(&rd), sent = rayc__r_u32(&rd);
+	for (uint32_t i = 0; i < sent && i < cap && !rd.bad; i++)
+		if (!read_info(&rd, &out[i]))
+			rd.bad = true;
+	free(val);
+	if (rd.bad || sent > total)
+		return rayc__err(RAYC_EPROTO, "peer %u: its list of actors "
+		                 "does not decode", peer);
+	*n = total;
+	return RAYC_OK;
 }

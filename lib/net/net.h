@@ -108,9 +108,17 @@ enum {
 	RAYC__ACTOR_CTL_KILL = 1,
 	RAYC__ACTOR_CTL_KILL_NO_RESTART,
 	RAYC__ACTOR_CTL_BORROW,  /* this peer holds handles of its own */
-	RAYC__ACTOR_CTL_UNBORROW /* not any more (rayc__net_actor_unborrow) */
+	RAYC__ACTOR_CTL_UNBORROW, /* not any more (rayc__net_actor_unborrow) */
+	RAYC__ACTOR_CTL_LIST      /* the actors it owns (rayc__net_actor_list) */
 };
-int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op);
+/* val, len: what the answer carries (a malloc'd copy; NULL: not
+ * wanted). */
+int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
+                        void **val, size_t *len);
+/* The actors peer owns, as rayc_actor_list would say there: up to cap
+ * into out, *n = how many it has.  Errors as rayc__net_actor_ctl's. */
+int rayc__net_actor_list(rayc__rt *rt, uint32_t peer, rayc_actor_info *out,
+                         size_t cap, size_t *n);
 /* This peer let go of its last own handle to actor id, which owner
  * owns: tells it, without waiting (sent again until answered). */
 void rayc__net_actor_unborrow_locked(rayc__rt *rt, uint32_t owner,

@@ -586,12 +586,14 @@ static void copy_str(char *dst, size_t cap, const char *src)
 }
 
 size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
-                               uint32_t self)
+                               uint32_t self, bool owned)
 {
 	rayc__actor *a, *tmp;
 	size_t n = 0;
 
 	HASH_ITER(hh, rt->actors, a, tmp) {
+		if (owned && a->hosted)
+			continue;
 		if (n < cap) {
 			rayc_actor_info *i = &out[n];
 			memset(i, 0, sizeof(*i));
@@ -604,6 +606,7 @@ size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
 			i->restarts = a->restarts;
 			i->queued_calls = a->mb_n;
 			i->running_calls = (uint64_t)a->running;
+			i->owner = a->hosted ? a->owner : self;
 			if (a->st == RAYC_ACTOR_DEAD)
 				copy_str(i->death, sizeof(i->death), a->death);
 		}

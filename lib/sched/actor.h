@@ -181,9 +181,11 @@ void rayc__actors_retry_locked(rayc__rt *rt,
 	RAYC_REQUIRES(rt->mu);
 
 /* Fills up to cap entries and returns how many actors there are (self:
- * this peer's id, taken before rt->mu). */
+ * this peer's id, taken before rt->mu); owned: only those this peer
+ * owns (not the instances it hosts for others). */
 size_t rayc__actor_list_locked(rayc__rt *rt, rayc_actor_info *out, size_t cap,
-                               uint32_t self) RAYC_REQUIRES(rt->mu);
+                               uint32_t self, bool owned)
+	RAYC_REQUIRES(rt->mu);
 
 /* Sets up the pinned call class (init). */
 int rayc__actors_init_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
