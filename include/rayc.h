@@ -598,8 +598,14 @@ enum rayc_actor_lifetime {
 	/* Destroyed once every handle is released (and the calls made
 	 * before have run), as Ray's default. */
 	RAYC_LIFETIME_DEFAULT = 0,
-	/* Lives until rayc_actor_kill or rayc_shutdown, handles or not;
-	 * find it again by name. */
+	/* Lives until rayc_actor_kill, handles or not; find it again by
+	 * name.  Running on another peer than its creator's, it outlives
+	 * its creator: when the creator leaves or dies, the peer it runs
+	 * on adopts it (same instance and state, calls already made still
+	 * run, its name now leads there; it can no longer be restarted,
+	 * and handles taken before through the creator fail with
+	 * RAYC_EACTORDIED: look it up again).  Running on its creator's
+	 * peer, it ends with that peer (rayc_shutdown or death). */
 	RAYC_LIFETIME_DETACHED = 1,
 };
 

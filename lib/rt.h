@@ -408,6 +408,10 @@ typedef struct rayc__cluster_hooks {
 	 * back (it died). */
 	void (*name_gone)(rayc__rt *rt, const char *name, rayc_actor id,
 	                  const char *cls);
+	/* This peer adopted actor id (a detached actor whose owner went):
+	 * claims its name in the cluster for it. */
+	void (*name_adopt)(rayc__rt *rt, const char *name, rayc_actor id,
+	                   const char *cls);
 } rayc__cluster_hooks;
 
 extern rayc__rt *rayc__g;

@@ -237,25 +237,50 @@ static void af_named_calls(rayc_ctx *c)
 }
 RAYC_REMOTE(af_named_calls)
 
-/* (name, get_if_exists) -> what rayc_actor_create of a detached
- * NetCounter named name (tag: the name) returned here; its handle is
- * let go at once. */
+/* Handles af_named_create keeps for actors not detached: they live as
+ * long as this process. */
+static rayc_actor kept_made[64];
+static int nkept_made;
+
+/* (name, get_if_exists[, node, detached]) -> what rayc_actor_create of a
+ * NetCounter named name (tag: the name) returned here: detached unless
+ * detached is 0 (then this process keeps the handle), placed on peer
+ * node if not 0.  A detached actor's handle is let go at once. */
 static void af_named_create(rayc_ctx *c)
 {
 	char name[64];
-	int64_t gie;
+	int64_t gie, node = 0, detached = 1;
 	rayc_actor h;
 
 	if (!arg_name(c, 0, name, sizeof(name)) ||
-	    rayc_arg_i64(c, 1, &gie) != RAYC_OK) {
-		rayc_fail(c, "af_named_create(name, get_if_exists)");
+	    rayc_arg_i64(c, 1, &gie) != RAYC_OK ||
+	    (rayc_arg_count(c) > 2 &&
+	     (rayc_arg_i64(c, 2, &node) != RAYC_OK ||
+	      rayc_arg_i64(c, 3, &detached) != RAYC_OK))) {
+		rayc_fail(c, "af_named_create(name, get_if_exists[, node, "
+		          "detached])");
 		return;
 	}
 	rayc_actor_opts o = { .name = name,
 		              .get_if_exists = (int)gie,
-		              .lifetime = RAYC_LIFETIME_DETACHED };
-	int rc = rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(name));
-	if (rc == RAYC_OK)
+		              .lifetime = detached ? RAYC_LIFETIME_DETACHED
+		                                   : RAYC_LIFETIME_DEFAULT };
+	if (node != 0) {
+		o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+		o.node_id = (uint32_t)node;
+	}
+	/* This peer may not have heard of that one yet: wait (10 s). */
+	int rc = RAYC_EINFEASIBLE;
+	for (int tries = 0; tries < 1000 && rc == RAYC_EINFEASIBLE; tries++) {
+		rc = rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(name));
+		if (rc == RAYC_EINFEASIBLE) {
+			struct timespec ts = { 0, 10000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (rc == RAYC_OK && !detached && nkept_made < 64)
+		kept_made[nkept_made++] = h;
+	else if (rc == RAYC_OK)
 		rayc_actor_release(h);
 	rayc_return_i64(c, 0, rc);
 }

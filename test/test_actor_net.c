@@ -324,20 +324,29 @@ Test(actor_net, a_handle_passed_through_two_tasks_on_other_peers_calls_it)
 	cluster_stop();
 }
 
-/* What a task running af_named_create(name, gie) on peer got. */
-static int64_t create_on(uint32_t peer, const char *name, int gie)
+/* What a task running af_named_create(name, gie, node, detached) on
+ * peer got. */
+static int64_t create_at(uint32_t peer, const char *name, int gie,
+                         uint32_t node, int detached)
 {
 	rayc_task_opts o = on_peer(peer);
 	rayc_ref r;
 	int64_t rc = -1;
 
 	cr_assert_eq(rayc_call_opts(&r, "af_named_create", &o, RAYC_STR(name),
-	                            RAYC_I64(gie)),
+	                            RAYC_I64(gie), RAYC_I64(node),
+	                            RAYC_I64(detached)),
 	             RAYC_OK, "%s", rayc_errmsg());
 	cr_assert_eq(rayc_get_i64(r, &rc, 60000), RAYC_OK, "%s",
 	             rayc_errmsg());
 	rayc_release(r);
 	return rc;
+}
+
+/* ... detached, placed anywhere. */
+static int64_t create_on(uint32_t peer, const char *name, int gie)
+{
+	return create_at(peer, name, gie, 0, 1);
 }
 
 /* The peer the last of count calls ran on, through a handle a task on
@@ -414,8 +423,9 @@ Test(actor_net, a_named_actor_is_found_and_called_from_a_task_on_another_peer)
 	cr_assert_eq(rayc_kv_put("rayc.actor/registry-1", "x", 1), RAYC_EINVAL);
 	cr_assert_eq(rayc_kv_del("rayc.actor/registry-1"), RAYC_EINVAL);
 
-	/* Made by a task on a (owned there): found and called from here. */
-	cr_assert_eq(create_on(pa, "made-on-a", 0), RAYC_OK);
+	/* Made by a task on a (owned there, held there): found and called
+	 * from here. */
+	cr_assert_eq(create_at(pa, "made-on-a", 0, 0, 0), RAYC_OK);
 	cr_assert_eq(rayc_actor_get_named(&g, "made-on-a"), RAYC_OK, "%s",
 	             rayc_errmsg());
 	rayc_ref r;
@@ -447,7 +457,7 @@ Test(actor_net, a_named_actor_is_found_and_called_from_a_task_on_another_peer)
 	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
 	RT_WAIT_FOR(name_free("registry-1"), 20000);
 	cr_assert(name_free("registry-1"), "the name outlived its actor");
-	cr_assert_eq(create_on(pa, "registry-1", 0), RAYC_OK);
+	cr_assert_eq(create_at(pa, "registry-1", 0, 0, 0), RAYC_OK);
 	cr_assert_gt(named_calls_on(pb, "registry-1", 0, 5), 0);
 
 	/* Its owner SIGKILLed: every name a owned goes with it. */
@@ -659,7 +669,7 @@ Test(actor_net, the_cluster_lists_every_actor_once_as_its_owner_sees_it)
 		              .node_id = pb };
 	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("c")),
 	             RAYC_OK, "%s", rayc_errmsg());
-	cr_assert_eq(create_on(pa, "a-owned", 0), RAYC_OK);
+	cr_assert_eq(create_at(pa, "a-owned", 0, 0, 0), RAYC_OK);
 	struct where w;
 	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
 	/* Made here and on a, living on b and wherever a's was placed:
@@ -688,6 +698,64 @@ Test(actor_net, the_cluster_lists_every_actor_once_as_its_owner_sees_it)
 	cr_assert_eq(rayc_cluster_actors(v, 16, &n), RAYC_OK);
 	cr_assert_eq(n, 1);
 	cr_assert_str_eq(v[0].name, "here-owned");
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
+Test(actor_net, a_detached_actor_outlives_its_owner_on_the_peer_it_runs_on)
+{
+	struct where w;
+	rayc_actor h;
+	rayc_ref r;
+	rayc_view v;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Made by a task on a, detached, living on b; a not-detached one
+	 * beside it. */
+	cr_assert_eq(create_at(pa, "svc", 0, pb, 1), RAYC_OK);
+	cr_assert_eq(create_at(pa, "bound", 0, pb, 0), RAYC_OK);
+	cr_assert_eq(named_calls_on(pb, "svc", 0, 10), pb);
+	cr_assert_eq(named_calls_on(pb, "bound", 0, 1), pb);
+	/* Its owner dies: b adopts it, same instance, same state, and its
+	 * name now leads there; the bound one dies with its owner. */
+	kill(a, SIGKILL);
+	forget_kid(a);
+	RT_WAIT_FOR(name_free("bound"), 30000);
+	cr_assert(name_free("bound"), "a bound actor outlived its owner");
+	RT_WAIT_FOR(fini_count("bound") >= 1, 20000);
+	cr_assert_eq(fini_count("bound"), 1);
+	rayc_actor_info v2[8];
+	size_t n = 0;
+	RT_WAIT_FOR((rayc_cluster_actors(v2, 8, &n) == RAYC_OK && n == 1 &&
+	             v2[0].owner == pb),
+	            30000);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v2[0].owner, pb, "owner %u", v2[0].owner);
+	cr_assert_str_eq(v2[0].name, "svc");
+	cr_assert_eq(rayc_actor_get_named(&h, "svc"), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(w.peer, pb);
+	cr_assert_eq(w.next, 10, "not the same state: %lld",
+	             (long long)w.next);
+	cr_assert_eq(w.inits, 1, "constructed again");
+	cr_assert_eq(fini_count("svc"), 0);
+	cr_assert_eq(named_calls_on(pb, "svc", 10, 5), pb);
+	/* Killed (it cannot restart now: its constructor was a's), its
+	 * destructor runs once and its name is free. */
+	cr_assert_eq(rayc_actor_kill(h, 0), RAYC_OK);
+	RT_WAIT_FOR(fini_count("svc") >= 1, 20000);
+	cr_assert_eq(fini_count("svc"), 1);
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(15)), RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 30000), RAYC_EACTORDIED);
+	rayc_view_release(&v);
+	rayc_release(r);
+	RT_WAIT_FOR(name_free("svc"), 20000);
+	cr_assert(name_free("svc"));
 	rayc_actor_release(h);
 	cluster_stop();
 }

@@ -151,10 +151,14 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	int akind = rayc__r_u8(rd);
 	rayc_actor actor = { 0, 0 };
 	int max_conc = 1;
+	bool detached = false;
+	char aname[256] = "";
 	if (akind != RAYC__AK_NONE) {
 		actor.hi = rayc__r_u64(rd);
 		actor.lo = rayc__r_u64(rd);
 		max_conc = (int)rayc__r_u32(rd);
+		detached = rayc__r_u8(rd) != 0;
+		rayc__r_str(rd, aname, sizeof(aname));
 	}
 	uint32_t nret = rayc__r_u32(rd);
 	int nd = rayc__r_u8(rd);
@@ -363,7 +367,8 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->sclass = rayc__sched_class_locked(rt, demand);
 	bool oom = t->sclass == NULL;
 	if (akind != RAYC__AK_NONE && !oom &&
-	    !rayc__actor_host_locked(rt, t, actor, cls, max_conc, msg,
+	    !rayc__actor_host_locked(rt, t, actor, cls, max_conc, detached,
+	                             aname[0] != '\0' ? aname : NULL, msg,
 	                             sizeof(msg))) {
 		/* Not here (any more): the owner hears why. */
 		rayc__xrec *r = rayc__xrec_find_locked(net, id);

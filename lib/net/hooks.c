@@ -10,4 +10,5 @@ const rayc__cluster_hooks rayc__net_hooks = {
 	.view_done = rayc__net_view_done_locked,
 	.send = rayc__net_send_task_locked,
 	.name_gone = rayc__net_name_gone_locked,
+	.name_adopt = rayc__net_name_adopt_locked,
 };

@@ -12,7 +12,9 @@
  * coordinator answers (the same request id each time, applied once).
  * When the owner itself dies or leaves, every replica drops its names as
  * it applies the removal (rayc__names_sweep), and a claim committed
- * after its owner's removal is refused, so no name outlives its owner. */
+ * after its owner's removal is refused, so no name outlives its owner.
+ * A detached actor adopted by its host (its owner gone) is claimed again
+ * by the host, through the same queue. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +25,11 @@
 #define NAME_FORMAT 1
 #define RESEND_NS ((int64_t)2 * 1000000000) /* no answer: send again */
 
-/* A delete waiting for the coordinator's answer (net->name_dels). */
+/* A write waiting for the coordinator's answer (net->name_dels): a
+ * name given back (KV_DELEQ) or claimed by an adopter (KV_PUTNX). */
 struct rayc__name_del {
 	rayc__name_del *next;
+	int op;
 	uint64_t rpc;    /* this send's id (0: not sent) */
 	uint64_t req;    /* the write's id, the same in every send */
 	int64_t sent_ns; /* when sent */
@@ -121,8 +125,9 @@ int rayc__net_name_drop(const char *name, const rayc__name_rec *r)
 	return rc == RAYC_ENOTFOUND ? RAYC_OK : rc; /* gone either way */
 }
 
-void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
-                                rayc_actor id, const char *cls)
+static void name_write_locked(rayc__rt *rt, int op, const char *name,
+                              rayc_actor id, const char *cls)
+	RAYC_REQUIRES(rt->mu)
 {
 	rayc__net *net = rt->net;
 	rayc__wbuf b = { 0 };
@@ -146,6 +151,7 @@ void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
 		return;
 	}
 	name_key(d->key, name);
+	d->op = op;
 	d->len = b.len;
 	memcpy(d->val, b.p, b.len);
 	rayc__wbuf_fini(&b);
@@ -159,6 +165,18 @@ void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
 	rayc__names_tick(net); /* sent now, not at the next tick */
 }
 
+void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
+                                rayc_actor id, const char *cls)
+{
+	name_write_locked(rt, RAYC__KV_DELEQ, name, id, cls);
+}
+
+void rayc__net_name_adopt_locked(rayc__rt *rt, const char *name,
+                                 rayc_actor id, const char *cls)
+{
+	name_write_locked(rt, RAYC__KV_PUTNX, name, id, cls);
+}
+
 void rayc__names_tick(rayc__net *net)
 {
 	/* Copies: an answer may free a delete as soon as net->mu is let
@@ -166,6 +184,7 @@ void rayc__names_tick(rayc__net *net)
 	 * take net->mu) must not hold it. */
 	struct {
 		uint64_t rpc, req;
+		int op;
 		size_t len;
 		char key[RAYC__KV_KEY_MAX + 1];
 		unsigned char val[RAYC__NAME_REC_MAX];
@@ -182,15 +201,15 @@ void rayc__names_tick(rayc__net *net)
 		d->sent_ns = now;
 		send[n].rpc = d->rpc;
 		send[n].req = d->req;
+		send[n].op = d->op;
 		send[n].len = d->len;
 		memcpy(send[n].key, d->key, sizeof(d->key));
 		memcpy(send[n++].val, d->val, d->len);
 	}
 	rayc__mutex_unlock(&net->mu);
 	for (int i = 0; i < n; i++)
-		rayc__kv_send_async(net, send[i].rpc, send[i].req,
-		                    RAYC__KV_DELEQ, send[i].key, send[i].val,
-		                    send[i].len);
+		rayc__kv_send_async(net, send[i].rpc, send[i].req, send[i].op,
+		                    send[i].key, send[i].val, send[i].len);
 }
 
 void rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
@@ -203,6 +222,15 @@ void rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
 			} else {
 				/* Applied (or the name was no longer this
 				 * actor's): done. */
+				if (d->op == RAYC__KV_PUTNX && rc != RAYC_OK)
+					rayc__log(RAYC_LOG_WARN,
+					          "RAYC-ACTOR-NAME", "an adopted "
+					          "actor's name %s could not be "
+					          "claimed again (%s): only this "
+					          "peer finds it by that name",
+					          d->key + strlen(
+					                   RAYC__NAME_PREFIX),
+					          rayc_strerror(rc));
 				*pp = d->next;
 				free(d);
 				continue;

@@ -99,6 +99,12 @@ int rayc__net_name_drop(const char *name, const rayc__name_rec *r);
 void rayc__net_name_gone_locked(rayc__rt *rt, const char *name,
                                 rayc_actor id, const char *cls)
 	RAYC_REQUIRES(rt->mu);
+/* rt->hooks->name_adopt: claims name for actor id, which this peer
+ * adopted, the same way (a claim that finds the name taken meanwhile
+ * is logged, and the name stays this peer's own). */
+void rayc__net_name_adopt_locked(rayc__rt *rt, const char *name,
+                                 rayc_actor id, const char *cls)
+	RAYC_REQUIRES(rt->mu);
 /* Asks owner, which owns actor id, to act on it (actor_ctl.c), and
  * waits for its answer: RAYC_OK; RAYC_ENOTFOUND (not an actor it owns
  * any more); RAYC_EACTORDIED (the owner died, and the actor with it);

@@ -67,6 +67,13 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 		rayc__w_u64(b, t->actor->id.hi);
 		rayc__w_u64(b, t->actor->id.lo);
 		rayc__w_u32(b, (uint32_t)t->actor->max_conc);
+		/* A detached actor's host adopts it if its owner goes, and
+		 * takes its name. */
+		rayc__w_u8(b, t->actor->detached);
+		rayc__w_str(b, t->akind == RAYC__AK_CTOR && t->actor->detached &&
+		                       t->actor->name != NULL
+		                       ? t->actor->name
+		                       : "");
 	}
 	rayc__w_u32(b, t->nreturns);
 	int nres = atomic_load(&rt->nres), nd = 0;

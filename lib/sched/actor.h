@@ -148,11 +148,13 @@ void rayc__actor_args_free_locked(rayc__rt *rt, rayc__task *t)
 
 /* lib/net, on the peer that runs an actor for its owner: a task of the
  * actor arrived (t->foreign, akind set): a constructor makes the hosted
- * instance; a call or destructor run finds it.  False, msg set, if it is
- * not here. */
+ * instance (detached, and its name if any: this peer adopts it if the
+ * owner goes); a call or destructor run finds it.  False, msg set, if
+ * it is not here. */
 bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
                              const rayc__aclass *cls, int max_conc,
-                             char *msg, size_t n) RAYC_REQUIRES(rt->mu);
+                             bool detached, const char *name, char *msg,
+                             size_t n) RAYC_REQUIRES(rt->mu);
 /* The function entries a constructor and destructor run use. */
 const rayc__fn_entry *rayc__actor_ctor_fn(void);
 const rayc__fn_entry *rayc__actor_fini_fn(void);

@@ -50,7 +50,8 @@ rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
 
 bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
                              const rayc__aclass *cls, int max_conc,
-                             char *msg, size_t n)
+                             bool detached, const char *name, char *msg,
+                             size_t n)
 {
 	rayc__actor *a = rayc__actor_find_locked(rt, id);
 
@@ -69,9 +70,17 @@ bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
 			         "peer asked to run it", cls->name);
 			return false;
 		}
+		if (name != NULL && (a->name = strdup(name)) == NULL) {
+			free(a->state);
+			free(a);
+			snprintf(msg, n, "actor %s: no memory for it on the "
+			         "peer asked to run it", cls->name);
+			return false;
+		}
 		a->id = id;
 		a->cls = cls;
 		a->hosted = true;
+		a->detached = detached;
 		a->owner = t->owner;
 		a->st = RAYC_ACTOR_PENDING;
 		a->refcnt = 1; /* the owner's */
@@ -190,6 +199,38 @@ bool rayc__actor_borrow_locked(rayc__rt *rt, rayc_actor id, uint32_t peer,
 	return true;
 }
 
+/* A detached actor hosted here whose owner died or left: this peer
+ * takes it over as its own.  It lives on, same state, its owner's
+ * queued calls still run; its name (if any) is claimed again in the
+ * cluster with this peer as owner.  Its constructor and arguments were
+ * the owner's: it cannot be restarted (max_restarts 0). */
+static void adopt_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+{
+	uint32_t from = a->owner;
+
+	a->hosted = false;
+	a->owner = 0;
+	a->owner_gone = false;
+	a->loc = 0;
+	a->max_restarts = 0;
+	a->max_task_retries = 0;
+	if (a->name != NULL && rayc__actor_named_locked(rt, a->name) == NULL) {
+		HASH_ADD_KEYPTR(hh_name, rt->actor_names, a->name,
+		                strlen(a->name), a);
+		if (rt->hooks != NULL) {
+			a->name_global = true;
+			rt->hooks->name_adopt(rt, a->name, a->id, a->cls->name);
+		}
+	}
+	rayc__log(RAYC_LOG_INFO, "RAYC-ACTOR-ADOPTED", "detached actor %s "
+	          ID_FMT "%s%s%s: its owner, peer %u, is gone; this peer owns "
+	          "it now", a->cls->name, ID_ARGS(a->id),
+	          a->name != NULL ? " (\"" : "", a->name != NULL ? a->name : "",
+	          a->name != NULL ? "\")" : "", from);
+	/* The owner's hold goes; detached, it lives on without one. */
+	rayc__actor_unhold_locked(rt, a);
+}
+
 /* Peer id died: its registered handles go.  One at a time, looking
  * again after each: letting go of one actor may free others. */
 static void borrowers_died_locked(rayc__rt *rt, uint32_t id)
@@ -226,6 +267,11 @@ void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 		if (a->hosted) {
 			if (a->owner != id || a->owner_gone)
 				continue;
+			if (a->detached && a->st == RAYC_ACTOR_ALIVE &&
+			    a->want == WANT_NONE) {
+				adopt_locked(rt, a);
+				continue;
+			}
 			/* Bound to its owner: it goes (destructor, then
 			 * freed once no call of the owner's runs). */
 			a->owner_gone = true;
