@@ -674,16 +674,21 @@ RAYC_API int rayc_actor_call_array(rayc_ref *out, rayc_actor h,
 
 /* A handle to the live actor named name (one more handle: release it),
  * wherever in the cluster it was made: names are kept in the replicated
- * control store.  RAYC_ENOTFOUND if none; RAYC_ENOFUNC if its class is
- * not registered in this process; the KV's errors (RAYC_ETIMEDOUT,
- * RAYC_ESTATE) in a cluster.  Blocking (a round trip to the coordinator
- * for an actor another peer made).  Thread-safe. */
+ * control store.  RAYC_ENOTFOUND if none (or it is dead); RAYC_ENOFUNC
+ * if its class is not registered in this process; in a cluster the KV's
+ * errors (RAYC_ETIMEDOUT, RAYC_ESTATE, RAYC_ENOMEM, RAYC_EPROTO) and
+ * those of registering the handle with its owner (as rayc_actor_dup's).
+ * Blocking (round trips to the coordinator and the owner for an actor
+ * another peer made).  Thread-safe. */
 RAYC_API int rayc_actor_get_named(rayc_actor *out, const char *name);
 
 /* One more handle on h / one handle less.  The last release of an actor
  * that is not detached destroys it once the calls already made have
- * run.  RAYC_ENOTFOUND for a handle this process holds no more of.
- * Thread-safe. */
+ * run.  RAYC_ENOTFOUND for a handle this process holds no more of.  The
+ * first handle this process takes on an actor another peer owns is
+ * registered with that owner, and rayc_actor_dup then waits for its
+ * answer: RAYC_ETIMEDOUT (none in 5 s) or RAYC_ESTATE (out of the
+ * cluster), the handle not taken.  Thread-safe. */
 RAYC_API int rayc_actor_dup(rayc_actor h);
 RAYC_API int rayc_actor_release(rayc_actor h);
 
@@ -737,7 +742,7 @@ typedef enum rayc_actor_state_kind {
 typedef struct rayc_actor_info {
 	rayc_actor id;
 	char class_name[64];
-	char name[64]; /* "" if anonymous */
+	char name[248]; /* "" if anonymous (names are at most 240 bytes) */
 	rayc_actor_state_kind state;
 	uint32_t peer;     /* where it lives */
 	int restarts;
@@ -754,11 +759,13 @@ RAYC_API int rayc_actor_list(rayc_actor_info *out, size_t cap, size_t *n);
 
 /* Every actor in the cluster, each once, as its owner sees it (state,
  * the peer it lives on, restarts, queued calls), up to cap, and *n = how
- * many there are.  Asks each live peer (a round trip each, 5 s at most):
- * RAYC_ETIMEDOUT, with what the others said filled in, if one did not
- * answer; the actors of a peer that dies meanwhile died with it and are
- * left out.  In a one-peer cluster, the actors rayc_actor_list lists.
- * Thread-safe; blocking. */
+ * many there are.  Asks each live peer in turn (a round trip each, 5 s
+ * at most for one that does not answer): RAYC_ETIMEDOUT, with what the
+ * others said filled in, if one did not answer; RAYC_ETOOBIG if a peer
+ * owns more than 4096 (its first 4096 are counted).  The actors of a
+ * peer that dies meanwhile died with it and are left out.  In a
+ * one-peer cluster, the actors rayc_actor_list lists.  Thread-safe;
+ * blocking. */
 RAYC_API int rayc_cluster_actors(rayc_actor_info *out, size_t cap, size_t *n);
 
 #ifdef __cplusplus

@@ -17,8 +17,8 @@
 #define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
 /* A name and the KV's prefix fit in a KV key (lib/net/names.c). */
 #define NAME_MAX_LEN 240
-/* What claim_name came to. */
-enum { CLAIMED = 1, FOUND };
+/* What claim_name came to, apart from every RAYC_ code (all >= 0). */
+enum { CLAIMED = -1, FOUND = -2 };
 
 int rayc__args_resolve_locked(rayc__rt *rt, rayc__task *t,
                               const rayc_arg *args, size_t nargs)
@@ -97,26 +97,25 @@ static uint32_t take_handle_locked(rayc__actor *a)
 /* Registers this peer's handles to id with its owner (take_handle_locked
  * said to).  RAYC_OK; RAYC_ENOTFOUND if the actor is dead (the handle
  * stays, its calls fail); else the error, and the handle just taken is
- * let go. */
+ * let go.  The proxy stays marked borrowing whatever the answer: the
+ * BORROW may have been applied without an answer coming back, and the
+ * UNBORROW sent when the proxy goes is harmless if it was not. */
 static int borrow_from(rayc__rt *rt, uint32_t owner, rayc_actor id)
 {
 	if (owner == 0)
 		return RAYC_OK;
 	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW, NULL,
 	                             NULL);
-	if (rc == RAYC_OK)
-		return RAYC_OK;
+	if (rc == RAYC_OK || rc == RAYC_ENOTFOUND || rc == RAYC_EACTORDIED)
+		return rc == RAYC_OK ? RAYC_OK : RAYC_ENOTFOUND;
 	rayc__rt_lock(rt);
 	rayc__actor *a = rayc__actor_handle_locked(rt, id);
-	if (a != NULL && a->proxy)
-		a->borrowing = false; /* nothing to drop at the owner */
-	if (rc != RAYC_ENOTFOUND && rc != RAYC_EACTORDIED && a != NULL &&
-	    a->handles > 0) {
+	if (a != NULL && a->handles > 0) {
 		a->handles--;
 		rayc__actor_unhold_locked(rt, a);
 	}
 	rayc__mutex_unlock(&rt->mu);
-	return rc == RAYC_EACTORDIED ? RAYC_ENOTFOUND : rc;
+	return rc;
 }
 
 /* A handle to the actor of record r (rec's owner: self, or another
@@ -164,22 +163,21 @@ static int handle_for(rayc__rt *rt, const char *name, const rayc__name_rec *r,
 	return rc;
 }
 
-/* In a cluster, with rt->name_mu held: claims name for the actor id of
- * class cls in the control store (lib/net/names.c).  CLAIMED: make it;
- * FOUND: *out is a handle to the actor holding the name (get_if_exists);
- * else an error (RAYC_EEXIST: taken). */
-static int claim_name(rayc__rt *rt, const char *name, rayc_actor id,
-                      const rayc__aclass *cls, bool get_if_exists,
-                      rayc_actor *out)
+/* In a cluster, with rt->name_mu held: claims name for the actor of
+ * record *mine (id and class set; its owner, this peer, filled in) in
+ * the control store (lib/net/names.c).  CLAIMED: make it; FOUND: *out is
+ * a handle to the actor holding the name (get_if_exists); else an error
+ * (RAYC_EEXIST: taken). */
+static int claim_name(rayc__rt *rt, const char *name, rayc__name_rec *mine,
+                      bool get_if_exists, rayc_actor *out)
 {
 	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
-	rayc__name_rec mine = { .id = id, .owner = self }, theirs;
+	rayc__name_rec theirs;
 	bool stale;
 	int rc = RAYC_EEXIST;
 
-	snprintf(mine.cls, sizeof(mine.cls), "%s", cls->name);
 	for (int tries = 0; tries < 8; tries++) {
-		rc = rayc__net_name_claim(name, &mine, &theirs);
+		rc = rayc__net_name_claim(rt, name, mine, &theirs);
 		if (rc == RAYC_OK)
 			return CLAIMED;
 		if (rc == RAYC_ENOTFOUND)
@@ -260,10 +258,11 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 	 * is made, one named creation at a time on this peer (so that a
 	 * record of ours found here with no live actor is a stale one). */
 	bool global = opts->name != NULL && rt->hooks != NULL;
-	rayc_actor aid = { t->id.hi, t->id.lo }; /* the actor's id */
+	rayc__name_rec mine = { .id = { t->id.hi, t->id.lo } }; /* its id */
+	snprintf(mine.cls, sizeof(mine.cls), "%s", cls->name);
 	if (global) {
 		rayc__mutex_lock(&rt->name_mu);
-		rc = claim_name(rt, opts->name, aid, cls,
+		rc = claim_name(rt, opts->name, &mine,
 		                opts->get_if_exists != 0, out);
 		if (rc != CLAIMED) {
 			rayc__mutex_unlock(&rt->name_mu);
@@ -294,8 +293,6 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 	rayc__mutex_unlock(&rt->mu);
 	if (global && rc != RAYC_OK) {
 		/* Not made: the name goes back (rayc_errmsg keeps why). */
-		rayc__name_rec mine = { .id = aid, .owner = rayc_peer_id() };
-		snprintf(mine.cls, sizeof(mine.cls), "%s", cls->name);
 		char why[256];
 		snprintf(why, sizeof(why), "%s", rayc_errmsg());
 		if (rayc__net_name_drop(opts->name, &mine) != RAYC_OK)
@@ -402,7 +399,7 @@ int rayc_actor_get_named(rayc_actor *out, const char *name)
 	/* Not one of ours: the cluster's registry. */
 	rayc__name_rec r;
 	bool stale;
-	int rc = rayc__net_name_lookup(name, &r);
+	int rc = rayc__net_name_lookup(rt, name, &r);
 	if (rc != RAYC_OK)
 		return rc;
 	return handle_for(rt, name, &r, rayc_peer_id(), out, &stale);
@@ -440,11 +437,9 @@ int rayc_actor_release(rayc_actor h)
 		               "process holds no handle to release",
 		               ID_ARGS(h));
 	} else {
-		if (--a->handles == 0 && a->proxy && a->borrowing) {
-			/* Its owner need not keep it alive for us now. */
-			a->borrowing = false;
-			rayc__net_actor_unborrow_locked(rt, a->owner, a->id);
-		}
+		/* A proxy registered with the owner tells it when it goes
+		 * (settle_once), after the calls made through it. */
+		a->handles--;
 		rayc__actor_unhold_locked(rt, a);
 	}
 	rayc__mutex_unlock(&rt->mu);
@@ -518,8 +513,12 @@ int rayc_cluster_actors(rayc_actor_info *out, size_t cap, size_t *n)
 		peers = malloc(RAYC__MAX_PEERS * sizeof(*peers));
 		if (peers == NULL)
 			return rayc__err(RAYC_ENOMEM, "rayc_cluster_actors");
-		if (rayc_cluster_peers(peers, RAYC__MAX_PEERS, &np) != RAYC_OK)
-			np = 0;
+		rc = rayc_cluster_peers(peers, RAYC__MAX_PEERS, &np);
+		if (rc != RAYC_OK) {
+			free(peers);
+			*n = total < cap ? total : cap;
+			return rc; /* out of the cluster: only ours known */
+		}
 	}
 	for (size_t k = 0; k < np && k < RAYC__MAX_PEERS; k++) {
 		if (!peers[k].alive || peers[k].id == self)
@@ -531,7 +530,9 @@ int rayc_cluster_actors(rayc_actor_info *out, size_t cap, size_t *n)
 		                               &got);
 		if (prc == RAYC_EACTORDIED)
 			continue; /* it died: its actors with it */
-		if (prc != RAYC_OK) {
+		if (prc == RAYC_ETOOBIG) {
+			rc = prc; /* got: those it listed */
+		} else if (prc != RAYC_OK) {
 			rc = rayc__err(prc, "peer %u did not list its actors: "
 			               "%s", peers[k].id, rayc_errmsg());
 			continue;

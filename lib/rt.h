@@ -412,6 +412,9 @@ typedef struct rayc__cluster_hooks {
 	 * claims its name in the cluster for it. */
 	void (*name_adopt)(rayc__rt *rt, const char *name, rayc_actor id,
 	                   const char *cls);
+	/* A proxy registered with actor id's owner (handles of this
+	 * peer's own) goes: the owner need not keep it alive for us. */
+	void (*unborrow)(rayc__rt *rt, uint32_t owner, rayc_actor id);
 } rayc__cluster_hooks;
 
 extern rayc__rt *rayc__g;

@@ -355,6 +355,44 @@ static void af_kept_calls(rayc_ctx *c)
 }
 RAYC_REMOTE(af_kept_calls)
 
+/* (first, count) -> the peer the last of count calls add(first), ...
+ * ran on, made through the kept handle, which is let go right after the
+ * calls are made (before they run). */
+static void af_calls_then_let_go(rayc_ctx *c)
+{
+	int64_t first, count, at = -1;
+	rayc_ref last = { { 0, 0 } };
+
+	if (rayc_arg_i64(c, 0, &first) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &count) != RAYC_OK || count < 1) {
+		rayc_fail(c, "af_calls_then_let_go(first, count)");
+		return;
+	}
+	for (int64_t k = 0; k < count; k++) {
+		rayc_ref r;
+		if (rayc_actor_call(&r, kept_handle, "add",
+		                    RAYC_I64(first + k)) != RAYC_OK) {
+			rayc_fail(c, "call: %s", rayc_errmsg());
+			return;
+		}
+		if (k > 0)
+			rayc_release(last);
+		last = r;
+	}
+	if (rayc_actor_release(kept_handle) != RAYC_OK) {
+		rayc_fail(c, "release: %s", rayc_errmsg());
+		return;
+	}
+	int rc = rayc_get_i64(last, &at, 30000);
+	rayc_release(last);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "get: %s (%s)", rayc_strerror(rc), rayc_errmsg());
+		return;
+	}
+	rayc_return_i64(c, 0, at);
+}
+RAYC_REMOTE(af_calls_then_let_go)
+
 /* () -> what releasing the kept handle returned. */
 static void af_let_go(rayc_ctx *c)
 {

@@ -628,6 +628,19 @@ Test(actor_net, handles_held_on_other_peers_keep_the_actor_alive)
 	RT_WAIT_FOR(name_free("lent"), 20000);
 	cr_assert(name_free("lent"));
 
+	/* The last handle anywhere let go right after 300 calls are made
+	 * through it (most still queued there): they all run first. */
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("q")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(I64_ON(pa, "af_keep_named", RAYC_STR("lent")), 0);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	cr_assert_eq(I64_ON(pa, "af_calls_then_let_go", RAYC_I64(0),
+	                    RAYC_I64(300)),
+	             pb);
+	RT_WAIT_FOR(fini_count("q") >= 1, 20000);
+	cr_assert_eq(fini_count("q"), 1);
+	RT_WAIT_FOR(name_free("lent"), 20000);
+
 	/* A handle given to a task on a and dup'ed there keeps it alive
 	 * too, until a dies. */
 	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("m")),

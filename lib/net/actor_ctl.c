@@ -123,6 +123,18 @@ static void list_owned(rayc__net *net, rayc__wbuf *body)
 	free(v);
 }
 
+/* The asker died (that incarnation).  Under rt->mu: a death not yet
+ * seen here is dealt with after us (rayc__remote_peer_died takes rt->mu
+ * once the view says so), dropping what we record now. */
+static bool asker_gone_locked(rayc__net *net, rayc__conn *c)
+	RAYC_REQUIRES(net->rt->mu)
+{
+	rayc__mutex_lock(&net->mu);
+	bool gone = rayc__net_gone_locked(net, c->peer, c->gen);
+	rayc__mutex_unlock(&net->mu);
+	return gone;
+}
+
 void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -161,6 +173,8 @@ void rayc__actor_ctl_handle(rayc__conn *c, int type, rayc__rd *rd)
 	bool ours = a != NULL && !a->hosted;
 	if (!ours)
 		;
+	else if (op == RAYC__ACTOR_CTL_BORROW && asker_gone_locked(net, c))
+		ours = false; /* its death already dropped its holds */
 	else if (op == RAYC__ACTOR_CTL_BORROW || op == RAYC__ACTOR_CTL_UNBORROW)
 		ours = rayc__actor_borrow_locked(rt, id, c->peer,
 		                                 op == RAYC__ACTOR_CTL_BORROW);
@@ -176,8 +190,8 @@ struct rayc__unborrow {
 	rayc__unborrow *next;
 	rayc_actor id;
 	uint32_t owner;
-	uint64_t rpc; /* this send's (0: not sent) */
-	int64_t sent_ns;
+	uint64_t rpc;
+	int64_t sent_ns; /* 0: to send */
 };
 
 /* Sends the UNBORROWs due (never sent, or unanswered for 2 s); drops
@@ -201,8 +215,7 @@ static void unborrow_send_due(rayc__net *net)
 			free(u);
 			continue;
 		}
-		if (n < 16 && (u->rpc == 0 || now - u->sent_ns > RESEND_NS)) {
-			u->rpc = ++net->next_rpc;
+		if (n < 16 && (u->sent_ns == 0 || now - u->sent_ns > RESEND_NS)) {
 			u->sent_ns = now;
 			due[n].id = u->id;
 			due[n].owner = u->owner;
@@ -236,6 +249,7 @@ void rayc__net_actor_unborrow_locked(rayc__rt *rt, uint32_t owner,
 	u->id = id;
 	u->owner = owner;
 	rayc__mutex_lock(&net->mu);
+	u->rpc = ++net->next_rpc; /* every send's: any answer ends it */
 	u->next = net->unborrows;
 	net->unborrows = u;
 	rayc__mutex_unlock(&net->mu);
@@ -322,7 +336,7 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
 		bool dead = net->peers[owner].known && !net->peers[owner].alive;
 		rayc__mutex_unlock(&net->mu);
 		if (answered) {
-			rc = r.rc;
+			rc = r.rc == RAYC__RETRY ? RAYC_ESTATE : r.rc;
 			if (rc == RAYC_OK && val != NULL) {
 				*val = r.val;
 				*len = r.len;
@@ -378,6 +392,11 @@ int rayc__net_actor_list(rayc__rt *rt, uint32_t peer, rayc_actor_info *out,
 	if (rd.bad || sent > total)
 		return rayc__err(RAYC_EPROTO, "peer %u: its list of actors "
 		                 "does not decode", peer);
+	if (total > sent) {
+		*n = sent;
+		return rayc__err(RAYC_ETOOBIG, "peer %u owns %u actors: listed "
+		                 "the first %u", peer, total, sent);
+	}
 	*n = total;
 	return RAYC_OK;
 }

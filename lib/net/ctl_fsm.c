@@ -157,8 +157,9 @@ static int apply_del(rayc__net *net, rayc__rd *rd)
 	if (rd->bad || id == 0 || id >= RAYC__MAX_PEERS)
 		return RAYC_EPROTO;
 	int rc = mark_dead(net, id, gen, left, t);
-	if (rc == RAYC_OK)
-		rayc__names_sweep(net, id); /* its actors' names are free */
+	/* The names that incarnation held are free: decided from the log
+	 * alone (mark_dead's answer depends on this peer's view). */
+	rayc__names_sweep(net, id, gen);
 	return rc;
 }
 
@@ -248,17 +249,9 @@ static int apply_kv(rayc__net *net, rayc__rd *rd, int op)
 		return RAYC_EPROTO;
 	if (dedup_find(net->ctl, &k, &rc))
 		return rc;
-	/* An actor's name only while its owner is a member: a claim that
-	 * reaches the log after its owner's removal would never be
-	 * swept (rayc__names_sweep). */
-	if (op == RAYC__KV_PUTNX && !rayc__names_owner_alive(net, key, val, len))
-		rc = RAYC_ESTATE;
-	else {
-		rayc__mutex_lock(&net->rt->kv_mu);
-		rc = rayc__kv_apply_locked(net->rt, op, key, val, len, NULL,
-		                           NULL);
-		rayc__mutex_unlock(&net->rt->kv_mu);
-	}
+	rayc__mutex_lock(&net->rt->kv_mu);
+	rc = rayc__kv_apply_locked(net->rt, op, key, val, len, NULL, NULL);
+	rayc__mutex_unlock(&net->rt->kv_mu);
 	if (rc != RAYC_ENOMEM) /* not applied: the peer leaves (fsm_apply) */
 		dedup_add(net->ctl, &k, rc);
 	return rc;

@@ -42,20 +42,24 @@ static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
 }
 
 /* An actor's constructor run again where it ran before (the actor was
- * killed with restart, and its placement chose this peer again): the
- * record of the last run, and its creation object if still held here
- * for the owner, are stale, as if the owner had freed them, so the
- * constructor runs anew instead of being answered from them.  The same
- * dispatch sent again (a lost connection) is answered from the record,
- * as for any task. */
+ * killed with restart, its instance here gone, and its placement chose
+ * this peer again): the record of the last run, and its creation object
+ * if still held here for the owner, are stale, as if the owner had freed
+ * them, so the constructor runs anew instead of being answered from
+ * them.  The same dispatch sent again (a lost connection) is answered
+ * from the record, as for any task. */
 static void ctor_again_locked(rayc__rt *rt, rayc__net *net, uint32_t owner,
                               rayc_task_id id, uint32_t dispatch)
 	RAYC_REQUIRES(rt->mu)
 {
 	rayc__xrec *rec = rayc__xrec_find_locked(net, id);
+	rayc_actor aid = { id.hi, id.lo }; /* an actor's id is its ctor's */
 
+	/* An instance still here: the constructor was placed here again
+	 * while it lives (relink gave up on this peer, then it came back);
+	 * the record of its run answers, as for any task. */
 	if (rec == NULL || !rec->done || rec->owner != owner ||
-	    rec->dispatch >= dispatch)
+	    rec->dispatch >= dispatch || rayc__actor_find_locked(rt, aid))
 		return;
 	rayc__xrec_drop_locked(net, rec);
 	rayc__obj *o = rayc__obj_find_locked(rt, rayc__return_id(id, 0));

@@ -11,4 +11,5 @@ const rayc__cluster_hooks rayc__net_hooks = {
 	.send = rayc__net_send_task_locked,
 	.name_gone = rayc__net_name_gone_locked,
 	.name_adopt = rayc__net_name_adopt_locked,
+	.unborrow = rayc__net_actor_unborrow_locked,
 };

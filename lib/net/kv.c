@@ -355,6 +355,8 @@ typedef struct kv_work {
 void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
                         size_t len)
 {
+	if (id == 0)
+		return; /* never one of ours (ids start at 1) */
 	rayc__mutex_lock(&net->mu);
 	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
 		if (r->id != id)
@@ -374,9 +376,9 @@ void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
 		return;
 	}
 	/* No caller waits: an UNBORROW (actor_ctl.c) or an actor name's
-	 * delete (names.c). */
+	 * delete or claim (names.c). */
 	if (!rayc__actor_ctl_answered_locked(net, id))
-		rayc__names_answered_locked(net, id, rc);
+		(void)rayc__names_answered_locked(net, id, rc);
 	rayc__mutex_unlock(&net->mu);
 }
 
@@ -387,13 +389,15 @@ void rayc__kv_coord_changed_locked(rayc__net *net)
 			r->rc = RAYC__RETRY;
 			rayc__event_set(&r->ev);
 		}
-	rayc__names_answered_locked(net, 0, RAYC__RETRY);
+	rayc__names_resend_locked(net);
 }
 
 void rayc__kv_wake_all(rayc__net *net)
 {
 	rayc__mutex_lock(&net->mu);
 	for (rayc__rpc *r = net->rpcs; r != NULL; r = r->next) {
+		if (r->answered)
+			continue; /* its answer stands */
 		r->rc = RAYC__RETRY;
 		rayc__event_set(&r->ev);
 	}

@@ -10,11 +10,15 @@
  * a newer actor's name), sent when the actor dies without waiting for
  * it: the delete is queued here and re-sent on the loop's tick until the
  * coordinator answers (the same request id each time, applied once).
- * When the owner itself dies or leaves, every replica drops its names as
- * it applies the removal (rayc__names_sweep), and a claim committed
- * after its owner's removal is refused, so no name outlives its owner.
- * A detached actor adopted by its host (its owner gone) is claimed again
- * by the host, through the same queue. */
+ * When the owner itself dies or leaves, every replica drops the names of
+ * that incarnation (owner id and generation, both in the record) as it
+ * applies the removal (rayc__names_sweep): a decision taken from the log
+ * alone, so every replica takes the same one.  A claim that reaches the
+ * log after its owner's removal (its request was under way) would not be
+ * swept: whoever finds a record whose owner is dead treats it as absent
+ * (a claim deletes it and tries again; a lookup says not found), so no
+ * name outlives its owner.  A detached actor adopted by its host (its
+ * owner gone) is claimed again by the host, through the same queue. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +26,7 @@
 #include "net/ctl_int.h"
 #include "net/net_int.h"
 
-#define NAME_FORMAT 1
+#define NAME_FORMAT 2
 #define RESEND_NS ((int64_t)2 * 1000000000) /* no answer: send again */
 
 /* A write waiting for the coordinator's answer (net->name_dels): a
@@ -49,6 +53,7 @@ static void rec_write(rayc__wbuf *b, const rayc__name_rec *r)
 	rayc__w_u64(b, r->id.hi);
 	rayc__w_u64(b, r->id.lo);
 	rayc__w_u32(b, r->owner);
+	rayc__w_u64(b, r->gen);
 	rayc__w_str(b, r->cls);
 }
 
@@ -61,17 +66,50 @@ static bool rec_read(const void *val, size_t len, rayc__name_rec *r)
 	r->id.hi = rayc__r_u64(&rd);
 	r->id.lo = rayc__r_u64(&rd);
 	r->owner = rayc__r_u32(&rd);
+	r->gen = rayc__r_u64(&rd);
 	rayc__r_str(&rd, r->cls, sizeof(r->cls));
 	return !rd.bad && format == NAME_FORMAT && rayc__rd_left(&rd) == 0 &&
 	       r->owner != 0 && r->owner < RAYC__MAX_PEERS;
 }
 
-int rayc__net_name_claim(const char *name, const rayc__name_rec *mine,
+/* This peer, as a record names its owner; false if not in a cluster. */
+static bool self_of(rayc__rt *rt, uint32_t *id, uint64_t *gen)
+{
+	rayc__net *net = rayc__net_get(rt);
+
+	if (net == NULL)
+		return false;
+	rayc__mutex_lock(&net->mu);
+	*id = net->self;
+	*gen = net->self != 0 ? net->peers[net->self].gen : 0;
+	rayc__mutex_unlock(&net->mu);
+	rayc__net_put(net);
+	return *id != 0;
+}
+
+/* The record's owner (that incarnation) is dead here. */
+static bool rec_stale(rayc__rt *rt, const rayc__name_rec *r)
+{
+	rayc__net *net = rayc__net_get(rt);
+
+	if (net == NULL)
+		return false;
+	rayc__mutex_lock(&net->mu);
+	bool gone = rayc__net_gone_locked(net, r->owner, r->gen);
+	rayc__mutex_unlock(&net->mu);
+	rayc__net_put(net);
+	return gone;
+}
+
+int rayc__net_name_claim(rayc__rt *rt, const char *name, rayc__name_rec *mine,
                          rayc__name_rec *theirs)
 {
 	char key[RAYC__KV_KEY_MAX + 1];
 	rayc__wbuf b = { 0 };
 
+	if (!self_of(rt, &mine->owner, &mine->gen))
+		return rayc__err(RAYC_ESTATE, "actor name '%s': this peer is "
+		                 "not in a cluster (any more)", name);
 	name_key(key, name);
 	rec_write(&b, mine);
 	if (b.bad) {
@@ -81,7 +119,7 @@ int rayc__net_name_claim(const char *name, const rayc__name_rec *mine,
 	int rc = rayc__kv_call(RAYC__KV_PUTNX, key, b.p, b.len, NULL, NULL);
 	rayc__wbuf_fini(&b);
 	if (rc == RAYC_EEXIST) {
-		rc = rayc__net_name_lookup(name, theirs);
+		rc = rayc__net_name_lookup(rt, name, theirs);
 		return rc == RAYC_OK ? RAYC_EEXIST : rc;
 	}
 	if (rc == RAYC_ESTATE)
@@ -90,7 +128,8 @@ int rayc__net_name_claim(const char *name, const rayc__name_rec *mine,
 	return rc;
 }
 
-int rayc__net_name_lookup(const char *name, rayc__name_rec *out)
+int rayc__net_name_lookup(rayc__rt *rt, const char *name,
+                          rayc__name_rec *out)
 {
 	char key[RAYC__KV_KEY_MAX + 1];
 	void *val = NULL;
@@ -104,9 +143,17 @@ int rayc__net_name_lookup(const char *name, rayc__name_rec *out)
 		return rc;
 	bool ok = rec_read(val, len, out);
 	free(val);
-	return ok ? RAYC_OK
-	          : rayc__err(RAYC_EPROTO, "actor name '%s': its record "
-	                      "does not decode", name);
+	if (!ok)
+		return rayc__err(RAYC_EPROTO, "actor name '%s': its record "
+		                 "does not decode", name);
+	if (rec_stale(rt, out)) {
+		/* Claimed as its owner was removed: gone with it. */
+		(void)rayc__net_name_drop(name, out);
+		return rayc__err(RAYC_ENOTFOUND, "no live actor is named "
+		                 "'%s' (its owner, peer %u, is gone)", name,
+		                 out->owner);
+	}
+	return RAYC_OK;
 }
 
 int rayc__net_name_drop(const char *name, const rayc__name_rec *r)
@@ -137,6 +184,7 @@ static void name_write_locked(rayc__rt *rt, int op, const char *name,
 		return; /* leaving: the removal sweeps our names */
 	rayc__mutex_lock(&net->mu);
 	r.owner = net->self;
+	r.gen = net->peers[net->self].gen;
 	rayc__mutex_unlock(&net->mu);
 	snprintf(r.cls, sizeof(r.cls), "%s", cls);
 	rec_write(&b, &r);
@@ -155,9 +203,10 @@ static void name_write_locked(rayc__rt *rt, int op, const char *name,
 	d->len = b.len;
 	memcpy(d->val, b.p, b.len);
 	rayc__wbuf_fini(&b);
-	d->rpc = 0;
 	d->sent_ns = 0;
 	rayc__mutex_lock(&net->mu);
+	/* One rpc id for every send: the answer to any of them ends it. */
+	d->rpc = ++net->next_rpc;
 	d->req = ++net->next_req;
 	d->next = net->name_dels;
 	net->name_dels = d;
@@ -195,9 +244,8 @@ void rayc__names_tick(rayc__net *net)
 	rayc__mutex_lock(&net->mu);
 	for (rayc__name_del *d = net->name_dels; d != NULL && n < 8;
 	     d = d->next) {
-		if (d->rpc != 0 && now - d->sent_ns < RESEND_NS)
+		if (d->sent_ns != 0 && now - d->sent_ns < RESEND_NS)
 			continue;
-		d->rpc = ++net->next_rpc;
 		d->sent_ns = now;
 		send[n].rpc = d->rpc;
 		send[n].req = d->req;
@@ -212,34 +260,41 @@ void rayc__names_tick(rayc__net *net)
 		                    send[i].key, send[i].val, send[i].len);
 }
 
-void rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
+bool rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
 {
-	for (rayc__name_del **pp = &net->name_dels; *pp != NULL;) {
+	for (rayc__name_del **pp = &net->name_dels; *pp != NULL;
+	     pp = &(*pp)->next) {
 		rayc__name_del *d = *pp;
-		if (rpc == 0 || d->rpc == rpc) {
-			if (rc == RAYC__RETRY || rc == RAYC__BUSY) {
-				d->rpc = 0; /* again at the next tick */
-			} else {
-				/* Applied (or the name was no longer this
-				 * actor's): done. */
-				if (d->op == RAYC__KV_PUTNX && rc != RAYC_OK)
-					rayc__log(RAYC_LOG_WARN,
-					          "RAYC-ACTOR-NAME", "an adopted "
-					          "actor's name %s could not be "
-					          "claimed again (%s): only this "
-					          "peer finds it by that name",
-					          d->key + strlen(
-					                   RAYC__NAME_PREFIX),
-					          rayc_strerror(rc));
-				*pp = d->next;
-				free(d);
-				continue;
-			}
-			if (rpc != 0)
-				return;
+		if (d->rpc != rpc)
+			continue;
+		/* Applied, or the name was no longer this actor's (a
+		 * delete), or taken meanwhile (a claim): done.  Anything
+		 * else (no coordinator, busy, out of memory there): again
+		 * at the next tick. */
+		bool done = rc == RAYC_OK || rc == RAYC_ENOTFOUND ||
+		            (d->op == RAYC__KV_PUTNX &&
+		             (rc == RAYC_EEXIST || rc == RAYC_ESTATE));
+		if (!done) {
+			d->sent_ns = 0;
+			return true;
 		}
-		pp = &d->next;
+		if (d->op == RAYC__KV_PUTNX && rc != RAYC_OK)
+			rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-NAME", "an adopted "
+			          "actor's name %s could not be claimed again "
+			          "(%s): only this peer finds it by that name",
+			          d->key + strlen(RAYC__NAME_PREFIX),
+			          rayc_strerror(rc));
+		*pp = d->next;
+		free(d);
+		return true;
 	}
+	return false;
+}
+
+void rayc__names_resend_locked(rayc__net *net)
+{
+	for (rayc__name_del *d = net->name_dels; d != NULL; d = d->next)
+		d->sent_ns = 0;
 }
 
 void rayc__names_free(rayc__net *net)
@@ -251,34 +306,26 @@ void rayc__names_free(rayc__net *net)
 	}
 }
 
-bool rayc__names_owner_alive(rayc__net *net, const char *key,
-                             const void *val, size_t len)
-{
-	rayc__name_rec r;
-
-	if (strncmp(key, RAYC__NAME_PREFIX, strlen(RAYC__NAME_PREFIX)) != 0)
-		return true;
-	if (!rec_read(val, len, &r))
-		return false;
-	rayc__mutex_lock(&net->mu);
-	bool alive = net->peers[r.owner].known && net->peers[r.owner].alive;
-	rayc__mutex_unlock(&net->mu);
-	return alive;
-}
+struct owner_key {
+	uint32_t id;
+	uint64_t gen;
+};
 
 static bool owned_by(const void *val, size_t len, void *arg)
 {
+	const struct owner_key *k = arg;
 	rayc__name_rec r;
 
 	/* A record that does not decode has no owner to give it back. */
-	return !rec_read(val, len, &r) || r.owner == *(const uint32_t *)arg;
+	return !rec_read(val, len, &r) || (r.owner == k->id && r.gen == k->gen);
 }
 
-void rayc__names_sweep(rayc__net *net, uint32_t dead)
+void rayc__names_sweep(rayc__net *net, uint32_t dead, uint64_t gen)
 {
 	rayc__rt *rt = net->rt;
+	struct owner_key k = { dead, gen };
 
 	rayc__mutex_lock(&rt->kv_mu);
-	rayc__kv_del_matching_locked(rt, RAYC__NAME_PREFIX, owned_by, &dead);
+	rayc__kv_del_matching_locked(rt, RAYC__NAME_PREFIX, owned_by, &k);
 	rayc__mutex_unlock(&rt->kv_mu);
 }

@@ -81,16 +81,20 @@ bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
  * class. */
 typedef struct rayc__name_rec {
 	rayc_actor id;
-	uint32_t owner;
+	uint32_t owner; /* the owner's peer id and incarnation */
+	uint64_t gen;
 	char cls[256];
 } rayc__name_rec;
-/* Claims name for mine: RAYC_OK; RAYC_EEXIST with the record that holds
- * it in *theirs; RAYC_ENOTFOUND if that record went before it could be
- * read (try again); else the KV's error.  Blocking (a KV round trip). */
-int rayc__net_name_claim(const char *name, const rayc__name_rec *mine,
+/* Claims name for mine (id and cls set; its owner, this peer, is filled
+ * in): RAYC_OK; RAYC_EEXIST with the record that holds it in *theirs;
+ * RAYC_ENOTFOUND if that record went before it could be read (try
+ * again); else the KV's error.  Blocking (a KV round trip). */
+int rayc__net_name_claim(rayc__rt *rt, const char *name, rayc__name_rec *mine,
                          rayc__name_rec *theirs);
-/* The record of name: RAYC_OK, RAYC_ENOTFOUND, or the KV's error. */
-int rayc__net_name_lookup(const char *name, rayc__name_rec *out);
+/* The record of name: RAYC_OK, RAYC_ENOTFOUND (none, or one whose owner
+ * is dead: then deleted), or the KV's error. */
+int rayc__net_name_lookup(rayc__rt *rt, const char *name,
+                          rayc__name_rec *out);
 /* Gives name back if r still holds it, and waits for that. */
 int rayc__net_name_drop(const char *name, const rayc__name_rec *r);
 /* rt->hooks->name_gone: actor id (of class cls), owned here, died and
@@ -122,11 +126,15 @@ enum {
 int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
                         void **val, size_t *len);
 /* The actors peer owns, as rayc_actor_list would say there: up to cap
- * into out, *n = how many it has.  Errors as rayc__net_actor_ctl's. */
+ * into out, *n = how many it has.  Errors as rayc__net_actor_ctl's, and
+ * RAYC_ETOOBIG if it has more than one answer carries (4096): *n then
+ * counts those it sent. */
 int rayc__net_actor_list(rayc__rt *rt, uint32_t peer, rayc_actor_info *out,
                          size_t cap, size_t *n);
-/* This peer let go of its last own handle to actor id, which owner
- * owns: tells it, without waiting (sent again until answered). */
+/* rt->hooks->unborrow: this peer's proxy for actor id, which owner
+ * owns, registered with it, goes (its last handle let go, every call
+ * through it done): tells the owner, without waiting (sent again until
+ * answered). */
 void rayc__net_actor_unborrow_locked(rayc__rt *rt, uint32_t owner,
                                      rayc_actor id) RAYC_REQUIRES(rt->mu);
 /* True if peer id is a live member. */

@@ -735,21 +735,20 @@ void rayc__kv_table_free(rayc__kv_table *t);
 /* names.c: actor names in the KV (see names.c; the calls the API makes
  * are in net.h).  The record's largest encoding. */
 #define RAYC__NAME_PREFIX RAYC__KV_OWN "actor/"
-#define RAYC__NAME_REC_MAX (1 + 8 + 8 + 4 + 4 + 255)
+#define RAYC__NAME_REC_MAX (1 + 8 + 8 + 4 + 8 + 4 + 255)
 /* Sends the deletes of names given back that are not waiting for an
  * answer (the loop's tick). */
 void rayc__names_tick(rayc__net *net);
-/* The answer to write rpc (0: every one sent: a new coordinator) came
- * with rc: done, or to be sent again. */
-void rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
+/* The answer to write rpc came with rc: done, or to be sent again;
+ * false if rpc is not one of these writes. */
+bool rayc__names_answered_locked(rayc__net *net, uint64_t rpc, int rc)
 	RAYC_REQUIRES(net->mu);
+/* A new coordinator: every write not answered yet goes again now. */
+void rayc__names_resend_locked(rayc__net *net) RAYC_REQUIRES(net->mu);
 void rayc__names_free(rayc__net *net);
-/* Applying the log: a claim of a name (key under RAYC__NAME_PREFIX) is
- * only taken while its owner is a member; other keys: true. */
-bool rayc__names_owner_alive(rayc__net *net, const char *key,
-                             const void *val, size_t len);
-/* Applying the log: member dead died or left; its names go. */
-void rayc__names_sweep(rayc__net *net, uint32_t dead);
+/* Applying the log: member dead (incarnation gen) died or left; the
+ * names it held go. */
+void rayc__names_sweep(rayc__net *net, uint32_t dead, uint64_t gen);
 
 /* ctl.c: the control store (Raft over the mesh; see ctl.c). */
 typedef void (*rayc__ctl_done)(int rc, void *arg);

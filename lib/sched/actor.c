@@ -273,6 +273,10 @@ static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 			fail_mailbox_locked(rt, a);
 		dispatch_locked(rt, a);
 		if (a->refcnt == 0 && a->running == 0 && a->mb_head == NULL) {
+			/* Every call made through it is done: its owner need
+			 * not keep the actor alive for this peer now. */
+			if (a->borrowing && rt->hooks != NULL)
+				rt->hooks->unborrow(rt, a->owner, a->id);
 			HASH_DELETE(hh, rt->actor_proxies, a);
 			free(a);
 			return true;

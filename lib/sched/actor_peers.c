@@ -163,6 +163,36 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	}
 }
 
+/* Runs step(rt, a, arg) for each actor of table (rt->actors or
+ * rt->actor_proxies) as it was on entry, finding each again by id: a
+ * step may free actors (a failed call's spec letting go of the handles
+ * it held), so the table is not walked while stepping. */
+static void each_locked(rayc__rt *rt, rayc__actor **table,
+                        void (*step)(rayc__rt *, rayc__actor *, uint32_t),
+                        uint32_t arg) RAYC_REQUIRES(rt->mu)
+{
+	rayc__actor *a, *tmp;
+	size_t n = HASH_COUNT(*table), k = 0;
+
+	if (n == 0)
+		return;
+	rayc_actor *ids = malloc(n * sizeof(*ids));
+	if (ids == NULL) {
+		/* No memory for the list: in place, as before. */
+		HASH_ITER(hh, *table, a, tmp)
+			step(rt, a, arg);
+		return;
+	}
+	HASH_ITER(hh, *table, a, tmp)
+		ids[k++] = a->id;
+	for (size_t i = 0; i < k; i++) {
+		HASH_FIND(hh, *table, &ids[i], sizeof(ids[i]), a);
+		if (a != NULL)
+			step(rt, a, arg);
+	}
+	free(ids);
+}
+
 /* Proxy a's owner died: so did the actor (it dies with its owner). */
 static void proxy_orphaned_locked(rayc__rt *rt, rayc__actor *a)
 	RAYC_REQUIRES(rt->mu)
@@ -254,105 +284,123 @@ static void borrowers_died_locked(rayc__rt *rt, uint32_t id)
 	}
 }
 
+/* Peer id died: what that does to actor a (one this peer owns or
+ * hosts). */
+static void actor_died_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (a->hosted) {
+		if (a->owner != id || a->owner_gone)
+			return;
+		if (a->detached && a->st == RAYC_ACTOR_ALIVE &&
+		    a->want == WANT_NONE) {
+			adopt_locked(rt, a);
+			return;
+		}
+		/* Bound to its owner: it goes (destructor, then
+		 * freed once no call of the owner's runs). */
+		a->owner_gone = true;
+		if (a->want == WANT_NONE && a->st != RAYC_ACTOR_DEAD) {
+			a->want = WANT_DIE;
+			snprintf(a->death, sizeof(a->death), "its owner, "
+			         "peer %u, died", id);
+		}
+		rayc__actor_unhold_locked(rt, a);
+		return;
+	}
+	if (a->loc == id && a->loc != 0)
+		a->host_lost = true;
+	if (a->loc == id)
+		a->stalled = false;
+	if (!a->host_lost)
+		return;
+	a->host_lost = false;
+	a->loc = 0;
+	a->ctor_ok = false; /* the instance went with its peer */
+	if (a->want == WANT_DIE || a->st == RAYC_ACTOR_DEAD ||
+	    (a->refcnt == 0 && !a->detached)) {
+		a->want = WANT_NONE;
+		a->st = RAYC_ACTOR_DEAD;
+		rayc__actor_unname_locked(rt, a);
+	} else if (a->want == WANT_RESTART || a->max_restarts < 0 ||
+	           a->restarts < a->max_restarts) {
+		if (a->want != WANT_RESTART)
+			a->restarts++;
+		a->want = WANT_NONE;
+		rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-PEER-DIED", "actor "
+		          "%s " ID_FMT ": its peer %u died; restarting it "
+		          "(restart %d)", a->cls->name, ID_ARGS(a->id), id,
+		          a->restarts);
+		rayc__actor_restart_locked(rt, a);
+	} else {
+		a->st = RAYC_ACTOR_DEAD;
+		rayc__actor_unname_locked(rt, a);
+		snprintf(a->death, sizeof(a->death), "its peer %u died "
+		         "(max_restarts %d)", id, a->max_restarts);
+	}
+	rayc__actor_settle_locked(rt, a);
+}
+
+static void proxy_died_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (a->owner == id)
+		proxy_orphaned_locked(rt, a);
+}
+
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 {
-	rayc__actor *a, *tmp;
-
 	borrowers_died_locked(rt, id);
+	each_locked(rt, &rt->actor_proxies, proxy_died_step, id);
+	each_locked(rt, &rt->actors, actor_died_step, id);
+}
 
-	HASH_ITER(hh, rt->actor_proxies, a, tmp)
-		if (a->owner == id)
-			proxy_orphaned_locked(rt, a);
-	HASH_ITER(hh, rt->actors, a, tmp) {
-		if (a->hosted) {
-			if (a->owner != id || a->owner_gone)
-				continue;
-			if (a->detached && a->st == RAYC_ACTOR_ALIVE &&
-			    a->want == WANT_NONE) {
-				adopt_locked(rt, a);
-				continue;
-			}
-			/* Bound to its owner: it goes (destructor, then
-			 * freed once no call of the owner's runs). */
-			a->owner_gone = true;
-			if (a->want == WANT_NONE && a->st != RAYC_ACTOR_DEAD) {
-				a->want = WANT_DIE;
-				snprintf(a->death, sizeof(a->death), "its owner, "
-				         "peer %u, died", id);
-			}
-			rayc__actor_unhold_locked(rt, a);
-			continue;
-		}
-		if (a->loc == id && a->loc != 0)
-			a->host_lost = true;
-		if (a->loc == id)
-			a->stalled = false;
-		if (!a->host_lost)
-			continue;
-		a->host_lost = false;
-		a->loc = 0;
-		a->ctor_ok = false; /* the instance went with its peer */
-		if (a->want == WANT_DIE || a->st == RAYC_ACTOR_DEAD ||
-		    (a->refcnt == 0 && !a->detached)) {
-			a->want = WANT_NONE;
-			a->st = RAYC_ACTOR_DEAD;
-			rayc__actor_unname_locked(rt, a);
-		} else if (a->want == WANT_RESTART || a->max_restarts < 0 ||
-		           a->restarts < a->max_restarts) {
-			if (a->want != WANT_RESTART)
-				a->restarts++;
-			a->want = WANT_NONE;
-			rayc__log(RAYC_LOG_WARN, "RAYC-ACTOR-PEER-DIED", "actor "
-			          "%s " ID_FMT ": its peer %u died; restarting it "
-			          "(restart %d)", a->cls->name, ID_ARGS(a->id), id,
-			          a->restarts);
-			rayc__actor_restart_locked(rt, a);
-		} else {
-			a->st = RAYC_ACTOR_DEAD;
-			rayc__actor_unname_locked(rt, a);
-			snprintf(a->death, sizeof(a->death), "its peer %u died "
-			         "(max_restarts %d)", id, a->max_restarts);
-		}
-		rayc__actor_settle_locked(rt, a);
-	}
+static void back_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (!a->stalled || a->loc != id)
+		return;
+	a->stalled = false;
+	rayc__actor_settle_locked(rt, a);
 }
 
 void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
 {
-	rayc__actor *a, *tmp;
+	each_locked(rt, &rt->actors, back_step, id);
+	each_locked(rt, &rt->actor_proxies, back_step, id);
+}
 
-	HASH_ITER(hh, rt->actors, a, tmp) {
-		if (!a->stalled || a->loc != id)
-			continue;
-		a->stalled = false;
-		rayc__actor_settle_locked(rt, a);
+/* rayc__actors_retry_locked's dead (loop thread, under rt->mu). */
+static bool (*retry_dead)(rayc__rt *rt, uint32_t peer);
+
+/* A stalled proxy with nothing in flight tries again: calls in flight
+ * on a lost connection are sent again first
+ * (rayc__actors_peer_back_locked follows), and those waiting must not
+ * overtake them.  One whose owner is dead dies with it. */
+static void retry_step(rayc__rt *rt, rayc__actor *a, uint32_t unused)
+	RAYC_REQUIRES(rt->mu)
+{
+	(void)unused;
+	if (!a->stalled || a->running > 0)
+		return;
+	if (retry_dead(rt, a->owner)) {
+		proxy_orphaned_locked(rt, a);
+		return;
 	}
-	HASH_ITER(hh, rt->actor_proxies, a, tmp) {
-		if (!a->stalled || a->loc != id)
-			continue;
-		a->stalled = false;
-		rayc__actor_settle_locked(rt, a);
-	}
+	a->stalled = false;
+	rayc__actor_settle_locked(rt, a);
 }
 
 void rayc__actors_retry_locked(rayc__rt *rt,
                                bool (*dead)(rayc__rt *rt, uint32_t peer))
 {
 	rayc__actor *a, *tmp;
+	bool any = false;
 
-	/* Only proxies with nothing in flight: calls in flight on a lost
-	 * connection are sent again first (rayc__actors_peer_back_locked
-	 * follows), and those waiting must not overtake them.  An owner
-	 * this peer has not heard of yet is tried again here. */
-	HASH_ITER(hh, rt->actor_proxies, a, tmp) {
-		if (!a->stalled || a->running > 0)
-			continue;
-		if (dead(rt, a->owner)) {
-			proxy_orphaned_locked(rt, a);
-			continue;
-		}
-		a->stalled = false;
-		rayc__actor_settle_locked(rt, a);
-	}
+	HASH_ITER(hh, rt->actor_proxies, a, tmp)
+		any |= a->stalled;
+	if (!any)
+		return;
+	retry_dead = dead;
+	each_locked(rt, &rt->actor_proxies, retry_step, 0);
 }
-
