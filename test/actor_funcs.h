@@ -83,6 +83,21 @@ static void nc_where(rayc_ctx *c)
 	rayc_return_i64(c, 3, s->inits);
 }
 
+/* (n) -> n bytes, byte k being (k * 7 + n) & 0xff. */
+static void nc_blob(rayc_ctx *c)
+{
+	int64_t n;
+	uint8_t *p;
+
+	if (rayc_arg_i64(c, 0, &n) != RAYC_OK || n < 0 ||
+	    rayc_return_alloc(c, 0, (size_t)n, (void **)&p) != RAYC_OK) {
+		rayc_fail(c, "blob(n)");
+		return;
+	}
+	for (int64_t k = 0; k < n; k++)
+		p[k] = (uint8_t)((k * 7 + n) & 0xff);
+}
+
 static void nc_bad_init(rayc_ctx *c)
 {
 	rayc_fail(c, "refusing to start on peer %u", rayc_peer_id());
@@ -92,6 +107,7 @@ static const rayc_actor_method nc_methods[] = {
 	{ "add", nc_add },
 	{ "sleep_add", nc_sleep_add },
 	{ "where", nc_where },
+	{ "blob", nc_blob },
 };
 static rayc_actor_class nc_class = {
 	.name = "NetCounter",
@@ -99,7 +115,7 @@ static rayc_actor_class nc_class = {
 	.init = nc_init,
 	.fini = nc_fini,
 	.methods = nc_methods,
-	.nmethods = 3,
+	.nmethods = sizeof(nc_methods) / sizeof(nc_methods[0]),
 };
 RAYC_ACTOR_CLASS(nc_class)
 
@@ -108,7 +124,7 @@ static rayc_actor_class nc_bad_class = {
 	.state_size = sizeof(net_counter),
 	.init = nc_bad_init,
 	.methods = nc_methods,
-	.nmethods = 3,
+	.nmethods = sizeof(nc_methods) / sizeof(nc_methods[0]),
 };
 RAYC_ACTOR_CLASS(nc_bad_class)
 
@@ -197,6 +213,46 @@ static void af_pass_on(rayc_ctx *c)
 	rayc_return_i64(c, 0, at);
 }
 RAYC_REMOTE(af_pass_on)
+
+/* (handle, n) -> n, once blob(n) called through the handle from the
+ * peer running this came back whole and right. */
+static void af_blob_via(rayc_ctx *c)
+{
+	rayc_actor h;
+	int64_t n;
+	rayc_ref r;
+	rayc_view v;
+
+	if (rayc_arg_actor(c, 0, &h) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &n) != RAYC_OK) {
+		rayc_fail(c, "af_blob_via(handle, n)");
+		return;
+	}
+	if (rayc_actor_call(&r, h, "blob", RAYC_I64(n)) != RAYC_OK) {
+		rayc_fail(c, "call: %s", rayc_errmsg());
+		return;
+	}
+	int rc = rayc_get(r, &v, 60000);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "get: %s (%s)", rayc_strerror(rc),
+		          rc == RAYC_ETIMEDOUT ? "" : (const char *)v.data);
+		if (rc != RAYC_ETIMEDOUT)
+			rayc_view_release(&v);
+		rayc_release(r);
+		return;
+	}
+	const uint8_t *p = v.data;
+	int64_t bad = (int64_t)v.len != n ? 1 : 0;
+	for (int64_t k = 0; k < n && !bad; k++)
+		bad = p[k] != (uint8_t)((k * 7 + n) & 0xff);
+	rayc_view_release(&v);
+	rayc_release(r);
+	if (bad)
+		rayc_fail(c, "blob(%lld) came back wrong", (long long)n);
+	else
+		rayc_return_i64(c, 0, n);
+}
+RAYC_REMOTE(af_blob_via)
 
 /* Argument i as a NUL-terminated string into buf. */
 static bool arg_name(rayc_ctx *c, size_t i, char *buf, size_t cap)

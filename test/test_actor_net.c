@@ -772,3 +772,27 @@ Test(actor_net, a_detached_actor_outlives_its_owner_on_the_peer_it_runs_on)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+Test(actor_net, a_big_result_of_a_call_made_on_a_third_peer_comes_back)
+{
+	rayc_actor h;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Owned here, hosted on b, called from a task on a: the result
+	 * goes b -> here -> a.  Small, just over 64 KiB, and 8 MiB. */
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("big")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	int64_t sizes[] = { 100, (64 << 10) + 1, 8 << 20 };
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(I64_ON(pa, "af_blob_via", RAYC_ACTOR(h),
+		                    RAYC_I64(sizes[i])),
+		             sizes[i]);
+	rayc_actor_release(h);
+	cluster_stop();
+}

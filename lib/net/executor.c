@@ -497,8 +497,17 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	                              : NULL;
 
 	bool missing = false; /* a return we had no memory for */
+	/* A call another peer made to an actor, which its owner forwarded
+	 * here (its id has the top bit flipped, owner.c: wire_id; a job id
+	 * never has it): the owner answers the caller from what we send it,
+	 * and cannot fetch from us by the id the caller knows, so results
+	 * go inline up to RAYC__NET_RELAY_MAX. */
+	bool relayed = t->foreign && t->akind == RAYC__AK_CALL &&
+	               (t->id.hi >> 63) != 0;
+	size_t inline_max = relayed ? RAYC__NET_RELAY_MAX : RAYC__NET_INLINE_MAX;
+	bool too_big = false;
 	/* A call forwarded to the peer its actor lives on, whose result
-	 * stayed there (over 64 KiB): not relayed (yet). */
+	 * stayed there: not relayed. */
 	bool far = false;
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *o = t->returns[i];
@@ -508,20 +517,23 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
 		    err == NULL)
 			err = o;
+		too_big |= relayed && o != NULL &&
+		           atomic_load(&o->state) == RAYC__OBJ_READY &&
+		           o->len > inline_max;
 	}
 	if (net != NULL) {
 		/* The answer's body; the record keeps it for a resend. */
-		rayc__w_u8(&b, err != NULL || missing || far);
+		rayc__w_u8(&b, err != NULL || missing || far || too_big);
 		if (err == NULL && missing) {
 			rayc__w_u32(&b, RAYC_ENOMEM);
 			rayc__w_str(&b, "no memory for the task's returns");
 			rayc__w_u32(&b, 0);
-		} else if (err == NULL && far) {
+		} else if (err == NULL && (far || too_big)) {
 			rayc__w_u32(&b, RAYC_ETOOBIG);
 			rayc__w_str(&b, "a result of an actor call made on "
 			            "another peer than the actor's owner and "
-			            "host is over 64 KiB: not relayed in this "
-			            "version (call it from its owner's peer)");
+			            "host is over 64 MiB: not relayed (call it "
+			            "from its owner's peer)");
 			rayc__w_u32(&b, 0);
 		} else if (err != NULL) {
 			rayc__w_u32(&b, (uint32_t)err->err);
@@ -534,7 +546,7 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 				rayc__obj *o = t->returns[i];
 				bool ok = o != NULL &&
 				          atomic_load(&o->state) == RAYC__OBJ_READY;
-				bool inl = !ok || o->len <= RAYC__NET_INLINE_MAX;
+				bool inl = !ok || o->len <= inline_max;
 				rayc__w_u8(&b, inl);
 				rayc__w_u8(&b, ok ? (uint8_t)o->type
 				                  : (uint8_t)RAYC_TYPE_BYTES);

@@ -15,6 +15,9 @@
 #define RAYC__TOKEN_MAX 1024
 /* Objects up to this size travel inside TASK and TASK_DONE frames. */
 #define RAYC__NET_INLINE_MAX ((size_t)64 << 10)
+/* ... and results of actor calls relayed by the actor's owner, whose
+ * caller fetches them from the owner (executor.c). */
+#define RAYC__NET_RELAY_MAX ((size_t)64 << 20)
 
 typedef struct rayc__net rayc__net;
 
