@@ -665,7 +665,9 @@ static inline rayc_method_opts rayc__method_opts_default(void)
  * its own call only (RAYC_ETASK); a call to an actor that is dead, or
  * dies before the call runs, fails with RAYC_EACTORDIED and a message
  * saying why.  Errors at the call itself: RAYC_ENOTFOUND (no live handle
- * h here), RAYC_ENOFUNC (no such method), RAYC_EINVAL, RAYC_ESTATE.
+ * h here), RAYC_ENOFUNC (no such method), RAYC_EINVAL, RAYC_ESTATE, and
+ * for a first use on another peer than the owner's, RAYC_ETIMEDOUT (see
+ * RAYC_ACTOR).
  * Thread-safe; may be called from inside tasks and methods. */
 RAYC_API int rayc_actor_call_array(rayc_ref *out, rayc_actor h,
                                    const char *method,
@@ -710,12 +712,15 @@ RAYC_API void *rayc_actor_state(rayc_ctx *ctx);
 /* A handle as a call argument: the receiver gets it with rayc_arg_actor
  * (borrowed for the call; rayc_actor_dup it to keep it), on any peer.
  * A task spec that takes a handle keeps the actor alive while the spec
- * lives (its results, which a rebuild would need).  Handles a program
- * holds on another peer than the actor's owner (dup'ed there, or from
- * rayc_actor_get_named) keep the actor alive too: the first one is
- * registered with the owner (rayc_actor_dup and rayc_actor_get_named
- * wait for its answer), the last release tells it, and the holder's
- * death counts as its release. */
+ * lives (its results, which a rebuild would need).  On another peer than
+ * the actor's owner, whatever a program does with a handle keeps the
+ * actor alive as long as it needs it, as Ray's borrowing does: the first
+ * use there that may outlive the task using it (a handle taken with
+ * rayc_actor_dup or rayc_actor_get_named, a call through it, a task or
+ * call given it as an argument) registers that peer with the owner and
+ * waits for its answer (RAYC_ETIMEDOUT after 5 s, RAYC_ESTATE out of the
+ * cluster); once no handle, call or task there holds it any more, the
+ * owner is told, and the peer's death counts the same. */
 #ifndef __cplusplus
 #define RAYC_ACTOR(h)                                                          \
 	((rayc_arg){ .type = RAYC_TYPE_ACTOR,                                  \

@@ -80,18 +80,63 @@ static int check_opts(const rayc_actor_opts *o)
 	return RAYC_OK;
 }
 
-/* One more handle of this process on a (and a hold).  The first own
- * handle on a proxy returns its owner, to register with (borrow_from)
- * once rt->mu is let go: an owner keeps an actor alive for the handles
- * other peers hold.  Else 0. */
+/* A proxy's first use by this process that may outlive the task using
+ * it (a handle taken, a call made through it, a task or call given it
+ * as an argument) registers this peer with its owner, which keeps the
+ * actor alive for it until the proxy goes: returns the owner, to
+ * register with (borrow_from) once rt->mu is let go; else 0.  Done
+ * before the using task can end, so before the peer that gave it the
+ * handle hears the task is done and lets go of its own hold. */
+static uint32_t borrow_first_locked(rayc__actor *a)
+{
+	if (!a->proxy || a->borrowing)
+		return 0;
+	a->borrowing = true;
+	return a->owner;
+}
+
+/* One more handle of this process on a (and a hold); the owner to
+ * register with, as borrow_first_locked. */
 static uint32_t take_handle_locked(rayc__actor *a)
 {
 	rayc__actor_hold_locked(a);
-	if (a->handles++ == 0 && a->proxy && !a->borrowing) {
-		a->borrowing = true;
-		return a->owner;
+	a->handles++;
+	return borrow_first_locked(a);
+}
+
+/* Registers this peer with owner, which owns actor id: RAYC_OK (0
+ * owner: nothing to do), RAYC_ENOTFOUND (the actor is dead), else the
+ * error (no answer, out of the cluster). */
+static int register_with(rayc__rt *rt, uint32_t owner, rayc_actor id)
+{
+	if (owner == 0)
+		return RAYC_OK;
+	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW, NULL,
+	                             NULL);
+	if (rc == RAYC_OK || rc == RAYC_ENOTFOUND || rc == RAYC_EACTORDIED)
+		return rc == RAYC_OK ? RAYC_OK : RAYC_ENOTFOUND;
+	return rc;
+}
+
+int rayc__args_borrow(rayc__rt *rt, const rayc_arg *args, size_t nargs)
+{
+	for (size_t i = 0; i < nargs; i++) {
+		if (args[i].type != RAYC_TYPE_ACTOR)
+			continue;
+		rayc_actor id = { args[i].v.ref.id.hi, args[i].v.ref.id.lo };
+		rayc__rt_lock(rt);
+		rayc__actor *a = rayc__actor_handle_locked(rt, id);
+		uint32_t owner = a != NULL && a->refcnt > 0
+		                         ? borrow_first_locked(a)
+		                         : 0;
+		rayc__mutex_unlock(&rt->mu);
+		int rc = register_with(rt, owner, id);
+		if (rc != RAYC_OK && rc != RAYC_ENOTFOUND)
+			return rayc__err(rc, "argument %zu: actor " ID_FMT ": "
+			                 "registering with its owner: %s", i,
+			                 ID_ARGS(id), rayc_errmsg());
 	}
-	return 0;
+	return RAYC_OK;
 }
 
 /* Registers this peer's handles to id with its owner (take_handle_locked
@@ -102,12 +147,10 @@ static uint32_t take_handle_locked(rayc__actor *a)
  * UNBORROW sent when the proxy goes is harmless if it was not. */
 static int borrow_from(rayc__rt *rt, uint32_t owner, rayc_actor id)
 {
-	if (owner == 0)
-		return RAYC_OK;
-	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW, NULL,
-	                             NULL);
-	if (rc == RAYC_OK || rc == RAYC_ENOTFOUND || rc == RAYC_EACTORDIED)
-		return rc == RAYC_OK ? RAYC_OK : RAYC_ENOTFOUND;
+	int rc = register_with(rt, owner, id);
+
+	if (rc == RAYC_OK || rc == RAYC_ENOTFOUND)
+		return rc;
 	rayc__rt_lock(rt);
 	rayc__actor *a = rayc__actor_handle_locked(rt, id);
 	if (a != NULL && a->handles > 0) {
@@ -232,7 +275,8 @@ int rayc_actor_create_array(rayc_actor *out, const char *cls_name,
 		return rayc__err(RAYC_ENOFUNC, "unknown actor class '%s' "
 		                 "(register it with RAYC_ACTOR_CLASS or "
 		                 "rayc_actor_class_register)", cls_name);
-	if ((rc = rayc__check_args(args, nargs, &extra)) != RAYC_OK)
+	if ((rc = rayc__check_args(args, nargs, &extra)) != RAYC_OK ||
+	    (rc = rayc__args_borrow(rt, args, nargs)) != RAYC_OK)
 		return rc;
 	rayc_task_opts t_opts = RAYC_TASK_OPTS_DEFAULT;
 	t_opts.num_cpus = opts->num_cpus;
@@ -344,9 +388,26 @@ int rayc_actor_call_array(rayc_ref *out, rayc_actor h, const char *method,
 	if (t == NULL)
 		return RAYC_ENOMEM;
 	t->id = rayc__next_task_id(rt, true);
+	if ((rc = rayc__args_borrow(rt, args, nargs)) != RAYC_OK) {
+		rayc__task_free(t);
+		return rc;
+	}
 
 	rayc__rt_lock(rt);
 	rayc__actor *a = held_locked(rt, h);
+	uint32_t owner = a != NULL ? borrow_first_locked(a) : 0;
+	if (owner != 0) {
+		/* Its first call from here: registered first (a call made
+		 * here may outlive the task making it). */
+		rayc__mutex_unlock(&rt->mu);
+		rc = register_with(rt, owner, h);
+		if (rc != RAYC_OK && rc != RAYC_ENOTFOUND) {
+			rayc__task_free(t);
+			return rc;
+		}
+		rayc__rt_lock(rt);
+		a = held_locked(rt, h);
+	}
 	if (a == NULL) {
 		rayc__mutex_unlock(&rt->mu);
 		rayc__task_free(t);

@@ -299,6 +299,11 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		rayc__sched_submit(rt, t); /* no wait for rt->mu */
 		return RAYC_OK;
 	}
+	if ((rc = rayc__args_borrow(rt, args, nargs)) != RAYC_OK) {
+		rayc__task_free(t);
+		atomic_fetch_sub(&rt->n_submitted, 1);
+		return rc;
+	}
 	rayc__rt_lock(rt); /* earlier submissions are recorded first */
 	rc = rayc__args_resolve_locked(rt, t, args, nargs);
 	if (rc != RAYC_OK) {

@@ -254,6 +254,86 @@ static void af_blob_via(rayc_ctx *c)
 }
 RAYC_REMOTE(af_blob_via)
 
+/* (handle, key) -> 0, once "go/<key>" is in the KV (30 s at most) and
+ * a call add(0) through the handle came back: its outcome (the peer it
+ * ran on, or minus the error) goes to "out/<key>". */
+static void af_use_after(rayc_ctx *c)
+{
+	rayc_actor h;
+	const void *p;
+	size_t n;
+	char key[64], go[80], out[80];
+	int64_t v = -RAYC_ETIMEDOUT;
+
+	if (rayc_arg_actor(c, 0, &h) != RAYC_OK ||
+	    rayc_arg_data(c, 1, &p, &n) != RAYC_OK || n >= sizeof(key)) {
+		rayc_fail(c, "af_use_after(handle, key)");
+		return;
+	}
+	memcpy(key, p, n);
+	key[n] = '\0';
+	snprintf(go, sizeof(go), "go/%s", key);
+	snprintf(out, sizeof(out), "out/%s", key);
+	for (int tries = 0; tries < 3000; tries++) {
+		void *val = NULL;
+		size_t len;
+		if (rayc_kv_get(go, &val, &len) == RAYC_OK) {
+			free(val);
+			rayc_ref r;
+			int rc = rayc_actor_call(&r, h, "add", RAYC_I64(0));
+			if (rc == RAYC_OK) {
+				rc = rayc_get_i64(r, &v, 30000);
+				rayc_release(r);
+			}
+			if (rc != RAYC_OK)
+				v = -rc;
+			break;
+		}
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+	(void)rayc_kv_put(out, &v, sizeof(v));
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(af_use_after)
+
+/* (handle, node, key) -> 0 at once, having started af_use_after(handle,
+ * key) on peer node without waiting for it. */
+static void af_spawn_user(rayc_ctx *c)
+{
+	rayc_actor h;
+	int64_t node;
+	const void *p;
+	size_t n;
+
+	if (rayc_arg_actor(c, 0, &h) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &node) != RAYC_OK ||
+	    rayc_arg_data(c, 2, &p, &n) != RAYC_OK) {
+		rayc_fail(c, "af_spawn_user(handle, node, key)");
+		return;
+	}
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)node;
+	rayc_arg key = RAYC_BYTES(p, n);
+	rayc_ref r;
+	int rc = RAYC_EINFEASIBLE;
+	for (int tries = 0; tries < 1000 && rc == RAYC_EINFEASIBLE; tries++) {
+		rc = rayc_call_opts(&r, "af_use_after", &o, RAYC_ACTOR(h), key);
+		if (rc == RAYC_EINFEASIBLE) {
+			struct timespec ts = { 0, 10000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "af_use_after: %s", rayc_errmsg());
+		return;
+	}
+	rayc_release(r); /* not waited for */
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(af_spawn_user)
+
 /* Argument i as a NUL-terminated string into buf. */
 static bool arg_name(rayc_ctx *c, size_t i, char *buf, size_t cap)
 {

@@ -796,3 +796,47 @@ Test(actor_net, a_big_result_of_a_call_made_on_a_third_peer_comes_back)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+static int64_t kv_i64(const char *key, int64_t dflt)
+{
+	void *v = NULL;
+	size_t n = 0;
+	int64_t x = dflt;
+
+	if (rayc_kv_get(key, &v, &n) == RAYC_OK && n == sizeof(x))
+		memcpy(&x, v, sizeof(x));
+	free(v);
+	return x;
+}
+
+Test(actor_net, a_handle_passed_on_by_a_task_that_ended_keeps_the_actor_alive)
+{
+	rayc_actor h;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Owned here, hosted on b.  A task on a hands the handle to a task
+	 * on b and ends without waiting for it; this driver then lets go
+	 * of everything it holds.  The task on b, still holding the
+	 * handle as its argument, calls the actor only after that. */
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("n")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(I64_ON(pa, "af_spawn_user", RAYC_ACTOR(h), RAYC_I64(pb),
+	                    RAYC_STR("k1")),
+	             0);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	cr_assert_eq(fini_count("n"), 0, "destroyed under a task's handle");
+	cr_assert_eq(rayc_kv_put("go/k1", "1", 1), RAYC_OK);
+	RT_WAIT_FOR(kv_i64("out/k1", 0) != 0, 40000);
+	cr_assert_eq(kv_i64("out/k1", 0), pb, "the call from b got %lld",
+	             (long long)kv_i64("out/k1", 0));
+	/* Once that task is done, nothing holds it: it goes, once. */
+	RT_WAIT_FOR(fini_count("n") >= 1, 20000);
+	cr_assert_eq(fini_count("n"), 1);
+	cluster_stop();
+}
