@@ -89,9 +89,12 @@ static int check_opts(const rayc_actor_opts *o)
  * handle hears the task is done and lets go of its own hold. */
 static uint32_t borrow_first_locked(rayc__actor *a)
 {
-	if (!a->proxy || a->borrowing)
+	/* Until the owner has answered: two threads using it for the
+	 * first time at once both ask and wait (a repeated BORROW is
+	 * harmless), and after a failed one the next use asks again. */
+	if (!a->proxy || a->registered)
 		return 0;
-	a->borrowing = true;
+	a->borrowing = true; /* the proxy's end tells the owner */
 	return a->owner;
 }
 
@@ -113,9 +116,15 @@ static int register_with(rayc__rt *rt, uint32_t owner, rayc_actor id)
 		return RAYC_OK;
 	int rc = rayc__net_actor_ctl(rt, owner, id, RAYC__ACTOR_CTL_BORROW, NULL,
 	                             NULL);
-	if (rc == RAYC_OK || rc == RAYC_ENOTFOUND || rc == RAYC_EACTORDIED)
-		return rc == RAYC_OK ? RAYC_OK : RAYC_ENOTFOUND;
-	return rc;
+	if (rc != RAYC_OK && rc != RAYC_ENOTFOUND && rc != RAYC_EACTORDIED)
+		return rc; /* the next use asks again */
+	/* Registered, or the actor is dead: nothing more to ask. */
+	rayc__rt_lock(rt);
+	rayc__actor *a = rayc__actor_handle_locked(rt, id);
+	if (a != NULL && a->proxy)
+		a->registered = true;
+	rayc__mutex_unlock(&rt->mu);
+	return rc == RAYC_OK ? RAYC_OK : RAYC_ENOTFOUND;
 }
 
 int rayc__args_borrow(rayc__rt *rt, const rayc_arg *args, size_t nargs)
@@ -142,9 +151,10 @@ int rayc__args_borrow(rayc__rt *rt, const rayc_arg *args, size_t nargs)
 /* Registers this peer's handles to id with its owner (take_handle_locked
  * said to).  RAYC_OK; RAYC_ENOTFOUND if the actor is dead (the handle
  * stays, its calls fail); else the error, and the handle just taken is
- * let go.  The proxy stays marked borrowing whatever the answer: the
- * BORROW may have been applied without an answer coming back, and the
- * UNBORROW sent when the proxy goes is harmless if it was not. */
+ * let go.  A proxy that asked stays marked borrowing whatever the
+ * answer: the BORROW may have been applied without an answer coming
+ * back, and the UNBORROW sent when the proxy goes is harmless if it was
+ * not. */
 static int borrow_from(rayc__rt *rt, uint32_t owner, rayc_actor id)
 {
 	int rc = register_with(rt, owner, id);

@@ -350,6 +350,7 @@ struct rayc__rt {
 	rayc__actor *actor_proxies RAYC_GUARDED_BY(mu);
 	rayc__sclass *call_class RAYC_GUARDED_BY(mu);
 	uint64_t nactors RAYC_GUARDED_BY(mu);
+	uint32_t actor_walk RAYC_GUARDED_BY(mu); /* actor_peers.c */
 	/* In a cluster, named actors are made one at a time here (the
 	 * name claimed in the control store, then the actor made; taken
 	 * before mu, held across the KV's round trips: actor_api.c). */

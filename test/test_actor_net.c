@@ -733,6 +733,8 @@ Test(actor_net, a_detached_actor_outlives_its_owner_on_the_peer_it_runs_on)
 	cr_assert_eq(create_at(pa, "bound", 0, pb, 0), RAYC_OK);
 	cr_assert_eq(named_calls_on(pb, "svc", 0, 10), pb);
 	cr_assert_eq(named_calls_on(pb, "bound", 0, 1), pb);
+	/* The program on b keeps a handle to it, through a's record. */
+	cr_assert_eq(I64_ON(pb, "af_keep_named", RAYC_STR("svc")), 0);
 	/* Its owner dies: b adopts it, same instance, same state, and its
 	 * name now leads there; the bound one dies with its owner. */
 	kill(a, SIGKILL);
@@ -758,12 +760,19 @@ Test(actor_net, a_detached_actor_outlives_its_owner_on_the_peer_it_runs_on)
 	cr_assert_eq(w.inits, 1, "constructed again");
 	cr_assert_eq(fini_count("svc"), 0);
 	cr_assert_eq(named_calls_on(pb, "svc", 10, 5), pb);
+	/* The handle b's program kept is a handle to its own actor now. */
+	cr_assert_eq(I64_ON(pb, "af_kept_calls", RAYC_I64(15), RAYC_I64(5)),
+	             pb);
+	cr_assert_eq(I64_ON(pb, "af_let_go", RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK);
+	cr_assert_eq(w.next, 20);
+	cr_assert_eq(w.wrong, 0);
 	/* Killed (it cannot restart now: its constructor was a's), its
 	 * destructor runs once and its name is free. */
 	cr_assert_eq(rayc_actor_kill(h, 0), RAYC_OK);
 	RT_WAIT_FOR(fini_count("svc") >= 1, 20000);
 	cr_assert_eq(fini_count("svc"), 1);
-	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(15)), RAYC_OK);
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(20)), RAYC_OK);
 	cr_assert_eq(rayc_get(r, &v, 30000), RAYC_EACTORDIED);
 	rayc_view_release(&v);
 	rayc_release(r);
@@ -793,6 +802,18 @@ Test(actor_net, a_big_result_of_a_call_made_on_a_third_peer_comes_back)
 		cr_assert_eq(I64_ON(pa, "af_blob_via", RAYC_ACTOR(h),
 		                    RAYC_I64(sizes[i])),
 		             sizes[i]);
+	/* Over 8 MiB in all: refused, said, not lost. */
+	rayc_task_opts on_a = on_peer(pa);
+	rayc_ref r;
+	rayc_view v;
+	cr_assert_eq(rayc_call_opts(&r, "af_blob_via", &on_a, RAYC_ACTOR(h),
+	                            RAYC_I64((8 << 20) + 1)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_get(r, &v, 60000), RAYC_ETASK);
+	cr_assert(strstr(v.data, "over 8 MiB") != NULL, "%s",
+	          (const char *)v.data);
+	rayc_view_release(&v);
+	rayc_release(r);
 	rayc_actor_release(h);
 	cluster_stop();
 }

@@ -197,6 +197,7 @@ struct rayc__unborrow {
 /* Sends the UNBORROWs due (never sent, or unanswered for 2 s); drops
  * those whose owner died (the actor went with it). */
 static void unborrow_send_due(rayc__net *net)
+	RAYC_EXCLUDES(net->mu)
 {
 	struct {
 		rayc_actor id;
@@ -206,6 +207,10 @@ static void unborrow_send_due(rayc__net *net)
 	int n = 0;
 	int64_t now = rayc__now_ns();
 
+	/* Copied and sent under borrow_mu: a BORROW cancelling one of
+	 * these goes wholly before or after (never an UNBORROW copied
+	 * before the cancel and sent after the BORROW). */
+	rayc__mutex_lock(&net->borrow_mu);
 	rayc__mutex_lock(&net->mu);
 	for (rayc__unborrow **pp = &net->unborrows; *pp != NULL;) {
 		rayc__unborrow *u = *pp;
@@ -227,6 +232,7 @@ static void unborrow_send_due(rayc__net *net)
 	for (int i = 0; i < n; i++)
 		(void)send_ctl(net, due[i].owner, due[i].rpc,
 		               RAYC__ACTOR_CTL_UNBORROW, due[i].id);
+	rayc__mutex_unlock(&net->borrow_mu);
 }
 
 void rayc__net_actor_unborrow_locked(rayc__rt *rt, uint32_t owner,
@@ -317,9 +323,12 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
 	r.next = net->rpcs;
 	net->rpcs = &r;
 	rayc__mutex_unlock(&net->mu);
-	if (op == RAYC__ACTOR_CTL_BORROW)
-		unborrow_cancel(net, owner, id);
+	/* A kill is sent once; the others may go again (lost with a
+	 * connection): a second BORROW or LIST changes nothing. */
+	bool again = op != RAYC__ACTOR_CTL_KILL &&
+	             op != RAYC__ACTOR_CTL_KILL_NO_RESTART;
 	bool sent = false;
+	int64_t sent_at = 0;
 	int rc;
 	for (;;) {
 		if (atomic_load(&net->stopping) || atomic_load(&net->cut_off) ||
@@ -328,8 +337,22 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
 			               "cluster");
 			break;
 		}
-		if (!sent)
+		int64_t now = rayc__now_ns();
+		if (again && sent && now - sent_at > RESEND_NS / 2)
+			sent = false; /* unanswered for a second */
+		bool was = sent;
+		if (!sent && op == RAYC__ACTOR_CTL_BORROW) {
+			/* An UNBORROW still pending goes before it, or not
+			 * at all (unborrow_send_due). */
+			rayc__mutex_lock(&net->borrow_mu);
+			unborrow_cancel(net, owner, id);
 			sent = send_ctl(net, owner, r.id, op, id);
+			rayc__mutex_unlock(&net->borrow_mu);
+		} else if (!sent) {
+			sent = send_ctl(net, owner, r.id, op, id);
+		}
+		if (sent && !was)
+			sent_at = now;
 		(void)rayc__event_wait(&r.ev, rayc__now_ns() + 20000000, 0);
 		rayc__mutex_lock(&net->mu);
 		bool answered = r.answered;

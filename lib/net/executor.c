@@ -501,11 +501,12 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	 * here (its id has the top bit flipped, owner.c: wire_id; a job id
 	 * never has it): the owner answers the caller from what we send it,
 	 * and cannot fetch from us by the id the caller knows, so results
-	 * go inline up to RAYC__NET_RELAY_MAX. */
+	 * go inline, RAYC__NET_RELAY_MAX in all (the answer is kept for a
+	 * resend, xrec.c, within its 32 MiB). */
 	bool relayed = t->foreign && t->akind == RAYC__AK_CALL &&
 	               (t->id.hi >> 63) != 0;
 	size_t inline_max = relayed ? RAYC__NET_RELAY_MAX : RAYC__NET_INLINE_MAX;
-	bool too_big = false;
+	size_t relay_bytes = 0; /* all of them, in one answer */
 	/* A call forwarded to the peer its actor lives on, whose result
 	 * stayed there: not relayed. */
 	bool far = false;
@@ -517,10 +518,11 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 		if (o != NULL && atomic_load(&o->state) == RAYC__OBJ_ERROR &&
 		    err == NULL)
 			err = o;
-		too_big |= relayed && o != NULL &&
-		           atomic_load(&o->state) == RAYC__OBJ_READY &&
-		           o->len > inline_max;
+		if (relayed && o != NULL &&
+		    atomic_load(&o->state) == RAYC__OBJ_READY)
+			relay_bytes += o->len;
 	}
+	bool too_big = relay_bytes > RAYC__NET_RELAY_MAX;
 	if (net != NULL) {
 		/* The answer's body; the record keeps it for a resend. */
 		rayc__w_u8(&b, err != NULL || missing || far || too_big);
@@ -530,10 +532,10 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 			rayc__w_u32(&b, 0);
 		} else if (err == NULL && (far || too_big)) {
 			rayc__w_u32(&b, RAYC_ETOOBIG);
-			rayc__w_str(&b, "a result of an actor call made on "
-			            "another peer than the actor's owner and "
-			            "host is over 64 MiB: not relayed (call it "
-			            "from its owner's peer)");
+			rayc__w_str(&b, "the results of an actor call made "
+			            "on another peer than the actor's owner and "
+			            "host are over 8 MiB in all: not relayed "
+			            "(call it from its owner's peer)");
 			rayc__w_u32(&b, 0);
 		} else if (err != NULL) {
 			rayc__w_u32(&b, (uint32_t)err->err);

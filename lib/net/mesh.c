@@ -804,6 +804,7 @@ static void net_free(rayc__net *net)
 		sodium_memzero(net->token, strlen(net->token));
 	free(net->token);
 	sodium_memzero(net->id_sk, sizeof(net->id_sk));
+	rayc__mutex_fini(&net->borrow_mu);
 	rayc__mutex_fini(&net->mu);
 	free(net);
 }
@@ -847,6 +848,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 		return RAYC_ENOMEM;
 	net->rt = rt;
 	rayc__mutex_init(&net->mu);
+	rayc__mutex_init(&net->borrow_mu);
 	net->parent_fd = -1;
 	net->kid_pipe_w = -1;
 	net->next_id = 2;

@@ -16,8 +16,8 @@
 /* Objects up to this size travel inside TASK and TASK_DONE frames. */
 #define RAYC__NET_INLINE_MAX ((size_t)64 << 10)
 /* ... and results of actor calls relayed by the actor's owner, whose
- * caller fetches them from the owner (executor.c). */
-#define RAYC__NET_RELAY_MAX ((size_t)64 << 20)
+ * caller fetches them from the owner (executor.c): in all, per call. */
+#define RAYC__NET_RELAY_MAX ((size_t)8 << 20)
 
 typedef struct rayc__net rayc__net;
 

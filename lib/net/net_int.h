@@ -3,7 +3,8 @@
  * Locking.  net->mu guards the peer table, the connection list, the
  * membership view and pending RPCs.  Each
  * connection has its own mu for its send side.  Order: rt->mu, then
- * net->mu, then a conn's mu; a frame handler holds none of them when it
+ * net->mu, then a conn's mu (net->borrow_mu, actor_ctl.c, comes between
+ * rt->mu and net->mu); a frame handler holds none of them when it
  * starts.  Fields marked "rt->mu" are the owner's scheduling state and
  * are guarded by the runtime lock instead.  The KV table has its own
  * rt->kv_mu, a leaf: taken with none of these held, none taken under it.
@@ -379,6 +380,9 @@ struct rayc__net {
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
 	rayc__name_del *name_dels; /* actor names being given back (names.c) */
 	rayc__unborrow *unborrows; /* handles let go, unanswered (actor_ctl.c) */
+	/* Orders an UNBORROW's copy-and-send against a BORROW's
+	 * cancel-and-send (actor_ctl.c); after rt->mu, before net->mu. */
+	rayc__mutex borrow_mu;
 	/* Incoming transfers by object id; some may wait for their source
 	 * to be in our view (wait_member). */
 	rayc__xin *xins;

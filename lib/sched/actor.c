@@ -487,6 +487,8 @@ void rayc__actor_ctor_done_locked(rayc__rt *rt, rayc__task *t, bool ok,
 		a->holds_res = true;
 		rayc__sched_hold_locked(rt, a->demand);
 		a->st = RAYC_ACTOR_ALIVE;
+		if (a->adopt)
+			rayc__actor_adopt_locked(rt, a);
 		return;
 	}
 	if (!ok) {

@@ -55,6 +55,9 @@ struct rayc__actor {
 	 * holds one hold until it sends the destructor run or dies. */
 	bool hosted;
 	bool owner_gone; /* hosted: its owner died (its hold dropped) */
+	bool adopt; /* hosted, detached: its owner died while its
+	               constructor ran: adopted once that succeeds */
+	uint32_t walk; /* actor_peers.c: each_locked's mark */
 	/* A proxy: a handle here to an actor peer owner owns (in
 	 * rt->actor_proxies); its calls, in this peer's order, go to the
 	 * owner (loc = owner), which puts them in the actor's mailbox. */
@@ -63,9 +66,10 @@ struct rayc__actor {
 	/* Owner: the peers holding handles of their own to it (a proxy's
 	 * program handles registered here, rayc__actor_borrow_locked),
 	 * one hold each, dropped when that peer lets go or dies.  A
-	 * proxy: borrowing says it is registered with the owner. */
+	 * proxy: borrowing says it asked the owner to (so its end tells
+	 * the owner), registered that the owner answered. */
 	uint64_t borrowers[RAYC__ACTOR_PEER_WORDS];
-	bool borrowing;
+	bool borrowing, registered;
 	uint64_t next_seq; /* calls' order (t->qseq), for resending */
 	int max_restarts, restarts, max_task_retries, max_conc;
 	int running; /* calls started (queued on call_class or running) */

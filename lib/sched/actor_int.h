@@ -28,6 +28,10 @@ void rayc__actor_unname_locked(rayc__rt *rt, rayc__actor *a)
  * tail, not ready yet. */
 void rayc__actor_mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at);
 void rayc__actor_mb_push(rayc__actor *a, rayc__task *t);
+/* A detached actor hosted here whose owner went: this peer owns it now
+ * (actor_peers.c). */
+void rayc__actor_adopt_locked(rayc__rt *rt, rayc__actor *a)
+	RAYC_REQUIRES(rt->mu);
 /* The constructor again, on zeroed state. */
 void rayc__actor_restart_locked(rayc__rt *rt, rayc__actor *a)
 	RAYC_REQUIRES(rt->mu);

@@ -178,10 +178,21 @@ static void each_locked(rayc__rt *rt, rayc__actor **table,
 		return;
 	rayc_actor *ids = malloc(n * sizeof(*ids));
 	if (ids == NULL) {
-		/* No memory for the list: in place, as before. */
-		HASH_ITER(hh, *table, a, tmp)
-			step(rt, a, arg);
-		return;
+		/* No memory for the list: one at a time, marked, looking
+		 * again from the start after each. */
+		uint32_t mark = ++rt->actor_walk;
+		for (;;) {
+			rayc__actor *next = NULL;
+			HASH_ITER(hh, *table, a, tmp)
+				if (a->walk != mark) {
+					next = a;
+					break;
+				}
+			if (next == NULL)
+				return;
+			next->walk = mark;
+			step(rt, next, arg);
+		}
 	}
 	HASH_ITER(hh, *table, a, tmp)
 		ids[k++] = a->id;
@@ -234,16 +245,32 @@ bool rayc__actor_borrow_locked(rayc__rt *rt, rayc_actor id, uint32_t peer,
  * queued calls still run; its name (if any) is claimed again in the
  * cluster with this peer as owner.  Its constructor and arguments were
  * the owner's: it cannot be restarted (max_restarts 0). */
-static void adopt_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
+void rayc__actor_adopt_locked(rayc__rt *rt, rayc__actor *a)
 {
 	uint32_t from = a->owner;
 
 	a->hosted = false;
 	a->owner = 0;
 	a->owner_gone = false;
+	a->adopt = false;
 	a->loc = 0;
 	a->max_restarts = 0;
 	a->max_task_retries = 0;
+	/* Handles this peer's program held through a proxy (to the dead
+	 * owner) are handles to this actor now, which the handle's id
+	 * finds first (rayc__actor_handle_locked); the proxy keeps only
+	 * what task specs hold, and goes with them. */
+	rayc__actor *p;
+	HASH_FIND(hh, rt->actor_proxies, &a->id, sizeof(a->id), p);
+	if (p != NULL && p->handles > 0) {
+		int32_t n = p->handles;
+		p->handles = 0;
+		a->handles += n;
+		a->refcnt += n;
+		p->refcnt -= n;
+		if (p->refcnt == 0)
+			rayc__actor_settle_locked(rt, p); /* may free it */
+	}
 	if (a->name != NULL && rayc__actor_named_locked(rt, a->name) == NULL) {
 		HASH_ADD_KEYPTR(hh_name, rt->actor_names, a->name,
 		                strlen(a->name), a);
@@ -294,7 +321,13 @@ static void actor_died_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
 			return;
 		if (a->detached && a->st == RAYC_ACTOR_ALIVE &&
 		    a->want == WANT_NONE) {
-			adopt_locked(rt, a);
+			rayc__actor_adopt_locked(rt, a);
+			return;
+		}
+		if (a->detached && a->ctor_running && a->want == WANT_NONE) {
+			/* Adopted once its constructor succeeds
+			 * (rayc__actor_ctor_done_locked). */
+			a->adopt = true;
 			return;
 		}
 		/* Bound to its owner: it goes (destructor, then
