@@ -599,7 +599,9 @@ enum rayc_actor_lifetime {
 	 * before have run), as Ray's default. */
 	RAYC_LIFETIME_DEFAULT = 0,
 	/* Lives until rayc_actor_kill, handles or not; find it again by
-	 * name.  Running on another peer than its creator's, it outlives
+	 * name.  With the default strategy it is placed on another peer
+	 * than its creator's if one can hold it.  Running on another peer
+	 * than its creator's, it outlives
 	 * its creator: when the creator leaves or dies, the peer it runs
 	 * on adopts it (same instance and state, calls already made still
 	 * run, its name now leads there; it can no longer be restarted,

@@ -861,3 +861,52 @@ Test(actor_net, a_handle_passed_on_by_a_task_that_ended_keeps_the_actor_alive)
 	cr_assert_eq(fini_count("n"), 1);
 	cluster_stop();
 }
+
+Test(actor_net, a_detached_actor_placed_by_default_outlives_its_creator)
+{
+	rayc_actor_info v[8];
+	size_t n = 0;
+	struct where w;
+	rayc_actor h;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a);
+	/* Made by a task on a that holds no CPU (a is idle: an ordinary
+	 * actor would be placed there), detached, default placement: it
+	 * goes to another peer than a, which can adopt it. */
+	rayc_task_opts o = on_peer(pa);
+	o.num_cpus = 0;
+	rayc_ref r;
+	int64_t rc = -1;
+	cr_assert_eq(rayc_call_opts(&r, "af_named_create", &o,
+	                            RAYC_STR("roamer"), RAYC_I64(0)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(r, &rc, 60000), RAYC_OK, "%s", rayc_errmsg());
+	rayc_release(r);
+	cr_assert_eq(rc, RAYC_OK);
+	RT_WAIT_FOR((rayc_cluster_actors(v, 8, &n) == RAYC_OK && n == 1 &&
+	             v[0].state == RAYC_ACTOR_ALIVE),
+	            20000);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v[0].owner, pa);
+	cr_assert_neq(v[0].peer, pa, "placed on its creator's peer");
+	uint32_t host = v[0].peer;
+	cr_assert_eq(named_calls_on(pa, "roamer", 0, 3), host);
+	kill(a, SIGKILL);
+	forget_kid(a);
+	RT_WAIT_FOR((rayc_cluster_actors(v, 8, &n) == RAYC_OK && n == 1 &&
+	             v[0].owner == host),
+	            30000);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v[0].owner, host);
+	cr_assert_eq(rayc_actor_get_named(&h, "roamer"), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(w.next, 3);
+	cr_assert_eq(w.peer, host);
+	rayc_actor_release(h);
+	cluster_stop();
+}

@@ -279,6 +279,10 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 		.soft = t->soft,
 		.local_util = local_util_locked(rt),
 		.rr = &net->rr,
+		/* A detached actor should outlive this peer: another that
+		 * can hold it adopts it when this one goes. */
+		.away = t->akind == RAYC__AK_CTOR && t->actor != NULL &&
+		        t->actor->detached,
 	};
 	int r = rayc__place(&rq, pp, n);
 	if (r >= 0)

@@ -64,6 +64,10 @@ static int place_default(const rayc__place_req *rq,
 		if (room(p) && (best < 0 || util(rq, p) < util(rq, &peers[best])))
 			best = i;
 	}
+	if (rq->away && best >= 0)
+		return best;
+	if (rq->away && any >= 0)
+		return RAYC__PLACE_WAIT; /* another can: until it has room */
 	if (loc >= 0)
 		return peers[loc].self ? RAYC__PLACE_HERE : loc;
 	if (here >= 0 && rq->local_util < RAYC__PLACE_UTIL)

@@ -33,6 +33,8 @@ typedef struct rayc__place_req {
 	bool soft;
 	double local_util; /* (busy + queued CPU) / CPU total of this peer */
 	uint32_t *rr;      /* SPREAD's position */
+	bool away; /* default strategy: another peer if one can run it
+	              (a detached actor, to outlive this one) */
 } rayc__place_req;
 
 /* True if a peer with these totals (nres of them) offers any resource.
