@@ -12,6 +12,29 @@
 
 TestSuite(actor_net, .timeout = 240, .fini = kill_kids);
 
+/* This driver and two peers, a and b (pids, peer ids). */
+static void three_peers(pid_t *a, pid_t *b, uint32_t *pa, uint32_t *pb)
+{
+	driver_start();
+	*a = spawn_peer(TOKEN, NULL);
+	*b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	*pa = peer_of(*a);
+	*pb = peer_of(*b);
+}
+
+/* A NetCounter (tag) owned here, living on peer node. */
+static rayc_actor counter_on(uint32_t node, const char *tag)
+{
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = node };
+	rayc_actor h;
+
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(tag)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	return h;
+}
+
 struct where {
 	int64_t peer, next, wrong, inits;
 };
@@ -287,11 +310,9 @@ Test(actor_net, a_handle_passed_through_two_tasks_on_other_peers_calls_it)
 	rayc_ref r;
 	int64_t at;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	/* Owned here, hosted on b; handed to a task on a, which calls it
 	 * and hands it to a task on b, which calls it too. */
 	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
@@ -392,11 +413,9 @@ Test(actor_net, a_named_actor_is_found_and_called_from_a_task_on_another_peer)
 	rayc_actor h, g;
 	struct where w;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	/* Owned here, hosted on b, named: a task on a finds it by name
 	 * and calls it 100 times, in order. */
 	rayc_actor_opts o = { .name = "registry-1",
@@ -537,11 +556,9 @@ Test(actor_net, a_peer_that_does_not_own_an_actor_kills_it)
 	int64_t rc;
 	rayc_view v;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	oa = on_peer(pa);
 	/* Owned here, hosted on b, killed by a task on a. */
 	rayc_actor_opts o = { .name = "victim", .max_restarts = 1,
@@ -601,11 +618,9 @@ Test(actor_net, handles_held_on_other_peers_keep_the_actor_alive)
 {
 	rayc_actor h;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	/* Owned here, hosted on b; a finds it by name and keeps the
 	 * handle; this driver lets go of its own. */
 	rayc_actor_opts o = { .name = "lent",
@@ -722,11 +737,9 @@ Test(actor_net, a_detached_actor_outlives_its_owner_on_the_peer_it_runs_on)
 	rayc_ref r;
 	rayc_view v;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	/* Made by a task on a, detached, living on b; a not-detached one
 	 * beside it. */
 	cr_assert_eq(create_at(pa, "svc", 0, pb, 1), RAYC_OK);
@@ -786,17 +799,12 @@ Test(actor_net, a_big_result_of_a_call_made_on_a_third_peer_comes_back)
 {
 	rayc_actor h;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	/* Owned here, hosted on b, called from a task on a: the result
 	 * goes b -> here -> a.  Small, just over 64 KiB, and 8 MiB. */
-	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
-		              .node_id = pb };
-	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("big")),
-	             RAYC_OK, "%s", rayc_errmsg());
+	h = counter_on(pb, "big");
 	int64_t sizes[] = { 100, (64 << 10) + 1, 8 << 20 };
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(I64_ON(pa, "af_blob_via", RAYC_ACTOR(h),
@@ -834,19 +842,14 @@ Test(actor_net, a_handle_passed_on_by_a_task_that_ended_keeps_the_actor_alive)
 {
 	rayc_actor h;
 
-	driver_start();
-	pid_t a = spawn_peer(TOKEN, NULL);
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pa = peer_of(a), pb = peer_of(b);
+	pid_t a, b;
+	uint32_t pa, pb;
+	three_peers(&a, &b, &pa, &pb);
 	/* Owned here, hosted on b.  A task on a hands the handle to a task
 	 * on b and ends without waiting for it; this driver then lets go
 	 * of everything it holds.  The task on b, still holding the
 	 * handle as its argument, calls the actor only after that. */
-	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
-		              .node_id = pb };
-	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("n")),
-	             RAYC_OK, "%s", rayc_errmsg());
+	h = counter_on(pb, "n");
 	cr_assert_eq(I64_ON(pa, "af_spawn_user", RAYC_ACTOR(h), RAYC_I64(pb),
 	                    RAYC_STR("k1")),
 	             0);

@@ -317,12 +317,7 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
 		return rayc__err(RAYC_ESTATE, "this peer has left the cluster");
 	int64_t deadline = rayc__now_ns() + CTL_TIMEOUT_NS;
 	rayc__rpc r;
-	memset(&r, 0, sizeof(r));
-	rayc__mutex_lock(&net->mu);
-	r.id = ++net->next_rpc;
-	r.next = net->rpcs;
-	net->rpcs = &r;
-	rayc__mutex_unlock(&net->mu);
+	rayc__rpc_add(net, &r);
 	/* A kill is sent once; the others may go again (lost with a
 	 * connection): a second BORROW or LIST changes nothing. */
 	bool again = op != RAYC__ACTOR_CTL_KILL &&
@@ -380,13 +375,7 @@ int rayc__net_actor_ctl(rayc__rt *rt, uint32_t owner, rayc_actor id, int op,
 			break;
 		}
 	}
-	rayc__mutex_lock(&net->mu);
-	for (rayc__rpc **pp = &net->rpcs; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == &r) {
-			*pp = r.next;
-			break;
-		}
-	rayc__mutex_unlock(&net->mu);
+	rayc__rpc_remove(net, &r);
 	free(r.val);
 	rayc__net_put(net);
 	return rc;

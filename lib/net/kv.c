@@ -352,6 +352,27 @@ typedef struct kv_work {
 	size_t len;
 } kv_work;
 
+void rayc__rpc_add(rayc__net *net, rayc__rpc *r)
+{
+	memset(r, 0, sizeof(*r));
+	rayc__mutex_lock(&net->mu);
+	r->id = ++net->next_rpc;
+	r->next = net->rpcs;
+	net->rpcs = r;
+	rayc__mutex_unlock(&net->mu);
+}
+
+void rayc__rpc_remove(rayc__net *net, rayc__rpc *r)
+{
+	rayc__mutex_lock(&net->mu);
+	for (rayc__rpc **pp = &net->rpcs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	rayc__mutex_unlock(&net->mu);
+}
+
 void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
                         size_t len)
 {
@@ -657,12 +678,7 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 		if (rc != RAYC_OK)
 			return rc;
 		rayc__rpc r;
-		memset(&r, 0, sizeof(r));
-		rayc__mutex_lock(&net->mu);
-		r.id = ++net->next_rpc;
-		r.next = net->rpcs;
-		net->rpcs = &r;
-		rayc__mutex_unlock(&net->mu);
+		rayc__rpc_add(net, &r);
 		kv_work *w = kv_work_new(net, r.id, op, key, val, len);
 		bool ok = false;
 		if (w != NULL) {
@@ -677,13 +693,7 @@ static int kv_call_net(rayc__net *net, int op, const char *key,
 			                                              : deadline,
 			                      20000);
 		}
-		rayc__mutex_lock(&net->mu);
-		for (rayc__rpc **pp = &net->rpcs; *pp != NULL; pp = &(*pp)->next)
-			if (*pp == &r) {
-				*pp = r.next;
-				break;
-			}
-		rayc__mutex_unlock(&net->mu);
+		rayc__rpc_remove(net, &r);
 		if (w == NULL)
 			return rayc__err(RAYC_ENOMEM, "KV '%s'", key);
 		busy = ok && r.rc == RAYC__BUSY;

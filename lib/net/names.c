@@ -72,6 +72,24 @@ static bool rec_read(const void *val, size_t len, rayc__name_rec *r)
 	       r->owner != 0 && r->owner < RAYC__MAX_PEERS;
 }
 
+/* KV operation op (PUTNX, DELEQ) on name's key with record r as the
+ * value, waiting for its answer. */
+static int rec_call(int op, const char *name, const rayc__name_rec *r)
+{
+	char key[RAYC__KV_KEY_MAX + 1];
+	rayc__wbuf b = { 0 };
+
+	name_key(key, name);
+	rec_write(&b, r);
+	if (b.bad) {
+		rayc__wbuf_fini(&b);
+		return rayc__err(RAYC_ENOMEM, "actor name '%s'", name);
+	}
+	int rc = rayc__kv_call(op, key, b.p, b.len, NULL, NULL);
+	rayc__wbuf_fini(&b);
+	return rc;
+}
+
 /* This peer, as a record names its owner; false if not in a cluster. */
 static bool self_of(rayc__rt *rt, uint32_t *id, uint64_t *gen)
 {
@@ -104,20 +122,10 @@ static bool rec_stale(rayc__rt *rt, const rayc__name_rec *r)
 int rayc__net_name_claim(rayc__rt *rt, const char *name, rayc__name_rec *mine,
                          rayc__name_rec *theirs)
 {
-	char key[RAYC__KV_KEY_MAX + 1];
-	rayc__wbuf b = { 0 };
-
 	if (!self_of(rt, &mine->owner, &mine->gen))
 		return rayc__err(RAYC_ESTATE, "actor name '%s': this peer is "
 		                 "not in a cluster (any more)", name);
-	name_key(key, name);
-	rec_write(&b, mine);
-	if (b.bad) {
-		rayc__wbuf_fini(&b);
-		return rayc__err(RAYC_ENOMEM, "actor name '%s'", name);
-	}
-	int rc = rayc__kv_call(RAYC__KV_PUTNX, key, b.p, b.len, NULL, NULL);
-	rayc__wbuf_fini(&b);
+	int rc = rec_call(RAYC__KV_PUTNX, name, mine);
 	if (rc == RAYC_EEXIST) {
 		rc = rayc__net_name_lookup(rt, name, theirs);
 		return rc == RAYC_OK ? RAYC_EEXIST : rc;
@@ -158,17 +166,8 @@ int rayc__net_name_lookup(rayc__rt *rt, const char *name,
 
 int rayc__net_name_drop(const char *name, const rayc__name_rec *r)
 {
-	char key[RAYC__KV_KEY_MAX + 1];
-	rayc__wbuf b = { 0 };
+	int rc = rec_call(RAYC__KV_DELEQ, name, r);
 
-	name_key(key, name);
-	rec_write(&b, r);
-	if (b.bad) {
-		rayc__wbuf_fini(&b);
-		return rayc__err(RAYC_ENOMEM, "actor name '%s'", name);
-	}
-	int rc = rayc__kv_call(RAYC__KV_DELEQ, key, b.p, b.len, NULL, NULL);
-	rayc__wbuf_fini(&b);
 	return rc == RAYC_ENOTFOUND ? RAYC_OK : rc; /* gone either way */
 }
 

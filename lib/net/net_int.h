@@ -663,6 +663,10 @@ enum {
  * write them (names.c keeps actor names under RAYC__KV_OWN "actor/"). */
 #define RAYC__KV_OWN "rayc."
 void rayc__kv_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* A call of this peer waiting for its answer: r (zeroed, given an id)
+ * joins net->rpcs / leaves it. */
+void rayc__rpc_add(rayc__net *net, rayc__rpc *r);
+void rayc__rpc_remove(rayc__net *net, rayc__rpc *r);
 /* Completes this peer's pending call id (net->rpcs) if it still waits,
  * else a name's delete waiting for it (names.c). */
 void rayc__rpc_complete(rayc__net *net, uint64_t id, int rc, const void *val,
