@@ -548,15 +548,16 @@ RAYC_API int rayc_task_attempt(rayc_ctx *ctx);
  * resources stay reserved there until the actor dies, and its calls and
  * destructor run on that peer's worker threads.  The peer that created
  * it (its owner) keeps its handles, order and life; names are the
- * owner's; the actor dies with its owner.  A handle given to a task that
- * runs on another peer works there too: that peer's calls, in its order,
- * go through the owner, which queues them with the others (their
- * results over 64 KiB are refused with RAYC_ETOOBIG when the actor lives
- * on a third peer: not relayed yet).  If the peer it lives on dies, it
- * is restarted on another while max_restarts allows (constructor again,
- * fresh state), and calls that were running there are sent again while
- * max_task_retries allows, else fail with RAYC_EACTORDIED.  (A
- * cluster-wide name registry is not done yet: see README.) */
+ * cluster's (kept in its control store); the actor dies with its owner
+ * (unless detached: RAYC_LIFETIME_DETACHED).  A handle given to a task
+ * that runs on another peer works there too: that peer's calls, in its
+ * order, go through the owner, which queues them with the others (when
+ * the actor lives on a third peer, their results come back through the
+ * owner, up to 8 MiB in all per call: RAYC_ETOOBIG beyond).  If the
+ * peer it lives on dies, it is restarted on another while max_restarts
+ * allows (constructor again, fresh state), and calls that were running
+ * there are sent again while max_task_retries allows, else fail with
+ * RAYC_EACTORDIED. */
 typedef struct rayc_actor {
 	uint64_t hi, lo;
 } rayc_actor;
@@ -601,13 +602,13 @@ enum rayc_actor_lifetime {
 	/* Lives until rayc_actor_kill, handles or not; find it again by
 	 * name.  With the default strategy it is placed on another peer
 	 * than its creator's if one can hold it.  Running on another peer
-	 * than its creator's, it outlives
-	 * its creator: when the creator leaves or dies, the peer it runs
-	 * on adopts it (same instance and state, calls already made still
-	 * run, its name now leads there; it can no longer be restarted,
-	 * and handles taken before through the creator fail with
-	 * RAYC_EACTORDIED: look it up again).  Running on its creator's
-	 * peer, it ends with that peer (rayc_shutdown or death). */
+	 * than its creator's, it outlives its creator: when the creator
+	 * leaves or dies, the peer it runs on adopts it (same instance
+	 * and state, calls already made still run, its name now leads
+	 * there; it can no longer be restarted, and handles taken before
+	 * through the creator fail with RAYC_EACTORDIED: look it up
+	 * again).  Running on its creator's peer, it ends with that peer
+	 * (rayc_shutdown or death). */
 	RAYC_LIFETIME_DETACHED = 1,
 };
 
