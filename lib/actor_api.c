@@ -457,8 +457,7 @@ int rayc_actor_get_named(rayc_actor *out, const char *name)
 	rayc__rt_lock(rt);
 	rayc__actor *a = rayc__actor_named_locked(rt, name);
 	if (a != NULL) {
-		rayc__actor_hold_locked(a);
-		a->handles++;
+		(void)take_handle_locked(a); /* one of ours: no owner to ask */
 		*out = a->id;
 	}
 	rayc__mutex_unlock(&rt->mu);

@@ -128,28 +128,59 @@ static rayc_actor_class nc_bad_class = {
 };
 RAYC_ACTOR_CLASS(nc_bad_class)
 
-/* count calls add(first), add(first + 1), ... through h; *at gets the
- * peer the last ran on.  Fails c (and returns false) on an error. */
-static bool calls_through(rayc_ctx *c, rayc_actor h, int64_t first,
-                          int64_t count, int64_t *at)
+/* A call placed on another peer by node affinity got rc: true to try
+ * again, as this peer may not have heard of that one yet (every 10 ms,
+ * 10 s in all). */
+static bool not_heard_of_yet(int rc, int *tries)
 {
-	rayc_ref last = { { 0, 0 } };
+	if (rc != RAYC_EINFEASIBLE || ++*tries > 1000)
+		return false;
+	struct timespec ts = { 0, 10000000 };
+	nanosleep(&ts, NULL);
+	return true;
+}
+
+/* count calls add(first), add(first + 1), ... through h; *last gets the
+ * ref of the last.  Fails c (and returns false) on an error. */
+static bool make_calls(rayc_ctx *c, rayc_actor h, int64_t first,
+                       int64_t count, rayc_ref *last)
+{
 	for (int64_t k = 0; k < count; k++) {
 		rayc_ref r;
-		int rc = rayc_actor_call(&r, h, "add", RAYC_I64(first + k));
-		if (rc != RAYC_OK) {
+		if (rayc_actor_call(&r, h, "add", RAYC_I64(first + k)) !=
+		    RAYC_OK) {
 			rayc_fail(c, "call: %s", rayc_errmsg());
+			if (k > 0)
+				rayc_release(*last);
 			return false;
 		}
 		if (k > 0)
-			rayc_release(last);
-		last = r;
+			rayc_release(*last);
+		*last = r;
 	}
+	return true;
+}
+
+/* Waits for last (and lets it go); *at gets the peer its call ran on.
+ * Fails c (and returns false) on an error. */
+static bool last_call_at(rayc_ctx *c, rayc_ref last, int64_t *at)
+{
 	int rc = rayc_get_i64(last, at, 30000);
 	rayc_release(last);
 	if (rc != RAYC_OK)
 		rayc_fail(c, "get: %s (%s)", rayc_strerror(rc), rayc_errmsg());
 	return rc == RAYC_OK;
+}
+
+/* count calls add(first), add(first + 1), ... through h; *at gets the
+ * peer the last ran on.  Fails c (and returns false) on an error. */
+static bool calls_through(rayc_ctx *c, rayc_actor h, int64_t first,
+                          int64_t count, int64_t *at)
+{
+	rayc_ref last;
+
+	return make_calls(c, h, first, count, &last) &&
+	       last_call_at(c, last, at);
 }
 
 /* (handle, first, count) -> the peer the last call ran on, after count
@@ -195,16 +226,11 @@ static void af_pass_on(rayc_ctx *c)
 	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
 	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
 	o.node_id = (uint32_t)peer;
-	/* This peer may not have heard of that one yet: wait (10 s). */
-	int rc = RAYC_EINFEASIBLE;
-	for (int tries = 0; tries < 1000 && rc == RAYC_EINFEASIBLE; tries++) {
+	int rc, tries = 0;
+	do
 		rc = rayc_call_opts(&r, "af_calls_via", &o, RAYC_ACTOR(h),
 		                    RAYC_I64(first + 1), RAYC_I64(1));
-		if (rc == RAYC_EINFEASIBLE) {
-			struct timespec ts = { 0, 10000000 };
-			nanosleep(&ts, NULL);
-		}
-	}
+	while (not_heard_of_yet(rc, &tries));
 	if (rc != RAYC_OK || rayc_get_i64(r, &at, 30000) != RAYC_OK) {
 		rayc_fail(c, "second task: %s", rayc_errmsg());
 		return;
@@ -317,14 +343,10 @@ static void af_spawn_user(rayc_ctx *c)
 	o.node_id = (uint32_t)node;
 	rayc_arg key = RAYC_BYTES(p, n);
 	rayc_ref r;
-	int rc = RAYC_EINFEASIBLE;
-	for (int tries = 0; tries < 1000 && rc == RAYC_EINFEASIBLE; tries++) {
+	int rc, tries = 0;
+	do
 		rc = rayc_call_opts(&r, "af_use_after", &o, RAYC_ACTOR(h), key);
-		if (rc == RAYC_EINFEASIBLE) {
-			struct timespec ts = { 0, 10000000 };
-			nanosleep(&ts, NULL);
-		}
-	}
+	while (not_heard_of_yet(rc, &tries));
 	if (rc != RAYC_OK) {
 		rayc_fail(c, "af_use_after: %s", rayc_errmsg());
 		return;
@@ -405,15 +427,10 @@ static void af_named_create(rayc_ctx *c)
 		o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
 		o.node_id = (uint32_t)node;
 	}
-	/* This peer may not have heard of that one yet: wait (10 s). */
-	int rc = RAYC_EINFEASIBLE;
-	for (int tries = 0; tries < 1000 && rc == RAYC_EINFEASIBLE; tries++) {
+	int rc, tries = 0;
+	do
 		rc = rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(name));
-		if (rc == RAYC_EINFEASIBLE) {
-			struct timespec ts = { 0, 10000000 };
-			nanosleep(&ts, NULL);
-		}
-	}
+	while (not_heard_of_yet(rc, &tries));
 	if (rc == RAYC_OK && !detached && nkept_made < 64)
 		kept_made[nkept_made++] = h;
 	else if (rc == RAYC_OK)
@@ -497,35 +514,22 @@ RAYC_REMOTE(af_kept_calls)
 static void af_calls_then_let_go(rayc_ctx *c)
 {
 	int64_t first, count, at = -1;
-	rayc_ref last = { { 0, 0 } };
+	rayc_ref last;
 
 	if (rayc_arg_i64(c, 0, &first) != RAYC_OK ||
 	    rayc_arg_i64(c, 1, &count) != RAYC_OK || count < 1) {
 		rayc_fail(c, "af_calls_then_let_go(first, count)");
 		return;
 	}
-	for (int64_t k = 0; k < count; k++) {
-		rayc_ref r;
-		if (rayc_actor_call(&r, kept_handle, "add",
-		                    RAYC_I64(first + k)) != RAYC_OK) {
-			rayc_fail(c, "call: %s", rayc_errmsg());
-			return;
-		}
-		if (k > 0)
-			rayc_release(last);
-		last = r;
-	}
+	if (!make_calls(c, kept_handle, first, count, &last))
+		return;
 	if (rayc_actor_release(kept_handle) != RAYC_OK) {
 		rayc_fail(c, "release: %s", rayc_errmsg());
+		rayc_release(last);
 		return;
 	}
-	int rc = rayc_get_i64(last, &at, 30000);
-	rayc_release(last);
-	if (rc != RAYC_OK) {
-		rayc_fail(c, "get: %s (%s)", rayc_strerror(rc), rayc_errmsg());
-		return;
-	}
-	rayc_return_i64(c, 0, at);
+	if (last_call_at(c, last, &at))
+		rayc_return_i64(c, 0, at);
 }
 RAYC_REMOTE(af_calls_then_let_go)
 

@@ -64,14 +64,10 @@ bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
 		}
 		a = calloc(1, sizeof(*a));
 		if (a == NULL ||
-		    (a->state = calloc(1, cls->state_size + 1)) == NULL) {
-			free(a);
-			snprintf(msg, n, "actor %s: no memory for it on the "
-			         "peer asked to run it", cls->name);
-			return false;
-		}
-		if (name != NULL && (a->name = strdup(name)) == NULL) {
-			free(a->state);
+		    (a->state = calloc(1, cls->state_size + 1)) == NULL ||
+		    (name != NULL && (a->name = strdup(name)) == NULL)) {
+			if (a != NULL)
+				free(a->state);
 			free(a);
 			snprintf(msg, n, "actor %s: no memory for it on the "
 			         "peer asked to run it", cls->name);
@@ -168,8 +164,8 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
  * step may free actors (a failed call's spec letting go of the handles
  * it held), so the table is not walked while stepping. */
 static void each_locked(rayc__rt *rt, rayc__actor **table,
-                        void (*step)(rayc__rt *, rayc__actor *, uint32_t),
-                        uint32_t arg) RAYC_REQUIRES(rt->mu)
+                        void (*step)(rayc__rt *, rayc__actor *, void *),
+                        void *arg) RAYC_REQUIRES(rt->mu)
 {
 	rayc__actor *a, *tmp;
 	size_t n = HASH_COUNT(*table), k = 0;
@@ -288,34 +284,27 @@ void rayc__actor_adopt_locked(rayc__rt *rt, rayc__actor *a)
 	rayc__actor_unhold_locked(rt, a);
 }
 
-/* Peer id died: its registered handles go.  One at a time, looking
- * again after each: letting go of one actor may free others. */
-static void borrowers_died_locked(rayc__rt *rt, uint32_t id)
+/* Peer id (*arg) died: its registered handles to a go. */
+static void borrower_died_step(rayc__rt *rt, rayc__actor *a, void *arg)
 	RAYC_REQUIRES(rt->mu)
 {
+	uint32_t id = *(const uint32_t *)arg;
 	uint64_t bit = (uint64_t)1 << (id % 64);
 
-	if (id >= 64 * RAYC__ACTOR_PEER_WORDS)
+	if (a->hosted || id >= 64 * RAYC__ACTOR_PEER_WORDS ||
+	    (a->borrowers[id / 64] & bit) == 0)
 		return;
-	for (;;) {
-		rayc__actor *a, *tmp, *found = NULL;
-		HASH_ITER(hh, rt->actors, a, tmp)
-			if (!a->hosted && (a->borrowers[id / 64] & bit)) {
-				found = a;
-				break;
-			}
-		if (found == NULL)
-			return;
-		found->borrowers[id / 64] &= ~bit;
-		rayc__actor_unhold_locked(rt, found);
-	}
+	a->borrowers[id / 64] &= ~bit;
+	rayc__actor_unhold_locked(rt, a); /* may free it, and others */
 }
 
 /* Peer id died: what that does to actor a (one this peer owns or
  * hosts). */
-static void actor_died_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
+static void actor_died_step(rayc__rt *rt, rayc__actor *a, void *arg)
 	RAYC_REQUIRES(rt->mu)
 {
+	uint32_t id = *(const uint32_t *)arg;
+
 	if (a->hosted) {
 		if (a->owner != id || a->owner_gone)
 			return;
@@ -374,24 +363,24 @@ static void actor_died_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
 	rayc__actor_settle_locked(rt, a);
 }
 
-static void proxy_died_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
+static void proxy_died_step(rayc__rt *rt, rayc__actor *a, void *arg)
 	RAYC_REQUIRES(rt->mu)
 {
-	if (a->owner == id)
+	if (a->owner == *(const uint32_t *)arg)
 		proxy_orphaned_locked(rt, a);
 }
 
 void rayc__actors_peer_died_locked(rayc__rt *rt, uint32_t id)
 {
-	borrowers_died_locked(rt, id);
-	each_locked(rt, &rt->actor_proxies, proxy_died_step, id);
-	each_locked(rt, &rt->actors, actor_died_step, id);
+	each_locked(rt, &rt->actors, borrower_died_step, &id);
+	each_locked(rt, &rt->actor_proxies, proxy_died_step, &id);
+	each_locked(rt, &rt->actors, actor_died_step, &id);
 }
 
-static void back_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
+static void back_step(rayc__rt *rt, rayc__actor *a, void *arg)
 	RAYC_REQUIRES(rt->mu)
 {
-	if (!a->stalled || a->loc != id)
+	if (!a->stalled || a->loc != *(const uint32_t *)arg)
 		return;
 	a->stalled = false;
 	rayc__actor_settle_locked(rt, a);
@@ -399,24 +388,18 @@ static void back_step(rayc__rt *rt, rayc__actor *a, uint32_t id)
 
 void rayc__actors_peer_back_locked(rayc__rt *rt, uint32_t id)
 {
-	each_locked(rt, &rt->actors, back_step, id);
-	each_locked(rt, &rt->actor_proxies, back_step, id);
+	each_locked(rt, &rt->actors, back_step, &id);
+	each_locked(rt, &rt->actor_proxies, back_step, &id);
 }
 
-/* rayc__actors_retry_locked's dead (loop thread, under rt->mu). */
-static bool (*retry_dead)(rayc__rt *rt, uint32_t peer);
-
-/* A stalled proxy with nothing in flight tries again: calls in flight
- * on a lost connection are sent again first
- * (rayc__actors_peer_back_locked follows), and those waiting must not
- * overtake them.  One whose owner is dead dies with it. */
-static void retry_step(rayc__rt *rt, rayc__actor *a, uint32_t unused)
+static void retry_step(rayc__rt *rt, rayc__actor *a, void *arg)
 	RAYC_REQUIRES(rt->mu)
 {
-	(void)unused;
+	bool (*const *dead)(rayc__rt *, uint32_t) = arg;
+
 	if (!a->stalled || a->running > 0)
 		return;
-	if (retry_dead(rt, a->owner)) {
+	if ((*dead)(rt, a->owner)) {
 		proxy_orphaned_locked(rt, a);
 		return;
 	}
@@ -434,6 +417,5 @@ void rayc__actors_retry_locked(rayc__rt *rt,
 		any |= a->stalled;
 	if (!any)
 		return;
-	retry_dead = dead;
-	each_locked(rt, &rt->actor_proxies, retry_step, 0);
+	each_locked(rt, &rt->actor_proxies, retry_step, &dead);
 }
