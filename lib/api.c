@@ -457,6 +457,17 @@ void rayc_view_release(rayc_view *view)
 
 	if (view == NULL || view->priv_ == NULL || rt == NULL)
 		return;
+	/* A count that is not the last goes without rt->mu (release: the
+	 * view's reads come first); the last one frees under it. */
+	rayc__obj *o = view->priv_;
+	int32_t n = atomic_load_explicit(&o->refcnt, memory_order_relaxed);
+	while (n > 1)
+		if (atomic_compare_exchange_weak_explicit(
+			    &o->refcnt, &n, n - 1, memory_order_release,
+			    memory_order_relaxed)) {
+			memset(view, 0, sizeof(*view));
+			return;
+		}
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj_unref_locked(rt, view->priv_);
 	rayc__mutex_unlock(&rt->mu);
@@ -651,7 +662,7 @@ static int put_new(rayc__rt *rt, rayc_ref *out, size_t n, void **data,
 		return RAYC_ENOMEM;
 	}
 	o->is_put = true;
-	o->refcnt = 1;
+	atomic_store_explicit(&o->refcnt, 1, memory_order_relaxed);
 	o->handles = 1;
 	o->type = RAYC_TYPE_BYTES;
 	o->len = n;

@@ -434,6 +434,7 @@ static void rt_free(rayc__rt *rt)
 	rayc__store_close(rt->store);
 	rayc__slab_fini(&rt->task_slab);
 	rayc__slab_fini(&rt->obj_slab);
+	rayc__idtab_fini(&rt->objs);
 	rayc__mutex_fini(&rt->kv_mu);
 	rayc__mutex_fini(&rt->name_mu);
 	rayc__mutex_fini(&rt->mu);
@@ -475,11 +476,14 @@ int rayc_init(const rayc_config *cfg)
 		return rc;
 	}
 	rayc__log_set_level(c.log_level);
-	rayc__rt *rt = calloc(1, sizeof(*rt));
+	/* Aligned as its counters' cache lines are (rt.h); sizeof is a
+	 * multiple of the alignment. */
+	rayc__rt *rt = aligned_alloc(_Alignof(rayc__rt), sizeof(*rt));
 	if (rt == NULL) {
 		unlock_init();
 		return RAYC_ENOMEM;
 	}
+	memset(rt, 0, sizeof(*rt));
 	rayc__mutex_init(&rt->mu);
 	rayc__mutex_init(&rt->kv_mu);
 	rayc__mutex_init(&rt->name_mu);
@@ -518,9 +522,9 @@ int rayc_init(const rayc_config *cfg)
 	}
 	memcpy(rt->res_avail, rt->res_total, sizeof(rt->res_avail));
 	rayc__mutex_lock(&rt->mu);
-	rc = rayc__actors_init_locked(rt); /* first: nothing to undo */
-	if (rc == RAYC_OK)
-		rayc__objtab_init_locked(rt);
+	rc = rayc__objtab_init_locked(rt); /* rt_free frees it */
+	if (rc == RAYC_OK) /* last: nothing to undo after it */
+		rc = rayc__actors_init_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
 	if (rc != RAYC_OK) {
 		rt_free(rt);

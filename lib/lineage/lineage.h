@@ -18,7 +18,9 @@ void rayc__cache_take_locked(rayc__obj *o);
 
 static inline void rayc__obj_ref_locked(rayc__obj *o)
 {
-	if (o->refcnt++ == 0 && o->cached)
+	if (atomic_fetch_add_explicit(&o->refcnt, 1, memory_order_relaxed) ==
+	            0 &&
+	    o->cached)
 		rayc__cache_take_locked(o);
 }
 
@@ -92,8 +94,8 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu);
 bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 
-/* Sets up the object table (its anchor: see rt.h) at init. */
-void rayc__objtab_init_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+/* Sets up the object table at init: RAYC_OK or RAYC_ENOMEM. */
+int rayc__objtab_init_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* Frees every entry and task at shutdown. */
 void rayc__objtab_destroy_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 

@@ -56,33 +56,14 @@ static void wl_fini(worklist *w)
 		free(w->v);
 }
 
-/* Ids made from counters (root tasks, puts) hash to neighbouring buckets,
- * so a burst of submissions walks the table in order instead of missing
- * the cache on every insert and lookup; the low 16 bits (return index)
- * spread a task's returns.  (Every bucket must stay in use, or uthash
- * stops expanding.)  Nested task ids are xxh3 output already. */
-static unsigned oid_hash(rayc_object_id id)
-{
-	return (unsigned)(id.lo >> 16) +
-	       (unsigned)(id.lo & 0xffff) * 0x9e3779b1u +
-	       (unsigned)(id.hi ^ (id.hi >> 32)) * 0x85ebca6bu;
-}
-
 rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
 {
-	rayc__obj *o;
-
-	HASH_FIND_BYHASHVALUE(hh, rt->objs, &id, sizeof(id), oid_hash(id), o);
-	return o != &rt->objs_anchor ? o : NULL;
+	return rayc__idtab_find(&rt->objs, id.hi, id.lo);
 }
 
-void rayc__objtab_init_locked(rayc__rt *rt)
+int rayc__objtab_init_locked(rayc__rt *rt)
 {
-	rayc__obj *o = &rt->objs_anchor;
-
-	memset(o, 0, sizeof(*o)); /* id 0:0, never a real object's */
-	HASH_ADD_BYHASHVALUE(hh, rt->objs, id, sizeof(rayc_object_id),
-	                     oid_hash(o->id), o);
+	return rayc__idtab_init(&rt->objs);
 }
 
 rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
@@ -93,8 +74,10 @@ rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 		return NULL;
 	o->id = id;
 	atomic_init(&o->state, RAYC__OBJ_PENDING);
-	HASH_ADD_BYHASHVALUE(hh, rt->objs, id, sizeof(rayc_object_id),
-	                     oid_hash(id), o);
+	if (rayc__idtab_add(&rt->objs, id.hi, id.lo, o) != RAYC_OK) {
+		rayc__slab_free(o);
+		return NULL;
+	}
 	rt->nobjs++;
 	return o;
 }
@@ -239,7 +222,7 @@ static void collect_locked(rayc__rt *rt, worklist *wl)
 	while ((o = wl_pop(wl)) != NULL) {
 		if (obj_alive(o))
 			continue;
-		HASH_DEL(rt->objs, o);
+		rayc__idtab_del(&rt->objs, o->id.hi, o->id.lo);
 		rt->nobjs--;
 		free_data_locked(rt, o);
 		rayc__task *t = o->task;
@@ -265,7 +248,8 @@ static void collect_one_locked(rayc__rt *rt, rayc__obj *o)
 
 void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o)
 {
-	if (--o->refcnt > 0)
+	/* acq_rel: after a view's reads, released without the lock. */
+	if (atomic_fetch_sub_explicit(&o->refcnt, 1, memory_order_acq_rel) > 1)
 		return;
 	if ((o->loc != 0 || o->borrowed) && rt->hooks != NULL)
 		rt->hooks->obj_released(rt, o);
@@ -669,14 +653,11 @@ void rayc__task_done_locked(rayc__rt *rt, rayc__task *t)
 
 void rayc__objtab_destroy_locked(rayc__rt *rt)
 {
-	rayc__obj *o, *tmp;
+	rayc__obj *o;
 	worklist tasks;
 
 	wl_init(&tasks);
-	HASH_ITER(hh, rt->objs, o, tmp) {
-		HASH_DEL(rt->objs, o);
-		if (o == &rt->objs_anchor)
-			continue;
+	RAYC__IDTAB_EACH(&rt->objs, i, o) {
 		free_data_locked(rt, o);
 		rayc__task *t = o->task;
 		if (t != NULL && --t->live_returns == 0)
@@ -690,5 +671,6 @@ void rayc__objtab_destroy_locked(rayc__rt *rt)
 		rayc__task_free(t);
 	}
 	wl_fini(&tasks);
+	rayc__idtab_fini(&rt->objs);
 	rt->nobjs = 0;
 }

@@ -69,10 +69,8 @@ void rayc__test_dump_pending(const char *tag)
 	        (unsigned long long)rt->rwait.n,
 	        (unsigned long long)rt->nobjs);
 	uint64_t cnt[5] = { 0 };
-	rayc__obj *o, *tmp;
-	HASH_ITER(hh, rt->objs, o, tmp) {
-		if (o == &rt->objs_anchor)
-			continue;
+	rayc__obj *o;
+	RAYC__IDTAB_EACH(&rt->objs, i, o) {
 		int st = atomic_load(&o->state);
 		if (st >= 0 && st < 5)
 			cnt[st]++;

@@ -423,7 +423,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 			oom = true;
 			continue; /* answered as a failure (task_finished) */
 		}
-		o->refcnt = 1;
+		atomic_store_explicit(&o->refcnt, 1, memory_order_relaxed);
 		o->owner = c->peer;
 		t->returns[i] = o;
 		made++;

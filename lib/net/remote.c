@@ -226,12 +226,10 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	 * (orphans: they fail with RAYC_EOWNERDIED).  Refs are dropped and
 	 * orphans failed after the walk (either may free objects); a hold
 	 * and a borrow are a ref each, and each orphan is held meanwhile. */
-	rayc__obj *o, *tmp;
+	rayc__obj *o;
 	rayc__obj **drop = NULL, **orphans = NULL;
 	size_t ndrop = 0, cap = 0, norphans = 0, ocap = 0;
-	HASH_ITER(hh, rt->objs, o, tmp) {
-		if (o == &rt->objs_anchor)
-			continue;
+	RAYC__IDTAB_EACH(&rt->objs, i, o) {
 		if (o->loc == id) {
 			o->loc = 0;
 			if (atomic_load(&o->state) == RAYC__OBJ_REMOTE)

@@ -355,11 +355,9 @@ int rayc__sched_start(rayc__rt *rt, int nworkers)
 /* Wakes every thread waiting on an object so it sees rt->stopping. */
 static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
-	rayc__obj *o, *tmp;
+	rayc__obj *o;
 
-	HASH_ITER(hh, rt->objs, o, tmp) {
-		if (o == &rt->objs_anchor)
-			continue;
+	RAYC__IDTAB_EACH(&rt->objs, i, o) {
 		for (rayc__wnode *n = o->waiters; n != NULL; n = n->next)
 			rayc__event_set(&n->w->ev);
 	}

@@ -50,7 +50,7 @@ void rayc__task_record_locked(rayc__rt *rt, rayc__task *t)
 			abort(); /* out of memory mid-submit */
 		o->task = t;
 		o->ret_idx = i;
-		o->refcnt = 1;
+		atomic_store_explicit(&o->refcnt, 1, memory_order_relaxed);
 		o->handles = 1;
 		t->returns[i] = o;
 	}
