@@ -233,6 +233,18 @@ static inline void rayc__tq_push(rayc__tq *q, rayc__task *t)
 	q->n++;
 }
 
+static inline void rayc__tq_push_front(rayc__tq *q, rayc__task *t)
+{
+	t->q_prev = NULL;
+	t->q_next = q->head;
+	if (q->head != NULL)
+		q->head->q_prev = t;
+	else
+		q->tail = t;
+	q->head = t;
+	q->n++;
+}
+
 static inline void rayc__tq_remove(rayc__tq *q, rayc__task *t)
 {
 	if (t->q_prev != NULL)
@@ -256,11 +268,15 @@ struct rayc__sclass {
 	 * actor's calls and destructor runs here (rt->call_class).  Never
 	 * found by a plain demand lookup. */
 	bool pinned;
-	rayc__tq q; /* its ready queue */
+	rayc__sclass *next;
+	/* What workers change with every task, on a cache line of its own:
+	 * the fields above are read by every submission
+	 * (rayc__sched_class_find), which missed the cache each time when
+	 * they shared a line with the queue. */
+	_Alignas(64) rayc__tq q; /* its ready queue */
 	/* Times a younger task of another class ran while this class's head
 	 * waited for resources (reset when the head leaves); see pick_locked. */
 	uint32_t passed;
-	rayc__sclass *next;
 };
 
 struct rayc__worker {
@@ -278,6 +294,10 @@ struct rayc__fn_entry {
 	char *name;
 	rayc_fn fn;
 	UT_hash_handle hh;
+	/* How long a run of it takes on a worker, a moving average (0: not
+	 * run yet); written by workers however the entry is reached
+	 * (sched/execute.c decides from it which runs may share a batch). */
+	_Atomic uint32_t run_ns;
 };
 
 /* The running task's context (rayc_ctx). */

@@ -157,6 +157,9 @@ uint64_t rayc__test_installs_held(void);
 /* This peer's own copy of a KV key (the API asks the coordinator). */
 int rayc__test_kv_local(const char *key, void **val, size_t *len);
 
+/* Runs a worker made as part of a batch (sched/execute.c) since init. */
+uint64_t rayc__test_batched_runs(void);
+
 /* Fault injection: the next count passes of site fail as if memory ran
  * out there (count 0 disarms).  rayc__fault(site) is the check. */
 enum {

@@ -586,3 +586,110 @@ Test(sched, a_task_of_no_returns_runs_for_its_effect)
 	o.num_returns = 1;
 	cr_assert_eq(rayc_call_opts(NULL, "zero_ret", &o), RAYC_EINVAL);
 }
+
+/* ------------------------------------------------------------------ */
+/* Batches: a worker runs several quick tasks of one class per hold of   */
+/* the lock (sched/execute.c).  A run that waits for a task of its own   */
+/* batch must get it: the tasks not started go back to the queue, and    */
+/* those that ran are completed before it parks.                         */
+/* ------------------------------------------------------------------ */
+static atomic_int batch_gate;
+static rayc_ref batch_wanted; /* set before the gate opens */
+
+static void batch_gate_fn(rayc_ctx *c)
+{
+	(void)c;
+	while (!atomic_load(&batch_gate))
+		sched_yield();
+}
+RAYC_REMOTE(batch_gate_fn)
+
+static void batch_make(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, 7);
+}
+RAYC_REMOTE(batch_make)
+
+/* With 0 it returns at once (so that runs teach the scheduler it is
+ * quick); with 1 it gets batch_wanted, made by a task of its batch. */
+static void batch_wait(rayc_ctx *c)
+{
+	int64_t v = 0, mode = 0;
+
+	if (rayc_arg_i64(c, 0, &mode) != RAYC_OK || mode == 0)
+		return;
+	int rc = rayc_get_i64(batch_wanted, &v, 10000);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "get from a run of the batch: %s",
+		          rayc_strerror(rc));
+		return;
+	}
+	rayc_return_i64(c, 0, v);
+}
+RAYC_REMOTE(batch_wait)
+
+static void batch_warm(void)
+{
+	rayc_ref r;
+
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(rayc_call(&r, "batch_make"), RAYC_OK);
+		cr_assert_eq(get_i64(r), 7);
+		rayc_release(r);
+		cr_assert_eq(rayc_call(&r, "batch_wait", RAYC_I64(0)), RAYC_OK);
+		rayc_view v;
+		cr_assert_eq(rayc_get(r, &v, 10000), RAYC_OK);
+		rayc_view_release(&v);
+		rayc_release(r);
+	}
+}
+
+/* One worker, held by a gate while the waiter, its producer (before or
+ * after it) and 20 more quick tasks queue up behind it: the worker then
+ * takes them as one batch. */
+static void batch_case(bool producer_first)
+{
+	rayc_ref gate, waiter, made, more[20];
+
+	batch_warm();
+	atomic_store(&batch_gate, 0);
+	uint64_t before = rayc__test_batched_runs();
+	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
+	if (producer_first)
+		cr_assert_eq(rayc_call(&made, "batch_make"), RAYC_OK);
+	cr_assert_eq(rayc_call(&waiter, "batch_wait", RAYC_I64(1)), RAYC_OK);
+	if (!producer_first)
+		cr_assert_eq(rayc_call(&made, "batch_make"), RAYC_OK);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	batch_wanted = made;
+	atomic_store(&batch_gate, 1);
+	cr_assert_eq(get_i64(waiter), 7);
+	cr_assert_eq(get_i64(made), 7);
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	rayc_release(waiter);
+	rayc_release(made);
+	rayc_release(gate);
+}
+
+static void rt_init1(void)
+{
+	rt_start(1);
+}
+
+TestSuite(batch, .init = rt_init1, .fini = rt_stop, .timeout = 60);
+
+Test(batch, a_run_that_waits_for_a_task_later_in_its_batch_gets_it)
+{
+	batch_case(false);
+}
+
+Test(batch, a_run_that_waits_for_a_task_earlier_in_its_batch_gets_it)
+{
+	batch_case(true);
+}

@@ -66,9 +66,10 @@ rayc__sclass *rayc__sched_class_ex_locked(rayc__rt *rt, const int64_t *demand,
 		    memcmp(c->demand, demand, sizeof(c->demand)) == 0)
 			break;
 	if (c == NULL) {
-		c = calloc(1, sizeof(*c));
+		c = aligned_alloc(_Alignof(rayc__sclass), sizeof(*c));
 		if (c == NULL)
 			return NULL;
+		memset(c, 0, sizeof(*c));
 		c->pinned = pinned;
 		memcpy(c->demand, demand, sizeof(c->demand));
 		c->cpu_only = true;
@@ -207,6 +208,13 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 		(void)spawn_locked(rt);
 }
 
+void rayc__sched_requeue_front_locked(rayc__rt *rt, rayc__task *t)
+{
+	t->state = RAYC__TASK_QUEUED;
+	rayc__tq_push_front(&t->sclass->q, t);
+	rt->queued++;
+}
+
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 {
 	if (t->sclass->q.head == t)
@@ -293,6 +301,30 @@ static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	return t;
 }
 
+/* t, and after it up to RAYC__BATCH_MAX - 1 more quick tasks of its
+ * class when every queued task is of that class and the queue holds
+ * plenty for the other workers too (their share: the queue split among
+ * all workers).  Returns how many are in b. */
+static int take_more_locked(rayc__rt *rt, rayc__task *t, rayc__task **b)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__sclass *c = t->sclass;
+	int n = 1;
+
+	b[0] = t;
+	if (!rayc__sched_quick(t) || c->q.n != rt->queued)
+		return n;
+	uint64_t share = c->q.n / (uint64_t)rt->nworkers;
+	while (n < RAYC__BATCH_MAX && (uint64_t)n <= share &&
+	       c->q.head != NULL && rayc__sched_quick(c->q.head)) {
+		rayc__task *u = c->q.head;
+		rayc__sched_dequeue_locked(rt, u);
+		u->state = RAYC__TASK_RUNNING;
+		b[n++] = u;
+	}
+	return n;
+}
+
 static void *worker_main(void *arg)
 {
 	rayc__worker *w = arg;
@@ -312,6 +344,8 @@ static void *worker_main(void *arg)
 			rayc__sched_drain_locked(rt);
 		rayc__task *t = pick_locked(rt);
 		if (t != NULL) {
+			rayc__task *more[RAYC__BATCH_MAX];
+			int n = take_more_locked(rt, t, more);
 			/* More work fits: wake a worker; or, for an actor's
 			 * calls waiting (no CPU demand, at most
 			 * max_concurrency each), add a thread when none is
@@ -323,8 +357,12 @@ static void *worker_main(void *arg)
 				kick_locked(rt, calls);
 			int64_t demand[RAYC__MAX_RES];
 			memcpy(demand, t->sclass->demand, sizeof(demand));
-			rayc__sched_execute_locked(rt, t,
-			                           demand[RAYC__RES_CPU], 0);
+			if (n > 1)
+				rayc__sched_run_batch_locked(
+					rt, more, n, demand[RAYC__RES_CPU]);
+			else
+				rayc__sched_execute_locked(
+					rt, t, demand[RAYC__RES_CPU], 0);
 			release(rt, demand);
 			continue;
 		}
@@ -397,6 +435,7 @@ void rayc__sched_stop(rayc__rt *rt)
 
 void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 {
+	rayc__sched_batch_return_locked(rt);
 	rt->res_avail[RAYC__RES_CPU] += ctx->held_cpu;
 	kick_locked(rt, true);
 }
