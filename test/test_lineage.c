@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "common/idtab.h"
 #include "helpers.h"
 #include "testing.h"
 
@@ -185,4 +186,85 @@ Test(lineage, released_independent_tasks_keep_memory_bounded)
 		cr_assert_eq(st.objects, 0);
 		cr_assert_eq(st.lineage_tasks, 0);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The object table's index (common/idtab.c), against a plain array: ids */
+/* from two counters (runs that share slot groups), random ids (nested   */
+/* tasks'), and deletes in every order, so that the back-shifts of a      */
+/* delete meet runs of every shape, through several growths.             */
+/* ------------------------------------------------------------------ */
+#define IT_N 60000
+
+static uint64_t it_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+Test(idtab, finds_what_it_holds_and_nothing_else_through_growth_and_deletes)
+{
+	static uint64_t hi[IT_N], lo[IT_N];
+	static bool in[IT_N];
+	rayc__idtab t;
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	size_t held = 0;
+
+	cr_assert_eq(rayc__idtab_init(&t), RAYC_OK);
+	for (int i = 0; i < IT_N; i++) {
+		switch (i % 3) {
+		case 0: /* job A's counter, return 0 */
+			hi[i] = 0x1234;
+			lo[i] = ((uint64_t)(i / 3) << 16) | 1;
+			break;
+		case 1: /* job B's counter, returns 0 and 1 */
+			hi[i] = 0x5678;
+			lo[i] = ((uint64_t)(i / 6) << 16) | (uint64_t)(1 + i % 2);
+			break;
+		default: /* nested: xxh3-like */
+			hi[i] = it_rand(&seed);
+			lo[i] = (it_rand(&seed) & ~(uint64_t)0xffff) | 1;
+		}
+	}
+	/* Rounds of adds, then deletes of a random half, then checks. */
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < IT_N; i++)
+			if (!in[i] && it_rand(&seed) % 4 != 0) {
+				cr_assert_eq(rayc__idtab_add(&t, hi[i], lo[i],
+				                             &in[i]),
+				             RAYC_OK);
+				in[i] = true;
+				held++;
+			}
+		cr_assert_eq(t.n, held);
+		cr_assert_leq(2 * t.n, t.mask + 1, "at most half full");
+		for (int i = 0; i < IT_N; i++)
+			if (in[i] && it_rand(&seed) % 2 == 0) {
+				rayc__idtab_del(&t, hi[i], lo[i]);
+				in[i] = false;
+				held--;
+			}
+		rayc__idtab_del(&t, 0xdead, 0xbeef); /* absent: no-op */
+		cr_assert_eq(t.n, held);
+		for (int i = 0; i < IT_N; i++)
+			cr_assert_eq(rayc__idtab_find(&t, hi[i], lo[i]),
+			             in[i] ? (void *)&in[i] : NULL,
+			             "round %d id %d (%s)", round, i,
+			             in[i] ? "held" : "deleted");
+		size_t seen = 0;
+		void *p;
+		RAYC__IDTAB_EACH(&t, k, p) {
+			cr_assert(*(bool *)p, "a deleted id walked");
+			seen++;
+		}
+		cr_assert_eq(seen, held);
+	}
+	for (int i = 0; i < IT_N; i++)
+		if (in[i])
+			rayc__idtab_del(&t, hi[i], lo[i]);
+	cr_assert_eq(t.n, 0);
+	cr_assert_null(rayc__idtab_find(&t, hi[0], lo[0]));
+	rayc__idtab_fini(&t);
 }

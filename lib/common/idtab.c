@@ -9,16 +9,23 @@
 #define MIN_SLOTS 64
 #define WINDOW_NS (10 * 1000000000LL)
 
-/* Ids made from counters differ in a few middle bits of lo, nested ones
- * are xxh3 output: a multiply-xorshift spreads both over every bit. */
+/* An id's home slot.  Ids made from a counter (rayc.h's task ids: the
+ * counter in lo's bits 16 and up, the return index below) come in runs:
+ * eight in a row share a group of eight neighbouring slots (three cache
+ * lines), so a burst of submissions and the gets that follow touch a
+ * third of the lines they would if every id went anywhere.  Groups, and
+ * ids made otherwise (nested tasks' are xxh3 output), are spread by a
+ * multiply-xorshift. */
 static size_t slot_of(const rayc__idtab *t, uint64_t hi, uint64_t lo)
 {
-	uint64_t x = lo ^ (hi * 0x9e3779b97f4a7c15ull);
+	uint64_t k = lo >> 16;
+	uint64_t x = (lo & 0xffff) ^ ((k >> 3) * 0x9e3779b97f4a7c15ull) ^
+	             (hi * 0xc2b2ae3d27d4eb4full);
 
 	x ^= x >> 29;
 	x *= 0xbf58476d1ce4e5b9ull;
 	x ^= x >> 32;
-	return (size_t)x & t->mask;
+	return ((size_t)(x & ~(uint64_t)7) + (size_t)(k & 7)) & t->mask;
 }
 
 static int alloc_slots(rayc__idtab *t, size_t nslots)
