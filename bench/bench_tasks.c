@@ -214,6 +214,11 @@ static void alternate(const char *name, int nworkers, const struct form *f,
 		if (s->on[k])
 			(void)run_side(k, f, pool, tbb, nworkers, refs, warm,
 			               &inl);
+	/* rayc once at the full size: the steady state is measured, as
+	 * the bare pool's nodes are preallocated (calibration ran smaller
+	 * bursts, so the first timed one would fault in the slabs' and the
+	 * object table's growth). */
+	(void)f->rayc(refs, n);
 	for (i = 0; i < reps; i++)
 		for (k = 0; k < S_N; k++) {
 			double t;
