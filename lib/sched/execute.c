@@ -212,11 +212,11 @@ uint64_t rayc__test_batched_runs(void)
 
 bool rayc__sched_quick(const rayc__task *t)
 {
+	if (t->akind != RAYC__AK_NONE || t->actor != NULL || t->fn == NULL)
+		return false;
 	uint32_t ns = atomic_load_explicit(&t->fn->run_ns,
 	                                   memory_order_relaxed);
-
-	return ns != 0 && ns < RAYC__QUICK_NS && t->akind == RAYC__AK_NONE &&
-	       t->actor == NULL;
+	return ns != 0 && ns < RAYC__QUICK_NS;
 }
 
 void rayc__sched_batch_return_locked(rayc__rt *rt)
