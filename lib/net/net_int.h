@@ -286,7 +286,6 @@ typedef struct rayc__link {
  * answered again once done.  Guarded by rt->mu. */
 typedef struct rayc__xrec {
 	rayc_task_id id;
-	UT_hash_handle hh;
 	uint32_t owner, dispatch;
 	bool done;
 	uint8_t *body; /* the TASK_DONE payload after (id, dispatch) */
@@ -401,7 +400,8 @@ struct rayc__net {
 	rayc__link links[RAYC__MAX_PEERS];
 	struct event *relink_ev;
 	/* Tasks run here for other owners (xrec.c; rt->mu). */
-	rayc__xrec *xrecs, *xrec_head, *xrec_tail;
+	rayc__idtab xrecs; /* by task id; made with the first record */
+	rayc__xrec *xrec_head, *xrec_tail;
 	size_t xrec_bytes, xrec_done;
 	/* Work that takes time in proportion to an object's size (bulk.c):
 	 * never on a connection's receive callback, where the frames behind

@@ -29,10 +29,9 @@
 
 rayc__xrec *rayc__xrec_find_locked(rayc__net *net, rayc_task_id id)
 {
-	rayc__xrec *r;
-
-	HASH_FIND(hh, net->xrecs, &id, sizeof(id), r);
-	return r;
+	if (net->xrecs.s == NULL) /* none made yet */
+		return NULL;
+	return rayc__idtab_find(&net->xrecs, id.hi, id.lo);
 }
 
 static void unlink_done(rayc__net *net, rayc__xrec *r)
@@ -54,7 +53,7 @@ void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r)
 {
 	if (r->done)
 		unlink_done(net, r);
-	HASH_DEL(net->xrecs, r);
+	rayc__idtab_del(&net->xrecs, r->id.hi, r->id.lo);
 	free(r->body);
 	free(r);
 }
@@ -62,14 +61,18 @@ void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r)
 rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
                                     uint32_t owner, uint32_t dispatch)
 {
+	if (net->xrecs.s == NULL && rayc__idtab_init(&net->xrecs) != RAYC_OK)
+		return NULL;
 	rayc__xrec *r = calloc(1, sizeof(*r));
-
 	if (r == NULL)
 		return NULL;
 	r->id = id;
 	r->owner = owner;
 	r->dispatch = dispatch;
-	HASH_ADD(hh, net->xrecs, id, sizeof(r->id), r);
+	if (rayc__idtab_add(&net->xrecs, id.hi, id.lo, r) != RAYC_OK) {
+		free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -190,12 +193,14 @@ bool rayc__xrec_again_locked(rayc__rt *rt, rayc__net *net, rayc__xrec *r,
 
 void rayc__xrec_fini(rayc__net *net)
 {
-	rayc__xrec *r, *tmp;
+	rayc__xrec *r;
 
-	HASH_ITER(hh, net->xrecs, r, tmp) {
-		HASH_DEL(net->xrecs, r);
-		free(r->body);
-		free(r);
+	if (net->xrecs.s != NULL) {
+		RAYC__IDTAB_EACH(&net->xrecs, i, r) {
+			free(r->body);
+			free(r);
+		}
+		rayc__idtab_fini(&net->xrecs);
 	}
 	net->xrec_head = net->xrec_tail = NULL;
 	net->xrec_bytes = net->xrec_done = 0;
