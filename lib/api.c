@@ -143,7 +143,7 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 	rayc__task *t;
 
 	if (total <= RAYC__TASK_SLAB_BYTES && rt != NULL) {
-		t = rayc__slab_alloc(&rt->task_slab);
+		t = rayc__slab_alloc_n(&rt->task_slab, total);
 		if (t != NULL)
 			t->in_slab = true;
 	} else {

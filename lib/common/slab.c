@@ -221,6 +221,11 @@ static void free_chunks(rayc__slab_chunk *gone)
 
 void *rayc__slab_alloc(rayc__slab *s)
 {
+	return rayc__slab_alloc_n(s, s->size - HDR);
+}
+
+void *rayc__slab_alloc_n(rayc__slab *s, size_t n)
+{
 	mag *m = mag_of(s);
 	char *b;
 
@@ -240,7 +245,7 @@ void *rayc__slab_alloc(rayc__slab *s)
 		if (b == NULL)
 			return NULL;
 	}
-	memset(b + HDR, 0, s->size - HDR);
+	memset(b + HDR, 0, n < s->size - HDR ? n : s->size - HDR);
 	return b + HDR;
 }
 

@@ -46,6 +46,10 @@ void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes);
 void rayc__slab_fini(rayc__slab *s);
 /* A zeroed block; NULL when out of memory. */
 void *rayc__slab_alloc(rayc__slab *s);
+/* A block of which only the first n bytes (at most the block size) are
+ * zeroed: a caller that uses less than a block leaves the rest of its
+ * cache lines untouched. */
+void *rayc__slab_alloc_n(rayc__slab *s, size_t n);
 /* Gives back a block from rayc__slab_alloc (any slab; NULL is a no-op). */
 void rayc__slab_free(void *p);
 
