@@ -170,6 +170,9 @@ struct rayc__task {
 	rayc_task_id id;
 	const rayc__fn_entry *fn;
 	rayc__sclass *sclass;
+	/* On rayc__handoff: a batch run to complete with this context
+	 * (sched/execute.c); NULL: a submission to record. */
+	rayc_ctx *done_ctx;
 	int state;
 	bool in_flight;
 	bool reconstruct;   /* this run rebuilds lost objects */
@@ -288,6 +291,9 @@ struct rayc__worker {
 	bool idle;
 	bool woken; /* counted in rt->nwaking */
 	int index;
+	/* Its batch while it runs one (sched/execute.c; set and cleared
+	 * under rt->mu): an idle worker takes the runs not started. */
+	void *batch;
 };
 
 struct rayc__fn_entry {

@@ -693,3 +693,113 @@ Test(batch, a_run_that_waits_for_a_task_earlier_in_its_batch_gets_it)
 {
 	batch_case(true);
 }
+
+/* Two workers, both held by gates while a batch queues up; nothing a
+ * batch holds may wait on the batch's owner: a run that polls (rayc_wait
+ * with no wait) for a task queued after it sees it run (the other worker
+ * takes the runs not started), and the driver gets the result of a run
+ * before it while it spins on memory. */
+static atomic_int batch_flag;
+
+static void batch_poll(rayc_ctx *c)
+{
+	int64_t mode = 0;
+
+	if (rayc_arg_i64(c, 0, &mode) != RAYC_OK || mode == 0)
+		return;
+	int64_t end = rt_now_ms() + 10000;
+	size_t nready = 0;
+	while (nready == 0 && rt_now_ms() < end) {
+		uint8_t ready;
+		(void)rayc_wait(&batch_wanted, 1, 1, 0, &ready, &nready);
+		if (nready == 0)
+			sched_yield();
+	}
+	rayc_return_i64(c, 0, (int64_t)nready);
+}
+RAYC_REMOTE(batch_poll)
+
+static void batch_spin(rayc_ctx *c)
+{
+	int64_t mode = 0;
+
+	if (rayc_arg_i64(c, 0, &mode) != RAYC_OK || mode == 0)
+		return;
+	int64_t end = rt_now_ms() + 10000;
+	while (!atomic_load(&batch_flag) && rt_now_ms() < end)
+		sched_yield();
+	rayc_return_i64(c, 0, atomic_load(&batch_flag));
+}
+RAYC_REMOTE(batch_spin)
+
+/* Gates on both workers; then first, second and 30 quick tasks more. */
+static void batch_two(const char *first, const char *second, rayc_ref *r1,
+                      rayc_ref *r2)
+{
+	rayc_ref gate[2], more[30], r;
+	const char *warm[2] = { first, second };
+
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < 20; i++) {
+			bool mode_arg = strcmp(warm[k], "batch_make") != 0;
+			cr_assert_eq(mode_arg ? rayc_call(&r, warm[k], RAYC_I64(0))
+			                      : rayc_call(&r, warm[k]),
+			             RAYC_OK);
+			rayc_view v;
+			cr_assert_eq(rayc_get(r, &v, 10000), RAYC_OK);
+			rayc_view_release(&v);
+			rayc_release(r);
+		}
+	atomic_store(&batch_gate, 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(rayc_call(&gate[i], "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(strcmp(first, "batch_make") != 0
+	                     ? rayc_call(r1, first, RAYC_I64(1))
+	                     : rayc_call(r1, first),
+	             RAYC_OK);
+	cr_assert_eq(strcmp(second, "batch_make") != 0
+	                     ? rayc_call(r2, second, RAYC_I64(1))
+	                     : rayc_call(r2, second),
+	             RAYC_OK);
+	batch_wanted = *r2; /* what batch_poll polls for */
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	uint64_t before = rayc__test_batched_runs();
+	atomic_store(&batch_gate, 1);
+	for (int i = 0; i < 30; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	for (int i = 0; i < 2; i++)
+		rayc_release(gate[i]);
+}
+
+TestSuite(batch2, .init = rt_init2, .fini = rt_stop, .timeout = 60);
+
+Test(batch2, a_run_that_polls_for_a_task_later_in_its_batch_sees_it_run)
+{
+	rayc_ref poller, made;
+
+	batch_two("batch_poll", "batch_make", &poller, &made);
+	cr_assert_eq(get_i64(poller), 1, "the poller never saw it ready");
+	rayc_release(poller);
+	rayc_release(made);
+}
+
+Test(batch2, the_result_of_a_run_is_got_while_a_later_run_of_its_batch_spins)
+{
+	rayc_ref made, spinner;
+	int64_t v = 0;
+
+	atomic_store(&batch_flag, 0);
+	batch_two("batch_make", "batch_spin", &made, &spinner);
+	cr_assert_eq(rayc_get_i64(made, &v, 5000), RAYC_OK,
+	             "the run before the spinner: %s", rayc_errmsg());
+	cr_assert_eq(v, 7);
+	atomic_store(&batch_flag, 1);
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	rayc_release(made);
+	rayc_release(spinner);
+}

@@ -195,20 +195,25 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 /* Batches                                                              */
 /* ------------------------------------------------------------------ */
 /* A worker that finds many quick tasks of one class queued takes several
- * under one hold of rt->mu and completes them under another: per task,
- * taking rt->mu from the submitter and the other workers cost more than
- * an empty task does (issue 10).  Only functions whose runs took under
- * RAYC__QUICK_NS so far join a batch, and the results of runs done are
- * handed over before a run that may not be quick, so no result waits
- * long for the runs after it.  A run that blocks (rayc_get in a task)
- * gives the runs not started back to the queue (rayc__sched_block_locked
- * calls rayc__sched_batch_return_locked): one of them may be what it
- * waits for. */
+ * under one hold of rt->mu, so that it does not meet the submitter and
+ * the other workers on the lock for every one (issue 10).  Only functions
+ * whose runs took under RAYC__QUICK_NS so far join a batch.  Nothing is
+ * held back from anyone meanwhile:
+ *   - each run's completion is handed over as it ends, as a submission is
+ *     (pushed on rayc__handoff with done_ctx set; completed at once if
+ *     rt->mu is free, else by its holder when it lets go), so its results
+ *     are sealed as soon as they would have been without batches;
+ *   - the runs not started stay takeable: an idle worker takes them back
+ *     to the queue (rayc__sched_batch_steal_locked), and a run that blocks
+ *     in rayc_get gives them back itself (rayc__sched_block_locked calls
+ *     rayc__sched_batch_return_locked): one may be what it waits for.
+ * The owner and a taker agree through one word, claim: the owner starts
+ * run `next` by moving next up, a taker ends the batch at `next` by
+ * moving n down to it. */
 typedef struct batch {
 	rayc__task **t;
 	rayc_ctx *ctx;
-	int done;    /* runs [done, next - 1) ran, not completed yet */
-	int next, n; /* runs [next, n) not started */
+	_Atomic uint32_t claim; /* runs [next, n) not started: next | n << 16 */
 } batch;
 static _Thread_local batch *cur_batch;
 static _Atomic uint64_t batched_runs; /* for the tests */
@@ -227,56 +232,89 @@ bool rayc__sched_quick(const rayc__task *t)
 	return ns != 0 && ns < RAYC__QUICK_NS;
 }
 
-void rayc__sched_batch_return_locked(rayc__rt *rt)
+void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
+                                       rayc_ctx *ctx)
 {
-	batch *b = cur_batch;
-
-	if (b == NULL)
-		return;
-	/* What ran before the run that blocks is completed first: it may
-	 * be what that run waits for. */
-	for (; b->done < b->next - 1; b->done++)
-		finish_locked(rt, b->t[b->done], &b->ctx[b->done]);
-	for (int i = b->n - 1; i >= b->next; i--) { /* oldest ends first */
-		rayc__task *t = b->t[i];
-		unprepare(&b->ctx[i]);
-		rayc__sched_requeue_front_locked(rt, t);
-	}
-	b->n = b->next;
+	finish_locked(rt, t, ctx);
 }
 
-void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__task **tasks, int n,
-                                  int64_t cpu)
+/* Gives the runs of b not started back to the head of the queue. */
+static bool give_back_locked(rayc__rt *rt, batch *b) RAYC_REQUIRES(rt->mu)
+{
+	uint32_t v = atomic_load(&b->claim), next, n;
+
+	do {
+		next = v & 0xffff;
+		n = v >> 16;
+		if (next >= n)
+			return false;
+	} while (!atomic_compare_exchange_weak(&b->claim, &v,
+	                                       next | (next << 16)));
+	for (uint32_t i = n; i-- > next;) { /* oldest ends first */
+		unprepare(&b->ctx[i]);
+		rayc__sched_requeue_front_locked(rt, b->t[i]);
+	}
+	return true;
+}
+
+void rayc__sched_batch_return_locked(rayc__rt *rt)
+{
+	if (cur_batch == NULL)
+		return;
+	/* The runs before this one were handed over as they ended: any
+	 * still on the stack are completed now. */
+	rayc__sched_drain_locked(rt);
+	(void)give_back_locked(rt, cur_batch);
+}
+
+bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
+{
+	bool any = false;
+
+	for (rayc__worker *w = rt->workers; w != NULL; w = w->next_all)
+		if (w != self && w->batch != NULL)
+			any |= give_back_locked(rt, w->batch);
+	return any;
+}
+
+void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
+                                  rayc__task **tasks, int n, int64_t cpu)
 {
 	rayc_ctx ctx[RAYC__BATCH_MAX];
 	rayc__task *ready[RAYC__BATCH_MAX];
-	batch b = { ready, ctx, 0, 0, 0 };
+	batch b = { .t = ready, .ctx = ctx };
+	uint32_t m = 0;
 
 	for (int i = 0; i < n && i < RAYC__BATCH_MAX; i++)
-		if (prepare_locked(rt, tasks[i], &ctx[b.n], cpu, 0))
-			ready[b.n++] = tasks[i];
+		if (prepare_locked(rt, tasks[i], &ctx[m], cpu, 0))
+			ready[m++] = tasks[i];
+	atomic_init(&b.claim, m << 16);
 	cur_batch = &b;
-	atomic_fetch_add_explicit(&batched_runs, (uint64_t)b.n,
-	                          memory_order_relaxed);
+	w->batch = &b;
+	atomic_fetch_add_explicit(&batched_runs, m, memory_order_relaxed);
 	rayc__mutex_unlock(&rt->mu);
 	int64_t t0 = rayc__now_ns();
-	while (b.next < b.n) {
-		rayc__task *t = ready[b.next];
-		if (b.done < b.next && !rayc__sched_quick(t)) {
-			rayc__mutex_lock(&rt->mu);
-			for (; b.done < b.next; b.done++)
-				finish_locked(rt, ready[b.done], &ctx[b.done]);
-			rayc__mutex_unlock(&rt->mu);
-			t0 = rayc__now_ns();
-		}
-		b.next++; /* a block gives back the runs after this one */
-		run(rt, t, &ctx[b.next - 1]);
+	for (;;) {
+		uint32_t v = atomic_load(&b.claim), i;
+		do {
+			i = v & 0xffff;
+			if (i >= v >> 16)
+				goto out;
+		} while (!atomic_compare_exchange_weak(&b.claim, &v, v + 1));
+		rayc__task *t = ready[i];
+		run(rt, t, &ctx[i]);
 		int64_t t1 = rayc__now_ns();
 		note_run(t, t1 - t0);
 		t0 = t1;
+		t->done_ctx = &ctx[i];
+		rayc__sched_submit(rt, t); /* completed now or by the holder */
 	}
+out:
+	/* Every completion handed over was done under rt->mu, by a drain
+	 * that has ended (this one, or one before it took the lock): ctx
+	 * may go. */
 	rayc__mutex_lock(&rt->mu);
+	rayc__sched_drain_locked(rt);
 	cur_batch = NULL;
-	for (; b.done < b.n; b.done++)
-		finish_locked(rt, ready[b.done], &ctx[b.done]);
+	w->batch = NULL;
 }

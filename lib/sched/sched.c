@@ -359,13 +359,17 @@ static void *worker_main(void *arg)
 			memcpy(demand, t->sclass->demand, sizeof(demand));
 			if (n > 1)
 				rayc__sched_run_batch_locked(
-					rt, more, n, demand[RAYC__RES_CPU]);
+					rt, w, more, n, demand[RAYC__RES_CPU]);
 			else
 				rayc__sched_execute_locked(
 					rt, t, demand[RAYC__RES_CPU], 0);
 			release(rt, demand);
 			continue;
 		}
+		/* Nothing queued: the runs another worker's batch has not
+		 * started are taken back first. */
+		if (rayc__sched_batch_steal_locked(rt, w))
+			continue;
 		w->idle = true;
 		w->next_idle = rt->idle;
 		rt->idle = w;

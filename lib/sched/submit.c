@@ -78,7 +78,13 @@ void rayc__sched_drain_locked(rayc__rt *rt)
 		t = oldest;
 		oldest = t->q_next;
 		t->q_next = NULL;
-		rayc__task_record_locked(rt, t);
+		if (t->done_ctx != NULL) { /* a batch run done */
+			rayc_ctx *ctx = t->done_ctx;
+			t->done_ctx = NULL;
+			rayc__sched_batch_complete_locked(rt, t, ctx);
+		} else {
+			rayc__task_record_locked(rt, t);
+		}
 	}
 }
 
