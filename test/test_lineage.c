@@ -268,3 +268,43 @@ Test(idtab, finds_what_it_holds_and_nothing_else_through_growth_and_deletes)
 	cr_assert_null(rayc__idtab_find(&t, hi[0], lo[0]));
 	rayc__idtab_fini(&t);
 }
+
+/* After a burst the index keeps its size while the burst is recent (no
+ * page faults for the next one), and gives the memory back once two
+ * windows of little use have passed (the clock is simulated by moving
+ * the window's start back). */
+Test(idtab, shrinks_after_a_burst_only_once_it_is_not_recent)
+{
+	enum { BURST = 100000 };
+	rayc__idtab t;
+	static bool slot[BURST];
+
+	cr_assert_eq(rayc__idtab_init(&t), RAYC_OK);
+	for (uint64_t i = 0; i < BURST; i++)
+		cr_assert_eq(rayc__idtab_add(&t, 7, (i << 16) | 1, &slot[i]),
+		             RAYC_OK);
+	size_t big = t.mask + 1;
+	cr_assert_geq(big, 2 * BURST);
+	for (uint64_t i = 0; i < BURST; i++)
+		rayc__idtab_del(&t, 7, (i << 16) | 1);
+	cr_assert_eq(t.mask + 1, big, "shrank while the burst is recent");
+	/* Two windows pass with 100 ids held and one coming and going. */
+	for (uint64_t i = 0; i < 100; i++)
+		cr_assert_eq(rayc__idtab_add(&t, 8, (i << 16) | 1, &slot[i]),
+		             RAYC_OK);
+	for (int w = 0; w < 2; w++) {
+		t.window_ns -= (int64_t)11 * 1000000000;
+		for (uint64_t i = 0; i < 300; i++) {
+			cr_assert_eq(rayc__idtab_add(&t, 9, (i << 16) | 1,
+			                             &slot[i]),
+			             RAYC_OK);
+			rayc__idtab_del(&t, 9, (i << 16) | 1);
+		}
+	}
+	cr_assert_leq(t.mask + 1, 4096, "still %zu slots after two quiet "
+	              "windows", (size_t)(t.mask + 1));
+	cr_assert_eq(t.n, 100);
+	for (uint64_t i = 0; i < 100; i++)
+		cr_assert_eq(rayc__idtab_find(&t, 8, (i << 16) | 1), &slot[i]);
+	rayc__idtab_fini(&t);
+}

@@ -42,6 +42,7 @@ static int alloc_slots(rayc__idtab *t, size_t nslots)
 int rayc__idtab_init(rayc__idtab *t)
 {
 	t->n = t->hw = t->hw_prev = 0;
+	t->ops = 0;
 	t->window_ns = rayc__now_ns();
 	return alloc_slots(t, MIN_SLOTS);
 }
@@ -91,20 +92,9 @@ static bool resize(rayc__idtab *t, size_t nslots)
 	return true;
 }
 
-int rayc__idtab_add(rayc__idtab *t, uint64_t hi, uint64_t lo, void *p)
-{
-	if ((t->n + 1) * 2 > t->mask + 1 && !resize(t, 2 * (t->mask + 1)))
-		return RAYC_ENOMEM;
-	put(t, hi, lo, p);
-	if (++t->n > t->hw)
-		t->hw = t->n;
-	return RAYC_OK;
-}
-
-/* After a delete that left the table at most 1/16 full: halves it while
- * it would stay at most a quarter full at the recent high-water mark (the
- * clock is read only here, and only every 256 deletes). */
-static void maybe_shrink(rayc__idtab *t)
+/* Every 256 adds and deletes: the high-water window moves on when 10 s
+ * have passed (the clock is read only here). */
+static void tick(rayc__idtab *t)
 {
 	int64_t now = rayc__now_ns();
 
@@ -113,6 +103,24 @@ static void maybe_shrink(rayc__idtab *t)
 		t->hw = t->n;
 		t->window_ns = now;
 	}
+}
+
+int rayc__idtab_add(rayc__idtab *t, uint64_t hi, uint64_t lo, void *p)
+{
+	if ((t->n + 1) * 2 > t->mask + 1 && !resize(t, 2 * (t->mask + 1)))
+		return RAYC_ENOMEM;
+	put(t, hi, lo, p);
+	if (++t->n > t->hw)
+		t->hw = t->n;
+	if ((++t->ops & 255) == 0)
+		tick(t);
+	return RAYC_OK;
+}
+
+/* With the table at most 1/16 full: halves it while it would stay at
+ * most a quarter full at the recent high-water mark. */
+static void maybe_shrink(rayc__idtab *t)
+{
 	size_t keep = t->hw > t->hw_prev ? t->hw : t->hw_prev;
 	size_t nslots = t->mask + 1;
 
@@ -146,7 +154,9 @@ void rayc__idtab_del(rayc__idtab *t, uint64_t hi, uint64_t lo)
 	}
 	t->s[hole].p = NULL;
 	t->n--;
-	if (t->n * 16 <= t->mask + 1 && t->mask + 1 > MIN_SLOTS &&
-	    (t->n & 255) == 0)
-		maybe_shrink(t);
+	if ((++t->ops & 255) == 0) {
+		tick(t);
+		if (t->n * 16 <= t->mask + 1 && t->mask + 1 > MIN_SLOTS)
+			maybe_shrink(t);
+	}
 }

@@ -10,9 +10,10 @@
  * rayc_release spent a fifth of the submitting thread's time in uthash).
  *
  * The table holds at most half its slots, so probes stay short; deletion
- * shifts later slots back (no tombstones).  It shrinks only when it would
- * stay at most a quarter full at the most it held over the last 10-20 s,
- * so bursts of tasks do not fault its memory in anew each time.
+ * shifts later slots back (no tombstones).  It shrinks, once at most 1/16
+ * full, to what stays at most a quarter full at the most it held over the
+ * last 10-20 s (windows move on every 256 adds and deletes), so bursts of
+ * tasks do not fault its memory in anew each time.
  * Not thread-safe: its owner's lock guards it. */
 #ifndef RAYC_IDTAB_H
 #define RAYC_IDTAB_H
@@ -31,6 +32,7 @@ typedef struct rayc__idtab {
 	size_t n;
 	size_t hw, hw_prev; /* most held this window and the last */
 	int64_t window_ns;
+	uint32_t ops; /* adds and deletes: the clock is read every 256 */
 } rayc__idtab;
 
 /* RAYC_OK, or RAYC_ENOMEM. */
@@ -48,6 +50,7 @@ void rayc__idtab_del(rayc__idtab *t, uint64_t hi, uint64_t lo);
  *   void *p; RAYC__IDTAB_EACH(&tab, i, p) { ... } */
 #define RAYC__IDTAB_EACH(t, i, ptr)                                          \
 	for (size_t i = 0; i <= (t)->mask; i++)                              \
-		if (((ptr) = (t)->s[i].p) != NULL)
+		if (((ptr) = (t)->s[i].p) == NULL) {                         \
+		} else
 
 #endif /* RAYC_IDTAB_H */

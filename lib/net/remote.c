@@ -229,7 +229,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	rayc__obj *o;
 	rayc__obj **drop = NULL, **orphans = NULL;
 	size_t ndrop = 0, cap = 0, norphans = 0, ocap = 0;
-	RAYC__IDTAB_EACH(&rt->objs, i, o) {
+	RAYC__IDTAB_EACH(&rt->objs, slot, o) {
 		if (o->loc == id) {
 			o->loc = 0;
 			if (atomic_load(&o->state) == RAYC__OBJ_REMOTE)
