@@ -277,6 +277,19 @@ bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
 	return any;
 }
 
+/* A run's completion: now if rt->mu is free, else by its holder. */
+static void hand_over(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
+{
+	if (rayc__mutex_trylock(&rt->mu)) {
+		rayc__sched_drain_locked(rt);
+		finish_locked(rt, t, ctx);
+		rayc__mutex_unlock(&rt->mu);
+		return;
+	}
+	t->done_ctx = ctx;
+	rayc__sched_submit(rt, t);
+}
+
 void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
                                   rayc__task **tasks, int n, int64_t cpu)
 {
@@ -306,8 +319,7 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		int64_t t1 = rayc__now_ns();
 		note_run(t, t1 - t0);
 		t0 = t1;
-		t->done_ctx = &ctx[i];
-		rayc__sched_submit(rt, t); /* completed now or by the holder */
+		hand_over(rt, t, &ctx[i]);
 	}
 out:
 	/* Every completion handed over was done under rt->mu, by a drain
