@@ -70,8 +70,9 @@ extern _Thread_local bool rayc__unlock_pending;
 void rayc__set_unlock_hook(void (*fn)(void));
 void rayc__unlocked(void);
 /* Work queued without any lock for whoever next lets go of its last
- * lock: tasks submitted while rt->mu was busy (lib/sched/submit.c keeps
- * its stack here, newest first; one runtime per process).  A submitter
+ * lock: tasks submitted, and batch runs to complete, while rt->mu was
+ * busy (lib/sched/submit.c keeps its stack here, newest first; one
+ * runtime per process).  A submitter
  * pushes, then tries the lock; a holder lets go, then looks here: with a
  * full fence between on both sides, one of them sees the other. */
 extern void *_Atomic rayc__handoff;

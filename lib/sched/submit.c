@@ -11,7 +11,9 @@
  * rayc__rt_lock, which records what is pushed first, so a ref is found as
  * soon as rayc_call has returned it.  Order is kept: the stack is drained
  * oldest first, and a submission that takes the lock (ref arguments)
- * drains before recording its own task. */
+ * drains before recording its own task.  A worker's batch hands the
+ * completion of a run over the same way when rt->mu is busy (the task
+ * pushed with done_ctx set; execute.c), so whoever drains completes it. */
 #include <stdlib.h>
 
 #include "lineage/lineage.h"
