@@ -308,6 +308,10 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 	rayc__mutex_unlock(&rt->mu);
 	int64_t t0 = rayc__now_ns();
 	for (;;) {
+		/* Shutting down: no new run starts (a lone task's worker
+		 * finishes only the one it runs); the rest go back. */
+		if (__atomic_load_n(&rt->stopping, __ATOMIC_RELAXED))
+			break;
 		uint32_t v = atomic_load(&b.claim), i;
 		do {
 			i = v & 0xffff;
@@ -327,6 +331,7 @@ out:
 	 * may go. */
 	rayc__mutex_lock(&rt->mu);
 	rayc__sched_drain_locked(rt);
+	(void)give_back_locked(rt, &b); /* when shutting down */
 	cur_batch = NULL;
 	w->batch = NULL;
 }

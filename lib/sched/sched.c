@@ -408,7 +408,8 @@ static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 void rayc__sched_stop(rayc__rt *rt)
 {
 	rayc__mutex_lock(&rt->mu);
-	rt->stopping = true;
+	/* Atomic: a batch reads it without the lock (execute.c). */
+	__atomic_store_n(&rt->stopping, true, __ATOMIC_RELAXED);
 	while (rt->idle != NULL)
 		wake_one_locked(rt);
 	wake_all_waiters_locked(rt);
