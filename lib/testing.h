@@ -4,6 +4,7 @@
 #define RAYC_TESTING_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "rayc.h"
 
@@ -157,8 +158,12 @@ uint64_t rayc__test_installs_held(void);
 /* This peer's own copy of a KV key (the API asks the coordinator). */
 int rayc__test_kv_local(const char *key, void **val, size_t *len);
 
-/* Runs a worker made as part of a batch (sched/execute.c) since init. */
+/* Runs a worker made as part of a batch (sched/execute.c) since init,
+ * and the average run time under which a function counts as quick
+ * (RAYC__QUICK_NS unless a test sets it: a slow build, under ASan say,
+ * may run an empty task in more). */
 uint64_t rayc__test_batched_runs(void);
+void rayc__test_set_quick_ns(uint32_t ns);
 
 /* Fault injection: the next count passes of site fail as if memory ran
  * out there (count 0 disarms).  rayc__fault(site) is the check. */

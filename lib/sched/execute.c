@@ -217,10 +217,16 @@ typedef struct batch {
 } batch;
 static _Thread_local batch *cur_batch;
 static _Atomic uint64_t batched_runs; /* for the tests */
+static _Atomic uint32_t quick_ns = RAYC__QUICK_NS;
 
 uint64_t rayc__test_batched_runs(void)
 {
 	return atomic_load(&batched_runs);
+}
+
+void rayc__test_set_quick_ns(uint32_t ns)
+{
+	atomic_store(&quick_ns, ns);
 }
 
 bool rayc__sched_quick(const rayc__task *t)
@@ -229,7 +235,8 @@ bool rayc__sched_quick(const rayc__task *t)
 		return false;
 	uint32_t ns = atomic_load_explicit(&t->fn->run_ns,
 	                                   memory_order_relaxed);
-	return ns != 0 && ns < RAYC__QUICK_NS;
+	return ns != 0 &&
+	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
 }
 
 void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
