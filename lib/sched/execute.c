@@ -336,8 +336,7 @@ out:
 	/* Every completion handed over was done under rt->mu, by a drain
 	 * that has ended (this one, or one before it took the lock): ctx
 	 * may go. */
-	rayc__mutex_lock(&rt->mu);
-	rayc__sched_drain_locked(rt);
+	rayc__rt_lock(rt);
 	(void)give_back_locked(rt, &b); /* when shutting down */
 	cur_batch = NULL;
 	w->batch = NULL;
