@@ -169,9 +169,14 @@ uint64_t rayc__test_frames_refused(void)
 }
 
 /* A frame failed its tag or checksum: the connection closes. */
-static void refused(rayc__conn *c, const char *what)
+void rayc__conn_count_refused(void)
 {
 	atomic_fetch_add(&frames_refused, 1);
+}
+
+static void refused(rayc__conn *c, const char *what)
+{
+	rayc__conn_count_refused();
 	rayc__log(RAYC_LOG_WARN, "RAYC-NET-BADFRAME",
 	          "frame with a bad %s from peer %u: closing the connection",
 	          what, c->peer);

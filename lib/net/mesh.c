@@ -168,6 +168,7 @@ void rayc__net_conn_lost(rayc__conn *c)
 		rayc__event_set(&net->join_ev);
 	}
 	rayc__mutex_unlock(&net->mu);
+	rayc__lane_conn_lost(net, c);
 	if (atomic_load(&c->opened))
 		rayc__relink_conn_lost(net, c);
 	if (died)
@@ -444,6 +445,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	close_stale_handshakes(net);
 	reap_conns(net, false);
 	rayc__relink_tick(net);
+	rayc__lane_reap(net);
 	rayc__names_tick(net);
 	rayc__actor_ctl_tick(net);
 	rayc__remote_actors_tick(net);
@@ -747,6 +749,8 @@ static void net_free(rayc__net *net)
 		rayc__thread_join(&net->th);
 	}
 	rayc__ctl_drain(net);
+	/* Lanes let go of the connections they hold (lane.c). */
+	rayc__lane_stop(net);
 	/* No accept starts after this (accept_next); a wait after an
 	 * accept error ends before the accept it would start is stopped. */
 	atomic_store(&net->stopping, true);
@@ -786,6 +790,7 @@ static void net_free(rayc__net *net)
 		rayc__sleep_ms(1); /* refs dropped by callbacks ending */
 		reap_conns(net, true);
 	}
+	rayc__lane_free(net);
 	rayc__bulk_stop(net);
 	rayc__remote_fini(net);
 	rayc__relink_fini(net);
@@ -875,11 +880,14 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 		net_free(net);
 		return rc;
 	}
-	rc = listen_on(net, listen, conf, no_token);
+	rc = rayc__lane_init(net);
+	if (rc == RAYC_OK)
+		rc = listen_on(net, listen, conf, no_token);
 	if (rc != RAYC_OK) {
 		net_free(net);
 		return rc;
 	}
+	rayc__lane_listen(net);
 	static bool ev_threads;
 	if (!ev_threads) {
 		evthread_use_pthreads();

@@ -40,6 +40,17 @@
 /* Room is made: send the bytes.  Without it an object of more than one
  * CHUNK is answered with its size alone (a CHUNK with no payload). */
 #define RAYC__FETCH_GO 2u
+/* The fetcher can take the bytes on a bulk lane (lane.c): with GO, send
+ * them there if one is up. */
+#define RAYC__FETCH_LANE 4u
+/* Bulk lanes (lane.c): set-up deadline (connect, and each read and
+ * write of the lane's handshake), how long a peer whose lane failed to
+ * set up gets none, the largest frame a lane takes, and how many
+ * accepted lanes may be setting up at once. */
+#define RAYC__LANE_SETUP_MS 5000
+#define RAYC__LANE_RETRY_NS ((int64_t)30 * 1000000000)
+#define RAYC__LANE_FRAME_MAX ((size_t)4 << 20)
+#define RAYC__LANE_SETUPS 8
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
@@ -76,6 +87,7 @@ typedef struct rayc__name_del rayc__name_del;
 typedef struct rayc__unborrow rayc__unborrow;
 typedef struct rayc__hs rayc__hs;
 typedef struct rayc__ctl rayc__ctl;
+typedef struct rayc__lanes rayc__lanes;
 
 /* A piece of bulk work (bulk.c), embedded in the poster's own struct.
  * fn runs on the bulk thread; cancel: the net is stopping, only let go
@@ -412,6 +424,9 @@ struct rayc__net {
 	rayc__thread bulk_th;
 	bool bulk_started;
 	_Atomic bool bulk_stop;
+	/* Bulk lanes to and from other peers (lane.c); NULL before start
+	 * and after stop. */
+	rayc__lanes *lanes;
 };
 
 /* Marks peer id known (net->mu held) and returns it. */
@@ -435,6 +450,31 @@ void rayc__bulk_post(rayc__net *net, rayc__bulk_job *job);
 /* Joins the thread; jobs still queued are cancelled.  After every
  * connection is freed (nothing posts any more). */
 void rayc__bulk_stop(rayc__net *net);
+
+/* lane.c: bulk lanes, a plain TCP socket per pair of peers for the
+ * bytes of large objects, authenticated from their connection (see
+ * there).  init before the mesh's listener starts, listen after (no
+ * lanes to us if it cannot make one: objects then go over the
+ * connection); stop before connections are stopped (it lets go of
+ * theirs), free after they are gone. */
+int rayc__lane_init(rayc__net *net);
+void rayc__lane_listen(rayc__net *net);
+void rayc__lane_stop(rayc__net *net);
+void rayc__lane_free(rayc__net *net);
+bool rayc__lane_on(void); /* RAYC_BULK_LANE is not "0" */
+uint16_t rayc__lane_port(rayc__net *net); /* our listener's; 0: none */
+/* LANE from c's peer: its listener's port. */
+void rayc__lane_on_port(rayc__conn *c, rayc__rd *rd);
+/* Fetcher: asks src for object id's bytes by a lane (sets one up if
+ * need be, the GO then waits for it).  False: no lane, send GO alone. */
+bool rayc__lane_go(rayc__net *net, uint32_t src, rayc_object_id id);
+/* Holder: queues x on peer's lane to us; false if none is up (x
+ * untouched). */
+bool rayc__lane_send(rayc__net *net, uint32_t peer, rayc__xout *x);
+/* c closed: the lanes bound to it close too. */
+void rayc__lane_conn_lost(rayc__net *net, rayc__conn *c);
+/* Joins and frees lanes whose thread ended (loop tick). */
+void rayc__lane_reap(rayc__net *net);
 
 /* conn.c and conn_tx.c (sending) */
 rayc__conn *rayc__conn_new(rayc__net *net);
@@ -489,6 +529,8 @@ void rayc__conn_finish_xouts(rayc__conn *c, rayc__xout *done);
  * nothing (its frames stay in out) and starts no receive.  False once c
  * is closed. */
 bool rayc__conn_rx_feed(rayc__conn *c, const void *p, size_t n);
+/* Counts a frame refused for its tag (rayc__test_frames_refused). */
+void rayc__conn_count_refused(void);
 
 /* handshake.c: a connection's handshake state (its nonce, CPace
  * secret, transcript), made with the conn, wiped and freed when the

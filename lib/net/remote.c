@@ -45,6 +45,9 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_MISSING:
 		rayc__remote_on_missing(c, rd);
 		break;
+	case RAYC__MSG_LANE:
+		rayc__lane_on_port(c, rd);
+		break;
 	case RAYC__MSG_FREE:
 	case RAYC__MSG_BORROW_ADD:
 	case RAYC__MSG_BORROW_DEL:

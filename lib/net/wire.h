@@ -45,8 +45,9 @@
 /* 2: CPace, tagged frames; 3: peer keys; 4: SHM_OFFER carries the
  * object's fingerprint, no SHM_SUM; 5: TASK says what it is to an actor
  * (kind, actor id, concurrency); 6: KV_REQ and the control log have
- * put-if-absent and delete-if-equal (actor names), ACTOR_CTL. */
-#define RAYC__WIRE_VERSION 6
+ * put-if-absent and delete-if-equal (actor names), ACTOR_CTL; 7: bulk
+ * lanes (LANE, RAYC__FETCH_LANE). */
+#define RAYC__WIRE_VERSION 7
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */
@@ -87,6 +88,7 @@ enum rayc__msg {
 	RAYC__MSG_CONFIRM,   /* client: its key confirmation MAC */
 	RAYC__MSG_ACTOR_CTL, /* -> an actor's owner: kill it (actor_ctl.c) */
 	RAYC__MSG_ACTOR_CTL_REP, /* owner -> asker: done, or not ours */
+	RAYC__MSG_LANE,      /* holder -> fetcher: my bulk lane's port */
 	RAYC__MSG_MAX_
 };
 

@@ -48,10 +48,14 @@ static int src_state_locked(rayc__net *net, uint32_t src)
 static uint32_t fetch_flags_locked(rayc__net *net, uint32_t src)
 	RAYC_REQUIRES(net->mu)
 {
-	return rayc__remote_same_host_on() && !net->no_shm[src] &&
-	                       rayc__remote_looks_local_locked(net, src)
-	               ? RAYC__FETCH_SAME_HOST
-	               : 0;
+	uint32_t f = rayc__remote_same_host_on() && !net->no_shm[src] &&
+	                             rayc__remote_looks_local_locked(net, src)
+	                     ? RAYC__FETCH_SAME_HOST
+	                     : 0;
+	if (net->lanes != NULL && rayc__lane_on() &&
+	    !atomic_load(&net->encrypt))
+		f |= RAYC__FETCH_LANE;
+	return f;
 }
 
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o)
@@ -222,11 +226,21 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 	if (st == RAYC__OBJ_READY && o->len > RAYC__NET_CHUNK &&
 	    !(flags & RAYC__FETCH_GO)) {
 		/* Its size first: the fetcher makes room, then asks for the
-		 * bytes (rayc__remote_chunk_begin). */
+		 * bytes (rayc__remote_chunk_begin).  Before it, where our
+		 * bulk lane listens, if the fetcher can use one (lane.c). */
 		size_t len = o->len;
 		rayc_type type = o->type;
 		rayc__mutex_unlock(&rt->mu);
 		rayc__wbuf b = { 0 };
+		uint16_t port = rayc__lane_port(net);
+		if ((flags & RAYC__FETCH_LANE) && port != 0 && !c->tx.enc) {
+			size_t l = rayc__w_frame_begin(&b, RAYC__MSG_LANE,
+			                               net->self);
+			rayc__w_u32(&b, port);
+			rayc__w_frame_end(&b, l);
+			rayc__conn_send(c, &b);
+			b.len = 0;
+		}
 		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_CHUNK, net->self);
 		rayc__w_oid(&b, id);
 		rayc__w_u64(&b, len);
@@ -254,6 +268,9 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 		x->data = o->data;
 		x->len = o->len;
 		x->type = o->type;
+		if ((flags & RAYC__FETCH_LANE) && (flags & RAYC__FETCH_GO) &&
+		    rayc__lane_send(net, c->peer, x))
+			return; /* the lane's thread writes it */
 		rayc__conn_add_xout(c, x);
 		return;
 	}
@@ -425,9 +442,12 @@ static int xin_start(rayc__net *net, rayc__xin *x, uint64_t total,
 	return RAYC_OK;
 }
 
-/* Asks src for the bytes of an object we have made room for. */
+/* Asks src for the bytes of an object we have made room for: by a bulk
+ * lane where src has one (lane.c), else over the connection. */
 static void send_go(rayc__net *net, uint32_t src, rayc_object_id id)
 {
+	if (rayc__lane_go(net, src, id))
+		return;
 	rayc__remote_send_small(net, src, RAYC__MSG_FETCH, id,
 	                        RAYC__FETCH_GO);
 }
@@ -564,8 +584,14 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 		rayc__remote_chunk_end(c, x, 0, false);
 		return r;
 	}
-	if (go)
+	if (go) {
+		/* x stops being busy before the bytes are asked for: they
+		 * may come on a lane's thread, which would find it busy
+		 * and drop them. */
+		(void)rayc__remote_xin_end(net, x, 0, true);
 		send_go(net, c->peer, id);
+		return 0;
+	}
 	*dst = x->dst + off;
 	*out = x;
 	return 1;
