@@ -84,6 +84,13 @@ uint64_t rayc__test_frames_refused(void);
 /* Runs fn(src) (NULL: nothing) on the receive thread after each piece
  * of a CHUNK from peer src lands, with no lock held. */
 void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
+/* Bulk lanes (lib/net/lane.c): object bytes this peer received and
+ * sent on lanes, and lanes it set up (as the fetcher) so far. */
+void rayc__test_lane_counts(uint64_t *in, uint64_t *out, uint64_t *up);
+/* The next lane frame this peer writes gets a flipped tag bit. */
+void rayc__test_lane_tamper(void);
+/* This peer's lane listener's port (0: none). */
+int rayc__test_lane_port(void);
 
 /* Runs this peer's frame reader (lib/net/conn.c) over the n bytes at p
  * as if a connection had received them, in pieces of at most piece

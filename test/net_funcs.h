@@ -59,6 +59,15 @@ static void nf_frames_refused(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_frames_refused)
 
+/* () -> object bytes this peer received on bulk lanes. */
+static void nf_lane_in(rayc_ctx *c)
+{
+	uint64_t in, out, up;
+	rayc__test_lane_counts(&in, &out, &up);
+	rayc_return_i64(c, 0, (int64_t)in);
+}
+RAYC_REMOTE(nf_lane_in)
+
 /* (to, as, gen, kind, term) -> rayc__test_send_as's answer: a
  * connection to peer `to` claiming to be peer `as` of incarnation gen
  * carries a LEAVE (kind 0) or a Raft AppendEntries of that term with no

@@ -209,3 +209,260 @@ Test(bulk, a_result_its_owner_freed_leaves_the_store_where_it_was_made)
 	unsetenv("RAYC_SAME_HOST_COPY");
 	cluster_stop();
 }
+
+/* ---- bulk lanes (lib/net/lane.c) ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#define LANE_N ((size_t)16 << 20)
+
+static uint64_t lane_in_here(void)
+{
+	uint64_t in, out, up;
+	rayc__test_lane_counts(&in, &out, &up);
+	return in;
+}
+
+static uint64_t lane_out_here(void)
+{
+	uint64_t in, out, up;
+	rayc__test_lane_counts(&in, &out, &up);
+	return out;
+}
+
+static int64_t lane_in_on(uint32_t on)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_lane_in", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK);
+	rayc_release(r);
+	return v;
+}
+
+/* Made on peer `on` (seed), read here and checked byte by byte. */
+static void fetch_exact(uint32_t on, size_t n, int64_t seed)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_make_bytes", &o,
+	                            RAYC_I64((int64_t)n), RAYC_I64(seed)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(r, &v, 60000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(v.len, n);
+	for (size_t i = 0; i < n; i++)
+		if (((const uint8_t *)v.data)[i] != nf_pattern(i, (int)seed))
+			cr_assert_fail("byte %zu differs", i);
+	rayc_view_release(&v);
+	rayc_release(r);
+}
+
+/* Put here (seed), read on peer `on`: its checksum against ours. */
+static void send_exact(uint32_t on, size_t n, int seed)
+{
+	uint8_t *buf = malloc(n);
+	cr_assert_not_null(buf);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = nf_pattern(i, seed);
+	rayc_ref obj;
+	cr_assert_eq(rayc_put(&obj, buf, n), 0);
+	cr_assert_eq((uint64_t)sum_on(on, obj), XXH3_64bits(buf, n),
+	             "bytes differ on peer %u", on);
+	rayc_release(obj);
+	free(buf);
+}
+
+static uint32_t lane_pair(pid_t *pid, const char *extra)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, extra != NULL ? extra
+	                                          : "RAYC_SAME_HOST_COPY=0");
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	if (pid != NULL)
+		*pid = b;
+	return pb;
+}
+
+/* Objects of several pieces between peers that do not share memory
+ * travel on a lane, both ways, byte exact; small ones stay on the
+ * connection. */
+Test(bulk, large_objects_travel_on_a_lane_both_ways)
+{
+	uint32_t pb = lane_pair(NULL, NULL);
+	uint64_t in0 = lane_in_here();
+	int64_t their0 = lane_in_on(pb);
+
+	fetch_exact(pb, 4096, 3); /* one frame: over the connection */
+	cr_assert_eq(lane_in_here(), in0, "a small object went by lane");
+	fetch_exact(pb, LANE_N, 4);
+	cr_assert_geq(lane_in_here() - in0, LANE_N, "the object did not "
+	              "come on a lane (%llu bytes did)",
+	              (unsigned long long)(lane_in_here() - in0));
+	fetch_exact(pb, LANE_N + 12345, 5); /* a short last piece */
+	send_exact(pb, LANE_N, 6);
+	cr_assert_geq(lane_in_on(pb) - their0, (int64_t)LANE_N,
+	              "peer %u did not read our object from a lane", pb);
+	cr_assert_geq(lane_out_here(), LANE_N);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
+/* RAYC_BULK_LANE=0: the same objects, all over the connection. */
+Test(bulk, lanes_turned_off_leave_objects_on_the_connection)
+{
+	setenv("RAYC_BULK_LANE", "0", 1);
+	uint32_t pb = lane_pair(NULL, NULL);
+	uint64_t in0 = lane_in_here();
+	fetch_exact(pb, LANE_N, 7);
+	send_exact(pb, LANE_N, 8);
+	cr_assert_eq(lane_in_here(), in0);
+	cr_assert_eq(lane_in_on(pb), 0, "peer %u read from a lane", pb);
+	unsetenv("RAYC_BULK_LANE");
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
+/* A lane frame whose tag does not match (flipped here, the holder) is
+ * refused by the fetcher, which closes the connection the lane is bound
+ * to and asks again: the object arrives whole. */
+Test(bulk, a_tampered_lane_frame_is_refused_and_the_object_comes_whole)
+{
+	uint32_t pb = lane_pair(NULL, NULL);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t refused0 = -1, refused1 = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &refused0, 30000), RAYC_OK);
+	rayc_release(r);
+	send_exact(pb, LANE_N, 9); /* the lane is up */
+	rayc__test_lane_tamper();
+	send_exact(pb, LANE_N, 10);
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &refused1, 30000), RAYC_OK);
+	rayc_release(r);
+	cr_assert_gt(refused1, refused0, "the tampered frame was taken");
+	send_exact(pb, LANE_N, 11); /* and the pair goes on */
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
+static _Atomic pid_t lane_doomed;
+static _Atomic int lane_pieces;
+
+/* On the lane's reading thread, after the first piece: SIGKILL the
+ * holder (and reap it). */
+static void lane_kill_holder(uint32_t src)
+{
+	(void)src;
+	atomic_fetch_add(&lane_pieces, 1);
+	pid_t p = atomic_exchange(&lane_doomed, 0);
+	if (p > 0) {
+		kill(p, SIGKILL);
+		waitpid(p, NULL, 0);
+	}
+}
+
+/* The holder dies while its object streams in on a lane: the fetch does
+ * not wait for ever; the object is made again here from its lineage. */
+Test(bulk, holder_killed_mid_lane_transfer_leaves_the_fetcher_whole)
+{
+	pid_t b;
+	uint32_t pb = lane_pair(&b, NULL);
+	const size_t n = (size_t)64 << 20;
+	rayc_task_opts ob = on_peer(pb);
+	ob.soft = 1; /* rebuilt here once B is gone */
+	rayc_ref big;
+	fetch_exact(pb, LANE_N, 12); /* the lane is up */
+	cr_assert_gt(lane_in_here(), 0);
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(13)), 0);
+	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	uint64_t in0 = lane_in_here();
+	atomic_store(&lane_doomed, b);
+	rayc__test_set_chunk_hook(lane_kill_holder);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 60000), 0, "%s", rayc_errmsg());
+	rayc__test_set_chunk_hook(NULL);
+	cr_assert_eq(atomic_load(&lane_doomed), 0, "no piece came");
+	cr_assert_gt(lane_in_here(), in0, "the object did not stream on a "
+	             "lane");
+	cr_assert_eq(v.len, n);
+	for (size_t i = 0; i < n; i++)
+		if (((const uint8_t *)v.data)[i] != nf_pattern(i, 13))
+			cr_assert_fail("byte %zu differs", i);
+	rayc_view_release(&v);
+	rayc_release(big);
+	kids[0] = 0; /* reaped by the hook */
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
+static int dial_port(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		                 .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Strangers on our lane port: idle sockets beyond the cap on lanes
+ * setting up, and hellos with the wrong key.  Neither holds a transfer
+ * up (the peer's lane may fail to set up and the bytes go over the
+ * connection), the wrong hellos are closed, and the idle ones are
+ * closed by the set-up deadline. */
+Test(bulk, strangers_on_the_lane_port_are_turned_away)
+{
+	uint32_t pb = lane_pair(NULL, NULL);
+	int port = rayc__test_lane_port();
+	cr_assert_gt(port, 0, "no lane listener");
+	int idle[12], bad[3];
+	for (int i = 0; i < 3; i++) {
+		bad[i] = dial_port(port);
+		uint8_t hello[32];
+		cr_assert_eq(recv(bad[i], hello, sizeof(hello), MSG_WAITALL),
+		             (ssize_t)sizeof(hello));
+		uint8_t reply[80];
+		memset(reply, 0x5a, sizeof(reply));
+		memcpy(reply, "RAYCLANE", 8);
+		uint32_t as = pb, to = rayc_peer_id();
+		memcpy(reply + 8, &as, 4);
+		memcpy(reply + 12, &to, 4);
+		cr_assert_eq(send(bad[i], reply, sizeof(reply), MSG_NOSIGNAL),
+		             (ssize_t)sizeof(reply));
+	}
+	for (int i = 0; i < 12; i++)
+		idle[i] = dial_port(port);
+	send_exact(pb, LANE_N, 14);
+	for (int i = 0; i < 3; i++) {
+		char c;
+		struct timeval tv = { 10, 0 };
+		setsockopt(bad[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		cr_assert_eq(recv(bad[i], &c, 1, 0), 0, "a hello with the "
+		             "wrong key was not closed");
+		close(bad[i]);
+	}
+	for (int i = 0; i < 12; i++) {
+		char c[64];
+		struct timeval tv = { 15, 0 };
+		setsockopt(idle[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ssize_t r;
+		while ((r = recv(idle[i], c, sizeof(c), 0)) > 0)
+			; /* the hello of those let in */
+		cr_assert_eq(r, 0, "an idle stranger was kept");
+		close(idle[i]);
+	}
+	send_exact(pb, LANE_N, 15);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}

@@ -126,6 +126,17 @@ void rayc__test_lane_tamper(void)
 	atomic_store(&tamper_once, 1);
 }
 
+int rayc__test_lane_port(void)
+{
+	rayc__rt *rt = rayc__g;
+	rayc__net *net = rt != NULL ? rayc__net_get(rt) : NULL;
+	int port = net != NULL ? rayc__lane_port(net) : 0;
+
+	if (net != NULL)
+		rayc__net_put(net);
+	return port;
+}
+
 bool rayc__lane_on(void)
 {
 	const char *e = getenv("RAYC_BULK_LANE");
