@@ -685,8 +685,6 @@ static bool holder_setup(rayc__net *net, rayc__lane *L)
 	rayc__conn *c = find_conn(net, fid, hf, hh + 16);
 	if (c == NULL)
 		return false;
-	L->c = c;
-	L->peer = fid;
 	data_key(c->tx.key, fid, net->self, hh + 16, hf + 16, dkey);
 	confirm_mac(dkey, conf);
 	memcpy(L->w.key, dkey, 32);
@@ -694,8 +692,12 @@ static bool holder_setup(rayc__net *net, rayc__lane *L)
 	L->w.enc = false;
 	sodium_memzero(dkey, sizeof(dkey));
 	/* Registered before the confirmation: the fetcher's GO, sent once
-	 * it has it, finds the lane. */
+	 * it has it, finds the lane.  Bound to c under lanes->mu, and c
+	 * looked at after: a close of c either finds the lane bound
+	 * (rayc__lane_conn_lost) or is seen here. */
 	rayc__mutex_lock(&ls->mu);
+	L->c = c;
+	L->peer = fid;
 	bool up = false;
 	if (!atomic_load(&ls->stop) &&
 	    atomic_load(&L->state) == LANE_SETUP) {
@@ -706,8 +708,9 @@ static bool holder_setup(rayc__net *net, rayc__lane *L)
 		atomic_store(&L->state, LANE_UP);
 		up = true;
 	}
-	ls->setups--;
 	rayc__mutex_unlock(&ls->mu);
+	if (atomic_load(&c->state) == RAYC__CONN_CLOSED)
+		return false;
 	return up && io_full(L->fd, conf, sizeof(conf), false);
 }
 
@@ -754,11 +757,11 @@ static void *holder_main(void *arg)
 	bool broke = false;
 
 	set_timeouts(L->fd, RAYC__LANE_SETUP_MS, RAYC__LANE_SETUP_MS);
-	if (!holder_setup(net, L)) {
-		rayc__mutex_lock(&ls->mu);
-		if (L->c == NULL)
-			ls->setups--; /* holder_setup did not count it off */
-		rayc__mutex_unlock(&ls->mu);
+	bool up = holder_setup(net, L);
+	rayc__mutex_lock(&ls->mu);
+	ls->setups--;
+	rayc__mutex_unlock(&ls->mu);
+	if (!up) {
 		lane_end(net, L);
 		return NULL;
 	}
