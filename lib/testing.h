@@ -89,6 +89,8 @@ void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
 void rayc__test_lane_counts(uint64_t *in, uint64_t *out, uint64_t *up);
 /* The next lane frame this peer writes gets a flipped tag bit. */
 void rayc__test_lane_tamper(void);
+/* This peer's lanes (as the fetcher) take ms longer to set up. */
+void rayc__test_lane_stall(int ms);
 /* This peer's lane listener's port (0: none). */
 int rayc__test_lane_port(void);
 

@@ -466,3 +466,23 @@ Test(bulk, strangers_on_the_lane_port_are_turned_away)
 	unsetenv("RAYC_SAME_HOST_COPY");
 	cluster_stop();
 }
+
+/* A lane that takes long to set up (a port that drops what comes to it
+ * would take the whole 5 s connect deadline) holds no fetch: after
+ * RAYC__LANE_WAIT_MS the GO goes over the connection.  It used to wait
+ * for the set-up, however long. */
+Test(bulk, a_lane_slow_to_set_up_holds_no_fetch)
+{
+	uint32_t pb = lane_pair(NULL, NULL);
+	uint64_t in0, out0, up0, in1, out1, up1;
+	rayc__test_lane_counts(&in0, &out0, &up0);
+	rayc__test_lane_stall(30000);
+	fetch_exact(pb, LANE_N, 16);
+	fetch_exact(pb, LANE_N, 17);
+	rayc__test_lane_counts(&in1, &out1, &up1);
+	cr_assert_eq(up1, up0, "a lane came up during the stall");
+	cr_assert_eq(in1, in0, "bytes waited for the stalled lane");
+	rayc__test_lane_stall(0);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}

@@ -36,7 +36,10 @@
  *
  * Failure.  A lane that fails to set up (no route, refused, timed out, a
  * MAC that does not match) costs nothing: the GOs waiting for it go over
- * NNG, and that peer gets no lane for RAYC__LANE_RETRY_NS.  A lane that
+ * NNG, and that peer gets no lane for RAYC__LANE_RETRY_NS.  No GO waits
+ * for a set-up longer than RAYC__LANE_WAIT_MS (a port that drops what
+ * comes to it would hold it the whole connect deadline): then it goes
+ * over NNG, and so do the next until the lane is up.  A lane that
  * breaks once up (a write or read error, a stalled reader past the send
  * timeout, a bad tag) closes the NNG connection it is bound to: the
  * fetcher then asks again for what was coming (relink.c), as for any
@@ -86,9 +89,13 @@ struct rayc__lane {
 	rayc__thread th;
 	rayc__wauth w; /* data frames: tx at the holder, rx at the fetcher */
 	nng_sockaddr to; /* fetcher: the holder's address, port replaced */
-	/* Fetcher: ids whose GO waits for the set-up (under lanes->mu). */
+	/* Fetcher: ids whose GO waits for the set-up (under lanes->mu), when
+	 * it started, and whether it took too long (late: GOs go over the
+	 * connection meanwhile). */
 	rayc_object_id *pend;
 	size_t npend, cap;
+	int64_t born;
+	bool late;
 	/* Holder: transfers to write (under lanes->mu), and their wake-up. */
 	rayc__xout *xhead, *xtail;
 	rayc__event ev;
@@ -113,6 +120,12 @@ struct rayc__lanes {
 /* Test counters and hooks. */
 static _Atomic uint64_t lane_bytes_in, lane_bytes_out, lanes_up;
 static _Atomic int tamper_once;
+static _Atomic int stall_ms;
+
+void rayc__test_lane_stall(int ms)
+{
+	atomic_store(&stall_ms, ms);
+}
 
 void rayc__test_lane_counts(uint64_t *in, uint64_t *out, uint64_t *up)
 {
@@ -221,9 +234,12 @@ static bool to_sockaddr(const nng_sockaddr *a, struct sockaddr_storage *ss,
 	return false;
 }
 
-/* Connects within RAYC__LANE_SETUP_MS, giving up early once *dead. */
-static int dial(const nng_sockaddr *a, _Atomic int *state)
+static void late_check(rayc__net *net, rayc__lane *L);
+
+/* Connects within RAYC__LANE_SETUP_MS, giving up early once L is dead. */
+static int dial(rayc__net *net, rayc__lane *L)
 {
+	const nng_sockaddr *a = &L->to;
 	struct sockaddr_storage ss;
 	socklen_t len;
 
@@ -240,12 +256,13 @@ static int dial(const nng_sockaddr *a, _Atomic int *state)
 		}
 		int r = 0;
 		for (int waited = 0; r == 0 && waited < RAYC__LANE_SETUP_MS &&
-		                     atomic_load(state) != LANE_DEAD;
-		     waited += 100) {
+		                     atomic_load(&L->state) != LANE_DEAD;
+		     waited += 50) {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			r = poll(&p, 1, 100);
+			r = poll(&p, 1, 50);
 			if (r < 0 && errno == EINTR)
 				r = 0;
+			late_check(net, L);
 		}
 		int err = 0;
 		socklen_t el = sizeof(err);
@@ -383,6 +400,43 @@ static void lane_broke(rayc__net *net, rayc__lane *L, const char *why)
 
 /* ---- the fetcher's end ---- */
 
+static void send_pending(rayc__net *net, rayc__lane *L, bool up);
+
+/* A set-up that takes longer than RAYC__LANE_WAIT_MS (a port that drops
+ * what comes to it, a slow peer) holds no GO longer: those waiting go
+ * over the connection, as do later ones until the lane is up. */
+static void late_check(rayc__net *net, rayc__lane *L)
+{
+	rayc__lanes *ls = net->lanes;
+	bool flush = false;
+
+	rayc__mutex_lock(&ls->mu);
+	if (!L->late && atomic_load(&L->state) == LANE_SETUP &&
+	    rayc__now_ns() - L->born > (int64_t)RAYC__LANE_WAIT_MS * 1000000) {
+		L->late = true;
+		flush = true;
+	}
+	rayc__mutex_unlock(&ls->mu);
+	if (flush)
+		send_pending(net, L, false);
+}
+
+/* Waits (bounded by RAYC__LANE_SETUP_MS) until fd has something to
+ * read, seeing to late GOs meanwhile; false if it never did. */
+static bool wait_readable(rayc__net *net, rayc__lane *L, int fd)
+{
+	for (int waited = 0; waited < RAYC__LANE_SETUP_MS &&
+	                     atomic_load(&L->state) != LANE_DEAD;
+	     waited += 50) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, 50);
+		late_check(net, L);
+		if (r > 0)
+			return true;
+	}
+	return false;
+}
+
 /* The GOs that waited for the set-up go: by the lane if up, else over
  * NNG alone. */
 static void send_pending(rayc__net *net, rayc__lane *L, bool up)
@@ -408,7 +462,7 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	unsigned char dkey[32];
 	uint32_t v, id;
 
-	if (!io_full(fd, hh, sizeof(hh), true) ||
+	if (!wait_readable(net, L, fd) || !io_full(fd, hh, sizeof(hh), true) ||
 	    memcmp(hh, LANE_MAGIC, 8) != 0)
 		return false;
 	memcpy(&v, hh + 8, 4);
@@ -421,7 +475,7 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	randombytes_buf(hf + 16, NONCE);
 	hello_mac(L->c->tx.key, hf, hh + 16, hf + HELLO_F - MAC);
 	if (!io_full(fd, hf, sizeof(hf), false) ||
-	    !io_full(fd, conf, sizeof(conf), true))
+	    !wait_readable(net, L, fd) || !io_full(fd, conf, sizeof(conf), true))
 		return false;
 	data_key(L->c->rx.key, net->self, L->peer, hh + 16, hf + 16, dkey);
 	confirm_mac(dkey, want);
@@ -491,8 +545,15 @@ static void *fetcher_main(void *arg)
 	rayc__lane *L = arg;
 	rayc__net *net = L->net;
 	rayc__lanes *ls = net->lanes;
-	int fd = dial(&L->to, &L->state);
 	bool up = false;
+
+	/* Test (rayc__test_lane_stall): a set-up that takes this long. */
+	for (int t = atomic_load(&stall_ms);
+	     t > 0 && atomic_load(&L->state) != LANE_DEAD; t -= 50) {
+		rayc__sleep_ms(50);
+		late_check(net, L);
+	}
+	int fd = dial(net, L);
 
 	if (fd >= 0) {
 		rayc__mutex_lock(&ls->mu);
@@ -575,6 +636,7 @@ bool rayc__lane_go(rayc__net *net, uint32_t src, rayc_object_id id)
 			else
 				a.s_in6.sa_port = htons(port);
 			nl->to = a;
+			nl->born = rayc__now_ns();
 			if (rayc__thread_start(&nl->th, fetcher_main, nl) !=
 			    0) {
 				rayc__mutex_unlock(&ls->mu);
@@ -589,7 +651,7 @@ bool rayc__lane_go(rayc__net *net, uint32_t src, rayc_object_id id)
 		}
 	}
 	bool taken = false, go = false;
-	if (L != NULL && atomic_load(&L->state) == LANE_SETUP) {
+	if (L != NULL && atomic_load(&L->state) == LANE_SETUP && !L->late) {
 		if (L->npend == L->cap) {
 			size_t nc = L->cap ? L->cap * 2 : 8;
 			rayc_object_id *np = realloc(L->pend, nc * sizeof(*np));

@@ -48,6 +48,9 @@
  * set up gets none, the largest frame a lane takes, and how many
  * accepted lanes may be setting up at once. */
 #define RAYC__LANE_SETUP_MS 5000
+/* The longest a GO waits for its lane's set-up: then it goes over the
+ * connection (as do later ones until the lane is up). */
+#define RAYC__LANE_WAIT_MS 250
 #define RAYC__LANE_RETRY_NS ((int64_t)30 * 1000000000)
 #define RAYC__LANE_FRAME_MAX ((size_t)4 << 20)
 #define RAYC__LANE_SETUPS 8
