@@ -7,6 +7,14 @@
  * objects on NNG's receive thread, so the frames behind them, heartbeats
  * and Raft's among them, waited past the heartbeat timeout.  And the
  * memory of objects nobody needs any more is used again, warm. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include <xxhash.h>
 
 #include "net_harness.h"
@@ -211,12 +219,6 @@ Test(bulk, a_result_its_owner_freed_leaves_the_store_where_it_was_made)
 }
 
 /* ---- bulk lanes (lib/net/lane.c) ---- */
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 
 #define LANE_N ((size_t)16 << 20)
 
@@ -432,7 +434,7 @@ Test(bulk, strangers_on_the_lane_port_are_turned_away)
 		uint8_t hello[32];
 		cr_assert_eq(recv(bad[i], hello, sizeof(hello), MSG_WAITALL),
 		             (ssize_t)sizeof(hello));
-		uint8_t reply[80];
+		uint8_t reply[64];
 		memset(reply, 0x5a, sizeof(reply));
 		memcpy(reply, "RAYCLANE", 8);
 		uint32_t as = pb, to = rayc_peer_id();
@@ -483,6 +485,122 @@ Test(bulk, a_lane_slow_to_set_up_holds_no_fetch)
 	cr_assert_eq(up1, up0, "a lane came up during the stall");
 	cr_assert_eq(in1, in0, "bytes waited for the stalled lane");
 	rayc__test_lane_stall(0);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
+static _Atomic pid_t lane_victim;
+static _Atomic uint64_t lane_out_at_kill;
+
+/* Kills lane_victim once this peer has written some of an object on a
+ * lane. */
+static void *lane_killer(void *arg)
+{
+	(void)arg;
+	int64_t deadline = rt_now_ms() + 30000;
+	while (lane_out_here() == 0 && rt_now_ms() < deadline)
+		usleep(100);
+	atomic_store(&lane_out_at_kill, lane_out_here());
+	kill(atomic_load(&lane_victim), SIGKILL);
+	return NULL;
+}
+
+/* The fetcher dies while this peer writes an object to it on a lane:
+ * the write fails, and the object's pin goes with the lane (its memory
+ * is freed once we let go of it), instead of being held for ever. */
+Test(bulk, fetcher_killed_mid_lane_transfer_lets_the_holder_go)
+{
+	pid_t b;
+	uint32_t pb = lane_pair(&b, NULL);
+	const size_t n = (size_t)256 << 20;
+	rayc_stats st0, st;
+	cr_assert_eq(rayc_stats_get(&st0), 0);
+	uint8_t *buf = malloc(n);
+	cr_assert_not_null(buf);
+	memset(buf, 0x33, n);
+	rayc_ref obj, out[2];
+	cr_assert_eq(rayc_put(&obj, buf, n), 0);
+	free(buf);
+	atomic_store(&lane_victim, b);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, lane_killer, NULL), 0);
+	rayc_task_opts o = on_peer(pb);
+	o.soft = 1; /* runs here once B is gone */
+	o.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(out, "nf_checksum", &o, RAYC_REF(obj)), 0);
+	pthread_join(th, NULL);
+	waitpid(b, NULL, 0);
+	kids[0] = 0;
+	cr_assert_gt(atomic_load(&lane_out_at_kill), 0, "nothing went on a "
+	             "lane");
+	cr_assert_lt(atomic_load(&lane_out_at_kill), n, "the transfer ended "
+	             "before the kill");
+	RT_WAIT_FOR(alive_peers() == 1, 20000);
+	int64_t sum = 0;
+	cr_assert_eq(rayc_get_i64(out[0], &sum, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(out[0]);
+	rayc_release(out[1]);
+	rayc_release(obj);
+	RT_WAIT_FOR(rayc_stats_get(&st) == 0 &&
+	                    st.store_used_bytes <= st0.store_used_bytes,
+	            20000);
+	cr_assert_leq(st.store_used_bytes, st0.store_used_bytes,
+	              "the object is still held (%llu bytes in use, %llu "
+	              "before)", (unsigned long long)st.store_used_bytes,
+	              (unsigned long long)st0.store_used_bytes);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
+/* 0 once the peer closed fd (reading what comes; a reset, for bytes it
+ * never read, counts), -2 at the deadline. */
+static int lane_wait_closed(int fd, int64_t deadline_ms)
+{
+	uint8_t buf[256];
+	for (;;) {
+		int left = (int)(deadline_ms - rt_now_ms());
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (left <= 0)
+			return -2;
+		if (poll(&pf, 1, left) <= 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return 0;
+		if (r < 0)
+			return -1;
+	}
+}
+
+/* A stranger that trickles its hello a byte at a time is closed at the
+ * lane's set-up deadline (5 s for the whole set-up).  It used to be 5 s
+ * per read: a byte every few seconds kept a set-up slot for minutes,
+ * and eight such kept every lane out. */
+Test(bulk, a_trickling_lane_hello_is_cut_at_the_set_up_deadline)
+{
+	(void)lane_pair(NULL, NULL);
+	int port = rayc__test_lane_port();
+	cr_assert_gt(port, 0, "no lane listener");
+	int fd = dial_port(port);
+	uint8_t hello[32];
+	cr_assert_eq(recv(fd, hello, sizeof(hello), MSG_WAITALL),
+	             (ssize_t)sizeof(hello));
+	int64_t t0 = rt_now_ms(), deadline = t0 + 20000;
+	int rc = -2;
+	for (int i = 0; i < 63 && rc == -2 && rt_now_ms() < deadline; i++) {
+		if (send(fd, "R", 1, MSG_NOSIGNAL) != 1) {
+			rc = 0; /* closed under us */
+			break;
+		}
+		rc = lane_wait_closed(fd, rt_now_ms() + 1000);
+	}
+	int64_t ms = rt_now_ms() - t0;
+	cr_log_info("a trickling hello was closed after %lld ms",
+	            (long long)ms);
+	cr_assert_eq(rc, 0, "a trickling hello was not closed");
+	cr_assert_geq(ms, 4000, "closed before the deadline");
+	close(fd);
 	unsetenv("RAYC_SAME_HOST_COPY");
 	cluster_stop();
 }

@@ -21,7 +21,7 @@
  *   holder -> fetcher: "RAYCLANE", version, holder id, nonce_h (32 bytes)
  *   fetcher -> holder: "RAYCLANE", fetcher id, holder id, nonce_f,
  *                      BLAKE2b keyed with the fetcher->holder frame key
- *                      over all of it and nonce_h (80 bytes)
+ *                      over all of it and nonce_h (64 bytes)
  *   holder -> fetcher: BLAKE2b keyed with the lane's data key (32 bytes)
  *
  * The holder looks for the fetcher's open connections and takes the one
@@ -36,7 +36,9 @@
  *
  * Failure.  A lane that fails to set up (no route, refused, timed out, a
  * MAC that does not match) costs nothing: the GOs waiting for it go over
- * NNG, and that peer gets no lane for RAYC__LANE_RETRY_NS.  No GO waits
+ * NNG, and that peer gets no lane for RAYC__LANE_RETRY_NS, doubling with
+ * each failure in a row (a lane that broke counts too) up to 16 times
+ * that.  No GO waits
  * for a set-up longer than RAYC__LANE_WAIT_MS (a port that drops what
  * comes to it would hold it the whole connect deadline): then it goes
  * over NNG, and so do the next until the lane is up.  A lane that
@@ -49,7 +51,16 @@
  *
  * Threads.  One accepting thread per peer with a listener; one thread per
  * lane at each end.  Accepted sockets not yet authenticated are capped
- * (RAYC__LANE_SETUPS) and must finish within RAYC__LANE_SETUP_MS.
+ * (RAYC__LANE_SETUPS; more wait in the kernel's backlog) and must finish
+ * their whole set-up within RAYC__LANE_SETUP_MS.
+ *
+ * Two streams of one transfer.  A lane's pieces and a connection's may
+ * meet on one transfer (a stale stream of an abandoned fetch of the same
+ * object, still coming, beside the new one's).  Pieces that do not fit
+ * (not the next offset, a transfer not started) are dropped without
+ * touching it; a lane's piece that finds it busy waits a moment for the
+ * other thread.  Objects do not change, so pieces of either stream are
+ * the same bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +71,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -70,7 +82,7 @@
 #define LANE_MAGIC "RAYCLANE"
 #define LANE_VERSION 1u
 #define HELLO_H 32  /* magic, version, holder id, nonce_h */
-#define HELLO_F 80  /* magic, fetcher id, holder id, nonce_f, mac */
+#define HELLO_F 64  /* magic, fetcher id, holder id, nonce_f, mac */
 #define NONCE 16
 #define MAC 32
 
@@ -115,6 +127,7 @@ struct rayc__lanes {
 	rayc__lane *from[RAYC__MAX_PEERS]; /* peer's, written to */
 	uint16_t port_of[RAYC__MAX_PEERS]; /* peer's listener, as it said */
 	int64_t no_lane_until[RAYC__MAX_PEERS];
+	int fails[RAYC__MAX_PEERS]; /* set-ups failed or lanes broken in a row */
 };
 
 /* Test counters and hooks. */
@@ -167,6 +180,32 @@ static bool io_full(int fd, void *p, size_t n, bool rd)
 		ssize_t r = rd ? recv(fd, b, n, MSG_WAITALL)
 		               : send(fd, b, n, MSG_NOSIGNAL);
 		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		b += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+/* io_full for a set-up: the whole of it by deadline (ns), whatever
+ * trickles in meanwhile. */
+static bool io_by(int fd, void *p, size_t n, bool rd, int64_t deadline)
+{
+	uint8_t *b = p;
+
+	while (n > 0) {
+		int64_t left = (deadline - rayc__now_ns()) / 1000000;
+		struct pollfd q = { .fd = fd, .events = rd ? POLLIN : POLLOUT };
+		if (left <= 0 || poll(&q, 1, (int)(left < 50 ? left : 50)) < 0)
+			return false;
+		if (q.revents == 0)
+			continue;
+		ssize_t r = rd ? recv(fd, b, n, MSG_DONTWAIT)
+		               : send(fd, b, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN ||
+		              errno == EWOULDBLOCK))
 			continue;
 		if (r <= 0)
 			return false;
@@ -400,6 +439,16 @@ static void lane_broke(rayc__net *net, rayc__lane *L, const char *why)
 
 /* ---- the fetcher's end ---- */
 
+/* No lane to peer for a while: 30 s after a first failure, doubling
+ * with each failure in a row up to 8 min (a lane port that a firewall
+ * closes costs one RAYC__LANE_WAIT_MS wait each time). */
+static void lane_failed_locked(rayc__lanes *ls, uint32_t peer)
+{
+	int f = ls->fails[peer] < 5 ? ls->fails[peer]++ : 4;
+
+	ls->no_lane_until[peer] = rayc__now_ns() + (RAYC__LANE_RETRY_NS << f);
+}
+
 static void send_pending(rayc__net *net, rayc__lane *L, bool up);
 
 /* A set-up that takes longer than RAYC__LANE_WAIT_MS (a port that drops
@@ -421,13 +470,13 @@ static void late_check(rayc__net *net, rayc__lane *L)
 		send_pending(net, L, false);
 }
 
-/* Waits (bounded by RAYC__LANE_SETUP_MS) until fd has something to
- * read, seeing to late GOs meanwhile; false if it never did. */
-static bool wait_readable(rayc__net *net, rayc__lane *L, int fd)
+/* Waits until fd has something to read (by deadline, ns), seeing to
+ * late GOs meanwhile; false if it never did. */
+static bool wait_readable(rayc__net *net, rayc__lane *L, int fd,
+                          int64_t deadline)
 {
-	for (int waited = 0; waited < RAYC__LANE_SETUP_MS &&
-	                     atomic_load(&L->state) != LANE_DEAD;
-	     waited += 50) {
+	while (rayc__now_ns() < deadline &&
+	       atomic_load(&L->state) != LANE_DEAD) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int r = poll(&p, 1, 50);
 		late_check(net, L);
@@ -461,8 +510,9 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	uint8_t hh[HELLO_H], hf[HELLO_F], conf[MAC], want[MAC];
 	unsigned char dkey[32];
 	uint32_t v, id;
+	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
 
-	if (!wait_readable(net, L, fd) || !io_full(fd, hh, sizeof(hh), true) ||
+	if (!wait_readable(net, L, fd, by) || !io_by(fd, hh, sizeof(hh), true, by) ||
 	    memcmp(hh, LANE_MAGIC, 8) != 0)
 		return false;
 	memcpy(&v, hh + 8, 4);
@@ -474,8 +524,9 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	memcpy(hf + 12, &L->peer, 4);
 	randombytes_buf(hf + 16, NONCE);
 	hello_mac(L->c->tx.key, hf, hh + 16, hf + HELLO_F - MAC);
-	if (!io_full(fd, hf, sizeof(hf), false) ||
-	    !wait_readable(net, L, fd) || !io_full(fd, conf, sizeof(conf), true))
+	if (!io_by(fd, hf, sizeof(hf), false, by) ||
+	    !wait_readable(net, L, fd, by) ||
+	    !io_by(fd, conf, sizeof(conf), true, by))
 		return false;
 	data_key(L->c->rx.key, net->self, L->peer, hh + 16, hf + 16, dkey);
 	confirm_mac(dkey, want);
@@ -495,6 +546,7 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 {
 	uint8_t hs[RAYC__WIRE_HDR + RAYC__CHUNK_SUB];
 	const uint8_t *sub = hs + RAYC__WIRE_HDR;
+	bool good = false;
 
 	for (;;) {
 		if (!io_full(L->fd, hs, sizeof(hs), true))
@@ -508,8 +560,17 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 		size_t n = h.len - RAYC__CHUNK_SUB;
 		uint8_t *dst = NULL;
 		rayc__xin *x = NULL;
-		int r = rayc__remote_chunk_begin(L->c, sub, n, NULL, &dst, &x);
-		if (r < 0)
+		int r = rayc__remote_lane_chunk_begin(L->c, sub, n, &dst, &x);
+		/* Its transfer is being written into by the connection's
+		 * thread for a moment (a piece of another stream of it). */
+		for (int64_t by = rayc__now_ns() + (int64_t)1000000000;
+		     r == RAYC__CHUNK_BUSY && rayc__now_ns() < by;) {
+			struct timespec ts = { 0, 50000 };
+			(void)nanosleep(&ts, NULL);
+			r = rayc__remote_lane_chunk_begin(L->c, sub, n, &dst,
+			                                  &x);
+		}
+		if (r < 0 || r == RAYC__CHUNK_BUSY)
 			return false;
 		uint8_t *tmp = NULL;
 		if (r != 1 && n > 0) {
@@ -537,6 +598,12 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 		if (r == 1)
 			atomic_fetch_add_explicit(&lane_bytes_in, n,
 			                          memory_order_relaxed);
+		if (!good) {
+			good = true; /* the lane works: failures start over */
+			rayc__mutex_lock(&net->lanes->mu);
+			net->lanes->fails[L->peer] = 0;
+			rayc__mutex_unlock(&net->lanes->mu);
+		}
 	}
 }
 
@@ -560,7 +627,6 @@ static void *fetcher_main(void *arg)
 		L->fd = fd;
 		bool dead = atomic_load(&L->state) == LANE_DEAD;
 		rayc__mutex_unlock(&ls->mu);
-		set_timeouts(fd, RAYC__LANE_SETUP_MS, RAYC__LANE_SETUP_MS);
 		up = !dead && fetcher_setup(net, L, fd);
 	}
 	if (up) {
@@ -571,8 +637,7 @@ static void *fetcher_main(void *arg)
 	}
 	if (!up) {
 		rayc__mutex_lock(&ls->mu);
-		ls->no_lane_until[L->peer] =
-		        rayc__now_ns() + RAYC__LANE_RETRY_NS;
+		lane_failed_locked(ls, L->peer);
 		rayc__mutex_unlock(&ls->mu);
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-LANE",
 		          "no bulk lane to peer %u: its objects come over the "
@@ -583,8 +648,12 @@ static void *fetcher_main(void *arg)
 	}
 	/* A GO may be queued up to the moment the state left SETUP. */
 	send_pending(net, L, up);
-	if (up && !read_frames(net, L))
+	if (up && !read_frames(net, L)) {
+		rayc__mutex_lock(&ls->mu);
+		lane_failed_locked(ls, L->peer);
+		rayc__mutex_unlock(&ls->mu);
 		lane_broke(net, L, "read failed or bad frame");
+	}
 	lane_end(net, L);
 	send_pending(net, L, false); /* none: the state is no longer SETUP */
 	return NULL;
@@ -648,6 +717,13 @@ bool rayc__lane_go(rayc__net *net, uint32_t src, rayc_object_id id)
 			ls->all = nl;
 			ls->to[src] = nl;
 			L = nl;
+			/* Listed under lanes->mu, then c looked at: a close
+			 * of c either finds the lane (rayc__lane_conn_lost)
+			 * or is seen here. */
+			if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
+				lane_kill_locked(nl);
+				L = NULL;
+			}
 		}
 	}
 	bool taken = false, go = false;
@@ -730,13 +806,14 @@ static bool holder_setup(rayc__net *net, rayc__lane *L)
 	uint8_t hh[HELLO_H], hf[HELLO_F], conf[MAC];
 	unsigned char dkey[32];
 	uint32_t v = LANE_VERSION, fid, hid;
+	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
 
 	memcpy(hh, LANE_MAGIC, 8);
 	memcpy(hh + 8, &v, 4);
 	memcpy(hh + 12, &net->self, 4);
 	randombytes_buf(hh + 16, NONCE);
-	if (!io_full(L->fd, hh, sizeof(hh), false) ||
-	    !io_full(L->fd, hf, sizeof(hf), true) ||
+	if (!io_by(L->fd, hh, sizeof(hh), false, by) ||
+	    !io_by(L->fd, hf, sizeof(hf), true, by) ||
 	    memcmp(hf, LANE_MAGIC, 8) != 0)
 		return false;
 	memcpy(&fid, hf + 8, 4);
@@ -773,7 +850,7 @@ static bool holder_setup(rayc__net *net, rayc__lane *L)
 	rayc__mutex_unlock(&ls->mu);
 	if (atomic_load(&c->state) == RAYC__CONN_CLOSED)
 		return false;
-	return up && io_full(L->fd, conf, sizeof(conf), false);
+	return up && io_by(L->fd, conf, sizeof(conf), false, by);
 }
 
 /* Writes x's bytes as CHUNK frames; false if the lane failed. */
@@ -818,7 +895,6 @@ static void *holder_main(void *arg)
 	rayc__wbuf b = { 0 };
 	bool broke = false;
 
-	set_timeouts(L->fd, RAYC__LANE_SETUP_MS, RAYC__LANE_SETUP_MS);
 	bool up = holder_setup(net, L);
 	rayc__mutex_lock(&ls->mu);
 	ls->setups--;
@@ -876,10 +952,11 @@ bool rayc__lane_send(rayc__net *net, uint32_t peer, rayc__xout *x)
 		else
 			L->xhead = x;
 		L->xtail = x;
+		/* Under the lock: once it is let go, L may end and be
+		 * reaped. */
+		rayc__event_set(&L->ev);
 	}
 	rayc__mutex_unlock(&ls->mu);
-	if (ok)
-		rayc__event_set(&L->ev);
 	return ok;
 }
 
@@ -900,12 +977,22 @@ static void *accept_main(void *arg)
 				rayc__sleep_ms(10); /* out of descriptors */
 			continue;
 		}
+		/* Full: the next wait in the kernel's backlog (each set-up
+		 * ends by its deadline). */
+		for (;;) {
+			rayc__mutex_lock(&ls->mu);
+			bool full = ls->setups >= RAYC__LANE_SETUPS;
+			rayc__mutex_unlock(&ls->mu);
+			if (!full || atomic_load(&ls->stop))
+				break;
+			rayc__sleep_ms(20);
+		}
 		int one = 1;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		                 sizeof(one));
 		rayc__lane *L = lane_new(net, 0, false);
 		rayc__mutex_lock(&ls->mu);
-		if (L == NULL || ls->setups >= RAYC__LANE_SETUPS) {
+		if (L == NULL || atomic_load(&ls->stop)) {
 			rayc__mutex_unlock(&ls->mu);
 			close(fd);
 			free(L);

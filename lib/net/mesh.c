@@ -790,8 +790,8 @@ static void net_free(rayc__net *net)
 		rayc__sleep_ms(1); /* refs dropped by callbacks ending */
 		reap_conns(net, true);
 	}
+	rayc__bulk_stop(net); /* its jobs may still ask for a lane */
 	rayc__lane_free(net);
-	rayc__bulk_stop(net);
 	rayc__remote_fini(net);
 	rayc__relink_fini(net);
 	rayc__ctl_fini(net);

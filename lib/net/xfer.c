@@ -528,9 +528,9 @@ static bool post_room(rayc__net *net, rayc__xin *x, uint64_t total,
 	return true;
 }
 
-int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
-                             const uint8_t *payload, uint8_t **dst,
-                             rayc__xin **out)
+static int chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                       const uint8_t *payload, bool lane, uint8_t **dst,
+                       rayc__xin **out)
 {
 	rayc__net *net = c->net;
 	rayc__rd rd;
@@ -540,14 +540,29 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 	uint64_t total = rayc__r_u64(&rd);
 	uint64_t off = rayc__r_u64(&rd);
 	rayc_type type = (rayc_type)rayc__r_u8(&rd);
-	if (rd.bad)
+	if (rd.bad || (lane && n == 0))
 		return -1;
 	rayc__mutex_lock(&net->mu);
 	rayc__xin *x;
 	HASH_FIND(hh, net->xins, &id, sizeof(id), x);
-	if (x == NULL || x->src != c->peer || x->busy) {
+	if (x == NULL || x->src != c->peer) {
 		rayc__mutex_unlock(&net->mu);
 		return 0; /* nobody wants it any more */
+	}
+	if (x->busy) {
+		rayc__mutex_unlock(&net->mu);
+		return RAYC__CHUNK_BUSY;
+	}
+	/* Nothing to do, and x left alone (not busy: a piece that counts
+	 * may be arriving on another thread, by lane or connection): a
+	 * size sent again, a piece of another stream of the same object
+	 * (an abandoned transfer's, still coming), or, on a lane, any
+	 * piece of a transfer not started (lanes carry only what a GO
+	 * asked for, and a GO follows the start). */
+	if ((x->started && (n == 0 || off != x->got)) ||
+	    (lane && !x->started)) {
+		rayc__mutex_unlock(&net->mu);
+		return 0;
 	}
 	x->busy = true;
 	rayc__mutex_unlock(&net->mu);
@@ -595,6 +610,21 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 	*dst = x->dst + off;
 	*out = x;
 	return 1;
+}
+
+int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
+                             const uint8_t *payload, uint8_t **dst,
+                             rayc__xin **out)
+{
+	int r = chunk_begin(c, sub, n, payload, false, dst, out);
+
+	return r == RAYC__CHUNK_BUSY ? 0 : r;
+}
+
+int rayc__remote_lane_chunk_begin(rayc__conn *c, const uint8_t *sub,
+                                  size_t n, uint8_t **dst, rayc__xin **out)
+{
+	return chunk_begin(c, sub, n, NULL, true, dst, out);
 }
 
 static void (*_Atomic chunk_hook)(uint32_t src);
