@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -58,6 +59,27 @@ static inline void driver_start_at(const char *address)
 static inline void driver_start(void)
 {
 	driver_start_at(NULL);
+}
+
+/* Reads and drops what fd gets until the peer closes it (0; a reset,
+ * for bytes the peer never read, counts), another error (-1), or the
+ * deadline (-2). */
+static inline int wait_closed(int fd, int64_t deadline_ms)
+{
+	uint8_t buf[512];
+	for (;;) {
+		int left = (int)(deadline_ms - rt_now_ms());
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (left <= 0)
+			return -2;
+		if (poll(&pf, 1, left) <= 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return 0;
+		if (r < 0)
+			return -1;
+	}
 }
 
 /* Starts a net_peer process; env holds its RAYC_* settings on top of the

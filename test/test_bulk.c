@@ -553,26 +553,6 @@ Test(bulk, fetcher_killed_mid_lane_transfer_lets_the_holder_go)
 	cluster_stop();
 }
 
-/* 0 once the peer closed fd (reading what comes; a reset, for bytes it
- * never read, counts), -2 at the deadline. */
-static int lane_wait_closed(int fd, int64_t deadline_ms)
-{
-	uint8_t buf[256];
-	for (;;) {
-		int left = (int)(deadline_ms - rt_now_ms());
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		if (left <= 0)
-			return -2;
-		if (poll(&pf, 1, left) <= 0)
-			continue;
-		ssize_t r = read(fd, buf, sizeof(buf));
-		if (r == 0 || (r < 0 && errno == ECONNRESET))
-			return 0;
-		if (r < 0)
-			return -1;
-	}
-}
-
 /* A stranger that trickles its hello a byte at a time is closed at the
  * lane's set-up deadline (5 s for the whole set-up).  It used to be 5 s
  * per read: a byte every few seconds kept a set-up slot for minutes,
@@ -593,7 +573,7 @@ Test(bulk, a_trickling_lane_hello_is_cut_at_the_set_up_deadline)
 			rc = 0; /* closed under us */
 			break;
 		}
-		rc = lane_wait_closed(fd, rt_now_ms() + 1000);
+		rc = wait_closed(fd, rt_now_ms() + 1000);
 	}
 	int64_t ms = rt_now_ms() - t0;
 	cr_log_info("a trickling hello was closed after %lld ms",

@@ -1090,24 +1090,6 @@ static int raw_connect(const char *address)
 	return fd;
 }
 
-/* Reads and drops what fd gets until the peer closes it (0), an error
- * (-1), or the deadline (-2). */
-static int wait_closed(int fd, int64_t deadline_ms)
-{
-	uint8_t buf[512];
-	for (;;) {
-		int left = (int)(deadline_ms - rt_now_ms());
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		if (left <= 0)
-			return -2;
-		if (poll(&pf, 1, left) <= 0)
-			continue;
-		ssize_t r = read(fd, buf, sizeof(buf));
-		if (r <= 0)
-			return r == 0 ? 0 : -1;
-	}
-}
-
 /* A connection that never finishes its handshake -- one that says
  * nothing after connecting, one that trickles a byte a second -- is
  * closed by the peer after the handshake deadline (max(5 s, heartbeat

@@ -172,13 +172,13 @@ bool rayc__lane_on(void)
 
 /* ---- sockets ---- */
 
-static bool io_full(int fd, void *p, size_t n, bool rd)
+/* Receives exactly n bytes (a lane's frames, blocking). */
+static bool recv_full(int fd, void *p, size_t n)
 {
 	uint8_t *b = p;
 
 	while (n > 0) {
-		ssize_t r = rd ? recv(fd, b, n, MSG_WAITALL)
-		               : send(fd, b, n, MSG_NOSIGNAL);
+		ssize_t r = recv(fd, b, n, MSG_WAITALL);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -189,8 +189,8 @@ static bool io_full(int fd, void *p, size_t n, bool rd)
 	return true;
 }
 
-/* io_full for a set-up: the whole of it by deadline (ns), whatever
- * trickles in meanwhile. */
+/* Receives or sends exactly n bytes of a set-up, all by deadline (ns):
+ * trickling bytes do not extend it. */
 static bool io_by(int fd, void *p, size_t n, bool rd, int64_t deadline)
 {
 	uint8_t *b = p;
@@ -549,7 +549,7 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 	bool good = false;
 
 	for (;;) {
-		if (!io_full(L->fd, hs, sizeof(hs), true))
+		if (!recv_full(L->fd, hs, sizeof(hs)))
 			return atomic_load(&L->state) == LANE_DEAD;
 		rayc__whdr h;
 		if (!rayc__whdr_parse(hs, RAYC__WIRE_MAX_FRAME, &h) ||
@@ -581,7 +581,7 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 				return false;
 			dst = tmp;
 		}
-		bool in = io_full(L->fd, dst, n, true);
+		bool in = recv_full(L->fd, dst, n);
 		bool ok = in && rayc__wire_check(&L->w, hs, sub,
 		                                 RAYC__CHUNK_SUB, dst, n);
 		free(tmp);
