@@ -93,7 +93,6 @@ struct rayc__lane {
 	rayc__net *net;
 	rayc__conn *c; /* the connection it is bound to (a ref), once known */
 	uint32_t peer;
-	bool fetcher; /* we dialed it and read from it */
 	int fd;
 	_Atomic int state;
 	_Atomic bool done; /* its thread ended: to join */
@@ -324,7 +323,20 @@ static int dial(rayc__net *net, rayc__lane *L)
 
 /* ---- keys ---- */
 
-/* The fetcher's MAC over its hello's first 48 bytes and nonce_h, keyed
+/* Integers in the set-up are little endian, as on the wire (wire.h). */
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* The fetcher's MAC over its hello's first 32 bytes and nonce_h, keyed
  * with the fetcher->holder frame key. */
 static void hello_mac(const unsigned char key[32], const uint8_t *hello,
                       const uint8_t *nonce_h, uint8_t out[MAC])
@@ -347,8 +359,8 @@ static void data_key(const unsigned char key[32], uint32_t fetcher,
 	crypto_generichash_state st;
 	uint8_t ids[8];
 
-	memcpy(ids, &fetcher, 4);
-	memcpy(ids + 4, &holder, 4);
+	put32(ids, fetcher);
+	put32(ids + 4, holder);
 	crypto_generichash_init(&st, key, 32, 32);
 	crypto_generichash_update(&st, (const uint8_t *)"rayc lane data",
 	                          14);
@@ -367,7 +379,7 @@ static void confirm_mac(const unsigned char dkey[32], uint8_t out[MAC])
 
 /* ---- lanes ---- */
 
-static rayc__lane *lane_new(rayc__net *net, uint32_t peer, bool fetcher)
+static rayc__lane *lane_new(rayc__net *net, uint32_t peer)
 {
 	rayc__lane *L = calloc(1, sizeof(*L));
 
@@ -375,7 +387,6 @@ static rayc__lane *lane_new(rayc__net *net, uint32_t peer, bool fetcher)
 		return NULL;
 	L->net = net;
 	L->peer = peer;
-	L->fetcher = fetcher;
 	L->fd = -1;
 	atomic_init(&L->state, LANE_SETUP);
 	return L;
@@ -515,13 +526,13 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	if (!wait_readable(net, L, fd, by) || !io_by(fd, hh, sizeof(hh), true, by) ||
 	    memcmp(hh, LANE_MAGIC, 8) != 0)
 		return false;
-	memcpy(&v, hh + 8, 4);
-	memcpy(&id, hh + 12, 4);
+	v = get32(hh + 8);
+	id = get32(hh + 12);
 	if (v != LANE_VERSION || id != L->peer)
 		return false;
 	memcpy(hf, LANE_MAGIC, 8);
-	memcpy(hf + 8, &net->self, 4);
-	memcpy(hf + 12, &L->peer, 4);
+	put32(hf + 8, net->self);
+	put32(hf + 12, L->peer);
 	randombytes_buf(hf + 16, NONCE);
 	hello_mac(L->c->tx.key, hf, hh + 16, hf + HELLO_F - MAC);
 	if (!io_by(fd, hf, sizeof(hf), false, by) ||
@@ -683,7 +694,7 @@ bool rayc__lane_go(rayc__net *net, uint32_t src, rayc_object_id id)
 				rayc__conn_unref(c);
 			return false;
 		}
-		rayc__lane *nl = lane_new(net, src, true);
+		rayc__lane *nl = lane_new(net, src);
 		if (nl == NULL) {
 			rayc__conn_unref(c);
 			return false;
@@ -809,15 +820,15 @@ static bool holder_setup(rayc__net *net, rayc__lane *L)
 	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
 
 	memcpy(hh, LANE_MAGIC, 8);
-	memcpy(hh + 8, &v, 4);
-	memcpy(hh + 12, &net->self, 4);
+	put32(hh + 8, v);
+	put32(hh + 12, net->self);
 	randombytes_buf(hh + 16, NONCE);
 	if (!io_by(L->fd, hh, sizeof(hh), false, by) ||
 	    !io_by(L->fd, hf, sizeof(hf), true, by) ||
 	    memcmp(hf, LANE_MAGIC, 8) != 0)
 		return false;
-	memcpy(&fid, hf + 8, 4);
-	memcpy(&hid, hf + 12, 4);
+	fid = get32(hf + 8);
+	hid = get32(hf + 12);
 	if (hid != net->self || fid == 0 || fid >= RAYC__MAX_PEERS ||
 	    fid == net->self)
 		return false;
@@ -990,7 +1001,7 @@ static void *accept_main(void *arg)
 		int one = 1;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		                 sizeof(one));
-		rayc__lane *L = lane_new(net, 0, false);
+		rayc__lane *L = lane_new(net, 0);
 		rayc__mutex_lock(&ls->mu);
 		if (L == NULL || atomic_load(&ls->stop)) {
 			rayc__mutex_unlock(&ls->mu);
