@@ -1,0 +1,101 @@
+/* lane_int.h -- what the files of bulk lanes share (lane.c: the
+ * lanes' tables, keys and life cycle; lane_fetch.c: the fetcher's end;
+ * lane_hold.c: the holder's end).  The design is at the top of lane.c.
+ */
+#ifndef RAYC_NET_LANE_INT_H
+#define RAYC_NET_LANE_INT_H
+
+#include <sys/socket.h>
+
+#include "net/remote_int.h"
+
+#define LANE_MAGIC "RAYCLANE"
+#define LANE_VERSION 1u
+#define HELLO_H 32  /* magic, version, holder id, nonce_h */
+#define HELLO_F 64  /* magic, fetcher id, holder id, nonce_f, mac */
+#define NONCE 16
+#define MAC 32
+
+enum { LANE_SETUP, LANE_UP, LANE_DEAD };
+
+typedef struct rayc__lane rayc__lane;
+struct rayc__lane {
+	rayc__net *net;
+	rayc__conn *c; /* the connection it is bound to (a ref), once known */
+	uint32_t peer;
+	int fd;
+	_Atomic int state;
+	_Atomic bool done; /* its thread ended: to join */
+	bool started;
+	rayc__thread th;
+	rayc__wauth w; /* data frames: tx at the holder, rx at the fetcher */
+	nng_sockaddr to; /* fetcher: the holder's address, port replaced */
+	/* Fetcher: ids whose GO waits for the set-up (under lanes->mu), when
+	 * it started, and whether it took too long (late: GOs go over the
+	 * connection meanwhile). */
+	rayc_object_id *pend;
+	size_t npend, cap;
+	int64_t born;
+	bool late;
+	/* Holder: transfers to write (under lanes->mu), and their wake-up. */
+	rayc__xout *xhead, *xtail;
+	rayc__event ev;
+	rayc__lane *next;
+};
+
+struct rayc__lanes {
+	rayc__mutex mu;
+	int lfd;          /* listener (-1: none) */
+	_Atomic uint16_t port; /* its port (0: none) */
+	rayc__thread acc;
+	bool acc_started;
+	_Atomic bool stop;
+	rayc__lane *all;  /* every lane, to join and free */
+	int setups;       /* accepted, not yet authenticated */
+	rayc__lane *to[RAYC__MAX_PEERS];   /* ours, reading from peer */
+	rayc__lane *from[RAYC__MAX_PEERS]; /* peer's, written to */
+	uint16_t port_of[RAYC__MAX_PEERS]; /* peer's listener, as it said */
+	int64_t no_lane_until[RAYC__MAX_PEERS];
+	int fails[RAYC__MAX_PEERS]; /* set-ups failed or lanes broken in a row */
+};
+
+/* Test counters and hooks (lane.c). */
+extern _Atomic uint64_t rayc__lane_bytes_in, rayc__lane_bytes_out,
+	rayc__lanes_up;
+extern _Atomic int rayc__lane_tamper_once, rayc__lane_stall_ms;
+
+/* Integers in the set-up are little endian, as on the wire (wire.h). */
+static inline void rayc__lane_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t rayc__lane_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* lane.c: sockets */
+bool rayc__lane_io_by(int fd, void *p, size_t n, bool rd, int64_t deadline);
+void rayc__lane_timeouts(int fd, int64_t ms_rd, int64_t ms_wr);
+bool rayc__lane_sockaddr(const nng_sockaddr *a, struct sockaddr_storage *ss,
+                         socklen_t *len);
+/* lane.c: keys */
+void rayc__lane_hello_mac(const unsigned char key[32], const uint8_t *hello,
+                          const uint8_t *nonce_h, uint8_t out[MAC]);
+void rayc__lane_data_key(const unsigned char key[32], uint32_t fetcher,
+                         uint32_t holder, const uint8_t *nonce_h,
+                         const uint8_t *nonce_f, unsigned char out[32]);
+void rayc__lane_confirm_mac(const unsigned char dkey[32], uint8_t out[MAC]);
+/* lane.c: lanes */
+rayc__lane *rayc__lane_new(rayc__net *net, uint32_t peer);
+void rayc__lane_kill_locked(rayc__lane *L);
+void rayc__lane_drop(rayc__net *net, rayc__lane *L);
+void rayc__lane_end(rayc__net *net, rayc__lane *L);
+void rayc__lane_broke(rayc__net *net, rayc__lane *L, const char *why);
+/* lane_hold.c: the accepting thread */
+void *rayc__lane_accept_main(void *arg);
+
+#endif /* RAYC_NET_LANE_INT_H */
