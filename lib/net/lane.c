@@ -147,16 +147,6 @@ bool rayc__lane_io_by(int fd, void *p, size_t n, bool rd, int64_t deadline)
 	return true;
 }
 
-void rayc__lane_timeouts(int fd, int64_t ms_rd, int64_t ms_wr)
-{
-	struct timeval r = { .tv_sec = ms_rd / 1000,
-		             .tv_usec = (ms_rd % 1000) * 1000 };
-	struct timeval w = { .tv_sec = ms_wr / 1000,
-		             .tv_usec = (ms_wr % 1000) * 1000 };
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof(r));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &w, sizeof(w));
-}
-
 /* nng_sockaddr (TCP) to a socket address; false for anything else. */
 bool rayc__lane_sockaddr(const nng_sockaddr *a, struct sockaddr_storage *ss,
                         socklen_t *len)

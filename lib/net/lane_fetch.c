@@ -289,7 +289,6 @@ static void *fetcher_main(void *arg)
 		          "connection", L->peer);
 	} else {
 		atomic_fetch_add(&rayc__lanes_up, 1);
-		rayc__lane_timeouts(fd, 0, RAYC__LANE_SETUP_MS);
 	}
 	/* A GO may be queued up to the moment the state left SETUP. */
 	send_pending(net, L, up);

@@ -183,7 +183,11 @@ static void *holder_main(void *arg)
 	}
 	/* A reader that stops reading holds our pins no longer than this. */
 	int64_t wr = net->timeout_ns / 1000000 * 2;
-	rayc__lane_timeouts(L->fd, 0, wr > 10000 ? wr : 10000);
+	if (wr < 10000)
+		wr = 10000;
+	struct timeval tv = { .tv_sec = wr / 1000,
+		              .tv_usec = (wr % 1000) * 1000 };
+	(void)setsockopt(L->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	for (;;) {
 		rayc__mutex_lock(&ls->mu);
 		rayc__xout *x = L->xhead;
@@ -238,7 +242,7 @@ bool rayc__lane_send(rayc__net *net, uint32_t peer, rayc__xout *x)
 	return ok;
 }
 
-void *rayc__lane_accept_main(void *arg)
+static void *accept_main(void *arg)
 {
 	rayc__net *net = arg;
 	rayc__lanes *ls = net->lanes;
@@ -319,7 +323,7 @@ void rayc__lane_listen(rayc__net *net)
 		return;
 	}
 	ls->lfd = fd;
-	if (rayc__thread_start(&ls->acc, rayc__lane_accept_main, net) != 0) {
+	if (rayc__thread_start(&ls->acc, accept_main, net) != 0) {
 		close(fd);
 		ls->lfd = -1;
 		return;

@@ -79,7 +79,6 @@ static inline uint32_t rayc__lane_get32(const uint8_t *p)
 
 /* lane.c: sockets */
 bool rayc__lane_io_by(int fd, void *p, size_t n, bool rd, int64_t deadline);
-void rayc__lane_timeouts(int fd, int64_t ms_rd, int64_t ms_wr);
 bool rayc__lane_sockaddr(const nng_sockaddr *a, struct sockaddr_storage *ss,
                          socklen_t *len);
 /* lane.c: keys */
@@ -95,7 +94,5 @@ void rayc__lane_kill_locked(rayc__lane *L);
 void rayc__lane_drop(rayc__net *net, rayc__lane *L);
 void rayc__lane_end(rayc__net *net, rayc__lane *L);
 void rayc__lane_broke(rayc__net *net, rayc__lane *L, const char *why);
-/* lane_hold.c: the accepting thread */
-void *rayc__lane_accept_main(void *arg);
 
 #endif /* RAYC_NET_LANE_INT_H */
