@@ -374,6 +374,11 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 
 	if (ctx != NULL)
 		rayc__sched_block_locked(rt, ctx);
+	/* Counted before the batches' ended runs are completed: a run that
+	 * ends after this sees us and hands its completion over at once
+	 * (sched/execute.c). */
+	atomic_fetch_add(&rt->nparked, 1);
+	(void)rayc__sched_batch_finish_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
 	static _Thread_local rayc__spin spin;
 	bool ok = ctx != NULL
@@ -381,6 +386,7 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 	                  : rayc__event_wait_learn(&w->ev, deadline,
 	                                           GET_SPIN_NS, &spin);
 	rayc__mutex_lock(&rt->mu);
+	atomic_fetch_sub(&rt->nparked, 1);
 	if (ctx != NULL)
 		rayc__sched_unblock_locked(rt, ctx);
 	return ok;
@@ -434,6 +440,10 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 			rayc__net_fetch_locked(rt, o); /* bytes are elsewhere */
 			continue;
 		}
+		/* Its producer may have run in a batch, its completion not
+		 * done yet (sched/execute.c). */
+		if (rayc__sched_batch_finish_locked(rt))
+			continue;
 		if (timeout_ms == 0 ||
 		    (deadline >= 0 && rayc__now_ns() >= deadline)) {
 			rayc__obj_unref_locked(rt, o);
@@ -576,6 +586,8 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 			ready += is_done(objs[i]);
 		if (ready >= num_ready)
 			break;
+		if (rayc__sched_batch_finish_locked(rt))
+			continue; /* as in rayc_get */
 		if (rt->stopping) {
 			rc = rayc__err(RAYC_ESTATE, "runtime shutting down");
 			break;

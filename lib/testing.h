@@ -173,6 +173,8 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
  * may run an empty task in more). */
 uint64_t rayc__test_batched_runs(void);
 void rayc__test_set_quick_ns(uint32_t ns);
+/* Threads parked in rayc_get or rayc_wait now. */
+int rayc__test_nparked(void);
 
 /* Fault injection: the next count passes of site fail as if memory ran
  * out there (count 0 disarms).  rayc__fault(site) is the check. */

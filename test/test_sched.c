@@ -724,6 +724,7 @@ static void batch_poll(rayc_ctx *c)
 		if (nready == 0)
 			sched_yield();
 	}
+	atomic_store(&batch_flag, 1); /* done polling */
 	rayc_return_i64(c, 0, (int64_t)nready);
 }
 RAYC_REMOTE(batch_poll)
@@ -785,6 +786,101 @@ static void batch_two(const char *first, const char *second, rayc_ref *r1,
 		rayc_release(gate[i]);
 }
 
+/* A run's completion may wait for the batch's end (sched/execute.c);
+ * whoever looks for its result must not wait on the runs after it. */
+
+/* Opens the gate once the driver is parked in rayc_get. */
+static void *open_when_parked(void *arg)
+{
+	(void)arg;
+	RT_WAIT_FOR(rayc__test_nparked() > 0, 10000);
+	atomic_store(&batch_gate, 1);
+	return NULL;
+}
+
+static void batch_warm_spin_poll(void)
+{
+	rayc_ref r;
+
+	batch_warm();
+	for (int i = 0; i < 20; i++) {
+		const char *fns[2] = { "batch_spin", "batch_poll" };
+		for (int k = 0; k < 2; k++) {
+			cr_assert_eq(rayc_call(&r, fns[k], RAYC_I64(0)), RAYC_OK);
+			rayc_view v;
+			cr_assert_eq(rayc_get(r, &v, 10000), RAYC_OK);
+			rayc_view_release(&v);
+			rayc_release(r);
+		}
+	}
+}
+
+Test(batch, a_parked_getter_gets_a_run_while_a_later_run_of_its_batch_spins)
+{
+	rayc_ref gate, made, spinner, more[20];
+	pthread_t th;
+	int64_t v = 0;
+
+	batch_warm_spin_poll();
+	atomic_store(&batch_gate, 0);
+	atomic_store(&batch_flag, 0);
+	uint64_t before = rayc__test_batched_runs();
+	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, "batch_make"), RAYC_OK);
+	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	cr_assert_eq(pthread_create(&th, NULL, open_when_parked, NULL), 0);
+	/* Longer than the spinner spins: had the run's completion waited
+	 * for the batch's next run, the spinner gives up and says so. */
+	int rc = rayc_get_i64(made, &v, 20000);
+	atomic_store(&batch_flag, 1);
+	pthread_join(th, NULL);
+	cr_assert_eq(rc, RAYC_OK, "the run before the spinner: %s",
+	             rayc_errmsg());
+	cr_assert_eq(v, 7);
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	rayc_release(made);
+	rayc_release(spinner);
+	rayc_release(gate);
+}
+
+Test(batch, a_run_that_polls_for_a_task_earlier_in_its_batch_sees_it)
+{
+	rayc_ref gate, made, poller, more[20];
+
+	batch_warm_spin_poll();
+	atomic_store(&batch_gate, 0);
+	uint64_t before = rayc__test_batched_runs();
+	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, "batch_make"), RAYC_OK);
+	cr_assert_eq(rayc_call(&poller, "batch_poll", RAYC_I64(1)), RAYC_OK);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	batch_wanted = made;
+	atomic_store(&batch_flag, 0);
+	atomic_store(&batch_gate, 1);
+	/* No call into rayc meanwhile: a parked getter would complete the
+	 * run (sched/execute.c), so the poller must do it. */
+	RT_WAIT_FOR(atomic_load(&batch_flag), 15000);
+	cr_assert_eq(get_i64(poller), 1, "the poller never saw it ready");
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	rayc_release(made);
+	rayc_release(poller);
+	rayc_release(gate);
+}
+
 TestSuite(batch2, .init = rt_init2_quick, .fini = rt_stop, .timeout = 60);
 
 Test(batch2, a_run_that_polls_for_a_task_later_in_its_batch_sees_it_run)
@@ -811,4 +907,58 @@ Test(batch2, the_result_of_a_run_is_got_while_a_later_run_of_its_batch_spins)
 	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
 	rayc_release(made);
 	rayc_release(spinner);
+}
+
+
+/* Sets batch_flag: run once its argument, made by a run of a batch, is
+ * there. */
+static void batch_set_flag(rayc_ctx *c)
+{
+	(void)c;
+	atomic_store(&batch_flag, 1);
+}
+RAYC_REMOTE(batch_set_flag)
+
+Test(batch2, a_task_needing_a_run_of_a_batch_runs_while_a_later_run_spins)
+{
+	rayc_ref gate[2], made, dep, spinner, more[30], r;
+
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(rayc_call(&r, "batch_make"), RAYC_OK);
+		cr_assert_eq(get_i64(r), 7);
+		rayc_release(r);
+		cr_assert_eq(rayc_call(&r, "batch_spin", RAYC_I64(0)), RAYC_OK);
+		rayc_view v;
+		cr_assert_eq(rayc_get(r, &v, 10000), RAYC_OK);
+		rayc_view_release(&v);
+		rayc_release(r);
+	}
+	atomic_store(&batch_gate, 0);
+	atomic_store(&batch_flag, 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(rayc_call(&gate[i], "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, "batch_make"), RAYC_OK);
+	cr_assert_eq(rayc_call(&dep, "batch_set_flag", RAYC_REF(made)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	uint64_t before = rayc__test_batched_runs();
+	atomic_store(&batch_gate, 1);
+	/* No call into rayc meanwhile: nothing here completes runs. */
+	RT_WAIT_FOR(atomic_load(&batch_flag), 5000);
+	cr_assert(atomic_load(&batch_flag),
+	          "the task needing the run never ran");
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	for (int i = 0; i < 30; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	rayc_release(made);
+	rayc_release(dep);
+	rayc_release(spinner);
+	for (int i = 0; i < 2; i++)
+		rayc_release(gate[i]);
 }

@@ -197,23 +197,41 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 /* A worker that finds many quick tasks of one class queued takes several
  * under one hold of rt->mu, so that it does not meet the submitter and
  * the other workers on the lock for every one (issue 10).  Only functions
- * whose runs took under RAYC__QUICK_NS so far join a batch.  Nothing is
- * held back from anyone meanwhile:
- *   - each run's completion is handed over as it ends, as a submission is
- *     (pushed on rayc__handoff with done_ctx set; completed at once if
- *     rt->mu is free, else by its holder when it lets go), so its results
- *     are sealed as soon as they would have been without batches;
+ * whose runs took under RAYC__QUICK_NS so far join a batch.  The runs'
+ * completions (sealing their returns) wait to be done together, under one
+ * more hold, when the batch ends; nothing is held back from anyone who
+ * looks meanwhile:
+ *   - a thread about to report an object not ready, or to park for it
+ *     (rayc_get, rayc_wait), first completes the runs that have ended in
+ *     every batch (rayc__sched_batch_finish_locked); one may be its
+ *     producer.  A run of the batch that gets or polls a result of an
+ *     earlier one in it does the same;
+ *   - while a thread is parked in rayc_get or rayc_wait (rt->nparked)
+ *     or a worker is idle (rt->nidle: a task may wait for an argument a
+ *     run made), and for a task another peer owns (it waits for the
+ *     answer), each run's completion is handed over as it ends, as a
+ *     submission is (done at once if rt->mu is free, else pushed on
+ *     rayc__handoff with done_ctx set for its holder), so nobody waits
+ *     longer than without batches.  The parker or idler counts itself
+ *     before it completes the runs that ended, and a run's end is
+ *     published before the counts are read, so either it sees the run or
+ *     the run sees it;
+ *   - else completions wait at most RAYC__DEFER_NS after the oldest of
+ *     them ended (a run that turned slow; checked as each run ends);
  *   - the runs not started stay takeable: an idle worker takes them back
  *     to the queue (rayc__sched_batch_steal_locked), and a run that blocks
  *     in rayc_get gives them back itself (rayc__sched_block_locked calls
  *     rayc__sched_batch_return_locked): one may be what it waits for.
- * The owner and a taker agree through one word, claim: the owner starts
- * run `next` by moving next up, a taker ends the batch at `next` by
- * moving n down to it. */
+ * Two words settle who does what.  claim: the owner starts run `next` by
+ * moving next up, a taker ends the batch at `next` by moving n down to
+ * it.  done: the owner ends run `fin` by moving fin up; whoever completes
+ * the runs [comp, fin) first moves comp up to fin, and does so under
+ * rt->mu or hands them to its holder (the owner, when handing over). */
 typedef struct batch {
 	rayc__task **t;
 	rayc_ctx *ctx;
 	_Atomic uint32_t claim; /* runs [next, n) not started: next | n << 16 */
+	_Atomic uint32_t done;  /* ended, not completed: comp | fin << 16 */
 } batch;
 static _Thread_local batch *cur_batch;
 static _Atomic uint64_t batched_runs; /* for the tests */
@@ -227,6 +245,13 @@ uint64_t rayc__test_batched_runs(void)
 void rayc__test_set_quick_ns(uint32_t ns)
 {
 	atomic_store(&quick_ns, ns);
+}
+
+int rayc__test_nparked(void)
+{
+	rayc__rt *rt = rayc__g;
+
+	return rt != NULL ? atomic_load(&rt->nparked) : 0;
 }
 
 bool rayc__sched_quick(const rayc__task *t)
@@ -243,6 +268,47 @@ void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
                                        rayc_ctx *ctx)
 {
 	finish_locked(rt, t, ctx);
+}
+
+/* Takes the runs of b that ended and are not completed: [*from, *to).
+ * False if there are none. */
+static bool take_ended(batch *b, uint32_t *from, uint32_t *to)
+{
+	uint32_t v = atomic_load(&b->done), comp, fin;
+
+	do {
+		comp = v & 0xffff;
+		fin = v >> 16;
+		if (comp >= fin)
+			return false;
+	} while (!atomic_compare_exchange_weak(&b->done, &v,
+	                                       fin | (fin << 16)));
+	*from = comp;
+	*to = fin;
+	return true;
+}
+
+static bool finish_ended_locked(rayc__rt *rt, batch *b) RAYC_REQUIRES(rt->mu)
+{
+	uint32_t i, to;
+
+	if (!take_ended(b, &i, &to))
+		return false;
+	for (; i < to; i++)
+		finish_locked(rt, b->t[i], &b->ctx[i]);
+	return true;
+}
+
+bool rayc__sched_batch_finish_locked(rayc__rt *rt)
+{
+	bool any = false;
+
+	/* A batch is on its worker from its start to its end, both under
+	 * rt->mu: the one read here lives while we hold it. */
+	for (rayc__worker *w = rt->workers; w != NULL; w = w->next_all)
+		if (w->batch != NULL)
+			any |= finish_ended_locked(rt, w->batch);
+	return any;
 }
 
 /* Gives the runs of b not started back to the head of the queue. */
@@ -268,9 +334,10 @@ void rayc__sched_batch_return_locked(rayc__rt *rt)
 {
 	if (cur_batch == NULL)
 		return;
-	/* The runs before this one were handed over as they ended: any
-	 * still on the stack are completed now. */
+	/* The runs before this one ended: those handed over and still on
+	 * the stack, and those not handed over, are completed now. */
 	rayc__sched_drain_locked(rt);
+	(void)finish_ended_locked(rt, cur_batch);
 	(void)give_back_locked(rt, cur_batch);
 }
 
@@ -279,22 +346,32 @@ bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
 	bool any = false;
 
 	for (rayc__worker *w = rt->workers; w != NULL; w = w->next_all)
-		if (w != self && w->batch != NULL)
+		if (w != self && w->batch != NULL) {
+			any |= finish_ended_locked(rt, w->batch);
 			any |= give_back_locked(rt, w->batch);
+		}
 	return any;
 }
 
-/* A run's completion: now if rt->mu is free, else by its holder. */
-static void hand_over(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
+/* The owner hands the runs of b that ended over: completed now if rt->mu
+ * is free, else by its holder. */
+static void hand_over(rayc__rt *rt, batch *b)
 {
+	uint32_t i, to;
+
+	if (!take_ended(b, &i, &to))
+		return;
 	if (rayc__mutex_trylock(&rt->mu)) {
 		rayc__sched_drain_locked(rt);
-		finish_locked(rt, t, ctx);
+		for (; i < to; i++)
+			finish_locked(rt, b->t[i], &b->ctx[i]);
 		rayc__mutex_unlock(&rt->mu);
 		return;
 	}
-	t->done_ctx = ctx;
-	rayc__sched_submit(rt, t);
+	for (; i < to; i++) {
+		b->t[i]->done_ctx = &b->ctx[i];
+		rayc__sched_submit(rt, b->t[i]);
+	}
 }
 
 void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
@@ -309,11 +386,13 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		if (prepare_locked(rt, tasks[i], &ctx[m], cpu, 0))
 			ready[m++] = tasks[i];
 	atomic_init(&b.claim, m << 16);
+	atomic_init(&b.done, 0);
 	cur_batch = &b;
 	w->batch = &b;
 	atomic_fetch_add_explicit(&batched_runs, m, memory_order_relaxed);
 	rayc__mutex_unlock(&rt->mu);
-	int64_t t0 = rayc__now_ns();
+	int64_t start = rayc__now_ns(), t0 = start, oldest = -1;
+	uint32_t ran = 0;
 	for (;;) {
 		/* Shutting down: no new run starts (a lone task's worker
 		 * finishes only the one it runs); the rest go back. */
@@ -328,15 +407,32 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		rayc__task *t = ready[i];
 		run(rt, t, &ctx[i]);
 		int64_t t1 = rayc__now_ns();
-		note_run(t, t1 - t0);
+		ran++;
+		/* A run that turned slow is noted at once, so that the
+		 * function leaves the batches; else once, the batch's
+		 * mean (the average is a line every worker reads). */
+		if (t1 - t0 >= RAYC__QUICK_NS * 4)
+			note_run(t, t1 - t0);
 		t0 = t1;
-		hand_over(rt, t, &ctx[i]);
+		/* Ended (seq_cst, before nparked is read: see above). */
+		atomic_fetch_add(&b.done, 1u << 16);
+		if (oldest < 0)
+			oldest = t1;
+		if (t->foreign || atomic_load(&rt->nparked) != 0 ||
+		    __atomic_load_n(&rt->nidle, __ATOMIC_SEQ_CST) != 0 ||
+		    t1 - oldest >= RAYC__DEFER_NS) {
+			hand_over(rt, &b);
+			oldest = -1;
+		}
 	}
 out:
+	if (ran > 0)
+		note_run(ready[0], (rayc__now_ns() - start) / ran);
 	/* Every completion handed over was done under rt->mu, by a drain
-	 * that has ended (this one, or one before it took the lock): ctx
-	 * may go. */
+	 * that has ended (this one, or one before it took the lock), and
+	 * so was every one another thread took: ctx may go. */
 	rayc__rt_lock(rt);
+	(void)finish_ended_locked(rt, &b);
 	(void)give_back_locked(rt, &b); /* when shutting down */
 	cur_batch = NULL;
 	w->batch = NULL;

@@ -86,13 +86,19 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  * quick (its runs took under RAYC__QUICK_NS so far; never an actor's)
  * may take up to RAYC__BATCH_MAX - 1 more of its class, queued after it,
  * and run them one after the other on the resources it took for the
- * first; each run's completion is handed over as it ends (through
- * rayc__sched_submit with done_ctx set; _complete_locked is the drain's
- * part).  _return_locked (from a run that blocks) and _steal_locked (an
- * idle worker: true if it gave any back) give the runs not started back
- * to the head of the queue. */
+ * first.  Their completions wait to be done together when the batch ends,
+ * at most RAYC__DEFER_NS; _finish_locked completes the runs that have
+ * ended in every batch (true if any), for a thread about to find an
+ * object not ready.  While a thread is parked in rayc_get or rayc_wait
+ * each completion is handed over as its run ends (through
+ * rayc__sched_submit with done_ctx set when rt->mu is busy;
+ * _complete_locked is the drain's part).  _return_locked (from a run
+ * that blocks) and _steal_locked (an idle worker: true if it completed
+ * or gave back any) give the runs not started back to the head of the
+ * queue. */
 #define RAYC__BATCH_MAX 16
 #define RAYC__QUICK_NS 2000
+#define RAYC__DEFER_NS 20000
 bool rayc__sched_quick(const rayc__task *t);
 void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
                                   rayc__task **tasks, int n, int64_t cpu)
@@ -100,6 +106,7 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
                                        rayc_ctx *ctx) RAYC_REQUIRES(rt->mu);
 void rayc__sched_batch_return_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+bool rayc__sched_batch_finish_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
 	RAYC_REQUIRES(rt->mu);
 /* Puts a task taken from the head of its class's queue back there. */
