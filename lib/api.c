@@ -374,10 +374,10 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 
 	if (ctx != NULL)
 		rayc__sched_block_locked(rt, ctx);
-	/* Counted before the batches' ended runs are completed: a run that
-	 * ends after this sees us and hands its completion over at once
-	 * (sched/execute.c). */
-	atomic_fetch_add(&rt->nparked, 1);
+	/* A batch's run that makes what we wait for: if it ended before
+	 * this, it is completed here; if after, it was marked watched when
+	 * the wait was linked (rayc__sched_watch_locked) and hands itself
+	 * over as it ends (sched/execute.c). */
 	(void)rayc__sched_batch_finish_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
 	static _Thread_local rayc__spin spin;
@@ -386,7 +386,6 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 	                  : rayc__event_wait_learn(&w->ev, deadline,
 	                                           GET_SPIN_NS, &spin);
 	rayc__mutex_lock(&rt->mu);
-	atomic_fetch_sub(&rt->nparked, 1);
 	if (ctx != NULL)
 		rayc__sched_unblock_locked(rt, ctx);
 	return ok;
@@ -456,6 +455,7 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 		rayc__waiter w = { .needed = 1 };
 		rayc__wnode n;
 		link_wnode(&n, o, &w);
+		rayc__sched_watch_locked(rt, o);
 		(void)park_locked(rt, &w, deadline);
 		unlink_wnode(&n);
 	}
@@ -600,9 +600,10 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 		}
 		rayc__waiter w = { .needed = num_ready - ready };
 		for (size_t i = 0; i < n; i++)
-			if (!is_done(objs[i]))
+			if (!is_done(objs[i])) {
 				link_wnode(&nodes[i], objs[i], &w);
-			else
+				rayc__sched_watch_locked(rt, objs[i]);
+			} else
 				nodes[i].obj = NULL;
 		(void)park_locked(rt, &w, deadline);
 		for (size_t i = 0; i < n; i++)

@@ -360,7 +360,7 @@ struct rayc__rt {
 	rayc__worker *idle RAYC_GUARDED_BY(mu);
 	rayc__worker *workers RAYC_GUARDED_BY(mu);
 	int nworkers RAYC_GUARDED_BY(mu);
-	int nidle; /* written under mu, atomically: a batch reads it */
+	int nidle RAYC_GUARDED_BY(mu);
 	int nwaking RAYC_GUARDED_BY(mu); /* woken or new, not yet picking */
 	int nbase;
 	int64_t spin_ns;
@@ -412,11 +412,6 @@ struct rayc__rt {
 	_Alignas(64) _Atomic uint64_t n_submitted;
 	_Alignas(64) _Atomic uint64_t n_executed;
 	_Alignas(64) _Atomic uint64_t n_reconstructed, n_failed, n_retried;
-	/* Threads parked in rayc_get or rayc_wait: while there are any, a
-	 * batch completes each run as it ends instead of together at its
-	 * end (sched/execute.c).  Read by a batch after every run, written
-	 * only by parking threads. */
-	_Atomic int nparked;
 };
 
 /* What the cluster layer (lib/net) does for the rooms below it, so that

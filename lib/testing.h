@@ -173,8 +173,11 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
  * may run an empty task in more). */
 uint64_t rayc__test_batched_runs(void);
 void rayc__test_set_quick_ns(uint32_t ns);
-/* Threads parked in rayc_get or rayc_wait now. */
-int rayc__test_nparked(void);
+/* Whether a thread waits in rayc_get or rayc_wait for ref's object. */
+bool rayc__test_waited_for(rayc_ref ref);
+/* Whether ref's object is ready, without completing anything on the way
+ * as rayc_get and rayc_wait do. */
+bool rayc__test_ready(rayc_ref ref);
 
 /* Fault injection: the next count passes of site fail as if memory ran
  * out there (count 0 disarms).  rayc__fault(site) is the check. */

@@ -789,11 +789,12 @@ static void batch_two(const char *first, const char *second, rayc_ref *r1,
 /* A run's completion may wait for the batch's end (sched/execute.c);
  * whoever looks for its result must not wait on the runs after it. */
 
-/* Opens the gate once the driver is parked in rayc_get. */
-static void *open_when_parked(void *arg)
+/* Opens the gate once the driver waits in rayc_get for *arg. */
+static void *open_when_waited_for(void *arg)
 {
-	(void)arg;
-	RT_WAIT_FOR(rayc__test_nparked() > 0, 10000);
+	rayc_ref r = *(rayc_ref *)arg;
+
+	RT_WAIT_FOR(rayc__test_waited_for(r), 10000);
 	atomic_store(&batch_gate, 1);
 	return NULL;
 }
@@ -830,7 +831,8 @@ Test(batch, a_parked_getter_gets_a_run_while_a_later_run_of_its_batch_spins)
 	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
 	for (int i = 0; i < 20; i++)
 		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
-	cr_assert_eq(pthread_create(&th, NULL, open_when_parked, NULL), 0);
+	cr_assert_eq(pthread_create(&th, NULL, open_when_waited_for, &made),
+	             0);
 	/* Longer than the spinner spins: had the run's completion waited
 	 * for the batch's next run, the spinner gives up and says so. */
 	int rc = rayc_get_i64(made, &v, 20000);
@@ -846,6 +848,126 @@ Test(batch, a_parked_getter_gets_a_run_while_a_later_run_of_its_batch_spins)
 	}
 	cr_assert_gt(rayc__test_batched_runs(), before,
 	             "the quick tasks ran as a batch");
+	rayc_release(made);
+	rayc_release(spinner);
+	rayc_release(gate);
+}
+
+/* batch_make that says when it ran. */
+static atomic_int batch_made_ran;
+
+static void batch_make_say(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, 7);
+	atomic_store(&batch_made_ran, 1);
+}
+RAYC_REMOTE(batch_make_say)
+
+static void batch_set_flag(rayc_ctx *c);
+
+/* A task submitted with an argument a run of a batch made, once that run
+ * ended and while a later run of the batch spins, finds it ready: the
+ * submission completes it (nobody else would: the one worker spins). */
+Test(batch, a_task_submitted_after_a_run_ended_completes_it)
+{
+	rayc_ref gate, made, spinner, dep, more[20], r;
+
+	batch_warm_spin_poll();
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(rayc_call(&r, "batch_make_say"), RAYC_OK);
+		cr_assert_eq(get_i64(r), 7);
+		rayc_release(r);
+	}
+	atomic_store(&batch_gate, 0);
+	atomic_store(&batch_flag, 0);
+	atomic_store(&batch_made_ran, 0);
+	uint64_t before = rayc__test_batched_runs();
+	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, "batch_make_say"), RAYC_OK);
+	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	atomic_store(&batch_gate, 1);
+	RT_WAIT_FOR(atomic_load(&batch_made_ran), 5000); /* no rayc call */
+	cr_assert(atomic_load(&batch_made_ran));
+	cr_assert_eq(rayc_call(&dep, "batch_set_flag", RAYC_REF(made)),
+	             RAYC_OK);
+	bool ready = rayc__test_ready(made);
+	atomic_store(&batch_flag, 1);
+	cr_assert(ready, "the run that made the argument was not completed");
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	rayc_view v;
+	cr_assert_eq(rayc_get(dep, &v, 10000), RAYC_OK);
+	rayc_view_release(&v);
+	for (int i = 0; i < 20; i++)
+		rayc_release(more[i]);
+	rayc_release(dep);
+	rayc_release(made);
+	rayc_release(spinner);
+	rayc_release(gate);
+}
+
+/* Returns 7 once a thread waits for batch_wanted (its own result). */
+static atomic_int batch_hold_started;
+
+static void batch_make_held(rayc_ctx *c)
+{
+	int64_t mode = 0;
+
+	if (rayc_arg_i64(c, 0, &mode) == RAYC_OK && mode == 1) {
+		atomic_store(&batch_hold_started, 1);
+		int64_t end = rt_now_ms() + 10000;
+		while (!rayc__test_waited_for(batch_wanted) &&
+		       rt_now_ms() < end)
+			sched_yield();
+	}
+	rayc_return_i64(c, 0, 7);
+}
+RAYC_REMOTE(batch_make_held)
+
+/* The getter comes while the run is under way: it marks the run, which
+ * hands itself over as it ends although a later run of its batch spins. */
+Test(batch, a_getter_that_comes_while_the_run_is_under_way_gets_it)
+{
+	rayc_ref gate, made, spinner, more[20], r;
+	int64_t v = 0;
+
+	batch_warm_spin_poll();
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(rayc_call(&r, "batch_make_held", RAYC_I64(0)),
+		             RAYC_OK);
+		cr_assert_eq(get_i64(r), 7);
+		rayc_release(r);
+	}
+	atomic_store(&batch_gate, 0);
+	atomic_store(&batch_flag, 0);
+	atomic_store(&batch_hold_started, 0);
+	uint64_t before = rayc__test_batched_runs();
+	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, "batch_make_held", RAYC_I64(1)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	batch_wanted = made;
+	atomic_store(&batch_gate, 1);
+	RT_WAIT_FOR(atomic_load(&batch_hold_started), 5000);
+	cr_assert(atomic_load(&batch_hold_started));
+	/* Longer than the spinner spins, as above. */
+	int rc = rayc_get_i64(made, &v, 20000);
+	atomic_store(&batch_flag, 1);
+	cr_assert_eq(rc, RAYC_OK, "the run before the spinner: %s",
+	             rayc_errmsg());
+	cr_assert_eq(v, 7);
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
 	rayc_release(made);
 	rayc_release(spinner);
 	rayc_release(gate);

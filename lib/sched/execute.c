@@ -199,25 +199,26 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  * the other workers on the lock for every one (issue 10).  Only functions
  * whose runs took under RAYC__QUICK_NS so far join a batch.  The runs'
  * completions (sealing their returns) wait to be done together, under one
- * more hold, when the batch ends; nothing is held back from anyone who
- * looks meanwhile:
- *   - a thread about to report an object not ready, or to park for it
- *     (rayc_get, rayc_wait), first completes the runs that have ended in
- *     every batch (rayc__sched_batch_finish_locked); one may be its
- *     producer.  A run of the batch that gets or polls a result of an
- *     earlier one in it does the same;
- *   - while a thread is parked in rayc_get or rayc_wait (rt->nparked)
- *     or a worker is idle (rt->nidle: a task may wait for an argument a
- *     run made), and for a task another peer owns (it waits for the
- *     answer), each run's completion is handed over as it ends, as a
- *     submission is (done at once if rt->mu is free, else pushed on
- *     rayc__handoff with done_ctx set for its holder), so nobody waits
- *     longer than without batches.  The parker or idler counts itself
- *     before it completes the runs that ended, and a run's end is
- *     published before the counts are read, so either it sees the run or
- *     the run sees it;
+ * more hold, when the batch ends.  Nobody waits for that:
+ *   - a run whose results someone waits for hands the batch's ended runs
+ *     over as it ends, as a submission is (done at once if rt->mu is
+ *     free, else pushed on rayc__handoff with done_ctx set for its
+ *     holder): a task another peer owns (that peer waits for the
+ *     answer), or one whose returns a thread in rayc_get or rayc_wait or
+ *     a task waiting for its arguments waits for.  The batch marks those
+ *     when it starts (bits of `watch`); a waiter that comes later marks
+ *     the run itself (rayc__sched_watch_locked, under rt->mu) and then
+ *     completes the runs that have ended in every batch
+ *     (rayc__sched_batch_finish_locked).  A run publishes its end before
+ *     it reads its mark, so either the waiter sees the run ended or the
+ *     run sees the mark.  (The marks live in the batch, which outlives
+ *     its runs: once a run is published, another thread may complete it
+ *     and free its spec.);
+ *   - a thread about to report an object not ready (rayc_get or rayc_wait
+ *     with no time left) completes the ended runs first, and so does an
+ *     idle worker before it parks;
  *   - else completions wait at most RAYC__DEFER_NS after the oldest of
- *     them ended (a run that turned slow; checked as each run ends);
+ *     them ended (checked as each run ends: a run that turned slow);
  *   - the runs not started stay takeable: an idle worker takes them back
  *     to the queue (rayc__sched_batch_steal_locked), and a run that blocks
  *     in rayc_get gives them back itself (rayc__sched_block_locked calls
@@ -230,8 +231,10 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 typedef struct batch {
 	rayc__task **t;
 	rayc_ctx *ctx;
+	uint32_t m; /* runs in t */
 	_Atomic uint32_t claim; /* runs [next, n) not started: next | n << 16 */
 	_Atomic uint32_t done;  /* ended, not completed: comp | fin << 16 */
+	_Atomic uint32_t watch; /* runs whose results are waited for (bits) */
 } batch;
 static _Thread_local batch *cur_batch;
 static _Atomic uint64_t batched_runs; /* for the tests */
@@ -247,11 +250,34 @@ void rayc__test_set_quick_ns(uint32_t ns)
 	atomic_store(&quick_ns, ns);
 }
 
-int rayc__test_nparked(void)
+bool rayc__test_ready(rayc_ref ref)
 {
 	rayc__rt *rt = rayc__g;
+	bool r = false;
 
-	return rt != NULL ? atomic_load(&rt->nparked) : 0;
+	if (rt == NULL)
+		return false;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o != NULL)
+		r = atomic_load(&o->state) == RAYC__OBJ_READY;
+	rayc__mutex_unlock(&rt->mu);
+	return r;
+}
+
+bool rayc__test_waited_for(rayc_ref ref)
+{
+	rayc__rt *rt = rayc__g;
+	bool w = false;
+
+	if (rt == NULL)
+		return false;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	if (o != NULL)
+		w = o->waiters != NULL;
+	rayc__mutex_unlock(&rt->mu);
+	return w;
 }
 
 bool rayc__sched_quick(const rayc__task *t)
@@ -268,6 +294,37 @@ void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
                                        rayc_ctx *ctx)
 {
 	finish_locked(rt, t, ctx);
+}
+
+/* True if someone waits for t's results: another peer (it owns t), a
+ * thread in rayc_get or rayc_wait, or a task for its argument.  Under
+ * rt->mu. */
+static bool waited_for_locked(const rayc__task *t)
+{
+	if (t->foreign)
+		return true;
+	for (uint32_t i = 0; i < t->nreturns; i++) {
+		const rayc__obj *o = t->returns[i];
+		if (o != NULL && (o->waiters != NULL || o->deps != NULL))
+			return true;
+	}
+	return false;
+}
+
+void rayc__sched_watch_locked(rayc__rt *rt, rayc__obj *o)
+{
+	rayc__task *t = o->task;
+
+	if (t == NULL || t->state != RAYC__TASK_RUNNING)
+		return;
+	for (rayc__worker *w = rt->workers; w != NULL; w = w->next_all) {
+		batch *b = w->batch;
+		if (b == NULL)
+			continue;
+		for (uint32_t k = 0; k < b->m; k++)
+			if (b->t[k] == t)
+				atomic_fetch_or(&b->watch, 1u << k);
+	}
 }
 
 /* Takes the runs of b that ended and are not completed: [*from, *to).
@@ -385,8 +442,14 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 	for (int i = 0; i < n && i < RAYC__BATCH_MAX; i++)
 		if (prepare_locked(rt, tasks[i], &ctx[m], cpu, 0))
 			ready[m++] = tasks[i];
+	uint32_t watch = 0;
+	for (uint32_t k = 0; k < m; k++)
+		if (waited_for_locked(ready[k]))
+			watch |= 1u << k;
+	b.m = m;
 	atomic_init(&b.claim, m << 16);
 	atomic_init(&b.done, 0);
+	atomic_init(&b.watch, watch);
 	cur_batch = &b;
 	w->batch = &b;
 	atomic_fetch_add_explicit(&batched_runs, m, memory_order_relaxed);
@@ -414,12 +477,12 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		if (t1 - t0 >= RAYC__QUICK_NS * 4)
 			note_run(t, t1 - t0);
 		t0 = t1;
-		/* Ended (seq_cst, before nparked is read: see above). */
+		/* Ended (seq_cst, before the marks are read: see above);
+		 * from here on another thread may complete it. */
 		atomic_fetch_add(&b.done, 1u << 16);
 		if (oldest < 0)
 			oldest = t1;
-		if (t->foreign || atomic_load(&rt->nparked) != 0 ||
-		    __atomic_load_n(&rt->nidle, __ATOMIC_SEQ_CST) != 0 ||
+		if ((atomic_load(&b.watch) & (1u << i)) != 0 ||
 		    t1 - oldest >= RAYC__DEFER_NS) {
 			hand_over(rt, &b);
 			oldest = -1;

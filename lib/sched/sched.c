@@ -136,8 +136,7 @@ static void wake_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	rayc__worker *w = rt->idle;
 
 	rt->idle = w->next_idle;
-	/* Atomic: a batch reads it without the lock (execute.c). */
-	__atomic_fetch_sub(&rt->nidle, 1, __ATOMIC_SEQ_CST);
+	rt->nidle--;
 	w->idle = false;
 	w->woken = true;
 	rt->nwaking++;
@@ -368,20 +367,14 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		/* Nothing queued: the runs another worker's batch has not
-		 * started are taken back first. */
+		 * started are taken back first, and those that ended are
+		 * completed. */
 		if (rayc__sched_batch_steal_locked(rt, w))
 			continue;
-		/* Counted idle before the runs that ended meanwhile are
-		 * completed: a run that ends after this sees the count and
-		 * hands its completion over at once (execute.c). */
-		__atomic_fetch_add(&rt->nidle, 1, __ATOMIC_SEQ_CST);
-		if (rayc__sched_batch_finish_locked(rt)) {
-			__atomic_fetch_sub(&rt->nidle, 1, __ATOMIC_SEQ_CST);
-			continue;
-		}
 		w->idle = true;
 		w->next_idle = rt->idle;
 		rt->idle = w;
+		rt->nidle++;
 		rayc__mutex_unlock(&rt->mu);
 		rayc__event_wait_learn(&w->ev, -1, rt->spin_ns, &w->spin);
 		rayc__mutex_lock(&rt->mu);

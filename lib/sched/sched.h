@@ -87,15 +87,20 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  * may take up to RAYC__BATCH_MAX - 1 more of its class, queued after it,
  * and run them one after the other on the resources it took for the
  * first.  Their completions wait to be done together when the batch ends,
- * at most RAYC__DEFER_NS; _finish_locked completes the runs that have
- * ended in every batch (true if any), for a thread about to find an
- * object not ready.  While a thread is parked in rayc_get or rayc_wait
- * each completion is handed over as its run ends (through
+ * at most RAYC__DEFER_NS after the next run's end, unless someone waits
+ * for a run's results (a thread or a task waits for one of its returns,
+ * or another peer owns the task): that run hands the batch's ended runs
+ * over as it ends (through
  * rayc__sched_submit with done_ctx set when rt->mu is busy;
- * _complete_locked is the drain's part).  _return_locked (from a run
- * that blocks) and _steal_locked (an idle worker: true if it completed
- * or gave back any) give the runs not started back to the head of the
- * queue. */
+ * _complete_locked is the drain's part).  _watch_locked marks the run
+ * that makes o, if a batch has it, as waited for (the caller waits for o
+ * from now on; when a batch starts it looks for waiters itself).
+ * _finish_locked completes the runs that have ended in every batch (true
+ * if any), for a thread that has just begun to wait or is about to find
+ * an object not ready.
+ * _return_locked (from a run that blocks) and _steal_locked (an idle
+ * worker: true if it completed or gave back any) give the runs not
+ * started back to the head of the queue. */
 #define RAYC__BATCH_MAX 16
 #define RAYC__QUICK_NS 2000
 #define RAYC__DEFER_NS 20000
@@ -107,6 +112,8 @@ void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
                                        rayc_ctx *ctx) RAYC_REQUIRES(rt->mu);
 void rayc__sched_batch_return_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 bool rayc__sched_batch_finish_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+void rayc__sched_watch_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
 bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
 	RAYC_REQUIRES(rt->mu);
 /* Puts a task taken from the head of its class's queue back there. */
