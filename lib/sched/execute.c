@@ -155,10 +155,10 @@ static void finish_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 
 /* Folds one run's duration into its function's average (races between
  * workers lose an update, which an average can afford). */
-static void note_run(const rayc__task *t, int64_t ns)
+static void note_run(const rayc__fn_entry *fn, int64_t ns)
 {
 	/* The entry is the registry's; only this field changes. */
-	_Atomic uint32_t *avg = (_Atomic uint32_t *)&t->fn->run_ns;
+	_Atomic uint32_t *avg = (_Atomic uint32_t *)&fn->run_ns;
 	uint32_t d = ns > UINT32_MAX / 8 ? UINT32_MAX / 8 : (uint32_t)ns;
 	uint32_t old = atomic_load_explicit(avg, memory_order_relaxed);
 
@@ -186,7 +186,7 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 	int64_t t0 = timed ? rayc__now_ns() : 0;
 	run(rt, t, &ctx);
 	if (timed)
-		note_run(t, rayc__now_ns() - t0);
+		note_run(t->fn, rayc__now_ns() - t0);
 	rayc__mutex_lock(&rt->mu);
 	finish_locked(rt, t, &ctx);
 }
@@ -443,9 +443,15 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		if (prepare_locked(rt, tasks[i], &ctx[m], cpu, 0))
 			ready[m++] = tasks[i];
 	uint32_t watch = 0;
-	for (uint32_t k = 0; k < m; k++)
+	/* The function whose average the batch's mean goes to, if every
+	 * run is of it (else each run is noted as it ends). */
+	const rayc__fn_entry *fn = m > 0 ? ready[0]->fn : NULL;
+	for (uint32_t k = 0; k < m; k++) {
 		if (waited_for_locked(ready[k]))
 			watch |= 1u << k;
+		if (ready[k]->fn != fn)
+			fn = NULL;
+	}
 	b.m = m;
 	atomic_init(&b.claim, m << 16);
 	atomic_init(&b.done, 0);
@@ -474,8 +480,8 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		/* A run that turned slow is noted at once, so that the
 		 * function leaves the batches; else once, the batch's
 		 * mean (the average is a line every worker reads). */
-		if (t1 - t0 >= RAYC__QUICK_NS * 4)
-			note_run(t, t1 - t0);
+		if (fn == NULL || t1 - t0 >= RAYC__QUICK_NS * 4)
+			note_run(t->fn, t1 - t0);
 		t0 = t1;
 		/* Ended (seq_cst, before the marks are read: see above);
 		 * from here on another thread may complete it. */
@@ -489,8 +495,8 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		}
 	}
 out:
-	if (ran > 0)
-		note_run(ready[0], (rayc__now_ns() - start) / ran);
+	if (fn != NULL && ran > 0) /* not ready[0]->fn: it may be gone */
+		note_run(fn, (rayc__now_ns() - start) / ran);
 	/* Every completion handed over was done under rt->mu, by a drain
 	 * that has ended (this one, or one before it took the lock), and
 	 * so was every one another thread took: ctx may go. */
