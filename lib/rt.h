@@ -292,7 +292,9 @@ struct rayc__worker {
 	bool woken; /* counted in rt->nwaking */
 	int index;
 	/* Its batch while it runs one (sched/execute.c; set and cleared
-	 * under rt->mu): an idle worker takes the runs not started. */
+	 * under rt->mu): an idle worker takes the runs not started, and a
+	 * thread that waits for a run's results marks it there or completes
+	 * it if it ended. */
 	void *batch;
 };
 

@@ -173,8 +173,12 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
  * may run an empty task in more). */
 uint64_t rayc__test_batched_runs(void);
 void rayc__test_set_quick_ns(uint32_t ns);
-/* Whether a thread waits in rayc_get or rayc_wait for ref's object. */
+/* Whether a thread (rayc_get, rayc_wait) or a task waits for ref's
+ * object. */
 bool rayc__test_waited_for(rayc_ref ref);
+/* Whether the run that makes ref's object has ended in a batch that is
+ * still running. */
+bool rayc__test_run_ended(rayc_ref ref);
 /* Whether ref's object is ready, without completing anything on the way
  * as rayc_get and rayc_wait do. */
 bool rayc__test_ready(rayc_ref ref);

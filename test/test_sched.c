@@ -853,16 +853,6 @@ Test(batch, a_parked_getter_gets_a_run_while_a_later_run_of_its_batch_spins)
 	rayc_release(gate);
 }
 
-/* batch_make that says when it ran. */
-static atomic_int batch_made_ran;
-
-static void batch_make_say(rayc_ctx *c)
-{
-	rayc_return_i64(c, 0, 7);
-	atomic_store(&batch_made_ran, 1);
-}
-RAYC_REMOTE(batch_make_say)
-
 static void batch_set_flag(rayc_ctx *c);
 
 /* A task submitted with an argument a run of a batch made, once that run
@@ -870,26 +860,22 @@ static void batch_set_flag(rayc_ctx *c);
  * submission completes it (nobody else would: the one worker spins). */
 Test(batch, a_task_submitted_after_a_run_ended_completes_it)
 {
-	rayc_ref gate, made, spinner, dep, more[20], r;
+	rayc_ref gate, made, spinner, dep, more[20];
 
 	batch_warm_spin_poll();
-	for (int i = 0; i < 20; i++) {
-		cr_assert_eq(rayc_call(&r, "batch_make_say"), RAYC_OK);
-		cr_assert_eq(get_i64(r), 7);
-		rayc_release(r);
-	}
 	atomic_store(&batch_gate, 0);
 	atomic_store(&batch_flag, 0);
-	atomic_store(&batch_made_ran, 0);
 	uint64_t before = rayc__test_batched_runs();
 	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
-	cr_assert_eq(rayc_call(&made, "batch_make_say"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, "batch_make"), RAYC_OK);
 	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
 	for (int i = 0; i < 20; i++)
 		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
 	atomic_store(&batch_gate, 1);
-	RT_WAIT_FOR(atomic_load(&batch_made_ran), 5000); /* no rayc call */
-	cr_assert(atomic_load(&batch_made_ran));
+	/* Its end published (not only its function returned); no call
+	 * that would complete it. */
+	RT_WAIT_FOR(rayc__test_run_ended(made), 5000);
+	cr_assert(rayc__test_run_ended(made), "the run never ended");
 	cr_assert_eq(rayc_call(&dep, "batch_set_flag", RAYC_REF(made)),
 	             RAYC_OK);
 	bool ready = rayc__test_ready(made);
@@ -971,6 +957,118 @@ Test(batch, a_getter_that_comes_while_the_run_is_under_way_gets_it)
 	rayc_release(made);
 	rayc_release(spinner);
 	rayc_release(gate);
+}
+
+/* With 1 it sleeps 1 ms: a run that turned slow. */
+static void batch_sleep(rayc_ctx *c)
+{
+	int64_t mode = 0;
+
+	if (rayc_arg_i64(c, 0, &mode) == RAYC_OK && mode == 1) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, 7);
+}
+RAYC_REMOTE(batch_sleep)
+
+/* One worker: gate, then made (by fn with arg mode), optionally a task
+ * needing it, a run after it (`after`, mode 1), the spinner and 20 quick
+ * tasks; the batch is [made, after, spinner, ...] or [made, spinner,
+ * ...].  Waits, calling nothing that completes runs, for made to be
+ * ready, then lets the spinner go; true if made was ready. */
+static bool batch_ready_while_spinning(const char *fn, int64_t mode,
+                                       bool dep_first, bool dep_during,
+                                       const char *after)
+{
+	rayc_ref gate, made, spinner, dep, mid, more[20], r;
+	const char *warm[3] = { "batch_set_flag", "batch_sleep",
+		                "batch_make_held" };
+
+	batch_warm_spin_poll();
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < 20; i++) {
+			cr_assert_eq(k == 0 ? rayc_call(&r, warm[k])
+			                    : rayc_call(&r, warm[k], RAYC_I64(0)),
+			             RAYC_OK);
+			rayc_view v;
+			cr_assert_eq(rayc_get(r, &v, 10000), RAYC_OK);
+			rayc_view_release(&v);
+			rayc_release(r);
+		}
+	atomic_store(&batch_gate, 0);
+	atomic_store(&batch_flag, 0);
+	atomic_store(&batch_hold_started, 0);
+	uint64_t before = rayc__test_batched_runs();
+	cr_assert_eq(rayc_call(&gate, "batch_gate_fn"), RAYC_OK);
+	cr_assert_eq(rayc_call(&made, fn, RAYC_I64(mode)), RAYC_OK);
+	batch_wanted = made;
+	if (dep_first)
+		cr_assert_eq(rayc_call(&dep, "batch_set_flag", RAYC_REF(made)),
+		             RAYC_OK);
+	if (after != NULL)
+		cr_assert_eq(rayc_call(&mid, after, RAYC_I64(1)), RAYC_OK);
+	cr_assert_eq(rayc_call(&spinner, "batch_spin", RAYC_I64(1)), RAYC_OK);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
+	atomic_store(&batch_gate, 1);
+	if (dep_during) {
+		RT_WAIT_FOR(atomic_load(&batch_hold_started), 5000);
+		cr_assert(atomic_load(&batch_hold_started));
+		cr_assert_eq(rayc_call(&dep, "batch_set_flag", RAYC_REF(made)),
+		             RAYC_OK);
+	}
+	RT_WAIT_FOR(rayc__test_ready(made), 5000);
+	bool ready = rayc__test_ready(made);
+	atomic_store(&batch_flag, 1);
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	if (dep_first || dep_during) {
+		rayc_view v;
+		cr_assert_eq(rayc_get(dep, &v, 10000), RAYC_OK);
+		rayc_view_release(&v);
+		rayc_release(dep);
+	}
+	if (after != NULL) {
+		cr_assert_eq(get_i64(mid), 7);
+		rayc_release(mid);
+	}
+	rayc_release(made);
+	rayc_release(spinner);
+	rayc_release(gate);
+	return ready;
+}
+
+/* A task queued before the batch starts needs the run's result: the batch
+ * marks the run when it starts. */
+Test(batch, a_run_a_waiting_task_needs_hands_itself_over)
+{
+	cr_assert(batch_ready_while_spinning("batch_sleep", 0, true, false,
+	                                     NULL),
+	          "the run a waiting task needs was not completed");
+}
+
+/* The task needing it is submitted while the run is under way (the run
+ * ends once it sees it): the submission marks the run. */
+Test(batch, a_task_submitted_while_the_run_is_under_way_is_seen)
+{
+	cr_assert(batch_ready_while_spinning("batch_make_held", 1, false, true,
+	                                     NULL),
+	          "the run a task submitted meanwhile needs was not completed");
+}
+
+/* Nobody waits, but a run after it took 1 ms: the ended run is completed
+ * RAYC__DEFER_NS after it ended, as the slow one ends. */
+Test(batch, a_slow_run_lets_the_runs_before_it_be_completed)
+{
+	cr_assert(batch_ready_while_spinning("batch_sleep", 0, false, false,
+	                                     "batch_sleep"),
+	          "the run before a slow one was not completed");
 }
 
 Test(batch, a_run_that_polls_for_a_task_earlier_in_its_batch_sees_it)

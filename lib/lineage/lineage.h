@@ -88,7 +88,9 @@ void rayc__obj_drop_data_locked(rayc__rt *rt, rayc__obj *o)
 void rayc__task_done_locked(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu);
 
 /* Hooks a task's ref arguments to their objects: holds each, counts the
- * ones not ready (task->deps_pending), starts reconstruction of lost ones.
+ * ones not ready (task->deps_pending; their producers' runs in batches
+ * are marked waited for, and ended ones completed: sched/execute.c),
+ * starts reconstruction of lost ones.
  * Returns false if an argument is already an error (the task has then
  * been failed and finished). */
 bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)

@@ -459,6 +459,9 @@ static rayc__obj *resolve_args_locked(rayc__rt *rt, rayc__task *t,
 			o->deps->dep_prev = a;
 		o->deps = a;
 		a->waiting = true;
+		/* If a batch runs o's producer, that run now hands itself
+		 * over as it ends (sched/execute.c). */
+		rayc__sched_watch_locked(rt, o);
 		t->deps_pending++;
 	}
 	return NULL;
@@ -570,6 +573,10 @@ bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
 	bool ok = start_task_locked(rt, t, &rebuild);
 	rebuild_all_locked(rt, &rebuild);
 	wl_fini(&rebuild);
+	/* It waits for arguments: a batch's run that made one and ended
+	 * before it was marked is completed here (sched/execute.c). */
+	if (ok && t->state == RAYC__TASK_PENDING_ARGS)
+		(void)rayc__sched_batch_finish_locked(rt);
 	return ok;
 }
 

@@ -217,8 +217,11 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  *   - a thread about to report an object not ready (rayc_get or rayc_wait
  *     with no time left) completes the ended runs first, and so does an
  *     idle worker before it parks;
- *   - else completions wait at most RAYC__DEFER_NS after the oldest of
- *     them ended (checked as each run ends: a run that turned slow);
+ *   - else, while runs keep ending, completions wait at most
+ *     RAYC__DEFER_NS after the oldest of them ended (checked as each run
+ *     ends).  A run that turns slow holds those before it, with nobody
+ *     waiting for them, until it ends: their arguments' holds and the
+ *     memory of returns already released go with their completion;
  *   - the runs not started stay takeable: an idle worker takes them back
  *     to the queue (rayc__sched_batch_steal_locked), and a run that blocks
  *     in rayc_get gives them back itself (rayc__sched_block_locked calls
@@ -275,9 +278,31 @@ bool rayc__test_waited_for(rayc_ref ref)
 	rayc__mutex_lock(&rt->mu);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o != NULL)
-		w = o->waiters != NULL;
+		w = o->waiters != NULL || o->deps != NULL;
 	rayc__mutex_unlock(&rt->mu);
 	return w;
+}
+
+bool rayc__test_run_ended(rayc_ref ref)
+{
+	rayc__rt *rt = rayc__g;
+	bool ended = false;
+
+	if (rt == NULL)
+		return false;
+	rayc__mutex_lock(&rt->mu);
+	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	for (rayc__worker *w = rt->workers; o != NULL && o->task != NULL &&
+	                                    w != NULL; w = w->next_all) {
+		batch *b = w->batch;
+		if (b == NULL)
+			continue;
+		uint32_t fin = atomic_load(&b->done) >> 16;
+		for (uint32_t k = 0; k < fin && k < b->m; k++)
+			ended |= b->t[k] == o->task;
+	}
+	rayc__mutex_unlock(&rt->mu);
+	return ended;
 }
 
 bool rayc__sched_quick(const rayc__task *t)

@@ -86,8 +86,9 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  * quick (its runs took under RAYC__QUICK_NS so far; never an actor's)
  * may take up to RAYC__BATCH_MAX - 1 more of its class, queued after it,
  * and run them one after the other on the resources it took for the
- * first.  Their completions wait to be done together when the batch ends,
- * at most RAYC__DEFER_NS after the next run's end, unless someone waits
+ * first.  Their completions wait to be done together when the batch ends
+ * (or RAYC__DEFER_NS after the oldest ended, checked as runs end: a slow
+ * run holds those before it until it ends), unless someone waits
  * for a run's results (a thread or a task waits for one of its returns,
  * or another peer owns the task): that run hands the batch's ended runs
  * over as it ends (through

@@ -62,16 +62,7 @@ void rayc__task_record_locked(rayc__rt *rt, rayc__task *t)
 	t->live_returns = t->nreturns;
 	t->in_flight = true;
 	rt->nlineage++;
-	if (rayc__task_resolve_args_locked(rt, t) &&
-	    t->state == RAYC__TASK_PENDING_ARGS) {
-		/* It waits for arguments a batch's runs may make: those
-		 * that ended are completed here, the others are marked so
-		 * that they hand themselves over as they end (execute.c). */
-		for (uint32_t i = 0; i < t->nargs; i++)
-			if (t->args[i].waiting)
-				rayc__sched_watch_locked(rt, t->args[i].ref);
-		(void)rayc__sched_batch_finish_locked(rt);
-	}
+	(void)rayc__task_resolve_args_locked(rt, t);
 }
 
 void rayc__sched_drain_locked(rayc__rt *rt)
