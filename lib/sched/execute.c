@@ -253,7 +253,9 @@ void rayc__test_set_quick_ns(uint32_t ns)
 	atomic_store(&quick_ns, ns);
 }
 
-bool rayc__test_ready(rayc_ref ref)
+/* pred(rt, ref's entry) under rt->mu; false if there is none. */
+static bool test_obj(rayc_ref ref,
+                     bool (*pred)(rayc__rt *rt, const rayc__obj *o))
 {
 	rayc__rt *rt = rayc__g;
 	bool r = false;
@@ -261,48 +263,53 @@ bool rayc__test_ready(rayc_ref ref)
 	if (rt == NULL)
 		return false;
 	rayc__mutex_lock(&rt->mu);
-	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
+	const rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o != NULL)
-		r = atomic_load(&o->state) == RAYC__OBJ_READY;
+		r = pred(rt, o);
 	rayc__mutex_unlock(&rt->mu);
 	return r;
 }
 
-bool rayc__test_waited_for(rayc_ref ref)
+static bool is_ready(rayc__rt *rt, const rayc__obj *o)
 {
-	rayc__rt *rt = rayc__g;
-	bool w = false;
-
-	if (rt == NULL)
-		return false;
-	rayc__mutex_lock(&rt->mu);
-	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	if (o != NULL)
-		w = o->waiters != NULL || o->deps != NULL;
-	rayc__mutex_unlock(&rt->mu);
-	return w;
+	(void)rt;
+	return atomic_load(&o->state) == RAYC__OBJ_READY;
 }
 
-bool rayc__test_run_ended(rayc_ref ref)
+static bool is_waited_for(rayc__rt *rt, const rayc__obj *o)
 {
-	rayc__rt *rt = rayc__g;
-	bool ended = false;
+	(void)rt;
+	return o->waiters != NULL || o->deps != NULL;
+}
 
-	if (rt == NULL)
-		return false;
-	rayc__mutex_lock(&rt->mu);
-	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
-	for (rayc__worker *w = rt->workers; o != NULL && o->task != NULL &&
-	                                    w != NULL; w = w->next_all) {
+static bool run_ended(rayc__rt *rt, const rayc__obj *o)
+{
+	for (rayc__worker *w = rt->workers; o->task != NULL && w != NULL;
+	     w = w->next_all) {
 		batch *b = w->batch;
 		if (b == NULL)
 			continue;
 		uint32_t fin = atomic_load(&b->done) >> 16;
 		for (uint32_t k = 0; k < fin && k < b->m; k++)
-			ended |= b->t[k] == o->task;
+			if (b->t[k] == o->task)
+				return true;
 	}
-	rayc__mutex_unlock(&rt->mu);
-	return ended;
+	return false;
+}
+
+bool rayc__test_ready(rayc_ref ref)
+{
+	return test_obj(ref, is_ready);
+}
+
+bool rayc__test_waited_for(rayc_ref ref)
+{
+	return test_obj(ref, is_waited_for);
+}
+
+bool rayc__test_run_ended(rayc_ref ref)
+{
+	return test_obj(ref, run_ended);
 }
 
 bool rayc__sched_quick(const rayc__task *t)
@@ -352,22 +359,32 @@ void rayc__sched_watch_locked(rayc__rt *rt, rayc__obj *o)
 	}
 }
 
-/* Takes the runs of b that ended and are not completed: [*from, *to).
- * False if there are none. */
-static bool take_ended(batch *b, uint32_t *from, uint32_t *to)
+/* Empties the range [lo, hi) packed in *word (lo | hi << 16) and says
+ * what it held; false if it was empty.  up: lo moves up to hi (ended runs
+ * taken for completion); else hi moves down to lo (runs not started taken
+ * back). */
+static bool take_range(_Atomic uint32_t *word, bool up, uint32_t *lo,
+                       uint32_t *hi)
 {
-	uint32_t v = atomic_load(&b->done), comp, fin;
+	uint32_t v = atomic_load(word), l, h;
 
 	do {
-		comp = v & 0xffff;
-		fin = v >> 16;
-		if (comp >= fin)
+		l = v & 0xffff;
+		h = v >> 16;
+		if (l >= h)
 			return false;
-	} while (!atomic_compare_exchange_weak(&b->done, &v,
-	                                       fin | (fin << 16)));
-	*from = comp;
-	*to = fin;
+	} while (!atomic_compare_exchange_weak(word, &v,
+	                                       up ? h | (h << 16)
+	                                          : l | (l << 16)));
+	*lo = l;
+	*hi = h;
 	return true;
+}
+
+/* Takes the runs of b that ended and are not completed: [*from, *to). */
+static bool take_ended(batch *b, uint32_t *from, uint32_t *to)
+{
+	return take_range(&b->done, true, from, to);
 }
 
 static bool finish_ended_locked(rayc__rt *rt, batch *b) RAYC_REQUIRES(rt->mu)
@@ -396,15 +413,10 @@ bool rayc__sched_batch_finish_locked(rayc__rt *rt)
 /* Gives the runs of b not started back to the head of the queue. */
 static bool give_back_locked(rayc__rt *rt, batch *b) RAYC_REQUIRES(rt->mu)
 {
-	uint32_t v = atomic_load(&b->claim), next, n;
+	uint32_t next, n;
 
-	do {
-		next = v & 0xffff;
-		n = v >> 16;
-		if (next >= n)
-			return false;
-	} while (!atomic_compare_exchange_weak(&b->claim, &v,
-	                                       next | (next << 16)));
+	if (!take_range(&b->claim, false, &next, &n))
+		return false;
 	for (uint32_t i = n; i-- > next;) { /* oldest ends first */
 		unprepare(&b->ctx[i]);
 		rayc__sched_requeue_front_locked(rt, b->t[i]);
