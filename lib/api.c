@@ -375,9 +375,9 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 	if (ctx != NULL)
 		rayc__sched_block_locked(rt, ctx);
 	/* A batch's run that makes what we wait for: if it ended before
-	 * this, it is completed here; if after, it was marked watched when
-	 * the wait was linked (rayc__sched_watch_locked) and hands itself
-	 * over as it ends (sched/execute.c). */
+	 * this, it is completed here; if after, it was marked waited for
+	 * when the wait was linked (rayc__sched_watch_locked) and hands
+	 * itself over as it ends (sched/execute.c). */
 	(void)rayc__sched_batch_finish_locked(rt);
 	rayc__mutex_unlock(&rt->mu);
 	static _Thread_local rayc__spin spin;

@@ -88,20 +88,18 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  * and run them one after the other on the resources it took for the
  * first.  Their completions wait to be done together when the batch ends
  * (or RAYC__DEFER_NS after the oldest ended, checked as runs end: a slow
- * run holds those before it until it ends), unless someone waits
- * for a run's results (a thread or a task waits for one of its returns,
- * or another peer owns the task): that run hands the batch's ended runs
- * over as it ends (through
- * rayc__sched_submit with done_ctx set when rt->mu is busy;
- * _complete_locked is the drain's part).  _watch_locked marks the run
- * that makes o, if a batch has it, as waited for (the caller waits for o
- * from now on; when a batch starts it looks for waiters itself).
+ * run holds those before it until it ends), unless someone waits for a
+ * run's results (a thread or a task waits for one of its returns, or
+ * another peer owns the task): that run hands the batch's ended runs over
+ * as it ends (through rayc__sched_submit with done_ctx set when rt->mu is
+ * busy; _complete_locked is the drain's part).  _watch_locked marks the
+ * run that makes o, if a batch has it, as waited for (the caller waits
+ * for o from now on; a batch looks for waiters itself when it starts).
  * _finish_locked completes the runs that have ended in every batch (true
  * if any), for a thread that has just begun to wait or is about to find
- * an object not ready.
- * _return_locked (from a run that blocks) and _steal_locked (an idle
- * worker: true if it completed or gave back any) give the runs not
- * started back to the head of the queue. */
+ * an object not ready.  _return_locked (from a run that blocks) and
+ * _steal_locked (an idle worker: true if it completed or gave back any)
+ * give the runs not started back to the head of the queue. */
 #define RAYC__BATCH_MAX 16
 #define RAYC__QUICK_NS 2000
 #define RAYC__DEFER_NS 20000
