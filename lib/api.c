@@ -439,12 +439,13 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 			rayc__net_fetch_locked(rt, o); /* bytes are elsewhere */
 			continue;
 		}
-		/* Its producer may have run in a batch, its completion not
-		 * done yet (sched/execute.c). */
-		if (rayc__sched_batch_finish_locked(rt))
-			continue;
 		if (timeout_ms == 0 ||
 		    (deadline >= 0 && rayc__now_ns() >= deadline)) {
+			/* Its producer may have ended in a batch, not
+			 * completed yet (sched/execute.c; a wait does this
+			 * in park_locked). */
+			if (rayc__sched_batch_finish_locked(rt))
+				continue;
 			rayc__obj_unref_locked(rt, o);
 			rayc__mutex_unlock(&rt->mu);
 			return rayc__err(RAYC_ETIMEDOUT, "object not ready");
@@ -586,14 +587,14 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 			ready += is_done(objs[i]);
 		if (ready >= num_ready)
 			break;
-		if (rayc__sched_batch_finish_locked(rt))
-			continue; /* as in rayc_get */
 		if (rt->stopping) {
 			rc = rayc__err(RAYC_ESTATE, "runtime shutting down");
 			break;
 		}
 		if (timeout_ms == 0 ||
 		    (deadline >= 0 && rayc__now_ns() >= deadline)) {
+			if (rayc__sched_batch_finish_locked(rt))
+				continue; /* as in rayc_get */
 			rc = rayc__err(RAYC_ETIMEDOUT, "%zu of %zu ready", ready,
 			               num_ready);
 			break;
