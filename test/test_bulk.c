@@ -36,6 +36,18 @@ static void driver_big(void)
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 }
 
+/* Runs fn (no arguments, an int64 result) on peer `on`. */
+static int64_t i64_on(uint32_t on, const char *fn, int timeout_ms)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, fn, &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, timeout_ms), RAYC_OK);
+	rayc_release(r);
+	return v;
+}
+
 /* xxh3 of ref's bytes as peer `on` computes it (fetching it there). */
 static int64_t sum_on(uint32_t on, rayc_ref ref)
 {
@@ -140,12 +152,7 @@ Test(bulk, no_frame_is_written_with_a_lock_held)
 		rayc_release(r);
 	}
 	unsetenv("RAYC_SAME_HOST_COPY");
-	rayc_task_opts o = on_peer(w);
-	rayc_ref r;
-	int64_t theirs = -1;
-	cr_assert_eq(rayc_call_opts(&r, "nf_sends_locked", &o), 0);
-	cr_assert_eq(rayc_get_i64(r, &theirs, 60000), RAYC_OK);
-	rayc_release(r);
+	int64_t theirs = i64_on(w, "nf_sends_locked", 60000);
 	cr_assert_eq(rayc__test_sends_under_lock(), 0,
 	             "the driver wrote %llu times with a lock held",
 	             (unsigned long long)rayc__test_sends_under_lock());
@@ -238,13 +245,7 @@ static uint64_t lane_out_here(void)
 
 static int64_t lane_in_on(uint32_t on)
 {
-	rayc_task_opts o = on_peer(on);
-	rayc_ref r;
-	int64_t v = -1;
-	cr_assert_eq(rayc_call_opts(&r, "nf_lane_in", &o), 0);
-	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK);
-	rayc_release(r);
-	return v;
+	return i64_on(on, "nf_lane_in", 30000);
 }
 
 /* Made on peer `on` (seed), read here and checked byte by byte. */

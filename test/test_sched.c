@@ -628,6 +628,18 @@ static void batch_wait(rayc_ctx *c)
 }
 RAYC_REMOTE(batch_wait)
 
+/* The n quick tasks queued behind a test's runs: each made 7, and some
+ * ran in a batch (more of them than `before`). */
+static void get_quick(rayc_ref *more, int n, uint64_t before)
+{
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(get_i64(more[i]), 7);
+		rayc_release(more[i]);
+	}
+	cr_assert_gt(rayc__test_batched_runs(), before,
+	             "the quick tasks ran as a batch");
+}
+
 static void batch_warm(void)
 {
 	rayc_ref r;
@@ -666,12 +678,7 @@ static void batch_case(bool producer_first)
 	atomic_store(&batch_gate, 1);
 	cr_assert_eq(get_i64(waiter), 7);
 	cr_assert_eq(get_i64(made), 7);
-	for (int i = 0; i < 20; i++) {
-		cr_assert_eq(get_i64(more[i]), 7);
-		rayc_release(more[i]);
-	}
-	cr_assert_gt(rayc__test_batched_runs(), before,
-	             "the quick tasks ran as a batch");
+	get_quick(more, 20, before);
 	rayc_release(waiter);
 	rayc_release(made);
 	rayc_release(gate);
@@ -776,12 +783,7 @@ static void batch_two(const char *first, const char *second, rayc_ref *r1,
 		cr_assert_eq(rayc_call(&more[i], "batch_make"), RAYC_OK);
 	uint64_t before = rayc__test_batched_runs();
 	atomic_store(&batch_gate, 1);
-	for (int i = 0; i < 30; i++) {
-		cr_assert_eq(get_i64(more[i]), 7);
-		rayc_release(more[i]);
-	}
-	cr_assert_gt(rayc__test_batched_runs(), before,
-	             "the quick tasks ran as a batch");
+	get_quick(more, 30, before);
 	for (int i = 0; i < 2; i++)
 		rayc_release(gate[i]);
 }
@@ -881,12 +883,7 @@ static void scene_open(struct scene *s, bool open)
 
 static void scene_end(struct scene *s)
 {
-	for (int i = 0; i < 20; i++) {
-		cr_assert_eq(get_i64(s->more[i]), 7);
-		rayc_release(s->more[i]);
-	}
-	cr_assert_gt(rayc__test_batched_runs(), s->before,
-	             "the quick tasks ran as a batch");
+	get_quick(s->more, 20, s->before);
 	rayc_release(s->gate);
 }
 
@@ -1141,12 +1138,7 @@ Test(batch2, a_task_needing_a_run_of_a_batch_runs_while_a_later_run_spins)
 	cr_assert(atomic_load(&batch_flag),
 	          "the task needing the run never ran");
 	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
-	for (int i = 0; i < 30; i++) {
-		cr_assert_eq(get_i64(more[i]), 7);
-		rayc_release(more[i]);
-	}
-	cr_assert_gt(rayc__test_batched_runs(), before,
-	             "the quick tasks ran as a batch");
+	get_quick(more, 30, before);
 	rayc_release(made);
 	rayc_release(dep);
 	rayc_release(spinner);
