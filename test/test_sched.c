@@ -887,6 +887,16 @@ static void scene_end(struct scene *s)
 	rayc_release(s->gate);
 }
 
+/* The end of a scene whose run `made` came before the spinner: the
+ * spinner saw the flag, and the rest as scene_end. */
+static void scene_end_spun(struct scene *s, rayc_ref made, rayc_ref spinner)
+{
+	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
+	scene_end(s);
+	rayc_release(made);
+	rayc_release(spinner);
+}
+
 /* Opens the gate once the driver waits in rayc_get for *arg. */
 static void *open_when_waited_for(void *arg)
 {
@@ -919,10 +929,7 @@ Test(batch, a_parked_getter_gets_a_run_while_a_later_run_of_its_batch_spins)
 	cr_assert_eq(rc, RAYC_OK, "the run before the spinner: %s",
 	             rayc_errmsg());
 	cr_assert_eq(v, 7);
-	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
-	scene_end(&s);
-	rayc_release(made);
-	rayc_release(spinner);
+	scene_end_spun(&s, made, spinner);
 }
 
 /* The getter comes while the run is under way: it marks the run, which
@@ -947,10 +954,7 @@ Test(batch, a_getter_that_comes_while_the_run_is_under_way_gets_it)
 	cr_assert_eq(rc, RAYC_OK, "the run before the spinner: %s",
 	             rayc_errmsg());
 	cr_assert_eq(v, 7);
-	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
-	scene_end(&s);
-	rayc_release(made);
-	rayc_release(spinner);
+	scene_end_spun(&s, made, spinner);
 }
 
 /* A task submitted with an argument a run of a batch made, once that run
@@ -974,11 +978,8 @@ Test(batch, a_task_submitted_after_a_run_ended_completes_it)
 	bool ready = rayc__test_ready(made);
 	atomic_store(&batch_flag, 1);
 	cr_assert(ready, "the run that made the argument was not completed");
-	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
 	run_done(dep);
-	scene_end(&s);
-	rayc_release(made);
-	rayc_release(spinner);
+	scene_end_spun(&s, made, spinner);
 }
 
 /* made (by fn with arg mode), optionally a task needing it queued before
@@ -1013,16 +1014,13 @@ static bool batch_ready_while_spinning(const char *fn, int64_t mode,
 	RT_WAIT_FOR(rayc__test_ready(made), 5000);
 	bool ready = rayc__test_ready(made);
 	atomic_store(&batch_flag, 1);
-	cr_assert_eq(get_i64(spinner), 1, "the spinner never saw the flag");
-	scene_end(&s);
 	if (dep_first || dep_during)
 		run_done(dep);
 	if (after != NULL) {
 		cr_assert_eq(get_i64(mid), 7);
 		rayc_release(mid);
 	}
-	rayc_release(made);
-	rayc_release(spinner);
+	scene_end_spun(&s, made, spinner);
 	return ready;
 }
 
