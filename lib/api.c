@@ -391,6 +391,27 @@ static bool park_locked(rayc__rt *rt, rayc__waiter *w, int64_t deadline)
 	return ok;
 }
 
+/* A ready object of this peer's, found and pinned without rt->mu (its
+ * readers' common case); false: look it up under the lock. */
+static bool get_fast(rayc__rt *rt, rayc_ref ref, rayc_view *view)
+{
+	rayc__obj *o = rayc__obj_pin(rt, ref.id);
+
+	if (o == NULL)
+		return false;
+	/* acquire: the data, and owner, were set before it became ready.
+	 * A copy of another peer's object goes the slow way: its owner may
+	 * die (owner_died is set under the lock). */
+	if (atomic_load_explicit(&o->state, memory_order_acquire) ==
+	            RAYC__OBJ_READY &&
+	    o->owner == 0) {
+		fill_view(view, o); /* the pin is the view's */
+		return true;
+	}
+	rayc__obj_unpin(rt, o);
+	return false;
+}
+
 int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 {
 	rayc__rt *rt = running();
@@ -401,6 +422,8 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 	if (view == NULL)
 		return rayc__err(RAYC_EINVAL, "NULL view");
 	memset(view, 0, sizeof(*view)); /* releasing it after an error is safe */
+	if (get_fast(rt, ref, view))
+		return RAYC_OK;
 	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o == NULL) {
@@ -468,20 +491,7 @@ void rayc_view_release(rayc_view *view)
 
 	if (view == NULL || view->priv_ == NULL || rt == NULL)
 		return;
-	/* A count that is not the last goes without rt->mu (release: the
-	 * view's reads come first); the last one frees under it. */
-	rayc__obj *o = view->priv_;
-	int32_t n = atomic_load_explicit(&o->refcnt, memory_order_relaxed);
-	while (n > 1)
-		if (atomic_compare_exchange_weak_explicit(
-			    &o->refcnt, &n, n - 1, memory_order_release,
-			    memory_order_relaxed)) {
-			memset(view, 0, sizeof(*view));
-			return;
-		}
-	rayc__mutex_lock(&rt->mu);
-	rayc__obj_unref_locked(rt, view->priv_);
-	rayc__mutex_unlock(&rt->mu);
+	rayc__obj_unpin(rt, view->priv_); /* after the view's reads */
 	memset(view, 0, sizeof(*view));
 }
 
@@ -676,8 +686,9 @@ static int put_new(rayc__rt *rt, rayc_ref *out, size_t n, void **data,
 		return RAYC_ENOMEM;
 	}
 	o->is_put = true;
-	atomic_store_explicit(&o->refcnt, 1, memory_order_relaxed);
-	o->handles = 1;
+	atomic_store_explicit(&o->handles, 1, memory_order_relaxed);
+	/* release: rayc__obj_pin reads the id after this */
+	atomic_store_explicit(&o->refcnt, 1, memory_order_release);
 	o->type = RAYC_TYPE_BYTES;
 	o->len = n;
 	o->block = b;
@@ -766,10 +777,8 @@ int rayc_put_abort(rayc_ref ref)
 	if (rc != RAYC_OK)
 		return rc;
 	rayc__obj_fail_locked(rt, o, RAYC_ELOST, "rayc_put_abort: aborted");
-	if (o->handles > 0) { /* the creator's ref goes with it */
-		o->handles--;
+	if (rayc__obj_handle_take(o)) /* the creator's ref goes with it */
 		rayc__obj_unref_locked(rt, o);
-	}
 	rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
 }
@@ -784,7 +793,8 @@ int rayc_ref_dup(rayc_ref ref)
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o != NULL) {
 		rayc__obj_ref_locked(o);
-		o->handles++;
+		atomic_fetch_add_explicit(&o->handles, 1,
+		                          memory_order_relaxed);
 	}
 	rayc__mutex_unlock(&rt->mu);
 	return o != NULL ? RAYC_OK
@@ -794,20 +804,31 @@ int rayc_ref_dup(rayc_ref ref)
 int rayc_release(rayc_ref ref)
 {
 	rayc__rt *rt = running();
+	bool held;
 
 	if (rt == NULL)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
-	rayc__rt_lock(rt);
-	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	/* Views, task arguments and the cluster hold it too, but only a
 	 * handle is the program's to drop: an entry kept for those, or
 	 * only as lineage, holds none. */
-	bool held = o != NULL && o->handles > 0;
-	if (held) {
-		o->handles--;
-		rayc__obj_unref_locked(rt, o);
+	rayc__obj *o = NULL;
+	bool locked = rayc__rt_trylock(rt);
+	/* rt->mu busy: no wait for it unless this is the last ref. */
+	if (!locked && (o = rayc__obj_pin(rt, ref.id)) != NULL) {
+		held = rayc__obj_handle_take(o);
+		if (held) /* the handle's ref: o keeps our pin */
+			atomic_fetch_sub_explicit(&o->refcnt, 1,
+			                          memory_order_release);
+		rayc__obj_unpin(rt, o);
+	} else {
+		if (!locked)
+			rayc__rt_lock(rt);
+		o = rayc__obj_find_locked(rt, ref.id);
+		held = o != NULL && rayc__obj_handle_take(o);
+		if (held)
+			rayc__obj_unref_locked(rt, o);
+		rayc__mutex_unlock(&rt->mu);
 	}
-	rayc__mutex_unlock(&rt->mu);
 	return held ? RAYC_OK
 	            : rayc__err(RAYC_ENOTFOUND, "ref " ID_FMT " is not held "
 	                        "(released already, or borrowed: "

@@ -99,19 +99,24 @@ typedef struct rayc__wnode {
 } rayc__wnode;
 
 struct rayc__obj {
+	/* id, state and refcnt are read without rt->mu, maybe after the entry
+	 * was freed and its block reused (rayc__obj_pin: the slab keeps its
+	 * blocks mapped, and never writes them but to zero the rest of a new
+	 * entry): written with atomics, first in the block. */
 	rayc_object_id id;
 	_Atomic int state;
-	rayc_type type;
-	int err;         /* for ERROR: the rayc_err its readers get */
-	/* Handles + task-argument holds + views + pins.  Changed under
-	 * rt->mu, except that rayc_view_release drops a view's count without
-	 * it when another remains: it reaches 0 only under the lock. */
+	/* Handles + task-argument holds + views + pins.  Raised from 0 and
+	 * dropped to 0 only under rt->mu; above that, rayc_view_release and
+	 * the lock-free get and release (rayc__obj_pin) change it without
+	 * the lock. */
 	_Atomic int32_t refcnt;
 	/* The refs the program holds (rayc_call, rayc_put, rayc_ref_dup),
 	 * each also counted in refcnt: rayc_release drops only these, so a
 	 * release too many is RAYC_ENOTFOUND instead of dropping a view's
-	 * or a task's hold. */
-	int32_t handles;
+	 * or a task's hold.  Dropped without rt->mu by rayc_release. */
+	_Atomic int32_t handles;
+	rayc_type type;
+	int err;         /* for ERROR: the rayc_err its readers get */
 	int32_t lineage_cnt;
 	bool is_put;     /* no lineage: loss is final */
 	size_t len;
@@ -145,6 +150,8 @@ struct rayc__obj {
 	struct rayc__store_view *view;
 	uint32_t view_src;
 	rayc__wnode *waiters;
+	/* On rayc__handoff_objs: its last ref to let go under rt->mu. */
+	rayc__obj *dead_next;
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };
 
@@ -349,6 +356,9 @@ struct rayc__rt {
 
 	/* Object table (lib/lineage): entries by id (common/idtab.h). */
 	rayc__idtab objs RAYC_GUARDED_BY(mu);
+	/* Where each entry was made last, by a hash of its id: hints for
+	 * lookups without rt->mu, checked after pinning (rayc__obj_pin). */
+	rayc__obj *_Atomic *hints;
 	uint64_t nobjs RAYC_GUARDED_BY(mu);
 	uint64_t nlineage RAYC_GUARDED_BY(mu);
 	uint64_t inline_bytes RAYC_GUARDED_BY(mu);

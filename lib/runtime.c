@@ -435,6 +435,7 @@ static void rt_free(rayc__rt *rt)
 	rayc__slab_fini(&rt->task_slab);
 	rayc__slab_fini(&rt->obj_slab);
 	rayc__idtab_fini(&rt->objs);
+	free(rt->hints);
 	rayc__mutex_fini(&rt->kv_mu);
 	rayc__mutex_fini(&rt->name_mu);
 	rayc__mutex_fini(&rt->mu);
@@ -668,6 +669,19 @@ int rayc__test_hold_lock(bool hold) RAYC_NO_TSA
 	else
 		rayc__mutex_unlock(&rt->mu);
 	return RAYC_OK;
+}
+
+uint64_t rayc__test_entries(void)
+{
+	rayc__rt *rt = rayc__g;
+	uint64_t n;
+
+	if (rt == NULL)
+		return 0;
+	rayc__mutex_lock(&rt->mu); /* lets nothing handed over go first */
+	n = rt->nobjs;
+	rayc__mutex_unlock(&rt->mu);
+	return n;
 }
 
 void rayc__test_slab_chunks(size_t *tasks, size_t *objs)

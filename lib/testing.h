@@ -214,6 +214,9 @@ void rayc__test_dump_pending(const char *tag);
 /* Takes (hold) or lets go of the runtime's lock rt->mu on the calling
  * thread, as a worker or a receive callback would hold it. */
 int rayc__test_hold_lock(bool hold);
+/* The entries in the object table, read under rt->mu without letting go
+ * of the refs handed over to its holder first (rayc__obj_unpin). */
+uint64_t rayc__test_entries(void);
 /* The chunks the task-spec and entry slabs hold now. */
 void rayc__test_slab_chunks(size_t *tasks, size_t *objs);
 

@@ -669,6 +669,63 @@ Test(api, release_of_a_handle_not_held_is_enotfound)
 	cr_assert_eq(st.objects, 0);
 }
 
+/* rayc_get of a ready object and rayc_release take no lock while another
+ * thread holds the runtime's (rt->mu; here the test's own thread, so
+ * waiting for it would never end): a release that is not the last is
+ * done at once, the last is handed to the holder, which lets the object
+ * go as it unlocks. */
+Test(api, get_and_release_do_not_wait_for_the_runtime_lock, .timeout = 20)
+{
+	int64_t one = 1, two = 2;
+	rayc_ref a, b;
+	rayc_view v;
+
+	cr_assert_eq(rayc_put(&a, &one, 8), RAYC_OK);
+	cr_assert_eq(rayc_put(&b, &two, 8), RAYC_OK);
+	cr_assert_eq(rayc_ref_dup(b), RAYC_OK);
+	uint64_t n0 = rayc__test_entries();
+	rayc__test_hold_lock(true);
+	cr_assert_eq(rayc_get(a, &v, 0), RAYC_OK);
+	cr_assert_eq(*(const int64_t *)v.data, 1);
+	cr_assert_eq(rayc_release(b), RAYC_OK, "not the last handle");
+	cr_assert_eq(rayc_release(a), RAYC_OK, "the view still holds it");
+	cr_assert_eq(*(const int64_t *)v.data, 1);
+	rayc_view_release(&v); /* a's last ref: handed over */
+	cr_assert_eq(rayc_release(b), RAYC_OK); /* b's: handed over */
+	cr_assert_eq(rayc_release(b), RAYC_ENOTFOUND, "no handle is left");
+	rayc__test_hold_lock(false); /* lets both go */
+	cr_assert_eq(rayc__test_entries(), n0 - 2);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.objects, n0 - 2);
+}
+
+/* A ref whose entry was freed, and its memory made the entry of a new
+ * object, names nothing: the lookup without the lock checks the id of
+ * the entry it finds. */
+Test(api, a_released_ref_does_not_name_the_object_made_in_its_place)
+{
+	int64_t one = 1, two = 2;
+	rayc_ref a, c;
+	rayc_view v;
+
+	for (int i = 0; i < 64; i++) { /* one of them reuses a's entry */
+		cr_assert_eq(rayc_put(&a, &one, 8), RAYC_OK);
+		cr_assert_eq(rayc_release(a), RAYC_OK);
+		cr_assert_eq(rayc_put(&c, &two, 8), RAYC_OK);
+		cr_assert_eq(rayc_get(a, &v, 0), RAYC_ENOTFOUND);
+		rayc_view_release(&v);
+		cr_assert_eq(rayc_release(a), RAYC_ENOTFOUND);
+		cr_assert_eq(rayc_get(c, &v, 0), RAYC_OK);
+		cr_assert_eq(*(const int64_t *)v.data, two);
+		rayc_view_release(&v);
+		cr_assert_eq(rayc_release(c), RAYC_OK);
+	}
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.objects, 0);
+}
+
 /* "/dev/shm/./././..." names /dev/shm but leaves no room in a path of
  * 255 bytes for the store file's name. */
 static const char *long_dir(void)

@@ -72,10 +72,13 @@ void rayc__unlocked(void);
 /* Work queued without any lock for whoever next lets go of its last
  * lock: tasks submitted, and batch runs to complete, while rt->mu was
  * busy (lib/sched/submit.c keeps its stack here, newest first; one
- * runtime per process).  A submitter
+ * runtime per process); and objects whose last ref to let go
+ * (lib/lineage, rayc__obj_unpin).  A submitter
  * pushes, then tries the lock; a holder lets go, then looks here: with a
  * full fence between on both sides, one of them sees the other. */
 extern void *_Atomic rayc__handoff;
+struct rayc__obj;
+extern struct rayc__obj *_Atomic rayc__handoff_objs;
 void rayc__set_handoff_hook(void (*fn)(void));
 void rayc__handoff_run(void);
 /* The fence of that protocol.  On x86 the locked instruction that pushed
@@ -98,8 +101,11 @@ static inline void rayc__locks_exit(void)
 		if (RAYC__UNLIKELY(rayc__log_deferred || rayc__unlock_pending))
 			rayc__unlocked();
 		rayc__fence_store_load();
-		if (RAYC__UNLIKELY(atomic_load_explicit(
-			    &rayc__handoff, memory_order_relaxed) != NULL))
+		if (RAYC__UNLIKELY(
+			    atomic_load_explicit(&rayc__handoff,
+			                         memory_order_relaxed) != NULL ||
+			    atomic_load_explicit(&rayc__handoff_objs,
+			                         memory_order_relaxed) != NULL))
 			rayc__handoff_run();
 	}
 }

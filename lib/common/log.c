@@ -25,6 +25,7 @@ void rayc__set_unlock_hook(void (*fn)(void))
 }
 
 void *_Atomic rayc__handoff;
+struct rayc__obj *_Atomic rayc__handoff_objs;
 static void (*_Atomic handoff_hook)(void);
 
 void rayc__set_handoff_hook(void (*fn)(void))

@@ -1,7 +1,9 @@
 /* slab.c -- fixed-size blocks from 64 KiB chunks (see slab.h).
  *
  * A chunk is one malloc: this header, then blocks of s->size bytes, each a
- * 16-byte header naming its chunk followed by the caller's bytes.  Blocks
+ * 16-byte header (its chunk, and the free list's link while it is free)
+ * followed by the caller's bytes, which the slab writes only to zero
+ * them on allocation.  Blocks
  * are carved in order as they are first needed (a chunk's untouched tail
  * costs no page faults), and a freed block goes on its chunk's free list.
  * s->partial lists the chunks with a free block, the one freed into last
@@ -14,7 +16,8 @@
 #include "os/os.h"
 
 #define CHUNK_BYTES (64 * 1024)
-#define HDR 16 /* a block's header: its chunk, padded for alignment */
+#define HDR 16 /* a block's header: its chunk, then its free-list link */
+#define LINK(b) (*(void **)(void *)((b) + sizeof(void *)))
 #define WINDOW_NS (10 * 1000000000LL)
 
 struct rayc__slab_chunk {
@@ -154,12 +157,12 @@ static char *take_locked(rayc__slab *s)
 	c = s->partial;
 	if (c->free != NULL) {
 		b = c->free;
-		c->free = *(void **)(void *)(b + HDR);
+		c->free = LINK(b);
 		/* The next take reads that block's link: a magazine refill
 		 * walks a list of cold blocks, one miss after another
 		 * unless the next is on its way. */
 		if (c->free != NULL)
-			__builtin_prefetch((char *)c->free + HDR);
+			__builtin_prefetch(c->free);
 	} else {
 		b = (char *)c + FIRST_BLOCK + (size_t)c->carved * s->size;
 		c->carved++;
@@ -178,9 +181,8 @@ static char *take_locked(rayc__slab *s)
 static void give_locked(rayc__slab *s, char *b, rayc__slab_chunk **gone)
 {
 	rayc__slab_chunk *c = *(rayc__slab_chunk **)(void *)b;
-	void *p = b + HDR;
 
-	*(void **)p = c->free;
+	LINK(b) = c->free;
 	c->free = b;
 	c->used--;
 	s->used--;
@@ -200,7 +202,8 @@ static void give_locked(rayc__slab *s, char *b, rayc__slab_chunk **gone)
 		size_t keep = s->hw > s->hw_prev ? s->hw : s->hw_prev;
 		if (keep < s->floor)
 			keep = s->floor;
-		if ((s->nchunks - 1) * (size_t)s->per_chunk >= keep) {
+		if (!s->keep_all &&
+		    (s->nchunks - 1) * (size_t)s->per_chunk >= keep) {
 			partial_del(s, c);
 			if (c->prev != NULL)
 				c->prev->next = c->next;

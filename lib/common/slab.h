@@ -37,6 +37,11 @@ typedef struct rayc__slab {
 	size_t hw, hw_prev;        /* most used this window and the last */
 	int64_t window_ns;         /* when this window began */
 	uint64_t gen;              /* tells it from a slab once at its address */
+	/* Chunks never go back to malloc before rayc__slab_fini: a block
+	 * stays mapped, and a block of this slab, for its callers that read
+	 * blocks they may no longer own (type-stable memory: the object
+	 * table's lock-free lookups, lib/lineage). */
+	bool keep_all;
 } rayc__slab;
 
 /* Blocks of size bytes (any size up to 16 KiB); floor_bytes of free

@@ -16,9 +16,35 @@ rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 /* A cached secondary copy wanted again leaves the cache. */
 void rayc__cache_take_locked(rayc__obj *o);
 
+/* Without rt->mu (objects.c, "lookups without rt->mu"): the entry of id
+ * with one more ref, if it is live and its hint still names it; NULL
+ * otherwise (look it up under the lock).  Drop the ref with
+ * rayc__obj_unpin. */
+rayc__obj *rayc__obj_pin(rayc__rt *rt, rayc_object_id id);
+/* Drops one ref without waiting for rt->mu: the last one goes under the
+ * lock, taken now if free, else handed to its holder, who lets it go as
+ * it unlocks (rayc__obj_drain_locked). */
+void rayc__obj_unpin(rayc__rt *rt, rayc__obj *o);
+/* Takes one of the program's handles off o (and not its ref): false if
+ * it holds none.  Needs no lock. */
+static inline bool rayc__obj_handle_take(rayc__obj *o)
+{
+	int32_t h = atomic_load_explicit(&o->handles, memory_order_relaxed);
+
+	while (h > 0)
+		if (atomic_compare_exchange_weak_explicit(
+			    &o->handles, &h, h - 1, memory_order_relaxed,
+			    memory_order_relaxed))
+			return true;
+	return false;
+}
+/* Lets go of the last refs handed over by rayc__obj_unpin. */
+void rayc__obj_drain_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+
 static inline void rayc__obj_ref_locked(rayc__obj *o)
 {
-	if (atomic_fetch_add_explicit(&o->refcnt, 1, memory_order_relaxed) ==
+	/* release: a raise from 0 is what rayc__obj_pin syncs with. */
+	if (atomic_fetch_add_explicit(&o->refcnt, 1, memory_order_release) ==
 	            0 &&
 	    o->cached)
 		rayc__cache_take_locked(o);

@@ -61,25 +61,142 @@ rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
 	return rayc__idtab_find(&rt->objs, id.hi, id.lo);
 }
 
+/* ---- lookups without rt->mu ----
+ *
+ * rayc_get of a ready object and rayc_release that is not the last one
+ * need not wait for rt->mu, which every thread of the peer wants (with
+ * four threads submitting, getting and releasing, a profile found half
+ * their time spent on it).  The idtab is not safe to read unlocked, so
+ * each entry made is also noted in rt->hints, a direct-mapped array
+ * indexed by a hash of its id (sequential task and put numbers map to
+ * consecutive slots).  A hint is only a guess: the entry may have been
+ * freed since, and its block reused for another object.  That is safe
+ * because entries come from a slab that keeps its memory (keep_all) and
+ * never writes an entry's first fields but with atomics; rayc__obj_pin
+ * raises refcnt only from above zero (an entry at zero may be freed at
+ * once), then checks the id: a pinned entry is never freed, so if the id
+ * matches, it is the object. */
+
+#define HINTS_BITS 16
+
+static size_t hint_of(rayc_object_id id)
+{
+	/* Task returns: lo = number << 16 | index + 1; puts: lo = number;
+	 * hi: the job, or a hash (nested tasks).  7 is odd: consecutive
+	 * puts take distinct slots too. */
+	uint64_t h = (id.lo >> 16) + id.lo * 7 + (id.hi ^ id.hi >> 32);
+	return (size_t)h & (((size_t)1 << HINTS_BITS) - 1);
+}
+
 int rayc__objtab_init_locked(rayc__rt *rt)
 {
-	return rayc__idtab_init(&rt->objs);
+	rt->obj_slab.keep_all = true;
+	rt->hints = calloc((size_t)1 << HINTS_BITS, sizeof(*rt->hints));
+	if (rt->hints == NULL)
+		return RAYC_ENOMEM;
+	int rc = rayc__idtab_init(&rt->objs);
+	if (rc != RAYC_OK) {
+		free(rt->hints);
+		rt->hints = NULL;
+	}
+	return rc;
 }
 
 rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 {
-	rayc__obj *o = rayc__slab_alloc(&rt->obj_slab);
+	rayc__obj *o = rayc__slab_alloc_n(&rt->obj_slab, 0);
 
 	if (o == NULL)
 		return NULL;
-	o->id = id;
-	atomic_init(&o->state, RAYC__OBJ_PENDING);
+	/* The first fields with atomics (a pinner may read them, and this
+	 * block may have been an entry it had a hint for); refcnt is 0
+	 * already if it was, and the new one's holder raises it with a
+	 * release, after these. */
+	__atomic_store_n(&o->id.hi, id.hi, __ATOMIC_RELAXED);
+	__atomic_store_n(&o->id.lo, id.lo, __ATOMIC_RELAXED);
+	atomic_store_explicit(&o->state, RAYC__OBJ_PENDING,
+	                      memory_order_relaxed);
+	atomic_store_explicit(&o->refcnt, 0, memory_order_relaxed);
+	atomic_store_explicit(&o->handles, 0, memory_order_relaxed);
+	memset(&o->type, 0, sizeof(*o) - offsetof(rayc__obj, type));
 	if (rayc__idtab_add(&rt->objs, id.hi, id.lo, o) != RAYC_OK) {
 		rayc__slab_free(o);
 		return NULL;
 	}
+	atomic_store_explicit(&rt->hints[hint_of(id)], o,
+	                      memory_order_release);
 	rt->nobjs++;
 	return o;
+}
+
+rayc__obj *rayc__obj_pin(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__obj *o = atomic_load_explicit(&rt->hints[hint_of(id)],
+	                                    memory_order_acquire);
+
+	if (o == NULL)
+		return NULL;
+	int32_t n = atomic_load_explicit(&o->refcnt, memory_order_relaxed);
+	do {
+		if (n <= 0)
+			return NULL;
+	/* acquire: the raise from 0 (a release) came after the id's
+	 * stores, and every later change of refcnt is a read-modify-write,
+	 * so the id read next is this entry's. */
+	} while (!atomic_compare_exchange_weak_explicit(
+		&o->refcnt, &n, n + 1, memory_order_acquire,
+		memory_order_relaxed));
+	if (__atomic_load_n(&o->id.hi, __ATOMIC_RELAXED) != id.hi ||
+	    __atomic_load_n(&o->id.lo, __ATOMIC_RELAXED) != id.lo) {
+		rayc__obj_unpin(rt, o);
+		return NULL;
+	}
+	return o;
+}
+
+void rayc__obj_unpin(rayc__rt *rt, rayc__obj *o)
+{
+	int32_t n = atomic_load_explicit(&o->refcnt, memory_order_relaxed);
+
+	/* release: what the holder read of the entry comes first. */
+	while (n > 1)
+		if (atomic_compare_exchange_weak_explicit(
+			    &o->refcnt, &n, n - 1, memory_order_release,
+			    memory_order_relaxed))
+			return;
+	/* The last ref goes under rt->mu: now if it is free, else its
+	 * holder lets go of it when it unlocks (as rayc__sched_submit hands
+	 * over a task). */
+	if (rayc__mutex_trylock(&rt->mu)) {
+		rayc__obj_unref_locked(rt, o);
+		rayc__mutex_unlock(&rt->mu);
+		return;
+	}
+	rayc__obj *head = atomic_load_explicit(&rayc__handoff_objs,
+	                                       memory_order_relaxed);
+	do
+		o->dead_next = head;
+	while (!atomic_compare_exchange_weak_explicit(
+		&rayc__handoff_objs, &head, o, memory_order_release,
+		memory_order_relaxed));
+	rayc__fence_store_load();
+	if (rayc__mutex_trylock(&rt->mu)) {
+		rayc__obj_drain_locked(rt);
+		rayc__mutex_unlock(&rt->mu);
+	}
+	/* Else its holder drains when it lets go (rayc__locks_exit). */
+}
+
+void rayc__obj_drain_locked(rayc__rt *rt)
+{
+	rayc__obj *o = atomic_exchange_explicit(&rayc__handoff_objs, NULL,
+	                                        memory_order_acquire);
+
+	while (o != NULL) {
+		rayc__obj *next = o->dead_next;
+		rayc__obj_unref_locked(rt, o); /* may free o */
+		o = next;
+	}
 }
 
 static void collect_one_locked(rayc__rt *rt, rayc__obj *o);

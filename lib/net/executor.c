@@ -423,7 +423,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 			oom = true;
 			continue; /* answered as a failure (task_finished) */
 		}
-		atomic_store_explicit(&o->refcnt, 1, memory_order_relaxed);
+		atomic_store_explicit(&o->refcnt, 1, memory_order_release);
 		o->owner = c->peer;
 		t->returns[i] = o;
 		made++;

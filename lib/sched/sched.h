@@ -18,18 +18,35 @@ void rayc__sched_stop(rayc__rt *rt);
  * holds; queued or placed when its arguments are ready; a nested call made
  * already by an earlier run of its parent hands out those results and t is
  * freed).  _drain_locked records every task handed over so far, oldest
- * first; rayc__rt_lock takes rt->mu and does that, for every caller that
- * looks an id up. */
+ * first, and lets go of the objects' last refs handed over
+ * (rayc__obj_unpin); rayc__rt_lock takes rt->mu and does that, for every
+ * caller that looks an id up. */
 void rayc__sched_submit_init(void);
 void rayc__sched_submit(rayc__rt *rt, rayc__task *t);
 void rayc__task_record_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
 void rayc__sched_drain_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+static inline void rayc__rt_drain_if_locked(rayc__rt *rt)
+	RAYC_REQUIRES(rt->mu)
+{
+	if (atomic_load_explicit(&rayc__handoff, memory_order_relaxed) != NULL ||
+	    atomic_load_explicit(&rayc__handoff_objs, memory_order_relaxed) !=
+	            NULL)
+		rayc__sched_drain_locked(rt);
+}
 static inline void rayc__rt_lock(rayc__rt *rt) RAYC_ACQUIRE(rt->mu)
 {
 	rayc__mutex_lock(&rt->mu);
-	if (atomic_load_explicit(&rayc__handoff, memory_order_relaxed) != NULL)
-		rayc__sched_drain_locked(rt);
+	rayc__rt_drain_if_locked(rt);
+}
+/* rayc__rt_lock if rt->mu is free. */
+static inline bool rayc__rt_trylock(rayc__rt *rt)
+	RAYC__TSA(try_acquire_capability(true, rt->mu))
+{
+	if (!rayc__mutex_trylock(&rt->mu))
+		return false;
+	rayc__rt_drain_if_locked(rt);
+	return true;
 }
 
 /* Finds or makes the class for a demand vector.  NULL on ENOMEM. */

@@ -33,7 +33,7 @@ static bool dedupe_locked(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		rayc__obj *r = o->task->returns[i];
 		rayc__obj_ref_locked(r);
-		r->handles++;
+		atomic_fetch_add_explicit(&r->handles, 1, memory_order_relaxed);
 		if (atomic_load(&r->state) == RAYC__OBJ_LOST)
 			rayc__obj_reconstruct_locked(rt, r);
 	}
@@ -52,8 +52,9 @@ void rayc__task_record_locked(rayc__rt *rt, rayc__task *t)
 			abort(); /* out of memory mid-submit */
 		o->task = t;
 		o->ret_idx = i;
-		atomic_store_explicit(&o->refcnt, 1, memory_order_relaxed);
-		o->handles = 1;
+		atomic_store_explicit(&o->handles, 1, memory_order_relaxed);
+		/* release: rayc__obj_pin reads the id after this */
+		atomic_store_explicit(&o->refcnt, 1, memory_order_release);
 		t->returns[i] = o;
 	}
 	for (uint32_t i = 0; i < t->nargs; i++)
@@ -70,6 +71,9 @@ void rayc__sched_drain_locked(rayc__rt *rt)
 	rayc__task *t = atomic_exchange(&rayc__handoff, NULL);
 	rayc__task *oldest = NULL;
 
+	if (atomic_load_explicit(&rayc__handoff_objs, memory_order_relaxed) !=
+	    NULL)
+		rayc__obj_drain_locked(rt);
 	while (t != NULL) { /* newest first: reverse */
 		rayc__task *next = t->q_next;
 		t->q_next = oldest;
@@ -111,13 +115,16 @@ static void drain_hook(void)
 {
 	/* The acquire orders this after the push, and so after whatever
 	 * the pusher saw: the runtime it pushed to, rayc__g, included. */
-	if (atomic_load_explicit(&rayc__handoff, memory_order_acquire) == NULL)
+	if (atomic_load_explicit(&rayc__handoff, memory_order_acquire) == NULL &&
+	    atomic_load_explicit(&rayc__handoff_objs, memory_order_acquire) ==
+	            NULL)
 		return;
 	rayc__rt *rt = rayc__g;
 
 	if (rt == NULL)
 		return;
-	while (atomic_load(&rayc__handoff) != NULL &&
+	while ((atomic_load(&rayc__handoff) != NULL ||
+	        atomic_load(&rayc__handoff_objs) != NULL) &&
 	       rayc__mutex_trylock(&rt->mu)) {
 		rayc__sched_drain_locked(rt);
 		rayc__mutex_unlock(&rt->mu);
