@@ -3,7 +3,9 @@
  * sees these; each module's own header declares what it does with them.
  *
  * Locking.  One mutex, rt->mu, guards the object table, task states,
- * ready queues, resources and the idle-worker stack.  Critical sections
+ * ready queues, resources and the idle-worker stack (a ready entry is
+ * also found, pinned and released without it: lineage/objects.c,
+ * "lookups without rt->mu").  Critical sections
  * are short (no user code, no allocation of arena memory, no copying of
  * object data runs under it); functions that need it end in _locked.
  * The store has its own lock and is never called with rt->mu held except

@@ -6,7 +6,10 @@
  * (handed over without rt->mu) whose refs another thread gets; a chain
  * of tasks through ref arguments (recorded under the lock, after the
  * hand-off stack); nested recursive tasks (fib, whose submissions come
- * from worker threads); rayc_wait over refs in flight.  From the second
+ * from worker threads); rayc_wait over refs in flight; threads sharing
+ * put objects, each getting every one and dropping its handle, so views,
+ * releases and the last release of each race (rayc_get and rayc_release
+ * without rt->mu, the last ref handed to the lock's holder).  From the second
  * round on, every function counts as quick, so workers run batches
  * whatever the build's speed (sched/execute.c: runs completed together,
  * handed over, taken back).  Every result is checked; exit status 0 only
@@ -25,6 +28,8 @@
 #define PER_SUBMITTER 4000
 #define CHAIN 300
 #define ROUNDS 3
+#define SHARERS 3
+#define SHARED 4000
 
 static atomic_int failures;
 
@@ -148,6 +153,45 @@ static void *fibber(void *arg)
 	return NULL;
 }
 
+static rayc_ref shared[SHARED];
+static atomic_int nshared;
+
+/* Puts SHARED objects, each with a handle for every sharer. */
+static void *putter(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < SHARED; i++) {
+		int64_t v = i;
+		CHECK(rayc_put(&shared[i], &v, sizeof(v)) == RAYC_OK, "put %d",
+		      i);
+		for (int k = 1; k < SHARERS; k++)
+			CHECK(rayc_ref_dup(shared[i]) == RAYC_OK, "dup %d", i);
+		atomic_store_explicit(&nshared, i + 1, memory_order_release);
+	}
+	return NULL;
+}
+
+/* Reads each put object, drops its handle, then its view: whichever
+ * sharer is last frees the object, from a release or a view's. */
+static void *sharer(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < SHARED; i++) {
+		rayc_view v;
+		while (atomic_load_explicit(&nshared, memory_order_acquire) <=
+		       i)
+			;
+		CHECK(rayc_get(shared[i], &v, 30000) == RAYC_OK &&
+		              v.len == sizeof(int64_t) &&
+		              *(const int64_t *)v.data == i,
+		      "shared get %d", i);
+		CHECK(rayc_release(shared[i]) == RAYC_OK, "shared release %d",
+		      i);
+		rayc_view_release(&v);
+	}
+	return NULL;
+}
+
 int main(void)
 {
 	rayc_config cfg = { .num_workers = 2 };
@@ -158,17 +202,22 @@ int main(void)
 		return 1;
 	}
 	for (int round = 0; round < ROUNDS; round++) {
-		pthread_t th[SUBMITTERS + 2];
+		pthread_t th[SUBMITTERS + 3 + SHARERS];
 		if (round == 1) /* a second: an instrumented run too */
 			rayc__test_set_quick_ns(1000000000);
 		for (int k = 0; k < SUBMITTERS; k++)
 			atomic_store(&ready[k], 0);
+		atomic_store(&nshared, 0);
 		for (int k = 0; k < SUBMITTERS; k++)
 			pthread_create(&th[k], NULL, submitter,
 			               (void *)(intptr_t)k);
 		pthread_create(&th[SUBMITTERS], NULL, chainer, NULL);
 		pthread_create(&th[SUBMITTERS + 1], NULL, fibber, NULL);
-		for (int k = 0; k < SUBMITTERS + 2; k++)
+		pthread_create(&th[SUBMITTERS + 2], NULL, putter, NULL);
+		for (int k = 0; k < SHARERS; k++)
+			pthread_create(&th[SUBMITTERS + 3 + k], NULL, sharer,
+			               NULL);
+		for (int k = 0; k < SUBMITTERS + 3 + SHARERS; k++)
 			pthread_join(th[k], NULL);
 	}
 	rayc_stats st;

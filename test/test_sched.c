@@ -496,30 +496,41 @@ Test(sched, refs_submitted_on_one_thread_are_got_on_another)
  * faulting fresh pages in. */
 Test(sched, a_second_burst_of_tasks_reuses_the_first_ones_memory)
 {
-	enum { N = 20000 };
+	enum { N = 20000, ROUNDS = 4 };
 	static rayc_ref refs[N];
-	size_t t1, o1, t2, o2;
+	size_t t1 = 0, o1 = 0, t2, o2;
 
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < ROUNDS; round++) {
 		for (int i = 0; i < N; i++)
 			cr_assert_eq(rayc_call(&refs[i], "ident", RAYC_I64(i)),
 			             RAYC_OK);
+		/* Every entry made before the first is freed (a get
+		 * without the lock does not record submissions). */
+		rayc_stats st;
+		cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+		cr_assert_geq(st.objects, N);
 		for (int i = 0; i < N; i++) {
 			int64_t v;
 			cr_assert_eq(rayc_get_i64(refs[i], &v, 10000), RAYC_OK);
 			cr_assert_eq(v, i);
 			rayc_release(refs[i]);
 		}
-		if (round == 0)
-			rayc__test_slab_chunks(&t1, &o1);
+		rayc__test_slab_chunks(&t2, &o2);
+		if (round == 0) {
+			t1 = t2;
+			o1 = o2;
+		}
+		/* 20,000 specs of 416 bytes and entries of 208 are more
+		 * than a hundred 64 KiB chunks: kept, and no more made.  An
+		 * entry whose last ref was let go by a worker (rt->mu was
+		 * busy: rayc__obj_unpin), and its spec, wait in that
+		 * worker's magazine, at most 32 of each: one chunk more at
+		 * most. */
+		cr_assert_geq(t1, 100);
+		cr_assert_geq(o1, 60, "entry chunks %zu", o1);
+		cr_assert_leq(t2, t1 + 1, "task chunks %zu then %zu", t1, t2);
+		cr_assert_leq(o2, o1 + 1, "entry chunks %zu then %zu", o1, o2);
 	}
-	rayc__test_slab_chunks(&t2, &o2);
-	/* 20,000 specs of 384 bytes and entries of 240 are more than a
-	 * hundred 64 KiB chunks: kept, and no more made. */
-	cr_assert_geq(t1, 100);
-	cr_assert_geq(o1, 60);
-	cr_assert_eq(t2, t1, "task chunks %zu then %zu", t1, t2);
-	cr_assert_eq(o2, o1, "entry chunks %zu then %zu", o1, o2);
 }
 
 /* rayc__event_wait_learn: a waiter whose waits outlast its spin (a reply
