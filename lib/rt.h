@@ -50,6 +50,7 @@
 
 typedef struct rayc__rt rayc__rt;
 typedef struct rayc__obj rayc__obj;
+typedef struct rayc__hints rayc__hints;
 typedef struct rayc__task rayc__task;
 typedef struct rayc__targ rayc__targ;
 typedef struct rayc__sclass rayc__sclass;
@@ -359,8 +360,9 @@ struct rayc__rt {
 	/* Object table (lib/lineage): entries by id (common/idtab.h). */
 	rayc__idtab objs RAYC_GUARDED_BY(mu);
 	/* Where each entry was made last, by a hash of its id: hints for
-	 * lookups without rt->mu, checked after pinning (rayc__obj_pin). */
-	rayc__obj *_Atomic *hints;
+	 * lookups without rt->mu, checked after pinning (lineage/objects.c:
+	 * rayc__obj_pin).  Grows with the table, never shrinks. */
+	rayc__hints *_Atomic hints;
 	uint64_t nobjs RAYC_GUARDED_BY(mu);
 	uint64_t nlineage RAYC_GUARDED_BY(mu);
 	uint64_t inline_bytes RAYC_GUARDED_BY(mu);

@@ -435,7 +435,7 @@ static void rt_free(rayc__rt *rt)
 	rayc__slab_fini(&rt->task_slab);
 	rayc__slab_fini(&rt->obj_slab);
 	rayc__idtab_fini(&rt->objs);
-	free(rt->hints);
+	rayc__objtab_free_hints(rt);
 	rayc__mutex_fini(&rt->kv_mu);
 	rayc__mutex_fini(&rt->name_mu);
 	rayc__mutex_fini(&rt->mu);

@@ -124,6 +124,8 @@ bool rayc__task_resolve_args_locked(rayc__rt *rt, rayc__task *t)
 
 /* Sets up the object table at init: RAYC_OK or RAYC_ENOMEM. */
 int rayc__objtab_init_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+/* Frees the hints (rt_free, after the table is destroyed). */
+void rayc__objtab_free_hints(rayc__rt *rt);
 /* Frees every entry and task at shutdown. */
 void rayc__objtab_destroy_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 

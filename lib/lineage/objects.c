@@ -69,7 +69,7 @@ rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
  * their time spent on it).  The idtab is not safe to read unlocked, so
  * each entry made is also noted in rt->hints, a direct-mapped array
  * indexed by a hash of its id (sequential task and put numbers map to
- * consecutive slots).  A hint is only a guess: the entry may have been
+ * consecutive slots), with at least as many slots as entries.  A hint is only a guess: the entry may have been
  * freed since, and its block reused for another object.  That is safe
  * because entries come from a slab that keeps its memory (keep_all) and
  * never writes an entry's first fields but with atomics; rayc__obj_pin
@@ -77,29 +77,84 @@ rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
  * once), then checks the id: a pinned entry is never freed, so if the id
  * matches, it is the object. */
 
-#define HINTS_BITS 16
+/* The hints: as many slots as entries, at least (grown, twice the size
+ * each time, as the table passes its size; refilled from the table
+ * then).  A pinner may still read the array it loaded: arrays grown out
+ * of are kept until the runtime goes, at most as much memory again. */
+struct rayc__hints {
+	size_t mask;
+	struct rayc__hints *older;
+	rayc__obj *_Atomic slot[];
+};
 
-static size_t hint_of(rayc_object_id id)
+#define HINTS_MIN 4096
+
+static size_t hint_of(const rayc__hints *h, rayc_object_id id)
 {
 	/* Task returns: lo = number << 16 | index + 1; puts: lo = number;
 	 * hi: the job, or a hash (nested tasks).  7 is odd: consecutive
 	 * puts take distinct slots too. */
-	uint64_t h = (id.lo >> 16) + id.lo * 7 + (id.hi ^ id.hi >> 32);
-	return (size_t)h & (((size_t)1 << HINTS_BITS) - 1);
+	uint64_t x = (id.lo >> 16) + id.lo * 7 + (id.hi ^ id.hi >> 32);
+	return (size_t)x & h->mask;
+}
+
+static rayc__hints *hints_new(size_t n, rayc__hints *older)
+{
+	rayc__hints *h = calloc(1, sizeof(*h) + n * sizeof(h->slot[0]));
+
+	if (h != NULL) {
+		h->mask = n - 1;
+		h->older = older;
+	}
+	return h;
+}
+
+static void hint_put(rayc__hints *h, rayc__obj *o)
+{
+	/* release: after the entry's first fields. */
+	atomic_store_explicit(&h->slot[hint_of(h, o->id)], o,
+	                      memory_order_release);
+}
+
+/* The table passed the hints' size: twice as many slots, each entry's
+ * hint put again.  Out of memory: the old ones stay (hints are only
+ * guesses). */
+static void hints_grow_locked(rayc__rt *rt, rayc__hints *h)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__hints *nh = hints_new(2 * (h->mask + 1), h);
+	rayc__obj *o;
+
+	if (nh == NULL)
+		return;
+	RAYC__IDTAB_EACH(&rt->objs, i, o)
+		hint_put(nh, o);
+	atomic_store_explicit(&rt->hints, nh, memory_order_release);
 }
 
 int rayc__objtab_init_locked(rayc__rt *rt)
 {
 	rt->obj_slab.keep_all = true;
-	rt->hints = calloc((size_t)1 << HINTS_BITS, sizeof(*rt->hints));
-	if (rt->hints == NULL)
+	rayc__hints *h = hints_new(HINTS_MIN, NULL);
+	if (h == NULL)
 		return RAYC_ENOMEM;
 	int rc = rayc__idtab_init(&rt->objs);
-	if (rc != RAYC_OK) {
-		free(rt->hints);
-		rt->hints = NULL;
-	}
+	if (rc != RAYC_OK)
+		free(h);
+	else
+		atomic_store(&rt->hints, h);
 	return rc;
+}
+
+void rayc__objtab_free_hints(rayc__rt *rt)
+{
+	rayc__hints *h = atomic_exchange(&rt->hints, NULL);
+
+	while (h != NULL) {
+		rayc__hints *older = h->older;
+		free(h);
+		h = older;
+	}
 }
 
 rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
@@ -123,15 +178,17 @@ rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 		rayc__slab_free(o);
 		return NULL;
 	}
-	atomic_store_explicit(&rt->hints[hint_of(id)], o,
-	                      memory_order_release);
-	rt->nobjs++;
+	rayc__hints *h = atomic_load_explicit(&rt->hints, memory_order_relaxed);
+	hint_put(h, o);
+	if (++rt->nobjs > h->mask + 1)
+		hints_grow_locked(rt, h);
 	return o;
 }
 
 rayc__obj *rayc__obj_pin(rayc__rt *rt, rayc_object_id id)
 {
-	rayc__obj *o = atomic_load_explicit(&rt->hints[hint_of(id)],
+	rayc__hints *h = atomic_load_explicit(&rt->hints, memory_order_acquire);
+	rayc__obj *o = atomic_load_explicit(&h->slot[hint_of(h, id)],
 	                                    memory_order_acquire);
 
 	if (o == NULL)
