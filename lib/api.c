@@ -401,10 +401,13 @@ static bool get_fast(rayc__rt *rt, rayc_ref ref, rayc_view *view)
 		return false;
 	/* acquire: the data, and owner, were set before it became ready.
 	 * A copy of another peer's object goes the slow way: its owner may
-	 * die (owner_died is set under the lock). */
+	 * die (owner_died is set under the lock).  So does an entry no
+	 * handle names (a ref released, its last ref maybe handed over and
+	 * not let go yet: under the lock it is gone, RAYC_ENOTFOUND). */
 	if (atomic_load_explicit(&o->state, memory_order_acquire) ==
 	            RAYC__OBJ_READY &&
-	    o->owner == 0) {
+	    o->owner == 0 &&
+	    atomic_load_explicit(&o->handles, memory_order_relaxed) > 0) {
 		fill_view(view, o); /* the pin is the view's */
 		return true;
 	}
@@ -814,13 +817,18 @@ int rayc_release(rayc_ref ref)
 	rayc__obj *o = NULL;
 	bool locked = rayc__rt_trylock(rt);
 	/* rt->mu busy: no wait for it unless this is the last ref. */
-	if (!locked && (o = rayc__obj_pin(rt, ref.id)) != NULL) {
-		held = rayc__obj_handle_take(o);
-		if (held) /* the handle's ref: o keeps our pin */
-			atomic_fetch_sub_explicit(&o->refcnt, 1,
-			                          memory_order_release);
+	if (!locked && (o = rayc__obj_pin(rt, ref.id)) != NULL &&
+	    rayc__obj_handle_take(o)) {
+		held = true;
+		/* The handle's ref: o keeps our pin. */
+		atomic_fetch_sub_explicit(&o->refcnt, 1, memory_order_release);
 		rayc__obj_unpin(rt, o);
 	} else {
+		/* No handle on it: the answer is the locked one's, after
+		 * submissions handed over are recorded (a nested call made
+		 * again may be about to hand this entry out anew). */
+		if (o != NULL)
+			rayc__obj_unpin(rt, o);
 		if (!locked)
 			rayc__rt_lock(rt);
 		o = rayc__obj_find_locked(rt, ref.id);

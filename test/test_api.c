@@ -1,6 +1,7 @@
 /* test_api.c -- the public contract through rayc.h only: lifecycle,
  * configuration, bad input, error objects and their propagation,
  * retries. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -692,12 +693,70 @@ Test(api, get_and_release_do_not_wait_for_the_runtime_lock, .timeout = 20)
 	cr_assert_eq(*(const int64_t *)v.data, 1);
 	rayc_view_release(&v); /* a's last ref: handed over */
 	cr_assert_eq(rayc_release(b), RAYC_OK); /* b's: handed over */
-	cr_assert_eq(rayc_release(b), RAYC_ENOTFOUND, "no handle is left");
 	rayc__test_hold_lock(false); /* lets both go */
 	cr_assert_eq(rayc__test_entries(), n0 - 2);
+	cr_assert_eq(rayc_release(b), RAYC_ENOTFOUND, "no handle is left");
 	rayc_stats st;
 	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
 	cr_assert_eq(st.objects, n0 - 2);
+}
+
+/* Another thread holds rt->mu until go is set. */
+static atomic_int holding, hold_go;
+
+static void *hold_mu(void *arg)
+{
+	(void)arg;
+	rayc__test_hold_lock(true);
+	atomic_store(&holding, 1);
+	while (!atomic_load(&hold_go))
+		;
+	rayc__test_hold_lock(false);
+	return NULL;
+}
+
+static void hold_start(pthread_t *th)
+{
+	atomic_store(&holding, 0);
+	atomic_store(&hold_go, 0);
+	cr_assert_eq(pthread_create(th, NULL, hold_mu, NULL), 0);
+	RT_WAIT_FOR(atomic_load(&holding), 10000);
+	cr_assert(atomic_load(&holding));
+}
+
+/* A release handed to the lock's holder (another thread holds rt->mu)
+ * is done for whatever comes after it on the releasing thread: the
+ * released ref names nothing, and the store room it held is there for
+ * the next put, although that put may take the lock before the holder
+ * has let the object go. */
+Test(lifecycle, a_release_handed_to_the_lock_holder_is_done_for_what_follows,
+     .timeout = 30)
+{
+	rayc_config cfg = { .num_workers = 1, .store_bytes = 8u << 20 };
+	static char big[6u << 20];
+	rayc_ref x, y;
+	rayc_view v;
+	pthread_t th;
+
+	cr_assert_eq(rayc_init(&cfg), RAYC_OK, "%s", rayc_errmsg());
+	memset(big, 0x33, sizeof(big));
+	cr_assert_eq(rayc_put(&x, big, sizeof(big)), RAYC_OK);
+	hold_start(&th);
+	cr_assert_eq(rayc_release(x), RAYC_OK); /* the last: handed over */
+	atomic_store(&hold_go, 1);
+	cr_assert_eq(rayc_get(x, &v, 0), RAYC_ENOTFOUND);
+	rayc_view_release(&v);
+	pthread_join(th, NULL);
+
+	cr_assert_eq(rayc_put(&x, big, sizeof(big)), RAYC_OK);
+	hold_start(&th);
+	cr_assert_eq(rayc_release(x), RAYC_OK);
+	atomic_store(&hold_go, 1);
+	cr_assert_eq(rayc_put(&y, big, sizeof(big)), RAYC_OK, "%s",
+	             rayc_errmsg());
+	pthread_join(th, NULL);
+	cr_assert_eq(rayc_release(y), RAYC_OK);
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
 }
 
 /* A ref whose entry was freed, and its memory made the entry of a new

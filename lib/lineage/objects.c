@@ -353,11 +353,19 @@ bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o)
 
 int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)
 {
+	bool again = true;
+
 	for (;;) {
 		int rc = rayc__store_alloc(rt->store, n, out);
 		if (rc != RAYC_ESTOREFULL)
 			return rc;
 		rayc__mutex_lock(&rt->mu);
+		/* Objects whose last ref was handed over while the lock was
+		 * busy (rayc__obj_unpin) go first: a release that returned
+		 * before this call has made its room by the time the lock is
+		 * ours, here or by the holder that let it go; so the store
+		 * is tried once more after this even if nothing is evicted. */
+		rayc__obj_drain_locked(rt);
 		bool evicted = false;
 		/* Free a bit more than asked: fragments of the arena need
 		 * not join up. */
@@ -367,8 +375,9 @@ int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)
 			evicted = evict_one_locked(rt);
 		}
 		rayc__mutex_unlock(&rt->mu);
-		if (!evicted)
+		if (!evicted && !again)
 			return rc;
+		again = evicted;
 	}
 }
 
