@@ -81,6 +81,12 @@ struct rayc__obj;
 extern struct rayc__obj *_Atomic rayc__handoff_objs;
 void rayc__set_handoff_hook(void (*fn)(void));
 void rayc__handoff_run(void);
+/* Whether either stack holds something, loaded with order mo. */
+static inline bool rayc__handoff_pending(memory_order mo)
+{
+	return atomic_load_explicit(&rayc__handoff, mo) != NULL ||
+	       atomic_load_explicit(&rayc__handoff_objs, mo) != NULL;
+}
 /* The fence of that protocol.  On x86 the locked instruction that pushed
  * or unlocked is one already. */
 static inline void rayc__fence_store_load(void)
@@ -101,11 +107,7 @@ static inline void rayc__locks_exit(void)
 		if (RAYC__UNLIKELY(rayc__log_deferred || rayc__unlock_pending))
 			rayc__unlocked();
 		rayc__fence_store_load();
-		if (RAYC__UNLIKELY(
-			    atomic_load_explicit(&rayc__handoff,
-			                         memory_order_relaxed) != NULL ||
-			    atomic_load_explicit(&rayc__handoff_objs,
-			                         memory_order_relaxed) != NULL))
+		if (RAYC__UNLIKELY(rayc__handoff_pending(memory_order_relaxed)))
 			rayc__handoff_run();
 	}
 }

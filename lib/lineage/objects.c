@@ -69,8 +69,9 @@ rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
  * their time spent on it).  The idtab is not safe to read unlocked, so
  * each entry made is also noted in rt->hints, a direct-mapped array
  * indexed by a hash of its id (sequential task and put numbers map to
- * consecutive slots), with at least as many slots as entries.  A hint is only a guess: the entry may have been
- * freed since, and its block reused for another object.  That is safe
+ * consecutive slots), with at least as many slots as entries.  A hint is
+ * only a guess: the entry may have been freed since, and its block reused
+ * for another object.  That is safe
  * because entries come from a slab that keeps its memory (keep_all) and
  * never writes an entry's first fields but with atomics; rayc__obj_pin
  * raises refcnt only from above zero (an entry at zero may be freed at

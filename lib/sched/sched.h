@@ -29,9 +29,7 @@ void rayc__sched_drain_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 static inline void rayc__rt_drain_if_locked(rayc__rt *rt)
 	RAYC_REQUIRES(rt->mu)
 {
-	if (atomic_load_explicit(&rayc__handoff, memory_order_relaxed) != NULL ||
-	    atomic_load_explicit(&rayc__handoff_objs, memory_order_relaxed) !=
-	            NULL)
+	if (rayc__handoff_pending(memory_order_relaxed))
 		rayc__sched_drain_locked(rt);
 }
 static inline void rayc__rt_lock(rayc__rt *rt) RAYC_ACQUIRE(rt->mu)

@@ -109,22 +109,19 @@ void rayc__sched_submit(rayc__rt *rt, rayc__task *t)
 	/* Else its holder drains when it lets go (rayc__locks_exit). */
 }
 
-/* The handoff hook: this thread let go of its last lock and tasks wait
- * on the stack. */
+/* The handoff hook: this thread let go of its last lock and tasks or
+ * objects' last refs wait on the stacks. */
 static void drain_hook(void)
 {
 	/* The acquire orders this after the push, and so after whatever
 	 * the pusher saw: the runtime it pushed to, rayc__g, included. */
-	if (atomic_load_explicit(&rayc__handoff, memory_order_acquire) == NULL &&
-	    atomic_load_explicit(&rayc__handoff_objs, memory_order_acquire) ==
-	            NULL)
+	if (!rayc__handoff_pending(memory_order_acquire))
 		return;
 	rayc__rt *rt = rayc__g;
 
 	if (rt == NULL)
 		return;
-	while ((atomic_load(&rayc__handoff) != NULL ||
-	        atomic_load(&rayc__handoff_objs) != NULL) &&
+	while (rayc__handoff_pending(memory_order_seq_cst) &&
 	       rayc__mutex_trylock(&rt->mu)) {
 		rayc__sched_drain_locked(rt);
 		rayc__mutex_unlock(&rt->mu);
