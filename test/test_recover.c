@@ -463,3 +463,51 @@ Test(recover, tasks_on_an_unreachable_member_run_elsewhere)
 	assert_tree_sum(2000);
 	cluster_stop();
 }
+
+/* Waits for every peer this test started to exit 0 (15 s each). */
+static void all_kids_leave(void)
+{
+	for (int i = 0; i < nkids; i++) {
+		int code = reap(kids[i], 15000);
+		cr_expect_eq(code, 0, "peer pid %d ended with %d", kids[i],
+		             code);
+		kids[i] = 0;
+	}
+	nkids = 0;
+	rt_leak_check();
+}
+
+/* The only other member's connection drops as the founder ends the
+ * cluster: the founder dials it again to say so, and waits until the
+ * word has gone out on that dial, not only until it is queued there. */
+Test(recover, a_member_whose_connection_just_dropped_hears_the_end)
+{
+	driver_start();
+	pid_t c = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pc = peer_of(c);
+	cr_assert(pc != 0);
+	cr_assert_eq(rayc__test_drop_conn(pc, 0), RAYC_OK);
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	all_kids_leave();
+}
+
+/* A member the founder cannot reach when the cluster ends (every
+ * connection between them closes as it opens, before anything queued on
+ * it goes) still learns the end from the others, and leaves with them:
+ * not 3 heartbeat timeouts later (18 s here), when it would find itself
+ * without a coordinator. */
+Test(recover, a_member_the_founder_cannot_reach_leaves_with_the_others)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	pid_t c = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pb = peer_of(b), pc = peer_of(c);
+	knows(pb, pc);
+	knows(pc, pb);
+	cr_assert_eq(rayc__test_block_peer(pc, true), RAYC_OK);
+	cr_assert_not(rayc__test_conn_open(pc));
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+	all_kids_leave();
+}

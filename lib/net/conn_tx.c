@@ -636,6 +636,13 @@ void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x)
 /* The handshake finished: queued frames may go. */
 void rayc__conn_set_open(rayc__conn *c)
 {
+	/* Test: a blocked peer's connection closes as it opens, before
+	 * anything queued on it goes out. */
+	if (rayc__relink_test_blocked(c->net, c->peer)) {
+		atomic_store(&c->opened, true);
+		rayc__conn_close(c, "test: peer blocked");
+		return;
+	}
 	rayc__mutex_lock(&c->mu);
 	atomic_store(&c->state, RAYC__CONN_OPEN);
 	atomic_store(&c->opened, true);

@@ -100,12 +100,6 @@ void rayc__net_conn_open(rayc__conn *c)
 		rayc__event_set(&net->join_ev);
 		return;
 	}
-	rayc__mutex_unlock(&net->mu);
-	if (rayc__relink_test_blocked(net, c->peer)) {
-		rayc__conn_close(c, "test: peer blocked");
-		return;
-	}
-	rayc__mutex_lock(&net->mu);
 	if (c->peer != 0 && c->peer < RAYC__MAX_PEERS &&
 	    net->peers[c->peer].conn == NULL &&
 	    !rayc__net_gone_locked(net, c->peer, c->gen))
@@ -305,6 +299,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_SHUTDOWN:
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-SHUTDOWN",
 		          "the cluster is shutting down");
+		atomic_store(&net->heard_end, true);
 		if (!atomic_exchange(&net->cluster_down, true))
 			rayc__net_lost_cluster(net, "the cluster shut down");
 		rayc__event_set(&net->join_ev); /* a join in progress ends */
@@ -972,46 +967,77 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	return RAYC_OK;
 }
 
-/* Waits (bounded) until c has nothing left to send. */
-static void drain(rayc__conn *c, int64_t deadline)
+/* Has c sent all it was given?  (Or will it never: closed.) */
+static bool sent_all(rayc__conn *c)
 {
-	for (;;) {
-		rayc__mutex_lock(&c->mu);
-		bool idle = !c->sending && c->out.len == 0 && c->xhead == NULL;
-		rayc__mutex_unlock(&c->mu);
-		if (idle || atomic_load(&c->state) == RAYC__CONN_CLOSED ||
-		    rayc__now_ns() > deadline)
-			return;
-		rayc__sleep_ms(1);
-	}
+	rayc__mutex_lock(&c->mu);
+	bool idle = !c->sending && c->out.len == 0 && c->pend.len == 0 &&
+	            c->xhead == NULL;
+	rayc__mutex_unlock(&c->mu);
+	return idle;
 }
 
-static void say_to_all(rayc__net *net, int type, bool only_coord)
+#define SAY_TRIES 3
+
+/* Says `type` (an empty frame) to every live member, or to the
+ * coordinator only, and waits until each frame has left this process,
+ * for at most wait_ns.  A member with no connection is dialed.  A
+ * connection that closes before its frame left is dialed again, up to
+ * SAY_TRIES times: a member the end does not reach would stay up until
+ * it found itself without a coordinator, 3 heartbeat timeouts later.
+ * A dial that never opens ends the attempts: nobody listens there. */
+static void say_to_all(rayc__net *net, int type, bool only_coord,
+                       int64_t wait_ns)
 {
 	rayc__wbuf b = { 0 };
-	rayc__conn *cs[RAYC__MAX_PEERS];
-	int n = 0;
+	rayc__conn *cs[RAYC__MAX_PEERS] = { 0 };
+	uint8_t tries[RAYC__MAX_PEERS] = { 0 };
+	bool done[RAYC__MAX_PEERS] = { false };
+	int64_t deadline = rayc__now_ns() + wait_ns;
 
 	size_t f = rayc__w_frame_begin(&b, type, net->self);
 	rayc__w_frame_end(&b, f);
-	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-		rayc__mutex_lock(&net->mu);
-		bool want = net->peers[i].alive && i != net->self &&
-		            (!only_coord || i == net->coord);
-		rayc__mutex_unlock(&net->mu);
-		if (!want)
-			continue;
-		rayc__conn *c = rayc__net_conn_to(net, i);
-		if (c == NULL)
-			continue;
-		rayc__conn_send(c, &b);
-		cs[n++] = c;
+	for (;;) {
+		bool more = false;
+		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+			if (done[i])
+				continue;
+			rayc__mutex_lock(&net->mu);
+			bool want = net->peers[i].alive && i != net->self &&
+			            (!only_coord || i == net->coord);
+			rayc__mutex_unlock(&net->mu);
+			if (want && cs[i] == NULL && tries[i] < SAY_TRIES) {
+				tries[i]++;
+				cs[i] = rayc__net_conn_to(net, i);
+				if (cs[i] != NULL)
+					rayc__conn_send(cs[i], &b);
+			}
+			rayc__conn *c = cs[i];
+			if (!want || c == NULL) {
+				done[i] = true;
+			} else if (atomic_load(&c->state) ==
+			           RAYC__CONN_CLOSED) {
+				/* Closed before it opened: nobody there. */
+				done[i] = !atomic_load(&c->opened);
+				more = more || !done[i];
+			} else if (sent_all(c)) {
+				done[i] = true;
+			} else {
+				more = true;
+			}
+			if (c != NULL && (done[i] || atomic_load(&c->state) ==
+			                                     RAYC__CONN_CLOSED)) {
+				rayc__conn_unref(c);
+				cs[i] = NULL;
+			}
+		}
+		if (!more || rayc__now_ns() > deadline)
+			break;
+		rayc__sleep_ms(1);
 	}
-	int64_t deadline = rayc__now_ns() + 1000000000;
-	for (int i = 0; i < n; i++) {
-		drain(cs[i], deadline);
-		rayc__conn_unref(cs[i]);
-	}
+	for (uint32_t i = 0; i < RAYC__MAX_PEERS; i++)
+		if (cs[i] != NULL)
+			rayc__conn_unref(cs[i]);
 	rayc__wbuf_fini(&b);
 }
 
@@ -1041,15 +1067,28 @@ void rayc__net_stop(rayc__rt *rt)
 	bool out = atomic_load(&net->cut_off);
 	bool end = net->joined && !out &&
 	           (net->founder || (!net->worker && !drivers));
+	/* The end waits longer for a slow member (up to 3 s) where the
+	 * heartbeat timeout allows. */
+	int64_t wait = net->timeout_ns < 3 * (int64_t)1000000000
+	                       ? net->timeout_ns
+	                       : 3 * (int64_t)1000000000;
+	if (wait < (int64_t)1000000000)
+		wait = 1000000000;
 	if (out) {
 		/* Cut off: the others have gone on without us. */
 	} else if (end) {
 		atomic_store(&net->leaving, true);
-		say_to_all(net, RAYC__MSG_SHUTDOWN, false);
+		say_to_all(net, RAYC__MSG_SHUTDOWN, false, wait);
+	} else if (atomic_load(&net->heard_end)) {
+		/* The end came: pass it on, for a member the one that ended
+		 * the cluster could not reach.  Members that heard it
+		 * already ignore it. */
+		atomic_store(&net->leaving, true);
+		say_to_all(net, RAYC__MSG_SHUTDOWN, false, 1000000000);
 	} else if (net->joined && !atomic_load(&net->cluster_down)) {
 		rayc__ctl_hand_over(net);
 		atomic_store(&net->leaving, true);
-		say_to_all(net, RAYC__MSG_LEAVE, true);
+		say_to_all(net, RAYC__MSG_LEAVE, true, 1000000000);
 		rayc__ctl_leave_wait(net);
 		int linger = atomic_load(&leave_linger_ms);
 		if (linger > 0)

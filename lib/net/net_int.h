@@ -379,6 +379,7 @@ struct rayc__net {
 	_Atomic int users; /* API calls using it (rayc__net_get) */
 	_Atomic bool leaving; /* said SHUTDOWN or LEAVE: closes are expected */
 	_Atomic bool cluster_down; /* SHUTDOWN seen or coordinator gone */
+	_Atomic bool heard_end; /* SHUTDOWN came: passed on as it stops */
 	/* Out of the cluster (removed, or cut off from the voters): leaves
 	 * without a word, and never ends the cluster it was cut from. */
 	_Atomic bool cut_off;
