@@ -1,13 +1,18 @@
 /* slab.c -- fixed-size blocks from 64 KiB chunks (see slab.h).
  *
- * A chunk is one malloc: this header, then blocks of s->size bytes, each a
- * 16-byte header (its chunk, and the free list's link while it is free)
- * followed by the caller's bytes, which the slab writes only to zero
- * them on allocation.  Blocks
- * are carved in order as they are first needed (a chunk's untouched tail
- * costs no page faults), and a freed block goes on its chunk's free list.
- * s->partial lists the chunks with a free block, the one freed into last
- * first, so the next allocation reuses warm memory. */
+ * A chunk is one malloc: this header, the indexes of its free blocks (a
+ * stack of uint16_t, per_chunk of them), then blocks of s->size bytes,
+ * each a 16-byte header (its chunk) followed by the caller's bytes, which
+ * the slab writes only to zero them on allocation.  Blocks are carved in
+ * order as they are first needed (a chunk's untouched tail costs no page
+ * faults), and a freed block's index goes on its chunk's stack.  The
+ * stack, not a list linked through the free blocks, is what makes a
+ * magazine refill cheap: taking 16 blocks reads 32 bytes of the chunk's
+ * header instead of 16 cold blocks one after another (a dependent cache
+ * miss each; 17% of a submitting thread's time in a profile of 80,000
+ * tasks in flight).  s->partial lists the chunks with a free block, the
+ * one freed into last first, so the next allocation reuses warm memory.
+ */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,20 +21,17 @@
 #include "os/os.h"
 
 #define CHUNK_BYTES (64 * 1024)
-#define HDR 16 /* a block's header: its chunk, then its free-list link */
-#define LINK(b) (*(void **)(void *)((b) + sizeof(void *)))
+#define HDR 16 /* a block's header: its chunk */
 #define WINDOW_NS (10 * 1000000000LL)
 
 struct rayc__slab_chunk {
 	rayc__slab *slab;
 	rayc__slab_chunk *prev, *next;   /* s->all */
 	rayc__slab_chunk *pprev, *pnext; /* s->partial */
-	void *free;                      /* this chunk's free blocks */
-	uint32_t used, carved;
+	uint32_t used, carved, nfree;
 	bool on_partial;
+	uint16_t freed[]; /* indexes of the free blocks, last freed on top */
 };
-
-#define FIRST_BLOCK ((sizeof(rayc__slab_chunk) + 15) & ~(size_t)15)
 
 static void lock(rayc__slab *s)
 {
@@ -84,7 +86,19 @@ void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes)
 	s->gen = atomic_fetch_add(&slab_gens, 1) + 1;
 	atomic_flag_clear(&s->lock);
 	s->size = (uint32_t)((size + HDR + 15) & ~(size_t)15);
-	s->per_chunk = (uint32_t)((CHUNK_BYTES - FIRST_BLOCK) / s->size);
+	/* As many blocks as fit with their index each (at most 2047 of
+	 * the smallest, 32 bytes: uint16_t holds every index). */
+	uint32_t per = (uint32_t)((CHUNK_BYTES - sizeof(rayc__slab_chunk)) /
+	                          (s->size + sizeof(uint16_t)));
+	for (;;) {
+		s->first = (uint32_t)((sizeof(rayc__slab_chunk) +
+		                       per * sizeof(uint16_t) + 15) &
+		                      ~(size_t)15);
+		if (s->first + (size_t)per * s->size <= CHUNK_BYTES)
+			break;
+		per--;
+	}
+	s->per_chunk = per;
 	s->floor = floor_bytes / s->size;
 	s->window_ns = rayc__now_ns();
 }
@@ -155,16 +169,11 @@ static char *take_locked(rayc__slab *s)
 		partial_add(s, c);
 	}
 	c = s->partial;
-	if (c->free != NULL) {
-		b = c->free;
-		c->free = LINK(b);
-		/* The next take reads that block's link: a magazine refill
-		 * walks a list of cold blocks, one miss after another
-		 * unless the next is on its way. */
-		if (c->free != NULL)
-			__builtin_prefetch(c->free);
+	if (c->nfree > 0) {
+		b = (char *)c + s->first +
+		    (size_t)c->freed[--c->nfree] * s->size;
 	} else {
-		b = (char *)c + FIRST_BLOCK + (size_t)c->carved * s->size;
+		b = (char *)c + s->first + (size_t)c->carved * s->size;
 		c->carved++;
 		*(rayc__slab_chunk **)(void *)b = c;
 	}
@@ -182,8 +191,8 @@ static void give_locked(rayc__slab *s, char *b, rayc__slab_chunk **gone)
 {
 	rayc__slab_chunk *c = *(rayc__slab_chunk **)(void *)b;
 
-	LINK(b) = c->free;
-	c->free = b;
+	c->freed[c->nfree++] =
+	        (uint16_t)((size_t)(b - ((char *)c + s->first)) / s->size);
 	c->used--;
 	s->used--;
 	if (c->on_partial)

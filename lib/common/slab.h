@@ -30,6 +30,7 @@ typedef struct rayc__slab {
 	atomic_flag lock;
 	uint32_t size;      /* block size with its header, a multiple of 16 */
 	uint32_t per_chunk; /* blocks in a chunk */
+	uint32_t first;     /* offset of a chunk's first block */
 	rayc__slab_chunk *all;     /* every chunk */
 	rayc__slab_chunk *partial; /* chunks with a free block, warm first */
 	size_t nchunks, used;
