@@ -438,17 +438,27 @@ Test(recover, object_found_lost_wakes_its_getter)
 	cluster_stop();
 }
 
-/* A member this peer cannot reach (the coordinator can: it stays a
- * member): after a heartbeat timeout its tasks in flight there run
- * elsewhere instead of waiting. */
-Test(recover, tasks_on_an_unreachable_member_run_elsewhere)
+/* This test's driver and two workers, B and C (*pb, *pc), B seeing C:
+ * returns C's pid. */
+static pid_t driver_and_two_peers(uint32_t *pb, uint32_t *pc)
 {
 	driver_start();
 	pid_t b = spawn_peer(TOKEN, NULL);
 	pid_t c = spawn_peer(TOKEN, NULL);
 	wait_alive(3);
-	uint32_t pb = peer_of(b), pc = peer_of(c);
-	knows(pb, pc);
+	*pb = peer_of(b);
+	*pc = peer_of(c);
+	knows(*pb, *pc);
+	return c;
+}
+
+/* A member this peer cannot reach (the coordinator can: it stays a
+ * member): after a heartbeat timeout its tasks in flight there run
+ * elsewhere instead of waiting. */
+Test(recover, tasks_on_an_unreachable_member_run_elsewhere)
+{
+	uint32_t pb, pc;
+	pid_t c = driver_and_two_peers(&pb, &pc);
 	rayc_task_opts o = on_peer(pb);
 	rayc_ref r;
 	cr_assert_eq(rayc_call_opts(&r, "rf_unreachable", &o, RAYC_I64(pc)),
@@ -464,19 +474,6 @@ Test(recover, tasks_on_an_unreachable_member_run_elsewhere)
 	cluster_stop();
 }
 
-/* Waits for every peer this test started to exit 0 (15 s each). */
-static void all_kids_leave(void)
-{
-	for (int i = 0; i < nkids; i++) {
-		int code = reap(kids[i], 15000);
-		cr_expect_eq(code, 0, "peer pid %d ended with %d", kids[i],
-		             code);
-		kids[i] = 0;
-	}
-	nkids = 0;
-	rt_leak_check();
-}
-
 /* The only other member's connection drops as the founder ends the
  * cluster: the founder dials it again to say so, and waits until the
  * word has gone out on that dial, not only until it is queued there. */
@@ -488,8 +485,7 @@ Test(recover, a_member_whose_connection_just_dropped_hears_the_end)
 	uint32_t pc = peer_of(c);
 	cr_assert(pc != 0);
 	cr_assert_eq(rayc__test_drop_conn(pc, 0), RAYC_OK);
-	cr_assert_eq(rayc_shutdown(), RAYC_OK);
-	all_kids_leave();
+	cluster_stop();
 }
 
 /* A member the founder cannot reach when the cluster ends (every
@@ -499,15 +495,10 @@ Test(recover, a_member_whose_connection_just_dropped_hears_the_end)
  * without a coordinator. */
 Test(recover, a_member_the_founder_cannot_reach_leaves_with_the_others)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
-	pid_t c = spawn_peer(TOKEN, NULL);
-	wait_alive(3);
-	uint32_t pb = peer_of(b), pc = peer_of(c);
-	knows(pb, pc);
+	uint32_t pb, pc;
+	(void)driver_and_two_peers(&pb, &pc);
 	knows(pc, pb);
 	cr_assert_eq(rayc__test_block_peer(pc, true), RAYC_OK);
 	cr_assert_not(rayc__test_conn_open(pc));
-	cr_assert_eq(rayc_shutdown(), RAYC_OK);
-	all_kids_leave();
+	cluster_stop();
 }
