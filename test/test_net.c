@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
@@ -615,6 +616,85 @@ Test(net, holder_killed_during_same_host_copy_leaves_fetcher_whole)
  * the task runs (it used to wait for ever in PENDING_ARGS: the failed
  * transfer marked the argument LOST and woke only rayc_get's waiters,
  * not the tasks depending on it, so nobody rebuilt it). */
+/* The peer whose same-host offer the hook holds, and what KV puts made
+ * meanwhile got. */
+static _Atomic uint32_t held_from;
+static _Atomic int puts_ok, puts_bad, held_done;
+
+static void *put_for_4s(void *arg)
+{
+	(void)arg;
+	int64_t end = rt_now_ms() + 4000;
+	for (int i = 0; rt_now_ms() < end; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "held/%d", i);
+		if (rayc_kv_put(key, "1", 1) == RAYC_OK)
+			atomic_fetch_add(&puts_ok, 1);
+		else
+			atomic_fetch_add(&puts_bad, 1);
+		usleep(50000);
+	}
+	return NULL;
+}
+
+/* Runs on the receive callback of the offer's connection: that
+ * connection closes, and the callback stays for 4 s while another thread
+ * makes KV puts, which commit on the loop thread. */
+static void hold_offer(void)
+{
+	uint32_t from = atomic_exchange(&held_from, 0);
+	pthread_t th;
+
+	if (from == 0)
+		return;
+	(void)rayc__test_drop_conn(from, 0);
+	if (pthread_create(&th, NULL, put_for_4s, NULL) == 0)
+		pthread_join(th, NULL);
+	else
+		atomic_fetch_add(&puts_bad, 1);
+	atomic_store(&held_done, 1);
+}
+
+/* A receive callback that runs long must not hold up the loop thread
+ * (heartbeats, failure detection, the control store).  The loop used to
+ * free a closed connection at its next tick by waiting for the
+ * connection's callbacks to return: with the callback held, puts timed
+ * out until it let go. */
+Test(net, a_long_receive_callback_does_not_hold_up_the_loop)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	const size_t n = (size_t)8 << 20;
+	rayc_task_opts ob = on_peer(pb);
+	rayc_ref big;
+	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(5)), 0);
+	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	atomic_store(&held_from, pb);
+	rayc__test_set_shm_copy_hook(hold_offer);
+	rayc_view v;
+	cr_assert_eq(rayc_get(big, &v, 60000), 0, "%s", rayc_errmsg());
+	rayc__test_set_shm_copy_hook(NULL);
+	cr_assert_eq(atomic_load(&held_from), 0,
+	             "the same-host copy never started");
+	cr_assert_eq(v.len, n);
+	rayc_view_release(&v);
+	rayc_release(big);
+	/* The get may end first: the fetch is asked for again over the
+	 * connection that replaces the closed one. */
+	RT_WAIT_FOR(atomic_load(&held_done), 20000);
+	cr_assert(atomic_load(&held_done), "the held callback never ended");
+	cr_assert_eq(atomic_load(&puts_bad), 0,
+	             "%d of %d KV puts failed while a receive callback ran",
+	             atomic_load(&puts_bad),
+	             atomic_load(&puts_bad) + atomic_load(&puts_ok));
+	cr_assert_gt(atomic_load(&puts_ok), 10);
+	cluster_stop();
+}
+
 Test(net, local_task_whose_argument_holder_dies_mid_copy_runs)
 {
 	driver_start();

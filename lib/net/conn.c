@@ -322,10 +322,25 @@ static bool rx_finish(rayc__conn *c)
 	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
 }
 
+static void recv_run(rayc__conn *c);
+
+/* A receive callback holds a ref on its connection while it runs: the
+ * loop thread's reaper frees only connections nobody holds, and freeing
+ * waits for the connection's callbacks to return (nng_aio_stop).  A
+ * callback that ran long (a frame whose handling waits) held the loop,
+ * and with it heartbeats, failure detection and the control store, for
+ * as long. */
 static void recv_cb(void *arg)
 {
 	rayc__conn *c = arg;
 
+	atomic_fetch_add(&c->refs, 1);
+	recv_run(c);
+	rayc__conn_unref(c);
+}
+
+static void recv_run(rayc__conn *c)
+{
 	rayc__nng_thread = true;
 	int rv = nng_aio_result(c->raio);
 
@@ -512,7 +527,9 @@ static void unpark_cb(void *arg)
 	if (nng_aio_result(c->paio) != 0 ||
 	    atomic_load(&c->state) == RAYC__CONN_CLOSED)
 		return;
+	atomic_fetch_add(&c->refs, 1); /* as recv_cb's */
 	rx_run(c);
+	rayc__conn_unref(c);
 }
 
 bool rayc__conn_rx_feed(rayc__conn *c, const void *p, size_t n)
