@@ -611,11 +611,6 @@ Test(net, holder_killed_during_same_host_copy_leaves_fetcher_whole)
 	cluster_stop();
 }
 
-/* A task that runs here waits for its argument's bytes to come from B,
- * and B dies during the copy: the argument is rebuilt from lineage and
- * the task runs (it used to wait for ever in PENDING_ARGS: the failed
- * transfer marked the argument LOST and woke only rayc_get's waiters,
- * not the tasks depending on it, so nobody rebuilt it). */
 /* The peer whose same-host offer the hook holds, and what KV puts made
  * meanwhile got. */
 static _Atomic uint32_t held_from;
@@ -695,6 +690,11 @@ Test(net, a_long_receive_callback_does_not_hold_up_the_loop)
 	cluster_stop();
 }
 
+/* A task that runs here waits for its argument's bytes to come from B,
+ * and B dies during the copy: the argument is rebuilt from lineage and
+ * the task runs (it used to wait for ever in PENDING_ARGS: the failed
+ * transfer marked the argument LOST and woke only rayc_get's waiters,
+ * not the tasks depending on it, so nobody rebuilt it). */
 Test(net, local_task_whose_argument_holder_dies_mid_copy_runs)
 {
 	driver_start();
