@@ -573,21 +573,31 @@ static void kill_holder(void)
 	doomed = 0;
 }
 
-Test(net, holder_killed_during_same_host_copy_leaves_fetcher_whole)
+/* This test's driver and one worker, B (its pid returned, its id in
+ * *pb), and *big: n bytes (of seed) made on B and ready there; with
+ * soft affinity, rebuilt here if B goes. */
+static pid_t bytes_on_a_worker(size_t n, int64_t seed, bool soft,
+                               uint32_t *pb, rayc_ref *big)
 {
 	driver_start();
 	pid_t b = spawn_peer(TOKEN, NULL);
 	wait_alive(2);
-	uint32_t pb = peer_of(b);
-	cr_assert_neq(pb, 0);
+	*pb = peer_of(b);
+	cr_assert_neq(*pb, 0);
+	rayc_task_opts ob = on_peer(*pb);
+	ob.soft = soft;
+	cr_assert_eq(rayc_call_opts(big, "nf_make_bytes", &ob,
+	                            RAYC_I64((int64_t)n), RAYC_I64(seed)), 0);
+	cr_assert_eq(rayc_wait(big, 1, 1, 30000, NULL, NULL), 0);
+	return b;
+}
+
+Test(net, holder_killed_during_same_host_copy_leaves_fetcher_whole)
+{
 	const size_t n = (size_t)64 << 20;
-	/* Soft affinity: made on B, and rebuilt here once B is gone. */
-	rayc_task_opts ob = on_peer(pb);
-	ob.soft = 1;
+	uint32_t pb;
 	rayc_ref big;
-	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
-	                            RAYC_I64((int64_t)n), RAYC_I64(5)), 0);
-	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	pid_t b = bytes_on_a_worker(n, 5, true, &pb, &big);
 	doomed = b;
 	rayc__test_set_shm_copy_hook(kill_holder);
 	rayc_view v;
@@ -657,17 +667,10 @@ static void hold_offer(void)
  * out until it let go. */
 Test(net, a_long_receive_callback_does_not_hold_up_the_loop)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(2);
-	uint32_t pb = peer_of(b);
-	cr_assert_neq(pb, 0);
 	const size_t n = (size_t)8 << 20;
-	rayc_task_opts ob = on_peer(pb);
+	uint32_t pb;
 	rayc_ref big;
-	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
-	                            RAYC_I64((int64_t)n), RAYC_I64(5)), 0);
-	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	(void)bytes_on_a_worker(n, 5, false, &pb, &big);
 	atomic_store(&held_from, pb);
 	rayc__test_set_shm_copy_hook(hold_offer);
 	rayc_view v;
@@ -697,19 +700,10 @@ Test(net, a_long_receive_callback_does_not_hold_up_the_loop)
  * not the tasks depending on it, so nobody rebuilt it). */
 Test(net, local_task_whose_argument_holder_dies_mid_copy_runs)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(2);
-	uint32_t pb = peer_of(b);
-	cr_assert_neq(pb, 0);
 	const size_t n = (size_t)8 << 20;
-	/* Soft affinity: made on B, and rebuilt here once B is gone. */
-	rayc_task_opts ob = on_peer(pb);
-	ob.soft = 1;
+	uint32_t pb;
 	rayc_ref big;
-	cr_assert_eq(rayc_call_opts(&big, "nf_make_bytes", &ob,
-	                            RAYC_I64((int64_t)n), RAYC_I64(6)), 0);
-	cr_assert_eq(rayc_wait(&big, 1, 1, 30000, NULL, NULL), 0);
+	pid_t b = bytes_on_a_worker(n, 6, true, &pb, &big);
 	doomed = b;
 	atomic_store(&death_seen, 0);
 	rayc__test_set_shm_copy_hook(kill_holder);
