@@ -1067,24 +1067,20 @@ void rayc__net_stop(rayc__rt *rt)
 	bool out = atomic_load(&net->cut_off);
 	bool end = net->joined && !out &&
 	           (net->founder || (!net->worker && !drivers));
-	/* The end waits longer for a slow member (up to 3 s) where the
-	 * heartbeat timeout allows. */
-	int64_t wait = net->timeout_ns < 3 * (int64_t)1000000000
-	                       ? net->timeout_ns
-	                       : 3 * (int64_t)1000000000;
-	if (wait < (int64_t)1000000000)
-		wait = 1000000000;
 	if (out) {
 		/* Cut off: the others have gone on without us. */
-	} else if (end) {
+	} else if (end || atomic_load(&net->heard_end)) {
+		/* Ending the cluster, or the end came and is passed on, for a
+		 * member the one that ended it could not reach (members that
+		 * heard it already ignore it).  Ending waits longer for a
+		 * slow member (up to 3 s) where the heartbeat timeout
+		 * allows. */
+		int64_t wait = (int64_t)1000000000;
+		if (end && net->timeout_ns > wait)
+			wait = net->timeout_ns < 3 * wait ? net->timeout_ns
+			                                  : 3 * wait;
 		atomic_store(&net->leaving, true);
 		say_to_all(net, RAYC__MSG_SHUTDOWN, false, wait);
-	} else if (atomic_load(&net->heard_end)) {
-		/* The end came: pass it on, for a member the one that ended
-		 * the cluster could not reach.  Members that heard it
-		 * already ignore it. */
-		atomic_store(&net->leaving, true);
-		say_to_all(net, RAYC__MSG_SHUTDOWN, false, 1000000000);
 	} else if (net->joined && !atomic_load(&net->cluster_down)) {
 		rayc__ctl_hand_over(net);
 		atomic_store(&net->leaving, true);
