@@ -694,6 +694,9 @@ Test(api, get_and_release_do_not_wait_for_the_runtime_lock, .timeout = 20)
 	rayc_view_release(&v); /* a's last ref: handed over */
 	cr_assert_eq(rayc_release(b), RAYC_OK); /* b's: handed over */
 	rayc__test_hold_lock(false); /* lets both go */
+	/* As this thread unlocks, another (a worker) may hold rt->mu for a
+	 * moment: then that one lets them go as it unlocks, so wait. */
+	RT_WAIT_FOR(rayc__test_entries() == n0 - 2, 5000);
 	cr_assert_eq(rayc__test_entries(), n0 - 2);
 	cr_assert_eq(rayc_release(b), RAYC_ENOTFOUND, "no handle is left");
 	rayc_stats st;
