@@ -235,15 +235,98 @@ static void *rep_main(void *arg)
 	return NULL;
 }
 
+/* NNG's stream API as an echo, as rayc's mesh uses it: every completion
+ * is a callback on one of NNG's task threads, which answers from there
+ * and posts the next receive.  One per accepted stream; it lives until
+ * the stream fails. */
+struct sconn {
+	nng_stream *s;
+	nng_aio *rx, *tx;
+	size_t got, put;
+	char buf[PING_BYTES];
+};
+
+static void sconn_recv(struct sconn *c)
+{
+	nng_iov iov = { c->buf + c->got, sizeof c->buf - c->got };
+
+	(void)nng_aio_set_iov(c->rx, 1, &iov);
+	nng_stream_recv(c->s, c->rx);
+}
+
+static void sconn_send(struct sconn *c)
+{
+	nng_iov iov = { c->buf + c->put, sizeof c->buf - c->put };
+
+	(void)nng_aio_set_iov(c->tx, 1, &iov);
+	nng_stream_send(c->s, c->tx);
+}
+
+static void sconn_rx_cb(void *arg)
+{
+	struct sconn *c = arg;
+
+	if (nng_aio_result(c->rx) != 0)
+		return; /* the stream is done: the process ends soon */
+	c->got += nng_aio_count(c->rx);
+	if (c->got < sizeof c->buf) {
+		sconn_recv(c);
+		return;
+	}
+	c->put = 0;
+	sconn_send(c);
+}
+
+static void sconn_tx_cb(void *arg)
+{
+	struct sconn *c = arg;
+
+	if (nng_aio_result(c->tx) != 0)
+		return;
+	c->put += nng_aio_count(c->tx);
+	if (c->put < sizeof c->buf) {
+		sconn_send(c);
+		return;
+	}
+	c->got = 0;
+	sconn_recv(c);
+}
+
+static void *stream_accept_main(void *arg)
+{
+	nng_stream_listener *l = arg;
+	nng_aio *aio;
+
+	if (nng_aio_alloc(&aio, NULL, NULL) != 0)
+		bench_die("echo: no aio");
+	for (;;) {
+		nng_stream_listener_accept(l, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0)
+			break;
+		struct sconn *c = bench_xmalloc(sizeof *c);
+		memset(c, 0, sizeof *c);
+		c->s = nng_aio_get_output(aio, 0);
+		(void)nng_stream_set_bool(c->s, NNG_OPT_TCP_NODELAY, true);
+		if (nng_aio_alloc(&c->rx, sconn_rx_cb, c) != 0 ||
+		    nng_aio_alloc(&c->tx, sconn_tx_cb, c) != 0)
+			bench_die("echo: no aio");
+		sconn_recv(c);
+	}
+	nng_aio_free(aio);
+	return NULL;
+}
+
 /* The other process: prints its TCP and NNG ports on stdout, then serves
  * each TCP connection on a thread of its own and NNG req/rep as an echo,
  * until a connection says MODE_QUIT. */
 int bench_echo_main(void)
 {
-	int port, rport = 0, l = listen_tcp(&port);
+	int port, rport = 0, sport = 0, l = listen_tcp(&port);
 	nng_socket rep;
 	nng_listener lr;
-	pthread_t th;
+	nng_stream_listener *sl;
+	pthread_t th, sth;
 
 	/* Ends with the benchmark, however that ends (a sanitizer's
 	 * abort, say): it must not hold the caller's output open. */
@@ -256,7 +339,14 @@ int bench_echo_main(void)
 		bench_die("echo: cannot serve NNG req/rep");
 	if (pthread_create(&th, NULL, rep_main, &rep) != 0)
 		bench_die("echo: no thread");
-	printf("%d %d\n", port, rport);
+	if (nng_stream_listener_alloc(&sl, "tcp://127.0.0.1:0") != 0 ||
+	    nng_stream_listener_listen(sl) != 0 ||
+	    nng_stream_listener_get_int(sl, NNG_OPT_TCP_BOUND_PORT, &sport) !=
+	            0)
+		bench_die("echo: cannot serve an NNG stream");
+	if (pthread_create(&sth, NULL, stream_accept_main, sl) != 0)
+		bench_die("echo: no thread");
+	printf("%d %d %d\n", port, rport, sport);
 	fflush(stdout);
 	for (;;) {
 		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
@@ -278,6 +368,8 @@ int bench_echo_main(void)
 	}
 	nng_close(rep);
 	pthread_join(th, NULL);
+	nng_stream_listener_close(sl);
+	pthread_join(sth, NULL);
 	close(l);
 	return 0;
 }
@@ -285,12 +377,26 @@ int bench_echo_main(void)
 /* ------------------------------------------------------------------ */
 /* This side                                                            */
 /* ------------------------------------------------------------------ */
+/* This side of the NNG stream round trip.  Its receives complete in a
+ * callback on an NNG task thread too, which posts the next one and wakes
+ * the waiting thread, as rayc's receive callback does for a caller. */
+struct sclient {
+	nng_stream *s;
+	nng_aio *rx, *tx;
+	size_t got;
+	char in[PING_BYTES];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int answers, failed;
+};
+
 struct bench_net {
 	pid_t pid;
-	int port, nng_port;
+	int port, nng_port, stream_port;
 	int ping_fd, msgs_fd, sink_fd; /* -1 until first used */
 	nng_socket req;
 	int req_open;
+	struct sclient *sc; /* NULL until first used */
 	char *src; /* the bulk sender's source, touched */
 	size_t src_n;
 	char *out; /* the message stream's requests */
@@ -325,7 +431,8 @@ bench_net *bench_net_start(void)
 	posix_spawn_file_actions_destroy(&fa);
 	close(fds[1]);
 	f = fdopen(fds[0], "r");
-	if (f == NULL || fscanf(f, "%d %d", &n->port, &n->nng_port) != 2)
+	if (f == NULL || fscanf(f, "%d %d %d", &n->port, &n->nng_port,
+	                        &n->stream_port) != 3)
 		bench_die("baseline: the echo process gave no ports");
 	fclose(f);
 	return n;
@@ -339,6 +446,15 @@ void bench_net_stop(bench_net *n)
 		return;
 	if (n->req_open)
 		nng_close(n->req);
+	if (n->sc != NULL) {
+		nng_stream_close(n->sc->s);
+		nng_aio_free(n->sc->rx); /* waits for its callback */
+		nng_aio_free(n->sc->tx);
+		nng_stream_free(n->sc->s);
+		pthread_mutex_destroy(&n->sc->mu);
+		pthread_cond_destroy(&n->sc->cv);
+		free(n->sc);
+	}
 	if (n->ping_fd >= 0)
 		close(n->ping_fd);
 	if (n->msgs_fd >= 0)
@@ -406,6 +522,103 @@ double bench_net_nng_rtt_us(bench_net *n)
 		nng_ping(&n->req);
 	}
 	k = bench_timed_loop(nng_ping, &n->req, 16, bench_g.rep_s, &el);
+	return el / (double)k * 1e6;
+}
+
+static void sclient_recv(struct sclient *c)
+{
+	nng_iov iov = { c->in + c->got, sizeof c->in - c->got };
+
+	(void)nng_aio_set_iov(c->rx, 1, &iov);
+	nng_stream_recv(c->s, c->rx);
+}
+
+static void sclient_rx_cb(void *arg)
+{
+	struct sclient *c = arg;
+	int rv = nng_aio_result(c->rx);
+
+	if (rv == 0) {
+		c->got += nng_aio_count(c->rx);
+		if (c->got < sizeof c->in) {
+			sclient_recv(c);
+			return;
+		}
+		c->got = 0;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (rv != 0)
+		c->failed = rv;
+	else
+		c->answers++;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (rv == 0)
+		sclient_recv(c);
+}
+
+static void stream_ping(void *arg)
+{
+	struct sclient *c = arg;
+	char out[PING_BYTES] = { 'p' };
+	size_t put = 0;
+	int want;
+
+	pthread_mutex_lock(&c->mu);
+	want = c->answers + 1;
+	pthread_mutex_unlock(&c->mu);
+	while (put < sizeof out) {
+		nng_iov iov = { out + put, sizeof out - put };
+		(void)nng_aio_set_iov(c->tx, 1, &iov);
+		nng_stream_send(c->s, c->tx);
+		nng_aio_wait(c->tx);
+		if (nng_aio_result(c->tx) != 0)
+			bench_die("baseline: nng stream send: %s",
+			          nng_strerror(nng_aio_result(c->tx)));
+		put += nng_aio_count(c->tx);
+	}
+	pthread_mutex_lock(&c->mu);
+	while (c->answers < want && c->failed == 0)
+		pthread_cond_wait(&c->cv, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+	if (c->failed != 0)
+		bench_die("baseline: nng stream receive: %s",
+		          nng_strerror(c->failed));
+}
+
+double bench_net_nng_stream_rtt_us(bench_net *n)
+{
+	char url[64];
+	double el;
+	uint64_t k;
+
+	if (n->sc == NULL) {
+		struct sclient *c = bench_xmalloc(sizeof *c);
+		nng_stream_dialer *d;
+		nng_aio *aio;
+		memset(c, 0, sizeof *c);
+		pthread_mutex_init(&c->mu, NULL);
+		pthread_cond_init(&c->cv, NULL);
+		snprintf(url, sizeof url, "tcp://127.0.0.1:%d", n->stream_port);
+		if (nng_stream_dialer_alloc(&d, url) != 0 ||
+		    nng_aio_alloc(&aio, NULL, NULL) != 0)
+			bench_die("baseline: nng stream dialer");
+		nng_stream_dialer_dial(d, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0)
+			bench_die("baseline: nng stream dial failed");
+		c->s = nng_aio_get_output(aio, 0);
+		nng_aio_free(aio);
+		nng_stream_dialer_free(d);
+		(void)nng_stream_set_bool(c->s, NNG_OPT_TCP_NODELAY, true);
+		if (nng_aio_alloc(&c->rx, sclient_rx_cb, c) != 0 ||
+		    nng_aio_alloc(&c->tx, NULL, NULL) != 0)
+			bench_die("baseline: no aio");
+		n->sc = c;
+		sclient_recv(c);
+		stream_ping(c);
+	}
+	k = bench_timed_loop(stream_ping, n->sc, 16, bench_g.rep_s, &el);
 	return el / (double)k * 1e6;
 }
 

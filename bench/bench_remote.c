@@ -490,6 +490,11 @@ static double nng_rtt_rep(void *arg)
 	return bench_net_nng_rtt_us(arg);
 }
 
+static double nng_stream_rtt_rep(void *arg)
+{
+	return bench_net_nng_stream_rtt_us(arg);
+}
+
 static void fig_sync(bench_net *net)
 {
 	static const char name[] = "remote_tasks_sync";
@@ -620,6 +625,24 @@ static void fig_nng(bench_net *net)
 	bench_emit(name, f.med, "us", 0, "raw_tcp_roundtrip_us", b.med);
 }
 
+/* The floor of remote_tasks_sync on NNG: a round trip over NNG's stream
+ * API with receive callbacks on both sides (bench_net_nng_stream_rtt_us),
+ * alternating with raw TCP; its costs are what the mesh's transport
+ * charges before rayc does anything. */
+static void fig_nng_stream(bench_net *net)
+{
+	static const char name[] = "baseline_nng_stream_us";
+	struct side b = { "raw TCP round trip (us)", tcp_rtt_rep, net };
+	struct side f = { "NNG stream round trip (us)", nng_stream_rtt_rep,
+		          net };
+
+	bench_watchdog(name, bench_g.quick ? 60 : 300);
+	fprintf(stderr, "  %s, alternating with raw TCP:\n", name);
+	alternate(bench_g.reps, &b, &f);
+	bench_costs_next("round trip", &f.c, &b.c);
+	bench_emit(name, f.med, "us", 0, "raw_tcp_roundtrip_us", b.med);
+}
+
 /* ---- bulk transfers, cold and warm ---- */
 
 struct xfer {
@@ -726,7 +749,8 @@ void bench_fig_remote(void)
 	             bench_want("1_1_actor_calls_async_across_peers");
 	int tasks = bench_want("remote_tasks_sync") ||
 	            bench_want("remote_tasks_async") || actors;
-	int any = tasks || bench_want("baseline_nng_reqrep_us");
+	int any = tasks || bench_want("baseline_nng_reqrep_us") ||
+	          bench_want("baseline_nng_stream_us");
 	bench_net *net;
 
 	if (bench_want("cluster_formation_4"))
@@ -751,6 +775,8 @@ void bench_fig_remote(void)
 	}
 	if (bench_want("baseline_nng_reqrep_us"))
 		fig_nng(net);
+	if (bench_want("baseline_nng_stream_us"))
+		fig_nng_stream(net);
 	/* The remote_transfer_* figures measure the TCP path (as before
 	 * the same-host path existed, so they compare across commits);
 	 * _samehost lets the fetcher read in the holder's arena. */

@@ -102,6 +102,9 @@ static const struct figure figures[] = {
 	  "the same, first fetch in a fresh cluster (GB/s)" },
 	{ "baseline_nng_reqrep_us", GROUP_REMOTE,
 	  "NNG req/rep round trip between two processes (us)" },
+	{ "baseline_nng_stream_us", GROUP_REMOTE,
+	  "NNG stream round trip, receive callbacks on both sides: the "
+	  "floor of remote_tasks_sync on NNG (us)" },
 };
 
 #define NFIGURES (sizeof figures / sizeof figures[0])
