@@ -533,6 +533,34 @@ Test(sched, a_second_burst_of_tasks_reuses_the_first_ones_memory)
 	}
 }
 
+/* A worker that records submissions handed over to it (rt->mu was busy
+ * when they came) is neither idle nor running a task for that moment:
+ * the task it queues must not pass for work that no worker is free for.
+ * That once added a worker thread (on two CPUs with two workers and one
+ * submitting thread: a third every time), one more thread than CPUs
+ * taking turns at the lock. */
+Test(sched, a_stream_of_tasks_from_one_thread_adds_no_worker)
+{
+	enum { N = 20000, ROUNDS = 5 };
+	static rayc_ref refs[N];
+	rayc_stats st;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_call(&refs[i], "ident", RAYC_I64(i)),
+			             RAYC_OK);
+		for (int i = 0; i < N; i++) {
+			int64_t v;
+			cr_assert_eq(rayc_get_i64(refs[i], &v, 10000), RAYC_OK);
+			cr_assert_eq(v, i);
+			rayc_release(refs[i]);
+		}
+	}
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.num_workers, 2, "%d worker threads for 2 workers",
+	             st.num_workers);
+}
+
 /* rayc__event_wait_learn: a waiter whose waits outlast its spin (a reply
  * from another peer) learns to park at once; once its waits are short
  * again (the event set before it looks) it spins again. */

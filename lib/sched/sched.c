@@ -332,17 +332,23 @@ static void *worker_main(void *arg)
 
 	rayc__mutex_lock(&rt->mu);
 	while (!rt->stopping) {
-		if (w->woken) {
-			/* Woken workers and new threads count as picks on
-			 * their way, so a burst of submissions does not spawn
-			 * a thread per task. */
-			w->woken = false;
-			rt->nwaking--;
+		/* Woken workers and new threads count as picks on their way,
+		 * so a burst of submissions does not spawn a thread per
+		 * task; so does this one until it has picked: what it
+		 * records from the hand-off below is queued while it is
+		 * neither idle nor running, and must not pass for work no
+		 * worker is free for (that spawned a third worker on two
+		 * CPUs with one submitter). */
+		if (!w->woken) {
+			w->woken = true;
+			rt->nwaking++;
 		}
 		if (atomic_load_explicit(&rayc__handoff,
 		                         memory_order_relaxed) != NULL)
 			rayc__sched_drain_locked(rt);
 		rayc__task *t = pick_locked(rt);
+		w->woken = false;
+		rt->nwaking--;
 		if (t != NULL) {
 			rayc__task *more[RAYC__BATCH_MAX];
 			int n = take_more_locked(rt, t, more);
