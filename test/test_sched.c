@@ -145,6 +145,55 @@ Test(sched, waiting_task_occupies_no_worker)
 	rayc_release(free_r);
 }
 
+/* Tasks that need no CPU wait (at most 20 s) until a task that needs
+ * one says go. */
+static atomic_int cpu_go;
+
+static void wait_for_go(rayc_ctx *c)
+{
+	int64_t end = rt_now_ms() + 20000;
+	while (!atomic_load(&cpu_go) && rt_now_ms() < end) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, atomic_load(&cpu_go));
+}
+RAYC_REMOTE(wait_for_go)
+
+static void say_go(rayc_ctx *c)
+{
+	atomic_store(&cpu_go, 1);
+	rayc_return_i64(c, 0, 1);
+}
+RAYC_REMOTE(say_go)
+
+/* Work that fits the free resources starts, whatever the threads are
+ * busy with: four tasks needing no CPU (so each gets a thread of its
+ * own) take the two workers and two more, and the task needing a CPU
+ * behind them gets a fifth.  It waited before: the burst was queued
+ * while the two workers' wake-ups were on their way, so none of it
+ * started a thread, and the woken took one task each. */
+Test(sched, a_task_needing_a_cpu_runs_beside_tasks_needing_none)
+{
+	rayc_task_opts none = RAYC_TASK_OPTS_DEFAULT;
+	rayc_ref w[4], go;
+
+	none.num_cpus = 0;
+	atomic_store(&cpu_go, 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(rayc_call_opts(&w[i], "wait_for_go", &none),
+		             RAYC_OK);
+	cr_assert_eq(rayc_call(&go, "say_go"), RAYC_OK);
+	int64_t v = 0;
+	cr_assert_eq(rayc_get_i64(go, &v, 10000), RAYC_OK,
+	             "the task needing a CPU did not run: %s", rayc_errmsg());
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(get_i64(w[i]), 1, "waiter %d gave up", i);
+		rayc_release(w[i]);
+	}
+	rayc_release(go);
+}
+
 static atomic_int slot_in_use, slot_max, slot_runs;
 
 static void slot_task(rayc_ctx *c)

@@ -352,15 +352,15 @@ static void *worker_main(void *arg)
 		if (t != NULL) {
 			rayc__task *more[RAYC__BATCH_MAX];
 			int n = take_more_locked(rt, t, more);
-			/* More work fits: wake a worker; or, for an actor's
-			 * calls waiting (no CPU demand, at most
-			 * max_concurrency each), add a thread when none is
-			 * idle: the others may run calls that wait for
-			 * these. */
-			bool calls = rt->call_class != NULL &&
-			             rt->call_class->q.head != NULL;
-			if (rt->idle != NULL || calls)
-				kick_locked(rt, calls);
+			/* More work fits the resources left: wake a worker,
+			 * or add a thread when none is idle or on its way
+			 * (the others run tasks that need no CPU, or wait in
+			 * rayc_get, or an actor's calls, which may wait for
+			 * these).  A burst queued while wake-ups were on
+			 * their way started no thread for what the woken
+			 * did not take: a task needing a CPU waited behind
+			 * tasks needing none, with every CPU free. */
+			kick_locked(rt, true);
 			int64_t demand[RAYC__MAX_RES];
 			memcpy(demand, t->sclass->demand, sizeof(demand));
 			if (n > 1)
