@@ -421,6 +421,28 @@ static void nf_wait_file(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_wait_file)
 
+/* (path) -> 0 once a file is made at path (nf_wait_file's go). */
+static void nf_touch(rayc_ctx *c)
+{
+	const void *path;
+	size_t n;
+	char p[256];
+	if (rayc_arg_data(c, 0, &path, &n) != RAYC_OK || n >= sizeof(p)) {
+		rayc_fail(c, "touch: no path");
+		return;
+	}
+	memcpy(p, path, n);
+	p[n] = '\0';
+	FILE *f = fopen(p, "w");
+	if (f == NULL) {
+		rayc_fail(c, "touch: cannot make %s", p);
+		return;
+	}
+	fclose(f);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(nf_touch)
+
 /* (depth) -> sum over a nested tree submitted from wherever it runs. */
 static void nf_nested(rayc_ctx *c)
 {

@@ -173,6 +173,19 @@ static inline int reap(pid_t pid, int ms)
 	}
 }
 
+/* A peer this test SIGKILLed: reaped, and left out of cluster_stop. */
+static inline void forget_kid(pid_t pid)
+{
+	char path[64];
+
+	reap(pid, 5000);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", pid);
+	unlink(path);
+}
+
 /* A tree reduce of n leaves over the cluster gives the exact sum. */
 static inline void assert_tree_sum(int n)
 {

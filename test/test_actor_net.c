@@ -132,19 +132,6 @@ Test(actor_net, an_actor_needing_accel_waits_for_a_peer_with_it_and_runs_there)
 	cluster_stop();
 }
 
-/* A peer this test SIGKILLed: reaped, and left out of cluster_stop. */
-static void forget_kid(pid_t pid)
-{
-	char path[64];
-
-	reap(pid, 5000);
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-	snprintf(path, sizeof(path), "/dev/shm/rayc-%d-0", pid);
-	unlink(path);
-}
-
 /* Two peers with a "slot"; the actor needs one, so it lives on one of
  * them; that one is SIGKILLed. */
 static void kill_host(int max_restarts, int max_task_retries,

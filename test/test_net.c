@@ -267,6 +267,69 @@ Test(net, kept_answers_take_the_memory_they_count)
 	cluster_stop();
 }
 
+/* A TASK frame to a peer busy with at least twice as many of our tasks
+ * as it has CPUs waits corked for company until an answer from it comes
+ * (owner.c).  Here the tasks before it wait for what it does (they need
+ * no CPU, so it can run beside them): no answer comes until it runs, and
+ * nothing else goes that way (this driver and peer c are followers of
+ * founder f: their heartbeats go to f), so the tick must send it.
+ * Without that it waited for the 60 s the waiters give up after. */
+Test(net, a_task_corked_behind_tasks_that_wait_for_it_is_sent)
+{
+	char addr[256], path[96];
+	rayc_peer_info pi[VIEW_MAX];
+	size_t np = 0;
+	double cpus = 0;
+
+	pid_t f = spawn_founder(addr, sizeof(addr));
+	driver_start_at(addr);
+	pid_t c = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pc = peer_of(c);
+	cr_assert_eq(rayc_cluster_peers(pi, VIEW_MAX, &np), 0);
+	for (size_t i = 0; i < np && i < VIEW_MAX; i++)
+		if (pi[i].id == pc)
+			cpus = pi[i].cpus_total;
+	cr_assert_geq(cpus, 1);
+	snprintf(path, sizeof(path), "/tmp/rayc-cork-%d", (int)getpid());
+	unlink(path);
+	/* A connection to c first: frames wait for one anyway. */
+	rayc_task_opts t = on_peer(pc);
+	rayc_ref go;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&go, "nf_whoami", &t), 0);
+	cr_assert_eq(rayc_get_i64(go, &v, 30000), 0, "%s", rayc_errmsg());
+	rayc_release(go);
+	rayc_task_opts w = on_peer(pc);
+	w.num_cpus = 0;
+	enum { MAXW = 256 };
+	static rayc_ref r[MAXW];
+	int nw = 2 * (int)cpus;
+	cr_assert_leq(nw, MAXW);
+	for (int i = 0; i < nw; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_wait_file", &w,
+		                            RAYC_STR(path)), 0);
+	cr_assert_eq(rayc_call_opts(&go, "nf_touch", &t, RAYC_STR(path)), 0);
+	int rc = rayc_get_i64(go, &v, 20000);
+	cr_assert_eq(rc, 0, "the task behind %d waiting ones: %s", nw,
+	             rayc_errmsg());
+	rayc_release(go);
+	for (int i = 0; i < nw; i++) {
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), 0, "%s",
+		             rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pc);
+		rayc_release(r[i]);
+	}
+	unlink(path);
+	/* Only the founder's shutdown ends the cluster: f goes, and this
+	 * driver's ends what is left. */
+	kill(f, SIGKILL);
+	forget_kid(f);
+	RT_WAIT_FOR(alive_peers() == 2, 30000);
+	cr_assert_eq(alive_peers(), 2);
+	cluster_stop();
+}
+
 /* Submits tasks echoing 32 KiB to a stopped peer until sends of the
  * kind counted by what() happened; returns how many were submitted. */
 static int flood_until(rayc_ref *r, int n, int max, const rayc_task_opts *o,

@@ -247,6 +247,7 @@ static bool want_send_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 	c->inflight_ext_bytes = c->out_ext_bytes;
 	c->n_out_ext = 0;
 	c->out_ext_bytes = 0;
+	c->corked = 0;
 	c->inflight_done = c->out_done; /* send_cb emptied it */
 	c->out_done = NULL;
 	c->sending = true;
@@ -613,6 +614,27 @@ rayc__wbuf *rayc__conn_begin(rayc__conn *c)
 
 void rayc__conn_end(rayc__conn *c)
 {
+	(void)flush_unlock(c);
+}
+
+void rayc__conn_end_corked(rayc__conn *c)
+{
+	/* A send under way takes what follows with its next batch anyway;
+	 * a connection not open yet sends nothing now. */
+	if (atomic_load(&c->state) == RAYC__CONN_OPEN && !c->sending &&
+	    !c->oom && c->corked + 1 < RAYC__CONN_CORK_MAX &&
+	    c->out.len + c->out_ext_bytes <= RAYC__CONN_CORK_BYTES) {
+		c->corked++;
+		rayc__mutex_unlock(&c->mu);
+		return;
+	}
+	(void)flush_unlock(c);
+}
+
+void rayc__conn_uncork(rayc__conn *c)
+{
+	rayc__mutex_lock(&c->mu);
+	c->corked = 0;
 	(void)flush_unlock(c);
 }
 

@@ -75,6 +75,20 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id)
 	return c;
 }
 
+rayc__conn *rayc__net_conn_have(rayc__net *net, uint32_t id)
+{
+	rayc__conn *c = NULL;
+
+	if (id == 0 || id >= RAYC__MAX_PEERS)
+		return NULL;
+	rayc__mutex_lock(&net->mu);
+	c = net->peers[id].conn;
+	if (c != NULL)
+		atomic_fetch_add(&c->refs, 1);
+	rayc__mutex_unlock(&net->mu);
+	return c;
+}
+
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame)
 {
 	rayc__conn *c = rayc__net_conn_to(net, peer);
@@ -445,6 +459,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	rayc__actor_ctl_tick(net);
 	rayc__remote_actors_tick(net);
 	rayc__remote_pump_idle(net);
+	rayc__remote_uncork_all(net);
 }
 
 static void on_parent(evutil_socket_t fd, short what, void *arg)

@@ -231,6 +231,7 @@ struct rayc__conn {
 	rayc__wauth tx, rx;
 	size_t out_sealed;
 	rayc__wbuf out;      /* frames to send next */
+	uint32_t corked;     /* of them, held back by rayc__conn_end_corked */
 	rayc__wbuf pend;     /* frames queued before the handshake ended */
 	rayc__wbuf inflight; /* frames NNG is sending now */
 	size_t inflight_off; /* counts the spliced pieces too */
@@ -282,6 +283,9 @@ typedef struct rayc__peer {
 	int64_t last_seen;
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
 	rayc__tq inflight;
+	/* TASK frames to it wait corked on its connection (owner.c): its
+	 * next TASK_DONE, or the next tick, sends them. */
+	_Atomic bool corked;
 } rayc__peer;
 
 /* What lost connections to one peer left to do (relink.c); net->mu.
@@ -496,6 +500,22 @@ void rayc__conn_flush_deferred(void);
  * begin returns the buffer locked; end unlocks and starts sending. */
 rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
+/* rayc__conn_end for a frame that may wait for company: on an open
+ * connection with nothing being sent it is held back (corked), up to
+ * RAYC__CONN_CORK_MAX frames and RAYC__CONN_CORK_BYTES queued in all
+ * (a batch that big is worth its write), until the next frame queued
+ * without cork,
+ * or rayc__conn_uncork.  Whoever corks must make sure one of those
+ * follows (owner.c: an answer that is sure to come, and every tick). */
+#define RAYC__CONN_CORK_MAX 16
+#define RAYC__CONN_CORK_BYTES ((size_t)16 << 10) /* bigger go at once */
+void rayc__conn_end_corked(rayc__conn *c) RAYC_NO_TSA;
+/* Sends what waits corked on c (if its thread holds a lock: at its last
+ * unlock, like any send). */
+void rayc__conn_uncork(rayc__conn *c);
+/* The connection to peer id we would send on, with a ref; NULL if there
+ * is none (never dials). */
+rayc__conn *rayc__net_conn_have(rayc__net *net, uint32_t id);
 void rayc__conn_add_xout(rayc__conn *c, rayc__xout *x);
 /* Queues a frame whose payload ends with n bytes at ext, sent from where
  * they are, not copied: head holds the frame up to them (ended with
@@ -632,6 +652,8 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
  * otherwise moves only on a TASK_DONE from the peer that freed room, and
  * a peer that joined while it was queued has none to send. */
 void rayc__remote_pump_idle(rayc__net *net);
+/* Sends every TASK frame waiting corked (each tick: its bound). */
+void rayc__remote_uncork_all(rayc__net *net);
 /* The loop's tick: calls through proxies that wait for their owner to
  * be reachable try again (rayc__actors_retry_locked). */
 void rayc__remote_actors_tick(rayc__net *net);

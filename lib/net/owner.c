@@ -127,10 +127,46 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 	rayc__w_frame_end(b, f);
 }
 
+/* Whether a TASK frame to p may wait corked (conn_tx.c) for company.  A
+ * burst of submissions then costs a write per batch, not per task (a
+ * write was 0.7 syscalls per task of remote_tasks_async, most of the
+ * submitting thread's time).  Only while p has at least twice as many of
+ * our tasks as CPUs: it is busy with them, so the frame would wait
+ * there anyway, and the answer to one of them, which sends it (see
+ * rayc__remote_on_task_done), comes before p runs out of work.  A frame
+ * whose answers never come (tasks that wait for what is corked behind
+ * them) waits at most a tick (rayc__remote_uncork_all). */
+static bool may_cork_locked(const rayc__peer *p) RAYC_REQUIRES(rt->mu)
+{
+	int64_t cpus = p->total[RAYC__RES_CPU] / RAYC__RES_SCALE;
+
+	return (int64_t)p->inflight.n >= 2 * (cpus > 1 ? cpus : 1);
+}
+
+static void uncork_peer(rayc__net *net, uint32_t peer)
+{
+	if (!atomic_load_explicit(&net->peers[peer].corked,
+	                          memory_order_relaxed) ||
+	    !atomic_exchange(&net->peers[peer].corked, false))
+		return;
+	rayc__conn *c = rayc__net_conn_have(net, peer);
+	if (c != NULL) {
+		rayc__conn_uncork(c);
+		rayc__conn_unref(c);
+	}
+}
+
+void rayc__remote_uncork_all(rayc__net *net)
+{
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
+		uncork_peer(net, i);
+}
+
 static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
                              uint32_t peer) RAYC_REQUIRES(rt->mu)
 {
 	rayc__conn *c = rayc__net_conn_to(net, peer);
+	rayc__peer *p = &net->peers[peer];
 
 	if (c == NULL)
 		return false;
@@ -143,7 +179,13 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		b->len = before;
 		b->bad = false;
 	}
-	rayc__conn_end(c);
+	if (!bad && may_cork_locked(p)) {
+		/* Flagged first: an answer processed meanwhile sends it. */
+		atomic_store(&p->corked, true);
+		rayc__conn_end_corked(c);
+	} else {
+		rayc__conn_end(c);
+	}
 	rayc__conn_unref(c);
 	if (bad)
 		return false;
@@ -586,7 +628,17 @@ static rayc__task *inflight_find_locked(rayc__tq *q, rayc_task_id id)
 	return NULL;
 }
 
+static void task_done(rayc__conn *c, rayc__rd *rd);
+
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
+{
+	task_done(c, rd);
+	/* Whatever waits corked for this peer goes now (and with it what
+	 * this answer made room for). */
+	uncork_peer(c->net, c->peer);
+}
+
+static void task_done(rayc__conn *c, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
 	rayc__rt *rt = net->rt;
