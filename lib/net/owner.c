@@ -136,8 +136,10 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
  * rayc__remote_on_task_done), comes before p runs out of work.  A frame
  * whose answers never come (tasks that wait for what is corked behind
  * them) waits at most a tick (rayc__remote_uncork_all). */
-static bool may_cork_locked(const rayc__peer *p) RAYC_REQUIRES(rt->mu)
+static bool may_cork_locked(rayc__rt *rt, const rayc__peer *p)
+	RAYC_REQUIRES(rt->mu)
 {
+	(void)rt; /* p->inflight and p->total are read under it */
 	int64_t cpus = p->total[RAYC__RES_CPU] / RAYC__RES_SCALE;
 
 	return (int64_t)p->inflight.n >= 2 * (cpus > 1 ? cpus : 1);
@@ -179,7 +181,7 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		b->len = before;
 		b->bad = false;
 	}
-	if (!bad && may_cork_locked(p)) {
+	if (!bad && may_cork_locked(rt, p)) {
 		/* Flagged first: an answer processed meanwhile sends it. */
 		atomic_store(&p->corked, true);
 		rayc__conn_end_corked(c);
