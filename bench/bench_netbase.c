@@ -246,20 +246,26 @@ struct sconn {
 	char buf[PING_BYTES];
 };
 
+/* Starts op (nng_stream_recv or _send) of the n bytes at p on aio. */
+static void stream_post(nng_stream *s, nng_aio *aio, char *p, size_t n,
+                        void (*op)(nng_stream *, nng_aio *))
+{
+	nng_iov iov = { p, n };
+
+	(void)nng_aio_set_iov(aio, 1, &iov);
+	op(s, aio);
+}
+
 static void sconn_recv(struct sconn *c)
 {
-	nng_iov iov = { c->buf + c->got, sizeof c->buf - c->got };
-
-	(void)nng_aio_set_iov(c->rx, 1, &iov);
-	nng_stream_recv(c->s, c->rx);
+	stream_post(c->s, c->rx, c->buf + c->got, sizeof c->buf - c->got,
+	            nng_stream_recv);
 }
 
 static void sconn_send(struct sconn *c)
 {
-	nng_iov iov = { c->buf + c->put, sizeof c->buf - c->put };
-
-	(void)nng_aio_set_iov(c->tx, 1, &iov);
-	nng_stream_send(c->s, c->tx);
+	stream_post(c->s, c->tx, c->buf + c->put, sizeof c->buf - c->put,
+	            nng_stream_send);
 }
 
 static void sconn_rx_cb(void *arg)
@@ -527,10 +533,8 @@ double bench_net_nng_rtt_us(bench_net *n)
 
 static void sclient_recv(struct sclient *c)
 {
-	nng_iov iov = { c->in + c->got, sizeof c->in - c->got };
-
-	(void)nng_aio_set_iov(c->rx, 1, &iov);
-	nng_stream_recv(c->s, c->rx);
+	stream_post(c->s, c->rx, c->in + c->got, sizeof c->in - c->got,
+	            nng_stream_recv);
 }
 
 static void sclient_rx_cb(void *arg)
@@ -568,9 +572,8 @@ static void stream_ping(void *arg)
 	want = c->answers + 1;
 	pthread_mutex_unlock(&c->mu);
 	while (put < sizeof out) {
-		nng_iov iov = { out + put, sizeof out - put };
-		(void)nng_aio_set_iov(c->tx, 1, &iov);
-		nng_stream_send(c->s, c->tx);
+		stream_post(c->s, c->tx, out + put, sizeof out - put,
+		            nng_stream_send);
 		nng_aio_wait(c->tx);
 		if (nng_aio_result(c->tx) != 0)
 			bench_die("baseline: nng stream send: %s",

@@ -402,17 +402,27 @@ RAYC_REMOTE(nf_sleep)
 
 /* (path) -> peer id, once a file exists at path (at most 60 s): a task
  * that holds its worker until the test lets it go. */
-static void nf_wait_file(rayc_ctx *c)
+/* Argument i as a path in p (cap bytes); false (the task failed, as
+ * what) if it is none. */
+static bool nf_path_arg(rayc_ctx *c, int i, char *p, size_t cap,
+                        const char *what)
 {
 	const void *path;
 	size_t n;
-	char p[256];
-	if (rayc_arg_data(c, 0, &path, &n) != RAYC_OK || n >= sizeof(p)) {
-		rayc_fail(c, "wait_file: no path");
-		return;
+	if (rayc_arg_data(c, i, &path, &n) != RAYC_OK || n >= cap) {
+		rayc_fail(c, "%s: no path", what);
+		return false;
 	}
 	memcpy(p, path, n);
 	p[n] = '\0';
+	return true;
+}
+
+static void nf_wait_file(rayc_ctx *c)
+{
+	char p[256];
+	if (!nf_path_arg(c, 0, p, sizeof(p), "wait_file"))
+		return;
 	for (int i = 0; i < 60000 && access(p, F_OK) != 0; i++) {
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
@@ -424,15 +434,9 @@ RAYC_REMOTE(nf_wait_file)
 /* (path) -> 0 once a file is made at path (nf_wait_file's go). */
 static void nf_touch(rayc_ctx *c)
 {
-	const void *path;
-	size_t n;
 	char p[256];
-	if (rayc_arg_data(c, 0, &path, &n) != RAYC_OK || n >= sizeof(p)) {
-		rayc_fail(c, "touch: no path");
+	if (!nf_path_arg(c, 0, p, sizeof(p), "touch"))
 		return;
-	}
-	memcpy(p, path, n);
-	p[n] = '\0';
 	FILE *f = fopen(p, "w");
 	if (f == NULL) {
 		rayc_fail(c, "touch: cannot make %s", p);
