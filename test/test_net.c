@@ -273,7 +273,8 @@ Test(net, kept_answers_take_the_memory_they_count)
  * no CPU, so it can run beside them): no answer comes until it runs, and
  * nothing else goes that way (this driver and peer c are followers of
  * founder f: their heartbeats go to f), so the tick must send it.
- * Without that it waited for the 60 s the waiters give up after. */
+ * Without that it waited, in 3 of 5 runs, for the 60 s the waiters give
+ * up after (in the others some other frame happened to send it). */
 Test(net, a_task_corked_behind_tasks_that_wait_for_it_is_sent)
 {
 	char addr[256], path[96];
