@@ -224,10 +224,10 @@ void bench_net_stop(bench_net *n);
 double bench_net_tcp_rtt_us(bench_net *n);
 double bench_net_nng_rtt_us(bench_net *n);
 /* The same over NNG's stream API, the way rayc's mesh uses it: the
- * other side answers from its receive callback (on an NNG task thread),
- * this side's thread waits on an aio for its send and then for the
- * answer.  No rayc round trip can cost less than this, syscalls and
- * context switches included. */
+ * other side answers from its receive callback (on an NNG task thread);
+ * this side's thread sends, waiting on an aio, and its receive callback
+ * wakes it with the answer.  No rayc round trip can cost less than
+ * this, syscalls and context switches included. */
 double bench_net_nng_stream_rtt_us(bench_net *n);
 
 /* The wire size of an empty task's TASK frame and of its TASK_DONE

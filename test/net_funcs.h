@@ -400,8 +400,6 @@ static void nf_sleep(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_sleep)
 
-/* (path) -> peer id, once a file exists at path (at most 60 s): a task
- * that holds its worker until the test lets it go. */
 /* Argument i as a path in p (cap bytes); false (the task failed, as
  * what) if it is none. */
 static bool nf_path_arg(rayc_ctx *c, int i, char *p, size_t cap,
@@ -418,6 +416,8 @@ static bool nf_path_arg(rayc_ctx *c, int i, char *p, size_t cap,
 	return true;
 }
 
+/* (path) -> peer id, once a file exists at path (at most 60 s): a task
+ * that holds its worker until the test lets it go. */
 static void nf_wait_file(rayc_ctx *c)
 {
 	char p[256];

@@ -504,9 +504,9 @@ void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
  * connection with nothing being sent it is held back (corked), up to
  * RAYC__CONN_CORK_MAX frames and RAYC__CONN_CORK_BYTES queued in all
  * (a batch that big is worth its write), until the next frame queued
- * without cork,
- * or rayc__conn_uncork.  Whoever corks must make sure one of those
- * follows (owner.c: an answer that is sure to come, and every tick). */
+ * without cork, or rayc__conn_uncork.  Whoever corks must make sure one
+ * of those follows (owner.c: an answer that is sure to come, and every
+ * tick). */
 #define RAYC__CONN_CORK_MAX 16
 #define RAYC__CONN_CORK_BYTES ((size_t)16 << 10) /* bigger go at once */
 void rayc__conn_end_corked(rayc__conn *c) RAYC_NO_TSA;

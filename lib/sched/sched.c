@@ -154,15 +154,14 @@ static bool any_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 }
 
 /* Makes sure someone will run queued work that fits now: an idle worker
- * if there is one, else (when allowed) a new thread. */
-static void kick_locked(rayc__rt *rt, bool may_spawn) RAYC_REQUIRES(rt->mu)
+ * if there is one, else a new thread unless a worker is on its way. */
+static void kick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
 	if (rt->stopping || !any_fits_locked(rt))
 		return;
 	if (rt->idle != NULL)
 		wake_one_locked(rt);
-	else if (may_spawn && rt->nwaking == 0 &&
-	         rt->nworkers < RAYC__MAX_THREADS)
+	else if (rt->nwaking == 0 && rt->nworkers < RAYC__MAX_THREADS)
 		(void)spawn_locked(rt);
 }
 
@@ -174,7 +173,7 @@ void rayc__sched_hold_locked(rayc__rt *rt, const int64_t *demand)
 void rayc__sched_unhold_locked(rayc__rt *rt, const int64_t *demand)
 {
 	release(rt, demand);
-	kick_locked(rt, true);
+	kick_locked(rt);
 }
 
 void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
@@ -360,7 +359,7 @@ static void *worker_main(void *arg)
 			 * their way started no thread for what the woken
 			 * did not take: a task needing a CPU waited behind
 			 * tasks needing none, with every CPU free. */
-			kick_locked(rt, true);
+			kick_locked(rt);
 			int64_t demand[RAYC__MAX_RES];
 			memcpy(demand, t->sclass->demand, sizeof(demand));
 			if (n > 1)
@@ -449,7 +448,7 @@ void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 {
 	rayc__sched_batch_return_locked(rt);
 	rt->res_avail[RAYC__RES_CPU] += ctx->held_cpu;
-	kick_locked(rt, true);
+	kick_locked(rt);
 }
 
 void rayc__sched_unblock_locked(rayc__rt *rt, rayc_ctx *ctx)
