@@ -480,6 +480,11 @@ static bool batch_sent(rayc__conn *c)
 	rayc__mutex_lock(&c->mu);
 	c->sending = false;
 	c->inflight.len = 0;
+	if (c->inflight.cap > 2 * RAYC__NET_OUT_HIGH)
+		/* Give back a buffer grown for a few big frames (raft's
+		 * AppendEntries, copied chunks): kept, it would hold as much
+		 * on every connection that ever sent them. */
+		rayc__wbuf_fini(&c->inflight);
 	c->n_inflight_ext = 0;
 	c->inflight_ext_bytes = 0;
 	rayc__xout *done = c->inflight_done; /* every byte of them is out */

@@ -9,7 +9,7 @@
 
 #include "net/ctl_int.h"
 
-#define RAFT_MSG_CAP ((size_t)64 << 20) /* log bytes in one AppendEntries */
+#define RAFT_MSG_CAP ((size_t)16 << 20) /* log bytes in one AppendEntries */
 
 /* InstallSnapshot up to its data. */
 static void snapshot_head(rayc__wbuf *b, const struct raft_install_snapshot *a)
@@ -67,7 +67,7 @@ bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
 	case RAFT_IO_APPEND_ENTRIES: {
 		const struct raft_append_entries *a = &m->append_entries;
 		/* raft sends a lagging peer everything it lacks in one
-		 * message; send the first 64 MiB of it (at least one
+		 * message; send the first 16 MiB of it (at least one
 		 * entry).  The follower answers how far it got, and the
 		 * leader sends on from there. */
 		unsigned n = 0;
@@ -301,6 +301,23 @@ void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
 		free(r);
 		rayc__conn_close(c, "bad RAFT frame");
 		return;
+	}
+	if (m->type == RAFT_IO_APPEND_ENTRIES) {
+		const struct raft_append_entries *a = &m->append_entries;
+		for (unsigned i = 0; i < a->n_entries; i++)
+			r->bytes += a->entries[i].buf.len;
+		/* The loop thread is behind (a starved peer catching
+		 * up): lost, like a message the network dropped; the
+		 * leader sends it again. */
+		size_t was = atomic_fetch_add(&net->ctl->rx_pending, r->bytes);
+		if (r->bytes > 0 && was + r->bytes > RAYC__CTL_RX_BYTES &&
+		    was > 0) {
+			atomic_fetch_sub(&net->ctl->rx_pending, r->bytes);
+			atomic_fetch_add(&net->ctl->n_rx_dropped, 1);
+			rayc__ctl_free_msg(m);
+			free(r);
+			return;
+		}
 	}
 	rayc__ctl_post(net, &r->post, rayc__ctl_run_recv, r);
 }

@@ -187,6 +187,12 @@ struct rayc__ctl {
 	unsigned snap_every;
 	uint64_t snap_bytes, prop_max;
 	_Atomic uint64_t n_busy; /* writes answered RAYC__BUSY, for tests */
+	/* Bytes of entries in received AppendEntries not yet handed to
+	 * raft (ctl_codec.c to ctl_io.c), and such messages dropped: over
+	 * RAYC__CTL_RX_BYTES, or while this follower's log is full
+	 * (rayc__ctl_log_full). */
+	_Atomic size_t rx_pending;
+	_Atomic uint64_t n_rx_dropped;
 	uint64_t applied_bytes, taken_mark, stored_mark;
 	rayc__ctl_sized recent[RAYC__CTL_RECENT];
 	unsigned recent_head, recent_n;
@@ -198,6 +204,7 @@ struct rayc__ctl {
 typedef struct rmsg {
 	rayc__ctl_work post;
 	struct raft_message m;
+	size_t bytes; /* of its entries, counted in ctl->rx_pending */
 } rmsg;
 
 /* ctl.c */
@@ -217,6 +224,13 @@ void rayc__ctl_log_taking(rayc__net *net);
 /* A snapshot is stored: the one being taken, or one installed from the
  * leader (the log is gone). */
 void rayc__ctl_log_stored(rayc__net *net, bool installed);
+/* Received AppendEntries with entries waiting for the loop thread, in
+ * bytes, beyond which more are dropped as if lost (ctl_codec.c). */
+#define RAYC__CTL_RX_BYTES ((size_t)32 << 20)
+/* Whether this peer's log is at its bound while a snapshot is being
+ * stored: AppendEntries with entries are then dropped as if lost, until
+ * it is (ctl_io.c). */
+bool rayc__ctl_log_full(rayc__net *net);
 
 /* ctl_read.c */
 /* From rayc__ctl_after: one barrier for the reads that came in since

@@ -585,6 +585,12 @@ void rayc__ctl_run_recv(rayc__net *net, void *arg)
 	                   raft_state(&ctl->raft) != RAFT_LEADER);
 	for (unsigned i = 0; live && i < conf->n && !in; i++)
 		in = conf->servers[i].id == r->m.server_id;
+	atomic_fetch_sub(&ctl->rx_pending, r->bytes);
+	if (live && in && r->bytes > 0 && rayc__ctl_log_full(net)) {
+		/* Lost, as far as raft knows (ctl_log.c). */
+		atomic_fetch_add(&ctl->n_rx_dropped, 1);
+		in = false;
+	}
 	if (live && in) {
 		/* raft owns the entries from here on. */
 		ctl->recv_cb(&ctl->io, &r->m);

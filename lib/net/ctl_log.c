@@ -21,6 +21,13 @@
  *    mark (a snapshot that falls behind slows writers rather than letting
  *    the log grow): otherwise the writer is told RAYC__BUSY and tries
  *    again (kv.c), until its deadline.
+ *  - A follower cannot slow the leader's writers; one whose snapshots
+ *    fall behind (a starved peer catching up) drops AppendEntries with
+ *    entries, as if lost, while its log since the last snapshot it
+ *    stored is past twice the mark and another is being stored
+ *    (rayc__ctl_log_full, ctl_io.c), and ctl_codec.c drops them once
+ *    RAYC__CTL_RX_BYTES of entries received wait for the loop thread.
+ *    The leader sends them again from what the follower acknowledged.
  *  - ctl_io.c sends no AppendEntries with entries to a follower being
  *    probed that has RAYC__CTL_SEND_BYTES queued already (such a
  *    follower is sent the whole log from where it may be, every
@@ -31,8 +38,9 @@
  * So each peer holds at most: the KV (128 MiB), the stored snapshot (its
  * size), one being taken or installed (the same), and a log of
  * RAYC__CTL_TRAIL_BYTES + 2 * RAYC__CTL_SNAP_BYTES + RAYC__CTL_PROP_BYTES
- * + one entry; the coordinator also, per follower, 4 *
- * RAYC__CTL_SEND_BYTES and one AppendEntries (at most its log) queued.
+ * + one AppendEntries (16 MiB, ctl_codec.c) and RAYC__CTL_RX_BYTES
+ * received; the coordinator also, per follower, 4 * RAYC__CTL_SEND_BYTES
+ * and one AppendEntries queued.
  *
  * Loop thread only, like raft.
  */
@@ -144,6 +152,17 @@ void rayc__ctl_log_stored(rayc__net *net, bool installed)
 		return;
 	}
 	ctl->stored_mark = ctl->taken_mark; /* raft takes one at a time */
+}
+
+bool rayc__ctl_log_full(rayc__net *net)
+{
+	rayc__ctl *ctl = net->ctl;
+
+	/* Only while one is being stored: once it is, the next batch
+	 * applied takes another (the threshold is 1 by then), which only
+	 * entries taken in can bring about. */
+	return ctl->taken_mark > ctl->stored_mark &&
+	       ctl->applied_bytes - ctl->stored_mark > 2 * ctl->snap_bytes;
 }
 
 int rayc__ctl_log_room(rayc__net *net, size_t len)

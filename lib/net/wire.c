@@ -55,9 +55,11 @@ bool rayc__wbuf_reserve(rayc__wbuf *b, size_t more)
 		return false;
 	if (b->len + more <= b->cap)
 		return true;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + more)
-		cap *= 2;
+	/* Doubled for many small appends; one big one gets what it asks
+	 * for, not up to twice that (a 17 MiB frame is not 32 MiB). */
+	size_t cap = b->cap ? 2 * b->cap : 4096;
+	if (cap < b->len + more)
+		cap = b->len + more;
 	uint8_t *p = realloc(b->p, cap);
 	if (p == NULL) {
 		b->bad = true;
