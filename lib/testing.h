@@ -91,6 +91,9 @@ void rayc__test_lane_counts(uint64_t *in, uint64_t *out, uint64_t *up);
 void rayc__test_lane_tamper(void);
 /* This peer's lanes (as the fetcher) take ms longer to set up. */
 void rayc__test_lane_stall(int ms);
+/* Every connection of this process waits ms after reading each batch
+ * before it reads on (0: not), so what comes next waits unread. */
+void rayc__test_rx_pause(int ms);
 /* This peer's lane listener's port (0: none). */
 int rayc__test_lane_port(void);
 

@@ -68,6 +68,16 @@ static void nf_lane_in(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_lane_in)
 
+/* (ms) -> 0: rayc__test_rx_pause(ms) here. */
+static void nf_rx_pause(rayc_ctx *c)
+{
+	int64_t ms = 0;
+	rayc_arg_i64(c, 0, &ms);
+	rayc__test_rx_pause((int)ms);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(nf_rx_pause)
+
 /* (to, as, gen, kind, term) -> rayc__test_send_as's answer: a
  * connection to peer `to` claiming to be peer `as` of incarnation gen
  * carries a LEAVE (kind 0) or a Raft AppendEntries of that term with no

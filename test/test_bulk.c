@@ -318,6 +318,31 @@ Test(bulk, large_objects_travel_on_a_lane_both_ways)
 	cluster_stop();
 }
 
+/* The founder says SHUTDOWN on the connection, then its lanes close: a
+ * member that has not read the SHUTDOWN yet (its reader paused) sees
+ * its lane end first.  It closed the connection with the SHUTDOWN unread,
+ * and stayed until it found itself without a coordinator, 3 heartbeat
+ * timeouts (18 s) later: cluster_stop's 15 s wait killed it (twice in CI
+ * under ASan, in actor_net). */
+Test(bulk, a_member_whose_lane_ends_before_it_reads_the_end_hears_it)
+{
+	uint32_t pb = lane_pair(NULL, NULL);
+	int64_t their0 = lane_in_on(pb);
+	send_exact(pb, LANE_N, 9);
+	cr_assert_geq(lane_in_on(pb) - their0, (int64_t)LANE_N,
+	              "peer %u did not read our object from a lane", pb);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_rx_pause", &o, RAYC_I64(1000)), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), 0, "%s", rayc_errmsg());
+	rayc_release(r);
+	/* Read at once; from the next batch on, each waits 1 s. */
+	cr_assert_eq(i64_on(pb, "nf_whoami", 30000), pb);
+	unsetenv("RAYC_SAME_HOST_COPY");
+	cluster_stop();
+}
+
 /* RAYC_BULK_LANE=0: the same objects, all over the connection. */
 Test(bulk, lanes_turned_off_leave_objects_on_the_connection)
 {

@@ -20,6 +20,7 @@
 #include "testing.h"
 
 static void recv_cb(void *arg);
+static _Atomic int rx_pause_ms; /* rayc__test_rx_pause */
 static void dial_cb(void *arg);
 static void rx_abort(rayc__conn *c);
 static void rx_run(rayc__conn *c);
@@ -495,8 +496,17 @@ static void rx_run(rayc__conn *c)
 		 * may start the reader again on another thread. */
 		(void)rayc__hs_settle(c);
 	} else if (c->s != NULL) { /* NULL: fed by rayc__conn_rx_feed */
+		int pause = atomic_load_explicit(&rx_pause_ms,
+		                                 memory_order_relaxed);
+		if (pause > 0)
+			rayc__sleep_ms(pause); /* a test's slow reader */
 		start_recv(c);
 	}
+}
+
+void rayc__test_rx_pause(int ms)
+{
+	atomic_store(&rx_pause_ms, ms);
 }
 
 bool rayc__conn_parked(rayc__conn *c)

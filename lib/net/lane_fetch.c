@@ -87,20 +87,44 @@ static void send_pending(rayc__net *net, rayc__lane *L, bool up)
 }
 
 /* Receives exactly n bytes (a lane's frames, blocking). */
-static bool recv_full(int fd, void *p, size_t n)
+/* 1: all n bytes; 0: the other end closed before the first; -1: an
+ * error, or closed part way. */
+static int recv_all(int fd, void *p, size_t n)
 {
 	uint8_t *b = p;
+	size_t want = n;
 
 	while (n > 0) {
 		ssize_t r = recv(fd, b, n, MSG_WAITALL);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			return false;
+			return r == 0 && n == want ? 0 : -1;
 		b += r;
 		n -= (size_t)r;
 	}
-	return true;
+	return 1;
+}
+
+static bool recv_full(int fd, void *p, size_t n)
+{
+	return recv_all(fd, p, n) == 1;
+}
+
+/* The holder closed L between frames: it stops, or died.  L is dead from
+ * here on (no new GO goes to it).  Only a transfer from that peer still
+ * under way needs the connection closed (the fetcher then asks again);
+ * otherwise closing it would throw away what it has received and not
+ * yet read, such as the SHUTDOWN that came just before this end (the
+ * member then stayed until it found itself without a coordinator, 3
+ * heartbeat timeouts later).  A dead peer's connection ends by
+ * itself. */
+static bool closed_between_frames(rayc__net *net, rayc__lane *L)
+{
+	rayc__mutex_lock(&net->lanes->mu);
+	atomic_store(&L->state, LANE_DEAD);
+	rayc__mutex_unlock(&net->lanes->mu);
+	return !rayc__remote_fetching_from(net, L->peer);
 }
 
 /* Connects within RAYC__LANE_SETUP_MS, giving up early once L is dead. */
@@ -194,8 +218,13 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 	bool good = false;
 
 	for (;;) {
-		if (!recv_full(L->fd, hs, sizeof(hs)))
-			return atomic_load(&L->state) == LANE_DEAD;
+		int got = recv_all(L->fd, hs, sizeof(hs));
+		if (got != 1 && atomic_load(&L->state) == LANE_DEAD)
+			return true;
+		if (got == 0)
+			return closed_between_frames(net, L);
+		if (got < 0)
+			return false;
 		rayc__whdr h;
 		if (!rayc__whdr_parse(hs, RAYC__WIRE_MAX_FRAME, &h) ||
 		    h.type != RAYC__MSG_CHUNK || h.sender != L->peer ||

@@ -310,13 +310,26 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_LEAVE:
 		rayc__ctl_peer_gone(net, c->peer, true);
 		return;
-	case RAYC__MSG_SHUTDOWN:
+	case RAYC__MSG_SHUTDOWN: {
 		rayc__log(RAYC_LOG_INFO, "RAYC-NET-SHUTDOWN",
 		          "the cluster is shutting down");
 		atomic_store(&net->heard_end, true);
 		if (!atomic_exchange(&net->cluster_down, true))
 			rayc__net_lost_cluster(net, "the cluster shut down");
 		rayc__event_set(&net->join_ev); /* a join in progress ends */
+		/* Heard: the sayer waits for this before it closes (a frame
+		 * left unread when it closes may never be read here). */
+		rayc__wbuf b = { 0 };
+		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_SHUTDOWN_ACK,
+		                               net->self);
+		rayc__w_frame_end(&b, f);
+		rayc__conn_send(c, &b);
+		rayc__wbuf_fini(&b);
+		return;
+	}
+	case RAYC__MSG_SHUTDOWN_ACK:
+		if (c->peer != 0 && c->peer < RAYC__MAX_PEERS)
+			atomic_store(&net->peers[c->peer].heard_end, true);
 		return;
 	default:
 		rayc__remote_handle(c, type, rd);
@@ -995,12 +1008,16 @@ static bool sent_all(rayc__conn *c)
 #define SAY_TRIES 3
 
 /* Says `type` (an empty frame) to every live member, or to the
- * coordinator only, and waits until each frame has left this process,
- * for at most wait_ns.  A member with no connection is dialed.  A
- * connection that closes before its frame left is dialed again, up to
- * SAY_TRIES times: a member the end does not reach would stay up until
- * it found itself without a coordinator, 3 heartbeat timeouts later.
- * A dial that never opens ends the attempts: nobody listens there. */
+ * coordinator only, and waits, for at most wait_ns, until each member
+ * answered a SHUTDOWN (SHUTDOWN_ACK), or each LEAVE has left this
+ * process.  A member with no connection is dialed.  A connection that
+ * closes before then is dialed again, up to SAY_TRIES times: a member
+ * the end does not reach would stay up until it found itself without a
+ * coordinator, 3 heartbeat timeouts later.  Left this process is not
+ * enough for the end: a member that had not read it yet when we closed
+ * lost it, with its connection closed for a lane that ended first, or
+ * with the rest of a connection reset (we had not read all it sent).  A
+ * dial that never opens ends the attempts: nobody listens there. */
 static void say_to_all(rayc__net *net, int type, bool only_coord,
                        int64_t wait_ns)
 {
@@ -1012,6 +1029,9 @@ static void say_to_all(rayc__net *net, int type, bool only_coord,
 
 	size_t f = rayc__w_frame_begin(&b, type, net->self);
 	rayc__w_frame_end(&b, f);
+	bool ack = type == RAYC__MSG_SHUTDOWN;
+	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++)
+		atomic_store(&net->peers[i].heard_end, false);
 	for (;;) {
 		bool more = false;
 		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
@@ -1035,7 +1055,8 @@ static void say_to_all(rayc__net *net, int type, bool only_coord,
 				/* Closed before it opened: nobody there. */
 				done[i] = !atomic_load(&c->opened);
 				more = more || !done[i];
-			} else if (sent_all(c)) {
+			} else if (ack ? atomic_load(&net->peers[i].heard_end)
+			               : sent_all(c)) {
 				done[i] = true;
 			} else {
 				more = true;

@@ -267,6 +267,8 @@ typedef struct rayc__peer {
 	int64_t job_start_ms, job_end_ms;
 	/* From heartbeats and connections: */
 	bool del_sent; /* leader: its removal is proposed */
+	/* It answered our SHUTDOWN (say_to_all, mesh.c). */
+	_Atomic bool heard_end;
 	bool voter;    /* in the Raft configuration as a voter */
 	uint32_t id;
 	/* Its incarnation (committed with its ADD, unique in the cluster's

@@ -83,6 +83,8 @@ void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail);
  * still wait. */
 bool rayc__remote_fetch_waiting(rayc__net *net);
 void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x);
+/* Whether an object is being fetched from peer src (net->mu taken). */
+bool rayc__remote_fetching_from(rayc__net *net, uint32_t src);
 void rayc__remote_xin_release(rayc__net *net, rayc__xin *x);
 /* x (busy) took n more bytes (ok), or none will come: no longer busy.
  * Ends the transfer when it is complete (all total bytes in); a dead x

@@ -739,3 +739,19 @@ void rayc__remote_refetch(rayc__net *net, uint32_t peer, bool fail)
 		xin_drop(net, x);
 	}
 }
+
+bool rayc__remote_fetching_from(rayc__net *net, uint32_t src)
+{
+	rayc__xin *x, *xt;
+	bool any = false;
+
+	rayc__mutex_lock(&net->mu);
+	HASH_ITER(hh, net->xins, x, xt) {
+		if (x->src == src) {
+			any = true;
+			break;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	return any;
+}
