@@ -539,6 +539,17 @@ static bool append_locked(rayc__conn *c, rayc__wbuf *dst,
 	return false;
 }
 
+/* A frame that could not be queued on c, not open (an open one closes:
+ * flush_unlock): only we know; send our own work there again. */
+static void lost_unqueued(rayc__conn *c)
+{
+	rayc__log(RAYC_LOG_ERROR, "RAYC-NET-NOMEM", "no memory to queue "
+	          "a frame for peer %u: it is lost; resending this "
+	          "peer's tasks there",
+	          c->peer != 0 ? c->peer : c->want_peer);
+	rayc__relink_retry(c->net, c->peer != 0 ? c->peer : c->want_peer);
+}
+
 void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 {
 	if (frame->bad || frame->len == 0)
@@ -554,15 +565,25 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 	if (!ok && st != RAYC__CONN_OPEN)
 		c->oom = false; /* not open: nothing was lost with it yet */
 	(void)flush_unlock(c);
-	if (!ok && st != RAYC__CONN_OPEN) {
-		/* Only we know: send our own work there again. */
-		rayc__log(RAYC_LOG_ERROR, "RAYC-NET-NOMEM", "no memory to queue "
-		          "a frame for peer %u: it is lost; resending this "
-		          "peer's tasks there",
-		          c->peer != 0 ? c->peer : c->want_peer);
-		rayc__relink_retry(c->net, c->peer != 0 ? c->peer
-		                                        : c->want_peer);
+	if (!ok && st != RAYC__CONN_OPEN)
+		lost_unqueued(c);
+}
+
+void rayc__conn_end_frame(rayc__conn *c, size_t before)
+{
+	int st = atomic_load(&c->state);
+	rayc__wbuf *b = st == RAYC__CONN_OPEN ? &c->out : &c->pend;
+	bool bad = b->bad || rayc__fault(RAYC__FAULT_CONN_SEND);
+
+	if (bad) {
+		b->len = before;
+		b->bad = false;
+		if (st == RAYC__CONN_OPEN)
+			c->oom = true; /* flush_unlock closes it */
 	}
+	(void)flush_unlock(c);
+	if (bad && st != RAYC__CONN_OPEN && st != RAYC__CONN_CLOSED)
+		lost_unqueued(c);
 }
 
 bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,

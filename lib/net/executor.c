@@ -29,6 +29,18 @@ typedef struct refarg {
 	const rayc__aclass *cls; /* an actor handle's class */
 } refarg;
 
+/* A TASK's arguments as read, until the task holds them: on the stack
+ * for a few (no malloc and free per task), else from the heap. */
+#define ARGS_ON_STACK 8
+
+static void args_end(rayc_arg *args, refarg *refs, const rayc_arg *st)
+{
+	if (args == st)
+		return;
+	free(args);
+	free(refs);
+}
+
 static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
                         uint32_t dispatch, int err, const char *msg)
 {
@@ -194,14 +206,18 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	}
 	/* nargs is bounded by the frame (an argument takes 9 bytes at
 	 * least); memory for them may still run out. */
-	rayc_arg *args = rayc__fault(RAYC__FAULT_TASK_IN)
-	                         ? NULL
+	rayc_arg args_st[ARGS_ON_STACK];
+	refarg refs_st[ARGS_ON_STACK];
+	bool small = nargs < ARGS_ON_STACK;
+	rayc_arg *args = rayc__fault(RAYC__FAULT_TASK_IN) ? NULL
+	                 : small ? memset(args_st, 0, sizeof(args_st))
 	                         : calloc(nargs + 1, sizeof(rayc_arg));
-	refarg *refs = args != NULL ? calloc(nargs + 1, sizeof(refarg)) : NULL;
+	refarg *refs = args == NULL ? NULL
+	               : small      ? memset(refs_st, 0, sizeof(refs_st))
+	                            : calloc(nargs + 1, sizeof(refarg));
 	size_t extra = 0;
 	if (args == NULL || refs == NULL) {
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		snprintf(msg, sizeof(msg), "task %s: peer %u has no memory for "
 		         "its %u arguments", fname, net->self, nargs);
 		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
@@ -266,14 +282,12 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		}
 	}
 	if (rd->bad) {
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		rayc__conn_close(c, "bad TASK arguments");
 		return;
 	}
 	if (no_class) {
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		snprintf(msg, sizeof(msg), "task %.200s: an actor handle "
 		         "argument's "
 		         "class is not registered on peer %u", fname, net->self);
@@ -304,16 +318,14 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		         fn == NULL ? "function '%s' is not registered on peer %u"
 		                    : "task %s: peer %u lacks its resources",
 		         fname, net->self);
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		reply_error(net, c->peer, id, dispatch,
 		            fn == NULL ? RAYC_ENOFUNC : RAYC_EINFEASIBLE, msg);
 		return;
 	}
 	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
 	if (t == NULL) {
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		snprintf(msg, sizeof(msg), "task %s: peer %u has no memory for "
 		         "it", fname, net->self);
 		reply_error(net, c->peer, id, dispatch, RAYC_ENOMEM, msg);
@@ -358,8 +370,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	if (dup || here) {
 		rayc__mutex_unlock(&rt->mu);
 		rayc__task_free(t);
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		return;
 	}
 	if (rayc__xrec_start_locked(net, id, c->peer, dispatch) == NULL)
@@ -380,8 +391,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 			rayc__xrec_drop_locked(net, r);
 		rayc__mutex_unlock(&rt->mu);
 		rayc__task_free(t);
-		free(args);
-		free(refs);
+		args_end(args, refs, args_st);
 		reply_error(net, c->peer, id, dispatch, RAYC_EACTORDIED, msg);
 		return;
 	}
@@ -449,8 +459,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		(void)rayc__task_resolve_args_locked(rt, t);
 	}
 	rayc__mutex_unlock(&rt->mu);
-	free(args);
-	free(refs);
+	args_end(args, refs, args_st);
 }
 
 /* A member that died.  An owner not in our view yet joined moments ago

@@ -311,6 +311,7 @@ typedef struct rayc__xrec {
 	bool done;
 	uint8_t *body; /* the TASK_DONE payload after (id, dispatch) */
 	size_t len;
+	uint8_t small[32]; /* body, when it fits (no malloc of its own) */
 	int64_t done_at;
 	struct rayc__xrec *prev, *next; /* done ones, oldest first */
 } rayc__xrec;
@@ -502,6 +503,10 @@ void rayc__conn_flush_deferred(void);
  * begin returns the buffer locked; end unlocks and starts sending. */
 rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
+/* rayc__conn_end for one frame written from offset before: one that
+ * could not be written (no memory; RAYC__FAULT_CONN_SEND) is taken out
+ * and handled as rayc__conn_send handles a frame it cannot queue. */
+void rayc__conn_end_frame(rayc__conn *c, size_t before) RAYC_NO_TSA;
 /* rayc__conn_end for a frame that may wait for company: on an open
  * connection with nothing being sent it is held back (corked), up to
  * RAYC__CONN_CORK_MAX frames and RAYC__CONN_CORK_BYTES queued in all

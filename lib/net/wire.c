@@ -56,8 +56,10 @@ bool rayc__wbuf_reserve(rayc__wbuf *b, size_t more)
 	if (b->len + more <= b->cap)
 		return true;
 	/* Doubled for many small appends; one big one gets what it asks
-	 * for, not up to twice that (a 17 MiB frame is not 32 MiB). */
-	size_t cap = b->cap ? 2 * b->cap : 4096;
+	 * for, not up to twice that (a 17 MiB frame is not 32 MiB).  The
+	 * first 512 bytes: most frames fit, and glibc serves that size from
+	 * its per-thread cache. */
+	size_t cap = b->cap ? 2 * b->cap : 512;
 	if (cap < b->len + more)
 		cap = b->len + more;
 	uint8_t *p = realloc(b->p, cap);

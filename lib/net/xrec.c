@@ -54,7 +54,8 @@ void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r)
 	if (r->done)
 		unlink_done(net, r);
 	rayc__idtab_del(&net->xrecs, r->id.hi, r->id.lo);
-	free(r->body);
+	if (r->body != r->small)
+		free(r->body);
 	free(r);
 }
 
@@ -108,8 +109,9 @@ void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
 {
 	/* A copy of its size: the answer was built in a buffer of at least
 	 * a page, and a page per record kept would be a page fault per
-	 * task and forty times the bytes counted against RETAIN_BYTES. */
-	r->body = malloc(len > 0 ? len : 1);
+	 * task and forty times the bytes counted against RETAIN_BYTES.  A
+	 * small one (an empty task's) in the record itself. */
+	r->body = len <= sizeof(r->small) ? r->small : malloc(len);
 	if (r->body == NULL) {
 		rayc__xrec_drop_locked(net, r); /* sent again: runs again */
 		return;
@@ -133,16 +135,27 @@ void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
 void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
                      uint32_t dispatch, const void *body, size_t len)
 {
-	rayc__wbuf b = { 0 };
-	size_t f = rayc__w_frame_begin(&b, RAYC__MSG_TASK_DONE, net->self);
+	rayc__conn *c = rayc__net_conn_to(net, owner);
 
-	rayc__w_u64(&b, id.hi);
-	rayc__w_u64(&b, id.lo);
-	rayc__w_u32(&b, dispatch);
-	rayc__w_bytes(&b, body, len);
-	rayc__w_frame_end(&b, f);
-	rayc__net_send_to(net, owner, &b);
-	rayc__wbuf_fini(&b);
+	if (c == NULL)
+		return;
+	if (rayc__relink_test_lose(net, c)) {
+		rayc__conn_close(c, "test: a frame lost with its connection");
+		rayc__conn_unref(c);
+		return;
+	}
+	/* Written where it is queued (no buffer of its own to fill, copy
+	 * and free per task). */
+	rayc__wbuf *b = rayc__conn_begin(c);
+	size_t before = b->len;
+	size_t f = rayc__w_frame_begin(b, RAYC__MSG_TASK_DONE, net->self);
+	rayc__w_u64(b, id.hi);
+	rayc__w_u64(b, id.lo);
+	rayc__w_u32(b, dispatch);
+	rayc__w_bytes(b, body, len);
+	rayc__w_frame_end(b, f);
+	rayc__conn_end_frame(c, before);
+	rayc__conn_unref(c);
 }
 
 /* A success whose large results are all still kept here for the owner. */
@@ -197,7 +210,8 @@ void rayc__xrec_fini(rayc__net *net)
 
 	if (net->xrecs.s != NULL) {
 		RAYC__IDTAB_EACH(&net->xrecs, i, r) {
-			free(r->body);
+			if (r->body != r->small)
+				free(r->body);
 			free(r);
 		}
 		rayc__idtab_fini(&net->xrecs);
