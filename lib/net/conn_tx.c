@@ -569,20 +569,19 @@ void rayc__conn_send(rayc__conn *c, const rayc__wbuf *frame)
 		lost_unqueued(c);
 }
 
-void rayc__conn_end_frame(rayc__conn *c, size_t before)
+void rayc__conn_end_frame(rayc__conn *c, rayc__wbuf *b, size_t before)
 {
 	int st = atomic_load(&c->state);
-	rayc__wbuf *b = st == RAYC__CONN_OPEN ? &c->out : &c->pend;
 	bool bad = b->bad || rayc__fault(RAYC__FAULT_CONN_SEND);
 
 	if (bad) {
 		b->len = before;
 		b->bad = false;
-		if (st == RAYC__CONN_OPEN)
+		if (b == &c->out)
 			c->oom = true; /* flush_unlock closes it */
 	}
 	(void)flush_unlock(c);
-	if (bad && st != RAYC__CONN_OPEN && st != RAYC__CONN_CLOSED)
+	if (bad && b != &c->out && st != RAYC__CONN_CLOSED)
 		lost_unqueued(c);
 }
 

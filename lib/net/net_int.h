@@ -503,10 +503,12 @@ void rayc__conn_flush_deferred(void);
  * begin returns the buffer locked; end unlocks and starts sending. */
 rayc__wbuf *rayc__conn_begin(rayc__conn *c) RAYC_NO_TSA;
 void rayc__conn_end(rayc__conn *c) RAYC_NO_TSA;
-/* rayc__conn_end for one frame written from offset before: one that
- * could not be written (no memory; RAYC__FAULT_CONN_SEND) is taken out
- * and handled as rayc__conn_send handles a frame it cannot queue. */
-void rayc__conn_end_frame(rayc__conn *c, size_t before) RAYC_NO_TSA;
+/* rayc__conn_end for one frame written into b (rayc__conn_begin's) from
+ * offset before: one that could not be written (no memory;
+ * RAYC__FAULT_CONN_SEND) is taken out and handled as rayc__conn_send
+ * handles a frame it cannot queue. */
+void rayc__conn_end_frame(rayc__conn *c, rayc__wbuf *b,
+                          size_t before) RAYC_NO_TSA;
 /* rayc__conn_end for a frame that may wait for company: on an open
  * connection with nothing being sent it is held back (corked), up to
  * RAYC__CONN_CORK_MAX frames and RAYC__CONN_CORK_BYTES queued in all

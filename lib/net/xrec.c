@@ -107,10 +107,9 @@ void rayc__xrec_sweep_locked(rayc__net *net, int64_t now)
 void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
                             const void *body, size_t len)
 {
-	/* A copy of its size: the answer was built in a buffer of at least
-	 * a page, and a page per record kept would be a page fault per
-	 * task and forty times the bytes counted against RETAIN_BYTES.  A
-	 * small one (an empty task's) in the record itself. */
+	/* A copy of its size (the answer was built in a buffer grown by
+	 * doubling, up to twice that), or for a small one (an empty
+	 * task's) in the record itself: no malloc of its own. */
 	r->body = len <= sizeof(r->small) ? r->small : malloc(len);
 	if (r->body == NULL) {
 		rayc__xrec_drop_locked(net, r); /* sent again: runs again */
@@ -154,7 +153,7 @@ void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
 	rayc__w_u32(b, dispatch);
 	rayc__w_bytes(b, body, len);
 	rayc__w_frame_end(b, f);
-	rayc__conn_end_frame(c, before);
+	rayc__conn_end_frame(c, b, before);
 	rayc__conn_unref(c);
 }
 
