@@ -86,7 +86,8 @@ void rayc__test_xrec_held(size_t *len, size_t *held)
 	rayc__mutex_lock(&rt->mu);
 	for (rayc__xrec *r = rt->net->xrec_head; r != NULL; r = r->next) {
 		*len += r->len;
-		*held += malloc_usable_size(r->body);
+		*held += r->body == r->small ? sizeof(r->small)
+		                             : malloc_usable_size(r->body);
 	}
 	rayc__mutex_unlock(&rt->mu);
 }
