@@ -124,7 +124,9 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
 		}
 		}
 	}
-	rayc__w_frame_end(b, f);
+	/* Its length only: queued on a connection, it gets a tag in place
+	 * of the xxh3 handshake frames carry (wire.h). */
+	rayc__w_frame_end_len(b, f, 0);
 }
 
 /* Whether a TASK frame to p may wait corked (conn_tx.c) for company.  A

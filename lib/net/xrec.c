@@ -153,7 +153,9 @@ void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
 	rayc__w_u64(b, id.lo);
 	rayc__w_u32(b, dispatch);
 	rayc__w_bytes(b, body, len);
-	rayc__w_frame_end(b, f);
+	/* Its length only: queued on a connection, it gets a tag in place
+	 * of the xxh3 handshake frames carry (wire.h). */
+	rayc__w_frame_end_len(b, f, 0);
 	rayc__conn_end_frame(c, b, before);
 	rayc__conn_unref(c);
 }
