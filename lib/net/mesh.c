@@ -183,6 +183,20 @@ void rayc__net_conn_lost(rayc__conn *c)
 		rayc__ctl_peer_gone(net, id, false);
 }
 
+/* Sends c a frame with no payload (then closes it, with close). */
+static void send_empty(rayc__conn *c, int type, bool close)
+{
+	rayc__wbuf b = { 0 };
+	size_t f = rayc__w_frame_begin(&b, type, c->net->self);
+
+	rayc__w_frame_end(&b, f);
+	if (close)
+		rayc__conn_send_close(c, &b);
+	else
+		rayc__conn_send(c, &b);
+	rayc__wbuf_fini(&b);
+}
+
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 {
 	rayc__net *net = c->net;
@@ -217,12 +231,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		            net->joined;
 		rayc__mutex_unlock(&net->mu);
 		if (gone) {
-			rayc__wbuf b = { 0 };
-			size_t f = rayc__w_frame_begin(&b, RAYC__MSG_REMOVED,
-			                               net->self);
-			rayc__w_frame_end(&b, f);
-			rayc__conn_send_close(c, &b);
-			rayc__wbuf_fini(&b);
+			send_empty(c, RAYC__MSG_REMOVED, true);
 			return;
 		}
 	}
@@ -319,12 +328,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		rayc__event_set(&net->join_ev); /* a join in progress ends */
 		/* Heard: the sayer waits for this before it closes (a frame
 		 * left unread when it closes may never be read here). */
-		rayc__wbuf b = { 0 };
-		size_t f = rayc__w_frame_begin(&b, RAYC__MSG_SHUTDOWN_ACK,
-		                               net->self);
-		rayc__w_frame_end(&b, f);
-		rayc__conn_send(c, &b);
-		rayc__wbuf_fini(&b);
+		send_empty(c, RAYC__MSG_SHUTDOWN_ACK, false);
 		return;
 	}
 	case RAYC__MSG_SHUTDOWN_ACK:
