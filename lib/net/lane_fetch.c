@@ -86,9 +86,9 @@ static void send_pending(rayc__net *net, rayc__lane *L, bool up)
 	free(p);
 }
 
-/* Receives exactly n bytes (a lane's frames, blocking). */
-/* 1: all n bytes; 0: the other end closed before the first; -1: an
- * error, or closed part way. */
+/* Receives exactly n bytes (a lane's frames, blocking): 1 once all are
+ * in; 0 if the other end closed before the first; -1 on an error, or if
+ * it closed part way. */
 static int recv_all(int fd, void *p, size_t n)
 {
 	uint8_t *b = p;
