@@ -776,9 +776,10 @@ static bool log_kv_is(uint32_t peer, int n)
  * entries and the entries kept behind it are bounded in bytes too: many
  * 1 MiB writes leave every peer's peak memory within a fixed bound over
  * where it started, every copy holds the last value of each key, and a
- * peer joining afterwards gets them from a snapshot. */
-/* n writes of 1 MiB from the driver to a cluster of three; with stall,
- * one worker is SIGSTOPped for stall_ms every 200 writes (a peer starved
+ * peer joining afterwards gets them from a snapshot.
+ *
+ * n writes of 1 MiB from the driver to a cluster of three; with stall_ms,
+ * one worker is SIGSTOPped for that long every 200 writes (a peer starved
  * of CPU: it falls behind, then catches up). */
 static void big_kv_writes(int stall_ms)
 {
