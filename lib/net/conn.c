@@ -20,11 +20,12 @@
 #include "testing.h"
 
 static void recv_cb(void *arg);
-static _Atomic int rx_pause_ms; /* rayc__test_rx_pause */
 static void dial_cb(void *arg);
 static void rx_abort(rayc__conn *c);
 static void rx_run(rayc__conn *c);
 static void unpark_cb(void *arg);
+
+static _Atomic int rx_pause_ms; /* rayc__test_rx_pause */
 
 rayc__conn *rayc__conn_new(rayc__net *net)
 {

@@ -333,7 +333,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	}
 	case RAYC__MSG_SHUTDOWN_ACK:
 		if (c->peer != 0 && c->peer < RAYC__MAX_PEERS)
-			atomic_store(&net->peers[c->peer].heard_end, true);
+			atomic_store(&net->peers[c->peer].acked_end, true);
 		return;
 	default:
 		rayc__remote_handle(c, type, rd);
@@ -1035,7 +1035,7 @@ static void say_to_all(rayc__net *net, int type, bool only_coord,
 	rayc__w_frame_end(&b, f);
 	bool ack = type == RAYC__MSG_SHUTDOWN;
 	for (uint32_t i = 1; i < RAYC__MAX_PEERS; i++)
-		atomic_store(&net->peers[i].heard_end, false);
+		atomic_store(&net->peers[i].acked_end, false);
 	for (;;) {
 		bool more = false;
 		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
@@ -1059,7 +1059,7 @@ static void say_to_all(rayc__net *net, int type, bool only_coord,
 				/* Closed before it opened: nobody there. */
 				done[i] = !atomic_load(&c->opened);
 				more = more || !done[i];
-			} else if (ack ? atomic_load(&net->peers[i].heard_end)
+			} else if (ack ? atomic_load(&net->peers[i].acked_end)
 			               : sent_all(c)) {
 				done[i] = true;
 			} else {

@@ -268,7 +268,7 @@ typedef struct rayc__peer {
 	/* From heartbeats and connections: */
 	bool del_sent; /* leader: its removal is proposed */
 	/* It answered our SHUTDOWN (say_to_all, mesh.c). */
-	_Atomic bool heard_end;
+	_Atomic bool acked_end;
 	bool voter;    /* in the Raft configuration as a voter */
 	uint32_t id;
 	/* Its incarnation (committed with its ADD, unique in the cluster's
