@@ -176,8 +176,9 @@ static bool decode_snapshot(rayc__rd *rd, struct raft_install_snapshot *a)
 }
 
 /* Decodes AppendEntries' entries into one raft_malloc'd batch (raft
- * frees entries[0].batch and the array). */
-static bool decode_entries(rayc__rd *rd, struct raft_append_entries *a)
+ * frees entries[0].batch and the array), of *bytes in all. */
+static bool decode_entries(rayc__rd *rd, struct raft_append_entries *a,
+                           size_t *bytes)
 {
 	uint32_t n = rayc__r_u32(rd);
 	size_t start = rd->off, total = 0;
@@ -220,6 +221,7 @@ static bool decode_entries(rayc__rd *rd, struct raft_append_entries *a)
 	}
 	a->entries = es;
 	a->n_entries = n;
+	*bytes = total;
 	return true;
 }
 
@@ -263,7 +265,7 @@ void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
 		a->prev_log_index = rayc__r_u64(rd);
 		a->prev_log_term = rayc__r_u64(rd);
 		a->leader_commit = rayc__r_u64(rd);
-		ok = decode_entries(rd, a);
+		ok = decode_entries(rd, a, &r->bytes);
 		break;
 	}
 	case RAFT_IO_APPEND_ENTRIES_RESULT: {
@@ -303,9 +305,6 @@ void rayc__ctl_on_raft(rayc__conn *c, rayc__rd *rd)
 		return;
 	}
 	if (m->type == RAFT_IO_APPEND_ENTRIES) {
-		const struct raft_append_entries *a = &m->append_entries;
-		for (unsigned i = 0; i < a->n_entries; i++)
-			r->bytes += a->entries[i].buf.len;
 		/* The loop thread is behind (a starved peer catching
 		 * up): lost, like a message the network dropped; the
 		 * leader sends it again. */
