@@ -12,7 +12,7 @@ TestSuite(wire, .timeout = 60);
 
 static void key_of(const char *token, unsigned char key[32])
 {
-	/* Any 32 bytes do; mesh.c uses BLAKE2b(token).  A plain fill keeps
+	/* Any 32 bytes do; mesh_life.c uses BLAKE2b(token).  A plain fill keeps
 	 * this test free of libsodium's headers. */
 	memset(key, 0, 32);
 	for (size_t i = 0; token[i] != '\0'; i++)

@@ -25,9 +25,10 @@
  * the whole committed view.
  *
  * Files.  ctl.c (this one): proposing, the leader's duties (the Raft
- * configuration follows membership, silent peers are declared dead, the
- * role is handed over before leaving), a leaving voter staying until the
- * others can commit without it, start and stop.  ctl_read.c:
+ * configuration follows membership, silent peers are declared dead).
+ * ctl_leave.c: the role handed over before leaving, a leaving voter
+ * staying until the others can commit without it.  ctl_life.c: start
+ * and stop.  ctl_read.c:
  * linearizable reads.  ctl_io.c: the raft_io backend, the queue of
  * posted work and jobs off the loop thread.  ctl_snap.c: the snapshot
  * stored, sent and installed.  ctl_codec.c: raft messages as RAFT frames.
@@ -43,7 +44,6 @@
 #include <raft.h>
 
 #include "net/ctl_int.h"
-#include "testing.h"
 
 #define CTL_MAX_VOTERS 5
 
@@ -186,7 +186,7 @@ void rayc__ctl_cmd_kv(rayc__wbuf *b, int op, uint32_t client, uint64_t req,
 
 /* ---- the leader's duties: the Raft configuration follows membership ---- */
 
-static void change_cb(struct raft_change *req, int status)
+void rayc__ctl_change_cb(struct raft_change *req, int status)
 {
 	rayc__net *net = req->data;
 	rayc__ctl *ctl = net->ctl;
@@ -226,7 +226,7 @@ bool rayc__ctl_slot_free(rayc__net *net, uint32_t id, bool *later)
 	return true;
 }
 
-static bool alive_member(rayc__net *net, raft_id id)
+bool rayc__ctl_alive_member(rayc__net *net, raft_id id)
 {
 	if (id == 0 || id >= RAYC__MAX_PEERS)
 		return false;
@@ -258,7 +258,7 @@ static void track_standbys(rayc__net *net)
 		const struct raft_server *s = &conf->servers[i];
 		if (s->id >= RAYC__MAX_PEERS)
 			continue;
-		if (s->role != RAFT_STANDBY || !alive_member(net, s->id))
+		if (s->role != RAFT_STANDBY || !rayc__ctl_alive_member(net, s->id))
 			ctl->standby_since[s->id] = 0;
 		else if (ctl->standby_since[s->id] == 0)
 			ctl->standby_since[s->id] = now;
@@ -317,7 +317,7 @@ static void drop_dead_promotion(rayc__net *net)
 	struct raft *r = &ctl->raft;
 	uint32_t id = atomic_load(&ctl->promoting);
 
-	if (!ctl->changing || id == 0 || alive_member(net, id) ||
+	if (!ctl->changing || id == 0 || rayc__ctl_alive_member(net, id) ||
 	    raft_state(r) != RAFT_LEADER ||
 	    r->leader_state.promotee_id != id ||
 	    r->leader_state.change != &ctl->change)
@@ -331,7 +331,7 @@ static void drop_dead_promotion(rayc__net *net)
 	r->leader_state.change = NULL;
 	rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
 	          "promotion of server %u given up: it is dead", id);
-	change_cb(&ctl->change, RAFT_NOCONNECTION);
+	rayc__ctl_change_cb(&ctl->change, RAFT_NOCONNECTION);
 }
 
 /* One step towards: every live member in the configuration, dead ones
@@ -360,8 +360,8 @@ static void reconcile(rayc__net *net)
 	/* Dead servers out. */
 	for (unsigned i = 0; i < conf->n; i++) {
 		raft_id id = conf->servers[i].id;
-		if (id != r->id && !alive_member(net, id)) {
-			rv = raft_remove(r, &ctl->change, id, change_cb);
+		if (id != r->id && !rayc__ctl_alive_member(net, id)) {
+			rv = raft_remove(r, &ctl->change, id, rayc__ctl_change_cb);
 			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
 			          "removing server %llu", (unsigned long long)id);
 			goto done;
@@ -386,7 +386,7 @@ static void reconcile(rayc__net *net)
 		snprintf(url, sizeof(url), "%s", net->peers[add].url);
 	rayc__mutex_unlock(&net->mu);
 	if (add != 0) {
-		rv = raft_add(r, &ctl->change, add, url, change_cb);
+		rv = raft_add(r, &ctl->change, add, url, rayc__ctl_change_cb);
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE", "adding server %u",
 		          add);
 		goto done;
@@ -395,7 +395,7 @@ static void reconcile(rayc__net *net)
 	for (unsigned i = 0; i < conf->n; i++) {
 		if (conf->servers[i].role == RAFT_SPARE) {
 			rv = raft_assign(r, &ctl->change, conf->servers[i].id,
-			                 RAFT_STANDBY, change_cb);
+			                 RAFT_STANDBY, rayc__ctl_change_cb);
 			goto done;
 		}
 	}
@@ -411,7 +411,7 @@ static void reconcile(rayc__net *net)
 		raft_id id = promotee(net, voters);
 		if (id == 0)
 			return;
-		rv = raft_assign(r, &ctl->change, id, RAFT_VOTER, change_cb);
+		rv = raft_assign(r, &ctl->change, id, RAFT_VOTER, rayc__ctl_change_cb);
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
 		          "promoting server %llu", (unsigned long long)id);
 		if (rv == 0)
@@ -422,7 +422,7 @@ static void reconcile(rayc__net *net)
 		const struct raft_server *s = &conf->servers[i];
 		if (s->role == RAFT_VOTER && s->id != r->id) {
 			rv = raft_assign(r, &ctl->change, s->id, RAFT_STANDBY,
-			                 change_cb);
+			                 rayc__ctl_change_cb);
 			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-CHANGE",
 			          "demoting server %llu",
 			          (unsigned long long)s->id);
@@ -438,8 +438,6 @@ done:
 		          "configuration change refused: %s", raft_strerror(rv));
 }
 
-static void hand_over_step(rayc__net *net);
-static void leave_check(rayc__net *net);
 
 /* Called after every batch of raft work: follow the leader. */
 void rayc__ctl_after(rayc__net *net)
@@ -514,7 +512,7 @@ void rayc__ctl_after(rayc__net *net)
 	if (became && ctl->stall_ms > 0)
 		rayc__sleep_ms(ctl->stall_ms); /* tests only: a loaded host */
 	rayc__ctl_reads_step(net);
-	hand_over_step(net);
+	rayc__ctl_hand_over_step(net);
 	if (admit_self) {
 		/* The founder's own entry: it is a member like any other. */
 		rayc__wbuf b = { 0 };
@@ -527,7 +525,7 @@ void rayc__ctl_after(rayc__net *net)
 		rayc__wbuf_fini(&b);
 	}
 	reconcile(net);
-	leave_check(net);
+	rayc__ctl_leave_check(net);
 }
 
 /* ---- the loop's side of the mesh ---- */
@@ -628,435 +626,4 @@ void rayc__ctl_peer_gone(rayc__net *net, uint32_t id, bool left)
 	g->id = id;
 	g->left = left;
 	rayc__ctl_post(net, &g->post, run_gone, g);
-}
-
-/* ---- handing the coordinator's role over before leaving ---- */
-
-static void transfer_cb(struct raft_transfer *req)
-{
-	(void)req;
-}
-
-/* One step of handing over (loop thread, from rayc__ctl_after()):
- * transfer to another voter; if this peer is the only one (2 live peers
- * keep 1), first make a live standby a voter, so the peers that stay keep
- * a majority. */
-static void hand_over_step(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-	struct raft *r = &ctl->raft;
-	const struct raft_configuration *conf = &r->configuration;
-	raft_id voter = 0, standby = 0;
-	int rv;
-
-	if (!ctl->handing_over || ctl->changing ||
-	    r->configuration_uncommitted_index != 0)
-		return;
-	if (!rayc__ctl_is_leader(net) || r->transfer != NULL) {
-		/* Not the leader any more (handed over), or a transfer of
-		 * raft's own is under way: nothing more to do here. */
-		ctl->handing_over = false;
-		return;
-	}
-	for (unsigned i = 0; i < conf->n; i++) {
-		raft_id id = conf->servers[i].id;
-		if (id == r->id || !alive_member(net, id) ||
-		    (ctl->handover_to != 0 && id != ctl->handover_to))
-			continue;
-		if (conf->servers[i].role == RAFT_VOTER && voter == 0)
-			voter = id;
-		else if (standby == 0)
-			standby = id;
-	}
-	if (voter != 0) {
-		ctl->handing_over = false;
-		rv = raft_transfer(r, &ctl->transfer, voter, transfer_cb);
-	} else if (standby != 0) {
-		ctl->change.data = net;
-		rv = raft_assign(r, &ctl->change, standby, RAFT_VOTER, change_cb);
-		if (rv == 0) {
-			ctl->changing = true;
-			return; /* transfer once it is a voter */
-		}
-		ctl->handing_over = false;
-	} else {
-		ctl->handing_over = false;
-		rv = RAFT_NOTFOUND;
-	}
-	if (rv != 0) {
-		atomic_store(&ctl->no_transfer, true);
-		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-TRANSFER",
-		          "cannot hand the coordinator's role over: %s",
-		          raft_strerror(rv));
-	}
-}
-
-static void run_transfer(rayc__net *net, void *arg)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	(void)arg;
-	if (!rayc__ctl_is_leader(net)) {
-		atomic_store(&ctl->no_transfer, true);
-		return;
-	}
-	ctl->handing_over = true;
-	ctl->handover_to = 0;
-	hand_over_step(net);
-}
-
-void rayc__ctl_hand_over(rayc__net *net)
-{
-	int64_t deadline = rayc__now_ns() + 2 * (int64_t)1000000000;
-
-	if (net->ctl == NULL)
-		return;
-	rayc__ctl_post_once(net, &net->ctl->transfer_work, run_transfer, NULL);
-	/* Bounded: if no voter takes over, the others elect one after we
-	 * are gone. */
-	while (rayc__now_ns() < deadline) {
-		rayc__mutex_lock(&net->mu);
-		bool still = net->coord == net->self;
-		rayc__mutex_unlock(&net->mu);
-		if (!still || atomic_load(&net->ctl->no_transfer))
-			return;
-		rayc__sleep_ms(2);
-	}
-}
-
-/* ---- staying a voter until the others can do without it ---- */
-
-/* Whether the peers that stay need this one, leaving, to go on answering
- * Raft (loop thread): it is a voter and the live voters besides it are
- * no majority, so without it they commit nothing, not even its removal.
- * The usual case is the hand-over above: the other of two voters leads
- * now, and until it has made this peer a standby it needs this peer's
- * acknowledgements (libraft 0.15 counts a new leader's copies of older
- * entries only at its last stored index, so once its barrier is stored
- * not even the promotion commits without us).  Not needed once this
- * peer's demotion or removal is committed, or its own DEL is applied
- * (the leader then removes it with a configuration that does not count
- * it); nor when no other live member is there to strand, nor while it
- * leads with no hand-over under way (then nothing would change). */
-static bool still_needed(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-	struct raft *r = &ctl->raft;
-	const struct raft_configuration *conf = &r->configuration;
-	unsigned voters = 0, others = 0;
-	bool in = false, voter = false, anyone = false;
-
-	if (!ctl->started || ctl->closing || !alive_member(net, r->id))
-		return false;
-	if (raft_state(r) == RAFT_LEADER && !ctl->handing_over &&
-	    r->transfer == NULL)
-		return false;
-	for (unsigned i = 0; i < conf->n; i++) {
-		const struct raft_server *s = &conf->servers[i];
-		bool self = s->id == r->id;
-		bool live = !self && alive_member(net, s->id);
-		in = in || self;
-		anyone = anyone || live;
-		if (s->role != RAFT_VOTER)
-			continue;
-		voters++;
-		voter = voter || self;
-		others += live;
-	}
-	if (!in)
-		return false;
-	if (!voter)
-		return r->configuration_uncommitted_index != 0;
-	return anyone && others * 2 <= voters;
-}
-
-static void leave_check(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl->leave_wait)
-		atomic_store(&ctl->needed, still_needed(net));
-}
-
-static void run_leave_wait(rayc__net *net, void *arg)
-{
-	(void)arg;
-	net->ctl->leave_wait = true;
-	leave_check(net);
-}
-
-void rayc__ctl_leave_wait(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl == NULL)
-		return;
-	/* At most a heartbeat timeout: the others wait that long for a
-	 * silent peer anyway before they declare it dead. */
-	int64_t t0 = rayc__now_ns(), deadline = t0 + net->timeout_ns;
-	atomic_store(&ctl->needed, true); /* until the loop has looked */
-	rayc__ctl_post_once(net, &ctl->leave_work, run_leave_wait, NULL);
-	while (rayc__now_ns() < deadline) {
-		/* Also done when a peer answered REMOVED (our removal is
-		 * committed there), or when the cluster is gone. */
-		if (!atomic_load(&ctl->needed) || atomic_load(&net->cut_off) ||
-		    atomic_load(&net->cluster_down)) {
-			rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-LEAVE",
-			          "the peers that stay can do without this "
-			          "one (waited %lld ms)",
-			          (long long)((rayc__now_ns() - t0) / 1000000));
-			return;
-		}
-		rayc__sleep_ms(2);
-	}
-	rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LEAVE",
-	          "leaving while the peers that stay may still need this "
-	          "peer's vote (no demotion or removal committed in %lld ms)",
-	          (long long)(net->timeout_ns / 1000000));
-}
-
-/* ---- start and stop ---- */
-
-static void close_cb(struct raft *r)
-{
-	rayc__net *net = r->data;
-
-	rayc__event_set(&net->ctl->closed_ev);
-}
-
-static void run_start(rayc__net *net, void *arg)
-{
-	rayc__ctl *ctl = net->ctl;
-	uint32_t id = (uint32_t)(uintptr_t)arg;
-	struct raft *r = &ctl->raft;
-	int rv;
-
-	if (ctl->inited || ctl->closing)
-		return;
-	rayc__ctl_io_setup(net);
-	rayc__ctl_fsm_setup(net);
-	rv = raft_init(r, &ctl->io, &ctl->fsm, id, net->url);
-	if (rv != 0)
-		goto fail;
-	r->data = net;
-	ctl->inited = true;
-	/* Election after a third of the heartbeat timeout (randomised up
-	 * to twice that by raft; pre-vote keeps a slow follower from
-	 * deposing a live leader), leader heartbeats five times as often.
-	 * They are most of an idle cluster's frames, each about 20
-	 * syscalls across both peers' threads: ten times as often (every
-	 * 33 ms at the default timeout), an idle two-peer cluster made
-	 * about 1,000 syscalls a second; this, about half. */
-	unsigned et = (unsigned)(net->timeout_ns / 3000000);
-	if (et < 100)
-		et = 100;
-	raft_set_election_timeout(r, et);
-	raft_set_heartbeat_timeout(r, et / 5 > 10 ? et / 5 : 10);
-	/* A standby being promoted that cannot finish a catch-up round in
-	 * a heartbeat timeout is as good as dead: give up on it then (the
-	 * default, 5 s, held every other configuration change up meanwhile,
-	 * newer peers included). */
-	raft_set_max_catch_up_round_duration(r,
-	                                     (unsigned)(net->timeout_ns / 1000000));
-	/* Snapshots by entry count and by bytes (ctl_log.c). */
-	rayc__ctl_log_setup(net);
-	raft_set_pre_vote(r, true);
-	if (id == 1) {
-		struct raft_configuration conf;
-		raft_configuration_init(&conf);
-		rv = raft_configuration_add(&conf, id, net->url, RAFT_VOTER);
-		if (rv == 0)
-			rv = raft_bootstrap(r, &conf);
-		raft_configuration_close(&conf);
-		if (rv != 0)
-			goto fail;
-	}
-	rv = raft_start(r);
-	if (rv != 0)
-		goto fail;
-	ctl->started = true;
-	return;
-fail:
-	rayc__log(RAYC_LOG_ERROR, "RAYC-CTL-START",
-	          "the control store did not start: %s",
-	          ctl->inited ? raft_errmsg(r) : raft_strerror(rv));
-	rayc__ctl_cluster_ends(net, "the control store failed");
-}
-
-void rayc__ctl_start(rayc__net *net, uint32_t id)
-{
-	rayc__ctl_post_once(net, &net->ctl->start_work, run_start,
-	                    (void *)(uintptr_t)id);
-}
-
-int rayc__ctl_init(rayc__net *net)
-{
-	rayc__ctl *ctl = calloc(1, sizeof(*ctl));
-
-	if (ctl == NULL)
-		return RAYC_ENOMEM;
-	ctl->ring = calloc(DEDUP_MAX, sizeof(*ctl->ring));
-	if (ctl->ring == NULL) {
-		free(ctl);
-		return RAYC_ENOMEM;
-	}
-	ctl->net = net;
-	const char *deaf = getenv("RAYC__DEAF_RAFT"); /* tests only */
-	ctl->deaf = deaf != NULL && *deaf == '1';
-	const char *stall = getenv("RAYC__LEADER_STALL_MS"); /* tests only */
-	if (stall != NULL && atoi(stall) > 0)
-		ctl->stall_ms = atoi(stall);
-	rayc__mutex_init(&ctl->mu);
-	ctl->wake = event_new(net->base, -1, 0, rayc__ctl_on_wake, net);
-	if (ctl->wake == NULL) {
-		rayc__mutex_fini(&ctl->mu);
-		free(ctl->ring);
-		free(ctl);
-		return RAYC_ENOMEM;
-	}
-	net->ctl = ctl;
-	return RAYC_OK;
-}
-
-static void run_close(rayc__net *net, void *arg)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	(void)arg;
-	if (ctl->close_called)
-		return;
-	ctl->close_called = true;
-	ctl->closing = true;
-	rayc__ctl_reads_close(net);
-	if (ctl->inited)
-		raft_close(&ctl->raft, close_cb);
-	else
-		rayc__event_set(&ctl->closed_ev);
-}
-
-void rayc__ctl_stop(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl == NULL)
-		return;
-	rayc__ctl_post_once(net, &ctl->close_work, run_close, NULL);
-	if (!rayc__event_wait(&ctl->closed_ev,
-	                      rayc__now_ns() + 2 * (int64_t)1000000000, 0))
-		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-STOP",
-		          "the control store did not close in 2 s");
-}
-
-void rayc__ctl_drain(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl == NULL)
-		return;
-	/* The loop has stopped.  Close raft if ctl_stop could not (its
-	 * callbacks then fail what was pending: proposals answer, their
-	 * connections are let go), wait for the jobs' threads, run what is
-	 * left until nothing is, and from now on run posted work at once
-	 * (connections may still deliver frames until they are freed). */
-	run_close(net, NULL);
-	rayc__ctl_jobs_join(net);
-	rayc__ctl_run_posted(net, true);
-}
-
-void rayc__ctl_fini(rayc__net *net)
-{
-	rayc__ctl *ctl = net->ctl;
-
-	if (ctl == NULL)
-		return;
-	rayc__ctl_drain(net);
-	if (ctl->rtick != NULL)
-		event_free(ctl->rtick);
-	event_free(ctl->wake);
-	raft_free(ctl->boot.base);
-	rayc__ctl_snap_drop(ctl);
-	rayc__ctl_fsm_prep_drop(net);
-	rayc__ctl_dedup_clear(ctl);
-	free(ctl->ring);
-	rayc__mutex_fini(&ctl->mu);
-	free(ctl);
-	net->ctl = NULL;
-}
-
-/* ---- test hooks (lib/testing.h) ---- */
-
-uint64_t rayc__test_ctl_term(void)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
-		return 0;
-	return atomic_load(&rt->net->ctl->term_seen);
-}
-
-uint32_t rayc__test_ctl_promoting(void)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
-		return 0;
-	return atomic_load(&rt->net->ctl->promoting);
-}
-
-bool rayc__test_ctl_in_conf(uint32_t id)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL ||
-	    id >= RAYC__MAX_PEERS)
-		return false;
-	return atomic_load(&rt->net->ctl->conf_seen[id / 32]) >> (id % 32) & 1;
-}
-
-uint64_t rayc__test_ctl_snapshots(uint64_t *restored)
-{
-	rayc__rt *rt = rayc__g;
-	uint64_t n = 0;
-
-	if (restored != NULL)
-		*restored = 0;
-	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
-		return 0;
-	/* Read racily on purpose: counters only grow. */
-	n = rt->net->ctl->n_snapshots;
-	if (restored != NULL)
-		*restored = rt->net->ctl->n_restored;
-	return n;
-}
-
-typedef struct test_transfer {
-	rayc__ctl_work post;
-	raft_id to;
-} test_transfer;
-
-static void run_test_transfer(rayc__net *net, void *arg)
-{
-	rayc__ctl *ctl = net->ctl;
-	test_transfer *t = arg;
-
-	if (rayc__ctl_is_leader(net)) {
-		ctl->handing_over = true;
-		ctl->handover_to = t->to;
-		hand_over_step(net);
-	}
-	free(t);
-}
-
-int rayc__test_ctl_transfer(uint32_t to)
-{
-	rayc__rt *rt = rayc__g;
-
-	if (rt == NULL || rt->net == NULL || rt->net->ctl == NULL)
-		return RAYC_ESTATE;
-	test_transfer *t = calloc(1, sizeof(*t));
-	if (t == NULL)
-		return RAYC_ENOMEM;
-	t->to = to;
-	rayc__ctl_post(rt->net, &t->post, run_test_transfer, t);
-	return RAYC_OK;
 }

@@ -1,5 +1,6 @@
 /* ctl_int.h -- the control store's shared state, private to its files:
- * ctl.c (overview, proposing, leader duties, start and stop), ctl_read.c
+ * ctl.c (overview, proposing, leader duties), ctl_leave.c (handing the
+ * role over, a leaving voter staying), ctl_life.c (start and stop), ctl_read.c
  * (linearizable reads), ctl_io.c (libraft's I/O backend over the mesh),
  * ctl_snap.c (its snapshots), ctl_codec.c (raft messages as RAFT
  * frames), ctl_fsm.c (the state machine) and ctl_trace.c (the Raft state
@@ -209,6 +210,16 @@ typedef struct rmsg {
 
 /* ctl.c */
 void rayc__ctl_after(rayc__net *net); /* after each batch of raft work */
+/* A configuration change (raft_assign, raft_add...) ended. */
+void rayc__ctl_change_cb(struct raft_change *req, int status);
+/* Is id a known, live member?  (Takes net->mu.) */
+bool rayc__ctl_alive_member(rayc__net *net, raft_id id);
+
+/* ctl_leave.c (loop thread) */
+/* One step of handing the coordinator's role over, while one is asked. */
+void rayc__ctl_hand_over_step(rayc__net *net);
+/* Ends a leaving voter's wait once the others can do without it. */
+void rayc__ctl_leave_check(rayc__net *net);
 
 /* ctl_log.c */
 /* Queued to a follower, beyond which AppendEntries with entries are not

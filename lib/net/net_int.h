@@ -267,7 +267,7 @@ typedef struct rayc__peer {
 	int64_t job_start_ms, job_end_ms;
 	/* From heartbeats and connections: */
 	bool del_sent; /* leader: its removal is proposed */
-	/* It answered our SHUTDOWN (say_to_all, mesh.c). */
+	/* It answered our SHUTDOWN (say_to_all, mesh_life.c). */
 	_Atomic bool acked_end;
 	bool voter;    /* in the Raft configuration as a voter */
 	uint32_t id;
@@ -588,22 +588,36 @@ void rayc__conn_unpark(rayc__conn *c);
 /* True if c's reader has stopped for its claim to be settled. */
 bool rayc__conn_parked(rayc__conn *c);
 
-/* mesh.c */
+/* mesh_life.c */
 /* Settles the claims of parked connections the committed view now can
  * (rayc__hs_settle); called once it changed.  Any thread, no lock. */
 void rayc__net_settle_parked(rayc__net *net);
+/* The peer is out of its cluster for good; called once, by whoever set
+ * net->cluster_down: wakes rayc__net_serve and fails every task, fetch
+ * and KV call waiting on other peers (why says what happened). */
+void rayc__net_lost_cluster(rayc__net *net, const char *why);
+
+/* mesh_listen.c */
 /* True if url (tcp://host:port) names only this host's loopback. */
 bool rayc__url_is_loopback(const char *url);
+/* Listens on url (tcp://host:port), sets net->url to what others dial
+ * (rayc__net_set_advertised) and starts accepting.  no_token: refuse an
+ * address bound beyond loopback. */
+int rayc__net_listen(rayc__net *net, const char *url,
+                     const rayc__net_conf *conf, bool no_token);
+/* Sets net->url: the advertise address adv if given, else listen, where a
+ * wildcard host becomes the address this host reaches join from; port 0
+ * or none is the port bound. */
+int rayc__net_set_advertised(rayc__net *net, const char *listen,
+                             const char *adv, const char *join, int port);
+
+/* mesh.c */
 /* The conn to peer id (dialing it if needed), with a ref; NULL if the
  * peer is unknown or dead. */
 rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id);
 void rayc__net_conn_open(rayc__conn *c);   /* handshake finished */
 void rayc__net_conn_lost(rayc__conn *c);   /* closed */
 void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd);
-/* The peer is out of its cluster for good; called once, by whoever set
- * net->cluster_down: wakes rayc__net_serve and fails every task, fetch
- * and KV call waiting on other peers (why says what happened). */
-void rayc__net_lost_cluster(rayc__net *net, const char *why);
 /* Frame helpers: send a small frame to a peer. */
 void rayc__net_send_to(rayc__net *net, uint32_t peer, rayc__wbuf *frame);
 
@@ -842,7 +856,8 @@ void rayc__names_free(rayc__net *net);
  * names it held go. */
 void rayc__names_sweep(rayc__net *net, uint32_t dead, uint64_t gen);
 
-/* ctl.c: the control store (Raft over the mesh; see ctl.c). */
+/* ctl.c, ctl_life.c, ctl_leave.c, ctl_io.c: the control store (Raft over
+ * the mesh; see ctl.c). */
 typedef void (*rayc__ctl_done)(int rc, void *arg);
 int rayc__ctl_init(rayc__net *net);   /* before the loop thread starts */
 void rayc__ctl_start(rayc__net *net, uint32_t id); /* once our id is known */
