@@ -231,6 +231,18 @@ static inline void cluster_stop(void)
 	rt_leak_check();
 }
 
+/* What this driver and its peers still wait for (stderr), for a test
+ * whose wait failed: they print on SIGUSR1 (net_peer.c). */
+static inline void dump_peers(const char *why)
+{
+	rayc__test_dump_pending(why);
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0)
+			kill(kids[i], SIGUSR1);
+	struct timespec ts = { 2, 0 }; /* diagnostics only: let them print */
+	nanosleep(&ts, NULL);
+}
+
 static inline rayc_task_opts on_peer(uint32_t id)
 {
 	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;

@@ -365,16 +365,6 @@ static void print_stats(const char *when)
 	}
 }
 
-/* What this driver and its peers still wait for (stderr). */
-static void dump_all(const char *why)
-{
-	rayc__test_dump_pending(why);
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] > 0)
-			kill(kids[i], SIGUSR1);
-	sleep_ms(2000); /* diagnostics only: let them print */
-}
-
 /* Tree reduces of n leaves, one after another, each checked exact,
  * until the killer has killed `kills` peers. */
 static void tree_under_kills(int n, int64_t pad, int kills)
@@ -403,7 +393,7 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 		if (rc != RAYC_OK) {
 			killer_stop(&k);
 			print_stats("at the failure");
-			dump_all("get timed out");
+			dump_peers("get timed out");
 		}
 		cr_assert_eq(rc, RAYC_OK, "round %d failed after %d kills: %s "
 		             "(%s)", rounds, atomic_load(&k.kills),
@@ -443,7 +433,7 @@ static void tree_under_kills(int n, int64_t pad, int kills)
 		rayc_view v;
 		int rc = rayc_get(root, &v, 120000 * SLOW);
 		if (rc != RAYC_OK)
-			dump_all("fault-free get failed");
+			dump_peers("fault-free get failed");
 		cr_assert_eq(rc, RAYC_OK, "fault-free round: %s", rayc_errmsg());
 		memcpy(&sum, v.data, sizeof(sum));
 		rayc_view_release(&v);

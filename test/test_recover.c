@@ -32,6 +32,8 @@ static void chaos(uint32_t on, uint32_t at)
 	                            RAYC_I64((int64_t)32 << 20), RAYC_I64(8)),
 	             0);
 	int rc = rayc_get_i64(r, &dropped, 120000);
+	if (rc != RAYC_OK)
+		dump_peers("chaos failed");
 	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
 	cr_assert_eq(dropped, 1, "the connection was not dropped mid-fetch");
 	rayc_release(r);

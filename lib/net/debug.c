@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "net/lane_int.h"
 #include "net/remote_int.h"
 #include "testing.h"
 
@@ -112,8 +113,37 @@ void rayc__test_dump_pending(const char *tag)
 		        (unsigned long long)x->id.hi,
 		        (unsigned long long)x->id.lo, x->src, x->got, x->total,
 		        x->started, x->busy, x->view != NULL, x->wait_member);
+	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
+		size_t nx = 0;
+		rayc__mutex_lock(&c->mu);
+		for (rayc__xout *x = c->xhead; x != NULL; x = x->next)
+			nx++;
+		fprintf(m, "  conn to %u (want %u) state %d opened %d dialed %d "
+		        "pend %zu xouts %zu\n", c->peer, c->want_peer,
+		        atomic_load(&c->state), atomic_load(&c->opened),
+		        c->dialed, c->pend.len, nx);
+		rayc__mutex_unlock(&c->mu);
+	}
 	rayc__mutex_unlock(&net->mu);
 	rayc__mutex_unlock(&rt->mu);
+	rayc__lanes *ls = net->lanes;
+	if (ls != NULL) {
+		rayc__mutex_lock(&ls->mu);
+		for (rayc__lane *L = ls->all; L != NULL; L = L->next) {
+			size_t nx = 0;
+			for (rayc__xout *x = L->xhead; x != NULL; x = x->next)
+				nx++;
+			fprintf(m, "  lane %s peer %u state %d done %d late %d "
+			        "pend %zu xouts %zu conn state %d\n",
+			        ls->to[L->peer] == L     ? "to"
+			        : ls->from[L->peer] == L ? "from"
+			                                 : "old",
+			        L->peer, atomic_load(&L->state),
+			        atomic_load(&L->done), L->late, L->npend, nx,
+			        L->c != NULL ? atomic_load(&L->c->state) : -1);
+		}
+		rayc__mutex_unlock(&ls->mu);
+	}
 	rayc__net_put(net);
 	fclose(m);
 	if (buf != NULL)
