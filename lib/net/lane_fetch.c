@@ -218,6 +218,10 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 	bool good = false;
 
 	for (;;) {
+		/* Killed: what its socket still holds was for transfers
+		 * given up (chunk_begin refuses it anyway). */
+		if (atomic_load(&L->state) == LANE_DEAD)
+			return true;
 		int got = recv_all(L->fd, hs, sizeof(hs));
 		if (got != 1 && atomic_load(&L->state) == LANE_DEAD)
 			return true;
@@ -234,15 +238,16 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 		size_t n = h.len - RAYC__CHUNK_SUB;
 		uint8_t *dst = NULL;
 		rayc__xin *x = NULL;
-		int r = rayc__remote_lane_chunk_begin(L->c, sub, n, &dst, &x);
+		int r = rayc__remote_lane_chunk_begin(L->c, L, sub, n, &dst,
+		                                      &x);
 		/* Its transfer is being written into by the connection's
 		 * thread for a moment (a piece of another stream of it). */
 		for (int64_t by = rayc__now_ns() + (int64_t)1000000000;
 		     r == RAYC__CHUNK_BUSY && rayc__now_ns() < by;) {
 			struct timespec ts = { 0, 50000 };
 			(void)nanosleep(&ts, NULL);
-			r = rayc__remote_lane_chunk_begin(L->c, sub, n, &dst,
-			                                  &x);
+			r = rayc__remote_lane_chunk_begin(L->c, L, sub, n,
+			                                  &dst, &x);
 		}
 		if (r < 0 || r == RAYC__CHUNK_BUSY)
 			return false;

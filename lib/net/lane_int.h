@@ -18,7 +18,6 @@
 
 enum { LANE_SETUP, LANE_UP, LANE_DEAD };
 
-typedef struct rayc__lane rayc__lane;
 struct rayc__lane {
 	rayc__net *net;
 	rayc__conn *c; /* the connection it is bound to (a ref), once known */

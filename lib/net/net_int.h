@@ -91,6 +91,7 @@ typedef struct rayc__unborrow rayc__unborrow;
 typedef struct rayc__hs rayc__hs;
 typedef struct rayc__ctl rayc__ctl;
 typedef struct rayc__lanes rayc__lanes;
+typedef struct rayc__lane rayc__lane;
 
 /* A piece of bulk work (bulk.c), embedded in the poster's own struct.
  * fn runs on the bulk thread; cancel: the net is stopping, only let go
@@ -691,13 +692,16 @@ void rayc__remote_actors_tick(rayc__net *net);
 int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
                              const uint8_t *payload, uint8_t **dst,
                              rayc__xin **x);
-/* The same for a CHUNK on a bulk lane bound to c (lane.c): its payload
+/* The same for a CHUNK on bulk lane L, bound to c (lane.c): its payload
  * is never in (it goes to *dst), n is never 0, and it may also return
  * RAYC__CHUNK_BUSY: its transfer is being written into by another
  * thread (its connection's) for a moment: ask again. */
 #define RAYC__CHUNK_BUSY 3
-int rayc__remote_lane_chunk_begin(rayc__conn *c, const uint8_t *sub,
-                                  size_t n, uint8_t **dst, rayc__xin **x);
+int rayc__remote_lane_chunk_begin(rayc__conn *c, rayc__lane *L,
+                                  const uint8_t *sub, size_t n, uint8_t **dst,
+                                  rayc__xin **x);
+/* Is L dead (killed, or its set-up failed)?  (lane.c) */
+bool rayc__lane_dead(rayc__lane *L);
 /* The payload is in (ok) or will not come (checksum failed, connection
  * closed): x is no longer busy. */
 void rayc__remote_chunk_end(rayc__conn *c, rayc__xin *x, size_t n, bool ok);

@@ -528,10 +528,12 @@ static bool post_room(rayc__net *net, rayc__xin *x, uint64_t total,
 	return true;
 }
 
-static int chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
-                       const uint8_t *payload, bool lane, uint8_t **dst,
+/* A piece on c, or on lane L (NULL: on c itself). */
+static int chunk_begin(rayc__conn *c, rayc__lane *L, const uint8_t *sub,
+                       size_t n, const uint8_t *payload, uint8_t **dst,
                        rayc__xin **out)
 {
+	bool lane = L != NULL;
 	rayc__net *net = c->net;
 	rayc__rd rd;
 
@@ -548,6 +550,19 @@ static int chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
 	if (x == NULL || x->src != c->peer) {
 		rayc__mutex_unlock(&net->mu);
 		return 0; /* nobody wants it any more */
+	}
+	/* A piece still coming on a stream that ended (a closed
+	 * connection's last callback, a killed lane draining what its
+	 * socket had) belongs to a transfer that was given up: the fetch
+	 * asked again when it ended (relink.c), after the end was marked,
+	 * so what is in the table now may be the new transfer, whose pieces
+	 * come on another stream.  Counting this one there could let it
+	 * step past a piece the new stream has already sent, and refused
+	 * as not next: the transfer would wait for it for ever. */
+	if (atomic_load(&c->state) == RAYC__CONN_CLOSED ||
+	    (lane && rayc__lane_dead(L))) {
+		rayc__mutex_unlock(&net->mu);
+		return 0;
 	}
 	if (x->busy) {
 		rayc__mutex_unlock(&net->mu);
@@ -616,15 +631,16 @@ int rayc__remote_chunk_begin(rayc__conn *c, const uint8_t *sub, size_t n,
                              const uint8_t *payload, uint8_t **dst,
                              rayc__xin **out)
 {
-	int r = chunk_begin(c, sub, n, payload, false, dst, out);
+	int r = chunk_begin(c, NULL, sub, n, payload, dst, out);
 
 	return r == RAYC__CHUNK_BUSY ? 0 : r;
 }
 
-int rayc__remote_lane_chunk_begin(rayc__conn *c, const uint8_t *sub,
-                                  size_t n, uint8_t **dst, rayc__xin **out)
+int rayc__remote_lane_chunk_begin(rayc__conn *c, rayc__lane *L,
+                                  const uint8_t *sub, size_t n, uint8_t **dst,
+                                  rayc__xin **out)
 {
-	return chunk_begin(c, sub, n, NULL, true, dst, out);
+	return chunk_begin(c, L, sub, n, NULL, dst, out);
 }
 
 static void (*_Atomic chunk_hook)(uint32_t src);
