@@ -224,7 +224,7 @@ static int handle_for(rayc__rt *rt, const char *name, const rayc__name_rec *r,
 static int claim_name(rayc__rt *rt, const char *name, rayc__name_rec *mine,
                       bool get_if_exists, rayc_actor *out)
 {
-	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
+	uint32_t self = rayc_peer_id();
 	rayc__name_rec theirs;
 	bool stale;
 	int rc = RAYC_EEXIST;
@@ -557,7 +557,7 @@ int rayc_actor_list(rayc_actor_info *out, size_t cap, size_t *n)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	if ((out == NULL && cap > 0) || n == NULL)
 		return rayc__err(RAYC_EINVAL, "rayc_actor_list needs n");
-	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
+	uint32_t self = rayc_peer_id();
 	rayc__rt_lock(rt);
 	*n = rayc__actor_list_locked(rt, out, cap, self, false);
 	rayc__mutex_unlock(&rt->mu);
@@ -575,7 +575,7 @@ int rayc_cluster_actors(rayc_actor_info *out, size_t cap, size_t *n)
 		return rayc__err(RAYC_ESTATE, "rayc_init has not been called");
 	if ((out == NULL && cap > 0) || n == NULL)
 		return rayc__err(RAYC_EINVAL, "rayc_cluster_actors needs n");
-	uint32_t self = rayc_peer_id(); /* takes rt->mu itself */
+	uint32_t self = rayc_peer_id();
 	rayc__rt_lock(rt);
 	total = rayc__actor_list_locked(rt, out, cap, self, rt->hooks != NULL);
 	rayc__mutex_unlock(&rt->mu);

@@ -413,6 +413,9 @@ struct rayc__rt {
 	/* The mesh (NULL for a one-peer cluster) and the tasks waiting for
 	 * room on another peer (PENDING_RESOURCES). */
 	struct rayc__net *net RAYC_GUARDED_BY(mu);
+	/* What rayc_peer_id says, read without a lock: 1 without a mesh,
+	 * else the mesh's own id (0 until it has one). */
+	_Atomic uint32_t self_id;
 	const struct rayc__cluster_hooks *hooks;
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
 	/* Tasks whose demand no live peer can meet (INFEASIBLE), placed

@@ -493,6 +493,7 @@ int rayc_init(const rayc_config *cfg)
 	rayc__slab_init(&rt->task_slab, RAYC__TASK_SLAB_BYTES, 4u << 20);
 	rayc__sched_submit_init();
 	rt->spin_ns = 50000;
+	atomic_store(&rt->self_id, 1);
 	{
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);

@@ -12,12 +12,7 @@ uint32_t rayc_peer_id(void)
 {
 	rayc__rt *rt = rayc__g;
 
-	if (rt == NULL)
-		return 0;
-	rayc__net *net = rayc__net_get(rt);
-	uint32_t id = net != NULL ? net->self : 1;
-	rayc__net_put(net);
-	return id;
+	return rt != NULL ? atomic_load(&rt->self_id) : 0;
 }
 
 const char *rayc_address(void)

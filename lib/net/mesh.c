@@ -280,6 +280,7 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		 * in between claims (id, gen 0), which others take for a
 		 * dead holder of the slot and answer REMOVED. */
 		net->self = id;
+		atomic_store(&net->rt->self_id, id);
 		bool in = net->peers[id].known && net->peers[id].alive;
 		/* The peer that admitted us proved a key in the handshake:
 		 * it must be the one the cluster committed for its id. */

@@ -384,6 +384,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->th_started = true;
 	rayc__mutex_lock(&rt->mu);
 	rt->net = net;
+	atomic_store(&rt->self_id, net->self);
 	rayc__mutex_unlock(&rt->mu);
 	/* A join may have to wait out a failover: the coordinator's death
 	 * is noticed after a heartbeat timeout, then an election. */
@@ -565,6 +566,7 @@ void rayc__net_stop(rayc__rt *rt)
 		rayc__net_stop_kids(net);
 	rayc__mutex_lock(&rt->mu);
 	rt->net = NULL;
+	atomic_store(&rt->self_id, 1);
 	rayc__mutex_unlock(&rt->mu);
 	/* API calls still using it (a task's KV call, a cluster query) see
 	 * stopping and return; wait for them (bounded) before freeing. */
