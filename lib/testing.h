@@ -84,6 +84,10 @@ uint64_t rayc__test_frames_refused(void);
 /* Runs fn(src) (NULL: nothing) on the receive thread after each piece
  * of a CHUNK from peer src lands, with no lock held. */
 void rayc__test_set_chunk_hook(void (*fn)(uint32_t src));
+/* Runs fn(src) on a bulk lane's thread (the fetcher's) each time a
+ * piece of a CHUNK from src is taken for a transfer, before its bytes are
+ * received: the transfer is busy meanwhile. */
+void rayc__test_set_lane_piece_hook(void (*fn)(uint32_t src));
 /* Bulk lanes (lib/net/lane.c): object bytes this peer received and
  * sent on lanes, and lanes it set up (as the fetcher) so far. */
 void rayc__test_lane_counts(uint64_t *in, uint64_t *out, uint64_t *up);

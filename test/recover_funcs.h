@@ -5,6 +5,7 @@
 #ifndef RAYC_TEST_RECOVER_FUNCS_H
 #define RAYC_TEST_RECOVER_FUNCS_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 
@@ -258,5 +259,111 @@ static void rf_chaos(rayc_ctx *c)
 	rayc_return_i64(c, 0, atomic_load(&rf_chunks) >= 2);
 }
 RAYC_REMOTE(rf_chaos)
+
+/* A killed lane's last pieces, and the fetch asked again.  The hooks
+ * order three threads: the lane's (L), the new stream's (N: the
+ * connection, as L, killed but not ended, keeps the GO off lanes) and
+ * the relink pass that asks again.
+ *   0: L took the transfer's first piece: drop the connections (L is
+ *      killed, the fetch asks again); L waits for 2.
+ *   1: N landed the new transfer's first piece: 2; N waits for 3.
+ *   2: L takes its next piece (still in its socket) for a transfer:
+ *      3, and L holds that transfer busy for 2 s while N's pieces come.
+ * A piece of a killed lane must not count (xfer.c: chunk_begin): the
+ * new transfer then takes N's pieces as they come, and L's wait for 3
+ * just runs out.  Counted, the new transfer refuses N's pieces while
+ * busy, and ends waiting for one N already sent. */
+static _Atomic uint32_t st_src;
+static _Atomic int st_phase;
+static _Atomic bool st_lane_known;
+static pthread_t st_lane;
+
+static bool st_on_lane(void)
+{
+	return atomic_load(&st_lane_known) &&
+	       pthread_equal(pthread_self(), st_lane);
+}
+
+static void st_wait(int phase, int64_t ms)
+{
+	int64_t until = nf_now_ms() + ms;
+	while (atomic_load(&st_phase) < phase && nf_now_ms() < until) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void st_piece(uint32_t src) /* on a lane's thread, transfer busy */
+{
+	if (src != atomic_load(&st_src))
+		return;
+	if (!atomic_load(&st_lane_known)) {
+		st_lane = pthread_self();
+		atomic_store(&st_lane_known, true);
+		return;
+	}
+	int two = 2;
+	if (st_on_lane() && atomic_compare_exchange_strong(&st_phase, &two, 3)) {
+		struct timespec ts = { 2, 0 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void st_chunk(uint32_t src) /* a piece landed */
+{
+	if (src != atomic_load(&st_src))
+		return;
+	int zero = 0, one = 1;
+	if (st_on_lane() && atomic_compare_exchange_strong(&st_phase, &zero, 1)) {
+		(void)rayc__test_drop_conn(src, 0);
+		st_wait(2, 10000);
+	} else if (!st_on_lane() &&
+	           atomic_compare_exchange_strong(&st_phase, &one, 2)) {
+		st_wait(3, 3000);
+	}
+}
+
+/* (peer) -> the phase reached (3: the killed lane's piece came while
+ * the new stream was under way), after fetching 32 MiB from peer
+ * through the hooks above; fails if the fetch does not complete. */
+static void rf_stale(rayc_ctx *c)
+{
+	int64_t peer;
+	const int64_t n = (int64_t)32 << 20;
+	rayc_arg_i64(c, 0, &peer);
+	rayc_task_opts o = rf_on(peer);
+	rayc_ref big;
+	if (rayc_call_opts(&big, "nf_make_bytes", &o, RAYC_I64(n),
+	                   RAYC_I64(17)) != RAYC_OK ||
+	    rayc_wait(&big, 1, 1, 30000, NULL, NULL) != RAYC_OK) {
+		rayc_fail(c, "stale: make: %s", rayc_errmsg());
+		return;
+	}
+	atomic_store(&st_phase, 0);
+	atomic_store(&st_lane_known, false);
+	atomic_store(&st_src, (uint32_t)peer);
+	rayc__test_set_lane_piece_hook(st_piece);
+	rayc__test_set_chunk_hook(st_chunk);
+	rayc_view v;
+	int rc = rayc_get(big, &v, 30000);
+	rayc__test_set_chunk_hook(NULL);
+	rayc__test_set_lane_piece_hook(NULL);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "stale: fetch: %s (%s), phase %d", rayc_strerror(rc),
+		          rayc_errmsg(), atomic_load(&st_phase));
+		return;
+	}
+	bool same = v.len == (size_t)n;
+	for (size_t i = 0; same && i < v.len; i++)
+		same = ((const uint8_t *)v.data)[i] == nf_pattern(i, 17);
+	rayc_view_release(&v);
+	rayc_release(big);
+	if (!same) {
+		rayc_fail(c, "stale: the fetched bytes differ");
+		return;
+	}
+	rayc_return_i64(c, 0, atomic_load(&st_phase));
+}
+RAYC_REMOTE(rf_stale)
 
 #endif /* RAYC_TEST_RECOVER_FUNCS_H */

@@ -57,6 +57,37 @@ Test(recover, lost_connection_between_workers_loses_no_work)
 	cluster_stop();
 }
 
+/* B fetches 32 MiB from C by lane; the lane is killed with its
+ * connection after the first piece, B asks again over a new connection,
+ * and the pieces the killed lane's socket still holds come while the new
+ * stream is under way (rf_stale orders the threads).  Those must not
+ * count: the fetch completes, exact. */
+Test(recover, a_killed_lanes_last_pieces_do_not_count)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NOSHM);
+	pid_t c = spawn_peer(TOKEN, NOSHM);
+	wait_alive(3);
+	uint32_t pb = peer_of(b), pc = peer_of(c);
+	cr_assert(pb != 0 && pc != 0);
+	knows(pb, pc);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t phase = -1;
+	cr_assert_eq(rayc_call_opts(&r, "rf_stale", &o, RAYC_I64(pc)), 0);
+	int rc = rayc_get_i64(r, &phase, 90000);
+	if (rc != RAYC_OK)
+		dump_peers("stale failed");
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	/* 1: the new stream's pieces never came on another thread than the
+	 * lane's; 0: the first piece did not come by lane. */
+	cr_assert_geq(phase, 2, "the hooks did not get the threads in order "
+	              "(phase %lld)", (long long)phase);
+	rayc_release(r);
+	cluster_stop();
+}
+
 /* The same with the coordinator as the owner: a dropped connection is
  * not a death; C stays a member. */
 Test(recover, coordinator_keeps_a_peer_whose_connection_dropped)

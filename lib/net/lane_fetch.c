@@ -209,6 +209,13 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	return ok;
 }
 
+static void (*_Atomic piece_hook)(uint32_t src);
+
+void rayc__test_set_lane_piece_hook(void (*fn)(uint32_t src))
+{
+	atomic_store(&piece_hook, fn);
+}
+
 /* Receives CHUNK frames until the lane ends; false if it broke (not
  * merely shut down). */
 static bool read_frames(rayc__net *net, rayc__lane *L)
@@ -251,6 +258,10 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 		}
 		if (r < 0 || r == RAYC__CHUNK_BUSY)
 			return false;
+		void (*hook)(uint32_t) = atomic_load_explicit(
+		        &piece_hook, memory_order_relaxed);
+		if (r == 1 && hook != NULL)
+			hook(L->peer);
 		uint8_t *tmp = NULL;
 		if (r != 1 && n > 0) {
 			/* Nobody wants these bytes here any more: read and
