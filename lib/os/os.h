@@ -20,6 +20,9 @@ typedef struct RAYC_CAPABILITY("mutex") rayc__mutex {
 void rayc__mutex_init(rayc__mutex *m);
 void rayc__mutex_fini(rayc__mutex *m);
 void rayc__mutex_lock(rayc__mutex *m) RAYC_ACQUIRE(m);
+/* The same, spinning up to spin_ns (rayc__mutex_lock: 8 us) while m is
+ * busy before the thread sleeps in the kernel. */
+void rayc__mutex_lock_spin(rayc__mutex *m, int64_t spin_ns) RAYC_ACQUIRE(m);
 void rayc__mutex_unlock(rayc__mutex *m) RAYC_RELEASE(m);
 /* Takes m if it is free; never waits. */
 bool rayc__mutex_trylock(rayc__mutex *m) RAYC__TSA(try_acquire_capability(true, m));

@@ -53,36 +53,52 @@ void rayc__mutex_fini(rayc__mutex *m)
 }
 
 /* A busy mutex is spun on (reading its word, trying when it looks free)
- * for up to MUTEX_SPIN pauses before the thread sleeps in the kernel:
- * rt->mu is held for a few hundred nanoseconds at a time, and glibc's
- * adaptive spin (at most 100 tries, fewer as it learns) gave up early
- * enough that nearly every futex call of a burst of tasks was a sleep on
- * it or the wake-up it cost the holder: 800,000 empty tasks submitted and
- * got made 68,000 syscalls and 19,600 context switches, 4,700-8,400 and
- * 2,900-6,100 with this spin (400 or 1,000 pauses alike; 200 too short). */
-#ifndef MUTEX_SPIN
-#define MUTEX_SPIN 400
+ * for a while before the thread sleeps in the kernel: MUTEX_SPIN_NS, or
+ * what rayc__mutex_lock_spin asks.  Bounded by time, not by pauses: a
+ * pause takes 19 ns on the AMD EPYC VM we measure on, 4 to 40 ns
+ * elsewhere.  glibc's adaptive spin (at most 100 tries, fewer as it
+ * learns) gave up early enough that nearly every futex call of a burst
+ * of tasks was a sleep on rt->mu or the wake-up it cost the holder:
+ * 800,000 empty tasks submitted and got made 68,000 syscalls and 19,600
+ * context switches, 4,700-8,400 and 2,900-6,100 with a spin of 400
+ * pauses (8 us here). */
+#ifndef MUTEX_SPIN_NS
+#define MUTEX_SPIN_NS 8000
 #endif
 
-void rayc__mutex_lock(rayc__mutex *m) RAYC_NO_TSA
+void rayc__mutex_lock_spin(rayc__mutex *m, int64_t spin_ns) RAYC_NO_TSA
 {
 	pthread_mutex_t *p = (pthread_mutex_t *)(void *)m->opaque;
 
 	if (pthread_mutex_trylock(p) != 0) {
 #ifdef __GLIBC__
-		int i;
-		for (i = 0; i < MUTEX_SPIN; i++) {
+		bool got = false;
+		int64_t until = 0;
+		/* The clock is read every 64 pauses (about 1 us here). */
+		for (unsigned i = 1; !got; i++) {
 			rayc__cpu_relax();
 			if (__atomic_load_n(&p->__data.__lock,
 			                    __ATOMIC_RELAXED) == 0 &&
 			    pthread_mutex_trylock(p) == 0)
-				break;
+				got = true;
+			else if ((i & 63) == 0) {
+				int64_t now = rayc__now_ns();
+				if (until == 0)
+					until = now + spin_ns;
+				else if (now >= until)
+					break;
+			}
 		}
-		if (i == MUTEX_SPIN)
+		if (!got)
 #endif
 			pthread_mutex_lock(p);
 	}
 	rayc__locks_enter();
+}
+
+void rayc__mutex_lock(rayc__mutex *m) RAYC_NO_TSA
+{
+	rayc__mutex_lock_spin(m, MUTEX_SPIN_NS);
 }
 
 bool rayc__mutex_trylock(rayc__mutex *m) RAYC_NO_TSA
