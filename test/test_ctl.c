@@ -781,6 +781,40 @@ static bool log_kv_is(uint32_t peer, int n)
  * n writes of 1 MiB from the driver to a cluster of three; with stall_ms,
  * one worker is SIGSTOPped for that long every 200 writes (a peer starved
  * of CPU: it falls behind, then catches up). */
+/* Stops a process for ms at a time, when asked (the writes go on
+ * meanwhile, however long a put takes). */
+typedef struct staller {
+	pid_t pid;
+	int ms;
+	_Atomic int asked; /* 1: stop it once; -1: end */
+	_Atomic int stops;
+} staller;
+
+static void st_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+static void *staller_main(void *arg)
+{
+	staller *st = arg;
+	for (;;) {
+		int a = atomic_load(&st->asked);
+		if (a < 0)
+			return NULL;
+		if (a == 0) {
+			st_sleep_ms(2);
+			continue;
+		}
+		kill(st->pid, SIGSTOP);
+		st_sleep_ms(st->ms);
+		kill(st->pid, SIGCONT);
+		atomic_fetch_add(&st->stops, 1);
+		atomic_store(&st->asked, 0);
+	}
+}
+
 static void big_kv_writes(int stall_ms)
 {
 	const char *nw = getenv("RAYC_TEST_LOG_WRITES"); /* 1500: the issue */
@@ -824,24 +858,34 @@ static void big_kv_writes(int stall_ms)
 		mem_of(p[i], &now0[i], &peak0[i]);
 	int64_t t0 = rt_now_ms();
 	char key[32];
-	int64_t stopped = 0;
+	/* The stall lasts stall_ms whatever the puts do: stopped and
+	 * continued by a thread of its own (a put that waited while the
+	 * loop held the worker stopped once kept it stopped 5 s, the KV
+	 * call's timeout, beside the net suite). */
+	static staller st;
+	st.pid = w[1];
+	st.ms = stall_ms;
+	atomic_store(&st.asked, 0);
+	atomic_store(&st.stops, 0);
+	pthread_t sth;
+	if (stall_ms > 0)
+		cr_assert_eq(pthread_create(&sth, NULL, staller_main, &st), 0);
 	for (int i = 0; i < n; i++) {
-		if (stall_ms > 0 && i % 200 == 50 && stopped == 0) {
-			cr_assert_eq(kill(w[1], SIGSTOP), 0);
-			stopped = rt_now_ms();
-		}
-		if (stopped != 0 && rt_now_ms() - stopped >= stall_ms) {
-			cr_assert_eq(kill(w[1], SIGCONT), 0);
-			stopped = 0;
-		}
+		if (stall_ms > 0 && i % 200 == 50)
+			atomic_store(&st.asked, 1);
 		memset(full_val, i, sizeof(full_val));
 		snprintf(key, sizeof(key), "lw%d", i % LOG_KEYS);
 		int rc = rayc_kv_put(key, full_val, sizeof(full_val));
 		cr_assert_eq(rc, 0, "put %d: %s", i, rayc_errmsg());
 	}
-	if (stopped != 0)
-		cr_assert_eq(kill(w[1], SIGCONT), 0);
 	int64_t took = rt_now_ms() - t0;
+	if (stall_ms > 0) {
+		RT_WAIT_FOR(atomic_load(&st.asked) == 0, 10000);
+		atomic_store(&st.asked, -1);
+		pthread_join(sth, NULL);
+		cr_assert_geq(atomic_load(&st.stops), 1, "the worker was never "
+		              "stopped");
+	}
 	/* Every copy holds the last value of each key. */
 	for (int i = 1; i < 3; i++)
 		RT_WAIT_FOR(log_kv_is(p[i], n), 20000);

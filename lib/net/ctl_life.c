@@ -55,6 +55,15 @@ static void run_start(rayc__net *net, void *arg)
 	 * newer peers included). */
 	raft_set_max_catch_up_round_duration(r,
 	                                     (unsigned)(net->timeout_ns / 1000000));
+	/* An InstallSnapshot that got no answer is sent again after 5 s
+	 * (or a heartbeat timeout, if longer), not libraft's 30: a stalled
+	 * follower catching up under big KV writes, busy with a snapshot
+	 * of its own, went without one for 30 s (2 runs of 16 of
+	 * ctl::big_kv_writes_to_a_stalling_follower_keep_its_memory_bounded
+	 * beside the net suite took 29-31 s to catch up, the rest under
+	 * 15 s). */
+	unsigned hb_ms = (unsigned)(net->timeout_ns / 1000000);
+	raft_set_install_snapshot_timeout(r, hb_ms > 5000 ? hb_ms : 5000);
 	/* Snapshots by entry count and by bytes (ctl_log.c). */
 	rayc__ctl_log_setup(net);
 	raft_set_pre_vote(r, true);
