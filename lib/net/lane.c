@@ -230,12 +230,12 @@ rayc__lane *rayc__lane_new(rayc__net *net, uint32_t peer)
 	return L;
 }
 
-/* Wakes L's thread out of whatever it waits in (lanes->mu held). */
 bool rayc__lane_dead(rayc__lane *L)
 {
 	return atomic_load(&L->state) == LANE_DEAD;
 }
 
+/* Wakes L's thread out of whatever it waits in (lanes->mu held). */
 void rayc__lane_kill_locked(rayc__lane *L)
 {
 	atomic_store(&L->state, LANE_DEAD);
