@@ -195,6 +195,17 @@ RAYC_REMOTE(rf_sum_all)
  * sleeping tasks in flight to peer, fetches an n-byte object made there
  * while the connection to it is dropped, then runs rf_lose_done there;
  * fails if any result is not exact or does not come. */
+/* True if v holds n bytes of nf_pattern(seed); releases v and ref. */
+static bool rf_fetched_ok(rayc_view *v, rayc_ref ref, int64_t n, int64_t seed)
+{
+	bool same = v->len == (size_t)n;
+	for (size_t i = 0; same && i < v->len; i++)
+		same = ((const uint8_t *)v->data)[i] == nf_pattern(i, seed);
+	rayc_view_release(v);
+	rayc_release(ref);
+	return same;
+}
+
 static void rf_chaos(rayc_ctx *c)
 {
 	int64_t peer, n, k;
@@ -225,12 +236,7 @@ static void rf_chaos(rayc_ctx *c)
 		          rayc_errmsg());
 		return;
 	}
-	bool same = v.len == (size_t)n;
-	for (size_t i = 0; same && i < v.len; i++)
-		same = ((const uint8_t *)v.data)[i] == nf_pattern(i, 13);
-	rayc_view_release(&v);
-	rayc_release(big);
-	if (!same) {
+	if (!rf_fetched_ok(&v, big, n, 13)) {
 		rayc_fail(c, "chaos: the fetched bytes differ");
 		return;
 	}
@@ -353,12 +359,7 @@ static void rf_stale(rayc_ctx *c)
 		          rayc_errmsg(), atomic_load(&st_phase));
 		return;
 	}
-	bool same = v.len == (size_t)n;
-	for (size_t i = 0; same && i < v.len; i++)
-		same = ((const uint8_t *)v.data)[i] == nf_pattern(i, 17);
-	rayc_view_release(&v);
-	rayc_release(big);
-	if (!same) {
+	if (!rf_fetched_ok(&v, big, n, 17)) {
 		rayc_fail(c, "stale: the fetched bytes differ");
 		return;
 	}

@@ -39,18 +39,27 @@ static void chaos(uint32_t on, uint32_t at)
 	rayc_release(r);
 }
 
-/* Two workers: B's connections to C drop while B has tasks in flight
- * there and is fetching from there, and C loses an answer to B with its
- * connection.  Everything completes, exact. */
-Test(recover, lost_connection_between_workers_loses_no_work)
+/* A driver and two workers, B and C, with same-host copies off (their
+ * objects travel by TCP): their peer ids. */
+static void two_workers(uint32_t *pb, uint32_t *pc)
 {
 	setenv("RAYC_SAME_HOST_COPY", "0", 1);
 	driver_start();
 	pid_t b = spawn_peer(TOKEN, NOSHM);
 	pid_t c = spawn_peer(TOKEN, NOSHM);
 	wait_alive(3);
-	uint32_t pb = peer_of(b), pc = peer_of(c);
-	cr_assert(pb != 0 && pc != 0);
+	*pb = peer_of(b);
+	*pc = peer_of(c);
+	cr_assert(*pb != 0 && *pc != 0);
+}
+
+/* Two workers: B's connections to C drop while B has tasks in flight
+ * there and is fetching from there, and C loses an answer to B with its
+ * connection.  Everything completes, exact. */
+Test(recover, lost_connection_between_workers_loses_no_work)
+{
+	uint32_t pb, pc;
+	two_workers(&pb, &pc);
 	chaos(pb, pc);
 	cr_assert_eq(alive_peers(), 3);
 	assert_tree_sum(2000);
@@ -64,13 +73,8 @@ Test(recover, lost_connection_between_workers_loses_no_work)
  * count: the fetch completes, exact. */
 Test(recover, a_killed_lanes_last_pieces_do_not_count)
 {
-	setenv("RAYC_SAME_HOST_COPY", "0", 1);
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NOSHM);
-	pid_t c = spawn_peer(TOKEN, NOSHM);
-	wait_alive(3);
-	uint32_t pb = peer_of(b), pc = peer_of(c);
-	cr_assert(pb != 0 && pc != 0);
+	uint32_t pb, pc;
+	two_workers(&pb, &pc);
 	knows(pb, pc);
 	rayc_task_opts o = on_peer(pb);
 	rayc_ref r;
