@@ -56,9 +56,11 @@ static void run_start(rayc__net *net, void *arg)
 	raft_set_max_catch_up_round_duration(r,
 	                                     (unsigned)(net->timeout_ns / 1000000));
 	/* An InstallSnapshot that got no answer is sent again after 5 s
-	 * (or a heartbeat timeout, if longer), not libraft's 30: a stalled
-	 * follower catching up under big KV writes, busy with a snapshot
-	 * of its own, went without one for 30 s (2 runs of 16 of
+	 * (or a heartbeat timeout, if longer), not libraft's 30.  A
+	 * follower taking a snapshot of its own ignores one, unanswered
+	 * (libraft's replicationInstallSnapshot: "the leader will
+	 * eventually retry"): a stalled follower catching up under big KV
+	 * writes went without one for 30 s (2 runs of 16 of
 	 * ctl::big_kv_writes_to_a_stalling_follower_keep_its_memory_bounded
 	 * beside the net suite took 29-31 s to catch up, the rest under
 	 * 15 s). */
