@@ -57,6 +57,15 @@ int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out);
 /* If o is a cached secondary copy, evicts it (o may be freed) and
  * returns true. */
 bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
+/* o (a READY secondary copy in the store) lost its last ref: keeps it in
+ * the cache if it may; false if not (objcache.c). */
+bool rayc__cache_put_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
+/* Inside the table (objects.c): frees o's data; frees o itself if
+ * nothing needs it any more (which may release lineage upstream). */
+void rayc__obj_free_data_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
+void rayc__obj_collect_one_locked(rayc__rt *rt, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu);
 /* Drops one reference; frees the data at zero and the entry when nothing
  * needs it (which may release lineage upstream). */
 void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);

@@ -1,5 +1,6 @@
 /* objects.c -- the object table: entries, reference counts, sealing,
- * failure propagation, lineage retention and release, reconstruction.
+ * failure propagation, lineage retention and release, reconstruction
+ * (objcache.c: the cache of secondary copies).
  *
  * Design notes.  Cascades (freeing a chain of lineage, failing a chain of
  * dependents, rebuilding a chain of lost objects) run over explicit work
@@ -257,9 +258,7 @@ void rayc__obj_drain_locked(rayc__rt *rt)
 	}
 }
 
-static void collect_one_locked(rayc__rt *rt, rayc__obj *o);
-
-static void free_data_locked(rayc__rt *rt, rayc__obj *o)
+void rayc__obj_free_data_locked(rayc__rt *rt, rayc__obj *o)
 {
 	if (o->view != NULL)
 		rt->hooks->view_done(rt, o);
@@ -279,107 +278,6 @@ static bool obj_alive(const rayc__obj *o)
 {
 	return o->refcnt > 0 || o->lineage_cnt > 0 || o->cached ||
 	       (o->task != NULL && o->task->in_flight);
-}
-
-/* ---- the cache of secondary copies ----
- *
- * A copy of another peer's object, fetched for a task here, stays in the
- * store after its last local ref goes: the next task here that needs it
- * finds it READY and fetches nothing (Ray keeps secondary copies the same
- * way).  The cache holds at most half the store; beyond that, and
- * whenever the store is full, the least recently used copies go.  A
- * cached copy is never a borrow: the owner may free the object, and the
- * copy stays valid (objects never change) until evicted. */
-
-static void lru_unlink(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
-{
-	if (o->lru_prev != NULL)
-		o->lru_prev->lru_next = o->lru_next;
-	else
-		rt->cache_head = o->lru_next;
-	if (o->lru_next != NULL)
-		o->lru_next->lru_prev = o->lru_prev;
-	else
-		rt->cache_tail = o->lru_prev;
-	o->lru_prev = o->lru_next = NULL;
-	o->cached = false;
-	rt->cache_bytes -= o->len;
-}
-
-void rayc__cache_take_locked(rayc__obj *o)
-{
-	lru_unlink(rayc__g, o);
-}
-
-/* Evicts the least recently used copy; false if the cache is empty. */
-static bool evict_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
-{
-	return rt->cache_head != NULL &&
-	       rayc__cache_drop_locked(rt, rt->cache_head);
-}
-
-/* o (a READY secondary copy in the store) lost its last ref: keep it. */
-static bool cache_put_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
-{
-	if (rt->net == NULL || o->owner == 0 || o->block == NULL ||
-	    o->held_remote || o->owner_died ||
-	    atomic_load(&o->state) != RAYC__OBJ_READY ||
-	    o->len > rt->cache_cap)
-		return false;
-	while (rt->cache_bytes + o->len > rt->cache_cap &&
-	       evict_one_locked(rt))
-		;
-	o->cached = true;
-	o->lru_prev = rt->cache_tail;
-	o->lru_next = NULL;
-	if (rt->cache_tail != NULL)
-		rt->cache_tail->lru_next = o;
-	else
-		rt->cache_head = o;
-	rt->cache_tail = o;
-	rt->cache_bytes += o->len;
-	return true;
-}
-
-bool rayc__cache_drop_locked(rayc__rt *rt, rayc__obj *o)
-{
-	if (!o->cached)
-		return false;
-	lru_unlink(rt, o);
-	free_data_locked(rt, o);
-	atomic_store(&o->state, RAYC__OBJ_LOST);
-	collect_one_locked(rt, o);
-	return true;
-}
-
-int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)
-{
-	bool again = true;
-
-	for (;;) {
-		int rc = rayc__store_alloc(rt->store, n, out);
-		if (rc != RAYC_ESTOREFULL)
-			return rc;
-		rayc__mutex_lock(&rt->mu);
-		/* Objects whose last ref was handed over while the lock was
-		 * busy (rayc__obj_unpin) go first: a release that returned
-		 * before this call has made its room by the time the lock is
-		 * ours, here or by the holder that let it go; so the store
-		 * is tried once more after this even if nothing is evicted. */
-		rayc__obj_drain_locked(rt);
-		bool evicted = false;
-		/* Free a bit more than asked: fragments of the arena need
-		 * not join up. */
-		size_t want = n + n / 4, got = 0;
-		while (got < want && rt->cache_head != NULL) {
-			got += rt->cache_head->len;
-			evicted = evict_one_locked(rt);
-		}
-		rayc__mutex_unlock(&rt->mu);
-		if (!evicted && !again)
-			return rc;
-		again = evicted;
-	}
 }
 
 static void task_free_locked(rayc__rt *rt, rayc__task *t, worklist *wl)
@@ -408,7 +306,7 @@ static void collect_locked(rayc__rt *rt, worklist *wl)
 			continue;
 		rayc__idtab_del(&rt->objs, o->id.hi, o->id.lo);
 		rt->nobjs--;
-		free_data_locked(rt, o);
+		rayc__obj_free_data_locked(rt, o);
 		rayc__task *t = o->task;
 		if (t != NULL) {
 			t->returns[o->ret_idx] = NULL;
@@ -420,7 +318,7 @@ static void collect_locked(rayc__rt *rt, worklist *wl)
 	}
 }
 
-static void collect_one_locked(rayc__rt *rt, rayc__obj *o)
+void rayc__obj_collect_one_locked(rayc__rt *rt, rayc__obj *o)
 {
 	worklist wl;
 
@@ -437,16 +335,16 @@ void rayc__obj_unref_locked(rayc__rt *rt, rayc__obj *o)
 		return;
 	if ((o->loc != 0 || o->borrowed) && rt->hooks != NULL)
 		rt->hooks->obj_released(rt, o);
-	if (cache_put_locked(rt, o))
+	if (rayc__cache_put_locked(rt, o))
 		return;
 	int st = atomic_load(&o->state);
 	if (st == RAYC__OBJ_READY) {
-		free_data_locked(rt, o);
+		rayc__obj_free_data_locked(rt, o);
 		atomic_store(&o->state, RAYC__OBJ_LOST);
 	} else if (st == RAYC__OBJ_REMOTE) {
 		atomic_store(&o->state, RAYC__OBJ_LOST);
 	}
-	collect_one_locked(rt, o);
+	rayc__obj_collect_one_locked(rt, o);
 }
 
 static void wake_waiters_locked(rayc__obj *o)
@@ -558,7 +456,7 @@ static void fail_all_locked(rayc__rt *rt, worklist *fail, int err,
 		if (st == RAYC__OBJ_READY || st == RAYC__OBJ_ERROR ||
 		    st == RAYC__OBJ_REMOTE)
 			continue;
-		free_data_locked(rt, o);
+		rayc__obj_free_data_locked(rt, o);
 		o->data = strdup(msg);
 		o->len = o->data != NULL ? strlen(msg) : 0;
 		o->type = RAYC_TYPE_ERROR;
@@ -770,7 +668,7 @@ void rayc__task_rerun_locked(rayc__rt *rt, rayc__task *t)
 		rayc__obj *r = t->returns[i];
 		if (r == NULL)
 			continue;
-		free_data_locked(rt, r);
+		rayc__obj_free_data_locked(rt, r);
 		r->type = RAYC_TYPE_NONE;
 		r->err = 0;
 		atomic_store(&r->state, RAYC__OBJ_PENDING);
@@ -807,7 +705,7 @@ void rayc__obj_drop_data_locked(rayc__rt *rt, rayc__obj *o)
 {
 	if (atomic_load(&o->state) != RAYC__OBJ_READY)
 		return;
-	free_data_locked(rt, o);
+	rayc__obj_free_data_locked(rt, o);
 	atomic_store(&o->state, RAYC__OBJ_LOST);
 }
 
@@ -849,7 +747,7 @@ void rayc__objtab_destroy_locked(rayc__rt *rt)
 
 	wl_init(&tasks);
 	RAYC__IDTAB_EACH(&rt->objs, i, o) {
-		free_data_locked(rt, o);
+		rayc__obj_free_data_locked(rt, o);
 		rayc__task *t = o->task;
 		if (t != NULL && --t->live_returns == 0)
 			wl_push(&tasks, t);
