@@ -59,6 +59,12 @@ static inline int64_t rt_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static inline void rt_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
 /* Polls cond every millisecond until it holds or ms pass. */
 #define RT_WAIT_FOR(cond, ms)                                                  \
 	do {                                                                   \

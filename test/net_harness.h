@@ -239,8 +239,7 @@ static inline void dump_peers(const char *why)
 	for (int i = 0; i < nkids; i++)
 		if (kids[i] > 0)
 			kill(kids[i], SIGUSR1);
-	struct timespec ts = { 2, 0 }; /* diagnostics only: let them print */
-	nanosleep(&ts, NULL);
+	rt_sleep_ms(2000); /* diagnostics only: let them print */
 }
 
 static inline rayc_task_opts on_peer(uint32_t id)

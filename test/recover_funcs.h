@@ -191,10 +191,6 @@ static void rf_sum_all(rayc_ctx *c)
 }
 RAYC_REMOTE(rf_sum_all)
 
-/* (peer, n, k) -> 1 if the connection was dropped mid-fetch.  With k
- * sleeping tasks in flight to peer, fetches an n-byte object made there
- * while the connection to it is dropped, then runs rf_lose_done there;
- * fails if any result is not exact or does not come. */
 /* True if v holds n bytes of nf_pattern(seed); releases v and ref. */
 static bool rf_fetched_ok(rayc_view *v, rayc_ref ref, int64_t n, int64_t seed)
 {
@@ -206,6 +202,10 @@ static bool rf_fetched_ok(rayc_view *v, rayc_ref ref, int64_t n, int64_t seed)
 	return same;
 }
 
+/* (peer, n, k) -> 1 if the connection was dropped mid-fetch.  With k
+ * sleeping tasks in flight to peer, fetches an n-byte object made there
+ * while the connection to it is dropped, then runs rf_lose_done there;
+ * fails if any result is not exact or does not come. */
 static void rf_chaos(rayc_ctx *c)
 {
 	int64_t peer, n, k;

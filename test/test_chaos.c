@@ -44,12 +44,6 @@ static const char *hb_env(void)
 	return env;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
-}
-
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -229,7 +223,7 @@ static int64_t wait_settled(int want)
 		reap_exited();
 		cr_assert_lt(rt_now_ms(), deadline, "the configuration did not "
 		             "settle in %d ms: %s", 30000 * SLOW, why);
-		sleep_ms(10);
+		rt_sleep_ms(10);
 	}
 }
 
@@ -264,7 +258,7 @@ static void *killer_main(void *arg)
 	while (!atomic_load(&k->stop)) {
 		int wait = k->every_ms / 2 + (int)(rand_r(&seed) % (unsigned)k->every_ms);
 		for (int t = 0; t < wait && !atomic_load(&k->stop); t += 10)
-			sleep_ms(10);
+			rt_sleep_ms(10);
 		int64_t deadline = rt_now_ms() + 30000 * SLOW, voters;
 		char why[200];
 		bool settled;
@@ -275,7 +269,7 @@ static void *killer_main(void *arg)
 				chaos_peer();
 				atomic_fetch_add(&k->replaced, 1);
 			}
-			sleep_ms(10);
+			rt_sleep_ms(10);
 		}
 		if (atomic_load(&k->stop))
 			break;
@@ -543,7 +537,7 @@ static int64_t first_ack_after(writer *w, int64_t t, int64_t deadline_ms)
 			return w->ack_ns[first];
 		if (rt_now_ms() > deadline_ms)
 			return -1;
-		sleep_ms(1);
+		rt_sleep_ms(1);
 	}
 }
 
@@ -588,7 +582,7 @@ static int coordinator_slot(void)
 				(void)rayc__test_ctl_transfer(to);
 		}
 		cr_assert_lt(rt_now_ms(), deadline, "no coordinator to kill");
-		sleep_ms(20);
+		rt_sleep_ms(20);
 	}
 }
 

@@ -769,6 +769,34 @@ static bool log_kv_is(uint32_t peer, int n)
 	return true;
 }
 
+/* Stops a process for ms at a time, when asked (the writes go on
+ * meanwhile, however long a put takes). */
+typedef struct staller {
+	pid_t pid;
+	int ms;
+	_Atomic int asked; /* 1: stop it once; -1: end */
+	_Atomic int stops;
+} staller;
+
+static void *staller_main(void *arg)
+{
+	staller *st = arg;
+	for (;;) {
+		int a = atomic_load(&st->asked);
+		if (a < 0)
+			return NULL;
+		if (a == 0) {
+			rt_sleep_ms(2);
+			continue;
+		}
+		kill(st->pid, SIGSTOP);
+		rt_sleep_ms(st->ms);
+		kill(st->pid, SIGCONT);
+		atomic_fetch_add(&st->stops, 1);
+		atomic_store(&st->asked, 0);
+	}
+}
+
 /* The control store's Raft log had no byte bound: snapshots came every
  * 1024 entries only, so 1 MiB KV writes left up to 1.5 GiB of entries on
  * every peer (1.1-1.26 GB measured for 1,500 of them) while the KV itself
@@ -781,40 +809,6 @@ static bool log_kv_is(uint32_t peer, int n)
  * n writes of 1 MiB from the driver to a cluster of three; with stall_ms,
  * one worker is SIGSTOPped for that long every 200 writes (a peer starved
  * of CPU: it falls behind, then catches up). */
-/* Stops a process for ms at a time, when asked (the writes go on
- * meanwhile, however long a put takes). */
-typedef struct staller {
-	pid_t pid;
-	int ms;
-	_Atomic int asked; /* 1: stop it once; -1: end */
-	_Atomic int stops;
-} staller;
-
-static void st_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
-}
-
-static void *staller_main(void *arg)
-{
-	staller *st = arg;
-	for (;;) {
-		int a = atomic_load(&st->asked);
-		if (a < 0)
-			return NULL;
-		if (a == 0) {
-			st_sleep_ms(2);
-			continue;
-		}
-		kill(st->pid, SIGSTOP);
-		st_sleep_ms(st->ms);
-		kill(st->pid, SIGCONT);
-		atomic_fetch_add(&st->stops, 1);
-		atomic_store(&st->asked, 0);
-	}
-}
-
 static void big_kv_writes(int stall_ms)
 {
 	const char *nw = getenv("RAYC_TEST_LOG_WRITES"); /* 1500: the issue */
