@@ -489,8 +489,10 @@ int rayc_init(const rayc_config *cfg)
 	rayc__mutex_init(&rt->kv_mu);
 	rayc__mutex_init(&rt->name_mu);
 	/* Kept warm: 4 MiB of each whatever the recent use. */
-	rayc__slab_init(&rt->obj_slab, sizeof(rayc__obj), 4u << 20);
-	rayc__slab_init(&rt->task_slab, RAYC__TASK_SLAB_BYTES, 4u << 20);
+	rayc__slab_init(&rt->obj_slab, sizeof(rayc__obj), 4u << 20,
+	                RAYC__SLAB_OBJ);
+	rayc__slab_init(&rt->task_slab, RAYC__TASK_SLAB_BYTES, 4u << 20,
+	                RAYC__SLAB_TASK);
 	rayc__sched_submit_init();
 	rt->spin_ns = 50000;
 	atomic_store(&rt->self_id, 1);

@@ -51,9 +51,9 @@ static void unlock(rayc__slab *s)
 	atomic_flag_clear_explicit(&s->lock, memory_order_release);
 }
 
-/* This thread's magazines: blocks of the slabs it used last, freed to it
- * or taken from the slab MAG_BATCH at a time. */
-#define MAG_SLOTS 2
+/* This thread's magazines: blocks of the slabs it uses, freed to it or
+ * taken from the slab MAG_BATCH at a time, one per slot (slab.h). */
+#define MAG_SLOTS RAYC__SLAB_SLOTS
 #define MAG_MAX 32
 #define MAG_BATCH 16
 typedef struct mag {
@@ -65,12 +65,12 @@ typedef struct mag {
 static _Thread_local mag mags[MAG_SLOTS];
 static _Atomic uint64_t slab_gens;
 
-/* s's magazine on this thread.  Each slab has a slot (by its gen); a slot
- * holding another slab's blocks (one shut down, whose memory is gone) is
- * emptied without looking at them. */
+/* s's magazine on this thread.  Each slab has its slot; a slot holding
+ * another slab's blocks (one shut down, whose memory is gone: slabs live
+ * at once have slots of their own) is emptied without looking at them. */
 static mag *mag_of(rayc__slab *s)
 {
-	mag *m = &mags[s->gen % MAG_SLOTS];
+	mag *m = &mags[s->slot];
 
 	if (m->s != s || m->gen != s->gen) {
 		m->s = s;
@@ -80,10 +80,12 @@ static mag *mag_of(rayc__slab *s)
 	return m;
 }
 
-void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes)
+void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes,
+                     int slot)
 {
 	memset(s, 0, sizeof(*s));
 	s->gen = atomic_fetch_add(&slab_gens, 1) + 1;
+	s->slot = (uint32_t)slot % MAG_SLOTS;
 	atomic_flag_clear(&s->lock);
 	s->size = (uint32_t)((size + HDR + 15) & ~(size_t)15);
 	/* As many blocks as fit with their index each (at most 2047 of

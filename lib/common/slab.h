@@ -38,6 +38,7 @@ typedef struct rayc__slab {
 	size_t hw, hw_prev;        /* most used this window and the last */
 	int64_t window_ns;         /* when this window began */
 	uint64_t gen;              /* tells it from a slab once at its address */
+	uint32_t slot;             /* its magazine on each thread */
 	/* Chunks never go back to malloc before rayc__slab_fini: a block
 	 * stays mapped, and a block of this slab, for its callers that read
 	 * blocks they may no longer own (type-stable memory: the object
@@ -46,8 +47,19 @@ typedef struct rayc__slab {
 } rayc__slab;
 
 /* Blocks of size bytes (any size up to 16 KiB); floor_bytes of free
- * blocks are kept whatever the recent use. */
-void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes);
+ * blocks are kept whatever the recent use.  slot: which of a thread's
+ * magazines it uses, one of RAYC__SLAB_SLOTS; slabs in use at the same
+ * time need slots of their own (one that finds its slot holding another
+ * slab's blocks takes it over, and those blocks stay allocated until
+ * their slab's rayc__slab_fini). */
+enum {
+	RAYC__SLAB_OBJ,   /* the object table's entries (lib/lineage) */
+	RAYC__SLAB_TASK,  /* task specs (lib/lineage) */
+	RAYC__SLAB_XREC,  /* the executor's records (lib/net/xrec.c) */
+	RAYC__SLAB_SLOTS
+};
+void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes,
+                     int slot);
 /* Frees every chunk, blocks still allocated included. */
 void rayc__slab_fini(rayc__slab *s);
 /* A zeroed block; NULL when out of memory. */

@@ -248,6 +248,7 @@ static void net_free(rayc__net *net)
 	rayc__bulk_stop(net); /* its jobs may still ask for a lane */
 	rayc__lane_free(net);
 	rayc__remote_fini(net);
+	rayc__slab_fini(&net->xrec_slab);
 	rayc__relink_fini(net);
 	rayc__ctl_fini(net);
 	rayc__names_free(net);
@@ -309,6 +310,8 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	net->rt = rt;
 	rayc__mutex_init(&net->mu);
 	rayc__mutex_init(&net->borrow_mu);
+	rayc__slab_init(&net->xrec_slab, sizeof(rayc__xrec), 0,
+	                RAYC__SLAB_XREC);
 	net->parent_fd = -1;
 	net->kid_pipe_w = -1;
 	net->next_id = 2;

@@ -425,6 +425,7 @@ struct rayc__net {
 	struct event *relink_ev;
 	/* Tasks run here for other owners (xrec.c; rt->mu). */
 	rayc__idtab xrecs; /* by task id; made with the first record */
+	rayc__slab xrec_slab; /* the records: kept warm, no malloc each */
 	rayc__xrec *xrec_head, *xrec_tail;
 	size_t xrec_bytes, xrec_done;
 	/* Work that takes time in proportion to an object's size (bulk.c):

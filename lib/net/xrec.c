@@ -14,7 +14,9 @@
  * heartbeat timeout: an owner sends again as soon as it sees the
  * connection close) and while they fit (RETAIN_BYTES, RETAIN_MAX); an
  * older TASK sent again finds none and runs again, as a retry would.
- * All under rt->mu.
+ * All under rt->mu.  Records come from a slab (net->xrec_slab): a burst
+ * of remote tasks made each its calloc, and glibc gave the heap back
+ * between bursts, to fault it in again (docs/benchmarks.md, tenth pass).
  */
 #include <malloc.h>
 #include <stdlib.h>
@@ -56,7 +58,7 @@ void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r)
 	rayc__idtab_del(&net->xrecs, r->id.hi, r->id.lo);
 	if (r->body != r->small)
 		free(r->body);
-	free(r);
+	rayc__slab_free(r);
 }
 
 rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
@@ -64,14 +66,14 @@ rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
 {
 	if (net->xrecs.s == NULL && rayc__idtab_init(&net->xrecs) != RAYC_OK)
 		return NULL;
-	rayc__xrec *r = calloc(1, sizeof(*r));
+	rayc__xrec *r = rayc__slab_alloc(&net->xrec_slab);
 	if (r == NULL)
 		return NULL;
 	r->id = id;
 	r->owner = owner;
 	r->dispatch = dispatch;
 	if (rayc__idtab_add(&net->xrecs, id.hi, id.lo, r) != RAYC_OK) {
-		free(r);
+		rayc__slab_free(r);
 		return NULL;
 	}
 	return r;
@@ -214,7 +216,7 @@ void rayc__xrec_fini(rayc__net *net)
 		RAYC__IDTAB_EACH(&net->xrecs, i, r) {
 			if (r->body != r->small)
 				free(r->body);
-			free(r);
+			rayc__slab_free(r);
 		}
 		rayc__idtab_fini(&net->xrecs);
 	}
