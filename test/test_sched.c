@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "helpers.h"
+#include "common/common.h"
 #include "os/os.h"
 #include "testing.h"
 
@@ -643,6 +644,72 @@ Test(sched, a_waiter_whose_waits_run_long_parks_at_once)
 	}
 	cr_assert_leq(s.avg_ns, spin, "after 8 waits of nothing it would "
 	              "park (average %lld ns)", (long long)s.avg_ns);
+}
+
+/* rayc__event_set_after_unlock: a parked waiter woken from under a lock
+ * is woken (the futex call) when its waker lets go of its last lock, or
+ * before the waker waits itself; the event is set at once either way. */
+static rayc__event owed_ev;
+static atomic_int owed_woke;
+
+static void *wait_owed(void *arg)
+{
+	(void)arg;
+	cr_assert(rayc__event_wait(&owed_ev, -1, 0)); /* parks at once */
+	atomic_fetch_add(&owed_woke, 1);
+	return NULL;
+}
+
+/* Starts a waiter on owed_ev and waits until it is parked. */
+static pthread_t park_owed_waiter(void)
+{
+	pthread_t th;
+	int64_t until = rayc__now_ns() + 10 * 1000000000LL;
+
+	atomic_store(&owed_woke, 0);
+	cr_assert_eq(pthread_create(&th, NULL, wait_owed, NULL), 0);
+	while (atomic_load(&owed_ev.state) != 2)
+		cr_assert_lt(rayc__now_ns(), until, "the waiter never parked");
+	return th;
+}
+
+Test(sched, a_wake_from_under_a_lock_comes_at_the_last_unlock)
+{
+	rayc__mutex a, b;
+	rayc__event mine = { 0 };
+
+	rayc__mutex_init(&a);
+	rayc__mutex_init(&b);
+	pthread_t th = park_owed_waiter();
+	rayc__mutex_lock(&a);
+	rayc__mutex_lock(&b);
+	rayc__event_set_after_unlock(&owed_ev);
+	cr_assert_eq(atomic_load(&owed_ev.state), 1, "set at once");
+	cr_assert_eq(rayc__wakes_owed, 1, "the wake-up is put off");
+	rayc__mutex_unlock(&b);
+	cr_assert_eq(rayc__wakes_owed, 1, "a lock is still held");
+	rayc__mutex_unlock(&a);
+	cr_assert_eq(rayc__wakes_owed, 0, "made at the last unlock");
+	pthread_join(th, NULL); /* returns only if the waiter woke */
+	cr_assert_eq(atomic_load(&owed_woke), 1);
+
+	/* A waker that waits itself, still holding a lock, wakes first. */
+	th = park_owed_waiter();
+	rayc__mutex_lock(&a);
+	rayc__event_set_after_unlock(&owed_ev);
+	cr_assert_eq(rayc__wakes_owed, 1);
+	cr_assert(!rayc__event_wait(&mine, rayc__now_ns(), 0));
+	cr_assert_eq(rayc__wakes_owed, 0, "made before waiting");
+	pthread_join(th, NULL);
+	rayc__mutex_unlock(&a);
+
+	/* With no lock held it wakes at once. */
+	th = park_owed_waiter();
+	rayc__event_set_after_unlock(&owed_ev);
+	cr_assert_eq(rayc__wakes_owed, 0);
+	pthread_join(th, NULL);
+	rayc__mutex_fini(&b);
+	rayc__mutex_fini(&a);
 }
 
 static atomic_int zero_ran;

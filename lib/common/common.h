@@ -101,9 +101,15 @@ static inline void rayc__locks_enter(void)
 {
 	rayc__locks_held++;
 }
+/* Futex wake-ups put off to the last unlock (os.h:
+ * rayc__event_set_after_unlock). */
+extern _Thread_local int rayc__wakes_owed;
+void rayc__event_wake_owed(void);
 static inline void rayc__locks_exit(void)
 {
 	if (--rayc__locks_held == 0) {
+		if (RAYC__UNLIKELY(rayc__wakes_owed != 0))
+			rayc__event_wake_owed();
 		if (RAYC__UNLIKELY(rayc__log_deferred || rayc__unlock_pending))
 			rayc__unlocked();
 		rayc__fence_store_load();

@@ -357,7 +357,7 @@ static void wake_waiters_locked(rayc__obj *o)
 		n->prev = n->next = NULL;
 		n->obj = NULL;
 		if (++w->ready == w->needed)
-			rayc__event_set(&w->ev);
+			rayc__event_set_after_unlock(&w->ev);
 		n = next;
 	}
 	o->waiters = NULL;

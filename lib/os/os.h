@@ -42,6 +42,15 @@ typedef struct rayc__event {
 } rayc__event;
 
 void rayc__event_set(rayc__event *e);
+/* rayc__event_set, but when this thread holds a rayc lock the wake-up of
+ * a parked waiter (a futex call) is made at its last unlock
+ * (rayc__event_wake_owed, from rayc__locks_exit): the woken thread then
+ * finds the lock free, instead of sleeping on it or spinning on the CPU
+ * its waker needs, and the lock is not held across the syscall.  A
+ * waiter that is spinning sees the set at once either way.  The thread
+ * wakes those it owes before it waits itself (rayc__event_wait). */
+void rayc__event_set_after_unlock(rayc__event *e);
+void rayc__event_wake_owed(void);
 void rayc__event_reset(rayc__event *e);
 /* Returns true when set, false at the deadline (ns, monotonic; -1 never).
  * spin_ns bounds the spinning before parking.  Consumes the set. */

@@ -140,7 +140,7 @@ static void wake_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	w->idle = false;
 	w->woken = true;
 	rt->nwaking++;
-	rayc__event_set(&w->ev);
+	rayc__event_set_after_unlock(&w->ev);
 }
 
 static bool any_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)

@@ -150,6 +150,33 @@ void rayc__event_set(rayc__event *e)
 		futex(&e->state, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
+/* The wake-ups this thread owes, at its last unlock.  An address may be
+ * woken after its waiter returned (it saw the set on its own): a futex
+ * wake-up wakes nobody there, or a waiter that then waits again, which
+ * takes it as spurious (the state is not 1) and waits on. */
+#define OWED_MAX 16
+static _Thread_local rayc__event *owed[OWED_MAX];
+_Thread_local int rayc__wakes_owed;
+
+void rayc__event_set_after_unlock(rayc__event *e)
+{
+	if (atomic_exchange(&e->state, 1) != 2)
+		return;
+	if (rayc__locks_held == 0 || rayc__wakes_owed == OWED_MAX)
+		futex(&e->state, FUTEX_WAKE_PRIVATE, 1, NULL);
+	else
+		owed[rayc__wakes_owed++] = e;
+}
+
+void rayc__event_wake_owed(void)
+{
+	int n = rayc__wakes_owed;
+
+	rayc__wakes_owed = 0;
+	for (int i = 0; i < n; i++)
+		futex(&owed[i]->state, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
 void rayc__event_reset(rayc__event *e)
 {
 	atomic_store(&e->state, 0);
@@ -160,6 +187,9 @@ bool rayc__event_wait(rayc__event *e, int64_t deadline_ns, int64_t spin_ns)
 	int64_t spin_end = rayc__now_ns() + spin_ns;
 	uint32_t zero;
 	int i = 0;
+
+	if (rayc__wakes_owed != 0)
+		rayc__event_wake_owed();
 
 	for (;;) {
 		if (atomic_load_explicit(&e->state, memory_order_acquire) == 1)
