@@ -177,22 +177,39 @@ struct rayc__targ {
 };
 
 struct rayc__task {
-	rayc_task_id id;
+	/* The first 64 bytes: what the scheduler reads of a queued task
+	 * under rt->mu (its queue links, class, state, whether it is
+	 * quick), so that taking one from a queue another thread filled
+	 * costs one cache miss, not three (task blocks are 64-byte
+	 * aligned: runtime.c). */
+	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */
 	const rayc__fn_entry *fn;
 	rayc__sclass *sclass;
+	rayc__actor *actor;
+	uint64_t qseq; /* when it was queued here: older runs first */
+	int state;
+	/* Actors: the actor a constructor, call or destructor run belongs
+	 * to (akind, actor), its place in the actor's mailbox (calls made,
+	 * not yet started, in order), and whether an argument is a
+	 * handle. */
+	uint8_t akind;
+	bool in_flight;
+	bool nested;  /* submitted by a running task (its ids repeat) */
+	bool in_slab; /* allocated from rt->task_slab */
+	uint32_t nargs, nreturns;
+
+	rayc_task_id id;
 	/* On rayc__handoff: a batch run to complete with this context
 	 * (sched/execute.c); NULL: a submission to record. */
 	rayc_ctx *done_ctx;
-	int state;
-	bool in_flight;
+	rayc__targ *args;
+	rayc__obj **returns;
+	uint32_t live_returns;
 	bool reconstruct;   /* this run rebuilds lost objects */
 	int deps_pending;
 	int attempt, max_retries;
 	uint8_t deaths; /* peers that died running it (quarantine) */
 	bool retry_exceptions;
-	bool nested;  /* submitted by a running task (its ids repeat) */
-	bool in_slab; /* allocated from rt->task_slab */
-	uint32_t nargs, nreturns, live_returns;
 	uint64_t child_counter; /* ids of nested submissions */
 	/* Placement (lib/net): strategy, affinity target, where it runs
 	 * now for its owner, and for a task run here for another peer
@@ -211,19 +228,10 @@ struct rayc__task {
 	/* Owner: times it was sent again because an argument was lost on
 	 * the way (rebuilt from lineage first); bounded. */
 	uint8_t arg_redo;
-	/* Actors: the actor a constructor, call or destructor run belongs
-	 * to (akind), its place in the actor's mailbox (calls made, not yet
-	 * started, in order), and whether an argument is a handle. */
-	uint8_t akind;
 	bool mb_ready;   /* in the mailbox with its arguments ready */
 	bool in_mailbox;
 	bool has_actor_args;
-	rayc__actor *actor;
 	rayc__task *mb_prev, *mb_next;
-	rayc__targ *args;
-	rayc__obj **returns;
-	rayc__task *q_prev, *q_next; /* on one rayc__tq (below) */
-	uint64_t qseq; /* when it was queued here: older runs first */
 };
 
 /* A FIFO of tasks linked through q_prev/q_next (a task is on at most one:

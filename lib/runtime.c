@@ -490,9 +490,9 @@ int rayc_init(const rayc_config *cfg)
 	rayc__mutex_init(&rt->name_mu);
 	/* Kept warm: 4 MiB of each whatever the recent use. */
 	rayc__slab_init(&rt->obj_slab, sizeof(rayc__obj), 4u << 20,
-	                RAYC__SLAB_OBJ);
+	                RAYC__SLAB_OBJ, 16);
 	rayc__slab_init(&rt->task_slab, RAYC__TASK_SLAB_BYTES, 4u << 20,
-	                RAYC__SLAB_TASK);
+	                RAYC__SLAB_TASK, 64);
 	rayc__sched_submit_init();
 	rt->spin_ns = 50000;
 	atomic_store(&rt->self_id, 1);

@@ -10,6 +10,7 @@
 
 #include "helpers.h"
 #include "common/common.h"
+#include "common/slab.h"
 #include "os/os.h"
 #include "testing.h"
 
@@ -539,6 +540,28 @@ Test(sched, refs_submitted_on_one_thread_are_got_on_another)
 	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
 	cr_assert_eq(st.objects, 0, "%llu entries left",
 	             (unsigned long long)st.objects);
+}
+
+/* A slab asked for 64-byte blocks hands out blocks on cache-line
+ * boundaries, from every chunk (task specs are laid out on lines:
+ * rt.h). */
+Test(sched, a_slab_of_aligned_blocks_aligns_every_block)
+{
+	enum { N = 2000 };
+	static void *b[N];
+	rayc__slab s;
+
+	rayc__slab_init(&s, 200, 0, RAYC__SLAB_XREC, 64);
+	for (int i = 0; i < N; i++) {
+		b[i] = rayc__slab_alloc(&s);
+		cr_assert_not_null(b[i]);
+		cr_assert_eq((uintptr_t)b[i] % 64, 0, "block %d at %p", i, b[i]);
+		memset(b[i], 0xa5, 200);
+	}
+	cr_assert_gt(s.nchunks, 1, "more than one chunk");
+	for (int i = 0; i < N; i++)
+		rayc__slab_free(b[i]);
+	rayc__slab_fini(&s);
 }
 
 /* Task specs and entries come from slabs that keep their chunks: a

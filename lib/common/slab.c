@@ -81,21 +81,27 @@ static mag *mag_of(rayc__slab *s)
 }
 
 void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes,
-                     int slot)
+                     int slot, size_t align)
 {
 	memset(s, 0, sizeof(*s));
 	s->gen = atomic_fetch_add(&slab_gens, 1) + 1;
 	s->slot = (uint32_t)slot % MAG_SLOTS;
 	atomic_flag_clear(&s->lock);
-	s->size = (uint32_t)((size + HDR + 15) & ~(size_t)15);
+	if (align < HDR)
+		align = HDR;
+	s->align = (uint32_t)align;
+	s->size = (uint32_t)((size + HDR + align - 1) & ~(align - 1));
 	/* As many blocks as fit with their index each (at most 2047 of
-	 * the smallest, 32 bytes: uint16_t holds every index). */
+	 * the smallest, 32 bytes: uint16_t holds every index); the
+	 * caller's bytes of the first (after its header) on an align
+	 * boundary, and so those of every block. */
 	uint32_t per = (uint32_t)((CHUNK_BYTES - sizeof(rayc__slab_chunk)) /
 	                          (s->size + sizeof(uint16_t)));
 	for (;;) {
-		s->first = (uint32_t)((sizeof(rayc__slab_chunk) +
-		                       per * sizeof(uint16_t) + 15) &
-		                      ~(size_t)15);
+		s->first = (uint32_t)(((sizeof(rayc__slab_chunk) +
+		                        per * sizeof(uint16_t) + HDR +
+		                        align - 1) &
+		                       ~(align - 1)) - HDR);
 		if (s->first + (size_t)per * s->size <= CHUNK_BYTES)
 			break;
 		per--;
@@ -156,7 +162,8 @@ static char *take_locked(rayc__slab *s)
 
 	if (s->partial == NULL) {
 		unlock(s);
-		c = malloc(CHUNK_BYTES); /* no lock held across malloc */
+		/* no lock held across the malloc */
+		c = aligned_alloc(s->align, CHUNK_BYTES);
 		lock(s);
 		if (c == NULL)
 			return NULL;

@@ -39,6 +39,7 @@ typedef struct rayc__slab {
 	int64_t window_ns;         /* when this window began */
 	uint64_t gen;              /* tells it from a slab once at its address */
 	uint32_t slot;             /* its magazine on each thread */
+	uint32_t align;            /* of the blocks the callers get */
 	/* Chunks never go back to malloc before rayc__slab_fini: a block
 	 * stays mapped, and a block of this slab, for its callers that read
 	 * blocks they may no longer own (type-stable memory: the object
@@ -51,7 +52,8 @@ typedef struct rayc__slab {
  * magazines it uses, one of RAYC__SLAB_SLOTS; slabs in use at the same
  * time need slots of their own (one that finds its slot holding another
  * slab's blocks takes it over, and those blocks stay allocated until
- * their slab's rayc__slab_fini). */
+ * their slab's rayc__slab_fini).  align: of every block handed out (a
+ * power of two, 16 at least; 64 lays a struct out on cache lines). */
 enum {
 	RAYC__SLAB_OBJ,   /* the object table's entries (lib/lineage) */
 	RAYC__SLAB_TASK,  /* task specs (lib/lineage) */
@@ -59,7 +61,7 @@ enum {
 	RAYC__SLAB_SLOTS
 };
 void rayc__slab_init(rayc__slab *s, size_t size, size_t floor_bytes,
-                     int slot);
+                     int slot, size_t align);
 /* Frees every chunk, blocks still allocated included. */
 void rayc__slab_fini(rayc__slab *s);
 /* A zeroed block; NULL when out of memory. */

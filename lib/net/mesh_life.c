@@ -311,7 +311,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	rayc__mutex_init(&net->mu);
 	rayc__mutex_init(&net->borrow_mu);
 	rayc__slab_init(&net->xrec_slab, sizeof(rayc__xrec), 0,
-	                RAYC__SLAB_XREC);
+	                RAYC__SLAB_XREC, 16);
 	net->parent_fd = -1;
 	net->kid_pipe_w = -1;
 	net->next_id = 2;
