@@ -84,6 +84,15 @@ void rayc__sched_drain_locked(rayc__rt *rt)
 		t = oldest;
 		oldest = t->q_next;
 		t->q_next = NULL;
+		if (oldest != NULL) {
+			/* The reversal brought each task's first line in;
+			 * recording reads the rest (id, argument and return
+			 * arrays), another thread's writes: fetched while t
+			 * is recorded. */
+			__builtin_prefetch((char *)oldest + 64);
+			__builtin_prefetch((char *)oldest + 128);
+			__builtin_prefetch((char *)oldest + 192);
+		}
 		if (t->done_ctx != NULL) { /* a batch run done */
 			rayc_ctx *ctx = t->done_ctx;
 			t->done_ctx = NULL;
