@@ -105,7 +105,10 @@ struct rayc__obj {
 	/* id, state and refcnt are read without rt->mu, maybe after the entry
 	 * was freed and its block reused (rayc__obj_pin: the slab keeps its
 	 * blocks mapped, and never writes them but to zero the rest of a new
-	 * entry): written with atomics, first in the block. */
+	 * entry): written with atomics, first in the block.  The first 64
+	 * bytes (entries are 64-byte aligned: runtime.c) hold what a get and
+	 * a release read and what a run's completion writes, so a thread
+	 * getting what another made misses once per entry. */
 	rayc_object_id id;
 	_Atomic int state;
 	/* Handles + task-argument holds + views + pins.  Raised from 0 and
@@ -119,25 +122,34 @@ struct rayc__obj {
 	 * or a task's hold.  Dropped without rt->mu by rayc_release. */
 	_Atomic int32_t handles;
 	rayc_type type;
-	int err;         /* for ERROR: the rayc_err its readers get */
-	int32_t lineage_cnt;
-	bool is_put;     /* no lineage: loss is final */
 	size_t len;
 	void *data;      /* inline_buf, heap, arena, or errmsg */
-	rayc__block *block;
+	rayc__wnode *waiters;
+	/* On rayc__handoff_objs: its last ref to let go under rt->mu. */
+	rayc__obj *dead_next;
+
 	rayc__task *task; /* producer (lineage); NULL for puts */
-	uint32_t ret_idx;
 	rayc__targ *deps;   /* task arguments waiting for this object */
+	rayc__block *block;
+	int err;         /* for ERROR: the rayc_err its readers get */
+	int32_t lineage_cnt;
+	uint32_t ret_idx;
 	/* Cluster (lib/net).  owner: the peer that owns it (0: this one);
 	 * loc: a peer with the primary copy when it is not here. */
 	uint32_t owner, loc;
+	/* Same host, zero-copy: data lies in peer view_src's arena, mapped
+	 * read-only (view, held); that peer keeps it pinned until we say
+	 * SHM_DONE, when this entry's data goes. */
+	uint32_t view_src;
 	/* Owner side: peers holding refs, one object ref each (a peer that
 	 * dies lets go of its borrows). */
 	uint32_t *borrowers;
 	uint16_t nborrowers, borrowers_cap;
+	bool is_put;        /* no lineage: loss is final */
 	bool fetching;      /* bytes on their way here */
 	bool borrowed;      /* we told the owner we hold a ref */
 	bool held_remote;   /* a return kept here for its remote owner */
+
 	bool let_go;        /* that owner said FREE: not worth caching */
 	/* Its owner (another peer) died: nothing can rebuild it or say
 	 * where copies are, so it is RAYC_EOWNERDIED to every new reader
@@ -147,14 +159,7 @@ struct rayc__obj {
 	 * ref went, in rt's LRU cache until evicted or wanted again. */
 	bool cached;
 	rayc__obj *lru_prev, *lru_next;
-	/* Same host, zero-copy: data lies in peer view_src's arena, mapped
-	 * read-only (view, held); that peer keeps it pinned until we say
-	 * SHM_DONE, when this entry's data goes. */
 	struct rayc__store_view *view;
-	uint32_t view_src;
-	rayc__wnode *waiters;
-	/* On rayc__handoff_objs: its last ref to let go under rt->mu. */
-	rayc__obj *dead_next;
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };
 

@@ -593,7 +593,7 @@ Test(sched, a_second_burst_of_tasks_reuses_the_first_ones_memory)
 			t1 = t2;
 			o1 = o2;
 		}
-		/* 20,000 specs of 416 bytes and entries of 208 are more
+		/* 20,000 specs of 448 bytes and entries of 192 are more
 		 * than a hundred 64 KiB chunks: kept, and no more made.  An
 		 * entry whose last ref was let go by a worker (rt->mu was
 		 * busy: rayc__obj_unpin), and its spec, wait in that
