@@ -159,7 +159,7 @@ struct rayc__obj {
 	 * ref went, in rt's LRU cache until evicted or wanted again. */
 	bool cached;
 	rayc__obj *lru_prev, *lru_next;
-	struct rayc__store_view *view;
+	struct rayc__store_view *view; /* see view_src */
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };
 
@@ -233,6 +233,7 @@ struct rayc__task {
 	/* Owner: times it was sent again because an argument was lost on
 	 * the way (rebuilt from lineage first); bounded. */
 	uint8_t arg_redo;
+	/* Actors: its place in the mailbox (see akind). */
 	bool mb_ready;   /* in the mailbox with its arguments ready */
 	bool in_mailbox;
 	bool has_actor_args;

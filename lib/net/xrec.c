@@ -14,9 +14,12 @@
  * heartbeat timeout: an owner sends again as soon as it sees the
  * connection close) and while they fit (RETAIN_BYTES, RETAIN_MAX); an
  * older TASK sent again finds none and runs again, as a retry would.
- * All under rt->mu.  Records come from a slab (net->xrec_slab): a burst
- * of remote tasks made each its calloc, and glibc gave the heap back
- * between bursts, to fault it in again (docs/benchmarks.md, tenth pass).
+ * All under rt->mu.  Records come from a slab of their own
+ * (net->xrec_slab), as task specs do: no calloc and free per remote task.
+ * What the kept records cost in memory (about 110 bytes each, and their
+ * index) is paid as they first grow to the limits: page faults while a
+ * peer runs its first 200,000 tasks for others (docs/benchmarks.md,
+ * tenth pass).
  */
 #include <malloc.h>
 #include <stdlib.h>
