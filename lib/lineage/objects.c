@@ -253,6 +253,12 @@ void rayc__obj_drain_locked(rayc__rt *rt)
 
 	while (o != NULL) {
 		rayc__obj *next = o->dead_next;
+		if (next != NULL) {
+			/* Another thread let go of them: fetched while o
+			 * is let go of. */
+			__builtin_prefetch(next);
+			__builtin_prefetch((char *)next + 64);
+		}
 		rayc__obj_unref_locked(rt, o); /* may free o */
 		o = next;
 	}
