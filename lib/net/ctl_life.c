@@ -53,8 +53,8 @@ static void run_start(rayc__net *net, void *arg)
 	 * a heartbeat timeout is as good as dead: give up on it then (the
 	 * default, 5 s, held every other configuration change up meanwhile,
 	 * newer peers included). */
-	raft_set_max_catch_up_round_duration(r,
-	                                     (unsigned)(net->timeout_ns / 1000000));
+	unsigned timeout_ms = (unsigned)(net->timeout_ns / 1000000);
+	raft_set_max_catch_up_round_duration(r, timeout_ms);
 	/* An InstallSnapshot that got no answer is sent again after 5 s
 	 * (or a heartbeat timeout, if longer), not libraft's 30.  A
 	 * follower taking a snapshot of its own ignores one, unanswered
@@ -64,8 +64,8 @@ static void run_start(rayc__net *net, void *arg)
 	 * ctl::big_kv_writes_to_a_stalling_follower_keep_its_memory_bounded
 	 * beside the net suite took 29-31 s to catch up, the rest under
 	 * 15 s). */
-	unsigned hb_ms = (unsigned)(net->timeout_ns / 1000000);
-	raft_set_install_snapshot_timeout(r, hb_ms > 5000 ? hb_ms : 5000);
+	raft_set_install_snapshot_timeout(r, timeout_ms > 5000 ? timeout_ms
+	                                                       : 5000);
 	/* Snapshots by entry count and by bytes (ctl_log.c). */
 	rayc__ctl_log_setup(net);
 	raft_set_pre_vote(r, true);
