@@ -33,6 +33,7 @@
 #include <uthash.h>
 
 #include <stdlib.h>
+#include <sys/queue.h>
 
 #include "common/common.h"
 #include "common/idtab.h"
@@ -158,7 +159,7 @@ struct rayc__obj {
 	/* A secondary copy (another peer owns it) kept after its last local
 	 * ref went, in rt's LRU cache until evicted or wanted again. */
 	bool cached;
-	rayc__obj *lru_prev, *lru_next;
+	TAILQ_ENTRY(rayc__obj) lru;
 	struct rayc__store_view *view; /* see view_src */
 	_Alignas(8) unsigned char inline_buf[RAYC__INLINE_BYTES];
 };
@@ -237,12 +238,17 @@ struct rayc__task {
 	bool mb_ready;   /* in the mailbox with its arguments ready */
 	bool in_mailbox;
 	bool has_actor_args;
-	rayc__task *mb_prev, *mb_next;
+	TAILQ_ENTRY(rayc__task) mb;
 };
 
 /* A FIFO of tasks linked through q_prev/q_next (a task is on at most one:
  * its class's ready queue, the wait for remote room, or a peer's
- * in-flight list).  n counts the tasks on it. */
+ * in-flight list).  n counts the tasks on it.  Written out rather than
+ * sys/queue.h's TAILQ (the other lists' choice) because q_prev/q_next
+ * double as the submission stack's link (sched/submit.c) and sit in the
+ * task's first cache line, and a zeroed rayc__tq is a valid empty one
+ * (classes and peers are made with calloc); utlist would keep the tail
+ * in the head task, a line the workers taking from the head write. */
 typedef struct rayc__tq {
 	rayc__task *head, *tail;
 	uint64_t n;
@@ -360,7 +366,7 @@ struct rayc__rt {
 	_Atomic int nres; /* grows (under mu) as peers name new resources */
 	int64_t start_wall_ms; /* when rayc_init ran (the one-peer job) */
 	/* Cached secondary copies, least recently used first (mu). */
-	rayc__obj *cache_head, *cache_tail;
+	TAILQ_HEAD(rayc__obj_lru, rayc__obj) cache;
 	size_t cache_bytes, cache_cap;
 	uint64_t n_fetches;
 	char *res_names[RAYC__MAX_RES];

@@ -488,6 +488,7 @@ int rayc_init(const rayc_config *cfg)
 	rayc__mutex_init(&rt->mu);
 	rayc__mutex_init(&rt->kv_mu);
 	rayc__mutex_init(&rt->name_mu);
+	TAILQ_INIT(&rt->cache);
 	/* Kept warm: 4 MiB of each whatever the recent use.  On cache
 	 * lines: rt.h lays entries and specs out by what is read together
 	 * (an entry's block is 192 bytes, three lines). */

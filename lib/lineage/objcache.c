@@ -13,15 +13,7 @@
 
 static void lru_unlink(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu)
 {
-	if (o->lru_prev != NULL)
-		o->lru_prev->lru_next = o->lru_next;
-	else
-		rt->cache_head = o->lru_next;
-	if (o->lru_next != NULL)
-		o->lru_next->lru_prev = o->lru_prev;
-	else
-		rt->cache_tail = o->lru_prev;
-	o->lru_prev = o->lru_next = NULL;
+	TAILQ_REMOVE(&rt->cache, o, lru);
 	o->cached = false;
 	rt->cache_bytes -= o->len;
 }
@@ -34,8 +26,8 @@ void rayc__cache_take_locked(rayc__obj *o)
 /* Evicts the least recently used copy; false if the cache is empty. */
 static bool evict_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
-	return rt->cache_head != NULL &&
-	       rayc__cache_drop_locked(rt, rt->cache_head);
+	return !TAILQ_EMPTY(&rt->cache) &&
+	       rayc__cache_drop_locked(rt, TAILQ_FIRST(&rt->cache));
 }
 
 /* o (a READY secondary copy in the store) lost its last ref: keep it. */
@@ -50,13 +42,7 @@ bool rayc__cache_put_locked(rayc__rt *rt, rayc__obj *o)
 	       evict_one_locked(rt))
 		;
 	o->cached = true;
-	o->lru_prev = rt->cache_tail;
-	o->lru_next = NULL;
-	if (rt->cache_tail != NULL)
-		rt->cache_tail->lru_next = o;
-	else
-		rt->cache_head = o;
-	rt->cache_tail = o;
+	TAILQ_INSERT_TAIL(&rt->cache, o, lru);
 	rt->cache_bytes += o->len;
 	return true;
 }
@@ -91,8 +77,8 @@ int rayc__obj_alloc_block(rayc__rt *rt, size_t n, rayc__block **out)
 		/* Free a bit more than asked: fragments of the arena need
 		 * not join up. */
 		size_t want = n + n / 4, got = 0;
-		while (got < want && rt->cache_head != NULL) {
-			got += rt->cache_head->len;
+		while (got < want && !TAILQ_EMPTY(&rt->cache)) {
+			got += TAILQ_FIRST(&rt->cache)->len;
 			evicted = evict_one_locked(rt);
 		}
 		rayc__mutex_unlock(&rt->mu);

@@ -312,6 +312,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	rayc__mutex_init(&net->borrow_mu);
 	rayc__slab_init(&net->xrec_slab, sizeof(rayc__xrec), 0,
 	                RAYC__SLAB_XREC, 16);
+	TAILQ_INIT(&net->xrec_done_q);
 	net->parent_fd = -1;
 	net->kid_pipe_w = -1;
 	net->next_id = 2;

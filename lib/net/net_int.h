@@ -314,7 +314,7 @@ typedef struct rayc__xrec {
 	size_t len;
 	uint8_t small[32]; /* body, when it fits (no malloc of its own) */
 	int64_t done_at;
-	struct rayc__xrec *prev, *next; /* done ones, oldest first */
+	TAILQ_ENTRY(rayc__xrec) link; /* on net->xrec_done_q when done */
 } rayc__xrec;
 
 /* A request waiting for its reply (KV calls to the coordinator). */
@@ -426,7 +426,7 @@ struct rayc__net {
 	/* Tasks run here for other owners (xrec.c; rt->mu). */
 	rayc__idtab xrecs; /* by task id; made with the first record */
 	rayc__slab xrec_slab; /* the records: kept warm, no malloc each */
-	rayc__xrec *xrec_head, *xrec_tail;
+	TAILQ_HEAD(rayc__xrec_q, rayc__xrec) xrec_done_q; /* oldest first */
 	size_t xrec_bytes, xrec_done;
 	/* Work that takes time in proportion to an object's size (bulk.c):
 	 * never on a connection's receive callback, where the frames behind

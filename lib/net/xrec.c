@@ -41,15 +41,7 @@ rayc__xrec *rayc__xrec_find_locked(rayc__net *net, rayc_task_id id)
 
 static void unlink_done(rayc__net *net, rayc__xrec *r)
 {
-	if (r->prev != NULL)
-		r->prev->next = r->next;
-	else
-		net->xrec_head = r->next;
-	if (r->next != NULL)
-		r->next->prev = r->prev;
-	else
-		net->xrec_tail = r->prev;
-	r->prev = r->next = NULL;
+	TAILQ_REMOVE(&net->xrec_done_q, r, link);
 	net->xrec_bytes -= r->len;
 	net->xrec_done--;
 }
@@ -89,7 +81,8 @@ void rayc__test_xrec_held(size_t *len, size_t *held)
 	if (rt == NULL || rt->net == NULL)
 		return;
 	rayc__mutex_lock(&rt->mu);
-	for (rayc__xrec *r = rt->net->xrec_head; r != NULL; r = r->next) {
+	rayc__xrec *r;
+	TAILQ_FOREACH (r, &rt->net->xrec_done_q, link) {
 		*len += r->len;
 		*held += r->body == r->small ? sizeof(r->small)
 		                             : malloc_usable_size(r->body);
@@ -101,13 +94,14 @@ void rayc__test_xrec_held(size_t *len, size_t *held)
 void rayc__xrec_sweep_locked(rayc__net *net, int64_t now)
 {
 	int64_t keep = 2 * net->timeout_ns;
+	rayc__xrec *r;
 
 	if (keep < RETAIN_NS)
 		keep = RETAIN_NS;
-	while (net->xrec_head != NULL &&
+	while ((r = TAILQ_FIRST(&net->xrec_done_q)) != NULL &&
 	       (net->xrec_bytes > RETAIN_BYTES || net->xrec_done > RETAIN_MAX ||
-	        now - net->xrec_head->done_at > keep))
-		rayc__xrec_drop_locked(net, net->xrec_head);
+	        now - r->done_at > keep))
+		rayc__xrec_drop_locked(net, r);
 }
 
 void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
@@ -125,13 +119,7 @@ void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
 	r->done = true;
 	r->len = len;
 	r->done_at = rayc__now_ns();
-	r->prev = net->xrec_tail;
-	r->next = NULL;
-	if (net->xrec_tail != NULL)
-		net->xrec_tail->next = r;
-	else
-		net->xrec_head = r;
-	net->xrec_tail = r;
+	TAILQ_INSERT_TAIL(&net->xrec_done_q, r, link);
 	net->xrec_bytes += r->len;
 	net->xrec_done++;
 	rayc__xrec_sweep_locked(net, r->done_at);
@@ -215,15 +203,15 @@ void rayc__xrec_fini(rayc__net *net)
 {
 	rayc__xrec *r;
 
+	/* The records themselves go with their slab (net_free, next). */
 	if (net->xrecs.s != NULL) {
 		RAYC__IDTAB_EACH(&net->xrecs, i, r) {
 			if (r->body != r->small)
 				free(r->body);
-			rayc__slab_free(r);
 		}
 		rayc__idtab_fini(&net->xrecs);
 	}
-	net->xrec_head = net->xrec_tail = NULL;
+	TAILQ_INIT(&net->xrec_done_q);
 	net->xrec_bytes = net->xrec_done = 0;
 }
 

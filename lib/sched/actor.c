@@ -72,17 +72,18 @@ void rayc__actor_unname_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->m
 		rt->hooks->name_gone(rt, a->name, a->id, a->cls->name);
 }
 
+rayc__actor *rayc__actor_calloc(void)
+{
+	rayc__actor *a = calloc(1, sizeof(*a));
+
+	if (a != NULL)
+		TAILQ_INIT(&a->mb);
+	return a;
+}
+
 static void mb_unlink(rayc__actor *a, rayc__task *t)
 {
-	if (t->mb_prev != NULL)
-		t->mb_prev->mb_next = t->mb_next;
-	else
-		a->mb_head = t->mb_next;
-	if (t->mb_next != NULL)
-		t->mb_next->mb_prev = t->mb_prev;
-	else
-		a->mb_tail = t->mb_prev;
-	t->mb_prev = t->mb_next = NULL;
+	TAILQ_REMOVE(&a->mb, t, mb);
 	t->in_mailbox = false;
 	a->mb_n--;
 }
@@ -90,16 +91,10 @@ static void mb_unlink(rayc__actor *a, rayc__task *t)
 /* Puts t in a's mailbox before at (NULL: at the tail). */
 void rayc__actor_mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at)
 {
-	t->mb_next = at;
-	t->mb_prev = at != NULL ? at->mb_prev : a->mb_tail;
-	if (t->mb_prev != NULL)
-		t->mb_prev->mb_next = t;
-	else
-		a->mb_head = t;
 	if (at != NULL)
-		at->mb_prev = t;
+		TAILQ_INSERT_BEFORE(at, t, mb);
 	else
-		a->mb_tail = t;
+		TAILQ_INSERT_TAIL(&a->mb, t, mb);
 	t->in_mailbox = true;
 	a->mb_n++;
 }
@@ -140,7 +135,7 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 {
 	char msg[320];
 
-	if (a->mb_head == NULL)
+	if (TAILQ_EMPTY(&a->mb))
 		return;
 	snprintf(msg, sizeof(msg), "actor %s " ID_FMT "%s%s%s is dead: %s",
 	         a->cls->name, ID_ARGS(a->id), a->name != NULL ? " (\"" : "",
@@ -148,8 +143,9 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 	         a->death);
 	/* Each failure finishes the call, which unlinks it
 	 * (rayc__actor_call_done_locked). */
-	while (a->mb_head != NULL)
-		rayc__task_fail_locked(rt, a->mb_head, RAYC_EACTORDIED, msg);
+	while (!TAILQ_EMPTY(&a->mb))
+		rayc__task_fail_locked(rt, TAILQ_FIRST(&a->mb),
+		                       RAYC_EACTORDIED, msg);
 }
 
 /* Its turn: queued here, or sent to the peer the actor lives on.  False
@@ -170,7 +166,7 @@ static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	 * rayc__actors_retry_locked). */
 	a->running--;
 	a->stalled = true;
-	rayc__actor_mb_insert(a, t, a->mb_head);
+	rayc__actor_mb_insert(a, t, TAILQ_FIRST(&a->mb));
 	return false;
 }
 
@@ -184,8 +180,8 @@ static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 	                                                : RAYC__ACTOR_WINDOW;
 
 	while (a->st == RAYC_ACTOR_ALIVE && !a->stalled && a->running < limit &&
-	       a->mb_head != NULL && a->mb_head->mb_ready) {
-		rayc__task *t = a->mb_head;
+	       !TAILQ_EMPTY(&a->mb) && TAILQ_FIRST(&a->mb)->mb_ready) {
+		rayc__task *t = TAILQ_FIRST(&a->mb);
 		mb_unlink(a, t);
 		if (!start_call_locked(rt, a, t))
 			break;
@@ -272,7 +268,8 @@ static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 		if (a->st == RAYC_ACTOR_DEAD)
 			fail_mailbox_locked(rt, a);
 		dispatch_locked(rt, a);
-		if (a->refcnt == 0 && a->running == 0 && a->mb_head == NULL) {
+		if (a->refcnt == 0 && a->running == 0 &&
+		    TAILQ_EMPTY(&a->mb)) {
 			/* Every call made through it is done: its owner need
 			 * not keep the actor alive for this peer now. */
 			if (a->borrowing && rt->hooks != NULL)
@@ -318,7 +315,8 @@ static bool settle_once(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 		fail_mailbox_locked(rt, a);
 	}
 	if (a->st == RAYC_ACTOR_DEAD) {
-		if (a->refcnt == 0 && a->running == 0 && a->mb_head == NULL) {
+		if (a->refcnt == 0 && a->running == 0 &&
+		    TAILQ_EMPTY(&a->mb)) {
 			free_locked(rt, a);
 			return true;
 		}
@@ -377,7 +375,7 @@ int rayc__actor_create_locked(rayc__rt *rt, rayc__task *ctor,
 	/* Its constructor is placed like a task of its demand (here, on
 	 * another peer, or waiting for one that can hold it). */
 	rayc__sclass *c = rayc__sched_class_locked(rt, p->demand);
-	a = calloc(1, sizeof(*a));
+	a = rayc__actor_calloc();
 	if (c == NULL || a == NULL ||
 	    (a->state = calloc(1, p->cls->state_size + 1)) == NULL ||
 	    (p->name != NULL && (a->name = strdup(p->name)) == NULL)) {

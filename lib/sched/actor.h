@@ -74,7 +74,8 @@ struct rayc__actor {
 	int max_restarts, restarts, max_task_retries, max_conc;
 	int running; /* calls started (queued on call_class or running) */
 	int64_t demand[RAYC__MAX_RES];
-	rayc__task *mb_head, *mb_tail;
+	/* Its mailbox, in order (rayc__task.mb). */
+	TAILQ_HEAD(rayc__mailbox, rayc__task) mb;
 	uint64_t mb_n;
 	rayc__task *ctor; /* the constructor's spec (kept by cobj) */
 	rayc__obj *cobj;  /* its return, held by the actor */

@@ -24,6 +24,8 @@ void rayc__actor_settle_locked(rayc__rt *rt, rayc__actor *a)
 /* Its name is free again. */
 void rayc__actor_unname_locked(rayc__rt *rt, rayc__actor *a)
 	RAYC_REQUIRES(rt->mu);
+/* A zeroed actor record with an empty mailbox; NULL on ENOMEM. */
+rayc__actor *rayc__actor_calloc(void);
 /* Puts t in a's mailbox before at (NULL: at the tail); _push: at the
  * tail, not ready yet. */
 void rayc__actor_mb_insert(rayc__actor *a, rayc__task *t, rayc__task *at);

@@ -34,7 +34,7 @@ rayc__actor *rayc__actor_proxy_locked(rayc__rt *rt, rayc_actor id,
 	HASH_FIND(hh, rt->actor_proxies, &id, sizeof(id), a);
 	if (a != NULL)
 		return a;
-	a = calloc(1, sizeof(*a));
+	a = rayc__actor_calloc();
 	if (a == NULL)
 		return NULL;
 	a->id = id;
@@ -62,7 +62,7 @@ bool rayc__actor_host_locked(rayc__rt *rt, rayc__task *t, rayc_actor id,
 			         ID_ARGS(id));
 			return false;
 		}
-		a = calloc(1, sizeof(*a));
+		a = rayc__actor_calloc();
 		if (a == NULL ||
 		    (a->state = calloc(1, cls->state_size + 1)) == NULL ||
 		    (name != NULL && (a->name = strdup(name)) == NULL)) {
@@ -142,9 +142,9 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 			 * calls made after it; sent again once restarted. */
 			t->attempt++;
 			a->running--;
-			rayc__task *at = a->mb_head;
+			rayc__task *at = TAILQ_FIRST(&a->mb);
 			while (at != NULL && at->qseq < t->qseq)
-				at = at->mb_next;
+				at = TAILQ_NEXT(at, mb);
 			t->mb_ready = true;
 			t->state = RAYC__TASK_MAILBOX;
 			rayc__actor_mb_insert(a, t, at);
