@@ -38,6 +38,11 @@ void rayc__test_wire_big_mac(bool on);
  * over an open connection are thrown away, each closing the connection
  * it was queued on (a frame lost with its connection). */
 int rayc__test_drop_conn(uint32_t peer, int lose);
+/* Dials url (a connection of no peer's, like the probes) and waits up
+ * to wait_ms for it to close by itself; *open_ms: how long it stayed
+ * open or pending.  RAYC_OK once closed, RAYC_ETIMEDOUT if not. */
+int rayc__test_dial_until_closed(const char *url, int wait_ms,
+                                 int64_t *open_ms);
 /* While block is true, connections between this peer and peer id
  * `peer` close as soon as they open (those open now close): the peer is
  * a member this one cannot reach. */
@@ -133,7 +138,7 @@ uint64_t rayc__test_ctl_busy(void);
 uint64_t rayc__test_sends_under_lock(void);
 /* Sends this process started from the queueing thread (conn.c, kick),
  * by the send callback, of the former those the socket took in part,
- * and those it turned away (full for FAST_WAIT_MS). */
+ * and those it turned away (the socket full). */
 typedef struct rayc__test_sends {
 	uint64_t fast, slow, parts, timeouts;
 } rayc__test_sends;

@@ -231,6 +231,46 @@ Test(net, small_frames_go_from_the_thread_that_queued_them)
 	cluster_stop();
 }
 
+/* A dial the other host never answers (its SYNs dropped: here, a
+ * listener whose accept queue is full) is given up by the loop after
+ * RAYC__DIAL_WAIT_NS (5 s), on its own thread: no NNG timer on it, whose
+ * expiry could run the dial's cancel routine after the dialer is freed
+ * (docs/reliability.md). */
+Test(net, a_dial_nobody_answers_is_given_up)
+{
+	driver_start();
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(l >= 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(l, 0), 0);
+	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	/* Fill the accept queue; a further connect must stay pending. */
+	int fill[3];
+	for (int i = 0; i < 3; i++) {
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		cr_assert(fill[i] >= 0);
+		(void)connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+	}
+	struct pollfd pf = { .fd = fill[2], .events = POLLOUT };
+	cr_assert_eq(poll(&pf, 1, 300), 0, "a connect to a full accept "
+	             "queue completed: the kernel did not drop its SYN");
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d",
+	         (int)ntohs(a.sin_port));
+	int64_t ms = -1;
+	int rc = rayc__test_dial_until_closed(url, 20000, &ms);
+	cr_assert_eq(rc, RAYC_OK, "the dial was still pending after %lld ms",
+	             (long long)ms);
+	cr_assert_geq(ms, 4000, "given up after %lld ms", (long long)ms);
+	for (int i = 0; i < 3; i++)
+		close(fill[i]);
+	close(l);
+	cluster_stop();
+}
+
 /* The answers an executor keeps (so a task sent again is not run
  * twice) take memory of their size: before, each kept the page-sized
  * buffer it was built in, a page fault per task and forty times the

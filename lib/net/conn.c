@@ -46,7 +46,6 @@ rayc__conn *rayc__conn_new(rayc__net *net)
 		rayc__conn_free(c);
 		return NULL;
 	}
-	nng_aio_set_timeout(c->faio, RAYC__CONN_FAST_WAIT_MS);
 	c->fast = true;
 	c->rcap = RAYC__RX_BASE;
 	c->rbuf = malloc(c->rcap);
@@ -614,7 +613,13 @@ int rayc__conn_dial(rayc__conn *c, const char *url)
 	(void)nng_stream_dialer_set_size(c->dialer, NNG_OPT_RECVMAXSZ,
 	                                 RAYC__WIRE_MAX_FRAME);
 	c->dialed = true;
-	nng_aio_set_timeout(c->daio, 5000);
+	/* No NNG timeout on the dial (nor on any aio of ours): NNG 1.5.2's
+	 * expiry thread calls a dial's cancel routine after letting go of
+	 * its lock, and a dial that completes meanwhile lets us free the
+	 * dialer under it ("panic: pthread_mutex_lock: Invalid argument",
+	 * docs/reliability.md).  The loop closes a dial still pending after
+	 * RAYC__DIAL_WAIT_NS instead (mesh_life.c), aborting it on our own
+	 * thread. */
 	nng_stream_dialer_dial(c->dialer, c->daio);
 	return RAYC_OK;
 }

@@ -41,10 +41,12 @@ static bool batch_sent(rayc__conn *c);
  * queued it, unless that is one of NNG's (rayc__nng_thread), through
  * c->faio (no callback: NNG 1.5 then completes it inline, without waking
  * one of its task threads, and again when the send callback would have
- * run).  A socket too full to take it at once
- * holds that thread at most RAYC__CONN_FAST_WAIT_MS (NNG's timer), then
- * the send goes the callback way; so does the rest of a batch written
- * in part. */
+ * run).  A socket too full to take it at once turns it away: the send is
+ * cancelled at once, on this thread, and goes the callback way; so does
+ * the rest of a batch written in part.  (It once waited up to 10 ms for
+ * room on NNG's timer; an aio timer of NNG 1.5.2 can call its cancel
+ * routine on the expiry thread after the stream is freed: conn.c,
+ * rayc__conn_dial.) */
 #define FAST_MAX (64 * 1024)
 
 /* Test tampering (rayc__test_tamper_next), armed for one frame. */
@@ -352,9 +354,11 @@ static void kick(rayc__conn *c)
 		atomic_fetch_add_explicit(&fast_sends, 1, memory_order_relaxed);
 		(void)nng_aio_set_iov(c->faio, n, iov);
 		nng_stream_send(c->s, c->faio);
+		/* Written inline, or waiting for room: no longer. */
+		nng_aio_cancel(c->faio);
 		nng_aio_wait(c->faio);
 		int rv = nng_aio_result(c->faio);
-		if (rv == NNG_ETIMEDOUT) {
+		if (rv == NNG_ECANCELED) {
 			/* Nothing written (NNG completes a stream send at
 			 * its first bytes): the slow way. */
 			atomic_fetch_add_explicit(&fast_timeouts, 1,

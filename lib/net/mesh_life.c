@@ -72,9 +72,12 @@ static void reap_conns(rayc__net *net, bool all)
 /* Closes accepted connections whose handshake did not finish in time: an
  * idle or trickling dialer must not hold a descriptor and a buffer for
  * ever.  The deadline is never shorter than the heartbeat timeout, which
- * already bounds how long a live peer may stay silent.  Our own dials are
- * left alone: their time may go waiting in a busy peer's accept queue,
- * and whoever dialed has its own deadline (a join's 15 s, relink's). */
+ * already bounds how long a live peer may stay silent.  Our own dials'
+ * handshakes are left alone: their time may go waiting in a busy peer's
+ * accept queue, and whoever dialed has its own deadline (a join's 15 s,
+ * relink's).  A dial of ours not even connected after RAYC__DIAL_WAIT_NS
+ * (a peer whose host does not answer) is given up here, the way NNG's
+ * timer used to (conn.c, rayc__conn_dial). */
 static void close_stale_handshakes(rayc__net *net)
 {
 	enum { BATCH = 64 };
@@ -88,8 +91,11 @@ static void close_stale_handshakes(rayc__net *net)
 	rayc__mutex_lock(&net->mu);
 	for (rayc__conn *c = net->conns; c != NULL && n < BATCH; c = c->next) {
 		int st = atomic_load(&c->state);
-		if (!c->dialed && st != RAYC__CONN_CLOSED &&
-		    !atomic_load(&c->opened) && now - c->born > wait) {
+		bool hs = !c->dialed && st != RAYC__CONN_CLOSED &&
+		          !atomic_load(&c->opened) && now - c->born > wait;
+		bool dial = c->dialed && st == RAYC__CONN_DIALING &&
+		            now - c->born > RAYC__DIAL_WAIT_NS;
+		if (hs || dial) {
 			atomic_fetch_add(&c->refs, 1);
 			stale[n++] = c;
 		}
@@ -97,8 +103,16 @@ static void close_stale_handshakes(rayc__net *net)
 	rayc__mutex_unlock(&net->mu);
 	/* Closing takes net->mu (rayc__net_conn_lost): not under it. */
 	for (int i = 0; i < n; i++) {
-		rayc__conn_close(stale[i], "handshake timed out");
-		rayc__conn_unref(stale[i]);
+		rayc__conn *c = stale[i];
+		if (c->dialed) {
+			/* The dial ends now, with the error NNG's timer gave
+			 * (dial_cb then closes it, as before). */
+			nng_aio_abort(c->daio, NNG_ETIMEDOUT);
+			rayc__conn_close(c, "dial timed out");
+		} else {
+			rayc__conn_close(c, "handshake timed out");
+		}
+		rayc__conn_unref(c);
 	}
 }
 

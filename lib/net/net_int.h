@@ -57,9 +57,9 @@
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
-/* The longest a full socket holds a thread sending the fast way
- * (conn_tx.c, kick). */
-#define RAYC__CONN_FAST_WAIT_MS 10
+/* The longest our own dial may stay pending before the loop gives it up
+ * (mesh_life.c; NNG's aio timer is not used: conn.c, rayc__conn_dial). */
+#define RAYC__DIAL_WAIT_NS ((int64_t)5 * 1000000000)
 /* An unauthenticated peer costs a descriptor and a buffer: a handshake
  * must finish within this (or the heartbeat timeout, if longer), and at
  * most this many accepted connections may be handshaking at once. */

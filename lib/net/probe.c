@@ -140,3 +140,38 @@ int rayc__test_hold_frames(uint32_t to, uint32_t as, int nconn,
 	rayc__net_put(net);
 	return rc;
 }
+
+int rayc__test_dial_until_closed(const char *url, int wait_ms,
+                                 int64_t *open_ms)
+{
+	rayc__rt *rt = rayc__g;
+
+	*open_ms = -1;
+	if (rt == NULL)
+		return RAYC_ESTATE;
+	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL)
+		return RAYC_ESTATE;
+	rayc__conn *c = rayc__conn_new(net);
+	if (c == NULL) {
+		rayc__net_put(net);
+		return RAYC_ENOMEM;
+	}
+	c->probe = true;
+	atomic_fetch_add(&c->refs, 1);
+	rayc__mutex_lock(&net->mu);
+	rayc__net_conn_link_locked(net, c);
+	rayc__mutex_unlock(&net->mu);
+	int64_t t0 = rayc__now_ns();
+	int rc = rayc__conn_dial(c, url);
+	if (rc == RAYC_OK) {
+		rc = probes_closed(&c, 1, 1, t0 + (int64_t)wait_ms * 1000000)
+		             ? RAYC_OK
+		             : RAYC_ETIMEDOUT;
+		*open_ms = (rayc__now_ns() - t0) / 1000000;
+	}
+	rayc__conn_close(c, "test: dial done");
+	rayc__conn_unref(c);
+	rayc__net_put(net);
+	return rc;
+}
