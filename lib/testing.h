@@ -43,6 +43,14 @@ int rayc__test_drop_conn(uint32_t peer, int lose);
  * open or pending.  RAYC_OK once closed, RAYC_ETIMEDOUT if not. */
 int rayc__test_dial_until_closed(const char *url, int wait_ms,
                                  int64_t *open_ms);
+/* threads threads dial the urls in turn for ms, each connection given up
+ * (aborted on the dialing thread, as the loop does) if its dial has not
+ * ended within a random 1 to deadline_ms, then closed and freed at once:
+ * dials racing their deadline, and frees racing NNG's threads.  *dials:
+ * dials made; *given_up: those given up. */
+int rayc__test_dial_storm(const char *const *urls, int nurls, int threads,
+                          int ms, int deadline_ms, uint64_t *dials,
+                          uint64_t *given_up);
 /* While block is true, connections between this peer and peer id
  * `peer` close as soon as they open (those open now close): the peer is
  * a member this one cannot reach. */

@@ -271,6 +271,59 @@ Test(net, a_dial_nobody_answers_is_given_up)
 	cluster_stop();
 }
 
+static void *accept_and_close(void *arg)
+{
+	int l = *(int *)arg;
+	int fd;
+
+	while ((fd = accept(l, NULL, NULL)) >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* A listener on 127.0.0.1: its port in *url; backlog 0. */
+static int listener(char *url, size_t n)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(l >= 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(l, 0), 0);
+	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	snprintf(url, n, "tcp://127.0.0.1:%d", (int)ntohs(a.sin_port));
+	return l;
+}
+
+/* Dials ending (connected, refused, never answered) as their deadlines
+ * pass, each connection freed at once: NNG 1.5.2 panicked in its expiry
+ * thread ("pthread_mutex_lock/unlock: Invalid argument") when a dial's
+ * aio timer fired as the dial completed and the dialer was freed; we
+ * give dials up on our own thread now (conn.c, rayc__conn_dial). */
+Test(net, dials_racing_their_deadlines_and_frees_do_not_crash)
+{
+	driver_start();
+	char urls[3][64];
+	int live = listener(urls[0], sizeof(urls[0]));
+	int deaf = listener(urls[1], sizeof(urls[1])); /* never accepts */
+	int gone = listener(urls[2], sizeof(urls[2]));
+	close(gone); /* refused */
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, accept_and_close, &live), 0);
+	const char *v[3] = { urls[0], urls[1], urls[2] };
+	uint64_t dials = 0, given_up = 0;
+	int rc = rayc__test_dial_storm(v, 3, 8, 4000, 20, &dials, &given_up);
+	cr_assert_eq(rc, RAYC_OK, "%s", rayc_strerror(rc));
+	cr_assert_geq(dials, 300, "%llu dials", (unsigned long long)dials);
+	cr_assert_gt(given_up, 0, "no dial was given up");
+	shutdown(live, SHUT_RDWR);
+	close(live);
+	pthread_join(th, NULL);
+	close(deaf);
+	cluster_stop();
+}
+
 /* The answers an executor keeps (so a task sent again is not run
  * twice) take memory of their size: before, each kept the page-sized
  * buffer it was built in, a page fault per task and forty times the

@@ -71,17 +71,21 @@ void rayc__conn_free(rayc__conn *c)
 		nng_aio_stop(c->paio);
 	if (c->faio != NULL)
 		nng_aio_stop(c->faio);
-	if (c->s != NULL) {
+	if (c->s != NULL)
 		nng_stream_close(c->s);
-		nng_stream_free(c->s);
-	}
-	if (c->dialer != NULL)
-		nng_stream_dialer_free(c->dialer);
+	/* The aios go before the stream and the dialer whose cancel
+	 * routines they name: in NNG 1.5.2 only nng_aio_free waits for
+	 * an expiry thread still in such a routine, nng_aio_stop does not
+	 * (we set no aio timers now: rayc__conn_dial). */
 	nng_aio_free(c->raio);
 	nng_aio_free(c->saio);
 	nng_aio_free(c->daio);
 	nng_aio_free(c->paio);
 	nng_aio_free(c->faio);
+	if (c->s != NULL)
+		nng_stream_free(c->s);
+	if (c->dialer != NULL)
+		nng_stream_dialer_free(c->dialer);
 	rx_abort(c);
 	if (c->rx_charged > 0)
 		atomic_fetch_sub(&c->net->rx_held[c->rx_charged_to],

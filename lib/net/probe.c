@@ -2,8 +2,10 @@
  * their own, outside the mesh's bookkeeping (c->probe: never registered
  * as the connection to a peer, nothing resent when they close, nothing
  * they hear handled), claiming an id and sending what the test asks. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "net/net_int.h"
 #include "testing.h"
@@ -174,4 +176,84 @@ int rayc__test_dial_until_closed(const char *url, int wait_ms,
 	rayc__conn_unref(c);
 	rayc__net_put(net);
 	return rc;
+}
+
+typedef struct storm {
+	rayc__net *net;
+	const char *const *urls;
+	int nurls, deadline_ms, seed;
+	int64_t until;
+	_Atomic uint64_t *dials, *given_up;
+	_Atomic int *rc;
+} storm;
+
+/* Dials, then frees each connection as the mesh does: given up (aborted
+ * on this thread, as the loop gives a dial up) when its deadline passes,
+ * closed, freed at once. */
+static void *storm_main(void *arg)
+{
+	storm *s = arg;
+	uint32_t r = (uint32_t)s->seed * 2654435761u + 1;
+
+	for (int i = 0; rayc__now_ns() < s->until; i++) {
+		rayc__conn *c = rayc__conn_new(s->net);
+		if (c == NULL) {
+			atomic_store(s->rc, RAYC_ENOMEM);
+			return NULL;
+		}
+		c->probe = true;
+		r = r * 1103515245u + 12345u;
+		int64_t wait_ns =
+			(int64_t)(1 + (r >> 8) % (unsigned)s->deadline_ms) *
+			1000000;
+		if (rayc__conn_dial(c, s->urls[i % s->nurls]) == RAYC_OK) {
+			int64_t end = rayc__now_ns() + wait_ns;
+			while (atomic_load(&c->state) == RAYC__CONN_DIALING &&
+			       rayc__now_ns() < end) {
+				struct timespec ts = { 0, 200000 };
+				nanosleep(&ts, NULL);
+			}
+			if (atomic_load(&c->state) == RAYC__CONN_DIALING) {
+				nng_aio_abort(c->daio, NNG_ETIMEDOUT);
+				atomic_fetch_add(s->given_up, 1);
+			}
+			atomic_fetch_add(s->dials, 1);
+		}
+		rayc__conn_close(c, NULL);
+		rayc__conn_free(c);
+	}
+	return NULL;
+}
+
+int rayc__test_dial_storm(const char *const *urls, int nurls, int threads,
+                          int ms, int deadline_ms, uint64_t *dials,
+                          uint64_t *given_up)
+{
+	rayc__rt *rt = rayc__g;
+	enum { MAX = 32 };
+	pthread_t th[MAX];
+	storm s[MAX];
+	_Atomic uint64_t nd = 0, ng = 0;
+	_Atomic int rc = RAYC_OK;
+	int n = 0;
+
+	if (rt == NULL || threads < 1 || threads > MAX || nurls < 1 ||
+	    deadline_ms < 1)
+		return RAYC_EINVAL;
+	rayc__net *net = rayc__net_get(rt);
+	if (net == NULL)
+		return RAYC_ESTATE;
+	for (; n < threads; n++) {
+		s[n] = (storm){ net, urls, nurls, deadline_ms, n,
+			        rayc__now_ns() + (int64_t)ms * 1000000, &nd,
+			        &ng, &rc };
+		if (pthread_create(&th[n], NULL, storm_main, &s[n]) != 0)
+			break;
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	rayc__net_put(net);
+	*dials = atomic_load(&nd);
+	*given_up = atomic_load(&ng);
+	return n < threads ? RAYC_ESYS : atomic_load(&rc);
 }
