@@ -39,10 +39,11 @@ void rayc__test_wire_big_mac(bool on);
  * it was queued on (a frame lost with its connection). */
 int rayc__test_drop_conn(uint32_t peer, int lose);
 /* Dials url (a connection of no peer's, like the probes) and waits up
- * to wait_ms for it to close by itself; *open_ms: how long it stayed
- * open or pending.  RAYC_OK once closed, RAYC_ETIMEDOUT if not. */
+ * to wait_ms for the dial to end: RAYC_OK once it did (*connected: it
+ * connected; else it was closed), RAYC_ETIMEDOUT if still pending;
+ * *open_ms: how long it was pending. */
 int rayc__test_dial_until_closed(const char *url, int wait_ms,
-                                 int64_t *open_ms);
+                                 int64_t *open_ms, bool *connected);
 /* threads threads dial the urls in turn for ms, each connection given up
  * (aborted on the dialing thread, as the loop does) if its dial has not
  * ended within a random 1 to deadline_ms, then closed and freed at once:

@@ -231,43 +231,63 @@ Test(net, small_frames_go_from_the_thread_that_queued_them)
 	cluster_stop();
 }
 
-/* A dial the other host never answers (its SYNs dropped: here, a
- * listener whose accept queue is full) is given up by the loop after
- * RAYC__DIAL_WAIT_NS (5 s), on its own thread: no NNG timer on it, whose
- * expiry could run the dial's cancel routine after the dialer is freed
- * (docs/reliability.md). */
-Test(net, a_dial_nobody_answers_is_given_up)
+/* A listener on 127.0.0.1, backlog 0: its address in *a and *url. */
+static int listener(char *url, size_t n, struct sockaddr_in *a)
 {
-	driver_start();
 	int l = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(*a);
+
+	memset(a, 0, sizeof(*a));
+	a->sin_family = AF_INET;
+	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert(l >= 0);
-	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)a, sizeof(*a)), 0);
 	cr_assert_eq(listen(l, 0), 0);
-	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
-	/* Fill the accept queue; a further connect must stay pending. */
-	int fill[3];
+	cr_assert_eq(getsockname(l, (struct sockaddr *)a, &al), 0);
+	snprintf(url, n, "tcp://127.0.0.1:%d", (int)ntohs(a->sin_port));
+	return l;
+}
+
+/* A listener with a full accept queue, which drops most SYNs: *url. */
+static int deaf_listener(char *url, size_t n, int fill[3])
+{
+	struct sockaddr_in a;
+	int l = listener(url, n, &a);
+
 	for (int i = 0; i < 3; i++) {
 		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		cr_assert(fill[i] >= 0);
 		(void)connect(fill[i], (struct sockaddr *)&a, sizeof(a));
 	}
-	struct pollfd pf = { .fd = fill[2], .events = POLLOUT };
-	cr_assert_eq(poll(&pf, 1, 300), 0, "a connect to a full accept "
-	             "queue completed: the kernel did not drop its SYN");
-	char url[64];
-	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d",
-	         (int)ntohs(a.sin_port));
+	return l;
+}
+
+/* A dial the other host never answers (its SYNs dropped: here, a
+ * listener whose accept queue is full) is given up by the loop after
+ * RAYC__DIAL_WAIT_NS (5 s), on its own thread: no NNG timer on it, whose
+ * expiry could run the dial's cancel routine after the dialer is freed
+ * (docs/reliability.md).  The kernel still lets about one such dial in
+ * six through (seen with NNG's dialer, not with plain connects): each
+ * of those tries again on a new listener. */
+Test(net, a_dial_nobody_answers_is_given_up)
+{
+	driver_start();
+	int rc = RAYC_OK, tries = 0;
 	int64_t ms = -1;
-	int rc = rayc__test_dial_until_closed(url, 20000, &ms);
+	bool connected = true;
+	for (; tries < 8 && rc == RAYC_OK && connected; tries++) {
+		char url[64];
+		int fill[3];
+		int l = deaf_listener(url, sizeof(url), fill);
+		rc = rayc__test_dial_until_closed(url, 20000, &ms, &connected);
+		for (int k = 0; k < 3; k++)
+			close(fill[k]);
+		close(l);
+	}
 	cr_assert_eq(rc, RAYC_OK, "the dial was still pending after %lld ms",
 	             (long long)ms);
+	cr_assert(!connected, "%d dials of %d connected", tries, tries);
 	cr_assert_geq(ms, 4000, "given up after %lld ms", (long long)ms);
-	for (int i = 0; i < 3; i++)
-		close(fill[i]);
-	close(l);
 	cluster_stop();
 }
 
@@ -281,21 +301,6 @@ static void *accept_and_close(void *arg)
 	return NULL;
 }
 
-/* A listener on 127.0.0.1: its port in *url; backlog 0. */
-static int listener(char *url, size_t n)
-{
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(l >= 0);
-	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(l, 0), 0);
-	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
-	snprintf(url, n, "tcp://127.0.0.1:%d", (int)ntohs(a.sin_port));
-	return l;
-}
-
 /* Dials ending (connected, refused, never answered) as their deadlines
  * pass, each connection freed at once: NNG 1.5.2 panicked in its expiry
  * thread ("pthread_mutex_lock/unlock: Invalid argument") when a dial's
@@ -305,9 +310,10 @@ Test(net, dials_racing_their_deadlines_and_frees_do_not_crash)
 {
 	driver_start();
 	char urls[3][64];
-	int live = listener(urls[0], sizeof(urls[0]));
-	int deaf = listener(urls[1], sizeof(urls[1])); /* never accepts */
-	int gone = listener(urls[2], sizeof(urls[2]));
+	struct sockaddr_in a;
+	int live = listener(urls[0], sizeof(urls[0]), &a);
+	int deaf = listener(urls[1], sizeof(urls[1]), &a); /* never accepts */
+	int gone = listener(urls[2], sizeof(urls[2]), &a);
 	close(gone); /* refused */
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, accept_and_close, &live), 0);

@@ -144,11 +144,12 @@ int rayc__test_hold_frames(uint32_t to, uint32_t as, int nconn,
 }
 
 int rayc__test_dial_until_closed(const char *url, int wait_ms,
-                                 int64_t *open_ms)
+                                 int64_t *open_ms, bool *connected)
 {
 	rayc__rt *rt = rayc__g;
 
 	*open_ms = -1;
+	*connected = false;
 	if (rt == NULL)
 		return RAYC_ESTATE;
 	rayc__net *net = rayc__net_get(rt);
@@ -165,12 +166,17 @@ int rayc__test_dial_until_closed(const char *url, int wait_ms,
 	rayc__net_conn_link_locked(net, c);
 	rayc__mutex_unlock(&net->mu);
 	int64_t t0 = rayc__now_ns();
+	int64_t until = t0 + (int64_t)wait_ms * 1000000;
 	int rc = rayc__conn_dial(c, url);
 	if (rc == RAYC_OK) {
-		rc = probes_closed(&c, 1, 1, t0 + (int64_t)wait_ms * 1000000)
-		             ? RAYC_OK
-		             : RAYC_ETIMEDOUT;
+		int st;
+		while ((st = atomic_load(&c->state)) == RAYC__CONN_DIALING &&
+		       rayc__now_ns() < until)
+			rayc__sleep_ms(10);
 		*open_ms = (rayc__now_ns() - t0) / 1000000;
+		*connected = st != RAYC__CONN_CLOSED &&
+		             st != RAYC__CONN_DIALING;
+		rc = st == RAYC__CONN_DIALING ? RAYC_ETIMEDOUT : RAYC_OK;
 	}
 	rayc__conn_close(c, "test: dial done");
 	rayc__conn_unref(c);
