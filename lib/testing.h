@@ -149,7 +149,7 @@ uint64_t rayc__test_sends_under_lock(void);
  * by the send callback, of the former those the socket took in part,
  * and those it turned away (the socket full). */
 typedef struct rayc__test_sends {
-	uint64_t fast, slow, parts, timeouts;
+	uint64_t fast, slow, parts, turned_away;
 } rayc__test_sends;
 void rayc__test_conn_sends(rayc__test_sends *s);
 /* The answers this peer keeps for tasks it ran for others (xrec.c):

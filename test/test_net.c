@@ -227,7 +227,7 @@ Test(net, small_frames_go_from_the_thread_that_queued_them)
 	              (unsigned long long)(s1.fast - s0.fast));
 	cr_assert_leq(s1.slow - s0.slow, 20, "%llu batches went by the "
 	              "callback", (unsigned long long)(s1.slow - s0.slow));
-	cr_assert_eq(s1.parts + s1.timeouts, s0.parts + s0.timeouts);
+	cr_assert_eq(s1.parts + s1.turned_away, s0.parts + s0.turned_away);
 	cluster_stop();
 }
 
@@ -458,9 +458,9 @@ static uint64_t parts_of(const rayc__test_sends *s)
 	return s->parts;
 }
 
-static uint64_t timeouts_of(const rayc__test_sends *s)
+static uint64_t turned_away_of(const rayc__test_sends *s)
 {
-	return s->timeouts;
+	return s->turned_away;
 }
 
 /* Gets the n echoes of flood_until, each whole. */
@@ -484,7 +484,7 @@ static void echoes_whole(rayc_ref *r, int n)
  * keep coming: the socket fills, a send from the queueing thread is
  * taken in part and the callback goes on with it.  Again, with every
  * send tried from the queueing thread (rayc__test_fast_always): one on
- * the full socket is turned away after FAST_WAIT_MS having written
+ * the full socket is turned away at once, having written
  * nothing.  Each time the peer runs again every task's result comes
  * back whole; then small frames go at once again. */
 Test(net, a_full_socket_sends_by_the_callback_and_loses_nothing)
@@ -503,7 +503,7 @@ Test(net, a_full_socket_sends_by_the_callback_and_loses_nothing)
 		rayc__test_fast_always(round == 1);
 		cr_assert_eq(kill(b, SIGSTOP), 0);
 		int n = flood_until(r, 0, N, &o,
-		                    round == 0 ? parts_of : timeouts_of);
+		                    round == 0 ? parts_of : turned_away_of);
 		rayc__test_fast_always(false);
 		cr_assert_eq(kill(b, SIGCONT), 0);
 		echoes_whole(r, n);

@@ -294,7 +294,7 @@ static void send_failed(rayc__conn *c, int rv)
 
 _Thread_local bool rayc__nng_thread;
 
-static _Atomic uint64_t fast_sends, slow_sends, fast_parts, fast_timeouts;
+static _Atomic uint64_t fast_sends, slow_sends, fast_parts, fast_turned_away;
 static _Atomic bool fast_always;
 
 void rayc__test_conn_sends(rayc__test_sends *s)
@@ -302,7 +302,7 @@ void rayc__test_conn_sends(rayc__test_sends *s)
 	s->fast = atomic_load(&fast_sends);
 	s->slow = atomic_load(&slow_sends);
 	s->parts = atomic_load(&fast_parts);
-	s->timeouts = atomic_load(&fast_timeouts);
+	s->turned_away = atomic_load(&fast_turned_away);
 }
 
 void rayc__test_fast_always(bool on)
@@ -361,7 +361,7 @@ static void kick(rayc__conn *c)
 		if (rv == NNG_ECANCELED) {
 			/* Nothing written (NNG completes a stream send at
 			 * its first bytes): the slow way. */
-			atomic_fetch_add_explicit(&fast_timeouts, 1,
+			atomic_fetch_add_explicit(&fast_turned_away, 1,
 			                          memory_order_relaxed);
 			c->fast = false;
 			turned_away = true;
