@@ -596,6 +596,8 @@ void rayc__net_stop(rayc__rt *rt)
 
 rayc__net *rayc__net_get(rayc__rt *rt)
 {
+	if (rt == NULL)
+		return NULL;
 	rayc__mutex_lock(&rt->mu);
 	rayc__net *net = rt->net;
 	if (net != NULL)

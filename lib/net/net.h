@@ -69,7 +69,8 @@ void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 /* Frees the KV this peer keeps (at shutdown). */
 void rayc__kv_free_locked(rayc__rt *rt) RAYC_REQUIRES(rt->kv_mu);
 /* The mesh for an API call made from any thread (a task, the user's), or
- * NULL: rayc__net_stop waits for every get to be put before freeing. */
+ * NULL (also for rt NULL: no runtime): rayc__net_stop waits for every get
+ * to be put before freeing. */
 rayc__net *rayc__net_get(rayc__rt *rt);
 void rayc__net_put(rayc__net *net);
 /* o's data lay in another peer's arena (same host, zero-copy) and goes

@@ -146,13 +146,10 @@ int rayc__test_hold_frames(uint32_t to, uint32_t as, int nconn,
 int rayc__test_dial_until_closed(const char *url, int wait_ms,
                                  int64_t *open_ms, bool *connected)
 {
-	rayc__rt *rt = rayc__g;
+	rayc__net *net = rayc__net_get(rayc__g);
 
 	*open_ms = -1;
 	*connected = false;
-	if (rt == NULL)
-		return RAYC_ESTATE;
-	rayc__net *net = rayc__net_get(rt);
 	if (net == NULL)
 		return RAYC_ESTATE;
 	rayc__conn *c = rayc__conn_new(net);
@@ -235,7 +232,6 @@ int rayc__test_dial_storm(const char *const *urls, int nurls, int threads,
                           int ms, int deadline_ms, uint64_t *dials,
                           uint64_t *given_up)
 {
-	rayc__rt *rt = rayc__g;
 	enum { MAX = 32 };
 	pthread_t th[MAX];
 	storm s[MAX];
@@ -243,10 +239,9 @@ int rayc__test_dial_storm(const char *const *urls, int nurls, int threads,
 	_Atomic int rc = RAYC_OK;
 	int n = 0;
 
-	if (rt == NULL || threads < 1 || threads > MAX || nurls < 1 ||
-	    deadline_ms < 1)
+	if (threads < 1 || threads > MAX || nurls < 1 || deadline_ms < 1)
 		return RAYC_EINVAL;
-	rayc__net *net = rayc__net_get(rt);
+	rayc__net *net = rayc__net_get(rayc__g);
 	if (net == NULL)
 		return RAYC_ESTATE;
 	for (; n < threads; n++) {
