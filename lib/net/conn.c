@@ -166,6 +166,12 @@ void rayc__conn_close(rayc__conn *c, const char *why)
 	rayc__net_conn_lost(c);
 }
 
+void rayc__conn_give_up_dial(rayc__conn *c)
+{
+	nng_aio_abort(c->daio, NNG_ETIMEDOUT);
+	rayc__conn_close(c, "dial timed out");
+}
+
 static _Atomic uint64_t frames_refused;
 
 uint64_t rayc__test_frames_refused(void)

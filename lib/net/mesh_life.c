@@ -104,14 +104,10 @@ static void close_stale_handshakes(rayc__net *net)
 	/* Closing takes net->mu (rayc__net_conn_lost): not under it. */
 	for (int i = 0; i < n; i++) {
 		rayc__conn *c = stale[i];
-		if (c->dialed) {
-			/* The dial ends now, with the error NNG's timer gave
-			 * (dial_cb then closes it, as before). */
-			nng_aio_abort(c->daio, NNG_ETIMEDOUT);
-			rayc__conn_close(c, "dial timed out");
-		} else {
+		if (c->dialed)
+			rayc__conn_give_up_dial(c);
+		else
 			rayc__conn_close(c, "handshake timed out");
-		}
 		rayc__conn_unref(c);
 	}
 }

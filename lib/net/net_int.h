@@ -540,6 +540,10 @@ bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,
 /* Queues one last frame, then closes once it is sent. */
 void rayc__conn_send_close(rayc__conn *c, rayc__wbuf *frame);
 void rayc__conn_close(rayc__conn *c, const char *why);
+/* Our dial that is still pending is given up (the loop's deadline,
+ * RAYC__DIAL_WAIT_NS): aborted on this thread with the error NNG's timer
+ * gave (dial_cb then sees it), and c closed. */
+void rayc__conn_give_up_dial(rayc__conn *c);
 void rayc__conn_unref(rayc__conn *c);
 /* Stops and frees a closed conn (not from an NNG callback). */
 void rayc__conn_free(rayc__conn *c);

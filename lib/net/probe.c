@@ -190,9 +190,9 @@ typedef struct storm {
 	_Atomic int *rc;
 } storm;
 
-/* Dials, then frees each connection as the mesh does: given up (aborted
- * on this thread, as the loop gives a dial up) when its deadline passes,
- * closed, freed at once. */
+/* Dials, then frees each connection as the mesh does: given up as the
+ * loop gives a dial up (rayc__conn_give_up_dial, on this thread) when its
+ * deadline passes, closed, freed at once. */
 static void *storm_main(void *arg)
 {
 	storm *s = arg;
@@ -217,7 +217,7 @@ static void *storm_main(void *arg)
 				nanosleep(&ts, NULL);
 			}
 			if (atomic_load(&c->state) == RAYC__CONN_DIALING) {
-				nng_aio_abort(c->daio, NNG_ETIMEDOUT);
+				rayc__conn_give_up_dial(c);
 				atomic_fetch_add(s->given_up, 1);
 			}
 			atomic_fetch_add(s->dials, 1);
