@@ -735,3 +735,73 @@ Test(ctl_faults, a_peer_stopped_while_installing_a_snapshot_frees_it)
 	raft_heap_set_default();
 	kill_kids();
 }
+
+/* ---- a whole host standing still ---- */
+
+/* The default heartbeat; ASan's builds get a proportionately longer one,
+ * as in test_ctl.c. */
+#ifdef RAYC_TEST_ASAN
+#define STILL_HB 3000
+#else
+#define STILL_HB 1000
+#endif
+
+/* Stops the workers and this process together (as a paused VM or a
+ * suspended host would), for ms, and wakes them together; returns once
+ * this process runs again. */
+static void stand_still(pid_t w0, pid_t w1, int ms)
+{
+	pid_t self = getpid();
+	pid_t h = fork();
+	cr_assert_geq(h, 0);
+	if (h == 0) {
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+		kill(w0, SIGSTOP);
+		kill(w1, SIGSTOP);
+		kill(self, SIGSTOP);
+		nanosleep(&ts, NULL);
+		kill(self, SIGCONT);
+		kill(w0, SIGCONT);
+		kill(w1, SIGCONT);
+		_exit(0);
+	}
+	int st;
+	while (waitpid(h, &st, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Every peer of a cluster of three voters stands still for one and a half
+ * heartbeat timeouts (several election timeouts), together: a pause of
+ * the whole host.  On waking, each peer's timers ran before it read what
+ * the others sent meanwhile: followers started an election, the leader
+ * stepped down, and the leader took both workers for dead.  Nobody heard
+ * anything because nobody listened; nobody may be taken for dead and no
+ * election may happen, three times over. */
+Test(ctl_faults, a_cluster_standing_still_together_wakes_with_no_election)
+{
+	char hb[48];
+	snprintf(hb, sizeof(hb), "RAYC_HEARTBEAT_TIMEOUT_MS=%d", STILL_HB);
+	driver_start_hb(NULL, STILL_HB);
+	pid_t w[2];
+	for (int i = 0; i < 2; i++)
+		w[i] = spawn_peer(TOKEN, hb);
+	wait_alive(3);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 20000);
+	cr_assert_eq(count_voters(NULL), 3);
+	uint64_t term = rayc__test_ctl_term();
+	cr_assert_gt(term, 0);
+	for (int round = 0; round < 3; round++) {
+		stand_still(w[0], w[1], STILL_HB * 3 / 2);
+		/* Time to notice, on both sides: 2 heartbeat timeouts. */
+		RT_WAIT_FOR(dead_peers() != 0 || rayc__test_ctl_term() != term,
+		            2 * STILL_HB);
+		cr_assert_eq(dead_peers(), 0, "a peer was taken for dead "
+		             "(round %d)", round);
+		cr_assert_eq(rayc__test_ctl_term(), term,
+		             "an election happened (round %d; term %llu -> "
+		             "%llu)", round, (unsigned long long)term,
+		             (unsigned long long)rayc__test_ctl_term());
+	}
+	cr_assert_eq(rayc_kv_put("after", "1", 1), 0, "%s", rayc_errmsg());
+	cluster_stop();
+}

@@ -541,6 +541,25 @@ void rayc__ctl_tick(rayc__net *net)
 		return;
 	rayc__ctl_after(net);
 	rayc__mutex_lock(&net->mu);
+	/* A tick that comes late means this peer stood still (the whole
+	 * process or host: the receiving threads note heartbeats while the
+	 * loop is busy).  What it did not hear meanwhile is no sign of
+	 * anyone's death: the gap counts as one tick's period, as for
+	 * raft's clock (ctl_io.c); silence before and after counts in full. */
+	int64_t gap = ctl->tick_at != 0 ? now - ctl->tick_at : 0;
+	if (gap > 2 * net->hb_ns) {
+		int64_t skip = gap - net->hb_ns;
+		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+			int64_t *t = &net->peers[i].last_seen;
+			if (*t != 0)
+				*t = *t + skip < now ? *t + skip : now;
+		}
+		if (net->coord_seen != 0)
+			net->coord_seen = net->coord_seen + skip < now
+			                          ? net->coord_seen + skip
+			                          : now;
+	}
+	ctl->tick_at = now;
 	bool lead = net->self == net->coord && rayc__ctl_is_leader(net);
 	if (lead) {
 		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {

@@ -352,6 +352,58 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	return 0;
 }
 
+/* raft's clock runs with the real one while raft's timer runs on time,
+ * but counts at most two of its periods from one run to the next.  A
+ * peer (or a whole host) that stood still, busy, descheduled, stopped or
+ * paused, has heard nothing meanwhile because it listened to nothing,
+ * not because the others went quiet: on waking, its timer would
+ * otherwise run before the messages that came meanwhile are read, and a
+ * follower would start an election or a leader step down at once (a
+ * cluster of three stopped together for 1.5 s did both).  It hears for
+ * a raft heartbeat or two first; silence while it runs counts in full,
+ * so a dead leader is still replaced within the election timeout. */
+static int64_t clock_now(rayc__ctl *ctl, int64_t now)
+{
+	int64_t d = now - ctl->clock_at;
+
+	if (d < 0)
+		d = 0;
+	return ctl->clock_base + (d < ctl->clock_step ? d : ctl->clock_step);
+}
+
+/* Raft's timer runs every raft heartbeat (a fifth of the election
+ * timeout).  One that comes later than half the election timeout means
+ * this peer's loop was held up that long (busy, blocked, not scheduled,
+ * or the whole process or machine stopped): the others may have started
+ * an election.  Told with what the loop thread did meanwhile, which says
+ * which. */
+static void check_late(rayc__ctl *ctl)
+{
+	int64_t now = rayc__now_ns();
+	rayc__usage u;
+
+	rayc__thread_usage(&u);
+	int64_t gap = now - ctl->rtick_ns;
+	int64_t late = (int64_t)ctl->raft.election_timeout * 500000;
+	if (ctl->rtick_ns != 0 && gap > late) {
+		const rayc__usage *o = &ctl->rtick_use;
+		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LATE",
+		          "the control store's timer ran %lld ms apart (election "
+		          "timeout %u ms); the loop thread meanwhile ran %lld ms "
+		          "in user space and %lld ms in the kernel, blocked %ld "
+		          "times, was preempted %ld times, took %ld minor and "
+		          "%ld major page faults",
+		          (long long)(gap / 1000000),
+		          ctl->raft.election_timeout,
+		          (long long)((u.user_ns - o->user_ns) / 1000000),
+		          (long long)((u.sys_ns - o->sys_ns) / 1000000),
+		          u.vcsw - o->vcsw, u.ivcsw - o->ivcsw,
+		          u.minflt - o->minflt, u.majflt - o->majflt);
+	}
+	ctl->rtick_ns = now;
+	ctl->rtick_use = u;
+}
+
 static void on_rtick(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
@@ -359,6 +411,10 @@ static void on_rtick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	check_late(ctl);
+	int64_t now = rayc__now_ns();
+	ctl->clock_base = clock_now(ctl, now);
+	ctl->clock_at = now;
 	if (ctl->tick_cb != NULL && !ctl->closing)
 		ctl->tick_cb(&ctl->io);
 	rayc__ctl_after(net);
@@ -374,6 +430,7 @@ static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 
 	ctl->tick_cb = tick;
 	ctl->recv_cb = recv;
+	ctl->clock_step = 2 * (int64_t)msecs * 1000000;
 	ctl->rtick = event_new(net->base, -1, EV_PERSIST, on_rtick, net);
 	if (ctl->rtick == NULL || event_add(ctl->rtick, &tv) != 0)
 		return RAFT_NOMEM;
@@ -554,8 +611,9 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
 
 static raft_time io_time(struct raft_io *io)
 {
-	(void)io;
-	return (raft_time)(rayc__now_ns() / 1000000);
+	rayc__net *net = io->impl;
+
+	return (raft_time)(clock_now(net->ctl, rayc__now_ns()) / 1000000);
 }
 
 static int io_random(struct raft_io *io, int min, int max)
@@ -610,6 +668,8 @@ void rayc__ctl_io_setup(rayc__net *net)
 
 	ctl->io.version = 2;
 	ctl->io.impl = net;
+	ctl->clock_at = ctl->clock_base = rayc__now_ns();
+	ctl->clock_step = INT64_MAX / 2; /* real time until raft starts */
 	ctl->io.init = io_init;
 	ctl->io.close = io_close;
 	ctl->io.load = io_load;

@@ -78,6 +78,13 @@ void rayc__sleep_ms(int ms);
 int rayc__ncpus(void);
 uint64_t rayc__phys_mem(void);
 uint64_t rayc__rss_bytes(void); /* this process's resident set, 0 if unknown */
+/* What the calling thread has used so far (zeros where unknown). */
+typedef struct rayc__usage {
+	int64_t user_ns, sys_ns; /* CPU time */
+	long vcsw, ivcsw;        /* switched out: blocked, preempted */
+	long minflt, majflt;     /* page faults */
+} rayc__usage;
+void rayc__thread_usage(rayc__usage *u);
 size_t rayc__page_size(void);
 
 /* The longest store directory rayc takes (RAYC_EINVAL beyond). */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -307,6 +308,27 @@ uint64_t rayc__rss_bytes(void)
 		resident = 0;
 	fclose(f);
 	return (uint64_t)resident * rayc__page_size();
+}
+
+void rayc__thread_usage(rayc__usage *u)
+{
+	struct rusage ru;
+
+	memset(u, 0, sizeof(*u));
+#ifdef RUSAGE_THREAD
+	if (getrusage(RUSAGE_THREAD, &ru) != 0)
+		return;
+	u->user_ns = (int64_t)ru.ru_utime.tv_sec * 1000000000 +
+	             (int64_t)ru.ru_utime.tv_usec * 1000;
+	u->sys_ns = (int64_t)ru.ru_stime.tv_sec * 1000000000 +
+	            (int64_t)ru.ru_stime.tv_usec * 1000;
+	u->vcsw = ru.ru_nvcsw;
+	u->ivcsw = ru.ru_nivcsw;
+	u->minflt = ru.ru_minflt;
+	u->majflt = ru.ru_majflt;
+#else
+	(void)ru;
+#endif
 }
 
 /* The arena is a memfd when dir is memory (tmpfs, as /dev/shm is): a
