@@ -388,12 +388,12 @@ static void check_late(rayc__ctl *ctl)
 	if (ctl->rtick_ns != 0 && gap > late) {
 		const rayc__usage *o = &ctl->rtick_use;
 		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LATE",
-		          "the control store's timer ran %lld ms apart (election "
-		          "timeout %u ms); the loop thread meanwhile ran %lld ms "
-		          "in user space and %lld ms in the kernel, blocked %ld "
-		          "times, was preempted %ld times, took %ld minor and "
-		          "%ld major page faults",
-		          (long long)(gap / 1000000),
+		          "peer %u: the control store's timer ran %lld ms apart "
+		          "(election timeout %u ms); the loop thread meanwhile "
+		          "ran %lld ms in user space and %lld ms in the kernel, "
+		          "blocked %ld times, was preempted %ld times, took %ld "
+		          "minor and %ld major page faults",
+		          ctl->net->self, (long long)(gap / 1000000),
 		          ctl->raft.election_timeout,
 		          (long long)((u.user_ns - o->user_ns) / 1000000),
 		          (long long)((u.sys_ns - o->sys_ns) / 1000000),
