@@ -746,9 +746,12 @@ Test(ctl_faults, a_peer_stopped_while_installing_a_snapshot_frees_it)
 #define STILL_HB 1000
 #endif
 
-/* Stops the workers and this process together (as a paused VM or a
- * suspended host would), for ms, and wakes them together; returns once
- * this process runs again. */
+/* Stops the workers and this process together (as a paused VM would),
+ * for ms, and wakes them together; returns once this process runs
+ * again.  This process is Criterion's worker for the test: Debian 12's
+ * Criterion 2.4.1 (its BoxFort) waits for it with WEXITED only, so the
+ * stop goes unseen; a BoxFort that also waits with WSTOPPED would take
+ * it for a crash. */
 static void stand_still(pid_t w0, pid_t w1, int ms)
 {
 	pid_t self = getpid();

@@ -530,6 +530,49 @@ void rayc__ctl_after(rayc__net *net)
 
 /* ---- the loop's side of the mesh ---- */
 
+/* A tick that comes late (over two periods) with the loop thread idle
+ * for most of the gap means this peer stood still: the whole process
+ * or host stopped (SIGSTOP, a paused VM), or it was not scheduled.  A
+ * loop that was busy instead is no such sign: the receiving threads
+ * note heartbeats meanwhile (rayc__net_on_heartbeat), so live peers are
+ * fresh and the gap must count, or a dead peer would be found later. */
+static bool stood_still(const rayc__ctl *ctl, int64_t now,
+                        const rayc__usage *u)
+{
+	int64_t gap = now - ctl->tick_at;
+	const rayc__usage *o = &ctl->tick_use;
+
+	if (ctl->tick_at == 0 || gap <= 2 * ctl->net->hb_ns)
+		return false;
+	int64_t cpu = (u->user_ns - o->user_ns) + (u->sys_ns - o->sys_ns);
+	return cpu < gap / 2;
+}
+
+/* Moves t on by skip, never past now nor back. */
+static void skip_stamp(int64_t *t, int64_t skip, int64_t now)
+{
+	if (*t == 0)
+		return;
+	int64_t moved = *t + skip < now ? *t + skip : now;
+	if (moved > *t)
+		*t = moved;
+}
+
+/* What this peer did not hear while it stood still is no sign of
+ * anyone's death: the gap counts as one tick's period (as for raft's
+ * clock, ctl_io.c) for the heartbeat timeout, the no-coordinator
+ * deadline and a lost link's; silence before and after counts in
+ * full. */
+static void skip_gap_locked(rayc__net *net, int64_t skip, int64_t now)
+	RAYC_REQUIRES(net->mu)
+{
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
+		skip_stamp(&net->peers[i].last_seen, skip, now);
+		skip_stamp(&net->links[i].lost_since, skip, now);
+	}
+	skip_stamp(&net->coord_seen, skip, now);
+}
+
 void rayc__ctl_tick(rayc__net *net)
 {
 	rayc__ctl *ctl = net->ctl;
@@ -540,26 +583,13 @@ void rayc__ctl_tick(rayc__net *net)
 	if (ctl == NULL || !ctl->started || ctl->closing)
 		return;
 	rayc__ctl_after(net);
+	rayc__usage use;
+	rayc__thread_usage(&use);
 	rayc__mutex_lock(&net->mu);
-	/* A tick that comes late means this peer stood still (the whole
-	 * process or host: the receiving threads note heartbeats while the
-	 * loop is busy).  What it did not hear meanwhile is no sign of
-	 * anyone's death: the gap counts as one tick's period, as for
-	 * raft's clock (ctl_io.c); silence before and after counts in full. */
-	int64_t gap = ctl->tick_at != 0 ? now - ctl->tick_at : 0;
-	if (gap > 2 * net->hb_ns) {
-		int64_t skip = gap - net->hb_ns;
-		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
-			int64_t *t = &net->peers[i].last_seen;
-			if (*t != 0)
-				*t = *t + skip < now ? *t + skip : now;
-		}
-		if (net->coord_seen != 0)
-			net->coord_seen = net->coord_seen + skip < now
-			                          ? net->coord_seen + skip
-			                          : now;
-	}
+	if (stood_still(ctl, now, &use))
+		skip_gap_locked(net, now - ctl->tick_at - net->hb_ns, now);
 	ctl->tick_at = now;
+	ctl->tick_use = use;
 	bool lead = net->self == net->coord && rayc__ctl_is_leader(net);
 	if (lead) {
 		for (uint32_t i = 1; i < atomic_load(&net->top); i++) {

@@ -106,7 +106,10 @@ struct rayc__ctl {
 	 * clock_base on raft's, which runs at most clock_step ahead of
 	 * clock_base until raft's timer moves them on. */
 	int64_t clock_base, clock_at, clock_step;
-	int64_t tick_at; /* the loop's last tick (rayc__ctl_tick) */
+	/* The loop's last tick (rayc__ctl_tick), and its thread's usage
+	 * then. */
+	int64_t tick_at;
+	rayc__usage tick_use;
 	raft_io_tick_cb tick_cb;
 	raft_io_recv_cb recv_cb;
 	raft_io_close_cb io_close_cb;

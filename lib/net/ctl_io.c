@@ -360,8 +360,10 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
  * otherwise run before the messages that came meanwhile are read, and a
  * follower would start an election or a leader step down at once (a
  * cluster of three stopped together for 1.5 s did both).  It hears for
- * a raft heartbeat or two first; silence while it runs counts in full,
- * so a dead leader is still replaced within the election timeout. */
+ * a raft heartbeat or two first.  A busy loop counts the same way, since
+ * raft's messages wait for it: a loaded follower notices a dead leader
+ * later.  Silence while the loop runs on time counts in full, so a dead
+ * leader is still replaced within the election timeout. */
 static int64_t clock_now(rayc__ctl *ctl, int64_t now)
 {
 	int64_t d = now - ctl->clock_at;
@@ -372,8 +374,8 @@ static int64_t clock_now(rayc__ctl *ctl, int64_t now)
 }
 
 /* Raft's timer runs every raft heartbeat (a fifth of the election
- * timeout).  One that comes later than half the election timeout means
- * this peer's loop was held up that long (busy, blocked, not scheduled,
+ * timeout).  Two runs more than half an election timeout apart mean this
+ * peer's loop was held up about that long (busy, blocked, not scheduled,
  * or the whole process or machine stopped): the others may have started
  * an election.  Told with what the loop thread did meanwhile, which says
  * which. */
@@ -430,6 +432,8 @@ static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 
 	ctl->tick_cb = tick;
 	ctl->recv_cb = recv;
+	ctl->clock_at = rayc__now_ns();
+	ctl->clock_base = clock_now(ctl, ctl->clock_at);
 	ctl->clock_step = 2 * (int64_t)msecs * 1000000;
 	ctl->rtick = event_new(net->base, -1, EV_PERSIST, on_rtick, net);
 	if (ctl->rtick == NULL || event_add(ctl->rtick, &tv) != 0)
