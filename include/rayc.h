@@ -215,8 +215,9 @@ RAYC_API int rayc_init(const rayc_config *cfg);
  * founded it calls rayc_shutdown, when the founder is gone and the last
  * driver (a peer not started as a worker) leaves or dies, or, for a peer
  * cut off from a majority of the voters, when no coordinator could be
- * elected for 3 heartbeat timeouts (at least 3 s).  The caller still
- * calls rayc_shutdown. */
+ * elected for 3 heartbeat timeouts (at least 3 s; a stretch this peer
+ * itself stood still, stopped or not scheduled, counts as a fifth of
+ * one).  The caller still calls rayc_shutdown. */
 RAYC_API int rayc_serve(void);
 
 /* Stops the peer: waits for running tasks to finish, discards queued ones,
