@@ -98,10 +98,9 @@ struct rayc__ctl {
 	 * barrier, as on a loaded host. */
 	int stall_ms;
 	struct event *wake, *rtick;
-	/* When raft's timer last ran, and the loop thread's usage then
-	 * (ctl_io.c: a timer that comes late is told). */
+	/* When raft's timer last ran (ctl_io.c: a timer that comes late is
+	 * told). */
 	int64_t rtick_ns;
-	rayc__usage rtick_use;
 	/* raft's clock (ctl_io.c): clock_at on the real clock was
 	 * clock_base on raft's, which runs at most clock_step ahead of
 	 * clock_base until raft's timer moves them on. */

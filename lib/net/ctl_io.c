@@ -377,33 +377,43 @@ static int64_t clock_now(rayc__ctl *ctl, int64_t now)
  * timeout).  Two runs more than half an election timeout apart mean this
  * peer's loop was held up about that long (busy, blocked, not scheduled,
  * or the whole process or machine stopped): the others may have started
- * an election.  Told with what the loop thread did meanwhile, which says
- * which. */
+ * an election.  Told with what the loop thread did since the loop's last
+ * tick (rayc__ctl_tick samples its usage), which says which; the thread's
+ * usage is read only then, not on every run. */
 static void check_late(rayc__ctl *ctl)
 {
 	int64_t now = rayc__now_ns();
-	rayc__usage u;
-
-	rayc__thread_usage(&u);
 	int64_t gap = now - ctl->rtick_ns;
 	int64_t late = (int64_t)ctl->raft.election_timeout * 500000;
-	if (ctl->rtick_ns != 0 && gap > late) {
-		const rayc__usage *o = &ctl->rtick_use;
+	bool was = ctl->rtick_ns != 0;
+
+	ctl->rtick_ns = now;
+	if (!was || gap <= late)
+		return;
+	if (ctl->tick_at == 0) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LATE",
 		          "peer %u: the control store's timer ran %lld ms apart "
-		          "(election timeout %u ms); the loop thread meanwhile "
-		          "ran %lld ms in user space and %lld ms in the kernel, "
-		          "blocked %ld times, was preempted %ld times, took %ld "
-		          "minor and %ld major page faults",
-		          ctl->net->self, (long long)(gap / 1000000),
-		          ctl->raft.election_timeout,
-		          (long long)((u.user_ns - o->user_ns) / 1000000),
-		          (long long)((u.sys_ns - o->sys_ns) / 1000000),
-		          u.vcsw - o->vcsw, u.ivcsw - o->ivcsw,
-		          u.minflt - o->minflt, u.majflt - o->majflt);
+		          "(election timeout %u ms)", ctl->net->self,
+		          (long long)(gap / 1000000),
+		          ctl->raft.election_timeout);
+		return;
 	}
-	ctl->rtick_ns = now;
-	ctl->rtick_use = u;
+	rayc__usage u;
+	const rayc__usage *o = &ctl->tick_use;
+	rayc__thread_usage(&u);
+	rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LATE",
+	          "peer %u: the control store's timer ran %lld ms apart "
+	          "(election timeout %u ms); in the last %lld ms the loop "
+	          "thread ran %lld ms in user space and %lld ms in the kernel, "
+	          "blocked %ld times, was preempted %ld times, took %ld minor "
+	          "and %ld major page faults",
+	          ctl->net->self, (long long)(gap / 1000000),
+	          ctl->raft.election_timeout,
+	          (long long)((now - ctl->tick_at) / 1000000),
+	          (long long)((u.user_ns - o->user_ns) / 1000000),
+	          (long long)((u.sys_ns - o->sys_ns) / 1000000),
+	          u.vcsw - o->vcsw, u.ivcsw - o->ivcsw,
+	          u.minflt - o->minflt, u.majflt - o->majflt);
 }
 
 static void on_rtick(evutil_socket_t fd, short what, void *arg)
