@@ -380,9 +380,8 @@ static int64_t clock_now(rayc__ctl *ctl, int64_t now)
  * an election.  Told with what the loop thread did since the loop's last
  * tick (rayc__ctl_tick samples its usage), which says which; the thread's
  * usage is read only then, not on every run. */
-static void check_late(rayc__ctl *ctl)
+static void check_late(rayc__ctl *ctl, int64_t now)
 {
-	int64_t now = rayc__now_ns();
 	int64_t gap = now - ctl->rtick_ns;
 	int64_t late = (int64_t)ctl->raft.election_timeout * 500000;
 	bool was = ctl->rtick_ns != 0;
@@ -423,8 +422,8 @@ static void on_rtick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	check_late(ctl);
 	int64_t now = rayc__now_ns();
+	check_late(ctl, now);
 	ctl->clock_base = clock_now(ctl, now);
 	ctl->clock_at = now;
 	if (ctl->tick_cb != NULL && !ctl->closing)
