@@ -112,6 +112,11 @@ void rayc__test_lane_stall(int ms);
 /* Every connection of this process waits ms after reading each batch
  * before it reads on (0: not), so what comes next waits unread. */
 void rayc__test_rx_pause(int ms);
+/* The coordinator waits ms on its loop thread after a joiner's admission
+ * is applied and before it answers the joiner (JOINED), between the two
+ * steps of join_applied (members.c): what other threads send the newcomer
+ * meanwhile must still reach it after JOINED. */
+void rayc__test_join_gap(int ms);
 /* This peer's lane listener's port (0: none). */
 int rayc__test_lane_port(void);
 

@@ -346,6 +346,13 @@ bool rayc__net_on_joined_view(rayc__net *net, rayc__rd *rd)
 	       rayc__rd_left(rd) == 0;
 }
 
+static _Atomic int join_gap_ms; /* rayc__test_join_gap */
+
+void rayc__test_join_gap(int ms)
+{
+	atomic_store(&join_gap_ms, ms);
+}
+
 /* The ADD entry for a joiner committed (or did not). */
 static void join_applied(int rc, void *arg)
 {
@@ -363,10 +370,22 @@ static void join_applied(int rc, void *arg)
 		c->peer = id;
 		c->gen = j->tmp.gen;
 		c->verified = true;
-		if (net->peers[id].conn == NULL)
+		rayc__mutex_unlock(&net->mu);
+		/* JOINED first: the joiner learns the members from it, and
+		 * a task it ran before could not be answered (its owner
+		 * unknown there: the answer was dropped and the owner
+		 * waited for ever).  Only then may others send it frames on
+		 * this connection; until then they dial it, and it reads
+		 * what comes that way once it knows the dialer. */
+		send_joined(c, net, id, "");
+		int gap = atomic_load(&join_gap_ms);
+		if (gap > 0)
+			rayc__sleep_ms(gap);
+		rayc__mutex_lock(&net->mu);
+		if (net->peers[id].conn == NULL &&
+		    atomic_load(&c->state) != RAYC__CONN_CLOSED)
 			net->peers[id].conn = c;
 		rayc__mutex_unlock(&net->mu);
-		send_joined(c, net, id, "");
 	} else {
 		send_joined(c, net, 0, "try again");
 	}

@@ -130,8 +130,14 @@ void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
 {
 	rayc__conn *c = rayc__net_conn_to(net, owner);
 
-	if (c == NULL)
+	if (c == NULL) {
+		/* Dead (its death undid the task) or not known here: the
+		 * record answers the task when the owner sends it again. */
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-DONE-UNSENT",
+		          "the answer to a task of peer %u is not sent: no "
+		          "connection to it (dead or not known here)", owner);
 		return;
+	}
 	if (rayc__relink_test_lose(net, c)) {
 		rayc__conn_close(c, "test: a frame lost with its connection");
 		rayc__conn_unref(c);
