@@ -9,7 +9,7 @@
 
 #include "net/ctl_int.h"
 
-#define RAFT_MSG_CAP ((size_t)16 << 20) /* log bytes in one AppendEntries */
+#define RAFT_MSG_CAP ((size_t)4 << 20) /* log bytes in one AppendEntries */
 
 /* InstallSnapshot up to its data. */
 static void snapshot_head(rayc__wbuf *b, const struct raft_install_snapshot *a)
@@ -36,6 +36,25 @@ bool rayc__ctl_encode_snapshot_head(rayc__wbuf *b, uint32_t self,
 	rayc__w_u64(b, n);
 	rayc__w_frame_end_len(b, f, n);
 	return !b->bad;
+}
+
+/* raft sends a lagging peer everything it lacks in one message; send
+ * the first 4 MiB of it (at least one entry).  The follower answers how
+ * far it got, and the leader sends on from there (io_send, ctl_io.c,
+ * keeps libraft from counting the rest as sent).  Each MiB is copied
+ * here and twice more by the follower (libraft's copy of what it
+ * receives, the KV's), all on loop threads, mostly into memory never
+ * touched: one 16 MiB message held a loop for up to 250 ms (13,000 page
+ * faults) while the KV filled with 1 MiB values; 4 MiB, ~110 ms. */
+unsigned rayc__ctl_append_fit(const struct raft_append_entries *a)
+{
+	unsigned n = 0;
+	size_t bytes = 0;
+
+	while (n < a->n_entries &&
+	       (n == 0 || bytes + a->entries[n].buf.len <= RAFT_MSG_CAP))
+		bytes += a->entries[n++].buf.len;
+	return n;
 }
 
 /* A raft message as a RAFT frame. */
@@ -66,24 +85,10 @@ bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
 	}
 	case RAFT_IO_APPEND_ENTRIES: {
 		const struct raft_append_entries *a = &m->append_entries;
-		/* raft sends a lagging peer everything it lacks in one
-		 * message; send the first 16 MiB of it (at least one
-		 * entry).  The follower answers how far it got, and the
-		 * leader sends on from there.  Each MiB is copied here and
-		 * twice more by the follower (libraft's copy of what it
-		 * receives, the KV's), all on loop threads, mostly into
-		 * memory never touched: one 16 MiB message held a loop for
-		 * up to 250 ms (13,000 page faults) while the KV filled with
-		 * 1 MiB values.  4 MiB cut that to ~110 ms, but then a
-		 * follower stopped again and again under big KV writes kept
-		 * a put unanswered past its deadline in 2 ASan runs of 5
-		 * (ctl::big_kv_writes_to_a_stalling_follower_*), 0 of 5 at
-		 * 16 MiB: not understood yet, so 16 MiB stays. */
-		unsigned n = 0;
+		unsigned n = rayc__ctl_append_fit(a);
 		size_t bytes = 0;
-		while (n < a->n_entries &&
-		       (n == 0 || bytes + a->entries[n].buf.len <= RAFT_MSG_CAP))
-			bytes += a->entries[n++].buf.len;
+		for (unsigned i = 0; i < n; i++)
+			bytes += a->entries[i].buf.len;
 		/* In one allocation: a buffer grown by doubling copies
 		 * megabytes of entries over and over (on the loop). */
 		(void)rayc__wbuf_reserve(b, 8 * 4 + 4 + (size_t)n * 17 + bytes);

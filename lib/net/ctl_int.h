@@ -209,6 +209,11 @@ struct rayc__ctl {
 	rayc__ctl_sized recent[RAYC__CTL_RECENT];
 	unsigned recent_head, recent_n;
 	uint64_t prop_bytes;
+	/* Per follower, the first entry not sent by an AppendEntries cut
+	 * short whose send is not done yet, and its term (0: none;
+	 * ctl_io.c, loop thread). */
+	raft_index cut_next[RAYC__MAX_PEERS];
+	raft_term cut_term[RAYC__MAX_PEERS];
 };
 
 /* A received raft message, decoded (ctl_codec.c) and handed to raft on
@@ -315,6 +320,9 @@ void rayc__ctl_snap_restored(rayc__net *net, struct raft_buffer *buf);
 void rayc__ctl_snap_drop(rayc__ctl *ctl);
 
 /* ctl_codec.c */
+/* How many of AppendEntries a's entries one message carries (the first
+ * ones, RAFT_MSG_CAP bytes of them, at least one). */
+unsigned rayc__ctl_append_fit(const struct raft_append_entries *a);
 bool rayc__ctl_encode_msg(rayc__wbuf *b, uint32_t self,
                           const struct raft_message *m);
 /* An InstallSnapshot whose data (n bytes, in place of m's) is sent from

@@ -230,7 +230,66 @@ typedef struct done_arg {
 	void *req;
 	int status;
 	struct raft_snapshot *snap; /* RAYC__DONE_SNAP_GET */
+	/* RAYC__DONE_SEND of an AppendEntries cut short (see cut_sent) to
+	 * server cut_to (0: none) in term cut_term: the follower's next
+	 * index raft set (cut_was), and the one to set (cut_next). */
+	raft_id cut_to;
+	raft_term cut_term;
+	raft_index cut_was, cut_next;
 } done_arg;
+
+/* The leader's replication state of server id (NULL: none). */
+static struct raft_progress *progress_of(rayc__ctl *ctl, raft_id id)
+{
+	struct raft *r = &ctl->raft;
+	const struct raft_configuration *conf = &r->configuration;
+
+	if (raft_state(r) != RAFT_LEADER || r->leader_state.progress == NULL)
+		return NULL;
+	for (unsigned i = 0; i < conf->n; i++)
+		if (conf->servers[i].id == id)
+			return &r->leader_state.progress[i];
+	return NULL;
+}
+
+/* libraft 0.15's follower states (progress.h). */
+#define PROGRESS_PROBE 0
+#define PROGRESS_PIPELINE 1
+
+/* raft streams entries to a follower that is keeping up (pipeline mode):
+ * once io_send returns, it counts every entry it gave as sent and moves
+ * the follower's next index past them.  ctl_codec.c sends only the first
+ * 4 MiB; the follower answers how far it got, which leaves that index
+ * where it is, so raft would send nothing more until its next entry or
+ * heartbeat, which asks the follower for an entry it never got: refused,
+ * raft probes it, once a heartbeat at most.  A follower behind caught up
+ * 3 entries a heartbeat or two (6 MiB in 850 ms under ASan), slower than
+ * 1 MiB writes came, and one made a voter while behind (a catch-up round
+ * fast enough is enough) held every commit up for seconds
+ * (ctl::big_kv_writes_to_a_stalling_follower_*, at 4 MiB: a put
+ * unanswered past its 5 s deadline, 2 ASan runs of 5).
+ *
+ * So once the send is done, before any answer to it is taken in (posted
+ * later), the next index goes back to the first entry not sent, if raft
+ * has not moved it since: each answer, new entry or heartbeat then sends
+ * the next piece.  Only what raft will send changes, never what it
+ * counts as replicated.  An AppendEntries raft sends the follower
+ * meanwhile (the writer a commit answered proposes its next write at
+ * once) begins past the cut and would be refused: it fails instead
+ * (gapped), raft probes the follower, and the answer to the cut one has
+ * it stream on from there. */
+static void cut_sent(rayc__ctl *ctl, const done_arg *d)
+{
+	if (ctl->cut_next[d->cut_to] == d->cut_next &&
+	    ctl->cut_term[d->cut_to] == d->cut_term)
+		ctl->cut_next[d->cut_to] = 0;
+	struct raft_progress *p = progress_of(ctl, d->cut_to);
+	if (ctl->closing || p == NULL || ctl->raft.current_term != d->cut_term)
+		return;
+	if (p->state == PROGRESS_PIPELINE && p->next_index == d->cut_was &&
+	    d->cut_next > p->match_index)
+		p->next_index = d->cut_next;
+}
 
 static void run_done(rayc__net *net, void *arg)
 {
@@ -245,6 +304,8 @@ static void run_done(rayc__net *net, void *arg)
 	                                                    : d->status;
 	if (d->kind == RAYC__DONE_SEND) {
 		struct raft_io_send *r = d->req;
+		if (d->cut_to != 0)
+			cut_sent(ctl, d);
 		if (r->cb != NULL)
 			r->cb(r, st);
 	} else if (d->kind == RAYC__DONE_APPEND) {
@@ -267,19 +328,29 @@ static void run_done(rayc__net *net, void *arg)
 	free(d);
 }
 
-int rayc__ctl_post_done(rayc__net *net, int kind, void *req, int status,
-                        struct raft_snapshot *snap)
+static int post_done(rayc__net *net, int kind, void *req, int status,
+                     struct raft_snapshot *snap, const done_arg *cut)
 {
 	done_arg *d = malloc(sizeof(*d));
 
 	if (d == NULL)
 		return RAFT_NOMEM;
+	if (cut != NULL)
+		*d = *cut;
+	else
+		memset(d, 0, sizeof(*d));
 	d->kind = kind;
 	d->req = req;
 	d->status = status;
 	d->snap = snap;
 	rayc__ctl_post(net, &d->post, run_done, d);
 	return 0;
+}
+
+int rayc__ctl_post_done(rayc__net *net, int kind, void *req, int status,
+                        struct raft_snapshot *snap)
+{
+	return post_done(net, kind, req, status, snap, NULL);
 }
 
 static int io_init(struct raft_io *io, raft_id id, const char *address)
@@ -501,19 +572,12 @@ static size_t conn_queued(rayc__conn *c)
 	return n;
 }
 
-/* Whether the leader probes server id (libraft 0.15: PROGRESS__PROBE is
- * 0). */
+/* Whether the leader probes server id. */
 static bool probing(rayc__ctl *ctl, raft_id id)
 {
-	struct raft *r = &ctl->raft;
-	const struct raft_configuration *conf = &r->configuration;
+	const struct raft_progress *p = progress_of(ctl, id);
 
-	if (raft_state(r) != RAFT_LEADER || r->leader_state.progress == NULL)
-		return false;
-	for (unsigned i = 0; i < conf->n; i++)
-		if (conf->servers[i].id == id)
-			return r->leader_state.progress[i].state == 0;
-	return false;
+	return p != NULL && p->state == PROGRESS_PROBE;
 }
 
 /* Whether AppendEntries m to c is not sent (the byte bound, ctl_log.c):
@@ -536,6 +600,18 @@ static bool backlogged(rayc__ctl *ctl, rayc__conn *c,
 	size_t q = conn_queued(c);
 	return q >= 4 * RAYC__CTL_SEND_BYTES ||
 	       (q >= RAYC__CTL_SEND_BYTES && probing(ctl, m->server_id));
+}
+
+/* Whether AppendEntries m begins past the end of one cut short to the
+ * same follower whose send is not done yet (cut_sent). */
+static bool gapped(rayc__ctl *ctl, const struct raft_message *m)
+{
+	const struct raft_append_entries *a = &m->append_entries;
+	raft_id id = m->server_id;
+
+	return m->type == RAFT_IO_APPEND_ENTRIES && ctl->cut_next[id] != 0 &&
+	       ctl->cut_term[id] == a->term &&
+	       a->prev_log_index >= ctl->cut_next[id];
 }
 
 static int io_send(struct raft_io *io, struct raft_io_send *req,
@@ -567,15 +643,37 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 		return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status,
 		                           NULL);
 	}
-	if (backlogged(net->ctl, c, m))
+	rayc__ctl *ctl = net->ctl;
+	const struct raft_append_entries *a = &m->append_entries;
+	done_arg cut = { 0 };
+	if (gapped(ctl, m)) {
+		status = RAFT_NOCONNECTION; /* refused, were it sent */
+	} else if (backlogged(ctl, c, m)) {
 		status = RAFT_NOCONNECTION;
-	else if (!rayc__ctl_encode_msg(&b, net->self, m))
+	} else if (!rayc__ctl_encode_msg(&b, net->self, m)) {
 		status = RAFT_IOERR;
-	else
+	} else {
 		rayc__conn_send(c, &b);
+		const struct raft_progress *p = progress_of(ctl, m->server_id);
+		unsigned n;
+		if (m->type == RAFT_IO_APPEND_ENTRIES && p != NULL &&
+		    p->state == PROGRESS_PIPELINE &&
+		    (n = rayc__ctl_append_fit(a)) < a->n_entries) {
+			cut.cut_to = m->server_id; /* see cut_sent */
+			cut.cut_term = a->term;
+			cut.cut_was = a->prev_log_index + a->n_entries + 1;
+			cut.cut_next = a->prev_log_index + n + 1;
+			ctl->cut_next[cut.cut_to] = cut.cut_next;
+			ctl->cut_term[cut.cut_to] = cut.cut_term;
+		}
+	}
 	rayc__conn_unref(c);
 	rayc__wbuf_fini(&b);
-	return rayc__ctl_post_done(net, RAYC__DONE_SEND, req, status, NULL);
+	int rv = post_done(net, RAYC__DONE_SEND, req, status, NULL,
+	                   cut.cut_to != 0 ? &cut : NULL);
+	if (rv != 0 && cut.cut_to != 0)
+		ctl->cut_next[cut.cut_to] = 0;
+	return rv;
 }
 
 static int io_append(struct raft_io *io, struct raft_io_append *req,

@@ -38,7 +38,7 @@
  * So each peer holds at most: the KV (128 MiB), the stored snapshot (its
  * size), one being taken or installed (the same), and a log of
  * RAYC__CTL_TRAIL_BYTES + 2 * RAYC__CTL_SNAP_BYTES + RAYC__CTL_PROP_BYTES
- * + one AppendEntries (16 MiB, ctl_codec.c) and RAYC__CTL_RX_BYTES
+ * + one AppendEntries (4 MiB, ctl_codec.c) and RAYC__CTL_RX_BYTES
  * received; the coordinator also, per follower, 4 * RAYC__CTL_SEND_BYTES
  * and one AppendEntries queued.
  *
