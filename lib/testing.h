@@ -147,6 +147,10 @@ uint64_t rayc__test_ctl_snapshots(uint64_t *restored);
 /* KV writes this peer, as the coordinator, answered BUSY (its control
  * log had no room for them yet: lib/net/ctl_log.c). */
 uint64_t rayc__test_ctl_busy(void);
+/* KV writes this peer proposed as coordinator so far (an ask repeated
+ * while the first is in flight is not proposed again); *asked: the asks
+ * it took as coordinator. */
+uint64_t rayc__test_kv_proposed(uint64_t *asked);
 /* Sends this process started while holding a rayc lock (each a write
  * that another thread needing that lock waited behind); 0 is the goal. */
 uint64_t rayc__test_sends_under_lock(void);

@@ -943,6 +943,56 @@ Test(ctl, big_kv_writes_to_a_stalling_follower_keep_its_memory_bounded,
 	big_kv_writes(300);
 }
 
+static void *put_one(void *arg)
+{
+	static uint8_t v[4096];
+	memset(v, 0x5a, sizeof(v));
+	return (void *)(intptr_t)rayc_kv_put((const char *)arg, v, sizeof(v));
+}
+
+/* A KV write not answered within a second is asked again, with the same
+ * request id, every second until its deadline; the coordinator proposed
+ * it again at each ask (duplicates were only dropped when applied), so a
+ * voter catching up got a copy of the value per second of lag, up to 1 MiB
+ * each.  Now an ask of a write still in flight takes over its answer.
+ * Both workers (the other voters) are stopped while the driver, the
+ * coordinator, is asked three times; then they go on: the put succeeds,
+ * proposed once. */
+Test(ctl, a_write_asked_again_while_in_flight_is_proposed_once)
+{
+	driver_start_hb(NULL, 30000); /* election timeout 10 s */
+	static char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *env[] = { addr, "RAYC_ROLE=worker",
+		              "RAYC_HEARTBEAT_TIMEOUT_MS=30000", NULL };
+	pid_t w[2];
+	for (int i = 0; i < 2; i++)
+		w[i] = spawn_with(TOKEN, env);
+	wait_alive(3);
+	RT_WAIT_FOR(count_voters(NULL) == 3, 30000);
+	cr_assert_eq(count_voters(NULL), 3, "not 3 voters");
+	uint64_t asked0, asked;
+	uint64_t proposed0 = rayc__test_kv_proposed(&asked0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(kill(w[i], SIGSTOP), 0);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, put_one, "again"), 0);
+	RT_WAIT_FOR((rayc__test_kv_proposed(&asked), asked >= asked0 + 3),
+	            20000);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(kill(w[i], SIGCONT), 0);
+	cr_assert_geq(asked, asked0 + 3, "the put was not asked again");
+	void *rc;
+	pthread_join(th, &rc);
+	cr_assert_eq((int)(intptr_t)rc, RAYC_OK, "put: %s",
+	             rayc_strerror((int)(intptr_t)rc));
+	uint64_t proposed = rayc__test_kv_proposed(&asked);
+	cr_assert_eq(proposed - proposed0, 1, "proposed %llu times, asked "
+	             "%llu times", (unsigned long long)(proposed - proposed0),
+	             (unsigned long long)(asked - asked0));
+	cluster_stop();
+}
+
 #define BUSY_WRITERS 4
 #define BUSY_WRITES 8
 

@@ -401,6 +401,12 @@ struct rayc__net {
 	rayc__rpc *rpcs;
 	uint64_t next_rpc;
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
+	/* KV writes this peer proposed as coordinator and has not seen
+	 * applied, newest first (kv.c; the loop thread's only).  Written
+	 * in net_int.h as void: their type is kv.c's own. */
+	void *kv_flight;
+	_Atomic uint64_t kv_proposed; /* how many it proposed, for tests */
+	_Atomic uint64_t kv_asked;    /* writes asked of it, for tests */
 	rayc__name_del *name_dels; /* actor names being given back (names.c) */
 	rayc__unborrow *unborrows; /* handles let go, unanswered (actor_ctl.c) */
 	/* Orders an UNBORROW's copy-and-send against a BORROW's
@@ -754,8 +760,8 @@ int rayc__net_count_alive(rayc__net *net);
 int rayc__net_start_local_peers(rayc__net *net, int n, const char *token);
 void rayc__net_stop_kids(rayc__net *net);
 
-/* kv.c: the KV table (replicated by the control store) and the calls
- * that reach the coordinator.  The table is under rt->kv_mu, a leaf. */
+/* kv_table.c: the KV table (replicated by the control store), under
+ * rt->kv_mu, a leaf; kv.c: the calls that reach the coordinator. */
 #define RAYC__KV_KEY_MAX 255
 /* PUTNX: put only if absent (RAYC_EEXIST); DELEQ: delete only if the
  * value is exactly the one given (RAYC_ENOTFOUND). */
