@@ -112,10 +112,10 @@ void rayc__test_lane_stall(int ms);
 /* Every connection of this process waits ms after reading each batch
  * before it reads on (0: not), so what comes next waits unread. */
 void rayc__test_rx_pause(int ms);
-/* The coordinator waits ms on its loop thread after a joiner's admission
- * is applied and before it answers the joiner (JOINED), between the two
- * steps of join_applied (members.c): what other threads send the newcomer
- * meanwhile must still reach it after JOINED. */
+/* The coordinator waits ms on its loop thread between the two steps of
+ * join_applied (members.c): after it answered a joiner (JOINED), before
+ * the join connection becomes its connection to the newcomer.  What other
+ * threads send the newcomer meanwhile goes on a dial of its own. */
 void rayc__test_join_gap(int ms);
 /* This peer's lane listener's port (0: none). */
 int rayc__test_lane_port(void);

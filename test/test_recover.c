@@ -222,12 +222,20 @@ Test(recover, new_peers_first_tasks_find_their_arguments)
  * answers were dropped and the owner waited for ever (1 run in 20 to 100
  * of the test above under ASan beside CPU hogs).  The coordinator (the
  * driver here) now answers before anything else may reach the joiner on
- * that connection; rayc__test_join_gap holds it between the two steps. */
+ * that connection; rayc__test_join_gap holds it between the two steps,
+ * and meanwhile tasks go on a dial of their own. */
 Test(recover, tasks_sent_to_a_peer_admitted_moments_ago_come_back)
 {
 	driver_start();
 	rayc__test_join_gap(500);
-	pid_t e = spawn_peer(TOKEN, NOSHM);
+	/* And the newcomer slow to read JOINED: a dial reaching it before
+	 * then was answered by "peer 0", which the coordinator took for a
+	 * failed dial, a death: it removed the newcomer. */
+	static char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *env[] = { addr, "RAYC_ROLE=worker", NOSHM,
+		              "RAYC__JOINED_DELAY_MS=300", NULL };
+	pid_t e = spawn_with(TOKEN, env);
 	RT_WAIT_FOR(peer_of(e) != 0, 20000);
 	uint32_t pe = peer_of(e);
 	cr_assert(pe != 0, "the new peer did not join");

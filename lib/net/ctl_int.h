@@ -214,6 +214,11 @@ struct rayc__ctl {
 	 * ctl_io.c, loop thread). */
 	raft_index cut_next[RAYC__MAX_PEERS];
 	raft_term cut_term[RAYC__MAX_PEERS];
+	/* While raft takes in an AppendEntries or InstallSnapshot from
+	 * answer_to: the highest index its answer sent at once may claim
+	 * (0: none; ctl_io.c: run_recv). */
+	raft_index answer_cap;
+	raft_id answer_to;
 };
 
 /* A received raft message, decoded (ctl_codec.c) and handed to raft on

@@ -644,6 +644,26 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 		                           NULL);
 	}
 	rayc__ctl *ctl = net->ctl;
+	struct raft_message mm;
+	raft_index cap = ctl->answer_cap;
+	if (cap != 0 && cap < ctl->raft.commit_index)
+		cap = ctl->raft.commit_index; /* committed: the leader's too */
+	if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && cap != 0 &&
+	    m->server_id == ctl->answer_to &&
+	    m->append_entries_result.rejected == 0 &&
+	    m->append_entries_result.last_log_index > cap) {
+		/* See run_recv: no further than what it was sent. */
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-CTL-ANSWER-CAPPED",
+		          "told leader %llu this peer holds entries up to %llu, "
+		          "not %llu: what it holds past them may be stale",
+		          (unsigned long long)m->server_id,
+		          (unsigned long long)cap,
+		          (unsigned long long)m->append_entries_result
+		                  .last_log_index);
+		mm = *m;
+		mm.append_entries_result.last_log_index = cap;
+		m = &mm;
+	}
 	const struct raft_append_entries *a = &m->append_entries;
 	done_arg cut = { 0 };
 	if (gapped(ctl, m)) {
@@ -653,7 +673,6 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 	} else if (!rayc__ctl_encode_msg(&b, net->self, m)) {
 		status = RAFT_IOERR;
 	} else {
-		rayc__conn_send(c, &b);
 		const struct raft_progress *p = progress_of(ctl, m->server_id);
 		unsigned n;
 		if (m->type == RAFT_IO_APPEND_ENTRIES && p != NULL &&
@@ -667,12 +686,16 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 			ctl->cut_term[cut.cut_to] = cut.cut_term;
 		}
 	}
-	rayc__conn_unref(c);
-	rayc__wbuf_fini(&b);
+	/* The done is queued before the message goes: the answer, posted
+	 * when it comes, runs after it (cut_sent relies on it). */
 	int rv = post_done(net, RAYC__DONE_SEND, req, status, NULL,
 	                   cut.cut_to != 0 ? &cut : NULL);
 	if (rv != 0 && cut.cut_to != 0)
 		ctl->cut_next[cut.cut_to] = 0;
+	if (rv == 0 && status == 0)
+		rayc__conn_send(c, &b);
+	rayc__conn_unref(c);
+	rayc__wbuf_fini(&b);
 	return rv;
 }
 
@@ -761,8 +784,26 @@ void rayc__ctl_run_recv(rayc__net *net, void *arg)
 		in = false;
 	}
 	if (live && in) {
+		/* A follower that holds every entry an AppendEntries brings
+		 * answers at once with its last stored index (libraft
+		 * 0.15), which may lie beyond them: a stale tail of an old
+		 * term, which the leader would count as replicated (the
+		 * message may be cut short, ctl_codec.c, and raft trusts
+		 * the answer up to its own last index).  So that answer
+		 * claims no more than the message's end (io_send); an
+		 * answer sent later, once new entries are stored, ends
+		 * there anyway.  Likewise an InstallSnapshot answered at
+		 * once: no further than the snapshot.  (Nor less than what
+		 * this follower has committed: the leader holds that.) */
+		if (r->m.type == RAFT_IO_APPEND_ENTRIES)
+			ctl->answer_cap = r->m.append_entries.prev_log_index +
+			                  r->m.append_entries.n_entries;
+		else if (r->m.type == RAFT_IO_INSTALL_SNAPSHOT)
+			ctl->answer_cap = r->m.install_snapshot.last_index;
+		ctl->answer_to = r->m.server_id;
 		/* raft owns the entries from here on. */
 		ctl->recv_cb(&ctl->io, &r->m);
+		ctl->answer_cap = 0;
 	} else {
 		rayc__ctl_free_msg(&r->m);
 	}

@@ -490,6 +490,17 @@ bool rayc__hs_on_welcome(rayc__conn *c, rayc__rd *rd)
 		refuse(c, "authentication failed");
 		return true;
 	}
+	if (c->want_peer != 0 && id == 0) {
+		/* A newcomer dialed between its admission and its reading
+		 * of JOINED: alive; what was queued goes on a later dial
+		 * (relink.c: orphans). */
+		rayc__cpace_wipe(&k, sizeof(k));
+		atomic_store(&c->answered_joining, true);
+		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-NOT-JOINED-YET",
+		          "dialed peer %u, which has not read its admission "
+		          "yet: dialing again later", c->want_peer);
+		return false;
+	}
 	if (c->want_peer != 0 && id != c->want_peer) {
 		rayc__cpace_wipe(&k, sizeof(k));
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-WRONG-PEER",

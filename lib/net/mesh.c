@@ -164,6 +164,7 @@ void rayc__net_conn_lost(rayc__conn *c)
 		died = net->self == net->coord && net->peers[id].alive &&
 		       id != net->self && !atomic_load(&net->leaving) &&
 		       c->dialed && !atomic_load(&c->opened) &&
+		       !atomic_load(&c->answered_joining) &&
 		       atomic_load(&c->state) == RAYC__CONN_CLOSED;
 	}
 	if (c->joining && !net->joined) {
@@ -243,6 +244,8 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		rayc__net_on_join(c, rd);
 		return;
 	case RAYC__MSG_JOINED: {
+		if (net->joined_delay_ms > 0) /* test: slow to read it */
+			rayc__sleep_ms(net->joined_delay_ms);
 		/* Our id and the committed membership; the control
 		 * store's log follows (ctl.c). */
 		uint32_t id = rayc__r_u32(rd);

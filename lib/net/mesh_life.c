@@ -339,6 +339,13 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	const char *rm = getenv("RAYC__PEER_RX_MAX"); /* tests only */
 	if (rm != NULL && strtoull(rm, NULL, 10) > 0)
 		net->rx_max = (size_t)strtoull(rm, NULL, 10);
+	const char *jd = getenv("RAYC__JOINED_DELAY_MS"); /* tests only */
+	net->joined_delay_ms = jd != NULL ? atoi(jd) : 0;
+	/* Its requests' ids start anywhere: a peer given a slot again after
+	 * its holder died must not have its first KV writes taken for the
+	 * old holder's (the coordinator dedupes by peer id and id). */
+	randombytes_buf(&net->next_req, sizeof(net->next_req));
+	net->next_req >>= 1; /* never near wrapping */
 	if ((net->token = strdup(token)) == NULL) {
 		net_free(net);
 		return RAYC_ENOMEM;

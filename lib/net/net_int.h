@@ -199,6 +199,10 @@ struct rayc__conn {
 	rayc__mutex mu;   /* state, out, pend, xouts, sending */
 	_Atomic int state;
 	bool dialed, sending, close_after_send, joining;
+	/* Our dial was answered, with the token, by a peer that has not
+	 * joined yet (id 0): the peer dialed lives, it only has not read
+	 * its JOINED (handshake.c); not a failed dial (mesh.c). */
+	_Atomic bool answered_joining;
 	bool join_seen; /* a JOIN came on it (receive side only): one only */
 	_Atomic bool opened; /* its handshake finished (it carried frames) */
 	bool oom;            /* a frame could not be queued: close it */
@@ -356,6 +360,7 @@ struct rayc__net {
 	 * the most allowed (conn.c). */
 	_Atomic size_t rx_held[RAYC__MAX_PEERS];
 	size_t rx_max;
+	int joined_delay_ms; /* test: a joiner slow to read JOINED */
 	nng_stream_listener *lst;
 	nng_aio *acc_aio;
 	/* Accept errors (out of descriptors, say) wait acc_wait before the
