@@ -961,13 +961,9 @@ static void *put_one(void *arg)
 Test(ctl, a_write_asked_again_while_in_flight_is_proposed_once)
 {
 	driver_start_hb(NULL, 30000); /* election timeout 10 s */
-	static char addr[200];
-	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
-	const char *env[] = { addr, "RAYC_ROLE=worker",
-		              "RAYC_HEARTBEAT_TIMEOUT_MS=30000", NULL };
 	pid_t w[2];
 	for (int i = 0; i < 2; i++)
-		w[i] = spawn_with(TOKEN, env);
+		w[i] = spawn_peer(TOKEN, "RAYC_HEARTBEAT_TIMEOUT_MS=30000");
 	wait_alive(3);
 	RT_WAIT_FOR(count_voters(NULL) == 3, 30000);
 	cr_assert_eq(count_voters(NULL), 3, "not 3 voters");

@@ -460,30 +460,25 @@ static void check_late(rayc__ctl *ctl, int64_t now)
 	ctl->rtick_ns = now;
 	if (!was || gap <= late)
 		return;
-	if (ctl->tick_at == 0) {
-		rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LATE",
-		          "peer %u: the control store's timer ran %lld ms apart "
-		          "(election timeout %u ms)", ctl->net->self,
-		          (long long)(gap / 1000000),
-		          ctl->raft.election_timeout);
-		return;
+	char use[256] = ""; /* none before the loop's first tick */
+	if (ctl->tick_at != 0) {
+		rayc__usage u;
+		const rayc__usage *o = &ctl->tick_use;
+		rayc__thread_usage(&u);
+		snprintf(use, sizeof(use), "; in the last %lld ms the loop "
+		         "thread ran %lld ms in user space and %lld ms in the "
+		         "kernel, blocked %ld times, was preempted %ld times, "
+		         "took %ld minor and %ld major page faults",
+		         (long long)((now - ctl->tick_at) / 1000000),
+		         (long long)((u.user_ns - o->user_ns) / 1000000),
+		         (long long)((u.sys_ns - o->sys_ns) / 1000000),
+		         u.vcsw - o->vcsw, u.ivcsw - o->ivcsw,
+		         u.minflt - o->minflt, u.majflt - o->majflt);
 	}
-	rayc__usage u;
-	const rayc__usage *o = &ctl->tick_use;
-	rayc__thread_usage(&u);
 	rayc__log(RAYC_LOG_WARN, "RAYC-CTL-LATE",
 	          "peer %u: the control store's timer ran %lld ms apart "
-	          "(election timeout %u ms); in the last %lld ms the loop "
-	          "thread ran %lld ms in user space and %lld ms in the kernel, "
-	          "blocked %ld times, was preempted %ld times, took %ld minor "
-	          "and %ld major page faults",
-	          ctl->net->self, (long long)(gap / 1000000),
-	          ctl->raft.election_timeout,
-	          (long long)((now - ctl->tick_at) / 1000000),
-	          (long long)((u.user_ns - o->user_ns) / 1000000),
-	          (long long)((u.sys_ns - o->sys_ns) / 1000000),
-	          u.vcsw - o->vcsw, u.ivcsw - o->ivcsw,
-	          u.minflt - o->minflt, u.majflt - o->majflt);
+	          "(election timeout %u ms)%s", ctl->net->self,
+	          (long long)(gap / 1000000), ctl->raft.election_timeout, use);
 }
 
 static void on_rtick(evutil_socket_t fd, short what, void *arg)

@@ -36,8 +36,7 @@ typedef struct kv_work {
 	char key[KV_KEY_MAX + 1];
 	void *val;
 	size_t len;
-	struct kv_work *flight_next; /* in net->kv_flight while proposed */
-	bool in_flight;
+	SLIST_ENTRY(kv_work) flight; /* in net->kv_flight while proposed */
 } kv_work;
 
 void rayc__rpc_add(rayc__net *net, rayc__rpc *r)
@@ -149,30 +148,19 @@ static void kv_work_free(kv_work *w)
 
 static kv_work *flight_find(rayc__net *net, uint32_t client, uint64_t req)
 {
-	for (kv_work *f = net->kv_flight; f != NULL; f = f->flight_next)
+	kv_work *f;
+
+	SLIST_FOREACH(f, &net->kv_flight, flight)
 		if (f->client == client && f->req == req)
 			return f;
 	return NULL;
-}
-
-static void flight_remove(rayc__net *net, kv_work *w)
-{
-	if (!w->in_flight)
-		return;
-	for (kv_work **pp = (kv_work **)&net->kv_flight; *pp != NULL;
-	     pp = &(*pp)->flight_next)
-		if (*pp == w) {
-			*pp = w->flight_next;
-			break;
-		}
-	w->in_flight = false;
 }
 
 static void kv_applied(int rc, void *arg)
 {
 	kv_work *w = arg;
 
-	flight_remove(w->net, w);
+	SLIST_REMOVE(&w->net->kv_flight, w, kv_work, flight);
 	kv_answer(w->net, w, rc, NULL, 0);
 	kv_work_free(w);
 }
@@ -232,17 +220,16 @@ static void run_kv(rayc__net *net, void *arg)
 		/* Within the log's byte bound, or the writer waits. */
 		int rc = rayc__ctl_log_room(net, b.len);
 		if (rc == RAYC_OK) {
-			w->flight_next = net->kv_flight;
-			net->kv_flight = w;
-			w->in_flight = true;
+			SLIST_INSERT_HEAD(&net->kv_flight, w, flight);
 			rc = rayc__ctl_propose(net, &b, kv_applied, w);
+			if (rc != RAYC_OK)
+				SLIST_REMOVE(&net->kv_flight, w, kv_work, flight);
 		}
 		rayc__wbuf_fini(&b);
 		if (rc == RAYC_OK) {
 			atomic_fetch_add(&net->kv_proposed, 1);
 			return; /* kv_applied answers (and forgets it) */
 		}
-		flight_remove(net, w);
 		kv_answer(net, w, rc, NULL, 0);
 		kv_work_free(w);
 		return;

@@ -407,9 +407,8 @@ struct rayc__net {
 	uint64_t next_rpc;
 	uint64_t next_req; /* KV writes: one id per call, kept across retries */
 	/* KV writes this peer proposed as coordinator and has not seen
-	 * applied, newest first (kv.c; the loop thread's only).  Written
-	 * in net_int.h as void: their type is kv.c's own. */
-	void *kv_flight;
+	 * applied (kv.c, whose own type they are; the loop thread's only). */
+	SLIST_HEAD(, kv_work) kv_flight;
 	_Atomic uint64_t kv_proposed; /* how many it proposed, for tests */
 	_Atomic uint64_t kv_asked;    /* writes asked of it, for tests */
 	rayc__name_del *name_dels; /* actor names being given back (names.c) */
