@@ -229,6 +229,14 @@ double bench_net_nng_rtt_us(bench_net *n);
  * wakes it with the answer.  No rayc round trip can cost less than
  * this, syscalls and context switches included. */
 double bench_net_nng_stream_rtt_us(bench_net *n);
+/* A 64-byte round trip over a plain blocking TCP socket shaped as a task
+ * lane would be (a socket beside the NNG connection that rayc reads
+ * itself, as bulk lanes do for object bytes): a thread at each end blocks
+ * in read(); this side's hands each answer to the thread that sent the
+ * ping (a mutex and condition variable), and the other side's hands each
+ * ping to a worker thread that answers (inline_answer 0) or answers it
+ * itself (inline_answer 1).  What task frames would cost without NNG. */
+double bench_net_lane_rtt_us(bench_net *n, int inline_answer);
 
 /* The wire size of an empty task's TASK frame and of its TASK_DONE
  * answer (32-byte header each; lib/net/owner.c encode_task, xrec.c

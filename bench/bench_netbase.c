@@ -41,7 +41,13 @@ extern char **environ;
 #define MSG_READ (64 * 1024)          /* the message stream's read size */
 
 /* A connection's first byte says what it is for. */
-enum { MODE_PING = 'P', MODE_MSGS = 'M', MODE_SINK = 'S', MODE_QUIT = 'Q' };
+enum {
+	MODE_PING = 'P',
+	MODE_HANDOFF = 'H', /* pings answered by a worker thread */
+	MODE_MSGS = 'M',
+	MODE_SINK = 'S',
+	MODE_QUIT = 'Q'
+};
 
 /* ------------------------------------------------------------------ */
 /* Sockets                                                              */
@@ -139,6 +145,91 @@ static void serve_ping(int c)
 			break;
 }
 
+/* A blocking socket with a thread at each end that hands what it reads to
+ * another thread: a mutex, a flag and a condition variable, as rayc hands
+ * a received task to a worker (a futex wake-up and wait when the other
+ * thread sleeps).  Used by both ends of the lane baselines. */
+struct handoff {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t posted, taken;
+	int failed;
+};
+
+static void handoff_init(struct handoff *h)
+{
+	memset(h, 0, sizeof *h);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+}
+
+static void handoff_fini(struct handoff *h)
+{
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cv);
+}
+
+static void handoff_post(struct handoff *h, int failed)
+{
+	pthread_mutex_lock(&h->mu);
+	if (failed)
+		h->failed = 1;
+	else
+		h->posted++;
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Waits for a post not taken yet; false once the reader failed. */
+static int handoff_take(struct handoff *h)
+{
+	int ok;
+
+	pthread_mutex_lock(&h->mu);
+	while (h->posted == h->taken && !h->failed)
+		pthread_cond_wait(&h->cv, &h->mu);
+	ok = h->posted != h->taken;
+	if (ok)
+		h->taken++;
+	pthread_mutex_unlock(&h->mu);
+	return ok;
+}
+
+struct hserver {
+	int fd;
+	struct handoff h;
+};
+
+/* The worker: answers each ping the reader hands over. */
+static void *hserver_worker(void *arg)
+{
+	struct hserver *s = arg;
+	char buf[PING_BYTES] = { 'a' };
+
+	while (handoff_take(&s->h))
+		if (write_full(s->fd, buf, sizeof buf) != 0)
+			break;
+	return NULL;
+}
+
+/* 64-byte pings read by this thread and answered by a worker. */
+static void serve_handoff(int c)
+{
+	struct hserver s;
+	char buf[PING_BYTES];
+	pthread_t w;
+
+	s.fd = c;
+	handoff_init(&s.h);
+	if (pthread_create(&w, NULL, hserver_worker, &s) != 0)
+		bench_die("echo: no thread");
+	while (read_full(c, buf, sizeof buf) == 0)
+		handoff_post(&s.h, 0);
+	handoff_post(&s.h, 1);
+	pthread_join(w, NULL);
+	handoff_fini(&s.h);
+}
+
 /* After a header (request and reply sizes, u32 each): reads whatever has
  * arrived, up to MSG_READ bytes, and answers every whole request in it
  * with one write of that many replies. */
@@ -215,6 +306,8 @@ static void *serve_main(void *arg)
 	if (read_full(c, &mode, 1) == 0) {
 		if (mode == MODE_PING)
 			serve_ping(c);
+		else if (mode == MODE_HANDOFF)
+			serve_handoff(c);
 		else if (mode == MODE_MSGS)
 			serve_msgs(c);
 		else if (mode == MODE_SINK)
@@ -396,6 +489,14 @@ struct sclient {
 	int answers, failed;
 };
 
+/* This side of a lane baseline: a reader thread hands each answer to the
+ * thread that sent the ping. */
+struct lclient {
+	int fd;
+	pthread_t reader;
+	struct handoff h;
+};
+
 struct bench_net {
 	pid_t pid;
 	int port, nng_port, stream_port;
@@ -403,6 +504,7 @@ struct bench_net {
 	nng_socket req;
 	int req_open;
 	struct sclient *sc; /* NULL until first used */
+	struct lclient *lc[2]; /* [inline]: lane baselines, NULL until used */
 	char *src; /* the bulk sender's source, touched */
 	size_t src_n;
 	char *out; /* the message stream's requests */
@@ -460,6 +562,16 @@ void bench_net_stop(bench_net *n)
 		pthread_mutex_destroy(&n->sc->mu);
 		pthread_cond_destroy(&n->sc->cv);
 		free(n->sc);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct lclient *c = n->lc[i];
+		if (c == NULL)
+			continue;
+		shutdown(c->fd, SHUT_RDWR); /* the reader's read ends */
+		pthread_join(c->reader, NULL);
+		close(c->fd);
+		handoff_fini(&c->h);
+		free(c);
 	}
 	if (n->ping_fd >= 0)
 		close(n->ping_fd);
@@ -622,6 +734,47 @@ double bench_net_nng_stream_rtt_us(bench_net *n)
 		stream_ping(c);
 	}
 	k = bench_timed_loop(stream_ping, n->sc, 16, bench_g.rep_s, &el);
+	return el / (double)k * 1e6;
+}
+
+/* ---- the lane baselines ---- */
+static void *lclient_reader(void *arg)
+{
+	struct lclient *c = arg;
+	char buf[PING_BYTES];
+
+	while (read_full(c->fd, buf, sizeof buf) == 0)
+		handoff_post(&c->h, 0);
+	handoff_post(&c->h, 1);
+	return NULL;
+}
+
+static void lane_ping(void *arg)
+{
+	struct lclient *c = arg;
+	char buf[PING_BYTES] = { 'p' };
+
+	if (write_full(c->fd, buf, sizeof buf) != 0 || !handoff_take(&c->h))
+		bench_die("baseline: lane ping failed");
+}
+
+double bench_net_lane_rtt_us(bench_net *n, int inline_answer)
+{
+	struct lclient *c = n->lc[inline_answer != 0];
+	double el;
+	uint64_t k;
+
+	if (c == NULL) {
+		c = bench_xmalloc(sizeof *c);
+		handoff_init(&c->h);
+		c->fd = dial_tcp(n->port, inline_answer ? MODE_PING
+		                                        : MODE_HANDOFF);
+		if (pthread_create(&c->reader, NULL, lclient_reader, c) != 0)
+			bench_die("baseline: no thread");
+		n->lc[inline_answer != 0] = c;
+		lane_ping(c);
+	}
+	k = bench_timed_loop(lane_ping, c, 16, bench_g.rep_s, &el);
 	return el / (double)k * 1e6;
 }
 

@@ -643,6 +643,32 @@ static void fig_nng_stream(bench_net *net)
 	bench_emit(name, f.med, "us", 0, "raw_tcp_roundtrip_us", b.med);
 }
 
+static double lane_handoff_rep(void *arg)
+{
+	return bench_net_lane_rtt_us(arg, 0);
+}
+
+static double lane_inline_rep(void *arg)
+{
+	return bench_net_lane_rtt_us(arg, 1);
+}
+
+/* What remote_tasks_sync could cost with task frames on a socket rayc
+ * reads itself (bench_net_lane_rtt_us): with a worker hand-off at the
+ * executor, and with the executor's reading thread answering. */
+static void fig_lane(bench_net *net, const char *name, bench_rep_fn fn,
+                     const char *label)
+{
+	struct side b = { "raw TCP round trip (us)", tcp_rtt_rep, net };
+	struct side f = { label, fn, net };
+
+	bench_watchdog(name, bench_g.quick ? 60 : 300);
+	fprintf(stderr, "  %s, alternating with raw TCP:\n", name);
+	alternate(bench_g.reps, &b, &f);
+	bench_costs_next("round trip", &f.c, &b.c);
+	bench_emit(name, f.med, "us", 0, "raw_tcp_roundtrip_us", b.med);
+}
+
 /* ---- bulk transfers, cold and warm ---- */
 
 struct xfer {
@@ -750,7 +776,9 @@ void bench_fig_remote(void)
 	int tasks = bench_want("remote_tasks_sync") ||
 	            bench_want("remote_tasks_async") || actors;
 	int any = tasks || bench_want("baseline_nng_reqrep_us") ||
-	          bench_want("baseline_nng_stream_us");
+	          bench_want("baseline_nng_stream_us") ||
+	          bench_want("baseline_lane_handoff_us") ||
+	          bench_want("baseline_lane_inline_us");
 	bench_net *net;
 
 	if (bench_want("cluster_formation_4"))
@@ -777,6 +805,12 @@ void bench_fig_remote(void)
 		fig_nng(net);
 	if (bench_want("baseline_nng_stream_us"))
 		fig_nng_stream(net);
+	if (bench_want("baseline_lane_handoff_us"))
+		fig_lane(net, "baseline_lane_handoff_us", lane_handoff_rep,
+		         "lane, worker hand-off (us)");
+	if (bench_want("baseline_lane_inline_us"))
+		fig_lane(net, "baseline_lane_inline_us", lane_inline_rep,
+		         "lane, reader answers (us)");
 	/* The remote_transfer_* figures measure the TCP path (as before
 	 * the same-host path existed, so they compare across commits);
 	 * _samehost lets the fetcher read in the holder's arena. */

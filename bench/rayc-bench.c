@@ -105,6 +105,12 @@ static const struct figure figures[] = {
 	{ "baseline_nng_stream_us", GROUP_REMOTE,
 	  "NNG stream round trip, receive callbacks on both sides: the "
 	  "floor of remote_tasks_sync on NNG (us)" },
+	{ "baseline_lane_handoff_us", GROUP_REMOTE,
+	  "plain TCP round trip with a thread hand-off at each end: a task "
+	  "lane's floor with the task run by a worker (us)" },
+	{ "baseline_lane_inline_us", GROUP_REMOTE,
+	  "the same, the far end's reading thread answering: a task lane's "
+	  "floor with the task run where it is read (us)" },
 };
 
 #define NFIGURES (sizeof figures / sizeof figures[0])
