@@ -117,6 +117,15 @@ void rayc__test_rx_pause(int ms);
  * the join connection becomes its connection to the newcomer.  What other
  * threads send the newcomer meanwhile goes on a dial of its own. */
 void rayc__test_join_gap(int ms);
+/* Task lanes (lib/net/tlane.c): TASK frames this peer wrote and read on
+ * task lanes, and TASK_DONE frames it wrote and read, so far. */
+void rayc__test_tlane_counts(uint64_t *task_out, uint64_t *task_in,
+                             uint64_t *done_out, uint64_t *done_in);
+/* The next task lane frame this peer writes gets a flipped tag bit. */
+void rayc__test_tlane_tamper(void);
+/* Shuts this peer's task lanes' sockets down (as a broken network
+ * would): their connections close, and what was in flight goes again. */
+void rayc__test_tlane_cut(void);
 /* This peer's lane listener's port (0: none). */
 int rayc__test_lane_port(void);
 

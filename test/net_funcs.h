@@ -68,6 +68,17 @@ static void nf_lane_in(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_lane_in)
 
+/* () -> this peer's task lane counts: TASKs written and read, TASK_DONEs
+ * written and read (four returns). */
+static void nf_tlane_counts(rayc_ctx *c)
+{
+	uint64_t v[4];
+	rayc__test_tlane_counts(&v[0], &v[1], &v[2], &v[3]);
+	for (size_t i = 0; i < 4; i++)
+		rayc_return_i64(c, i, (int64_t)v[i]);
+}
+RAYC_REMOTE(nf_tlane_counts)
+
 /* (ms) -> 0: rayc__test_rx_pause(ms) here. */
 static void nf_rx_pause(rayc_ctx *c)
 {

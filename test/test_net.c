@@ -204,9 +204,11 @@ Test(net, a_remote_task_gets_its_string_and_the_argument_after_it)
 
 /* Sync round trips of small tasks: each frame is written by the thread
  * that queued it (conn_tx.c, kick), not handed to NNG's task threads by a
- * send callback. */
+ * send callback.  (Over the connection: task lanes, which would carry
+ * these, are off.) */
 Test(net, small_frames_go_from_the_thread_that_queued_them)
 {
+	setenv("RAYC_TASK_LANE", "0", 1);
 	driver_start();
 	pid_t b = spawn_peer(TOKEN, NULL);
 	wait_alive(2);
@@ -486,9 +488,11 @@ static void echoes_whole(rayc_ref *r, int n)
  * send tried from the queueing thread (rayc__test_fast_always): one on
  * the full socket is turned away at once, having written
  * nothing.  Each time the peer runs again every task's result comes
- * back whole; then small frames go at once again. */
+ * back whole; then small frames go at once again (over the connection:
+ * task lanes are off). */
 Test(net, a_full_socket_sends_by_the_callback_and_loses_nothing)
 {
+	setenv("RAYC_TASK_LANE", "0", 1);
 	/* The flood may take seconds under ASan on loaded cores: the
 	 * stopped peer must not be taken for dead meanwhile. */
 	driver_start_hb(NULL, 60000);

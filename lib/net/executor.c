@@ -49,7 +49,7 @@ static void reply_error(rayc__net *net, uint32_t owner, rayc_task_id id,
 	rayc__w_u8(&b, 1);
 	rayc__w_u32(&b, (uint32_t)err);
 	rayc__w_str(&b, msg);
-	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len);
+	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len, false);
 	rayc__wbuf_fini(&b);
 }
 
@@ -156,6 +156,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	char fname[256];
 	char msg[320];
 
+	rayc__tlane_offer(c); /* came over c: a lane may carry the next */
 	id.hi = rayc__r_u64(rd);
 	id.lo = rayc__r_u64(rd);
 	uint32_t dispatch = rayc__r_u32(rd);
@@ -373,10 +374,15 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		args_end(args, refs, args_st);
 		return;
 	}
-	if (rayc__xrec_start_locked(net, id, c->peer, dispatch) == NULL)
+	rec = rayc__xrec_start_locked(net, id, c->peer, dispatch);
+	if (rec == NULL) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-NET-NOMEM", "no memory to "
 		          "record task %s: if its owner sends it again it "
 		          "runs again", fname);
+	} else if (rayc__tlane_reading) {
+		rec->lane = true;
+		rec->bseq = net->borrow_seq[c->peer];
+	}
 	/* Out of memory from here on, the task fails with RAYC_ENOMEM
 	 * through the usual path (its owner gets the answer). */
 	t->sclass = rayc__sched_class_locked(rt, demand);
@@ -456,7 +462,13 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		for (uint32_t i = 0; i < nargs; i++)
 			if (refs[i].fetch && t->args[i].ref != NULL)
 				rayc__net_fetch_locked(rt, t->args[i].ref);
+		/* On a task lane's thread a quick task runs right here if a
+		 * CPU is free (sched.h: no worker's wake-up to wait for). */
+		if (rayc__tlane_reading)
+			rayc__sched_serve_begin();
 		(void)rayc__task_resolve_args_locked(rt, t);
+		if (rayc__tlane_reading)
+			rayc__sched_serve_end_locked(rt);
 	}
 	rayc__mutex_unlock(&rt->mu);
 	args_end(args, refs, args_st);
@@ -582,7 +594,12 @@ void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 			for (uint32_t i = 0; i < t->nreturns; i++)
 				keep[i] = false;
 		}
-		rayc__xrec_send(net, t->owner, t->id, dispatch, b.p, b.len);
+		/* Back on the task lane it came on, unless a BORROW_ADD
+		 * went to the owner meanwhile (it must come first). */
+		bool lane = rec != NULL && rec->lane &&
+		            rec->bseq == net->borrow_seq[t->owner];
+		rayc__xrec_send(net, t->owner, t->id, dispatch, b.p, b.len,
+		                lane);
 		if (rec != NULL && !b.bad)
 			rayc__xrec_done_locked(net, rec, b.p, b.len);
 		else if (rec != NULL)

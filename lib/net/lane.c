@@ -190,9 +190,10 @@ void rayc__lane_hello_mac(const unsigned char key[32], const uint8_t *hello,
 
 /* The lane's data key, from the holder->fetcher frame key and both
  * nonces; and the holder's confirmation under it. */
-void rayc__lane_data_key(const unsigned char key[32], uint32_t fetcher,
-                     uint32_t holder, const uint8_t *nonce_h,
-                     const uint8_t *nonce_f, unsigned char out[32])
+void rayc__lane_data_key(const unsigned char key[32], const char *label,
+                         uint32_t fetcher, uint32_t holder,
+                         const uint8_t *nonce_h, const uint8_t *nonce_f,
+                         unsigned char out[32])
 {
 	crypto_generichash_state st;
 	uint8_t ids[8];
@@ -200,8 +201,9 @@ void rayc__lane_data_key(const unsigned char key[32], uint32_t fetcher,
 	rayc__lane_put32(ids, fetcher);
 	rayc__lane_put32(ids + 4, holder);
 	crypto_generichash_init(&st, key, 32, 32);
-	crypto_generichash_update(&st, (const uint8_t *)"rayc lane data",
-	                          14);
+	/* The label with its NUL: no label is a prefix of another. */
+	crypto_generichash_update(&st, (const uint8_t *)label,
+	                          strlen(label) + 1);
 	crypto_generichash_update(&st, ids, sizeof(ids));
 	crypto_generichash_update(&st, nonce_h, NONCE);
 	crypto_generichash_update(&st, nonce_f, NONCE);
@@ -227,6 +229,7 @@ rayc__lane *rayc__lane_new(rayc__net *net, uint32_t peer)
 	L->peer = peer;
 	L->fd = -1;
 	atomic_init(&L->state, LANE_SETUP);
+	rayc__mutex_init(&L->tx_mu);
 	return L;
 }
 
@@ -254,11 +257,18 @@ void rayc__lane_drop(rayc__net *net, rayc__lane *L)
 		rayc__remote_xout_done(net, x);
 		x = n;
 	}
+	/* A sender that found a task lane in the tables before it left
+	 * them may still be writing (it holds tx_mu). */
+	rayc__mutex_lock(&L->tx_mu);
+	rayc__mutex_unlock(&L->tx_mu);
+	rayc__mutex_fini(&L->tx_mu);
+	rayc__wbuf_fini(&L->tx);
 	if (L->fd >= 0)
 		close(L->fd);
 	if (L->c != NULL)
 		rayc__conn_unref(L->c);
 	sodium_memzero(&L->w, sizeof(L->w));
+	sodium_memzero(&L->rx, sizeof(L->rx));
 	free(L->pend);
 	free(L);
 }
@@ -275,6 +285,10 @@ void rayc__lane_end(rayc__net *net, rayc__lane *L)
 		ls->to[L->peer] = NULL;
 	if (ls->from[L->peer] == L)
 		ls->from[L->peer] = NULL;
+	if (ls->tto[L->peer] == L)
+		ls->tto[L->peer] = NULL;
+	if (ls->tfrom[L->peer] == L)
+		ls->tfrom[L->peer] = NULL;
 	rayc__mutex_unlock(&ls->mu);
 	atomic_store(&L->done, true);
 }

@@ -128,7 +128,7 @@ static bool closed_between_frames(rayc__net *net, rayc__lane *L)
 }
 
 /* Connects within RAYC__LANE_SETUP_MS, giving up early once L is dead. */
-static int dial(rayc__net *net, rayc__lane *L)
+int rayc__lane_dial(rayc__net *net, rayc__lane *L)
 {
 	const nng_sockaddr *a = &L->to;
 	struct sockaddr_storage ss;
@@ -197,7 +197,7 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 	    !wait_readable(net, L, fd, by) ||
 	    !rayc__lane_io_by(fd, conf, sizeof(conf), true, by))
 		return false;
-	rayc__lane_data_key(L->c->rx.key, net->self, L->peer, hh + 16, hf + 16, dkey);
+	rayc__lane_data_key(L->c->rx.key, LANE_KEY_DATA, net->self, L->peer, hh + 16, hf + 16, dkey);
 	rayc__lane_confirm_mac(dkey, want);
 	bool ok = sodium_memcmp(conf, want, MAC) == 0;
 	if (ok) {
@@ -310,7 +310,7 @@ static void *fetcher_main(void *arg)
 		rayc__sleep_ms(50);
 		late_check(net, L);
 	}
-	int fd = dial(net, L);
+	int fd = rayc__lane_dial(net, L);
 
 	if (fd >= 0) {
 		rayc__mutex_lock(&ls->mu);
@@ -353,8 +353,9 @@ bool rayc__lane_go(rayc__net *net, uint32_t src, rayc_object_id id)
 	rayc__lanes *ls = net->lanes;
 	rayc__conn *c = NULL;
 
-	if (ls == NULL || src >= RAYC__MAX_PEERS || atomic_load(&net->encrypt))
-		return false;
+	if (ls == NULL || src >= RAYC__MAX_PEERS ||
+	    atomic_load(&net->encrypt) || !rayc__lane_on())
+		return false; /* (a task lane's offer says the port too) */
 	rayc__mutex_lock(&ls->mu);
 	rayc__lane *L = ls->to[src];
 	if (L == NULL && ls->port_of[src] != 0 && !atomic_load(&ls->stop) &&

@@ -45,8 +45,8 @@ static bool sendv_full(int fd, struct iovec *iov, int n)
 
 /* Finds the open connection from peer whose fetcher->holder key made
  * mac; returns it with a ref, or NULL. */
-static rayc__conn *find_conn(rayc__net *net, uint32_t peer,
-                             const uint8_t *hf, const uint8_t *nonce_h)
+rayc__conn *rayc__lane_find_conn(rayc__net *net, uint32_t peer,
+                                 const uint8_t *hf, const uint8_t *nonce_h)
 {
 	rayc__conn *v[RAYC__CONN_PER_PEER * 2 + 2];
 	int n = 0;
@@ -78,31 +78,41 @@ static rayc__conn *find_conn(rayc__net *net, uint32_t peer,
 	return found;
 }
 
-static bool holder_setup(rayc__net *net, rayc__lane *L)
+/* The hellos of an accepted lane (hh ours, hf the dialer's): 0 if they
+ * failed, 1 for a bulk lane, 2 for a task lane (tlane.c). */
+static int hellos(rayc__net *net, rayc__lane *L, uint8_t *hh, uint8_t *hf,
+                  int64_t by)
 {
-	rayc__lanes *ls = net->lanes;
-	uint8_t hh[HELLO_H], hf[HELLO_F], conf[MAC];
-	unsigned char dkey[32];
-	uint32_t v = LANE_VERSION, fid, hid;
-	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
-
 	memcpy(hh, LANE_MAGIC, 8);
-	rayc__lane_put32(hh + 8, v);
+	rayc__lane_put32(hh + 8, LANE_VERSION);
 	rayc__lane_put32(hh + 12, net->self);
 	randombytes_buf(hh + 16, NONCE);
-	if (!rayc__lane_io_by(L->fd, hh, sizeof(hh), false, by) ||
-	    !rayc__lane_io_by(L->fd, hf, sizeof(hf), true, by) ||
-	    memcmp(hf, LANE_MAGIC, 8) != 0)
-		return false;
+	if (!rayc__lane_io_by(L->fd, hh, HELLO_H, false, by) ||
+	    !rayc__lane_io_by(L->fd, hf, HELLO_F, true, by))
+		return 0;
+	if (memcmp(hf, LANE_MAGIC, 8) == 0)
+		return rayc__lane_on() ? 1 : 0;
+	return memcmp(hf, TLANE_MAGIC, 8) == 0 && rayc__tlane_on() ? 2 : 0;
+}
+
+static bool holder_setup(rayc__net *net, rayc__lane *L, const uint8_t *hh,
+                         const uint8_t *hf, int64_t by)
+{
+	rayc__lanes *ls = net->lanes;
+	uint8_t conf[MAC];
+	unsigned char dkey[32];
+	uint32_t fid, hid;
+
 	fid = rayc__lane_get32(hf + 8);
 	hid = rayc__lane_get32(hf + 12);
 	if (hid != net->self || fid == 0 || fid >= RAYC__MAX_PEERS ||
 	    fid == net->self)
 		return false;
-	rayc__conn *c = find_conn(net, fid, hf, hh + 16);
+	rayc__conn *c = rayc__lane_find_conn(net, fid, hf, hh + 16);
 	if (c == NULL)
 		return false;
-	rayc__lane_data_key(c->tx.key, fid, net->self, hh + 16, hf + 16, dkey);
+	rayc__lane_data_key(c->tx.key, LANE_KEY_DATA, fid, net->self, hh + 16,
+	                    hf + 16, dkey);
 	rayc__lane_confirm_mac(dkey, conf);
 	memcpy(L->w.key, dkey, 32);
 	L->w.ctr = 0;
@@ -173,10 +183,20 @@ static void *holder_main(void *arg)
 	rayc__wbuf b = { 0 };
 	bool broke = false;
 
-	bool up = holder_setup(net, L);
+	uint8_t hh[HELLO_H], hf[HELLO_F];
+	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
+	int kind = hellos(net, L, hh, hf, by);
+	bool up = kind == 1 && holder_setup(net, L, hh, hf, by);
 	rayc__mutex_lock(&ls->mu);
 	ls->setups--;
 	rayc__mutex_unlock(&ls->mu);
+	if (kind == 2) {
+		/* The rest of its set-up writes only (no wait on the dialer
+		 * beyond the socket's buffer, by the same deadline). */
+		rayc__tlane_serve(net, L, hh, hf, by);
+		rayc__lane_end(net, L);
+		return NULL;
+	}
 	if (!up) {
 		rayc__lane_end(net, L);
 		return NULL;
@@ -301,7 +321,7 @@ void rayc__lane_listen(rayc__net *net)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
-	if (!rayc__lane_on() || net->lst == NULL ||
+	if ((!rayc__lane_on() && !rayc__tlane_on()) || net->lst == NULL ||
 	    nng_stream_listener_get_addr(net->lst, NNG_OPT_LOCADDR, &a) != 0)
 		return;
 	if (a.s_family == NNG_AF_INET)
@@ -319,7 +339,8 @@ void rayc__lane_listen(rayc__net *net)
 		if (fd >= 0)
 			close(fd);
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-LANE",
-		          "no bulk lane listener: objects go over the mesh");
+		          "no lane listener: objects and tasks go over the "
+		          "mesh");
 		return;
 	}
 	ls->lfd = fd;

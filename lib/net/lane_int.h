@@ -10,6 +10,7 @@
 #include "net/remote_int.h"
 
 #define LANE_MAGIC "RAYCLANE"
+#define TLANE_MAGIC "RAYCTASK" /* a dialer's hello for a task lane */
 #define LANE_VERSION 1u
 #define HELLO_H 32  /* magic, version, holder id, nonce_h */
 #define HELLO_F 64  /* magic, fetcher id, holder id, nonce_f, mac */
@@ -39,6 +40,15 @@ struct rayc__lane {
 	/* Holder: transfers to write (under lanes->mu), and their wake-up. */
 	rayc__xout *xhead, *xtail;
 	rayc__event ev;
+	/* Task lanes (tlane.c): the owner's end (it dialed; w seals its
+	 * TASKs, rx checks the TASK_DONEs) or the executor's (accepted; w
+	 * seals TASK_DONEs, rx checks TASKs).  tx_mu: w, tx and the socket's
+	 * writes, taken under lanes->mu by a sender that found the lane in
+	 * the tables. */
+	bool task, owner_end;
+	rayc__wauth rx;
+	rayc__mutex tx_mu;
+	rayc__wbuf tx;
 	rayc__lane *next;
 };
 
@@ -56,6 +66,12 @@ struct rayc__lanes {
 	uint16_t port_of[RAYC__MAX_PEERS]; /* peer's listener, as it said */
 	int64_t no_lane_until[RAYC__MAX_PEERS];
 	int fails[RAYC__MAX_PEERS]; /* set-ups failed or lanes broken in a row */
+	/* Task lanes (tlane.c): ours to peer (TASKs out, TASK_DONEs in),
+	 * and peer's to us; when the next may be tried after a failure. */
+	rayc__lane *tto[RAYC__MAX_PEERS];
+	rayc__lane *tfrom[RAYC__MAX_PEERS];
+	int64_t no_tlane_until[RAYC__MAX_PEERS];
+	int tfails[RAYC__MAX_PEERS];
 };
 
 /* Test counters and hooks (lane.c). */
@@ -83,9 +99,13 @@ bool rayc__lane_sockaddr(const nng_sockaddr *a, struct sockaddr_storage *ss,
 /* lane.c: keys */
 void rayc__lane_hello_mac(const unsigned char key[32], const uint8_t *hello,
                           const uint8_t *nonce_h, uint8_t out[MAC]);
-void rayc__lane_data_key(const unsigned char key[32], uint32_t fetcher,
-                         uint32_t holder, const uint8_t *nonce_h,
-                         const uint8_t *nonce_f, unsigned char out[32]);
+void rayc__lane_data_key(const unsigned char key[32], const char *label,
+                         uint32_t fetcher, uint32_t holder,
+                         const uint8_t *nonce_h, const uint8_t *nonce_f,
+                         unsigned char out[32]);
+#define LANE_KEY_DATA "rayc lane data"      /* holder -> fetcher */
+#define LANE_KEY_TASK "rayc task lane"      /* owner -> executor */
+#define LANE_KEY_DONE "rayc task lane done" /* executor -> owner */
 void rayc__lane_confirm_mac(const unsigned char dkey[32], uint8_t out[MAC]);
 /* lane.c: lanes */
 rayc__lane *rayc__lane_new(rayc__net *net, uint32_t peer);
@@ -93,5 +113,17 @@ void rayc__lane_kill_locked(rayc__lane *L);
 void rayc__lane_drop(rayc__net *net, rayc__lane *L);
 void rayc__lane_end(rayc__net *net, rayc__lane *L);
 void rayc__lane_broke(rayc__net *net, rayc__lane *L, const char *why);
+/* lane_fetch.c: connects to L->to within RAYC__LANE_SETUP_MS (a blocking
+ * socket, TCP_NODELAY), or -1. */
+int rayc__lane_dial(rayc__net *net, rayc__lane *L);
+/* lane_hold.c: the open connection from peer whose key made the hello's
+ * MAC (a ref), or NULL. */
+rayc__conn *rayc__lane_find_conn(rayc__net *net, uint32_t peer,
+                                 const uint8_t *hf, const uint8_t *nonce_h);
+/* tlane.c: the executor's end of a task lane, once the acceptor read a
+ * hello with TLANE_MAGIC (hh: ours, hf: theirs): finishes the set-up,
+ * then reads TASKs until the lane ends. */
+void rayc__tlane_serve(rayc__net *net, rayc__lane *L, const uint8_t *hh,
+                       const uint8_t *hf, int64_t by);
 
 #endif /* RAYC_NET_LANE_INT_H */

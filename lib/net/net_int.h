@@ -54,6 +54,13 @@
 #define RAYC__LANE_RETRY_NS ((int64_t)30 * 1000000000)
 #define RAYC__LANE_FRAME_MAX ((size_t)4 << 20)
 #define RAYC__LANE_SETUPS 8
+/* Task lanes (tlane.c): the largest frame one carries (header
+ * included), the most of our tasks in flight to a peer while TASKs go on
+ * its lane, and each end's send buffer (what those frames can fill each
+ * way, with the kernel's overhead, fits it: a write never waits). */
+#define RAYC__TLANE_FRAME_MAX ((size_t)8 << 10)
+#define RAYC__TLANE_INFLIGHT 64
+#define RAYC__TLANE_SNDBUF (1 << 20)
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */
@@ -204,6 +211,8 @@ struct rayc__conn {
 	 * its JOINED (handshake.c); not a failed dial (mesh.c). */
 	_Atomic bool answered_joining;
 	bool join_seen; /* a JOIN came on it (receive side only): one only */
+	/* We said LANE on it for a task lane (tlane.c): once. */
+	_Atomic bool tlane_offered;
 	_Atomic bool opened; /* its handshake finished (it carried frames) */
 	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
@@ -318,6 +327,10 @@ typedef struct rayc__xrec {
 	size_t len;
 	uint8_t small[32]; /* body, when it fits (no malloc of its own) */
 	int64_t done_at;
+	/* The TASK came on a task lane (tlane.c), when net->borrow_seq of
+	 * its owner stood at bseq: its answer may go back there. */
+	bool lane;
+	uint64_t bseq;
 	TAILQ_ENTRY(rayc__xrec) link; /* on net->xrec_done_q when done */
 } rayc__xrec;
 
@@ -435,6 +448,9 @@ struct rayc__net {
 	struct event *relink_ev;
 	/* Tasks run here for other owners (xrec.c; rt->mu). */
 	rayc__idtab xrecs; /* by task id; made with the first record */
+	/* BORROW_ADDs said to each peer (rt->mu): an answer whose TASK came
+	 * on a task lane goes back there only if none went meanwhile. */
+	uint64_t borrow_seq[RAYC__MAX_PEERS];
 	rayc__slab xrec_slab; /* the records: kept warm, no malloc each */
 	TAILQ_HEAD(rayc__xrec_q, rayc__xrec) xrec_done_q; /* oldest first */
 	size_t xrec_bytes, xrec_done;
@@ -498,6 +514,24 @@ bool rayc__lane_send(rayc__net *net, uint32_t peer, rayc__xout *x);
 void rayc__lane_conn_lost(rayc__net *net, rayc__conn *c);
 /* Joins and frees lanes whose thread ended (loop tick). */
 void rayc__lane_reap(rayc__net *net);
+
+/* tlane.c: task lanes, TASK and TASK_DONE frames on a plain TCP socket
+ * beside the connection (see there).  _begin: the buffer of our task
+ * lane to peer (owner: the one we dialed; else the one it dialed),
+ * emptied, its sender lock held, for one frame written at its start; or
+ * NULL if none is up (an owner's starts one if it may).  _end seals and
+ * writes it and lets go: true if it went (or the lane broke writing it:
+ * its connection closes, and what it carried is sent again), false if
+ * nothing was written (too big: send it over the connection). */
+bool rayc__tlane_on(void); /* RAYC_TASK_LANE is not "0" */
+rayc__wbuf *rayc__tlane_begin(rayc__net *net, uint32_t peer, bool owner,
+                              rayc__lane **Lp);
+bool rayc__tlane_end(rayc__net *net, rayc__lane *L);
+/* Executor: a TASK came over c: say our lane port on it, once. */
+void rayc__tlane_offer(rayc__conn *c);
+/* True on an executor's task lane thread (the TASK it hands on came on
+ * the lane). */
+extern _Thread_local bool rayc__tlane_reading;
 
 /* conn.c and conn_tx.c (sending) */
 rayc__conn *rayc__conn_new(rayc__net *net);

@@ -166,12 +166,37 @@ void rayc__remote_uncork_all(rayc__net *net)
 		uncork_peer(net, i);
 }
 
+/* t goes on our task lane to p (tlane.c) if one is up and t may: a plain
+ * task, while p has few of our tasks (a burst beyond goes corked over
+ * the connection).  False: send it over the connection. */
+static bool lane_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
+                             uint32_t peer, bool cork) RAYC_REQUIRES(rt->mu)
+{
+	rayc__lane *L;
+
+	if (cork || t->akind != RAYC__AK_NONE ||
+	    net->peers[peer].inflight.n >= RAYC__TLANE_INFLIGHT)
+		return false;
+	rayc__wbuf *b = rayc__tlane_begin(net, peer, true, &L);
+	if (b == NULL)
+		return false;
+	t->dispatch++; /* a new run: answers to earlier ones are stale */
+	encode_task(rt, net, b, t);
+	if (rayc__tlane_end(net, L))
+		return true;
+	t->dispatch--; /* not sent: the connection's send numbers it */
+	return false;
+}
+
 static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
                              uint32_t peer) RAYC_REQUIRES(rt->mu)
 {
-	rayc__conn *c = rayc__net_conn_to(net, peer);
 	rayc__peer *p = &net->peers[peer];
+	bool cork = may_cork_locked(rt, p);
 
+	if (lane_task_locked(rt, net, t, peer, cork))
+		goto sent;
+	rayc__conn *c = rayc__net_conn_to(net, peer);
 	if (c == NULL)
 		return false;
 	rayc__wbuf *b = rayc__conn_begin(c);
@@ -183,7 +208,7 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		b->len = before;
 		b->bad = false;
 	}
-	if (!bad && may_cork_locked(rt, p)) {
+	if (!bad && cork) {
 		/* Flagged first: an answer processed meanwhile sends it. */
 		atomic_store(&p->corked, true);
 		rayc__conn_end_corked(c);
@@ -193,10 +218,21 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 	rayc__conn_unref(c);
 	if (bad)
 		return false;
+sent:
 	t->state = RAYC__TASK_RUNNING;
 	t->remote_peer = peer;
 	rayc__tq_push(&net->peers[peer].inflight, t);
 	return true;
+}
+
+bool rayc__remote_tasks_at(rayc__net *net, uint32_t peer)
+{
+	rayc__rt *rt = net->rt;
+
+	rayc__mutex_lock(&rt->mu);
+	bool any = net->peers[peer].inflight.head != NULL;
+	rayc__mutex_unlock(&rt->mu);
+	return any;
 }
 
 bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)

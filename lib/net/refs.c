@@ -51,6 +51,7 @@ void rayc__net_borrow_locked(rayc__rt *rt, rayc__obj *o)
 	    o->borrowed)
 		return;
 	o->borrowed = true;
+	net->borrow_seq[o->owner]++; /* tlane.c: answers wait for it */
 	rayc__remote_send_small(net, o->owner, RAYC__MSG_BORROW_ADD, o->id, 0);
 }
 

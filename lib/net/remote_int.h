@@ -66,9 +66,12 @@ bool rayc__xrec_answer_entries_locked(rayc__rt *rt, rayc__net *net,
                                       uint32_t owner, rayc_task_id id,
                                       uint32_t dispatch, uint32_t nret)
 	RAYC_REQUIRES(rt->mu);
-/* TASK_DONE: header, task id, dispatch, then body. */
+/* TASK_DONE: header, task id, dispatch, then body; on our task lane
+ * from owner if lane and one is up (tlane.c), else over the
+ * connection. */
 void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
-                     uint32_t dispatch, const void *body, size_t len);
+                     uint32_t dispatch, const void *body, size_t len,
+                     bool lane);
 void rayc__xrec_fini(rayc__net *net);
 
 /* xfer.c */
@@ -85,6 +88,8 @@ bool rayc__remote_fetch_waiting(rayc__net *net);
 void rayc__remote_xin_free_dst(rayc__net *net, rayc__xin *x);
 /* Whether an object is being fetched from peer src (net->mu taken). */
 bool rayc__remote_fetching_from(rayc__net *net, uint32_t src);
+/* Owner: are any of our tasks in flight to peer? (takes rt->mu) */
+bool rayc__remote_tasks_at(rayc__net *net, uint32_t peer);
 void rayc__remote_xin_release(rayc__net *net, rayc__xin *x);
 /* x (busy) took n more bytes (ok), or none will come: no longer busy.
  * Ends the transfer when it is complete (all total bytes in); a dead x

@@ -95,7 +95,8 @@ enum rayc__msg {
 	RAYC__MSG_CONFIRM,   /* client: its key confirmation MAC */
 	RAYC__MSG_ACTOR_CTL, /* -> an actor's owner: kill it (actor_ctl.c) */
 	RAYC__MSG_ACTOR_CTL_REP, /* owner -> asker: done, or not ours */
-	RAYC__MSG_LANE,      /* holder -> fetcher: my bulk lane's port */
+	RAYC__MSG_LANE,      /* holder -> fetcher: my bulk lane's port;
+	                        executor -> owner: my task lane's (tlane.c) */
 	RAYC__MSG_SHUTDOWN_ACK, /* -> whoever said SHUTDOWN: heard */
 	RAYC__MSG_MAX_
 };

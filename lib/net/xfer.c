@@ -233,7 +233,8 @@ void rayc__remote_on_fetch(rayc__conn *c, rayc__rd *rd)
 		rayc__mutex_unlock(&rt->mu);
 		rayc__wbuf b = { 0 };
 		uint16_t port = rayc__lane_port(net);
-		if ((flags & RAYC__FETCH_LANE) && port != 0 && !c->tx.enc) {
+		if ((flags & RAYC__FETCH_LANE) && port != 0 && !c->tx.enc &&
+		    rayc__lane_on()) {
 			size_t l = rayc__w_frame_begin(&b, RAYC__MSG_LANE,
 			                               net->self);
 			rayc__w_u32(&b, port);

@@ -125,8 +125,22 @@ void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
 	rayc__xrec_sweep_locked(net, r->done_at);
 }
 
+static void encode_done(rayc__net *net, rayc__wbuf *b, rayc_task_id id,
+                        uint32_t dispatch, const void *body, size_t len)
+{
+	size_t f = rayc__w_frame_begin(b, RAYC__MSG_TASK_DONE, net->self);
+	rayc__w_u64(b, id.hi);
+	rayc__w_u64(b, id.lo);
+	rayc__w_u32(b, dispatch);
+	rayc__w_bytes(b, body, len);
+	/* Its length only: queued on a connection or a lane, it gets a tag
+	 * in place of the xxh3 handshake frames carry (wire.h). */
+	rayc__w_frame_end_len(b, f, 0);
+}
+
 void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
-                     uint32_t dispatch, const void *body, size_t len)
+                     uint32_t dispatch, const void *body, size_t len,
+                     bool lane)
 {
 	rayc__conn *c = rayc__net_conn_to(net, owner);
 
@@ -143,18 +157,22 @@ void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
 		rayc__conn_unref(c);
 		return;
 	}
+	rayc__lane *L;
+	rayc__wbuf *lb = lane && len + 64 <= RAYC__TLANE_FRAME_MAX
+	                         ? rayc__tlane_begin(net, owner, false, &L)
+	                         : NULL;
+	if (lb != NULL) {
+		encode_done(net, lb, id, dispatch, body, len);
+		if (rayc__tlane_end(net, L)) {
+			rayc__conn_unref(c);
+			return;
+		}
+	}
 	/* Written where it is queued (no buffer of its own to fill, copy
 	 * and free per task). */
 	rayc__wbuf *b = rayc__conn_begin(c);
 	size_t before = b->len;
-	size_t f = rayc__w_frame_begin(b, RAYC__MSG_TASK_DONE, net->self);
-	rayc__w_u64(b, id.hi);
-	rayc__w_u64(b, id.lo);
-	rayc__w_u32(b, dispatch);
-	rayc__w_bytes(b, body, len);
-	/* Its length only: queued on a connection, it gets a tag in place
-	 * of the xxh3 handshake frames carry (wire.h). */
-	rayc__w_frame_end_len(b, f, 0);
+	encode_done(net, b, id, dispatch, body, len);
 	rayc__conn_end_frame(c, b, before);
 	rayc__conn_unref(c);
 }
@@ -198,7 +216,8 @@ bool rayc__xrec_again_locked(rayc__rt *rt, rayc__net *net, rayc__xrec *r,
 	}
 	if (dispatch == r->dispatch || still_good_locked(rt, r)) {
 		r->dispatch = dispatch;
-		rayc__xrec_send(net, owner, r->id, dispatch, r->body, r->len);
+		rayc__xrec_send(net, owner, r->id, dispatch, r->body, r->len,
+		                false);
 		return true;
 	}
 	rayc__xrec_drop_locked(net, r); /* a new run is wanted */
@@ -253,7 +272,7 @@ bool rayc__xrec_answer_entries_locked(rayc__rt *rt, rayc__net *net,
 			o->let_go = false;
 		}
 	}
-	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len);
+	rayc__xrec_send(net, owner, id, dispatch, b.p, b.len, false);
 	rayc__wbuf_fini(&b);
 	return true;
 }

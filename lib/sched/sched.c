@@ -187,6 +187,9 @@ void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 	rayc__sched_enqueue_local_locked(rt, t);
 }
 
+static _Thread_local bool serving, served;
+static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+
 void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__sclass *c = t->sclass;
@@ -197,6 +200,10 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	rt->queued++;
 	if (rt->stopping || !fits(rt, c->demand))
 		return;
+	if (serving && rayc__sched_quick(t)) {
+		served = true; /* rayc__sched_serve_end_locked sees to it */
+		return;
+	}
 	if (rt->idle != NULL)
 		wake_one_locked(rt);
 	else if (rt->nwaking == 0 && rt->nworkers < RAYC__MAX_THREADS &&
@@ -205,6 +212,35 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 		/* Free CPU and nobody idle: some workers are blocked in
 		 * rayc_get (or tasks need no CPU); add a thread. */
 		(void)spawn_locked(rt);
+}
+
+void rayc__sched_serve_begin(void)
+{
+	serving = true;
+	served = false;
+}
+
+void rayc__sched_serve_end_locked(rayc__rt *rt)
+{
+	serving = false;
+	if (!served)
+		return;
+	served = false;
+	rayc__task *t = pick_locked(rt);
+	if (t != NULL && !rayc__sched_quick(t)) {
+		/* Older work that is not quick: a worker's. */
+		release(rt, t->sclass->demand);
+		rayc__sched_requeue_front_locked(rt, t);
+		t = NULL;
+	}
+	kick_locked(rt); /* whatever else is queued */
+	if (t == NULL)
+		return;
+	int64_t demand[RAYC__MAX_RES];
+	memcpy(demand, t->sclass->demand, sizeof(demand));
+	rayc__sched_execute_locked(rt, t, demand[RAYC__RES_CPU], 0);
+	release(rt, demand);
+	kick_locked(rt);
 }
 
 void rayc__sched_requeue_front_locked(rayc__rt *rt, rayc__task *t)

@@ -86,6 +86,16 @@ void rayc__sched_hold_locked(rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu);
 void rayc__sched_unhold_locked(rayc__rt *rt, const int64_t *demand)
 	RAYC_REQUIRES(rt->mu);
+/* A thread that is no worker may run the quick task it queues itself
+ * (a task lane's reader, lib/net/tlane.c: a worker's wake-up is a futex
+ * call each side and a context switch, half again the cost of a remote
+ * round trip).  Between _serve_begin and _serve_end_locked (without
+ * letting go of rt->mu in between), queueing a quick task that fits wakes
+ * no worker; _serve_end_locked then runs the oldest queued task here if
+ * it fits and is quick (unlocking around it), and makes sure a worker
+ * sees to whatever else is queued. */
+void rayc__sched_serve_begin(void);
+void rayc__sched_serve_end_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* Removes a queued task (used for inline execution). */
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);

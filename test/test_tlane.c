@@ -1,0 +1,204 @@
+/* test_tlane.c -- task lanes (lib/net/tlane.c) between real peers: small
+ * tasks and their answers travel on a plain socket beside the
+ * connection once it is up, and whatever befalls the lane (turned off, a
+ * tampered frame, a cut with tasks in flight, a borrow that must reach
+ * the owner first) every task's answer comes back, exactly. */
+#include <signal.h>
+
+#include "net_harness.h"
+
+TestSuite(tlane, .timeout = 300, .fini = kill_kids);
+
+enum { TASK_OUT, TASK_IN, DONE_OUT, DONE_IN };
+
+static void counts_here(uint64_t c[4])
+{
+	rayc__test_tlane_counts(&c[TASK_OUT], &c[TASK_IN], &c[DONE_OUT],
+	                        &c[DONE_IN]);
+}
+
+static void counts_on(uint32_t on, int64_t c[4])
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r[4];
+	o.num_returns = 4;
+	cr_assert_eq(rayc_call_opts(r, "nf_tlane_counts", &o), 0);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(rayc_get_i64(r[i], &c[i], 30000), RAYC_OK, "%s",
+		             rayc_errmsg());
+		rayc_release(r[i]);
+	}
+}
+
+/* n tasks on peer `on`, one after the other, each answer checked. */
+static void sync_adds(uint32_t on, int n, int64_t base)
+{
+	rayc_task_opts o = on_peer(on);
+	for (int i = 0; i < n; i++) {
+		rayc_ref r;
+		int64_t v = -1;
+		cr_assert_eq(rayc_call_opts(&r, "nf_add", &o,
+		                            RAYC_I64(base + i), RAYC_I64(i)),
+		             0);
+		cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK,
+		             "task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, base + 2 * i, "task %d answered %lld", i,
+		             (long long)v);
+		rayc_release(r);
+	}
+}
+
+/* Tasks to `on` until one went on a task lane (20 s at most). */
+static void until_lane_up(uint32_t on)
+{
+	uint64_t c0[4], c[4];
+	counts_here(c0);
+	int64_t until = rt_now_ms() + 20000;
+	do {
+		sync_adds(on, 5, 1000);
+		counts_here(c);
+	} while (c[TASK_OUT] == c0[TASK_OUT] && rt_now_ms() < until);
+	cr_assert_gt(c[TASK_OUT], c0[TASK_OUT], "no task went on a lane");
+}
+
+static uint32_t pair(const char *extra)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, extra);
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	return pb;
+}
+
+/* Synchronous tasks go on the lane, their answers come back on it, both
+ * ends count every one. */
+Test(tlane, sync_tasks_and_their_answers_travel_on_a_task_lane)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	uint64_t c0[4], c1[4];
+	int64_t p0[4], p1[4];
+	counts_on(pb, p0);
+	counts_here(c0);
+	sync_adds(pb, 100, 7);
+	counts_here(c1);
+	counts_on(pb, p1);
+	cr_assert_geq(c1[TASK_OUT] - c0[TASK_OUT], 100);
+	cr_assert_geq(c1[DONE_IN] - c0[DONE_IN], 100);
+	cr_assert_geq(p1[TASK_IN] - p0[TASK_IN], 100);
+	cr_assert_geq(p1[DONE_OUT] - p0[DONE_OUT], 100);
+	cluster_stop();
+}
+
+/* RAYC_TASK_LANE=0 on the executor: it offers no lane, tasks and answers
+ * stay on the connection. */
+Test(tlane, task_lanes_turned_off_leave_tasks_on_the_connection)
+{
+	uint32_t pb = pair("RAYC_TASK_LANE=0");
+	uint64_t c0[4], c1[4];
+	counts_here(c0);
+	sync_adds(pb, 100, 3);
+	counts_here(c1);
+	int64_t p[4];
+	counts_on(pb, p);
+	cr_assert_eq(c1[TASK_OUT], c0[TASK_OUT], "a task went on a lane");
+	cr_assert_eq(c1[DONE_IN], c0[DONE_IN]);
+	cr_assert_eq(p[TASK_IN], 0);
+	cluster_stop();
+}
+
+/* A TASK whose tag does not match (flipped here) is refused by the
+ * executor, which closes the connection the lane is bound to; the owner
+ * sends it again over the next connection, every task answers, and a
+ * new lane comes up. */
+Test(tlane, a_tampered_task_frame_is_refused_and_every_task_answers)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t refused0 = -1, refused1 = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &refused0, 30000), RAYC_OK);
+	rayc_release(r);
+	rayc__test_tlane_tamper();
+	sync_adds(pb, 20, 11);
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &refused1, 30000), RAYC_OK);
+	rayc_release(r);
+	cr_assert_gt(refused1, refused0, "the tampered frame was taken");
+	until_lane_up(pb);
+	cluster_stop();
+}
+
+/* The lane's socket is cut (shut down here, the owner) while tasks sent
+ * on it run: the connection closes, the tasks are sent again over the
+ * next one and answered from the executor's records, each once. */
+Test(tlane, tasks_in_flight_when_a_task_lane_is_cut_all_come_back)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	rayc_task_opts o = on_peer(pb);
+	uint64_t c0[4], c1[4];
+	rayc_ref r[3];
+	counts_here(c0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_sleep", &o,
+		                            RAYC_I64(300)), 0);
+	counts_here(c1);
+	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 3, "not all on the lane");
+	rayc__test_tlane_cut();
+	for (int i = 0; i < 3; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), RAYC_OK,
+		             "task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb);
+		rayc_release(r[i]);
+	}
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), 0);
+	cr_assert_eq(st.tasks_failed, 0);
+	sync_adds(pb, 20, 5); /* and the pair goes on */
+	cluster_stop();
+}
+
+/* A task that came on the lane and borrowed one of our objects answers
+ * over the connection, after its BORROW_ADD: the object outlives our
+ * handle while the executor holds it. */
+Test(tlane, an_answer_after_a_borrow_comes_over_the_connection)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	static uint8_t data[1 << 20];
+	memset(data, 5, sizeof(data));
+	rayc_stats st;
+	rayc_ref obj, r;
+	cr_assert_eq(rayc_put(&obj, data, sizeof(data)), 0);
+	rayc_stats_get(&st);
+	uint64_t objs = st.objects;
+	int64_t p0[4], p1[4];
+	counts_on(pb, p0);
+	rayc_task_opts o = on_peer(pb);
+	cr_assert_eq(rayc_call_opts(&r, "nf_keep_ref", &o, RAYC_REF(obj)), 0);
+	int64_t v = -1;
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(v, 0);
+	rayc_release(r);
+	rayc_release(obj);
+	rayc_stats_get(&st);
+	cr_assert_eq(st.objects, objs, "object freed while borrowed");
+	counts_on(pb, p1);
+	/* Between the two counts: counts_on's own answer and nf_keep_ref's
+	 * TASK came on the lane; nf_keep_ref's answer did not. */
+	cr_assert_eq(p1[TASK_IN] - p0[TASK_IN], 2);
+	cr_assert_eq(p1[DONE_OUT] - p0[DONE_OUT], 1,
+	             "the borrower's answer went on the lane");
+	cr_assert_eq(rayc_call_opts(&r, "nf_drop_ref", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK);
+	rayc_release(r);
+	RT_WAIT_FOR((rayc_stats_get(&st), st.objects == objs - 1), 5000);
+	cr_assert_eq(st.objects, objs - 1, "object not freed after the "
+	             "borrower let go");
+	cluster_stop();
+}
