@@ -55,12 +55,15 @@
 #define RAYC__LANE_FRAME_MAX ((size_t)4 << 20)
 #define RAYC__LANE_SETUPS 8
 /* Task lanes (tlane.c): the largest frame one carries (header
- * included), the most of our tasks in flight to a peer while TASKs go on
- * its lane, and each end's send buffer (what those frames can fill each
- * way, with the kernel's overhead, fits it: a write never waits). */
+ * included); TASKs go on a lane only while the peer has fewer of our
+ * tasks than RAYC__TLANE_INFLIGHT, so at most that many frames are
+ * unanswered on it each way (128 KiB); each end asks for a send buffer
+ * of RAYC__TLANE_SNDBUF, which Linux caps at net.core.wmem_max (208 KiB
+ * by default) and doubles: 416 KiB at least, with room for the kernel's
+ * overhead, so a write never waits. */
 #define RAYC__TLANE_FRAME_MAX ((size_t)8 << 10)
-#define RAYC__TLANE_INFLIGHT 64
-#define RAYC__TLANE_SNDBUF (1 << 20)
+#define RAYC__TLANE_INFLIGHT 16
+#define RAYC__TLANE_SNDBUF (256 << 10)
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
 #define RAYC__CONN_IOV_MAX 8  /* what nng_aio_set_iov takes (nng 1.5) */

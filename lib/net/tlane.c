@@ -49,11 +49,13 @@
  *
  * Writes never wait.  The sender (the thread sending the TASK, or ending
  * the task) writes the frame itself with one send(MSG_DONTWAIT) under the
- * lane's tx_mu.  What is in flight on a lane is bounded (at most
- * RAYC__TLANE_INFLIGHT frames of at most RAYC__TLANE_FRAME_MAX each way,
- * in a send buffer of RAYC__TLANE_SNDBUF), so the socket always takes a
- * frame whole; if it ever does not (a reader that stopped reading, a
- * peer claiming a huge CPU count), the lane broke.
+ * lane's tx_mu.  What is in flight on a lane is bounded: a TASK goes on it
+ * only while the peer has fewer than RAYC__TLANE_INFLIGHT of our tasks,
+ * lanes and connection together, and each answer on it is to one of
+ * those, so at most that many frames of at most RAYC__TLANE_FRAME_MAX are
+ * unread each way, well within the send buffer (RAYC__TLANE_SNDBUF): the
+ * socket always takes a frame whole.  If it ever does not (a reader that
+ * stopped reading past all that), the lane broke.
  *
  * Failure.  A lane that breaks (a short or failed write, a read error, a
  * bad tag, a frame it should not carry) closes the connection it is bound
