@@ -336,6 +336,10 @@ struct rayc__fn_entry {
 	 * run yet); written by workers however the entry is reached
 	 * (sched/execute.c decides from it which runs may share a batch). */
 	_Atomic uint32_t run_ns;
+	/* A run of it blocked (waited in rayc_get or rayc_wait) on a thread
+	 * that is no worker and ran it itself (sched.c: serving): it never
+	 * runs there again. */
+	_Atomic bool blocked_served;
 };
 
 /* The running task's context (rayc_ctx). */

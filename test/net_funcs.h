@@ -729,4 +729,75 @@ static inline size_t nf_wait_busy_peers(size_t want, int ms,
 	}
 }
 
+
+/* (depth, next, other) -> depth: at each level one call on peer next
+ * (with next and other swapped), waited for up to 5 s; a level whose
+ * wait timed out counts -1000 (test_tlane.c). */
+static void nf_ping(rayc_ctx *c)
+{
+	int64_t d, next, other;
+	rayc_arg_i64(c, 0, &d);
+	rayc_arg_i64(c, 1, &next);
+	rayc_arg_i64(c, 2, &other);
+	if (d == 0) {
+		rayc_return_i64(c, 0, 0);
+		return;
+	}
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)next;
+	rayc_ref r;
+	int64_t v = -1000;
+	if (rayc_call_opts(&r, "nf_ping", &o, RAYC_I64(d - 1), RAYC_I64(other),
+	                   RAYC_I64(next)) == 0) {
+		if (rayc_get_i64(r, &v, 5000) != 0)
+			v = -1000;
+		rayc_release(r);
+	}
+	rayc_return_i64(c, 0, v + 1);
+}
+RAYC_REMOTE(nf_ping)
+
+/* (peer) -> 0 after 20 calls of nf_leaf there, one after the other (a
+ * task lane from this peer to that one comes up). */
+static void nf_relay(rayc_ctx *c)
+{
+	int64_t next;
+	rayc_arg_i64(c, 0, &next);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)next;
+	int64_t bad = 0;
+	for (int i = 0; i < 20; i++) {
+		rayc_ref r;
+		int64_t v = -1;
+		if (rayc_call_opts(&r, "nf_leaf", &o, RAYC_I64(i)) != 0) {
+			bad++;
+			continue;
+		}
+		if (rayc_get_i64(r, &v, 30000) != 0 || v != i)
+			bad++;
+		rayc_release(r);
+	}
+	rayc_return_i64(c, 0, bad);
+}
+RAYC_REMOTE(nf_relay)
+
+/* (block) -> 0; with block set, first waits with no deadline for an
+ * object nobody seals (until the runtime stops). */
+static void nf_block(rayc_ctx *c)
+{
+	int64_t b;
+	rayc_arg_i64(c, 0, &b);
+	if (b) {
+		rayc_ref r;
+		void *p;
+		rayc_view v;
+		if (rayc_put_create(&r, 8, &p) == 0)
+			(void)rayc_get(r, &v, -1);
+	}
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(nf_block)
+
 #endif /* RAYC_TEST_NET_FUNCS_H */

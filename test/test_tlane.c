@@ -202,3 +202,74 @@ Test(tlane, an_answer_after_a_borrow_comes_over_the_connection)
 	             "borrower let go");
 	cluster_stop();
 }
+
+static int64_t call3(uint32_t on, const char *fn, int64_t a, int64_t b,
+                     int64_t c)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, fn, &o, RAYC_I64(a), RAYC_I64(b),
+	                            RAYC_I64(c)), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 60000), RAYC_OK, "%s", rayc_errmsg());
+	rayc_release(r);
+	return v;
+}
+
+/* Calls that nest across two peers, each level waiting for the next:
+ * one run on peer A's lane thread (a quick function, so far) waits for
+ * a call on B, whose run on B's lane thread waits for a call on A, whose
+ * TASK comes on the lane A's waiting thread reads.  Before, that one
+ * waited out its 5 s (every level's answer late, or lost for good with
+ * no deadline); now a run that waits closes its lane, what was sent on
+ * it goes again over the connection, and its function runs on workers
+ * from then on. */
+Test(tlane, calls_nesting_across_two_peers_wait_for_nothing_behind_them)
+{
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, NULL);
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pa = peer_of(a), pb = peer_of(b);
+	/* Lanes both ways between A and B (once each knows the other is
+	 * a member), and nf_ping quick. */
+	int64_t until = rt_now_ms() + 20000, bad;
+	do
+		bad = call3(pa, "nf_relay", pb, 0, 0) +
+		      call3(pb, "nf_relay", pa, 0, 0);
+	while (bad != 0 && rt_now_ms() < until);
+	cr_assert_eq(bad, 0, "A and B could not call each other");
+	for (int k = 0; k < 2; k++) {
+		cr_assert_eq(call3(pa, "nf_relay", pb, 0, 0), 0);
+		cr_assert_eq(call3(pb, "nf_relay", pa, 0, 0), 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		cr_assert_eq(call3(pa, "nf_ping", 0, 0, 0), 0);
+		cr_assert_eq(call3(pb, "nf_ping", 0, 0, 0), 0);
+	}
+	for (int it = 0; it < 10; it++)
+		cr_assert_eq(call3(pb, "nf_ping", 3, pa, pb), 3,
+		             "round %d: a level's wait timed out", it);
+	cluster_stop();
+}
+
+/* A run on a lane thread waits for an object nobody will seal when the
+ * cluster stops: the peer still ends at once (before, it never did: its
+ * lane's thread was joined before the runtime told waiters it stops). */
+Test(tlane, a_peer_with_a_run_waiting_on_its_lane_thread_still_ends)
+{
+	uint32_t pa = pair(NULL);
+	rayc_task_opts o = on_peer(pa);
+	for (int i = 0; i < 300; i++) {
+		rayc_ref r;
+		int64_t v;
+		cr_assert_eq(rayc_call_opts(&r, "nf_block", &o, RAYC_I64(0)), 0);
+		cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK);
+		rayc_release(r);
+	}
+	rayc_ref r;
+	cr_assert_eq(rayc_call_opts(&r, "nf_block", &o, RAYC_I64(1)), 0);
+	rayc_view v;
+	cr_assert_eq(rayc_get(r, &v, 500), RAYC_ETIMEDOUT);
+	cluster_stop(); /* each peer must end by itself, code 0 */
+}

@@ -465,7 +465,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		/* On a task lane's thread a quick task runs right here if a
 		 * CPU is free (sched.h: no worker's wake-up to wait for). */
 		if (rayc__tlane_reading)
-			rayc__sched_serve_begin();
+			rayc__sched_serve_begin(rayc__tlane_on_block);
 		(void)rayc__task_resolve_args_locked(rt, t);
 		if (rayc__tlane_reading)
 			rayc__sched_serve_end_locked(rt);

@@ -594,6 +594,9 @@ void rayc__net_stop(rayc__rt *rt)
 	int64_t deadline = rayc__now_ns() + 10 * (int64_t)1000000000;
 	while (atomic_load(&net->users) > 0 && rayc__now_ns() < deadline)
 		rayc__sleep_ms(1);
+	/* A task lane's thread may be in a task that waits (tlane.c): it
+	 * returns, seeing the runtime stop, before net_free joins it. */
+	rayc__sched_wake_stop(rt);
 	net_free(net);
 }
 

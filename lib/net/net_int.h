@@ -451,6 +451,9 @@ struct rayc__net {
 	struct event *relink_ev;
 	/* Tasks run here for other owners (xrec.c; rt->mu). */
 	rayc__idtab xrecs; /* by task id; made with the first record */
+	/* Placement's copies of peers' totals and free resources, taken
+	 * under net->mu (owner.c: decide_locked; rt->mu). */
+	int64_t place_res[RAYC__MAX_PEERS][2][RAYC__MAX_RES];
 	/* BORROW_ADDs said to each peer (rt->mu): an answer whose TASK came
 	 * on a task lane goes back there only if none went meanwhile. */
 	uint64_t borrow_seq[RAYC__MAX_PEERS];
@@ -535,6 +538,10 @@ void rayc__tlane_offer(rayc__conn *c);
 /* True on an executor's task lane thread (the TASK it hands on came on
  * the lane). */
 extern _Thread_local bool rayc__tlane_reading;
+/* A task that thread ran itself waits (sched.h: serving; rt->mu held):
+ * the lane closes with its connection, so that nothing waits behind it
+ * (what the owner sent on it goes again over the next connection). */
+void rayc__tlane_on_block(void);
 
 /* conn.c and conn_tx.c (sending) */
 rayc__conn *rayc__conn_new(rayc__net *net);

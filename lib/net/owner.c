@@ -138,11 +138,14 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
  * rayc__remote_on_task_done), comes before p runs out of work.  A frame
  * whose answers never come (tasks that wait for what is corked behind
  * them) waits at most a tick (rayc__remote_uncork_all). */
-static bool may_cork_locked(rayc__rt *rt, const rayc__peer *p)
+static bool may_cork_locked(rayc__rt *rt, rayc__net *net, const rayc__peer *p)
 	RAYC_REQUIRES(rt->mu)
 {
-	(void)rt; /* p->inflight and p->total are read under it */
+	(void)rt; /* p->inflight is read under it; p->total under net->mu,
+	             which heartbeats rewrite it under */
+	rayc__mutex_lock(&net->mu);
 	int64_t cpus = p->total[RAYC__RES_CPU] / RAYC__RES_SCALE;
+	rayc__mutex_unlock(&net->mu);
 
 	return (int64_t)p->inflight.n >= 2 * (cpus > 1 ? cpus : 1);
 }
@@ -166,6 +169,26 @@ void rayc__remote_uncork_all(rayc__net *net)
 		uncork_peer(net, i);
 }
 
+/* Whether t's TASK is sure to fit a task lane's frame (checked before it
+ * is written: a large argument is not copied twice). */
+static bool fits_lane(const rayc__task *t)
+{
+	size_t n = 512 + strlen(t->fn->name);
+
+	for (uint32_t i = 0; i < t->nargs; i++) {
+		const rayc__targ *a = &t->args[i];
+		if (a->type == RAYC_TYPE_STR || a->type == RAYC_TYPE_BYTES)
+			n += a->len + 8;
+		else if (a->ref != NULL)
+			n += (a->ref->len <= RAYC__NET_INLINE_MAX ? a->ref->len
+			                                         : 0) +
+			     64; /* its bytes inline if ready and small */
+		else
+			n += 64;
+	}
+	return n <= RAYC__TLANE_FRAME_MAX;
+}
+
 /* t goes on our task lane to p (tlane.c) if one is up and t may: a plain
  * task, while p has few of our tasks (a burst beyond goes corked over
  * the connection).  False: send it over the connection. */
@@ -174,8 +197,12 @@ static bool lane_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 {
 	rayc__lane *L;
 
-	if (cork || t->akind != RAYC__AK_NONE ||
-	    net->peers[peer].inflight.n >= RAYC__TLANE_INFLIGHT)
+	/* A task sent before goes over the connection again: after FREEs
+	 * this owner may have said to that peer since (the arguments it
+	 * rebuilds, stale results), which it must read first. */
+	if (cork || t->akind != RAYC__AK_NONE || t->dispatch != 0 ||
+	    net->peers[peer].inflight.n >= RAYC__TLANE_INFLIGHT ||
+	    !fits_lane(t))
 		return false;
 	rayc__wbuf *b = rayc__tlane_begin(net, peer, true, &L);
 	if (b == NULL)
@@ -192,7 +219,7 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
                              uint32_t peer) RAYC_REQUIRES(rt->mu)
 {
 	rayc__peer *p = &net->peers[peer];
-	bool cork = may_cork_locked(rt, p);
+	bool cork = may_cork_locked(rt, net, p);
 
 	if (lane_task_locked(rt, net, t, peer, cork))
 		goto sent;
@@ -320,17 +347,28 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 {
 	rayc__place_peer pp[RAYC__MAX_PEERS];
 	int n = 0;
+	size_t rb = (size_t)atomic_load(&rt->nres) * sizeof(int64_t);
 
 	rayc__mutex_lock(&net->mu);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
 		if (!p->alive || rayc__relink_unreachable_locked(net, i))
 			continue;
-		rayc__place_peer *q = &pp[n++];
+		rayc__place_peer *q = &pp[n];
 		q->id = i;
 		q->self = i == net->self;
-		q->total = q->self ? rt->res_total : p->total;
-		q->avail = q->self ? rt->res_avail : p->avail;
+		if (q->self) {
+			q->total = rt->res_total;
+			q->avail = rt->res_avail;
+		} else {
+			/* Copies: heartbeats rewrite a peer's under net->mu,
+			 * let go of before placing. */
+			memcpy(net->place_res[n][0], p->total, rb);
+			memcpy(net->place_res[n][1], p->avail, rb);
+			q->total = net->place_res[n][0];
+			q->avail = net->place_res[n][1];
+		}
+		n++;
 		q->inflight = (int)p->inflight.n;
 		q->cap = peer_cap(p);
 		q->arg_bytes = 0;
@@ -478,14 +516,20 @@ static int pump_one(rayc__rt *rt, rayc__task *q, const int64_t *demand,
 	pump_arg *a = arg;
 	rayc__peer *p = &a->net->peers[a->peer];
 
-	if (!p->alive || (int)p->inflight.n >= peer_cap(p) ||
-	    local_util_locked(rt) < RAYC__PLACE_UTIL)
+	/* p's view (alive, totals) under net->mu, which rewrites it. */
+	rayc__mutex_lock(&a->net->mu);
+	bool stop = !p->alive || (int)p->inflight.n >= peer_cap(p) ||
+	            local_util_locked(rt) < RAYC__PLACE_UTIL;
+	bool fits = true;
+	for (int k = 0; k < atomic_load(&rt->nres) && !stop; k++)
+		fits &= demand[k] <= p->total[k];
+	rayc__mutex_unlock(&a->net->mu);
+	if (stop)
 		return RAYC__OFFER_STOP;
 	if (q->foreign || q->strategy != RAYC_STRATEGY_DEFAULT)
 		return RAYC__OFFER_NEXT;
-	for (int k = 0; k < atomic_load(&rt->nres); k++)
-		if (demand[k] > p->total[k])
-			return RAYC__OFFER_NEXT_CLASS;
+	if (!fits)
+		return RAYC__OFFER_NEXT_CLASS;
 	rayc__sched_dequeue_locked(rt, q);
 	if (!send_task_locked(rt, a->net, q, a->peer)) {
 		rayc__sched_enqueue_local_locked(rt, q);

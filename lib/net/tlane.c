@@ -13,18 +13,23 @@
  * (`rayc-bench baseline_lane_handoff_us`, docs/benchmarks.md).
  *
  * What goes on a lane.  TASK frames of plain tasks (not an actor's: their
- * order with the actor's other frames matters) while the executor has
- * few of our tasks (fewer than RAYC__TLANE_INFLIGHT and than owner.c's
- * corking threshold: a burst beyond goes corked over the connection, a
- * write per batch instead of per task), and TASK_DONE frames answering a
- * TASK that came on the lane, if this peer said BORROW_ADD to the owner
+ * order with the actor's other frames matters; the executor checks) sent
+ * for the first time (a task sent again, after lost arguments were
+ * rebuilt, goes over the connection, behind the FREEs said to that peer
+ * meanwhile) while the executor has few of our tasks (fewer than
+ * RAYC__TLANE_INFLIGHT and than owner.c's corking threshold: a burst
+ * beyond goes corked over the connection, a write per batch instead of
+ * per task); and TASK_DONE frames answering a TASK that came on the
+ * lane and was not sent again, if this peer said BORROW_ADD to the owner
  * at no time since the TASK came (a borrow must reach the owner before
  * the answer that lets it drop the task's hold on the object; the two
  * streams are not ordered with each other).  Frames up to
- * RAYC__TLANE_FRAME_MAX; larger ones, and everything else, go over the
- * connection.  Nothing else needs an order with these: tasks are
- * independent of each other, and an answer is matched to its dispatch.
- *
+ * RAYC__TLANE_FRAME_MAX (the owner checks before writing); larger ones,
+ * and everything else, go over the connection.  Nothing else needs an
+ * order with these: tasks are independent of each other, an answer is
+ * matched to its dispatch, and a record still running ignores an older
+ * dispatch that arrives late (xrec.c).
+
  * Set-up.  An executor that receives a TASK over a connection says LANE
  * (its lane listener's port) on it once.  The owner's next TASK to it
  * dials that port (its own thread; the TASK and the ones after it go
@@ -42,10 +47,16 @@
  * rayc__sched_serve_end_locked), and writes its TASK_DONE: no hand-off at
  * either end of the executor (a 64-byte round trip so shaped took 7
  * syscalls, 3 context switches, 1.5x raw TCP: baseline_lane_inline_us).
- * Meanwhile the lane is not read: a quick function is trusted to stay
- * quick, as batches of quick tasks are (execute.c).  A task cannot wait
- * for a TASK behind it on the lane: what it waits for is its arguments,
- * ready before it runs, or work it submits, answered on other threads.
+ * Meanwhile the lane is not read, which a task that waits must not make
+ * anyone wait for: calls nesting across two peers, each run on a lane
+ * thread waiting for a call to the other, would wait for ever for a TASK
+ * behind the waiting run on its own lane.  So a run here that waits (in
+ * rayc_get or rayc_wait: sched.c, rayc__sched_block_locked) closes the
+ * lane with its connection at once (rayc__tlane_on_block): what the owner
+ * sent on it goes again over the next connection and is read by NNG's
+ * threads, and that function never runs on a lane thread again.  At
+ * shutdown the runtime tells waiters it stops (rayc__sched_wake_stop)
+ * before the lanes' threads are joined.
  *
  * Writes never wait.  The sender (the thread sending the TASK, or ending
  * the task) writes the frame itself with one send(MSG_DONTWAIT) under the
@@ -53,9 +64,10 @@
  * only while the peer has fewer than RAYC__TLANE_INFLIGHT of our tasks,
  * lanes and connection together, and each answer on it is to one of
  * those, so at most that many frames of at most RAYC__TLANE_FRAME_MAX are
- * unread each way, well within the send buffer (RAYC__TLANE_SNDBUF): the
- * socket always takes a frame whole.  If it ever does not (a reader that
- * stopped reading past all that), the lane broke.
+ * unread each way, well within the send buffer (RAYC__TLANE_SNDBUF; a
+ * kernel that gives less than twice that bound makes no lane): the
+ * socket always takes a frame whole.  If it ever does not, the lane
+ * broke (and the owner tries no lane to that peer for a while).
  *
  * Failure.  A lane that breaks (a short or failed write, a read error, a
  * bad tag, a frame it should not carry) closes the connection it is bound
@@ -87,6 +99,7 @@
 #include "testing.h"
 
 _Thread_local bool rayc__tlane_reading;
+static _Thread_local rayc__lane *reading_lane; /* the executor's end */
 static _Atomic uint64_t tasks_out, tasks_in, dones_out, dones_in;
 static _Atomic int tamper_once;
 
@@ -127,6 +140,49 @@ bool rayc__tlane_on(void)
 	const char *e = getenv("RAYC_TASK_LANE");
 
 	return e == NULL || strcmp(e, "0") != 0;
+}
+
+/* Asks for the send buffer; false if what the kernel gives cannot hold
+ * what may be in flight on a lane (net.core.wmem_max set very low): no
+ * lane then. */
+static bool sndbuf(int fd)
+{
+	int n = RAYC__TLANE_SNDBUF;
+	socklen_t len = sizeof(n);
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &n, &len) != 0)
+		return false;
+	return (size_t)n >= 2 * RAYC__TLANE_INFLIGHT * RAYC__TLANE_FRAME_MAX;
+}
+
+/* A TASK on the lane is a plain task's (an actor's order matters with
+ * its other frames, which go over the connection). */
+static bool plain_task(const uint8_t *p, size_t n)
+{
+	rayc__rd rd;
+
+	rayc__rd_init(&rd, p, n);
+	(void)rayc__r_u64(&rd);
+	(void)rayc__r_u64(&rd);
+	(void)rayc__r_u32(&rd);
+	uint32_t name = rayc__r_u32(&rd); /* the function's name: skipped */
+	(void)rayc__r_bytes(&rd, name);
+	(void)rayc__r_u32(&rd);
+	(void)rayc__r_u32(&rd);
+	(void)rayc__r_u8(&rd);
+	int akind = rayc__r_u8(&rd);
+	return !rd.bad && akind == RAYC__AK_NONE;
+}
+
+void rayc__tlane_on_block(void)
+{
+	rayc__lane *L = reading_lane;
+
+	if (L == NULL)
+		return;
+	reading_lane = NULL; /* once */
+	rayc__lane_broke(L->net, L, "a task run on its thread waits");
 }
 
 /* ---- reading ---- */
@@ -186,6 +242,10 @@ static bool read_frames(rayc__net *net, rayc__lane *L, int want,
 				free(buf);
 				return true;
 			}
+			if (want == RAYC__MSG_TASK && !plain_task(p, h.len)) {
+				free(buf);
+				return false; /* not for a lane */
+			}
 			atomic_fetch_add_explicit(want == RAYC__MSG_TASK
 			                                  ? &tasks_in
 			                                  : &dones_in,
@@ -200,12 +260,7 @@ static bool read_frames(rayc__net *net, rayc__lane *L, int want,
 	}
 }
 
-static void sndbuf(int fd)
-{
-	int n = RAYC__TLANE_SNDBUF;
 
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
-}
 
 /* ---- the executor's end ---- */
 
@@ -222,18 +277,23 @@ void rayc__tlane_serve(rayc__net *net, rayc__lane *L, const uint8_t *hh,
 	rayc__conn *c = rayc__lane_find_conn(net, oid, hf, hh + 16);
 	if (c == NULL)
 		return;
-	L->task = true;
 	rayc__lane_data_key(c->tx.key, LANE_KEY_DONE, oid, net->self, hh + 16,
 	                    hf + 16, L->w.key);
 	rayc__lane_data_key(c->rx.key, LANE_KEY_TASK, oid, net->self, hh + 16,
 	                    hf + 16, L->rx.key);
 	rayc__lane_confirm_mac(L->w.key, conf);
+	if (!sndbuf(L->fd)) {
+		rayc__conn_unref(c);
+		return;
+	}
 	/* Bound to c under lanes->mu, and c looked at after: a close of c
 	 * either finds the lane bound (rayc__lane_conn_lost) or is seen
-	 * here. */
+	 * here.  Up, it is held (tx_mu) until the confirmation is written:
+	 * an answer sent on it meanwhile would come before it. */
 	rayc__mutex_lock(&ls->mu);
 	L->c = c;
 	L->peer = oid;
+	L->task = true;
 	bool up = false;
 	if (!atomic_load(&ls->stop) && atomic_load(&L->state) == LANE_SETUP) {
 		rayc__lane *old = ls->tfrom[oid];
@@ -241,13 +301,22 @@ void rayc__tlane_serve(rayc__net *net, rayc__lane *L, const uint8_t *hh,
 			rayc__lane_kill_locked(old); /* one task lane per peer */
 		ls->tfrom[oid] = L;
 		atomic_store(&L->state, LANE_UP);
+		rayc__mutex_lock(&L->tx_mu);
 		up = true;
 	}
 	rayc__mutex_unlock(&ls->mu);
-	if (!up || atomic_load(&c->state) == RAYC__CONN_CLOSED ||
-	    !rayc__lane_io_by(L->fd, conf, sizeof(conf), false, by))
+	if (!up)
 		return;
-	sndbuf(L->fd);
+	bool conf_ok = atomic_load(&c->state) != RAYC__CONN_CLOSED &&
+	               rayc__lane_io_by(L->fd, conf, sizeof(conf), false, by);
+	rayc__mutex_unlock(&L->tx_mu);
+	if (!conf_ok) {
+		/* Answers may have gone on it: its connection closes with
+		 * it, and they are asked for again. */
+		rayc__lane_broke(net, L, "its set-up failed");
+		return;
+	}
+	reading_lane = L;
 	rayc__tlane_reading = true;
 	bool eof;
 	if (!read_frames(net, L, RAYC__MSG_TASK, rayc__remote_on_task, &eof))
@@ -321,8 +390,9 @@ static void *owner_main(void *arg)
 		rayc__mutex_unlock(&ls->mu);
 		up = !dead && owner_setup(net, L, fd);
 	}
+	if (up)
+		up = sndbuf(fd);
 	if (up) {
-		sndbuf(fd);
 		rayc__mutex_lock(&ls->mu);
 		int st = LANE_SETUP;
 		up = atomic_compare_exchange_strong(&L->state, &st, LANE_UP);
@@ -472,12 +542,18 @@ bool rayc__tlane_end(rayc__net *net, rayc__lane *L)
 	 * over the next).  c is let go of only after L's lock: L may be
 	 * reaped as soon as it is unlocked. */
 	rayc__conn *c = L->c;
+	uint32_t peer = L->peer;
+	bool owner = L->owner_end;
 	atomic_fetch_add(&c->refs, 1);
 	rayc__mutex_unlock(&L->tx_mu);
+	if (owner) { /* a lane to it may keep failing so: not at once */
+		rayc__mutex_lock(&net->lanes->mu);
+		failed_locked(net->lanes, peer);
+		rayc__mutex_unlock(&net->lanes->mu);
+	}
 	rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-LANE",
 	          "task lane write to peer %u %s: closing its connection",
 	          c->peer, r < 0 ? "failed" : "was short");
-	(void)net;
 	rayc__conn_close(c, "its task lane broke");
 	rayc__conn_unref(c);
 	return true;

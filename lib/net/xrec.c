@@ -210,8 +210,15 @@ bool rayc__xrec_again_locked(rayc__rt *rt, rayc__net *net, rayc__xrec *r,
 {
 	if (r->owner != owner)
 		return true; /* not its owner's: ignore it */
+	/* Sent again: answered over the connection (the lane it first came
+	 * on may be gone with the connection that was lost). */
+	r->lane = false;
 	if (!r->done) {
-		r->dispatch = dispatch; /* the run answers this one */
+		/* The run answers this one; an older dispatch arriving late
+		 * (it came over the connection, a newer one on a lane) is
+		 * stale. */
+		if ((int32_t)(dispatch - r->dispatch) > 0)
+			r->dispatch = dispatch;
 		return true;
 	}
 	if (dispatch == r->dispatch || still_good_locked(rt, r)) {

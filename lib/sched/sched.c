@@ -187,7 +187,10 @@ void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 	rayc__sched_enqueue_local_locked(rt, t);
 }
 
-static _Thread_local bool serving, served;
+static _Thread_local bool serving, served, in_served;
+static _Thread_local const rayc__fn_entry *served_fn;
+static _Thread_local void (*served_on_block)(void);
+static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 
 void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
@@ -200,7 +203,9 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	rt->queued++;
 	if (rt->stopping || !fits(rt, c->demand))
 		return;
-	if (serving && rayc__sched_quick(t)) {
+	if (serving && rayc__sched_quick(t) &&
+	    !atomic_load_explicit(&t->fn->blocked_served,
+	                          memory_order_relaxed)) {
 		served = true; /* rayc__sched_serve_end_locked sees to it */
 		return;
 	}
@@ -214,10 +219,11 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 		(void)spawn_locked(rt);
 }
 
-void rayc__sched_serve_begin(void)
+void rayc__sched_serve_begin(void (*on_block)(void))
 {
 	serving = true;
 	served = false;
+	served_on_block = on_block;
 }
 
 void rayc__sched_serve_end_locked(rayc__rt *rt)
@@ -227,7 +233,9 @@ void rayc__sched_serve_end_locked(rayc__rt *rt)
 		return;
 	served = false;
 	rayc__task *t = pick_locked(rt);
-	if (t != NULL && !rayc__sched_quick(t)) {
+	if (t != NULL && (!rayc__sched_quick(t) ||
+	                  atomic_load_explicit(&t->fn->blocked_served,
+	                                       memory_order_relaxed))) {
 		/* Older work that is not quick: a worker's. */
 		release(rt, t->sclass->demand);
 		rayc__sched_requeue_front_locked(rt, t);
@@ -238,9 +246,22 @@ void rayc__sched_serve_end_locked(rayc__rt *rt)
 		return;
 	int64_t demand[RAYC__MAX_RES];
 	memcpy(demand, t->sclass->demand, sizeof(demand));
+	in_served = true;
+	served_fn = t->fn;
 	rayc__sched_execute_locked(rt, t, demand[RAYC__RES_CPU], 0);
+	in_served = false;
 	release(rt, demand);
 	kick_locked(rt);
+}
+
+void rayc__sched_wake_stop(rayc__rt *rt)
+{
+	rayc__mutex_lock(&rt->mu);
+	__atomic_store_n(&rt->stopping, true, __ATOMIC_RELAXED);
+	while (rt->idle != NULL)
+		wake_one_locked(rt);
+	wake_all_waiters_locked(rt);
+	rayc__mutex_unlock(&rt->mu);
 }
 
 void rayc__sched_requeue_front_locked(rayc__rt *rt, rayc__task *t)
@@ -482,6 +503,17 @@ void rayc__sched_stop(rayc__rt *rt)
 
 void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 {
+	if (in_served) {
+		/* A task this thread took on itself (serving) waits: the
+		 * thread is not free again until it ends. */
+		in_served = false;
+		/* The registry's entry; only this field changes. */
+		atomic_store_explicit(
+			(_Atomic bool *)&served_fn->blocked_served, true,
+			memory_order_relaxed);
+		if (served_on_block != NULL)
+			served_on_block();
+	}
 	rayc__sched_batch_return_locked(rt);
 	rt->res_avail[RAYC__RES_CPU] += ctx->held_cpu;
 	kick_locked(rt);

@@ -93,9 +93,16 @@ void rayc__sched_unhold_locked(rayc__rt *rt, const int64_t *demand)
  * letting go of rt->mu in between), queueing a quick task that fits wakes
  * no worker; _serve_end_locked then runs the oldest queued task here if
  * it fits and is quick (unlocking around it), and makes sure a worker
- * sees to whatever else is queued. */
-void rayc__sched_serve_begin(void);
+ * sees to whatever else is queued.  A task run so that blocks (in
+ * rayc_get or rayc_wait) calls on_block at once, under rt->mu (the thread
+ * stops being free for what it otherwise does: the lane closes), and its
+ * function is never run so again (rayc__fn_entry.blocked_served). */
+void rayc__sched_serve_begin(void (*on_block)(void));
 void rayc__sched_serve_end_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
+/* Shutting down: sets rt->stopping and wakes every idle worker and every
+ * thread waiting on an object (which sees it and returns), so that a
+ * thread other than a worker, in a task, ends it before it is joined. */
+void rayc__sched_wake_stop(rayc__rt *rt);
 /* Removes a queued task (used for inline execution). */
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
