@@ -297,6 +297,29 @@ static bool read_frames(rayc__net *net, rayc__lane *L)
 	}
 }
 
+bool rayc__lane_connect(rayc__net *net, rayc__lane *L,
+                        bool (*setup)(rayc__net *net, rayc__lane *L, int fd))
+{
+	rayc__lanes *ls = net->lanes;
+	int fd = rayc__lane_dial(net, L);
+	bool up = false;
+
+	if (fd >= 0) {
+		rayc__mutex_lock(&ls->mu);
+		L->fd = fd;
+		bool dead = atomic_load(&L->state) == LANE_DEAD;
+		rayc__mutex_unlock(&ls->mu);
+		up = !dead && setup(net, L, fd);
+	}
+	if (up) {
+		rayc__mutex_lock(&ls->mu);
+		int want = LANE_SETUP;
+		up = atomic_compare_exchange_strong(&L->state, &want, LANE_UP);
+		rayc__mutex_unlock(&ls->mu);
+	}
+	return up;
+}
+
 static void *fetcher_main(void *arg)
 {
 	rayc__lane *L = arg;
@@ -310,21 +333,7 @@ static void *fetcher_main(void *arg)
 		rayc__sleep_ms(50);
 		late_check(net, L);
 	}
-	int fd = rayc__lane_dial(net, L);
-
-	if (fd >= 0) {
-		rayc__mutex_lock(&ls->mu);
-		L->fd = fd;
-		bool dead = atomic_load(&L->state) == LANE_DEAD;
-		rayc__mutex_unlock(&ls->mu);
-		up = !dead && fetcher_setup(net, L, fd);
-	}
-	if (up) {
-		rayc__mutex_lock(&ls->mu);
-		int want = LANE_SETUP;
-		up = atomic_compare_exchange_strong(&L->state, &want, LANE_UP);
-		rayc__mutex_unlock(&ls->mu);
-	}
+	up = rayc__lane_connect(net, L, fetcher_setup);
 	if (!up) {
 		rayc__mutex_lock(&ls->mu);
 		lane_failed_locked(ls, L->peer);

@@ -116,6 +116,10 @@ void rayc__lane_broke(rayc__net *net, rayc__lane *L, const char *why);
 /* lane_fetch.c: connects to L->to within RAYC__LANE_SETUP_MS (a blocking
  * socket, TCP_NODELAY), or -1. */
 int rayc__lane_dial(rayc__net *net, rayc__lane *L);
+/* Dials L (rayc__lane_dial) and runs setup on the socket: true once L is
+ * up (SETUP to UP, under lanes->mu; not if it was killed meanwhile). */
+bool rayc__lane_connect(rayc__net *net, rayc__lane *L,
+                        bool (*setup)(rayc__net *net, rayc__lane *L, int fd));
 /* lane_hold.c: the open connection from peer whose key made the hello's
  * MAC (a ref), or NULL. */
 rayc__conn *rayc__lane_find_conn(rayc__net *net, uint32_t peer,

@@ -365,7 +365,7 @@ static bool owner_setup(rayc__net *net, rayc__lane *L, int fd)
 	rayc__lane_data_key(L->c->tx.key, LANE_KEY_TASK, net->self, L->peer,
 	                    hh + 16, hf + 16, L->w.key);
 	rayc__lane_confirm_mac(L->rx.key, want);
-	return sodium_memcmp(conf, want, MAC) == 0;
+	return sodium_memcmp(conf, want, MAC) == 0 && sndbuf(fd);
 }
 
 static void failed_locked(rayc__lanes *ls, uint32_t peer)
@@ -380,30 +380,15 @@ static void *owner_main(void *arg)
 	rayc__lane *L = arg;
 	rayc__net *net = L->net;
 	rayc__lanes *ls = net->lanes;
-	bool up = false;
-	int fd = rayc__lane_dial(net, L);
+	bool up = rayc__lane_connect(net, L, owner_setup);
 
-	if (fd >= 0) {
-		rayc__mutex_lock(&ls->mu);
-		L->fd = fd;
-		bool dead = atomic_load(&L->state) == LANE_DEAD;
-		rayc__mutex_unlock(&ls->mu);
-		up = !dead && owner_setup(net, L, fd);
-	}
+	rayc__mutex_lock(&ls->mu);
 	if (up)
-		up = sndbuf(fd);
-	if (up) {
-		rayc__mutex_lock(&ls->mu);
-		int st = LANE_SETUP;
-		up = atomic_compare_exchange_strong(&L->state, &st, LANE_UP);
-		if (up)
-			ls->tfails[L->peer] = 0;
-		rayc__mutex_unlock(&ls->mu);
-	}
-	if (!up) {
-		rayc__mutex_lock(&ls->mu);
+		ls->tfails[L->peer] = 0;
+	else
 		failed_locked(ls, L->peer);
-		rayc__mutex_unlock(&ls->mu);
+	rayc__mutex_unlock(&ls->mu);
+	if (!up) {
 		rayc__log(RAYC_LOG_DEBUG, "RAYC-NET-LANE",
 		          "no task lane to peer %u: its tasks go over the "
 		          "connection", L->peer);
