@@ -51,6 +51,15 @@ rayc__conn *rayc__net_conn_to(rayc__net *net, uint32_t id)
 		return NULL;
 	}
 	c = p->conn;
+	if (c != NULL && atomic_load(&c->state) == RAYC__CONN_CLOSED) {
+		/* Closed, and rayc__net_conn_lost not yet run (the closing
+		 * thread was preempted between the two): a frame queued on
+		 * it would be dropped, and nothing sends it again (a task
+		 * answer was lost so when a task lane closed its connection
+		 * while the task came again on a new one). */
+		p->conn = NULL;
+		c = NULL;
+	}
 	if (c == NULL) {
 		c = rayc__conn_new(net);
 		if (c != NULL) {
