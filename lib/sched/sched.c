@@ -257,6 +257,7 @@ void rayc__sched_serve_end_locked(rayc__rt *rt)
 void rayc__sched_wake_stop(rayc__rt *rt)
 {
 	rayc__mutex_lock(&rt->mu);
+	/* Atomic: a batch reads it without the lock (execute.c). */
 	__atomic_store_n(&rt->stopping, true, __ATOMIC_RELAXED);
 	while (rt->idle != NULL)
 		wake_one_locked(rt);
@@ -470,12 +471,8 @@ static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 
 void rayc__sched_stop(rayc__rt *rt)
 {
+	rayc__sched_wake_stop(rt);
 	rayc__mutex_lock(&rt->mu);
-	/* Atomic: a batch reads it without the lock (execute.c). */
-	__atomic_store_n(&rt->stopping, true, __ATOMIC_RELAXED);
-	while (rt->idle != NULL)
-		wake_one_locked(rt);
-	wake_all_waiters_locked(rt);
 	rayc__worker *all = rt->workers;
 	rt->workers = NULL;
 	rayc__mutex_unlock(&rt->mu);
