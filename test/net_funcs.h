@@ -4,6 +4,7 @@
 #ifndef RAYC_TEST_NET_FUNCS_H
 #define RAYC_TEST_NET_FUNCS_H
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -467,6 +468,29 @@ static void nf_touch(rayc_ctx *c)
 	rayc_return_i64(c, 0, 0);
 }
 RAYC_REMOTE(nf_touch)
+
+/* (path, ms) -> peer id: appends a byte to the file at path (the test
+ * counts the runs begun), then sleeps ms. */
+static void nf_mark_sleep(rayc_ctx *c)
+{
+	char p[256];
+	int64_t ms;
+	if (!nf_path_arg(c, 0, p, sizeof(p), "mark_sleep"))
+		return;
+	rayc_arg_i64(c, 1, &ms);
+	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (fd < 0 || write(fd, "x", 1) != 1) {
+		if (fd >= 0)
+			close(fd);
+		rayc_fail(c, "mark_sleep: cannot write %s", p);
+		return;
+	}
+	close(fd);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+RAYC_REMOTE(nf_mark_sleep)
 
 /* (depth) -> sum over a nested tree submitted from wherever it runs. */
 static void nf_nested(rayc_ctx *c)

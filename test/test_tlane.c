@@ -273,3 +273,73 @@ Test(tlane, a_peer_with_a_run_waiting_on_its_lane_thread_still_ends)
 	cr_assert_eq(rayc_get(r, &v, 500), RAYC_ETIMEDOUT);
 	cluster_stop(); /* each peer must end by itself, code 0 */
 }
+
+/* Bytes in the file at path (0 if none). */
+static long file_len(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+/* Tasks in flight on the lane to B when B dies (SIGKILL) or hangs
+ * (SIGSTOP, found dead by its missed heartbeats): the two with soft
+ * affinity run on a live peer, the one with hard affinity and no
+ * retries fails with RAYC_EPEERDIED; no ref waits for an answer that
+ * will never come.  Two of them run on B (its 2 CPUs), the third waits
+ * in its queue.  C keeps a majority of the members. */
+static void executor_dies_with_tasks_on_its_lane(int sig)
+{
+	char mark[64];
+	snprintf(mark, sizeof(mark), "/tmp/rayc-tlane-mark-%d", (int)getpid());
+	unlink(mark);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	spawn_peer(TOKEN, NULL);
+	wait_alive(3);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	until_lane_up(pb);
+	rayc_task_opts soft = on_peer(pb), hard = on_peer(pb);
+	soft.soft = 1;
+	hard.max_retries = 0;
+	uint64_t c0[4], c1[4];
+	rayc_ref r[3];
+	counts_here(c0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_mark_sleep",
+		                            i < 2 ? &soft : &hard,
+		                            RAYC_STR(mark), RAYC_I64(4000)), 0);
+	counts_here(c1);
+	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 3, "not all on the lane");
+	RT_WAIT_FOR(file_len(mark) >= 2, 20000);
+	cr_assert_geq(file_len(mark), 2, "B did not start the tasks");
+	kill(b, sig);
+	for (int i = 0; i < 2; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK,
+		             "soft task %d: %s", i, rayc_errmsg());
+		cr_assert(v > 0 && v != (int64_t)pb, "soft task %d: ran on "
+		          "%lld", i, (long long)v);
+		rayc_release(r[i]);
+	}
+	int64_t v = -1;
+	int rc = rayc_get_i64(r[2], &v, 60000);
+	cr_assert_eq(rc, RAYC_EPEERDIED, "hard task: %d (%s)", rc,
+	             rc != RAYC_OK ? rayc_errmsg() : "answered");
+	rayc_release(r[2]);
+	if (sig != SIGKILL)
+		kill(b, SIGKILL);
+	forget_kid(b);
+	unlink(mark);
+	cluster_stop();
+}
+
+Test(tlane, a_peer_killed_with_tasks_on_its_lane_fails_or_moves_them)
+{
+	executor_dies_with_tasks_on_its_lane(SIGKILL);
+}
+
+Test(tlane, a_peer_stopped_with_tasks_on_its_lane_fails_or_moves_them)
+{
+	executor_dies_with_tasks_on_its_lane(SIGSTOP);
+}
