@@ -188,6 +188,35 @@ void rayc__lane_hello_mac(const unsigned char key[32], const uint8_t *hello,
 	sodium_memzero(&st, sizeof(st));
 }
 
+/* The dialer's half of a set-up, up to the listener's confirmation
+ * (lane.c's comment): the listener's hello read into hh (its version and
+ * id checked), ours made in hf (magic, our id, its id, a fresh nonce,
+ * rayc__lane_hello_mac) and written, its confirmation read into conf,
+ * all by deadline `by`.  ready, if not NULL, is called before each read
+ * (false: give up).  The caller derives its keys and checks conf. */
+bool rayc__lane_dialer_hello(rayc__net *net, rayc__lane *L, int fd,
+                             const char *magic, int64_t by,
+                             bool (*ready)(rayc__net *net, rayc__lane *L,
+                                           int fd, int64_t by),
+                             uint8_t hh[HELLO_H], uint8_t hf[HELLO_F],
+                             uint8_t conf[MAC])
+{
+	if ((ready != NULL && !ready(net, L, fd, by)) ||
+	    !rayc__lane_io_by(fd, hh, HELLO_H, true, by) ||
+	    memcmp(hh, LANE_MAGIC, 8) != 0 ||
+	    rayc__lane_get32(hh + 8) != LANE_VERSION ||
+	    rayc__lane_get32(hh + 12) != L->peer)
+		return false;
+	memcpy(hf, magic, 8);
+	rayc__lane_put32(hf + 8, net->self);
+	rayc__lane_put32(hf + 12, L->peer);
+	randombytes_buf(hf + 16, NONCE);
+	rayc__lane_hello_mac(L->c->tx.key, hf, hh + 16, hf + HELLO_F - MAC);
+	return rayc__lane_io_by(fd, hf, HELLO_F, false, by) &&
+	       (ready == NULL || ready(net, L, fd, by)) &&
+	       rayc__lane_io_by(fd, conf, MAC, true, by);
+}
+
 /* The lane's data key, from the holder->fetcher frame key and both
  * nonces; and the holder's confirmation under it. */
 void rayc__lane_data_key(const unsigned char key[32], const char *label,

@@ -178,26 +178,13 @@ static bool fetcher_setup(rayc__net *net, rayc__lane *L, int fd)
 {
 	uint8_t hh[HELLO_H], hf[HELLO_F], conf[MAC], want[MAC];
 	unsigned char dkey[32];
-	uint32_t v, id;
 	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
 
-	if (!wait_readable(net, L, fd, by) || !rayc__lane_io_by(fd, hh, sizeof(hh), true, by) ||
-	    memcmp(hh, LANE_MAGIC, 8) != 0)
+	if (!rayc__lane_dialer_hello(net, L, fd, LANE_MAGIC, by, wait_readable,
+	                             hh, hf, conf))
 		return false;
-	v = rayc__lane_get32(hh + 8);
-	id = rayc__lane_get32(hh + 12);
-	if (v != LANE_VERSION || id != L->peer)
-		return false;
-	memcpy(hf, LANE_MAGIC, 8);
-	rayc__lane_put32(hf + 8, net->self);
-	rayc__lane_put32(hf + 12, L->peer);
-	randombytes_buf(hf + 16, NONCE);
-	rayc__lane_hello_mac(L->c->tx.key, hf, hh + 16, hf + HELLO_F - MAC);
-	if (!rayc__lane_io_by(fd, hf, sizeof(hf), false, by) ||
-	    !wait_readable(net, L, fd, by) ||
-	    !rayc__lane_io_by(fd, conf, sizeof(conf), true, by))
-		return false;
-	rayc__lane_data_key(L->c->rx.key, LANE_KEY_DATA, net->self, L->peer, hh + 16, hf + 16, dkey);
+	rayc__lane_data_key(L->c->rx.key, LANE_KEY_DATA, net->self, L->peer,
+	                    hh + 16, hf + 16, dkey);
 	rayc__lane_confirm_mac(dkey, want);
 	bool ok = sodium_memcmp(conf, want, MAC) == 0;
 	if (ok) {

@@ -107,6 +107,13 @@ void rayc__lane_data_key(const unsigned char key[32], const char *label,
 #define LANE_KEY_TASK "rayc task lane"      /* owner -> executor */
 #define LANE_KEY_DONE "rayc task lane done" /* executor -> owner */
 void rayc__lane_confirm_mac(const unsigned char dkey[32], uint8_t out[MAC]);
+/* The dialer's hello exchange, up to the confirmation (lane.c). */
+bool rayc__lane_dialer_hello(rayc__net *net, rayc__lane *L, int fd,
+                             const char *magic, int64_t by,
+                             bool (*ready)(rayc__net *net, rayc__lane *L,
+                                           int fd, int64_t by),
+                             uint8_t hh[HELLO_H], uint8_t hf[HELLO_F],
+                             uint8_t conf[MAC]);
 /* lane.c: lanes */
 rayc__lane *rayc__lane_new(rayc__net *net, uint32_t peer);
 void rayc__lane_kill_locked(rayc__lane *L);

@@ -347,18 +347,8 @@ static bool owner_setup(rayc__net *net, rayc__lane *L, int fd)
 	uint8_t hh[HELLO_H], hf[HELLO_F], conf[MAC], want[MAC];
 	int64_t by = rayc__now_ns() + (int64_t)RAYC__LANE_SETUP_MS * 1000000;
 
-	if (!rayc__lane_io_by(fd, hh, sizeof(hh), true, by) ||
-	    memcmp(hh, LANE_MAGIC, 8) != 0 ||
-	    rayc__lane_get32(hh + 8) != LANE_VERSION ||
-	    rayc__lane_get32(hh + 12) != L->peer)
-		return false;
-	memcpy(hf, TLANE_MAGIC, 8);
-	rayc__lane_put32(hf + 8, net->self);
-	rayc__lane_put32(hf + 12, L->peer);
-	randombytes_buf(hf + 16, NONCE);
-	rayc__lane_hello_mac(L->c->tx.key, hf, hh + 16, hf + HELLO_F - MAC);
-	if (!rayc__lane_io_by(fd, hf, sizeof(hf), false, by) ||
-	    !rayc__lane_io_by(fd, conf, sizeof(conf), true, by))
+	if (!rayc__lane_dialer_hello(net, L, fd, TLANE_MAGIC, by, NULL, hh, hf,
+	                             conf))
 		return false;
 	rayc__lane_data_key(L->c->rx.key, LANE_KEY_DONE, net->self, L->peer,
 	                    hh + 16, hf + 16, L->rx.key);
