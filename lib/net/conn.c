@@ -201,6 +201,8 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 	rayc__rd rd;
 	int st = atomic_load(&c->state);
 
+	if (h->type != RAYC__MSG_TASK && h->type != RAYC__MSG_TASK_DONE)
+		rayc__remote_rx_let_go(); /* only these are read under it */
 	if (st == RAYC__CONN_CLOSED)
 		return false; /* closed meanwhile: nothing more is read */
 	/* A dialer opens on sending CONFIRM; the acceptor may still refuse
@@ -431,10 +433,9 @@ static size_t rx_max_frame(const rayc__conn *c)
 	return RAYC__WIRE_MAX_FRAME;
 }
 
-/* Reads the frames in the receive buffer, then receives more (unless
- * the connection closed or waits: rayc__conn_park).  The one reader: the
- * receive callback, or rayc__conn_unpark's while no receive is out. */
-static void rx_run(rayc__conn *c)
+/* Hands on the whole frames in the receive buffer and moves them out of
+ * it; false if the connection closed on one (or refused its peer). */
+static bool rx_frames(rayc__conn *c)
 {
 	size_t off = 0;
 	while (c->rlen - off >= RAYC__WIRE_HDR) {
@@ -443,7 +444,7 @@ static void rx_run(rayc__conn *c)
 			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
 			          "malformed frame header from peer %u", c->peer);
 			rayc__conn_close(c, "bad frame");
-			return;
+			return false;
 		}
 		size_t need = RAYC__WIRE_HDR + h.len;
 		if (c->rlen - off < need) {
@@ -453,7 +454,7 @@ static void rx_run(rayc__conn *c)
 				int r = try_direct(c, &h, off);
 				if (r < 0) {
 					rayc__conn_close(c, "bad CHUNK");
-					return;
+					return false;
 				}
 				if (r == 1) {
 					c->rlen = off; /* now at rx_dst */
@@ -468,7 +469,7 @@ static void rx_run(rayc__conn *c)
 				off = 0;
 				if (!rx_resize(c, need)) {
 					rayc__conn_close(c, "no room for a frame");
-					return;
+					return false;
 				}
 			}
 			break;
@@ -476,10 +477,10 @@ static void rx_run(rayc__conn *c)
 		if (!on_frame(c, c->rbuf + off, &h,
 		              c->rbuf + off + RAYC__WIRE_HDR)) {
 			rayc__conn_close(c, "protocol");
-			return;
+			return false;
 		}
 		if (c->close_after_send)
-			return; /* refused: read nothing more */
+			return false; /* refused: read nothing more */
 		off += need;
 		if (atomic_load(&c->parking))
 			break; /* the rest waits for the claim (handshake.c) */
@@ -488,6 +489,19 @@ static void rx_run(rayc__conn *c)
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
 	}
+	return true;
+}
+
+/* Reads the frames in the receive buffer, then receives more (unless
+ * the connection closed or waits: rayc__conn_park).  The one reader: the
+ * receive callback, or rayc__conn_unpark's while no receive is out. */
+static void rx_run(rayc__conn *c)
+{
+	rayc__remote_rx_begin();
+	bool go = rx_frames(c);
+	rayc__remote_rx_end();
+	if (!go)
+		return;
 	if (c->rcap > (4u << 20) && c->rlen < RAYC__RX_BASE)
 		/* Give back a buffer grown for one big frame. */
 		(void)rx_resize(c, RAYC__RX_BASE);

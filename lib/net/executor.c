@@ -342,7 +342,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	t->owner_gen = c->gen;
 	t->dispatch = dispatch;
 	t->akind = (uint8_t)akind;
-	rayc__mutex_lock(&rt->mu);
+	rayc__remote_rx_lock(rt);
 	if (akind == RAYC__AK_CTOR)
 		ctor_again_locked(rt, net, c->peer, id, dispatch);
 	/* Sent again (a lost connection) or asked for anew: never two runs
@@ -369,7 +369,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		reply_error(net, c->peer, id, dispatch, RAYC_ELOST, msg);
 	}
 	if (dup || here) {
-		rayc__mutex_unlock(&rt->mu);
+		rayc__remote_rx_unlock(rt);
 		rayc__task_free(t);
 		args_end(args, refs, args_st);
 		return;
@@ -395,7 +395,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		rayc__xrec *r = rayc__xrec_find_locked(net, id);
 		if (r != NULL)
 			rayc__xrec_drop_locked(net, r);
-		rayc__mutex_unlock(&rt->mu);
+		rayc__remote_rx_unlock(rt);
 		rayc__task_free(t);
 		args_end(args, refs, args_st);
 		reply_error(net, c->peer, id, dispatch, RAYC_EACTORDIED, msg);
@@ -470,7 +470,7 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 		if (rayc__tlane_reading)
 			rayc__sched_serve_end_locked(rt);
 	}
-	rayc__mutex_unlock(&rt->mu);
+	rayc__remote_rx_unlock(rt);
 	args_end(args, refs, args_st);
 }
 

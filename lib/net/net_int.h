@@ -721,6 +721,15 @@ void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 
 /* remote.c, xfer.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
+/* A connection's reader between _rx_begin and _rx_end may keep rt->mu
+ * from one TASK or TASK_DONE frame to the next (remote.c); _rx_let_go
+ * lets go of it, before any other frame.  _rx_lock and _rx_unlock are
+ * those frames' handlers' lock and unlock of rt->mu. */
+void rayc__remote_rx_begin(void);
+void rayc__remote_rx_end(void);
+void rayc__remote_rx_let_go(void);
+void rayc__remote_rx_lock(rayc__rt *rt) RAYC_ACQUIRE(rt->mu);
+void rayc__remote_rx_unlock(rayc__rt *rt) RAYC_RELEASE(rt->mu);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);
 /* This peer lost its cluster (rayc__net_lost_cluster): fails the tasks
  * other peers run for it, the tasks waiting for room there and the

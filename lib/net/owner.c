@@ -737,7 +737,7 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 	bool failed = rayc__r_u8(rd) != 0;
 	if (rd->bad)
 		return;
-	rayc__mutex_lock(&rt->mu);
+	rayc__remote_rx_lock(rt);
 	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
 	if (t == NULL) /* no returns, or a call sent on (see above) */
@@ -749,7 +749,7 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 		if (!failed && !(t != NULL && t->in_flight &&
 		                 t->remote_peer == c->peer))
 			nfree = stale_frees_locked(rt, c->peer, id, rd, frees);
-		rayc__mutex_unlock(&rt->mu);
+		rayc__remote_rx_unlock(rt);
 		for (int i = 0; i < nfree; i++)
 			rayc__remote_send_small(net, c->peer, RAYC__MSG_FREE,
 			                        rayc__return_id(id, frees[i]),
@@ -762,7 +762,7 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 	if (t->akind == RAYC__AK_FINI) {
 		/* An actor's destructor ran there: the instance is gone. */
 		rayc__actor_fini_done_locked(rt, t);
-		rayc__mutex_unlock(&rt->mu);
+		rayc__remote_rx_unlock(rt);
 		return;
 	}
 	if (failed) {
@@ -776,7 +776,7 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 		if (err == RAYC_ELOST && !rd->bad &&
 		    rebuild_args_locked(rt, net, t, rd, c->peer)) {
 			pump_locked(rt, net, c->peer);
-			rayc__mutex_unlock(&rt->mu);
+			rayc__remote_rx_unlock(rt);
 			return;
 		}
 		if (t->akind == RAYC__AK_CTOR)
@@ -848,7 +848,7 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 	rayc_task_id tid = wire_id(t); /* the ids the peer knows */
 	rayc__task_done_locked(rt, t);
 	pump_locked(rt, net, c->peer);
-	rayc__mutex_unlock(&rt->mu);
+	rayc__remote_rx_unlock(rt);
 	for (int i = 0; i < nfree; i++)
 		rayc__remote_send_small(net, c->peer, RAYC__MSG_FREE,
 		                        rayc__return_id(tid, frees[i]), 0);

@@ -75,6 +75,58 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 	}
 }
 
+/* ---- one lock for a read's run of tasks and answers ---- */
+
+/* A connection's reader (rx_begin to rx_end) keeps rt->mu from one TASK
+ * or TASK_DONE frame to the next of the same read, up to RAYC__RX_HOLD
+ * frames: one
+ * lock for a burst instead of one per task, taken from workers that
+ * would take it in between.  What the last unlock does (workers woken,
+ * frames written, handed-over work drained) waits for the let-go. */
+#define RAYC__RX_HOLD 16
+static _Thread_local bool rx_in;
+static _Thread_local rayc__rt *rx_held;
+static _Thread_local int rx_frames;
+
+void rayc__remote_rx_begin(void)
+{
+	rx_in = true;
+}
+
+void rayc__remote_rx_let_go(void) RAYC_NO_TSA
+{
+	rayc__rt *rt = rx_held;
+
+	if (rt != NULL) {
+		rx_held = NULL;
+		rx_frames = 0;
+		rayc__mutex_unlock(&rt->mu);
+	}
+}
+
+void rayc__remote_rx_end(void)
+{
+	rayc__remote_rx_let_go();
+	rx_in = false;
+}
+
+void rayc__remote_rx_lock(rayc__rt *rt) RAYC_NO_TSA
+{
+	if (rx_held != rt)
+		rayc__mutex_lock(&rt->mu);
+}
+
+void rayc__remote_rx_unlock(rayc__rt *rt) RAYC_NO_TSA
+{
+	if (rx_in && ++rx_frames < RAYC__RX_HOLD) {
+		rx_held = rt;
+		return;
+	}
+	rx_held = NULL;
+	rx_frames = 0;
+	rayc__mutex_unlock(&rt->mu);
+}
+
 /* ---- a peer died ---- */
 
 /* A task is run again after the peer running it died at most this many
