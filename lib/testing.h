@@ -92,8 +92,8 @@ uint64_t rayc__test_tap_hits(void);
  * chosen. */
 enum { RAYC__TEST_FLIP = 1, RAYC__TEST_REPLAY };
 int rayc__test_tamper_next(uint32_t peer, int type, int how);
-/* Frames this peer refused for a bad tag or checksum (each closed its
- * connection). */
+/* Frames this peer refused for a bad tag or checksum, or GROUPs holding
+ * what they may not (each closed its connection). */
 uint64_t rayc__test_frames_refused(void);
 /* Runs fn(src) (NULL: nothing) on the receive thread after each piece
  * of a CHUNK from peer src lands, with no lock held. */
@@ -170,6 +170,10 @@ typedef struct rayc__test_sends {
 	uint64_t fast, slow, parts, turned_away;
 } rayc__test_sends;
 void rayc__test_conn_sends(rayc__test_sends *s);
+/* Frames this process sent in GROUPs (wire.h) and the GROUPs; the same
+ * received. */
+void rayc__test_groups(uint64_t *frames_out, uint64_t *out,
+                       uint64_t *frames_in, uint64_t *in);
 /* The answers this peer keeps for tasks it ran for others (xrec.c):
  * their bytes, and the heap memory holding them. */
 void rayc__test_xrec_held(size_t *len, size_t *held);

@@ -80,6 +80,17 @@ static void nf_tlane_counts(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_tlane_counts)
 
+/* () -> 4 returns: frames this peer sent in GROUPs, those GROUPs, frames
+ * it received in GROUPs, those GROUPs. */
+static void nf_groups(rayc_ctx *c)
+{
+	uint64_t v[4];
+	rayc__test_groups(&v[0], &v[1], &v[2], &v[3]);
+	for (size_t i = 0; i < 4; i++)
+		rayc_return_i64(c, i, (int64_t)v[i]);
+}
+RAYC_REMOTE(nf_groups)
+
 /* (ms) -> 0: rayc__test_rx_pause(ms) here. */
 static void nf_rx_pause(rayc_ctx *c)
 {

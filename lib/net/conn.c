@@ -193,6 +193,40 @@ static void refused(rayc__conn *c, const char *what)
 	          what, c->peer);
 }
 
+/* A GROUP's frames (wire.h), its tag checked: each handed on as if it
+ * had come alone.  False to drop the connection (a frame that does not
+ * belong in a GROUP, or runs past its end: its sender is broken). */
+static bool rx_group(rayc__conn *c, const uint8_t *p, size_t n)
+{
+	size_t off = 0;
+	uint64_t k = 0;
+
+	while (off < n) {
+		rayc__whdr ih;
+		rayc__rd rd;
+		if (n - off < RAYC__WIRE_HDR ||
+		    !rayc__whdr_parse(p + off, n - off - RAYC__WIRE_HDR, &ih) ||
+		    !rayc__wire_groupable(ih.type) || ih.sender != c->peer) {
+			rayc__log(RAYC_LOG_WARN, "RAYC-NET-PROTO",
+			          "malformed GROUP frame from peer %u: closing "
+			          "the connection", c->peer);
+			rayc__conn_count_refused();
+			return false;
+		}
+		if (ih.type != RAYC__MSG_TASK && ih.type != RAYC__MSG_TASK_DONE)
+			rayc__remote_rx_let_go(); /* as on_frame */
+		rayc__rd_init(&rd, p + off + RAYC__WIRE_HDR, ih.len);
+		rayc__net_handle(c, ih.type, &rd);
+		if (atomic_load(&c->state) == RAYC__CONN_CLOSED)
+			return false;
+		off += RAYC__WIRE_HDR + ih.len;
+		k++;
+	}
+	atomic_fetch_add_explicit(&rayc__grouped_in, k, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rayc__groups_in, 1, memory_order_relaxed);
+	return true;
+}
+
 /* One frame (its header raw at hdr, parsed in h; payload at p):
  * returns false to drop the connection. */
 static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
@@ -269,6 +303,8 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 		rayc__wbuf_fini(&b);
 		return true;
 	}
+	if (h->type == RAYC__MSG_GROUP)
+		return rx_group(c, p, h->len);
 	rayc__net_handle(c, h->type, &rd);
 	return atomic_load(&c->state) != RAYC__CONN_CLOSED;
 }

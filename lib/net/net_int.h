@@ -719,6 +719,10 @@ bool rayc__relink_test_blocked(rayc__net *net, uint32_t peer);
 void rayc__net_conn_link_locked(rayc__net *net, rayc__conn *c)
 	RAYC_REQUIRES(net->mu);
 
+/* conn_tx.c: frames received in GROUPs, and the GROUPs (conn.c counts;
+ * rayc__test_groups). */
+extern _Atomic uint64_t rayc__grouped_in, rayc__groups_in;
+
 /* remote.c, xfer.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 /* A connection's reader between _rx_begin and _rx_end may keep rt->mu

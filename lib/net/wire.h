@@ -23,6 +23,12 @@
  * side counts the frames of a direction from 0, so a frame tampered
  * with, replayed, dropped or reordered fails its tag, and the
  * connection closes (the peers send again what was lost, relink.c).
+ * A GROUP frame's payload is whole frames one after the other (their
+ * own check bytes ignored), of the small data-plane types that come in
+ * bursts (rayc__wire_groupable): one tag, one number, one one-time key
+ * for all of them.  The receiver checks the GROUP's tag, then reads its
+ * frames as if each had come alone; anything else in it (another type,
+ * a length past its end, another sender) closes the connection.
  * The tag is computed over pieces in order (header, then the payload
  * where it lies: in the batch, or spliced from an object, or received
  * straight into its destination), so nothing is copied for it.  On a
@@ -53,8 +59,8 @@
  * (kind, actor id, concurrency); 6: KV_REQ and the control log have
  * put-if-absent and delete-if-equal (actor names), ACTOR_CTL; 7: bulk
  * lanes (LANE, RAYC__FETCH_LANE); 8: SHUTDOWN_ACK, the tags' one-time
- * keys from one stream per direction. */
-#define RAYC__WIRE_VERSION 8
+ * keys from one stream per direction; 9: GROUP. */
+#define RAYC__WIRE_VERSION 9
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */
@@ -98,6 +104,8 @@ enum rayc__msg {
 	RAYC__MSG_LANE,      /* holder -> fetcher: my bulk lane's port;
 	                        executor -> owner: my task lane's (tlane.c) */
 	RAYC__MSG_SHUTDOWN_ACK, /* -> whoever said SHUTDOWN: heard */
+	RAYC__MSG_GROUP,     /* whole frames of the types below, under one
+	                        tag (conn_tx.c: seal_locked) */
 	RAYC__MSG_MAX_
 };
 
@@ -155,6 +163,16 @@ bool rayc__wire_open(rayc__wauth *w, const uint8_t *hdr, uint8_t *a,
  * w->enc. */
 void rayc__wire_peek(const rayc__wauth *w, uint8_t *p, size_t n,
                      size_t off);
+
+/* Whether a frame of this type may travel in a GROUP: TASK, TASK_DONE,
+ * FREE, BORROW_ADD, BORROW_DEL, FETCH, MISSING. */
+static inline bool rayc__wire_groupable(int type)
+{
+	return type == RAYC__MSG_TASK || type == RAYC__MSG_TASK_DONE ||
+	       type == RAYC__MSG_FREE || type == RAYC__MSG_BORROW_ADD ||
+	       type == RAYC__MSG_BORROW_DEL || type == RAYC__MSG_FETCH ||
+	       type == RAYC__MSG_MISSING;
+}
 
 /* Parses and checks a header (magic, version, type, len <= max). */
 bool rayc__whdr_parse(const uint8_t *p, size_t max_len, rayc__whdr *h);

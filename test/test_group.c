@@ -1,0 +1,184 @@
+/* test_group.c -- GROUP frames (wire.h) between real peers: bursts of
+ * tasks and their answers travel several frames under one tag, a
+ * tampered GROUP is refused and its tasks still answer, and a GROUP
+ * holding what it may not closes only that connection. */
+#include "net_harness.h"
+
+TestSuite(group, .timeout = 300, .fini = kill_kids);
+
+enum { FRAMES_OUT, GROUPS_OUT, FRAMES_IN, GROUPS_IN };
+
+static void groups_on(uint32_t on, int64_t v[4])
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r[4];
+	o.num_returns = 4;
+	cr_assert_eq(rayc_call_opts(r, "nf_groups", &o), 0);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(rayc_get_i64(r[i], &v[i], 30000), RAYC_OK, "%s",
+		             rayc_errmsg());
+		rayc_release(r[i]);
+	}
+}
+
+static int64_t refused_on(uint32_t on)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	return v;
+}
+
+/* n tasks submitted to `on` at once, then each answer checked. */
+static void burst(uint32_t on, int n, int64_t base)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	cr_assert_not_null(r);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_add", &o,
+		                            RAYC_I64(base + i), RAYC_I64(i)),
+		             0);
+	for (int i = 0; i < n; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK,
+		             "task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, base + 2 * i, "task %d answered %lld", i,
+		             (long long)v);
+		rayc_release(r[i]);
+	}
+	free(r);
+}
+
+/* This driver and B, task lanes off at both (bursts and answers go over
+ * the connection, where GROUPs are). */
+static uint32_t pair(void)
+{
+	setenv("RAYC_TASK_LANE", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, "RAYC_TASK_LANE=0");
+	wait_alive(2);
+	uint32_t pb = peer_of(b);
+	cr_assert_neq(pb, 0);
+	return pb;
+}
+
+/* Bursts until both ways carried GROUPs (20 s at most). */
+static void until_grouped(uint32_t pb)
+{
+	uint64_t v[4];
+	int64_t p[4];
+	int64_t until = rt_now_ms() + 20000;
+	do {
+		burst(pb, 500, 100);
+		rayc__test_groups(&v[0], &v[1], &v[2], &v[3]);
+		groups_on(pb, p);
+	} while ((v[GROUPS_OUT] == 0 || v[GROUPS_IN] == 0) &&
+	         rt_now_ms() < until);
+	cr_assert_gt(v[GROUPS_OUT], 0, "no TASKs went in a GROUP");
+	cr_assert_gt(v[GROUPS_IN], 0, "no answers came in a GROUP");
+	cr_assert_gt(p[GROUPS_IN], 0);
+	cr_assert_gt(p[GROUPS_OUT], 0);
+	/* A GROUP holds two frames at least. */
+	cr_assert_geq(v[FRAMES_OUT], 2 * v[GROUPS_OUT]);
+	cr_assert_geq(v[FRAMES_IN], 2 * v[GROUPS_IN]);
+	cr_assert_eq(p[FRAMES_IN], (int64_t)v[FRAMES_OUT],
+	             "B read %lld frames in GROUPs, we sent %llu",
+	             (long long)p[FRAMES_IN], (unsigned long long)v[FRAMES_OUT]);
+}
+
+/* A burst's TASKs go in GROUPs, and so do their answers; every answer is
+ * right, and B read every grouped frame we sent. */
+Test(group, bursts_of_tasks_and_their_answers_travel_in_groups)
+{
+	uint32_t pb = pair();
+	until_grouped(pb);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), 0);
+	cr_assert_eq(st.tasks_failed, 0);
+	cr_assert_eq(refused_on(pb), 0);
+	cluster_stop();
+}
+
+/* One bit of a GROUP flipped on the way (its xxh3 fixed up, as anyone on
+ * the path could): B refuses it, the connection closes, its tasks go
+ * again over the next one, and every answer is right. */
+Test(group, a_tampered_group_is_refused_and_every_task_answers)
+{
+	uint32_t pb = pair();
+	until_grouped(pb);
+	cr_assert_eq(rayc__test_tamper_next(pb, RAYC__MSG_GROUP,
+	                                    RAYC__TEST_FLIP), 0);
+	int64_t until = rt_now_ms() + 20000, refused;
+	do {
+		burst(pb, 500, 7);
+		refused = refused_on(pb);
+	} while (refused == 0 && rt_now_ms() < until);
+	cr_assert_eq(refused, 1, "B refused %lld frames", (long long)refused);
+	burst(pb, 500, 9); /* and the pair goes on */
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), 0);
+	cr_assert_eq(st.tasks_failed, 0);
+	cluster_stop();
+}
+
+/* A frame header of type, payload length len, from sender, at p. */
+static void put_hdr(uint8_t *p, int type, uint32_t len, uint32_t sender)
+{
+	memset(p, 0, RAYC__WIRE_HDR);
+	for (int i = 0; i < 4; i++) {
+		p[i] = (uint8_t)(RAYC__WIRE_MAGIC >> (8 * i));
+		p[8 + i] = (uint8_t)(len >> (8 * i));
+		p[12 + i] = (uint8_t)(sender >> (8 * i));
+	}
+	p[4] = RAYC__WIRE_VERSION;
+	p[5] = (uint8_t)type;
+}
+
+/* GROUPs an authenticated peer should never send, each with a good tag:
+ * a frame of a type a GROUP may not hold (a HEARTBEAT, a GROUP), one
+ * whose length runs past the GROUP's end, one from another sender.  B
+ * refuses each, closing that connection only; it stays a member and
+ * answers the next tasks. */
+Test(group, a_group_holding_what_it_may_not_closes_only_that_connection)
+{
+	uint32_t pb = pair();
+	uint32_t me = rayc_peer_id();
+	burst(pb, 10, 1); /* the connection is open */
+	uint8_t g[4][2 * RAYC__WIRE_HDR + 20];
+	size_t n[4];
+	uint8_t free_body[20] = { 0 }; /* an object id and a u32: unknown */
+	for (int k = 0; k < 4; k++) {
+		memset(g[k], 0, sizeof(g[k]));
+		put_hdr(g[k], RAYC__MSG_FREE, sizeof(free_body), me);
+		memcpy(g[k] + RAYC__WIRE_HDR, free_body, sizeof(free_body));
+		n[k] = RAYC__WIRE_HDR + sizeof(free_body) + RAYC__WIRE_HDR;
+	}
+	uint8_t *second;
+	second = g[0] + RAYC__WIRE_HDR + sizeof(free_body);
+	put_hdr(second, RAYC__MSG_HEARTBEAT, 0, me);
+	second = g[1] + RAYC__WIRE_HDR + sizeof(free_body);
+	put_hdr(second, RAYC__MSG_GROUP, 0, me);
+	second = g[2] + RAYC__WIRE_HDR + sizeof(free_body);
+	put_hdr(second, RAYC__MSG_FREE, 1000, me);
+	second = g[3] + RAYC__WIRE_HDR + sizeof(free_body);
+	put_hdr(second, RAYC__MSG_FREE, 0, pb);
+	for (int k = 0; k < 4; k++) {
+		int64_t before = refused_on(pb);
+		cr_assert_eq(rayc__test_send_raw(pb, RAYC__MSG_GROUP, g[k], n[k]),
+		             RAYC_OK);
+		int64_t now = before;
+		RT_WAIT_FOR((now = refused_on(pb)) > before, 20000);
+		cr_assert_eq(now, before + 1, "case %d: B refused %lld frames "
+		             "(was %lld)", k, (long long)now, (long long)before);
+		burst(pb, 20, 100 * k);
+	}
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), 0);
+	cr_assert_eq(st.tasks_failed, 0);
+	cluster_stop();
+}
