@@ -31,6 +31,7 @@ static const uint8_t types[] = {
 	RAYC__MSG_KV_REP, RAYC__MSG_RAFT, RAYC__MSG_SHM_OFFER,
 	RAYC__MSG_SHM_SUM, RAYC__MSG_SHM_DONE, RAYC__MSG_CONFIRM,
 	RAYC__MSG_ACTOR_CTL, RAYC__MSG_ACTOR_CTL_REP, RAYC__MSG_LANE,
+	RAYC__MSG_GROUP,
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -71,6 +72,20 @@ static void seeds(const char *dir)
 	}
 	fuzz_seed(dir, "all", all.p, all.len);
 	rayc__wbuf_fini(&all);
+	/* One GROUP of every sample that may travel in one. */
+	rayc__wbuf g = { 0 }, in = { 0 };
+	for (int i = 0; i < n; i++) {
+		if (!rayc__wire_groupable(s[i].type))
+			continue;
+		size_t f = rayc__w_frame_begin(&in, s[i].type, FUZZ_PEER);
+		rayc__w_bytes(&in, s[i].p.p, s[i].p.len);
+		rayc__w_frame_end(&in, f);
+	}
+	rayc__w_u8(&g, 0);
+	record(&g, RAYC__MSG_GROUP, &in);
+	fuzz_seed(dir, "group", g.p, g.len);
+	rayc__wbuf_fini(&g);
+	rayc__wbuf_fini(&in);
 	fuzz_samples_free(s, n);
 	fuzz_seed_done();
 }
