@@ -104,6 +104,20 @@ Test(group, bursts_of_tasks_and_their_answers_travel_in_groups)
 	cluster_stop();
 }
 
+/* The same on connections that encrypt: a GROUP's payload, its frames
+ * and their headers, is encrypted as one, and read back whole. */
+Test(group, groups_travel_on_connections_that_encrypt)
+{
+	setenv("RAYC_ENCRYPT", "on", 1);
+	uint32_t pb = pair();
+	until_grouped(pb);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), 0);
+	cr_assert_eq(st.tasks_failed, 0);
+	cr_assert_eq(refused_on(pb), 0);
+	cluster_stop();
+}
+
 /* One bit of a GROUP flipped on the way (its xxh3 fixed up, as anyone on
  * the path could): B refuses it, the connection closes, its tasks go
  * again over the next one, and every answer is right. */
