@@ -91,6 +91,29 @@ static void nf_groups(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_groups)
 
+/* () -> writes this peer's connections started (fast and slow sends). */
+static void nf_conn_sends(rayc_ctx *c)
+{
+	rayc__test_sends s;
+	rayc__test_conn_sends(&s);
+	rayc_return_i64(c, 0, (int64_t)(s.fast + s.slow));
+}
+RAYC_REMOTE(nf_conn_sends)
+
+/* (ms) -> peer id: at once if ms is 0 (a quick function, batched),
+ * else after sleeping ms. */
+static void nf_quick_or_sleep(rayc_ctx *c)
+{
+	int64_t ms;
+	rayc_arg_i64(c, 0, &ms);
+	if (ms > 0) {
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+}
+RAYC_REMOTE(nf_quick_or_sleep)
+
 /* (ms) -> 0: rayc__test_rx_pause(ms) here. */
 static void nf_rx_pause(rayc_ctx *c)
 {

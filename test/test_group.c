@@ -1,7 +1,9 @@
-/* test_group.c -- GROUP frames (wire.h) between real peers: bursts of
- * tasks and their answers travel several frames under one tag, a
- * tampered GROUP is refused and its tasks still answer, and a GROUP
- * holding what it may not closes only that connection. */
+/* test_group.c -- frames that travel together between real peers: GROUP
+ * frames (wire.h: bursts of tasks and their answers several under one
+ * tag; a tampered GROUP is refused and its tasks still answer; a GROUP
+ * holding what it may not closes only that connection), and answers a
+ * worker's batch holds back until it ends (xrec.c), never longer than a
+ * tick behind a run that turned slow. */
 #include "net_harness.h"
 
 TestSuite(group, .timeout = 300, .fini = kill_kids);
@@ -54,17 +56,39 @@ static void burst(uint32_t on, int n, int64_t base)
 	free(r);
 }
 
-/* This driver and B, task lanes off at both (bursts and answers go over
- * the connection, where GROUPs are). */
-static uint32_t pair(void)
+static int64_t sends_on(uint32_t on)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_conn_sends", &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	return v;
+}
+
+/* This driver and B (extra: one more setting of B's, or NULL), task
+ * lanes off at both (bursts and answers go over the connection, where
+ * GROUPs are). */
+static uint32_t pair_ex(const char *extra)
 {
 	setenv("RAYC_TASK_LANE", "0", 1);
 	driver_start();
-	pid_t b = spawn_peer(TOKEN, "RAYC_TASK_LANE=0");
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *env[] = { addr, "RAYC_ROLE=worker", "RAYC_TASK_LANE=0",
+		              extra, NULL };
+	pid_t b = spawn_with(TOKEN, env);
 	wait_alive(2);
 	uint32_t pb = peer_of(b);
 	cr_assert_neq(pb, 0);
 	return pb;
+}
+
+static uint32_t pair(void)
+{
+	return pair_ex(NULL);
 }
 
 /* Bursts until both ways carried GROUPs (20 s at most). */
@@ -194,5 +218,62 @@ Test(group, a_group_holding_what_it_may_not_closes_only_that_connection)
 	rayc_stats st;
 	cr_assert_eq(rayc_stats_get(&st), 0);
 	cr_assert_eq(st.tasks_failed, 0);
+	cluster_stop();
+}
+
+/* B has one worker: a burst's answers go out a batch at a time, not one
+ * write each (before: one write per answer, and about 3 syscalls and a
+ * context switch per task in all). */
+Test(group, a_lone_workers_answers_go_out_a_batch_at_a_time)
+{
+	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
+	burst(pb, 500, 1); /* nf_add is quick from here on */
+	int64_t s0 = sends_on(pb);
+	burst(pb, 2000, 3);
+	int64_t s1 = sends_on(pb);
+	cr_assert_lt(s1 - s0, 2000 / 2, "B wrote %lld times for 2000 answers",
+	             (long long)(s1 - s0));
+	cluster_stop();
+}
+
+/* A function quick so far turns slow in the middle of a batch on B's
+ * lone worker: the answers of the runs before it, held back for the
+ * batch's end, still come while it runs (8 s): the next frame B sends
+ * us (a heartbeat: we are the coordinator) or its loop's tick takes
+ * them. */
+Test(group, answers_held_behind_a_run_that_turned_slow_come_within_a_tick)
+{
+	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
+	rayc_task_opts o = on_peer(pb);
+	for (int k = 0; k < 20; k++) { /* it is quick so far */
+		rayc_ref q[50];
+		for (int i = 0; i < 50; i++)
+			cr_assert_eq(rayc_call_opts(&q[i], "nf_quick_or_sleep",
+			                            &o, RAYC_I64(0)), 0);
+		for (int i = 0; i < 50; i++) {
+			int64_t v;
+			cr_assert_eq(rayc_get_i64(q[i], &v, 30000), RAYC_OK);
+			rayc_release(q[i]);
+		}
+	}
+	rayc_ref r[16];
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
+		                            RAYC_I64(i == 8 ? 8000 : 0)), 0);
+	int64_t t0 = rt_now_ms();
+	for (int i = 0; i < 8; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 5000), RAYC_OK,
+		             "answer %d not back %lld ms after the burst: %s", i,
+		             (long long)(rt_now_ms() - t0), rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb);
+	}
+	for (int i = 8; i < 16; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK, "%s",
+		             rayc_errmsg());
+	}
+	for (int i = 0; i < 16; i++)
+		rayc_release(r[i]);
 	cluster_stop();
 }

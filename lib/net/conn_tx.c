@@ -659,6 +659,18 @@ void rayc__conn_end_frame(rayc__conn *c, rayc__wbuf *b, size_t before)
 		lost_unqueued(c);
 }
 
+void rayc__conn_end_frame_corked(rayc__conn *c, rayc__wbuf *b,
+                                 size_t before)
+{
+	if (b == &c->out && !b->bad && !rayc__fault(RAYC__FAULT_CONN_SEND)) {
+		rayc__conn_end_corked(c);
+		return;
+	}
+	if (b == &c->out)
+		b->bad = true; /* the fault was taken here */
+	rayc__conn_end_frame(c, b, before);
+}
+
 bool rayc__conn_send_ext(rayc__conn *c, const rayc__wbuf *head,
                          const void *ext, size_t n, rayc__xout *x)
 {

@@ -12,4 +12,5 @@ const rayc__cluster_hooks rayc__net_hooks = {
 	.name_gone = rayc__net_name_gone_locked,
 	.name_adopt = rayc__net_name_adopt_locked,
 	.unborrow = rayc__net_actor_unborrow_locked,
+	.batch_paused = rayc__net_answers_flush_locked,
 };

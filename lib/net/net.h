@@ -56,6 +56,9 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
  * report to the owner.  Called from rayc__task_done_locked. */
 void rayc__net_task_finished_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
+/* Sends the answers this thread held back while its batch ran on
+ * (xrec.c). */
+void rayc__net_answers_flush_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* o is REMOTE (sealed on another peer) or a copy this peer needs: start
  * fetching its bytes; it becomes PENDING, then READY when they are in. */
 void rayc__net_fetch_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);

@@ -302,8 +302,10 @@ typedef struct rayc__peer {
 	int64_t last_seen;
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
 	rayc__tq inflight;
-	/* TASK frames to it wait corked on its connection (owner.c): its
-	 * next TASK_DONE, or the next tick, sends them. */
+	/* Frames to it wait corked on its connection: TASKs (owner.c), sent
+	 * by its next TASK_DONE; answers a worker's batch held back
+	 * (xrec.c), sent when the batch ends or pauses; either by the next
+	 * tick. */
 	_Atomic bool corked;
 } rayc__peer;
 
@@ -575,6 +577,10 @@ void rayc__conn_end_frame(rayc__conn *c, rayc__wbuf *b,
 #define RAYC__CONN_CORK_MAX 16
 #define RAYC__CONN_CORK_BYTES ((size_t)16 << 10) /* bigger go at once */
 void rayc__conn_end_corked(rayc__conn *c) RAYC_NO_TSA;
+/* rayc__conn_end_frame, the frame corked as rayc__conn_end_corked does
+ * if it was written on an open connection. */
+void rayc__conn_end_frame_corked(rayc__conn *c, rayc__wbuf *b,
+                                 size_t before) RAYC_NO_TSA;
 /* Sends what waits corked on c (if its thread holds a lock: at its last
  * unlock, like any send). */
 void rayc__conn_uncork(rayc__conn *c);
@@ -748,8 +754,10 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
  * otherwise moves only on a TASK_DONE from the peer that freed room, and
  * a peer that joined while it was queued has none to send. */
 void rayc__remote_pump_idle(rayc__net *net);
-/* Sends every TASK frame waiting corked (each tick: its bound). */
+/* Sends every frame waiting corked (each tick: its bound), or those to
+ * one peer. */
 void rayc__remote_uncork_all(rayc__net *net);
+void rayc__remote_uncork_peer(rayc__net *net, uint32_t peer);
 /* The loop's tick: calls through proxies that wait for their owner to
  * be reachable try again (rayc__actors_retry_locked). */
 void rayc__remote_actors_tick(rayc__net *net);

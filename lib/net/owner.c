@@ -169,6 +169,11 @@ void rayc__remote_uncork_all(rayc__net *net)
 		uncork_peer(net, i);
 }
 
+void rayc__remote_uncork_peer(rayc__net *net, uint32_t peer)
+{
+	uncork_peer(net, peer);
+}
+
 /* Whether t's TASK is sure to fit a task lane's frame (checked before it
  * is written: a large argument is not copied twice). */
 static bool fits_lane(const rayc__task *t)

@@ -27,6 +27,7 @@
 
 #include "lineage/lineage.h"
 #include "net/remote_int.h"
+#include "sched/sched.h"
 
 #define RETAIN_NS ((int64_t)10 * 1000000000)
 #define RETAIN_BYTES ((size_t)32 << 20)
@@ -138,6 +139,31 @@ static void encode_done(rayc__net *net, rayc__wbuf *b, rayc_task_id id,
 	rayc__w_frame_end_len(b, f, 0);
 }
 
+/* Answers of a worker's batch (rayc__sched_batch_more) wait corked on
+ * their connection while the batch has runs to start, and go together
+ * when it ends or pauses (rayc__net_answers_flush_locked, through
+ * rt->hooks): one write for the batch instead of one per answer (with
+ * one worker, each answer went alone: about 3 syscalls and a context
+ * switch per task, docs/benchmarks.md).  A run that turns slow holds
+ * those before it at most until the loop's next tick
+ * (rayc__remote_uncork_all).  The owners this thread holds answers for: */
+#define HELD_MAX 8
+static _Thread_local uint32_t held[HELD_MAX];
+static _Thread_local int nheld;
+
+static bool hold_back(uint32_t owner)
+{
+	if (!rayc__sched_batch_more())
+		return false;
+	for (int i = 0; i < nheld; i++)
+		if (held[i] == owner)
+			return true;
+	if (nheld == HELD_MAX)
+		return false;
+	held[nheld++] = owner;
+	return true;
+}
+
 void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
                      uint32_t dispatch, const void *body, size_t len,
                      bool lane)
@@ -173,8 +199,23 @@ void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
 	rayc__wbuf *b = rayc__conn_begin(c);
 	size_t before = b->len;
 	encode_done(net, b, id, dispatch, body, len);
-	rayc__conn_end_frame(c, b, before);
+	if (hold_back(owner)) {
+		rayc__conn_end_frame_corked(c, b, before);
+		/* After it is corked: the tick's uncork may clear it. */
+		atomic_store(&net->peers[owner].corked, true);
+	} else {
+		rayc__conn_end_frame(c, b, before);
+	}
 	rayc__conn_unref(c);
+}
+
+void rayc__net_answers_flush_locked(rayc__rt *rt)
+{
+	rayc__net *net = rt->net;
+
+	for (int i = 0; i < nheld && net != NULL; i++)
+		rayc__remote_uncork_peer(net, held[i]);
+	nheld = 0;
 }
 
 /* A success whose large results are all still kept here for the owner. */

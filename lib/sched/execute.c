@@ -248,6 +248,23 @@ uint64_t rayc__test_batched_runs(void)
 	return atomic_load(&batched_runs);
 }
 
+bool rayc__sched_batch_more(void)
+{
+	batch *b = cur_batch;
+
+	if (b == NULL)
+		return false;
+	uint32_t v = atomic_load_explicit(&b->claim, memory_order_relaxed);
+	return (v & 0xffff) < (v >> 16);
+}
+
+/* The batch ended or paused: what it held back goes (rt->hooks). */
+static void batch_paused_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	if (rt->hooks != NULL && rt->hooks->batch_paused != NULL)
+		rt->hooks->batch_paused(rt);
+}
+
 void rayc__test_set_quick_ns(uint32_t ns)
 {
 	atomic_store(&quick_ns, ns);
@@ -433,6 +450,7 @@ void rayc__sched_batch_return_locked(rayc__rt *rt)
 	rayc__sched_drain_locked(rt);
 	(void)finish_ended_locked(rt, cur_batch);
 	(void)give_back_locked(rt, cur_batch);
+	batch_paused_locked(rt);
 }
 
 bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
@@ -542,4 +560,5 @@ out:
 	(void)give_back_locked(rt, &b); /* when shutting down */
 	cur_batch = NULL;
 	w->batch = NULL;
+	batch_paused_locked(rt);
 }

@@ -147,6 +147,10 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 #define RAYC__QUICK_NS 2000
 #define RAYC__DEFER_NS 20000
 bool rayc__sched_quick(const rayc__task *t);
+/* True on a worker running a batch with runs not started yet: what a
+ * run's completion sends may wait for the batch to end or pause
+ * (rayc__cluster_hooks.batch_paused is called then, under rt->mu). */
+bool rayc__sched_batch_more(void);
 void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
                                   rayc__task **tasks, int n, int64_t cpu)
 	RAYC_REQUIRES(rt->mu);
