@@ -250,6 +250,33 @@ static inline rayc_task_opts on_peer(uint32_t id)
 	return o;
 }
 
+/* Function fn (an i64 return, no arguments) run on peer `on`. */
+static inline int64_t i64_on(uint32_t on, const char *fn, int timeout_ms)
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, fn, &o), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, timeout_ms), RAYC_OK, "%s: %s", fn,
+	             rayc_errmsg());
+	rayc_release(r);
+	return v;
+}
+
+/* Function fn (4 i64 returns, no arguments) run on peer `on`: v. */
+static inline void four_on(uint32_t on, const char *fn, int64_t v[4])
+{
+	rayc_task_opts o = on_peer(on);
+	rayc_ref r[4];
+	o.num_returns = 4;
+	cr_assert_eq(rayc_call_opts(r, fn, &o), 0);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(rayc_get_i64(r[i], &v[i], 30000), RAYC_OK, "%s: %s",
+		             fn, rayc_errmsg());
+		rayc_release(r[i]);
+	}
+}
+
 /* A peer that is not us, found by its pid. */
 static inline uint32_t peer_of(pid_t pid)
 {

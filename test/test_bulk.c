@@ -36,18 +36,6 @@ static void driver_big(void)
 	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s", rayc_errmsg());
 }
 
-/* Runs fn (no arguments, an int64 result) on peer `on`. */
-static int64_t i64_on(uint32_t on, const char *fn, int timeout_ms)
-{
-	rayc_task_opts o = on_peer(on);
-	rayc_ref r;
-	int64_t v = -1;
-	cr_assert_eq(rayc_call_opts(&r, fn, &o), 0);
-	cr_assert_eq(rayc_get_i64(r, &v, timeout_ms), RAYC_OK);
-	rayc_release(r);
-	return v;
-}
-
 /* xxh3 of ref's bytes as peer `on` computes it (fetching it there). */
 static int64_t sum_on(uint32_t on, rayc_ref ref)
 {

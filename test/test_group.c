@@ -10,31 +10,6 @@ TestSuite(group, .timeout = 300, .fini = kill_kids);
 
 enum { FRAMES_OUT, GROUPS_OUT, FRAMES_IN, GROUPS_IN };
 
-static void groups_on(uint32_t on, int64_t v[4])
-{
-	rayc_task_opts o = on_peer(on);
-	rayc_ref r[4];
-	o.num_returns = 4;
-	cr_assert_eq(rayc_call_opts(r, "nf_groups", &o), 0);
-	for (int i = 0; i < 4; i++) {
-		cr_assert_eq(rayc_get_i64(r[i], &v[i], 30000), RAYC_OK, "%s",
-		             rayc_errmsg());
-		rayc_release(r[i]);
-	}
-}
-
-static int64_t refused_on(uint32_t on)
-{
-	rayc_task_opts o = on_peer(on);
-	rayc_ref r;
-	int64_t v = -1;
-	cr_assert_eq(rayc_call_opts(&r, "nf_frames_refused", &o), 0);
-	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s",
-	             rayc_errmsg());
-	rayc_release(r);
-	return v;
-}
-
 /* n tasks submitted to `on` at once, then each answer checked. */
 static void burst(uint32_t on, int n, int64_t base)
 {
@@ -54,18 +29,6 @@ static void burst(uint32_t on, int n, int64_t base)
 		rayc_release(r[i]);
 	}
 	free(r);
-}
-
-static int64_t sends_on(uint32_t on)
-{
-	rayc_task_opts o = on_peer(on);
-	rayc_ref r;
-	int64_t v = -1;
-	cr_assert_eq(rayc_call_opts(&r, "nf_conn_sends", &o), 0);
-	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s",
-	             rayc_errmsg());
-	rayc_release(r);
-	return v;
 }
 
 /* This driver and B (extra: one more setting of B's, or NULL), task
@@ -100,7 +63,7 @@ static void until_grouped(uint32_t pb)
 	do {
 		burst(pb, 500, 100);
 		rayc__test_groups(&v[0], &v[1], &v[2], &v[3]);
-		groups_on(pb, p);
+		four_on(pb, "nf_groups", p);
 	} while ((v[GROUPS_OUT] == 0 || v[GROUPS_IN] == 0) &&
 	         rt_now_ms() < until);
 	cr_assert_gt(v[GROUPS_OUT], 0, "no TASKs went in a GROUP");
@@ -115,31 +78,37 @@ static void until_grouped(uint32_t pb)
 	             (long long)p[FRAMES_IN], (unsigned long long)v[FRAMES_OUT]);
 }
 
-/* A burst's TASKs go in GROUPs, and so do their answers; every answer is
- * right, and B read every grouped frame we sent. */
-Test(group, bursts_of_tasks_and_their_answers_travel_in_groups)
+/* No task of ours failed. */
+static void none_failed(void)
 {
-	uint32_t pb = pair();
-	until_grouped(pb);
 	rayc_stats st;
 	cr_assert_eq(rayc_stats_get(&st), 0);
 	cr_assert_eq(st.tasks_failed, 0);
-	cr_assert_eq(refused_on(pb), 0);
+}
+
+/* A burst's TASKs go in GROUPs, and so do their answers; every answer is
+ * right, and B read every grouped frame we sent.  With encrypt, on
+ * connections that encrypt: a GROUP's payload, its frames and their
+ * headers, is encrypted as one, and read back whole. */
+static void grouped_both_ways(bool encrypt)
+{
+	if (encrypt)
+		setenv("RAYC_ENCRYPT", "on", 1);
+	uint32_t pb = pair();
+	until_grouped(pb);
+	none_failed();
+	cr_assert_eq(i64_on(pb, "nf_frames_refused", 30000), 0);
 	cluster_stop();
 }
 
-/* The same on connections that encrypt: a GROUP's payload, its frames
- * and their headers, is encrypted as one, and read back whole. */
+Test(group, bursts_of_tasks_and_their_answers_travel_in_groups)
+{
+	grouped_both_ways(false);
+}
+
 Test(group, groups_travel_on_connections_that_encrypt)
 {
-	setenv("RAYC_ENCRYPT", "on", 1);
-	uint32_t pb = pair();
-	until_grouped(pb);
-	rayc_stats st;
-	cr_assert_eq(rayc_stats_get(&st), 0);
-	cr_assert_eq(st.tasks_failed, 0);
-	cr_assert_eq(refused_on(pb), 0);
-	cluster_stop();
+	grouped_both_ways(true);
 }
 
 /* One bit of a GROUP flipped on the way (its xxh3 fixed up, as anyone on
@@ -154,13 +123,11 @@ Test(group, a_tampered_group_is_refused_and_every_task_answers)
 	int64_t until = rt_now_ms() + 20000, refused;
 	do {
 		burst(pb, 500, 7);
-		refused = refused_on(pb);
+		refused = i64_on(pb, "nf_frames_refused", 30000);
 	} while (refused == 0 && rt_now_ms() < until);
 	cr_assert_eq(refused, 1, "B refused %lld frames", (long long)refused);
 	burst(pb, 500, 9); /* and the pair goes on */
-	rayc_stats st;
-	cr_assert_eq(rayc_stats_get(&st), 0);
-	cr_assert_eq(st.tasks_failed, 0);
+	none_failed();
 	cluster_stop();
 }
 
@@ -206,18 +173,17 @@ Test(group, a_group_holding_what_it_may_not_closes_only_that_connection)
 	second = g[3] + RAYC__WIRE_HDR + sizeof(free_body);
 	put_hdr(second, RAYC__MSG_FREE, 0, pb);
 	for (int k = 0; k < 4; k++) {
-		int64_t before = refused_on(pb);
+		int64_t before = i64_on(pb, "nf_frames_refused", 30000);
 		cr_assert_eq(rayc__test_send_raw(pb, RAYC__MSG_GROUP, g[k], n[k]),
 		             RAYC_OK);
 		int64_t now = before;
-		RT_WAIT_FOR((now = refused_on(pb)) > before, 20000);
+		RT_WAIT_FOR((now = i64_on(pb, "nf_frames_refused", 30000)) >
+		                    before, 20000);
 		cr_assert_eq(now, before + 1, "case %d: B refused %lld frames "
 		             "(was %lld)", k, (long long)now, (long long)before);
 		burst(pb, 20, 100 * k);
 	}
-	rayc_stats st;
-	cr_assert_eq(rayc_stats_get(&st), 0);
-	cr_assert_eq(st.tasks_failed, 0);
+	none_failed();
 	cluster_stop();
 }
 
@@ -228,9 +194,9 @@ Test(group, a_lone_workers_answers_go_out_a_batch_at_a_time)
 {
 	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
 	burst(pb, 500, 1); /* nf_add is quick from here on */
-	int64_t s0 = sends_on(pb);
+	int64_t s0 = i64_on(pb, "nf_conn_sends", 30000);
 	burst(pb, 2000, 3);
-	int64_t s1 = sends_on(pb);
+	int64_t s1 = i64_on(pb, "nf_conn_sends", 30000);
 	cr_assert_lt(s1 - s0, 2000 / 2, "B wrote %lld times for 2000 answers",
 	             (long long)(s1 - s0));
 	cluster_stop();

@@ -17,19 +17,6 @@ static void counts_here(uint64_t c[4])
 	                        &c[DONE_IN]);
 }
 
-static void counts_on(uint32_t on, int64_t c[4])
-{
-	rayc_task_opts o = on_peer(on);
-	rayc_ref r[4];
-	o.num_returns = 4;
-	cr_assert_eq(rayc_call_opts(r, "nf_tlane_counts", &o), 0);
-	for (int i = 0; i < 4; i++) {
-		cr_assert_eq(rayc_get_i64(r[i], &c[i], 30000), RAYC_OK, "%s",
-		             rayc_errmsg());
-		rayc_release(r[i]);
-	}
-}
-
 /* n tasks on peer `on`, one after the other, each answer checked. */
 static void sync_adds(uint32_t on, int n, int64_t base)
 {
@@ -79,11 +66,11 @@ Test(tlane, sync_tasks_and_their_answers_travel_on_a_task_lane)
 	until_lane_up(pb);
 	uint64_t c0[4], c1[4];
 	int64_t p0[4], p1[4];
-	counts_on(pb, p0);
+	four_on(pb, "nf_tlane_counts", p0);
 	counts_here(c0);
 	sync_adds(pb, 100, 7);
 	counts_here(c1);
-	counts_on(pb, p1);
+	four_on(pb, "nf_tlane_counts", p1);
 	cr_assert_geq(c1[TASK_OUT] - c0[TASK_OUT], 100);
 	cr_assert_geq(c1[DONE_IN] - c0[DONE_IN], 100);
 	cr_assert_geq(p1[TASK_IN] - p0[TASK_IN], 100);
@@ -101,7 +88,7 @@ Test(tlane, task_lanes_turned_off_leave_tasks_on_the_connection)
 	sync_adds(pb, 100, 3);
 	counts_here(c1);
 	int64_t p[4];
-	counts_on(pb, p);
+	four_on(pb, "nf_tlane_counts", p);
 	cr_assert_eq(c1[TASK_OUT], c0[TASK_OUT], "a task went on a lane");
 	cr_assert_eq(c1[DONE_IN], c0[DONE_IN]);
 	cr_assert_eq(p[TASK_IN], 0);
@@ -178,7 +165,7 @@ Test(tlane, an_answer_after_a_borrow_comes_over_the_connection)
 	rayc_stats_get(&st);
 	uint64_t objs = st.objects;
 	int64_t p0[4], p1[4];
-	counts_on(pb, p0);
+	four_on(pb, "nf_tlane_counts", p0);
 	rayc_task_opts o = on_peer(pb);
 	cr_assert_eq(rayc_call_opts(&r, "nf_keep_ref", &o, RAYC_REF(obj)), 0);
 	int64_t v = -1;
@@ -188,8 +175,8 @@ Test(tlane, an_answer_after_a_borrow_comes_over_the_connection)
 	rayc_release(obj);
 	rayc_stats_get(&st);
 	cr_assert_eq(st.objects, objs, "object freed while borrowed");
-	counts_on(pb, p1);
-	/* Between the two counts: counts_on's own answer and nf_keep_ref's
+	four_on(pb, "nf_tlane_counts", p1);
+	/* Between the two counts: the first count's own answer and nf_keep_ref's
 	 * TASK came on the lane; nf_keep_ref's answer did not. */
 	cr_assert_eq(p1[TASK_IN] - p0[TASK_IN], 2);
 	cr_assert_eq(p1[DONE_OUT] - p0[DONE_OUT], 1,
