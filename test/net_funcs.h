@@ -100,6 +100,17 @@ static void nf_conn_sends(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_conn_sends)
 
+/* (ns) -> 0: functions whose runs took under ns so far are batched here
+ * (rayc__test_set_quick_ns; sanitizers make every run slower). */
+static void nf_set_quick_ns(rayc_ctx *c)
+{
+	int64_t ns;
+	rayc_arg_i64(c, 0, &ns);
+	rayc__test_set_quick_ns((uint32_t)ns);
+	rayc_return_i64(c, 0, 0);
+}
+RAYC_REMOTE(nf_set_quick_ns)
+
 /* (ms) -> peer id: at once if ms is 0 (a quick function, batched),
  * else after sleeping ms. */
 static void nf_quick_or_sleep(rayc_ctx *c)

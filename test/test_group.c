@@ -54,6 +54,22 @@ static uint32_t pair(void)
 	return pair_ex(NULL);
 }
 
+/* The same, B with one worker, which batches every function whose runs
+ * took under 100 ms so far (here nf_add and nf_quick_or_sleep(0), even
+ * under a sanitizer). */
+static uint32_t pair_lone_worker(void)
+{
+	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_set_quick_ns", &o,
+	                            RAYC_I64(100000000)), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s", rayc_errmsg());
+	rayc_release(r);
+	return pb;
+}
+
 /* Bursts until both ways carried GROUPs (20 s at most). */
 static void until_grouped(uint32_t pb)
 {
@@ -192,7 +208,7 @@ Test(group, a_group_holding_what_it_may_not_closes_only_that_connection)
  * context switch per task in all). */
 Test(group, a_lone_workers_answers_go_out_a_batch_at_a_time)
 {
-	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
+	uint32_t pb = pair_lone_worker();
 	burst(pb, 500, 1); /* nf_add is quick from here on */
 	int64_t s0 = i64_on(pb, "nf_conn_sends", 30000);
 	burst(pb, 2000, 3);
@@ -209,7 +225,7 @@ Test(group, a_lone_workers_answers_go_out_a_batch_at_a_time)
  * them. */
 Test(group, answers_held_behind_a_run_that_turned_slow_come_within_a_tick)
 {
-	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
+	uint32_t pb = pair_lone_worker();
 	rayc_task_opts o = on_peer(pb);
 	for (int k = 0; k < 20; k++) { /* it is quick so far */
 		rayc_ref q[50];
