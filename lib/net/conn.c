@@ -100,6 +100,7 @@ void rayc__conn_free(rayc__conn *c)
 	rayc__wbuf_fini(&c->out);
 	rayc__wbuf_fini(&c->pend);
 	rayc__wbuf_fini(&c->inflight);
+	rayc__wbuf_fini(&c->seal);
 	free(c->rbuf);
 	rayc__hs_free(c->hs);
 	sodium_memzero(&c->tx, sizeof(c->tx));
@@ -213,12 +214,14 @@ static bool rx_group(rayc__conn *c, const uint8_t *p, size_t n)
 			rayc__conn_count_refused();
 			return false;
 		}
-		if (ih.type != RAYC__MSG_TASK && ih.type != RAYC__MSG_TASK_DONE)
-			rayc__remote_rx_let_go(); /* as on_frame */
+		if (!rayc__remote_rx_keeps(ih.type, ih.len))
+			rayc__remote_rx_let_go(); /* as rx_frames */
 		rayc__rd_init(&rd, p + off + RAYC__WIRE_HDR, ih.len);
 		rayc__net_handle(c, ih.type, &rd);
 		if (atomic_load(&c->state) == RAYC__CONN_CLOSED)
 			return false;
+		if (c->close_after_send)
+			return true; /* refused (REMOVED): read nothing more */
 		off += RAYC__WIRE_HDR + ih.len;
 		k++;
 	}
@@ -235,8 +238,6 @@ static bool on_frame(rayc__conn *c, const uint8_t *hdr, const rayc__whdr *h,
 	rayc__rd rd;
 	int st = atomic_load(&c->state);
 
-	if (h->type != RAYC__MSG_TASK && h->type != RAYC__MSG_TASK_DONE)
-		rayc__remote_rx_let_go(); /* only these are read under it */
 	if (st == RAYC__CONN_CLOSED)
 		return false; /* closed meanwhile: nothing more is read */
 	/* A dialer opens on sending CONFIRM; the acceptor may still refuse
@@ -482,6 +483,10 @@ static bool rx_frames(rayc__conn *c)
 			rayc__conn_close(c, "bad frame");
 			return false;
 		}
+		/* Only small TASKs and answers are read under rt->mu kept
+		 * from the last (remote.c: rayc__remote_rx_keeps). */
+		if (!rayc__remote_rx_keeps(h.type, h.len))
+			rayc__remote_rx_let_go();
 		size_t need = RAYC__WIRE_HDR + h.len;
 		if (c->rlen - off < need) {
 			bool cand = direct_candidate(c, &h);

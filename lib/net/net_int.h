@@ -251,6 +251,7 @@ struct rayc__conn {
 	uint32_t corked;     /* of them, held back by rayc__conn_end_corked */
 	rayc__wbuf pend;     /* frames queued before the handshake ended */
 	rayc__wbuf inflight; /* frames NNG is sending now */
+	rayc__wbuf seal;     /* conn_tx.c: seal_locked's, swapped with out */
 	size_t inflight_off; /* counts the spliced pieces too */
 	/* CHUNK payloads (and rayc__conn_send_ext's) spliced into out /
 	 * inflight: piece i goes out right after the first ext[i].at bytes
@@ -732,9 +733,11 @@ extern _Atomic uint64_t rayc__grouped_in, rayc__groups_in;
 /* remote.c, xfer.c: data-plane handlers. */
 void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 /* A connection's reader between _rx_begin and _rx_end may keep rt->mu
- * from one TASK or TASK_DONE frame to the next (remote.c); _rx_let_go
- * lets go of it, before any other frame.  _rx_lock and _rx_unlock are
- * those frames' handlers' lock and unlock of rt->mu. */
+ * from one small TASK or TASK_DONE frame to the next (remote.c);
+ * _rx_let_go lets go of it, before any frame _rx_keeps does not take
+ * (its type and payload length).  _rx_lock and _rx_unlock are those
+ * frames' handlers' lock and unlock of rt->mu. */
+bool rayc__remote_rx_keeps(int type, size_t len);
 void rayc__remote_rx_begin(void);
 void rayc__remote_rx_end(void);
 void rayc__remote_rx_let_go(void);

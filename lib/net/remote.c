@@ -79,14 +79,22 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 
 /* A connection's reader (rx_begin to rx_end) keeps rt->mu from one TASK
  * or TASK_DONE frame to the next of the same read, up to RAYC__RX_HOLD
- * frames: one
- * lock for a burst instead of one per task, taken from workers that
- * would take it in between.  What the last unlock does (workers woken,
- * frames written, handed-over work drained) waits for the let-go. */
+ * frames of at most RAYC__RX_HOLD_BYTES each (the next one's tag is
+ * checked and its arguments copied under it): one lock for a burst
+ * instead of one per task, taken from workers that would take it in
+ * between.  What the last unlock does (workers woken, frames written,
+ * handed-over work drained) waits for the let-go. */
 #define RAYC__RX_HOLD 16
+#define RAYC__RX_HOLD_BYTES 4096
 static _Thread_local bool rx_in;
 static _Thread_local rayc__rt *rx_held;
 static _Thread_local int rx_frames;
+
+bool rayc__remote_rx_keeps(int type, size_t len)
+{
+	return (type == RAYC__MSG_TASK || type == RAYC__MSG_TASK_DONE) &&
+	       len <= RAYC__RX_HOLD_BYTES;
+}
 
 void rayc__remote_rx_begin(void)
 {
