@@ -147,19 +147,6 @@ Test(group, a_tampered_group_is_refused_and_every_task_answers)
 	cluster_stop();
 }
 
-/* A frame header of type, payload length len, from sender, at p. */
-static void put_hdr(uint8_t *p, int type, uint32_t len, uint32_t sender)
-{
-	memset(p, 0, RAYC__WIRE_HDR);
-	for (int i = 0; i < 4; i++) {
-		p[i] = (uint8_t)(RAYC__WIRE_MAGIC >> (8 * i));
-		p[8 + i] = (uint8_t)(len >> (8 * i));
-		p[12 + i] = (uint8_t)(sender >> (8 * i));
-	}
-	p[4] = RAYC__WIRE_VERSION;
-	p[5] = (uint8_t)type;
-}
-
 /* GROUPs an authenticated peer should never send, each with a good tag:
  * a frame of a type a GROUP may not hold (a HEARTBEAT, a GROUP), one
  * whose length runs past the GROUP's end, one from another sender.  B
@@ -175,19 +162,19 @@ Test(group, a_group_holding_what_it_may_not_closes_only_that_connection)
 	uint8_t free_body[20] = { 0 }; /* an object id and a u32: unknown */
 	for (int k = 0; k < 4; k++) {
 		memset(g[k], 0, sizeof(g[k]));
-		put_hdr(g[k], RAYC__MSG_FREE, sizeof(free_body), me);
+		rayc__whdr_put(g[k], RAYC__MSG_FREE, me, sizeof(free_body));
 		memcpy(g[k] + RAYC__WIRE_HDR, free_body, sizeof(free_body));
 		n[k] = RAYC__WIRE_HDR + sizeof(free_body) + RAYC__WIRE_HDR;
 	}
 	uint8_t *second;
 	second = g[0] + RAYC__WIRE_HDR + sizeof(free_body);
-	put_hdr(second, RAYC__MSG_HEARTBEAT, 0, me);
+	rayc__whdr_put(second, RAYC__MSG_HEARTBEAT, me, 0);
 	second = g[1] + RAYC__WIRE_HDR + sizeof(free_body);
-	put_hdr(second, RAYC__MSG_GROUP, 0, me);
+	rayc__whdr_put(second, RAYC__MSG_GROUP, me, 0);
 	second = g[2] + RAYC__WIRE_HDR + sizeof(free_body);
-	put_hdr(second, RAYC__MSG_FREE, 1000, me);
+	rayc__whdr_put(second, RAYC__MSG_FREE, me, 1000);
 	second = g[3] + RAYC__WIRE_HDR + sizeof(free_body);
-	put_hdr(second, RAYC__MSG_FREE, 0, pb);
+	rayc__whdr_put(second, RAYC__MSG_FREE, pb, 0);
 	for (int k = 0; k < 4; k++) {
 		int64_t before = i64_on(pb, "nf_frames_refused", 30000);
 		cr_assert_eq(rayc__test_send_raw(pb, RAYC__MSG_GROUP, g[k], n[k]),

@@ -68,12 +68,6 @@ static uint32_t le32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Tampers with the frame just sealed at out[at] if a test asked for it
  * (after its tag: what an attacker on the path could do).  Returns the
  * bytes it added after the frame (a replayed copy). */
@@ -196,12 +190,8 @@ static bool seal_grouped_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 		size_t end = group_run_locked(c, at, &n), len;
 		if (n >= 2) {
 			len = end - at;
-			memset(h, 0, RAYC__WIRE_HDR);
-			put_le32(h, RAYC__WIRE_MAGIC);
-			h[4] = RAYC__WIRE_VERSION;
-			h[5] = RAYC__MSG_GROUP;
-			put_le32(h + 8, (uint32_t)len);
-			put_le32(h + 12, c->net->self);
+			rayc__whdr_put(h, RAYC__MSG_GROUP, c->net->self,
+			               (uint32_t)len);
 			memcpy(h + RAYC__WIRE_HDR, c->out.p + at, len);
 			atomic_fetch_add_explicit(&grouped_out, (uint64_t)n,
 			                          memory_order_relaxed);

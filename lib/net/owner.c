@@ -150,7 +150,7 @@ static bool may_cork_locked(rayc__rt *rt, rayc__net *net, const rayc__peer *p)
 	return (int64_t)p->inflight.n >= 2 * (cpus > 1 ? cpus : 1);
 }
 
-static void uncork_peer(rayc__net *net, uint32_t peer)
+void rayc__remote_uncork_peer(rayc__net *net, uint32_t peer)
 {
 	if (!atomic_load_explicit(&net->peers[peer].corked,
 	                          memory_order_relaxed) ||
@@ -166,12 +166,7 @@ static void uncork_peer(rayc__net *net, uint32_t peer)
 void rayc__remote_uncork_all(rayc__net *net)
 {
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
-		uncork_peer(net, i);
-}
-
-void rayc__remote_uncork_peer(rayc__net *net, uint32_t peer)
-{
-	uncork_peer(net, peer);
+		rayc__remote_uncork_peer(net, i);
 }
 
 /* Whether t's TASK is sure to fit a task lane's frame (checked before it
@@ -724,7 +719,7 @@ void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
 	task_done(c, rd);
 	/* Whatever waits corked for this peer goes now (and with it what
 	 * this answer made room for). */
-	uncork_peer(c->net, c->peer);
+	rayc__remote_uncork_peer(c->net, c->peer);
 }
 
 static void task_done(rayc__conn *c, rayc__rd *rd)

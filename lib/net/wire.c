@@ -115,15 +115,22 @@ void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n)
 	rayc__w_bytes(b, p, n);
 }
 
-size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender)
+void rayc__whdr_put(uint8_t *h, int type, uint32_t sender, uint32_t len)
 {
-	size_t off = b->len;
-	uint8_t h[RAYC__WIRE_HDR] = { 0 };
-
+	memset(h, 0, RAYC__WIRE_HDR);
 	put_le(h, RAYC__WIRE_MAGIC, 4);
 	h[4] = RAYC__WIRE_VERSION;
 	h[5] = (uint8_t)type;
+	put_le(h + 8, len, 4);
 	put_le(h + 12, sender, 4);
+}
+
+size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender)
+{
+	size_t off = b->len;
+	uint8_t h[RAYC__WIRE_HDR];
+
+	rayc__whdr_put(h, type, sender, 0);
 	rayc__w_bytes(b, h, sizeof(h));
 	return off;
 }

@@ -193,6 +193,9 @@ void rayc__w_u32(rayc__wbuf *b, uint32_t v);
 void rayc__w_u64(rayc__wbuf *b, uint64_t v);
 void rayc__w_str(rayc__wbuf *b, const char *s); /* u32 length + bytes */
 void rayc__w_blob(rayc__wbuf *b, const void *p, size_t n); /* u64 len */
+/* Writes a header at h (RAYC__WIRE_HDR bytes): this version, type,
+ * payload length len, sender, check bytes zero. */
+void rayc__whdr_put(uint8_t *h, int type, uint32_t sender, uint32_t len);
 /* Starts a frame (header placeholder); returns its offset. */
 size_t rayc__w_frame_begin(rayc__wbuf *b, int type, uint32_t sender);
 /* Fills in length and checksum of the frame started at off. */
