@@ -213,8 +213,12 @@ int rayc__test_kv_local(const char *key, void **val, size_t *len);
 /* Runs a worker made as part of a batch (sched/execute.c) since init,
  * and the average run time under which a function counts as quick
  * (RAYC__QUICK_NS unless a test sets it: a slow build, under ASan say,
- * may run an empty task in more). */
+ * may run an empty task in more; the bound for tasks a connection's
+ * reader runs itself, RAYC__TINY_NS, moves in proportion). */
 uint64_t rayc__test_batched_runs(void);
+/* Runs a connection's reader made itself (sched.h:
+ * rayc__sched_serve_held) since init. */
+uint64_t rayc__test_served_runs(void);
 void rayc__test_set_quick_ns(uint32_t ns);
 /* Whether a thread (rayc_get, rayc_wait) or a task waits for ref's
  * object. */

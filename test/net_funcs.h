@@ -91,6 +91,42 @@ static void nf_groups(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_groups)
 
+/* () -> runs a connection's reader here made itself
+ * (rayc__test_served_runs). */
+static void nf_served(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc__test_served_runs());
+}
+RAYC_REMOTE(nf_served)
+
+/* (on) -> peer id: this peer's at once if on is 0 (a quick function),
+ * else nf_whoami's answer from peer on, waited for here. */
+static void nf_quick_or_call(rayc_ctx *c)
+{
+	int64_t on = 0, v = -1;
+	rayc_arg_i64(c, 0, &on);
+	if (on == 0) {
+		rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
+		return;
+	}
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)on;
+	rayc_ref r;
+	if (rayc_call_opts(&r, "nf_whoami", &o) != RAYC_OK) {
+		rayc_fail(c, "quick_or_call: %s", rayc_errmsg());
+		return;
+	}
+	int rc = rayc_get_i64(r, &v, 60000);
+	rayc_release(r);
+	if (rc != RAYC_OK) {
+		rayc_fail(c, "quick_or_call: %s", rayc_errmsg());
+		return;
+	}
+	rayc_return_i64(c, 0, v);
+}
+RAYC_REMOTE(nf_quick_or_call)
+
 /* () -> writes this peer's connections started (fast and slow sends). */
 static void nf_conn_sends(rayc_ctx *c)
 {

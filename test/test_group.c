@@ -1,9 +1,11 @@
-/* test_group.c -- frames that travel together between real peers: GROUP
- * frames (wire.h: bursts of tasks and their answers several under one
- * tag; a tampered GROUP is refused and its tasks still answer; a GROUP
- * holding what it may not closes only that connection), and answers a
- * worker's batch holds back until it ends (xrec.c), never longer than a
- * tick behind a run that turned slow. */
+/* test_group.c -- work that travels and runs together between real
+ * peers: GROUP frames (wire.h: bursts of tasks and their answers several
+ * under one tag; a tampered GROUP is refused and its tasks still answer;
+ * a GROUP holding what it may not closes only that connection), answers
+ * a worker's batch holds back until it ends (xrec.c), never longer than a
+ * tick behind a run that turned slow, and tiny tasks run by the thread
+ * that read them (conn.c: rx_run), which waits for nothing that comes on
+ * its own connection and holds up nothing past a tick. */
 #include "net_harness.h"
 
 TestSuite(group, .timeout = 300, .fini = kill_kids);
@@ -33,15 +35,21 @@ static void burst(uint32_t on, int n, int64_t base)
 
 /* This driver and B (extra: one more setting of B's, or NULL), task
  * lanes off at both (bursts and answers go over the connection, where
- * GROUPs are). */
-static uint32_t pair_ex(const char *extra)
+ * GROUPs are); hb_ms: both peers' heartbeat timeout, 0 for the
+ * default. */
+static uint32_t pair_hb(const char *extra, int hb_ms)
 {
 	setenv("RAYC_TASK_LANE", "0", 1);
-	driver_start();
-	char addr[200];
+	if (hb_ms > 0)
+		driver_start_hb(NULL, hb_ms);
+	else
+		driver_start();
+	char addr[200], hb[64];
 	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	snprintf(hb, sizeof(hb), "RAYC_HEARTBEAT_TIMEOUT_MS=%d", hb_ms);
 	const char *env[] = { addr, "RAYC_ROLE=worker", "RAYC_TASK_LANE=0",
-		              extra, NULL };
+		              hb_ms > 0 ? hb : extra, hb_ms > 0 ? extra : NULL,
+		              NULL };
 	pid_t b = spawn_with(TOKEN, env);
 	wait_alive(2);
 	uint32_t pb = peer_of(b);
@@ -51,15 +59,15 @@ static uint32_t pair_ex(const char *extra)
 
 static uint32_t pair(void)
 {
-	return pair_ex(NULL);
+	return pair_hb(NULL, 0);
 }
 
-/* The same, B with one worker, which batches every function whose runs
- * took under 100 ms so far (here nf_add and nf_quick_or_sleep(0), even
- * under a sanitizer). */
-static uint32_t pair_lone_worker(void)
+/* B counts every function whose runs took under 100 ms so far as quick,
+ * even under a sanitizer: it batches them, and its readers run those
+ * under 50 ms themselves (here nf_add, nf_quick_or_sleep(0),
+ * nf_quick_or_call(0)). */
+static void all_quick_on(uint32_t pb)
 {
-	uint32_t pb = pair_ex("RAYC_NUM_WORKERS=1");
 	rayc_task_opts o = on_peer(pb);
 	rayc_ref r;
 	int64_t v = -1;
@@ -67,6 +75,13 @@ static uint32_t pair_lone_worker(void)
 	                            RAYC_I64(100000000)), 0);
 	cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK, "%s", rayc_errmsg());
 	rayc_release(r);
+}
+
+/* The same, B with one worker. */
+static uint32_t pair_lone_worker(void)
+{
+	uint32_t pb = pair_hb("RAYC_NUM_WORKERS=1", 0);
+	all_quick_on(pb);
 	return pb;
 }
 
@@ -202,6 +217,108 @@ Test(group, a_lone_workers_answers_go_out_a_batch_at_a_time)
 	int64_t s1 = i64_on(pb, "nf_conn_sends", 30000);
 	cr_assert_lt(s1 - s0, 2000 / 2, "B wrote %lld times for 2000 answers",
 	             (long long)(s1 - s0));
+	cluster_stop();
+}
+
+/* n calls of fn(arg) on pb at once, each answered with pb's id. */
+static void calls(uint32_t pb, const char *fn, int64_t arg, int n)
+{
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	cr_assert_not_null(r);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], fn, &o, RAYC_I64(arg)), 0);
+	for (int i = 0; i < n; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK,
+		             "%s %d: %s", fn, i, rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb);
+		rayc_release(r[i]);
+	}
+	free(r);
+}
+
+/* Tasks of a read that are tiny (sched.h: RAYC__TINY_NS) are run by the
+ * thread that read them, before it reads again, not handed to B's
+ * workers; every answer is right. */
+Test(group, a_reads_tiny_tasks_run_on_the_thread_that_read_them)
+{
+	uint32_t pb = pair();
+	all_quick_on(pb);
+	burst(pb, 500, 1); /* nf_add is tiny from here on */
+	int64_t s0 = i64_on(pb, "nf_served", 30000);
+	burst(pb, 2000, 3);
+	int64_t s1 = i64_on(pb, "nf_served", 30000);
+	cr_assert_geq(s1 - s0, 1000, "B's readers ran %lld of 2000 tasks",
+	              (long long)(s1 - s0));
+	none_failed();
+	cluster_stop();
+}
+
+/* A task that B's reader runs itself waits for a task of ours, whose
+ * answer comes on the very connection that reader reads: the connection
+ * is read again as soon as the task waits (conn.c: rx_on_block), not at
+ * B's next tick (12 s here) or never.  The function is not run so again,
+ * and the pair goes on. */
+Test(group, a_task_its_reader_runs_that_waits_gets_what_comes_on_its_connection)
+{
+	uint32_t pb = pair_hb(NULL, 60000);
+	uint32_t me = rayc_peer_id();
+	all_quick_on(pb);
+	int64_t s0 = i64_on(pb, "nf_served", 30000);
+	calls(pb, "nf_quick_or_call", 0, 500); /* tiny from here on */
+	cr_assert_gt(i64_on(pb, "nf_served", 30000), s0,
+	             "B's readers ran none of them");
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r;
+	int64_t v = -1;
+	cr_assert_eq(rayc_call_opts(&r, "nf_quick_or_call", &o,
+	                            RAYC_I64(me)), 0);
+	cr_assert_eq(rayc_get_i64(r, &v, 2000), RAYC_OK,
+	             "the call waiting on B's reader: %s", rayc_errmsg());
+	cr_assert_eq(v, (int64_t)me);
+	rayc_release(r);
+	calls(pb, "nf_quick_or_call", 0, 500);
+	burst(pb, 500, 5);
+	none_failed();
+	cluster_stop();
+}
+
+/* A run on B's reader that turns slow (10 s): B's tick reads the
+ * connection again and has workers take the tasks queued behind it; the
+ * other 15 tasks of the burst answer within 5 s while it runs. */
+Test(group, a_run_on_a_reader_that_turns_slow_holds_up_nothing_past_a_tick)
+{
+	uint32_t pb = pair();
+	all_quick_on(pb);
+	int64_t s0 = i64_on(pb, "nf_served", 30000);
+	for (int k = 0; k < 10; k++) /* tiny so far */
+		calls(pb, "nf_quick_or_sleep", 0, 100);
+	cr_assert_gt(i64_on(pb, "nf_served", 30000), s0,
+	             "B's readers ran none of them");
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref r[16];
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
+		                            RAYC_I64(i == 4 ? 10000 : 0)), 0);
+	int64_t t0 = rt_now_ms();
+	for (int i = 0; i < 16; i++) {
+		int64_t v = -1;
+		if (i == 4)
+			continue;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 5000), RAYC_OK,
+		             "answer %d not back %lld ms after the burst: %s", i,
+		             (long long)(rt_now_ms() - t0), rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb);
+	}
+	cr_assert(!rayc__test_ready(r[4]), "the slow run ended first");
+	for (int i = 0; i < 16; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK, "%s",
+		             rayc_errmsg());
+		rayc_release(r[i]);
+	}
+	none_failed();
 	cluster_stop();
 }
 

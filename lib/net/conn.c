@@ -533,40 +533,91 @@ static bool rx_frames(rayc__conn *c)
 	return true;
 }
 
-/* Reads the frames in the receive buffer, then receives more (unless
+/* The reader running its read's tasks (rx_run): its connection and the
+ * value of rx_serve it set. */
+static _Thread_local rayc__conn *rx_serving_conn;
+static _Thread_local uint64_t rx_serving_v;
+
+/* Whether the caller is to start c's next receive, the read numbered v
+ * being served (and not yet started again by anyone else). */
+static bool rx_claim(rayc__conn *c, uint64_t v)
+{
+	return atomic_compare_exchange_strong(&c->rx_serve, &v, v - 1);
+}
+
+/* One of those tasks waits (in rayc_get or rayc_wait): the connection is
+ * read again at once, on another thread, not after the task (what it
+ * waits for may come on this connection). */
+static void rx_on_block(void)
+{
+	rayc__conn *c = rx_serving_conn;
+
+	rx_serving_conn = NULL;
+	if (c != NULL && rx_claim(c, rx_serving_v))
+		start_recv(c);
+}
+
+void rayc__conn_rx_unstall(rayc__conn *c, int64_t now)
+{
+	uint64_t v = atomic_load(&c->rx_serve);
+
+	if ((v & 1) != 0 &&
+	    now - atomic_load(&c->rx_serve_since) >= RAYC__RX_STALL_NS &&
+	    rx_claim(c, v))
+		start_recv(c);
+}
+
+/* Reads the frames in the receive buffer, then runs the quick tasks they
+ * queued (remote.c: rayc__remote_rx_serve), then receives more (unless
  * the connection closed or waits: rayc__conn_park).  The one reader: the
  * receive callback, or rayc__conn_unpark's while no receive is out. */
 static void rx_run(rayc__conn *c)
 {
 	rayc__remote_rx_begin();
 	bool go = rx_frames(c);
-	rayc__remote_rx_end();
-	if (!go)
-		return;
-	if (c->rcap > (4u << 20) && c->rlen < RAYC__RX_BASE)
+	int held = rayc__remote_rx_end();
+	if (go && c->rcap > (4u << 20) && c->rlen < RAYC__RX_BASE)
 		/* Give back a buffer grown for one big frame. */
 		(void)rx_resize(c, RAYC__RX_BASE);
-	if (c->rcap - c->rlen < 4096 && !rx_resize(c, c->rcap * 2)) {
+	if (go && c->rcap - c->rlen < 4096 && !rx_resize(c, c->rcap * 2)) {
 		rx_abort(c);
 		rayc__conn_close(c, "no room for a frame");
-		return;
+		go = false;
 	}
-	if (atomic_load(&c->state) == RAYC__CONN_CLOSED) {
+	if (go && atomic_load(&c->state) == RAYC__CONN_CLOSED) {
 		rx_abort(c);
-	} else if (atomic_load(&c->parking)) {
+		go = false;
+	}
+	if (!go || atomic_load(&c->parking) || c->s == NULL) {
+		/* Not read again from here (c->s NULL: fed by
+		 * rayc__conn_rx_feed). */
+		rayc__remote_rx_serve(c->net, held, NULL);
+		if (!go || !atomic_load(&c->parking))
+			return;
 		rayc__mutex_lock(&c->mu);
 		c->rx_parked = true;
 		rayc__mutex_unlock(&c->mu);
 		/* The view may have settled it meanwhile.  Last: settling
 		 * may start the reader again on another thread. */
 		(void)rayc__hs_settle(c);
-	} else if (c->s != NULL) { /* NULL: fed by rayc__conn_rx_feed */
-		int pause = atomic_load_explicit(&rx_pause_ms,
-		                                 memory_order_relaxed);
-		if (pause > 0)
-			rayc__sleep_ms(pause); /* a test's slow reader */
-		start_recv(c);
+		return;
 	}
+	int pause = atomic_load_explicit(&rx_pause_ms, memory_order_relaxed);
+	if (pause > 0)
+		rayc__sleep_ms(pause); /* a test's slow reader */
+	if (held == 0) {
+		start_recv(c);
+		return;
+	}
+	uint64_t v = (atomic_load(&c->rx_serve) | 1) + 2; /* odd: ours */
+	atomic_store(&c->rx_serve_since, rayc__now_ns());
+	atomic_store(&c->rx_serve, v);
+	rx_serving_conn = c;
+	rx_serving_v = v;
+	rayc__remote_rx_serve(c->net, held, rx_on_block);
+	rx_serving_conn = NULL;
+	if (rx_claim(c, v)) /* no run blocked or stalled its reading */
+		start_recv(c);
 }
 
 void rayc__test_rx_pause(int ms)

@@ -135,6 +135,30 @@ void rayc__net_settle_parked(rayc__net *net)
 	}
 }
 
+/* Connections whose reader has run its read's tasks for a while (one
+ * turned slow): read again now (conn.c). */
+static void unstall_readers(rayc__net *net)
+{
+	rayc__conn *v[64];
+	int n = 0;
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
+		if (n == (int)(sizeof(v) / sizeof(v[0])))
+			break; /* the rest at the next tick */
+		if ((atomic_load(&c->rx_serve) & 1) != 0) {
+			atomic_fetch_add(&c->refs, 1);
+			v[n++] = c;
+		}
+	}
+	rayc__mutex_unlock(&net->mu);
+	int64_t now = rayc__now_ns();
+	for (int i = 0; i < n; i++) {
+		rayc__conn_rx_unstall(v[i], now);
+		rayc__conn_unref(v[i]);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	rayc__net *net = arg;
@@ -161,6 +185,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	rayc__actor_ctl_tick(net);
 	rayc__remote_actors_tick(net);
 	rayc__remote_pump_idle(net);
+	unstall_readers(net);
+	/* Runs of a batch that ended before one that turned slow: their
+	 * answers are made now (sched/execute.c) and sent with those held
+	 * (xrec.c: hold_back), and workers see to what is queued behind a
+	 * reader's run that turned slow (sched.h: rayc__sched_serve_held). */
+	rayc__rt_lock(net->rt);
+	(void)rayc__sched_batch_finish_locked(net->rt);
+	rayc__sched_kick_locked(net->rt);
+	rayc__mutex_unlock(&net->rt->mu);
 	rayc__remote_uncork_all(net);
 }
 

@@ -275,6 +275,13 @@ struct rayc__conn {
 	size_t rx_n, rx_got;
 	uint8_t rx_hdr[RAYC__WIRE_HDR];
 	uint8_t rx_sub[RAYC__CHUNK_SUB];
+	/* The reader running its read's tasks before it reads again
+	 * (conn.c: rx_run): the read's number times two, plus one until the
+	 * next receive is out (whoever makes it even starts it: the reader
+	 * after the runs, one of them that blocks, or the loop's tick for
+	 * one that turned slow, rayc__conn_rx_unstall); since when. */
+	_Atomic uint64_t rx_serve;
+	_Atomic int64_t rx_serve_since;
 	rayc__conn *next;
 };
 
@@ -654,6 +661,12 @@ bool rayc__hs_settle(rayc__conn *c);
 void rayc__conn_unpark(rayc__conn *c);
 /* True if c's reader has stopped for its claim to be settled. */
 bool rayc__conn_parked(rayc__conn *c);
+/* Starts c's next receive if its reader has been running its read's
+ * tasks for RAYC__RX_STALL_NS or more (one turned slow): the loop's
+ * tick, so that no connection goes unread for much more than a tick
+ * behind a task that was quick until now. */
+#define RAYC__RX_STALL_NS ((int64_t)20 * 1000000)
+void rayc__conn_rx_unstall(rayc__conn *c, int64_t now);
 
 /* mesh_life.c */
 /* Settles the claims of parked connections the committed view now can
@@ -739,8 +752,15 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
  * frames' handlers' lock and unlock of rt->mu. */
 bool rayc__remote_rx_keeps(int type, size_t len);
 void rayc__remote_rx_begin(void);
-void rayc__remote_rx_end(void);
 void rayc__remote_rx_let_go(void);
+/* _rx_end says how many quick tasks the read queued without waking a
+ * worker (sched.h: rayc__sched_hold_begin); _rx_serve runs them on this
+ * thread before the connection is read again, if no other reader is
+ * serving (one at a time: NNG has few threads to lend), else wakes
+ * workers for them.  A run that blocks calls on_block, which reads the
+ * connection again at once. */
+int rayc__remote_rx_end(void);
+void rayc__remote_rx_serve(rayc__net *net, int held, void (*on_block)(void));
 void rayc__remote_rx_lock(rayc__rt *rt) RAYC_ACQUIRE(rt->mu);
 void rayc__remote_rx_unlock(rayc__rt *rt) RAYC_RELEASE(rt->mu);
 void rayc__remote_peer_died(rayc__net *net, uint32_t id);

@@ -99,6 +99,7 @@ bool rayc__remote_rx_keeps(int type, size_t len)
 void rayc__remote_rx_begin(void)
 {
 	rx_in = true;
+	rayc__sched_hold_begin();
 }
 
 void rayc__remote_rx_let_go(void) RAYC_NO_TSA
@@ -112,10 +113,24 @@ void rayc__remote_rx_let_go(void) RAYC_NO_TSA
 	}
 }
 
-void rayc__remote_rx_end(void)
+int rayc__remote_rx_end(void)
 {
 	rayc__remote_rx_let_go();
 	rx_in = false;
+	return rayc__sched_hold_end();
+}
+
+/* Whether a reader is serving its read's tasks (rayc__remote_rx_serve). */
+static _Atomic bool rx_serving;
+
+void rayc__remote_rx_serve(rayc__net *net, int held, void (*on_block)(void))
+{
+	if (held == 0)
+		return;
+	bool mine = !atomic_exchange(&rx_serving, true);
+	rayc__sched_serve_held(net->rt, mine ? held : 0, on_block);
+	if (mine)
+		atomic_store(&rx_serving, false);
 }
 
 void rayc__remote_rx_lock(rayc__rt *rt) RAYC_NO_TSA

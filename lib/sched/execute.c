@@ -241,7 +241,7 @@ typedef struct batch {
 } batch;
 static _Thread_local batch *cur_batch;
 static _Atomic uint64_t batched_runs; /* for the tests */
-static _Atomic uint32_t quick_ns = RAYC__QUICK_NS;
+static _Atomic uint32_t quick_ns = RAYC__QUICK_NS, tiny_ns = RAYC__TINY_NS;
 
 uint64_t rayc__test_batched_runs(void)
 {
@@ -253,13 +253,12 @@ bool rayc__sched_batch_more(void)
 	batch *b = cur_batch;
 
 	if (b == NULL)
-		return false;
+		return rayc__sched_serve_more();
 	uint32_t v = atomic_load_explicit(&b->claim, memory_order_relaxed);
 	return (v & 0xffff) < (v >> 16);
 }
 
-/* The batch ended or paused: what it held back goes (rt->hooks). */
-static void batch_paused_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+void rayc__sched_paused_locked(rayc__rt *rt)
 {
 	if (rt->hooks != NULL && rt->hooks->batch_paused != NULL)
 		rt->hooks->batch_paused(rt);
@@ -268,6 +267,9 @@ static void batch_paused_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 void rayc__test_set_quick_ns(uint32_t ns)
 {
 	atomic_store(&quick_ns, ns);
+	/* In proportion (a sanitizer's build runs everything slower). */
+	atomic_store(&tiny_ns, (uint32_t)((uint64_t)ns * RAYC__TINY_NS /
+	                                  RAYC__QUICK_NS));
 }
 
 /* pred(rt, ref's entry) under rt->mu; false if there is none. */
@@ -329,14 +331,27 @@ bool rayc__test_run_ended(rayc_ref ref)
 	return test_obj(ref, run_ended);
 }
 
-bool rayc__sched_quick(const rayc__task *t)
+static uint32_t run_ns_of(const rayc__task *t)
 {
 	if (t->akind != RAYC__AK_NONE || t->actor != NULL || t->fn == NULL)
-		return false;
-	uint32_t ns = atomic_load_explicit(&t->fn->run_ns,
-	                                   memory_order_relaxed);
+		return 0;
+	return atomic_load_explicit(&t->fn->run_ns, memory_order_relaxed);
+}
+
+bool rayc__sched_quick(const rayc__task *t)
+{
+	uint32_t ns = run_ns_of(t);
+
 	return ns != 0 &&
 	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
+}
+
+bool rayc__sched_tiny(const rayc__task *t)
+{
+	uint32_t ns = run_ns_of(t);
+
+	return ns != 0 &&
+	       ns < atomic_load_explicit(&tiny_ns, memory_order_relaxed);
 }
 
 void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
@@ -345,13 +360,17 @@ void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
 	finish_locked(rt, t, ctx);
 }
 
-/* True if someone waits for t's results: another peer (it owns t), a
- * thread in rayc_get or rayc_wait, or a task for its argument.  Under
- * rt->mu. */
+/* True if someone here waits for t's results: a thread in rayc_get or
+ * rayc_wait, or a task for its argument.  Under rt->mu.  Not another
+ * peer owning t: its answer waits corked for the batch's end anyway
+ * (net: xrec.c, hold_back), so such a run is completed with the others
+ * (at the batch's end or pause, RAYC__DEFER_NS after the oldest ended,
+ * or at the mesh loop's tick if a run turned slow) instead of handed
+ * over alone: a trylock of rt->mu per task, failing while the reader of
+ * its connection holds it, then a hand-off (13% of the executor's CPU
+ * in remote_tasks_async, docs/benchmarks.md). */
 static bool waited_for_locked(const rayc__task *t)
 {
-	if (t->foreign)
-		return true;
 	for (uint32_t i = 0; i < t->nreturns; i++) {
 		const rayc__obj *o = t->returns[i];
 		if (o != NULL && (o->waiters != NULL || o->deps != NULL))
@@ -450,7 +469,7 @@ void rayc__sched_batch_return_locked(rayc__rt *rt)
 	rayc__sched_drain_locked(rt);
 	(void)finish_ended_locked(rt, cur_batch);
 	(void)give_back_locked(rt, cur_batch);
-	batch_paused_locked(rt);
+	rayc__sched_paused_locked(rt);
 }
 
 bool rayc__sched_batch_steal_locked(rayc__rt *rt, rayc__worker *self)
@@ -560,5 +579,5 @@ out:
 	(void)give_back_locked(rt, &b); /* when shutting down */
 	cur_batch = NULL;
 	w->batch = NULL;
-	batch_paused_locked(rt);
+	rayc__sched_paused_locked(rt);
 }

@@ -165,6 +165,11 @@ static void kick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 		(void)spawn_locked(rt);
 }
 
+void rayc__sched_kick_locked(rayc__rt *rt)
+{
+	kick_locked(rt);
+}
+
 void rayc__sched_hold_locked(rayc__rt *rt, const int64_t *demand)
 {
 	acquire(rt, demand);
@@ -190,6 +195,10 @@ void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 static _Thread_local bool serving, served, in_served;
 static _Thread_local const rayc__fn_entry *served_fn;
 static _Thread_local void (*served_on_block)(void);
+/* A connection's read (rayc__sched_hold_begin): quick tasks it queued
+ * that woke no worker, and while they are served, how many more may be. */
+static _Thread_local bool holding;
+static _Thread_local int held_n, serve_left;
 static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 
@@ -203,10 +212,15 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	rt->queued++;
 	if (rt->stopping || !fits(rt, c->demand))
 		return;
-	if (serving && rayc__sched_quick(t) &&
+	if (((serving && rayc__sched_quick(t)) ||
+	     (holding && rayc__sched_tiny(t))) &&
 	    !atomic_load_explicit(&t->fn->blocked_served,
 	                          memory_order_relaxed)) {
-		served = true; /* rayc__sched_serve_end_locked sees to it */
+		/* rayc__sched_serve_end_locked or _serve_held runs it */
+		if (holding)
+			held_n++;
+		else
+			served = true;
 		return;
 	}
 	if (rt->idle != NULL)
@@ -252,6 +266,67 @@ void rayc__sched_serve_end_locked(rayc__rt *rt)
 	in_served = false;
 	release(rt, demand);
 	kick_locked(rt);
+}
+
+void rayc__sched_hold_begin(void)
+{
+	holding = true;
+	held_n = 0;
+}
+
+int rayc__sched_hold_end(void)
+{
+	holding = false;
+	return held_n;
+}
+
+static _Atomic uint64_t served_runs; /* for the tests */
+
+uint64_t rayc__test_served_runs(void)
+{
+	return atomic_load(&served_runs);
+}
+
+bool rayc__sched_serve_more(void)
+{
+	return serve_left > 0;
+}
+
+void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
+{
+	rayc__rt_lock(rt);
+	serve_left = n;
+	while (serve_left > 0) {
+		rayc__task *t = pick_locked(rt);
+		if (t == NULL)
+			break;
+		if (!rayc__sched_tiny(t) ||
+		    atomic_load_explicit(&t->fn->blocked_served,
+		                         memory_order_relaxed)) {
+			/* Older work, or longer: a worker's. */
+			release(rt, t->sclass->demand);
+			rayc__sched_requeue_front_locked(rt, t);
+			break;
+		}
+		serve_left--;
+		atomic_fetch_add_explicit(&served_runs, 1,
+		                          memory_order_relaxed);
+		int64_t demand[RAYC__MAX_RES];
+		memcpy(demand, t->sclass->demand, sizeof(demand));
+		in_served = true;
+		served_fn = t->fn;
+		served_on_block = on_block;
+		rayc__sched_execute_locked(rt, t, demand[RAYC__RES_CPU], 0);
+		bool blocked = !in_served; /* rayc__sched_block_locked */
+		in_served = false;
+		release(rt, demand);
+		if (blocked)
+			break;
+	}
+	serve_left = 0;
+	rayc__sched_paused_locked(rt); /* answers held meanwhile go */
+	kick_locked(rt); /* whatever is left: the workers' */
+	rayc__mutex_unlock(&rt->mu);
 }
 
 void rayc__sched_wake_stop(rayc__rt *rt)
@@ -510,6 +585,8 @@ void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 			memory_order_relaxed);
 		if (served_on_block != NULL)
 			served_on_block();
+		serve_left = 0; /* the rest: the workers' */
+		rayc__sched_paused_locked(rt);
 	}
 	rayc__sched_batch_return_locked(rt);
 	rt->res_avail[RAYC__RES_CPU] += ctx->held_cpu;
