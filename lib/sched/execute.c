@@ -203,9 +203,10 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  *   - a run whose results someone waits for hands the batch's ended runs
  *     over as it ends, as a submission is (done at once if rt->mu is
  *     free, else pushed on rayc__handoff with done_ctx set for its
- *     holder): a task another peer owns (that peer waits for the
- *     answer), or one whose returns a thread in rayc_get or rayc_wait or
- *     a task waiting for its arguments waits for.  The batch marks those
+ *     holder): one whose returns a thread in rayc_get or rayc_wait or
+ *     a task waiting for its arguments waits for (not a task another
+ *     peer owns: its answer waits for the batch's end anyway, see
+ *     waited_for_locked).  The batch marks those
  *     when it starts (bits of `watch`); a waiter that comes later marks
  *     the run itself (rayc__sched_watch_locked, under rt->mu) and then
  *     completes the runs that have ended in every batch
@@ -220,8 +221,10 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  *   - else, while runs keep ending, completions wait at most
  *     RAYC__DEFER_NS after the oldest of them ended (checked as each run
  *     ends).  A run that turns slow holds those before it, with nobody
- *     waiting for them, until it ends: their arguments' holds and the
- *     memory of returns already released go with their completion;
+ *     waiting for them, until it ends or the mesh loop's next tick
+ *     (lib/net/mesh_life.c, which completes them): their arguments'
+ *     holds and the memory of returns already released go with their
+ *     completion;
  *   - the runs not started stay takeable: an idle worker takes them back
  *     to the queue (rayc__sched_batch_steal_locked), and a run that blocks
  *     in rayc_get gives them back itself (rayc__sched_block_locked calls

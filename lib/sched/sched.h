@@ -150,9 +150,11 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
  * and run them one after the other on the resources it took for the
  * first.  Their completions wait to be done together when the batch ends
  * (or RAYC__DEFER_NS after the oldest ended, checked as runs end: a slow
- * run holds those before it until it ends), unless someone waits for a
- * run's results (a thread or a task waits for one of its returns, or
- * another peer owns the task): that run hands the batch's ended runs over
+ * run holds those before it until it ends; the mesh loop's tick completes
+ * them then, lib/net/mesh_life.c), unless someone here waits for a run's
+ * results (a thread or a task waits for one of its returns; not another
+ * peer owning the task, whose answer would wait for the batch's end
+ * anyway, lib/net/xrec.c): that run hands the batch's ended runs over
  * as it ends (through rayc__sched_submit with done_ctx set when rt->mu is
  * busy; _complete_locked is the drain's part).  _watch_locked marks the
  * run that makes o, if a batch has it, as waited for (the caller waits
