@@ -6,6 +6,7 @@
  * tick behind a run that turned slow, and tiny tasks run by the thread
  * that read them (conn.c: rx_run), which waits for nothing that comes on
  * its own connection and holds up nothing past a tick. */
+#include "actor_funcs.h"
 #include "net_harness.h"
 
 TestSuite(group, .timeout = 300, .fini = kill_kids);
@@ -251,6 +252,57 @@ Test(group, a_reads_tiny_tasks_run_on_the_thread_that_read_them)
 	int64_t s1 = i64_on(pb, "nf_served", 30000);
 	cr_assert_geq(s1 - s0, 1000, "B's readers ran %lld of 2000 tasks",
 	              (long long)(s1 - s0));
+	none_failed();
+	cluster_stop();
+}
+
+/* Calls add(from) .. add(to - 1) to h at once; the last answers with
+ * its peer's id, which is returned. */
+static int64_t adds(rayc_actor h, int64_t from, int64_t to)
+{
+	rayc_ref last;
+	int64_t at = -1;
+	for (int64_t k = from; k < to; k++) {
+		cr_assert_eq(rayc_actor_call(&last, h, "add", RAYC_I64(k)), 0);
+		if (k < to - 1)
+			rayc_release(last);
+	}
+	cr_assert_eq(rayc_get_i64(last, &at, 60000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(last);
+	return at;
+}
+
+/* An actor on B called 2,500 times from here: B's readers run the calls
+ * themselves (a call's end starts the next one from the mailbox, held
+ * for that reader too), in order, each once. */
+Test(group, an_actors_calls_run_on_the_thread_that_read_them_in_order)
+{
+	uint32_t pb = pair();
+	all_quick_on(pb);
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	rayc_actor h;
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o,
+	                               RAYC_STR("served")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(adds(h, 0, 500), (int64_t)pb); /* add is tiny now */
+	int64_t s0 = i64_on(pb, "nf_served", 30000);
+	cr_assert_eq(adds(h, 500, 2500), (int64_t)pb);
+	int64_t s1 = i64_on(pb, "nf_served", 30000);
+	cr_assert_geq(s1 - s0, 1000, "B's readers ran %lld of 2000 calls",
+	              (long long)(s1 - s0));
+	rayc_ref r[4];
+	rayc_method_opts four = { .num_returns = 4 };
+	int64_t next = -1, wrong = -1;
+	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[1], &next, 30000), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[2], &wrong, 30000), RAYC_OK);
+	for (int i = 0; i < 4; i++)
+		rayc_release(r[i]);
+	cr_assert_eq(next, 2500);
+	cr_assert_eq(wrong, 0, "%lld calls ran out of order", (long long)wrong);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
 	none_failed();
 	cluster_stop();
 }

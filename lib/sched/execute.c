@@ -334,16 +334,20 @@ bool rayc__test_run_ended(rayc_ref ref)
 	return test_obj(ref, run_ended);
 }
 
-static uint32_t run_ns_of(const rayc__task *t)
+/* The average run of t's function; 0 if not timed yet, or if t is an
+ * actor's and calls is false (an actor's method call if it is true). */
+static uint32_t run_ns_of(const rayc__task *t, bool calls)
 {
-	if (t->akind != RAYC__AK_NONE || t->actor != NULL || t->fn == NULL)
+	bool call = calls && t->akind == RAYC__AK_CALL && t->actor != NULL;
+	if ((!call && (t->akind != RAYC__AK_NONE || t->actor != NULL)) ||
+	    t->fn == NULL)
 		return 0;
 	return atomic_load_explicit(&t->fn->run_ns, memory_order_relaxed);
 }
 
 bool rayc__sched_quick(const rayc__task *t)
 {
-	uint32_t ns = run_ns_of(t);
+	uint32_t ns = run_ns_of(t, false);
 
 	return ns != 0 &&
 	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
@@ -351,7 +355,7 @@ bool rayc__sched_quick(const rayc__task *t)
 
 bool rayc__sched_tiny(const rayc__task *t)
 {
-	uint32_t ns = run_ns_of(t);
+	uint32_t ns = run_ns_of(t, true);
 
 	return ns != 0 &&
 	       ns < atomic_load_explicit(&tiny_ns, memory_order_relaxed);

@@ -295,8 +295,17 @@ bool rayc__sched_serve_more(void)
 void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 {
 	rayc__rt_lock(rt);
-	serve_left = n;
-	while (serve_left > 0) {
+	/* What the runs queue (an actor's next call, a dependent task, a
+	 * task they submit) is held too and may be run here, up to n + 64
+	 * more. */
+	holding = true;
+	held_n = 0;
+	for (int done = 0;; done++) {
+		int more = held_n < n + RAYC__SERVE_MORE ? held_n
+		                                         : n + RAYC__SERVE_MORE;
+		serve_left = n + more - done;
+		if (serve_left <= 0)
+			break;
 		rayc__task *t = pick_locked(rt);
 		if (t == NULL)
 			break;
@@ -308,7 +317,6 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 			rayc__sched_requeue_front_locked(rt, t);
 			break;
 		}
-		serve_left--;
 		atomic_fetch_add_explicit(&served_runs, 1,
 		                          memory_order_relaxed);
 		int64_t demand[RAYC__MAX_RES];
@@ -323,6 +331,7 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 		if (blocked)
 			break;
 	}
+	holding = false;
 	serve_left = 0;
 	rayc__sched_paused_locked(rt); /* answers held meanwhile go */
 	kick_locked(rt); /* whatever is left: the workers' */
@@ -586,6 +595,7 @@ void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 		if (served_on_block != NULL)
 			served_on_block();
 		serve_left = 0; /* the rest: the workers' */
+		holding = false;
 		rayc__sched_paused_locked(rt);
 	}
 	rayc__sched_batch_return_locked(rt);

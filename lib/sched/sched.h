@@ -100,21 +100,23 @@ void rayc__sched_unhold_locked(rayc__rt *rt, const int64_t *demand)
 void rayc__sched_serve_begin(void (*on_block)(void));
 void rayc__sched_serve_end_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 /* The same for a whole read of a connection (lib/net/conn.c): between
- * _hold_begin and _hold_end (which says how many), quick tasks queued
- * while a CPU is free wake no worker.  _serve_held (rt->mu not held)
- * then runs up to n of the oldest queued quick tasks on this thread, one
- * after the other, before the reader reads again (so the tasks of a read
- * are parsed and run on one core: no worker's wake-up, none of their
- * memory moved between cores), and wakes workers for whatever is left
- * (n 0: only that).  It stops at a task that is not quick and after a
- * run that blocked (on_block was called; its function is never served
- * again).  While runs are left, rayc__sched_batch_more is true for them:
- * what they send may wait for the end. */
+ * _hold_begin and _hold_end (which says how many), tiny tasks
+ * (rayc__sched_tiny) queued while a CPU is free wake no worker.
+ * _serve_held (rt->mu not held) then runs the oldest queued tiny tasks on
+ * this thread, one after the other, before the reader reads again (so
+ * the tasks of a read are parsed and run on one core: no worker's
+ * wake-up, none of their memory moved between cores): n of them, and as
+ * many as the runs queue meanwhile (held as well: an actor's next call,
+ * a dependent), up to n + RAYC__SERVE_MORE; then it wakes workers for
+ * whatever is left (n 0: only that).  It stops at a task that is not
+ * tiny and after a run that blocked (on_block was called; its function
+ * is never served again).  While it runs them, rayc__sched_batch_more is
+ * true: what they send may wait for the end. */
 void rayc__sched_hold_begin(void);
+int rayc__sched_hold_end(void);
 /* Makes sure a worker sees to queued work that fits (a thread that held
  * back wake-ups may be stuck in a run). */
 void rayc__sched_kick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
-int rayc__sched_hold_end(void);
 void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 	RAYC_EXCLUDES(rt->mu);
 bool rayc__sched_serve_more(void);
@@ -168,13 +170,17 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 #define RAYC__QUICK_NS 2000
 #define RAYC__DEFER_NS 20000
 bool rayc__sched_quick(const rayc__task *t);
-/* Quick, and under RAYC__TINY_NS (or the quick bound, if lower): about
+/* An actor's method call too (not batched, but run by a connection's
+ * reader as any task is by a worker: the mailbox still starts it), or
+ * quick, and in either case under RAYC__TINY_NS (or the quick bound, if
+ * lower, as a test may set it): about
  * what reading a TASK costs its reader (parsing, the executor's records:
  * ~1 us on our 2 vCPU VM), so that a read whose tasks its reader runs
  * itself (rayc__sched_serve_held) takes at most about twice as long as
  * reading it did: the parallelism of workers given up for them is
  * bounded. */
 #define RAYC__TINY_NS 1000
+#define RAYC__SERVE_MORE 64
 bool rayc__sched_tiny(const rayc__task *t);
 /* True on a worker running a batch with runs not started yet: what a
  * run's completion sends may wait for the batch to end or pause
