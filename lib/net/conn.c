@@ -567,7 +567,7 @@ void rayc__conn_rx_unstall(rayc__conn *c, int64_t now)
 		start_recv(c);
 }
 
-/* Reads the frames in the receive buffer, then runs the quick tasks they
+/* Reads the frames in the receive buffer, then runs the tiny tasks they
  * queued (remote.c: rayc__remote_rx_serve), then receives more (unless
  * the connection closed or waits: rayc__conn_park).  The one reader: the
  * receive callback, or rayc__conn_unpark's while no receive is out. */

@@ -374,8 +374,8 @@ void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
  * (at the batch's end or pause, RAYC__DEFER_NS after the oldest ended,
  * or at the mesh loop's tick if a run turned slow) instead of handed
  * over alone: a trylock of rt->mu per task, failing while the reader of
- * its connection holds it, then a hand-off (13% of the executor's CPU
- * in remote_tasks_async, docs/benchmarks.md). */
+ * its connection holds it, then a hand-off (4% of the CPU per task of a
+ * burst of remote tasks, docs/benchmarks.md, sixteenth pass). */
 static bool waited_for_locked(const rayc__task *t)
 {
 	for (uint32_t i = 0; i < t->nreturns; i++) {

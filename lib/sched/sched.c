@@ -195,8 +195,9 @@ void rayc__sched_enqueue_locked(rayc__rt *rt, rayc__task *t)
 static _Thread_local bool serving, served, in_served;
 static _Thread_local const rayc__fn_entry *served_fn;
 static _Thread_local void (*served_on_block)(void);
-/* A connection's read (rayc__sched_hold_begin): quick tasks it queued
- * that woke no worker, and while they are served, how many more may be. */
+/* A connection's read (rayc__sched_hold_begin) or its runs
+ * (_serve_held): whether tiny tasks queued wake no worker, how many did
+ * not, and while they are run, how many more may be. */
 static _Thread_local bool holding;
 static _Thread_local int held_n, serve_left;
 static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
