@@ -100,7 +100,8 @@ static void nf_served(rayc_ctx *c)
 RAYC_REMOTE(nf_served)
 
 /* (on) -> peer id: this peer's at once if on is 0 (a quick function),
- * else nf_whoami's answer from peer on, waited for here. */
+ * else nf_whoami's answer from peer on, waited for here (on -1: one that
+ * needs a resource nobody has, waited for up to a minute). */
 static void nf_quick_or_call(rayc_ctx *c)
 {
 	int64_t on = 0, v = -1;
@@ -110,8 +111,14 @@ static void nf_quick_or_call(rayc_ctx *c)
 		return;
 	}
 	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
-	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
-	o.node_id = (uint32_t)on;
+	rayc_resource none = { "no-such-thing", 1 };
+	if (on > 0) {
+		o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+		o.node_id = (uint32_t)on;
+	} else {
+		o.resources = &none;
+		o.num_resources = 1;
+	}
 	rayc_ref r;
 	if (rayc_call_opts(&r, "nf_whoami", &o) != RAYC_OK) {
 		rayc_fail(c, "quick_or_call: %s", rayc_errmsg());

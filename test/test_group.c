@@ -336,6 +336,44 @@ Test(group, a_task_its_reader_runs_that_waits_gets_what_comes_on_its_connection)
 	cluster_stop();
 }
 
+/* B is told to shut down (the cluster ends) while a run on its reader
+ * waits for a task that can never run: the wait ends with the cluster,
+ * the run and the reader's callback end, and B exits cleanly within
+ * cluster_stop's 15 s.  (It passed, too, with rayc__net_stop's early
+ * rayc__sched_wake_stop taken out: something else ends the wait first;
+ * this guards the outcome, not that one call.) */
+Test(group, a_peer_shuts_down_while_a_run_on_its_reader_waits)
+{
+	uint32_t pb = pair();
+	all_quick_on(pb);
+	calls(pb, "nf_quick_or_call", 0, 500); /* tiny from here on */
+	burst(pb, 500, 1);                      /* and nf_add */
+	rayc_task_opts o = on_peer(pb);
+	enum { TRIES = 5 };
+	rayc_ref r[TRIES];
+	int n = 0;
+	bool on_reader = false;
+	/* Once such a run waits on a reader, it keeps the one reader that
+	 * serves, and a burst is run by workers (nf_served's own run may
+	 * have been on a reader before).  A worker may take the call first
+	 * (one still awake from the burst before): then it waits there,
+	 * and another is sent. */
+	while (!on_reader && n < TRIES) {
+		cr_assert_eq(rayc_call_opts(&r[n++], "nf_quick_or_call", &o,
+		                            RAYC_I64(-1)), 0);
+		int64_t s0 = i64_on(pb, "nf_served", 30000);
+		burst(pb, 200, 3);
+		int64_t s1 = i64_on(pb, "nf_served", 30000);
+		on_reader = s1 - s0 <= 2;
+	}
+	cr_assert(on_reader, "none of %d waiting calls was on a reader", n);
+	for (int i = 0; i < n; i++) {
+		cr_assert(!rayc__test_ready(r[i]));
+		rayc_release(r[i]);
+	}
+	cluster_stop();
+}
+
 /* A run on B's reader that turns slow (10 s): B's tick reads the
  * connection again and has workers take the tasks queued behind it; the
  * other 15 tasks of the burst answer within 5 s while it runs. */
