@@ -408,6 +408,14 @@ Test(group, a_run_on_a_reader_that_turns_slow_holds_up_nothing_past_a_tick)
 		             rayc_errmsg());
 		rayc_release(r[i]);
 	}
+	/* The slow run was noted as it ended: the function's next run is
+	 * not on a reader (nf_served's own run may be; the average comes
+	 * down again with quick runs). */
+	int64_t s1 = i64_on(pb, "nf_served", 30000);
+	calls(pb, "nf_quick_or_sleep", 0, 1);
+	int64_t s2 = i64_on(pb, "nf_served", 30000);
+	cr_assert_leq(s2 - s1, 1, "a reader ran it again (%lld runs)",
+	              (long long)(s2 - s1));
 	none_failed();
 	cluster_stop();
 }
