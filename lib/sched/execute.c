@@ -155,7 +155,14 @@ static void finish_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 
 /* Folds one run's duration into its function's average (races between
  * workers lose an update, which an average can afford). */
-void rayc__sched_note_run(const rayc__fn_entry *fn, int64_t ns)
+static _Thread_local bool time_all;
+
+void rayc__sched_time_runs(bool all)
+{
+	time_all = all;
+}
+
+static void note_run(const rayc__fn_entry *fn, int64_t ns)
 {
 	/* The entry is the registry's; only this field changes. */
 	_Atomic uint32_t *avg = (_Atomic uint32_t *)&fn->run_ns;
@@ -178,15 +185,20 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 	rayc__mutex_unlock(&rt->mu);
 	/* One run in eight is timed (two clock reads are a few percent of
 	 * a synchronous round trip), and every run of a function not timed
-	 * yet. */
+	 * yet; every one while time_all is set (a run of a connection's
+	 * reader: noted if it turned slow). */
 	static _Thread_local unsigned tick;
-	bool timed = (++tick & 7) == 0 ||
-	             atomic_load_explicit(&t->fn->run_ns,
-	                                  memory_order_relaxed) == 0;
+	bool sampled = (++tick & 7) == 0 ||
+	               atomic_load_explicit(&t->fn->run_ns,
+	                                    memory_order_relaxed) == 0;
+	bool timed = sampled || time_all;
 	int64_t t0 = timed ? rayc__now_ns() : 0;
 	run(rt, t, &ctx);
-	if (timed)
-		rayc__sched_note_run(t->fn, rayc__now_ns() - t0);
+	if (timed) {
+		int64_t d = rayc__now_ns() - t0;
+		if (sampled || d >= RAYC__QUICK_NS * 4)
+			note_run(t->fn, d);
+	}
 	rayc__mutex_lock(&rt->mu);
 	finish_locked(rt, t, &ctx);
 }
@@ -562,7 +574,7 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		 * function leaves the batches; else once, the batch's
 		 * mean (the average is a line every worker reads). */
 		if (fn == NULL || t1 - t0 >= RAYC__QUICK_NS * 4)
-			rayc__sched_note_run(t->fn, t1 - t0);
+			note_run(t->fn, t1 - t0);
 		t0 = t1;
 		/* Ended (seq_cst, before the marks are read: see above);
 		 * from here on another thread may complete it. */
@@ -577,7 +589,7 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 	}
 out:
 	if (fn != NULL && ran > 0) /* not ready[0]->fn: it may be gone */
-		rayc__sched_note_run(fn, (rayc__now_ns() - start) / ran);
+		note_run(fn, (rayc__now_ns() - start) / ran);
 	/* Every completion handed over was done under rt->mu, by a drain
 	 * that has ended (this one, or one before it took the lock), and
 	 * so was every one another thread took: ctx may go. */

@@ -301,9 +301,9 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 	 * more. */
 	holding = true;
 	held_n = 0;
-	/* Each run is timed (one clock read between runs): one that turned
-	 * slow is noted at once, so that its function is served no more. */
-	int64_t t0 = rayc__now_ns();
+	/* Each run is timed: one that turned slow is noted at once, so that
+	 * its function is served no more. */
+	rayc__sched_time_runs(true);
 	for (int done = 0;; done++) {
 		int more = held_n < n + RAYC__SERVE_MORE ? held_n
 		                                         : n + RAYC__SERVE_MORE;
@@ -328,18 +328,14 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 		in_served = true;
 		served_fn = t->fn;
 		served_on_block = on_block;
-		const rayc__fn_entry *fn = t->fn; /* t may be gone after */
 		rayc__sched_execute_locked(rt, t, demand[RAYC__RES_CPU], 0);
 		bool blocked = !in_served; /* rayc__sched_block_locked */
 		in_served = false;
 		release(rt, demand);
-		int64_t t1 = rayc__now_ns();
-		if (t1 - t0 >= RAYC__QUICK_NS * 4)
-			rayc__sched_note_run(fn, t1 - t0);
-		t0 = t1;
 		if (blocked)
 			break;
 	}
+	rayc__sched_time_runs(false);
 	holding = false;
 	serve_left = 0;
 	rayc__sched_paused_locked(rt); /* answers held meanwhile go */

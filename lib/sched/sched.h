@@ -182,8 +182,10 @@ bool rayc__sched_quick(const rayc__task *t);
 #define RAYC__TINY_NS 1000
 #define RAYC__SERVE_MORE 64
 bool rayc__sched_tiny(const rayc__task *t);
-/* Folds a run of ns into fn's average (fn->run_ns). */
-void rayc__sched_note_run(const rayc__fn_entry *fn, int64_t ns);
+/* Whether rayc__sched_execute_locked on this thread times every run
+ * (else one in eight), noting one that turned slow in its function's
+ * average at once. */
+void rayc__sched_time_runs(bool all);
 /* True on a worker running a batch with runs not started yet: what a
  * run's completion sends may wait for the batch to end or pause
  * (rayc__cluster_hooks.batch_paused is called then, under rt->mu). */
