@@ -69,6 +69,40 @@ static void reap_conns(rayc__net *net, bool all)
 	}
 }
 
+/* Up to max of the connections pick(c, arg) takes, each with a ref,
+ * into v (chosen under net->mu; the caller acts on them outside it,
+ * since closing or opening one takes it, and lets each go); how many.
+ * The rest wait for the next tick. */
+static int conns_where(rayc__net *net, bool (*pick)(rayc__conn *, void *),
+                       void *arg, rayc__conn **v, int max)
+{
+	int n = 0;
+
+	rayc__mutex_lock(&net->mu);
+	for (rayc__conn *c = net->conns; c != NULL && n < max; c = c->next)
+		if (pick(c, arg)) {
+			atomic_fetch_add(&c->refs, 1);
+			v[n++] = c;
+		}
+	rayc__mutex_unlock(&net->mu);
+	return n;
+}
+
+struct stale_when {
+	int64_t now, wait;
+};
+
+static bool is_stale(rayc__conn *c, void *arg)
+{
+	const struct stale_when *w = arg;
+	int st = atomic_load(&c->state);
+	bool hs = !c->dialed && st != RAYC__CONN_CLOSED &&
+	          !atomic_load(&c->opened) && w->now - c->born > w->wait;
+	bool dial = c->dialed && st == RAYC__CONN_DIALING &&
+	            w->now - c->born > RAYC__DIAL_WAIT_NS;
+	return hs || dial;
+}
+
 /* Closes accepted connections whose handshake did not finish in time: an
  * idle or trickling dialer must not hold a descriptor and a buffer for
  * ever.  The deadline is never shorter than the heartbeat timeout, which
@@ -80,28 +114,15 @@ static void reap_conns(rayc__net *net, bool all)
  * timer used to (conn.c, rayc__conn_dial). */
 static void close_stale_handshakes(rayc__net *net)
 {
-	enum { BATCH = 64 };
-	rayc__conn *stale[BATCH];
-	int n = 0;
-	int64_t wait = net->timeout_ns > RAYC__HS_DEADLINE_NS
-	                       ? net->timeout_ns
-	                       : RAYC__HS_DEADLINE_NS;
-	int64_t now = rayc__now_ns();
+	rayc__conn *stale[64];
+	struct stale_when w = {
+		.now = rayc__now_ns(),
+		.wait = net->timeout_ns > RAYC__HS_DEADLINE_NS
+		                ? net->timeout_ns
+		                : RAYC__HS_DEADLINE_NS,
+	};
+	int n = conns_where(net, is_stale, &w, stale, 64);
 
-	rayc__mutex_lock(&net->mu);
-	for (rayc__conn *c = net->conns; c != NULL && n < BATCH; c = c->next) {
-		int st = atomic_load(&c->state);
-		bool hs = !c->dialed && st != RAYC__CONN_CLOSED &&
-		          !atomic_load(&c->opened) && now - c->born > wait;
-		bool dial = c->dialed && st == RAYC__CONN_DIALING &&
-		            now - c->born > RAYC__DIAL_WAIT_NS;
-		if (hs || dial) {
-			atomic_fetch_add(&c->refs, 1);
-			stale[n++] = c;
-		}
-	}
-	rayc__mutex_unlock(&net->mu);
-	/* Closing takes net->mu (rayc__net_conn_lost): not under it. */
 	for (int i = 0; i < n; i++) {
 		rayc__conn *c = stale[i];
 		if (c->dialed)
@@ -112,27 +133,28 @@ static void close_stale_handshakes(rayc__net *net)
 	}
 }
 
+static bool is_parked(rayc__conn *c, void *arg)
+{
+	(void)arg;
+	return atomic_load(&c->parking) &&
+	       atomic_load(&c->state) != RAYC__CONN_CLOSED;
+}
+
 void rayc__net_settle_parked(rayc__net *net)
 {
 	rayc__conn *v[RAYC__HS_MAX + 8];
-	int n = 0;
+	int n = conns_where(net, is_parked, NULL, v, RAYC__HS_MAX + 8);
 
-	rayc__mutex_lock(&net->mu);
-	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
-		if (n == (int)(sizeof(v) / sizeof(v[0])))
-			break; /* the rest at the next tick */
-		if (atomic_load(&c->parking) &&
-		    atomic_load(&c->state) != RAYC__CONN_CLOSED) {
-			atomic_fetch_add(&c->refs, 1);
-			v[n++] = c;
-		}
-	}
-	rayc__mutex_unlock(&net->mu);
-	/* Settling opens connections, which takes net->mu. */
 	for (int i = 0; i < n; i++) {
 		(void)rayc__hs_settle(v[i]);
 		rayc__conn_unref(v[i]);
 	}
+}
+
+static bool is_serving(rayc__conn *c, void *arg)
+{
+	(void)arg;
+	return (atomic_load(&c->rx_serve) & 1) != 0;
 }
 
 /* Connections whose reader has run its read's tasks for a while (one
@@ -140,19 +162,9 @@ void rayc__net_settle_parked(rayc__net *net)
 static void unstall_readers(rayc__net *net)
 {
 	rayc__conn *v[64];
-	int n = 0;
-
-	rayc__mutex_lock(&net->mu);
-	for (rayc__conn *c = net->conns; c != NULL; c = c->next) {
-		if (n == (int)(sizeof(v) / sizeof(v[0])))
-			break; /* the rest at the next tick */
-		if ((atomic_load(&c->rx_serve) & 1) != 0) {
-			atomic_fetch_add(&c->refs, 1);
-			v[n++] = c;
-		}
-	}
-	rayc__mutex_unlock(&net->mu);
+	int n = conns_where(net, is_serving, NULL, v, 64);
 	int64_t now = rayc__now_ns();
+
 	for (int i = 0; i < n; i++) {
 		rayc__conn_rx_unstall(v[i], now);
 		rayc__conn_unref(v[i]);
