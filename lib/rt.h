@@ -496,8 +496,9 @@ typedef struct rayc__cluster_hooks {
 	/* A proxy registered with actor id's owner (handles of this
 	 * peer's own) goes: the owner need not keep it alive for us. */
 	void (*unborrow)(rayc__rt *rt, uint32_t owner, rayc_actor id);
-	/* This thread's batch of runs ended or paused (a run blocks):
-	 * answers it held back go (rayc__sched_batch_more). */
+	/* This thread's batch of runs, or a reader's runs of its read,
+	 * ended or paused (a run blocks): answers held back go
+	 * (rayc__sched_batch_more). */
 	void (*batch_paused)(rayc__rt *rt);
 } rayc__cluster_hooks;
 

@@ -134,8 +134,8 @@ static size_t group_run_locked(rayc__conn *c, size_t at, int *n)
 	return end;
 }
 
-/* The frames of out from `from` (whole ones: no frame is queued in part),
- * each tagged alone, a test's tampering applied. */
+/* The frames of out not tagged yet (whole ones: no frame is queued in
+ * part), each tagged alone, a test's tampering applied. */
 static void seal_each_locked(rayc__conn *c) RAYC_REQUIRES(c->mu)
 {
 	while (c->out.len - c->out_sealed >= RAYC__WIRE_HDR) {

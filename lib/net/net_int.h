@@ -753,7 +753,7 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd);
 bool rayc__remote_rx_keeps(int type, size_t len);
 void rayc__remote_rx_begin(void);
 void rayc__remote_rx_let_go(void);
-/* _rx_end says how many quick tasks the read queued without waking a
+/* _rx_end says how many tiny tasks the read queued without waking a
  * worker (sched.h: rayc__sched_hold_begin); _rx_serve runs them on this
  * thread before the connection is read again, if no other reader is
  * serving (one at a time: NNG has few threads to lend), else wakes

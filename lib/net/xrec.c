@@ -139,9 +139,9 @@ static void encode_done(rayc__net *net, rayc__wbuf *b, rayc_task_id id,
 	rayc__w_frame_end_len(b, f, 0);
 }
 
-/* Answers of a worker's batch (rayc__sched_batch_more) wait corked on
- * their connection while the batch has runs to start, and go together
- * when it ends or pauses (rayc__net_answers_flush_locked, through
+/* Answers of a worker's batch, or of a reader's runs of its read
+ * (rayc__sched_batch_more), wait corked on their connection while runs
+ * are left to start, and go together when they end or pause (rayc__net_answers_flush_locked, through
  * rt->hooks): one write for the batch instead of one per answer (with
  * one worker, each answer went alone: about 3 syscalls and a context
  * switch per task, docs/benchmarks.md).  A run that turns slow holds

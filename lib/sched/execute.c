@@ -153,8 +153,10 @@ static void finish_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 	unprepare(ctx);
 }
 
-/* Folds one run's duration into its function's average (races between
- * workers lose an update, which an average can afford). */
+/* A run this long is noted at once, whatever the sampling (its function
+ * leaves the batches and the readers' runs). */
+#define TURNED_SLOW_NS (RAYC__QUICK_NS * 4)
+
 static _Thread_local bool time_all;
 
 void rayc__sched_time_runs(bool all)
@@ -162,6 +164,8 @@ void rayc__sched_time_runs(bool all)
 	time_all = all;
 }
 
+/* Folds one run's duration into its function's average (races between
+ * workers lose an update, which an average can afford). */
 static void note_run(const rayc__fn_entry *fn, int64_t ns)
 {
 	/* The entry is the registry's; only this field changes. */
@@ -196,7 +200,7 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 	run(rt, t, &ctx);
 	if (timed) {
 		int64_t d = rayc__now_ns() - t0;
-		if (sampled || d >= RAYC__QUICK_NS * 4)
+		if (sampled || d >= TURNED_SLOW_NS)
 			note_run(t->fn, d);
 	}
 	rayc__mutex_lock(&rt->mu);
@@ -350,9 +354,10 @@ bool rayc__test_run_ended(rayc_ref ref)
  * actor's and calls is false (an actor's method call if it is true). */
 static uint32_t run_ns_of(const rayc__task *t, bool calls)
 {
+	bool plain = t->akind == RAYC__AK_NONE && t->actor == NULL;
 	bool call = calls && t->akind == RAYC__AK_CALL && t->actor != NULL;
-	if ((!call && (t->akind != RAYC__AK_NONE || t->actor != NULL)) ||
-	    t->fn == NULL)
+
+	if (t->fn == NULL || (!plain && !call))
 		return 0;
 	return atomic_load_explicit(&t->fn->run_ns, memory_order_relaxed);
 }
@@ -573,7 +578,7 @@ void rayc__sched_run_batch_locked(rayc__rt *rt, rayc__worker *w,
 		/* A run that turned slow is noted at once, so that the
 		 * function leaves the batches; else once, the batch's
 		 * mean (the average is a line every worker reads). */
-		if (fn == NULL || t1 - t0 >= RAYC__QUICK_NS * 4)
+		if (fn == NULL || t1 - t0 >= TURNED_SLOW_NS)
 			note_run(t->fn, t1 - t0);
 		t0 = t1;
 		/* Ended (seq_cst, before the marks are read: see above);

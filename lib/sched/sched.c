@@ -196,10 +196,10 @@ static _Thread_local bool serving, served, in_served;
 static _Thread_local const rayc__fn_entry *served_fn;
 static _Thread_local void (*served_on_block)(void);
 /* A connection's read (rayc__sched_hold_begin) or its runs
- * (_serve_held): whether tiny tasks queued wake no worker, how many did
- * not, and while they are run, how many more may be. */
-static _Thread_local bool holding;
-static _Thread_local int held_n, serve_left;
+ * (_serve_held): whether tiny tasks queued wake no worker, and how many
+ * did not; whether this thread runs them (rayc__sched_serve_more). */
+static _Thread_local bool holding, serving_held;
+static _Thread_local int held_n;
 static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 
@@ -290,7 +290,7 @@ uint64_t rayc__test_served_runs(void)
 
 bool rayc__sched_serve_more(void)
 {
-	return serve_left > 0;
+	return serving_held;
 }
 
 void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
@@ -301,14 +301,14 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 	 * more. */
 	holding = true;
 	held_n = 0;
+	serving_held = true;
 	/* Each run is timed: one that turned slow is noted at once, so that
 	 * its function is served no more. */
 	rayc__sched_time_runs(true);
 	for (int done = 0;; done++) {
 		int more = held_n < n + RAYC__SERVE_MORE ? held_n
 		                                         : n + RAYC__SERVE_MORE;
-		serve_left = n + more - done;
-		if (serve_left <= 0)
+		if (done >= n + more)
 			break;
 		rayc__task *t = pick_locked(rt);
 		if (t == NULL)
@@ -337,7 +337,7 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 	}
 	rayc__sched_time_runs(false);
 	holding = false;
-	serve_left = 0;
+	serving_held = false;
 	rayc__sched_paused_locked(rt); /* answers held meanwhile go */
 	kick_locked(rt); /* whatever is left: the workers' */
 	rayc__mutex_unlock(&rt->mu);
@@ -599,7 +599,7 @@ void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 			memory_order_relaxed);
 		if (served_on_block != NULL)
 			served_on_block();
-		serve_left = 0; /* the rest: the workers' */
+		serving_held = false; /* the rest: the workers' */
 		holding = false;
 		rayc__sched_paused_locked(rt);
 	}

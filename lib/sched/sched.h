@@ -172,8 +172,8 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 bool rayc__sched_quick(const rayc__task *t);
 /* An actor's method call too (not batched, but run by a connection's
  * reader as any task is by a worker: the mailbox still starts it), or
- * quick, and in either case under RAYC__TINY_NS (or the quick bound, if
- * lower, as a test may set it): about
+ * quick, and in either case under RAYC__TINY_NS (a test's
+ * rayc__test_set_quick_ns moves it in proportion): about
  * what reading a TASK costs its reader (parsing, the executor's records:
  * ~1 us on our 2 vCPU VM), so that a read whose tasks its reader runs
  * itself (rayc__sched_serve_held) takes at most about twice as long as
@@ -186,9 +186,11 @@ bool rayc__sched_tiny(const rayc__task *t);
  * (else one in eight), noting one that turned slow in its function's
  * average at once. */
 void rayc__sched_time_runs(bool all);
-/* True on a worker running a batch with runs not started yet: what a
- * run's completion sends may wait for the batch to end or pause
- * (rayc__cluster_hooks.batch_paused is called then, under rt->mu). */
+/* True on a worker running a batch with runs not started yet, or on a
+ * reader running its read's tasks (_serve_held): what a run's
+ * completion sends may wait for the batch or the reader's runs to end
+ * or pause (rayc__cluster_hooks.batch_paused is called then, under
+ * rt->mu). */
 bool rayc__sched_batch_more(void);
 /* What a batch or a served read held back goes (rt->hooks->batch_paused). */
 void rayc__sched_paused_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
