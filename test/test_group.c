@@ -374,6 +374,39 @@ Test(group, a_peer_shuts_down_while_a_run_on_its_reader_waits)
 	cluster_stop();
 }
 
+/* 16 calls of nf_quick_or_sleep to pb at once into r, each quick but
+ * the one at slow, which sleeps ms; returns when they were made. */
+static int64_t burst_one_slow(uint32_t pb, int slow, int64_t ms,
+                              rayc_ref r[16])
+{
+	rayc_task_opts o = on_peer(pb);
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
+		                            RAYC_I64(i == slow ? ms : 0)), 0);
+	return rt_now_ms();
+}
+
+/* r[i] of such a burst answers pb's id within 5 s. */
+static void answers_soon(uint32_t pb, rayc_ref r[16], int i, int64_t t0)
+{
+	int64_t v = -1;
+	cr_assert_eq(rayc_get_i64(r[i], &v, 5000), RAYC_OK,
+	             "answer %d not back %lld ms after the burst: %s", i,
+	             (long long)(rt_now_ms() - t0), rayc_errmsg());
+	cr_assert_eq(v, (int64_t)pb);
+}
+
+/* Every answer of such a burst comes (the slow one too), each let go. */
+static void all_answer(rayc_ref r[16])
+{
+	for (int i = 0; i < 16; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK, "%s",
+		             rayc_errmsg());
+		rayc_release(r[i]);
+	}
+}
+
 /* A run on B's reader that turns slow (10 s): B's tick reads the
  * connection again and has workers take the tasks queued behind it; the
  * other 15 tasks of the burst answer within 5 s while it runs. */
@@ -386,28 +419,13 @@ Test(group, a_run_on_a_reader_that_turns_slow_holds_up_nothing_past_a_tick)
 		calls(pb, "nf_quick_or_sleep", 0, 100);
 	cr_assert_gt(i64_on(pb, "nf_served", 30000), s0,
 	             "B's readers ran none of them");
-	rayc_task_opts o = on_peer(pb);
 	rayc_ref r[16];
+	int64_t t0 = burst_one_slow(pb, 4, 10000, r);
 	for (int i = 0; i < 16; i++)
-		cr_assert_eq(rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
-		                            RAYC_I64(i == 4 ? 10000 : 0)), 0);
-	int64_t t0 = rt_now_ms();
-	for (int i = 0; i < 16; i++) {
-		int64_t v = -1;
-		if (i == 4)
-			continue;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 5000), RAYC_OK,
-		             "answer %d not back %lld ms after the burst: %s", i,
-		             (long long)(rt_now_ms() - t0), rayc_errmsg());
-		cr_assert_eq(v, (int64_t)pb);
-	}
+		if (i != 4)
+			answers_soon(pb, r, i, t0);
 	cr_assert(!rayc__test_ready(r[4]), "the slow run ended first");
-	for (int i = 0; i < 16; i++) {
-		int64_t v = -1;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK, "%s",
-		             rayc_errmsg());
-		rayc_release(r[i]);
-	}
+	all_answer(r);
 	/* The slow run was noted as it ended: the function's next run is
 	 * not on a reader (nf_served's own run may be; the average comes
 	 * down again with quick runs). */
@@ -428,36 +446,12 @@ Test(group, a_run_on_a_reader_that_turns_slow_holds_up_nothing_past_a_tick)
 Test(group, answers_held_behind_a_run_that_turned_slow_come_within_a_tick)
 {
 	uint32_t pb = pair_lone_worker();
-	rayc_task_opts o = on_peer(pb);
-	for (int k = 0; k < 20; k++) { /* it is quick so far */
-		rayc_ref q[50];
-		for (int i = 0; i < 50; i++)
-			cr_assert_eq(rayc_call_opts(&q[i], "nf_quick_or_sleep",
-			                            &o, RAYC_I64(0)), 0);
-		for (int i = 0; i < 50; i++) {
-			int64_t v;
-			cr_assert_eq(rayc_get_i64(q[i], &v, 30000), RAYC_OK);
-			rayc_release(q[i]);
-		}
-	}
+	for (int k = 0; k < 20; k++) /* it is quick so far */
+		calls(pb, "nf_quick_or_sleep", 0, 50);
 	rayc_ref r[16];
-	for (int i = 0; i < 16; i++)
-		cr_assert_eq(rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
-		                            RAYC_I64(i == 8 ? 8000 : 0)), 0);
-	int64_t t0 = rt_now_ms();
-	for (int i = 0; i < 8; i++) {
-		int64_t v = -1;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 5000), RAYC_OK,
-		             "answer %d not back %lld ms after the burst: %s", i,
-		             (long long)(rt_now_ms() - t0), rayc_errmsg());
-		cr_assert_eq(v, (int64_t)pb);
-	}
-	for (int i = 8; i < 16; i++) {
-		int64_t v = -1;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 60000), RAYC_OK, "%s",
-		             rayc_errmsg());
-	}
-	for (int i = 0; i < 16; i++)
-		rayc_release(r[i]);
+	int64_t t0 = burst_one_slow(pb, 8, 8000, r);
+	for (int i = 0; i < 8; i++)
+		answers_soon(pb, r, i, t0);
+	all_answer(r);
 	cluster_stop();
 }
