@@ -90,6 +90,13 @@ enum {
 	RAYC__AK_FINI, /* runs the destructor (no returns, no lineage) */
 };
 
+/* What rt->hooks->send did (below). */
+enum {
+	RAYC__SEND_NO = 0,
+	RAYC__SEND_OK,
+	RAYC__SEND_LATER,
+};
+
 typedef struct rayc__waiter {
 	rayc__event ev;
 	size_t needed, ready;
@@ -223,6 +230,8 @@ struct rayc__task {
 	uint8_t strategy;
 	bool soft;
 	bool foreign;
+	/* Owner: an actor's call in flight on a task lane (lib/net). */
+	bool on_lane;
 	uint32_t node_id;
 	uint32_t remote_peer;
 	uint32_t owner;
@@ -483,8 +492,12 @@ typedef struct rayc__cluster_hooks {
 	/* o's data lay in another peer's arena (o->view) and goes now. */
 	void (*view_done)(rayc__rt *rt, rayc__obj *o);
 	/* Sends t (an actor's call or destructor run) to peer, where its
-	 * actor lives; false if that peer cannot be reached. */
-	bool (*send)(rayc__rt *rt, rayc__task *t, uint32_t peer);
+	 * actor lives: RAYC__SEND_OK; RAYC__SEND_NO if that peer cannot be
+	 * reached; RAYC__SEND_LATER (a call only) if it may not go yet
+	 * without overtaking the actor's calls in flight on another path
+	 * (lib/net/tlane.c): it waits in the mailbox for one of those to
+	 * end. */
+	int (*send)(rayc__rt *rt, rayc__task *t, uint32_t peer);
 	/* Actor id (class cls), owned here, gives its cluster-wide name
 	 * back (it died). */
 	void (*name_gone)(rayc__rt *rt, const char *name, rayc_actor id,

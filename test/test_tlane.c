@@ -2,9 +2,11 @@
  * tasks and their answers travel on a plain socket beside the
  * connection once it is up, and whatever befalls the lane (turned off, a
  * tampered frame, a cut with tasks in flight, a borrow that must reach
- * the owner first) every task's answer comes back, exactly. */
+ * the owner first) every task's answer comes back, exactly.  An actor's
+ * calls go on the lane too, and keep their order when they change path. */
 #include <signal.h>
 
+#include "actor_funcs.h"
 #include "net_harness.h"
 
 TestSuite(tlane, .timeout = 300, .fini = kill_kids);
@@ -329,4 +331,159 @@ Test(tlane, a_peer_killed_with_tasks_on_its_lane_fails_or_moves_them)
 Test(tlane, a_peer_stopped_with_tasks_on_its_lane_fails_or_moves_them)
 {
 	executor_dies_with_tasks_on_its_lane(SIGSTOP);
+}
+
+/* ---- an actor's calls ---- */
+
+/* A NetCounter owned here, living on peer node. */
+static rayc_actor counter_on(uint32_t node, const char *tag)
+{
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = node };
+	rayc_actor h;
+
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(tag)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	return h;
+}
+
+/* add(from), add(from + 1), ... add(from + n - 1), each got before the
+ * next is made: each answer says the actor's peer. */
+static void adds_sync(rayc_actor h, int64_t from, int n, uint32_t on)
+{
+	for (int i = 0; i < n; i++) {
+		rayc_ref r;
+		int64_t v = -1;
+		cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(from + i)),
+		             RAYC_OK, "%s", rayc_errmsg());
+		cr_assert_eq(rayc_get_i64(r, &v, 30000), RAYC_OK,
+		             "call %lld: %s", (long long)(from + i),
+		             rayc_errmsg());
+		cr_assert_eq(v, (int64_t)on);
+		rayc_release(r);
+	}
+}
+
+/* The same, all made before any is got. */
+static void adds_async(rayc_actor h, int64_t from, int n, uint32_t on)
+{
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	cr_assert_not_null(r);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(rayc_actor_call(&r[i], h, "add",
+		                             RAYC_I64(from + i)),
+		             RAYC_OK, "%s", rayc_errmsg());
+	for (int i = 0; i < n; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), RAYC_OK,
+		             "call %lld: %s", (long long)(from + i),
+		             rayc_errmsg());
+		cr_assert_eq(v, (int64_t)on);
+		rayc_release(r[i]);
+	}
+	free(r);
+}
+
+/* Its counter's next value and the calls that came out of order. */
+static void counter_state(rayc_actor h, int64_t *next, int64_t *wrong)
+{
+	rayc_ref r[4];
+	rayc_method_opts four = { .num_returns = 4 };
+
+	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[1], next, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(r[2], wrong, 30000), RAYC_OK);
+	for (int i = 0; i < 4; i++)
+		rayc_release(r[i]);
+}
+
+/* Calls made one at a time to an actor on another peer go on the task
+ * lane and their answers come back on it, in order. */
+Test(tlane, an_actors_calls_one_at_a_time_travel_on_a_task_lane)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	rayc_actor h = counter_on(pb, "one");
+	adds_sync(h, 0, 5, pb); /* its methods timed */
+	uint64_t c0[4], c1[4];
+	counts_here(c0);
+	adds_sync(h, 5, 200, pb);
+	counts_here(c1);
+	cr_assert_geq(c1[TASK_OUT] - c0[TASK_OUT], 190,
+	              "%llu of 200 calls went on the lane",
+	              (unsigned long long)(c1[TASK_OUT] - c0[TASK_OUT]));
+	cr_assert_geq(c1[DONE_IN] - c0[DONE_IN], 190);
+	int64_t next = -1, wrong = -1;
+	counter_state(h, &next, &wrong);
+	cr_assert_eq(next, 205);
+	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
+/* Lone calls (on the lane) and bursts (the first calls on the lane, the
+ * rest corked over the connection) in turn, many times: the actor sees
+ * every call once and in the order made. */
+Test(tlane, an_actors_calls_keep_their_order_when_they_change_path)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	rayc_actor h = counter_on(pb, "mix");
+	uint64_t c0[4], c1[4];
+	int64_t at = 0;
+	counts_here(c0);
+	for (int round = 0; round < 30; round++) {
+		adds_sync(h, at, 3, pb);
+		at += 3;
+		adds_async(h, at, 200 + 37 * (round % 5), pb);
+		at += 200 + 37 * (round % 5);
+	}
+	counts_here(c1);
+	uint64_t lane = c1[TASK_OUT] - c0[TASK_OUT];
+	cr_assert_geq(lane, 90, "only %llu calls on the lane",
+	              (unsigned long long)lane);
+	cr_assert_lt(lane, (uint64_t)at / 2, "%llu of %lld calls on the lane",
+	             (unsigned long long)lane, (long long)at);
+	int64_t next = -1, wrong = -1;
+	counter_state(h, &next, &wrong);
+	cr_assert_eq(next, at);
+	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
+/* The lane is cut while calls sent on it run (300 ms each): the
+ * connection closes, the calls go again over the next one, each runs
+ * once, and the calls after them keep their order. */
+Test(tlane, an_actors_calls_in_flight_when_a_task_lane_is_cut_run_once)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	rayc_actor h = counter_on(pb, "cut");
+	adds_sync(h, 0, 5, pb);
+	uint64_t c0[4], c1[4];
+	rayc_ref r[3];
+	counts_here(c0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(rayc_actor_call(&r[i], h, "sleep_add",
+		                             RAYC_I64(300)), RAYC_OK);
+	counts_here(c1);
+	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 3, "not all on the lane");
+	rayc__test_tlane_cut();
+	for (int i = 0; i < 3; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), RAYC_OK,
+		             "call %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb);
+		rayc_release(r[i]);
+	}
+	adds_async(h, 8, 100, pb); /* sleep_add counted 5, 6, 7 */
+	int64_t next = -1, wrong = -1;
+	counter_state(h, &next, &wrong);
+	cr_assert_eq(next, 108, "the calls ran %lld times, not 103",
+	             (long long)(next - 5));
+	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
+	rayc_actor_release(h);
+	cluster_stop();
 }

@@ -80,8 +80,9 @@ void rayc__net_put(rayc__net *net);
  * now: let go of the mapping and tell that peer to unpin it. */
 void rayc__net_view_done_locked(rayc__rt *rt, rayc__obj *o)
 	RAYC_REQUIRES(rt->mu);
-/* Sends t (an actor's call or destructor run) to peer: rt->hooks->send. */
-bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
+/* Sends t (an actor's call or destructor run) to peer: rt->hooks->send
+ * (RAYC__SEND_OK, _NO or, a call only, _LATER: rt.h). */
+int rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
 	RAYC_REQUIRES(rt->mu);
 /* Actor names across the cluster (names.c), for the API (actor_api.c):
  * a name's record says which actor it is, which peer owns it and its

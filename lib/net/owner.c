@@ -189,18 +189,35 @@ static bool fits_lane(const rayc__task *t)
 	return n <= RAYC__TLANE_FRAME_MAX;
 }
 
+/* Whether actor call t may go on a task lane: none of its actor's other
+ * calls in flight went over the connection (t itself is counted in
+ * running already: actor.c, start_call_locked), and no call waits behind
+ * it (a burst goes over the connection, corked, instead of a few calls
+ * at a time on the lane, each few waiting for the last to end). */
+static bool call_may_lane(const rayc__task *t)
+{
+	const rayc__actor *a = t->actor;
+	const rayc__task *next = TAILQ_FIRST(&a->mb);
+
+	return a->lane_calls == a->running - 1 &&
+	       (next == NULL || !next->mb_ready);
+}
+
 /* t goes on our task lane to p (tlane.c) if one is up and t may: a plain
- * task, while p has few of our tasks (a burst beyond goes corked over
- * the connection).  False: send it over the connection. */
+ * task or an actor's call (call_may_lane), while p has few of our tasks
+ * (a burst beyond goes corked over the connection).  False: send it over
+ * the connection. */
 static bool lane_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
                              uint32_t peer, bool cork) RAYC_REQUIRES(rt->mu)
 {
 	rayc__lane *L;
+	bool call = t->akind == RAYC__AK_CALL && t->actor != NULL;
 
 	/* A task sent before goes over the connection again: after FREEs
 	 * this owner may have said to that peer since (the arguments it
 	 * rebuilds, stale results), which it must read first. */
-	if (cork || t->akind != RAYC__AK_NONE || t->dispatch != 0 ||
+	if (cork || (t->akind != RAYC__AK_NONE && !call) ||
+	    (call && !call_may_lane(t)) || t->dispatch != 0 ||
 	    net->peers[peer].inflight.n >= RAYC__TLANE_INFLIGHT ||
 	    !fits_lane(t))
 		return false;
@@ -209,23 +226,34 @@ static bool lane_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 		return false;
 	t->dispatch++; /* a new run: answers to earlier ones are stale */
 	encode_task(rt, net, b, t);
-	if (rayc__tlane_end(net, L))
+	if (rayc__tlane_end(net, L)) {
+		if (call) {
+			t->on_lane = true;
+			t->actor->lane_calls++;
+		}
 		return true;
+	}
 	t->dispatch--; /* not sent: the connection's send numbers it */
 	return false;
 }
 
-static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
-                             uint32_t peer) RAYC_REQUIRES(rt->mu)
+static int send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
+                            uint32_t peer) RAYC_REQUIRES(rt->mu)
 {
 	rayc__peer *p = &net->peers[peer];
 	bool cork = may_cork_locked(rt, net, p);
 
 	if (lane_task_locked(rt, net, t, peer, cork))
 		goto sent;
+	/* Over the connection, this call could overtake its actor's calls
+	 * in flight on the lane (the two are read by different threads):
+	 * it waits for them to end. */
+	if (t->akind == RAYC__AK_CALL && t->actor != NULL &&
+	    t->actor->lane_calls > 0)
+		return RAYC__SEND_LATER;
 	rayc__conn *c = rayc__net_conn_to(net, peer);
 	if (c == NULL)
-		return false;
+		return RAYC__SEND_NO;
 	rayc__wbuf *b = rayc__conn_begin(c);
 	size_t before = b->len;
 	t->dispatch++; /* a new run: answers to earlier ones are stale */
@@ -244,12 +272,12 @@ static bool send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
 	}
 	rayc__conn_unref(c);
 	if (bad)
-		return false;
+		return RAYC__SEND_NO;
 sent:
 	t->state = RAYC__TASK_RUNNING;
 	t->remote_peer = peer;
 	rayc__tq_push(&net->peers[peer].inflight, t);
-	return true;
+	return RAYC__SEND_OK;
 }
 
 bool rayc__remote_tasks_at(rayc__net *net, uint32_t peer)
@@ -262,13 +290,13 @@ bool rayc__remote_tasks_at(rayc__net *net, uint32_t peer)
 	return any;
 }
 
-bool rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
+int rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
 {
 	rayc__net *net = rt->net;
 
 	if (net == NULL || peer == 0 || peer >= RAYC__MAX_PEERS ||
 	    atomic_load(&net->stopping))
-		return false;
+		return RAYC__SEND_NO;
 	return send_task_locked(rt, net, t, peer);
 }
 
@@ -287,6 +315,9 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	bool bad = false;
 	for (rayc__task *t = p->inflight.head; t != NULL && !bad;
 	     t = t->q_next) {
+		/* Every one over the connection now, in the order sent. */
+		if (t->on_lane)
+			rayc__actor_lane_off_locked(t);
 		size_t before = b->len;
 		encode_task(rt, net, b, t);
 		if (b->bad) {
@@ -494,7 +525,7 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 		wait_push(rt, t);
 		return true;
 	}
-	if (send_task_locked(rt, net, t, (uint32_t)where))
+	if (send_task_locked(rt, net, t, (uint32_t)where) == RAYC__SEND_OK)
 		return true;
 	/* Could not reach that peer: run here if we can, else wait. */
 	if (rayc__sched_feasible(rt, t->sclass->demand))
@@ -531,7 +562,7 @@ static int pump_one(rayc__rt *rt, rayc__task *q, const int64_t *demand,
 	if (!fits)
 		return RAYC__OFFER_NEXT_CLASS;
 	rayc__sched_dequeue_locked(rt, q);
-	if (!send_task_locked(rt, a->net, q, a->peer)) {
+	if (send_task_locked(rt, a->net, q, a->peer) != RAYC__SEND_OK) {
 		rayc__sched_enqueue_local_locked(rt, q);
 		return RAYC__OFFER_STOP;
 	}
@@ -759,6 +790,8 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 	rayc__peer *p = &net->peers[c->peer];
 	rayc__tq_remove(&p->inflight, t);
 	t->remote_peer = 0;
+	if (t->on_lane)
+		rayc__actor_lane_off_locked(t);
 	if (t->akind == RAYC__AK_FINI) {
 		/* An actor's destructor ran there: the instance is gone. */
 		rayc__actor_fini_done_locked(rt, t);

@@ -12,8 +12,8 @@
  * does, took 10.5 syscalls, 5 context switches, 1.8x
  * (`rayc-bench baseline_lane_handoff_us`, docs/benchmarks.md).
  *
- * What goes on a lane.  TASK frames of plain tasks (not an actor's: their
- * order with the actor's other frames matters; the executor checks) sent
+ * What goes on a lane.  TASK frames of plain tasks and of actors' method
+ * calls (not constructor or destructor runs: the executor checks) sent
  * for the first time (a task sent again, after lost arguments were
  * rebuilt, goes over the connection, behind the FREEs said to that peer
  * meanwhile) while the executor has few of our tasks (fewer than
@@ -28,7 +28,16 @@
  * and everything else, go over the connection.  Nothing else needs an
  * order with these: tasks are independent of each other, an answer is
  * matched to its dispatch, and a record still running ignores an older
- * dispatch that arrives late (xrec.c).
+ * dispatch that arrives late (xrec.c).  Except an actor's calls: its host
+ * (or owner, for a call made through a proxy) queues them in the order
+ * they arrive, and a lane and the connection are read by different
+ * threads.  So a call goes on the lane only if none of that actor's calls
+ * in flight went over the connection and none waits behind it (a burst
+ * goes corked over the connection), and over the connection only if
+ * none in flight went on the lane: else it waits in the mailbox for those
+ * to end (owner.c: call_may_lane, RAYC__SEND_LATER; rayc__actor.lane_calls
+ * counts them).  A call sent again goes over the connection, behind the
+ * ones sent before it, as any task does (rayc__remote_resend_locked).
 
  * Set-up.  An executor that receives a TASK over a connection says LANE
  * (its lane listener's port) on it once.  The owner's next TASK to it
@@ -41,8 +50,9 @@
  * (wire.h), numbered per direction from 0.
  *
  * Running where it is read.  The executor's lane thread hands the TASK on
- * as NNG's thread would (rayc__remote_on_task); if the function is quick
- * (sched.h: its runs took under RAYC__QUICK_NS so far) and a CPU is free,
+ * as NNG's thread would (rayc__remote_on_task); if the function (or an
+ * actor's method, when the mailbox starts the call) is quick (sched.h:
+ * its runs took under RAYC__QUICK_NS so far) and a CPU is free,
  * it runs the task itself instead of waking a worker (sched.c:
  * rayc__sched_serve_end_locked), and writes its TASK_DONE: no hand-off at
  * either end of the executor (a 64-byte round trip so shaped took 7
@@ -156,9 +166,9 @@ static bool sndbuf(int fd)
 	return (size_t)n >= 2 * RAYC__TLANE_INFLIGHT * RAYC__TLANE_FRAME_MAX;
 }
 
-/* A TASK on the lane is a plain task's (an actor's order matters with
- * its other frames, which go over the connection). */
-static bool plain_task(const uint8_t *p, size_t n)
+/* A TASK on the lane is a plain task's or an actor's call (its
+ * constructor and destructor runs go over the connection). */
+static bool lane_task(const uint8_t *p, size_t n)
 {
 	rayc__rd rd;
 
@@ -172,7 +182,7 @@ static bool plain_task(const uint8_t *p, size_t n)
 	(void)rayc__r_u32(&rd);
 	(void)rayc__r_u8(&rd);
 	int akind = rayc__r_u8(&rd);
-	return !rd.bad && akind == RAYC__AK_NONE;
+	return !rd.bad && (akind == RAYC__AK_NONE || akind == RAYC__AK_CALL);
 }
 
 void rayc__tlane_on_block(void)
@@ -242,7 +252,7 @@ static bool read_frames(rayc__net *net, rayc__lane *L, int want,
 				free(buf);
 				return true;
 			}
-			if (want == RAYC__MSG_TASK && !plain_task(p, h.len)) {
+			if (want == RAYC__MSG_TASK && !lane_task(p, h.len)) {
 				free(buf);
 				return false; /* not for a lane */
 			}

@@ -158,15 +158,21 @@ static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 		rayc__sched_enqueue_local_locked(rt, t);
 		return true;
 	}
-	if (rt->hooks != NULL && rt->hooks->send(rt, t, a->loc))
+	int sent = rt->hooks != NULL ? rt->hooks->send(rt, t, a->loc)
+	                             : RAYC__SEND_NO;
+	if (sent == RAYC__SEND_OK)
 		return true;
+	a->running--;
+	rayc__actor_mb_insert(a, t, TAILQ_FIRST(&a->mb));
+	/* Not yet: calls in flight on a task lane end first (each end
+	 * dispatches again, rayc__actor_call_done_locked). */
+	if (sent == RAYC__SEND_LATER)
+		return false;
 	/* Its peer (a proxy's: the owner) is gone or going, or not in this
 	 * peer's view yet: wait for the verdict (back, or dead and the
 	 * actor restarted elsewhere or dead with its owner;
 	 * rayc__actors_retry_locked). */
-	a->running--;
 	a->stalled = true;
-	rayc__actor_mb_insert(a, t, TAILQ_FIRST(&a->mb));
 	return false;
 }
 
@@ -214,7 +220,8 @@ static void queue_fini_locked(rayc__rt *rt, rayc__actor *a)
 	t->sclass = rt->call_class;
 	if (a->loc != 0) {
 		/* Run where the instance lives; its answer ends it here. */
-		if (rt->hooks == NULL || !rt->hooks->send(rt, t, a->loc)) {
+		if (rt->hooks == NULL ||
+		    rt->hooks->send(rt, t, a->loc) != RAYC__SEND_OK) {
 			rayc__task_free(t); /* unreachable: gone with it */
 			a->ctor_ok = false;
 			return;
@@ -536,10 +543,19 @@ void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
 	rayc__actor_settle_locked(rt, a);
 }
 
+void rayc__actor_lane_off_locked(rayc__task *t)
+{
+	if (!t->on_lane)
+		return;
+	t->on_lane = false;
+	t->actor->lane_calls--;
+}
+
 void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__actor *a = t->actor;
 
+	rayc__actor_lane_off_locked(t);
 	if (t->in_mailbox)
 		mb_unlink(a, t);
 	else /* it had its turn (dispatch_locked) */

@@ -73,6 +73,10 @@ struct rayc__actor {
 	uint64_t next_seq; /* calls' order (t->qseq), for resending */
 	int max_restarts, restarts, max_task_retries, max_conc;
 	int running; /* calls started (queued on call_class or running) */
+	/* Of those, sent to loc on a task lane and not answered (lib/net
+	 * keeps it): while any is, the next call goes on the lane too or
+	 * waits (RAYC__SEND_LATER), so that none overtakes another. */
+	int lane_calls;
 	int64_t demand[RAYC__MAX_RES];
 	/* Its mailbox, in order (rayc__task.mb). */
 	TAILQ_HEAD(rayc__mailbox, rayc__task) mb;
@@ -147,6 +151,10 @@ void rayc__actor_fini_done_locked(rayc__rt *rt, rayc__task *t)
 /* From lineage: call t is finished (ran, failed, or failed unrun). */
 void rayc__actor_call_done_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
+/* Call t, sent on a task lane (t->on_lane), is not in flight there any
+ * more (answered, sent again over the connection, or its peer died):
+ * it leaves its actor's lane_calls.  Under rt->mu. */
+void rayc__actor_lane_off_locked(rayc__task *t);
 /* From lineage: spec t, which takes handles as arguments, is freed. */
 void rayc__actor_args_free_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);

@@ -125,6 +125,7 @@ void rayc__actor_task_lost_locked(rayc__rt *rt, rayc__task *t, uint32_t id)
 	char msg[320];
 
 	a->host_lost = true;
+	rayc__actor_lane_off_locked(t);
 	switch (t->akind) {
 	case RAYC__AK_CTOR:
 		a->ctor_running = false;

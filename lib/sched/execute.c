@@ -370,6 +370,14 @@ bool rayc__sched_quick(const rayc__task *t)
 	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
 }
 
+bool rayc__sched_quick_call(const rayc__task *t)
+{
+	uint32_t ns = run_ns_of(t, true);
+
+	return ns != 0 &&
+	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
+}
+
 bool rayc__sched_tiny(const rayc__task *t)
 {
 	uint32_t ns = run_ns_of(t, true);

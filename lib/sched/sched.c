@@ -213,7 +213,7 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	rt->queued++;
 	if (rt->stopping || !fits(rt, c->demand))
 		return;
-	if (((serving && rayc__sched_quick(t)) ||
+	if (((serving && rayc__sched_quick_call(t)) ||
 	     (holding && rayc__sched_tiny(t))) &&
 	    !atomic_load_explicit(&t->fn->blocked_served,
 	                          memory_order_relaxed)) {
@@ -248,7 +248,7 @@ void rayc__sched_serve_end_locked(rayc__rt *rt)
 		return;
 	served = false;
 	rayc__task *t = pick_locked(rt);
-	if (t != NULL && (!rayc__sched_quick(t) ||
+	if (t != NULL && (!rayc__sched_quick_call(t) ||
 	                  atomic_load_explicit(&t->fn->blocked_served,
 	                                       memory_order_relaxed))) {
 		/* Older work that is not quick: a worker's. */

@@ -170,6 +170,10 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 #define RAYC__QUICK_NS 2000
 #define RAYC__DEFER_NS 20000
 bool rayc__sched_quick(const rayc__task *t);
+/* Quick, or an actor's method call whose runs took under RAYC__QUICK_NS
+ * so far: what a task lane's thread runs itself
+ * (rayc__sched_serve_begin; the mailbox still starts the call). */
+bool rayc__sched_quick_call(const rayc__task *t);
 /* An actor's method call too (not batched, but run by a connection's
  * reader as any task is by a worker: the mailbox still starts it), or
  * quick, and in either case under RAYC__TINY_NS (a test's
