@@ -487,3 +487,61 @@ Test(tlane, an_actors_calls_in_flight_when_a_task_lane_is_cut_run_once)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+/* The actor's peer is killed while calls sent on the lane to it run:
+ * they are sent again to the actor restarted on the other peer
+ * (max_task_retries), and the calls made after them keep their order. */
+Test(tlane, an_actors_calls_on_a_lane_to_a_peer_killed_go_to_its_restart)
+{
+	rayc_resource slot = { "slot", 1 };
+	rayc_actor_opts o = { .resources = &slot, .num_resources = 1,
+		              .max_restarts = 1,
+		              .max_task_retries = 1 };
+	rayc_actor h;
+
+	driver_start();
+	pid_t a = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	pid_t b = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1");
+	wait_alive(3);
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("kill")),
+	             RAYC_OK);
+	int64_t host = -1, next = -1, wrong = -1;
+	rayc_ref r;
+	cr_assert_eq(rayc_actor_call(&r, h, "add", RAYC_I64(0)), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r, &host, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	rayc_release(r);
+	until_lane_up((uint32_t)host);
+	adds_sync(h, 1, 9, (uint32_t)host);
+	pid_t victim = (uint32_t)host == peer_of(a) ? a : b;
+	uint64_t c0[4], c1[4];
+	rayc_ref slow[2];
+	counts_here(c0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(rayc_actor_call(&slow[i], h, "sleep_add",
+		                             RAYC_I64(2000)), RAYC_OK);
+	counts_here(c1);
+	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 2, "not on the lane");
+	struct timespec ts = { 0, 300000000 }; /* the first runs there */
+	nanosleep(&ts, NULL);
+	kill(victim, SIGKILL);
+	for (int i = 0; i < 2; i++) {
+		int64_t at = -1;
+		cr_assert_eq(rayc_get_i64(slow[i], &at, 60000), RAYC_OK,
+		             "call %d: %s", i, rayc_errmsg());
+		cr_assert_neq(at, host, "ran again where it died");
+		rayc_release(slow[i]);
+	}
+	forget_kid(victim);
+	/* Fresh state on the restart: sleep_add ran twice there, once
+	 * each. */
+	counter_state(h, &next, &wrong);
+	cr_assert_eq(next, 2, "next %lld after the restart", (long long)next);
+	adds_async(h, 2, 100, (uint32_t)(victim == a ? peer_of(b)
+	                                              : peer_of(a)));
+	counter_state(h, &next, &wrong);
+	cr_assert_eq(next, 102);
+	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
+	rayc_actor_release(h);
+	cluster_stop();
+}
