@@ -12,6 +12,11 @@
 
 #include "rayc.h"
 
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
 /* NetCounter(tag): add(i) checks order, where() says the peer, the
  * count, the inits; sleep_add(ms, i) sleeps first.  Its destructor
  * counts itself in the KV under "fini/<tag>". */
@@ -98,6 +103,22 @@ static void nc_blob(rayc_ctx *c)
 		p[k] = (uint8_t)((k * 7 + n) & 0xff);
 }
 
+/* (bytes) -> xxh3 of them, the peer; counts itself in next. */
+static void nc_checksum(rayc_ctx *c)
+{
+	net_counter *s = rayc_actor_state(c);
+	const void *p;
+	size_t n;
+
+	if (rayc_arg_data(c, 0, &p, &n) != RAYC_OK) {
+		rayc_fail(c, "checksum(bytes)");
+		return;
+	}
+	s->next++;
+	rayc_return_i64(c, 0, (int64_t)XXH3_64bits(p, n));
+	rayc_return_i64(c, 1, (int64_t)rayc_peer_id());
+}
+
 static void nc_bad_init(rayc_ctx *c)
 {
 	rayc_fail(c, "refusing to start on peer %u", rayc_peer_id());
@@ -108,6 +129,7 @@ static const rayc_actor_method nc_methods[] = {
 	{ "sleep_add", nc_sleep_add },
 	{ "where", nc_where },
 	{ "blob", nc_blob },
+	{ "checksum", nc_checksum },
 };
 static rayc_actor_class nc_class = {
 	.name = "NetCounter",
@@ -127,6 +149,53 @@ static rayc_actor_class nc_bad_class = {
 	.nmethods = sizeof(nc_methods) / sizeof(nc_methods[0]),
 };
 RAYC_ACTOR_CLASS(nc_bad_class)
+
+/* NetGate, for max_concurrency 2: wait_open() returns 1 once open(bytes)
+ * ran (0 after 20 s), polling the state, not in rayc_get. */
+typedef struct net_gate {
+	int open;
+} net_gate;
+
+static void ng_init(rayc_ctx *c)
+{
+	(void)c;
+}
+
+static void ng_wait_open(rayc_ctx *c)
+{
+	net_gate *s = rayc_actor_state(c);
+	int64_t v = 0;
+
+	for (int i = 0; i < 20000 && !v; i++) {
+		v = __atomic_load_n(&s->open, __ATOMIC_ACQUIRE);
+		if (!v) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	rayc_return_i64(c, 0, v);
+}
+
+static void ng_open(rayc_ctx *c)
+{
+	net_gate *s = rayc_actor_state(c);
+
+	__atomic_store_n(&s->open, 1, __ATOMIC_RELEASE);
+	rayc_return_i64(c, 0, 1);
+}
+
+static const rayc_actor_method ng_methods[] = {
+	{ "wait_open", ng_wait_open },
+	{ "open", ng_open },
+};
+static rayc_actor_class ng_class = {
+	.name = "NetGate",
+	.state_size = sizeof(net_gate),
+	.init = ng_init,
+	.methods = ng_methods,
+	.nmethods = sizeof(ng_methods) / sizeof(ng_methods[0]),
+};
+RAYC_ACTOR_CLASS(ng_class)
 
 /* A call placed on another peer by node affinity got rc: true to try
  * again, as this peer may not have heard of that one yet (every 10 ms,

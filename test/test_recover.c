@@ -4,6 +4,7 @@
  * on loopback, as in test_net.c. */
 #include <pthread.h>
 
+#include "actor_funcs.h"
 #include "net_harness.h"
 #include "recover_funcs.h"
 
@@ -166,6 +167,60 @@ Test(recover, lost_argument_is_rebuilt_by_its_owner)
 	rayc_release(r[1]);
 	rayc_release(a);
 	reap_killed(b);
+	cluster_stop();
+}
+
+/* The same chain with an actor's call for the dependent task: the actor
+ * lives on C, owned here.  Its call, answered "argument lost", waits for
+ * a to be rebuilt and goes to C again: it runs there, on the actor's
+ * state, not here. */
+Test(recover, an_actors_call_whose_argument_was_lost_runs_where_the_actor_is)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NOSHM);
+	pid_t c = spawn_peer(TOKEN, NOSHM);
+	spawn_peer(TOKEN, NOSHM); /* a majority stays after the kill */
+	wait_alive(4);
+	uint32_t pb = peer_of(b), pc = peer_of(c);
+	cr_assert(pb != 0 && pc != 0);
+	knows(pc, pb);
+	rayc_actor_opts ao = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		               .node_id = pc };
+	rayc_actor h;
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &ao, RAYC_STR("lost")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	const int64_t n = (int64_t)32 << 20;
+	rayc_task_opts ob = on_peer(pb);
+	ob.soft = 1; /* rebuilt elsewhere once B is gone */
+	rayc_ref a, r[2], arm;
+	cr_assert_eq(rayc_call_opts(&a, "nf_make_bytes", &ob, RAYC_I64(n),
+	                            RAYC_I64(23)), 0);
+	cr_assert_eq(rayc_wait(&a, 1, 1, 30000, NULL, NULL), 0);
+	rayc_task_opts oc = on_peer(pc);
+	cr_assert_eq(rayc_call_opts(&arm, "rf_arm_kill", &oc, RAYC_I64(pb),
+	                            RAYC_I64(b)), 0);
+	cr_assert_eq(get_i64(arm), 0);
+	rayc_release(arm);
+	rayc_method_opts two = { .num_returns = 2 };
+	cr_assert_eq(rayc_actor_call_opts(r, h, "checksum", &two, RAYC_REF(a)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	int64_t sum = 0;
+	int rc = rayc_get_i64(r[0], &sum, 90000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	uint8_t *want = malloc((size_t)n);
+	for (size_t i = 0; i < (size_t)n; i++)
+		want[i] = nf_pattern(i, 23);
+	cr_assert_eq((uint64_t)sum, XXH3_64bits(want, (size_t)n),
+	             "checksum differs");
+	free(want);
+	cr_assert_eq(get_i64(r[1]), pc, "the call ran on peer %lld",
+	             (long long)get_i64(r[1]));
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+	rayc_release(a);
+	reap_killed(b);
+	rayc_actor_release(h);
 	cluster_stop();
 }
 

@@ -545,3 +545,32 @@ Test(tlane, an_actors_calls_on_a_lane_to_a_peer_killed_go_to_its_restart)
 	rayc_actor_release(h);
 	cluster_stop();
 }
+
+/* An actor running two calls at once: a call sent on the lane waits (not
+ * in rayc_get) for a later one whose argument is too big for a lane. The
+ * later one is not held back for it (it would wait for ever): calls of
+ * an actor of max_concurrency above 1 stay on the connection. */
+Test(tlane, a_call_waiting_for_a_later_call_of_its_actor_gets_it)
+{
+	uint32_t pb = pair(NULL);
+	until_lane_up(pb);
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb, .max_concurrency = 2 };
+	rayc_actor h;
+	cr_assert_eq(rayc_actor_create(&h, "NetGate", &o), RAYC_OK, "%s",
+	             rayc_errmsg());
+	static uint8_t big[16 << 10];
+	rayc_ref w, op;
+	int64_t v = -1;
+	cr_assert_eq(rayc_actor_call(&w, h, "wait_open"), RAYC_OK);
+	cr_assert_eq(rayc_actor_call(&op, h, "open",
+	                             RAYC_BYTES(big, sizeof(big))), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(op, &v, 10000), RAYC_OK,
+	             "open(): %s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(w, &v, 30000), RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(v, 1, "wait_open() never saw open()");
+	rayc_release(w);
+	rayc_release(op);
+	rayc_actor_release(h);
+	cluster_stop();
+}

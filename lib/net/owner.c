@@ -189,17 +189,21 @@ static bool fits_lane(const rayc__task *t)
 	return n <= RAYC__TLANE_FRAME_MAX;
 }
 
-/* Whether actor call t may go on a task lane: none of its actor's other
- * calls in flight went over the connection (t itself is counted in
- * running already: actor.c, start_call_locked), and no call waits behind
- * it (a burst goes over the connection, corked, instead of a few calls
- * at a time on the lane, each few waiting for the last to end). */
+/* Whether actor call t may go on a task lane: its actor runs one call at
+ * a time and this peer owns it (a call held back, below, waits for calls
+ * that cannot be waiting for it: with max_concurrency above 1 one could,
+ * and a proxy does not know its actor's), none of its other calls in
+ * flight went over the connection (t itself is counted in running
+ * already: actor.c, start_call_locked), and no call waits behind it (a
+ * burst goes over the connection, corked, instead of a few calls at a
+ * time on the lane, each few waiting for the last to end). */
 static bool call_may_lane(const rayc__task *t)
 {
 	const rayc__actor *a = t->actor;
 	const rayc__task *next = TAILQ_FIRST(&a->mb);
 
-	return a->lane_calls == a->running - 1 &&
+	return a->max_conc == 1 && !a->proxy &&
+	       a->lane_calls == a->running - 1 &&
 	       (next == NULL || !next->mb_ready);
 }
 
@@ -349,6 +353,10 @@ void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 			t->remote_peer = 0;
 			t->child_counter = 0;
 			rayc__sched_enqueue_locked(rt, t);
+		} else if (t->on_lane) {
+			/* Its lane went with the connection: the calls
+			 * after it are not held back for it. */
+			rayc__actor_lane_off_locked(t);
 		}
 		t = next;
 	}

@@ -31,12 +31,13 @@
  * dispatch that arrives late (xrec.c).  Except an actor's calls: its host
  * (or owner, for a call made through a proxy) queues them in the order
  * they arrive, and a lane and the connection are read by different
- * threads.  So a call goes on the lane only if none of that actor's calls
- * in flight went over the connection and none waits behind it (a burst
- * goes corked over the connection), and over the connection only if
- * none in flight went on the lane: else it waits in the mailbox for those
- * to end (owner.c: call_may_lane, RAYC__SEND_LATER; rayc__actor.lane_calls
- * counts them).  A call sent again goes over the connection, behind the
+ * threads.  So a call goes on the lane only if its actor runs one call at
+ * a time and is owned here (a call held back waits for calls that cannot
+ * be waiting for it), none of that actor's calls in flight went over the
+ * connection and none waits behind it (a burst goes corked over the
+ * connection), and over the connection only if none in flight went on
+ * the lane: else it waits in the mailbox for those to end (owner.c:
+ * call_may_lane, RAYC__SEND_LATER; rayc__actor.lane_calls counts them).  A call sent again goes over the connection, behind the
  * ones sent before it, as any task does (rayc__remote_resend_locked).
 
  * Set-up.  An executor that receives a TASK over a connection says LANE

@@ -149,7 +149,8 @@ static void fail_mailbox_locked(rayc__rt *rt, rayc__actor *a)
 }
 
 /* Its turn: queued here, or sent to the peer the actor lives on.  False
- * if it could not be sent (the actor stalls, t is back at the head). */
+ * if it could not be sent (t is back at the head; the actor stalls, or,
+ * RAYC__SEND_LATER, waits for its calls in flight on a task lane). */
 static bool start_call_locked(rayc__rt *rt, rayc__actor *a, rayc__task *t)
 	RAYC_REQUIRES(rt->mu)
 {
@@ -180,7 +181,8 @@ static void dispatch_locked(rayc__rt *rt, rayc__actor *a) RAYC_REQUIRES(rt->mu)
 {
 	/* Calls to an actor on another peer are sent ahead, up to a window:
 	 * its host keeps them in its own mailbox, in the order they arrive
-	 * (one connection, in order), and runs max_concurrency at once. */
+	 * (one path at a time, the connection or a task lane: net's
+	 * owner.c, call_may_lane), and runs max_concurrency at once. */
 	int limit = a->loc == 0 ? a->max_conc
 	            : a->max_conc > RAYC__ACTOR_WINDOW ? a->max_conc
 	                                                : RAYC__ACTOR_WINDOW;
@@ -455,6 +457,23 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 			ctor_check_locked(rt, a);
 			return;
 		}
+	}
+	if (t->akind == RAYC__AK_CALL && !t->in_mailbox && a->loc != 0) {
+		/* A call that had its turn, sent to the peer its actor lives
+		 * on, answered that an argument was lost on the way (lib/net
+		 * rebuilt it): sent there again, in the place it had, still
+		 * counted in running. */
+		int sent = rt->hooks != NULL ? rt->hooks->send(rt, t, a->loc)
+		                             : RAYC__SEND_NO;
+		if (sent == RAYC__SEND_OK)
+			return;
+		a->running--;
+		t->mb_ready = true;
+		t->state = RAYC__TASK_MAILBOX;
+		rayc__actor_mb_insert(a, t, TAILQ_FIRST(&a->mb));
+		if (sent == RAYC__SEND_NO)
+			a->stalled = true; /* as start_call_locked */
+		return;
 	}
 	if (t->akind != RAYC__AK_CALL || !t->in_mailbox) {
 		/* A constructor or destructor run, or a call that had its
