@@ -173,6 +173,19 @@ static inline int reap(pid_t pid, int ms)
 	}
 }
 
+/* A NetCounter (test/actor_funcs.h: registered in every net_peer) with
+ * tag, owned here, living on peer node. */
+static inline rayc_actor counter_on(uint32_t node, const char *tag)
+{
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = node };
+	rayc_actor h;
+
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(tag)),
+	             RAYC_OK, "%s", rayc_errmsg());
+	return h;
+}
+
 /* A peer this test SIGKILLed: reaped, and left out of cluster_stop. */
 static inline void forget_kid(pid_t pid)
 {

@@ -23,18 +23,6 @@ static void three_peers(pid_t *a, pid_t *b, uint32_t *pa, uint32_t *pb)
 	*pb = peer_of(*b);
 }
 
-/* A NetCounter (tag) owned here, living on peer node. */
-static rayc_actor counter_on(uint32_t node, const char *tag)
-{
-	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
-		              .node_id = node };
-	rayc_actor h;
-
-	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(tag)),
-	             RAYC_OK, "%s", rayc_errmsg());
-	return h;
-}
-
 struct where {
 	int64_t peer, next, wrong, inits;
 };

@@ -225,7 +225,10 @@ Test(net, small_frames_go_from_the_thread_that_queued_them)
 		rayc_release(r);
 	}
 	rayc__test_conn_sends(&s1);
-	cr_assert_geq(s1.fast - s0.fast, 200, "%llu of 200 tasks sent at once",
+	/* Nearly all: a task queued while another frame's send is under way
+	 * (a heartbeat, the control store's traffic) goes with the callback,
+	 * as it should (an ASan run of CI's suite saw 199 of 200 once). */
+	cr_assert_geq(s1.fast - s0.fast, 190, "%llu of 200 tasks sent at once",
 	              (unsigned long long)(s1.fast - s0.fast));
 	cr_assert_leq(s1.slow - s0.slow, 20, "%llu batches went by the "
 	              "callback", (unsigned long long)(s1.slow - s0.slow));

@@ -124,47 +124,72 @@ static void reap_killed(pid_t pid)
 	unlink(path);
 }
 
+/* A lost argument's cluster: B holds a (LOST_N bytes of pattern seed,
+ * made there) and C is armed to kill B as it fetches the first piece of
+ * a; a third peer keeps a majority after the kill.  B's pid in *b, ids
+ * in *pb, *pc. */
+#define LOST_N ((int64_t)32 << 20)
+static rayc_ref lost_arg_cluster(int64_t seed, pid_t *b, uint32_t *pb,
+                                 uint32_t *pc)
+{
+	setenv("RAYC_SAME_HOST_COPY", "0", 1);
+	driver_start();
+	*b = spawn_peer(TOKEN, NOSHM);
+	pid_t c = spawn_peer(TOKEN, NOSHM);
+	spawn_peer(TOKEN, NOSHM);
+	wait_alive(4);
+	*pb = peer_of(*b);
+	*pc = peer_of(c);
+	cr_assert(*pb != 0 && *pc != 0);
+	knows(*pc, *pb);
+	rayc_task_opts ob = on_peer(*pb);
+	ob.soft = 1; /* rebuilt elsewhere once B is gone */
+	rayc_ref a, arm;
+	cr_assert_eq(rayc_call_opts(&a, "nf_make_bytes", &ob,
+	                            RAYC_I64(LOST_N), RAYC_I64(seed)), 0);
+	cr_assert_eq(rayc_wait(&a, 1, 1, 30000, NULL, NULL), 0);
+	rayc_task_opts oc = on_peer(*pc);
+	cr_assert_eq(rayc_call_opts(&arm, "rf_arm_kill", &oc, RAYC_I64(*pb),
+	                            RAYC_I64(*b)), 0);
+	cr_assert_eq(get_i64(arm), 0);
+	rayc_release(arm);
+	return a;
+}
+
+/* r[0] is the checksum of LOST_N bytes of pattern seed, r[1] says peer
+ * pc computed it; both released. */
+static void lost_arg_answer(rayc_ref r[2], int64_t seed, uint32_t pc)
+{
+	int64_t sum = 0;
+	int rc = rayc_get_i64(r[0], &sum, 90000);
+	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
+	uint8_t *want = malloc((size_t)LOST_N);
+	cr_assert_not_null(want);
+	for (size_t i = 0; i < (size_t)LOST_N; i++)
+		want[i] = nf_pattern(i, seed);
+	cr_assert_eq((uint64_t)sum, XXH3_64bits(want, (size_t)LOST_N),
+	             "checksum differs");
+	free(want);
+	int64_t at = get_i64(r[1]);
+	cr_assert_eq(at, pc, "computed on peer %lld, not %u", (long long)at,
+	             pc);
+	rayc_release(r[0]);
+	rayc_release(r[1]);
+}
+
 /* A chain a -> checksum(a): a (32 MiB, kept where it ran, on B) loses
  * its only copy while C fetches it for the dependent task (C kills B at
  * the first piece).  The owner rebuilds a from lineage and sends the
  * task again: the result is exact. */
 Test(recover, lost_argument_is_rebuilt_by_its_owner)
 {
-	setenv("RAYC_SAME_HOST_COPY", "0", 1);
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NOSHM);
-	pid_t c = spawn_peer(TOKEN, NOSHM);
-	spawn_peer(TOKEN, NOSHM); /* a majority stays after the kill */
-	wait_alive(4);
-	uint32_t pb = peer_of(b), pc = peer_of(c);
-	cr_assert(pb != 0 && pc != 0);
-	knows(pc, pb);
-	const int64_t n = (int64_t)32 << 20;
-	rayc_task_opts ob = on_peer(pb);
-	ob.soft = 1; /* rebuilt elsewhere once B is gone */
-	rayc_ref a, r[2], arm;
-	cr_assert_eq(rayc_call_opts(&a, "nf_make_bytes", &ob, RAYC_I64(n),
-	                            RAYC_I64(21)), 0);
-	cr_assert_eq(rayc_wait(&a, 1, 1, 30000, NULL, NULL), 0);
+	pid_t b;
+	uint32_t pb, pc;
+	rayc_ref a = lost_arg_cluster(21, &b, &pb, &pc), r[2];
 	rayc_task_opts oc = on_peer(pc);
-	cr_assert_eq(rayc_call_opts(&arm, "rf_arm_kill", &oc, RAYC_I64(pb),
-	                            RAYC_I64(b)), 0);
-	cr_assert_eq(get_i64(arm), 0);
-	rayc_release(arm);
 	oc.num_returns = 2;
 	cr_assert_eq(rayc_call_opts(r, "nf_checksum", &oc, RAYC_REF(a)), 0);
-	int64_t sum = 0;
-	int rc = rayc_get_i64(r[0], &sum, 90000);
-	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
-	uint8_t *want = malloc((size_t)n);
-	for (size_t i = 0; i < (size_t)n; i++)
-		want[i] = nf_pattern(i, 21);
-	cr_assert_eq((uint64_t)sum, XXH3_64bits(want, (size_t)n),
-	             "checksum differs");
-	free(want);
-	cr_assert_eq(get_i64(r[1]), pc);
-	rayc_release(r[0]);
-	rayc_release(r[1]);
+	lost_arg_answer(r, 21, pc);
 	rayc_release(a);
 	reap_killed(b);
 	cluster_stop();
@@ -176,48 +201,18 @@ Test(recover, lost_argument_is_rebuilt_by_its_owner)
  * state, not here. */
 Test(recover, an_actors_call_whose_argument_was_lost_runs_where_the_actor_is)
 {
-	setenv("RAYC_SAME_HOST_COPY", "0", 1);
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NOSHM);
-	pid_t c = spawn_peer(TOKEN, NOSHM);
-	spawn_peer(TOKEN, NOSHM); /* a majority stays after the kill */
-	wait_alive(4);
-	uint32_t pb = peer_of(b), pc = peer_of(c);
-	cr_assert(pb != 0 && pc != 0);
-	knows(pc, pb);
+	pid_t b;
+	uint32_t pb, pc;
+	rayc_ref a = lost_arg_cluster(23, &b, &pb, &pc), r[2];
 	rayc_actor_opts ao = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
 		               .node_id = pc };
 	rayc_actor h;
 	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &ao, RAYC_STR("lost")),
 	             RAYC_OK, "%s", rayc_errmsg());
-	const int64_t n = (int64_t)32 << 20;
-	rayc_task_opts ob = on_peer(pb);
-	ob.soft = 1; /* rebuilt elsewhere once B is gone */
-	rayc_ref a, r[2], arm;
-	cr_assert_eq(rayc_call_opts(&a, "nf_make_bytes", &ob, RAYC_I64(n),
-	                            RAYC_I64(23)), 0);
-	cr_assert_eq(rayc_wait(&a, 1, 1, 30000, NULL, NULL), 0);
-	rayc_task_opts oc = on_peer(pc);
-	cr_assert_eq(rayc_call_opts(&arm, "rf_arm_kill", &oc, RAYC_I64(pb),
-	                            RAYC_I64(b)), 0);
-	cr_assert_eq(get_i64(arm), 0);
-	rayc_release(arm);
 	rayc_method_opts two = { .num_returns = 2 };
 	cr_assert_eq(rayc_actor_call_opts(r, h, "checksum", &two, RAYC_REF(a)),
 	             RAYC_OK, "%s", rayc_errmsg());
-	int64_t sum = 0;
-	int rc = rayc_get_i64(r[0], &sum, 90000);
-	cr_assert_eq(rc, RAYC_OK, "%s: %s", rayc_strerror(rc), rayc_errmsg());
-	uint8_t *want = malloc((size_t)n);
-	for (size_t i = 0; i < (size_t)n; i++)
-		want[i] = nf_pattern(i, 23);
-	cr_assert_eq((uint64_t)sum, XXH3_64bits(want, (size_t)n),
-	             "checksum differs");
-	free(want);
-	cr_assert_eq(get_i64(r[1]), pc, "the call ran on peer %lld",
-	             (long long)get_i64(r[1]));
-	rayc_release(r[0]);
-	rayc_release(r[1]);
+	lost_arg_answer(r, 23, pc);
 	rayc_release(a);
 	reap_killed(b);
 	rayc_actor_release(h);

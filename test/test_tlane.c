@@ -121,6 +121,24 @@ Test(tlane, a_tampered_task_frame_is_refused_and_every_task_answers)
 	cluster_stop();
 }
 
+/* Three calls r were just made to pb, since counts c0: all three went on
+ * the lane, which is cut now; each still answers pb. */
+static void cut_under_three(const uint64_t c0[4], rayc_ref r[3], uint32_t pb)
+{
+	uint64_t c1[4];
+
+	counts_here(c1);
+	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 3, "not all on the lane");
+	rayc__test_tlane_cut();
+	for (int i = 0; i < 3; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), RAYC_OK,
+		             "call %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb);
+		rayc_release(r[i]);
+	}
+}
+
 /* The lane's socket is cut (shut down here, the owner) while tasks sent
  * on it run: the connection closes, the tasks are sent again over the
  * next one and answered from the executor's records, each once. */
@@ -129,22 +147,13 @@ Test(tlane, tasks_in_flight_when_a_task_lane_is_cut_all_come_back)
 	uint32_t pb = pair(NULL);
 	until_lane_up(pb);
 	rayc_task_opts o = on_peer(pb);
-	uint64_t c0[4], c1[4];
+	uint64_t c0[4];
 	rayc_ref r[3];
 	counts_here(c0);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(rayc_call_opts(&r[i], "nf_sleep", &o,
 		                            RAYC_I64(300)), 0);
-	counts_here(c1);
-	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 3, "not all on the lane");
-	rayc__test_tlane_cut();
-	for (int i = 0; i < 3; i++) {
-		int64_t v = -1;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), RAYC_OK,
-		             "task %d: %s", i, rayc_errmsg());
-		cr_assert_eq(v, (int64_t)pb);
-		rayc_release(r[i]);
-	}
+	cut_under_three(c0, r, pb);
 	rayc_stats st;
 	cr_assert_eq(rayc_stats_get(&st), 0);
 	cr_assert_eq(st.tasks_failed, 0);
@@ -335,18 +344,6 @@ Test(tlane, a_peer_stopped_with_tasks_on_its_lane_fails_or_moves_them)
 
 /* ---- an actor's calls ---- */
 
-/* A NetCounter owned here, living on peer node. */
-static rayc_actor counter_on(uint32_t node, const char *tag)
-{
-	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
-		              .node_id = node };
-	rayc_actor h;
-
-	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR(tag)),
-	             RAYC_OK, "%s", rayc_errmsg());
-	return h;
-}
-
 /* add(from), add(from + 1), ... add(from + n - 1), each got before the
  * next is made: each answer says the actor's peer. */
 static void adds_sync(rayc_actor h, int64_t from, int n, uint32_t on)
@@ -398,6 +395,20 @@ static void counter_state(rayc_actor h, int64_t *next, int64_t *wrong)
 		rayc_release(r[i]);
 }
 
+/* The actor saw every call once, in order (next is want), and the test
+ * ends. */
+static void ends_in_order(rayc_actor h, int64_t want)
+{
+	int64_t next = -1, wrong = -1;
+
+	counter_state(h, &next, &wrong);
+	cr_assert_eq(next, want, "next %lld, not %lld", (long long)next,
+	             (long long)want);
+	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
 /* Calls made one at a time to an actor on another peer go on the task
  * lane and their answers come back on it, in order. */
 Test(tlane, an_actors_calls_one_at_a_time_travel_on_a_task_lane)
@@ -414,12 +425,7 @@ Test(tlane, an_actors_calls_one_at_a_time_travel_on_a_task_lane)
 	              "%llu of 200 calls went on the lane",
 	              (unsigned long long)(c1[TASK_OUT] - c0[TASK_OUT]));
 	cr_assert_geq(c1[DONE_IN] - c0[DONE_IN], 190);
-	int64_t next = -1, wrong = -1;
-	counter_state(h, &next, &wrong);
-	cr_assert_eq(next, 205);
-	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
-	rayc_actor_release(h);
-	cluster_stop();
+	ends_in_order(h, 205);
 }
 
 /* Lone calls (on the lane) and bursts (the first calls on the lane, the
@@ -445,12 +451,7 @@ Test(tlane, an_actors_calls_keep_their_order_when_they_change_path)
 	              (unsigned long long)lane);
 	cr_assert_lt(lane, (uint64_t)at / 2, "%llu of %lld calls on the lane",
 	             (unsigned long long)lane, (long long)at);
-	int64_t next = -1, wrong = -1;
-	counter_state(h, &next, &wrong);
-	cr_assert_eq(next, at);
-	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
-	rayc_actor_release(h);
-	cluster_stop();
+	ends_in_order(h, at);
 }
 
 /* The lane is cut while calls sent on it run (300 ms each): the
@@ -462,30 +463,17 @@ Test(tlane, an_actors_calls_in_flight_when_a_task_lane_is_cut_run_once)
 	until_lane_up(pb);
 	rayc_actor h = counter_on(pb, "cut");
 	adds_sync(h, 0, 5, pb);
-	uint64_t c0[4], c1[4];
+	uint64_t c0[4];
 	rayc_ref r[3];
 	counts_here(c0);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(rayc_actor_call(&r[i], h, "sleep_add",
 		                             RAYC_I64(300)), RAYC_OK);
-	counts_here(c1);
-	cr_assert_eq(c1[TASK_OUT] - c0[TASK_OUT], 3, "not all on the lane");
-	rayc__test_tlane_cut();
-	for (int i = 0; i < 3; i++) {
-		int64_t v = -1;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), RAYC_OK,
-		             "call %d: %s", i, rayc_errmsg());
-		cr_assert_eq(v, (int64_t)pb);
-		rayc_release(r[i]);
-	}
-	adds_async(h, 8, 100, pb); /* sleep_add counted 5, 6, 7 */
-	int64_t next = -1, wrong = -1;
-	counter_state(h, &next, &wrong);
-	cr_assert_eq(next, 108, "the calls ran %lld times, not 103",
-	             (long long)(next - 5));
-	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
-	rayc_actor_release(h);
-	cluster_stop();
+	cut_under_three(c0, r, pb);
+	/* sleep_add counted 5, 6, 7: once each, or add(8) is out of order
+	 * and next is not 108. */
+	adds_async(h, 8, 100, pb);
+	ends_in_order(h, 108);
 }
 
 /* The actor's peer is killed while calls sent on the lane to it run:
@@ -539,11 +527,7 @@ Test(tlane, an_actors_calls_on_a_lane_to_a_peer_killed_go_to_its_restart)
 	cr_assert_eq(next, 2, "next %lld after the restart", (long long)next);
 	adds_async(h, 2, 100, (uint32_t)(victim == a ? peer_of(b)
 	                                              : peer_of(a)));
-	counter_state(h, &next, &wrong);
-	cr_assert_eq(next, 102);
-	cr_assert_eq(wrong, 0, "%lld calls out of order", (long long)wrong);
-	rayc_actor_release(h);
-	cluster_stop();
+	ends_in_order(h, 102);
 }
 
 /* An actor running two calls at once: a call sent on the lane waits (not

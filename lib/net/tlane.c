@@ -37,8 +37,9 @@
  * connection and none waits behind it (a burst goes corked over the
  * connection), and over the connection only if none in flight went on
  * the lane: else it waits in the mailbox for those to end (owner.c:
- * call_may_lane, RAYC__SEND_LATER; rayc__actor.lane_calls counts them).  A call sent again goes over the connection, behind the
- * ones sent before it, as any task does (rayc__remote_resend_locked).
+ * call_may_lane, RAYC__SEND_LATER; rayc__actor.lane_calls counts them).
+ * A call sent again goes over the connection, behind the ones sent
+ * before it, as any task does (rayc__remote_resend_locked).
 
  * Set-up.  An executor that receives a TASK over a connection says LANE
  * (its lane listener's port) on it once.  The owner's next TASK to it
