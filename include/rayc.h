@@ -548,10 +548,11 @@ RAYC_API int rayc_task_attempt(rayc_ctx *ctx);
  * no live peer has them, waiting until one that does joins); the
  * resources stay reserved there until the actor dies, and its calls and
  * destructor run on that peer's worker threads (a call from another
- * peer to a method whose runs took under 1 us so far may run on the
- * thread of that peer that read it, as a tiny task may; never two of
- * one actor's calls at once beyond its max_concurrency, in either
- * case).  The peer that created
+ * peer to a method whose runs took under 1 us so far, or under 2 us for
+ * a call made one at a time to an actor of max_concurrency 1, which
+ * travels on a task lane, may run on the thread of that peer that read
+ * it, as a quick task may; never two of one actor's calls at once beyond
+ * its max_concurrency, in either case).  The peer that created
  * it (its owner) keeps its handles, order and life; names are the
  * cluster's (kept in its control store); the actor dies with its owner
  * (unless detached: RAYC_LIFETIME_DETACHED).  A handle given to a task
