@@ -368,8 +368,8 @@ Test(actor, kill_without_restart_fails_later_calls_with_eactordied)
 	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
 	/* Gone once every hold on it is let go of, which may be a moment
 	 * after counter_finis moved: that counts the destructor from inside
-	 * its run, before the worker completes the run (ASan runs of this
-	 * suite saw it still listed here twice in about 30). */
+	 * its run, before the worker completes the run (an ASan run of this
+	 * suite saw it still listed here, once in about 30). */
 	RT_WAIT_FOR(rayc_actor_list(&info, 1, &n) == RAYC_OK && n == 0, 10000);
 	cr_assert_eq(rayc_actor_list(&info, 1, &n), RAYC_OK);
 	cr_assert_eq(n, 0);
