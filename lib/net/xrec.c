@@ -141,8 +141,8 @@ static void encode_done(rayc__net *net, rayc__wbuf *b, rayc_task_id id,
 
 /* Answers of a worker's batch, or of a reader's runs of its read
  * (rayc__sched_batch_more), wait corked on their connection while runs
- * are left to start, and go together when they end or pause (rayc__net_answers_flush_locked, through
- * rt->hooks): one write for the batch instead of one per answer (with
+ * are left to start, and go together when they end or pause
+ * (rayc__net_answers_flush_locked, through rt->hooks): one write for the batch instead of one per answer (with
  * one worker, each answer went alone: about 3 syscalls and a context
  * switch per task, docs/benchmarks.md).  A run that turns slow holds
  * those before it at most until the loop's next tick

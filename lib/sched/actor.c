@@ -461,18 +461,13 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 	if (t->akind == RAYC__AK_CALL && !t->in_mailbox && a->loc != 0) {
 		/* A call that had its turn, sent to the peer its actor lives
 		 * on, answered that an argument was lost on the way (lib/net
-		 * rebuilt it): sent there again, in the place it had, still
-		 * counted in running. */
-		int sent = rt->hooks != NULL ? rt->hooks->send(rt, t, a->loc)
-		                             : RAYC__SEND_NO;
-		if (sent == RAYC__SEND_OK)
-			return;
+		 * rebuilt it): its turn again, still counted in running (which
+		 * start_call_locked counts it in anew), back at the mailbox's
+		 * head if it cannot go now. */
 		a->running--;
 		t->mb_ready = true;
 		t->state = RAYC__TASK_MAILBOX;
-		rayc__actor_mb_insert(a, t, TAILQ_FIRST(&a->mb));
-		if (sent == RAYC__SEND_NO)
-			a->stalled = true; /* as start_call_locked */
+		(void)start_call_locked(rt, a, t);
 		return;
 	}
 	if (t->akind != RAYC__AK_CALL || !t->in_mailbox) {

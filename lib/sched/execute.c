@@ -362,28 +362,28 @@ static uint32_t run_ns_of(const rayc__task *t, bool calls)
 	return atomic_load_explicit(&t->fn->run_ns, memory_order_relaxed);
 }
 
+/* Whether t's runs (run_ns_of) were timed and averaged under *bound. */
+static bool runs_under(const rayc__task *t, bool calls,
+                       const _Atomic uint32_t *bound)
+{
+	uint32_t ns = run_ns_of(t, calls);
+
+	return ns != 0 && ns < atomic_load_explicit(bound, memory_order_relaxed);
+}
+
 bool rayc__sched_quick(const rayc__task *t)
 {
-	uint32_t ns = run_ns_of(t, false);
-
-	return ns != 0 &&
-	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
+	return runs_under(t, false, &quick_ns);
 }
 
 bool rayc__sched_quick_call(const rayc__task *t)
 {
-	uint32_t ns = run_ns_of(t, true);
-
-	return ns != 0 &&
-	       ns < atomic_load_explicit(&quick_ns, memory_order_relaxed);
+	return runs_under(t, true, &quick_ns);
 }
 
 bool rayc__sched_tiny(const rayc__task *t)
 {
-	uint32_t ns = run_ns_of(t, true);
-
-	return ns != 0 &&
-	       ns < atomic_load_explicit(&tiny_ns, memory_order_relaxed);
+	return runs_under(t, true, &tiny_ns);
 }
 
 void rayc__sched_batch_complete_locked(rayc__rt *rt, rayc__task *t,
