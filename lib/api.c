@@ -10,6 +10,7 @@
 #include "net/net.h"
 #include "registry.h"
 #include "sched/actor.h"
+#include "sched/direct.h"
 #include "sched/sched.h"
 
 #define ID_FMT "%016llx%016llx"
@@ -296,7 +297,10 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		refs = args[i].type == RAYC_TYPE_REF ||
 		       args[i].type == RAYC_TYPE_ACTOR;
 	if (!refs && (t->sclass = rayc__sched_class_find(rt, demand)) != NULL) {
-		rayc__sched_submit(rt, t); /* no wait for rt->mu */
+		/* No wait for rt->mu; a direct task meets it at no step. */
+		if (t->sclass != rt->dclass || nret != 1 || t->nested ||
+		    !rayc__direct_submit(rt, t))
+			rayc__sched_submit(rt, t);
 		return RAYC_OK;
 	}
 	if ((rc = rayc__args_borrow(rt, args, nargs)) != RAYC_OK) {
@@ -814,7 +818,19 @@ int rayc_release(rayc_ref ref)
 	/* Views, task arguments and the cluster hold it too, but only a
 	 * handle is the program's to drop: an entry kept for those, or
 	 * only as lineage, holds none. */
-	rayc__obj *o = NULL;
+	rayc__obj *o = rayc__direct_pin(rt, ref.id);
+
+	if (o != NULL) {
+		/* A direct task's entry (sched/direct.h): no lock at all. */
+		held = rayc__obj_handle_take(o);
+		if (held)
+			atomic_fetch_sub_explicit(&o->refcnt, 1,
+			                          memory_order_release);
+		rayc__obj_unpin(rt, o);
+		if (held)
+			return RAYC_OK;
+		o = NULL;
+	}
 	bool locked = rayc__rt_trylock(rt);
 	/* rt->mu busy: no wait for it unless this is the last ref. */
 	if (!locked && (o = rayc__obj_pin(rt, ref.id)) != NULL &&

@@ -133,10 +133,13 @@ struct rayc__obj {
 	size_t len;
 	void *data;      /* inline_buf, heap, arena, or errmsg */
 	rayc__wnode *waiters;
-	/* On rayc__handoff_objs: its last ref to let go under rt->mu. */
-	rayc__obj *dead_next;
+	/* A direct task's return: its phase (sched/direct.h: RAYC__D_*);
+	 * 0 for every other entry.  Read at the last ref of every entry. */
+	_Atomic uint8_t dstate;
 
 	rayc__task *task; /* producer (lineage); NULL for puts */
+	/* On rayc__handoff_objs: its last ref to let go under rt->mu. */
+	rayc__obj *dead_next;
 	rayc__targ *deps;   /* task arguments waiting for this object */
 	rayc__block *block;
 	int err;         /* for ERROR: the rayc_err its readers get */
@@ -330,6 +333,7 @@ struct rayc__worker {
 	bool idle;
 	bool woken; /* counted in rt->nwaking */
 	int index;
+	unsigned turn; /* direct tasks or the queues first (sched.c) */
 	/* Its batch while it runs one (sched/execute.c; set and cleared
 	 * under rt->mu): an idle worker takes the runs not started, and a
 	 * thread that waits for a run's results marks it there or completes
@@ -384,7 +388,8 @@ struct rayc__rt {
 	uint64_t n_fetches;
 	char *res_names[RAYC__MAX_RES];
 	int64_t res_total[RAYC__MAX_RES];
-	int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);
+	/* Apart from res_total, which every submission reads. */
+	_Alignas(64) int64_t res_avail[RAYC__MAX_RES] RAYC_GUARDED_BY(mu);
 
 	/* Entries and task specs of up to RAYC__TASK_SLAB_BYTES (most
 	 * tasks) come from slabs: no malloc per task, memory kept warm. */
@@ -404,6 +409,11 @@ struct rayc__rt {
 	/* Task classes (lib/sched), appended under mu, never removed
 	 * before shutdown. */
 	rayc__sclass *classes RAYC_GUARDED_BY(mu);
+	/* Direct tasks (sched/direct.h): their ring and queue, and the
+	 * class they run in; both NULL on a peer with a mesh.  Set by
+	 * rayc_init before any call, never changed after. */
+	struct rayc__direct *direct;
+	rayc__sclass *dclass;
 	_Alignas(64) uint64_t nobjs RAYC_GUARDED_BY(mu);
 	uint64_t nlineage RAYC_GUARDED_BY(mu);
 	uint64_t inline_bytes RAYC_GUARDED_BY(mu);

@@ -12,7 +12,9 @@
 
 #include "lineage/lineage.h"
 #include "net/net.h"
+#include "api_int.h"
 #include "sched/actor.h"
+#include "sched/direct.h"
 #include "sched/sched.h"
 #include "testing.h"
 
@@ -429,6 +431,7 @@ int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
 
 static void rt_free(rayc__rt *rt)
 {
+	rayc__direct_destroy(rt); /* what the workers left */
 	for (int k = 0; k < atomic_load(&rt->nres); k++)
 		free(rt->res_names[k]);
 	rayc__store_close(rt->store);
@@ -440,6 +443,27 @@ static void rt_free(rayc__rt *rt)
 	rayc__mutex_fini(&rt->name_mu);
 	rayc__mutex_fini(&rt->mu);
 	free(rt);
+}
+
+/* Direct tasks (sched/direct.h) on a peer with no mesh: their ring and
+ * queue, and the class of the default demand they run in, if this peer
+ * can run it at all. */
+static int direct_init(rayc__rt *rt)
+{
+	rayc_task_opts def = RAYC_TASK_OPTS_DEFAULT;
+	int64_t demand[RAYC__MAX_RES];
+	int rc;
+
+	if (rayc__demand_of(rt, &def, demand) != RAYC_OK) {
+		rayc__err_clear(); /* infeasible here: nothing is direct */
+		return RAYC_OK;
+	}
+	if ((rc = rayc__direct_init(rt)) != RAYC_OK)
+		return rc;
+	rayc__mutex_lock(&rt->mu);
+	rt->dclass = rayc__sched_class_locked(rt, demand);
+	rayc__mutex_unlock(&rt->mu);
+	return rt->dclass != NULL ? RAYC_OK : RAYC_ENOMEM;
 }
 
 /* Stops and frees a runtime whose scheduler started: the mesh first,
@@ -541,6 +565,13 @@ int rayc_init(const rayc_config *cfg)
 	rt->job = ((uint64_t)getpid() << 32) ^ (uint64_t)rayc__now_ns();
 	atomic_init(&rt->next_task, 1);
 	atomic_init(&rt->next_put, 1);
+	if (!c.use_net)
+		rc = direct_init(rt);
+	if (rc != RAYC_OK) {
+		rt_free(rt);
+		unlock_init();
+		return rc;
+	}
 	rayc__g = rt;
 	rc = rayc__sched_start(rt, c.workers);
 	if (rc == RAYC_OK && c.use_net) {
@@ -608,8 +639,8 @@ int rayc_stats_get(rayc_stats *st)
 	memset(st, 0, sizeof(*st));
 	rayc__rt_lock(rt);
 	st->tasks_pending = rt->queued + rt->pending_args + rt->rwait.n +
-	                    rt->infeasible.n;
-	st->objects = rt->nobjs;
+	                    rt->infeasible.n + rayc__direct_queued(rt);
+	st->objects = rt->nobjs + rayc__direct_live(rt);
 	st->lineage_tasks = rt->nlineage;
 	st->inline_bytes = rt->inline_bytes;
 	st->cached_copy_bytes = rt->cache_bytes;

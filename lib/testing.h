@@ -220,6 +220,9 @@ uint64_t rayc__test_batched_runs(void);
  * rayc__sched_serve_held) since init. */
 uint64_t rayc__test_served_runs(void);
 void rayc__test_set_quick_ns(uint32_t ns);
+/* Whether tasks may be direct (sched/direct.h; on unless a test that
+ * looks at the batches of the scheduler's queues turns it off). */
+void rayc__test_set_direct(bool on);
 /* Whether a thread (rayc_get, rayc_wait) or a task waits for ref's
  * object. */
 bool rayc__test_waited_for(rayc_ref ref);

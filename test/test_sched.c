@@ -870,12 +870,14 @@ static void batch_case(bool producer_first)
  * an empty task may take more than the 2 us of a normal build. */
 static void rt_init1(void)
 {
+	rayc__test_set_direct(false); /* the queues' batches */
 	rt_start(1);
 	rayc__test_set_quick_ns(1000000000);
 }
 
 static void rt_init2_quick(void)
 {
+	rayc__test_set_direct(false); /* the queues' batches */
 	rt_start(2);
 	rayc__test_set_quick_ns(1000000000);
 }

@@ -79,13 +79,17 @@ void rayc__unlocked(void);
 extern void *_Atomic rayc__handoff;
 struct rayc__obj;
 extern struct rayc__obj *_Atomic rayc__handoff_objs;
+/* And a wake-up owed to an idle worker (lib/sched/direct.c: a direct
+ * task queued while rt->mu was busy). */
+extern _Atomic bool rayc__handoff_kick;
 void rayc__set_handoff_hook(void (*fn)(void));
 void rayc__handoff_run(void);
-/* Whether either stack holds something, loaded with order mo. */
+/* Whether any of them is pending, loaded with order mo. */
 static inline bool rayc__handoff_pending(memory_order mo)
 {
 	return atomic_load_explicit(&rayc__handoff, mo) != NULL ||
-	       atomic_load_explicit(&rayc__handoff_objs, mo) != NULL;
+	       atomic_load_explicit(&rayc__handoff_objs, mo) != NULL ||
+	       atomic_load_explicit(&rayc__handoff_kick, mo);
 }
 /* The fence of that protocol.  On x86 the locked instruction that pushed
  * or unlocked is one already. */

@@ -26,6 +26,7 @@ void rayc__set_unlock_hook(void (*fn)(void))
 
 void *_Atomic rayc__handoff;
 struct rayc__obj *_Atomic rayc__handoff_objs;
+_Atomic bool rayc__handoff_kick;
 static void (*_Atomic handoff_hook)(void);
 
 void rayc__set_handoff_hook(void (*fn)(void))

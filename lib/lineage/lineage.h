@@ -9,9 +9,17 @@
 
 rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
 	RAYC_REQUIRES(rt->mu);
+/* The same in the table only (no direct task's entry is adopted). */
+rayc__obj *rayc__obj_find_indexed_locked(rayc__rt *rt, rayc_object_id id)
+	RAYC_REQUIRES(rt->mu);
 /* Inserts a new PENDING entry with refcnt 0.  NULL on ENOMEM. */
 rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 	RAYC_REQUIRES(rt->mu);
+/* _new_locked's two halves: a block from rt->obj_slab made a PENDING
+ * entry of id with refcnt 0 (no lock needed), and an entry put in the
+ * table (RAYC_ENOMEM: it is not). */
+void rayc__obj_init(rayc__obj *o, rayc_object_id id);
+int rayc__obj_index_locked(rayc__rt *rt, rayc__obj *o) RAYC_REQUIRES(rt->mu);
 
 /* A cached secondary copy wanted again leaves the cache. */
 void rayc__cache_take_locked(rayc__obj *o);
@@ -21,6 +29,8 @@ void rayc__cache_take_locked(rayc__obj *o);
  * otherwise (look it up under the lock).  Drop the ref with
  * rayc__obj_unpin. */
 rayc__obj *rayc__obj_pin(rayc__rt *rt, rayc_object_id id);
+/* The same for o, a guess at id's entry read from an index. */
+rayc__obj *rayc__obj_pin_entry(rayc__rt *rt, rayc__obj *o, rayc_object_id id);
 /* Drops one ref without waiting for rt->mu: the last one goes under the
  * lock, taken now if free, else handed to its holder, who lets it go as
  * it unlocks (rayc__obj_drain_locked). */

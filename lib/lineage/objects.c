@@ -15,6 +15,7 @@
 
 #include "lineage/lineage.h"
 #include "sched/actor.h"
+#include "sched/direct.h"
 #include "sched/sched.h"
 
 /* A growable stack of pointers for the cascades. */
@@ -57,9 +58,19 @@ static void wl_fini(worklist *w)
 		free(w->v);
 }
 
-rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
+rayc__obj *rayc__obj_find_indexed_locked(rayc__rt *rt, rayc_object_id id)
 {
 	return rayc__idtab_find(&rt->objs, id.hi, id.lo);
+}
+
+rayc__obj *rayc__obj_find_locked(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__obj *o = rayc__idtab_find(&rt->objs, id.hi, id.lo);
+
+	/* Not in the table: a direct task's, taken in (sched/direct.h). */
+	if (o == NULL && rt->direct != NULL)
+		o = rayc__direct_adopt_locked(rt, id);
+	return o;
 }
 
 /* ---- lookups without rt->mu ----
@@ -159,12 +170,8 @@ void rayc__objtab_free_hints(rayc__rt *rt)
 	}
 }
 
-rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
+void rayc__obj_init(rayc__obj *o, rayc_object_id id)
 {
-	rayc__obj *o = rayc__slab_alloc_n(&rt->obj_slab, 0);
-
-	if (o == NULL)
-		return NULL;
 	/* The first fields with atomics (a pinner may read them, and this
 	 * block may have been an entry it had a hint for); refcnt is 0
 	 * already if it was, and the new one's holder raises it with a
@@ -176,25 +183,47 @@ rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
 	atomic_store_explicit(&o->refcnt, 0, memory_order_relaxed);
 	atomic_store_explicit(&o->handles, 0, memory_order_relaxed);
 	memset(&o->type, 0, sizeof(*o) - offsetof(rayc__obj, type));
-	if (rayc__idtab_add(&rt->objs, id.hi, id.lo, o) != RAYC_OK) {
-		rayc__slab_free(o);
-		return NULL;
-	}
+}
+
+int rayc__obj_index_locked(rayc__rt *rt, rayc__obj *o)
+{
+	if (rayc__idtab_add(&rt->objs, o->id.hi, o->id.lo, o) != RAYC_OK)
+		return RAYC_ENOMEM;
 	rayc__hints *h = atomic_load_explicit(&rt->hints, memory_order_relaxed);
 	hint_put(h, o);
 	if (++rt->nobjs > h->mask + 1)
 		hints_grow_locked(rt, h);
+	return RAYC_OK;
+}
+
+rayc__obj *rayc__obj_new_locked(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__obj *o = rayc__slab_alloc_n(&rt->obj_slab, 0);
+
+	if (o == NULL)
+		return NULL;
+	rayc__obj_init(o, id);
+	if (rayc__obj_index_locked(rt, o) != RAYC_OK) {
+		rayc__slab_free(o);
+		return NULL;
+	}
 	return o;
 }
 
 rayc__obj *rayc__obj_pin(rayc__rt *rt, rayc_object_id id)
 {
-	rayc__hints *h = atomic_load_explicit(&rt->hints, memory_order_acquire);
-	rayc__obj *o = atomic_load_explicit(&h->slot[hint_of(h, id)],
-	                                    memory_order_acquire);
+	rayc__obj *o = rayc__direct_pin(rt, id);
 
-	if (o == NULL)
-		return NULL;
+	if (o != NULL)
+		return o;
+	rayc__hints *h = atomic_load_explicit(&rt->hints, memory_order_acquire);
+	o = atomic_load_explicit(&h->slot[hint_of(h, id)],
+	                         memory_order_acquire);
+	return o != NULL ? rayc__obj_pin_entry(rt, o, id) : NULL;
+}
+
+rayc__obj *rayc__obj_pin_entry(rayc__rt *rt, rayc__obj *o, rayc_object_id id)
+{
 	int32_t n = atomic_load_explicit(&o->refcnt, memory_order_relaxed);
 	do {
 		if (n <= 0)
@@ -223,6 +252,16 @@ void rayc__obj_unpin(rayc__rt *rt, rayc__obj *o)
 			    &o->refcnt, &n, n - 1, memory_order_release,
 			    memory_order_relaxed))
 			return;
+	/* A direct task's entry, sealed without the lock: it and its task
+	 * go without it too (sched/direct.h).  An adopter pins before it
+	 * moves DONE on, so at the last ref the phase read here holds. */
+	if (atomic_load_explicit(&o->dstate, memory_order_acquire) ==
+	    RAYC__D_DONE) {
+		if (atomic_fetch_sub_explicit(&o->refcnt, 1,
+		                              memory_order_acq_rel) == 1)
+			rayc__direct_free(rt, o);
+		return;
+	}
 	/* The last ref goes under rt->mu: now if it is free, else its
 	 * holder lets go of it when it unlocks (as rayc__sched_submit hands
 	 * over a task). */

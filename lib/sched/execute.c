@@ -187,6 +187,13 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 	if (!prepare_locked(rt, t, &ctx, cpu, depth))
 		return;
 	rayc__mutex_unlock(&rt->mu);
+	rayc__sched_run_timed(rt, t, &ctx);
+	rayc__mutex_lock(&rt->mu);
+	finish_locked(rt, t, &ctx);
+}
+
+void rayc__sched_run_timed(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
+{
 	/* One run in eight is timed (two clock reads are a few percent of
 	 * a synchronous round trip), and every run of a function not timed
 	 * yet; every one while time_all is set (a run of a connection's
@@ -197,14 +204,12 @@ void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,
 	                                    memory_order_relaxed) == 0;
 	bool timed = sampled || time_all;
 	int64_t t0 = timed ? rayc__now_ns() : 0;
-	run(rt, t, &ctx);
+	run(rt, t, ctx);
 	if (timed) {
 		int64_t d = rayc__now_ns() - t0;
 		if (sampled || d >= TURNED_SLOW_NS)
 			note_run(t->fn, d);
 	}
-	rayc__mutex_lock(&rt->mu);
-	finish_locked(rt, t, &ctx);
 }
 
 /* ------------------------------------------------------------------ */

@@ -20,6 +20,7 @@
 
 #include "lineage/lineage.h"
 #include "sched/actor.h"
+#include "sched/direct.h"
 #include "sched/place.h"
 #include "sched/sched.h"
 
@@ -137,14 +138,51 @@ static void wake_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 
 	rt->idle = w->next_idle;
 	rt->nidle--;
+	rayc__direct_idle_add(rt, -1);
 	w->idle = false;
 	w->woken = true;
 	rt->nwaking++;
 	rayc__event_set_after_unlock(&w->ev);
 }
 
+static bool competes(const rayc__rt *rt, const rayc__sclass *s,
+                     const rayc__sclass *c) RAYC_REQUIRES(rt->mu);
+
+/* Direct tasks wait (sched/direct.h), their demand fits now, and no
+ * queued task they have passed too often needs what they would take
+ * (see pick_locked). */
+static bool direct_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	if (rt->dclass == NULL || !rayc__direct_pending(rt) ||
+	    !fits(rt, rt->dclass->demand))
+		return false;
+	for (rayc__sclass *c = rt->classes; rt->queued != 0 && c != NULL;
+	     c = c->next)
+		if (c->q.head != NULL && c->passed >= RAYC__STARVE_PASSES &&
+		    competes(rt, c, rt->dclass))
+			return false;
+	return true;
+}
+
+/* A worker takes direct tasks: the oldest queued task, if it waits for
+ * resources, is passed once more. */
+static void direct_passes_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__sclass *oldest = NULL;
+
+	for (rayc__sclass *c = rt->classes; rt->queued != 0 && c != NULL;
+	     c = c->next)
+		if (c->q.head != NULL &&
+		    (oldest == NULL || c->q.head->qseq < oldest->q.head->qseq))
+			oldest = c;
+	if (oldest != NULL && !fits(rt, oldest->demand))
+		oldest->passed++;
+}
+
 static bool any_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
+	if (direct_fits_locked(rt))
+		return true;
 	if (rt->queued == 0)
 		return false;
 	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next)
@@ -492,9 +530,25 @@ static void *worker_main(void *arg)
 		if (atomic_load_explicit(&rayc__handoff,
 		                         memory_order_relaxed) != NULL)
 			rayc__sched_drain_locked(rt);
-		rayc__task *t = pick_locked(rt);
+		/* Direct tasks and the queues take turns. */
+		bool direct = (++w->turn & 1) != 0 && direct_fits_locked(rt);
+		rayc__task *t = direct ? NULL : pick_locked(rt);
+		if (t == NULL && !direct)
+			direct = direct_fits_locked(rt);
 		w->woken = false;
 		rt->nwaking--;
+		if (direct) {
+			int64_t demand[RAYC__MAX_RES];
+			memcpy(demand, rt->dclass->demand, sizeof(demand));
+			direct_passes_locked(rt);
+			acquire(rt, demand);
+			kick_locked(rt); /* more than this one runs */
+			rayc__mutex_unlock(&rt->mu);
+			rayc__direct_run(rt, demand[RAYC__RES_CPU]);
+			rayc__mutex_lock(&rt->mu);
+			release(rt, demand);
+			continue;
+		}
 		if (t != NULL) {
 			rayc__task *more[RAYC__BATCH_MAX];
 			int n = take_more_locked(rt, t, more);
@@ -527,6 +581,16 @@ static void *worker_main(void *arg)
 		w->next_idle = rt->idle;
 		rt->idle = w;
 		rt->nidle++;
+		/* Counted idle, then the direct queue looked at: a direct
+		 * submitter queues, then reads the count (direct.c). */
+		rayc__direct_idle_add(rt, 1);
+		if (direct_fits_locked(rt)) {
+			rt->idle = w->next_idle;
+			rt->nidle--;
+			rayc__direct_idle_add(rt, -1);
+			w->idle = false;
+			continue;
+		}
 		rayc__mutex_unlock(&rt->mu);
 		rayc__event_wait_learn(&w->ev, -1, rt->spin_ns, &w->spin);
 		rayc__mutex_lock(&rt->mu);

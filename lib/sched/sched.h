@@ -141,6 +141,11 @@ void rayc__sched_offer_locked(rayc__rt *rt,
                                         const int64_t *demand, void *arg),
                               void *arg) RAYC_REQUIRES(rt->mu);
 
+/* Runs t's function on the calling thread (rt->mu not held), with ctx
+ * set up for it; one run in eight is timed for its function's average
+ * (rayc__fn_entry.run_ns). */
+void rayc__sched_run_timed(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
+	RAYC_EXCLUDES(rt->mu);
 /* Runs t on the calling thread (unlocks around user code).  t is
  * RUNNING with its resources accounted for by the caller. */
 void rayc__sched_execute_locked(rayc__rt *rt, rayc__task *t, int64_t cpu,

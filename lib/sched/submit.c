@@ -74,6 +74,9 @@ void rayc__sched_drain_locked(rayc__rt *rt)
 	if (atomic_load_explicit(&rayc__handoff_objs, memory_order_relaxed) !=
 	    NULL)
 		rayc__obj_drain_locked(rt);
+	if (atomic_load_explicit(&rayc__handoff_kick, memory_order_relaxed) &&
+	    atomic_exchange(&rayc__handoff_kick, false))
+		rayc__sched_kick_locked(rt); /* a direct task queued */
 	while (t != NULL) { /* newest first: reverse */
 		rayc__task *next = t->q_next;
 		t->q_next = oldest;

@@ -1,0 +1,381 @@
+/* direct.c -- direct tasks (see direct.h): their ring of entries, their
+ * queue, their runs, adoption into the object table, and freeing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lineage/lineage.h"
+#include "sched/direct.h"
+#include "sched/sched.h"
+#include "testing.h"
+
+/* Slots: live direct tasks at most (a task whose number's slot is taken
+ * goes the usual way), and so queued ones too.  2 MiB of address space
+ * for the ring, 4 MiB for the queue; pages are touched as task numbers
+ * reach them. */
+#define SLOTS ((size_t)1 << 18)
+
+/* The queue: a bounded ring of cells, any number of threads putting and
+ * taking without a lock (D. Vyukov's bounded MPMC queue): a cell's seq
+ * says whose turn it is, pos for a putter at pos, pos + 1 for a taker
+ * there.  It never fills: every task in it holds a slot of the ring. */
+typedef struct cell {
+	_Atomic size_t seq;
+	rayc__task *t;
+} cell;
+
+struct rayc__direct {
+	rayc__obj *_Atomic *slot;
+	cell *q;
+	size_t mask;
+	/* Each written by its side with every task, on lines of their own;
+	 * idle read by every submission, written by parking workers. */
+	_Alignas(64) _Atomic size_t tail; /* next put */
+	_Alignas(64) _Atomic size_t head; /* next take */
+	_Alignas(64) _Atomic int idle;
+	_Alignas(64) _Atomic uint64_t live;
+};
+
+int rayc__direct_init(rayc__rt *rt)
+{
+	rayc__direct *d = aligned_alloc(_Alignof(rayc__direct), sizeof(*d));
+
+	if (d == NULL)
+		return RAYC_ENOMEM;
+	memset(d, 0, sizeof(*d));
+	d->mask = SLOTS - 1;
+	d->slot = calloc(SLOTS, sizeof(d->slot[0]));
+	d->q = calloc(SLOTS, sizeof(d->q[0]));
+	if (d->slot == NULL || d->q == NULL) {
+		free(d->slot);
+		free(d->q);
+		free(d);
+		return RAYC_ENOMEM;
+	}
+	for (size_t i = 0; i < SLOTS; i++)
+		atomic_init(&d->q[i].seq, i);
+	rt->direct = d;
+	return RAYC_OK;
+}
+
+static rayc__obj *_Atomic *slot_of(const rayc__direct *d, rayc_object_id id)
+{
+	return &d->slot[(size_t)(id.lo >> 16) & d->mask];
+}
+
+void rayc__direct_destroy(rayc__rt *rt)
+{
+	rayc__direct *d = rt->direct;
+
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i <= d->mask; i++) {
+		rayc__obj *o = atomic_load_explicit(&d->slot[i],
+		                                    memory_order_relaxed);
+		if (o == NULL)
+			continue;
+		rayc__task_free(o->task); /* data: inline, nothing to free */
+		rayc__slab_free(o);
+	}
+	free(d->slot);
+	free(d->q);
+	free(d);
+	rt->direct = NULL;
+}
+
+static void put(rayc__direct *d, rayc__task *t)
+{
+	size_t pos = atomic_load_explicit(&d->tail, memory_order_relaxed);
+	cell *c;
+
+	for (;;) {
+		c = &d->q[pos & d->mask];
+		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+		if (dif == 0) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &d->tail, &pos, pos + 1,
+				    memory_order_relaxed, memory_order_relaxed))
+				break;
+		} else if (dif < 0) {
+			/* Full: cannot be (see cell); a taker is mid-take. */
+			rayc__cpu_relax();
+			pos = atomic_load_explicit(&d->tail,
+			                           memory_order_relaxed);
+		} else {
+			pos = atomic_load_explicit(&d->tail,
+			                           memory_order_relaxed);
+		}
+	}
+	c->t = t;
+	atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+}
+
+/* The oldest queued task, or NULL. */
+static rayc__task *get(rayc__direct *d)
+{
+	size_t pos = atomic_load_explicit(&d->head, memory_order_relaxed);
+	cell *c;
+
+	for (;;) {
+		c = &d->q[pos & d->mask];
+		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+		if (dif == 0) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &d->head, &pos, pos + 1,
+				    memory_order_relaxed, memory_order_relaxed))
+				break;
+		} else if (dif < 0) {
+			return NULL; /* empty (or its putter is mid-put) */
+		} else {
+			pos = atomic_load_explicit(&d->head,
+			                           memory_order_relaxed);
+		}
+	}
+	rayc__task *t = c->t;
+	atomic_store_explicit(&c->seq, pos + d->mask + 1,
+	                      memory_order_release);
+	return t;
+}
+
+/* Tasks put and not taken (a put under way counts; a task given back
+ * is put again at the tail). */
+static uint64_t queued(const rayc__direct *d)
+{
+	/* seq_cst: a worker parks after counting itself idle and then
+	 * finding this 0; a submitter reads idle after putting (submit). */
+	size_t h = atomic_load(&((rayc__direct *)d)->head);
+	size_t t = atomic_load(&((rayc__direct *)d)->tail);
+
+	return t > h ? t - h : 0;
+}
+
+bool rayc__direct_pending(const rayc__rt *rt)
+{
+	return rt->direct != NULL && queued(rt->direct) != 0;
+}
+
+uint64_t rayc__direct_queued(const rayc__rt *rt)
+{
+	return rt->direct != NULL ? queued(rt->direct) : 0;
+}
+
+uint64_t rayc__direct_live(const rayc__rt *rt)
+{
+	return rt->direct != NULL ? atomic_load(&rt->direct->live) : 0;
+}
+
+void rayc__direct_idle_add(rayc__rt *rt, int k)
+{
+	if (rt->direct != NULL)
+		atomic_fetch_add(&rt->direct->idle, k); /* seq_cst */
+}
+
+static _Atomic bool off; /* rayc__test_set_direct */
+
+void rayc__test_set_direct(bool on)
+{
+	atomic_store(&off, !on);
+}
+
+bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
+{
+	rayc__direct *d = rt->direct;
+	rayc_object_id id = rayc__return_id(t->id, 0);
+
+	if (atomic_load_explicit(&off, memory_order_relaxed))
+		return false;
+	rayc__obj *o = rayc__slab_alloc_n(&rt->obj_slab, 0);
+	if (o == NULL)
+		return false;
+	rayc__obj_init(o, id);
+	o->task = t;
+	t->returns[0] = o;
+	t->live_returns = 1;
+	atomic_store_explicit(&o->dstate, RAYC__D_DIRECT, memory_order_relaxed);
+	atomic_store_explicit(&o->handles, 1, memory_order_relaxed);
+	/* The handle's ref and the run's; release: a pinner reads the id
+	 * after it (rayc__obj_pin). */
+	atomic_store_explicit(&o->refcnt, 2, memory_order_release);
+	rayc__obj *none = NULL;
+	if (!atomic_compare_exchange_strong_explicit(
+		    slot_of(d, id), &none, o, memory_order_release,
+		    memory_order_relaxed)) {
+		/* A live task a ring apart: the usual way. */
+		atomic_store_explicit(&o->refcnt, 0, memory_order_relaxed);
+		atomic_store_explicit(&o->handles, 0, memory_order_relaxed);
+		atomic_store_explicit(&o->dstate, RAYC__D_NONE,
+		                      memory_order_relaxed);
+		t->returns[0] = NULL;
+		t->live_returns = 0;
+		rayc__slab_free(o);
+		return false;
+	}
+	atomic_fetch_add_explicit(&d->live, 1, memory_order_relaxed);
+	put(d, t);
+	/* A worker parks after counting itself idle and then finding the
+	 * queue empty; this reads idle after queueing (the tail's move a
+	 * locked instruction, this load seq_cst): one of the two sees the
+	 * other. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&d->idle) > 0) {
+		/* No wait for rt->mu: its holder wakes one as it lets go
+		 * (rayc__sched_drain_locked), as it records a submission. */
+		atomic_store(&rayc__handoff_kick, true);
+		if (rayc__rt_trylock(rt))
+			rayc__mutex_unlock(&rt->mu);
+	}
+	return true;
+}
+
+rayc__obj *rayc__direct_pin(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__direct *d = rt->direct;
+
+	/* Only a fresh task's first return can be direct. */
+	if (d == NULL || id.hi != rt->job || (id.lo & 0xffff) != 1)
+		return NULL;
+	rayc__obj *o = atomic_load_explicit(slot_of(d, id),
+	                                    memory_order_acquire);
+	return o != NULL ? rayc__obj_pin_entry(rt, o, id) : NULL;
+}
+
+/* Takes t (its entry o, pinned or held by the caller) out of the direct
+ * world into the object table: an ordinary task, in flight if it was
+ * not sealed yet. */
+static void adopt_locked(rayc__rt *rt, rayc__task *t, rayc__obj *o)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__direct *d = rt->direct;
+	uint8_t s = atomic_load(&o->dstate);
+
+	while (s != RAYC__D_NONE &&
+	       !atomic_compare_exchange_weak(&o->dstate, &s, RAYC__D_NONE))
+		;
+	if (s == RAYC__D_NONE)
+		return; /* adopted already */
+	rayc__obj *self = o;
+	(void)atomic_compare_exchange_strong(slot_of(d, o->id), &self, NULL);
+	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
+	if (rayc__obj_index_locked(rt, o) != RAYC_OK)
+		abort(); /* out of memory for the table: as mid-submit */
+	t->in_flight = s == RAYC__D_DIRECT;
+	/* Running, or queued in the direct queue: either way no class
+	 * queue holds it, and nothing here may take it from one. */
+	t->state = t->in_flight ? RAYC__TASK_RUNNING : RAYC__TASK_FINISHED;
+	rt->nlineage++;
+}
+
+rayc__obj *rayc__direct_adopt_locked(rayc__rt *rt, rayc_object_id id)
+{
+	rayc__obj *o = rayc__direct_pin(rt, id);
+
+	if (o == NULL)
+		return NULL;
+	adopt_locked(rt, o->task, o);
+	rayc__obj_unref_locked(rt, o); /* the pin: may have been the last */
+	return rayc__obj_find_indexed_locked(rt, id);
+}
+
+void rayc__direct_free(rayc__rt *rt, rayc__obj *o)
+{
+	rayc__direct *d = rt->direct;
+	rayc__obj *self = o;
+
+	(void)atomic_compare_exchange_strong(slot_of(d, o->id), &self, NULL);
+	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
+	rayc__task_free(o->task);
+	rayc__slab_free(o);
+}
+
+/* Completes a run that could not be sealed without the lock (a failure,
+ * a return that is not inline, an adopted task). */
+static void finish_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__obj *o = t->returns[0];
+
+	adopt_locked(rt, t, o);
+	rayc__sched_batch_complete_locked(rt, t, ctx);
+	rayc__obj_unref_locked(rt, o); /* the run's ref */
+}
+
+static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
+{
+	rayc_ctx ctx;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.task = t;
+	ctx.held_cpu = cpu;
+	ctx.rets = &ctx.ret0;
+	rayc__sched_run_timed(rt, t, &ctx);
+	rayc__obj *o = t->returns[0];
+	rayc__ret *r = &ctx.ret0;
+	if (ctx.failed || (r->set && r->data != r->buf) ||
+	    atomic_load_explicit(&o->dstate, memory_order_relaxed) !=
+	            RAYC__D_DIRECT) {
+		rayc__rt_lock(rt);
+		finish_locked(rt, t, &ctx);
+		rayc__mutex_unlock(&rt->mu);
+		return;
+	}
+	if (r->set) {
+		o->type = r->type;
+		o->len = r->len;
+		memcpy(o->inline_buf, r->buf, sizeof(o->inline_buf));
+	} else {
+		o->type = RAYC_TYPE_BYTES;
+		o->len = 0;
+	}
+	o->data = o->inline_buf;
+	/* READY before DONE (seq_cst both): an adopter that moved DIRECT
+	 * to NONE first may have seen PENDING and let a waiter wait. */
+	atomic_store(&o->state, RAYC__OBJ_READY);
+	uint8_t s = RAYC__D_DIRECT;
+	if (atomic_compare_exchange_strong(&o->dstate, &s, RAYC__D_DONE)) {
+		rayc__obj_unpin(rt, o); /* the run's ref */
+		return;
+	}
+	/* Adopted while it was sealed: wake the waiters and dependents the
+	 * adopter let wait, and end it as an ordinary task. */
+	rayc__rt_lock(rt);
+	rayc__obj_mark_ready_locked(rt, o);
+	rayc__task_done_locked(rt, t);
+	rayc__obj_unref_locked(rt, o);
+	rayc__mutex_unlock(&rt->mu);
+}
+
+/* How long a worker whose queue ran dry looks for more before it goes
+ * back to the scheduler (and may park): a submitter that outruns it
+ * briefly would otherwise wake it, through rt->mu, again and again. */
+#define LINGER_NS 20000
+
+void rayc__direct_run(rayc__rt *rt, int64_t cpu)
+{
+	rayc__direct *d = rt->direct;
+	int64_t dry = -1;
+
+	/* One task at a time: a task taken is a task run (one that
+	 * waits for another does not hold that one back from the other
+	 * workers). */
+	for (int ran = 0; ran < RAYC__DIRECT_RUNS;) {
+		/* Once per task, not per spin: rt->stopping shares rt->mu's
+		 * line. */
+		if (__atomic_load_n(&rt->stopping, __ATOMIC_RELAXED))
+			return;
+		rayc__task *t = get(d);
+		if (t == NULL) {
+			int64_t now = rayc__now_ns();
+			if (dry < 0)
+				dry = now;
+			else if (now - dry >= LINGER_NS)
+				return;
+			for (int k = 0; k < 64 && queued(d) == 0; k++)
+				rayc__cpu_relax();
+			continue;
+		}
+		dry = -1;
+		run_one(rt, t, cpu);
+		ran++;
+	}
+}

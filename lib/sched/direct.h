@@ -1,0 +1,85 @@
+/* direct.h -- direct tasks: plain tasks of a peer with no mesh that are
+ * submitted, run, sealed, got and freed without rt->mu (issue 10).
+ *
+ * Every task that goes through rt->mu pays for it at each step: its
+ * recording (an entry in the object table), its queueing, its completion
+ * and its entry's freeing all meet the submitter, the workers and the
+ * getters on one lock, which the profile of a single submitter found
+ * busy most of the time (docs/benchmarks.md, eighteenth pass).  A
+ * direct task is one rayc_call of a thread that is not running a task,
+ * on a peer with no mesh, with one return, no ref or actor arguments and
+ * the default demand (1 CPU).  Its entry is made by the submitter and
+ * kept, not in the object table, but in a ring indexed by the task's
+ * number (sequential numbers take consecutive slots: no probing, no
+ * hashing); the task waits in a FIFO of its own under a spinlock, where
+ * a worker holding the default demand takes it; the worker seals the
+ * return (inline, at most RAYC__INLINE_BYTES) without the lock; the
+ * getter pins it from the ring; and the last ref frees the entry and
+ * the task without the lock.  A slot already taken (a task that number
+ * apart is still live) sends the task the usual way.
+ *
+ * Adoption.  Whatever needs the object table's bookkeeping (a thread
+ * that waits for the object, a task that takes it as an argument,
+ * rayc_wait, rayc_ref_dup, a return that is not inline, a run that
+ * failed) adopts the entry under rt->mu: it moves from the ring into the
+ * object table and its task becomes an ordinary recorded task, in flight
+ * or finished.  rayc__obj_find_locked adopts the entry of an id it does
+ * not find, so no caller of it needs to know about direct tasks.  The
+ * task's dstate settles the race between the adopter and the worker that
+ * completes the run without the lock: DIRECT while queued or running,
+ * DONE once the worker has sealed it, NONE once adopted (or never
+ * direct).  The worker stores READY, then moves DIRECT to DONE; an
+ * adopter moves DIRECT or DONE to NONE.  A worker that finds NONE has
+ * been overtaken: it takes rt->mu and wakes whoever the adopter let wait
+ * (the waiters and dependents linked under the lock), and completes the
+ * task as an ordinary one.  Each direct entry holds one ref for its run
+ * (dropped when the run is sealed), so it outlives its run, and the
+ * last ref of an entry whose task is DONE frees both without the lock
+ * (rayc__obj_unpin). */
+#ifndef RAYC_DIRECT_H
+#define RAYC_DIRECT_H
+
+#include "rt.h"
+
+typedef struct rayc__direct rayc__direct;
+
+enum {
+	RAYC__D_NONE = 0, /* an ordinary task (or adopted) */
+	RAYC__D_DIRECT,   /* direct: queued or running */
+	RAYC__D_DONE,     /* direct: sealed without the lock */
+};
+
+/* Makes the ring and the queue (rayc_init, a peer with no mesh, before
+ * any call).  RAYC_OK or RAYC_ENOMEM; without them nothing is direct. */
+int rayc__direct_init(rayc__rt *rt);
+/* Frees every direct entry and task left (shutdown, workers joined). */
+void rayc__direct_destroy(rayc__rt *rt);
+
+/* Submits t (its id, fn and args set, one return, no ref arguments, in
+ * rt->dclass) directly: true; false if its ring slot is taken or no
+ * memory (submit it the usual way). */
+bool rayc__direct_submit(rayc__rt *rt, rayc__task *t);
+/* Without rt->mu: the direct entry of id with one more ref, if it is in
+ * the ring (rayc__obj_pin). */
+rayc__obj *rayc__direct_pin(rayc__rt *rt, rayc_object_id id);
+/* The entry of id adopted into the object table (see above); NULL if id
+ * names no live direct entry. */
+rayc__obj *rayc__direct_adopt_locked(rayc__rt *rt, rayc_object_id id)
+	RAYC_REQUIRES(rt->mu);
+/* The last ref of o, whose task is DONE, went: o and its task go. */
+void rayc__direct_free(rayc__rt *rt, rayc__obj *o);
+
+/* Workers (sched.c).  _pending: tasks wait in the queue.  _run: runs
+ * them one at a time, rt->mu not held, the default demand held (cpu its
+ * CPU part), until the queue has stayed empty a moment or
+ * RAYC__DIRECT_RUNS ran. */
+#define RAYC__DIRECT_RUNS 256
+bool rayc__direct_pending(const rayc__rt *rt);
+uint64_t rayc__direct_queued(const rayc__rt *rt);
+uint64_t rayc__direct_live(const rayc__rt *rt);
+void rayc__direct_run(rayc__rt *rt, int64_t cpu) RAYC_EXCLUDES(rt->mu);
+/* Workers idle (parked or about to), kept by sched.c under rt->mu and
+ * read by submitters without it. */
+void rayc__direct_idle_add(rayc__rt *rt, int d);
+
+#endif /* RAYC_DIRECT_H */
