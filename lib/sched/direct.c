@@ -178,6 +178,45 @@ void rayc__test_set_direct(bool on)
 	atomic_store(&off, !on);
 }
 
+int rayc__test_direct_phase(rayc_ref ref)
+{
+	rayc__rt *rt = rayc__g;
+	rayc__obj *o = rt != NULL ? rayc__direct_pin(rt, ref.id) : NULL;
+
+	if (o == NULL)
+		return RAYC__D_NONE;
+	int phase = atomic_load(&o->dstate);
+	rayc__obj_unpin(rt, o);
+	return phase;
+}
+
+/* rayc__test_direct_pause: 0 off, 1 armed, 2 a run waits. */
+static _Atomic int pause_seal;
+
+void rayc__test_direct_pause(bool on)
+{
+	if (on)
+		atomic_store(&pause_seal, 1);
+	else
+		atomic_store(&pause_seal, 0);
+}
+
+bool rayc__test_direct_paused(void)
+{
+	return atomic_load(&pause_seal) == 2;
+}
+
+static void pause_if_armed(void)
+{
+	int armed = 1;
+
+	if (RAYC__UNLIKELY(atomic_load_explicit(&pause_seal,
+	                                        memory_order_relaxed) != 0) &&
+	    atomic_compare_exchange_strong(&pause_seal, &armed, 2))
+		while (atomic_load(&pause_seal) == 2)
+			rayc__yield();
+}
+
 bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 {
 	rayc__direct *d = rt->direct;
@@ -319,6 +358,7 @@ static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
 		rayc__mutex_unlock(&rt->mu);
 		return;
 	}
+	pause_if_armed();
 	if (r->set) {
 		o->type = r->type;
 		o->len = r->len;

@@ -1,0 +1,463 @@
+/* test_direct.c -- direct tasks (lib/sched/direct.h): plain tasks of a
+ * peer with no mesh that never take rt->mu, and everything that takes
+ * one into the object table (adoption) while it is queued, running, or
+ * done: a waiter, a dependent task, rayc_wait, rayc_ref_dup, a failure
+ * and its retry, a return too big to be inline, a lost object, a ring
+ * slot already taken, and shutdown with direct tasks left. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "testing.h"
+
+static atomic_int gate_open;
+static atomic_int flaky_runs;
+
+static void d_ident(rayc_ctx *c)
+{
+	int64_t a = 0;
+	rayc_arg_i64(c, 0, &a);
+	rayc_return_i64(c, 0, a);
+}
+RAYC_REMOTE(d_ident)
+
+static void d_gated(rayc_ctx *c)
+{
+	int64_t a = 0;
+	rayc_arg_i64(c, 0, &a);
+	while (!atomic_load(&gate_open))
+		sched_yield();
+	rayc_return_i64(c, 0, a);
+}
+RAYC_REMOTE(d_gated)
+
+static void d_add(rayc_ctx *c)
+{
+	int64_t a = 0, b = 0;
+	rayc_arg_i64(c, 0, &a);
+	rayc_arg_i64(c, 1, &b);
+	rayc_return_i64(c, 0, a + b);
+}
+RAYC_REMOTE(d_add)
+
+/* Fails its first run. */
+static void d_flaky(rayc_ctx *c)
+{
+	if (atomic_fetch_add(&flaky_runs, 1) == 0) {
+		rayc_fail(c, "first run fails");
+		return;
+	}
+	rayc_return_i64(c, 0, 42);
+}
+RAYC_REMOTE(d_flaky)
+
+static void d_fails(rayc_ctx *c)
+{
+	rayc_fail(c, "always fails");
+}
+RAYC_REMOTE(d_fails)
+
+/* n bytes of (i & 0xff), n its argument: over the inline 16 bytes. */
+static void d_bytes(rayc_ctx *c)
+{
+	int64_t n = 0;
+	rayc_arg_i64(c, 0, &n);
+	unsigned char *p = malloc((size_t)n);
+	for (int64_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i & 0xff);
+	rayc_return_bytes(c, 0, p, (size_t)n);
+	free(p);
+}
+RAYC_REMOTE(d_bytes)
+
+TestSuite(direct, .init = rt_init2, .fini = rt_stop, .timeout = 120);
+
+static bool is_direct(rayc_ref r)
+{
+	return rayc__test_direct_phase(r) != 0;
+}
+
+/* Waits, without adopting it, for a direct task to be sealed. */
+static bool direct_done(rayc_ref r)
+{
+	RT_WAIT_FOR(rayc__test_direct_phase(r) == 2, 10000);
+	return rayc__test_direct_phase(r) == 2;
+}
+
+static void expect_empty(void)
+{
+	rayc_stats st;
+
+	RT_WAIT_FOR(rayc_stats_get(&st) == RAYC_OK && st.objects == 0 &&
+	                    st.tasks_pending == 0,
+	            10000);
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.objects, 0, "%llu objects live",
+	             (unsigned long long)st.objects);
+	cr_assert_eq(st.tasks_pending, 0, "%llu tasks pending",
+	             (unsigned long long)st.tasks_pending);
+	cr_assert_eq(st.lineage_tasks, 0, "%llu lineage tasks",
+	             (unsigned long long)st.lineage_tasks);
+}
+
+/* The common case: each runs once, its value got, nothing left. */
+Test(direct, many_tasks_run_once_each_and_leave_nothing)
+{
+	enum { N = 50000 };
+	rayc_ref *r = malloc(N * sizeof(*r));
+	rayc_stats st;
+
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	uint64_t ran = st.tasks_executed;
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+	int direct = 0;
+	for (int i = 0; i < N; i += 100)
+		direct += is_direct(r[i]);
+	cr_assert_gt(direct, N / 100 / 2, "%d of %d sampled were direct",
+	             direct, N / 100);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(get_i64(r[i]), i);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	expect_empty();
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.tasks_executed - ran, N);
+	free(r);
+}
+
+/* A second release of a direct ref is refused, as any ref's. */
+Test(direct, a_second_release_is_enotfound)
+{
+	rayc_ref r;
+
+	cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(5)), RAYC_OK);
+	cr_assert_eq(get_i64(r), 5);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	expect_empty();
+}
+
+/* A thread waits for a direct task still running: adopted, then woken
+ * when the worker seals it without the lock. */
+Test(direct, a_getter_waiting_on_a_running_one_is_woken)
+{
+	rayc_ref r;
+
+	atomic_store(&gate_open, 0);
+	cr_assert_eq(rayc_call(&r, "d_gated", RAYC_I64(7)), RAYC_OK);
+	bool direct = is_direct(r);
+	int64_t v = 0;
+	int rc = rayc_get_i64(r, &v, 50);
+	bool adopted = !is_direct(r);
+	atomic_store(&gate_open, 1);
+	cr_assert(direct);
+	cr_assert_eq(rc, RAYC_ETIMEDOUT);
+	cr_assert(adopted, "the wait adopted it");
+	cr_assert_eq(get_i64(r), 7);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	expect_empty();
+}
+
+struct opener {
+	rayc_ref r;
+};
+
+static void *open_when_waited(void *arg)
+{
+	struct opener *o = arg;
+
+	RT_WAIT_FOR(rayc__test_waited_for(o->r), 10000);
+	atomic_store(&gate_open, 1);
+	return NULL;
+}
+
+static void *unpause_when_waited(void *arg)
+{
+	struct opener *o = arg;
+
+	RT_WAIT_FOR(rayc__test_waited_for(o->r), 10000);
+	rayc__test_direct_pause(false);
+	return NULL;
+}
+
+/* The same with the getter parked in rayc_get when the run ends. */
+Test(direct, a_parked_getter_is_woken_when_the_run_ends)
+{
+	struct opener o;
+	pthread_t th;
+
+	for (int round = 0; round < 20; round++) {
+		atomic_store(&gate_open, 0);
+		cr_assert_eq(rayc_call(&o.r, "d_gated", RAYC_I64(round)),
+		             RAYC_OK);
+		cr_assert_eq(pthread_create(&th, NULL, open_when_waited, &o), 0);
+		cr_assert_eq(get_i64(o.r), round);
+		pthread_join(th, NULL);
+		cr_assert_eq(rayc_release(o.r), RAYC_OK);
+	}
+	expect_empty();
+}
+
+/* The race adoption settles: a getter adopts a direct task after its
+ * worker found it not adopted and before it sealed it, and waits; the
+ * worker, finding it adopted as it moves it to DONE, wakes it. */
+static void pause_at_seal(rayc_ref *r, int64_t v)
+{
+	rayc__test_direct_pause(true);
+	cr_assert_eq(rayc_call(r, "d_ident", RAYC_I64(v)), RAYC_OK);
+	RT_WAIT_FOR(rayc__test_direct_paused(), 10000);
+	bool paused = rayc__test_direct_paused();
+	if (!paused)
+		rayc__test_direct_pause(false);
+	cr_assert(paused, "the run reached its seal");
+}
+
+Test(direct, a_getter_adopting_it_between_the_workers_look_and_seal)
+{
+	rayc_ref r;
+	pthread_t th;
+
+	pause_at_seal(&r, 21);
+	struct opener o = { r };
+	cr_assert_eq(pthread_create(&th, NULL, unpause_when_waited, &o), 0);
+	/* Woken, not found ready when its wait ran out: a wait that ends
+	 * finds it ready either way, so its length tells them apart. */
+	int64_t v = 0, t0 = rt_now_ms();
+	cr_assert_eq(rayc_get_i64(r, &v, 20000), RAYC_OK);
+	int64_t took = rt_now_ms() - t0;
+	pthread_join(th, NULL);
+	cr_assert_eq(v, 21);
+	cr_assert_lt(took, 10000, "the getter was not woken (%lld ms)",
+	             (long long)took);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	expect_empty();
+}
+
+/* The same for a task taking it as its argument. */
+Test(direct, a_dependent_adopting_it_between_the_workers_look_and_seal)
+{
+	rayc_ref r, dep;
+
+	pause_at_seal(&r, 30);
+	cr_assert_eq(rayc_call(&dep, "d_add", RAYC_REF(r), RAYC_I64(1)),
+	             RAYC_OK);
+	rayc__test_direct_pause(false);
+	cr_assert_eq(get_i64(dep), 31);
+	cr_assert_eq(get_i64(r), 30);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(dep), RAYC_OK);
+	expect_empty();
+}
+
+/* A task takes a direct task's result as its argument: while that one
+ * runs (it waits for it), and after it is done. */
+Test(direct, a_dependent_gets_a_running_one_and_a_done_one)
+{
+	rayc_ref a, b, s1, s2;
+
+	atomic_store(&gate_open, 0);
+	cr_assert_eq(rayc_call(&a, "d_gated", RAYC_I64(10)), RAYC_OK);
+	cr_assert_eq(rayc_call(&b, "d_ident", RAYC_I64(5)), RAYC_OK);
+	bool ok = direct_done(b) && is_direct(a);
+	if (!ok)
+		atomic_store(&gate_open, 1); /* let the run end */
+	cr_assert(ok, "a is direct and queued or running, b direct and done");
+	cr_assert_eq(rayc_call(&s1, "d_add", RAYC_REF(a), RAYC_I64(1)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_call(&s2, "d_add", RAYC_REF(b), RAYC_REF(a)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_release(a), RAYC_OK); /* the dependents hold it */
+	atomic_store(&gate_open, 1);
+	cr_assert_eq(get_i64(s1), 11);
+	cr_assert_eq(get_i64(s2), 15);
+	cr_assert_eq(rayc_release(b), RAYC_OK);
+	cr_assert_eq(rayc_release(s1), RAYC_OK);
+	cr_assert_eq(rayc_release(s2), RAYC_OK);
+	expect_empty();
+}
+
+/* rayc_wait over direct tasks, some done and one running. */
+Test(direct, wait_sees_done_ones_and_the_end_of_a_running_one)
+{
+	rayc_ref r[5];
+	uint8_t flags[5];
+	size_t nready = 0;
+
+	atomic_store(&gate_open, 0);
+	cr_assert_eq(rayc_call(&r[0], "d_gated", RAYC_I64(0)), RAYC_OK);
+	for (int i = 1; i < 5; i++)
+		cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+	cr_assert_eq(rayc_wait(r, 5, 4, 10000, flags, &nready), RAYC_OK);
+	cr_assert_eq(nready, 4);
+	cr_assert_eq(flags[0], 0);
+	atomic_store(&gate_open, 1);
+	cr_assert_eq(rayc_wait(r, 5, 5, 10000, flags, &nready), RAYC_OK);
+	cr_assert_eq(nready, 5);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(get_i64(r[i]), i);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	expect_empty();
+}
+
+/* A duplicated ref needs both releases; the entry goes after the
+ * last. */
+Test(direct, a_dup_holds_it_until_both_are_released)
+{
+	rayc_ref r;
+
+	cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(3)), RAYC_OK);
+	cr_assert_eq(rayc_ref_dup(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(get_i64(r), 3);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(r), RAYC_ENOTFOUND);
+	expect_empty();
+}
+
+/* A failed run: its error to the getter; with retry_exceptions, run
+ * again (the second time the usual way) and its value got. */
+Test(direct, a_failure_is_reported_and_a_retry_runs_again)
+{
+	rayc_ref f, g;
+	rayc_view v;
+
+	cr_assert_eq(rayc_call(&f, "d_fails"), RAYC_OK);
+	cr_assert_eq(rayc_get(f, &v, 10000), RAYC_ETASK);
+	cr_assert(strstr(rayc_errmsg(), "always fails") != NULL, "%s",
+	          rayc_errmsg());
+	rayc_view_release(&v);
+	cr_assert_eq(rayc_release(f), RAYC_OK);
+
+	atomic_store(&flaky_runs, 0);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.retry_exceptions = 1;
+	o.max_retries = 2;
+	cr_assert_eq(rayc_call_opts(&g, "d_flaky", &o), RAYC_OK);
+	cr_assert_eq(get_i64(g), 42);
+	cr_assert_eq(atomic_load(&flaky_runs), 2);
+	cr_assert_eq(rayc_release(g), RAYC_OK);
+	expect_empty();
+}
+
+/* Returns too big to be inline go through the table: on the heap and in
+ * the store's arena. */
+Test(direct, returns_over_the_inline_bytes_are_whole)
+{
+	const int64_t sizes[] = { 17, 1000, 100000, 3 << 20 };
+	rayc_ref r[4];
+
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(rayc_call(&r[i], "d_bytes", RAYC_I64(sizes[i])),
+		             RAYC_OK);
+	for (int i = 0; i < 4; i++) {
+		rayc_view v;
+		cr_assert_eq(rayc_get(r[i], &v, 30000), RAYC_OK);
+		cr_assert_eq(v.len, (size_t)sizes[i]);
+		const unsigned char *p = v.data;
+		for (int64_t k = 0; k < sizes[i]; k += 997)
+			cr_assert_eq(p[k], (unsigned char)(k & 0xff));
+		rayc_view_release(&v);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	expect_empty();
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.inline_bytes, 0);
+}
+
+/* A done direct task's object lost: rebuilt from its task. */
+Test(direct, a_lost_result_is_rebuilt_from_its_task)
+{
+	rayc_ref r;
+
+	cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(99)), RAYC_OK);
+	cr_assert(direct_done(r));
+	cr_assert_eq(rayc__test_lose(r), RAYC_OK); /* adopts it, done */
+	cr_assert_eq(get_i64(r), 99);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	expect_empty();
+}
+
+/* More tasks live than the ring has slots: those whose slot is taken go
+ * the usual way, and all of them run. */
+Test(direct, tasks_past_the_rings_size_go_the_usual_way)
+{
+	enum { N = (1 << 18) + 5000 };
+	rayc_ref *r = malloc(N * sizeof(*r));
+
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+	int direct_tail = 0;
+	for (int i = N - 1000; i < N; i++)
+		direct_tail += is_direct(r[i]);
+	cr_assert_eq(direct_tail, 0, "%d of the last found free slots",
+	             direct_tail);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(get_i64(r[i]), i);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	expect_empty();
+	free(r);
+}
+
+/* Several submitters, each getting what another submitted. */
+#define SUBS 4
+#define PER 20000
+static rayc_ref cross[SUBS][PER];
+static pthread_barrier_t cross_go;
+
+static void *cross_submit(void *arg)
+{
+	intptr_t k = (intptr_t)arg;
+
+	for (int i = 0; i < PER; i++)
+		if (rayc_call(&cross[k][i], "d_ident",
+		              RAYC_I64(k * PER + i)) != RAYC_OK)
+			return (void *)1;
+	pthread_barrier_wait(&cross_go);
+	intptr_t other = (k + 1) % SUBS;
+	for (int i = 0; i < PER; i++) {
+		int64_t v = -1;
+		if (rayc_get_i64(cross[other][i], &v, 30000) != RAYC_OK ||
+		    v != other * PER + i ||
+		    rayc_release(cross[other][i]) != RAYC_OK)
+			return (void *)2;
+	}
+	return NULL;
+}
+
+Test(direct, submitters_get_each_others_results)
+{
+	pthread_t th[SUBS];
+
+	pthread_barrier_init(&cross_go, NULL, SUBS);
+	for (intptr_t k = 0; k < SUBS; k++)
+		cr_assert_eq(pthread_create(&th[k], NULL, cross_submit,
+		                            (void *)k), 0);
+	for (int k = 0; k < SUBS; k++) {
+		void *rc;
+		pthread_join(th[k], &rc);
+		cr_assert_null(rc, "submitter %d: step %ld failed", k,
+		               (long)(intptr_t)rc);
+	}
+	pthread_barrier_destroy(&cross_go);
+	expect_empty();
+}
+
+/* Shut down with direct tasks queued, running and done, their refs
+ * never released: nothing leaks (rt_stop checks, under ASan). */
+Test(direct, shutdown_frees_what_is_left)
+{
+	rayc_ref r;
+
+	for (int i = 0; i < 20000; i++)
+		cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(i)), RAYC_OK);
+	cr_assert_eq(get_i64(r), 19999);
+}
