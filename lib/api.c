@@ -403,13 +403,17 @@ static bool get_fast(rayc__rt *rt, rayc_ref ref, rayc_view *view)
 
 	if (o == NULL)
 		return false;
-	/* acquire: the data, and owner, were set before it became ready.
+	/* acquire: the data, and owner, were set before it became ready
+	 * (a direct task's: before DONE, its state PENDING until adopted:
+	 * sched/direct.h).
 	 * A copy of another peer's object goes the slow way: its owner may
 	 * die (owner_died is set under the lock).  So does an entry no
 	 * handle names (a ref released, its last ref maybe handed over and
 	 * not let go yet: under the lock it is gone, RAYC_ENOTFOUND). */
-	if (atomic_load_explicit(&o->state, memory_order_acquire) ==
-	            RAYC__OBJ_READY &&
+	if ((atomic_load_explicit(&o->state, memory_order_acquire) ==
+	             RAYC__OBJ_READY ||
+	     atomic_load_explicit(&o->dstate, memory_order_acquire) ==
+	             RAYC__D_DONE) &&
 	    o->owner == 0 &&
 	    atomic_load_explicit(&o->handles, memory_order_relaxed) > 0) {
 		fill_view(view, o); /* the pin is the view's */

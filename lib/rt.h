@@ -339,6 +339,9 @@ struct rayc__worker {
 	 * thread that waits for a run's results marks it there or completes
 	 * it if it ended. */
 	void *batch;
+	/* Its hoard of direct tasks while it runs them (sched/direct.h;
+	 * set and cleared under rt->mu). */
+	struct rayc__hoard *dhoard;
 };
 
 struct rayc__fn_entry {

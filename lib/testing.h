@@ -223,13 +223,12 @@ void rayc__test_set_quick_ns(uint32_t ns);
 /* Whether tasks may be direct (sched/direct.h; on unless a test that
  * looks at the batches of the scheduler's queues turns it off). */
 void rayc__test_set_direct(bool on);
-/* Whether ref's entry is a direct task's, not adopted (yet): 0 no, 1
- * queued or running, 2 sealed. */
+/* Whether ref's entry is a direct task's, not adopted (yet): 0 no, or
+ * its phase (sched/direct.h: 1 queued or running, 3 sealed). */
 int rayc__test_direct_phase(rayc_ref ref);
-/* Arms (true) a pause of the next direct run sealed without the lock,
- * after it found its task not adopted and before it stores READY (an
- * adopter may let a waiter wait meanwhile), or lets it go (false);
- * _paused: a run waits there now. */
+/* Arms (true) a pause of the next direct run to end, after its run and
+ * before its seal (an adopter may let a waiter or a dependent wait
+ * meanwhile), or lets it go (false); _paused: a run waits there now. */
 void rayc__test_direct_pause(bool on);
 bool rayc__test_direct_paused(void);
 /* Whether a thread (rayc_get, rayc_wait) or a task waits for ref's

@@ -85,8 +85,8 @@ static bool is_direct(rayc_ref r)
 /* Waits, without adopting it, for a direct task to be sealed. */
 static bool direct_done(rayc_ref r)
 {
-	RT_WAIT_FOR(rayc__test_direct_phase(r) == 2, 10000);
-	return rayc__test_direct_phase(r) == 2;
+	RT_WAIT_FOR(rayc__test_direct_phase(r) == 3, 10000);
+	return rayc__test_direct_phase(r) == 3;
 }
 
 static void expect_empty(void)
@@ -460,4 +460,115 @@ Test(direct, shutdown_frees_what_is_left)
 	for (int i = 0; i < 20000; i++)
 		cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(i)), RAYC_OK);
 	cr_assert_eq(get_i64(r), 19999);
+}
+
+/* Found by a review (seen failing before the fix): a worker stored READY
+ * without the lock between rayc_wait's count of the ready and its
+ * linking of the rest, so the caller waited for a wake that never came
+ * (one in 5,000-40,000 rounds hung); and a lost object's data, dropped
+ * in that window, came back READY and empty.  Now the state is written
+ * under the lock only (DONE says ready without it). */
+Test(direct, a_wait_on_one_just_submitted_always_returns)
+{
+	for (int i = 0; i < 50000; i++) {
+		rayc_ref r;
+		size_t nready = 0;
+		cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(i)), RAYC_OK);
+		int rc = rayc_wait(&r, 1, 1, 10000, NULL, &nready);
+		cr_assert_eq(rc, RAYC_OK, "round %d: %s", i, rayc_strerror(rc));
+		cr_assert_eq(nready, 1);
+		cr_assert_eq(rayc_release(r), RAYC_OK);
+	}
+	expect_empty();
+}
+
+Test(direct, one_lost_as_it_is_sealed_is_rebuilt_whole)
+{
+	for (int i = 0; i < 20000; i++) {
+		rayc_ref r;
+		cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(i)), RAYC_OK);
+		cr_assert_eq(rayc__test_lose(r), RAYC_OK);
+		cr_assert_eq(get_i64(r), i, "round %d", i);
+		cr_assert_eq(rayc_release(r), RAYC_OK);
+	}
+	expect_empty();
+}
+
+/* One worker. */
+static void rt_init1(void)
+{
+	rt_start(1);
+}
+
+TestSuite(direct1, .init = rt_init1, .fini = rt_stop, .timeout = 120);
+
+static atomic_int hold_open;
+
+/* Holds its worker (no CPU asked) until hold_open. */
+static void d_hold(rayc_ctx *c)
+{
+	while (!atomic_load(&hold_open)) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	rayc_return_i64(c, 0, 1);
+}
+RAYC_REMOTE(d_hold)
+
+/* Found by a review (seen failing before the fix): with the only worker
+ * busy on a task that asks no CPU, nobody idle and a CPU free, a direct
+ * task waited for that worker (its get timed out); a task queued the
+ * usual way starts a thread. */
+Test(direct1, a_free_cpu_runs_one_while_the_worker_is_busy)
+{
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	rayc_ref h, r;
+	int64_t v = 0;
+
+	o.num_cpus = 0;
+	atomic_store(&hold_open, 0);
+	cr_assert_eq(rayc_call_opts(&h, "d_hold", &o), RAYC_OK);
+	RT_WAIT_FOR(rayc__test_direct_phase(h) == 0, 10000); /* not direct */
+	cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(42)), RAYC_OK);
+	int rc = rayc_get_i64(r, &v, 10000);
+	atomic_store(&hold_open, 1);
+	cr_assert_eq(rc, RAYC_OK, "%s", rayc_strerror(rc));
+	cr_assert_eq(v, 42);
+	cr_assert_eq(get_i64(h), 1);
+	cr_assert_eq(rayc_release(r), RAYC_OK);
+	cr_assert_eq(rayc_release(h), RAYC_OK);
+	expect_empty();
+}
+
+/* Found by a review (seen failing before the fix): adopting queued
+ * direct tasks freed their ring slots, so more tasks than the queue has
+ * cells could be queued, and the next submission spun for ever in a
+ * full queue.  An adopted task keeps its slot until it has run. */
+Test(direct1, adopting_queued_ones_does_not_overfill_the_queue)
+{
+	enum { N = (1 << 18) - 1 };
+	rayc_ref h, x[4], *r = malloc(N * sizeof(*r));
+	size_t nready = 0;
+
+	atomic_store(&hold_open, 0);
+	cr_assert_eq(rayc_call(&h, "d_hold"), RAYC_OK);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+	/* Adopts them all, queued behind the held worker. */
+	cr_assert_eq(rayc_wait(r, N, 0, 0, NULL, &nready), RAYC_OK);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(rayc_call(&x[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+	atomic_store(&hold_open, 1);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(get_i64(x[i]), i);
+		cr_assert_eq(rayc_release(x[i]), RAYC_OK);
+	}
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(get_i64(r[i]), i);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	cr_assert_eq(get_i64(h), 1);
+	cr_assert_eq(rayc_release(h), RAYC_OK);
+	expect_empty();
+	free(r);
 }

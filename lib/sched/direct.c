@@ -32,7 +32,11 @@ struct rayc__direct {
 	_Alignas(64) _Atomic size_t tail; /* next put */
 	_Alignas(64) _Atomic size_t head; /* next take */
 	_Alignas(64) _Atomic int idle;
+	_Atomic int serving; /* workers in rayc__direct_run, not blocked */
 	_Alignas(64) _Atomic uint64_t live;
+	/* Tasks wait in the scheduler's queues (sched.c): a worker running
+	 * direct tasks goes back to it after each. */
+	_Alignas(64) _Atomic bool yield;
 };
 
 int rayc__direct_init(rayc__rt *rt)
@@ -62,6 +66,13 @@ static rayc__obj *_Atomic *slot_of(const rayc__direct *d, rayc_object_id id)
 	return &d->slot[(size_t)(id.lo >> 16) & d->mask];
 }
 
+static void clear_slot(rayc__direct *d, rayc__obj *o)
+{
+	rayc__obj *self = o;
+
+	(void)atomic_compare_exchange_strong(slot_of(d, o->id), &self, NULL);
+}
+
 void rayc__direct_destroy(rayc__rt *rt)
 {
 	rayc__direct *d = rt->direct;
@@ -71,8 +82,10 @@ void rayc__direct_destroy(rayc__rt *rt)
 	for (size_t i = 0; i <= d->mask; i++) {
 		rayc__obj *o = atomic_load_explicit(&d->slot[i],
 		                                    memory_order_relaxed);
-		if (o == NULL)
-			continue;
+		if (o == NULL ||
+		    atomic_load_explicit(&o->dstate, memory_order_relaxed) ==
+		            RAYC__D_NONE)
+			continue; /* adopted: the table frees it */
 		rayc__task_free(o->task); /* data: inline, nothing to free */
 		rayc__slab_free(o);
 	}
@@ -165,6 +178,15 @@ uint64_t rayc__direct_live(const rayc__rt *rt)
 	return rt->direct != NULL ? atomic_load(&rt->direct->live) : 0;
 }
 
+void rayc__direct_yield(rayc__rt *rt, bool on)
+{
+	rayc__direct *d = rt->direct;
+
+	if (d != NULL &&
+	    atomic_load_explicit(&d->yield, memory_order_relaxed) != on)
+		atomic_store_explicit(&d->yield, on, memory_order_relaxed);
+}
+
 void rayc__direct_idle_add(rayc__rt *rt, int k)
 {
 	if (rt->direct != NULL)
@@ -233,15 +255,14 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	t->live_returns = 1;
 	atomic_store_explicit(&o->dstate, RAYC__D_DIRECT, memory_order_relaxed);
 	atomic_store_explicit(&o->handles, 1, memory_order_relaxed);
-	/* The handle's ref and the run's; release: a pinner reads the id
-	 * after it (rayc__obj_pin). */
-	atomic_store_explicit(&o->refcnt, 2, memory_order_release);
+	/* In the ring while its refcnt is 0 still: a pinner that reaches
+	 * it now (nobody knows its id yet; a stale hint to the block)
+	 * pins nothing, so a slot taken lets it go at once. */
 	rayc__obj *none = NULL;
 	if (!atomic_compare_exchange_strong_explicit(
-		    slot_of(d, id), &none, o, memory_order_release,
+		    slot_of(d, id), &none, o, memory_order_relaxed,
 		    memory_order_relaxed)) {
 		/* A live task a ring apart: the usual way. */
-		atomic_store_explicit(&o->refcnt, 0, memory_order_relaxed);
 		atomic_store_explicit(&o->handles, 0, memory_order_relaxed);
 		atomic_store_explicit(&o->dstate, RAYC__D_NONE,
 		                      memory_order_relaxed);
@@ -250,6 +271,9 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 		rayc__slab_free(o);
 		return false;
 	}
+	/* The handle's ref and the run's; release: a pinner reads the id
+	 * and the fields above after it (rayc__obj_pin). */
+	atomic_store_explicit(&o->refcnt, 2, memory_order_release);
 	atomic_fetch_add_explicit(&d->live, 1, memory_order_relaxed);
 	put(d, t);
 	/* A worker parks after counting itself idle and then finding the
@@ -257,7 +281,10 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	 * locked instruction, this load seq_cst): one of the two sees the
 	 * other. */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&d->idle) > 0) {
+	/* No worker idle and none running direct tasks (all busy with
+	 * other tasks, or blocked with their CPU lent back): the kick may
+	 * start a thread, as queueing a task the usual way does. */
+	if (atomic_load(&d->idle) > 0 || atomic_load(&d->serving) == 0) {
 		/* No wait for rt->mu: its holder wakes one as it lets go
 		 * (rayc__sched_drain_locked), as it records a submission. */
 		atomic_store(&rayc__handoff_kick, true);
@@ -276,7 +303,15 @@ rayc__obj *rayc__direct_pin(rayc__rt *rt, rayc_object_id id)
 		return NULL;
 	rayc__obj *o = atomic_load_explicit(slot_of(d, id),
 	                                    memory_order_acquire);
-	return o != NULL ? rayc__obj_pin_entry(rt, o, id) : NULL;
+	if (o == NULL || (o = rayc__obj_pin_entry(rt, o, id)) == NULL)
+		return NULL;
+	if (atomic_load_explicit(&o->dstate, memory_order_acquire) ==
+	    RAYC__D_NONE) {
+		/* Adopted, in flight: the table's (and the hints') now. */
+		rayc__obj_unpin(rt, o);
+		return NULL;
+	}
+	return o;
 }
 
 /* Takes t (its entry o, pinned or held by the caller) out of the direct
@@ -288,21 +323,36 @@ static void adopt_locked(rayc__rt *rt, rayc__task *t, rayc__obj *o)
 	rayc__direct *d = rt->direct;
 	uint8_t s = atomic_load(&o->dstate);
 
-	while (s != RAYC__D_NONE &&
-	       !atomic_compare_exchange_weak(&o->dstate, &s, RAYC__D_NONE))
-		;
-	if (s == RAYC__D_NONE)
-		return; /* adopted already */
-	rayc__obj *self = o;
-	(void)atomic_compare_exchange_strong(slot_of(d, o->id), &self, NULL);
+	for (;;) {
+		if (s == RAYC__D_NONE)
+			return; /* adopted already */
+		if (s == RAYC__D_SEALING) {
+			/* Its worker writes the result: a few stores. */
+			rayc__cpu_relax();
+			s = atomic_load(&o->dstate);
+			continue;
+		}
+		if (atomic_compare_exchange_weak(&o->dstate, &s, RAYC__D_NONE))
+			break;
+	}
 	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
 	if (rayc__obj_index_locked(rt, o) != RAYC_OK)
 		abort(); /* out of memory for the table: as mid-submit */
 	t->in_flight = s == RAYC__D_DIRECT;
-	/* Running, or queued in the direct queue: either way no class
-	 * queue holds it, and nothing here may take it from one. */
-	t->state = t->in_flight ? RAYC__TASK_RUNNING : RAYC__TASK_FINISHED;
 	rt->nlineage++;
+	if (t->in_flight) {
+		/* Queued in the direct queue or running: no class queue holds
+		 * it, and nothing here may take it from one.  It keeps its
+		 * ring slot until its worker ends it (every task queued
+		 * there holds one: the queue cannot fill). */
+		t->state = RAYC__TASK_RUNNING;
+		return;
+	}
+	/* Sealed by its worker (DONE): ready from now on under the lock
+	 * too. */
+	t->state = RAYC__TASK_FINISHED;
+	atomic_store_explicit(&o->state, RAYC__OBJ_READY, memory_order_release);
+	clear_slot(d, o);
 }
 
 rayc__obj *rayc__direct_adopt_locked(rayc__rt *rt, rayc_object_id id)
@@ -319,22 +369,23 @@ rayc__obj *rayc__direct_adopt_locked(rayc__rt *rt, rayc_object_id id)
 void rayc__direct_free(rayc__rt *rt, rayc__obj *o)
 {
 	rayc__direct *d = rt->direct;
-	rayc__obj *self = o;
 
-	(void)atomic_compare_exchange_strong(slot_of(d, o->id), &self, NULL);
+	clear_slot(d, o);
 	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
 	rayc__task_free(o->task);
 	rayc__slab_free(o);
 }
 
-/* Completes a run that could not be sealed without the lock (a failure,
- * a return that is not inline, an adopted task). */
+/* Ends a run the usual way, under rt->mu: a failure, a return that is
+ * not inline, or a task adopted before its worker could seal it. */
 static void finish_locked(rayc__rt *rt, rayc__task *t, rayc_ctx *ctx)
 	RAYC_REQUIRES(rt->mu)
 {
 	rayc__obj *o = t->returns[0];
 
 	adopt_locked(rt, t, o);
+	/* Its slot goes as it ends (adopt_locked kept it). */
+	clear_slot(rt->direct, o);
 	rayc__sched_batch_complete_locked(rt, t, ctx);
 	rayc__obj_unref_locked(rt, o); /* the run's ref */
 }
@@ -350,15 +401,20 @@ static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
 	rayc__sched_run_timed(rt, t, &ctx);
 	rayc__obj *o = t->returns[0];
 	rayc__ret *r = &ctx.ret0;
+	pause_if_armed();
+	/* The result is written without the lock only by a worker that
+	 * took the entry from DIRECT to SEALING (an adopter waits while it
+	 * is SEALING), and its state is never written without the lock:
+	 * DONE is what says ready to readers without it. */
+	uint8_t s = RAYC__D_DIRECT;
 	if (ctx.failed || (r->set && r->data != r->buf) ||
-	    atomic_load_explicit(&o->dstate, memory_order_relaxed) !=
-	            RAYC__D_DIRECT) {
+	    !atomic_compare_exchange_strong(&o->dstate, &s,
+	                                    RAYC__D_SEALING)) {
 		rayc__rt_lock(rt);
 		finish_locked(rt, t, &ctx);
 		rayc__mutex_unlock(&rt->mu);
 		return;
 	}
-	pause_if_armed();
 	if (r->set) {
 		o->type = r->type;
 		o->len = r->len;
@@ -368,21 +424,8 @@ static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
 		o->len = 0;
 	}
 	o->data = o->inline_buf;
-	/* READY before DONE (seq_cst both): an adopter that moved DIRECT
-	 * to NONE first may have seen PENDING and let a waiter wait. */
-	atomic_store(&o->state, RAYC__OBJ_READY);
-	uint8_t s = RAYC__D_DIRECT;
-	if (atomic_compare_exchange_strong(&o->dstate, &s, RAYC__D_DONE)) {
-		rayc__obj_unpin(rt, o); /* the run's ref */
-		return;
-	}
-	/* Adopted while it was sealed: wake the waiters and dependents the
-	 * adopter let wait, and end it as an ordinary task. */
-	rayc__rt_lock(rt);
-	rayc__obj_mark_ready_locked(rt, o);
-	rayc__task_done_locked(rt, t);
-	rayc__obj_unref_locked(rt, o);
-	rayc__mutex_unlock(&rt->mu);
+	atomic_store_explicit(&o->dstate, RAYC__D_DONE, memory_order_release);
+	rayc__obj_unpin(rt, o); /* the run's ref */
 }
 
 /* How long a worker whose queue ran dry looks for more before it goes
@@ -390,32 +433,147 @@ static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
  * briefly would otherwise wake it, through rt->mu, again and again. */
 #define LINGER_NS 20000
 
+/* A worker takes several tasks at once while many wait (each take is a
+ * compare-and-swap on the queue's head, a line the workers pass to and
+ * fro): its hoard.  Its tasks not started stay takeable, as a batch's
+ * runs do (execute.c): claim holds next | n << 16; the owner starts
+ * `next` by moving next up, a taker ends the hoard at `next` by moving n
+ * down to it and puts [next, n) back in the queue: a worker about to
+ * park (rayc__direct_steal_locked), and the owner itself when a run
+ * blocks (rayc__direct_return). */
+#define HOARD 8
+struct rayc__hoard {
+	rayc__task *t[HOARD];
+	_Atomic uint32_t claim;
+};
+static _Thread_local rayc__hoard mine;
+/* This thread runs direct tasks (rayc__direct_run), and one of them is
+ * blocked (rayc__direct_return, _unblocked). */
+static _Thread_local bool in_run;
+static _Thread_local int blocks; /* nested: a run inline in a blocked one */
+
+/* Puts the hoard's tasks not started back in the queue; true if any. */
+static bool give_back(rayc__direct *d, rayc__hoard *h)
+{
+	uint32_t v = atomic_load(&h->claim), i, n;
+
+	do {
+		i = v & 0xffff;
+		n = v >> 16;
+		if (i >= n)
+			return false;
+	} while (!atomic_compare_exchange_weak(&h->claim, &v, i | i << 16));
+	for (; i < n; i++)
+		put(d, h->t[i]);
+	return true;
+}
+
+bool rayc__direct_steal_locked(rayc__rt *rt, rayc__hoard *h)
+{
+	return rt->direct != NULL && h != NULL && give_back(rt->direct, h);
+}
+
+void rayc__direct_return(rayc__rt *rt)
+{
+	if (rt->direct == NULL || !in_run)
+		return;
+	(void)give_back(rt->direct, &mine);
+	if (blocks++ == 0)
+		atomic_fetch_sub(&rt->direct->serving, 1);
+}
+
+void rayc__direct_unblocked(rayc__rt *rt)
+{
+	if (rt->direct == NULL || !in_run || blocks == 0)
+		return;
+	if (--blocks == 0)
+		atomic_fetch_add(&rt->direct->serving, 1);
+}
+
+rayc__hoard *rayc__direct_hoard(void)
+{
+	return &mine;
+}
+
+/* The hoard's next task not started, or NULL. */
+static rayc__task *next_of(rayc__hoard *h)
+{
+	uint32_t v = atomic_load_explicit(&h->claim, memory_order_relaxed);
+
+	do {
+		if ((v & 0xffff) >= v >> 16)
+			return NULL;
+	} while (!atomic_compare_exchange_weak(&h->claim, &v, v + 1));
+	return h->t[v & 0xffff];
+}
+
+/* Fills the hoard: up to HOARD tasks, at most half of those waiting (the
+ * other workers' share), one at least.  Its count. */
+static uint32_t fill(rayc__direct *d, rayc__hoard *h)
+{
+	uint64_t want = queued(d) / 2;
+	uint32_t n = 0;
+
+	if (want < 1)
+		want = 1;
+	if (want > HOARD)
+		want = HOARD;
+	while (n < want && (h->t[n] = get(d)) != NULL)
+		n++;
+	/* release: a taker reads t[] after it */
+	atomic_store_explicit(&h->claim, n << 16, memory_order_release);
+	return n;
+}
+
+static void run_turn(rayc__rt *rt, int64_t cpu);
+
 void rayc__direct_run(rayc__rt *rt, int64_t cpu)
 {
 	rayc__direct *d = rt->direct;
+
+	in_run = true;
+	atomic_fetch_add(&d->serving, 1);
+	run_turn(rt, cpu);
+	/* seq_cst: before the scheduler looks at the queue again (a
+	 * submitter puts, then reads serving). */
+	atomic_fetch_sub(&d->serving, 1);
+	in_run = false;
+}
+
+static void run_turn(rayc__rt *rt, int64_t cpu)
+{
+	rayc__direct *d = rt->direct;
+	rayc__hoard *h = &mine;
 	int64_t dry = -1;
 
-	/* One task at a time: a task taken is a task run (one that
-	 * waits for another does not hold that one back from the other
-	 * workers). */
 	for (int ran = 0; ran < RAYC__DIRECT_RUNS;) {
 		/* Once per task, not per spin: rt->stopping shares rt->mu's
 		 * line. */
-		if (__atomic_load_n(&rt->stopping, __ATOMIC_RELAXED))
+		if (__atomic_load_n(&rt->stopping, __ATOMIC_RELAXED)) {
+			(void)give_back(d, h);
 			return;
-		rayc__task *t = get(d);
+		}
+		rayc__task *t = next_of(h);
+		if (t == NULL && fill(d, h) > 0)
+			t = next_of(h);
 		if (t == NULL) {
 			int64_t now = rayc__now_ns();
 			if (dry < 0)
 				dry = now;
 			else if (now - dry >= LINGER_NS)
 				return;
-			for (int k = 0; k < 64 && queued(d) == 0; k++)
-				rayc__cpu_relax();
+			for (int k = 0; k < 256 && queued(d) == 0; k += 16)
+				for (int j = 0; j < 16; j++)
+					rayc__cpu_relax();
 			continue;
 		}
 		dry = -1;
 		run_one(rt, t, cpu);
 		ran++;
+		if (atomic_load_explicit(&d->yield, memory_order_relaxed)) {
+			(void)give_back(d, h); /* the queues' turn (sched.c) */
+			return;
+		}
 	}
+	(void)give_back(d, h);
 }

@@ -42,11 +42,13 @@
 #include "rt.h"
 
 typedef struct rayc__direct rayc__direct;
+typedef struct rayc__hoard rayc__hoard;
 
 enum {
 	RAYC__D_NONE = 0, /* an ordinary task (or adopted) */
 	RAYC__D_DIRECT,   /* direct: queued or running */
-	RAYC__D_DONE,     /* direct: sealed without the lock */
+	RAYC__D_SEALING,  /* direct: its worker writes the result */
+	RAYC__D_DONE,     /* direct: sealed without the lock: ready */
 };
 
 /* Makes the ring and the queue (rayc_init, a peer with no mesh, before
@@ -70,16 +72,33 @@ rayc__obj *rayc__direct_adopt_locked(rayc__rt *rt, rayc_object_id id)
 void rayc__direct_free(rayc__rt *rt, rayc__obj *o);
 
 /* Workers (sched.c).  _pending: tasks wait in the queue.  _run: runs
- * them one at a time, rt->mu not held, the default demand held (cpu its
- * CPU part), until the queue has stayed empty a moment or
- * RAYC__DIRECT_RUNS ran. */
+ * them, rt->mu not held, the default demand held (cpu its CPU part),
+ * until the queue has stayed empty a moment or RAYC__DIRECT_RUNS ran;
+ * while many wait it takes a few at once, its hoard (_hoard: this
+ * thread's, for rayc__worker.dhoard while it runs them).  The hoard's
+ * tasks not started go back to the queue when a worker about to park
+ * takes them (_steal_locked, under rt->mu, h that worker's hoard, which
+ * lives while it is set) and when a run of this thread blocks in
+ * rayc_get or rayc_wait (_return): one may be what it waits for; the
+ * thread counts as running direct tasks again once that run goes on
+ * (_unblocked). */
 #define RAYC__DIRECT_RUNS 256
 bool rayc__direct_pending(const rayc__rt *rt);
 uint64_t rayc__direct_queued(const rayc__rt *rt);
 uint64_t rayc__direct_live(const rayc__rt *rt);
 void rayc__direct_run(rayc__rt *rt, int64_t cpu) RAYC_EXCLUDES(rt->mu);
+rayc__hoard *rayc__direct_hoard(void);
+bool rayc__direct_steal_locked(rayc__rt *rt, rayc__hoard *h)
+	RAYC_REQUIRES(rt->mu);
+void rayc__direct_return(rayc__rt *rt);
+void rayc__direct_unblocked(rayc__rt *rt);
 /* Workers idle (parked or about to), kept by sched.c under rt->mu and
  * read by submitters without it. */
 void rayc__direct_idle_add(rayc__rt *rt, int d);
+/* Whether tasks wait in the scheduler's queues (sched.c, under rt->mu):
+ * a worker running direct tasks then ends its turn after each, so that
+ * a task needing more than they leave free is not passed by a whole
+ * turn of them each time (sched.c: RAYC__STARVE_PASSES). */
+void rayc__direct_yield(rayc__rt *rt, bool on);
 
 #endif /* RAYC_DIRECT_H */

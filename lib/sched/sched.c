@@ -248,7 +248,8 @@ void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 	t->state = RAYC__TASK_QUEUED;
 	t->qseq = rt->qseq++;
 	rayc__tq_push(&c->q, t);
-	rt->queued++;
+	if (rt->queued++ == 0)
+		rayc__direct_yield(rt, true);
 	if (rt->stopping || !fits(rt, c->demand))
 		return;
 	if (((serving && rayc__sched_quick_call(t)) ||
@@ -396,7 +397,8 @@ void rayc__sched_requeue_front_locked(rayc__rt *rt, rayc__task *t)
 {
 	t->state = RAYC__TASK_QUEUED;
 	rayc__tq_push_front(&t->sclass->q, t);
-	rt->queued++;
+	if (rt->queued++ == 0)
+		rayc__direct_yield(rt, true);
 }
 
 void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
@@ -404,7 +406,8 @@ void rayc__sched_dequeue_locked(rayc__rt *rt, rayc__task *t)
 	if (t->sclass->q.head == t)
 		t->sclass->passed = 0;
 	rayc__tq_remove(&t->sclass->q, t);
-	rt->queued--;
+	if (--rt->queued == 0)
+		rayc__direct_yield(rt, false);
 }
 
 void rayc__sched_offer_locked(rayc__rt *rt,
@@ -543,9 +546,11 @@ static void *worker_main(void *arg)
 			direct_passes_locked(rt);
 			acquire(rt, demand);
 			kick_locked(rt); /* more than this one runs */
+			w->dhoard = rayc__direct_hoard();
 			rayc__mutex_unlock(&rt->mu);
 			rayc__direct_run(rt, demand[RAYC__RES_CPU]);
 			rayc__mutex_lock(&rt->mu);
+			w->dhoard = NULL;
 			release(rt, demand);
 			continue;
 		}
@@ -576,6 +581,12 @@ static void *worker_main(void *arg)
 		 * started are taken back first, and those that ended are
 		 * completed. */
 		if (rayc__sched_batch_steal_locked(rt, w))
+			continue;
+		bool stole = false;
+		for (rayc__worker *o = rt->workers; o != NULL; o = o->next_all)
+			if (o != w)
+				stole |= rayc__direct_steal_locked(rt, o->dhoard);
+		if (stole)
 			continue;
 		w->idle = true;
 		w->next_idle = rt->idle;
@@ -668,12 +679,14 @@ void rayc__sched_block_locked(rayc__rt *rt, rayc_ctx *ctx)
 		rayc__sched_paused_locked(rt);
 	}
 	rayc__sched_batch_return_locked(rt);
+	rayc__direct_return(rt);
 	rt->res_avail[RAYC__RES_CPU] += ctx->held_cpu;
 	kick_locked(rt);
 }
 
 void rayc__sched_unblock_locked(rayc__rt *rt, rayc_ctx *ctx)
 {
+	rayc__direct_unblocked(rt);
 	rt->res_avail[RAYC__RES_CPU] -= ctx->held_cpu;
 }
 
