@@ -502,11 +502,12 @@ static void rt_init1(void)
 
 TestSuite(direct1, .init = rt_init1, .fini = rt_stop, .timeout = 120);
 
-static atomic_int hold_open;
+static atomic_int hold_open, hold_running;
 
 /* Holds its worker (no CPU asked) until hold_open. */
 static void d_hold(rayc_ctx *c)
 {
+	atomic_store(&hold_running, 1);
 	while (!atomic_load(&hold_open)) {
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
@@ -528,7 +529,8 @@ Test(direct1, a_free_cpu_runs_one_while_the_worker_is_busy)
 	o.num_cpus = 0;
 	atomic_store(&hold_open, 0);
 	cr_assert_eq(rayc_call_opts(&h, "d_hold", &o), RAYC_OK);
-	RT_WAIT_FOR(rayc__test_direct_phase(h) == 0, 10000); /* not direct */
+	RT_WAIT_FOR(atomic_load(&hold_running), 10000);
+	cr_assert(atomic_load(&hold_running), "the worker runs d_hold");
 	cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(42)), RAYC_OK);
 	int rc = rayc_get_i64(r, &v, 10000);
 	atomic_store(&hold_open, 1);

@@ -17,11 +17,24 @@
 /* The queue: a bounded ring of cells, any number of threads putting and
  * taking without a lock (D. Vyukov's bounded MPMC queue): a cell's seq
  * says whose turn it is, pos for a putter at pos, pos + 1 for a taker
- * there.  It never fills: every task in it holds a slot of the ring. */
+ * there.  Cell k keeps seq - k, so that the zeroed memory calloc gives
+ * is its first state (its pages are touched as the queue reaches them,
+ * not all at rayc_init).  It never fills: every task in it holds a slot
+ * of the ring (an adopted one too, until it has run). */
 typedef struct cell {
 	_Atomic size_t seq;
 	rayc__task *t;
 } cell;
+
+static size_t seq_of(const cell *c, size_t k, memory_order mo)
+{
+	return atomic_load_explicit(&((cell *)c)->seq, mo) + k;
+}
+
+static void seq_set(cell *c, size_t k, size_t seq)
+{
+	atomic_store_explicit(&c->seq, seq - k, memory_order_release);
+}
 
 struct rayc__direct {
 	rayc__obj *_Atomic *slot;
@@ -55,8 +68,6 @@ int rayc__direct_init(rayc__rt *rt)
 		free(d);
 		return RAYC_ENOMEM;
 	}
-	for (size_t i = 0; i < SLOTS; i++)
-		atomic_init(&d->q[i].seq, i);
 	rt->direct = d;
 	return RAYC_OK;
 }
@@ -102,7 +113,7 @@ static void put(rayc__direct *d, rayc__task *t)
 
 	for (;;) {
 		c = &d->q[pos & d->mask];
-		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		size_t seq = seq_of(c, pos & d->mask, memory_order_acquire);
 		intptr_t dif = (intptr_t)seq - (intptr_t)pos;
 		if (dif == 0) {
 			if (atomic_compare_exchange_weak_explicit(
@@ -120,7 +131,7 @@ static void put(rayc__direct *d, rayc__task *t)
 		}
 	}
 	c->t = t;
-	atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+	seq_set(c, pos & d->mask, pos + 1);
 }
 
 /* The oldest queued task, or NULL. */
@@ -131,7 +142,7 @@ static rayc__task *get(rayc__direct *d)
 
 	for (;;) {
 		c = &d->q[pos & d->mask];
-		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		size_t seq = seq_of(c, pos & d->mask, memory_order_acquire);
 		intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
 		if (dif == 0) {
 			if (atomic_compare_exchange_weak_explicit(
@@ -146,8 +157,7 @@ static rayc__task *get(rayc__direct *d)
 		}
 	}
 	rayc__task *t = c->t;
-	atomic_store_explicit(&c->seq, pos + d->mask + 1,
-	                      memory_order_release);
+	seq_set(c, pos & d->mask, pos + d->mask + 1);
 	return t;
 }
 
@@ -322,13 +332,18 @@ static void adopt_locked(rayc__rt *rt, rayc__task *t, rayc__obj *o)
 {
 	rayc__direct *d = rt->direct;
 	uint8_t s = atomic_load(&o->dstate);
+	unsigned spins = 0;
 
 	for (;;) {
 		if (s == RAYC__D_NONE)
 			return; /* adopted already */
 		if (s == RAYC__D_SEALING) {
-			/* Its worker writes the result: a few stores. */
-			rayc__cpu_relax();
+			/* Its worker writes the result: a few stores (unless
+			 * it was preempted there). */
+			if (++spins % 64 == 0)
+				rayc__yield();
+			else
+				rayc__cpu_relax();
 			s = atomic_load(&o->dstate);
 			continue;
 		}
