@@ -257,6 +257,16 @@ void *rayc__slab_alloc_n(rayc__slab *s, size_t n)
 
 	if (m->n > 0) {
 		b = m->b[--m->n];
+		if (m->n > 0) {
+			/* The next one handed out: its lines fetched for
+			 * writing while the caller fills this one (a block
+			 * freed long ago is cold: each line a miss the
+			 * caller's zeroing would wait for). */
+			char *nx = m->b[m->n - 1];
+			for (uint32_t off = 0; off < s->size && off < 256;
+			     off += 64)
+				__builtin_prefetch(nx + off, 1);
+		}
 	} else {
 		lock(s);
 		b = take_locked(s);

@@ -13,6 +13,8 @@
  * for the ring, 4 MiB for the queue; pages are touched as task numbers
  * reach them. */
 #define SLOTS ((size_t)1 << 18)
+/* Tasks a worker takes at once at most (run_turn). */
+#define HOARD 8
 
 /* The queue: a bounded ring of cells, any number of threads putting and
  * taking without a lock (D. Vyukov's bounded MPMC queue): a cell's seq
@@ -291,10 +293,18 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	 * locked instruction, this load seq_cst): one of the two sees the
 	 * other. */
 	atomic_thread_fence(memory_order_seq_cst);
-	/* No worker idle and none running direct tasks (all busy with
-	 * other tasks, or blocked with their CPU lent back): the kick may
-	 * start a thread, as queueing a task the usual way does. */
-	if (atomic_load(&d->idle) > 0 || atomic_load(&d->serving) == 0) {
+	/* No worker runs direct tasks (idle, busy with other tasks, or
+	 * blocked with its CPU lent back: the kick may start a thread, as
+	 * queueing a task the usual way does); or, looked at every 64th
+	 * time, more wait than the ones running them take at once while a
+	 * worker is idle.  A worker whose queue runs dry lingers only if
+	 * it is the last running them (run_turn): on a VM with as many
+	 * CPUs as workers, more spinning would take the submitter's CPU. */
+	static _Thread_local unsigned tick;
+	int serving = atomic_load(&d->serving);
+	if (serving == 0 ||
+	    ((++tick & 63) == 0 && atomic_load(&d->idle) > 0 &&
+	     queued(d) > (uint64_t)serving * HOARD)) {
 		/* No wait for rt->mu: its holder wakes one as it lets go
 		 * (rayc__sched_drain_locked), as it records a submission. */
 		atomic_store(&rayc__handoff_kick, true);
@@ -456,7 +466,6 @@ static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
  * down to it and puts [next, n) back in the queue: a worker about to
  * park (rayc__direct_steal_locked), and the owner itself when a run
  * blocks (rayc__direct_return). */
-#define HOARD 8
 struct rayc__hoard {
 	rayc__task *t[HOARD];
 	_Atomic uint32_t claim;
@@ -523,7 +532,10 @@ static rayc__task *next_of(rayc__hoard *h)
 }
 
 /* Fills the hoard: up to HOARD tasks, at most half of those waiting (the
- * other workers' share), one at least.  Its count. */
+ * other workers' share), one at least, and more than one only while they
+ * are quick (their function's runs took under RAYC__QUICK_NS so far, as
+ * a batch's must: execute.c): a task that is not ends it, so none waits
+ * behind one that may run long.  Its count. */
 static uint32_t fill(rayc__direct *d, rayc__hoard *h)
 {
 	uint64_t want = queued(d) / 2;
@@ -534,7 +546,8 @@ static uint32_t fill(rayc__direct *d, rayc__hoard *h)
 	if (want > HOARD)
 		want = HOARD;
 	while (n < want && (h->t[n] = get(d)) != NULL)
-		n++;
+		if (!rayc__sched_quick(h->t[n++]))
+			break;
 	/* release: a taker reads t[] after it */
 	atomic_store_explicit(&h->claim, n << 16, memory_order_release);
 	return n;
@@ -572,6 +585,8 @@ static void run_turn(rayc__rt *rt, int64_t cpu)
 		if (t == NULL && fill(d, h) > 0)
 			t = next_of(h);
 		if (t == NULL) {
+			if (atomic_load(&d->serving) > 1)
+				return; /* another lingers */
 			int64_t now = rayc__now_ns();
 			if (dry < 0)
 				dry = now;
