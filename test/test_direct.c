@@ -574,3 +574,57 @@ Test(direct1, adopting_queued_ones_does_not_overfill_the_queue)
 	expect_empty();
 	free(r);
 }
+
+/* Quick so far; the run for 0 waits for the gate while block_zero. */
+static atomic_int block_zero;
+
+static void d_maybe_block(rayc_ctx *c)
+{
+	int64_t a = 0;
+	rayc_arg_i64(c, 0, &a);
+	if (a == 0 && atomic_load(&block_zero))
+		while (!atomic_load(&gate_open))
+			sched_yield();
+	rayc_return_i64(c, 0, a);
+}
+RAYC_REMOTE(d_maybe_block)
+
+/* A worker takes several quick tasks at once; when one of them runs
+ * long (here: waits for a gate opened only after the others are got),
+ * the ones it took and has not started are taken back by the other
+ * worker before it parks, and run. */
+Test(direct, tasks_behind_one_that_runs_long_are_taken_back)
+{
+	enum { N = 64 };
+	rayc_ref r[N];
+
+	for (int i = 0; i < 2000; i++) { /* its runs timed: quick */
+		cr_assert_eq(rayc_call(&r[0], "d_maybe_block", RAYC_I64(1)),
+		             RAYC_OK);
+		cr_assert_eq(get_i64(r[0]), 1);
+		cr_assert_eq(rayc_release(r[0]), RAYC_OK);
+	}
+	for (int round = 0; round < 20; round++) {
+		atomic_store(&gate_open, 0);
+		atomic_store(&block_zero, 1);
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_call(&r[i], "d_maybe_block",
+			                       RAYC_I64(i)),
+			             RAYC_OK);
+		int late = -1;
+		for (int i = 1; i < N && late < 0; i++) {
+			int64_t v = -1;
+			if (rayc_get_i64(r[i], &v, 10000) != RAYC_OK || v != i)
+				late = i;
+		}
+		atomic_store(&gate_open, 1);
+		cr_assert_eq(late, -1, "round %d: task %d did not run while "
+		             "task 0 waited", round, late);
+		atomic_store(&block_zero, 0);
+		for (int i = 0; i < N; i++) {
+			cr_assert_eq(get_i64(r[i]), i);
+			cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+		}
+	}
+	expect_empty();
+}

@@ -461,14 +461,16 @@ static void run_one(rayc__rt *rt, rayc__task *t, int64_t cpu)
 /* A worker takes several tasks at once while many wait (each take is a
  * compare-and-swap on the queue's head, a line the workers pass to and
  * fro): its hoard.  Its tasks not started stay takeable, as a batch's
- * runs do (execute.c): claim holds next | n << 16; the owner starts
- * `next` by moving next up, a taker ends the hoard at `next` by moving n
- * down to it and puts [next, n) back in the queue: a worker about to
- * park (rayc__direct_steal_locked), and the owner itself when a run
- * blocks (rayc__direct_return). */
+ * runs do (execute.c): claim holds gen << 32 | n << 16 | next; the owner
+ * starts `next` by moving next up, a taker ends the hoard at `next` by
+ * moving n down to it and puts [next, n) back in the queue: a worker
+ * about to park (rayc__direct_steal_locked), and the owner itself when a
+ * run blocks (rayc__direct_return).  A taker reads the tasks before its
+ * compare-and-swap (after it, the owner may fill the hoard anew); gen,
+ * moved on by every fill, makes that swap fail if it did so meanwhile. */
 struct rayc__hoard {
-	rayc__task *t[HOARD];
-	_Atomic uint32_t claim;
+	rayc__task *_Atomic t[HOARD];
+	_Atomic uint64_t claim;
 };
 static _Thread_local rayc__hoard mine;
 /* This thread runs direct tasks (rayc__direct_run), and one of them is
@@ -476,19 +478,28 @@ static _Thread_local rayc__hoard mine;
 static _Thread_local bool in_run;
 static _Thread_local int blocks; /* nested: a run inline in a blocked one */
 
+#define C_NEXT(v) ((uint32_t)(v) & 0xffff)
+#define C_N(v) ((uint32_t)((v) >> 16) & 0xffff)
+
 /* Puts the hoard's tasks not started back in the queue; true if any. */
 static bool give_back(rayc__direct *d, rayc__hoard *h)
 {
-	uint32_t v = atomic_load(&h->claim), i, n;
+	uint64_t v = atomic_load(&h->claim);
+	rayc__task *t[HOARD];
+	uint32_t i, n;
 
 	do {
-		i = v & 0xffff;
-		n = v >> 16;
+		i = C_NEXT(v);
+		n = C_N(v);
 		if (i >= n)
 			return false;
-	} while (!atomic_compare_exchange_weak(&h->claim, &v, i | i << 16));
+		for (uint32_t k = i; k < n; k++)
+			t[k] = atomic_load_explicit(&h->t[k],
+			                            memory_order_relaxed);
+	} while (!atomic_compare_exchange_weak(
+		&h->claim, &v, (v & ~(uint64_t)0xffff0000) | (uint64_t)i << 16));
 	for (; i < n; i++)
-		put(d, h->t[i]);
+		put(d, t[i]);
 	return true;
 }
 
@@ -522,13 +533,13 @@ rayc__hoard *rayc__direct_hoard(void)
 /* The hoard's next task not started, or NULL. */
 static rayc__task *next_of(rayc__hoard *h)
 {
-	uint32_t v = atomic_load_explicit(&h->claim, memory_order_relaxed);
+	uint64_t v = atomic_load_explicit(&h->claim, memory_order_relaxed);
 
 	do {
-		if ((v & 0xffff) >= v >> 16)
+		if (C_NEXT(v) >= C_N(v))
 			return NULL;
 	} while (!atomic_compare_exchange_weak(&h->claim, &v, v + 1));
-	return h->t[v & 0xffff];
+	return atomic_load_explicit(&h->t[C_NEXT(v)], memory_order_relaxed);
 }
 
 /* Fills the hoard: up to HOARD tasks, at most half of those waiting (the
@@ -539,17 +550,23 @@ static rayc__task *next_of(rayc__hoard *h)
 static uint32_t fill(rayc__direct *d, rayc__hoard *h)
 {
 	uint64_t want = queued(d) / 2;
+	uint64_t gen = (atomic_load_explicit(&h->claim, memory_order_relaxed) >>
+	                32) + 1;
 	uint32_t n = 0;
+	rayc__task *t;
 
 	if (want < 1)
 		want = 1;
 	if (want > HOARD)
 		want = HOARD;
-	while (n < want && (h->t[n] = get(d)) != NULL)
-		if (!rayc__sched_quick(h->t[n++]))
+	while (n < want && (t = get(d)) != NULL) {
+		atomic_store_explicit(&h->t[n++], t, memory_order_relaxed);
+		if (!rayc__sched_quick(t))
 			break;
+	}
 	/* release: a taker reads t[] after it */
-	atomic_store_explicit(&h->claim, n << 16, memory_order_release);
+	atomic_store_explicit(&h->claim, gen << 32 | (uint64_t)n << 16,
+	                      memory_order_release);
 	return n;
 }
 
