@@ -628,3 +628,46 @@ Test(direct, tasks_behind_one_that_runs_long_are_taken_back)
 	}
 	expect_empty();
 }
+
+static atomic_int side_flag;
+
+/* Waits (20 s at most) for d_set_flag, which it does not get: a side
+ * channel the runtime cannot see. */
+static void d_wait_flag(rayc_ctx *c)
+{
+	int64_t end = rt_now_ms() + 20000;
+	while (!atomic_load(&side_flag) && rt_now_ms() < end)
+		sched_yield();
+	rayc_return_i64(c, 0, atomic_load(&side_flag));
+}
+RAYC_REMOTE(d_wait_flag)
+
+static void d_set_flag(rayc_ctx *c)
+{
+	atomic_store(&side_flag, 1);
+	rayc_return_i64(c, 0, 1);
+}
+RAYC_REMOTE(d_set_flag)
+
+/* A task queued while the one worker running direct tasks is held by a
+ * long run, with nobody waiting for it, runs on the idle worker (it
+ * looks at the queue every millisecond while direct tasks run).
+ * Before, it waited for the long run, which here waits for it. */
+Test(direct, one_queued_behind_a_long_run_runs_on_the_idle_worker)
+{
+	for (int round = 0; round < 10; round++) {
+		rayc_ref a, b;
+		atomic_store(&side_flag, 0);
+		cr_assert_eq(rayc_call(&a, "d_wait_flag"), RAYC_OK);
+		rt_sleep_ms(5); /* a worker runs it; the other parks */
+		cr_assert_eq(rayc_call(&b, "d_set_flag"), RAYC_OK);
+		RT_WAIT_FOR(atomic_load(&side_flag), 10000);
+		cr_assert(atomic_load(&side_flag), "round %d: the second task "
+		          "did not run while the first held its worker", round);
+		cr_assert_eq(get_i64(a), 1);
+		cr_assert_eq(get_i64(b), 1);
+		cr_assert_eq(rayc_release(a), RAYC_OK);
+		cr_assert_eq(rayc_release(b), RAYC_OK);
+	}
+	expect_empty();
+}

@@ -15,6 +15,11 @@
 #define SLOTS ((size_t)1 << 18)
 /* Tasks a worker takes at once at most (run_turn). */
 #define HOARD 8
+/* Tasks waiting per worker running them past which a submitter wakes
+ * one more (rayc__direct_submit). */
+#ifndef BACKLOG
+#define BACKLOG HOARD
+#endif
 
 /* The queue: a bounded ring of cells, any number of threads putting and
  * taking without a lock (D. Vyukov's bounded MPMC queue): a cell's seq
@@ -199,6 +204,11 @@ void rayc__direct_yield(rayc__rt *rt, bool on)
 		atomic_store_explicit(&d->yield, on, memory_order_relaxed);
 }
 
+bool rayc__direct_serving(const rayc__rt *rt)
+{
+	return rt->direct != NULL && atomic_load(&rt->direct->serving) > 0;
+}
+
 void rayc__direct_idle_add(rayc__rt *rt, int k)
 {
 	if (rt->direct != NULL)
@@ -304,7 +314,7 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	int serving = atomic_load(&d->serving);
 	if (serving == 0 ||
 	    ((++tick & 63) == 0 && atomic_load(&d->idle) > 0 &&
-	     queued(d) > (uint64_t)serving * HOARD)) {
+	     queued(d) > (uint64_t)serving * BACKLOG)) {
 		/* No wait for rt->mu: its holder wakes one as it lets go
 		 * (rayc__sched_drain_locked), as it records a submission. */
 		atomic_store(&rayc__handoff_kick, true);
@@ -369,8 +379,11 @@ static void adopt_locked(rayc__rt *rt, rayc__task *t, rayc__obj *o)
 		/* Queued in the direct queue or running: no class queue holds
 		 * it, and nothing here may take it from one.  It keeps its
 		 * ring slot until its worker ends it (every task queued
-		 * there holds one: the queue cannot fill). */
+		 * there holds one: the queue cannot fill).  Someone wants
+		 * it: an idle worker is woken if the queue holds tasks (the
+		 * worker running them may be held by a long run). */
 		t->state = RAYC__TASK_RUNNING;
+		rayc__sched_kick_locked(rt);
 		return;
 	}
 	/* Sealed by its worker (DONE): ready from now on under the lock

@@ -95,6 +95,10 @@ void rayc__direct_unblocked(rayc__rt *rt);
 /* Workers idle (parked or about to), kept by sched.c under rt->mu and
  * read by submitters without it. */
 void rayc__direct_idle_add(rayc__rt *rt, int d);
+/* Whether a worker runs direct tasks now (not blocked); an idle worker
+ * then looks at the queue every RAYC__DIRECT_POLL_NS (sched.c). */
+bool rayc__direct_serving(const rayc__rt *rt);
+#define RAYC__DIRECT_POLL_NS 1000000
 /* Whether tasks wait in the scheduler's queues (sched.c, under rt->mu):
  * a worker running direct tasks then ends its turn after each, so that
  * a task needing more than they leave free is not passed by a whole

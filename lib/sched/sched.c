@@ -602,9 +602,29 @@ static void *worker_main(void *arg)
 			w->idle = false;
 			continue;
 		}
+		/* While a worker runs direct tasks, a submitter wakes another
+		 * only when none does or a backlog builds (direct.c): if the
+		 * one that does is held by a long run, tasks queued behind
+		 * it would wait for it with this worker idle.  So an idle
+		 * worker looks again every RAYC__DIRECT_POLL_NS meanwhile
+		 * (and a thread that waits for one of them wakes a worker
+		 * as it adopts it: direct.c). */
+		int64_t until = rayc__direct_serving(rt)
+		                        ? rayc__now_ns() + RAYC__DIRECT_POLL_NS
+		                        : -1;
 		rayc__mutex_unlock(&rt->mu);
-		rayc__event_wait_learn(&w->ev, -1, rt->spin_ns, &w->spin);
+		bool woken = rayc__event_wait_learn(&w->ev, until, rt->spin_ns,
+		                                    &w->spin);
 		rayc__mutex_lock(&rt->mu);
+		if (!woken && w->idle) { /* its time ran out: off the list */
+			rayc__worker **pp = &rt->idle;
+			while (*pp != w)
+				pp = &(*pp)->next_idle;
+			*pp = w->next_idle;
+			rt->nidle--;
+			rayc__direct_idle_add(rt, -1);
+			w->idle = false;
+		}
 	}
 	rayc__mutex_unlock(&rt->mu);
 	return NULL;
