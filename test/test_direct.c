@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "sched/direct.h"
 #include "testing.h"
 
 static atomic_int gate_open;
@@ -385,11 +386,11 @@ Test(direct, a_lost_result_is_rebuilt_from_its_task)
 	expect_empty();
 }
 
-/* More tasks live than the ring has slots: those whose slot is taken go
- * the usual way, and all of them run. */
+/* More tasks live than the ring has slots (RAYC__DIRECT_SLOTS): those
+ * whose slot is taken go the usual way, and all of them run. */
 Test(direct, tasks_past_the_rings_size_go_the_usual_way)
 {
-	enum { N = (1 << 18) + 5000 };
+	enum { N = RAYC__DIRECT_SLOTS + 5000 };
 	rayc_ref *r = malloc(N * sizeof(*r));
 
 	for (int i = 0; i < N; i++)
@@ -548,7 +549,7 @@ Test(direct1, a_free_cpu_runs_one_while_the_worker_is_busy)
  * full queue.  An adopted task keeps its slot until it has run. */
 Test(direct1, adopting_queued_ones_does_not_overfill_the_queue)
 {
-	enum { N = (1 << 18) - 1 };
+	enum { N = RAYC__DIRECT_SLOTS - 1 };
 	rayc_ref h, x[4], *r = malloc(N * sizeof(*r));
 	size_t nready = 0;
 

@@ -8,11 +8,7 @@
 #include "sched/sched.h"
 #include "testing.h"
 
-/* Slots: live direct tasks at most (a task whose number's slot is taken
- * goes the usual way), and so queued ones too.  2 MiB of address space
- * for the ring, 4 MiB for the queue; pages are touched as task numbers
- * reach them. */
-#define SLOTS ((size_t)1 << 18)
+#define SLOTS ((size_t)RAYC__DIRECT_SLOTS)
 /* Tasks a worker takes at once at most (run_turn). */
 #define HOARD 8
 /* Tasks waiting per worker running them past which a submitter wakes

@@ -44,6 +44,14 @@
 typedef struct rayc__direct rayc__direct;
 typedef struct rayc__hoard rayc__hoard;
 
+/* Slots of the ring: live direct tasks at most (a task whose number's
+ * slot is taken goes the usual way), and so queued ones too.  1 MiB of
+ * address space for the ring, 2 MiB for the queue, their pages touched
+ * as task numbers first reach them (the first 2^17 tasks fault them in:
+ * 768 page faults; a ring twice as big doubled the faults of a
+ * benchmark's timed runs, docs/benchmarks.md). */
+#define RAYC__DIRECT_SLOTS (1 << 17)
+
 enum {
 	RAYC__D_NONE = 0, /* an ordinary task (or adopted) */
 	RAYC__D_DIRECT,   /* direct: queued or running */
