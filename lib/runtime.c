@@ -431,7 +431,7 @@ int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
 
 static void rt_free(rayc__rt *rt)
 {
-	rayc__direct_destroy(rt); /* what the workers left */
+	rayc__direct_destroy(rt); /* a failed rayc_init's */
 	for (int k = 0; k < atomic_load(&rt->nres); k++)
 		free(rt->res_names[k]);
 	rayc__store_close(rt->store);
@@ -473,6 +473,9 @@ static void rt_teardown(rayc__rt *rt)
 	rayc__net_stop(rt);
 	rayc__sched_stop(rt);
 	rayc__actors_teardown(rt);
+	/* Direct tasks' entries first: the ring still names adopted ones
+	 * in flight (the table's, freed next). */
+	rayc__direct_destroy(rt);
 	rayc__mutex_lock(&rt->mu);
 	rayc__sched_drain_locked(rt); /* submitted at the last moment */
 	rayc__objtab_destroy_locked(rt);

@@ -62,7 +62,9 @@ enum {
 /* Makes the ring and the queue (rayc_init, a peer with no mesh, before
  * any call).  RAYC_OK or RAYC_ENOMEM; without them nothing is direct. */
 int rayc__direct_init(rayc__rt *rt);
-/* Frees every direct entry and task left (shutdown, workers joined). */
+/* Frees every direct entry and task left (shutdown, workers joined,
+ * before the object table is: the ring names adopted entries in flight,
+ * the table's, and skips them). */
 void rayc__direct_destroy(rayc__rt *rt);
 
 /* Submits t (its id, fn and args set, one return, no ref arguments, in
