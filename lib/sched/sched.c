@@ -613,10 +613,15 @@ static void *worker_main(void *arg)
 		                        ? rayc__now_ns() + RAYC__DIRECT_POLL_NS
 		                        : -1;
 		rayc__mutex_unlock(&rt->mu);
-		bool woken = rayc__event_wait_learn(&w->ev, until, rt->spin_ns,
-		                                    &w->spin);
+		(void)rayc__event_wait_learn(&w->ev, until, rt->spin_ns,
+		                             &w->spin);
 		rayc__mutex_lock(&rt->mu);
-		if (!woken && w->idle) { /* its time ran out: off the list */
+		/* Still idle: nobody took it off the list, its time ran out
+		 * (or the event was set by a wake-up that came after its
+		 * last wait ran out, which took it off the list then: its
+		 * set outlived that wait).  Off the list now, or the next
+		 * push would make the list a cycle. */
+		if (w->idle) {
 			rayc__worker **pp = &rt->idle;
 			while (*pp != w)
 				pp = &(*pp)->next_idle;
