@@ -13,9 +13,7 @@
 #define HOARD 8
 /* Tasks waiting per worker running them past which a submitter wakes
  * one more (rayc__direct_submit). */
-#ifndef BACKLOG
 #define BACKLOG HOARD
-#endif
 
 /* The queue: a bounded ring of cells, any number of threads putting and
  * taking without a lock (D. Vyukov's bounded MPMC queue): a cell's seq

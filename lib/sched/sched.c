@@ -132,14 +132,38 @@ static int spawn_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	return RAYC_OK;
 }
 
+/* The idle workers: a stack through next_idle, counted in rt->nidle and
+ * for direct submitters (rayc__direct_idle_add). */
+static void idle_push_locked(rayc__rt *rt, rayc__worker *w)
+	RAYC_REQUIRES(rt->mu)
+{
+	w->idle = true;
+	w->next_idle = rt->idle;
+	rt->idle = w;
+	rt->nidle++;
+	rayc__direct_idle_add(rt, 1);
+}
+
+/* Takes w, idle, off the stack (at its top but for a worker whose wait
+ * ran out: worker_main). */
+static void idle_remove_locked(rayc__rt *rt, rayc__worker *w)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__worker **pp = &rt->idle;
+
+	while (*pp != w)
+		pp = &(*pp)->next_idle;
+	*pp = w->next_idle;
+	rt->nidle--;
+	rayc__direct_idle_add(rt, -1);
+	w->idle = false;
+}
+
 static void wake_one_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
 	rayc__worker *w = rt->idle;
 
-	rt->idle = w->next_idle;
-	rt->nidle--;
-	rayc__direct_idle_add(rt, -1);
-	w->idle = false;
+	idle_remove_locked(rt, w);
 	w->woken = true;
 	rt->nwaking++;
 	rayc__event_set_after_unlock(&w->ev);
@@ -164,9 +188,8 @@ static bool direct_fits_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 	return true;
 }
 
-/* A worker takes direct tasks: the oldest queued task, if it waits for
- * resources, is passed once more. */
-static void direct_passes_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+/* The class whose queue's head is the oldest queued task, or NULL. */
+static rayc__sclass *oldest_queued_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
 	rayc__sclass *oldest = NULL;
 
@@ -175,6 +198,15 @@ static void direct_passes_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 		if (c->q.head != NULL &&
 		    (oldest == NULL || c->q.head->qseq < oldest->q.head->qseq))
 			oldest = c;
+	return oldest;
+}
+
+/* A worker takes direct tasks: the oldest queued task, if it waits for
+ * resources, is passed once more. */
+static void direct_passes_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
+{
+	rayc__sclass *oldest = oldest_queued_locked(rt);
+
 	if (oldest != NULL && !fits(rt, oldest->demand))
 		oldest->passed++;
 }
@@ -460,14 +492,9 @@ static rayc__sclass *oldest_fitting(rayc__rt *rt, const rayc__sclass *starving)
 
 static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
 {
-	rayc__sclass *oldest = NULL;
-
 	if (rt->queued == 0 || rt->stopping)
 		return NULL;
-	for (rayc__sclass *c = rt->classes; c != NULL; c = c->next)
-		if (c->q.head != NULL &&
-		    (oldest == NULL || c->q.head->qseq < oldest->q.head->qseq))
-			oldest = c;
+	rayc__sclass *oldest = oldest_queued_locked(rt);
 	rayc__sclass *c = oldest_fitting(rt, NULL);
 	if (c == NULL)
 		return NULL;
@@ -588,18 +615,11 @@ static void *worker_main(void *arg)
 				stole |= rayc__direct_steal_locked(rt, o->dhoard);
 		if (stole)
 			continue;
-		w->idle = true;
-		w->next_idle = rt->idle;
-		rt->idle = w;
-		rt->nidle++;
 		/* Counted idle, then the direct queue looked at: a direct
 		 * submitter queues, then reads the count (direct.c). */
-		rayc__direct_idle_add(rt, 1);
+		idle_push_locked(rt, w);
 		if (direct_fits_locked(rt)) {
-			rt->idle = w->next_idle;
-			rt->nidle--;
-			rayc__direct_idle_add(rt, -1);
-			w->idle = false;
+			idle_remove_locked(rt, w);
 			continue;
 		}
 		/* While a worker runs direct tasks, a submitter wakes another
@@ -621,15 +641,8 @@ static void *worker_main(void *arg)
 		 * last wait ran out, which took it off the list then: its
 		 * set outlived that wait).  Off the list now, or the next
 		 * push would make the list a cycle. */
-		if (w->idle) {
-			rayc__worker **pp = &rt->idle;
-			while (*pp != w)
-				pp = &(*pp)->next_idle;
-			*pp = w->next_idle;
-			rt->nidle--;
-			rayc__direct_idle_add(rt, -1);
-			w->idle = false;
-		}
+		if (w->idle)
+			idle_remove_locked(rt, w);
 	}
 	rayc__mutex_unlock(&rt->mu);
 	return NULL;
