@@ -128,6 +128,8 @@ int rayc__check_args(const rayc_arg *args, size_t nargs, size_t *extra)
 	return RAYC_OK;
 }
 
+static void fill_args(rayc__task *t, const rayc_arg *args, char *copy);
+
 /* One allocation holds the task, its args, its return pointers and the
  * copies of by-value data.  NULL if out of memory, or if the size
  * overflows (callers check each argument's length first). */
@@ -146,7 +148,7 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 	if (total <= RAYC__TASK_SLAB_BYTES && rt != NULL) {
 		t = rayc__slab_alloc_n(&rt->task_slab, total);
 		if (t != NULL)
-			t->in_slab = true;
+			t->mem = RAYC__MEM_SLAB;
 	} else {
 		t = calloc(1, total);
 	}
@@ -154,10 +156,28 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 		return NULL;
 	t->args = (rayc__targ *)(t + 1);
 	t->returns = (rayc__obj **)(t->args + nargs);
-	char *copy = (char *)(t->returns + nret);
 	t->nargs = (uint32_t)nargs;
 	t->nreturns = nret;
-	for (size_t i = 0; i < nargs; i++) {
+	fill_args(t, args, (char *)(t->returns + nret));
+	return t;
+}
+
+/* Whether every argument is an 8-byte value (a direct task's record
+ * has room for those only). */
+static bool args_by_value(const rayc_arg *args, size_t nargs)
+{
+	for (size_t i = 0; i < nargs; i++)
+		if (args[i].type != RAYC_TYPE_I64 &&
+		    args[i].type != RAYC_TYPE_F64)
+			return false;
+	return true;
+}
+
+/* Copies t->nargs arguments into t->args, their bytes and strings to
+ * copy on (room the caller sized with rayc__check_args). */
+static void fill_args(rayc__task *t, const rayc_arg *args, char *copy)
+{
+	for (size_t i = 0; i < t->nargs; i++) {
 		rayc__targ *a = &t->args[i];
 		a->type = args[i].type;
 		a->task = t;
@@ -198,7 +218,6 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 			break;
 		}
 	}
-	return t;
 }
 
 rayc_task_id rayc__next_task_id(rayc__rt *rt, bool fresh)
@@ -262,8 +281,11 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	rc = rayc__check_args(args, nargs, &extra);
 	if (rc != RAYC_OK)
 		return rc;
-	rc = rayc__demand_of(rt, opts, demand);
-	if (rc != RAYC_OK)
+	/* The default demand's class, known feasible (rayc_init): a peer
+	 * with no mesh skips working it out for each call. */
+	bool dflt = rt->dclass != NULL && opts->num_cpus == 1.0 &&
+	            opts->num_gpus == 0 && opts->num_resources == 0;
+	if (!dflt && (rc = rayc__demand_of(rt, opts, demand)) != RAYC_OK)
 		return rc;
 	if (opts->strategy < RAYC_STRATEGY_DEFAULT ||
 	    opts->strategy > RAYC_STRATEGY_NODE_AFFINITY)
@@ -276,10 +298,29 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		                 "node affinity: peer %u is not a live peer",
 		                 opts->node_id);
 	uint32_t nret = (uint32_t)opts->num_returns;
-	rayc__task *t = rayc__task_alloc(args, nargs, nret, extra);
+	bool refs = false;
+	for (size_t i = 0; i < nargs && !refs; i++)
+		refs = args[i].type == RAYC_TYPE_REF ||
+		       args[i].type == RAYC_TYPE_ACTOR;
+	rayc__sclass *sc = refs   ? NULL
+	                   : dflt ? rt->dclass
+	                          : rayc__sched_class_find(rt, demand);
+	rayc__task *t = NULL;
+	/* A direct task (sched/direct.h) lies in its number's record. */
+	bool direct = sc != NULL && sc == rt->dclass && nret == 1 &&
+	              rayc__cur == NULL;
+	if (direct && args_by_value(args, nargs)) {
+		rayc_task_id id = rayc__next_task_id(rt, false);
+		if ((t = rayc__direct_task(rt, id, nargs)) != NULL)
+			fill_args(t, args, NULL);
+		else if ((t = rayc__task_alloc(args, nargs, nret, extra)) !=
+		         NULL)
+			t->id = id;
+	} else if ((t = rayc__task_alloc(args, nargs, nret, extra)) != NULL) {
+		t->id = rayc__next_task_id(rt, false);
+	}
 	if (t == NULL)
 		return RAYC_ENOMEM;
-	t->id = rayc__next_task_id(rt, false);
 	t->fn = fn;
 	t->max_retries = opts->max_retries;
 	t->retry_exceptions = opts->retry_exceptions != 0;
@@ -292,14 +333,9 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		out[i].id = rayc__return_id(t->id, i);
 	atomic_fetch_add_explicit(&rt->n_submitted, 1, memory_order_relaxed);
 
-	bool refs = false;
-	for (size_t i = 0; i < nargs && !refs; i++)
-		refs = args[i].type == RAYC_TYPE_REF ||
-		       args[i].type == RAYC_TYPE_ACTOR;
-	if (!refs && (t->sclass = rayc__sched_class_find(rt, demand)) != NULL) {
+	if ((t->sclass = sc) != NULL) {
 		/* No wait for rt->mu; a direct task meets it at no step. */
-		if (t->sclass != rt->dclass || nret != 1 || t->nested ||
-		    !rayc__direct_submit(rt, t))
+		if (!direct || !rayc__direct_submit(rt, t))
 			rayc__sched_submit(rt, t);
 		return RAYC_OK;
 	}
@@ -316,7 +352,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 		atomic_fetch_sub(&rt->n_submitted, 1);
 		return rc;
 	}
-	t->sclass = rayc__sched_class_locked(rt, demand);
+	t->sclass = dflt ? rt->dclass : rayc__sched_class_locked(rt, demand);
 	if (t->sclass == NULL) {
 		rayc__actor_args_free_locked(rt, t);
 		rayc__mutex_unlock(&rt->mu);

@@ -157,6 +157,7 @@ struct rayc__obj {
 	uint32_t *borrowers;
 	uint16_t nborrowers, borrowers_cap;
 	bool is_put;        /* no lineage: loss is final */
+	bool in_rec;        /* in a direct task's record (rayc__drec) */
 	bool fetching;      /* bytes on their way here */
 	bool borrowed;      /* we told the owner we hold a ref */
 	bool held_remote;   /* a return kept here for its remote owner */
@@ -211,7 +212,9 @@ struct rayc__task {
 	uint8_t akind;
 	bool in_flight;
 	bool nested;  /* submitted by a running task (its ids repeat) */
-	bool in_slab; /* allocated from rt->task_slab */
+	/* Where its block came from: malloc, rt->task_slab, or a direct
+	 * task's record (rayc__drec). */
+	uint8_t mem;
 	uint32_t nargs, nreturns;
 
 	rayc_task_id id;
@@ -416,6 +419,10 @@ struct rayc__rt {
 	 * class they run in; both NULL on a peer with a mesh.  Set by
 	 * rayc_init before any call, never changed after. */
 	struct rayc__direct *direct;
+	/* Its records, ring and queue, kept past rayc__direct_destroy
+	 * until rt goes (rayc__direct_fini). */
+	void *direct_mem;
+	size_t direct_mem_len;
 	rayc__sclass *dclass;
 	_Alignas(64) uint64_t nobjs RAYC_GUARDED_BY(mu);
 	uint64_t nlineage RAYC_GUARDED_BY(mu);
@@ -548,14 +555,51 @@ int rayc__res_index_locked(rayc__rt *rt, const char *name, bool add)
 rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
                              uint32_t nret, size_t extra);
 
+/* A direct task's record (sched/direct.c): its entry, its task, its
+ * return's pointer and room for RAYC__DREC_ARGS arguments of 8 bytes,
+ * one block of an array indexed by the task's number, so that a
+ * submitter writes, a worker reads and a getter reads and frees memory
+ * in the order the tasks were submitted (a slab's blocks come back in an
+ * order that, with many tasks in flight, is a cache miss each).  holds:
+ * one for the entry and one for the task while each lives (they may go
+ * apart once the entry is adopted into the object table); the record is
+ * taken again only when both went (a compare-and-swap from 0, acquire;
+ * each hold let go with release). */
+#define RAYC__DREC_ARGS 2
+enum { RAYC__MEM_HEAP, RAYC__MEM_SLAB, RAYC__MEM_REC };
+typedef struct rayc__drec {
+	_Alignas(64) rayc__obj o;
+	rayc__task t;
+	rayc__obj *ret;
+	_Atomic uint32_t holds; /* on a line the task's zeroing writes */
+	rayc__targ args[RAYC__DREC_ARGS];
+} rayc__drec;
+
+static inline void rayc__drec_let_go(rayc__drec *r)
+{
+	atomic_fetch_sub_explicit(&r->holds, 1, memory_order_release);
+}
+
 /* Frees a task from rayc__task_alloc (its args, returns and copies share
- * the allocation). */
+ * the allocation) or from a direct task's record. */
 static inline void rayc__task_free(rayc__task *t)
 {
-	if (t != NULL && t->in_slab)
+	if (t != NULL && t->mem == RAYC__MEM_REC)
+		rayc__drec_let_go((rayc__drec *)(void *)((char *)t -
+		                  offsetof(rayc__drec, t)));
+	else if (t != NULL && t->mem == RAYC__MEM_SLAB)
 		rayc__slab_free(t);
 	else
 		free(t);
+}
+
+/* Frees an entry's block (rt->obj_slab's or a direct task's record). */
+static inline void rayc__obj_mem_free(rayc__obj *o)
+{
+	if (o->in_rec)
+		rayc__drec_let_go((rayc__drec *)(void *)o);
+	else
+		rayc__slab_free(o);
 }
 
 /* The id of return i of task t: re-running t re-creates the same ids. */

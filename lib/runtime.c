@@ -437,6 +437,7 @@ static void rt_free(rayc__rt *rt)
 	rayc__store_close(rt->store);
 	rayc__slab_fini(&rt->task_slab);
 	rayc__slab_fini(&rt->obj_slab);
+	rayc__direct_fini(rt);
 	rayc__idtab_fini(&rt->objs);
 	rayc__objtab_free_hints(rt);
 	rayc__mutex_fini(&rt->kv_mu);

@@ -672,3 +672,107 @@ Test(direct, one_queued_behind_a_long_run_runs_on_the_idle_worker)
 	}
 	expect_empty();
 }
+
+/* ------------------------------------------------------------------ */
+/* Records (rt.h: rayc__drec): a direct task's entry and spec in one
+ * block, taken in turn                                                 */
+/* ------------------------------------------------------------------ */
+
+/* a + b + c, c a double: three arguments, one more than a record has
+ * room for. */
+static void d_add3(rayc_ctx *c)
+{
+	int64_t a = 0, b = 0;
+	double x = 0;
+	rayc_arg_i64(c, 0, &a);
+	rayc_arg_i64(c, 1, &b);
+	rayc_arg_f64(c, 2, &x);
+	rayc_return_i64(c, 0, a + b + (int64_t)x);
+}
+RAYC_REMOTE(d_add3)
+
+static void d_len(rayc_ctx *c)
+{
+	const void *p = NULL;
+	size_t n = 0;
+	rayc_arg_data(c, 0, &p, &n);
+	rayc_return_i64(c, 0, (int64_t)n);
+}
+RAYC_REMOTE(d_len)
+
+/* An entry adopted into the object table keeps its record while it
+ * lives: tasks taking records in turn, one at a time, pass it several
+ * times (a few records are in use while few tasks live), take their
+ * memory elsewhere there, and it stays whole. */
+Test(direct, an_adopted_ones_record_is_not_taken_while_it_lives)
+{
+	enum { N = 3 * 4096 + 200 };
+	rayc_ref a;
+	int elsewhere = 0;
+
+	cr_assert_eq(rayc_call(&a, "d_ident", RAYC_I64(777)), RAYC_OK);
+	cr_assert_eq(rayc__test_direct_in_rec(a), 1);
+	cr_assert_eq(rayc_ref_dup(a), RAYC_OK); /* adopts it */
+	cr_assert_eq(is_direct(a), false);
+	for (int i = 0; i < N; i++) {
+		rayc_ref r;
+		cr_assert_eq(rayc_call(&r, "d_ident", RAYC_I64(i)), RAYC_OK);
+		elsewhere += rayc__test_direct_in_rec(r) == 0;
+		cr_assert_eq(get_i64(r), i);
+		cr_assert_eq(rayc_release(r), RAYC_OK);
+	}
+	cr_assert_geq(elsewhere, 3, "only %d tasks met its record", elsewhere);
+	cr_assert_leq(elsewhere, 4, "%d tasks found no record", elsewhere);
+	cr_assert_eq(rayc__test_direct_in_rec(a), 1);
+	cr_assert_eq(get_i64(a), 777);
+	cr_assert_eq(rayc_release(a), RAYC_OK);
+	cr_assert_eq(rayc_release(a), RAYC_OK);
+	expect_empty();
+}
+
+/* Records in use grow with the tasks in flight: 20,000 submitted before
+ * any is got nearly all lie in records (4,096 are in use at first). */
+Test(direct, records_follow_the_tasks_in_flight)
+{
+	enum { N = 20000 };
+	rayc_ref *r = malloc(N * sizeof(*r));
+	int in = 0;
+
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+		in += rayc__test_direct_in_rec(r[i]) == 1;
+	}
+	cr_assert_geq(in, N - N / 10, "%d of %d in records", in, N);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(get_i64(r[i]), i);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	expect_empty();
+	free(r);
+}
+
+/* A record holds two arguments of 8 bytes; a task with more, or with a
+ * string or bytes to copy, takes its memory from the slabs, still
+ * direct, and each gets its arguments whole. */
+Test(direct, arguments_past_a_records_room_take_slab_memory)
+{
+	rayc_ref two, three, str;
+
+	cr_assert_eq(rayc_call(&two, "d_add", RAYC_I64(40), RAYC_I64(2)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_call(&three, "d_add3", RAYC_I64(1), RAYC_I64(2),
+	                       RAYC_F64(3.0)),
+	             RAYC_OK);
+	cr_assert_eq(rayc_call(&str, "d_len", RAYC_STR("eleven char")),
+	             RAYC_OK);
+	cr_assert_eq(rayc__test_direct_in_rec(two), 1);
+	cr_assert_eq(rayc__test_direct_in_rec(three), 0);
+	cr_assert_eq(rayc__test_direct_in_rec(str), 0);
+	cr_assert_eq(get_i64(two), 42);
+	cr_assert_eq(get_i64(three), 6);
+	cr_assert_eq(get_i64(str), 11);
+	cr_assert_eq(rayc_release(two), RAYC_OK);
+	cr_assert_eq(rayc_release(three), RAYC_OK);
+	cr_assert_eq(rayc_release(str), RAYC_OK);
+	expect_empty();
+}

@@ -573,6 +573,9 @@ Test(sched, a_second_burst_of_tasks_reuses_the_first_ones_memory)
 	static rayc_ref refs[N];
 	size_t t1 = 0, o1 = 0, t2, o2;
 
+	/* The slabs' reuse: a direct task's memory is its record (the
+	 * direct suite's). */
+	rayc__test_set_direct(false);
 	for (int round = 0; round < ROUNDS; round++) {
 		for (int i = 0; i < N; i++)
 			cr_assert_eq(rayc_call(&refs[i], "ident", RAYC_I64(i)),

@@ -359,7 +359,7 @@ static void collect_locked(rayc__rt *rt, worklist *wl)
 				task_free_locked(rt, t, wl);
 		}
 		free(o->borrowers);
-		rayc__slab_free(o);
+		rayc__obj_mem_free(o);
 	}
 }
 
@@ -797,7 +797,7 @@ void rayc__objtab_destroy_locked(rayc__rt *rt)
 		if (t != NULL && --t->live_returns == 0)
 			wl_push(&tasks, t);
 		free(o->borrowers);
-		rayc__slab_free(o);
+		rayc__obj_mem_free(o);
 	}
 	rayc__task *t;
 	while ((t = wl_pop(&tasks)) != NULL) {

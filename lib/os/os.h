@@ -86,6 +86,12 @@ typedef struct rayc__usage {
 } rayc__usage;
 void rayc__thread_usage(rayc__usage *u);
 size_t rayc__page_size(void);
+/* Zeroed private memory of len bytes, its pages made as first touched,
+ * in huge pages where the system gives them (2 MiB aligned,
+ * MADV_HUGEPAGE: a first pass over it faults once per 2 MiB instead of
+ * once per page).  NULL if out of address space. */
+void *rayc__vm_reserve(size_t len);
+void rayc__vm_release(void *p, size_t len);
 
 /* The longest store directory rayc takes (RAYC_EINVAL beyond). */
 #define RAYC__SHM_DIR_MAX 228

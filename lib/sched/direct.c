@@ -4,43 +4,48 @@
 #include <string.h>
 
 #include "lineage/lineage.h"
+#include "os/os.h"
 #include "sched/direct.h"
 #include "sched/sched.h"
 #include "testing.h"
 
 #define SLOTS ((size_t)RAYC__DIRECT_SLOTS)
+#define RECS ((size_t)RAYC__DIRECT_RECS)
+#define RLIM0 ((size_t)4096) /* records in use at first: 2 MiB */
+#define RBLOCK 64            /* records a thread takes at once */
+static _Atomic bool off; /* rayc__test_set_direct */
 /* Tasks a worker takes at once at most (run_turn). */
 #define HOARD 8
 /* Tasks waiting per worker running them past which a submitter wakes
  * one more (rayc__direct_submit). */
 #define BACKLOG HOARD
 
-/* The queue: a bounded ring of cells, any number of threads putting and
- * taking without a lock (D. Vyukov's bounded MPMC queue): a cell's seq
- * says whose turn it is, pos for a putter at pos, pos + 1 for a taker
- * there.  Cell k keeps seq - k, so that the zeroed memory calloc gives
- * is its first state (its pages are touched as the queue reaches them,
- * not all at rayc_init).  It never fills: every task in it holds a slot
- * of the ring (an adopted one too, until it has run). */
+/* The queue: a ring of cells, any number of threads putting and taking
+ * without a lock.  It never holds more than it has cells: every task in
+ * it holds a slot of the ring (an adopted one too, until it has run),
+ * and there are as many cells as slots.  So a putter needs no check
+ * that its cell is free: it claims a position (tail), writes the task
+ * and publishes it (seq = its position + 1; zeroed memory is "nothing
+ * yet", so the cells' pages are touched as the queue first reaches
+ * them).  A taker reads the task at head, published, and then claims it
+ * (a compare-and-swap on head): no putter writes that cell again before
+ * head has passed it, and the taker writes nothing in the cell, so the
+ * cache line a submitter fills is not written back and forth with each
+ * task a worker takes. */
 typedef struct cell {
 	_Atomic size_t seq;
-	rayc__task *t;
+	rayc__task *_Atomic t;
 } cell;
-
-static size_t seq_of(const cell *c, size_t k, memory_order mo)
-{
-	return atomic_load_explicit(&((cell *)c)->seq, mo) + k;
-}
-
-static void seq_set(cell *c, size_t k, size_t seq)
-{
-	atomic_store_explicit(&c->seq, seq - k, memory_order_release);
-}
 
 struct rayc__direct {
 	rayc__obj *_Atomic *slot;
 	cell *q;
+	rayc__drec *rec; /* RECS of them (rayc__direct_task) */
 	size_t mask;
+	uint64_t gen; /* tells this runtime's record blocks (rblk) apart */
+	/* One reservation holds the records, the ring and the queue. */
+	void *mem;
+	size_t mem_len;
 	/* Each written by its side with every task, on lines of their own;
 	 * idle read by every submission, written by parking workers. */
 	_Alignas(64) _Atomic size_t tail; /* next put */
@@ -48,6 +53,12 @@ struct rayc__direct {
 	_Alignas(64) _Atomic int idle;
 	_Atomic int serving; /* workers in rayc__direct_run, not blocked */
 	_Alignas(64) _Atomic uint64_t live;
+	/* Records are handed out in blocks of RBLOCK from rcur, taken
+	 * modulo rlim, which doubles (up to RECS) while more than 3/4 as
+	 * many direct tasks live: memory in use follows the tasks in
+	 * flight, and a program with few reuses a few, warm. */
+	_Alignas(64) _Atomic size_t rcur;
+	_Atomic size_t rlim;
 	/* Tasks wait in the scheduler's queues (sched.c): a worker running
 	 * direct tasks goes back to it after each. */
 	_Alignas(64) _Atomic bool yield;
@@ -61,16 +72,75 @@ int rayc__direct_init(rayc__rt *rt)
 		return RAYC_ENOMEM;
 	memset(d, 0, sizeof(*d));
 	d->mask = SLOTS - 1;
-	d->slot = calloc(SLOTS, sizeof(d->slot[0]));
-	d->q = calloc(SLOTS, sizeof(d->q[0]));
-	if (d->slot == NULL || d->q == NULL) {
-		free(d->slot);
-		free(d->q);
+	d->mem_len = RECS * sizeof(d->rec[0]) +
+	             SLOTS * (sizeof(d->slot[0]) + sizeof(d->q[0]));
+	d->mem = rayc__vm_reserve(d->mem_len);
+	if (d->mem == NULL) {
 		free(d);
 		return RAYC_ENOMEM;
 	}
+	d->rec = d->mem;
+	d->rlim = RLIM0;
+	static _Atomic uint64_t gens;
+	d->gen = atomic_fetch_add(&gens, 1) + 1;
+	d->slot = (rayc__obj *_Atomic *)(void *)(d->rec + RECS);
+	d->q = (cell *)(void *)(d->slot + SLOTS);
 	rt->direct = d;
 	return RAYC_OK;
+}
+
+void rayc__direct_fini(rayc__rt *rt)
+{
+	rayc__vm_release(rt->direct_mem, rt->direct_mem_len);
+	rt->direct_mem = NULL;
+}
+
+static rayc__drec *rec_of_task(rayc__task *t)
+{
+	return (rayc__drec *)(void *)((char *)t - offsetof(rayc__drec, t));
+}
+
+rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs)
+{
+	static _Thread_local struct {
+		uint64_t gen;
+		size_t next, end;
+	} rblk;
+	rayc__direct *d = rt->direct;
+
+	if (d == NULL || nargs > RAYC__DREC_ARGS ||
+	    atomic_load_explicit(&off, memory_order_relaxed))
+		return NULL;
+	size_t lim = atomic_load_explicit(&d->rlim, memory_order_relaxed);
+	if (rblk.gen != d->gen || rblk.next == rblk.end) {
+		if (lim < RECS &&
+		    atomic_load_explicit(&d->live, memory_order_relaxed) >
+		            lim / 4 * 3 &&
+		    atomic_compare_exchange_strong(&d->rlim, &lim, lim * 2))
+			lim *= 2;
+		rblk.gen = d->gen;
+		rblk.next = atomic_fetch_add_explicit(&d->rcur, RBLOCK,
+		                                      memory_order_relaxed);
+		rblk.end = rblk.next + RBLOCK;
+	}
+	rayc__drec *r = &d->rec[rblk.next++ & (lim - 1)];
+	/* acquire: the frees of its last entry and task (releases) came
+	 * before this thread writes it. */
+	uint32_t none = 0;
+	if (!atomic_compare_exchange_strong_explicit(&r->holds, &none, 2,
+	                                             memory_order_acquire,
+	                                             memory_order_relaxed))
+		return NULL; /* an adopted task lives there, or many fly */
+	rayc__task *t = &r->t;
+	memset(t, 0, sizeof(*t) + sizeof(r->ret));
+	memset(r->args, 0, nargs * sizeof(r->args[0]));
+	t->mem = RAYC__MEM_REC;
+	t->id = id;
+	t->args = r->args;
+	t->returns = &r->ret;
+	t->nargs = (uint32_t)nargs;
+	t->nreturns = 1;
+	return t;
 }
 
 static rayc__obj *_Atomic *slot_of(const rayc__direct *d, rayc_object_id id)
@@ -99,67 +169,64 @@ void rayc__direct_destroy(rayc__rt *rt)
 		            RAYC__D_NONE)
 			continue; /* adopted: the table frees it */
 		rayc__task_free(o->task); /* data: inline, nothing to free */
-		rayc__slab_free(o);
+		rayc__obj_mem_free(o);
 	}
-	free(d->slot);
-	free(d->q);
+	/* The records stay until rt goes (rayc__direct_fini): the object
+	 * table frees adopted entries and tasks in them after this. */
+	rt->direct_mem = d->mem;
+	rt->direct_mem_len = d->mem_len;
 	free(d);
 	rt->direct = NULL;
 }
 
 static void put(rayc__direct *d, rayc__task *t)
 {
-	size_t pos = atomic_load_explicit(&d->tail, memory_order_relaxed);
-	cell *c;
+	size_t pos = atomic_fetch_add_explicit(&d->tail, 1,
+	                                       memory_order_relaxed);
+	cell *c = &d->q[pos & d->mask];
 
-	for (;;) {
-		c = &d->q[pos & d->mask];
-		size_t seq = seq_of(c, pos & d->mask, memory_order_acquire);
-		intptr_t dif = (intptr_t)seq - (intptr_t)pos;
-		if (dif == 0) {
-			if (atomic_compare_exchange_weak_explicit(
-				    &d->tail, &pos, pos + 1,
-				    memory_order_relaxed, memory_order_relaxed))
-				break;
-		} else if (dif < 0) {
-			/* Full: cannot be (see cell); a taker is mid-take. */
-			rayc__cpu_relax();
-			pos = atomic_load_explicit(&d->tail,
-			                           memory_order_relaxed);
-		} else {
-			pos = atomic_load_explicit(&d->tail,
-			                           memory_order_relaxed);
-		}
-	}
-	c->t = t;
-	seq_set(c, pos & d->mask, pos + 1);
+	atomic_store_explicit(&c->t, t, memory_order_relaxed);
+	atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+}
+
+/* Whether the task at position pos is published. */
+static bool published(const rayc__direct *d, size_t pos)
+{
+	return atomic_load_explicit(&d->q[pos & d->mask].seq,
+	                            memory_order_acquire) == pos + 1;
+}
+
+/* Whether a task waits at the head (or may soon: a put under way). */
+static bool waiting(const rayc__direct *d)
+{
+	return published(d, atomic_load_explicit(&((rayc__direct *)d)->head,
+	                                          memory_order_relaxed));
 }
 
 /* The oldest queued task, or NULL. */
 static rayc__task *get(rayc__direct *d)
 {
 	size_t pos = atomic_load_explicit(&d->head, memory_order_relaxed);
-	cell *c;
 
 	for (;;) {
-		c = &d->q[pos & d->mask];
-		size_t seq = seq_of(c, pos & d->mask, memory_order_acquire);
-		intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
-		if (dif == 0) {
-			if (atomic_compare_exchange_weak_explicit(
-				    &d->head, &pos, pos + 1,
-				    memory_order_relaxed, memory_order_relaxed))
-				break;
-		} else if (dif < 0) {
-			return NULL; /* empty (or its putter is mid-put) */
-		} else {
+		cell *c = &d->q[pos & d->mask];
+		size_t seq = atomic_load_explicit(&c->seq,
+		                                  memory_order_acquire);
+		if (seq != pos + 1) {
+			if ((intptr_t)(seq - (pos + 1)) < 0)
+				return NULL; /* empty (or its putter is mid-put) */
+			/* Put again a lap on: head moved past pos. */
 			pos = atomic_load_explicit(&d->head,
 			                           memory_order_relaxed);
+			continue;
 		}
+		rayc__task *t = atomic_load_explicit(&c->t,
+		                                     memory_order_relaxed);
+		if (atomic_compare_exchange_weak_explicit(
+			    &d->head, &pos, pos + 1, memory_order_relaxed,
+			    memory_order_relaxed))
+			return t;
 	}
-	rayc__task *t = c->t;
-	seq_set(c, pos & d->mask, pos + d->mask + 1);
-	return t;
 }
 
 /* Tasks put and not taken (a put under way counts; a task given back
@@ -209,8 +276,6 @@ void rayc__direct_idle_add(rayc__rt *rt, int k)
 		atomic_fetch_add(&rt->direct->idle, k); /* seq_cst */
 }
 
-static _Atomic bool off; /* rayc__test_set_direct */
-
 void rayc__test_set_direct(bool on)
 {
 	atomic_store(&off, !on);
@@ -226,6 +291,26 @@ int rayc__test_direct_phase(rayc_ref ref)
 	int phase = atomic_load(&o->dstate);
 	rayc__obj_unpin(rt, o);
 	return phase;
+}
+
+int rayc__test_direct_in_rec(rayc_ref ref)
+{
+	rayc__rt *rt = rayc__g;
+	rayc__obj *o = rt != NULL ? rayc__direct_pin(rt, ref.id) : NULL;
+	int in = -1;
+
+	if (o != NULL) {
+		in = o->in_rec;
+		rayc__obj_unpin(rt, o);
+	} else if (rt != NULL) {
+		/* In the table (adopted, or never direct): not adopted here. */
+		rayc__rt_lock(rt);
+		o = rayc__obj_find_indexed_locked(rt, ref.id);
+		if (o != NULL)
+			in = o->in_rec;
+		rayc__mutex_unlock(&rt->mu);
+	}
+	return in;
 }
 
 /* rayc__test_direct_pause: 0 off, 1 armed, 2 a run waits. */
@@ -260,12 +345,20 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	rayc__direct *d = rt->direct;
 	rayc_object_id id = rayc__return_id(t->id, 0);
 
+	rayc__obj *o;
+
 	if (atomic_load_explicit(&off, memory_order_relaxed))
-		return false;
-	rayc__obj *o = rayc__slab_alloc_n(&rt->obj_slab, 0);
-	if (o == NULL)
-		return false;
-	rayc__obj_init(o, id);
+		goto usual;
+	if (t->mem == RAYC__MEM_REC) {
+		o = &rec_of_task(t)->o;
+		rayc__obj_init(o, id);
+		o->in_rec = true;
+	} else {
+		o = rayc__slab_alloc_n(&rt->obj_slab, 0);
+		if (o == NULL)
+			return false;
+		rayc__obj_init(o, id);
+	}
 	o->task = t;
 	t->returns[0] = o;
 	t->live_returns = 1;
@@ -284,7 +377,7 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 		                      memory_order_relaxed);
 		t->returns[0] = NULL;
 		t->live_returns = 0;
-		rayc__slab_free(o);
+		rayc__obj_mem_free(o);
 		return false;
 	}
 	/* The handle's ref and the run's; release: a pinner reads the id
@@ -316,6 +409,10 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 			rayc__mutex_unlock(&rt->mu);
 	}
 	return true;
+usual:
+	if (t->mem == RAYC__MEM_REC)
+		rayc__drec_let_go(rec_of_task(t)); /* its entry's part */
+	return false;
 }
 
 rayc__obj *rayc__direct_pin(rayc__rt *rt, rayc_object_id id)
@@ -405,7 +502,7 @@ void rayc__direct_free(rayc__rt *rt, rayc__obj *o)
 	clear_slot(d, o);
 	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
 	rayc__task_free(o->task);
-	rayc__slab_free(o);
+	rayc__obj_mem_free(o);
 }
 
 /* Ends a run the usual way, under rt->mu: a failure, a return that is
@@ -556,19 +653,21 @@ static rayc__task *next_of(rayc__hoard *h)
  * behind one that may run long.  Its count. */
 static uint32_t fill(rayc__direct *d, rayc__hoard *h)
 {
-	uint64_t want = queued(d) / 2;
 	uint64_t gen = (atomic_load_explicit(&h->claim, memory_order_relaxed) >>
 	                32) + 1;
 	uint32_t n = 0;
 	rayc__task *t;
 
-	if (want < 1)
-		want = 1;
-	if (want > HOARD)
-		want = HOARD;
-	while (n < want && (t = get(d)) != NULL) {
+	while (n < HOARD && (t = get(d)) != NULL) {
 		atomic_store_explicit(&h->t[n++], t, memory_order_relaxed);
 		if (!rayc__sched_quick(t))
+			break;
+		/* Another only while as many as it holds wait behind (the
+		 * cells, not the tail: the line a submitter writes with
+		 * every task is not read here). */
+		if (!published(d, atomic_load_explicit(&d->head,
+		                                       memory_order_relaxed) +
+		                          n - 1))
 			break;
 	}
 	/* release: a taker reads t[] after it */
@@ -616,7 +715,7 @@ static void run_turn(rayc__rt *rt, int64_t cpu)
 				dry = now;
 			else if (now - dry >= LINGER_NS)
 				return;
-			for (int k = 0; k < 256 && queued(d) == 0; k += 16)
+			for (int k = 0; k < 256 && !waiting(d); k += 16)
 				for (int j = 0; j < 16; j++)
 					rayc__cpu_relax();
 			continue;

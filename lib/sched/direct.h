@@ -8,11 +8,12 @@
  * busy most of the time (docs/benchmarks.md, eighteenth pass).  A
  * direct task is one rayc_call of a thread that is not running a task,
  * on a peer with no mesh, with one return, no ref or actor arguments and
- * the default demand (1 CPU).  Its entry is made by the submitter and
- * kept, not in the object table, but in a ring indexed by the task's
- * number (sequential numbers take consecutive slots: no probing, no
- * hashing); the task waits in a FIFO of its own under a spinlock, where
- * a worker holding the default demand takes it; the worker seals the
+ * the default demand (1 CPU).  It and its entry lie in one record
+ * (rt.h: rayc__drec) where they fit; its entry is made by the submitter
+ * and kept, not in the object table, but in a ring indexed by the
+ * task's number (sequential numbers take consecutive slots: no probing,
+ * no hashing); the task waits in a lock-free FIFO of its own, where a
+ * worker holding the default demand takes it; the worker seals the
  * return (inline, at most RAYC__INLINE_BYTES) without the lock; the
  * getter pins it from the ring; and the last ref frees the entry and
  * the task without the lock.  A slot already taken (a task that number
@@ -45,12 +46,20 @@ typedef struct rayc__direct rayc__direct;
 typedef struct rayc__hoard rayc__hoard;
 
 /* Slots of the ring: live direct tasks at most (a task whose number's
- * slot is taken goes the usual way), and so queued ones too.  1 MiB of
- * address space for the ring, 2 MiB for the queue, their pages touched
- * as task numbers first reach them (the first 2^17 tasks fault them in:
- * 768 page faults; a ring twice as big doubled the faults of a
- * benchmark's timed runs, docs/benchmarks.md). */
-#define RAYC__DIRECT_SLOTS (1 << 17)
+ * slot is taken goes the usual way), and so queued ones too; and
+ * records at most (rayc__drec, rt.h: a task's entry and spec in one
+ * 512-byte block; a task that finds no free record takes its memory
+ * from the slabs instead, still direct).  One reservation
+ * (rayc__vm_reserve) holds them: 4 MiB for the ring, 8 MiB for the
+ * queue, 256 MiB of address space for the records, made resident as
+ * they are first reached, in huge pages where the system gives them.
+ * Records are used in turn from the first 4,096 (2 MiB), their number
+ * doubled while more than 3/4 as many direct tasks live: resident
+ * records follow the most tasks in flight so far (2.7 times as many at
+ * most, 512 bytes each), and few tasks in flight reuse a few warm
+ * ones. */
+#define RAYC__DIRECT_SLOTS (1 << 19)
+#define RAYC__DIRECT_RECS (1 << 19)
 
 enum {
 	RAYC__D_NONE = 0, /* an ordinary task (or adopted) */
@@ -66,6 +75,18 @@ int rayc__direct_init(rayc__rt *rt);
  * before the object table is: the ring names adopted entries in flight,
  * the table's, and skips them). */
 void rayc__direct_destroy(rayc__rt *rt);
+
+/* Releases what rayc__direct_destroy kept (rt_free: after the object
+ * table, whose adopted entries and tasks may lie in records). */
+void rayc__direct_fini(rayc__rt *rt);
+
+/* A task for id with room for nargs arguments, zeroed but for its id,
+ * args, returns, nargs and nreturns (1), in this thread's next record,
+ * for rayc__direct_submit; NULL if that record is taken (an adopted
+ * task, or as many as there are records, live) or nargs exceeds
+ * RAYC__DREC_ARGS: allocate it the usual way.  The caller fills only
+ * arguments of 8 bytes (no copies: there is no room). */
+rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs);
 
 /* Submits t (its id, fn and args set, one return, no ref arguments, in
  * rt->dclass) directly: true; false if its ring slot is taken or no

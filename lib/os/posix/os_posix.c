@@ -292,6 +292,41 @@ uint64_t rayc__phys_mem(void)
 	                            : (uint64_t)1 << 30;
 }
 
+#define HUGE_BYTES ((size_t)2 << 20)
+
+static size_t huge_round(size_t len)
+{
+	return (len + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+}
+
+void *rayc__vm_reserve(size_t len)
+{
+	len = huge_round(len);
+	size_t span = len + HUGE_BYTES;
+	char *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Trimmed to a 2 MiB boundary, so that huge pages can back it. */
+	char *a = (char *)(((uintptr_t)p + HUGE_BYTES - 1) &
+	                   ~(uintptr_t)(HUGE_BYTES - 1));
+	if (a > p)
+		(void)munmap(p, (size_t)(a - p));
+	if (p + span > a + len)
+		(void)munmap(a + len, (size_t)(p + span - (a + len)));
+#ifdef MADV_HUGEPAGE
+	(void)madvise(a, len, MADV_HUGEPAGE); /* a hint: fine if refused */
+#endif
+	return a;
+}
+
+void rayc__vm_release(void *p, size_t len)
+{
+	if (p != NULL)
+		(void)munmap(p, huge_round(len));
+}
+
 size_t rayc__page_size(void)
 {
 	return (size_t)sysconf(_SC_PAGESIZE);
