@@ -129,13 +129,18 @@ struct rayc__obj {
 	 * release too many is RAYC_ENOTFOUND instead of dropping a view's
 	 * or a task's hold.  Dropped without rt->mu by rayc_release. */
 	_Atomic int32_t handles;
+	/* An entry in a direct task's record (in_rec): the record's holds
+	 * (rayc__drec), here on the line its getter has made its own by the
+	 * time it frees it, and before what rayc__obj_init zeroes.  Unused
+	 * by every other entry. */
+	_Atomic uint32_t rec_holds;
 	rayc_type type;
-	size_t len;
-	void *data;      /* inline_buf, heap, arena, or errmsg */
-	rayc__wnode *waiters;
 	/* A direct task's return: its phase (sched/direct.h: RAYC__D_*);
 	 * 0 for every other entry.  Read at the last ref of every entry. */
 	_Atomic uint8_t dstate;
+	size_t len;
+	void *data;      /* inline_buf, heap, arena, or errmsg */
+	rayc__wnode *waiters;
 
 	rayc__task *task; /* producer (lineage); NULL for puts */
 	/* On rayc__handoff_objs: its last ref to let go under rt->mu. */
@@ -557,10 +562,10 @@ rayc__task *rayc__task_alloc(const rayc_arg *args, size_t nargs,
 
 /* A direct task's record (sched/direct.c): its entry, its task, its
  * return's pointer and room for RAYC__DREC_ARGS arguments of 8 bytes,
- * one block of an array indexed by the task's number, so that a
- * submitter writes, a worker reads and a getter reads and frees memory
- * in the order the tasks were submitted (a slab's blocks come back in an
- * order that, with many tasks in flight, is a cache miss each).  holds:
+ * one block of an array taken in turn, so that a submitter writes, a
+ * worker reads and a getter reads and frees memory in the order the
+ * tasks were submitted (a slab's blocks come back in an order that, with
+ * many tasks in flight, is a cache miss each).  Its holds (o.rec_holds):
  * one for the entry and one for the task while each lives (they may go
  * apart once the entry is adopted into the object table); the record is
  * taken again only when both went (a compare-and-swap from 0, acquire;
@@ -571,13 +576,12 @@ typedef struct rayc__drec {
 	_Alignas(64) rayc__obj o;
 	rayc__task t;
 	rayc__obj *ret;
-	_Atomic uint32_t holds; /* on a line the task's zeroing writes */
 	rayc__targ args[RAYC__DREC_ARGS];
 } rayc__drec;
 
 static inline void rayc__drec_let_go(rayc__drec *r)
 {
-	atomic_fetch_sub_explicit(&r->holds, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&r->o.rec_holds, 1, memory_order_release);
 }
 
 /* Frees a task from rayc__task_alloc (its args, returns and copies share

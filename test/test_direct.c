@@ -706,7 +706,7 @@ RAYC_REMOTE(d_len)
  * memory elsewhere there, and it stays whole. */
 Test(direct, an_adopted_ones_record_is_not_taken_while_it_lives)
 {
-	enum { N = 3 * 4096 + 200 };
+	enum { N = 3 * RAYC__DIRECT_RECS0 + 20 };
 	rayc_ref a;
 	int elsewhere = 0;
 
@@ -731,7 +731,8 @@ Test(direct, an_adopted_ones_record_is_not_taken_while_it_lives)
 }
 
 /* Records in use grow with the tasks in flight: 20,000 submitted before
- * any is got nearly all lie in records (4,096 are in use at first). */
+ * any is got nearly all lie in records (RAYC__DIRECT_RECS0 are in use at
+ * first). */
 Test(direct, records_follow_the_tasks_in_flight)
 {
 	enum { N = 20000 };

@@ -11,7 +11,7 @@
 
 #define SLOTS ((size_t)RAYC__DIRECT_SLOTS)
 #define RECS ((size_t)RAYC__DIRECT_RECS)
-#define RLIM0 ((size_t)4096) /* records in use at first: 2 MiB */
+#define RLIM0 ((size_t)RAYC__DIRECT_RECS0)
 #define RBLOCK 64            /* records a thread takes at once */
 static _Atomic bool off; /* rayc__test_set_direct */
 /* Tasks a worker takes at once at most (run_turn). */
@@ -127,7 +127,7 @@ rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs)
 	/* acquire: the frees of its last entry and task (releases) came
 	 * before this thread writes it. */
 	uint32_t none = 0;
-	if (!atomic_compare_exchange_strong_explicit(&r->holds, &none, 2,
+	if (!atomic_compare_exchange_strong_explicit(&r->o.rec_holds, &none, 2,
 	                                             memory_order_acquire,
 	                                             memory_order_relaxed))
 		return NULL; /* an adopted task lives there, or many fly */
@@ -181,8 +181,9 @@ void rayc__direct_destroy(rayc__rt *rt)
 
 static void put(rayc__direct *d, rayc__task *t)
 {
-	size_t pos = atomic_fetch_add_explicit(&d->tail, 1,
-	                                       memory_order_relaxed);
+	/* seq_cst: the submitter's look at idle workers comes after it
+	 * (rayc__direct_submit). */
+	size_t pos = atomic_fetch_add(&d->tail, 1);
 	cell *c = &d->q[pos & d->mask];
 
 	atomic_store_explicit(&c->t, t, memory_order_relaxed);
@@ -384,12 +385,11 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	 * and the fields above after it (rayc__obj_pin). */
 	atomic_store_explicit(&o->refcnt, 2, memory_order_release);
 	atomic_fetch_add_explicit(&d->live, 1, memory_order_relaxed);
-	put(d, t);
 	/* A worker parks after counting itself idle and then finding the
-	 * queue empty; this reads idle after queueing (the tail's move a
-	 * locked instruction, this load seq_cst): one of the two sees the
-	 * other. */
-	atomic_thread_fence(memory_order_seq_cst);
+	 * queue empty (seq_cst both); this reads idle after queueing (the
+	 * tail's move seq_cst, then seq_cst loads): one of the two sees
+	 * the other. */
+	put(d, t);
 	/* No worker runs direct tasks (idle, busy with other tasks, or
 	 * blocked with its CPU lent back: the kick may start a thread, as
 	 * queueing a task the usual way does); or, looked at every 64th
@@ -501,6 +501,12 @@ void rayc__direct_free(rayc__rt *rt, rayc__obj *o)
 
 	clear_slot(d, o);
 	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
+	if (o->in_rec && o->task == &((rayc__drec *)(void *)o)->t) {
+		/* Both of its record's holds at once. */
+		atomic_fetch_sub_explicit(&o->rec_holds, 2,
+		                          memory_order_release);
+		return;
+	}
 	rayc__task_free(o->task);
 	rayc__obj_mem_free(o);
 }

@@ -53,13 +53,15 @@ typedef struct rayc__hoard rayc__hoard;
  * (rayc__vm_reserve) holds them: 4 MiB for the ring, 8 MiB for the
  * queue, 256 MiB of address space for the records, made resident as
  * they are first reached, in huge pages where the system gives them.
- * Records are used in turn from the first 4,096 (2 MiB), their number
- * doubled while more than 3/4 as many direct tasks live: resident
+ * Records are used in turn from the first RAYC__DIRECT_RECS0 (128
+ * KiB), their number doubled while more than 3/4 as many direct tasks
+ * live (looked at as a thread takes its next 64): resident
  * records follow the most tasks in flight so far (2.7 times as many at
  * most, 512 bytes each), and few tasks in flight reuse a few warm
  * ones. */
 #define RAYC__DIRECT_SLOTS (1 << 19)
 #define RAYC__DIRECT_RECS (1 << 19)
+#define RAYC__DIRECT_RECS0 256
 
 enum {
 	RAYC__D_NONE = 0, /* an ordinary task (or adopted) */
