@@ -459,8 +459,13 @@ static int direct_init(rayc__rt *rt)
 		rayc__err_clear(); /* infeasible here: nothing is direct */
 		return RAYC_OK;
 	}
-	if ((rc = rayc__direct_init(rt)) != RAYC_OK)
-		return rc;
+	if ((rc = rayc__direct_init(rt)) != RAYC_OK) {
+		/* Only a speed-up: tasks go through rt->mu instead. */
+		rayc__log(RAYC_LOG_WARN, "RAYC-DIRECT-OFF", "%s: tasks take "
+		          "the scheduler's lock", rayc_errmsg());
+		rayc__err_clear();
+		return RAYC_OK;
+	}
 	rayc__mutex_lock(&rt->mu);
 	rt->dclass = rayc__sched_class_locked(rt, demand);
 	rayc__mutex_unlock(&rt->mu);

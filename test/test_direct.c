@@ -9,8 +9,11 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "sched/direct.h"
@@ -776,4 +779,58 @@ Test(direct, arguments_past_a_records_room_take_slab_memory)
 	cr_assert_eq(rayc_release(three), RAYC_OK);
 	cr_assert_eq(rayc_release(str), RAYC_OK);
 	expect_empty();
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+#ifndef SANITIZED
+/* The address space this process has reserved (bytes). */
+static size_t vm_now(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long pages = 0;
+
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%lu", &pages), 1);
+	fclose(f);
+	return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+#endif
+
+TestSuite(direct_as, .timeout = 60);
+
+/* Found by a review (seen failing before the fix: rayc_init returned
+ * RAYC_ENOMEM): the records' 256 MiB of address space is reserved at
+ * rayc_init; where a ulimit -v (or overcommit turned off) refuses it,
+ * fewer records are reserved, and tasks run all the same. */
+Test(direct_as, little_address_space_takes_fewer_records)
+{
+#ifdef SANITIZED
+	cr_skip_test("sanitizers reserve terabytes of address space");
+#else
+	enum { N = 2000 };
+	size_t lim = vm_now() + ((size_t)192 << 20);
+	struct rlimit rl = { lim, lim };
+	rayc_config c = { .num_workers = 2, .store_bytes = (size_t)16 << 20 };
+	rayc_ref r[N];
+
+	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	int rc = rayc_init(&c);
+	cr_assert_eq(rc, RAYC_OK, "rayc_init: %s (%s)", rayc_strerror(rc),
+	             rayc_errmsg());
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)), RAYC_OK);
+	cr_assert_eq(rayc__test_direct_in_rec(r[N - 1]), 1);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(get_i64(r[i]), i);
+		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	cr_assert_eq(rayc_shutdown(), RAYC_OK);
+#endif
 }

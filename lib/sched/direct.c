@@ -40,7 +40,8 @@ typedef struct cell {
 struct rayc__direct {
 	rayc__obj *_Atomic *slot;
 	cell *q;
-	rayc__drec *rec; /* RECS of them (rayc__direct_task) */
+	rayc__drec *rec; /* nrec of them (rayc__direct_task) */
+	size_t nrec;
 	size_t mask;
 	uint64_t gen; /* tells this runtime's record blocks (rblk) apart */
 	/* One reservation holds the records, the ring and the queue. */
@@ -54,7 +55,7 @@ struct rayc__direct {
 	_Atomic int serving; /* workers in rayc__direct_run, not blocked */
 	_Alignas(64) _Atomic uint64_t live;
 	/* Records are handed out in blocks of RBLOCK from rcur, taken
-	 * modulo rlim, which doubles (up to RECS) while more than 3/4 as
+	 * modulo rlim, which doubles (up to nrec) while more than 3/4 as
 	 * many direct tasks live: memory in use follows the tasks in
 	 * flight, and a program with few reuses a few, warm. */
 	_Alignas(64) _Atomic size_t rcur;
@@ -69,21 +70,28 @@ int rayc__direct_init(rayc__rt *rt)
 	rayc__direct *d = aligned_alloc(_Alignof(rayc__direct), sizeof(*d));
 
 	if (d == NULL)
-		return RAYC_ENOMEM;
+		return rayc__err(RAYC_ENOMEM, "no memory for direct tasks");
 	memset(d, 0, sizeof(*d));
 	d->mask = SLOTS - 1;
-	d->mem_len = RECS * sizeof(d->rec[0]) +
-	             SLOTS * (sizeof(d->slot[0]) + sizeof(d->q[0]));
-	d->mem = rayc__vm_reserve(d->mem_len);
+	/* Where address space is short (a ulimit -v, overcommit off), fewer
+	 * records: a task finding none free takes slab memory. */
+	for (d->nrec = RECS; d->nrec >= RLIM0; d->nrec /= 8) {
+		d->mem_len = d->nrec * sizeof(d->rec[0]) +
+		             SLOTS * (sizeof(d->slot[0]) + sizeof(d->q[0]));
+		if ((d->mem = rayc__vm_reserve(d->mem_len)) != NULL)
+			break;
+	}
 	if (d->mem == NULL) {
 		free(d);
-		return RAYC_ENOMEM;
+		return rayc__err(RAYC_ENOMEM, "no address space for direct "
+		                 "tasks' ring (%zu bytes)",
+		                 SLOTS * (sizeof(d->slot[0]) + sizeof(d->q[0])));
 	}
 	d->rec = d->mem;
 	d->rlim = RLIM0;
 	static _Atomic uint64_t gens;
 	d->gen = atomic_fetch_add(&gens, 1) + 1;
-	d->slot = (rayc__obj *_Atomic *)(void *)(d->rec + RECS);
+	d->slot = (rayc__obj *_Atomic *)(void *)(d->rec + d->nrec);
 	d->q = (cell *)(void *)(d->slot + SLOTS);
 	rt->direct = d;
 	return RAYC_OK;
@@ -113,7 +121,7 @@ rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs)
 		return NULL;
 	size_t lim = atomic_load_explicit(&d->rlim, memory_order_relaxed);
 	if (rblk.gen != d->gen || rblk.next == rblk.end) {
-		if (lim < RECS &&
+		if (lim < d->nrec &&
 		    atomic_load_explicit(&d->live, memory_order_relaxed) >
 		            lim / 4 * 3 &&
 		    atomic_compare_exchange_strong(&d->rlim, &lim, lim * 2))
@@ -369,8 +377,11 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	 * it now (nobody knows its id yet; a stale hint to the block)
 	 * pins nothing, so a slot taken lets it go at once. */
 	rayc__obj *none = NULL;
+	/* acquire: after the slot's last holder let go of it (clear_slot),
+	 * so after its task left the queue: the queue's cells are free by
+	 * the time their tasks' slots are (put). */
 	if (!atomic_compare_exchange_strong_explicit(
-		    slot_of(d, id), &none, o, memory_order_relaxed,
+		    slot_of(d, id), &none, o, memory_order_acquire,
 		    memory_order_relaxed)) {
 		/* A live task a ring apart: the usual way. */
 		atomic_store_explicit(&o->handles, 0, memory_order_relaxed);
@@ -652,8 +663,9 @@ static rayc__task *next_of(rayc__hoard *h)
 	return atomic_load_explicit(&h->t[C_NEXT(v)], memory_order_relaxed);
 }
 
-/* Fills the hoard: up to HOARD tasks, at most half of those waiting (the
- * other workers' share), one at least, and more than one only while they
+/* Fills the hoard: up to HOARD tasks, about half of those waiting (the
+ * other workers' share: it takes another while as many as it holds wait
+ * behind), one at least, and more than one only while they
  * are quick (their function's runs took under RAYC__QUICK_NS so far, as
  * a batch's must: execute.c): a task that is not ends it, so none waits
  * behind one that may run long.  Its count. */

@@ -51,8 +51,11 @@ typedef struct rayc__hoard rayc__hoard;
  * 512-byte block; a task that finds no free record takes its memory
  * from the slabs instead, still direct).  One reservation
  * (rayc__vm_reserve) holds them: 4 MiB for the ring, 8 MiB for the
- * queue, 256 MiB of address space for the records, made resident as
- * they are first reached, in huge pages where the system gives them.
+ * queue, 256 MiB of address space for the records (an eighth of that,
+ * or a 64th, or a 512th where the system refuses so much: a ulimit -v,
+ * overcommit turned off; no direct tasks at all if it refuses even
+ * those), made resident as they are first reached, in huge pages where
+ * the system gives them.
  * Records are used in turn from the first RAYC__DIRECT_RECS0 (128
  * KiB), their number doubled while more than 3/4 as many direct tasks
  * live (looked at as a thread takes its next 64): resident
