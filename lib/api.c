@@ -306,7 +306,7 @@ int rayc_call_array(rayc_ref *out, const char *fn_name,
 	                   : dflt ? rt->dclass
 	                          : rayc__sched_class_find(rt, demand);
 	rayc__task *t = NULL;
-	/* A direct task (sched/direct.h) lies in its number's record. */
+	/* A direct task (sched/direct.h) lies in a record where it fits. */
 	bool direct = sc != NULL && sc == rt->dclass && nret == 1 &&
 	              rayc__cur == NULL;
 	if (direct && args_by_value(args, nargs)) {

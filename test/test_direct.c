@@ -789,6 +789,9 @@ Test(direct, arguments_past_a_records_room_take_slab_memory)
 #endif
 #endif
 
+/* Sanitizers reserve terabytes of address space: these tests are left
+ * out of their builds (a skipped Criterion test leaks its runner's 48
+ * bytes, which LSan reports). */
 #ifndef SANITIZED
 /* The address space this process has reserved (bytes). */
 static size_t vm_now(void)
@@ -801,7 +804,6 @@ static size_t vm_now(void)
 	fclose(f);
 	return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
 }
-#endif
 
 TestSuite(direct_as, .timeout = 60);
 
@@ -811,9 +813,6 @@ TestSuite(direct_as, .timeout = 60);
  * fewer records are reserved, and tasks run all the same. */
 Test(direct_as, little_address_space_takes_fewer_records)
 {
-#ifdef SANITIZED
-	cr_skip_test("sanitizers reserve terabytes of address space");
-#else
 	enum { N = 2000 };
 	size_t lim = vm_now() + ((size_t)192 << 20);
 	struct rlimit rl = { lim, lim };
@@ -832,5 +831,5 @@ Test(direct_as, little_address_space_takes_fewer_records)
 		cr_assert_eq(rayc_release(r[i]), RAYC_OK);
 	}
 	cr_assert_eq(rayc_shutdown(), RAYC_OK);
-#endif
 }
+#endif /* SANITIZED */
