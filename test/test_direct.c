@@ -3,7 +3,10 @@
  * one into the object table (adoption) while it is queued, running, or
  * done: a waiter, a dependent task, rayc_wait, rayc_ref_dup, a failure
  * and its retry, a return too big to be inline, a lost object, a ring
- * slot already taken, and shutdown with direct tasks left. */
+ * slot already taken, and shutdown with direct tasks left; and their
+ * records: one adopted kept while it lives, records growing with the
+ * tasks in flight, arguments past a record's room, and fewer records
+ * where address space is short. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <sched.h>

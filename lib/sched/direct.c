@@ -1,5 +1,6 @@
-/* direct.c -- direct tasks (see direct.h): their ring of entries, their
- * queue, their runs, adoption into the object table, and freeing. */
+/* direct.c -- direct tasks (see direct.h): their records, their ring of
+ * entries, their queue, their runs, adoption into the object table, and
+ * freeing. */
 #include <stdlib.h>
 #include <string.h>
 
