@@ -56,9 +56,9 @@ struct rayc__direct {
 	_Atomic int serving; /* workers in rayc__direct_run, not blocked */
 	_Alignas(64) _Atomic uint64_t live;
 	/* Records are handed out in blocks of RBLOCK from rcur, taken
-	 * modulo rlim, which doubles (up to nrec) while more than 3/4 as
-	 * many direct tasks live: memory in use follows the tasks in
-	 * flight, and a program with few reuses a few, warm. */
+	 * modulo rlim, which grows by half (up to nrec) while more than
+	 * 3/4 as many direct tasks live: memory in use follows the tasks
+	 * in flight, and a program with few reuses a few, warm. */
 	_Alignas(64) _Atomic size_t rcur;
 	_Atomic size_t rlim;
 	/* Tasks wait in the scheduler's queues (sched.c): a worker running
@@ -111,6 +111,7 @@ static rayc__drec *rec_of_task(rayc__task *t)
 
 rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs)
 {
+	/* This thread's block: records [next, end) of the array. */
 	static _Thread_local struct {
 		uint64_t gen;
 		size_t next, end;
@@ -120,19 +121,27 @@ rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs)
 	if (d == NULL || nargs > RAYC__DREC_ARGS ||
 	    atomic_load_explicit(&off, memory_order_relaxed))
 		return NULL;
-	size_t lim = atomic_load_explicit(&d->rlim, memory_order_relaxed);
 	if (rblk.gen != d->gen || rblk.next == rblk.end) {
+		size_t lim = atomic_load_explicit(&d->rlim,
+		                                  memory_order_relaxed);
 		if (lim < d->nrec &&
 		    atomic_load_explicit(&d->live, memory_order_relaxed) >
-		            lim / 4 * 3 &&
-		    atomic_compare_exchange_strong(&d->rlim, &lim, lim * 2))
-			lim *= 2;
-		rblk.gen = d->gen;
-		rblk.next = atomic_fetch_add_explicit(&d->rcur, RBLOCK,
+		            lim / 4 * 3) {
+			/* Half as many again (a multiple of RBLOCK, so no
+			 * block straddles the end). */
+			size_t more = lim + lim / 2 / RBLOCK * RBLOCK;
+			if (more > d->nrec)
+				more = d->nrec;
+			if (atomic_compare_exchange_strong(&d->rlim, &lim, more))
+				lim = more;
+		}
+		size_t at = atomic_fetch_add_explicit(&d->rcur, RBLOCK,
 		                                      memory_order_relaxed);
+		rblk.gen = d->gen;
+		rblk.next = at % lim; /* both multiples of RBLOCK */
 		rblk.end = rblk.next + RBLOCK;
 	}
-	rayc__drec *r = &d->rec[rblk.next++ & (lim - 1)];
+	rayc__drec *r = &d->rec[rblk.next++];
 	/* acquire: the frees of its last entry and task (releases) came
 	 * before this thread writes it. */
 	uint32_t none = 0;

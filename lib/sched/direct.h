@@ -57,9 +57,9 @@ typedef struct rayc__hoard rayc__hoard;
  * those), made resident as they are first reached, in huge pages where
  * the system gives them.
  * Records are used in turn from the first RAYC__DIRECT_RECS0 (128
- * KiB), their number doubled while more than 3/4 as many direct tasks
- * live (looked at as a thread takes its next 64): resident
- * records follow the most tasks in flight so far (2.7 times as many at
+ * KiB), their number grown by half while more than 3/4 as many direct
+ * tasks live (looked at as a thread takes its next 64): resident
+ * records follow the most tasks in flight so far (twice as many at
  * most, 512 bytes each), and few tasks in flight reuse a few warm
  * ones. */
 #define RAYC__DIRECT_SLOTS (1 << 19)
