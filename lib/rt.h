@@ -579,6 +579,18 @@ typedef struct rayc__drec {
 	rayc__targ args[RAYC__DREC_ARGS];
 } rayc__drec;
 
+/* The record a task or an entry lies in (t->mem == RAYC__MEM_REC,
+ * o->in_rec). */
+static inline rayc__drec *rayc__drec_of_task(rayc__task *t)
+{
+	return (rayc__drec *)(void *)((char *)t - offsetof(rayc__drec, t));
+}
+
+static inline rayc__drec *rayc__drec_of_obj(rayc__obj *o)
+{
+	return (rayc__drec *)(void *)o; /* first in it */
+}
+
 static inline void rayc__drec_let_go(rayc__drec *r)
 {
 	atomic_fetch_sub_explicit(&r->o.rec_holds, 1, memory_order_release);
@@ -589,8 +601,7 @@ static inline void rayc__drec_let_go(rayc__drec *r)
 static inline void rayc__task_free(rayc__task *t)
 {
 	if (t != NULL && t->mem == RAYC__MEM_REC)
-		rayc__drec_let_go((rayc__drec *)(void *)((char *)t -
-		                  offsetof(rayc__drec, t)));
+		rayc__drec_let_go(rayc__drec_of_task(t));
 	else if (t != NULL && t->mem == RAYC__MEM_SLAB)
 		rayc__slab_free(t);
 	else
@@ -601,7 +612,7 @@ static inline void rayc__task_free(rayc__task *t)
 static inline void rayc__obj_mem_free(rayc__obj *o)
 {
 	if (o->in_rec)
-		rayc__drec_let_go((rayc__drec *)(void *)o);
+		rayc__drec_let_go(rayc__drec_of_obj(o));
 	else
 		rayc__slab_free(o);
 }

@@ -230,10 +230,10 @@ int rayc__test_direct_phase(rayc_ref ref);
  * before its seal (an adopter may let a waiter or a dependent wait
  * meanwhile), or lets it go (false); _paused: a run waits there now. */
 void rayc__test_direct_pause(bool on);
+bool rayc__test_direct_paused(void);
 /* Whether ref's entry lies in a direct task's record (rt.h: rayc__drec):
  * 1 yes, 0 no, -1 no such entry. */
 int rayc__test_direct_in_rec(rayc_ref ref);
-bool rayc__test_direct_paused(void);
 /* Whether a thread (rayc_get, rayc_wait) or a task waits for ref's
  * object. */
 bool rayc__test_waited_for(rayc_ref ref);

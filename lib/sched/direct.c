@@ -104,11 +104,6 @@ void rayc__direct_fini(rayc__rt *rt)
 	rt->direct_mem = NULL;
 }
 
-static rayc__drec *rec_of_task(rayc__task *t)
-{
-	return (rayc__drec *)(void *)((char *)t - offsetof(rayc__drec, t));
-}
-
 rayc__task *rayc__direct_task(rayc__rt *rt, rayc_task_id id, size_t nargs)
 {
 	/* This thread's block: records [next, end) of the array. */
@@ -363,21 +358,16 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 {
 	rayc__direct *d = rt->direct;
 	rayc_object_id id = rayc__return_id(t->id, 0);
-
-	rayc__obj *o;
+	bool in_rec = t->mem == RAYC__MEM_REC;
 
 	if (atomic_load_explicit(&off, memory_order_relaxed))
 		goto usual;
-	if (t->mem == RAYC__MEM_REC) {
-		o = &rec_of_task(t)->o;
-		rayc__obj_init(o, id);
-		o->in_rec = true;
-	} else {
-		o = rayc__slab_alloc_n(&rt->obj_slab, 0);
-		if (o == NULL)
-			return false;
-		rayc__obj_init(o, id);
-	}
+	rayc__obj *o = in_rec ? &rayc__drec_of_task(t)->o
+	                      : rayc__slab_alloc_n(&rt->obj_slab, 0);
+	if (o == NULL)
+		return false;
+	rayc__obj_init(o, id);
+	o->in_rec = in_rec;
 	o->task = t;
 	t->returns[0] = o;
 	t->live_returns = 1;
@@ -431,8 +421,8 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	}
 	return true;
 usual:
-	if (t->mem == RAYC__MEM_REC)
-		rayc__drec_let_go(rec_of_task(t)); /* its entry's part */
+	if (in_rec)
+		rayc__drec_let_go(rayc__drec_of_task(t)); /* its entry's part */
 	return false;
 }
 
@@ -522,7 +512,7 @@ void rayc__direct_free(rayc__rt *rt, rayc__obj *o)
 
 	clear_slot(d, o);
 	atomic_fetch_sub_explicit(&d->live, 1, memory_order_relaxed);
-	if (o->in_rec && o->task == &((rayc__drec *)(void *)o)->t) {
+	if (o->in_rec && o->task == &rayc__drec_of_obj(o)->t) {
 		/* Both of its record's holds at once. */
 		atomic_fetch_sub_explicit(&o->rec_holds, 2,
 		                          memory_order_release);
