@@ -487,8 +487,10 @@ static bool direct_soon(rayc__rt *rt, rayc_ref ref, rayc_view *view)
 			break; /* adopted meanwhile */
 		if (i % 32 == 0) {
 			int64_t now = rayc__now_ns();
-			if (end < 0)
+			if (end < 0) {
 				end = now + DIRECT_SPIN_NS;
+				rayc__direct_waits(rt, true);
+			}
 			else if (now >= end)
 				break;
 		}
@@ -517,6 +519,8 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 	/* Read the clock only for a get that may wait: a clock read is
 	 * 26 ns on a KVM guest (kvm-clock), a tenth of a ready get. */
 	deadline = deadline_of(timeout_ms);
+	if (timeout_ms != 0)
+		rayc__direct_waits(rt, false);
 	if (timeout_ms != 0 && direct_soon(rt, ref, view))
 		return RAYC_OK;
 	rayc__rt_lock(rt);
@@ -575,6 +579,7 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 		rayc__wnode n;
 		link_wnode(&n, o, &w);
 		rayc__sched_watch_locked(rt, o);
+		rayc__direct_waits(rt, true); /* before a direct task's? */
 		(void)park_locked(rt, &w, deadline);
 		unlink_wnode(&n);
 	}
@@ -711,6 +716,7 @@ int rayc_wait(const rayc_ref *refs, size_t n, size_t num_ready,
 				rayc__sched_watch_locked(rt, objs[i]);
 			} else
 				nodes[i].obj = NULL;
+		rayc__direct_waits(rt, true); /* before a direct task's? */
 		(void)park_locked(rt, &w, deadline);
 		for (size_t i = 0; i < n; i++)
 			unlink_wnode(&nodes[i]);

@@ -680,6 +680,138 @@ Test(direct, one_queued_behind_a_long_run_runs_on_the_idle_worker)
 }
 
 /* ------------------------------------------------------------------ */
+/* Bursts (direct.c: held_back): a worker lets a submitter of many quick
+ * tasks get DISTANCE ahead before it takes them, but never past a
+ * thread that waits for one, nor for long.                            */
+/* ------------------------------------------------------------------ */
+
+static atomic_int burst_runs;
+
+static void d_count(rayc_ctx *c)
+{
+	atomic_fetch_add(&burst_runs, 1);
+	rayc_return_i64(c, 0, 1);
+}
+RAYC_REMOTE(d_count)
+
+/* Runs of fn (one argument) one at a time, so that its runs
+ * are known quick, and then until the workers' queue has run dry since
+ * (a get that waited tells them to hold nothing back until then). */
+static void warm_quick(const char *fn)
+{
+	for (int i = 0; i < 16; i++) {
+		rayc_ref r;
+		int64_t v = -1;
+		cr_assert_eq(rayc_call(&r, fn, RAYC_I64(i)), RAYC_OK);
+		cr_assert_eq(rayc_get_i64(r, &v, 10000), RAYC_OK);
+		cr_assert_eq(rayc_release(r), RAYC_OK);
+	}
+	RT_WAIT_FOR(!rayc__test_direct_hurry(), 10000);
+	cr_assert(!rayc__test_direct_hurry());
+}
+
+/* A burst's tasks wait for their submitter to get ahead (seen failing
+ * before the change: no worker ever held one back), and a get of one
+ * of them does not wait for the hold to end: here it would last an
+ * hour.  One worker (a second one would take tasks held a millisecond:
+ * sched.c); rounds until a hold is seen (the worker may be quicker to
+ * take them all than the submitter is to queue them). */
+Test(direct1, a_burst_waits_for_its_submitter_to_get_ahead_but_not_a_getter)
+{
+	enum { N = 10, ROUNDS = 50 };
+	int seen = 0;
+
+	rayc__test_direct_hold((int64_t)3600 * 1000000000);
+	for (int round = 0; round < ROUNDS && seen == 0; round++) {
+		rayc_ref r[N];
+		warm_quick("d_ident");
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)),
+			             RAYC_OK);
+		RT_WAIT_FOR(rayc__test_direct_holding() ||
+		                    rayc__test_direct_phase(r[N - 1]) == 3,
+		            10000);
+		if (rayc__test_direct_holding()) {
+			seen++;
+			cr_assert_eq(rayc__test_direct_phase(r[N - 1]), 1,
+			             "the last is queued while held back");
+		}
+		cr_assert_eq(get_i64(r[N - 1]), N - 1);
+		for (int i = 0; i < N; i++) {
+			cr_assert_eq(get_i64(r[i]), i);
+			cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+		}
+	}
+	rayc__test_direct_hold(0);
+	cr_assert_gt(seen, 0, "no burst was held back in %d rounds", ROUNDS);
+	expect_empty();
+}
+
+/* The same with rayc_wait: it waits, so the hold ends. */
+Test(direct1, a_burst_held_back_is_let_go_for_a_wait)
+{
+	enum { N = 10, ROUNDS = 50 };
+	int seen = 0;
+
+	rayc__test_direct_hold((int64_t)3600 * 1000000000);
+	for (int round = 0; round < ROUNDS && seen == 0; round++) {
+		rayc_ref r[N];
+		uint8_t ready[N];
+		size_t nready = 0;
+		warm_quick("d_ident");
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_call(&r[i], "d_ident", RAYC_I64(i)),
+			             RAYC_OK);
+		RT_WAIT_FOR(rayc__test_direct_holding() ||
+		                    rayc__test_direct_phase(r[N - 1]) == 3,
+		            10000);
+		seen += rayc__test_direct_holding();
+		cr_assert_eq(rayc_wait(r, N, N, 10000, ready, &nready),
+		             RAYC_OK);
+		cr_assert_eq(nready, N);
+		for (int i = 0; i < N; i++) {
+			cr_assert_eq(get_i64(r[i]), i);
+			cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+		}
+	}
+	rayc__test_direct_hold(0);
+	cr_assert_gt(seen, 0, "no burst was held back in %d rounds", ROUNDS);
+	expect_empty();
+}
+
+/* A burst nobody waits for runs all the same: a hold ends by itself
+ * (20 us by default; 20 ms here, to be seen).  One worker: with two,
+ * the idle one would take tasks held that long (it looks every
+ * millisecond: sched.c). */
+Test(direct1, a_burst_nobody_waits_for_runs)
+{
+	enum { N = 10, ROUNDS = 50 };
+	int seen = 0;
+
+	rayc__test_direct_hold((int64_t)20 * 1000000);
+	for (int round = 0; round < ROUNDS && seen == 0; round++) {
+		rayc_ref r[N];
+		warm_quick("d_count");
+		atomic_store(&burst_runs, 0);
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_call(&r[i], "d_count", RAYC_I64(i)),
+			             RAYC_OK);
+		RT_WAIT_FOR(rayc__test_direct_holding() ||
+		                    atomic_load(&burst_runs) == N,
+		            10000);
+		seen += rayc__test_direct_holding();
+		RT_WAIT_FOR(atomic_load(&burst_runs) == N, 10000);
+		cr_assert_eq(atomic_load(&burst_runs), N, "%d of %d ran",
+		             atomic_load(&burst_runs), N);
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(rayc_release(r[i]), RAYC_OK);
+	}
+	rayc__test_direct_hold(0);
+	cr_assert_gt(seen, 0, "no burst was held back in %d rounds", ROUNDS);
+	expect_empty();
+}
+
+/* ------------------------------------------------------------------ */
 /* Records (rt.h: rayc__drec): a direct task's entry and spec in one
  * block, taken in turn                                                 */
 /* ------------------------------------------------------------------ */

@@ -120,9 +120,21 @@ void rayc__direct_free(rayc__rt *rt, rayc__obj *o);
  * (_unblocked). */
 #define RAYC__DIRECT_RUNS 256
 bool rayc__direct_pending(const rayc__rt *rt);
+/* Whether the direct tasks waiting call for one more worker beside
+ * those running them (sched.c, as a worker starts running them). */
+bool rayc__direct_backlog(const rayc__rt *rt);
+/* This thread is about to wait for an object (rayc_get of one not
+ * ready, rayc_wait): its next direct task starts no burst.  hurry: it
+ * waits for a direct task's result (or may): workers hold no task back
+ * until the queue runs dry (direct.c: held_back). */
+void rayc__direct_waits(rayc__rt *rt, bool hurry);
 uint64_t rayc__direct_queued(const rayc__rt *rt);
 uint64_t rayc__direct_live(const rayc__rt *rt);
 void rayc__direct_run(rayc__rt *rt, int64_t cpu) RAYC_EXCLUDES(rt->mu);
+/* The scheduler gives this worker something other than a turn of
+ * direct tasks (or it parks, or stops): it no longer counts as running
+ * them (a turn that ran out left it counted). */
+void rayc__direct_left(rayc__rt *rt);
 rayc__hoard *rayc__direct_hoard(void);
 bool rayc__direct_steal_locked(rayc__rt *rt, rayc__hoard *h)
 	RAYC_REQUIRES(rt->mu);
@@ -135,6 +147,11 @@ void rayc__direct_idle_add(rayc__rt *rt, int d);
  * then looks at the queue every RAYC__DIRECT_POLL_NS (sched.c). */
 bool rayc__direct_serving(const rayc__rt *rt);
 #define RAYC__DIRECT_POLL_NS 1000000
+/* The queue's head (tasks taken so far), and whether it moved since
+ * *seen while a worker runs direct tasks (*seen updated): an idle
+ * worker's look every RAYC__DIRECT_POLL_NS finds them going on. */
+uint64_t rayc__direct_head(const rayc__rt *rt);
+bool rayc__direct_moved(const rayc__rt *rt, uint64_t *seen);
 /* Whether tasks wait in the scheduler's queues (sched.c, under rt->mu):
  * a worker running direct tasks then ends its turn after each, so that
  * a task needing more than they leave free is not passed by a whole

@@ -572,7 +572,17 @@ static void *worker_main(void *arg)
 			memcpy(demand, rt->dclass->demand, sizeof(demand));
 			direct_passes_locked(rt);
 			acquire(rt, demand);
-			kick_locked(rt); /* more than this one runs */
+			/* More than this one runs: queued tasks, or a backlog
+			 * of direct ones (as a direct submitter judges it:
+			 * waking a worker for each turn of this one would
+			 * put three threads on two CPUs for tasks that one
+			 * runs as fast as they come); and as the first turn
+			 * starts, so that an idle worker parks again with a
+			 * look at the queue every RAYC__DIRECT_POLL_NS (a
+			 * turn that ran out stays counted: no wake-up then). */
+			if (rt->queued != 0 || !rayc__direct_serving(rt) ||
+			    rayc__direct_backlog(rt))
+				kick_locked(rt);
 			w->dhoard = rayc__direct_hoard();
 			rayc__mutex_unlock(&rt->mu);
 			rayc__direct_run(rt, demand[RAYC__RES_CPU]);
@@ -581,6 +591,8 @@ static void *worker_main(void *arg)
 			release(rt, demand);
 			continue;
 		}
+		if (rt->direct != NULL)
+			rayc__direct_left(rt);
 		if (t != NULL) {
 			rayc__task *more[RAYC__BATCH_MAX];
 			int n = take_more_locked(rt, t, more);
@@ -629,13 +641,25 @@ static void *worker_main(void *arg)
 		 * worker looks again every RAYC__DIRECT_POLL_NS meanwhile
 		 * (and a thread that waits for one of them wakes a worker
 		 * as it adopts it: direct.c). */
-		int64_t until = rayc__direct_serving(rt)
-		                        ? rayc__now_ns() + RAYC__DIRECT_POLL_NS
-		                        : -1;
-		rayc__mutex_unlock(&rt->mu);
-		(void)rayc__event_wait_learn(&w->ev, until, rt->spin_ns,
-		                             &w->spin);
-		rayc__mutex_lock(&rt->mu);
+		w->dseen = rayc__direct_head(rt);
+		for (;;) {
+			int64_t until = rayc__direct_serving(rt)
+			                        ? rayc__now_ns() +
+			                                  RAYC__DIRECT_POLL_NS
+			                        : -1;
+			rayc__mutex_unlock(&rt->mu);
+			bool set = rayc__event_wait_learn(&w->ev, until,
+			                                  rt->spin_ns, &w->spin);
+			rayc__mutex_lock(&rt->mu);
+			/* While the worker running them gets on with them
+			 * (the queue's head moved since the last look), this
+			 * one stays parked: waking it would put a third
+			 * thread on two CPUs beside a submitter and a worker
+			 * keeping up with it. */
+			if (set || until < 0 || !w->idle || rt->stopping ||
+			    rt->queued != 0 || !rayc__direct_moved(rt, &w->dseen))
+				break;
+		}
 		/* Still idle: nobody took it off the list, its time ran out
 		 * (or the event was set by a wake-up that came after its
 		 * last wait ran out, which took it off the list then: its
@@ -644,6 +668,8 @@ static void *worker_main(void *arg)
 		if (w->idle)
 			idle_remove_locked(rt, w);
 	}
+	if (rt->direct != NULL)
+		rayc__direct_left(rt);
 	rayc__mutex_unlock(&rt->mu);
 	return NULL;
 }
