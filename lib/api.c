@@ -487,10 +487,9 @@ static bool direct_soon(rayc__rt *rt, rayc_ref ref, rayc_view *view)
 			break; /* adopted meanwhile */
 		if (i % 32 == 0) {
 			int64_t now = rayc__now_ns();
-			if (end < 0) {
+			rayc__direct_waits(rt, true); /* if held back */
+			if (end < 0)
 				end = now + DIRECT_SPIN_NS;
-				rayc__direct_waits(rt, true);
-			}
 			else if (now >= end)
 				break;
 		}

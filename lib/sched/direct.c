@@ -59,10 +59,12 @@ struct rayc__direct {
 	_Alignas(64) _Atomic size_t head; /* next take */
 	_Alignas(64) _Atomic int idle;
 	_Atomic int serving; /* workers in rayc__direct_run, not blocked */
-	/* A thread waits for a direct task's result: no task is held back
-	 * (run_turn) until the queue next runs dry.  Set by waiters (read
-	 * first: written once), cleared by a worker. */
-	_Alignas(64) _Atomic bool hurry;
+	/* A worker holds tasks back now (held_back), written as it starts
+	 * and stops; a thread waits for a direct task's result while one
+	 * does: no task is held back until the queue next runs dry (set by
+	 * such waiters, cleared by a worker). */
+	_Alignas(64) _Atomic bool holding;
+	_Atomic bool hurry;
 	_Alignas(64) _Atomic uint64_t live;
 	/* Records are handed out in blocks of RBLOCK from rcur, taken
 	 * modulo rlim, which grows by half (up to nrec) while more than
@@ -407,7 +409,11 @@ void rayc__direct_waits(rayc__rt *rt, bool hurry)
 	rayc__direct *d = rt->direct;
 
 	streaming = false;
+	/* Only while a worker holds tasks back: a synchronous call's waits
+	 * would otherwise write the line with every call, and its worker
+	 * write it back as it runs dry. */
 	if (hurry && d != NULL &&
+	    atomic_load_explicit(&d->holding, memory_order_relaxed) &&
 	    !atomic_load_explicit(&d->hurry, memory_order_relaxed))
 		atomic_store(&d->hurry, true);
 }
@@ -756,29 +762,27 @@ static uint32_t fill(rayc__direct *d, rayc__hoard *h)
 	return n;
 }
 
-/* How long a worker holds a task back at most (tests may change it),
- * and whether one does now (kept only while a test watches). */
+/* How long a worker holds a task back at most (tests may change it). */
 static _Atomic int64_t hold_ns = HOLD_NS;
-static _Atomic bool watch_hold, holding;
 
-static void unhold(int64_t *held)
+static void unhold(rayc__direct *d, int64_t *held)
 {
-	if (*held >= 0 &&
-	    atomic_load_explicit(&watch_hold, memory_order_relaxed))
-		atomic_store(&holding, false);
+	if (*held >= 0)
+		atomic_store(&d->holding, false);
 	*held = -1;
 }
 
 void rayc__test_direct_hold(int64_t ns)
 {
 	atomic_store(&hold_ns, ns > 0 ? ns : HOLD_NS);
-	atomic_store(&watch_hold, ns > 0);
-	atomic_store(&holding, false);
 }
 
 bool rayc__test_direct_holding(void)
 {
-	return atomic_load(&holding);
+	rayc__rt *rt = rayc__g;
+
+	return rt != NULL && rt->direct != NULL &&
+	       atomic_load(&rt->direct->holding);
 }
 
 bool rayc__test_direct_hurry(void)
@@ -861,9 +865,12 @@ static bool run_turn(rayc__rt *rt, int64_t cpu)
 			int64_t now = rayc__now_ns();
 			if (held < 0) {
 				held = now;
-				if (atomic_load_explicit(&watch_hold,
-				                         memory_order_relaxed))
-					atomic_store(&holding, true);
+				/* Seen by a waiter at its next look (it
+				 * looks again while it spins, and before it
+				 * parks: rayc__direct_waits); then held_back
+				 * sees its hurry. */
+				atomic_store(&d->holding, true);
+				continue;
 			}
 			if (now - held < atomic_load_explicit(
 			                         &hold_ns, memory_order_relaxed)) {
@@ -874,12 +881,12 @@ static bool run_turn(rayc__rt *rt, int64_t cpu)
 			/* Held long enough: taken, and the next ones, until
 			 * the queue runs dry. */
 		} else if (t == NULL) {
-			unhold(&held);
+			unhold(d, &held);
 		}
 		if (t == NULL && fill(d, h) > 0)
 			t = next_of(h);
 		if (t == NULL) {
-			unhold(&held);
+			unhold(d, &held);
 			if (atomic_load_explicit(&d->hurry, memory_order_relaxed))
 				atomic_store(&d->hurry, false); /* all taken */
 			if (atomic_load(&d->serving) > 1)

@@ -125,8 +125,9 @@ bool rayc__direct_pending(const rayc__rt *rt);
 bool rayc__direct_backlog(const rayc__rt *rt);
 /* This thread is about to wait for an object (rayc_get of one not
  * ready, rayc_wait): its next direct task starts no burst.  hurry: it
- * waits for a direct task's result (or may): workers hold no task back
- * until the queue runs dry (direct.c: held_back). */
+ * waits for a direct task's result (or may): if a worker holds tasks
+ * back now, none is until the queue runs dry (direct.c: held_back);
+ * called again as the wait goes on (a hold may start meanwhile). */
 void rayc__direct_waits(rayc__rt *rt, bool hurry);
 uint64_t rayc__direct_queued(const rayc__rt *rt);
 uint64_t rayc__direct_live(const rayc__rt *rt);
