@@ -235,10 +235,9 @@ bool rayc__test_direct_paused(void);
  * 1 yes, 0 no, -1 no such entry. */
 int rayc__test_direct_in_rec(rayc_ref ref);
 /* How long a worker holds a burst's task back at most for its submitter
- * to get ahead (sched/direct.c: held_back; 0: the default, and no
- * watching), and whether one holds tasks back now (watched only while
- * a time is set); whether a thread waiting for a direct task's result
- * has told the workers to hold none back. */
+ * to get ahead (sched/direct.c: held_back; 0: the default, 20 us), and
+ * whether one holds tasks back now; whether a thread waiting for a
+ * direct task's result has told the workers to hold none back. */
 void rayc__test_direct_hold(int64_t ns);
 bool rayc__test_direct_holding(void);
 bool rayc__test_direct_hurry(void);

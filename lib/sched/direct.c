@@ -460,21 +460,22 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	 * and the fields above after it (rayc__obj_pin). */
 	atomic_store_explicit(&o->refcnt, 2, memory_order_release);
 	atomic_fetch_add_explicit(&d->live, 1, memory_order_relaxed);
-	/* A worker parks after counting itself idle and then finding the
-	 * queue empty (seq_cst both); this reads idle after queueing (the
-	 * tail's move seq_cst, then seq_cst loads): one of the two sees
-	 * the other. */
 	/* A quick task after another from this thread may wait in the queue
 	 * until DISTANCE more follow it (run_turn); one after a wait, as a
 	 * synchronous call's, never does. */
 	bool burst = streaming && rayc__sched_quick(t);
 	streaming = true;
+	/* A worker parks after counting itself idle and then finding the
+	 * queue empty (seq_cst both); this reads idle after queueing (the
+	 * tail's move seq_cst, then seq_cst loads): one of the two sees
+	 * the other. */
 	put(d, t, burst ? BURST : 0);
 	/* No worker runs direct tasks (idle, busy with other tasks, or
 	 * blocked with its CPU lent back: the kick may start a thread, as
 	 * queueing a task the usual way does); or, looked at every 64th
-	 * time, more wait than the ones running them take at once while a
-	 * worker is idle.  A worker whose queue runs dry lingers only if
+	 * time, more wait than the ones running them take at once, past
+	 * those held back, while a worker is idle (backlog).  A worker
+	 * whose queue runs dry lingers only if
 	 * it is the last running them (run_turn): on a VM with as many
 	 * CPUs as workers, more spinning would take the submitter's CPU. */
 	static _Thread_local unsigned tick;
@@ -811,7 +812,7 @@ static bool held_back(rayc__direct *d)
 	       !atomic_load_explicit(&d->hurry, memory_order_relaxed);
 }
 
-static bool run_turn(rayc__rt *rt, int64_t cpu);
+static bool run_turn(rayc__rt *rt, int64_t cpu, int64_t *held);
 
 /* This thread's turn ended after RAYC__DIRECT_RUNS runs with tasks
  * still coming: it stays counted in serving until the scheduler gives it
@@ -823,10 +824,13 @@ void rayc__direct_run(rayc__rt *rt, int64_t cpu)
 {
 	rayc__direct *d = rt->direct;
 
+	int64_t held = -1; /* when it started holding tasks back */
+
 	in_run = true;
 	if (!counted)
 		atomic_fetch_add(&d->serving, 1);
-	counted = run_turn(rt, cpu);
+	counted = run_turn(rt, cpu, &held);
+	unhold(d, &held);
 	/* seq_cst: before the scheduler looks at the queue again (a
 	 * submitter puts, then reads serving). */
 	if (!counted)
@@ -843,11 +847,11 @@ void rayc__direct_left(rayc__rt *rt)
 }
 
 /* Runs direct tasks; true if it ended for RAYC__DIRECT_RUNS. */
-static bool run_turn(rayc__rt *rt, int64_t cpu)
+static bool run_turn(rayc__rt *rt, int64_t cpu, int64_t *held)
 {
 	rayc__direct *d = rt->direct;
 	rayc__hoard *h = &mine;
-	int64_t dry = -1, held = -1;
+	int64_t dry = -1;
 
 	for (int ran = 0; ran < RAYC__DIRECT_RUNS;) {
 		/* Once per task, not per spin: rt->stopping shares rt->mu's
@@ -863,8 +867,8 @@ static bool run_turn(rayc__rt *rt, int64_t cpu)
 		if (t == NULL && atomic_load(&d->serving) == 1 &&
 		    held_back(d)) {
 			int64_t now = rayc__now_ns();
-			if (held < 0) {
-				held = now;
+			if (*held < 0) {
+				*held = now;
 				/* Seen by a waiter at its next look (it
 				 * looks again while it spins, and before it
 				 * parks: rayc__direct_waits); then held_back
@@ -872,7 +876,7 @@ static bool run_turn(rayc__rt *rt, int64_t cpu)
 				atomic_store(&d->holding, true);
 				continue;
 			}
-			if (now - held < atomic_load_explicit(
+			if (now - *held < atomic_load_explicit(
 			                         &hold_ns, memory_order_relaxed)) {
 				for (int j = 0; j < 64; j++)
 					rayc__cpu_relax();
@@ -881,12 +885,12 @@ static bool run_turn(rayc__rt *rt, int64_t cpu)
 			/* Held long enough: taken, and the next ones, until
 			 * the queue runs dry. */
 		} else if (t == NULL) {
-			unhold(d, &held);
+			unhold(d, held);
 		}
 		if (t == NULL && fill(d, h) > 0)
 			t = next_of(h);
 		if (t == NULL) {
-			unhold(d, &held);
+			unhold(d, held);
 			if (atomic_load_explicit(&d->hurry, memory_order_relaxed))
 				atomic_store(&d->hurry, false); /* all taken */
 			if (atomic_load(&d->serving) > 1)
