@@ -694,9 +694,10 @@ static void d_count(rayc_ctx *c)
 }
 RAYC_REMOTE(d_count)
 
-/* Runs of fn (one argument) one at a time, so that its runs
- * are known quick, and then until the workers' queue has run dry since
- * (a get that waited tells them to hold nothing back until then). */
+/* Runs of fn (one argument) one at a time, so that its runs are known
+ * quick; then waits for a hurry left from an earlier round (a waiter's,
+ * while a worker held tasks back) to be cleared as the queue runs dry:
+ * until then no task is held back. */
 static void warm_quick(const char *fn)
 {
 	for (int i = 0; i < 16; i++) {
