@@ -555,6 +555,11 @@ static void adopt_locked(rayc__rt *rt, rayc__task *t, rayc__obj *o)
 		 * worker running them may be held by a long run). */
 		t->state = RAYC__TASK_RUNNING;
 		rayc__sched_kick_locked(rt);
+		/* Nor is it held back (held_back) any more, nor any before
+		 * it: a get that spun for it may have looked for a hold
+		 * before one began (rayc__direct_waits). */
+		if (!atomic_load_explicit(&d->hurry, memory_order_relaxed))
+			atomic_store(&d->hurry, true);
 		return;
 	}
 	/* Sealed by its worker (DONE): ready from now on under the lock
