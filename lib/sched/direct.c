@@ -59,6 +59,9 @@ struct rayc__direct {
 	_Alignas(64) _Atomic size_t head; /* next take */
 	_Alignas(64) _Atomic int idle;
 	_Atomic int serving; /* workers in rayc__direct_run, not blocked */
+	/* A submitter kicked because none ran direct tasks; cleared by a
+	 * worker passing its loop's top (rayc__direct_woke). */
+	_Atomic bool waking;
 	/* A worker holds tasks back now (held_back), written as it starts
 	 * and stops; a thread waits for a direct task's result while one
 	 * does: no task is held back until the queue next runs dry (set by
@@ -325,6 +328,14 @@ void rayc__direct_yield(rayc__rt *rt, bool on)
 		atomic_store_explicit(&d->yield, on, memory_order_relaxed);
 }
 
+void rayc__direct_woke(rayc__rt *rt)
+{
+	rayc__direct *d = rt->direct;
+
+	if (d != NULL && atomic_load_explicit(&d->waking, memory_order_relaxed))
+		atomic_store(&d->waking, false);
+}
+
 bool rayc__direct_serving(const rayc__rt *rt)
 {
 	return rt->direct != NULL && atomic_load(&rt->direct->serving) > 0;
@@ -480,8 +491,17 @@ bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
 	 * CPUs as workers, more spinning would take the submitter's CPU. */
 	static _Thread_local unsigned tick;
 	int serving = atomic_load(&d->serving);
-	if (serving == 0 || ((++tick & 63) == 0 &&
-	                     atomic_load(&d->idle) > 0 && backlog(d, serving))) {
+	bool kick;
+	if (serving == 0)
+		/* Once until a worker comes: the puts meanwhile (a woken
+		 * worker takes tens of microseconds to run here) would each
+		 * meet it on rt->mu, and wake the other idle ones too. */
+		kick = !atomic_load_explicit(&d->waking, memory_order_relaxed) &&
+		       !atomic_exchange(&d->waking, true);
+	else
+		kick = (++tick & 63) == 0 && atomic_load(&d->idle) > 0 &&
+		       backlog(d, serving);
+	if (kick) {
 		/* No wait for rt->mu: its holder wakes one as it lets go
 		 * (rayc__sched_drain_locked), as it records a submission. */
 		atomic_store(&rayc__handoff_kick, true);

@@ -147,7 +147,11 @@ void rayc__direct_idle_add(rayc__rt *rt, int d);
 /* Whether a worker runs direct tasks now (not blocked); an idle worker
  * then looks at the queue every RAYC__DIRECT_POLL_NS (sched.c). */
 bool rayc__direct_serving(const rayc__rt *rt);
+/* A worker passes its loop's top (sched.c): a submitter that finds none
+ * running direct tasks may kick again (it kicks once until then). */
+void rayc__direct_woke(rayc__rt *rt);
 #define RAYC__DIRECT_POLL_NS 1000000
+#define RAYC__DIRECT_POLL_MAX_NS 8000000 /* while they get on (sched.c) */
 /* The queue's head (tasks taken so far), and whether it moved since
  * *seen while a worker runs direct tasks (*seen updated): an idle
  * worker's look every RAYC__DIRECT_POLL_NS finds them going on. */

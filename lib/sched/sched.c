@@ -557,6 +557,7 @@ static void *worker_main(void *arg)
 			w->woken = true;
 			rt->nwaking++;
 		}
+		rayc__direct_woke(rt);
 		if (atomic_load_explicit(&rayc__handoff,
 		                         memory_order_relaxed) != NULL)
 			rayc__sched_drain_locked(rt);
@@ -642,10 +643,9 @@ static void *worker_main(void *arg)
 		 * (and a thread that waits for one of them wakes a worker
 		 * as it adopts it: direct.c). */
 		w->dseen = rayc__direct_head(rt);
-		for (;;) {
+		for (int64_t poll = RAYC__DIRECT_POLL_NS;;) {
 			int64_t until = rayc__direct_serving(rt)
-			                        ? rayc__now_ns() +
-			                                  RAYC__DIRECT_POLL_NS
+			                        ? rayc__now_ns() + poll
 			                        : -1;
 			rayc__mutex_unlock(&rt->mu);
 			bool set = rayc__event_wait_learn(&w->ev, until,
@@ -655,10 +655,15 @@ static void *worker_main(void *arg)
 			 * (the queue's head moved since the last look), this
 			 * one stays parked: waking it would put a third
 			 * thread on two CPUs beside a submitter and a worker
-			 * keeping up with it. */
+			 * keeping up with it.  It looks less often meanwhile,
+			 * up to every RAYC__DIRECT_POLL_MAX_NS: each look is
+			 * a wake-up (a thousand a second cost a submitter of
+			 * empty tasks 10-20%). */
 			if (set || until < 0 || !w->idle || rt->stopping ||
 			    rt->queued != 0 || !rayc__direct_moved(rt, &w->dseen))
 				break;
+			if (poll < RAYC__DIRECT_POLL_MAX_NS)
+				poll *= 2;
 		}
 		/* Still idle: nobody took it off the list, its time ran out
 		 * (or the event was set by a wake-up that came after its
