@@ -658,7 +658,7 @@ RAYC_REMOTE(d_set_flag)
 
 /* A task queued while the one worker running direct tasks is held by a
  * long run, with nobody waiting for it, runs on the idle worker (it
- * looks at the queue every millisecond while direct tasks run).
+ * looks at the queue every 1-8 ms while direct tasks run).
  * Before, it waited for the long run, which here waits for it. */
 Test(direct, one_queued_behind_a_long_run_runs_on_the_idle_worker)
 {

@@ -145,7 +145,9 @@ void rayc__direct_unblocked(rayc__rt *rt);
  * read by submitters without it. */
 void rayc__direct_idle_add(rayc__rt *rt, int d);
 /* Whether a worker runs direct tasks now (not blocked); an idle worker
- * then looks at the queue every RAYC__DIRECT_POLL_NS (sched.c). */
+ * then looks at the queue every RAYC__DIRECT_POLL_NS, half as often each
+ * time it finds them going on, down to RAYC__DIRECT_POLL_MAX_NS
+ * (sched.c). */
 bool rayc__direct_serving(const rayc__rt *rt);
 /* A worker passes its loop's top (sched.c): a submitter that finds none
  * running direct tasks may kick again (it kicks once until then). */
@@ -154,7 +156,7 @@ void rayc__direct_woke(rayc__rt *rt);
 #define RAYC__DIRECT_POLL_MAX_NS 8000000 /* while they get on (sched.c) */
 /* The queue's head (tasks taken so far), and whether it moved since
  * *seen while a worker runs direct tasks (*seen updated): an idle
- * worker's look every RAYC__DIRECT_POLL_NS finds them going on. */
+ * worker's look finds them going on. */
 uint64_t rayc__direct_head(const rayc__rt *rt);
 bool rayc__direct_moved(const rayc__rt *rt, uint64_t *seen);
 /* Whether tasks wait in the scheduler's queues (sched.c, under rt->mu):

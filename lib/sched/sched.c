@@ -639,9 +639,10 @@ static void *worker_main(void *arg)
 		 * only when none does or a backlog builds (direct.c): if the
 		 * one that does is held by a long run, tasks queued behind
 		 * it would wait for it with this worker idle.  So an idle
-		 * worker looks again every RAYC__DIRECT_POLL_NS meanwhile
-		 * (and a thread that waits for one of them wakes a worker
-		 * as it adopts it: direct.c). */
+		 * worker looks again every RAYC__DIRECT_POLL_NS meanwhile,
+		 * less often while they go on (below; and a thread that
+		 * waits for one of them wakes a worker as it adopts it:
+		 * direct.c). */
 		w->dseen = rayc__direct_head(rt);
 		for (int64_t poll = RAYC__DIRECT_POLL_NS;;) {
 			int64_t until = rayc__direct_serving(rt)
