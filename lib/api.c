@@ -518,10 +518,11 @@ int rayc_get(rayc_ref ref, rayc_view *view, int timeout_ms)
 	/* Read the clock only for a get that may wait: a clock read is
 	 * 26 ns on a KVM guest (kvm-clock), a tenth of a ready get. */
 	deadline = deadline_of(timeout_ms);
-	if (timeout_ms != 0)
+	if (timeout_ms != 0) {
 		rayc__direct_waits(rt, false);
-	if (timeout_ms != 0 && direct_soon(rt, ref, view))
-		return RAYC_OK;
+		if (direct_soon(rt, ref, view))
+			return RAYC_OK;
+	}
 	rayc__rt_lock(rt);
 	rayc__obj *o = rayc__obj_find_locked(rt, ref.id);
 	if (o == NULL) {

@@ -342,7 +342,6 @@ struct rayc__worker {
 	bool woken; /* counted in rt->nwaking */
 	int index;
 	unsigned turn; /* direct tasks or the queues first (sched.c) */
-	uint64_t dseen; /* the direct queue's head at its last look (sched.c) */
 	/* Its batch while it runs one (sched/execute.c; set and cleared
 	 * under rt->mu): an idle worker takes the runs not started, and a
 	 * thread that waits for a run's results marks it there or completes

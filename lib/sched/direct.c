@@ -15,6 +15,14 @@
 #define RLIM0 ((size_t)RAYC__DIRECT_RECS0)
 #define RBLOCK 64            /* records a thread takes at once */
 static _Atomic bool off; /* rayc__test_set_direct */
+
+/* Sets a flag other threads read often, writing its line only if it
+ * changes. */
+static void flag_to(_Atomic bool *f, bool v)
+{
+	if (atomic_load_explicit(f, memory_order_relaxed) != v)
+		atomic_store(f, v);
+}
 /* Tasks a worker takes at once at most (run_turn). */
 #define HOARD 8
 /* Tasks waiting per worker running them past which a submitter wakes
@@ -332,8 +340,8 @@ void rayc__direct_woke(rayc__rt *rt)
 {
 	rayc__direct *d = rt->direct;
 
-	if (d != NULL && atomic_load_explicit(&d->waking, memory_order_relaxed))
-		atomic_store(&d->waking, false);
+	if (d != NULL)
+		flag_to(&d->waking, false);
 }
 
 bool rayc__direct_serving(const rayc__rt *rt)
@@ -424,9 +432,8 @@ void rayc__direct_waits(rayc__rt *rt, bool hurry)
 	 * would otherwise write the line with every call, and its worker
 	 * write it back as it runs dry. */
 	if (hurry && d != NULL &&
-	    atomic_load_explicit(&d->holding, memory_order_relaxed) &&
-	    !atomic_load_explicit(&d->hurry, memory_order_relaxed))
-		atomic_store(&d->hurry, true);
+	    atomic_load_explicit(&d->holding, memory_order_relaxed))
+		flag_to(&d->hurry, true);
 }
 
 bool rayc__direct_submit(rayc__rt *rt, rayc__task *t)
@@ -578,8 +585,7 @@ static void adopt_locked(rayc__rt *rt, rayc__task *t, rayc__obj *o)
 		/* Nor is it held back (held_back) any more, nor any before
 		 * it: a get that spun for it may have looked for a hold
 		 * before one began (rayc__direct_waits). */
-		if (!atomic_load_explicit(&d->hurry, memory_order_relaxed))
-			atomic_store(&d->hurry, true);
+		flag_to(&d->hurry, true);
 		return;
 	}
 	/* Sealed by its worker (DONE): ready from now on under the lock
@@ -848,7 +854,6 @@ static _Thread_local bool counted;
 void rayc__direct_run(rayc__rt *rt, int64_t cpu)
 {
 	rayc__direct *d = rt->direct;
-
 	int64_t held = -1; /* when it started holding tasks back */
 
 	in_run = true;
@@ -865,7 +870,7 @@ void rayc__direct_run(rayc__rt *rt, int64_t cpu)
 
 void rayc__direct_left(rayc__rt *rt)
 {
-	if (counted) {
+	if (counted) { /* only ever set where rt->direct is */
 		counted = false;
 		atomic_fetch_sub(&rt->direct->serving, 1); /* as above */
 	}
@@ -916,8 +921,7 @@ static bool run_turn(rayc__rt *rt, int64_t cpu, int64_t *held)
 			t = next_of(h);
 		if (t == NULL) {
 			unhold(d, held);
-			if (atomic_load_explicit(&d->hurry, memory_order_relaxed))
-				atomic_store(&d->hurry, false); /* all taken */
+			flag_to(&d->hurry, false); /* all taken */
 			if (atomic_load(&d->serving) > 1)
 				return false; /* another lingers */
 			int64_t now = rayc__now_ns();

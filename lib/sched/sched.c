@@ -592,8 +592,7 @@ static void *worker_main(void *arg)
 			release(rt, demand);
 			continue;
 		}
-		if (rt->direct != NULL)
-			rayc__direct_left(rt);
+		rayc__direct_left(rt);
 		if (t != NULL) {
 			rayc__task *more[RAYC__BATCH_MAX];
 			int n = take_more_locked(rt, t, more);
@@ -643,7 +642,7 @@ static void *worker_main(void *arg)
 		 * less often while they go on (below; and a thread that
 		 * waits for one of them wakes a worker as it adopts it:
 		 * direct.c). */
-		w->dseen = rayc__direct_head(rt);
+		uint64_t seen = rayc__direct_head(rt);
 		for (int64_t poll = RAYC__DIRECT_POLL_NS;;) {
 			int64_t until = rayc__direct_serving(rt)
 			                        ? rayc__now_ns() + poll
@@ -661,7 +660,7 @@ static void *worker_main(void *arg)
 			 * a wake-up (a thousand a second cost a submitter of
 			 * empty tasks 10-20%). */
 			if (set || until < 0 || !w->idle || rt->stopping ||
-			    rt->queued != 0 || !rayc__direct_moved(rt, &w->dseen))
+			    rt->queued != 0 || !rayc__direct_moved(rt, &seen))
 				break;
 			if (poll < RAYC__DIRECT_POLL_MAX_NS)
 				poll *= 2;
@@ -674,8 +673,7 @@ static void *worker_main(void *arg)
 		if (w->idle)
 			idle_remove_locked(rt, w);
 	}
-	if (rt->direct != NULL)
-		rayc__direct_left(rt);
+	rayc__direct_left(rt);
 	rayc__mutex_unlock(&rt->mu);
 	return NULL;
 }
