@@ -819,7 +819,8 @@ typedef struct rayc_stats {
 	uint64_t lineage_tasks;       /* task specs retained for lineage */
 	uint64_t store_used_bytes;    /* arena bytes allocated to objects */
 	uint64_t store_capacity_bytes;
-	uint64_t store_populated_bytes;
+	uint64_t store_populated_bytes; /* arena bytes the file system has
+	                                   reserved, ready for objects */
 	uint64_t inline_bytes;        /* bytes of small objects kept inline */
 	int num_workers;              /* worker threads alive now */
 	double cpus_total, cpus_available;
@@ -829,6 +830,11 @@ typedef struct rayc_stats {
 	uint64_t tasks_retried;       /* of this peer's tasks, runs started
 	                                 again after a failure (retry_exceptions)
 	                                 or the death of the peer running them */
+	uint64_t store_warm_bytes;    /* of store_populated_bytes, those made
+	                                 quick to write (faulted in ahead);
+	                                 a growth of 32 MiB or more is warmed
+	                                 from its end while its first writer
+	                                 warms from the start */
 } rayc_stats;
 
 /* Thread-safe. */

@@ -762,8 +762,10 @@ static int put_space(rayc__rt *rt, size_t n, void **p, rayc__block **b)
 		return *p != NULL ? RAYC_OK : RAYC_ENOMEM;
 	}
 	int rc = rayc__obj_alloc_block(rt, n, b);
-	if (rc == RAYC_OK)
+	if (rc == RAYC_OK) {
 		*p = rayc__store_ptr(rt->store, *b);
+		rayc__store_warm(rt->store, *p, n);
+	}
 	return rc;
 }
 

@@ -175,6 +175,7 @@ static int ret_space(rayc__ret *r, size_t n, void **p)
 		if (rc != RAYC_OK)
 			return rc;
 		r->data = rayc__store_ptr(rayc__g->store, r->block);
+		rayc__store_warm(rayc__g->store, r->data, n);
 	}
 	r->len = n;
 	*p = r->data;

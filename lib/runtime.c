@@ -667,6 +667,7 @@ int rayc_stats_get(rayc_stats *st)
 	st->store_used_bytes = ss.used;
 	st->store_capacity_bytes = ss.capacity;
 	st->store_populated_bytes = ss.populated;
+	st->store_warm_bytes = ss.warm;
 	return RAYC_OK;
 }
 

@@ -154,6 +154,104 @@ Test(store, full_store_put_fails_cleanly_and_keeps_data)
 	rt_stop();
 }
 
+static uint64_t warm_bytes(rayc__store *s, uint64_t *populated)
+{
+	rayc__store_stats st;
+
+	rayc__store_stats_get(s, &st);
+	*populated = st.populated;
+	return st.warm;
+}
+
+/* Pages of [p, p+n) mapped in this process (/proc/self/pagemap's
+ * present bit): what populating does, and fallocate alone does not. */
+static size_t pages_mapped(const void *p, size_t n)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	size_t first = (uintptr_t)p / (size_t)psz, count = n / (size_t)psz;
+	uint64_t *e = malloc(count * sizeof(*e));
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	cr_assert(e != NULL && fd >= 0);
+	cr_assert_eq(pread(fd, e, count * sizeof(*e),
+	                   (off_t)(first * sizeof(*e))),
+	             (ssize_t)(count * sizeof(*e)));
+	close(fd);
+	size_t mapped = 0;
+	for (size_t i = 0; i < count; i++)
+		mapped += (e[i] >> 63) & 1;
+	free(e);
+	return mapped;
+}
+
+/* Waits up to a minute for the store's thread to have warmed all that
+ * was handed out. */
+static void wait_all_warm(rayc__store *s)
+{
+	uint64_t populated = 0, warm = 0;
+
+	RT_WAIT_FOR((warm = warm_bytes(s, &populated)) == populated, 60000);
+	cr_assert_eq(warm, populated, "%llu of %llu bytes warmed",
+	             (unsigned long long)warm,
+	             (unsigned long long)populated);
+}
+
+/* A growth of 32 MiB or more is handed out before it is warm, and the
+ * store's thread warms it: every page mapped, no byte changed.  The
+ * first growth starts the thread, the second finds it waiting. */
+Test(store, a_large_growth_is_warmed_by_the_store_thread)
+{
+	rayc__store *s;
+	rayc__block *b[2];
+	size_t n[2] = { (size_t)48 << 20, (size_t)96 << 20 }, sum = 0;
+	uint64_t populated;
+
+	cr_assert_eq(rayc__store_open(&s, dir, (size_t)256 << 20, 0), RAYC_OK);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(rayc__store_alloc(s, n[i], &b[i]), RAYC_OK);
+		(void)warm_bytes(s, &populated);
+		cr_assert_geq(populated, sum += n[i]);
+		wait_all_warm(s);
+		unsigned char *p = rayc__store_ptr(s, b[i]);
+		cr_assert_eq(pages_mapped(p, n[i]),
+		             n[i] / (size_t)sysconf(_SC_PAGESIZE),
+		             "the store's thread populated block %d", i);
+		for (size_t o = 0; o < n[i]; o += 4096)
+			cr_assert_eq(p[o], 0, "byte %zu changed", o);
+	}
+	for (int i = 0; i < 2; i++)
+		rayc__store_free(s, b[i]);
+	rayc__store_close(s);
+}
+
+/* Its first writer warms each piece before writing it, as a fetch does,
+ * while the store's thread warms from the other end: every byte written
+ * stays written. */
+Test(store, a_writer_and_the_store_thread_meet_without_a_byte_lost)
+{
+	rayc__store *s;
+	rayc__block *b;
+	size_t mib = (size_t)1 << 20, n = 192 * mib;
+
+	cr_assert_eq(rayc__store_open(&s, dir, (size_t)256 << 20, 0), RAYC_OK);
+	cr_assert_eq(rayc__store_alloc(s, n, &b), RAYC_OK);
+	unsigned char *p = rayc__store_ptr(s, b);
+	for (size_t i = 0; i < n / mib; i++) {
+		rayc__store_warm(s, p + i * mib, mib);
+		memset(p + i * mib, (int)(i * 7 + 1) & 0xff, mib);
+	}
+	wait_all_warm(s);
+	for (size_t i = 0; i < n / mib; i++) {
+		unsigned char v = (unsigned char)((i * 7 + 1) & 0xff);
+		for (size_t o = 0; o < mib; o++)
+			if (p[i * mib + o] != v)
+				cr_assert_fail("byte %zu is %d, not %d", i * mib + o,
+				         p[i * mib + o], v);
+	}
+	rayc__store_warm(s, &n, sizeof(n)); /* not the arena's: nothing */
+	rayc__store_free(s, b);
+	rayc__store_close(s);
+}
+
 /* 1,000,000 put/release cycles of small (inline) and arena objects. */
 Test(store, million_put_release_cycles_leave_usage_at_baseline)
 {

@@ -35,6 +35,14 @@
 #define RAYC_RELEASE(...) RAYC__TSA(release_capability(__VA_ARGS__))
 #define RAYC_NO_TSA RAYC__TSA(no_thread_safety_analysis)
 
+/* A function TSan leaves uninstrumented: it reads memory others may be
+ * writing, for the access alone (os_posix.c: touch_pages). */
+#if defined(__clang__) || defined(__GNUC__)
+#define RAYC__NO_SANITIZE_THREAD __attribute__((no_sanitize("thread")))
+#else
+#define RAYC__NO_SANITIZE_THREAD
+#endif
+
 /* The highest rayc_err (codes a peer sends are checked against it). */
 #define RAYC__ERR_LAST RAYC_EPEERDIED
 

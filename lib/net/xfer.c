@@ -625,6 +625,8 @@ static int chunk_begin(rayc__conn *c, rayc__lane *L, const uint8_t *sub,
 	}
 	*dst = x->dst + off;
 	*out = x;
+	if (x->block != NULL) /* warmed just ahead of the bytes */
+		rayc__store_warm(net->rt->store, *dst, n);
 	return 1;
 }
 

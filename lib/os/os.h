@@ -103,14 +103,23 @@ typedef struct rayc__shm {
 	void *base;
 	size_t size;
 	bool shared; /* sealed: peers on this host may map it */
+	int touch_fd; /* a scratch memfd the kernel's touches write to */
 	char path[64];
 } rayc__shm;
 
 int rayc__shm_open(rayc__shm *s, const char *dir, size_t size);
 /* Unmaps and closes: nothing is left (no name to unlink). */
 void rayc__shm_close(rayc__shm *s);
-/* Backs [off, off+len) with memory now (MADV_POPULATE_WRITE, else touch).
- * RAYC_ESTOREFULL if the file system has no room: never SIGBUS later. */
+/* Reserves the file's memory for [off, off+len) (fallocate): no
+ * SIGBUS at a later first write.  RAYC_ESTOREFULL if the file system
+ * has no room. */
+int rayc__shm_reserve(rayc__shm *s, size_t off, size_t len);
+/* Makes [off, off+len), reserved, quick to write: populates it
+ * (MADV_POPULATE_WRITE), then reads a byte of each page from user space
+ * and from the kernel, so that neither a task's first write nor a
+ * socket's receive into it traps to the hypervisor page by page (see
+ * the function).  Never changes a byte: the range may be in use.  An
+ * error only means the first writer will fault the pages in. */
 int rayc__shm_populate(rayc__shm *s, size_t off, size_t len);
 /* Gives the pages of [off, off+len) back to the system (test hook and
  * shrink).  The range reads as zeros afterwards. */

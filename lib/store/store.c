@@ -1,5 +1,6 @@
-/* store.c -- the arena: file, populate-ahead growth, background prefault,
- * and the thread-safe alloc/free entry points. */
+/* store.c -- the arena: file, growth warmed ahead or behind, the warmer
+ * thread (prefault, then growths handed out cold), and the thread-safe
+ * alloc/free entry points. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,25 +12,76 @@ int rayc__extend_locked(rayc__store *s, size_t off, size_t len);
 void rayc__alloc_destroy_locked(rayc__store *s);
 
 #define PREFAULT_STEP ((size_t)4 << 20)
+#define STEP RAYC__WARM_STEP
 
 static size_t round_up(size_t n, size_t a)
 {
 	return (n + a - 1) & ~(a - 1);
 }
 
-/* Populates more of the file and hands it to the allocator.  Caller holds
- * grow_mu (not mu): populating can take a while and other allocations
- * from memory already populated go on meanwhile. */
+/* Claims step i for warming: true if nobody had. */
+static bool claim(rayc__store *s, size_t i)
+{
+	_Atomic uint64_t *w = &s->warm[i / 64];
+	uint64_t bit = (uint64_t)1 << (i % 64);
+
+	if (atomic_load_explicit(w, memory_order_relaxed) & bit)
+		return false;
+	return (atomic_fetch_or_explicit(w, bit, memory_order_relaxed) &
+	        bit) == 0;
+}
+
+static int warm_step(rayc__store *s, size_t i)
+{
+	if (!claim(s, i))
+		return RAYC_OK;
+	int rc = rayc__shm_populate(&s->shm, i * STEP, STEP);
+	if (rc == RAYC_OK)
+		atomic_fetch_add(&s->warmed, STEP);
+	return rc;
+}
+
+void rayc__store_warm(rayc__store *s, const void *p, size_t len)
+{
+	uintptr_t base = (uintptr_t)s->shm.base, at = (uintptr_t)p;
+
+	if (at < base || at - base >= s->shm.size || len == 0)
+		return; /* not in the arena: the heap's */
+	size_t off = at - base;
+	size_t end = len < s->shm.size - off ? off + len : s->shm.size;
+	for (size_t i = off / STEP; i * STEP < end; i++)
+		(void)warm_step(s, i);
+}
+
+static void *warmer_main(void *arg);
+
+/* Starts the warmer thread if it is not running: false if it cannot. */
+static bool warmer_start(rayc__store *s) RAYC_REQUIRES(s->grow_mu)
+{
+	if (!s->warmer_running &&
+	    rayc__thread_start(&s->warmer, warmer_main, s) == RAYC_OK)
+		s->warmer_running = 1;
+	return s->warmer_running;
+}
+
+/* Makes more of the file usable and hands it to the allocator.  Caller
+ * holds grow_mu (not mu): warming can take a while and other
+ * allocations from memory already populated go on meanwhile. */
 static int grow(rayc__store *s, size_t want) RAYC_REQUIRES(s->grow_mu)
 {
 	size_t off = atomic_load(&s->populated);
-	size_t len = round_up(want, (size_t)2 << 20);
+	size_t len = round_up(want, STEP);
 
 	if (off + len > s->shm.size)
 		len = s->shm.size - off;
 	if (len == 0)
 		return RAYC_ESTOREFULL;
-	int rc = rayc__shm_populate(&s->shm, off, len);
+	int rc = rayc__shm_reserve(&s->shm, off, len);
+	bool later = rc == RAYC_OK && len >= RAYC__WARM_LATER_MIN &&
+	             warmer_start(s);
+	for (size_t i = off / STEP; !later && rc == RAYC_OK && i * STEP <
+	                                                      off + len; i++)
+		rc = warm_step(s, i);
 	if (rc != RAYC_OK) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-STORE-FULL", "%s", rayc_errmsg());
 		return rc;
@@ -39,14 +91,20 @@ static int grow(rayc__store *s, size_t want) RAYC_REQUIRES(s->grow_mu)
 	if (rc == RAYC_OK)
 		atomic_store(&s->populated, off + len);
 	rayc__mutex_unlock(&s->mu);
+	if (rc == RAYC_OK && later)
+		rayc__event_set(&s->warm_ev);
 	return rc;
 }
 
-static void *prefault_main(void *arg)
+/* The store's own thread: populates the first prefault bytes, then
+ * warms each growth handed out cold, from the top of the arena down
+ * (from a growth's end towards its first writer), until the store
+ * closes. */
+static void *warmer_main(void *arg)
 {
 	rayc__store *s = arg;
 
-	while (!atomic_load(&s->stop_prefault) &&
+	while (!atomic_load(&s->stop_warmer) &&
 	       atomic_load(&s->populated) < s->prefault) {
 		rayc__mutex_lock(&s->grow_mu);
 		int rc = RAYC_OK;
@@ -55,6 +113,12 @@ static void *prefault_main(void *arg)
 		rayc__mutex_unlock(&s->grow_mu);
 		if (rc != RAYC_OK)
 			break;
+	}
+	while (!atomic_load(&s->stop_warmer)) {
+		for (size_t i = atomic_load(&s->populated) / STEP;
+		     i-- > 0 && !atomic_load(&s->stop_warmer);)
+			(void)warm_step(s, i); /* a failure: writers fault */
+		(void)rayc__event_wait(&s->warm_ev, -1, 0);
 	}
 	return NULL;
 }
@@ -67,19 +131,26 @@ int rayc__store_open(rayc__store **out, const char *dir, size_t capacity,
 
 	if (s == NULL)
 		return RAYC_ENOMEM;
-	capacity = round_up(capacity, (size_t)2 << 20);
+	capacity = round_up(capacity, STEP);
+	s->warm = calloc(capacity / STEP / 64 + 1, sizeof(*s->warm));
+	if (s->warm == NULL) {
+		free(s);
+		return RAYC_ENOMEM;
+	}
 	rc = rayc__shm_open(&s->shm, dir, capacity);
 	if (rc != RAYC_OK) {
+		free(s->warm);
 		free(s);
 		return rc;
 	}
 	rayc__mutex_init(&s->mu);
 	rayc__mutex_init(&s->grow_mu);
 	s->prefault = prefault < capacity ? prefault : capacity;
-	if (s->prefault > 0 &&
-	    rayc__thread_start(&s->prefault_thread, prefault_main, s) ==
-	            RAYC_OK)
-		s->prefault_running = 1;
+	if (s->prefault > 0) {
+		rayc__mutex_lock(&s->grow_mu);
+		(void)warmer_start(s);
+		rayc__mutex_unlock(&s->grow_mu);
+	}
 	*out = s;
 	return RAYC_OK;
 }
@@ -88,15 +159,17 @@ void rayc__store_close(rayc__store *s)
 {
 	if (s == NULL)
 		return;
-	atomic_store(&s->stop_prefault, 1);
-	if (s->prefault_running)
-		rayc__thread_join(&s->prefault_thread);
+	atomic_store(&s->stop_warmer, 1);
+	rayc__event_set(&s->warm_ev);
+	if (s->warmer_running)
+		rayc__thread_join(&s->warmer);
 	rayc__mutex_lock(&s->mu);
 	rayc__alloc_destroy_locked(s);
 	rayc__mutex_unlock(&s->mu);
 	rayc__shm_close(&s->shm);
 	rayc__mutex_fini(&s->mu);
 	rayc__mutex_fini(&s->grow_mu);
+	free(s->warm);
 	free(s);
 }
 
@@ -183,6 +256,7 @@ void rayc__store_stats_get(rayc__store *s, rayc__store_stats *st)
 	rayc__mutex_unlock(&s->mu);
 	st->capacity = s->shm.size;
 	st->populated = atomic_load(&s->populated);
+	st->warm = atomic_load(&s->warmed);
 }
 
 const char *rayc__store_path(const rayc__store *s)

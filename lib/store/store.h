@@ -23,10 +23,20 @@ int rayc__store_open(rayc__store **out, const char *dir, size_t capacity,
  * block must have been freed or is forgotten.  NULL-safe. */
 void rayc__store_close(rayc__store *s);
 
-/* Allocates n bytes (n > 0), 64-byte aligned, backed by real memory.
- * RAYC_ETOOBIG if n can never fit, RAYC_ESTOREFULL if not now.
- * Thread-safe (the store has its own lock). */
+/* Allocates n bytes (n > 0), 64-byte aligned, backed by memory the
+ * file system has reserved (no SIGBUS later), warm unless the arena grew
+ * by RAYC__WARM_LATER_MIN or more for it: then the store's thread is
+ * warming it from its end, and the writer should call rayc__store_warm
+ * for each range before writing it.  RAYC_ETOOBIG if n can never fit,
+ * RAYC_ESTOREFULL if not now.  Thread-safe (the store has its own
+ * lock). */
 int rayc__store_alloc(rayc__store *s, size_t n, rayc__block **out);
+/* Warms [p, p+len) of the arena where nobody has yet (store_int.h):
+ * its first write then runs at memory speed instead of faulting page
+ * by page.  Takes up to a few ms a 2 MiB step on a VM that charges for
+ * first touches; nothing for memory already warm.  p outside the arena:
+ * nothing. */
+void rayc__store_warm(rayc__store *s, const void *p, size_t len);
 /* The same from memory already populated only: never populates, never
  * waits for a thread that does (RAYC_ESTOREFULL then).  For threads that
  * must stay quick, such as a connection's receive callback. */
@@ -38,7 +48,9 @@ size_t rayc__store_block_size(const rayc__block *b);
 size_t rayc__store_block_offset(const rayc__block *b);
 
 typedef struct rayc__store_stats {
-	uint64_t used, capacity, populated, blocks;
+	/* populated: handed to the allocator (reserved); warm: of that,
+	 * warmed (rayc__store_warm). */
+	uint64_t used, capacity, populated, warm, blocks;
 } rayc__store_stats;
 void rayc__store_stats_get(rayc__store *s, rayc__store_stats *st);
 /* Where this process reaches its arena (/proc/self/fd/N). */

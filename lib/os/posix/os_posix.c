@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -404,6 +405,7 @@ int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
 	int fd = arena_fd(dir, &sealable);
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->touch_fd = -1;
 	if (fd < 0)
 		return rayc__err(RAYC_ESYS,
 		                 "cannot create store file in %s: %s", dir,
@@ -430,6 +432,7 @@ int rayc__shm_open(rayc__shm *s, const char *dir, size_t size)
 	s->base = p;
 	s->size = size;
 	s->shared = sealable;
+	s->touch_fd = memfd_create("rayc-touch", MFD_CLOEXEC); /* may fail */
 	snprintf(s->path, sizeof(s->path), "/proc/self/fd/%d", fd);
 	return RAYC_OK;
 }
@@ -440,13 +443,14 @@ void rayc__shm_close(rayc__shm *s)
 		return;
 	munmap(s->base, s->size);
 	close(s->fd); /* the last reference frees the memfd's memory */
+	if (s->touch_fd >= 0)
+		close(s->touch_fd);
 	s->base = NULL;
 	s->fd = -1;
+	s->touch_fd = -1;
 }
 
-#define POPULATE_STEP ((size_t)4 << 20)
-
-int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
+int rayc__shm_reserve(rayc__shm *s, size_t off, size_t len)
 {
 	/* fallocate reserves tmpfs pages up front, so a full /dev/shm is an
 	 * error here instead of a SIGBUS at first write. */
@@ -455,29 +459,68 @@ int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
 		return rayc__err(RAYC_ESTOREFULL,
 		                 "store file %s: cannot back %zu bytes: %s",
 		                 s->path, len, strerror(errno));
+	return RAYC_OK;
+}
+
+#define POPULATE_STEP ((size_t)2 << 20)
+#define TOUCH_IOVS 512 /* pages a kernel touch takes at once */
+
+/* Where the hypervisor keeps shadow page tables (PVM guests, as this
+ * project's VMs are, and KVM without EPT), MADV_POPULATE_WRITE fills
+ * the guest's page table only: the first access to each page through
+ * the mapping still traps to the host, and the guest's user and kernel
+ * modes have shadow tables of their own, so each traps once: ~6 us a
+ * 4 KiB page here, 1.3-2 s a GiB for each.  The first writer would take
+ * both, a task's memcpy the user's, a fetch's recv the kernel's, page
+ * by page on the transfer's path.  Reading a byte of each page here
+ * takes them now: a memset after the user's read, a read(2) into the
+ * range after the kernel's, ran at ~20 GB/s instead of 0.6-0.7.  On
+ * other machines it costs a TLB miss a page.  The kernel reads each
+ * page by writing one byte from it to a scratch file (pwritev).  Not
+ * instrumented for TSan: the bytes may be being written meanwhile, and
+ * only the access matters, not the value. */
+RAYC__NO_SANITIZE_THREAD
+static void touch_pages(const rayc__shm *s, char *p, size_t len)
+{
+	size_t psz = rayc__page_size();
+	struct iovec v[TOUCH_IOVS];
+
+	for (size_t o = 0; o < len; o += psz)
+		(void)((volatile const char *)p)[o];
+	if (s->touch_fd < 0)
+		return;
+	for (size_t o = 0; o < len;) {
+		int k = 0;
+		for (; k < TOUCH_IOVS && o < len; k++, o += psz) {
+			v[k].iov_base = p + o;
+			v[k].iov_len = 1;
+		}
+		/* The system call itself: the sanitizers' pwritev would
+		 * read the bytes as the kernel does not, racing with their
+		 * writers. */
+		if (syscall(SYS_pwritev, s->touch_fd, v, k, 0L, 0L) < 0)
+			return;
+	}
+}
+
+int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
+{
 	/* In steps: the kernel holds the process's mmap lock for the whole
 	 * of one MADV_POPULATE_WRITE, and every other thread's mmap (a
 	 * malloc) waits behind it.  One call over 1 GiB stalled them for
 	 * 1.9 s on a VM that charges for first touches, long enough for a
-	 * peer to be taken for dead; 4 MiB steps: at most 4 ms. */
-	size_t done = 0;
-	while (done < len) {
+	 * peer to be taken for dead; 2 MiB steps: a few ms at most. */
+	for (size_t done = 0; done < len;) {
 		size_t n = len - done < POPULATE_STEP ? len - done
 		                                      : POPULATE_STEP;
-		if (madvise((char *)s->base + off + done, n,
-		            MADV_POPULATE_WRITE) != 0)
-			break;
+		char *p = (char *)s->base + off + done;
+		/* Older kernels (EINVAL): the reads below fault it in. */
+		if (madvise(p, n, MADV_POPULATE_WRITE) != 0 && errno != EINVAL)
+			return rayc__err(RAYC_ESTOREFULL, "populate: %s",
+			                 strerror(errno));
+		touch_pages(s, p, n);
 		done += n;
 	}
-	if (done == len)
-		return RAYC_OK;
-	if (errno != EINVAL || done > 0)
-		return rayc__err(RAYC_ESTOREFULL, "populate: %s",
-		                 strerror(errno));
-	/* Older kernels: touch each page. */
-	size_t psz = rayc__page_size();
-	for (size_t o = 0; o < len; o += psz)
-		((volatile char *)s->base)[off + o] = 0;
 	return RAYC_OK;
 }
 
