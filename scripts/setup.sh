@@ -88,7 +88,9 @@ fuzz)
 	;;
 tsan)
 	# The multi-threaded paths under ThreadSanitizer: the thread stress
-	# test and rayc-bench's local task and actor figures.  Criterion's runner does
+	# test, rayc-bench's local task and actor figures, and puts of 64 MiB
+	# (each a growth the store's thread warms while the put writes it, at
+	# first).  Criterion's runner does
 	# not run under TSan.  Cross-peer figures are left out: libnng is not
 	# instrumented, so TSan cannot see the ordering its aio hand-offs give
 	# (a connection made on one NNG thread and read in a callback on
@@ -108,7 +110,8 @@ suppressions=$PWD/scripts/tsan.supp log_path=$logs/tsan"
 		multi_client_tasks_async single_client_tasks_and_get_batch \
 		single_client_tasks_sync single_client_wait_1k_refs \
 		1_1_actor_calls_sync 1_1_actor_calls_concurrent \
-		n_n_actor_calls_async n_n_actor_calls_with_arg_async >/dev/null
+		n_n_actor_calls_async n_n_actor_calls_with_arg_async \
+		single_client_put_gigabytes >/dev/null
 	if [ -n "$(ls "$logs")" ]; then
 		cat "$logs"/* >&2
 		echo "rayc: ThreadSanitizer reported races" >&2
