@@ -252,6 +252,24 @@ Test(store, a_writer_and_the_store_thread_meet_without_a_byte_lost)
 	rayc__store_close(s);
 }
 
+/* Closing a store while its thread warms a growth (the prefault's or a
+ * large one's) stops and joins the thread: nothing hangs, and under
+ * ASan nothing is left behind. */
+Test(store, closing_while_a_growth_is_warmed)
+{
+	for (int round = 0; round < 8; round++) {
+		rayc__store *s;
+		rayc__block *b;
+		cr_assert_eq(rayc__store_open(&s, dir, (size_t)512 << 20,
+		                              (size_t)8 << 20),
+		             RAYC_OK);
+		cr_assert_eq(rayc__store_alloc(s, (size_t)384 << 20, &b),
+		             RAYC_OK);
+		rayc__store_free(s, b);
+		rayc__store_close(s);
+	}
+}
+
 /* 1,000,000 put/release cycles of small (inline) and arena objects. */
 Test(store, million_put_release_cycles_leave_usage_at_baseline)
 {

@@ -119,8 +119,10 @@ int rayc__shm_reserve(rayc__shm *s, size_t off, size_t len);
  * and from the kernel, so that neither a task's first write nor a
  * socket's receive into it traps to the hypervisor page by page (see
  * the function).  Never changes a byte: the range may be in use.  An
- * error only means the first writer will fault the pages in. */
-int rayc__shm_populate(rayc__shm *s, size_t off, size_t len);
+ * error only means the first writer will fault the pages in.  Stops
+ * early, RAYC_ESTATE, once *stop (NULL: never) is set. */
+int rayc__shm_populate(rayc__shm *s, size_t off, size_t len,
+                       const _Atomic int *stop);
 /* Gives the pages of [off, off+len) back to the system (test hook and
  * shrink).  The range reads as zeros afterwards. */
 void rayc__shm_discard(rayc__shm *s, size_t off, size_t len);

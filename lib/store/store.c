@@ -11,7 +11,6 @@ void rayc__free_locked(rayc__store *s, rayc__block *b);
 int rayc__extend_locked(rayc__store *s, size_t off, size_t len);
 void rayc__alloc_destroy_locked(rayc__store *s);
 
-#define PREFAULT_STEP ((size_t)4 << 20)
 #define STEP RAYC__WARM_STEP
 
 static size_t round_up(size_t n, size_t a)
@@ -35,7 +34,8 @@ static int warm_step(rayc__store *s, size_t i)
 {
 	if (!claim(s, i))
 		return RAYC_OK;
-	int rc = rayc__shm_populate(&s->shm, i * STEP, STEP);
+	int rc = rayc__shm_populate(&s->shm, i * STEP, STEP,
+	                            &s->stop_warmer);
 	if (rc == RAYC_OK)
 		atomic_fetch_add(&s->warmed, STEP);
 	return rc;
@@ -79,9 +79,11 @@ static int grow(rayc__store *s, size_t want) RAYC_REQUIRES(s->grow_mu)
 	int rc = rayc__shm_reserve(&s->shm, off, len);
 	bool later = rc == RAYC_OK && len >= RAYC__WARM_LATER_MIN &&
 	             warmer_start(s);
-	for (size_t i = off / STEP; !later && rc == RAYC_OK && i * STEP <
-	                                                      off + len; i++)
+	size_t end = (off + len) / STEP; /* both are steps */
+	for (size_t i = off / STEP; !later && rc == RAYC_OK && i < end; i++)
 		rc = warm_step(s, i);
+	if (rc == RAYC_ESTATE)
+		return rc; /* the store is closing */
 	if (rc != RAYC_OK) {
 		rayc__log(RAYC_LOG_WARN, "RAYC-STORE-FULL", "%s", rayc_errmsg());
 		return rc;
@@ -109,7 +111,7 @@ static void *warmer_main(void *arg)
 		rayc__mutex_lock(&s->grow_mu);
 		int rc = RAYC_OK;
 		if (atomic_load(&s->populated) < s->prefault)
-			rc = grow(s, PREFAULT_STEP);
+			rc = grow(s, STEP);
 		rayc__mutex_unlock(&s->grow_mu);
 		if (rc != RAYC_OK)
 			break;

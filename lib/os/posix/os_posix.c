@@ -463,7 +463,7 @@ int rayc__shm_reserve(rayc__shm *s, size_t off, size_t len)
 }
 
 #define POPULATE_STEP ((size_t)2 << 20)
-#define TOUCH_IOVS 512 /* pages a kernel touch takes at once */
+#define TOUCH_PAGES 64 /* pages touched between looks at stop */
 
 /* Where the hypervisor keeps shadow page tables (PVM guests, as this
  * project's VMs are, and KVM without EPT), MADV_POPULATE_WRITE fills
@@ -478,32 +478,35 @@ int rayc__shm_reserve(rayc__shm *s, size_t off, size_t len)
  * other machines it costs a TLB miss a page.  The kernel reads each
  * page by writing one byte from it to a scratch file (pwritev).  Not
  * instrumented for TSan: the bytes may be being written meanwhile, and
- * only the access matters, not the value. */
+ * only the access matters, not the value.  False if stop was seen. */
 RAYC__NO_SANITIZE_THREAD
-static void touch_pages(const rayc__shm *s, char *p, size_t len)
+static bool touch_pages(const rayc__shm *s, char *p, size_t len,
+                        const _Atomic int *stop)
 {
 	size_t psz = rayc__page_size();
-	struct iovec v[TOUCH_IOVS];
+	struct iovec v[TOUCH_PAGES];
 
-	for (size_t o = 0; o < len; o += psz)
-		(void)((volatile const char *)p)[o];
-	if (s->touch_fd < 0)
-		return;
 	for (size_t o = 0; o < len;) {
+		if (stop != NULL && atomic_load_explicit(stop,
+		                                         memory_order_relaxed))
+			return false;
 		int k = 0;
-		for (; k < TOUCH_IOVS && o < len; k++, o += psz) {
+		for (; k < TOUCH_PAGES && o < len; k++, o += psz) {
+			(void)((volatile const char *)p)[o];
 			v[k].iov_base = p + o;
 			v[k].iov_len = 1;
 		}
 		/* The system call itself: the sanitizers' pwritev would
 		 * read the bytes as the kernel does not, racing with their
 		 * writers. */
-		if (syscall(SYS_pwritev, s->touch_fd, v, k, 0L, 0L) < 0)
-			return;
+		if (s->touch_fd >= 0)
+			(void)syscall(SYS_pwritev, s->touch_fd, v, k, 0L, 0L);
 	}
+	return true;
 }
 
-int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
+int rayc__shm_populate(rayc__shm *s, size_t off, size_t len,
+                       const _Atomic int *stop)
 {
 	/* In steps: the kernel holds the process's mmap lock for the whole
 	 * of one MADV_POPULATE_WRITE, and every other thread's mmap (a
@@ -518,7 +521,8 @@ int rayc__shm_populate(rayc__shm *s, size_t off, size_t len)
 		if (madvise(p, n, MADV_POPULATE_WRITE) != 0 && errno != EINVAL)
 			return rayc__err(RAYC_ESTOREFULL, "populate: %s",
 			                 strerror(errno));
-		touch_pages(s, p, n);
+		if (!touch_pages(s, p, n, stop))
+			return RAYC_ESTATE;
 		done += n;
 	}
 	return RAYC_OK;
