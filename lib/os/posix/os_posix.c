@@ -463,7 +463,8 @@ int rayc__shm_reserve(rayc__shm *s, size_t off, size_t len)
 }
 
 #define POPULATE_STEP ((size_t)2 << 20)
-#define TOUCH_PAGES 64 /* pages touched between looks at stop */
+#define TOUCH_IOVS 512 /* pages one kernel touch takes (2 MiB) */
+#define TOUCH_LOOK 64 /* pages read between looks at stop */
 
 /* Where the hypervisor keeps shadow page tables (PVM guests, as this
  * project's VMs are, and KVM without EPT), MADV_POPULATE_WRITE fills
@@ -484,14 +485,14 @@ static bool touch_pages(const rayc__shm *s, char *p, size_t len,
                         const _Atomic int *stop)
 {
 	size_t psz = rayc__page_size();
-	struct iovec v[TOUCH_PAGES];
+	struct iovec v[TOUCH_IOVS];
 
 	for (size_t o = 0; o < len;) {
-		if (stop != NULL && atomic_load_explicit(stop,
-		                                         memory_order_relaxed))
-			return false;
 		int k = 0;
-		for (; k < TOUCH_PAGES && o < len; k++, o += psz) {
+		for (; k < TOUCH_IOVS && o < len; k++, o += psz) {
+			if (k % TOUCH_LOOK == 0 && stop != NULL &&
+			    atomic_load_explicit(stop, memory_order_relaxed))
+				return false;
 			(void)((volatile const char *)p)[o];
 			v[k].iov_base = p + o;
 			v[k].iov_len = 1;
