@@ -16,10 +16,10 @@
  * store's warmer thread warms it from its end, while its first writer,
  * which calls rayc__store_warm for each range before writing it, warms
  * from the start: they meet in the middle.  A bit per WARM_STEP says it
- * has been claimed, so no step is warmed twice.  Allocation metadata lives outside the
- * arena (block descriptors in malloc'd memory), so a peer that maps the
- * arena read-only, or a task that writes past its buffer, cannot corrupt
- * the allocator.
+ * has been claimed, so no step is warmed twice.  Allocation metadata
+ * lives outside the arena (block descriptors in malloc'd memory), so a
+ * peer that maps the arena read-only, or a task that writes past its
+ * buffer, cannot corrupt the allocator.
  *
  * Allocator: TLSF (Masmano et al., "TLSF: a new dynamic memory allocator
  * for real-time systems", ECRTS 2004): two-level segregated free lists
