@@ -307,6 +307,51 @@ Test(group, an_actors_calls_run_on_the_thread_that_read_them_in_order)
 	cluster_stop();
 }
 
+/* An actor on B called 6,000 times at once from here (1,024 calls in
+ * flight: actor.c), the first call slow, so that a worker runs it and
+ * the rest come due as it ends: whichever thread runs a call, a reader
+ * or a worker, runs the next ones as they come due and B writes their
+ * answers a batch at a time (before: once a worker had a call, each next
+ * one went to a worker and its answer was written alone, 44% of the
+ * calls of the benchmark's 500,000); in order, each once. */
+Test(group, a_deep_mailbox_of_calls_from_another_peer_is_answered_in_batches)
+{
+	uint32_t pb = pair();
+	all_quick_on(pb);
+	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
+		              .node_id = pb };
+	rayc_actor h;
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o,
+	                               RAYC_STR("deep")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(adds(h, 0, 500), (int64_t)pb); /* add is tiny now */
+	int64_t s0 = i64_on(pb, "nf_conn_sends", 30000);
+	/* First a call that is not tiny: a worker's, not the reader's; the
+	 * adds then come due one by one as it and each of them end. */
+	rayc_ref slow;
+	cr_assert_eq(rayc_actor_call(&slow, h, "sleep_add", RAYC_I64(50),
+	                             RAYC_I64(500)),
+	             RAYC_OK);
+	rayc_release(slow);
+	cr_assert_eq(adds(h, 501, 6500), (int64_t)pb);
+	int64_t s1 = i64_on(pb, "nf_conn_sends", 30000);
+	cr_assert_lt(s1 - s0, 6000 / 8, "B wrote %lld times for 6000 answers",
+	             (long long)(s1 - s0));
+	rayc_ref r[4];
+	rayc_method_opts four = { .num_returns = 4 };
+	int64_t next = -1, wrong = -1;
+	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[1], &next, 30000), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[2], &wrong, 30000), RAYC_OK);
+	for (int i = 0; i < 4; i++)
+		rayc_release(r[i]);
+	cr_assert_eq(next, 6500);
+	cr_assert_eq(wrong, 0, "%lld calls ran out of order", (long long)wrong);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	none_failed();
+	cluster_stop();
+}
+
 /* A task that B's reader runs itself waits for a task of ours, whose
  * answer comes on the very connection that reader reads: the connection
  * is read again as soon as the task waits (conn.c: rx_on_block), not at

@@ -479,6 +479,8 @@ void rayc__actor_route_locked(rayc__rt *rt, rayc__task *t)
 	}
 	t->mb_ready = true;
 	t->state = RAYC__TASK_MAILBOX;
+	if (a->loc == 0 && !a->proxy)
+		rayc__sched_hold_note(t); /* run here: a reader may serve it */
 	rayc__actor_settle_locked(rt, a);
 }
 

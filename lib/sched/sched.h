@@ -114,6 +114,13 @@ void rayc__sched_serve_end_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
  * true: what they send may wait for the end. */
 void rayc__sched_hold_begin(void);
 int rayc__sched_hold_end(void);
+/* A tiny call put in the mailbox of an actor hosted here during a read:
+ * counted with the read's held tasks, though it waits there for the
+ * calls ahead of it, so that _serve_held runs the read's calls one after
+ * the other (each queued as the last ends) instead of the first
+ * RAYC__SERVE_MORE and a worker's wake-up and a lone answer for each of
+ * the rest. */
+void rayc__sched_hold_note(const rayc__task *t);
 /* Makes sure a worker sees to queued work that fits (a thread that held
  * back wake-ups may be stuck in a run). */
 void rayc__sched_kick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
