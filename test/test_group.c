@@ -273,6 +273,30 @@ static int64_t adds(rayc_actor h, int64_t from, int64_t to)
 	return at;
 }
 
+/* A NetCounter on pb (net_harness.h), its add tiny there by now. */
+static rayc_actor warm_counter_on(uint32_t pb, const char *tag)
+{
+	rayc_actor h = counter_on(pb, tag);
+	cr_assert_eq(adds(h, 0, 500), (int64_t)pb);
+	return h;
+}
+
+/* h ran next calls in all, each in its turn; then it is let go. */
+static void ran_in_order(rayc_actor h, int64_t next)
+{
+	rayc_ref r[4];
+	rayc_method_opts four = { .num_returns = 4 };
+	int64_t got = -1, wrong = -1;
+	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[1], &got, 30000), RAYC_OK);
+	cr_assert_eq(rayc_get_i64(r[2], &wrong, 30000), RAYC_OK);
+	for (int i = 0; i < 4; i++)
+		rayc_release(r[i]);
+	cr_assert_eq(got, next);
+	cr_assert_eq(wrong, 0, "%lld calls ran out of order", (long long)wrong);
+	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+}
+
 /* An actor on B called 2,500 times from here: B's readers run the calls
  * themselves (a call's end starts the next one from the mailbox, held
  * for that reader too), in order, each once. */
@@ -280,29 +304,13 @@ Test(group, an_actors_calls_run_on_the_thread_that_read_them_in_order)
 {
 	uint32_t pb = pair();
 	all_quick_on(pb);
-	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
-		              .node_id = pb };
-	rayc_actor h;
-	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o,
-	                               RAYC_STR("served")),
-	             RAYC_OK, "%s", rayc_errmsg());
-	cr_assert_eq(adds(h, 0, 500), (int64_t)pb); /* add is tiny now */
+	rayc_actor h = warm_counter_on(pb, "served");
 	int64_t s0 = i64_on(pb, "nf_served", 30000);
 	cr_assert_eq(adds(h, 500, 2500), (int64_t)pb);
 	int64_t s1 = i64_on(pb, "nf_served", 30000);
 	cr_assert_geq(s1 - s0, 1000, "B's readers ran %lld of 2000 calls",
 	              (long long)(s1 - s0));
-	rayc_ref r[4];
-	rayc_method_opts four = { .num_returns = 4 };
-	int64_t next = -1, wrong = -1;
-	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK);
-	cr_assert_eq(rayc_get_i64(r[1], &next, 30000), RAYC_OK);
-	cr_assert_eq(rayc_get_i64(r[2], &wrong, 30000), RAYC_OK);
-	for (int i = 0; i < 4; i++)
-		rayc_release(r[i]);
-	cr_assert_eq(next, 2500);
-	cr_assert_eq(wrong, 0, "%lld calls ran out of order", (long long)wrong);
-	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	ran_in_order(h, 2500);
 	none_failed();
 	cluster_stop();
 }
@@ -318,13 +326,7 @@ Test(group, a_deep_mailbox_of_calls_from_another_peer_is_answered_in_batches)
 {
 	uint32_t pb = pair();
 	all_quick_on(pb);
-	rayc_actor_opts o = { .strategy = RAYC_STRATEGY_NODE_AFFINITY,
-		              .node_id = pb };
-	rayc_actor h;
-	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o,
-	                               RAYC_STR("deep")),
-	             RAYC_OK, "%s", rayc_errmsg());
-	cr_assert_eq(adds(h, 0, 500), (int64_t)pb); /* add is tiny now */
+	rayc_actor h = warm_counter_on(pb, "deep");
 	int64_t s0 = i64_on(pb, "nf_conn_sends", 30000);
 	/* First a call that is not tiny: a worker's, not the reader's; the
 	 * adds then come due one by one as it and each of them end. */
@@ -337,17 +339,7 @@ Test(group, a_deep_mailbox_of_calls_from_another_peer_is_answered_in_batches)
 	int64_t s1 = i64_on(pb, "nf_conn_sends", 30000);
 	cr_assert_lt(s1 - s0, 6000 / 8, "B wrote %lld times for 6000 answers",
 	             (long long)(s1 - s0));
-	rayc_ref r[4];
-	rayc_method_opts four = { .num_returns = 4 };
-	int64_t next = -1, wrong = -1;
-	cr_assert_eq(rayc_actor_call_opts(r, h, "where", &four), RAYC_OK);
-	cr_assert_eq(rayc_get_i64(r[1], &next, 30000), RAYC_OK);
-	cr_assert_eq(rayc_get_i64(r[2], &wrong, 30000), RAYC_OK);
-	for (int i = 0; i < 4; i++)
-		rayc_release(r[i]);
-	cr_assert_eq(next, 6500);
-	cr_assert_eq(wrong, 0, "%lld calls ran out of order", (long long)wrong);
-	cr_assert_eq(rayc_actor_release(h), RAYC_OK);
+	ran_in_order(h, 6500);
 	none_failed();
 	cluster_stop();
 }
