@@ -5,7 +5,9 @@
  * a worker's batch holds back until it ends (xrec.c), never longer than a
  * tick behind a run that turned slow, and tiny tasks run by the thread
  * that read them (conn.c: rx_run), which waits for nothing that comes on
- * its own connection and holds up nothing past a tick. */
+ * its own connection and holds up nothing past a tick; an actor's calls
+ * from another peer run one after the other by the thread that ran the
+ * last, a reader or a worker, their answers written in batches. */
 #include "actor_funcs.h"
 #include "net_harness.h"
 
