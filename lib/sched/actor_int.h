@@ -9,11 +9,11 @@
 #define ID_FMT "%016llx%016llx"
 #define ID_ARGS(id) (unsigned long long)(id).hi, (unsigned long long)(id).lo
 /* Calls in flight to an actor on another peer (actor.c: dispatch).  Its
- * host keeps them in the actor's mailbox (a few hundred bytes each).
+ * host keeps them in the actor's mailbox (under a kilobyte each: spec, entry, record).
  * 1,024, not 64 as before the twenty-second pass: a burst of calls then
  * travels and is answered hundreds at a time instead of a few dozen
- * (1_1_actor_calls_async_across_peers: 0.26-0.34 syscalls a call instead
- * of 1.0-1.2; 4,096 did no better).  Ray holds back no actor calls by
+ * (1_1_actor_calls_async_across_peers: 0.26-0.35 syscalls a call instead
+ * of 1.1-1.2; 4,096 did no better).  Ray holds back no actor calls by
  * default (max_pending_calls -1). */
 #define RAYC__ACTOR_WINDOW 1024
 
