@@ -273,6 +273,16 @@ static _Thread_local int held_n;
 static void wake_all_waiters_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 static rayc__task *pick_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu);
 
+/* Whether a thread that is no worker's may run t as a tiny task of a
+ * read (or a worker as one of a run of calls): tiny, and its function
+ * never blocked when run so. */
+static bool servable(const rayc__task *t)
+{
+	return rayc__sched_tiny(t) &&
+	       !atomic_load_explicit(&t->fn->blocked_served,
+	                             memory_order_relaxed);
+}
+
 void rayc__sched_enqueue_local_locked(rayc__rt *rt, rayc__task *t)
 {
 	rayc__sclass *c = t->sclass;
@@ -348,9 +358,7 @@ void rayc__sched_hold_begin(void)
 
 void rayc__sched_hold_note(const rayc__task *t)
 {
-	if (holding && rayc__sched_tiny(t) &&
-	    !atomic_load_explicit(&t->fn->blocked_served,
-	                          memory_order_relaxed))
+	if (holding && servable(t))
 		held_n++;
 }
 
@@ -398,9 +406,7 @@ static void serve_locked(rayc__rt *rt, rayc__task *first, int n,
 		first = NULL;
 		if (t == NULL)
 			break;
-		if (!rayc__sched_tiny(t) ||
-		    atomic_load_explicit(&t->fn->blocked_served,
-		                         memory_order_relaxed)) {
+		if (!servable(t)) {
 			/* Older work, or longer: a worker's. */
 			release(rt, t->sclass->demand);
 			rayc__sched_requeue_front_locked(rt, t);
@@ -446,10 +452,7 @@ void rayc__sched_serve_held(rayc__rt *rt, int n, void (*on_block)(void))
 static bool serves_calls(const rayc__task *t)
 {
 	return t->foreign && t->akind == RAYC__AK_CALL && t->actor != NULL &&
-	       t->actor->loc == 0 && t->actor->max_conc == 1 &&
-	       rayc__sched_tiny(t) &&
-	       !atomic_load_explicit(&t->fn->blocked_served,
-	                             memory_order_relaxed);
+	       t->actor->loc == 0 && t->actor->max_conc == 1 && servable(t);
 }
 
 void rayc__sched_wake_stop(rayc__rt *rt)
