@@ -80,6 +80,10 @@ enum {
 	/* Its demand is more than any live peer has: it waits, on
 	 * rt->infeasible, until a peer that can run it joins (lib/net). */
 	RAYC__TASK_INFEASIBLE,
+	/* Placed on another peer that has no room for it yet: it waits on
+	 * rt->rwait or on that peer's own queue (lib/net/owner.c), not on a
+	 * class's queue here, so a get never runs it inline. */
+	RAYC__TASK_WAIT_PEER,
 };
 
 /* What a task is to an actor (sched/actor.c). */
@@ -476,6 +480,9 @@ struct rayc__rt {
 	_Atomic uint32_t self_id;
 	const struct rayc__cluster_hooks *hooks;
 	rayc__tq rwait RAYC_GUARDED_BY(mu);
+	/* Tasks waiting on peers' own queues for room there (lib/net/
+	 * owner.c: a strategy named the peer), all of them together. */
+	uint64_t nwait_peer RAYC_GUARDED_BY(mu);
 	/* Tasks whose demand no live peer can meet (INFEASIBLE), placed
 	 * again on the loop's tick while peers come and go. */
 	rayc__tq infeasible RAYC_GUARDED_BY(mu);

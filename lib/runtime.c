@@ -648,6 +648,7 @@ int rayc_stats_get(rayc_stats *st)
 	memset(st, 0, sizeof(*st));
 	rayc__rt_lock(rt);
 	st->tasks_pending = rt->queued + rt->pending_args + rt->rwait.n +
+	                    rt->nwait_peer +
 	                    rt->infeasible.n + rayc__direct_queued(rt);
 	st->objects = rt->nobjs + rayc__direct_live(rt);
 	st->lineage_tasks = rt->nlineage;

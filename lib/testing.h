@@ -177,6 +177,12 @@ void rayc__test_groups(uint64_t *frames_out, uint64_t *out,
 /* The answers this peer keeps for tasks it ran for others (xrec.c):
  * their bytes, and the heap memory holding them. */
 void rayc__test_xrec_held(size_t *len, size_t *held);
+/* The most tasks of other owners this peer held at once, run or to run
+ * (its records not done: xrec.c). */
+size_t rayc__test_xrec_peak(void);
+/* RAYC__PEER_WINDOW: the most of one owner's tasks that a strategy
+ * placed on a peer it sends there at once (lib/net/owner.c). */
+size_t rayc__test_peer_window(void);
 /* Every send tries the queueing thread first, whatever its size and
  * even where the last one found the socket filling up (once: a try
  * turned away by a full socket goes by the callback, or a stopped peer

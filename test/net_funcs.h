@@ -287,6 +287,44 @@ static void nf_xrec_held(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_xrec_held)
 
+/* () -> the most tasks of other owners this peer held at once. */
+static void nf_xrec_peak(rayc_ctx *c)
+{
+	rayc_return_i64(c, 0, (int64_t)rayc__test_xrec_peak());
+}
+RAYC_REMOTE(nf_xrec_peak)
+
+/* (peer, n, ms) -> how many of n calls nf_quick_or_sleep(ms), made from
+ * here with hard affinity to peer, ran there: the last one is got first
+ * (more than a window of them: it waits here for room there, and the
+ * get must not run it here instead), -1 if a get failed. */
+static void nf_fan(rayc_ctx *c)
+{
+	int64_t peer, n, ms, on = 0;
+	rayc_arg_i64(c, 0, &peer);
+	rayc_arg_i64(c, 1, &n);
+	rayc_arg_i64(c, 2, &ms);
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.strategy = RAYC_STRATEGY_NODE_AFFINITY;
+	o.node_id = (uint32_t)peer;
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	int64_t i = 0;
+	while (r != NULL && i < n &&
+	       rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
+	                      RAYC_I64(ms)) == RAYC_OK)
+		i++;
+	for (int64_t k = i; k-- > 0;) {
+		int64_t v = -1;
+		if (rayc_get_i64(r[k], &v, 120000) != RAYC_OK)
+			on = -1 - n;
+		on += v == peer;
+		rayc_release(r[k]);
+	}
+	free(r);
+	rayc_return_i64(c, 0, on < 0 ? -1 : on);
+}
+RAYC_REMOTE(nf_fan)
+
 static void nf_whoami(rayc_ctx *c)
 {
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

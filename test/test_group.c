@@ -494,3 +494,97 @@ Test(group, answers_held_behind_a_run_that_turned_slow_come_within_a_tick)
 	all_answer(r);
 	cluster_stop();
 }
+
+/* n calls of nf_quick_or_sleep(ms) with hard affinity to pb, submitted at
+ * once; the refs in *r (freed by the caller). */
+static rayc_ref *sleepers(uint32_t pb, int n, int64_t ms)
+{
+	rayc_task_opts o = on_peer(pb);
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	cr_assert_not_null(r);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_quick_or_sleep", &o,
+		                            RAYC_I64(ms)),
+		             0);
+	return r;
+}
+
+/* Tasks that hard node affinity sends to B, more than a window of them
+ * (RAYC__PEER_WINDOW) at once: the rest wait here, counted in
+ * tasks_pending, not in B's memory.  B never holds more than a window of
+ * ours, and every one runs there. */
+Test(group, a_peer_holds_at_most_a_window_of_the_tasks_placed_on_it)
+{
+	uint32_t pb = pair();
+	int64_t w = (int64_t)rayc__test_peer_window();
+	int n = (int)(2 * w + 500);
+	rayc_ref *r = sleepers(pb, n, 1);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_gt(st.tasks_pending, 0, "none of %d waits here", n);
+	for (int i = 0; i < n; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 120000), RAYC_OK,
+		             "task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pb, "task %d ran on %lld", i,
+		             (long long)v);
+		rayc_release(r[i]);
+	}
+	free(r);
+	int64_t peak = i64_on(pb, "nf_xrec_peak", 30000);
+	cr_assert_leq(peak, w, "B held %lld of our tasks at once (window "
+	              "%lld)", (long long)peak, (long long)w);
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.tasks_pending, 0);
+	cluster_stop();
+}
+
+/* A task here gets the result of one that waits here for room on B: the
+ * get waits for B to run it, and does not run it here instead (a task
+ * waiting for room elsewhere is not on a queue of this peer's). */
+Test(group, a_get_of_a_task_waiting_for_room_on_another_peer_waits_for_it)
+{
+	uint32_t pb = pair();
+	int64_t n = (int64_t)rayc__test_peer_window() + 200;
+	rayc_task_opts o = on_peer(rayc_peer_id());
+	rayc_ref r;
+	int64_t v = -2;
+	cr_assert_eq(rayc_call_opts(&r, "nf_fan", &o, RAYC_I64(pb),
+	                            RAYC_I64(n), RAYC_I64(1)),
+	             0);
+	cr_assert_eq(rayc_get_i64(r, &v, 180000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(v, n, "%lld of %lld ran on B", (long long)v,
+	             (long long)n);
+	rayc_release(r);
+	cluster_stop();
+}
+
+/* B dies with a window of our tasks in flight and more waiting here for
+ * room: every get ends at once, with an error, none waits for its
+ * deadline; nothing stays pending. */
+Test(group, tasks_waiting_for_room_on_a_peer_that_dies_fail_at_once)
+{
+	uint32_t pb = pair();
+	pid_t b = kids[nkids - 1];
+	int n = (int)rayc__test_peer_window() + 500;
+	rayc_ref *r = sleepers(pb, n, 200);
+	cr_assert_eq(kill(b, SIGKILL), 0);
+	int64_t t0 = rt_now_ms();
+	for (int i = 0; i < n; i++) {
+		int64_t v = -1;
+		int rc = rayc_get_i64(r[i], &v, 60000);
+		cr_assert(rc == RAYC_EINFEASIBLE || rc == RAYC_EPEERDIED ||
+		          (rc == RAYC_OK && v == (int64_t)pb),
+		          "task %d: %d %s", i, rc, rayc_errmsg());
+		rayc_release(r[i]);
+	}
+	free(r);
+	cr_assert_lt(rt_now_ms() - t0, 50000, "the gets took %lld ms",
+	             (long long)(rt_now_ms() - t0));
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_eq(st.tasks_pending, 0);
+	forget_kid(b);
+	cluster_stop();
+}

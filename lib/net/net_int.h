@@ -63,6 +63,13 @@
  * overhead, so a write never waits. */
 #define RAYC__TLANE_FRAME_MAX ((size_t)8 << 10)
 #define RAYC__TLANE_INFLIGHT 16
+/* The most of our tasks one peer holds when a strategy named it (node
+ * affinity, spread) rather than the default placement choosing it for
+ * its room (owner.c: peer_cap, max(32, 16 x CPUs)); more wait here, on
+ * the peer's own queue: a few MiB of specs there at most.  1,024 cost a
+ * burst of empty tasks a third of its rate and twice the syscalls a
+ * task (docs/benchmarks.md, twenty-third pass). */
+#define RAYC__PEER_WINDOW 4096
 #define RAYC__TLANE_SNDBUF (256 << 10)
 #define RAYC__CHUNK_DIRECT_MIN ((size_t)64 << 10)
 #define RAYC__CONN_EXT_MAX 16 /* arena pieces spliced into one send batch */
@@ -310,6 +317,10 @@ typedef struct rayc__peer {
 	int64_t last_seen;
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
 	rayc__tq inflight;
+	/* ... and tasks a strategy placed on it (node affinity, spread)
+	 * while it had RAYC__PEER_WINDOW of ours: they wait here, in order,
+	 * and go as its answers make room (owner.c). */
+	rayc__tq wait;
 	/* Frames to it wait corked on its connection: TASKs (owner.c), sent
 	 * by its next TASK_DONE; answers a worker's batch held back
 	 * (xrec.c), sent when the batch ends or pauses; either by the next
@@ -470,6 +481,7 @@ struct rayc__net {
 	rayc__slab xrec_slab; /* the records: kept warm, no malloc each */
 	TAILQ_HEAD(rayc__xrec_q, rayc__xrec) xrec_done_q; /* oldest first */
 	size_t xrec_bytes, xrec_done;
+	size_t xrec_live, xrec_live_hw; /* not done yet; the most at once */
 	/* Work that takes time in proportion to an object's size (bulk.c):
 	 * never on a connection's receive callback, where the frames behind
 	 * it (heartbeats, Raft) would wait. */

@@ -304,12 +304,16 @@ int rayc__net_send_task_locked(rayc__rt *rt, rayc__task *t, uint32_t peer)
 	return send_task_locked(rt, net, t, peer);
 }
 
+static void peer_wait_send_locked(rayc__rt *rt, rayc__net *net,
+                                  uint32_t peer) RAYC_REQUIRES(rt->mu);
+
 void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 {
 	rayc__peer *p = &net->peers[peer];
 
 	if (p->inflight.head == NULL) {
 		rayc__actors_peer_back_locked(rt, peer); /* calls waiting */
+		peer_wait_send_locked(rt, net, peer);
 		return;
 	}
 	rayc__conn *c = rayc__net_conn_to(net, peer);
@@ -332,10 +336,12 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	}
 	rayc__conn_end(c);
 	rayc__conn_unref(c);
-	if (bad)
+	if (bad) {
 		rayc__relink_retry(net, peer); /* out of memory: later */
-	else /* after those sent before them */
+	} else { /* after those sent before them */
 		rayc__actors_peer_back_locked(rt, peer);
+		peer_wait_send_locked(rt, net, peer);
+	}
 }
 
 void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
@@ -360,6 +366,7 @@ void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 		}
 		t = next;
 	}
+	rayc__remote_wait_flush_locked(rt, net, peer, RAYC_OK, NULL);
 }
 
 static double local_util_locked(rayc__rt *rt) RAYC_REQUIRES(rt->mu)
@@ -459,8 +466,91 @@ void rayc__remote_fail_task_locked(rayc__rt *rt, rayc__task *t, int err,
 
 static void wait_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
 {
-	t->state = RAYC__TASK_QUEUED;
+	t->state = RAYC__TASK_WAIT_PEER;
 	rayc__tq_push(&rt->rwait, t);
+}
+
+/* t, placed on peer by its strategy, waits on the peer's own queue for
+ * room there (RAYC__PEER_WINDOW): held here, not in that peer's memory,
+ * as Ray's owners hold a task until a worker is leased for it. */
+static void peer_wait_push(rayc__rt *rt, rayc__net *net, rayc__task *t,
+                           uint32_t peer) RAYC_REQUIRES(rt->mu)
+{
+	t->state = RAYC__TASK_WAIT_PEER;
+	rayc__tq_push(&net->peers[peer].wait, t);
+	rt->nwait_peer++;
+}
+
+static rayc__task *peer_wait_pop(rayc__rt *rt, rayc__peer *p)
+	RAYC_REQUIRES(rt->mu)
+{
+	rayc__task *t = p->wait.head;
+
+	if (t != NULL) {
+		rayc__tq_remove(&p->wait, t);
+		rt->nwait_peer--;
+	}
+	return t;
+}
+
+size_t rayc__test_peer_window(void)
+{
+	return RAYC__PEER_WINDOW;
+}
+
+/* Whether what waits on p's own queue may go: once a quarter of the
+ * window is free, so that answers coming one by one do not send one
+ * task each (a write each: TASKs corked behind an answer go with its
+ * uncork, rayc__remote_on_task_done), but a quarter of a window at a
+ * time. */
+static bool peer_wait_room(const rayc__peer *p)
+{
+	return p->wait.head != NULL &&
+	       p->inflight.n + RAYC__PEER_WINDOW / 4 <= RAYC__PEER_WINDOW;
+}
+
+/* Sends what waits on peer's own queue, in order, while it has room.  A
+ * task that cannot go (no connection) goes back to the front: a
+ * connection opening (rayc__remote_resend_locked), the tick
+ * (rayc__remote_pump_idle) or the peer's death deals with it. */
+static void peer_wait_send_locked(rayc__rt *rt, rayc__net *net,
+                                  uint32_t peer) RAYC_REQUIRES(rt->mu)
+{
+	rayc__peer *p = &net->peers[peer];
+
+	if (!peer_wait_room(p))
+		return;
+	while (p->wait.head != NULL && p->inflight.n < RAYC__PEER_WINDOW) {
+		rayc__task *t = peer_wait_pop(rt, p);
+		if (send_task_locked(rt, net, t, peer) != RAYC__SEND_OK) {
+			rayc__tq_push_front(&p->wait, t);
+			rt->nwait_peer++;
+			return;
+		}
+	}
+}
+
+void rayc__remote_wait_flush_locked(rayc__rt *rt, rayc__net *net,
+                                    uint32_t peer, int err, const char *why)
+{
+	rayc__peer *p = &net->peers[peer];
+	rayc__tq w = p->wait;
+	char msg[512];
+
+	rt->nwait_peer -= w.n;
+	memset(&p->wait, 0, sizeof(p->wait));
+	while (w.head != NULL) {
+		rayc__task *t = w.head;
+		rayc__tq_remove(&w, t);
+		if (err == RAYC_OK) {
+			if (!rayc__net_place_locked(rt, t))
+				rayc__sched_enqueue_local_locked(rt, t);
+			continue;
+		}
+		snprintf(msg, sizeof(msg), "task %s: %s while the task waited "
+		         "for room on peer %u", t->fn->name, why, peer);
+		rayc__remote_fail_task_locked(rt, t, err, msg);
+	}
 }
 
 /* No live peer can meet t's demand: t waits, visibly, for one that can
@@ -533,9 +623,22 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 		wait_push(rt, t);
 		return true;
 	}
+	rayc__peer *p = &net->peers[where];
+	bool hard = t->strategy == RAYC_STRATEGY_NODE_AFFINITY && !t->soft;
+	if (t->strategy != RAYC_STRATEGY_DEFAULT &&
+	    (p->wait.head != NULL || p->inflight.n >= RAYC__PEER_WINDOW)) {
+		peer_wait_push(rt, net, t, (uint32_t)where);
+		return true;
+	}
 	if (send_task_locked(rt, net, t, (uint32_t)where) == RAYC__SEND_OK)
 		return true;
-	/* Could not reach that peer: run here if we can, else wait. */
+	/* Could not reach that peer: a task that must run there waits for
+	 * a connection (or its death); others run here if they can, else
+	 * wait. */
+	if (hard) {
+		peer_wait_push(rt, net, t, (uint32_t)where);
+		return true;
+	}
 	if (rayc__sched_feasible(rt, t->sclass->demand))
 		return false;
 	wait_push(rt, t);
@@ -582,6 +685,7 @@ static int pump_one(rayc__rt *rt, rayc__task *q, const int64_t *demand,
 static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	RAYC_REQUIRES(rt->mu)
 {
+	peer_wait_send_locked(rt, net, peer);
 	rayc__task *t = rt->rwait.head;
 
 	while (t != NULL) {
@@ -589,7 +693,7 @@ static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 		rayc__tq_remove(&rt->rwait, t);
 		if (!rayc__net_place_locked(rt, t))
 			rayc__sched_enqueue_local_locked(rt, t);
-		if (t->state == RAYC__TASK_QUEUED && rt->rwait.tail == t)
+		if (t->state == RAYC__TASK_WAIT_PEER && rt->rwait.tail == t)
 			break; /* went back to waiting: no room anywhere */
 		t = next;
 	}
@@ -638,7 +742,7 @@ void rayc__remote_pump_idle(rayc__net *net)
 
 	rayc__mutex_lock(&rt->mu);
 	if ((rt->queued == 0 && rt->rwait.head == NULL &&
-	     rt->infeasible.head == NULL) ||
+	     rt->infeasible.head == NULL && rt->nwait_peer == 0) ||
 	    atomic_load(&net->stopping) || !net->joined ||
 	    atomic_load(&net->cluster_down)) {
 		rayc__mutex_unlock(&rt->mu);
@@ -648,9 +752,10 @@ void rayc__remote_pump_idle(rayc__net *net)
 	rayc__mutex_lock(&net->mu);
 	for (uint32_t i = 1; i < atomic_load(&net->top); i++) {
 		rayc__peer *p = &net->peers[i];
-		if (i != net->self && p->alive &&
-		    p->total[RAYC__RES_CPU] > 0 &&
-		    (int)p->inflight.n < peer_cap(p) &&
+		bool room = p->total[RAYC__RES_CPU] > 0 &&
+		            (int)p->inflight.n < peer_cap(p);
+		bool waiting = peer_wait_room(p);
+		if (i != net->self && p->alive && (room || waiting) &&
 		    !rayc__relink_unreachable_locked(net, i))
 			want[n++] = i;
 	}

@@ -288,6 +288,8 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 		}
 		task_peer_died_locked(rt, t, id, &tally);
 	}
+	/* Ours that waited for room there: placed again. */
+	rayc__remote_wait_flush_locked(rt, net, id, RAYC_OK, NULL);
 	/* Actors that lived there restart elsewhere or die; those run
 	 * here for it (its own) go. */
 	rayc__actors_peer_died_locked(rt, id);
@@ -399,6 +401,9 @@ void rayc__remote_cluster_lost(rayc__net *net, const char *why)
 			         i, why);
 			rayc__remote_fail_task_locked(rt, t, RAYC_ELOST, msg);
 		}
+		snprintf(msg, sizeof(msg), "this peer lost its cluster (%s)",
+		         why);
+		rayc__remote_wait_flush_locked(rt, net, i, RAYC_ELOST, msg);
 	}
 	/* Tasks waiting for room on other peers. */
 	while (rt->rwait.head != NULL) {

@@ -40,6 +40,13 @@ void rayc__remote_resend_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
  * elsewhere (a new dispatch; not a retry of theirs). */
 void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net,
                                  uint32_t peer) RAYC_REQUIRES(rt->mu);
+/* Our tasks waiting on peer's own queue for room there (owner.c):
+ * placed again if err is RAYC_OK (the peer died or cannot be reached:
+ * hard affinity to it then fails), else failed with err, the message
+ * saying why. */
+void rayc__remote_wait_flush_locked(rayc__rt *rt, rayc__net *net,
+                                    uint32_t peer, int err, const char *why)
+	RAYC_REQUIRES(rt->mu);
 
 /* executor.c */
 void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd);

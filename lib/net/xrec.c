@@ -51,6 +51,8 @@ void rayc__xrec_drop_locked(rayc__net *net, rayc__xrec *r)
 {
 	if (r->done)
 		unlink_done(net, r);
+	else
+		net->xrec_live--;
 	rayc__idtab_del(&net->xrecs, r->id.hi, r->id.lo);
 	if (r->body != r->small)
 		free(r->body);
@@ -72,7 +74,20 @@ rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
 		rayc__slab_free(r);
 		return NULL;
 	}
+	if (++net->xrec_live > net->xrec_live_hw)
+		net->xrec_live_hw = net->xrec_live;
 	return r;
+}
+
+size_t rayc__test_xrec_peak(void)
+{
+	rayc__rt *rt = rayc__g;
+	if (rt == NULL || rt->net == NULL)
+		return 0;
+	rayc__mutex_lock(&rt->mu);
+	size_t n = rt->net->xrec_live_hw;
+	rayc__mutex_unlock(&rt->mu);
+	return n;
 }
 
 void rayc__test_xrec_held(size_t *len, size_t *held)
@@ -117,6 +132,7 @@ void rayc__xrec_done_locked(rayc__net *net, rayc__xrec *r,
 		return;
 	}
 	memcpy(r->body, body, len);
+	net->xrec_live--;
 	r->done = true;
 	r->len = len;
 	r->done_at = rayc__now_ns();
