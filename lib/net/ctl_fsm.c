@@ -73,6 +73,7 @@ static int apply_add(rayc__net *net, rayc__rd *rd)
 	*p = tmp;
 	p->conn = keep;
 	rayc__net_know_locked(net, id)->alive = true;
+	rayc__net_view_changed_locked(net, id);
 	p->last_seen = rayc__now_ns();
 	p->job_state = p->worker ? 0 : RAYC_JOB_RUNNING;
 	if (id >= net->next_id)
@@ -107,6 +108,7 @@ static int mark_dead(rayc__net *net, uint32_t id, uint64_t gen, bool left,
 		return RAYC_ENOTFOUND;
 	}
 	p->alive = false;
+	rayc__net_view_changed_locked(net, id);
 	if (id != net->self)
 		for (rayc__conn *c = net->conns; c != NULL && nclose < 8;
 		     c = c->next)

@@ -270,6 +270,7 @@ int rayc__net_read_members(rayc__net *net, rayc__rd *rd, bool apply,
 			*p = tmp;
 			p->conn = keep;
 			rayc__net_know_locked(net, id);
+			rayc__net_view_changed_locked(net, id);
 			p->last_seen = rayc__now_ns();
 		} else if (p->alive && (newer || (tmp.gen == p->gen &&
 		                                  !tmp.alive))) {
@@ -716,9 +717,8 @@ bool rayc__net_peer_alive(rayc__rt *rt, uint32_t id)
 
 	if (net == NULL || id == 0 || id >= RAYC__MAX_PEERS)
 		return false;
-	rayc__mutex_lock(&net->mu);
-	bool alive = net->peers[id].alive;
-	rayc__mutex_unlock(&net->mu);
-	return alive;
+	return (atomic_load_explicit(&net->alive_bits[id / 64],
+	                             memory_order_acquire) >>
+	        (id % 64)) & 1;
 }
 

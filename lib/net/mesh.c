@@ -230,16 +230,25 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 		}
 		return;
 	}
-	if (c->peer < RAYC__MAX_PEERS && c->peer != net->self) {
-		/* A frame from a peer the committed view removed: tell it. */
+	/* A frame from a peer the committed view removed: tell it.  Looked
+	 * up under net->mu once per change of the view, not per frame: the
+	 * lock is the submitting threads' too (placing, sending). */
+	uint64_t seq = atomic_load_explicit(&net->view_seq,
+	                                    memory_order_acquire) + 1;
+	if (c->peer < RAYC__MAX_PEERS && c->peer != net->self &&
+	    atomic_load_explicit(&c->view_ok, memory_order_relaxed) != seq) {
 		rayc__mutex_lock(&net->mu);
 		bool gone = rayc__net_gone_locked(net, c->peer, c->gen) &&
 		            net->joined;
+		bool joined = net->joined;
 		rayc__mutex_unlock(&net->mu);
 		if (gone) {
 			send_empty(c, RAYC__MSG_REMOVED, true);
 			return;
 		}
+		if (joined)
+			atomic_store_explicit(&c->view_ok, seq,
+			                      memory_order_relaxed);
 	}
 	switch (type) {
 	case RAYC__MSG_JOIN:

@@ -227,6 +227,9 @@ struct rayc__conn {
 	bool oom;            /* a frame could not be queued: close it */
 	uint32_t peer;      /* authenticated peer id, 0 while unknown */
 	uint64_t gen;       /* and its incarnation (rayc__peer.gen) */
+	/* net->view_seq + 1 when a frame last found its peer not gone
+	 * (rayc__net_handle; 0: look). */
+	_Atomic uint64_t view_ok;
 	uint32_t want_peer; /* who we dialed */
 	/* Identity (handshake.c): the key the other side proved it holds in
 	 * the handshake, and whether the id it claims is bound to it by the
@@ -409,6 +412,13 @@ struct rayc__net {
 	int64_t acc_logged;
 	rayc__conn *conns;
 	rayc__peer peers[RAYC__MAX_PEERS];
+	/* What the hot paths read of the view without net->mu, kept by
+	 * rayc__net_view_changed_locked wherever a peer's known, alive or
+	 * gen changes: a count of the changes (a connection that found its
+	 * peer not gone at one count need not look again until it moves:
+	 * mesh.c, rayc__net_handle) and which peers are alive. */
+	_Atomic uint64_t view_seq;
+	_Atomic uint64_t alive_bits[RAYC__MAX_PEERS / 64];
 	_Atomic uint32_t top; /* one past the highest id known: loops stop here */
 	uint32_t next_id;   /* the next slot never used */
 	uint64_t next_gen;  /* the next incarnation (committed ADDs + 1) */
@@ -495,6 +505,20 @@ struct rayc__net {
 	 * and after stop. */
 	rayc__lanes *lanes;
 };
+
+/* Peer id's known, alive or gen changed (net->mu held): the view's
+ * lock-free copies follow (net->view_seq, net->alive_bits). */
+static inline void rayc__net_view_changed_locked(rayc__net *net, uint32_t id)
+	RAYC_REQUIRES(net->mu)
+{
+	uint64_t bit = (uint64_t)1 << (id % 64);
+
+	if (net->peers[id].alive)
+		atomic_fetch_or(&net->alive_bits[id / 64], bit);
+	else
+		atomic_fetch_and(&net->alive_bits[id / 64], ~bit);
+	atomic_fetch_add(&net->view_seq, 1);
+}
 
 /* Marks peer id known (net->mu held) and returns it. */
 static inline rayc__peer *rayc__net_know_locked(rayc__net *net, uint32_t id)
