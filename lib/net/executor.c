@@ -476,13 +476,33 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 
 /* A member that died.  An owner not in our view yet joined moments ago
  * (it reached us over a connection it authenticated): it is alive. */
+/* The last answer of owner_dead on this thread, good while the view has
+ * not changed since (net->view_seq): one look-up under net->mu per batch
+ * of one owner's tasks, not one a task. */
+static _Thread_local struct {
+	rayc__net *net;
+	uint32_t owner;
+	uint64_t gen, seq;
+	bool dead;
+} dead_seen;
+
 static bool owner_dead(rayc__net *net, uint32_t owner, uint64_t gen)
 {
 	if (owner == 0 || owner >= RAYC__MAX_PEERS)
 		return true;
+	uint64_t seq = atomic_load_explicit(&net->view_seq,
+	                                    memory_order_acquire) + 1;
+	if (dead_seen.seq == seq && dead_seen.net == net &&
+	    dead_seen.owner == owner && dead_seen.gen == gen)
+		return dead_seen.dead;
 	rayc__mutex_lock(&net->mu);
 	bool dead = rayc__net_gone_locked(net, owner, gen);
 	rayc__mutex_unlock(&net->mu);
+	dead_seen.net = net;
+	dead_seen.owner = owner;
+	dead_seen.gen = gen;
+	dead_seen.seq = seq;
+	dead_seen.dead = dead;
 	return dead;
 }
 

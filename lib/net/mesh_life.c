@@ -363,6 +363,11 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	if (net == NULL)
 		return RAYC_ENOMEM;
 	net->rt = rt;
+	/* Counts of view changes never repeat from one net to the next (a
+	 * thread's cached answers are keyed by them: executor.c). */
+	static _Atomic uint64_t view_base;
+	atomic_store(&net->view_seq,
+	             atomic_fetch_add(&view_base, (uint64_t)1 << 40));
 	rayc__mutex_init(&net->mu);
 	rayc__mutex_init(&net->borrow_mu);
 	rayc__slab_init(&net->xrec_slab, sizeof(rayc__xrec), 0,

@@ -416,7 +416,9 @@ struct rayc__net {
 	 * rayc__net_view_changed_locked wherever a peer's known, alive or
 	 * gen changes: a count of the changes (a connection that found its
 	 * peer not gone at one count need not look again until it moves:
-	 * mesh.c, rayc__net_handle) and which peers are alive. */
+	 * mesh.c, rayc__net_handle; one thread's last look, executor.c:
+	 * owner_dead) and which peers are alive.  Each net's count starts
+	 * 2^40 past the last one's. */
 	_Atomic uint64_t view_seq;
 	_Atomic uint64_t alive_bits[RAYC__MAX_PEERS / 64];
 	_Atomic uint32_t top; /* one past the highest id known: loops stop here */

@@ -165,26 +165,54 @@ static void encode_done(rayc__net *net, rayc__wbuf *b, rayc_task_id id,
  * (rayc__remote_uncork_all).  The owners this thread holds answers for: */
 #define HELD_MAX 8
 static _Thread_local uint32_t held[HELD_MAX];
+/* ... and a ref on the connection each one's answers went on, kept until
+ * the batch's answers go: the next answer to that owner needs no look-up
+ * under net->mu (one lock and two atomic counts a task). */
+static _Thread_local rayc__conn *held_conn[HELD_MAX];
 static _Thread_local int nheld;
 
-static bool hold_back(uint32_t owner)
+static bool hold_back(uint32_t owner, rayc__conn *c)
 {
 	if (!rayc__sched_batch_more())
 		return false;
 	for (int i = 0; i < nheld; i++)
-		if (held[i] == owner)
+		if (held[i] == owner) {
+			if (held_conn[i] == NULL) {
+				atomic_fetch_add(&c->refs, 1);
+				held_conn[i] = c;
+			}
 			return true;
+		}
 	if (nheld == HELD_MAX)
 		return false;
+	atomic_fetch_add(&c->refs, 1);
+	held_conn[nheld] = c;
 	held[nheld++] = owner;
 	return true;
+}
+
+/* The connection to owner this thread's batch holds, with a ref of the
+ * caller's, if it is still open; else the usual look-up. */
+static rayc__conn *conn_to(rayc__net *net, uint32_t owner)
+{
+	for (int i = 0; i < nheld; i++) {
+		rayc__conn *c = held_conn[i];
+		if (held[i] != owner || c == NULL)
+			continue;
+		if (c->net != net ||
+		    atomic_load(&c->state) == RAYC__CONN_CLOSED)
+			break;
+		atomic_fetch_add(&c->refs, 1);
+		return c;
+	}
+	return rayc__net_conn_to(net, owner);
 }
 
 void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
                      uint32_t dispatch, const void *body, size_t len,
                      bool lane)
 {
-	rayc__conn *c = rayc__net_conn_to(net, owner);
+	rayc__conn *c = conn_to(net, owner);
 
 	if (c == NULL) {
 		/* Dead (its death undid the task) or not known here: the
@@ -215,7 +243,7 @@ void rayc__xrec_send(rayc__net *net, uint32_t owner, rayc_task_id id,
 	rayc__wbuf *b = rayc__conn_begin(c);
 	size_t before = b->len;
 	encode_done(net, b, id, dispatch, body, len);
-	if (hold_back(owner)) {
+	if (hold_back(owner, c)) {
 		rayc__conn_end_frame_corked(c, b, before);
 		/* After it is corked: the tick's uncork may clear it. */
 		atomic_store(&net->peers[owner].corked, true);
@@ -229,8 +257,13 @@ void rayc__net_answers_flush_locked(rayc__rt *rt)
 {
 	rayc__net *net = rt->net;
 
-	for (int i = 0; i < nheld && net != NULL; i++)
-		rayc__remote_uncork_peer(net, held[i]);
+	for (int i = 0; i < nheld; i++) {
+		if (net != NULL)
+			rayc__remote_uncork_peer(net, held[i]);
+		if (held_conn[i] != NULL)
+			rayc__conn_unref(held_conn[i]);
+		held_conn[i] = NULL;
+	}
 	nheld = 0;
 }
 
