@@ -588,3 +588,18 @@ Test(group, tasks_waiting_for_room_on_a_peer_that_dies_fail_at_once)
 	forget_kid(b);
 	cluster_stop();
 }
+
+/* This peer shuts down with a window of tasks in flight on B and more
+ * waiting here for room there, their refs never released: it returns,
+ * and frees them all (ASan's leak check, in CI's sanitizer run). */
+Test(group, shutting_down_with_tasks_waiting_for_room_on_a_peer)
+{
+	uint32_t pb = pair();
+	int n = (int)rayc__test_peer_window() + 500;
+	rayc_ref *r = sleepers(pb, n, 100);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_gt(st.tasks_pending, 0, "none of %d waits here", n);
+	free(r);
+	cluster_stop();
+}
