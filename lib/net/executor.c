@@ -474,8 +474,6 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd)
 	args_end(args, refs, args_st);
 }
 
-/* A member that died.  An owner not in our view yet joined moments ago
- * (it reached us over a connection it authenticated): it is alive. */
 /* The last answer of owner_dead on this thread, good while the view has
  * not changed since (net->view_seq): one look-up under net->mu per batch
  * of one owner's tasks, not one a task. */
@@ -486,6 +484,8 @@ static _Thread_local struct {
 	bool dead;
 } dead_seen;
 
+/* A member that died.  An owner not in our view yet joined moments ago
+ * (it reached us over a connection it authenticated): it is alive. */
 static bool owner_dead(rayc__net *net, uint32_t owner, uint64_t gen)
 {
 	if (owner == 0 || owner >= RAYC__MAX_PEERS)
