@@ -316,6 +316,9 @@ typedef struct rayc__peer {
 	unsigned char pk[RAYC__ID_PK]; /* committed: its identity key */
 	rayc__conn *conn;
 	int64_t total[RAYC__MAX_RES], avail[RAYC__MAX_RES]; /* local indices */
+	/* Its CPUs (total), for reading without net->mu: a copy kept where
+	 * total is written (rayc__net_view_changed_locked, heartbeats). */
+	_Atomic int64_t cpus;
 	uint64_t executed, queued;
 	int64_t last_seen;
 	/* Owner side, guarded by rt->mu: tasks this peer runs for us. */
@@ -508,13 +511,18 @@ struct rayc__net {
 	rayc__lanes *lanes;
 };
 
-/* Peer id's known, alive or gen changed (net->mu held): the view's
- * lock-free copies follow (net->view_seq, net->alive_bits). */
+/* Peer id's known, alive or gen changed, or it was written whole (net->mu
+ * held): the view's lock-free copies follow (net->view_seq,
+ * net->alive_bits, the peer's cpus). */
 static inline void rayc__net_view_changed_locked(rayc__net *net, uint32_t id)
 	RAYC_REQUIRES(net->mu)
 {
 	uint64_t bit = (uint64_t)1 << (id % 64);
 
+	atomic_store_explicit(&net->peers[id].cpus,
+	                      net->peers[id].total[RAYC__RES_CPU] /
+	                              RAYC__RES_SCALE,
+	                      memory_order_relaxed);
 	if (net->peers[id].alive)
 		atomic_fetch_or(&net->alive_bits[id / 64], bit);
 	else

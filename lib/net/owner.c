@@ -138,14 +138,11 @@ static void encode_task(rayc__rt *rt, rayc__net *net, rayc__wbuf *b,
  * rayc__remote_on_task_done), comes before p runs out of work.  A frame
  * whose answers never come (tasks that wait for what is corked behind
  * them) waits at most a tick (rayc__remote_uncork_all). */
-static bool may_cork_locked(rayc__rt *rt, rayc__net *net, const rayc__peer *p)
+static bool may_cork_locked(rayc__rt *rt, const rayc__peer *p)
 	RAYC_REQUIRES(rt->mu)
 {
-	(void)rt; /* p->inflight is read under it; p->total under net->mu,
-	             which heartbeats rewrite it under */
-	rayc__mutex_lock(&net->mu);
-	int64_t cpus = p->total[RAYC__RES_CPU] / RAYC__RES_SCALE;
-	rayc__mutex_unlock(&net->mu);
+	(void)rt; /* p->inflight is read under it */
+	int64_t cpus = atomic_load_explicit(&p->cpus, memory_order_relaxed);
 
 	return (int64_t)p->inflight.n >= 2 * (cpus > 1 ? cpus : 1);
 }
@@ -245,7 +242,7 @@ static int send_task_locked(rayc__rt *rt, rayc__net *net, rayc__task *t,
                             uint32_t peer) RAYC_REQUIRES(rt->mu)
 {
 	rayc__peer *p = &net->peers[peer];
-	bool cork = may_cork_locked(rt, net, p);
+	bool cork = may_cork_locked(rt, p);
 
 	if (lane_task_locked(rt, net, t, peer, cork))
 		goto sent;
