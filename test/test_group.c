@@ -7,7 +7,10 @@
  * that read them (conn.c: rx_run), which waits for nothing that comes on
  * its own connection and holds up nothing past a tick; an actor's calls
  * from another peer run one after the other by the thread that ran the
- * last, a reader or a worker, their answers written in batches. */
+ * last, a reader or a worker, their answers written in batches; and
+ * tasks a strategy places on a peer beyond a window (RAYC__PEER_WINDOW)
+ * wait at their owner: never in that peer's memory, never run here by a
+ * get, failed at once if the peer dies, freed at shutdown. */
 #include "actor_funcs.h"
 #include "net_harness.h"
 
