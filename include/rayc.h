@@ -817,7 +817,9 @@ typedef struct rayc_stats {
 	uint64_t tasks_executed;      /* function runs, retries included */
 	uint64_t tasks_reconstructed; /* runs made to rebuild lost objects */
 	uint64_t tasks_failed;
-	uint64_t tasks_pending;       /* waiting for arguments or resources */
+	uint64_t tasks_pending;       /* waiting for arguments or resources,
+	                                 or here for room on the peer they
+	                                 were placed on */
 	uint64_t objects;             /* live object table entries */
 	uint64_t lineage_tasks;       /* task specs retained for lineage */
 	uint64_t store_used_bytes;    /* arena bytes allocated to objects */
