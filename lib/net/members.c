@@ -534,9 +534,7 @@ void rayc__net_on_heartbeat(rayc__conn *c, rayc__rd *rd)
 		p->executed = executed;
 		p->queued = queued;
 		memcpy(p->total, total, sizeof(total));
-		atomic_store_explicit(&p->cpus,
-		                      total[RAYC__RES_CPU] / RAYC__RES_SCALE,
-		                      memory_order_relaxed);
+		rayc__peer_cpus_sync(p);
 		memcpy(p->avail, avail, sizeof(avail));
 		p->last_seen = rayc__now_ns();
 	}

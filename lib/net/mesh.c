@@ -238,9 +238,9 @@ void rayc__net_handle(rayc__conn *c, int type, rayc__rd *rd)
 	if (c->peer < RAYC__MAX_PEERS && c->peer != net->self &&
 	    atomic_load_explicit(&c->view_ok, memory_order_relaxed) != seq) {
 		rayc__mutex_lock(&net->mu);
-		bool gone = rayc__net_gone_locked(net, c->peer, c->gen) &&
-		            net->joined;
 		bool joined = net->joined;
+		bool gone = joined &&
+		            rayc__net_gone_locked(net, c->peer, c->gen);
 		rayc__mutex_unlock(&net->mu);
 		if (gone) {
 			send_empty(c, RAYC__MSG_REMOVED, true);

@@ -511,6 +511,14 @@ struct rayc__net {
 	rayc__lanes *lanes;
 };
 
+/* p's total was written (net->mu held): its lock-free copy of the CPUs
+ * follows. */
+static inline void rayc__peer_cpus_sync(rayc__peer *p)
+{
+	atomic_store_explicit(&p->cpus, p->total[RAYC__RES_CPU] / RAYC__RES_SCALE,
+	                      memory_order_relaxed);
+}
+
 /* Peer id's known, alive or gen changed, or it was written whole (net->mu
  * held): the view's lock-free copies follow (net->view_seq,
  * net->alive_bits, the peer's cpus). */
@@ -519,10 +527,7 @@ static inline void rayc__net_view_changed_locked(rayc__net *net, uint32_t id)
 {
 	uint64_t bit = (uint64_t)1 << (id % 64);
 
-	atomic_store_explicit(&net->peers[id].cpus,
-	                      net->peers[id].total[RAYC__RES_CPU] /
-	                              RAYC__RES_SCALE,
-	                      memory_order_relaxed);
+	rayc__peer_cpus_sync(&net->peers[id]);
 	if (net->peers[id].alive)
 		atomic_fetch_or(&net->alive_bits[id / 64], bit);
 	else

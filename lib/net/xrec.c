@@ -175,19 +175,19 @@ static bool hold_back(uint32_t owner, rayc__conn *c)
 {
 	if (!rayc__sched_batch_more())
 		return false;
-	for (int i = 0; i < nheld; i++)
-		if (held[i] == owner) {
-			if (held_conn[i] == NULL) {
-				atomic_fetch_add(&c->refs, 1);
-				held_conn[i] = c;
-			}
-			return true;
-		}
-	if (nheld == HELD_MAX)
-		return false;
-	atomic_fetch_add(&c->refs, 1);
-	held_conn[nheld] = c;
-	held[nheld++] = owner;
+	int i = 0;
+	while (i < nheld && held[i] != owner)
+		i++;
+	if (i == nheld) {
+		if (nheld == HELD_MAX)
+			return false;
+		held[nheld] = owner;
+		held_conn[nheld++] = NULL;
+	}
+	if (held_conn[i] == NULL) {
+		atomic_fetch_add(&c->refs, 1);
+		held_conn[i] = c;
+	}
 	return true;
 }
 
