@@ -302,6 +302,24 @@ static inline void rayc__tq_push_front(rayc__tq *q, rayc__task *t)
 	q->n++;
 }
 
+/* t goes in before at (at the tail if at is NULL). */
+static inline void rayc__tq_insert_before(rayc__tq *q, rayc__task *at,
+                                          rayc__task *t)
+{
+	if (at == NULL) {
+		rayc__tq_push(q, t);
+		return;
+	}
+	t->q_next = at;
+	t->q_prev = at->q_prev;
+	if (at->q_prev != NULL)
+		at->q_prev->q_next = t;
+	else
+		q->head = t;
+	at->q_prev = t;
+	q->n++;
+}
+
 static inline void rayc__tq_remove(rayc__tq *q, rayc__task *t)
 {
 	if (t->q_prev != NULL)
@@ -334,6 +352,9 @@ struct rayc__sclass {
 	/* Times a younger task of another class ran while this class's head
 	 * waited for resources (reset when the head leaves); see pick_locked. */
 	uint32_t passed;
+	/* Its tasks on rt->rwait (lib/net/owner.c: pump_locked), under
+	 * rt->mu. */
+	uint64_t nrwait;
 };
 
 struct rayc__worker {

@@ -10,7 +10,9 @@
  * last, a reader or a worker, their answers written in batches; and
  * tasks a strategy places on a peer beyond a window (RAYC__PEER_WINDOW)
  * wait at their owner: never in that peer's memory, never run here by a
- * get, failed at once if the peer dies, freed at shutdown. */
+ * get, failed at once if the peer dies, freed at shutdown; and tasks of
+ * the default placement waiting for room never wait behind those of a
+ * class that has none. */
 #include "actor_funcs.h"
 #include "net_harness.h"
 
@@ -604,5 +606,68 @@ Test(group, shutting_down_with_tasks_waiting_for_room_on_a_peer)
 	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
 	cr_assert_gt(st.tasks_pending, 0, "none of %d waits here", n);
 	free(r);
+	cluster_stop();
+}
+
+/* n tasks of `ms` each demanding one of resource `res`, from here. */
+static rayc_ref *demanding(const char *res, int n, int64_t ms)
+{
+	rayc_resource want = { res, 1 };
+	rayc_task_opts o = RAYC_TASK_OPTS_DEFAULT;
+	o.resources = &want;
+	o.num_resources = 1;
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	cr_assert_not_null(r);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_sleep", &o, RAYC_I64(ms)),
+		             0, "%s", rayc_errmsg());
+	return r;
+}
+
+/* Tasks that only other peers can run wait here for room on them (the
+ * default placement keeps at most max(32, 16 x CPUs) on a peer).  G's
+ * tasks (only G can run them; slow, one at a time) fill G's share, and
+ * 100 more wait here; W's (only W can run them; quick), submitted after
+ * them, fill W's share and wait behind those 100.  As W makes room, W
+ * gets its tasks at once: they do not wait behind tasks that have no
+ * room anywhere (Ray queues by scheduling class too).  Before, the walk
+ * over the waiting tasks stopped at the first that went back to waiting
+ * (and moved it to the tail): W's went one of G's ahead of them per
+ * answer or tick, and W idled for tens of seconds. */
+Test(group, tasks_waiting_for_room_do_not_wait_behind_another_class)
+{
+	driver_start();
+	pid_t g = spawn_peer(TOKEN, "RAYC_RESOURCES=accel=1");
+	pid_t w = spawn_peer(TOKEN, "RAYC_RESOURCES=slot=4");
+	wait_alive(3);
+	uint32_t pg = peer_of(g), pw = peer_of(w);
+	cr_assert(pg != 0 && pw != 0);
+	/* G (2 CPUs) takes 32 at a time and runs them one by one. */
+	enum { NG = 132, NW = 40 };
+	rayc_ref *rg = demanding("accel", NG, 2000);
+	rayc_stats st;
+	cr_assert_eq(rayc_stats_get(&st), RAYC_OK);
+	cr_assert_gt(st.tasks_pending, 0, "none of G's waits here");
+	rayc_ref *rw = demanding("slot", NW, 5);
+	for (int i = 0; i < NW; i++) {
+		int64_t v = -1;
+		cr_assert_eq(rayc_get_i64(rw[i], &v, 120000), RAYC_OK,
+		             "W's task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(v, (int64_t)pw, "W's task %d ran on %lld", i,
+		             (long long)v);
+		rayc_release(rw[i]);
+	}
+	/* G's second ends 4 s after the first began: W's all ended
+	 * before. */
+	int64_t v = -1;
+	cr_assert_eq(rayc_get_i64(rg[1], &v, 0), RAYC_ETIMEDOUT,
+	             "W's tasks waited for G's second to end");
+	cr_assert_eq(rayc_get_i64(rg[0], &v, 30000), RAYC_OK, "%s",
+	             rayc_errmsg());
+	cr_assert_eq(v, (int64_t)pg);
+	for (int i = 0; i < NG; i++)
+		rayc_release(rg[i]);
+	free(rg);
+	free(rw);
 	cluster_stop();
 }

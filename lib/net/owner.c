@@ -465,6 +465,13 @@ static void wait_push(rayc__rt *rt, rayc__task *t) RAYC_REQUIRES(rt->mu)
 {
 	t->state = RAYC__TASK_WAIT_PEER;
 	rayc__tq_push(&rt->rwait, t);
+	t->sclass->nrwait++;
+}
+
+void rayc__remote_rwait_take_locked(rayc__rt *rt, rayc__task *t)
+{
+	rayc__tq_remove(&rt->rwait, t);
+	t->sclass->nrwait--;
 }
 
 /* t, placed on peer by its strategy, waits on the peer's own queue for
@@ -677,22 +684,69 @@ static int pump_one(rayc__rt *rt, rayc__task *q, const int64_t *demand,
 	return RAYC__OFFER_NEXT;
 }
 
+/* Whether every task the walk has left to visit (left of them) is of a
+ * class it passes over: stuck[k] has sclass->nrwait tasks waiting, seen[k]
+ * of them visited. */
+static bool only_stuck_left(rayc__sclass *const *stuck, const uint64_t *seen,
+                            int nstuck, uint64_t left)
+{
+	uint64_t s = 0;
+
+	for (int k = 0; k < nstuck; k++)
+		if (stuck[k]->nrwait > seen[k])
+			s += stuck[k]->nrwait - seen[k];
+	return s >= left;
+}
+
+#define STUCK_MAX 16
+
 /* Capacity came free on peer: send it tasks waiting for remote room,
- * then queued local work while this peer is over the threshold. */
+ * then queued local work while this peer is over the threshold.
+ *
+ * The waiting tasks are walked in order, but a class one of whose tasks
+ * found no room anywhere is passed over from then on, its tasks left
+ * where they are, in order: tasks of other classes behind them still go
+ * where there is room for them (Ray queues by scheduling class as well).
+ * A task placed no better in this walk than one of its class just was
+ * (placing others takes room, frees none).  The walk ends once it has
+ * only tasks of classes passed over left (each class counts its waiting
+ * tasks, sclass->nrwait), or STUCK_MAX classes are. */
 static void pump_locked(rayc__rt *rt, rayc__net *net, uint32_t peer)
 	RAYC_REQUIRES(rt->mu)
 {
-	peer_wait_send_locked(rt, net, peer);
-	rayc__task *t = rt->rwait.head;
+	rayc__sclass *stuck[STUCK_MAX];
+	uint64_t seen[STUCK_MAX];
+	int nstuck = 0;
+	uint64_t left = rt->rwait.n;
 
-	while (t != NULL) {
-		rayc__task *next = t->q_next;
-		rayc__tq_remove(&rt->rwait, t);
-		if (!rayc__net_place_locked(rt, t))
-			rayc__sched_enqueue_local_locked(rt, t);
-		if (t->state == RAYC__TASK_WAIT_PEER && rt->rwait.tail == t)
-			break; /* went back to waiting: no room anywhere */
-		t = next;
+	peer_wait_send_locked(rt, net, peer);
+	for (rayc__task *t = rt->rwait.head, *next; t != NULL && left > 0;
+	     t = next) {
+		next = t->q_next;
+		left--;
+		int k = 0;
+		while (k < nstuck && stuck[k] != t->sclass)
+			k++;
+		if (k < nstuck) {
+			seen[k]++;
+		} else {
+			rayc__sclass *sc = t->sclass;
+			rayc__remote_rwait_take_locked(rt, t);
+			if (!rayc__net_place_locked(rt, t))
+				rayc__sched_enqueue_local_locked(rt, t);
+			if (t->state != RAYC__TASK_WAIT_PEER ||
+			    rt->rwait.tail != t)
+				continue; /* placed, run here, or failed */
+			/* No room anywhere for it: back where it was. */
+			rayc__tq_remove(&rt->rwait, t);
+			rayc__tq_insert_before(&rt->rwait, next, t);
+			if (nstuck == STUCK_MAX)
+				break;
+			stuck[nstuck] = sc;
+			seen[nstuck++] = 1;
+		}
+		if (only_stuck_left(stuck, seen, nstuck, left))
+			break;
 	}
 	pump_arg a = { net, peer };
 	rayc__sched_offer_locked(rt, pump_one, &a);

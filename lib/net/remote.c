@@ -297,7 +297,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	 * one that could run some of them (those wait for another). */
 	for (size_t n = rt->rwait.n; n > 0 && rt->rwait.head != NULL; n--) {
 		rayc__task *t = rt->rwait.head;
-		rayc__tq_remove(&rt->rwait, t);
+		rayc__remote_rwait_take_locked(rt, t);
 		if (!rayc__net_place_locked(rt, t))
 			rayc__sched_enqueue_local_locked(rt, t);
 	}
@@ -408,7 +408,7 @@ void rayc__remote_cluster_lost(rayc__net *net, const char *why)
 	/* Tasks waiting for room on other peers. */
 	while (rt->rwait.head != NULL) {
 		rayc__task *t = rt->rwait.head;
-		rayc__tq_remove(&rt->rwait, t);
+		rayc__remote_rwait_take_locked(rt, t);
 		snprintf(msg, sizeof(msg), "task %s: this peer lost its cluster "
 		         "while the task waited for room on another peer (%s)",
 		         t->fn->name, why);

@@ -47,6 +47,9 @@ void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net,
 void rayc__remote_wait_flush_locked(rayc__rt *rt, rayc__net *net,
                                     uint32_t peer, int err, const char *why)
 	RAYC_REQUIRES(rt->mu);
+/* t leaves rt->rwait, the tasks waiting for room on any peer. */
+void rayc__remote_rwait_take_locked(rayc__rt *rt, rayc__task *t)
+	RAYC_REQUIRES(rt->mu);
 
 /* executor.c */
 void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd);
