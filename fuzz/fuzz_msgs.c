@@ -31,7 +31,7 @@ static const uint8_t types[] = {
 	RAYC__MSG_KV_REP, RAYC__MSG_RAFT, RAYC__MSG_SHM_OFFER,
 	RAYC__MSG_SHM_SUM, RAYC__MSG_SHM_DONE, RAYC__MSG_CONFIRM,
 	RAYC__MSG_ACTOR_CTL, RAYC__MSG_ACTOR_CTL_REP, RAYC__MSG_LANE,
-	RAYC__MSG_GROUP,
+	RAYC__MSG_GROUP, RAYC__MSG_ACK,
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

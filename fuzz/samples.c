@@ -176,6 +176,15 @@ static void data_samples(rayc__rt *rt, fuzz_sample *s, int *n, int max,
 		rayc__w_u32(&x->p, RAYC_ELOST);
 		rayc__w_str(&x->p, "lost");
 	}
+	if ((x = add(s, n, max, RAYC__MSG_ACK, "ack")) != NULL) {
+		rayc__w_u32(&x->p, 2);
+		rayc__w_u64(&x->p, 11); /* the task above, */
+		rayc__w_u64(&x->p, (uint64_t)12 << 16);
+		rayc__w_u32(&x->p, 1);
+		rayc__w_u64(&x->p, 11); /* and one never sent */
+		rayc__w_u64(&x->p, 99);
+		rayc__w_u32(&x->p, 7);
+	}
 	if ((x = add(s, n, max, RAYC__MSG_FETCH, "fetch")) != NULL) {
 		rayc__w_oid(&x->p, id);
 		rayc__w_u32(&x->p, RAYC__FETCH_GO);

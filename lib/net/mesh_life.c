@@ -197,6 +197,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	rayc__actor_ctl_tick(net);
 	rayc__remote_actors_tick(net);
 	rayc__remote_pump_idle(net);
+	rayc__remote_acks_tick(net);
 	unstall_readers(net);
 	/* Runs of a batch that ended before one that turned slow: their
 	 * answers are made now (sched/execute.c) and sent with those held
@@ -389,6 +390,8 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	const char *rm = getenv("RAYC__PEER_RX_MAX"); /* tests only */
 	if (rm != NULL && strtoull(rm, NULL, 10) > 0)
 		net->rx_max = (size_t)strtoull(rm, NULL, 10);
+	const char *xm = getenv("RAYC__XREC_MAX"); /* tests only */
+	net->xrec_max = xm != NULL ? (size_t)strtoull(xm, NULL, 10) : 0;
 	const char *jd = getenv("RAYC__JOINED_DELAY_MS"); /* tests only */
 	net->joined_delay_ms = jd != NULL ? atoi(jd) : 0;
 	/* Its requests' ids start anywhere: a peer given a slot again after

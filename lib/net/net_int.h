@@ -327,6 +327,10 @@ typedef struct rayc__peer {
 	 * while it had RAYC__PEER_WINDOW of ours: they wait here, in order,
 	 * and go as its answers make room (owner.c). */
 	rayc__tq wait;
+	/* Answers of its we have and have not acknowledged yet (owner.c:
+	 * ack_locked): nacks entries of (id, dispatch), 20 bytes each. */
+	rayc__wbuf acks;
+	uint32_t nacks;
 	/* Frames to it wait corked on its connection: TASKs (owner.c), sent
 	 * by its next TASK_DONE; answers a worker's batch held back
 	 * (xrec.c), sent when the batch ends or pauses; either by the next
@@ -497,6 +501,7 @@ struct rayc__net {
 	TAILQ_HEAD(rayc__xrec_q, rayc__xrec) xrec_done_q; /* oldest first */
 	size_t xrec_bytes, xrec_done;
 	size_t xrec_live, xrec_live_hw; /* not done yet; the most at once */
+	size_t xrec_max; /* RETAIN_MAX, or RAYC__XREC_MAX's (tests only) */
 	/* Work that takes time in proportion to an object's size (bulk.c):
 	 * never on a connection's receive callback, where the frames behind
 	 * it (heartbeats, Raft) would wait. */
@@ -830,6 +835,8 @@ void rayc__remote_xout_done(rayc__net *net, rayc__xout *x);
  * otherwise moves only on a TASK_DONE from the peer that freed room, and
  * a peer that joined while it was queued has none to send. */
 void rayc__remote_pump_idle(rayc__net *net);
+/* The tick: acknowledgements of answers not sent yet go (owner.c). */
+void rayc__remote_acks_tick(rayc__net *net);
 /* Sends every frame waiting corked (each tick: its bound), or those to
  * one peer. */
 void rayc__remote_uncork_all(rayc__net *net);

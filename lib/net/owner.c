@@ -907,6 +907,72 @@ static rayc__task *inflight_find_locked(rayc__tq *q, rayc_task_id id)
 	return NULL;
 }
 
+/* Acknowledgements (wire.h: ACK): the answers we have from a peer, so
+ * that it lets go of its records of them (xrec.c) at once, instead of
+ * keeping each 10 s or until 200,000 newer push it out.  Kept per peer
+ * and sent ACK_BATCH at a time, corked (with what the same answers make
+ * room for), the rest by the loop's next tick.  One lost (with its
+ * connection) leaves a record to go by age, as before. */
+#define ACK_BATCH 256
+
+static void acks_send_locked(rayc__net *net, uint32_t peer, bool cork)
+	RAYC_REQUIRES(net->rt->mu)
+{
+	rayc__peer *p = &net->peers[peer];
+	rayc__conn *c = p->nacks > 0 ? rayc__net_conn_have(net, peer) : NULL;
+
+	if (c != NULL) {
+		rayc__wbuf *b = rayc__conn_begin(c);
+		size_t before = b->len;
+		size_t f = rayc__w_frame_begin(b, RAYC__MSG_ACK, net->self);
+		rayc__w_u32(b, p->nacks);
+		rayc__w_bytes(b, p->acks.p, p->acks.len);
+		rayc__w_frame_end_len(b, f, 0);
+		if (cork)
+			rayc__conn_end_frame_corked(c, b, before);
+		else
+			rayc__conn_end_frame(c, b, before);
+		rayc__conn_unref(c);
+	}
+	p->acks.len = 0;
+	p->nacks = 0;
+}
+
+static void ack_locked(rayc__net *net, uint32_t peer, rayc_task_id id,
+                       uint32_t dispatch) RAYC_REQUIRES(net->rt->mu)
+{
+	rayc__peer *p = &net->peers[peer];
+	size_t before = p->acks.len;
+
+	rayc__w_u64(&p->acks, id.hi);
+	rayc__w_u64(&p->acks, id.lo);
+	rayc__w_u32(&p->acks, dispatch);
+	if (p->acks.bad) { /* no memory: its record goes by age */
+		p->acks.len = before;
+		p->acks.bad = false;
+		return;
+	}
+	if (++p->nacks >= ACK_BATCH)
+		acks_send_locked(net, peer, true);
+}
+
+void rayc__remote_acks_tick(rayc__net *net)
+{
+	rayc__rt *rt = net->rt;
+
+	rayc__mutex_lock(&rt->mu);
+	for (uint32_t i = 1; i < atomic_load(&net->top); i++)
+		if (net->peers[i].nacks > 0)
+			acks_send_locked(net, i, false);
+	rayc__mutex_unlock(&rt->mu);
+}
+
+void rayc__remote_acks_drop_locked(rayc__net *net, uint32_t peer)
+{
+	net->peers[peer].acks.len = 0;
+	net->peers[peer].nacks = 0;
+}
+
 static void task_done(rayc__conn *c, rayc__rd *rd);
 
 void rayc__remote_on_task_done(rayc__conn *c, rayc__rd *rd)
@@ -933,6 +999,8 @@ static void task_done(rayc__conn *c, rayc__rd *rd)
 	if (rd->bad)
 		return;
 	rayc__remote_rx_lock(rt);
+	/* Whatever becomes of it, this dispatch is never sent again. */
+	ack_locked(net, c->peer, id, dispatch);
 	rayc__obj *o0 = rayc__obj_find_locked(rt, rayc__return_id(id, 0));
 	rayc__task *t = o0 != NULL ? o0->task : NULL;
 	if (t == NULL) /* no returns, or a call sent on (see above) */

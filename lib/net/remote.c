@@ -48,6 +48,9 @@ void rayc__remote_handle(rayc__conn *c, int type, rayc__rd *rd)
 	case RAYC__MSG_LANE:
 		rayc__lane_on_port(c, rd);
 		break;
+	case RAYC__MSG_ACK:
+		rayc__xrec_on_ack(c, rd);
+		break;
 	case RAYC__MSG_FREE:
 	case RAYC__MSG_BORROW_ADD:
 	case RAYC__MSG_BORROW_DEL:
@@ -290,6 +293,7 @@ void rayc__remote_peer_died(rayc__net *net, uint32_t id)
 	}
 	/* Ours that waited for room there: placed again. */
 	rayc__remote_wait_flush_locked(rt, net, id, RAYC_OK, NULL);
+	rayc__remote_acks_drop_locked(net, id);
 	/* Actors that lived there restart elsewhere or die; those run
 	 * here for it (its own) go. */
 	rayc__actors_peer_died_locked(rt, id);
@@ -455,6 +459,8 @@ void rayc__remote_fini(rayc__net *net)
 	for (uint32_t i = 0; i < RAYC__MAX_PEERS; i++) {
 		rayc__store_view_release(net->views[i]);
 		net->views[i] = NULL;
+		rayc__wbuf_fini(&net->peers[i].acks);
+		net->peers[i].nacks = 0;
 		rayc__remote_unpin(net, i, NULL);
 	}
 }

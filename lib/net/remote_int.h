@@ -47,6 +47,10 @@ void rayc__remote_replace_locked(rayc__rt *rt, rayc__net *net,
 void rayc__remote_wait_flush_locked(rayc__rt *rt, rayc__net *net,
                                     uint32_t peer, int err, const char *why)
 	RAYC_REQUIRES(rt->mu);
+/* Peer died: acknowledgements for it are dropped (its slot may be
+ * given to another). */
+void rayc__remote_acks_drop_locked(rayc__net *net, uint32_t peer)
+	RAYC_REQUIRES(net->rt->mu);
 /* t leaves rt->rwait, the tasks waiting for room on any peer. */
 void rayc__remote_rwait_take_locked(rayc__rt *rt, rayc__task *t)
 	RAYC_REQUIRES(rt->mu);
@@ -56,6 +60,10 @@ void rayc__remote_on_task(rayc__conn *c, rayc__rd *rd);
 
 /* xrec.c: tasks run here for other owners (see there). */
 rayc__xrec *rayc__xrec_find_locked(rayc__net *net, rayc_task_id id);
+/* ACK: the sender has these answers of ours; their records go. */
+void rayc__xrec_on_ack(rayc__conn *c, rayc__rd *rd);
+/* An ACK entry: task id (hi, lo) and dispatch number. */
+#define RAYC__ACK_BYTES 20
 /* A record of a run starting (NULL: out of memory). */
 rayc__xrec *rayc__xrec_start_locked(rayc__net *net, rayc_task_id id,
                                     uint32_t owner, uint32_t dispatch);

@@ -59,8 +59,8 @@
  * (kind, actor id, concurrency); 6: KV_REQ and the control log have
  * put-if-absent and delete-if-equal (actor names), ACTOR_CTL; 7: bulk
  * lanes (LANE, RAYC__FETCH_LANE); 8: SHUTDOWN_ACK, the tags' one-time
- * keys from one stream per direction; 9: GROUP. */
-#define RAYC__WIRE_VERSION 9
+ * keys from one stream per direction; 9: GROUP; 10: ACK. */
+#define RAYC__WIRE_VERSION 10
 #define RAYC__WIRE_HDR 32
 /* Largest payload an authenticated peer may send; before authentication
  * only handshake-sized frames are accepted. */
@@ -106,6 +106,7 @@ enum rayc__msg {
 	RAYC__MSG_SHUTDOWN_ACK, /* -> whoever said SHUTDOWN: heard */
 	RAYC__MSG_GROUP,     /* whole frames of the types below, under one
 	                        tag (conn_tx.c: seal_locked) */
+	RAYC__MSG_ACK,       /* owner -> executor: answers it has (xrec.c) */
 	RAYC__MSG_MAX_
 };
 
