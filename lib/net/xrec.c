@@ -22,10 +22,11 @@
  * whatever its age: a connection lost for longer ran tasks twice.
  * All under rt->mu.  Records come from a slab of their own
  * (net->xrec_slab), as task specs do: no calloc and free per remote task.
- * What the kept records cost in memory (about 110 bytes each, and their
- * index) is paid as they first grow to the limits: page faults while a
- * peer runs its first 200,000 tasks for others (docs/benchmarks.md,
- * tenth pass).
+ * A record costs about 110 bytes and its index slot; with
+ * acknowledgements they number about what the owners have in flight
+ * here, not the limits (an executing peer's peak resident memory over
+ * 2,000,000 remote tasks: 47 MB, from 88 MB; docs/benchmarks.md,
+ * twenty-fourth pass).
  */
 #include <malloc.h>
 #include <stdlib.h>
