@@ -390,6 +390,7 @@ int rayc__net_start(rayc__rt *rt, const rayc__net_conf *conf)
 	const char *rm = getenv("RAYC__PEER_RX_MAX"); /* tests only */
 	if (rm != NULL && strtoull(rm, NULL, 10) > 0)
 		net->rx_max = (size_t)strtoull(rm, NULL, 10);
+	net->ack_off = getenv("RAYC__ACK_OFF") != NULL; /* tests only */
 	const char *xm = getenv("RAYC__XREC_MAX"); /* tests only */
 	net->xrec_max = xm != NULL ? (size_t)strtoull(xm, NULL, 10) : 0;
 	const char *jd = getenv("RAYC__JOINED_DELAY_MS"); /* tests only */

@@ -502,6 +502,7 @@ struct rayc__net {
 	size_t xrec_bytes, xrec_done;
 	size_t xrec_live, xrec_live_hw; /* not done yet; the most at once */
 	size_t xrec_max; /* RETAIN_MAX, or RAYC__XREC_MAX's (tests only) */
+	bool ack_off; /* RAYC__ACK_OFF (tests only): answers unacknowledged */
 	/* Work that takes time in proportion to an object's size (bulk.c):
 	 * never on a connection's receive callback, where the frames behind
 	 * it (heartbeats, Raft) would wait. */

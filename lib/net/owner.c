@@ -928,10 +928,14 @@ static void acks_send_locked(rayc__net *net, uint32_t peer, bool cork)
 		rayc__w_u32(b, p->nacks);
 		rayc__w_bytes(b, p->acks.p, p->acks.len);
 		rayc__w_frame_end_len(b, f, 0);
-		if (cork)
+		if (cork) {
+			/* Flagged first: the uncork after this answer (or
+			 * the tick's) sends it. */
+			atomic_store(&p->corked, true);
 			rayc__conn_end_frame_corked(c, b, before);
-		else
+		} else {
 			rayc__conn_end_frame(c, b, before);
+		}
 		rayc__conn_unref(c);
 	}
 	p->acks.len = 0;
@@ -944,6 +948,8 @@ static void ack_locked(rayc__net *net, uint32_t peer, rayc_task_id id,
 	rayc__peer *p = &net->peers[peer];
 	size_t before = p->acks.len;
 
+	if (net->ack_off)
+		return;
 	rayc__w_u64(&p->acks, id.hi);
 	rayc__w_u64(&p->acks, id.lo);
 	rayc__w_u32(&p->acks, dispatch);
