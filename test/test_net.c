@@ -335,6 +335,43 @@ Test(net, dials_racing_their_deadlines_and_frees_do_not_crash)
 	cluster_stop();
 }
 
+/* B (this test's only peer) answers n tasks of ours; returns o, which
+ * places a task on B. */
+static rayc_task_opts answers_from_b(int n)
+{
+	driver_start();
+	pid_t b = spawn_peer(TOKEN, NULL);
+	wait_alive(2);
+	rayc_task_opts o = on_peer(peer_of(b));
+	rayc_ref *r = calloc((size_t)n, sizeof(*r));
+	cr_assert_not_null(r);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "nf_whoami", &o), 0);
+	for (int i = 0; i < n; i++) {
+		int64_t v;
+		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), 0, "%s",
+		             rayc_errmsg());
+		rayc_release(r[i]);
+	}
+	free(r);
+	return o;
+}
+
+/* The bytes of the answers the peer o places on keeps for others'
+ * tasks, and (held) the heap memory they take. */
+static int64_t kept_on(rayc_task_opts o, int64_t *held)
+{
+	rayc_ref q[2];
+	int64_t len = -1;
+	o.num_returns = 2;
+	cr_assert_eq(rayc_call_opts(q, "nf_xrec_held", &o), 0);
+	cr_assert_eq(rayc_get_i64(q[0], &len, 30000), 0, "%s", rayc_errmsg());
+	cr_assert_eq(rayc_get_i64(q[1], held, 30000), 0, "%s", rayc_errmsg());
+	rayc_release(q[0]);
+	rayc_release(q[1]);
+	return len;
+}
+
 /* The answers an executor keeps (so a task sent again is not run
  * twice) take memory of their size: before, each kept the page-sized
  * buffer it was built in, a page fault per task and forty times the
@@ -342,49 +379,16 @@ Test(net, dials_racing_their_deadlines_and_frees_do_not_crash)
  * acknowledge them (RAYC__ACK_OFF). */
 Test(net, kept_answers_take_the_memory_they_count)
 {
-	setenv("RAYC__ACK_OFF", "1", 1);
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(2);
-	rayc_task_opts o = on_peer(peer_of(b));
 	enum { N = 500 };
-	static rayc_ref r[N];
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(rayc_call_opts(&r[i], "nf_whoami", &o), 0);
-	for (int i = 0; i < N; i++) {
-		int64_t v;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), 0, "%s",
-		             rayc_errmsg());
-		rayc_release(r[i]);
-	}
-	o.num_returns = 2;
-	rayc_ref q[2];
-	int64_t len, held;
-	cr_assert_eq(rayc_call_opts(q, "nf_xrec_held", &o), 0);
-	cr_assert_eq(rayc_get_i64(q[0], &len, 30000), 0, "%s", rayc_errmsg());
-	cr_assert_eq(rayc_get_i64(q[1], &held, 30000), 0, "%s", rayc_errmsg());
+	setenv("RAYC__ACK_OFF", "1", 1);
+	rayc_task_opts o = answers_from_b(N);
+	int64_t held, len = kept_on(o, &held);
 	cr_assert_geq(len, N * 8, "%lld bytes kept for %d answers",
 	              (long long)len, N);
 	cr_assert_leq(held, 2 * len + N * 32, "%lld bytes of answers kept "
 	              "in %lld bytes of memory", (long long)len,
 	              (long long)held);
-	rayc_release(q[0]);
-	rayc_release(q[1]);
 	cluster_stop();
-}
-
-/* () -> the bytes of the answers peer keeps for others' tasks. */
-static int64_t kept_on(rayc_task_opts o)
-{
-	rayc_ref q[2];
-	int64_t len = -1, held = -1;
-	o.num_returns = 2;
-	cr_assert_eq(rayc_call_opts(q, "nf_xrec_held", &o), 0);
-	cr_assert_eq(rayc_get_i64(q[0], &len, 30000), 0, "%s", rayc_errmsg());
-	cr_assert_eq(rayc_get_i64(q[1], &held, 30000), 0, "%s", rayc_errmsg());
-	rayc_release(q[0]);
-	rayc_release(q[1]);
-	return len;
 }
 
 /* An owner acknowledges the answers it has (ACK), and their executor
@@ -394,24 +398,12 @@ static int64_t kept_on(rayc_task_opts o)
  * every 100 ms: each poll's own answer is kept until acknowledged too. */
 Test(net, acknowledged_answers_are_let_go)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, NULL);
-	wait_alive(2);
-	rayc_task_opts o = on_peer(peer_of(b));
 	enum { N = 500 };
-	static rayc_ref r[N];
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(rayc_call_opts(&r[i], "nf_whoami", &o), 0);
-	for (int i = 0; i < N; i++) {
-		int64_t v;
-		cr_assert_eq(rayc_get_i64(r[i], &v, 30000), 0, "%s",
-		             rayc_errmsg());
-		rayc_release(r[i]);
-	}
-	int64_t t0 = rt_now_ms(), len = kept_on(o);
+	rayc_task_opts o = answers_from_b(N);
+	int64_t held, t0 = rt_now_ms(), len = kept_on(o, &held);
 	while (len >= N * 8 / 4 && rt_now_ms() - t0 < 6000) {
 		rt_sleep_ms(100);
-		len = kept_on(o);
+		len = kept_on(o, &held);
 	}
 	cr_assert_lt(len, N * 8 / 4, "B still keeps %lld bytes of answers "
 	             "after %lld ms", (long long)len,
