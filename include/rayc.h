@@ -329,7 +329,8 @@ static inline rayc_arg rayc__arg_ref(rayc_ref r)
 /* ------------------------------------------------------------------ */
 /* SPREAD and NODE_AFFINITY send a peer at most 4,096 of one owner's
  * tasks at once; the rest wait at the owner, in order, counted in its
- * tasks_pending, and go as that peer finishes tasks. */
+ * tasks_pending, and go as that peer finishes tasks.  An actor's
+ * constructor never waits for room (tasks there may wait for it). */
 enum rayc_strategy {
 	RAYC_STRATEGY_DEFAULT = 0, /* local first, spill back when busy */
 	RAYC_STRATEGY_SPREAD = 1,

@@ -252,6 +252,31 @@ static bool calls_through(rayc_ctx *c, rayc_actor h, int64_t first,
 	       last_call_at(c, last, at);
 }
 
+/* (handle, ms) -> the peer a call add(0) made through the handle ran
+ * on, after sleeping ms. */
+static void af_later_add(rayc_ctx *c)
+{
+	rayc_actor h;
+	int64_t ms, at = -1;
+	rayc_ref r;
+
+	if (rayc_arg_actor(c, 0, &h) != RAYC_OK ||
+	    rayc_arg_i64(c, 1, &ms) != RAYC_OK) {
+		rayc_fail(c, "af_later_add(handle, ms): %s", rayc_errmsg());
+		return;
+	}
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+	if (rayc_actor_call(&r, h, "add", RAYC_I64(0)) != RAYC_OK ||
+	    rayc_get_i64(r, &at, 120000) != RAYC_OK) {
+		rayc_fail(c, "af_later_add: %s", rayc_errmsg());
+		return;
+	}
+	rayc_release(r);
+	rayc_return_i64(c, 0, at);
+}
+RAYC_REMOTE(af_later_add)
+
 /* (handle, first, count) -> the peer the last call ran on, after count
  * calls add(first), add(first + 1), ... made through the handle, from
  * whatever peer runs this task. */

@@ -182,6 +182,48 @@ Test(actor_net, its_peer_sigkilled_it_restarts_elsewhere_on_fresh_state)
 	cluster_stop();
 }
 
+/* Its host SIGKILLed, the actor restarts on the only other peer that can
+ * hold it, C, while 40 of our tasks in flight on C (more than the
+ * default placement's share of C, 32) each wait to call it: the
+ * constructor must get to C all the same, or nothing moves. */
+Test(actor_net, its_restart_is_not_kept_out_by_tasks_that_wait_for_it)
+{
+	rayc_resource slot = { "slot", 1 };
+	rayc_actor_opts o = { .resources = &slot, .num_resources = 1,
+		              .max_restarts = 1 };
+	rayc_actor h;
+	struct where w;
+	enum { N = 40 };
+	rayc_ref r[N];
+
+	driver_start();
+	pid_t p[2] = { spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1"),
+		       spawn_peer(TOKEN, "RAYC_RESOURCES=slot=1") };
+	wait_alive(3);
+	cr_assert_eq(rayc_actor_create(&h, "NetCounter", &o, RAYC_STR("w")),
+	             RAYC_OK, "%s", rayc_errmsg());
+	cr_assert_eq(where_is(h, &w, 30000), RAYC_OK, "%s", rayc_errmsg());
+	int host = (uint32_t)w.peer == peer_of(p[0]) ? 0 : 1;
+	cr_assert_eq(peer_of(p[host]), (uint32_t)w.peer);
+	uint32_t pc = peer_of(p[1 - host]);
+	rayc_task_opts on_c = on_peer(pc);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rayc_call_opts(&r[i], "af_later_add", &on_c,
+		                            RAYC_ACTOR(h), RAYC_I64(500)),
+		             0);
+	kill(p[host], SIGKILL);
+	forget_kid(p[host]);
+	for (int i = 0; i < N; i++) {
+		int64_t at = -1;
+		cr_assert_eq(rayc_get_i64(r[i], &at, 60000), RAYC_OK,
+		             "task %d: %s", i, rayc_errmsg());
+		cr_assert_eq(at, pc, "call %d ran on %lld", i, (long long)at);
+		rayc_release(r[i]);
+	}
+	rayc_actor_release(h);
+	cluster_stop();
+}
+
 Test(actor_net, with_max_restarts_0_its_peer_dying_kills_it)
 {
 	rayc_actor h;

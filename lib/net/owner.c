@@ -446,6 +446,7 @@ static int64_t decide_locked(rayc__rt *rt, rayc__net *net, rayc__task *t)
 		 * can hold it adopts it when this one goes. */
 		.away = t->akind == RAYC__AK_CTOR && t->actor != NULL &&
 		        t->actor->detached,
+		.ctor = t->akind == RAYC__AK_CTOR,
 	};
 	int r = rayc__place(&rq, pp, n);
 	if (r >= 0)
@@ -629,7 +630,10 @@ bool rayc__net_place_locked(rayc__rt *rt, rayc__task *t)
 	}
 	rayc__peer *p = &net->peers[where];
 	bool hard = t->strategy == RAYC_STRATEGY_NODE_AFFINITY && !t->soft;
+	/* An actor's constructor does not wait for room: tasks in flight
+	 * there may be waiting for this very actor (a restart). */
 	if (t->strategy != RAYC_STRATEGY_DEFAULT &&
+	    t->akind != RAYC__AK_CTOR &&
 	    (p->wait.head != NULL || p->inflight.n >= RAYC__PEER_WINDOW)) {
 		peer_wait_push(rt, net, t, (uint32_t)where);
 		return true;

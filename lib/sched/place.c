@@ -20,9 +20,9 @@ static bool feasible(const rayc__place_req *rq, const rayc__place_peer *p)
 	return true;
 }
 
-static bool room(const rayc__place_peer *p)
+static bool room(const rayc__place_req *rq, const rayc__place_peer *p)
 {
-	return p->self || p->inflight < p->cap;
+	return p->self || rq->ctor || p->inflight < p->cap;
 }
 
 static double util(const rayc__place_req *rq, const rayc__place_peer *p)
@@ -52,7 +52,7 @@ static int place_default(const rayc__place_req *rq,
 		/* Locality wins only where there is room: an overloaded
 		 * holder of the data still spills, as in Ray. */
 		bool free_here = p->self ? rq->local_util < RAYC__PLACE_UTIL
-		                         : room(p);
+		                         : room(rq, p);
 		if (p->arg_bytes >= RAYC__PLACE_LOCALITY &&
 		    p->arg_bytes > loc_bytes && free_here) {
 			loc = i;
@@ -61,7 +61,8 @@ static int place_default(const rayc__place_req *rq,
 		if (p->self)
 			continue;
 		any = i;
-		if (room(p) && (best < 0 || util(rq, p) < util(rq, &peers[best])))
+		if (room(rq, p) &&
+		    (best < 0 || util(rq, p) < util(rq, &peers[best])))
 			best = i;
 	}
 	if (rq->away && best >= 0)

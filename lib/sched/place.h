@@ -35,6 +35,10 @@ typedef struct rayc__place_req {
 	uint32_t *rr;      /* SPREAD's position */
 	bool away; /* default strategy: another peer if one can run it
 	              (a detached actor, to outlive this one) */
+	/* An actor's constructor: placed by resources alone, whatever the
+	 * owner has in flight there (cap): tasks there may be waiting for
+	 * this very actor. */
+	bool ctor;
 } rayc__place_req;
 
 /* True if a peer with these totals (nres of them) offers any resource.
