@@ -653,9 +653,18 @@ static long file_len(const char *path)
  * answers' time: 0.4 s at 500,000 a second). */
 Test(recover, a_lost_answer_outlives_a_flood_of_others_answers)
 {
-	driver_start();
-	pid_t b = spawn_peer(TOKEN, "RAYC__XREC_MAX=1000");
-	pid_t c = spawn_peer(TOKEN, NULL);
+	/* A heartbeat timeout of 20 s: B, cut off from the coordinator
+	 * meanwhile, is not taken for dead however slowly C's tasks run
+	 * (a sanitizer, a loaded machine). */
+	driver_start_hb(NULL, 20000);
+	char addr[200];
+	snprintf(addr, sizeof(addr), "RAYC_ADDRESS=%s", rayc_address());
+	const char *eb[] = { addr, "RAYC_ROLE=worker", "RAYC__XREC_MAX=1000",
+		             "RAYC_HEARTBEAT_TIMEOUT_MS=20000", NULL };
+	const char *ec[] = { addr, "RAYC_ROLE=worker",
+		             "RAYC_HEARTBEAT_TIMEOUT_MS=20000", NULL };
+	pid_t b = spawn_with(TOKEN, eb);
+	pid_t c = spawn_with(TOKEN, ec);
 	wait_alive(3);
 	uint32_t pb = peer_of(b), pc = peer_of(c);
 	cr_assert(pb != 0 && pc != 0);
