@@ -595,6 +595,19 @@ static void nf_touch(rayc_ctx *c)
 }
 RAYC_REMOTE(nf_touch)
 
+/* Appends byte b to the file at p; false (the task failed, as what) if
+ * it cannot. */
+static bool nf_append(rayc_ctx *c, const char *p, char b, const char *what)
+{
+	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	bool ok = fd >= 0 && write(fd, &b, 1) == 1;
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		rayc_fail(c, "%s: cannot write %s", what, p);
+	return ok;
+}
+
 /* (path, ms) -> peer id: appends a byte to the file at path (the test
  * counts the runs begun), then sleeps ms. */
 static void nf_mark_sleep(rayc_ctx *c)
@@ -604,14 +617,8 @@ static void nf_mark_sleep(rayc_ctx *c)
 	if (!nf_path_arg(c, 0, p, sizeof(p), "mark_sleep"))
 		return;
 	rayc_arg_i64(c, 1, &ms);
-	int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	if (fd < 0 || write(fd, "x", 1) != 1) {
-		if (fd >= 0)
-			close(fd);
-		rayc_fail(c, "mark_sleep: cannot write %s", p);
+	if (!nf_append(c, p, 'x', "mark_sleep"))
 		return;
-	}
-	close(fd);
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());

@@ -186,6 +186,14 @@ static inline rayc_actor counter_on(uint32_t node, const char *tag)
 	return h;
 }
 
+/* Bytes in the file at path (0 if none): the runs a marking task
+ * (nf_mark_sleep, rf_mark_around) began or ended. */
+static inline long file_len(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
 /* A peer this test SIGKILLed: reaped, and left out of cluster_stop. */
 static inline void forget_kid(pid_t pid)
 {

@@ -49,21 +49,12 @@ static void rf_mark_around(rayc_ctx *c)
 	if (!nf_path_arg(c, 0, p, sizeof(p), "mark_around"))
 		return;
 	rayc_arg_i64(c, 1, &ms);
-	for (int i = 0; i < 2; i++) {
-		if (i == 1) {
-			struct timespec ts = { ms / 1000,
-				               (long)(ms % 1000) * 1000000 };
-			nanosleep(&ts, NULL);
-		}
-		int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd < 0 || write(fd, i == 0 ? "s" : "e", 1) != 1) {
-			if (fd >= 0)
-				close(fd);
-			rayc_fail(c, "mark_around: cannot write %s", p);
-			return;
-		}
-		close(fd);
-	}
+	if (!nf_append(c, p, 's', "mark_around"))
+		return;
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+	if (!nf_append(c, p, 'e', "mark_around"))
+		return;
 	rayc_return_i64(c, 0, (int64_t)rayc_peer_id());
 }
 RAYC_REMOTE(rf_mark_around)

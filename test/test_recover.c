@@ -635,12 +635,6 @@ Test(recover, a_member_the_founder_cannot_reach_leaves_with_the_others)
 	cluster_stop();
 }
 
-static long file_len(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 ? (long)st.st_size : -1;
-}
-
 /* A task's answer is lost with its connection while the owner cannot
  * reach the executor, B, and B answers 3,000 tasks of another owner, C,
  * meanwhile, 500 at a time: three times the records B keeps at most

@@ -272,13 +272,6 @@ Test(tlane, a_peer_with_a_run_waiting_on_its_lane_thread_still_ends)
 	cluster_stop(); /* each peer must end by itself, code 0 */
 }
 
-/* Bytes in the file at path (0 if none). */
-static long file_len(const char *path)
-{
-	struct stat sb;
-	return stat(path, &sb) == 0 ? (long)sb.st_size : 0;
-}
-
 /* Tasks in flight on the lane to B when B dies (SIGKILL) or hangs
  * (SIGSTOP, found dead by its missed heartbeats): the two with soft
  * affinity run on a live peer, the one with hard affinity and no

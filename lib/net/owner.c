@@ -942,18 +942,17 @@ static void acks_send_locked(rayc__net *net, uint32_t peer, bool cork)
 		}
 		rayc__conn_unref(c);
 	}
-	p->acks.len = 0;
-	p->nacks = 0;
+	rayc__remote_acks_drop_locked(net, peer);
 }
 
 static void ack_locked(rayc__net *net, uint32_t peer, rayc_task_id id,
                        uint32_t dispatch) RAYC_REQUIRES(net->rt->mu)
 {
+	if (net->ack_off)
+		return;
 	rayc__peer *p = &net->peers[peer];
 	size_t before = p->acks.len;
 
-	if (net->ack_off)
-		return;
 	rayc__w_u64(&p->acks, id.hi);
 	rayc__w_u64(&p->acks, id.lo);
 	rayc__w_u32(&p->acks, dispatch);
